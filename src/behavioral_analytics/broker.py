@@ -1,0 +1,107 @@
+"""The Broker port: Pub/Sub semantics the worker relies on, whatever carries the messages.
+
+Adapters live in `behavioral_analytics.brokers`: `local` (a SQLite file, the default) and
+`pubsub` (Google Cloud Pub/Sub). Only `behavioral_analytics.config` picks one.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Broker", "BrokerError", "DeadLetteredMessage", "Delivery", "OutgoingMessage"]
+
+# Attribute a replay carries so that a message without an event_id keeps its identity.
+ORIGINAL_MESSAGE_ID = "ba_original_message_id"
+
+
+class BrokerError(Exception):
+    """The broker could not do what was asked (unreachable, misconfigured, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    ordering_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One leased message. Settle it with `ack_id` before its lease runs out."""
+
+    ack_id: str
+    message_id: str
+    data: bytes
+    attributes: dict[str, str]
+    publish_time: float
+    delivery_attempt: int
+    ordering_key: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """The id that stands in for a missing event_id: stable across redeliveries and replays."""
+        return self.attributes.get(ORIGINAL_MESSAGE_ID) or self.message_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetteredMessage:
+    """A message the broker gave up on after its maximum delivery attempts."""
+
+    handle: str
+    message_id: str
+    data: bytes
+    attributes: dict[str, str]
+    publish_time: float
+    attempts: list[dict[str, Any]]
+    reason: str
+
+
+class Broker(abc.ABC):
+    """Topics fan out to subscriptions; a subscription leases batches of messages.
+
+    A leased message is redelivered when its lease expires without an ack (a crashed worker)
+    or after a nack. After `max_delivery_attempts` it moves to the dead letters instead.
+    """
+
+    @abc.abstractmethod
+    def init(self) -> list[str]:
+        """Create the topic, subscription and dead-letter path if missing; say what was done."""
+
+    @abc.abstractmethod
+    def publish(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Publish to the configured topic; return message ids once the publish is durable."""
+
+    @abc.abstractmethod
+    def pull(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """Lease up to `max_messages`, waiting at most `timeout` seconds for the first."""
+
+    @abc.abstractmethod
+    def ack(self, ack_ids: Iterable[str]) -> None: ...
+
+    @abc.abstractmethod
+    def nack(self, ack_ids: Iterable[str], reason: str) -> None:
+        """Give messages back for redelivery after a backoff, recording why they failed."""
+
+    @abc.abstractmethod
+    def extend(self, ack_ids: Iterable[str], seconds: float) -> None:
+        """Push the lease deadline of messages still being worked on."""
+
+    @abc.abstractmethod
+    def pull_dead_letters(self, max_messages: int) -> list[DeadLetteredMessage]:
+        """Messages the broker dead-lettered, for the drainer to record in the store."""
+
+    @abc.abstractmethod
+    def ack_dead_letters(self, handles: Iterable[str]) -> None: ...
+
+    def backlog(self) -> int | None:
+        """Messages not yet acked on the subscription, where the broker can tell cheaply."""
+        return None
+
+    def ping(self) -> None:  # noqa: B027 - optional hook
+        """Raise BrokerError if the broker cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

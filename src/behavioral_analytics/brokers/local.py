@@ -1,0 +1,447 @@
+"""A broker on one SQLite file with Pub/Sub's semantics, safe for several processes.
+
+Each subscription holds its own copy of every message published to its topic after it was
+created. A lease sets `visible_at` to the lease deadline, so a message whose lease runs out
+(its worker crashed) simply becomes visible again; an ack deletes it if the lease is still
+the one it was given. After `max_delivery_attempts` a message moves to `dead_letters`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from behavioral_analytics.broker import (
+    Broker,
+    BrokerError,
+    DeadLetteredMessage,
+    Delivery,
+    OutgoingMessage,
+)
+from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
+
+if TYPE_CHECKING:
+    from behavioral_analytics.config import Settings
+
+__all__ = ["LocalBroker"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS subscriptions (
+  name TEXT PRIMARY KEY,
+  topic TEXT NOT NULL,
+  ack_deadline_s REAL NOT NULL,
+  max_delivery_attempts INTEGER NOT NULL,
+  ordering INTEGER NOT NULL,
+  retention_s REAL NOT NULL,
+  min_backoff_s REAL NOT NULL,
+  max_backoff_s REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  subscription TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  data BLOB NOT NULL,
+  attributes TEXT,
+  ordering_key TEXT,
+  publish_time REAL NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  visible_at REAL NOT NULL,
+  lease_token TEXT,
+  history TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (subscription, visible_at);
+CREATE INDEX IF NOT EXISTS messages_by_key ON messages (subscription, ordering_key, seq)
+  WHERE ordering_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead_letters (
+  seq INTEGER PRIMARY KEY,
+  subscription TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  data BLOB NOT NULL,
+  attributes TEXT,
+  publish_time REAL NOT NULL,
+  attempts INTEGER NOT NULL,
+  history TEXT,
+  reason TEXT NOT NULL,
+  dead_at REAL NOT NULL
+);
+"""
+
+_SELECT_READY = """
+SELECT seq, attempts, lease_token IS NOT NULL FROM messages
+WHERE subscription = ? AND visible_at <= ?
+ORDER BY visible_at LIMIT ?
+"""
+
+# With ordering on, only the oldest unacked message of a key may be leased, and only while no
+# earlier one is outstanding (an outstanding one is invisible, so the key's minimum is blocked).
+_SELECT_READY_ORDERED = """
+SELECT seq, attempts, lease_token IS NOT NULL FROM messages AS m
+WHERE subscription = ? AND visible_at <= ?
+  AND (ordering_key IS NULL OR seq = (
+    SELECT min(seq) FROM messages
+    WHERE subscription = m.subscription AND ordering_key = m.ordering_key))
+ORDER BY visible_at LIMIT ?
+"""
+
+_APPEND_HISTORY = """
+UPDATE messages SET history = json_insert(coalesce(history, '[]'), '$[#]', json(?))
+WHERE seq = ?
+"""
+
+
+class LocalBroker(Broker):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        topic: str = "user-events",
+        subscription: str = "analytics-processor",
+        ack_deadline_s: float = 60.0,
+        max_delivery_attempts: int = 5,
+        ordering: bool = False,
+        retention_s: float = 7 * 86400.0,
+        min_backoff_s: float = 10.0,
+        max_backoff_s: float = 600.0,
+        poll_interval_s: float = 0.02,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.topic = topic
+        self.subscription = subscription
+        self.ack_deadline_s = ack_deadline_s
+        self.max_delivery_attempts = max_delivery_attempts
+        self.ordering = ordering
+        self.retention_s = retention_s
+        self.min_backoff_s = min_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.poll_interval_s = poll_interval_s
+        self._clock = clock
+        self._connections = PerThreadConnection(path, _SCHEMA)
+        self._subscribers: tuple[float, list[str]] = (0.0, [])
+        self._next_retention_check = 0.0
+        self.init()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._connections.get()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalBroker:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            settings.data_dir / "broker.db",
+            topic=settings.pubsub_topic.rsplit("/", 1)[-1],
+            subscription=settings.pubsub_subscription.rsplit("/", 1)[-1],
+            ack_deadline_s=settings.ack_deadline_s,
+            max_delivery_attempts=settings.max_delivery_attempts,
+            ordering=settings.ordering,
+            retention_s=settings.message_retention_days * 86400.0,
+            min_backoff_s=settings.retry_min_backoff_s,
+            max_backoff_s=settings.retry_max_backoff_s,
+        )
+
+    def init(self) -> list[str]:
+        done = []
+        with transaction(self._db):
+            if self._db.execute(
+                "INSERT OR IGNORE INTO topics VALUES (?)", (self.topic,)
+            ).rowcount:
+                done.append(f"created topic {self.topic}")
+            created = self._db.execute(
+                "INSERT OR IGNORE INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.subscription,
+                    self.topic,
+                    self.ack_deadline_s,
+                    self.max_delivery_attempts,
+                    int(self.ordering),
+                    self.retention_s,
+                    self.min_backoff_s,
+                    self.max_backoff_s,
+                ),
+            ).rowcount
+            if created:
+                done.append(f"created subscription {self.subscription} on {self.topic}")
+            else:
+                self._db.execute(
+                    "UPDATE subscriptions SET topic = ?, ack_deadline_s = ?, "
+                    "max_delivery_attempts = ?, ordering = ?, retention_s = ?, "
+                    "min_backoff_s = ?, max_backoff_s = ? WHERE name = ?",
+                    (
+                        self.topic,
+                        self.ack_deadline_s,
+                        self.max_delivery_attempts,
+                        int(self.ordering),
+                        self.retention_s,
+                        self.min_backoff_s,
+                        self.max_backoff_s,
+                        self.subscription,
+                    ),
+                )
+        self._subscribers = (0.0, [])
+        return done
+
+    def create_subscription(self, name: str, *, ordering: bool = False) -> None:
+        """Another subscription on the topic; it receives every message published from now on."""
+        with transaction(self._db):
+            self._db.execute(
+                "INSERT OR IGNORE INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    self.topic,
+                    self.ack_deadline_s,
+                    self.max_delivery_attempts,
+                    int(ordering),
+                    self.retention_s,
+                    self.min_backoff_s,
+                    self.max_backoff_s,
+                ),
+            )
+        self._subscribers = (0.0, [])
+
+    def for_subscription(self, name: str) -> LocalBroker:
+        """A broker on the same file that pulls from another subscription of the topic."""
+        row = self._db.execute(
+            "SELECT ordering FROM subscriptions WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise BrokerError(f"no subscription {name!r} in {self.path}")
+        return LocalBroker(
+            self.path,
+            topic=self.topic,
+            subscription=name,
+            ack_deadline_s=self.ack_deadline_s,
+            max_delivery_attempts=self.max_delivery_attempts,
+            ordering=bool(row[0]),
+            retention_s=self.retention_s,
+            min_backoff_s=self.min_backoff_s,
+            max_backoff_s=self.max_backoff_s,
+            poll_interval_s=self.poll_interval_s,
+            clock=self._clock,
+        )
+
+    def _subscriptions_of_topic(self, now: float) -> list[str]:
+        fetched_at, names = self._subscribers
+        if now - fetched_at > 2.0:
+            names = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT name FROM subscriptions WHERE topic = ?", (self.topic,)
+                )
+            ]
+            self._subscribers = (now, names)
+        return names
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        now = self._clock()
+        ids = [uuid.uuid4().hex for _ in messages]
+        rows = [
+            (
+                subscription,
+                message_id,
+                message.data,
+                json.dumps(message.attributes) if message.attributes else None,
+                message.ordering_key or None,
+                now,
+                now,
+            )
+            for subscription in self._subscriptions_of_topic(now)
+            for message_id, message in zip(ids, messages, strict=True)
+        ]
+        with transaction(self._db):
+            self._db.executemany(
+                "INSERT INTO messages (subscription, message_id, data, attributes, "
+                "ordering_key, publish_time, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return ids
+
+    def pull(self, max_messages: int, timeout: float) -> list[Delivery]:
+        deadline = time.monotonic() + timeout
+        while True:
+            deliveries = self._lease(max_messages)
+            if deliveries or time.monotonic() >= deadline:
+                return deliveries
+            time.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
+
+    def _lease(self, max_messages: int) -> list[Delivery]:
+        now = self._clock()
+        if now >= self._next_retention_check:
+            self._drop_expired(now)
+        query = _SELECT_READY_ORDERED if self.ordering else _SELECT_READY
+        token = secrets.token_hex(6)
+        with transaction(self._db):
+            ready = self._db.execute(query, (self.subscription, now, max_messages)).fetchall()
+            if not ready:
+                return []
+            leased: list[int] = []
+            exhausted: list[int] = []
+            for seq, attempts, was_leased in ready:
+                if attempts and was_leased:
+                    self._record(seq, attempts, now, "lease_expired")
+                (exhausted if attempts >= self.max_delivery_attempts else leased).append(seq)
+            if exhausted:
+                self._dead_letter(exhausted, now)
+            if not leased:
+                return []
+            rows = self._db.execute(
+                "UPDATE messages SET attempts = attempts + 1, lease_token = ?, visible_at = ? "
+                "WHERE seq IN (SELECT value FROM json_each(?)) "
+                "RETURNING seq, message_id, data, attributes, ordering_key, publish_time, attempts",
+                (token, now + self.ack_deadline_s, json.dumps(leased)),
+            ).fetchall()
+        rows.sort()
+        return [
+            Delivery(
+                ack_id=f"{seq}.{token}",
+                message_id=message_id,
+                data=data,
+                attributes=json.loads(attributes) if attributes else {},
+                publish_time=publish_time,
+                delivery_attempt=attempts,
+                ordering_key=ordering_key,
+            )
+            for seq, message_id, data, attributes, ordering_key, publish_time, attempts in rows
+        ]
+
+    def _record(self, seq: int, attempt: int, now: float, outcome: str, reason: str = "") -> None:
+        entry = {"attempt": attempt, "at": now, "outcome": outcome}
+        if reason:
+            entry["reason"] = reason
+        self._db.execute(_APPEND_HISTORY, (json.dumps(entry), seq))
+
+    def _dead_letter(self, seqs: list[int], now: float) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO dead_letters "
+            "SELECT seq, subscription, message_id, data, attributes, publish_time, attempts, "
+            "history, coalesce(json_extract(history, '$[#-1].reason'), "
+            "json_extract(history, '$[#-1].outcome'), 'max_delivery_attempts'), ? "
+            "FROM messages WHERE seq IN (SELECT value FROM json_each(?))",
+            (now, json.dumps(seqs)),
+        )
+        self._db.execute(
+            "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?))", (json.dumps(seqs),)
+        )
+
+    def _drop_expired(self, now: float) -> None:
+        self._next_retention_check = now + 60.0
+        with transaction(self._db):
+            self._db.execute(
+                "DELETE FROM messages WHERE subscription = ? AND publish_time < ?",
+                (self.subscription, now - self.retention_s),
+            )
+
+    @staticmethod
+    def _parse_ack_ids(ack_ids: Iterable[str]) -> list[tuple[int, str]]:
+        pairs = []
+        for ack_id in ack_ids:
+            seq, _, token = ack_id.partition(".")
+            pairs.append((int(seq), token))
+        return pairs
+
+    def ack(self, ack_ids: Iterable[str]) -> None:
+        by_lease: dict[str, list[int]] = {}
+        for seq, token in self._parse_ack_ids(ack_ids):
+            by_lease.setdefault(token, []).append(seq)
+        if not by_lease:
+            return
+        with transaction(self._db):
+            for token, seqs in by_lease.items():
+                self._db.execute(
+                    "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) "
+                    "AND lease_token = ?",
+                    (json.dumps(seqs), token),
+                )
+
+    def nack(self, ack_ids: Iterable[str], reason: str) -> None:
+        pairs = self._parse_ack_ids(ack_ids)
+        if not pairs:
+            return
+        now = self._clock()
+        with transaction(self._db):
+            for seq, token in pairs:
+                row = self._db.execute(
+                    "SELECT attempts FROM messages WHERE seq = ? AND lease_token = ?", (seq, token)
+                ).fetchone()
+                if row is None:
+                    continue
+                attempts = row[0]
+                self._record(seq, attempts, now, "nack", reason)
+                backoff = min(self.max_backoff_s, self.min_backoff_s * 2 ** (attempts - 1))
+                self._db.execute(
+                    "UPDATE messages SET visible_at = ?, lease_token = NULL WHERE seq = ?",
+                    (now + backoff, seq),
+                )
+
+    def extend(self, ack_ids: Iterable[str], seconds: float) -> None:
+        pairs = self._parse_ack_ids(ack_ids)
+        if not pairs:
+            return
+        until = self._clock() + seconds
+        with transaction(self._db):
+            self._db.executemany(
+                "UPDATE messages SET visible_at = ? WHERE seq = ? AND lease_token = ?",
+                [(until, seq, token) for seq, token in pairs],
+            )
+
+    def pull_dead_letters(self, max_messages: int) -> list[DeadLetteredMessage]:
+        rows = self._db.execute(
+            "SELECT seq, message_id, data, attributes, publish_time, history, reason "
+            "FROM dead_letters WHERE subscription = ? ORDER BY seq LIMIT ?",
+            (self.subscription, max_messages),
+        ).fetchall()
+        return [
+            DeadLetteredMessage(
+                handle=str(seq),
+                message_id=message_id,
+                data=data,
+                attributes=json.loads(attributes) if attributes else {},
+                publish_time=publish_time,
+                attempts=json.loads(history) if history else [],
+                reason=reason,
+            )
+            for seq, message_id, data, attributes, publish_time, history, reason in rows
+        ]
+
+    def ack_dead_letters(self, handles: Iterable[str]) -> None:
+        with transaction(self._db):
+            self._db.executemany(
+                "DELETE FROM dead_letters WHERE seq = ?", [(int(h),) for h in handles]
+            )
+
+    def backlog(self) -> int:
+        return self._db.execute(
+            "SELECT count(*) FROM messages WHERE subscription = ?", (self.subscription,)
+        ).fetchone()[0]
+
+    def stats(self) -> dict[str, Any]:
+        now = self._clock()
+        backlog, outstanding, oldest = self._db.execute(
+            "SELECT count(*), sum(visible_at > ? AND lease_token IS NOT NULL), min(publish_time) "
+            "FROM messages WHERE subscription = ?",
+            (now, self.subscription),
+        ).fetchone()
+        return {
+            "backlog": backlog,
+            "outstanding": outstanding or 0,
+            "oldest_unacked_age_s": (now - oldest) if oldest is not None else None,
+            "dead_lettered": self._db.execute(
+                "SELECT count(*) FROM dead_letters WHERE subscription = ?", (self.subscription,)
+            ).fetchone()[0],
+        }
+
+    def ping(self) -> None:
+        try:
+            self._db.execute("SELECT 1 FROM topics LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise BrokerError(f"local broker at {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._connections.close()

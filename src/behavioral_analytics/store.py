@@ -1,0 +1,250 @@
+"""The Store port: the read model, committed exactly once per event.
+
+Domain-level, not a document API. Adapters live in `behavioral_analytics.stores`: `sqlite`
+(the default) and `firestore`. Only `behavioral_analytics.config` picks one.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from behavioral_analytics.aggregation import Granularity
+from behavioral_analytics.events import Event
+
+__all__ = [
+    "AggregateSnapshot",
+    "CommitResult",
+    "DeadLetter",
+    "Freshness",
+    "NewDeadLetter",
+    "Page",
+    "Profile",
+    "SeriesPoint",
+    "Store",
+    "StoreError",
+    "StoredEvent",
+    "TransientStoreError",
+]
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """The store could not do what was asked."""
+
+
+class TransientStoreError(StoreError):
+    """Worth retrying: contention, a timeout, an unavailable backend."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewDeadLetter:
+    """A message that is not an event (or that the broker gave up on), kept for inspection and
+    replay with the reason and the original bytes."""
+
+    reason: str
+    detail: str
+    data: bytes
+    message_id: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    source: str = "worker"  # worker | broker | collector
+    received_at: float = 0.0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter(NewDeadLetter):
+    id: str = ""
+    recorded_at: float = 0.0
+    replayed_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        try:
+            text: str | None = self.data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        return {
+            "id": self.id,
+            "reason": self.reason,
+            "detail": self.detail,
+            "source": self.source,
+            "message_id": self.message_id,
+            "attributes": self.attributes,
+            "received_at": self.received_at,
+            "recorded_at": self.recorded_at,
+            "replayed_at": self.replayed_at,
+            "attempts": self.attempts,
+            "data": text,
+            "data_base64": base64.b64encode(self.data).decode("ascii"),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    created: int
+    duplicates: int
+    dead_letters: int
+    created_by_type: dict[str, int] = field(default_factory=dict)
+    # Largest (processed_at - received_at) among created events: how far processing lags.
+    max_lag_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: Event
+    processed_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.event.key, **self.event.to_dict(), "processed_at": self.processed_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    who: str
+    total_events: int
+    events_by_type: dict[str, int]
+    first_seen: float
+    last_activity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.who,
+            "total_events": self.total_events,
+            "events_by_type": self.events_by_type,
+            "first_seen": self.first_seen,
+            "last_activity": self.last_activity,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    granularity: Granularity
+    period: str
+    total_events: int
+    events_by_type: dict[str, int]
+    unique_users: int | None  # None for minute buckets: not kept
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "granularity": self.granularity,
+            "period": self.period,
+            "total_events": self.total_events,
+            "events_by_type": self.events_by_type,
+            "unique_users": self.unique_users,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """How current the read model is."""
+
+    newest_event_at: float | None  # event time of the newest processed event
+    last_commit_at: float | None  # when a worker last committed a batch
+    lag_s: float | None  # processing lag of the last commit (processed_at - received_at, max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "newest_event_at": self.newest_event_at,
+            "last_commit_at": self.last_commit_at,
+            "lag_s": self.lag_s,
+        }
+
+
+@dataclass(slots=True)
+class AggregateSnapshot:
+    """Every aggregate the store holds, in comparable form (for `verify`)."""
+
+    buckets: dict[tuple[str, str], tuple[int, dict[str, int]]] = field(default_factory=dict)
+    unique_users: dict[tuple[str, str], int] = field(default_factory=dict)
+    markers: set[tuple[str, str, str]] = field(default_factory=set)
+    profiles: dict[str, tuple[int, dict[str, int], float, float]] = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    @abc.abstractmethod
+    def init(self) -> list[str]:
+        """Create what the store needs if missing; say what was done."""
+
+    @abc.abstractmethod
+    def commit(
+        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+    ) -> CommitResult:
+        """Atomically: create the raw events that do not exist yet, apply the deltas of exactly
+        those, and record the dead letters. Safe to repeat: a redelivered batch changes nothing."""
+
+    @abc.abstractmethod
+    def profile(self, who: str) -> Profile | None: ...
+
+    @abc.abstractmethod
+    def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
+        """A user's events, newest first."""
+
+    @abc.abstractmethod
+    def events_by_type(
+        self, event_type: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[StoredEvent]:
+        """Events of one type, newest first."""
+
+    @abc.abstractmethod
+    def series(
+        self,
+        granularity: Granularity,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[SeriesPoint]:
+        """Buckets with start <= period <= end (period labels), oldest first."""
+
+    @abc.abstractmethod
+    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None: ...
+
+    @abc.abstractmethod
+    def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None: ...
+
+    @abc.abstractmethod
+    def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None: ...
+
+    @abc.abstractmethod
+    def count_dead_letters(self) -> int: ...
+
+    @abc.abstractmethod
+    def active_users(self, since: float) -> int:
+        """Profiles whose last activity is at or after `since`."""
+
+    @abc.abstractmethod
+    def freshness(self) -> Freshness: ...
+
+    @abc.abstractmethod
+    def iter_raw_events(self) -> Iterator[Event]:
+        """Every retained raw event (for `verify`)."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> AggregateSnapshot: ...
+
+    @abc.abstractmethod
+    def rebuild(self, events: Iterator[Event]) -> None:
+        """Replace every aggregate by the fold of `events` (for `verify --repair`)."""
+
+    def purge_expired(self, now: float) -> int:
+        """Delete raw events past their retention where the backend does not (Firestore's TTL
+        does); return how many went."""
+        return 0
+
+    def ping(self) -> None:  # noqa: B027 - optional hook
+        """Raise StoreError if the store cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,266 @@
+"""The worker: pull a batch → validate → fold → commit → ack, between the two ports.
+
+A batch is flushed when it holds `flush_max_events` messages or `flush_interval_s` after its
+first message arrived; its raw events, aggregate deltas, dead letters and acks go together.
+Messages are acked only after the commit that holds their effect.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from behavioral_analytics.broker import ORIGINAL_MESSAGE_ID, Broker, DeadLetteredMessage, Delivery
+from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, parse_message
+from behavioral_analytics.store import CommitResult, NewDeadLetter, Store
+from behavioral_analytics.telemetry import WorkerMetrics, log
+
+if TYPE_CHECKING:
+    from behavioral_analytics.config import Settings
+
+__all__ = ["Worker", "WorkerOptions", "to_dead_letter"]
+
+_PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting for messages
+_COMMIT_RETRIES = (0.1, 0.5, 1.5)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    flush_interval_s: float = 1.0
+    flush_max_events: int = 1000
+    ack_deadline_s: float = 60.0
+    limits: Limits = DEFAULT_LIMITS
+    drain_dead_letters: bool = True
+    drain_interval_s: float = 5.0
+    purge_interval_s: float = 600.0
+    report_interval_s: float = 10.0
+    idle_after_s: float = 2.0  # --until-idle: stop after this long with nothing to do
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> WorkerOptions:
+        values: dict[str, object] = {
+            "flush_interval_s": settings.flush_interval_s,
+            "flush_max_events": settings.flush_max_events,
+            "ack_deadline_s": settings.ack_deadline_s,
+            "limits": settings.limits,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class Worker:
+    def __init__(
+        self,
+        broker: Broker,
+        store: Store,
+        *,
+        options: WorkerOptions | None = None,
+        settings: Settings | None = None,
+        metrics: WorkerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.broker = broker
+        self.store = store
+        if options is None:
+            options = WorkerOptions.from_settings(settings) if settings else WorkerOptions()
+        self.options = options
+        self.metrics = metrics or WorkerMetrics()
+        self._clock = clock
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
+        """Process until `stop` is set (then flush what is held and return), or, with
+        `until_idle`, until the subscription has had nothing to deliver for a while."""
+        opts = self.options
+        batch: list[Delivery] = []
+        flush_at = 0.0
+        idle_since: float | None = None
+        next_drain = next_purge = next_report = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            wait = max(0.0, flush_at - now) if batch else _PULL_SLICE_S
+            got = self.broker.pull(opts.flush_max_events - len(batch), min(wait, _PULL_SLICE_S))
+            now = time.monotonic()
+            if got:
+                if not batch:
+                    flush_at = now + opts.flush_interval_s
+                batch.extend(got)
+                idle_since = None
+            if batch and (len(batch) >= opts.flush_max_events or now >= flush_at):
+                self.process(batch)
+                batch = []
+            if opts.drain_dead_letters and now >= next_drain:
+                next_drain = now + opts.drain_interval_s
+                self.drain_dead_letters()
+            if now >= next_purge:
+                next_purge = now + opts.purge_interval_s
+                self._purge()
+            if now >= next_report:
+                next_report = now + opts.report_interval_s
+                log.info("worker progress", extra={"metrics": self.metrics.snapshot().to_dict()})
+            if not got and not batch and until_idle:
+                idle_since = idle_since or now
+                if now - idle_since >= opts.idle_after_s and not self.broker.backlog():
+                    break
+        if batch:
+            self.process(batch)
+        if opts.drain_dead_letters:
+            self.drain_dead_letters()
+        log.info("worker stopped", extra={"metrics": self.metrics.snapshot().to_dict()})
+
+    # -- one batch --------------------------------------------------------------------------
+
+    def process(self, deliveries: Sequence[Delivery]) -> CommitResult | None:
+        """Commit one batch and ack it; on failure nack what could not be committed."""
+        events, dead_letters, rejected = self._parse(deliveries)
+        started = time.perf_counter()
+        result = self._commit_with_retries(deliveries, events, dead_letters)
+        latency = time.perf_counter() - started
+        if result is None:
+            self.metrics.record_commit_failure()
+            return self._isolate(deliveries)
+        self.broker.ack([d.ack_id for d in deliveries])
+        self.metrics.record_batch(
+            result.created_by_type, rejected, result.duplicates, latency, result.max_lag_s
+        )
+        log.debug(
+            "batch committed",
+            extra={
+                "messages": len(deliveries),
+                "created": result.created,
+                "duplicates": result.duplicates,
+                "rejected": result.dead_letters,
+                "commit_ms": round(latency * 1000, 2),
+            },
+        )
+        return result
+
+    def _parse(
+        self, deliveries: Sequence[Delivery]
+    ) -> tuple[list[Event], list[NewDeadLetter], dict[str, int]]:
+        events: list[Event] = []
+        dead_letters: list[NewDeadLetter] = []
+        rejected: Counter[str] = Counter()
+        limits = self.options.limits
+        for delivery in deliveries:
+            parsed = parse_message(
+                delivery.data,
+                message_id=delivery.identity,
+                received_at=delivery.publish_time,
+                limits=limits,
+            )
+            if isinstance(parsed, Event):
+                events.append(parsed)
+            else:
+                rejected[parsed.reason] += 1
+                dead_letters.append(
+                    NewDeadLetter(
+                        reason=parsed.reason,
+                        detail=parsed.detail,
+                        data=delivery.data,
+                        message_id=delivery.identity,
+                        attributes=delivery.attributes,
+                        source="worker",
+                        received_at=delivery.publish_time,
+                        attempts=[{"attempt": delivery.delivery_attempt, "at": self._clock()}],
+                    )
+                )
+        return events, dead_letters, dict(rejected)
+
+    def _commit_with_retries(
+        self,
+        deliveries: Sequence[Delivery],
+        events: list[Event],
+        dead_letters: list[NewDeadLetter],
+    ) -> CommitResult | None:
+        for attempt, pause in enumerate((*_COMMIT_RETRIES, None)):
+            try:
+                return self.store.commit(events, dead_letters)
+            except Exception as exc:  # noqa: BLE001 - any failure is retried, then nacked
+                self._last_failure = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning(
+                    "commit failed",
+                    extra={"attempt": attempt + 1, "messages": len(deliveries),
+                           "error": self._last_failure},
+                )
+                if pause is None:
+                    return None
+                self.broker.extend([d.ack_id for d in deliveries], self.options.ack_deadline_s)
+                time.sleep(pause)
+        return None
+
+    def _isolate(self, deliveries: Sequence[Delivery]) -> None:
+        """A batch that keeps failing: if the store is down, give every message back; else
+        commit halves, so that only the messages that fail on their own are nacked (and end in
+        the broker's dead letters with the reason) while their batch mates go through."""
+        try:
+            self.store.ping()
+        except Exception as exc:  # noqa: BLE001
+            self.broker.nack([d.ack_id for d in deliveries], f"store unavailable: {exc}"[:500])
+            return None
+        if len(deliveries) == 1:
+            self.broker.nack([deliveries[0].ack_id], self._last_failure)
+            return None
+        middle = len(deliveries) // 2
+        for half in (deliveries[:middle], deliveries[middle:]):
+            events, dead_letters, rejected = self._parse(half)
+            try:
+                result = self.store.commit(events, dead_letters)
+            except Exception as exc:  # noqa: BLE001
+                self._last_failure = f"{type(exc).__name__}: {exc}"[:500]
+                self._isolate(half)
+                continue
+            self.broker.ack([d.ack_id for d in half])
+            self.metrics.record_batch(
+                result.created_by_type, rejected, result.duplicates, 0.0, result.max_lag_s
+            )
+        return None
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def drain_dead_letters(self) -> int:
+        """Move what the broker dead-lettered into the store's dead letters, with the reason."""
+        drained = 0
+        try:
+            while messages := self.broker.pull_dead_letters(100):
+                self.store.add_dead_letters([to_dead_letter(m) for m in messages])
+                self.broker.ack_dead_letters([m.handle for m in messages])
+                drained += len(messages)
+                if len(messages) < 100:
+                    break
+        except Exception as exc:  # noqa: BLE001 - retried at the next interval
+            log.warning("dead-letter drain failed", extra={"error": str(exc)})
+        if drained:
+            self.metrics.record_drained(drained)
+            log.warning("dead-lettered messages recorded", extra={"count": drained})
+        return drained
+
+    def _purge(self) -> None:
+        try:
+            purged = self.store.purge_expired(self._clock())
+        except Exception as exc:  # noqa: BLE001 - retried at the next interval
+            log.warning("purge of expired raw events failed", extra={"error": str(exc)})
+            return
+        if purged:
+            log.info("purged expired raw events", extra={"count": purged})
+
+    _last_failure: str = ""
+
+
+def to_dead_letter(message: DeadLetteredMessage) -> NewDeadLetter:
+    attempts = len(message.attempts) or None
+    return NewDeadLetter(
+        reason=message.reason,
+        detail=f"the broker gave up after {attempts or 'the maximum'} delivery attempts",
+        data=message.data,
+        message_id=message.attributes.get(ORIGINAL_MESSAGE_ID) or message.message_id,
+        attributes=message.attributes,
+        source="broker",
+        received_at=message.publish_time,
+        attempts=message.attempts,
+    )

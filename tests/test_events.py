@@ -1,0 +1,215 @@
+"""The event contract: every malformed kind gets a precise reason; good shapes normalize."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from behavioral_analytics.events import (
+    Event,
+    Limits,
+    Rejection,
+    dedupe_key,
+    parse_message,
+    validate_event,
+)
+
+NOW = 1_764_320_000.0
+GOOD = {
+    "event_id": "evt_482913",
+    "user_id": "user_42",
+    "event_type": "purchase",
+    "timestamp": NOW - 10.123,
+    "session_id": "sess_5821",
+    "properties": {
+        "page_url": "/page/7",
+        "referrer": "google.com",
+        "device_type": "mobile",
+        "user_agent": "BehavioralAnalytics/1.0",
+        "amount": 99.5,
+        "currency": "USD",
+    },
+}
+
+
+def parse(data: bytes | str | object, **kw: object) -> Event | Rejection:
+    if isinstance(data, str):
+        data = data.encode()
+    elif not isinstance(data, bytes):
+        data = json.dumps(data).encode()
+    return parse_message(data, message_id="m-1", received_at=NOW, **kw)  # type: ignore[arg-type]
+
+
+def with_(**changes: object) -> dict[str, object]:
+    event = {**GOOD, **changes}
+    return {k: v for k, v in event.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+def test_recipe_payload_is_accepted_as_is() -> None:
+    event = parse(GOOD)
+    assert isinstance(event, Event)
+    assert event.event_id == "evt_482913"
+    assert event.user_id == "user_42" and event.who == "user_42"
+    assert event.timestamp == pytest.approx(NOW - 10.123)
+    assert event.properties["amount"] == 99.5
+    assert event.received_at == NOW
+    assert len(event.key) == 32
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [NOW - 60, (NOW - 60) * 1000, "2025-11-28T08:52:20Z", "2025-11-28T09:52:20+01:00"],
+)
+def test_timestamps_in_seconds_millis_and_rfc3339(timestamp: object) -> None:
+    event = parse(with_(timestamp=timestamp))
+    assert isinstance(event, Event)
+    assert event.timestamp == pytest.approx(NOW - 60, abs=1e-3)
+
+
+def test_missing_event_id_uses_the_message_id_and_missing_timestamp_the_receipt() -> None:
+    event = parse(with_(event_id=_DROP, timestamp=_DROP))
+    assert isinstance(event, Event)
+    assert event.event_id == "m-1"
+    assert event.timestamp == NOW
+
+
+def test_anonymous_id_stands_in_for_user_id() -> None:
+    event = parse(with_(user_id=_DROP, anonymous_id="anon-7"))
+    assert isinstance(event, Event)
+    assert event.user_id is None and event.who == "anonymous:anon-7"
+
+
+def test_collector_received_at_is_honoured() -> None:
+    event = parse(with_(received_at=NOW - 5))
+    assert isinstance(event, Event) and event.received_at == NOW - 5
+
+
+def test_dedupe_key_matches_on_all_four_parts_only() -> None:
+    base = dedupe_key("evt_1", "user_1", "page_view", 100.0)
+    assert base == dedupe_key("evt_1", "user_1", "page_view", 100.0000000001)
+    assert base != dedupe_key("evt_1", "user_2", "page_view", 100.0)
+    assert base != dedupe_key("evt_1", "user_1", "purchase", 100.0)
+    assert base != dedupe_key("evt_1", "user_1", "page_view", 101.0)
+    assert base != dedupe_key("evt_2", "user_1", "page_view", 100.0)
+
+
+def test_same_event_in_seconds_or_millis_has_one_key() -> None:
+    a = parse(with_(timestamp=NOW - 1.5))
+    b = parse(with_(timestamp=(NOW - 1.5) * 1000))
+    assert isinstance(a, Event) and isinstance(b, Event) and a.key == b.key
+
+
+def test_recipe_weak_ids_do_not_merge_distinct_events() -> None:
+    a = parse(with_(user_id="user_1"))
+    b = parse(with_(user_id="user_2"))
+    assert isinstance(a, Event) and isinstance(b, Event) and a.key != b.key
+
+
+def _deep(levels: int) -> dict[str, object]:
+    value: dict[str, object] = {"leaf": 1}
+    for _ in range(levels):
+        value = {"n": value}
+    return value
+
+
+MALFORMED: list[tuple[str, bytes | str | object, str]] = [
+    ("not json", "this is not json", "not_json"),
+    ("truncated json", '{"user_id": "u"', "not_json"),
+    ("NaN literal", '{"user_id": "u", "event_type": "x", "timestamp": NaN}', "not_json"),
+    ("invalid utf-8", b'{"user_id": "\xff\xfe", "event_type": "x"}', "invalid_utf8"),
+    ("empty message", "", "empty_message"),
+    ("json array", [GOOD], "not_an_object"),
+    ("json string", "\"hello\"", "not_an_object"),
+    ("json null", "null", "not_an_object"),
+    ("no user_id and no anonymous_id", with_(user_id=_DROP), "missing_field:user_id"),
+    ("null user_id", with_(user_id=None), "missing_field:user_id"),
+    ("user_id is an object", with_(user_id={"id": 1}), "invalid_type:user_id"),
+    ("user_id is a bool", with_(user_id=True), "invalid_type:user_id"),
+    ("empty user_id", with_(user_id=""), "empty_field:user_id"),
+    ("blank user_id", with_(user_id="   "), "empty_field:user_id"),
+    ("control characters in user_id", with_(user_id="a\x00b"), "invalid_characters:user_id"),
+    ("very long user_id", with_(user_id="u" * 300), "too_long:user_id"),
+    ("missing event_type", with_(event_type=_DROP), "missing_field:event_type"),
+    ("empty event_type", with_(event_type=""), "empty_field:event_type"),
+    ("event_type is a number", with_(event_type=7), "invalid_type:event_type"),
+    ("very long event_type", with_(event_type="e" * 200), "too_long:event_type"),
+    ("event_id is a list", with_(event_id=[1]), "invalid_type:event_id"),
+    ("session_id is a float", with_(session_id=1.5), "invalid_type:session_id"),
+    ("garbage timestamp", with_(timestamp="yesterday-ish"), "invalid_timestamp"),
+    ("timestamp without offset", with_(timestamp="2025-11-28T08:52:20"), "invalid_timestamp"),
+    ("negative timestamp", with_(timestamp=-5), "invalid_timestamp"),
+    ("absurd timestamp", with_(timestamp=1e20), "invalid_timestamp"),
+    ("bool timestamp", with_(timestamp=True), "invalid_type:timestamp"),
+    ("object timestamp", with_(timestamp={"s": 1}), "invalid_type:timestamp"),
+    ("far-future timestamp", with_(timestamp=NOW + 86400 * 365), "timestamp_in_future"),
+    ("ancient timestamp", with_(timestamp=NOW - 86400 * 400), "timestamp_too_old"),
+    ("properties is a list", with_(properties=[1, 2]), "invalid_type:properties"),
+    ("properties is a string", with_(properties="a=b"), "invalid_type:properties"),
+    ("deeply nested properties", with_(properties=_deep(40)), "too_deep"),
+    ("huge string property", with_(properties={"blob": "x" * 9000}), "string_too_long"),
+    ("too many properties", with_(properties={f"k{i}": i for i in range(300)}), "too_many_properties"),
+    ("empty property key", with_(properties={"": 1}), "invalid_property_key"),
+    ("huge property key", with_(properties={"k" * 300: 1}), "invalid_property_key"),
+    ("array of arrays", with_(properties={"m": [[1, 2]]}), "nested_array"),
+    ("integer beyond 64 bits", with_(properties={"n": 2**70}), "invalid_number"),
+    ("bad received_at", with_(received_at="soon"), "invalid_received_at"),
+    ("message too large", with_(properties={f"k{i}": "v" * 200 for i in range(190)}), "too_large"),
+]
+
+
+@pytest.mark.parametrize(("kind", "payload", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_event_gets_a_precise_reason(kind: str, payload: object, reason: str) -> None:
+    result = parse(payload)
+    assert isinstance(result, Rejection), f"{kind} was accepted"
+    assert result.reason == reason
+
+
+def test_at_least_twenty_kinds_of_malformed_input_are_covered() -> None:
+    assert len(MALFORMED) >= 20
+    assert len({reason for _, _, reason in MALFORMED}) >= 20
+
+
+def test_rejection_keeps_the_event_id_when_it_could_be_read() -> None:
+    result = parse(with_(timestamp="garbage"))
+    assert isinstance(result, Rejection) and result.event_id == "evt_482913"
+
+
+def test_nan_from_a_python_caller_is_rejected() -> None:
+    result = validate_event(
+        with_(properties={"x": math.nan}), message_id="m", received_at=NOW
+    )
+    assert isinstance(result, Rejection) and result.reason == "invalid_number"
+
+
+def test_limits_are_configurable() -> None:
+    tight = Limits(max_future_skew_s=0)
+    result = parse(with_(timestamp=NOW + 1), limits=tight)
+    assert isinstance(result, Rejection) and result.reason == "timestamp_in_future"
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    assert isinstance(parse(data), Event | Rejection)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.sampled_from(list(GOOD) + ["anonymous_id", "x"]), json_values))
+def test_arbitrary_objects_never_raise(payload: dict[str, object]) -> None:
+    result = validate_event(payload, message_id="m", received_at=NOW)
+    assert isinstance(result, Event | Rejection)
+    if isinstance(result, Event):
+        assert result.who and result.event_type and len(result.key) == 32
