@@ -82,8 +82,9 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str
         time.sleep(0.05)
 
 
-def cli(*args: str, env: dict[str, str] | None = None, input: bytes | None = None,
-        check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, input: bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
     result = subprocess.run(
         [sys.executable, "-m", "behavioral_analytics.cli", *args],
         env={**os.environ, **(env or {})},

@@ -85,7 +85,10 @@ def test_dead_letters_are_kept_with_reason_and_bytes(store: SQLiteStore) -> None
     assert len(page.items) == 1
     dead = page.items[0]
     assert (dead.reason, dead.data, dead.message_id, dead.attributes) == (
-        "invalid_utf8", b"\xff\xfe", "m-9", {"a": "b"}
+        "invalid_utf8",
+        b"\xff\xfe",
+        "m-9",
+        {"a": "b"},
     )
     assert dead.to_dict()["data"] is None and dead.to_dict()["data_base64"] == "//4="
     store.mark_replayed([dead.id], T0)
@@ -108,7 +111,9 @@ def test_timeline_is_newest_first_with_a_cursor(store: SQLiteStore) -> None:
 
 
 def test_events_by_type_newest_first(store: SQLiteStore) -> None:
-    store.commit([ev(i, event_type="search" if i % 2 else "page_view", ts=T0 + i) for i in range(6)])
+    store.commit(
+        [ev(i, event_type="search" if i % 2 else "page_view", ts=T0 + i) for i in range(6)]
+    )
     page = store.events_by_type("search", limit=2)
     assert [i.event.event_id for i in page.items] == ["evt_5", "evt_3"]
     rest = store.events_by_type("search", limit=2, cursor=page.next_cursor)

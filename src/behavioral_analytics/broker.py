@@ -13,8 +13,10 @@ from typing import Any
 
 __all__ = ["Broker", "BrokerError", "DeadLetteredMessage", "Delivery", "OutgoingMessage"]
 
-# Attribute a replay carries so that a message without an event_id keeps its identity.
+# Attributes a replay carries so that a message without an event_id or a timestamp keeps its
+# identity (both stand in for missing fields, and both are part of the dedupe key).
 ORIGINAL_MESSAGE_ID = "ba_original_message_id"
+ORIGINAL_PUBLISH_TIME = "ba_original_publish_time"
 
 
 class BrokerError(Exception):
@@ -44,6 +46,17 @@ class Delivery:
     def identity(self) -> str:
         """The id that stands in for a missing event_id: stable across redeliveries and replays."""
         return self.attributes.get(ORIGINAL_MESSAGE_ID) or self.message_id
+
+    @property
+    def first_published(self) -> float:
+        """When the message was first published: stands in for a missing timestamp."""
+        original = self.attributes.get(ORIGINAL_PUBLISH_TIME)
+        if original:
+            try:
+                return float(original)
+            except ValueError:
+                pass
+        return self.publish_time
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,13 @@ from rich.table import Table
 
 from behavioral_analytics import __version__
 from behavioral_analytics.aggregation import Granularity, Periods
-from behavioral_analytics.broker import ORIGINAL_MESSAGE_ID, Broker, BrokerError, OutgoingMessage
+from behavioral_analytics.broker import (
+    ORIGINAL_MESSAGE_ID,
+    ORIGINAL_PUBLISH_TIME,
+    Broker,
+    BrokerError,
+    OutgoingMessage,
+)
 from behavioral_analytics.config import (
     ConfigError,
     Settings,
@@ -219,7 +225,9 @@ def _open(config: Settings) -> Store:
 
 
 @query_app.command("profile")
-def query_profile(user: str = typer.Argument(..., help="User id."), as_json: bool = JsonOption) -> None:
+def query_profile(
+    user: str = typer.Argument(..., help="User id."), as_json: bool = JsonOption
+) -> None:
     """A user's totals, events by type, first seen and last activity."""
     config = settings()
     with user_errors():
@@ -304,7 +312,7 @@ def _period_bound(value: str | None, granularity: Granularity, periods: Periods)
         return number
     try:
         return periods.label(granularity, parse_timestamp(number))
-    except Exception:  # noqa: BLE001 - reported as a usage error
+    except Exception:
         fail(f"--from/--to: {value!r} is neither a period label nor a time", 2)
 
 
@@ -369,7 +377,11 @@ def dlq_list(
         total = store.count_dead_letters()
     if as_json:
         print_json(
-            {"total": total, "items": [d.to_dict() for d in page.items], "next_cursor": page.next_cursor}
+            {
+                "total": total,
+                "items": [d.to_dict() for d in page.items],
+                "next_cursor": page.next_cursor,
+            }
         )
         return
     table = Table(title=f"dead letters ({total})")
@@ -378,7 +390,12 @@ def dlq_list(
     for d in page.items:
         data = d.data[:60].decode("utf-8", "replace")
         table.add_row(
-            d.id, fmt_time(d.recorded_at), d.source, d.reason, d.detail[:60], data,
+            d.id,
+            fmt_time(d.recorded_at),
+            d.source,
+            d.reason,
+            d.detail[:60],
+            data,
             fmt_time(d.replayed_at) if d.replayed_at else "",
         )
     console.print(table)
@@ -403,7 +420,14 @@ def dlq_replay(
             err_console.print("nothing to replay")
             return
         messages = [
-            OutgoingMessage(d.data, {**d.attributes, ORIGINAL_MESSAGE_ID: d.message_id})
+            OutgoingMessage(
+                d.data,
+                {
+                    **d.attributes,
+                    ORIGINAL_MESSAGE_ID: d.message_id,
+                    ORIGINAL_PUBLISH_TIME: repr(d.received_at),
+                },
+            )
             for d in chosen
         ]
         for start in range(0, len(messages), 1000):
@@ -533,7 +557,7 @@ def _traffic(broker: Broker, rate: float, stop: threading.Event) -> None:
                 broker.publish(
                     [OutgoingMessage(json.dumps(next(stream)).encode()) for _ in range(count)]
                 )
-            except Exception as exc:  # noqa: BLE001 - shown, then retried next tick
+            except Exception as exc:
                 err_console.print(f"[red]publish failed:[/red] {exc}")
         next_at += tick
         stop.wait(max(0.0, next_at - time.monotonic()))

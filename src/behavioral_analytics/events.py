@@ -184,10 +184,14 @@ def validate_event(
         if properties is None:
             properties = {}
         elif not isinstance(properties, dict):
-            raise _Invalid("invalid_type:properties", f"expected an object, got {_json_type(properties)}")
+            raise _Invalid(
+                "invalid_type:properties", f"expected an object, got {_json_type(properties)}"
+            )
         elif properties:
             if len(properties) > limits.max_properties:
-                raise _Invalid("too_many_properties", f"{len(properties)} > {limits.max_properties}")
+                raise _Invalid(
+                    "too_many_properties", f"{len(properties)} > {limits.max_properties}"
+                )
             _check_value(properties, "properties", 1, limits)
     except _Invalid as exc:
         return Rejection(exc.reason, exc.detail, event_id if isinstance(event_id, str) else None)
@@ -233,7 +237,9 @@ def parse_timestamp(value: Any) -> float:
         if moment.tzinfo is None:
             raise _Invalid("invalid_timestamp", "RFC 3339 timestamps need a UTC offset or Z")
         return moment.timestamp()
-    raise _Invalid("invalid_type:timestamp", f"expected a number or a string, got {_json_type(value)}")
+    raise _Invalid(
+        "invalid_type:timestamp", f"expected a number or a string, got {_json_type(value)}"
+    )
 
 
 def _received_at(payload: dict[str, Any], fallback: float) -> float:
@@ -250,9 +256,13 @@ def _optional_id(payload: dict[str, Any], name: str, limits: Limits) -> str | No
     value = payload.get(name)
     if value is None:
         return None
-    if type(value) is str and 0 < len(value) <= limits.max_id_chars and value.isprintable():
-        if not value.isspace():
-            return value
+    if (
+        type(value) is str
+        and 0 < len(value) <= limits.max_id_chars
+        and value.isprintable()
+        and not value.isspace()
+    ):
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     return _text(value, name, limits.max_id_chars)
@@ -300,7 +310,9 @@ def _check_value(value: Any, path: str, depth: int, limits: Limits) -> None:
 def _check_value_slow(value: Any, path: str, depth: int, limits: Limits) -> None:
     if isinstance(value, str):
         if len(value) > limits.max_string_chars:
-            raise _Invalid("string_too_long", f"{path}: {len(value)} characters > {limits.max_string_chars}")
+            raise _Invalid(
+                "string_too_long", f"{path}: {len(value)} characters > {limits.max_string_chars}"
+            )
     elif isinstance(value, dict):
         if depth > limits.max_depth:
             raise _Invalid("too_deep", f"{path}: nesting deeper than {limits.max_depth}")
@@ -318,13 +330,18 @@ def _check_value_slow(value: Any, path: str, depth: int, limits: Limits) -> None
             raise _Invalid("too_deep", f"{path}: nesting deeper than {limits.max_depth}")
         for index, item in enumerate(value):
             if isinstance(item, list):
-                raise _Invalid("nested_array", f"{path}[{index}]: arrays of arrays cannot be stored")
+                raise _Invalid(
+                    "nested_array", f"{path}[{index}]: arrays of arrays cannot be stored"
+                )
             _check_value(item, f"{path}[{index}]", depth + 1, limits)
     elif isinstance(value, float) and not math.isfinite(value):
         raise _Invalid("invalid_number", f"{path}: {value!r}")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise _Invalid("invalid_number", f"{path}: integer outside 64 bits")
+    elif (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _INT64_MIN <= value <= _INT64_MAX
+    ):
+        raise _Invalid("invalid_number", f"{path}: integer outside 64 bits")
 
 
 def _json_type(value: Any) -> str:

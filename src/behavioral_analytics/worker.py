@@ -14,7 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from behavioral_analytics.broker import ORIGINAL_MESSAGE_ID, Broker, DeadLetteredMessage, Delivery
+from behavioral_analytics.broker import (
+    ORIGINAL_MESSAGE_ID,
+    ORIGINAL_PUBLISH_TIME,
+    Broker,
+    DeadLetteredMessage,
+    Delivery,
+)
 from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, parse_message
 from behavioral_analytics.store import CommitResult, NewDeadLetter, Store
 from behavioral_analytics.telemetry import WorkerMetrics, log
@@ -151,7 +157,7 @@ class Worker:
             parsed = parse_message(
                 delivery.data,
                 message_id=delivery.identity,
-                received_at=delivery.publish_time,
+                received_at=delivery.first_published,
                 limits=limits,
             )
             if isinstance(parsed, Event):
@@ -166,7 +172,7 @@ class Worker:
                         message_id=delivery.identity,
                         attributes=delivery.attributes,
                         source="worker",
-                        received_at=delivery.publish_time,
+                        received_at=delivery.first_published,
                         attempts=[{"attempt": delivery.delivery_attempt, "at": self._clock()}],
                     )
                 )
@@ -181,12 +187,15 @@ class Worker:
         for attempt, pause in enumerate((*_COMMIT_RETRIES, None)):
             try:
                 return self.store.commit(events, dead_letters)
-            except Exception as exc:  # noqa: BLE001 - any failure is retried, then nacked
+            except Exception as exc:
                 self._last_failure = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning(
                     "commit failed",
-                    extra={"attempt": attempt + 1, "messages": len(deliveries),
-                           "error": self._last_failure},
+                    extra={
+                        "attempt": attempt + 1,
+                        "messages": len(deliveries),
+                        "error": self._last_failure,
+                    },
                 )
                 if pause is None:
                     return None
@@ -200,7 +209,7 @@ class Worker:
         the broker's dead letters with the reason) while their batch mates go through."""
         try:
             self.store.ping()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.broker.nack([d.ack_id for d in deliveries], f"store unavailable: {exc}"[:500])
             return None
         if len(deliveries) == 1:
@@ -211,7 +220,7 @@ class Worker:
             events, dead_letters, rejected = self._parse(half)
             try:
                 result = self.store.commit(events, dead_letters)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._last_failure = f"{type(exc).__name__}: {exc}"[:500]
                 self._isolate(half)
                 continue
@@ -233,7 +242,7 @@ class Worker:
                 drained += len(messages)
                 if len(messages) < 100:
                     break
-        except Exception as exc:  # noqa: BLE001 - retried at the next interval
+        except Exception as exc:
             log.warning("dead-letter drain failed", extra={"error": str(exc)})
         if drained:
             self.metrics.record_drained(drained)
@@ -243,7 +252,7 @@ class Worker:
     def _purge(self) -> None:
         try:
             purged = self.store.purge_expired(self._clock())
-        except Exception as exc:  # noqa: BLE001 - retried at the next interval
+        except Exception as exc:
             log.warning("purge of expired raw events failed", extra={"error": str(exc)})
             return
         if purged:
@@ -261,6 +270,6 @@ def to_dead_letter(message: DeadLetteredMessage) -> NewDeadLetter:
         message_id=message.attributes.get(ORIGINAL_MESSAGE_ID) or message.message_id,
         attributes=message.attributes,
         source="broker",
-        received_at=message.publish_time,
+        received_at=float(message.attributes.get(ORIGINAL_PUBLISH_TIME) or message.publish_time),
         attempts=message.attempts,
     )

@@ -148,12 +148,12 @@ class LocalBroker(Broker):
         )
 
     def init(self) -> list[str]:
-        done = []
+        done = [f"local broker at {self.path}"]
         with transaction(self._db):
-            if self._db.execute(
+            created = self._db.execute(
                 "INSERT OR IGNORE INTO topics VALUES (?)", (self.topic,)
-            ).rowcount:
-                done.append(f"created topic {self.topic}")
+            ).rowcount
+            done.append(f"topic {self.topic}: {'created' if created else 'exists'}")
             created = self._db.execute(
                 "INSERT OR IGNORE INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -167,9 +167,13 @@ class LocalBroker(Broker):
                     self.max_backoff_s,
                 ),
             ).rowcount
-            if created:
-                done.append(f"created subscription {self.subscription} on {self.topic}")
-            else:
+            done.append(
+                f"subscription {self.subscription} on {self.topic}: "
+                f"{'created' if created else 'exists'} (ack deadline {self.ack_deadline_s:g} s, "
+                f"dead letters after {self.max_delivery_attempts} attempts, ordering "
+                f"{'on' if self.ordering else 'off'})"
+            )
+            if not created:
                 self._db.execute(
                     "UPDATE subscriptions SET topic = ?, ack_deadline_s = ?, "
                     "max_delivery_attempts = ?, ordering = ?, retention_s = ?, "
@@ -327,7 +331,8 @@ class LocalBroker(Broker):
             (now, json.dumps(seqs)),
         )
         self._db.execute(
-            "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?))", (json.dumps(seqs),)
+            "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?))",
+            (json.dumps(seqs),),
         )
 
     def _drop_expired(self, now: float) -> None:

@@ -1,0 +1,199 @@
+"""The worker: bad input never fails a batch; failures are isolated; shutdown drains."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from behavioral_analytics.broker import OutgoingMessage
+from behavioral_analytics.brokers.local import LocalBroker
+from behavioral_analytics.events import Event
+from behavioral_analytics.store import CommitResult, NewDeadLetter
+from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.worker import Worker, WorkerOptions
+from tests.conftest import cli, wait_until
+from tests.test_events import MALFORMED
+
+
+def good(n: int, user: str = "user_1", event_type: str = "page_view") -> bytes:
+    return json.dumps(
+        {
+            "event_id": f"evt_{n}",
+            "user_id": user,
+            "event_type": event_type,
+            "timestamp": time.time() - n,
+            "properties": {"n": n},
+        }
+    ).encode()
+
+
+def as_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return json.dumps(payload).encode()
+
+
+def test_bad_events_are_dead_lettered_and_good_ones_committed(
+    broker: LocalBroker, store: SQLiteStore
+) -> None:
+    # The table's timestamps are relative to a fixed date; here messages are received now.
+    table = [(as_bytes(p), r) for _, p, r in MALFORMED if not r.startswith("timestamp_")]
+    bad = [data for data, _ in table]
+    goods = [good(i) for i in range(5)]
+    mixed = [m for pair in zip(bad, goods * 10, strict=False) for m in pair]
+    broker.publish([OutgoingMessage(m) for m in mixed])
+    worker = Worker(broker, store)
+    result = worker.process(broker.pull(1000, 0))
+    assert result is not None
+    assert result.created == 5 and result.dead_letters == len(bad)
+    assert broker.backlog() == 0  # everything acked, nothing left to retry
+    stored = sorted((d.data, d.reason) for d in store.dead_letters(1000).items)
+    assert stored == sorted(table)
+    snap = worker.metrics.snapshot()
+    assert snap.processed == 5 and snap.rejected == len(bad)
+
+
+class PoisonStore(SQLiteStore):
+    """Fails any commit that holds the poison event, as a store bug would."""
+
+    poison = "evt_poison"
+
+    def commit(
+        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+    ) -> CommitResult:
+        if any(e.event_id == self.poison for e in events):
+            raise RuntimeError("cannot store evt_poison")
+        return super().commit(events, dead_letters)
+
+
+def test_a_poison_message_is_isolated_and_dead_lettered_with_its_reason(
+    tmp_path: Path, broker: LocalBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("behavioral_analytics.worker._COMMIT_RETRIES", ())
+    store = PoisonStore(tmp_path / "store.db")
+    poison = json.dumps({"event_id": "evt_poison", "user_id": "u", "event_type": "x"}).encode()
+    broker.publish([OutgoingMessage(m) for m in [good(1), poison, good(2), good(3)]])
+    worker = Worker(broker, store)
+    for _ in range(6):
+        deliveries = broker.pull(100, 0)
+        if deliveries:
+            worker.process(deliveries)
+    assert store.profile("user_1").total_events == 3  # type: ignore[union-attr]
+    assert worker.drain_dead_letters() == 1
+    dead = store.dead_letters().items
+    assert len(dead) == 1 and dead[0].source == "broker" and dead[0].data == poison
+    assert "cannot store evt_poison" in dead[0].reason
+    assert len(dead[0].attempts) == 5
+
+
+def test_store_down_gives_everything_back(
+    tmp_path: Path, broker: LocalBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("behavioral_analytics.worker._COMMIT_RETRIES", ())
+    store = SQLiteStore(tmp_path / "store.db")
+
+    def down(*_: object, **__: object) -> None:
+        raise RuntimeError("store unreachable")
+
+    monkeypatch.setattr(store, "commit", down)
+    monkeypatch.setattr(store, "ping", down)
+    broker.publish([OutgoingMessage(good(i)) for i in range(3)])
+    Worker(broker, store).process(broker.pull(10, 0))
+    monkeypatch.undo()
+    again = broker.pull(10, 0)  # backoff is zero in the fixture
+    assert len(again) == 3 and all(d.delivery_attempt == 2 for d in again)
+
+
+def test_run_until_idle_drains_and_flushes_in_batches(
+    broker: LocalBroker, store: SQLiteStore
+) -> None:
+    broker.publish([OutgoingMessage(good(i, user=f"u{i % 7}")) for i in range(2500)])
+    worker = Worker(broker, store, options=WorkerOptions(flush_max_events=1000, idle_after_s=0.2))
+    worker.run(threading.Event(), until_idle=True)
+    assert store.count_events() == 2500
+    assert worker.metrics.snapshot().batches == 3
+
+
+def test_flush_interval_bounds_staleness(broker: LocalBroker, store: SQLiteStore) -> None:
+    worker = Worker(
+        broker, store, options=WorkerOptions(flush_interval_s=0.3, flush_max_events=10_000)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        broker.publish([OutgoingMessage(good(1))])
+        wait_until(lambda: store.count_events() == 1, 10, "a lone event to be flushed")
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def _worker_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "BA_DATA_DIR": str(tmp_path / "data"),
+        "BA_FLUSH_INTERVAL": "5",
+        "BA_FLUSH_MAX_EVENTS": "20000",
+    }
+
+
+def test_sigterm_flushes_acks_and_exits_within_8_seconds(tmp_path: Path) -> None:
+    env = _worker_env(tmp_path)
+    broker = LocalBroker(tmp_path / "data" / "broker.db")
+    broker.publish([OutgoingMessage(good(i)) for i in range(300)])
+    import os
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "behavioral_analytics.cli", "worker"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # Held in the batch (flush interval 5 s): leased, not yet committed.
+        wait_until(lambda: broker.stats()["outstanding"] == 300, 30, "the batch to be leased")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=8)
+        assert time.monotonic() - started < 8
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0
+    store = SQLiteStore(tmp_path / "data" / "store.db")
+    assert store.count_events() == 300
+    assert broker.backlog() == 0
+    last = json.loads(proc.stdout.read().decode().strip().splitlines()[-1])  # type: ignore[union-attr]
+    assert last["message"] == "worker stopped" and last["severity"] == "INFO"
+
+
+def test_dlq_replay_counts_a_fixed_event_once(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    no_id = json.dumps({"user_id": "replayed", "event_type": "signup"}).encode()
+    broker = LocalBroker(tmp_path / "data" / "broker.db", min_backoff_s=0, max_backoff_s=0)
+    broker.publish([OutgoingMessage(no_id)])
+    # The broker gives up on it (say a store outage outlasted every attempt).
+    for _ in range(5):
+        broker.nack([broker.pull(1, 0)[0].ack_id], "store outage")
+    cli("worker", "--until-idle", env=env)
+    listed = json.loads(cli("dlq", "list", "--json", env=env).stdout)
+    assert listed["total"] == 1 and listed["items"][0]["reason"] == "store outage"
+    dead_id = listed["items"][0]["id"]
+    cli("dlq", "replay", "--id", dead_id, env=env)
+    cli("dlq", "replay", "--id", dead_id, env=env)  # an operator's double click
+    cli("worker", "--until-idle", env=env)
+    profile = json.loads(cli("query", "profile", "replayed", "--json", env=env).stdout)
+    assert profile["total_events"] == 1
+    again = json.loads(cli("dlq", "list", "--json", env=env).stdout)
+    assert again["items"][0]["replayed_at"] is not None
+    assert cli("dlq", "replay", "--all", env=env).stderr.decode().strip() == "nothing to replay"
