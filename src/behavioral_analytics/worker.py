@@ -7,6 +7,7 @@ Messages are acked only after the commit that holds their effect.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import Counter
@@ -32,6 +33,17 @@ __all__ = ["Worker", "WorkerOptions", "to_dead_letter"]
 
 _PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting for messages
 _COMMIT_RETRIES = (0.1, 0.5, 1.5)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    deliveries: Sequence[Delivery]
+    events: list[Event]
+    dead_letters: list[NewDeadLetter]
+    rejected: dict[str, int]
+
+
+_NO_BATCH = _Batch((), [], [], {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,25 +93,29 @@ class Worker:
 
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
         """Process until `stop` is set (then flush what is held and return), or, with
-        `until_idle`, until the subscription has had nothing to deliver for a while."""
+        `until_idle`, until the subscription has had nothing to deliver for a while.
+
+        Two stages overlap: a feeder thread pulls and parses the next batch while this thread
+        commits the previous one (SQLite and the gRPC clients release the GIL while they wait).
+        A parsed batch waits in a queue of one, so at most two batches are held at a time.
+        """
+        prepared: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        feeder = threading.Thread(
+            target=self._feed, args=(stop, until_idle, prepared), name="ba-feeder", daemon=True
+        )
+        feeder.start()
         opts = self.options
-        batch: list[Delivery] = []
-        flush_at = 0.0
-        idle_since: float | None = None
         next_drain = next_purge = next_report = 0.0
-        while not stop.is_set():
+        while True:
+            try:
+                batch = prepared.get(timeout=_PULL_SLICE_S)
+            except queue.Empty:
+                batch = _NO_BATCH
+            if batch is None:
+                break
+            if batch is not _NO_BATCH:
+                self._settle(batch)
             now = time.monotonic()
-            wait = max(0.0, flush_at - now) if batch else _PULL_SLICE_S
-            got = self.broker.pull(opts.flush_max_events - len(batch), min(wait, _PULL_SLICE_S))
-            now = time.monotonic()
-            if got:
-                if not batch:
-                    flush_at = now + opts.flush_interval_s
-                batch.extend(got)
-                idle_since = None
-            if batch and (len(batch) >= opts.flush_max_events or now >= flush_at):
-                self.process(batch)
-                batch = []
             if opts.drain_dead_letters and now >= next_drain:
                 next_drain = now + opts.drain_interval_s
                 self.drain_dead_letters()
@@ -109,21 +125,71 @@ class Worker:
             if now >= next_report:
                 next_report = now + opts.report_interval_s
                 log.info("worker progress", extra={"metrics": self.metrics.snapshot().to_dict()})
-            if not got and not batch and until_idle:
-                idle_since = idle_since or now
-                if now - idle_since >= opts.idle_after_s and not self.broker.backlog():
-                    break
-        if batch:
-            self.process(batch)
+        feeder.join()
         if opts.drain_dead_letters:
             self.drain_dead_letters()
         log.info("worker stopped", extra={"metrics": self.metrics.snapshot().to_dict()})
+
+    def _feed(
+        self, stop: threading.Event, until_idle: bool, out: queue.Queue[_Batch | None]
+    ) -> None:
+        opts = self.options
+        held: list[Delivery] = []
+        flush_at = 0.0
+        idle_since: float | None = None
+        failures = 0
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                wait = max(0.0, flush_at - now) if held else _PULL_SLICE_S
+                try:
+                    got = self.broker.pull(
+                        opts.flush_max_events - len(held), min(wait, _PULL_SLICE_S)
+                    )
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    log.error("pull failed", extra={"error": str(exc), "failures": failures})
+                    stop.wait(min(10.0, 0.5 * 2**failures))
+                    continue
+                now = time.monotonic()
+                if got:
+                    if not held:
+                        flush_at = now + opts.flush_interval_s
+                    held.extend(got)
+                    idle_since = None
+                if held and (len(held) >= opts.flush_max_events or now >= flush_at):
+                    out.put(self._prepare(held))
+                    held = []
+                if until_idle and not got and not held:
+                    idle_since = idle_since or now
+                    if (
+                        now - idle_since >= opts.idle_after_s
+                        and out.empty()
+                        and not self.broker.backlog()
+                    ):
+                        break
+            if held:
+                out.put(self._prepare(held))
+        finally:
+            out.put(None)
 
     # -- one batch --------------------------------------------------------------------------
 
     def process(self, deliveries: Sequence[Delivery]) -> CommitResult | None:
         """Commit one batch and ack it; on failure nack what could not be committed."""
-        events, dead_letters, rejected = self._parse(deliveries)
+        return self._settle(self._prepare(deliveries))
+
+    def _prepare(self, deliveries: Sequence[Delivery]) -> _Batch:
+        return _Batch(deliveries, *self._parse(deliveries))
+
+    def _settle(self, batch: _Batch) -> CommitResult | None:
+        deliveries, events, dead_letters, rejected = (
+            batch.deliveries,
+            batch.events,
+            batch.dead_letters,
+            batch.rejected,
+        )
         started = time.perf_counter()
         result = self._commit_with_retries(deliveries, events, dead_letters)
         latency = time.perf_counter() - started
