@@ -34,10 +34,16 @@ def test_a_bad_setting_is_one_clear_line_and_exit_2(env: dict[str, str], message
 def test_settings_defaults_follow_the_recipe(tmp_path: Path) -> None:
     s = load_settings()
     assert (s.backend, s.pubsub_topic, s.pubsub_subscription, s.firestore_database) == (
-        "local", "user-events", "analytics-processor", "behavioral-analytics"
+        "local",
+        "user-events",
+        "analytics-processor",
+        "behavioral-analytics",
     )
     assert s.dead_letter_topic == "user-events-dead-letter"
-    assert load_settings(pubsub_subscription="projects/p/subscriptions/sub").dead_letter_subscription == "sub-dead-letter"
+    assert (
+        load_settings(pubsub_subscription="projects/p/subscriptions/sub").dead_letter_subscription
+        == "sub-dead-letter"
+    )
 
 
 def test_project_id_is_accepted_for_google_cloud_project(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,9 +64,14 @@ def test_dotenv_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 def test_publish_worker_query_verify_loop(tmp_path: Path) -> None:
     now = time.time()
     lines = [
-        json.dumps({"event_id": f"e{i}", "user_id": "team/alice" if i % 2 else "bob",
-                    "event_type": "checkout.step_2" if i % 3 == 0 else "page_view",
-                    "timestamp": now - 600 + i}).encode()
+        json.dumps(
+            {
+                "event_id": f"e{i}",
+                "user_id": "team/alice" if i % 2 else "bob",
+                "event_type": "checkout.step_2" if i % 3 == 0 else "page_view",
+                "timestamp": now - 600 + i,
+            }
+        ).encode()
         for i in range(30)
     ]
     lines += [b"{broken", lines[0]]  # a malformed line and a re-sent event
@@ -70,7 +81,13 @@ def test_publish_worker_query_verify_loop(tmp_path: Path) -> None:
 
     profile = json.loads(cli("query", "profile", "team/alice", "--json").stdout)
     assert profile["user_id"] == "team/alice" and profile["total_events"] == 15
-    assert set(profile) == {"user_id", "total_events", "events_by_type", "first_seen", "last_activity"}
+    assert set(profile) == {
+        "user_id",
+        "total_events",
+        "events_by_type",
+        "first_seen",
+        "last_activity",
+    }
 
     page = json.loads(cli("query", "timeline", "bob", "--limit", "10", "--json").stdout)
     assert len(page["items"]) == 10 and page["next_cursor"]
@@ -118,3 +135,36 @@ def test_missing_profile_is_a_clear_error() -> None:
 def test_init_says_what_it_did() -> None:
     out = cli("init").stdout.decode()
     assert "user-events" in out and "analytics-processor" in out and "ready" in out
+
+
+def test_up_runs_the_stack_until_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from behavioral_analytics.stores.sqlite import SQLiteStore
+    from tests.conftest import wait_until
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "behavioral_analytics.cli", "up", "--rate", "200", "--no-api",
+         "--workers", "2"],
+        env={**os.environ, "BA_FLUSH_INTERVAL": "0.2", "COLUMNS": "120"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        store_path = tmp_path / "data" / "store.db"
+        wait_until(store_path.exists, 30, "the store to appear")
+        store = SQLiteStore(store_path)
+        wait_until(lambda: store.count_events() >= 100, 60, "synthetic events to be counted")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "events today" in out.decode()
+    assert "stopped; logs in" in err.decode()
+    log = (tmp_path / "data" / "up.log").read_text()
+    assert log.count('"message": "worker stopped"') == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -168,10 +167,16 @@ def _worker_process(until_idle: bool, drain: bool) -> None:
             store.close()
 
 
-def _spawn_workers(count: int, extra: list[str]) -> list[subprocess.Popen[bytes]]:
+def _spawn_workers(
+    count: int, extra: list[str], log_file: IO[bytes] | None = None
+) -> list[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "behavioral_analytics.cli", "worker", "--workers", "1"]
     return [
-        subprocess.Popen([*command, *extra, *([] if i == 0 else ["--no-drain"])])
+        subprocess.Popen(
+            [*command, *extra, *([] if i == 0 else ["--no-drain"])],
+            stdout=log_file,
+            stderr=log_file,
+        )
         for i in range(count)
     ]
 
@@ -507,10 +512,12 @@ def up(
         err_console.print(f"[yellow]note:[/yellow] running against BA_BACKEND={config.backend}")
     with user_errors():
         broker, store = make_broker(config), make_store(config)
-    children = _spawn_workers(workers, [])
+    log_path = config.data_dir / "up.log"
+    log_file = log_path.open("ab")
+    children = _spawn_workers(workers, [], log_file)
     api_url = None
     if api:
-        api_process, api_url = _start_api(config)
+        api_process, api_url = _start_api(config, log_file)
         if api_process is not None:
             children.append(api_process)
     stop = threading.Event()
@@ -518,16 +525,22 @@ def up(
     if rate > 0:
         traffic.start()
     try:
-        run_live_view(config, store, broker, stop, api_url=api_url, rate=rate, workers=workers)
+        run_live_view(
+            config, store, broker, stop, api_url=api_url, rate=rate, workers=workers, log=log_path
+        )
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
         err_console.print("stopping: draining workers…")
         _stop(children)
+        log_file.close()
+        err_console.print(f"stopped; logs in {log_path}")
 
 
-def _start_api(config: Settings) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+def _start_api(
+    config: Settings, log_file: IO[bytes]
+) -> tuple[subprocess.Popen[bytes] | None, str | None]:
     try:
         import behavioral_analytics.api.server  # noqa: F401
     except ImportError as exc:
@@ -535,8 +548,8 @@ def _start_api(config: Settings) -> tuple[subprocess.Popen[bytes] | None, str | 
         return None, None
     process = subprocess.Popen(
         [sys.executable, "-m", "behavioral_analytics.cli", "api"],
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "BA_LOG_LEVEL": "WARNING"},
+        stdout=log_file,
+        stderr=log_file,
     )
     return process, f"http://{config.api_host}:{config.api_port}/"
 

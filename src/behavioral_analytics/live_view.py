@@ -18,7 +18,13 @@ from behavioral_analytics.store import Store
 
 
 def _render(
-    config: Settings, store: Store, broker: Broker, api_url: str | None, rate: float, workers: int
+    config: Settings,
+    store: Store,
+    broker: Broker,
+    api_url: str | None,
+    rate: float,
+    workers: int,
+    log: object,
 ) -> Group:
     now = time.time()
     periods = Periods(config.timezone)
@@ -55,9 +61,7 @@ def _render(
         )
     footer = (
         f"{workers} workers · traffic {rate:g} events/s · backend {config.backend} · "
-        f"data {config.data_dir}"
-        + (f" · dashboard {api_url}" if api_url else "")
-        + " · Ctrl-C to stop"
+        f"logs {log}" + (f" · dashboard {api_url}" if api_url else "") + " · Ctrl-C to stop"
     )
     return Group(Panel(summary, title="behavioral-analytics"), per_minute, footer)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from behavioral_analytics.aggregation import GRANULARITIES, Periods, fold
 from behavioral_analytics.events import Event
-from behavioral_analytics.store import AggregateSnapshot, Store
+from behavioral_analytics.store import AggregateSnapshot, Store, StoreError
 
 __all__ = ["Drift", "VerifyReport", "compare", "verify"]
 
@@ -27,7 +27,12 @@ class Drift:
     expected: Any
 
     def to_dict(self) -> dict[str, Any]:
-        return {"what": self.what, "key": self.key, "stored": self.stored, "expected": self.expected}
+        return {
+            "what": self.what,
+            "key": self.key,
+            "stored": self.stored,
+            "expected": self.expected,
+        }
 
 
 @dataclass(slots=True)
@@ -78,7 +83,8 @@ def compare(
         return oldest is None or period > oldest[GRANULARITIES.index(granularity)]  # type: ignore[arg-type]
 
     expected_buckets = {
-        key: (b.total, {t: c for t, c in b.by_type.items() if c}) for key, b in expected.buckets.items()
+        key: (b.total, {t: c for t, c in b.by_type.items() if c})
+        for key, b in expected.buckets.items()
     }
     expected_uniques = expected.unique_users()
     for key in sorted(set(expected_buckets) | set(stored.buckets)):
@@ -124,11 +130,17 @@ def compare(
     return report
 
 
-def verify(store: Store, periods: Periods, *, now: float, retention_s: float | None,
-           repair: bool = False) -> VerifyReport:
+def verify(
+    store: Store, periods: Periods, *, now: float, retention_s: float | None, repair: bool = False
+) -> VerifyReport:
     horizon = now - retention_s if retention_s is not None else None
     report = compare(store.snapshot(), store.iter_raw_events(), periods, horizon)
     if repair and not report.ok:
+        if report.not_checked:
+            raise StoreError(
+                f"--repair would rebuild from raw events only, dropping {report.not_checked} "
+                "aggregates older than the raw-event retention; nothing was changed"
+            )
         store.rebuild(store.iter_raw_events())
         report.repaired = True
     return report
