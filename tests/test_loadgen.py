@@ -7,6 +7,7 @@ model that shifts a rate by a few percent fails while the sampling noise never d
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -26,6 +27,7 @@ from behavioral_analytics.loadgen import (
     generate,
     iter_messages,
     synthetic_stream,
+    with_seed,
 )
 
 START = 1_764_320_000.0
@@ -62,9 +64,20 @@ def test_same_seed_and_start_give_the_same_bytes():
     assert first == [m.data for m in generate(config).messages]
     assert first == [m.data for m in iter_messages(config)]
     assert first != [m.data for m in generate(replace(config, seed=1)).messages]
+
+
+def test_the_start_shifts_times_and_changes_nothing_else():
+    """`anchored_start` measures a run from time zero and relies on this."""
+    config = replace(BASE, events=10_000)
     original = generate(config).messages
-    shifted = generate(replace(config, start=START + 3600)).messages
-    assert [m.sent_at for m in shifted] == pytest.approx([m.sent_at + 3600 for m in original])
+    for start in (0.0, START + 12_345.678):
+        shifted = generate(replace(config, start=start)).messages
+        assert [(m.kind, m.late, m.reason) for m in shifted] == [
+            (m.kind, m.late, m.reason) for m in original
+        ]
+        assert [m.sent_at - start for m in shifted] == pytest.approx(
+            [m.sent_at - START for m in original], abs=1e-3
+        )
 
 
 def test_exactly_the_requested_number_of_messages_in_send_order(run):
@@ -94,6 +107,8 @@ def test_events_have_the_recipe_shape(run):
             assert props["query"]
     expected = {"page_view", "button_click", "search", "add_to_cart", "purchase", "login", "signup"}
     assert set(types) == expected
+    agents = {e["properties"]["user_agent"] for e in _events(run) if "user_id" not in e}
+    assert any("Googlebot" in agent for agent in agents)
 
 
 def test_every_message_parses_as_the_ground_truth_says(run):
@@ -139,7 +154,7 @@ def test_sessions_are_separated_by_inactivity_and_have_the_configured_length(run
     gaps: list[float] = []
     for events in by_user.values():
         events.sort(key=lambda e: e["timestamp"])
-        for before, after in zip(events, events[1:], strict=False):
+        for before, after in itertools.pairwise(events):
             gap = after["timestamp"] - before["timestamp"]
             same = before["session_id"] == after["session_id"]
             assert same == (gap < BASE.session_timeout_s), (before, after)
@@ -206,6 +221,14 @@ def test_anchored_start_ends_the_run_at_the_given_time():
     end = 1_800_000_000.0
     anchored = generate(replace(config, start=anchored_start(config, end)))
     assert max(m.sent_at for m in anchored.messages) == pytest.approx(end, abs=0.01)
+
+
+def test_anchoring_needs_a_seed_and_with_seed_gives_one():
+    unseeded = replace(BASE, seed=None, events=100)
+    with pytest.raises(ValueError, match="seed"):
+        anchored_start(unseeded, 1_800_000_000.0)
+    seeded = with_seed(unseeded)
+    assert seeded.seed is not None and with_seed(seeded) == seeded
 
 
 def test_no_dirt_when_rates_are_zero():

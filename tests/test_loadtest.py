@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ from behavioral_analytics.loadtest import (
     percentiles,
     run_loadtest,
 )
-from behavioral_analytics.store import Page, SeriesPoint, StoredEvent
+from behavioral_analytics.store import SeriesPoint, StoredEvent
 
 REPO = Path(__file__).resolve().parent.parent
 START = 1_764_320_000.0
@@ -109,15 +110,8 @@ class FakeStore:
     def count_dead_letters(self) -> int:
         return self.dead
 
-    def timeline(self, who, limit=50, cursor=None):
-        mine = sorted(
-            (s for s in self.events.values() if s.event.who == who),
-            key=lambda s: (-s.event.timestamp, s.event.key),
-        )
-        offset = int(cursor or 0)
-        page = mine[offset : offset + limit]
-        more = offset + limit < len(mine)
-        return Page(page, str(offset + limit) if more else None)
+    def get_events(self, keys):
+        return [self.events[key] for key in keys if key in self.events]
 
 
 class InstantWorker:
@@ -314,3 +308,54 @@ def test_the_recipes_load_test_script_runs_on_the_local_backend(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok" in result.stdout and "missing" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@needs_worker
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None,
+    reason="the HTTP collector needs the api extra: pip install '.[api]'",
+)
+def test_loadtest_through_the_http_collector(tmp_path):
+    port = _free_port()
+    env = _local_env(tmp_path)
+    env.update(BA_WRITE_KEYS="loadtest-key", BA_WRITE_KEY="loadtest-key", BA_RATE_LIMIT="100000")
+    api = subprocess.Popen(
+        [sys.executable, "-m", "behavioral_analytics.cli", "api", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert api.poll() is None, api.stderr.read().decode() if api.stderr else ""
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the API did not start"
+                time.sleep(0.2)
+        command = [
+            sys.executable, "-m", "behavioral_analytics.cli", "loadtest", "--via", "http",
+            "--url", f"http://127.0.0.1:{port}", "--events", "400", "--rate", "2000",
+            "--seed", "12", "--json",
+        ]  # fmt: skip
+        result = subprocess.run(
+            command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+        )
+    finally:
+        api.terminate()
+        api.wait(30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["via"] == "http"
+    assert report["events"]["missing"] == 0 and report["events"]["counted_extra"] == 0
+    assert report["rejects"]["recorded"] == report["rejects"]["expected"]

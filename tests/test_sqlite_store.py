@@ -166,3 +166,10 @@ def test_purge_drops_expired_raw_events(tmp_path) -> None:  # type: ignore[no-un
     assert store.purge_expired(time.time() + 50) == 0
     assert store.purge_expired(time.time() + 150) == 1
     assert store.count_events() == 0
+
+
+def test_get_events_returns_the_stored_ones(store: SQLiteStore) -> None:
+    store.commit([ev(1), ev(2)])
+    found = store.get_events([ev(1).key, ev(3).key, ev(2).key])
+    assert sorted(s.event.event_id for s in found) == ["evt_1", "evt_2"]
+    assert all(s.processed_at >= s.event.received_at for s in found)

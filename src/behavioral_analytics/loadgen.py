@@ -41,6 +41,7 @@ __all__ = [
     "generate",
     "iter_messages",
     "synthetic_stream",
+    "with_seed",
 ]
 
 EVENT_TYPES = ("page_view", "button_click", "purchase", "search", "signup", "login")
@@ -219,13 +220,23 @@ def iter_messages(config: GeneratorConfig) -> Iterator[Message]:
 def anchored_start(config: GeneratorConfig, end: float) -> float:
     """The start that makes the last message of this run be sent at `end` (e.g. now).
 
-    Runs the (deterministic) simulation once from time zero to measure its span."""
+    Runs the simulation once from time zero to measure its span, so it needs a seed (see
+    `with_seed`)."""
     if config.events is None:
         return end
+    if config.seed is None:
+        raise ValueError("anchored_start needs a seeded config: with_seed(config)")
     last = 0.0
     for message in iter_messages(replace(config, start=0.0)):
         last = max(last, message.sent_at)
     return end - last
+
+
+def with_seed(config: GeneratorConfig) -> GeneratorConfig:
+    """The config with a fresh random seed if it has none, so that the run can be repeated."""
+    if config.seed is not None:
+        return config
+    return replace(config, seed=random.SystemRandom().randrange(2**31))
 
 
 def synthetic_stream(seed: int | None = None, users: int = 100) -> Iterator[dict[str, Any]]:
@@ -419,7 +430,7 @@ class _Simulation:
 
     def _plan_burst(self, bot: _User, begin: float) -> None:
         cfg, rng = self.config, self.rng
-        agent = BOT_USER_AGENTS[int(bot.user_id.rsplit("_", 1)[1]) % len(BOT_USER_AGENTS)]
+        agent = BOT_USER_AGENTS[(int(bot.user_id.rsplit("_", 1)[1]) - 1) % len(BOT_USER_AGENTS)]
         pages = 1
         p_more = 1.0 - 1.0 / max(cfg.bot_burst_pages, 1.0)
         while rng.random() < p_more:
@@ -484,51 +495,53 @@ class _Simulation:
             planned = self._next_of(actor)
             heap.append((planned.offset, index, planned))
         heapq.heapify(heap)
-        # late events and duplicates wait here until the simulated clock reaches their send
-        # time (keys are offsets from start, like the actors' heap)
+        # Late events and duplicates wait here until the simulated clock reaches their send
+        # time. Scheduling uses offsets from start only (never start + offset), so the same
+        # seed makes the same choices whatever the start: `anchored_start` relies on it.
         pending: list[tuple[float, int, Message, SessionTruth | None]] = []
         order = itertools.count()
         emitted = 0
         limit = cfg.events
 
-        def emit(message: Message, session: SessionTruth | None) -> Message:
+        def emit(message: Message, offset: float, session: SessionTruth | None) -> Message:
             if message.kind == "event":
                 if session is not None:
                     session.emitted_events += 1
                 if rng.random() < cfg.duplicate_rate:
-                    resend = message.sent_at + rng.expovariate(1 / 5.0)
+                    resend = offset + rng.expovariate(1 / 5.0)
                     duplicate = Message(
-                        message.data, "duplicate", resend, message.late, message.bot
+                        message.data, "duplicate", cfg.start + resend, message.late, message.bot
                     )
-                    heapq.heappush(pending, (resend - cfg.start, next(order), duplicate, None))
+                    heapq.heappush(pending, (resend, next(order), duplicate, None))
             return message
 
         while limit is None or emitted < limit:
             now = heap[0][0]
             if pending and pending[0][0] <= now:
-                _, _, message, session = heapq.heappop(pending)
+                offset, _, message, session = heapq.heappop(pending)
                 emitted += 1
-                yield emit(message, session)
+                yield emit(message, offset, session)
                 continue
             _, index, planned = heapq.heappop(heap)
             following = self._next_of(actors[index])
             heapq.heappush(heap, (following.offset, index, following))
-            timestamp = round(cfg.start + planned.offset, 3)
-            planned.payload["timestamp"] = timestamp
+            sent_at = cfg.start + planned.offset
+            planned.payload["timestamp"] = round(sent_at, 3)
             if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
                 emitted += 1
-                yield self._malformed(planned.payload, timestamp)
+                yield self._malformed(planned.payload, sent_at)
                 if limit is not None and emitted >= limit:
                     break
             data = _dumps(planned.payload).encode()
             if cfg.late_rate and rng.random() < cfg.late_rate:
                 delay = math.exp(rng.uniform(math.log(cfg.late_min_s), math.log(cfg.late_max_s)))
-                sent = timestamp + delay
-                message = Message(data, "event", sent, late=True, bot=planned.bot)
-                heapq.heappush(pending, (sent - cfg.start, next(order), message, planned.session))
+                late = planned.offset + delay
+                message = Message(data, "event", cfg.start + late, late=True, bot=planned.bot)
+                heapq.heappush(pending, (late, next(order), message, planned.session))
                 continue
             emitted += 1
-            yield emit(Message(data, "event", timestamp, bot=planned.bot), planned.session)
+            message = Message(data, "event", sent_at, bot=planned.bot)
+            yield emit(message, planned.offset, planned.session)
 
     def _malformed(self, template: dict[str, Any], sent_at: float) -> Message:
         rng = self.rng
@@ -537,7 +550,7 @@ class _Simulation:
         payload["event_id"] = f"evt_bad_{rng.randint(100000, 999999)}"
         if kind == "not_json":
             text = _dumps(payload)
-            data = text[: rng.randint(1, len(text) - 2)]
+            data = text[: 1 + int(rng.random() * (len(text) - 2))]  # draws never depend on start
         elif kind == "not_an_object":
             data = _dumps([payload["event_type"], payload["timestamp"]])
         else:

@@ -196,6 +196,10 @@ class Store(abc.ABC):
         """Events of one type, newest first."""
 
     @abc.abstractmethod
+    def get_events(self, keys: Sequence[str]) -> list[StoredEvent]:
+        """The stored events among `keys` (dedupe keys), in no particular order."""
+
+    @abc.abstractmethod
     def series(
         self,
         granularity: Granularity,
