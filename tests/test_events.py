@@ -224,3 +224,36 @@ def test_arbitrary_objects_never_raise(payload: dict[str, object]) -> None:
     assert isinstance(result, Event | Rejection)
     if isinstance(result, Event):
         assert result.who and result.event_type and len(result.key) == 32
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "event_id": st.none() | st.text(max_size=5) | st.integers(),
+            "user_id": st.none() | st.text(max_size=5) | st.booleans(),
+            "anonymous_id": st.none() | st.text(max_size=5),
+            "session_id": st.none() | st.text(max_size=5) | st.floats(),
+            "event_type": st.none() | st.text(max_size=5) | st.integers(),
+            "timestamp": st.none()
+            | st.floats(min_value=NOW - 40 * 86400, max_value=NOW + 7200)
+            | st.integers(min_value=int(NOW) - 40 * 86400, max_value=int(NOW) + 7200)
+            | st.just(True),
+            "properties": st.none() | json_values,
+        },
+    )
+)
+def test_the_fast_path_agrees_with_the_full_checks(payload: dict[str, object]) -> None:
+    import behavioral_analytics.events as events_module
+
+    fast = events_module._common_case(payload, "m", NOW, events_module.DEFAULT_LIMITS)
+    full = events_module.validate_event(payload, message_id="m", received_at=NOW)
+    if fast is not None:
+        assert fast == full
+    saved = events_module._common_case
+    try:
+        events_module._common_case = lambda *_: None  # type: ignore[assignment]
+        slow = events_module.validate_event(payload, message_id="m", received_at=NOW)
+    finally:
+        events_module._common_case = saved
+    assert slow == full

@@ -151,6 +151,10 @@ def validate_event(
     limits: Limits = DEFAULT_LIMITS,
 ) -> Event | Rejection:
     """A decoded JSON value → a canonical event, or the reason it is not one."""
+    if type(payload) is dict:
+        event = _common_case(payload, message_id, received_at, limits)
+        if event is not None:
+            return event
     event_id = None
     try:
         if not isinstance(payload, dict):
@@ -210,6 +214,75 @@ def validate_event(
         properties=properties,
         received_at=received_at,
         who=who,
+    )
+
+
+def _common_case(
+    payload: dict[str, Any], message_id: str, received_at: float, limits: Limits
+) -> Event | None:
+    """The shape nearly every event has, checked inline (the hot path of the worker and the
+    collector). None means "not obviously valid": the full checks then decide, and name the
+    reason if there is one."""
+    get = payload.get
+    user_id = get("user_id")
+    anonymous_id = get("anonymous_id")
+    event_id = get("event_id")
+    session_id = get("session_id")
+    event_type = get("event_type")
+    timestamp = get("timestamp")
+    properties = get("properties")
+    max_id = limits.max_id_chars
+    if not (
+        get("received_at") is None
+        and type(event_type) is str
+        and 0 < len(event_type) <= limits.max_event_type_chars
+        and event_type.isprintable()
+        and not event_type.isspace()
+        and (user_id is not None or anonymous_id is not None)
+    ):
+        return None
+    for value in (user_id, anonymous_id, event_id, session_id):
+        if value is not None and not (
+            type(value) is str
+            and 0 < len(value) <= max_id
+            and value.isprintable()
+            and not value.isspace()
+        ):
+            return None
+    kind = type(timestamp)
+    if timestamp is None:
+        timestamp = received_at
+    elif (kind is float or kind is int) and 0 <= timestamp < _MAX_EPOCH_SECONDS:
+        timestamp = float(timestamp)
+    else:
+        return None
+    if not (
+        received_at - limits.max_age_s <= timestamp <= received_at + limits.max_future_skew_s
+    ):
+        return None
+    if properties is None:
+        properties = {}
+    elif type(properties) is not dict or len(properties) > limits.max_properties:
+        return None
+    elif properties:
+        try:
+            _check_value(properties, "properties", 1, limits)
+        except _Invalid:
+            return None
+    if event_id is None:
+        event_id = message_id
+    who = user_id if user_id is not None else f"anonymous:{anonymous_id}"
+    return Event(
+        dedupe_key(event_id, who, event_type, timestamp),
+        event_id,
+        user_id,
+        anonymous_id,
+        event_type,
+        timestamp,
+        session_id,
+        properties,
+        received_at,
+        who,
     )
 
 

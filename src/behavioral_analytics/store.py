@@ -20,6 +20,7 @@ __all__ = [
     "CommitResult",
     "DeadLetter",
     "Freshness",
+    "InvalidCursor",
     "NewDeadLetter",
     "Page",
     "Profile",
@@ -35,6 +36,10 @@ T = TypeVar("T")
 
 class StoreError(Exception):
     """The store could not do what was asked."""
+
+
+class InvalidCursor(StoreError, ValueError):
+    """A pagination cursor the store did not hand out."""
 
 
 class TransientStoreError(StoreError):

@@ -26,6 +26,7 @@ from behavioral_analytics.store import (
     CommitResult,
     DeadLetter,
     Freshness,
+    InvalidCursor,
     NewDeadLetter,
     Page,
     Profile,
@@ -434,7 +435,10 @@ class SQLiteStore(Store):
 
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
         limit = max(1, min(limit, 1000))
-        before = int(cursor) if cursor else 2**62
+        try:
+            before = int(cursor) if cursor else 2**62
+        except ValueError:
+            raise InvalidCursor(f"invalid cursor {cursor!r}") from None
         rows = self._db.execute(
             "SELECT * FROM dead_letters WHERE id < ? ORDER BY id DESC LIMIT ?",
             (before, limit + 1),
@@ -605,4 +609,4 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         timestamp, key = raw.split("|", 1)
         return float(timestamp), key
     except (ValueError, UnicodeDecodeError) as exc:
-        raise StoreError(f"invalid cursor {cursor!r}") from exc
+        raise InvalidCursor(f"invalid cursor {cursor!r}") from exc

@@ -1,0 +1,254 @@
+"""Collector throughput: accepted events/s per core through POST /v1/batch, beside publishing the
+same events straight to the local broker from Python.
+
+    python bench/collector.py [--events 40000] [--batch 100] [--clients 4]
+
+The collector runs with uvicorn in a subprocess on loopback (local backend, a fresh data
+directory); clients send pre-encoded Segment batches with httpx. Per core = accepted events /
+CPU seconds the server process used (user + system, from /proc), so the clients' own CPU does
+not count. The direct path is `LocalBroker.publish` in batches, per CPU second of this process.
+Target: the collector at >= 50 % of the direct rate. Reference: RudderStack's gateway, about
+850 events/s per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from behavioral_analytics.broker import OutgoingMessage
+from behavioral_analytics.brokers.local import LocalBroker
+from behavioral_analytics.config import load_settings
+from behavioral_analytics.loadgen import synthetic_stream
+
+WRITE_KEY = "bench-write-key"
+RUDDERSTACK_PER_CORE = 850.0
+
+_SERVER = """
+import sys
+from behavioral_analytics.api.server import serve
+from behavioral_analytics.config import load_settings
+serve(load_settings(), sys.argv[1], int(sys.argv[2]))
+"""
+
+
+@dataclass
+class Result:
+    path: str
+    events: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def per_s(self) -> float:
+        return self.events / self.wall_s
+
+    @property
+    def per_core(self) -> float:
+        return self.events / self.cpu_s if self.cpu_s > 0 else float("nan")
+
+
+def make_events(count: int) -> list[dict[str, Any]]:
+    stream = synthetic_stream(seed=42)
+    now = time.time()
+    events = []
+    for index in range(count):
+        event = next(stream)
+        event["event_id"] = f"bench-{index:08d}"
+        event["timestamp"] = now - 60 + 60 * index / count
+        events.append(event)
+    return events
+
+
+def as_segment_track(event: dict[str, Any]) -> dict[str, Any]:
+    stamp = datetime.fromtimestamp(event["timestamp"], UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "type": "track",
+        "messageId": event["event_id"],
+        "userId": event.get("user_id"),
+        "anonymousId": event.get("anonymous_id"),
+        "event": event["event_type"],
+        "timestamp": stamp,
+        "properties": event["properties"],
+    }
+
+
+def bench_direct(events: list[dict[str, Any]], batch: int, data_dir: Path) -> Result:
+    settings = load_settings(data_dir=data_dir, backend="local")
+    broker = LocalBroker.from_settings(settings)
+    broker.init()
+    payloads = [json.dumps(event).encode() for event in events]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for start in range(0, len(payloads), batch):
+        broker.publish([OutgoingMessage(data=data) for data in payloads[start : start + batch]])
+    result = Result(
+        "LocalBroker.publish (direct)",
+        len(events),
+        time.perf_counter() - wall,
+        time.process_time() - cpu,
+    )
+    broker.close()
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_collector(
+    events: list[dict[str, Any]], batch: int, clients: int, data_dir: Path
+) -> tuple[Result, int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "BA_BACKEND": "local",
+        "BA_DATA_DIR": str(data_dir),
+        "BA_WRITE_KEYS": WRITE_KEY,
+        "BA_READ_KEYS": "bench-read-key",
+        "BA_RATE_LIMIT": "100000000",
+        "BA_LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, "127.0.0.1", str(port)], env=env, cwd=data_dir
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the collector did not start")
+            time.sleep(0.1)
+
+        bodies = [
+            json.dumps(
+                {"batch": [as_segment_track(e) for e in events[start : start + batch]]}
+            ).encode()
+            for start in range(0, len(events), batch)
+        ]
+        accepted = 0
+        lock = threading.Lock()
+        failures: list[str] = []
+
+        def send(share: list[bytes]) -> None:
+            nonlocal accepted
+            headers = {"X-Write-Key": WRITE_KEY, "Content-Type": "application/json"}
+            with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+                for body in share:
+                    response = http.post("/v1/batch", content=body)
+                    if response.status_code != 202:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+                        continue
+                    with lock:
+                        accepted += len(response.json()["accepted"])
+
+        # Warm up the server (imports, first connections) outside the measurement.
+        httpx.post(
+            base_url + "/v1/batch", content=b'{"batch": []}', headers={"X-Write-Key": WRITE_KEY}
+        )
+        threads = [
+            threading.Thread(target=send, args=(bodies[i::clients],)) for i in range(clients)
+        ]
+        cpu_before, wall = process_cpu_s(server.pid), time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall_s = time.perf_counter() - wall
+        cpu_s = process_cpu_s(server.pid) - cpu_before
+        if failures:
+            raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[0]}")
+        return Result(
+            f"collector POST /v1/batch ({clients} clients)", accepted, wall_s, cpu_s
+        ), len(bodies)
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each path; the best counts")
+    args = parser.parse_args()
+    if not Path("/proc/self/stat").exists():
+        raise SystemExit("this benchmark reads the server's CPU time from /proc (Linux)")
+
+    events = make_events(args.events)
+    directs: list[Result] = []
+    collectors: list[Result] = []
+    for run in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="ba-bench-") as tmp:
+            directs.append(bench_direct(events, args.batch, Path(tmp) / "direct"))
+            (Path(tmp) / "collector").mkdir()
+            result, requests = bench_collector(
+                events, args.batch, args.clients, Path(tmp) / "collector"
+            )
+            collectors.append(result)
+        if result.events != len(events):
+            raise SystemExit(f"the collector accepted {result.events} of {len(events)} events")
+        print(
+            f"run {run + 1}: direct {directs[-1].per_core:,.0f}/core-s, "
+            f"collector {result.per_core:,.0f}/core-s",
+            file=sys.stderr,
+        )
+    # The least disturbed run of each (the machine may be busy with other work).
+    direct = max(directs, key=lambda r: r.per_core)
+    collector = max(collectors, key=lambda r: r.per_core)
+    rows = [
+        (
+            r.path,
+            f"{r.events:,}",
+            f"{r.wall_s:.2f}",
+            f"{r.per_s:,.0f}",
+            f"{r.cpu_s:.2f}",
+            f"{r.per_core:,.0f}",
+        )
+        for r in (direct, collector)
+    ]
+    header = ("path", "events", "wall s", "events/s", "CPU s", "events/s per core")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+    print(
+        f"{args.events:,} recipe events, batches of {args.batch} ({requests} requests), "
+        f"best of {args.repeat} runs, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    print(line.format(*header))
+    for row in rows:
+        print(line.format(*row))
+    ratio = collector.per_core / direct.per_core
+    print(
+        f"collector / direct per core: {ratio:.0%} (target >= 50 %: "
+        f"{'met' if ratio >= 0.5 else 'NOT met'}); "
+        f"{collector.per_core / RUDDERSTACK_PER_CORE:.1f}x RudderStack's ~850 events/s per core"
+    )
+
+
+if __name__ == "__main__":
+    main()

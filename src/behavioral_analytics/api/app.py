@@ -1,0 +1,172 @@
+"""Builds the API application: collector, query API, ops routes and the dashboard."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from behavioral_analytics import __version__
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.api import collector, dashboard, ops, query
+from behavioral_analytics.api.auth import KeyPolicy
+from behavioral_analytics.api.cache import TTLCache
+from behavioral_analytics.api.metrics import ApiMetrics
+from behavioral_analytics.api.publisher import GroupPublisher
+from behavioral_analytics.api.ratelimit import RateLimiter
+from behavioral_analytics.api.responses import ApiError, JSONResponse, api_error_handler
+from behavioral_analytics.api.state import ApiState
+from behavioral_analytics.broker import Broker, BrokerError
+from behavioral_analytics.config import Settings, make_broker, make_store
+from behavioral_analytics.store import Store, StoreError
+from behavioral_analytics.telemetry import log
+
+__all__ = ["create_app"]
+
+_WRITE_SECURITY = [{"writeKeyBasic": []}, {"writeKeyHeader": []}, {"bearer": []}]
+_READ_SECURITY = [{"bearer": []}, {"readKeyHeader": []}, {"readKeyBasic": []}]
+
+
+def create_app(
+    settings: Settings,
+    broker: Broker | None = None,
+    store: Store | None = None,
+    *,
+    cache_ttl_s: float = 1.0,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The API on the given ports, or on the configured backend's when not given.
+
+    Raises ConfigError when keys are missing and `settings.api_host` is not a loopback address.
+    Ports built here are initialized on the local backend and closed at shutdown.
+    """
+    policy = KeyPolicy.from_settings(settings)
+    owned: list[Broker | Store] = []
+    if broker is None:
+        broker = make_broker(settings)
+        owned.append(broker)
+    if store is None:
+        store = make_store(settings)
+        owned.append(store)
+    if settings.backend == "local":
+        for port in owned:
+            port.init()
+
+    state = ApiState(
+        settings=settings,
+        broker=broker,
+        store=store,
+        policy=policy,
+        limiter=RateLimiter(settings.rate_limit),
+        cache=TTLCache(cache_ttl_s),
+        metrics=ApiMetrics(),
+        periods=Periods(settings.timezone),
+        publisher=GroupPublisher(broker),
+        clock=clock,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _log_auth_mode(settings, policy)
+        yield
+        state.publisher.close()
+        for port in owned:
+            try:
+                port.close()
+            except Exception as exc:
+                log.warning("closing a port failed", extra={"error": repr(exc)})
+
+    app = FastAPI(
+        title="behavioral-analytics",
+        version=__version__,
+        summary="Collector, query API and live dashboard of behavioral-analytics",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    app.state.api = state
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(StoreError, _unavailable("store_unavailable"))
+    app.add_exception_handler(BrokerError, _unavailable("broker_unavailable"))
+    origins = sorted(Settings.keys(settings.cors_origins))
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Content-Encoding",
+                "X-Write-Key",
+                "X-Read-Key",
+            ],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
+    app.include_router(collector.router(state))
+    app.include_router(query.router(state))
+    app.include_router(dashboard.router(state))
+    app.include_router(ops.router(state))
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _unavailable(code: str) -> Callable[[Request, Exception], Any]:
+    async def handler(_: Request, exc: Exception) -> Response:
+        log.error("backend error", extra={"error": repr(exc), "code": code})
+        return JSONResponse(
+            {"error": code, "detail": "the backend is unavailable; retry"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    return handler
+
+
+def _log_auth_mode(settings: Settings, policy: KeyPolicy) -> None:
+    where = {"host": settings.api_host}
+    if policy.open_writes:
+        log.warning(
+            "no write keys configured (BA_WRITE_KEYS): the collector is open on loopback",
+            extra=where,
+        )
+    if policy.open_reads:
+        log.warning(
+            "no read keys configured (BA_READ_KEYS): queries are open on loopback", extra=where
+        )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "writeKeyBasic": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "Write key as user name",
+        },
+        "writeKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Write-Key"},
+        "readKeyBasic": {"type": "http", "scheme": "basic", "description": "Read key as user name"},
+        "readKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Read-Key"},
+        "bearer": {"type": "http", "scheme": "bearer", "description": "A write or read key"},
+    }
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            tags = operation.get("tags", [])
+            if "collector" in tags:
+                operation["security"] = _WRITE_SECURITY
+            elif path != "/healthz" and path != "/readyz":
+                operation["security"] = _READ_SECURITY
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,118 @@
+"""Write keys for the collector, read keys for queries and the dashboard.
+
+Keys come from the settings (`BA_WRITE_KEYS`, `BA_READ_KEYS`, comma separated), never from
+code. A client presents one as the HTTP Basic user name (Segment's convention, empty password;
+a key in the password is accepted too), in `X-Write-Key` / `X-Read-Key`, or as
+`Authorization: Bearer <key>`.
+
+With no keys of a kind configured the API runs open for that kind, which it only does bound
+to a loopback address (local development; `up`); anywhere else it refuses to start.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.config import ConfigError, Settings
+
+__all__ = ["KeyPolicy", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    write_keys: frozenset[str]
+    read_keys: frozenset[str]
+
+    @property
+    def open_writes(self) -> bool:
+        return not self.write_keys
+
+    @property
+    def open_reads(self) -> bool:
+        return not self.read_keys
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyPolicy:
+        policy = cls(Settings.keys(settings.write_keys), Settings.keys(settings.read_keys))
+        if not is_loopback(settings.api_host):
+            named = (("BA_WRITE_KEYS", policy.write_keys), ("BA_READ_KEYS", policy.read_keys))
+            missing = [name for name, keys in named if not keys]
+            if missing:
+                raise ConfigError(
+                    f"{' and '.join(missing)} must be set to serve the API on {settings.api_host} "
+                    "(without keys it only runs on a loopback address such as 127.0.0.1)"
+                )
+        return policy
+
+    def write_key(self, request: Request) -> str:
+        """The caller's write key ('' when writes are open), or 401."""
+        if self.open_writes:
+            return ""
+        for candidate in _presented(request, "x-write-key"):
+            if _known(candidate, self.write_keys):
+                return candidate
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a write key is required: HTTP Basic user name, X-Write-Key or Bearer",
+            headers={"WWW-Authenticate": 'Basic realm="behavioral-analytics"'},
+        )
+
+    def require_read(self, request: Request) -> None:
+        if self.open_reads:
+            return
+        for candidate in _presented(request, "x-read-key"):
+            if _known(candidate, self.read_keys):
+                return
+        # Bearer, not Basic: a Basic challenge would pop the browser's login dialog.
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a read key is required: Authorization: Bearer, HTTP Basic user name or X-Read-Key",
+            headers={"WWW-Authenticate": 'Bearer realm="behavioral-analytics"'},
+        )
+
+
+def _presented(request: Request, header: str) -> list[str]:
+    keys = []
+    direct = request.headers.get(header)
+    if direct:
+        keys.append(direct.strip())
+    authorization = request.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer" and value:
+        keys.append(value)
+    elif scheme == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return keys
+        user, _, password = decoded.partition(":")
+        keys.extend(key for key in (user, password) if key)
+    return keys
+
+
+def _known(candidate: str, keys: frozenset[str]) -> bool:
+    found = False
+    encoded = candidate.encode("utf-8", "surrogateescape")
+    for key in keys:
+        found |= hmac.compare_digest(encoded, key.encode("utf-8"))
+    return found

@@ -1,0 +1,503 @@
+"""The collector: ingest routes, and the pure steps that turn request bodies into canonical events.
+
+`from_segment` and `prepare` do no I/O (the clock and the id factory are passed in), so the
+normalization is tested without a server. The routes add keys, limits, the broker publish and
+the dead letters.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from behavioral_analytics.api.responses import ApiError, JSONResponse
+from behavioral_analytics.api.state import ApiState
+from behavioral_analytics.broker import OutgoingMessage
+from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, Rejection, validate_event
+from behavioral_analytics.store import NewDeadLetter
+from behavioral_analytics.telemetry import log
+
+__all__ = [
+    "MAX_EVENTS_PER_REQUEST",
+    "MAX_REQUEST_BYTES",
+    "Prepared",
+    "from_segment",
+    "prepare",
+    "router",
+]
+
+MAX_REQUEST_BYTES = 500 * 1024
+MAX_EVENTS_PER_REQUEST = 2000
+SEGMENT_CALLS = ("track", "page", "screen", "identify")
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+# ---------------------------------------------------------------------------------------------
+# Pure normalization
+
+
+def from_segment(
+    message: Any, call: str | None = None, batch_context: dict[str, Any] | None = None
+) -> dict[str, Any] | Rejection:
+    """A Segment-spec call (track, page, screen, identify) → a canonical event payload.
+
+    `call` is the endpoint's type (`/v1/track`); inside a batch each message names its `type`.
+    track → `event`; page → "page_view" with `properties.name` and `properties.url`; screen →
+    "screen_view" with `properties.name`; identify → "identify" with the traits as properties.
+    The context (the batch's, overridden by the message's) is kept as `properties.context`
+    unless the properties already have that key. `messageId` becomes the event id.
+    """
+    if not isinstance(message, dict):
+        return Rejection("not_an_object", f"got a JSON {_json_type(message)}")
+    message_id = message.get("messageId")
+    kind = call or message.get("type")
+    if kind not in SEGMENT_CALLS:
+        return Rejection(
+            "unsupported_type",
+            f"type {kind!r} is not one of {', '.join(SEGMENT_CALLS)}",
+            message_id if isinstance(message_id, str) else None,
+        )
+    context = message.get("context")
+    if context is not None and not isinstance(context, dict):
+        return Rejection("invalid_type:context", f"expected an object, got {_json_type(context)}")
+    if batch_context:
+        context = {**batch_context, **(context or {})}
+
+    if kind == "identify":
+        traits = message.get("traits")
+        if traits is None and context is not None:
+            traits = context.get("traits")
+        properties: Any = traits
+        event_type: Any = "identify"
+    else:
+        properties = message.get("properties")
+        if kind == "track":
+            event_type = message.get("event")
+            if event_type is None:
+                return Rejection("missing_field:event", "track calls need an event name")
+        else:
+            event_type = "page_view" if kind == "page" else "screen_view"
+            properties = _named_view(message, properties, context, with_url=kind == "page")
+
+    if context and (properties is None or isinstance(properties, dict)):
+        properties = dict(properties or {})
+        properties.setdefault("context", context)
+
+    timestamp = message.get("timestamp")
+    if timestamp is None:
+        timestamp = message.get("originalTimestamp")
+    return {
+        "event_id": message_id,
+        "user_id": message.get("userId"),
+        "anonymous_id": message.get("anonymousId"),
+        "event_type": event_type,
+        "timestamp": timestamp,
+        "properties": properties,
+    }
+
+
+def _named_view(
+    message: dict[str, Any], properties: Any, context: dict[str, Any] | None, *, with_url: bool
+) -> Any:
+    if properties is not None and not isinstance(properties, dict):
+        return properties  # validation reports the wrong type
+    properties = dict(properties or {})
+    name = message.get("name")
+    if name is not None:
+        properties.setdefault("name", name)
+    if with_url and "url" not in properties:
+        page = (context or {}).get("page")
+        if isinstance(page, dict) and page.get("url") is not None:
+            properties["url"] = page["url"]
+    return properties
+
+
+@dataclass(slots=True)
+class Prepared:
+    """The outcome of a request's events: what to publish, and what was rejected and why."""
+
+    accepted: list[tuple[int, Event, bytes]] = field(default_factory=list)
+    rejected: list[tuple[int, Rejection, Any]] = field(default_factory=list)
+
+    def accepted_by_type(self) -> Counter[str]:
+        return Counter(event.event_type for _, event, _ in self.accepted)
+
+    def rejected_by_reason(self) -> Counter[str]:
+        return Counter(rejection.reason for _, rejection, _ in self.rejected)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "accepted": [event.event_id for _, event, _ in self.accepted],
+            "rejected": [
+                {
+                    "index": index,
+                    "event_id": rejection.event_id,
+                    "reason": rejection.reason,
+                    "detail": rejection.detail,
+                }
+                for index, rejection, _ in self.rejected
+            ],
+        }
+
+
+def prepare(
+    items: list[tuple[Any, dict[str, Any] | Rejection | Any]],
+    *,
+    received_at: float,
+    new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
+    limits: Limits = DEFAULT_LIMITS,
+) -> Prepared:
+    """(original, canonical payload or rejection) pairs → events with ids, received_at and the
+    exact JSON the worker will parse, validated as the worker validates them."""
+    prepared = Prepared()
+    accepted = prepared.accepted
+    rejected = prepared.rejected
+    max_bytes = limits.max_message_bytes
+    encode = _encoder.encode
+    for index, (original, payload) in enumerate(items):
+        if isinstance(payload, Rejection):
+            rejected.append((index, payload, original))
+            continue
+        client_id = None
+        if isinstance(payload, dict):
+            client_id = payload.get("event_id")
+            if payload is original:  # never change the client's object: it may be dead-lettered
+                payload = dict(payload)
+            payload["received_at"] = received_at
+            if client_id is None:
+                payload["event_id"] = new_id()
+        result = validate_event(payload, message_id="", received_at=received_at, limits=limits)
+        if isinstance(result, Rejection):
+            if client_id is None and result.event_id is not None:
+                result = Rejection(result.reason, result.detail)  # an id we made up: not theirs
+            rejected.append((index, result, original))
+            continue
+        data = encode(result.to_dict())
+        if len(data) > max_bytes:
+            detail = f"{len(data)} bytes as a canonical event > {max_bytes}"
+            event_id = result.event_id if client_id is not None else None
+            rejected.append((index, Rejection("too_large", detail, event_id), original))
+            continue
+        accepted.append((index, result, data))
+    return prepared
+
+
+def _json_type(value: Any) -> str:
+    match value:
+        case bool():
+            return "boolean"
+        case int() | float():
+            return "number"
+        case str():
+            return "string"
+        case list():
+            return "array"
+        case dict():
+            return "object"
+        case None:
+            return "null"
+    return type(value).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Request bodies
+
+
+async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
+    """The request body, decompressed, refusing more than `limit` bytes with 413 as it streams."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, "invalid_request", "Content-Length is not a number") from None
+        if size > limit:
+            raise _too_large(f"request body of {size} bytes > {limit}")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip"):
+        raise ApiError(415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(f"request body over {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise ApiError(400, "invalid_gzip", "the body is not valid gzip") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise _too_large(f"decompressed body over {limit} bytes")
+    return body
+
+
+def _too_large(detail: str) -> ApiError:
+    return ApiError(413, "too_large", detail)
+
+
+def _decode(body: bytes) -> Any:
+    if not body.strip():
+        raise ApiError(400, "empty_body", "the request has no body")
+    try:
+        return _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "not_json", str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes
+
+Items = list[tuple[Any, Any]]
+
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "The recipe's event: event_id, user_id or anonymous_id, event_type, "
+    "timestamp (epoch s/ms or RFC 3339), session_id, properties.",
+    "properties": {
+        "event_id": {"type": "string"},
+        "user_id": {"type": "string"},
+        "anonymous_id": {"type": "string"},
+        "event_type": {"type": "string"},
+        "timestamp": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+        "session_id": {"type": "string"},
+        "properties": {"type": "object"},
+    },
+}
+_SEGMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A Segment-spec call: messageId, userId, anonymousId, event (track), name "
+    "(page/screen), traits (identify), ISO-8601 timestamp, properties, context.",
+    "properties": {
+        "type": {"type": "string", "enum": list(SEGMENT_CALLS)},
+        "messageId": {"type": "string"},
+        "userId": {"type": "string"},
+        "anonymousId": {"type": "string"},
+        "event": {"type": "string"},
+        "name": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "properties": {"type": "object"},
+        "traits": {"type": "object"},
+        "context": {"type": "object"},
+    },
+}
+_RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "array", "items": {"type": "string"}},
+        "rejected": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "event_id": {"type": ["string", "null"]},
+                    "reason": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+}
+
+
+def _openapi(body_schema: dict[str, Any]) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
+        "responses": {
+            "202": {
+                "description": "At least one event accepted; the rest listed with reasons",
+                "content": {"application/json": {"schema": _RESULT_SCHEMA}},
+            },
+            "400": {
+                "description": "No event accepted (per-event reasons), or a malformed body",
+                "content": {"application/json": {"schema": _RESULT_SCHEMA}},
+            },
+            "401": {"description": "Missing or unknown write key", **error},
+            "413": {"description": "Event over 32 KB, request over 500 KB", **error},
+            "429": {"description": "Rate limit of the write key; see Retry-After", **error},
+            "503": {"description": "The broker did not confirm the publish; retry", **error},
+        },
+    }
+
+
+def router(state: ApiState) -> APIRouter:
+    routes = APIRouter(tags=["collector"])
+    limits = state.settings.limits
+
+    def single(body: bytes) -> None:
+        if len(body) > limits.max_message_bytes:
+            raise _too_large(f"event of {len(body)} bytes > {limits.max_message_bytes}")
+
+    async def ingest(
+        request: Request, route: str, extract: Callable[[bytes, Any], Items]
+    ) -> Response:
+        status = 500
+        try:
+            response = await _ingest(request, extract)
+            status = response.status_code
+            return response
+        except ApiError as exc:
+            status = exc.status_code
+            raise
+        finally:
+            state.metrics.requests.labels(route, str(status)).inc()
+
+    async def _ingest(request: Request, extract: Callable[[bytes, Any], Items]) -> Response:
+        key = state.policy.write_key(request)
+        body = await read_body(request)
+        items = extract(body, _decode(body))
+        if not items:
+            raise ApiError(400, "empty_batch", "no events in the request")
+        if len(items) > MAX_EVENTS_PER_REQUEST:
+            raise _too_large(f"{len(items)} events in one request > {MAX_EVENTS_PER_REQUEST}")
+        wait = state.limiter.acquire(key, len(items))
+        if wait:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"over {state.limiter.rate:g} events/s for this write key",
+                headers={"Retry-After": state.limiter.retry_after_header(wait)},
+            )
+        now = state.clock()
+        prepared = prepare(items, received_at=now, limits=limits)
+        if prepared.accepted:
+            await _publish(prepared)
+        if prepared.rejected:
+            await _record_rejections(prepared, now)
+        state.metrics.record_ingest(prepared.accepted_by_type(), prepared.rejected_by_reason())
+        return JSONResponse(prepared.body(), status_code=202 if prepared.accepted else 400)
+
+    async def _publish(prepared: Prepared) -> None:
+        ordering = state.settings.ordering
+        messages = [
+            OutgoingMessage(data=data, ordering_key=event.who if ordering else None)
+            for _, event, data in prepared.accepted
+        ]
+        started = time.perf_counter()
+        try:
+            await state.publisher.publish(messages)
+        except Exception as exc:
+            state.metrics.publish_failures.inc()
+            log.error("publish failed", extra={"error": repr(exc), "events": len(messages)})
+            raise ApiError(
+                503,
+                "broker_unavailable",
+                "the events were not published; retry the request",
+                headers={"Retry-After": "1"},
+            ) from None
+        state.metrics.publish_latency.observe(time.perf_counter() - started)
+
+    async def _record_rejections(prepared: Prepared, now: float) -> None:
+        letters = [
+            NewDeadLetter(
+                reason=rejection.reason,
+                detail=rejection.detail,
+                data=msgspec.json.encode(original),
+                message_id=rejection.event_id or uuid.uuid4().hex,
+                source="collector",
+                received_at=now,
+            )
+            for _, rejection, original in prepared.rejected
+        ]
+        try:
+            await run_in_threadpool(state.store.add_dead_letters, letters)
+        except Exception as exc:
+            # The client has the reasons in its response; losing the record is logged, not fatal.
+            state.metrics.dead_letter_failures.inc(len(letters))
+            log.error(
+                "recording rejected events failed",
+                extra={"error": repr(exc), "events": len(letters)},
+            )
+
+    def events_items(body: bytes, payload: Any) -> Items:
+        if isinstance(payload, list):
+            return [(item, item) for item in payload]
+        single(body)
+        return [(payload, payload)]
+
+    def segment_items(call: str) -> Callable[[bytes, Any], Items]:
+        def extract(body: bytes, payload: Any) -> Items:
+            single(body)
+            return [(payload, from_segment(payload, call))]
+
+        return extract
+
+    def batch_items(body: bytes, payload: Any) -> Items:
+        batch = payload.get("batch") if isinstance(payload, dict) else None
+        if not isinstance(batch, list):
+            raise ApiError(400, "invalid_batch", 'expected {"batch": [...]}')
+        context = payload.get("context")
+        if not isinstance(context, dict):
+            context = None
+        return [(message, from_segment(message, None, context)) for message in batch]
+
+    @routes.post(
+        "/v1/events",
+        status_code=202,
+        summary="Send events in the recipe's format (one object or a list)",
+        openapi_extra=_openapi(
+            {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]}
+        ),
+    )
+    async def post_events(request: Request) -> Response:
+        return await ingest(request, "events", events_items)
+
+    def segment_handler(call: str) -> Callable[[Request], Any]:
+        extract = segment_items(call)
+
+        async def handler(request: Request) -> Response:
+            return await ingest(request, call, extract)
+
+        return handler
+
+    for call in SEGMENT_CALLS:
+        routes.add_api_route(
+            f"/v1/{call}",
+            segment_handler(call),
+            methods=["POST"],
+            status_code=202,
+            summary=f"Segment {call} call",
+            openapi_extra=_openapi({**_SEGMENT_SCHEMA, "description": f"A Segment {call} call."}),
+            name=f"post_{call}",
+        )
+
+    @routes.post(
+        "/v1/batch",
+        status_code=202,
+        summary="Segment batch of track/page/screen/identify calls",
+        openapi_extra=_openapi(
+            {
+                "type": "object",
+                "required": ["batch"],
+                "properties": {
+                    "batch": {"type": "array", "items": _SEGMENT_SCHEMA},
+                    "context": {"type": "object"},
+                },
+            }
+        ),
+    )
+    async def post_batch(request: Request) -> Response:
+        return await ingest(request, "batch", batch_items)
+
+    return routes

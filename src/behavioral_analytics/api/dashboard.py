@@ -1,0 +1,123 @@
+"""The live dashboard: the page at `/` (served openly) and the one JSON document it polls,
+`/v1/dashboard` (read key), assembled from a handful of store reads.
+
+"Recent events" come from `events_by_type(T, n)` for the day's top event types, merged newest
+first: the composite `(event_type, timestamp desc)` index serves them on Firestore, where
+`user_events` has no single-field `timestamp` index. The whole document is cached for the TTL
+with a single flight, so any number of open dashboards cost the same store reads as one.
+"""
+
+from __future__ import annotations
+
+import heapq
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from behavioral_analytics.api.query import active_users_now
+from behavioral_analytics.api.state import ApiState, freshness_body
+from behavioral_analytics.store import StoredEvent
+
+__all__ = ["STATIC_DIR", "build_dashboard", "router"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+CHART_MINUTES = 60
+RECENT_TYPES = 6
+RECENT_EVENTS = 20
+_MAX_PROPERTIES = 6
+_MAX_TEXT = 80
+
+# No inline script or style, nothing from another origin.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def router(state: ApiState) -> APIRouter:
+    routes = APIRouter(tags=["dashboard"])
+
+    @routes.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
+
+    @routes.get("/v1/dashboard", summary="Everything the dashboard shows, in one document")
+    async def dashboard(request: Request) -> dict[str, Any]:
+        state.policy.require_read(request)
+        body = await state.read(("dashboard",), lambda: build_dashboard(state))
+        return {**body, "active_users": await active_users_now(state)}
+
+    return routes
+
+
+def build_dashboard(state: ApiState) -> dict[str, Any]:
+    """One snapshot of the read model for the page (blocking store reads; cached by the caller)."""
+    store = state.store
+    periods = state.periods
+    now = state.clock()
+    first_minute = now - (CHART_MINUTES - 1) * 60
+    minute_labels = [periods.label("minute", first_minute + 60 * i) for i in range(CHART_MINUTES)]
+    _, hour, day = periods.of(now)
+
+    by_minute = {
+        point.period: point for point in store.series("minute", minute_labels[0], minute_labels[-1])
+    }
+    hour_point = next(iter(store.series("hour", hour, hour)), None)
+    day_point = next(iter(store.series("day", day, day)), None)
+    minutes = [
+        {
+            "period": label,
+            "t": int(first_minute // 60 + i) * 60,
+            "total": by_minute[label].total_events if label in by_minute else 0,
+            "by_type": by_minute[label].events_by_type if label in by_minute else {},
+        }
+        for i, label in enumerate(minute_labels)
+    ]
+    day_types = day_point.events_by_type if day_point else {}
+    top = sorted(day_types.items(), key=lambda item: (-item[1], item[0]))
+    recent_pages = [
+        store.events_by_type(name, RECENT_EVENTS).items for name, _ in top[:RECENT_TYPES]
+    ]
+    recent = heapq.merge(*recent_pages, key=lambda stored: -stored.event.timestamp)
+    return {
+        "as_of": now,
+        "timezone": periods.timezone,
+        "periods": {"hour": hour, "day": day},
+        "minutes": minutes,
+        "totals": {
+            "today": day_point.total_events if day_point else 0,
+            "this_hour": hour_point.total_events if hour_point else 0,
+            "last_60_minutes": sum(minute["total"] for minute in minutes),
+        },
+        "unique_users": {
+            "today": day_point.unique_users if day_point else 0,
+            "this_hour": hour_point.unique_users if hour_point else 0,
+        },
+        "top_event_types": [{"event_type": name, "count": count} for name, count in top[:10]],
+        "recent_events": [_brief(stored) for stored in list(recent)[:RECENT_EVENTS]],
+        "dead_letters": store.count_dead_letters(),
+        "freshness": freshness_body(store.freshness(), now),
+    }
+
+
+def _brief(stored: StoredEvent) -> dict[str, Any]:
+    event = stored.event
+    properties: dict[str, Any] = {}
+    for key, value in list(event.properties.items())[:_MAX_PROPERTIES]:
+        if isinstance(value, str):
+            properties[key] = value[:_MAX_TEXT]
+        elif isinstance(value, int | float | bool) or value is None:
+            properties[key] = value
+    return {
+        "key": event.key,
+        "event_id": event.event_id,
+        "who": event.who,
+        "event_type": event.event_type,
+        "timestamp": event.timestamp,
+        "processed_at": stored.processed_at,
+        "properties": properties,
+    }

@@ -1,0 +1,218 @@
+"""Query routes (read key): profiles, timelines, events by type, time series, top event types,
+active users and dead letters. Every answer carries the read model's `freshness`.
+
+The Store port is the only data access; reads go through the shared TTL cache.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+
+from behavioral_analytics.aggregation import Granularity, Periods
+from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.api.state import ApiState
+from behavioral_analytics.events import parse_timestamp
+from behavioral_analytics.store import InvalidCursor, Page
+
+__all__ = ["DEFAULT_WINDOWS_S", "resolve_period", "router"]
+
+_LABELS: dict[str, re.Pattern[str]] = {
+    "minute": re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}-\d{2}"),
+    "hour": re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}"),
+    "day": re.compile(r"\d{4}-\d{2}-\d{2}"),
+}
+# The range of /v1/series when `from` is not given.
+DEFAULT_WINDOWS_S: dict[str, float] = {"minute": 3600.0, "hour": 48 * 3600.0, "day": 30 * 86400.0}
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page")]
+Cursor = Annotated[
+    str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
+]
+Who = Annotated[str, Path(min_length=1, max_length=300, description="User id (or anonymous:ID)")]
+
+
+def resolve_period(value: str, granularity: Granularity, periods: Periods) -> str:
+    """A period label of the granularity (`2026-11-28-13`), or a time (RFC 3339 with an offset,
+    epoch seconds or milliseconds) → the label of the period containing it."""
+    value = value.strip()
+    if _LABELS[granularity].fullmatch(value):
+        return value
+    try:
+        moment: Any = float(value)
+    except ValueError:
+        moment = value
+    try:
+        return periods.label(granularity, parse_timestamp(moment))
+    except Exception:
+        raise ApiError(
+            400,
+            "invalid_period",
+            f"{value[:40]!r} is neither a {granularity} label ({_example(granularity)}) "
+            "nor a time (RFC 3339 with an offset, or epoch seconds)",
+        ) from None
+
+
+def _example(granularity: str) -> str:
+    return {"minute": "2026-11-28-13-05", "hour": "2026-11-28-13", "day": "2026-11-28"}[granularity]
+
+
+def _page(page: Page[Any]) -> dict[str, Any]:
+    return {"items": [item.to_dict() for item in page.items], "next_cursor": page.next_cursor}
+
+
+def router(state: ApiState) -> APIRouter:
+    routes = APIRouter(tags=["query"])
+    store = state.store
+
+    async def answer(request: Request, key: tuple[Any, ...], load: Any) -> dict[str, Any]:
+        state.policy.require_read(request)
+        try:
+            body = await state.read(key, load)
+        except InvalidCursor:
+            raise ApiError(
+                400, "invalid_cursor", "the cursor is not one this API returned"
+            ) from None
+        return {**body, "freshness": await state.freshness()}
+
+    @routes.get("/v1/profiles/{user_id:path}", summary="A user's profile")
+    async def profile(request: Request, user_id: Who) -> dict[str, Any]:
+        state.policy.require_read(request)
+        found = await state.read(("profile", user_id), lambda: store.profile(user_id))
+        if found is None:
+            raise ApiError(404, "not_found", f"no events for user {user_id[:100]!r}")
+        return {"profile": found.to_dict(), "freshness": await state.freshness()}
+
+    @routes.get("/v1/users/{user_id:path}/timeline", summary="A user's events, newest first")
+    async def timeline(
+        request: Request, user_id: Who, limit: Limit = 50, cursor: Cursor = None
+    ) -> dict[str, Any]:
+        return await answer(
+            request,
+            ("timeline", user_id, limit, cursor),
+            lambda: _page(store.timeline(user_id, limit, cursor)),
+        )
+
+    @routes.get("/v1/events", summary="Events of one type, newest first")
+    async def events(
+        request: Request,
+        type: Annotated[str, Query(min_length=1, max_length=128, description="Event type")],
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> dict[str, Any]:
+        return await answer(
+            request,
+            ("events", type, limit, cursor),
+            lambda: _page(store.events_by_type(type, limit, cursor)),
+        )
+
+    @routes.get("/v1/series", summary="Time series of minute, hour or day buckets")
+    async def series(
+        request: Request,
+        granularity: Literal["minute", "hour", "day"] = "hour",
+        from_: Annotated[
+            str | None,
+            Query(
+                alias="from",
+                max_length=64,
+                description="Period label or time; default: "
+                "1 h (minute), 48 h (hour) or 30 days (day) before `to`",
+            ),
+        ] = None,
+        to: Annotated[
+            str | None, Query(max_length=64, description="Period label or time; default: now")
+        ] = None,
+        type: Annotated[
+            str | None, Query(max_length=128, description="Only this event type")
+        ] = None,
+    ) -> dict[str, Any]:
+        state.policy.require_read(request)
+        now = state.clock()
+        periods = state.periods
+        end = resolve_period(to, granularity, periods) if to else periods.label(granularity, now)
+        start = (
+            resolve_period(from_, granularity, periods)
+            if from_
+            else periods.label(granularity, now - DEFAULT_WINDOWS_S[granularity])
+        )
+        if start > end:
+            raise ApiError(400, "invalid_range", f"from ({start}) is after to ({end})")
+        points = await state.read(
+            ("series", granularity, start, end), lambda: store.series(granularity, start, end)
+        )
+        items = []
+        for point in points:
+            item = point.to_dict()
+            if type is not None:
+                count = point.events_by_type.get(type, 0)
+                item["total_events"] = count
+                item["events_by_type"] = {type: count} if count else {}
+                item["unique_users"] = None  # not kept per type
+            items.append(item)
+        return {
+            "granularity": granularity,
+            "from": start,
+            "to": end,
+            "timezone": periods.timezone,
+            "points": items,
+            "freshness": await state.freshness(),
+        }
+
+    @routes.get("/v1/top-event-types", summary="Event types of one period, most frequent first")
+    async def top_event_types(
+        request: Request,
+        granularity: Literal["minute", "hour", "day"] = "day",
+        period: Annotated[
+            str | None, Query(max_length=64, description="Period label or time; default: now")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    ) -> dict[str, Any]:
+        state.policy.require_read(request)
+        periods = state.periods
+        label = (
+            resolve_period(period, granularity, periods)
+            if period
+            else periods.label(granularity, state.clock())
+        )
+        points = await state.read(
+            ("series", granularity, label, label), lambda: store.series(granularity, label, label)
+        )
+        by_type: dict[str, int] = points[0].events_by_type if points else {}
+        ranked = sorted(by_type.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        return {
+            "granularity": granularity,
+            "period": label,
+            "total_events": points[0].total_events if points else 0,
+            "event_types": [{"event_type": name, "count": count} for name, count in ranked],
+            "freshness": await state.freshness(),
+        }
+
+    @routes.get("/v1/active-users", summary="Users active in the last 5 and 30 minutes")
+    async def active_users(request: Request) -> dict[str, Any]:
+        state.policy.require_read(request)
+        return {**await active_users_now(state), "freshness": await state.freshness()}
+
+    @routes.get("/v1/dead-letters", summary="Rejected and dead-lettered messages, newest first")
+    async def dead_letters(
+        request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100, cursor: Cursor = None
+    ) -> dict[str, Any]:
+        body = await answer(
+            request,
+            ("dead_letters", limit, cursor),
+            lambda: _page(store.dead_letters(limit, cursor)),
+        )
+        body["total"] = await state.read(("dead_letter_count",), store.count_dead_letters)
+        return body
+
+    return routes
+
+
+async def active_users_now(state: ApiState) -> dict[str, Any]:
+    # Whole seconds, so that viewers within one second share a cache entry.
+    now = int(state.clock())
+    store = state.store
+    five = await state.read(("active", now - 300), lambda: store.active_users(now - 300))
+    thirty = await state.read(("active", now - 1800), lambda: store.active_users(now - 1800))
+    return {"last_5_minutes": five, "last_30_minutes": thirty, "as_of": now}

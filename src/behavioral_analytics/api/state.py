@@ -1,0 +1,56 @@
+"""What every route of one app shares: the ports, the settings and the per-process helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.api.auth import KeyPolicy
+from behavioral_analytics.api.cache import TTLCache
+from behavioral_analytics.api.metrics import ApiMetrics
+from behavioral_analytics.api.publisher import GroupPublisher
+from behavioral_analytics.api.ratelimit import RateLimiter
+from behavioral_analytics.broker import Broker
+from behavioral_analytics.config import Settings
+from behavioral_analytics.store import Freshness, Store
+
+__all__ = ["ApiState", "freshness_body"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class ApiState:
+    settings: Settings
+    broker: Broker
+    store: Store
+    policy: KeyPolicy
+    limiter: RateLimiter
+    cache: TTLCache
+    metrics: ApiMetrics
+    periods: Periods
+    publisher: GroupPublisher
+    clock: Callable[[], float] = time.time
+
+    async def read(self, key: Any, load: Callable[[], T]) -> T:
+        """A store read through the shared TTL cache, off the event loop."""
+        return await run_in_threadpool(self.cache.get, key, load)
+
+    async def freshness(self) -> dict[str, Any]:
+        fresh = await self.read(("freshness",), self.store.freshness)
+        return freshness_body(fresh, self.clock())
+
+
+def freshness_body(fresh: Freshness, now: float) -> dict[str, Any]:
+    """The store's freshness, plus how long ago a worker last committed."""
+    body = fresh.to_dict()
+    body["as_of"] = now
+    body["since_last_commit_s"] = (
+        None if fresh.last_commit_at is None else max(0.0, now - fresh.last_commit_at)
+    )
+    return body

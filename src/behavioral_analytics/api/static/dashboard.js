@@ -1,0 +1,322 @@
+// The live dashboard: polls /v1/dashboard and draws it. No third-party code: the chart is SVG
+// built here. The read key comes from ?key= once (then kept in localStorage) or the key form.
+(() => {
+  "use strict";
+
+  const POLL_MS = 1500;
+  const KEY_STORAGE = "behavioral-analytics.read-key";
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  // The recipe's six types keep their colours; other types take the rest in order of appearance.
+  const PALETTE = [
+    "#4f9cf9", "#34d399", "#f59e0b", "#f472b6", "#a78bfa", "#22d3ee",
+    "#ef4444", "#a3e635", "#fbbf24", "#2dd4bf", "#c084fc", "#f97316",
+  ];
+  const KNOWN = ["page_view", "button_click", "purchase", "search", "signup", "login"];
+  const OTHER_COLOR = "#64748b";
+  const CHART_SERIES = 6;
+
+  const $ = (id) => document.getElementById(id);
+  const numberFormat = new Intl.NumberFormat("en-US");
+  const seenKeys = new Set();
+  let timer = null;
+  let firstRender = true;
+
+  // -- the read key ---------------------------------------------------------------------------
+
+  const params = new URLSearchParams(location.search);
+  if (params.has("key")) {
+    localStorage.setItem(KEY_STORAGE, params.get("key"));
+    params.delete("key");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : ""));
+  }
+
+  function readKey() {
+    return localStorage.getItem(KEY_STORAGE);
+  }
+
+  function showKeyForm(message) {
+    $("key-form").hidden = false;
+    $("key-error").textContent = message || "";
+    $("key-input").focus();
+    setStatus("locked", "read key needed");
+  }
+
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    localStorage.setItem(KEY_STORAGE, $("key-input").value.trim());
+    $("key-input").value = "";
+    $("key-form").hidden = true;
+    poll();
+  });
+
+  $("change-key").addEventListener("click", () => {
+    localStorage.removeItem(KEY_STORAGE);
+    showKeyForm("");
+  });
+
+  // -- polling --------------------------------------------------------------------------------
+
+  function schedule() {
+    clearTimeout(timer);
+    timer = setTimeout(poll, POLL_MS);
+  }
+
+  async function poll() {
+    clearTimeout(timer);
+    const headers = {};
+    const key = readKey();
+    if (key) headers.Authorization = "Bearer " + key;
+    try {
+      const response = await fetch("/v1/dashboard", { headers, cache: "no-store" });
+      if (response.status === 401) {
+        showKeyForm(key ? "That key was refused." : "");
+        return; // resumes when a key is entered
+      }
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      render(await response.json());
+      $("change-key").hidden = !key;
+    } catch (error) {
+      setStatus("offline", "offline · retrying");
+    }
+    schedule();
+  }
+
+  function setStatus(state, text) {
+    $("status").dataset.state = state;
+    $("status-text").textContent = text;
+  }
+
+  // -- rendering ------------------------------------------------------------------------------
+
+  const colors = new Map();
+  let unknownTypes = 0;
+  function colorOf(type) {
+    if (!colors.has(type)) {
+      const known = KNOWN.indexOf(type);
+      const free = PALETTE.length - KNOWN.length;
+      const index = known >= 0 ? known : KNOWN.length + (unknownTypes++ % free);
+      colors.set(type, PALETTE[index]);
+    }
+    return colors.get(type);
+  }
+
+  function setNumber(id, value, format) {
+    const element = $(id);
+    element.dataset.value = value === null || value === undefined ? "" : String(value);
+    element.textContent =
+      value === null || value === undefined ? "–" : format ? format(value) : numberFormat.format(value);
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    if (seconds < 1) return Math.round(seconds * 1000) + " ms";
+    if (seconds < 60) return seconds.toFixed(1) + " s";
+    if (seconds < 3600) return Math.round(seconds / 60) + " min";
+    return (seconds / 3600).toFixed(1) + " h";
+  }
+
+  function render(data) {
+    const fresh = data.freshness || {};
+    const sinceCommit = fresh.since_last_commit_s;
+    setStatus(sinceCommit !== null && sinceCommit > 120 ? "stale" : "live", "live");
+    $("as-of").textContent = "updated " + new Date(data.as_of * 1000).toLocaleTimeString();
+    $("tz").textContent = data.timezone;
+
+    setNumber("kpi-today", data.totals.today);
+    setNumber("kpi-hour", data.totals.this_hour);
+    setNumber("kpi-users-today", data.unique_users.today);
+    setNumber("kpi-users-hour", data.unique_users.this_hour);
+    setNumber("kpi-active-5", data.active_users.last_5_minutes);
+    setNumber("kpi-active-30", data.active_users.last_30_minutes);
+    setNumber("kpi-60", data.totals.last_60_minutes);
+    const minutes = data.minutes || [];
+    const current = minutes.length ? minutes[minutes.length - 1].total : 0;
+    const previous = minutes.length > 1 ? minutes[minutes.length - 2].total : 0;
+    $("kpi-rate").textContent = numberFormat.format(Math.max(current, previous));
+    setNumber("kpi-lag", fresh.lag_s, duration);
+    $("kpi-commit").textContent = sinceCommit === null || sinceCommit === undefined ? "never" : duration(sinceCommit) + " ago";
+    $("lag-card").classList.toggle("warn", fresh.lag_s > 10);
+    setNumber("kpi-dead-letters", data.dead_letters);
+    $("dead-card").classList.toggle("bad", data.dead_letters > 0);
+
+    drawChart(minutes);
+    drawTopTypes(data.top_event_types || [], data.periods.day);
+    drawRecent(data.recent_events || []);
+    firstRender = false;
+  }
+
+  // Stacked columns, one per minute; the busiest types get colours, the rest share "other".
+  function drawChart(minutes) {
+    const totals = new Map();
+    for (const minute of minutes) {
+      for (const [type, count] of Object.entries(minute.by_type)) {
+        totals.set(type, (totals.get(type) || 0) + count);
+      }
+    }
+    const ranked = [...totals.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    const series = ranked.slice(0, CHART_SERIES).map(([type]) => type);
+    const hasOther = ranked.length > CHART_SERIES;
+
+    const width = Math.max(320, $("chart").clientWidth || 960);
+    const height = 260, left = 44, right = 8, top = 10, bottom = 24;
+    const plotWidth = width - left - right, plotHeight = height - top - bottom;
+    const peak = Math.max(1, ...minutes.map((minute) => minute.total));
+    const step = niceStep(peak / 4);
+    const yMax = Math.ceil(peak / step) * step;
+    const y = (value) => top + plotHeight - (value / yMax) * plotHeight;
+
+    const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}` });
+    for (let tick = 0; tick <= yMax; tick += step) {
+      svg.append(svgElement("line", { class: "grid-line", x1: left, x2: width - right, y1: y(tick), y2: y(tick) }));
+      const label = svgElement("text", { class: "axis", x: left - 8, y: y(tick) + 4, "text-anchor": "end" });
+      label.textContent = compact(tick);
+      svg.append(label);
+    }
+    const slot = plotWidth / Math.max(1, minutes.length);
+    const barWidth = Math.max(1, slot * 0.72);
+    minutes.forEach((minute, index) => {
+      const x = left + index * slot + (slot - barWidth) / 2;
+      const column = svgElement("g", { class: "column" });
+      let base = 0;
+      const parts = series.map((type) => [type, minute.by_type[type] || 0]);
+      if (hasOther) {
+        const named = parts.reduce((sum, [, count]) => sum + count, 0);
+        parts.push(["other", minute.total - named]);
+      }
+      for (const [type, count] of parts) {
+        if (count <= 0) continue;
+        const rect = svgElement("rect", {
+          x, width: barWidth, y: y(base + count), height: Math.max(0.5, y(base) - y(base + count)),
+          fill: type === "other" ? OTHER_COLOR : colorOf(type), rx: 1.5,
+        });
+        column.append(rect);
+        base += count;
+      }
+      const title = svgElement("title", {});
+      const lines = parts.filter(([, count]) => count > 0).map(([type, count]) => `${type}: ${count}`);
+      title.textContent = `${hhmm(minute.period)} · ${minute.total} events` + (lines.length ? "\n" + lines.join("\n") : "");
+      column.append(svgElement("rect", { x: left + index * slot, width: slot, y: top, height: plotHeight, fill: "transparent" }));
+      column.append(title);
+      svg.append(column);
+      if (index % 10 === 0 || index === minutes.length - 1) {
+        const label = svgElement("text", { class: "axis", x: x + barWidth / 2, y: height - 6, "text-anchor": "middle" });
+        label.textContent = hhmm(minute.period);
+        svg.append(label);
+      }
+    });
+    $("chart").replaceChildren(svg);
+    if (minutes.length) {
+      $("chart-range").textContent = `${hhmm(minutes[0].period)}–${hhmm(minutes[minutes.length - 1].period)}`;
+    }
+
+    const legend = series.map((type) => legendItem(type, colorOf(type)));
+    if (hasOther) legend.push(legendItem("other", OTHER_COLOR));
+    $("legend").replaceChildren(...legend);
+  }
+
+  function legendItem(name, color) {
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = color;
+    item.append(swatch, document.createTextNode(name));
+    return item;
+  }
+
+  function drawTopTypes(types, day) {
+    $("top-period").textContent = day;
+    const peak = Math.max(1, ...types.map((entry) => entry.count));
+    const items = types.map((entry) => {
+      const item = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = entry.event_type;
+      const count = document.createElement("span");
+      count.className = "count";
+      count.textContent = numberFormat.format(entry.count);
+      const track = document.createElement("span");
+      track.className = "track";
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.display = "block";
+      fill.style.width = ((100 * entry.count) / peak).toFixed(1) + "%";
+      fill.style.background = colorOf(entry.event_type);
+      track.append(fill);
+      item.append(name, count, track);
+      return item;
+    });
+    $("top-types").replaceChildren(...items);
+  }
+
+  function drawRecent(events) {
+    $("recent-empty").hidden = events.length > 0;
+    const rows = events.map((event) => {
+      const row = document.createElement("tr");
+      row.dataset.key = event.key;
+      if (!seenKeys.has(event.key) && !firstRender) row.className = "new";
+      seenKeys.add(event.key);
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      chip.style.background = colorOf(event.event_type);
+      chip.textContent = event.event_type;
+      row.append(
+        cell(new Date(event.timestamp * 1000).toLocaleTimeString()),
+        cell(chip),
+        cell(event.who),
+        cell(details(event.properties), "details"),
+      );
+      return row;
+    });
+    $("recent-events").replaceChildren(...rows);
+    if (seenKeys.size > 5000) seenKeys.clear();
+  }
+
+  function details(properties) {
+    const parts = [];
+    if (properties.amount !== undefined) parts.push(`${properties.amount} ${properties.currency || ""}`.trim());
+    if (properties.query !== undefined) parts.push(`“${properties.query}”`);
+    for (const name of ["page_url", "url", "name", "device_type", "referrer"]) {
+      if (properties[name] !== undefined && parts.length < 3) parts.push(String(properties[name]));
+    }
+    return parts.join(" · ");
+  }
+
+  // -- helpers --------------------------------------------------------------------------------
+
+  function cell(content, className) {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    if (typeof content === "string") td.textContent = content;
+    else td.append(content);
+    return td;
+  }
+
+  function svgElement(name, attributes) {
+    const element = document.createElementNS(SVG_NS, name);
+    for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+    return element;
+  }
+
+  function niceStep(raw) {
+    const power = Math.pow(10, Math.floor(Math.log10(Math.max(raw, 1))));
+    for (const factor of [1, 2, 2.5, 5, 10]) {
+      if (factor * power >= raw) return Math.max(1, factor * power);
+    }
+    return 10 * power;
+  }
+
+  function compact(value) {
+    if (value >= 1e6) return (value / 1e6).toFixed(value % 1e6 ? 1 : 0) + "M";
+    if (value >= 1e3) return (value / 1e3).toFixed(value % 1e3 ? 1 : 0) + "k";
+    return String(value);
+  }
+
+  function hhmm(label) {
+    // Minute labels are YYYY-MM-DD-HH-MM in the reporting time zone.
+    const parts = label.split("-");
+    return parts.length >= 5 ? `${parts[3]}:${parts[4]}` : label;
+  }
+
+  poll();
+})();
