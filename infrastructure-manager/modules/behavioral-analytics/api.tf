@@ -1,0 +1,140 @@
+# ---------------------------------------------------------------------------
+# The HTTP collector and query API: the same image, `behavioral-analytics api`,
+# listening on $PORT. Its write and read keys live in Secret Manager.
+# ---------------------------------------------------------------------------
+locals {
+  api_secrets = var.deploy_api ? {
+    BA_WRITE_KEYS = var.api_write_keys_secret_id
+    BA_READ_KEYS  = var.api_read_keys_secret_id
+  } : {}
+}
+
+resource "google_secret_manager_secret" "api_keys" {
+  #checkov:skip=CKV_GCP_125:Google-managed encryption; the keys are rotated by adding versions.
+  for_each = local.api_secrets
+
+  project   = var.project_id
+  secret_id = each.value
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# One random key per secret to start with. It is in the Terraform state (keep the
+# state private); rotate by adding a version: the service reads "latest".
+resource "random_password" "api_keys" {
+  for_each = local.api_secrets
+
+  length  = 40
+  special = false
+}
+
+resource "google_secret_manager_secret_version" "api_keys" {
+  for_each = local.api_secrets
+
+  secret      = google_secret_manager_secret.api_keys[each.key].id
+  secret_data = random_password.api_keys[each.key].result
+
+  lifecycle {
+    # Versions added later (rotation) are not Terraform's business.
+    ignore_changes = [secret_data]
+  }
+}
+
+resource "google_secret_manager_secret_iam_member" "api_keys_accessor" {
+  for_each = local.api_secrets
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.api_keys[each.key].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.api[0].member
+}
+
+resource "google_cloud_run_v2_service" "api" {
+  count = var.deploy_api ? 1 : 0
+
+  project             = var.project_id
+  name                = var.api_service_name
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_ALL"
+  deletion_protection = var.cloud_run_deletion_protection
+  labels              = local.labels
+
+  template {
+    service_account = google_service_account.api[0].email
+
+    scaling {
+      min_instance_count = 0
+      max_instance_count = var.api_max_instances
+    }
+
+    containers {
+      name    = "api"
+      image   = local.image
+      command = ["behavioral-analytics"]
+      args    = ["api"]
+
+      ports {
+        container_port = 8080 # exported to the process as $PORT
+      }
+
+      resources {
+        limits = {
+          cpu    = "1"
+          memory = "512Mi"
+        }
+      }
+
+      dynamic "env" {
+        for_each = local.common_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      # The API binds loopback unless told otherwise; Cloud Run routes to all interfaces.
+      env {
+        name  = "BA_API_HOST"
+        value = "0.0.0.0"
+      }
+
+      dynamic "env" {
+        for_each = local.api_secrets
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.api_keys[env.key].secret_id
+              version = "latest"
+            }
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.api,
+    google_pubsub_topic_iam_member.api_publisher,
+    google_secret_manager_secret_iam_member.api_keys_accessor,
+    google_secret_manager_secret_version.api_keys,
+  ]
+}
+
+# Apps post events from browsers and phones, so the URL is public by default;
+# every request is still checked against BA_WRITE_KEYS / BA_READ_KEYS.
+resource "google_cloud_run_v2_service_iam_member" "api_public" {
+  #checkov:skip=CKV_GCP_102:The collector is a public ingestion endpoint by design (api_allow_unauthenticated); the application authenticates requests with its write/read keys.
+  count = var.deploy_api && var.api_allow_unauthenticated ? 1 : 0
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.api[0].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}

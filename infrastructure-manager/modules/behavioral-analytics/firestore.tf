@@ -1,0 +1,98 @@
+# ---------------------------------------------------------------------------
+# Firestore (Native mode) database, indexes, TTL policies and index exemptions.
+# The same indexes and field overrides are listed, in the Firebase CLI format,
+# in firestore.indexes.json at the repository root (used by scripts/deploy.sh);
+# tests/deploy checks that the two agree.
+# ---------------------------------------------------------------------------
+resource "google_firestore_database" "analytics" {
+  project     = var.project_id
+  name        = var.firestore_database
+  location_id = local.firestore_location
+  type        = "FIRESTORE_NATIVE"
+
+  concurrency_mode                  = "OPTIMISTIC"
+  app_engine_integration_mode       = "DISABLED"
+  point_in_time_recovery_enablement = var.firestore_point_in_time_recovery ? "POINT_IN_TIME_RECOVERY_ENABLED" : "POINT_IN_TIME_RECOVERY_DISABLED"
+  delete_protection_state           = var.firestore_delete_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  # `terraform destroy` deletes the database once delete protection is off;
+  # while it is on, the destroy stops at the database and keeps the data.
+  deletion_policy = "DELETE"
+
+  depends_on = [google_project_service.apis]
+}
+
+locals {
+  # Composite indexes the query API needs: a user's timeline and the events of a type,
+  # newest first.
+  firestore_composite_indexes = {
+    user_events_by_user = {
+      collection = "user_events"
+      fields = [
+        { field_path = "user_id", order = "ASCENDING" },
+        { field_path = "timestamp", order = "DESCENDING" },
+      ]
+    }
+    user_events_by_type = {
+      collection = "user_events"
+      fields = [
+        { field_path = "event_type", order = "ASCENDING" },
+        { field_path = "timestamp", order = "DESCENDING" },
+      ]
+    }
+  }
+
+  # Single-field overrides. ttl = true adds a TTL policy on the field; every entry
+  # here also turns the field's automatic single-field indexes off, because:
+  # - expire_at (user_events, dead_letters, unique_markers): the TTL field is never
+  #   queried and its values grow monotonically, so an index on it would only
+  #   hot-spot writes (Firestore advises exempting TTL timestamp fields).
+  # - user_events.timestamp, received_at, processed_at: sequential values; a
+  #   single-field index on them caps the collection near 500 writes/s. Timelines
+  #   and per-type queries go through the composite indexes above; a scan of the
+  #   whole collection (verify) goes by document id, which needs no index.
+  # - user_events.properties: a map of arbitrary client keys; indexing each
+  #   sub-field costs index entries and writes for queries nobody makes.
+  firestore_field_overrides = {
+    user_events_expire_at    = { collection = "user_events", field = "expire_at", ttl = true }
+    user_events_timestamp    = { collection = "user_events", field = "timestamp", ttl = false }
+    user_events_received_at  = { collection = "user_events", field = "received_at", ttl = false }
+    user_events_processed_at = { collection = "user_events", field = "processed_at", ttl = false }
+    user_events_properties   = { collection = "user_events", field = "properties", ttl = false }
+    dead_letters_expire_at   = { collection = "dead_letters", field = "expire_at", ttl = true }
+    unique_markers_expire_at = { collection = "unique_markers", field = "expire_at", ttl = true }
+  }
+}
+
+resource "google_firestore_index" "composite" {
+  for_each = local.firestore_composite_indexes
+
+  project     = var.project_id
+  database    = google_firestore_database.analytics.name
+  collection  = each.value.collection
+  query_scope = "COLLECTION"
+
+  dynamic "fields" {
+    for_each = each.value.fields
+    content {
+      field_path = fields.value.field_path
+      order      = fields.value.order
+    }
+  }
+}
+
+resource "google_firestore_field" "overrides" {
+  for_each = local.firestore_field_overrides
+
+  project    = var.project_id
+  database   = google_firestore_database.analytics.name
+  collection = each.value.collection
+  field      = each.value.field
+
+  # An empty index_config removes the field's automatic single-field indexes.
+  index_config {}
+
+  dynamic "ttl_config" {
+    for_each = each.value.ttl ? [1] : []
+    content {}
+  }
+}

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Deploy behavioral-analytics to Google Cloud with gcloud only.
+#
+#   export PROJECT_ID=your-project-id      # required
+#   export REGION=us-central1              # optional; also ZONE, WORKER_POOL_NAME,
+#                                          # FIRESTORE_DATABASE, PUBSUB_TOPIC
+#   ./scripts/deploy.sh [--dry-run] [--update]
+#
+# Idempotent: every resource is described first and created only when missing, so a
+# re-run skips what exists. IAM bindings are (re)applied on every run; adding a binding
+# that exists changes nothing.
+#   --dry-run   print every command without running any (assumes nothing exists)
+#   --update    rebuild the image and redeploy the worker pool and the API
+# Other settings: PUBSUB_SUBSCRIPTION, MIN_INSTANCES (1), CPU_LIMIT (1), MEMORY_LIMIT (1Gi),
+# MAX_DELIVERY_ATTEMPTS (5), RAW_RETENTION_DAYS (30), FLUSH_INTERVAL (1), BA_TIMEZONE (UTC),
+# MESSAGE_ORDERING (false), FIRESTORE_PITR (false), DEPLOY_API (true), ENABLE_MONITORING
+# (true), NOTIFICATION_CHANNELS (comma-separated ids), BUILD_SOURCE (repository root).
+# Backlog-driven autoscaling (CREMA) is deployed by the Terraform configurations only.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+UPDATE=0
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY_RUN=1 ;;
+    --update) UPDATE=1 ;;
+    -h | --help)
+      sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) die "unknown argument: $arg (try --help)" ;;
+  esac
+done
+
+MIN_INSTANCES=${MIN_INSTANCES:-1}
+CPU_LIMIT=${CPU_LIMIT:-1}
+MEMORY_LIMIT=${MEMORY_LIMIT:-1Gi}
+MAX_DELIVERY_ATTEMPTS=${MAX_DELIVERY_ATTEMPTS:-5}
+RAW_RETENTION_DAYS=${RAW_RETENTION_DAYS:-30}
+FLUSH_INTERVAL=${FLUSH_INTERVAL:-1}
+BA_TIMEZONE=${BA_TIMEZONE:-UTC}
+MESSAGE_ORDERING=${MESSAGE_ORDERING:-false}
+FIRESTORE_PITR=${FIRESTORE_PITR:-false}
+NOTIFICATION_CHANNELS=${NOTIFICATION_CHANNELS:-}
+BUILD_SOURCE=${BUILD_SOURCE:-$REPO_ROOT}
+INDEXES_FILE="$REPO_ROOT/firestore.indexes.json"
+
+check_prerequisites
+case "$MIN_INSTANCES" in '' | *[!0-9]* | 0) die "MIN_INSTANCES must be a whole number of at least 1 (gcloud's --scaling takes a positive count)" ;; esac
+case "$MAX_DELIVERY_ATTEMPTS" in '' | *[!0-9]*) die "MAX_DELIVERY_ATTEMPTS must be a number between 5 and 100" ;; esac
+{ [ "$MAX_DELIVERY_ATTEMPTS" -ge 5 ] && [ "$MAX_DELIVERY_ATTEMPTS" -le 100 ]; } || die "MAX_DELIVERY_ATTEMPTS must be between 5 and 100 (Pub/Sub's range)"
+case "$RAW_RETENTION_DAYS" in '' | *[!0-9]*) die "RAW_RETENTION_DAYS must be a whole number of days" ;; esac
+[ "$RAW_RETENTION_DAYS" -ge 14 ] || die "RAW_RETENTION_DAYS must be at least 14: 7 days of subscription retention plus a replay window"
+
+P=(--project="$PROJECT_ID")
+WORKER_SA=$(worker_sa_email)
+API_SA=$(api_sa_email)
+IMAGE=$(image_uri)
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# ---------------------------------------------------------------------------
+note "APIs"
+APIS=(artifactregistry.googleapis.com cloudbuild.googleapis.com firestore.googleapis.com
+  iam.googleapis.com logging.googleapis.com monitoring.googleapis.com pubsub.googleapis.com
+  run.googleapis.com secretmanager.googleapis.com)
+enabled=$(query gcloud services list --enabled "${P[@]}" --format='value(config.name)' || true)
+missing=()
+for api in "${APIS[@]}"; do
+  grep -qx "$api" <<<"$enabled" || missing+=("$api")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  run gcloud services enable "${missing[@]}" "${P[@]}"
+else
+  skip "APIs"
+fi
+
+# ---------------------------------------------------------------------------
+note "Artifact Registry repository $AR_REPOSITORY"
+if probe gcloud artifacts repositories describe "$AR_REPOSITORY" --location="$REGION" "${P[@]}"; then
+  skip "repository $AR_REPOSITORY"
+else
+  run gcloud artifacts repositories create "$AR_REPOSITORY" --repository-format=docker \
+    --location="$REGION" --description="behavioral-analytics container images" "${P[@]}"
+fi
+
+# ---------------------------------------------------------------------------
+note "Service accounts"
+ensure_sa() {
+  local name=$1 display=$2
+  if probe gcloud iam service-accounts describe "$name@$PROJECT_ID.iam.gserviceaccount.com" "${P[@]}"; then
+    skip "service account $name"
+  else
+    run gcloud iam service-accounts create "$name" --display-name="$display" "${P[@]}"
+  fi
+}
+ensure_sa "$WORKER_SA_NAME" "behavioral-analytics worker pool"
+[ "$DEPLOY_API" = true ] && ensure_sa "$API_SA_NAME" "behavioral-analytics collector and query API"
+
+project_role() {
+  run gcloud projects add-iam-policy-binding "$PROJECT_ID" --member="serviceAccount:$1" \
+    --role="$2" --condition=None --format=none --quiet
+}
+for role in roles/datastore.user roles/monitoring.metricWriter roles/logging.logWriter; do
+  project_role "$WORKER_SA" "$role"
+done
+if [ "$DEPLOY_API" = true ]; then
+  for role in roles/datastore.viewer roles/monitoring.metricWriter roles/logging.logWriter; do
+    project_role "$API_SA" "$role"
+  done
+fi
+
+# ---------------------------------------------------------------------------
+note "Firestore database $FIRESTORE_DATABASE"
+if probe gcloud firestore databases describe --database="$FIRESTORE_DATABASE" "${P[@]}"; then
+  skip "database $FIRESTORE_DATABASE"
+else
+  pitr=()
+  [ "$FIRESTORE_PITR" = true ] && pitr=(--enable-pitr)
+  run gcloud firestore databases create --database="$FIRESTORE_DATABASE" --location="$REGION" \
+    --type=firestore-native --delete-protection "${pitr[@]}" "${P[@]}"
+fi
+
+note "Firestore composite indexes (firestore.indexes.json)"
+query gcloud firestore indexes composite list --database="$FIRESTORE_DATABASE" "${P[@]}" \
+  --format=json >"$TMP/indexes.json" || true
+created_index=0
+while IFS=$'\t' read -r -a index; do
+  [ ${#index[@]} -gt 0 ] || continue
+  configs=()
+  for config in "${index[@]:1}"; do configs+=(--field-config="$config"); done
+  run gcloud firestore indexes composite create --collection-group="${index[0]}" \
+    "${configs[@]}" --query-scope=collection --database="$FIRESTORE_DATABASE" "${P[@]}" --async
+  created_index=1
+done < <(python3 "$HELPERS" missing-indexes "$INDEXES_FILE" "$TMP/indexes.json")
+[ "$created_index" = 1 ] || skip "composite indexes"
+
+note "Firestore TTL policies and index exemptions (firestore.indexes.json fieldOverrides)"
+while IFS=$'\t' read -r collection field ttl; do
+  current=$(query gcloud firestore indexes fields describe "$field" --collection-group="$collection" \
+    --database="$FIRESTORE_DATABASE" "${P[@]}" --format=json || true)
+  actions=$(printf '%s' "$current" | python3 "$HELPERS" field-actions "$ttl")
+  [ -n "$actions" ] || skip "$collection.$field"
+  if grep -qx exempt <<<"$actions"; then
+    run gcloud firestore indexes fields update "$field" --collection-group="$collection" \
+      --disable-indexes --database="$FIRESTORE_DATABASE" "${P[@]}" --quiet
+  fi
+  if grep -qx ttl <<<"$actions"; then
+    run gcloud firestore fields ttls update "$field" --collection-group="$collection" \
+      --enable-ttl --database="$FIRESTORE_DATABASE" "${P[@]}" --async --quiet
+  fi
+done < <(python3 "$HELPERS" field-overrides "$INDEXES_FILE")
+
+# ---------------------------------------------------------------------------
+note "Pub/Sub"
+project_number=$(query gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)' || true)
+PUBSUB_AGENT="serviceAccount:service-${project_number:-PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+ensure_topic() {
+  if probe gcloud pubsub topics describe "$1" "${P[@]}"; then
+    skip "topic $1"
+  else
+    run gcloud pubsub topics create "$1" --labels=app=behavioral-analytics "${P[@]}"
+  fi
+}
+ensure_topic "$PUBSUB_TOPIC"
+ensure_topic "$PUBSUB_DEAD_LETTER_TOPIC"
+# The Pub/Sub service agent publishes poison messages to the dead-letter topic ...
+run gcloud pubsub topics add-iam-policy-binding "$PUBSUB_DEAD_LETTER_TOPIC" \
+  --member="$PUBSUB_AGENT" --role=roles/pubsub.publisher "${P[@]}" --format=none
+
+if probe gcloud pubsub subscriptions describe "$PUBSUB_DEAD_LETTER_SUBSCRIPTION" "${P[@]}"; then
+  skip "subscription $PUBSUB_DEAD_LETTER_SUBSCRIPTION"
+else
+  run gcloud pubsub subscriptions create "$PUBSUB_DEAD_LETTER_SUBSCRIPTION" \
+    --topic="$PUBSUB_DEAD_LETTER_TOPIC" --ack-deadline=60 --message-retention-duration=7d \
+    --expiration-period=never --labels=app=behavioral-analytics "${P[@]}"
+fi
+
+if probe gcloud pubsub subscriptions describe "$PUBSUB_SUBSCRIPTION" "${P[@]}"; then
+  skip "subscription $PUBSUB_SUBSCRIPTION"
+else
+  ordering=()
+  [ "$MESSAGE_ORDERING" = true ] && ordering=(--enable-message-ordering)
+  run gcloud pubsub subscriptions create "$PUBSUB_SUBSCRIPTION" --topic="$PUBSUB_TOPIC" \
+    --ack-deadline=60 --message-retention-duration=7d --expiration-period=never \
+    --min-retry-delay=10s --max-retry-delay=600s \
+    --dead-letter-topic="$PUBSUB_DEAD_LETTER_TOPIC" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS" \
+    "${ordering[@]}" --labels=app=behavioral-analytics "${P[@]}"
+fi
+# ... and acks them on the source subscription.
+run gcloud pubsub subscriptions add-iam-policy-binding "$PUBSUB_SUBSCRIPTION" \
+  --member="$PUBSUB_AGENT" --role=roles/pubsub.subscriber "${P[@]}" --format=none
+# The worker subscribes to its subscription and the dead-letter one, not to the project.
+for subscription in "$PUBSUB_SUBSCRIPTION" "$PUBSUB_DEAD_LETTER_SUBSCRIPTION"; do
+  run gcloud pubsub subscriptions add-iam-policy-binding "$subscription" \
+    --member="serviceAccount:$WORKER_SA" --role=roles/pubsub.subscriber "${P[@]}" --format=none
+done
+if [ "$DEPLOY_API" = true ]; then
+  run gcloud pubsub topics add-iam-policy-binding "$PUBSUB_TOPIC" \
+    --member="serviceAccount:$API_SA" --role=roles/pubsub.publisher "${P[@]}" --format=none
+fi
+
+# ---------------------------------------------------------------------------
+note "Container image $IMAGE"
+if [ "$UPDATE" = 0 ] && probe gcloud artifacts docker images describe "$IMAGE" "${P[@]}"; then
+  skip "image $IMAGE (use --update to rebuild)"
+else
+  [ "$DRY_RUN" = 1 ] || [ -f "$BUILD_SOURCE/Dockerfile" ] || die "no Dockerfile in $BUILD_SOURCE"
+  run gcloud builds submit "$BUILD_SOURCE" --tag="$IMAGE" "${P[@]}"
+fi
+
+# ---------------------------------------------------------------------------
+env_vars="BA_BACKEND=gcp,GOOGLE_CLOUD_PROJECT=$PROJECT_ID,PUBSUB_TOPIC=$PUBSUB_TOPIC"
+env_vars+=",PUBSUB_SUBSCRIPTION=$PUBSUB_SUBSCRIPTION,PUBSUB_DEAD_LETTER_TOPIC=$PUBSUB_DEAD_LETTER_TOPIC"
+env_vars+=",PUBSUB_DEAD_LETTER_SUBSCRIPTION=$PUBSUB_DEAD_LETTER_SUBSCRIPTION"
+env_vars+=",FIRESTORE_DATABASE=$FIRESTORE_DATABASE,BA_TIMEZONE=$BA_TIMEZONE"
+env_vars+=",BA_RAW_RETENTION_DAYS=$RAW_RETENTION_DAYS,BA_METRICS_EXPORTER=cloud-monitoring"
+
+note "Worker pool $WORKER_POOL_NAME"
+if [ "$UPDATE" = 0 ] && probe gcloud beta run worker-pools describe "$WORKER_POOL_NAME" --region="$REGION" "${P[@]}"; then
+  skip "worker pool $WORKER_POOL_NAME (use --update to redeploy)"
+else
+  run gcloud beta run worker-pools deploy "$WORKER_POOL_NAME" --image="$IMAGE" --region="$REGION" \
+    --service-account="$WORKER_SA" --cpu="$CPU_LIMIT" --memory="$MEMORY_LIMIT" \
+    --scaling="$MIN_INSTANCES" \
+    --set-env-vars="$env_vars,BA_FLUSH_INTERVAL=$FLUSH_INTERVAL,BA_MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS" \
+    --labels=app=behavioral-analytics "${P[@]}" --quiet
+fi
+
+# ---------------------------------------------------------------------------
+if [ "$DEPLOY_API" = true ]; then
+  note "API keys in Secret Manager"
+  for secret in "$API_WRITE_KEYS_SECRET" "$API_READ_KEYS_SECRET"; do
+    if probe gcloud secrets describe "$secret" "${P[@]}"; then
+      skip "secret $secret"
+    else
+      python3 "$HELPERS" new-key | tr -d '\n' >"$TMP/key"
+      run gcloud secrets create "$secret" --replication-policy=automatic --data-file="$TMP/key" \
+        --labels=app=behavioral-analytics "${P[@]}"
+      rm -f "$TMP/key"
+    fi
+    run gcloud secrets add-iam-policy-binding "$secret" --member="serviceAccount:$API_SA" \
+      --role=roles/secretmanager.secretAccessor "${P[@]}" --format=none
+  done
+
+  note "API service $API_SERVICE_NAME"
+  if [ "$UPDATE" = 0 ] && probe gcloud run services describe "$API_SERVICE_NAME" --region="$REGION" "${P[@]}"; then
+    skip "service $API_SERVICE_NAME (use --update to redeploy)"
+  else
+    run gcloud run deploy "$API_SERVICE_NAME" --image="$IMAGE" --region="$REGION" \
+      --service-account="$API_SA" --command=behavioral-analytics --args=api --port=8080 \
+      --set-env-vars="$env_vars,BA_API_HOST=0.0.0.0" \
+      --set-secrets="BA_WRITE_KEYS=$API_WRITE_KEYS_SECRET:latest,BA_READ_KEYS=$API_READ_KEYS_SECRET:latest" \
+      --allow-unauthenticated --max-instances=10 --labels=app=behavioral-analytics "${P[@]}" --quiet
+  fi
+fi
+
+# ---------------------------------------------------------------------------
+if [ "$ENABLE_MONITORING" = true ]; then
+  note "Monitoring: logs-based error metric, dashboard, alert policies"
+  mapfile -t MVARS < <(monitoring_vars)
+  while IFS=$'\t' read -r name description filter; do
+    if probe gcloud logging metrics describe "$name" "${P[@]}"; then
+      skip "log metric $name"
+    else
+      run gcloud logging metrics create "$name" --description="$description" \
+        --log-filter="$filter" "${P[@]}"
+    fi
+  done < <(python3 "$HELPERS" log-metrics "$MODULE_DIR/monitoring/alerting.json.tftpl" "${MVARS[@]}")
+
+  python3 "$HELPERS" render "$MODULE_DIR/monitoring/dashboard.json.tftpl" "${MVARS[@]}" >"$TMP/dashboard.json"
+  dashboard_name="behavioral-analytics ($WORKER_POOL_NAME)"
+  existing=$(query gcloud monitoring dashboards list "${P[@]}" \
+    --filter="displayName=\"$dashboard_name\"" --format='value(name)' || true)
+  if [ -n "$existing" ]; then
+    skip "dashboard $dashboard_name"
+  else
+    run gcloud monitoring dashboards create --config-from-file="$TMP/dashboard.json" "${P[@]}"
+  fi
+
+  while IFS=$'\t' read -r display path; do
+    existing=$(query gcloud alpha monitoring policies list "${P[@]}" \
+      --filter="displayName=\"$display\"" --format='value(name)' || true)
+    if [ -n "$existing" ]; then
+      skip "alert policy $display"
+    else
+      run gcloud alpha monitoring policies create --policy-from-file="$path" "${P[@]}"
+    fi
+  done < <(python3 "$HELPERS" alert-policies "$MODULE_DIR/monitoring/alerting.json.tftpl" "$TMP" \
+    "$NOTIFICATION_CHANNELS" "${MVARS[@]}")
+fi
+
+note "done"
+if [ "$DRY_RUN" = 0 ]; then
+  cat >&2 <<MSG
+Deployed. Check it with:
+  gcloud beta run worker-pools describe $WORKER_POOL_NAME --region=$REGION --project=$PROJECT_ID
+  gcloud pubsub subscriptions describe $PUBSUB_SUBSCRIPTION --project=$PROJECT_ID
+  ./scripts/smoke_test.sh
+MSG
+fi
