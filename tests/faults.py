@@ -45,8 +45,9 @@ def make_workload(count: int, seed: int, now: float) -> Workload:
                 [
                     b"not json at all %d" % len(lines),
                     json.dumps({"event_type": "page_view", "n": len(lines)}).encode(),
-                    json.dumps({"user_id": "u", "event_type": "x", "timestamp": "soon",
-                                "n": len(lines)}).encode(),
+                    json.dumps(
+                        {"user_id": "u", "event_type": "x", "timestamp": "soon", "n": len(lines)}
+                    ).encode(),
                     b"[1, 2, %d]" % len(lines),
                 ]
             )
