@@ -197,3 +197,25 @@ def test_dlq_replay_counts_a_fixed_event_once(tmp_path: Path) -> None:
     again = json.loads(cli("dlq", "list", "--json", env=env).stdout)
     assert again["items"][0]["replayed_at"] is not None
     assert cli("dlq", "replay", "--all", env=env).stderr.decode().strip() == "nothing to replay"
+
+
+def test_a_failed_ack_does_not_stop_the_worker_nor_double_count(
+    broker: LocalBroker, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker.publish([OutgoingMessage(good(i)) for i in range(3)])
+    real_ack = broker.ack
+    calls = []
+
+    def flaky_ack(ack_ids: list[str]) -> None:
+        calls.append(ack_ids)
+        if len(calls) == 1:
+            raise RuntimeError("network blip")
+        real_ack(ack_ids)
+
+    monkeypatch.setattr(broker, "ack", flaky_ack)
+    broker.ack_deadline_s = 0.5  # the unacked batch comes back soon
+    worker = Worker(broker, store, options=WorkerOptions(flush_interval_s=0.05, idle_after_s=0.3))
+    worker.run(threading.Event(), until_idle=True)
+    assert len(calls) >= 2
+    assert store.count_events() == 3
+    assert worker.metrics.snapshot().duplicates == 3  # the redelivery, absorbed

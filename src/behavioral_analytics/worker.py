@@ -114,7 +114,12 @@ class Worker:
             if batch is None:
                 break
             if batch is not _NO_BATCH:
-                self._settle(batch)
+                try:
+                    self._settle(batch)
+                except Exception:
+                    # E.g. the ack failed after the commit: the leases run out, the messages
+                    # come back, and their dedupe keys make the second commit a no-op.
+                    log.exception("batch left unsettled", extra={"messages": len(batch.deliveries)})
             now = time.monotonic()
             if opts.drain_dead_letters and now >= next_drain:
                 next_drain = now + opts.drain_interval_s
