@@ -333,3 +333,31 @@ def test_cors_is_configurable(tmp_path: Any, broker: Broker, store: Store) -> No
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
         )
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_ingest_paths_keep_their_http_semantics(client: Any) -> None:
+    """The fast path takes POSTs to the exact ingest paths; FastAPI answers the rest."""
+    assert client.get("/v1/batch").status_code == 405
+    assert client.post("/v1/nope", json={}).status_code == 404
+    unauthorized = client.post("/v1/batch", json={"batch": []})
+    assert unauthorized.status_code == 401
+    assert unauthorized.json()["error"] == "unauthorized"
+    assert "WWW-Authenticate" in unauthorized.headers
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/events", "/v1/track", "/v1/page", "/v1/screen", "/v1/identify", "/v1/batch"):
+        assert paths[path]["post"]["security"]
+
+
+def test_cors_headers_on_ingest_responses(tmp_path: Any, broker: Broker, store: Store) -> None:
+    settings = make_settings(tmp_path, cors_origins="https://app.example.com")
+    with TestClient(create_app(settings, broker, store)) as http:
+        response = http.post(
+            "/v1/track",
+            json={"userId": "u", "event": "e"},
+            headers={**WRITE, "Origin": "https://app.example.com"},
+        )
+        assert response.status_code == 202
+        assert response.headers["access-control-allow-origin"] == "https://app.example.com"
+        refused = http.post("/v1/track", json={}, headers={"Origin": "https://app.example.com"})
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == "https://app.example.com"

@@ -161,3 +161,36 @@ def test_whatever_a_client_sends_the_worker_reads_the_same_event(
         assert parsed.key == event.key
         assert parsed.received_at == NOW
     assert len(prepared.accepted) + len(prepared.rejected) == 1
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2027-01-15T08:00:00.000Z",
+        "2027-01-15T08:00:00+02:00",
+        " 2027-01-15T08:00:00z ",
+        "1969-12-31T23:59:59Z",  # before the epoch: refused as a date, not as a number
+        "9999-12-31T23:59:59Z",  # past 1e11 s: not read as milliseconds
+        "2027-01-15T08:00:00",  # no offset
+        "2027-13-45T08:00:00Z",
+        "",
+        "x" * 80,
+        "2026-12-15T08:00:00Z",  # in the future
+        "2026-01-01T08:00:00Z",  # too old
+    ],
+)
+def test_prepare_validates_rfc3339_timestamps_as_validation_does(timestamp: str) -> None:
+    """prepare reads string timestamps itself (for validation's fast path): the outcome is the
+    one validating the event as sent gives, reason, detail and dedupe key alike."""
+    from behavioral_analytics.events import validate_event
+
+    now = 1_798_000_000.0  # 2026-12-22
+    sent = {"event_id": "e1", "user_id": "u", "event_type": "t", "timestamp": timestamp}
+    expected = validate_event(dict(sent), message_id="", received_at=now)
+    prepared = prepare([(sent, dict(sent))], received_at=now)
+    if isinstance(expected, Rejection):
+        assert not prepared.accepted
+        assert prepared.rejected[0][1] == expected
+    else:
+        assert prepared.accepted[0][1] == expected
+    assert sent["timestamp"] == timestamp  # the client's object is untouched

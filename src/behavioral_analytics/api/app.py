@@ -94,6 +94,13 @@ def create_app(
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(StoreError, _unavailable("store_unavailable"))
     app.add_exception_handler(BrokerError, _unavailable("broker_unavailable"))
+    ingest_routes, ingest_endpoints = collector.routes(state)
+    # Added before CORS, so CORS wraps it (the last middleware added is the outermost).
+    app.add_middleware(
+        collector.IngestFastPath,
+        endpoints=ingest_endpoints,
+        exception_handlers=app.exception_handlers,
+    )
     origins = sorted(Settings.keys(settings.cors_origins))
     if origins:
         app.add_middleware(
@@ -110,7 +117,7 @@ def create_app(
             expose_headers=["Retry-After"],
             max_age=600,
         )
-    app.include_router(collector.router(state))
+    app.include_router(ingest_routes)
     app.include_router(query.router(state))
     app.include_router(dashboard.router(state))
     app.include_router(ops.router(state))

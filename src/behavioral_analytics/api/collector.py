@@ -12,7 +12,7 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,26 +20,38 @@ import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from behavioral_analytics.api.responses import ApiError, JSONResponse
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import OutgoingMessage
-from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, Rejection, validate_event
+from behavioral_analytics.events import (
+    DEFAULT_LIMITS,
+    Event,
+    Limits,
+    Rejection,
+    parse_timestamp,
+    validate_event,
+)
 from behavioral_analytics.store import NewDeadLetter
 from behavioral_analytics.telemetry import log
 
 __all__ = [
     "MAX_EVENTS_PER_REQUEST",
     "MAX_REQUEST_BYTES",
+    "IngestFastPath",
     "Prepared",
     "from_segment",
     "prepare",
     "router",
+    "routes",
 ]
 
 MAX_REQUEST_BYTES = 500 * 1024
 MAX_EVENTS_PER_REQUEST = 2000
 SEGMENT_CALLS = ("track", "page", "screen", "identify")
+# Epoch values from here on are read as milliseconds (events.py).
+_MAX_EPOCH_SECONDS = 1e11
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -175,9 +187,15 @@ def prepare(
             client_id = payload.get("event_id")
             if payload is original:  # never change the client's object: it may be dead-lettered
                 payload = dict(payload)
-            payload["received_at"] = received_at
+            # The time of receipt is ours, never the client's: without the key, validation
+            # uses `received_at` (and the event takes validate_event's fast path).
+            if "received_at" in payload:
+                del payload["received_at"]
             if client_id is None:
                 payload["event_id"] = new_id()
+            timestamp = payload.get("timestamp")
+            if type(timestamp) is str:
+                payload["timestamp"] = _epoch_seconds(timestamp)
         result = validate_event(payload, message_id="", received_at=received_at, limits=limits)
         if isinstance(result, Rejection):
             if client_id is None and result.event_id is not None:
@@ -192,6 +210,18 @@ def prepare(
             continue
         accepted.append((index, result, data))
     return prepared
+
+
+def _epoch_seconds(timestamp: str) -> str | float:
+    """An RFC 3339 timestamp as the epoch seconds validation would make of it, or the string
+    unchanged when it is not one validation reads the same way as a number (it then names the
+    reason). Segment sends strings; validation's fast path takes numbers only."""
+    try:
+        seconds = parse_timestamp(timestamp)
+    except Exception:
+        return timestamp
+    # parse_timestamp reads numbers past 1e11 as milliseconds and refuses negative ones.
+    return seconds if 0.0 <= seconds < _MAX_EPOCH_SECONDS else timestamp
 
 
 def _json_type(value: Any) -> str:
@@ -341,8 +371,18 @@ def _openapi(body_schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
 def router(state: ApiState) -> APIRouter:
+    return routes(state)[0]
+
+
+def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
+    """The ingest routes (FastAPI: validation-free endpoints that read the raw body, described
+    in the OpenAPI schema), and the same endpoints by path for `IngestFastPath`."""
     routes = APIRouter(tags=["collector"])
+    endpoints: dict[str, Endpoint] = {}
     limits = state.settings.limits
 
     def single(body: bytes) -> None:
@@ -463,6 +503,8 @@ def router(state: ApiState) -> APIRouter:
     async def post_events(request: Request) -> Response:
         return await ingest(request, "events", events_items)
 
+    endpoints["/v1/events"] = post_events
+
     def segment_handler(call: str) -> Callable[[Request], Any]:
         extract = segment_items(call)
 
@@ -472,9 +514,10 @@ def router(state: ApiState) -> APIRouter:
         return handler
 
     for call in SEGMENT_CALLS:
+        endpoints[f"/v1/{call}"] = segment_handler(call)
         routes.add_api_route(
             f"/v1/{call}",
-            segment_handler(call),
+            endpoints[f"/v1/{call}"],
             methods=["POST"],
             status_code=202,
             summary=f"Segment {call} call",
@@ -500,4 +543,55 @@ def router(state: ApiState) -> APIRouter:
     async def post_batch(request: Request) -> Response:
         return await ingest(request, "batch", batch_items)
 
-    return routes
+    endpoints["/v1/batch"] = post_batch
+    return routes, endpoints
+
+
+class IngestFastPath:
+    """ASGI middleware that hands a POST to an ingest path straight to its endpoint.
+
+    The endpoints take the raw request and do their own checks, so FastAPI's routing (a scan
+    of every route), dependency solving and request validation would be pure overhead on the
+    hottest path; the same endpoints stay registered as FastAPI routes, which describe them in
+    the OpenAPI schema and answer anything this does not take (other methods, trailing
+    slashes). Exceptions go to the app's exception handlers as they would through FastAPI;
+    without one they propagate (500 from the server error middleware).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        endpoints: dict[str, Endpoint],
+        exception_handlers: dict[Any, Callable[[Request, Exception], Any]],
+    ) -> None:
+        self.app = app
+        self.endpoints = endpoints
+        self.exception_handlers = exception_handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            root = scope.get("root_path")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            endpoint = self.endpoints.get(path)
+            if endpoint is not None:
+                request = Request(scope, receive)
+                try:
+                    response = await endpoint(request)
+                except Exception as exc:
+                    handler = self._handler(exc)
+                    if handler is None:
+                        raise
+                    response = await handler(request, exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _handler(self, exc: Exception) -> Callable[[Request, Exception], Any] | None:
+        for cls in type(exc).__mro__:
+            if cls is Exception:  # Starlette leaves that one to the server error middleware
+                break
+            if cls in self.exception_handlers:
+                return self.exception_handlers[cls]
+        return None
