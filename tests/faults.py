@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,12 +75,24 @@ def make_workload(count: int, seed: int, now: float) -> Workload:
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    # Its log goes to a file, not a pipe nobody reads (a full pipe would block the worker).
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the test process
+    worker = subprocess.Popen(
         [sys.executable, "-m", "behavioral_analytics.cli", "worker", "--no-drain"],
         env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
+    worker.log = log  # type: ignore[attr-defined]
+    return worker
+
+
+def _log_of(worker: subprocess.Popen[bytes]) -> str:
+    log = getattr(worker, "log", None)
+    if log is None:
+        return ""
+    log.seek(0)
+    return log.read().decode(errors="replace")
 
 
 def run_with_kills(
@@ -119,8 +132,7 @@ def run_with_kills(
                 workers[victim] = start_worker(env)
             for i, worker in enumerate(workers):
                 if worker.poll() is not None:
-                    stderr = worker.stderr.read().decode() if worker.stderr else ""
-                    raise AssertionError(f"worker {i} died on its own: {stderr[-2000:]}")
+                    raise AssertionError(f"worker {i} died on its own: {_log_of(worker)[-2000:]}")
             if published >= len(lines) and not kill_at and done >= total:
                 return killed_at
             time.sleep(0.05)

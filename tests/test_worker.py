@@ -219,3 +219,21 @@ def test_a_failed_ack_does_not_stop_the_worker_nor_double_count(
     assert len(calls) >= 2
     assert store.count_events() == 3
     assert worker.metrics.snapshot().duplicates == 3  # the redelivery, absorbed
+
+
+def test_debug_logging_of_a_batch_works(broker: LocalBroker, store: SQLiteStore) -> None:
+    import io
+    import logging
+
+    from behavioral_analytics.telemetry import configure_logging
+
+    out = io.StringIO()
+    configure_logging("DEBUG", out)
+    try:
+        broker.publish([OutgoingMessage(good(1))])
+        Worker(broker, store).process(broker.pull(10, 0))
+    finally:
+        configure_logging("INFO")
+        logging.getLogger("behavioral_analytics").handlers[:] = []
+    entry = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert entry["message"] == "batch committed" and entry["events_created"] == 1

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
         5, ge=5, le=100, validation_alias=_env("BA_MAX_DELIVERY_ATTEMPTS")
     )
     ordering: bool = Field(False, validation_alias=_env("BA_ORDERING"))
+    pubsub_pull: Literal["streaming", "sync"] = Field(
+        "streaming", validation_alias=_env("BA_PUBSUB_PULL")
+    )
     retry_min_backoff_s: float = Field(
         10, ge=0, le=600, validation_alias=_env("BA_RETRY_MIN_BACKOFF")
     )

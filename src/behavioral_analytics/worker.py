@@ -209,7 +209,7 @@ class Worker:
             "batch committed",
             extra={
                 "messages": len(deliveries),
-                "created": result.created,
+                "events_created": result.created,
                 "duplicates": result.duplicates,
                 "rejected": result.dead_letters,
                 "commit_ms": round(latency * 1000, 2),

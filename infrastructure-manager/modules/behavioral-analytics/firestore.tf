@@ -39,6 +39,14 @@ locals {
         { field_path = "timestamp", order = "DESCENDING" },
       ]
     }
+    # Anonymous visitors' timelines (`who` = "anonymous:<id>"; they have no user_id).
+    user_events_by_actor = {
+      collection = "user_events"
+      fields = [
+        { field_path = "who", order = "ASCENDING" },
+        { field_path = "timestamp", order = "DESCENDING" },
+      ]
+    }
   }
 
   # Single-field overrides. ttl = true adds a TTL policy on the field; every entry

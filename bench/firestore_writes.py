@@ -1,0 +1,263 @@
+"""Firestore writes per 1,000 events and events/s: this adapter beside the recipe's per-event
+pattern, on the same events, against Google's Firestore emulator, in one run.
+
+    python bench/firestore_writes.py [--events 100000] [--users 10000] [--rate 1000]
+
+Events come from `--users` users in session-like bursts (a session is a handful of events a few
+seconds apart) and arrive at `--rate` events/s of simulated time. For each flush interval (1, 5
+and 15 s) the events are grouped by the interval their arrival falls in and each group is one
+`FirestoreStore.commit` (flush size cap: 20,000, the largest BA_FLUSH_MAX_EVENTS), so a longer
+interval folds more events into each aggregate write. Writes are counted in the adapter
+(`store.write_ops`: the document writes of successful commits, which is what Firestore bills).
+Staleness = how long after arrival an event shows in the aggregates: waiting for its flush
+(half the interval on average) plus the commit. Events/s = events / wall time of the commits,
+back to back.
+
+The naive pattern (the recipe's): per event one set() of the raw event plus three merge writes
+with Increment (user, hourly, daily documents), ten threads. It makes 4 writes per event by
+construction; its events/s is measured on the first `--naive-events` events (default 10,000)
+because at about a thousand writes/s on the emulator the full run would take minutes.
+
+Uses FIRESTORE_EMULATOR_HOST if set, else starts the emulator from the Google Cloud SDK. Each
+row writes to a fresh named database. Targets: <= 2,000 writes per 1,000 events at the default
+flush interval (1 s); >= 10x the naive events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.events import Event, dedupe_key
+from behavioral_analytics.loadgen import EVENT_TYPES
+
+PROJECT = "demo-bench"
+MAX_FLUSH_EVENTS = 20_000
+
+
+@dataclass
+class Row:
+    name: str
+    events: int
+    writes: int
+    seconds: float
+    staleness_avg_s: float | None = None
+    staleness_max_s: float | None = None
+
+    @property
+    def per_1000(self) -> float:
+        return 1000 * self.writes / self.events
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def make_events(count: int, users: int, rate: float, seed: int = 7) -> list[Event]:
+    """`count` events in sessions of about 8 events, 0.5-10 s apart, arriving at `rate`/s."""
+    rng = random.Random(seed)
+    raw: list[tuple[float, int, str]] = []
+    span = count / rate
+    while len(raw) < count:
+        user = rng.randrange(users)
+        at = rng.uniform(0, span)
+        for _ in range(min(1 + int(rng.expovariate(1 / 7)), 40)):
+            raw.append((at, user, rng.choice(EVENT_TYPES)))
+            at += rng.uniform(0.5, 10)
+    raw = sorted(raw[:count])
+    base = 1_764_320_000.0
+    events = []
+    for n, (at, user, event_type) in enumerate(raw):
+        ts = base + at
+        who = f"user_{user}"
+        events.append(
+            Event(
+                key=dedupe_key(f"evt_{n}", who, event_type, ts),
+                event_id=f"evt_{n}",
+                user_id=who,
+                anonymous_id=None,
+                event_type=event_type,
+                timestamp=ts,
+                session_id=f"sess_{user}_{int(at // 1800)}",
+                properties={"page_url": f"/page/{n % 20}", "device_type": "mobile"},
+                received_at=ts,
+            )
+        )
+    return events
+
+
+def run_adapter(client_for, events: list[Event], interval: float) -> Row:
+    from behavioral_analytics.stores.firestore import FirestoreStore
+
+    store = FirestoreStore(client_for(), clock=time.time)
+    base = events[0].received_at
+    groups: dict[int, list[Event]] = {}
+    for event in events:
+        groups.setdefault(int((event.received_at - base) // interval), []).append(event)
+    staleness_sum = staleness_max = 0.0
+    started = time.perf_counter()
+    for index in sorted(groups):
+        group = groups[index]
+        for at in range(0, len(group), MAX_FLUSH_EVENTS):
+            chunk = group[at : at + MAX_FLUSH_EVENTS]
+            commit_started = time.perf_counter()
+            store.commit(chunk)
+            commit_s = time.perf_counter() - commit_started
+            flushed_at = base + (index + 1) * interval
+            for event in chunk:
+                stale = flushed_at - event.received_at + commit_s
+                staleness_sum += stale
+                staleness_max = max(staleness_max, stale)
+    elapsed = time.perf_counter() - started
+    store.close()
+    return Row(
+        f"this adapter, flush {interval:g} s",
+        len(events),
+        store.write_ops,
+        elapsed,
+        staleness_sum / len(events),
+        staleness_max,
+    )
+
+
+def run_naive(client_for, events: list[Event], threads: int = 10) -> Row:
+    from google.cloud import firestore
+
+    db = client_for()
+    periods = Periods()
+
+    def one(event: Event) -> int:
+        _, hour, day = periods.of(event.timestamp)
+        db.collection("user_events").document(event.key).set(
+            {
+                "event_id": event.event_id,
+                "user_id": event.user_id,
+                "event_type": event.event_type,
+                "timestamp": event.timestamp,
+                "session_id": event.session_id,
+                "properties": event.properties,
+            }
+        )
+        aggregates = db.collection("analytics_aggregates")
+        increment = {"total_events": firestore.Increment(1)}
+        by_type = {"events_by_type": {event.event_type: firestore.Increment(1)}}
+        aggregates.document(f"user_{event.user_id}").set(
+            {**increment, **by_type, "last_activity": event.timestamp}, merge=True
+        )
+        aggregates.document(f"hourly_{hour}").set({**increment, **by_type}, merge=True)
+        aggregates.document(f"daily_{day}").set({**increment, **by_type}, merge=True)
+        return 4
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        writes = sum(pool.map(one, events))
+    elapsed = time.perf_counter() - started
+    return Row(f"naive per event, {threads} threads", len(events), writes, elapsed)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_emulator() -> subprocess.Popen[bytes] | None:
+    if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        return None
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        sys.exit("error: no FIRESTORE_EMULATOR_HOST and no gcloud to start the emulator")
+    sdk = subprocess.run(
+        [gcloud, "info", "--format=value(installation.sdk_root)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    binary = Path(sdk) / "platform" / "cloud-firestore-emulator" / "cloud_firestore_emulator"
+    if not binary.exists():
+        sys.exit(f"error: Firestore emulator not found at {binary}")
+    host = f"127.0.0.1:{_free_port()}"
+    process = subprocess.Popen(
+        [str(binary), "start", "--host=127.0.0.1", f"--port={host.split(':')[1]}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{host}/", timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                sys.exit("error: the Firestore emulator did not start")
+            time.sleep(0.25)
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+    return process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="arrivals per second")
+    parser.add_argument("--naive-events", type=int, default=10_000)
+    parser.add_argument("--intervals", default="1,5,15", help="flush intervals, seconds")
+    args = parser.parse_args()
+
+    emulator = start_emulator()
+    from google.cloud import firestore
+
+    def client_for():
+        return firestore.Client(project=PROJECT, database=f"bench-{uuid.uuid4().hex[:8]}")
+
+    try:
+        events = make_events(args.events, args.users, args.rate)
+        users = len({e.who for e in events})
+        print(
+            f"{len(events):,} events from {users:,} users in sessions, arriving at "
+            f"{args.rate:g}/s; Firestore emulator at {os.environ['FIRESTORE_EMULATOR_HOST']}",
+            flush=True,
+        )
+        rows = [run_naive(client_for, events[: args.naive_events])]
+        for interval in (float(x) for x in args.intervals.split(",")):
+            rows.append(run_adapter(client_for, events, interval))
+        naive = rows[0]
+        print()
+        header = (
+            f"{'variant':34} {'events':>8} {'writes/1000 ev':>15} {'events/s':>10} "
+            f"{'vs naive':>9} {'staleness avg/max s':>20}"
+        )
+        print(header)
+        print("-" * len(header))
+        for row in rows:
+            stale = (
+                f"{row.staleness_avg_s:.1f} / {row.staleness_max_s:.1f}"
+                if row.staleness_avg_s is not None
+                else "~0 / per event"
+            )
+            print(
+                f"{row.name:34} {row.events:>8,} {row.per_1000:>15,.0f} {row.rate:>10,.0f} "
+                f"{row.rate / naive.rate:>8.1f}x {stale:>20}"
+            )
+    finally:
+        if emulator is not None:
+            os.killpg(emulator.pid, signal.SIGTERM)
+            emulator.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,536 @@
+"""The broker on Google Cloud Pub/Sub (or its emulator).
+
+Pull side: one streaming pull whose callback only queues the message; `pull()` hands queued
+messages to the worker. Flow control holds at most about two worker batches, and the client
+library extends the lease of every message it holds (queued or being worked on) until it is
+acked or nacked, so a slow commit never loses its lease while a dead worker's messages come
+back after the ack deadline. Acks happen only when the worker calls `ack()`, after its commit.
+
+Pub/Sub attaches no reason to a dead-lettered message, so `nack()` records the reason in a
+`FailureLog` (a Firestore collection in production) that `pull_dead_letters()` reads back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+from google.protobuf import duration_pb2, field_mask_pb2
+
+from behavioral_analytics.broker import (
+    Broker,
+    BrokerError,
+    DeadLetteredMessage,
+    Delivery,
+    OutgoingMessage,
+)
+from behavioral_analytics.brokers.failure_log import (
+    DEAD_LETTER_ATTRIBUTE_PREFIX,
+    FailureLog,
+    FirestoreFailureLog,
+    InMemoryFailureLog,
+    failure_key,
+)
+from behavioral_analytics.telemetry import log
+
+if TYPE_CHECKING:
+    from google.cloud.pubsub_v1.subscriber.message import Message
+
+    from behavioral_analytics.config import Settings
+
+__all__ = ["PubSubBroker", "resource_path"]
+
+MAX_SUBSCRIPTION_RETENTION_DAYS = 7.0
+_SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
+_SOURCE_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
+_SOURCE_DELIVERIES = "CloudPubSubDeadLetterSourceDeliveryCount"
+
+
+def resource_path(project: str, kind: str, name: str) -> str:
+    """A short name or a full `projects/…/{kind}/…` path → the full path."""
+    if name.startswith("projects/"):
+        return name
+    return f"projects/{project}/{kind}/{name}"
+
+
+def _short(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=int(seconds))
+
+
+class PubSubBroker(Broker):
+    def __init__(
+        self,
+        project: str,
+        *,
+        topic: str = "user-events",
+        subscription: str = "analytics-processor",
+        dead_letter_topic: str = "user-events-dead-letter",
+        dead_letter_subscription: str = "analytics-processor-dead-letter",
+        ack_deadline_s: int = 60,
+        max_delivery_attempts: int = 5,
+        ordering: bool = False,
+        retention_days: float = 7.0,
+        min_backoff_s: float = 10.0,
+        max_backoff_s: float = 600.0,
+        max_outstanding: int = 2000,
+        streaming: bool = True,
+        failure_log: FailureLog | None = None,
+        publisher: pubsub_v1.PublisherClient | None = None,
+        subscriber: pubsub_v1.SubscriberClient | None = None,
+    ) -> None:
+        self.project = project
+        self.topic = resource_path(project, "topics", topic)
+        self.subscription = resource_path(project, "subscriptions", subscription)
+        self.dead_letter_topic = resource_path(project, "topics", dead_letter_topic)
+        self.dead_letter_subscription = resource_path(
+            project, "subscriptions", dead_letter_subscription
+        )
+        self.ack_deadline_s = ack_deadline_s
+        self.max_delivery_attempts = max_delivery_attempts
+        self.ordering = ordering
+        self.retention_days = retention_days
+        self.min_backoff_s = min_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.max_outstanding = max_outstanding
+        self.streaming = streaming
+        self.failure_log: FailureLog = failure_log or InMemoryFailureLog()
+        self._publisher = publisher or pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(
+                max_messages=1000, max_bytes=9 * 1000 * 1000, max_latency=0.02
+            ),
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=ordering),
+        )
+        self._subscriber = subscriber or pubsub_v1.SubscriberClient()
+        self._queue: queue.Queue[Message] = queue.Queue()
+        self._held: dict[str, Message] = {}
+        self._held_lock = threading.Lock()
+        self._future: pubsub_v1.subscriber.futures.StreamingPullFuture | None = None
+        self._start_lock = threading.Lock()
+        self._dead_letter_keys: dict[str, str] = {}
+        self._closed = False
+        self._stop_leasing = threading.Event()
+        self._leaser: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PubSubBroker:
+        if not settings.project:
+            raise BrokerError("Pub/Sub needs GOOGLE_CLOUD_PROJECT (or PROJECT_ID)")
+        failure_log: FailureLog
+        try:
+            from google.cloud import firestore
+
+            client = firestore.Client(
+                project=settings.project, database=settings.firestore_database
+            )
+            failure_log = FirestoreFailureLog(
+                client, retention_s=(settings.message_retention_days + 1) * 86400.0
+            )
+        except ImportError:  # pragma: no cover - the gcp extra brings both clients
+            failure_log = InMemoryFailureLog()
+        return cls(
+            settings.project,
+            topic=settings.pubsub_topic,
+            subscription=settings.pubsub_subscription,
+            dead_letter_topic=settings.dead_letter_topic,
+            dead_letter_subscription=settings.dead_letter_subscription,
+            ack_deadline_s=settings.ack_deadline_s,
+            max_delivery_attempts=settings.max_delivery_attempts,
+            ordering=settings.ordering,
+            retention_days=settings.message_retention_days,
+            min_backoff_s=settings.retry_min_backoff_s,
+            max_backoff_s=settings.retry_max_backoff_s,
+            max_outstanding=2 * settings.flush_max_events,
+            streaming=settings.pubsub_pull == "streaming",
+            failure_log=failure_log,
+        )
+
+    # -- administration ---------------------------------------------------------------------
+
+    def init(self) -> list[str]:
+        done: list[str] = []
+        try:
+            for topic in (self.topic, self.dead_letter_topic):
+                done.append(self._create_topic(topic))
+            done.append(
+                self._create_subscription(
+                    {
+                        "name": self.dead_letter_subscription,
+                        "topic": self.dead_letter_topic,
+                        "ack_deadline_seconds": 60,
+                        "message_retention_duration": _duration(7 * 86400),
+                    }
+                )
+            )
+            done.append(self._create_subscription(self._subscription_spec(), update=True))
+        except gexc.GoogleAPICallError as exc:
+            raise BrokerError(f"Pub/Sub init failed: {exc}") from exc
+        if self.retention_days > MAX_SUBSCRIPTION_RETENTION_DAYS:
+            done.append(
+                f"note: subscription retention is capped at {MAX_SUBSCRIPTION_RETENTION_DAYS:g} "
+                f"days (asked {self.retention_days:g})"
+            )
+        if not os.environ.get("PUBSUB_EMULATOR_HOST"):
+            done.append(
+                "note: the Pub/Sub service agent needs roles/pubsub.publisher on "
+                f"{_short(self.dead_letter_topic)} and roles/pubsub.subscriber on "
+                f"{_short(self.subscription)} for dead-lettering (Terraform grants both)"
+            )
+        return done
+
+    def _subscription_spec(self) -> dict[str, Any]:
+        retention = min(self.retention_days, MAX_SUBSCRIPTION_RETENTION_DAYS) * 86400
+        return {
+            "name": self.subscription,
+            "topic": self.topic,
+            "ack_deadline_seconds": self.ack_deadline_s,
+            "message_retention_duration": _duration(retention),
+            "retry_policy": {
+                "minimum_backoff": _duration(self.min_backoff_s),
+                "maximum_backoff": _duration(self.max_backoff_s),
+            },
+            "dead_letter_policy": {
+                "dead_letter_topic": self.dead_letter_topic,
+                "max_delivery_attempts": self.max_delivery_attempts,
+            },
+            "enable_message_ordering": self.ordering,
+        }
+
+    def _create_topic(self, topic: str) -> str:
+        try:
+            self._publisher.create_topic(request={"name": topic}, timeout=30)
+        except gexc.AlreadyExists:
+            return f"topic {topic} exists"
+        return f"created topic {topic}"
+
+    def _create_subscription(self, spec: dict[str, Any], *, update: bool = False) -> str:
+        name = spec["name"]
+        try:
+            self._subscriber.create_subscription(request=spec, timeout=30)
+        except gexc.AlreadyExists:
+            if not update:
+                return f"subscription {name} exists"
+            mutable = {
+                k: v for k, v in spec.items() if k not in ("topic", "enable_message_ordering")
+            }
+            mask = field_mask_pb2.FieldMask(paths=[k for k in mutable if k != "name"])
+            try:
+                self._subscriber.update_subscription(
+                    request={"subscription": mutable, "update_mask": mask}, timeout=30
+                )
+            except gexc.GoogleAPICallError as exc:
+                return f"subscription {name} exists (settings left as they were: {exc.message})"
+            return f"subscription {name} exists; updated its deadline, retention and policies"
+        return f"created subscription {name} on {spec['topic']}"
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> list[str]:
+        futures = []
+        for message in messages:
+            kwargs: dict[str, Any] = dict(message.attributes)
+            if self.ordering and message.ordering_key:
+                kwargs["ordering_key"] = message.ordering_key
+            futures.append(self._publisher.publish(self.topic, message.data, **kwargs))
+        try:
+            return [future.result(timeout=60) for future in futures]
+        except Exception as exc:
+            raise BrokerError(f"publish to {self.topic} failed: {exc}") from exc
+
+    # -- the streaming pull -----------------------------------------------------------------
+
+    def _ensure_streaming(self) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            return
+        with self._start_lock:
+            if self._closed:
+                raise BrokerError("broker is closed")
+            future = self._future
+            if future is not None and future.done():
+                error = future.exception()
+                self._future = None
+                raise BrokerError(f"streaming pull on {self.subscription} stopped: {error}")
+            if future is None:
+                self._future = self._subscriber.subscribe(
+                    self.subscription,
+                    callback=self._queue.put,
+                    flow_control=pubsub_v1.types.FlowControl(
+                        max_messages=self.max_outstanding, max_lease_duration=3600
+                    ),
+                )
+
+    def pull(self, max_messages: int, timeout: float) -> list[Delivery]:
+        if not self.streaming:
+            return self._pull_sync(max_messages, timeout)
+        self._ensure_streaming()
+        messages: list[Message] = []
+        with contextlib.suppress(queue.Empty):
+            messages.append(self._queue.get(timeout=max(0.0, timeout)))
+            while len(messages) < max_messages:
+                messages.append(self._queue.get_nowait())
+        deliveries = []
+        with self._held_lock:
+            for message in messages:
+                self._held[message.ack_id] = message
+                deliveries.append(_delivery(message))
+        return deliveries
+
+    # -- the synchronous pull (BA_PUBSUB_PULL=sync) -----------------------------------------
+
+    def _pull_sync(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """Unary pulls, with this broker extending the leases it holds."""
+        if self._leaser is None:
+            self._leaser = threading.Thread(target=self._lease_loop, daemon=True)
+            self._leaser.start()
+        try:
+            response = self._subscriber.pull(
+                request={"subscription": self.subscription, "max_messages": max_messages},
+                timeout=max(1.0, timeout),
+                retry=None,
+            )
+        except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
+            return []
+        except gexc.GoogleAPICallError as exc:
+            raise BrokerError(f"pull from {self.subscription} failed: {exc}") from exc
+        deliveries = []
+        with self._held_lock:
+            for item in response.received_messages:
+                message = _SyncMessage(item)
+                self._held[item.ack_id] = message  # type: ignore[assignment]
+                deliveries.append(_delivery(message))  # type: ignore[arg-type]
+        return deliveries
+
+    def _lease_loop(self) -> None:
+        every = max(1.0, self.ack_deadline_s / 3)
+        while not self._stop_leasing.wait(every):
+            with self._held_lock:
+                ack_ids = list(self._held)
+            self._modack(ack_ids, self.ack_deadline_s)
+
+    def _modack(self, ack_ids: list[str], seconds: int) -> None:
+        for start in range(0, len(ack_ids), 1000):
+            with contextlib.suppress(gexc.GoogleAPICallError):
+                self._subscriber.modify_ack_deadline(
+                    request={
+                        "subscription": self.subscription,
+                        "ack_ids": ack_ids[start : start + 1000],
+                        "ack_deadline_seconds": seconds,
+                    },
+                    timeout=10,
+                )
+
+    def _take(self, ack_ids: Iterable[str]) -> list[Message]:
+        with self._held_lock:
+            return [m for a in ack_ids if (m := self._held.pop(a, None)) is not None]
+
+    def ack(self, ack_ids: Iterable[str]) -> None:
+        messages = self._take(ack_ids)
+        if not self.streaming:
+            ids = [m.ack_id for m in messages]
+            for start in range(0, len(ids), 1000):
+                try:
+                    self._subscriber.acknowledge(
+                        request={
+                            "subscription": self.subscription,
+                            "ack_ids": ids[start : start + 1000],
+                        },
+                        timeout=30,
+                    )
+                except gexc.GoogleAPICallError as exc:  # redelivered, then dropped as duplicate
+                    log.warning("ack failed", extra={"error": str(exc)})
+            return
+        for message in messages:
+            message.ack()
+
+    def nack(self, ack_ids: Iterable[str], reason: str) -> None:
+        messages = self._take(ack_ids)
+        if not messages:
+            return
+        now = time.time()
+        source = _short(self.subscription)
+        failures = {
+            failure_key(source, m.data, dict(m.attributes)): {
+                "message_id": m.message_id,
+                "attempt": m.delivery_attempt or 0,
+                "at": now,
+                "outcome": "nack",
+                "reason": reason,
+            }
+            for m in messages
+        }
+        try:
+            self.failure_log.record(failures)
+        except Exception as exc:
+            log.warning("could not record delivery failures", extra={"error": str(exc)})
+        if not self.streaming:
+            self._modack([m.ack_id for m in messages], 0)
+            return
+        for message in messages:
+            message.nack()
+
+    def extend(self, ack_ids: Iterable[str], seconds: float) -> None:
+        seconds = max(10, min(600, int(seconds)))
+        with self._held_lock:
+            messages = [self._held[a] for a in ack_ids if a in self._held]
+        if not self.streaming:
+            self._modack([m.ack_id for m in messages], seconds)
+            return
+        for message in messages:
+            message.modify_ack_deadline(seconds)
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    def pull_dead_letters(self, max_messages: int) -> list[DeadLetteredMessage]:
+        try:
+            response = self._subscriber.pull(
+                request={
+                    "subscription": self.dead_letter_subscription,
+                    "max_messages": max_messages,
+                },
+                timeout=2.0,
+                retry=None,
+            )
+        except gexc.DeadlineExceeded:  # an empty pull waits for its deadline
+            return []
+        except gexc.GoogleAPICallError as exc:
+            raise BrokerError(f"pull from {self.dead_letter_subscription} failed: {exc}") from exc
+        received = list(response.received_messages)
+        keyed = []
+        for item in received:
+            message = item.message
+            attributes = dict(message.attributes)
+            source = attributes.get(_SOURCE_SUBSCRIPTION, _short(self.subscription))
+            keyed.append((item, failure_key(source, message.data, attributes)))
+        try:
+            recorded = self.failure_log.lookup(key for _, key in keyed)
+        except Exception as exc:
+            log.warning("could not read delivery failures", extra={"error": str(exc)})
+            recorded = {}
+        result = []
+        for item, key in keyed:
+            self._dead_letter_keys[item.ack_id] = key
+            result.append(_dead_lettered(item, recorded.get(key, [])))
+        return result
+
+    def ack_dead_letters(self, handles: Iterable[str]) -> None:
+        handles = list(handles)
+        if not handles:
+            return
+        try:
+            self._subscriber.acknowledge(
+                request={"subscription": self.dead_letter_subscription, "ack_ids": handles},
+                timeout=30,
+            )
+        except gexc.GoogleAPICallError as exc:
+            raise BrokerError(f"ack on {self.dead_letter_subscription} failed: {exc}") from exc
+        keys = [k for h in handles if (k := self._dead_letter_keys.pop(h, None))]
+        try:
+            self.failure_log.forget(keys)
+        except Exception as exc:
+            log.warning("could not clear delivery failures", extra={"error": str(exc)})
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def ping(self, timeout: float = 5.0) -> None:
+        try:
+            self._publisher.get_topic(request={"topic": self.topic}, timeout=timeout, retry=None)
+        except gexc.NotFound as exc:
+            raise BrokerError(f"topic {self.topic} not found (run init)") from exc
+        except gexc.GoogleAPICallError as exc:
+            raise BrokerError(f"Pub/Sub unreachable: {exc}") from exc
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the streaming pull, then give back what the worker never took."""
+        with self._start_lock:
+            self._closed = True
+            future, self._future = self._future, None
+        self._stop_leasing.set()
+        if future is not None:
+            future.cancel()
+            with contextlib.suppress(Exception):
+                future.result(timeout=timeout)
+        unclaimed: list[Message] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                unclaimed.append(self._queue.get_nowait())
+        if unclaimed:
+            # The stream is gone, so its messages are nacked with a plain RPC.
+            with contextlib.suppress(gexc.GoogleAPICallError):
+                self._subscriber.modify_ack_deadline(
+                    request={
+                        "subscription": self.subscription,
+                        "ack_ids": [m.ack_id for m in unclaimed],
+                        "ack_deadline_seconds": 0,
+                    },
+                    timeout=timeout,
+                    retry=None,
+                )
+        with contextlib.suppress(Exception):
+            self._publisher.stop()
+        with contextlib.suppress(Exception):
+            self._subscriber.close()
+
+
+class _SyncMessage:
+    """A message from a unary pull, shaped like the streaming pull's Message."""
+
+    def __init__(self, item: Any) -> None:
+        message = item.message
+        self.ack_id: str = item.ack_id
+        self.message_id: str = message.message_id
+        self.data: bytes = message.data
+        self.attributes = message.attributes
+        self.publish_time = message.publish_time
+        self.delivery_attempt: int | None = item.delivery_attempt or None
+        self.ordering_key: str = message.ordering_key
+
+
+def _delivery(message: Message) -> Delivery:
+    return Delivery(
+        ack_id=message.ack_id,
+        message_id=message.message_id,
+        data=message.data,
+        attributes=dict(message.attributes),
+        publish_time=message.publish_time.timestamp(),
+        # None without a dead-letter policy: Pub/Sub does not count then.
+        delivery_attempt=message.delivery_attempt or 0,
+        ordering_key=message.ordering_key or None,
+    )
+
+
+def _dead_lettered(item: Any, attempts: list[dict[str, Any]]) -> DeadLetteredMessage:
+    message = item.message
+    attributes = dict(message.attributes)
+    deliveries = attributes.get(_SOURCE_DELIVERIES, "?")
+    publish_time = message.publish_time.timestamp()
+    with contextlib.suppress(KeyError, ValueError):
+        publish_time = datetime.fromisoformat(attributes[_SOURCE_PUBLISH_TIME]).timestamp()
+    original = {
+        k: v for k, v in attributes.items() if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)
+    }
+    reasons = [a["reason"] for a in attempts if a.get("reason")]
+    reason = reasons[-1] if reasons else f"max_delivery_attempts: {deliveries} deliveries, no ack"
+    message_id = next(
+        (a["message_id"] for a in reversed(attempts) if a.get("message_id")), message.message_id
+    )
+    return DeadLetteredMessage(
+        handle=item.ack_id,
+        message_id=message_id,
+        data=message.data,
+        attributes=original,
+        publish_time=publish_time,
+        attempts=attempts or [{"deliveries": deliveries, "outcome": "dead_lettered"}],
+        reason=reason,
+    )

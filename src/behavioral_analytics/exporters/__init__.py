@@ -1,0 +1,1 @@
+"""Metric exporters: send the worker's in-process counters elsewhere on their own schedule."""
