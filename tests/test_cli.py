@@ -147,8 +147,17 @@ def test_up_runs_the_stack_until_ctrl_c(tmp_path: Path) -> None:
     from tests.conftest import wait_until
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "behavioral_analytics.cli", "up", "--rate", "200", "--no-api",
-         "--workers", "2"],
+        [
+            sys.executable,
+            "-m",
+            "behavioral_analytics.cli",
+            "up",
+            "--rate",
+            "200",
+            "--no-api",
+            "--workers",
+            "2",
+        ],
         env={**os.environ, "BA_FLUSH_INTERVAL": "0.2", "COLUMNS": "120"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
