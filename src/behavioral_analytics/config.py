@@ -86,7 +86,7 @@ class Settings(BaseSettings):
 
     flush_interval_s: float = Field(1.0, gt=0, le=60, validation_alias=_env("BA_FLUSH_INTERVAL"))
     flush_max_events: int = Field(
-        1000, ge=1, le=20000, validation_alias=_env("BA_FLUSH_MAX_EVENTS")
+        5000, ge=1, le=20000, validation_alias=_env("BA_FLUSH_MAX_EVENTS")
     )
     max_future_skew_s: float = Field(3600, ge=0, validation_alias=_env("BA_MAX_FUTURE_SKEW"))
     max_event_age_days: float = Field(30, gt=0, validation_alias=_env("BA_MAX_EVENT_AGE_DAYS"))

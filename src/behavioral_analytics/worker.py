@@ -49,7 +49,7 @@ _NO_BATCH = _Batch((), [], [], {})
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
     flush_interval_s: float = 1.0
-    flush_max_events: int = 1000
+    flush_max_events: int = 5000
     ack_deadline_s: float = 60.0
     limits: Limits = DEFAULT_LIMITS
     drain_dead_letters: bool = True
