@@ -19,6 +19,7 @@ __all__ = [
     "Limits",
     "Rejection",
     "dedupe_key",
+    "json_type",
     "parse_message",
     "parse_timestamp",
     "validate_event",
@@ -159,7 +160,7 @@ def validate_event(
     event_id = None
     try:
         if not isinstance(payload, dict):
-            raise _Invalid("not_an_object", f"got a JSON {_json_type(payload)}")
+            raise _Invalid("not_an_object", f"got a JSON {json_type(payload)}")
         event_id = _optional_id(payload, "event_id", limits)
         user_id = _optional_id(payload, "user_id", limits)
         anonymous_id = _optional_id(payload, "anonymous_id", limits)
@@ -190,7 +191,7 @@ def validate_event(
             properties = {}
         elif not isinstance(properties, dict):
             raise _Invalid(
-                "invalid_type:properties", f"expected an object, got {_json_type(properties)}"
+                "invalid_type:properties", f"expected an object, got {json_type(properties)}"
             )
         elif properties:
             if len(properties) > limits.max_properties:
@@ -310,7 +311,7 @@ def parse_timestamp(value: Any) -> float:
             raise _Invalid("invalid_timestamp", "RFC 3339 timestamps need a UTC offset or Z")
         return moment.timestamp()
     raise _Invalid(
-        "invalid_type:timestamp", f"expected a number or a string, got {_json_type(value)}"
+        "invalid_type:timestamp", f"expected a number or a string, got {json_type(value)}"
     )
 
 
@@ -342,7 +343,7 @@ def _optional_id(payload: dict[str, Any], name: str, limits: Limits) -> str | No
 
 def _text(value: Any, name: str, max_chars: int) -> str:
     if not isinstance(value, str):
-        raise _Invalid(f"invalid_type:{name}", f"expected a string, got {_json_type(value)}")
+        raise _Invalid(f"invalid_type:{name}", f"expected a string, got {json_type(value)}")
     if not value or value.isspace():
         raise _Invalid(f"empty_field:{name}")
     if len(value) > max_chars:
@@ -416,7 +417,7 @@ def _check_value_slow(value: Any, path: str, depth: int, limits: Limits) -> None
         raise _Invalid("invalid_number", f"{path}: integer outside 64 bits")
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     match value:
         case bool():
             return "boolean"

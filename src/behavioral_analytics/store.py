@@ -29,6 +29,8 @@ __all__ = [
     "StoreError",
     "StoredEvent",
     "TransientStoreError",
+    "decode_cursor",
+    "encode_cursor",
 ]
 
 T = TypeVar("T")
@@ -40,6 +42,22 @@ class StoreError(Exception):
 
 class InvalidCursor(StoreError, ValueError):
     """A pagination cursor the store did not hand out."""
+
+
+def encode_cursor(timestamp: float, key: str) -> str:
+    """An opaque page cursor: the position (event time, key) after which the next page starts."""
+    return base64.urlsafe_b64encode(f"{timestamp!r}|{key}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        timestamp, key = raw.split("|", 1)
+        if not key or "/" in key:
+            raise ValueError(key)
+        return float(timestamp), key
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor(f"invalid cursor {cursor!r}") from exc
 
 
 class TransientStoreError(StoreError):

@@ -30,6 +30,7 @@ from behavioral_analytics.events import (
     Event,
     Limits,
     Rejection,
+    json_type,
     parse_timestamp,
     validate_event,
 )
@@ -72,7 +73,7 @@ def from_segment(
     unless the properties already have that key. `messageId` becomes the event id.
     """
     if not isinstance(message, dict):
-        return Rejection("not_an_object", f"got a JSON {_json_type(message)}")
+        return Rejection("not_an_object", f"got a JSON {json_type(message)}")
     message_id = message.get("messageId")
     kind = call or message.get("type")
     if kind not in SEGMENT_CALLS:
@@ -83,7 +84,7 @@ def from_segment(
         )
     context = message.get("context")
     if context is not None and not isinstance(context, dict):
-        return Rejection("invalid_type:context", f"expected an object, got {_json_type(context)}")
+        return Rejection("invalid_type:context", f"expected an object, got {json_type(context)}")
     if batch_context:
         context = {**batch_context, **(context or {})}
 
@@ -222,23 +223,6 @@ def _epoch_seconds(timestamp: str) -> str | float:
         return timestamp
     # parse_timestamp reads numbers past 1e11 as milliseconds and refuses negative ones.
     return seconds if 0.0 <= seconds < _MAX_EPOCH_SECONDS else timestamp
-
-
-def _json_type(value: Any) -> str:
-    match value:
-        case bool():
-            return "boolean"
-        case int() | float():
-            return "number"
-        case str():
-            return "string"
-        case list():
-            return "array"
-        case dict():
-            return "object"
-        case None:
-            return "null"
-    return type(value).__name__
 
 
 # ---------------------------------------------------------------------------------------------

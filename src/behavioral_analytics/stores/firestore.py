@@ -17,7 +17,6 @@ again. Collections:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from collections import Counter
@@ -51,6 +50,8 @@ from behavioral_analytics.store import (
     StoredEvent,
     StoreError,
     TransientStoreError,
+    decode_cursor,
+    encode_cursor,
 )
 from behavioral_analytics.stores.firestore_keys import (
     decode_map,
@@ -426,14 +427,14 @@ class FirestoreStore(Store):
             .order_by(FieldPath.document_id(), direction=firestore.Query.DESCENDING)
         )
         if cursor:
-            ts, key = _decode_cursor(cursor)
+            ts, key = decode_cursor(cursor)
             query = query.start_after({"timestamp": _dt(ts), "__name__": self._event_ref(key)})
         docs = list(query.limit(limit + 1).stream(timeout=self.timeout_s))
         items = [_stored_event(d) for d in docs[:limit]]
         next_cursor = None
         if len(docs) > limit:
             last = items[-1].event
-            next_cursor = _encode_cursor(last.timestamp, last.key)
+            next_cursor = encode_cursor(last.timestamp, last.key)
         return Page(items, next_cursor)
 
     def get_events(self, keys: Sequence[str]) -> list[StoredEvent]:
@@ -477,7 +478,7 @@ class FirestoreStore(Store):
             .order_by(FieldPath.document_id(), direction=firestore.Query.DESCENDING)
         )
         if cursor:
-            recorded_at, key = _decode_cursor(cursor)
+            recorded_at, key = decode_cursor(cursor)
             query = query.start_after(
                 {
                     "recorded_at": recorded_at,
@@ -488,7 +489,7 @@ class FirestoreStore(Store):
         items = [_dead_letter(d) for d in docs[:limit]]
         next_cursor = None
         if len(docs) > limit:
-            next_cursor = _encode_cursor(items[-1].recorded_at, items[-1].id)
+            next_cursor = encode_cursor(items[-1].recorded_at, items[-1].id)
         return Page(items, next_cursor)
 
     def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
@@ -742,18 +743,3 @@ def _dead_letter(snap: DocumentSnapshot) -> DeadLetter:
 def _count(aggregation: Any, timeout: float) -> int:
     result = aggregation.get(timeout=timeout)
     return int(result[0][0].value)
-
-
-def _encode_cursor(value: float, key: str) -> str:
-    return base64.urlsafe_b64encode(f"{value!r}|{key}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        value, key = raw.split("|", 1)
-        if not key or "/" in key:
-            raise ValueError(key)
-        return float(value), key
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StoreError(f"invalid cursor {cursor!r}") from exc

@@ -7,7 +7,6 @@ and changes nothing.
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import time
@@ -34,6 +33,8 @@ from behavioral_analytics.store import (
     Store,
     StoredEvent,
     StoreError,
+    decode_cursor,
+    encode_cursor,
 )
 
 if TYPE_CHECKING:
@@ -372,7 +373,7 @@ class SQLiteStore(Store):
     def _page(self, column: str, value: str, limit: int, cursor: str | None) -> Page[StoredEvent]:
         limit = max(1, min(limit, 1000))
         if cursor:
-            timestamp, key = _decode_cursor(cursor)
+            timestamp, key = decode_cursor(cursor)
             rows = self._db.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE {column} = ? "
                 "AND (timestamp < ? OR (timestamp = ? AND key < ?)) "
@@ -389,7 +390,7 @@ class SQLiteStore(Store):
         next_cursor = None
         if len(rows) > limit:
             last = items[-1]
-            next_cursor = _encode_cursor(last.event.timestamp, last.event.key)
+            next_cursor = encode_cursor(last.event.timestamp, last.event.key)
         return Page(items, next_cursor)
 
     def get_events(self, keys: Sequence[str]) -> list[StoredEvent]:
@@ -597,16 +598,3 @@ def _dead_letter(row: Sequence[Any]) -> DeadLetter:
         recorded_at=recorded_at,
         replayed_at=replayed_at,
     )
-
-
-def _encode_cursor(timestamp: float, key: str) -> str:
-    return base64.urlsafe_b64encode(f"{timestamp!r}|{key}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        timestamp, key = raw.split("|", 1)
-        return float(timestamp), key
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursor(f"invalid cursor {cursor!r}") from exc
