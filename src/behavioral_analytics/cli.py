@@ -8,10 +8,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import typer
 from rich.console import Console
@@ -23,18 +22,17 @@ from behavioral_analytics.broker import (
     ORIGINAL_MESSAGE_ID,
     ORIGINAL_PUBLISH_TIME,
     Broker,
-    BrokerError,
     OutgoingMessage,
 )
+from behavioral_analytics.cli_errors import err_console, fail, user_errors
 from behavioral_analytics.config import (
-    ConfigError,
     Settings,
     load_settings,
     make_broker,
     make_metrics_exporter,
     make_store,
 )
-from behavioral_analytics.store import Store, StoreError
+from behavioral_analytics.store import Store
 from behavioral_analytics.telemetry import WorkerMetrics, configure_logging
 
 app = typer.Typer(
@@ -49,25 +47,8 @@ app.add_typer(query_app, name="query")
 app.add_typer(dlq_app, name="dlq")
 
 console = Console()
-err_console = Console(stderr=True)
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document (shape: docs/cli.md).")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Errors a user can meet: one clear line and a non-zero exit, not a traceback."""
-    try:
-        yield
-    except ConfigError as exc:
-        fail(str(exc), 2)
-    except (StoreError, BrokerError, OSError) as exc:
-        fail(str(exc))
 
 
 def settings() -> Settings:

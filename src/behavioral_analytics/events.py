@@ -271,7 +271,7 @@ def _common_case(
             return None
     if event_id is None:
         event_id = message_id
-    who = user_id if user_id is not None else f"anonymous:{anonymous_id}"
+    who = actor(user_id, anonymous_id)
     return Event(
         dedupe_key(event_id, who, event_type, timestamp),
         event_id,

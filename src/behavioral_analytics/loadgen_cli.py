@@ -9,18 +9,17 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from behavioral_analytics.broker import BrokerError
+from behavioral_analytics.cli_errors import err_console, fail, user_errors
 from behavioral_analytics.config import ConfigError, Settings, load_settings, make_broker
 from behavioral_analytics.loadgen import (
     GeneratorConfig,
@@ -41,11 +40,9 @@ from behavioral_analytics.loadtest import (
     default_users,
     run_loadtest,
 )
-from behavioral_analytics.store import StoreError
 
 __all__ = ["generate", "loadtest", "script_main"]
 
-err_console = Console(stderr=True)
 out_console = Console()
 
 # Options shared by both commands (the generator's model; docs/loadtest.md explains each).
@@ -69,23 +66,6 @@ FunnelOption = typer.Option(
 )
 PageViewsOption = typer.Option(5.0, "--mean-page-views", min=1, help="Page views per session.")
 GapOption = typer.Option(30.0, "--mean-gap", min=0.1, help="Mean seconds between session events.")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    try:
-        yield
-    except (ConfigError, ValueError) as exc:
-        fail(str(exc), 2)
-    except LoadTestError as exc:
-        fail(str(exc), 2)
-    except (StoreError, BrokerError, OSError) as exc:
-        fail(str(exc))
 
 
 def _funnel(text: str) -> tuple[float, float, float]:
@@ -172,7 +152,7 @@ def generate(
     as NDJSON, published through the broker, or posted to the HTTP collector."""
     if via not in ("ndjson", "broker", "http"):
         fail(f"--via {via!r}: expected ndjson, broker or http", 2)
-    with user_errors():
+    with user_errors(ValueError, LoadTestError):
         config = _model(
             events, users, seed, duplicate_rate, late_rate, malformed_rate, bot_rate,
             funnel_dropoff, mean_page_views, mean_gap,
@@ -316,7 +296,7 @@ def loadtest(
     if via not in ("broker", "http"):
         fail(f"--via {via!r}: expected broker or http", 2)
     settings = _settings()
-    with user_errors():
+    with user_errors(ValueError, LoadTestError):
         model = _model(
             events, users or default_users(events), seed, duplicate_rate, late_rate,
             malformed_rate, bot_rate, funnel_dropoff, mean_page_views, mean_gap,
