@@ -153,6 +153,8 @@ def _row(event: Event, now: float) -> tuple[object, ...]:
         event.received_at,
         now,
         now + 30 * 86400,
+        event.who,
+        0,
     )
 
 

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from behavioral_analytics.aggregation import Periods, fold
+from behavioral_analytics.behavior import BehaviorRules, recount
 from behavioral_analytics.events import Event, parse_message
+from behavioral_analytics.identity import Link, proposal, resolve
 from behavioral_analytics.store import Store
 
 USERS = [f"user_{i}" for i in range(1, 101)] + ["team/alice", "anon"]
@@ -30,15 +32,65 @@ class Workload:
     expected_reasons: dict[bytes, str] = field(default_factory=dict)
 
 
-def make_workload(count: int, seed: int, now: float) -> Workload:
-    """`count` messages: about 5 % re-sends of an earlier message, 1 % malformed lines."""
+BOT_AGENT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+FUNNEL_STEPS = ["page_view", "search", "add_to_cart", "purchase"]
+
+
+def _visit(rng: random.Random, now: float, n: int) -> list[dict[str, object]]:
+    """A visit without client session ids: events minutes apart walking down the purchase
+    funnel; an anonymous visitor may identify at the end (sometimes as a second user)."""
+    anonymous = rng.random() < 0.3
+    who = f"visitor_{rng.randint(1, 60)}" if anonymous else rng.choice(USERS[:100])
+    at = now - rng.uniform(2 * 3600, 4 * 3600)  # ends well before now: no future timestamps
+    depth = rng.choice([1, 1, 2, 2, 3, 4])
+    events: list[dict[str, object]] = []
+    for i in range(rng.randint(1, 8)):
+        at += rng.expovariate(1 / 300)
+        step = FUNNEL_STEPS[min(i, depth - 1)] if i < depth else "button_click"
+        events.append({"event_type": step, "timestamp": round(at, 3)})
+    if anonymous and rng.random() < 0.5:
+        events.append(
+            {
+                "event_type": "identify",
+                "timestamp": round(at + 1, 3),
+                "user_id": rng.choice(USERS[:100]),
+            }
+        )
+    for i, event in enumerate(events):
+        event["event_id"] = f"visit_{n}_{i}"
+        event["anonymous_id" if anonymous else "user_id"] = who
+        event["properties"] = {"ip": f"203.0.113.{rng.randint(1, 254)}"}
+    return events
+
+
+def _bot_event(rng: random.Random, now: float) -> dict[str, object]:
+    return {
+        "event_id": f"evt_{rng.randint(100000, 999999)}",
+        "anonymous_id": f"crawler_{rng.randint(1, 5)}",
+        "event_type": "page_view",
+        "timestamp": round(now - rng.uniform(0, 3 * 3600), 3),
+        "properties": {"user_agent": BOT_AGENT},
+    }
+
+
+def make_workload(count: int, seed: int, now: float, *, behavior: bool = False) -> Workload:
+    """`count` messages: about 5 % re-sends of an earlier message, 1 % malformed lines. With
+    `behavior`, also visits (sessions cut by gaps, the purchase funnel, anonymous visitors who
+    identify) and crawler traffic, all shuffled out of time order."""
     rng = random.Random(seed)
     lines: list[bytes] = []
     malformed: list[bytes] = []
     duplicates = 0
+    visits = 0
     while len(lines) < count:
         roll = rng.random()
-        if roll < 0.05 and lines:
+        if behavior and roll > 0.75:
+            if roll > 0.97:
+                lines.append(json.dumps(_bot_event(rng, now)).encode())
+            else:
+                visits += 1
+                lines.extend(json.dumps(e).encode() for e in _visit(rng, now, visits))
+        elif roll < 0.05 and lines:
             lines.append(rng.choice(lines))
             duplicates += 1
         elif roll < 0.06:
@@ -66,10 +118,14 @@ def make_workload(count: int, seed: int, now: float) -> Workload:
             }
             event["anonymous_id" if user == "anon" else "user_id"] = user
             lines.append(json.dumps(event).encode())
+    if behavior:
+        rng.shuffle(lines)
     distinct: dict[str, Event] = {}
+    rules = BehaviorRules()
     for line in lines:
         parsed = parse_message(line, message_id="unused", received_at=now)
         if isinstance(parsed, Event):
+            rules.enrich(parsed)
             distinct[parsed.key] = parsed
     return Workload(lines, distinct, malformed, duplicates)
 
@@ -147,10 +203,31 @@ def run_with_kills(
                 worker.kill()
 
 
+def expected_links(events: Iterable[Event], allow_relink: bool = False) -> list[Link]:
+    by_anonymous: dict[str, list[Link]] = {}
+    for event in events:
+        link = proposal(event)
+        if link is not None:
+            by_anonymous.setdefault(link.anonymous_id, []).append(link)
+    return [link for group in by_anonymous.values() for link in resolve(group, allow_relink)]
+
+
 def assert_exact(store: Store, workload: Workload, periods: Periods) -> None:
-    """Every distinct valid event counted once in every bucket and profile."""
-    expected = fold(workload.distinct.values(), periods)
+    """Every distinct valid event counted once in every bucket and profile; on a store with
+    the behavioral read model, its sessions, funnels, identity links and bot counts equal a
+    recount of the distinct events by the same rules."""
     snapshot = store.snapshot()
+    if store.behavioral:
+        assert store.rules is not None
+        links = expected_links(workload.distinct.values(), store.rules.allow_relink)
+        assert sorted(store.stored_links(), key=_link_order) == sorted(links, key=_link_order)
+        counted = recount(workload.distinct.values(), links, store.rules, periods)
+        expected = counted.deltas
+        assert snapshot.bot_events == dict(counted.bot_events)
+        assert snapshot.session_stats == counted.session_stats
+        assert snapshot.funnel_users == {k: n for k, n in counted.funnel_users.items() if n}
+    else:
+        expected = fold(workload.distinct.values(), periods)
     want_buckets = {k: (b.total, dict(b.by_type)) for k, b in expected.buckets.items()}
     assert snapshot.buckets == want_buckets
     assert snapshot.unique_users == dict(expected.unique_users())
@@ -161,3 +238,7 @@ def assert_exact(store: Store, workload: Workload, periods: Periods) -> None:
     }
     assert snapshot.profiles == want_profiles
     assert {e.key for e in store.iter_raw_events()} == set(workload.distinct)
+
+
+def _link_order(link: Link) -> tuple[str, str]:
+    return (link.anonymous_id, link.event_key)

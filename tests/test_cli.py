@@ -22,6 +22,9 @@ from tests.conftest import cli
         ({"BA_MAX_DELIVERY_ATTEMPTS": "3"}, "invalid BA_MAX_DELIVERY_ATTEMPTS"),
         ({"BA_RAW_RETENTION_DAYS": "3"}, "shorter than the message retention"),
         ({"BA_BACKEND": "gcp"}, "needs GOOGLE_CLOUD_PROJECT"),
+        ({"BA_FUNNELS": '[{"name": "x", "steps": ["a"]}]'}, "needs at least two steps"),
+        ({"BA_FUNNELS": "{"}, "invalid BA_FUNNELS"),
+        ({"BA_HASHED_FIELDS": "email"}, "needs BA_HASH_SALT"),
     ],
 )
 def test_a_bad_setting_is_one_clear_line_and_exit_2(env: dict[str, str], message: str) -> None:

@@ -28,8 +28,8 @@ def test_exact_under_kill_9(tmp_path: Path, seed: int) -> None:
         "BA_RETRY_MIN_BACKOFF": "0",
     }
     now = time.time()
-    workload = make_workload(20_000, seed, now)
-    assert workload.duplicates > 800 and len(workload.malformed) > 150
+    workload = make_workload(20_000, seed, now, behavior=True)
+    assert workload.duplicates > 400 and len(workload.malformed) > 80
     broker = LocalBroker(data / "broker.db", ack_deadline_s=10)
     store = SQLiteStore(data / "store.db")
 
@@ -40,6 +40,11 @@ def test_exact_under_kill_9(tmp_path: Path, seed: int) -> None:
     assert len(killed_at) == 3
 
     assert broker.backlog() == 0
+    snapshot = store.snapshot()
+    assert sum(s.sessions for (g, _), s in snapshot.session_stats.items() if g == "day") > 1000
+    assert any(step == 4 for _, _, step in snapshot.funnel_users)
+    assert sum(snapshot.bot_events.values()) > 0
+    assert {link.status for link in store.stored_links()} >= {"active", "refused"}
     assert_exact(store, workload, Periods())
     report = verify(store, Periods(), now=time.time(), retention_s=30 * 86400)
     assert report.ok, report.drift[:5]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -60,6 +60,20 @@ class Periods:
 
     def label(self, granularity: Granularity, timestamp: float) -> str:
         return self.of(timestamp)[GRANULARITIES.index(granularity)]
+
+    def start_of(self, granularity: Granularity, label: str) -> float:
+        parts = [int(part) for part in label.split("-")]
+        return datetime(*parts, tzinfo=self._tz).timestamp()  # type: ignore[misc]
+
+    def end_of(self, granularity: Granularity, label: str) -> float:
+        """The instant (epoch seconds) a period ends: the start of the next one."""
+        parts = [int(part) for part in label.split("-")]
+        if granularity == "day":
+            start = datetime(parts[0], parts[1], parts[2], tzinfo=self._tz)
+            following = (start + timedelta(days=1)).replace(tzinfo=self._tz)
+            return following.timestamp()
+        start = datetime(*parts, tzinfo=self._tz)  # type: ignore[misc]
+        return start.timestamp() + (3600.0 if granularity == "hour" else 60.0)
 
 
 @dataclass(slots=True)

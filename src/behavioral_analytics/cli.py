@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from behavioral_analytics import __version__
+from behavioral_analytics import __version__, cli_behavior
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.broker import (
     ORIGINAL_MESSAGE_ID,
@@ -566,6 +566,10 @@ def _register_optional(name: str, module: str, attribute: str) -> None:
     app.command(name)(command)
 
 
+query_app.command("sessions")(cli_behavior.query_sessions)
+query_app.command("funnel")(cli_behavior.query_funnel)
+query_app.command("links")(cli_behavior.query_links)
+app.command("forget")(cli_behavior.forget)
 _register_optional("api", "behavioral_analytics.api.cli", "api")
 _register_optional("generate", "behavioral_analytics.loadgen_cli", "generate")
 _register_optional("loadtest", "behavioral_analytics.loadgen_cli", "loadtest")

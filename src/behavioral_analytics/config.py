@@ -10,10 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.events import Limits
+from behavioral_analytics.funnels import DEFAULT_FUNNELS, parse_funnels
+from behavioral_analytics.sessions import SessionRules
 
 if TYPE_CHECKING:
     from behavioral_analytics.broker import Broker
@@ -63,6 +73,10 @@ class Settings(BaseSettings):
     firestore_database: str = Field(
         "behavioral-analytics", validation_alias=_env("FIRESTORE_DATABASE")
     )
+    # 0: one document per bucket (the recipe's); N: each write goes to one of N shard documents.
+    firestore_counter_shards: int = Field(
+        0, ge=0, le=100, validation_alias=_env("BA_FIRESTORE_COUNTER_SHARDS")
+    )
 
     ack_deadline_s: int = Field(60, ge=10, le=600, validation_alias=_env("BA_ACK_DEADLINE"))
     max_delivery_attempts: int = Field(
@@ -105,6 +119,20 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", validation_alias=_env("BA_CORS_ORIGINS"))
     rate_limit: float = Field(1000, gt=0, validation_alias=_env("BA_RATE_LIMIT"))
 
+    session_gap_minutes: float = Field(
+        30, gt=0, le=24 * 60, validation_alias=_env("BA_SESSION_GAP")
+    )
+    session_max_hours: float = Field(24, gt=0, le=24 * 7, validation_alias=_env("BA_SESSION_MAX"))
+    funnels: str = Field(DEFAULT_FUNNELS, validation_alias=_env("BA_FUNNELS"))
+    identity_window_hours: float = Field(
+        24, ge=0, le=24 * 30, validation_alias=_env("BA_IDENTITY_WINDOW")
+    )
+    identity_allow_relink: bool = Field(False, validation_alias=_env("BA_IDENTITY_ALLOW_RELINK"))
+    flag_bots: bool = Field(True, validation_alias=_env("BA_FLAG_BOTS"))
+    truncate_ips: bool = Field(True, validation_alias=_env("BA_TRUNCATE_IPS"))
+    hashed_fields: str = Field("", validation_alias=_env("BA_HASHED_FIELDS"))
+    hash_salt: SecretStr = Field(SecretStr(""), validation_alias=_env("BA_HASH_SALT"))
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -112,6 +140,15 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. UTC, Europe/Paris)") from None
+        return value
+
+    @field_validator("funnels")
+    @classmethod
+    def _valid_funnels(cls, value: str) -> str:
+        try:
+            parse_funnels(value)
+        except ValueError as exc:  # json.JSONDecodeError is one
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("pubsub_topic", "pubsub_subscription", "firestore_database")
@@ -129,6 +166,10 @@ class Settings(BaseSettings):
                 f"BA_RAW_RETENTION_DAYS={self.raw_retention_days:g} is shorter than the message "
                 f"retention ({self.message_retention_days:g} d) plus the replay window "
                 f"({self.replay_window_days:g} d): a redelivered event could be counted twice"
+            )
+        if self.hashed_fields.strip() and len(self.hash_salt.get_secret_value()) < 16:
+            raise ValueError(
+                "BA_HASHED_FIELDS needs BA_HASH_SALT, a secret of at least 16 characters"
             )
         if self.backend == "gcp" and not self.project:
             raise ValueError("BA_BACKEND=gcp needs GOOGLE_CLOUD_PROJECT (or PROJECT_ID)")
@@ -149,6 +190,19 @@ class Settings(BaseSettings):
     def limits(self) -> Limits:
         return Limits(
             max_future_skew_s=self.max_future_skew_s, max_age_s=self.max_event_age_days * DAY
+        )
+
+    def behavior_rules(self) -> BehaviorRules:
+        return BehaviorRules(
+            sessions=SessionRules(self.session_gap_minutes * 60, self.session_max_hours * 3600),
+            funnels=parse_funnels(self.funnels),
+            identity_window_s=self.identity_window_hours * 3600,
+            allow_relink=self.identity_allow_relink,
+            flag_bots=self.flag_bots,
+            truncate_ips=self.truncate_ips,
+            hashed_fields=tuple(sorted(self.keys(self.hashed_fields))),
+            hash_salt=self.hash_salt.get_secret_value().encode(),
+            lateness_s=self.max_event_age_days * DAY,
         )
 
     @property

@@ -312,7 +312,10 @@ class StoreProbe:
         self.store = store
 
     def total_events(self) -> int:
-        return sum(point.total_events for point in self.store.series("day"))
+        # Bots' events are counted apart from the human totals.
+        return sum(
+            point.total_events + (point.bot_events or 0) for point in self.store.series("day")
+        )
 
     def dead_letters(self) -> int:
         return self.store.count_dead_letters()

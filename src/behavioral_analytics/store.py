@@ -13,18 +13,25 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from behavioral_analytics.aggregation import Granularity
+from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.events import Event
+from behavioral_analytics.identity import Link
+from behavioral_analytics.sessions import SessionStats
 
 __all__ = [
     "AggregateSnapshot",
     "CommitResult",
     "DeadLetter",
+    "ForgetReport",
     "Freshness",
+    "FunnelDay",
     "InvalidCursor",
     "NewDeadLetter",
+    "NotSupported",
     "Page",
     "Profile",
     "SeriesPoint",
+    "SessionPoint",
     "Store",
     "StoreError",
     "StoredEvent",
@@ -58,6 +65,10 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         return float(timestamp), key
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidCursor(f"invalid cursor {cursor!r}") from exc
+
+
+class NotSupported(StoreError):
+    """This store does not maintain what was asked for (yet)."""
 
 
 class TransientStoreError(StoreError):
@@ -150,6 +161,7 @@ class SeriesPoint:
     total_events: int
     events_by_type: dict[str, int]
     unique_users: int | None  # None for minute buckets: not kept
+    bot_events: int | None = None  # None where the store does not count bots apart
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +170,45 @@ class SeriesPoint:
             "total_events": self.total_events,
             "events_by_type": self.events_by_type,
             "unique_users": self.unique_users,
+            "bot_events": self.bot_events,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPoint:
+    """Sessions that started in one hour or day. `final`: no late event can change them."""
+
+    granularity: Granularity
+    period: str
+    stats: SessionStats
+    final: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "granularity": self.granularity,
+            "period": self.period,
+            **self.stats.to_dict(),
+            "final": self.final,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelDay:
+    """Users who entered a funnel that day, by the furthest step they reached."""
+
+    day: str
+    users_by_step: list[int]  # users reaching step 1, 2, …
+
+    def to_dict(self) -> dict[str, Any]:
+        steps = self.users_by_step
+        return {
+            "day": self.day,
+            "users": steps,
+            "conversion": [
+                round(steps[i] / steps[i - 1], 4) if steps[i - 1] else None
+                for i in range(1, len(steps))
+            ],
+            "overall": round(steps[-1] / steps[0], 4) if steps and steps[0] else None,
         }
 
 
@@ -191,9 +242,39 @@ class AggregateSnapshot:
     unique_users: dict[tuple[str, str], int] = field(default_factory=dict)
     markers: set[tuple[str, str, str]] = field(default_factory=set)
     profiles: dict[str, tuple[int, dict[str, int], float, float]] = field(default_factory=dict)
+    # Kept by stores that maintain the behavioral read model (`Store.behavioral`).
+    bot_events: dict[tuple[str, str], int] = field(default_factory=dict)
+    session_stats: dict[tuple[str, str], SessionStats] = field(default_factory=dict)
+    funnel_users: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ForgetReport:
+    who: str
+    persons: list[str] = field(default_factory=list)
+    raw_events: int = 0
+    sessions: int = 0
+    funnel_entries: int = 0
+    links: int = 0
+    dead_letters: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.who,
+            "persons": self.persons,
+            "raw_events_deleted": self.raw_events,
+            "sessions_deleted": self.sessions,
+            "funnel_entries_deleted": self.funnel_entries,
+            "links_deleted": self.links,
+            "dead_letters_deleted": self.dead_letters,
+        }
 
 
 class Store(abc.ABC):
+    # Whether the store maintains sessions, funnels, identity links, bot counts and `forget`.
+    behavioral: bool = False
+    rules: BehaviorRules | None = None
+
     @abc.abstractmethod
     def init(self) -> list[str]:
         """Create what the store needs if missing; say what was done."""
@@ -264,6 +345,32 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def rebuild(self, events: Iterator[Event]) -> None:
         """Replace every aggregate by the fold of `events` (for `verify --repair`)."""
+
+    # -- the behavioral read model (stores with `behavioral = True`) ------------------------
+
+    def session_series(
+        self, granularity: Granularity, start: str | None = None, end: str | None = None
+    ) -> list[SessionPoint]:
+        raise NotSupported(f"{type(self).__name__} does not keep sessions yet")
+
+    def funnel(
+        self, name: str, start: str | None = None, end: str | None = None
+    ) -> list[FunnelDay]:
+        """Per entry day (start <= day <= end), oldest first."""
+        raise NotSupported(f"{type(self).__name__} does not keep funnels yet")
+
+    def links(self, who: str) -> list[Link]:
+        """The identity links (every proposal, with its status) of a user or anonymous actor."""
+        raise NotSupported(f"{type(self).__name__} does not keep identity links yet")
+
+    def stored_links(self) -> list[Link]:
+        """Every identity link (for `verify`)."""
+        return []
+
+    def forget(self, who: str) -> ForgetReport:
+        """Delete a user's raw events, profile, sessions, funnel entries, links and dead letters,
+        remove their contribution from every aggregate, and leave a tombstone."""
+        raise NotSupported(f"{type(self).__name__} cannot forget users yet")
 
     def purge_expired(self, now: float) -> int:
         """Delete raw events past their retention where the backend does not (Firestore's TTL

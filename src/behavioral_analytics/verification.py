@@ -8,12 +8,15 @@ then. Older buckets and profiles are reported as not checked rather than as drif
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from behavioral_analytics.aggregation import GRANULARITIES, Periods, fold
+from behavioral_analytics.behavior import BehaviorRules, Recount, recount
 from behavioral_analytics.events import Event
+from behavioral_analytics.identity import Link
+from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import AggregateSnapshot, Store, StoreError
 
 __all__ = ["Drift", "VerifyReport", "compare", "verify"]
@@ -21,7 +24,7 @@ __all__ = ["Drift", "VerifyReport", "compare", "verify"]
 
 @dataclass(frozen=True, slots=True)
 class Drift:
-    what: str  # bucket | unique_users | unique_markers | profile
+    what: str  # bucket | unique_users | unique_markers | profile | bot_events | sessions | funnel
     key: str
     stored: Any
     expected: Any
@@ -72,11 +75,20 @@ def compare(
     events: Iterator[Event],
     periods: Periods,
     horizon: float | None = None,
+    rules: BehaviorRules | None = None,
+    links: Sequence[Link] = (),
 ) -> VerifyReport:
     """Pure: the drift between `stored` and the fold of `events`, for buckets starting after
-    `horizon` and profiles first seen after it (everything when `horizon` is None)."""
+    `horizon` and profiles first seen after it (everything when `horizon` is None). With
+    `rules`, the behavioral read model too: identity (through `links`), bots, sessions,
+    funnels, recomputed by the same rules as the store applies them."""
     report = VerifyReport()
-    expected = fold(_counting(events, report), periods)
+    counted = None
+    if rules is None:
+        expected = fold(_counting(events, report), periods)
+    else:
+        counted = recount(_counting(events, report), links, rules, periods)
+        expected = counted.deltas
     oldest = periods.of(horizon) if horizon is not None else None
 
     def in_range(granularity: str, period: str) -> bool:
@@ -127,14 +139,48 @@ def compare(
         )
         if have_p != want:
             report.drift.append(Drift("profile", who, have_p, want))
+    if counted is not None:
+        _compare_behavior(stored, counted, in_range, report)
     return report
+
+
+def _compare_behavior(
+    stored: AggregateSnapshot,
+    counted: Recount,
+    in_range: Callable[[str, str], bool],
+    report: VerifyReport,
+) -> None:
+    for key in sorted(set(counted.bot_events) | set(stored.bot_events)):
+        if in_range(*key):
+            have, want = stored.bot_events.get(key, 0), counted.bot_events.get(key, 0)
+            if have != want:
+                report.drift.append(Drift("bot_events", ":".join(key), have, want))
+    zero = SessionStats()
+    for key in sorted(set(counted.session_stats) | set(stored.session_stats)):
+        if in_range(*key):
+            have_s = stored.session_stats.get(key, zero)
+            want_s = counted.session_stats.get(key, zero)
+            if have_s != want_s:
+                report.drift.append(
+                    Drift("sessions", ":".join(key), asdict(have_s), asdict(want_s))
+                )
+    want_f = {key: n for key, n in counted.funnel_users.items() if n}
+    for key in sorted(set(want_f) | set(stored.funnel_users)):
+        funnel, day, step = key
+        if in_range("day", day):
+            have, want = stored.funnel_users.get(key, 0), want_f.get(key, 0)
+            if have != want:
+                report.drift.append(Drift("funnel", f"{funnel}:{day}:step{step}", have, want))
 
 
 def verify(
     store: Store, periods: Periods, *, now: float, retention_s: float | None, repair: bool = False
 ) -> VerifyReport:
     horizon = now - retention_s if retention_s is not None else None
-    report = compare(store.snapshot(), store.iter_raw_events(), periods, horizon)
+    rules = store.rules if store.behavioral else None
+    report = compare(
+        store.snapshot(), store.iter_raw_events(), periods, horizon, rules, store.stored_links()
+    )
     if repair and not report.ok:
         if report.not_checked:
             raise StoreError(

@@ -12,9 +12,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.broker import (
     ORIGINAL_MESSAGE_ID,
     ORIGINAL_PUBLISH_TIME,
@@ -57,6 +58,8 @@ class WorkerOptions:
     purge_interval_s: float = 600.0
     report_interval_s: float = 10.0
     idle_after_s: float = 2.0  # --until-idle: stop after this long with nothing to do
+    # Privacy scrubbing and bot flags, applied to each event before it is stored.
+    rules: BehaviorRules = field(default_factory=BehaviorRules)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> WorkerOptions:
@@ -65,6 +68,7 @@ class WorkerOptions:
             "flush_max_events": settings.flush_max_events,
             "ack_deadline_s": settings.ack_deadline_s,
             "limits": settings.limits,
+            "rules": settings.behavior_rules(),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -224,6 +228,7 @@ class Worker:
         dead_letters: list[NewDeadLetter] = []
         rejected: Counter[str] = Counter()
         limits = self.options.limits
+        enrich = self.options.rules.enrich
         for delivery in deliveries:
             parsed = parse_message(
                 delivery.data,
@@ -232,6 +237,7 @@ class Worker:
                 limits=limits,
             )
             if isinstance(parsed, Event):
+                enrich(parsed)
                 events.append(parsed)
             else:
                 rejected[parsed.reason] += 1

@@ -181,8 +181,9 @@ def test_the_dashboard_is_live_and_agrees_with_the_store(served: tuple[str, Sett
                 time.sleep(0)  # let the publisher see the flag
                 wait_for(lambda: not broker.backlog(), 20, "the worker to drain the backlog")
 
+                day = periods.label("day", time.time())
+
                 def agrees() -> bool:
-                    day = periods.label("day", time.time())
                     points = store.series("day", day, day)
                     if not points:
                         return False
@@ -195,7 +196,16 @@ def test_the_dashboard_is_live_and_agrees_with_the_store(served: tuple[str, Sett
 
                 wait_for(agrees, 20, "the page to agree with the store")
                 assert traffic.errors == []
-                assert number(page, "kpi-60") == traffic.sent
+                # Crawlers' events are counted apart from the humans'.
+                human, bots = number(page, "kpi-60"), number(page, "kpi-bots-60")
+                assert human is not None and bots is not None and human + bots == traffic.sent
+                sessions = store.session_series("day", day, day)[0].stats
+                assert number(page, "sessions-count") == sessions.sessions > 0
+                funnel = store.funnel("purchase", day, day)[0].users_by_step
+                shown = page.locator("#funnel-steps li").evaluate_all(
+                    "items => items.map(item => Number(item.dataset.users))"
+                )
+                assert shown == funnel and funnel[0] > 0
                 assert (number(page, "kpi-dead-letters") or 0) > 0
             assert page.get_attribute("#status", "data-state") == "live"
             ARTIFACTS.mkdir(exist_ok=True)

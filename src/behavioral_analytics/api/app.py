@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from behavioral_analytics import __version__
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.api import collector, dashboard, ops, query
+from behavioral_analytics.api import behavior, collector, dashboard, ops, query
 from behavioral_analytics.api.auth import KeyPolicy
 from behavioral_analytics.api.cache import TTLCache
 from behavioral_analytics.api.metrics import ApiMetrics
@@ -119,6 +119,7 @@ def create_app(
         )
     app.include_router(ingest_routes)
     app.include_router(query.router(state))
+    app.include_router(behavior.router(state))
     app.include_router(dashboard.router(state))
     app.include_router(ops.router(state))
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")

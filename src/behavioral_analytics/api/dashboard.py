@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse
 
 from behavioral_analytics.api.query import active_users_now
 from behavioral_analytics.api.state import ApiState, freshness_body
-from behavioral_analytics.store import StoredEvent
+from behavioral_analytics.store import FunnelDay, Store, StoredEvent
 
 __all__ = ["STATIC_DIR", "build_dashboard", "router"]
 
@@ -101,7 +101,27 @@ def build_dashboard(state: ApiState) -> dict[str, Any]:
         "recent_events": [_brief(stored) for stored in list(recent)[:RECENT_EVENTS]],
         "dead_letters": store.count_dead_letters(),
         "freshness": freshness_body(store.freshness(), now),
+        "bots": {"last_60_minutes": sum(p.bot_events or 0 for p in by_minute.values())},
+        **_behavior(store, day),
     }
+
+
+def _behavior(store: Store, day: str) -> dict[str, Any]:
+    """Today's sessions and first funnel, where the store keeps them."""
+    if not store.behavioral or store.rules is None:
+        return {"sessions": None, "funnel": None}
+    sessions = next(iter(store.session_series("day", day, day)), None)
+    funnel = None
+    if store.rules.funnels:
+        definition = store.rules.funnels[0]
+        today = next(iter(store.funnel(definition.name, day, day)), None)
+        users = today.users_by_step if today else [0] * len(definition.steps)
+        funnel = {
+            "name": definition.name,
+            "steps": [step.event_type for step in definition.steps],
+            **FunnelDay(day, users).to_dict(),
+        }
+    return {"sessions": sessions.to_dict() if sessions else None, "funnel": funnel}
 
 
 def _brief(stored: StoredEvent) -> dict[str, Any]:

@@ -18,24 +18,32 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from behavioral_analytics.aggregation import Deltas, Granularity, Periods, fold
+from behavioral_analytics.behavior import BehaviorRules, as_person, recount
+from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event
-from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
+from behavioral_analytics.identity import Link
+from behavioral_analytics.sessions import SessionStats
+from behavioral_analytics.sqlite_util import PerThreadConnection, connect, transaction
 from behavioral_analytics.store import (
     AggregateSnapshot,
     CommitResult,
     DeadLetter,
+    ForgetReport,
     Freshness,
+    FunnelDay,
     InvalidCursor,
     NewDeadLetter,
     Page,
     Profile,
     SeriesPoint,
+    SessionPoint,
     Store,
     StoredEvent,
     StoreError,
     decode_cursor,
     encode_cursor,
 )
+from behavioral_analytics.stores.sqlite_behavior import BEHAVIOR_SCHEMA, SQLiteBehavior
 
 if TYPE_CHECKING:
     from behavioral_analytics.config import Settings
@@ -56,9 +64,11 @@ CREATE TABLE IF NOT EXISTS events (
   properties TEXT NOT NULL,
   received_at REAL NOT NULL,
   processed_at REAL NOT NULL,
-  expire_at REAL NOT NULL
+  expire_at REAL NOT NULL,
+  person TEXT NOT NULL,  -- who the event counts for (identity stitching); `who` is its actor
+  bot INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_by_who ON events (who, timestamp DESC);
+CREATE INDEX IF NOT EXISTS events_by_person ON events (person, timestamp DESC);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (event_type, timestamp DESC);
 CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expire_at);
 """
@@ -121,10 +131,12 @@ CREATE TABLE IF NOT EXISTS pipeline_state (
   lag_s REAL
 );
 """
+    + BEHAVIOR_SCHEMA
 )
 
 INSERT_EVENT = (
-    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (key) DO NOTHING"
 )
 _UPSERT_BUCKET = """
 INSERT INTO buckets VALUES (?, ?, ?, ?, ?)
@@ -173,18 +185,24 @@ _decode = msgspec.json.Decoder().decode
 
 
 class SQLiteStore(Store):
+    behavioral = True
+
     def __init__(
         self,
         path: Path,
         *,
         timezone: str = "UTC",
         raw_retention_s: float = 30 * 86400.0,
+        rules: BehaviorRules | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self.periods = Periods(timezone)
         self.raw_retention_s = raw_retention_s
+        self.rules: BehaviorRules = rules or BehaviorRules()
+        self.behavior = SQLiteBehavior(self.rules, self.periods)
         self._clock = clock
+        _migrate(path)
         self._connections = PerThreadConnection(path, _SCHEMA)
 
     @classmethod
@@ -193,6 +211,7 @@ class SQLiteStore(Store):
             settings.data_dir / "store.db",
             timezone=settings.timezone,
             raw_retention_s=settings.raw_retention_days * 86400.0,
+            rules=settings.behavior_rules(),
         )
 
     @property
@@ -210,11 +229,22 @@ class SQLiteStore(Store):
         now = self._clock()
         expire_at = now + self.raw_retention_s
         db = self._db
+        behavior = self.behavior
         try:
             with transaction(db):
-                created = self._insert_new(db, events, now, expire_at)
-                deltas = fold(created, self.periods)
-                self._apply(db, deltas, now)
+                persons = behavior.persons(db, events)
+                forgotten = behavior.forgotten(db, events, persons)
+                if any(forgotten):
+                    kept = [i for i, gone in enumerate(forgotten) if not gone]
+                    events = [events[i] for i in kept]
+                    persons = [persons[i] for i in kept]
+                person_of = {e.key: p for e, p in zip(events, persons, strict=True)}
+                created = self._insert_new(db, events, person_of, now, expire_at)
+                humans = [
+                    as_person(e, person_of[e.key]) for e in created if not is_bot(e.properties)
+                ]
+                self._apply(db, fold(humans, self.periods), now)
+                behavior.apply(db, created, person_of, now)
                 if dead_letters:
                     self._insert_dead_letters(db, dead_letters, now)
                 lag = max((now - event.received_at for event in created), default=None)
@@ -226,7 +256,7 @@ class SQLiteStore(Store):
         by_type = Counter(event.event_type for event in created)
         return CommitResult(
             created=len(created),
-            duplicates=len(events) - len(created),
+            duplicates=len(events) - len(created) + sum(forgotten),
             dead_letters=len(dead_letters),
             created_by_type=dict(by_type),
             max_lag_s=lag,
@@ -234,7 +264,11 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _insert_new(
-        db: sqlite3.Connection, events: Sequence[Event], now: float, expire_at: float
+        db: sqlite3.Connection,
+        events: Sequence[Event],
+        person_of: dict[str, str],
+        now: float,
+        expire_at: float,
     ) -> list[Event]:
         """Insert the events whose key is not stored yet; return exactly those (the rows the
         insert reports as created)."""
@@ -252,10 +286,12 @@ class SQLiteStore(Store):
                 event.received_at,
                 now,
                 expire_at,
+                person_of[event.key],
+                is_bot(event.properties),
             )
             for event in events
         ]
-        inserted = set(_insert_returning(db, "events", 12, rows, "key", "(key) DO NOTHING"))
+        inserted = set(_insert_returning(db, "events", 14, rows, "key", "(key) DO NOTHING"))
         created = []
         for event in events:
             if event.key in inserted:
@@ -307,6 +343,27 @@ class SQLiteStore(Store):
                 for event_type, count in p.by_type.items()
             ],
         )
+
+    @staticmethod
+    def _subtract_buckets(db: sqlite3.Connection, deltas: Deltas) -> None:
+        """Take events' bucket counts back out (forgetting them); markers and profiles are
+        removed per person by the caller."""
+        db.executemany(
+            _UPSERT_BUCKET,
+            [(g, p, -bucket.total, 0, 0.0) for (g, p), bucket in deltas.buckets.items()],
+        )
+        db.executemany(
+            _UPSERT_BUCKET_TYPE,
+            [
+                (g, p, event_type, -count)
+                for (g, p), bucket in deltas.buckets.items()
+                for event_type, count in bucket.by_type.items()
+            ],
+        )
+
+    def forget(self, who: str) -> ForgetReport:
+        with transaction(self._db) as db:
+            return self.behavior.forget(db, who, self._clock(), self._subtract_buckets)
 
     @staticmethod
     def _insert_dead_letters(
@@ -363,7 +420,7 @@ class SQLiteStore(Store):
         return Profile(who, row[0], by_type, row[1], row[2])
 
     def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
-        return self._page("who", who, limit, cursor)
+        return self._page("person", who, limit, cursor)
 
     def events_by_type(
         self, event_type: str, limit: int = 50, cursor: str | None = None
@@ -416,6 +473,13 @@ class SQLiteStore(Store):
             "WHERE granularity = ? AND period >= ? AND period <= ? ORDER BY period",
             (granularity, low, high),
         ).fetchall()
+        bots = dict(
+            self._db.execute(
+                "SELECT period, events FROM bot_buckets "
+                "WHERE granularity = ? AND period >= ? AND period <= ?",
+                (granularity, low, high),
+            ).fetchall()
+        )
         by_type: dict[str, dict[str, int]] = defaultdict(dict)
         for period, event_type, count in self._db.execute(
             "SELECT period, event_type, count FROM bucket_types "
@@ -430,8 +494,56 @@ class SQLiteStore(Store):
                 total,
                 by_type.get(period, {}),
                 None if granularity == "minute" else uniques,
+                bots.get(period, 0),
             )
             for period, total, uniques in rows
+        ]
+
+    def session_series(
+        self, granularity: Granularity, start: str | None = None, end: str | None = None
+    ) -> list[SessionPoint]:
+        if granularity not in ("hour", "day"):
+            raise StoreError("sessions are kept per hour and per day")
+        final_before = self._clock() - self.rules.session_final_after_s()
+        return [
+            SessionPoint(
+                granularity,
+                period,
+                SessionStats(sessions, duration_ms, bounces, events),
+                self.periods.end_of(granularity, period) <= final_before,
+            )
+            for period, sessions, duration_ms, bounces, events in self._db.execute(
+                "SELECT period, sessions, duration_ms, bounces, events FROM session_buckets "
+                "WHERE granularity = ? AND period >= ? AND period <= ? AND sessions != 0 "
+                "ORDER BY period",
+                (granularity, start or "", end or "\uffff"),
+            )
+        ]
+
+    def funnel(
+        self, name: str, start: str | None = None, end: str | None = None
+    ) -> list[FunnelDay]:
+        funnel = self.rules.funnel(name)
+        if funnel is None:
+            raise StoreError(f"no funnel named {name!r}")
+        users: dict[str, list[int]] = {}
+        for day, step, count in self._db.execute(
+            "SELECT day, step, users FROM funnel_buckets WHERE funnel = ? AND day >= ? "
+            "AND day <= ? ORDER BY day",
+            (name, start or "", end or "\uffff"),
+        ):
+            users.setdefault(day, [0] * len(funnel.steps))[step - 1] = count
+        return [FunnelDay(day, steps) for day, steps in users.items() if steps[0]]
+
+    def links(self, who: str) -> list[Link]:
+        anonymous_id = who.removeprefix("anonymous:") if who.startswith("anonymous:") else None
+        return [
+            Link(a, u, t, k, s)
+            for a, k, u, t, s in self._db.execute(
+                "SELECT anonymous_id, event_key, user_id, linked_at, status FROM links "
+                "WHERE user_id = ? OR anonymous_id = ? ORDER BY linked_at, event_key",
+                (who, anonymous_id),
+            )
         ]
 
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
@@ -496,15 +608,28 @@ class SQLiteStore(Store):
             profile_types[who][event_type] = count
         for who, total, first, last, _ in db.execute("SELECT * FROM profiles"):
             snap.profiles[who] = (total, profile_types.get(who, {}), first, last)
+        snap.bot_events = {(g, p): n for g, p, n in db.execute("SELECT * FROM bot_buckets") if n}
+        snap.session_stats = {
+            (g, p): SessionStats(*stats)
+            for g, p, *stats in db.execute("SELECT * FROM session_buckets")
+            if any(stats)
+        }
+        snap.funnel_users = {
+            (f, day, step): n for f, day, step, n in db.execute("SELECT * FROM funnel_buckets") if n
+        }
         return snap
 
+    def stored_links(self) -> list[Link]:
+        return [Link(a, u, t, k, s) for a, k, u, t, s, _ in self._db.execute("SELECT * FROM links")]
+
     def rebuild(self, events: Iterator[Event]) -> None:
-        deltas = fold(events, self.periods)
+        counted = recount(events, self.stored_links(), self.rules, self.periods)
         now = self._clock()
         with transaction(self._db) as db:
             for table in ("buckets", "bucket_types", "unique_markers", "profiles", "profile_types"):
                 db.execute(f"DELETE FROM {table}")
-            self._apply(db, deltas, now)
+            self._apply(db, counted.deltas, now)
+            self.behavior.write_recount(db, counted)
 
     def ping(self) -> None:
         try:
@@ -514,6 +639,23 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         self._connections.close()
+
+
+def _migrate(path: Path) -> None:
+    """Bring an events table from before identity stitching and bot flags up to date."""
+    if not path.exists():
+        return
+    db = connect(path)
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        if columns and "person" not in columns:
+            with transaction(db):
+                db.execute("ALTER TABLE events ADD COLUMN person TEXT NOT NULL DEFAULT ''")
+                db.execute("ALTER TABLE events ADD COLUMN bot INTEGER NOT NULL DEFAULT 0")
+                db.execute("UPDATE events SET person = who")
+                db.execute("DROP INDEX IF EXISTS events_by_who")
+    finally:
+        db.close()
 
 
 _CHUNK_PARAMETERS = 30_000  # below SQLite's limit of 32,766 bound parameters per statement

@@ -140,6 +140,10 @@
     setNumber("kpi-dead-letters", data.dead_letters);
     $("dead-card").classList.toggle("bad", data.dead_letters > 0);
 
+    setNumber("kpi-bots-60", data.bots ? data.bots.last_60_minutes : null);
+    drawSessions(data.sessions);
+    drawFunnel(data.funnel);
+
     drawChart(minutes);
     drawTopTypes(data.top_event_types || [], data.periods.day);
     drawRecent(data.recent_events || []);
@@ -222,6 +226,51 @@
     swatch.style.background = color;
     item.append(swatch, document.createTextNode(name));
     return item;
+  }
+
+  function percent(value) {
+    return value === null || value === undefined ? "–" : (100 * value).toFixed(1) + "%";
+  }
+
+  function drawSessions(sessions) {
+    const card = $("sessions-card");
+    card.hidden = sessions === undefined;
+    const s = sessions || {};
+    setNumber("sessions-count", s.sessions);
+    setNumber("sessions-duration", s.avg_duration_s, duration);
+    setNumber("sessions-bounce", s.bounce_rate, percent);
+    setNumber("sessions-events", s.events_per_session, (v) => v.toFixed(2));
+    $("sessions-state").textContent = sessions ? (sessions.final ? "final" : "provisional") : "";
+  }
+
+  // One bar per step: users whose furthest step today is at least this one.
+  function drawFunnel(funnel) {
+    $("funnel-card").hidden = !funnel;
+    if (!funnel) return;
+    $("funnel-name").textContent = funnel.name;
+    const peak = Math.max(1, funnel.users[0] || 0);
+    const items = funnel.steps.map((step, i) => {
+      const item = document.createElement("li");
+      item.dataset.users = String(funnel.users[i]);
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = i + 1 + ". " + step;
+      const count = document.createElement("span");
+      count.className = "count";
+      const conversion = i ? " · " + percent(funnel.conversion[i - 1]) : "";
+      count.textContent = numberFormat.format(funnel.users[i]) + conversion;
+      const track = document.createElement("span");
+      track.className = "track";
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.display = "block";
+      fill.style.width = ((100 * funnel.users[i]) / peak).toFixed(1) + "%";
+      fill.style.background = colorOf(step);
+      track.append(fill);
+      item.append(name, count, track);
+      return item;
+    });
+    $("funnel-steps").replaceChildren(...items);
   }
 
   function drawTopTypes(types, day) {

@@ -1,0 +1,119 @@
+"""Behavioral routes (read key): sessions per hour/day, funnels, identity links.
+
+Forgetting a user is an operator's action (`behavioral-analytics forget USER`), not an HTTP
+route: write keys ship inside apps and read keys inside dashboards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Path, Query, Request
+
+from behavioral_analytics.api.query import Who, resolve_period
+from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.api.state import ApiState
+from behavioral_analytics.store import NotSupported, StoreError
+
+__all__ = ["router"]
+
+T = TypeVar("T")
+
+Bound = Annotated[str | None, Query(max_length=64, description="Period label or time")]
+DEFAULT_DAYS = 30
+
+
+def router(state: ApiState) -> APIRouter:
+    routes = APIRouter(tags=["behavior"])
+    store = state.store
+
+    def supported(load: Callable[[], T]) -> Callable[[], T]:
+        def call() -> T:
+            try:
+                return load()
+            except NotSupported as exc:
+                raise ApiError(501, "not_supported", str(exc)) from None
+
+        return call
+
+    def bounds(granularity: Literal["hour", "day"], start: str | None, end: str | None) -> tuple:
+        periods = state.periods
+        now = state.clock()
+        last = resolve_period(end, granularity, periods) if end else periods.label(granularity, now)
+        first = (
+            resolve_period(start, granularity, periods)
+            if start
+            else periods.label(granularity, now - DEFAULT_DAYS * 86400)
+        )
+        if first > last:
+            raise ApiError(400, "invalid_range", f"from ({first}) is after to ({last})")
+        return first, last
+
+    @routes.get("/v1/sessions", summary="Sessions started per hour or day")
+    async def sessions(
+        request: Request,
+        granularity: Literal["hour", "day"] = "day",
+        from_: Annotated[
+            str | None,
+            Query(alias="from", max_length=64, description="Period label or time; default: 30 d"),
+        ] = None,
+        to: Bound = None,
+    ) -> dict[str, Any]:
+        state.policy.require_read(request)
+        first, last = bounds(granularity, from_, to)
+        points = await state.read(
+            ("sessions", granularity, first, last),
+            supported(lambda: store.session_series(granularity, first, last)),
+        )
+        return {
+            "granularity": granularity,
+            "from": first,
+            "to": last,
+            "timezone": state.periods.timezone,
+            "points": [p.to_dict() for p in points],
+            "freshness": await state.freshness(),
+        }
+
+    @routes.get("/v1/funnels", summary="The configured funnels")
+    async def funnels(request: Request) -> dict[str, Any]:
+        state.policy.require_read(request)
+        rules = store.rules
+        return {"funnels": [f.to_dict() for f in rules.funnels] if rules else []}
+
+    @routes.get("/v1/funnels/{name}", summary="A funnel per entry day: users per step, conversion")
+    async def funnel(
+        request: Request,
+        name: Annotated[str, Path(min_length=1, max_length=100)],
+        from_: Annotated[
+            str | None,
+            Query(alias="from", max_length=64, description="Day label or time; default: 30 d"),
+        ] = None,
+        to: Bound = None,
+    ) -> dict[str, Any]:
+        state.policy.require_read(request)
+        definition = store.rules.funnel(name) if store.rules else None
+        if definition is None:
+            raise ApiError(404, "not_found", f"no funnel named {name[:100]!r}")
+        first, last = bounds("day", from_, to)
+        try:
+            days = await state.read(
+                ("funnel", name, first, last), supported(lambda: store.funnel(name, first, last))
+            )
+        except StoreError as exc:
+            raise ApiError(400, "invalid_funnel", str(exc)) from None
+        return {
+            "funnel": definition.to_dict(),
+            "from": first,
+            "to": last,
+            "days": [d.to_dict() for d in days],
+            "freshness": await state.freshness(),
+        }
+
+    @routes.get("/v1/users/{user_id:path}/links", summary="A user's identity links (audit)")
+    async def links(request: Request, user_id: Who) -> dict[str, Any]:
+        state.policy.require_read(request)
+        found = await state.read(("links", user_id), supported(lambda: store.links(user_id)))
+        return {"links": [link.to_dict() for link in found]}
+
+    return routes

@@ -1,0 +1,191 @@
+"""The rules beyond counting — sessions, funnels, identity, bots, privacy — and the recount of
+everything they derive from raw events. Pure: no I/O.
+
+A store applies the rules incrementally around each batch's new events; `verify` recounts
+them here from every raw event and compares. Both call the same functions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from behavioral_analytics.aggregation import GRANULARITIES, Deltas, Periods, fold
+from behavioral_analytics.bots import BOT_PROPERTY, bot_name, is_bot
+from behavioral_analytics.events import DEFAULT_LIMITS, Event
+from behavioral_analytics.funnels import (
+    DEFAULT_FUNNELS,
+    Funnel,
+    FunnelPoint,
+    parse_funnels,
+    progress,
+)
+from behavioral_analytics.identity import Link, attribute, coverage
+from behavioral_analytics.privacy import scrub
+from behavioral_analytics.sessions import (
+    Session,
+    SessionRules,
+    SessionStats,
+    client_session,
+    gap_sessions,
+)
+
+__all__ = [
+    "BehaviorRules",
+    "Recount",
+    "as_person",
+    "covers_by_anonymous_id",
+    "funnel_points",
+    "recount",
+    "sessions_of",
+]
+
+
+_DEFAULT_SESSIONS = SessionRules()
+_DEFAULT_FUNNELS = parse_funnels(DEFAULT_FUNNELS)
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviorRules:
+    sessions: SessionRules = _DEFAULT_SESSIONS
+    funnels: tuple[Funnel, ...] = _DEFAULT_FUNNELS
+    identity_window_s: float = 86400.0
+    allow_relink: bool = False
+    flag_bots: bool = True
+    truncate_ips: bool = True
+    hashed_fields: tuple[str, ...] = ()
+    hash_salt: bytes = b""
+    # How late an event may arrive after it happened (the oldest timestamp accepted).
+    lateness_s: float = DEFAULT_LIMITS.max_age_s
+
+    def enrich(self, event: Event) -> None:
+        """At ingestion, before anything is stored: privacy scrubbing and the bot flag."""
+        properties = event.properties
+        if self.truncate_ips or self.hashed_fields:
+            scrub(
+                properties,
+                truncate_ips=self.truncate_ips,
+                hashed_fields=self.hashed_fields,
+                salt=self.hash_salt,
+            )
+        if self.flag_bots:
+            properties.pop(BOT_PROPERTY, None)  # only the worker sets it
+            name = bot_name(properties)
+            if name is not None:
+                properties[BOT_PROPERTY] = name
+
+    def session_final_after_s(self) -> float:
+        """How long after a period ends its session figures can no longer change: a session
+        starting in it runs for at most the cap plus a gap, and its events may arrive as late as
+        the lateness bound."""
+        return self.sessions.max_s + self.sessions.gap_s + self.lateness_s
+
+    def funnel(self, name: str) -> Funnel | None:
+        return next((f for f in self.funnels if f.name == name), None)
+
+
+def funnel_points(events: Iterable[Event], funnel: Funnel) -> list[FunnelPoint]:
+    points = []
+    for event in events:
+        steps = funnel.matched_steps(event.event_type, event.properties)
+        if steps:
+            points.append(FunnelPoint(event.timestamp, event.key, steps))
+    return points
+
+
+def sessions_of(events: Iterable[Event], rules: SessionRules) -> list[Session]:
+    """Every session of one person's events."""
+    loose: list[float] = []
+    by_client: dict[str, list[float]] = defaultdict(list)
+    for event in events:
+        if event.session_id is None:
+            loose.append(event.timestamp)
+        else:
+            by_client[event.session_id].append(event.timestamp)
+    sessions = gap_sessions(loose, rules)
+    for client_id, timestamps in by_client.items():
+        session = client_session(client_id, timestamps)
+        if session is not None:
+            sessions.append(session)
+    return sessions
+
+
+@dataclass(slots=True)
+class Recount:
+    """Everything the rules derive from a set of raw events, from scratch."""
+
+    deltas: Deltas
+    bot_events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    persons: dict[str, str] = field(default_factory=dict)  # event key → person
+    sessions: dict[str, list[Session]] = field(default_factory=dict)
+    session_stats: dict[tuple[str, str], SessionStats] = field(default_factory=dict)
+    funnel_progress: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    funnel_users: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+
+
+def covers_by_anonymous_id(
+    links: Iterable[Link], window_s: float
+) -> dict[str, tuple[tuple[float, str], ...]]:
+    grouped: dict[str, list[Link]] = defaultdict(list)
+    for link in links:
+        grouped[link.anonymous_id].append(link)
+    return {aid: coverage(group, window_s) for aid, group in grouped.items()}
+
+
+def recount(
+    events: Iterable[Event],
+    links: Sequence[Link],
+    rules: BehaviorRules,
+    periods: Periods,
+) -> Recount:
+    covers = covers_by_anonymous_id(links, rules.identity_window_s)
+    humans: list[Event] = []
+    bot_events: Counter[tuple[str, str]] = Counter()
+    persons: dict[str, str] = {}
+    for event in events:
+        if is_bot(event.properties):
+            for key in zip(GRANULARITIES, periods.of(event.timestamp), strict=True):
+                bot_events[key] += 1
+            continue
+        person = attribute(event, covers.get(event.anonymous_id or ""))
+        persons[event.key] = person
+        humans.append(as_person(event, person))
+    result = Recount(fold(humans, periods), bot_events, persons)
+    by_person: dict[str, list[Event]] = defaultdict(list)
+    for event in humans:
+        by_person[event.who].append(event)
+    for person, own in by_person.items():
+        sessions = sessions_of(own, rules.sessions)
+        result.sessions[person] = sessions
+        for session in sessions:
+            _, hour, day = periods.of(session.start)
+            for key in (("hour", hour), ("day", day)):
+                stats = result.session_stats.get(key)
+                if stats is None:
+                    stats = result.session_stats[key] = SessionStats()
+                stats.add(session)
+        for funnel in rules.funnels:
+            for day, step in progress(funnel_points(own, funnel), funnel, periods).items():
+                result.funnel_progress[funnel.name, person, day] = step
+                for reached in range(1, step + 1):
+                    result.funnel_users[funnel.name, day, reached] += 1
+    return result
+
+
+def as_person(event: Event, person: str) -> Event:
+    """The event counted for `person` (identity stitching); its key stays the original's."""
+    if person == event.who:
+        return event
+    return Event(
+        key=event.key,
+        event_id=event.event_id,
+        user_id=event.user_id,
+        anonymous_id=event.anonymous_id,
+        event_type=event.event_type,
+        timestamp=event.timestamp,
+        session_id=event.session_id,
+        properties=event.properties,
+        received_at=event.received_at,
+        who=person,
+    )

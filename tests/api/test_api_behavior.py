@@ -1,0 +1,58 @@
+"""The behavioral routes: sessions, funnels, identity links, read key required."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from api_helpers import READ, WRITE, recipe_event
+from fastapi.testclient import TestClient
+
+FUNNEL = ("page_view", "search", "add_to_cart", "purchase")
+
+
+def test_sessions_funnel_and_links_are_served(
+    client: TestClient, process: Callable[[], None]
+) -> None:
+    now = time.time() - 600
+    events = [
+        recipe_event(
+            i, user=f"user_{u}", event_type=kind, timestamp=now + 10 * i, session_id=f"s{u}"
+        )
+        for u in range(3)
+        for i, kind in enumerate(FUNNEL[: u + 2])
+    ]
+    events.append(
+        recipe_event(
+            50,
+            user="user_0",
+            event_type="identify",
+            anonymous_id="anon-9",
+            timestamp=now + 99,
+            session_id="s0",
+        )
+    )
+    assert client.post("/v1/events", json=events, headers=WRITE).status_code == 202
+    process()
+
+    assert client.get("/v1/sessions").status_code == 401
+    body = client.get("/v1/sessions", params={"granularity": "day"}, headers=READ).json()
+    [point] = body["points"]
+    assert point["sessions"] == 3 and point["final"] is False
+    assert point["events_per_session"] == round(len(events) / 3, 3)
+    assert set(body["freshness"]) >= {"newest_event_at", "lag_s"}
+
+    listed = client.get("/v1/funnels", headers=READ).json()["funnels"]
+    assert [f["name"] for f in listed] == ["purchase"]
+    funnel = client.get("/v1/funnels/purchase", headers=READ).json()
+    [day] = funnel["days"]
+    assert day["users"] == [3, 3, 2, 1]
+    assert day["conversion"] == [1.0, 0.6667, 0.5]
+    assert client.get("/v1/funnels/nope", headers=READ).status_code == 404
+
+    links = client.get("/v1/users/user_0/links", headers=READ).json()["links"]
+    assert [(link["anonymous_id"], link["status"]) for link in links] == [("anon-9", "active")]
+    bad = client.get(
+        "/v1/sessions", params={"from": "2026-12-02", "to": "2026-12-01"}, headers=READ
+    )
+    assert bad.status_code == 400

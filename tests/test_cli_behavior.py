@@ -1,0 +1,43 @@
+"""The behavioral commands end to end: generate → worker → sessions, funnel, links, forget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import cli
+
+
+def test_sessions_funnel_links_and_forget_from_the_command_line(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli("generate", "--events", "3000", "--seed", "5", "--via", "broker", env=env)
+    cli("worker", "--until-idle", env=env)
+
+    sessions = json.loads(cli("query", "sessions", "--json", env=env).stdout)
+    assert sum(p["sessions"] for p in sessions["points"]) > 100
+    assert all(p["final"] is False for p in sessions["points"])  # within the lateness bound
+    funnel = json.loads(cli("query", "funnel", "purchase", "--json", env=env).stdout)
+    assert [s["event_type"] for s in funnel["funnel"]["steps"]][-1] == "purchase"
+    first = funnel["days"][0]["users"]
+    assert first[0] >= first[1] >= first[2] >= first[3] > 0
+    unknown = cli("query", "funnel", "nope", env=env, check=False)
+    assert unknown.returncode == 2 and "configured: purchase" in unknown.stderr.decode()
+    human = cli("query", "sessions", env={**env, "COLUMNS": "200"}).stdout.decode()
+    assert "provisional" in human
+
+    cli(
+        "publish",
+        env=env,
+        input=b'{"user_id": "user_1", "anonymous_id": "a-1", "event_type": "identify"}\n',
+    )
+    cli("worker", "--until-idle", env=env)
+    links = json.loads(cli("query", "links", "user_1", "--json", env=env).stdout)
+    assert [(link["anonymous_id"], link["status"]) for link in links] == [("a-1", "active")]
+
+    refused = cli("forget", "user_1", env=env, input=b"n\n", check=False)
+    assert refused.returncode == 1 and "nothing was changed" in refused.stderr.decode()
+    report = json.loads(cli("forget", "user_1", "--yes", "--json", env=env).stdout)
+    assert report["raw_events_deleted"] > 0 and report["links_deleted"] == 1
+    assert cli("query", "profile", "user_1", env=env, check=False).returncode == 1
+    assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True
