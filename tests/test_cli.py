@@ -25,6 +25,10 @@ from tests.conftest import cli
         ({"BA_FUNNELS": '[{"name": "x", "steps": ["a"]}]'}, "needs at least two steps"),
         ({"BA_FUNNELS": "{"}, "invalid BA_FUNNELS"),
         ({"BA_HASHED_FIELDS": "email"}, "needs BA_HASH_SALT"),
+        (
+            {"BA_RAW_RETENTION_DAYS": "20", "BA_MAX_EVENT_AGE_DAYS": "20"},
+            "plus how far sessions, funnels and identity links reach back",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_clear_line_and_exit_2(env: dict[str, str], message: str) -> None:

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         5000, ge=1, le=20000, validation_alias=_env("BA_FLUSH_MAX_EVENTS")
     )
     max_future_skew_s: float = Field(3600, ge=0, validation_alias=_env("BA_MAX_FUTURE_SKEW"))
-    max_event_age_days: float = Field(30, gt=0, validation_alias=_env("BA_MAX_EVENT_AGE_DAYS"))
+    max_event_age_days: float = Field(7, gt=0, validation_alias=_env("BA_MAX_EVENT_AGE_DAYS"))
 
     metrics_exporter: Literal["auto", "cloud-monitoring", "none"] = Field(
         "auto", validation_alias=_env("BA_METRICS_EXPORTER")
@@ -167,6 +167,14 @@ class Settings(BaseSettings):
                 f"retention ({self.message_retention_days:g} d) plus the replay window "
                 f"({self.replay_window_days:g} d): a redelivered event could be counted twice"
             )
+        reach_days = self.max_event_age_days + self._behavior_reach_s() / DAY
+        if self.raw_retention_days < reach_days:
+            raise ValueError(
+                f"BA_RAW_RETENTION_DAYS={self.raw_retention_days:g} is shorter than the oldest "
+                f"accepted event (BA_MAX_EVENT_AGE_DAYS={self.max_event_age_days:g}) plus how "
+                f"far sessions, funnels and identity links reach back ({reach_days:g} d): "
+                "their recomputation would miss expired raw events"
+            )
         if self.hashed_fields.strip() and len(self.hash_salt.get_secret_value()) < 16:
             raise ValueError(
                 "BA_HASHED_FIELDS needs BA_HASH_SALT, a secret of at least 16 characters"
@@ -191,6 +199,12 @@ class Settings(BaseSettings):
         return Limits(
             max_future_skew_s=self.max_future_skew_s, max_age_s=self.max_event_age_days * DAY
         )
+
+    def _behavior_reach_s(self) -> float:
+        """How far before a new event the behavioral rules read raw events."""
+        session = (self.session_max_hours * 3600) + self.session_gap_minutes * 60
+        funnel = max((f.window_s for f in parse_funnels(self.funnels)), default=0.0)
+        return max(session, funnel, self.identity_window_hours * 3600)
 
     def behavior_rules(self) -> BehaviorRules:
         return BehaviorRules(
