@@ -1,39 +1,54 @@
 """The read model on Firestore, in the seed recipe's layout.
 
-A commit is one atomic `WriteBatch`: `create()` for every raw event (so a redelivered event
-fails the batch with ALREADY_EXISTS instead of being counted twice), `create()` for each new
-unique-user marker, and one merge write with `Increment`/`Minimum`/`Maximum` transforms per
-aggregate document touched (the fold has already merged the batch per document). On
-ALREADY_EXISTS the store reads which documents exist, drops them, recomputes, and commits
-again. Collections:
+A commit is one atomic commit request (the `WriteBatch` semantics): `create()` for every raw
+event (so a redelivered event fails the batch with ALREADY_EXISTS instead of being counted
+twice) and one write per aggregate document touched (the fold has already merged the batch per
+document) with `Increment`/`Minimum`/`Maximum` transforms. Unique users per hour and day are
+markers kept in the user's profile document (`unique_hours`, `unique_days`), which the flush
+writes anyway: the store reads the profiles first, and a profile that gains a marker is written
+with a precondition (its update time as read, or create() when absent). A concurrent change
+fails the whole batch (FAILED_PRECONDITION or ALREADY_EXISTS); the store then reads which raw
+events exist, drops them, re-reads the profiles, recomputes and commits again. Collections:
 
   user_events/{event key}                 canonical event, TTL field `expire_at`
-  analytics_aggregates/user_{who}         profile (kind=user)
+  analytics_aggregates/user_{who}         profile (kind=user) with its unique-user markers
   analytics_aggregates/minute_|hourly_|daily_{period}   buckets (kind=bucket)
-  unique_user_markers/{hash}              one per (granularity, period, who), hour and day
+  analytics_aggregates/…{period}_shard{k} counter shards of a bucket (BA_FIRESTORE_COUNTER_SHARDS)
   dead_letters/{hash}                     rejected and dead-lettered messages
-  pipeline_state/freshness                newest event time, last commit
+  pipeline_state/freshness[_shard{k}]     newest event time, last commit
+
+The commit path builds the `firestore.v1` protobufs itself and sends them through the client's
+own GAPIC stub: the client library's per-field proto-plus marshalling cost several times the
+commit itself (see docs/gcp.md, "Throughput").
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
+from google.cloud.firestore_v1.types import firestore as request_types
+from google.cloud.firestore_v1.types import write as write_types
 
 from behavioral_analytics.aggregation import (
     UNIQUE_GRANULARITIES,
+    BucketDelta,
     Deltas,
     Granularity,
     Periods,
+    ProfileDelta,
     fold,
 )
 from behavioral_analytics.events import Event
@@ -69,18 +84,26 @@ __all__ = ["FirestoreStore"]
 
 EVENTS = "user_events"
 AGGREGATES = "analytics_aggregates"
-MARKERS = "unique_user_markers"
 DEAD_LETTERS = "dead_letters"
 STATE = "pipeline_state"
+FRESHNESS = "freshness"
+SHARD_SUFFIX = "_shard"
 
 BUCKET_PREFIX: dict[str, str] = {"minute": "minute_", "hour": "hourly_", "day": "daily_"}
-_GRANULARITY_OF_PREFIX = {v: k for k, v in BUCKET_PREFIX.items()}
+# Profile fields holding the user's unique-user markers: {period label: true}.
+MARKER_FIELD: dict[str, str] = {"hour": "unique_hours", "day": "unique_days"}
+_GRANULARITY_OF_FIELD = {v: k for k, v in MARKER_FIELD.items()}
 
 # Firestore: 10 MiB per commit request, 500 field transforms per document, 1 MiB per document.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 MAX_TRANSFORMS_PER_DOC = 450
 MAX_DEAD_LETTER_DATA = 900 * 1024
 _WRITE_OVERHEAD = 300  # bytes per write beyond its fields (name, precondition, framing)
+# Markers must outlive every event that can still be counted for their period: the oldest
+# accepted event (BA_MAX_EVENT_AGE_DAYS) redelivered or replayed as late as possible.
+# `from_settings` computes it; this conservative default serves stores built without settings.
+DEFAULT_MARKER_RETENTION_S = (30 + 7 + 7 + 2) * 86400.0
+KNOWN_MARKERS_MAX = 200_000  # markers remembered per store (about 40 MB at most)
 
 _TRANSIENT = (
     gexc.Aborted,
@@ -90,9 +113,16 @@ _TRANSIENT = (
     gexc.ResourceExhausted,
     gexc.GatewayTimeout,
 )
+_CONFLICTS = (gexc.AlreadyExists, gexc.Conflict, gexc.FailedPrecondition)
+_MAX_CONFLICTS = 12
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 _PAGE = 1000
+_MANY_HOURS = 100  # read a profile's whole hour map rather than this many single paths
 _json = msgspec.json.Encoder().encode
+
+_WritePb = write_types.Write.pb()
+_CommitRequestPb = request_types.CommitRequest.pb()
+_BatchGetRequestPb = request_types.BatchGetDocumentsRequest.pb()
 
 
 def _dt(epoch: float) -> datetime:
@@ -104,14 +134,108 @@ def _hash(*parts: object) -> str:
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
-def marker_id(granularity: str, period: str, who: str) -> str:
-    return _hash(granularity, period, who)
-
-
 def dead_letter_id(d: NewDeadLetter) -> str:
     """Stable across redeliveries of the same message (same id and publish time), distinct for a
     replay (a new publish time), so recording one is idempotent."""
     return _hash(d.source, d.message_id, d.received_at, d.reason, hashlib.sha256(d.data).digest())
+
+
+# -- wire: firestore.v1 protobufs ------------------------------------------------------------
+
+
+@lru_cache(maxsize=8192)
+def _path(*parts: str) -> str:
+    """A field path with every part quoted as needed (`events_by_type.\\`checkout.step_2\\``)."""
+    return FieldPath(*parts).to_api_repr()
+
+
+def _set_value(out: Any, value: Any) -> None:
+    """Fill the `firestore.v1.Value` protobuf `out` with a JSON-like Python value."""
+    if isinstance(value, str):
+        out.string_value = value
+    elif isinstance(value, bool):
+        out.boolean_value = value
+    elif isinstance(value, int):
+        out.integer_value = value
+    elif isinstance(value, float):
+        out.double_value = value
+    elif value is None:
+        out.null_value = 0
+    elif isinstance(value, dict):
+        out.map_value.SetInParent()
+        _set_fields(out.map_value.fields, value)
+    elif isinstance(value, list | tuple):
+        array = out.array_value
+        array.SetInParent()
+        for item in value:
+            _set_value(array.values.add(), item)
+    elif isinstance(value, datetime):
+        out.timestamp_value.FromDatetime(value)
+    elif isinstance(value, bytes | bytearray | memoryview):
+        out.bytes_value = bytes(value)
+    else:
+        raise TypeError(f"cannot store {type(value).__name__} in Firestore")
+
+
+def _set_fields(out: Any, data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        _set_value(out[key], value)
+
+
+def _write(
+    name: str,
+    fields: dict[str, Any],
+    *,
+    mask: Iterable[str] | None = None,
+    transforms: Iterable[tuple[str, str, float]] = (),
+    exists: bool | None = None,
+    update_time: Any = None,
+) -> Any:
+    """One `Write`: `mask` None replaces the document (create/set), else only the masked paths
+    change (a merge; masked paths absent from `fields` are deleted). A transform is
+    (field path, increment|minimum|maximum, number)."""
+    write = _WritePb()
+    write.update.name = name
+    _set_fields(write.update.fields, fields)
+    if mask is not None:
+        write.update_mask.SetInParent()
+        write.update_mask.field_paths.extend(mask)
+    for path, operation, number in transforms:
+        transform = write.update_transforms.add()
+        transform.field_path = path
+        _set_value(getattr(transform, operation), number)
+    if exists is not None:
+        write.current_document.exists = exists
+    elif update_time is not None:
+        write.current_document.update_time.CopyFrom(update_time)
+    return write
+
+
+def _type_transforms(prefix: str, by_type: Counter[str]) -> list[tuple[str, str, float]]:
+    return [(_path(prefix, encode_map_key(t)), "increment", c) for t, c in by_type.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """A profile as read before a commit: its version and the markers it holds."""
+
+    update_time: Any  # protobuf Timestamp; None when not read (the markers were known)
+    markers: frozenset[tuple[str, str]]  # (granularity, period)
+    days: tuple[str, ...]  # every day marker (pruning needs them all)
+
+
+@dataclass(slots=True)
+class _BucketSum:
+    """A bucket summed over its document and its counter shards."""
+
+    total: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    unique_users: int = 0
+
+    def add(self, data: dict[str, Any]) -> None:
+        self.total += data.get("total_events", 0)
+        self.by_type.update(_by_type(data))
+        self.unique_users += data.get("unique_users", 0)
 
 
 class FirestoreStore(Store):
@@ -121,6 +245,8 @@ class FirestoreStore(Store):
         *,
         timezone: str = "UTC",
         raw_retention_s: float = 30 * 86400.0,
+        marker_retention_s: float = DEFAULT_MARKER_RETENTION_S,
+        counter_shards: int = 0,
         clock: Callable[[], float] = time.time,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         max_transforms_per_doc: int = MAX_TRANSFORMS_PER_DOC,
@@ -131,21 +257,36 @@ class FirestoreStore(Store):
         self.database = database
         self.periods = Periods(timezone)
         self.raw_retention_s = raw_retention_s
+        # verify recounts markers back to the raw-event horizon: keep them at least that long.
+        self.marker_retention_s = max(marker_retention_s, raw_retention_s + 2 * 86400.0)
+        self.counter_shards = counter_shards
+        self._shard_turn = random.randrange(max(counter_shards, 1))
         self.max_request_bytes = max_request_bytes
         self.max_transforms_per_doc = max_transforms_per_doc
         self.timeout_s = timeout_s
         self._clock = clock
+        self._database_path: str = client._database_string
+        self._root = f"{self._database_path}/documents"
+        # Unique-user markers known to exist, oldest first: (granularity, period, who).
+        self._known: dict[tuple[str, str, str], None] = {}
         self.write_ops = 0  # document writes in successful commits (what Firestore bills)
         self.commits = 0
-        self.conflicts = 0  # commits refused with ALREADY_EXISTS and recomputed
+        self.conflicts = 0  # commits refused (ALREADY_EXISTS, stale profile) and recomputed
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreStore:
         client = firestore.Client(project=settings.project, database=settings.firestore_database)
+        latest_count_days = (
+            settings.max_event_age_days
+            + settings.message_retention_days
+            + settings.replay_window_days
+        )
         return cls(
             client,
             timezone=settings.timezone,
             raw_retention_s=settings.raw_retention_days * 86400.0,
+            marker_retention_s=(latest_count_days + 2) * 86400.0,
+            counter_shards=settings.firestore_counter_shards,
             database=settings.firestore_database,
         )
 
@@ -158,6 +299,9 @@ class FirestoreStore(Store):
 
     # -- references -------------------------------------------------------------------------
 
+    def _name(self, collection: str, document: str) -> str:
+        return f"{self._root}/{collection}/{document}"
+
     def _event_ref(self, key: str) -> DocumentReference:
         return self.db.collection(EVENTS).document(key)
 
@@ -167,11 +311,13 @@ class FirestoreStore(Store):
     def _profile_ref(self, who: str) -> DocumentReference:
         return self.db.collection(AGGREGATES).document(doc_id("user_", who))
 
-    def _marker_ref(self, marker: tuple[str, str, str]) -> DocumentReference:
-        return self.db.collection(MARKERS).document(marker_id(*marker))
-
-    def _dead_letter_ref(self, d: NewDeadLetter) -> DocumentReference:
-        return self.db.collection(DEAD_LETTERS).document(dead_letter_id(d))
+    def _next_shard(self) -> int | None:
+        """The counter shard a flush writes to (None: the single documents): in turn, from a
+        random start, so that workers spread over the shards."""
+        if not self.counter_shards:
+            return None
+        self._shard_turn += 1
+        return self._shard_turn % self.counter_shards
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -254,17 +400,21 @@ class FirestoreStore(Store):
     def _commit_atomic(
         self, events: list[Event], dead_letters: list[NewDeadLetter]
     ) -> tuple[list[Event], float | None]:
-        transient_failures = 0
+        transient_failures = conflicts = 0
         while True:
             now = self._clock()
             try:
-                batch, lag = self._build(events, dead_letters, now)
-                writes = len(batch)
-                if writes == 0:
+                writes, lag, markers = self._build(events, dead_letters, now)
+                if not writes:
                     return [], None
-                batch.commit(timeout=self.timeout_s)
-            except (gexc.AlreadyExists, gexc.Conflict):
+                self._send(writes)
+            except _CONFLICTS as exc:
                 self.conflicts += 1
+                conflicts += 1
+                if conflicts > _MAX_CONFLICTS:
+                    raise TransientStoreError(f"Firestore commit kept conflicting: {exc}") from exc
+                if conflicts > 2:  # another worker keeps changing the same profiles
+                    time.sleep(random.uniform(0, 0.05 * conflicts))
                 events, dead_letters = self._drop_existing(events, dead_letters)
                 continue
             except _TRANSIENT as exc:
@@ -275,115 +425,208 @@ class FirestoreStore(Store):
                 continue
             except gexc.GoogleAPICallError as exc:
                 raise StoreError(f"Firestore commit failed: {exc}") from exc
-            self.write_ops += writes
+            self.write_ops += len(writes)
             self.commits += 1
+            self._remember(markers)
             return events, lag
+
+    def _send(self, writes: list[Any]) -> None:
+        request = _CommitRequestPb(database=self._database_path, writes=writes)
+        self.db._firestore_api.commit(
+            request=request_types.CommitRequest.wrap(request),
+            metadata=self.db._rpc_metadata,
+            timeout=self.timeout_s,
+        )
+
+    def _get(self, names: Sequence[str], mask: Sequence[str]) -> dict[str, Any]:
+        """The documents among `names` that exist (name → Document protobuf), only the fields
+        in `mask`."""
+        found: dict[str, Any] = {}
+        for start in range(0, len(names), _PAGE):
+            request = _BatchGetRequestPb(database=self._database_path)
+            request.documents.extend(names[start : start + _PAGE])
+            request.mask.field_paths.extend(mask)
+            try:
+                responses = self.db._firestore_api.batch_get_documents(
+                    request=request_types.BatchGetDocumentsRequest.wrap(request),
+                    metadata=self.db._rpc_metadata,
+                    timeout=self.timeout_s,
+                )
+                for response in responses:
+                    pb = request_types.BatchGetDocumentsResponse.pb(response)
+                    if pb.HasField("found"):
+                        found[pb.found.name] = pb.found
+            except _TRANSIENT as exc:
+                raise TransientStoreError(f"Firestore read failed: {exc}") from exc
+        return found
 
     def _drop_existing(
         self, events: list[Event], dead_letters: list[NewDeadLetter]
     ) -> tuple[list[Event], list[NewDeadLetter]]:
-        refs = [self._event_ref(e.key) for e in events]
-        refs += [self._dead_letter_ref(d) for d in dead_letters]
-        existing = self._existing(refs)
+        names = [self._name(EVENTS, e.key) for e in events]
+        names += [self._name(DEAD_LETTERS, dead_letter_id(d)) for d in dead_letters]
+        # Neither raw events nor dead letters have `kind`: the read returns existence only.
+        existing = {name.rsplit("/", 1)[1] for name in self._get(names, ["kind"])}
         return (
             [e for e in events if e.key not in existing],
             [d for d in dead_letters if dead_letter_id(d) not in existing],
         )
 
-    def _existing(self, refs: Sequence[DocumentReference]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(refs), _PAGE):
-            chunk = refs[start : start + _PAGE]
-            try:
-                snapshots = self.db.get_all(chunk, field_paths=["kind"], timeout=self.timeout_s)
-                found.update(s.id for s in snapshots if s.exists)
-            except _TRANSIENT as exc:
-                raise TransientStoreError(f"Firestore read failed: {exc}") from exc
-        return found
-
     def _build(
         self, events: list[Event], dead_letters: list[NewDeadLetter], now: float
-    ) -> tuple[firestore.WriteBatch, float | None]:
-        batch = self.db.batch()
+    ) -> tuple[list[Any], float | None, set[tuple[Granularity, str, str]]]:
         deltas = fold(events, self.periods)
         expire_at = _dt(now + self.raw_retention_s)
         processed_at = _dt(now)
-        for event in events:
-            batch.create(
-                self._event_ref(event.key), _event_doc(event, now, processed_at, expire_at)
+        writes = [
+            _write(
+                self._name(EVENTS, event.key),
+                _event_doc(event, now, processed_at, expire_at),
+                exists=False,
             )
-        new_uniques = self._create_new_markers(batch, deltas)
-        self._add_aggregates(batch, deltas, new_uniques, processed_at)
-        for d in dead_letters:
-            batch.create(self._dead_letter_ref(d), _dead_letter_doc(d, now))
+            for event in events
+        ]
+        new_uniques = self._add_profiles(writes, deltas, self._read_profiles(deltas), now)
+        shard = self._next_shard()
+        self._add_buckets(writes, deltas, new_uniques, processed_at, shard)
+        writes.extend(
+            _write(
+                self._name(DEAD_LETTERS, dead_letter_id(d)), _dead_letter_doc(d, now), exists=False
+            )
+            for d in dead_letters
+        )
         lag = max((now - e.received_at for e in events), default=None)
         if events:
-            batch.set(
-                self.db.collection(STATE).document("freshness"),
-                {
-                    "newest_event_at": firestore.Maximum(max(e.timestamp for e in events)),
-                    "last_commit_at": firestore.Maximum(now),
-                    "lag_s": lag,
-                },
-                merge=True,
-            )
-        return batch, lag
+            writes.append(self._freshness_write(events, now, lag, shard))
+        return writes, lag, deltas.markers
 
-    def _create_new_markers(
-        self, batch: firestore.WriteBatch, deltas: Deltas
+    def _remember(self, markers: Iterable[tuple[str, str, str]]) -> None:
+        """Markers a commit of this store made or found: they exist until they expire."""
+        self._known.update(dict.fromkeys(markers))
+        if len(self._known) > KNOWN_MARKERS_MAX:
+            for marker in list(islice(self._known, len(self._known) - KNOWN_MARKERS_MAX // 2)):
+                del self._known[marker]
+
+    def _read_profiles(self, deltas: Deltas) -> dict[str, _Seen]:
+        """The batch's users' profiles that exist, with the markers that matter. A user whose
+        markers this store already knows needs no read: markers are never removed before they
+        expire, so that profile's write needs no precondition either."""
+        seen = {
+            who: _Seen(None, frozenset(markers), ())
+            for who, markers in _markers_by_who(deltas.markers).items()
+            if all((*marker, who) in self._known for marker in markers)
+        }
+        unknown = [who for who in deltas.profiles if who not in seen]
+        if not unknown:
+            return seen
+        hours = sorted({period for unit, period, _ in deltas.markers if unit == "hour"})
+        mask = [MARKER_FIELD["day"]]
+        if len(hours) > _MANY_HOURS:
+            mask.append(MARKER_FIELD["hour"])
+        else:
+            mask.extend(_path(MARKER_FIELD["hour"], hour) for hour in hours)
+        names = {self._name(AGGREGATES, doc_id("user_", who)): who for who in unknown}
+        for name, doc in self._get(list(names), mask).items():
+            seen[names[name]] = _seen(doc)
+        return seen
+
+    def _add_profiles(
+        self, writes: list[Any], deltas: Deltas, seen: dict[str, _Seen], now: float
     ) -> Counter[tuple[str, str]]:
-        """Create the markers that do not exist yet; count them per bucket. A worker creating
-        the same marker concurrently makes the commit fail ALREADY_EXISTS: re-read, recompute."""
-        markers = sorted(deltas.markers)
-        existing = self._existing([self._marker_ref(m) for m in markers])
-        new: Counter[tuple[str, str]] = Counter()
-        for marker in markers:
-            ref = self._marker_ref(marker)
-            if ref.id in existing:
-                continue
-            granularity, period, who = marker
-            batch.create(ref, {"granularity": granularity, "period": period, "who": who})
-            new[granularity, period] += 1
-        return new
+        """Append one write per profile; return the new markers counted per bucket."""
+        new_markers: dict[str, list[tuple[str, str]]] = {}
+        for granularity, period, who in deltas.markers:
+            state = seen.get(who)
+            if state is None or (granularity, period) not in state.markers:
+                new_markers.setdefault(who, []).append((granularity, period))
+        updated = _dt(now)
+        for who, delta in deltas.profiles.items():
+            name = self._name(AGGREGATES, doc_id("user_", who))
+            new = new_markers.get(who, [])
+            state = seen.get(who)
+            if state is None:
+                writes.append(_new_profile_write(name, who, delta, new, updated))
+            else:
+                writes.append(self._profile_update(name, who, delta, new, state, now))
+        return Counter(marker for markers in new_markers.values() for marker in markers)
 
-    def _add_aggregates(
+    def _profile_update(
         self,
-        batch: firestore.WriteBatch,
+        name: str,
+        who: str,
+        delta: ProfileDelta,
+        new: list[tuple[str, str]],
+        state: _Seen,
+        now: float,
+    ) -> Any:
+        """A merge of the profile's deltas; with new markers, only onto the version read."""
+        fields: dict[str, Any] = {"kind": "user", "user_id": who, "last_updated": _dt(now)}
+        mask = ["kind", "user_id", "last_updated"]
+        for granularity, period in new:
+            fields.setdefault(MARKER_FIELD[granularity], {})[period] = True
+            mask.append(_path(MARKER_FIELD[granularity], period))
+        if any(granularity == "day" for granularity, _ in new):
+            mask.extend(self._expired_marker_paths(state.days, now))
+        return _write(
+            name,
+            fields,
+            mask=mask,
+            transforms=_profile_transforms(delta),
+            update_time=state.update_time if new else None,
+        )
+
+    def _expired_marker_paths(self, days: Iterable[str], now: float) -> list[str]:
+        """Paths of markers too old for any event still to be counted in their period: deleted
+        when the profile gains a day, which bounds the profile's size."""
+        horizon = self.periods.label("day", now - self.marker_retention_s)
+        paths: list[str] = []
+        for day in days:
+            if day < horizon:
+                paths.append(_path(MARKER_FIELD["day"], day))
+                paths.extend(_path(MARKER_FIELD["hour"], f"{day}-{h:02d}") for h in range(24))
+        return paths
+
+    def _add_buckets(
+        self,
+        writes: list[Any],
         deltas: Deltas,
         new_uniques: Counter[tuple[str, str]],
         updated: datetime,
+        shard: int | None,
     ) -> None:
         for (granularity, period), bucket in deltas.buckets.items():
-            doc: dict[str, Any] = {
+            document = BUCKET_PREFIX[granularity] + period
+            fields: dict[str, Any] = {
                 "kind": "bucket",
                 "granularity": granularity,
                 "period": period,
-                "total_events": firestore.Increment(bucket.total),
-                "events_by_type": {
-                    encode_map_key(t): firestore.Increment(c) for t, c in bucket.by_type.items()
-                },
                 "last_updated": updated,
             }
-            if granularity in UNIQUE_GRANULARITIES:
-                doc["unique_users"] = firestore.Increment(new_uniques[granularity, period])
-            batch.set(self._bucket_ref(granularity, period), doc, merge=True)
-        for who, profile in deltas.profiles.items():
-            batch.set(
-                self._profile_ref(who),
-                {
-                    "kind": "user",
-                    "user_id": who,
-                    "total_events": firestore.Increment(profile.total),
-                    "events_by_type": {
-                        encode_map_key(t): firestore.Increment(c)
-                        for t, c in profile.by_type.items()
-                    },
-                    "first_seen": firestore.Minimum(profile.first_seen),
-                    "last_activity": firestore.Maximum(profile.last_activity),
-                    "last_updated": updated,
-                },
-                merge=True,
+            if shard is not None:
+                document += f"{SHARD_SUFFIX}{shard}"
+                fields["shard"] = shard
+            writes.append(
+                _write(
+                    self._name(AGGREGATES, document),
+                    fields,
+                    mask=list(fields),
+                    transforms=_bucket_transforms(granularity, period, bucket, new_uniques),
+                )
             )
+
+    def _freshness_write(
+        self, events: list[Event], now: float, lag: float | None, shard: int | None
+    ) -> Any:
+        document = FRESHNESS if shard is None else f"{FRESHNESS}{SHARD_SUFFIX}{shard}"
+        return _write(
+            self._name(STATE, document),
+            {"lag_s": lag},
+            mask=["lag_s"],
+            transforms=[
+                ("newest_event_at", "maximum", max(e.timestamp for e in events)),
+                ("last_commit_at", "maximum", now),
+            ],
+        )
 
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
         for _, part in self._split([], list(dead_letters)):
@@ -448,7 +691,8 @@ class FirestoreStore(Store):
     def series(
         self, granularity: Granularity, start: str | None = None, end: str | None = None
     ) -> list[SeriesPoint]:
-        # Bucket ids sort like their periods, so a range on the id needs no composite index.
+        # Bucket ids sort like their periods, so a range on the id needs no composite index;
+        # a bucket's counter shards (`…{period}_shard{k}`) sort right after its document.
         prefix = BUCKET_PREFIX[granularity]
         collection = self.db.collection(AGGREGATES)
         query = (
@@ -459,16 +703,22 @@ class FirestoreStore(Store):
             )
             .where(
                 filter=firestore.FieldFilter(
-                    FieldPath.document_id(), "<=", collection.document(prefix + (end or "\uf8ff"))
+                    FieldPath.document_id(),
+                    "<=",
+                    collection.document(prefix + (end or "") + "\uf8ff"),
                 )
             )
             .order_by(FieldPath.document_id())
         )
-        return [
-            _series_point(snap)
-            for snap in self._stream_all(query)
-            if snap.get("kind") == "bucket" and snap.get("granularity") == granularity
-        ]
+        sums: dict[str, _BucketSum] = {}
+        for snap in self._stream_all(query):
+            data = snap.to_dict() or {}
+            period = data.get("period", "")
+            if data.get("kind") != "bucket" or data.get("granularity") != granularity:
+                continue
+            if (start is None or period >= start) and (end is None or period <= end):
+                sums.setdefault(period, _BucketSum()).add(data)
+        return [_series_point(granularity, period, total) for period, total in sums.items()]
 
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
         limit = max(1, min(limit, 1000))
@@ -509,11 +759,21 @@ class FirestoreStore(Store):
         return _count(query.count(), self.timeout_s)
 
     def freshness(self) -> Freshness:
-        snap = self.db.collection(STATE).document("freshness").get(timeout=self.timeout_s)
-        if not snap.exists:
+        state = self.db.collection(STATE)
+        refs = [state.document(FRESHNESS)]
+        refs += [
+            state.document(f"{FRESHNESS}{SHARD_SUFFIX}{k}") for k in range(self.counter_shards)
+        ]
+        found = [s.to_dict() or {} for s in self.db.get_all(refs, timeout=self.timeout_s)]
+        found = [d for d in found if d.get("last_commit_at") is not None]
+        if not found:
             return Freshness(None, None, None)
-        data = snap.to_dict() or {}
-        return Freshness(data.get("newest_event_at"), data.get("last_commit_at"), data.get("lag_s"))
+        latest = max(found, key=lambda d: d["last_commit_at"])
+        return Freshness(
+            max(d.get("newest_event_at", 0.0) for d in found),
+            latest["last_commit_at"],
+            latest.get("lag_s"),
+        )
 
     def count_events(self) -> int:
         return _count(self.db.collection(EVENTS).count(), self.timeout_s)
@@ -542,14 +802,12 @@ class FirestoreStore(Store):
 
     def snapshot(self) -> AggregateSnapshot:
         snap = AggregateSnapshot()
+        sums: dict[tuple[str, str], _BucketSum] = {}
         for doc in self._all(AGGREGATES):
             data = doc.to_dict() or {}
             kind = data.get("kind")
             if kind == "bucket":
-                key = (data["granularity"], data["period"])
-                snap.buckets[key] = (data.get("total_events", 0), _by_type(data))
-                if data["granularity"] in UNIQUE_GRANULARITIES:
-                    snap.unique_users[key] = data.get("unique_users", 0)
+                sums.setdefault((data["granularity"], data["period"]), _BucketSum()).add(data)
             elif kind == "user":
                 profile = _profile(doc)
                 snap.profiles[profile.who] = (
@@ -558,24 +816,20 @@ class FirestoreStore(Store):
                     profile.first_seen,
                     profile.last_activity,
                 )
-        for doc in self._all(MARKERS):
-            data = doc.to_dict() or {}
-            snap.markers.add((data["granularity"], data["period"], data["who"]))
+                snap.markers.update(_markers(profile.who, data))
+        for key, total in sums.items():
+            snap.buckets[key] = (total.total, dict(total.by_type))
+            if key[0] in UNIQUE_GRANULARITIES:
+                snap.unique_users[key] = total.unique_users
         return snap
 
     def rebuild(self, events: Iterator[Event]) -> None:
         """Replace the aggregates by the fold of `events`. Not atomic: stop the workers first."""
         deltas = fold(events, self.periods)
-        for collection in (AGGREGATES, MARKERS):
-            self._delete_all(collection)
+        self._known.clear()
+        self._delete_all(AGGREGATES)
         writer = self.db.batch()
         updated = _dt(self._clock())
-        for marker in deltas.markers:
-            writer.set(
-                self._marker_ref(marker),
-                dict(zip(("granularity", "period", "who"), marker, strict=True)),
-            )
-            writer = self._flush_if_full(writer)
         uniques = deltas.unique_users()
         for (granularity, period), bucket in deltas.buckets.items():
             doc: dict[str, Any] = {
@@ -590,18 +844,11 @@ class FirestoreStore(Store):
                 doc["unique_users"] = uniques[granularity, period]
             writer.set(self._bucket_ref(granularity, period), doc)
             writer = self._flush_if_full(writer)
+        markers = _markers_by_who(deltas.markers)
         for who, p in deltas.profiles.items():
             writer.set(
                 self._profile_ref(who),
-                {
-                    "kind": "user",
-                    "user_id": who,
-                    "total_events": p.total,
-                    "events_by_type": encode_map(dict(p.by_type)),
-                    "first_seen": p.first_seen,
-                    "last_activity": p.last_activity,
-                    "last_updated": updated,
-                },
+                _profile_doc(who, p, markers.get(who, []), updated),
             )
             writer = self._flush_if_full(writer)
         self._flush_if_full(writer, force=True)
@@ -624,7 +871,7 @@ class FirestoreStore(Store):
 
     def ping(self) -> None:
         try:
-            self.db.collection(STATE).document("freshness").get(timeout=5.0, retry=None)
+            self.db.collection(STATE).document(FRESHNESS).get(timeout=5.0, retry=None)
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"Firestore unreachable: {exc}") from exc
 
@@ -633,6 +880,80 @@ class FirestoreStore(Store):
 
 
 # -- documents ------------------------------------------------------------------------------
+
+
+def _seen(doc: Any) -> _Seen:
+    fields = doc.fields
+    markers: set[tuple[str, str]] = set()
+    days: tuple[str, ...] = ()
+    for name, granularity in _GRANULARITY_OF_FIELD.items():
+        if name in fields:
+            periods = tuple(fields[name].map_value.fields.keys())
+            markers.update((granularity, period) for period in periods)
+            if granularity == "day":
+                days = periods
+    return _Seen(doc.update_time, frozenset(markers), days)
+
+
+def _markers(who: str, profile: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    for name, granularity in _GRANULARITY_OF_FIELD.items():
+        for period in profile.get(name) or {}:
+            yield granularity, period, who
+
+
+def _markers_by_who(markers: Iterable[tuple[str, str, str]]) -> dict[str, list[tuple[str, str]]]:
+    by_who: dict[str, list[tuple[str, str]]] = {}
+    for granularity, period, who in markers:
+        by_who.setdefault(who, []).append((granularity, period))
+    return by_who
+
+
+def _profile_doc(
+    who: str, delta: ProfileDelta, markers: Iterable[tuple[str, str]], updated: datetime
+) -> dict[str, Any]:
+    """A whole profile document holding `delta` and `markers`."""
+    doc: dict[str, Any] = {
+        "kind": "user",
+        "user_id": who,
+        "total_events": delta.total,
+        "events_by_type": encode_map(dict(delta.by_type)),
+        "first_seen": delta.first_seen,
+        "last_activity": delta.last_activity,
+        "last_updated": updated,
+        MARKER_FIELD["hour"]: {},
+        MARKER_FIELD["day"]: {},
+    }
+    for granularity, period in markers:
+        doc[MARKER_FIELD[granularity]][period] = True
+    return doc
+
+
+def _new_profile_write(
+    name: str, who: str, delta: ProfileDelta, markers: list[tuple[str, str]], updated: datetime
+) -> Any:
+    """create(): fails the batch with ALREADY_EXISTS if another worker made it meanwhile."""
+    return _write(name, _profile_doc(who, delta, markers, updated), exists=False)
+
+
+def _profile_transforms(delta: ProfileDelta) -> list[tuple[str, str, float]]:
+    return [
+        ("total_events", "increment", delta.total),
+        *_type_transforms("events_by_type", delta.by_type),
+        ("first_seen", "minimum", delta.first_seen),
+        ("last_activity", "maximum", delta.last_activity),
+    ]
+
+
+def _bucket_transforms(
+    granularity: str, period: str, bucket: BucketDelta, new_uniques: Counter[tuple[str, str]]
+) -> list[tuple[str, str, float]]:
+    transforms = [
+        ("total_events", "increment", bucket.total),
+        *_type_transforms("events_by_type", bucket.by_type),
+    ]
+    if granularity in UNIQUE_GRANULARITIES:
+        transforms.append(("unique_users", "increment", new_uniques[granularity, period]))
+    return transforms
 
 
 def _event_doc(event: Event, now: float, processed_at: datetime, expire_at: datetime) -> dict:
@@ -711,15 +1032,13 @@ def _profile(snap: DocumentSnapshot) -> Profile:
     )
 
 
-def _series_point(snap: DocumentSnapshot) -> SeriesPoint:
-    data = snap.to_dict() or {}
-    granularity = data["granularity"]
+def _series_point(granularity: Granularity, period: str, total: _BucketSum) -> SeriesPoint:
     return SeriesPoint(
         granularity=granularity,
-        period=data["period"],
-        total_events=data.get("total_events", 0),
-        events_by_type=dict(sorted(_by_type(data).items())),
-        unique_users=data.get("unique_users", 0) if granularity in UNIQUE_GRANULARITIES else None,
+        period=period,
+        total_events=total.total,
+        events_by_type=dict(sorted(total.by_type.items())),
+        unique_users=total.unique_users if granularity in UNIQUE_GRANULARITIES else None,
     )
 
 
