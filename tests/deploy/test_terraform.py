@@ -252,7 +252,7 @@ def test_firestore_database_ttl_and_indexes_agree_with_firestore_indexes_json(mo
     assert tf_overrides == json_overrides
     assert ("user_events", (("user_id", "ASCENDING"), ("timestamp", "DESCENDING"))) in tf_indexes
     assert ("user_events", (("event_type", "ASCENDING"), ("timestamp", "DESCENDING"))) in tf_indexes
-    for collection in ("user_events", "dead_letters", "unique_markers"):
+    for collection in ("user_events", "dead_letters"):
         assert (collection, "expire_at", True) in tf_overrides
     assert ("user_events", "properties", False) in tf_overrides
 

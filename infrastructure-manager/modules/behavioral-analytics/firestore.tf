@@ -51,7 +51,7 @@ locals {
 
   # Single-field overrides. ttl = true adds a TTL policy on the field; every entry
   # here also turns the field's automatic single-field indexes off, because:
-  # - expire_at (user_events, dead_letters, unique_markers): the TTL field is never
+  # - expire_at (user_events, dead_letters): the TTL field is never
   #   queried and its values grow monotonically, so an index on it would only
   #   hot-spot writes (Firestore advises exempting TTL timestamp fields).
   # - user_events.timestamp, received_at, processed_at: sequential values; a
@@ -67,7 +67,6 @@ locals {
     user_events_processed_at = { collection = "user_events", field = "processed_at", ttl = false }
     user_events_properties   = { collection = "user_events", field = "properties", ttl = false }
     dead_letters_expire_at   = { collection = "dead_letters", field = "expire_at", ttl = true }
-    unique_markers_expire_at = { collection = "unique_markers", field = "expire_at", ttl = true }
   }
 }
 
