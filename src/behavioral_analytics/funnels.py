@@ -83,14 +83,14 @@ class FunnelPoint(NamedTuple):
 
 
 def progress(
-    points: Iterable[FunnelPoint],
+    points: Iterable[FunnelPoint | tuple[float, str, frozenset[int]]],
     funnel: Funnel,
     periods: Periods,
     entries_between: tuple[float, float] | None = None,
 ) -> dict[str, int]:
     """Day (reporting time zone) → the furthest step (1-based) reached from an entry that day,
     considering only entries within `entries_between` when given."""
-    ordered = sorted(p for p in points if p.steps)  # by time, then key
+    ordered = sorted(p for p in points if p[2])  # by time, then key
     count = len(ordered)
     last_step = len(funnel.steps) - 1
     # following[k][i]: the first position >= i whose event matches step k (count if none), so
@@ -99,23 +99,24 @@ def progress(
     for step in range(len(funnel.steps)):
         row = [count] * (count + 1)
         for i in range(count - 1, -1, -1):
-            row[i] = i if step in ordered[i].steps else row[i + 1]
+            row[i] = i if step in ordered[i][2] else row[i + 1]
         following.append(row)
     best: dict[str, int] = {}
     for i, entry in enumerate(ordered):
-        if 0 not in entry.steps or (
+        timestamp, _, steps = entry
+        if 0 not in steps or (
             entries_between is not None
-            and not entries_between[0] <= entry.timestamp <= entries_between[1]
+            and not entries_between[0] <= timestamp <= entries_between[1]
         ):
             continue
-        deadline = entry.timestamp + funnel.window_s
+        deadline = timestamp + funnel.window_s
         reached, position = 0, i
         while reached < last_step:
             j = following[reached + 1][position + 1]
-            if j == count or ordered[j].timestamp > deadline:
+            if j == count or ordered[j][0] > deadline:
                 break
             reached, position = reached + 1, j
-        day = periods.of(entry.timestamp)[2]
+        day = periods.of(timestamp)[2]
         if reached + 1 > best.get(day, 0):
             best[day] = reached + 1
     return best

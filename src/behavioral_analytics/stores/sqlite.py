@@ -19,7 +19,7 @@ import msgspec
 
 from behavioral_analytics.aggregation import Deltas, Granularity, Periods, fold
 from behavioral_analytics.behavior import BehaviorRules, as_person, recount
-from behavioral_analytics.bots import is_bot
+from behavioral_analytics.bots import BOT_PROPERTY, is_bot
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
 from behavioral_analytics.sessions import SessionStats
@@ -241,7 +241,9 @@ class SQLiteStore(Store):
                 person_of = {e.key: p for e, p in zip(events, persons, strict=True)}
                 created = self._insert_new(db, events, person_of, now, expire_at)
                 humans = [
-                    as_person(e, person_of[e.key]) for e in created if not is_bot(e.properties)
+                    e if person_of[e.key] == e.who else as_person(e, person_of[e.key])
+                    for e in created
+                    if BOT_PROPERTY not in e.properties
                 ]
                 self._apply(db, fold(humans, self.periods), now)
                 behavior.apply(db, created, person_of, now)

@@ -24,9 +24,9 @@ from behavioral_analytics.behavior import (
 )
 from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event, actor
-from behavioral_analytics.funnels import Funnel, FunnelPoint, progress
+from behavioral_analytics.funnels import Funnel, progress
 from behavioral_analytics.identity import Link, attribute, coverage, proposal, resolve
-from behavioral_analytics.sessions import Session, SessionDelta, gap_sessions
+from behavioral_analytics.sessions import Session, SessionDelta, SessionStats, gap_sessions
 from behavioral_analytics.store import ForgetReport
 
 __all__ = ["BEHAVIOR_SCHEMA", "SQLiteBehavior"]
@@ -524,31 +524,45 @@ class SQLiteBehavior:
     def _merge_client_sessions(
         self, db: sqlite3.Connection, dirty: _Dirty, writes: _SessionWrites
     ) -> None:
+        """Client sessions that only gained events: (first, last, count) merge without reading
+        raw events; one row write each, and the stats delta of the period they start in."""
         fresh = {
             pair: stamps for pair, stamps in dirty.client_new.items() if pair not in dirty.clients
         }
         if not fresh:
             return
         old = {
-            (person, key[2:]): Session(start, end, count, key[2:])
+            (person, key[2:]): (start, end, count)
             for person, key, start, end, count in db.execute(
                 _PAIRS + "SELECT s.person, s.key, s.start, s.end, s.events FROM pairs p "
                 "JOIN sessions s ON s.person = p.person AND s.key = 'c:' || p.client_id",
                 (msgspec.json.encode(sorted(fresh)).decode(),),
             )
         }
+        of = self.periods.of
+        stats = writes.delta.stats
+        upserts = writes.upserts
         for (person, client_id), stamps in fresh.items():
-            before = old.get((person, client_id))
             low, high, count = min(stamps), max(stamps), len(stamps)
-            if before is not None:
-                low, high = min(low, before.start), max(high, before.end)
-                count += before.events
-            self._replace_sessions(
-                person,
-                {f"c:{client_id}": before} if before else {},
-                [Session(low, high, count, client_id)],
-                writes,
-            )
+            before = old.get((person, client_id))
+            if before is None:
+                changes = [(of(low), 1, low, high, count)]
+            else:
+                b_low, b_high, b_count = before
+                changes = [(of(b_low), -1, b_low, b_high, b_count)]
+                low, high, count = min(low, b_low), max(high, b_high), count + b_count
+                changes.append((of(low), 1, low, high, count))
+            upserts.append((person, f"c:{client_id}", low, high, count, client_id))
+            for (_, hour, day), sign, start, end, events in changes:
+                duration = sign * round((end - start) * 1000)
+                for key in (("hour", hour), ("day", day)):
+                    entry = stats.get(key)
+                    if entry is None:
+                        entry = stats[key] = SessionStats()
+                    entry.sessions += sign
+                    entry.duration_ms += duration
+                    entry.bounces += sign * (events == 1)
+                    entry.events += sign * events
 
     def _replace_sessions(
         self,
@@ -587,7 +601,7 @@ class SQLiteBehavior:
                     reads[person] = [span.low - window, span.high + window]
             filtered = any(step.where for step in funnel.steps)
             by_type = {t: funnel.matched_steps(t, {}) for t in funnel.types}
-            points: dict[str, list[FunnelPoint]] = defaultdict(list)
+            points: dict[str, list[tuple[float, str, frozenset[int]]]] = defaultdict(list)
             for person, key, timestamp, event_type, properties in db.execute(
                 _RANGES
                 + "SELECT e.person, e.key, e.timestamp, e.event_type, "
@@ -602,7 +616,7 @@ class SQLiteBehavior:
                     if filtered
                     else by_type[event_type]
                 )
-                points[person].append(FunnelPoint(timestamp, key, steps))
+                points[person].append((timestamp, key, steps))  # a FunnelPoint's fields
             stored: dict[tuple[str, str], int] = {
                 (person, day): step
                 for person, day, step in db.execute(
