@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
 from api_helpers import READ, WRITE, recipe_event
 from fastapi.testclient import TestClient
+
+from behavioral_analytics.broker import Broker
 
 FUNNEL = ("page_view", "search", "add_to_cart", "purchase")
 
@@ -56,3 +59,18 @@ def test_sessions_funnel_and_links_are_served(
         "/v1/sessions", params={"from": "2026-12-02", "to": "2026-12-01"}, headers=READ
     )
     assert bad.status_code == 400
+
+
+def test_the_collector_truncates_ip_addresses_before_publishing(
+    client: TestClient, broker: Broker
+) -> None:
+    ip = {"ip": "203.0.113.77"}
+    fast = {"batch": [{"type": "track", "userId": "u1", "event": "x", "context": ip}]}
+    slow = [recipe_event(1, properties={"ip": "2001:db8:1234:5678::1"}), {"bad": True}]
+    assert client.post("/v1/batch", json=fast, headers=WRITE).status_code == 202
+    assert client.post("/v1/events", json=slow, headers=WRITE).status_code == 202
+    sent = [json.loads(d.data) for d in broker.pull(10, 0)]
+    assert [p["properties"].get("context", p["properties"]).get("ip") for p in sent] == [
+        "203.0.113.0",
+        "2001:db8:1234::",
+    ]

@@ -38,6 +38,7 @@ from behavioral_analytics.events import (
     json_type,
     validate_event,
 )
+from behavioral_analytics.privacy import scrub
 from behavioral_analytics.store import NewDeadLetter
 from behavioral_analytics.telemetry import log
 
@@ -177,6 +178,7 @@ def prepare(
     received_at: float,
     new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
     limits: Limits = DEFAULT_LIMITS,
+    truncate_ips: bool = False,
 ) -> Prepared:
     """(original, canonical payload or rejection) pairs → events with ids, received_at and the
     exact JSON the worker will parse, validated as the worker validates them."""
@@ -209,6 +211,8 @@ def prepare(
                 result = Rejection(result.reason, result.detail)  # an id we made up: not theirs
             rejected.append((index, result, original))
             continue
+        if truncate_ips:
+            scrub(result.properties, truncate_ips=True)
         data = encode(result.to_dict())
         if len(data) > max_bytes:
             detail = f"{len(data)} bytes as a canonical event > {max_bytes}"
@@ -314,6 +318,7 @@ def prepare_calls(
     new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
     limits: Limits = DEFAULT_LIMITS,
     ordering: bool = False,
+    truncate_ips: bool = False,
 ) -> Outcome | None:
     """`prepare` of `from_segment` of every call in one pass, without the intermediate dicts
     and `Event`s: the same event ids and the same canonical JSON, byte for byte (the tests hold
@@ -383,6 +388,8 @@ def prepare_calls(
                 _check_value(properties, "properties", 1, limits)
             except _Invalid:
                 return None
+            if truncate_ips:
+                scrub(properties, truncate_ips=True)
 
         timestamp = message.timestamp
         if timestamp is None:
@@ -622,6 +629,9 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
     routes = APIRouter(tags=["collector"])
     endpoints: dict[str, Endpoint] = {}
     limits = state.settings.limits
+    # Truncating is idempotent, so the worker's own pass changes nothing more; hashing listed
+    # fields is not, so only the worker does it, once.
+    truncate_ips = state.settings.truncate_ips
 
     def single(body: bytes) -> None:
         if len(body) > limits.max_message_bytes:
@@ -671,13 +681,17 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         outcome = None
         if calls is not None:
             outcome = prepare_calls(
-                *calls, received_at=now, limits=limits, ordering=state.settings.ordering
+                *calls,
+                received_at=now,
+                limits=limits,
+                ordering=state.settings.ordering,
+                truncate_ips=truncate_ips,
             )
             if outcome is None:
                 items = extract(body, _decode(body))
         if outcome is None:
             assert items is not None
-            prepared = prepare(items, received_at=now, limits=limits)
+            prepared = prepare(items, received_at=now, limits=limits, truncate_ips=truncate_ips)
             outcome = Outcome.of(prepared, ordering=state.settings.ordering)
         if outcome.messages:
             await _publish(outcome.messages)
