@@ -7,6 +7,7 @@ from pathlib import Path
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event, parse_message
+from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.loadgen import GeneratorConfig, expected_session_events, generate
 from behavioral_analytics.stores.sqlite import SQLiteStore
 
@@ -31,7 +32,11 @@ def test_sessions_and_funnel_match_the_generator_parameters(tmp_path: Path) -> N
         if isinstance(parsed, Event):
             rules.enrich(parsed)
             events.append(parsed)
-    store = SQLiteStore(tmp_path / "store.db", clock=lambda: config.start + 40 * 86400)
+    store = SQLiteStore(
+        tmp_path / "store.db",
+        rules=BehaviorRules(funnels=parse_funnels(PURCHASE_FUNNEL)),
+        clock=lambda: config.start + 40 * 86400,
+    )
     for start in range(0, len(events), 5000):
         store.commit(events[start : start + 5000])
 

@@ -13,6 +13,7 @@ import pytest
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules, recount
 from behavioral_analytics.events import Event, parse_message
+from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import NewDeadLetter
 from behavioral_analytics.stores.sqlite import SQLiteStore
@@ -23,7 +24,11 @@ NOW = 1_764_320_400.0  # on the hour
 HOUR = 3600.0
 
 
+PURCHASE = parse_funnels(PURCHASE_FUNNEL)
+
+
 def make_store(tmp_path: Path, **rules: object) -> SQLiteStore:
+    rules.setdefault("funnels", PURCHASE)
     return SQLiteStore(
         tmp_path / "store.db",
         rules=BehaviorRules(**rules),
@@ -149,7 +154,7 @@ def test_bots_are_kept_flagged_and_counted_apart(tmp_path: Path) -> None:
 
 
 def test_session_figures_turn_final_after_the_cap_gap_and_lateness(tmp_path: Path) -> None:
-    rules = BehaviorRules(lateness_s=HOUR)
+    rules = BehaviorRules(lateness_s=HOUR, funnels=PURCHASE)
     clock = [NOW]
     store = SQLiteStore(tmp_path / "s.db", rules=rules, clock=lambda: clock[0])
     store.commit([ev(1, 0, user="u"), ev(2, 60, user="u"), ev(3, 600, user="v", session="s")])

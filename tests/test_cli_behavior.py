@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from tests.conftest import cli
 
 
 def test_sessions_funnel_links_and_forget_from_the_command_line(tmp_path: Path) -> None:
-    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    env = {"BA_DATA_DIR": str(tmp_path / "data"), "BA_FUNNELS": PURCHASE_FUNNEL}
     cli("init", env=env)
     cli("generate", "--events", "3000", "--seed", "5", "--via", "broker", env=env)
     cli("worker", "--until-idle", env=env)

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
+from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from behavioral_analytics.verification import verify
 from tests.faults import assert_exact, make_workload, run_with_kills
@@ -26,12 +28,15 @@ def test_exact_under_kill_9(tmp_path: Path, seed: int) -> None:
         "BA_FLUSH_MAX_EVENTS": "500",
         "BA_FLUSH_INTERVAL": "0.5",
         "BA_RETRY_MIN_BACKOFF": "0",
+        "BA_FUNNELS": PURCHASE_FUNNEL,
     }
     now = time.time()
     workload = make_workload(20_000, seed, now, behavior=True)
     assert workload.duplicates > 400 and len(workload.malformed) > 80
     broker = LocalBroker(data / "broker.db", ack_deadline_s=10)
-    store = SQLiteStore(data / "store.db")
+    store = SQLiteStore(
+        data / "store.db", rules=BehaviorRules(funnels=parse_funnels(PURCHASE_FUNNEL))
+    )
 
     def publish(lines: list[bytes]) -> None:
         broker.publish([OutgoingMessage(line) for line in lines])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from behavioral_analytics.config import (
     make_metrics_exporter,
     make_store,
 )
+from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.store import Store
 from behavioral_analytics.telemetry import WorkerMetrics, configure_logging
 
@@ -489,6 +491,10 @@ def up(
     from behavioral_analytics.live_view import run_live_view
 
     config = settings()
+    if "funnels" not in config.model_fields_set:
+        # The synthetic traffic walks the generator's purchase funnel: show it.
+        os.environ["BA_FUNNELS"] = PURCHASE_FUNNEL
+        config = settings()
     if config.backend != "local":
         err_console.print(f"[yellow]note:[/yellow] running against BA_BACKEND={config.backend}")
     with user_errors():

@@ -18,6 +18,7 @@ from behavioral_analytics.aggregation import Periods
 
 __all__ = [
     "DEFAULT_FUNNELS",
+    "PURCHASE_FUNNEL",
     "Funnel",
     "FunnelPoint",
     "Step",
@@ -159,8 +160,10 @@ def parse_funnels(text: str | Sequence[Mapping[str, Any]]) -> tuple[Funnel, ...]
     return tuple(funnels)
 
 
-# The generator's purchase path (loadgen.FUNNEL), within an hour.
-DEFAULT_FUNNELS = json.dumps(
+# None unless configured: each funnel costs a read of its people's recent events per flush.
+DEFAULT_FUNNELS = "[]"
+# The generator's purchase path (loadgen.FUNNEL) within an hour: what `up` shows by default.
+PURCHASE_FUNNEL = json.dumps(
     [
         {
             "name": "purchase",

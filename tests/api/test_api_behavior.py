@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from api_helpers import READ, WRITE, recipe_event
+import pytest
+from api_helpers import READ, WRITE, make_settings, recipe_event
 from fastapi.testclient import TestClient
 
 from behavioral_analytics.broker import Broker
+from behavioral_analytics.config import Settings
+from behavioral_analytics.funnels import PURCHASE_FUNNEL
 
 FUNNEL = ("page_view", "search", "add_to_cart", "purchase")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, funnels=PURCHASE_FUNNEL)
 
 
 def test_sessions_funnel_and_links_are_served(

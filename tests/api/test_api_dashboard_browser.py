@@ -19,6 +19,7 @@ from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.api.server import make_server
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.config import Settings
+from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.loadgen import synthetic_stream
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from behavioral_analytics.telemetry import WorkerMetrics
@@ -134,7 +135,7 @@ class Traffic:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     port = free_port()
-    settings = make_settings(tmp_path, api_port=port)
+    settings = make_settings(tmp_path, api_port=port, funnels=PURCHASE_FUNNEL)
     server = make_server(settings)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
