@@ -10,6 +10,10 @@
 Each variant runs in its own process (for its peak RSS) on a fresh data directory.
 
     .venv/bin/python bench/pipeline.py [--events 50000] [--users 1000]
+
+(a) maintains the behavioral read model as configured: sessions, identity links and bot counts
+always, funnels when BA_FUNNELS lists some (e.g. `BA_FUNNELS="$(python -c 'from
+behavioral_analytics.funnels import PURCHASE_FUNNEL as f; print(f)')"`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
+from behavioral_analytics.config import load_settings
 from behavioral_analytics.events import Event, parse_message
 from behavioral_analytics.sqlite_util import connect, transaction
 from behavioral_analytics.stores.sqlite import EVENTS_SCHEMA, INSERT_EVENT, SQLiteStore
@@ -77,7 +82,8 @@ def store_writes(store: SQLiteStore) -> int:
 
 def run_worker(data_dir: Path, lines: list[bytes]) -> dict[str, float]:
     broker = publish_all(data_dir, lines)
-    store = SQLiteStore(data_dir / "store.db")
+    # The behavioral rules as configured (e.g. BA_FUNNELS), else the defaults.
+    store = SQLiteStore(data_dir / "store.db", rules=load_settings().behavior_rules())
     options = WorkerOptions(idle_after_s=0.0, drain_dead_letters=False)  # default flush sizes
     worker = Worker(broker, store, options=options)
     started = time.perf_counter()
