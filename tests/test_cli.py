@@ -174,6 +174,9 @@ def test_up_runs_the_stack_until_ctrl_c(tmp_path: Path) -> None:
         wait_until(store_path.exists, 30, "the store to appear")
         store = SQLiteStore(store_path)
         wait_until(lambda: store.count_events() >= 100, 60, "synthetic events to be counted")
+        log_path = tmp_path / "data" / "up.log"
+        # Both workers are past their start (their SIGTERM handlers installed).
+        wait_until(lambda: log_path.read_text().count('"worker started"') == 2, 30, "2 workers")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     finally:

@@ -55,13 +55,18 @@ def test_exact_under_kill_9(tmp_path: Path, seed: int) -> None:
     assert report.ok, report.drift[:5]
     assert report.raw_events == len(workload.distinct)
     dead = {}
+    recorded = 0
     cursor = None
     while True:
         page = store.dead_letters(1000, cursor)
         dead.update({d.data: d.reason for d in page.items})
+        recorded += len(page.items)
         if (cursor := page.next_cursor) is None:
             break
     assert set(dead) == set(workload.malformed)
+    # Once per message sent (a re-sent malformed line is a message of its own), not once more
+    # per redelivery after a kill between commit and ack.
+    assert recorded == sum(1 for line in workload.lines if line in dead)
     assert all(dead[line] for line in workload.malformed)
     assert {"not_json", "missing_field:user_id", "invalid_timestamp", "not_an_object"} == set(
         dead.values()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,19 @@ def test_get_events_returns_the_stored_ones(store: SQLiteStore) -> None:
     found = store.get_events([ev(1).key, ev(3).key, ev(2).key])
     assert sorted(s.event.event_id for s in found) == ["evt_1", "evt_2"]
     assert all(s.processed_at >= s.event.received_at for s in found)
+
+
+def test_a_redelivered_rejection_is_recorded_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db")
+    first = NewDeadLetter(
+        "not_json", "", b"nope", "m-1", received_at=5.0, attempts=[{"attempt": 1}]
+    )
+    again = NewDeadLetter(
+        "not_json", "", b"nope", "m-1", received_at=5.0, attempts=[{"attempt": 2}]
+    )
+    replay = NewDeadLetter("not_json", "", b"nope", "m-1", received_at=9.0)
+    store.commit([], [first])
+    store.commit([], [again])  # the batch came back after a crash between commit and ack
+    assert store.count_dead_letters() == 1
+    store.add_dead_letters([replay])  # a replay is a new publish: recorded again
+    assert store.count_dead_letters() == 2

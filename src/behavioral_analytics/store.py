@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -88,6 +89,16 @@ class NewDeadLetter:
     source: str = "worker"  # worker | broker | collector
     received_at: float = 0.0
     attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across redeliveries of the same message (same id and first publish time),
+        distinct for a replay (a new publish time), so recording one is idempotent."""
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (self.source, self.message_id, repr(self.received_at), self.reason):
+            digest.update(part.encode() + b"\x1f")
+        digest.update(hashlib.sha256(self.data).digest())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,12 +103,20 @@ class Worker:
         commits the previous one (SQLite and the gRPC clients release the GIL while they wait).
         A parsed batch waits in a queue of one, so at most two batches are held at a time.
         """
+        opts = self.options
+        log.info(
+            "worker started",
+            extra={
+                "flush_interval_s": opts.flush_interval_s,
+                "flush_max_events": opts.flush_max_events,
+                "funnels": [f.name for f in opts.rules.funnels],
+            },
+        )
         prepared: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         feeder = threading.Thread(
             target=self._feed, args=(stop, until_idle, prepared), name="ba-feeder", daemon=True
         )
         feeder.start()
-        opts = self.options
         next_drain = next_purge = next_report = 0.0
         while True:
             try:

@@ -122,8 +122,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   data BLOB NOT NULL,
   received_at REAL NOT NULL,
   attempts TEXT NOT NULL,
-  replayed_at REAL
+  replayed_at REAL,
+  fingerprint TEXT  -- NewDeadLetter.fingerprint: a redelivered rejection is recorded once
 );
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_by_fingerprint ON dead_letters (fingerprint);
 CREATE TABLE IF NOT EXISTS pipeline_state (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   newest_event_at REAL,
@@ -163,8 +165,9 @@ ON CONFLICT (who, event_type) DO UPDATE SET count = count + excluded.count
 """
 _INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (recorded_at, reason, detail, source, message_id, attributes, data,
-                          received_at, attempts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                          received_at, attempts, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (fingerprint) DO NOTHING
 """
 _UPDATE_STATE = """
 INSERT INTO pipeline_state VALUES (1, ?, ?, ?)
@@ -384,6 +387,7 @@ class SQLiteStore(Store):
                     d.data,
                     d.received_at,
                     json.dumps(d.attempts),
+                    d.fingerprint,
                 )
                 for d in dead_letters
             ],
@@ -644,11 +648,15 @@ class SQLiteStore(Store):
 
 
 def _migrate(path: Path) -> None:
-    """Bring an events table from before identity stitching and bot flags up to date."""
+    """Bring tables from before identity stitching, bot flags and dead-letter fingerprints up
+    to date."""
     if not path.exists():
         return
     db = connect(path)
     try:
+        letters = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
+        if letters and "fingerprint" not in letters:
+            db.execute("ALTER TABLE dead_letters ADD COLUMN fingerprint TEXT")
         columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
         if columns and "person" not in columns:
             with transaction(db):
@@ -728,6 +736,7 @@ def _dead_letter(row: Sequence[Any]) -> DeadLetter:
         received_at,
         attempts,
         replayed_at,
+        _,  # fingerprint
     ) = row
     return DeadLetter(
         reason=reason,
