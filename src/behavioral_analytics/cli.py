@@ -62,7 +62,7 @@ def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
 
 
-def fmt_time(epoch: float | None, periods: Periods | None = None) -> str:
+def fmt_time(epoch: float | None) -> str:
     if epoch is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + "Z"
