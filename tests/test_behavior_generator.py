@@ -16,6 +16,8 @@ from behavioral_analytics.stores.sqlite import SQLiteStore
 # a conversion is about 0.008; the rest is the user-per-day definition (a user with two
 # sessions that day counts once, at their furthest step), which can only raise conversion.
 EVENTS_PER_SESSION_TOLERANCE = 0.05
+# A session's length is the sum of its gaps: (events − 1) × the mean gap, in expectation.
+DURATION_TOLERANCE = 0.10
 CONVERSION_TOLERANCE = 0.05
 
 
@@ -51,6 +53,9 @@ def test_sessions_and_funnel_match_the_generator_parameters(tmp_path: Path) -> N
     per_session = sum(p.stats.events for p in points) / sessions
     expected = expected_session_events(config)
     assert abs(per_session - expected) <= EVENTS_PER_SESSION_TOLERANCE * expected
+    duration = sum(p.stats.duration_ms for p in points) / 1000 / sessions
+    expected_duration = (expected - 1) * config.mean_gap_s
+    assert abs(duration - expected_duration) <= DURATION_TOLERANCE * expected_duration
     assert all(p.final for p in points)
 
     totals = [0, 0, 0, 0]
