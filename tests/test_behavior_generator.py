@@ -16,7 +16,7 @@ from behavioral_analytics.stores.sqlite import SQLiteStore
 # a conversion is about 0.008; the rest is the user-per-day definition (a user with two
 # sessions that day counts once, at their furthest step), which can only raise conversion.
 EVENTS_PER_SESSION_TOLERANCE = 0.05
-# A session's length is the sum of its gaps: (events − 1) × the mean gap, in expectation.
+# A session's length is the sum of its gaps: (events - 1) * the mean gap, in expectation.
 DURATION_TOLERANCE = 0.10
 CONVERSION_TOLERANCE = 0.05
 
