@@ -2,7 +2,10 @@
 pattern, on the same events, against Google's Firestore emulator, in one run.
 
     python bench/firestore_writes.py [--events 100000] [--users 10000] [--rate 1000]
-                                     [--naive-events 10000] [--shards 4]
+                                     [--naive-events 10000] [--shards 4] [--no-behavior]
+
+The adapter runs with the behavioral read model (bots, sessions and the generator's purchase
+funnel, maintained exactly in the same commits) unless `--no-behavior`.
 
 Events come from `--users` users in session-like bursts (a session is a handful of events a few
 seconds apart) and arrive at `--rate` events/s of simulated time. For each flush interval (1, 5
@@ -107,12 +110,25 @@ def make_events(count: int, users: int, rate: float, seed: int = 7) -> list[Even
     return events
 
 
+BEHAVIOR = True  # --no-behavior: the store without bots, sessions and funnels
+FUNNEL = True  # --no-funnel: bots and sessions only (the default configuration: no funnel)
+
+
 def run_adapter(
     client_for, events: list[Event], interval: float, shards: int = 0, check: bool = False
 ) -> Row:
+    from behavioral_analytics.behavior import BehaviorRules
+    from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
     from behavioral_analytics.stores.firestore import FirestoreStore
 
-    store = FirestoreStore(client_for(), clock=time.time, counter_shards=shards)
+    store = FirestoreStore(
+        client_for(),
+        clock=time.time,
+        counter_shards=shards,
+        # The generator's purchase funnel: its steps are among the events' types.
+        rules=BehaviorRules(funnels=parse_funnels(PURCHASE_FUNNEL) if FUNNEL else ()),
+        behavior=BEHAVIOR,
+    )
     base = events[0].received_at
     groups: dict[int, list[Event]] = {}
     for event in events:
@@ -134,6 +150,12 @@ def run_adapter(
     elapsed = time.perf_counter() - started
     if check:
         verify_exact(store, len(events))
+    if BEHAVIOR:
+        print(
+            f"flush {interval:g} s: {store.commits:,} commits, {store.conflicts} conflicts, "
+            f"{store.behavior_queries:,} raw-event queries (the rest read profile digests)",
+            flush=True,
+        )
     store.close()
     shards_note = f", {shards} shards" if shards else ""
     return Row(
@@ -268,12 +290,27 @@ def main() -> None:
     )
     parser.add_argument("--warmup-events", type=int, default=20_000)
     parser.add_argument(
+        "--behavior",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the behavioral read model (bots, sessions, the purchase funnel) on the adapter",
+    )
+    parser.add_argument(
+        "--funnel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with the behavioral model: maintain the purchase funnel too (BA_FUNNELS)",
+    )
+    parser.add_argument(
         "--verify",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="run `verify` on the 1 s row's database (minutes at full size)",
     )
     args = parser.parse_args()
+    global BEHAVIOR, FUNNEL
+    BEHAVIOR = args.behavior
+    FUNNEL = args.funnel
 
     emulator = start_emulator()
     from google.cloud import firestore
@@ -295,7 +332,8 @@ def main() -> None:
         users = len({e.who for e in events})
         print(
             f"{len(events):,} events from {users:,} users in sessions, arriving at "
-            f"{args.rate:g}/s; Firestore emulator at {os.environ['FIRESTORE_EMULATOR_HOST']}",
+            f"{args.rate:g}/s; behavioral read model {'on' if BEHAVIOR else 'off'}; "
+            f"Firestore emulator at {os.environ['FIRESTORE_EMULATOR_HOST']}",
             flush=True,
         )
         warm_up(client_for, args.warmup_events)

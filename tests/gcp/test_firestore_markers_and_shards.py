@@ -91,7 +91,11 @@ def test_a_marker_added_meanwhile_fails_the_batch_and_is_recounted(settings_for)
     assert verify(a, Periods(), now=later, retention_s=None).ok
 
 
-def test_markers_known_to_the_store_need_no_read_and_no_precondition(store) -> None:
+def test_markers_known_to_the_store_need_no_read_and_no_precondition(settings_for) -> None:
+    # Only without the behavioral read model: with it every profile is read (its sessions
+    # and funnel progress) and written under its update time (tests/gcp/test_firestore_behavior).
+    store = FirestoreStore.from_settings(settings_for())
+    store.behavioral = False
     store.commit(_events(range(1, 4), 2))
     reads: list[int] = []
     read = store._get

@@ -47,6 +47,15 @@ locals {
         { field_path = "timestamp", order = "DESCENDING" },
       ]
     }
+    # Sessions and funnels: a person's events over a time range, read around each flush's
+    # new events to recompute the derivation (person = who the event counts for).
+    user_events_by_person = {
+      collection = "user_events"
+      fields = [
+        { field_path = "person", order = "ASCENDING" },
+        { field_path = "timestamp", order = "ASCENDING" },
+      ]
+    }
   }
 
   # Single-field overrides. ttl = true adds a TTL policy on the field; every entry

@@ -29,10 +29,12 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import islice
+from math import inf
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -51,16 +53,21 @@ from behavioral_analytics.aggregation import (
     ProfileDelta,
     fold,
 )
+from behavioral_analytics.behavior import BehaviorRules, recount
+from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event
+from behavioral_analytics.sessions import SessionDelta, SessionStats
 from behavioral_analytics.store import (
     AggregateSnapshot,
     CommitResult,
     DeadLetter,
     Freshness,
+    FunnelDay,
     NewDeadLetter,
     Page,
     Profile,
     SeriesPoint,
+    SessionPoint,
     Store,
     StoredEvent,
     StoreError,
@@ -68,8 +75,23 @@ from behavioral_analytics.store import (
     decode_cursor,
     encode_cursor,
 )
+from behavioral_analytics.stores.firestore_behavior import (
+    PersonChange,
+    PersonState,
+    RawEvent,
+    decode_progress,
+    decode_recent,
+    decode_sessions,
+    encode_progress,
+    encode_recent,
+    encode_sessions,
+    raw_event,
+    read_range,
+    recompute,
+)
 from behavioral_analytics.stores.firestore_keys import (
     decode_map,
+    decode_map_key,
     doc_id,
     encode_map,
     encode_map_key,
@@ -93,11 +115,24 @@ BUCKET_PREFIX: dict[str, str] = {"minute": "minute_", "hour": "hourly_", "day": 
 # Profile fields holding the user's unique-user markers: {period label: true}.
 MARKER_FIELD: dict[str, str] = {"hour": "unique_hours", "day": "unique_days"}
 _GRANULARITY_OF_FIELD = {v: k for k, v in MARKER_FIELD.items()}
+# The behavioral read model. Profile: the person's stored derivation. Bucket documents: bots
+# (minute, hour, day), sessions started (hour, day) and funnel users per step (day).
+SESSIONS_FIELD = "sessions"  # profile: {session key: [start, end, events, client id]}
+PROGRESS_FIELD = "funnel_progress"  # profile: {funnel: {day: furthest step}}
+RECENT_FIELD = "recent"  # profile: digest of the person's recent events (firestore_behavior)
+BOT_FIELD = "bot_events"
+SESSION_STATS_FIELD = "sessions"  # bucket: {started, duration_ms, bounces, events}
+FUNNEL_FIELD = "funnel_users"  # daily bucket: {funnel: {step: users}}
+_SESSION_STATS = ("started", "duration_ms", "bounces", "events")
+QUERY_THREADS = 16
 
 # Firestore: 10 MiB per commit request, 500 field transforms per document, 1 MiB per document.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 MAX_TRANSFORMS_PER_DOC = 450
 MAX_DEAD_LETTER_DATA = 900 * 1024
+# A built commit request over this is split (profiles carry the behavioral state, so their size
+# is known only once built): under the emulator's 4 MiB gRPC limit (Firestore allows 10 MiB).
+MAX_BUILT_REQUEST_BYTES = 4_000_000
 _WRITE_OVERHEAD = 300  # bytes per write beyond its fields (name, precondition, framing)
 # Markers must outlive every event that can still be counted for their period: the oldest
 # accepted event (BA_MAX_EVENT_AGE_DAYS) redelivered or replayed as late as possible.
@@ -123,6 +158,10 @@ _json = msgspec.json.Encoder().encode
 _WritePb = write_types.Write.pb()
 _CommitRequestPb = request_types.CommitRequest.pb()
 _BatchGetRequestPb = request_types.BatchGetDocumentsRequest.pb()
+
+
+class _TooLarge(Exception):
+    """A built commit request exceeds the size limit: split the part."""
 
 
 def _dt(epoch: float) -> datetime:
@@ -222,6 +261,7 @@ class _Seen:
     update_time: Any  # protobuf Timestamp; None when not read (the markers were known)
     markers: frozenset[tuple[str, str]]  # (granularity, period)
     days: tuple[str, ...]  # every day marker (pruning needs them all)
+    behavior: PersonState | None = None  # stored sessions and funnel progress (when read)
 
 
 @dataclass(slots=True)
@@ -231,14 +271,32 @@ class _BucketSum:
     total: int = 0
     by_type: Counter[str] = field(default_factory=Counter)
     unique_users: int = 0
+    counted: bool = False  # some document of it counts human events (not only bots)
+    bot_events: int = 0
+    sessions: SessionStats = field(default_factory=SessionStats)
+    funnel_users: Counter[tuple[str, int]] = field(default_factory=Counter)
 
     def add(self, data: dict[str, Any]) -> None:
+        self.counted = self.counted or "total_events" in data
         self.total += data.get("total_events", 0)
         self.by_type.update(_by_type(data))
         self.unique_users += data.get("unique_users", 0)
+        self.bot_events += data.get(BOT_FIELD, 0)
+        stats = data.get(SESSION_STATS_FIELD) or {}
+        self.sessions.sessions += stats.get("started", 0)
+        self.sessions.duration_ms += stats.get("duration_ms", 0)
+        self.sessions.bounces += stats.get("bounces", 0)
+        self.sessions.events += stats.get("events", 0)
+        for name, steps in (data.get(FUNNEL_FIELD) or {}).items():
+            for step, users in (steps or {}).items():
+                self.funnel_users[decode_map_key(name), int(step)] += users
 
 
 class FirestoreStore(Store):
+    # Bots, sessions and funnels (not identity links, not forget); `behavior=False` turns the
+    # behavioral read model off (BA_FIRESTORE_BEHAVIOR=false) and the store counts as before.
+    behavioral = True
+
     def __init__(
         self,
         client: firestore.Client,
@@ -252,7 +310,12 @@ class FirestoreStore(Store):
         max_transforms_per_doc: int = MAX_TRANSFORMS_PER_DOC,
         timeout_s: float = 30.0,
         database: str = "(default)",
+        rules: BehaviorRules | None = None,
+        behavior: bool = True,
     ) -> None:
+        self.behavioral = behavior
+        self.rules: BehaviorRules = rules or BehaviorRules()
+        self._pool: ThreadPoolExecutor | None = None
         self.db = client
         self.database = database
         self.periods = Periods(timezone)
@@ -272,6 +335,7 @@ class FirestoreStore(Store):
         self.write_ops = 0  # document writes in successful commits (what Firestore bills)
         self.commits = 0
         self.conflicts = 0  # commits refused (ALREADY_EXISTS, stale profile) and recomputed
+        self.behavior_queries = 0  # per-person raw-event queries (the digest did not reach)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreStore:
@@ -288,6 +352,8 @@ class FirestoreStore(Store):
             marker_retention_s=(latest_count_days + 2) * 86400.0,
             counter_shards=settings.firestore_counter_shards,
             database=settings.firestore_database,
+            rules=settings.behavior_rules(),
+            behavior=settings.firestore_behavior,
         )
 
     def init(self) -> list[str]:
@@ -329,8 +395,18 @@ class FirestoreStore(Store):
             unique.setdefault(event.key, event)
         created: list[Event] = []
         lag: float | None = None
-        for part_events, part_dead in self._split(list(unique.values()), list(dead_letters)):
-            part_created, part_lag = self._commit_atomic(part_events, part_dead)
+        parts = list(self._split(list(unique.values()), list(dead_letters)))
+        parts.reverse()
+        while parts:
+            part_events, part_dead = parts.pop()
+            try:
+                part_created, part_lag = self._commit_atomic(part_events, part_dead)
+            except _TooLarge:
+                # Profiles carry the behavioral state: the request came out larger than the
+                # estimate. Halve the part; each half is its own atomic commit.
+                middle = len(part_events) // 2
+                parts += [(part_events[middle:], []), (part_events[:middle], part_dead)]
+                continue
             created.extend(part_created)
             if part_lag is not None:
                 lag = part_lag if lag is None else max(lag, part_lag)
@@ -385,8 +461,11 @@ class FirestoreStore(Store):
         yield from self._split_by_transforms(events[middle:])
 
     def _transforms_fit(self, events: Sequence[Event]) -> bool:
-        """Each aggregate document gets one transform per event type plus a few more."""
+        """Each aggregate document gets one transform per event type plus a few more (bots,
+        session figures and funnel steps with the behavioral read model)."""
         limit = self.max_transforms_per_doc - 4
+        if self.behavioral:
+            limit -= 1 + len(_SESSION_STATS) + sum(len(f.steps) for f in self.rules.funnels)
         types_per_doc: dict[tuple[str, ...], set[str]] = {}
         for event in events:
             minute, hour, day = self.periods.of(event.timestamp)
@@ -407,6 +486,10 @@ class FirestoreStore(Store):
                 writes, lag, markers = self._build(events, dead_letters, now)
                 if not writes:
                     return [], None
+                if len(events) > 1 and self.behavioral:
+                    size = sum(w.ByteSize() for w in writes)
+                    if size > min(self.max_request_bytes, MAX_BUILT_REQUEST_BYTES):
+                        raise _TooLarge(size)
                 self._send(writes)
             except _CONFLICTS as exc:
                 self.conflicts += 1
@@ -475,7 +558,9 @@ class FirestoreStore(Store):
     def _build(
         self, events: list[Event], dead_letters: list[NewDeadLetter], now: float
     ) -> tuple[list[Any], float | None, set[tuple[Granularity, str, str]]]:
-        deltas = fold(events, self.periods)
+        behavioral = self.behavioral
+        humans = [e for e in events if not is_bot(e.properties)] if behavioral else events
+        deltas = fold(humans, self.periods)
         expire_at = _dt(now + self.raw_retention_s)
         processed_at = _dt(now)
         writes = [
@@ -486,9 +571,15 @@ class FirestoreStore(Store):
             )
             for event in events
         ]
-        new_uniques = self._add_profiles(writes, deltas, self._read_profiles(deltas), now)
+        seen = self._read_profiles(deltas)
+        extra: dict[tuple[str, str], list[tuple[str, str, float]]] = {}
+        changes: dict[str, PersonChange] = {}
+        if behavioral and events:
+            changes = self._recompute(humans, seen)
+            self._behavior_transforms(extra, events, changes.values())
+        new_uniques = self._add_profiles(writes, deltas, seen, now, changes, events)
         shard = self._next_shard()
-        self._add_buckets(writes, deltas, new_uniques, processed_at, shard)
+        self._add_buckets(writes, deltas, new_uniques, processed_at, shard, extra)
         writes.extend(
             _write(
                 self._name(DEAD_LETTERS, dead_letter_id(d)), _dead_letter_doc(d, now), exists=False
@@ -500,6 +591,130 @@ class FirestoreStore(Store):
             writes.append(self._freshness_write(events, now, lag, shard))
         return writes, lag, deltas.markers
 
+    # -- the behavioral read model -----------------------------------------------------------
+
+    def _recompute(self, humans: list[Event], seen: dict[str, _Seen]) -> dict[str, PersonChange]:
+        """Per person of the batch: their stored relevant events over the range the rules
+        need — from the digest in their profile when it reaches back far enough, else queried
+        (from the range's start on, in parallel; after the profiles: see firestore_behavior) —
+        and the recomputation."""
+        by_person: dict[str, list[Event]] = {}
+        for event in humans:
+            by_person.setdefault(event.who, []).append(event)
+        inputs: dict[str, tuple[PersonState, list[RawEvent], float | None]] = {}
+        queries: dict[str, float] = {}
+        for person, new in by_person.items():
+            seen_state = seen.get(person)
+            if seen_state is None or seen_state.behavior is None:
+                # No profile: no stored human event of theirs; the digest starts complete.
+                inputs[person] = (PersonState(), [], 0.0)
+                continue
+            state = seen_state.behavior
+            span = read_range(state, new, self.rules)
+            if span is None or (state.recent_from is not None and span[0] >= state.recent_from):
+                inputs[person] = (state, list(state.recent.values()), state.recent_from)
+            else:
+                queries[person] = span[0]
+                inputs[person] = (state, [], span[0])
+        self.behavior_queries += len(queries)
+        if queries:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="fs-behavior")
+            futures = {
+                person: self._pool.submit(self._person_events, person, low)
+                for person, low in queries.items()
+            }
+            for person, future in futures.items():
+                state, _, low = inputs[person]
+                inputs[person] = (state, future.result(), low)
+        return {
+            person: recompute(
+                inputs[person][0],
+                inputs[person][1],
+                inputs[person][2],
+                new,
+                self.rules,
+                self.periods,
+            )
+            for person, new in by_person.items()
+        }
+
+    def _person_events(self, person: str, low: float) -> list[RawEvent]:
+        """A person's stored human events at or after `low` that sessions or funnels need
+        (index: person, timestamp)."""
+        fields = ["ts", "session_id", "event_type", "bot"]
+        if any(step.where for f in self.rules.funnels for step in f.steps):
+            fields.append("properties")
+        query = (
+            self.db.collection(EVENTS)
+            .where(filter=firestore.FieldFilter("person", "==", person))
+            # The Timestamp keeps microseconds: a millisecond of slack, then the exact `ts`.
+            .where(filter=firestore.FieldFilter("timestamp", ">=", _dt(low - 0.001)))
+            .order_by("timestamp")
+            .select(fields)
+        )
+        found = []
+        for snap in query.stream(timeout=self.timeout_s):
+            data = snap.to_dict() or {}
+            timestamp = data.get("ts")
+            if data.get("bot") or timestamp is None or timestamp < low:
+                continue
+            event = raw_event(
+                snap.id,
+                timestamp,
+                data.get("session_id"),
+                data.get("event_type", ""),
+                decode_map(data.get("properties") or {}),
+                self.rules,
+            )
+            if event.relevant:
+                found.append(event)
+        return found
+
+    def _behavior_transforms(
+        self,
+        extra: dict[tuple[str, str], list[tuple[str, str, float]]],
+        events: list[Event],
+        changes: Iterable[PersonChange],
+    ) -> None:
+        """Bot counts, session figures and funnel users as transforms on bucket documents."""
+        bots: Counter[tuple[str, str]] = Counter()
+        for event in events:
+            if is_bot(event.properties):
+                minute, hour, day = self.periods.of(event.timestamp)
+                bots.update((("minute", minute), ("hour", hour), ("day", day)))
+        for key, n in bots.items():
+            extra.setdefault(key, []).append((BOT_FIELD, "increment", n))
+        sessions = SessionDelta()
+        funnel_users: Counter[tuple[str, str, int]] = Counter()
+        for change in changes:
+            for key, stats in change.sessions.stats.items():
+                total = sessions.stats.setdefault(key, SessionStats())
+                total.sessions += stats.sessions
+                total.duration_ms += stats.duration_ms
+                total.bounces += stats.bounces
+                total.events += stats.events
+            funnel_users.update(change.funnel_users)
+        for key, stats in sessions.stats.items():
+            if stats.is_zero():
+                continue
+            values = (stats.sessions, stats.duration_ms, stats.bounces, stats.events)
+            extra.setdefault(key, []).extend(
+                (_path(SESSION_STATS_FIELD, name), "increment", value)
+                for name, value in zip(_SESSION_STATS, values, strict=True)
+                if value
+            )
+        for (name, day, step), n in funnel_users.items():
+            if n:
+                path = _path(FUNNEL_FIELD, encode_map_key(name), str(step))
+                extra.setdefault(("day", day), []).append((path, "increment", n))
+
+    def _horizon(self, events: Sequence[Event], now: float) -> float:
+        """Stored sessions and funnel days older than this are dropped from the profile: no
+        event that can still be accepted reaches them (as for the markers)."""
+        oldest = min((e.timestamp for e in events), default=now)
+        return min(now, oldest) - self.marker_retention_s
+
     def _remember(self, markers: Iterable[tuple[str, str, str]]) -> None:
         """Markers a commit of this store made or found: they exist until they expire."""
         self._known.update(dict.fromkeys(markers))
@@ -508,14 +723,18 @@ class FirestoreStore(Store):
                 del self._known[marker]
 
     def _read_profiles(self, deltas: Deltas) -> dict[str, _Seen]:
-        """The batch's users' profiles that exist, with the markers that matter. A user whose
-        markers this store already knows needs no read: markers are never removed before they
-        expire, so that profile's write needs no precondition either."""
-        seen = {
-            who: _Seen(None, frozenset(markers), ())
-            for who, markers in _markers_by_who(deltas.markers).items()
-            if all((*marker, who) in self._known for marker in markers)
-        }
+        """The batch's users' profiles that exist, with the markers that matter (and, with the
+        behavioral read model, their sessions and funnel progress). Without the behavioral
+        read model, a user whose markers this store already knows needs no read: markers are
+        never removed before they expire, so that profile's write needs no precondition
+        either. With it, every profile is read and written under its update time."""
+        seen: dict[str, _Seen] = {}
+        if not self.behavioral:
+            seen = {
+                who: _Seen(None, frozenset(markers), ())
+                for who, markers in _markers_by_who(deltas.markers).items()
+                if all((*marker, who) in self._known for marker in markers)
+            }
         unknown = [who for who in deltas.profiles if who not in seen]
         if not unknown:
             return seen
@@ -525,13 +744,21 @@ class FirestoreStore(Store):
             mask.append(MARKER_FIELD["hour"])
         else:
             mask.extend(_path(MARKER_FIELD["hour"], hour) for hour in hours)
+        if self.behavioral:
+            mask += [SESSIONS_FIELD, PROGRESS_FIELD, RECENT_FIELD]
         names = {self._name(AGGREGATES, doc_id("user_", who)): who for who in unknown}
         for name, doc in self._get(list(names), mask).items():
-            seen[names[name]] = _seen(doc)
+            seen[names[name]] = _seen(doc, self.behavioral)
         return seen
 
     def _add_profiles(
-        self, writes: list[Any], deltas: Deltas, seen: dict[str, _Seen], now: float
+        self,
+        writes: list[Any],
+        deltas: Deltas,
+        seen: dict[str, _Seen],
+        now: float,
+        changes: dict[str, PersonChange],
+        events: Sequence[Event],
     ) -> Counter[tuple[str, str]]:
         """Append one write per profile; return the new markers counted per bucket."""
         new_markers: dict[str, list[tuple[str, str]]] = {}
@@ -540,14 +767,24 @@ class FirestoreStore(Store):
             if state is None or (granularity, period) not in state.markers:
                 new_markers.setdefault(who, []).append((granularity, period))
         updated = _dt(now)
+        horizon = self._horizon(events, now)
+        horizon_day = self.periods.label("day", horizon)
         for who, delta in deltas.profiles.items():
             name = self._name(AGGREGATES, doc_id("user_", who))
             new = new_markers.get(who, [])
             state = seen.get(who)
+            change = changes.get(who)
+            behavior: dict[str, Any] = {}
+            if change is not None:
+                behavior = {
+                    SESSIONS_FIELD: encode_sessions(change.state.sessions.values(), horizon),
+                    PROGRESS_FIELD: encode_progress(change.state.progress, horizon_day),
+                    RECENT_FIELD: encode_recent(change.state.recent_from, change.state.recent),
+                }
             if state is None:
-                writes.append(_new_profile_write(name, who, delta, new, updated))
+                writes.append(_new_profile_write(name, who, delta, new, updated, behavior))
             else:
-                writes.append(self._profile_update(name, who, delta, new, state, now))
+                writes.append(self._profile_update(name, who, delta, new, state, now, behavior))
         return Counter(marker for markers in new_markers.values() for marker in markers)
 
     def _profile_update(
@@ -558,8 +795,10 @@ class FirestoreStore(Store):
         new: list[tuple[str, str]],
         state: _Seen,
         now: float,
+        behavior: dict[str, Any] | None = None,
     ) -> Any:
-        """A merge of the profile's deltas; with new markers, only onto the version read."""
+        """A merge of the profile's deltas; with new markers (or a new stored derivation),
+        only onto the version read."""
         fields: dict[str, Any] = {"kind": "user", "user_id": who, "last_updated": _dt(now)}
         mask = ["kind", "user_id", "last_updated"]
         for granularity, period in new:
@@ -567,12 +806,15 @@ class FirestoreStore(Store):
             mask.append(_path(MARKER_FIELD[granularity], period))
         if any(granularity == "day" for granularity, _ in new):
             mask.extend(self._expired_marker_paths(state.days, now))
+        if behavior:
+            fields.update(behavior)
+            mask.extend(behavior)  # each replaced whole
         return _write(
             name,
             fields,
             mask=mask,
             transforms=_profile_transforms(delta),
-            update_time=state.update_time if new else None,
+            update_time=state.update_time if (new or behavior) else None,
         )
 
     def _expired_marker_paths(self, days: Iterable[str], now: float) -> list[str]:
@@ -593,8 +835,13 @@ class FirestoreStore(Store):
         new_uniques: Counter[tuple[str, str]],
         updated: datetime,
         shard: int | None,
+        extra: dict[tuple[str, str], list[tuple[str, str, float]]] | None = None,
     ) -> None:
-        for (granularity, period), bucket in deltas.buckets.items():
+        """One write per bucket document: the fold's counts and `extra` transforms (bots,
+        sessions, funnels), which may touch a bucket the fold does not."""
+        extra = extra or {}
+        for key in dict.fromkeys([*deltas.buckets, *extra]):
+            granularity, period = key
             document = BUCKET_PREFIX[granularity] + period
             fields: dict[str, Any] = {
                 "kind": "bucket",
@@ -605,12 +852,17 @@ class FirestoreStore(Store):
             if shard is not None:
                 document += f"{SHARD_SUFFIX}{shard}"
                 fields["shard"] = shard
+            bucket = deltas.buckets.get(key)  # type: ignore[call-overload]
+            transforms = (
+                _bucket_transforms(granularity, period, bucket, new_uniques) if bucket else []
+            )
+            transforms += extra.get(key, [])
             writes.append(
                 _write(
                     self._name(AGGREGATES, document),
                     fields,
                     mask=list(fields),
-                    transforms=_bucket_transforms(granularity, period, bucket, new_uniques),
+                    transforms=transforms,
                 )
             )
 
@@ -691,6 +943,52 @@ class FirestoreStore(Store):
     def series(
         self, granularity: Granularity, start: str | None = None, end: str | None = None
     ) -> list[SeriesPoint]:
+        return [
+            _series_point(granularity, period, total, self.behavioral)
+            for period, total in self._bucket_sums(granularity, start, end).items()
+            if total.counted or not self.behavioral
+        ]
+
+    def session_series(
+        self, granularity: Granularity, start: str | None = None, end: str | None = None
+    ) -> list[SessionPoint]:
+        if not self.behavioral:
+            return super().session_series(granularity, start, end)
+        if granularity not in ("hour", "day"):
+            raise StoreError("sessions are kept per hour and per day")
+        final_before = self._clock() - self.rules.session_final_after_s()
+        return [
+            SessionPoint(
+                granularity,
+                period,
+                total.sessions,
+                self.periods.end_of(granularity, period) <= final_before,
+            )
+            for period, total in self._bucket_sums(granularity, start, end).items()
+            if total.sessions.sessions
+        ]
+
+    def funnel(
+        self, name: str, start: str | None = None, end: str | None = None
+    ) -> list[FunnelDay]:
+        if not self.behavioral:
+            return super().funnel(name, start, end)
+        funnel = self.rules.funnel(name)
+        if funnel is None:
+            raise StoreError(f"no funnel named {name!r}")
+        days = []
+        for day, total in self._bucket_sums("day", start, end).items():
+            users = [
+                total.funnel_users.get((name, step), 0) for step in range(1, len(funnel.steps) + 1)
+            ]
+            if users[0]:
+                days.append(FunnelDay(day, users))
+        return days
+
+    def _bucket_sums(
+        self, granularity: Granularity, start: str | None, end: str | None
+    ) -> dict[str, _BucketSum]:
+        """Per period (start <= period <= end, in order), its bucket documents summed."""
         # Bucket ids sort like their periods, so a range on the id needs no composite index;
         # a bucket's counter shards (`…{period}_shard{k}`) sort right after its document.
         prefix = BUCKET_PREFIX[granularity]
@@ -718,7 +1016,7 @@ class FirestoreStore(Store):
                 continue
             if (start is None or period >= start) and (end is None or period <= end):
                 sums.setdefault(period, _BucketSum()).add(data)
-        return [_series_point(granularity, period, total) for period, total in sums.items()]
+        return sums
 
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
         limit = max(1, min(limit, 1000))
@@ -818,38 +1116,98 @@ class FirestoreStore(Store):
                 )
                 snap.markers.update(_markers(profile.who, data))
         for key, total in sums.items():
-            snap.buckets[key] = (total.total, dict(total.by_type))
-            if key[0] in UNIQUE_GRANULARITIES:
-                snap.unique_users[key] = total.unique_users
+            if total.counted or not self.behavioral:  # not a bucket of bots only
+                snap.buckets[key] = (total.total, dict(total.by_type))
+                if key[0] in UNIQUE_GRANULARITIES:
+                    snap.unique_users[key] = total.unique_users
+            if not self.behavioral:
+                continue
+            if total.bot_events:
+                snap.bot_events[key] = total.bot_events
+            if not total.sessions.is_zero():
+                snap.session_stats[key] = total.sessions
+            for (name, step), users in total.funnel_users.items():
+                if users:
+                    snap.funnel_users[name, key[1], step] = users
         return snap
 
     def rebuild(self, events: Iterator[Event]) -> None:
-        """Replace the aggregates by the fold of `events`. Not atomic: stop the workers first."""
-        deltas = fold(events, self.periods)
+        """Replace the aggregates by the fold of `events` (with the behavioral read model, by
+        `behavior.recount` of them: bots apart, sessions and funnel progress in the profiles,
+        their figures in the buckets). Not atomic: stop the workers first."""
+        counted = None
+        if self.behavioral:
+            self._backfill_person()
+            counted = recount(events, [], self.rules, self.periods)
+            deltas = counted.deltas
+        else:
+            deltas = fold(events, self.periods)
         self._known.clear()
         self._delete_all(AGGREGATES)
         writer = self.db.batch()
-        updated = _dt(self._clock())
+        now = self._clock()
+        updated = _dt(now)
         uniques = deltas.unique_users()
+        docs: dict[tuple[str, str], dict[str, Any]] = {}
         for (granularity, period), bucket in deltas.buckets.items():
             doc: dict[str, Any] = {
-                "kind": "bucket",
-                "granularity": granularity,
-                "period": period,
                 "total_events": bucket.total,
                 "events_by_type": encode_map(dict(bucket.by_type)),
-                "last_updated": updated,
             }
             if granularity in UNIQUE_GRANULARITIES:
                 doc["unique_users"] = uniques[granularity, period]
+            docs[granularity, period] = doc
+        progress: dict[str, dict[str, dict[str, int]]] = {}
+        if counted is not None:
+            for key, n in counted.bot_events.items():
+                docs.setdefault(key, {})[BOT_FIELD] = n
+            for key, stats in counted.session_stats.items():
+                values = (stats.sessions, stats.duration_ms, stats.bounces, stats.events)
+                docs.setdefault(key, {})[SESSION_STATS_FIELD] = dict(
+                    zip(_SESSION_STATS, values, strict=True)
+                )
+            for (name, day, step), n in counted.funnel_users.items():
+                if n:
+                    funnels = docs.setdefault(("day", day), {}).setdefault(FUNNEL_FIELD, {})
+                    funnels.setdefault(encode_map_key(name), {})[str(step)] = n
+            for (name, person, day), step in counted.funnel_progress.items():
+                progress.setdefault(person, {}).setdefault(name, {})[day] = step
+        for (granularity, period), fields in docs.items():
+            doc = {
+                "kind": "bucket",
+                "granularity": granularity,
+                "period": period,
+                **fields,
+                "last_updated": updated,
+            }
             writer.set(self._bucket_ref(granularity, period), doc)
             writer = self._flush_if_full(writer)
         markers = _markers_by_who(deltas.markers)
         for who, p in deltas.profiles.items():
+            behavior = None
+            if counted is not None:
+                behavior = {
+                    # Everything the raw events hold (they are younger than the horizon).
+                    SESSIONS_FIELD: encode_sessions(counted.sessions.get(who, []), -inf),
+                    PROGRESS_FIELD: encode_progress(progress.get(who, {}), ""),
+                }
             writer.set(
                 self._profile_ref(who),
-                _profile_doc(who, p, markers.get(who, []), updated),
+                _profile_doc(who, p, markers.get(who, []), updated, behavior),
             )
+            writer = self._flush_if_full(writer)
+        self._flush_if_full(writer, force=True)
+
+    def _backfill_person(self) -> None:
+        """Raw events stored before the behavioral read model have no `person`/`bot` fields,
+        which its queries need: add them."""
+        writer = self.db.batch()
+        for snap in self._all(EVENTS):
+            data = snap.to_dict() or {}
+            if "person" in data:
+                continue
+            properties = decode_map(data.get("properties") or {})
+            writer.update(snap.reference, {"person": data["who"], "bot": is_bot(properties)})
             writer = self._flush_if_full(writer)
         self._flush_if_full(writer, force=True)
 
@@ -876,13 +1234,16 @@ class FirestoreStore(Store):
             raise StoreError(f"Firestore unreachable: {exc}") from exc
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.db.close()
 
 
 # -- documents ------------------------------------------------------------------------------
 
 
-def _seen(doc: Any) -> _Seen:
+def _seen(doc: Any, behavioral: bool = False) -> _Seen:
     fields = doc.fields
     markers: set[tuple[str, str]] = set()
     days: tuple[str, ...] = ()
@@ -892,7 +1253,31 @@ def _seen(doc: Any) -> _Seen:
             markers.update((granularity, period) for period in periods)
             if granularity == "day":
                 days = periods
-    return _Seen(doc.update_time, frozenset(markers), days)
+    behavior = None
+    if behavioral:
+
+        def read(name: str) -> Any:
+            return _value(fields[name]) if name in fields else None
+
+        behavior = PersonState(
+            decode_sessions(read(SESSIONS_FIELD)),
+            decode_progress(read(PROGRESS_FIELD)),
+            *decode_recent(read(RECENT_FIELD)),  # none (a profile from before it): query
+        )
+    return _Seen(doc.update_time, frozenset(markers), days, behavior)
+
+
+def _value(value: Any) -> Any:
+    """A `firestore.v1.Value` protobuf as a JSON-like Python value (the kinds the store
+    writes into profiles)."""
+    kind = value.WhichOneof("value_type")
+    if kind == "map_value":
+        return {k: _value(v) for k, v in value.map_value.fields.items()}
+    if kind == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    if kind == "null_value" or kind is None:
+        return None
+    return getattr(value, kind)
 
 
 def _markers(who: str, profile: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -909,7 +1294,11 @@ def _markers_by_who(markers: Iterable[tuple[str, str, str]]) -> dict[str, list[t
 
 
 def _profile_doc(
-    who: str, delta: ProfileDelta, markers: Iterable[tuple[str, str]], updated: datetime
+    who: str,
+    delta: ProfileDelta,
+    markers: Iterable[tuple[str, str]],
+    updated: datetime,
+    behavior: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A whole profile document holding `delta` and `markers`."""
     doc: dict[str, Any] = {
@@ -925,14 +1314,21 @@ def _profile_doc(
     }
     for granularity, period in markers:
         doc[MARKER_FIELD[granularity]][period] = True
+    if behavior:
+        doc.update(behavior)
     return doc
 
 
 def _new_profile_write(
-    name: str, who: str, delta: ProfileDelta, markers: list[tuple[str, str]], updated: datetime
+    name: str,
+    who: str,
+    delta: ProfileDelta,
+    markers: list[tuple[str, str]],
+    updated: datetime,
+    behavior: dict[str, Any] | None = None,
 ) -> Any:
     """create(): fails the batch with ALREADY_EXISTS if another worker made it meanwhile."""
-    return _write(name, _profile_doc(who, delta, markers, updated), exists=False)
+    return _write(name, _profile_doc(who, delta, markers, updated, behavior), exists=False)
 
 
 def _profile_transforms(delta: ProfileDelta) -> list[tuple[str, str, float]]:
@@ -962,6 +1358,10 @@ def _event_doc(event: Event, now: float, processed_at: datetime, expire_at: date
         "user_id": event.user_id,
         "anonymous_id": event.anonymous_id,
         "who": event.who,
+        # Who the event counts for (its actor: the Firestore store keeps no identity links)
+        # and whether a bot sent it: what the behavioral recomputation queries and skips.
+        "person": event.who,
+        "bot": is_bot(event.properties),
         "event_type": event.event_type,
         "timestamp": _dt(event.timestamp),
         "ts": event.timestamp,  # exact epoch seconds: the Timestamp keeps microseconds only
@@ -1032,13 +1432,16 @@ def _profile(snap: DocumentSnapshot) -> Profile:
     )
 
 
-def _series_point(granularity: Granularity, period: str, total: _BucketSum) -> SeriesPoint:
+def _series_point(
+    granularity: Granularity, period: str, total: _BucketSum, behavioral: bool = False
+) -> SeriesPoint:
     return SeriesPoint(
         granularity=granularity,
         period=period,
         total_events=total.total,
         events_by_type=dict(sorted(total.by_type.items())),
         unique_users=total.unique_users if granularity in UNIQUE_GRANULARITIES else None,
+        bot_events=total.bot_events if behavioral else None,
     )
 
 
