@@ -18,6 +18,7 @@ from behavioral_analytics.behavior import BehaviorRules, recount
 from behavioral_analytics.events import Event, parse_message
 from behavioral_analytics.identity import Link, proposal, resolve
 from behavioral_analytics.store import Store
+from behavioral_analytics.verification import verify
 
 USERS = [f"user_{i}" for i in range(1, 101)] + ["team/alice", "anon"]
 TYPES = ["page_view", "button_click", "purchase", "search", "signup", "checkout.step_2"]
@@ -250,3 +251,41 @@ def assert_exact(store: Store, workload: Workload, periods: Periods) -> None:
 
 def _link_order(link: Link) -> tuple[str, str]:
     return (link.anonymous_id, link.event_key)
+
+
+def behavior_event(
+    n: int,
+    timestamp: float,
+    *,
+    received_at: float,
+    user: str | None = None,
+    anon: str | None = None,
+    kind: str = "page_view",
+    session: str | None = None,
+    **properties: object,
+) -> Event:
+    """Event `e{n}` as the worker would store it: parsed, then enriched (bot flag, privacy)."""
+    payload: dict[str, object] = {
+        "event_id": f"e{n}",
+        "event_type": kind,
+        "timestamp": timestamp,
+        "properties": properties,
+    }
+    if user:
+        payload["user_id"] = user
+    if anon:
+        payload["anonymous_id"] = anon
+    if session:
+        payload["session_id"] = session
+    parsed = parse_message(
+        json.dumps(payload).encode(), message_id=f"m{n}", received_at=received_at
+    )
+    assert isinstance(parsed, Event), parsed
+    BehaviorRules().enrich(parsed)
+    return parsed
+
+
+def assert_recounts(store: Store, now: float) -> None:
+    """`verify` of everything the store holds finds no drift."""
+    report = verify(store, store.periods, now=now, retention_s=None)  # type: ignore[attr-defined]
+    assert report.ok, report.drift[:5]

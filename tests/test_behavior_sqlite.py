@@ -7,18 +7,19 @@ import json
 import random
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules, recount
-from behavioral_analytics.events import Event, parse_message
+from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import NewDeadLetter
 from behavioral_analytics.stores.sqlite import SQLiteStore
-from behavioral_analytics.verification import verify
-from tests.faults import BOT_AGENT, assert_exact, expected_links, make_workload
+from tests.faults import BOT_AGENT, assert_exact, behavior_event, expected_links, make_workload
+from tests.faults import assert_recounts as recounts_cleanly
 
 NOW = 1_764_320_400.0  # on the hour
 HOUR = 3600.0
@@ -36,37 +37,12 @@ def make_store(tmp_path: Path, **rules: object) -> SQLiteStore:
     )
 
 
-def ev(
-    n: int,
-    at: float,
-    *,
-    user: str | None = None,
-    anon: str | None = None,
-    kind: str = "page_view",
-    session: str | None = None,
-    **properties: object,
-) -> Event:
-    payload: dict[str, object] = {
-        "event_id": f"e{n}",
-        "event_type": kind,
-        "timestamp": NOW - 86400 + at,
-        "properties": properties,
-    }
-    if user:
-        payload["user_id"] = user
-    if anon:
-        payload["anonymous_id"] = anon
-    if session:
-        payload["session_id"] = session
-    parsed = parse_message(json.dumps(payload).encode(), message_id=f"m{n}", received_at=NOW)
-    assert isinstance(parsed, Event), parsed
-    BehaviorRules().enrich(parsed)
-    return parsed
+def ev(n: int, at: float, **fields: Any) -> Event:
+    return behavior_event(n, NOW - 86400 + at, received_at=NOW, **fields)
 
 
 def assert_recounts(store: SQLiteStore) -> None:
-    report = verify(store, store.periods, now=NOW, retention_s=None)
-    assert report.ok, report.drift[:5]
+    recounts_cleanly(store, NOW)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -25,6 +25,7 @@ from behavioral_analytics.identity import Link, attribute, coverage
 from behavioral_analytics.privacy import scrub
 from behavioral_analytics.sessions import (
     Session,
+    SessionDelta,
     SessionRules,
     SessionStats,
     client_session,
@@ -152,19 +153,14 @@ def recount(
         persons[event.key] = person
         humans.append(as_person(event, person))
     result = Recount(fold(humans, periods), bot_events, persons)
+    session_delta = SessionDelta(result.session_stats)
     by_person: dict[str, list[Event]] = defaultdict(list)
     for event in humans:
         by_person[event.who].append(event)
     for person, own in by_person.items():
         sessions = sessions_of(own, rules.sessions)
         result.sessions[person] = sessions
-        for session in sessions:
-            _, hour, day = periods.of(session.start)
-            for key in (("hour", hour), ("day", day)):
-                stats = result.session_stats.get(key)
-                if stats is None:
-                    stats = result.session_stats[key] = SessionStats()
-                stats.add(session)
+        session_delta.apply(sessions, periods, 1)
         for funnel in rules.funnels:
             for day, step in progress(funnel_points(own, funnel), funnel, periods).items():
                 result.funnel_progress[funnel.name, person, day] = step

@@ -43,7 +43,12 @@ from behavioral_analytics.store import (
     decode_cursor,
     encode_cursor,
 )
-from behavioral_analytics.stores.sqlite_behavior import BEHAVIOR_SCHEMA, SQLiteBehavior
+from behavioral_analytics.stores.sqlite_behavior import (
+    BEHAVIOR_SCHEMA,
+    UPSERT_PROFILE,
+    UPSERT_PROFILE_TYPE,
+    SQLiteBehavior,
+)
 
 if TYPE_CHECKING:
     from behavioral_analytics.config import Settings
@@ -150,18 +155,6 @@ ON CONFLICT (granularity, period) DO UPDATE SET
 _UPSERT_BUCKET_TYPE = """
 INSERT INTO bucket_types VALUES (?, ?, ?, ?)
 ON CONFLICT (granularity, period, event_type) DO UPDATE SET count = count + excluded.count
-"""
-_UPSERT_PROFILE = """
-INSERT INTO profiles VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (who) DO UPDATE SET
-  total_events = total_events + excluded.total_events,
-  first_seen = min(first_seen, excluded.first_seen),
-  last_activity = max(last_activity, excluded.last_activity),
-  last_updated = excluded.last_updated
-"""
-_UPSERT_PROFILE_TYPE = """
-INSERT INTO profile_types VALUES (?, ?, ?)
-ON CONFLICT (who, event_type) DO UPDATE SET count = count + excluded.count
 """
 _INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (recorded_at, reason, detail, source, message_id, attributes, data,
@@ -334,14 +327,14 @@ class SQLiteStore(Store):
             ],
         )
         db.executemany(
-            _UPSERT_PROFILE,
+            UPSERT_PROFILE,
             [
                 (who, p.total, p.first_seen, p.last_activity, now)
                 for who, p in deltas.profiles.items()
             ],
         )
         db.executemany(
-            _UPSERT_PROFILE_TYPE,
+            UPSERT_PROFILE_TYPE,
             [
                 (who, event_type, count)
                 for who, p in deltas.profiles.items()

@@ -29,7 +29,7 @@ from behavioral_analytics.identity import Link, attribute, coverage, proposal, r
 from behavioral_analytics.sessions import Session, SessionDelta, SessionStats, gap_sessions
 from behavioral_analytics.store import ForgetReport
 
-__all__ = ["BEHAVIOR_SCHEMA", "SQLiteBehavior"]
+__all__ = ["BEHAVIOR_SCHEMA", "UPSERT_PROFILE", "UPSERT_PROFILE_TYPE", "SQLiteBehavior"]
 
 BEHAVIOR_SCHEMA = """
 CREATE INDEX IF NOT EXISTS events_by_person ON events (person, timestamp);
@@ -110,7 +110,8 @@ _UPSERT_BOT_BUCKET = """
 INSERT INTO bot_buckets VALUES (?, ?, ?)
 ON CONFLICT (granularity, period) DO UPDATE SET events = events + excluded.events
 """
-_UPSERT_PROFILE = """
+# Also the base store's: a profile only ever gains by these.
+UPSERT_PROFILE = """
 INSERT INTO profiles VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (who) DO UPDATE SET
   total_events = total_events + excluded.total_events,
@@ -118,7 +119,7 @@ ON CONFLICT (who) DO UPDATE SET
   last_activity = max(last_activity, excluded.last_activity),
   last_updated = excluded.last_updated
 """
-_UPSERT_PROFILE_TYPE = """
+UPSERT_PROFILE_TYPE = """
 INSERT INTO profile_types VALUES (?, ?, ?)
 ON CONFLICT (who, event_type) DO UPDATE SET count = count + excluded.count
 """
@@ -378,9 +379,9 @@ class SQLiteBehavior:
             lost[move.old][move.event_type] += 1
         for person, own in gained.items():
             stamps = [m.timestamp for m in own]
-            db.execute(_UPSERT_PROFILE, (person, len(own), min(stamps), max(stamps), now))
+            db.execute(UPSERT_PROFILE, (person, len(own), min(stamps), max(stamps), now))
             types = Counter(m.event_type for m in own)
-            db.executemany(_UPSERT_PROFILE_TYPE, [(person, t, n) for t, n in types.items()])
+            db.executemany(UPSERT_PROFILE_TYPE, [(person, t, n) for t, n in types.items()])
         for person, types in lost.items():
             db.execute(
                 "UPDATE profiles SET total_events = total_events - ?, last_updated = ? "
