@@ -289,3 +289,16 @@ def assert_recounts(store: Store, now: float) -> None:
     """`verify` of everything the store holds finds no drift."""
     report = verify(store, store.periods, now=now, retention_s=None)  # type: ignore[attr-defined]
     assert report.ok, report.drift[:5]
+
+
+def commit_shuffled(store: Store, events: list[Event], rng: random.Random) -> None:
+    """Commit `events` in random batches of 1-120, redelivering whole or part of some (about
+    30 %): every redelivery must create nothing."""
+    position = 0
+    while position < len(events):
+        size = rng.randint(1, 120)
+        batch = events[position : position + size]
+        store.commit(batch)
+        if rng.random() < 0.3:
+            assert store.commit(rng.sample(batch, k=max(1, len(batch) // 2))).created == 0
+        position += size

@@ -18,7 +18,14 @@ from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import NewDeadLetter
 from behavioral_analytics.stores.sqlite import SQLiteStore
-from tests.faults import BOT_AGENT, assert_exact, behavior_event, expected_links, make_workload
+from tests.faults import (
+    BOT_AGENT,
+    assert_exact,
+    behavior_event,
+    commit_shuffled,
+    expected_links,
+    make_workload,
+)
 from tests.faults import assert_recounts as recounts_cleanly
 
 NOW = 1_764_320_400.0  # on the hour
@@ -52,14 +59,7 @@ def test_batches_in_any_order_with_redelivery_equal_the_recount(tmp_path: Path, 
     rng = random.Random(seed)
     rng.shuffle(events)
     store = make_store(tmp_path)
-    position = 0
-    while position < len(events):
-        size = rng.randint(1, 120)
-        batch = events[position : position + size]
-        store.commit(batch)
-        if rng.random() < 0.3:  # redelivered, whole or in part
-            assert store.commit(rng.sample(batch, k=max(1, len(batch) // 2))).created == 0
-        position += size
+    commit_shuffled(store, events, rng)
     assert_exact(store, workload, Periods())
     assert_recounts(store)
 

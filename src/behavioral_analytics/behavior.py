@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from behavioral_analytics.aggregation import GRANULARITIES, Deltas, Periods, fold
+from behavioral_analytics.aggregation import GRANULARITIES, Deltas, Granularity, Periods, fold
 from behavioral_analytics.bots import BOT_PROPERTY, bot_name, is_bot
 from behavioral_analytics.events import DEFAULT_LIMITS, Event
 from behavioral_analytics.funnels import (
@@ -81,6 +81,12 @@ class BehaviorRules:
         starting in it runs for at most the cap plus a gap, and its events may arrive as late as
         the lateness bound."""
         return self.sessions.max_s + self.sessions.gap_s + self.lateness_s
+
+    def session_final(
+        self, periods: Periods, granularity: Granularity, period: str, now: float
+    ) -> bool:
+        """Whether no late event can change the session figures of `period` any more."""
+        return periods.end_of(granularity, period) <= now - self.session_final_after_s()
 
     def funnel(self, name: str) -> Funnel | None:
         return next((f for f in self.funnels if f.name == name), None)

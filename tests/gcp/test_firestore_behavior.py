@@ -22,7 +22,7 @@ from behavioral_analytics.store import NotSupported
 from behavioral_analytics.stores import firestore_behavior
 from behavioral_analytics.stores.firestore import FirestoreStore
 from behavioral_analytics.verification import verify
-from tests.faults import BOT_AGENT, assert_exact, behavior_event, make_workload
+from tests.faults import BOT_AGENT, assert_exact, behavior_event, commit_shuffled, make_workload
 from tests.faults import assert_recounts as recounts_cleanly
 
 NOW = 1_764_320_400.0  # on the hour
@@ -72,14 +72,7 @@ def test_batches_in_any_order_with_redelivery_equal_the_recount(
     rng = random.Random(seed)
     rng.shuffle(events)
     store = make_store(settings_for, shards=shards)  # with shards, figures sum over them
-    position = 0
-    while position < len(events):
-        size = rng.randint(1, 120)
-        batch = events[position : position + size]
-        store.commit(batch)
-        if rng.random() < 0.3:  # redelivered, whole or in part
-            assert store.commit(rng.sample(batch, k=max(1, len(batch) // 2))).created == 0
-        position += size
+    commit_shuffled(store, events, rng)
     snapshot = store.snapshot()
     assert snapshot.bot_events and snapshot.session_stats and snapshot.funnel_users
     # Within the workload's four hours the digests reach back far enough; cut short, they

@@ -956,13 +956,13 @@ class FirestoreStore(Store):
             return super().session_series(granularity, start, end)
         if granularity not in ("hour", "day"):
             raise StoreError("sessions are kept per hour and per day")
-        final_before = self._clock() - self.rules.session_final_after_s()
+        now = self._clock()
         return [
             SessionPoint(
                 granularity,
                 period,
                 total.sessions,
-                self.periods.end_of(granularity, period) <= final_before,
+                self.rules.session_final(self.periods, granularity, period, now),
             )
             for period, total in self._bucket_sums(granularity, start, end).items()
             if total.sessions.sessions

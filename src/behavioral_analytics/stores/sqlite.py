@@ -503,13 +503,13 @@ class SQLiteStore(Store):
     ) -> list[SessionPoint]:
         if granularity not in ("hour", "day"):
             raise StoreError("sessions are kept per hour and per day")
-        final_before = self._clock() - self.rules.session_final_after_s()
+        now = self._clock()
         return [
             SessionPoint(
                 granularity,
                 period,
                 SessionStats(sessions, duration_ms, bounces, events),
-                self.periods.end_of(granularity, period) <= final_before,
+                self.rules.session_final(self.periods, granularity, period, now),
             )
             for period, sessions, duration_ms, bounces, events in self._db.execute(
                 "SELECT period, sessions, duration_ms, bounces, events FROM session_buckets "
