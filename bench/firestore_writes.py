@@ -3,6 +3,7 @@ pattern, on the same events, against Google's Firestore emulator, in one run.
 
     python bench/firestore_writes.py [--events 100000] [--users 10000] [--rate 1000]
                                      [--naive-events 10000] [--shards 4] [--no-behavior]
+                                     [--identify 0.3]
 
 The adapter runs with the behavioral read model (bots, sessions and the generator's purchase
 funnel, maintained exactly in the same commits) unless `--no-behavior`.
@@ -75,36 +76,48 @@ class Row:
         return self.events / self.seconds
 
 
-def make_events(count: int, users: int, rate: float, seed: int = 7) -> list[Event]:
+def make_events(
+    count: int, users: int, rate: float, seed: int = 7, identify: float = 0.0
+) -> list[Event]:
     """`count` events in sessions of about 8 events, 0.5-10 s apart, arriving at `rate`/s; every
-    user has a session (while there are events to spare), then sessions go to random users."""
+    user has a session (while there are events to spare), then sessions go to random users.
+    A share `identify` of the users arrive anonymous: their first session starts with events
+    carrying only an anonymous id, then an `identify` (both ids), then both ids."""
     rng = random.Random(seed)
-    raw: list[tuple[float, int, str]] = []
+    raw: list[tuple[float, int, str, int]] = []  # time, user, type, 0 anonymous / 1 identify
     span = count / rate
     first_sessions = rng.sample(range(users), users)
+    anonymous = set(rng.sample(range(users), round(users * identify)))
     while len(raw) < count:
+        first = bool(first_sessions)
         user = first_sessions.pop() if first_sessions else rng.randrange(users)
         at = rng.uniform(0, span)
-        for _ in range(min(1 + int(rng.expovariate(1 / 7)), 40)):
-            raw.append((at, user, rng.choice(EVENT_TYPES)))
+        length = min(1 + int(rng.expovariate(1 / 7)), 40)
+        sign_in = rng.randrange(length) if first and user in anonymous else -1
+        for i in range(length):
+            kind = 2 if i > sign_in else (1 if i == sign_in else 0)
+            raw.append((at, user, "identify" if kind == 1 else rng.choice(EVENT_TYPES), kind))
             at += rng.uniform(0.5, 10)
     raw = sorted(raw[:count])
     base = 1_764_320_000.0
     events = []
-    for n, (at, user, event_type) in enumerate(raw):
+    for n, (at, user, event_type, kind) in enumerate(raw):
         ts = base + at
-        who = f"user_{user}"
+        user_id = f"user_{user}" if kind else None
+        anonymous_id = f"anon_{user}" if user in anonymous else None
+        who = user_id or f"anonymous:{anonymous_id}"
         events.append(
             Event(
                 key=dedupe_key(f"evt_{n}", who, event_type, ts),
                 event_id=f"evt_{n}",
-                user_id=who,
-                anonymous_id=None,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
                 event_type=event_type,
                 timestamp=ts,
                 session_id=f"sess_{user}_{int(at // 1800)}",
                 properties={"page_url": f"/page/{n % 20}", "device_type": "mobile"},
                 received_at=ts,
+                who=who,
             )
         )
     return events
@@ -153,7 +166,8 @@ def run_adapter(
     if BEHAVIOR:
         print(
             f"flush {interval:g} s: {store.commits:,} commits, {store.conflicts} conflicts, "
-            f"{store.behavior_queries:,} raw-event queries (the rest read profile digests)",
+            f"{store.behavior_queries:,} raw-event queries (the rest read profile digests), "
+            f"{store.identity_queries:,} for events a link moves",
             flush=True,
         )
     store.close()
@@ -204,7 +218,7 @@ def run_naive(client_for, events: list[Event], threads: int = 10) -> Row:
         aggregates = db.collection("analytics_aggregates")
         increment = {"total_events": firestore.Increment(1)}
         by_type = {"events_by_type": {event.event_type: firestore.Increment(1)}}
-        aggregates.document(f"user_{event.user_id}").set(
+        aggregates.document(f"user_{event.who}").set(
             {**increment, **by_type, "last_activity": event.timestamp}, merge=True
         )
         aggregates.document(f"hourly_{hour}").set({**increment, **by_type}, merge=True)
@@ -290,6 +304,12 @@ def main() -> None:
     )
     parser.add_argument("--warmup-events", type=int, default=20_000)
     parser.add_argument(
+        "--identify",
+        type=float,
+        default=0.0,
+        help="share of users who arrive anonymous and sign in during their first session",
+    )
+    parser.add_argument(
         "--behavior",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -328,11 +348,12 @@ def main() -> None:
         return row
 
     try:
-        events = make_events(args.events, args.users, args.rate)
+        events = make_events(args.events, args.users, args.rate, identify=args.identify)
         users = len({e.who for e in events})
         print(
             f"{len(events):,} events from {users:,} users in sessions, arriving at "
-            f"{args.rate:g}/s; behavioral read model {'on' if BEHAVIOR else 'off'}; "
+            f"{args.rate:g}/s ({args.identify:.0%} of users sign in during a visit); "
+            f"behavioral read model {'on' if BEHAVIOR else 'off'}; "
             f"Firestore emulator at {os.environ['FIRESTORE_EMULATOR_HOST']}",
             flush=True,
         )

@@ -215,3 +215,58 @@ def test_a_store_from_before_identity_stitching_is_migrated(tmp_path: Path) -> N
     store = SQLiteStore(path)
     assert [e.event.key for e in store.timeline("u1").items] == ["k"]
     assert expected_links([]) == []
+
+
+def test_forget_keeps_an_anonymous_id_whose_proposal_was_refused(tmp_path: Path) -> None:
+    """forget(U) deletes every link record naming U (any status) and forgets entirely the
+    anonymous ids actively linked to U; an anonymous id whose proposal to U was refused keeps
+    its events, its profile and its other links."""
+    from dataclasses import astuple
+
+    store = make_store(tmp_path, identity_window_s=HOUR)
+    alice = [
+        ev(3, 300, user="alice", anon="a2", kind="identify"),  # refused: bob was first
+        ev(5, 600, user="alice", anon="a1", kind="identify"),  # active
+        ev(7, 800, user="alice", kind="search"),
+    ]
+    a1 = [ev(4, 500, anon="a1"), ev(6, 700, anon="a1", kind="add_to_cart")]
+    bob_link = ev(1, 100, user="bob", anon="a2", kind="identify")
+    stays = [
+        bob_link,
+        ev(2, 50, anon="a2", kind="search"),  # within bob's window: bob's
+        ev(8, 400, anon="a2"),  # bob's
+        ev(9, -2 * HOUR, anon="a2"),  # before bob's window: a2's own
+        ev(10, 200, user="carol"),
+    ]
+    store.commit(stays[:2])
+    store.commit(alice + a1 + stays[2:])
+    assert {(k.anonymous_id, k.status) for k in store.links("alice")} == {
+        ("a2", "refused"),
+        ("a1", "active"),
+    }
+    assert store.profile("bob").total_events == 3  # type: ignore[union-attr]
+
+    report = store.forget("alice")
+    assert report.persons == ["alice", "anonymous:a1"]
+    assert report.links == 2  # both proposals naming alice, whatever their status
+    assert report.raw_events == len(alice) + len(a1)
+    assert store.links("alice") == [] and store.links("anonymous:a1") == []
+    want_link = ("a2", "bob", bob_link.timestamp, bob_link.key, "active")
+    assert [astuple(k) for k in store.links("anonymous:a2")] == [want_link]
+    assert [astuple(k) for k in store.stored_links()] == [want_link]
+    assert {e.key for e in store.iter_raw_events()} == {e.key for e in stays}
+    assert store.profile("alice") is None and store.profile("anonymous:a1") is None
+    assert store.profile("bob").total_events == 3  # type: ignore[union-attr]
+    assert store.profile("anonymous:a2").total_events == 1  # type: ignore[union-attr]
+    want = recount(store.iter_raw_events(), store.stored_links(), store.rules, store.periods)
+    snap = store.snapshot()
+    assert snap.unique_users == dict(want.deltas.unique_users())
+    assert snap.session_stats == want.session_stats
+    assert snap.funnel_users == {k: n for k, n in want.funnel_users.items() if n}
+    assert_recounts(store)
+
+    # Redeliveries stay out; a2 still counts for bob.
+    assert store.commit(alice + a1).created == 0
+    assert store.commit([ev(11, 900, anon="a2")]).created == 1
+    assert store.profile("bob").total_events == 4  # type: ignore[union-attr]
+    assert_recounts(store)

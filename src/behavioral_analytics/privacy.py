@@ -8,7 +8,9 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["IP_FIELDS", "hash_value", "scrub", "truncate_ip"]
+import msgspec
+
+__all__ = ["IP_FIELDS", "hash_value", "mentions", "scrub", "truncate_ip"]
 
 # Where an IP address may sit in a canonical event's properties (recipe, Segment context).
 IP_FIELDS = ("ip", "ip_address", "context.ip")
@@ -62,3 +64,21 @@ def scrub(
             parent[name] = hash_value(parent[name], salt)
             changed = True
     return changed
+
+
+def mentions(data: bytes, user_ids: set[str], anonymous_ids: set[str]) -> bool:
+    """Whether a dead letter's bytes name one of the ids: as a JSON who-field where they parse,
+    else anywhere in the text (a malformed message is judged by its bytes)."""
+    try:
+        payload = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return True
+    items = payload if isinstance(payload, list) else [payload]
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("user_id", item.get("userId")) in user_ids:
+            return True
+        if item.get("anonymous_id", item.get("anonymousId")) in anonymous_ids:
+            return True
+    return False

@@ -74,7 +74,7 @@ def test_events_by_type(client: TestClient, loaded: float) -> None:
     assert body["items"][0]["received_at"] > 0
 
 
-@pytest.mark.parametrize("cursor", ["garbage!!", "Zm9v"])
+@pytest.mark.parametrize("cursor", ["garbage!!", "Zm9v", str(2**63), "-1"])
 def test_a_bad_cursor_is_400(client: TestClient, loaded: float, cursor: str) -> None:
     for path, params in [
         ("/v1/users/user_0/timeline", {}),

@@ -92,7 +92,7 @@ def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
     for prefix in order:
         position = index_of(lines, prefix, position) + 1
     assert sum(line.startswith("alpha monitoring policies create") for line in lines) == 4
-    assert sum(line.startswith("firestore indexes composite create") for line in lines) == 4
+    assert sum(line.startswith("firestore indexes composite create") for line in lines) == 5
     assert sum(line.startswith("firestore fields ttls update") for line in lines) == 2
 
     creates = {line.split(" --")[0]: line for line in lines}

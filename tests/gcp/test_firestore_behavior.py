@@ -1,7 +1,8 @@
 """Bots, sessions and funnels on the Firestore store (the emulator): applied incrementally,
 batch by batch and by concurrent writers, they equal a recount from raw events by the same
-rules, and `verify` finds no drift. Identity links are not kept on Firestore: every event
-counts for its own actor."""
+rules, and `verify` finds no drift. Identity links and forgetting a user are kept too (tested
+in test_firestore_identity.py); the workloads here include identifies, and `assert_exact`
+compares the stored links with the expected ones."""
 
 from __future__ import annotations
 
@@ -52,13 +53,14 @@ def assert_recounts(store: FirestoreStore) -> None:
     recounts_cleanly(store, NOW)
 
 
-def test_the_store_keeps_bots_sessions_and_funnels_but_no_links(store) -> None:
+def test_the_store_keeps_bots_sessions_funnels_and_links(store) -> None:
     assert store.behavioral
     assert store.stored_links() == []
-    with pytest.raises(NotSupported):
-        store.links("user_1")
-    with pytest.raises(NotSupported):
-        store.forget("user_1")
+    assert store.links("user_1") == [] and store.links("anonymous:a1") == []
+    report = store.forget("user_1")  # an unknown user: nothing to delete
+    assert (report.raw_events, report.links, report.dead_letters) == (0, 0, 0)
+    assert (report.sessions, report.funnel_entries) == (0, 0)
+    assert list(store.iter_raw_events()) == []
 
 
 @pytest.mark.parametrize(("seed", "digest_max", "shards"), [(1, None, 0), (2, None, 3), (3, 4, 0)])
@@ -217,7 +219,7 @@ def test_the_recount_matches_the_generator_shape(settings_for) -> None:
     store = make_store(settings_for)
     workload = make_workload(400, 9, NOW, behavior=True)
     store.commit(list(workload.distinct.values()))
-    counted = recount(store.iter_raw_events(), [], store.rules, store.periods)
+    counted = recount(store.iter_raw_events(), store.stored_links(), store.rules, store.periods)
     sessions = {p.period: p.stats for p in store.session_series("hour")}
     assert sessions == {p: s for (g, p), s in counted.session_stats.items() if g == "hour"}
     funnel = {d.day: d.users_by_step for d in store.funnel("purchase")}

@@ -56,6 +56,15 @@ locals {
         { field_path = "timestamp", order = "ASCENDING" },
       ]
     }
+    # A person's timeline, newest first: their own events and the anonymous ones an
+    # identity link gives them.
+    user_events_by_person_newest = {
+      collection = "user_events"
+      fields = [
+        { field_path = "person", order = "ASCENDING" },
+        { field_path = "timestamp", order = "DESCENDING" },
+      ]
+    }
   }
 
   # Single-field overrides. ttl = true adds a TTL policy on the field; every entry

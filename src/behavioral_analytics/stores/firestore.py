@@ -11,15 +11,20 @@ fails the whole batch (FAILED_PRECONDITION or ALREADY_EXISTS); the store then re
 events exist, drops them, re-reads the profiles, recomputes and commits again. Collections:
 
   user_events/{event key}                 canonical event, TTL field `expire_at`
-  analytics_aggregates/user_{who}         profile (kind=user) with its unique-user markers
+  analytics_aggregates/user_{who}         profile (kind=user) with its unique-user markers;
+                                          an anonymous actor's also holds its identity links
+                                          (kind=person when no event counts for it)
   analytics_aggregates/minute_|hourly_|daily_{period}   buckets (kind=bucket)
   analytics_aggregates/…{period}_shard{k} counter shards of a bucket (BA_FIRESTORE_COUNTER_SHARDS)
   dead_letters/{hash}                     rejected and dead-lettered messages
   pipeline_state/freshness[_shard{k}]     newest event time, last commit
 
-The commit path builds the `firestore.v1` protobufs itself and sends them through the client's
-own GAPIC stub: the client library's per-field proto-plus marshalling cost several times the
-commit itself (see docs/gcp.md, "Throughput").
+The commit path builds the `firestore.v1` protobufs itself (`firestore_wire`) and sends them
+through the client's own GAPIC stub: the client library's per-field proto-plus marshalling cost
+several times the commit itself (see docs/gcp.md, "Throughput"). With the behavioral read model
+a commit first plans who each event counts for (`_plan`: tombstones, identity links, the
+stored events a changed link moves; `firestore_identity`), then recomputes sessions and
+funnels per person (`firestore_behavior`); `forget` is in `firestore_forget`.
 """
 
 from __future__ import annotations
@@ -27,22 +32,20 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from itertools import islice
 from math import inf
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 from google.cloud.firestore_v1.types import firestore as request_types
-from google.cloud.firestore_v1.types import write as write_types
 
 from behavioral_analytics.aggregation import (
     UNIQUE_GRANULARITIES,
@@ -53,17 +56,20 @@ from behavioral_analytics.aggregation import (
     ProfileDelta,
     fold,
 )
-from behavioral_analytics.behavior import BehaviorRules, recount
+from behavioral_analytics.behavior import BehaviorRules, as_person, recount
 from behavioral_analytics.bots import is_bot
-from behavioral_analytics.events import Event
+from behavioral_analytics.events import Event, actor
+from behavioral_analytics.identity import Link, attribute, coverage, proposal
 from behavioral_analytics.sessions import SessionDelta, SessionStats
 from behavioral_analytics.store import (
     AggregateSnapshot,
     CommitResult,
     DeadLetter,
+    ForgetReport,
     Freshness,
     FunnelDay,
     NewDeadLetter,
+    NotSupported,
     Page,
     Profile,
     SeriesPoint,
@@ -85,9 +91,23 @@ from behavioral_analytics.stores.firestore_behavior import (
     encode_progress,
     encode_recent,
     encode_sessions,
+    exact_low,
     raw_event,
     read_range,
     recompute,
+    recount_range,
+)
+from behavioral_analytics.stores.firestore_identity import (
+    ANONYMOUS_EVENTS_FIELD,
+    LINKED_USERS_FIELD,
+    LINKS_FIELD,
+    LinkChange,
+    Move,
+    decode_anonymous_events,
+    decode_links,
+    encode_anonymous_events,
+    encode_links,
+    link_changes,
 )
 from behavioral_analytics.stores.firestore_keys import (
     decode_map,
@@ -96,6 +116,13 @@ from behavioral_analytics.stores.firestore_keys import (
     encode_map,
     encode_map_key,
 )
+from behavioral_analytics.stores.firestore_wire import (
+    BatchGetRequestPb,
+    CommitRequestPb,
+    field_path,
+    from_value,
+    write,
+)
 
 if TYPE_CHECKING:
     from google.cloud.firestore_v1 import DocumentReference, DocumentSnapshot
@@ -103,6 +130,8 @@ if TYPE_CHECKING:
     from behavioral_analytics.config import Settings
 
 __all__ = ["FirestoreStore"]
+
+T = TypeVar("T")
 
 EVENTS = "user_events"
 AGGREGATES = "analytics_aggregates"
@@ -121,10 +150,35 @@ SESSIONS_FIELD = "sessions"  # profile: {session key: [start, end, events, clien
 PROGRESS_FIELD = "funnel_progress"  # profile: {funnel: {day: furthest step}}
 RECENT_FIELD = "recent"  # profile: digest of the person's recent events (firestore_behavior)
 BOT_FIELD = "bot_events"
+FORGOTTEN_FIELD = "forgotten_at"  # profile or person document: a `forget`'s tombstone
+REVISION_FIELD = "revision"  # anonymous actor: bumped when its events count for a linked user
 SESSION_STATS_FIELD = "sessions"  # bucket: {started, duration_ms, bounces, events}
 FUNNEL_FIELD = "funnel_users"  # daily bucket: {funnel: {step: users}}
 _SESSION_STATS = ("started", "duration_ms", "bounces", "events")
 QUERY_THREADS = 16
+# What a behavioral commit reads of a person's (or anonymous actor's) document, beyond markers.
+_PERSON_FIELDS = (
+    "total_events",
+    "first_seen",
+    "last_activity",
+    SESSIONS_FIELD,
+    PROGRESS_FIELD,
+    RECENT_FIELD,
+    LINKS_FIELD,
+    FORGOTTEN_FIELD,
+    ANONYMOUS_EVENTS_FIELD,
+)
+# What recounting a person or moving events needs of a raw event.
+_MOVE_FIELDS = (
+    "ts",
+    "event_type",
+    "session_id",
+    "properties",
+    "user_id",
+    "anonymous_id",
+    "person",
+    "bot",
+)
 
 # Firestore: 10 MiB per commit request, 500 field transforms per document, 1 MiB per document.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
@@ -148,16 +202,19 @@ _TRANSIENT = (
     gexc.ResourceExhausted,
     gexc.GatewayTimeout,
 )
-_CONFLICTS = (gexc.AlreadyExists, gexc.Conflict, gexc.FailedPrecondition)
+
+
+class _Stale(Exception):
+    """A document changed between a commit's two reads of it: plan again."""
+
+
+# A precondition failed (a document changed since read, or a raw event appeared or went).
+_CONFLICTS = (gexc.AlreadyExists, gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound, _Stale)
 _MAX_CONFLICTS = 12
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 _PAGE = 1000
 _MANY_HOURS = 100  # read a profile's whole hour map rather than this many single paths
 _json = msgspec.json.Encoder().encode
-
-_WritePb = write_types.Write.pb()
-_CommitRequestPb = request_types.CommitRequest.pb()
-_BatchGetRequestPb = request_types.BatchGetDocumentsRequest.pb()
 
 
 class _TooLarge(Exception):
@@ -179,89 +236,79 @@ def dead_letter_id(d: NewDeadLetter) -> str:
     return _hash(d.source, d.message_id, d.received_at, d.reason, hashlib.sha256(d.data).digest())
 
 
-# -- wire: firestore.v1 protobufs ------------------------------------------------------------
-
-
-@lru_cache(maxsize=8192)
-def _path(*parts: str) -> str:
-    """A field path with every part quoted as needed (`events_by_type.\\`checkout.step_2\\``)."""
-    return FieldPath(*parts).to_api_repr()
-
-
-def _set_value(out: Any, value: Any) -> None:
-    """Fill the `firestore.v1.Value` protobuf `out` with a JSON-like Python value."""
-    if isinstance(value, str):
-        out.string_value = value
-    elif isinstance(value, bool):
-        out.boolean_value = value
-    elif isinstance(value, int):
-        out.integer_value = value
-    elif isinstance(value, float):
-        out.double_value = value
-    elif value is None:
-        out.null_value = 0
-    elif isinstance(value, dict):
-        out.map_value.SetInParent()
-        _set_fields(out.map_value.fields, value)
-    elif isinstance(value, list | tuple):
-        array = out.array_value
-        array.SetInParent()
-        for item in value:
-            _set_value(array.values.add(), item)
-    elif isinstance(value, datetime):
-        out.timestamp_value.FromDatetime(value)
-    elif isinstance(value, bytes | bytearray | memoryview):
-        out.bytes_value = bytes(value)
-    else:
-        raise TypeError(f"cannot store {type(value).__name__} in Firestore")
-
-
-def _set_fields(out: Any, data: dict[str, Any]) -> None:
-    for key, value in data.items():
-        _set_value(out[key], value)
-
-
-def _write(
-    name: str,
-    fields: dict[str, Any],
-    *,
-    mask: Iterable[str] | None = None,
-    transforms: Iterable[tuple[str, str, float]] = (),
-    exists: bool | None = None,
-    update_time: Any = None,
-) -> Any:
-    """One `Write`: `mask` None replaces the document (create/set), else only the masked paths
-    change (a merge; masked paths absent from `fields` are deleted). A transform is
-    (field path, increment|minimum|maximum, number)."""
-    write = _WritePb()
-    write.update.name = name
-    _set_fields(write.update.fields, fields)
-    if mask is not None:
-        write.update_mask.SetInParent()
-        write.update_mask.field_paths.extend(mask)
-    for path, operation, number in transforms:
-        transform = write.update_transforms.add()
-        transform.field_path = path
-        _set_value(getattr(transform, operation), number)
-    if exists is not None:
-        write.current_document.exists = exists
-    elif update_time is not None:
-        write.current_document.update_time.CopyFrom(update_time)
-    return write
-
-
 def _type_transforms(prefix: str, by_type: Counter[str]) -> list[tuple[str, str, float]]:
-    return [(_path(prefix, encode_map_key(t)), "increment", c) for t, c in by_type.items()]
+    return [(field_path(prefix, encode_map_key(t)), "increment", c) for t, c in by_type.items()]
 
 
 @dataclass(frozen=True, slots=True)
 class _Seen:
-    """A profile as read before a commit: its version and the markers it holds."""
+    """A profile (or an anonymous actor's document) as read before a commit: its version, the
+    markers it holds and, with the behavioral read model, the rest of what a commit needs."""
 
     update_time: Any  # protobuf Timestamp; None when not read (the markers were known)
     markers: frozenset[tuple[str, str]]  # (granularity, period)
     days: tuple[str, ...]  # every day marker (pruning needs them all)
     behavior: PersonState | None = None  # stored sessions and funnel progress (when read)
+    kind: str | None = "user"  # "person": no profile (links or a tombstone only)
+    total: int = 0
+    first_seen: float | None = None
+    last_activity: float | None = None
+    links: tuple[Link, ...] = ()
+    forgotten_at: float | None = None
+    anonymous_events: list[Event] | None = None  # an anonymous actor's, when kept
+
+
+def _forgets(seen: _Seen | None, timestamp: float) -> bool:
+    """Whether a `forget` took events at `timestamp` of this document's person."""
+    return seen is not None and seen.forgotten_at is not None and timestamp <= seen.forgotten_at
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    writes: list[Any]
+    lag: float | None
+    markers: set[tuple[Granularity, str, str]]
+    created: list[Event]  # the raw events the commit creates
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a behavioral commit does, decided from what it read."""
+
+    events: list[Event]  # to create: the batch less what a `forget` covers
+    persons: dict[str, str]  # event key -> the person it counts for
+    seen: dict[str, _Seen]  # person or actor -> its document as read (absent: none)
+    links: dict[str, LinkChange]  # anonymous id -> its links, changed by the batch
+    moves: list[Move]  # stored events counting for someone else from now on
+    bumps: set[str]  # anonymous actors with events counted for a linked user
+    # Anonymous actor whose links change who its events count for -> its stored events,
+    # each with the person it counted for until now.
+    anonymous: dict[str, list[tuple[Event, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Recounted:
+    """A person losing stored events, recounted."""
+
+    change: PersonChange
+    lost: set[tuple[str, str]]  # markers no event of theirs holds any more
+    bounds: tuple[float, float] | None  # first seen, last activity
+
+
+@dataclass(frozen=True, slots=True)
+class _PersonUpdate:
+    who: str
+    seen: _Seen | None
+    delta: ProfileDelta | None  # the batch's new events
+    moved_in: list[Event]  # stored events now counted for them
+    moved_out: list[Event]  # stored events now counted for someone else
+    bounds: tuple[float, float] | None  # first seen, last activity, recounted
+    behavior: dict[str, Any] | None  # the stored derivation's fields
+    links: tuple[Link, ...] | None  # replaced, when the batch changes them
+    bump: bool
+    gained: list[tuple[str, str]]
+    lost: list[tuple[str, str]]
+    anonymous_events: bytes | None  # replaced, when the batch adds some
 
 
 @dataclass(slots=True)
@@ -293,7 +340,7 @@ class _BucketSum:
 
 
 class FirestoreStore(Store):
-    # Bots, sessions and funnels (not identity links, not forget); `behavior=False` turns the
+    # Bots, sessions, funnels, identity links and forget; `behavior=False` turns the
     # behavioral read model off (BA_FIRESTORE_BEHAVIOR=false) and the store counts as before.
     behavioral = True
 
@@ -336,6 +383,7 @@ class FirestoreStore(Store):
         self.commits = 0
         self.conflicts = 0  # commits refused (ALREADY_EXISTS, stale profile) and recomputed
         self.behavior_queries = 0  # per-person raw-event queries (the digest did not reach)
+        self.identity_queries = 0  # raw-event queries for events a changed link moves
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreStore:
@@ -483,7 +531,8 @@ class FirestoreStore(Store):
         while True:
             now = self._clock()
             try:
-                writes, lag, markers = self._build(events, dead_letters, now)
+                built = self._build(events, dead_letters, now)
+                writes = built.writes
                 if not writes:
                     return [], None
                 if len(events) > 1 and self.behavioral:
@@ -510,11 +559,12 @@ class FirestoreStore(Store):
                 raise StoreError(f"Firestore commit failed: {exc}") from exc
             self.write_ops += len(writes)
             self.commits += 1
-            self._remember(markers)
-            return events, lag
+            if not self.behavioral:
+                self._remember(built.markers)
+            return built.created, built.lag
 
     def _send(self, writes: list[Any]) -> None:
-        request = _CommitRequestPb(database=self._database_path, writes=writes)
+        request = CommitRequestPb(database=self._database_path, writes=writes)
         self.db._firestore_api.commit(
             request=request_types.CommitRequest.wrap(request),
             metadata=self.db._rpc_metadata,
@@ -526,7 +576,7 @@ class FirestoreStore(Store):
         in `mask`."""
         found: dict[str, Any] = {}
         for start in range(0, len(names), _PAGE):
-            request = _BatchGetRequestPb(database=self._database_path)
+            request = BatchGetRequestPb(database=self._database_path)
             request.documents.extend(names[start : start + _PAGE])
             request.mask.field_paths.extend(mask)
             try:
@@ -555,33 +605,35 @@ class FirestoreStore(Store):
             [d for d in dead_letters if dead_letter_id(d) not in existing],
         )
 
-    def _build(
-        self, events: list[Event], dead_letters: list[NewDeadLetter], now: float
-    ) -> tuple[list[Any], float | None, set[tuple[Granularity, str, str]]]:
-        behavioral = self.behavioral
-        humans = [e for e in events if not is_bot(e.properties)] if behavioral else events
-        deltas = fold(humans, self.periods)
+    def _build(self, events: list[Event], dead_letters: list[NewDeadLetter], now: float) -> _Built:
         expire_at = _dt(now + self.raw_retention_s)
         processed_at = _dt(now)
-        writes = [
-            _write(
+        extra: dict[tuple[str, str], list[tuple[str, str, float]]] = {}
+        writes: list[Any] = []
+        if self.behavioral and events:
+            plan = self._plan(events)
+            events = plan.events
+            persons = plan.persons
+            humans = [as_person(e, persons[e.key]) for e in events if not is_bot(e.properties)]
+            deltas = fold(humans, self.periods)
+            new_uniques = self._add_people(writes, deltas, humans, plan, extra, now)
+        else:
+            persons = {}
+            deltas = fold(events, self.periods)
+            seen = self._read_profiles(deltas)
+            new_uniques = self._add_profiles(writes, deltas, seen, now)
+        writes.extend(
+            write(
                 self._name(EVENTS, event.key),
-                _event_doc(event, now, processed_at, expire_at),
+                _event_doc(event, persons.get(event.key, event.who), now, processed_at, expire_at),
                 exists=False,
             )
             for event in events
-        ]
-        seen = self._read_profiles(deltas)
-        extra: dict[tuple[str, str], list[tuple[str, str, float]]] = {}
-        changes: dict[str, PersonChange] = {}
-        if behavioral and events:
-            changes = self._recompute(humans, seen)
-            self._behavior_transforms(extra, events, changes.values())
-        new_uniques = self._add_profiles(writes, deltas, seen, now, changes, events)
+        )
         shard = self._next_shard()
         self._add_buckets(writes, deltas, new_uniques, processed_at, shard, extra)
         writes.extend(
-            _write(
+            write(
                 self._name(DEAD_LETTERS, dead_letter_id(d)), _dead_letter_doc(d, now), exists=False
             )
             for d in dead_letters
@@ -589,7 +641,377 @@ class FirestoreStore(Store):
         lag = max((now - e.received_at for e in events), default=None)
         if events:
             writes.append(self._freshness_write(events, now, lag, shard))
-        return writes, lag, deltas.markers
+        return _Built(writes, lag, deltas.markers, events)
+
+    # -- identity: who each event counts for ------------------------------------------------
+
+    def _plan(self, events: list[Event]) -> _Plan:
+        """Read the documents of the batch's actors (tombstones, links, the stored derivation),
+        drop what a `forget` covers, resolve the batch's identify proposals, attribute every
+        event, find the stored events a changed link moves, and read the documents of the
+        persons that brings in."""
+        rules = self.rules
+        window = rules.identity_window_s
+        hours = {self.periods.of(e.timestamp)[1] for e in events}
+        wanted = {e.who for e in events}
+        wanted |= {actor(None, e.anonymous_id) for e in events if proposal(e) is not None}
+        seen = self._read_people(wanted, hours)
+        read = set(wanted)
+        events = [e for e in events if not _forgets(seen.get(e.who), e.timestamp)]
+        stored = {who: state.links for who, state in seen.items() if state.links}
+        humans = [e for e in events if not is_bot(e.properties)]
+        links = link_changes(humans, stored, rules.allow_relink)
+        covers = {who: coverage(own, window) for who, own in stored.items()}
+        covers.update({c.actor: coverage(c.after, window) for c in links.values()})
+        persons = {
+            e.key: attribute(e, covers.get(e.who) if e.user_id is None else None) for e in events
+        }
+        anonymous: dict[str, list[tuple[Event, str]]] = {}
+        unlisted = []
+        listable = not any(step.where for f in rules.funnels for step in f.steps)
+        for change in links.values():
+            if not change.moves_events(window):
+                continue
+            state = seen.get(change.actor)
+            listed = [] if state is None else state.anonymous_events
+            if listed is None or not listable:
+                unlisted.append(change)
+                continue
+            before = coverage(change.before, window)  # what their `person` says now
+            anonymous[change.actor] = [(e, attribute(e, before)) for e in listed]
+        self.identity_queries += len(unlisted)
+        found = self._in_parallel(self._anonymous_events, [c.anonymous_id for c in unlisted])
+        anonymous.update(zip((c.actor for c in unlisted), found, strict=True))
+        # A redelivered event of the batch is stored already: its create fails the commit,
+        # which then drops it and plans again (moving it, if it moves).
+        batch = {e.key for e in events}
+        moves = [
+            Move(event, old, new)
+            for who, stored_events in anonymous.items()
+            for event, old in stored_events
+            if (new := attribute(event, covers[who])) != old and event.key not in batch
+        ]
+        moving = {m.old for m in moves} | {m.new for m in moves}
+        wanted = ({*persons.values()} - read) | moving
+        if wanted:
+            hours |= {self.periods.of(m.event.timestamp)[1] for m in moves}
+            again = self._read_people(wanted, hours)
+            for who in wanted & read:  # read twice: the plan holds only if nothing changed
+                before, now = seen.get(who), again.get(who)
+                if (before is None) != (now is None) or (
+                    before is not None and now is not None and before.update_time != now.update_time
+                ):
+                    raise _Stale(who)
+            seen.update(again)
+        events = [e for e in events if not _forgets(seen.get(persons[e.key]), e.timestamp)]
+        bumps = {
+            e.who
+            for e in events
+            if e.user_id is None and persons[e.key] != e.who and not is_bot(e.properties)
+        }
+        return _Plan(events, persons, seen, links, moves, bumps, anonymous)
+
+    def _read_people(self, people: Iterable[str], hours: Iterable[str] | None) -> dict[str, _Seen]:
+        """The documents of `people` that exist: profiles with the markers of `hours` (None:
+        all), the stored derivation, links and tombstones."""
+        hours = sorted(set(hours)) if hours is not None else None
+        mask = [MARKER_FIELD["day"], *_PERSON_FIELDS]
+        if hours is None or len(hours) > _MANY_HOURS:
+            mask.append(MARKER_FIELD["hour"])
+        else:
+            mask.extend(field_path(MARKER_FIELD["hour"], hour) for hour in hours)
+        names = {self._name(AGGREGATES, doc_id("user_", who)): who for who in people}
+        return {
+            names[name]: _seen(doc, True, names[name])
+            for name, doc in self._get(list(names), mask).items()
+        }
+
+    def _anonymous_events(self, anonymous_id: str) -> list[tuple[Event, str]]:
+        """The stored human events of `anonymous_id` without a user id, each with the person
+        it counts for now."""
+        query = self.db.collection(EVENTS).where(
+            filter=firestore.FieldFilter("anonymous_id", "==", anonymous_id)
+        )
+        who = actor(None, anonymous_id)
+        found = []
+        for snap in query.select(_MOVE_FIELDS).stream(timeout=self.timeout_s):
+            data = snap.to_dict() or {}
+            if data.get("user_id") is None and not data.get("bot"):
+                found.append((_queried_event(snap.id, data, who), data.get("person", who)))
+        return found
+
+    def _in_parallel(self, function: Callable[[str], T], items: Sequence[str]) -> list[T]:
+        """`function` over `items`, queries in flight together (a thread pool)."""
+        if len(items) <= 1:
+            return [function(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="fs-behavior")
+        return list(self._pool.map(function, items))
+
+    def _add_people(
+        self,
+        writes: list[Any],
+        deltas: Deltas,
+        humans: list[Event],
+        plan: _Plan,
+        extra: dict[tuple[str, str], list[tuple[str, str, float]]],
+        now: float,
+    ) -> Counter[tuple[str, str]]:
+        """The behavioral read model's writes for a batch: moved events, one write per person
+        or actor document touched, bots, sessions and funnels; return the unique-user changes
+        per bucket."""
+        writes.extend(
+            write(self._name(EVENTS, m.event.key), {"person": m.new}, mask=["person"], exists=True)
+            for m in plan.moves
+        )
+        moved_in: dict[str, list[Event]] = defaultdict(list)
+        moved_out: dict[str, list[Event]] = defaultdict(list)
+        for m in plan.moves:
+            moved_in[m.new].append(as_person(m.event, m.new))
+            moved_out[m.old].append(as_person(m.event, m.old))
+        # Gaining stored events is like gaining new ones; losing some is recounted.
+        gaining = [e for person, own in moved_in.items() if person not in moved_out for e in own]
+        changes = self._recompute(
+            [h for h in humans if h.who not in moved_out] + gaining, plan.seen
+        )
+        recounted = {
+            person: self._recount_person(
+                person, [h for h in humans if h.who == person], moved_in[person], out, plan
+            )
+            for person, out in sorted(moved_out.items())
+        }
+        changes.update({person: r.change for person, r in recounted.items()})
+        self._behavior_transforms(extra, plan.events, changes.values())
+        markers = _markers_by_who(deltas.markers)
+        links = {change.actor: change for change in plan.links.values()}
+        arrivals: dict[str, list[Event]] = defaultdict(list)
+        for event in plan.events:
+            if event.user_id is None and event.anonymous_id and not is_bot(event.properties):
+                arrivals[event.who].append(event)
+        people = [*deltas.profiles, *moved_in, *moved_out, *links]
+        uniques: Counter[tuple[str, str]] = Counter()
+        horizon = self._horizon(plan.events, now)
+        for who in dict.fromkeys([*people, *sorted(plan.bumps)]):
+            seen = plan.seen.get(who)
+            have = seen.markers if seen is not None else frozenset()
+            redo = recounted.get(who)
+            gained = {m for m in markers.get(who, ()) if m not in have}
+            gained |= {
+                marker
+                for e in moved_in.get(who, ())
+                for marker in self._marker_periods(e.timestamp)
+                if marker not in have
+            }
+            lost = redo.lost if redo is not None else set()
+            uniques.update(gained)
+            uniques.subtract(lost)
+            change = changes.get(who)
+            link = links.get(who)
+            listed = None
+            if who in arrivals:  # the commit writes this document: its list grows
+                before = [] if seen is None else seen.anonymous_events
+                listed = encode_anonymous_events(
+                    None if before is None else [*before, *arrivals[who]]
+                )
+            writes.append(
+                self._person_write(
+                    _PersonUpdate(
+                        who,
+                        seen,
+                        deltas.profiles.get(who),
+                        moved_in.get(who, []),
+                        moved_out.get(who, []),
+                        redo.bounds if redo is not None else None,
+                        self._behavior_fields(change, horizon) if change is not None else None,
+                        link.after if link is not None else None,
+                        who in plan.bumps,
+                        sorted(gained),
+                        sorted(lost),
+                        listed,
+                    ),
+                    now,
+                )
+            )
+        for key, n in uniques.items():
+            if n and key not in deltas.buckets:
+                extra.setdefault(key, []).append(("unique_users", "increment", n))
+        return uniques
+
+    def _behavior_fields(self, change: PersonChange, horizon: float) -> dict[str, Any]:
+        return {
+            SESSIONS_FIELD: encode_sessions(change.state.sessions.values(), horizon),
+            PROGRESS_FIELD: encode_progress(
+                change.state.progress, self.periods.label("day", horizon)
+            ),
+            RECENT_FIELD: encode_recent(change.state.recent_from, change.state.recent),
+        }
+
+    def _recount_person(
+        self,
+        person: str,
+        new: list[Event],
+        moved_in: list[Event],
+        moved_out: list[Event],
+        plan: _Plan,
+    ) -> _Recounted:
+        """A person losing stored events (a link moved them away): their derivation recounted
+        over what the change reaches, the markers they lose, the bounds of their profile."""
+        seen = plan.seen.get(person)
+        state = seen.behavior if seen is not None and seen.behavior is not None else PersonState()
+        changed = [*new, *moved_in, *moved_out]
+        low = exact_low(state, changed, self.rules, self.periods)
+        out = {e.key for e in moved_out}
+        everything = None  # all their events, when known
+        if person in plan.anonymous:  # an anonymous actor: its events were just read
+            own = [event for event, counted_for in plan.anonymous[person] if counted_for == person]
+            everything = [e for e in own if e.key not in out] + new + moved_in
+            stored = [e for e in own if e.timestamp >= low]
+        else:
+            stored = self._person_all(person, low)
+            self.identity_queries += 1
+        after = [e for e in stored if e.key not in out] + new + moved_in
+        change = recount_range(state, after, low, changed, self.rules, self.periods)
+        left = {marker for e in after for marker in self._marker_periods(e.timestamp)}
+        have = seen.markers if seen is not None else frozenset()
+        lost = {
+            marker
+            for e in moved_out
+            for marker in self._marker_periods(e.timestamp)
+            if marker not in left and marker in have
+        }
+        bounds = None
+        if everything:
+            stamps = [e.timestamp for e in everything]
+            bounds = (min(stamps), max(stamps))
+        elif everything is None and seen is not None:
+            first = seen.first_seen
+            if first is None or first >= low:
+                first = min((e.timestamp for e in after), default=first)
+            last = max((e.timestamp for e in after), default=None)
+            if last is None:
+                last = self._last_before(person, low)
+            if first is not None and last is not None:
+                bounds = (first, last)
+        return _Recounted(change, lost, bounds)
+
+    def _marker_periods(self, timestamp: float) -> tuple[tuple[str, str], tuple[str, str]]:
+        _, hour, day = self.periods.of(timestamp)
+        return ("hour", hour), ("day", day)
+
+    def _person_all(self, person: str, low: float) -> list[Event]:
+        """Every stored human event counted for `person` at or after `low`."""
+        return [
+            _queried_event(key, data, person)
+            for key, data in self._humans_from(person, low, _MOVE_FIELDS)
+        ]
+
+    def _humans_from(
+        self, person: str, low: float, fields: Sequence[str]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(key, `fields`) of the stored human events counted for `person` at or after `low`,
+        by time (index: person, timestamp)."""
+        query = (
+            self.db.collection(EVENTS)
+            .where(filter=firestore.FieldFilter("person", "==", person))
+            # The Timestamp keeps microseconds: a millisecond of slack, then the exact `ts`.
+            .where(filter=firestore.FieldFilter("timestamp", ">=", _dt(low - 0.001)))
+            .order_by("timestamp")
+            .select([*fields])
+        )
+        for snap in query.stream(timeout=self.timeout_s):
+            data = snap.to_dict() or {}
+            timestamp = data.get("ts")
+            if not data.get("bot") and timestamp is not None and timestamp >= low:
+                yield snap.id, data
+
+    def _last_before(self, person: str, before: float) -> float | None:
+        """The time of the person's latest stored human event before `before`."""
+        query = (
+            self.db.collection(EVENTS)
+            .where(filter=firestore.FieldFilter("person", "==", person))
+            .where(filter=firestore.FieldFilter("timestamp", "<", _dt(before)))
+            .order_by("timestamp", direction=firestore.Query.DESCENDING)
+            .select(["ts", "bot"])
+        )
+        for snap in query.stream(timeout=self.timeout_s):
+            data = snap.to_dict() or {}
+            if not data.get("bot"):
+                return data.get("ts")
+        return None
+
+    def _person_write(self, update: _PersonUpdate, now: float) -> Any:
+        """The one write of a person's or anonymous actor's document in a behavioral commit,
+        under the precondition that it is as read (or absent)."""
+        who, seen, delta = update.who, update.seen, update.delta
+        by_type: Counter[str] = Counter(delta.by_type if delta is not None else {})
+        total = delta.total if delta is not None else 0
+        stamps = [delta.first_seen, delta.last_activity] if delta is not None else []
+        for event in update.moved_in:
+            by_type[event.event_type] += 1
+            stamps.append(event.timestamp)
+        for event in update.moved_out:
+            by_type[event.event_type] -= 1
+        total += len(update.moved_in) - len(update.moved_out)
+        name = self._name(AGGREGATES, doc_id("user_", who))
+        updated = _dt(now)
+        links = encode_links(update.links) if update.links is not None else {}
+        if update.anonymous_events is not None:
+            links[ANONYMOUS_EVENTS_FIELD] = update.anonymous_events
+        behavior = update.behavior or {}
+        if seen is None:
+            if total > 0:
+                gained = ProfileDelta(total, by_type, min(stamps), max(stamps))
+                doc = _profile_doc(who, gained, update.gained, updated, behavior)
+            else:  # an anonymous id's first link: no event of theirs is stored
+                doc = {
+                    "kind": "person",
+                    "user_id": who,
+                    "last_updated": updated,
+                    RECENT_FIELD: encode_recent(0.0, {}),
+                    **behavior,
+                }
+            if who.startswith("anonymous:"):  # none of its events is stored yet
+                doc[ANONYMOUS_EVENTS_FIELD] = encode_anonymous_events([])
+            doc.update(links)
+            return write(name, doc, exists=False)
+        if seen.total + total <= 0 and (seen.kind == "user" or update.lost):
+            # Every event of theirs now counts for someone else: no profile any more, only
+            # what is not one (links, a tombstone).
+            doc = {"kind": "person", "user_id": who, "last_updated": updated, **behavior}
+            doc.update(encode_links(seen.links) if seen.links else {})
+            doc[ANONYMOUS_EVENTS_FIELD] = encode_anonymous_events(seen.anonymous_events)
+            doc.update(links)
+            if seen.forgotten_at is not None:
+                doc[FORGOTTEN_FIELD] = seen.forgotten_at
+            return write(name, doc, update_time=seen.update_time)
+        fields: dict[str, Any] = {"user_id": who, "last_updated": updated, **behavior, **links}
+        mask = [*fields]
+        if seen.total + total > 0:
+            fields["kind"] = "user"
+            mask.append("kind")
+        transforms: list[tuple[str, str, float]] = []
+        if total:
+            transforms.append(("total_events", "increment", total))
+        transforms += _type_transforms(
+            "events_by_type", Counter({t: n for t, n in by_type.items() if n})
+        )
+        if update.bounds is not None:
+            fields["first_seen"], fields["last_activity"] = update.bounds
+            mask += ["first_seen", "last_activity"]
+        elif stamps:
+            transforms += [
+                ("first_seen", "minimum", min(stamps)),
+                ("last_activity", "maximum", max(stamps)),
+            ]
+        for granularity, period in update.gained:
+            fields.setdefault(MARKER_FIELD[granularity], {})[period] = True
+            mask.append(field_path(MARKER_FIELD[granularity], period))
+        mask += [field_path(MARKER_FIELD[g], period) for g, period in update.lost]
+        if any(granularity == "day" for granularity, _ in update.gained):
+            mask.extend(self._expired_marker_paths(seen.days, now))
+        if update.bump:
+            transforms.append((REVISION_FIELD, "increment", 1))
+        return write(name, fields, mask=mask, transforms=transforms, update_time=seen.update_time)
 
     # -- the behavioral read model -----------------------------------------------------------
 
@@ -618,15 +1040,11 @@ class FirestoreStore(Store):
                 inputs[person] = (state, [], span[0])
         self.behavior_queries += len(queries)
         if queries:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="fs-behavior")
-            futures = {
-                person: self._pool.submit(self._person_events, person, low)
-                for person, low in queries.items()
-            }
-            for person, future in futures.items():
+            people = list(queries)
+            found = self._in_parallel(lambda p: self._person_events(p, queries[p]), people)
+            for person, events in zip(people, found, strict=True):
                 state, _, low = inputs[person]
-                inputs[person] = (state, future.result(), low)
+                inputs[person] = (state, events, low)
         return {
             person: recompute(
                 inputs[person][0],
@@ -640,28 +1058,15 @@ class FirestoreStore(Store):
         }
 
     def _person_events(self, person: str, low: float) -> list[RawEvent]:
-        """A person's stored human events at or after `low` that sessions or funnels need
-        (index: person, timestamp)."""
+        """A person's stored human events at or after `low` that sessions or funnels need."""
         fields = ["ts", "session_id", "event_type", "bot"]
         if any(step.where for f in self.rules.funnels for step in f.steps):
             fields.append("properties")
-        query = (
-            self.db.collection(EVENTS)
-            .where(filter=firestore.FieldFilter("person", "==", person))
-            # The Timestamp keeps microseconds: a millisecond of slack, then the exact `ts`.
-            .where(filter=firestore.FieldFilter("timestamp", ">=", _dt(low - 0.001)))
-            .order_by("timestamp")
-            .select(fields)
-        )
         found = []
-        for snap in query.stream(timeout=self.timeout_s):
-            data = snap.to_dict() or {}
-            timestamp = data.get("ts")
-            if data.get("bot") or timestamp is None or timestamp < low:
-                continue
+        for key, data in self._humans_from(person, low, fields):
             event = raw_event(
-                snap.id,
-                timestamp,
+                key,
+                data["ts"],
                 data.get("session_id"),
                 data.get("event_type", ""),
                 decode_map(data.get("properties") or {}),
@@ -700,13 +1105,13 @@ class FirestoreStore(Store):
                 continue
             values = (stats.sessions, stats.duration_ms, stats.bounces, stats.events)
             extra.setdefault(key, []).extend(
-                (_path(SESSION_STATS_FIELD, name), "increment", value)
+                (field_path(SESSION_STATS_FIELD, name), "increment", value)
                 for name, value in zip(_SESSION_STATS, values, strict=True)
                 if value
             )
         for (name, day, step), n in funnel_users.items():
             if n:
-                path = _path(FUNNEL_FIELD, encode_map_key(name), str(step))
+                path = field_path(FUNNEL_FIELD, encode_map_key(name), str(step))
                 extra.setdefault(("day", day), []).append((path, "increment", n))
 
     def _horizon(self, events: Sequence[Event], now: float) -> float:
@@ -723,18 +1128,16 @@ class FirestoreStore(Store):
                 del self._known[marker]
 
     def _read_profiles(self, deltas: Deltas) -> dict[str, _Seen]:
-        """The batch's users' profiles that exist, with the markers that matter (and, with the
-        behavioral read model, their sessions and funnel progress). Without the behavioral
-        read model, a user whose markers this store already knows needs no read: markers are
-        never removed before they expire, so that profile's write needs no precondition
-        either. With it, every profile is read and written under its update time."""
-        seen: dict[str, _Seen] = {}
-        if not self.behavioral:
-            seen = {
-                who: _Seen(None, frozenset(markers), ())
-                for who, markers in _markers_by_who(deltas.markers).items()
-                if all((*marker, who) in self._known for marker in markers)
-            }
+        """Without the behavioral read model: the batch's users' profiles that exist, with the
+        markers that matter. A user whose markers this store already knows needs no read:
+        markers are never removed before they expire (without the behavioral read model no
+        link moves events and no `forget` runs), so that profile's write needs no
+        precondition either."""
+        seen = {
+            who: _Seen(None, frozenset(markers), ())
+            for who, markers in _markers_by_who(deltas.markers).items()
+            if all((*marker, who) in self._known for marker in markers)
+        }
         unknown = [who for who in deltas.profiles if who not in seen]
         if not unknown:
             return seen
@@ -743,48 +1146,31 @@ class FirestoreStore(Store):
         if len(hours) > _MANY_HOURS:
             mask.append(MARKER_FIELD["hour"])
         else:
-            mask.extend(_path(MARKER_FIELD["hour"], hour) for hour in hours)
-        if self.behavioral:
-            mask += [SESSIONS_FIELD, PROGRESS_FIELD, RECENT_FIELD]
+            mask.extend(field_path(MARKER_FIELD["hour"], hour) for hour in hours)
         names = {self._name(AGGREGATES, doc_id("user_", who)): who for who in unknown}
         for name, doc in self._get(list(names), mask).items():
-            seen[names[name]] = _seen(doc, self.behavioral)
+            seen[names[name]] = _seen(doc)
         return seen
 
     def _add_profiles(
-        self,
-        writes: list[Any],
-        deltas: Deltas,
-        seen: dict[str, _Seen],
-        now: float,
-        changes: dict[str, PersonChange],
-        events: Sequence[Event],
+        self, writes: list[Any], deltas: Deltas, seen: dict[str, _Seen], now: float
     ) -> Counter[tuple[str, str]]:
-        """Append one write per profile; return the new markers counted per bucket."""
+        """Without the behavioral read model: one write per profile; return the new markers
+        counted per bucket."""
         new_markers: dict[str, list[tuple[str, str]]] = {}
         for granularity, period, who in deltas.markers:
             state = seen.get(who)
             if state is None or (granularity, period) not in state.markers:
                 new_markers.setdefault(who, []).append((granularity, period))
         updated = _dt(now)
-        horizon = self._horizon(events, now)
-        horizon_day = self.periods.label("day", horizon)
         for who, delta in deltas.profiles.items():
             name = self._name(AGGREGATES, doc_id("user_", who))
             new = new_markers.get(who, [])
             state = seen.get(who)
-            change = changes.get(who)
-            behavior: dict[str, Any] = {}
-            if change is not None:
-                behavior = {
-                    SESSIONS_FIELD: encode_sessions(change.state.sessions.values(), horizon),
-                    PROGRESS_FIELD: encode_progress(change.state.progress, horizon_day),
-                    RECENT_FIELD: encode_recent(change.state.recent_from, change.state.recent),
-                }
             if state is None:
-                writes.append(_new_profile_write(name, who, delta, new, updated, behavior))
+                writes.append(_new_profile_write(name, who, delta, new, updated))
             else:
-                writes.append(self._profile_update(name, who, delta, new, state, now, behavior))
+                writes.append(self._profile_update(name, who, delta, new, state, now))
         return Counter(marker for markers in new_markers.values() for marker in markers)
 
     def _profile_update(
@@ -795,26 +1181,21 @@ class FirestoreStore(Store):
         new: list[tuple[str, str]],
         state: _Seen,
         now: float,
-        behavior: dict[str, Any] | None = None,
     ) -> Any:
-        """A merge of the profile's deltas; with new markers (or a new stored derivation),
-        only onto the version read."""
+        """A merge of the profile's deltas; with new markers, only onto the version read."""
         fields: dict[str, Any] = {"kind": "user", "user_id": who, "last_updated": _dt(now)}
         mask = ["kind", "user_id", "last_updated"]
         for granularity, period in new:
             fields.setdefault(MARKER_FIELD[granularity], {})[period] = True
-            mask.append(_path(MARKER_FIELD[granularity], period))
+            mask.append(field_path(MARKER_FIELD[granularity], period))
         if any(granularity == "day" for granularity, _ in new):
             mask.extend(self._expired_marker_paths(state.days, now))
-        if behavior:
-            fields.update(behavior)
-            mask.extend(behavior)  # each replaced whole
-        return _write(
+        return write(
             name,
             fields,
             mask=mask,
             transforms=_profile_transforms(delta),
-            update_time=state.update_time if (new or behavior) else None,
+            update_time=state.update_time if new else None,
         )
 
     def _expired_marker_paths(self, days: Iterable[str], now: float) -> list[str]:
@@ -824,8 +1205,8 @@ class FirestoreStore(Store):
         paths: list[str] = []
         for day in days:
             if day < horizon:
-                paths.append(_path(MARKER_FIELD["day"], day))
-                paths.extend(_path(MARKER_FIELD["hour"], f"{day}-{h:02d}") for h in range(24))
+                paths.append(field_path(MARKER_FIELD["day"], day))
+                paths.extend(field_path(MARKER_FIELD["hour"], f"{day}-{h:02d}") for h in range(24))
         return paths
 
     def _add_buckets(
@@ -858,7 +1239,7 @@ class FirestoreStore(Store):
             )
             transforms += extra.get(key, [])
             writes.append(
-                _write(
+                write(
                     self._name(AGGREGATES, document),
                     fields,
                     mask=list(fields),
@@ -870,7 +1251,7 @@ class FirestoreStore(Store):
         self, events: list[Event], now: float, lag: float | None, shard: int | None
     ) -> Any:
         document = FRESHNESS if shard is None else f"{FRESHNESS}{SHARD_SUFFIX}{shard}"
-        return _write(
+        return write(
             self._name(STATE, document),
             {"lag_s": lag},
             mask=["lag_s"],
@@ -901,9 +1282,57 @@ class FirestoreStore(Store):
 
     def profile(self, who: str) -> Profile | None:
         snap = self._profile_ref(who).get(timeout=self.timeout_s)
-        return _profile(snap) if snap.exists else None
+        return _profile(snap) if snap.exists and snap.get("kind") == "user" else None
+
+    def links(self, who: str) -> list[Link]:
+        self._need_behavior("identity links")
+        if who.startswith("anonymous:"):
+            snap = self._profile_ref(who).get(timeout=self.timeout_s)
+            found = decode_links(who, (snap.to_dict() or {}).get(LINKS_FIELD))
+        else:
+            query = (
+                self.db.collection(AGGREGATES)
+                .where(filter=firestore.FieldFilter(LINKED_USERS_FIELD, "array_contains", who))
+                .select(["user_id", LINKS_FIELD])
+            )
+            found = tuple(
+                link
+                for snap in query.stream(timeout=self.timeout_s)
+                for link in _links_of(snap)
+                if link.user_id == who
+            )
+        return sorted(found, key=lambda link: (link.linked_at, link.event_key))
+
+    def stored_links(self) -> list[Link]:
+        if not self.behavioral:
+            return []
+        query = (
+            self.db.collection(AGGREGATES)
+            .select(["user_id", LINKS_FIELD])
+            .order_by(FieldPath.document_id())
+        )
+        return [link for snap in self._stream_all(query) for link in _links_of(snap)]
+
+    def forget(self, who: str) -> ForgetReport:
+        from behavioral_analytics.stores.firestore_forget import forget
+
+        try:
+            return forget(self, who)
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(
+                f"Firestore forget of {who!r} stopped: {exc}; run it again to finish (each "
+                "step it made is complete)"
+            ) from exc
+
+    def _need_behavior(self, what: str) -> None:
+        if not self.behavioral:
+            raise NotSupported(
+                f"{what} need the behavioral read model on Firestore (BA_FIRESTORE_BEHAVIOR=true)"
+            )
 
     def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
+        if self.behavioral:  # who each event counts for, identity links followed
+            return self._page("person", who, limit, cursor)
         if who.startswith("anonymous:"):
             return self._page("who", who, limit, cursor)
         return self._page("user_id", who, limit, cursor)
@@ -1136,9 +1565,12 @@ class FirestoreStore(Store):
         `behavior.recount` of them: bots apart, sessions and funnel progress in the profiles,
         their figures in the buckets). Not atomic: stop the workers first."""
         counted = None
+        kept: dict[str, dict[str, Any]] = {}  # person or actor -> links and tombstone fields
         if self.behavioral:
-            self._backfill_person()
-            counted = recount(events, [], self.rules, self.periods)
+            kept = self._identity_fields()
+            links = [link for fields in kept.values() for link in fields.pop("_links", ())]
+            counted = recount(events, links, self.rules, self.periods)
+            self._backfill_person(counted.persons)
             deltas = counted.deltas
         else:
             deltas = fold(events, self.periods)
@@ -1191,24 +1623,51 @@ class FirestoreStore(Store):
                     SESSIONS_FIELD: encode_sessions(counted.sessions.get(who, []), -inf),
                     PROGRESS_FIELD: encode_progress(progress.get(who, {}), ""),
                 }
-            writer.set(
-                self._profile_ref(who),
-                _profile_doc(who, p, markers.get(who, []), updated, behavior),
-            )
+            doc = _profile_doc(who, p, markers.get(who, []), updated, behavior)
+            writer.set(self._profile_ref(who), {**doc, **kept.pop(who, {})})
+            writer = self._flush_if_full(writer)
+        for who, fields in kept.items():  # links or a tombstone, no profile
+            doc = {"kind": "person", "user_id": who, "last_updated": updated, **fields}
+            writer.set(self._profile_ref(who), doc)
             writer = self._flush_if_full(writer)
         self._flush_if_full(writer, force=True)
 
-    def _backfill_person(self) -> None:
-        """Raw events stored before the behavioral read model have no `person`/`bot` fields,
-        which its queries need: add them."""
+    def _identity_fields(self) -> dict[str, dict[str, Any]]:
+        """Per document holding links or a tombstone: those fields (and its links, decoded,
+        under `_links`), which a rebuild keeps."""
+        query = (
+            self.db.collection(AGGREGATES)
+            .select(["user_id", LINKS_FIELD, LINKED_USERS_FIELD, FORGOTTEN_FIELD])
+            .order_by(FieldPath.document_id())
+        )
+        kept: dict[str, dict[str, Any]] = {}
+        for snap in self._stream_all(query):
+            data = snap.to_dict() or {}
+            fields = {
+                name: data[name]
+                for name in (LINKS_FIELD, LINKED_USERS_FIELD, FORGOTTEN_FIELD)
+                if data.get(name) is not None
+            }
+            if fields:
+                fields["_links"] = _links_of(snap)
+                kept[data["user_id"]] = fields
+        return kept
+
+    def _backfill_person(self, persons: dict[str, str]) -> None:
+        """Set each raw event's `person` (and `bot`, for events stored before the behavioral
+        read model) to what the recount says: what the behavioral queries select on."""
         writer = self.db.batch()
         for snap in self._all(EVENTS):
             data = snap.to_dict() or {}
-            if "person" in data:
-                continue
-            properties = decode_map(data.get("properties") or {})
-            writer.update(snap.reference, {"person": data["who"], "bot": is_bot(properties)})
-            writer = self._flush_if_full(writer)
+            fields: dict[str, Any] = {}
+            if "bot" not in data:
+                fields["bot"] = is_bot(decode_map(data.get("properties") or {}))
+            person = persons.get(snap.id, data.get("person", data["who"]))
+            if data.get("person") != person:
+                fields["person"] = person
+            if fields:
+                writer.update(snap.reference, fields)
+                writer = self._flush_if_full(writer)
         self._flush_if_full(writer, force=True)
 
     def _flush_if_full(
@@ -1243,7 +1702,7 @@ class FirestoreStore(Store):
 # -- documents ------------------------------------------------------------------------------
 
 
-def _seen(doc: Any, behavioral: bool = False) -> _Seen:
+def _seen(doc: Any, behavioral: bool = False, who: str = "") -> _Seen:
     fields = doc.fields
     markers: set[tuple[str, str]] = set()
     days: tuple[str, ...] = ()
@@ -1253,31 +1712,50 @@ def _seen(doc: Any, behavioral: bool = False) -> _Seen:
             markers.update((granularity, period) for period in periods)
             if granularity == "day":
                 days = periods
-    behavior = None
-    if behavioral:
+    if not behavioral:
+        return _Seen(doc.update_time, frozenset(markers), days)
 
-        def read(name: str) -> Any:
-            return _value(fields[name]) if name in fields else None
+    def read(name: str) -> Any:
+        return from_value(fields[name]) if name in fields else None
 
-        behavior = PersonState(
+    return _Seen(
+        doc.update_time,
+        frozenset(markers),
+        days,
+        PersonState(
             decode_sessions(read(SESSIONS_FIELD)),
             decode_progress(read(PROGRESS_FIELD)),
             *decode_recent(read(RECENT_FIELD)),  # none (a profile from before it): query
-        )
-    return _Seen(doc.update_time, frozenset(markers), days, behavior)
+        ),
+        kind="user" if read("total_events") else "person",  # a profile has events
+        total=read("total_events") or 0,
+        first_seen=read("first_seen"),
+        last_activity=read("last_activity"),
+        links=decode_links(who, read(LINKS_FIELD)),
+        forgotten_at=read(FORGOTTEN_FIELD),
+        anonymous_events=decode_anonymous_events(who, read(ANONYMOUS_EVENTS_FIELD)),
+    )
 
 
-def _value(value: Any) -> Any:
-    """A `firestore.v1.Value` protobuf as a JSON-like Python value (the kinds the store
-    writes into profiles)."""
-    kind = value.WhichOneof("value_type")
-    if kind == "map_value":
-        return {k: _value(v) for k, v in value.map_value.fields.items()}
-    if kind == "array_value":
-        return [_value(v) for v in value.array_value.values]
-    if kind == "null_value" or kind is None:
-        return None
-    return getattr(value, kind)
+def _links_of(snap: DocumentSnapshot) -> tuple[Link, ...]:
+    data = snap.to_dict() or {}
+    return decode_links(data.get("user_id", ""), data.get(LINKS_FIELD))
+
+
+def _queried_event(key: str, data: dict[str, Any], person: str) -> Event:
+    """A raw event as a person query returns it (`_MOVE_FIELDS`), counted for `person`."""
+    return Event(
+        key=key,
+        event_id="",
+        user_id=data.get("user_id"),
+        anonymous_id=data.get("anonymous_id"),
+        event_type=data.get("event_type", ""),
+        timestamp=data["ts"],
+        session_id=data.get("session_id"),
+        properties=decode_map(data.get("properties") or {}),
+        received_at=0.0,
+        who=person,
+    )
 
 
 def _markers(who: str, profile: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -1328,7 +1806,7 @@ def _new_profile_write(
     behavior: dict[str, Any] | None = None,
 ) -> Any:
     """create(): fails the batch with ALREADY_EXISTS if another worker made it meanwhile."""
-    return _write(name, _profile_doc(who, delta, markers, updated, behavior), exists=False)
+    return write(name, _profile_doc(who, delta, markers, updated, behavior), exists=False)
 
 
 def _profile_transforms(delta: ProfileDelta) -> list[tuple[str, str, float]]:
@@ -1352,15 +1830,17 @@ def _bucket_transforms(
     return transforms
 
 
-def _event_doc(event: Event, now: float, processed_at: datetime, expire_at: datetime) -> dict:
+def _event_doc(
+    event: Event, person: str, now: float, processed_at: datetime, expire_at: datetime
+) -> dict:
     return {
         "event_id": event.event_id,
         "user_id": event.user_id,
         "anonymous_id": event.anonymous_id,
         "who": event.who,
-        # Who the event counts for (its actor: the Firestore store keeps no identity links)
-        # and whether a bot sent it: what the behavioral recomputation queries and skips.
-        "person": event.who,
+        # Who the event counts for (its actor, or the user an identity link gives it to) and
+        # whether a bot sent it: what the behavioral recomputation queries and skips.
+        "person": person,
         "bot": is_bot(event.properties),
         "event_type": event.event_type,
         "timestamp": _dt(event.timestamp),
@@ -1418,7 +1898,8 @@ def _stored_event(snap: DocumentSnapshot) -> StoredEvent:
 
 
 def _by_type(data: dict[str, Any]) -> dict[str, int]:
-    return decode_map(data.get("events_by_type") or {})
+    # A type whose events all moved away (identity) or were forgotten is left at 0.
+    return {t: n for t, n in decode_map(data.get("events_by_type") or {}).items() if n}
 
 
 def _profile(snap: DocumentSnapshot) -> Profile:

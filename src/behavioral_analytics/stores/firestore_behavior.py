@@ -21,16 +21,20 @@ range starts at or after `recent.from` reads the digest; one that reaches furthe
 late event, a long chain of sessions, a profile from before the digest) queries the raw
 events from the range's start on and renews the digest from there.
 
+Events that move between persons (an identity link changes who an anonymous visitor's events
+count for) take the other road, `recount_range`: it reads every human event of the person
+from the start of what the change can reach (`exact_low`) and recounts sessions and funnel
+days there from scratch, since removing an event can split a session or undo a step.
+
 This module holds what happens between the reads and the writes, by the same rules (and the
 same closure and monotone tricks) as `SQLiteBehavior`; `verify` recomputes with
-`behavior.recount`. Identity links are out of scope here: every event counts for its own
-actor (`event.who`).
+`behavior.recount`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +44,7 @@ from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import FunnelPoint, progress
-from behavioral_analytics.sessions import Session, SessionDelta, gap_sessions
+from behavioral_analytics.sessions import Session, SessionDelta, client_session, gap_sessions
 from behavioral_analytics.stores.firestore_keys import decode_map_key, encode_map_key
 
 _encode = msgspec.json.Encoder().encode
@@ -57,10 +61,12 @@ __all__ = [
     "encode_progress",
     "encode_recent",
     "encode_sessions",
+    "exact_low",
     "raw_event",
     "read_range",
     "recent_span",
     "recompute",
+    "recount_range",
     "renew_recent",
 ]
 
@@ -115,6 +121,42 @@ class PersonChange:
     state: PersonState
     sessions: SessionDelta = field(default_factory=SessionDelta)
     funnel_users: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+
+    def replacer(self, periods: Periods) -> Callable[[dict[str, Session], list[Session]], None]:
+        """A function replacing stored sessions by recomputed ones, recording the difference."""
+        sessions = self.state.sessions
+
+        def replace(removed: dict[str, Session], added: list[Session]) -> None:
+            if len(removed) == len(added) and all(removed.get(s.key) == s for s in added):
+                return
+            for key in removed:
+                sessions.pop(key, None)
+            for session in added:
+                sessions[session.key] = session
+            self.sessions.apply(removed.values(), periods, -1)
+            self.sessions.apply(added, periods, 1)
+
+        return replace
+
+    def set_step(self, name: str, day: str, step: int) -> None:
+        """A funnel entry day's furthest step, and the users per step it adds or takes away."""
+        days = self.state.progress.setdefault(name, {})
+        before = days.get(day, 0)
+        if step == before:
+            return
+        if step:
+            days[day] = step
+        else:
+            del days[day]
+        sign = 1 if step > before else -1
+        for reached in range(min(before, step) + 1, max(before, step) + 1):
+            self.funnel_users[name, day, reached] += sign
+
+
+def _start(state: PersonState) -> PersonChange:
+    return PersonChange(
+        PersonState(dict(state.sessions), {k: dict(v) for k, v in state.progress.items()})
+    )
 
 
 # -- stored form (profile fields) ----------------------------------------------------------
@@ -206,9 +248,9 @@ def renew_recent(
 def _session_closure(
     state: PersonState, new: Sequence[Event], rules: BehaviorRules
 ) -> tuple[list[float], dict[str, Session]] | None:
-    """The span of the new events without a client session id, grown over the stored gap
-    sessions within a gap of it until it stops (as `SQLiteBehavior._update_sessions`), and
-    the stored sessions it takes in."""
+    """The span of the new (or changed) events without a client session id, grown over the
+    stored gap sessions within a gap of it until it stops (as
+    `SQLiteBehavior._update_sessions`), and the stored sessions it takes in."""
     loose = [e.timestamp for e in new if e.session_id is None]
     if not loose:
         return None
@@ -288,18 +330,8 @@ def recompute(
     added_raw = [
         raw_event(e.key, e.timestamp, e.session_id, e.event_type, e.properties, rules) for e in new
     ]
-    sessions = dict(state.sessions)
-    change = PersonChange(PersonState(sessions, {k: dict(v) for k, v in state.progress.items()}))
-
-    def replace(removed: dict[str, Session], added: list[Session]) -> None:
-        if len(removed) == len(added) and all(removed.get(s.key) == s for s in added):
-            return
-        for key in removed:
-            sessions.pop(key, None)
-        for session in added:
-            sessions[session.key] = session
-        change.sessions.apply(removed.values(), periods, -1)
-        change.sessions.apply(added, periods, 1)
+    change = _start(state)
+    replace = change.replacer(periods)
 
     closure = _session_closure(state, new, rules)
     if closure is not None:
@@ -331,17 +363,85 @@ def recompute(
             if first <= e.timestamp <= last and (steps := e.steps.get(name))
         ]
         reached = progress(points, funnel, periods, (low - window, high))
-        days = change.state.progress.setdefault(name, {})
+        days = change.state.progress.get(name, {})
         for day in _days_between(periods, low - window, high):
-            before_step = days.get(day, 0)
-            after_step = max(before_step, reached.get(day, 0))  # gaining never undoes a step
-            if after_step == before_step:
-                continue
-            days[day] = after_step
-            for step in range(before_step + 1, after_step + 1):
-                change.funnel_users[name, day, step] += 1
+            # Gaining events never undoes a step.
+            change.set_step(name, day, max(days.get(day, 0), reached.get(day, 0)))
     if known_from is None:
         change.state.recent_from, change.state.recent = None, {}
     else:
         renew_recent(change.state, known_from, [*old, *added_raw], rules)
+    return change
+
+
+# -- events moving between persons ---------------------------------------------------------
+
+
+def exact_low(
+    state: PersonState, changed: Sequence[Event], rules: BehaviorRules, periods: Periods
+) -> float:
+    """From when on `recount_range` needs the person's events, for `changed` (events gained
+    or lost): the sessions they touch, their client sessions, the funnel days whose entries
+    can reach them, and their days (whether an hour or day keeps a unique-user marker)."""
+    lows = [periods.start_of("day", periods.of(min(e.timestamp for e in changed))[2])]
+    closure = _session_closure(state, changed, rules)
+    if closure is not None:
+        lows.append(closure[0][0])
+    for event in changed:
+        stored = state.sessions.get(f"c:{event.session_id}") if event.session_id else None
+        if stored is not None:
+            lows.append(stored.start)
+    for funnel in rules.funnels:
+        stamps = [e.timestamp for e in changed if e.event_type in funnel.types]
+        if stamps:
+            lows.append(periods.start_of("day", periods.of(min(stamps) - funnel.window_s)[2]))
+    return min(lows)
+
+
+def recount_range(
+    state: PersonState,
+    after: Sequence[Event],
+    low: float,
+    changed: Sequence[Event],
+    rules: BehaviorRules,
+    periods: Periods,
+) -> PersonChange:
+    """The person's derivation once `changed` events are gained or lost, recounted from
+    `after`: every human event of the person at or after `low` (`exact_low`) with the change
+    applied. Sessions and funnel days the change reaches are recomputed from scratch."""
+    change = _start(state)
+    replace = change.replacer(periods)
+    closure = _session_closure(state, changed, rules)
+    if closure is not None:
+        (first, last), removed = closure
+        stamps = [
+            e.timestamp for e in after if e.session_id is None and first <= e.timestamp <= last
+        ]
+        replace(removed, gap_sessions(stamps, rules.sessions))
+    for client_id in sorted({e.session_id for e in changed if e.session_id is not None}):
+        key = f"c:{client_id}"
+        before = state.sessions.get(key)
+        now = client_session(client_id, [e.timestamp for e in after if e.session_id == client_id])
+        replace({key: before} if before else {}, [now] if now else [])
+    for funnel in rules.funnels:
+        stamps = [e.timestamp for e in changed if funnel.matched_steps(e.event_type, e.properties)]
+        if not stamps:
+            continue
+        days = _days_between(periods, min(stamps) - funnel.window_s, max(stamps))
+        first = periods.start_of("day", days[0])
+        last = periods.end_of("day", days[-1])
+        points = [
+            FunnelPoint(e.timestamp, e.key, steps)
+            for e in after
+            if first <= e.timestamp <= last + funnel.window_s
+            and (steps := funnel.matched_steps(e.event_type, e.properties))
+        ]
+        reached = progress(points, funnel, periods, (first, last))
+        for day in days:
+            change.set_step(funnel.name, day, reached.get(day, 0))
+    known = [
+        raw_event(e.key, e.timestamp, e.session_id, e.event_type, e.properties, rules)
+        for e in after
+    ]
+    renew_recent(change.state, low, known, rules)
     return change

@@ -549,6 +549,8 @@ class SQLiteStore(Store):
         limit = max(1, min(limit, 1000))
         try:
             before = int(cursor) if cursor else 2**62
+            if not 0 <= before < 2**63:  # SQLite's INTEGER
+                raise ValueError(cursor)
         except ValueError:
             raise InvalidCursor(f"invalid cursor {cursor!r}") from None
         rows = self._db.execute(

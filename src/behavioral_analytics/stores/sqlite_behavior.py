@@ -26,6 +26,7 @@ from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event, actor
 from behavioral_analytics.funnels import Funnel, progress
 from behavioral_analytics.identity import Link, attribute, coverage, proposal, resolve
+from behavioral_analytics.privacy import mentions
 from behavioral_analytics.sessions import Session, SessionDelta, SessionStats, gap_sessions
 from behavioral_analytics.store import ForgetReport
 
@@ -679,11 +680,15 @@ class SQLiteBehavior:
         now: float,
         subtract: Callable[[sqlite3.Connection, Deltas], None],
     ) -> ForgetReport:
-        """Remove every trace of `who` (and of the anonymous ids linked to them) from raw
-        events, aggregates, sessions, funnels, links and dead letters; leave tombstones."""
+        """Remove every trace of `who` (and of the anonymous ids actively linked to them) from
+        raw events, aggregates, sessions, funnels, links naming them and dead letters; leave
+        tombstones."""
         report = ForgetReport(who)
         anonymous_ids = {
-            row[0] for row in db.execute("SELECT anonymous_id FROM links WHERE user_id = ?", (who,))
+            row[0]
+            for row in db.execute(
+                "SELECT anonymous_id FROM links WHERE user_id = ? AND status = 'active'", (who,)
+            )
         }
         persons = [who, *sorted(actor(None, a) for a in anonymous_ids)]
         report.persons = persons
@@ -732,13 +737,16 @@ class SQLiteBehavior:
                 _UPSERT_FUNNEL_BUCKET,
                 [(f, day, s, -1) for f, day, step in entries for s in range(1, step + 1)],
             )
-            report.raw_events += db.execute(
-                "DELETE FROM events WHERE person = ?", (person,)
-            ).rowcount
+            deleted = db.execute(
+                "DELETE FROM events WHERE person = ? RETURNING timestamp", (person,)
+            ).fetchall()
+            report.raw_events += len(deleted)
+            # A redelivery of any deleted event (even one dated ahead of the clock) is dropped.
+            forgotten_at = max([now, *(timestamp for (timestamp,) in deleted)])
             db.execute(
                 "INSERT INTO tombstones VALUES (?, ?) ON CONFLICT (person) DO UPDATE SET "
                 "forgotten_at = max(forgotten_at, excluded.forgotten_at)",
-                (person, now),
+                (person, forgotten_at),
             )
         db.executemany(
             _UPSERT_SESSION_BUCKET,
@@ -747,11 +755,9 @@ class SQLiteBehavior:
                 for (g, p), s in session_delta.stats.items()
             ],
         )
-        report.links = db.execute(
-            "DELETE FROM links WHERE user_id = ? OR anonymous_id IN "
-            "(SELECT value FROM json_each(?))",
-            (who, _json_list(anonymous_ids)),
-        ).rowcount
+        # Every record naming the user; the anonymous ids' links to others stand (the events
+        # they cover count for those others, untouched).
+        report.links = db.execute("DELETE FROM links WHERE user_id = ?", (who,)).rowcount
         report.dead_letters = self._forget_dead_letters(db, {who}, anonymous_ids)
         for table in ("bucket_types", "profile_types"):
             db.execute(f"DELETE FROM {table} WHERE count = 0")
@@ -766,7 +772,7 @@ class SQLiteBehavior:
         doomed = []
         for id_, data in db.execute("SELECT id, data FROM dead_letters"):
             data = bytes(data)
-            if any(needle in data for needle in needles) and _mentions(
+            if any(needle in data for needle in needles) and mentions(
                 data, user_ids, anonymous_ids
             ):
                 doomed.append((id_,))
@@ -807,21 +813,3 @@ class SQLiteBehavior:
             _UPSERT_FUNNEL_BUCKET,
             [(f, day, step, n) for (f, day, step), n in recount.funnel_users.items()],
         )
-
-
-def _mentions(data: bytes, user_ids: set[str], anonymous_ids: set[str]) -> bool:
-    """Whether a dead letter's bytes name one of the ids: as a JSON who-field where they parse,
-    else anywhere in the text (a malformed message is judged by its bytes)."""
-    try:
-        payload = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        return True
-    items = payload if isinstance(payload, list) else [payload]
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if item.get("user_id", item.get("userId")) in user_ids:
-            return True
-        if item.get("anonymous_id", item.get("anonymousId")) in anonymous_ids:
-            return True
-    return False

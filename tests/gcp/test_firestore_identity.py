@@ -1,0 +1,511 @@
+"""Identity stitching and forgetting a user on the Firestore store (the emulator).
+
+The SQLite store's behavior is the reference (tests/test_behavior_sqlite.py): an `identify`
+event with both ids proposes a link, the earliest by event time wins per anonymous id, a
+second user is refused unless relinking is allowed, and anonymous events from the identity
+window before the link on count for the user. Here the same holds on Firestore whatever the
+order events arrive in, with writers committing in between and concurrently, and `forget`
+removes every trace exactly, with counter shards too. After each, the stored figures equal a
+recount of the raw events with the stored links and `verify` finds no drift.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.behavior import BehaviorRules, recount
+from behavioral_analytics.events import Event
+from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
+from behavioral_analytics.identity import Link, LinkStatus
+from behavioral_analytics.store import NewDeadLetter, NotSupported
+from behavioral_analytics.stores.firestore import FirestoreStore
+from tests.faults import Workload, assert_exact, behavior_event, expected_links
+from tests.faults import assert_recounts as recounts_cleanly
+
+NOW = 1_764_320_400.0  # on the hour
+HOUR = 3600.0
+DAY_START = NOW - 86400
+PURCHASE = parse_funnels(PURCHASE_FUNNEL)
+FUNNEL_KINDS = ["page_view", "search", "add_to_cart", "purchase", "button_click"]
+
+SettingsFor = Callable[..., Any]
+
+
+def make_store(
+    settings_for: SettingsFor,
+    clock: Callable[[], float] = lambda: NOW,
+    shards: int = 0,
+    behavior: bool = True,
+    **rules: Any,
+) -> FirestoreStore:
+    rules.setdefault("funnels", PURCHASE)
+    settings = settings_for()
+    return FirestoreStore(
+        firestore.Client(project=settings.project, database=settings.firestore_database),
+        rules=BehaviorRules(**rules),
+        clock=clock,
+        counter_shards=shards,
+        behavior=behavior,
+    )
+
+
+def ev(n: int, at: float, **fields: Any) -> Event:
+    return behavior_event(n, DAY_START + at, received_at=NOW, **fields)
+
+
+def assert_recounts(store: FirestoreStore) -> None:
+    recounts_cleanly(store, NOW)
+
+
+def _order(link: Link) -> tuple[str, float, str]:
+    return (link.anonymous_id, link.linked_at, link.event_key)
+
+
+def assert_exact_with_links(store: FirestoreStore, events: list[Event]) -> None:
+    """The stored links are exactly those the events' identifies resolve to (explicitly: not
+    through `assert_exact`'s fallback for a store without links), and every figure equals a
+    recount of the distinct events with them; `verify` finds no drift."""
+    distinct = {e.key: e for e in events}
+    assert store.rules is not None
+    want = expected_links(distinct.values(), store.rules.allow_relink)
+    assert sorted(store.stored_links(), key=_order) == sorted(want, key=_order)
+    assert_exact(store, Workload([], distinct, []), Periods())
+    assert_recounts(store)
+
+
+def assert_matches_remaining(store: FirestoreStore) -> None:
+    """After a forget: the figures equal a recount of the raw events that remain, with the
+    links that remain."""
+    assert store.rules is not None
+    remaining = list(store.iter_raw_events())
+    want = recount(remaining, store.stored_links(), store.rules, store.periods)
+    snap = store.snapshot()
+    assert snap.unique_users == dict(want.deltas.unique_users())
+    assert snap.markers == want.deltas.markers
+    assert snap.session_stats == want.session_stats
+    assert snap.funnel_users == {k: n for k, n in want.funnel_users.items() if n}
+    assert snap.bot_events == dict(want.bot_events)
+    want_profiles = {
+        who: (p.total, dict(p.by_type), p.first_seen, p.last_activity)
+        for who, p in want.deltas.profiles.items()
+    }
+    assert snap.profiles == want_profiles
+    assert_recounts(store)
+
+
+# -- the SQLite tests, ported -----------------------------------------------------------------
+
+
+def test_an_identify_moves_the_visit_before_it_to_the_user(settings_for: SettingsFor) -> None:
+    store = make_store(settings_for, identity_window_s=HOUR)
+    store.commit([ev(1, 0, anon="a1"), ev(2, 60, anon="a1", kind="search")])
+    store.commit([ev(3, 10 * HOUR, user="alice")])
+    hour = store.periods.label("hour", DAY_START)
+    assert store.series("hour", hour, hour)[0].unique_users == 1  # the anonymous visitor
+    store.commit([ev(4, 120, user="alice", anon="a1", kind="identify")])
+
+    alice = store.profile("alice")
+    assert alice is not None and alice.total_events == 4
+    assert alice.events_by_type == {"identify": 1, "page_view": 2, "search": 1}
+    assert alice.first_seen == DAY_START
+    assert store.profile("anonymous:a1") is None
+    assert store.series("hour", hour, hour)[0].unique_users == 1  # now alice, not two people
+    assert [e.event.event_id for e in store.timeline("alice").items] == ["e3", "e4", "e2", "e1"]
+    # Later anonymous events count for alice straight away; one session holds the visit.
+    store.commit([ev(5, 180, anon="a1")])
+    assert store.profile("alice").total_events == 5  # type: ignore[union-attr]
+    day = store.periods.label("day", DAY_START)
+    sessions = {p.period: p.stats for p in store.session_series("day", day, day)}
+    assert sessions[day].sessions == 2 and sessions[day].events == 5
+    assert_recounts(store)
+
+
+def test_a_second_user_is_refused_unless_earlier_and_the_trail_is_kept(
+    settings_for: SettingsFor,
+) -> None:
+    store = make_store(settings_for, identity_window_s=HOUR)
+    store.commit([ev(1, 100, anon="a1"), ev(2, 200, user="bob", anon="a1", kind="identify")])
+    store.commit([ev(3, 300, user="carol", anon="a1", kind="identify")])
+    assert store.profile("bob").total_events == 2  # type: ignore[union-attr]
+    # An identify that happened earlier arrives late: it wins, as if it had come first.
+    store.commit([ev(4, 150, user="alice", anon="a1", kind="identify")])
+    statuses = {(link.user_id, link.status) for link in store.links("anonymous:a1")}
+    assert statuses == {("alice", "active"), ("bob", "refused"), ("carol", "refused")}
+    assert store.profile("alice").total_events == 2  # type: ignore[union-attr]
+    assert store.profile("bob").events_by_type == {"identify": 1}  # type: ignore[union-attr]
+    assert_recounts(store)
+
+
+def test_relinking_when_allowed_splits_the_anonymous_history(settings_for: SettingsFor) -> None:
+    store = make_store(settings_for, identity_window_s=0.0, allow_relink=True)
+    store.commit(
+        [
+            ev(1, 100, user="bob", anon="shared", kind="identify"),
+            ev(2, 200, anon="shared"),
+            ev(3, 300, user="carol", anon="shared", kind="identify"),
+            ev(4, 400, anon="shared"),
+        ]
+    )
+    assert store.profile("bob").total_events == 2  # type: ignore[union-attr]
+    assert store.profile("carol").total_events == 2  # type: ignore[union-attr]
+    assert_recounts(store)
+
+
+def test_forget_removes_every_trace_and_keeps_redeliveries_out(
+    settings_for: SettingsFor,
+) -> None:
+    store = make_store(settings_for, identity_window_s=HOUR)
+    keep = [ev(1, 0, user="bob"), ev(2, 30, user="bob", kind="search")]
+    alice = [
+        ev(3, 0, anon="a1"),
+        ev(4, 60, user="alice", anon="a1", kind="identify"),
+        ev(5, 120, user="alice", kind="search"),
+        ev(6, 180, user="alice", kind="add_to_cart", session="s1"),
+    ]
+    store.commit(keep + alice)
+    bad = json.dumps({"user_id": "alice", "event_type": "x", "timestamp": "soon"}).encode()
+    store.add_dead_letters([NewDeadLetter("invalid_timestamp", "", bad, "m9")])
+    report = store.forget("alice")
+    assert report.raw_events == 4 and report.dead_letters == 1 and report.links == 1
+    assert report.persons == ["alice", "anonymous:a1"]
+
+    assert store.profile("alice") is None and store.profile("anonymous:a1") is None
+    assert store.timeline("alice").items == [] and store.links("alice") == []
+    assert store.count_dead_letters() == 0
+    remaining = list(store.iter_raw_events())
+    assert {e.key for e in remaining} == {e.key for e in keep}
+    want = recount(remaining, [], store.rules, store.periods)
+    snap = store.snapshot()
+    assert snap.unique_users == {k: v for k, v in want.deltas.unique_users().items()}
+    assert snap.session_stats == want.session_stats
+    assert snap.funnel_users == {k: n for k, n in want.funnel_users.items() if n}
+    assert_recounts(store)
+
+    # A redelivery of a forgotten event is dropped; a genuinely new event later is counted.
+    assert store.commit(alice).created == 0
+    assert store.profile("alice") is None
+    fresh = ev(7, 86400 + 60, user="alice")
+    assert store.commit([fresh]).created == 1
+    assert_recounts(store)
+
+
+# -- Firestore specifics ----------------------------------------------------------------------
+
+
+def test_the_identify_first_then_late_and_later_anonymous_events(
+    settings_for: SettingsFor,
+) -> None:
+    """Anonymous events committed after the identify that links them: those within the window
+    before it (late, pre-login) and those after it all count for the user at once."""
+    store = make_store(settings_for, identity_window_s=HOUR)
+    identify = ev(1, 2 * HOUR, user="alice", anon="a1", kind="identify")
+    own = ev(2, 2 * HOUR + 30, user="alice", kind="search")
+    store.commit([identify, own])
+    assert store.commit([identify]).created == 0  # a redelivered identify changes nothing
+    late = [ev(3, HOUR + 60, anon="a1"), ev(4, 2 * HOUR - 60, anon="a1", kind="search")]
+    store.commit(late[1:])
+    store.commit(late[:1])
+    later = [ev(5, 2 * HOUR + 300, anon="a1", kind="add_to_cart"), ev(6, 3 * HOUR, anon="a1")]
+    store.commit(later)
+
+    alice = store.profile("alice")
+    assert alice is not None and alice.total_events == 6
+    assert alice.events_by_type == {
+        "identify": 1,
+        "search": 2,
+        "page_view": 2,
+        "add_to_cart": 1,
+    }
+    assert alice.first_seen == DAY_START + HOUR + 60
+    assert store.profile("anonymous:a1") is None
+    for at in (HOUR, 2 * HOUR, 3 * HOUR):
+        hour = store.periods.label("hour", DAY_START + at)
+        assert store.series("hour", hour, hour)[0].unique_users == 1  # alice only
+    [link] = store.links("alice")
+    assert (link.anonymous_id, link.status, link.event_key) == ("a1", "active", identify.key)
+    everything = [identify, own, *late, *later]
+    assert_exact_with_links(store, everything)
+
+    # Before the window the anonymous visitor stays their own person.
+    early = ev(7, HOUR - 60, anon="a1")
+    store.commit([early])
+    assert store.profile("anonymous:a1").total_events == 1  # type: ignore[union-attr]
+    assert store.profile("alice").total_events == 6  # type: ignore[union-attr]
+    assert_exact_with_links(store, [*everything, early])
+
+
+def _between(store: FirestoreStore, hook: str, meanwhile: Callable[[], Any]) -> list[Any]:
+    """Run `meanwhile` (another store's commit) once, inside `store`'s commit: after its first
+    read (`_get`, whatever it reads and with whatever mask) or right before its first commit
+    request (`_send`), i.e. between its reads and its commit."""
+    original = getattr(store, hook)
+    pending = [meanwhile]
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if hook == "_send" and pending:
+            pending.pop()()
+        result = original(*args, **kwargs)
+        if hook == "_get" and pending:
+            pending.pop()()
+        return result
+
+    setattr(store, hook, wrapped)
+    return pending
+
+
+@pytest.mark.parametrize("hook", ["_get", "_send"])
+@pytest.mark.parametrize("prior", [True, False], ids=["a1-seen-before", "a1-new"])
+@pytest.mark.parametrize("meanwhile", ["anonymous", "identify"])
+def test_a_writer_in_between_with_the_identify_or_the_anonymous_event_is_recomputed(
+    settings_for: SettingsFor, hook: str, prior: bool, meanwhile: str
+) -> None:
+    """Store b commits while store a is between its reads and its commit: b an anonymous
+    event of a1 while a commits a1's identify, or b the identify while a commits an anonymous
+    event of a1. Either way a's commit is refused, recomputed, and everything ends exact."""
+    a = make_store(settings_for, identity_window_s=HOUR)
+    b = make_store(settings_for, identity_window_s=HOUR)
+    setup = [ev(1, 0, user="alice"), ev(2, 600, anon="a1")] if prior else [ev(1, 0, user="alice")]
+    a.commit(setup)
+    identify = [ev(3, 1200, user="alice", anon="a1", kind="identify")]
+    anonymous = [ev(4, 900, anon="a1", kind="search"), ev(5, 1500, anon="a1")]
+    a_events, b_events = (
+        (identify, anonymous) if meanwhile == "anonymous" else (anonymous, identify)
+    )
+    pending = _between(a, hook, lambda: b.commit(b_events))
+    result = a.commit(a_events)
+    assert not pending, f"a's commit never called {hook}: b did not commit in between"
+    assert result.created == len(a_events) and a.conflicts >= 1
+
+    alice = a.profile("alice")
+    assert alice is not None and alice.total_events == len(setup) + 3
+    assert a.profile("anonymous:a1") is None
+    assert [(link.anonymous_id, link.status) for link in a.links("alice")] == [("a1", "active")]
+    assert_exact_with_links(a, setup + identify + anonymous)
+    hour = a.periods.label("hour", DAY_START)
+    assert a.series("hour", hour, hour)[0].unique_users == 1
+
+
+@pytest.mark.parametrize("allow_relink", [False, True])
+def test_concurrent_writers_with_many_identifies_per_anonymous_id_stay_exact(
+    settings_for: SettingsFor, allow_relink: bool
+) -> None:
+    """Three writers, the same anonymous visitors and users, several identifies per
+    anonymous id (earlier ones arriving later, second users, duplicates), a window longer than
+    the traffic: every anonymous event moves, some more than once, and it all ends exact."""
+    rng = random.Random(7 + allow_relink)
+    users = ["alice", "bob", "carol", "team/dave"]
+    events: list[Event] = []
+    n = 0
+
+    def add(at: float, **fields: Any) -> None:
+        nonlocal n
+        n += 1
+        events.append(ev(n, round(at, 3), **fields))
+
+    for v in range(12):
+        aid = f"v{v}"
+        for _ in range(6):
+            session = f"s{v}" if rng.random() < 0.3 else None
+            add(rng.uniform(0, 4 * HOUR), anon=aid, kind=rng.choice(FUNNEL_KINDS), session=session)
+        for _ in range(rng.randint(1, 4)):
+            add(rng.uniform(0, 4 * HOUR), user=rng.choice(users), anon=aid, kind="identify")
+    for _ in range(60):
+        add(rng.uniform(0, 4 * HOUR), user=rng.choice(users), kind=rng.choice(FUNNEL_KINDS))
+    rng.shuffle(events)
+
+    stores = [
+        make_store(settings_for, identity_window_s=6 * HOUR, allow_relink=allow_relink)
+        for _ in range(3)
+    ]
+    shares: list[list[Event]] = [[], [], []]
+    for event in events:  # each event to one writer; a fifth of them to a second one as well
+        first = rng.randrange(3)
+        shares[first].append(event)
+        if rng.random() < 0.2:
+            shares[(first + 1) % 3].append(event)
+    errors: list[BaseException] = []
+
+    def run(store: FirestoreStore, mine: list[Event]) -> None:
+        try:
+            for start in range(0, len(mine), 8):
+                store.commit(mine[start : start + 8])
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in zip(stores, shares, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+    assert sum(store.conflicts for store in stores) > 0
+    # The workload does exercise every status (checked on the expectation, not the store).
+    statuses = {link.status for link in expected_links(events, allow_relink)}
+    assert statuses == {"active", "duplicate"} | (set() if allow_relink else {"refused"})
+    assert_exact_with_links(stores[0], events)
+
+
+def _refused_scenario() -> tuple[list[Event], list[Event], list[Event]]:
+    """a2 is bob's (bob identified first), alice's later proposal for a2 is refused; a1 is
+    alice's. Returns (alice's events, a1's anonymous events, what stays)."""
+    alice = [
+        ev(3, 300, user="alice", anon="a2", kind="identify"),  # refused: bob was first
+        ev(5, 600, user="alice", anon="a1", kind="identify"),  # active
+        ev(7, 800, user="alice", kind="search"),
+    ]
+    a1 = [ev(4, 500, anon="a1"), ev(6, 700, anon="a1", kind="add_to_cart")]
+    stays = [
+        ev(1, 100, user="bob", anon="a2", kind="identify"),
+        ev(2, 50, anon="a2", kind="search"),  # within bob's window: bob's
+        ev(8, 400, anon="a2"),  # bob's
+        ev(9, -2 * HOUR, anon="a2"),  # before bob's window: a2's own
+        ev(10, 200, user="carol"),
+    ]
+    return alice, a1, stays
+
+
+def test_forget_keeps_an_anonymous_id_whose_proposal_was_refused(
+    settings_for: SettingsFor,
+) -> None:
+    store = make_store(settings_for, identity_window_s=HOUR)
+    alice, a1, stays = _refused_scenario()
+    store.commit(stays[:2])
+    store.commit(alice + a1 + stays[2:])
+    assert {(k.anonymous_id, k.status) for k in store.links("alice")} == {
+        ("a2", "refused"),
+        ("a1", "active"),
+    }
+    assert store.profile("bob").total_events == 3  # type: ignore[union-attr]
+
+    report = store.forget("alice")
+    assert report.persons == ["alice", "anonymous:a1"]
+    assert report.links == 2  # both proposals naming alice, whatever their status
+    assert report.raw_events == len(alice) + len(a1)
+    assert store.links("alice") == [] and store.links("anonymous:a1") == []
+    bob_link = stays[0]
+    assert store.links("anonymous:a2") == [
+        Link("a2", "bob", bob_link.timestamp, bob_link.key, "active")
+    ]
+    assert store.stored_links() == store.links("anonymous:a2")
+    assert {e.key for e in store.iter_raw_events()} == {e.key for e in stays}
+    assert store.profile("alice") is None and store.profile("anonymous:a1") is None
+    bob = store.profile("bob")
+    assert bob is not None and bob.total_events == 3
+    assert store.profile("anonymous:a2").total_events == 1  # type: ignore[union-attr]
+    assert_matches_remaining(store)
+
+    # Redeliveries stay out; a2 still counts for bob; a1 starts afresh as nobody's.
+    assert store.commit(alice + a1).created == 0
+    assert store.commit([ev(11, 900, anon="a2")]).created == 1
+    assert store.profile("bob").total_events == 4  # type: ignore[union-attr]
+    assert_matches_remaining(store)
+
+
+def test_forget_with_counter_shards_stays_exact(settings_for: SettingsFor) -> None:
+    store = make_store(settings_for, shards=3, identity_window_s=HOUR)
+    alice, a1, stays = _refused_scenario()
+    alice = alice[1:]  # without the refused proposal (tested above): a2 is bob's alone
+    more = [
+        ev(20 + i, 900 + 60 * i, user="alice", kind=kind) for i, kind in enumerate(FUNNEL_KINDS)
+    ]
+    more += [ev(30 + i, 60 * i, user="carol", kind=kind) for i, kind in enumerate(FUNNEL_KINDS)]
+    everything = alice + a1 + stays + more
+    for start in range(0, len(everything), 3):  # flushes land on different shards
+        store.commit(everything[start : start + 3])
+    assert_exact_with_links(store, everything)
+    day = store.periods.label("day", DAY_START)
+    before = store.series("day", day, day)[0]
+    # alice (a1's visit, then her own), carol; bob and anonymous:a2 enter only.
+    assert store.funnel("purchase", day, day)[0].users_by_step == [4, 2, 2, 2]
+
+    report = store.forget("alice")
+    assert report.persons == ["alice", "anonymous:a1"]
+    assert report.raw_events == len(alice) + len(a1) + 5
+    after = store.series("day", day, day)[0]
+    assert after.total_events == before.total_events - report.raw_events
+    assert after.unique_users == before.unique_users - 1
+    assert store.funnel("purchase", day, day)[0].users_by_step == [3, 1, 1, 1]
+    assert_matches_remaining(store)
+    # After the tombstone: a1 is a new visitor of nobody's, carol counts on.
+    store.commit([ev(40, 1000, user="carol", kind="purchase"), ev(41, 86400 + 60, anon="a1")])
+    assert store.profile("anonymous:a1").total_events == 1  # type: ignore[union-attr]
+    assert_matches_remaining(store)
+
+
+def test_links_of_a_user_and_of_an_anonymous_id_with_their_status_in_order(
+    settings_for: SettingsFor,
+) -> None:
+    store = make_store(settings_for, identity_window_s=HOUR)
+    bob = ev(1, 200, user="bob", anon="a1", kind="identify")
+    alice_first = ev(2, 150, user="alice", anon="a1", kind="identify")  # earlier, arrives later
+    carol = ev(3, 300, user="carol", anon="a1", kind="identify")
+    alice_again = ev(4, 400, user="alice", anon="a1", kind="identify")
+    alice_a2 = ev(5, 500, user="alice", anon="a2", kind="identify")
+    # Two proposals for a3 at the same time: the smaller event key wins.
+    tied = sorted(
+        [
+            ev(6, 600, user="alice", anon="a3", kind="identify"),
+            ev(7, 600, user="bob", anon="a3", kind="identify"),
+        ],
+        key=lambda e: e.key,
+    )
+    store.commit([bob, carol])
+    store.commit([alice_again, alice_a2, *tied])
+    store.commit([alice_first])
+
+    def link(e: Event, status: LinkStatus) -> Link:
+        assert e.user_id and e.anonymous_id
+        return Link(e.anonymous_id, e.user_id, e.timestamp, e.key, status)
+
+    first_tied, second_tied = tied
+    want_alice = [
+        link(alice_first, "active"),
+        link(alice_again, "duplicate"),
+        link(alice_a2, "active"),
+    ]
+    want_alice += [
+        link(e, "active" if e is first_tied else "refused") for e in tied if e.user_id == "alice"
+    ]
+    want_alice.sort(key=lambda k: (k.linked_at, k.event_key))
+    assert store.links("alice") == want_alice
+    assert store.links("anonymous:a1") == [
+        link(alice_first, "active"),
+        link(bob, "refused"),
+        link(carol, "refused"),
+        link(alice_again, "duplicate"),
+    ]
+    assert store.links("anonymous:a3") == [
+        link(first_tied, "active"),
+        link(second_tied, "refused"),
+    ]
+    assert store.links("anonymous:nobody") == [] and store.links("dave") == []
+    everything = [bob, alice_first, carol, alice_again, alice_a2, *tied]
+    assert sorted(store.stored_links(), key=_order) == sorted(
+        expected_links(everything), key=_order
+    )
+    assert len(store.stored_links()) == 7
+    assert_recounts(store)
+
+
+def test_without_the_behavioral_model_links_and_forget_are_not_supported(
+    settings_for: SettingsFor,
+) -> None:
+    store = make_store(settings_for, behavior=False)
+    assert not store.behavioral
+    store.commit([ev(1, 0, user="alice", anon="a1", kind="identify"), ev(2, 10, anon="a1")])
+    with pytest.raises(NotSupported):
+        store.links("alice")
+    with pytest.raises(NotSupported):
+        store.forget("alice")
+    # Nothing was forgotten: the raw events and the profiles are all still there.
+    assert len(list(store.iter_raw_events())) == 2
+    assert store.profile("alice") is not None and store.profile("anonymous:a1") is not None
