@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from behavioral_analytics.aggregation import Periods, fold
@@ -302,3 +303,25 @@ def commit_shuffled(store: Store, events: list[Event], rng: random.Random) -> No
         if rng.random() < 0.3:
             assert store.commit(rng.sample(batch, k=max(1, len(batch) // 2))).created == 0
         position += size
+
+
+def commit_concurrently(stores: Sequence[Store], shares: Sequence[list[Event]], batch: int) -> None:
+    """Each store commits its share in batches of `batch`, all in threads at once; any error
+    is raised here, and the writers must have got in each other's way (a conflict)."""
+    errors: list[BaseException] = []
+
+    def run(store: Store, mine: list[Event]) -> None:
+        try:
+            for start in range(0, len(mine), batch):
+                store.commit(mine[start : start + batch])
+        except BaseException as exc:  # reported by the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in zip(stores, shares, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+    assert sum(getattr(store, "conflicts", 0) for store in stores) > 0

@@ -7,7 +7,6 @@ compares the stored links with the expected ones."""
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,14 @@ from behavioral_analytics.store import NotSupported
 from behavioral_analytics.stores import firestore_behavior
 from behavioral_analytics.stores.firestore import FirestoreStore
 from behavioral_analytics.verification import verify
-from tests.faults import BOT_AGENT, assert_exact, behavior_event, commit_shuffled, make_workload
+from tests.faults import (
+    BOT_AGENT,
+    assert_exact,
+    behavior_event,
+    commit_concurrently,
+    commit_shuffled,
+    make_workload,
+)
 from tests.faults import assert_recounts as recounts_cleanly
 
 NOW = 1_764_320_400.0  # on the hour
@@ -33,8 +39,12 @@ PURCHASE = parse_funnels(PURCHASE_FUNNEL)
 
 
 def make_store(
-    settings_for, clock: Callable[[], float] = lambda: NOW, shards: int = 0, **rules: Any
-):
+    settings_for: Callable[..., Any],
+    clock: Callable[[], float] = lambda: NOW,
+    shards: int = 0,
+    behavior: bool = True,
+    **rules: Any,
+) -> FirestoreStore:
     rules.setdefault("funnels", PURCHASE)
     settings = settings_for()
     return FirestoreStore(
@@ -42,6 +52,7 @@ def make_store(
         rules=BehaviorRules(**rules),
         clock=clock,
         counter_shards=shards,
+        behavior=behavior,
     )
 
 
@@ -177,24 +188,7 @@ def test_concurrent_writers_on_the_same_people_stay_exact(settings_for) -> None:
     events = list(workload.distinct.values())
     random.Random(5).shuffle(events)
     stores = [make_store(settings_for) for _ in range(3)]
-    halves = [events[k::3] for k in range(3)]
-    errors: list[BaseException] = []
-
-    def run(store: FirestoreStore, mine: list[Event]) -> None:
-        try:
-            for start in range(0, len(mine), 15):
-                store.commit(mine[start : start + 15])
-        except BaseException as exc:  # reported by the test thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=pair) for pair in zip(stores, halves, strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    assert not errors, errors
-    assert not any(thread.is_alive() for thread in threads)
-    assert sum(store.conflicts for store in stores) > 0  # they did get in each other's way
+    commit_concurrently(stores, [events[k::3] for k in range(3)], 15)
     assert_exact(stores[0], workload, Periods())
     assert_recounts(stores[0])
 

@@ -6,21 +6,18 @@ either way. And `forget` covers an event dated ahead of the clock."""
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import Any
 
 import pytest
 
 from behavioral_analytics.funnels import parse_funnels
 from behavioral_analytics.stores import firestore_identity
+from tests import identity_scenarios as scenarios
 from tests.faults import make_workload
-from tests.gcp.test_firestore_identity import (
-    HOUR,
-    NOW,
-    assert_exact_with_links,
-    assert_recounts,
-    ev,
-    make_store,
-)
+from tests.gcp.test_firestore_behavior import make_store
+from tests.gcp.test_firestore_identity import assert_exact_with_links
+from tests.identity_scenarios import HOUR, NOW, ev
 
 
 def test_an_identify_moves_the_visit_before_it_without_a_query(settings_for: Any) -> None:
@@ -93,12 +90,4 @@ def test_a_workload_with_identifies_mostly_reads_lists(settings_for: Any) -> Non
 
 
 def test_forget_covers_an_event_dated_ahead_of_the_clock(settings_for: Any) -> None:
-    store = make_store(settings_for)
-    ahead = ev(2, 86400 + 1800, user="alice")  # half an hour after NOW: within the skew
-    store.commit([ev(1, 0, user="alice"), ahead, ev(3, 0, user="bob")])
-    report = store.forget("alice")
-    assert report.raw_events == 2
-    assert {e.key for e in store.iter_raw_events()} == {ev(3, 0, user="bob").key}
-    assert store.commit([ahead]).created == 0  # a redelivery stays out
-    assert store.profile("alice") is None
-    assert_recounts(store)
+    scenarios.forget_covers_an_event_dated_ahead_of_the_clock(partial(make_store, settings_for))

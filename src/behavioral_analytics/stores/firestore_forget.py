@@ -26,7 +26,7 @@ from behavioral_analytics.aggregation import GRANULARITIES, Deltas, fold
 from behavioral_analytics.behavior import funnel_points, sessions_of
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import progress
-from behavioral_analytics.identity import Link
+from behavioral_analytics.identity import Link, resolve
 from behavioral_analytics.privacy import mentions
 from behavioral_analytics.store import ForgetReport, TransientStoreError
 from behavioral_analytics.stores.firestore import (
@@ -239,7 +239,7 @@ def _derivation(
     else:
         doc = {"kind": "person", "user_id": person, "last_updated": updated, **behavior}
     doc[FORGOTTEN_FIELD] = seen.forgotten_at
-    links = [link for link in seen.links if link.user_id != user]
+    links = _without(seen.links, user, rules.allow_relink)
     if links:
         doc.update(encode_links(links))
     name = store._name(AGGREGATES, doc_id("user_", person))
@@ -251,13 +251,20 @@ def _derivation(
     return write(name, doc, update_time=seen.update_time), extra, counts
 
 
+def _without(links: Sequence[Link], user: str, allow_relink: bool) -> list[Link]:
+    """An anonymous id's links less those naming `user`, resolved again (a proposal refused
+    for the user's sake becomes active: the events it covers were the user's or the anonymous
+    id's own, deleted)."""
+    return resolve([link for link in links if link.user_id != user], allow_relink)
+
+
 def _drop_links(store: FirestoreStore, anonymous: str, user: str, report: ForgetReport) -> None:
     """Remove the records naming `user` from an anonymous id's links (refused or duplicate
     proposals: who its events count for does not change)."""
     name = store._name(AGGREGATES, doc_id("user_", anonymous))
     for _ in range(_MAX_CONFLICTS):
         seen = store._read_people([anonymous], [])[anonymous]
-        links = [link for link in seen.links if link.user_id != user]
+        links = _without(seen.links, user, store.rules.allow_relink)
         fields = encode_links(links)
         try:
             store._send([write(name, fields, mask=list(fields), update_time=seen.update_time)])

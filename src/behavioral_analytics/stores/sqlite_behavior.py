@@ -755,9 +755,22 @@ class SQLiteBehavior:
                 for (g, p), s in session_delta.stats.items()
             ],
         )
-        # Every record naming the user; the anonymous ids' links to others stand (the events
-        # they cover count for those others, untouched).
+        # Every record naming the user goes; the anonymous ids' links to others stand, resolved
+        # again without the user's (a proposal refused for the user's sake becomes active: the
+        # events it covers were the user's or the anonymous id's own, all deleted above).
+        naming = [
+            row[0]
+            for row in db.execute(
+                "SELECT DISTINCT anonymous_id FROM links WHERE user_id = ?", (who,)
+            )
+        ]
         report.links = db.execute("DELETE FROM links WHERE user_id = ?", (who,)).rowcount
+        for anonymous_id in naming:
+            resolved = resolve(self.links_of_anonymous(db, anonymous_id), self.rules.allow_relink)
+            db.executemany(
+                "UPDATE links SET status = ? WHERE anonymous_id = ? AND event_key = ?",
+                [(link.status, link.anonymous_id, link.event_key) for link in resolved],
+            )
         report.dead_letters = self._forget_dead_letters(db, {who}, anonymous_ids)
         for table in ("bucket_types", "profile_types"):
             db.execute(f"DELETE FROM {table} WHERE count = 0")
