@@ -1327,7 +1327,8 @@ class FirestoreStore(Store):
     def _need_behavior(self, what: str) -> None:
         if not self.behavioral:
             raise NotSupported(
-                f"{what} need the behavioral read model on Firestore (BA_FIRESTORE_BEHAVIOR=true)"
+                f"{what}: only with the behavioral read model on Firestore "
+                "(BA_FIRESTORE_BEHAVIOR=true)"
             )
 
     def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
