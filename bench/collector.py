@@ -41,9 +41,9 @@ from typing import Any
 import httpx
 
 from behavioral_analytics.broker import OutgoingMessage
-from behavioral_analytics.brokers.local import LocalBroker
-from behavioral_analytics.config import load_settings
 from behavioral_analytics.loadgen import synthetic_stream
+from behavioral_analytics.settings import load_settings
+from behavioral_analytics.wiring import build_broker
 
 WRITE_KEY = "bench-write-key"
 RUDDERSTACK_PER_CORE = 850.0
@@ -51,8 +51,12 @@ RUDDERSTACK_PER_CORE = 850.0
 _SERVER = """
 import sys
 from behavioral_analytics.api.server import serve
-from behavioral_analytics.config import load_settings
-serve(load_settings(), sys.argv[1], int(sys.argv[2]))
+from behavioral_analytics.settings import load_settings
+from behavioral_analytics.telemetry import configure_logging
+from behavioral_analytics.wiring import build_server
+settings = load_settings()
+configure_logging(settings.log_level)
+serve(build_server(settings, sys.argv[1], int(sys.argv[2])))
 """
 
 
@@ -101,7 +105,7 @@ def bench_direct(
     events: list[dict[str, Any]], warmup: list[dict[str, Any]], batch: int, data_dir: Path
 ) -> Result:
     settings = load_settings(data_dir=data_dir, backend="local")
-    broker = LocalBroker.from_settings(settings)
+    broker = build_broker(settings)
     broker.init()
     for start in range(0, len(warmup), batch):
         broker.publish(

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
-from behavioral_analytics.config import load_settings
 from behavioral_analytics.events import Event, parse_message
+from behavioral_analytics.settings import load_settings
 from behavioral_analytics.sqlite_util import connect, transaction
 from behavioral_analytics.stores.sqlite import EVENTS_SCHEMA, INSERT_EVENT, SQLiteStore
 from behavioral_analytics.worker import Worker, WorkerOptions

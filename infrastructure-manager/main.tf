@@ -19,4 +19,9 @@ module "behavioral_analytics" {
   firestore_database = var.firestore_database
   max_instances      = var.max_instances
   memory_limit       = var.memory_limit
+
+  container_image                = var.container_image
+  alert_email                    = var.alert_email
+  firestore_delete_protection    = var.firestore_delete_protection
+  allow_subscription_replacement = var.allow_subscription_replacement
 }

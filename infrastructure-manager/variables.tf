@@ -1,6 +1,8 @@
-# The seed's Infrastructure Manager inputs (names and defaults). Every other
-# setting keeps the module's default; to change one, add a variable here and
-# pass it on in main.tf.
+# The seed's Infrastructure Manager inputs (names and defaults), then the few a deployment
+# needs to change from the module's default: the image (second apply of a first
+# deployment), where alerts go, and the two switches teardown and renames need. To change
+# another setting, add a variable here (same definition as the module's) and pass it on in
+# main.tf; tests/deploy checks the definitions agree.
 
 variable "project_id" {
   description = "Google Cloud Project ID"
@@ -65,4 +67,42 @@ variable "memory_limit" {
     condition     = can(regex("^[0-9]+(Mi|Gi)$", var.memory_limit))
     error_message = "memory_limit must be a quantity such as 512Mi or 1Gi."
   }
+}
+
+# ---------------------------------------------------------------------------
+# Beyond the seed's inputs.
+# ---------------------------------------------------------------------------
+
+variable "container_image" {
+  description = "Container image of the worker and the API, e.g. REGION-docker.pkg.dev/PROJECT_ID/behavioral-analytics/processor:latest once built (docs/deploy.md). Empty (the first apply, before the repository exists) runs Google's public placeholder container instead."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.container_image == "" || can(regex("^[a-z0-9.-]+(:[0-9]+)?/.+", var.container_image))
+    error_message = "container_image must be empty or a full image reference such as us-central1-docker.pkg.dev/p/behavioral-analytics/processor:latest."
+  }
+}
+
+variable "alert_email" {
+  description = "Email address the alert policies notify (a notification channel is created); notification_channels adds existing channels."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alert_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be empty or an email address."
+  }
+}
+
+variable "firestore_delete_protection" {
+  description = "Delete protection of the Firestore database. Turn it off (and apply) before a destroy that should delete the data."
+  type        = bool
+  default     = true
+}
+
+variable "allow_subscription_replacement" {
+  description = "Allow a change that replaces the events subscription (topic or subscription name, message_ordering), losing its undelivered messages. Drain it first; set back to false after the apply."
+  type        = bool
+  default     = false
 }

@@ -5,8 +5,11 @@ terraform {
   required_providers {
     google = {
       source = "hashicorp/google"
-      # google_cloud_run_v2_worker_pool first shipped in 6.38.0.
-      version = ">= 6.38.0, < 8.0.0"
+      # 7.18.0 is the floor: google_cloud_run_v2_worker_pool drops manual_instance_count = 0
+      # before 6.47.0 and shows a scaling_mode diff on every plan before 7.18.0. Every
+      # resource type used here was checked against the 7.0.0 upgrade guide (docs/deploy.md,
+      # "Provider versions").
+      version = ">= 7.18.0, < 8.0.0"
     }
     random = {
       source  = "hashicorp/random"

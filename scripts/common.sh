@@ -33,6 +33,8 @@ DRY_RUN=${DRY_RUN:-0}
 exec 3>&1
 
 note() { printf '==> %s\n' "$*" >&2; }
+# Print the comment block at the top of a script (its usage), without the shebang.
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"; }
 skip() { printf '    exists, skipped: %s\n' "$*" >&2; }
 die() {
   printf 'error: %s\n' "$*" >&2

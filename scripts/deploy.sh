@@ -9,13 +9,18 @@
 # Idempotent: every resource is described first and created only when missing, so a
 # re-run skips what exists. IAM bindings are (re)applied on every run; adding a binding
 # that exists changes nothing.
-#   --dry-run   print every command without running any (assumes nothing exists)
+#   --dry-run   print every command without running any (assumes nothing exists; values
+#               only known to a real run, such as PROJECT_NUMBER, are shown by name)
 #   --update    rebuild the image and redeploy the worker pool and the API
 # Other settings: PUBSUB_SUBSCRIPTION, MIN_INSTANCES (1), CPU_LIMIT (1), MEMORY_LIMIT (1Gi),
 # MAX_DELIVERY_ATTEMPTS (5), RAW_RETENTION_DAYS (30), FLUSH_INTERVAL (1), BA_TIMEZONE (UTC),
-# MESSAGE_ORDERING (false), FIRESTORE_PITR (false), DEPLOY_API (true), ENABLE_MONITORING
-# (true), NOTIFICATION_CHANNELS (comma-separated ids), BUILD_SOURCE (repository root).
+# MESSAGE_ORDERING (false), FIRESTORE_PITR (false), FIRESTORE_BACKUP_RETENTION (7d; 0 = no
+# daily backups), DEPLOY_API (true), ENABLE_MONITORING (true), NOTIFICATION_CHANNELS
+# (comma-separated ids), BUILD_SOURCE (repository root), BUILD_SERVICE_ACCOUNT (email of the
+# account Cloud Build runs as; default: the project's default build account),
+# INDEX_WAIT_SECONDS (1800: how long to wait for new composite indexes).
 # Backlog-driven autoscaling (CREMA) is deployed by the Terraform configurations only.
+
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -27,7 +32,7 @@ for arg in "$@"; do
     --dry-run) DRY_RUN=1 ;;
     --update) UPDATE=1 ;;
     -h | --help)
-      sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+      usage "$0"
       exit 0
       ;;
     *) die "unknown argument: $arg (try --help)" ;;
@@ -44,7 +49,10 @@ BA_TIMEZONE=${BA_TIMEZONE:-UTC}
 MESSAGE_ORDERING=${MESSAGE_ORDERING:-false}
 FIRESTORE_PITR=${FIRESTORE_PITR:-false}
 NOTIFICATION_CHANNELS=${NOTIFICATION_CHANNELS:-}
+FIRESTORE_BACKUP_RETENTION=${FIRESTORE_BACKUP_RETENTION:-7d}
 BUILD_SOURCE=${BUILD_SOURCE:-$REPO_ROOT}
+BUILD_SERVICE_ACCOUNT=${BUILD_SERVICE_ACCOUNT:-}
+INDEX_WAIT_SECONDS=${INDEX_WAIT_SECONDS:-1800}
 INDEXES_FILE="$REPO_ROOT/firestore.indexes.json"
 
 check_prerequisites
@@ -59,11 +67,16 @@ WORKER_SA=$(worker_sa_email)
 API_SA=$(api_sa_email)
 IMAGE=$(image_uri)
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+if [ "$DRY_RUN" = 1 ]; then
+  # The printed commands name files in $TMP (rendered dashboard, alert policies): keep them.
+  note "dry run: nothing is run; files the commands name are kept in $TMP"
+else
+  trap 'rm -rf "$TMP"' EXIT
+fi
 
 # ---------------------------------------------------------------------------
 note "APIs"
-APIS=(artifactregistry.googleapis.com cloudbuild.googleapis.com firestore.googleapis.com
+APIS=(artifactregistry.googleapis.com cloudbuild.googleapis.com cloudresourcemanager.googleapis.com firestore.googleapis.com
   iam.googleapis.com logging.googleapis.com monitoring.googleapis.com pubsub.googleapis.com
   run.googleapis.com secretmanager.googleapis.com)
 enabled=$(query gcloud services list --enabled "${P[@]}" --format='value(config.name)' || true)
@@ -107,7 +120,8 @@ for role in roles/datastore.user roles/monitoring.metricWriter roles/logging.log
   project_role "$WORKER_SA" "$role"
 done
 if [ "$DEPLOY_API" = true ]; then
-  for role in roles/datastore.viewer roles/monitoring.metricWriter roles/logging.logWriter; do
+  # datastore.user: the collector records the events it rejects in dead_letters itself.
+  for role in roles/datastore.user roles/monitoring.metricWriter roles/logging.logWriter; do
     project_role "$API_SA" "$role"
   done
 fi
@@ -137,6 +151,16 @@ while IFS=$'\t' read -r -a index; do
 done < <(python3 "$HELPERS" missing-indexes "$INDEXES_FILE" "$TMP/indexes.json")
 [ "$created_index" = 1 ] || skip "composite indexes"
 
+note "Firestore daily backups (kept $FIRESTORE_BACKUP_RETENTION)"
+schedules=$(query gcloud firestore backups schedules list --database="$FIRESTORE_DATABASE" \
+  "${P[@]}" --format='value(name)' || true)
+if [ -n "$schedules" ] || [ "$FIRESTORE_BACKUP_RETENTION" = 0 ]; then
+  skip "daily backup schedule (exists, or FIRESTORE_BACKUP_RETENTION=0)"
+else
+  run gcloud firestore backups schedules create --database="$FIRESTORE_DATABASE" \
+    --recurrence=daily --retention="$FIRESTORE_BACKUP_RETENTION" "${P[@]}"
+fi
+
 note "Firestore TTL policies and index exemptions (firestore.indexes.json fieldOverrides)"
 while IFS=$'\t' read -r collection field ttl; do
   current=$(query gcloud firestore indexes fields describe "$field" --collection-group="$collection" \
@@ -156,6 +180,10 @@ done < <(python3 "$HELPERS" field-overrides "$INDEXES_FILE")
 # ---------------------------------------------------------------------------
 note "Pub/Sub"
 project_number=$(query gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)' || true)
+if [ -z "$project_number" ]; then
+  [ "$DRY_RUN" = 1 ] || die "cannot read the number of project $PROJECT_ID (is cloudresourcemanager.googleapis.com enabled?)"
+  note "PROJECT_NUMBER below is the project's number, which a dry run does not look up"
+fi
 PUBSUB_AGENT="serviceAccount:service-${project_number:-PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
 ensure_topic() {
@@ -199,8 +227,11 @@ for subscription in "$PUBSUB_SUBSCRIPTION" "$PUBSUB_DEAD_LETTER_SUBSCRIPTION"; d
     --member="serviceAccount:$WORKER_SA" --role=roles/pubsub.subscriber "${P[@]}" --format=none
 done
 if [ "$DEPLOY_API" = true ]; then
-  run gcloud pubsub topics add-iam-policy-binding "$PUBSUB_TOPIC" \
-    --member="serviceAccount:$API_SA" --role=roles/pubsub.publisher "${P[@]}" --format=none
+  # Publisher to send events; viewer for /readyz, which reads the topic (pubsub.topics.get).
+  for role in roles/pubsub.publisher roles/pubsub.viewer; do
+    run gcloud pubsub topics add-iam-policy-binding "$PUBSUB_TOPIC" \
+      --member="serviceAccount:$API_SA" --role="$role" "${P[@]}" --format=none
+  done
 fi
 
 # ---------------------------------------------------------------------------
@@ -209,8 +240,26 @@ if [ "$UPDATE" = 0 ] && probe gcloud artifacts docker images describe "$IMAGE" "
   skip "image $IMAGE (use --update to rebuild)"
 else
   [ "$DRY_RUN" = 1 ] || [ -f "$BUILD_SOURCE/Dockerfile" ] || die "no Dockerfile in $BUILD_SOURCE"
-  run gcloud builds submit "$BUILD_SOURCE" --tag="$IMAGE" "${P[@]}"
+  build_as=()
+  [ -n "$BUILD_SERVICE_ACCOUNT" ] && build_as=(--service-account="projects/$PROJECT_ID/serviceAccounts/$BUILD_SERVICE_ACCOUNT")
+  run gcloud builds submit "$BUILD_SOURCE" --config="$REPO_ROOT/cloudbuild.yaml" \
+    --substitutions="_IMAGE=$IMAGE" "${build_as[@]}" "${P[@]}"
 fi
+
+# ---------------------------------------------------------------------------
+# The worker's first queries need the composite indexes, which build for minutes.
+note "Waiting for the Firestore composite indexes (up to ${INDEX_WAIT_SECONDS}s)"
+index_deadline=$(($(date +%s) + INDEX_WAIT_SECONDS))
+while :; do
+  query gcloud firestore indexes composite list --database="$FIRESTORE_DATABASE" "${P[@]}" \
+    --format=json >"$TMP/indexes.json" || true
+  [ "$DRY_RUN" = 1 ] && break
+  pending=$(python3 "$HELPERS" pending-indexes "$INDEXES_FILE" "$TMP/indexes.json")
+  [ "$pending" = 0 ] && break
+  [ "$(date +%s)" -lt "$index_deadline" ] || die "$pending composite index(es) still building after ${INDEX_WAIT_SECONDS}s: run the script again later"
+  printf '    %s index(es) still building\n' "$pending" >&2
+  sleep 20
+done
 
 # ---------------------------------------------------------------------------
 env_vars="BA_BACKEND=gcp,GOOGLE_CLOUD_PROJECT=$PROJECT_ID,PUBSUB_TOPIC=$PUBSUB_TOPIC"
@@ -218,6 +267,8 @@ env_vars+=",PUBSUB_SUBSCRIPTION=$PUBSUB_SUBSCRIPTION,PUBSUB_DEAD_LETTER_TOPIC=$P
 env_vars+=",PUBSUB_DEAD_LETTER_SUBSCRIPTION=$PUBSUB_DEAD_LETTER_SUBSCRIPTION"
 env_vars+=",FIRESTORE_DATABASE=$FIRESTORE_DATABASE,BA_TIMEZONE=$BA_TIMEZONE"
 env_vars+=",BA_RAW_RETENTION_DAYS=$RAW_RETENTION_DAYS,BA_METRICS_EXPORTER=cloud-monitoring"
+# Labels of the custom metrics: the dashboard filters on the worker pool's name.
+env_vars+=",REGION=$REGION"
 
 note "Worker pool $WORKER_POOL_NAME"
 if [ "$UPDATE" = 0 ] && probe gcloud beta run worker-pools describe "$WORKER_POOL_NAME" --region="$REGION" "${P[@]}"; then
@@ -226,7 +277,7 @@ else
   run gcloud beta run worker-pools deploy "$WORKER_POOL_NAME" --image="$IMAGE" --region="$REGION" \
     --service-account="$WORKER_SA" --cpu="$CPU_LIMIT" --memory="$MEMORY_LIMIT" \
     --scaling="$MIN_INSTANCES" \
-    --set-env-vars="$env_vars,BA_FLUSH_INTERVAL=$FLUSH_INTERVAL,BA_MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS" \
+    --set-env-vars="$env_vars,WORKER_POOL_NAME=$WORKER_POOL_NAME,BA_FLUSH_INTERVAL=$FLUSH_INTERVAL,BA_MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS" \
     --labels=app=behavioral-analytics "${P[@]}" --quiet
 fi
 
@@ -254,7 +305,7 @@ if [ "$DEPLOY_API" = true ]; then
       --service-account="$API_SA" --command=behavioral-analytics --args=api --port=8080 \
       --set-env-vars="$env_vars,BA_API_HOST=0.0.0.0" \
       --set-secrets="BA_WRITE_KEYS=$API_WRITE_KEYS_SECRET:latest,BA_READ_KEYS=$API_READ_KEYS_SECRET:latest" \
-      --allow-unauthenticated --max-instances=10 --labels=app=behavioral-analytics "${P[@]}" --quiet
+      --no-invoker-iam-check --max-instances=10 --labels=app=behavioral-analytics "${P[@]}" --quiet
   fi
 fi
 
@@ -293,6 +344,10 @@ if [ "$ENABLE_MONITORING" = true ]; then
     "$NOTIFICATION_CHANNELS" "${MVARS[@]}")
 fi
 
+if [ "$DRY_RUN" = 1 ]; then
+  note "dry run finished: nothing was created or changed (files named above are in $TMP)"
+  exit 0
+fi
 note "done"
 if [ "$DRY_RUN" = 0 ]; then
   cat >&2 <<MSG

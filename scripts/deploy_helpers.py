@@ -11,15 +11,25 @@ Subcommands:
                                           print collection<TAB>field-config... for each
                                           composite index of INDEXES_JSON not in EXISTING_JSON
                                           (gcloud firestore indexes composite list --format=json)
+  pending-indexes INDEXES_JSON EXISTING_JSON
+                                          print how many composite indexes of INDEXES_JSON
+                                          are not READY in EXISTING_JSON (same listing)
   field-overrides INDEXES_JSON            print collection<TAB>field<TAB>ttl(0|1) per override
   field-actions TTL(0|1)                  read `gcloud firestore indexes fields describe
                                           --format=json` on stdin (empty if unknown) and print
                                           what is missing: "exempt" and/or "ttl"
+  documents-mentioning TEXT               read a Firestore REST runQuery answer on stdin and
+                                          print how many documents hold TEXT in a string or
+                                          bytes field (bytes come back base64-encoded)
+  rfc3339 EPOCH_SECONDS                   print the time as 2025-01-31T12:00:00Z (UTC)
   new-key                                 print a random API key
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime
 import json
 import os
 import secrets
@@ -53,9 +63,8 @@ def _index_key(collection: str, fields: list[dict]) -> tuple:
     )
 
 
-def missing_indexes(indexes_path: str, existing_path: str | None) -> None:
-    with open(indexes_path, encoding="utf-8") as fh:
-        wanted = json.load(fh).get("indexes", [])
+def _existing_indexes(existing_path: str | None) -> dict[tuple, str]:
+    """{index key: state} of a `gcloud firestore indexes composite list --format=json`."""
     existing = []
     if existing_path and os.path.exists(existing_path) and os.path.getsize(existing_path):
         with open(existing_path, encoding="utf-8") as fh:
@@ -63,14 +72,29 @@ def missing_indexes(indexes_path: str, existing_path: str | None) -> None:
                 existing = json.load(fh) or []
             except json.JSONDecodeError:
                 existing = []
-    have = set()
+    have = {}
     for index in existing:
         # name: projects/P/databases/D/collectionGroups/C/indexes/ID
         parts = index.get("name", "").split("/")
         collection = (
             parts[parts.index("collectionGroups") + 1] if "collectionGroups" in parts else ""
         )
-        have.add(_index_key(collection, index.get("fields", [])))
+        have[_index_key(collection, index.get("fields", []))] = index.get("state", "READY")
+    return have
+
+
+def pending_indexes(indexes_path: str, existing_path: str) -> None:
+    with open(indexes_path, encoding="utf-8") as fh:
+        wanted = json.load(fh).get("indexes", [])
+    have = _existing_indexes(existing_path)
+    keys = [_index_key(i["collectionGroup"], i["fields"]) for i in wanted]
+    print(sum(have.get(key) != "READY" for key in keys))
+
+
+def missing_indexes(indexes_path: str, existing_path: str | None) -> None:
+    with open(indexes_path, encoding="utf-8") as fh:
+        wanted = json.load(fh).get("indexes", [])
+    have = _existing_indexes(existing_path)
     for index in wanted:
         if _index_key(index["collectionGroup"], index["fields"]) in have:
             continue
@@ -109,6 +133,37 @@ def field_actions(ttl_wanted: str) -> None:
         print("ttl")
 
 
+def _texts(value: object) -> list[str]:
+    """Every string of a Firestore REST value, bytes decoded."""
+    if isinstance(value, list):
+        return [t for item in value for t in _texts(item)]
+    if not isinstance(value, dict):
+        return []
+    out = []
+    for kind, inner in value.items():
+        if kind == "stringValue":
+            out.append(inner)
+        elif kind == "bytesValue":
+            try:
+                out.append(base64.b64decode(inner).decode("utf-8", "replace"))
+            except (binascii.Error, ValueError):
+                out.append(inner)
+        else:
+            out += _texts(inner)
+    return out
+
+
+def documents_mentioning(text: str) -> None:
+    raw = sys.stdin.read().strip()
+    answer = json.loads(raw) if raw else []
+    count = 0
+    for item in answer if isinstance(answer, list) else [answer]:
+        fields = item.get("document", {}).get("fields", {})
+        if any(text in t for t in _texts(list(fields.values()))):
+            count += 1
+    print(count)
+
+
 def alert_policies(template: str, outdir: str, channels: str, pairs: list[str]) -> None:
     alerting = json.loads(_render(template, pairs))
     for policy in alerting["alertPolicies"]:
@@ -118,7 +173,21 @@ def alert_policies(template: str, outdir: str, channels: str, pairs: list[str]) 
             "documentation": {"content": policy["documentation"], "mimeType": "text/markdown"},
             "notificationChannels": [c for c in channels.split(",") if c],
             "alertStrategy": {"autoClose": "86400s"},
-            "conditions": [
+        }
+        if "logFilter" in policy:
+            # A log match: no logs-based metric to wait for (it can 404 for minutes after
+            # it is created).
+            body["conditions"] = [
+                {
+                    "displayName": policy["displayName"],
+                    "conditionMatchedLog": {"filter": policy["logFilter"]},
+                }
+            ]
+            body["alertStrategy"]["notificationRateLimit"] = {
+                "period": policy["notificationRateLimit"]
+            }
+        else:
+            body["conditions"] = [
                 {
                     "displayName": policy["displayName"],
                     "conditionThreshold": {
@@ -135,8 +204,7 @@ def alert_policies(template: str, outdir: str, channels: str, pairs: list[str]) 
                         ],
                     },
                 }
-            ],
-        }
+            ]
         path = os.path.join(outdir, f"alert-{policy['key']}.json")
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(body, fh, indent=2)
@@ -156,10 +224,17 @@ def main(argv: list[str]) -> None:
         alert_policies(args[0], args[1], args[2], args[3:])
     elif cmd == "missing-indexes":
         missing_indexes(args[0], args[1] if len(args) > 1 else None)
+    elif cmd == "pending-indexes":
+        pending_indexes(args[0], args[1])
     elif cmd == "field-overrides":
         field_overrides(args[0])
     elif cmd == "field-actions":
         field_actions(args[0])
+    elif cmd == "documents-mentioning":
+        documents_mentioning(args[0])
+    elif cmd == "rfc3339":
+        moment = datetime.datetime.fromtimestamp(int(args[0]), tz=datetime.UTC)
+        print(moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
     elif cmd == "new-key":
         print(secrets.token_urlsafe(30))
     else:

@@ -21,7 +21,7 @@ for arg in "$@"; do
     --keep-data) KEEP_DATA=1 ;;
     --dry-run) DRY_RUN=1 ;;
     -h | --help)
-      sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+      usage "$0"
       exit 0
       ;;
     *) die "unknown argument: $arg (try --help)" ;;
@@ -119,7 +119,7 @@ if [ "$DRY_RUN" = 1 ] || probe gcloud iam service-accounts describe "$WORKER_SA"
   run gcloud iam service-accounts delete "$WORKER_SA" "${P[@]}" --quiet
 fi
 if [ "$DRY_RUN" = 1 ] || probe gcloud iam service-accounts describe "$API_SA" "${P[@]}"; then
-  for role in roles/datastore.viewer roles/monitoring.metricWriter roles/logging.logWriter; do
+  for role in roles/datastore.user roles/monitoring.metricWriter roles/logging.logWriter; do
     remove_role "$API_SA" "$role"
   done
   run gcloud iam service-accounts delete "$API_SA" "${P[@]}" --quiet

@@ -11,7 +11,7 @@ from _bootstrap import ensure_environment
 
 ensure_environment()
 
-from behavioral_analytics.loadgen_cli import generate, script_main  # noqa: E402
+from behavioral_analytics.cli.loadgen import generate, script_main  # noqa: E402
 
 if __name__ == "__main__":
     script_main(generate, {"via": "broker", "events": 50}, "generate_test_events.py")

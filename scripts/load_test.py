@@ -14,7 +14,7 @@ from _bootstrap import ensure_environment
 
 ensure_environment()
 
-from behavioral_analytics.loadgen_cli import loadtest, script_main  # noqa: E402
+from behavioral_analytics.cli.loadgen import loadtest, script_main  # noqa: E402
 
 if __name__ == "__main__":
     script_main(loadtest, {}, "load_test.py")

@@ -50,4 +50,7 @@ module "behavioral_analytics" {
   notification_channels                   = var.notification_channels
   backlog_alert_threshold                 = var.backlog_alert_threshold
   oldest_unacked_alert_seconds            = var.oldest_unacked_alert_seconds
+  allow_subscription_replacement          = var.allow_subscription_replacement
+  firestore_backup_retention_days         = var.firestore_backup_retention_days
+  alert_email                             = var.alert_email
 }

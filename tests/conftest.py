@@ -12,7 +12,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from behavioral_analytics.brokers.local import LocalBroker
-from behavioral_analytics.config import Settings, load_settings
+from behavioral_analytics.settings import Settings, load_settings
 from behavioral_analytics.stores.sqlite import SQLiteStore
 
 # A shared, noisy 2-core machine: no timing-based health checks or deadlines.

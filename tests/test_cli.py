@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from behavioral_analytics.config import ConfigError, load_settings
+from behavioral_analytics.settings import ConfigError, load_settings
 from tests.conftest import cli
 
 

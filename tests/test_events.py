@@ -140,7 +140,7 @@ MALFORMED: list[tuple[str, bytes | str | object, str]] = [
     ("null user_id", with_(user_id=None), "missing_field:user_id"),
     ("user_id is an object", with_(user_id={"id": 1}), "invalid_type:user_id"),
     ("user_id is a bool", with_(user_id=True), "invalid_type:user_id"),
-    ("empty user_id", with_(user_id=""), "empty_field:user_id"),
+    ("empty user_id is absent", with_(user_id=""), "missing_field:user_id"),
     ("blank user_id", with_(user_id="   "), "empty_field:user_id"),
     ("control characters in user_id", with_(user_id="a\x00b"), "invalid_characters:user_id"),
     ("very long user_id", with_(user_id="u" * 300), "too_long:user_id"),
@@ -257,3 +257,92 @@ def test_the_fast_path_agrees_with_the_full_checks(payload: dict[str, object]) -
     finally:
         events_module._common_case = saved
     assert slow == full
+
+
+# -- text a person writes, ids left empty, the client's time in the key, pending calls --------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dev \U0001f469\u200d\U0001f4bb Login",  # ZWJ emoji sequence
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian with ZWNJ
+        "heart \u2764\ufe0f",  # variation selector
+        "no\u00a0break",  # NBSP
+        "\u3000ideographic space",
+        "\u05e9\u05dc\u05d5\u05dd\u200f!",  # RLM
+        "new emoji \U0001fae9",  # newer than Python 3.11's Unicode database
+    ],
+)
+def test_names_and_ids_accept_the_text_people_write(text: str) -> None:
+    event = parse(with_(event_type=text, user_id=text, anonymous_id=text, session_id=text))
+    assert isinstance(event, Event), event
+    assert (event.event_type, event.user_id, event.session_id) == (text, text, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("a\x00b", "C0"),
+        ("a\x1fb", "C0"),
+        ("a\x7fb", "DEL"),
+        ("a\x85b", "C1"),
+        ("line\u2028break", "line separator"),
+        ("para\u2029graph", "paragraph separator"),
+        ("\u202euser", "bidi override"),
+        ("a\u202ab", "bidi embedding"),
+    ],
+)
+def test_only_the_deny_list_is_refused(text: str, why: str) -> None:
+    for field in ("user_id", "event_type"):
+        result = validate_event(with_(**{field: text}), message_id="m", received_at=NOW)
+        assert isinstance(result, Rejection), why
+        assert result.reason == f"invalid_characters:{field}", why
+
+
+def test_a_lone_surrogate_in_an_id_is_refused() -> None:
+    result = validate_event(with_(user_id="burger \ud83c"), message_id="m", received_at=NOW)
+    assert isinstance(result, Rejection)
+    assert result.reason == "invalid_characters:user_id"
+
+
+@pytest.mark.parametrize("field", ["user_id", "event_id", "session_id"])
+def test_an_empty_optional_id_is_absent(field: str) -> None:
+    event = parse(with_(anonymous_id="anon-1", **{field: ""}))
+    assert isinstance(event, Event), event
+    assert getattr(event, field) == ("m-1" if field == "event_id" else None)
+    assert event.who == ("anonymous:anon-1" if field == "user_id" else "user_42")
+
+
+def test_both_who_fields_empty_is_missing_who() -> None:
+    result = parse(with_(user_id="", anonymous_id=""))
+    assert isinstance(result, Rejection)
+    assert result.reason == "missing_field:user_id"
+
+
+def test_the_key_uses_the_clients_time_as_sent_when_the_time_was_corrected() -> None:
+    plain = parse(with_(timestamp=NOW - 100))
+    corrected = parse(with_(timestamp=NOW - 40, client_timestamp=NOW - 100))
+    assert isinstance(plain, Event) and isinstance(corrected, Event)
+    assert corrected.key == plain.key
+    assert corrected.timestamp == NOW - 40
+    assert corrected.to_dict()["client_timestamp"] == NOW - 100
+    assert "client_timestamp" not in plain.to_dict()
+    again = parse(json.dumps(corrected.to_dict()))
+    assert isinstance(again, Event)
+    assert (again.key, again.client_timestamp) == (plain.key, NOW - 100)
+
+
+def test_an_unreadable_client_time_is_a_reason() -> None:
+    result = parse(with_(client_timestamp="yesterday"))
+    assert isinstance(result, Rejection)
+    assert result.reason == "invalid_client_timestamp"
+
+
+@pytest.mark.parametrize("call", ["alias", "group"])
+def test_the_worker_keeps_alias_and_group_calls_as_dead_letters(call: str) -> None:
+    result = parse(with_(event_type=call, call=call))
+    assert isinstance(result, Rejection)
+    assert result.reason == f"unsupported_type:{call}"
+    assert result.event_id == GOOD["event_id"]
+    assert isinstance(validate_event(with_(call=call), message_id="m", received_at=NOW), Event)

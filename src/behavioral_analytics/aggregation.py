@@ -62,18 +62,21 @@ class Periods:
         return self.of(timestamp)[GRANULARITIES.index(granularity)]
 
     def start_of(self, granularity: Granularity, label: str) -> float:
-        parts = [int(part) for part in label.split("-")]
-        return datetime(*parts, tzinfo=self._tz).timestamp()  # type: ignore[misc]
+        return self._wall_clock(label).timestamp()
+
+    def _wall_clock(self, label: str) -> datetime:
+        """The local wall-clock start of a period label (YYYY-MM-DD[-HH[-MM]])."""
+        year, month, day, *time_of_day = (int(part) for part in label.split("-"))
+        hour, minute = (*time_of_day, 0, 0)[:2]
+        return datetime(year, month, day, hour, minute, tzinfo=self._tz)
 
     def end_of(self, granularity: Granularity, label: str) -> float:
         """The instant (epoch seconds) a period ends: the start of the next one."""
-        parts = [int(part) for part in label.split("-")]
         if granularity == "day":
-            start = datetime(parts[0], parts[1], parts[2], tzinfo=self._tz)
+            start = self._wall_clock(label)
             following = (start + timedelta(days=1)).replace(tzinfo=self._tz)
             return following.timestamp()
-        start = datetime(*parts, tzinfo=self._tz)  # type: ignore[misc]
-        return start.timestamp() + (3600.0 if granularity == "hour" else 60.0)
+        return self._wall_clock(label).timestamp() + (3600.0 if granularity == "hour" else 60.0)
 
 
 @dataclass(slots=True)

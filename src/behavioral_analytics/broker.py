@@ -1,7 +1,7 @@
 """The Broker port: Pub/Sub semantics the worker relies on, whatever carries the messages.
 
 Adapters live in `behavioral_analytics.brokers`: `local` (a SQLite file, the default) and
-`pubsub` (Google Cloud Pub/Sub). Only `behavioral_analytics.config` picks one.
+`pubsub` (Google Cloud Pub/Sub). Only `behavioral_analytics.wiring` builds one.
 """
 
 from __future__ import annotations

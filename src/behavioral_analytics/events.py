@@ -2,12 +2,20 @@
 
 Pure: no I/O, no clock. Everything that varies (the time a message was received, the
 broker's message id, the limits) is passed in.
+
+Text rules. Names and ids accept any text a person writes: joiners (ZWJ, ZWNJ), variation
+selectors, NBSP, U+3000, RLM/LRM, emoji newer than the interpreter's Unicode database. Only an
+explicit deny-list is refused (`allowed_text`): C0 and C1 controls and DEL, lone surrogates,
+the line and paragraph separators U+2028/U+2029 (line breaks, like the C0 ones) and the bidi
+embeddings and overrides U+202A to U+202E (they make one id display as another). Never
+`str.isprintable()`, which refuses ZWJ. An empty string where an id is optional means absent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,11 +23,16 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "PENDING_CALLS",
     "Event",
+    "Invalid",
     "Limits",
     "Rejection",
+    "allowed_text",
+    "check_value",
     "dedupe_key",
     "json_type",
+    "nesting_exceeds",
     "parse_message",
     "parse_timestamp",
     "validate_event",
@@ -61,13 +74,19 @@ class Event:
     received_at: float
     # The actor aggregates are keyed by: the user id, else `anonymous:` + the anonymous id.
     who: str = ""
+    # The client's time as sent, when `timestamp` was corrected for its clock (Segment's
+    # `sentAt`): the key uses it, since every retry carries a new `sentAt`.
+    client_timestamp: float | None = None
+    # "message" when `event_id` is a client's message id (Segment's `messageId`): the key is
+    # built from it alone, as Segment dedupes (`message_key`). None: the recipe's key rule.
+    id_kind: str | None = None
 
     def __post_init__(self) -> None:
         if not self.who:
             self.who = actor(self.user_id, self.anonymous_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "event_id": self.event_id,
             "user_id": self.user_id,
             "anonymous_id": self.anonymous_id,
@@ -77,6 +96,11 @@ class Event:
             "properties": self.properties,
             "received_at": self.received_at,
         }
+        if self.client_timestamp is not None:
+            data["client_timestamp"] = self.client_timestamp
+        if self.id_kind is not None:
+            data["id_kind"] = self.id_kind
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +112,9 @@ class Rejection:
     event_id: str | None = field(default=None)
 
 
-class _Invalid(Exception):
+class Invalid(Exception):
+    """A check failed: `reason` is the rejection's code, `detail` its text."""
+
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
@@ -101,6 +127,20 @@ _decoder = msgspec.json.Decoder()
 _MAX_EPOCH_SECONDS = 1e11
 _MAX_EPOCH_MILLIS = 1e14
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# C0 controls, DEL and C1 controls, U+2028/2029 and the bidi embeddings/overrides U+202A to 202E,
+# lone surrogates (see the module's docstring).
+_DENIED = re.compile("[\x00-\x1f\x7f-\x9f\u2028-\u202e\ud800-\udfff]")
+_denied = _DENIED.search
+# Segment calls the collector publishes but the store does not keep yet (`call` names them):
+# the worker records them as dead letters, `unsupported_type:<call>`, to be replayed later.
+PENDING_CALLS = ("alias", "group")
+
+
+def allowed_text(value: str) -> bool:
+    """Whether a name or id holds none of the refused characters (the module's docstring)."""
+    if value.isascii():
+        return value.isprintable()
+    return _denied(value) is None
 
 
 def actor(user_id: str | None, anonymous_id: str | None) -> str:
@@ -113,6 +153,62 @@ def dedupe_key(event_id: str, who: str, event_type: str, timestamp: float) -> st
     micros = round(timestamp * 1_000_000)
     raw = f"{event_id}\x1f{who}\x1f{event_type}\x1f{micros}".encode()
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+MESSAGE_ID = "message"  # `id_kind` of an event whose id is a client's message id
+
+
+def message_key(message_id: str) -> str:
+    """Identity of a Segment call: its `messageId` alone (Segment dedupes on it), so a retry
+    whose who-fields or `sentAt` changed (analytics.js adds the `userId` learnt since) is still
+    one event. 32 hex characters; never equal to a `dedupe_key` of the same id."""
+    raw = f"{MESSAGE_ID}\x1e{message_id}".encode()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def event_key(
+    event_id: str, who: str, event_type: str, key_time: float, id_kind: str | None
+) -> str:
+    """The key rule: `message_key` for client message ids, else `dedupe_key`. Events published
+    before the rule existed carry no `id_kind` and keep the key they were stored under."""
+    if id_kind == MESSAGE_ID:
+        return message_key(event_id)
+    return dedupe_key(event_id, who, event_type, key_time)
+
+
+_JSON_STRUCTURE = re.compile(rb'[][{}"\\]')
+
+
+def nesting_exceeds(data: bytes, limit: int) -> bool:
+    """Whether JSON text nests objects and arrays more than `limit` levels deep (brackets
+    inside strings do not count). Linear, without recursion and without decoding, so it can
+    run before a decoder that recurses once per level (msgspec and the standard library both
+    raise RecursionError near a thousand levels). Malformed text gets an answer too; the
+    decoder then names what is wrong with it."""
+    if data.count(b"{") + data.count(b"[") <= limit:
+        return False
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for match in _JSON_STRUCTURE.finditer(data):
+        at = match.start()
+        if at == escaped_at:
+            continue
+        char = data[at]
+        if in_string:
+            if char == 0x5C:  # backslash: the next byte is escaped
+                escaped_at = at + 1
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char == 0x7B or char == 0x5B:
+            depth += 1
+            if depth > limit:
+                return True
+        elif char == 0x7D or char == 0x5D:
+            depth -= 1
+    return False
 
 
 def parse_message(
@@ -132,8 +228,14 @@ def parse_message(
         return Rejection("too_large", f"{len(data)} bytes > {limits.max_message_bytes}")
     if not data.strip():
         return Rejection("empty_message")
+    # Properties sit one level below the message's object, so deeper brackets cannot be valid.
+    # Checked before decoding: every JSON decoder recurses once per level.
+    if nesting_exceeds(data, limits.max_depth + 1):
+        return Rejection("too_deep", f"JSON nested deeper than {limits.max_depth + 1} levels")
     try:
         payload = _decoder.decode(data)
+    except RecursionError:
+        return Rejection("too_deep", "JSON nested deeper than the decoder follows")
     except UnicodeDecodeError as exc:
         return Rejection("invalid_utf8", str(exc))
     except msgspec.DecodeError as exc:
@@ -142,7 +244,15 @@ def parse_message(
         except UnicodeDecodeError as utf_exc:
             return Rejection("invalid_utf8", str(utf_exc))
         return Rejection("not_json", str(exc))
-    return validate_event(payload, message_id=message_id, received_at=received_at, limits=limits)
+    event = validate_event(payload, message_id=message_id, received_at=received_at, limits=limits)
+    if type(event) is Event and payload.get("call") in PENDING_CALLS:
+        call = payload["call"]
+        return Rejection(
+            f"unsupported_type:{call}",
+            f"{call} calls are kept here until the store keeps them; replay them then",
+            event.event_id,
+        )
+    return event
 
 
 def validate_event(
@@ -160,28 +270,37 @@ def validate_event(
     event_id = None
     try:
         if not isinstance(payload, dict):
-            raise _Invalid("not_an_object", f"got a JSON {json_type(payload)}")
+            raise Invalid("not_an_object", f"got a JSON {json_type(payload)}")
         event_id = _optional_id(payload, "event_id", limits)
         user_id = _optional_id(payload, "user_id", limits)
         anonymous_id = _optional_id(payload, "anonymous_id", limits)
         if user_id is None and anonymous_id is None:
-            raise _Invalid("missing_field:user_id", "user_id or anonymous_id is required")
+            raise Invalid("missing_field:user_id", "user_id or anonymous_id is required")
         event_type = payload.get("event_type")
         if event_type is None:
-            raise _Invalid("missing_field:event_type")
+            raise Invalid("missing_field:event_type")
         event_type = _text(event_type, "event_type", limits.max_event_type_chars)
         session_id = _optional_id(payload, "session_id", limits)
         received_at = _received_at(payload, received_at)
         raw_ts = payload.get("timestamp")
         timestamp = received_at if raw_ts is None else parse_timestamp(raw_ts)
+        client_timestamp = payload.get("client_timestamp")
+        if client_timestamp is not None:
+            try:
+                client_timestamp = parse_timestamp(client_timestamp)
+            except Invalid as exc:
+                raise Invalid("invalid_client_timestamp", exc.detail) from None
+        id_kind = payload.get("id_kind")
+        if id_kind is not None and id_kind != MESSAGE_ID:
+            raise Invalid("invalid_value:id_kind", f"expected {MESSAGE_ID!r} or no id_kind")
         if timestamp > received_at + limits.max_future_skew_s:
-            raise _Invalid(
+            raise Invalid(
                 "timestamp_in_future",
                 f"{timestamp - received_at:.0f} s ahead of receipt (limit "
                 f"{limits.max_future_skew_s:.0f} s)",
             )
         if timestamp < received_at - limits.max_age_s:
-            raise _Invalid(
+            raise Invalid(
                 "timestamp_too_old",
                 f"{(received_at - timestamp) / 86400:.1f} days before receipt (limit "
                 f"{limits.max_age_s / 86400:.0f} days)",
@@ -190,23 +309,22 @@ def validate_event(
         if properties is None:
             properties = {}
         elif not isinstance(properties, dict):
-            raise _Invalid(
+            raise Invalid(
                 "invalid_type:properties", f"expected an object, got {json_type(properties)}"
             )
         elif properties:
             if len(properties) > limits.max_properties:
-                raise _Invalid(
-                    "too_many_properties", f"{len(properties)} > {limits.max_properties}"
-                )
-            _check_value(properties, "properties", 1, limits)
-    except _Invalid as exc:
+                raise Invalid("too_many_properties", f"{len(properties)} > {limits.max_properties}")
+            check_value(properties, "properties", 1, limits)
+    except Invalid as exc:
         return Rejection(exc.reason, exc.detail, event_id if isinstance(event_id, str) else None)
 
     if event_id is None:
         event_id = message_id
     who = actor(user_id, anonymous_id)
+    key_time = timestamp if client_timestamp is None else client_timestamp
     return Event(
-        key=dedupe_key(event_id, who, event_type, timestamp),
+        key=event_key(event_id, who, event_type, key_time, id_kind),
         event_id=event_id,
         user_id=user_id,
         anonymous_id=anonymous_id,
@@ -216,6 +334,8 @@ def validate_event(
         properties=properties,
         received_at=received_at,
         who=who,
+        client_timestamp=client_timestamp,
+        id_kind=id_kind,
     )
 
 
@@ -238,7 +358,7 @@ def _common_case(
         get("received_at") is None
         and type(event_type) is str
         and 0 < len(event_type) <= limits.max_event_type_chars
-        and event_type.isprintable()
+        and allowed_text(event_type)
         and not event_type.isspace()
         and (user_id is not None or anonymous_id is not None)
     ):
@@ -247,7 +367,7 @@ def _common_case(
         if value is not None and not (
             type(value) is str
             and 0 < len(value) <= max_id
-            and value.isprintable()
+            and allowed_text(value)
             and not value.isspace()
         ):
             return None
@@ -260,20 +380,31 @@ def _common_case(
         return None
     if not (received_at - limits.max_age_s <= timestamp <= received_at + limits.max_future_skew_s):
         return None
+    id_kind = get("id_kind")
+    if id_kind is not None and id_kind != MESSAGE_ID:
+        return None
+    client_timestamp = get("client_timestamp")
+    key_time = timestamp
+    if client_timestamp is not None:
+        kind = type(client_timestamp)
+        if (kind is float or kind is int) and 0 <= client_timestamp < _MAX_EPOCH_SECONDS:
+            key_time = client_timestamp = float(client_timestamp)
+        else:
+            return None
     if properties is None:
         properties = {}
     elif type(properties) is not dict or len(properties) > limits.max_properties:
         return None
     elif properties:
         try:
-            _check_value(properties, "properties", 1, limits)
-        except _Invalid:
+            check_value(properties, "properties", 1, limits)
+        except Invalid:
             return None
     if event_id is None:
         event_id = message_id
     who = actor(user_id, anonymous_id)
     return Event(
-        dedupe_key(event_id, who, event_type, timestamp),
+        event_key(event_id, who, event_type, key_time, id_kind),
         event_id,
         user_id,
         anonymous_id,
@@ -283,34 +414,36 @@ def _common_case(
         properties,
         received_at,
         who,
+        client_timestamp,
+        id_kind,
     )
 
 
 def parse_timestamp(value: Any) -> float:
     """Epoch seconds, epoch milliseconds or an RFC 3339 string → epoch seconds (UTC)."""
     if isinstance(value, bool):
-        raise _Invalid("invalid_type:timestamp", "expected a number or an RFC 3339 string")
+        raise Invalid("invalid_type:timestamp", "expected a number or an RFC 3339 string")
     if isinstance(value, int | float):
         number = float(value)
         if not math.isfinite(number) or number < 0:
-            raise _Invalid("invalid_timestamp", f"{value!r} is not a point in time")
+            raise Invalid("invalid_timestamp", f"{value!r} is not a point in time")
         if number >= _MAX_EPOCH_MILLIS:
-            raise _Invalid("invalid_timestamp", f"{value!r} is out of range")
+            raise Invalid("invalid_timestamp", f"{value!r} is out of range")
         return number / 1000.0 if number >= _MAX_EPOCH_SECONDS else number
     if isinstance(value, str):
         text = value.strip()
         if not text or len(text) > 64:
-            raise _Invalid("invalid_timestamp", "expected RFC 3339, e.g. 2026-11-28T13:05:00Z")
+            raise Invalid("invalid_timestamp", "expected RFC 3339, e.g. 2026-11-28T13:05:00Z")
         try:
             moment = datetime.fromisoformat(text.replace("z", "Z"))
         except ValueError:
-            raise _Invalid(
+            raise Invalid(
                 "invalid_timestamp", f"{text[:40]!r} is not RFC 3339 (e.g. 2026-11-28T13:05:00Z)"
             ) from None
         if moment.tzinfo is None:
-            raise _Invalid("invalid_timestamp", "RFC 3339 timestamps need a UTC offset or Z")
+            raise Invalid("invalid_timestamp", "RFC 3339 timestamps need a UTC offset or Z")
         return moment.timestamp()
-    raise _Invalid(
+    raise Invalid(
         "invalid_type:timestamp", f"expected a number or a string, got {json_type(value)}"
     )
 
@@ -321,18 +454,18 @@ def _received_at(payload: dict[str, Any], fallback: float) -> float:
         return fallback
     try:
         return parse_timestamp(value)
-    except _Invalid as exc:
-        raise _Invalid("invalid_received_at", exc.detail) from None
+    except Invalid as exc:
+        raise Invalid("invalid_received_at", exc.detail) from None
 
 
 def _optional_id(payload: dict[str, Any], name: str, limits: Limits) -> str | None:
     value = payload.get(name)
-    if value is None:
+    if value is None or value == "":
         return None
     if (
         type(value) is str
         and 0 < len(value) <= limits.max_id_chars
-        and value.isprintable()
+        and allowed_text(value)
         and not value.isspace()
     ):
         return value
@@ -343,20 +476,23 @@ def _optional_id(payload: dict[str, Any], name: str, limits: Limits) -> str | No
 
 def _text(value: Any, name: str, max_chars: int) -> str:
     if not isinstance(value, str):
-        raise _Invalid(f"invalid_type:{name}", f"expected a string, got {json_type(value)}")
+        raise Invalid(f"invalid_type:{name}", f"expected a string, got {json_type(value)}")
     if not value or value.isspace():
-        raise _Invalid(f"empty_field:{name}")
+        raise Invalid(f"empty_field:{name}")
     if len(value) > max_chars:
-        raise _Invalid(f"too_long:{name}", f"{len(value)} characters > {max_chars}")
-    if not value.isprintable():
-        raise _Invalid(f"invalid_characters:{name}", "control characters are not allowed")
+        raise Invalid(f"too_long:{name}", f"{len(value)} characters > {max_chars}")
+    if not allowed_text(value):
+        raise Invalid(
+            f"invalid_characters:{name}",
+            "control characters, lone surrogates, U+2028/2029 and bidi overrides are not allowed",
+        )
     return value
 
 
 _SCALARS = (bool, float, type(None))
 
 
-def _check_value(value: Any, path: str, depth: int, limits: Limits) -> None:
+def check_value(value: Any, path: str, depth: int, limits: Limits) -> None:
     if type(value) is dict and depth <= limits.max_depth:
         max_chars, max_key = limits.max_string_chars, limits.max_property_key_chars
         nested = False
@@ -383,38 +519,36 @@ def _check_value(value: Any, path: str, depth: int, limits: Limits) -> None:
 def _check_value_slow(value: Any, path: str, depth: int, limits: Limits) -> None:
     if isinstance(value, str):
         if len(value) > limits.max_string_chars:
-            raise _Invalid(
+            raise Invalid(
                 "string_too_long", f"{path}: {len(value)} characters > {limits.max_string_chars}"
             )
     elif isinstance(value, dict):
         if depth > limits.max_depth:
-            raise _Invalid("too_deep", f"{path}: nesting deeper than {limits.max_depth}")
+            raise Invalid("too_deep", f"{path}: nesting deeper than {limits.max_depth}")
         for key, item in value.items():
             if not key:
-                raise _Invalid("invalid_property_key", f"{path}: empty key")
+                raise Invalid("invalid_property_key", f"{path}: empty key")
             if len(key) > limits.max_property_key_chars:
-                raise _Invalid(
+                raise Invalid(
                     "invalid_property_key",
                     f"{path}: key of {len(key)} characters > {limits.max_property_key_chars}",
                 )
-            _check_value(item, f"{path}.{key}", depth + 1, limits)
+            check_value(item, f"{path}.{key}", depth + 1, limits)
     elif isinstance(value, list):
         if depth > limits.max_depth:
-            raise _Invalid("too_deep", f"{path}: nesting deeper than {limits.max_depth}")
+            raise Invalid("too_deep", f"{path}: nesting deeper than {limits.max_depth}")
         for index, item in enumerate(value):
             if isinstance(item, list):
-                raise _Invalid(
-                    "nested_array", f"{path}[{index}]: arrays of arrays cannot be stored"
-                )
-            _check_value(item, f"{path}[{index}]", depth + 1, limits)
+                raise Invalid("nested_array", f"{path}[{index}]: arrays of arrays cannot be stored")
+            check_value(item, f"{path}[{index}]", depth + 1, limits)
     elif isinstance(value, float) and not math.isfinite(value):
-        raise _Invalid("invalid_number", f"{path}: {value!r}")
+        raise Invalid("invalid_number", f"{path}: {value!r}")
     elif (
         isinstance(value, int)
         and not isinstance(value, bool)
         and not _INT64_MIN <= value <= _INT64_MAX
     ):
-        raise _Invalid("invalid_number", f"{path}: integer outside 64 bits")
+        raise Invalid("invalid_number", f"{path}: integer outside 64 bits")
 
 
 def json_type(value: Any) -> str:

@@ -1,20 +1,81 @@
-"""The terminal view of `up`: live counts read from the store, refreshed every second."""
+"""The terminal view of `up`: live counts read from the store, refreshed every second, and the
+demo traffic as achieved (events/s over the last `RATE_WINDOW_S`, publish errors) beside its
+target, so a stalled or failing publisher shows on the screen rather than only in the log."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from pathlib import Path
 from typing import Any
 
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.broker import Broker
-from behavioral_analytics.config import Settings
+from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store
+
+__all__ = ["RATE_WINDOW_S", "TrafficStats", "run_live_view"]
+
+RATE_WINDOW_S = 10.0
+
+
+class TrafficStats:
+    """What the demo publisher achieved; thread-safe (the publisher writes, the view reads).
+
+    `target_rate` is events/s; `description` is the generator's parameters and seed."""
+
+    def __init__(
+        self,
+        target_rate: float,
+        description: str | None = None,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.target_rate = target_rate
+        self.description = description
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._recent: deque[tuple[float, int]] = deque()
+        self._started = clock()
+        self.sent = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def published(self, count: int) -> None:
+        with self._lock:
+            self.sent += count
+            self._recent.append((self._clock(), count))
+
+    def failed(self, count: int, error: str) -> None:
+        with self._lock:
+            self.errors += count
+            self.last_error = error
+
+    def rate(self) -> float:
+        """Events/s published over the last RATE_WINDOW_S seconds (or since the start)."""
+        now = self._clock()
+        with self._lock:
+            while self._recent and self._recent[0][0] < now - RATE_WINDOW_S:
+                self._recent.popleft()
+            sent = sum(count for _, count in self._recent)
+        span = min(RATE_WINDOW_S, now - self._started)
+        return sent / span if span > 0 else 0.0
+
+    def line(self) -> str:
+        """One line of rich markup: achieved rate, target, errors (and the last one)."""
+        errors = f"publish errors {self.errors}"
+        if self.errors:
+            errors = f"[red]{errors}[/red] (last: {escape((self.last_error or '')[:120])})"
+        return (
+            f"traffic {self.rate():.1f} events/s achieved (target {self.target_rate:g}) · "
+            f"{self.sent} sent · {errors}"
+        )
 
 
 def _render(
@@ -22,9 +83,9 @@ def _render(
     store: Store,
     broker: Broker,
     api_url: str | None,
-    rate: float,
+    traffic: TrafficStats | None,
     workers: int,
-    log: object,
+    log: Path,
 ) -> Group:
     now = time.time()
     periods = Periods(config.timezone)
@@ -42,14 +103,15 @@ def _render(
     summary.add_row("unique users today", str(day_point.unique_users if day_point else 0))
     summary.add_row("unique users this hour", str(hour_point.unique_users if hour_point else 0))
     summary.add_row("active users (5 min)", str(store.active_users(now - 300)))
-    summary.add_row("backlog", str(broker.backlog() if broker.backlog() is not None else "-"))
+    backlog = broker.backlog()
+    summary.add_row("backlog", str(backlog) if backlog is not None else "-")
     lag = freshness.lag_s
     summary.add_row("processing lag", f"{lag:.2f} s" if lag is not None else "-")
     summary.add_row("dead letters", str(store.count_dead_letters()))
 
-    per_minute = Table(title="events per minute (last 10)", expand=False)
+    per_minute = Table(title=f"events per minute (last 10, {config.timezone})", expand=False)
     types = sorted({t for p in last_minutes for t in p.events_by_type})
-    per_minute.add_column("minute")
+    per_minute.add_column("minute", no_wrap=True)
     per_minute.add_column("total", justify="right")
     for t in types:
         per_minute.add_column(t, justify="right")
@@ -59,11 +121,20 @@ def _render(
             str(point.total_events),
             *(str(point.events_by_type.get(t, 0)) for t in types),
         )
-    footer = (
-        f"{workers} workers · traffic {rate:g} events/s · backend {config.backend} · "
-        f"logs {log}" + (f" · dashboard {api_url}" if api_url else "") + " · Ctrl-C to stop"
+    lines: list[Any] = [Panel(summary, title="behavioral-analytics"), per_minute]
+    if traffic is not None:
+        lines.append(traffic.line())
+        if traffic.description:
+            lines.append(escape(traffic.description))
+    else:
+        lines.append("no demo traffic (--rate 0)")
+    lines.append(
+        f"{workers} workers · backend {config.backend} · data {escape(str(config.data_dir))} · "
+        f"logs {escape(str(log))}"
+        + (f" · dashboard {api_url}" if api_url else "")
+        + " · Ctrl-C to stop"
     )
-    return Group(Panel(summary, title="behavioral-analytics"), per_minute, footer)
+    return Group(*lines)
 
 
 def run_live_view(
@@ -73,6 +144,8 @@ def run_live_view(
     stop: threading.Event,
     **info: Any,
 ) -> None:
+    """Redraw the view every second until `stop` is set. `info`: api_url, traffic
+    (TrafficStats or None), workers, log (the log file's path)."""
     with Live(_render(config, store, broker, **info), refresh_per_second=2) as live:
         while not stop.wait(1.0):
             live.update(_render(config, store, broker, **info))

@@ -1,7 +1,17 @@
 """The Store port: the read model, committed exactly once per event.
 
 Domain-level, not a document API. Adapters live in `behavioral_analytics.stores`: `sqlite`
-(the default) and `firestore`. Only `behavioral_analytics.config` picks one.
+(the default) and `firestore`. Only `behavioral_analytics.wiring` builds one.
+
+`Store` is the whole contract an adapter implements (tests/contract runs it over both).
+Consumers take the role-sized view they need, in the way dramatiq's `Consumer` stands beside
+its `Broker`: the worker an `EventSink`, the query API and the live views a `ReadModel`,
+`dlq` a `DeadLetterBox`, `verify` an `Auditable`, `forget` an `Eraser`. Each is a
+`typing.Protocol` that every `Store` satisfies.
+
+Errors: every method may raise `StoreError`; `TransientStoreError` (worth retrying) where the
+backend is contended or unreachable; `NotSupported` where a store does not keep what is asked;
+`InvalidCursor` for a cursor the store did not hand out.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ import base64
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from behavioral_analytics.aggregation import Granularity
 from behavioral_analytics.behavior import BehaviorRules
@@ -21,8 +31,12 @@ from behavioral_analytics.sessions import SessionStats
 
 __all__ = [
     "AggregateSnapshot",
+    "Auditable",
     "CommitResult",
     "DeadLetter",
+    "DeadLetterBox",
+    "Eraser",
+    "EventSink",
     "ForgetReport",
     "Freshness",
     "FunnelDay",
@@ -31,6 +45,7 @@ __all__ = [
     "NotSupported",
     "Page",
     "Profile",
+    "ReadModel",
     "SeriesPoint",
     "SessionPoint",
     "Store",
@@ -288,31 +303,50 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def init(self) -> list[str]:
-        """Create what the store needs if missing; say what was done."""
+        """Create what the store needs if missing; say what was done, one line each.
+
+        Raises StoreError when the store cannot be reached or created.
+        """
 
     @abc.abstractmethod
     def commit(
         self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
     ) -> CommitResult:
         """Atomically: create the raw events that do not exist yet, apply the deltas of exactly
-        those, and record the dead letters. Safe to repeat: a redelivered batch changes nothing."""
+        those, and record the dead letters. Safe to repeat: a redelivered batch changes nothing.
+
+        Raises TransientStoreError (nothing was committed; retry the same batch) or StoreError.
+        """
 
     @abc.abstractmethod
-    def profile(self, who: str) -> Profile | None: ...
+    def profile(self, who: str) -> Profile | None:
+        """The person's profile (counts by type, first and last seen), None if unknown.
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
     def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
-        """A user's events, newest first."""
+        """A person's events, newest first, `limit` per page.
+
+        Raises InvalidCursor for a cursor this store did not hand out, StoreError.
+        """
 
     @abc.abstractmethod
     def events_by_type(
         self, event_type: str, limit: int = 50, cursor: str | None = None
     ) -> Page[StoredEvent]:
-        """Events of one type, newest first."""
+        """Events of one type, newest first, `limit` per page.
+
+        Raises InvalidCursor for a cursor this store did not hand out, StoreError.
+        """
 
     @abc.abstractmethod
     def get_events(self, keys: Sequence[str]) -> list[StoredEvent]:
-        """The stored events among `keys` (dedupe keys), in no particular order."""
+        """The stored events among `keys` (dedupe keys), in no particular order.
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
     def series(
@@ -321,71 +355,132 @@ class Store(abc.ABC):
         start: str | None = None,
         end: str | None = None,
     ) -> list[SeriesPoint]:
-        """Buckets with start <= period <= end (period labels), oldest first."""
+        """Buckets with start <= period <= end (period labels), oldest first; only periods
+        with events.
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
-    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None: ...
+    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
+        """Record dead letters outside a commit; one already recorded (same fingerprint) is
+        not recorded again.
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
-        """Newest first."""
+        """Dead letters, newest first, `limit` per page.
+
+        Raises InvalidCursor for a cursor this store did not hand out, StoreError.
+        """
 
     @abc.abstractmethod
-    def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None: ...
+    def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        """One dead letter by id, None if there is none.
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
-    def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None: ...
+    def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
+        """Stamp dead letters as replayed at `when` (epoch seconds); unknown ids are ignored.
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
-    def count_dead_letters(self) -> int: ...
+    def count_dead_letters(self) -> int:
+        """How many dead letters are kept.
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
     def active_users(self, since: float) -> int:
-        """Profiles whose last activity is at or after `since`."""
+        """Profiles whose last activity is at or after `since` (epoch seconds).
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
-    def freshness(self) -> Freshness: ...
+    def freshness(self) -> Freshness:
+        """How current the read model is.
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
     def iter_raw_events(self) -> Iterator[Event]:
-        """Every retained raw event (for `verify`)."""
+        """Every retained raw event (for `verify`), in no particular order.
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
-    def snapshot(self) -> AggregateSnapshot: ...
+    def snapshot(self) -> AggregateSnapshot:
+        """Every aggregate, in comparable form (for `verify`).
+
+        Raises StoreError.
+        """
 
     @abc.abstractmethod
     def rebuild(self, events: Iterator[Event]) -> None:
-        """Replace every aggregate by the fold of `events` (for `verify --repair`)."""
+        """Replace every aggregate by the fold of `events` (for `verify --repair`).
+
+        Raises StoreError.
+        """
 
     # -- the behavioral read model (stores with `behavioral = True`) ------------------------
 
     def session_series(
         self, granularity: Granularity, start: str | None = None, end: str | None = None
     ) -> list[SessionPoint]:
+        """Sessions by the hour or day they started in, oldest first.
+
+        Raises NotSupported where the store keeps no sessions, StoreError.
+        """
         raise NotSupported(f"{type(self).__name__} does not keep sessions yet")
 
     def funnel(
         self, name: str, start: str | None = None, end: str | None = None
     ) -> list[FunnelDay]:
-        """Per entry day (start <= day <= end), oldest first."""
+        """Per entry day (start <= day <= end), oldest first.
+
+        Raises NotSupported where the store keeps no funnels, StoreError.
+        """
         raise NotSupported(f"{type(self).__name__} does not keep funnels yet")
 
     def links(self, who: str) -> list[Link]:
-        """The identity links (every proposal, with its status) of a user or anonymous actor."""
+        """The identity links (every proposal, with its status) of a user or anonymous actor.
+
+        Raises NotSupported where the store keeps no links, StoreError.
+        """
         raise NotSupported(f"{type(self).__name__} does not keep identity links yet")
 
     def stored_links(self) -> list[Link]:
-        """Every identity link (for `verify`)."""
+        """Every identity link (for `verify`); none where the store keeps no links.
+
+        Raises StoreError.
+        """
         return []
 
     def forget(self, who: str) -> ForgetReport:
         """Delete a user's raw events, profile, sessions, funnel entries, links and dead letters,
-        remove their contribution from every aggregate, and leave a tombstone."""
+        remove their contribution from every aggregate, and leave a tombstone.
+
+        Raises NotSupported where the store cannot forget, StoreError (running it again
+        finishes a forget that was cut short).
+        """
         raise NotSupported(f"{type(self).__name__} cannot forget users yet")
 
     def purge_expired(self, now: float) -> int:
         """Delete raw events past their retention where the backend does not (Firestore's TTL
-        does); return how many went."""
+        does); return how many went.
+
+        Raises StoreError.
+        """
         return 0
 
     def ping(self) -> None:  # noqa: B027 - optional hook
@@ -393,3 +488,87 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+# -- role-sized views of the port ---------------------------------------------------------------
+
+
+class EventSink(Protocol):
+    """What the worker needs: commit batches exactly once, record dead letters."""
+
+    def commit(
+        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+    ) -> CommitResult: ...
+
+    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None: ...
+
+    def purge_expired(self, now: float) -> int: ...
+
+    def ping(self) -> None: ...
+
+
+class ReadModel(Protocol):
+    """What the query API, the dashboard and the live view read."""
+
+    behavioral: bool
+
+    def profile(self, who: str) -> Profile | None: ...
+
+    def timeline(
+        self, who: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[StoredEvent]: ...
+
+    def events_by_type(
+        self, event_type: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[StoredEvent]: ...
+
+    def series(
+        self, granularity: Granularity, start: str | None = None, end: str | None = None
+    ) -> list[SeriesPoint]: ...
+
+    def session_series(
+        self, granularity: Granularity, start: str | None = None, end: str | None = None
+    ) -> list[SessionPoint]: ...
+
+    def funnel(
+        self, name: str, start: str | None = None, end: str | None = None
+    ) -> list[FunnelDay]: ...
+
+    def links(self, who: str) -> list[Link]: ...
+
+    def active_users(self, since: float) -> int: ...
+
+    def freshness(self) -> Freshness: ...
+
+
+class DeadLetterBox(Protocol):
+    """What `dlq list / show / replay` needs."""
+
+    def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]: ...
+
+    def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None: ...
+
+    def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None: ...
+
+    def count_dead_letters(self) -> int: ...
+
+
+class Auditable(Protocol):
+    """What `verify` (and `verify --repair`) needs: the raw events and every aggregate."""
+
+    behavioral: bool
+    rules: BehaviorRules | None
+
+    def iter_raw_events(self) -> Iterator[Event]: ...
+
+    def stored_links(self) -> list[Link]: ...
+
+    def snapshot(self) -> AggregateSnapshot: ...
+
+    def rebuild(self, events: Iterator[Event]) -> None: ...
+
+
+class Eraser(Protocol):
+    """What `forget` needs."""
+
+    def forget(self, who: str) -> ForgetReport: ...

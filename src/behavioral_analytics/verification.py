@@ -17,7 +17,7 @@ from behavioral_analytics.behavior import BehaviorRules, Recount, recount
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
 from behavioral_analytics.sessions import SessionStats
-from behavioral_analytics.store import AggregateSnapshot, Store, StoreError
+from behavioral_analytics.store import AggregateSnapshot, Auditable, StoreError
 
 __all__ = ["Drift", "VerifyReport", "compare", "verify"]
 
@@ -92,13 +92,15 @@ def compare(
     oldest = periods.of(horizon) if horizon is not None else None
 
     def in_range(granularity: str, period: str) -> bool:
-        return oldest is None or period > oldest[GRANULARITIES.index(granularity)]  # type: ignore[arg-type]
+        return oldest is None or period > oldest[GRANULARITIES.index(granularity)]
 
-    expected_buckets = {
+    expected_buckets: dict[tuple[str, str], tuple[int, dict[str, int]]] = {
         key: (b.total, {t: c for t, c in b.by_type.items() if c})
         for key, b in expected.buckets.items()
     }
-    expected_uniques = expected.unique_users()
+    expected_uniques: dict[tuple[str, str], int] = {
+        (granularity, period): n for (granularity, period), n in expected.unique_users().items()
+    }
     for key in sorted(set(expected_buckets) | set(stored.buckets)):
         if not in_range(*key):
             report.not_checked += 1
@@ -132,13 +134,13 @@ def compare(
             report.not_checked += 1
             continue
         report.profiles_checked += 1
-        want = (
+        want_figures = (
             (want_p.total, dict(want_p.by_type), want_p.first_seen, want_p.last_activity)
             if want_p
             else None
         )
-        if have_p != want:
-            report.drift.append(Drift("profile", who, have_p, want))
+        if have_p != want_figures:
+            report.drift.append(Drift("profile", who, have_p, want_figures))
     if counted is not None:
         _compare_behavior(stored, counted, in_range, report)
     return report
@@ -165,16 +167,21 @@ def _compare_behavior(
                     Drift("sessions", ":".join(key), asdict(have_s), asdict(want_s))
                 )
     want_f = {key: n for key, n in counted.funnel_users.items() if n}
-    for key in sorted(set(want_f) | set(stored.funnel_users)):
-        funnel, day, step = key
+    for funnel_key in sorted(set(want_f) | set(stored.funnel_users)):
+        funnel, day, step = funnel_key
         if in_range("day", day):
-            have, want = stored.funnel_users.get(key, 0), want_f.get(key, 0)
+            have, want = stored.funnel_users.get(funnel_key, 0), want_f.get(funnel_key, 0)
             if have != want:
                 report.drift.append(Drift("funnel", f"{funnel}:{day}:step{step}", have, want))
 
 
 def verify(
-    store: Store, periods: Periods, *, now: float, retention_s: float | None, repair: bool = False
+    store: Auditable,
+    periods: Periods,
+    *,
+    now: float,
+    retention_s: float | None,
+    repair: bool = False,
 ) -> VerifyReport:
     horizon = now - retention_s if retention_s is not None else None
     rules = store.rules if store.behavioral else None

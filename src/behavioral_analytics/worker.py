@@ -3,6 +3,22 @@
 A batch is flushed when it holds `flush_max_events` messages or `flush_interval_s` after its
 first message arrived; its raw events, aggregate deltas, dead letters and acks go together.
 Messages are acked only after the commit that holds their effect.
+
+Poison messages. Every message is judged alone: a message the core cannot take (too deep,
+not JSON, or one whose parsing raises) becomes a dead letter with its reason, committed with
+its batch-mates. A message that kills the process instead (out of memory, a native crash)
+cannot be judged in-process; it is isolated by its delivery attempt: on its second or later
+delivery a message is parsed and committed alone, one commit per message, in message-id
+order on even attempts and the reverse order on odd ones. After one crash the messages
+before the killer are committed on the second delivery, those after it on the third, so
+with Pub/Sub's minimum of 5 attempts (our default) only the killer reaches the dead letters.
+Attempts come from the broker: the local broker counts every lease; Pub/Sub sets
+`delivery_attempt` only on a subscription with a dead-letter policy (`init` creates one),
+and without it every delivery looks like a first one, so no isolation happens.
+
+A fault in a stage of the worker (the feeder thread that pulls and parses) is logged at
+ERROR and ends `run` with `WorkerStageFailed`, so the process exits non-zero and the
+platform restarts it; it never returns as if the work were done.
 """
 
 from __future__ import annotations
@@ -13,7 +29,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.broker import (
@@ -23,17 +38,19 @@ from behavioral_analytics.broker import (
     DeadLetteredMessage,
     Delivery,
 )
-from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, parse_message
-from behavioral_analytics.store import CommitResult, NewDeadLetter, Store
+from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, Rejection, parse_message
+from behavioral_analytics.store import CommitResult, EventSink, NewDeadLetter
 from behavioral_analytics.telemetry import WorkerMetrics, log
 
-if TYPE_CHECKING:
-    from behavioral_analytics.config import Settings
-
-__all__ = ["Worker", "WorkerOptions", "to_dead_letter"]
+__all__ = ["Worker", "WorkerOptions", "WorkerStageFailed", "to_dead_letter"]
 
 _PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting for messages
 _COMMIT_RETRIES = (0.1, 0.5, 1.5)
+UNPROCESSABLE = "unprocessable"  # reason code of a message whose parsing raised
+
+
+class WorkerStageFailed(RuntimeError):
+    """A stage of the worker (the feeder thread) died: the process must exit non-zero."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +59,21 @@ class _Batch:
     events: list[Event]
     dead_letters: list[NewDeadLetter]
     rejected: dict[str, int]
+    # A redelivered message travels alone and unparsed: the committing thread parses it, so
+    # that a message that kills the process does so with no batch-mate in flight.
+    deferred: bool = False
 
 
 _NO_BATCH = _Batch((), [], [], {})
+
+
+def isolation_order(deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """Redelivered messages in the order they are committed one by one: by message id, reversed
+    when the highest attempt among them is odd (see the module's docstring)."""
+    ordered = sorted(deliveries, key=lambda d: d.message_id)
+    if max((d.delivery_attempt for d in deliveries), default=0) % 2:
+        ordered.reverse()
+    return ordered
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,35 +90,20 @@ class WorkerOptions:
     # Privacy scrubbing and bot flags, applied to each event before it is stored.
     rules: BehaviorRules = field(default_factory=BehaviorRules)
 
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> WorkerOptions:
-        values: dict[str, object] = {
-            "flush_interval_s": settings.flush_interval_s,
-            "flush_max_events": settings.flush_max_events,
-            "ack_deadline_s": settings.ack_deadline_s,
-            "limits": settings.limits,
-            "rules": settings.behavior_rules(),
-        }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
-
 
 class Worker:
     def __init__(
         self,
         broker: Broker,
-        store: Store,
+        store: EventSink,
         *,
         options: WorkerOptions | None = None,
-        settings: Settings | None = None,
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.broker = broker
         self.store = store
-        if options is None:
-            options = WorkerOptions.from_settings(settings) if settings else WorkerOptions()
-        self.options = options
+        self.options = options or WorkerOptions()
         self.metrics = metrics or WorkerMetrics()
         self._clock = clock
 
@@ -113,8 +127,12 @@ class Worker:
             },
         )
         prepared: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        failure: list[BaseException] = []
         feeder = threading.Thread(
-            target=self._feed, args=(stop, until_idle, prepared), name="ba-feeder", daemon=True
+            target=self._feed,
+            args=(stop, until_idle, prepared, failure),
+            name="ba-feeder",
+            daemon=True,
         )
         feeder.start()
         next_drain = next_purge = next_report = 0.0
@@ -143,11 +161,32 @@ class Worker:
                 next_report = now + opts.report_interval_s
                 log.info("worker progress", extra={"metrics": self.metrics.snapshot().to_dict()})
         feeder.join()
+        if failure:
+            log.error(
+                "worker stopped: a stage failed",
+                extra={"stage": "feeder", "error": f"{type(failure[0]).__name__}: {failure[0]}"},
+            )
+            raise WorkerStageFailed(f"the feeder stage failed: {failure[0]!r}") from failure[0]
         if opts.drain_dead_letters:
             self.drain_dead_letters()
         log.info("worker stopped", extra={"metrics": self.metrics.snapshot().to_dict()})
 
     def _feed(
+        self,
+        stop: threading.Event,
+        until_idle: bool,
+        out: queue.Queue[_Batch | None],
+        failure: list[BaseException],
+    ) -> None:
+        try:
+            self._feed_loop(stop, until_idle, out)
+        except BaseException as exc:
+            log.exception("worker stage failed", extra={"stage": "feeder"})
+            failure.append(exc)
+        finally:
+            out.put(None)
+
+    def _feed_loop(
         self, stop: threading.Event, until_idle: bool, out: queue.Queue[_Batch | None]
     ) -> None:
         opts = self.options
@@ -155,41 +194,61 @@ class Worker:
         flush_at = 0.0
         idle_since: float | None = None
         failures = 0
-        try:
-            while not stop.is_set():
-                now = time.monotonic()
-                wait = max(0.0, flush_at - now) if held else _PULL_SLICE_S
+        while not stop.is_set():
+            now = time.monotonic()
+            wait = max(0.0, flush_at - now) if held else _PULL_SLICE_S
+            try:
+                got = self.broker.pull(opts.flush_max_events - len(held), min(wait, _PULL_SLICE_S))
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.error("pull failed", extra={"error": str(exc), "failures": failures})
+                stop.wait(min(10.0, 0.5 * 2**failures))
+                continue
+            now = time.monotonic()
+            if got:
+                if not held:
+                    flush_at = now + opts.flush_interval_s
+                held.extend(got)
+                idle_since = None
+            if held and (len(held) >= opts.flush_max_events or now >= flush_at):
+                self._hand_over(held, out, stop)
+                held = []
+            if until_idle and not got and not held:
+                idle_since = idle_since or now
+                if (
+                    now - idle_since >= opts.idle_after_s
+                    and out.empty()
+                    and not self.broker.backlog()
+                ):
+                    break
+        if held:
+            self._hand_over(held, out, stop)
+
+    def _hand_over(
+        self, held: list[Delivery], out: queue.Queue[_Batch | None], stop: threading.Event
+    ) -> None:
+        """First deliveries go as one parsed batch; redelivered ones one by one, unparsed, in
+        `isolation_order`, their leases extended while they wait (given back on stop)."""
+        first = [d for d in held if d.delivery_attempt <= 1]
+        if first:
+            out.put(self._prepare(first))
+        waiting = isolation_order([d for d in held if d.delivery_attempt > 1])
+        extended_at = time.monotonic()
+        for index, delivery in enumerate(waiting):
+            while True:
+                if stop.is_set():
+                    self.broker.nack([d.ack_id for d in waiting[index:]], "worker stopping")
+                    return
                 try:
-                    got = self.broker.pull(
-                        opts.flush_max_events - len(held), min(wait, _PULL_SLICE_S)
-                    )
-                    failures = 0
-                except Exception as exc:
-                    failures += 1
-                    log.error("pull failed", extra={"error": str(exc), "failures": failures})
-                    stop.wait(min(10.0, 0.5 * 2**failures))
-                    continue
-                now = time.monotonic()
-                if got:
-                    if not held:
-                        flush_at = now + opts.flush_interval_s
-                    held.extend(got)
-                    idle_since = None
-                if held and (len(held) >= opts.flush_max_events or now >= flush_at):
-                    out.put(self._prepare(held))
-                    held = []
-                if until_idle and not got and not held:
-                    idle_since = idle_since or now
-                    if (
-                        now - idle_since >= opts.idle_after_s
-                        and out.empty()
-                        and not self.broker.backlog()
-                    ):
-                        break
-            if held:
-                out.put(self._prepare(held))
-        finally:
-            out.put(None)
+                    out.put(_Batch((delivery,), [], [], {}, deferred=True), timeout=_PULL_SLICE_S)
+                    break
+                except queue.Full:
+                    if time.monotonic() - extended_at >= self.options.ack_deadline_s / 3:
+                        self.broker.extend(
+                            [d.ack_id for d in waiting[index:]], self.options.ack_deadline_s
+                        )
+                        extended_at = time.monotonic()
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -201,6 +260,8 @@ class Worker:
         return _Batch(deliveries, *self._parse(deliveries))
 
     def _settle(self, batch: _Batch) -> CommitResult | None:
+        if batch.deferred:
+            batch = self._prepare(batch.deliveries)
         deliveries, events, dead_letters, rejected = (
             batch.deliveries,
             batch.events,
@@ -212,7 +273,8 @@ class Worker:
         latency = time.perf_counter() - started
         if result is None:
             self.metrics.record_commit_failure()
-            return self._isolate(deliveries)
+            self._isolate(deliveries)
+            return None
         self.broker.ack([d.ack_id for d in deliveries])
         self.metrics.record_batch(
             result.created_by_type, rejected, result.duplicates, latency, result.max_lag_s
@@ -238,14 +300,23 @@ class Worker:
         limits = self.options.limits
         enrich = self.options.rules.enrich
         for delivery in deliveries:
-            parsed = parse_message(
-                delivery.data,
-                message_id=delivery.identity,
-                received_at=delivery.first_published,
-                limits=limits,
-            )
+            parsed: Event | Rejection
+            try:
+                parsed = parse_message(
+                    delivery.data,
+                    message_id=delivery.identity,
+                    received_at=delivery.first_published,
+                    limits=limits,
+                )
+                if isinstance(parsed, Event):
+                    enrich(parsed)
+            except Exception as exc:  # one message's fault must not sink its batch
+                log.error(
+                    "message could not be parsed",
+                    extra={"message_id": delivery.message_id, "error": type(exc).__name__},
+                )
+                parsed = Rejection(UNPROCESSABLE, f"{type(exc).__name__}: {exc}"[:500])
             if isinstance(parsed, Event):
-                enrich(parsed)
                 events.append(parsed)
             else:
                 rejected[parsed.reason] += 1

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from behavioral_analytics.broker import Broker
-from behavioral_analytics.config import Settings, load_settings
+from behavioral_analytics.settings import Settings, load_settings
 from behavioral_analytics.store import Store
 from behavioral_analytics.telemetry import WorkerMetrics
-from behavioral_analytics.worker import Worker, WorkerOptions
+from behavioral_analytics.wiring import worker_options
+from behavioral_analytics.worker import Worker
 
 WRITE_KEY = "wk_test_7f3a"
 READ_KEY = "rk_test_91c2"
@@ -42,7 +43,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 def run_worker(broker: Broker, store: Store, settings: Settings) -> None:
     """Process everything published so far, then return."""
-    options = WorkerOptions.from_settings(settings, idle_after_s=0.3, flush_interval_s=0.05)
+    options = worker_options(settings, idle_after_s=0.3, flush_interval_s=0.05)
     Worker(broker, store, options=options, metrics=WorkerMetrics()).run(
         threading.Event(), until_idle=True
     )

@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 
 from behavioral_analytics.api.app import create_app
 from behavioral_analytics.broker import Broker
-from behavioral_analytics.config import Settings
+from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store
+from behavioral_analytics.wiring import build_broker, build_store
 
 
 @pytest.fixture
@@ -23,11 +24,9 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def ports(settings: Settings) -> Iterator[tuple[Broker, Store]]:
-    from behavioral_analytics.brokers.local import LocalBroker
-    from behavioral_analytics.stores.sqlite import SQLiteStore
 
-    broker = LocalBroker.from_settings(settings)
-    store = SQLiteStore.from_settings(settings)
+    broker = build_broker(settings)
+    store = build_store(settings)
     broker.init()
     store.init()
     yield broker, store

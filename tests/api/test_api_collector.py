@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 
 from behavioral_analytics.api.app import create_app
 from behavioral_analytics.broker import Broker, BrokerError, OutgoingMessage
-from behavioral_analytics.config import ConfigError, Settings
+from behavioral_analytics.settings import ConfigError, Settings
 from behavioral_analytics.store import Store
+from behavioral_analytics.wiring import build_api
 
 
 def published(broker: Broker) -> list[dict[str, Any]]:
@@ -71,7 +72,7 @@ def test_query_routes_need_a_read_key(client: TestClient) -> None:
 def test_without_keys_the_api_refuses_to_start_off_loopback(tmp_path: Any) -> None:
     settings = make_settings(tmp_path, write_keys="", read_keys="", api_host="0.0.0.0")
     with pytest.raises(ConfigError, match="BA_WRITE_KEYS and BA_READ_KEYS"):
-        create_app(settings)
+        build_api(settings)
 
 
 def test_without_keys_on_loopback_the_api_is_open(
@@ -221,10 +222,10 @@ def test_the_same_message_id_twice_is_one_event_end_to_end(
     track["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
     for _ in range(2):
         response = client.post("/v1/track", json=track, headers=WRITE)
-        assert response.status_code == 202
+        assert response.status_code == 200
         assert response.json()["accepted"] == ["msg-7d1e"]
     batch = {"batch": [{**track, "type": "track"}]}
-    assert client.post("/v1/batch", json=batch, headers=basic(WRITE_KEY)).status_code == 202
+    assert client.post("/v1/batch", json=batch, headers=basic(WRITE_KEY)).status_code == 200
     process()
     profile = client.get("/v1/profiles/team/alice", headers=READ).json()["profile"]
     assert profile["total_events"] == 1
@@ -258,10 +259,13 @@ def test_segment_calls_are_normalized(
         ],
     }
     response = client.post("/v1/batch", json=batch, headers=WRITE)
-    assert response.status_code == 202
-    assert response.json()["accepted"] == ["p1", "i1"]
-    assert response.json()["rejected"][0]["reason"] == "unsupported_type"
+    assert response.status_code == 200
+    # group calls are published; the worker keeps them as dead letters until the store side.
+    assert response.json() == {"accepted": ["p1", "i1", "g1"], "rejected": []}
     process()
+    (letter,) = store.dead_letters(10).items
+    assert (letter.reason, letter.source) == ("unsupported_type:group", "worker")
+    assert json.loads(letter.data)["call"] == "group"
     (page,) = store.timeline("anonymous:anon-1").items
     assert page.event.event_type == "page_view"
     assert page.event.properties["name"] == "Home"
@@ -356,7 +360,7 @@ def test_cors_headers_on_ingest_responses(tmp_path: Any, broker: Broker, store: 
             json={"userId": "u", "event": "e"},
             headers={**WRITE, "Origin": "https://app.example.com"},
         )
-        assert response.status_code == 202
+        assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == "https://app.example.com"
         refused = http.post("/v1/track", json={}, headers={"Origin": "https://app.example.com"})
         assert refused.status_code == 401

@@ -16,14 +16,12 @@ import pytest
 from api_helpers import READ_KEY, WRITE, make_settings
 
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.api.server import make_server
-from behavioral_analytics.brokers.local import LocalBroker
-from behavioral_analytics.config import Settings
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.loadgen import synthetic_stream
-from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.settings import Settings
 from behavioral_analytics.telemetry import WorkerMetrics
-from behavioral_analytics.worker import Worker, WorkerOptions
+from behavioral_analytics.wiring import build_broker, build_server, build_store, worker_options
+from behavioral_analytics.worker import Worker
 
 pytestmark = pytest.mark.browser
 
@@ -126,9 +124,9 @@ class Traffic:
                 self.stop_publishing.wait(0.4)
 
     def _work(self) -> None:
-        broker = LocalBroker.from_settings(self.settings)
-        store = SQLiteStore.from_settings(self.settings)
-        options = WorkerOptions.from_settings(self.settings, flush_interval_s=0.2)
+        broker = build_broker(self.settings)
+        store = build_store(self.settings)
+        options = worker_options(self.settings, flush_interval_s=0.2)
         Worker(broker, store, options=options, metrics=WorkerMetrics()).run(self.stop_worker)
 
 
@@ -136,7 +134,7 @@ class Traffic:
 def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     port = free_port()
     settings = make_settings(tmp_path, api_port=port, funnels=PURCHASE_FUNNEL)
-    server = make_server(settings)
+    server = build_server(settings)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 15, "uvicorn to start")
@@ -152,8 +150,8 @@ def number(page: Any, element_id: str) -> int | None:
 
 def test_the_dashboard_is_live_and_agrees_with_the_store(served: tuple[str, Settings]) -> None:
     base_url, settings = served
-    store = SQLiteStore.from_settings(settings)
-    broker = LocalBroker.from_settings(settings)
+    store = build_store(settings)
+    broker = build_broker(settings)
     periods = Periods(settings.timezone)
 
     with sync_api.sync_playwright() as playwright:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from behavioral_analytics.api.collector import from_segment, prepare
 from behavioral_analytics.events import Limits, Rejection, parse_message
+from behavioral_analytics.segment import from_segment, prepare
 
 NOW = 1_800_000_000.0
 
@@ -34,6 +34,7 @@ def test_track_maps_event_and_ids() -> None:
         "event_type": "Order Completed",
         "timestamp": "2027-01-15T08:00:00.000Z",
         "properties": {"total": 3},
+        "id_kind": "message",  # the key is the messageId alone
     }
 
 
@@ -79,7 +80,7 @@ def test_a_context_property_of_the_client_wins() -> None:
     ("message", "call", "reason"),
     [
         ({"userId": "u"}, "track", "missing_field:event"),
-        ({"type": "alias", "userId": "u"}, None, "unsupported_type"),
+        ({"type": "merge", "userId": "u"}, None, "unsupported_type"),
         ({"userId": "u"}, None, "unsupported_type"),
         (["not", "a", "dict"], "track", "not_an_object"),
         ({"userId": "u", "event": "e", "context": 5}, "track", "invalid_type:context"),

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.api.app import create_app
-from behavioral_analytics.config import Settings
+from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store
 
 

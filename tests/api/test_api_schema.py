@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from behavioral_analytics.api.app import create_app
-from behavioral_analytics.brokers.local import LocalBroker
-from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.wiring import build_broker, build_store
 
 KEYS = {"X-Write-Key": WRITE_KEY, "X-Read-Key": READ_KEY}
 
@@ -23,8 +22,8 @@ KEYS = {"X-Write-Key": WRITE_KEY, "X-Read-Key": READ_KEY}
 # Built at import: schemathesis generates one test per operation from a schema object.
 _data_dir = tempfile.TemporaryDirectory(prefix="ba-schema-")
 _config = make_settings(Path(_data_dir.name))
-_broker = LocalBroker.from_settings(_config)
-_store = SQLiteStore.from_settings(_config)
+_broker = build_broker(_config)
+_store = build_store(_config)
 _broker.init()
 _store.init()
 _app = create_app(_config, _broker, _store, cache_ttl_s=0)

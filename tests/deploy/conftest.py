@@ -115,15 +115,28 @@ if words[:2] == ["projects", "describe"]:
 if words[:2] == ["services", "list"]:
     out("\n".join(os.environ["STANDIN_APIS"].split(",")) if default else "")
 if words[:2] == ["builds", "submit"]:
-    mark("artifacts docker images/" + flags["--tag"], True); out()
+    tag = flags.get("--tag") or flags["--substitutions"].partition("_IMAGE=")[2].split(",")[0]
+    mark("artifacts docker images/" + tag, True); out()
+if words[:4] == ["firestore", "backups", "schedules", "list"]:
+    out("projects/p/databases/d/backupSchedules/s1" if exists("backup schedule") else "")
+if words[:4] == ["firestore", "backups", "schedules", "create"]:
+    mark("backup schedule", True); out()
+if words[:4] == ["firestore", "indexes", "composite", "create"]:
+    configs = [a.split("=", 1)[1] for a in args if a.startswith("--field-config=")]
+    fields = []
+    for config in configs:
+        parts = dict(p.split("=", 1) for p in config.split(","))
+        fields.append({"fieldPath": parts["field-path"], "order": parts["order"].upper()})
+    created = state.get("created indexes", [])
+    created.append({"collectionGroup": flags["--collection-group"], "fields": fields})
+    mark("created indexes", created); out()
 if words[:4] == ["firestore", "indexes", "composite", "list"]:
-    if not default: out("[]")
-    idx = json.load(open(INDEXES))["indexes"]
+    idx = json.load(open(INDEXES))["indexes"] if default else state.get("created indexes", [])
     listed = []
     for n, i in enumerate(idx):
         name = "projects/p/databases/d/collectionGroups/%s/indexes/i%d" % (i["collectionGroup"], n)
         tail = [{"fieldPath": "__name__", "order": "DESCENDING"}]
-        listed.append({"name": name, "fields": i["fields"] + tail})
+        listed.append({"name": name, "fields": i["fields"] + tail, "state": "READY"})
     out(json.dumps(listed))
 if words[:4] == ["firestore", "indexes", "fields", "describe"]:
     if not default: missing()
@@ -218,6 +231,7 @@ class GcloudStandIn:
 DEPLOY_APIS = [
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",

@@ -71,6 +71,7 @@ def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
         "firestore databases create",
         "firestore indexes composite create",
         "firestore indexes composite create",
+        "firestore backups schedules create",
         "firestore indexes fields update expire_at",
         "firestore fields ttls update expire_at",
         "pubsub topics create user-events",
@@ -93,7 +94,7 @@ def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
         position = index_of(lines, prefix, position) + 1
     assert sum(line.startswith("alpha monitoring policies create") for line in lines) == 4
     assert sum(line.startswith("firestore indexes composite create") for line in lines) == 5
-    assert sum(line.startswith("firestore fields ttls update") for line in lines) == 2
+    assert sum(line.startswith("firestore fields ttls update") for line in lines) == 3
 
     creates = {line.split(" --")[0]: line for line in lines}
     sub = next(
@@ -115,9 +116,10 @@ def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
     assert "--enable-message-ordering" not in sub
     assert "service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com" in " ".join(lines)
     build = next(line for line in lines if line.startswith("builds submit"))
+    assert f"--config={REPO}/cloudbuild.yaml" in build.split()
     assert (
-        "--tag=us-central1-docker.pkg.dev/demo-project/behavioral-analytics/processor:latest"
-        in build
+        "--substitutions=_IMAGE=us-central1-docker.pkg.dev/demo-project/behavioral-analytics/"
+        "processor:latest" in build.split()
     )
     pool = next(line for line in lines if line.startswith("beta run worker-pools deploy"))
     for flag in (
@@ -129,9 +131,22 @@ def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
     ):
         assert flag in pool.split(), flag
     assert "BA_BACKEND=gcp" in pool and "PUBSUB_SUBSCRIPTION=analytics-processor" in pool
+    # The exporter's labels: the dashboard filters on the pool's name.
+    assert "WORKER_POOL_NAME=behavioral-processor" in pool and "REGION=us-central1" in pool
     api = next(line for line in lines if line.startswith("run deploy"))
     assert "--command=behavioral-analytics" in api and "--args=api" in api
     assert "BA_WRITE_KEYS=behavioral-analytics-write-keys:latest" in api
+    # Public without an allUsers binding (refused under domain-restricted sharing).
+    assert "--no-invoker-iam-check" in api.split() and "--allow-unauthenticated" not in api
+    api_sa = "serviceAccount:analytics-api@demo-project.iam.gserviceaccount.com"
+    api_roles = {
+        line.split("--role=")[1].split()[0]
+        for line in lines
+        if f"--member={api_sa}" in line.split() and "--role=" in line
+    }
+    # The collector writes dead letters; /readyz reads the topic.
+    assert {"roles/datastore.user", "roles/pubsub.publisher", "roles/pubsub.viewer"} <= api_roles
+    assert "roles/datastore.viewer" not in api_roles
     assert "PROJECT_NUMBER" not in " ".join(lines)
     assert creates  # keep the mapping for debugging output
 
@@ -351,3 +366,60 @@ def test_recorded_commands_and_flags_exist_in_the_real_gcloud(real_gcloud, recor
                 )
     assert len(paths) >= 30
     assert not problems, "\n".join(problems)
+
+
+def test_worker_is_deployed_once_the_indexes_are_ready(standin):
+    gc = standin("nothing")
+    proc = gc.run("deploy.sh")
+    assert proc.returncode == 0, proc.stderr
+    lines = joined(gc.calls())
+    last_create = max(i for i, line in enumerate(lines) if "composite create" in line)
+    pool = index_of(lines, "beta run worker-pools deploy")
+    assert any("composite list" in line for line in lines[last_create:pool])
+
+
+def test_worker_deploy_waits_while_indexes_build(standin):
+    gc = standin("nothing")
+    # A gcloud whose indexes stay CREATING: the script must stop at its deadline, not deploy.
+    script = gc.dir / "gcloud"
+    script.write_text(script.read_text().replace('"state": "READY"', '"state": "CREATING"'))
+    proc = gc.run("deploy.sh", INDEX_WAIT_SECONDS="0")
+    assert proc.returncode == 2
+    assert "still building" in proc.stderr
+    assert not [c for c in gc.calls() if "worker-pools" in c]
+
+
+def test_dry_run_says_nothing_ran_and_keeps_what_it_names(standin):
+    gc = standin("nothing")
+    proc = gc.run("deploy.sh", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing was created or changed" in proc.stderr
+    assert "==> done" not in proc.stderr
+    assert "PROJECT_NUMBER below is the project's number" in proc.stderr
+    named = {
+        word.split("=", 1)[1]
+        for line in proc.stdout.splitlines()
+        for word in line.split()
+        if word.startswith(("--config-from-file=", "--policy-from-file="))
+    }
+    assert named
+    missing = [path for path in named if not Path(path).exists()]
+    for path in named:
+        Path(path).unlink(missing_ok=True)
+    assert not missing, f"--dry-run printed files it deleted: {missing}"
+
+
+@pytest.mark.parametrize("script", ["deploy.sh", "destroy.sh", "smoke_test.sh"])
+def test_help_prints_the_usage_only(standin, script):
+    gc = standin("nothing")
+    proc = gc.run(script, "--help")
+    assert proc.returncode == 0
+    text = proc.stdout
+    assert "PROJECT_ID" in text
+    header = []
+    for line in (REPO / "scripts" / script).read_text().splitlines()[1:]:
+        if not line.startswith("#"):
+            break
+        header.append(line[2:] if line.startswith("# ") else line[1:])
+    assert text.splitlines() == header
+    assert "set -euo" not in text and "shellcheck" not in text

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from behavioral_analytics.wiring import build_store
+
 PROJECT = "demo-behavioral-analytics"
 _START_DEADLINE_S = 90.0
 
@@ -173,7 +175,7 @@ def names() -> dict[str, str]:
 
 @pytest.fixture
 def settings_for(emulators: Emulators, database: str, names: dict[str, str]):
-    from behavioral_analytics.config import load_settings
+    from behavioral_analytics.settings import load_settings
 
     def make(**overrides: object):
         values: dict[str, object] = {
@@ -193,8 +195,7 @@ def settings_for(emulators: Emulators, database: str, names: dict[str, str]):
 
 @pytest.fixture
 def store(settings_for):
-    from behavioral_analytics.stores.firestore import FirestoreStore
 
-    s = FirestoreStore.from_settings(settings_for())
+    s = build_store(settings_for())
     yield s
     s.close()

@@ -16,10 +16,9 @@ import pytest
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.broker import OutgoingMessage
-from behavioral_analytics.brokers.pubsub import PubSubBroker
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
-from behavioral_analytics.stores.firestore import FirestoreStore
 from behavioral_analytics.verification import verify
+from behavioral_analytics.wiring import build_broker, build_store
 from tests.faults import assert_exact, make_workload, run_with_kills
 
 pytestmark = pytest.mark.slow
@@ -42,9 +41,9 @@ def _throttled(count: Callable[[], int], every_s: float = 1.0) -> Callable[[], i
 
 def test_exact_under_kill_9_on_emulators(emulators, settings_for, database, names) -> None:
     settings = settings_for(funnels=PURCHASE_FUNNEL)
-    broker = PubSubBroker.from_settings(settings)
+    broker = build_broker(settings)
     broker.init()
-    store = FirestoreStore.from_settings(settings)
+    store = build_store(settings)
     env = {
         **emulators.env(),
         "BA_BACKEND": "gcp",

@@ -19,9 +19,10 @@ from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import NotSupported
-from behavioral_analytics.stores import firestore_behavior
 from behavioral_analytics.stores.firestore import FirestoreStore
+from behavioral_analytics.stores.firestore import behavior as firestore_behavior
 from behavioral_analytics.verification import verify
+from behavioral_analytics.wiring import build_store
 from tests.faults import (
     BOT_AGENT,
     assert_exact,
@@ -164,7 +165,7 @@ def test_a_writer_that_touched_the_same_person_meanwhile_is_recomputed(settings_
     a = make_store(settings_for)
     b = make_store(settings_for)
     a.commit([ev(1, 0, user="u"), ev(2, 100, user="u", kind="search")])
-    read = a._get
+    read = a.gateway.get
     pending = [lambda: b.commit([ev(3, 2500, user="u"), ev(4, 2600, user="u", kind="search")])]
 
     def get(names: Any, mask: Any) -> Any:  # b commits between a's profile read and its commit
@@ -173,7 +174,7 @@ def test_a_writer_that_touched_the_same_person_meanwhile_is_recomputed(settings_
             pending.pop()()
         return found
 
-    a._get = get  # type: ignore[method-assign]
+    a.gateway.get = get  # type: ignore[method-assign]
     # An event between two visits (b's lands first): one session of all five.
     result = a.commit([ev(5, 1300, user="u", kind="add_to_cart")])
     assert result.created == 1 and a.conflicts >= 1
@@ -195,7 +196,7 @@ def test_concurrent_writers_on_the_same_people_stay_exact(settings_for) -> None:
 
 def test_without_the_behavioral_model_bots_count_as_before(settings_for, monkeypatch) -> None:
     monkeypatch.setenv("BA_FIRESTORE_BEHAVIOR", "false")
-    store = FirestoreStore.from_settings(settings_for())
+    store = build_store(settings_for())
     assert not store.behavioral
     store.commit([ev(1, 0, anon="crawler", user_agent=BOT_AGENT), ev(2, 0, user="u1")])
     day = store.periods.label("day", DAY_START)

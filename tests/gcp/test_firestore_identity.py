@@ -1,19 +1,19 @@
 """Identity stitching and forgetting a user on the Firestore store (the emulator).
 
-The SQLite store's behavior is the reference (tests/test_behavior_sqlite.py): an `identify`
-event with both ids proposes a link, the earliest by event time wins per anonymous id, a
-second user is refused unless relinking is allowed, and anonymous events from the identity
-window before the link on count for the user. Here the same holds on Firestore whatever the
-order events arrive in, with writers committing in between and concurrently, and `forget`
-removes every trace exactly, with counter shards too. After each, the stored figures equal a
-recount of the raw events with the stored links and `verify` finds no drift.
+The rules every store follows are the contract suite's (tests/contract/test_identity.py,
+test_forget.py): an `identify` event with both ids proposes a link, the earliest by event time
+wins per anonymous id, a second user is refused unless relinking is allowed, and anonymous
+events from the identity window before the link on count for the user. Here they hold on
+Firestore whatever the order events arrive in, with writers committing in between and
+concurrently, and `forget` removes every trace exactly, with counter shards too. After each,
+the stored figures equal a recount of the raw events with the stored links and `verify` finds
+no drift.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import pytest
@@ -21,13 +21,9 @@ import pytest
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
-from behavioral_analytics.identity import Link, LinkStatus
-from behavioral_analytics.store import NotSupported
+from behavioral_analytics.identity import Link
 from behavioral_analytics.stores.firestore import FirestoreStore
-from tests import identity_scenarios as scenarios
-from tests.faults import Workload, assert_exact, commit_concurrently, expected_links
-from tests.gcp.test_firestore_behavior import make_store
-from tests.identity_scenarios import (
+from tests.contract.builders import (
     DAY_START,
     HOUR,
     assert_matches_remaining,
@@ -35,6 +31,8 @@ from tests.identity_scenarios import (
     ev,
     refused_scenario,
 )
+from tests.faults import Workload, assert_exact, commit_concurrently, expected_links
+from tests.gcp.test_firestore_behavior import make_store
 
 PURCHASE = parse_funnels(PURCHASE_FUNNEL)
 FUNNEL_KINDS = ["page_view", "search", "add_to_cart", "purchase", "button_click"]
@@ -56,31 +54,6 @@ def assert_exact_with_links(store: FirestoreStore, events: list[Event]) -> None:
     assert sorted(store.stored_links(), key=_order) == sorted(want, key=_order)
     assert_exact(store, Workload([], distinct, []), Periods())
     assert_recounts(store)
-
-
-# -- the SQLite tests, ported -----------------------------------------------------------------
-
-
-def test_an_identify_moves_the_visit_before_it_to_the_user(settings_for: SettingsFor) -> None:
-    scenarios.an_identify_moves_the_visit_before_it(partial(make_store, settings_for))
-
-
-def test_a_second_user_is_refused_unless_earlier_and_the_trail_is_kept(
-    settings_for: SettingsFor,
-) -> None:
-    scenarios.a_second_user_is_refused_unless_earlier(partial(make_store, settings_for))
-
-
-def test_relinking_when_allowed_splits_the_anonymous_history(settings_for: SettingsFor) -> None:
-    scenarios.relinking_splits_the_anonymous_history(partial(make_store, settings_for))
-
-
-def test_forget_removes_every_trace_and_keeps_redeliveries_out(settings_for: SettingsFor) -> None:
-    scenarios.forget_removes_every_trace(partial(make_store, settings_for))
-
-
-def test_forget_makes_a_proposal_refused_for_the_user_active(settings_for: SettingsFor) -> None:
-    scenarios.forget_makes_a_proposal_refused_for_the_user_active(partial(make_store, settings_for))
 
 
 # -- Firestore specifics ----------------------------------------------------------------------
@@ -130,24 +103,24 @@ def test_the_identify_first_then_late_and_later_anonymous_events(
 
 def _between(store: FirestoreStore, hook: str, meanwhile: Callable[[], Any]) -> list[Any]:
     """Run `meanwhile` (another store's commit) once, inside `store`'s commit: after its first
-    read (`_get`, whatever it reads and with whatever mask) or right before its first commit
-    request (`_send`), i.e. between its reads and its commit."""
-    original = getattr(store, hook)
+    read (`get`, whatever it reads and with whatever mask) or right before its first commit
+    request (`send`), i.e. between its reads and its commit."""
+    original = getattr(store.gateway, hook)
     pending = [meanwhile]
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if hook == "_send" and pending:
+        if hook == "send" and pending:
             pending.pop()()
         result = original(*args, **kwargs)
-        if hook == "_get" and pending:
+        if hook == "get" and pending:
             pending.pop()()
         return result
 
-    setattr(store, hook, wrapped)
+    setattr(store.gateway, hook, wrapped)
     return pending
 
 
-@pytest.mark.parametrize("hook", ["_get", "_send"])
+@pytest.mark.parametrize("hook", ["get", "send"])
 @pytest.mark.parametrize("prior", [True, False], ids=["a1-seen-before", "a1-new"])
 @pytest.mark.parametrize("meanwhile", ["anonymous", "identify"])
 def test_a_writer_in_between_with_the_identify_or_the_anonymous_event_is_recomputed(
@@ -224,14 +197,10 @@ def test_concurrent_writers_with_many_identifies_per_anonymous_id_stay_exact(
     assert_exact_with_links(stores[0], events)
 
 
-def test_forget_keeps_an_anonymous_id_whose_proposal_was_refused(settings_for: SettingsFor) -> None:
-    scenarios.forget_keeps_an_anonymous_id_refused_for_the_user(partial(make_store, settings_for))
-
-
 def test_forget_with_counter_shards_stays_exact(settings_for: SettingsFor) -> None:
     store = make_store(settings_for, shards=3, identity_window_s=HOUR)
     alice, a1, stays = refused_scenario()
-    alice = alice[1:]  # without the refused proposal (tested above): a2 is bob's alone
+    alice = alice[1:]  # without the refused proposal (the contract suite's): a2 is bob's
     more = [
         ev(20 + i, 900 + 60 * i, user="alice", kind=kind) for i, kind in enumerate(FUNNEL_KINDS)
     ]
@@ -257,73 +226,3 @@ def test_forget_with_counter_shards_stays_exact(settings_for: SettingsFor) -> No
     store.commit([ev(40, 1000, user="carol", kind="purchase"), ev(41, 86400 + 60, anon="a1")])
     assert store.profile("anonymous:a1").total_events == 1  # type: ignore[union-attr]
     assert_matches_remaining(store)
-
-
-def test_links_of_a_user_and_of_an_anonymous_id_with_their_status_in_order(
-    settings_for: SettingsFor,
-) -> None:
-    store = make_store(settings_for, identity_window_s=HOUR)
-    bob = ev(1, 200, user="bob", anon="a1", kind="identify")
-    alice_first = ev(2, 150, user="alice", anon="a1", kind="identify")  # earlier, arrives later
-    carol = ev(3, 300, user="carol", anon="a1", kind="identify")
-    alice_again = ev(4, 400, user="alice", anon="a1", kind="identify")
-    alice_a2 = ev(5, 500, user="alice", anon="a2", kind="identify")
-    # Two proposals for a3 at the same time: the smaller event key wins.
-    tied = sorted(
-        [
-            ev(6, 600, user="alice", anon="a3", kind="identify"),
-            ev(7, 600, user="bob", anon="a3", kind="identify"),
-        ],
-        key=lambda e: e.key,
-    )
-    store.commit([bob, carol])
-    store.commit([alice_again, alice_a2, *tied])
-    store.commit([alice_first])
-
-    def link(e: Event, status: LinkStatus) -> Link:
-        assert e.user_id and e.anonymous_id
-        return Link(e.anonymous_id, e.user_id, e.timestamp, e.key, status)
-
-    first_tied, second_tied = tied
-    want_alice = [
-        link(alice_first, "active"),
-        link(alice_again, "duplicate"),
-        link(alice_a2, "active"),
-    ]
-    want_alice += [
-        link(e, "active" if e is first_tied else "refused") for e in tied if e.user_id == "alice"
-    ]
-    want_alice.sort(key=lambda k: (k.linked_at, k.event_key))
-    assert store.links("alice") == want_alice
-    assert store.links("anonymous:a1") == [
-        link(alice_first, "active"),
-        link(bob, "refused"),
-        link(carol, "refused"),
-        link(alice_again, "duplicate"),
-    ]
-    assert store.links("anonymous:a3") == [
-        link(first_tied, "active"),
-        link(second_tied, "refused"),
-    ]
-    assert store.links("anonymous:nobody") == [] and store.links("dave") == []
-    everything = [bob, alice_first, carol, alice_again, alice_a2, *tied]
-    assert sorted(store.stored_links(), key=_order) == sorted(
-        expected_links(everything), key=_order
-    )
-    assert len(store.stored_links()) == 7
-    assert_recounts(store)
-
-
-def test_without_the_behavioral_model_links_and_forget_are_not_supported(
-    settings_for: SettingsFor,
-) -> None:
-    store = make_store(settings_for, behavior=False)
-    assert not store.behavioral
-    store.commit([ev(1, 0, user="alice", anon="a1", kind="identify"), ev(2, 10, anon="a1")])
-    with pytest.raises(NotSupported):
-        store.links("alice")
-    with pytest.raises(NotSupported):
-        store.forget("alice")
-    # Nothing was forgotten: the raw events and the profiles are all still there.
-    assert len(list(store.iter_raw_events())) == 2
-    assert store.profile("alice") is not None and store.profile("anonymous:a1") is not None

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from behavioral_analytics.funnels import parse_funnels
-from behavioral_analytics.stores import firestore_identity
+from behavioral_analytics.stores.firestore import identity as firestore_identity
 from tests import identity_scenarios as scenarios
 from tests.faults import make_workload
 from tests.gcp.test_firestore_behavior import make_store

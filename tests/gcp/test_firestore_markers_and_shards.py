@@ -10,6 +10,7 @@ from google.cloud import firestore
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.stores.firestore import FirestoreStore
 from behavioral_analytics.verification import verify
+from behavioral_analytics.wiring import build_store
 
 from .helpers import BASE_TS, event, recipe_payload
 
@@ -31,7 +32,7 @@ def _raw(store: FirestoreStore) -> firestore.Client:
 
 def _run_after_profile_read(store: FirestoreStore, action: Callable[[], None]) -> None:
     """Make `action` happen between `store`'s first profile read and its commit."""
-    read = store._get
+    read = store.gateway.get
     pending = [action]
 
     def get(names: Any, mask: Any) -> Any:
@@ -40,7 +41,7 @@ def _run_after_profile_read(store: FirestoreStore, action: Callable[[], None]) -
             pending.pop()()
         return found
 
-    store._get = get  # type: ignore[method-assign]
+    store.gateway.get = get  # type: ignore[method-assign]
 
 
 def _hour_uniques(store: FirestoreStore) -> int | None:
@@ -66,8 +67,8 @@ def test_markers_live_in_the_profile_and_cost_no_extra_writes(store) -> None:
 
 
 def test_a_profile_created_meanwhile_fails_the_batch_and_is_recounted(settings_for) -> None:
-    a = FirestoreStore.from_settings(settings_for())
-    b = FirestoreStore.from_settings(settings_for())
+    a = build_store(settings_for())
+    b = build_store(settings_for())
     _run_after_profile_read(a, lambda: b.commit(_events(range(1, 2), 2, first=100)))
     result = a.commit(_events(range(1, 3), 3))  # user_1 is new when a reads, not at its commit
     assert result.created == 6
@@ -78,8 +79,8 @@ def test_a_profile_created_meanwhile_fails_the_batch_and_is_recounted(settings_f
 
 
 def test_a_marker_added_meanwhile_fails_the_batch_and_is_recounted(settings_for) -> None:
-    a = FirestoreStore.from_settings(settings_for())
-    b = FirestoreStore.from_settings(settings_for())
+    a = build_store(settings_for())
+    b = build_store(settings_for())
     a.commit(_events(range(1, 3), 1))  # both profiles exist, with this hour's markers
     later = BASE_TS + 3600  # the next hour: a new marker for each user
     _run_after_profile_read(a, lambda: b.commit(_events(range(1, 2), 1, ts=later, first=100)))
@@ -94,17 +95,17 @@ def test_a_marker_added_meanwhile_fails_the_batch_and_is_recounted(settings_for)
 def test_markers_known_to_the_store_need_no_read_and_no_precondition(settings_for) -> None:
     # Only without the behavioral read model: with it every profile is read (its sessions
     # and funnel progress) and written under its update time (tests/gcp/test_firestore_behavior).
-    store = FirestoreStore.from_settings(settings_for())
+    store = build_store(settings_for())
     store.behavioral = False
     store.commit(_events(range(1, 4), 2))
     reads: list[int] = []
-    read = store._get
+    read = store.gateway.get
 
     def get(names: Any, mask: Any) -> Any:
         reads.append(len(names))
         return read(names, mask)
 
-    store._get = get  # type: ignore[method-assign]
+    store.gateway.get = get  # type: ignore[method-assign]
     store.commit(_events(range(1, 4), 2, first=50))  # same users, same hour and day
     assert reads == []
     assert _hour_uniques(store) == 3
@@ -135,12 +136,12 @@ def test_expired_markers_are_pruned_when_the_profile_gains_a_day(settings_for) -
 
 
 def test_counter_shards_spread_writes_and_sum_on_read(settings_for, monkeypatch) -> None:
-    from behavioral_analytics.config import load_settings
+    from behavioral_analytics.settings import load_settings
 
     monkeypatch.setenv("BA_FIRESTORE_COUNTER_SHARDS", "4")
     assert load_settings().firestore_counter_shards == 4
-    sharded = FirestoreStore.from_settings(settings_for(firestore_counter_shards=4))
-    plain = FirestoreStore.from_settings(settings_for(firestore_counter_shards=0))
+    sharded = build_store(settings_for(firestore_counter_shards=4))
+    plain = build_store(settings_for(firestore_counter_shards=0))
     assert sharded.counter_shards == 4
     plain.commit(_events(range(1, 4), 2))  # the single documents, from before sharding
     for n in range(12):

@@ -1,12 +1,13 @@
-"""The Firestore store against the emulator: the same semantics as the SQLite store."""
+"""What only the Firestore store does, against the emulator: its commit protocol (a refused
+`create` recomputed, one atomic batch, splitting by request size and transforms), marker
+caching and hashed document ids. What every store does is in the contract suite
+(tests/contract)."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.store import NewDeadLetter
 from behavioral_analytics.verification import verify
+from behavioral_analytics.wiring import build_store
 
 from .helpers import BASE_TS, event, recipe_payload
 
@@ -15,24 +16,8 @@ def _events(n: int, **kw):
     return [event(recipe_payload(i, **kw)) for i in range(n)]
 
 
-def test_commit_creates_events_and_increments(store) -> None:
-    events = _events(60)
-    result = store.commit(events)
-    assert (result.created, result.duplicates) == (60, 0)
-    assert store.commits == 1  # one atomic batch
-    assert store.count_events() == 60
-    hour = Periods().label("hour", events[0].timestamp)
-    [point] = store.series("hour", hour, hour)
-    assert point.total_events == 60
-    assert point.events_by_type == dict(Counter(e.event_type for e in events))
-    assert point.unique_users == len({e.who for e in events})
-    profile = store.profile("user_1")
-    assert profile is not None
-    assert profile.total_events == sum(e.who == "user_1" for e in events)
-    assert verify(store, Periods(), now=BASE_TS, retention_s=None).ok
-
-
 def test_redelivered_batch_changes_nothing(store) -> None:
+    """Through the ALREADY_EXISTS path: the batch is refused, its new events recomputed."""
     events = _events(40)
     store.commit(events[:25])
     before = store.snapshot()
@@ -46,13 +31,6 @@ def test_redelivered_batch_changes_nothing(store) -> None:
         sum(t for t, _ in after.buckets.values()) == sum(t for t, _ in before.buckets.values()) + 45
     )
     assert verify(store, Periods(), now=BASE_TS, retention_s=None).ok
-
-
-def test_duplicates_within_one_batch(store) -> None:
-    events = _events(10)
-    result = store.commit(events + events[:3])
-    assert (result.created, result.duplicates) == (10, 3)
-    assert store.count_events() == 10
 
 
 def test_unique_users_exact_across_batches_and_existing_markers(store) -> None:
@@ -69,35 +47,6 @@ def test_unique_users_exact_across_batches_and_existing_markers(store) -> None:
     assert verify(store, Periods(), now=BASE_TS, retention_s=None).ok
 
 
-def test_awkward_names_round_trip(store) -> None:
-    payloads = [
-        {**recipe_payload(1), "user_id": "team/alice", "event_type": "checkout.step_2"},
-        {**recipe_payload(2), "user_id": "team/alice", "event_type": "`odd`.type"},
-        {**recipe_payload(3), "user_id": "..", "event_type": "__x__"},
-        {
-            **recipe_payload(4),
-            "user_id": "%2F",
-            "event_type": "~tilde",
-            "properties": {"a.b": 1, "__reserved__": {"x/y": [{"__n__": 2}]}, "`q`": "v"},
-        },
-    ]
-    events = [event(p) for p in payloads]
-    store.commit(events)
-    alice = store.profile("team/alice")
-    assert alice is not None
-    assert alice.events_by_type == {"checkout.step_2": 1, "`odd`.type": 1}
-    assert store.profile("..").events_by_type == {"__x__": 1}
-    assert store.profile("%2F") is not None
-    assert store.profile("/") is None  # percent-encoding keeps them apart
-    [stored] = store.timeline("%2F").items
-    assert stored.event.properties == payloads[3]["properties"]
-    assert [s.event.key for s in store.events_by_type("checkout.step_2").items] == [events[0].key]
-    day = Periods().label("day", BASE_TS)
-    types = store.series("day", day, day)[0].events_by_type
-    assert set(types) == {"checkout.step_2", "`odd`.type", "__x__", "~tilde"}
-    assert verify(store, Periods(), now=BASE_TS, retention_s=None).ok
-
-
 def test_very_long_user_id_is_hashed_into_the_document_id(store) -> None:
     who = "é" * 256  # 512 bytes; with the prefix still under 1,500
     long_who = "x/" * 128
@@ -109,15 +58,14 @@ def test_very_long_user_id_is_hashed_into_the_document_id(store) -> None:
     )
     assert store.profile(who).total_events == 1
     assert store.profile(long_who).total_events == 1
-    from behavioral_analytics.stores.firestore_keys import doc_id
+    from behavioral_analytics.stores.firestore.keys import doc_id
 
     assert doc_id("user_", "y" * 2000).startswith("user_%H")
 
 
 def test_batch_too_large_is_split_into_atomic_commits(settings_for) -> None:
-    from behavioral_analytics.stores.firestore import FirestoreStore
 
-    store = FirestoreStore.from_settings(settings_for())
+    store = build_store(settings_for())
     store.max_request_bytes = 64 * 1024  # force splitting on a small batch
     events = _events(300)
     result = store.commit(events)
@@ -140,64 +88,3 @@ def test_large_batch_in_one_commit(store) -> None:
     result = store.commit(_events(1500))
     assert result.created == 1500
     assert store.commits == 1
-
-
-def test_timeline_pagination(store) -> None:
-    events = [event(recipe_payload(i, user=7, ts=BASE_TS + (i // 2))) for i in range(25)]
-    store.commit(events)
-    seen, cursor = [], None
-    while True:
-        page = store.timeline("user_7", limit=4, cursor=cursor)
-        seen.extend(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert len(seen) == 25
-    assert len({s.event.key for s in seen}) == 25
-    stamps = [s.event.timestamp for s in seen]
-    assert stamps == sorted(stamps, reverse=True)
-    by_type = store.events_by_type("purchase", limit=2)
-    assert all(s.event.event_type == "purchase" for s in by_type.items)
-
-
-def test_dead_letters_same_batch_idempotent_and_paged(store) -> None:
-    dead = [
-        NewDeadLetter(
-            reason="not_json",
-            detail="",
-            data=f"bad {i}".encode(),
-            message_id=f"m{i}",
-            received_at=BASE_TS + i,
-        )
-        for i in range(7)
-    ]
-    store.commit(_events(3), dead)
-    store.commit(_events(3), dead)  # redelivered: recorded once
-    assert store.count_dead_letters() == 7
-    seen, cursor = [], None
-    while True:
-        page = store.dead_letters(limit=3, cursor=cursor)
-        seen.extend(page.items)
-        if (cursor := page.next_cursor) is None:
-            break
-    assert sorted(d.message_id for d in seen) == sorted(d.message_id for d in dead)
-    first = store.get_dead_letter(seen[0].id)
-    assert first is not None and first.data.startswith(b"bad")
-    store.mark_replayed([first.id], BASE_TS)
-    assert store.get_dead_letter(first.id).replayed_at == BASE_TS
-    assert store.get_dead_letter("nope") is None
-
-
-def test_active_users_freshness_and_rebuild(store) -> None:
-    events = _events(50)
-    store.commit(events)
-    assert store.active_users(0) == len({e.who for e in events})
-    assert store.active_users(max(e.timestamp for e in events) + 1) == 0
-    fresh = store.freshness()
-    assert fresh.newest_event_at == max(e.timestamp for e in events)
-    assert fresh.last_commit_at is not None
-    snap = store.snapshot()
-    store.rebuild(store.iter_raw_events())
-    assert store.snapshot() == snap
-    report = verify(store, Periods(), now=BASE_TS, retention_s=None)
-    assert report.ok and report.raw_events == 50

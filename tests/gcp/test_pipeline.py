@@ -10,12 +10,12 @@ from google.cloud import firestore
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.broker import OutgoingMessage
-from behavioral_analytics.brokers.pubsub import PubSubBroker
 from behavioral_analytics.store import TransientStoreError
 from behavioral_analytics.stores.firestore import FirestoreStore
 from behavioral_analytics.telemetry import WorkerMetrics
 from behavioral_analytics.verification import verify
-from behavioral_analytics.worker import Worker, WorkerOptions
+from behavioral_analytics.wiring import build_broker, build_store, worker_options
+from behavioral_analytics.worker import Worker
 
 from .helpers import data, recipe_payload
 
@@ -37,9 +37,9 @@ def _run_worker(worker: Worker, until: Any, timeout_s: float) -> None:
 
 def test_recipe_messages_yield_recipe_documents(settings_for) -> None:
     settings = settings_for()
-    broker = PubSubBroker.from_settings(settings)
+    broker = build_broker(settings)
     broker.init()
-    store = FirestoreStore.from_settings(settings)
+    store = build_store(settings)
     now = time.time()
     sample = {
         "event_id": "evt_482913",
@@ -63,7 +63,7 @@ def test_recipe_messages_yield_recipe_documents(settings_for) -> None:
     worker = Worker(
         broker,
         store,
-        options=WorkerOptions.from_settings(settings, flush_interval_s=0.3),
+        options=worker_options(settings, flush_interval_s=0.3),
         metrics=WorkerMetrics(),
     )
     _run_worker(worker, lambda: store.count_events() >= 22, 30)
@@ -117,9 +117,9 @@ class _PoisonStore:
 
 def test_message_that_always_fails_is_dead_lettered_with_its_reason(settings_for) -> None:
     settings = settings_for(max_delivery_attempts=5)
-    broker = PubSubBroker.from_settings(settings)
+    broker = build_broker(settings)
     broker.init()
-    store = FirestoreStore.from_settings(settings)
+    store = build_store(settings)
     now = time.time()
     poison = {**recipe_payload(1, ts=now), "event_type": "poison"}
     good = [recipe_payload(i, ts=now) for i in range(2, 12)]
@@ -127,7 +127,7 @@ def test_message_that_always_fails_is_dead_lettered_with_its_reason(settings_for
     worker = Worker(
         broker,
         _PoisonStore(store),  # type: ignore[arg-type]
-        options=WorkerOptions.from_settings(settings, flush_interval_s=0.2, drain_interval_s=1.0),
+        options=worker_options(settings, flush_interval_s=0.2, drain_interval_s=1.0),
         metrics=WorkerMetrics(),
     )
     _run_worker(worker, lambda: store.count_dead_letters() >= 1, 120)

@@ -9,11 +9,12 @@ import pytest
 from behavioral_analytics.broker import BrokerError, OutgoingMessage
 from behavioral_analytics.brokers.failure_log import InMemoryFailureLog
 from behavioral_analytics.brokers.pubsub import PubSubBroker, resource_path
+from behavioral_analytics.wiring import build_broker
 
 
 @pytest.fixture
 def broker(settings_for):
-    b = PubSubBroker.from_settings(settings_for())
+    b = build_broker(settings_for())
     b.init()
     yield b
     b.close()
@@ -29,7 +30,7 @@ def _pull_all(broker: PubSubBroker, want: int, deadline_s: float = 20.0):
 
 def test_init_is_idempotent_and_accepts_full_paths(settings_for, emulators, names) -> None:
     settings = settings_for()
-    first = PubSubBroker.from_settings(settings).init()
+    first = build_broker(settings).init()
     assert any(line.startswith("created subscription") for line in first)
     assert len([line for line in first if line.startswith("created topic")]) == 2
     full = settings_for(
@@ -38,7 +39,7 @@ def test_init_is_idempotent_and_accepts_full_paths(settings_for, emulators, name
             emulators.project, "subscriptions", names["pubsub_subscription"]
         ),
     )
-    broker = PubSubBroker.from_settings(full)
+    broker = build_broker(full)
     again = broker.init()
     assert not any(line.startswith("created") for line in again)
     assert broker.subscription.endswith("/" + names["pubsub_subscription"])
@@ -60,7 +61,7 @@ def test_publish_pull_ack(broker) -> None:
 def test_nack_redelivers_and_records_reason(settings_for) -> None:
     failures = InMemoryFailureLog()
     settings = settings_for()
-    broker = PubSubBroker.from_settings(settings)
+    broker = build_broker(settings)
     broker.failure_log = failures
     broker.init()
     broker.publish([OutgoingMessage(b"x")])
@@ -79,7 +80,7 @@ def test_extend_and_close_give_back_unclaimed(settings_for) -> None:
     from google.api_core import exceptions as gexc
     from google.cloud import pubsub_v1
 
-    broker = PubSubBroker.from_settings(settings_for())
+    broker = build_broker(settings_for())
     broker.init()
     broker.publish([OutgoingMessage(f"{i}".encode()) for i in range(5)])
     held = _pull_all(broker, 1)
@@ -110,7 +111,7 @@ def test_extend_and_close_give_back_unclaimed(settings_for) -> None:
 
 def test_ping_fails_fast_on_a_wrong_port(settings_for, monkeypatch) -> None:
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:9")
-    broker = PubSubBroker.from_settings(settings_for())
+    broker = build_broker(settings_for())
     started = time.monotonic()
     with pytest.raises(BrokerError):
         broker.ping(timeout=2.0)

@@ -63,6 +63,11 @@ resource "google_cloud_run_v2_service" "api" {
   ingress             = "INGRESS_TRAFFIC_ALL"
   deletion_protection = var.cloud_run_deletion_protection
   labels              = local.labels
+  # Apps post events from browsers and phones, so the URL is public by default; every
+  # request is still checked against BA_WRITE_KEYS / BA_READ_KEYS. Cloud Run's own switch
+  # (no invoker check) rather than an allUsers binding, which domain-restricted sharing
+  # refuses. Changing it needs run.services.setIamPolicy (roles/run.admin).
+  invoker_iam_disabled = var.api_allow_unauthenticated
 
   template {
     service_account = google_service_account.api[0].email
@@ -73,10 +78,11 @@ resource "google_cloud_run_v2_service" "api" {
     }
 
     containers {
-      name    = "api"
-      image   = local.image
-      command = ["behavioral-analytics"]
-      args    = ["api"]
+      name  = "api"
+      image = local.image
+      # The placeholder image (first deployment) has its own command.
+      command = local.runs_placeholder ? null : ["behavioral-analytics"]
+      args    = local.runs_placeholder ? null : ["api"]
 
       ports {
         container_port = 8080 # exported to the process as $PORT
@@ -121,20 +127,19 @@ resource "google_cloud_run_v2_service" "api" {
   depends_on = [
     google_project_iam_member.api,
     google_pubsub_topic_iam_member.api_publisher,
+    google_pubsub_topic_iam_member.api_topic_viewer,
     google_secret_manager_secret_iam_member.api_keys_accessor,
     google_secret_manager_secret_version.api_keys,
   ]
 }
 
-# Apps post events from browsers and phones, so the URL is public by default;
-# every request is still checked against BA_WRITE_KEYS / BA_READ_KEYS.
-resource "google_cloud_run_v2_service_iam_member" "api_public" {
-  #checkov:skip=CKV_GCP_102:The collector is a public ingestion endpoint by design (api_allow_unauthenticated); the application authenticates requests with its write/read keys.
-  count = var.deploy_api && var.api_allow_unauthenticated ? 1 : 0
+# /readyz asks Pub/Sub for the topic (GetTopic): pubsub.topics.get, which the publisher role
+# lacks. Viewer on this one topic, so a health check does not see 503 on a healthy API.
+resource "google_pubsub_topic_iam_member" "api_topic_viewer" {
+  count = var.deploy_api ? 1 : 0
 
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.api[0].name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
+  project = var.project_id
+  topic   = google_pubsub_topic.events.name
+  role    = "roles/pubsub.viewer"
+  member  = google_service_account.api[0].member
 }

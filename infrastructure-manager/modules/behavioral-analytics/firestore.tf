@@ -69,7 +69,7 @@ locals {
 
   # Single-field overrides. ttl = true adds a TTL policy on the field; every entry
   # here also turns the field's automatic single-field indexes off, because:
-  # - expire_at (user_events, dead_letters): the TTL field is never
+  # - expire_at (user_events, dead_letters, delivery_failures): the TTL field is never
   #   queried and its values grow monotonically, so an index on it would only
   #   hot-spot writes (Firestore advises exempting TTL timestamp fields).
   # - user_events.timestamp, received_at, processed_at: sequential values; a
@@ -85,6 +85,10 @@ locals {
     user_events_processed_at = { collection = "user_events", field = "processed_at", ttl = false }
     user_events_properties   = { collection = "user_events", field = "properties", ttl = false }
     dead_letters_expire_at   = { collection = "dead_letters", field = "expire_at", ttl = true }
+    # The Pub/Sub broker's per-message failure reasons (brokers/failure_log.py): written on
+    # each failed delivery, read when the message is dead-lettered, kept past the
+    # subscription's retention, then deleted by this TTL.
+    delivery_failures_expire_at = { collection = "delivery_failures", field = "expire_at", ttl = true }
   }
 }
 
@@ -120,4 +124,19 @@ resource "google_firestore_field" "overrides" {
     for_each = each.value.ttl ? [1] : []
     content {}
   }
+}
+
+# ---------------------------------------------------------------------------
+# Daily backups, kept firestore_backup_retention_days (at most 7 for a daily schedule);
+# 0 turns them off. Billed as backup storage (per GiB-month of each backup kept) and, on a
+# restore, per GiB restored: see docs/deploy.md ("Backups").
+# ---------------------------------------------------------------------------
+resource "google_firestore_backup_schedule" "daily" {
+  count = var.firestore_backup_retention_days > 0 ? 1 : 0
+
+  project   = var.project_id
+  database  = google_firestore_database.analytics.name
+  retention = "${var.firestore_backup_retention_days * 86400}s"
+
+  daily_recurrence {}
 }

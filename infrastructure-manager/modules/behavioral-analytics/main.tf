@@ -3,13 +3,23 @@ data "google_project" "this" {
 }
 
 locals {
-  image              = var.container_image != "" ? var.container_image : "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}/processor:latest"
+  # First deployment: the repository that will hold the image is created by this same apply,
+  # so nothing can be in it yet. Until container_image is set, the worker pool and the API
+  # run Google's public sample container (it serves on $PORT and does nothing else); then
+  # build the image and apply again with container_image (docs/deploy.md, "First deployment").
+  placeholder_image  = "us-docker.pkg.dev/cloudrun/container/hello:latest"
+  runs_placeholder   = var.container_image == ""
+  image              = local.runs_placeholder ? local.placeholder_image : var.container_image
+  image_repository   = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
   firestore_location = var.firestore_location != "" ? var.firestore_location : var.region
 
   dead_letter_topic_name        = "${var.pubsub_topic_name}-dead-letter"
   dead_letter_subscription_name = "${var.subscription_name}-dead-letter"
 
-  # The Pub/Sub service agent moves poison messages to the dead-letter topic.
+  # The Pub/Sub service agent moves poison messages to the dead-letter topic. Its address
+  # needs the project number, read at plan time through the Cloud Resource Manager API,
+  # which a new project does not have enabled: docs/deploy.md enables it before the first
+  # plan (a google_project_service cannot, since the plan needs it first).
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
   labels = merge({ app = "behavioral-analytics", managed-by = "terraform" }, var.labels)
@@ -26,8 +36,11 @@ locals {
     BA_TIMEZONE                     = var.timezone
     BA_RAW_RETENTION_DAYS           = tostring(var.raw_retention_days)
     BA_METRICS_EXPORTER             = var.metrics_exporter
+    # Labels of the custom metrics (location, job): the dashboard filters on the job.
+    REGION = var.region
   }
   worker_env = merge(local.common_env, {
+    WORKER_POOL_NAME         = var.worker_pool_name
     BA_FLUSH_INTERVAL        = tostring(var.flush_interval_seconds)
     BA_MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
   })
@@ -35,6 +48,7 @@ locals {
   required_apis = toset(concat([
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
@@ -69,6 +83,25 @@ resource "google_artifact_registry_repository" "images" {
   description   = "behavioral-analytics container images (processor)"
   labels        = local.labels
 
+  # Every build pushes a new version: keep the newest ten (and whatever a revision may still
+  # run), delete the rest after 30 days.
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-newest"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "2592000s"
+    }
+  }
+
   depends_on = [google_project_service.apis]
 }
 
@@ -101,7 +134,10 @@ locals {
     "roles/logging.logWriter",       # JSON logs
   ])
   api_project_roles = toset([
-    "roles/datastore.viewer", # queries only: the API never writes Firestore
+    # Reads for the query routes, and the collector's own writes: an event it rejects is
+    # recorded in dead_letters by the API itself (only creates; it never updates or deletes).
+    # Firestore IAM stops at the database, so no narrower predefined role exists.
+    "roles/datastore.user",
     "roles/monitoring.metricWriter",
     "roles/logging.logWriter",
   ])

@@ -39,24 +39,49 @@ resource "google_logging_metric" "worker_errors" {
 resource "google_monitoring_dashboard" "analytics" {
   count = var.enable_monitoring ? 1 : 0
 
-  project        = var.project_id
+  project = var.project_id
+  # No ignore_changes: an edit made in the console is shown by the next plan and reverted,
+  # so the template stays the single definition (the provider ignores the fields the API
+  # adds, such as the etag).
   dashboard_json = templatefile("${path.module}/monitoring/dashboard.json.tftpl", local.monitoring_vars)
-
-  lifecycle {
-    # The API adds defaults (etag, tile ids) to what was sent.
-    ignore_changes = [dashboard_json]
-  }
 
   depends_on = [google_project_service.apis]
 }
 
+# An email channel for the alerts when alert_email is set, beside notification_channels.
+resource "google_monitoring_notification_channel" "email" {
+  count = var.enable_monitoring && var.alert_email != "" ? 1 : 0
+
+  project      = var.project_id
+  display_name = "behavioral-analytics alerts (${var.alert_email})"
+  type         = "email"
+  labels = {
+    email_address = var.alert_email
+  }
+  user_labels = local.labels
+}
+
+locals {
+  alert_channels = concat(var.notification_channels, google_monitoring_notification_channel.email[*].name)
+}
+
+check "alerts_reach_someone" {
+  assert {
+    condition     = !var.enable_monitoring || length(local.alert_channels) > 0
+    error_message = "The alert policies notify nobody: set alert_email or notification_channels."
+  }
+}
+
+# Threshold policies on metrics, and the worker-errors policy as a log match: a policy on a
+# logs-based metric created in the same apply can fail with 404 for several minutes while the
+# metric propagates (terraform-provider-google issue 11102), a log match has no such metric.
 resource "google_monitoring_alert_policy" "alerts" {
   for_each = var.enable_monitoring ? { for p in local.alerting.alertPolicies : p.key => p } : {}
 
   project               = var.project_id
   display_name          = each.value.displayName
   combiner              = "OR"
-  notification_channels = var.notification_channels
+  notification_channels = local.alert_channels
   user_labels           = local.labels
 
   documentation {
@@ -67,15 +92,101 @@ resource "google_monitoring_alert_policy" "alerts" {
   conditions {
     display_name = each.value.displayName
 
+    dynamic "condition_threshold" {
+      for_each = contains(keys(each.value), "filter") ? [each.value] : []
+      content {
+        filter          = condition_threshold.value.filter
+        comparison      = condition_threshold.value.comparison
+        threshold_value = tonumber(condition_threshold.value.threshold)
+        duration        = condition_threshold.value.duration
+
+        aggregations {
+          alignment_period   = condition_threshold.value.alignmentPeriod
+          per_series_aligner = condition_threshold.value.perSeriesAligner
+        }
+
+        trigger {
+          count = 1
+        }
+      }
+    }
+
+    dynamic "condition_matched_log" {
+      for_each = contains(keys(each.value), "logFilter") ? [each.value] : []
+      content {
+        filter = condition_matched_log.value.logFilter
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+
+    dynamic "notification_rate_limit" {
+      for_each = contains(keys(each.value), "notificationRateLimit") ? [each.value] : []
+      content {
+        period = notification_rate_limit.value.notificationRateLimit
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# The API answers: /readyz (reads the store and the topic; neither writes nor publishes),
+# every 5 minutes from Google's checkers. Only for a public API (an unauthenticated check).
+resource "google_monitoring_uptime_check_config" "api" {
+  count = var.enable_monitoring && var.deploy_api && var.api_allow_unauthenticated ? 1 : 0
+
+  project      = var.project_id
+  display_name = "behavioral-analytics API /readyz (${var.api_service_name})"
+  timeout      = "30s"
+  period       = "300s"
+
+  http_check {
+    path         = "/readyz"
+    port         = 443
+    use_ssl      = true
+    validate_ssl = true
+  }
+
+  monitored_resource {
+    type = "uptime_url"
+    labels = {
+      project_id = var.project_id
+      host       = trimprefix(google_cloud_run_v2_service.api[0].uri, "https://")
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "api_uptime" {
+  count = length(google_monitoring_uptime_check_config.api)
+
+  project               = var.project_id
+  display_name          = "behavioral-analytics: API ${var.api_service_name} not ready"
+  combiner              = "OR"
+  notification_channels = local.alert_channels
+  user_labels           = local.labels
+
+  documentation {
+    content   = "The uptime check of ${var.api_service_name} (/readyz) failed for 10 minutes: the API is down, or cannot reach Firestore or Pub/Sub. Read its logs: gcloud logging read 'resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.api_service_name}\"' --limit=50"
+    mime_type = "text/markdown"
+  }
+
+  conditions {
+    display_name = "uptime check failing"
+
     condition_threshold {
-      filter          = each.value.filter
-      comparison      = each.value.comparison
-      threshold_value = tonumber(each.value.threshold)
-      duration        = each.value.duration
+      filter          = "metric.type=\"monitoring.googleapis.com/uptime_check/check_passed\" resource.type=\"uptime_url\" metric.label.\"check_id\"=\"${google_monitoring_uptime_check_config.api[0].uptime_check_id}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 1
+      duration        = "600s"
 
       aggregations {
-        alignment_period   = each.value.alignmentPeriod
-        per_series_aligner = each.value.perSeriesAligner
+        alignment_period     = "1200s"
+        per_series_aligner   = "ALIGN_NEXT_OLDER"
+        cross_series_reducer = "REDUCE_COUNT_FALSE"
+        group_by_fields      = ["resource.label.host"]
       }
 
       trigger {
@@ -87,7 +198,4 @@ resource "google_monitoring_alert_policy" "alerts" {
   alert_strategy {
     auto_close = "86400s"
   }
-
-  # The worker-errors policy needs its logs-based metric to exist first.
-  depends_on = [google_logging_metric.worker_errors]
 }

@@ -19,9 +19,23 @@ resource "google_pubsub_topic" "dead_letter" {
   depends_on = [google_project_service.apis]
 }
 
+# Changing the topic or subscription name, or message ordering (ForceNew), replaces the
+# subscription and loses its backlog: refused unless allow_subscription_replacement.
+module "subscription_guard" {
+  source = "./replacement-guard"
+
+  identity = {
+    topic            = var.pubsub_topic_name
+    subscription     = var.subscription_name
+    message_ordering = tostring(var.message_ordering)
+  }
+  allow = var.allow_subscription_replacement
+  what  = "the Pub/Sub subscription ${var.subscription_name}"
+}
+
 resource "google_pubsub_subscription" "events" {
   project = var.project_id
-  name    = var.subscription_name
+  name    = module.subscription_guard.identity["subscription"]
   topic   = google_pubsub_topic.events.id
   labels  = local.labels
 

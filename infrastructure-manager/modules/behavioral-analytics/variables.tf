@@ -133,7 +133,7 @@ variable "enable_monitoring" {
 # ---------------------------------------------------------------------------
 
 variable "container_image" {
-  description = "Container image of the processor; empty means REGION-docker.pkg.dev/PROJECT_ID/behavioral-analytics/processor:latest (built by scripts/deploy.sh or `gcloud builds submit`)."
+  description = "Container image of the worker and the API, e.g. REGION-docker.pkg.dev/PROJECT_ID/behavioral-analytics/processor:latest once built (docs/deploy.md). Empty (the first apply, before the repository exists) runs Google's public placeholder container instead."
   type        = string
   default     = ""
 
@@ -273,9 +273,9 @@ variable "autoscaling_polling_interval_seconds" {
 }
 
 variable "crema_image" {
-  description = "CREMA autoscaler image published by Google."
+  description = "CREMA autoscaler image published by Google (1.2: the tag its README prefers; 1.0 is a legacy release with a known memory leak)."
   type        = string
-  default     = "us-central1-docker.pkg.dev/cloud-run-oss-images/crema-v1/autoscaler:1.0"
+  default     = "us-central1-docker.pkg.dev/cloud-run-oss-images/crema-v1/autoscaler:1.2"
 }
 
 variable "crema_base_image" {
@@ -370,5 +370,33 @@ variable "oldest_unacked_alert_seconds" {
   validation {
     condition     = var.oldest_unacked_alert_seconds >= 60
     error_message = "oldest_unacked_alert_seconds must be at least 60."
+  }
+}
+
+variable "allow_subscription_replacement" {
+  description = "Allow a change that replaces the events subscription (topic or subscription name, message_ordering), losing its undelivered messages. Drain it first; set back to false after the apply."
+  type        = bool
+  default     = false
+}
+
+variable "firestore_backup_retention_days" {
+  description = "Days each daily Firestore backup is kept (1-7); 0 turns the backup schedule off. Billed as backup storage, see docs/deploy.md."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.firestore_backup_retention_days >= 0 && var.firestore_backup_retention_days <= 7 && floor(var.firestore_backup_retention_days) == var.firestore_backup_retention_days
+    error_message = "firestore_backup_retention_days must be a whole number from 0 (off) to 7 (Firestore's limit for daily backups)."
+  }
+}
+
+variable "alert_email" {
+  description = "Email address the alert policies notify (a notification channel is created); notification_channels adds existing channels."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alert_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be empty or an email address."
   }
 }

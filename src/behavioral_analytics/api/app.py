@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from behavioral_analytics import __version__
 from behavioral_analytics.aggregation import Periods
@@ -21,43 +23,50 @@ from behavioral_analytics.api.cache import TTLCache
 from behavioral_analytics.api.metrics import ApiMetrics
 from behavioral_analytics.api.publisher import GroupPublisher
 from behavioral_analytics.api.ratelimit import RateLimiter
-from behavioral_analytics.api.responses import ApiError, JSONResponse, api_error_handler
+from behavioral_analytics.api.responses import (
+    ApiError,
+    JSONResponse,
+    api_error_handler,
+    error_body,
+    http_error_handler,
+    validation_error_handler,
+)
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import Broker, BrokerError
-from behavioral_analytics.config import Settings, make_broker, make_store
+from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store, StoreError
 from behavioral_analytics.telemetry import log
 
 __all__ = ["create_app"]
 
-_WRITE_SECURITY = [{"writeKeyBasic": []}, {"writeKeyHeader": []}, {"bearer": []}]
-_READ_SECURITY = [{"bearer": []}, {"readKeyHeader": []}, {"readKeyBasic": []}]
+_WRITE_SECURITY: list[dict[str, list[str]]] = [
+    {"writeKeyBasic": []},
+    {"writeKeyHeader": []},
+    {"bearer": []},
+]
+_READ_SECURITY: list[dict[str, list[str]]] = [
+    {"bearer": []},
+    {"readKeyHeader": []},
+    {"readKeyBasic": []},
+]
 
 
 def create_app(
     settings: Settings,
-    broker: Broker | None = None,
-    store: Store | None = None,
+    broker: Broker,
+    store: Store,
     *,
+    owns_ports: bool = False,
     cache_ttl_s: float = 1.0,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The API on the given ports, or on the configured backend's when not given.
+    """The API on the given ports (`wiring.build_api` builds them from the settings).
 
-    Raises ConfigError when keys are missing and `settings.api_host` is not a loopback address.
-    Ports built here are initialized on the local backend and closed at shutdown.
+    With `owns_ports`, the ports are closed at shutdown. Raises ConfigError when keys are
+    missing and `settings.api_host` is not a loopback address.
     """
     policy = KeyPolicy.from_settings(settings)
-    owned: list[Broker | Store] = []
-    if broker is None:
-        broker = make_broker(settings)
-        owned.append(broker)
-    if store is None:
-        store = make_store(settings)
-        owned.append(store)
-    if settings.backend == "local":
-        for port in owned:
-            port.init()
+    owned: list[Broker | Store] = [broker, store] if owns_ports else []
 
     state = ApiState(
         settings=settings,
@@ -92,6 +101,8 @@ def create_app(
     )
     app.state.api = state
     app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StoreError, _unavailable("store_unavailable"))
     app.add_exception_handler(BrokerError, _unavailable("broker_unavailable"))
     ingest_routes, ingest_endpoints = collector.routes(state)
@@ -107,13 +118,9 @@ def create_app(
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "Content-Encoding",
-                "X-Write-Key",
-                "X-Read-Key",
-            ],
+            # The requested headers are echoed for allowed origins: analytics.js adds
+            # X-Retry-Count on retries, and other libraries their own.
+            allow_headers=["*"],
             expose_headers=["Retry-After"],
             max_age=600,
         )
@@ -131,7 +138,7 @@ def _unavailable(code: str) -> Callable[[Request, Exception], Any]:
     async def handler(_: Request, exc: Exception) -> Response:
         log.error("backend error", extra={"error": repr(exc), "code": code})
         return JSONResponse(
-            {"error": code, "detail": "the backend is unavailable; retry"},
+            error_body(code, "the backend is unavailable; retry"),
             status_code=503,
             headers={"Retry-After": "1"},
         )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from behavioral_analytics.api.responses import ApiError
-from behavioral_analytics.config import ConfigError, Settings
+from behavioral_analytics.settings import ConfigError, Settings
 
 __all__ = ["KeyPolicy", "is_loopback"]
 
@@ -62,17 +62,33 @@ class KeyPolicy:
 
     def write_key(self, request: Request) -> str:
         """The caller's write key ('' when writes are open), or 401."""
+        key = self.header_write_key(request)
+        return self.check_write_key(None) if key is None else key
+
+    def header_write_key(self, request: Request) -> str | None:
+        """The write key presented in the headers ('' when writes are open), or None when none
+        is known there (the body's `writeKey` may still be: `check_write_key`)."""
         if self.open_writes:
             return ""
         for candidate in _presented(request, "x-write-key"):
             if _known(candidate, self.write_keys):
                 return candidate
+        return None
+
+    def check_write_key(self, candidate: object) -> str:
+        """`candidate` (a `writeKey` from the body) if it is a known write key, else 401."""
+        if isinstance(candidate, str) and self.knows_write_key(candidate):
+            return candidate
         raise ApiError(
             401,
             "unauthorized",
-            "a write key is required: HTTP Basic user name, X-Write-Key or Bearer",
+            "a write key is required: HTTP Basic user name, X-Write-Key, Bearer or writeKey",
             headers={"WWW-Authenticate": 'Basic realm="behavioral-analytics"'},
         )
+
+    def knows_write_key(self, candidate: str) -> bool:
+        """Whether `candidate` is a write key (any is, when writes are open)."""
+        return self.open_writes or _known(candidate, self.write_keys)
 
     def require_read(self, request: Request) -> None:
         if self.open_reads:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
 
-from behavioral_analytics.api.query import Who, resolve_period
+from behavioral_analytics.api.query import Who, check_order, resolve_period
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.store import NotSupported, StoreError
@@ -37,17 +37,22 @@ def router(state: ApiState) -> APIRouter:
 
         return call
 
-    def bounds(granularity: Literal["hour", "day"], start: str | None, end: str | None) -> tuple:
+    def bounds(
+        granularity: Literal["hour", "day"], start: str | None, end: str | None
+    ) -> tuple[str, str]:
         periods = state.periods
         now = state.clock()
-        last = resolve_period(end, granularity, periods) if end else periods.label(granularity, now)
+        last = (
+            resolve_period(end, granularity, periods, end=True)
+            if end
+            else periods.label(granularity, now)
+        )
         first = (
             resolve_period(start, granularity, periods)
             if start
             else periods.label(granularity, now - DEFAULT_DAYS * 86400)
         )
-        if first > last:
-            raise ApiError(400, "invalid_range", f"from ({first}) is after to ({last})")
+        check_order(first, last, periods, granularity)
         return first, last
 
     @routes.get("/v1/sessions", summary="Sessions started per hour or day")

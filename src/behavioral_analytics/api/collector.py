@@ -1,21 +1,32 @@
-"""The collector: ingest routes, and the pure steps that turn request bodies into canonical events.
+"""The collector: the ingest routes, and the ASGI fast path that hands them their requests.
 
-`from_segment` and `prepare` do no I/O (the clock and the id factory are passed in), so the
-normalization is tested without a server. `prepare_calls` is the fast path for Segment calls:
-the same outcome in one pass over calls decoded into structs, or None when the slow path must
-decide. The routes add keys, limits, the broker publish and the dead letters.
+The routes speak the recipe's format (`/v1/events`) and Segment's tracking API as its libraries
+speak it: the long paths (`/v1/track` …, `/v1/batch`, `/v1/import`), analytics.js's short ones
+(`/t`, `/p`, `/i`, `/s`, `/a`, `/g`, `/b`, with or without `/v1`), JSON or `text/plain` bodies
+(the body is read as JSON whatever its content type), the write key by header or in the body
+(`writeKey`), and `GET /v1/projects/{writeKey}/settings`, so that analytics.js needs only its
+host changed. Normalization is the core's (`behavioral_analytics.segment`); here are the keys,
+limits, the broker publish, the answers and the dead letters.
+
+Answers: Segment routes answer `200` once the request is taken, with the per-event results in
+the body (a rejected event is in the body and in the dead letters: retrying it cannot help);
+`/v1/events` answers `202`, or `400` when no event was accepted. Every non-2xx body carries
+`code` and `message` besides `error` and `detail` (both Python libraries read `code`).
+
+A body that msgspec refuses but the standard library reads (a lone surrogate escaped in a
+string, what a browser leaves when it cuts text mid-emoji) is taken event by event: an id or
+event name holding a lone surrogate rejects that event only, a property has it replaced by
+U+FFFD.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import time
-import uuid
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -24,462 +35,61 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from behavioral_analytics.api.addresses import client_address
+from behavioral_analytics.api.ingest_schema import (
+    BATCH_SCHEMA,
+    ERROR_SCHEMA,
+    EVENT_SCHEMA,
+    NONE_ACCEPTED,
+    SEGMENT_SCHEMA,
+    ingest_openapi,
+)
 from behavioral_analytics.api.responses import ApiError, JSONResponse
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import OutgoingMessage
-from behavioral_analytics.events import (
-    DEFAULT_LIMITS,
-    Event,
-    Limits,
-    Rejection,
-    _check_value,
-    _Invalid,
-    actor,
-    json_type,
-    validate_event,
+from behavioral_analytics.segment import (
+    SEGMENT_CALLS,
+    SHORT_PATHS,
+    Outcome,
+    Receipt,
+    SegmentCall,
+    dead_letter_fingerprint,
+    decode_batch,
+    decode_call,
+    encode_original,
+    from_segment,
+    prepare,
+    prepare_calls,
 )
-from behavioral_analytics.privacy import scrub
 from behavioral_analytics.store import NewDeadLetter
 from behavioral_analytics.telemetry import log
 
 __all__ = [
     "MAX_EVENTS_PER_REQUEST",
     "MAX_REQUEST_BYTES",
+    "CollectorDeadLetter",
     "IngestFastPath",
-    "Prepared",
-    "from_segment",
-    "prepare",
     "router",
     "routes",
 ]
 
 MAX_REQUEST_BYTES = 500 * 1024
 MAX_EVENTS_PER_REQUEST = 2000
-SEGMENT_CALLS = ("track", "page", "screen", "identify")
-# Epoch values from here on are read as milliseconds (events.py).
-_MAX_EPOCH_SECONDS = 1e11
 
 _decoder = msgspec.json.Decoder()
-_encoder = msgspec.json.Encoder()
-_fromisoformat = datetime.fromisoformat
-
-# ---------------------------------------------------------------------------------------------
-# Pure normalization
 
 
-def from_segment(
-    message: Any, call: str | None = None, batch_context: dict[str, Any] | None = None
-) -> dict[str, Any] | Rejection:
-    """A Segment-spec call (track, page, screen, identify) → a canonical event payload.
+@dataclass(frozen=True, slots=True)
+class CollectorDeadLetter(NewDeadLetter):
+    """A call the collector rejected. Its fingerprint is the call's (`segment`'s
+    `dead_letter_fingerprint`: without `sentAt`, `_metadata` and `writeKey`), not the time of
+    the request, so a retried request records its rejected calls once."""
 
-    `call` is the endpoint's type (`/v1/track`); inside a batch each message names its `type`.
-    track → `event`; page → "page_view" with `properties.name` and `properties.url`; screen →
-    "screen_view" with `properties.name`; identify → "identify" with the traits as properties.
-    The context (the batch's, overridden by the message's) is kept as `properties.context`
-    unless the properties already have that key. `messageId` becomes the event id.
-    """
-    if not isinstance(message, dict):
-        return Rejection("not_an_object", f"got a JSON {json_type(message)}")
-    message_id = message.get("messageId")
-    kind = call or message.get("type")
-    if kind not in SEGMENT_CALLS:
-        return Rejection(
-            "unsupported_type",
-            f"type {kind!r} is not one of {', '.join(SEGMENT_CALLS)}",
-            message_id if isinstance(message_id, str) else None,
-        )
-    context = message.get("context")
-    if context is not None and not isinstance(context, dict):
-        return Rejection("invalid_type:context", f"expected an object, got {json_type(context)}")
-    if batch_context:
-        context = {**batch_context, **(context or {})}
+    retry_fingerprint: str = ""
 
-    if kind == "identify":
-        traits = message.get("traits")
-        if traits is None and context is not None:
-            traits = context.get("traits")
-        properties: Any = traits
-        event_type: Any = "identify"
-    else:
-        properties = message.get("properties")
-        if kind == "track":
-            event_type = message.get("event")
-            if event_type is None:
-                return Rejection("missing_field:event", "track calls need an event name")
-        else:
-            event_type = "page_view" if kind == "page" else "screen_view"
-            properties = _named_view(
-                message.get("name"), properties, context, with_url=kind == "page"
-            )
-
-    if context and (properties is None or isinstance(properties, dict)):
-        properties = dict(properties or {})
-        properties.setdefault("context", context)
-
-    timestamp = message.get("timestamp")
-    if timestamp is None:
-        timestamp = message.get("originalTimestamp")
-    return {
-        "event_id": message_id,
-        "user_id": message.get("userId"),
-        "anonymous_id": message.get("anonymousId"),
-        "event_type": event_type,
-        "timestamp": timestamp,
-        "properties": properties,
-    }
-
-
-def _named_view(
-    name: Any, properties: Any, context: dict[str, Any] | None, *, with_url: bool
-) -> Any:
-    if properties is not None and not isinstance(properties, dict):
-        return properties  # validation reports the wrong type
-    properties = dict(properties or {})
-    if name is not None:
-        properties.setdefault("name", name)
-    if with_url and "url" not in properties:
-        page = (context or {}).get("page")
-        if isinstance(page, dict) and page.get("url") is not None:
-            properties["url"] = page["url"]
-    return properties
-
-
-@dataclass(slots=True)
-class Prepared:
-    """The outcome of a request's events: what to publish, and what was rejected and why."""
-
-    accepted: list[tuple[int, Event, bytes]] = field(default_factory=list)
-    rejected: list[tuple[int, Rejection, Any]] = field(default_factory=list)
-
-    def accepted_by_type(self) -> Counter[str]:
-        return Counter(event.event_type for _, event, _ in self.accepted)
-
-    def rejected_by_reason(self) -> Counter[str]:
-        return Counter(rejection.reason for _, rejection, _ in self.rejected)
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "accepted": [event.event_id for _, event, _ in self.accepted],
-            "rejected": [
-                {
-                    "index": index,
-                    "event_id": rejection.event_id,
-                    "reason": rejection.reason,
-                    "detail": rejection.detail,
-                }
-                for index, rejection, _ in self.rejected
-            ],
-        }
-
-
-def prepare(
-    items: list[tuple[Any, dict[str, Any] | Rejection | Any]],
-    *,
-    received_at: float,
-    new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
-    limits: Limits = DEFAULT_LIMITS,
-    truncate_ips: bool = False,
-) -> Prepared:
-    """(original, canonical payload or rejection) pairs → events with ids, received_at and the
-    exact JSON the worker will parse, validated as the worker validates them."""
-    prepared = Prepared()
-    accepted = prepared.accepted
-    rejected = prepared.rejected
-    max_bytes = limits.max_message_bytes
-    encode = _encoder.encode
-    for index, (original, payload) in enumerate(items):
-        if isinstance(payload, Rejection):
-            rejected.append((index, payload, original))
-            continue
-        client_id = None
-        if isinstance(payload, dict):
-            client_id = payload.get("event_id")
-            if payload is original:  # never change the client's object: it may be dead-lettered
-                payload = dict(payload)
-            # The time of receipt is ours, never the client's: without the key, validation
-            # uses `received_at` (and the event takes validate_event's fast path).
-            if "received_at" in payload:
-                del payload["received_at"]
-            if client_id is None:
-                payload["event_id"] = new_id()
-            timestamp = payload.get("timestamp")
-            if type(timestamp) is str:
-                payload["timestamp"] = _epoch_seconds(timestamp)
-        result = validate_event(payload, message_id="", received_at=received_at, limits=limits)
-        if isinstance(result, Rejection):
-            if client_id is None and result.event_id is not None:
-                result = Rejection(result.reason, result.detail)  # an id we made up: not theirs
-            rejected.append((index, result, original))
-            continue
-        if truncate_ips:
-            scrub(result.properties, truncate_ips=True)
-        data = encode(result.to_dict())
-        if len(data) > max_bytes:
-            detail = f"{len(data)} bytes as a canonical event > {max_bytes}"
-            event_id = result.event_id if client_id is not None else None
-            rejected.append((index, Rejection("too_large", detail, event_id), original))
-            continue
-        accepted.append((index, result, data))
-    return prepared
-
-
-# ---------------------------------------------------------------------------------------------
-# The fast path: requests whose every event is obviously valid
-
-
-class SegmentCall(msgspec.Struct, gc=False):
-    """The fields of a Segment call that `from_segment` reads, each any JSON value. Decoding
-    into it skips the rest of the call unread (nothing reads it on either path) and builds no
-    dict per call; the checks are `from_segment`'s and validation's, made in `prepare_calls`."""
-
-    type: Any = None
-    messageId: Any = None  # Segment's field names
-    userId: Any = None
-    anonymousId: Any = None
-    event: Any = None
-    name: Any = None
-    timestamp: Any = None
-    originalTimestamp: Any = None
-    properties: Any = None
-    traits: Any = None
-    context: Any = None
-
-
-class SegmentBatch(msgspec.Struct, gc=False):
-    batch: list[SegmentCall]
-    context: Any = None
-
-
-class _Canonical(msgspec.Struct, gc=False):
-    """`Event.to_dict()`'s keys in its order: encodes to the same bytes."""
-
-    event_id: Any
-    user_id: Any
-    anonymous_id: Any
-    event_type: Any
-    timestamp: Any
-    session_id: Any
-    properties: Any
-    received_at: Any
-
-
-_decode_call = msgspec.json.Decoder(SegmentCall).decode
-_decode_batch = msgspec.json.Decoder(SegmentBatch).decode
-
-
-@dataclass(slots=True)
-class Outcome:
-    """A request's events as the route publishes and answers them: the accepted events' ids,
-    types and broker messages (canonical JSON; the actor as ordering key when ordering is on)
-    in request order, and the rejected events with their position, reason and original value."""
-
-    ids: list[str] = field(default_factory=list)
-    types: list[str] = field(default_factory=list)
-    messages: list[OutgoingMessage] = field(default_factory=list)
-    rejected: list[tuple[int, Rejection, Any]] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, prepared: Prepared, *, ordering: bool = False) -> Outcome:
-        accepted = prepared.accepted
-        return cls(
-            [event.event_id for _, event, _ in accepted],
-            [event.event_type for _, event, _ in accepted],
-            [
-                OutgoingMessage(data, ordering_key=event.who if ordering else None)
-                for _, event, data in accepted
-            ],
-            prepared.rejected,
-        )
-
-    def rejected_by_reason(self) -> Counter[str]:
-        return Counter(rejection.reason for _, rejection, _ in self.rejected)
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "accepted": self.ids,
-            "rejected": [
-                {
-                    "index": index,
-                    "event_id": rejection.event_id,
-                    "reason": rejection.reason,
-                    "detail": rejection.detail,
-                }
-                for index, rejection, _ in self.rejected
-            ],
-        }
-
-
-def prepare_calls(
-    calls: list[SegmentCall],
-    call: str | None = None,
-    batch_context: Any = None,
-    *,
-    received_at: float,
-    new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
-    limits: Limits = DEFAULT_LIMITS,
-    ordering: bool = False,
-    truncate_ips: bool = False,
-) -> Outcome | None:
-    """`prepare` of `from_segment` of every call in one pass, without the intermediate dicts
-    and `Event`s: the same event ids and the same canonical JSON, byte for byte (the tests hold
-    them equal). None as soon as one call is not obviously valid: the slow path then decides,
-    names the reasons and keeps the original of each rejected event for the dead letters.
-
-    The checks are those of validation's fast path (`events._common_case`) on the fields
-    `from_segment` maps, for events without a session id or a `received_at` of their own.
-    `batch_context` is the batch's `context` as sent (anything but an object is ignored, as
-    `/v1/batch` does)."""
-    if type(batch_context) is not dict:
-        batch_context = None
-    outcome = Outcome()
-    ids = outcome.ids
-    types = outcome.types
-    messages = outcome.messages
-    encode = _encoder.encode
-    max_bytes = limits.max_message_bytes
-    max_id = limits.max_id_chars
-    max_type = limits.max_event_type_chars
-    max_properties = limits.max_properties
-    earliest = received_at - limits.max_age_s
-    latest = received_at + limits.max_future_skew_s
-    for message in calls:
-        kind = call or message.type
-        context = message.context
-        if context is not None:
-            if type(context) is not dict:
-                return None
-            if batch_context:
-                context = {**batch_context, **context}
-        else:
-            context = batch_context
-        if kind == "track":
-            event_type = message.event
-            properties = message.properties
-        elif kind == "page" or kind == "screen":
-            event_type = "page_view" if kind == "page" else "screen_view"
-            properties = _named_view(
-                message.name, message.properties, context, with_url=kind == "page"
-            )
-        elif kind == "identify":
-            event_type = "identify"
-            properties = message.traits
-            if properties is None and context is not None:
-                properties = context.get("traits")
-        else:
-            return None
-        if not (
-            type(event_type) is str
-            and 0 < len(event_type) <= max_type
-            and event_type.isprintable()
-            and not event_type.isspace()
-        ):
-            return None
-
-        if properties is None:
-            properties = {"context": context} if context else {}
-        elif type(properties) is not dict:
-            return None
-        elif context and "context" not in properties:
-            properties = {**properties, "context": context}
-        if properties:
-            if len(properties) > max_properties:
-                return None
-            try:
-                _check_value(properties, "properties", 1, limits)
-            except _Invalid:
-                return None
-            if truncate_ips:
-                scrub(properties, truncate_ips=True)
-
-        timestamp = message.timestamp
-        if timestamp is None:
-            timestamp = message.originalTimestamp
-        if timestamp is None:
-            timestamp = received_at
-        else:
-            sent_as = type(timestamp)
-            if sent_as is str:
-                timestamp = _epoch_seconds(timestamp)
-                if type(timestamp) is not float:
-                    return None
-            elif (sent_as is float or sent_as is int) and 0 <= timestamp < _MAX_EPOCH_SECONDS:
-                timestamp = float(timestamp)
-            else:
-                return None
-            if not earliest <= timestamp <= latest:
-                return None
-
-        event_id = message.messageId
-        if event_id is None:
-            event_id = new_id()
-        elif not (
-            type(event_id) is str
-            and 0 < len(event_id) <= max_id
-            and event_id.isprintable()
-            and not event_id.isspace()
-        ):
-            return None
-        user_id = message.userId
-        anonymous_id = message.anonymousId
-        if user_id is not None and not (
-            type(user_id) is str
-            and 0 < len(user_id) <= max_id
-            and user_id.isprintable()
-            and not user_id.isspace()
-        ):
-            return None
-        if anonymous_id is not None:
-            if not (
-                type(anonymous_id) is str
-                and 0 < len(anonymous_id) <= max_id
-                and anonymous_id.isprintable()
-                and not anonymous_id.isspace()
-            ):
-                return None
-        elif user_id is None:
-            return None
-
-        data = encode(
-            _Canonical(
-                event_id,
-                user_id,
-                anonymous_id,
-                event_type,
-                timestamp,
-                None,
-                properties,
-                received_at,
-            )
-        )
-        if len(data) > max_bytes:
-            return None
-        ids.append(event_id)
-        types.append(event_type)
-        if ordering:
-            messages.append(OutgoingMessage(data, ordering_key=actor(user_id, anonymous_id)))
-        else:
-            messages.append(OutgoingMessage(data))
-    return outcome
-
-
-def _epoch_seconds(timestamp: str) -> str | float:
-    """An RFC 3339 timestamp as the epoch seconds validation would make of it, or the string
-    unchanged when it is not one validation reads the same way as a number (it then names the
-    reason). Segment sends strings; validation's fast path takes numbers only.
-
-    `parse_timestamp`'s reading of a string, inlined (tests hold the two equal)."""
-    text = timestamp.strip()
-    if not 0 < len(text) <= 64:
-        return timestamp
-    try:
-        moment = _fromisoformat(text.replace("z", "Z"))
-        if moment.tzinfo is None:
-            return timestamp
-        seconds = moment.timestamp()
-    except Exception:
-        return timestamp
-    # parse_timestamp reads numbers past 1e11 as milliseconds and refuses negative ones.
-    return seconds if 0.0 <= seconds < _MAX_EPOCH_SECONDS else timestamp
+    @property
+    def fingerprint(self) -> str:
+        return self.retry_fingerprint or NewDeadLetter.fingerprint.fget(self)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,105 +132,58 @@ def _too_large(detail: str) -> ApiError:
     return ApiError(413, "too_large", detail)
 
 
-def _decode(body: bytes) -> Any:
+def decode_body(body: bytes) -> tuple[Any, bool]:
+    """The body's JSON value, and whether only the standard library could read it (a lone
+    surrogate escaped in a string, NaN, an integer past 64 bits: each event then meets its own
+    reason). 400 `empty_body` or `not_json` otherwise."""
     if not body.strip():
         raise ApiError(400, "empty_body", "the request has no body")
     try:
-        return _decoder.decode(body)
+        return _decoder.decode(body), False
+    except RecursionError:
+        raise too_deep() from None
     except msgspec.DecodeError as exc:
-        raise ApiError(400, "not_json", str(exc)) from None
+        try:
+            return json.loads(body), True
+        except RecursionError:
+            raise too_deep() from None
+        except ValueError:
+            raise ApiError(400, "not_json", str(exc)) from None
+
+
+def too_deep() -> ApiError:
+    """400 `too_deep`: a body nested deeper than the JSON decoders follow (each raises
+    RecursionError near a thousand levels, in C, before any of our code walks the value).
+    Shallower nesting reaches the per-event checks, which reject it as `too_deep` too."""
+    return ApiError(400, "too_deep", "the body is nested too deeply (see docs/events.md)")
 
 
 # ---------------------------------------------------------------------------------------------
 # Routes
 
 Items = list[tuple[Any, Any]]
-# The calls of a request, the endpoint's call type (None: each call names its own) and the
-# batch's context, as `prepare_calls` takes them.
-FastCalls = tuple[list[SegmentCall], str | None, Any]
+Extract = Callable[[bytes, Any, Receipt], Items]
+# The calls of a request, the endpoint's call type (None: each call names its own), the batch's
+# context and `sentAt`, as `prepare_calls` takes them.
+FastCalls = tuple[list[SegmentCall], str | None, Any, Any]
 Fast = Callable[[bytes], FastCalls | None]
-
-_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "The recipe's event: event_id, user_id or anonymous_id, event_type, "
-    "timestamp (epoch s/ms or RFC 3339), session_id, properties.",
-    "properties": {
-        "event_id": {"type": "string"},
-        "user_id": {"type": "string"},
-        "anonymous_id": {"type": "string"},
-        "event_type": {"type": "string"},
-        "timestamp": {"oneOf": [{"type": "number"}, {"type": "string"}]},
-        "session_id": {"type": "string"},
-        "properties": {"type": "object"},
-    },
-}
-_SEGMENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "A Segment-spec call: messageId, userId, anonymousId, event (track), name "
-    "(page/screen), traits (identify), ISO-8601 timestamp, properties, context.",
-    "properties": {
-        "type": {"type": "string", "enum": list(SEGMENT_CALLS)},
-        "messageId": {"type": "string"},
-        "userId": {"type": "string"},
-        "anonymousId": {"type": "string"},
-        "event": {"type": "string"},
-        "name": {"type": "string"},
-        "timestamp": {"type": "string", "format": "date-time"},
-        "properties": {"type": "object"},
-        "traits": {"type": "object"},
-        "context": {"type": "object"},
-    },
-}
-_RESULT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "accepted": {"type": "array", "items": {"type": "string"}},
-        "rejected": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "index": {"type": "integer"},
-                    "event_id": {"type": ["string", "null"]},
-                    "reason": {"type": "string"},
-                    "detail": {"type": "string"},
-                },
-            },
-        },
-    },
-}
-_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-}
-
-
-def _openapi(body_schema: dict[str, Any]) -> dict[str, Any]:
-    error = {"content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
-        "responses": {
-            "202": {
-                "description": "At least one event accepted; the rest listed with reasons",
-                "content": {"application/json": {"schema": _RESULT_SCHEMA}},
-            },
-            "400": {
-                "description": "No event accepted (per-event reasons), or a malformed body",
-                "content": {"application/json": {"schema": _RESULT_SCHEMA}},
-            },
-            "401": {"description": "Missing or unknown write key", **error},
-            "413": {"description": "Event over 32 KB, request over 500 KB", **error},
-            "429": {"description": "Rate limit of the write key; see Retry-After", **error},
-            "503": {"description": "The broker did not confirm the publish; retry", **error},
-        },
-    }
-
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def router(state: ApiState) -> APIRouter:
     return routes(state)[0]
+
+
+def _body_write_key(payload: Any) -> Any:
+    """The `writeKey` a body carries: the batch's or the call's, else the first call's."""
+    if not isinstance(payload, dict):
+        return None
+    key = payload.get("writeKey")
+    batch = payload.get("batch")
+    if key is None and isinstance(batch, list) and batch and isinstance(batch[0], dict):
+        key = batch[0].get("writeKey")
+    return key
 
 
 def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
@@ -632,17 +195,21 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
     # Truncating is idempotent, so the worker's own pass changes nothing more; hashing listed
     # fields is not, so only the worker does it, once.
     truncate_ips = state.settings.truncate_ips
+    proxy_hops = state.settings.trusted_proxy_hops
 
     def single(body: bytes) -> None:
         if len(body) > limits.max_message_bytes:
             raise _too_large(f"event of {len(body)} bytes > {limits.max_message_bytes}")
 
     async def ingest(
-        request: Request, route: str, extract: Callable[[bytes, Any], Items], fast: Fast | None
+        request: Request, route: str, extract: Extract, fast: Fast | None, segment: bool
     ) -> Response:
         status = 500
         try:
-            response = await _ingest(request, extract, fast)
+            try:
+                response = await _ingest(request, extract, fast, segment)
+            except RecursionError:  # a fast path's decoder: as `decode_body` answers it
+                raise too_deep() from None
             status = response.status_code
             return response
         except ApiError as exc:
@@ -652,16 +219,29 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
             state.metrics.requests.labels(route, str(status)).inc()
 
     async def _ingest(
-        request: Request, extract: Callable[[bytes, Any], Items], fast: Fast | None
+        request: Request, extract: Extract, fast: Fast | None, segment: bool
     ) -> Response:
-        key = state.policy.write_key(request)
+        key = state.policy.header_write_key(request)
         body = await read_body(request)
+        if key is None:
+            # No key in the headers: the body's `writeKey`, if the body can be read at all.
+            try:
+                found = _body_write_key(decode_body(body)[0])
+            except ApiError:
+                found = None
+            key = state.policy.check_write_key(found)
+        now = state.clock()
+        receipt = Receipt(
+            now, client_address(request, proxy_hops), request.headers.get("origin") is not None
+        )
         # The fast path decodes only what normalization reads and checks each event once; it
-        # gives up (None) on anything unusual, and the slow path then does it all as before.
+        # gives up (None) on anything unusual, and the slow path then does it all.
         calls = fast(body) if fast is not None else None
         items: Items | None = None
+        lenient = False
         if calls is None:
-            items = extract(body, _decode(body))
+            payload, lenient = decode_body(body)
+            items = extract(body, payload, receipt)
             count = len(items)
         else:
             count = len(calls[0])
@@ -677,28 +257,50 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
                 f"over {state.limiter.rate:g} events/s for this write key",
                 headers={"Retry-After": state.limiter.retry_after_header(wait)},
             )
-        now = state.clock()
         outcome = None
         if calls is not None:
             outcome = prepare_calls(
-                *calls,
-                received_at=now,
+                calls[0],
+                calls[1],
+                calls[2],
+                receipt=receipt,
+                batch_sent_at=calls[3],
                 limits=limits,
                 ordering=state.settings.ordering,
                 truncate_ips=truncate_ips,
             )
             if outcome is None:
-                items = extract(body, _decode(body))
+                payload, lenient = decode_body(body)
+                items = extract(body, payload, receipt)
         if outcome is None:
             assert items is not None
-            prepared = prepare(items, received_at=now, limits=limits, truncate_ips=truncate_ips)
+            prepared = prepare(
+                items,
+                received_at=now,
+                limits=limits,
+                truncate_ips=truncate_ips,
+                repair_surrogates=lenient,
+            )
             outcome = Outcome.of(prepared, ordering=state.settings.ordering)
-        if outcome.messages:
-            await _publish(outcome.messages)
+        if outcome.data:
+            await _publish(
+                [
+                    OutgoingMessage(data, ordering_key=ordering_key)
+                    for data, ordering_key in zip(outcome.data, outcome.ordering_keys, strict=True)
+                ]
+            )
         if outcome.rejected:
             await _record_rejections(outcome, now)
         state.metrics.record_ingest(Counter(outcome.types), outcome.rejected_by_reason())
-        return JSONResponse(outcome.body(), status_code=202 if outcome.ids else 400)
+        answer = outcome.body()
+        if segment:
+            return JSONResponse(answer, status_code=200)
+        if outcome.ids:
+            return JSONResponse(answer, status_code=202)
+        answer.update(
+            error="rejected", detail=NONE_ACCEPTED, code="rejected", message=NONE_ACCEPTED
+        )
+        return JSONResponse(answer, status_code=400)
 
     async def _publish(messages: list[OutgoingMessage]) -> None:
         started = time.perf_counter()
@@ -716,17 +318,20 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         state.metrics.publish_latency.observe(time.perf_counter() - started)
 
     async def _record_rejections(outcome: Outcome, now: float) -> None:
-        letters = [
-            NewDeadLetter(
-                reason=rejection.reason,
-                detail=rejection.detail,
-                data=msgspec.json.encode(original),
-                message_id=rejection.event_id or uuid.uuid4().hex,
-                source="collector",
-                received_at=now,
+        letters = []
+        for _, rejection, original in outcome.rejected:
+            fingerprint = dead_letter_fingerprint(original, rejection.reason)
+            letters.append(
+                CollectorDeadLetter(
+                    reason=rejection.reason,
+                    detail=rejection.detail,
+                    data=encode_original(original),
+                    message_id=rejection.event_id or fingerprint,
+                    source="collector",
+                    received_at=now,
+                    retry_fingerprint=fingerprint,
+                )
             )
-            for _, rejection, original in outcome.rejected
-        ]
         try:
             await run_in_threadpool(state.store.add_dead_letters, letters)
         except Exception as exc:
@@ -737,99 +342,159 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
                 extra={"error": repr(exc), "events": len(letters)},
             )
 
-    def events_items(body: bytes, payload: Any) -> Items:
+    def events_items(body: bytes, payload: Any, receipt: Receipt) -> Items:
         if isinstance(payload, list):
             return [(item, item) for item in payload]
         single(body)
         return [(payload, payload)]
 
-    def segment_items(call: str) -> Callable[[bytes, Any], Items]:
-        def extract(body: bytes, payload: Any) -> Items:
+    def segment_items(call: str) -> Extract:
+        def extract(body: bytes, payload: Any, receipt: Receipt) -> Items:
             single(body)
-            return [(payload, from_segment(payload, call))]
+            return [(payload, from_segment(payload, call, receipt=receipt))]
 
         return extract
 
-    def segment_fast(call: str) -> Fast:
+    def segment_fast(call: str) -> Fast | None:
+        if call not in ("track", "page", "screen", "identify"):
+            return None
+
         def fast(body: bytes) -> FastCalls | None:
             try:
-                message = _decode_call(body)
+                message = decode_call(body)
             except msgspec.DecodeError:  # ValidationError included
                 return None
             single(body)  # after decoding, as `extract` does
-            return [message], call, None
+            return [message], call, None, None
 
         return fast
 
-    def batch_items(body: bytes, payload: Any) -> Items:
+    def batch_items(body: bytes, payload: Any, receipt: Receipt) -> Items:
         batch = payload.get("batch") if isinstance(payload, dict) else None
         if not isinstance(batch, list):
             raise ApiError(400, "invalid_batch", 'expected {"batch": [...]}')
         context = payload.get("context")
         if not isinstance(context, dict):
             context = None
-        return [(message, from_segment(message, None, context)) for message in batch]
+        sent_at = payload.get("sentAt")
+        return [
+            (
+                message,
+                from_segment(message, None, context, receipt=receipt, batch_sent_at=sent_at),
+            )
+            for message in batch
+        ]
 
     def batch_fast(body: bytes) -> FastCalls | None:
         try:
-            batch = _decode_batch(body)
+            batch = decode_batch(body)
         except msgspec.DecodeError:  # ValidationError included
             return None
-        return batch.batch, None, batch.context
+        return batch.batch, None, batch.context, batch.sentAt
 
     @routes.post(
         "/v1/events",
         status_code=202,
         summary="Send events in the recipe's format (one object or a list)",
-        openapi_extra=_openapi(
-            {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]}
+        openapi_extra=ingest_openapi(
+            {"oneOf": [EVENT_SCHEMA, {"type": "array", "items": EVENT_SCHEMA}]}, segment=False
         ),
     )
     async def post_events(request: Request) -> Response:
-        return await ingest(request, "events", events_items, None)
+        return await ingest(request, "events", events_items, None, False)
 
     endpoints["/v1/events"] = post_events
 
-    def segment_handler(call: str) -> Callable[[Request], Any]:
+    def segment_handler(call: str) -> Endpoint:
         extract = segment_items(call)
         fast = segment_fast(call)
 
         async def handler(request: Request) -> Response:
-            return await ingest(request, call, extract, fast)
+            return await ingest(request, call, extract, fast, True)
 
         return handler
 
+    async def post_batch(request: Request) -> Response:
+        return await ingest(request, "batch", batch_items, batch_fast, True)
+
+    by_call: dict[str, Endpoint] = {"batch": post_batch}
     for call in SEGMENT_CALLS:
-        endpoints[f"/v1/{call}"] = segment_handler(call)
+        by_call[call] = segment_handler(call)
+        endpoints[f"/v1/{call}"] = by_call[call]
         routes.add_api_route(
             f"/v1/{call}",
-            endpoints[f"/v1/{call}"],
+            by_call[call],
             methods=["POST"],
-            status_code=202,
+            status_code=200,
             summary=f"Segment {call} call",
-            openapi_extra=_openapi({**_SEGMENT_SCHEMA, "description": f"A Segment {call} call."}),
+            openapi_extra=ingest_openapi(
+                {**SEGMENT_SCHEMA, "description": f"A Segment {call} call."}, segment=True
+            ),
             name=f"post_{call}",
         )
+    for path, summary in (
+        ("/v1/batch", "Segment batch of calls"),
+        ("/v1/import", "Segment import: a batch of calls, as /v1/batch"),
+    ):
+        endpoints[path] = post_batch
+        routes.add_api_route(
+            path,
+            post_batch,
+            methods=["POST"],
+            status_code=200,
+            summary=summary,
+            openapi_extra=ingest_openapi(BATCH_SCHEMA, segment=True),
+            name=f"post_{path.rsplit('/', 1)[-1]}",
+        )
+    # analytics.js's short paths: the same endpoints, left out of the schema.
+    for short, call in SHORT_PATHS.items():
+        for path in (f"/{short}", f"/v1/{short}"):
+            endpoints[path] = by_call[call]
+            routes.add_api_route(
+                path, by_call[call], methods=["POST"], include_in_schema=False, name=path
+            )
 
-    @routes.post(
-        "/v1/batch",
-        status_code=202,
-        summary="Segment batch of track/page/screen/identify calls",
-        openapi_extra=_openapi(
-            {
-                "type": "object",
-                "required": ["batch"],
-                "properties": {
-                    "batch": {"type": "array", "items": _SEGMENT_SCHEMA},
-                    "context": {"type": "object"},
-                },
-            }
-        ),
+    @routes.get(
+        "/v1/projects/{write_key}/settings",
+        summary="Settings for analytics.js: send to this collector",
+        responses={
+            200: {"description": "analytics.js's project settings"},
+            404: {
+                "description": "Unknown write key",
+                "content": {"application/json": {"schema": ERROR_SCHEMA}},
+            },
+        },
     )
-    async def post_batch(request: Request) -> Response:
-        return await ingest(request, "batch", batch_items, batch_fast)
+    async def project_settings(write_key: str, request: Request) -> Response:
+        """What analytics.js loads from its CDN before it sends anything (`cdnURL` set to this
+        collector): the Segment.io destination pointed at this host's `/v1`, with nothing else
+        to load and its own metrics off."""
+        if not state.policy.knows_write_key(write_key):
+            raise ApiError(404, "unknown_write_key", "no project has this write key")
+        host = request.headers.get("host") or f"{state.settings.api_host}:{state.settings.api_port}"
+        return JSONResponse(
+            {
+                "integrations": {
+                    "Segment.io": {
+                        "apiKey": write_key,
+                        "apiHost": f"{host}/v1",
+                        "protocol": request.url.scheme,
+                        "unbundledIntegrations": [],
+                        "addBundledMetadata": False,
+                    }
+                },
+                "plan": {"track": {"__default": {"enabled": True}}},
+                "edgeFunction": {},
+                "analyticsNextEnabled": True,
+                "middlewareSettings": {},
+                "enabledMiddleware": {},
+                "metrics": {"sampleRate": 0},
+                "legacyVideoPluginsEnabled": False,
+                "remotePlugins": [],
+            },
+            headers={"Cache-Control": "no-store"},
+        )
 
-    endpoints["/v1/batch"] = post_batch
     return routes, endpoints
 
 

@@ -6,7 +6,6 @@ The Store port is the only data access; reads go through the shared TTL cache.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,16 +13,11 @@ from fastapi import APIRouter, Path, Query, Request
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
-from behavioral_analytics.events import parse_timestamp
+from behavioral_analytics.period_bounds import PeriodError, resolve_bound, resolve_range
 from behavioral_analytics.store import InvalidCursor, Page
 
-__all__ = ["DEFAULT_WINDOWS_S", "resolve_period", "router"]
+__all__ = ["DEFAULT_WINDOWS_S", "check_order", "resolve_period", "router"]
 
-_LABELS: dict[str, re.Pattern[str]] = {
-    "minute": re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}-\d{2}"),
-    "hour": re.compile(r"\d{4}-\d{2}-\d{2}-\d{2}"),
-    "day": re.compile(r"\d{4}-\d{2}-\d{2}"),
-}
 # The range of /v1/series when `from` is not given.
 DEFAULT_WINDOWS_S: dict[str, float] = {"minute": 3600.0, "hour": 48 * 3600.0, "day": 30 * 86400.0}
 
@@ -34,29 +28,23 @@ Cursor = Annotated[
 Who = Annotated[str, Path(min_length=1, max_length=300, description="User id (or anonymous:ID)")]
 
 
-def resolve_period(value: str, granularity: Granularity, periods: Periods) -> str:
-    """A period label of the granularity (`2026-11-28-13`), or a time (RFC 3339 with an offset,
-    epoch seconds or milliseconds) → the label of the period containing it."""
-    value = value.strip()
-    if _LABELS[granularity].fullmatch(value):
-        return value
+def resolve_period(
+    value: str, granularity: Granularity, periods: Periods, *, end: bool = False
+) -> str:
+    """A `from`/`to` bound → the label it stands for (rules: `period_bounds`); `end` for `to`.
+    Raises ApiError 400 `invalid_period`."""
     try:
-        moment: Any = float(value)
-    except ValueError:
-        moment = value
-    try:
-        return periods.label(granularity, parse_timestamp(moment))
-    except Exception:
-        raise ApiError(
-            400,
-            "invalid_period",
-            f"{value[:40]!r} is neither a {granularity} label ({_example(granularity)}) "
-            "nor a time (RFC 3339 with an offset, or epoch seconds)",
-        ) from None
+        return resolve_bound(value, granularity, periods, end=end)
+    except PeriodError as exc:
+        raise ApiError(400, exc.code, exc.detail) from None
 
 
-def _example(granularity: str) -> str:
-    return {"minute": "2026-11-28-13-05", "hour": "2026-11-28-13", "day": "2026-11-28"}[granularity]
+def check_order(first: str, last: str, periods: Periods, granularity: Granularity) -> None:
+    """Raises ApiError 400 `invalid_range` when `first` comes after `last`."""
+    try:
+        resolve_range(first, last, granularity, periods)
+    except PeriodError as exc:
+        raise ApiError(400, exc.code, exc.detail) from None
 
 
 def _page(page: Page[Any]) -> dict[str, Any]:
@@ -131,14 +119,17 @@ def router(state: ApiState) -> APIRouter:
         state.policy.require_read(request)
         now = state.clock()
         periods = state.periods
-        end = resolve_period(to, granularity, periods) if to else periods.label(granularity, now)
+        end = (
+            resolve_period(to, granularity, periods, end=True)
+            if to
+            else periods.label(granularity, now)
+        )
         start = (
             resolve_period(from_, granularity, periods)
             if from_
             else periods.label(granularity, now - DEFAULT_WINDOWS_S[granularity])
         )
-        if start > end:
-            raise ApiError(400, "invalid_range", f"from ({start}) is after to ({end})")
+        check_order(start, end, periods, granularity)
         points = await state.read(
             ("series", granularity, start, end), lambda: store.series(granularity, start, end)
         )

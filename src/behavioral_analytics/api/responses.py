@@ -6,9 +6,19 @@ from typing import Any
 
 import msgspec
 from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["ApiError", "JSONResponse", "api_error_handler"]
+__all__ = [
+    "ApiError",
+    "JSONResponse",
+    "api_error_handler",
+    "error_body",
+    "http_error_handler",
+    "validation_error_handler",
+]
 
 
 class JSONResponse(Response):
@@ -21,7 +31,8 @@ class JSONResponse(Response):
 
 
 class ApiError(Exception):
-    """An error answered as `{"error": code, "detail": text}` with the given status."""
+    """An error answered as `{"error": code, "detail": text, "code": code, "message": text}`
+    with the given status."""
 
     def __init__(
         self,
@@ -39,7 +50,35 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
+def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """An error answer: `error` (a stable code) and `detail` (for people), and the same as
+    `code` and `message`, which Segment's and RudderStack's Python libraries read."""
+    return {"error": error, "detail": detail, "code": error, "message": detail, **extra}
+
+
 async def api_error_handler(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    body = {"error": exc.error, "detail": exc.detail, **exc.extra}
+    body = error_body(exc.error, exc.detail, **exc.extra)
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def http_error_handler(_: Request, exc: Exception) -> Response:
+    """FastAPI's own errors (no such route, method not allowed) in the API's error shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    error = _HTTP_CODES.get(exc.status_code, "http_error")
+    detail = str(exc.detail)
+    return JSONResponse(error_body(error, detail), status_code=exc.status_code, headers=exc.headers)
+
+
+async def validation_error_handler(_: Request, exc: Exception) -> Response:
+    """A request FastAPI's validation refused (a query parameter of the wrong type): 422 in the
+    API's error shape, FastAPI's list of problems in `errors`."""
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(exc.errors())
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    detail = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+    return JSONResponse(error_body("invalid_request", detail, errors=errors), status_code=422)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

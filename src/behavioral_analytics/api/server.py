@@ -6,10 +6,9 @@ import gc
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
-from behavioral_analytics.api.app import create_app
-from behavioral_analytics.config import Settings
-from behavioral_analytics.telemetry import configure_logging
+from behavioral_analytics.settings import Settings
 
 __all__ = ["make_server", "serve"]
 
@@ -41,19 +40,14 @@ def _log_config(level: str) -> dict[str, Any]:
     }
 
 
-def make_server(
-    settings: Settings, host: str | None = None, port: int | None = None
-) -> uvicorn.Server:
-    """A uvicorn server for the API (not started). `run()` it, or run it in a thread and set
-    `should_exit` to stop it: signal handlers are only installed in the main thread."""
-    host = host or settings.api_host
-    port = port if port is not None else settings.api_port
-    settings = settings.model_copy(update={"api_host": host, "api_port": port})
-    app = create_app(settings)
+def make_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
+    """A uvicorn server for `app` on `settings.api_host:api_port` (not started). `run()` it,
+    or run it in a thread and set `should_exit` to stop it: signal handlers are only
+    installed in the main thread. `wiring.build_server` builds the app and the server."""
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
+        host=settings.api_host,
+        port=settings.api_port,
         log_config=_log_config(settings.log_level),
         access_log=settings.log_level == "DEBUG",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
@@ -63,13 +57,8 @@ def make_server(
     return uvicorn.Server(config)
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then finish the requests in flight and close the ports.
-
-    Raises ConfigError (one line for the user) when keys are missing off loopback.
-    """
-    configure_logging(settings.log_level)
-    server = make_server(settings, host, port)
+def serve(server: uvicorn.Server) -> None:
+    """Serve until SIGTERM or SIGINT, then finish the requests in flight and close the ports."""
     # What exists now (modules, the app, its routes and schemas) lives as long as the process:
     # leave it out of the cyclic garbage collector's full passes, which otherwise walk all of
     # it again every few thousand allocations at ingest rates.

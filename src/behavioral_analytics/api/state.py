@@ -16,7 +16,7 @@ from behavioral_analytics.api.metrics import ApiMetrics
 from behavioral_analytics.api.publisher import GroupPublisher
 from behavioral_analytics.api.ratelimit import RateLimiter
 from behavioral_analytics.broker import Broker
-from behavioral_analytics.config import Settings
+from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Freshness, Store
 
 __all__ = ["ApiState", "freshness_body"]

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from behavioral_analytics.broker import (
     Broker,
@@ -25,9 +25,6 @@ from behavioral_analytics.broker import (
     OutgoingMessage,
 )
 from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
-
-if TYPE_CHECKING:
-    from behavioral_analytics.config import Settings
 
 __all__ = ["LocalBroker"]
 
@@ -131,21 +128,6 @@ class LocalBroker(Broker):
     @property
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LocalBroker:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(
-            settings.data_dir / "broker.db",
-            topic=settings.pubsub_topic.rsplit("/", 1)[-1],
-            subscription=settings.pubsub_subscription.rsplit("/", 1)[-1],
-            ack_deadline_s=settings.ack_deadline_s,
-            max_delivery_attempts=settings.max_delivery_attempts,
-            ordering=settings.ordering,
-            retention_s=settings.message_retention_days * 86400.0,
-            min_backoff_s=settings.retry_min_backoff_s,
-            max_backoff_s=settings.retry_max_backoff_s,
-        )
 
     def init(self) -> list[str]:
         done = [f"local broker at {self.path}"]
@@ -422,9 +404,11 @@ class LocalBroker(Broker):
             )
 
     def backlog(self) -> int:
-        return self._db.execute(
-            "SELECT count(*) FROM messages WHERE subscription = ?", (self.subscription,)
-        ).fetchone()[0]
+        return int(
+            self._db.execute(
+                "SELECT count(*) FROM messages WHERE subscription = ?", (self.subscription,)
+            ).fetchone()[0]
+        )
 
     def stats(self) -> dict[str, Any]:
         now = self._clock()

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # no stub re-exports it
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from behavioral_analytics.broker import (
@@ -35,7 +35,6 @@ from behavioral_analytics.broker import (
 from behavioral_analytics.brokers.failure_log import (
     DEAD_LETTER_ATTRIBUTE_PREFIX,
     FailureLog,
-    FirestoreFailureLog,
     InMemoryFailureLog,
     failure_key,
 )
@@ -43,8 +42,6 @@ from behavioral_analytics.telemetry import log
 
 if TYPE_CHECKING:
     from google.cloud.pubsub_v1.subscriber.message import Message
-
-    from behavioral_analytics.config import Settings
 
 __all__ = ["PubSubBroker", "resource_path"]
 
@@ -122,39 +119,6 @@ class PubSubBroker(Broker):
         self._closed = False
         self._stop_leasing = threading.Event()
         self._leaser: threading.Thread | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PubSubBroker:
-        if not settings.project:
-            raise BrokerError("Pub/Sub needs GOOGLE_CLOUD_PROJECT (or PROJECT_ID)")
-        failure_log: FailureLog
-        try:
-            from google.cloud import firestore
-
-            client = firestore.Client(
-                project=settings.project, database=settings.firestore_database
-            )
-            failure_log = FirestoreFailureLog(
-                client, retention_s=(settings.message_retention_days + 1) * 86400.0
-            )
-        except ImportError:  # pragma: no cover - the gcp extra brings both clients
-            failure_log = InMemoryFailureLog()
-        return cls(
-            settings.project,
-            topic=settings.pubsub_topic,
-            subscription=settings.pubsub_subscription,
-            dead_letter_topic=settings.dead_letter_topic,
-            dead_letter_subscription=settings.dead_letter_subscription,
-            ack_deadline_s=settings.ack_deadline_s,
-            max_delivery_attempts=settings.max_delivery_attempts,
-            ordering=settings.ordering,
-            retention_days=settings.message_retention_days,
-            min_backoff_s=settings.retry_min_backoff_s,
-            max_backoff_s=settings.retry_max_backoff_s,
-            max_outstanding=2 * settings.flush_max_events,
-            streaming=settings.pubsub_pull == "streaming",
-            failure_log=failure_log,
-        )
 
     # -- administration ---------------------------------------------------------------------
 
@@ -308,8 +272,8 @@ class PubSubBroker(Broker):
         with self._held_lock:
             for item in response.received_messages:
                 message = _SyncMessage(item)
-                self._held[item.ack_id] = message  # type: ignore[assignment]
-                deliveries.append(_delivery(message))  # type: ignore[arg-type]
+                self._held[item.ack_id] = message
+                deliveries.append(_delivery(message))
         return deliveries
 
     def _lease_loop(self) -> None:

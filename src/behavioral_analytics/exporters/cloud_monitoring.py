@@ -12,17 +12,26 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from google.api import distribution_pb2, metric_pb2
 
 from behavioral_analytics.telemetry import LATENCY_BUCKETS, MetricsSnapshot, WorkerMetrics, log
 
-if TYPE_CHECKING:
-    from behavioral_analytics.config import Settings
-
-__all__ = ["METRIC_PREFIX", "CloudMonitoringExporter", "build_time_series", "instance_id"]
+__all__ = [
+    "METRIC_PREFIX",
+    "CloudMonitoringExporter",
+    "build_time_series",
+    "instance_id",
+    "job_from_env",
+    "labels_from_env",
+    "location_from_env",
+    "metadata_value",
+    "on_cloud_run",
+]
 
 METRIC_PREFIX = "custom.googleapis.com/behavioral_analytics/"
 MAX_SERIES_PER_REQUEST = 200
@@ -33,10 +42,61 @@ _DOUBLE = metric_pb2.MetricDescriptor.ValueType.DOUBLE
 _DISTRIBUTION = metric_pb2.MetricDescriptor.ValueType.DISTRIBUTION
 
 
-def instance_id() -> str:
-    """Names this worker instance: the Cloud Run execution/instance if known, else host+pid."""
-    base = os.environ.get("CLOUD_RUN_EXECUTION") or socket.gethostname()
-    return f"{base}-{os.getpid()}"
+# One per process: on Cloud Run every instance has hostname "localhost" and PID 1, so those
+# alone would make the series of two instances collide.
+_PROCESS_TOKEN = uuid.uuid4().hex[:12]
+METADATA_URL = "http://metadata.google.internal/computeMetadata/v1/"
+
+
+def instance_id(metadata_instance: str | None = None, *, pid: int | None = None) -> str:
+    """Names this worker process in the `task_id` label: `{instance}-{pid}`.
+
+    `metadata_instance` is the instance id from the metadata server
+    (`metadata_value("instance/id")`, unique per Cloud Run instance); without it (off Cloud
+    Run) the hostname plus a random per-process token. The pid tells apart the processes of
+    one instance (`worker --processes N`).
+    """
+    pid = os.getpid() if pid is None else pid
+    base = metadata_instance or f"{socket.gethostname()}-{_PROCESS_TOKEN}"
+    return f"{base}-{pid}"
+
+
+def on_cloud_run(env: Mapping[str, str]) -> bool:
+    """True inside a Cloud Run service, job or worker pool (each sets its own variable)."""
+    return any(k in env for k in ("CLOUD_RUN_WORKER_POOL", "K_SERVICE", "CLOUD_RUN_JOB"))
+
+
+def metadata_value(path: str, timeout_s: float = 1.0) -> str | None:
+    """A value of the metadata server (`instance/id`, `instance/region`), or None when it does
+    not answer. Call it only where `on_cloud_run` is true: elsewhere the lookup waits for
+    `timeout_s` (Google's metadata server protocol: header `Metadata-Flavor: Google`)."""
+    request = urllib.request.Request(METADATA_URL + path, headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.read().decode().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def job_from_env(env: Mapping[str, str]) -> str:
+    """The `job` label: the worker pool's name as Cloud Run injects it (CLOUD_RUN_WORKER_POOL;
+    worker pools set neither K_SERVICE nor WORKER_POOL_NAME), else WORKER_POOL_NAME (set by
+    Terraform and deploy.sh), else K_SERVICE (a service), else "behavioral-processor". The
+    dashboard and alerts filter on it (infrastructure-manager/modules/.../monitoring/)."""
+    for key in ("CLOUD_RUN_WORKER_POOL", "WORKER_POOL_NAME", "K_SERVICE"):
+        if env.get(key):
+            return env[key]
+    return "behavioral-processor"
+
+
+def location_from_env(env: Mapping[str, str], metadata_region: str | None = None) -> str:
+    """The `location` label: REGION (set by Terraform and deploy.sh) or CLOUD_RUN_REGION, else
+    the region of `metadata_region` (`metadata_value("instance/region")`, which reads
+    `projects/NUMBER/regions/REGION`), else "global"."""
+    region = env.get("REGION") or env.get("CLOUD_RUN_REGION")
+    if not region and metadata_region:
+        region = metadata_region.rsplit("/", 1)[-1]
+    return region or "global"
 
 
 def _timestamp(epoch: float) -> dict[str, int]:
@@ -44,7 +104,9 @@ def _timestamp(epoch: float) -> dict[str, int]:
     return {"seconds": seconds, "nanos": int((epoch - seconds) * 1e9)}
 
 
-def _int_series(name: str, labels: dict[str, str], value: int, interval: dict) -> dict[str, Any]:
+def _int_series(
+    name: str, labels: dict[str, str], value: int, interval: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "metric": {"type": METRIC_PREFIX + name, "labels": labels},
         "metric_kind": _CUMULATIVE,
@@ -162,17 +224,6 @@ class CloudMonitoringExporter:
         self.exports = 0
         self.failures = 0
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CloudMonitoringExporter:
-        if not settings.project:
-            raise ValueError("Cloud Monitoring needs GOOGLE_CLOUD_PROJECT (or PROJECT_ID)")
-        env = os.environ
-        return cls(
-            settings.project,
-            location=env.get("REGION") or env.get("CLOUD_RUN_REGION") or "global",
-            job=env.get("WORKER_POOL_NAME") or env.get("K_SERVICE") or "behavioral-processor",
-        )
-
     def start(self, metrics: WorkerMetrics) -> None:
         self._metrics = metrics
         self._start_time = self._clock()
@@ -226,3 +277,12 @@ class CloudMonitoringExporter:
         recent = self._last_export is not None and now - self._last_export < 5.0
         if not recent and now - self._start_time >= 1.0:
             self.export(now)
+
+
+def labels_from_env(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The (location, job) labels of this process's series, from Cloud Run's environment.
+
+    `env` defaults to `os.environ`. Falls back to ("global", "behavioral-processor").
+    """
+    env = os.environ if env is None else env
+    return location_from_env(env), job_from_env(env)

@@ -1,0 +1,142 @@
+"""Commands for the behavioral read model: `query sessions`, `query funnel`, `query links`,
+`forget`. Registered by `query` (the three queries) and `root` (`forget`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import typer
+from rich.table import Table
+
+from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.shared import (
+    JsonOption,
+    console,
+    load_config,
+    open_store,
+    period_range,
+    print_json,
+)
+
+__all__ = ["forget", "query_funnel", "query_links", "query_sessions"]
+
+FromOption = typer.Option(
+    None, "--from", help="First period: a label (2026-11-28, a coarser one too) or a time."
+)
+ToOption = typer.Option(None, "--to", help="Last period: a label or a time.")
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def query_sessions(
+    granularity: str = typer.Option("day", "--granularity", "-g", help="hour or day."),
+    start: str | None = FromOption,
+    end: str | None = ToOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Sessions started per hour or day: count, average duration, bounce rate, events per
+    session, and whether the figures are final."""
+    if granularity not in ("hour", "day"):
+        fail("--granularity must be hour or day", 2)
+    config = load_config()
+    g: Literal["hour", "day"] = granularity  # type: ignore[assignment]  # checked above
+    first, last = period_range(start, end, g, config.timezone)
+    store = open_store(config)
+    with user_errors():
+        points = store.session_series(g, first, last)
+    rows = [point.to_dict() for point in points]
+    if as_json:
+        print_json({"granularity": granularity, "points": rows})
+        return
+    table = Table(title=f"sessions per {granularity}")
+    for column in ("period", "sessions", "avg duration", "bounce rate", "events/session", "final"):
+        table.add_column(column, justify="left" if column == "period" else "right")
+    for row in rows:
+        table.add_row(
+            row["period"],
+            str(row["sessions"]),
+            f"{row['avg_duration_s']:.0f} s",
+            _rate(row["bounce_rate"]),
+            f"{row['events_per_session']:.2f}",
+            "yes" if row["final"] else "provisional",
+        )
+    console.print(table)
+
+
+def query_funnel(
+    name: str = typer.Argument(..., help="Funnel name (BA_FUNNELS)."),
+    start: str | None = FromOption,
+    end: str | None = ToOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Users entering a funnel per day, how many reached each step, and the conversion."""
+    config = load_config()
+    first, last = period_range(start, end, "day", config.timezone)
+    store = open_store(config)
+    funnel = store.rules.funnel(name) if store.rules else None
+    if funnel is None:
+        known = ", ".join(f.name for f in store.rules.funnels) if store.rules else ""
+        fail(f"no funnel named {name!r} (configured: {known or 'none'})", 2)
+    with user_errors():
+        days = store.funnel(name, first, last)
+    rows = [day.to_dict() for day in days]
+    if as_json:
+        print_json({"funnel": funnel.to_dict(), "days": rows})
+        return
+    table = Table(title=f"funnel {name} (window {funnel.window_s:g} s)")
+    table.add_column("day")
+    for i, step in enumerate(funnel.steps, 1):
+        table.add_column(f"{i}. {step.event_type}", justify="right")
+    table.add_column("overall", justify="right")
+    for row in rows:
+        cells = [str(row["users"][0])]
+        for users, conversion in zip(row["users"][1:], row["conversion"], strict=True):
+            cells.append(f"{users} ({_rate(conversion)})")
+        table.add_row(row["day"], *cells, _rate(row["overall"]))
+    console.print(table)
+
+
+def query_links(
+    user: str = typer.Argument(..., help="User id, or anonymous:ID."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The identity links of a user or anonymous id: every identify, active or refused."""
+    store = open_store(load_config())
+    with user_errors():
+        links = store.links(user)
+    if as_json:
+        print_json([link.to_dict() for link in links])
+        return
+    table = Table(title=f"identity links of {user}")
+    for column in ("anonymous id", "user id", "linked at", "status", "identify event"):
+        table.add_column(column)
+    for link in links:
+        table.add_row(
+            link.anonymous_id, link.user_id, f"{link.linked_at:.3f}", link.status, link.event_key
+        )
+    console.print(table)
+
+
+def forget(
+    user: str = typer.Argument(..., help="User id to forget."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete a user's raw events, profile, sessions, funnel entries, identity links and dead
+    letters, take them out of every aggregate, and leave a tombstone so that a redelivered event
+    of theirs is dropped."""
+    if not yes and not typer.confirm(f"Forget {user!r} everywhere? This cannot be undone"):
+        fail("nothing was changed", 1)
+    store = open_store(load_config())
+    with user_errors():
+        report = store.forget(user)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(
+        f"forgot {user}: {report.raw_events} raw events, {report.sessions} sessions, "
+        f"{report.funnel_entries} funnel entries, {report.links} links, "
+        f"{report.dead_letters} dead letters (people: {', '.join(report.persons)})"
+    )

@@ -1,0 +1,41 @@
+"""How the command line reports errors a user can meet: one clear line and a non-zero exit,
+never a traceback. Shared by every command module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from behavioral_analytics.broker import BrokerError
+from behavioral_analytics.settings import ConfigError
+from behavioral_analytics.store import StoreError
+
+__all__ = ["err_console", "fail", "user_errors"]
+
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print `error: message` on stderr and exit with `code` (2 for a usage or configuration
+    error, 1 for anything else). `message` is plain text: brackets such as an extra's
+    `[gcp]` are printed as they are. Raises typer.Exit."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors(*usage_errors: type[Exception]) -> Iterator[None]:
+    """Configuration errors (and `usage_errors`) exit 2; an unreachable or failing store or
+    broker exits 1."""
+    exit_2: tuple[type[Exception], ...] = (ConfigError, *usage_errors)
+    try:
+        yield
+    except exit_2 as exc:
+        fail(str(exc), 2)
+    except (StoreError, BrokerError, OSError) as exc:
+        fail(str(exc))

@@ -1,0 +1,183 @@
+"""`up`: the local stack in one command — worker processes, the API and dashboard in a child
+process, demo traffic from a thread (`live_traffic`: the load generator's model in real time),
+and the live terminal view (`live_view`), until Ctrl-C. Children write to `$BA_DATA_DIR/up.log`;
+stopping drains the workers.
+
+The API's address is checked before anything starts, so a second `up` on a port in use stops
+with one line instead of doubling the traffic; a child that dies later (the API losing a race
+for its port, a worker crashing) stops `up` with one line and exit 1."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import IO
+
+import typer
+
+from behavioral_analytics.broker import Broker, OutgoingMessage
+from behavioral_analytics.cli.errors import err_console, fail, user_errors
+from behavioral_analytics.cli.pipeline import spawn_workers, stop_processes
+from behavioral_analytics.cli.shared import load_config
+from behavioral_analytics.funnels import PURCHASE_FUNNEL
+from behavioral_analytics.live_traffic import LiveTraffic, describe, live_traffic, scheduled_events
+from behavioral_analytics.live_view import TrafficStats
+from behavioral_analytics.settings import Settings
+from behavioral_analytics.wiring import build_broker, build_store
+
+__all__ = ["up"]
+
+_TICK_S = 0.1
+
+
+def up(
+    workers: int = typer.Option(
+        2, "--workers", "-n", min=1, max=16, help="Worker processes to start."
+    ),
+    rate: float = typer.Option(20.0, "--rate", "-r", min=0, help="Demo events/s (0: none)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the demo traffic."),
+    api: bool = typer.Option(True, "--api/--no-api", help="Serve the API and dashboard too."),
+    port: int | None = typer.Option(
+        None, "--port", "-p", min=1, max=65535, help="API port (default PORT or BA_API_PORT)."
+    ),
+) -> None:
+    """The local stack: workers, demo traffic and a live view, until Ctrl-C."""
+    from behavioral_analytics.live_view import run_live_view
+
+    config = load_config()
+    if "funnels" not in config.model_fields_set:
+        # The demo traffic walks the generator's purchase funnel: show it.
+        os.environ["BA_FUNNELS"] = PURCHASE_FUNNEL
+        config = load_config()
+    if port is not None:
+        config = config.model_copy(update={"api_port": port})
+    if api:
+        _check_address(config.api_host, config.api_port)
+    if config.backend != "local":
+        err_console.print(f"[yellow]note:[/yellow] running against BA_BACKEND={config.backend}")
+    with user_errors():
+        broker, store = build_broker(config), build_store(config)
+    plan = live_traffic(rate, seed) if rate > 0 else None
+    log_path = config.data_dir / "up.log"
+    log_file = log_path.open("ab")
+    children = spawn_workers(workers, [], log_file)
+    api_url = api_process = None
+    if api:
+        api_process, api_url = _start_api(config, log_file)
+        if api_process is not None:
+            children.append(api_process)
+    stop = threading.Event()
+    stats = TrafficStats(target_rate=rate, description=describe(plan) if plan else None)
+    died: list[str] = []
+    threading.Thread(target=_watch, args=(children, api_process, stop, died), daemon=True).start()
+    if plan is not None:
+        threading.Thread(target=_traffic, args=(broker, plan, stats, stop), daemon=True).start()
+    interrupted = False
+    try:
+        run_live_view(
+            config,
+            store,
+            broker,
+            stop,
+            api_url=api_url,
+            traffic=stats if plan else None,
+            workers=workers,
+            log=log_path,
+        )
+    except KeyboardInterrupt:
+        interrupted = True  # the children got the signal too: their exits are expected
+    finally:
+        stop.set()
+        err_console.print("stopping: draining workers…")
+        stop_processes(children)
+        log_file.close()
+        err_console.print(f"stopped; data in {config.data_dir}, logs in {log_path}")
+    if died and not interrupted:
+        fail(f"{died[0]}; see {log_path}")
+
+
+def _check_address(host: str, port: int) -> None:
+    """Exit 1 with one line when `host:port` cannot be listened on (another `up` or `api`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn does: a port left in TIME_WAIT by a stopped server is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(
+                    f"{host}:{port} is already in use (another `up` or `api`?): stop it, or "
+                    "choose another port with --port"
+                )
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def _start_api(
+    config: Settings, log_file: IO[bytes]
+) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    try:
+        import behavioral_analytics.api.server  # noqa: F401
+    except ImportError as exc:
+        err_console.print(f"[yellow]no API/dashboard[/yellow] ({exc}): pip install '.[api]'")
+        return None, None
+    process = subprocess.Popen(
+        [sys.executable, "-m", "behavioral_analytics.cli", "api", "--port", str(config.api_port)],
+        stdout=log_file,
+        stderr=log_file,
+    )
+    return process, f"http://{config.api_host}:{config.api_port}/"
+
+
+def _watch(
+    children: list[subprocess.Popen[bytes]],
+    api_process: subprocess.Popen[bytes] | None,
+    stop: threading.Event,
+    died: list[str],
+) -> None:
+    """Stop `up` when a child exits on its own (its reason goes to `died`)."""
+    while not stop.wait(0.5):
+        for child in children:
+            code = child.poll()
+            if code is not None:
+                role = "the API" if child is api_process else "a worker"
+                died.append(f"{role} exited with code {code}")
+                stop.set()
+                return
+
+
+def _traffic(broker: Broker, plan: LiveTraffic, stats: TrafficStats, stop: threading.Event) -> None:
+    """Publish each demo event when its moment comes, stamped with that moment."""
+    wall_start, clock_start = time.time(), time.monotonic()
+    due: list[OutgoingMessage] = []
+    for offset_s, payload in scheduled_events(plan):
+        if stop.is_set():
+            return
+        wait_s = offset_s - (time.monotonic() - clock_start)
+        if wait_s > 0:
+            _send(broker, due, stats)
+            due = []
+            if stop.wait(max(wait_s, _TICK_S)):
+                return
+        payload["timestamp"] = round(wall_start + offset_s, 3)
+        due.append(OutgoingMessage(json.dumps(payload).encode()))
+        if len(due) >= 1000:
+            _send(broker, due, stats)
+            due = []
+
+
+def _send(broker: Broker, messages: list[OutgoingMessage], stats: TrafficStats) -> None:
+    if not messages:
+        return
+    try:
+        broker.publish(messages)
+    except Exception as exc:
+        stats.failed(len(messages), str(exc))
+    else:
+        stats.published(len(messages))

@@ -1,0 +1,468 @@
+"""Segment calls as any decoded JSON → canonical events (`from_segment` + `prepare`), with
+every rejection named; the time, address and dead-letter rules they share with the fast path.
+The rules and their sources are in the package docstring."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from behavioral_analytics.events import (
+    DEFAULT_LIMITS,
+    MESSAGE_ID,
+    PENDING_CALLS,
+    Event,
+    Invalid,
+    Limits,
+    Rejection,
+    json_type,
+    parse_timestamp,
+    validate_event,
+)
+from behavioral_analytics.privacy import scrub
+
+SEGMENT_CALLS = ("track", "page", "screen", "identify", "alias", "group")
+# analytics.js's short paths (`{apiHost}/t` …), with or without `/v1`.
+SHORT_PATHS = {
+    "t": "track",
+    "p": "page",
+    "i": "identify",
+    "s": "screen",
+    "a": "alias",
+    "g": "group",
+    "b": "batch",
+}
+# `context.library.name` of the browser and mobile libraries of Segment and RudderStack: their
+# calls come from the person's device, so the connection's address is theirs.
+CLIENT_LIBRARIES = frozenset(
+    {
+        "analytics.js",
+        "analytics-next",
+        "analytics-ios",
+        "analytics-android",
+        "analytics-kotlin",
+        "analytics-swift",
+        "analytics-react-native",
+        "@segment/analytics-react-native",
+        "analytics-flutter",
+        "RudderLabs JavaScript SDK",
+        "com.rudderstack.android.sdk.core",
+        "rudder-ios-library",
+        "rudder-sdk-react-native",
+        "rudder_sdk_flutter",
+    }
+)
+# Epoch values from here on are read as milliseconds (events.py).
+MAX_EPOCH_SECONDS = 1e11
+# Left out of a dead letter's fingerprint: a retried request changes them, not the call.
+_RETRY_FIELDS = ("sentAt", "_metadata", "writeKey")
+CLIENT_TIME = "client_time"
+
+canonical_encoder = msgspec.json.Encoder()
+_fromisoformat = datetime.fromisoformat
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the collector knows of a request besides its body: the time of receipt (epoch s),
+    the caller's address (None: unknown) and whether it came from a browser (an `Origin`
+    header)."""
+
+    received_at: float
+    ip: str | None = None
+    browser: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure normalization
+
+
+def from_segment(
+    message: Any,
+    call: str | None = None,
+    batch_context: dict[str, Any] | None = None,
+    *,
+    receipt: Receipt | None = None,
+    batch_sent_at: Any = None,
+) -> dict[str, Any] | Rejection:
+    """A Segment-spec call → a canonical event payload (a dict for `prepare`), or a rejection.
+
+    `call` is the endpoint's type (`/v1/track`); inside a batch each message names its `type`.
+    track → `event`; page → "page_view" with `properties.name`, `properties.category` and
+    `properties.url` (else `context.page.url`); screen → "screen_view" with `name` and
+    `category`; identify → "identify" with the traits as properties; alias → "alias" with
+    `properties.previousId`; group → "group" with `properties.groupId` and `properties.traits`.
+    The context (the batch's, overridden key by key by the message's) is kept as
+    `properties.context` unless the properties already have that key. `messageId` becomes the
+    event id; an empty `messageId`, `userId` or `anonymousId` is absent (RudderStack's browser
+    library sends `userId: ""` for anonymous visitors). Time: see the module's docstring; without
+    `receipt` there is no correction and no address.
+    """
+    if not isinstance(message, dict):
+        return Rejection("not_an_object", f"got a JSON {json_type(message)}")
+    message_id = _absent_if_empty(message.get("messageId"))
+    kind = call or message.get("type")
+    if kind not in SEGMENT_CALLS:
+        return Rejection(
+            "unsupported_type",
+            f"type {kind!r} is not one of {', '.join(SEGMENT_CALLS)}",
+            message_id if isinstance(message_id, str) else None,
+        )
+    context = message.get("context")
+    if context is not None and not isinstance(context, dict):
+        return Rejection("invalid_type:context", f"expected an object, got {json_type(context)}")
+    if batch_context:
+        context = {**batch_context, **(context or {})}
+    if receipt is not None:
+        context = with_ip(context, receipt)
+
+    timestamp = message.get("timestamp")
+    time_field = "timestamp"
+    if timestamp is None:
+        timestamp = message.get("originalTimestamp")
+        time_field = "originalTimestamp"
+    sent_at = message.get("sentAt")
+    if sent_at is None:
+        sent_at = batch_sent_at
+    client_timestamp = None
+    client_times = None
+    if receipt is not None:
+        timestamp, client_timestamp = corrected_time(timestamp, sent_at, receipt.received_at)
+        if client_timestamp is not None:
+            client_times = {time_field: message.get(time_field), "sentAt": sent_at}
+
+    if kind == "track":
+        event_type = message.get("event")
+        if event_type is None:
+            return Rejection("missing_field:event", "track calls need an event name")
+        properties = event_properties(message.get("properties"), context, client_times)
+    elif kind == "page" or kind == "screen":
+        event_type = "page_view" if kind == "page" else "screen_view"
+        properties = view_properties(
+            message.get("name"),
+            message.get("category"),
+            message.get("properties"),
+            context,
+            client_times,
+            with_url=kind == "page",
+        )
+    elif kind == "identify":
+        event_type = "identify"
+        traits = message.get("traits")
+        if traits is None and context is not None:
+            traits = context.get("traits")
+        properties = event_properties(traits, context, client_times)
+    elif kind == "alias":
+        event_type = "alias"
+        properties = event_properties(
+            {"previousId": message.get("previousId")}, context, client_times
+        )
+    else:
+        event_type = "group"
+        properties = event_properties(
+            {"groupId": message.get("groupId"), "traits": message.get("traits") or {}},
+            context,
+            client_times,
+        )
+
+    payload: dict[str, Any] = {
+        "event_id": message_id,
+        "user_id": _absent_if_empty(message.get("userId")),
+        "anonymous_id": _absent_if_empty(message.get("anonymousId")),
+        "event_type": event_type,
+        "timestamp": timestamp,
+        "properties": properties,
+    }
+    if client_timestamp is not None:
+        payload["client_timestamp"] = client_timestamp
+    if message_id is not None:
+        payload["id_kind"] = MESSAGE_ID
+    if kind in PENDING_CALLS:
+        payload["call"] = kind
+    return payload
+
+
+def _absent_if_empty(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def with_ip(context: dict[str, Any] | None, receipt: Receipt) -> dict[str, Any] | None:
+    """The context with `ip` set to the caller's address for a client-side call (an `Origin`
+    header, or a browser or mobile `context.library`), unless it has one. The context given is
+    never changed."""
+    ip = receipt.ip
+    if ip is None or (context is not None and "ip" in context):
+        return context
+    if not receipt.browser:
+        library = context.get("library") if context is not None else None
+        if type(library) is not dict or library.get("name") not in CLIENT_LIBRARIES:
+            return context
+    return {**context, "ip": ip} if context else {"ip": ip}
+
+
+def corrected_time(timestamp: Any, sent_at: Any, received_at: float) -> tuple[Any, float | None]:
+    """(event time, client time as sent) from the client's time and `sentAt` (Segment's
+    clock-skew correction: `receivedAt - (sentAt - timestamp)`, clamped to `received_at`).
+
+    Without a readable pair the time is returned unchanged (validation reads or rejects it) and
+    the client time is None: a missing or unreadable `sentAt` (Segment's is an ISO-8601 string;
+    anything else is unreadable) means no correction."""
+    if timestamp is None or type(sent_at) is not str:
+        return timestamp, None
+    return corrected_seconds(timestamp, sent_seconds(sent_at), received_at)
+
+
+def corrected_seconds(
+    timestamp: Any, sent: float | None, received_at: float
+) -> tuple[Any, float | None]:
+    client = sent_seconds(timestamp)
+    if client is None or sent is None:
+        return timestamp, None
+    corrected = received_at - (sent - client)
+    return (corrected if corrected < received_at else received_at), client
+
+
+def sent_seconds(value: Any) -> float | None:
+    if type(value) is str:
+        seconds = epoch_seconds(value)
+        return seconds if type(seconds) is float else None
+    try:
+        return parse_timestamp(value)
+    except Invalid:
+        return None
+
+
+def event_properties(
+    properties: Any, context: dict[str, Any] | None, client_times: dict[str, Any] | None
+) -> Any:
+    """The properties with the context and the client's raw times added (unless they have those
+    keys); anything but an object or null is returned as is, for validation to report."""
+    if properties is None:
+        properties = {}
+    elif type(properties) is not dict:
+        return properties
+    if context and "context" not in properties:
+        properties = {**properties, "context": context}
+    if client_times is not None and CLIENT_TIME not in properties:
+        properties = {**properties, CLIENT_TIME: client_times}
+    return properties
+
+
+def view_properties(
+    name: Any,
+    category: Any,
+    properties: Any,
+    context: dict[str, Any] | None,
+    client_times: dict[str, Any] | None,
+    *,
+    with_url: bool,
+) -> Any:
+    """A page or screen call's properties: `name` and `category` of the call, and for a page
+    `url` (else `context.page.url`), unless the properties have them; then `event_properties`."""
+    if properties is not None and type(properties) is not dict:
+        return properties  # validation reports the wrong type
+    properties = dict(properties or {})
+    if name is not None:
+        properties.setdefault("name", name)
+    if category is not None:
+        properties.setdefault("category", category)
+    if with_url and "url" not in properties:
+        page = (context or {}).get("page")
+        if isinstance(page, dict) and page.get("url") is not None:
+            properties["url"] = page["url"]
+    return event_properties(properties, context, client_times)
+
+
+def replace_lone_surrogates(value: Any) -> Any:
+    """The value with every lone UTF-16 surrogate in its strings and keys replaced by U+FFFD
+    (what a browser leaves when it truncates text in the middle of an emoji)."""
+    if type(value) is str:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if type(value) is dict:
+        return {replace_lone_surrogates(k): replace_lone_surrogates(v) for k, v in value.items()}
+    if type(value) is list:
+        return [replace_lone_surrogates(item) for item in value]
+    return value
+
+
+def without_write_key(original: Any) -> Any:
+    """The call as sent, minus its `writeKey` (a credential is never stored)."""
+    if type(original) is dict and "writeKey" in original:
+        return {k: v for k, v in original.items() if k != "writeKey"}
+    return original
+
+
+def encode_original(original: Any) -> bytes:
+    """A rejected call's JSON text for its dead letter, without `writeKey`. A string with a lone
+    surrogate cannot be UTF-8: the text then escapes it (`\\ud83c`), as the client sent it."""
+    original = without_write_key(original)
+    try:
+        return canonical_encoder.encode(original)
+    except (UnicodeEncodeError, TypeError, OverflowError):
+        return json.dumps(original, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def dead_letter_fingerprint(original: Any, reason: str) -> str:
+    """Identity of a rejected call across retries of its request: its JSON without `sentAt`,
+    `_metadata` and `writeKey` (which a retry changes or which are no part of the call), and
+    the reason. 32 hex characters."""
+    if type(original) is dict:
+        original = {k: v for k, v in original.items() if k not in _RETRY_FIELDS}
+    text = json.dumps(original, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.blake2b(f"{reason}\x1f{text}".encode(), digest_size=16)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of normalized payloads
+
+
+@dataclass(slots=True)
+class Prepared:
+    """The outcome of a request's events: what to publish, and what was rejected and why."""
+
+    accepted: list[tuple[int, Event, bytes]] = field(default_factory=list)
+    rejected: list[tuple[int, Rejection, Any]] = field(default_factory=list)
+
+    def accepted_by_type(self) -> Counter[str]:
+        return Counter(event.event_type for _, event, _ in self.accepted)
+
+    def rejected_by_reason(self) -> Counter[str]:
+        return Counter(rejection.reason for _, rejection, _ in self.rejected)
+
+    def body(self) -> dict[str, Any]:
+        return Outcome.of(self).body()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A request's events as the collector publishes and answers them, in request order: the
+    accepted events' ids, types, canonical JSON and ordering keys (the actor, when ordering is
+    on; else None), and the rejected events with their position, reason and original value."""
+
+    ids: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    data: list[bytes] = field(default_factory=list)
+    ordering_keys: list[str | None] = field(default_factory=list)
+    rejected: list[tuple[int, Rejection, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, prepared: Prepared, *, ordering: bool = False) -> Outcome:
+        accepted = prepared.accepted
+        return cls(
+            [event.event_id for _, event, _ in accepted],
+            [event.event_type for _, event, _ in accepted],
+            [data for _, _, data in accepted],
+            [event.who if ordering else None for _, event, _ in accepted],
+            prepared.rejected,
+        )
+
+    def rejected_by_reason(self) -> Counter[str]:
+        return Counter(rejection.reason for _, rejection, _ in self.rejected)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "accepted": self.ids,
+            "rejected": [
+                {
+                    "index": index,
+                    "event_id": rejection.event_id,
+                    "reason": rejection.reason,
+                    "detail": rejection.detail,
+                }
+                for index, rejection, _ in self.rejected
+            ],
+        }
+
+
+def prepare(
+    items: list[tuple[Any, dict[str, Any] | Rejection | Any]],
+    *,
+    received_at: float,
+    new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
+    limits: Limits = DEFAULT_LIMITS,
+    truncate_ips: bool = False,
+    repair_surrogates: bool = False,
+) -> Prepared:
+    """(original, canonical payload or rejection) pairs → events with ids, received_at and the
+    exact JSON the worker will parse, validated as the worker validates them.
+
+    With `repair_surrogates` (the body held lone surrogates), each event's properties have them
+    replaced by U+FFFD; an id or event type holding one is rejected (`invalid_characters:…`):
+    replacing it would merge distinct ids."""
+    prepared = Prepared()
+    accepted = prepared.accepted
+    rejected = prepared.rejected
+    max_bytes = limits.max_message_bytes
+    encode = canonical_encoder.encode
+    for index, (original, payload) in enumerate(items):
+        if isinstance(payload, Rejection):
+            rejected.append((index, payload, original))
+            continue
+        client_id = None
+        call = None
+        if isinstance(payload, dict):
+            client_id = payload.get("event_id")
+            if client_id == "":
+                client_id = None
+            call = payload.get("call")
+            if payload is original:  # never change the client's object: it may be dead-lettered
+                payload = dict(payload)
+            # The time of receipt is ours, never the client's: without the key, validation
+            # uses `received_at` (and the event takes validate_event's fast path).
+            if "received_at" in payload:
+                del payload["received_at"]
+            if client_id is None:
+                payload["event_id"] = new_id()
+            timestamp = payload.get("timestamp")
+            if type(timestamp) is str:
+                payload["timestamp"] = epoch_seconds(timestamp)
+            if repair_surrogates and payload.get("properties") is not None:
+                payload["properties"] = replace_lone_surrogates(payload["properties"])
+        result = validate_event(payload, message_id="", received_at=received_at, limits=limits)
+        if isinstance(result, Rejection):
+            if client_id is None and result.event_id is not None:
+                result = Rejection(result.reason, result.detail)  # an id we made up: not theirs
+            rejected.append((index, result, original))
+            continue
+        if truncate_ips:
+            scrub(result.properties, truncate_ips=True)
+        canonical = result.to_dict()
+        if call in PENDING_CALLS:
+            canonical["call"] = call
+        data = encode(canonical)
+        if len(data) > max_bytes:
+            detail = f"{len(data)} bytes as a canonical event > {max_bytes}"
+            event_id = result.event_id if client_id is not None else None
+            rejected.append((index, Rejection("too_large", detail, event_id), original))
+            continue
+        accepted.append((index, result, data))
+    return prepared
+
+
+def epoch_seconds(timestamp: str) -> str | float:
+    """An RFC 3339 timestamp as the epoch seconds validation would make of it, or the string
+    unchanged when it is not one validation reads the same way as a number (it then names the
+    reason). Segment sends strings; validation's fast path takes numbers only.
+
+    `parse_timestamp`'s reading of a string, inlined (tests hold the two equal)."""
+    text = timestamp.strip()
+    if not 0 < len(text) <= 64:
+        return timestamp
+    try:
+        moment = _fromisoformat(text.replace("z", "Z"))
+        if moment.tzinfo is None:
+            return timestamp
+        seconds = moment.timestamp()
+    except Exception:
+        return timestamp
+    # parse_timestamp reads numbers past 1e11 as milliseconds and refuses negative ones.
+    return seconds if 0.0 <= seconds < MAX_EPOCH_SECONDS else timestamp

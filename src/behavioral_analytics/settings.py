@@ -1,0 +1,251 @@
+"""The settings model: configuration from the environment (and an optional `.env`).
+
+It imports only the core. Which adapters the settings select, and how they are built, is
+`wiring`'s business: adapters take plain values and never see this model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.events import Limits
+from behavioral_analytics.funnels import DEFAULT_FUNNELS, parse_funnels
+from behavioral_analytics.sessions import SessionRules
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+DAY = 86400.0
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong. The message is one line, fit to show a user."""
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    backend: Literal["local", "gcp"] = Field("local", validation_alias=_env("BA_BACKEND"))
+    data_dir: Path = Field(Path(".behavioral-analytics"), validation_alias=_env("BA_DATA_DIR"))
+    timezone: str = Field("UTC", validation_alias=_env("BA_TIMEZONE"))
+
+    project: str | None = Field(None, validation_alias=_env("GOOGLE_CLOUD_PROJECT", "PROJECT_ID"))
+    pubsub_topic: str = Field("user-events", validation_alias=_env("PUBSUB_TOPIC"))
+    pubsub_subscription: str = Field(
+        "analytics-processor", validation_alias=_env("PUBSUB_SUBSCRIPTION")
+    )
+    pubsub_dead_letter_topic: str | None = Field(
+        None, validation_alias=_env("PUBSUB_DEAD_LETTER_TOPIC")
+    )
+    pubsub_dead_letter_subscription: str | None = Field(
+        None, validation_alias=_env("PUBSUB_DEAD_LETTER_SUBSCRIPTION")
+    )
+    firestore_database: str = Field(
+        "behavioral-analytics", validation_alias=_env("FIRESTORE_DATABASE")
+    )
+    # 0: one document per bucket (the recipe's); N: each write goes to one of N shard documents.
+    # Bots, sessions and funnels on Firestore (identity and forget are SQLite-only so far).
+    firestore_behavior: bool = Field(True, validation_alias=_env("BA_FIRESTORE_BEHAVIOR"))
+    firestore_counter_shards: int = Field(
+        0, ge=0, le=100, validation_alias=_env("BA_FIRESTORE_COUNTER_SHARDS")
+    )
+
+    ack_deadline_s: int = Field(60, ge=10, le=600, validation_alias=_env("BA_ACK_DEADLINE"))
+    max_delivery_attempts: int = Field(
+        5, ge=5, le=100, validation_alias=_env("BA_MAX_DELIVERY_ATTEMPTS")
+    )
+    ordering: bool = Field(False, validation_alias=_env("BA_ORDERING"))
+    pubsub_pull: Literal["streaming", "sync"] = Field(
+        "streaming", validation_alias=_env("BA_PUBSUB_PULL")
+    )
+    retry_min_backoff_s: float = Field(
+        10, ge=0, le=600, validation_alias=_env("BA_RETRY_MIN_BACKOFF")
+    )
+    retry_max_backoff_s: float = Field(
+        600, ge=0, le=600, validation_alias=_env("BA_RETRY_MAX_BACKOFF")
+    )
+    message_retention_days: float = Field(
+        7, gt=0, le=31, validation_alias=_env("BA_MESSAGE_RETENTION_DAYS")
+    )
+    replay_window_days: float = Field(7, ge=0, validation_alias=_env("BA_REPLAY_WINDOW_DAYS"))
+    raw_retention_days: float = Field(30, gt=0, validation_alias=_env("BA_RAW_RETENTION_DAYS"))
+
+    flush_interval_s: float = Field(1.0, gt=0, le=60, validation_alias=_env("BA_FLUSH_INTERVAL"))
+    flush_max_events: int = Field(
+        5000, ge=1, le=20000, validation_alias=_env("BA_FLUSH_MAX_EVENTS")
+    )
+    max_future_skew_s: float = Field(3600, ge=0, validation_alias=_env("BA_MAX_FUTURE_SKEW"))
+    max_event_age_days: float = Field(7, gt=0, validation_alias=_env("BA_MAX_EVENT_AGE_DAYS"))
+
+    metrics_exporter: Literal["auto", "cloud-monitoring", "none"] = Field(
+        "auto", validation_alias=_env("BA_METRICS_EXPORTER")
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=_env("BA_LOG_LEVEL")
+    )
+
+    api_host: str = Field("127.0.0.1", validation_alias=_env("BA_API_HOST"))
+    api_port: int = Field(8080, ge=1, le=65535, validation_alias=_env("PORT", "BA_API_PORT"))
+    write_keys: str = Field("", validation_alias=_env("BA_WRITE_KEYS"))
+    read_keys: str = Field("", validation_alias=_env("BA_READ_KEYS"))
+    cors_origins: str = Field("", validation_alias=_env("BA_CORS_ORIGINS"))
+    # Proxies in front of the API that append the caller's address to X-Forwarded-For (Cloud
+    # Run's front end: 1). 0: the header is ignored and the connection's address is the caller's.
+    trusted_proxy_hops: int = Field(0, ge=0, le=10, validation_alias=_env("BA_TRUSTED_PROXY_HOPS"))
+    rate_limit: float = Field(1000, gt=0, validation_alias=_env("BA_RATE_LIMIT"))
+
+    session_gap_minutes: float = Field(
+        30, gt=0, le=24 * 60, validation_alias=_env("BA_SESSION_GAP")
+    )
+    session_max_hours: float = Field(24, gt=0, le=24 * 7, validation_alias=_env("BA_SESSION_MAX"))
+    funnels: str = Field(DEFAULT_FUNNELS, validation_alias=_env("BA_FUNNELS"))
+    identity_window_hours: float = Field(
+        24, ge=0, le=24 * 30, validation_alias=_env("BA_IDENTITY_WINDOW")
+    )
+    identity_allow_relink: bool = Field(False, validation_alias=_env("BA_IDENTITY_ALLOW_RELINK"))
+    flag_bots: bool = Field(True, validation_alias=_env("BA_FLAG_BOTS"))
+    truncate_ips: bool = Field(True, validation_alias=_env("BA_TRUNCATE_IPS"))
+    hashed_fields: str = Field("", validation_alias=_env("BA_HASHED_FIELDS"))
+    hash_salt: SecretStr = Field(SecretStr(""), validation_alias=_env("BA_HASH_SALT"))
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. UTC, Europe/Paris)") from None
+        return value
+
+    @field_validator("funnels")
+    @classmethod
+    def _valid_funnels(cls, value: str) -> str:
+        try:
+            parse_funnels(value)
+        except ValueError as exc:  # json.JSONDecodeError is one
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("pubsub_topic", "pubsub_subscription", "firestore_database")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        needed = self.message_retention_days + self.replay_window_days
+        if self.raw_retention_days < needed:
+            raise ValueError(
+                f"BA_RAW_RETENTION_DAYS={self.raw_retention_days:g} is shorter than the message "
+                f"retention ({self.message_retention_days:g} d) plus the replay window "
+                f"({self.replay_window_days:g} d): a redelivered event could be counted twice"
+            )
+        reach_days = self.max_event_age_days + self._behavior_reach_s() / DAY
+        if self.raw_retention_days < reach_days:
+            raise ValueError(
+                f"BA_RAW_RETENTION_DAYS={self.raw_retention_days:g} is shorter than the oldest "
+                f"accepted event (BA_MAX_EVENT_AGE_DAYS={self.max_event_age_days:g}) plus how "
+                f"far sessions, funnels and identity links reach back ({reach_days:g} d): "
+                "their recomputation would miss expired raw events"
+            )
+        if self.hashed_fields.strip() and len(self.hash_salt.get_secret_value()) < 16:
+            raise ValueError(
+                "BA_HASHED_FIELDS needs BA_HASH_SALT, a secret of at least 16 characters"
+            )
+        if self.backend == "gcp" and not self.project:
+            raise ValueError("BA_BACKEND=gcp needs GOOGLE_CLOUD_PROJECT (or PROJECT_ID)")
+        return self
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.pubsub_dead_letter_topic or f"{_short(self.pubsub_topic)}-dead-letter"
+
+    @property
+    def dead_letter_subscription(self) -> str:
+        return (
+            self.pubsub_dead_letter_subscription
+            or f"{_short(self.pubsub_subscription)}-dead-letter"
+        )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_future_skew_s=self.max_future_skew_s, max_age_s=self.max_event_age_days * DAY
+        )
+
+    def _behavior_reach_s(self) -> float:
+        """How far before a new event the behavioral rules read raw events."""
+        session = (self.session_max_hours * 3600) + self.session_gap_minutes * 60
+        funnel = max((f.window_s for f in parse_funnels(self.funnels)), default=0.0)
+        return max(session, funnel, self.identity_window_hours * 3600)
+
+    def behavior_rules(self) -> BehaviorRules:
+        return BehaviorRules(
+            sessions=SessionRules(self.session_gap_minutes * 60, self.session_max_hours * 3600),
+            funnels=parse_funnels(self.funnels),
+            identity_window_s=self.identity_window_hours * 3600,
+            allow_relink=self.identity_allow_relink,
+            flag_bots=self.flag_bots,
+            truncate_ips=self.truncate_ips,
+            hashed_fields=tuple(sorted(self.keys(self.hashed_fields))),
+            hash_salt=self.hash_salt.get_secret_value().encode(),
+            lateness_s=self.max_event_age_days * DAY,
+        )
+
+    @property
+    def exports_to_cloud_monitoring(self) -> bool:
+        if self.metrics_exporter == "auto":
+            return self.backend == "gcp"
+        return self.metrics_exporter == "cloud-monitoring"
+
+    @staticmethod
+    def keys(value: str) -> frozenset[str]:
+        return frozenset(key.strip() for key in value.split(",") if key.strip())
+
+
+_ENV_NAMES = {
+    name: (
+        field.validation_alias.choices[0]  # type: ignore[union-attr]
+        if field.validation_alias is not None
+        else name
+    )
+    for name, field in Settings.model_fields.items()
+}
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; raise ConfigError with one readable line when a value is wrong."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = error["loc"][0] if error["loc"] else ""
+        name = _ENV_NAMES.get(str(location), str(location))
+        message = error["msg"].removeprefix("Value error, ")
+        if name:
+            raise ConfigError(f"invalid {name}: {message}") from None
+        raise ConfigError(f"invalid configuration: {message}") from None

@@ -1,0 +1,214 @@
+"""What `verify` and `verify --repair` need of the Firestore store: every raw event, every
+aggregate in comparable form (`snapshot`), and `rebuild`, which replaces the aggregates by a
+recount of the raw events.
+
+A rebuild keeps what raw events cannot give back (identity links, tombstones), sets each raw
+event's `person` (and `bot`, for events stored before the behavioral read model) to what the
+recount says, deletes the aggregates and writes them again. It is not atomic: stop the
+workers first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from math import inf
+from typing import Any
+
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from behavioral_analytics.aggregation import UNIQUE_GRANULARITIES, fold
+from behavioral_analytics.behavior import recount
+from behavioral_analytics.bots import is_bot
+from behavioral_analytics.events import Event
+from behavioral_analytics.store import AggregateSnapshot
+from behavioral_analytics.stores.firestore.behavior import encode_progress, encode_sessions
+from behavioral_analytics.stores.firestore.documents import (
+    as_datetime,
+    links_of,
+    markers_by_who,
+    markers_of,
+    profile_doc,
+)
+from behavioral_analytics.stores.firestore.gateway import Gateway
+from behavioral_analytics.stores.firestore.keys import (
+    decode_map,
+    doc_id,
+    encode_map,
+    encode_map_key,
+)
+from behavioral_analytics.stores.firestore.options import StoreOptions
+from behavioral_analytics.stores.firestore.reads import BucketSum, profile_of, stored_event
+from behavioral_analytics.stores.firestore.schema import (
+    AGGREGATES,
+    BOT_FIELD,
+    BUCKET_PREFIX,
+    EVENTS,
+    FORGOTTEN_FIELD,
+    FUNNEL_FIELD,
+    LINKED_USERS_FIELD,
+    LINKS_FIELD,
+    PROGRESS_FIELD,
+    SESSION_STATS,
+    SESSION_STATS_FIELD,
+    SESSIONS_FIELD,
+)
+
+__all__ = ["Audit"]
+
+
+class Audit:
+    """Raw events, the aggregate snapshot and the rebuild, through `gateway`. Every method
+    raises as the `Store` port's does."""
+
+    def __init__(self, gateway: Gateway, options: StoreOptions) -> None:
+        self.gateway = gateway
+        self.options = options
+
+    def iter_raw_events(self) -> Iterator[Event]:
+        for snap in self.gateway.all(EVENTS):
+            yield stored_event(snap).event
+
+    def snapshot(self) -> AggregateSnapshot:
+        behavioral = self.options.behavioral
+        snap = AggregateSnapshot()
+        sums: dict[tuple[str, str], BucketSum] = {}
+        for doc in self.gateway.all(AGGREGATES):
+            data = doc.to_dict() or {}
+            kind = data.get("kind")
+            if kind == "bucket":
+                sums.setdefault((data["granularity"], data["period"]), BucketSum()).add(data)
+            elif kind == "user":
+                profile = profile_of(doc)
+                snap.profiles[profile.who] = (
+                    profile.total_events,
+                    profile.events_by_type,
+                    profile.first_seen,
+                    profile.last_activity,
+                )
+                snap.markers.update(markers_of(profile.who, data))
+        for key, total in sums.items():
+            if total.counted or not behavioral:  # not a bucket of bots only
+                snap.buckets[key] = (total.total, dict(total.by_type))
+                if key[0] in UNIQUE_GRANULARITIES:
+                    snap.unique_users[key] = total.unique_users
+            if not behavioral:
+                continue
+            if total.bot_events:
+                snap.bot_events[key] = total.bot_events
+            if not total.sessions.is_zero():
+                snap.session_stats[key] = total.sessions
+            for (name, step), users in total.funnel_users.items():
+                if users:
+                    snap.funnel_users[name, key[1], step] = users
+        return snap
+
+    def rebuild(self, events: Iterator[Event]) -> None:
+        """Replace the aggregates by the fold of `events` (with the behavioral read model, by
+        `behavior.recount` of them: bots apart, sessions and funnel progress in the profiles,
+        their figures in the buckets). Not atomic: stop the workers first."""
+        options, gateway = self.options, self.gateway
+        counted = None
+        kept: dict[str, dict[str, Any]] = {}  # person or actor -> links and tombstone fields
+        if options.behavioral:
+            kept = self._identity_fields()
+            links = [link for fields in kept.values() for link in fields.pop("_links", ())]
+            counted = recount(events, links, options.rules, options.periods)
+            self._backfill_person(counted.persons)
+            deltas = counted.deltas
+        else:
+            deltas = fold(events, options.periods)
+        gateway.delete_all(AGGREGATES)
+        writer = gateway.client.batch()
+        now = options.clock()
+        updated = as_datetime(now)
+        uniques = deltas.unique_users()
+        docs: dict[tuple[str, str], dict[str, Any]] = {}
+        for (granularity, period), bucket in deltas.buckets.items():
+            doc: dict[str, Any] = {
+                "total_events": bucket.total,
+                "events_by_type": encode_map(dict(bucket.by_type)),
+            }
+            if granularity in UNIQUE_GRANULARITIES:
+                doc["unique_users"] = uniques[granularity, period]
+            docs[granularity, period] = doc
+        progress: dict[str, dict[str, dict[str, int]]] = {}
+        if counted is not None:
+            for key, n in counted.bot_events.items():
+                docs.setdefault(key, {})[BOT_FIELD] = n
+            for key, stats in counted.session_stats.items():
+                values = (stats.sessions, stats.duration_ms, stats.bounces, stats.events)
+                docs.setdefault(key, {})[SESSION_STATS_FIELD] = dict(
+                    zip(SESSION_STATS, values, strict=True)
+                )
+            for (name, day, step), n in counted.funnel_users.items():
+                if n:
+                    funnels = docs.setdefault(("day", day), {}).setdefault(FUNNEL_FIELD, {})
+                    funnels.setdefault(encode_map_key(name), {})[str(step)] = n
+            for (name, person, day), step in counted.funnel_progress.items():
+                progress.setdefault(person, {}).setdefault(name, {})[day] = step
+        aggregates = gateway.collection(AGGREGATES)
+        for (unit, period), fields in docs.items():
+            doc = {
+                "kind": "bucket",
+                "granularity": unit,
+                "period": period,
+                **fields,
+                "last_updated": updated,
+            }
+            writer.set(aggregates.document(BUCKET_PREFIX[unit] + period), doc)
+            writer = gateway.flush_if_full(writer)
+        markers = markers_by_who(deltas.markers)
+        for who, p in deltas.profiles.items():
+            behavior = None
+            if counted is not None:
+                behavior = {
+                    # Everything the raw events hold (they are younger than the horizon).
+                    SESSIONS_FIELD: encode_sessions(counted.sessions.get(who, []), -inf),
+                    PROGRESS_FIELD: encode_progress(progress.get(who, {}), ""),
+                }
+            doc = profile_doc(who, p, markers.get(who, []), updated, behavior)
+            writer.set(aggregates.document(doc_id("user_", who)), {**doc, **kept.pop(who, {})})
+            writer = gateway.flush_if_full(writer)
+        for who, fields in kept.items():  # links or a tombstone, no profile
+            doc = {"kind": "person", "user_id": who, "last_updated": updated, **fields}
+            writer.set(aggregates.document(doc_id("user_", who)), doc)
+            writer = gateway.flush_if_full(writer)
+        gateway.flush_if_full(writer, force=True)
+
+    def _identity_fields(self) -> dict[str, dict[str, Any]]:
+        """Per document holding links or a tombstone: those fields (and its links, decoded,
+        under `_links`), which a rebuild keeps."""
+        query = (
+            self.gateway.collection(AGGREGATES)
+            .select(["user_id", LINKS_FIELD, LINKED_USERS_FIELD, FORGOTTEN_FIELD])
+            .order_by(FieldPath.document_id())
+        )
+        kept: dict[str, dict[str, Any]] = {}
+        for snap in self.gateway.stream_all(query):
+            data = snap.to_dict() or {}
+            fields = {
+                name: data[name]
+                for name in (LINKS_FIELD, LINKED_USERS_FIELD, FORGOTTEN_FIELD)
+                if data.get(name) is not None
+            }
+            if fields:
+                fields["_links"] = links_of(snap)
+                kept[data["user_id"]] = fields
+        return kept
+
+    def _backfill_person(self, persons: dict[str, str]) -> None:
+        """Set each raw event's `person` (and `bot`, for events stored before the behavioral
+        read model) to what the recount says: what the behavioral queries select on."""
+        writer = self.gateway.client.batch()
+        for snap in self.gateway.all(EVENTS):
+            data = snap.to_dict() or {}
+            fields: dict[str, Any] = {}
+            if "bot" not in data:
+                fields["bot"] = is_bot(decode_map(data.get("properties") or {}))
+            person = persons.get(snap.id, data.get("person", data["who"]))
+            if data.get("person") != person:
+                fields["person"] = person
+            if fields:
+                writer.update(snap.reference, fields)
+                writer = self.gateway.flush_if_full(writer)
+        self.gateway.flush_if_full(writer, force=True)

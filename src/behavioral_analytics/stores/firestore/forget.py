@@ -1,0 +1,316 @@
+"""`forget USER` on the Firestore store.
+
+1. A tombstone (`forgotten_at`, raised to now) goes into the user's document first, then into
+   the documents of the anonymous ids actively linked to them. Every commit reads the
+   documents of the people its events count for and writes them under their update time, so
+   from then on an event of theirs dated up to the tombstone is dropped (one committing
+   meanwhile fails its precondition, re-reads and drops it).
+2. Per person, their raw events up to the tombstone are deleted with their counts, in atomic
+   chunks when there are many; the last chunk goes with the person's document, replaced
+   under its update time by what their remaining events (newer than the tombstone) make,
+   and with the difference in unique users, sessions and funnel users. A `forget` cut short
+   is finished by running it again: each chunk is exact on its own and the document still
+   holds what the last step subtracts.
+3. The link records naming the user go; so do the dead letters that name them.
+
+It takes the narrow parts of the store it needs: the gateway (reads, commit requests,
+counters), the options (rules, periods, clock, shards) and the people reader.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from google.cloud import firestore
+
+from behavioral_analytics.aggregation import GRANULARITIES, Deltas, fold
+from behavioral_analytics.behavior import funnel_points, sessions_of
+from behavioral_analytics.events import Event
+from behavioral_analytics.funnels import progress
+from behavioral_analytics.identity import Link, resolve
+from behavioral_analytics.privacy import mentions
+from behavioral_analytics.store import ForgetReport, TransientStoreError
+from behavioral_analytics.stores.firestore.behavior import (
+    PersonChange,
+    PersonState,
+    raw_event,
+    renew_recent,
+)
+from behavioral_analytics.stores.firestore.documents import (
+    Extra,
+    Seen,
+    add_bucket_writes,
+    as_datetime,
+    behavior_fields,
+    behavior_transforms,
+    links_of,
+    profile_doc,
+    queried_event,
+)
+from behavioral_analytics.stores.firestore.gateway import CONFLICT_ERRORS, MAX_CONFLICTS, Gateway
+from behavioral_analytics.stores.firestore.identity import encode_links
+from behavioral_analytics.stores.firestore.keys import doc_id, encode_map_key
+from behavioral_analytics.stores.firestore.options import StoreOptions
+from behavioral_analytics.stores.firestore.people import People
+from behavioral_analytics.stores.firestore.schema import (
+    AGGREGATES,
+    BOT_FIELD,
+    DEAD_LETTERS,
+    EVENTS,
+    FORGOTTEN_FIELD,
+    LINKED_USERS_FIELD,
+    LINKS_FIELD,
+    MOVE_FIELDS,
+)
+from behavioral_analytics.stores.firestore.wire import delete, field_path, write
+
+__all__ = ["CHUNK", "forget"]
+
+CHUNK = 400  # raw events deleted per commit before the last one
+
+
+def forget(who: str, gateway: Gateway, options: StoreOptions, people: People) -> ForgetReport:
+    """Delete `who`'s events, counts, links and dead letters (and those of the anonymous ids
+    actively linked to them); see the module's docstring for the steps.
+
+    Raises `NotSupported` without the behavioral read model, `TransientStoreError` when a
+    step kept conflicting with commits, the client's `GoogleAPICallError`s as they come (each
+    step made is complete: running it again finishes)."""
+    options.need_behavior("forget")
+    return _Forget(gateway, options, people).run(who)
+
+
+class _Forget:
+    def __init__(self, gateway: Gateway, options: StoreOptions, people: People) -> None:
+        self.gateway = gateway
+        self.options = options
+        self.people = people
+
+    def run(self, who: str) -> ForgetReport:
+        now = self.options.clock()
+        report = ForgetReport(who)
+        self._tombstone(who, now)
+        naming = self._documents_naming(who)
+        active = sorted(
+            anonymous
+            for anonymous, links in naming.items()
+            if any(link.user_id == who and link.status == "active" for link in links)
+        )
+        for anonymous in active:
+            self._tombstone(anonymous, now)
+        report.persons = [who, *active]
+        for person in report.persons:
+            self._forget_person(person, who, report)
+        for anonymous in naming:
+            if anonymous not in active:
+                self._drop_links(anonymous, who, report)
+        report.dead_letters = self._forget_dead_letters(
+            {who}, {a.removeprefix("anonymous:") for a in active}
+        )
+        return report
+
+    def _tombstone(self, person: str, when: float) -> None:
+        name = self.gateway.name(AGGREGATES, doc_id("user_", person))
+        self.gateway.send(
+            [
+                write(
+                    name,
+                    {"user_id": person},
+                    mask=["user_id"],
+                    transforms=[(FORGOTTEN_FIELD, "maximum", when)],
+                )
+            ]
+        )
+        self.gateway.counters.write_ops += 1
+
+    def _documents_naming(self, user: str) -> dict[str, tuple[Link, ...]]:
+        """Anonymous actor -> its links, for every anonymous id with a proposal naming `user`."""
+        query = (
+            self.gateway.collection(AGGREGATES)
+            .where(filter=firestore.FieldFilter(LINKED_USERS_FIELD, "array_contains", user))
+            .select(["user_id", LINKS_FIELD])
+        )
+        return {
+            (snap.to_dict() or {})["user_id"]: links_of(snap)
+            for snap in query.stream(timeout=self.gateway.timeout_s)
+        }
+
+    def _forget_person(self, person: str, user: str, report: ForgetReport) -> None:
+        for _ in range(MAX_CONFLICTS):
+            seen = self.people.read([person], None).get(person)
+            if seen is None or seen.forgotten_at is None:
+                raise TransientStoreError(f"the tombstone of {person!r} is missing")
+            stored, bots = self._events_of(person)
+            newest = max((e.timestamp for e in stored), default=seen.forgotten_at)
+            if newest > seen.forgotten_at:  # dated ahead of the clock: the tombstone covers it
+                self._tombstone(person, newest)
+                continue
+            doomed = [e for e in stored if e.timestamp <= seen.forgotten_at]
+            remaining = [e for e in stored if e.timestamp > seen.forgotten_at and e.key not in bots]
+            try:
+                while len(doomed) > CHUNK:
+                    chunk, doomed = doomed[:CHUNK], doomed[CHUNK:]
+                    self.gateway.send(self._deletions(chunk, self._bucket_changes(chunk, bots)))
+                    report.raw_events += len(chunk)
+                document, extra, counts = self._derivation(person, user, seen, remaining)
+                for key, transforms in self._bucket_changes(doomed, bots).items():
+                    extra.setdefault(key, []).extend(transforms)
+                self.gateway.send([*self._deletions(doomed, extra), document])
+            except CONFLICT_ERRORS:
+                self.gateway.counters.conflicts += 1
+                continue
+            report.raw_events += len(doomed)
+            report.sessions += counts[0]
+            report.funnel_entries += counts[1]
+            report.links += counts[2]
+            return
+        raise TransientStoreError(f"forgetting {person!r} kept conflicting with commits")
+
+    def _events_of(self, person: str) -> tuple[list[Event], set[str]]:
+        """Every stored event counted for `person`, by time, and the keys of the bots' among
+        them."""
+        query = (
+            self.gateway.collection(EVENTS)
+            .where(filter=firestore.FieldFilter("person", "==", person))
+            .select(MOVE_FIELDS)
+        )
+        found, bots = [], set()
+        for snap in query.stream(timeout=self.gateway.timeout_s):
+            data = snap.to_dict() or {}
+            found.append(queried_event(snap.id, data, person))
+            if data.get("bot"):
+                bots.add(snap.id)
+        return sorted(found, key=lambda e: (e.timestamp, e.key)), bots
+
+    def _bucket_changes(self, events: Sequence[Event], bots: set[str]) -> Extra:
+        """What `events` counted in their buckets (totals, types, bots), taken away."""
+        periods = self.options.periods
+        extra: Extra = {}
+        humans = [e for e in events if e.key not in bots]
+        for key, bucket in fold(humans, periods).buckets.items():
+            transforms = extra.setdefault(key, [])
+            transforms.append(("total_events", "increment", -bucket.total))
+            transforms += [
+                (field_path("events_by_type", encode_map_key(t)), "increment", -n)
+                for t, n in bucket.by_type.items()
+            ]
+        counted: Counter[tuple[str, str]] = Counter()
+        for event in events:
+            if event.key in bots:
+                counted.update(zip(GRANULARITIES, periods.of(event.timestamp), strict=True))
+        for bucket_key, n in counted.items():
+            extra.setdefault(bucket_key, []).append((BOT_FIELD, "increment", -n))
+        return extra
+
+    def _deletions(self, events: Sequence[Event], extra: Extra) -> list[Any]:
+        """Deletes of `events` and one write per bucket document changed (one atomic unit)."""
+        writes = [delete(self.gateway.name(EVENTS, e.key), exists=True) for e in events]
+        updated = as_datetime(self.options.clock())
+        add_bucket_writes(
+            writes,
+            self.gateway.name,
+            Deltas(),
+            Counter(),
+            updated,
+            self.options.next_shard(),
+            extra,
+        )
+        return writes
+
+    def _derivation(
+        self, person: str, user: str, seen: Seen, remaining: list[Event]
+    ) -> tuple[Any, Extra, tuple[int, int, int]]:
+        """The person's document as their remaining events make it (or no profile: the links
+        not naming `user`, the tombstone) under its update time; the difference in unique
+        users, sessions and funnel users; the sessions, funnel entries and links it removes."""
+        rules, periods = self.options.rules, self.options.periods
+        state = seen.behavior or PersonState()
+        change = PersonChange(PersonState(dict(state.sessions), {}))
+        change.replacer(periods)(dict(state.sessions), sessions_of(remaining, rules.sessions))
+        for name, days in state.progress.items():
+            change.state.progress[name] = dict(days)
+        reached = {
+            funnel.name: progress(funnel_points(remaining, funnel), funnel, periods)
+            for funnel in rules.funnels
+        }
+        for name in {*state.progress, *reached}:
+            for day in {*state.progress.get(name, {}), *reached.get(name, {})}:
+                change.set_step(name, day, reached.get(name, {}).get(day, 0))
+        known = [
+            raw_event(e.key, e.timestamp, e.session_id, e.event_type, e.properties, rules)
+            for e in remaining
+        ]
+        renew_recent(change.state, 0.0, known, rules)
+        deltas = fold(remaining, periods)
+        markers = {(g, p) for g, p, _ in deltas.markers}
+        uniques: Counter[tuple[str, str]] = Counter(markers - seen.markers)
+        uniques.subtract(seen.markers - markers)
+        extra: Extra = {}
+        behavior_transforms(extra, [], [change], periods)
+        for key, n in uniques.items():
+            if n:
+                extra.setdefault(key, []).append(("unique_users", "increment", n))
+        now = self.options.clock()
+        updated = as_datetime(now)
+        behavior = behavior_fields(change, self.options.horizon([], now), periods)
+        profile = deltas.profiles.get(person)
+        if profile is not None:
+            doc = profile_doc(person, profile, sorted(markers), updated, behavior)
+        else:
+            doc = {"kind": "person", "user_id": person, "last_updated": updated, **behavior}
+        doc[FORGOTTEN_FIELD] = seen.forgotten_at
+        links = _without(seen.links, user, rules.allow_relink)
+        if links:
+            doc.update(encode_links(links))
+        name = self.gateway.name(AGGREGATES, doc_id("user_", person))
+        counts = (
+            len(state.sessions),
+            sum(len(days) for days in state.progress.values()),
+            len(seen.links) - len(links),
+        )
+        return write(name, doc, update_time=seen.update_time), extra, counts
+
+    def _drop_links(self, anonymous: str, user: str, report: ForgetReport) -> None:
+        """Remove the records naming `user` from an anonymous id's links (refused or duplicate
+        proposals: who its events count for does not change)."""
+        name = self.gateway.name(AGGREGATES, doc_id("user_", anonymous))
+        for _ in range(MAX_CONFLICTS):
+            seen = self.people.read([anonymous], [])[anonymous]
+            links = _without(seen.links, user, self.options.rules.allow_relink)
+            fields = encode_links(links)
+            try:
+                self.gateway.send(
+                    [write(name, fields, mask=list(fields), update_time=seen.update_time)]
+                )
+            except CONFLICT_ERRORS:
+                self.gateway.counters.conflicts += 1
+                continue
+            report.links += len(seen.links) - len(links)
+            return
+        raise TransientStoreError(f"forgetting links of {anonymous!r} kept conflicting")
+
+    def _forget_dead_letters(self, user_ids: set[str], anonymous_ids: set[str]) -> int:
+        needles = [n.encode() for n in (user_ids | anonymous_ids)]
+        doomed = []
+        for snap in self.gateway.all(DEAD_LETTERS):
+            data = bytes((snap.to_dict() or {}).get("data") or b"")
+            if any(needle in data for needle in needles) and mentions(
+                data, user_ids, anonymous_ids
+            ):
+                doomed.append(snap.reference)
+        client = self.gateway.client
+        for start in range(0, len(doomed), CHUNK):
+            batch = client.batch()
+            for reference in doomed[start : start + CHUNK]:
+                batch.delete(reference)
+            batch.commit(timeout=self.gateway.timeout_s)
+        return len(doomed)
+
+
+def _without(links: Sequence[Link], user: str, allow_relink: bool) -> list[Link]:
+    """An anonymous id's links less those naming `user`, resolved again (a proposal refused
+    for the user's sake becomes active: the events it covers were the user's or the anonymous
+    id's own, deleted)."""
+    return resolve([link for link in links if link.user_id != user], allow_relink)

@@ -1,0 +1,138 @@
+"""Reading people on the Firestore store: a person's (or anonymous actor's) document as a
+commit needs it, and their stored raw events (by `person`, by time; an anonymous id's
+anonymous-only events).
+
+A behavioral commit reads the documents of the people its events count for and writes them
+under the update time it read (`Seen.update_time`): the raw events it read of them are then
+exactly their committed events in the range it read. The queries run after those reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from google.cloud import firestore
+
+from behavioral_analytics.events import Event, actor
+from behavioral_analytics.stores.firestore.behavior import RawEvent, raw_event
+from behavioral_analytics.stores.firestore.documents import (
+    Seen,
+    as_datetime,
+    queried_event,
+    read_seen,
+)
+from behavioral_analytics.stores.firestore.gateway import Gateway
+from behavioral_analytics.stores.firestore.keys import decode_map, doc_id
+from behavioral_analytics.stores.firestore.options import StoreOptions
+from behavioral_analytics.stores.firestore.schema import (
+    AGGREGATES,
+    EVENTS,
+    MANY_HOURS,
+    MARKER_FIELD,
+    MOVE_FIELDS,
+    PERSON_FIELDS,
+)
+from behavioral_analytics.stores.firestore.wire import field_path
+
+__all__ = ["People"]
+
+
+class People:
+    """Reads of people's documents and raw events through `gateway`."""
+
+    def __init__(self, gateway: Gateway, options: StoreOptions) -> None:
+        self.gateway = gateway
+        self.options = options
+
+    def read(self, people: Iterable[str], hours: Iterable[str] | None) -> dict[str, Seen]:
+        """The documents of `people` that exist: profiles with the markers of `hours` (None:
+        all), the stored derivation, links and tombstones.
+
+        Raises `TransientStoreError` on a transient error."""
+        hours = sorted(set(hours)) if hours is not None else None
+        mask = [MARKER_FIELD["day"], *PERSON_FIELDS]
+        if hours is None or len(hours) > MANY_HOURS:
+            mask.append(MARKER_FIELD["hour"])
+        else:
+            mask.extend(field_path(MARKER_FIELD["hour"], hour) for hour in hours)
+        names = {self.gateway.name(AGGREGATES, doc_id("user_", who)): who for who in people}
+        return {
+            names[name]: read_seen(doc, True, names[name])
+            for name, doc in self.gateway.get(list(names), mask).items()
+        }
+
+    def anonymous_events(self, anonymous_id: str) -> list[tuple[Event, str]]:
+        """The stored human events of `anonymous_id` without a user id, each with the person
+        it counts for now."""
+        query = self.gateway.collection(EVENTS).where(
+            filter=firestore.FieldFilter("anonymous_id", "==", anonymous_id)
+        )
+        who = actor(None, anonymous_id)
+        found = []
+        for snap in query.select(MOVE_FIELDS).stream(timeout=self.gateway.timeout_s):
+            data = snap.to_dict() or {}
+            if data.get("user_id") is None and not data.get("bot"):
+                found.append((queried_event(snap.id, data, who), data.get("person", who)))
+        return found
+
+    def all_from(self, person: str, low: float) -> list[Event]:
+        """Every stored human event counted for `person` at or after `low` (epoch seconds)."""
+        return [
+            queried_event(key, data, person)
+            for key, data in self._humans_from(person, low, MOVE_FIELDS)
+        ]
+
+    def relevant_from(self, person: str, low: float) -> list[RawEvent]:
+        """A person's stored human events at or after `low` that sessions or funnels need."""
+        rules = self.options.rules
+        fields = ["ts", "session_id", "event_type", "bot"]
+        if any(step.where for f in rules.funnels for step in f.steps):
+            fields.append("properties")
+        found = []
+        for key, data in self._humans_from(person, low, fields):
+            event = raw_event(
+                key,
+                data["ts"],
+                data.get("session_id"),
+                data.get("event_type", ""),
+                decode_map(data.get("properties") or {}),
+                rules,
+            )
+            if event.relevant:
+                found.append(event)
+        return found
+
+    def _humans_from(
+        self, person: str, low: float, fields: Sequence[str]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(key, `fields`) of the stored human events counted for `person` at or after `low`,
+        by time (index: person, timestamp)."""
+        query = (
+            self.gateway.collection(EVENTS)
+            .where(filter=firestore.FieldFilter("person", "==", person))
+            # The Timestamp keeps microseconds: a millisecond of slack, then the exact `ts`.
+            .where(filter=firestore.FieldFilter("timestamp", ">=", as_datetime(low - 0.001)))
+            .order_by("timestamp")
+            .select([*fields])
+        )
+        for snap in query.stream(timeout=self.gateway.timeout_s):
+            data = snap.to_dict() or {}
+            timestamp = data.get("ts")
+            if not data.get("bot") and timestamp is not None and timestamp >= low:
+                yield snap.id, data
+
+    def last_before(self, person: str, before: float) -> float | None:
+        """The time of the person's latest stored human event before `before`."""
+        query = (
+            self.gateway.collection(EVENTS)
+            .where(filter=firestore.FieldFilter("person", "==", person))
+            .where(filter=firestore.FieldFilter("timestamp", "<", as_datetime(before)))
+            .order_by("timestamp", direction=firestore.Query.DESCENDING)
+            .select(["ts", "bot"])
+        )
+        for snap in query.stream(timeout=self.gateway.timeout_s):
+            data = snap.to_dict() or {}
+            if not data.get("bot"):
+                return data.get("ts")
+        return None

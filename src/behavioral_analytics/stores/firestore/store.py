@@ -1,0 +1,331 @@
+"""The read model on Firestore, in the seed recipe's layout: `FirestoreStore`, the facade the
+rest of the program holds.
+
+The store is composed of parts, each in its own module, layered so that none imports one
+above it:
+
+  schema, keys, wire              layout and limits; safe names; the `firestore.v1` protobufs
+  identity, behavior              pure: identity links as stored; sessions and funnels per person
+  documents                       documents as Python values
+  gateway, options                the way to the database (reads, commit requests, counters);
+                                  what the store was built with
+  people, plan                    reading people and their events; who each event counts for
+  profile_writes, person_writes   a commit's profile writes (without / with the behavioral
+                                  read model)
+  commit                          split, build, commit atomically, retry on conflict
+  reads, audit, forget            the read side; verify and rebuild; `forget USER`
+  store                           this facade
+
+The commit path builds the `firestore.v1` protobufs itself (`wire`) and sends them through
+the client's own GAPIC stub (`gateway`): the client library's per-field proto-plus
+marshalling cost several times the commit itself (see docs/gcp.md, "Throughput"). With the
+behavioral read model a commit first plans who each event counts for (`plan`: tombstones,
+identity links, the stored events a changed link moves; `identity`), then recomputes
+sessions and funnels per person (`person_writes`, `behavior`).
+
+The parts share one `Gateway` (and its counters) and one `StoreOptions`; the facade's
+attributes of the same names (`behavioral`, `max_request_bytes`, `write_ops`, …) read and
+set them there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from behavioral_analytics.aggregation import Granularity, Periods
+from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.events import Event
+from behavioral_analytics.identity import Link
+from behavioral_analytics.store import (
+    AggregateSnapshot,
+    CommitResult,
+    DeadLetter,
+    ForgetReport,
+    Freshness,
+    FunnelDay,
+    NewDeadLetter,
+    Page,
+    Profile,
+    SeriesPoint,
+    SessionPoint,
+    Store,
+    StoredEvent,
+    StoreError,
+)
+from behavioral_analytics.stores.firestore.audit import Audit
+from behavioral_analytics.stores.firestore.commit import Committer
+from behavioral_analytics.stores.firestore.forget import forget
+from behavioral_analytics.stores.firestore.gateway import Gateway
+from behavioral_analytics.stores.firestore.options import StoreOptions
+from behavioral_analytics.stores.firestore.people import People
+from behavioral_analytics.stores.firestore.reads import Reads
+from behavioral_analytics.stores.firestore.schema import (
+    DEFAULT_MARKER_RETENTION_S,
+    EVENTS,
+    FRESHNESS,
+    MAX_REQUEST_BYTES,
+    MAX_TRANSFORMS_PER_DOC,
+    STATE,
+)
+
+__all__ = ["FirestoreStore"]
+
+
+class FirestoreStore(Store):
+    """The `Store` port on Firestore.
+
+    `client` is a `google.cloud.firestore.Client` of the database named `database`;
+    `timezone` an IANA name for the reporting buckets; retentions in seconds (raw events:
+    the TTL written into each; markers: how long a unique-user marker must outlive the
+    oldest event that can still be counted, raised to the raw retention plus two days);
+    `counter_shards` 0 for single bucket documents, else the number of shards a bucket's
+    counts spread over; `max_request_bytes` and `max_transforms_per_doc` keep commits under
+    Firestore's limits (10 MiB per request, 500 field transforms per document);
+    `timeout_s` bounds every request; `rules` the behavioral rules (sessions, funnels,
+    identity); `behavior=False` turns the behavioral read model off
+    (BA_FIRESTORE_BEHAVIOR=false) and the store counts as before.
+
+    Methods raise as the port says: `TransientStoreError` (retry), `StoreError`,
+    `NotSupported` for behavioral reads without the behavioral read model.
+    """
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        *,
+        timezone: str = "UTC",
+        raw_retention_s: float = 30 * 86400.0,
+        marker_retention_s: float = DEFAULT_MARKER_RETENTION_S,
+        counter_shards: int = 0,
+        clock: Callable[[], float] = time.time,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_transforms_per_doc: int = MAX_TRANSFORMS_PER_DOC,
+        timeout_s: float = 30.0,
+        database: str = "(default)",
+        rules: BehaviorRules | None = None,
+        behavior: bool = True,
+    ) -> None:
+        self.options = StoreOptions(
+            timezone=timezone,
+            raw_retention_s=raw_retention_s,
+            marker_retention_s=marker_retention_s,
+            counter_shards=counter_shards,
+            clock=clock,
+            max_request_bytes=max_request_bytes,
+            max_transforms_per_doc=max_transforms_per_doc,
+            rules=rules,
+            behavior=behavior,
+        )
+        self.database = database
+        self.gateway = Gateway(client, timeout_s)
+        self._people = People(self.gateway, self.options)
+        self._committer = Committer(self.gateway, self.options, self._people)
+        self._reads = Reads(self.gateway, self.options)
+        self._audit = Audit(self.gateway, self.options)
+
+    # -- what the store was built with (shared by its parts; tests change some) -------------
+
+    @property
+    def behavioral(self) -> bool:
+        """Bots, sessions, funnels, identity links and forget (the behavioral read model)."""
+        return self.options.behavioral
+
+    @behavioral.setter
+    def behavioral(self, value: bool) -> None:
+        self.options.behavioral = value
+
+    @property
+    def rules(self) -> BehaviorRules:
+        """Sessions, funnels and identity rules."""
+        return self.options.rules
+
+    @rules.setter
+    def rules(self, value: BehaviorRules | None) -> None:
+        self.options.rules = value or BehaviorRules()
+
+    @property
+    def periods(self) -> Periods:
+        """The reporting buckets (minute, hour, day in the store's time zone)."""
+        return self.options.periods
+
+    @property
+    def raw_retention_s(self) -> float:
+        """Seconds a raw event is kept (its TTL)."""
+        return self.options.raw_retention_s
+
+    @property
+    def marker_retention_s(self) -> float:
+        """Seconds a unique-user marker is kept."""
+        return self.options.marker_retention_s
+
+    @property
+    def counter_shards(self) -> int:
+        """Shards a bucket's counts spread over (0: single documents)."""
+        return self.options.counter_shards
+
+    @property
+    def max_request_bytes(self) -> int:
+        """A commit request's size budget, in bytes."""
+        return self.options.max_request_bytes
+
+    @max_request_bytes.setter
+    def max_request_bytes(self, value: int) -> None:
+        self.options.max_request_bytes = value
+
+    @property
+    def max_transforms_per_doc(self) -> int:
+        """Field transforms per document and commit, at most."""
+        return self.options.max_transforms_per_doc
+
+    @max_transforms_per_doc.setter
+    def max_transforms_per_doc(self, value: int) -> None:
+        self.options.max_transforms_per_doc = value
+
+    @property
+    def timeout_s(self) -> float:
+        """Seconds a request may take."""
+        return self.gateway.timeout_s
+
+    @property
+    def db(self) -> firestore.Client:
+        """The Firestore client."""
+        return self.gateway.client
+
+    # -- counters (benchmarks and tests) ----------------------------------------------------
+
+    @property
+    def write_ops(self) -> int:
+        """Document writes in successful commits (what Firestore bills)."""
+        return self.gateway.counters.write_ops
+
+    @property
+    def commits(self) -> int:
+        """Successful atomic commits."""
+        return self.gateway.counters.commits
+
+    @property
+    def conflicts(self) -> int:
+        """Commits refused (ALREADY_EXISTS, stale profile) and recomputed."""
+        return self.gateway.counters.conflicts
+
+    @property
+    def behavior_queries(self) -> int:
+        """Per-person raw-event queries (the digest did not reach)."""
+        return self.gateway.counters.behavior_queries
+
+    @property
+    def identity_queries(self) -> int:
+        """Raw-event queries for events a changed link moves."""
+        return self.gateway.counters.identity_queries
+
+    # -- the port ---------------------------------------------------------------------------
+
+    def init(self) -> list[str]:
+        return [
+            f"Firestore database {self.database!r}: nothing to create; composite indexes "
+            "come from firestore.indexes.json (Terraform), the TTL policy on "
+            f"{EVENTS}.expire_at likewise"
+        ]
+
+    def commit(
+        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+    ) -> CommitResult:
+        return self._committer.commit(events, dead_letters)
+
+    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
+        self._committer.add_dead_letters(dead_letters)
+
+    def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
+        self._committer.mark_replayed(dead_letter_ids, when)
+
+    def profile(self, who: str) -> Profile | None:
+        return self._reads.profile(who)
+
+    def links(self, who: str) -> list[Link]:
+        return self._reads.links(who)
+
+    def stored_links(self) -> list[Link]:
+        return self._reads.stored_links()
+
+    def forget(self, who: str) -> ForgetReport:
+        try:
+            return forget(who, self.gateway, self.options, self._people)
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(
+                f"Firestore forget of {who!r} stopped: {exc}; run it again to finish (each "
+                "step it made is complete)"
+            ) from exc
+
+    def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
+        return self._reads.timeline(who, limit, cursor)
+
+    def events_by_type(
+        self, event_type: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[StoredEvent]:
+        return self._reads.events_by_type(event_type, limit, cursor)
+
+    def get_events(self, keys: Sequence[str]) -> list[StoredEvent]:
+        return self._reads.get_events(keys)
+
+    def series(
+        self, granularity: Granularity, start: str | None = None, end: str | None = None
+    ) -> list[SeriesPoint]:
+        return self._reads.series(granularity, start, end)
+
+    def session_series(
+        self, granularity: Granularity, start: str | None = None, end: str | None = None
+    ) -> list[SessionPoint]:
+        if not self.behavioral:
+            return super().session_series(granularity, start, end)
+        return self._reads.session_series(granularity, start, end)
+
+    def funnel(
+        self, name: str, start: str | None = None, end: str | None = None
+    ) -> list[FunnelDay]:
+        if not self.behavioral:
+            return super().funnel(name, start, end)
+        return self._reads.funnel(name, start, end)
+
+    def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
+        return self._reads.dead_letters(limit, cursor)
+
+    def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        return self._reads.get_dead_letter(dead_letter_id)
+
+    def count_dead_letters(self) -> int:
+        return self._reads.count_dead_letters()
+
+    def active_users(self, since: float) -> int:
+        return self._reads.active_users(since)
+
+    def freshness(self) -> Freshness:
+        return self._reads.freshness()
+
+    def count_events(self) -> int:
+        """How many raw events are stored (a count aggregation query)."""
+        return self._reads.count_events()
+
+    def iter_raw_events(self) -> Iterator[Event]:
+        return self._audit.iter_raw_events()
+
+    def snapshot(self) -> AggregateSnapshot:
+        return self._audit.snapshot()
+
+    def rebuild(self, events: Iterator[Event]) -> None:
+        """Replace the aggregates by the fold of `events` (with the behavioral read model, by
+        `behavior.recount` of them). Not atomic: stop the workers first."""
+        self._committer.profiles.forget_known()
+        self._audit.rebuild(events)
+
+    def ping(self) -> None:
+        try:
+            self.db.collection(STATE).document(FRESHNESS).get(timeout=5.0, retry=None)
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"Firestore unreachable: {exc}") from exc
+
+    def close(self) -> None:
+        self.gateway.close()

@@ -1,0 +1,157 @@
+"""A commit on the SQLite store: one write transaction.
+
+Each raw event is inserted unless its key exists, and the deltas of exactly the rows inserted
+are applied. A redelivered batch therefore inserts nothing and changes nothing. Events of a
+forgotten person (dated at or before their tombstone) are dropped before the insert and counted
+as duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+
+import msgspec
+
+from behavioral_analytics.aggregation import Periods, fold
+from behavioral_analytics.behavior import as_person
+from behavioral_analytics.bots import BOT_PROPERTY, is_bot
+from behavioral_analytics.events import Event
+from behavioral_analytics.sqlite_util import transaction
+from behavioral_analytics.store import CommitResult, NewDeadLetter
+from behavioral_analytics.stores.sqlite.aggregates import apply_deltas
+from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
+from behavioral_analytics.stores.sqlite.forget import forgotten
+from behavioral_analytics.stores.sqlite.sql import insert_returning
+
+__all__ = ["commit_batch", "insert_dead_letters"]
+
+_INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (recorded_at, reason, detail, source, message_id, attributes, data,
+                          received_at, attempts, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (fingerprint) DO NOTHING
+"""
+_UPDATE_STATE = """
+INSERT INTO pipeline_state VALUES (1, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+  newest_event_at = max(coalesce(newest_event_at, excluded.newest_event_at),
+                        excluded.newest_event_at),
+  last_commit_at = excluded.last_commit_at,
+  lag_s = excluded.lag_s
+"""
+
+_encode = msgspec.json.Encoder().encode
+
+
+def commit_batch(
+    db: sqlite3.Connection,
+    events: Sequence[Event],
+    dead_letters: Sequence[NewDeadLetter],
+    *,
+    now: float,
+    raw_retention_s: float,
+    periods: Periods,
+    behavior: SQLiteBehavior,
+) -> CommitResult:
+    """Commit `events` and `dead_letters` in one write transaction on `db`, processed at `now`
+    (epoch seconds), raw events kept `raw_retention_s` seconds.
+
+    Raises `sqlite3.OperationalError` (the caller's to translate) when the transaction fails;
+    then nothing of the batch is stored.
+    """
+    expire_at = now + raw_retention_s
+    with transaction(db):
+        persons = behavior.persons(db, events)
+        gone = forgotten(db, events, persons)
+        if any(gone):
+            kept = [i for i, forgotten_ in enumerate(gone) if not forgotten_]
+            events = [events[i] for i in kept]
+            persons = [persons[i] for i in kept]
+        person_of = {e.key: p for e, p in zip(events, persons, strict=True)}
+        created = _insert_new(db, events, person_of, now, expire_at)
+        humans = [
+            e if person_of[e.key] == e.who else as_person(e, person_of[e.key])
+            for e in created
+            if BOT_PROPERTY not in e.properties
+        ]
+        apply_deltas(db, fold(humans, periods), now)
+        behavior.apply(db, created, person_of, now)
+        if dead_letters:
+            insert_dead_letters(db, dead_letters, now)
+        lag = max((now - event.received_at for event in created), default=None)
+        if created:
+            newest = max(event.timestamp for event in created)
+            db.execute(_UPDATE_STATE, (newest, now, lag))
+    by_type = Counter(event.event_type for event in created)
+    return CommitResult(
+        created=len(created),
+        duplicates=len(events) - len(created) + sum(gone),
+        dead_letters=len(dead_letters),
+        created_by_type=dict(by_type),
+        max_lag_s=lag,
+    )
+
+
+def _insert_new(
+    db: sqlite3.Connection,
+    events: Sequence[Event],
+    person_of: dict[str, str],
+    now: float,
+    expire_at: float,
+) -> list[Event]:
+    """Insert the events whose key is not stored yet; return exactly those (the rows the
+    insert reports as created)."""
+    rows = [
+        (
+            event.key,
+            event.event_id,
+            event.user_id,
+            event.anonymous_id,
+            event.who,
+            event.event_type,
+            event.timestamp,
+            event.session_id,
+            _encode(event.properties),
+            event.received_at,
+            now,
+            expire_at,
+            person_of[event.key],
+            is_bot(event.properties),
+        )
+        for event in events
+    ]
+    inserted = set(insert_returning(db, "events", 14, rows, "key", "(key) DO NOTHING"))
+    created = []
+    for event in events:
+        if event.key in inserted:
+            inserted.discard(event.key)  # a key twice in one batch counts once
+            created.append(event)
+    return created
+
+
+def insert_dead_letters(
+    db: sqlite3.Connection, dead_letters: Sequence[NewDeadLetter], now: float
+) -> None:
+    """Record `dead_letters` at `now` (epoch seconds), each fingerprint once, inside the
+    caller's transaction on `db`."""
+    db.executemany(
+        _INSERT_DEAD_LETTER,
+        [
+            (
+                now,
+                d.reason,
+                d.detail,
+                d.source,
+                d.message_id,
+                json.dumps(d.attributes),
+                d.data,
+                d.received_at,
+                json.dumps(d.attempts),
+                d.fingerprint,
+            )
+            for d in dead_letters
+        ],
+    )

@@ -1,0 +1,168 @@
+"""Forgetting a person on the SQLite store, and the tombstones that keep them forgotten.
+
+`forget` runs in one transaction: it removes the person's (and their actively linked anonymous
+ids') raw events, takes their counts out of every aggregate, deletes their sessions, funnel
+progress, the links naming them and the dead letters mentioning them, and leaves a tombstone per
+person. A commit drops any event dated at or before a tombstone (`forgotten`), so a redelivery
+of an erased event never brings it back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+
+from behavioral_analytics.aggregation import GRANULARITIES, Periods, fold
+from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.events import Event, actor
+from behavioral_analytics.identity import resolve
+from behavioral_analytics.privacy import mentions
+from behavioral_analytics.sessions import Session, SessionDelta
+from behavioral_analytics.store import ForgetReport
+from behavioral_analytics.stores.sqlite.aggregates import subtract_buckets
+from behavioral_analytics.stores.sqlite.identity import links_of_anonymous
+from behavioral_analytics.stores.sqlite.schema import (
+    ADD_UNIQUE,
+    UPSERT_BOT_BUCKET,
+    UPSERT_FUNNEL_BUCKET,
+    UPSERT_SESSION_BUCKET,
+)
+from behavioral_analytics.stores.sqlite.sql import json_list
+
+__all__ = ["forget", "forgotten"]
+
+
+def forgotten(
+    db: sqlite3.Connection, events: Sequence[Event], persons: Sequence[str]
+) -> list[bool]:
+    """Which events belong to a forgotten person (their tombstone predates the event).
+
+    `persons[i]` is the person `events[i]` counts for; an event is dropped when either that
+    person or its actor has a tombstone at or after its timestamp.
+    """
+    names = set(persons) | {e.who for e in events}
+    rows = db.execute(
+        "SELECT person, forgotten_at FROM tombstones "
+        "WHERE person IN (SELECT value FROM json_each(?))",
+        (json_list(names),),
+    ).fetchall()
+    if not rows:
+        return [False] * len(events)
+    stones = dict(rows)
+    return [
+        event.timestamp <= max(stones.get(person, -1.0), stones.get(event.who, -1.0))
+        for event, person in zip(events, persons, strict=True)
+    ]
+
+
+def forget(
+    db: sqlite3.Connection, who: str, now: float, rules: BehaviorRules, periods: Periods
+) -> ForgetReport:
+    """Remove every trace of `who` (and of the anonymous ids actively linked to them) from
+    raw events, aggregates, sessions, funnels, links naming them and dead letters; leave
+    tombstones dated `now` (epoch seconds) or later. Run it inside a write transaction on `db`;
+    `rules` decide how the links left behind resolve, `periods` which buckets the counts leave."""
+    report = ForgetReport(who)
+    anonymous_ids = {
+        row[0]
+        for row in db.execute(
+            "SELECT anonymous_id FROM links WHERE user_id = ? AND status = 'active'", (who,)
+        )
+    }
+    persons = [who, *sorted(actor(None, a) for a in anonymous_ids)]
+    report.persons = persons
+    session_delta = SessionDelta()
+    for person in persons:
+        rows = db.execute(
+            "SELECT key, event_id, user_id, anonymous_id, event_type, timestamp, session_id, "
+            "properties, received_at, bot FROM events WHERE person = ?",
+            (person,),
+        ).fetchall()
+        humans: list[Event] = []
+        bots: Counter[tuple[str, str]] = Counter()
+        for key, event_id, uid, aid, etype, ts, sid, _, received, bot in rows:
+            if bot:
+                for k in zip(GRANULARITIES, periods.of(ts), strict=True):
+                    bots[k] -= 1
+                continue
+            humans.append(Event(key, event_id, uid, aid, etype, ts, sid, {}, received, who=person))
+        subtract_buckets(db, fold(humans, periods))
+        db.executemany(UPSERT_BOT_BUCKET, [(g, p, n) for (g, p), n in bots.items()])
+        changes = Counter(
+            db.execute(
+                "DELETE FROM unique_markers WHERE who = ? RETURNING granularity, period",
+                (person,),
+            ).fetchall()
+        )
+        db.executemany(ADD_UNIQUE, [(-n, g, p) for (g, p), n in changes.items()])
+        db.execute("DELETE FROM profiles WHERE who = ?", (person,))
+        db.execute("DELETE FROM profile_types WHERE who = ?", (person,))
+        sessions = [
+            Session(start, end, count, client_id)
+            for start, end, count, client_id in db.execute(
+                "DELETE FROM sessions WHERE person = ? RETURNING start, end, events, client_id",
+                (person,),
+            ).fetchall()
+        ]
+        session_delta.apply(sessions, periods, -1)
+        report.sessions += len(sessions)
+        entries = db.execute(
+            "DELETE FROM funnel_progress WHERE person = ? RETURNING funnel, day, step",
+            (person,),
+        ).fetchall()
+        report.funnel_entries += len(entries)
+        db.executemany(
+            UPSERT_FUNNEL_BUCKET,
+            [(f, day, s, -1) for f, day, step in entries for s in range(1, step + 1)],
+        )
+        deleted = db.execute(
+            "DELETE FROM events WHERE person = ? RETURNING timestamp", (person,)
+        ).fetchall()
+        report.raw_events += len(deleted)
+        # A redelivery of any deleted event (even one dated ahead of the clock) is dropped.
+        forgotten_at = max([now, *(timestamp for (timestamp,) in deleted)])
+        db.execute(
+            "INSERT INTO tombstones VALUES (?, ?) ON CONFLICT (person) DO UPDATE SET "
+            "forgotten_at = max(forgotten_at, excluded.forgotten_at)",
+            (person, forgotten_at),
+        )
+    db.executemany(
+        UPSERT_SESSION_BUCKET,
+        [
+            (g, p, s.sessions, s.duration_ms, s.bounces, s.events)
+            for (g, p), s in session_delta.stats.items()
+        ],
+    )
+    # Every record naming the user goes; the anonymous ids' links to others stand, resolved
+    # again without the user's (a proposal refused for the user's sake becomes active: the
+    # events it covers were the user's or the anonymous id's own, all deleted above).
+    naming = [
+        row[0]
+        for row in db.execute("SELECT DISTINCT anonymous_id FROM links WHERE user_id = ?", (who,))
+    ]
+    report.links = db.execute("DELETE FROM links WHERE user_id = ?", (who,)).rowcount
+    for anonymous_id in naming:
+        resolved = resolve(links_of_anonymous(db, anonymous_id), rules.allow_relink)
+        db.executemany(
+            "UPDATE links SET status = ? WHERE anonymous_id = ? AND event_key = ?",
+            [(link.status, link.anonymous_id, link.event_key) for link in resolved],
+        )
+    report.dead_letters = _forget_dead_letters(db, {who}, anonymous_ids)
+    for table in ("bucket_types", "profile_types"):
+        db.execute(f"DELETE FROM {table} WHERE count = 0")
+    db.execute("DELETE FROM funnel_buckets WHERE users = 0")
+    return report
+
+
+def _forget_dead_letters(
+    db: sqlite3.Connection, user_ids: set[str], anonymous_ids: set[str]
+) -> int:
+    needles = [n.encode() for n in (user_ids | anonymous_ids)]
+    doomed = []
+    for id_, data in db.execute("SELECT id, data FROM dead_letters"):
+        data = bytes(data)
+        if any(needle in data for needle in needles) and mentions(data, user_ids, anonymous_ids):
+            doomed.append((id_,))
+    db.executemany("DELETE FROM dead_letters WHERE id = ?", doomed)
+    return len(doomed)

@@ -1,0 +1,215 @@
+"""Identity stitching on the SQLite store: the person each new event counts for, the links its
+events propose, and the moves of already stored events when a link changes who they count for.
+
+A move updates the events' `person` and takes their counts from the old person's profile and
+unique-user markers to the new one's inside the commit's transaction; the caller marks both
+people's sessions and funnels for recomputation.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.behavior import BehaviorRules, covers_by_anonymous_id
+from behavioral_analytics.events import Event, actor
+from behavioral_analytics.identity import Link, attribute, coverage, resolve
+from behavioral_analytics.stores.sqlite.dirty import Range
+from behavioral_analytics.stores.sqlite.schema import (
+    ADD_UNIQUE,
+    UPSERT_PROFILE,
+    UPSERT_PROFILE_TYPE,
+)
+from behavioral_analytics.stores.sqlite.sql import json_list
+
+__all__ = ["Identity", "Move", "links_of_anonymous"]
+
+# A day on either side, with an hour to spare for daylight-saving days.
+_DAY_SLACK_S = 25 * 3600.0
+
+
+@dataclass(slots=True)
+class Move:
+    """An event whose person changed because a link to its anonymous id changed."""
+
+    old: str
+    new: str
+    timestamp: float
+    event_type: str
+    session_id: str | None
+    key: str
+    properties: str
+
+
+def links_of_anonymous(db: sqlite3.Connection, anonymous_id: str) -> list[Link]:
+    """Every stored link of `anonymous_id`, whatever its status."""
+    return [
+        Link(a, u, t, k, s)
+        for a, k, u, t, s in db.execute(
+            "SELECT anonymous_id, event_key, user_id, linked_at, status FROM links "
+            "WHERE anonymous_id = ?",
+            (anonymous_id,),
+        )
+    ]
+
+
+class Identity:
+    """Links and the moves they cause, under `rules` (identity window, relinking) with
+    `periods` for the unique-user markers."""
+
+    def __init__(self, rules: BehaviorRules, periods: Periods) -> None:
+        self.rules = rules
+        self.periods = periods
+
+    def persons(self, db: sqlite3.Connection, events: Sequence[Event]) -> list[str]:
+        """The person each event counts for, given the links stored so far."""
+        anonymous = {e.anonymous_id for e in events if e.user_id is None and e.anonymous_id}
+        covers: dict[str, tuple[tuple[float, str], ...]] = {}
+        if anonymous:
+            rows = db.execute(
+                "SELECT anonymous_id, event_key, user_id, linked_at, status FROM links "
+                "WHERE status = 'active' AND anonymous_id IN (SELECT value FROM json_each(?))",
+                (json_list(anonymous),),
+            ).fetchall()
+            if rows:
+                covers = covers_by_anonymous_id(
+                    (Link(a, u, t, k, s) for a, k, u, t, s in rows), self.rules.identity_window_s
+                )
+        return [attribute(e, covers.get(e.anonymous_id or "")) for e in events]
+
+    def record_links(
+        self, db: sqlite3.Connection, proposals: Sequence[Link], now: float
+    ) -> list[Move]:
+        """Resolve `proposals` with the stored links of their anonymous ids, store the result
+        (recorded at `now`, epoch seconds) and move the events whose person it changes."""
+        by_anonymous: dict[str, list[Link]] = defaultdict(list)
+        for link in proposals:
+            by_anonymous[link.anonymous_id].append(link)
+        moves: list[Move] = []
+        window = self.rules.identity_window_s
+        for anonymous_id, new in by_anonymous.items():
+            stored = links_of_anonymous(db, anonymous_id)
+            known = {link.event_key for link in stored}
+            candidates = stored + [link for link in new if link.event_key not in known]
+            resolved = resolve(candidates, self.rules.allow_relink)
+            db.executemany(
+                "INSERT INTO links VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (anonymous_id, event_key) "
+                "DO UPDATE SET status = excluded.status",
+                [
+                    (r.anonymous_id, r.event_key, r.user_id, r.linked_at, r.status, now)
+                    for r in resolved
+                ],
+            )
+            before, after = coverage(stored, window), coverage(resolved, window)
+            if before != after:
+                moves.extend(self._reattribute(db, anonymous_id, after, now))
+        return moves
+
+    def _reattribute(
+        self,
+        db: sqlite3.Connection,
+        anonymous_id: str,
+        covers: tuple[tuple[float, str], ...],
+        now: float,
+    ) -> list[Move]:
+        rows = db.execute(
+            "SELECT key, timestamp, event_type, session_id, person, properties FROM events "
+            "WHERE anonymous_id = ? AND user_id IS NULL AND bot = 0",
+            (anonymous_id,),
+        ).fetchall()
+        anonymous = actor(None, anonymous_id)
+        moves = []
+        for key, timestamp, event_type, session_id, person, properties in rows:
+            new = anonymous
+            for start, user_id in covers:
+                if start > timestamp:
+                    break
+                new = user_id
+            if new != person:
+                moves.append(Move(person, new, timestamp, event_type, session_id, key, properties))
+        if moves:
+            db.executemany(
+                "UPDATE events SET person = ? WHERE key = ?", [(m.new, m.key) for m in moves]
+            )
+            self._move_profiles(db, moves, now)
+            self._move_markers(db, moves)
+        return moves
+
+    def _move_profiles(self, db: sqlite3.Connection, moves: Sequence[Move], now: float) -> None:
+        gained: dict[str, list[Move]] = defaultdict(list)
+        lost: dict[str, Counter[str]] = defaultdict(Counter)
+        for move in moves:
+            gained[move.new].append(move)
+            lost[move.old][move.event_type] += 1
+        for person, own in gained.items():
+            stamps = [m.timestamp for m in own]
+            db.execute(UPSERT_PROFILE, (person, len(own), min(stamps), max(stamps), now))
+            types = Counter(m.event_type for m in own)
+            db.executemany(UPSERT_PROFILE_TYPE, [(person, t, n) for t, n in types.items()])
+        for person, types in lost.items():
+            db.execute(
+                "UPDATE profiles SET total_events = total_events - ?, last_updated = ? "
+                "WHERE who = ?",
+                (sum(types.values()), now, person),
+            )
+            db.executemany(
+                "UPDATE profile_types SET count = count - ? WHERE who = ? AND event_type = ?",
+                [(n, person, t) for t, n in types.items()],
+            )
+            db.execute("DELETE FROM profile_types WHERE who = ? AND count <= 0", (person,))
+            first, last = db.execute(
+                "SELECT min(timestamp), max(timestamp) FROM events WHERE person = ? AND bot = 0",
+                (person,),
+            ).fetchone()
+            if first is None:
+                db.execute("DELETE FROM profiles WHERE who = ? AND total_events <= 0", (person,))
+            else:
+                db.execute(
+                    "UPDATE profiles SET first_seen = ?, last_activity = ? WHERE who = ?",
+                    (first, last, person),
+                )
+
+    def _move_markers(self, db: sqlite3.Connection, moves: Sequence[Move]) -> None:
+        of = self.periods.of
+        gained: set[tuple[str, str, str]] = set()
+        lost: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        spans: dict[str, Range] = {}
+        for move in moves:
+            _, hour, day = of(move.timestamp)
+            gained.update((("hour", hour, move.new), ("day", day, move.new)))
+            lost[move.old].update((("hour", hour), ("day", day)))
+            span = spans.get(move.old)
+            if span is None:
+                spans[move.old] = Range(move.timestamp)
+            else:
+                span.add(move.timestamp)
+        changes: Counter[tuple[str, str]] = Counter()
+        for granularity, period, person in gained:
+            created = db.execute(
+                "INSERT INTO unique_markers VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+                (granularity, period, person),
+            ).fetchone()
+            if created:
+                changes[granularity, period] += 1
+        for person, periods in lost.items():
+            span = spans[person]
+            still: set[tuple[str, str]] = set()
+            for (timestamp,) in db.execute(
+                "SELECT timestamp FROM events WHERE person = ? AND bot = 0 "
+                "AND timestamp BETWEEN ? AND ?",
+                (person, span.low - _DAY_SLACK_S, span.high + _DAY_SLACK_S),
+            ):
+                _, hour, day = of(timestamp)
+                still.update((("hour", hour), ("day", day)))
+            for granularity, period in periods - still:
+                gone = db.execute(
+                    "DELETE FROM unique_markers WHERE granularity = ? AND period = ? AND who = ? "
+                    "RETURNING 1",
+                    (granularity, period, person),
+                ).fetchone()
+                if gone:
+                    changes[granularity, period] -= 1
+        db.executemany(ADD_UNIQUE, [(n, g, p) for (g, p), n in changes.items() if n])

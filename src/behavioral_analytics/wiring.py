@@ -1,0 +1,261 @@
+"""Wiring: the one module that turns settings into adapters.
+
+`settings` is a model that imports only the core; the adapters (`brokers/`, `stores/`,
+`exporters/`) take plain values and never import it. Here the backend is chosen
+(`BA_BACKEND=local|gcp`, never a code edit) and each adapter is built from the values it
+needs, so a reader sees in one place which setting reaches which adapter. The optional
+adapters are imported inside the functions that build them: the Google clients and the API
+framework are extras, and a missing one is a one-line `ConfigError` naming the extra.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from behavioral_analytics.settings import DAY, ConfigError, Settings
+from behavioral_analytics.telemetry import log
+from behavioral_analytics.worker import Worker, WorkerOptions
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from behavioral_analytics.broker import Broker
+    from behavioral_analytics.store import Store
+    from behavioral_analytics.telemetry import MetricsExporter, WorkerMetrics
+
+__all__ = [
+    "build_api",
+    "build_broker",
+    "build_exporter",
+    "build_server",
+    "build_store",
+    "build_worker",
+    "worker_options",
+]
+
+
+def _gcp_missing(exc: ImportError, what: str = "BA_BACKEND=gcp") -> ConfigError:
+    return ConfigError(
+        f"{what} needs the Google Cloud clients ({exc.name}): "
+        "pip install 'behavioral-analytics[gcp]'"
+    )
+
+
+def build_broker(settings: Settings) -> Broker:
+    """The configured broker: the local SQLite file under `data_dir`, or Pub/Sub.
+
+    Raises ConfigError when the gcp extra is missing or no project is set for Pub/Sub.
+    """
+    if settings.backend == "gcp":
+        return _pubsub_broker(settings)
+    from behavioral_analytics.brokers.local import LocalBroker
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return LocalBroker(
+        settings.data_dir / "broker.db",
+        topic=settings.pubsub_topic.rsplit("/", 1)[-1],
+        subscription=settings.pubsub_subscription.rsplit("/", 1)[-1],
+        ack_deadline_s=settings.ack_deadline_s,
+        max_delivery_attempts=settings.max_delivery_attempts,
+        ordering=settings.ordering,
+        retention_s=settings.message_retention_days * DAY,
+        min_backoff_s=settings.retry_min_backoff_s,
+        max_backoff_s=settings.retry_max_backoff_s,
+    )
+
+
+def _pubsub_broker(settings: Settings) -> Broker:
+    try:
+        from google.cloud import firestore
+
+        from behavioral_analytics.brokers.failure_log import FirestoreFailureLog
+        from behavioral_analytics.brokers.pubsub import PubSubBroker
+    except ImportError as exc:
+        raise _gcp_missing(exc) from None
+    if not settings.project:
+        raise ConfigError("Pub/Sub needs GOOGLE_CLOUD_PROJECT (or PROJECT_ID)")
+    # The failure log keeps each message's last failure reason where the dead-letter
+    # subscription's reader can find it: Pub/Sub's dead-letter policy attaches none.
+    failure_log = FirestoreFailureLog(
+        firestore.Client(project=settings.project, database=settings.firestore_database),
+        retention_s=(settings.message_retention_days + 1) * DAY,
+    )
+    return PubSubBroker(
+        settings.project,
+        topic=settings.pubsub_topic,
+        subscription=settings.pubsub_subscription,
+        dead_letter_topic=settings.dead_letter_topic,
+        dead_letter_subscription=settings.dead_letter_subscription,
+        ack_deadline_s=settings.ack_deadline_s,
+        max_delivery_attempts=settings.max_delivery_attempts,
+        ordering=settings.ordering,
+        retention_days=settings.message_retention_days,
+        min_backoff_s=settings.retry_min_backoff_s,
+        max_backoff_s=settings.retry_max_backoff_s,
+        max_outstanding=2 * settings.flush_max_events,
+        streaming=settings.pubsub_pull == "streaming",
+        failure_log=failure_log,
+    )
+
+
+def build_store(settings: Settings) -> Store:
+    """The configured store: SQLite at `data_dir/store.db`, or Firestore.
+
+    Raises ConfigError when the gcp extra is missing.
+    """
+    if settings.backend == "gcp":
+        return _firestore_store(settings)
+    from behavioral_analytics.stores.sqlite import SQLiteStore
+
+    return SQLiteStore(
+        settings.data_dir / "store.db",
+        timezone=settings.timezone,
+        raw_retention_s=settings.raw_retention_days * DAY,
+        rules=settings.behavior_rules(),
+    )
+
+
+def _firestore_store(settings: Settings) -> Store:
+    try:
+        from google.cloud import firestore
+
+        from behavioral_analytics.stores.firestore import FirestoreStore
+    except ImportError as exc:
+        raise _gcp_missing(exc) from None
+    # The newest event a redelivery can still bring: its unique-user markers must outlive it.
+    latest_count_days = (
+        settings.max_event_age_days + settings.message_retention_days + settings.replay_window_days
+    )
+    return FirestoreStore(
+        firestore.Client(project=settings.project, database=settings.firestore_database),
+        timezone=settings.timezone,
+        raw_retention_s=settings.raw_retention_days * DAY,
+        marker_retention_s=(latest_count_days + 2) * DAY,
+        counter_shards=settings.firestore_counter_shards,
+        database=settings.firestore_database,
+        rules=settings.behavior_rules(),
+        behavior=settings.firestore_behavior,
+    )
+
+
+def build_exporter(settings: Settings) -> MetricsExporter | None:
+    """The exporter of worker metrics to Cloud Monitoring, or None when not configured.
+
+    `BA_METRICS_EXPORTER=auto` exports only where a real project and Google credentials exist
+    (not against the emulators), and says in one log line why not otherwise.
+    Raises ConfigError when google-cloud-monitoring is missing or no project is set.
+    """
+    if not settings.exports_to_cloud_monitoring:
+        return None
+    if settings.metrics_exporter == "auto":
+        reason = _no_cloud_monitoring(settings)
+        if reason:
+            log.info(f"metrics export off: {reason} (BA_METRICS_EXPORTER=auto)")
+            return None
+    try:
+        from behavioral_analytics.exporters.cloud_monitoring import (
+            CloudMonitoringExporter,
+            instance_id,
+            job_from_env,
+            location_from_env,
+            metadata_value,
+            on_cloud_run,
+        )
+    except ImportError as exc:
+        raise _gcp_missing(exc, "BA_METRICS_EXPORTER=cloud-monitoring") from None
+    if not settings.project:
+        raise ConfigError("Cloud Monitoring needs GOOGLE_CLOUD_PROJECT (or PROJECT_ID)")
+    env = os.environ
+    cloud_run = on_cloud_run(env)
+    region = metadata_value("instance/region") if cloud_run else None
+    return CloudMonitoringExporter(
+        settings.project,
+        location=location_from_env(env, region),
+        job=job_from_env(env),
+        instance=instance_id(metadata_value("instance/id") if cloud_run else None),
+    )
+
+
+def _no_cloud_monitoring(settings: Settings) -> str:
+    """Why `auto` does not export here ('' when it does): emulators, no project, or no
+    Google credentials."""
+    if os.environ.get("PUBSUB_EMULATOR_HOST") or os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        return "the Google emulators are in use"
+    if not settings.project:
+        return "no project"
+    try:
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+    except ImportError:
+        return "no Google auth library"
+    try:
+        google.auth.default()
+    except DefaultCredentialsError:
+        return "no Google credentials"
+    return ""
+
+
+def worker_options(settings: Settings, **overrides: Any) -> WorkerOptions:
+    """The worker's options from the settings; `overrides` replace single fields."""
+    values: dict[str, Any] = {
+        "flush_interval_s": settings.flush_interval_s,
+        "flush_max_events": settings.flush_max_events,
+        "ack_deadline_s": settings.ack_deadline_s,
+        "limits": settings.limits,
+        "rules": settings.behavior_rules(),
+    }
+    values.update(overrides)
+    return WorkerOptions(**values)
+
+
+def build_worker(
+    settings: Settings,
+    broker: Broker,
+    store: Store,
+    *,
+    metrics: WorkerMetrics | None = None,
+    **overrides: Any,
+) -> Worker:
+    """A worker between the given ports, with the options from the settings."""
+    return Worker(broker, store, options=worker_options(settings, **overrides), metrics=metrics)
+
+
+def build_api(settings: Settings, **options: Any) -> FastAPI:
+    """The API application on the configured ports, which it owns: the local backend's are
+    initialized here and all are closed at shutdown. `options` go to `create_app`.
+
+    Raises ConfigError when fastapi is missing, or keys are missing off loopback.
+    """
+    try:
+        from behavioral_analytics.api.app import create_app
+    except ImportError as exc:
+        raise ConfigError(
+            f"the API needs its extra ({exc.name}): pip install 'behavioral-analytics[api]'"
+        ) from None
+    broker, store = build_broker(settings), build_store(settings)
+    if settings.backend == "local":
+        broker.init()
+        store.init()
+    return create_app(settings, broker, store, owns_ports=True, **options)
+
+
+def build_server(
+    settings: Settings, host: str | None = None, port: int | None = None
+) -> uvicorn.Server:
+    """A uvicorn server (not started) for `build_api(settings)`, bound to `host:port` (default
+    the settings' `api_host` and `api_port`). Serve it with `api.server.serve`.
+
+    Raises ConfigError as `build_api` does.
+    """
+    settings = settings.model_copy(
+        update={
+            "api_host": host or settings.api_host,
+            "api_port": port if port is not None else settings.api_port,
+        }
+    )
+    app = build_api(settings)
+    from behavioral_analytics.api.server import make_server
+
+    return make_server(app, settings)

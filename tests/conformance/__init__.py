@@ -1,0 +1,1 @@
+"""Conformance of the client libraries people already use (issue #13)."""

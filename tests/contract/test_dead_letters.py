@@ -1,0 +1,89 @@
+"""Dead letters: kept with their reason and original bytes, in the commit of their batch,
+recorded once per message (`NewDeadLetter.fingerprint`) however often it is redelivered, paged
+newest first, and marked when replayed."""
+
+from __future__ import annotations
+
+import pytest
+
+from behavioral_analytics.store import InvalidCursor, NewDeadLetter, Store
+from tests.conftest import FakeClock
+from tests.contract.builders import NOW, dead_letter, ev, every_page
+
+
+def test_a_dead_letter_round_trips_with_its_reason_bytes_and_history(
+    store: Store, clock: FakeClock
+) -> None:
+    sent = NewDeadLetter(
+        "invalid_utf8",
+        "byte 0 is not UTF-8",
+        b"\xff\xfe",
+        "m-9",
+        {"a": "b", "x.y": "z"},
+        source="broker",
+        received_at=NOW - 60,
+        attempts=[{"attempt": 1, "reason": "timeout"}],
+    )
+    clock.advance(1)
+    result = store.commit([ev(1, 0, user="u1")], [sent])
+    assert (result.created, result.dead_letters) == (1, 1)
+    [kept] = store.dead_letters().items
+    assert (kept.reason, kept.detail, kept.data, kept.message_id) == (
+        "invalid_utf8",
+        "byte 0 is not UTF-8",
+        b"\xff\xfe",
+        "m-9",
+    )
+    assert (kept.attributes, kept.source) == ({"a": "b", "x.y": "z"}, "broker")
+    assert kept.received_at == NOW - 60
+    assert (kept.attempts, kept.recorded_at, kept.replayed_at) == (sent.attempts, NOW + 1, None)
+    assert kept.to_dict()["data"] is None and kept.to_dict()["data_base64"] == "//4="
+    assert store.get_dead_letter(kept.id) == kept
+    assert store.get_dead_letter("nope") is None
+    assert store.count_dead_letters() == 1
+
+
+def test_a_redelivered_rejection_is_recorded_once_and_a_replay_again(store: Store) -> None:
+    first = dead_letter(1, attempts=[{"attempt": 1}])
+    again = dead_letter(1, attempts=[{"attempt": 2}])  # the same message, delivered again
+    assert first.fingerprint == again.fingerprint
+    store.commit([ev(1, 0, user="u1")], [first, dead_letter(2)])
+    store.commit([ev(1, 0, user="u1")], [again, dead_letter(2)])  # crash before the ack
+    store.add_dead_letters([again])
+    assert store.count_dead_letters() == 2
+    replay = dead_letter(1, received_at=NOW + 60)  # replayed: a new publish, a new message
+    store.add_dead_letters([replay])
+    assert store.count_dead_letters() == 3
+    assert sorted(d.received_at for d in store.dead_letters().items) == [NOW, NOW, NOW + 60]
+
+
+def test_dead_letters_page_newest_first(store: Store, clock: FakeClock) -> None:
+    older = [dead_letter(i) for i in range(4)]
+    newer = [dead_letter(i) for i in range(4, 7)]
+    store.add_dead_letters(older)
+    clock.advance(10)
+    store.commit([], newer)
+    pages = every_page(lambda cursor: store.dead_letters(limit=2, cursor=cursor))
+    assert [len(page) for page in pages] == [2, 2, 2, 1]
+    seen = [d.message_id for page in pages for d in page]
+    assert sorted(seen[:3]) == ["m4", "m5", "m6"] and sorted(seen[3:]) == ["m0", "m1", "m2", "m3"]
+    assert [d.recorded_at for page in pages for d in page] == [NOW + 10] * 3 + [NOW] * 4
+
+
+@pytest.mark.parametrize("cursor", ["garbage!", "-1"])
+def test_a_dead_letter_cursor_the_store_did_not_hand_out_is_refused(
+    store: Store, cursor: str
+) -> None:
+    store.add_dead_letters([dead_letter(1)])
+    with pytest.raises(InvalidCursor):
+        store.dead_letters(cursor=cursor)
+
+
+def test_mark_replayed_stamps_only_the_named_dead_letters(store: Store) -> None:
+    store.add_dead_letters([dead_letter(i) for i in range(3)])
+    ids = {d.message_id: d.id for d in store.dead_letters().items}
+    store.mark_replayed([ids["m0"], ids["m2"]], NOW + 30)
+    replayed = {d.message_id: d.replayed_at for d in store.dead_letters().items}
+    assert replayed == {"m0": NOW + 30, "m1": None, "m2": NOW + 30}
+    store.mark_replayed([], NOW + 40)
+    assert store.get_dead_letter(ids["m1"]).replayed_at is None  # type: ignore[union-attr]

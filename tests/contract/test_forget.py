@@ -1,0 +1,138 @@
+"""`Store.forget`: a user's raw events, profile, sessions, funnel entries, links and dead
+letters go, with the anonymous ids linked to them; their contribution leaves every aggregate;
+a tombstone keeps redeliveries of their events out. Afterwards the figures equal a recount of
+the raw events that remain, with the links that remain."""
+
+from __future__ import annotations
+
+import json
+
+from behavioral_analytics.identity import Link
+from behavioral_analytics.store import NewDeadLetter
+from tests.contract.builders import (
+    HOUR,
+    MakeStore,
+    assert_counts,
+    assert_matches_remaining,
+    assert_recounts,
+    ev,
+    refused_scenario,
+)
+
+
+def test_forget_removes_every_trace_and_keeps_redeliveries_out(make_store: MakeStore) -> None:
+    store = make_store(identity_window_s=HOUR)
+    keep = [ev(1, 0, user="bob"), ev(2, 30, user="bob", kind="search")]
+    alice = [
+        ev(3, 0, anon="a1"),
+        ev(4, 60, user="alice", anon="a1", kind="identify"),
+        ev(5, 120, user="alice", kind="search"),
+        ev(6, 180, user="alice", kind="add_to_cart", session="s1"),
+    ]
+    store.commit(keep + alice)
+    bad = json.dumps({"user_id": "alice", "event_type": "x", "timestamp": "soon"}).encode()
+    store.add_dead_letters([NewDeadLetter("invalid_timestamp", "", bad, "m9")])
+    report = store.forget("alice")
+    assert report.raw_events == 4 and report.dead_letters == 1 and report.links == 1
+    assert report.persons == ["alice", "anonymous:a1"]
+
+    assert store.profile("alice") is None and store.profile("anonymous:a1") is None
+    assert store.timeline("alice").items == [] and store.links("alice") == []
+    assert store.count_dead_letters() == 0
+    remaining = list(store.iter_raw_events())
+    assert {e.key for e in remaining} == {e.key for e in keep}
+    assert_counts(store, keep)
+    assert_recounts(store)
+
+    # A redelivery of a forgotten event is dropped; a genuinely new event later is counted.
+    assert store.commit(alice).created == 0
+    assert store.profile("alice") is None
+    fresh = ev(7, 86400 + 60, user="alice")
+    assert store.commit([fresh]).created == 1
+    assert_recounts(store)
+
+
+def test_forget_keeps_an_anonymous_id_whose_proposal_was_refused(make_store: MakeStore) -> None:
+    store = make_store(identity_window_s=HOUR)
+    alice, a1, stays = refused_scenario()
+    store.commit(stays[:2])
+    store.commit(alice + a1 + stays[2:])
+    assert {(k.anonymous_id, k.status) for k in store.links("alice")} == {
+        ("a2", "refused"),
+        ("a1", "active"),
+    }
+    assert store.profile("bob").total_events == 3  # type: ignore[union-attr]
+
+    report = store.forget("alice")
+    assert report.persons == ["alice", "anonymous:a1"]
+    assert report.links == 2  # both proposals naming alice, whatever their status
+    assert report.raw_events == len(alice) + len(a1)
+    assert store.links("alice") == [] and store.links("anonymous:a1") == []
+    bob_link = stays[0]
+    assert store.links("anonymous:a2") == [
+        Link("a2", "bob", bob_link.timestamp, bob_link.key, "active")
+    ]
+    assert store.stored_links() == store.links("anonymous:a2")
+    assert {e.key for e in store.iter_raw_events()} == {e.key for e in stays}
+    assert store.profile("alice") is None and store.profile("anonymous:a1") is None
+    bob = store.profile("bob")
+    assert bob is not None and bob.total_events == 3
+    assert store.profile("anonymous:a2").total_events == 1  # type: ignore[union-attr]
+    assert_matches_remaining(store)
+
+    # Redeliveries stay out; a2 still counts for bob; a1 starts afresh as nobody's.
+    assert store.commit(alice + a1).created == 0
+    assert store.commit([ev(11, 900, anon="a2")]).created == 1
+    assert store.profile("bob").total_events == 4  # type: ignore[union-attr]
+    assert_matches_remaining(store)
+
+
+def test_forget_makes_a_proposal_refused_for_the_user_active(make_store: MakeStore) -> None:
+    """Without the user's link, the anonymous id's links are resolved again: a proposal that
+    was refused because the user's came first is now the earliest, and active."""
+    store = make_store(identity_window_s=HOUR)
+    store.commit(
+        [
+            ev(1, 100, anon="a1"),
+            ev(2, 200, user="alice", anon="a1", kind="identify"),
+            ev(3, 300, user="carol", anon="a1", kind="identify"),
+        ]
+    )
+    assert {(k.user_id, k.status) for k in store.links("anonymous:a1")} == {
+        ("alice", "active"),
+        ("carol", "refused"),
+    }
+    store.forget("alice")
+    assert [(k.user_id, k.status) for k in store.links("anonymous:a1")] == [("carol", "active")]
+    # a1's events up to the forget are gone; a new one counts for carol, whose link covers it.
+    assert store.commit([ev(4, 86400 + 60, anon="a1")]).created == 1
+    carol = store.profile("carol")
+    assert carol is not None and carol.total_events == 2
+    assert_matches_remaining(store)
+
+
+def test_forget_covers_an_event_dated_ahead_of_the_clock(make_store: MakeStore) -> None:
+    store = make_store()
+    ahead = ev(2, 86400 + 1800, user="alice")  # half an hour after NOW: within the skew
+    store.commit([ev(1, 0, user="alice"), ahead, ev(3, 0, user="bob")])
+    report = store.forget("alice")
+    assert report.raw_events == 2
+    assert {e.key for e in store.iter_raw_events()} == {ev(3, 0, user="bob").key}
+    assert store.commit([ahead]).created == 0  # a redelivery stays out
+    assert store.profile("alice") is None
+    assert_recounts(store)
+
+
+def test_forgetting_an_unknown_user_deletes_nothing_but_leaves_a_tombstone(
+    make_store: MakeStore,
+) -> None:
+    store = make_store()
+    store.commit([ev(1, 0, user="bob")])
+    before = store.snapshot()
+    report = store.forget("nobody")
+    assert (report.raw_events, report.links, report.dead_letters) == (0, 0, 0)
+    assert (report.sessions, report.funnel_entries) == (0, 0)
+    assert store.snapshot() == before
+    # The tombstone is left all the same: what nobody did before the forget stays out.
+    assert store.commit([ev(2, 60, user="nobody")]).created == 0
+    assert store.commit([ev(3, 86400 + 60, user="nobody")]).created == 1

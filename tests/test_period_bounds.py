@@ -1,0 +1,141 @@
+"""Period bounds: one parser for the CLI and the API (`period_bounds`), its rules held on
+labels, coarser and finer labels, times, nonsense and reversed ranges, and the CLI's one-line
+errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.period_bounds import (
+    PeriodError,
+    label_granularity,
+    resolve_bound,
+    resolve_range,
+)
+from tests.conftest import cli
+
+UTC_PERIODS = Periods("UTC")
+
+
+@pytest.mark.parametrize(
+    ("value", "granularity", "end", "expected"),
+    [
+        ("2026-10-24-13", "hour", False, "2026-10-24-13"),
+        ("2026-10-24", "hour", False, "2026-10-24-00"),
+        ("2026-10-24", "hour", True, "2026-10-24-23"),
+        ("2026-10-24", "minute", True, "2026-10-24-23-59"),
+        ("2026-10-24-13", "minute", False, "2026-10-24-13-00"),
+        ("2026-10-24T13:05:00Z", "hour", True, "2026-10-24-13"),
+        ("2026-10-24T13:05:00+02:00", "hour", False, "2026-10-24-11"),
+        (str(datetime(2026, 10, 24, 13, tzinfo=UTC).timestamp()), "day", False, "2026-10-24"),
+    ],
+)
+def test_labels_and_times_resolve(value: str, granularity: str, end: bool, expected: str) -> None:
+    assert resolve_bound(value, granularity, UTC_PERIODS, end=end) == expected  # type: ignore[arg-type]  # parametrized literal
+
+
+@pytest.mark.parametrize(
+    ("value", "granularity"),
+    [
+        ("yesterday", "hour"),
+        ("foo", "day"),
+        ("2026-13-45-99", "hour"),
+        ("2026-02-30", "day"),
+        ("2026-10-24-13", "day"),  # finer than the range
+        ("2026-10-24-13-05", "hour"),
+        ("2026-01-02T00:00:00", "day"),  # a time without an offset
+        ("", "hour"),
+    ],
+)
+def test_what_names_no_period_is_refused(value: str, granularity: str) -> None:
+    with pytest.raises(PeriodError) as raised:
+        resolve_bound(value, granularity, UTC_PERIODS, end=False)  # type: ignore[arg-type]  # parametrized literal
+    assert raised.value.code == "invalid_period"
+    assert "\n" not in str(raised.value)
+
+
+def test_a_finer_label_says_why() -> None:
+    with pytest.raises(PeriodError, match="hour label, finer than this day range"):
+        resolve_bound("2026-10-24-13", "day", UTC_PERIODS, end=True)
+
+
+def test_a_reversed_range_is_refused_and_a_coarse_one_spans_its_day() -> None:
+    with pytest.raises(PeriodError) as raised:
+        resolve_range("2026-10-25", "2026-10-24", "hour", UTC_PERIODS)
+    assert raised.value.code == "invalid_range"
+    assert resolve_range("2026-10-24", "2026-10-24", "hour", UTC_PERIODS) == (
+        "2026-10-24-00",
+        "2026-10-24-23",
+    )
+    assert resolve_range(None, None, "hour", UTC_PERIODS) == (None, None)
+
+
+def test_every_label_periods_writes_on_a_clock_change_day_is_accepted() -> None:
+    """Whatever labels `Periods` gives the hours of a day when clocks go back, each is read
+    back as a label of its granularity (so a repeated hour can be asked for by its label)."""
+    periods = Periods("America/New_York")
+    start = datetime(2026, 11, 1, 4, tzinfo=UTC).timestamp()  # 00:00 EDT, the fall-back day
+    for step in range(26):
+        instant = start + step * 3600
+        for granularity in ("minute", "hour", "day"):
+            label = periods.label(granularity, instant)
+            assert label_granularity(label, periods) == granularity, (label, granularity)
+            assert resolve_bound(label, granularity, periods, end=False) == label
+
+
+def test_an_hour_skipped_when_clocks_go_forward_is_refused() -> None:
+    periods = Periods("America/New_York")
+    with pytest.raises(PeriodError):
+        resolve_bound("2026-03-08-02", "hour", periods, end=False)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("query", "series", "--from", "yesterday"),
+        ("query", "series", "--from", "foo"),
+        ("query", "series", "--from", "2026-13-45-99"),
+        ("query", "series", "--from", "2026-10-25", "--to", "2026-10-24"),
+        ("query", "series", "-g", "day", "--from", "2026-10-24-13"),
+        ("query", "sessions", "--from", "yesterday"),
+        ("query", "funnel", "purchase", "--from", "2026-13-45"),
+    ],
+)
+def test_the_cli_refuses_a_bad_period_with_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    env = {"BA_FUNNELS": '[{"name": "purchase", "steps": ["search", "purchase"]}]'}
+    result = cli(*args, env=env, check=False)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 2, err
+    assert err.startswith("error: --from/--to:") and len(err.splitlines()) == 1, err
+    assert result.stdout == b""
+
+
+def test_the_cli_takes_a_coarser_label_as_an_hourly_bound() -> None:
+    day = datetime.fromtimestamp(time.time() - 2 * 86400, UTC).replace(hour=0, minute=0)
+    times = [day.replace(hour=1), day.replace(hour=22), day.replace(hour=1) + timedelta(days=1)]
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"e{i}",
+                "user_id": "u1",
+                "event_type": "page_view",
+                "timestamp": moment.timestamp(),
+            }
+        )
+        for i, moment in enumerate(times)
+    ]
+    cli("init")
+    cli("publish", input="\n".join(lines).encode())
+    cli("worker", "--until-idle")
+    label = day.strftime("%Y-%m-%d")
+    result = cli("query", "series", "--from", label, "--to", label, "--json")
+    points = json.loads(result.stdout)["points"]
+    assert [(p["period"], p["total_events"]) for p in points] == [
+        (f"{label}-01", 1),
+        (f"{label}-22", 1),
+    ]

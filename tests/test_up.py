@@ -1,0 +1,107 @@
+"""`up`: a port in use is refused before anything starts; the live view shows the demo
+traffic as achieved (rate, errors) and the generator's parameters and seed; the demo traffic
+looks like a real site (`live_traffic`)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from behavioral_analytics.live_traffic import describe, live_traffic, scheduled_events
+from behavioral_analytics.live_view import TrafficStats
+from tests.conftest import FakeClock, cli, wait_until
+
+UP_ARGS = ("--rate", "50", "--seed", "7", "--no-api", "--workers", "1")
+
+
+def test_up_refuses_a_port_in_use_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("up", "--port", str(port), "--rate", "0", "--workers", "1", check=False)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 1, err
+    assert f"127.0.0.1:{port} is already in use" in err and len(err.splitlines()) == 1, err
+    # Nothing was started: no worker wrote a log, no traffic was published.
+    assert not (tmp_path / "data" / "up.log").exists()
+
+
+def test_up_help_documents_port_workers_and_seed() -> None:
+    out = cli("up", "--help", env={"COLUMNS": "200"}).stdout.decode()
+    assert "--port" in out and "Worker processes to start." in out and "--seed" in out
+
+
+def test_the_live_view_shows_achieved_rate_errors_and_the_seed(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "behavioral_analytics.cli", "up", *UP_ARGS],
+        env={**os.environ, "BA_FLUSH_INTERVAL": "0.2", "COLUMNS": "400"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        log = tmp_path / "data" / "up.log"
+        wait_until(lambda: log.exists() and '"worker started"' in log.read_text(), 60, "the worker")
+        store_path = tmp_path / "data" / "store.db"
+        from behavioral_analytics.stores.sqlite import SQLiteStore
+
+        wait_until(store_path.exists, 30, "the store")
+        store = SQLiteStore(store_path)
+        wait_until(lambda: store.count_events() >= 20, 90, "demo events to be counted")
+        store.close()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.decode()
+    print(text)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "events/s achieved (target 50)" in text and "publish errors 0" in text
+    assert "seed 7;" in text
+    assert f"data {tmp_path / 'data'}" in text
+
+
+def test_traffic_stats_rate_is_over_the_last_window() -> None:
+    clock = FakeClock(0.0)
+    stats = TrafficStats(20.0, clock=clock)
+    clock.advance(5)
+    stats.published(100)
+    assert stats.rate() == 20.0  # 100 events in the 5 s since the start
+    clock.advance(20)
+    assert stats.rate() == 0.0  # nothing in the last 10 s
+    stats.failed(3, "broker down")
+    assert "publish errors 3" in stats.line() and "broker down" in stats.line()
+
+
+def test_demo_traffic_has_minutes_long_sessions_and_plausible_conversion() -> None:
+    plan = live_traffic(20.0, seed=11)
+    assert "seed 11" in describe(plan) and f"{plan.config.users} simulated users" in describe(plan)
+    horizon_s = 1800.0
+    events = list(itertools.takewhile(lambda e: e[0] < horizon_s, scheduled_events(plan)))
+    offsets = [offset for offset, _ in events]
+    assert offsets == sorted(offsets) and offsets[0] >= 0
+    assert 15.0 < len(events) / horizon_s < 25.0  # the rate asked for, within sampling noise
+    sessions: dict[str, list[float]] = defaultdict(list)
+    reached: dict[str, set[str]] = defaultdict(set)
+    for offset, payload in events:
+        if payload.get("session_id"):
+            sessions[payload["session_id"]].append(offset)
+        if payload.get("user_id"):
+            reached[payload["user_id"]].add(payload["event_type"])
+    durations_s = [max(times) - min(times) for times in sessions.values()]
+    assert statistics.fmean(durations_s) > 60.0  # minutes, not the instant of a burst
+    assert statistics.fmean(len(times) for times in sessions.values()) < 15
+    entered = [types for types in reached.values() if "page_view" in types]
+    search = sum("search" in types for types in entered) / len(entered)
+    purchase = sum("purchase" in types for types in entered) / len(entered)
+    assert 0.3 < search < 0.8 and 0.01 < purchase < 0.25, (search, purchase)
+    again = list(itertools.islice(scheduled_events(live_traffic(20.0, seed=11)), 50))
+    assert again == events[:50]  # a seed repeats the run

@@ -1,0 +1,49 @@
+"""`wiring`: which adapter the settings select, and the metrics exporter's `auto` rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from behavioral_analytics.brokers.local import LocalBroker
+from behavioral_analytics.settings import load_settings
+from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.wiring import build_broker, build_exporter, build_store
+
+
+def test_the_local_backend_builds_the_sqlite_adapters(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "data")
+    broker, store = build_broker(settings), build_store(settings)
+    try:
+        assert isinstance(broker, LocalBroker) and isinstance(store, SQLiteStore)
+        assert store.path == tmp_path / "data" / "store.db"
+    finally:
+        broker.close()
+        store.close()
+
+
+def test_auto_exports_nothing_against_the_emulators(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")
+    settings = load_settings(backend="gcp", project="demo-x", metrics_exporter="auto")
+    with caplog.at_level("INFO"):
+        assert build_exporter(settings) is None
+    assert "metrics export off: the Google emulators are in use" in caplog.text
+
+
+def test_auto_exports_nothing_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    def no_credentials() -> None:
+        raise DefaultCredentialsError("none here")
+
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    settings = load_settings(backend="gcp", project="demo-x", metrics_exporter="auto")
+    assert build_exporter(settings) is None
+
+
+def test_the_local_backend_exports_nothing_by_default() -> None:
+    assert build_exporter(load_settings()) is None
