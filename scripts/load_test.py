@@ -4,7 +4,10 @@
 A thin wrapper over `behavioral-analytics loadtest` against the configured backend (local by
 default; Pub/Sub and Firestore with BA_BACKEND=gcp): it starts the workers where they run
 locally, publishes at the rate, waits until every event is queryable and reports latency,
-duplicates, rejects and verify. Any other loadtest option may follow; see docs/loadtest.md."""
+duplicates, rejects and verify. Each run sends its events under its own type
+(`loadtest.<run id>`) and user prefix and judges itself by them alone, so messages left waiting
+by the generators, or `up` running beside it, do not disturb it. Any other loadtest option may
+follow; see docs/loadtest.md."""
 
 import sys
 from pathlib import Path

@@ -135,6 +135,7 @@ def test_verify_exits_1_on_drift_and_repair_fixes_it(tmp_path: Path) -> None:
 
 
 def test_missing_profile_is_a_clear_error() -> None:
+    cli("init")
     result = cli("query", "profile", "nobody", check=False)
     assert result.returncode == 1 and "no profile for user 'nobody'" in result.stderr.decode()
 

@@ -340,9 +340,15 @@ def test_an_unreadable_client_time_is_a_reason() -> None:
 
 
 @pytest.mark.parametrize("call", ["alias", "group"])
-def test_the_worker_keeps_alias_and_group_calls_as_dead_letters(call: str) -> None:
+def test_alias_and_group_calls_are_events_naming_their_call(call: str) -> None:
     result = parse(with_(event_type=call, call=call))
+    assert isinstance(result, Event)
+    assert result.call == call
+    again = parse(json.dumps(result.to_dict()))
+    assert isinstance(again, Event) and (again.call, again.key) == (call, result.key)
+
+
+def test_an_unknown_call_is_a_reason() -> None:
+    result = parse(with_(call="merge"))
     assert isinstance(result, Rejection)
-    assert result.reason == f"unsupported_type:{call}"
-    assert result.event_id == GOOD["event_id"]
-    assert isinstance(validate_event(with_(call=call), message_id="m", received_at=NOW), Event)
+    assert result.reason == "invalid_value:call"

@@ -7,6 +7,7 @@ model that shifts a rate by a few percent fails while the sampling noise never d
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -256,3 +257,35 @@ def test_synthetic_stream_is_live_and_valid():
     assert {e.get("user_id") for e in events if "user_id" in e} <= {
         f"user_{i}" for i in range(1, 11)
     }
+
+
+def test_late_tiers_stamp_the_stated_shares_back_within_their_bounds():
+    tiers = ((0.05, 3600.0), (0.01, 3 * 86400.0))
+    config = replace(
+        BASE, events=60_000, late_rate=0, duplicate_rate=0, malformed_rate=0, late_tiers=tiers
+    )
+    messages = list(iter_messages(config))
+    assert [m.sent_at for m in messages] == sorted(m.sent_at for m in messages)  # time order
+    delays = [m.sent_at - m.payload()["timestamp"] for m in messages]
+    assert all(m.late == (d > 0.01) for m, d in zip(messages, delays, strict=True))
+    total = len(messages)
+    for (share, up_to), low in zip(tiers, (config.late_min_s, 3600.0), strict=True):
+        in_tier = sum(low - 0.01 <= d <= up_to + 0.01 for d in delays if d > 0.01)
+        assert within(in_tier / total, share, math.sqrt(share * (1 - share) / total))
+    assert all(d <= tiers[-1][1] + 0.01 for d in delays)
+    assert sum(d > 0.01 for d in delays) == sum(
+        any(low - 0.01 <= d <= up + 0.01 for low, (_, up) in zip((120.0, 3600.0), tiers))
+        for d in delays
+        if d > 0.01
+    )
+
+
+def test_late_tiers_default_to_none_and_leave_the_bytes_unchanged():
+    assert GeneratorConfig().late_tiers == ()
+    # The bytes this seed gave before late tiers existed: no tier, no extra draw.
+    digest = hashlib.sha256(b"".join(m.data for m in iter_messages(replace(BASE, events=2000))))
+    assert digest.hexdigest() == "45d16e8baab9e1d403548608405a3a417b38e8cfa16cad4765bdda70621cfed1"
+    with pytest.raises(ValueError, match="late_tiers"):
+        GeneratorConfig(late_tiers=((0.5, 3600.0), (0.6, 7200.0)))
+    with pytest.raises(ValueError, match="late_tiers"):
+        GeneratorConfig(late_tiers=((0.05, 60.0),))  # below late_min_s

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from behavioral_analytics.loadtest import (
     percentiles,
     run_loadtest,
 )
-from behavioral_analytics.store import SeriesPoint, StoredEvent
+from behavioral_analytics.store import DeadLetter, Page, SeriesPoint, StoredEvent
 
 REPO = Path(__file__).resolve().parent.parent
 START = 1_764_320_000.0
@@ -101,14 +102,28 @@ class FakeStore:
     """Just what the load test reads, held in memory."""
 
     events: dict[str, StoredEvent] = field(default_factory=dict)
-    total: int = 0
-    dead: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    letters: list[DeadLetter] = field(default_factory=list)  # oldest first
 
     def series(self, granularity, start=None, end=None):
-        return [SeriesPoint("day", "2025-11-28", self.total, {}, 1)]
+        total = sum(self.by_type.values())
+        return [SeriesPoint("day", "2025-11-28", total, dict(self.by_type), 1)]
 
     def count_dead_letters(self) -> int:
-        return self.dead
+        return len(self.letters)
+
+    def dead_letters(self, limit=100, cursor=None):
+        newest_first = self.letters[::-1]
+        start = int(cursor or 0)
+        more = start + limit < len(newest_first)
+        return Page(newest_first[start : start + limit], str(start + limit) if more else None)
+
+    def reject(self, data: bytes) -> None:
+        self.letters.append(
+            DeadLetter(
+                "not_json", "", data, "m", recorded_at=time.time(), id=str(len(self.letters))
+            )
+        )
 
     def get_events(self, keys):
         return [self.events[key] for key in keys if key in self.events]
@@ -116,17 +131,31 @@ class FakeStore:
 
 class InstantWorker:
     """A sink that processes each message at once, like a worker with no latency. `drop`
-    loses every n-th event; `double` counts every n-th event twice in the aggregates."""
+    loses every n-th event; `double` counts every n-th event twice in the aggregates;
+    `others` adds that many events of another type, and as many rejected messages, per batch
+    (live traffic beside the run, or a backlog); `lose_rejects` records none of the run's."""
 
-    def __init__(self, store: FakeStore, drop: int = 0, double: int = 0) -> None:
+    def __init__(
+        self,
+        store: FakeStore,
+        drop: int = 0,
+        double: int = 0,
+        others: int = 0,
+        lose_rejects: bool = False,
+    ) -> None:
         self.store, self.drop, self.double, self.seen = store, drop, double, 0
+        self.others, self.lose_rejects = others, lose_rejects
 
     def send(self, batch) -> int:
         now = time.time()
+        self.store.by_type["page_view"] += self.others
+        for n in range(self.others):
+            self.store.reject(f"other garbage {n}".encode())
         for data in batch:
             result = parse_message(data, message_id="m", received_at=now)
             if not isinstance(result, Event):
-                self.store.dead += 1
+                if not self.lose_rejects:
+                    self.store.reject(data)
                 continue
             if result.key in self.store.events:
                 continue
@@ -134,7 +163,8 @@ class InstantWorker:
             if self.drop and self.seen % self.drop == 0:
                 continue
             self.store.events[result.key] = StoredEvent(result, now + 0.01)
-            self.store.total += 2 if self.double and self.seen % self.double == 0 else 1
+            twice = self.double and self.seen % self.double == 0
+            self.store.by_type[result.event_type] += 2 if twice else 1
         return 0
 
     def close(self) -> None:
@@ -150,6 +180,8 @@ class Verified:
 
 def _fake_run(sink_factory, events=800):
     store = FakeStore()
+    sink = sink_factory(store)
+    store = getattr(sink, "store", store)
     options = LoadTestOptions(
         events=events, rate=0, timeout_s=0.5, generator=GeneratorConfig(seed=9, users=50)
     )
@@ -157,7 +189,7 @@ def _fake_run(sink_factory, events=800):
         options,
         backend="fake",
         store=store,  # type: ignore[arg-type]
-        sink=sink_factory(store),
+        sink=sink,
         limits=DEFAULT_LIMITS,
         workers=None,
         verify=lambda _store: Verified(),
@@ -192,13 +224,40 @@ def test_a_rerun_with_the_same_events_counts_them_as_already_stored():
     sink = InstantWorker(store)
     generator = GeneratorConfig(seed=9, users=50)
     start = time.time() - 3 * 86400  # a fixed start: the same events twice
-    options = LoadTestOptions(events=300, rate=0, timeout_s=0.5, start=start, generator=generator)
+    options = LoadTestOptions(
+        events=300, rate=0, timeout_s=0.5, start=start, generator=generator, run_id="again"
+    )
     common = dict(backend="fake", store=store, sink=sink, limits=DEFAULT_LIMITS, workers=None)
     first = run_loadtest(options, **common)  # type: ignore[arg-type]
     again = run_loadtest(options, **common)  # type: ignore[arg-type]
     assert first.ok and again.ok, again.problems
     assert again.already_stored == again.expected_events == again.found
     assert again.missing == 0
+
+
+def test_each_run_marks_its_events_with_its_own_type_and_users():
+    store = FakeStore()
+    first = _fake_run(lambda _: InstantWorker(store), events=300)
+    second = _fake_run(lambda _: InstantWorker(store), events=300)
+    assert first.ok and second.ok, first.problems + second.problems
+    assert first.event_type != second.event_type
+    assert first.event_type == f"loadtest.{first.run_id}"
+    mine = [s.event for s in store.events.values() if s.event.event_type == first.event_type]
+    assert len(mine) == first.found
+    assert all((e.user_id or e.anonymous_id or "").startswith(first.user_prefix) for e in mine)
+    assert store.by_type[first.event_type] == first.found
+
+
+def test_a_run_judges_itself_beside_other_traffic_and_a_backlog():
+    report = _fake_run(lambda store: InstantWorker(store, others=7))
+    assert report.ok, report.problems
+    assert report.counted_extra == 0
+    assert report.rejects_recorded == report.rejects_expected > 0
+    doubled = _fake_run(lambda store: InstantWorker(store, double=101, others=7))
+    assert not doubled.ok and doubled.counted_extra > 0
+    lost = _fake_run(lambda store: InstantWorker(store, others=50, lose_rejects=True))
+    assert lost.rejects_recorded == 0
+    assert any("rejected messages not recorded" in p for p in lost.problems)
 
 
 # -- the scripts' bootstrap ------------------------------------------------------------------

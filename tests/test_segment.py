@@ -233,7 +233,7 @@ def test_rudderstacks_empty_user_id_is_an_anonymous_visitor() -> None:
     assert len(data["event_id"]) == 32
 
 
-def test_alias_and_group_are_published_for_the_worker_to_keep() -> None:
+def test_alias_and_group_are_published_as_events_naming_their_call() -> None:
     alias = {"type": "alias", "messageId": "a-1", "userId": "user-1", "previousId": "anon-1"}
     data = published(alias, Receipt(NOW))
     assert (data["event_type"], data["call"]) == ("alias", "alias")
@@ -242,9 +242,10 @@ def test_alias_and_group_are_published_for_the_worker_to_keep() -> None:
     data = published(group, Receipt(NOW))
     assert data["call"] == "group"
     assert data["properties"] == {"groupId": "acme", "traits": {"plan": "b2b"}}
-    rejection = parse_message(json.dumps(data).encode(), message_id="x", received_at=NOW)
-    assert isinstance(rejection, Rejection)
-    assert rejection.reason == "unsupported_type:group"
+    event = parse_message(json.dumps(data).encode(), message_id="x", received_at=NOW)
+    assert isinstance(event, Event)
+    assert (event.call, event.event_type) == ("group", "group")
+    assert event.to_dict()["call"] == "group"  # kept in the stored event
 
 
 # -- lone surrogates and dead letters ----------------------------------------------------------

@@ -58,3 +58,48 @@ def test_verify_finds_drift_and_repair_fixes_it(store: SQLiteStore) -> None:
     repaired = verify(store, periods, now=now, retention_s=86400 * 30, repair=True)
     assert repaired.repaired
     assert verify(store, periods, now=now, retention_s=86400 * 30).ok
+
+
+_OTHER_PROCESS = """
+import sys
+from pathlib import Path
+from behavioral_analytics.stores.sqlite import SQLiteStore
+store = SQLiteStore(Path(sys.argv[1]), clock=lambda: {now})
+if sys.argv[2] == "read":
+    print(store.snapshot().profiles["user_1"][0])
+else:
+    from tests.test_sqlite_store import ev
+    store.commit([ev(int(sys.argv[2]))])
+store.close()
+"""
+
+
+def test_checking_the_files_keeps_commits_visible_to_other_processes(
+    store: SQLiteStore,
+) -> None:
+    """Closing any descriptor of a file drops the process's POSIX locks on it, SQLite's too:
+    checking an open store's header with a descriptor of our own would let another process
+    delete the write-ahead log this one writes into, hiding its later commits from everyone."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = _OTHER_PROCESS.format(now=T0 + 5)
+
+    def other(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(store.path), *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    store.commit([ev(1)])
+    store.check_files()  # what a worker does at start, and `doctor`
+    other("2")
+    store.commit([ev(3)])
+    assert other("read") == "3"

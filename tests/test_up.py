@@ -18,7 +18,7 @@ from behavioral_analytics.live_traffic import describe, live_traffic, scheduled_
 from behavioral_analytics.live_view import TrafficStats
 from tests.conftest import FakeClock, cli, wait_until
 
-UP_ARGS = ("--rate", "50", "--seed", "7", "--no-api", "--workers", "1")
+UP_ARGS = ("--rate", "20", "--seed", "7", "--no-api", "--workers", "1")
 
 
 def test_up_refuses_a_port_in_use_with_one_line_and_exit_1(tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_the_live_view_shows_achieved_rate_errors_and_the_seed(tmp_path: Path) -
 
         wait_until(store_path.exists, 30, "the store")
         store = SQLiteStore(store_path)
-        wait_until(lambda: store.count_events() >= 20, 90, "demo events to be counted")
+        wait_until(lambda: store.count_events() >= 40, 90, "demo events to be counted")
         store.close()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
@@ -62,9 +62,10 @@ def test_the_live_view_shows_achieved_rate_errors_and_the_seed(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
     text = out.decode()
-    print(text)
     assert proc.returncode == 0, err.decode()[-2000:]
-    assert "events/s achieved (target 50)" in text and "publish errors 0" in text
+    assert "events/s achieved (target 20)" in text and "publish errors 0" in text
+    sent = int(text.split(" sent · ")[0].rsplit("· ", 1)[1])
+    assert sent >= 40
     assert "seed 7;" in text
     assert f"data {tmp_path / 'data'}" in text
 

@@ -237,3 +237,18 @@ def test_debug_logging_of_a_batch_works(broker: LocalBroker, store: SQLiteStore)
         logging.getLogger("behavioral_analytics").handlers[:] = []
     entry = json.loads(out.getvalue().strip().splitlines()[-1])
     assert entry["message"] == "batch committed" and entry["events_created"] == 1
+
+
+def test_an_event_dated_before_a_forget_is_counted_as_forgotten_not_duplicate(
+    broker: LocalBroker, store: SQLiteStore
+) -> None:
+    worker = Worker(broker, store)
+    broker.publish([OutgoingMessage(good(1, user="gone"))])
+    worker.process(broker.pull(10, 0))
+    store.forget("gone")
+    broker.publish([OutgoingMessage(good(2, user="gone"))])  # dated before the tombstone
+    result = worker.process(broker.pull(10, 0))
+    assert result is not None and (result.created, result.forgotten) == (0, 1)
+    snapshot = worker.metrics.snapshot()
+    assert (snapshot.forgotten, snapshot.duplicates) == (1, 0)
+    assert snapshot.to_dict()["forgotten"] == 1

@@ -22,6 +22,7 @@ UNIQUE_GRANULARITIES: tuple[Granularity, ...] = ("hour", "day")
 
 __all__ = [
     "GRANULARITIES",
+    "REPEATED",
     "UNIQUE_GRANULARITIES",
     "BucketDelta",
     "Deltas",
@@ -32,11 +33,19 @@ __all__ = [
 ]
 
 
+# Suffix of the hour label of wall-clock times repeated when clocks go back.
+REPEATED = "b"
+
+
 class Periods:
     """Names the minute, hour and day an instant falls in, in the reporting time zone.
 
     Labels sort in time order within a granularity: minute `YYYY-MM-DD-HH-MM`, hour
     `YYYY-MM-DD-HH`, day `YYYY-MM-DD`, as in the recipe's `hourly_…`/`daily_…` documents.
+    When clocks go back, the wall-clock times that come round a second time are a different
+    period: their hour gets the suffix `b` (`2026-11-01-01b`, minutes `2026-11-01-01b-30`),
+    which sorts after the first pass of that hour and before the next one. Every other hour
+    keeps its plain label.
     """
 
     def __init__(self, timezone: str = "UTC") -> None:
@@ -45,6 +54,7 @@ class Periods:
         self._cache: dict[int, tuple[str, str, str]] = {}
 
     def of(self, timestamp: float) -> tuple[str, str, str]:
+        """(minute, hour, day) labels of an instant (epoch seconds)."""
         # Every UTC offset in use is a whole number of minutes, so one lookup per minute.
         minute = int(timestamp // 60)
         labels = self._cache.get(minute)
@@ -53,7 +63,8 @@ class Periods:
                 self._cache.clear()
             local = datetime.fromtimestamp(minute * 60, self._tz)
             day = local.strftime("%Y-%m-%d")
-            hour = f"{day}-{local.hour:02d}"
+            # fold 1: the second pass of a wall-clock time repeated when clocks go back.
+            hour = f"{day}-{local.hour:02d}{REPEATED if local.fold else ''}"
             labels = (f"{hour}-{local.minute:02d}", hour, day)
             self._cache[minute] = labels
         return labels
@@ -62,13 +73,27 @@ class Periods:
         return self.of(timestamp)[GRANULARITIES.index(granularity)]
 
     def start_of(self, granularity: Granularity, label: str) -> float:
-        return self._wall_clock(label).timestamp()
+        """The first instant (epoch seconds) of a period label."""
+        start = self._wall_clock(label)
+        if granularity == "hour" and start.fold:
+            # The repeated part of an hour starts when the clocks go back, which is not on
+            # the hour where the shift is less than one (Australia/Lord_Howe: 30 minutes).
+            for minute in range(60):
+                at = start.replace(minute=minute).timestamp()
+                if self.label("hour", at) == label:
+                    return at
+        return start.timestamp()
 
     def _wall_clock(self, label: str) -> datetime:
-        """The local wall-clock start of a period label (YYYY-MM-DD[-HH[-MM]])."""
-        year, month, day, *time_of_day = (int(part) for part in label.split("-"))
+        """The local wall-clock start of a period label (YYYY-MM-DD[-HH[b][-MM]]), with fold 1
+        for a repeated hour's label."""
+        parts = label.split("-")
+        fold = 0
+        if len(parts) > 3 and parts[3].endswith(REPEATED):
+            parts[3], fold = parts[3][: -len(REPEATED)], 1
+        year, month, day, *time_of_day = (int(part) for part in parts)
         hour, minute = (*time_of_day, 0, 0)[:2]
-        return datetime(year, month, day, hour, minute, tzinfo=self._tz)
+        return datetime(year, month, day, hour, minute, tzinfo=self._tz, fold=fold)
 
     def end_of(self, granularity: Granularity, label: str) -> float:
         """The instant (epoch seconds) a period ends: the start of the next one."""
@@ -76,7 +101,17 @@ class Periods:
             start = self._wall_clock(label)
             following = (start + timedelta(days=1)).replace(tzinfo=self._tz)
             return following.timestamp()
-        return self._wall_clock(label).timestamp() + (3600.0 if granularity == "hour" else 60.0)
+        if granularity == "minute":
+            return self._wall_clock(label).timestamp() + 60.0
+        # An hour ends an hour after it starts, or earlier at the next wall-clock hour when the
+        # clocks shift inside it.
+        wall = self._wall_clock(label)
+        next_wall = (wall.replace(minute=0, fold=0, tzinfo=None) + timedelta(hours=1)).replace(
+            tzinfo=self._tz
+        )
+        begins = self.start_of("hour", label)
+        next_start = next_wall.timestamp()
+        return min(begins + 3600.0, next_start) if next_start > begins else begins + 3600.0
 
 
 @dataclass(slots=True)

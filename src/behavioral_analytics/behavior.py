@@ -28,7 +28,7 @@ from behavioral_analytics.sessions import (
     SessionDelta,
     SessionRules,
     SessionStats,
-    client_session,
+    client_sessions,
     gap_sessions,
 )
 
@@ -78,15 +78,25 @@ class BehaviorRules:
 
     def session_final_after_s(self) -> float:
         """How long after a period ends its session figures can no longer change: a session
-        starting in it runs for at most the cap plus a gap, and its events may arrive as late as
-        the lateness bound."""
-        return self.sessions.max_s + self.sessions.gap_s + self.lateness_s
+        starting in it runs for at most the cap plus a gap, its events may arrive as late as
+        the lateness bound, and a late `identify` moves anonymous events from as far as the
+        identity window before it (docs/behavior.md, "Provisional, then final")."""
+        return self.sessions.max_s + self.sessions.gap_s + self.lateness_s + self.identity_window_s
 
     def session_final(
         self, periods: Periods, granularity: Granularity, period: str, now: float
     ) -> bool:
         """Whether no late event can change the session figures of `period` any more."""
         return periods.end_of(granularity, period) <= now - self.session_final_after_s()
+
+    def final_changed(self, delta: SessionDelta, periods: Periods, now: float) -> list[str]:
+        """`granularity:period` of the periods in `delta` (a change to session figures) that
+        were already final at `now`: what `forget` reports it changed."""
+        return sorted(
+            f"{granularity}:{period}"
+            for (granularity, period), stats in delta.stats.items()
+            if not stats.is_zero() and self.session_final(periods, granularity, period, now)  # type: ignore[arg-type]
+        )
 
     def funnel(self, name: str) -> Funnel | None:
         return next((f for f in self.funnels if f.name == name), None)
@@ -112,9 +122,7 @@ def sessions_of(events: Iterable[Event], rules: SessionRules) -> list[Session]:
             by_client[event.session_id].append(event.timestamp)
     sessions = gap_sessions(loose, rules)
     for client_id, timestamps in by_client.items():
-        session = client_session(client_id, timestamps)
-        if session is not None:
-            sessions.append(session)
+        sessions.extend(client_sessions(client_id, timestamps, rules))
     return sessions
 
 

@@ -23,7 +23,8 @@ from typing import Any
 import msgspec
 
 __all__ = [
-    "PENDING_CALLS",
+    "KEY_RULE_VERSION",
+    "NAMED_CALLS",
     "Event",
     "Invalid",
     "Limits",
@@ -80,6 +81,8 @@ class Event:
     # "message" when `event_id` is a client's message id (Segment's `messageId`): the key is
     # built from it alone, as Segment dedupes (`message_key`). None: the recipe's key rule.
     id_kind: str | None = None
+    # "alias" or "group" for those Segment calls (their rules: `named_calls`), else None.
+    call: str | None = None
 
     def __post_init__(self) -> None:
         if not self.who:
@@ -100,6 +103,8 @@ class Event:
             data["client_timestamp"] = self.client_timestamp
         if self.id_kind is not None:
             data["id_kind"] = self.id_kind
+        if self.call is not None:
+            data["call"] = self.call
         return data
 
 
@@ -131,9 +136,8 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # lone surrogates (see the module's docstring).
 _DENIED = re.compile("[\x00-\x1f\x7f-\x9f\u2028-\u202e\ud800-\udfff]")
 _denied = _DENIED.search
-# Segment calls the collector publishes but the store does not keep yet (`call` names them):
-# the worker records them as dead letters, `unsupported_type:<call>`, to be replayed later.
-PENDING_CALLS = ("alias", "group")
+# Segment calls that a canonical event names in its `call` field (rules: `named_calls`).
+NAMED_CALLS = ("alias", "group")
 
 
 def allowed_text(value: str) -> bool:
@@ -156,6 +160,9 @@ def dedupe_key(event_id: str, who: str, event_type: str, timestamp: float) -> st
 
 
 MESSAGE_ID = "message"  # `id_kind` of an event whose id is a client's message id
+# The key rule's version, recorded in each store (docs/events.md): 1, `dedupe_key` for every
+# event; 2, `message_key` for events whose `id_kind` is "message", `dedupe_key` for the rest.
+KEY_RULE_VERSION = 2
 
 
 def message_key(message_id: str) -> str:
@@ -244,15 +251,7 @@ def parse_message(
         except UnicodeDecodeError as utf_exc:
             return Rejection("invalid_utf8", str(utf_exc))
         return Rejection("not_json", str(exc))
-    event = validate_event(payload, message_id=message_id, received_at=received_at, limits=limits)
-    if type(event) is Event and payload.get("call") in PENDING_CALLS:
-        call = payload["call"]
-        return Rejection(
-            f"unsupported_type:{call}",
-            f"{call} calls are kept here until the store keeps them; replay them then",
-            event.event_id,
-        )
-    return event
+    return validate_event(payload, message_id=message_id, received_at=received_at, limits=limits)
 
 
 def validate_event(
@@ -293,6 +292,9 @@ def validate_event(
         id_kind = payload.get("id_kind")
         if id_kind is not None and id_kind != MESSAGE_ID:
             raise Invalid("invalid_value:id_kind", f"expected {MESSAGE_ID!r} or no id_kind")
+        call = payload.get("call")
+        if call is not None and call not in NAMED_CALLS:
+            raise Invalid("invalid_value:call", f"expected one of {', '.join(NAMED_CALLS)}")
         if timestamp > received_at + limits.max_future_skew_s:
             raise Invalid(
                 "timestamp_in_future",
@@ -336,6 +338,7 @@ def validate_event(
         who=who,
         client_timestamp=client_timestamp,
         id_kind=id_kind,
+        call=call,
     )
 
 
@@ -361,6 +364,7 @@ def _common_case(
         and allowed_text(event_type)
         and not event_type.isspace()
         and (user_id is not None or anonymous_id is not None)
+        and get("call") is None
     ):
         return None
     for value in (user_id, anonymous_id, event_id, session_id):

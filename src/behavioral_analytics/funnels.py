@@ -5,6 +5,10 @@ furthest step reached is found greedily: the earliest later event matching the n
 as long as it is within the window of the entry. Per day, a person counts once at the
 furthest step any of their entries that day reached, so "users reaching step k on day D" is
 exact and, being a function of the set of events, independent of arrival order.
+
+A step's filter compares JSON values strictly by type (`json_equal`): `true` is not `1`, `"1"`
+is not `1`, `null` is not a missing property; numbers compare by value, since JSON has one
+number type (`1` equals `1.0`); arrays element by element, objects key by key, both strictly.
 """
 
 from __future__ import annotations
@@ -22,11 +26,37 @@ __all__ = [
     "Funnel",
     "FunnelPoint",
     "Step",
+    "json_equal",
     "parse_funnels",
     "progress",
 ]
 
 _MISSING = object()
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Whether two JSON values are equal, strictly by JSON type: booleans are not numbers,
+    strings are not numbers, numbers compare by value (`1` == `1.0`, JSON has one number type),
+    arrays and objects compare element by element with the same rule."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) or isinstance(b, int | float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and a == b
+    if isinstance(a, list | tuple) or isinstance(b, list | tuple):
+        return (
+            isinstance(a, list | tuple)
+            and isinstance(b, list | tuple)
+            and len(a) == len(b)
+            and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        return (
+            isinstance(a, Mapping)
+            and isinstance(b, Mapping)
+            and a.keys() == b.keys()
+            and all(json_equal(a[k], b[k]) for k in a)
+        )
+    return type(a) is type(b) and a == b
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +72,7 @@ class Step:
             value: Any = properties
             for part in path.split("."):
                 value = value.get(part, _MISSING) if isinstance(value, Mapping) else _MISSING
-            if value != wanted:
+            if value is _MISSING or not json_equal(value, wanted):
                 return False
         return True
 

@@ -7,8 +7,10 @@ and then each link covers the anonymous events from its own start. Deciding by e
 not arrival, keeps the outcome independent of the order events arrive in.
 
 An event with a user id counts for that user. An event with only an anonymous id counts for
-the user of the latest active link whose coverage has begun: a link made at time T covers
-events from T - window on (earlier events of that visit, and everything later).
+the user of the latest active link whose coverage has begun. The first active link, made at
+time T1, covers events from T1 - window on (earlier events of that visit, and everything
+later); a later link (relinking allowed), made at Tk, covers events from Tk on: the events
+before it were already claimed by an earlier sign-in, which a second person's never takes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from behavioral_analytics.events import Event, actor
+from behavioral_analytics.named_calls import alias_previous_id
 
 __all__ = [
     "IDENTIFY",
@@ -52,6 +55,11 @@ class Link:
 
 
 def proposal(event: Event) -> Link | None:
+    """The link an `identify` with both ids proposes, or an `alias` call: its `previousId`, an
+    anonymous id, linked to its user id as an identify would (`named_calls`)."""
+    previous = alias_previous_id(event)
+    if previous is not None and event.user_id:
+        return Link(previous, event.user_id, event.timestamp, event.key)
     if event.event_type != IDENTIFY or not event.user_id or not event.anonymous_id:
         return None
     return Link(event.anonymous_id, event.user_id, event.timestamp, event.key)
@@ -75,9 +83,18 @@ def resolve(proposals: Iterable[Link], allow_relink: bool) -> list[Link]:
 
 
 def coverage(links: Iterable[Link], window_s: float) -> tuple[tuple[float, str], ...]:
-    """(coverage start, user id) of the active links, by start: what `attribute` consults."""
-    active = (link for link in links if link.status == "active")
-    return tuple(sorted((link.linked_at - window_s, link.user_id) for link in active))
+    """(coverage start, user id) of the active links, in order (link time, then event key):
+    what `attribute` consults. The first link's coverage starts `window_s` before its time;
+    every later one's (only with relinking) at its own time, since what came before it was
+    the earlier links' already."""
+    active = sorted(
+        (link for link in links if link.status == "active"),
+        key=lambda link: (link.linked_at, link.event_key),
+    )
+    return tuple(
+        (link.linked_at - window_s if i == 0 else link.linked_at, link.user_id)
+        for i, link in enumerate(active)
+    )
 
 
 def attribute(event: Event, covers: Sequence[tuple[float, str]] | None) -> str:

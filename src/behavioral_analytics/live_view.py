@@ -147,5 +147,15 @@ def run_live_view(
     """Redraw the view every second until `stop` is set. `info`: api_url, traffic
     (TrafficStats or None), workers, log (the log file's path)."""
     with Live(_render(config, store, broker, **info), refresh_per_second=2) as live:
-        while not stop.wait(1.0):
+        try:
+            # Sleeping, not Event.wait: a Ctrl-C landing inside a condition wait can leave its
+            # lock released twice ("release unlocked lock") instead of interrupting cleanly.
+            next_at = time.monotonic() + 1.0
+            while not stop.is_set():
+                time.sleep(0.1)
+                if time.monotonic() >= next_at:
+                    live.update(_render(config, store, broker, **info))
+                    next_at += 1.0
+        finally:
+            # The screen left behind after Ctrl-C shows the last figures, not a second-old frame.
             live.update(_render(config, store, broker, **info))

@@ -106,6 +106,9 @@ class GeneratorConfig:
     late_rate: float = 0.02
     late_min_s: float = 120.0  # late events are sent this long (log-uniform) after their time
     late_max_s: float = 6 * 3600.0
+    # Late shares stamped back in time: ((share, up_to_s), …), e.g. ((0.05, 3600), (0.01, 3 days)).
+    # A share's delay is log-uniform from the previous tier's up_to_s (first: late_min_s).
+    late_tiers: tuple[tuple[float, float], ...] = ()
     malformed_rate: float = 0.005
     bot_rate: float = 0.05  # share of events from crawlers
     bots: int = 3
@@ -130,6 +133,11 @@ class GeneratorConfig:
         for name in ("click_rate", "new_user_rate", "login_rate", "duplicate_rate", "late_rate"):
             checks[name] = 0 <= getattr(self, name) <= 1
         checks["malformed_rate"] = 0 <= self.malformed_rate < 1
+        bounds = [self.late_min_s, *(up_to for _, up_to in self.late_tiers)]
+        checks["late_tiers"] = sum(share for share, _ in self.late_tiers) <= 1 and all(
+            share >= 0 and low < high
+            for (share, _), low, high in zip(self.late_tiers, bounds, bounds[1:], strict=False)
+        )
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid generator parameter(s): {', '.join(bad)}")
@@ -526,7 +534,8 @@ class _Simulation:
             following = self._next_of(actors[index])
             heapq.heappush(heap, (following.offset, index, following))
             sent_at = cfg.start + planned.offset
-            planned.payload["timestamp"] = round(sent_at, 3)
+            back_s = self._late_tier_delay() if cfg.late_tiers else 0.0
+            planned.payload["timestamp"] = round(sent_at - back_s, 3)
             if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
                 emitted += 1
                 yield self._malformed(planned.payload, sent_at)
@@ -540,8 +549,18 @@ class _Simulation:
                 heapq.heappush(pending, (late, next(order), message, planned.session))
                 continue
             emitted += 1
-            message = Message(data, "event", sent_at, bot=planned.bot)
+            message = Message(data, "event", sent_at, late=back_s > 0, bot=planned.bot)
             yield emit(message, planned.offset, planned.session)
+
+    def _late_tier_delay(self) -> float:
+        """How far back `late_tiers` stamps this event (0: on time). Sent in its place in the
+        stream, so the stated shares hold from a run's first message, however short the run."""
+        point, low = self.rng.random(), self.config.late_min_s
+        for share, up_to in self.config.late_tiers:
+            if point < share:
+                return math.exp(self.rng.uniform(math.log(low), math.log(up_to)))
+            point, low = point - share, up_to
+        return 0.0
 
     def _malformed(self, template: dict[str, Any], sent_at: float) -> Message:
         rng = self.rng

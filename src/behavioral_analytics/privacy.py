@@ -1,11 +1,27 @@
-"""Privacy at ingestion: IP addresses truncated, listed property fields hashed. Pure."""
+"""Privacy at ingestion: IP addresses truncated, listed property fields hashed. Pure.
+
+Field paths. A configured path such as `context.traits.email` names every value whose key
+path, joined with dots, is that text: `{"context": {"traits": {"email": …}}}`, but also a key
+that itself contains dots (`{"context.traits.email": …}`, `{"context": {"traits.email": …}}`).
+Arrays are not entered. The IP fields are found the same way.
+
+IP values. A value in an IP field is a comma-separated list (as in `X-Forwarded-For`) of one or
+more addresses, each bare (`203.0.113.77`, `2001:db8::1`), with a port (`203.0.113.77:8443`,
+`[2001:db8::1]:443`), bracketed, with an IPv6 zone (`fe80::1%eth0`) or IPv4-mapped
+(`::ffff:203.0.113.77`, truncated as the IPv4 address it carries). Each becomes its /24
+(IPv4) or /48 (IPv6) network address, ports and zones dropped, and the list is joined again
+with `", "`. A value that is not such a list (not a string, an empty item, a host name,
+`unknown`) is removed from the properties: it is never kept in full. Truncating twice changes
+nothing.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -16,14 +32,45 @@ __all__ = ["IP_FIELDS", "hash_value", "mentions", "scrub", "truncate_ip"]
 IP_FIELDS = ("ip", "ip_address", "context.ip")
 
 
-def truncate_ip(value: str) -> str:
-    """IPv4 to its /24, IPv6 to its /48 (as Google Analytics does); anything else unchanged."""
+def _address(item: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = item.strip()
+    if text.startswith("["):
+        close = text.find("]")
+        rest = text[close + 1 :] if close > 0 else "?"
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return None
+        text = text[1:close]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+        if not port.isdigit():
+            return None
+        text = host
+    text = text.partition("%")[0]
     try:
-        address = ipaddress.ip_address(value.strip())
+        address = ipaddress.ip_address(text)
     except ValueError:
-        return value
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def truncate_ip(value: object) -> str | None:
+    """The value of an IP field truncated: each address of a comma-separated list to its /24
+    (IPv4) or /48 (IPv6) network address (as Google Analytics does), ports and zones dropped,
+    IPv4-mapped IPv6 as its IPv4 address; None when the value is not such a list (the field is
+    then removed). Forms accepted: see the module's docstring."""
+    if not isinstance(value, str):
+        return None
+    truncated = []
+    for item in value.split(","):
+        address = _address(item)
+        if address is None:
+            return None
+        prefix = 24 if address.version == 4 else 48
+        network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+        truncated.append(str(network.network_address))
+    return ", ".join(truncated)
 
 
 def hash_value(value: Any, salt: bytes) -> str:
@@ -32,12 +79,15 @@ def hash_value(value: Any, salt: bytes) -> str:
     return hmac.new(salt, text.encode(), hashlib.sha256).hexdigest()
 
 
-def _parent(properties: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str]:
-    *parents, last = path.split(".")
-    node: Any = properties
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-    return (node if isinstance(node, dict) else None), last
+def _matches(node: dict[str, Any], path: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every (parent, key) under `node` whose key path joined with dots equals `path`."""
+    for key in list(node):
+        if key == path:
+            yield node, key
+        elif path.startswith(key + "."):
+            child = node[key]
+            if isinstance(child, dict):
+                yield from _matches(child, path[len(key) + 1 :])
 
 
 def scrub(
@@ -47,38 +97,80 @@ def scrub(
     hashed_fields: Sequence[str] = (),
     salt: bytes = b"",
 ) -> bool:
-    """Truncate IPs and hash the listed fields (dotted paths) in place; whether anything changed."""
+    """Truncate IPs and hash the listed fields (dotted paths, matched against the joined key
+    path: see the module's docstring) in place; whether anything changed. A null value is left
+    as it is."""
     changed = False
     if truncate_ips:
         for path in IP_FIELDS:
-            parent, name = _parent(properties, path)
-            value = parent.get(name) if parent is not None else None
-            if isinstance(value, str):
+            for parent, name in list(_matches(properties, path)):
+                value = parent[name]
+                if value is None:
+                    continue
                 truncated = truncate_ip(value)
-                if truncated != value:
-                    parent[name] = truncated  # type: ignore[index]
+                if truncated is None:
+                    del parent[name]
                     changed = True
-    for path in hashed_fields:
-        parent, name = _parent(properties, path)
-        if parent is not None and name in parent and parent[name] is not None:
-            parent[name] = hash_value(parent[name], salt)
-            changed = True
+                elif truncated != value:
+                    parent[name] = truncated
+                    changed = True
+    for path in dict.fromkeys(hashed_fields):
+        for parent, name in list(_matches(properties, path)):
+            if parent[name] is not None:
+                parent[name] = hash_value(parent[name], salt)
+                changed = True
     return changed
 
 
+# Where a message names a person: the canonical event's and Segment's who-fields, and alias's
+# previous id (either a user's or an anonymous id), at the top level or in `properties`.
+_USER_FIELDS = ("user_id", "userId")
+_ANONYMOUS_FIELDS = ("anonymous_id", "anonymousId")
+_EITHER_FIELDS = ("previousId",)
+
+
+def _spelling(value: Any) -> str | None:
+    """The id a who-field's value parses to, as the event parser reads it: a string as is, an
+    integer (not a boolean) as its decimal string; None for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _messages(payload: Any) -> Iterator[dict[str, Any]]:
+    """The message objects in a dead letter's JSON: one, a list, or a Segment `batch`."""
+    items = payload if isinstance(payload, list) else [payload]
+    for item in items:
+        if isinstance(item, dict):
+            yield item
+            if isinstance(item.get("batch"), list):
+                yield from _messages(item["batch"])
+
+
 def mentions(data: bytes, user_ids: set[str], anonymous_ids: set[str]) -> bool:
-    """Whether a dead letter's bytes name one of the ids: as a JSON who-field where they parse,
-    else anywhere in the text (a malformed message is judged by its bytes)."""
+    """Whether a dead letter's bytes name one of the ids. JSON is parsed and its who-fields
+    (`user_id`/`userId`, `anonymous_id`/`anonymousId`, and `previousId` for either, at the top
+    level, in `properties`, or in the messages of a list or a Segment `batch`) compared by what
+    they parse to, so every spelling counts: `12345` and `"12345"`, `"\\u00e9"` and `"é"`.
+    Bytes that are not JSON are judged by their text: an id's UTF-8 bytes, or its JSON-escaped
+    ASCII form, anywhere in them."""
     try:
         payload = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        return True
-    items = payload if isinstance(payload, list) else [payload]
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if item.get("user_id", item.get("userId")) in user_ids:
-            return True
-        if item.get("anonymous_id", item.get("anonymousId")) in anonymous_ids:
-            return True
+        needles = {n.encode() for n in user_ids | anonymous_ids}
+        needles |= {json.dumps(n)[1:-1].encode() for n in user_ids | anonymous_ids}
+        return any(needle and needle in data for needle in needles)
+    everyone = user_ids | anonymous_ids
+    for message in _messages(payload):
+        properties = message.get("properties")
+        for scope in (message, properties if isinstance(properties, dict) else {}):
+            for fields, ids in (
+                (_USER_FIELDS, user_ids),
+                (_ANONYMOUS_FIELDS, anonymous_ids),
+                (_EITHER_FIELDS, everyone),
+            ):
+                if any(_spelling(scope.get(name)) in ids for name in fields):
+                    return True
     return False

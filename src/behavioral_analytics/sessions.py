@@ -1,10 +1,13 @@
 """Sessions: a person's events cut into visits. Pure: no I/O.
 
-An event with a client `session_id` belongs to that session. Other events are chained while
-the gap between consecutive events stays within `gap_s`; a chain is cut into sessions of at
-most `max_s` from each session's first event. The result is a function of the set of events,
-so it does not depend on the order they arrive in: a store recomputes the sessions around new
-events from the raw events it holds, and `verify` recomputes them all the same way.
+An event with a client `session_id` belongs to that session whatever the gaps, but the cap
+holds for it too: a client session's events are cut into sessions of at most `max_s` from
+each one's first event (the first keeps the key `c:<id>`; a later one is keyed by its start
+as well). Other events are chained while the gap between consecutive events stays within
+`gap_s`; a chain is cut into sessions of at most `max_s` from each session's first event. The
+result is a function of the set of events, so it does not depend on the order they arrive in:
+a store recomputes the sessions around new events from the raw events it holds, and `verify`
+recomputes them all the same way.
 
 A session counts for the hour and day it starts in: sessions started, their total duration,
 bounces (one-event sessions) and their events.
@@ -23,7 +26,9 @@ __all__ = [
     "SessionRules",
     "SessionStats",
     "client_session",
+    "client_sessions",
     "gap_sessions",
+    "merge_client_sessions",
     "session_stats",
 ]
 
@@ -36,16 +41,23 @@ class SessionRules:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """`client_id` is the client's session id, or None for a session cut by the rules."""
+    """`client_id` is the client's session id, or None for a session cut by the rules;
+    `first`: whether it is the first session of its client id (the cap cuts a long one)."""
 
     start: float
     end: float
     events: int
     client_id: str | None = None
+    first: bool = True
 
     @property
     def key(self) -> str:
-        return f"c:{self.client_id}" if self.client_id is not None else f"g:{self.start!r}"
+        if self.client_id is None:
+            return f"g:{self.start!r}"
+        if self.first:
+            return f"c:{self.client_id}"
+        # U+001F cannot occur in a client id (events.py refuses control characters).
+        return f"c:{self.client_id}\x1f{self.start!r}"
 
     @property
     def duration_ms(self) -> int:
@@ -72,10 +84,71 @@ def gap_sessions(timestamps: Iterable[float], rules: SessionRules) -> list[Sessi
 
 
 def client_session(client_id: str, timestamps: Iterable[float]) -> Session | None:
+    """One session of every timestamp (no cap): the shape before the cap, for callers that
+    know their events span less than it."""
     ordered = sorted(timestamps)
     if not ordered:
         return None
     return Session(ordered[0], ordered[-1], len(ordered), client_id)
+
+
+def client_sessions(
+    client_id: str, timestamps: Iterable[float], rules: SessionRules, *, first: bool = True
+) -> list[Session]:
+    """The sessions of one client session id's events (epoch seconds): gaps do not cut them,
+    the cap does — a session ends before the first event `max_s` or more after its start.
+    `first`: whether the earliest of them is the client id's first session."""
+    ordered = sorted(timestamps)
+    sessions: list[Session] = []
+    if not ordered:
+        return sessions
+    start = last = ordered[0]
+    count = 1
+    for timestamp in ordered[1:]:
+        if timestamp - start >= rules.max_s:
+            sessions.append(Session(start, last, count, client_id, first and not sessions))
+            start, count = timestamp, 0
+        last = timestamp
+        count += 1
+    sessions.append(Session(start, last, count, client_id, first and not sessions))
+    return sessions
+
+
+def merge_client_sessions(
+    stored: Iterable[Session], timestamps: Iterable[float], rules: SessionRules
+) -> list[Session] | None:
+    """The sessions of one client id once events at `timestamps` join its `stored` sessions
+    (all of them, one client id), without the stored events: exact when every new event falls
+    within the cap of the stored session it follows or after the cap of the last one; None
+    otherwise (before the first, or between a session's cap and the next: the caller recounts
+    from the raw events, with `client_sessions`)."""
+    pieces = sorted(stored, key=lambda s: s.start)
+    stamps = sorted(timestamps)
+    if not pieces:
+        return None
+    client_id = pieces[0].client_id
+    assert client_id is not None
+    merged = list(pieces)
+    tail: list[float] = []
+    for timestamp in stamps:
+        if timestamp < pieces[0].start:
+            return None
+        index = max(i for i, p in enumerate(pieces) if p.start <= timestamp)
+        piece = pieces[index]
+        if timestamp - piece.start < rules.max_s:
+            current = merged[index]
+            merged[index] = Session(
+                current.start,
+                max(current.end, timestamp),
+                current.events + 1,
+                client_id,
+                current.first,
+            )
+        elif index == len(pieces) - 1:
+            tail.append(timestamp)
+        else:
+            return None
+    return merged + client_sessions(client_id, tail, rules, first=False)
 
 
 @dataclass(slots=True)

@@ -6,6 +6,8 @@ It imports only the core. Which adapters the settings select, and how they are b
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,10 +26,12 @@ from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.events import Limits
 from behavioral_analytics.funnels import DEFAULT_FUNNELS, parse_funnels
 from behavioral_analytics.sessions import SessionRules
+from behavioral_analytics.stored_config import StoredConfig
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "load_settings", "shaping_env_name"]
 
 DAY = 86400.0
+_HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?")
 
 
 class ConfigError(Exception):
@@ -87,6 +91,11 @@ class Settings(BaseSettings):
     )
     replay_window_days: float = Field(7, ge=0, validation_alias=_env("BA_REPLAY_WINDOW_DAYS"))
     raw_retention_days: float = Field(30, gt=0, validation_alias=_env("BA_RAW_RETENTION_DAYS"))
+    # Dead letters hold original bytes (IPs, ids): kept this long, then purged (SQLite: the
+    # worker and `dlq purge`; Firestore: the TTL policy on dead_letters.expire_at).
+    dead_letter_retention_days: float = Field(
+        30, gt=0, le=3650, validation_alias=_env("BA_DEAD_LETTER_RETENTION_DAYS")
+    )
 
     flush_interval_s: float = Field(1.0, gt=0, le=60, validation_alias=_env("BA_FLUSH_INTERVAL"))
     flush_max_events: int = Field(
@@ -107,6 +116,9 @@ class Settings(BaseSettings):
     write_keys: str = Field("", validation_alias=_env("BA_WRITE_KEYS"))
     read_keys: str = Field("", validation_alias=_env("BA_READ_KEYS"))
     cors_origins: str = Field("", validation_alias=_env("BA_CORS_ORIGINS"))
+    # Host names besides loopback ones that an API without keys answers to (`name` or
+    # `name:port`): DNS rebinding defence, see api/loopback_guard.py.
+    allowed_hosts: str = Field("", validation_alias=_env("BA_ALLOWED_HOSTS"))
     # Proxies in front of the API that append the caller's address to X-Forwarded-For (Cloud
     # Run's front end: 1). 0: the header is ignored and the connection's address is the caller's.
     trusted_proxy_hops: int = Field(0, ge=0, le=10, validation_alias=_env("BA_TRUSTED_PROXY_HOPS"))
@@ -140,8 +152,21 @@ class Settings(BaseSettings):
     def _valid_funnels(cls, value: str) -> str:
         try:
             parse_funnels(value)
-        except ValueError as exc:  # json.JSONDecodeError is one
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"not JSON ({exc.msg} at character {exc.pos + 1}); expected a list such as "
+                '[{"name": "purchase", "steps": ["page_view", "purchase"]}]'
+            ) from None
+        except ValueError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: str) -> str:
+        for entry in cls.keys(value):
+            if not _HOST_ENTRY.fullmatch(entry):
+                raise ValueError(f"{entry!r} is not a host name, [IPv6] or either with :port")
         return value
 
     @field_validator("pubsub_topic", "pubsub_subscription", "firestore_database")
@@ -212,6 +237,22 @@ class Settings(BaseSettings):
             lateness_s=self.max_event_age_days * DAY,
         )
 
+    def stored_config(self) -> StoredConfig:
+        """The environment's values of what shapes stored numbers (`stored_config`)."""
+        return StoredConfig.of(self.behavior_rules(), self.timezone)
+
+    def shaping_set(self) -> frozenset[str]:
+        """The fields of `StoredConfig` this environment sets; the others take the values the
+        store recorded."""
+        return frozenset(
+            shaping for name, shaping in _SHAPING.items() if name in self.model_fields_set
+        )
+
+    def adopt(self, config: StoredConfig) -> Settings:
+        """These settings with the recorded time zone and funnels (what commands show)."""
+        funnels = json.dumps([f.to_dict() for f in config.funnels])
+        return self.model_copy(update={"timezone": config.timezone, "funnels": funnels})
+
     @property
     def exports_to_cloud_monitoring(self) -> bool:
         if self.metrics_exporter == "auto":
@@ -231,6 +272,23 @@ _ENV_NAMES = {
     )
     for name, field in Settings.model_fields.items()
 }
+
+
+# Setting → the `StoredConfig` field it gives.
+_SHAPING = {
+    "timezone": "timezone",
+    "session_gap_minutes": "session_gap_s",
+    "session_max_hours": "session_max_s",
+    "identity_window_hours": "identity_window_s",
+    "identity_allow_relink": "allow_relink",
+    "funnels": "funnels",
+}
+
+
+def shaping_env_name(field: str) -> str:
+    """The environment variable that sets the `StoredConfig` field `field` (e.g. BA_TIMEZONE)."""
+    name = next(name for name, shaping in _SHAPING.items() if shaping == field)
+    return str(_ENV_NAMES[name])
 
 
 def _short(name: str) -> str:

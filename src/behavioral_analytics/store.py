@@ -18,16 +18,29 @@ from __future__ import annotations
 
 import abc
 import base64
-import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Protocol
 
 from behavioral_analytics.aggregation import Granularity
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
-from behavioral_analytics.sessions import SessionStats
+from behavioral_analytics.named_calls import Group
+from behavioral_analytics.records import (
+    AggregateSnapshot,
+    CommitResult,
+    DeadLetter,
+    ForgetReport,
+    Freshness,
+    FunnelDay,
+    NewDeadLetter,
+    Page,
+    Profile,
+    SeriesPoint,
+    SessionPoint,
+    StoredEvent,
+)
+from behavioral_analytics.stored_config import StoredConfig
 
 __all__ = [
     "AggregateSnapshot",
@@ -55,8 +68,6 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
 ]
-
-T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -89,211 +100,6 @@ class NotSupported(StoreError):
 
 class TransientStoreError(StoreError):
     """Worth retrying: contention, a timeout, an unavailable backend."""
-
-
-@dataclass(frozen=True, slots=True)
-class NewDeadLetter:
-    """A message that is not an event (or that the broker gave up on), kept for inspection and
-    replay with the reason and the original bytes."""
-
-    reason: str
-    detail: str
-    data: bytes
-    message_id: str
-    attributes: dict[str, str] = field(default_factory=dict)
-    source: str = "worker"  # worker | broker | collector
-    received_at: float = 0.0
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def fingerprint(self) -> str:
-        """Stable across redeliveries of the same message (same id and first publish time),
-        distinct for a replay (a new publish time), so recording one is idempotent."""
-        digest = hashlib.blake2b(digest_size=16)
-        for part in (self.source, self.message_id, repr(self.received_at), self.reason):
-            digest.update(part.encode() + b"\x1f")
-        digest.update(hashlib.sha256(self.data).digest())
-        return digest.hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter(NewDeadLetter):
-    id: str = ""
-    recorded_at: float = 0.0
-    replayed_at: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        try:
-            text: str | None = self.data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        return {
-            "id": self.id,
-            "reason": self.reason,
-            "detail": self.detail,
-            "source": self.source,
-            "message_id": self.message_id,
-            "attributes": self.attributes,
-            "received_at": self.received_at,
-            "recorded_at": self.recorded_at,
-            "replayed_at": self.replayed_at,
-            "attempts": self.attempts,
-            "data": text,
-            "data_base64": base64.b64encode(self.data).decode("ascii"),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    created: int
-    duplicates: int
-    dead_letters: int
-    created_by_type: dict[str, int] = field(default_factory=dict)
-    # Largest (processed_at - received_at) among created events: how far processing lags.
-    max_lag_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    event: Event
-    processed_at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"key": self.event.key, **self.event.to_dict(), "processed_at": self.processed_at}
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    who: str
-    total_events: int
-    events_by_type: dict[str, int]
-    first_seen: float
-    last_activity: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "user_id": self.who,
-            "total_events": self.total_events,
-            "events_by_type": self.events_by_type,
-            "first_seen": self.first_seen,
-            "last_activity": self.last_activity,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesPoint:
-    granularity: Granularity
-    period: str
-    total_events: int
-    events_by_type: dict[str, int]
-    unique_users: int | None  # None for minute buckets: not kept
-    bot_events: int | None = None  # None where the store does not count bots apart
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "granularity": self.granularity,
-            "period": self.period,
-            "total_events": self.total_events,
-            "events_by_type": self.events_by_type,
-            "unique_users": self.unique_users,
-            "bot_events": self.bot_events,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPoint:
-    """Sessions that started in one hour or day. `final`: no late event can change them."""
-
-    granularity: Granularity
-    period: str
-    stats: SessionStats
-    final: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "granularity": self.granularity,
-            "period": self.period,
-            **self.stats.to_dict(),
-            "final": self.final,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class FunnelDay:
-    """Users who entered a funnel that day, by the furthest step they reached."""
-
-    day: str
-    users_by_step: list[int]  # users reaching step 1, 2, …
-
-    def to_dict(self) -> dict[str, Any]:
-        steps = self.users_by_step
-        return {
-            "day": self.day,
-            "users": steps,
-            "conversion": [
-                round(steps[i] / steps[i - 1], 4) if steps[i - 1] else None
-                for i in range(1, len(steps))
-            ],
-            "overall": round(steps[-1] / steps[0], 4) if steps and steps[0] else None,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Freshness:
-    """How current the read model is."""
-
-    newest_event_at: float | None  # event time of the newest processed event
-    last_commit_at: float | None  # when a worker last committed a batch
-    lag_s: float | None  # processing lag of the last commit (processed_at - received_at, max)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "newest_event_at": self.newest_event_at,
-            "last_commit_at": self.last_commit_at,
-            "lag_s": self.lag_s,
-        }
-
-
-@dataclass(slots=True)
-class AggregateSnapshot:
-    """Every aggregate the store holds, in comparable form (for `verify`)."""
-
-    buckets: dict[tuple[str, str], tuple[int, dict[str, int]]] = field(default_factory=dict)
-    unique_users: dict[tuple[str, str], int] = field(default_factory=dict)
-    markers: set[tuple[str, str, str]] = field(default_factory=set)
-    profiles: dict[str, tuple[int, dict[str, int], float, float]] = field(default_factory=dict)
-    # Kept by stores that maintain the behavioral read model (`Store.behavioral`).
-    bot_events: dict[tuple[str, str], int] = field(default_factory=dict)
-    session_stats: dict[tuple[str, str], SessionStats] = field(default_factory=dict)
-    funnel_users: dict[tuple[str, str, int], int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class ForgetReport:
-    who: str
-    persons: list[str] = field(default_factory=list)
-    raw_events: int = 0
-    sessions: int = 0
-    funnel_entries: int = 0
-    links: int = 0
-    dead_letters: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "user": self.who,
-            "persons": self.persons,
-            "raw_events_deleted": self.raw_events,
-            "sessions_deleted": self.sessions,
-            "funnel_entries_deleted": self.funnel_entries,
-            "links_deleted": self.links,
-            "dead_letters_deleted": self.dead_letters,
-        }
 
 
 class Store(abc.ABC):
@@ -397,6 +203,11 @@ class Store(abc.ABC):
         Raises StoreError.
         """
 
+    def purge_dead_letters(self, now: float, before: float | None = None) -> dict[str, int]:
+        """Delete the dead letters expired at `now` (or recorded before `before`); return how
+        many were ever purged, by reason. Raises StoreError (Firestore's TTL does it)."""
+        raise StoreError(f"{type(self).__name__} expires dead letters itself (a TTL policy)")
+
     @abc.abstractmethod
     def active_users(self, since: float) -> int:
         """Profiles whose last activity is at or after `since` (epoch seconds).
@@ -459,6 +270,10 @@ class Store(abc.ABC):
         """
         raise NotSupported(f"{type(self).__name__} does not keep identity links yet")
 
+    def group(self, group_id: str) -> Group | None:
+        """A group (`named_calls.Group`), None if unknown. Raises NotSupported, StoreError."""
+        raise NotSupported(f"{type(self).__name__} does not keep groups yet")
+
     def stored_links(self) -> list[Link]:
         """Every identity link (for `verify`); none where the store keeps no links.
 
@@ -482,6 +297,15 @@ class Store(abc.ABC):
         Raises StoreError.
         """
         return 0
+
+    def recorded_config(self) -> StoredConfig | None:
+        """The configuration recorded with the data (`stored_config`). Raises StoreError."""
+        return None
+
+    def record_config(self, funnels_added: Sequence[str] = (), *, replace: bool = False) -> None:
+        """Record the store's configuration, counting `funnels_added` from the raw events;
+        `replace`: over another one. Raises NotSupported (no backfill here), StoreError."""
+        raise NotSupported(f"{type(self).__name__} records no configuration")
 
     def ping(self) -> None:  # noqa: B027 - optional hook
         """Raise StoreError if the store cannot be reached."""
@@ -535,6 +359,8 @@ class ReadModel(Protocol):
     ) -> list[FunnelDay]: ...
 
     def links(self, who: str) -> list[Link]: ...
+
+    def group(self, group_id: str) -> Group | None: ...
 
     def active_users(self, since: float) -> int: ...
 

@@ -3,8 +3,10 @@ counters. Counters are kept in process and exported per batch, never per event."
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -19,6 +21,8 @@ __all__ = [
     "WorkerMetrics",
     "configure_logging",
     "log",
+    "mask_address",
+    "scrub_path",
 ]
 
 log = logging.getLogger("behavioral_analytics")
@@ -27,12 +31,27 @@ _RESERVED = frozenset(vars(logging.makeLogRecord({})))
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. The server's access lines (`uvicorn.access`, on at DEBUG) are
+    scrubbed: the client's address masked as `mask_address` does, and the values of query
+    parameters that can hold a key (`scrub_path`) replaced, so no log line holds either."""
+
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        args = record.args
+        if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+            address, method, path, version, status = args
+            message = record.msg % (
+                mask_address(str(address)),
+                method,
+                scrub_path(str(path)),
+                version,
+                status,
+            )
         entry: dict[str, Any] = {
             "severity": record.levelname,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
-            "message": record.getMessage(),
+            "message": message,
             "logger": record.name,
         }
         for key, value in vars(record).items():
@@ -41,6 +60,32 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+_SECRET_PARAMETER = re.compile(r"(?i)([?&][^=&#]*(?:key|token|secret|password)[^=&#]*=)[^&#]*")
+
+
+def scrub_path(path: str) -> str:
+    """`path` with the values of query parameters named like a key, token, secret or password
+    replaced by `REDACTED` (the dashboard's old `/?key=` links carried the read key)."""
+    return _SECRET_PARAMETER.sub(r"\1REDACTED", path)
+
+
+def mask_address(address: str) -> str:
+    """A client address (`ip`, `ip:port` or `[ip]:port`) with the IP masked as the collector
+    truncates IPs: IPv4 to its /24, IPv6 to its /48; the port dropped. Text that holds no IP
+    address is returned as it is."""
+    host = address
+    if address.startswith("["):
+        host = address[1:].partition("]")[0]
+    elif address.count(":") == 1:
+        host = address.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return address
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
 
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:
@@ -68,6 +113,8 @@ class MetricsSnapshot:
     commit_latency_sum_s: float
     commit_latency_count: int
     lag_s: float | None
+    # Events dated before a `forget` tombstone of their person: dropped, counted apart.
+    forgotten: int = 0
     taken_at: float = field(default_factory=time.time)
 
     @property
@@ -85,6 +132,7 @@ class MetricsSnapshot:
             "rejected": self.rejected,
             "rejected_by_reason": self.rejected_by_reason,
             "duplicates": self.duplicates,
+            "forgotten": self.forgotten,
             "batches": self.batches,
             "commit_failures": self.commit_failures,
             "dead_letters_drained": self.dead_letters_drained,
@@ -105,6 +153,7 @@ class WorkerMetrics:
         self._processed: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
         self._duplicates = 0
+        self._forgotten = 0
         self._batches = 0
         self._commit_failures = 0
         self._drained = 0
@@ -120,6 +169,7 @@ class WorkerMetrics:
         duplicates: int,
         commit_latency_s: float,
         lag_s: float | None,
+        forgotten: int = 0,
     ) -> None:
         index = next(
             (i for i, bound in enumerate(LATENCY_BUCKETS) if commit_latency_s <= bound),
@@ -129,6 +179,7 @@ class WorkerMetrics:
             self._processed.update(processed_by_type)
             self._rejected.update(rejected_by_reason)
             self._duplicates += duplicates
+            self._forgotten += forgotten
             self._batches += 1
             self._latency_buckets[index] += 1
             self._latency_sum += commit_latency_s
@@ -157,6 +208,7 @@ class WorkerMetrics:
                 commit_latency_sum_s=self._latency_sum,
                 commit_latency_count=self._latency_count,
                 lag_s=self._lag,
+                forgotten=self._forgotten,
             )
 
 

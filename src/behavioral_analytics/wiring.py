@@ -10,10 +10,14 @@ framework are extras, and a missing one is a one-line `ConfigError` naming the e
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
-from behavioral_analytics.settings import DAY, ConfigError, Settings
+from behavioral_analytics.settings import DAY, ConfigError, Settings, shaping_env_name
+from behavioral_analytics.store import NotSupported
+from behavioral_analytics.stored_config import Difference, StoredConfig, reconcile
 from behavioral_analytics.telemetry import log
 from behavioral_analytics.worker import Worker, WorkerOptions
 
@@ -31,7 +35,10 @@ __all__ = [
     "build_exporter",
     "build_server",
     "build_store",
+    "build_store_with",
     "build_worker",
+    "open_configured",
+    "refusal",
     "worker_options",
 ]
 
@@ -101,23 +108,93 @@ def _pubsub_broker(settings: Settings) -> Broker:
 
 
 def build_store(settings: Settings) -> Store:
-    """The configured store: SQLite at `data_dir/store.db`, or Firestore.
+    """The configured store (SQLite at `data_dir/store.db`, or Firestore), counting by the
+    configuration recorded with its data (`open_configured`).
+
+    Raises ConfigError when the gcp extra is missing, or the environment changes what the store
+    recorded.
+    """
+    return open_configured(settings)[1]
+
+
+def open_configured(settings: Settings) -> tuple[Settings, Store]:
+    """The store, and `settings` with the time zone and funnels it counts by.
+
+    What shapes stored numbers (`stored_config`) comes from the store's record where the
+    environment leaves it unset; funnels the environment adds are recorded and backfilled from
+    the retained raw events, announced in one line; any other difference is refused until
+    `behavioral-analytics config apply`.
+
+    Raises ConfigError (one line) for a refused difference or a missing extra; StoreError.
+    """
+    wanted = settings.stored_config()
+    store = _open_store(settings, wanted)
+    try:
+        reconciled = reconcile(store.recorded_config(), wanted, settings.shaping_set())
+        if reconciled.refused:
+            raise ConfigError(refusal(reconciled.refused[0]))
+        if reconciled.effective != wanted:
+            store.close()
+            store = _open_store(settings, reconciled.effective)
+        if reconciled.added_funnels:
+            try:
+                store.record_config(reconciled.added_funnels)
+            except NotSupported as exc:
+                raise ConfigError(str(exc)) from None
+            names = ", ".join(repr(n) for n in reconciled.added_funnels)
+            _announce(f"funnel {names} added: recorded in the store, counted from its raw events")
+    except BaseException:
+        store.close()
+        raise
+    return settings.adopt(reconciled.effective), store
+
+
+def refusal(difference: Difference) -> str:
+    """The one line that refuses an environment whose `difference` from the store's record
+    needs `config apply`."""
+    name = shaping_env_name(difference.field)
+    if difference.funnel:
+        what = f"{name} changes funnel {difference.funnel!r}"
+    else:
+        what = f"{name}={difference.wanted} differs"
+    return (
+        f"{what} from what the store recorded ({difference.recorded}, set by its first "
+        f"commit): unset it to count as recorded, or run `behavioral-analytics config apply` "
+        f"to recompute {difference.recomputes}"
+    )
+
+
+def _announce(line: str) -> None:
+    if log.handlers or logging.getLogger().handlers:
+        log.info(line)
+    else:
+        sys.stderr.write(line + "\n")
+
+
+def build_store_with(settings: Settings, config: StoredConfig) -> Store:
+    """The configured store counting by `config`, whatever it recorded (for `config apply`,
+    which records `config` and recomputes).
 
     Raises ConfigError when the gcp extra is missing.
     """
+    return _open_store(settings, config)
+
+
+def _open_store(settings: Settings, config: StoredConfig) -> Store:
     if settings.backend == "gcp":
-        return _firestore_store(settings)
+        return _firestore_store(settings, config)
     from behavioral_analytics.stores.sqlite import SQLiteStore
 
     return SQLiteStore(
         settings.data_dir / "store.db",
-        timezone=settings.timezone,
+        timezone=config.timezone,
         raw_retention_s=settings.raw_retention_days * DAY,
-        rules=settings.behavior_rules(),
+        dead_letter_retention_s=settings.dead_letter_retention_days * DAY,
+        rules=config.rules(settings.behavior_rules()),
     )
 
 
-def _firestore_store(settings: Settings) -> Store:
+def _firestore_store(settings: Settings, config: StoredConfig) -> Store:
     try:
         from google.cloud import firestore
 
@@ -130,13 +207,14 @@ def _firestore_store(settings: Settings) -> Store:
     )
     return FirestoreStore(
         firestore.Client(project=settings.project, database=settings.firestore_database),
-        timezone=settings.timezone,
+        timezone=config.timezone,
         raw_retention_s=settings.raw_retention_days * DAY,
         marker_retention_s=(latest_count_days + 2) * DAY,
         counter_shards=settings.firestore_counter_shards,
         database=settings.firestore_database,
-        rules=settings.behavior_rules(),
+        rules=config.rules(settings.behavior_rules()),
         behavior=settings.firestore_behavior,
+        dead_letter_retention_s=settings.dead_letter_retention_days * DAY,
     )
 
 
@@ -218,7 +296,10 @@ def build_worker(
     metrics: WorkerMetrics | None = None,
     **overrides: Any,
 ) -> Worker:
-    """A worker between the given ports, with the options from the settings."""
+    """A worker between the given ports, with the options from the settings and the rules the
+    store counts by (the configuration recorded with its data)."""
+    if store.rules is not None:
+        overrides.setdefault("rules", store.rules)
     return Worker(broker, store, options=worker_options(settings, **overrides), metrics=metrics)
 
 
@@ -234,7 +315,8 @@ def build_api(settings: Settings, **options: Any) -> FastAPI:
         raise ConfigError(
             f"the API needs its extra ({exc.name}): pip install 'behavioral-analytics[api]'"
         ) from None
-    broker, store = build_broker(settings), build_store(settings)
+    broker = build_broker(settings)
+    settings, store = open_configured(settings)
     if settings.backend == "local":
         broker.init()
         store.init()

@@ -7,11 +7,14 @@ Messages are acked only after the commit that holds their effect.
 Poison messages. Every message is judged alone: a message the core cannot take (too deep,
 not JSON, or one whose parsing raises) becomes a dead letter with its reason, committed with
 its batch-mates. A message that kills the process instead (out of memory, a native crash)
-cannot be judged in-process; it is isolated by its delivery attempt: on its second or later
-delivery a message is parsed and committed alone, one commit per message, in message-id
-order on even attempts and the reverse order on odd ones. After one crash the messages
-before the killer are committed on the second delivery, those after it on the third, so
-with Pub/Sub's minimum of 5 attempts (our default) only the killer reaches the dead letters.
+cannot be judged in-process; it is isolated by its delivery attempt, parsed and committed
+by the committing thread with no batch-mate in flight. On its second delivery a message is
+committed in a run of `RETRY_CHUNK` (message-id order); from the third on, alone, in
+message-id order on even attempts and the reverse on odd ones. A crash loop on one message
+then commits, on the second delivery, the runs before the killer's; on the third (reverse),
+everything after the killer; on the fourth (forward), its run-mates before it: with
+Pub/Sub's minimum of 5 attempts (our default) only the killer reaches the dead letters, and
+a single crash costs the redelivered messages runs of 100, not one commit each.
 Attempts come from the broker: the local broker counts every lease; Pub/Sub sets
 `delivery_attempt` only on a subscription with a dead-letter policy (`init` creates one),
 and without it every delivery looks like a first one, so no isolation happens.
@@ -39,14 +42,25 @@ from behavioral_analytics.broker import (
     Delivery,
 )
 from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, Rejection, parse_message
+from behavioral_analytics.named_calls import rejection as call_rejection
+from behavioral_analytics.stall_watch import StallWatch
 from behavioral_analytics.store import CommitResult, EventSink, NewDeadLetter
 from behavioral_analytics.telemetry import WorkerMetrics, log
 
-__all__ = ["Worker", "WorkerOptions", "WorkerStageFailed", "to_dead_letter"]
+__all__ = [
+    "RETRY_CHUNK",
+    "Worker",
+    "WorkerOptions",
+    "WorkerStageFailed",
+    "isolation_order",
+    "isolation_units",
+    "to_dead_letter",
+]
 
 _PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting for messages
 _COMMIT_RETRIES = (0.1, 0.5, 1.5)
 UNPROCESSABLE = "unprocessable"  # reason code of a message whose parsing raised
+RETRY_CHUNK = 100  # messages committed together on their second delivery
 
 
 class WorkerStageFailed(RuntimeError):
@@ -68,12 +82,21 @@ _NO_BATCH = _Batch((), [], [], {})
 
 
 def isolation_order(deliveries: Sequence[Delivery]) -> list[Delivery]:
-    """Redelivered messages in the order they are committed one by one: by message id, reversed
-    when the highest attempt among them is odd (see the module's docstring)."""
+    """Redelivered messages in the order they are committed: by message id, reversed when the
+    highest attempt among them is odd (see the module's docstring)."""
     ordered = sorted(deliveries, key=lambda d: d.message_id)
     if max((d.delivery_attempt for d in deliveries), default=0) % 2:
         ordered.reverse()
     return ordered
+
+
+def isolation_units(redelivered: Sequence[Delivery]) -> list[Sequence[Delivery]]:
+    """What is committed together among redelivered messages: on their second delivery, runs of
+    `RETRY_CHUNK` in `isolation_order`; from the third on, each alone, in `isolation_order`."""
+    second = isolation_order([d for d in redelivered if d.delivery_attempt == 2])
+    later = isolation_order([d for d in redelivered if d.delivery_attempt > 2])
+    chunks = [second[i : i + RETRY_CHUNK] for i in range(0, len(second), RETRY_CHUNK)]
+    return [*chunks, *([d] for d in later)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +109,7 @@ class WorkerOptions:
     drain_interval_s: float = 5.0
     purge_interval_s: float = 600.0
     report_interval_s: float = 10.0
+    stall_warning_s: float = 5.0  # a store or broker call blocked this long is logged
     idle_after_s: float = 2.0  # --until-idle: stop after this long with nothing to do
     # Privacy scrubbing and bot flags, applied to each event before it is stored.
     rules: BehaviorRules = field(default_factory=BehaviorRules)
@@ -106,6 +130,11 @@ class Worker:
         self.options = options or WorkerOptions()
         self.metrics = metrics or WorkerMetrics()
         self._clock = clock
+        self._watch = StallWatch(
+            lambda: self.metrics.snapshot().to_dict(),
+            warn_after_s=self.options.stall_warning_s,
+            report_interval_s=self.options.report_interval_s,
+        )
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -118,6 +147,11 @@ class Worker:
         A parsed batch waits in a queue of one, so at most two batches are held at a time.
         """
         opts = self.options
+        for port in (self.store, self.broker):
+            # The embedded files' every page, before any work (a damaged one is one line).
+            check_files = getattr(port, "check_files", None)
+            if check_files is not None:
+                check_files()
         log.info(
             "worker started",
             extra={
@@ -135,6 +169,25 @@ class Worker:
             daemon=True,
         )
         feeder.start()
+        self._watch.start()
+        try:
+            self._main_loop(prepared)
+        finally:
+            feeder.join()
+            self._watch.stop()
+        if failure:
+            log.error(
+                "worker stopped: a stage failed",
+                extra={"stage": "feeder", "error": f"{type(failure[0]).__name__}: {failure[0]}"},
+            )
+            raise WorkerStageFailed(f"the feeder stage failed: {failure[0]!r}") from failure[0]
+        if opts.drain_dead_letters:
+            self.drain_dead_letters()
+        log.info("worker stopped", extra={"metrics": self.metrics.snapshot().to_dict()})
+
+    def _main_loop(self, prepared: queue.Queue[_Batch | None]) -> None:
+        """Settle the feeder's batches until it says it is done (None), with housekeeping."""
+        opts = self.options
         next_drain = next_purge = next_report = 0.0
         while True:
             try:
@@ -142,7 +195,7 @@ class Worker:
             except queue.Empty:
                 batch = _NO_BATCH
             if batch is None:
-                break
+                return
             if batch is not _NO_BATCH:
                 try:
                     self._settle(batch)
@@ -160,16 +213,6 @@ class Worker:
             if now >= next_report:
                 next_report = now + opts.report_interval_s
                 log.info("worker progress", extra={"metrics": self.metrics.snapshot().to_dict()})
-        feeder.join()
-        if failure:
-            log.error(
-                "worker stopped: a stage failed",
-                extra={"stage": "feeder", "error": f"{type(failure[0]).__name__}: {failure[0]}"},
-            )
-            raise WorkerStageFailed(f"the feeder stage failed: {failure[0]!r}") from failure[0]
-        if opts.drain_dead_letters:
-            self.drain_dead_letters()
-        log.info("worker stopped", extra={"metrics": self.metrics.snapshot().to_dict()})
 
     def _feed(
         self,
@@ -198,7 +241,12 @@ class Worker:
             now = time.monotonic()
             wait = max(0.0, flush_at - now) if held else _PULL_SLICE_S
             try:
-                got = self.broker.pull(opts.flush_max_events - len(held), min(wait, _PULL_SLICE_S))
+                with self._watch.call("broker", "pull"):
+                    got = self.broker.pull(
+                        opts.flush_max_events - len(held), min(wait, _PULL_SLICE_S)
+                    )
+                if failures:
+                    self._watch.recovered("broker", "pull", failures)
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -228,26 +276,26 @@ class Worker:
     def _hand_over(
         self, held: list[Delivery], out: queue.Queue[_Batch | None], stop: threading.Event
     ) -> None:
-        """First deliveries go as one parsed batch; redelivered ones one by one, unparsed, in
-        `isolation_order`, their leases extended while they wait (given back on stop)."""
+        """First deliveries go as one parsed batch; redelivered ones unparsed, in the units of
+        `isolation_units`, their leases extended while they wait (given back on stop)."""
         first = [d for d in held if d.delivery_attempt <= 1]
         if first:
             out.put(self._prepare(first))
-        waiting = isolation_order([d for d in held if d.delivery_attempt > 1])
+        units = isolation_units([d for d in held if d.delivery_attempt > 1])
         extended_at = time.monotonic()
-        for index, delivery in enumerate(waiting):
+        for index, unit in enumerate(units):
             while True:
                 if stop.is_set():
-                    self.broker.nack([d.ack_id for d in waiting[index:]], "worker stopping")
+                    rest = [d.ack_id for later in units[index:] for d in later]
+                    self.broker.nack(rest, "worker stopping")
                     return
                 try:
-                    out.put(_Batch((delivery,), [], [], {}, deferred=True), timeout=_PULL_SLICE_S)
+                    out.put(_Batch(unit, [], [], {}, deferred=True), timeout=_PULL_SLICE_S)
                     break
                 except queue.Full:
                     if time.monotonic() - extended_at >= self.options.ack_deadline_s / 3:
-                        self.broker.extend(
-                            [d.ack_id for d in waiting[index:]], self.options.ack_deadline_s
-                        )
+                        rest = [d.ack_id for later in units[index:] for d in later]
+                        self.broker.extend(rest, self.options.ack_deadline_s)
                         extended_at = time.monotonic()
 
     # -- one batch --------------------------------------------------------------------------
@@ -275,9 +323,15 @@ class Worker:
             self.metrics.record_commit_failure()
             self._isolate(deliveries)
             return None
-        self.broker.ack([d.ack_id for d in deliveries])
+        with self._watch.call("broker", "ack", messages=len(deliveries)):
+            self.broker.ack([d.ack_id for d in deliveries])
         self.metrics.record_batch(
-            result.created_by_type, rejected, result.duplicates, latency, result.max_lag_s
+            result.created_by_type,
+            rejected,
+            result.duplicates,
+            latency,
+            result.max_lag_s,
+            forgotten=result.forgotten,
         )
         log.debug(
             "batch committed",
@@ -285,6 +339,7 @@ class Worker:
                 "messages": len(deliveries),
                 "events_created": result.created,
                 "duplicates": result.duplicates,
+                "forgotten": result.forgotten,
                 "rejected": result.dead_letters,
                 "commit_ms": round(latency * 1000, 2),
             },
@@ -308,6 +363,8 @@ class Worker:
                     received_at=delivery.first_published,
                     limits=limits,
                 )
+                if isinstance(parsed, Event) and parsed.call is not None:
+                    parsed = call_rejection(parsed, limits) or parsed  # alias and group rules
                 if isinstance(parsed, Event):
                     enrich(parsed)
             except Exception as exc:  # one message's fault must not sink its batch
@@ -342,7 +399,11 @@ class Worker:
     ) -> CommitResult | None:
         for attempt, pause in enumerate((*_COMMIT_RETRIES, None)):
             try:
-                return self.store.commit(events, dead_letters)
+                with self._watch.call("store", "commit", messages=len(deliveries)):
+                    result = self.store.commit(events, dead_letters)
+                if attempt:
+                    self._watch.recovered("store", "commit", attempt)
+                return result
             except Exception as exc:
                 self._last_failure = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning(
@@ -375,14 +436,20 @@ class Worker:
         for half in (deliveries[:middle], deliveries[middle:]):
             events, dead_letters, rejected = self._parse(half)
             try:
-                result = self.store.commit(events, dead_letters)
+                with self._watch.call("store", "commit", messages=len(half)):
+                    result = self.store.commit(events, dead_letters)
             except Exception as exc:
                 self._last_failure = f"{type(exc).__name__}: {exc}"[:500]
                 self._isolate(half)
                 continue
             self.broker.ack([d.ack_id for d in half])
             self.metrics.record_batch(
-                result.created_by_type, rejected, result.duplicates, 0.0, result.max_lag_s
+                result.created_by_type,
+                rejected,
+                result.duplicates,
+                0.0,
+                result.max_lag_s,
+                forgotten=result.forgotten,
             )
         return None
 

@@ -79,7 +79,8 @@ def test_without_keys_on_loopback_the_api_is_open(
     tmp_path: Any, broker: Broker, store: Store, process: Callable[[], None]
 ) -> None:
     settings = make_settings(tmp_path, write_keys="", read_keys="", api_host="::1")
-    with TestClient(create_app(settings, broker, store, cache_ttl_s=0)) as client:
+    app = create_app(settings, broker, store, cache_ttl_s=0)
+    with TestClient(app, base_url=f"http://[::1]:{settings.api_port}") as client:
         assert client.post("/v1/events", json=recipe_event()).status_code == 202
         process()
         assert client.get("/v1/profiles/user_1").json()["profile"]["total_events"] == 1
@@ -260,11 +261,11 @@ def test_segment_calls_are_normalized(
     }
     response = client.post("/v1/batch", json=batch, headers=WRITE)
     assert response.status_code == 200
-    # group calls are published; the worker keeps them as dead letters until the store side.
+    # group calls are published; the worker refuses one without a groupId (named_calls).
     assert response.json() == {"accepted": ["p1", "i1", "g1"], "rejected": []}
     process()
     (letter,) = store.dead_letters(10).items
-    assert (letter.reason, letter.source) == ("unsupported_type:group", "worker")
+    assert (letter.reason, letter.source) == ("missing_field:group_id", "worker")
     assert json.loads(letter.data)["call"] == "group"
     (page,) = store.timeline("anonymous:anon-1").items
     assert page.event.event_type == "page_view"

@@ -167,8 +167,9 @@ def test_the_dashboard_is_live_and_agrees_with_the_store(served: tuple[str, Sett
             page.wait_for_selector("#key-form:not([hidden])", timeout=10_000)
             console_errors.clear()  # the 401 itself is logged by the browser
 
-            page.goto(base_url + f"/?key={READ_KEY}")
-            assert "key=" not in page.url  # kept in localStorage, not in the address bar
+            page.goto(base_url + f"/#key={READ_KEY}")  # a fragment: never sent to a server
+            # Kept in localStorage, and gone from the address bar.
+            page.wait_for_function("!location.href.includes('key=')", timeout=10_000)
             with Traffic(base_url, settings) as traffic:
                 first = wait_for(
                     lambda: number(page, "kpi-today"), 20, "the first events on the page"

@@ -45,3 +45,14 @@ def test_a_coarser_label_spans_its_period(client: TestClient) -> None:
     )
     assert response.status_code == 200, response.text
     assert (response.json()["from"], response.json()["to"]) == ("2026-10-24-00", "2026-10-24-23")
+
+
+def test_a_request_fastapi_refuses_is_answered_in_the_documented_error_shape(
+    client: TestClient,
+) -> None:
+    response = client.get("/v1/series", params={"granularity": "week"}, headers=READ)
+    assert response.status_code == 422
+    body = response.json()
+    assert {"error", "detail", "code", "message"} <= body.keys()
+    assert body["error"] == body["code"] == "invalid_request"
+    assert body["detail"] == body["message"] and body["detail"].startswith("query.granularity")

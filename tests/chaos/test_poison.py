@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.api.app import create_app
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.settings import load_settings
 from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.verification import verify
 from behavioral_analytics.wiring import build_broker, build_store
 from behavioral_analytics.worker import Worker, WorkerOptions, WorkerStageFailed
 from tests.chaos.crash_worker import LEASE_S, open_broker
@@ -86,7 +88,11 @@ def test_case_1_the_collector_answers_a_deep_body_400_in_the_error_shape(
     tmp_path: Path, path: str, levels: int
 ) -> None:
     settings = load_settings(
-        data_dir=tmp_path, backend="local", api_host="127.0.0.1", write_keys=WRITE_KEY
+        data_dir=tmp_path,
+        backend="local",
+        api_host="127.0.0.1",
+        write_keys=WRITE_KEY,
+        read_keys="rk_chaos_1",
     )
     broker, store = build_broker(settings), build_store(settings)
     broker.init()
@@ -138,6 +144,9 @@ def test_case_2_a_crash_loop_dead_letters_only_the_message_that_kills(tmp_path: 
         assert store.count_events() == 399
         letters = store.dead_letters(100).items
         assert [json.loads(d.data)["event_id"] for d in letters] == [deadly]
+        report = verify(store, Periods(), now=time.time(), retention_s=None)
+        assert report.ok  # the aggregates agree with the raw events …
+        assert report.valid_dead_letters == [letters[0].id]  # … and the shortfall is shown
     finally:
         store.close()
         broker.close()

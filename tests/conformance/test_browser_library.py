@@ -222,9 +222,6 @@ def test_alias_and_group_are_answered_as_delivered(outcome: Outcome) -> None:
     assert not problems, outcome.report(problems, outcome.ids(("alias", "group")))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="waits for the store side of alias and group (issue #13, second part)"
-)
-def test_alias_and_group_are_stored_once__waits_for_the_store_side(outcome: Outcome) -> None:
+def test_alias_and_group_are_stored_once(outcome: Outcome) -> None:
     problems = store_side_problems(outcome)
     assert not problems, outcome.report(problems, outcome.ids(("alias", "group")))

@@ -47,10 +47,11 @@ def make_store(
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[MakeStore]:
-    """`make(*, raw_retention_s=30 days, behavior=True, **rules)`: a new store instance on the
-    test's backing data. `rules` are `BehaviorRules` fields (the purchase funnel unless
-    `funnels` is given). `behavior=False` turns the behavioral read model off where a store
-    can (Firestore); the SQLite store always keeps it. Closed after the test."""
+    """`make(*, raw_retention_s=30 days, behavior=True, timezone="UTC", **rules)`: a new store
+    instance on the test's backing data (`timezone`: the reporting time zone). `rules` are
+    `BehaviorRules` fields (the purchase funnel unless `funnels` is given). `behavior=False`
+    turns the behavioral read model off where a store can (Firestore); the SQLite store always
+    keeps it. Closed after the test."""
     made: list[Store] = []
     if backend == "firestore":
         build = _firestore_builder(request, monkeypatch)
@@ -60,9 +61,16 @@ def make_store(
             options.pop("behavior")
             return SQLiteStore(tmp_path / "store.db", **options)
 
-    def make(*, raw_retention_s: float = 30 * DAY, behavior: bool = True, **rules: Any) -> Store:
+    def make(
+        *,
+        raw_retention_s: float = 30 * DAY,
+        behavior: bool = True,
+        timezone: str = "UTC",
+        **rules: Any,
+    ) -> Store:
         rules.setdefault("funnels", PURCHASE)
         options = {
+            "timezone": timezone,
             "raw_retention_s": raw_retention_s,
             "rules": BehaviorRules(**rules),
             "clock": clock,

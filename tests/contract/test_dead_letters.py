@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from behavioral_analytics.store import InvalidCursor, NewDeadLetter, Store
+from behavioral_analytics.store import InvalidCursor, NewDeadLetter, Store, StoreError
 from tests.conftest import FakeClock
 from tests.contract.builders import NOW, dead_letter, ev, every_page
 
@@ -87,3 +87,24 @@ def test_mark_replayed_stamps_only_the_named_dead_letters(store: Store) -> None:
     assert replayed == {"m0": NOW + 30, "m1": None, "m2": NOW + 30}
     store.mark_replayed([], NOW + 40)
     assert store.get_dead_letter(ids["m1"]).replayed_at is None  # type: ignore[union-attr]
+
+
+def test_expired_dead_letters_are_purged_with_counts_kept_or_expired_by_the_store(
+    store: Store, clock: FakeClock, backend: str
+) -> None:
+    """They hold original bytes: 30 days by default, then gone. SQLite purges them itself
+    (`purge_expired`, `purge_dead_letters`) and keeps counts by reason; Firestore's TTL
+    policy on `expire_at` deletes them, so it refuses a purge by hand."""
+    store.commit([ev(1, 0, user="u1")], [dead_letter(1)])
+    store.add_dead_letters([dead_letter(2)])
+    clock.advance(30 * 86400 + 1)
+    if backend == "firestore":
+        with pytest.raises(StoreError, match="TTL"):
+            store.purge_dead_letters(clock())
+        return
+    store.add_dead_letters([dead_letter(3, reason="too_deep")])
+    assert store.purge_dead_letters(clock()) == {"not_json": 2}  # counts ever purged
+    assert [d.message_id for d in store.dead_letters().items] == ["m3"]
+    clock.advance(30 * 86400)
+    assert store.purge_dead_letters(clock()) == {"not_json": 2, "too_deep": 1}
+    assert store.count_dead_letters() == 0

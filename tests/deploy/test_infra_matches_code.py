@@ -376,12 +376,7 @@ def _field_overrides() -> list[dict[str, Any]]:
 # Fields the code does not write yet, with the change that will write them. An entry here
 # turns its failure into an expected one; once the code writes the field the test fails
 # again until the entry is removed.
-PENDING_CODE_CHANGES = {
-    ("dead_letters", "expire_at"): (
-        "dead letters carry expire_at once the dead-letter retention setting lands "
-        "(the reliability issue): TTL kept so that it applies from then on"
-    ),
-}
+PENDING_CODE_CHANGES: dict[tuple[str, str], str] = {}
 
 
 def test_every_ttl_policy_is_on_a_timestamp_the_code_writes(recording: dict[str, Any]) -> None:

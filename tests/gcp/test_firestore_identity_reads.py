@@ -6,18 +6,16 @@ either way. And `forget` covers an event dated ahead of the clock."""
 from __future__ import annotations
 
 import random
-from functools import partial
 from typing import Any
 
 import pytest
 
 from behavioral_analytics.funnels import parse_funnels
 from behavioral_analytics.stores.firestore import identity as firestore_identity
-from tests import identity_scenarios as scenarios
+from tests.contract.builders import HOUR, NOW, ev
 from tests.faults import make_workload
 from tests.gcp.test_firestore_behavior import make_store
 from tests.gcp.test_firestore_identity import assert_exact_with_links
-from tests.identity_scenarios import HOUR, NOW, ev
 
 
 def test_an_identify_moves_the_visit_before_it_without_a_query(settings_for: Any) -> None:
@@ -87,7 +85,3 @@ def test_a_workload_with_identifies_mostly_reads_lists(settings_for: Any) -> Non
     assert_exact_with_links(store, events)
     # Only takeovers by an earlier identify (a user losing events) query raw events.
     assert moved <= 6
-
-
-def test_forget_covers_an_event_dated_ahead_of_the_clock(settings_for: Any) -> None:
-    scenarios.forget_covers_an_event_dated_ahead_of_the_clock(partial(make_store, settings_for))

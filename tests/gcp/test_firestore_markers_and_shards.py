@@ -58,7 +58,13 @@ def test_markers_live_in_the_profile_and_cost_no_extra_writes(store) -> None:
     assert profile.get("unique_hours") == {HOUR: True}
     assert profile.get("unique_days") == {DAY: True}
     collections = {c.id for c in _raw(store).collections()}
-    assert collections == {"user_events", "analytics_aggregates", "pipeline_state"}
+    # analytics_metadata: the configuration recorded with the data, one document.
+    assert collections == {
+        "user_events",
+        "analytics_aggregates",
+        "pipeline_state",
+        "analytics_metadata",
+    }
     assert _hour_uniques(store) == 5
     snapshot = store.snapshot()
     assert ("hour", HOUR, "user_3") in snapshot.markers

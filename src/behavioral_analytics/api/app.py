@@ -17,9 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from behavioral_analytics import __version__
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.api import behavior, collector, dashboard, ops, query
+from behavioral_analytics.api import behavior, collector, dashboard, docs, ops, query
 from behavioral_analytics.api.auth import KeyPolicy
 from behavioral_analytics.api.cache import TTLCache
+from behavioral_analytics.api.loopback_guard import LoopbackGuard
 from behavioral_analytics.api.metrics import ApiMetrics
 from behavioral_analytics.api.publisher import GroupPublisher
 from behavioral_analytics.api.ratelimit import RateLimiter
@@ -98,6 +99,10 @@ def create_app(
         summary="Collector, query API and live dashboard of behavioral-analytics",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # /docs is served by `docs` from a package's copy of Swagger UI, so it works offline.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.api = state
     app.add_exception_handler(ApiError, api_error_handler)
@@ -124,12 +129,22 @@ def create_app(
             expose_headers=["Retry-After"],
             max_age=600,
         )
+    if policy.open_writes or policy.open_reads:  # added last: the outermost middleware
+        app.add_middleware(
+            LoopbackGuard,
+            bound_host=settings.api_host,
+            bound_port=settings.api_port,
+            open_writes=policy.open_writes,
+            allowed_hosts=sorted(Settings.keys(settings.allowed_hosts)),
+            allowed_origins=origins,
+        )
     app.include_router(ingest_routes)
     app.include_router(query.router(state))
     app.include_router(behavior.router(state))
     app.include_router(dashboard.router(state))
     app.include_router(ops.router(state))
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
+    docs.add_docs(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

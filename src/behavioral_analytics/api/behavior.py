@@ -1,4 +1,4 @@
-"""Behavioral routes (read key): sessions per hour/day, funnels, identity links.
+"""Behavioral routes (read key): sessions per hour/day, funnels, identity links, groups.
 
 Forgetting a user is an operator's action (`behavioral-analytics forget USER`), not an HTTP
 route: write keys ship inside apps and read keys inside dashboards.
@@ -120,5 +120,32 @@ def router(state: ApiState) -> APIRouter:
         state.policy.require_read(request)
         found = await state.read(("links", user_id), supported(lambda: store.links(user_id)))
         return {"links": [link.to_dict() for link in found]}
+
+    @routes.get(
+        "/v1/groups/{group_id:path}",
+        summary="A group: members, latest traits, members' events and unique users per day",
+    )
+    async def group(
+        request: Request,
+        group_id: Annotated[str, Path(min_length=1, max_length=256)],
+        from_: Annotated[
+            str | None,
+            Query(alias="from", max_length=64, description="Day label or time; default: 30 d"),
+        ] = None,
+        to: Bound = None,
+    ) -> dict[str, Any]:
+        state.policy.require_read(request)
+        first, last = bounds("day", from_, to)
+        found = await state.read(("group", group_id), supported(lambda: store.group(group_id)))
+        if found is None:
+            raise ApiError(404, "not_found", f"no group {group_id[:256]!r}")
+        return {
+            **found.to_dict(),
+            "from": first,
+            "to": last,
+            "timezone": state.periods.timezone,
+            "days": [d.to_dict() for d in found.days if first <= d.day <= last],
+            "freshness": await state.freshness(),
+        }
 
     return routes

@@ -118,14 +118,33 @@ async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     if encoding == "gzip":
+        body = gunzip(body, limit)
+    return body
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Every member of a gzip body, concatenated (RFC 1952 allows several; `gzip -c a b`
+    writes two). 413 past `limit` decompressed bytes; 400 `invalid_gzip` for a corrupt or
+    truncated member or bytes after the last one that are not a member: never a prefix
+    answered as if it were the whole."""
+    parts: list[bytes] = []
+    total = 0
+    rest = body
+    while True:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            body = inflater.decompress(body, limit + 1)
+            part = inflater.decompress(rest, limit + 1 - total)
         except zlib.error:
             raise ApiError(400, "invalid_gzip", "the body is not valid gzip") from None
-        if len(body) > limit or inflater.unconsumed_tail:
+        total += len(part)
+        if total > limit or inflater.unconsumed_tail:
             raise _too_large(f"decompressed body over {limit} bytes")
-    return body
+        if not inflater.eof:
+            raise ApiError(400, "invalid_gzip", "the gzip body is truncated")
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(parts)
 
 
 def _too_large(detail: str) -> ApiError:
@@ -307,6 +326,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         try:
             await state.publisher.publish(messages)
         except Exception as exc:
+            state.health.record_publish(state.clock(), exc)
             state.metrics.publish_failures.inc()
             log.error("publish failed", extra={"error": repr(exc), "events": len(messages)})
             raise ApiError(
@@ -315,6 +335,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
                 "the events were not published; retry the request",
                 headers={"Retry-After": "1"},
             ) from None
+        state.health.record_publish(state.clock())
         state.metrics.publish_latency.observe(time.perf_counter() - started)
 
     async def _record_rejections(outcome: Outcome, now: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.api.auth import KeyPolicy
 from behavioral_analytics.api.cache import TTLCache
+from behavioral_analytics.api.health import PassiveHealth
 from behavioral_analytics.api.metrics import ApiMetrics
 from behavioral_analytics.api.publisher import GroupPublisher
 from behavioral_analytics.api.ratelimit import RateLimiter
@@ -36,6 +37,7 @@ class ApiState:
     periods: Periods
     publisher: GroupPublisher
     clock: Callable[[], float] = time.time
+    health: PassiveHealth = field(default_factory=PassiveHealth)
 
     async def read(self, key: Any, load: Callable[[], T]) -> T:
         """A store read through the shared TTL cache, off the event loop."""

@@ -28,6 +28,8 @@ from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
 
 __all__ = ["LocalBroker"]
 
+_BUSY_TIMEOUT_MS = 30_000  # as `sqlite_util.PRAGMAS` sets it for every other statement
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -107,6 +109,7 @@ class LocalBroker(Broker):
         min_backoff_s: float = 10.0,
         max_backoff_s: float = 600.0,
         poll_interval_s: float = 0.02,
+        publish_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
@@ -119,11 +122,34 @@ class LocalBroker(Broker):
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
         self.poll_interval_s = poll_interval_s
+        # A publish waits at most this long for the file's write lock (workers wait longer):
+        # the collector then answers 503 at once rather than hold its client for 30 s.
+        self.publish_timeout_s = publish_timeout_s
         self._clock = clock
-        self._connections = PerThreadConnection(path, _SCHEMA)
         self._subscribers: tuple[float, list[str]] = (0.0, [])
         self._next_retention_check = 0.0
-        self.init()
+        try:
+            self._connections = PerThreadConnection(path, _SCHEMA)
+            self.init()
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(str(exc)) from None
+
+    def _damaged(self, what: str) -> BrokerError:
+        return BrokerError(
+            f"the broker file {self.path} is damaged ({what}): move it aside and run "
+            "`behavioral-analytics init` (messages not yet processed in it are lost; the "
+            "publishers' retries or `dlq replay` bring back what they can)"
+        )
+
+    def check_files(self) -> None:
+        """Every page of the broker's file (`PRAGMA quick_check`: time in proportion to the
+        file). Raises BrokerError naming the file and what to do."""
+        try:
+            rows = [row[0] for row in self._db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(str(exc)) from None
+        if rows != ["ok"]:
+            raise self._damaged(_one_line(rows))
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -241,12 +267,19 @@ class LocalBroker(Broker):
             for subscription in self._subscriptions_of_topic(now)
             for message_id, message in zip(ids, messages, strict=True)
         ]
-        with transaction(self._db):
-            self._db.executemany(
-                "INSERT INTO messages (subscription, message_id, data, attributes, "
-                "ordering_key, publish_time, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {int(self.publish_timeout_s * 1000)}")
+        try:
+            with transaction(db):
+                db.executemany(
+                    "INSERT INTO messages (subscription, message_id, data, attributes, "
+                    "ordering_key, publish_time, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.OperationalError as exc:
+            raise BrokerError(f"publish to the local broker at {self.path} failed: {exc}") from exc
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         return ids
 
     def pull(self, max_messages: int, timeout: float) -> list[Delivery]:
@@ -434,3 +467,9 @@ class LocalBroker(Broker):
 
     def close(self) -> None:
         self._connections.close()
+
+
+def _one_line(rows: list[str]) -> str:
+    """SQLite's integrity report (several lines, "*** in database main ***" first) as one."""
+    lines = [" ".join(row.replace("*** in database main ***", "").split()) for row in rows]
+    return "; ".join(line for line in lines if line)

@@ -83,6 +83,7 @@ class PubSubBroker(Broker):
         max_backoff_s: float = 600.0,
         max_outstanding: int = 2000,
         streaming: bool = True,
+        publish_timeout_s: float = 10.0,
         failure_log: FailureLog | None = None,
         publisher: pubsub_v1.PublisherClient | None = None,
         subscriber: pubsub_v1.SubscriberClient | None = None,
@@ -98,6 +99,9 @@ class PubSubBroker(Broker):
         self.max_delivery_attempts = max_delivery_attempts
         self.ordering = ordering
         self.retention_days = retention_days
+        # How long a publish waits for Pub/Sub to confirm: the collector answers 503 then
+        # (its client retries; the events' ids make a late duplicate publish one event).
+        self.publish_timeout_s = publish_timeout_s
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_outstanding = max_outstanding
@@ -208,7 +212,10 @@ class PubSubBroker(Broker):
                 kwargs["ordering_key"] = message.ordering_key
             futures.append(self._publisher.publish(self.topic, message.data, **kwargs))
         try:
-            return [future.result(timeout=60) for future in futures]
+            deadline = time.monotonic() + self.publish_timeout_s
+            return [
+                future.result(timeout=max(0.0, deadline - time.monotonic())) for future in futures
+            ]
         except Exception as exc:
             raise BrokerError(f"publish to {self.topic} failed: {exc}") from exc
 

@@ -6,6 +6,7 @@
 - `pipeline`: `init`, `publish`, `worker` (and the worker child processes `up` also starts).
 - `up`: the local stack with synthetic traffic and the live view.
 - `verify`: recount the aggregates from the raw events.
+- `config`: the configuration recorded with the data (`show`, `apply`).
 - `dlq`: list and replay dead letters.
 - `query`: profiles, timelines, events and series; `behavior`: sessions, funnels, identity
   links and `forget`.

@@ -12,18 +12,23 @@ from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
+    data_location,
     load_config,
+    open_for_periods,
     open_store,
-    period_range,
+    period_table,
     print_json,
 )
 
 __all__ = ["forget", "query_funnel", "query_links", "query_sessions"]
 
 FromOption = typer.Option(
-    None, "--from", help="First period: a label (2026-11-28, a coarser one too) or a time."
+    None,
+    "--from",
+    metavar="PERIOD",
+    help="First period: a label (2026-11-28, a coarser one too) or a time.",
 )
-ToOption = typer.Option(None, "--to", help="Last period: a label or a time.")
+ToOption = typer.Option(None, "--to", metavar="PERIOD", help="Last period: a label or a time.")
 
 
 def _rate(value: float | None) -> str:
@@ -40,19 +45,19 @@ def query_sessions(
     session, and whether the figures are final."""
     if granularity not in ("hour", "day"):
         fail("--granularity must be hour or day", 2)
-    config = load_config()
     g: Literal["hour", "day"] = granularity  # type: ignore[assignment]  # checked above
-    first, last = period_range(start, end, g, config.timezone)
-    store = open_store(config)
+    _, store, first, last = open_for_periods(load_config(), start, end, g)
     with user_errors():
         points = store.session_series(g, first, last)
     rows = [point.to_dict() for point in points]
     if as_json:
         print_json({"granularity": granularity, "points": rows})
         return
-    table = Table(title=f"sessions per {granularity}")
-    for column in ("period", "sessions", "avg duration", "bounce rate", "events/session", "final"):
-        table.add_column(column, justify="left" if column == "period" else "right")
+    table = period_table(
+        f"sessions per {granularity}",
+        "period",
+        ["sessions", "avg duration", "bounce rate", "events/session", "final"],
+    )
     for row in rows:
         table.add_row(
             row["period"],
@@ -72,9 +77,7 @@ def query_funnel(
     as_json: bool = JsonOption,
 ) -> None:
     """Users entering a funnel per day, how many reached each step, and the conversion."""
-    config = load_config()
-    first, last = period_range(start, end, "day", config.timezone)
-    store = open_store(config)
+    _, store, first, last = open_for_periods(load_config(), start, end, "day")
     funnel = store.rules.funnel(name) if store.rules else None
     if funnel is None:
         known = ", ".join(f.name for f in store.rules.funnels) if store.rules else ""
@@ -85,11 +88,10 @@ def query_funnel(
     if as_json:
         print_json({"funnel": funnel.to_dict(), "days": rows})
         return
-    table = Table(title=f"funnel {name} (window {funnel.window_s:g} s)")
-    table.add_column("day")
-    for i, step in enumerate(funnel.steps, 1):
-        table.add_column(f"{i}. {step.event_type}", justify="right")
-    table.add_column("overall", justify="right")
+    steps = [f"{i}. {step.event_type}" for i, step in enumerate(funnel.steps, 1)]
+    table = period_table(
+        f"funnel {name} (window {funnel.window_s:g} s)", "day", [*steps, "overall"]
+    )
     for row in rows:
         cells = [str(row["users"][0])]
         for users, conversion in zip(row["users"][1:], row["conversion"], strict=True):
@@ -129,11 +131,25 @@ def forget(
     of theirs is dropped."""
     if not yes and not typer.confirm(f"Forget {user!r} everywhere? This cannot be undone"):
         fail("nothing was changed", 1)
-    store = open_store(load_config())
+    config = load_config()
+    store = open_store(config)
     with user_errors():
         report = store.forget(user)
     if as_json:
         print_json(report.to_dict())
+        return
+    found = (
+        report.raw_events,
+        report.sessions,
+        report.funnel_entries,
+        report.links,
+        report.dead_letters,
+    )
+    if not any(found):
+        console.print(
+            f"nothing found for {user} in {data_location(config)}: no raw events, sessions, "
+            "funnel entries, identity links or dead letters (check the user id and the data)"
+        )
         return
     console.print(
         f"forgot {user}: {report.raw_events} raw events, {report.sessions} sessions, "

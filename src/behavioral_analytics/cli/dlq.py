@@ -1,6 +1,7 @@
-"""`dlq`: list the dead letters (rejected events and messages the broker gave up on) and
-publish chosen ones again. A replay carries the original message id and publish time, so an
-event already counted is not counted twice."""
+"""`dlq`: list the dead letters (rejected events and messages the broker gave up on),
+publish chosen ones again, and purge the expired ones. A replay carries the original message
+id and publish time, so an event already counted is not counted twice; a purge keeps how many
+it deleted, by reason."""
 
 from __future__ import annotations
 
@@ -117,3 +118,32 @@ def _chosen_dead_letters(store: Store, ids: list[str] | None, replay_all: bool) 
         cursor = page.next_cursor
         if cursor is None:
             return chosen
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    older_than_days: float | None = typer.Option(
+        None,
+        "--older-than-days",
+        min=0,
+        help="Also purge those recorded more than this many days ago (default: the expired).",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete expired dead letters (BA_DEAD_LETTER_RETENTION_DAYS after they were recorded;
+    the worker does it too), keeping how many were purged, by reason. On Google Cloud,
+    Firestore's TTL policy on `dead_letters.expire_at` deletes them instead."""
+    config = load_config()
+    now = time.time()
+    before = None if older_than_days is None else now - older_than_days * 86400.0
+    with user_errors():
+        store = open_store(config)
+        held = store.count_dead_letters()
+        ever = store.purge_dead_letters(now, before)
+        purged = held - store.count_dead_letters()
+    if as_json:
+        print_json({"purged": purged, "purged_ever_by_reason": ever})
+        return
+    console.print(f"purged {purged} dead letters")
+    for reason, count in sorted(ever.items()):
+        console.print(f"  {reason}: {count} purged so far", highlight=False)

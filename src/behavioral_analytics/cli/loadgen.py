@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
+from behavioral_analytics.cli.shared import require_collector
 from behavioral_analytics.loadgen import (
     GeneratorConfig,
     Message,
@@ -153,6 +154,8 @@ def generate(
     as NDJSON, published through the broker, or posted to the HTTP collector."""
     if via not in ("ndjson", "broker", "http"):
         fail(f"--via {via!r}: expected ndjson, broker or http", 2)
+    if via == "http":
+        require_collector(url)
     with user_errors(ValueError, LoadTestError):
         config = _model(
             events, users, seed, duplicate_rate, late_rate, malformed_rate, bot_rate,
@@ -296,6 +299,8 @@ def loadtest(
     if an event is missing or counted twice."""
     if via not in ("broker", "http"):
         fail(f"--via {via!r}: expected broker or http", 2)
+    if via == "http":
+        require_collector(url)
     settings = _settings()
     with user_errors(ValueError, LoadTestError):
         model = _model(
@@ -326,13 +331,13 @@ def loadtest(
 
 def _run(settings: Settings, options: LoadTestOptions) -> LoadTestReport:
     from behavioral_analytics.aggregation import Periods
-    from behavioral_analytics.wiring import build_store
+    from behavioral_analytics.wiring import open_configured
 
     start_workers = options.start_workers
     if start_workers is None:
         start_workers = settings.backend == "local" or bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
-    store = build_store(settings)
-    store.init()
+    # The configuration recorded with the data: verify recounts by it, in its time zone.
+    settings, store = open_configured(settings)
     broker = build_broker(settings)
     broker.init()
     sink: Sink = (
@@ -387,6 +392,7 @@ def _print_report(report: LoadTestReport) -> None:
             f"{report.messages} (seed {report.seed}; workers: "
             f"{report.workers or 'not started here'})",
         ),
+        ("run", f"{report.run_id}: type {report.event_type}, users {report.user_prefix}…"),
         (
             "rate",
             f"{doc['rate']['achieved']}/s achieved of {report.rate_target:g}/s "
@@ -433,7 +439,7 @@ def _print_report(report: LoadTestReport) -> None:
         ),
     ]
     if report.already_stored:
-        rows.append(("note", f"{report.already_stored} events were already stored (same seed)"))
+        rows.append(("note", f"{report.already_stored} events were already stored (same run)"))
     for name, value in rows:
         table.add_row(name, value)
     out_console.print(table)

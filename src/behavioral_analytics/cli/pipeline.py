@@ -15,9 +15,10 @@ import typer
 
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
-from behavioral_analytics.cli.shared import console, load_config
+from behavioral_analytics.cli.shared import console, load_config, plural
 from behavioral_analytics.telemetry import WorkerMetrics, configure_logging
 from behavioral_analytics.wiring import build_broker, build_exporter, build_store, build_worker
+from behavioral_analytics.worker import WorkerStageFailed
 
 __all__ = ["init", "publish", "spawn_workers", "stop_processes", "worker"]
 
@@ -25,9 +26,16 @@ __all__ = ["init", "publish", "spawn_workers", "stop_processes", "worker"]
 def init() -> None:
     """Create the topic, subscription, dead-letter path and store if missing."""
     config = load_config()
+    new_folder = config.backend == "local" and not config.data_dir.exists()
+    if new_folder:
+        console.print(f"• created the data folder {config.data_dir}")
     with user_errors():
         broker, store = build_broker(config), build_store(config)
         for line in [*broker.init(), *store.init()]:
+            if new_folder:
+                # The local broker creates its topic and subscription when it opens its
+                # file, so its own report says "exists" for what this command just made.
+                line = line.replace(": exists", ": created")
             console.print(f"• {line}")
         console.print(f"[green]ready[/green] (backend {config.backend})")
 
@@ -57,7 +65,8 @@ def publish(
             if pending:
                 sent += len(broker.publish(pending))
         broker.close()
-    err_console.print(f"published {sent} messages to {config.pubsub_topic}")
+    where = f" ({config.data_dir})" if config.backend == "local" else ""
+    err_console.print(f"published {plural(sent, 'message')} to {config.pubsub_topic}{where}")
 
 
 def _worker_process(until_idle: bool, drain: bool) -> None:
@@ -80,6 +89,8 @@ def _worker_process(until_idle: bool, drain: bool) -> None:
         worker = build_worker(config, broker, store, metrics=metrics, drain_dead_letters=drain)
         try:
             worker.run(stop, until_idle=until_idle)
+        except WorkerStageFailed as exc:
+            fail(f"worker stopped: {exc}")
         finally:
             if exporter is not None:
                 exporter.close()

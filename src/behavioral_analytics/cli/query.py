@@ -16,10 +16,13 @@ from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
+    data_location,
+    fits,
     fmt_time,
     load_config,
+    open_for_periods,
     open_store,
-    period_range,
+    period_table,
     print_json,
 )
 
@@ -41,7 +44,7 @@ def query_profile(
     if profile is None:
         if as_json:
             print_json(None)
-        fail(f"no profile for user {user!r}")
+        fail(f"no profile for user {user!r} in {data_location(config)}")
     if as_json:
         print_json(profile.to_dict())
         return
@@ -107,19 +110,18 @@ def query_events(
 @query_app.command("series")
 def query_series(
     granularity: str = typer.Option("hour", "--granularity", "-g", help="minute, hour or day."),
-    start: str | None = typer.Option(None, "--from", help=_BOUND_HELP),
-    end: str | None = typer.Option(None, "--to", help=_BOUND_HELP),
+    start: str | None = typer.Option(None, "--from", metavar="PERIOD", help=_BOUND_HELP),
+    end: str | None = typer.Option(None, "--to", metavar="PERIOD", help=_BOUND_HELP),
     event_type: str | None = typer.Option(None, "--type", "-t", help="Only this event type."),
     as_json: bool = JsonOption,
 ) -> None:
     """Counts per minute, hour or day: total, by type, unique users (hour and day)."""
     if granularity not in ("minute", "hour", "day"):
         fail("--granularity must be minute, hour or day", 2)
-    config = load_config()
     g: Granularity = granularity  # type: ignore[assignment]  # checked above
-    first, last = period_range(start, end, g, config.timezone)
+    config, store, first, last = open_for_periods(load_config(), start, end, g)
     with user_errors():
-        points = open_store(config).series(g, first, last)
+        points = store.series(g, first, last)
     rows = []
     for point in points:
         row = point.to_dict()
@@ -132,20 +134,20 @@ def query_series(
         print_json({"granularity": granularity, "timezone": config.timezone, "points": rows})
         return
     types = sorted({t for row in rows for t in row["events_by_type"]})
-    table = Table(title=f"{granularity} series ({config.timezone})")
-    table.add_column("period")
-    table.add_column("total", justify="right")
-    table.add_column("unique users", justify="right")
-    for t in types:
-        table.add_column(t, justify="right")
+    widest = max((len(row["period"]) for row in rows), default=6)
+    wide = fits(["x" * widest, "total", "unique users", *types])
+    title = f"{granularity} series ({config.timezone})"
+    table = period_table(
+        title, "period", ["total", "unique users", *(types if wide else ["by type"])]
+    )
     for row in rows:
         uniques = "-" if row["unique_users"] is None else str(row["unique_users"])
-        table.add_row(
-            row["period"],
-            str(row["total_events"]),
-            uniques,
-            *(str(row["events_by_type"].get(t, 0)) for t in types),
-        )
+        by_type = row["events_by_type"]
+        if wide:
+            cells = [str(by_type.get(t, 0)) for t in types]
+        else:
+            cells = [" ".join(f"{t} {count}" for t, count in sorted(by_type.items()))]
+        table.add_row(row["period"], str(row["total_events"]), uniques, *cells)
     console.print(table)
 
 

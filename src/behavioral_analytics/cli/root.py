@@ -8,8 +8,10 @@ from __future__ import annotations
 import typer
 
 from behavioral_analytics import __version__
-from behavioral_analytics.cli import api, behavior, loadgen, pipeline, up, verify
+from behavioral_analytics.cli import api, behavior, doctor, groups, loadgen, pipeline, up, verify
+from behavioral_analytics.cli.config import config_app
 from behavioral_analytics.cli.dlq import dlq_app
+from behavioral_analytics.cli.help_text import plain_metavars
 from behavioral_analytics.cli.query import query_app
 from behavioral_analytics.cli.shared import console
 
@@ -32,12 +34,15 @@ def _root(
         raise typer.Exit()
 
 
+query_app.command("group")(groups.query_group)
 app.add_typer(query_app, name="query")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(config_app, name="config")
 app.command("init")(pipeline.init)
 app.command("publish")(pipeline.publish)
 app.command("worker")(pipeline.worker)
 app.command("verify")(verify.verify)
+app.command("doctor")(doctor.doctor)
 app.command("up")(up.up)
 app.command("forget")(behavior.forget)
 app.command("api")(api.api)
@@ -47,4 +52,4 @@ app.command("loadtest")(loadgen.loadtest)
 
 def main() -> None:
     """Run the command line on `sys.argv` (exits with the command's code)."""
-    app()
+    plain_metavars(typer.main.get_command(app))()

@@ -4,28 +4,38 @@ settings and opening the store with one-line errors, and printing JSON and times
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.period_bounds import PeriodError, resolve_range
 from behavioral_analytics.settings import Settings, load_settings
 from behavioral_analytics.store import Store
-from behavioral_analytics.wiring import build_store
+from behavioral_analytics.wiring import open_configured
 
 __all__ = [
     "JsonOption",
     "console",
+    "data_location",
+    "fits",
     "fmt_time",
     "load_config",
+    "open_for_periods",
+    "open_reader",
     "open_store",
     "period_range",
+    "period_table",
+    "plural",
     "print_json",
+    "require_collector",
 ]
 
 console = Console()
@@ -39,10 +49,31 @@ def load_config() -> Settings:
         return load_settings()
 
 
+def data_location(config: Settings) -> str:
+    """Where the commands' data lives: the local data folder, or the Firestore database."""
+    if config.backend == "local":
+        return str(config.data_dir)
+    return f"Firestore database {config.firestore_database} of project {config.project}"
+
+
 def open_store(config: Settings) -> Store:
-    """The configured store; a configuration error exits 2, an unreachable store exits 1."""
+    """The configured store, for a command that reads it. A local data folder that does not
+    exist is not created (a read in the wrong folder would otherwise answer "nothing" from a
+    new, empty store): it exits 1 naming the folder. A configuration error exits 2, an
+    unreachable store exits 1."""
+    return open_reader(config)[1]
+
+
+def open_reader(config: Settings) -> tuple[Settings, Store]:
+    """`open_store`, with the settings the store counts by (the time zone and funnels it
+    recorded, where the environment leaves them unset): periods are read in that zone."""
+    if config.backend == "local" and not config.data_dir.is_dir():
+        fail(
+            f"no data at {config.data_dir}: nothing was written there yet (run "
+            "`behavioral-analytics init` there, or point BA_DATA_DIR at your data)"
+        )
     with user_errors():
-        return build_store(config)
+        return open_configured(config)
 
 
 def print_json(document: Any) -> None:
@@ -66,3 +97,49 @@ def period_range(
         return resolve_range(start, end, granularity, Periods(timezone))
     except PeriodError as exc:
         fail(f"--from/--to: {exc}", 2)
+
+
+def open_for_periods(
+    config: Settings, start: str | None, end: str | None, granularity: Granularity
+) -> tuple[Settings, Store, str | None, str | None]:
+    """`open_reader`, and `--from`/`--to` as labels in the zone the store counts by. A bound
+    that names no period is refused (exit 2) before any store is opened."""
+    period_range(start, end, granularity, config.timezone)
+    config, store = open_reader(config)
+    first, last = period_range(start, end, granularity, config.timezone)
+    return config, store, first, last
+
+
+def period_table(title: str, first: str, columns: list[str]) -> Table:
+    """A table whose first column (a period or a day) is never cut or wrapped, and whose other
+    columns (right-aligned) wrap rather than lose characters when the terminal is narrow."""
+    table = Table(title=title)
+    table.add_column(first, no_wrap=True, overflow="ignore")
+    for column in columns:
+        table.add_column(column, justify="right", overflow="fold")
+    return table
+
+
+def fits(cells: list[str]) -> bool:
+    """Whether a row of these cells, one column each, fits the console's width unwrapped."""
+    return sum(len(cell) + 3 for cell in cells) + 1 <= console.width
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 message`, `2 messages`: a count with its noun in the right number."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def require_collector(url: str, timeout_s: float = 3.0) -> None:
+    """Exit 1 with one line when nothing listens at the collector `url` (before a run that
+    would otherwise wait out its retries and end on a bare "Connection refused")."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        fail(
+            f"no collector at {url} ({exc.strerror or exc}): start one with "
+            "`behavioral-analytics api` (or `up`), or give its address with --url"
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -94,10 +95,12 @@ def up(
         interrupted = True  # the children got the signal too: their exits are expected
     finally:
         stop.set()
+        # A second Ctrl-C must not cut the drain short (the children stop on the first).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         err_console.print("stopping: draining workers…")
         stop_processes(children)
         log_file.close()
-        err_console.print(f"stopped; data in {config.data_dir}, logs in {log_path}")
+        err_console.print(f"stopped; logs in {log_path} (data in {config.data_dir})")
     if died and not interrupted:
         fail(f"{died[0]}; see {log_path}")
 

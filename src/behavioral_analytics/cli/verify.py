@@ -1,6 +1,10 @@
 """`verify`: recount every aggregate from the retained raw events, report drift, and with
 `--repair` rebuild the drifted aggregates. Events older than the raw retention cannot be
-recounted and are reported as not checked."""
+recounted and are reported as not checked.
+
+Both count by the configuration recorded with the data (funnels, sessions, identity, time
+zone: `stored_config`), never by a shell's different environment, so a repair rebuilds what the
+workers counted; a repair that would drop aggregates it cannot recount changes nothing."""
 
 from __future__ import annotations
 
@@ -10,13 +14,8 @@ import typer
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.cli.errors import user_errors
-from behavioral_analytics.cli.shared import (
-    JsonOption,
-    console,
-    load_config,
-    open_store,
-    print_json,
-)
+from behavioral_analytics.cli.shared import JsonOption, console, load_config, print_json
+from behavioral_analytics.wiring import open_configured
 
 __all__ = ["verify"]
 
@@ -28,9 +27,8 @@ def verify(
     """Recount every aggregate from the retained raw events; exit 1 on any drift."""
     from behavioral_analytics.verification import verify as run_verify
 
-    config = load_config()
     with user_errors():
-        store = open_store(config)
+        config, store = open_configured(load_config())
         report = run_verify(
             store,
             Periods(config.timezone),
@@ -50,6 +48,12 @@ def verify(
             console.print(
                 f"[red]drift[/red] {drift.what} {drift.key}: stored {drift.stored} "
                 f"expected {drift.expected}"
+            )
+        if report.valid_dead_letters:
+            ids = report.valid_dead_letters
+            console.print(
+                f"[yellow]{len(ids)} dead letters are valid events counted nowhere[/yellow]: "
+                f"behavioral-analytics dlq replay --id {' --id '.join(ids[:5])}"
             )
         if report.ok:
             console.print("[green]no drift[/green]")

@@ -3,7 +3,8 @@ then report the rate, publish → queryable latency, duplicates absorbed, reject
 
 The moving parts are small and replaceable (tests pass fakes): a `Sink` sends messages (the
 broker, or the HTTP collector), a `Pacer` spaces batches on a monotonic clock, `WorkerProcesses`
-runs `behavioral-analytics worker`, and a `StoreProbe` reads what the store holds.
+runs `behavioral-analytics worker`, and a `StoreProbe` reads what the store holds. `marking`
+gives each run its own event type and user prefix, by which alone it judges itself.
 """
 
 from behavioral_analytics.loadtest.run import (

@@ -1,5 +1,11 @@
 """A load test's run: what should happen (`Expected`), the options, the report, and
-`run_loadtest`, which publishes, waits until every event is queryable and judges the result."""
+`run_loadtest`, which publishes, waits until every event is queryable and judges the result.
+
+Each run marks its messages as its own (`marking`: the event type `loadtest.<run id>`, a user-id
+prefix) and judges itself only by its own records: its events found by their dedupe keys, its
+type's count in the daily aggregates, its rejected messages among the dead letters recorded
+since it began. A backlog of other messages, or live traffic on the same store, changes none of
+these."""
 
 import math
 import signal
@@ -9,8 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from behavioral_analytics.bots import bot_name, is_bot
 from behavioral_analytics.events import Event, Limits, parse_message
 from behavioral_analytics.loadgen import GeneratorConfig, anchored_start, generate, with_seed
+from behavioral_analytics.loadtest.marking import RunMark, new_run_id
 from behavioral_analytics.loadtest.sinks import (
     BROKER_BATCH,
     HTTP_BATCH,
@@ -35,6 +43,8 @@ class Expected:
     keys: dict[str, str] = field(default_factory=dict)  # dedupe key → who
     valid_messages: int = 0
     rejects: Counter[str] = field(default_factory=Counter)
+    rejected_bodies: set[bytes] = field(default_factory=set)
+    bots: int = 0  # distinct events from crawlers (counted apart from the types)
 
     @property
     def duplicates(self) -> int:
@@ -56,9 +66,12 @@ def expected_outcome(
         )
         if isinstance(result, Event):
             expected.valid_messages += 1
+            if result.key not in expected.keys and bot_name(result.properties) is not None:
+                expected.bots += 1
             expected.keys[result.key] = result.who
         else:
             expected.rejects[result.reason] += 1
+            expected.rejected_bodies.add(data)
     return expected
 
 
@@ -82,6 +95,7 @@ class LoadTestOptions:
     run_verify: bool = True
     start: float | None = None  # simulated start; None: the run's last message is sent now
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    run_id: str | None = None  # None: a new random one (`marking.new_run_id`)
 
 
 @dataclass(slots=True)
@@ -90,6 +104,9 @@ class LoadTestReport:
     via: str
     workers: int | None  # None: workers not started by the load test
     seed: int | None = None
+    run_id: str = ""
+    event_type: str = ""  # the run's own event type
+    user_prefix: str = ""
     messages: int = 0
     rate_target: float = 0.0
     rate_achieved: float = 0.0
@@ -102,7 +119,7 @@ class LoadTestReport:
     bot_events: int = 0
     found: int = 0
     missing: int = 0
-    counted_extra: int = 0  # aggregate total change beyond the new events
+    counted_extra: int = 0  # change of the run's type's aggregate beyond its new human events
     rejects_expected: int = 0
     rejects_recorded: int = 0
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
@@ -123,6 +140,9 @@ class LoadTestReport:
             "via": self.via,
             "workers": self.workers,
             "seed": self.seed,
+            "run_id": self.run_id,
+            "event_type": self.event_type,
+            "user_prefix": self.user_prefix,
             "messages": self.messages,
             "rate": {
                 "target": self.rate_target,
@@ -225,7 +245,13 @@ def run_loadtest(
     now = clock()
     start = options.start if options.start is not None else anchored_start(config, now)
     generated = generate(replace(config, start=start))
-    messages = [m.data for m in generated.messages]
+    mark = RunMark(options.run_id or new_run_id())
+    report.run_id, report.event_type, report.user_prefix = (
+        mark.run_id,
+        mark.event_type,
+        mark.user_prefix,
+    )
+    messages = mark.mark(m.data for m in generated.messages)
     if generated.span_s > limits.max_age_s * 0.8:
         raise LoadTestError(
             f"{options.events} events from {config.users} users span "
@@ -241,7 +267,9 @@ def run_loadtest(
     probe = StoreProbe(store)
     show.status("reading the store")
     before = probe.find(expected.keys)
-    total_before, dead_before = probe.total_events(), probe.dead_letters()
+    own_before = probe.own_total(mark.event_type)
+    # Dead letters are stamped by the workers' clocks: allow them a little skew.
+    since = clock() - 5.0
 
     try:
         if workers is not None:
@@ -277,8 +305,8 @@ def run_loadtest(
 
         show.status("waiting until every event is queryable")
         found, drained = _wait_for(
-            probe, new_keys, total_before, dead_before, expected, options, workers, show,
-            rejected_on_the_way,
+            probe, new_keys, mark.event_type, own_before, since, expected, options, workers,
+            show, rejected_on_the_way,
         )  # fmt: skip
         if drained and found:
             # when the last event was committed, not when the poll noticed
@@ -291,13 +319,14 @@ def run_loadtest(
             if code not in (None, 0, -signal.SIGTERM):
                 report.problems.append(f"the workers exited with code {code}")
 
-    total_delta = probe.total_events() - total_before
-    dead_delta = probe.dead_letters() - dead_before
+    own_delta = probe.own_total(mark.event_type) - own_before
+    humans = sum(1 for item in found.values() if not is_bot(item.event.properties))
     report.found = len(found) + report.already_stored
     report.missing = len(new_keys) - len(found)
-    report.counted_extra = total_delta - len(found)
+    report.counted_extra = own_delta - humans
     report.duplicates_absorbed = max(0, expected.duplicates - max(0, report.counted_extra))
-    report.rejects_recorded = max(dead_delta, rejected_on_the_way)
+    own_dead = probe.own_dead_letters(expected.rejected_bodies, since)
+    report.rejects_recorded = max(own_dead, rejected_on_the_way)
     report.latency_s = percentiles(
         [max(0.0, item.processed_at - item.event.received_at) for item in found.values()]
     )
@@ -307,8 +336,8 @@ def run_loadtest(
         )
     if report.counted_extra:
         report.problems.append(
-            f"aggregate total changed by {total_delta}, expected {len(found)}: counted twice "
-            "(or other traffic on this store)"
+            f"{mark.event_type} counted {own_delta} times in the daily aggregates, expected "
+            f"{humans} (its events not from crawlers): counted twice"
         )
     if report.rejects_recorded < report.rejects_expected:
         report.problems.append(
@@ -343,28 +372,30 @@ def _warm_up(workers: WorkerProcesses, seconds: float) -> None:
 def _wait_for(
     probe: StoreProbe,
     keys: dict[str, str],
-    total_before: int,
-    dead_before: int,
+    event_type: str,
+    own_before: int,
+    since: float,
     expected: Expected,
     options: LoadTestOptions,
     workers: WorkerProcesses | None,
     show: Progress,
     rejected_on_the_way: int,
 ) -> tuple[dict[str, StoredEvent], bool]:
-    """Poll until every new key is stored and the rejects are recorded, or the deadline."""
+    """Poll until every new key is stored and the run's rejects are recorded, or the
+    deadline."""
     deadline = time.monotonic() + options.timeout_s
     want_rejects = sum(expected.rejects.values()) - rejected_on_the_way
     found: dict[str, StoredEvent] = {}
     last_full = 0.0
     while True:
         now = time.monotonic()
-        created = probe.total_events() - total_before
-        recorded = probe.dead_letters() - dead_before
+        created = probe.own_total(event_type) - own_before
         show.processed(min(created, len(keys)), len(keys))
-        cheap_done = created >= len(keys) and recorded >= want_rejects
+        cheap_done = created >= len(keys) - expected.bots
         if cheap_done or now - last_full >= 5.0 or now >= deadline:
             last_full = now
             found = probe.find(keys)
+            recorded = probe.own_dead_letters(expected.rejected_bodies, since)
             if len(found) == len(keys) and recorded >= want_rejects:
                 show.processed(len(keys), len(keys))
                 return found, True

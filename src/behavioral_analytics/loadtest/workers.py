@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from behavioral_analytics.store import Store, StoredEvent
@@ -88,6 +89,26 @@ class StoreProbe:
 
     def dead_letters(self) -> int:
         return self.store.count_dead_letters()
+
+    def own_total(self, event_type: str) -> int:
+        """Events of `event_type` in the daily aggregates (bots' are counted apart)."""
+        return sum(point.events_by_type.get(event_type, 0) for point in self.store.series("day"))
+
+    def own_dead_letters(self, bodies: Collection[bytes], since: float) -> int:
+        """Dead letters recorded at or after `since` (epoch seconds) whose bytes are among
+        `bodies` (a run's own rejected messages), read newest first."""
+        if not bodies:
+            return 0
+        count, cursor = 0, None
+        while True:
+            page = self.store.dead_letters(500, cursor)
+            for letter in page.items:
+                if letter.recorded_at < since:
+                    return count
+                count += letter.data in bodies
+            cursor = page.next_cursor
+            if cursor is None:
+                return count
 
     def find(self, keys: dict[str, str]) -> dict[str, StoredEvent]:
         found: dict[str, StoredEvent] = {}

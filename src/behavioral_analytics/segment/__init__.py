@@ -21,9 +21,8 @@ Rules taken from Segment's spec (segment.com/docs/connections/spec/):
 - `context.ip`: filled from the connection only for client-side calls (the request had an
   `Origin` header, or `context.library.name` is a browser or mobile library); a server library
   would give the app server's address.
-- alias and group are accepted and published with `call` naming them; the worker keeps them as
-  dead letters (`unsupported_type:alias`, `unsupported_type:group`) until the store keeps
-  identity merges and groups, so they can be replayed then.
+- alias and group are accepted and published with `call` naming them; what the worker and the
+  store make of them is `named_calls`'s (docs/behavior.md).
 """
 
 from behavioral_analytics.segment.calls import (

@@ -18,7 +18,7 @@ import msgspec
 from behavioral_analytics.events import (
     DEFAULT_LIMITS,
     MESSAGE_ID,
-    PENDING_CALLS,
+    NAMED_CALLS,
     Event,
     Invalid,
     Limits,
@@ -185,7 +185,7 @@ def from_segment(
         payload["client_timestamp"] = client_timestamp
     if message_id is not None:
         payload["id_kind"] = MESSAGE_ID
-    if kind in PENDING_CALLS:
+    if kind in NAMED_CALLS:
         payload["call"] = kind
     return payload
 
@@ -436,7 +436,7 @@ def prepare(
         if truncate_ips:
             scrub(result.properties, truncate_ips=True)
         canonical = result.to_dict()
-        if call in PENDING_CALLS:
+        if call in NAMED_CALLS:
             canonical["call"] = call
         data = encode(canonical)
         if len(data) > max_bytes:

@@ -1,5 +1,5 @@
 // The live dashboard: polls /v1/dashboard and draws it. No third-party code: the chart is SVG
-// built here. The read key comes from ?key= once (then kept in localStorage) or the key form.
+// built here. The read key comes from #key= once (then kept in localStorage) or the key form.
 (() => {
   "use strict";
 
@@ -23,13 +23,25 @@
 
   // -- the read key ---------------------------------------------------------------------------
 
-  const params = new URLSearchParams(location.search);
-  if (params.has("key")) {
-    localStorage.setItem(KEY_STORAGE, params.get("key"));
-    params.delete("key");
-    const rest = params.toString();
-    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : ""));
+  // From the fragment (`/#key=…`), which the browser never sends: a key in the query string
+  // would be written to the request logs of every proxy on the way (Cloud Run's included).
+  function takeKeyFromFragment() {
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    if (!fragment.has("key")) return false;
+    localStorage.setItem(KEY_STORAGE, fragment.get("key"));
+    fragment.delete("key");
+    const rest = fragment.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+    return true;
   }
+  takeKeyFromFragment();
+  // A link to the open page with a new `#key=` does not reload it.
+  window.addEventListener("hashchange", () => {
+    if (takeKeyFromFragment()) {
+      $("key-form").hidden = true;
+      poll();
+    }
+  });
 
   function readKey() {
     return localStorage.getItem(KEY_STORAGE);
@@ -120,8 +132,10 @@
     const fresh = data.freshness || {};
     const sinceCommit = fresh.since_last_commit_s;
     setStatus(sinceCommit !== null && sinceCommit > 120 ? "stale" : "live", "live");
-    $("as-of").textContent = "updated " + new Date(data.as_of * 1000).toLocaleTimeString();
+    setZone(data.timezone);
+    $("as-of").textContent = `updated ${clockTime(data.as_of)} ${zoneName}`;
     $("tz").textContent = data.timezone;
+    $("recent-tz").textContent = zoneName;
 
     setNumber("kpi-today", data.totals.today);
     setNumber("kpi-hour", data.totals.this_hour);
@@ -310,7 +324,7 @@
       chip.style.background = colorOf(event.event_type);
       chip.textContent = event.event_type;
       row.append(
-        cell(new Date(event.timestamp * 1000).toLocaleTimeString()),
+        cell(clockTime(event.timestamp)),
         cell(chip),
         cell(event.who),
         cell(details(event.properties), "details"),
@@ -332,6 +346,28 @@
   }
 
   // -- helpers --------------------------------------------------------------------------------
+
+  // Every time on the page is in the reporting time zone (the one the chart's minutes, the
+  // day and the periods are in), 24-hour, never the browser's own zone.
+  let zoneName = "UTC";
+  let timeFormat = null;
+
+  function setZone(zone) {
+    if (zone === zoneName && timeFormat) return;
+    const options = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+    try {
+      timeFormat = new Intl.DateTimeFormat("en-GB", { ...options, timeZone: zone });
+      zoneName = zone;
+    } catch (error) {
+      timeFormat = new Intl.DateTimeFormat("en-GB", { ...options, timeZone: "UTC" });
+      zoneName = "UTC";
+    }
+  }
+
+  function clockTime(epochSeconds) {
+    if (!timeFormat) setZone("UTC");
+    return timeFormat.format(new Date(epochSeconds * 1000));
+  }
 
   function cell(content, className) {
     const td = document.createElement("td");

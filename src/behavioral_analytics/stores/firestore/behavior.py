@@ -21,6 +21,12 @@ range starts at or after `recent.from` reads the digest; one that reaches furthe
 late event, a long chain of sessions, a profile from before the digest) queries the raw
 events from the range's start on and renews the digest from there.
 
+Client sessions (cut by the cap like the others) that gain events merge them into their stored
+sessions without the stored events where `sessions.merge_client_sessions` can; where it cannot
+(an event before the first session, or beyond a session's cap short of the next), the caller
+queries the person's client-session times from the stored sessions' start (`client_recounts`)
+and passes them in.
+
 Events that move between persons (an identity link changes who an anonymous visitor's events
 count for) take the other road, `recount_range`: it reads every human event of the person
 from the start of what the change can reach (`exact_low`) and recounts sessions and funnel
@@ -34,7 +40,7 @@ same closure and monotone tricks) as `SQLiteBehavior`; `verify` recomputes with
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +50,13 @@ from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import FunnelPoint, progress
-from behavioral_analytics.sessions import Session, SessionDelta, client_session, gap_sessions
+from behavioral_analytics.sessions import (
+    Session,
+    SessionDelta,
+    client_sessions,
+    gap_sessions,
+    merge_client_sessions,
+)
 from behavioral_analytics.stores.firestore.keys import decode_map_key, encode_map_key
 
 _encode = msgspec.json.Encoder().encode
@@ -55,6 +67,7 @@ __all__ = [
     "PersonChange",
     "PersonState",
     "RawEvent",
+    "client_recounts",
     "decode_progress",
     "decode_recent",
     "decode_sessions",
@@ -168,16 +181,23 @@ def _start(state: PersonState) -> PersonChange:
 
 def encode_sessions(sessions: Iterable[Session], horizon: float) -> bytes:
     """`sessions` field of a profile: JSON bytes of [start, end, events, client id or null]
-    per session (one value: cheap to read and write whole); sessions ending before `horizon`
-    are dropped (no event that can still arrive reaches them)."""
-    return _encode([[s.start, s.end, s.events, s.client_id] for s in sessions if s.end >= horizon])
+    per session, with a fifth item 0 for a client id's session that is not its first (one
+    value: cheap to read and write whole); sessions ending before `horizon` are dropped (no
+    event that can still arrive reaches them)."""
+    return _encode(
+        [
+            [s.start, s.end, s.events, s.client_id] + ([] if s.first else [0])
+            for s in sessions
+            if s.end >= horizon
+        ]
+    )
 
 
 def decode_sessions(raw: bytes | None) -> dict[str, Session]:
     """The sessions `encode_sessions` stored, by `Session.key`."""
     sessions: dict[str, Session] = {}
-    for start, end, events, client_id in _decode(raw) if raw else ():
-        session = Session(float(start), float(end), int(events), client_id)
+    for start, end, events, client_id, *first in _decode(raw) if raw else ():
+        session = Session(float(start), float(end), int(events), client_id, not first)
         sessions[session.key] = session
     return sessions
 
@@ -290,6 +310,32 @@ def _funnel_spans(new: Sequence[Event], rules: BehaviorRules) -> dict[str, tuple
     return spans
 
 
+def _by_client(events: Sequence[Event]) -> dict[str, list[float]]:
+    by_client: dict[str, list[float]] = {}
+    for event in events:
+        if event.session_id is not None:
+            by_client.setdefault(event.session_id, []).append(event.timestamp)
+    return by_client
+
+
+def _client_pieces(state: PersonState, client_id: str) -> dict[str, Session]:
+    """The stored sessions of one client session id, by key."""
+    return {k: s for k, s in state.sessions.items() if s.client_id == client_id}
+
+
+def client_recounts(
+    state: PersonState, new: Sequence[Event], rules: BehaviorRules
+) -> dict[str, float]:
+    """Client session id → from when on `recompute` needs its stored times (`client_times`),
+    for the client sessions of `new` that cannot merge into their stored sessions."""
+    needed = {}
+    for client_id, stamps in _by_client(new).items():
+        before = _client_pieces(state, client_id)
+        if before and merge_client_sessions(before.values(), stamps, rules.sessions) is None:
+            needed[client_id] = min(min(s.start for s in before.values()), min(stamps))
+    return needed
+
+
 def read_range(
     state: PersonState, new: Sequence[Event], rules: BehaviorRules
 ) -> tuple[float, float] | None:
@@ -329,6 +375,7 @@ def recompute(
     new: Sequence[Event],
     rules: BehaviorRules,
     periods: Periods,
+    client_times: Mapping[str, Sequence[float]] | None = None,
 ) -> PersonChange:
     """The person's derivation with `new` (human events not stored yet) added, given their
     stored derivation and their stored relevant events from `known_from` on (`stored`, which
@@ -348,18 +395,23 @@ def recompute(
         stamps = [e.timestamp for e in old if e.loose and low <= e.timestamp <= high]
         stamps += [e.timestamp for e in new if e.session_id is None]
         replace(removed, gap_sessions(stamps, rules.sessions))
-    by_client: dict[str, list[float]] = {}
-    for event in new:
-        if event.session_id is not None:
-            by_client.setdefault(event.session_id, []).append(event.timestamp)
-    for client_id, stamps in by_client.items():
-        key = f"c:{client_id}"
-        before = state.sessions.get(key)
-        low, high, count = min(stamps), max(stamps), len(stamps)
-        if before is not None:
-            low, high = min(low, before.start), max(high, before.end)
-            count += before.events
-        replace({key: before} if before else {}, [Session(low, high, count, client_id)])
+    for client_id, stamps in _by_client(new).items():
+        before = _client_pieces(state, client_id)
+        if not before:
+            replace({}, client_sessions(client_id, stamps, rules.sessions))
+            continue
+        merged = merge_client_sessions(before.values(), stamps, rules.sessions)
+        if merged is None:
+            known_times = (client_times or {}).get(client_id)
+            if known_times is None:
+                raise ValueError(f"client session {client_id!r} needs its stored times")
+            merged = client_sessions(
+                client_id,
+                [*known_times, *stamps],
+                rules.sessions,
+                first=min(before.values(), key=lambda s: s.start).first,
+            )
+        replace(before, merged)
 
     by_name = {f.name: f for f in rules.funnels}
     for name, (low, high) in _funnel_spans(new, rules).items():
@@ -396,10 +448,8 @@ def exact_low(
     closure = _session_closure(state, changed, rules)
     if closure is not None:
         lows.append(closure[0][0])
-    for event in changed:
-        stored = state.sessions.get(f"c:{event.session_id}") if event.session_id else None
-        if stored is not None:
-            lows.append(stored.start)
+    for client_id in {e.session_id for e in changed if e.session_id is not None}:
+        lows.extend(s.start for s in _client_pieces(state, client_id).values())
     for funnel in rules.funnels:
         stamps = [e.timestamp for e in changed if e.event_type in funnel.types]
         if stamps:
@@ -428,10 +478,10 @@ def recount_range(
         ]
         replace(removed, gap_sessions(stamps, rules.sessions))
     for client_id in sorted({e.session_id for e in changed if e.session_id is not None}):
-        key = f"c:{client_id}"
-        before = state.sessions.get(key)
-        now = client_session(client_id, [e.timestamp for e in after if e.session_id == client_id])
-        replace({key: before} if before else {}, [now] if now else [])
+        before = _client_pieces(state, client_id)
+        is_first = min(before.values(), key=lambda s: s.start).first if before else True
+        stamps = [e.timestamp for e in after if e.session_id == client_id]
+        replace(before, client_sessions(client_id, stamps, rules.sessions, first=is_first))
     for funnel in rules.funnels:
         stamps = [e.timestamp for e in changed if funnel.matched_steps(e.event_type, e.properties)]
         if not stamps:

@@ -48,6 +48,7 @@ from behavioral_analytics.stores.firestore.gateway import (
     TRANSIENT_ERRORS,
     Gateway,
 )
+from behavioral_analytics.stores.firestore.groups import add_group_writes
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.people import People
 from behavioral_analytics.stores.firestore.person_writes import PersonWriter
@@ -74,6 +75,7 @@ class _Built:
     lag: float | None
     markers: set[tuple[Granularity, str, str]]
     created: list[Event]  # the raw events the commit creates
+    forgotten: int = 0  # events dropped: dated up to their person's `forget` tombstone
 
 
 class Committer:
@@ -98,12 +100,13 @@ class Committer:
             unique.setdefault(event.key, event)
         created: list[Event] = []
         lag: float | None = None
+        forgotten = 0
         parts = list(self._split(list(unique.values()), list(dead_letters)))
         parts.reverse()
         while parts:
             part_events, part_dead = parts.pop()
             try:
-                part_created, part_lag = self._commit_atomic(part_events, part_dead)
+                part_created, part_lag, part_forgotten = self._commit_atomic(part_events, part_dead)
             except _TooLarge:
                 # Profiles carry the behavioral state: the request came out larger than the
                 # estimate. Halve the part; each half is its own atomic commit.
@@ -111,14 +114,16 @@ class Committer:
                 parts += [(part_events[middle:], []), (part_events[:middle], part_dead)]
                 continue
             created.extend(part_created)
+            forgotten += part_forgotten
             if part_lag is not None:
                 lag = part_lag if lag is None else max(lag, part_lag)
         return CommitResult(
             created=len(created),
-            duplicates=len(events) - len(created),
+            duplicates=len(events) - len(created) - forgotten,
             dead_letters=len(dead_letters),
             created_by_type=dict(Counter(e.event_type for e in created)),
             max_lag_s=lag,
+            forgotten=forgotten,
         )
 
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
@@ -206,7 +211,8 @@ class Committer:
 
     def _commit_atomic(
         self, events: list[Event], dead_letters: list[NewDeadLetter]
-    ) -> tuple[list[Event], float | None]:
+    ) -> tuple[list[Event], float | None, int]:
+        """The part's created events, their largest lag and how many it dropped as forgotten."""
         counters = self.gateway.counters
         transient_failures = conflicts = 0
         while True:
@@ -215,7 +221,7 @@ class Committer:
                 built = self._build(events, dead_letters, now)
                 writes = built.writes
                 if not writes:
-                    return [], None
+                    return [], None, built.forgotten
                 if len(events) > 1 and self.options.behavioral:
                     size = sum(w.ByteSize() for w in writes)
                     if size > min(self.options.max_request_bytes, MAX_BUILT_REQUEST_BYTES):
@@ -242,7 +248,7 @@ class Committer:
             counters.commits += 1
             if not self.options.behavioral:
                 self.profiles.remember(built.markers)
-            return built.created, built.lag
+            return built.created, built.lag, built.forgotten
 
     def _drop_existing(
         self, events: list[Event], dead_letters: list[NewDeadLetter]
@@ -264,12 +270,14 @@ class Committer:
         writes: list[Any] = []
         if options.behavioral and events:
             planned = plan(events, self.gateway, options, self.people)
+            forgotten = len(events) - len(planned.events)
             events = planned.events
             persons = planned.persons
             humans = [as_person(e, persons[e.key]) for e in events if not is_bot(e.properties)]
             deltas = fold(humans, options.periods)
             new_uniques = self.persons.add(writes, deltas, humans, planned, extra, now)
         else:
+            forgotten = 0
             persons = {}
             deltas = fold(events, options.periods)
             seen = self.profiles.read(deltas)
@@ -285,10 +293,15 @@ class Committer:
         shard = options.next_shard()
         add_bucket_writes(writes, name, deltas, new_uniques, processed_at, shard, extra)
         writes.extend(
-            write(name(DEAD_LETTERS, dead_letter_id(d)), dead_letter_doc(d, now), exists=False)
+            write(
+                name(DEAD_LETTERS, dead_letter_id(d)),
+                dead_letter_doc(d, now, options.dead_letter_retention_s),
+                exists=False,
+            )
             for d in dead_letters
         )
+        add_group_writes(writes, name, events)
         lag = max((now - e.received_at for e in events), default=None)
         if events:
             writes.append(freshness_write(name, events, now, lag, shard))
-        return _Built(writes, lag, deltas.markers, events)
+        return _Built(writes, lag, deltas.markers, events, forgotten)

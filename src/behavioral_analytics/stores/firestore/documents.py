@@ -380,9 +380,12 @@ def dead_letter_size(d: NewDeadLetter) -> int:
     return WRITE_OVERHEAD_BYTES + min(len(d.data), MAX_DEAD_LETTER_DATA) + len(d.detail) + 1024
 
 
-def dead_letter_doc(d: NewDeadLetter, now: float) -> dict[str, Any]:
-    """A dead letter's document; its data is cut at `MAX_DEAD_LETTER_DATA` bytes (a
-    document holds at most 1 MiB)."""
+def dead_letter_doc(
+    d: NewDeadLetter, now: float, retention_s: float = 30 * 86400.0
+) -> dict[str, Any]:
+    """A dead letter's document, recorded at `now` (epoch seconds) and expiring (`expire_at`,
+    the TTL policy's field) `retention_s` later; its data is cut at `MAX_DEAD_LETTER_DATA`
+    bytes (a document holds at most 1 MiB)."""
     truncated = len(d.data) > MAX_DEAD_LETTER_DATA
     return {
         "reason": d.reason,
@@ -397,6 +400,7 @@ def dead_letter_doc(d: NewDeadLetter, now: float) -> dict[str, Any]:
         "attempts": encode_map(d.attempts),
         "recorded_at": now,
         "replayed_at": None,
+        "expire_at": as_datetime(now + retention_s),
     }
 
 

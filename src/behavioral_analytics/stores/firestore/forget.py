@@ -165,6 +165,7 @@ class _Forget:
             report.sessions += counts[0]
             report.funnel_entries += counts[1]
             report.links += counts[2]
+            report.final_periods = sorted({*report.final_periods, *counts[3]})
             return
         raise TransientStoreError(f"forgetting {person!r} kept conflicting with commits")
 
@@ -221,10 +222,11 @@ class _Forget:
 
     def _derivation(
         self, person: str, user: str, seen: Seen, remaining: list[Event]
-    ) -> tuple[Any, Extra, tuple[int, int, int]]:
+    ) -> tuple[Any, Extra, tuple[int, int, int, list[str]]]:
         """The person's document as their remaining events make it (or no profile: the links
         not naming `user`, the tombstone) under its update time; the difference in unique
-        users, sessions and funnel users; the sessions, funnel entries and links it removes."""
+        users, sessions and funnel users; the sessions, funnel entries and links it removes, and
+        the final periods whose session figures it changes."""
         rules, periods = self.options.rules, self.options.periods
         state = seen.behavior or PersonState()
         change = PersonChange(PersonState(dict(state.sessions), {}))
@@ -269,6 +271,7 @@ class _Forget:
             len(state.sessions),
             sum(len(days) for days in state.progress.values()),
             len(seen.links) - len(links),
+            rules.final_changed(change.sessions, periods, now),
         )
         return write(name, doc, update_time=seen.update_time), extra, counts
 
@@ -292,13 +295,10 @@ class _Forget:
         raise TransientStoreError(f"forgetting links of {anonymous!r} kept conflicting")
 
     def _forget_dead_letters(self, user_ids: set[str], anonymous_ids: set[str]) -> int:
-        needles = [n.encode() for n in (user_ids | anonymous_ids)]
         doomed = []
         for snap in self.gateway.all(DEAD_LETTERS):
             data = bytes((snap.to_dict() or {}).get("data") or b"")
-            if any(needle in data for needle in needles) and mentions(
-                data, user_ids, anonymous_ids
-            ):
+            if mentions(data, user_ids, anonymous_ids):
                 doomed.append(snap.reference)
         client = self.gateway.client
         for start in range(0, len(doomed), CHUNK):

@@ -38,6 +38,7 @@ class StoreOptions:
         max_transforms_per_doc: int,
         rules: BehaviorRules | None,
         behavior: bool,
+        dead_letter_retention_s: float = 30 * 86400.0,
     ) -> None:
         # Bots, sessions, funnels, identity links and forget; False turns the behavioral read
         # model off (BA_FIRESTORE_BEHAVIOR=false) and the store counts as before.
@@ -45,6 +46,8 @@ class StoreOptions:
         self.rules: BehaviorRules = rules or BehaviorRules()
         self.periods = Periods(timezone)
         self.raw_retention_s = raw_retention_s
+        # Dead letters carry expire_at = recorded + this, for the TTL policy on it.
+        self.dead_letter_retention_s = dead_letter_retention_s
         # verify recounts markers back to the raw-event horizon: keep them at least that long.
         self.marker_retention_s = max(marker_retention_s, raw_retention_s + 2 * 86400.0)
         self.counter_shards = counter_shards

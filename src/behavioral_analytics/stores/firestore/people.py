@@ -83,6 +83,16 @@ class People:
             for key, data in self._humans_from(person, low, MOVE_FIELDS)
         ]
 
+    def client_times_from(self, person: str, low: float) -> dict[str, list[float]]:
+        """Client session id → the times of the person's stored human events with it, at or
+        after `low` (epoch seconds)."""
+        times: dict[str, list[float]] = {}
+        for _, data in self._humans_from(person, low, ["ts", "session_id", "bot"]):
+            client_id = data.get("session_id")
+            if client_id is not None:
+                times.setdefault(client_id, []).append(data["ts"])
+        return times
+
     def relevant_from(self, person: str, low: float) -> list[RawEvent]:
         """A person's stored human events at or after `low` that sessions or funnels need."""
         rules = self.options.rules

@@ -25,6 +25,7 @@ from behavioral_analytics.stores.firestore.behavior import (
     PersonChange,
     PersonState,
     RawEvent,
+    client_recounts,
     encode_recent,
     exact_low,
     read_range,
@@ -348,6 +349,19 @@ class PersonWriter:
             for person, events in zip(names, found, strict=True):
                 state, _, low = inputs[person]
                 inputs[person] = (state, events, low)
+        clients = {
+            person: needed
+            for person, new in by_person.items()
+            if (needed := client_recounts(inputs[person][0], new, rules))
+        }
+        client_times: dict[str, dict[str, list[float]]] = {}
+        if clients:  # a client session that cannot merge: its stored times are queried
+            names = list(clients)
+            self.gateway.counters.behavior_queries += len(names)
+            found_times = self.gateway.in_parallel(
+                lambda p: self.people.client_times_from(p, min(clients[p].values())), names
+            )
+            client_times = dict(zip(names, found_times, strict=True))
         return {
             person: recompute(
                 inputs[person][0],
@@ -356,6 +370,7 @@ class PersonWriter:
                 new,
                 rules,
                 self.options.periods,
+                client_times.get(person),
             )
             for person, new in by_person.items()
         }

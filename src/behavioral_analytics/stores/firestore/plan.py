@@ -51,7 +51,7 @@ def plan(events: list[Event], gateway: Gateway, options: StoreOptions, people: P
     window = rules.identity_window_s
     hours = {options.periods.of(e.timestamp)[1] for e in events}
     wanted = {e.who for e in events}
-    wanted |= {actor(None, e.anonymous_id) for e in events if proposal(e) is not None}
+    wanted |= {actor(None, link.anonymous_id) for e in events if (link := proposal(e))}
     seen = people.read(wanted, hours)
     read = set(wanted)
     events = [e for e in events if not forgets(seen.get(e.who), e.timestamp)]

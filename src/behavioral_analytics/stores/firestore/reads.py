@@ -164,7 +164,8 @@ class Reads:
         return [
             series_point(granularity, period, total, behavioral)
             for period, total in self.bucket_sums(granularity, start, end).items()
-            if total.counted or not behavioral
+            # Not a bucket of bots only, nor one every event left (`forget`).
+            if (total.counted or not behavioral) and (total.total or total.bot_events)
         ]
 
     def session_series(

@@ -14,6 +14,8 @@ above it:
                                   read model)
   commit                          split, build, commit atomically, retry on conflict
   reads, audit, forget            the read side; verify and rebuild; `forget USER`
+  metadata                        the configuration recorded with the data
+  groups, key_rule                group calls' documents; the key rule's version recorded
   store                           this facade
 
 The commit path builds the `firestore.v1` protobufs itself (`wire`) and sends them through
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace as dataclass_replace
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -40,6 +43,7 @@ from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
+from behavioral_analytics.named_calls import Group
 from behavioral_analytics.store import (
     AggregateSnapshot,
     CommitResult,
@@ -48,6 +52,7 @@ from behavioral_analytics.store import (
     Freshness,
     FunnelDay,
     NewDeadLetter,
+    NotSupported,
     Page,
     Profile,
     SeriesPoint,
@@ -56,10 +61,14 @@ from behavioral_analytics.store import (
     StoredEvent,
     StoreError,
 )
+from behavioral_analytics.stored_config import StoredConfig
 from behavioral_analytics.stores.firestore.audit import Audit
 from behavioral_analytics.stores.firestore.commit import Committer
 from behavioral_analytics.stores.firestore.forget import forget
 from behavioral_analytics.stores.firestore.gateway import Gateway
+from behavioral_analytics.stores.firestore.groups import forget_members, read_group
+from behavioral_analytics.stores.firestore.key_rule import KeyRuleDocument
+from behavioral_analytics.stores.firestore.metadata import ConfigDocument
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.people import People
 from behavioral_analytics.stores.firestore.reads import Reads
@@ -108,8 +117,10 @@ class FirestoreStore(Store):
         database: str = "(default)",
         rules: BehaviorRules | None = None,
         behavior: bool = True,
+        dead_letter_retention_s: float = 30 * 86400.0,
     ) -> None:
         self.options = StoreOptions(
+            dead_letter_retention_s=dead_letter_retention_s,
             timezone=timezone,
             raw_retention_s=raw_retention_s,
             marker_retention_s=marker_retention_s,
@@ -126,6 +137,8 @@ class FirestoreStore(Store):
         self._committer = Committer(self.gateway, self.options, self._people)
         self._reads = Reads(self.gateway, self.options)
         self._audit = Audit(self.gateway, self.options)
+        self._metadata = ConfigDocument(client, timeout_s)
+        self._key_rule = KeyRuleDocument(client, timeout_s)
 
     # -- what the store was built with (shared by its parts; tests change some) -------------
 
@@ -146,6 +159,11 @@ class FirestoreStore(Store):
     @rules.setter
     def rules(self, value: BehaviorRules | None) -> None:
         self.options.rules = value or BehaviorRules()
+
+    @property
+    def config(self) -> StoredConfig:
+        """What shapes the numbers this store writes (recorded by its first commit)."""
+        return StoredConfig.of(self.options.rules, self.options.periods.timezone)
 
     @property
     def periods(self) -> Periods:
@@ -234,7 +252,32 @@ class FirestoreStore(Store):
     def commit(
         self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
     ) -> CommitResult:
+        self._metadata.hold(self.config)
+        self._key_rule.hold()
         return self._committer.commit(events, dead_letters)
+
+    def recorded_config(self) -> StoredConfig | None:
+        return self._metadata.read()
+
+    def record_config(self, funnels_added: Sequence[str] = (), *, replace: bool = False) -> None:
+        config, recorded = self.config, self._metadata.read()
+        if recorded == config:
+            return
+        added = [n for n in funnels_added if recorded is None or recorded.funnel(n) is None]
+        if recorded is not None and not replace:
+            kept = tuple(f for f in config.funnels if f.name not in added)
+            if recorded != dataclass_replace(config, funnels=kept):
+                raise StoreError(
+                    "the store's recorded configuration differs from this one by more than "
+                    "added funnels: use `config apply`"
+                )
+            if added and self.count_events():
+                raise NotSupported(
+                    f"adding funnel {added[0]!r} to a Firestore store that holds events "
+                    "recomputes its figures: stop the workers, then run `behavioral-analytics "
+                    "config apply`"
+                )
+        self._metadata.write(config)
 
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
         self._committer.add_dead_letters(dead_letters)
@@ -251,9 +294,21 @@ class FirestoreStore(Store):
     def stored_links(self) -> list[Link]:
         return self._reads.stored_links()
 
+    def group(self, group_id: str) -> Group | None:
+        try:
+            return read_group(self.gateway, group_id, self.periods)
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"Firestore read of group {group_id!r} failed: {exc}") from exc
+
+    def key_rules(self) -> list[int]:
+        """The key rule versions that have written the store, oldest first (`key_rule`)."""
+        return self._key_rule.read()
+
     def forget(self, who: str) -> ForgetReport:
         try:
-            return forget(who, self.gateway, self.options, self._people)
+            report = forget(who, self.gateway, self.options, self._people)
+            forget_members(self.gateway, report.persons)
+            return report
         except gexc.GoogleAPICallError as exc:
             raise StoreError(
                 f"Firestore forget of {who!r} stopped: {exc}; run it again to finish (each "

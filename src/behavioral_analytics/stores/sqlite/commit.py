@@ -3,7 +3,7 @@
 Each raw event is inserted unless its key exists, and the deltas of exactly the rows inserted
 are applied. A redelivered batch therefore inserts nothing and changes nothing. Events of a
 forgotten person (dated at or before their tombstone) are dropped before the insert and counted
-as duplicates.
+apart (`forgotten`), not as duplicates.
 """
 
 from __future__ import annotations
@@ -21,17 +21,21 @@ from behavioral_analytics.bots import BOT_PROPERTY, is_bot
 from behavioral_analytics.events import Event
 from behavioral_analytics.sqlite_util import transaction
 from behavioral_analytics.store import CommitResult, NewDeadLetter
+from behavioral_analytics.stored_config import StoredConfig
 from behavioral_analytics.stores.sqlite.aggregates import apply_deltas
 from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
 from behavioral_analytics.stores.sqlite.forget import forgotten
+from behavioral_analytics.stores.sqlite.groups import record_groups
+from behavioral_analytics.stores.sqlite.key_rule import hold_key_rule
+from behavioral_analytics.stores.sqlite.metadata import hold_config
 from behavioral_analytics.stores.sqlite.sql import insert_returning
 
 __all__ = ["commit_batch", "insert_dead_letters"]
 
 _INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (recorded_at, reason, detail, source, message_id, attributes, data,
-                          received_at, attempts, fingerprint)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                          received_at, attempts, fingerprint, expire_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (fingerprint) DO NOTHING
 """
 _UPDATE_STATE = """
@@ -55,15 +59,23 @@ def commit_batch(
     raw_retention_s: float,
     periods: Periods,
     behavior: SQLiteBehavior,
+    config: StoredConfig | None = None,
+    dead_letter_retention_s: float | None = None,
 ) -> CommitResult:
     """Commit `events` and `dead_letters` in one write transaction on `db`, processed at `now`
-    (epoch seconds), raw events kept `raw_retention_s` seconds.
+    (epoch seconds), raw events kept `raw_retention_s` seconds, dead letters
+    `dead_letter_retention_s` (None: until purged by hand).
 
-    Raises `sqlite3.OperationalError` (the caller's to translate) when the transaction fails;
-    then nothing of the batch is stored.
+    With `config`, the first commit records it and later ones check it (`metadata`).
+
+    Raises `sqlite3.OperationalError` (the caller's to translate) when the transaction fails,
+    StoreError when another configuration is recorded; then nothing of the batch is stored.
     """
     expire_at = now + raw_retention_s
     with transaction(db):
+        if config is not None:
+            hold_config(db, config, now)
+        hold_key_rule(db, now)
         persons = behavior.persons(db, events)
         gone = forgotten(db, events, persons)
         if any(gone):
@@ -79,8 +91,9 @@ def commit_batch(
         ]
         apply_deltas(db, fold(humans, periods), now)
         behavior.apply(db, created, person_of, now)
+        record_groups(db, created)
         if dead_letters:
-            insert_dead_letters(db, dead_letters, now)
+            insert_dead_letters(db, dead_letters, now, dead_letter_retention_s)
         lag = max((now - event.received_at for event in created), default=None)
         if created:
             newest = max(event.timestamp for event in created)
@@ -88,10 +101,11 @@ def commit_batch(
     by_type = Counter(event.event_type for event in created)
     return CommitResult(
         created=len(created),
-        duplicates=len(events) - len(created) + sum(gone),
+        duplicates=len(events) - len(created),
         dead_letters=len(dead_letters),
         created_by_type=dict(by_type),
         max_lag_s=lag,
+        forgotten=sum(gone),
     )
 
 
@@ -133,10 +147,14 @@ def _insert_new(
 
 
 def insert_dead_letters(
-    db: sqlite3.Connection, dead_letters: Sequence[NewDeadLetter], now: float
+    db: sqlite3.Connection,
+    dead_letters: Sequence[NewDeadLetter],
+    now: float,
+    retention_s: float | None = None,
 ) -> None:
     """Record `dead_letters` at `now` (epoch seconds), each fingerprint once, inside the
-    caller's transaction on `db`."""
+    caller's transaction on `db`, expiring `retention_s` seconds later (None: never)."""
+    expire_at = None if retention_s is None else now + retention_s
     db.executemany(
         _INSERT_DEAD_LETTER,
         [
@@ -151,6 +169,7 @@ def insert_dead_letters(
                 d.received_at,
                 json.dumps(d.attempts),
                 d.fingerprint,
+                expire_at,
             )
             for d in dead_letters
         ],

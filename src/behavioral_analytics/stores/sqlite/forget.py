@@ -134,6 +134,7 @@ def forget(
             for (g, p), s in session_delta.stats.items()
         ],
     )
+    report.final_periods = rules.final_changed(session_delta, periods, now)
     # Every record naming the user goes; the anonymous ids' links to others stand, resolved
     # again without the user's (a proposal refused for the user's sake becomes active: the
     # events it covers were the user's or the anonymous id's own, all deleted above).
@@ -158,11 +159,10 @@ def forget(
 def _forget_dead_letters(
     db: sqlite3.Connection, user_ids: set[str], anonymous_ids: set[str]
 ) -> int:
-    needles = [n.encode() for n in (user_ids | anonymous_ids)]
     doomed = []
     for id_, data in db.execute("SELECT id, data FROM dead_letters"):
         data = bytes(data)
-        if any(needle in data for needle in needles) and mentions(data, user_ids, anonymous_ids):
+        if mentions(data, user_ids, anonymous_ids):
             doomed.append((id_,))
     db.executemany("DELETE FROM dead_letters WHERE id = ?", doomed)
     return len(doomed)

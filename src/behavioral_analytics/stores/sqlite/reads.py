@@ -153,6 +153,7 @@ class Reads:
                 bots.get(period, 0),
             )
             for period, total, uniques in rows
+            if total or bots.get(period, 0)  # a period every event left (`forget`) is gone
         ]
 
     def session_series(

@@ -64,7 +64,7 @@ def dead_letter(row: Sequence[Any]) -> DeadLetter:
         received_at,
         attempts,
         replayed_at,
-        _,  # fingerprint
+        *_,  # fingerprint, expire_at
     ) = row
     return DeadLetter(
         reason=reason,

@@ -99,9 +99,16 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   received_at REAL NOT NULL,
   attempts TEXT NOT NULL,
   replayed_at REAL,
-  fingerprint TEXT  -- NewDeadLetter.fingerprint: a redelivered rejection is recorded once
+  fingerprint TEXT,  -- NewDeadLetter.fingerprint: a redelivered rejection is recorded once
+  expire_at REAL  -- recorded_at + the dead-letter retention; NULL: kept until purged by hand
 );
 CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_by_fingerprint ON dead_letters (fingerprint);
+CREATE INDEX IF NOT EXISTS dead_letters_by_expiry ON dead_letters (expire_at);
+-- What purging removed, by reason: the counts outlive the letters.
+CREATE TABLE IF NOT EXISTS dead_letters_purged (
+  reason TEXT PRIMARY KEY,
+  count INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pipeline_state (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   newest_event_at REAL,
@@ -230,6 +237,8 @@ def migrate(path: Path) -> None:
         letters = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
         if letters and "fingerprint" not in letters:
             db.execute("ALTER TABLE dead_letters ADD COLUMN fingerprint TEXT")
+        if letters and "expire_at" not in letters:
+            db.execute("ALTER TABLE dead_letters ADD COLUMN expire_at REAL")
         columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
         if columns and "person" not in columns:
             with transaction(db):

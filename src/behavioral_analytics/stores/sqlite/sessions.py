@@ -2,8 +2,10 @@
 
 Gap sessions (events without a client session id) are recomputed over the range of a person's
 new events, grown over every stored session it touches until it stops growing; client sessions
-that only gained events merge (first, last, count) without reading raw events, and one whose
-events moved between people is recounted from them. The stats of the sessions replaced are
+(cut by the cap like any other) that only gained events merge them into their stored sessions
+without reading raw events where `sessions.merge_client_sessions` can, and are recounted from
+raw events otherwise (an event before their first session or beyond a session's cap short of
+the next) or when their events moved between people. The stats of the sessions replaced are
 subtracted and those of their replacements added, so the session buckets stay exact.
 """
 
@@ -17,7 +19,13 @@ import msgspec
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules
-from behavioral_analytics.sessions import Session, SessionDelta, SessionStats, gap_sessions
+from behavioral_analytics.sessions import (
+    Session,
+    SessionDelta,
+    client_sessions,
+    gap_sessions,
+    merge_client_sessions,
+)
 from behavioral_analytics.stores.sqlite.dirty import Dirty
 from behavioral_analytics.stores.sqlite.schema import UPSERT_SESSION_BUCKET
 from behavioral_analytics.stores.sqlite.sql import PAIRS, RANGES, ranges_json
@@ -82,33 +90,21 @@ class Sessions:
         for person in spans:
             added = gap_sessions(timestamps[person], rules)
             self._replace_sessions(person, removed[person], added, writes)
-        self._merge_client_sessions(db, dirty, writes)
-        if dirty.clients:
-            pairs = msgspec.json.encode(sorted(dirty.clients)).decode()
-            old = {
-                (person, key): Session(start, end, count, key[2:])
-                for person, key, start, end, count in db.execute(
-                    PAIRS + "SELECT s.person, s.key, s.start, s.end, s.events FROM pairs p "
-                    "JOIN sessions s ON s.person = p.person AND s.key = 'c:' || p.client_id",
-                    (pairs,),
-                )
-            }
-            for person, client_id, start, end, count in db.execute(
-                PAIRS + "SELECT p.person, p.client_id, min(e.timestamp), max(e.timestamp), "
-                "count(*) FROM pairs p JOIN events e ON e.person = p.person "
-                "AND e.session_id = p.client_id WHERE e.bot = 0 GROUP BY p.person, p.client_id",
+        recount = self._merge_client_sessions(db, dirty, writes)
+        if recount:
+            pairs = msgspec.json.encode(sorted(recount)).decode()
+            old = self._stored_client_sessions(db, pairs)
+            stamps: dict[tuple[str, str], list[float]] = defaultdict(list)
+            for person, client_id, timestamp in db.execute(
+                PAIRS + "SELECT p.person, p.client_id, e.timestamp FROM pairs p JOIN events e "
+                "ON e.person = p.person AND e.session_id = p.client_id WHERE e.bot = 0",
                 (pairs,),
-            ).fetchall():
-                key = f"c:{client_id}"
-                before = old.pop((person, key), None)
-                self._replace_sessions(
-                    person,
-                    {key: before} if before else {},
-                    [Session(start, end, count, client_id)],
-                    writes,
-                )
-            for (person, key), before in old.items():  # every event moved away
-                self._replace_sessions(person, {key: before}, [], writes)
+            ):
+                stamps[person, client_id].append(timestamp)
+            for person, client_id in sorted(recount):
+                before = old.get((person, client_id), {})
+                added = client_sessions(client_id, stamps[person, client_id], rules)
+                self._replace_sessions(person, before, added, writes)
         db.executemany("DELETE FROM sessions WHERE person = ? AND key = ?", writes.deletes)
         db.executemany(_UPSERT_SESSION, writes.upserts)
         delta = writes.delta
@@ -121,48 +117,46 @@ class Sessions:
             ],
         )
 
+    @staticmethod
+    def _stored_client_sessions(
+        db: sqlite3.Connection, pairs: str
+    ) -> dict[tuple[str, str], dict[str, Session]]:
+        """(person, client id) → their stored sessions by key, for the JSON list `pairs`."""
+        old: dict[tuple[str, str], dict[str, Session]] = defaultdict(dict)
+        for person, client_id, key, start, end, count in db.execute(
+            PAIRS + "SELECT s.person, s.client_id, s.key, s.start, s.end, s.events FROM pairs p "
+            "JOIN sessions s ON s.person = p.person AND s.client_id = p.client_id",
+            (pairs,),
+        ):
+            first = key == f"c:{client_id}"
+            old[person, client_id][key] = Session(start, end, count, client_id, first)
+        return old
+
     def _merge_client_sessions(
         self, db: sqlite3.Connection, dirty: Dirty, writes: _SessionWrites
-    ) -> None:
-        """Client sessions that only gained events: (first, last, count) merge without reading
-        raw events; one row write each, and the stats delta of the period they start in."""
+    ) -> set[tuple[str, str]]:
+        """Client sessions that only gained events merge them without reading raw events where
+        `merge_client_sessions` can; return the (person, client id) pairs to recount from raw
+        events instead (those whose events moved, and those it cannot merge)."""
+        recount = set(dirty.clients)
         fresh = {
             pair: stamps for pair, stamps in dirty.client_new.items() if pair not in dirty.clients
         }
         if not fresh:
-            return
-        old = {
-            (person, key[2:]): (start, end, count)
-            for person, key, start, end, count in db.execute(
-                PAIRS + "SELECT s.person, s.key, s.start, s.end, s.events FROM pairs p "
-                "JOIN sessions s ON s.person = p.person AND s.key = 'c:' || p.client_id",
-                (msgspec.json.encode(sorted(fresh)).decode(),),
-            )
-        }
-        of = self.periods.of
-        stats = writes.delta.stats
-        upserts = writes.upserts
+            return recount
+        rules = self.rules.sessions
+        old = self._stored_client_sessions(db, msgspec.json.encode(sorted(fresh)).decode())
         for (person, client_id), stamps in fresh.items():
-            low, high, count = min(stamps), max(stamps), len(stamps)
-            before = old.get((person, client_id))
-            if before is None:
-                changes = [(of(low), 1, low, high, count)]
+            before = old.get((person, client_id), {})
+            if before:
+                added = merge_client_sessions(before.values(), stamps, rules)
+                if added is None:
+                    recount.add((person, client_id))
+                    continue
             else:
-                b_low, b_high, b_count = before
-                changes = [(of(b_low), -1, b_low, b_high, b_count)]
-                low, high, count = min(low, b_low), max(high, b_high), count + b_count
-                changes.append((of(low), 1, low, high, count))
-            upserts.append((person, f"c:{client_id}", low, high, count, client_id))
-            for (_, hour, day), sign, start, end, events in changes:
-                duration = sign * round((end - start) * 1000)
-                for key in (("hour", hour), ("day", day)):
-                    entry = stats.get(key)
-                    if entry is None:
-                        entry = stats[key] = SessionStats()
-                    entry.sessions += sign
-                    entry.duration_ms += duration
-                    entry.bounces += sign * (events == 1)
-                    entry.events += sign * events
+                added = client_sessions(client_id, stamps, rules)
+            self._replace_sessions(person, before, added, writes)
+        return recount
 
     def _replace_sessions(
         self,

@@ -11,6 +11,8 @@ above it:
   behavior                        the behavioral side of a commit, over those three
   reads, audit, forget            the read side; verify and rebuild; `forget USER` and
                                   tombstones
+  metadata                        the configuration recorded with the data; funnel backfill
+  groups, key_rule                group calls' tables; the key rule's version recorded
   commit                          one write transaction per batch
   store                           this facade
 
@@ -23,12 +25,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.behavior import BehaviorRules, recount
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
+from behavioral_analytics.named_calls import Group
 from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
 from behavioral_analytics.store import (
     AggregateSnapshot,
@@ -46,10 +50,20 @@ from behavioral_analytics.store import (
     StoredEvent,
     StoreError,
 )
-from behavioral_analytics.stores.sqlite import audit
+from behavioral_analytics.stored_config import StoredConfig
+from behavioral_analytics.stores.sqlite import audit, files
 from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
 from behavioral_analytics.stores.sqlite.commit import commit_batch, insert_dead_letters
+from behavioral_analytics.stores.sqlite.dead_letters import purge_dead_letters, purged_counts
 from behavioral_analytics.stores.sqlite.forget import forget
+from behavioral_analytics.stores.sqlite.groups import GROUPS_SCHEMA, forget_members, read_group
+from behavioral_analytics.stores.sqlite.key_rule import read_key_rules
+from behavioral_analytics.stores.sqlite.metadata import (
+    METADATA_SCHEMA,
+    backfill_funnels,
+    read_config,
+    write_config,
+)
 from behavioral_analytics.stores.sqlite.reads import Reads
 from behavioral_analytics.stores.sqlite.schema import SCHEMA, migrate
 
@@ -69,17 +83,27 @@ class SQLiteStore(Store):
         *,
         timezone: str = "UTC",
         raw_retention_s: float = 30 * 86400.0,
+        dead_letter_retention_s: float | None = 30 * 86400.0,
         rules: BehaviorRules | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
         self.periods = Periods(timezone)
         self.raw_retention_s = raw_retention_s
+        self.dead_letter_retention_s = dead_letter_retention_s
         self.rules: BehaviorRules = rules or BehaviorRules()
         self.behavior = SQLiteBehavior(self.rules, self.periods)
+        self.config = StoredConfig.of(self.rules, timezone)
         self._clock = clock
-        migrate(path)
-        self._connections = PerThreadConnection(path, SCHEMA)
+        new = files.check_before_open(path)
+        files.note_open(path)
+        try:
+            migrate(path)
+            self._connections = PerThreadConnection(path, SCHEMA + METADATA_SCHEMA + GROUPS_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise files.damaged(path, str(exc)) from None
+        if new:
+            files.mark_created(path)
         self._reads = Reads(self._connections, self.rules, self.periods, clock)
 
     @property
@@ -87,7 +111,14 @@ class SQLiteStore(Store):
         return self._connections.get()
 
     def init(self) -> list[str]:
-        return [f"store ready at {self.path}"]
+        self.check_files()
+        return [f"store ready at {self.path} (every page checked)"]
+
+    def check_files(self) -> None:
+        """The file's header, size and every page (`files.quick_check`: time in proportion
+        to the file). Raises StoreError naming the file and what to do."""
+        files.check_header(self.path)
+        files.quick_check(self._db, self.path)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -105,18 +136,31 @@ class SQLiteStore(Store):
                 raw_retention_s=self.raw_retention_s,
                 periods=self.periods,
                 behavior=self.behavior,
+                config=self.config,
+                dead_letter_retention_s=self.dead_letter_retention_s,
             )
         except sqlite3.OperationalError as exc:
             raise StoreError(f"commit to {self.path} failed: {exc}") from exc
 
     def forget(self, who: str) -> ForgetReport:
-        with transaction(self._db) as db:
-            return forget(db, who, self._clock(), self.behavior.rules, self.behavior.periods)
+        """Forget `who` (see the port). The deleted rows are overwritten, not just unlinked
+        (`secure_delete` for this transaction), and the write-ahead log that held their old
+        pages is checkpointed and truncated, so the file keeps no copy (`files.erase_copies`)."""
+        db = self._db
+        db.execute("PRAGMA secure_delete = ON")
+        try:
+            with transaction(db):
+                report = forget(db, who, self._clock(), self.behavior.rules, self.behavior.periods)
+                forget_members(db, report.persons)
+        finally:
+            db.execute("PRAGMA secure_delete = OFF")
+        files.erase_copies(db, self.path)
+        return report
 
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
         if dead_letters:
             with transaction(self._db) as db:
-                insert_dead_letters(db, dead_letters, self._clock())
+                insert_dead_letters(db, dead_letters, self._clock(), self.dead_letter_retention_s)
 
     def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
         with transaction(self._db) as db:
@@ -126,8 +170,15 @@ class SQLiteStore(Store):
             )
 
     def purge_expired(self, now: float) -> int:
+        """Delete expired raw events (returns how many) and expired dead letters."""
         with transaction(self._db) as db:
+            purge_dead_letters(db, now)
             return db.execute("DELETE FROM events WHERE expire_at < ?", (now,)).rowcount
+
+    def purge_dead_letters(self, now: float, before: float | None = None) -> dict[str, int]:
+        with transaction(self._db) as db:
+            purge_dead_letters(db, now, before)
+            return purged_counts(db)
 
     # -- reads ------------------------------------------------------------------------------
     def profile(self, who: str) -> Profile | None:
@@ -161,6 +212,13 @@ class SQLiteStore(Store):
 
     def links(self, who: str) -> list[Link]:
         return self._reads.links(who)
+
+    def group(self, group_id: str) -> Group | None:
+        return read_group(self._db, group_id, self.periods)
+
+    def key_rules(self) -> list[int]:
+        """The key rule versions that have written the store, oldest first (`key_rule`)."""
+        return read_key_rules(self._db)
 
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
         return self._reads.dead_letters(limit, cursor)
@@ -196,6 +254,28 @@ class SQLiteStore(Store):
         now = self._clock()
         with transaction(self._db) as db:
             audit.write_recount(db, counted, now)
+
+    def recorded_config(self) -> StoredConfig | None:
+        return read_config(self._db)
+
+    def record_config(self, funnels_added: Sequence[str] = (), *, replace: bool = False) -> None:
+        with transaction(self._db) as db:
+            recorded = read_config(db)
+            if recorded == self.config:
+                return  # another process got there first
+            added = [n for n in funnels_added if recorded is None or recorded.funnel(n) is None]
+            if recorded is not None and not replace:
+                kept = tuple(f for f in self.config.funnels if f.name not in added)
+                if recorded != dataclass_replace(self.config, funnels=kept):
+                    raise StoreError(
+                        "the store's recorded configuration differs from this one by more than "
+                        "added funnels: use `config apply`"
+                    )
+            if added:
+                events = audit.raw_events(db)
+                links = audit.stored_links(db)
+                backfill_funnels(db, added, events, links, self.rules, self.periods)
+            write_config(db, self.config, self._clock())
 
     def ping(self) -> None:
         try:

@@ -1,0 +1,136 @@
+"""`config show` and `config apply`: the configuration that shapes stored numbers, as recorded
+with the data (`stored_config`), beside the environment's.
+
+`apply` is the one way to change or remove what the store recorded (a funnel's steps or window,
+the time zone, the session or identity rules): it says what it will recompute, then, with
+`--yes`, records the environment's values and rebuilds the aggregates from the retained raw
+events. Like `verify --repair`, it changes nothing when the rebuild would drop aggregates older
+than the raw-event retention, which no raw event can give back. Stop the workers first: a
+worker started before `apply` refuses to commit under the old values and must be restarted.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import typer
+
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.shared import JsonOption, console, load_config, print_json
+from behavioral_analytics.stored_config import StoredConfig, plan_apply, reconcile
+from behavioral_analytics.wiring import build_store_with, refusal
+
+__all__ = ["config_app"]
+
+config_app = typer.Typer(
+    help="The configuration recorded with the data (funnels, sessions, identity, time zone).",
+    no_args_is_help=True,
+)
+
+
+def _summary(config: StoredConfig | None) -> dict[str, Any] | None:
+    return None if config is None else config.to_dict()
+
+
+@config_app.command("show")
+def show(as_json: bool = JsonOption) -> None:
+    """What the store recorded, what this environment sets, and what it would do with them."""
+    settings = load_config()
+    wanted = settings.stored_config()
+    with user_errors():
+        store = build_store_with(settings, wanted)
+        recorded = store.recorded_config()
+    reconciled = reconcile(recorded, wanted, settings.shaping_set())
+    if as_json:
+        print_json(
+            {
+                "recorded": _summary(recorded),
+                "effective": reconciled.effective.to_dict(),
+                "funnels_added": list(reconciled.added_funnels),
+                "refused": [refusal(d) for d in reconciled.refused],
+            }
+        )
+        return
+    if recorded is None:
+        console.print("nothing recorded yet: the first commit records this environment's values")
+    effective = reconciled.effective
+    console.print(
+        f"time zone {effective.timezone} · sessions: gap {effective.session_gap_s:g} s, cap "
+        f"{effective.session_max_s:g} s · identity window {effective.identity_window_s:g} s, "
+        f"relink {'on' if effective.allow_relink else 'off'}",
+        highlight=False,
+    )
+    for funnel in effective.funnels:
+        steps = " → ".join(step.event_type for step in funnel.steps)
+        added = " (added by this environment)" if funnel.name in reconciled.added_funnels else ""
+        console.print(
+            f"funnel {funnel.name}: {steps} within {funnel.window_s:g} s{added}", highlight=False
+        )
+    if not effective.funnels:
+        console.print("no funnels")
+    for difference in reconciled.refused:
+        console.print(f"[yellow]refused:[/yellow] {refusal(difference)}", highlight=False)
+
+
+@config_app.command("apply")
+def apply(
+    yes: bool = typer.Option(False, "--yes", help="Apply without asking."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Record the environment's values where they change what the store recorded, and
+    recompute what they shape from the retained raw events. Stop the workers first."""
+    from behavioral_analytics.verification import compare
+
+    settings = load_config()
+    with user_errors():
+        current = build_store_with(settings, settings.stored_config())
+        recorded = current.recorded_config()
+        current.close()
+    target, changes = plan_apply(recorded, settings.stored_config(), settings.shaping_set())
+    if recorded is None or not changes:
+        document = {"changes": [], "applied": False}
+        if as_json:
+            print_json(document)
+        else:
+            console.print("nothing to change: the store counts by this environment's values")
+        return
+    if not as_json:
+        for change in changes:
+            console.print(f"will change {change.describe()}", highlight=False)
+    if not yes and not typer.confirm("Record these values and recompute?"):
+        fail("nothing was changed", 1)
+    with user_errors():
+        store = build_store_with(settings, target)
+        horizon = time.time() - settings.raw_retention_days * 86400.0
+        report = compare(
+            store.snapshot(),
+            store.iter_raw_events(),
+            Periods(target.timezone),
+            horizon,
+            store.rules if store.behavioral else None,
+            store.stored_links(),
+        )
+        if report.not_checked and not report.ok:
+            fail(
+                f"the recomputation would drop {report.not_checked} aggregates older than the "
+                "raw-event retention, which no raw event can give back; nothing was changed"
+            )
+        store.record_config(replace=True)
+        if not report.ok:
+            store.rebuild(store.iter_raw_events())
+    if as_json:
+        print_json(
+            {
+                "changes": [change.describe() for change in changes],
+                "applied": True,
+                "rebuilt": not report.ok,
+            }
+        )
+    else:
+        console.print(
+            f"[green]applied[/green]: {len(changes)} change(s) recorded; "
+            f"{len(report.drift)} aggregates recomputed",
+            highlight=False,
+        )

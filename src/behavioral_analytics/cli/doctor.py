@@ -1,0 +1,68 @@
+"""`doctor`: check the data a deployment depends on, one line per part, and exit 1 when any
+part is damaged or unreachable. On the embedded default it reads every page of the store's
+and the broker's files (SQLite's `quick_check`: time in proportion to the files); on Google
+Cloud it asks Firestore and Pub/Sub to answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+
+from behavioral_analytics.broker import BrokerError
+from behavioral_analytics.cli.errors import err_console, fail
+from behavioral_analytics.cli.shared import console, data_location, load_config
+from behavioral_analytics.settings import ConfigError, Settings
+from behavioral_analytics.store import StoreError
+from behavioral_analytics.wiring import build_broker, build_store
+
+__all__ = ["doctor"]
+
+_PART_ERRORS = (StoreError, BrokerError, OSError)
+
+
+def doctor() -> None:
+    """Check the store and the broker: every page of the local files, or that Google Cloud
+    answers. Exit 1 naming each damaged part and what to do."""
+    config = load_config()
+    if config.backend == "local" and not config.data_dir.is_dir():
+        fail(f"no data at {config.data_dir}: run `behavioral-analytics init` there first")
+    problems = 0
+    for name, check in (("store", _check_store), ("broker", _check_broker)):
+        try:
+            what = check(config)
+        except ConfigError as exc:
+            fail(str(exc), 2)
+        except _PART_ERRORS as exc:
+            problems += 1
+            err_console.print(f"[red]✗ {name}[/red]: {exc}", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[green]✓ {name}[/green]: {what}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"healthy: {data_location(config)}", highlight=False)
+
+
+def _checked(port: object, reach: Callable[[], None]) -> str:
+    check_files = getattr(port, "check_files", None)
+    if check_files is not None:
+        check_files()
+        return "every page of its file read back"
+    reach()
+    return "answers"
+
+
+def _check_store(config: Settings) -> str:
+    store = build_store(config)
+    try:
+        return _checked(store, store.ping)
+    finally:
+        store.close()
+
+
+def _check_broker(config: Settings) -> str:
+    broker = build_broker(config)
+    try:
+        return _checked(broker, broker.ping)
+    finally:
+        broker.close()

@@ -1,0 +1,239 @@
+"""What the Store port takes and hands back: dead letters, commit results, stored events,
+profiles, series, session and funnel points, pages, freshness, the aggregate snapshot that
+`verify` compares, and the report of a `forget`. Plain values; `store` re-exports them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from behavioral_analytics.aggregation import Granularity
+from behavioral_analytics.events import Event
+from behavioral_analytics.sessions import SessionStats
+
+__all__ = [
+    "AggregateSnapshot",
+    "CommitResult",
+    "DeadLetter",
+    "ForgetReport",
+    "Freshness",
+    "FunnelDay",
+    "NewDeadLetter",
+    "Page",
+    "Profile",
+    "SeriesPoint",
+    "SessionPoint",
+    "StoredEvent",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class NewDeadLetter:
+    """A message that is not an event (or that the broker gave up on), kept for inspection and
+    replay with the reason and the original bytes."""
+
+    reason: str
+    detail: str
+    data: bytes
+    message_id: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    source: str = "worker"  # worker | broker | collector
+    received_at: float = 0.0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across redeliveries of the same message (same id and first publish time),
+        distinct for a replay (a new publish time), so recording one is idempotent."""
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (self.source, self.message_id, repr(self.received_at), self.reason):
+            digest.update(part.encode() + b"\x1f")
+        digest.update(hashlib.sha256(self.data).digest())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter(NewDeadLetter):
+    id: str = ""
+    recorded_at: float = 0.0
+    replayed_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        try:
+            text: str | None = self.data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        return {
+            "id": self.id,
+            "reason": self.reason,
+            "detail": self.detail,
+            "source": self.source,
+            "message_id": self.message_id,
+            "attributes": self.attributes,
+            "received_at": self.received_at,
+            "recorded_at": self.recorded_at,
+            "replayed_at": self.replayed_at,
+            "attempts": self.attempts,
+            "data": text,
+            "data_base64": base64.b64encode(self.data).decode("ascii"),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    created: int
+    duplicates: int
+    dead_letters: int
+    created_by_type: dict[str, int] = field(default_factory=dict)
+    # Largest (processed_at - received_at) among created events: how far processing lags.
+    max_lag_s: float | None = None
+    forgotten: int = 0  # dropped, not duplicates: dated up to their person's forget tombstone
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: Event
+    processed_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.event.key, **self.event.to_dict(), "processed_at": self.processed_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    who: str
+    total_events: int
+    events_by_type: dict[str, int]
+    first_seen: float
+    last_activity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.who,
+            "total_events": self.total_events,
+            "events_by_type": self.events_by_type,
+            "first_seen": self.first_seen,
+            "last_activity": self.last_activity,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    granularity: Granularity
+    period: str
+    total_events: int
+    events_by_type: dict[str, int]
+    unique_users: int | None  # None for minute buckets: not kept
+    bot_events: int | None = None  # None where the store does not count bots apart
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "granularity": self.granularity,
+            "period": self.period,
+            "total_events": self.total_events,
+            "events_by_type": self.events_by_type,
+            "unique_users": self.unique_users,
+            "bot_events": self.bot_events,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPoint:
+    """Sessions that started in one hour or day. `final`: no late event can change them."""
+
+    granularity: Granularity
+    period: str
+    stats: SessionStats
+    final: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "granularity": self.granularity,
+            "period": self.period,
+            **self.stats.to_dict(),
+            "final": self.final,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelDay:
+    """Users who entered a funnel that day, by the furthest step they reached."""
+
+    day: str
+    users_by_step: list[int]  # users reaching step 1, 2, …
+
+    def to_dict(self) -> dict[str, Any]:
+        steps = self.users_by_step
+        return {
+            "day": self.day,
+            "users": steps,
+            "conversion": [
+                round(steps[i] / steps[i - 1], 4) if steps[i - 1] else None
+                for i in range(1, len(steps))
+            ],
+            "overall": round(steps[-1] / steps[0], 4) if steps and steps[0] else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """How current the read model is."""
+
+    newest_event_at: float | None  # event time of the newest processed event
+    last_commit_at: float | None  # when a worker last committed a batch
+    lag_s: float | None  # processing lag of the last commit (processed_at - received_at, max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "newest_event_at": self.newest_event_at,
+            "last_commit_at": self.last_commit_at,
+            "lag_s": self.lag_s,
+        }
+
+
+@dataclass(slots=True)
+class AggregateSnapshot:
+    """Every aggregate the store holds, in comparable form (for `verify`)."""
+
+    buckets: dict[tuple[str, str], tuple[int, dict[str, int]]] = field(default_factory=dict)
+    unique_users: dict[tuple[str, str], int] = field(default_factory=dict)
+    markers: set[tuple[str, str, str]] = field(default_factory=set)
+    profiles: dict[str, tuple[int, dict[str, int], float, float]] = field(default_factory=dict)
+    # Kept by stores that maintain the behavioral read model (`Store.behavioral`).
+    bot_events: dict[tuple[str, str], int] = field(default_factory=dict)
+    session_stats: dict[tuple[str, str], SessionStats] = field(default_factory=dict)
+    funnel_users: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ForgetReport:
+    who: str
+    persons: list[str] = field(default_factory=list)
+    raw_events: int = 0
+    sessions: int = 0
+    funnel_entries: int = 0
+    links: int = 0
+    dead_letters: int = 0
+    final_periods: list[str] = field(default_factory=list)  # `granularity:period`, were final
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.who,
+            "persons": self.persons,
+            "raw_events_deleted": self.raw_events,
+            "sessions_deleted": self.sessions,
+            "funnel_entries_deleted": self.funnel_entries,
+            "links_deleted": self.links,
+            "dead_letters_deleted": self.dead_letters,
+            "final_periods_changed": self.final_periods,
+        }

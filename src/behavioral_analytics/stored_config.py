@@ -1,0 +1,245 @@
+"""The configuration that shapes stored numbers, as recorded with the data. Pure: no I/O.
+
+Funnels, session rules (gap and cap), the identity window and relinking, and the reporting time
+zone decide what the aggregates hold. A store records them (`StoredConfig`) with the first
+commit that uses them, and every reader — verify, queries, the API, repair, the worker, load
+tests — uses the recorded values, so a shell that forgot a setting cannot see, or rebuild, other
+numbers than the workers wrote.
+
+`reconcile` compares the recorded values with the environment's:
+
+- a setting the environment leaves unset takes the recorded value;
+- a funnel the environment adds is additive: recorded, backfilled from the retained raw
+  events, announced;
+- a funnel the environment omits is still maintained (removing one is a change);
+- any other difference (a changed funnel, zone, session or identity rule) is refused until
+  `config apply` records it and recomputes what it shapes (`plan_apply`).
+
+Fields are named as `Settings` names them, so the settings model can say which were set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.funnels import Funnel, parse_funnels
+from behavioral_analytics.sessions import SessionRules
+
+__all__ = [
+    "SHAPING_FIELDS",
+    "Difference",
+    "Reconciled",
+    "StoredConfig",
+    "plan_apply",
+    "reconcile",
+]
+
+# Scalar fields (as `Settings` names them) and what a change of each recomputes.
+_RECOMPUTES = {
+    "timezone": "every minute, hour and day bucket, unique users, sessions and funnels",
+    "session_gap_s": "every session and session figure",
+    "session_max_s": "every session and session figure",
+    "identity_window_s": "who each anonymous event counts for, and every figure by person",
+    "allow_relink": "who each anonymous event counts for, and every figure by person",
+}
+SHAPING_FIELDS = (*_RECOMPUTES, "funnels")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConfig:
+    """What shapes the stored numbers. Times in seconds; `timezone` an IANA name; `funnels` as
+    `funnels.parse_funnels` reads them (their `to_dict` form)."""
+
+    timezone: str = "UTC"
+    session_gap_s: float = 1800.0
+    session_max_s: float = 86400.0
+    identity_window_s: float = 86400.0
+    allow_relink: bool = False
+    funnels: tuple[Funnel, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timezone": self.timezone,
+            "session_gap_s": self.session_gap_s,
+            "session_max_s": self.session_max_s,
+            "identity_window_s": self.identity_window_s,
+            "allow_relink": self.allow_relink,
+            "funnels": [f.to_dict() for f in self.funnels],
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): two equal configurations give the same text."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StoredConfig:
+        """Raises ValueError for a document that is not a recorded configuration."""
+        try:
+            return cls(
+                timezone=str(raw["timezone"]),
+                session_gap_s=float(raw["session_gap_s"]),
+                session_max_s=float(raw["session_max_s"]),
+                identity_window_s=float(raw["identity_window_s"]),
+                allow_relink=bool(raw["allow_relink"]),
+                funnels=parse_funnels(list(raw["funnels"])),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a recorded configuration: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> StoredConfig:
+        """Raises ValueError for text that is not a recorded configuration."""
+        return cls.from_dict(json.loads(text))
+
+    def funnel(self, name: str) -> Funnel | None:
+        return next((f for f in self.funnels if f.name == name), None)
+
+    @classmethod
+    def of(cls, rules: BehaviorRules, timezone: str) -> StoredConfig:
+        """The configuration a store built with `rules` in `timezone` counts by."""
+        return cls(
+            timezone=timezone,
+            session_gap_s=rules.sessions.gap_s,
+            session_max_s=rules.sessions.max_s,
+            identity_window_s=rules.identity_window_s,
+            allow_relink=rules.allow_relink,
+            funnels=rules.funnels,
+        )
+
+    def rules(self, base: BehaviorRules) -> BehaviorRules:
+        """`base` (the environment's rules: bots, privacy, lateness) counting by these values."""
+        return replace(
+            base,
+            sessions=SessionRules(self.session_gap_s, self.session_max_s),
+            funnels=self.funnels,
+            identity_window_s=self.identity_window_s,
+            allow_relink=self.allow_relink,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One way the environment's configuration differs from the recorded one. `field` is a
+    name of `SHAPING_FIELDS`; `funnel` names the funnel for `funnels`; values as shown."""
+
+    field: str
+    recorded: str
+    wanted: str
+    recomputes: str
+    funnel: str = ""
+
+    def describe(self) -> str:
+        what = f"funnel {self.funnel!r}" if self.funnel else self.field
+        return f"{what}: {self.recorded} -> {self.wanted} (recomputes {self.recomputes})"
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """The configuration to run with (`effective`), the funnels it adds to the recorded one
+    (to record and backfill), and the differences refused until `config apply`."""
+
+    effective: StoredConfig
+    added_funnels: tuple[str, ...] = ()
+    refused: tuple[Difference, ...] = ()
+    recorded: StoredConfig | None = None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Funnel):
+        steps = " → ".join(
+            step.event_type + (json.dumps(dict(step.where), sort_keys=True) if step.where else "")
+            for step in value.steps
+        )
+        return f"{steps} within {value.window_s:g} s"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _funnel_recomputes(name: str) -> str:
+    return f"funnel {name!r} from the retained raw events"
+
+
+def reconcile(
+    recorded: StoredConfig | None, wanted: StoredConfig, explicit: Collection[str]
+) -> Reconciled:
+    """The configuration a process runs with, given what the store recorded (None: nothing
+    yet), the environment's values `wanted`, and which fields the environment set
+    (`explicit`, names of `SHAPING_FIELDS`): see the module docstring."""
+    if recorded is None:
+        return Reconciled(wanted)
+    refused: list[Difference] = []
+    values: dict[str, Any] = {}
+    for name, recomputes in _RECOMPUTES.items():
+        have, want = getattr(recorded, name), getattr(wanted, name)
+        values[name] = have
+        if name in explicit and have != want:
+            refused.append(Difference(name, _shown(have), _shown(want), recomputes))
+    funnels = list(recorded.funnels)
+    added: list[str] = []
+    if "funnels" in explicit:
+        for funnel in wanted.funnels:
+            have_f = recorded.funnel(funnel.name)
+            if have_f is None:
+                funnels.append(funnel)
+                added.append(funnel.name)
+            elif have_f != funnel:
+                refused.append(
+                    Difference(
+                        "funnels",
+                        _shown(have_f),
+                        _shown(funnel),
+                        _funnel_recomputes(funnel.name),
+                        funnel.name,
+                    )
+                )
+    effective = replace(recorded, funnels=tuple(funnels), **values)
+    return Reconciled(effective, tuple(added), tuple(refused), recorded)
+
+
+def plan_apply(
+    recorded: StoredConfig | None, wanted: StoredConfig, explicit: Collection[str]
+) -> tuple[StoredConfig, tuple[Difference, ...]]:
+    """What `config apply` records — the environment's value of every field it sets, the
+    recorded value of the others; with `funnels` set, exactly the environment's funnels —
+    and every difference from the recorded configuration, with what each recomputes."""
+    if recorded is None:
+        return wanted, ()
+    values = {
+        name: getattr(wanted if name in explicit else recorded, name) for name in SHAPING_FIELDS
+    }
+    target = StoredConfig(**values)
+    changes = [
+        Difference(name, _shown(getattr(recorded, name)), _shown(values[name]), recomputes)
+        for name, recomputes in _RECOMPUTES.items()
+        if getattr(recorded, name) != values[name]
+    ]
+    for funnel in recorded.funnels:
+        new = target.funnel(funnel.name)
+        if new != funnel:
+            shown = "removed (its figures are deleted)" if new is None else _shown(new)
+            changes.append(
+                Difference(
+                    "funnels",
+                    _shown(funnel),
+                    shown,
+                    _funnel_recomputes(funnel.name),
+                    funnel.name,
+                )
+            )
+    for funnel in target.funnels:
+        if recorded.funnel(funnel.name) is None:
+            changes.append(
+                Difference(
+                    "funnels",
+                    "(none)",
+                    _shown(funnel),
+                    _funnel_recomputes(funnel.name),
+                    funnel.name,
+                )
+            )
+    return target, tuple(changes)

@@ -1,0 +1,182 @@
+"""Checks of the SQLite files under the data folder, so that a broken file gets one line
+naming it and what to do, never a traceback, and an empty or missing store never silently
+replaces one that existed.
+
+On every open (cheap, no page read but the first): the 100-byte header (SQLite's magic
+string and page size), the size (whole pages, at least the page count the header records),
+and that a file with tables holds this program's tables. `PRAGMA quick_check` reads every
+page, so it costs time in proportion to the file: it runs at `init`, when a worker starts
+and in `doctor`, not on every open.
+
+A marker file beside the store (`store.db.created`) records that a store was created there.
+A store file that is missing or empty while its marker exists is refused: it was deleted or
+truncated (a bad copy, a full disk, a mistaken `rm`), and creating an empty one would make
+every count start again from zero while `verify` finds nothing wrong.
+
+The file format is SQLite's (https://www.sqlite.org/fileformat2.html, "The Database Header").
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from behavioral_analytics.store import StoreError
+from behavioral_analytics.telemetry import log
+
+__all__ = [
+    "check_before_open",
+    "check_header",
+    "damaged",
+    "erase_copies",
+    "mark_created",
+    "marker_path",
+    "note_open",
+    "quick_check",
+]
+
+_MAGIC = b"SQLite format 3\x00"
+_HEADER_BYTES = 100
+# Files this process has opened with SQLite. Closing any descriptor of a file drops every
+# POSIX lock the process holds on it, SQLite's included: a connection would then go on
+# writing into a write-ahead log that another process deletes. So once a file is open here,
+# its header is never read with a descriptor of our own, only through SQLite.
+_opened: set[str] = set()
+
+
+def note_open(path: Path) -> None:
+    """Record that this process holds SQLite connections to `path` (see `check_header`)."""
+    _opened.add(str(path.resolve()))
+
+
+def damaged(path: Path, what: str) -> StoreError:
+    """The one-line error for a damaged file at `path`."""
+    return StoreError(
+        f"the file {path} is damaged ({what}): restore it from a backup, or move it aside "
+        "and run `behavioral-analytics init` to start empty (`behavioral-analytics doctor` "
+        "checks every file)"
+    )
+
+
+def marker_path(path: Path) -> Path:
+    """The marker that says a store was created at `path`."""
+    return path.with_name(path.name + ".created")
+
+
+def mark_created(path: Path) -> None:
+    """Record that the store at `path` exists (once; an existing marker is kept)."""
+    marker = marker_path(path)
+    if not marker.exists():
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        marker.write_text(
+            f"A behavioral-analytics store was created at {path.name} on {stamp}.\n"
+            "While this file exists, a missing or empty store file is an error, not a new "
+            "start. Delete it to start over with an empty store.\n",
+            encoding="utf-8",
+        )
+
+
+def check_before_open(path: Path, *, expect_tables: str = "events") -> bool:
+    """Check the store file at `path` before SQLite opens it; True when there is no store yet
+    (no file, or an empty one, and no marker), so opening it creates one.
+
+    Raises StoreError (one line) for a missing or empty file where a store existed, a file
+    that is not SQLite, a damaged header or size, or a SQLite file whose tables are not a
+    store's (none named `expect_tables`)."""
+    size = path.stat().st_size if path.exists() else None
+    if not size:
+        marker = marker_path(path)
+        if marker.exists():
+            state = "missing" if size is None else "empty (0 bytes)"
+            raise StoreError(
+                f"the store file {path} is {state}, but a store existed there ({marker}): "
+                f"restore it from a backup, or delete {marker.name} to start an empty store"
+            )
+        return True
+    check_header(path)
+    try:
+        db = sqlite3.connect(path, timeout=30.0)
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, str(exc)) from None
+    if tables and expect_tables not in tables:
+        raise StoreError(
+            f"{path} is a SQLite file but not a behavioral-analytics store (no "
+            f"{expect_tables} table): point BA_DATA_DIR at your data, or move the file aside"
+        )
+    return not tables
+
+
+def check_header(path: Path) -> None:
+    """The header and size of the SQLite file at `path`. Raises StoreError (`damaged`).
+
+    In a process that holds SQLite connections to the file (`note_open`), the page size comes
+    from SQLite and the size is checked against it; the raw header is read only before."""
+    size = path.stat().st_size
+    if str(path.resolve()) in _opened:
+        _check_size_through_sqlite(path, size)
+        return
+    with path.open("rb") as file:
+        header = file.read(_HEADER_BYTES)
+    if len(header) < _HEADER_BYTES or not header.startswith(_MAGIC):
+        raise damaged(path, "not a SQLite database: its header is wrong")
+    page_size = int.from_bytes(header[16:18], "big")
+    if page_size == 1:
+        page_size = 65536
+    if page_size < 512 or page_size & (page_size - 1):
+        raise damaged(path, f"its header gives an impossible page size, {page_size}")
+    if size % page_size:
+        raise damaged(path, f"{size} bytes is not a whole number of {page_size}-byte pages")
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count is valid when "version-valid-for" equals the change counter.
+    if header[92:96] == header[24:28] and pages * page_size > size:
+        raise damaged(
+            path, f"truncated: {size // page_size} pages of the {pages} its header records"
+        )
+
+
+def _check_size_through_sqlite(path: Path, size: int) -> None:
+    try:
+        db = sqlite3.connect(path, timeout=30.0)
+        try:
+            (page_size,) = db.execute("PRAGMA page_size").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, str(exc)) from None
+    if size % page_size:
+        raise damaged(path, f"{size} bytes is not a whole number of {page_size}-byte pages")
+
+
+def quick_check(db: sqlite3.Connection, path: Path) -> None:
+    """`PRAGMA quick_check` on `db` (the file at `path`): reads every page. Raises StoreError
+    (`damaged`) naming the first problems SQLite found."""
+    try:
+        rows = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, str(exc)) from None
+    if rows != ["ok"]:
+        raise damaged(path, _one_line(rows))
+
+
+def _one_line(rows: list[str]) -> str:
+    """SQLite's integrity report (several lines, "*** in database main ***" first) as one."""
+    lines = [" ".join(row.replace("*** in database main ***", "").split()) for row in rows]
+    return "; ".join(line for line in lines if line)
+
+
+def erase_copies(db: sqlite3.Connection, path: Path) -> None:
+    """After a `secure_delete` transaction on `db` (the file at `path`): copy the write-ahead
+    log into the file and truncate it, so the old versions of the overwritten pages are gone
+    from both. A reader holding an older snapshot (another process mid-read) can keep the
+    log from being truncated: it is then logged, and the next checkpoint completes it."""
+    busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        log.warning(
+            "write-ahead log not truncated after forget: a reader held it",
+            extra={"file": str(path)},
+        )

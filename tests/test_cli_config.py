@@ -1,0 +1,77 @@
+"""The configuration recorded with the data, from the command line: what `up` turns on in its
+own processes (the purchase funnel) is what `verify`, `verify --repair` and `query` count by
+afterwards in a plain shell; a funnel added later is counted from the raw events; a different
+time zone is refused until `config apply` recomputes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from behavioral_analytics.funnels import PURCHASE_FUNNEL
+from tests.conftest import cli
+
+CLICKS = '[{"name": "clicks", "steps": ["page_view", "button_click"], "window_s": 86400}]'
+
+
+def test_a_plain_shell_counts_by_what_the_workers_recorded(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli("generate", "--events", "1500", "--seed", "3", "--via", "broker", env=env)
+    # As `up` runs its workers: with the purchase funnel on in their own environment.
+    cli("worker", "--until-idle", env={**env, "BA_FUNNELS": PURCHASE_FUNNEL})
+
+    report = json.loads(cli("verify", "--json", env=env).stdout)
+    assert report["ok"] is True, report["drift"][:3]
+    funnel = json.loads(cli("query", "funnel", "purchase", "--json", env=env).stdout)
+    stored = funnel["days"][0]["users"]
+    assert stored[0] > stored[-1] > 0
+
+    cli("publish", env=env, input=b'{"user_id": "x", "event_type": "page_view"}\n')
+    cli("worker", "--until-idle", env=env)  # a plain worker keeps the funnel
+    repaired = json.loads(cli("verify", "--repair", "--json", env=env).stdout)
+    assert repaired["ok"] is True
+    after = json.loads(cli("query", "funnel", "purchase", "--json", env=env).stdout)
+    assert after["days"][0]["users"][0] == stored[0] + 1
+    assert after["days"][0]["users"][1:] == stored[1:]
+
+
+def test_an_added_funnel_is_counted_from_the_raw_events(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli("generate", "--events", "1000", "--seed", "4", "--via", "broker", env=env)
+    cli("worker", "--until-idle", env=env)
+    added = cli("query", "funnel", "clicks", "--json", env={**env, "BA_FUNNELS": CLICKS})
+    assert "funnel 'clicks' added" in added.stderr.decode()
+    days = json.loads(added.stdout)["days"]
+    assert sum(d["users"][0] for d in days) >= sum(d["users"][1] for d in days) > 0
+    assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True
+    shown = json.loads(cli("config", "show", "--json", env=env).stdout)
+    assert [f["name"] for f in shown["recorded"]["funnels"]] == ["clicks"]
+
+
+def test_a_changed_zone_is_refused_until_config_apply(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli("generate", "--events", "500", "--seed", "5", "--via", "broker", env=env)
+    cli("worker", "--until-idle", env=env)
+    paris = {**env, "BA_TIMEZONE": "Asia/Kolkata"}
+    refused = cli("verify", env=paris, check=False)
+    lines = refused.stderr.decode().strip().splitlines()
+    assert refused.returncode == 2
+    assert "BA_TIMEZONE=Asia/Kolkata" in lines[0] and "config apply" in lines[-1]
+    assert cli("query", "series", "--granularity", "hour", env=paris, check=False).returncode == 2
+    before = _hours(env)
+
+    asked = cli("config", "apply", env=paris, input=b"n\n", check=False)
+    assert asked.returncode == 1 and "timezone: UTC -> Asia/Kolkata" in asked.stdout.decode()
+    cli("config", "apply", "--yes", env=paris)
+    after = _hours(env)  # the same events, in hours of UTC+05:30
+    assert sum(after.values()) == sum(before.values()) and after != before
+    assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True
+    assert json.loads(cli("verify", "--json", env=paris).stdout)["ok"] is True
+
+
+def _hours(env: dict[str, str]) -> dict[str, int]:
+    series = json.loads(cli("query", "series", "--granularity", "hour", "--json", env=env).stdout)
+    return {p["period"]: p["total_events"] for p in series["points"]}

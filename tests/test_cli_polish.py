@@ -1,0 +1,125 @@
+"""The first hour's polish: plain `--help`, counts in the right number, `forget` of nobody,
+read commands that neither create the data folder nor hide which one they read, one-line
+setting errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, cli
+
+COMMANDS = [
+    (),
+    ("init",),
+    ("publish",),
+    ("worker",),
+    ("up",),
+    ("forget",),
+    ("query", "series"),
+    ("query", "sessions"),
+    ("query", "funnel"),
+    ("query", "profile"),
+    ("dlq", "list"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
+def test_help_names_values_plainly(command: tuple[str, ...]) -> None:
+    out = cli(*command, "--help", env={"COLUMNS": "100"}).stdout.decode()
+    assert not re.search(r"<(bool|str|int|float|int range|float range|path)>", out), out
+
+
+def test_up_workers_has_a_description() -> None:
+    out = cli("up", "--help", env={"COLUMNS": "120"}).stdout.decode()
+    line = next(line for line in out.splitlines() if "--workers" in line)
+    assert "Worker processes to start." in line
+
+
+def test_one_message_is_singular() -> None:
+    cli("init")
+    event = {"event_id": "e1", "user_id": "u1", "event_type": "login", "timestamp": 1.7e9}
+    err = cli("publish", input=json.dumps(event).encode()).stderr.decode()
+    assert "published 1 message to user-events" in err
+
+
+def test_forgetting_nobody_says_nothing_was_found(tmp_path: Path) -> None:
+    cli("init")
+    out = cli("forget", "nobody_here", "--yes", env={"COLUMNS": "200"}).stdout.decode()
+    assert out.startswith(f"nothing found for nobody_here in {tmp_path / 'data'}"), out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("query", "series"),
+        ("query", "profile", "user_42"),
+        ("query", "events", "-t", "purchase"),
+        ("query", "sessions"),
+        ("dlq", "list"),
+        ("forget", "user_42", "--yes"),
+    ],
+)
+def test_a_read_command_does_not_create_the_data_folder(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    result = cli(*command, env={"COLUMNS": "300"}, check=False)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 1, err
+    assert err == (
+        f"error: no data at {tmp_path / 'data'}: nothing was written there yet (run "
+        "`behavioral-analytics init` there, or point BA_DATA_DIR at your data)"
+    )
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_missing_profile_names_the_data_it_looked_in(tmp_path: Path) -> None:
+    cli("init")
+    result = cli("query", "profile", "nobody", env={"COLUMNS": "300"}, check=False)
+    assert result.returncode == 1
+    assert f"no profile for user 'nobody' in {tmp_path / 'data'}" in result.stderr.decode()
+
+
+def test_a_bad_funnels_setting_is_one_plain_line() -> None:
+    result = cli("query", "series", env={"BA_FUNNELS": "{", "COLUMNS": "300"}, check=False)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: invalid BA_FUNNELS: not JSON (") and "expected a list" in err
+
+
+def test_init_on_a_new_folder_says_it_created_the_topic_and_subscription(
+    tmp_path: Path,
+) -> None:
+    first = cli("init", env={"COLUMNS": "300"}).stdout.decode()
+    assert f"created the data folder {tmp_path / 'data'}" in first
+    assert "topic user-events: created" in first
+    assert "subscription analytics-processor on user-events: created" in first
+    again = cli("init", env={"COLUMNS": "300"}).stdout.decode()
+    assert "topic user-events: exists" in again and "created" not in again
+
+
+def test_help_flows_paragraphs_instead_of_breaking_at_source_lines() -> None:
+    out = cli("--help", env={"COLUMNS": "250"}).stdout.decode()
+    assert "one message per line (malformed lines included: the worker dead-letters" in out
+    assert "ack. SIGTERM/SIGINT drain and exit within 8 s." in out
+
+
+@pytest.mark.parametrize("command", ["loadtest", "generate"])
+def test_via_http_without_a_collector_stops_at_once_with_one_line(command: str) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    result = cli(command, "--via", "http", "--url", url, "-n", "10", check=False)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: no collector at {url} (Connection refused)"), err
+
+
+def test_the_loadtest_docs_http_command_has_no_placeholder() -> None:
+    docs = (REPO / "docs" / "loadtest.md").read_text()
+    commands = [line for line in docs.splitlines() if "--via http" in line and "generate" in line]
+    assert commands and all("…" not in line for line in commands)

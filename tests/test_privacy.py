@@ -1,0 +1,109 @@
+"""IP truncation whatever the form of the value, and hashed-field paths that match keys with
+dots (docs/behavior.md, "Privacy")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from behavioral_analytics.privacy import hash_value, scrub, truncate_ip
+
+SALT = b"s" * 16
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        ("203.0.113.77", "203.0.113.0"),
+        ("203.0.113.77:8443", "203.0.113.0"),
+        (" 203.0.113.77 ", "203.0.113.0"),
+        ("203.0.113.77, 10.0.0.1", "203.0.113.0, 10.0.0.0"),
+        (
+            "203.0.113.77,198.51.100.9:80,[2001:db8:1:2::1]",
+            "203.0.113.0, 198.51.100.0, 2001:db8:1::",
+        ),
+        ("2001:db8:1234:5678::1", "2001:db8:1234::"),
+        ("[2001:db8:1:2::1]:443", "2001:db8:1::"),
+        ("[2001:db8:1:2::1]", "2001:db8:1::"),
+        ("fe80::1:2%eth0", "fe80::"),
+        ("::ffff:198.51.100.7", "198.51.100.0"),
+        ("[::ffff:198.51.100.7]:8080", "198.51.100.0"),
+        ("203.0.113.0", "203.0.113.0"),
+        ("203.0.113.0, 10.0.0.0", "203.0.113.0, 10.0.0.0"),
+    ],
+)
+def test_every_form_of_an_address_is_truncated_and_truncating_twice_changes_nothing(
+    raw: str, kept: str
+) -> None:
+    assert truncate_ip(raw) == kept
+    assert truncate_ip(kept) == kept
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not an ip",
+        "unknown",
+        "203.0.113.77, unknown",
+        "",
+        "203.0.113.77,",
+        "host.example:80",
+        "203.0.113.77:http",
+        "[2001:db8::1",
+        "[2001:db8::1]x",
+        "203.0.113.777",
+        3405803777,
+        ["203.0.113.77"],
+        {"v": "203.0.113.77"},
+        True,
+    ],
+)
+def test_a_value_that_cannot_be_read_as_addresses_is_removed(raw: Any) -> None:
+    assert truncate_ip(raw) is None
+    properties: dict[str, Any] = {"ip": raw, "context": {"ip": raw}, "other": raw}
+    assert scrub(properties, truncate_ips=True)
+    assert properties == {"context": {}, "other": raw}
+
+
+def test_the_issue_case_host_port_and_forwarded_for_list() -> None:
+    properties: dict[str, Any] = {
+        "ip": "203.0.113.77:8443",
+        "context": {"ip": "203.0.113.77, 10.0.0.1"},
+    }
+    assert scrub(properties, truncate_ips=True)
+    assert properties == {"ip": "203.0.113.0", "context": {"ip": "203.0.113.0, 10.0.0.0"}}
+
+
+def test_null_stays_and_flattened_ip_keys_are_ip_fields_too() -> None:
+    properties: dict[str, Any] = {"ip_address": None, "context.ip": "198.51.100.23:1"}
+    assert scrub(properties, truncate_ips=True)
+    assert properties == {"ip_address": None, "context.ip": "198.51.100.0"}
+    assert not scrub(properties, truncate_ips=True)
+
+
+def test_a_hashed_path_matches_every_key_path_that_joins_to_it() -> None:
+    properties: dict[str, Any] = {
+        "context.traits.email": "a@example.test",
+        "context": {
+            "traits": {"email": "b@example.test"},
+            "traits.email": "c@example.test",
+            "traits.email.more": "kept@example.test",
+        },
+        "context.traits": {"email": "d@example.test", "emails": ["kept"]},
+        "email": "e@example.test",
+    }
+    assert scrub(properties, truncate_ips=False, hashed_fields=("context.traits.email",), salt=SALT)
+    assert properties["context.traits.email"] == hash_value("a@example.test", SALT)
+    assert properties["context"]["traits"]["email"] == hash_value("b@example.test", SALT)
+    assert properties["context"]["traits.email"] == hash_value("c@example.test", SALT)
+    assert properties["context.traits"]["email"] == hash_value("d@example.test", SALT)
+    assert properties["context"]["traits.email.more"] == "kept@example.test"
+    assert properties["context.traits"]["emails"] == ["kept"]
+    assert properties["email"] == "e@example.test"
+
+
+def test_a_hashed_path_listed_twice_is_hashed_once_and_null_is_left() -> None:
+    properties: dict[str, Any] = {"email": "a@example.test", "phone": None}
+    scrub(properties, truncate_ips=False, hashed_fields=("email", "email", "phone"), salt=SALT)
+    assert properties == {"email": hash_value("a@example.test", SALT), "phone": None}

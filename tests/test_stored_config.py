@@ -1,0 +1,103 @@
+"""The configuration recorded with the data (`stored_config`), pure: what a process runs with
+given the store's record and the environment, and what `config apply` changes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
+from behavioral_analytics.settings import load_settings
+from behavioral_analytics.stored_config import StoredConfig, plan_apply, reconcile
+
+PURCHASE = parse_funnels(PURCHASE_FUNNEL)
+SIGNUP = parse_funnels('[{"name": "signup", "steps": ["page_view", "signup"]}]')
+RECORDED = StoredConfig(timezone="Europe/Paris", funnels=PURCHASE)
+
+
+def test_round_trips_through_its_canonical_json() -> None:
+    config = StoredConfig(
+        "Asia/Tokyo",
+        600.0,
+        7200.0,
+        3600.0,
+        True,
+        parse_funnels(
+            '[{"name": "f", "steps": [{"event_type": "page_view", "where": {"a.b": 1}}, "x"]}]'
+        ),
+    )
+    assert StoredConfig.from_json(config.to_json()) == config
+    assert StoredConfig.from_json(config.to_json()).to_json() == config.to_json()
+    with pytest.raises(ValueError, match="not a recorded configuration"):
+        StoredConfig.from_dict({"timezone": "UTC"})
+
+
+def test_nothing_recorded_runs_with_the_environment() -> None:
+    wanted = StoredConfig(funnels=SIGNUP)
+    assert reconcile(None, wanted, {"funnels"}).effective == wanted
+
+
+def test_unset_settings_take_the_recorded_values() -> None:
+    reconciled = reconcile(RECORDED, StoredConfig(), explicit=())
+    assert reconciled.effective == RECORDED
+    assert not reconciled.refused and not reconciled.added_funnels
+
+
+def test_an_added_funnel_is_additive_and_an_omitted_one_kept() -> None:
+    reconciled = reconcile(RECORDED, StoredConfig(funnels=SIGNUP), {"funnels"})
+    assert [f.name for f in reconciled.effective.funnels] == ["purchase", "signup"]
+    assert reconciled.added_funnels == ("signup",)
+    assert not reconciled.refused
+
+
+@pytest.mark.parametrize(
+    ("wanted", "field"),
+    [
+        (StoredConfig(timezone="UTC", funnels=PURCHASE), "timezone"),
+        (
+            StoredConfig(timezone="Europe/Paris", session_gap_s=60.0, funnels=PURCHASE),
+            "session_gap_s",
+        ),
+        (
+            StoredConfig(timezone="Europe/Paris", allow_relink=True, funnels=PURCHASE),
+            "allow_relink",
+        ),
+        (
+            StoredConfig(timezone="Europe/Paris", funnels=(replace(PURCHASE[0], window_s=60.0),)),
+            "funnels",
+        ),
+    ],
+)
+def test_a_set_value_that_differs_is_refused(wanted: StoredConfig, field: str) -> None:
+    explicit = {"timezone", "session_gap_s", "allow_relink", "funnels"}
+    reconciled = reconcile(RECORDED, wanted, explicit)
+    assert [d.field for d in reconciled.refused] == [field]
+    assert reconciled.effective.timezone == "Europe/Paris"
+    assert reconciled.effective.funnels == PURCHASE
+
+
+def test_apply_takes_the_set_values_and_says_what_each_recomputes() -> None:
+    target, changes = plan_apply(RECORDED, StoredConfig(funnels=SIGNUP), {"funnels"})
+    assert target == replace(RECORDED, funnels=SIGNUP)
+    described = [c.describe() for c in changes]
+    assert any("'purchase'" in line and "removed" in line for line in described)
+    assert any("'signup'" in line for line in described)
+    target, changes = plan_apply(RECORDED, StoredConfig(), {"timezone"})
+    assert target == replace(RECORDED, timezone="UTC")
+    assert [c.field for c in changes] == ["timezone"]
+    assert plan_apply(RECORDED, RECORDED, {"timezone", "funnels"}) == (RECORDED, ())
+
+
+def test_the_settings_say_which_shaping_values_the_environment_sets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BA_TIMEZONE", "Europe/Paris")
+    monkeypatch.setenv("BA_SESSION_GAP", "10")
+    settings = load_settings(_env_file=None)
+    assert settings.shaping_set() == {"timezone", "session_gap_s"}
+    config = settings.stored_config()
+    assert (config.timezone, config.session_gap_s) == ("Europe/Paris", 600.0)
+    adopted = settings.adopt(RECORDED)
+    assert adopted.timezone == "Europe/Paris"
+    assert parse_funnels(adopted.funnels) == PURCHASE
