@@ -1,78 +1,100 @@
-"""Pipeline throughput on the embedded default, three ways, on the same events, in one run.
+"""Pipeline throughput on the embedded default, on realistic traffic, in one run.
+
+Variants, on the same events:
 
   (a) this worker, one process, end to end: pull → parse → fold → one commit per batch → ack
-      (publishing is done beforehand and not timed);
+      (publishing is done beforehand and not timed), with the shipped defaults: sessions,
+      identity, bot flags, and the generator's purchase funnel unless BA_FUNNELS says otherwise;
   (b) the recipe's pattern on the same SQLite store: per event one raw insert, three aggregate
       upserts (user, hour, day) and one commit; pulled and acked in the same batches as (a);
-  (c) the machine's limit: parse the same events and insert them, in large transactions, into a
-      table with the same schema, indexes and SQLite settings as (a) — nothing else.
+  (c) the bare insert: parse the same events and insert them, in large transactions, into a
+      table with the store's raw-event schema, indexes and SQLite settings — nothing else;
+  (p) the local broker alone: pull and ack every message, to separate its writes from (a)'s.
 
-Each variant runs in its own process (for its peak RSS) on a fresh data directory.
+Inputs (rows), from the project's generator (bench/traffic.py): `live` (the default: 20,000
+people in sessions, in time order at the model's rate, 5 % late by up to an hour and 1 % by up
+to 3 days), `backfill` (the same model over `--days` days, ingested at once) and `narrow` (the
+earlier input: 1,000 users' random events in two hours). `--input all` runs the three.
 
-    .venv/bin/python bench/pipeline.py [--events 50000] [--users 1000]
+Per variant: events/s, the ratio to (c) in the same run, store row writes per event (SQLite's
+`total_changes`), bytes written per event (the process's `wchar` from /proc/self/io over the
+timed part: WAL, checkpoints and, for (a) and (b), the broker's acks — (p) shows those), bytes
+stored per event (the database file after a checkpoint) beside the bare table's, and peak RSS.
+Each variant runs in its own process on a fresh data directory; with `--rounds N` the variants
+are interleaved and the fastest of each is shown.
 
-(a) maintains the behavioral read model as configured: sessions, identity links and bot counts
-always, funnels when BA_FUNNELS lists some (e.g. `BA_FUNNELS="$(python -c 'from
-behavioral_analytics.funnels import PURCHASE_FUNNEL as f; print(f)')"`).
+    .venv/bin/python bench/pipeline.py [--input live|backfill|narrow|all] [--events 100000]
+        [--users 20000] [--seed 17] [--days 6] [--rounds 1]
+    .venv/bin/python bench/pipeline.py --grow [--grow-to 2000000] [--grow-steps 10]
+        [--max-seconds 3600]
+
+`--grow` ingests live traffic into one store in steps up to `--grow-to` events and prints, per
+step, the worker's rate and the median latency of the queries a dashboard makes (a profile, the
+hourly series, the hourly session series, the purchase funnel). It stops after the step that
+passes `--max-seconds`. The script prints figures; it asserts only that every event was stored,
+and prints whether `verify` (a recount from the raw events) agrees with (a)'s and the grown store.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import traffic
 
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.events import Event, parse_message
+from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.settings import load_settings
 from behavioral_analytics.sqlite_util import connect, transaction
 from behavioral_analytics.stores.sqlite import EVENTS_SCHEMA, INSERT_EVENT, SQLiteStore
-from behavioral_analytics.worker import Worker, WorkerOptions
+from behavioral_analytics.verification import verify
+from behavioral_analytics.wiring import worker_options
+from behavioral_analytics.worker import Worker
 
-TYPES = ("page_view", "button_click", "purchase", "search", "signup", "login")
-
-
-def make_events(count: int, users: int, seed: int = 7) -> list[bytes]:
-    rng = random.Random(seed)
-    now = time.time()
-    lines = []
-    for i in range(count):
-        event_type = rng.choice(TYPES)
-        properties: dict[str, object] = {
-            "page_url": f"/page/{rng.randint(1, 50)}",
-            "referrer": rng.choice(["google.com", "direct", "twitter.com"]),
-            "device_type": rng.choice(["mobile", "desktop", "tablet"]),
-            "user_agent": "BehavioralAnalytics/1.0",
-        }
-        if event_type == "purchase":
-            properties.update(amount=round(rng.uniform(5, 500), 2), currency="USD")
-        lines.append(
-            json.dumps(
-                {
-                    "event_id": f"evt_{i:08d}",
-                    "user_id": f"user_{rng.randint(1, users)}",
-                    "event_type": event_type,
-                    "timestamp": now - 7200 + 7200 * i / count,
-                    "session_id": f"sess_{rng.randint(1000, 9999)}",
-                    "properties": properties,
-                }
-            ).encode()
-        )
-    return lines
+Result = dict[str, float]
 
 
-def publish_all(data_dir: Path, lines: list[bytes]) -> LocalBroker:
+def written_bytes() -> int:
+    """Bytes this process has passed to write(2)/pwrite(2) so far (Linux /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise RuntimeError("no wchar in /proc/self/io")
+
+
+def stored_bytes(path: Path) -> int:
+    """The database file's size after a full checkpoint (WAL folded in and truncated)."""
+    db = connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return path.stat().st_size
+
+
+def publish_all(data_dir: Path, lines: list[bytes] | Iterator[bytes]) -> LocalBroker:
     broker = LocalBroker(data_dir / "broker.db")
-    for start in range(0, len(lines), 5000):
-        broker.publish([OutgoingMessage(line) for line in lines[start : start + 5000]])
+    batch: list[OutgoingMessage] = []
+    for line in lines:
+        batch.append(OutgoingMessage(line))
+        if len(batch) == 5000:
+            broker.publish(batch)
+            batch = []
+    if batch:
+        broker.publish(batch)
     return broker
 
 
@@ -80,17 +102,38 @@ def store_writes(store: SQLiteStore) -> int:
     return store._db.total_changes  # rows inserted, updated or deleted on this connection
 
 
-def run_worker(data_dir: Path, lines: list[bytes]) -> dict[str, float]:
+def shipped_worker(broker: LocalBroker, store: SQLiteStore) -> Worker:
+    """The worker with the settings' defaults (flush sizes, limits, behavioral rules)."""
+    options = worker_options(load_settings(), idle_after_s=0.0, drain_dead_letters=False)
+    return Worker(broker, store, options=options)
+
+
+def shipped_store(path: Path) -> SQLiteStore:
+    return SQLiteStore(path, rules=load_settings().behavior_rules())
+
+
+def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     broker = publish_all(data_dir, lines)
-    # The behavioral rules as configured (e.g. BA_FUNNELS), else the defaults.
-    store = SQLiteStore(data_dir / "store.db", rules=load_settings().behavior_rules())
-    options = WorkerOptions(idle_after_s=0.0, drain_dead_letters=False)  # default flush sizes
-    worker = Worker(broker, store, options=options)
+    store = shipped_store(data_dir / "store.db")
+    worker = shipped_worker(broker, store)
+    wrote = written_bytes()
     started = time.perf_counter()
     worker.run(threading.Event(), until_idle=True)
     elapsed = time.perf_counter() - started
-    assert store.count_events() == len(lines)
-    return {"seconds": elapsed, "store_writes": store_writes(store)}
+    wrote = written_bytes() - wrote
+    assert store.count_events() == len(lines), "not every event was stored"
+    writes = store_writes(store)
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before verify's
+    exact = verify(store, store.periods, now=time.time(), retention_s=None).ok
+    store.close()
+    return {
+        "seconds": elapsed,
+        "peak_rss_mib": peak_rss_mib,
+        "verify_ok": float(exact),
+        "store_writes": writes,
+        "written_bytes": wrote,
+        "stored_bytes": stored_bytes(data_dir / "store.db"),
+    }
 
 
 _NAIVE_USER = """
@@ -104,11 +147,12 @@ INSERT INTO buckets VALUES (?, ?, 1, 0, ?) ON CONFLICT (granularity, period) DO 
 """
 
 
-def run_naive(data_dir: Path, lines: list[bytes]) -> dict[str, float]:
+def run_naive(data_dir: Path, lines: list[bytes]) -> Result:
     broker = publish_all(data_dir, lines)
     store = SQLiteStore(data_dir / "store.db")
     db = store._db
     periods = store.periods
+    wrote = written_bytes()
     started = time.perf_counter()
     while deliveries := broker.pull(1000, 0):
         for delivery in deliveries:
@@ -125,12 +169,21 @@ def run_naive(data_dir: Path, lines: list[bytes]) -> dict[str, float]:
                 db.execute(_NAIVE_BUCKET, ("day", day, now))
         broker.ack([d.ack_id for d in deliveries])
     elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "store_writes": store_writes(store)}
+    wrote = written_bytes() - wrote
+    writes = store_writes(store)
+    store.close()
+    return {
+        "seconds": elapsed,
+        "store_writes": writes,
+        "written_bytes": wrote,
+        "stored_bytes": stored_bytes(data_dir / "store.db"),
+    }
 
 
-def run_bare(data_dir: Path, lines: list[bytes]) -> dict[str, float]:
+def run_bare(data_dir: Path, lines: list[bytes]) -> Result:
     db = connect(data_dir / "bare.db")
     db.executescript(EVENTS_SCHEMA)
+    wrote = written_bytes()
     started = time.perf_counter()
     for start in range(0, len(lines), 10_000):
         now = time.time()
@@ -142,7 +195,30 @@ def run_bare(data_dir: Path, lines: list[bytes]) -> dict[str, float]:
         with transaction(db):
             db.executemany(INSERT_EVENT, rows)
     elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "store_writes": db.total_changes}
+    wrote = written_bytes() - wrote
+    writes = db.total_changes
+    db.close()
+    return {
+        "seconds": elapsed,
+        "store_writes": writes,
+        "written_bytes": wrote,
+        "stored_bytes": stored_bytes(data_dir / "bare.db"),
+    }
+
+
+def run_broker_only(data_dir: Path, lines: list[bytes]) -> Result:
+    broker = publish_all(data_dir, lines)
+    wrote = written_bytes()
+    started = time.perf_counter()
+    while deliveries := broker.pull(1000, 0):
+        broker.ack([d.ack_id for d in deliveries])
+    elapsed = time.perf_counter() - started
+    return {
+        "seconds": elapsed,
+        "store_writes": 0,
+        "written_bytes": written_bytes() - wrote,
+        "stored_bytes": 0,
+    }
 
 
 def _row(event: Event, now: float) -> tuple[object, ...]:
@@ -164,64 +240,183 @@ def _row(event: Event, now: float) -> tuple[object, ...]:
     )
 
 
-VARIANTS = {
+VARIANTS: dict[str, tuple[str, Callable[[Path, list[bytes]], Result]]] = {
     "a": ("(a) this worker, 1 process", run_worker),
     "b": ("(b) naive per-event commits", run_naive),
     "c": ("(c) bare parse + bulk insert", run_bare),
+    "p": ("(p) local broker pull + ack", run_broker_only),
 }
 
 
-def child(variant: str, events: int, users: int) -> None:
-    lines = make_events(events, users)
+def child(variant: str, input_path: Path) -> None:
+    lines = input_path.read_bytes().splitlines()
     with tempfile.TemporaryDirectory() as tmp:
         result = VARIANTS[variant][1](Path(tmp), lines)
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.setdefault("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(result))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="Interleaved rounds; the best of each is shown."
+def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
+    """One row group: every variant on input `kind`, interleaved over the rounds."""
+    print(traffic.describe_input(kind, args.events, args.users, args.seed, args.days), flush=True)
+    lines = traffic.lines_for(kind, args.events, args.users, args.seed, args.days)
+    people = len(
+        {json.loads(line).get("user_id") or json.loads(line)["anonymous_id"] for line in lines}
     )
-    parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.variant:
-        child(args.variant, args.events, args.users)
-        return
-    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    input_path = tmp / f"{kind}.jsonl"
+    input_path.write_bytes(b"\n".join(lines) + b"\n")
+    runs: dict[str, list[Result]] = {v: [] for v in VARIANTS}
     for _ in range(args.rounds):  # interleaved, so a noisy moment hits every variant alike
         for variant in VARIANTS:
             output = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--variant",
-                    variant,
-                    "--events",
-                    str(args.events),
-                    "--users",
-                    str(args.users),
-                ],
+                [sys.executable, __file__, "--variant", variant, "--input-file", str(input_path)],
                 check=True,
                 capture_output=True,
                 text=True,
             ).stdout
             runs[variant].append(json.loads(output.strip().splitlines()[-1]))
     results = {v: min(r, key=lambda x: x["seconds"]) for v, r in runs.items()}
-    rate = {v: args.events / r["seconds"] for v, r in results.items()}
-    print(f"{args.events} events, {args.users} users, one process each, best of {args.rounds}\n")
-    print(f"{'variant':<32} {'events/s':>10} {'store writes/event':>19} {'peak RSS MiB':>13}")
+    count = len(lines)
+    rate = {v: count / r["seconds"] for v, r in results.items()}
+    bare_stored = results["c"]["stored_bytes"] / count
+    print(f"{count:,} events from {people:,} people; best of {args.rounds}\n")
+    header = (
+        f"{'variant':<31} {'events/s':>9} {'vs (c)':>7} {'rows/ev':>8} {'written B/ev':>13} "
+        f"{'stored B/ev':>12} {'vs bare':>8} {'peak MiB':>9}"
+    )
+    print(header)
+    print("-" * len(header))
     for variant, (label, _) in VARIANTS.items():
         r = results[variant]
+        stored = r["stored_bytes"] / count
         print(
-            f"{label:<32} {rate[variant]:>10,.0f} {r['store_writes'] / args.events:>19.2f} "
-            f"{r['peak_rss_mib']:>13.0f}"
+            f"{label:<31} {rate[variant]:>9,.0f} {rate[variant] / rate['c']:>7.0%} "
+            f"{r['store_writes'] / count:>8.2f} {r['written_bytes'] / count:>13,.0f} "
+            + (
+                f"{stored:>12,.0f} {stored / bare_stored:>7.2f}x"
+                if stored
+                else f"{'-':>12} {'-':>8}"
+            )
+            + f" {r['peak_rss_mib']:>9.0f}"
         )
-    print(f"\n(a)/(c) = {rate['a'] / rate['c']:.0%}   (target >= 40%)")
-    print(f"(a)/(b) = {rate['a'] / rate['b']:.1f}x   (target >= 1.5x)")
+    store_only = (results["a"]["written_bytes"] - results["p"]["written_bytes"]) / count
+    print(
+        f"\n(a)/(c) = {rate['a'] / rate['c']:.0%}   (a)/(b) = {rate['a'] / rate['b']:.1f}x   "
+        f"(a) without the broker's writes: {store_only:,.0f} written B/ev   "
+        f"verify on (a)'s store: {'ok' if results['a']['verify_ok'] else 'DRIFT'}\n"
+    )
+
+
+def grow(args: argparse.Namespace) -> None:
+    """Live traffic into one store in steps; the rate and query latencies per step."""
+    config = traffic.live_config(args.grow_to, args.users, args.seed)
+    print("growth run; " + traffic.describe(config), flush=True)
+    step = max(1, args.grow_to // args.grow_steps)
+    messages = traffic.streamed(config, time.time() - 60.0)
+    rng = random.Random(args.seed)
+    began = time.monotonic()
+    header = (
+        f"{'stored events':>13} {'events/s':>9} {'rows/ev':>8} {'written B/ev':>13} "
+        f"{'stored B/ev':>12} {'profile ms':>11} {'series ms':>10} {'sessions ms':>12} "
+        f"{'funnel ms':>10} {'peak MiB':>9}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        store = shipped_store(data_dir / "store.db")
+        broker = LocalBroker(data_dir / "broker.db")
+        total = 0
+        people: list[str] = []
+        print(header)
+        print("-" * len(header))
+        while total < args.grow_to:
+            chunk = [next(messages) for _ in range(min(step, args.grow_to - total))]
+            people.extend(
+                json.loads(chunk[i]).get("user_id") or "" for i in range(0, len(chunk), 97)
+            )
+            publish_all(data_dir, chunk)
+            worker = shipped_worker(broker, store)
+            rows, wrote = store_writes(store), written_bytes()
+            started = time.perf_counter()
+            worker.run(threading.Event(), until_idle=True)
+            elapsed = time.perf_counter() - started
+            rows, wrote = store_writes(store) - rows, written_bytes() - wrote
+            total += len(chunk)
+            if store.count_events() != total:
+                sys.exit(f"error: {store.count_events()} events stored, {total} sent")
+            latencies = query_latencies(store, [p for p in people if p], rng)
+            stored = stored_bytes(data_dir / "store.db") / total
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"{total:>13,} {len(chunk) / elapsed:>9,.0f} {rows / len(chunk):>8.2f} "
+                f"{wrote / len(chunk):>13,.0f} {stored:>12,.0f} "
+                + " ".join(
+                    f"{latencies[name]:>{width},.2f}"
+                    for name, width in (
+                        ("profile", 11),
+                        ("series", 10),
+                        ("sessions", 12),
+                        ("funnel", 10),
+                    )
+                )
+                + f" {rss:>9.0f}",
+                flush=True,
+            )
+            if time.monotonic() - began > args.max_seconds:
+                print(f"stopped: past --max-seconds {args.max_seconds:g}")
+                break
+        report = verify(store, store.periods, now=time.time(), retention_s=None)
+        print(f"verify on the grown store: {'ok' if report.ok else report.to_dict()}")
+        store.close()
+
+
+def query_latencies(store: SQLiteStore, people: list[str], rng: random.Random) -> dict[str, float]:
+    """Median milliseconds of 7 calls of each query a dashboard makes."""
+    queries: dict[str, Callable[[], object]] = {
+        "profile": lambda: store.profile(rng.choice(people)),
+        "series": lambda: store.series("hour"),
+        "sessions": lambda: store.session_series("hour"),
+        "funnel": lambda: store.funnel("purchase"),
+    }
+    medians = {}
+    for name, query in queries.items():
+        times = []
+        for _ in range(7):
+            started = time.perf_counter()
+            query()
+            times.append((time.perf_counter() - started) * 1000)
+        medians[name] = statistics.median(times)
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", choices=[*traffic.INPUTS, "all"], default="live")
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--days", type=float, default=6.0, help="the backfill's span")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds; the best of each is shown"
+    )
+    parser.add_argument("--grow", action="store_true", help="the growth run instead")
+    parser.add_argument("--grow-to", type=int, default=2_000_000)
+    parser.add_argument("--grow-steps", type=int, default=10)
+    parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--input-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    # The generator's purchase funnel, unless the environment names the funnels to keep.
+    os.environ.setdefault("BA_FUNNELS", PURCHASE_FUNNEL)
+    if args.variant:
+        child(args.variant, args.input_file)
+        return
+    print(f"BA_FUNNELS={os.environ['BA_FUNNELS']}\n")
+    if args.grow:
+        grow(args)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in traffic.INPUTS if args.input == "all" else (args.input,):
+            compare(kind, args, Path(tmp))
 
 
 if __name__ == "__main__":

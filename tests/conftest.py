@@ -23,6 +23,9 @@ hypothesis_settings.load_profile("project")
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Google's emulators, one pair for the whole session (tests/emulators.py).
+pytest_plugins = ["tests.emulators"]
+
 
 class FakeClock:
     def __init__(self, start: float = 1_764_320_000.0) -> None:

@@ -232,12 +232,6 @@ def test_the_recipe_generators_run_as_the_readme_says(
         assert code == 0, f"{where}: {command!r} exited {code}:\n{output[-3000:]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #15 item 3 (another change): the load test judges itself by the global "
-    "totals, so the generators' backlog and up's traffic make it fail; remove this mark when "
-    "it judges only its own events",
-)
 @pytest.mark.parametrize("where", ["alone", "beside_up"])
 def test_the_recipe_load_test_passes_after_the_generators(
     recipe_runs: dict[str, Any], where: str

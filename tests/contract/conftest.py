@@ -23,7 +23,6 @@ from tests.conftest import FakeClock
 from tests.contract.builders import DAY, NOW, PURCHASE, MakeStore
 
 # The emulator fixtures, visible to this directory's tests.
-from tests.gcp.conftest import database, emulators  # noqa: F401
 
 BACKENDS = ["sqlite", pytest.param("firestore", marks=pytest.mark.gcp)]
 

@@ -143,17 +143,20 @@ class Reads:
             (granularity, low, high),
         ):
             by_type[period][event_type] = count
+        humans = {period: (total, uniques) for period, total, uniques in rows}
         return [
             SeriesPoint(
                 granularity,
                 period,
-                total,
+                humans.get(period, (0, 0))[0],
                 by_type.get(period, {}),
-                None if granularity == "minute" else uniques,
+                None if granularity == "minute" else humans.get(period, (0, 0))[1],
                 bots.get(period, 0),
             )
-            for period, total, uniques in rows
-            if total or bots.get(period, 0)  # a period every event left (`forget`) is gone
+            # Bots' events count apart, in their own table: a period of crawlers only is a
+            # period with events. A period every event left (`forget`) is gone.
+            for period in sorted(humans.keys() | bots.keys())
+            if humans.get(period, (0, 0))[0] or bots.get(period, 0)
         ]
 
     def session_series(

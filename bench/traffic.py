@@ -1,0 +1,154 @@
+"""The benchmarks' inputs, from the project's own generator (`behavioral_analytics.loadgen`).
+
+- `live` (the default): what a running site sends, in time order at the model's rate: many
+  people (20,000 by default) in sessions with the generator's funnel, 5 % crawler traffic, and a
+  stated late share stamped back in time (`LATE_TIERS`: 5 % late by 2 min to 1 h, 1 % by 1 h to
+  3 days), ending a minute before now.
+- `backfill`: the same model spread over `days` days (the idle time between sessions is
+  stretched to fit the events in) and ingested at once, as an import of history would be.
+- `narrow`: the earlier input: 1,000 users' random events squeezed into two hours, a random
+  session id per event.
+
+Duplicates and malformed messages are off (each benchmark counts stored events against what it
+sent; the load test covers them). Everything is drawn from the seed, which is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+from behavioral_analytics.loadgen import (
+    GeneratorConfig,
+    anchored_start,
+    expected_session_events,
+    iter_messages,
+)
+
+INPUTS = ("live", "backfill", "narrow")
+LATE_TIERS = ((0.05, 3600.0), (0.01, 3 * 86400.0))
+TYPES = ("page_view", "button_click", "purchase", "search", "signup", "login")
+
+
+def live_config(events: int, users: int, seed: int) -> GeneratorConfig:
+    """The generator's model with the benchmark's late shares and no duplicates or malformed."""
+    return GeneratorConfig(
+        events=events,
+        users=users,
+        seed=seed,
+        duplicate_rate=0.0,
+        late_rate=0.0,
+        malformed_rate=0.0,
+        late_tiers=LATE_TIERS,
+    )
+
+
+def model_rate(config: GeneratorConfig) -> float:
+    """Events/s the model's users make on average (crawlers included)."""
+    per_session = expected_session_events(config)
+    cycle_s = (
+        config.session_timeout_s + 1 + config.mean_idle_s + (per_session - 1) * config.mean_gap_s
+    )
+    return config.users * per_session / cycle_s / (1 - config.bot_rate)
+
+
+def backfill_config(events: int, users: int, seed: int, days: float) -> GeneratorConfig:
+    """The model with the idle time between sessions stretched so `events` span `days` days;
+    no late tiers (history arrives all at once anyway)."""
+    base = replace(live_config(events, users, seed), late_tiers=())
+    per_session = expected_session_events(base)
+    rate = events / (days * 86400.0) * (1 - base.bot_rate)
+    cycle_s = users * per_session / rate
+    span_s = (per_session - 1) * base.mean_gap_s
+    idle_s = max(cycle_s - base.session_timeout_s - 1 - span_s, 0.0)
+    return replace(base, mean_idle_s=idle_s)
+
+
+def describe(config: GeneratorConfig) -> str:
+    """The generator's parameters and seed on one line, to print with the figures."""
+    tiers = ", ".join(f"{share:.0%} up to {up_to:g} s" for share, up_to in config.late_tiers)
+    return (
+        f"generator: {config.events:,} events, {config.users:,} users, seed {config.seed}, "
+        f"model rate {model_rate(config):,.1f} events/s, sessions of "
+        f"{expected_session_events(config):.1f} events ({config.mean_gap_s:g} s apart, "
+        f"{config.mean_idle_s:,.0f} s mean idle after the {config.session_timeout_s:g} s "
+        f"timeout), funnel continuing at "
+        + "/".join(f"{rate:.0%}" for rate in config.funnel_rates)
+        + f", crawlers {config.bot_rate:.0%}, late: {tiers or 'none'}"
+    )
+
+
+def generated(config: GeneratorConfig, end: float) -> list[bytes]:
+    """The run's messages, its last one sent at `end` (epoch seconds)."""
+    return [data for _, data in timed(config, end)]
+
+
+def timed(config: GeneratorConfig, end: float) -> list[tuple[float, bytes]]:
+    """The run's `(sent_at, message)` pairs in send order, the last one sent at `end`."""
+    start = anchored_start(config, end)
+    return [(m.sent_at, m.data) for m in iter_messages(replace(config, start=start))]
+
+
+def streamed(config: GeneratorConfig, end: float) -> Iterator[bytes]:
+    """Like `generated`, without keeping the messages: the start is estimated from the model's
+    rate (with a margin, so no event lies in the future), for long growth runs."""
+    assert config.events is not None
+    start = end - 1.5 * config.events / model_rate(config)
+    for message in iter_messages(replace(config, start=start)):
+        yield message.data
+
+
+def narrow(count: int, users: int, seed: int = 7) -> list[bytes]:
+    """The earlier input: `users` users' random events over the last two hours."""
+    rng = random.Random(seed)
+    now = time.time()
+    lines = []
+    for i in range(count):
+        event_type = rng.choice(TYPES)
+        properties: dict[str, object] = {
+            "page_url": f"/page/{rng.randint(1, 50)}",
+            "referrer": rng.choice(["google.com", "direct", "twitter.com"]),
+            "device_type": rng.choice(["mobile", "desktop", "tablet"]),
+            "user_agent": "BehavioralAnalytics/1.0",
+        }
+        if event_type == "purchase":
+            properties.update(amount=round(rng.uniform(5, 500), 2), currency="USD")
+        lines.append(
+            json.dumps(
+                {
+                    "event_id": f"evt_{i:08d}",
+                    "user_id": f"user_{rng.randint(1, users)}",
+                    "event_type": event_type,
+                    "timestamp": now - 7200 + 7200 * i / count,
+                    "session_id": f"sess_{rng.randint(1000, 9999)}",
+                    "properties": properties,
+                }
+            ).encode()
+        )
+    return lines
+
+
+def lines_for(kind: str, events: int, users: int, seed: int, days: float) -> list[bytes]:
+    """The input `kind` (one of INPUTS) as message bytes."""
+    end = time.time() - 60.0
+    if kind == "live":
+        return generated(live_config(events, users, seed), end)
+    if kind == "backfill":
+        return generated(backfill_config(events, users, seed, days), end)
+    return narrow(events, min(users, 1000))
+
+
+def describe_input(kind: str, events: int, users: int, seed: int, days: float) -> str:
+    if kind == "live":
+        return "live traffic; " + describe(live_config(events, users, seed))
+    if kind == "backfill":
+        return f"backfill over {days:g} days; " + describe(
+            backfill_config(events, users, seed, days)
+        )
+    return (
+        f"narrow: {events:,} random events from {min(users, 1000):,} users over 2 hours, "
+        "a random session id per event, seed 7"
+    )
