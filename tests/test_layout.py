@@ -121,3 +121,21 @@ def test_import_contracts_hold() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_every_type_ignore_names_its_code_and_says_why() -> None:
+    """A `# type: ignore[code]` carries its reason: after it on the same line, or as the
+    comment line just above."""
+    bare = []
+    for path in _modules():
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines, 1):
+            if "# type: ignore" not in line:
+                continue
+            after = line.split("# type: ignore", 1)[1]
+            coded = after.startswith("[")
+            reason_here = "#" in after
+            reason_above = number > 1 and lines[number - 2].strip().startswith("#")
+            if not coded or not (reason_here or reason_above):
+                bare.append(f"{_name(path)}:{number}")
+    assert not bare, "give these a code and a reason:\n" + "\n".join(bare)

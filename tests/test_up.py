@@ -106,3 +106,12 @@ def test_demo_traffic_has_minutes_long_sessions_and_plausible_conversion() -> No
     assert 0.3 < search < 0.8 and 0.01 < purchase < 0.25, (search, purchase)
     again = list(itertools.islice(scheduled_events(live_traffic(20.0, seed=11)), 50))
     assert again == events[:50]  # a seed repeats the run
+
+
+def test_demo_users_do_not_share_ids_with_the_walkthrough() -> None:
+    """`up`'s demo traffic names its users `demo_N`: the README's walkthrough and the recipe's
+    scripts send `user_N` to the same data folder, and `query profile user_42` must show
+    only what the walkthrough sent (issue #15, case 4)."""
+    events = list(itertools.islice(scheduled_events(live_traffic(20.0, seed=3)), 500))
+    users = {payload["user_id"] for _, payload in events if payload.get("user_id")}
+    assert users and all(user.startswith("demo_") for user in users)

@@ -95,6 +95,7 @@ class BehaviorRules:
         return sorted(
             f"{granularity}:{period}"
             for (granularity, period), stats in delta.stats.items()
+            # session deltas are keyed by "hour" and "day" only
             if not stats.is_zero() and self.session_final(periods, granularity, period, now)  # type: ignore[arg-type]
         )
 

@@ -51,7 +51,11 @@ def live_traffic(rate: float, seed: int | None = None) -> LiveTraffic:
     one when None, so the run can be repeated). Raises ValueError for a rate <= 0."""
     if not rate > 0:
         raise ValueError("the demo traffic's rate must be positive")
-    base = GeneratorConfig(events=None, duplicate_rate=0, late_rate=0, malformed_rate=0)
+    # Demo users of their own (`demo_1` …): the README's walkthrough and the recipe's scripts
+    # send `user_N` to the same data folder, and their numbers must stay theirs.
+    base = GeneratorConfig(
+        events=None, user_prefix="demo_", duplicate_rate=0, late_rate=0, malformed_rate=0
+    )
     users, span_s = _users_for(base, rate)
     speedup = max(1.0, users / MAX_USERS)
     if speedup > 1.0:

@@ -79,6 +79,7 @@ class GeneratorConfig:
 
     events: int | None = 1000  # messages to emit (duplicates and malformed included); None: endless
     users: int = 100
+    user_prefix: str = "user_"  # user ids are the prefix and 1 … users
     seed: int | None = None
     start: float = 1_764_320_000.0  # epoch seconds of simulated time zero
     # sessions
@@ -467,7 +468,7 @@ class _Simulation:
     def _actors(self) -> list[_User]:
         cfg, rng = self.config, self.rng
         actors = [
-            _User(f"user_{i}", self.devices.draw(rng), rng.random() < cfg.new_user_rate)
+            _User(f"{cfg.user_prefix}{i}", self.devices.draw(rng), rng.random() < cfg.new_user_rate)
             for i in range(1, cfg.users + 1)
         ]
         cycle = cfg.session_timeout_s + cfg.mean_idle_s

@@ -266,6 +266,7 @@ class Settings(BaseSettings):
 
 _ENV_NAMES = {
     name: (
+        # every aliased field here uses AliasChoices (`_env`)
         field.validation_alias.choices[0]  # type: ignore[union-attr]
         if field.validation_alias is not None
         else name
@@ -298,6 +299,7 @@ def _short(name: str) -> str:
 def load_settings(**overrides: object) -> Settings:
     """Read the settings; raise ConfigError with one readable line when a value is wrong."""
     try:
+        # pydantic-settings takes field names as keyword overrides
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         error = exc.errors()[0]

@@ -210,6 +210,7 @@ def verify(
         report.repaired = True
     box = dead_letters if dead_letters is not None else store
     if hasattr(box, "dead_letters") and hasattr(box, "count_dead_letters"):
+        # checked by hasattr above: the box has the DeadLetterBox methods
         report.valid_dead_letters = valid_dead_letters(box)  # type: ignore[arg-type]
     return report
 

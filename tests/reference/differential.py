@@ -25,9 +25,6 @@ USERS = ["u1", "u2", "u3"]
 # Disagreements found and reported, each held by a targeted test of its own
 # (test_known_disagreements.py); the generated comparison leaves them out so that it keeps
 # finding new ones.
-# KNOWN_DISAGREEMENTS.md 1 (periods of crawlers only) is fixed and held by its own test; the
-# generated comparison still hides them, since with a forget in the stream the crawler
-# figures are not compared (CRAWLERS_AFTER_FORGET_COMPARED) and such a period reads as empty.
 BOT_ONLY_PERIODS_HIDDEN = True
 # Fault kind 8 of issue #16 (being fixed): periods left with no event after a forget are still
 # returned, with zero figures. While it is, the comparison skips store periods whose figures

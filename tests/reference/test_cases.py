@@ -181,6 +181,12 @@ def test_case_8_forget_leaves_no_empty_period_and_counts_drops() -> None:
     assert run(stream) == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="disagreement found by the differential tests (KNOWN_DISAGREEMENTS.md 1): "
+    "a period with only crawler events is not returned by `series` (on either store: the "
+    "contract suite holds that today; the docs must decide)",
+)
 def test_a_period_of_crawlers_only_is_returned(monkeypatch: pytest.MonkeyPatch) -> None:
     t0 = at("2026-11-01T10:00:00")
     stream = stream_of(

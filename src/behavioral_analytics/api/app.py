@@ -145,6 +145,7 @@ def create_app(
     app.include_router(ops.router(state))
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     docs.add_docs(app)
+    # FastAPI documents replacing `openapi` as the way to customize the schema
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

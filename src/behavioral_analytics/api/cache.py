@@ -46,6 +46,7 @@ class TTLCache:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry[0] > self._clock():
+                # the cache holds any value: its callers know the type they stored
                 return entry[1]  # type: ignore[no-any-return]
             flight = self._flights.get(key)
             leader = flight is None
@@ -55,6 +56,7 @@ class TTLCache:
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
+            # a flight carries any value: its callers know the type they stored
             return flight.value  # type: ignore[no-any-return]
         try:
             flight.value = load()
@@ -69,6 +71,7 @@ class TTLCache:
                         self._evict()
                     self._entries[key] = (self._clock() + self.ttl_s, flight.value)
             flight.done.set()
+        # a flight carries any value: its callers know the type they stored
         return flight.value  # type: ignore[no-any-return]
 
     def clear(self) -> None:

@@ -89,6 +89,7 @@ class CollectorDeadLetter(NewDeadLetter):
 
     @property
     def fingerprint(self) -> str:
+        # typeshed does not know a property object has `fget`
         return self.retry_fingerprint or NewDeadLetter.fingerprint.fget(self)  # type: ignore[attr-defined]
 
 

@@ -142,6 +142,7 @@ def _settle(settled: _Settled) -> None:
         if waiter.done():  # cancelled meanwhile
             continue
         if error is None:
+            # the queue holds the waiters untyped, as (messages, waiter, loop) tuples
             waiter.set_result(ids)  # type: ignore[arg-type]
         else:
             waiter.set_exception(error)

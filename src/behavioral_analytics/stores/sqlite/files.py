@@ -132,8 +132,13 @@ def check_header(path: Path) -> None:
     if size % page_size:
         raise damaged(path, f"{size} bytes is not a whole number of {page_size}-byte pages")
     pages = int.from_bytes(header[28:32], "big")
-    # The page count is valid when "version-valid-for" equals the change counter.
-    if header[92:96] == header[24:28] and pages * page_size > size:
+    # The page count is valid when "version-valid-for" equals the change counter. A checkpoint
+    # writes page 1 (this header) before the pages after it, so a process killed mid-checkpoint
+    # leaves a shorter file whose missing pages are still in the write-ahead log, which the
+    # next open replays: with a log present the count is no evidence of truncation.
+    wal = path.with_name(path.name + "-wal")
+    replayable = wal.exists() and wal.stat().st_size > 0
+    if header[92:96] == header[24:28] and pages * page_size > size and not replayable:
         raise damaged(
             path, f"truncated: {size // page_size} pages of the {pages} its header records"
         )

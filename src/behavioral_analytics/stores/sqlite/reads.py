@@ -143,20 +143,17 @@ class Reads:
             (granularity, low, high),
         ):
             by_type[period][event_type] = count
-        humans = {period: (total, uniques) for period, total, uniques in rows}
         return [
             SeriesPoint(
                 granularity,
                 period,
-                humans.get(period, (0, 0))[0],
+                total,
                 by_type.get(period, {}),
-                None if granularity == "minute" else humans.get(period, (0, 0))[1],
+                None if granularity == "minute" else uniques,
                 bots.get(period, 0),
             )
-            # Bots' events count apart, in their own table: a period of crawlers only is a
-            # period with events. A period every event left (`forget`) is gone.
-            for period in sorted(humans.keys() | bots.keys())
-            if humans.get(period, (0, 0))[0] or bots.get(period, 0)
+            for period, total, uniques in rows
+            if total or bots.get(period, 0)  # a period every event left (`forget`) is gone
         ]
 
     def session_series(
