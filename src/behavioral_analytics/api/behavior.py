@@ -21,6 +21,10 @@ __all__ = ["router"]
 T = TypeVar("T")
 
 Bound = Annotated[str | None, Query(max_length=64, description="Period label or time")]
+DayFrom = Annotated[
+    str | None,
+    Query(alias="from", max_length=64, description="Day label or time; default: 30 d"),
+]
 DEFAULT_DAYS = 30
 
 
@@ -90,10 +94,7 @@ def router(state: ApiState) -> APIRouter:
     async def funnel(
         request: Request,
         name: Annotated[str, Path(min_length=1, max_length=100)],
-        from_: Annotated[
-            str | None,
-            Query(alias="from", max_length=64, description="Day label or time; default: 30 d"),
-        ] = None,
+        from_: DayFrom = None,
         to: Bound = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
@@ -128,10 +129,7 @@ def router(state: ApiState) -> APIRouter:
     async def group(
         request: Request,
         group_id: Annotated[str, Path(min_length=1, max_length=256)],
-        from_: Annotated[
-            str | None,
-            Query(alias="from", max_length=64, description="Day label or time; default: 30 d"),
-        ] = None,
+        from_: DayFrom = None,
         to: Bound = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
