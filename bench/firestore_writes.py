@@ -4,7 +4,8 @@ pattern, on the same events, against Google's Firestore emulator, in one run.
     python bench/firestore_writes.py [--input live|backfill|narrow] [--events 100000]
                                      [--users 10000] [--seed 17] [--rate 1000]
                                      [--naive-events 10000] [--shards 4] [--no-behavior]
-                                     [--identify 0.3]
+                                     [--identify 0.3] [--breakdown-properties 5]
+                                     [--no-breakdowns]
 
 Input (`--input`, bench/traffic.py): `live` (the default) is the project's generator — people
 in sessions with its funnel and crawlers, 5 % late by up to an hour and 1 % by up to 3 days —
@@ -13,7 +14,17 @@ arriving in time order at the model's own rate (about 1.5 events/s per 1,000 `--
 `narrow` is the earlier input described next. The generator's parameters and seed are printed.
 
 The adapter runs with the behavioral read model (bots, sessions and the generator's purchase
-funnel, maintained exactly in the same commits) unless `--no-behavior`.
+funnel, maintained exactly in the same commits) unless `--no-behavior`, and with breakdowns by
+the default dimensions (docs/breakdowns.md; K = 100 values each) unless `--no-breakdowns`;
+`--breakdown-properties N` adds N property dimensions (`BA_BREAKDOWN_PROPERTIES`), taken in
+order from the generator's properties `PROPERTY_DIMENSIONS`.
+
+After the first adapter row the bench reads its whole database back and prints what it
+stores: bytes per event (every document's size by Firestore's storage-size rules,
+cloud.google.com/firestore/docs/storage-size; index entries are billed on top and not
+counted), the largest breakdown document, and the price of a million events at the list
+prices in `PRICES` (writes, the reads of the commits' batched gets, the raw events' TTL
+deletes, a month of storage of what they leave).
 
 The narrow input: events from `--users` users in session-like bursts (a session is a handful
 of events a few seconds apart) arriving at `--rate` events/s of simulated time.
@@ -60,6 +71,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +86,13 @@ import traffic
 
 PROJECT = "demo-bench"
 MAX_FLUSH_EVENTS = 20_000
+# The generator's top-level properties (loadgen.py), in the order --breakdown-properties takes.
+PROPERTY_DIMENSIONS = ("query", "button_id", "product_id", "amount", "currency")
+# Firestore Standard edition list prices, regional us-central1, US$, as quoted in docs/deploy.md
+# on 2026-11-28 from https://cloud.google.com/firestore/pricing (not re-read by this run:
+# override with --price-*): per 100,000 writes, reads, deletes; per GiB-month stored.
+PRICES = {"write": 0.09, "read": 0.03, "delete": 0.01, "storage_gib_month": 0.15}
+PRICES_SOURCE = "https://cloud.google.com/firestore/pricing (as quoted 2026-11-28)"
 
 
 @dataclass
@@ -221,23 +240,102 @@ def flush_groups(events: list[Event], interval: float) -> list[list[Event]]:
 
 BEHAVIOR = True  # --no-behavior: the store without bots, sessions and funnels
 FUNNEL = True  # --no-funnel: bots and sessions only (the default configuration: no funnel)
+BREAKDOWNS: tuple[str, ...] | None = None  # None: the default dimensions; () none
+
+
+@dataclass
+class Stored:
+    """What a row's database holds once its events are committed."""
+
+    documents: int
+    bytes: int
+    largest_breakdown_bytes: int
+    largest_breakdown: str
+    breakdown_documents: int
+    reads: int  # documents the commits read by batched gets (queries not counted)
+
+
+def stored_figures(db, reads: int) -> Stored:
+    """Every document of `db` sized by Firestore's storage-size rules."""
+    from behavioral_analytics.stores.firestore.breakdowns import doc_size_bytes
+    from behavioral_analytics.stores.firestore.schema import BREAKDOWNS
+
+    documents = total = largest = breakdowns = 0
+    largest_name = "-"
+    for collection in db.collections():
+        for snap in collection.stream():
+            size = doc_size_bytes(snap.reference.path, snap.to_dict() or {})
+            documents += 1
+            total += size
+            if collection.id == BREAKDOWNS:
+                breakdowns += 1
+                if size > largest:
+                    largest, largest_name = size, snap.id
+    return Stored(documents, total, largest, largest_name, breakdowns, reads)
+
+
+def print_costs(row: Row, stored: Stored, prices: dict[str, float]) -> None:
+    """Bytes per event and the price of a million events at `prices`."""
+    per_event_bytes = stored.bytes / row.events
+    million = 1_000_000 / row.events
+    writes = row.writes * million * prices["write"] / 100_000
+    reads = stored.reads * million * prices["read"] / 100_000
+    deletes = 1_000_000 * prices["delete"] / 100_000  # each raw event's TTL delete
+    storage = per_event_bytes * 1_000_000 / 2**30 * prices["storage_gib_month"]
+    print(
+        f"stored after {row.name}: {stored.documents:,} documents, {stored.bytes:,} bytes = "
+        f"{per_event_bytes:,.0f} bytes per event (documents by Firestore's size rules; index "
+        f"entries not counted); {stored.breakdown_documents:,} breakdown documents, the "
+        f"largest {stored.largest_breakdown_bytes:,} bytes ({stored.largest_breakdown})\n"
+        f"price of a million events at {PRICES_SOURCE}: writes ${writes:.2f} "
+        f"(${prices['write']}/100k) + reads by the commits' gets ${reads:.2f} "
+        f"(${prices['read']}/100k) + TTL deletes ${deletes:.2f} (${prices['delete']}/100k) "
+        f"+ storage ${storage:.3f} per month kept (${prices['storage_gib_month']}/GiB-month) "
+        f"= ${writes + reads + deletes + storage:.2f}",
+        flush=True,
+    )
 
 
 def run_adapter(
-    client_for, events: list[Event], interval: float, shards: int = 0, check: bool = False
+    client_for,
+    events: list[Event],
+    interval: float,
+    shards: int = 0,
+    check: bool = False,
+    prices: dict[str, float] | None = None,
 ) -> Row:
     from behavioral_analytics.behavior import BehaviorRules
+    from behavioral_analytics.breakdowns import BreakdownRules
     from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
     from behavioral_analytics.stores.firestore import FirestoreStore
 
-    store = FirestoreStore(
-        client_for(),
-        clock=time.time,
-        counter_shards=shards,
+    rules = BehaviorRules(
         # The generator's purchase funnel: its steps are among the events' types.
-        rules=BehaviorRules(funnels=parse_funnels(PURCHASE_FUNNEL) if FUNNEL else ()),
-        behavior=BEHAVIOR,
+        funnels=parse_funnels(PURCHASE_FUNNEL) if FUNNEL else (),
+        **({} if BREAKDOWNS is None else {"breakdowns": BreakdownRules(BREAKDOWNS)}),
     )
+    db = client_for()
+    store = FirestoreStore(
+        db, clock=time.time, counter_shards=shards, rules=rules, behavior=BEHAVIOR
+    )
+    reads = 0
+    get = store.gateway.get
+
+    def counted_get(names, mask):
+        nonlocal reads
+        reads += len(names)  # a batched get bills every document asked for, found or not
+        return get(names, mask)
+
+    store.gateway.get = counted_get
+    by_collection: Counter[str] = Counter()
+    send = store.gateway.send
+
+    def counted_send(writes):
+        send(writes)  # a failed commit bills nothing: count after it lands
+        for w in writes:
+            by_collection[(w.update.name or w.delete).split("/documents/")[1].split("/")[0]] += 1
+
+    store.gateway.send = counted_send
     base = events[0].received_at
     groups: dict[int, list[Event]] = {}
     for event in events:
@@ -258,8 +356,15 @@ def run_adapter(
                 staleness_max = max(staleness_max, stale)
     elapsed = time.perf_counter() - started
     floor = structural_floor(flush_groups(events, interval))
+    stored = stored_figures(db, reads) if prices is not None else None
     if check:
         verify_exact(store, len(events))
+    flushes = len(flush_groups(events, interval))
+    print(
+        f"flush {interval:g} s: {flushes:,} flushes; writes per 1,000 events by collection: "
+        + ", ".join(f"{c} {1000 * n / len(events):,.1f}" for c, n in sorted(by_collection.items())),
+        flush=True,
+    )
     if BEHAVIOR:
         print(
             f"flush {interval:g} s: {store.commits:,} commits, {store.conflicts} conflicts, "
@@ -269,7 +374,7 @@ def run_adapter(
         )
     store.close()
     shards_note = f", {shards} shards" if shards else ""
-    return Row(
+    row = Row(
         f"this adapter, flush {interval:g} s{shards_note}",
         len(events),
         store.write_ops,
@@ -278,6 +383,9 @@ def run_adapter(
         staleness_max,
         floor,
     )
+    if stored is not None and prices is not None:
+        print_costs(row, stored, prices)
+    return row
 
 
 def verify_exact(store, expected_events: int) -> None:
@@ -428,10 +536,33 @@ def main() -> None:
         default=True,
         help="run `verify` on the 1 s row's database (minutes at full size)",
     )
+    parser.add_argument(
+        "--breakdowns",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with the behavioral model: breakdowns by the default dimensions",
+    )
+    parser.add_argument(
+        "--breakdown-properties",
+        type=int,
+        default=0,
+        choices=range(len(PROPERTY_DIMENSIONS) + 1),
+        help=f"property dimensions added, in the order {', '.join(PROPERTY_DIMENSIONS)}",
+    )
+    for name, price in PRICES.items():
+        parser.add_argument(f"--price-{name.replace('_', '-')}", type=float, default=price)
     args = parser.parse_args()
-    global BEHAVIOR, FUNNEL
+    global BEHAVIOR, FUNNEL, BREAKDOWNS
     BEHAVIOR = args.behavior
     FUNNEL = args.funnel
+    if not args.breakdowns:
+        BREAKDOWNS = ()
+    elif args.breakdown_properties:
+        from behavioral_analytics.dimensions import DIMENSIONS, PROPERTY_PREFIX
+
+        chosen = PROPERTY_DIMENSIONS[: args.breakdown_properties]
+        BREAKDOWNS = DIMENSIONS + tuple(PROPERTY_PREFIX + name for name in chosen)
+    prices = {name: getattr(args, f"price_{name}") for name in PRICES}
 
     emulator = start_emulator()
     from google.cloud import firestore
@@ -453,7 +584,8 @@ def main() -> None:
         users = len({e.user_id or e.who for e in events})
         print(
             f"{description}\n{len(events):,} events from {users:,} people; "
-            f"behavioral read model {'on' if BEHAVIOR else 'off'}; "
+            f"behavioral read model {'on' if BEHAVIOR else 'off'}; breakdowns: "
+            f"{'default dimensions' if BREAKDOWNS is None else ', '.join(BREAKDOWNS) or 'none'}; "
             f"Firestore emulator at {os.environ['FIRESTORE_EMULATOR_HOST']}",
             flush=True,
         )
@@ -462,9 +594,12 @@ def main() -> None:
         rows = [wiped(run_naive(client_for, events[: args.naive_events]))]
         bare = wiped(run_bare(client_for, events, 1.0))
         rows.append(bare)
-        for interval in (float(x) for x in args.intervals.split(",")):
+        for n, interval in enumerate(float(x) for x in args.intervals.split(",")):
             check = args.verify and interval == 1
-            rows.append(wiped(run_adapter(client_for, events, interval, check=check)))
+            measured = prices if n == 0 else None
+            rows.append(
+                wiped(run_adapter(client_for, events, interval, check=check, prices=measured))
+            )
         if args.shards:
             rows.append(wiped(run_adapter(client_for, events, 1.0, args.shards)))
         naive = rows[0]

@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.breakdowns import BreakdownRules
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.settings import load_settings
 from behavioral_analytics.stored_config import StoredConfig, plan_apply, reconcile
@@ -101,3 +103,52 @@ def test_the_settings_say_which_shaping_values_the_environment_sets(
     adopted = settings.adopt(RECORDED)
     assert adopted.timezone == "Europe/Paris"
     assert parse_funnels(adopted.funnels) == PURCHASE
+
+
+def test_breakdowns_round_trip_and_a_record_from_before_them_has_none() -> None:
+    config = StoredConfig(breakdown_dimensions=("page", "property:plan"), breakdown_values=7)
+    assert StoredConfig.from_json(config.to_json()) == config
+    assert not StoredConfig.from_json(config.to_json()).breakdowns_unrecorded
+    older = config.to_dict()
+    del older["breakdown_dimensions"], older["breakdown_values"]
+    read = StoredConfig.from_dict(older)
+    assert read.breakdown_dimensions == () and read.breakdowns_unrecorded
+    assert config.rules(BehaviorRules()).breakdowns == BreakdownRules(("page", "property:plan"), 7)
+    assert StoredConfig.of(config.rules(BehaviorRules()), "UTC") == config
+
+
+def test_an_added_dimension_is_additive_and_an_omitted_one_kept() -> None:
+    recorded = StoredConfig(breakdown_dimensions=("page", "country"), breakdown_values=10)
+    wanted = StoredConfig(breakdown_dimensions=("page", "browser"), breakdown_values=10)
+    reconciled = reconcile(recorded, wanted, {"breakdown_dimensions", "breakdown_values"})
+    assert reconciled.effective.breakdown_dimensions == ("page", "country", "browser")
+    assert reconciled.added_dimensions == ("browser",)
+    assert not reconciled.refused
+    # Unset, the recorded dimensions stand and nothing is added.
+    unset = reconcile(recorded, wanted, ())
+    assert unset.effective == recorded and unset.added_dimensions == ()
+
+
+def test_a_record_from_before_breakdowns_takes_the_environments_dimensions() -> None:
+    older = StoredConfig.from_dict(
+        {k: v for k, v in RECORDED.to_dict().items() if not k.startswith("breakdown")}
+    )
+    wanted = StoredConfig(breakdown_values=5)
+    reconciled = reconcile(older, wanted, {"breakdown_values"})
+    assert reconciled.effective.breakdown_dimensions == wanted.breakdown_dimensions
+    assert reconciled.effective.breakdown_values == 5
+    assert reconciled.added_dimensions == wanted.breakdown_dimensions
+    assert not reconciled.refused and not reconciled.effective.breakdowns_unrecorded
+
+
+def test_changing_the_values_admitted_is_refused_and_apply_removes_a_dimension() -> None:
+    recorded = StoredConfig(breakdown_dimensions=("page", "country"), breakdown_values=10)
+    wanted = StoredConfig(breakdown_dimensions=("page",), breakdown_values=20)
+    reconciled = reconcile(recorded, wanted, {"breakdown_values"})
+    assert [d.field for d in reconciled.refused] == ["breakdown_values"]
+    assert reconciled.effective == recorded
+    target, changes = plan_apply(recorded, wanted, {"breakdown_dimensions", "breakdown_values"})
+    assert target == wanted
+    described = sorted(c.describe() for c in changes)
+    assert [c.field for c in changes] == ["breakdown_values", "breakdown_dimensions"]
+    assert "breakdown dimension 'country': kept -> removed" in described[0]

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,39 @@ def test_run_until_idle_drains_and_flushes_in_batches(
     worker.run(threading.Event(), until_idle=True)
     assert store.count_events() == 2500
     assert worker.metrics.snapshot().batches == 3
+
+
+def test_until_idle_returns_beside_traffic_that_never_stops(
+    broker: LocalBroker, store: SQLiteStore, tmp_path: Path
+) -> None:
+    # `worker --until-idle` in a second terminal while `up` keeps publishing demo traffic: it
+    # drains what was published before it started, then returns.
+    broker.publish([OutgoingMessage(good(i, user=f"u{i % 7}")) for i in range(300)])
+    publishing = threading.Event()
+    stop_publishing = threading.Event()
+
+    def publish_forever() -> None:  # bounded: 60 s or 100,000 messages
+        with closing(LocalBroker(tmp_path / "data" / "broker.db")) as other:
+            deadline = time.monotonic() + 60
+            for n in range(1000, 101_000, 10):
+                if stop_publishing.is_set() or time.monotonic() > deadline:
+                    return
+                other.publish([OutgoingMessage(good(n + k, user="live")) for k in range(10)])
+                publishing.set()
+                time.sleep(0.01)
+
+    publisher = threading.Thread(target=publish_forever)
+    publisher.start()
+    try:
+        assert publishing.wait(30), "the publisher never started"
+        worker = Worker(broker, store, options=WorkerOptions(idle_after_s=0.2))
+        worker.run(threading.Event(), until_idle=True)
+        assert publisher.is_alive(), "the worker returned only once the traffic stopped"
+    finally:
+        stop_publishing.set()
+        publisher.join(30)
+    stored = {event.event_id for event in store.iter_raw_events()}
+    assert {f"evt_{i}" for i in range(300)} <= stored
 
 
 def test_flush_interval_bounds_staleness(broker: LocalBroker, store: SQLiteStore) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from behavioral_analytics.aggregation import GRANULARITIES, Deltas, Granularity, Periods, fold
 from behavioral_analytics.bots import BOT_PROPERTY, bot_name, is_bot
+from behavioral_analytics.breakdowns import BreakdownRules
+from behavioral_analytics.dimensions import DERIVED, Derive, is_derived
 from behavioral_analytics.events import DEFAULT_LIMITS, Event
 from behavioral_analytics.funnels import (
     DEFAULT_FUNNELS,
@@ -45,6 +47,7 @@ __all__ = [
 
 _DEFAULT_SESSIONS = SessionRules()
 _DEFAULT_FUNNELS = parse_funnels(DEFAULT_FUNNELS)
+_DEFAULT_BREAKDOWNS = BreakdownRules()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +62,17 @@ class BehaviorRules:
     hash_salt: bytes = b""
     # How late an event may arrive after it happened (the oldest timestamp accepted).
     lateness_s: float = DEFAULT_LIMITS.max_age_s
+    breakdowns: BreakdownRules = _DEFAULT_BREAKDOWNS
+    # Sets `$derived` (browser, OS, device type, country); None: nothing is derived.
+    derive: Derive | None = None
 
     def enrich(self, event: Event) -> None:
-        """At ingestion, before anything is stored: privacy scrubbing and the bot flag."""
+        """At ingestion, before anything is stored: what is derived from the user agent and IP
+        address (for an event published without the collector's `$derived`, before the IP is
+        truncated), privacy scrubbing and the bot flag."""
         properties = event.properties
+        if self.derive is not None and not is_derived(properties.get(DERIVED)):
+            self.derive(properties)
         if self.truncate_ips or self.hashed_fields:
             scrub(
                 properties,

@@ -109,8 +109,14 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def ack_dead_letters(self, handles: Iterable[str]) -> None: ...
 
-    def backlog(self) -> int | None:
-        """Messages not yet acked on the subscription, where the broker can tell cheaply."""
+    def backlog(self, through: int | None = None) -> int | None:
+        """Messages not yet acked on the subscription, where the broker can tell cheaply (else
+        None); with `through` (a `backlog_mark`), only those published up to that mark."""
+        return None
+
+    def backlog_mark(self) -> int | None:
+        """A position in the subscription: every message published so far is at or before it.
+        None where the broker cannot tell (then `worker --until-idle` waits for quiet)."""
         return None
 
     def ping(self) -> None:  # noqa: B027 - optional hook

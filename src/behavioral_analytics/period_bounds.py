@@ -12,15 +12,30 @@ A bound is a period label or a time:
 A string is a label of a granularity when `Periods` gives it back for the instant it starts
 at, so every label `Periods` writes is accepted (those of a repeated hour on a clock-change
 day included) and anything else (`2026-13-45-99`, an hour skipped when clocks go forward) is
-refused. Pure: no I/O.
+refused.
+
+The comparison range of `from`..`to` (`previous_range`) is the same number of periods of the
+range's granularity ending just before `from`, counted in the reporting zone: N days are N
+calendar days (a 23- or 25-hour day when clocks change is one day), N hours are N hour periods
+(a repeated hour is one of them, a skipped hour is none). Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from behavioral_analytics.aggregation import GRANULARITIES, Granularity, Periods
 from behavioral_analytics.events import Invalid, parse_timestamp
 
-__all__ = ["EXAMPLES", "PeriodError", "label_granularity", "resolve_bound", "resolve_range"]
+__all__ = [
+    "EXAMPLES",
+    "MAX_COMPARE_HOURS",
+    "PeriodError",
+    "label_granularity",
+    "previous_range",
+    "resolve_bound",
+    "resolve_range",
+]
 
 EXAMPLES: dict[Granularity, str] = {
     "minute": "2026-11-28-13-05",
@@ -28,6 +43,8 @@ EXAMPLES: dict[Granularity, str] = {
     "day": "2026-11-28",
 }
 _MAX_LENGTH = 64
+# The longest hourly range `previous_range` compares (it walks hour by hour): about 14 months.
+MAX_COMPARE_HOURS = 10_000
 
 
 class PeriodError(ValueError):
@@ -104,6 +121,46 @@ def resolve_range(
     ):
         raise PeriodError("invalid_range", f"from ({first}) is after to ({last})")
     return first, last
+
+
+def previous_range(
+    first: str, last: str, granularity: Granularity, periods: Periods
+) -> tuple[str, str]:
+    """The comparison range of `first`..`last` (labels of `granularity`, `first` not after
+    `last`): as many periods, the last of them just before `first` (rules: module docstring).
+
+    `("2026-11-04", "2026-11-06")` by day → `("2026-11-01", "2026-11-03")`. Raises
+    PeriodError(`invalid_range`) for an hourly range of more than MAX_COMPARE_HOURS hours.
+    """
+    if granularity == "day":
+        start, end = date.fromisoformat(first), date.fromisoformat(last)
+        length = (end - start).days + 1
+        return (start - timedelta(days=length)).isoformat(), (start - timedelta(days=1)).isoformat()
+    begins = periods.start_of(granularity, first)
+    if granularity == "minute":
+        # A minute lasts 60 s whatever the clocks do.
+        length = round((periods.start_of(granularity, last) - begins) / 60.0) + 1
+        return (
+            periods.label(granularity, begins - 60.0 * length),
+            periods.label(granularity, begins - 60.0),
+        )
+    length, at = 1, begins
+    while periods.label(granularity, at) != last:
+        at = periods.end_of(granularity, periods.label(granularity, at))
+        length += 1
+        if length > MAX_COMPARE_HOURS:
+            raise PeriodError(
+                "invalid_range",
+                f"an hourly comparison spans at most {MAX_COMPARE_HOURS} hours: "
+                "give a shorter range or compare by day",
+            )
+    # All UTC offsets in use are whole minutes, so one second before a start is inside the
+    # period before.
+    previous_last = periods.label(granularity, begins - 1.0)
+    label = previous_last
+    for _ in range(length - 1):
+        label = periods.label(granularity, periods.start_of(granularity, label) - 1.0)
+    return label, previous_last
 
 
 def _neither(value: str, granularity: Granularity) -> str:

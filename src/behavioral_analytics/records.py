@@ -11,10 +11,12 @@ from typing import Any, Generic, TypeVar
 
 from behavioral_analytics.aggregation import Granularity
 from behavioral_analytics.events import Event
+from behavioral_analytics.retention import RetentionCohort
 from behavioral_analytics.sessions import SessionStats
 
 __all__ = [
     "AggregateSnapshot",
+    "BreakdownPoint",
     "CommitResult",
     "DeadLetter",
     "ForgetReport",
@@ -23,6 +25,7 @@ __all__ = [
     "NewDeadLetter",
     "Page",
     "Profile",
+    "RetentionCohort",
     "SeriesPoint",
     "SessionPoint",
     "StoredEvent",
@@ -34,7 +37,14 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class NewDeadLetter:
     """A message that is not an event (or that the broker gave up on), kept for inspection and
-    replay with the reason and the original bytes."""
+    replay with the reason and the original bytes.
+
+    `retry_fingerprint` identifies a rejection across a client's retries of the same request,
+    which arrive at new times: the collector sets it (`segment.dead_letter_fingerprint`: 32 hex
+    characters made of the call as sent less what changes per retry, `sentAt`, `_metadata`
+    and `writeKey`, and the reason). A store keeps at most one dead letter per fingerprint
+    (`fingerprint`: this one when set) and records it under it (Firestore: the document id;
+    SQLite: the unique `fingerprint` column), so adding the same one again is a no-op."""
 
     reason: str
     detail: str
@@ -44,11 +54,15 @@ class NewDeadLetter:
     source: str = "worker"  # worker | broker | collector
     received_at: float = 0.0
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    retry_fingerprint: str | None = None
 
     @property
     def fingerprint(self) -> str:
-        """Stable across redeliveries of the same message (same id and first publish time),
-        distinct for a replay (a new publish time), so recording one is idempotent."""
+        """`retry_fingerprint` when set; else stable across redeliveries of the same message
+        (same id and first publish time), distinct for a replay (a new publish time), so
+        recording one is idempotent."""
+        if self.retry_fingerprint is not None:
+            return self.retry_fingerprint
         digest = hashlib.blake2b(digest_size=16)
         for part in (self.source, self.message_id, repr(self.received_at), self.reason):
             digest.update(part.encode() + b"\x1f")
@@ -180,6 +194,30 @@ class FunnelDay:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakdownPoint:
+    """One dimension's values in one hour or day (docs/breakdowns.md): `events` per admitted
+    value (values with events only), `other_events` counted under `(other)`, and distinct
+    persons per value, `(other)` included, for a day (`unique_users`; None for an hour)."""
+
+    granularity: Granularity
+    period: str
+    dimension: str
+    events: dict[str, int]
+    unique_users: dict[str, int] | None
+    other_events: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "granularity": self.granularity,
+            "period": self.period,
+            "dimension": self.dimension,
+            "events": self.events,
+            "unique_users": self.unique_users,
+            "other_events": self.other_events,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
@@ -213,6 +251,14 @@ class AggregateSnapshot:
     bot_events: dict[tuple[str, str], int] = field(default_factory=dict)
     session_stats: dict[tuple[str, str], SessionStats] = field(default_factory=dict)
     funnel_users: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    # Breakdowns (docs/breakdowns.md): (granularity, period, dimension, value) → events, the
+    # value `(other)` included; (day, dimension, value) → unique users; the admitted values of
+    # each (granularity, period, dimension).
+    breakdown_events: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    breakdown_users: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    breakdown_admitted: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
+    # Group memberships (`named_calls`): (group id, member actor) → joined at (epoch seconds).
+    group_members: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -17,20 +17,36 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.breakdowns import BreakdownRules
+from behavioral_analytics.dimensions import DIMENSIONS, PROPERTY_PREFIX
 from behavioral_analytics.events import Limits
 from behavioral_analytics.funnels import DEFAULT_FUNNELS, parse_funnels
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.stored_config import StoredConfig
 
-__all__ = ["ConfigError", "Settings", "load_settings", "shaping_env_name"]
+__all__ = [
+    "MAX_BREAKDOWN_PROPERTIES",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "shaping_env_name",
+]
 
 DAY = 86400.0
+MAX_BREAKDOWN_PROPERTIES = 5
+# Property names refused as breakdown dimensions (compared lower-cased), and words that refuse
+# any name containing them.
+_IDENTIFYING = frozenset(
+    {"user_id", "userid", "anonymous_id", "anonymousid", "email", "ip", "ip_address", "phone"}
+)
+_IDENTIFYING_WORDS = ("email", "password", "token")
 _HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?")
 
 
@@ -137,6 +153,12 @@ class Settings(BaseSettings):
     truncate_ips: bool = Field(True, validation_alias=_env("BA_TRUNCATE_IPS"))
     hashed_fields: str = Field("", validation_alias=_env("BA_HASHED_FIELDS"))
     hash_salt: SecretStr = Field(SecretStr(""), validation_alias=_env("BA_HASH_SALT"))
+    # Breakdowns (docs/breakdowns.md): top-level property names broken down besides the fixed
+    # dimensions, at most MAX_BREAKDOWN_PROPERTIES; values admitted per period and dimension.
+    breakdown_properties: str = Field("", validation_alias=_env("BA_BREAKDOWN_PROPERTIES"))
+    breakdown_values: int = Field(100, ge=1, le=1000, validation_alias=_env("BA_BREAKDOWN_VALUES"))
+    # Browser, OS, device type and country derived at ingestion (`$derived`); off: none.
+    derive: bool = Field(True, validation_alias=_env("BA_DERIVE"))
 
     @field_validator("timezone")
     @classmethod
@@ -159,6 +181,22 @@ class Settings(BaseSettings):
             ) from None
         except ValueError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("breakdown_properties")
+    @classmethod
+    def _breakdown_properties(cls, value: str, info: ValidationInfo) -> str:
+        names = _names(value)
+        if len(names) > MAX_BREAKDOWN_PROPERTIES:
+            raise ValueError(
+                f"{len(names)} property names > {MAX_BREAKDOWN_PROPERTIES}, the most broken down"
+            )
+        hashed = cls.keys(str(info.data.get("hashed_fields", "")))
+        for name in names:
+            if name in hashed:
+                raise ValueError(f"{name!r} is hashed (BA_HASHED_FIELDS): no breakdown by it")
+            if _identifying(name):
+                raise ValueError(f"{name!r} names a person or a secret: no breakdown by it")
         return value
 
     @field_validator("allowed_hosts")
@@ -213,6 +251,12 @@ class Settings(BaseSettings):
         )
 
     @property
+    def breakdown_dimensions(self) -> tuple[str, ...]:
+        """The fixed dimensions, then `property:<name>` for each of BA_BREAKDOWN_PROPERTIES."""
+        names = _names(self.breakdown_properties)
+        return DIMENSIONS + tuple(PROPERTY_PREFIX + name for name in names)
+
+    @property
     def limits(self) -> Limits:
         return Limits(
             max_future_skew_s=self.max_future_skew_s, max_age_s=self.max_event_age_days * DAY
@@ -235,6 +279,7 @@ class Settings(BaseSettings):
             hashed_fields=tuple(sorted(self.keys(self.hashed_fields))),
             hash_salt=self.hash_salt.get_secret_value().encode(),
             lateness_s=self.max_event_age_days * DAY,
+            breakdowns=BreakdownRules(self.breakdown_dimensions, self.breakdown_values),
         )
 
     def stored_config(self) -> StoredConfig:
@@ -283,6 +328,8 @@ _SHAPING = {
     "identity_window_hours": "identity_window_s",
     "identity_allow_relink": "allow_relink",
     "funnels": "funnels",
+    "breakdown_properties": "breakdown_dimensions",
+    "breakdown_values": "breakdown_values",
 }
 
 
@@ -290,6 +337,17 @@ def shaping_env_name(field: str) -> str:
     """The environment variable that sets the `StoredConfig` field `field` (e.g. BA_TIMEZONE)."""
     name = next(name for name, shaping in _SHAPING.items() if shaping == field)
     return str(_ENV_NAMES[name])
+
+
+def _names(value: str) -> tuple[str, ...]:
+    """Comma-separated names, stripped, without empty ones and repeats, in order."""
+    return tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+
+
+def _identifying(name: str) -> bool:
+    """Whether a property name is id-like or secret: broken down, it would list people."""
+    lowered = name.lower()
+    return lowered in _IDENTIFYING or any(word in lowered for word in _IDENTIFYING_WORDS)
 
 
 def _short(name: str) -> str:

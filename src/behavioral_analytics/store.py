@@ -28,6 +28,7 @@ from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import Group
 from behavioral_analytics.records import (
     AggregateSnapshot,
+    BreakdownPoint,
     CommitResult,
     DeadLetter,
     ForgetReport,
@@ -36,15 +37,18 @@ from behavioral_analytics.records import (
     NewDeadLetter,
     Page,
     Profile,
+    RetentionCohort,
     SeriesPoint,
     SessionPoint,
     StoredEvent,
 )
+from behavioral_analytics.retention import DEFAULT_MAX_OFFSET, Unit
 from behavioral_analytics.stored_config import StoredConfig
 
 __all__ = [
     "AggregateSnapshot",
     "Auditable",
+    "BreakdownPoint",
     "CommitResult",
     "DeadLetter",
     "DeadLetterBox",
@@ -59,6 +63,7 @@ __all__ = [
     "Page",
     "Profile",
     "ReadModel",
+    "RetentionCohort",
     "SeriesPoint",
     "SessionPoint",
     "Store",
@@ -105,6 +110,8 @@ class TransientStoreError(StoreError):
 class Store(abc.ABC):
     # Whether the store maintains sessions, funnels, identity links, bot counts and `forget`.
     behavioral: bool = False
+    # Whether the store keeps breakdowns (`breakdown`), which `verify` then recounts.
+    keeps_breakdowns: bool = False
     rules: BehaviorRules | None = None
 
     @abc.abstractmethod
@@ -238,7 +245,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def rebuild(self, events: Iterator[Event]) -> None:
-        """Replace every aggregate by the fold of `events` (for `verify --repair`).
+        """Replace every aggregate by the fold of `events` (for `verify --repair`); breakdowns
+        are recounted under their stored admitted sets (docs/breakdowns.md).
 
         Raises StoreError.
         """
@@ -262,6 +270,34 @@ class Store(abc.ABC):
         Raises NotSupported where the store keeps no funnels, StoreError.
         """
         raise NotSupported(f"{type(self).__name__} does not keep funnels yet")
+
+    def retention(
+        self, start_day: str, end_day: str, max_offset: int = DEFAULT_MAX_OFFSET, unit: Unit = "day"
+    ) -> list[RetentionCohort]:
+        """Cohorts of people first seen on each day `start_day`..`end_day` (day labels), with
+        how many came back in each of the `max_offset` days or weeks after (rule:
+        `retention`), oldest first; days on which nobody was first seen are not listed.
+
+        Raises RetentionError (a ValueError: a malformed range, a day before the raw-event
+        retention, more than `retention.MAX_PERSONS` people), NotSupported, StoreError.
+        """
+        raise NotSupported(f"{type(self).__name__} does not keep retention yet")
+
+    def breakdown(
+        self,
+        dimension: str,
+        granularity: Granularity,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[BreakdownPoint]:
+        """One dimension's values per hour or day (`granularity`: "hour" or "day") with
+        start <= period <= end (period labels), oldest first; only periods with events. Values
+        counted under `(other)` are summed in `other_events`; unique users per value for days
+        only (docs/breakdowns.md). A dimension that is not broken down has no points.
+
+        Raises NotSupported where the store keeps no breakdowns, StoreError.
+        """
+        raise NotSupported(f"{type(self).__name__} does not keep breakdowns yet")
 
     def links(self, who: str) -> list[Link]:
         """The identity links (every proposal, with its status) of a user or anonymous actor.
@@ -357,6 +393,18 @@ class ReadModel(Protocol):
     def funnel(
         self, name: str, start: str | None = None, end: str | None = None
     ) -> list[FunnelDay]: ...
+
+    def retention(
+        self, start_day: str, end_day: str, max_offset: int = ..., unit: Unit = ...
+    ) -> list[RetentionCohort]: ...
+
+    def breakdown(
+        self,
+        dimension: str,
+        granularity: Granularity,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[BreakdownPoint]: ...
 
     def links(self, who: str) -> list[Link]: ...
 

@@ -9,11 +9,15 @@ numbers than the workers wrote.
 `reconcile` compares the recorded values with the environment's:
 
 - a setting the environment leaves unset takes the recorded value;
-- a funnel the environment adds is additive: recorded, backfilled from the retained raw
-  events, announced;
-- a funnel the environment omits is still maintained (removing one is a change);
-- any other difference (a changed funnel, zone, session or identity rule) is refused until
-  `config apply` records it and recomputes what it shapes (`plan_apply`).
+- a funnel or breakdown dimension the environment adds is additive: recorded, backfilled from
+  the retained raw events, announced;
+- a funnel or dimension the environment omits is still maintained (removing one is a change);
+- any other difference (a changed funnel, zone, session or identity rule, the number of values
+  a breakdown admits) is refused until `config apply` records it and recomputes what it shapes
+  (`plan_apply`).
+
+A record written before breakdowns existed has none (`breakdowns_unrecorded`): the
+environment's dimensions are then added to it, as if it had set them.
 
 Fields are named as `Settings` names them, so the settings model can say which were set.
 """
@@ -26,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.breakdowns import DEFAULT_MAX_VALUES, BreakdownRules
+from behavioral_analytics.dimensions import DIMENSIONS
 from behavioral_analytics.funnels import Funnel, parse_funnels
 from behavioral_analytics.sessions import SessionRules
 
@@ -45,14 +51,16 @@ _RECOMPUTES = {
     "session_max_s": "every session and session figure",
     "identity_window_s": "who each anonymous event counts for, and every figure by person",
     "allow_relink": "who each anonymous event counts for, and every figure by person",
+    "breakdown_values": "every breakdown, its admitted values chosen again",
 }
-SHAPING_FIELDS = (*_RECOMPUTES, "funnels")
+SHAPING_FIELDS = (*_RECOMPUTES, "funnels", "breakdown_dimensions")
 
 
 @dataclass(frozen=True, slots=True)
 class StoredConfig:
     """What shapes the stored numbers. Times in seconds; `timezone` an IANA name; `funnels` as
-    `funnels.parse_funnels` reads them (their `to_dict` form)."""
+    `funnels.parse_funnels` reads them (their `to_dict` form); `breakdown_dimensions` and
+    `breakdown_values` as `breakdowns.BreakdownRules` takes them (docs/breakdowns.md)."""
 
     timezone: str = "UTC"
     session_gap_s: float = 1800.0
@@ -60,6 +68,10 @@ class StoredConfig:
     identity_window_s: float = 86400.0
     allow_relink: bool = False
     funnels: tuple[Funnel, ...] = field(default=())
+    breakdown_dimensions: tuple[str, ...] = DIMENSIONS
+    breakdown_values: int = DEFAULT_MAX_VALUES
+    # Read from a record written before breakdowns existed (which kept none).
+    breakdowns_unrecorded: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +81,8 @@ class StoredConfig:
             "identity_window_s": self.identity_window_s,
             "allow_relink": self.allow_relink,
             "funnels": [f.to_dict() for f in self.funnels],
+            "breakdown_dimensions": list(self.breakdown_dimensions),
+            "breakdown_values": self.breakdown_values,
         }
 
     def to_json(self) -> str:
@@ -79,6 +93,7 @@ class StoredConfig:
     def from_dict(cls, raw: Mapping[str, Any]) -> StoredConfig:
         """Raises ValueError for a document that is not a recorded configuration."""
         try:
+            unrecorded = "breakdown_dimensions" not in raw
             return cls(
                 timezone=str(raw["timezone"]),
                 session_gap_s=float(raw["session_gap_s"]),
@@ -86,6 +101,11 @@ class StoredConfig:
                 identity_window_s=float(raw["identity_window_s"]),
                 allow_relink=bool(raw["allow_relink"]),
                 funnels=parse_funnels(list(raw["funnels"])),
+                breakdown_dimensions=()
+                if unrecorded
+                else tuple(str(name) for name in raw["breakdown_dimensions"]),
+                breakdown_values=int(raw.get("breakdown_values", DEFAULT_MAX_VALUES)),
+                breakdowns_unrecorded=unrecorded,
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a recorded configuration: {exc}") from None
@@ -108,6 +128,8 @@ class StoredConfig:
             identity_window_s=rules.identity_window_s,
             allow_relink=rules.allow_relink,
             funnels=rules.funnels,
+            breakdown_dimensions=rules.breakdowns.dimensions,
+            breakdown_values=rules.breakdowns.max_values,
         )
 
     def rules(self, base: BehaviorRules) -> BehaviorRules:
@@ -118,13 +140,15 @@ class StoredConfig:
             funnels=self.funnels,
             identity_window_s=self.identity_window_s,
             allow_relink=self.allow_relink,
+            breakdowns=BreakdownRules(self.breakdown_dimensions, self.breakdown_values),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Difference:
     """One way the environment's configuration differs from the recorded one. `field` is a
-    name of `SHAPING_FIELDS`; `funnel` names the funnel for `funnels`; values as shown."""
+    name of `SHAPING_FIELDS`; `funnel` names the funnel for `funnels`, the dimension for
+    `breakdown_dimensions`; values as shown."""
 
     field: str
     recorded: str
@@ -133,19 +157,24 @@ class Difference:
     funnel: str = ""
 
     def describe(self) -> str:
-        what = f"funnel {self.funnel!r}" if self.funnel else self.field
+        if self.field == "breakdown_dimensions":
+            what = f"breakdown dimension {self.funnel!r}"
+        else:
+            what = f"funnel {self.funnel!r}" if self.funnel else self.field
         return f"{what}: {self.recorded} -> {self.wanted} (recomputes {self.recomputes})"
 
 
 @dataclass(frozen=True, slots=True)
 class Reconciled:
-    """The configuration to run with (`effective`), the funnels it adds to the recorded one
-    (to record and backfill), and the differences refused until `config apply`."""
+    """The configuration to run with (`effective`), the funnels and breakdown dimensions it
+    adds to the recorded one (to record and backfill), and the differences refused until
+    `config apply`."""
 
     effective: StoredConfig
     added_funnels: tuple[str, ...] = ()
     refused: tuple[Difference, ...] = ()
     recorded: StoredConfig | None = None
+    added_dimensions: tuple[str, ...] = ()
 
 
 def _shown(value: Any) -> str:
@@ -164,6 +193,10 @@ def _funnel_recomputes(name: str) -> str:
     return f"funnel {name!r} from the retained raw events"
 
 
+def _dimension_recomputes(name: str) -> str:
+    return f"the breakdowns by {name!r} from the retained raw events"
+
+
 def reconcile(
     recorded: StoredConfig | None, wanted: StoredConfig, explicit: Collection[str]
 ) -> Reconciled:
@@ -174,11 +207,21 @@ def reconcile(
         return Reconciled(wanted)
     refused: list[Difference] = []
     values: dict[str, Any] = {}
+    adopt_dimensions = "breakdown_dimensions" in explicit or recorded.breakdowns_unrecorded
     for name, recomputes in _RECOMPUTES.items():
         have, want = getattr(recorded, name), getattr(wanted, name)
         values[name] = have
-        if name in explicit and have != want:
+        if name == "breakdown_values" and not recorded.breakdown_dimensions:
+            # No breakdown is kept yet: nothing the number of values shapes.
+            values[name] = want if adopt_dimensions else have
+        elif name in explicit and have != want:
             refused.append(Difference(name, _shown(have), _shown(want), recomputes))
+    dimensions = list(recorded.breakdown_dimensions)
+    added_dimensions: list[str] = []
+    if adopt_dimensions:
+        added_dimensions = [d for d in wanted.breakdown_dimensions if d not in dimensions]
+        dimensions.extend(added_dimensions)
+    values["breakdown_dimensions"] = tuple(dimensions)
     funnels = list(recorded.funnels)
     added: list[str] = []
     if "funnels" in explicit:
@@ -197,8 +240,8 @@ def reconcile(
                         funnel.name,
                     )
                 )
-    effective = replace(recorded, funnels=tuple(funnels), **values)
-    return Reconciled(effective, tuple(added), tuple(refused), recorded)
+    effective = replace(recorded, funnels=tuple(funnels), breakdowns_unrecorded=False, **values)
+    return Reconciled(effective, tuple(added), tuple(refused), recorded, tuple(added_dimensions))
 
 
 def plan_apply(
@@ -206,7 +249,8 @@ def plan_apply(
 ) -> tuple[StoredConfig, tuple[Difference, ...]]:
     """What `config apply` records — the environment's value of every field it sets, the
     recorded value of the others; with `funnels` set, exactly the environment's funnels —
-    and every difference from the recorded configuration, with what each recomputes."""
+    and every difference from the recorded configuration, with what each recomputes. With
+    `breakdown_dimensions` set, exactly the environment's dimensions (one removed is deleted)."""
     if recorded is None:
         return wanted, ()
     values = {
@@ -229,6 +273,24 @@ def plan_apply(
                     shown,
                     _funnel_recomputes(funnel.name),
                     funnel.name,
+                )
+            )
+    for name in recorded.breakdown_dimensions:
+        if name not in target.breakdown_dimensions:
+            changes.append(
+                Difference(
+                    "breakdown_dimensions",
+                    "kept",
+                    "removed (its breakdowns are deleted)",
+                    f"the breakdowns by {name!r}",
+                    name,
+                )
+            )
+    for name in target.breakdown_dimensions:
+        if name not in recorded.breakdown_dimensions:
+            changes.append(
+                Difference(
+                    "breakdown_dimensions", "(none)", "added", _dimension_recomputes(name), name
                 )
             )
     for funnel in target.funnels:

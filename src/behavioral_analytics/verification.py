@@ -9,6 +9,10 @@ Dead letters that parse as valid events today (the broker gave up on them after 
 say) are counted nowhere: the aggregates agree with the raw events, yet a user's numbers are
 short. `verify` lists them (`valid_dead_letters`, not yet replayed) so the shortfall is seen;
 `dlq replay` counts them once.
+
+Group memberships (`named_calls`) are recounted from the retained group calls (raw events
+whose `call` is "group"): a membership joined after `now - raw_retention_s` still has every
+call that could have made it, so it is checked; an older one is not.
 """
 
 from __future__ import annotations
@@ -17,19 +21,30 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from behavioral_analytics.aggregation import GRANULARITIES, Periods, fold
+from behavioral_analytics.aggregation import GRANULARITIES, Granularity, Periods, fold
 from behavioral_analytics.behavior import BehaviorRules, Recount, recount
+from behavioral_analytics.breakdowns import recount_breakdowns
 from behavioral_analytics.events import Event, parse_message
 from behavioral_analytics.identity import Link
+from behavioral_analytics.named_calls import group_call
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import AggregateSnapshot, Auditable, DeadLetterBox, StoreError
 
-__all__ = ["Drift", "VerifyReport", "compare", "valid_dead_letters", "verify"]
+__all__ = [
+    "Drift",
+    "VerifyReport",
+    "compare",
+    "final_periods_changed",
+    "valid_dead_letters",
+    "verify",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Drift:
-    what: str  # bucket | unique_users | unique_markers | profile | bot_events | sessions | funnel
+    # bucket | unique_users | unique_markers | profile | bot_events | sessions | funnel |
+    # group_member (key `group id:member`; stored and expected: the joined-at time or None)
+    what: str
     key: str
     stored: Any
     expected: Any
@@ -53,6 +68,8 @@ class VerifyReport:
     repaired: bool = False
     # Ids of dead letters, not replayed, whose bytes parse as valid events: a shortfall.
     valid_dead_letters: list[str] = field(default_factory=list)
+    # `granularity:period` whose session figures were final and that the repair changed.
+    final_periods: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -70,7 +87,22 @@ class VerifyReport:
             "repaired": self.repaired,
             "valid_dead_letters": self.valid_dead_letters[:1000],
             "valid_dead_letter_count": len(self.valid_dead_letters),
+            "final_periods_changed": self.final_periods,
         }
+
+
+def _joining(
+    events: Iterator[Event], members: dict[tuple[str, str], tuple[float, str]]
+) -> Iterator[Event]:
+    """`events`, each group call's membership kept in `members`: (group id, member) → the
+    earliest call's (event time, event key), as the stores keep it."""
+    for event in events:
+        call = group_call(event)
+        if call is not None:
+            key, joined = (call.group_id, call.member), (call.at, call.event_key)
+            if key not in members or joined < members[key]:
+                members[key] = joined
+        yield event
 
 
 def _counting(events: Iterator[Event], report: VerifyReport) -> Iterator[Event]:
@@ -86,17 +118,27 @@ def compare(
     horizon: float | None = None,
     rules: BehaviorRules | None = None,
     links: Sequence[Link] = (),
+    breakdowns: bool = False,
 ) -> VerifyReport:
     """Pure: the drift between `stored` and the fold of `events`, for buckets starting after
     `horizon` and profiles first seen after it (everything when `horizon` is None). With
     `rules`, the behavioral read model too: identity (through `links`), bots, sessions,
-    funnels, recomputed by the same rules as the store applies them."""
+    funnels, recomputed by the same rules as the store applies them; with `breakdowns` as
+    well, the breakdowns, recounted under the stored admitted sets."""
+    members: dict[tuple[str, str], tuple[float, str]] = {}
+    events = _joining(events, members)
     report = VerifyReport()
     counted = None
+    retained: list[Event] = []
     if rules is None:
         expected = fold(_counting(events, report), periods)
     else:
-        counted = recount(_counting(events, report), links, rules, periods)
+        if breakdowns:
+            retained = list(_counting(events, report))
+            events = iter(retained)
+        else:
+            events = _counting(events, report)
+        counted = recount(events, links, rules, periods)
         expected = counted.deltas
     oldest = periods.of(horizon) if horizon is not None else None
 
@@ -150,9 +192,61 @@ def compare(
         )
         if have_p != want_figures:
             report.drift.append(Drift("profile", who, have_p, want_figures))
+    _compare_members(stored, {key: at for key, (at, _) in members.items()}, horizon, report)
     if counted is not None:
         _compare_behavior(stored, counted, in_range, report)
+        if breakdowns and rules is not None:
+            _compare_breakdowns(stored, retained, counted, rules, periods, in_range, report)
     return report
+
+
+def _compare_breakdowns(
+    stored: AggregateSnapshot,
+    events: Sequence[Event],
+    counted: Recount,
+    rules: BehaviorRules,
+    periods: Periods,
+    in_range: Callable[[str, str], bool],
+    report: VerifyReport,
+) -> None:
+    want = recount_breakdowns(
+        events, counted.persons, periods, rules.breakdowns, stored.breakdown_admitted
+    )
+    for key in sorted(want.admitted):
+        if in_range(key[0], key[1]):
+            have_a = list(stored.breakdown_admitted.get(key, ()))
+            report.drift.append(
+                Drift("breakdown_admitted", ":".join(key), have_a, have_a + want.admitted[key])
+            )
+    want_events: dict[tuple[str, str, str, str], int] = {
+        key: n for key, n in want.events.items() if n
+    }
+    for event_key in sorted(set(want_events) | set(stored.breakdown_events)):
+        if in_range(event_key[0], event_key[1]):
+            have, wanted = stored.breakdown_events.get(event_key, 0), want_events.get(event_key, 0)
+            if have != wanted:
+                report.drift.append(Drift("breakdown", ":".join(event_key), have, wanted))
+    want_users = want.unique_users()
+    for user_key in sorted(set(want_users) | set(stored.breakdown_users)):
+        if in_range("day", user_key[0]):
+            have_u, want_u = stored.breakdown_users.get(user_key, 0), want_users.get(user_key, 0)
+            if have_u != want_u:
+                report.drift.append(Drift("breakdown_users", ":".join(user_key), have_u, want_u))
+
+
+def _compare_members(
+    stored: AggregateSnapshot,
+    expected: dict[tuple[str, str], float],
+    horizon: float | None,
+    report: VerifyReport,
+) -> None:
+    for key in sorted(set(expected) | set(stored.group_members)):
+        have, want = stored.group_members.get(key), expected.get(key)
+        joined = min(t for t in (have, want) if t is not None)
+        if horizon is not None and joined <= horizon:
+            report.not_checked += 1
+        elif have != want:
+            report.drift.append(Drift("group_member", ":".join(key), have, want))
 
 
 def _compare_behavior(
@@ -198,7 +292,14 @@ def verify(
     horizon = now - retention_s if retention_s is not None else None
     rules = store.rules if store.behavioral else None
     report = compare(
-        store.snapshot(), store.iter_raw_events(), periods, horizon, rules, store.stored_links()
+        store.snapshot(),
+        store.iter_raw_events(),
+        periods,
+        horizon,
+        rules,
+        store.stored_links(),
+        # Stores that keep breakdowns say so (the port's `keeps_breakdowns`).
+        breakdowns=bool(getattr(store, "keeps_breakdowns", False)),
     )
     if repair and not report.ok:
         if report.not_checked:
@@ -208,11 +309,32 @@ def verify(
             )
         store.rebuild(store.iter_raw_events())
         report.repaired = True
+        if rules is not None:
+            report.final_periods = final_periods_changed(report.drift, rules, periods, now)
     box = dead_letters if dead_letters is not None else store
     if hasattr(box, "dead_letters") and hasattr(box, "count_dead_letters"):
         # checked by hasattr above: the box has the DeadLetterBox methods
         report.valid_dead_letters = valid_dead_letters(box)  # type: ignore[arg-type]
     return report
+
+
+def final_periods_changed(
+    drift: Sequence[Drift], rules: BehaviorRules, periods: Periods, now: float
+) -> list[str]:
+    """`granularity:period` of the session figures in `drift` whose period was final at `now`
+    (epoch seconds): what a repair that rebuilt them reports it changed, as `forget` does."""
+    kept: tuple[Granularity, ...] = ("hour", "day")  # session figures are kept for these
+    changed = set()
+    for d in drift:
+        granularity, _, period = d.key.partition(":")
+        for g in kept:
+            if (
+                d.what == "sessions"
+                and g == granularity
+                and rules.session_final(periods, g, period, now)
+            ):
+                changed.add(d.key)
+    return sorted(changed)
 
 
 def valid_dead_letters(box: DeadLetterBox, page_size: int = 500) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from behavioral_analytics.settings import DAY, ConfigError, Settings, shaping_env_name
@@ -25,13 +26,17 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
+    from behavioral_analytics.behavior import BehaviorRules
     from behavioral_analytics.broker import Broker
+    from behavioral_analytics.dimensions import Derive
     from behavioral_analytics.store import Store
     from behavioral_analytics.telemetry import MetricsExporter, WorkerMetrics
 
 __all__ = [
+    "behavior_rules",
     "build_api",
     "build_broker",
+    "build_deriver",
     "build_exporter",
     "build_server",
     "build_store",
@@ -136,13 +141,22 @@ def open_configured(settings: Settings) -> tuple[Settings, Store]:
         if reconciled.effective != wanted:
             store.close()
             store = _open_store(settings, reconciled.effective)
-        if reconciled.added_funnels:
+        if reconciled.added_funnels or reconciled.added_dimensions:
             try:
                 store.record_config(reconciled.added_funnels)
             except NotSupported as exc:
                 raise ConfigError(str(exc)) from None
-            names = ", ".join(repr(n) for n in reconciled.added_funnels)
-            _announce(f"funnel {names} added: recorded in the store, counted from its raw events")
+            if reconciled.added_funnels:
+                names = ", ".join(repr(n) for n in reconciled.added_funnels)
+                _announce(
+                    f"funnel {names} added: recorded in the store, counted from its raw events"
+                )
+            if reconciled.added_dimensions:
+                names = ", ".join(repr(n) for n in reconciled.added_dimensions)
+                _announce(
+                    f"breakdown dimension {names} added: recorded in the store, counted from "
+                    "its raw events"
+                )
     except BaseException:
         store.close()
         raise
@@ -190,7 +204,7 @@ def _open_store(settings: Settings, config: StoredConfig) -> Store:
         timezone=config.timezone,
         raw_retention_s=settings.raw_retention_days * DAY,
         dead_letter_retention_s=settings.dead_letter_retention_days * DAY,
-        rules=config.rules(settings.behavior_rules()),
+        rules=config.rules(behavior_rules(settings)),
     )
 
 
@@ -212,7 +226,7 @@ def _firestore_store(settings: Settings, config: StoredConfig) -> Store:
         marker_retention_s=(latest_count_days + 2) * DAY,
         counter_shards=settings.firestore_counter_shards,
         database=settings.firestore_database,
-        rules=config.rules(settings.behavior_rules()),
+        rules=config.rules(behavior_rules(settings)),
         behavior=settings.firestore_behavior,
         dead_letter_retention_s=settings.dead_letter_retention_days * DAY,
     )
@@ -275,6 +289,24 @@ def _no_cloud_monitoring(settings: Settings) -> str:
     return ""
 
 
+def build_deriver(settings: Settings) -> Derive | None:
+    """What sets `$derived` at ingestion (browser, OS, device type, country: the `enrich`
+    adapter over its parsers), or None with BA_DERIVE off."""
+    if not settings.derive:
+        return None
+    from behavioral_analytics.enrich import build_deriver as deriver
+
+    return deriver()
+
+
+def behavior_rules(settings: Settings) -> BehaviorRules:
+    """The settings' behavioral rules with the deriver (`build_deriver`) the worker applies to
+    an event published without the collector."""
+    rules = settings.behavior_rules()
+    derive = build_deriver(settings)
+    return rules if derive is None else replace(rules, derive=derive)
+
+
 def worker_options(settings: Settings, **overrides: Any) -> WorkerOptions:
     """The worker's options from the settings; `overrides` replace single fields."""
     values: dict[str, Any] = {
@@ -282,7 +314,7 @@ def worker_options(settings: Settings, **overrides: Any) -> WorkerOptions:
         "flush_max_events": settings.flush_max_events,
         "ack_deadline_s": settings.ack_deadline_s,
         "limits": settings.limits,
-        "rules": settings.behavior_rules(),
+        "rules": behavior_rules(settings),
     }
     values.update(overrides)
     return WorkerOptions(**values)
@@ -320,6 +352,7 @@ def build_api(settings: Settings, **options: Any) -> FastAPI:
     if settings.backend == "local":
         broker.init()
         store.init()
+    options.setdefault("derive", build_deriver(settings))
     return create_app(settings, broker, store, owns_ports=True, **options)
 
 

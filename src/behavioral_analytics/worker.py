@@ -140,7 +140,10 @@ class Worker:
 
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
         """Process until `stop` is set (then flush what is held and return), or, with
-        `until_idle`, until the subscription has had nothing to deliver for a while.
+        `until_idle`, until every message published before it started is acked (by this
+        worker or another one: new traffic, say from a running `up`, does not keep it going),
+        or, where the broker cannot tell that, until the subscription has had nothing to
+        deliver for a while.
 
         Two stages overlap: a feeder thread pulls and parses the next batch while this thread
         commits the previous one (SQLite and the gRPC clients release the GIL while they wait).
@@ -237,6 +240,7 @@ class Worker:
         flush_at = 0.0
         idle_since: float | None = None
         failures = 0
+        mark = self.broker.backlog_mark() if until_idle else None
         while not stop.is_set():
             now = time.monotonic()
             wait = max(0.0, flush_at - now) if held else _PULL_SLICE_S
@@ -262,14 +266,18 @@ class Worker:
             if held and (len(held) >= opts.flush_max_events or now >= flush_at):
                 self._hand_over(held, out, stop)
                 held = []
-            if until_idle and not got and not held:
-                idle_since = idle_since or now
-                if (
-                    now - idle_since >= opts.idle_after_s
-                    and out.empty()
-                    and not self.broker.backlog()
-                ):
-                    break
+            if until_idle and not held:
+                if mark is not None:
+                    if not self.broker.backlog(through=mark):
+                        break
+                elif not got:
+                    idle_since = idle_since or now
+                    if (
+                        now - idle_since >= opts.idle_after_s
+                        and out.empty()
+                        and not self.broker.backlog()
+                    ):
+                        break
         if held:
             self._hand_over(held, out, stop)
 

@@ -226,8 +226,8 @@ def _truncated_problems(
 
 
 def stored_once_problems(outcome: Outcome) -> list[str]:
-    """Every call but alias and group stored exactly once and as sent; nothing else stored or
-    dead-lettered for the session's people."""
+    """Every call but alias and group (`store_side_problems`) stored exactly once and as sent;
+    nothing else stored or dead-lettered for the session's people."""
     problems: list[str] = []
     by_id: dict[str, list[Event]] = {}
     for event in outcome.events:
@@ -354,10 +354,13 @@ def alias_and_group_answers(outcome: Outcome) -> list[str]:
 
 
 def store_side_problems(outcome: Outcome) -> list[str]:
-    """alias and group stored exactly once (their store-side effect lands with another issue)."""
-    stored: dict[str, int] = {}
+    """alias and group stored exactly once, as the calls they are (`call`, which the store's
+    rules read: `named_calls`): an alias with its `previousId`, a group with its `groupId`
+    and traits as sent. analytics.js picks an alias's `previousId` itself (the current user
+    id), so only its presence is checked."""
+    stored: dict[str, list[Event]] = {}
     for event in outcome.events:
-        stored[event.event_id] = stored.get(event.event_id, 0) + 1
+        stored.setdefault(event.event_id, []).append(event)
     problems = []
     for call, result in zip(outcome.calls, outcome.results, strict=True):
         if call["call"] not in STORE_SIDE_CALLS:
@@ -365,10 +368,34 @@ def store_side_problems(outcome: Outcome) -> list[str]:
         message_id = result.get("messageId")
         if not message_id:
             problems.append(f"{call['call']}: the library reported no message ({result})")
-        elif stored.get(message_id, 0) != 1:
-            problems.append(
-                f"{call['call']} ({message_id}): stored {stored.get(message_id, 0)} times"
-            )
+            continue
+        copies = stored.get(message_id, [])
+        if len(copies) != 1:
+            problems.append(f"{call['call']} ({message_id}): stored {len(copies)} times")
+            continue
+        problems += [f"{call['call']} ({message_id}): {why}" for why in _named(call, copies[0])]
+    return problems
+
+
+def _named(call: dict[str, Any], event: Event) -> list[str]:
+    """What is wrong with the stored `event` of the alias or group `call`."""
+    problems = []
+    if event.call != call["call"]:
+        problems.append(f"stored with call {event.call!r}")
+    if event.id_kind != "message":
+        problems.append(f"stored with id_kind {event.id_kind!r}, not keyed by its messageId")
+    properties = event.properties
+    if call["call"] == "alias":
+        previous = call.get("previousId")
+        if not isinstance(properties.get("previousId"), str):
+            problems.append(f"no previousId: {properties}")
+        elif previous is not None and properties["previousId"] != previous:
+            problems.append(f"previousId {properties['previousId']!r}, sent {previous!r}")
+    else:
+        sent = (call["groupId"], call.get("traits", {}))
+        kept = (properties.get("groupId"), properties.get("traits"))
+        if kept != sent:
+            problems.append(f"groupId and traits {kept!r}, sent {sent!r}")
     return problems
 
 

@@ -32,7 +32,8 @@ __all__ = [
 
 Call = dict[str, Any]
 
-# Calls the collector answers for now; their effect in the store lands with another issue.
+# Calls the store keeps by rules of their own (`named_calls`: an alias links, a group call makes
+# a member): checked by what the store made of them, not as events stored as sent.
 STORE_SIDE_CALLS = ("alias", "group")
 EMOJI_EVENT = "Dev \U0001f469\u200d\U0001f4bb Login"  # woman technologist: ZWJ inside
 PERSIAN = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # "I want": ZWNJ inside

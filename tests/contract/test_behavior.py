@@ -27,10 +27,14 @@ def test_bots_are_kept_flagged_and_counted_apart(make_store: MakeStore) -> None:
     assert store.profile("anonymous:crawler") is None
     [stored] = store.timeline("anonymous:crawler").items
     assert stored.event.properties["$bot"] == "Googlebot"
-    # A minute of bots only: counted apart, no human bucket.
+    # A minute of bots only: counted apart, returned with no human figures (docs/api.md).
     store.commit([ev(3, 600, anon="crawler", user_agent=BOT_AGENT)])
     minute = store.periods.label("minute", DAY_START + 600)  # type: ignore[attr-defined]
-    assert store.series("minute", minute, minute) == []
+    [only_bots] = store.series("minute", minute, minute)
+    assert (only_bots.period, only_bots.total_events, only_bots.events_by_type) == (minute, 0, {})
+    assert (only_bots.unique_users, only_bots.bot_events) == (None, 1)
+    first = store.periods.label("minute", DAY_START)  # type: ignore[attr-defined]
+    assert [p.period for p in store.series("minute")] == [first, minute]
     assert store.snapshot().bot_events["minute", minute] == 1
     assert store.series("day", day, day)[0].bot_events == 2
     assert_recounts(store)

@@ -10,6 +10,8 @@ import json
 from behavioral_analytics.identity import Link
 from behavioral_analytics.store import NewDeadLetter
 from tests.contract.builders import (
+    BOT_AGENT,
+    DAY_START,
     HOUR,
     MakeStore,
     assert_counts,
@@ -136,3 +138,36 @@ def test_forgetting_an_unknown_user_deletes_nothing_but_leaves_a_tombstone(
     # The tombstone is left all the same: what nobody did before the forget stays out.
     assert store.commit([ev(2, 60, user="nobody")]).created == 0
     assert store.commit([ev(3, 86400 + 60, user="nobody")]).created == 1
+
+
+def test_forget_takes_crawler_events_with_whoever_sent_them(make_store: MakeStore) -> None:
+    """docs/behavior.md "Forgetting a user", step 2: a crawler's event counts for no person,
+    so it goes with its sender, whatever link covers its time. a1's crawler event arrives while
+    alice's proposal is a1's only one; bob's earlier proposal then takes a1 (alice's is
+    refused): `forget alice` leaves a1's events. a2, actively linked to alice, loses all of
+    its crawler events, and their redeliveries stay out."""
+    store = make_store(identity_window_s=HOUR)
+    a1_bot = ev(2, 180, anon="a1", user_agent=BOT_AGENT)
+    a2_bots = [
+        ev(5, 30, anon="a2", user_agent=BOT_AGENT),
+        ev(6, 600, anon="a2", user_agent=BOT_AGENT),
+    ]
+    store.commit([ev(1, 120, user="alice", anon="a1", kind="identify")])
+    store.commit([a1_bot])
+    store.commit([ev(3, 60, user="bob", anon="a1", kind="identify")])
+    store.commit([ev(4, 300, user="alice", anon="a2", kind="identify"), *a2_bots])
+    assert {(k.anonymous_id, k.status) for k in store.links("alice")} == {
+        ("a1", "refused"),
+        ("a2", "active"),
+    }
+
+    report = store.forget("alice")
+
+    assert report.persons == ["alice", "anonymous:a2"]
+    kept = {e.key for e in store.iter_raw_events()}
+    assert kept == {a1_bot.key, ev(3, 60, user="bob", anon="a1", kind="identify").key}
+    day = store.periods.label("day", DAY_START)  # type: ignore[attr-defined]
+    assert [p.bot_events for p in store.series("day", day, day)] == [1]
+    result = store.commit([a1_bot, *a2_bots])
+    assert (result.created, result.duplicates, result.forgotten) == (0, 1, 2)
+    assert_matches_remaining(store)

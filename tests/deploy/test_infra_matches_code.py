@@ -10,8 +10,8 @@ and lints cleanly cannot still fail on its first run:
 - from the emulator-backed tests, recorded by tests/gcp/rpc_record.py: every Google API call
   each process makes is allowed by a role Terraform grants its service account
   (tests/deploy/iam_permissions.py), every TTL policy is on a timestamp the code writes, every
-  collection the code gives an `expire_at` has one, and every query the code runs has an
-  index in production.
+  collection the code gives an `expire_at` has one, every query the code runs has an
+  index in production, and every field keyed by breakdown values has its indexes exempted.
 """
 
 from __future__ import annotations
@@ -417,6 +417,38 @@ def test_every_expiring_collection_has_a_ttl_and_no_index_on_it(recording: dict[
         elif override.get("indexes") != []:
             problems.append(f"{collection}.expire_at keeps its single-field index (hot-spots)")
     assert not problems, "\n".join(problems)
+
+
+# Fields keyed or filled by breakdown values (page paths, referrers, property values: up to K
+# per document, a dozen per person and day), read by document id and never queried: each has
+# its single-field indexes exempted, or every value would be an index entry.
+VALUE_FIELDS = {
+    ("breakdowns", "admitted"),
+    ("breakdowns", "events"),
+    ("breakdowns", "users"),
+    ("analytics_aggregates", "breakdown_days"),
+}
+BREAKDOWN_LABELS = {"kind", "granularity", "period", "dimension", "last_updated"}
+
+
+def test_fields_keyed_by_breakdown_values_are_exempt_from_indexing(
+    recording: dict[str, Any],
+) -> None:
+    written = {
+        (collection, field)
+        for role in recording.values()
+        for collection, field, _kind, _ in role["writes"]
+    }
+    assert written >= VALUE_FIELDS, f"not written by the recorded run: {VALUE_FIELDS - written}"
+    unclassified = {
+        field
+        for collection, field in written
+        if collection == "breakdowns" and (collection, field) not in VALUE_FIELDS
+    } - BREAKDOWN_LABELS
+    assert not unclassified, f"breakdowns fields neither labels nor values: {unclassified}"
+    overrides = {(o["collectionGroup"], o["fieldPath"]): o for o in _field_overrides()}
+    indexed = [key for key in sorted(VALUE_FIELDS) if overrides.get(key, {}).get("indexes") != []]
+    assert not indexed, f"value-keyed fields keep their single-field indexes: {indexed}"
 
 
 def _query_served(query: dict[str, Any], spec: dict[str, Any]) -> str | None:

@@ -46,7 +46,12 @@ def test_at_most_one_point_per_series_per_10_s_while_10000_events_flow() -> None
     types = ("page_view", "purchase", "search", "checkout.step_2")
     for batch in range(100):  # 100 batches of 100 events, one every 0.7 s of driven time
         metrics.record_batch(
-            {t: 25 for t in types}, {"not_json": 1}, 2, 0.004 * (batch % 7), lag_s=1.5
+            {t: 25 for t in types},
+            {"not_json": 1},
+            2,
+            0.004 * (batch % 7),
+            lag_s=1.5,
+            forgotten=batch % 2,
         )
         clock.now += 0.7
         time.sleep(0.003)  # let the exporter thread look at the clock
@@ -75,6 +80,7 @@ def test_at_most_one_point_per_series_per_10_s_while_10000_events_flow() -> None
         "events_processed",
         "events_rejected",
         "duplicates",
+        "forgotten",
         "batches",
         "commit_latency",
         "end_to_end_lag",
@@ -86,6 +92,12 @@ def test_at_most_one_point_per_series_per_10_s_while_10000_events_flow() -> None
         if s.metric.type.endswith("events_processed")
     }
     assert processed == {t: 2500 for t in types}
+    dropped = {
+        s.metric.type.removeprefix(METRIC_PREFIX): s.points[0].value.int64_value
+        for s in final
+        if s.metric.type.endswith(("duplicates", "forgotten"))
+    }
+    assert dropped == {"duplicates": 200, "forgotten": 50}
     latency = next(s for s in final if s.metric.type.endswith("commit_latency"))
     assert latency.points[0].value.distribution_value.count == 100
 

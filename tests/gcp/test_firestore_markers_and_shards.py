@@ -8,6 +8,7 @@ from typing import Any
 from google.cloud import firestore
 
 from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.dimensions import DIMENSIONS
 from behavioral_analytics.stores.firestore import FirestoreStore
 from behavioral_analytics.verification import verify
 from behavioral_analytics.wiring import build_store
@@ -52,8 +53,9 @@ def _hour_uniques(store: FirestoreStore) -> int | None:
 def test_markers_live_in_the_profile_and_cost_no_extra_writes(store) -> None:
     events = _events(range(1, 6), 4)  # 5 users, 20 events, one minute
     store.commit(events)
-    # 20 raw events + 5 profiles + minute/hour/day buckets + freshness: no marker documents.
-    assert store.write_ops == 20 + 5 + 3 + 1
+    # 20 raw events + 5 profiles + minute/hour/day buckets + freshness + one breakdown document
+    # per default dimension for the hour and the day: no marker documents.
+    assert store.write_ops == 20 + 5 + 3 + 1 + 2 * len(DIMENSIONS)
     profile = _raw(store).collection("analytics_aggregates").document("user_user_1").get()
     assert profile.get("unique_hours") == {HOUR: True}
     assert profile.get("unique_days") == {DAY: True}
@@ -64,6 +66,7 @@ def test_markers_live_in_the_profile_and_cost_no_extra_writes(store) -> None:
         "analytics_aggregates",
         "pipeline_state",
         "analytics_metadata",
+        "breakdowns",
     }
     assert _hour_uniques(store) == 5
     snapshot = store.snapshot()

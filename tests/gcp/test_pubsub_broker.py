@@ -10,6 +10,7 @@ from behavioral_analytics.broker import BrokerError, OutgoingMessage
 from behavioral_analytics.brokers.failure_log import InMemoryFailureLog
 from behavioral_analytics.brokers.pubsub import PubSubBroker, resource_path
 from behavioral_analytics.wiring import build_broker
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -85,7 +86,8 @@ def test_extend_and_close_give_back_unclaimed(settings_for) -> None:
     broker.publish([OutgoingMessage(f"{i}".encode()) for i in range(5)])
     held = _pull_all(broker, 1)
     broker.extend([d.ack_id for d in held], 30)
-    time.sleep(0.5)  # the other four are queued in the broker, unclaimed
+    assert isinstance(broker, PubSubBroker)
+    wait_until(lambda: broker.queued() == 4, 30, "the other four queued in the broker, unclaimed")
     started = time.monotonic()
     broker.close()
     assert time.monotonic() - started < 8
@@ -93,7 +95,7 @@ def test_extend_and_close_give_back_unclaimed(settings_for) -> None:
     # hands nacked messages of a closed stream to synchronous pulls, not to a new stream.)
     client = pubsub_v1.SubscriberClient()
     back: list[bytes] = []
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while len(back) < 4 and time.monotonic() < deadline:
         try:
             response = client.pull(

@@ -17,27 +17,11 @@ from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import parse_funnels
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.store import Store
-from tests.reference.model import Reference, is_bot, label
+from tests.reference.model import Reference, label
 from tests.reference.streams import FUNNEL_JSON, Stream
 
 USERS = ["u1", "u2", "u3"]
 
-# Disagreements found and reported, each held by a targeted test of its own
-# (test_known_disagreements.py); the generated comparison leaves them out so that it keeps
-# finding new ones.
-BOT_ONLY_PERIODS_HIDDEN = True
-# Fault kind 8 of issue #16 (being fixed): periods left with no event after a forget are still
-# returned, with zero figures. While it is, the comparison skips store periods whose figures
-# are all zero; test_known_disagreements.py holds the rule.
-ZERO_PERIODS_SKIPPED = False
-# The store marks session periods final about a day later than docs/behavior.md's formula
-# (reported; held by test_known_disagreements.py). The comparison checks only that a store
-# never calls final a period the formula does not.
-FINAL_ONE_SIDED = False
-# After a `forget`, which crawler events of the forgotten anonymous ids remain differs between
-# the stores and the reference (KNOWN_DISAGREEMENTS.md 3 and 4): while it is open, `bot_events`
-# are not compared on streams with a forget, nor the commit counts of batches holding them.
-CRAWLERS_AFTER_FORGET_COMPARED = False
 ACTORS = [*USERS, "anonymous:a1", "anonymous:a2"]
 
 
@@ -86,12 +70,7 @@ def drive(stream: Stream, make: Callable[[BehaviorRules, Clock], Store]) -> list
                 if len(set(arg)) < len(arg):  # QUESTIONS.md 16: a copy of a dropped event
                     got = (got[0], got[1] + got[2], 0)
                     want = (want[0], want[1] + want[2], 0)
-                after_forget = any(o == "forget" for o, _ in stream.plan)
-                if got != want and (
-                    CRAWLERS_AFTER_FORGET_COMPARED
-                    or not after_forget
-                    or not any(is_bot(stream.events[i]) for i in arg)
-                ):
+                if got != want:
                     counts.append(f"commit {arg}: reference {want} store {got}")
             elif op == "forget":
                 store.forget(arg)
@@ -114,7 +93,6 @@ def compare(stream: Stream, store: Store, ref: Reference) -> list[str]:
             label(stream.later + 86400, granularity, zone)[0],
         )
 
-    crawlers = CRAWLERS_AFTER_FORGET_COMPARED or all(op != "forget" for op, _ in stream.plan)
     want: list[tuple[str, int, Any]]
     got: list[tuple[str, Any]]
     for granularity in ("minute", "hour", "day"):
@@ -122,10 +100,9 @@ def compare(stream: Stream, store: Store, ref: Reference) -> list[str]:
             (
                 p.label,
                 p.fold,
-                (p.total_events, p.events_by_type, p.unique_users, p.bot_events if crawlers else 0),
+                (p.total_events, p.events_by_type, p.unique_users, p.bot_events),
             )
             for p in ref.series(granularity)
-            if p.total_events or not BOT_ONLY_PERIODS_HIDDEN
         ]
         got = [
             (
@@ -134,12 +111,10 @@ def compare(stream: Stream, store: Store, ref: Reference) -> list[str]:
                     p.total_events,
                     _nonzero(p.events_by_type),
                     p.unique_users,
-                    p.bot_events if crawlers else 0,
+                    p.bot_events,
                 ),
             )
             for p in store.series(granularity, *span(granularity))
-            if p.total_events
-            or not (ZERO_PERIODS_SKIPPED or (BOT_ONLY_PERIODS_HIDDEN and p.bot_events))
         ]
         problems += _periods(f"series {granularity}", want, got)
     now = stream.read_at
@@ -156,11 +131,6 @@ def compare(stream: Stream, store: Store, ref: Reference) -> list[str]:
             for p in store.session_series(cast(Granularity, granularity), *span(granularity))
             if p.stats.sessions
         ]
-        if FINAL_ONE_SIDED and len(want) == len(got):
-            got = [
-                (g[0], (*g[1][:4], w[2][4] if w[2][4] and not g[1][4] else g[1][4]))
-                for w, g in zip(want, got, strict=True)
-            ]
         problems += _periods(f"sessions {granularity}", want, got)
     for funnel in stream.rules.funnels:
         want_days = ref.funnel(funnel.name)

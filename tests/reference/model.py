@@ -109,23 +109,39 @@ class Reference:
         """Store each event whose identity is new, unless a tombstone drops it; (created,
         duplicates, forgotten) as docs/behavior.md "Forgetting a user" counts them."""
         created = duplicates = forgotten = 0
-        for event in events:
+        events = list(events)
+        owner = self.owners_with(events)
+        for i, event in enumerate(events):
             identity = event_identity(event)
             if identity in self.events:
                 duplicates += 1
-            elif self.dropped_by_tombstone(event):
+            elif self.dropped_by_tombstone(event, owner[i]):
                 forgotten += 1
             else:
                 self.events[identity] = event
                 created += 1
         return created, duplicates, forgotten
 
-    def dropped_by_tombstone(self, event: Event) -> bool:
-        """docs/behavior.md, Forgetting: an event of a forgotten person dated up to the
-        tombstone is dropped. Q12: "of theirs" is read as the event's own actor (its user id,
-        else its anonymous id), not the person it would count for."""
-        limit = self.tombstones.get(actor(event))
-        return limit is not None and event.timestamp <= limit
+    def owners_with(self, batch: Sequence[Event]) -> list[str]:
+        """Whom each event of `batch` would count for, were it stored with the stored events
+        and the rest of the batch (identity links from all of them)."""
+        events = dict(self.events)
+        ids = []
+        for i, event in enumerate(batch):
+            identity = event_identity(event)
+            if identity not in events:
+                identity = ("batch", i)
+                events[identity] = event
+            ids.append(identity)
+        owner = self.attribution(self.links(events), events)
+        return [owner[identity] for identity in ids]
+
+    def dropped_by_tombstone(self, event: Event, person: str) -> bool:
+        """docs/behavior.md "Forgetting a user", step 6: an event is dropped when its sender
+        (its user id, else `anonymous:ID`) or `person`, whom it counts for, has a tombstone
+        dated at or after the event (Q12)."""
+        limits = [self.tombstones.get(actor(event)), self.tombstones.get(person)]
+        return any(limit is not None and event.timestamp <= limit for limit in limits)
 
     def forget(self, user: str, now: float) -> None:
         """docs/behavior.md "Forgetting a user" for a user id."""
@@ -134,32 +150,30 @@ class Reference:
             link.anonymous_id for link in links if link.user_id == user and link.status == "active"
         }
         owner = self.attribution(links)
-        doomed: list[tuple[Any, ...]] = []
+        # Step 1: who is forgotten. Step 2: a human event goes with whom it counts for, a
+        # crawler's with its sender (Q13).
+        forgotten = [user, *(f"anonymous:{a}" for a in sorted(linked_anons))]
+        doomed: dict[tuple[Any, ...], str] = {}
         for identity, event in self.events.items():
-            person = owner[identity]
-            if person == user:
-                doomed.append(identity)
-            elif event.user_id is None and event.anonymous_id in linked_anons:
-                # Q13: with relinking, a human anonymous event counted for another user stays;
-                # crawlers' events count for nobody, so they go with the anonymous id.
-                stays = self.rules.allow_relink and not person.startswith("anonymous:")
-                if not stays or is_bot(event):
-                    doomed.append(identity)
-        newest = max((self.events[i].timestamp for i in doomed), default=now)
-        stamp = max(now, newest)  # Q14: one tombstone time for the user and their ids
+            goes_with = actor(event) if is_bot(event) else owner[identity]
+            if goes_with in forgotten:
+                doomed[identity] = goes_with
+        # Step 1 again: each forgotten person's tombstone is the forget's time, or the newest
+        # of their deleted events' when it is later (Q14).
+        for who in forgotten:
+            stamp = max([now, *(self.events[i].timestamp for i, p in doomed.items() if p == who)])
+            self.tombstones[who] = max(self.tombstones.get(who, stamp), stamp)
         for identity in doomed:
             del self.events[identity]
-        for who in [user, *(f"anonymous:{a}" for a in linked_anons)]:
-            self.tombstones[who] = max(self.tombstones.get(who, stamp), stamp)
 
     # -- identity --------------------------------------------------------------------------
 
-    def links(self) -> list[RefLink]:
+    def links(self, events: Mapping[tuple[Any, ...], Event] | None = None) -> list[RefLink]:
         """Every proposal with its status (docs/behavior.md "Identity"): per anonymous id,
         the earliest (time, key) proposal is active; later ones for the same user are
         duplicates; for another user refused, or with relinking the first per user active."""
         proposals: dict[str, list[Event]] = defaultdict(list)
-        for event in self.events.values():
+        for event in (self.events if events is None else events).values():
             if is_bot(event):
                 continue  # Q9: a crawler's identify proposes no link
             if event.event_type == "identify" and event.user_id and event.anonymous_id:
@@ -181,7 +195,11 @@ class Reference:
                 out.append(RefLink(anon, user, event.timestamp, event.key, status))
         return out
 
-    def attribution(self, links: Sequence[RefLink] | None = None) -> dict[tuple[Any, ...], str]:
+    def attribution(
+        self,
+        links: Sequence[RefLink] | None = None,
+        events: Mapping[tuple[Any, ...], Event] | None = None,
+    ) -> dict[tuple[Any, ...], str]:
         """Who each stored event counts for (docs/behavior.md "Identity"): its user id; else,
         with the anonymous id's active links ordered by (time, key), the user of the last link
         made at or before the event; else, if the event is at or after the first link's time
@@ -196,7 +214,7 @@ class Reference:
             found.sort(key=lambda k: (k.linked_at, k.event_key))
         owner: dict[tuple[Any, ...], str] = {}
         window = self.rules.identity_window_s
-        for identity, event in self.events.items():
+        for identity, event in (self.events if events is None else events).items():
             if event.user_id is not None:
                 owner[identity] = event.user_id
                 continue
@@ -324,8 +342,9 @@ class Reference:
 
     def funnel(self, name: str) -> dict[str, list[int]]:
         """day → users reaching each step (docs/behavior.md "Funnels"): entries on step-1
-        events; from each, greedily the earliest later event matching the next step within
-        the window of the entry; a person counts once per day at their furthest step."""
+        events; from each, greedily the earliest later event — after the previous step's in
+        (time, key) order — matching the next step within the window of the entry
+        (inclusive); a person counts once per day at their furthest step."""
         funnel = next(f for f in self.rules.funnels if f.name == name)
         zone = ZoneInfo(self.rules.timezone)
         per_person: dict[str, list[Event]] = defaultdict(list)
@@ -343,8 +362,7 @@ class Reference:
                         (
                             j
                             for j in range(last + 1, len(events))
-                            if events[j].timestamp > events[last].timestamp
-                            and events[j].timestamp - entry.timestamp <= funnel.window_s
+                            if events[j].timestamp - entry.timestamp <= funnel.window_s
                             and matches(step, events[j])
                         ),
                         None,

@@ -181,31 +181,25 @@ def test_case_8_forget_leaves_no_empty_period_and_counts_drops() -> None:
     assert run(stream) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="disagreement found by the differential tests (KNOWN_DISAGREEMENTS.md 1): "
-    "a period with only crawler events is not returned by `series` (on either store: the "
-    "contract suite holds that today; the docs must decide)",
-)
-def test_a_period_of_crawlers_only_is_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_period_of_crawlers_only_is_returned() -> None:
+    """KNOWN_DISAGREEMENTS.md 1 (settled) and docs/api.md `/v1/series`: a period whose only
+    events are crawlers' comes back with `total_events` 0 and `bot_events` n."""
     t0 = at("2026-11-01T10:00:00")
     stream = stream_of(
-        [{"anonymous_id": "a1", "timestamp": t0, "properties": {"user_agent": BOT_AGENT}}]
+        [
+            {"anonymous_id": "a1", "timestamp": t0, "properties": {"user_agent": BOT_AGENT}},
+            {"anonymous_id": "a1", "timestamp": t0 + 60, "properties": {"user_agent": BOT_AGENT}},
+            {"user_id": "u1", "timestamp": t0 + 3600},
+        ]
     )
-    assert [(p.label, p.bot_events) for p in reference_of(stream).series("hour")] == [
-        ("2026-11-01-10", 1)
+    hours = [
+        (p.label, p.total_events, p.unique_users, p.bot_events)
+        for p in reference_of(stream).series("hour")
     ]
-    from tests.reference import differential
-
-    monkeypatch.setattr(differential, "BOT_ONLY_PERIODS_HIDDEN", False)
+    assert hours == [("2026-11-01-10", 0, 0, 2), ("2026-11-01-11", 1, 1, 0)]
     assert run(stream) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="disagreement found by the differential tests (KNOWN_DISAGREEMENTS.md 2): two "
-    "copies of one Segment messageId in one batch: the store keeps the last, not the first",
-)
 def test_first_copy_in_a_batch_wins() -> None:
     received = at("2026-11-02T00:00:00")
     call = {

@@ -22,9 +22,6 @@ from hypothesis import HealthCheck, example, given, settings
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.store import Store
 from behavioral_analytics.stores.sqlite import SQLiteStore
-
-# The emulator fixture, visible to this module's tests.
-from tests.reference import differential
 from tests.reference.differential import Clock, drive
 from tests.reference.streams import (
     BOT_AGENT,
@@ -95,6 +92,19 @@ RELINK_FORGET = stream_of(
     batches=[[5, 4], [3, 2, 1, 0]],
 )
 RELINK_FORGET.plan += [("forget", "u1"), ("commit", [0, 4, 5])]
+# KNOWN_DISAGREEMENTS.md 4: a1's crawler event arrives while u1's proposal is active; u2's
+# earlier one arrives next and takes a1 (u1's is refused). `forget u1` leaves a1's events (a1
+# is someone else's), so the crawler event's redelivery is a duplicate.
+REFUSED_FORGET = stream_of(
+    [
+        {"user_id": "u1", "anonymous_id": "a1", "event_type": "identify", "timestamp": T0 + 120},
+        {"anonymous_id": "a1", "timestamp": T0 + 180, "properties": BOT},
+        {"user_id": "u2", "anonymous_id": "a1", "event_type": "identify", "timestamp": T0 + 60},
+        {"anonymous_id": "a1", "timestamp": T0 + 240},
+    ],
+    identity_window_s=7200.0,
+)
+REFUSED_FORGET.plan += [("forget", "u1"), ("commit", [1, 3])]
 FALL_BACK = stream_of(
     [
         {"user_id": "u1", "timestamp": T0},
@@ -115,6 +125,8 @@ FALL_BACK = stream_of(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @example(stream=FALL_BACK)
+@example(stream=RELINK_FORGET)
+@example(stream=REFUSED_FORGET)
 @given(stream=streams(most=15))
 def test_firestore_matches_the_reference(
     stream: Stream,
@@ -142,23 +154,13 @@ def test_firestore_matches_the_reference(
         emulators.wipe_firestore(name)
 
 
-@pytest.mark.gcp
-@pytest.mark.xfail(
-    strict=True,
-    reason="stores disagree (tests/reference/KNOWN_DISAGREEMENTS.md 3): with relinking, "
-    "forget keeps on Firestore a crawler event of the anonymous id that SQLite deletes",
-)
-def test_firestore_forget_with_relinking_and_crawlers(
-    emulators: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(differential, "CRAWLERS_AFTER_FORGET_COMPARED", True)
-    test_firestore_matches_the_reference.hypothesis.inner_test(
-        stream=RELINK_FORGET, emulators=emulators, monkeypatch=monkeypatch
-    )
-
-
-def test_sqlite_forget_with_relinking_and_crawlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SQLite side of KNOWN_DISAGREEMENTS.md 3: it agrees with the reference."""
-    monkeypatch.setattr(differential, "CRAWLERS_AFTER_FORGET_COMPARED", True)
+def test_sqlite_forget_with_relinking_and_crawlers() -> None:
+    """KNOWN_DISAGREEMENTS.md 3 (settled): an actively linked anonymous id's crawler events
+    all go with it, even one that another user's link covers."""
     sqlite(RELINK_FORGET)
+
+
+def test_sqlite_forget_keeps_the_crawlers_of_a_refused_anonymous_id() -> None:
+    """KNOWN_DISAGREEMENTS.md 4 (settled): crawler events go with who sent them, not with
+    whom an identity link once gave them to."""
+    sqlite(REFUSED_FORGET)

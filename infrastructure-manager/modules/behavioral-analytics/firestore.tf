@@ -78,12 +78,20 @@ locals {
   #   whole collection (verify) goes by document id, which needs no index.
   # - user_events.properties: a map of arbitrary client keys; indexing each
   #   sub-field costs index entries and writes for queries nobody makes.
+  # - breakdowns.admitted, .events, .users and analytics_aggregates.breakdown_days: the
+  #   breakdowns' values (page paths, referrers, property values) as map keys and array
+  #   items, up to K per document and a dozen per person and day; read by document id,
+  #   never queried, so their per-key index entries would be paid for nothing.
   firestore_field_overrides = {
     user_events_expire_at    = { collection = "user_events", field = "expire_at", ttl = true }
     user_events_timestamp    = { collection = "user_events", field = "timestamp", ttl = false }
     user_events_received_at  = { collection = "user_events", field = "received_at", ttl = false }
     user_events_processed_at = { collection = "user_events", field = "processed_at", ttl = false }
     user_events_properties   = { collection = "user_events", field = "properties", ttl = false }
+    person_breakdown_days    = { collection = "analytics_aggregates", field = "breakdown_days", ttl = false }
+    breakdowns_admitted      = { collection = "breakdowns", field = "admitted", ttl = false }
+    breakdowns_events        = { collection = "breakdowns", field = "events", ttl = false }
+    breakdowns_users         = { collection = "breakdowns", field = "users", ttl = false }
     dead_letters_expire_at   = { collection = "dead_letters", field = "expire_at", ttl = true }
     # The Pub/Sub broker's per-message failure reasons (brokers/failure_log.py): written on
     # each failed delivery, read when the message is dead-lettered, kept past the

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from behavioral_analytics import __version__
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.api import behavior, collector, dashboard, docs, ops, query
+from behavioral_analytics.api import behavior, collector, dashboard, docs, ops, query, retention
 from behavioral_analytics.api.auth import KeyPolicy
 from behavioral_analytics.api.cache import TTLCache
 from behavioral_analytics.api.loopback_guard import LoopbackGuard
@@ -34,6 +34,7 @@ from behavioral_analytics.api.responses import (
 )
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import Broker, BrokerError
+from behavioral_analytics.dimensions import Derive
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store, StoreError
 from behavioral_analytics.telemetry import log
@@ -60,10 +61,12 @@ def create_app(
     owns_ports: bool = False,
     cache_ttl_s: float = 1.0,
     clock: Callable[[], float] = time.time,
+    derive: Derive | None = None,
 ) -> FastAPI:
     """The API on the given ports (`wiring.build_api` builds them from the settings).
 
-    With `owns_ports`, the ports are closed at shutdown. Raises ConfigError when keys are
+    With `owns_ports`, the ports are closed at shutdown. `derive` sets each accepted event's
+    `$derived` (docs/breakdowns.md); None derives nothing. Raises ConfigError when keys are
     missing and `settings.api_host` is not a loopback address.
     """
     policy = KeyPolicy.from_settings(settings)
@@ -80,6 +83,7 @@ def create_app(
         periods=Periods(settings.timezone),
         publisher=GroupPublisher(broker),
         clock=clock,
+        derive=derive,
     )
 
     @asynccontextmanager
@@ -141,6 +145,7 @@ def create_app(
     app.include_router(ingest_routes)
     app.include_router(query.router(state))
     app.include_router(behavior.router(state))
+    app.include_router(retention.router(state))
     app.include_router(dashboard.router(state))
     app.include_router(ops.router(state))
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")

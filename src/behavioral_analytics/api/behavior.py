@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
 
-from behavioral_analytics.api.query import Who, check_order, resolve_period
+from behavioral_analytics.api.query import Who
+from behavioral_analytics.api.ranges import Compare, check_order, compared, resolve_period
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.store import NotSupported, StoreError
@@ -68,19 +69,22 @@ def router(state: ApiState) -> APIRouter:
             Query(alias="from", max_length=64, description="Period label or time; default: 30 d"),
         ] = None,
         to: Bound = None,
+        compare: Compare = False,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
         first, last = bounds(granularity, from_, to)
-        points = await state.read(
-            ("sessions", granularity, first, last),
-            supported(lambda: store.session_series(granularity, first, last)),
-        )
+
+        async def load(start: str, end: str) -> dict[str, Any]:
+            points = await state.read(
+                ("sessions", granularity, start, end),
+                supported(lambda: store.session_series(granularity, start, end)),
+            )
+            return {"points": [p.to_dict() for p in points]}
+
         return {
             "granularity": granularity,
-            "from": first,
-            "to": last,
             "timezone": state.periods.timezone,
-            "points": [p.to_dict() for p in points],
+            **await compared(first, last, granularity, state.periods, compare, load),
             "freshness": await state.freshness(),
         }
 
@@ -96,23 +100,28 @@ def router(state: ApiState) -> APIRouter:
         name: Annotated[str, Path(min_length=1, max_length=100)],
         from_: DayFrom = None,
         to: Bound = None,
+        compare: Compare = False,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
         definition = store.rules.funnel(name) if store.rules else None
         if definition is None:
             raise ApiError(404, "not_found", f"no funnel named {name[:100]!r}")
         first, last = bounds("day", from_, to)
-        try:
-            days = await state.read(
-                ("funnel", name, first, last), supported(lambda: store.funnel(name, first, last))
-            )
-        except StoreError as exc:
-            raise ApiError(400, "invalid_funnel", str(exc)) from None
+
+        async def load(start: str, end: str) -> dict[str, Any]:
+            try:
+                days = await state.read(
+                    ("funnel", name, start, end),
+                    supported(lambda: store.funnel(name, start, end)),
+                )
+            except StoreError as exc:
+                raise ApiError(400, "invalid_funnel", str(exc)) from None
+            return {"days": [d.to_dict() for d in days]}
+
         return {
             "funnel": definition.to_dict(),
-            "from": first,
-            "to": last,
-            "days": [d.to_dict() for d in days],
+            "timezone": state.periods.timezone,
+            **await compared(first, last, "day", state.periods, compare, load),
             "freshness": await state.freshness(),
         }
 

@@ -26,7 +26,6 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -67,7 +66,6 @@ from behavioral_analytics.telemetry import log
 __all__ = [
     "MAX_EVENTS_PER_REQUEST",
     "MAX_REQUEST_BYTES",
-    "CollectorDeadLetter",
     "IngestFastPath",
     "router",
     "routes",
@@ -77,20 +75,6 @@ MAX_REQUEST_BYTES = 500 * 1024
 MAX_EVENTS_PER_REQUEST = 2000
 
 _decoder = msgspec.json.Decoder()
-
-
-@dataclass(frozen=True, slots=True)
-class CollectorDeadLetter(NewDeadLetter):
-    """A call the collector rejected. Its fingerprint is the call's (`segment`'s
-    `dead_letter_fingerprint`: without `sentAt`, `_metadata` and `writeKey`), not the time of
-    the request, so a retried request records its rejected calls once."""
-
-    retry_fingerprint: str = ""
-
-    @property
-    def fingerprint(self) -> str:
-        # typeshed does not know a property object has `fget`
-        return self.retry_fingerprint or NewDeadLetter.fingerprint.fget(self)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,6 +272,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
                 limits=limits,
                 ordering=state.settings.ordering,
                 truncate_ips=truncate_ips,
+                derive=state.derive,
             )
             if outcome is None:
                 payload, lenient = decode_body(body)
@@ -300,6 +285,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
                 limits=limits,
                 truncate_ips=truncate_ips,
                 repair_surrogates=lenient,
+                derive=state.derive,
             )
             outcome = Outcome.of(prepared, ordering=state.settings.ordering)
         if outcome.data:
@@ -344,7 +330,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         for _, rejection, original in outcome.rejected:
             fingerprint = dead_letter_fingerprint(original, rejection.reason)
             letters.append(
-                CollectorDeadLetter(
+                NewDeadLetter(
                     reason=rejection.reason,
                     detail=rejection.detail,
                     data=encode_original(original),

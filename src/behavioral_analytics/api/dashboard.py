@@ -5,20 +5,35 @@
 first: the composite `(event_type, timestamp desc)` index serves them on Firestore, where
 `user_events` has no single-field `timestamp` index. The whole document is cached for the TTL
 with a single flight, so any number of open dashboards cost the same store reads as one.
+
+The breakdown panels (pages, sources, campaigns, devices, browsers, systems, countries) poll a
+second document, `/v1/dashboard/breakdowns`, for the range the page's picker names (`from`,
+`to`, `compare`: days in the reporting zone, default the last 7): one breakdown read per
+configured panel dimension and range, cached the same way; no panels on a store that keeps no
+breakdowns.
 """
 
 from __future__ import annotations
 
 import heapq
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from behavioral_analytics.api.query import active_users_now
+from behavioral_analytics.api.ranges import Compare, check_order, compared, resolve_period
 from behavioral_analytics.api.state import ApiState, freshness_body
-from behavioral_analytics.store import FunnelDay, Store, StoredEvent
+from behavioral_analytics.breakdown_report import known_dimensions, summarize
+from behavioral_analytics.store import (
+    BreakdownPoint,
+    FunnelDay,
+    NotSupported,
+    Store,
+    StoredEvent,
+)
 
 __all__ = ["STATIC_DIR", "build_dashboard", "router"]
 
@@ -28,6 +43,21 @@ RECENT_TYPES = 6
 RECENT_EVENTS = 20
 _MAX_PROPERTIES = 6
 _MAX_TEXT = 80
+# The breakdown panels, in page order (those the store keeps are shown).
+PANEL_DIMENSIONS = (
+    "page",
+    "referrer",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "device",
+    "browser",
+    "os",
+    "country",
+)
+PANEL_VALUES = 10
+PANEL_DAYS = 7
+DayBound = Annotated[str | None, Query(max_length=64, description="Day label or time")]
 
 # No inline script or style, nothing from another origin.
 _PAGE_HEADERS = {
@@ -50,6 +80,53 @@ def router(state: ApiState) -> APIRouter:
         state.policy.require_read(request)
         body = await state.read(("dashboard",), lambda: build_dashboard(state))
         return {**body, "active_users": await active_users_now(state)}
+
+    @routes.get(
+        "/v1/dashboard/breakdowns",
+        summary="The dashboard's breakdown panels over a range of days",
+    )
+    async def panels(
+        request: Request,
+        from_: Annotated[
+            str | None,
+            Query(alias="from", max_length=64, description="Day label or time; default: 7 days"),
+        ] = None,
+        to: DayBound = None,
+        compare: Compare = False,
+    ) -> dict[str, Any]:
+        state.policy.require_read(request)
+        periods = state.periods
+        now = state.clock()
+        last = resolve_period(to, "day", periods, end=True) if to else periods.label("day", now)
+        first = (
+            resolve_period(from_, "day", periods)
+            if from_
+            else (date.fromisoformat(last) - timedelta(days=PANEL_DAYS - 1)).isoformat()
+        )
+        check_order(first, last, periods, "day")
+        dimensions = [d for d in PANEL_DIMENSIONS if d in known_dimensions(state.store.rules)]
+
+        def read(start: str, end: str) -> dict[str, list[BreakdownPoint]]:
+            try:
+                return {d: state.store.breakdown(d, "day", start, end) for d in dimensions}
+            except NotSupported:
+                return {}
+
+        async def load(start: str, end: str) -> dict[str, Any]:
+            found = await state.read(("dashboard-breakdowns", start, end), lambda: read(start, end))
+            return {
+                "panels": {
+                    dimension: summarize(points, "day", start, end, PANEL_VALUES).to_dict()
+                    for dimension, points in found.items()
+                }
+            }
+
+        return {
+            "timezone": periods.timezone,
+            "dimensions": dimensions,
+            **await compared(first, last, "day", periods, compare, load),
+            "freshness": await state.freshness(),
+        }
 
     return routes
 

@@ -2,6 +2,9 @@
 active users and dead letters. Every answer carries the read model's `freshness`.
 
 The Store port is the only data access; reads go through the shared TTL cache.
+
+Bounds and `compare=true` are read by `ranges`; the breakdown route (`breakdowns`) is included
+here.
 """
 
 from __future__ import annotations
@@ -10,13 +13,20 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
-from behavioral_analytics.aggregation import Granularity, Periods
+from behavioral_analytics.aggregation import Granularity
+from behavioral_analytics.api import breakdowns
+from behavioral_analytics.api.ranges import Compare, check_order, compared, resolve_period
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
-from behavioral_analytics.period_bounds import PeriodError, resolve_bound, resolve_range
-from behavioral_analytics.store import InvalidCursor, Page
+from behavioral_analytics.breakdown_report import (
+    FilterError,
+    filtered_series,
+    known_dimensions,
+    parse_filter,
+)
+from behavioral_analytics.store import BreakdownPoint, InvalidCursor, NotSupported, Page
 
-__all__ = ["DEFAULT_WINDOWS_S", "check_order", "resolve_period", "router"]
+__all__ = ["DEFAULT_WINDOWS_S", "active_users_now", "router"]
 
 # The range of /v1/series when `from` is not given.
 DEFAULT_WINDOWS_S: dict[str, float] = {"minute": 3600.0, "hour": 48 * 3600.0, "day": 30 * 86400.0}
@@ -26,25 +36,6 @@ Cursor = Annotated[
     str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
 ]
 Who = Annotated[str, Path(min_length=1, max_length=300, description="User id (or anonymous:ID)")]
-
-
-def resolve_period(
-    value: str, granularity: Granularity, periods: Periods, *, end: bool = False
-) -> str:
-    """A `from`/`to` bound → the label it stands for (rules: `period_bounds`); `end` for `to`.
-    Raises ApiError 400 `invalid_period`."""
-    try:
-        return resolve_bound(value, granularity, periods, end=end)
-    except PeriodError as exc:
-        raise ApiError(400, exc.code, exc.detail) from None
-
-
-def check_order(first: str, last: str, periods: Periods, granularity: Granularity) -> None:
-    """Raises ApiError 400 `invalid_range` when `first` comes after `last`."""
-    try:
-        resolve_range(first, last, granularity, periods)
-    except PeriodError as exc:
-        raise ApiError(400, exc.code, exc.detail) from None
 
 
 def _page(page: Page[Any]) -> dict[str, Any]:
@@ -115,8 +106,18 @@ def router(state: ApiState) -> APIRouter:
         type: Annotated[
             str | None, Query(max_length=128, description="Only this event type")
         ] = None,
+        compare: Compare = False,
+        filter: Annotated[
+            str | None,
+            Query(
+                max_length=400,
+                description="DIMENSION:VALUE: only events with this breakdown value "
+                "(hour and day series)",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
+        narrowed = None if filter is None else _series_filter(filter, granularity, type)
         now = state.clock()
         periods = state.periods
         end = (
@@ -130,26 +131,65 @@ def router(state: ApiState) -> APIRouter:
             else periods.label(granularity, now - DEFAULT_WINDOWS_S[granularity])
         )
         check_order(start, end, periods, granularity)
-        points = await state.read(
-            ("series", granularity, start, end), lambda: store.series(granularity, start, end)
-        )
-        items = []
-        for point in points:
-            item = point.to_dict()
-            if type is not None:
-                count = point.events_by_type.get(type, 0)
-                item["total_events"] = count
-                item["events_by_type"] = {type: count} if count else {}
-                item["unique_users"] = None  # not kept per type
-            items.append(item)
+
+        async def load(first: str, last: str) -> dict[str, Any]:
+            if narrowed is not None:
+                dimension, value = narrowed
+                found = await state.read(
+                    ("breakdown", dimension, granularity, first, last),
+                    lambda: _breakdown(dimension, granularity, first, last),
+                )
+                return {"points": [p.to_dict() for p in filtered_series(found, value)]}
+            points = await state.read(
+                ("series", granularity, first, last),
+                lambda: store.series(granularity, first, last),
+            )
+            items = []
+            for point in points:
+                item = point.to_dict()
+                if type is not None:
+                    count = point.events_by_type.get(type, 0)
+                    item["total_events"] = count
+                    item["events_by_type"] = {type: count} if count else {}
+                    item["unique_users"] = None  # not kept per type
+                items.append(item)
+            return {"points": items}
+
+        body: dict[str, Any] = {"granularity": granularity, "timezone": periods.timezone}
+        if narrowed is not None:
+            body["filter"] = {"dimension": narrowed[0], "value": narrowed[1]}
         return {
-            "granularity": granularity,
-            "from": start,
-            "to": end,
-            "timezone": periods.timezone,
-            "points": items,
+            **body,
+            **await compared(start, end, granularity, periods, compare, load),
             "freshness": await state.freshness(),
         }
+
+    def _breakdown(
+        dimension: str, granularity: Granularity, first: str, last: str
+    ) -> list[BreakdownPoint]:
+        try:
+            return store.breakdown(dimension, granularity, first, last)
+        except NotSupported as exc:
+            raise ApiError(501, "not_supported", str(exc)) from None
+
+    def _series_filter(text: str, granularity: str, type: str | None) -> tuple[str, str]:
+        if granularity == "minute":
+            raise ApiError(
+                400,
+                "invalid_filter",
+                "a filter applies to hour and day series (breakdowns are not kept per minute)",
+            )
+        if type is not None:
+            raise ApiError(
+                400,
+                "invalid_filter",
+                "a filter with an event type would need the raw events: "
+                "use the event_type dimension alone, or one filter",
+            )
+        try:
+            return parse_filter(text, known_dimensions(store.rules))
+        except FilterError as exc:
+            raise ApiError(400, "invalid_filter", str(exc)) from None
 
     @routes.get("/v1/top-event-types", summary="Event types of one period, most frequent first")
     async def top_event_types(
@@ -197,6 +237,7 @@ def router(state: ApiState) -> APIRouter:
         body["total"] = await state.read(("dead_letter_count",), store.count_dead_letters)
         return body
 
+    routes.include_router(breakdowns.router(state))
     return routes
 
 

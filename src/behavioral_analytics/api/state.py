@@ -17,6 +17,7 @@ from behavioral_analytics.api.metrics import ApiMetrics
 from behavioral_analytics.api.publisher import GroupPublisher
 from behavioral_analytics.api.ratelimit import RateLimiter
 from behavioral_analytics.broker import Broker
+from behavioral_analytics.dimensions import Derive
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Freshness, Store
 
@@ -38,6 +39,8 @@ class ApiState:
     publisher: GroupPublisher
     clock: Callable[[], float] = time.time
     health: PassiveHealth = field(default_factory=PassiveHealth)
+    # Sets each accepted event's `$derived` (wiring builds it); None: the collector derives none.
+    derive: Derive | None = None
 
     async def read(self, key: Any, load: Callable[[], T]) -> T:
         """A store read through the shared TTL cache, off the event loop."""

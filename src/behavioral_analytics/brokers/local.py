@@ -24,6 +24,7 @@ from behavioral_analytics.broker import (
     Delivery,
     OutgoingMessage,
 )
+from behavioral_analytics.privacy import mentions
 from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
 
 __all__ = ["LocalBroker"]
@@ -430,18 +431,48 @@ class LocalBroker(Broker):
             for seq, message_id, data, attributes, publish_time, history, reason in rows
         ]
 
+    def forget_messages(self, user_ids: set[str], anonymous_ids: set[str]) -> int:
+        """Delete every message of the file, waiting or dead-lettered, on every subscription,
+        whose bytes name one of the ids (`privacy.mentions`: every spelling of an id, `12345`
+        as well as `"12345"`), with its delivery history; how many rows were deleted. A
+        message leased at the time is deleted too: its ack then finds nothing. The rows are
+        overwritten (`secure_delete`) and the write-ahead log is checkpointed; pages freed
+        earlier (acked messages) are not: see docs/behavior.md "Personal data"."""
+        doomed: dict[str, list[tuple[int]]] = {"messages": [], "dead_letters": []}
+        db = self._db
+        db.execute("PRAGMA secure_delete = ON")
+        try:
+            with transaction(db):
+                for table, rows in doomed.items():
+                    for seq, data in db.execute(f"SELECT seq, data FROM {table}"):
+                        if mentions(bytes(data), user_ids, anonymous_ids):
+                            rows.append((seq,))
+                    db.executemany(f"DELETE FROM {table} WHERE seq = ?", rows)
+        finally:
+            db.execute("PRAGMA secure_delete = OFF")
+        deleted = sum(len(rows) for rows in doomed.values())
+        if deleted:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return deleted
+
     def ack_dead_letters(self, handles: Iterable[str]) -> None:
         with transaction(self._db):
             self._db.executemany(
                 "DELETE FROM dead_letters WHERE seq = ?", [(int(h),) for h in handles]
             )
 
-    def backlog(self) -> int:
+    def backlog(self, through: int | None = None) -> int:
         return int(
             self._db.execute(
-                "SELECT count(*) FROM messages WHERE subscription = ?", (self.subscription,)
+                "SELECT count(*) FROM messages WHERE subscription = ? AND seq <= ?",
+                (self.subscription, through if through is not None else 2**63 - 1),
             ).fetchone()[0]
         )
+
+    def backlog_mark(self) -> int:
+        """The newest message's sequence number (messages keep theirs across redeliveries)."""
+        row = self._db.execute("SELECT max(seq) FROM messages").fetchone()
+        return int(row[0] or 0)
 
     def stats(self) -> dict[str, Any]:
         now = self._clock()

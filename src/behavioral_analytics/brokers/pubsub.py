@@ -242,6 +242,11 @@ class PubSubBroker(Broker):
                     ),
                 )
 
+    def queued(self) -> int:
+        """Messages the stream has delivered that `pull` has not handed out yet (their leases
+        extended by the client library); 0 with synchronous pulls."""
+        return self._queue.qsize()
+
     def pull(self, max_messages: int, timeout: float) -> list[Delivery]:
         if not self.streaming:
             return self._pull_sync(max_messages, timeout)

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import typer
 from rich.table import Table
 
+from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import (
     JsonOption,
@@ -19,6 +20,10 @@ from behavioral_analytics.cli.shared import (
     period_table,
     print_json,
 )
+from behavioral_analytics.events import actor
+from behavioral_analytics.settings import Settings
+from behavioral_analytics.store import ForgetReport
+from behavioral_analytics.wiring import build_broker
 
 __all__ = ["forget", "query_funnel", "query_links", "query_sessions"]
 
@@ -39,6 +44,7 @@ def query_sessions(
     granularity: str = typer.Option("day", "--granularity", "-g", help="hour or day."),
     start: str | None = FromOption,
     end: str | None = ToOption,
+    compare: bool = CompareOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Sessions started per hour or day: count, average duration, bounce rate, events per
@@ -46,58 +52,69 @@ def query_sessions(
     if granularity not in ("hour", "day"):
         fail("--granularity must be hour or day", 2)
     g: Literal["hour", "day"] = granularity  # type: ignore[assignment]  # checked above
-    _, store, first, last = open_for_periods(load_config(), start, end, g)
-    with user_errors():
-        points = store.session_series(g, first, last)
-    rows = [point.to_dict() for point in points]
+    config, store, first, last = open_for_periods(load_config(), start, end, g)
+    ranges = windows(first, last, g, config.timezone, compare)
+    rows_of: dict[Window, list[dict[str, Any]]] = {}
+    for window in ranges:
+        with user_errors():
+            points = store.session_series(g, window.first, window.last)
+        rows_of[window] = [point.to_dict() for point in points]
     if as_json:
-        print_json({"granularity": granularity, "points": rows})
+        print_json({"granularity": granularity, **ranged(ranges, lambda w: {"points": rows_of[w]})})
         return
-    table = period_table(
-        f"sessions per {granularity}",
-        "period",
-        ["sessions", "avg duration", "bounce rate", "events/session", "final"],
-    )
-    for row in rows:
-        table.add_row(
-            row["period"],
-            str(row["sessions"]),
-            f"{row['avg_duration_s']:.0f} s",
-            _rate(row["bounce_rate"]),
-            f"{row['events_per_session']:.2f}",
-            "yes" if row["final"] else "provisional",
+    for window in ranges:
+        window.heading()
+        table = period_table(
+            f"sessions per {granularity}",
+            "period",
+            ["sessions", "avg duration", "bounce rate", "events/session", "final"],
         )
-    console.print(table)
+        for row in rows_of[window]:
+            table.add_row(
+                row["period"],
+                str(row["sessions"]),
+                f"{row['avg_duration_s']:.0f} s",
+                _rate(row["bounce_rate"]),
+                f"{row['events_per_session']:.2f}",
+                "yes" if row["final"] else "provisional",
+            )
+        console.print(table)
 
 
 def query_funnel(
     name: str = typer.Argument(..., help="Funnel name (BA_FUNNELS)."),
     start: str | None = FromOption,
     end: str | None = ToOption,
+    compare: bool = CompareOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Users entering a funnel per day, how many reached each step, and the conversion."""
-    _, store, first, last = open_for_periods(load_config(), start, end, "day")
+    config, store, first, last = open_for_periods(load_config(), start, end, "day")
     funnel = store.rules.funnel(name) if store.rules else None
     if funnel is None:
         known = ", ".join(f.name for f in store.rules.funnels) if store.rules else ""
         fail(f"no funnel named {name!r} (configured: {known or 'none'})", 2)
-    with user_errors():
-        days = store.funnel(name, first, last)
-    rows = [day.to_dict() for day in days]
+    ranges = windows(first, last, "day", config.timezone, compare)
+    rows_of: dict[Window, list[dict[str, Any]]] = {}
+    for window in ranges:
+        with user_errors():
+            days = store.funnel(name, window.first, window.last)
+        rows_of[window] = [day.to_dict() for day in days]
     if as_json:
-        print_json({"funnel": funnel.to_dict(), "days": rows})
+        print_json({"funnel": funnel.to_dict(), **ranged(ranges, lambda w: {"days": rows_of[w]})})
         return
     steps = [f"{i}. {step.event_type}" for i, step in enumerate(funnel.steps, 1)]
-    table = period_table(
-        f"funnel {name} (window {funnel.window_s:g} s)", "day", [*steps, "overall"]
-    )
-    for row in rows:
-        cells = [str(row["users"][0])]
-        for users, conversion in zip(row["users"][1:], row["conversion"], strict=True):
-            cells.append(f"{users} ({_rate(conversion)})")
-        table.add_row(row["day"], *cells, _rate(row["overall"]))
-    console.print(table)
+    for window in ranges:
+        window.heading()
+        table = period_table(
+            f"funnel {name} (window {funnel.window_s:g} s)", "day", [*steps, "overall"]
+        )
+        for row in rows_of[window]:
+            cells = [str(row["users"][0])]
+            for users, conversion in zip(row["users"][1:], row["conversion"], strict=True):
+                cells.append(f"{users} ({_rate(conversion)})")
+            table.add_row(row["day"], *cells, _rate(row["overall"]))
+        console.print(table)
 
 
 def query_links(
@@ -121,22 +138,48 @@ def query_links(
     console.print(table)
 
 
+@runtime_checkable
+class MessageEraser(Protocol):
+    """A broker that can delete the messages naming a person (the local one; Pub/Sub cannot
+    delete chosen messages: the tombstones drop them when they are delivered)."""
+
+    def forget_messages(self, user_ids: set[str], anonymous_ids: set[str]) -> int: ...
+
+
+def _forget_in_broker(config: Settings, report: ForgetReport) -> int | None:
+    """Messages naming the forgotten persons deleted from the local broker's file (waiting and
+    dead-lettered); None with Pub/Sub. A folder without a broker file gets none (forget
+    creates nothing)."""
+    if config.backend != "local" or not (config.data_dir / "broker.db").exists():
+        return None
+    prefix = actor(None, "")
+    anonymous_ids = {p.removeprefix(prefix) for p in report.persons if p.startswith(prefix)}
+    broker = build_broker(config)
+    try:
+        if not isinstance(broker, MessageEraser):
+            return None
+        return broker.forget_messages({report.who}, anonymous_ids)
+    finally:
+        broker.close()
+
+
 def forget(
     user: str = typer.Argument(..., help="User id to forget."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Delete a user's raw events, profile, sessions, funnel entries, identity links and dead
-    letters, take them out of every aggregate, and leave a tombstone so that a redelivered event
-    of theirs is dropped."""
+    """Delete a user's raw events, profile, sessions, funnel entries, identity links, dead
+    letters and (local broker) the messages naming them still waiting, take them out of every
+    aggregate, and leave a tombstone so that a redelivered event of theirs is dropped."""
     if not yes and not typer.confirm(f"Forget {user!r} everywhere? This cannot be undone"):
         fail("nothing was changed", 1)
     config = load_config()
     store = open_store(config)
     with user_errors():
         report = store.forget(user)
+        broker_messages = _forget_in_broker(config, report)
     if as_json:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), "broker_messages_deleted": broker_messages})
         return
     found = (
         report.raw_events,
@@ -144,15 +187,18 @@ def forget(
         report.funnel_entries,
         report.links,
         report.dead_letters,
+        broker_messages,
     )
     if not any(found):
         console.print(
             f"nothing found for {user} in {data_location(config)}: no raw events, sessions, "
-            "funnel entries, identity links or dead letters (check the user id and the data)"
+            "funnel entries, identity links, dead letters or waiting messages (check the user "
+            "id and the data)"
         )
         return
+    in_broker = "" if broker_messages is None else f", {broker_messages} broker messages"
     console.print(
         f"forgot {user}: {report.raw_events} raw events, {report.sessions} sessions, "
         f"{report.funnel_entries} funnel entries, {report.links} links, "
-        f"{report.dead_letters} dead letters (people: {', '.join(report.persons)})"
+        f"{report.dead_letters} dead letters{in_broker} (people: {', '.join(report.persons)})"
     )

@@ -11,7 +11,14 @@ import typer
 from rich.table import Table
 
 from behavioral_analytics.aggregation import Granularity
-from behavioral_analytics.cli import behavior
+from behavioral_analytics.breakdown_report import (
+    FilterError,
+    filtered_series,
+    known_dimensions,
+    parse_filter,
+)
+from behavioral_analytics.cli import behavior, breakdown
+from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import (
     JsonOption,
@@ -113,30 +120,73 @@ def query_series(
     start: str | None = typer.Option(None, "--from", metavar="PERIOD", help=_BOUND_HELP),
     end: str | None = typer.Option(None, "--to", metavar="PERIOD", help=_BOUND_HELP),
     event_type: str | None = typer.Option(None, "--type", "-t", help="Only this event type."),
+    compare: bool = CompareOption,
+    where: str | None = typer.Option(
+        None,
+        "--filter",
+        metavar="DIMENSION:VALUE",
+        help="Only events with this breakdown value (hour and day; not with --type).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Counts per minute, hour or day: total, by type, unique users (hour and day)."""
     if granularity not in ("minute", "hour", "day"):
         fail("--granularity must be minute, hour or day", 2)
     g: Granularity = granularity  # type: ignore[assignment]  # checked above
+    if where is not None and (g == "minute" or event_type is not None):
+        fail("--filter applies to hour and day series, without --type", 2)
     config, store, first, last = open_for_periods(load_config(), start, end, g)
-    with user_errors():
-        points = store.series(g, first, last)
-    rows = []
-    for point in points:
-        row = point.to_dict()
-        if event_type is not None:
-            row["total_events"] = point.events_by_type.get(event_type, 0)
-            row["events_by_type"] = {event_type: row["total_events"]}
-            row["unique_users"] = None
-        rows.append(row)
+    narrowed = None
+    if where is not None:
+        try:
+            narrowed = parse_filter(where, known_dimensions(store.rules))
+        except FilterError as exc:
+            fail(f"--filter: {exc}", 2)
+    ranges = windows(first, last, g, config.timezone, compare)
+    rows_of: dict[Window, list[dict[str, Any]]] = {}
+    for window in ranges:
+        with user_errors():
+            if narrowed is None:
+                points = store.series(g, window.first, window.last)
+                rows_of[window] = [_series_row(point, event_type) for point in points]
+            else:
+                found = store.breakdown(narrowed[0], g, window.first, window.last)
+                rows_of[window] = [p.to_dict() for p in filtered_series(found, narrowed[1])]
+    head: dict[str, Any] = {"granularity": granularity, "timezone": config.timezone}
+    if narrowed is not None:
+        head["filter"] = {"dimension": narrowed[0], "value": narrowed[1]}
     if as_json:
-        print_json({"granularity": granularity, "timezone": config.timezone, "points": rows})
+        print_json({**head, **ranged(ranges, lambda window: {"points": rows_of[window]})})
         return
+    for window in ranges:
+        window.heading()
+        title = f"{granularity} series ({config.timezone})"
+        if narrowed is None:
+            _print_series(rows_of[window], title)
+            continue
+        table = period_table(
+            f"{title}, {narrowed[0]} = {narrowed[1]}", "period", ["total", "unique users", "exact"]
+        )
+        for row in rows_of[window]:
+            uniques = "-" if row["unique_users"] is None else str(row["unique_users"])
+            exact = "yes" if row["exact"] else "no: may be in (other)"
+            table.add_row(row["period"], str(row["total_events"]), uniques, exact)
+        console.print(table)
+
+
+def _series_row(point: Any, event_type: str | None) -> dict[str, Any]:
+    row: dict[str, Any] = point.to_dict()
+    if event_type is not None:
+        row["total_events"] = point.events_by_type.get(event_type, 0)
+        row["events_by_type"] = {event_type: row["total_events"]}
+        row["unique_users"] = None
+    return row
+
+
+def _print_series(rows: list[dict[str, Any]], title: str) -> None:
     types = sorted({t for row in rows for t in row["events_by_type"]})
     widest = max((len(row["period"]) for row in rows), default=6)
     wide = fits(["x" * widest, "total", "unique users", *types])
-    title = f"{granularity} series ({config.timezone})"
     table = period_table(
         title, "period", ["total", "unique users", *(types if wide else ["by type"])]
     )
@@ -154,3 +204,4 @@ def query_series(
 query_app.command("sessions")(behavior.query_sessions)
 query_app.command("funnel")(behavior.query_funnel)
 query_app.command("links")(behavior.query_links)
+query_app.command("breakdown")(breakdown.query_breakdown)

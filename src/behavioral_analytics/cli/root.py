@@ -8,7 +8,17 @@ from __future__ import annotations
 import typer
 
 from behavioral_analytics import __version__
-from behavioral_analytics.cli import api, behavior, doctor, groups, loadgen, pipeline, up, verify
+from behavioral_analytics.cli import (
+    api,
+    behavior,
+    doctor,
+    groups,
+    loadgen,
+    pipeline,
+    retention,
+    up,
+    verify,
+)
 from behavioral_analytics.cli.config import config_app
 from behavioral_analytics.cli.dlq import dlq_app
 from behavioral_analytics.cli.help_text import plain_metavars
@@ -35,6 +45,7 @@ def _root(
 
 
 query_app.command("group")(groups.query_group)
+query_app.command("retention")(retention.query_retention)
 app.add_typer(query_app, name="query")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")

@@ -59,5 +59,10 @@ def verify(
             console.print("[green]no drift[/green]")
         elif report.repaired:
             console.print(f"[yellow]{len(report.drift)} drifted aggregates rebuilt[/yellow]")
+            if report.final_periods:
+                console.print(
+                    f"[yellow]final periods changed ({len(report.final_periods)}): "
+                    f"{', '.join(report.final_periods)}[/yellow]"
+                )
     if not report.ok and not report.repaired:
         raise typer.Exit(1)

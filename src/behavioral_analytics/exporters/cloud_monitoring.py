@@ -129,6 +129,8 @@ def build_time_series(
         for r, n in sorted(snap.rejected_by_reason.items())
     ]
     series.append(_int_series("duplicates", {"instance": instance}, snap.duplicates, cumulative))
+    # Events dropped because a `forget` tombstone covers them (`CommitResult.forgotten`).
+    series.append(_int_series("forgotten", {"instance": instance}, snap.forgotten, cumulative))
     series.append(_int_series("batches", {"instance": instance}, snap.batches, cumulative))
     if snap.commit_latency_count:
         mean_ms = 1000 * snap.commit_latency_sum_s / snap.commit_latency_count

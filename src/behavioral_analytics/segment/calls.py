@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from behavioral_analytics.dimensions import DERIVED, Derive
 from behavioral_analytics.events import (
     DEFAULT_LIMITS,
     MESSAGE_ID,
@@ -391,9 +392,13 @@ def prepare(
     limits: Limits = DEFAULT_LIMITS,
     truncate_ips: bool = False,
     repair_surrogates: bool = False,
+    derive: Derive | None = None,
 ) -> Prepared:
     """(original, canonical payload or rejection) pairs → events with ids, received_at and the
     exact JSON the worker will parse, validated as the worker validates them.
+
+    `derive` sets each event's `$derived` before its IP is truncated (`derive_into`); when the
+    event is then too large only because of it, it is published without (the worker derives).
 
     With `repair_surrogates` (the body held lone surrogates), each event's properties have them
     replaced by U+FFFD; an id or event type holding one is rejected (`invalid_characters:…`):
@@ -433,12 +438,18 @@ def prepare(
                 result = Rejection(result.reason, result.detail)  # an id we made up: not theirs
             rejected.append((index, result, original))
             continue
+        derived = derive is not None and derive_into(
+            result.properties, derive, limits.max_properties
+        )
         if truncate_ips:
             scrub(result.properties, truncate_ips=True)
         canonical = result.to_dict()
         if call in NAMED_CALLS:
             canonical["call"] = call
         data = encode(canonical)
+        if len(data) > max_bytes and derived:
+            del result.properties[DERIVED]
+            data = encode(canonical)
         if len(data) > max_bytes:
             detail = f"{len(data)} bytes as a canonical event > {max_bytes}"
             event_id = result.event_id if client_id is not None else None
@@ -446,6 +457,16 @@ def prepare(
             continue
         accepted.append((index, result, data))
     return prepared
+
+
+def derive_into(properties: dict[str, Any], derive: Derive, max_properties: int) -> bool:
+    """Apply `derive` to an event's properties (it replaces any `$derived` the client sent),
+    unless the new key would take them past `max_properties`: the worker, which validates
+    before it derives, then sets it. Whether `$derived` was set."""
+    if DERIVED not in properties and len(properties) >= max_properties:
+        return False
+    derive(properties)
+    return True
 
 
 def epoch_seconds(timestamp: str) -> str | float:

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from behavioral_analytics.dimensions import Derive
 from behavioral_analytics.events import (
     DEFAULT_LIMITS,
     MESSAGE_ID,
@@ -27,6 +28,7 @@ from behavioral_analytics.segment.calls import (
     canonical_encoder,
     corrected_seconds,
     corrected_time,
+    derive_into,
     epoch_seconds,
     event_properties,
     sent_seconds,
@@ -107,6 +109,7 @@ def prepare_calls(
     limits: Limits = DEFAULT_LIMITS,
     ordering: bool = False,
     truncate_ips: bool = False,
+    derive: Derive | None = None,
 ) -> Outcome | None:
     """`prepare` of `from_segment` of every call in one pass: the same event ids and the same
     canonical JSON, byte for byte (the tests hold them equal). None as soon as one call is not
@@ -202,8 +205,10 @@ def prepare_calls(
                 check_value(properties, "properties", 1, limits)
             except Invalid:
                 return None
-            if truncate_ips:
-                scrub(properties, truncate_ips=True)
+        if derive is not None:
+            derive_into(properties, derive, max_properties)
+        if truncate_ips and properties:
+            scrub(properties, truncate_ips=True)
 
         if timestamp is None:
             timestamp = received_at

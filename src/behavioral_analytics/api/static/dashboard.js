@@ -162,6 +162,7 @@
     drawTopTypes(data.top_event_types || [], data.periods.day);
     drawRecent(data.recent_events || []);
     firstRender = false;
+    document.dispatchEvent(new CustomEvent("dashboard-live"));
   }
 
   // Stacked columns, one per minute; the busiest types get colours, the rest share "other".

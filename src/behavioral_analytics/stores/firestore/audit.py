@@ -1,6 +1,6 @@
 """What `verify` and `verify --repair` need of the Firestore store: every raw event, every
 aggregate in comparable form (`snapshot`), and `rebuild`, which replaces the aggregates by a
-recount of the raw events.
+recount of the raw events, and the group memberships by those the retained group calls make.
 
 A rebuild keeps what raw events cannot give back (identity links, tombstones), sets each raw
 event's `person` (and `bot`, for events stored before the behavioral read model) to what the
@@ -10,7 +10,7 @@ workers first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from math import inf
 from typing import Any
 
@@ -19,9 +19,16 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from behavioral_analytics.aggregation import UNIQUE_GRANULARITIES, fold
 from behavioral_analytics.behavior import recount
 from behavioral_analytics.bots import is_bot
+from behavioral_analytics.breakdowns import BreakdownRules, recount_breakdowns
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import AggregateSnapshot
 from behavioral_analytics.stores.firestore.behavior import encode_progress, encode_sessions
+from behavioral_analytics.stores.firestore.breakdowns import (
+    decode_markers,
+    encode_markers,
+    rebuilt_docs,
+    snapshot_breakdown,
+)
 from behavioral_analytics.stores.firestore.documents import (
     as_datetime,
     links_of,
@@ -30,6 +37,7 @@ from behavioral_analytics.stores.firestore.documents import (
     profile_doc,
 )
 from behavioral_analytics.stores.firestore.gateway import Gateway
+from behavioral_analytics.stores.firestore.groups import joining, members, rewrite_members
 from behavioral_analytics.stores.firestore.keys import (
     decode_map,
     doc_id,
@@ -41,6 +49,8 @@ from behavioral_analytics.stores.firestore.reads import BucketSum, profile_of, s
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     BOT_FIELD,
+    BREAKDOWN_MARKER_FIELD,
+    BREAKDOWNS,
     BUCKET_PREFIX,
     EVENTS,
     FORGOTTEN_FIELD,
@@ -66,7 +76,10 @@ class Audit:
 
     def iter_raw_events(self) -> Iterator[Event]:
         for snap in self.gateway.all(EVENTS):
-            yield stored_event(snap).event
+            event = stored_event(snap).event
+            data = snap.to_dict() or {}
+            event.call, event.id_kind = data.get("call"), data.get("id_kind")
+            yield event
 
     def snapshot(self) -> AggregateSnapshot:
         behavioral = self.options.behavioral
@@ -100,6 +113,10 @@ class Audit:
             for (name, step), users in total.funnel_users.items():
                 if users:
                     snap.funnel_users[name, key[1], step] = users
+        if behavioral:
+            for doc in self.gateway.all(BREAKDOWNS):
+                snapshot_breakdown(doc.to_dict() or {}, snap)
+        snap.group_members = members(self.gateway)
         return snap
 
     def rebuild(self, events: Iterator[Event]) -> None:
@@ -107,14 +124,28 @@ class Audit:
         `behavior.recount` of them: bots apart, sessions and funnel progress in the profiles,
         their figures in the buckets). Not atomic: stop the workers first."""
         options, gateway = self.options, self.gateway
+        joined: dict[tuple[str, str], float] = {}
+        events = joining(events, joined)
         counted = None
         kept: dict[str, dict[str, Any]] = {}  # person or actor -> links and tombstone fields
+        breakdown_docs: dict[str, dict[str, Any]] = {}
+        breakdown_markers: dict[str, list[tuple[str, str, str]]] = {}
         if options.behavioral:
             kept = self._identity_fields()
             links = [link for fields in kept.values() for link in fields.pop("_links", ())]
-            counted = recount(events, links, options.rules, options.periods)
+            retained = list(events)
+            counted = recount(retained, links, options.rules, options.periods)
             self._backfill_person(counted.persons)
             deltas = counted.deltas
+            # The stored admitted sets are kept: a recount maps every value as commits did.
+            admitted = self.snapshot().breakdown_admitted
+            by_values = recount_breakdowns(
+                retained, counted.persons, options.periods, options.rules.breakdowns, admitted
+            )
+            breakdown_docs = rebuilt_docs(by_values, admitted)
+            for day, dimension, value, who in sorted(by_values.users):
+                breakdown_markers.setdefault(who, []).append((day, dimension, value))
+            gateway.delete_all(BREAKDOWNS)
         else:
             deltas = fold(events, options.periods)
         gateway.delete_all(AGGREGATES)
@@ -167,11 +198,61 @@ class Audit:
                     PROGRESS_FIELD: encode_progress(progress.get(who, {}), ""),
                 }
             doc = profile_doc(who, p, markers.get(who, []), updated, behavior)
+            if breakdown_markers.get(who):
+                doc[BREAKDOWN_MARKER_FIELD] = encode_markers(breakdown_markers[who])
             writer.set(aggregates.document(doc_id("user_", who)), {**doc, **kept.pop(who, {})})
+            writer = gateway.flush_if_full(writer)
+        breakdowns = gateway.collection(BREAKDOWNS)
+        for document, fields in breakdown_docs.items():
+            writer.set(breakdowns.document(document), {**fields, "last_updated": updated})
             writer = gateway.flush_if_full(writer)
         for who, fields in kept.items():  # links or a tombstone, no profile
             doc = {"kind": "person", "user_id": who, "last_updated": updated, **fields}
             writer.set(aggregates.document(doc_id("user_", who)), doc)
+            writer = gateway.flush_if_full(writer)
+        gateway.flush_if_full(writer, force=True)
+        rewrite_members(gateway, joined)
+
+    def recount_dimensions(self, dropped: Sequence[str], recounted: Sequence[str]) -> None:
+        """Delete the breakdowns (documents and persons' markers) of `dropped` and
+        `recounted`, then count `recounted` afresh from the raw events, each human event for
+        the person it is stored as counting for, values admitted in time order (`config
+        apply`, or a dimension the configuration adds). Not atomic."""
+        gone = {*dropped, *recounted}
+        if not gone:
+            return
+        gateway, options = self.gateway, self.options
+        events: list[Event] = []
+        persons: dict[str, str] = {}
+        for snap in gateway.all(EVENTS):
+            data = snap.to_dict() or {}
+            events.append(stored_event(snap).event)
+            if not data.get("bot"):
+                persons[snap.id] = data.get("person", data["who"])
+        rules = BreakdownRules(tuple(recounted), options.rules.breakdowns.max_values)
+        counted = recount_breakdowns(events, persons, options.periods, rules, {})
+        markers: dict[str, set[tuple[str, str, str]]] = {}
+        for day, dimension, value, who in counted.users:
+            markers.setdefault(who, set()).add((day, dimension, value))
+        writer = gateway.client.batch()
+        for snap in gateway.all(BREAKDOWNS):
+            if (snap.to_dict() or {}).get("dimension") in gone:
+                writer.delete(snap.reference)
+                writer = gateway.flush_if_full(writer)
+        people = gateway.collection(AGGREGATES)
+        query = people.select(["user_id", BREAKDOWN_MARKER_FIELD]).order_by(FieldPath.document_id())
+        for snap in gateway.stream_all(query):
+            data = snap.to_dict() or {}
+            held = decode_markers(data.get(BREAKDOWN_MARKER_FIELD))
+            kept = {m for m in held if m[1] not in gone}
+            kept |= markers.pop(str(data.get("user_id")), set())
+            if kept != held:
+                writer.update(snap.reference, {BREAKDOWN_MARKER_FIELD: encode_markers(kept)})
+                writer = gateway.flush_if_full(writer)
+        updated = as_datetime(options.clock())
+        breakdowns = gateway.collection(BREAKDOWNS)
+        for document, fields in rebuilt_docs(counted, {}).items():
+            writer.set(breakdowns.document(document), {**fields, "last_updated": updated})
             writer = gateway.flush_if_full(writer)
         gateway.flush_if_full(writer, force=True)
 

@@ -28,8 +28,10 @@ from google.api_core import exceptions as gexc
 from behavioral_analytics.aggregation import Granularity, fold
 from behavioral_analytics.behavior import as_person
 from behavioral_analytics.bots import is_bot
+from behavioral_analytics.dimensions import dimension_values
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import CommitResult, NewDeadLetter, StoreError, TransientStoreError
+from behavioral_analytics.stores.firestore.breakdowns import BreakdownBatch, read_admitted
 from behavioral_analytics.stores.firestore.documents import (
     Extra,
     add_bucket_writes,
@@ -37,6 +39,7 @@ from behavioral_analytics.stores.firestore.documents import (
     dead_letter_doc,
     dead_letter_id,
     dead_letter_size,
+    distinct_dead_letters,
     event_doc,
     event_size,
     freshness_write,
@@ -101,7 +104,7 @@ class Committer:
         created: list[Event] = []
         lag: float | None = None
         forgotten = 0
-        parts = list(self._split(list(unique.values()), list(dead_letters)))
+        parts = list(self._split(list(unique.values()), distinct_dead_letters(dead_letters)))
         parts.reverse()
         while parts:
             part_events, part_dead = parts.pop()
@@ -130,7 +133,7 @@ class Committer:
         """Record `dead_letters` (each at most once), in as many atomic commits as they need.
 
         Raises as `commit` does."""
-        for _, part in self._split([], list(dead_letters)):
+        for _, part in self._split([], distinct_dead_letters(dead_letters)):
             self._commit_atomic([], part)
 
     def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
@@ -207,6 +210,23 @@ class Committer:
                 seen.add(event.event_type)
                 if len(seen) > limit:
                     return False
+        return self._breakdown_transforms_fit(events)
+
+    def _breakdown_transforms_fit(self, events: Sequence[Event]) -> bool:
+        """A breakdown document gets one transform per counted value for events and one for
+        users: at most K + 1 of each, checked value by value only when that could pass."""
+        rules = self.options.rules.breakdowns
+        limit = self.options.max_transforms_per_doc // 2
+        if not self.options.behavioral or rules.max_values + 1 <= limit:
+            return True
+        values: dict[tuple[str, str], set[str]] = {}
+        for event in events:
+            day = self.options.periods.of(event.timestamp)[2]
+            for dimension, value in dimension_values(event, rules.dimensions).items():
+                seen = values.setdefault((day, dimension), set())
+                seen.add(value)
+                if len(seen) > limit:
+                    return False
         return True
 
     def _commit_atomic(
@@ -268,6 +288,7 @@ class Committer:
         processed_at = as_datetime(now)
         extra: Extra = {}
         writes: list[Any] = []
+        breakdowns = None
         if options.behavioral and events:
             planned = plan(events, self.gateway, options, self.people)
             forgotten = len(events) - len(planned.events)
@@ -275,7 +296,14 @@ class Committer:
             persons = planned.persons
             humans = [as_person(e, persons[e.key]) for e in events if not is_bot(e.properties)]
             deltas = fold(humans, options.periods)
-            new_uniques = self.persons.add(writes, deltas, humans, planned, extra, now)
+            breakdowns = BreakdownBatch(
+                humans,
+                [m.event for m in planned.moves],
+                options.rules.breakdowns,
+                options.periods,
+                lambda keys: read_admitted(self.gateway.get, name, keys),
+            )
+            new_uniques = self.persons.add(writes, deltas, humans, planned, extra, now, breakdowns)
         else:
             forgotten = 0
             persons = {}
@@ -292,6 +320,8 @@ class Committer:
         )
         shard = options.next_shard()
         add_bucket_writes(writes, name, deltas, new_uniques, processed_at, shard, extra)
+        if breakdowns is not None:
+            writes.extend(breakdowns.writes(name, processed_at))
         writes.extend(
             write(
                 name(DEAD_LETTERS, dead_letter_id(d)),

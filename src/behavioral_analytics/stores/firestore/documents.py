@@ -42,6 +42,7 @@ from behavioral_analytics.stores.firestore.behavior import (
     encode_recent,
     encode_sessions,
 )
+from behavioral_analytics.stores.firestore.breakdowns import decode_markers
 from behavioral_analytics.stores.firestore.identity import decode_anonymous_events, decode_links
 from behavioral_analytics.stores.firestore.keys import (
     decode_map,
@@ -52,6 +53,7 @@ from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     ANONYMOUS_EVENTS_FIELD,
     BOT_FIELD,
+    BREAKDOWN_MARKER_FIELD,
     BUCKET_PREFIX,
     FORGOTTEN_FIELD,
     FRESHNESS,
@@ -85,6 +87,7 @@ __all__ = [
     "dead_letter_doc",
     "dead_letter_id",
     "dead_letter_size",
+    "distinct_dead_letters",
     "event_doc",
     "event_size",
     "forgets",
@@ -118,8 +121,11 @@ def _hash(*parts: object) -> str:
 
 
 def dead_letter_id(d: NewDeadLetter) -> str:
-    """Stable across redeliveries of the same message (same id and publish time), distinct for a
-    replay (a new publish time), so recording one is idempotent."""
+    """The dead letter's `retry_fingerprint` when it has one (the same rejection retried is one
+    document); else stable across redeliveries of the same message (same id and publish time),
+    distinct for a replay (a new publish time), so recording one is idempotent."""
+    if d.retry_fingerprint is not None:
+        return d.retry_fingerprint
     return _hash(d.source, d.message_id, d.received_at, d.reason, hashlib.sha256(d.data).digest())
 
 
@@ -147,6 +153,8 @@ class Seen:
     links: tuple[Link, ...] = ()
     forgotten_at: float | None = None
     anonymous_events: list[Event] | None = None  # an anonymous actor's, when kept
+    # (day, dimension, counted value): per-value breakdown markers of the days read
+    breakdown_markers: frozenset[tuple[str, str, str]] = frozenset()
 
 
 def forgets(seen: Seen | None, timestamp: float) -> bool:
@@ -188,6 +196,7 @@ def read_seen(doc: Any, behavioral: bool = False, who: str = "") -> Seen:
         links=decode_links(who, read(LINKS_FIELD)),
         forgotten_at=read(FORGOTTEN_FIELD),
         anonymous_events=decode_anonymous_events(who, read(ANONYMOUS_EVENTS_FIELD)),
+        breakdown_markers=decode_markers(read(BREAKDOWN_MARKER_FIELD)),
     )
 
 
@@ -348,8 +357,9 @@ def freshness_write(
 def event_doc(
     event: Event, person: str, now: float, processed_at: datetime, expire_at: datetime
 ) -> dict[str, Any]:
-    """A raw event's document."""
-    return {
+    """A raw event's document; `call` and `id_kind` (`Event`'s) only when the event has them,
+    so a recipe event's document holds neither."""
+    doc = {
         "event_id": event.event_id,
         "user_id": event.user_id,
         "anonymous_id": event.anonymous_id,
@@ -368,11 +378,25 @@ def event_doc(
         "latency": now - event.received_at,
         "expire_at": expire_at,
     }
+    if event.call is not None:
+        doc["call"] = event.call
+    if event.id_kind is not None:
+        doc["id_kind"] = event.id_kind
+    return doc
 
 
 def event_size(event: Event) -> int:
     """Bytes the event adds to a commit: its document plus a share of aggregate writes."""
     return 4 * WRITE_OVERHEAD_BYTES + len(_json(event.properties))
+
+
+def distinct_dead_letters(dead_letters: Iterable[NewDeadLetter]) -> list[NewDeadLetter]:
+    """`dead_letters`, the first of each `dead_letter_id` only: one commit cannot create the
+    same document twice."""
+    first: dict[str, NewDeadLetter] = {}
+    for d in dead_letters:
+        first.setdefault(dead_letter_id(d), d)
+    return list(first.values())
 
 
 def dead_letter_size(d: NewDeadLetter) -> int:

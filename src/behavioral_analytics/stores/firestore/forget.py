@@ -5,10 +5,11 @@
    documents of the people its events count for and writes them under their update time, so
    from then on an event of theirs dated up to the tombstone is dropped (one committing
    meanwhile fails its precondition, re-reads and drops it).
-2. Per person, their raw events up to the tombstone are deleted with their counts, in atomic
-   chunks when there are many; the last chunk goes with the person's document, replaced
-   under its update time by what their remaining events (newer than the tombstone) make,
-   and with the difference in unique users, sessions and funnel users. A `forget` cut short
+2. Per person, their raw events up to the tombstone (human events by whom they count for,
+   crawlers' by who sent them) are deleted with their counts, in atomic chunks when there
+   are many; the last chunk goes with the person's document, replaced under its update time
+   by what their remaining events (newer than the tombstone) make, and with the difference
+   in unique users, sessions and funnel users. A `forget` cut short
    is finished by running it again: each chunk is exact on its own and the document still
    holds what the last step subtracts.
 3. The link records naming the user go; so do the dead letters that name them.
@@ -27,7 +28,7 @@ from google.cloud import firestore
 
 from behavioral_analytics.aggregation import GRANULARITIES, Deltas, fold
 from behavioral_analytics.behavior import funnel_points, sessions_of
-from behavioral_analytics.events import Event
+from behavioral_analytics.events import Event, actor
 from behavioral_analytics.funnels import progress
 from behavioral_analytics.identity import Link, resolve
 from behavioral_analytics.privacy import mentions
@@ -37,6 +38,11 @@ from behavioral_analytics.stores.firestore.behavior import (
     PersonState,
     raw_event,
     renew_recent,
+)
+from behavioral_analytics.stores.firestore.breakdowns import (
+    Marker,
+    encode_markers,
+    forget_writes,
 )
 from behavioral_analytics.stores.firestore.documents import (
     Extra,
@@ -57,6 +63,7 @@ from behavioral_analytics.stores.firestore.people import People
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     BOT_FIELD,
+    BREAKDOWN_MARKER_FIELD,
     DEAD_LETTERS,
     EVENTS,
     FORGOTTEN_FIELD,
@@ -152,12 +159,15 @@ class _Forget:
             try:
                 while len(doomed) > CHUNK:
                     chunk, doomed = doomed[:CHUNK], doomed[CHUNK:]
-                    self.gateway.send(self._deletions(chunk, self._bucket_changes(chunk, bots)))
+                    values, _ = self._breakdown_changes(chunk, bots)
+                    changes = self._bucket_changes(chunk, bots)
+                    self.gateway.send([*self._deletions(chunk, changes), *values])
                     report.raw_events += len(chunk)
-                document, extra, counts = self._derivation(person, user, seen, remaining)
+                values, markers = self._breakdown_changes(doomed, bots, seen, remaining)
+                document, extra, counts = self._derivation(person, user, seen, remaining, markers)
                 for key, transforms in self._bucket_changes(doomed, bots).items():
                     extra.setdefault(key, []).extend(transforms)
-                self.gateway.send([*self._deletions(doomed, extra), document])
+                self.gateway.send([*self._deletions(doomed, extra), *values, document])
             except CONFLICT_ERRORS:
                 self.gateway.counters.conflicts += 1
                 continue
@@ -170,20 +180,29 @@ class _Forget:
         raise TransientStoreError(f"forgetting {person!r} kept conflicting with commits")
 
     def _events_of(self, person: str) -> tuple[list[Event], set[str]]:
-        """Every stored event counted for `person`, by time, and the keys of the bots' among
-        them."""
-        query = (
-            self.gateway.collection(EVENTS)
-            .where(filter=firestore.FieldFilter("person", "==", person))
-            .select(MOVE_FIELDS)
-        )
-        found, bots = [], set()
-        for snap in query.stream(timeout=self.gateway.timeout_s):
-            data = snap.to_dict() or {}
-            found.append(queried_event(snap.id, data, person))
-            if data.get("bot"):
-                bots.add(snap.id)
-        return sorted(found, key=lambda e: (e.timestamp, e.key)), bots
+        """The stored events `forget` deletes for `person`, by time: the human events counted
+        for them and the crawlers' events they sent (a crawler's event counts for nobody; its
+        `person` field is who it would have counted for when it arrived, which a later link
+        can change); and the keys of the crawlers' among them."""
+        prefix = actor(None, "")
+        filters = [firestore.FieldFilter("person", "==", person)]
+        if person.startswith(prefix):
+            anonymous_id = person.removeprefix(prefix)
+            filters.append(firestore.FieldFilter("anonymous_id", "==", anonymous_id))
+        found: dict[str, Event] = {}
+        bots = set()
+        for where in filters:
+            query = self.gateway.collection(EVENTS).where(filter=where).select(MOVE_FIELDS)
+            for snap in query.stream(timeout=self.gateway.timeout_s):
+                data = snap.to_dict() or {}
+                if data.get("bot"):
+                    if actor(data.get("user_id"), data.get("anonymous_id")) != person:
+                        continue
+                    bots.add(snap.id)
+                elif data.get("person") != person:
+                    continue
+                found[snap.id] = queried_event(snap.id, data, person)
+        return sorted(found.values(), key=lambda e: (e.timestamp, e.key)), bots
 
     def _bucket_changes(self, events: Sequence[Event], bots: set[str]) -> Extra:
         """What `events` counted in their buckets (totals, types, bots), taken away."""
@@ -205,6 +224,27 @@ class _Forget:
             extra.setdefault(bucket_key, []).append((BOT_FIELD, "increment", -n))
         return extra
 
+    def _breakdown_changes(
+        self,
+        events: Sequence[Event],
+        bots: set[str],
+        seen: Seen | None = None,
+        remaining: Sequence[Event] = (),
+    ) -> tuple[list[Any], list[Marker]]:
+        """What the human events among `events` counted in breakdowns, taken away; with
+        `seen` (the last step), the unique users per value that the person's markers no
+        longer hold, and the markers their `remaining` events hold."""
+        return forget_writes(
+            self.gateway.get,
+            self.gateway.name,
+            self.options.rules.breakdowns,
+            self.options.periods,
+            [e for e in events if e.key not in bots],
+            as_datetime(self.options.clock()),
+            seen.breakdown_markers if seen is not None else None,
+            remaining,
+        )
+
     def _deletions(self, events: Sequence[Event], extra: Extra) -> list[Any]:
         """Deletes of `events` and one write per bucket document changed (one atomic unit)."""
         writes = [delete(self.gateway.name(EVENTS, e.key), exists=True) for e in events]
@@ -221,7 +261,12 @@ class _Forget:
         return writes
 
     def _derivation(
-        self, person: str, user: str, seen: Seen, remaining: list[Event]
+        self,
+        person: str,
+        user: str,
+        seen: Seen,
+        remaining: list[Event],
+        breakdown_markers: Sequence[Marker],
     ) -> tuple[Any, Extra, tuple[int, int, int, list[str]]]:
         """The person's document as their remaining events make it (or no profile: the links
         not naming `user`, the tombstone) under its update time; the difference in unique
@@ -263,6 +308,8 @@ class _Forget:
         else:
             doc = {"kind": "person", "user_id": person, "last_updated": updated, **behavior}
         doc[FORGOTTEN_FIELD] = seen.forgotten_at
+        if breakdown_markers:
+            doc[BREAKDOWN_MARKER_FIELD] = encode_markers(breakdown_markers)
         links = _without(seen.links, user, rules.allow_relink)
         if links:
             doc.update(encode_links(links))

@@ -14,12 +14,17 @@ A day's events and unique users are read from the members' retained raw events (
 queries of 30 members), so they are exact by construction and `forget` leaves nothing behind
 once it has deleted the raw events and, here, the memberships. Every query uses single-field
 indexes only (Firestore creates them automatically).
+
+Raw events keep their `call` (a field of the event document, only on alias and group calls),
+so `verify` recounts the memberships from the retained group calls (`members`) and a rebuild
+rewrites them from that recount (`joining`, `rewrite_members`); traits, which a `forget` of
+the latest caller leaves, are not recounted.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from google.cloud import firestore
@@ -32,7 +37,16 @@ from behavioral_analytics.stores.firestore.keys import decode_map, doc_id, encod
 from behavioral_analytics.stores.firestore.schema import EVENTS
 from behavioral_analytics.stores.firestore.wire import write
 
-__all__ = ["GROUPS", "GROUP_MEMBERS", "add_group_writes", "forget_members", "read_group"]
+__all__ = [
+    "GROUPS",
+    "GROUP_MEMBERS",
+    "add_group_writes",
+    "forget_members",
+    "joining",
+    "members",
+    "read_group",
+    "rewrite_members",
+]
 
 GROUPS = "analytics_groups"
 GROUP_MEMBERS = "analytics_group_members"
@@ -86,6 +100,43 @@ def add_group_writes(
                 transforms=[("joined_at", "minimum", at)],
             )
         )
+
+
+def members(gateway: Gateway) -> dict[tuple[str, str], float]:
+    """Every stored membership: (group id, member) → joined at (epoch seconds).
+
+    Raises google.api_core.exceptions.GoogleAPICallError (the facade's to translate)."""
+    found: dict[tuple[str, str], float] = {}
+    for snap in gateway.all(GROUP_MEMBERS):
+        data = snap.to_dict() or {}
+        found[str(data["group_id"]), str(data["member"])] = float(data["joined_at"])
+    return found
+
+
+def joining(events: Iterable[Event], joined: dict[tuple[str, str], float]) -> Iterator[Event]:
+    """`events`, each group call's membership kept in `joined` as it passes: (group id,
+    member) → the earliest call's event time (epoch seconds)."""
+    for event in events:
+        call = group_call(event)
+        if call is not None:
+            key = (call.group_id, call.member)
+            joined[key] = min(joined.get(key, call.at), call.at)
+        yield event
+
+
+def rewrite_members(gateway: Gateway, joined: dict[tuple[str, str], float]) -> None:
+    """Replace every membership by `joined` ((group id, member) → joined at, epoch seconds).
+    Not atomic: stop the workers first.
+
+    Raises google.api_core.exceptions.GoogleAPICallError (the facade's to translate)."""
+    gateway.delete_all(GROUP_MEMBERS)
+    writer = gateway.client.batch()
+    collection = gateway.collection(GROUP_MEMBERS)
+    for (group_id, member), at in joined.items():
+        doc = {"group_id": group_id, "member": member, "joined_at": at}
+        writer.set(collection.document(member_doc(group_id, member)), doc)
+        writer = gateway.flush_if_full(writer)
+    gateway.flush_if_full(writer, force=True)
 
 
 def read_group(gateway: Gateway, group_id: str, periods: Periods) -> Group | None:

@@ -10,6 +10,7 @@ exactly their committed events in the range it read. The queries run after those
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from google.cloud import firestore
@@ -27,13 +28,14 @@ from behavioral_analytics.stores.firestore.keys import decode_map, doc_id
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
+    BREAKDOWN_MARKER_FIELD,
     EVENTS,
     MANY_HOURS,
     MARKER_FIELD,
     MOVE_FIELDS,
     PERSON_FIELDS,
 )
-from behavioral_analytics.stores.firestore.wire import field_path
+from behavioral_analytics.stores.firestore.wire import field_path, from_value
 
 __all__ = ["People"]
 
@@ -46,16 +48,19 @@ class People:
         self.options = options
 
     def read(self, people: Iterable[str], hours: Iterable[str] | None) -> dict[str, Seen]:
-        """The documents of `people` that exist: profiles with the markers of `hours` (None:
-        all), the stored derivation, links and tombstones.
+        """The documents of `people` that exist: profiles with the markers of `hours` (and the
+        breakdown markers of their days; None: all), the stored derivation, links and
+        tombstones.
 
         Raises `TransientStoreError` on a transient error."""
         hours = sorted(set(hours)) if hours is not None else None
         mask = [MARKER_FIELD["day"], *PERSON_FIELDS]
         if hours is None or len(hours) > MANY_HOURS:
-            mask.append(MARKER_FIELD["hour"])
+            mask += [MARKER_FIELD["hour"], BREAKDOWN_MARKER_FIELD]
         else:
             mask.extend(field_path(MARKER_FIELD["hour"], hour) for hour in hours)
+            days = sorted({hour.rsplit("-", 1)[0] for hour in hours})
+            mask.extend(field_path(BREAKDOWN_MARKER_FIELD, day) for day in days)
         names = {self.gateway.name(AGGREGATES, doc_id("user_", who)): who for who in people}
         return {
             names[name]: read_seen(doc, True, names[name])
@@ -75,6 +80,28 @@ class People:
             if data.get("user_id") is None and not data.get("bot"):
                 found.append((queried_event(snap.id, data, who), data.get("person", who)))
         return found
+
+    def with_properties(
+        self, listed: dict[str, list[tuple[Event, str]]]
+    ) -> dict[str, list[tuple[Event, str]]]:
+        """Anonymous actors' listed events (each with whom it counts for) with their stored
+        properties, read by key in one batched get (no query). An event not found keeps none.
+
+        Raises `TransientStoreError` on a transient error."""
+        names = {
+            self.gateway.name(EVENTS, event.key): event.key
+            for pairs in listed.values()
+            for event, _ in pairs
+        }
+        found = {
+            names[name]: decode_map(from_value(doc.fields["properties"]) or {})
+            for name, doc in self.gateway.get(list(names), ["properties"]).items()
+            if "properties" in doc.fields
+        }
+        return {
+            who: [(replace(e, properties=found.get(e.key, e.properties)), p) for e, p in pairs]
+            for who, pairs in listed.items()
+        }
 
     def all_from(self, person: str, low: float) -> list[Event]:
         """Every stored human event counted for `person` at or after `low` (epoch seconds)."""

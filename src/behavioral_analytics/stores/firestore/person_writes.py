@@ -32,6 +32,12 @@ from behavioral_analytics.stores.firestore.behavior import (
     recompute,
     recount_range,
 )
+from behavioral_analytics.stores.firestore.breakdowns import (
+    BreakdownBatch,
+    Marker,
+    encode_markers,
+    marker_path,
+)
 from behavioral_analytics.stores.firestore.documents import (
     Extra,
     Seen,
@@ -51,6 +57,7 @@ from behavioral_analytics.stores.firestore.plan import Plan
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     ANONYMOUS_EVENTS_FIELD,
+    BREAKDOWN_MARKER_FIELD,
     EVENTS,
     FORGOTTEN_FIELD,
     MARKER_FIELD,
@@ -68,6 +75,7 @@ class _Recounted:
 
     change: PersonChange
     lost: set[tuple[str, str]]  # markers no event of theirs holds any more
+    lost_breakdowns: set[Marker]  # per-value breakdown markers, likewise
     bounds: tuple[float, float] | None  # first seen, last activity
 
 
@@ -85,6 +93,8 @@ class _PersonUpdate:
     gained: list[tuple[str, str]]
     lost: list[tuple[str, str]]
     anonymous_events: bytes | None  # replaced, when the batch adds some
+    gained_breakdowns: list[Marker]
+    lost_breakdowns: list[Marker]
 
 
 class PersonWriter:
@@ -103,10 +113,12 @@ class PersonWriter:
         plan: Plan,
         extra: Extra,
         now: float,
+        breakdowns: BreakdownBatch,
     ) -> Counter[tuple[str, str]]:
         """The behavioral read model's writes for a batch, appended to `writes` (bucket
         transforms to `extra`): moved events, one write per person or actor document touched,
-        bots, sessions and funnels; return the unique-user changes per bucket."""
+        bots, sessions and funnels; return the unique-user changes per bucket (those per
+        breakdown value go to `breakdowns.user_changes`)."""
         writes.extend(
             write(
                 self.gateway.name(EVENTS, m.event.key),
@@ -128,7 +140,12 @@ class PersonWriter:
         )
         recounted = {
             person: self._recount_person(
-                person, [h for h in humans if h.who == person], moved_in[person], out, plan
+                person,
+                [h for h in humans if h.who == person],
+                moved_in[person],
+                out,
+                plan,
+                breakdowns,
             )
             for person, out in sorted(moved_out.items())
         }
@@ -157,6 +174,14 @@ class PersonWriter:
             lost = redo.lost if redo is not None else set()
             uniques.update(gained)
             uniques.subtract(lost)
+            have_values = seen.breakdown_markers if seen is not None else frozenset()
+            gained_values = breakdowns.markers.get(who, set()) | breakdowns.stored_markers(
+                moved_in.get(who, ())
+            )
+            gained_values -= have_values
+            lost_values = redo.lost_breakdowns if redo is not None else set()
+            breakdowns.user_changes.update(gained_values)
+            breakdowns.user_changes.subtract(lost_values)
             change = changes.get(who)
             link = links.get(who)
             listed = None
@@ -183,6 +208,8 @@ class PersonWriter:
                         sorted(gained),
                         sorted(lost),
                         listed,
+                        sorted(gained_values),
+                        sorted(lost_values),
                     ),
                     now,
                 )
@@ -199,6 +226,7 @@ class PersonWriter:
         moved_in: list[Event],
         moved_out: list[Event],
         plan: Plan,
+        breakdowns: BreakdownBatch,
     ) -> _Recounted:
         """A person losing stored events (a link moved them away): their derivation recounted
         over what the change reaches, the markers they lose, the bounds of their profile."""
@@ -227,6 +255,15 @@ class PersonWriter:
             for marker in marker_periods(e.timestamp)
             if marker not in left and marker in have
         }
+        new_keys = {e.key for e in new}
+        left_values = breakdowns.stored_markers([e for e in after if e.key not in new_keys])
+        left_values |= breakdowns.markers.get(person, set())
+        have_values = seen.breakdown_markers if seen is not None else frozenset()
+        lost_values = {
+            marker
+            for marker in breakdowns.stored_markers(moved_out)
+            if marker not in left_values and marker in have_values
+        }
         bounds = None
         if everything:
             stamps = [e.timestamp for e in everything]
@@ -240,7 +277,7 @@ class PersonWriter:
                 last = self.people.last_before(person, low)
             if first is not None and last is not None:
                 bounds = (first, last)
-        return _Recounted(change, lost, bounds)
+        return _Recounted(change, lost, lost_values, bounds)
 
     def _person_write(self, update: _PersonUpdate, now: float) -> Any:
         """The one write of a person's or anonymous actor's document in a behavioral commit,
@@ -265,6 +302,8 @@ class PersonWriter:
             if total > 0:
                 gained = ProfileDelta(total, by_type, min(stamps), max(stamps))
                 doc = profile_doc(who, gained, update.gained, updated, behavior)
+                if update.gained_breakdowns:
+                    doc[BREAKDOWN_MARKER_FIELD] = encode_markers(update.gained_breakdowns)
             else:  # an anonymous id's first link: no event of theirs is stored
                 doc = {
                     "kind": "person",
@@ -310,8 +349,14 @@ class PersonWriter:
             fields.setdefault(MARKER_FIELD[granularity], {})[period] = True
             mask.append(field_path(MARKER_FIELD[granularity], period))
         mask += [field_path(MARKER_FIELD[g], period) for g, period in update.lost]
+        if update.gained_breakdowns:
+            fields[BREAKDOWN_MARKER_FIELD] = encode_markers(update.gained_breakdowns)
+            mask += [marker_path(*marker) for marker in update.gained_breakdowns]
+        mask += [marker_path(*marker) for marker in update.lost_breakdowns]
         if any(granularity == "day" for granularity, _ in update.gained):
             mask.extend(self.options.expired_marker_paths(seen.days, now))
+            horizon = self.options.periods.label("day", now - self.options.marker_retention_s)
+            mask += [field_path(BREAKDOWN_MARKER_FIELD, d) for d in seen.days if d < horizon]
         if update.bump:
             transforms.append((REVISION_FIELD, "increment", 1))
         return write(name, fields, mask=mask, transforms=transforms, update_time=seen.update_time)

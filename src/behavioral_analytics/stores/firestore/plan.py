@@ -76,6 +76,9 @@ def plan(events: list[Event], gateway: Gateway, options: StoreOptions, people: P
             continue
         before = coverage(change.before, window)  # what their `person` says now
         anonymous[change.actor] = [(e, attribute(e, before)) for e in listed]
+    if anonymous and any(d != "event_type" for d in rules.breakdowns.dimensions):
+        # The list keeps no properties; the breakdowns of the events a link moves need them.
+        anonymous = people.with_properties(anonymous)
     gateway.counters.identity_queries += len(unlisted)
     found = gateway.in_parallel(people.anonymous_events, [c.anonymous_id for c in unlisted])
     anonymous.update(zip((c.actor for c in unlisted), found, strict=True))

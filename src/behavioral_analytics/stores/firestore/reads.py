@@ -22,6 +22,7 @@ from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import (
+    BreakdownPoint,
     DeadLetter,
     Freshness,
     FunnelDay,
@@ -34,6 +35,7 @@ from behavioral_analytics.store import (
     decode_cursor,
     encode_cursor,
 )
+from behavioral_analytics.stores.firestore.breakdowns import breakdown_doc_id, point_of
 from behavioral_analytics.stores.firestore.documents import as_datetime, links_of
 from behavioral_analytics.stores.firestore.gateway import PAGE, Gateway
 from behavioral_analytics.stores.firestore.identity import decode_links
@@ -42,6 +44,7 @@ from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     BOT_FIELD,
+    BREAKDOWNS,
     BUCKET_PREFIX,
     DEAD_LETTERS,
     EVENTS,
@@ -164,8 +167,8 @@ class Reads:
         return [
             series_point(granularity, period, total, behavioral)
             for period, total in self.bucket_sums(granularity, start, end).items()
-            # Not a bucket of bots only, nor one every event left (`forget`).
-            if (total.counted or not behavioral) and (total.total or total.bot_events)
+            # Not a bucket every event left (`forget`); one of crawlers only is returned.
+            if total.total or (behavioral and total.bot_events)
         ]
 
     def session_series(
@@ -202,6 +205,32 @@ class Reads:
             if users[0]:
                 days.append(FunnelDay(day, users))
         return days
+
+    def breakdown(
+        self, dimension: str, granularity: Granularity, start: str | None, end: str | None
+    ) -> list[BreakdownPoint]:
+        """One dimension's breakdown documents with start <= period <= end: a range of
+        document ids (`breakdowns.breakdown_doc_id`), no composite index."""
+        prefix = breakdown_doc_id(granularity, "", dimension)
+        collection = self.gateway.collection(BREAKDOWNS)
+        low = collection.document(prefix + (start or ""))
+        high = collection.document(prefix + (end or "") + "\uf8ff")
+        query = (
+            collection.where(filter=firestore.FieldFilter(FieldPath.document_id(), ">=", low))
+            .where(filter=firestore.FieldFilter(FieldPath.document_id(), "<=", high))
+            .order_by(FieldPath.document_id())
+        )
+        points = []
+        for snap in self.gateway.stream_all(query):
+            data = snap.to_dict() or {}
+            period = data.get("period", "")
+            if data.get("dimension") != dimension or data.get("granularity") != granularity:
+                continue  # another dimension whose escaped name this one's prefixes
+            if (start is None or period >= start) and (end is None or period <= end):
+                point = point_of(granularity, period, dimension, data)
+                if point is not None:
+                    points.append(point)
+        return sorted(points, key=lambda point: point.period)
 
     def bucket_sums(
         self, granularity: Granularity, start: str | None, end: str | None

@@ -9,6 +9,7 @@ Collections, in the seed recipe's layout:
                                           (kind=person when no event counts for it)
   analytics_aggregates/minute_|hourly_|daily_{period}   buckets (kind=bucket)
   analytics_aggregates/…{period}_shard{k} counter shards of a bucket (BA_FIRESTORE_COUNTER_SHARDS)
+  breakdowns/hourly_|daily_{dimension}_{period}   breakdowns (`breakdowns`)
   dead_letters/{hash}                     rejected and dead-lettered messages
   pipeline_state/freshness[_shard{k}]     newest event time, last commit
 """
@@ -19,6 +20,8 @@ __all__ = [
     "AGGREGATES",
     "ANONYMOUS_EVENTS_FIELD",
     "BOT_FIELD",
+    "BREAKDOWNS",
+    "BREAKDOWN_MARKER_FIELD",
     "BUCKET_PREFIX",
     "DEAD_LETTERS",
     "DEFAULT_MARKER_RETENTION_S",
@@ -52,6 +55,7 @@ __all__ = [
 EVENTS = "user_events"
 AGGREGATES = "analytics_aggregates"
 DEAD_LETTERS = "dead_letters"
+BREAKDOWNS = "breakdowns"
 STATE = "pipeline_state"
 FRESHNESS = "freshness"
 SHARD_SUFFIX = "_shard"
@@ -60,6 +64,9 @@ BUCKET_PREFIX: dict[str, str] = {"minute": "minute_", "hour": "hourly_", "day": 
 # Profile fields holding the user's unique-user markers: {period label: true}.
 MARKER_FIELD: dict[str, str] = {"hour": "unique_hours", "day": "unique_days"}
 GRANULARITY_OF_FIELD: dict[str, str] = {v: k for k, v in MARKER_FIELD.items()}
+# Profile field holding the person's per-value breakdown markers (`breakdowns`):
+# {day: {dimension: {counted value: true}}}.
+BREAKDOWN_MARKER_FIELD = "breakdown_days"
 # The behavioral read model. Profile: the person's stored derivation. Bucket documents: bots
 # (minute, hour, day), sessions started (hour, day) and funnel users per step (day).
 SESSIONS_FIELD = "sessions"  # profile: {session key: [start, end, events, client id]}

@@ -44,8 +44,10 @@ from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import Group
+from behavioral_analytics.retention import DEFAULT_MAX_OFFSET, RetentionCohort, Unit, plan
 from behavioral_analytics.store import (
     AggregateSnapshot,
+    BreakdownPoint,
     CommitResult,
     DeadLetter,
     ForgetReport,
@@ -72,6 +74,7 @@ from behavioral_analytics.stores.firestore.metadata import ConfigDocument
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.people import People
 from behavioral_analytics.stores.firestore.reads import Reads
+from behavioral_analytics.stores.firestore.retention import retention as read_retention
 from behavioral_analytics.stores.firestore.schema import (
     DEFAULT_MARKER_RETENTION_S,
     EVENTS,
@@ -101,6 +104,8 @@ class FirestoreStore(Store):
     Methods raise as the port says: `TransientStoreError` (retry), `StoreError`,
     `NotSupported` for behavioral reads without the behavioral read model.
     """
+
+    keeps_breakdowns = True  # with the behavioral read model (`verify` recounts them then)
 
     def __init__(
         self,
@@ -266,10 +271,22 @@ class FirestoreStore(Store):
         added = [n for n in funnels_added if recorded is None or recorded.funnel(n) is None]
         if recorded is not None and not replace:
             kept = tuple(f for f in config.funnels if f.name not in added)
-            if recorded != dataclass_replace(config, funnels=kept):
+            dimensions = tuple(
+                d for d in config.breakdown_dimensions if d in recorded.breakdown_dimensions
+            )
+            before = dataclass_replace(
+                config,
+                funnels=kept,
+                breakdown_dimensions=dimensions,
+                # what a record with no breakdown yet says of the values is moot
+                breakdown_values=recorded.breakdown_values
+                if not recorded.breakdown_dimensions
+                else config.breakdown_values,
+            )
+            if recorded != before:
                 raise StoreError(
                     "the store's recorded configuration differs from this one by more than "
-                    "added funnels: use `config apply`"
+                    "added funnels and breakdown dimensions: use `config apply`"
                 )
             if added and self.count_events():
                 raise NotSupported(
@@ -277,6 +294,19 @@ class FirestoreStore(Store):
                     "recomputes its figures: stop the workers, then run `behavioral-analytics "
                     "config apply`"
                 )
+        if recorded is not None and self.behavioral:
+            dropped = [
+                d for d in recorded.breakdown_dimensions if d not in config.breakdown_dimensions
+            ]
+            recount = [
+                d for d in config.breakdown_dimensions if d not in recorded.breakdown_dimensions
+            ]
+            if (
+                recorded.breakdown_values != config.breakdown_values
+                and recorded.breakdown_dimensions
+            ):
+                recount = list(config.breakdown_dimensions)
+            self._audit.recount_dimensions(dropped, recount)
         self._metadata.write(config)
 
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
@@ -344,6 +374,28 @@ class FirestoreStore(Store):
         if not self.behavioral:
             return super().funnel(name, start, end)
         return self._reads.funnel(name, start, end)
+
+    def retention(
+        self, start_day: str, end_day: str, max_offset: int = DEFAULT_MAX_OFFSET, unit: Unit = "day"
+    ) -> list[RetentionCohort]:
+        now, retention_s = self.options.clock(), self.raw_retention_s
+        read = plan(
+            self.periods, start_day, end_day, max_offset, unit, now=now, raw_retention_s=retention_s
+        )
+        return read_retention(self.gateway, self.periods, read)
+
+    def breakdown(
+        self,
+        dimension: str,
+        granularity: Granularity,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[BreakdownPoint]:
+        self.options.need_behavior("breakdowns")
+        try:
+            return self._reads.breakdown(dimension, granularity, start, end)
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"Firestore read of breakdowns failed: {exc}") from exc
 
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
         return self._reads.dead_letters(limit, cursor)

@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from behavioral_analytics.behavior import Recount
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
+from behavioral_analytics.named_calls import GROUP
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import AggregateSnapshot
 from behavioral_analytics.stores.sqlite.aggregates import apply_deltas
+from behavioral_analytics.stores.sqlite.breakdowns import snapshot_breakdowns
+from behavioral_analytics.stores.sqlite.groups import members, rebuild_members
 from behavioral_analytics.stores.sqlite.rows import EVENT_COLUMNS, stored_event
 from behavioral_analytics.stores.sqlite.schema import (
     UPSERT_BOT_BUCKET,
@@ -34,12 +37,16 @@ _DERIVED_TABLES = (
 )
 
 
-def raw_events(db: sqlite3.Connection) -> Iterator[Event]:
-    """Every stored raw event, read 5,000 rows at a time."""
-    cursor = db.execute(f"SELECT {EVENT_COLUMNS} FROM events")
+def raw_events(db: sqlite3.Connection, call: str | None = None) -> Iterator[Event]:
+    """Every stored raw event (with `call`, only those of that call) with its `call` and
+    `id_kind`, read 5,000 rows at a time."""
+    select = f"SELECT {EVENT_COLUMNS}, call, id_kind FROM events"
+    cursor = db.execute(select) if call is None else db.execute(f"{select} WHERE call = ?", (call,))
     while rows := cursor.fetchmany(5000):
         for row in rows:
-            yield stored_event(row).event
+            event = stored_event(row[:-2]).event
+            event.call, event.id_kind = row[-2:]
+            yield event
 
 
 def snapshot(db: sqlite3.Connection) -> AggregateSnapshot:
@@ -67,6 +74,8 @@ def snapshot(db: sqlite3.Connection) -> AggregateSnapshot:
     snap.funnel_users = {
         (f, day, step): n for f, day, step, n in db.execute("SELECT * FROM funnel_buckets") if n
     }
+    snapshot_breakdowns(db, snap)
+    snap.group_members = members(db)
     return snap
 
 
@@ -77,8 +86,8 @@ def stored_links(db: sqlite3.Connection) -> list[Link]:
 
 def write_recount(db: sqlite3.Connection, recount: Recount, now: float) -> None:
     """Replace every aggregate and derived table by `recount`, stamped updated at `now` (epoch
-    seconds), and set each event's person to the recount's (for `verify --repair`). Run it
-    inside a write transaction on `db`."""
+    seconds), set each event's person to the recount's, and recount the group memberships from
+    the stored raw events (for `verify --repair`). Run it inside a write transaction on `db`."""
     for table in _BASE_TABLES:
         db.execute(f"DELETE FROM {table}")
     apply_deltas(db, recount.deltas, now)
@@ -112,3 +121,4 @@ def write_recount(db: sqlite3.Connection, recount: Recount, now: float) -> None:
         UPSERT_FUNNEL_BUCKET,
         [(f, day, step, n) for (f, day, step), n in recount.funnel_users.items()],
     )
+    rebuild_members(db, raw_events(db, GROUP))

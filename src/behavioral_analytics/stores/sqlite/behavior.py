@@ -23,7 +23,7 @@ from behavioral_analytics.events import Event
 from behavioral_analytics.identity import proposal
 from behavioral_analytics.stores.sqlite.dirty import Dirty
 from behavioral_analytics.stores.sqlite.funnels import Funnels
-from behavioral_analytics.stores.sqlite.identity import Identity
+from behavioral_analytics.stores.sqlite.identity import Identity, Move
 from behavioral_analytics.stores.sqlite.schema import UPSERT_BOT_BUCKET
 from behavioral_analytics.stores.sqlite.sessions import Sessions
 
@@ -50,10 +50,11 @@ class SQLiteBehavior:
 
     def apply(
         self, db: sqlite3.Connection, created: Sequence[Event], persons: dict[str, str], now: float
-    ) -> None:
+    ) -> list[Move]:
         """Bot counts, links, sessions and funnels for the newly created events (whose
         buckets, markers and profiles the caller has applied for their persons); `persons`
-        maps event key → person, `now` is epoch seconds."""
+        maps event key → person, `now` is epoch seconds. Returns the stored events the new
+        links moved to another person."""
         dirty = Dirty(self.rules.funnels)
         bots: Counter[tuple[str, str]] = Counter()
         proposals = []
@@ -68,9 +69,10 @@ class SQLiteBehavior:
                 proposals.append(link)
         if bots:
             db.executemany(UPSERT_BOT_BUCKET, [(g, p, n) for (g, p), n in bots.items()])
-        if proposals:
-            for move in self.identity.record_links(db, proposals, now):
-                dirty.add(move.old, move.timestamp, move.event_type, move.session_id, True)
-                dirty.add(move.new, move.timestamp, move.event_type, move.session_id, True)
+        moves = self.identity.record_links(db, proposals, now) if proposals else []
+        for move in moves:
+            dirty.add(move.old, move.timestamp, move.event_type, move.session_id, True)
+            dirty.add(move.new, move.timestamp, move.event_type, move.session_id, True)
         self.sessions.update(db, dirty)
         self.funnels.update(db, dirty)
+        return moves

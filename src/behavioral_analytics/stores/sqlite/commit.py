@@ -24,6 +24,7 @@ from behavioral_analytics.store import CommitResult, NewDeadLetter
 from behavioral_analytics.stored_config import StoredConfig
 from behavioral_analytics.stores.sqlite.aggregates import apply_deltas
 from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
+from behavioral_analytics.stores.sqlite.breakdowns import apply_breakdowns, move_breakdown_markers
 from behavioral_analytics.stores.sqlite.forget import forgotten
 from behavioral_analytics.stores.sqlite.groups import record_groups
 from behavioral_analytics.stores.sqlite.key_rule import hold_key_rule
@@ -72,6 +73,13 @@ def commit_batch(
     StoreError when another configuration is recorded; then nothing of the batch is stored.
     """
     expire_at = now + raw_retention_s
+    received = len(events)
+    if len({event.key for event in events}) < received:
+        # Copies of one event in one batch: the first in batch order is the one stored.
+        first: dict[str, Event] = {}
+        for event in events:
+            first.setdefault(event.key, event)
+        events = list(first.values())
     with transaction(db):
         if config is not None:
             hold_config(db, config, now)
@@ -90,7 +98,14 @@ def commit_batch(
             if BOT_PROPERTY not in e.properties
         ]
         apply_deltas(db, fold(humans, periods), now)
-        behavior.apply(db, created, person_of, now)
+        apply_breakdowns(db, humans, periods, behavior.rules.breakdowns)
+        moves = behavior.apply(db, created, person_of, now)
+        move_breakdown_markers(
+            db,
+            [(m.key, m.old, m.new, m.event_type, m.timestamp, m.properties) for m in moves],
+            periods,
+            behavior.rules.breakdowns,
+        )
         record_groups(db, created)
         if dead_letters:
             insert_dead_letters(db, dead_letters, now, dead_letter_retention_s)
@@ -101,7 +116,7 @@ def commit_batch(
     by_type = Counter(event.event_type for event in created)
     return CommitResult(
         created=len(created),
-        duplicates=len(events) - len(created),
+        duplicates=received - len(created) - sum(gone),
         dead_letters=len(dead_letters),
         created_by_type=dict(by_type),
         max_lag_s=lag,
@@ -134,10 +149,12 @@ def _insert_new(
             expire_at,
             person_of[event.key],
             is_bot(event.properties),
+            event.call,
+            event.id_kind,
         )
         for event in events
     ]
-    inserted = set(insert_returning(db, "events", 14, rows, "key", "(key) DO NOTHING"))
+    inserted = set(insert_returning(db, "events", 16, rows, "key", "(key) DO NOTHING"))
     created = []
     for event in events:
         if event.key in inserted:

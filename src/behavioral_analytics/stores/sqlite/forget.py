@@ -1,7 +1,8 @@
 """Forgetting a person on the SQLite store, and the tombstones that keep them forgotten.
 
 `forget` runs in one transaction: it removes the person's (and their actively linked anonymous
-ids') raw events, takes their counts out of every aggregate, deletes their sessions, funnel
+ids') raw events (human events by whom they count for, crawlers' by who sent them), takes their
+counts out of every aggregate, deletes their sessions, funnel
 progress, the links naming them and the dead letters mentioning them, and leaves a tombstone per
 person. A commit drops any event dated at or before a tombstone (`forgotten`), so a redelivery
 of an erased event never brings it back.
@@ -9,9 +10,11 @@ of an erased event never brings it back.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from behavioral_analytics.aggregation import GRANULARITIES, Periods, fold
 from behavioral_analytics.behavior import BehaviorRules
@@ -21,6 +24,7 @@ from behavioral_analytics.privacy import mentions
 from behavioral_analytics.sessions import Session, SessionDelta
 from behavioral_analytics.store import ForgetReport
 from behavioral_analytics.stores.sqlite.aggregates import subtract_buckets
+from behavioral_analytics.stores.sqlite.breakdowns import forget_breakdowns
 from behavioral_analytics.stores.sqlite.identity import links_of_anonymous
 from behavioral_analytics.stores.sqlite.schema import (
     ADD_UNIQUE,
@@ -74,20 +78,19 @@ def forget(
     report.persons = persons
     session_delta = SessionDelta()
     for person in persons:
-        rows = db.execute(
-            "SELECT key, event_id, user_id, anonymous_id, event_type, timestamp, session_id, "
-            "properties, received_at, bot FROM events WHERE person = ?",
-            (person,),
-        ).fetchall()
+        rows = _events_of(db, person)
         humans: list[Event] = []
         bots: Counter[tuple[str, str]] = Counter()
-        for key, event_id, uid, aid, etype, ts, sid, _, received, bot in rows:
+        for key, event_id, uid, aid, etype, ts, sid, props, received, bot in rows:
             if bot:
                 for k in zip(GRANULARITIES, periods.of(ts), strict=True):
                     bots[k] -= 1
                 continue
-            humans.append(Event(key, event_id, uid, aid, etype, ts, sid, {}, received, who=person))
+            humans.append(
+                Event(key, event_id, uid, aid, etype, ts, sid, json.loads(props), received, person)
+            )
         subtract_buckets(db, fold(humans, periods))
+        forget_breakdowns(db, person, humans, periods, rules.breakdowns)
         db.executemany(UPSERT_BOT_BUCKET, [(g, p, n) for (g, p), n in bots.items()])
         changes = Counter(
             db.execute(
@@ -117,7 +120,8 @@ def forget(
             [(f, day, s, -1) for f, day, step in entries for s in range(1, step + 1)],
         )
         deleted = db.execute(
-            "DELETE FROM events WHERE person = ? RETURNING timestamp", (person,)
+            "DELETE FROM events WHERE key IN (SELECT value FROM json_each(?)) RETURNING timestamp",
+            (json_list(row[0] for row in rows),),
         ).fetchall()
         report.raw_events += len(deleted)
         # A redelivery of any deleted event (even one dated ahead of the clock) is dropped.
@@ -154,6 +158,29 @@ def forget(
         db.execute(f"DELETE FROM {table} WHERE count = 0")
     db.execute("DELETE FROM funnel_buckets WHERE users = 0")
     return report
+
+
+_EVENT_COLUMNS = (
+    "key, event_id, user_id, anonymous_id, event_type, timestamp, session_id, properties, "
+    "received_at, bot"
+)
+
+
+def _events_of(db: sqlite3.Connection, person: str) -> list[tuple[Any, ...]]:
+    """The rows `forget` deletes for `person`: the human events counted for them, and the
+    crawlers' events whose actor they are (a crawler's event counts for nobody; its stored
+    `person` is who it would have counted for when it arrived, which a later link can
+    change)."""
+    prefix = actor(None, "")
+    if person.startswith(prefix):
+        bots_of, value = "anonymous_id = ? AND user_id IS NULL", person.removeprefix(prefix)
+    else:
+        bots_of, value = "person = ? AND who = person", person
+    return db.execute(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE person = ? AND bot = 0 "
+        f"UNION ALL SELECT {_EVENT_COLUMNS} FROM events WHERE bot = 1 AND {bots_of}",
+        (person, value),
+    ).fetchall()
 
 
 def _forget_dead_letters(

@@ -8,19 +8,30 @@ Both are upserts that keep the earlier or the later call whatever the arrival or
 events and unique users are read from the members' retained raw events (`events.person`),
 so they are exact by construction and `forget` (which deletes the raw events and, here, the
 memberships) leaves nothing behind.
+
+Raw events keep their `call` (`events.call`), so `verify` recounts the memberships from the
+retained group calls (`members`) and a rebuild replaces them by that recount
+(`rebuild_members`); traits, which a `forget` of the latest caller leaves, are not recounted.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.events import Event
 from behavioral_analytics.named_calls import Group, group_call, group_days
 
-__all__ = ["GROUPS_SCHEMA", "forget_members", "read_group", "record_groups"]
+__all__ = [
+    "GROUPS_SCHEMA",
+    "forget_members",
+    "members",
+    "read_group",
+    "rebuild_members",
+    "record_groups",
+]
 
 GROUPS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS group_members (
@@ -61,6 +72,20 @@ def record_groups(db: sqlite3.Connection, created: Sequence[Event]) -> None:
         return
     db.executemany(_JOIN, [(c.group_id, c.member, c.at, c.event_key) for c in calls])
     db.executemany(_TRAITS, [(c.group_id, json.dumps(c.traits), c.at, c.event_key) for c in calls])
+
+
+def members(db: sqlite3.Connection) -> dict[tuple[str, str], float]:
+    """Every stored membership: (group id, member) → joined at (epoch seconds)."""
+    rows = db.execute("SELECT group_id, member, joined_at FROM group_members")
+    return {(group_id, member): joined_at for group_id, member, joined_at in rows}
+
+
+def rebuild_members(db: sqlite3.Connection, events: Iterable[Event]) -> None:
+    """Replace every membership by those the group calls among `events` make, inside a write
+    transaction on `db` (`verify --repair`)."""
+    db.execute("DELETE FROM group_members")
+    calls = [call for event in events if (call := group_call(event)) is not None]
+    db.executemany(_JOIN, [(c.group_id, c.member, c.at, c.event_key) for c in calls])
 
 
 def read_group(db: sqlite3.Connection, group_id: str, periods: Periods) -> Group | None:

@@ -124,11 +124,14 @@ class Reads:
         self, granularity: Granularity, start: str | None = None, end: str | None = None
     ) -> list[SeriesPoint]:
         low, high = start or "", end or "\uffff"
-        rows = self._db.execute(
-            "SELECT period, total_events, unique_users FROM buckets "
-            "WHERE granularity = ? AND period >= ? AND period <= ? ORDER BY period",
-            (granularity, low, high),
-        ).fetchall()
+        humans = {
+            period: (total, uniques)
+            for period, total, uniques in self._db.execute(
+                "SELECT period, total_events, unique_users FROM buckets "
+                "WHERE granularity = ? AND period >= ? AND period <= ?",
+                (granularity, low, high),
+            )
+        }
         bots = dict(
             self._db.execute(
                 "SELECT period, events FROM bot_buckets "
@@ -143,17 +146,18 @@ class Reads:
             (granularity, low, high),
         ):
             by_type[period][event_type] = count
+        # A period of crawlers only has no human bucket; one every event left (`forget`) is gone.
         return [
             SeriesPoint(
                 granularity,
                 period,
-                total,
+                humans.get(period, (0, 0))[0],
                 by_type.get(period, {}),
-                None if granularity == "minute" else uniques,
+                None if granularity == "minute" else humans.get(period, (0, 0))[1],
                 bots.get(period, 0),
             )
-            for period, total, uniques in rows
-            if total or bots.get(period, 0)  # a period every event left (`forget`) is gone
+            for period in sorted({*humans, *bots})
+            if humans.get(period, (0, 0))[0] or bots.get(period, 0)
         ]
 
     def session_series(

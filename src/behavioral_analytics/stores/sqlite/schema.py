@@ -1,5 +1,6 @@
 """The SQLite store's tables: their DDL, the upserts that several modules apply to them, and the
-migration of files written before identity stitching, bot flags and dead-letter fingerprints.
+migration of files written before identity stitching, bot flags, dead-letter fingerprints and
+the raw events' `call` and `id_kind`.
 
 Every aggregate row is kept by adding deltas (`… ON CONFLICT … DO UPDATE SET n = n + excluded.n`),
 so the same statement serves a commit (positive deltas), a move between people and forgetting
@@ -44,7 +45,9 @@ CREATE TABLE IF NOT EXISTS events (
   processed_at REAL NOT NULL,
   expire_at REAL NOT NULL,
   person TEXT NOT NULL,  -- who the event counts for (identity stitching); `who` is its actor
-  bot INTEGER NOT NULL DEFAULT 0
+  bot INTEGER NOT NULL DEFAULT 0,
+  call TEXT,  -- Event.call: "alias" or "group" for those Segment calls, else NULL
+  id_kind TEXT  -- Event.id_kind: "message" for a client's message id, else NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_person ON events (person, timestamp DESC);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (event_type, timestamp DESC);
@@ -178,9 +181,11 @@ CREATE TABLE IF NOT EXISTS tombstones (
 
 SCHEMA = EVENTS_SCHEMA + _AGGREGATES_SCHEMA + BEHAVIOR_SCHEMA
 
+# Without `call` and `id_kind` (NULL): bench/pipeline.py's rows, recipe events.
 INSERT_EVENT = (
-    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (key) DO NOTHING"
+    "INSERT INTO events (key, event_id, user_id, anonymous_id, who, event_type, timestamp, "
+    "session_id, properties, received_at, processed_at, expire_at, person, bot) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
 )
 UPSERT_BUCKET = """
 INSERT INTO buckets VALUES (?, ?, ?, ?, ?)
@@ -227,9 +232,13 @@ ON CONFLICT (funnel, day, step) DO UPDATE SET users = users + excluded.users
 """
 
 
+_HAS_MEMBERS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'group_members'"
+
+
 def migrate(path: Path) -> None:
     """Bring the tables of the file at `path` (if it exists) from before identity stitching, bot
-    flags and dead-letter fingerprints up to date, before `SCHEMA` is run on it."""
+    flags, dead-letter fingerprints and the raw events' `call` and `id_kind` up to date, before
+    `SCHEMA` is run on it. Events stored before carry neither (NULL)."""
     if not path.exists():
         return
     db = connect(path)
@@ -246,5 +255,14 @@ def migrate(path: Path) -> None:
                 db.execute("ALTER TABLE events ADD COLUMN bot INTEGER NOT NULL DEFAULT 0")
                 db.execute("UPDATE events SET person = who")
                 db.execute("DROP INDEX IF EXISTS events_by_who")
+        if columns and "call" not in columns:
+            with transaction(db):
+                db.execute("ALTER TABLE events ADD COLUMN call TEXT")
+                db.execute("ALTER TABLE events ADD COLUMN id_kind TEXT")
+                if db.execute(_HAS_MEMBERS).fetchone():  # a membership's call is a group call
+                    db.execute(
+                        "UPDATE events SET call = 'group' "
+                        "WHERE key IN (SELECT event_key FROM group_members)"
+                    )
     finally:
         db.close()

@@ -33,9 +33,11 @@ from behavioral_analytics.behavior import BehaviorRules, recount
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import Group
+from behavioral_analytics.retention import DEFAULT_MAX_OFFSET, RetentionCohort, Unit, plan
 from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
 from behavioral_analytics.store import (
     AggregateSnapshot,
+    BreakdownPoint,
     CommitResult,
     DeadLetter,
     ForgetReport,
@@ -53,6 +55,13 @@ from behavioral_analytics.store import (
 from behavioral_analytics.stored_config import StoredConfig
 from behavioral_analytics.stores.sqlite import audit, files
 from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
+from behavioral_analytics.stores.sqlite.breakdowns import (
+    BREAKDOWN_SCHEMA,
+    backfill_breakdowns,
+    delete_breakdowns,
+    read_breakdown,
+    rebuild_breakdowns,
+)
 from behavioral_analytics.stores.sqlite.commit import commit_batch, insert_dead_letters
 from behavioral_analytics.stores.sqlite.dead_letters import purge_dead_letters, purged_counts
 from behavioral_analytics.stores.sqlite.forget import forget
@@ -65,6 +74,7 @@ from behavioral_analytics.stores.sqlite.metadata import (
     write_config,
 )
 from behavioral_analytics.stores.sqlite.reads import Reads
+from behavioral_analytics.stores.sqlite.retention import retention as read_retention
 from behavioral_analytics.stores.sqlite.schema import SCHEMA, migrate
 
 __all__ = ["SQLiteStore"]
@@ -76,6 +86,7 @@ class SQLiteStore(Store):
     `rules`; `clock` gives the time (epoch seconds) commits are stamped with."""
 
     behavioral = True
+    keeps_breakdowns = True
 
     def __init__(
         self,
@@ -99,7 +110,9 @@ class SQLiteStore(Store):
         files.note_open(path)
         try:
             migrate(path)
-            self._connections = PerThreadConnection(path, SCHEMA + METADATA_SCHEMA + GROUPS_SCHEMA)
+            self._connections = PerThreadConnection(
+                path, SCHEMA + METADATA_SCHEMA + GROUPS_SCHEMA + BREAKDOWN_SCHEMA
+            )
         except sqlite3.DatabaseError as exc:
             raise files.damaged(path, str(exc)) from None
         if new:
@@ -210,6 +223,24 @@ class SQLiteStore(Store):
     ) -> list[FunnelDay]:
         return self._reads.funnel(name, start, end)
 
+    def retention(
+        self, start_day: str, end_day: str, max_offset: int = DEFAULT_MAX_OFFSET, unit: Unit = "day"
+    ) -> list[RetentionCohort]:
+        now, retention_s = self._clock(), self.raw_retention_s
+        read = plan(
+            self.periods, start_day, end_day, max_offset, unit, now=now, raw_retention_s=retention_s
+        )
+        return read_retention(self._db, self.periods, read)
+
+    def breakdown(
+        self,
+        dimension: str,
+        granularity: Granularity,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[BreakdownPoint]:
+        return read_breakdown(self._db, dimension, granularity, start or "", end or "\uffff")
+
     def links(self, who: str) -> list[Link]:
         return self._reads.links(who)
 
@@ -250,10 +281,12 @@ class SQLiteStore(Store):
         return audit.stored_links(self._db)
 
     def rebuild(self, events: Iterator[Event]) -> None:
-        counted = recount(events, self.stored_links(), self.rules, self.periods)
+        retained = list(events)
+        counted = recount(retained, self.stored_links(), self.rules, self.periods)
         now = self._clock()
         with transaction(self._db) as db:
             audit.write_recount(db, counted, now)
+            rebuild_breakdowns(db, retained, counted.persons, self.periods, self.rules.breakdowns)
 
     def recorded_config(self) -> StoredConfig | None:
         return read_config(self._db)
@@ -266,16 +299,48 @@ class SQLiteStore(Store):
             added = [n for n in funnels_added if recorded is None or recorded.funnel(n) is None]
             if recorded is not None and not replace:
                 kept = tuple(f for f in self.config.funnels if f.name not in added)
-                if recorded != dataclass_replace(self.config, funnels=kept):
+                dimensions = tuple(
+                    d
+                    for d in self.config.breakdown_dimensions
+                    if d in recorded.breakdown_dimensions
+                )
+                before = dataclass_replace(
+                    self.config,
+                    funnels=kept,
+                    breakdown_dimensions=dimensions,
+                    # what a record with no breakdown yet says of the values is moot
+                    breakdown_values=recorded.breakdown_values
+                    if not recorded.breakdown_dimensions
+                    else self.config.breakdown_values,
+                )
+                if recorded != before:
                     raise StoreError(
                         "the store's recorded configuration differs from this one by more than "
-                        "added funnels: use `config apply`"
+                        "added funnels and breakdown dimensions: use `config apply`"
                     )
             if added:
                 events = audit.raw_events(db)
                 links = audit.stored_links(db)
                 backfill_funnels(db, added, events, links, self.rules, self.periods)
+            if recorded is not None:
+                self._recount_breakdowns(db, recorded)
             write_config(db, self.config, self._clock())
+
+    def _recount_breakdowns(self, db: sqlite3.Connection, recorded: StoredConfig) -> None:
+        """Bring the breakdowns from `recorded`'s dimensions and values admitted to this
+        store's: delete the dimensions dropped, count the ones added (all of them when the
+        values admitted change) from the raw events."""
+        config = self.config
+        delete_breakdowns(
+            db, [d for d in recorded.breakdown_dimensions if d not in config.breakdown_dimensions]
+        )
+        recount = [d for d in config.breakdown_dimensions if d not in recorded.breakdown_dimensions]
+        if recorded.breakdown_values != config.breakdown_values and recorded.breakdown_dimensions:
+            recount = list(config.breakdown_dimensions)
+        if recount:
+            backfill_breakdowns(
+                db, recount, audit.raw_events(db), self.periods, self.rules.breakdowns
+            )
 
     def ping(self) -> None:
         try:

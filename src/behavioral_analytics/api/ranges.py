@@ -1,0 +1,77 @@
+"""The `from`/`to` bounds of the query routes and `compare=true`, shared by the ranged routes
+(series, sessions, funnels, breakdowns).
+
+Bounds follow `period_bounds` (a bad one is `400 invalid_period`, a reversed range `400
+invalid_range`). Given `compare=true` a ranged route answers its range as `current` and the
+range of the same length just before it as `previous` (rules: `period_bounds.previous_range`),
+each with its `from` and `to` and the fields an answer without `compare` has at the top level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Query
+
+from behavioral_analytics.aggregation import Granularity, Periods
+from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.period_bounds import (
+    PeriodError,
+    previous_range,
+    resolve_bound,
+    resolve_range,
+)
+
+__all__ = ["Compare", "check_order", "compared", "resolve_period"]
+
+Compare = Annotated[
+    bool,
+    Query(
+        description="Also answer the range of the same length just before (`previous`), "
+        "the asked one then under `current`"
+    ),
+]
+
+
+def resolve_period(
+    value: str, granularity: Granularity, periods: Periods, *, end: bool = False
+) -> str:
+    """A `from`/`to` bound → the label it stands for (rules: `period_bounds`); `end` for `to`.
+    Raises ApiError 400 `invalid_period`."""
+    try:
+        return resolve_bound(value, granularity, periods, end=end)
+    except PeriodError as exc:
+        raise ApiError(400, exc.code, exc.detail) from None
+
+
+def check_order(first: str, last: str, periods: Periods, granularity: Granularity) -> None:
+    """Raises ApiError 400 `invalid_range` when `first` comes after `last`."""
+    try:
+        resolve_range(first, last, granularity, periods)
+    except PeriodError as exc:
+        raise ApiError(400, exc.code, exc.detail) from None
+
+
+async def compared(
+    first: str,
+    last: str,
+    granularity: Granularity,
+    periods: Periods,
+    compare: bool,
+    load: Callable[[str, str], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """`{"from", "to", **load(first, last)}`, or with `compare` that as `current` beside the
+    previous range's as `previous`. Raises ApiError 400 `invalid_range` for a range too long
+    to compare."""
+    current = {"from": first, "to": last, **await load(first, last)}
+    if not compare:
+        return current
+    try:
+        before, until = previous_range(first, last, granularity, periods)
+    except PeriodError as exc:
+        raise ApiError(400, exc.code, exc.detail) from None
+    return {
+        "current": current,
+        "previous": {"from": before, "to": until, **await load(before, until)},
+    }

@@ -1,0 +1,89 @@
+"""`GET /v1/retention` (read key): people by the day they were first seen and how many of each
+cohort were active again N days or weeks later (rule: `behavioral_analytics.retention`,
+docs/behavior.md "Retention"; answer: docs/api.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from behavioral_analytics.api.ranges import resolve_period
+from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.api.state import ApiState
+from behavioral_analytics.retention import (
+    DEFAULT_COHORT_DAYS,
+    DEFAULT_MAX_OFFSET,
+    MAX_OFFSET,
+    RetentionCohort,
+    RetentionError,
+    Unit,
+    default_range,
+)
+from behavioral_analytics.store import NotSupported
+
+__all__ = ["router"]
+
+
+def router(state: ApiState) -> APIRouter:
+    """The retention route on `state`'s store."""
+    routes = APIRouter(tags=["behavior"])
+    store = state.store
+
+    @routes.get(
+        "/v1/retention",
+        summary="Cohorts by first-seen day: the people of each active again N days or weeks on",
+    )
+    async def retention(
+        request: Request,
+        from_: Annotated[
+            str | None,
+            Query(
+                alias="from",
+                max_length=64,
+                description=f"First cohort day (label or time); default: {DEFAULT_COHORT_DAYS} "
+                "days ending at `to`",
+            ),
+        ] = None,
+        to: Annotated[
+            str | None,
+            Query(max_length=64, description="Last cohort day (label or time); default: today"),
+        ] = None,
+        unit: Annotated[Unit, Query(description="Periods counted after: day or week")] = "day",
+        max_offset: Annotated[
+            int,
+            Query(
+                alias="max",
+                ge=0,
+                le=max(MAX_OFFSET.values()),
+                description="The last period counted (day or week N); weeks: at most "
+                f"{MAX_OFFSET['week']}",
+            ),
+        ] = DEFAULT_MAX_OFFSET,
+    ) -> dict[str, Any]:
+        state.policy.require_read(request)
+        periods = state.periods
+        first = resolve_period(from_, "day", periods) if from_ else None
+        last = resolve_period(to, "day", periods, end=True) if to else None
+        first, last = default_range(first, last, periods.label("day", state.clock()))
+
+        def load() -> list[RetentionCohort]:
+            try:
+                return store.retention(first, last, max_offset, unit)
+            except NotSupported as exc:
+                raise ApiError(501, "not_supported", str(exc)) from None
+            except RetentionError as exc:
+                raise ApiError(400, exc.code, exc.detail) from None
+
+        found = await state.read(("retention", first, last, unit, max_offset), load)
+        return {
+            "from": first,
+            "to": last,
+            "unit": unit,
+            "max": max_offset,
+            "timezone": periods.timezone,
+            "cohorts": [c.to_dict() for c in found],
+            "freshness": await state.freshness(),
+        }
+
+    return routes

@@ -1,0 +1,67 @@
+"""Country from an IP address, by iptocc (MIT OR Apache-2.0): an offline table of the five
+Regional Internet Registries' delegation files, compiled into the package (no file is read
+and nothing is downloaded at run time).
+
+The value is the ISO 3166-1 alpha-2 code of the country an address block is *assigned* to by
+its registry, which is not always where it is used (the package's documentation puts its
+agreement with commercial databases at about 95% of IPv4 addresses). Private, reserved and
+unassigned addresses have none.
+
+Where the address is read: the recipe's `ip`, else `ip_address`, else Segment's `context.ip`
+(the fields privacy.py truncates), before truncation. A field may hold a comma-separated list
+(as `X-Forwarded-For` does): the first address is the client's. The forms read are those
+privacy.py accepts: bare, with a port, bracketed, with an IPv6 zone, IPv4-mapped IPv6.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from importlib.metadata import version
+from typing import Any
+
+import iptocc
+
+__all__ = ["PARSER", "client_address", "country_of"]
+
+# The package and version that made the values, recorded in `$derived.parsers.geo`.
+PARSER = f"iptocc {version('iptocc')}"
+
+
+def client_address(properties: Mapping[str, Any]) -> str | None:
+    """The first address of the first IP field that holds text (module docstring), or None."""
+    value = properties.get("ip")
+    if not (isinstance(value, str) and value.strip()):
+        value = properties.get("ip_address")
+        if not (isinstance(value, str) and value.strip()):
+            context = properties.get("context")
+            value = context.get("ip") if isinstance(context, dict) else None
+            if not (isinstance(value, str) and value.strip()):
+                return None
+    return value.split(",", 1)[0].strip()
+
+
+def country_of(address: str) -> str | None:
+    """The ISO 3166-1 alpha-2 code of the country `address` is assigned to, or None (not an
+    address, or private, reserved or unassigned)."""
+    parsed = _parse(address)
+    if parsed is None:
+        return None
+    return iptocc.country_code(str(parsed))
+
+
+def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            return None
+        text = text[1:close]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address

@@ -1,0 +1,220 @@
+"""Retention: people grouped by the day they were first seen (their cohort), and how many of
+each cohort came back N days or N weeks later. Pure: no I/O.
+
+The rule (docs/behavior.md, "Retention"):
+
+- a person's **active days** are the days of the reporting zone on which at least one human
+  event counts for them once identity links are applied: exactly the days on which they hold
+  a unique-user marker, so retention counts the people that unique users per day count;
+- a person's **cohort** is their first active day (`first_seen`'s day): a late event dated
+  earlier moves them to the earlier cohort, an anonymous visitor whose events an identify
+  gives to a user is that user, and a forgotten person is in no cohort;
+- for cohort day C, **period n** is day C + n (unit `day`) or days C + 7n … C + 7n + 6 (unit
+  `week`), in calendar days of the reporting zone (a 23- or 25-hour day is one day);
+- `returning[n]` is how many people of the cohort were active in period n, so
+  `returning[0]` is the cohort's size; a period that has not begun by `today` is not listed
+  (recent cohorts have shorter lists) and the last one listed may still grow.
+
+Horizon: a store answers for cohort days within its raw-event retention (`plan`), where every
+figure above is exact and recountable from the raw events by `verify`. Past it, identity
+stitching has no raw events left to move, `verify` none to recount, and Firestore drops markers
+a little later; older cohorts are refused, not approximated. (Per-person active days kept with
+the person past the raw retention would lift this; they are not kept.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from behavioral_analytics.aggregation import Periods
+
+__all__ = [
+    "DEFAULT_COHORT_DAYS",
+    "DEFAULT_MAX_OFFSET",
+    "MAX_COHORT_DAYS",
+    "MAX_OFFSET",
+    "MAX_PERSONS",
+    "UNIT_DAYS",
+    "RetentionCohort",
+    "RetentionError",
+    "RetentionRead",
+    "Unit",
+    "cohorts",
+    "day_after",
+    "default_range",
+    "plan",
+    "too_many",
+]
+
+Unit = Literal["day", "week"]
+UNIT_DAYS: dict[str, int] = {"day": 1, "week": 7}
+DEFAULT_MAX_OFFSET = 30
+# Cohort days when the request names no `from`: two weeks, answered by any raw-event
+# retention of 14 days or more (the deployment modules' floor).
+DEFAULT_COHORT_DAYS = 14
+# The longest table asked for: a year of periods after each cohort day.
+MAX_OFFSET: dict[str, int] = {"day": 366, "week": 53}
+# The most cohort days in one request (the raw retention bounds it further).
+MAX_COHORT_DAYS = 366
+# The most people a store reads for one request; past it the request is refused (on
+# Firestore each person is one document read).
+MAX_PERSONS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionCohort:
+    """The people first seen on day `cohort` (a day label of the reporting zone): `size`
+    of them, and `returning[n]` of them active in period n after it (`returning[0] == size`)."""
+
+    cohort: str
+    size: int
+    returning: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """`cohort`, `size`, `returning` and `rates` (returning[n] / size, 4 decimals)."""
+        return {
+            "cohort": self.cohort,
+            "size": self.size,
+            "returning": self.returning,
+            "rates": [round(n / self.size, 4) if self.size else None for n in self.returning],
+        }
+
+
+class RetentionError(ValueError):
+    """A retention request a store will not answer. `code` is `invalid_period`,
+    `invalid_range`, `before_horizon` or `too_many_persons` (the API's error codes);
+    `str(error)` is one line for people."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRead:
+    """What a store reads for a request: people whose first event is in
+    [`first_seen_from`, `first_seen_until`) (epoch seconds), their active days from
+    `start_day` to `last_day` (day labels, inclusive); `today` truncates the table."""
+
+    start_day: str
+    end_day: str
+    max_offset: int
+    unit: Unit
+    first_seen_from: float
+    first_seen_until: float
+    last_day: str
+    today: str
+
+
+def day_after(day: str, days: int) -> str:
+    """The day label `days` calendar days after `day` (YYYY-MM-DD)."""
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+
+
+def default_range(start_day: str | None, end_day: str | None, today: str) -> tuple[str, str]:
+    """The cohort days of a request: `end_day` or `today`, and `start_day` or the
+    DEFAULT_COHORT_DAYS days ending at that end."""
+    last = end_day or today
+    return start_day or day_after(last, 1 - DEFAULT_COHORT_DAYS), last
+
+
+def _day(value: str, name: str) -> date:
+    try:
+        parsed = date.fromisoformat(value)
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.isoformat() != value:
+        raise RetentionError("invalid_period", f"{name} {value[:64]!r} is not a day (YYYY-MM-DD)")
+    return parsed
+
+
+def plan(
+    periods: Periods,
+    start_day: str,
+    end_day: str,
+    max_offset: int,
+    unit: Unit,
+    *,
+    now: float,
+    raw_retention_s: float,
+) -> RetentionRead:
+    """Check a request and say what to read: cohort days `start_day`..`end_day` (inclusive),
+    periods 0..`max_offset` of `unit`, at `now` (epoch seconds) on a store keeping raw events
+    `raw_retention_s` seconds.
+
+    Raises RetentionError: `invalid_period` (not a day label), `invalid_range` (end before
+    start, more than MAX_COHORT_DAYS days, an offset outside 0..MAX_OFFSET, an unknown unit),
+    `before_horizon` (a cohort day before the raw-retention horizon: the first day all of whose
+    raw events are still kept).
+    """
+    first, last = _day(start_day, "from"), _day(end_day, "to")
+    if unit not in UNIT_DAYS:
+        raise RetentionError("invalid_range", f"unit {unit!r}: expected day or week")
+    if last < first:
+        raise RetentionError("invalid_range", f"from {start_day} is after to {end_day}")
+    if (last - first).days + 1 > MAX_COHORT_DAYS:
+        raise RetentionError("invalid_range", f"at most {MAX_COHORT_DAYS} cohort days per request")
+    if not 0 <= max_offset <= MAX_OFFSET[unit]:
+        raise RetentionError(
+            "invalid_range", f"max must be 0..{MAX_OFFSET[unit]} for unit {unit}, not {max_offset}"
+        )
+    # The oldest instant whose raw events are surely kept; its day may have lost some.
+    horizon = day_after(periods.label("day", now - raw_retention_s), 1)
+    if start_day < horizon:
+        raise RetentionError(
+            "before_horizon",
+            f"from {start_day} is before {horizon}: retention is answered for cohort days "
+            f"within the raw-event retention ({raw_retention_s / 86400:g} days), where it is "
+            "exact",
+        )
+    span = UNIT_DAYS[unit] * (max_offset + 1) - 1
+    return RetentionRead(
+        start_day,
+        end_day,
+        max_offset,
+        unit,
+        periods.start_of("day", start_day),
+        periods.end_of("day", end_day),
+        day_after(end_day, span),
+        periods.label("day", now),
+    )
+
+
+def too_many(persons: int | None = None) -> RetentionError:
+    """The refusal of a request whose cohorts hold more than MAX_PERSONS people (`persons`
+    of them, when counted)."""
+    held = f"{persons:,} people" if persons is not None else f"more than {MAX_PERSONS:,} people"
+    return RetentionError(
+        "too_many_persons",
+        f"the cohorts hold {held}; at most {MAX_PERSONS:,} are read per request: "
+        "ask for fewer days",
+    )
+
+
+def cohorts(active_days: Mapping[str, Iterable[str]], read: RetentionRead) -> list[RetentionCohort]:
+    """The cohorts of `read`'s days, oldest first, from each person's active days (day
+    labels; their earliest is their cohort). People whose cohort is outside the range are left
+    out; days on which nobody was first seen are not listed."""
+    length = UNIT_DAYS[read.unit]
+    today = date.fromisoformat(read.today)
+    found: dict[str, list[int]] = {}
+    for days in active_days.values():
+        seen = sorted(set(days))
+        if not seen or not read.start_day <= seen[0] <= read.end_day:
+            continue
+        cohort = seen[0]
+        start = date.fromisoformat(cohort)
+        begun = (today - start).days // length
+        if begun < 0:
+            continue
+        width = min(read.max_offset, begun) + 1
+        returning = found.setdefault(cohort, [0] * width)
+        periods = {(date.fromisoformat(day) - start).days // length for day in seen}
+        for n in periods:
+            if n < width:
+                returning[n] += 1
+    return [RetentionCohort(day, counts[0], counts) for day, counts in sorted(found.items())]

@@ -1,0 +1,206 @@
+"""The dashboard's breakdown panels in headless Chromium over a store with known events: each
+panel's values and totals are the store's, the range picker's comparison shows the week before,
+and a screenshot is left in test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_helpers import READ_KEY, WRITE, make_settings, recipe_event, run_worker
+
+from behavioral_analytics.settings import Settings
+from behavioral_analytics.wiring import build_broker, build_server, build_store
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="SKIPPED LOUDLY: playwright is not installed (pip install playwright)",
+)
+if not Path(CHROMIUM).exists():
+    pytest.skip(
+        "SKIPPED LOUDLY: no Chromium at /usr/bin/chromium (apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+
+SHOP = "https://shop.example"
+# (days ago, user, page URL, referrer, device): the last 7 days' range holds the first six,
+# the 7 days before it the last two.
+VISITS = [
+    (0, "u1", f"{SHOP}/pricing?utm_source=news&utm_medium=email", "google.com", "mobile"),
+    (0, "u2", f"{SHOP}/pricing?utm_source=news&utm_medium=email", "google.com", "desktop"),
+    (0, "u1", f"{SHOP}/docs", "direct", "mobile"),
+    (1, "u3", f"{SHOP}/pricing?utm_source=ads&utm_medium=cpc", "bing.com", "mobile"),
+    (2, "u4", f"{SHOP}/blog/launch", "news.ycombinator.com", "tablet"),
+    (3, "u1", f"{SHOP}/docs", "direct", "mobile"),
+    (8, "u5", f"{SHOP}/pricing", "direct", "desktop"),
+    (9, "u6", f"{SHOP}/pricing", "direct", "desktop"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+    port = free_port()
+    settings = make_settings(tmp_path, api_port=port, max_event_age_days=14)
+    server = build_server(settings)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 15, "uvicorn to start")
+    yield f"http://127.0.0.1:{port}", settings
+    server.should_exit = True
+    thread.join(15)
+
+
+def _publish(base_url: str, settings: Settings) -> str:
+    """Publishes VISITS and processes them; returns the UTC day of the latest ones."""
+    # Ten minutes before now on the day they fall on: never in the future, whatever the hour.
+    now = time.time() - 600
+    events = [
+        recipe_event(
+            i,
+            user=user,
+            timestamp=now - ago * 86400 + i,
+            session_id=f"s{i}",
+            properties={"page_url": url, "referrer": referrer, "device_type": device},
+        )
+        for i, (ago, user, url, referrer, device) in enumerate(VISITS)
+    ]
+    response = httpx.post(base_url + "/v1/events", json=events, headers=WRITE, timeout=10)
+    assert response.status_code == 202 and len(response.json()["accepted"]) == len(VISITS)
+    broker, store = build_broker(settings), build_store(settings)
+    try:
+        run_worker(broker, store, settings)
+    finally:
+        broker.close()
+        store.close()
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+def panel(page: Any, dimension: str) -> dict[str, tuple[int, str, str | None]]:
+    """value → (events, unique users as shown, previous events) of one panel's rows."""
+    rows = page.locator(f'.breakdown[data-dimension="{dimension}"] li').evaluate_all(
+        "items => items.map(i => [i.dataset.value, Number(i.dataset.events), i.dataset.users,"
+        " i.dataset.previous === undefined ? null : i.dataset.previous])"
+    )
+    return {value: (events, users, previous) for value, events, users, previous in rows}
+
+
+def test_the_panels_show_the_stores_breakdowns_and_compare(
+    served: tuple[str, Settings],
+) -> None:
+    base_url, settings = served
+    latest_day = _publish(base_url, settings)
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})
+            errors: list[str] = []
+            page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(base_url + f"/#key={READ_KEY}")
+            page.wait_for_selector('.breakdown[data-dimension="page"] li', timeout=15_000)
+
+            # The last 7 days by default: the six recent visits; multi-day, so no unique users.
+            assert panel(page, "page") == {
+                "/pricing": (3, "", None),
+                "/docs": (2, "", None),
+                "/blog/launch": (1, "", None),
+            }
+            assert panel(page, "referrer") == {
+                "(direct)": (2, "", None),
+                "google.com": (2, "", None),
+                "bing.com": (1, "", None),
+                "news.ycombinator.com": (1, "", None),
+            }
+            assert {v: n for v, (n, _, _) in panel(page, "utm_source").items()} == {
+                "news": 2,
+                "(none)": 3,
+                "ads": 1,
+            }
+            assert {v: n for v, (n, _, _) in panel(page, "device").items()} == {
+                "mobile": 4,
+                "desktop": 1,
+                "tablet": 1,
+            }
+            totals = page.locator(".breakdown .total").evaluate_all(
+                "items => items.map(i => Number(i.dataset.value))"
+            )
+            assert totals and set(totals) == {6}
+            assert page.locator(".breakdown").count() >= 9
+
+            # One day: unique users per value are shown.
+            page.fill("#range-from", latest_day)
+            page.fill("#range-to", latest_day)
+            page.click("#range-form button[type=submit]")
+            wait_for(
+                lambda: panel(page, "page").get("/pricing", (0, "", None))[:2] == (2, "2"),
+                10,
+                "one day's pages",
+            )
+            assert panel(page, "page")["/docs"][:2] == (1, "1")
+
+            # The last 7 days against the 7 before: /pricing had two visits then.
+            page.fill("#range-from", "")
+            page.fill("#range-to", "")
+            page.check("#range-compare")
+            wait_for(
+                lambda: panel(page, "page").get("/pricing", (0, "", None))[2] == "2",
+                10,
+                "the previous week beside the current one",
+            )
+            assert panel(page, "page")["/docs"] == (2, "", "0")
+            assert " vs " in page.inner_text("#range-shown")
+
+            # Clicking a value filters: its events per day over the range, and the week before.
+            page.click('.breakdown[data-dimension="page"] li[data-value="/pricing"]')
+            page.wait_for_selector("#filter-card:not([hidden])", timeout=10_000)
+            wait_for(
+                lambda: page.get_attribute("#filter-total", "data-value") == "3",
+                10,
+                "the filtered total",
+            )
+            assert page.get_attribute("#filter-previous", "data-value") == "2"
+            days = page.locator("#filter-days li").evaluate_all(
+                "items => items.map(i => Number(i.dataset.events))"
+            )
+            assert sum(days) == 3 and all(n >= 0 for n in days)
+            assert (page.text_content("#filter-name") or "").endswith(": /pricing")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-breakdowns.png"), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()

@@ -1,0 +1,62 @@
+"""`GET /v1/retention`: cohorts by first-seen day through the collector, the worker and the
+store; read key required; malformed and too-old ranges refused with the API's error codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from api_helpers import READ, WRITE, recipe_event
+from fastapi.testclient import TestClient
+
+DAY_S = 86400.0
+
+
+def test_retention_is_served_and_checked(client: TestClient, process: Callable[[], None]) -> None:
+    # Noon, three and two days ago (UTC, the reporting zone): the same days whenever it runs.
+    today = datetime.now(UTC).date()
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC).timestamp()
+    first, second = (today - timedelta(days=3)).isoformat(), (today - timedelta(days=2)).isoformat()
+    events = [
+        recipe_event(1, user="ann", timestamp=noon - 3 * DAY_S),
+        recipe_event(2, user="ann", timestamp=noon - 2 * DAY_S),
+        recipe_event(3, user="bob", timestamp=noon - 3 * DAY_S),
+        recipe_event(4, user="cy", timestamp=noon - 2 * DAY_S),
+    ]
+    assert client.post("/v1/events", json=events, headers=WRITE).status_code == 202
+    process()
+
+    assert client.get("/v1/retention").status_code == 401
+    params = {"from": first, "to": second, "max": 1}
+    body = client.get("/v1/retention", params=params, headers=READ).json()
+    assert body["unit"] == "day" and body["timezone"] == "UTC" and "freshness" in body
+    assert [(c["cohort"], c["size"], c["returning"], c["rates"]) for c in body["cohorts"]] == [
+        (first, 2, [2, 1], [1.0, 0.5]),
+        (second, 1, [1, 0], [1.0, 0.0]),
+    ]
+    weeks = client.get(
+        "/v1/retention", params={**params, "unit": "week", "max": 3}, headers=READ
+    ).json()
+    assert [(c["cohort"], c["returning"]) for c in weeks["cohorts"]] == [
+        (first, [2]),
+        (second, [1]),
+    ]
+    # Default range: the two weeks ending today.
+    default = client.get("/v1/retention", headers=READ).json()
+    now = datetime.now(UTC).date()  # midnight may have passed since `today`
+    assert (default["from"], default["to"]) in {
+        ((day - timedelta(days=13)).isoformat(), day.isoformat()) for day in (today, now)
+    }
+    assert [c["size"] for c in default["cohorts"]] == [2, 1]
+
+    old = (today - timedelta(days=60)).isoformat()
+    refused = client.get("/v1/retention", params={"from": old}, headers=READ)
+    assert refused.status_code == 400 and refused.json()["error"] == "before_horizon"
+    reversed_ = client.get("/v1/retention", params={"from": second, "to": first}, headers=READ)
+    assert reversed_.status_code == 400 and reversed_.json()["error"] == "invalid_range"
+    too_far = client.get("/v1/retention", params={"unit": "week", "max": 60}, headers=READ)
+    assert too_far.status_code == 400 and too_far.json()["error"] == "invalid_range"
+    bad_unit = client.get("/v1/retention", params={"unit": "month"}, headers=READ)
+    assert bad_unit.status_code == 422
+    bad_day = client.get("/v1/retention", params={"from": "2026-13-45"}, headers=READ)
+    assert bad_day.status_code == 400 and bad_day.json()["error"] == "invalid_period"

@@ -1,0 +1,207 @@
+"""`Store.breakdown`: events per value of a dimension per hour and day, the first K values of a
+(period, dimension) admitted and later ones counted under `(other)`, unique users per value
+per day counted for the person (identity applied), crawlers left out, redeliveries changing
+nothing, and a forgotten person's events and markers leaving the counts (docs/breakdowns.md,
+"How breakdowns are counted")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from behavioral_analytics.breakdowns import OTHER, BreakdownRules
+from behavioral_analytics.events import Event
+from behavioral_analytics.store import BreakdownPoint, Store
+from tests.contract.builders import (
+    BOT_AGENT,
+    DAY,
+    HOUR,
+    MakeStore,
+    assert_recounts,
+    ev,
+)
+
+DAY_LABEL = "2025-11-27"  # DAY_START's day (UTC); it starts at 09:00
+HOUR_LABEL = f"{DAY_LABEL}-09"
+RULES = BreakdownRules(("page", "event_type"), max_values=2)
+
+
+def page(n: int, at: float, path: str, **fields: Any) -> Event:
+    """A page view of `https://shop.example{path}`."""
+    return ev(n, at, page_url=f"https://shop.example{path}", **fields)
+
+
+def one(store: Store, dimension: str, granularity: str = "day") -> BreakdownPoint:
+    points = store.breakdown(dimension, granularity)  # type: ignore[arg-type]
+    assert len(points) == 1, points
+    return points[0]
+
+
+def test_counts_per_value_admit_the_first_k_and_count_later_ones_under_other(
+    make_store: MakeStore,
+) -> None:
+    store = make_store(breakdowns=RULES)
+    store.commit(
+        [
+            page(1, 0, "/a", user="u1"),
+            page(2, 10, "/b", user="u2"),
+            page(3, 20, "/c", user="u1"),  # a third value: (other)
+            page(4, 30, "/a", user="u2"),
+        ]
+    )
+    store.commit([page(5, 40, "/d", user="u3"), page(6, 50, "/b", user="u3")])
+    day = one(store, "page")
+    assert (day.granularity, day.period, day.dimension) == ("day", DAY_LABEL, "page")
+    assert day.events == {"/a": 2, "/b": 2}
+    assert day.other_events == 2
+    assert day.unique_users == {"/a": 2, "/b": 2, OTHER: 2}
+    hour = one(store, "page", "hour")
+    assert (hour.period, hour.events, hour.other_events) == (HOUR_LABEL, day.events, 2)
+    assert hour.unique_users is None
+    kinds = one(store, "event_type")
+    assert kinds.events == {"page_view": 6} and kinds.unique_users == {"page_view": 3}
+    assert store.breakdown("browser", "day") == []  # not broken down
+    snap = store.snapshot()
+    assert snap.breakdown_admitted[("day", DAY_LABEL, "page")] == ("/a", "/b")
+    assert snap.breakdown_events[("day", DAY_LABEL, "page", OTHER)] == 2
+    assert snap.breakdown_users[(DAY_LABEL, "page", OTHER)] == 2
+    assert_recounts(store)
+
+
+def test_each_hour_and_day_admits_its_own_values(make_store: MakeStore) -> None:
+    store = make_store(breakdowns=RULES)
+    store.commit(
+        [
+            page(1, 0, "/a", user="u1"),
+            page(2, 10, "/b", user="u1"),
+            page(3, HOUR, "/c", user="u1"),  # the next hour: admitted there, not in the day
+            page(4, DAY, "/c", user="u1"),  # the next day: admitted
+        ]
+    )
+    hours = store.breakdown("page", "hour")
+    assert [(p.period, p.events, p.other_events) for p in hours] == [
+        (HOUR_LABEL, {"/a": 1, "/b": 1}, 0),
+        (f"{DAY_LABEL}-10", {"/c": 1}, 0),
+        ("2025-11-28-09", {"/c": 1}, 0),
+    ]
+    days = store.breakdown("page", "day", DAY_LABEL, DAY_LABEL)
+    assert [(p.events, p.other_events) for p in days] == [({"/a": 1, "/b": 1}, 1)]
+    assert [p.period for p in store.breakdown("page", "day", start="2025-11-28")] == ["2025-11-28"]
+    assert_recounts(store)
+
+
+def test_a_redelivery_changes_nothing(make_store: MakeStore) -> None:
+    store = make_store(breakdowns=RULES)
+    batch = [page(1, 0, "/a", user="u1"), page(2, 5, "/b", user="u2"), page(3, 9, "/c", anon="v")]
+    store.commit(batch)
+    before = store.snapshot()
+    points = store.breakdown("page", "day")
+    assert store.commit(list(reversed(batch))).created == 0
+    assert store.commit(batch[1:]).created == 0
+    after = store.snapshot()
+    assert store.breakdown("page", "day") == points
+    assert after.breakdown_events == before.breakdown_events
+    assert after.breakdown_users == before.breakdown_users
+    assert after.breakdown_admitted == before.breakdown_admitted
+
+
+def test_an_anonymous_visitor_who_identifies_counts_as_one_person_per_value(
+    make_store: MakeStore,
+) -> None:
+    store = make_store(breakdowns=RULES, identity_window_s=DAY)
+    store.commit([page(1, 0, "/a", anon="a1"), page(2, 10, "/b", anon="a1")])
+    assert one(store, "page").unique_users == {"/a": 1, "/b": 1}
+    # The identify moves a1's earlier events to alice: still one person per value.
+    store.commit([ev(3, 60, user="alice", anon="a1", kind="identify")])
+    store.commit([page(4, 120, "/a", user="alice")])
+    day = one(store, "page")
+    assert day.events == {"/a": 2, "/b": 1}
+    assert day.unique_users == {"/a": 1, "/b": 1, OTHER: 1}  # the identify has no page: (none)
+    assert one(store, "event_type").unique_users == {"page_view": 1, "identify": 1}
+    assert_recounts(store)
+
+
+def test_crawlers_are_in_no_breakdown(make_store: MakeStore) -> None:
+    store = make_store(breakdowns=RULES)
+    store.commit(
+        [
+            page(1, 0, "/robots", anon="crawler", user_agent=BOT_AGENT),
+            page(2, 10, "/a", user="u1"),
+        ]
+    )
+    day = one(store, "page")
+    assert (day.events, day.other_events, day.unique_users) == ({"/a": 1}, 0, {"/a": 1})
+    assert store.snapshot().breakdown_admitted[("day", DAY_LABEL, "page")] == ("/a",)
+    assert_recounts(store)
+
+
+def test_forget_takes_the_persons_events_and_markers_out(make_store: MakeStore) -> None:
+    store = make_store(breakdowns=RULES, identity_window_s=HOUR)
+    store.commit(
+        [
+            page(1, 0, "/a", user="bob"),
+            page(2, 5, "/a", anon="a1"),
+            page(3, 10, "/a", user="alice", anon="a1", kind="identify"),
+            page(4, 20, "/b", user="alice"),
+            page(5, 30, "/c", user="alice"),  # (other)
+            page(6, 40, "/c", user="bob"),
+        ]
+    )
+    assert one(store, "page").unique_users == {"/a": 2, "/b": 1, OTHER: 2}
+    store.forget("alice")
+    day = one(store, "page")
+    assert (day.events, day.other_events) == ({"/a": 1}, 1)
+    assert day.unique_users == {"/a": 1, OTHER: 1}
+    hour = one(store, "page", "hour")
+    assert (hour.events, hour.other_events) == ({"/a": 1}, 1)
+    assert one(store, "event_type").events == {"page_view": 2}
+    assert one(store, "event_type").unique_users == {"page_view": 1}
+    # The admitted set stays: /b is still admitted, so a later /b is not (other).
+    store.commit([page(7, 50, "/b", user="carol")])
+    assert one(store, "page").events == {"/a": 1, "/b": 1}
+    assert_recounts(store)
+
+
+def test_repair_rebuilds_breakdowns_under_the_stored_admitted_sets(make_store: MakeStore) -> None:
+    store = make_store(breakdowns=RULES)
+    store.commit([page(1, 0, "/z", user="u1")])
+    store.commit([page(2, 10, "/a", user="u2"), page(3, 20, "/b", user="u3")])
+    points = store.breakdown("page", "day")
+    assert points[0].events == {"/z": 1, "/a": 1} and points[0].other_events == 1
+    snap = store.snapshot()
+    store.rebuild(store.iter_raw_events())
+    assert store.breakdown("page", "day") == points
+    assert store.snapshot().breakdown_admitted == snap.breakdown_admitted
+
+
+def test_an_added_dimension_is_counted_from_the_raw_events(make_store: MakeStore) -> None:
+    narrow = make_store(breakdowns=BreakdownRules(("page",), 2))
+    narrow.commit([page(1, 0, "/a", user="u1"), page(2, 10, "/b", user="u2")])
+    narrow.commit([ev(3, 20, user="u1", kind="search")])
+    wider = make_store(breakdowns=BreakdownRules(("page", "event_type"), 2))
+    wider.record_config()
+    recorded = wider.recorded_config()
+    assert recorded is not None and recorded.breakdown_dimensions == ("page", "event_type")
+    kinds = one(wider, "event_type")
+    assert (kinds.events, kinds.unique_users) == (
+        {"page_view": 2, "search": 1},
+        {"page_view": 2, "search": 1},
+    )
+    assert one(wider, "page").events == {"/a": 1, "/b": 1}
+    assert wider.commit([page(4, 30, "/c", user="u3", kind="signup")]).created == 1
+    assert one(wider, "event_type").other_events == 1  # two admitted: the third is (other)
+    assert_recounts(wider)
+
+
+def test_apply_recounts_for_new_values_admitted_and_drops_a_removed_dimension(
+    make_store: MakeStore,
+) -> None:
+    make_store(breakdowns=RULES).commit(
+        [page(1, 0, "/a", user="u1"), page(2, 10, "/b", user="u2"), page(3, 20, "/c", user="u3")]
+    )
+    wider = make_store(breakdowns=BreakdownRules(("page",), 3))
+    wider.record_config(replace=True)
+    day = one(wider, "page")
+    assert (day.events, day.other_events) == ({"/a": 1, "/b": 1, "/c": 1}, 0)
+    assert wider.breakdown("event_type", "day") == []
+    assert {key[2] for key in wider.snapshot().breakdown_admitted} == {"page"}
+    assert_recounts(wider)

@@ -1,0 +1,50 @@
+"""Retention computed plainly from the reference's surviving raw events, written from
+docs/behavior.md "Retention" alone (it shares nothing with `behavioral_analytics.retention`).
+
+Per person (whom each human event counts for, `Reference.human`): the set of days of the
+reporting zone holding one of their events; the first is their cohort. For cohort day C, period
+n is day C + n, or days C + 7n to C + 7n + 6 for weeks; a cohort lists periods 0 to
+`max_offset` that have begun by `today`, each with the people of the cohort active in it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from tests.reference.model import Reference, label
+
+__all__ = ["reference_retention"]
+
+
+def reference_retention(
+    ref: Reference, start_day: str, end_day: str, max_offset: int, unit: str, today: str
+) -> list[tuple[str, int, list[int]]]:
+    """(cohort day, size, returning per period) for cohorts `start_day`..`end_day`, oldest
+    first, days on which nobody was first seen left out."""
+    zone = ZoneInfo(ref.rules.timezone)
+    length = 7 if unit == "week" else 1
+    days: dict[str, set[date]] = defaultdict(set)
+    for person, event in ref.human():
+        days[person].add(date.fromisoformat(label(event.timestamp, "day", zone)[0]))
+    last_day = date.fromisoformat(today)
+    rows: dict[str, list[int]] = {}
+    for active in days.values():
+        first = min(active)
+        cohort = first.isoformat()
+        if not start_day <= cohort <= end_day:
+            continue
+        periods = []
+        for n in range(max_offset + 1):
+            if first.toordinal() + n * length > last_day.toordinal():
+                break
+            periods.append(n)
+        if not periods:
+            continue
+        counts = rows.setdefault(cohort, [0] * len(periods))
+        for n in periods:
+            block = range(first.toordinal() + n * length, first.toordinal() + (n + 1) * length)
+            if any(day.toordinal() in block for day in active):
+                counts[n] += 1
+    return [(cohort, counts[0], counts) for cohort, counts in sorted(rows.items())]

@@ -1,0 +1,110 @@
+"""The breakdown fold and admission (`breakdowns`), pure: what a set of events adds per value,
+which values a (period, dimension) admits, and what the others count under."""
+
+from __future__ import annotations
+
+import pytest
+
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.breakdowns import (
+    OTHER,
+    BreakdownDelta,
+    BreakdownRules,
+    admit,
+    count_under,
+    fold_breakdowns,
+    recount_breakdowns,
+)
+from behavioral_analytics.events import Event
+
+T0 = 1_764_234_000.0  # 2025-11-27 09:00:00 UTC
+DAY = "2025-11-27"
+HOUR = f"{DAY}-09"
+
+
+def event(n: int, at: float, path: str, who: str, kind: str = "page_view") -> Event:
+    return Event(
+        f"k{n}", f"e{n}", who, None, kind, T0 + at, None, {"page_url": f"https://x.io{path}"}, T0
+    )
+
+
+def test_admit_takes_the_first_k_new_values_in_order() -> None:
+    new, mapping = admit(["/a"], ["/b", "/a", "/c", "/b", "/d"], 3)
+    assert new == ["/b", "/c"]
+    assert mapping == {"/b": "/b", "/a": "/a", "/c": "/c", "/d": OTHER}
+    # A full set admits nothing; a value it holds still counts as itself.
+    assert admit(["/a", "/b"], ["/c", "/a"], 2) == ([], {"/c": OTHER, "/a": "/a"})
+    # A set larger than K (K lowered) keeps what it holds.
+    assert admit(["/a", "/b", "/c"], ["/c", "/d"], 2) == ([], {"/c": "/c", "/d": OTHER})
+
+
+def test_the_value_other_itself_is_never_admitted() -> None:
+    assert admit([], [OTHER, "/a"], 5) == (["/a"], {OTHER: OTHER, "/a": "/a"})
+
+
+def test_the_fold_counts_every_dimension_per_hour_and_day_with_first_seen_order() -> None:
+    rules = BreakdownRules(("page", "event_type"), 2)
+    delta = fold_breakdowns(
+        [event(1, 0, "/b", "u1"), event(2, 60, "/a", "u2"), event(3, 3600, "/b", "u1", "buy")],
+        Periods(),
+        rules,
+    )
+    assert list(delta.events)[:2] == [("hour", HOUR, "page", "/b"), ("day", DAY, "page", "/b")]
+    assert delta.events["day", DAY, "page", "/b"] == 2
+    assert delta.events["hour", f"{DAY}-10", "event_type", "buy"] == 1
+    assert (DAY, "page", "/b", "u1") in delta.users
+    assert len(delta.users) == 5  # u1: /b, page_view, buy; u2: /a, page_view
+    assert fold_breakdowns([event(1, 0, "/b", "u1")], Periods(), BreakdownRules((), 2)).events == {}
+
+
+def test_count_under_maps_per_set_and_says_what_to_admit() -> None:
+    rules = BreakdownRules(("page",), 2)
+    delta = fold_breakdowns(
+        [event(1, 0, "/c", "u1"), event(2, 1, "/a", "u2"), event(3, 2, "/d", "u3")],
+        Periods(),
+        rules,
+    )
+    stored = {("day", DAY, "page"): ["/a"]}
+    counted = count_under(delta, stored, 2)
+    assert counted.admitted == {("day", DAY, "page"): ["/c"], ("hour", HOUR, "page"): ["/c", "/a"]}
+    assert counted.events["day", DAY, "page", OTHER] == 1  # /d
+    assert counted.events["hour", HOUR, "page", OTHER] == 1
+    assert counted.unique_users() == {(DAY, "page", "/c"): 1, (DAY, "page", "/a"): 1,
+                                      (DAY, "page", OTHER): 1}  # fmt: skip
+    # Taking stored events back out admits nothing.
+    out = count_under(delta, stored, 0)
+    assert out.admitted == {} and out.events["day", DAY, "page", OTHER] == 2
+
+
+def test_a_person_seen_with_two_values_under_other_is_one_other_user() -> None:
+    delta = BreakdownDelta()
+    for value in ("/a", "/b", "/c"):
+        delta.events["day", DAY, "page", value] += 1
+        delta.users.add((DAY, "page", value, "u1"))
+    counted = count_under(delta, {}, 1)
+    assert counted.unique_users() == {(DAY, "page", "/a"): 1, (DAY, "page", OTHER): 1}
+
+
+def test_the_recount_orders_by_time_and_counts_for_the_person() -> None:
+    rules = BreakdownRules(("page",), 1)
+    late_first = [event(2, 10, "/b", "anonymous:v"), event(1, 0, "/a", "anonymous:v")]
+    counted = recount_breakdowns(late_first, {"k1": "ann", "k2": "ann"}, Periods(), rules, {})
+    assert counted.admitted[("day", DAY, "page")] == ["/a"]
+    assert counted.users == {(DAY, "page", "/a", "ann"), (DAY, "page", OTHER, "ann")}
+    # Events the persons map leaves out (crawlers) are not counted.
+    assert recount_breakdowns(late_first, {}, Periods(), rules, {}).events == {}
+
+
+@pytest.mark.parametrize(
+    ("dimensions", "values", "message"),
+    [
+        (("page", "nope"), 5, "unknown breakdown dimension 'nope'"),
+        (("page", "page"), 5, "named twice"),
+        (("page",), 0, "at least 1"),
+    ],
+)
+def test_rules_refuse_what_cannot_be_counted(
+    dimensions: tuple[str, ...], values: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        BreakdownRules(dimensions, values)

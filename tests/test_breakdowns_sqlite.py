@@ -1,0 +1,121 @@
+"""What is specific to the SQLite store's breakdowns: `verify` finds a count, marker or admitted
+set that drifted and `--repair` rebuilds them under the stored admitted sets; a file written
+before breakdowns gets their tables when opened, and recording the configuration there (as
+opening it with the settings does, saying so in one line) counts them from the raw events."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.breakdowns import OTHER, BreakdownRules
+from behavioral_analytics.settings import load_settings
+from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.verification import verify
+from behavioral_analytics.wiring import open_configured
+from tests.conftest import FakeClock
+from tests.contract.builders import NOW, ev
+
+RULES = BehaviorRules(breakdowns=BreakdownRules(("page",), 2))
+DAY_LABEL = "2025-11-27"
+
+
+def _store(path: Path, rules: BehaviorRules = RULES) -> SQLiteStore:
+    return SQLiteStore(path, rules=rules, clock=FakeClock(NOW))
+
+
+def _visits() -> list:
+    return [
+        ev(n, n * 10, user=f"u{n % 2}", page_url=f"https://shop.example/{path}")
+        for n, path in enumerate(["a", "b", "c", "a", "d"], start=1)
+    ]
+
+
+def test_verify_finds_breakdown_drift_and_repair_restores_it(tmp_path: Path) -> None:
+    store = _store(tmp_path / "store.db")
+    store.commit(_visits())
+    points = store.breakdown("page", "day")
+    assert points[0].events == {"/a": 2, "/b": 1} and points[0].other_events == 2
+    db = sqlite3.connect(tmp_path / "store.db")
+    with db:
+        db.execute("UPDATE breakdown_buckets SET events = events + 5 WHERE value = '/a'")
+        db.execute("DELETE FROM breakdown_markers")
+        db.execute("UPDATE breakdown_buckets SET unique_users = 0 WHERE value = ?", (OTHER,))
+        db.execute("DELETE FROM breakdown_admitted WHERE granularity = 'hour'")
+    db.close()
+    report = verify(store, store.periods, now=NOW, retention_s=None)
+    drift = {(d.what, d.key) for d in report.drift}
+    assert ("breakdown", f"day:{DAY_LABEL}:page:/a") in drift
+    assert ("breakdown_users", f"{DAY_LABEL}:page:{OTHER}") in drift
+    assert ("breakdown_admitted", f"hour:{DAY_LABEL}-09:page") in drift
+    repaired = verify(store, store.periods, now=NOW, retention_s=None, repair=True)
+    assert repaired.repaired
+    assert store.breakdown("page", "day") == points
+    assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    # The markers are back: a known person on a known value adds no unique user.
+    store.commit([ev(8, 80, user="u1", page_url="https://shop.example/a")])
+    assert store.breakdown("page", "day")[0].unique_users == points[0].unique_users
+    # The hour's set was chosen again, in time order.
+    hour = store.snapshot().breakdown_admitted[("hour", f"{DAY_LABEL}-09", "page")]
+    assert hour == ("/a", "/b")
+
+
+def test_a_file_from_before_breakdowns_gets_them_counted(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    old = _store(path)
+    old.commit(_visits())
+    old.close()
+    db = sqlite3.connect(path)
+    with db:
+        for table in ("breakdown_buckets", "breakdown_markers", "breakdown_admitted"):
+            db.execute(f"DROP TABLE {table}")
+        (text,) = db.execute("SELECT value FROM metadata WHERE name = 'config'").fetchone()
+        record = json.loads(text)
+        del record["breakdown_dimensions"], record["breakdown_values"]
+        db.execute("UPDATE metadata SET value = ? WHERE name = 'config'", (json.dumps(record),))
+    db.close()
+    store = _store(path)
+    recorded = store.recorded_config()
+    assert recorded is not None and recorded.breakdown_dimensions == ()
+    assert store.breakdown("page", "day") == []  # the tables are back, empty
+    store.record_config()
+    recorded = store.recorded_config()
+    assert recorded is not None and recorded.breakdown_dimensions == ("page",)
+    day = store.breakdown("page", "day")
+    assert day[0].events == {"/a": 2, "/b": 1}
+    assert day[0].unique_users == {"/a": 2, "/b": 1, OTHER: 1}
+    assert store.commit([ev(9, 90, user="u9", page_url="https://shop.example/b")]).created == 1
+    assert verify(store, store.periods, now=NOW, retention_s=None).ok
+
+
+def test_opening_a_store_recorded_before_breakdowns_counts_them_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(_env_file=None, data_dir=tmp_path)
+    _, store = open_configured(settings)
+    store.commit(_visits())
+    store.close()
+    db = sqlite3.connect(tmp_path / "store.db")
+    with db:
+        (text,) = db.execute("SELECT value FROM metadata WHERE name = 'config'").fetchone()
+        record = json.loads(text)
+        del record["breakdown_dimensions"], record["breakdown_values"]
+        db.execute("UPDATE metadata SET value = ? WHERE name = 'config'", (json.dumps(record),))
+        for table in ("breakdown_buckets", "breakdown_markers", "breakdown_admitted"):
+            db.execute(f"DELETE FROM {table}")
+    db.close()
+    with caplog.at_level(logging.INFO, logger="behavioral_analytics"):
+        _, store = open_configured(settings)
+    try:
+        assert "breakdown dimension 'page', 'referrer'" in caplog.text
+        assert store.commit([ev(9, 90, user="u9", page_url="https://shop.example/e")]).created
+        day = store.breakdown("page", "day")
+        assert day[0].events == {"/a": 2, "/b": 1, "/c": 1, "/d": 1, "/e": 1}
+        assert verify(store, store.periods, now=NOW, retention_s=None).ok  # type: ignore[attr-defined]
+    finally:
+        store.close()

@@ -1,0 +1,50 @@
+"""`query retention` from the command line: JSON and table answers over a local store, and the
+one-line refusals (exit 2) of a bad unit and of cohort days before the raw-event retention."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from behavioral_analytics.stores.sqlite import SQLiteStore
+from tests.conftest import cli
+from tests.faults import behavior_event
+
+DAY_S = 86400.0
+
+
+def test_query_retention(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    cli("init", env=env)
+    today = datetime.now(UTC).date()
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC).timestamp()
+    first, second = (today - timedelta(days=4)).isoformat(), (today - timedelta(days=3)).isoformat()
+    store = SQLiteStore(tmp_path / "data" / "store.db")
+    try:
+        store.commit(
+            [
+                behavior_event(1, noon - 4 * DAY_S, received_at=noon, user="ann"),
+                behavior_event(2, noon - 3 * DAY_S, received_at=noon, user="ann"),
+                behavior_event(3, noon - 4 * DAY_S, received_at=noon, user="bob"),
+                behavior_event(4, noon - 3 * DAY_S, received_at=noon, user="cy"),
+            ]
+        )
+    finally:
+        store.close()
+
+    args = ("query", "retention", "--from", first, "--to", second, "--max", "2")
+    body = json.loads(cli(*args, "--json", env=env).stdout)
+    assert (body["from"], body["to"], body["unit"], body["max"]) == (first, second, "day", 2)
+    assert [(c["cohort"], c["size"], c["returning"]) for c in body["cohorts"]] == [
+        (first, 2, [2, 1, 0]),
+        (second, 1, [1, 0, 0]),
+    ]
+    table = cli(*args, env=env).stdout.decode()
+    assert "day 2" in table and "1 (50%)" in table
+
+    bad = cli("query", "retention", "--unit", "month", env=env, check=False)
+    assert bad.returncode == 2 and "--unit must be day or week" in bad.stderr.decode()
+    old = (today - timedelta(days=60)).isoformat()
+    refused = cli("query", "retention", "--from", old, env=env, check=False)
+    assert refused.returncode == 2 and "raw-event retention" in refused.stderr.decode()

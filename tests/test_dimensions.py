@@ -1,0 +1,262 @@
+"""The value of each breakdown dimension for one event (the core's `dimensions` module): each
+source rule for Segment calls (as the collector normalizes them) and the recipe's payload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from behavioral_analytics.dimensions import (
+    DERIVED,
+    DIMENSIONS,
+    DIRECT,
+    MAX_VALUE_CHARS,
+    NONE,
+    dimension_values,
+    is_dimension,
+)
+from behavioral_analytics.events import Event, Rejection, validate_event
+from behavioral_analytics.segment import from_segment
+
+NOW = 1_800_000_000.0
+
+
+def recipe(**properties: Any) -> Event:
+    payload = {
+        "user_id": "u-1",
+        "event_type": "page_view",
+        "timestamp": NOW,
+        "properties": properties,
+    }
+    event = validate_event(payload, message_id="m", received_at=NOW)
+    assert isinstance(event, Event), event
+    return event
+
+
+def segment(message: dict[str, Any]) -> Event:
+    payload = from_segment({"messageId": "m-1", "userId": "u-1", **message})
+    assert not isinstance(payload, Rejection), payload
+    event = validate_event(payload, message_id="m", received_at=NOW)
+    assert isinstance(event, Event), event
+    return event
+
+
+def values(event: Event, *names: str) -> dict[str, str]:
+    return dimension_values(event, names or DIMENSIONS)
+
+
+# analytics.js's page call: the page's fields in the properties and in `context.page`.
+PAGE_CONTEXT = {
+    "page": {
+        "path": "/pricing",
+        "referrer": "https://www.Google.com/search?q=analytics",
+        "search": "?utm_source=newsletter&utm_medium=email&utm_campaign=spring",
+        "title": "Pricing",
+        "url": "https://shop.example/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=spring",
+    },
+    "userAgent": "Mozilla/5.0",
+}
+
+
+def test_every_name_gets_a_value_and_absent_ones_are_none() -> None:
+    got = values(recipe())
+    assert set(got) == set(DIMENSIONS)
+    assert got == {
+        **dict.fromkeys(DIMENSIONS, NONE),
+        "referrer": DIRECT,  # no referrer at all is a direct visit
+        "event_type": "page_view",
+    }
+
+
+def test_recipe_fields() -> None:
+    event = recipe(page_url="/page/7?ref=x#top", referrer="google.com", device_type="mobile")
+    got = values(event, "page", "referrer", "device", "utm_source")
+    assert got == {
+        "page": "/page/7",
+        "referrer": "google.com",
+        "device": "mobile",
+        "utm_source": NONE,
+    }
+
+
+@pytest.mark.parametrize("referrer", ["direct", "Direct", "", None])
+def test_the_recipes_direct_and_no_referrer_are_direct(referrer: str | None) -> None:
+    assert values(recipe(page_url="/", referrer=referrer), "referrer") == {"referrer": DIRECT}
+
+
+def test_the_recipes_bare_domain_with_a_path_and_www() -> None:
+    got = values(recipe(referrer="WWW.Twitter.com/some/post"), "referrer")
+    assert got == {"referrer": "twitter.com"}
+
+
+def test_segment_page_call_with_context() -> None:
+    event = segment({"type": "page", "name": "Pricing", "context": PAGE_CONTEXT})
+    got = values(event)
+    assert got["page"] == "/pricing"
+    assert got["referrer"] == "google.com"
+    assert (got["utm_source"], got["utm_medium"], got["utm_campaign"]) == (
+        "newsletter",
+        "email",
+        "spring",
+    )
+    assert got["event_type"] == "page_view"
+
+
+def test_segment_track_call_reads_the_context_page() -> None:
+    event = segment({"type": "track", "event": "Signed Up", "context": PAGE_CONTEXT})
+    got = values(event, "page", "referrer", "utm_campaign", "event_type")
+    assert got == {
+        "page": "/pricing",
+        "referrer": "google.com",
+        "utm_campaign": "spring",
+        "event_type": "Signed Up",
+    }
+
+
+def test_properties_path_comes_before_the_context_page() -> None:
+    event = segment({"type": "page", "properties": {"path": "/docs?x=1"}, "context": PAGE_CONTEXT})
+    assert values(event, "page") == {"page": "/docs"}
+
+
+def test_page_from_the_url_when_there_is_no_path() -> None:
+    event = segment({"type": "page", "properties": {"url": "https://shop.example/a/b?q=1#frag"}})
+    assert values(event, "page") == {"page": "/a/b"}
+    bare = segment({"type": "page", "properties": {"url": "https://shop.example"}})
+    assert values(bare, "page") == {"page": "/"}
+
+
+def test_properties_referrer_when_the_context_has_none() -> None:
+    event = segment(
+        {
+            "type": "page",
+            "properties": {"url": "https://shop.example/", "referrer": "https://news.site:8443/x"},
+        }
+    )
+    assert values(event, "referrer") == {"referrer": "news.site"}
+
+
+@pytest.mark.parametrize(
+    "referrer", ["https://shop.example/other", "https://www.shop.example/", "http://SHOP.example"]
+)
+def test_a_self_referral_is_direct(referrer: str) -> None:
+    context = {"page": {"url": "https://shop.example/pricing", "referrer": referrer}}
+    event = segment({"type": "track", "event": "Clicked", "context": context})
+    assert values(event, "referrer") == {"referrer": DIRECT}
+
+
+def test_an_empty_context_referrer_is_direct() -> None:
+    context = {"page": {"url": "https://shop.example/", "referrer": ""}}
+    event = segment({"type": "page", "context": context})
+    assert values(event, "referrer") == {"referrer": DIRECT}
+
+
+def test_an_unreadable_referrer_is_none() -> None:
+    event = recipe(referrer="http://[::1")
+    assert values(event, "referrer") == {"referrer": NONE}
+
+
+def test_campaign_context_comes_before_the_url_query() -> None:
+    context = {
+        "campaign": {"source": "ads", "medium": "cpc", "name": "launch"},
+        "page": {"url": "https://shop.example/?utm_source=newsletter&utm_campaign=spring"},
+    }
+    event = segment({"type": "track", "event": "Clicked", "context": context})
+    got = values(event, "utm_source", "utm_medium", "utm_campaign")
+    assert got == {"utm_source": "ads", "utm_medium": "cpc", "utm_campaign": "launch"}
+
+
+def test_utm_from_the_url_query_per_parameter() -> None:
+    context = {"campaign": {"source": "ads"}}
+    event = segment(
+        {
+            "type": "page",
+            "properties": {"url": "https://shop.example/?utm_medium=social&utm_campaign=a+b%21"},
+            "context": context,
+        }
+    )
+    got = values(event, "utm_source", "utm_medium", "utm_campaign")
+    assert got == {"utm_source": "ads", "utm_medium": "social", "utm_campaign": "a b!"}
+
+
+def test_utm_from_the_context_page_search() -> None:
+    event = segment(
+        {"type": "track", "event": "x", "context": {"page": {"search": "?utm_source=s"}}}
+    )
+    assert values(event, "utm_source") == {"utm_source": "s"}
+
+
+def test_utm_from_the_recipes_page_url() -> None:
+    event = recipe(page_url="/landing?utm_source=partner&utm_medium=")
+    got = values(event, "utm_source", "utm_medium")
+    assert got == {"utm_source": "partner", "utm_medium": NONE}
+
+
+def test_device_sources_in_order() -> None:
+    derived = {
+        DERIVED: {"device": "tablet", "browser": "Firefox", "os": "Android", "country": "DE"}
+    }
+    context = {"device": {"type": "ios"}}
+    first = segment({"type": "track", "event": "x", "context": context, "properties": derived})
+    assert values(first, "device") == {"device": "ios"}
+    second = recipe(device_type="desktop", **derived)
+    assert values(second, "device") == {"device": "desktop"}
+    third = recipe(**derived)
+    assert values(third, "device", "browser", "os", "country") == {
+        "device": "tablet",
+        "browser": "Firefox",
+        "os": "Android",
+        "country": "DE",
+    }
+
+
+def test_derived_values_absent_or_malformed_are_none() -> None:
+    assert values(recipe(**{DERIVED: {"browser": ""}}), "browser", "os") == {
+        "browser": NONE,
+        "os": NONE,
+    }
+    assert values(recipe(**{DERIVED: "Chrome"}), "browser") == {"browser": NONE}
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("gold", "gold"),
+        (3, "3"),
+        (99.5, "99.5"),
+        (1.0, "1.0"),
+        (True, "true"),
+        (False, "false"),
+        ("", NONE),
+        (None, NONE),
+        ({"a": 1}, NONE),
+        ([1, 2], NONE),
+    ],
+)
+def test_property_dimensions_are_scalar_text(value: Any, text: str) -> None:
+    assert values(recipe(plan=value), "property:plan") == {"property:plan": text}
+
+
+def test_a_missing_property_is_none_and_nested_ones_are_not_read() -> None:
+    event = recipe(**{"plan.tier": "x", "context": {"plan": "gold"}})
+    assert values(event, "property:plan") == {"property:plan": NONE}
+
+
+def test_values_are_cut_to_the_limit() -> None:
+    long_path = "/" + "a" * 1000
+    got = values(recipe(page_url=long_path, plan="b" * 1000), "page", "property:plan")
+    assert got == {"page": long_path[:MAX_VALUE_CHARS], "property:plan": "b" * MAX_VALUE_CHARS}
+
+
+def test_an_unknown_dimension_is_refused() -> None:
+    assert not is_dimension("city")
+    assert not is_dimension("property:")
+    assert is_dimension("property:plan") and all(map(is_dimension, DIMENSIONS))
+    with pytest.raises(ValueError, match="city"):
+        values(recipe(), "city")
+
+
+def test_a_long_url_is_read_whole() -> None:
+    url = "https://shop.example/landing?pad=" + "x" * 5000 + "&utm_source=late"
+    event = segment({"type": "page", "properties": {"url": url}})
+    assert values(event, "page", "utm_source") == {"page": "/landing", "utm_source": "late"}

@@ -1,0 +1,79 @@
+"""`forget` reaches the local broker's file: messages still waiting and dead-lettered ones that
+name the person, under any spelling of their id, on every subscription, go with their history."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from behavioral_analytics.broker import OutgoingMessage
+from behavioral_analytics.brokers.local import LocalBroker
+from tests.conftest import FakeClock, cli
+
+
+def _rows(path: Path) -> list[bytes]:
+    with sqlite3.connect(path) as db:
+        return sorted(
+            bytes(data)
+            for (data,) in db.execute(
+                "SELECT data FROM messages UNION ALL SELECT data FROM dead_letters"
+            )
+        )
+
+
+def test_forget_messages_finds_every_spelling_waiting_and_dead_lettered(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    broker = LocalBroker(tmp_path / "broker.db", max_delivery_attempts=1, clock=clock)
+    broker.create_subscription("audit")
+    dead = b'{"event_id": "d1", "userId": "12345", "properties": {"email": "n@example.test"}}'
+    broker.publish([OutgoingMessage(dead)])
+    for delivery in broker.pull(10, 0):
+        broker.nack([delivery.ack_id], "invalid")
+    clock.advance(3600)
+    assert broker.pull(10, 0) == []  # attempts exhausted: moved to dead_letters
+    assert [m.data for m in broker.pull_dead_letters(10)] == [dead]
+    kept = [b'{"event_id": "k1", "user_id": "123456"}', b'{"event_id": "k2", "user_id": "x"}']
+    broker.publish(
+        [
+            OutgoingMessage(b'{"event_id": "w1", "user_id": 12345}'),
+            OutgoingMessage(b'{"event_id": "w2", "anonymous_id": "dev-A"}'),
+            OutgoingMessage(b'{"batch": [{"type": "track", "userId": 12345}]}'),
+            *(OutgoingMessage(data) for data in kept),
+        ]
+    )
+    # Each of the 4 naming messages on both subscriptions (audit's copy of the dead one waits).
+    assert broker.forget_messages({"12345"}, {"dev-A"}) == 4 * 2
+    assert broker.pull_dead_letters(10) == []
+    assert _rows(tmp_path / "broker.db") == sorted(kept * 2)
+    assert broker.forget_messages({"12345"}, {"dev-A"}) == 0
+
+
+def test_forget_command_deletes_a_waiting_message_with_a_numeric_user_id(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli(
+        "publish",
+        env=env,
+        input=b'{"event_id": "i1", "user_id": "12345", "anonymous_id": "dev-A", '
+        b'"event_type": "identify"}\n',
+    )
+    cli("worker", "--until-idle", env=env)
+    waiting = (
+        b'{"event_id": "p1", "user_id": 12345, "event_type": "page_view"}\n'
+        b'{"event_id": "p2", "anonymous_id": "dev-A", "event_type": "page_view"}\n'
+        b'{"event_id": "p3", "user_id": "someone-else", "event_type": "page_view"}\n'
+    )
+    cli("publish", env=env, input=waiting)
+    broker_file = tmp_path / "data" / "broker.db"
+    assert len(_rows(broker_file)) == 3
+
+    report = json.loads(cli("forget", "12345", "--yes", "--json", env=env).stdout)
+
+    assert report["broker_messages_deleted"] == 2
+    assert report["raw_events_deleted"] == 1 and report["links_deleted"] == 1
+    assert [json.loads(data)["event_id"] for data in _rows(broker_file)] == ["p3"]
+    human = cli("forget", "someone-else", "--yes", env={**env, "COLUMNS": "200"}).stdout
+    assert b"1 broker messages" in human
+    assert _rows(broker_file) == []
