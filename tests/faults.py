@@ -160,7 +160,7 @@ def run_with_kills(
     progress: Callable[[], int],
     seed: int,
     kills: int = 3,
-    stall_s: float = 180.0,
+    stall_s: float = 300.0,
     deadline_s: float = 900.0,
 ) -> list[float]:
     """Two worker processes; `kills` times, at a random point of progress, `kill -9` one of them
@@ -185,7 +185,8 @@ def run_with_kills(
             if now > deadline:
                 raise AssertionError(f"not drained in {deadline_s} s: {progress()}/{total}")
             if now - moved_at > stall_s:
-                raise AssertionError(f"no progress for {stall_s} s: {progress()}/{total}")
+                logs = "\n".join(f"worker {i}: {_log_of(w)[-3000:]}" for i, w in enumerate(workers))
+                raise AssertionError(f"no progress for {stall_s} s: {progress()}/{total}\n{logs}")
             if published < len(lines):
                 publish(lines[published : published + chunk])
                 published += chunk

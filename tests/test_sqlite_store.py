@@ -4,6 +4,7 @@ tables. What every store does is in the contract suite (tests/contract)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,30 @@ def test_checking_the_files_keeps_commits_visible_to_other_processes(
     other("2")
     store.commit([ev(3)])
     assert other("read") == "3"
+
+
+def test_verify_reads_one_state_while_another_process_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `verify` beside running workers (`up`): a commit landing between the aggregates and the
+    # raw events must not look like drift.
+    from tests.contract.builders import NOW, ev
+
+    path = tmp_path / "store.db"
+    store, other = SQLiteStore(path, clock=lambda: NOW), SQLiteStore(path, clock=lambda: NOW)
+    store.commit([ev(1, 0, user="u1"), ev(2, 60, user="u2", kind="search")])
+    read_snapshot = store.snapshot
+
+    def snapshot_then_another_commit() -> object:
+        snapshot = read_snapshot()
+        assert other.commit([ev(3, 120, user="u3"), ev(4, 7200, anon="a4")]).created == 2
+        return snapshot
+
+    monkeypatch.setattr(store, "snapshot", snapshot_then_another_commit)
+    report = verify(store, Periods(), now=NOW, retention_s=None)
+    assert report.ok, report.drift[:5]
+    assert report.raw_events == 2
+    monkeypatch.undo()
+    assert verify(store, Periods(), now=NOW, retention_s=None).raw_events == 4
+    store.close()
+    other.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import base64
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from behavioral_analytics.aggregation import Granularity
@@ -343,6 +344,16 @@ class Store(abc.ABC):
         `replace`: over another one. Raises NotSupported (no backfill here), StoreError."""
         raise NotSupported(f"{type(self).__name__} records no configuration")
 
+    def consistent_reads(self) -> AbstractContextManager[None]:
+        """Within it, the reads `verify` makes on this thread (`snapshot`, `iter_raw_events`,
+        `stored_links`) see one state of the store, however many commits other processes make
+        meanwhile, where the store can offer that (SQLite: one read transaction). Elsewhere a
+        no-op: Firestore's reads are each their own query, so `verify` beside live traffic
+        can report drift there that a second run does not repeat.
+
+        Raises StoreError."""
+        return nullcontext()
+
     def ping(self) -> None:  # noqa: B027 - optional hook
         """Raise StoreError if the store cannot be reached."""
 
@@ -440,6 +451,8 @@ class Auditable(Protocol):
     def snapshot(self) -> AggregateSnapshot: ...
 
     def rebuild(self, events: Iterator[Event]) -> None: ...
+
+    def consistent_reads(self) -> AbstractContextManager[None]: ...
 
 
 class Eraser(Protocol):

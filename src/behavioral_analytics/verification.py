@@ -291,16 +291,17 @@ def verify(
     from `dead_letters`, or from `store` when it keeps them. Raises StoreError."""
     horizon = now - retention_s if retention_s is not None else None
     rules = store.rules if store.behavioral else None
-    report = compare(
-        store.snapshot(),
-        store.iter_raw_events(),
-        periods,
-        horizon,
-        rules,
-        store.stored_links(),
-        # Stores that keep breakdowns say so (the port's `keeps_breakdowns`).
-        breakdowns=bool(getattr(store, "keeps_breakdowns", False)),
-    )
+    with store.consistent_reads():
+        report = compare(
+            store.snapshot(),
+            store.iter_raw_events(),
+            periods,
+            horizon,
+            rules,
+            store.stored_links(),
+            # Stores that keep breakdowns say so (the port's `keeps_breakdowns`).
+            breakdowns=bool(getattr(store, "keeps_breakdowns", False)),
+        )
     if repair and not report.ok:
         if report.not_checked:
             raise StoreError(

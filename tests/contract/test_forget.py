@@ -171,3 +171,16 @@ def test_forget_takes_crawler_events_with_whoever_sent_them(make_store: MakeStor
     result = store.commit([a1_bot, *a2_bots])
     assert (result.created, result.duplicates, result.forgotten) == (0, 1, 2)
     assert_matches_remaining(store)
+
+
+def test_copies_in_one_batch_after_a_forget_are_one_forgotten_event(
+    make_store: MakeStore,
+) -> None:
+    # docs/behavior.md "Forgetting a user", step 6: the first copy is dropped as `forgotten`,
+    # the other copy is a duplicate of it.
+    store = make_store(identity_window_s=HOUR)
+    event = ev(1, 0, user="alice")
+    store.commit([event])
+    store.forget("alice")
+    result = store.commit([event, event])
+    assert (result.created, result.duplicates, result.forgotten) == (0, 1, 1)

@@ -111,12 +111,19 @@ class Reference:
         created = duplicates = forgotten = 0
         events = list(events)
         owner = self.owners_with(events)
+        in_batch: set[object] = set()
         for i, event in enumerate(events):
             identity = event_identity(event)
-            if identity in self.events:
+            # A later copy in the same batch is a duplicate of the first, whatever became of it;
+            # a tombstone is checked before the stored keys (QUESTIONS.md 15 and 16).
+            if identity in in_batch:
                 duplicates += 1
-            elif self.dropped_by_tombstone(event, owner[i]):
+                continue
+            in_batch.add(identity)
+            if self.dropped_by_tombstone(event, owner[i]):
                 forgotten += 1
+            elif identity in self.events:
+                duplicates += 1
             else:
                 self.events[identity] = event
                 created += 1

@@ -12,7 +12,11 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Path, Query, Request
 
 from behavioral_analytics.api.query import Who
-from behavioral_analytics.api.ranges import Compare, check_order, compared, resolve_period
+from behavioral_analytics.api.ranges import (
+    Compare,
+    asked_range,
+    compared,
+)
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.store import NotSupported, StoreError
@@ -45,20 +49,9 @@ def router(state: ApiState) -> APIRouter:
     def bounds(
         granularity: Literal["hour", "day"], start: str | None, end: str | None
     ) -> tuple[str, str]:
-        periods = state.periods
-        now = state.clock()
-        last = (
-            resolve_period(end, granularity, periods, end=True)
-            if end
-            else periods.label(granularity, now)
+        return asked_range(
+            start, end, granularity, state.periods, state.clock(), DEFAULT_DAYS * 86400.0
         )
-        first = (
-            resolve_period(start, granularity, periods)
-            if start
-            else periods.label(granularity, now - DEFAULT_DAYS * 86400)
-        )
-        check_order(first, last, periods, granularity)
-        return first, last
 
     @routes.get("/v1/sessions", summary="Sessions started per hour or day")
     async def sessions(

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
-from behavioral_analytics.api.ranges import Compare, check_order, compared, resolve_period
+from behavioral_analytics.api.ranges import Compare, asked_range, compared
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.breakdown_report import known_dimensions, summarize
@@ -59,17 +59,9 @@ def router(state: ApiState) -> APIRouter:
             )
         periods = state.periods
         now = state.clock()
-        end = (
-            resolve_period(to, granularity, periods, end=True)
-            if to
-            else periods.label(granularity, now)
+        start, end = asked_range(
+            from_, to, granularity, periods, now, DEFAULT_WINDOWS_S[granularity]
         )
-        start = (
-            resolve_period(from_, granularity, periods)
-            if from_
-            else periods.label(granularity, now - DEFAULT_WINDOWS_S[granularity])
-        )
-        check_order(start, end, periods, granularity)
 
         def supported(first: str, last: str) -> Callable[[], Any]:
             def call() -> Any:

@@ -27,6 +27,7 @@ from behavioral_analytics.api.query import active_users_now
 from behavioral_analytics.api.ranges import Compare, check_order, compared, resolve_period
 from behavioral_analytics.api.state import ApiState, freshness_body
 from behavioral_analytics.breakdown_report import known_dimensions, summarize
+from behavioral_analytics.dimensions import DIMENSIONS
 from behavioral_analytics.store import (
     BreakdownPoint,
     FunnelDay,
@@ -44,17 +45,7 @@ RECENT_EVENTS = 20
 _MAX_PROPERTIES = 6
 _MAX_TEXT = 80
 # The breakdown panels, in page order (those the store keeps are shown).
-PANEL_DIMENSIONS = (
-    "page",
-    "referrer",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "device",
-    "browser",
-    "os",
-    "country",
-)
+PANEL_DIMENSIONS = tuple(name for name in DIMENSIONS if name != "event_type")
 PANEL_VALUES = 10
 PANEL_DAYS = 7
 DayBound = Annotated[str | None, Query(max_length=64, description="Day label or time")]

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from behavioral_analytics.aggregation import Granularity
 from behavioral_analytics.api import breakdowns
-from behavioral_analytics.api.ranges import Compare, check_order, compared, resolve_period
+from behavioral_analytics.api.ranges import Compare, asked_range, compared, resolve_period
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.breakdown_report import (
@@ -120,17 +120,9 @@ def router(state: ApiState) -> APIRouter:
         narrowed = None if filter is None else _series_filter(filter, granularity, type)
         now = state.clock()
         periods = state.periods
-        end = (
-            resolve_period(to, granularity, periods, end=True)
-            if to
-            else periods.label(granularity, now)
+        start, end = asked_range(
+            from_, to, granularity, periods, now, DEFAULT_WINDOWS_S[granularity]
         )
-        start = (
-            resolve_period(from_, granularity, periods)
-            if from_
-            else periods.label(granularity, now - DEFAULT_WINDOWS_S[granularity])
-        )
-        check_order(start, end, periods, granularity)
 
         async def load(first: str, last: str) -> dict[str, Any]:
             if narrowed is not None:

@@ -23,7 +23,7 @@ from behavioral_analytics.period_bounds import (
     resolve_range,
 )
 
-__all__ = ["Compare", "check_order", "compared", "resolve_period"]
+__all__ = ["Compare", "asked_range", "check_order", "compared", "resolve_period"]
 
 Compare = Annotated[
     bool,
@@ -51,6 +51,31 @@ def check_order(first: str, last: str, periods: Periods, granularity: Granularit
         resolve_range(first, last, granularity, periods)
     except PeriodError as exc:
         raise ApiError(400, exc.code, exc.detail) from None
+
+
+def asked_range(
+    from_: str | None,
+    to: str | None,
+    granularity: Granularity,
+    periods: Periods,
+    now: float,
+    default_window_s: float,
+) -> tuple[str, str]:
+    """The (first, last) period labels a route answers: `to` else the period of `now`, back to
+    `from_` else the period `default_window_s` seconds before `now`. Raises ApiError 400
+    `invalid_period` or `invalid_range`."""
+    end = (
+        resolve_period(to, granularity, periods, end=True)
+        if to
+        else periods.label(granularity, now)
+    )
+    start = (
+        resolve_period(from_, granularity, periods)
+        if from_
+        else periods.label(granularity, now - default_window_s)
+    )
+    check_order(start, end, periods, granularity)
+    return start, end
 
 
 async def compared(

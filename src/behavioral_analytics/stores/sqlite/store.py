@@ -25,6 +25,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
@@ -276,6 +277,17 @@ class SQLiteStore(Store):
 
     def snapshot(self) -> AggregateSnapshot:
         return audit.snapshot(self._db)
+
+    @contextmanager
+    def consistent_reads(self) -> Iterator[None]:
+        # A deferred read transaction: in WAL mode it reads the state of its first read until
+        # it ends, whatever other processes commit meanwhile.
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
 
     def stored_links(self) -> list[Link]:
         return audit.stored_links(self._db)
