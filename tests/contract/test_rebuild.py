@@ -56,3 +56,23 @@ def test_rebuild_replaces_the_aggregates_by_those_of_the_events_given(store: Sto
     assert_recounts(store)
     assert store.commit([ev(10, 600, user="bob")]).created == 1  # and counting goes on
     assert_recounts(store)
+
+
+def test_consistent_reads_see_the_store_and_end_cleanly(store: Store) -> None:
+    events = _traffic()
+    store.commit(events)
+    with store.consistent_reads():
+        snapshot = store.snapshot()
+        raw = sorted(e.key for e in store.iter_raw_events())
+        links = store.stored_links()
+    assert raw == sorted(e.key for e in events)
+    assert snapshot == store.snapshot() and links == store.stored_links()
+    try:
+        with store.consistent_reads():
+            store.snapshot()
+            raise LookupError("a failure inside")
+    except LookupError:
+        pass
+    # Whatever happened inside, the read has ended: commits go on.
+    assert store.commit([ev(10, 600, user="carol")]).created == 1
+    assert_recounts(store)
