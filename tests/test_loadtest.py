@@ -418,3 +418,35 @@ def test_loadtest_through_the_http_collector(tmp_path):
     assert report["ok"] and report["via"] == "http"
     assert report["events"]["missing"] == 0 and report["events"]["counted_extra"] == 0
     assert report["rejects"]["recorded"] == report["rejects"]["expected"]
+
+
+def test_the_load_tests_verify_counts_by_what_is_recorded_when_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `up` beside the recipe's load test: the load test opened the store before `up`'s first
+    # commit recorded the purchase funnel, and its verify recounted without it (drift).
+    from behavioral_analytics.aggregation import Periods
+    from behavioral_analytics.cli.loadgen import _verifier
+    from behavioral_analytics.funnels import PURCHASE_FUNNEL
+    from behavioral_analytics.settings import Settings
+    from behavioral_analytics.wiring import open_configured
+    from tests.faults import behavior_event
+
+    monkeypatch.setenv("BA_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("BA_FUNNELS", raising=False)
+    settings, early = open_configured(Settings())  # nothing recorded yet
+    assert early.rules is not None and early.rules.funnels == ()
+    monkeypatch.setenv("BA_FUNNELS", PURCHASE_FUNNEL)
+    _, up = open_configured(Settings())
+    steps = ["page_view", "search", "add_to_cart", "purchase"]
+    now = time.time()
+    events = [
+        behavior_event(i, now - 600 + i, received_at=now, user="u1", kind=kind)
+        for i, kind in enumerate(steps)
+    ]
+    assert up.commit(events).created == 4
+    up.close()
+    report = _verifier(settings, Periods())(early)
+    assert report.ok, report.drift[:5]
+    assert report.raw_events == 4 and report.not_checked == 0
+    early.close()

@@ -371,11 +371,19 @@ def _run(settings: Settings, options: LoadTestOptions) -> LoadTestReport:
 
 def _verifier(settings: Settings, periods: Any) -> Callable[[Any], Any]:
     from behavioral_analytics.verification import verify
+    from behavioral_analytics.wiring import open_configured
 
     retention_s = settings.raw_retention_days * 86400.0
 
     def run(store: Any) -> Any:
-        return verify(store, periods, now=time.time(), retention_s=retention_s)
+        # By the configuration recorded now, not the one read when the run began: beside live
+        # traffic (`up`, production) another process may have recorded more meanwhile (its
+        # funnels, its breakdown dimensions), and those are counted from the raw events too.
+        _, recorded = open_configured(settings)
+        try:
+            return verify(recorded, periods, now=time.time(), retention_s=retention_s)
+        finally:
+            recorded.close()
 
     return run
 
