@@ -4,41 +4,28 @@ and a screenshot is left in test-artifacts/."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from api_helpers import READ_KEY, WRITE, make_settings, recipe_event, run_worker
+from test_api_dashboard_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    serving,
+    sync_api,
+    wait_for,
+)
 
 from behavioral_analytics.settings import Settings
-from behavioral_analytics.wiring import build_broker, build_server, build_store
+from behavioral_analytics.wiring import build_broker, build_store
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="SKIPPED LOUDLY: playwright is not installed (pip install playwright)",
-)
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "SKIPPED LOUDLY: no Chromium at /usr/bin/chromium (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
 
 SHOP = "https://shop.example"
 # (days ago, user, page URL, referrer, device): the last 7 days' range holds the first six,
@@ -55,33 +42,9 @@ VISITS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    port = free_port()
-    settings = make_settings(tmp_path, api_port=port, max_event_age_days=14)
-    server = build_server(settings)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 15, "uvicorn to start")
-    yield f"http://127.0.0.1:{port}", settings
-    server.should_exit = True
-    thread.join(15)
+    yield from serving(make_settings(tmp_path, api_port=free_port(), max_event_age_days=14))
 
 
 def _publish(base_url: str, settings: Settings) -> str:

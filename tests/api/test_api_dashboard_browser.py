@@ -130,17 +130,20 @@ class Traffic:
         Worker(broker, store, options=options, metrics=WorkerMetrics()).run(self.stop_worker)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    port = free_port()
-    settings = make_settings(tmp_path, api_port=port, funnels=PURCHASE_FUNNEL)
+def serving(settings: Settings) -> Iterator[tuple[str, Settings]]:
+    """The API and dashboard for `settings` on their port, in a thread, until resumed."""
     server = build_server(settings)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 15, "uvicorn to start")
-    yield f"http://127.0.0.1:{port}", settings
+    yield f"http://127.0.0.1:{settings.api_port}", settings
     server.should_exit = True
     thread.join(15)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+    yield from serving(make_settings(tmp_path, api_port=free_port(), funnels=PURCHASE_FUNNEL))
 
 
 def number(page: Any, element_id: str) -> int | None:

@@ -4,7 +4,6 @@ renders Swagger UI from the API's own assets (no request leaves loopback)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,10 +15,17 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from api_helpers import READ_KEY, WRITE, make_settings, recipe_event, run_worker
-from test_api_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, free_port, sync_api, wait_for
+from test_api_dashboard_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    serving,
+    sync_api,
+    wait_for,
+)
 
 from behavioral_analytics.settings import Settings
-from behavioral_analytics.wiring import build_broker, build_server, build_store
+from behavioral_analytics.wiring import build_broker, build_store
 
 pytestmark = pytest.mark.browser
 
@@ -28,15 +34,7 @@ ZONE = "Asia/Tokyo"  # the reporting zone; the browser is in New York, in Englis
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    port = free_port()
-    settings = make_settings(tmp_path, api_port=port, timezone=ZONE)
-    server = build_server(settings)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 15, "uvicorn to start")
-    yield f"http://127.0.0.1:{port}", settings
-    server.should_exit = True
-    thread.join(15)
+    yield from serving(make_settings(tmp_path, api_port=free_port(), timezone=ZONE))
 
 
 def offline_page(browser: Any, outside: list[str]) -> Any:
