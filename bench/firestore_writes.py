@@ -33,7 +33,9 @@ For each flush interval (1, 5 and 15 s) the events are grouped by the interval t
 falls in and each group is one `FirestoreStore.commit` (flush size cap: 20,000, the largest
 BA_FLUSH_MAX_EVENTS), so a longer interval folds more events into each aggregate write. Writes
 are counted in the adapter (`store.write_ops`: the document writes of successful commits, which
-is what Firestore bills), beside the structural floor of the row's flushes: one raw-event write
+is what Firestore bills; printed per 1,000 events by collection, the aggregates split into
+people and buckets and the breakdowns into counts and values documents), beside the structural
+floor of the row's flushes: one raw-event write
 per event plus one person write per distinct person per flush. The bare row creates the
 raw-event documents only (the adapter's document shape, one batch per flush): the rate the
 adapter's events/s is compared to.
@@ -257,7 +259,7 @@ class Stored:
 
 def stored_figures(db, reads: int) -> Stored:
     """Every document of `db` sized by Firestore's storage-size rules."""
-    from behavioral_analytics.stores.firestore.breakdowns import doc_size_bytes
+    from behavioral_analytics.stores.firestore.breakdown_layout import doc_size_bytes
     from behavioral_analytics.stores.firestore.schema import BREAKDOWNS
 
     documents = total = largest = breakdowns = 0
@@ -294,6 +296,18 @@ def print_costs(row: Row, stored: Stored, prices: dict[str, float]) -> None:
         f"= ${writes + reads + deletes + storage:.2f}",
         flush=True,
     )
+
+
+def written_kind(name: str) -> str:
+    """The collection of a written document, with the kind of document for the two collections
+    a commit writes several kinds to: aggregates (people, buckets) and breakdowns (counts,
+    values)."""
+    collection, _, document = name.split("/documents/")[1].partition("/")
+    if collection == "analytics_aggregates":
+        return f"{collection} ({'people' if document.startswith('user_') else 'buckets'})"
+    if collection == "breakdowns":
+        return f"{collection} ({'counts' if document.startswith('counts_') else 'values'})"
+    return collection
 
 
 def run_adapter(
@@ -333,7 +347,7 @@ def run_adapter(
     def counted_send(writes):
         send(writes)  # a failed commit bills nothing: count after it lands
         for w in writes:
-            by_collection[(w.update.name or w.delete).split("/documents/")[1].split("/")[0]] += 1
+            by_collection[written_kind(w.update.name or w.delete)] += 1
 
     store.gateway.send = counted_send
     base = events[0].received_at

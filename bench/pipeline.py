@@ -21,10 +21,15 @@ Per variant: events/s, the ratio to (c) in the same run, store row writes per ev
 timed part: WAL, checkpoints and, for (a) and (b), the broker's acks — (p) shows those), bytes
 stored per event (the database file after a checkpoint) beside the bare table's, and peak RSS.
 Each variant runs in its own process on a fresh data directory; with `--rounds N` the variants
-are interleaved and the fastest of each is shown.
+are interleaved and the fastest of each is shown. `--baseline DIR` adds (a) run by the package of
+another checkout of the project at DIR (its `src` first on the path; this script's harness),
+interleaved with the rest: before and after a change in one run, on the same machine moment.
+Beside events/s, each variant's events per CPU-second (user and system time of all its threads)
+and its ratio to (c)'s: on a machine shared with other work the wall-clock rates follow the
+load, the CPU cost much less.
 
     .venv/bin/python bench/pipeline.py [--input live|backfill|narrow|all] [--events 100000]
-        [--users 20000] [--seed 17] [--days 6] [--rounds 1]
+        [--users 20000] [--seed 17] [--days 6] [--rounds 1] [--baseline DIR]
     .venv/bin/python bench/pipeline.py --grow [--grow-to 2000000] [--grow-steps 10]
         [--max-seconds 3600]
 
@@ -77,6 +82,13 @@ def written_bytes() -> int:
     raise RuntimeError("no wchar in /proc/self/io")
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user and system, every thread) this process has used so far: what the work
+    costs whatever else the machine runs, where wall-clock rates follow the load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def stored_bytes(path: Path) -> int:
     """The database file's size after a full checkpoint (WAL folded in and truncated)."""
     db = connect(path)
@@ -117,6 +129,7 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     store = shipped_store(data_dir / "store.db")
     worker = shipped_worker(broker, store)
     wrote = written_bytes()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     worker.run(threading.Event(), until_idle=True)
     elapsed = time.perf_counter() - started
@@ -128,6 +141,7 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     store.close()
     return {
         "seconds": elapsed,
+        "cpu_seconds": cpu_seconds() - cpu,
         "peak_rss_mib": peak_rss_mib,
         "verify_ok": float(exact),
         "store_writes": writes,
@@ -137,7 +151,7 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
 
 
 _NAIVE_USER = """
-INSERT INTO profiles VALUES (?, 1, ?, ?, ?) ON CONFLICT (who) DO UPDATE SET
+INSERT INTO persons VALUES (?, 1, ?, ?, ?, '{}') ON CONFLICT (who) DO UPDATE SET
   total_events = total_events + 1, last_activity = max(last_activity, excluded.last_activity),
   last_updated = excluded.last_updated
 """
@@ -153,6 +167,7 @@ def run_naive(data_dir: Path, lines: list[bytes]) -> Result:
     db = store._db
     periods = store.periods
     wrote = written_bytes()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     while deliveries := broker.pull(1000, 0):
         for delivery in deliveries:
@@ -174,6 +189,7 @@ def run_naive(data_dir: Path, lines: list[bytes]) -> Result:
     store.close()
     return {
         "seconds": elapsed,
+        "cpu_seconds": cpu_seconds() - cpu,
         "store_writes": writes,
         "written_bytes": wrote,
         "stored_bytes": stored_bytes(data_dir / "store.db"),
@@ -184,6 +200,7 @@ def run_bare(data_dir: Path, lines: list[bytes]) -> Result:
     db = connect(data_dir / "bare.db")
     db.executescript(EVENTS_SCHEMA)
     wrote = written_bytes()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     for start in range(0, len(lines), 10_000):
         now = time.time()
@@ -200,6 +217,7 @@ def run_bare(data_dir: Path, lines: list[bytes]) -> Result:
     db.close()
     return {
         "seconds": elapsed,
+        "cpu_seconds": cpu_seconds() - cpu,
         "store_writes": writes,
         "written_bytes": wrote,
         "stored_bytes": stored_bytes(data_dir / "bare.db"),
@@ -209,12 +227,14 @@ def run_bare(data_dir: Path, lines: list[bytes]) -> Result:
 def run_broker_only(data_dir: Path, lines: list[bytes]) -> Result:
     broker = publish_all(data_dir, lines)
     wrote = written_bytes()
+    cpu = cpu_seconds()
     started = time.perf_counter()
     while deliveries := broker.pull(1000, 0):
         broker.ack([d.ack_id for d in deliveries])
     elapsed = time.perf_counter() - started
     return {
         "seconds": elapsed,
+        "cpu_seconds": cpu_seconds() - cpu,
         "store_writes": 0,
         "written_bytes": written_bytes() - wrote,
         "stored_bytes": 0,
@@ -265,32 +285,46 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
     )
     input_path = tmp / f"{kind}.jsonl"
     input_path.write_bytes(b"\n".join(lines) + b"\n")
-    runs: dict[str, list[Result]] = {v: [] for v in VARIANTS}
+    labels = {v: label for v, (label, _) in VARIANTS.items()}
+    if args.baseline is not None:
+        labels = {"a0": f"(a) at {args.baseline.name}"[:31], **labels}
+    runs: dict[str, list[Result]] = {v: [] for v in labels}
     for _ in range(args.rounds):  # interleaved, so a noisy moment hits every variant alike
-        for variant in VARIANTS:
+        for variant in labels:
+            env = None
+            if variant == "a0":
+                env = {**os.environ, "PYTHONPATH": str(args.baseline / "src")}
             output = subprocess.run(
-                [sys.executable, __file__, "--variant", variant, "--input-file", str(input_path)],
+                [sys.executable, __file__, "--variant", variant[0], "--input-file",
+                 str(input_path)],
                 check=True,
                 capture_output=True,
                 text=True,
-            ).stdout
+                env=env,
+            ).stdout  # fmt: skip
             runs[variant].append(json.loads(output.strip().splitlines()[-1]))
     results = {v: min(r, key=lambda x: x["seconds"]) for v, r in runs.items()}
     count = len(lines)
     rate = {v: count / r["seconds"] for v, r in results.items()}
     bare_stored = results["c"]["stored_bytes"] / count
     print(f"{count:,} events from {people:,} people; best of {args.rounds}\n")
+    cpu = {v: count / r["cpu_seconds"] for v, r in results.items() if r.get("cpu_seconds")}
     header = (
-        f"{'variant':<31} {'events/s':>9} {'vs (c)':>7} {'rows/ev':>8} {'written B/ev':>13} "
-        f"{'stored B/ev':>12} {'vs bare':>8} {'peak MiB':>9}"
+        f"{'variant':<31} {'events/s':>9} {'vs (c)':>7} {'ev/CPU-s':>9} {'vs (c)':>7} "
+        f"{'rows/ev':>8} {'written B/ev':>13} {'stored B/ev':>12} {'vs bare':>8} {'peak MiB':>9}"
     )
     print(header)
     print("-" * len(header))
-    for variant, (label, _) in VARIANTS.items():
+    for variant, label in labels.items():
         r = results[variant]
         stored = r["stored_bytes"] / count
+        by_cpu = (
+            f"{cpu[variant]:>9,.0f} {cpu[variant] / cpu['c']:>7.0%}"
+            if variant in cpu
+            else f"{'-':>9} {'-':>7}"
+        )
         print(
-            f"{label:<31} {rate[variant]:>9,.0f} {rate[variant] / rate['c']:>7.0%} "
+            f"{label:<31} {rate[variant]:>9,.0f} {rate[variant] / rate['c']:>7.0%} {by_cpu} "
             f"{r['store_writes'] / count:>8.2f} {r['written_bytes'] / count:>13,.0f} "
             + (
                 f"{stored:>12,.0f} {stored / bare_stored:>7.2f}x"
@@ -301,10 +335,18 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
         )
     store_only = (results["a"]["written_bytes"] - results["p"]["written_bytes"]) / count
     print(
-        f"\n(a)/(c) = {rate['a'] / rate['c']:.0%}   (a)/(b) = {rate['a'] / rate['b']:.1f}x   "
+        f"\n(a)/(c) = {rate['a'] / rate['c']:.0%} (by CPU {cpu['a'] / cpu['c']:.0%})   "
+        f"(a)/(b) = {rate['a'] / rate['b']:.1f}x   "
         f"(a) without the broker's writes: {store_only:,.0f} written B/ev   "
-        f"verify on (a)'s store: {'ok' if results['a']['verify_ok'] else 'DRIFT'}\n"
+        f"verify on (a)'s store: {'ok' if results['a']['verify_ok'] else 'DRIFT'}"
     )
+    if "a0" in results:
+        by_cpu = f" (by CPU {cpu['a'] / cpu['a0']:.2f}x)" if "a0" in cpu else ""
+        print(
+            f"(a)/(a at {args.baseline.name}) = {rate['a'] / rate['a0']:.2f}x{by_cpu}   verify "
+            f"on its store: {'ok' if results['a0']['verify_ok'] else 'DRIFT'}"
+        )
+    print()
 
 
 def grow(args: argparse.Namespace) -> None:
@@ -397,6 +439,9 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=6.0, help="the backfill's span")
     parser.add_argument(
         "--rounds", type=int, default=1, help="interleaved rounds; the best of each is shown"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose worker runs as a variant too"
     )
     parser.add_argument("--grow", action="store_true", help="the growth run instead")
     parser.add_argument("--grow-to", type=int, default=2_000_000)

@@ -72,7 +72,13 @@ def test_a_file_from_before_breakdowns_gets_them_counted(tmp_path: Path) -> None
     old.close()
     db = sqlite3.connect(path)
     with db:
-        for table in ("breakdown_buckets", "breakdown_markers", "breakdown_admitted"):
+        for table in (
+            "breakdown_buckets",
+            "breakdown_markers",
+            "breakdown_admitted",
+            "breakdown_sessions",
+            "session_values",
+        ):
             db.execute(f"DROP TABLE {table}")
         (text,) = db.execute("SELECT value FROM metadata WHERE name = 'config'").fetchone()
         record = json.loads(text)

@@ -48,3 +48,39 @@ def test_query_retention(tmp_path: Path) -> None:
     old = (today - timedelta(days=60)).isoformat()
     refused = cli("query", "retention", "--from", old, env=env, check=False)
     assert refused.returncode == 2 and "raw-event retention" in refused.stderr.decode()
+
+
+def test_query_retention_by_a_start_event(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    cli("init", env=env)
+    today = datetime.now(UTC).date()
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC).timestamp()
+    first, second = (today - timedelta(days=4)).isoformat(), (today - timedelta(days=3)).isoformat()
+    store = SQLiteStore(tmp_path / "data" / "store.db")
+    try:
+        store.commit(
+            [
+                behavior_event(1, noon - 4 * DAY_S, received_at=noon, user="ann"),
+                behavior_event(2, noon - 3 * DAY_S, received_at=noon, user="ann", kind="signup"),
+                behavior_event(3, noon - 2 * DAY_S, received_at=noon, user="ann"),
+                behavior_event(4, noon - 4 * DAY_S, received_at=noon, user="bob", kind="signup"),
+                behavior_event(5, noon - 3 * DAY_S, received_at=noon, user="cy"),
+            ]
+        )
+    finally:
+        store.close()
+
+    args = ("query", "retention", "--from", first, "--to", second, "--max", "1")
+    body = json.loads(cli(*args, "--start-event", "signup", "--json", env=env).stdout)
+    assert body["start_event"] == "signup"
+    # ann's cohort is her signup day, not her first-seen day; cy never signed up.
+    assert [(c["cohort"], c["size"], c["returning"]) for c in body["cohorts"]] == [
+        (first, 1, [1, 0]),
+        (second, 1, [1, 1]),
+    ]
+    table = cli(*args, "--start-event", "signup", env=env).stdout.decode()
+    assert "cohorts by first signup" in table and "1 (100%)" in table
+    none = cli(*args, "--start-event", "never_sent", env=env).stdout.decode()
+    assert "nobody did never_sent for the first time on those days" in none
+    bad = cli(*args, "--start-event", " ", env=env, check=False)
+    assert bad.returncode == 2 and "expected an event type" in bad.stderr.decode()

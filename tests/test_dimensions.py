@@ -260,3 +260,78 @@ def test_a_long_url_is_read_whole() -> None:
     url = "https://shop.example/landing?pad=" + "x" * 5000 + "&utm_source=late"
     event = segment({"type": "page", "properties": {"url": url}})
     assert values(event, "page", "utm_source") == {"page": "/landing", "utm_source": "late"}
+
+
+@pytest.mark.parametrize(
+    ("sent", "value"),
+    [
+        ("(other)", '"(other)"'),
+        ("(none)", '"(none)"'),
+        ("(direct)", '"(direct)"'),
+        ('"(other)"', '""(other)""'),
+        ('""(none)""', '"""(none)"""'),
+        ('"(other)', '"(other)'),  # not a quoted label: as sent
+        ("(Other)", "(Other)"),
+        ("x(other)", "x(other)"),
+    ],
+)
+def test_a_client_text_that_reads_as_a_label_is_quoted(sent: str, value: str) -> None:
+    event = segment(
+        {"type": "track", "event": "Signed Up", "properties": {"plan": sent},
+         "context": {"campaign": {"source": sent, "medium": sent}}}
+    )  # fmt: skip
+    got = values(event, "utm_source", "utm_medium", "property:plan")
+    assert got == {"utm_source": value, "utm_medium": value, "property:plan": value}
+
+
+def test_labels_in_urls_referrers_devices_and_event_types_are_quoted() -> None:
+    event = recipe(page_url="(none)", referrer="https://(other)/x", device_type="(none)")
+    assert values(event, "page", "referrer", "device") == {
+        "page": '"(none)"',
+        "referrer": '"(other)"',
+        "device": '"(none)"',
+    }
+    typed = validate_event(
+        {"user_id": "u-1", "event_type": "(other)", "timestamp": NOW, "properties": {}},
+        message_id="m",
+        received_at=NOW,
+    )
+    if isinstance(typed, Event):  # an event type may be refused before it gets here
+        assert values(typed, "event_type") == {"event_type": '"(other)"'}
+
+
+def test_the_recipes_direct_word_in_brackets_still_means_no_referrer() -> None:
+    assert values(recipe(referrer="(direct)"), "referrer") == {"referrer": DIRECT}
+
+
+def test_values_are_read_afresh_for_each_event_with_the_same_page() -> None:
+    # The fixed dimensions' values are remembered per combination of raw inputs: events that
+    # share a page but not a campaign, device or derived value must not share values.
+    base = {"page_url": "/p?utm_source=url-source", "referrer": "google.com"}
+    first = recipe(**base, device_type="mobile")
+    second = recipe(**base, device_type="desktop", **{DERIVED: {"parsers": {}, "os": "iOS"}})
+    third = segment(
+        {"type": "page", "properties": {"url": "https://a.example/p"},
+         "context": {"campaign": {"source": "ctx"}}}
+    )  # fmt: skip
+    names = ("page", "utm_source", "device", "os", "referrer")
+    assert values(first, *names) == {
+        "page": "/p", "utm_source": "url-source", "device": "mobile", "os": NONE,
+        "referrer": "google.com",
+    }  # fmt: skip
+    assert values(second, *names)["device"] == "desktop"
+    assert values(second, *names)["os"] == "iOS"
+    assert values(third, *names)["utm_source"] == "ctx"
+    assert values(first, "event_type", "page", "property:x") == {
+        "event_type": "page_view", "page": "/p", "property:x": NONE,
+    }  # fmt: skip
+
+
+def test_objects_where_strings_belong_are_absent() -> None:
+    # An object or list cannot key the values' cache: read afresh, as absent.
+    event = recipe(path={"a": 1}, url=["x"], page_url="/shop?utm_source=s", device_type={"t": 1})
+    assert values(event, "page", "utm_source", "device") == {
+        "page": "/shop", "utm_source": "s", "device": NONE,
+    }  # fmt: skip
+    numbers = recipe(path=7, page_url="/seven")
+    assert values(numbers, "page") == {"page": "/seven"}

@@ -11,7 +11,8 @@ The counting rules (docs/breakdowns.md, "How breakdowns are counted"):
   shrinks; a value outside it, once it holds K values, counts under `OTHER`. So a value's
   mapping never changes once made: admitted stays admitted, and a value counted under OTHER
   was refused by a full set, which stays full.
-- A raw value equal to `OTHER` is never admitted: it counts under `OTHER`.
+- No event's value is `OTHER`: a client's text equal to a label is quoted
+  (`dimensions.quote_label`); `admit` still never admits `OTHER` itself.
 - Unique users per value are kept per day only: one marker per (day, dimension, counted value,
   person), a person counting once per value they were seen with that day.
 
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from behavioral_analytics.aggregation import Granularity, Periods
-from behavioral_analytics.dimensions import DIMENSIONS, dimension_values, is_dimension
+from behavioral_analytics.dimensions import DIMENSIONS, OTHER, is_dimension, value_tuple
 from behavioral_analytics.events import Event
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
     "recount_breakdowns",
 ]
 
-OTHER = "(other)"  # the value a (period, dimension) counts later values under once it holds K
 DEFAULT_MAX_VALUES = 100
 BREAKDOWN_GRANULARITIES: tuple[Granularity, ...] = ("hour", "day")
 
@@ -118,23 +118,34 @@ def fold_breakdowns(
     # expand per dimension: events of one page, source and device in an hour repeat a few
     # combinations many times. Expanding in first-seen order keeps each (period, dimension,
     # value) at its first event's place, the order admission follows.
+    # A person's combinations of a day differ mostly in one dimension (the page): their markers
+    # are expanded per dimension from the distinct values, not per combination.
     combinations: Counter[tuple[str, str, tuple[str, ...]]] = Counter()
-    seen: set[tuple[str, str, tuple[str, ...]]] = set()
+    seen: dict[tuple[str, str], set[tuple[str, ...]]] = {}
     for event in events:
         _, hour, day = periods.of(event.timestamp)
         who = event.who if persons is None else persons.get(event.key, event.who)
-        values = tuple(dimension_values(event, dimensions).values())
+        values = value_tuple(event, dimensions)
         combinations[hour, day, values] += 1
-        seen.add((day, who, values))
+        person_day = seen.get((day, who))
+        if person_day is None:
+            seen[day, who] = {values}
+        else:
+            person_day.add(values)
     counts = delta.events
     for (hour, day, values), n in combinations.items():
         for dimension, value in zip(dimensions, values, strict=True):
             counts["hour", hour, dimension, value] += n
             counts["day", day, dimension, value] += n
     users = delta.users
-    for day, who, values in seen:
-        for dimension, value in zip(dimensions, values, strict=True):
-            users.add((day, dimension, value, who))
+    for (day, who), combos in seen.items():
+        if len(combos) == 1:
+            for dimension, value in zip(dimensions, next(iter(combos)), strict=True):
+                users.add((day, dimension, value, who))
+            continue
+        for dimension, column in zip(dimensions, zip(*combos, strict=True), strict=True):
+            for value in set(column):
+                users.add((day, dimension, value, who))
     return delta
 
 

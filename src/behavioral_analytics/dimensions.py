@@ -24,7 +24,16 @@ An event's properties hold either the seed recipe's fields (`page_url`, `referre
   a number or boolean as canonical JSON (`3`, `99.5`, `true`); null, an object or a list is
   `NONE`.
 
-An empty string is absent. Every value is cut to `MAX_VALUE_CHARS` characters.
+An empty string is absent. Every value is cut to `MAX_VALUE_CHARS` characters. A client's
+text that is a label (`NONE`, `DIRECT`, `OTHER`), alone or inside pairs of double quotes, gets
+one more pair of quotes (`quote_label`): `(other)` sent as a UTM source is the value
+`"(other)"`, never the label. (A referrer of `direct` or `(direct)` is the recipe's way of
+saying there is none, so it is `DIRECT`, as above.)
+
+Speed: every dimension's value but a property's is a function of 18 raw strings of the event
+(`_raw`), so a fold reads those once per event and computes the values once per distinct
+combination (an LRU cache); URL splitting and the UTM parameters of a page's queries are cached
+on their texts.
 """
 
 from __future__ import annotations
@@ -41,13 +50,18 @@ __all__ = [
     "DERIVED",
     "DIMENSIONS",
     "DIRECT",
+    "LABELS",
     "MAX_VALUE_CHARS",
     "NONE",
+    "OTHER",
     "PROPERTY_PREFIX",
+    "SESSION_DIMENSIONS",
     "Derive",
     "dimension_values",
     "is_derived",
     "is_dimension",
+    "quote_label",
+    "value_tuple",
 ]
 
 DIMENSIONS: tuple[str, ...] = (
@@ -62,8 +76,15 @@ DIMENSIONS: tuple[str, ...] = (
     "country",
     "event_type",
 )
+# Session-scoped: the page of a session's first and of its last event (docs/breakdowns.md,
+# "Sessions per value"); `dimension_values` reads both as `page`. Counted by session_breakdowns.
+SESSION_DIMENSIONS: tuple[str, ...] = ("entry_page", "exit_page")
 NONE = "(none)"  # the dimension has no value for this event
 DIRECT = "(direct)"  # the referrer dimension's value when there is no referrer or a self-referral
+OTHER = "(other)"  # what values past the admitted ones count under (`breakdowns`)
+# The values no event sends: a client's text equal to one is quoted (`quote_label`).
+LABELS = frozenset((NONE, DIRECT, OTHER))
+_LABEL_ENDS = (")", '"')
 PROPERTY_PREFIX = "property:"
 MAX_VALUE_CHARS = 256
 # The property set at ingestion with what is derived from the user agent and the IP address:
@@ -90,22 +111,47 @@ def is_derived(value: object) -> bool:
 
 def dimension_values(event: Event, dimensions: Sequence[str]) -> dict[str, str]:
     """The value of each named dimension for one event (every name gets a value; NONE when
-    absent), at most `MAX_VALUE_CHARS` characters each. The rules and their sources are in the
-    module's docstring. Raises ValueError on a name that `is_dimension` refuses."""
-    sources = _Sources(event.properties)
-    values: dict[str, str] = {}
-    for name in dimensions:
-        if name.startswith(PROPERTY_PREFIX) and name != PROPERTY_PREFIX:
-            value = _scalar_text(event.properties.get(name[len(PROPERTY_PREFIX) :]))
-        elif name == "event_type":
-            value = event.event_type
+    absent), at most `MAX_VALUE_CHARS` characters each (two more for a quoted label). The rules
+    and their sources are in the module's docstring. Raises ValueError on a name that
+    `is_dimension` refuses."""
+    names = tuple(dimensions)
+    return dict(zip(names, value_tuple(event, names), strict=True))
+
+
+def value_tuple(event: Event, dimensions: tuple[str, ...]) -> tuple[str, ...]:
+    """`dimension_values` as a tuple in the order of `dimensions`: what a fold over many events
+    calls, without a dict per event. Raises ValueError on an unknown name."""
+    plan = _plan(dimensions)
+    fixed = _fixed_values(_raw(event), plan.fixed) if plan.fixed else ()
+    if plan.only_fixed:
+        return fixed
+    properties = event.properties
+    values: list[str] = []
+    for position, name in plan.steps:
+        if position >= 0:
+            values.append(fixed[position])
         else:
-            reader = _READERS.get(name)
-            if reader is None:
-                raise ValueError(f"unknown dimension {name!r}")
-            value = reader(sources)
-        values[name] = value[:MAX_VALUE_CHARS] if value else NONE
-    return values
+            values.append(_client_or_none(_scalar_text(properties.get(name))) or NONE)
+    return tuple(values)
+
+
+def quote_label(text: str) -> str:
+    """A client's `text` as a breakdown value: cut to `MAX_VALUE_CHARS`, and when it is a label
+    (`(none)`, `(direct)`, `(other)`) inside zero or more pairs of double quotes, one more pair
+    of quotes, so that no client value is counted as a label and no two texts share a value
+    (`(other)` → `"(other)"`, `"(other)"` → `""(other)""`)."""
+    text = text[:MAX_VALUE_CHARS]
+    if text[-1:] not in _LABEL_ENDS:
+        return text
+    quotes = len(text) - len(text.lstrip('"'))
+    inner = text[quotes : len(text) - quotes]
+    if inner in LABELS and text.endswith('"' * quotes):
+        return f'"{text}"'
+    return text
+
+
+def _client_or_none(text: str | None) -> str | None:
+    return quote_label(text) if text else None
 
 
 def _text(value: object) -> str | None:
@@ -159,99 +205,182 @@ def _referrer_host(text: str) -> str | None:
 _EMPTY: dict[str, Any] = {}
 _UTM_KEYS = frozenset(_CAMPAIGN_KEYS)
 
-
-class _Sources:
-    """An event's properties, read once for every dimension (decoded JSON: objects are dicts)."""
-
-    __slots__ = ("context", "derived", "page", "properties", "recipe_page", "urls", "utm_params")
-
-    def __init__(self, properties: dict[str, Any]) -> None:
-        self.properties = properties
-        context = properties.get("context")
-        self.context: dict[str, Any] = context if type(context) is dict else _EMPTY
-        page = self.context.get("page")
-        self.page: dict[str, Any] = page if type(page) is dict else _EMPTY
-        derived = properties.get(DERIVED)
-        self.derived: dict[str, Any] = derived if type(derived) is dict else _EMPTY
-        # The page's URLs in the order they are read, then the recipe's `page_url`.
-        self.urls = [
-            text
-            for text in (_text(properties.get("url")), _text(self.page.get("url")))
-            if text is not None
-        ]
-        self.recipe_page = _text(properties.get("page_url"))
-        self.utm_params: dict[str, str] | None = None
-
-    def utm(self, key: str) -> str | None:
-        """The first non-empty `key` parameter of the page's queries (read once for all keys)."""
-        if self.utm_params is None:
-            queries = [_url(text)[2] for text in self.urls]
-            if search := _text(self.page.get("search")):
-                queries.append(search.removeprefix("?"))
-            if self.recipe_page is not None:
-                queries.append(_url(self.recipe_page)[2])
-            params: dict[str, str] = {}
-            for query in queries:
-                if "utm_" in query:
-                    for name, value in parse_qsl(query):
-                        if value and name in _UTM_KEYS:
-                            params.setdefault(name, value)
-            self.utm_params = params
-        return self.utm_params.get(key)
-
-    def derived_value(self, key: str) -> str | None:
-        return _text(self.derived.get(key))
+# An event's raw inputs at these positions (`_raw`), each read as a non-empty string or None. Every
+# dimension's value but a property's is a function of them alone, so the values of a combination are
+# computed once and remembered (`_fixed_values`): pages, referrers, campaigns and devices repeat.
+_Raw = tuple[str | None, ...]
+(
+    _PATH,  # properties.path
+    _PAGE_PATH,  # context.page.path
+    _URL,  # properties.url
+    _PAGE_URL,  # context.page.url
+    _RECIPE_PAGE,  # properties.page_url
+    _SEARCH,  # context.page.search
+    _PAGE_REFERRER,  # context.page.referrer
+    _REFERRER,  # properties.referrer
+    _SOURCE,  # context.campaign.source
+    _MEDIUM,  # context.campaign.medium
+    _CAMPAIGN,  # context.campaign.name
+    _DEVICE,  # context.device.type
+    _DEVICE_TYPE,  # properties.device_type
+    _DERIVED_DEVICE,  # $derived.device
+    _BROWSER,  # $derived.browser
+    _OS,  # $derived.os
+    _COUNTRY,  # $derived.country
+    _EVENT_TYPE,  # the event's type
+) = range(18)
 
 
-def _page(sources: _Sources) -> str | None:
-    for text in (sources.properties.get("path"), sources.page.get("path")):
-        if type(text) is str and text:
-            return _url(text)[1] or None
-    text = sources.urls[0] if sources.urls else sources.recipe_page
-    return None if text is None else _url(text)[1] or None
+def _raw(event: Event) -> tuple[object, ...]:
+    """The raw inputs of an event (its properties are decoded JSON: objects are dicts), as sent:
+    a non-string is read as None by `_fixed_values`."""
+    get = event.properties.get
+    context = get("context")
+    if type(context) is dict:
+        page = context.get("page")
+        page = page if type(page) is dict else _EMPTY
+        campaign = context.get("campaign")
+        campaign = campaign if type(campaign) is dict else _EMPTY
+        device = context.get("device")
+        device = device if type(device) is dict else _EMPTY
+    else:
+        page = campaign = device = _EMPTY
+    derived = get(DERIVED)
+    derived = derived if type(derived) is dict else _EMPTY
+    return (
+        get("path"),
+        page.get("path"),
+        get("url"),
+        page.get("url"),
+        get("page_url"),
+        page.get("search"),
+        page.get("referrer"),
+        get("referrer"),
+        campaign.get("source"),
+        campaign.get("medium"),
+        campaign.get("name"),
+        device.get("type"),
+        get("device_type"),
+        derived.get("device"),
+        derived.get("browser"),
+        derived.get("os"),
+        derived.get("country"),
+        event.event_type,
+    )
 
 
-def _referrer(sources: _Sources) -> str | None:
-    text = _text(sources.page.get("referrer")) or _text(sources.properties.get("referrer"))
+def _fixed_values(raw: tuple[object, ...], names: tuple[str, ...]) -> tuple[str, ...]:
+    """The values of the fixed dimensions `names` for an event's `_raw` inputs. Equal inputs
+    give equal values (a non-string input counts as absent, whatever it is), so the values are
+    remembered per input; an input that cannot be a cache key (an object) is read afresh."""
+    try:
+        return _remembered_values(raw, names)
+    except TypeError:  # unhashable: a JSON object or list where a string belongs
+        return _read_values(tuple(map(_text, raw)), names)
+
+
+def _read_values(raw: _Raw, names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_READERS[name](raw) or NONE for name in names)
+
+
+@lru_cache(maxsize=16384)
+def _remembered_values(raw: tuple[object, ...], names: tuple[str, ...]) -> tuple[str, ...]:
+    return _read_values(tuple(map(_text, raw)), names)
+
+
+class _Plan:
+    """How to read `dimensions`: the fixed ones (read through `_fixed_values`), and per
+    dimension in order, (position among the fixed ones, or -1 for a property; its name)."""
+
+    __slots__ = ("fixed", "only_fixed", "steps")
+
+    def __init__(self, dimensions: tuple[str, ...]) -> None:
+        fixed: list[str] = []
+        self.steps: list[tuple[int, str]] = []
+        for name in dimensions:
+            if name.startswith(PROPERTY_PREFIX) and name != PROPERTY_PREFIX:
+                self.steps.append((-1, name[len(PROPERTY_PREFIX) :]))
+            elif name in _READERS:
+                self.steps.append((len(fixed), ""))
+                fixed.append(name)
+            else:
+                raise ValueError(f"unknown dimension {name!r}")
+        self.fixed = tuple(fixed)
+        self.only_fixed = len(fixed) == len(dimensions)
+
+
+_plan = lru_cache(maxsize=256)(_Plan)
+
+
+@lru_cache(maxsize=4096)
+def _utm_params(
+    url: str | None, page_url: str | None, search: str | None, recipe_page: str | None
+) -> dict[str, str]:
+    """The first non-empty value of each `utm_*` parameter of the page's queries, in the order
+    the module's docstring gives (a shared cached map: never changed)."""
+    queries = [_url(text)[2] for text in (url, page_url) if text is not None]
+    if search:
+        queries.append(search.removeprefix("?"))
+    if recipe_page is not None:
+        queries.append(_url(recipe_page)[2])
+    params: dict[str, str] = {}
+    for query in queries:
+        if "utm_" in query:
+            for name, value in parse_qsl(query):
+                if value and name in _UTM_KEYS:
+                    params.setdefault(name, value)
+    return params
+
+
+def _page(raw: _Raw) -> str | None:
+    text = raw[_PATH] or raw[_PAGE_PATH] or raw[_URL] or raw[_PAGE_URL] or raw[_RECIPE_PAGE]
+    return None if text is None else _client_or_none(_url(text)[1])
+
+
+def _referrer(raw: _Raw) -> str | None:
+    text = raw[_PAGE_REFERRER] or raw[_REFERRER]
     if text is None or text.lower() in (_RECIPE_DIRECT, DIRECT):
         return DIRECT
     host = _referrer_host(text)
     if host is None:
         return None
-    page_urls = [*sources.urls, sources.recipe_page]
-    for url in page_urls:
+    for url in (raw[_URL], raw[_PAGE_URL], raw[_RECIPE_PAGE]):
         if url is not None and (page_host := _url(url)[0]) is not None:
-            return DIRECT if page_host == host else host
-    return host
+            return DIRECT if page_host == host else quote_label(host)
+    return quote_label(host)
 
 
-def _utm(key: str) -> Callable[[_Sources], str | None]:
-    campaign_key = _CAMPAIGN_KEYS[key]
-
-    def read(sources: _Sources) -> str | None:
-        campaign = sources.context.get("campaign")
-        if type(campaign) is dict and (value := _text(campaign.get(campaign_key))):
-            return value
-        return sources.utm(key)
+def _utm(key: str, position: int) -> Callable[[_Raw], str | None]:
+    def read(raw: _Raw) -> str | None:
+        value = raw[position] or _utm_params(
+            raw[_URL], raw[_PAGE_URL], raw[_SEARCH], raw[_RECIPE_PAGE]
+        ).get(key)
+        return _client_or_none(value)
 
     return read
 
 
-def _device(sources: _Sources) -> str | None:
-    device = sources.context.get("device")
-    if type(device) is dict and (value := _text(device.get("type"))):
-        return value
-    return _text(sources.properties.get("device_type")) or sources.derived_value("device")
+def _first(*positions: int) -> Callable[[_Raw], str | None]:
+    def read(raw: _Raw) -> str | None:
+        for position in positions:
+            if (value := raw[position]) is not None:
+                return quote_label(value)
+        return None
+
+    return read
 
 
-_READERS: dict[str, Callable[[_Sources], str | None]] = {
+_READERS: dict[str, Callable[[_Raw], str | None]] = {
     "page": _page,
+    "entry_page": _page,
+    "exit_page": _page,
     "referrer": _referrer,
-    "utm_source": _utm("utm_source"),
-    "utm_medium": _utm("utm_medium"),
-    "utm_campaign": _utm("utm_campaign"),
-    "device": _device,
-    "browser": lambda sources: sources.derived_value("browser"),
-    "os": lambda sources: sources.derived_value("os"),
-    "country": lambda sources: sources.derived_value("country"),
+    "utm_source": _utm("utm_source", _SOURCE),
+    "utm_medium": _utm("utm_medium", _MEDIUM),
+    "utm_campaign": _utm("utm_campaign", _CAMPAIGN),
+    "device": _first(_DEVICE, _DEVICE_TYPE, _DERIVED_DEVICE),
+    "browser": _first(_BROWSER),
+    "os": _first(_OS),
+    "country": _first(_COUNTRY),
+    "event_type": _first(_EVENT_TYPE),
 }

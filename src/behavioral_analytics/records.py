@@ -197,7 +197,11 @@ class FunnelDay:
 class BreakdownPoint:
     """One dimension's values in one hour or day (docs/breakdowns.md): `events` per admitted
     value (values with events only), `other_events` counted under `(other)`, and distinct
-    persons per value, `(other)` included, for a day (`unique_users`; None for an hour)."""
+    persons per value, `(other)` included, for a day (`unique_users`; None for an hour).
+    `sessions`: sessions started in the period per value their first event has (`entry_page`:
+    the first event's page, `exit_page`: the last event's), `(other)` included; None where the
+    store keeps no session counts. `entry_page` and `exit_page` have sessions only (`events`
+    empty, `other_events` 0, `unique_users` None)."""
 
     granularity: Granularity
     period: str
@@ -205,6 +209,7 @@ class BreakdownPoint:
     events: dict[str, int]
     unique_users: dict[str, int] | None
     other_events: int
+    sessions: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -214,6 +219,7 @@ class BreakdownPoint:
             "events": self.events,
             "unique_users": self.unique_users,
             "other_events": self.other_events,
+            "sessions": self.sessions,
         }
 
 
@@ -257,6 +263,9 @@ class AggregateSnapshot:
     breakdown_events: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     breakdown_users: dict[tuple[str, str, str], int] = field(default_factory=dict)
     breakdown_admitted: dict[tuple[str, str, str], tuple[str, ...]] = field(default_factory=dict)
+    # (granularity, period, dimension, value) → sessions started (docs/breakdowns.md, "Sessions
+    # per value"), entry and exit pages included; None where the store keeps none.
+    breakdown_sessions: dict[tuple[str, str, str, str], int] | None = None
     # Group memberships (`named_calls`): (group id, member actor) → joined at (epoch seconds).
     group_members: dict[tuple[str, str], float] = field(default_factory=dict)
 

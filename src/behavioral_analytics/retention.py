@@ -1,5 +1,5 @@
-"""Retention: people grouped by the day they were first seen (their cohort), and how many of
-each cohort came back N days or N weeks later. Pure: no I/O.
+"""Retention: people grouped by the day they were first seen, or first did a chosen event
+(their cohort), and how many of each cohort came back N days or N weeks later. Pure: no I/O.
 
 The rule (docs/behavior.md, "Retention"):
 
@@ -11,6 +11,9 @@ The rule (docs/behavior.md, "Retention"):
   gives to a user is that user, and a forgotten person is in no cohort;
 - for cohort day C, **period n** is day C + n (unit `day`) or days C + 7n … C + 7n + 6 (unit
   `week`), in calendar days of the reporting zone (a 23- or 25-hour day is one day);
+- with a **start event** T, a person's cohort is instead the day of their first human event of
+  type T (identity links applied, as for active days) and people who never did T are in no
+  cohort; returning still means active (any event) in the period;
 - `returning[n]` is how many people of the cohort were active in period n, so
   `returning[0]` is the cohort's size; a period that has not begun by `today` is not listed
   (recent cohorts have shorter lists) and the last one listed may still grow.
@@ -20,6 +23,14 @@ figure above is exact and recountable from the raw events by `verify`. Past it, 
 stitching has no raw events left to move, `verify` none to recount, and Firestore drops markers
 a little later; older cohorts are refused, not approximated. (Per-person active days kept with
 the person past the raw retention would lift this; they are not kept.)
+
+Start events past the horizon: the first start event is found from the raw events dated on or
+after the first cohort day (all kept, since that day is within the horizon). Each person also
+keeps an all-time count per event type (the profile's counts, never pruned by retention, moved
+by identity stitching, removed by `forget`). When the two counts agree, every start event of
+theirs is in the scan and its earliest is their first; when the scan holds fewer, an earlier
+one exists, kept or already dropped by retention, so their cohort is before the range and they
+are left out (`first_start_days`). The scan is bounded (MAX_START_EVENTS, `scan_too_large`).
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ __all__ = [
     "MAX_COHORT_DAYS",
     "MAX_OFFSET",
     "MAX_PERSONS",
+    "MAX_START_EVENTS",
+    "MAX_START_EVENT_CHARS",
     "UNIT_DAYS",
     "RetentionCohort",
     "RetentionError",
@@ -45,8 +58,10 @@ __all__ = [
     "cohorts",
     "day_after",
     "default_range",
+    "first_start_days",
     "plan",
     "too_many",
+    "too_many_start_events",
 ]
 
 Unit = Literal["day", "week"]
@@ -62,6 +77,10 @@ MAX_COHORT_DAYS = 366
 # The most people a store reads for one request; past it the request is refused (on
 # Firestore each person is one document read).
 MAX_PERSONS = 100_000
+# The most start events a store reads for one request (one document read each on Firestore).
+MAX_START_EVENTS = 200_000
+# The longest start event type asked for (event types are at most 128 characters by default).
+MAX_START_EVENT_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +104,8 @@ class RetentionCohort:
 
 class RetentionError(ValueError):
     """A retention request a store will not answer. `code` is `invalid_period`,
-    `invalid_range`, `before_horizon` or `too_many_persons` (the API's error codes);
-    `str(error)` is one line for people."""
+    `invalid_range`, `invalid_event_type`, `before_horizon`, `too_many_persons` or
+    `scan_too_large` (the API's error codes); `str(error)` is one line for people."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
@@ -96,9 +115,10 @@ class RetentionError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RetentionRead:
-    """What a store reads for a request: people whose first event is in
-    [`first_seen_from`, `first_seen_until`) (epoch seconds), their active days from
-    `start_day` to `last_day` (day labels, inclusive); `today` truncates the table."""
+    """What a store reads for a request: people whose first event (of type `start_event`
+    when given) is in [`first_seen_from`, `first_seen_until`) (epoch seconds), their active
+    days from `start_day` to `last_day` (day labels, inclusive); `today` truncates the
+    table."""
 
     start_day: str
     end_day: str
@@ -108,6 +128,7 @@ class RetentionRead:
     first_seen_until: float
     last_day: str
     today: str
+    start_event: str | None = None
 
 
 def day_after(day: str, days: int) -> str:
@@ -141,16 +162,28 @@ def plan(
     *,
     now: float,
     raw_retention_s: float,
+    start_event: str | None = None,
 ) -> RetentionRead:
     """Check a request and say what to read: cohort days `start_day`..`end_day` (inclusive),
     periods 0..`max_offset` of `unit`, at `now` (epoch seconds) on a store keeping raw events
-    `raw_retention_s` seconds.
+    `raw_retention_s` seconds; cohorts by first-seen day, or by the first `start_event` (an
+    event type) when given.
 
     Raises RetentionError: `invalid_period` (not a day label), `invalid_range` (end before
     start, more than MAX_COHORT_DAYS days, an offset outside 0..MAX_OFFSET, an unknown unit),
+    `invalid_event_type` (an empty or blank start event, or one over MAX_START_EVENT_CHARS
+    characters; a type nobody sent is not an error: its cohorts are empty),
     `before_horizon` (a cohort day before the raw-retention horizon: the first day all of whose
     raw events are still kept).
     """
+    if start_event is not None and (
+        not start_event.strip() or len(start_event) > MAX_START_EVENT_CHARS
+    ):
+        raise RetentionError(
+            "invalid_event_type",
+            f"start event {start_event[:64]!r}: expected an event type of 1 to "
+            f"{MAX_START_EVENT_CHARS} characters",
+        )
     first, last = _day(start_day, "from"), _day(end_day, "to")
     if unit not in UNIT_DAYS:
         raise RetentionError("invalid_range", f"unit {unit!r}: expected day or week")
@@ -181,6 +214,7 @@ def plan(
         periods.end_of("day", end_day),
         day_after(end_day, span),
         periods.label("day", now),
+        start_event,
     )
 
 
@@ -195,15 +229,53 @@ def too_many(persons: int | None = None) -> RetentionError:
     )
 
 
-def cohorts(active_days: Mapping[str, Iterable[str]], read: RetentionRead) -> list[RetentionCohort]:
+def too_many_start_events(bound: int) -> RetentionError:
+    """The refusal of a start-event request whose scan holds more than `bound` events (the
+    store's MAX_START_EVENTS)."""
+    return RetentionError(
+        "scan_too_large",
+        f"the start event occurs more than {bound:,} times from the first cohort day on, the "
+        "most read per request: ask for fewer or later cohort days",
+    )
+
+
+def first_start_days(
+    scanned: Mapping[str, tuple[int, float]],
+    all_time: Mapping[str, int],
+    read: RetentionRead,
+    periods: Periods,
+) -> dict[str, str]:
+    """Each person's cohort day (label) for a start-event request `read`, from `scanned`:
+    person -> (how many of their human start events are dated at or after
+    `read.first_seen_from`, the earliest one's epoch seconds), and `all_time`: person -> their
+    all-time count of that event type (the profile's). A person counts when the two agree (no
+    earlier start event, kept or dropped by retention) and the earliest is before
+    `read.first_seen_until`; the others are left out (module docstring)."""
+    return {
+        person: periods.label("day", earliest)
+        for person, (count, earliest) in scanned.items()
+        if earliest < read.first_seen_until and all_time.get(person) == count
+    }
+
+
+def cohorts(
+    active_days: Mapping[str, Iterable[str]],
+    read: RetentionRead,
+    cohort_days: Mapping[str, str] | None = None,
+) -> list[RetentionCohort]:
     """The cohorts of `read`'s days, oldest first, from each person's active days (day
-    labels; their earliest is their cohort). People whose cohort is outside the range are left
-    out; days on which nobody was first seen are not listed."""
+    labels; their earliest is their cohort, or `cohort_days[person]` when given: then only
+    the people in it count, and their days before their cohort day do not). People whose
+    cohort is outside the range are left out; days on which nobody was first seen are not
+    listed."""
     length = UNIT_DAYS[read.unit]
     today = date.fromisoformat(read.today)
     found: dict[str, list[int]] = {}
-    for days in active_days.values():
-        seen = sorted(set(days))
+    for person in active_days if cohort_days is None else cohort_days:
+        seen = sorted(set(active_days.get(person, ())))
+        if cohort_days is not None:
+            cohort = cohort_days[person]
+            seen = [cohort, *(day for day in seen if day > cohort)]
         if not seen or not read.start_day <= seen[0] <= read.end_day:
             continue
         cohort = seen[0]

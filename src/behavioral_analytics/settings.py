@@ -28,6 +28,7 @@ from behavioral_analytics.breakdowns import BreakdownRules
 from behavioral_analytics.dimensions import DIMENSIONS, PROPERTY_PREFIX
 from behavioral_analytics.events import Limits
 from behavioral_analytics.funnels import DEFAULT_FUNNELS, parse_funnels
+from behavioral_analytics.raw_queries import DEFAULT_SCAN_MAX_EVENTS
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.stored_config import StoredConfig
 
@@ -107,6 +108,13 @@ class Settings(BaseSettings):
     )
     replay_window_days: float = Field(7, ge=0, validation_alias=_env("BA_REPLAY_WINDOW_DAYS"))
     raw_retention_days: float = Field(30, gt=0, validation_alias=_env("BA_RAW_RETENTION_DAYS"))
+    # The most raw events one filtered answer reads (docs/breakdowns.md "Filters").
+    raw_scan_max_events: int = Field(
+        DEFAULT_SCAN_MAX_EVENTS,
+        ge=1,
+        le=10_000_000,
+        validation_alias=_env("BA_RAW_SCAN_MAX_EVENTS"),
+    )
     # Dead letters hold original bytes (IPs, ids): kept this long, then purged (SQLite: the
     # worker and `dlq purge`; Firestore: the TTL policy on dead_letters.expire_at).
     dead_letter_retention_days: float = Field(

@@ -162,6 +162,19 @@ class Store(abc.ABC):
         Raises StoreError.
         """
 
+    def scan_events(self, start_s: float, end_s: float, limit: int) -> list[Event]:
+        """The human events (crawlers' left out) with `start_s` <= timestamp < `end_s` (epoch
+        seconds), each as counted: its `who` is the person it counts for once identity links
+        are applied (`behavior.as_person`); oldest first, then by key; at most `limit` (>= 1),
+        which ones unsaid when the range holds more: a caller that takes at most N asks for
+        N + 1 and refuses a full answer (`raw_queries`). Reads one raw event per event.
+
+        Raises ScanError `before_horizon` when `start_s` is before the raw-event retention
+        (now less the retention: older events may be gone), an empty range included (so
+        asking for one checks the horizon alone), NotSupported, StoreError.
+        """
+        raise NotSupported(f"{type(self).__name__} does not scan raw events")
+
     @abc.abstractmethod
     def series(
         self,
@@ -273,14 +286,21 @@ class Store(abc.ABC):
         raise NotSupported(f"{type(self).__name__} does not keep funnels yet")
 
     def retention(
-        self, start_day: str, end_day: str, max_offset: int = DEFAULT_MAX_OFFSET, unit: Unit = "day"
+        self,
+        start_day: str,
+        end_day: str,
+        max_offset: int = DEFAULT_MAX_OFFSET,
+        unit: Unit = "day",
+        start_event: str | None = None,
     ) -> list[RetentionCohort]:
-        """Cohorts of people first seen on each day `start_day`..`end_day` (day labels), with
-        how many came back in each of the `max_offset` days or weeks after (rule:
-        `retention`), oldest first; days on which nobody was first seen are not listed.
+        """Cohorts of people first seen on each day `start_day`..`end_day` (day labels), or
+        who first did `start_event` (an event type) on it, with how many came back in each of
+        the `max_offset` days or weeks after (rule: `retention`), oldest first; days on which
+        nobody was first seen are not listed.
 
-        Raises RetentionError (a ValueError: a malformed range, a day before the raw-event
-        retention, more than `retention.MAX_PERSONS` people), NotSupported, StoreError.
+        Raises RetentionError (a ValueError: a malformed range or start event, a day before
+        the raw-event retention, more than `retention.MAX_PERSONS` people or
+        `retention.MAX_START_EVENTS` start events), NotSupported, StoreError.
         """
         raise NotSupported(f"{type(self).__name__} does not keep retention yet")
 
@@ -406,7 +426,12 @@ class ReadModel(Protocol):
     ) -> list[FunnelDay]: ...
 
     def retention(
-        self, start_day: str, end_day: str, max_offset: int = ..., unit: Unit = ...
+        self,
+        start_day: str,
+        end_day: str,
+        max_offset: int = ...,
+        unit: Unit = ...,
+        start_event: str | None = None,
     ) -> list[RetentionCohort]: ...
 
     def breakdown(
@@ -416,6 +441,8 @@ class ReadModel(Protocol):
         start: str | None = None,
         end: str | None = None,
     ) -> list[BreakdownPoint]: ...
+
+    def scan_events(self, start_s: float, end_s: float, limit: int) -> list[Event]: ...
 
     def links(self, who: str) -> list[Link]: ...
 

@@ -27,6 +27,7 @@ from behavioral_analytics.breakdowns import recount_breakdowns
 from behavioral_analytics.events import Event, parse_message
 from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import group_call
+from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import AggregateSnapshot, Auditable, DeadLetterBox, StoreError
 
@@ -232,6 +233,28 @@ def _compare_breakdowns(
             have_u, want_u = stored.breakdown_users.get(user_key, 0), want_users.get(user_key, 0)
             if have_u != want_u:
                 report.drift.append(Drift("breakdown_users", ":".join(user_key), have_u, want_u))
+    if stored.breakdown_sessions is None:
+        return  # the store keeps no sessions per value
+    admitted = {key: list(values) for key, values in stored.breakdown_admitted.items()}
+    for key, values in want.admitted.items():
+        admitted.setdefault(key, []).extend(values)
+    sessions, _ = recount_session_breakdowns(
+        counted.sessions, events, counted.persons, periods, rules.breakdowns, admitted
+    )
+    for key in sorted(sessions.admitted):
+        if in_range(key[0], key[1]):
+            have_a = admitted.get(key, [])
+            report.drift.append(
+                Drift("breakdown_admitted", ":".join(key), have_a, have_a + sessions.admitted[key])
+            )
+    for session_key in sorted(set(sessions.sessions) | set(stored.breakdown_sessions)):
+        if in_range(session_key[0], session_key[1]):
+            have_s = stored.breakdown_sessions.get(session_key, 0)
+            want_s = sessions.sessions.get(session_key, 0)
+            if have_s != want_s:
+                report.drift.append(
+                    Drift("breakdown_sessions", ":".join(session_key), have_s, want_s)
+                )
 
 
 def _compare_members(

@@ -17,6 +17,7 @@ from test_api_dashboard_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     free_port,
+    page_errors,
     serving,
     sync_api,
     wait_for,
@@ -91,9 +92,7 @@ def test_the_panels_show_the_stores_breakdowns_and_compare(
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1400})
-            errors: list[str] = []
-            page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            errors = page_errors(page)
             page.goto(base_url + f"/#key={READ_KEY}")
             page.wait_for_selector('.breakdown[data-dimension="page"] li', timeout=15_000)
 

@@ -60,3 +60,39 @@ def test_retention_is_served_and_checked(client: TestClient, process: Callable[[
     assert bad_unit.status_code == 422
     bad_day = client.get("/v1/retention", params={"from": "2026-13-45"}, headers=READ)
     assert bad_day.status_code == 400 and bad_day.json()["error"] == "invalid_period"
+
+
+def test_retention_by_a_start_event(client: TestClient, process: Callable[[], None]) -> None:
+    today = datetime.now(UTC).date()
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC).timestamp()
+    first, second = (today - timedelta(days=3)).isoformat(), (today - timedelta(days=2)).isoformat()
+    events = [
+        recipe_event(1, user="ann", timestamp=noon - 3 * DAY_S),
+        recipe_event(2, user="ann", event_type="signup", timestamp=noon - 2 * DAY_S),
+        recipe_event(3, user="ann", timestamp=noon - 1 * DAY_S),
+        recipe_event(4, user="bob", event_type="signup", timestamp=noon - 3 * DAY_S),
+        recipe_event(5, user="cy", timestamp=noon - 2 * DAY_S),  # never signs up
+    ]
+    assert client.post("/v1/events", json=events, headers=WRITE).status_code == 202
+    process()
+
+    params = {"from": first, "to": second, "max": 1, "start_event": "signup"}
+    body = client.get("/v1/retention", params=params, headers=READ).json()
+    assert body["start_event"] == "signup"
+    # By signup ann is cohort `second` (her first-seen day is `first`); cy is in no cohort.
+    assert [(c["cohort"], c["size"], c["returning"]) for c in body["cohorts"]] == [
+        (first, 1, [1, 0]),
+        (second, 1, [1, 1]),
+    ]
+    without = {k: v for k, v in params.items() if k != "start_event"}
+    seen = client.get("/v1/retention", params=without, headers=READ)
+    assert seen.status_code == 200, seen.json()
+    assert seen.json()["start_event"] is None
+    assert [(c["cohort"], c["size"]) for c in seen.json()["cohorts"]] == [(first, 2), (second, 1)]
+    unknown = client.get(
+        "/v1/retention", params={**params, "start_event": "never_sent"}, headers=READ
+    )
+    assert unknown.status_code == 200 and unknown.json()["cohorts"] == []
+    for bad in ("", " ", "x" * 300):
+        refused = client.get("/v1/retention", params={**params, "start_event": bad}, headers=READ)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_event_type"

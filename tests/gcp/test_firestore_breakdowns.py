@@ -1,13 +1,16 @@
 """Breakdowns on the Firestore store (the emulator): the same figures as the SQLite store on the
 same batches (identity links moving events, values past K counted under `(other)`, a crawler,
 `forget`, `verify --repair`), the document layout (map keys a value may break, escaped), one
-write per breakdown document per flush, and the size of a full document by Firestore's rules.
+counts write per period per flush (spilling into parts past the transform limit), the previous
+layout still read, and the size of a full document by Firestore's rules.
 The contract suite (tests/contract/test_breakdowns.py) holds both stores to the port."""
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +19,17 @@ from google.cloud import firestore
 
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.breakdowns import BreakdownRules
-from behavioral_analytics.dimensions import DIMENSIONS, MAX_VALUE_CHARS
+from behavioral_analytics.dimensions import DIMENSIONS, MAX_VALUE_CHARS, dimension_values
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import Store
-from behavioral_analytics.stores.firestore import FirestoreStore
-from behavioral_analytics.stores.firestore.breakdowns import breakdown_doc_id, doc_size_bytes
+from behavioral_analytics.stores.firestore import FirestoreStore, breakdowns
+from behavioral_analytics.stores.firestore.breakdown_layout import (
+    breakdown_doc_id,
+    counts_doc_id,
+    doc_size_bytes,
+    gather,
+    values_doc_id,
+)
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     BREAKDOWN_MARKER_FIELD,
@@ -85,16 +94,21 @@ def workload(seed: int) -> list[Event]:
 
 
 def figures(store: Store) -> dict[str, Any]:
+    """Events, unique users and admitted sets of the configured dimensions (sessions per
+    value, and the session dimensions, are held to the port by the contract suite)."""
     snap = store.snapshot()
     points = {
-        (dimension, granularity): [p.to_dict() for p in store.breakdown(dimension, granularity)]
+        (dimension, granularity): [
+            {k: v for k, v in p.to_dict().items() if k != "sessions"}
+            for p in store.breakdown(dimension, granularity)
+        ]
         for dimension in DIMS
         for granularity in ("hour", "day")
     }
     return {
-        "events": snap.breakdown_events,
-        "users": snap.breakdown_users,
-        "admitted": snap.breakdown_admitted,
+        "events": {k: n for k, n in snap.breakdown_events.items() if k[2] in DIMS},
+        "users": {k: n for k, n in snap.breakdown_users.items() if k[1] in DIMS},
+        "admitted": {k: v for k, v in snap.breakdown_admitted.items() if k[2] in DIMS},
         "points": points,
     }
 
@@ -131,7 +145,7 @@ def test_firestore_breakdowns_equal_sqlite_through_links_forget_and_repair(
 
         before = figures(fs)
         day = fs.periods.of(DAY_START + HOUR)[2]
-        damaged = fs.db.collection(BREAKDOWNS).document(breakdown_doc_id("day", day, "page"))
+        damaged = fs.db.collection(BREAKDOWNS).document(counts_doc_id("day", day))
         damaged.update({"events": {}, "users": {}})
         assert not verify(fs, fs.periods, now=NOW, retention_s=None).ok
         fs.rebuild(fs.iter_raw_events())  # verify --repair
@@ -141,7 +155,7 @@ def test_firestore_breakdowns_equal_sqlite_through_links_forget_and_repair(
         lite.close()
 
 
-def test_breakdown_documents_are_written_once_per_flush_with_escaped_keys(
+def test_a_flush_writes_one_counts_document_per_period_with_escaped_keys(
     settings_for: Callable[..., Any],
 ) -> None:
     store = firestore_store(settings_for, rules=rules(max_values=100))
@@ -154,17 +168,31 @@ def test_breakdown_documents_are_written_once_per_flush_with_escaped_keys(
         store.commit(events)
         writes = store.write_ops - before
         people = 7
-        # Raw events, people, the buckets (5 minutes, an hour, a day), freshness, and one
-        # document per (granularity, dimension): 2 x 5, however many events fall in each.
-        assert writes == len(events) + people + (5 + 1 + 1) + 1 + 2 * len(DIMS)
+        # Raw events, people, the buckets (5 minutes, an hour, a day), freshness, and per
+        # period (an hour and a day) a values document (values admitted) and a counts
+        # document, however many events and dimensions fall in each.
+        assert writes == len(events) + people + (5 + 1 + 1) + 1 + 2 + 2
+        later = [
+            ev(n, 2 * HOUR + n, user=f"u{n % 7}", page_url=ODD_PAGES[n % 7], plan=ODD_VALUES[n % 7])
+            for n in range(300, 400)
+        ]
+        before = store.write_ops
+        store.commit(later)
+        # Nothing admitted: the breakdowns of the hour and the day are two writes in all.
+        assert store.write_ops - before == len(later) + people + (2 + 1 + 1) + 1 + 2
 
         day = store.periods.of(DAY_START + 2 * HOUR)[2]
         collection = store.db.collection(BREAKDOWNS)
-        stored = collection.document(breakdown_doc_id("day", day, "page")).get().to_dict()
-        assert stored is not None
-        assert stored["admitted"] == ODD_PAGES  # each value once; counts keyed by rank
-        assert stored["events"] == {str(rank): 43 - (rank == 6) for rank in range(7)}
-        assert stored["users"] == {str(rank): 1 for rank in range(7)}  # one page each
+        values = collection.document(values_doc_id("day", day)).get().to_dict()
+        assert values is not None
+        assert values["admitted"]["page"] == ODD_PAGES  # each value once; counts keyed by rank
+        assert set(values["admitted"]) == set(DIMS)
+        assert not collection.document(breakdown_doc_id("day", day, "page")).get().exists
+        counts = collection.document(counts_doc_id("day", day)).get().to_dict()
+        assert counts is not None
+        assert counts["events"]["page"] == {str(rank): 58 - (rank >= 1) for rank in range(7)}
+        assert counts["users"]["page"] == {str(rank): 1 for rank in range(7)}  # one page each
+        assert set(counts["events"]) == set(DIMS)
         person = store.db.collection(AGGREGATES).document("user_u1").get().to_dict()
         assert person is not None
         assert person[BREAKDOWN_MARKER_FIELD][day]["page"] == {"/`tick`": True}
@@ -173,35 +201,219 @@ def test_breakdown_documents_are_written_once_per_flush_with_escaped_keys(
         assert escaped[BREAKDOWN_MARKER_FIELD][day]["property:plan"] == {"~~home": True}
         escaped = store.db.collection(AGGREGATES).document("user_u3").get().to_dict() or {}
         assert escaped[BREAKDOWN_MARKER_FIELD][day]["property:plan"] == {"~__x__": True}
+        plans = {dimension_values(e, ["property:plan"])["property:plan"] for e in events}
+        assert len(plans) == len(ODD_VALUES)
         (point,) = store.breakdown("property:plan", "day")
-        assert set(point.events) == set(ODD_VALUES)
-        assert point.unique_users == dict.fromkeys(ODD_VALUES, 1)
+        assert set(point.events) == plans
+        assert point.unique_users == dict.fromkeys(plans, 1)
     finally:
         store.close()
 
 
-def test_a_full_breakdown_document_stays_under_256_kib() -> None:
-    """The largest daily document at the default K: K admitted values of the longest length in
-    the widest UTF-8 (4 bytes a character), each with events and users, plus `(other)`, sized
-    by Firestore's storage-size rules."""
+def test_increments_past_the_transform_limit_spill_into_parts_that_reads_sum(
+    settings_for: Callable[..., Any], tmp_path: Path
+) -> None:
+    fs = firestore_store(settings_for, rules=rules(max_values=100))
+    lite = SQLiteStore(tmp_path / "store.db", clock=lambda: NOW, rules=rules(max_values=100))
+    fs.max_transforms_per_doc = 30
+    try:
+        events = [
+            ev(n, 2 * HOUR + n, user=f"u{n % 13}", page_url=f"/p/{n % 40}", plan=f"v{n % 17}")
+            for n in range(200)
+        ]
+        for store in (fs, lite):
+            store.commit(events)
+        day = fs.periods.of(DAY_START + 2 * HOUR)[2]
+        collection = fs.db.collection(BREAKDOWNS)
+        parts = [collection.document(counts_doc_id("day", day, part)).get() for part in range(6)]
+        assert all(part.exists for part in parts[:3]), "the day's increments did not spill"
+        for part in parts:
+            data = part.to_dict() or {}
+            assert (
+                sum(len(m) for name in ("events", "users") for m in data.get(name, {}).values())
+                <= 30
+            )
+        assert figures(fs) == figures(lite)
+        assert verify(fs, fs.periods, now=NOW, retention_s=None).ok
+    finally:
+        fs.close()
+        lite.close()
+
+
+def test_a_set_outgrowing_its_periods_values_document_moves_to_its_own(
+    settings_for: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(breakdowns, "PERIOD_VALUES_BYTES", 120)
+    fs = firestore_store(settings_for, rules=rules(max_values=100))
+    lite = SQLiteStore(tmp_path / "store.db", clock=lambda: NOW, rules=rules(max_values=100))
+    try:
+        events = [
+            ev(n, 2 * HOUR + n, user=f"u{n % 5}", page_url=f"/page/{n}", plan="free")
+            for n in range(40)
+        ]
+        for at in range(0, len(events), 10):
+            for store in (fs, lite):
+                store.commit(events[at : at + 10])
+        day = fs.periods.of(DAY_START + 2 * HOUR)[2]
+        collection = fs.db.collection(BREAKDOWNS)
+        own = collection.document(breakdown_doc_id("day", day, "page")).get().to_dict()
+        assert own is not None and own["admitted"] == [f"/page/{n}" for n in range(40)]
+        shared = collection.document(values_doc_id("day", day)).get().to_dict() or {}
+        assert "page" not in shared["admitted"]
+        assert shared["admitted"]["property:plan"] == ["free"]
+        assert figures(fs) == figures(lite)
+        assert verify(fs, fs.periods, now=NOW, retention_s=None).ok
+        before = figures(fs)
+        fs.rebuild(fs.iter_raw_events())  # verify --repair lays the sets out afresh
+        assert figures(fs) == before
+    finally:
+        fs.close()
+        lite.close()
+
+
+def test_session_counts_fold_into_the_periods_counts_documents(
+    settings_for: Callable[..., Any],
+) -> None:
+    """`add_session_counts` (the sessions-per-value writer): admitted values keyed by rank,
+    a new value admitted while its set has room, `(other)` once full, a set the batch had not
+    read read first, a negative delta taken away; all in the counts writes of the commit."""
+    store = firestore_store(settings_for, rules=rules(max_values=2))
+    try:
+        store.commit([ev(n, 2 * HOUR + n, user="u1", page_url=f"/{n}") for n in range(3)])
+        hour, day = store.periods.of(DAY_START + 2 * HOUR)[1:]
+        gateway = store.gateway
+        batch = breakdowns.BreakdownBatch(
+            [],
+            [],
+            rules(max_values=2).breakdowns,
+            store.periods,
+            lambda keys: breakdowns.read_admitted(gateway.get, gateway.name, keys),
+        )
+        deltas = Counter(
+            {
+                ("hour", hour, "page", "/0"): 2,
+                ("hour", hour, "page", "/2"): 2,  # the hour's set is full: (other)
+                ("hour", hour, "page", "/9"): -1,  # likewise, taken away
+                ("day", day, "page", "/1"): 3,
+                ("day", day, "entry_page", "/0"): 1,  # a set no event admitted into
+            }
+        )
+        breakdowns.add_session_counts(batch, deltas)
+        gateway.send(batch.writes(gateway.name, datetime.now(UTC)))
+        gathered = gather(doc.to_dict() or {} for doc in gateway.all(BREAKDOWNS))
+        gathered.with_sessions = True
+        assert gathered.by_value("sessions", ("hour", hour, "page")) == {"/0": 2, "(other)": 1}
+        assert gathered.by_value("sessions", ("day", day, "page")) == {"/1": 3}
+        assert gathered.by_value("sessions", ("day", day, "entry_page")) == {"/0": 1}
+        assert gathered.admitted(("day", day, "entry_page")) == ["/0"]
+        (point,) = [p for p in [gathered.point(("day", day, "entry_page"))] if p]
+        assert (point.events, point.other_events, point.unique_users) == ({}, 0, None)
+        assert point.sessions == {"/0": 1}
+        batch = breakdowns.BreakdownBatch(
+            [],
+            [],
+            rules(max_values=2).breakdowns,
+            store.periods,
+            lambda keys: breakdowns.read_admitted(gateway.get, gateway.name, keys),
+        )
+        breakdowns.add_session_counts(batch, Counter({("hour", hour, "page", "/0"): -2}))
+        gateway.send(batch.writes(gateway.name, datetime.now(UTC)))
+        gathered = gather(doc.to_dict() or {} for doc in gateway.all(BREAKDOWNS))
+        assert gathered.by_value("sessions", ("hour", hour, "page")) == {"(other)": 1}
+    finally:
+        store.close()
+
+
+def test_config_apply_takes_a_dropped_dimension_out_of_the_period_documents(
+    settings_for: Callable[..., Any],
+) -> None:
+    first = firestore_store(settings_for, rules=rules(max_values=100))
+    try:
+        first.record_config()
+        first.commit([ev(n, 2 * HOUR + n, user="u1", page_url="/a", plan="pro") for n in range(3)])
+    finally:
+        first.close()
+    kept = tuple(d for d in DIMS if d != "property:plan")
+    narrower = BehaviorRules(breakdowns=BreakdownRules(dimensions=kept, max_values=100))
+    store = firestore_store(settings_for, rules=narrower)
+    try:
+        store.record_config(replace=True)
+        day = store.periods.of(DAY_START + 2 * HOUR)[2]
+        collection = store.db.collection(BREAKDOWNS)
+        for document in (values_doc_id("day", day), counts_doc_id("day", day)):
+            data = collection.document(document).get().to_dict() or {}
+            maps = [data[name] for name in ("admitted", "events", "users") if name in data]
+            assert maps and all("page" in m and "property:plan" not in m for m in maps)
+        assert store.breakdown("property:plan", "day") == []
+        assert store.breakdown("page", "day")[0].events == {"/a": 3}
+        assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    finally:
+        store.close()
+
+
+def test_a_store_written_in_the_previous_layout_keeps_its_numbers(
+    settings_for: Callable[..., Any],
+) -> None:
+    """Before counts documents, a set's counts were kept by rank in its values document."""
+    store = firestore_store(settings_for, rules=rules(max_values=100))
+    try:
+        day = store.periods.of(DAY_START + 2 * HOUR)[2]
+        old = {
+            "kind": "breakdown",
+            "granularity": "day",
+            "period": day,
+            "dimension": "page",
+            "admitted": ["/a", "/b"],
+            "events": {"0": 5, "1": 2},
+            "users": {"0": 2, "1": 1},
+        }
+        store.db.collection(BREAKDOWNS).document(breakdown_doc_id("day", day, "page")).set(old)
+        store.commit(
+            [ev(1, 2 * HOUR, user="u1", page_url="/b"), ev(2, 2 * HOUR, user="u9", page_url="/c")]
+        )
+        (point,) = store.breakdown("page", "day")
+        assert point.events == {"/a": 5, "/b": 3, "/c": 1}
+        assert point.unique_users == {"/a": 2, "/b": 2, "/c": 1}
+        assert store.snapshot().breakdown_admitted["day", day, "page"] == ("/a", "/b", "/c")
+    finally:
+        store.close()
+
+
+def test_full_breakdown_documents_stay_under_256_kib() -> None:
+    """The largest documents at the default K, sized by Firestore's storage-size rules: a
+    values document of K values of the longest length in the widest UTF-8 (4 bytes a
+    character), and a day's counts document with events, users and sessions for K values and
+    `(other)` in each of 17 dimensions (the 10 fixed ones, entry and exit page, 5 properties
+    of the longest names)."""
     k = BreakdownRules().max_values
-    values = [f"{n:03d}" + "😀" * (MAX_VALUE_CHARS - 3) for n in range(k)]
-    counts = {key: 2**40 for key in [*map(str, range(k)), "(other)"]}
-    data = {
-        "kind": "breakdown",
+    dimension = "property:" + "p" * 200
+    values = {
+        "kind": "breakdown_values",
         "granularity": "day",
         "period": "2026-11-01",
-        "dimension": "property:" + "p" * 200,
-        "admitted": values,
-        "events": counts,
-        "users": counts,
+        "dimension": dimension,
+        "admitted": [f"{n:03d}" + "😀" * (MAX_VALUE_CHARS - 3) for n in range(k)],
         "last_updated": 0.0,
     }
-    name = f"projects/p/databases/d/documents/{BREAKDOWNS}/" + breakdown_doc_id(
-        "day", "2026-11-01", data["dimension"]
-    )
-    size = doc_size_bytes(name, data)
-    assert 4 * k * MAX_VALUE_CHARS < size < 256 * 1024
+    prefix = f"projects/p/databases/d/documents/{BREAKDOWNS}/"
+    name = prefix + breakdown_doc_id("day", "2026-11-01", dimension)
+    size = doc_size_bytes(name, values)
+    assert 4 * k * (MAX_VALUE_CHARS - 3) < size < 256 * 1024
+    counts = {key: 2**40 for key in [*map(str, range(k)), "(other)"]}
+    dimensions = [*DIMENSIONS, "entry_page", "exit_page"]
+    dimensions += [f"property:{n}" + "p" * 200 for n in range(5)]
+    by_dimension = dict.fromkeys(dimensions, counts)
+    day = {
+        "kind": "breakdown_counts",
+        "granularity": "day",
+        "period": "2026-11-01",
+        "events": by_dimension,
+        "users": by_dimension,
+        "sessions": by_dimension,
+        "last_updated": 0.0,
+    }
+    size = doc_size_bytes(prefix + counts_doc_id("day", "2026-11-01"), day)
+    assert 17 * 3 * (k + 1) * 8 < size < 256 * 1024
     assert len(DIMENSIONS) == 10
 
 

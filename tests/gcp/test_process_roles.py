@@ -137,6 +137,7 @@ def test_api_and_worker_against_the_emulators(roles_settings: Any, running_worke
             "/v1/users/roles_user/timeline",
             "/v1/events?event_type=page_view",
             f"/v1/series?granularity=hour&from={day}",
+            f"/v1/series?granularity=hour&from={day}&filter=page:/&filter=device:mobile",
             "/v1/top-event-types",
             "/v1/active-users",
             "/v1/dead-letters",

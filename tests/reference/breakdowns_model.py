@@ -9,6 +9,12 @@ forgets) with loops and dictionaries.
 
 Dimensions read here: `event_type`, `page` (the sources the generated streams use: Segment's
 `properties.path` and `properties.url`, the recipe's `page_url`) and `property:<name>`.
+
+Sessions per value ("Sessions per value, entry and exit pages"): the sessions are the
+reference's own (`Reference.sessions`, docs/behavior.md); a session counts in the hour and day
+of its first event, under the value its first event counts under in that dimension's set; the
+`entry_page` and `exit_page` sets are filled by sessions (the page of the first and of the last
+event), in the order of the sessions' starts, by each commit.
 """
 
 from __future__ import annotations
@@ -56,7 +62,15 @@ def value_of(event: Event, dimension: str) -> str:
                     break
     else:
         raise ValueError(f"the reference does not read {dimension!r}")
-    return value[:MAX_CHARS] if value else NONE
+    if not value:
+        return NONE
+    value = value[:MAX_CHARS]
+    # A label sent by a client, bare or in double quotes, gains one more pair of quotes.
+    if value.strip('"') in ("(none)", "(direct)", OTHER):
+        depth = len(value) - len(value.lstrip('"'))
+        if value == '"' * depth + value.strip('"') + '"' * depth:
+            value = f'"{value}"'
+    return value
 
 
 @dataclass
@@ -88,11 +102,43 @@ class BreakdownReference:
             for granularity in ("hour", "day"):
                 period = label(stored.timestamp, granularity, zone)[0]
                 for dimension in self.dimensions:
-                    value = value_of(stored, dimension)
-                    chosen = self.admitted.setdefault((granularity, period, dimension), [])
-                    if value not in chosen and value != OTHER and len(chosen) < self.max_values:
-                        chosen.append(value)
+                    self._admit(granularity, period, dimension, value_of(stored, dimension))
+        # Sessions a commit adds or changes admit their entry and exit pages, earliest first;
+        # the others' pages met their sets when they last changed, so going over every session
+        # admits the same values.
+        for first, last in sorted(self.sessions(), key=lambda s: (s[0].timestamp, s[0].key)):
+            for granularity in ("hour", "day"):
+                period = label(first.timestamp, granularity, zone)[0]
+                self._admit(granularity, period, "entry_page", value_of(first, "page"))
+                self._admit(granularity, period, "exit_page", value_of(last, "page"))
         return result
+
+    def _admit(self, granularity: str, period: str, dimension: str, value: str) -> None:
+        chosen = self.admitted.setdefault((granularity, period, dimension), [])
+        if value not in chosen and value != OTHER and len(chosen) < self.max_values:
+            chosen.append(value)
+
+    def sessions(self) -> list[tuple[Event, Event]]:
+        """(first event, last event) of every session: the earliest and the latest, ties by
+        key (the reference's sessions list their events in that order)."""
+        return [(events[0], events[-1]) for _, events in self.reference.sessions()]
+
+    def session_points(self, dimension: str, granularity: str) -> dict[str, dict[str, int]]:
+        """period → sessions started in it per counted value (`(other)` included): the value
+        of the first event in a configured dimension, its page for `entry_page`, the last
+        event's page for `exit_page`."""
+        zone = ZoneInfo(self.timezone)
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for first, last in self.sessions():
+            period = label(first.timestamp, granularity, zone)[0]
+            if dimension == "entry_page":
+                value = value_of(first, "page")
+            elif dimension == "exit_page":
+                value = value_of(last, "page")
+            else:
+                value = value_of(first, dimension)
+            counts[period][self.counted_as(granularity, period, dimension, value)] += 1
+        return {period: dict(values) for period, values in counts.items()}
 
     def counted_as(self, granularity: str, period: str, dimension: str, value: str) -> str:
         return value if value in self.admitted.get((granularity, period, dimension), []) else OTHER

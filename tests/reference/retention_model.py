@@ -2,7 +2,9 @@
 docs/behavior.md "Retention" alone (it shares nothing with `behavioral_analytics.retention`).
 
 Per person (whom each human event counts for, `Reference.human`): the set of days of the
-reporting zone holding one of their events; the first is their cohort. For cohort day C, period
+reporting zone holding one of their events; the first is their cohort, or, given a start event
+type, the day of their first event of that type (people with none are in no cohort, and their
+days before it are in no period). For cohort day C, period
 n is day C + n, or days C + 7n to C + 7n + 6 for weeks; a cohort lists periods 0 to
 `max_offset` that have begun by `today`, each with the people of the cohort active in it.
 """
@@ -19,19 +21,35 @@ __all__ = ["reference_retention"]
 
 
 def reference_retention(
-    ref: Reference, start_day: str, end_day: str, max_offset: int, unit: str, today: str
+    ref: Reference,
+    start_day: str,
+    end_day: str,
+    max_offset: int,
+    unit: str,
+    today: str,
+    start_event: str | None = None,
 ) -> list[tuple[str, int, list[int]]]:
     """(cohort day, size, returning per period) for cohorts `start_day`..`end_day`, oldest
-    first, days on which nobody was first seen left out."""
+    first, days on which nobody was first seen (or first did `start_event`) left out. The
+    reference keeps every raw event, so the first start event is always among them."""
     zone = ZoneInfo(ref.rules.timezone)
     length = 7 if unit == "week" else 1
     days: dict[str, set[date]] = defaultdict(set)
+    starts: dict[str, date] = {}
     for person, event in ref.human():
-        days[person].add(date.fromisoformat(label(event.timestamp, "day", zone)[0]))
+        day = date.fromisoformat(label(event.timestamp, "day", zone)[0])
+        days[person].add(day)
+        if event.event_type == start_event:
+            starts[person] = min(starts.get(person, day), day)
     last_day = date.fromisoformat(today)
     rows: dict[str, list[int]] = {}
-    for active in days.values():
-        first = min(active)
+    for person, active in days.items():
+        if start_event is None:
+            first = min(active)
+        elif person in starts:
+            first = starts[person]
+        else:
+            continue
         cohort = first.isoformat()
         if not start_day <= cohort <= end_day:
             continue

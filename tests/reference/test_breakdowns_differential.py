@@ -2,7 +2,9 @@
 (`breakdowns_model`) on generated streams — random batches with redeliveries, crawlers,
 identify calls moving anonymous events, a forget in the middle, zones whose clocks change —
 with pages and typed property values on the events and few values admitted (K of 1 to 3), so
-`(other)` is reached. Every figure of `Store.breakdown` is compared by period label, and
+`(other)` is reached. Every figure of `Store.breakdown` is compared by period label (sessions
+per value, entry and exit pages included: late events that become a session's first or last,
+gap-joining events, relinks and forgets move them), and
 `verify` must find no drift. Any disagreement fails with the smallest stream hypothesis finds
 (the stream and K are printed). The SQLite legs are derandomized (every run checks the same
 streams); the Firestore leg runs a few on the emulator.
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.breakdowns import BreakdownRules
+from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import NotSupported, Store
 from behavioral_analytics.stores.sqlite import SQLiteStore
@@ -35,6 +38,8 @@ from tests.reference.streams import NO_REPEAT, REPEAT, Stream, streams
 
 DIMENSIONS = ("page", "event_type", "property:qty", "property:item")
 PAGES = [None, "/a", "/b", "/c", "/d", "/shop/cart"]
+# Items a client may send that read like labels: none is counted as the label.
+LABEL_ITEMS = [None, "(other)", '"(other)"', "(none)", '""(none)""']
 
 Case = tuple[Stream, int]
 Make = Callable[[BehaviorRules, Clock], Store]
@@ -43,12 +48,14 @@ Make = Callable[[BehaviorRules, Clock], Store]
 @st.composite
 def cases(draw: st.DrawFn, **options: Any) -> Case:
     """A generated stream (`streams(**options)`) whose events get pages (recipe URLs with a
-    query, or none), and K."""
+    query, or none), some an item that reads like a label, and K."""
     stream = draw(streams(**options))
     for event in stream.events:
         page = draw(st.sampled_from(PAGES))
         if page is not None:
             event.properties["page_url"] = f"https://shop.example{page}?ref=x#top"
+        if (item := draw(st.sampled_from(LABEL_ITEMS))) is not None:
+            event.properties["item"] = item
     return stream, draw(st.sampled_from([1, 2, 3]))
 
 
@@ -81,11 +88,24 @@ def drive(case: Case, make: Make) -> list[str]:
                 clock.now = arg
         clock.now = stream.read_at
         problems = []
-        for dimension in DIMENSIONS:
+        # A store that keeps no sessions per value says so with `sessions` None on its points:
+        # its events are still compared, its (missing) entry and exit pages are not.
+        keeps = any(p.sessions is not None for p in store.breakdown("page", "day"))
+        for dimension in (*DIMENSIONS, *(SESSION_DIMENSIONS if keeps else ())):
             for granularity in ("hour", "day"):
-                want = ref.points(dimension, granularity)
+                events = (
+                    {} if dimension in SESSION_DIMENSIONS else ref.points(dimension, granularity)
+                )
+                sessions = ref.session_points(dimension, granularity) if keeps else {}
+                want = {
+                    period: (
+                        *events.get(period, ({}, 0, None)),
+                        sessions.get(period, {}) if keeps else None,
+                    )
+                    for period in set(events) | set(sessions)
+                }
                 got = {
-                    p.period: (p.events, p.other_events, p.unique_users)
+                    p.period: (p.events, p.other_events, p.unique_users, p.sessions)
                     for p in store.breakdown(dimension, granularity)  # type: ignore[arg-type]
                 }
                 for period in sorted(set(want) | set(got)):

@@ -1,7 +1,8 @@
 """Retention on both stores against the plain computation of `retention_model` over generated
 streams (late and redelivered events, identify calls within and outside the identity window,
-relinking, crawlers, a forget in the middle, zones whose clocks change): cohorts and returning
-counts per day and per week must agree exactly. Derandomized, so every run checks the same
+relinking, crawlers, a forget in the middle, zones whose clocks change): cohorts by first-seen
+day and by a start event (`search`, `add_to_cart`), and returning counts per day and per week,
+must agree exactly. Derandomized, so every run checks the same
 streams: 150 on SQLite, a few on Firestore's emulator."""
 
 from __future__ import annotations
@@ -53,12 +54,16 @@ def check(stream: Stream, store: Store, clock: Clock) -> None:
     today = label(stream.read_at, "day", zone)[0]
     reference = Reference(stream.rules)
     play(stream, store, clock, reference)
-    for unit, max_offset in (("day", 6), ("week", 1)):
-        got = [
-            (c.cohort, c.size, c.returning) for c in store.retention(first, last, max_offset, unit)
-        ]
-        want = reference_retention(reference, first, last, max_offset, unit, today)
-        assert got == want, f"{unit}: store {got} reference {want}\n{stream.describe()}"
+    for start_event in (None, "search", "add_to_cart"):
+        for unit, max_offset in (("day", 6), ("week", 1)):
+            got = [
+                (c.cohort, c.size, c.returning)
+                for c in store.retention(first, last, max_offset, unit, start_event)
+            ]
+            want = reference_retention(reference, first, last, max_offset, unit, today, start_event)
+            assert got == want, (
+                f"{unit} by {start_event}: store {got} reference {want}\n{stream.describe()}"
+            )
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)

@@ -78,10 +78,10 @@ locals {
   #   whole collection (verify) goes by document id, which needs no index.
   # - user_events.properties: a map of arbitrary client keys; indexing each
   #   sub-field costs index entries and writes for queries nobody makes.
-  # - breakdowns.admitted, .events, .users and analytics_aggregates.breakdown_days: the
-  #   breakdowns' values (page paths, referrers, property values) as map keys and array
-  #   items, up to K per document and a dozen per person and day; read by document id,
-  #   never queried, so their per-key index entries would be paid for nothing.
+  # - breakdowns.admitted, .events, .users, .sessions and analytics_aggregates.breakdown_days:
+  #   the breakdowns' dimensions and values (page paths, referrers, property values) as map
+  #   keys and array items, up to K per dimension and a dozen per person and day; read by
+  #   document id, never queried, so their per-key index entries would be paid for nothing.
   firestore_field_overrides = {
     user_events_expire_at    = { collection = "user_events", field = "expire_at", ttl = true }
     user_events_timestamp    = { collection = "user_events", field = "timestamp", ttl = false }
@@ -92,6 +92,7 @@ locals {
     breakdowns_admitted      = { collection = "breakdowns", field = "admitted", ttl = false }
     breakdowns_events        = { collection = "breakdowns", field = "events", ttl = false }
     breakdowns_users         = { collection = "breakdowns", field = "users", ttl = false }
+    breakdowns_sessions      = { collection = "breakdowns", field = "sessions", ttl = false }
     dead_letters_expire_at   = { collection = "dead_letters", field = "expire_at", ttl = true }
     # The Pub/Sub broker's per-message failure reasons (brokers/failure_log.py): written on
     # each failed delivery, read when the message is dead-lettered, kept past the

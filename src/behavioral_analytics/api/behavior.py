@@ -1,5 +1,8 @@
 """Behavioral routes (read key): sessions per hour/day, funnels, identity links, groups.
 
+Sessions and funnels take `filter=` (repeatable, `ranges.filters_of`), answered by
+`filtered_queries`: a session matches when its first event matches.
+
 Forgetting a user is an operator's action (`behavioral-analytics forget USER`), not an HTTP
 route: write keys ship inside apps and read keys inside dashboards.
 """
@@ -14,11 +17,19 @@ from fastapi import APIRouter, Path, Query, Request
 from behavioral_analytics.api.query import Who
 from behavioral_analytics.api.ranges import (
     Compare,
+    Filters,
     asked_range,
     compared,
+    filters_of,
+    raw_window_s,
+    scanned,
 )
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
+from behavioral_analytics.breakdown_report import known_dimensions
+from behavioral_analytics.filtered_queries import filtered_funnel, filtered_sessions
+from behavioral_analytics.raw_queries import horizon_s
+from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.store import NotSupported, StoreError
 
 __all__ = ["router"]
@@ -47,11 +58,19 @@ def router(state: ApiState) -> APIRouter:
         return call
 
     def bounds(
-        granularity: Literal["hour", "day"], start: str | None, end: str | None
+        granularity: Literal["hour", "day"],
+        start: str | None,
+        end: str | None,
+        filtered: bool = False,
     ) -> tuple[str, str]:
-        return asked_range(
-            start, end, granularity, state.periods, state.clock(), DEFAULT_DAYS * 86400.0
-        )
+        window_s = DEFAULT_DAYS * 86400.0
+        if filtered:
+            retention_s = state.settings.raw_retention_days * 86400.0
+            window_s = raw_window_s(window_s, granularity, retention_s)
+        return asked_range(start, end, granularity, state.periods, state.clock(), window_s)
+
+    def horizon() -> float:
+        return horizon_s(state.clock(), state.settings.raw_retention_days * 86400.0)
 
     @routes.get("/v1/sessions", summary="Sessions started per hour or day")
     async def sessions(
@@ -63,11 +82,37 @@ def router(state: ApiState) -> APIRouter:
         ] = None,
         to: Bound = None,
         compare: Compare = False,
+        filter: Filters = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
-        first, last = bounds(granularity, from_, to)
+        filters = filters_of(filter, store.rules)
+        first, last = bounds(granularity, from_, to, bool(filters))
 
         async def load(start: str, end: str) -> dict[str, Any]:
+            if filters:
+                kept = known_dimensions(store.rules)
+                rules = store.rules.sessions if store.rules else SessionRules()
+                bound = state.settings.raw_scan_max_events
+                horizon_s = horizon()
+                return await state.read(
+                    ("sessions", granularity, start, end, filters),
+                    scanned(
+                        supported(
+                            lambda: filtered_sessions(
+                                store,
+                                state.periods,
+                                kept,
+                                rules,
+                                granularity,
+                                filters,
+                                start,
+                                end,
+                                bound,
+                                horizon_s,
+                            )
+                        )
+                    ),
+                )
             points = await state.read(
                 ("sessions", granularity, start, end),
                 supported(lambda: store.session_series(granularity, start, end)),
@@ -77,6 +122,7 @@ def router(state: ApiState) -> APIRouter:
         return {
             "granularity": granularity,
             "timezone": state.periods.timezone,
+            **({"filters": [f.to_dict() for f in filters]} if filters else {}),
             **await compared(first, last, granularity, state.periods, compare, load),
             "freshness": await state.freshness(),
         }
@@ -94,14 +140,27 @@ def router(state: ApiState) -> APIRouter:
         from_: DayFrom = None,
         to: Bound = None,
         compare: Compare = False,
+        filter: Filters = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
         definition = store.rules.funnel(name) if store.rules else None
         if definition is None:
             raise ApiError(404, "not_found", f"no funnel named {name[:100]!r}")
-        first, last = bounds("day", from_, to)
+        filters = filters_of(filter, store.rules)
+        first, last = bounds("day", from_, to, bool(filters))
 
         async def load(start: str, end: str) -> dict[str, Any]:
+            if filters:
+                found = definition
+                bound = state.settings.raw_scan_max_events
+                return await state.read(
+                    ("funnel", name, start, end, filters),
+                    scanned(
+                        lambda: filtered_funnel(
+                            store, state.periods, found, filters, start, end, bound
+                        )
+                    ),
+                )
             try:
                 days = await state.read(
                     ("funnel", name, start, end),
@@ -114,6 +173,7 @@ def router(state: ApiState) -> APIRouter:
         return {
             "funnel": definition.to_dict(),
             "timezone": state.periods.timezone,
+            **({"filters": [f.to_dict() for f in filters]} if filters else {}),
             **await compared(first, last, "day", state.periods, compare, load),
             "freshness": await state.freshness(),
         }

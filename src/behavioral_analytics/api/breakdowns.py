@@ -1,6 +1,7 @@
 """`GET /v1/breakdowns/{dimension}` (read key): one dimension's values over a range of hours or
 days, sorted by events, `(other)` last (`breakdown_report`), with `compare=true` the range of
-the same length before it. Included by the query router.
+the same length before it; with `filter=` narrowed by other dimensions' values and counted from
+the raw events (`filtered_queries`). Included by the query router.
 """
 
 from __future__ import annotations
@@ -10,10 +11,22 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
-from behavioral_analytics.api.ranges import Compare, asked_range, compared
+from behavioral_analytics.api.ranges import (
+    Compare,
+    Filters,
+    asked_range,
+    compared,
+    filters_of,
+    raw_window_s,
+    scanned,
+)
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
-from behavioral_analytics.breakdown_report import known_dimensions, summarize
+from behavioral_analytics.breakdown_report import summarize
+from behavioral_analytics.filtered_queries import filtered_breakdown
+from behavioral_analytics.raw_queries import horizon_s
+from behavioral_analytics.session_breakdowns import session_dimensions
+from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.store import NotSupported
 
 __all__ = ["DEFAULT_WINDOWS_S", "router"]
@@ -47,9 +60,12 @@ def router(state: ApiState) -> APIRouter:
         to: Bound = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="Values shown")] = 20,
         compare: Compare = False,
+        filter: Filters = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
-        known = known_dimensions(store.rules)
+        filters = filters_of(filter, store.rules)
+        # Entry and exit pages are kept beside the configured dimensions (sessions only).
+        known = session_dimensions(store.rules.breakdowns) if store.rules else ()
         if dimension not in known:
             raise ApiError(
                 400,
@@ -59,9 +75,11 @@ def router(state: ApiState) -> APIRouter:
             )
         periods = state.periods
         now = state.clock()
-        start, end = asked_range(
-            from_, to, granularity, periods, now, DEFAULT_WINDOWS_S[granularity]
-        )
+        window_s = DEFAULT_WINDOWS_S[granularity]
+        if filters:
+            retention_s = state.settings.raw_retention_days * 86400.0
+            window_s = raw_window_s(window_s, granularity, retention_s)
+        start, end = asked_range(from_, to, granularity, periods, now, window_s)
 
         def supported(first: str, last: str) -> Callable[[], Any]:
             def call() -> Any:
@@ -73,6 +91,29 @@ def router(state: ApiState) -> APIRouter:
             return call
 
         async def load(first: str, last: str) -> dict[str, Any]:
+            if filters:
+                settings = state.settings
+                bound = settings.raw_scan_max_events
+                since_s = horizon_s(state.clock(), settings.raw_retention_days * 86400.0)
+                rules = store.rules.sessions if store.rules else SessionRules()
+                return await state.read(
+                    ("breakdown", dimension, granularity, first, last, limit, filters),
+                    scanned(
+                        lambda: filtered_breakdown(
+                            store,
+                            periods,
+                            dimension,
+                            rules,
+                            granularity,
+                            filters,
+                            first,
+                            last,
+                            limit,
+                            bound,
+                            since_s,
+                        )
+                    ),
+                )
             points = await state.read(
                 ("breakdown", dimension, granularity, first, last), supported(first, last)
             )
@@ -83,6 +124,7 @@ def router(state: ApiState) -> APIRouter:
             "dimension": dimension,
             "granularity": granularity,
             "timezone": periods.timezone,
+            **({"filters": [f.to_dict() for f in filters]} if filters else {}),
             **await compared(start, end, granularity, periods, compare, load),
             "freshness": await state.freshness(),
         }

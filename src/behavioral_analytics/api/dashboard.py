@@ -10,7 +10,11 @@ The breakdown panels (pages, sources, campaigns, devices, browsers, systems, cou
 second document, `/v1/dashboard/breakdowns`, for the range the page's picker names (`from`,
 `to`, `compare`: days in the reporting zone, default the last 7): one breakdown read per
 configured panel dimension and range, cached the same way; no panels on a store that keeps no
-breakdowns.
+breakdowns. Everything else the page shows over that range asks the query routes itself
+(static/*.js): entry and exit pages (`/v1/breakdowns/entry_page`, `exit_page`), the retention
+grid (`/v1/retention`), and, once the page is filtered (`filter=DIMENSION:VALUE`, repeatable,
+kept in the address's fragment), every panel and the series, sessions and funnel tiles, each
+showing its own answer: a raw scan's note or a refusal's message.
 """
 
 from __future__ import annotations

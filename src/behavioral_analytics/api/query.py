@@ -3,8 +3,9 @@ active users and dead letters. Every answer carries the read model's `freshness`
 
 The Store port is the only data access; reads go through the shared TTL cache.
 
-Bounds and `compare=true` are read by `ranges`; the breakdown route (`breakdowns`) is included
-here.
+Bounds, `compare=true` and `filter=` are read by `ranges`; a filtered series is answered by
+`filtered_queries` (from the aggregates or a bounded raw scan); the breakdown route
+(`breakdowns`) is included here.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
-from behavioral_analytics.aggregation import Granularity
 from behavioral_analytics.api import breakdowns
-from behavioral_analytics.api.ranges import Compare, asked_range, compared, resolve_period
+from behavioral_analytics.api.ranges import (
+    Compare,
+    Filters,
+    asked_range,
+    compared,
+    filters_of,
+    raw_window_s,
+    resolve_period,
+    scanned,
+)
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
-from behavioral_analytics.breakdown_report import (
-    FilterError,
-    filtered_series,
-    known_dimensions,
-    parse_filter,
-)
-from behavioral_analytics.store import BreakdownPoint, InvalidCursor, NotSupported, Page
+from behavioral_analytics.breakdown_report import known_dimensions
+from behavioral_analytics.filtered_queries import filtered_series_answer
+from behavioral_analytics.raw_queries import Filter
+from behavioral_analytics.store import InvalidCursor, Page
 
 __all__ = ["DEFAULT_WINDOWS_S", "active_users_now", "router"]
 
@@ -107,31 +113,32 @@ def router(state: ApiState) -> APIRouter:
             str | None, Query(max_length=128, description="Only this event type")
         ] = None,
         compare: Compare = False,
-        filter: Annotated[
-            str | None,
-            Query(
-                max_length=400,
-                description="DIMENSION:VALUE: only events with this breakdown value "
-                "(hour and day series)",
-            ),
-        ] = None,
+        filter: Filters = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
-        narrowed = None if filter is None else _series_filter(filter, granularity, type)
+        filters = filters_of(filter, store.rules)
+        if filters and type is not None:
+            filters = (*filters, Filter("event_type", type))
         now = state.clock()
         periods = state.periods
-        start, end = asked_range(
-            from_, to, granularity, periods, now, DEFAULT_WINDOWS_S[granularity]
-        )
+        window_s = DEFAULT_WINDOWS_S[granularity]
+        if filters:
+            retention_s = state.settings.raw_retention_days * 86400.0
+            window_s = raw_window_s(window_s, granularity, retention_s)
+        start, end = asked_range(from_, to, granularity, periods, now, window_s)
 
         async def load(first: str, last: str) -> dict[str, Any]:
-            if narrowed is not None:
-                dimension, value = narrowed
-                found = await state.read(
-                    ("breakdown", dimension, granularity, first, last),
-                    lambda: _breakdown(dimension, granularity, first, last),
+            if filters:
+                kept = known_dimensions(store.rules)
+                bound = state.settings.raw_scan_max_events
+                return await state.read(
+                    ("series", granularity, first, last, filters),
+                    scanned(
+                        lambda: filtered_series_answer(
+                            store, periods, kept, granularity, filters, first, last, bound
+                        )
+                    ),
                 )
-                return {"points": [p.to_dict() for p in filtered_series(found, value)]}
             points = await state.read(
                 ("series", granularity, first, last),
                 lambda: store.series(granularity, first, last),
@@ -148,40 +155,13 @@ def router(state: ApiState) -> APIRouter:
             return {"points": items}
 
         body: dict[str, Any] = {"granularity": granularity, "timezone": periods.timezone}
-        if narrowed is not None:
-            body["filter"] = {"dimension": narrowed[0], "value": narrowed[1]}
+        if filters:
+            body["filters"] = [f.to_dict() for f in filters]
         return {
             **body,
             **await compared(start, end, granularity, periods, compare, load),
             "freshness": await state.freshness(),
         }
-
-    def _breakdown(
-        dimension: str, granularity: Granularity, first: str, last: str
-    ) -> list[BreakdownPoint]:
-        try:
-            return store.breakdown(dimension, granularity, first, last)
-        except NotSupported as exc:
-            raise ApiError(501, "not_supported", str(exc)) from None
-
-    def _series_filter(text: str, granularity: str, type: str | None) -> tuple[str, str]:
-        if granularity == "minute":
-            raise ApiError(
-                400,
-                "invalid_filter",
-                "a filter applies to hour and day series (breakdowns are not kept per minute)",
-            )
-        if type is not None:
-            raise ApiError(
-                400,
-                "invalid_filter",
-                "a filter with an event type would need the raw events: "
-                "use the event_type dimension alone, or one filter",
-            )
-        try:
-            return parse_filter(text, known_dimensions(store.rules))
-        except FilterError as exc:
-            raise ApiError(400, "invalid_filter", str(exc)) from None
 
     @routes.get("/v1/top-event-types", summary="Event types of one period, most frequent first")
     async def top_event_types(

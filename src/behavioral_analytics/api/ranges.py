@@ -1,10 +1,15 @@
-"""The `from`/`to` bounds of the query routes and `compare=true`, shared by the ranged routes
-(series, sessions, funnels, breakdowns).
+"""The `from`/`to` bounds of the query routes, `compare=true` and `filter=`, shared by the
+ranged routes (series, sessions, funnels, breakdowns).
 
 Bounds follow `period_bounds` (a bad one is `400 invalid_period`, a reversed range `400
 invalid_range`). Given `compare=true` a ranged route answers its range as `current` and the
 range of the same length just before it as `previous` (rules: `period_bounds.previous_range`),
 each with its `from` and `to` and the fields an answer without `compare` has at the top level.
+
+`filter=DIMENSION:VALUE` (repeatable) narrows an answer (`filtered_queries`); a bad one is
+`400 invalid_filter`, a refused raw scan `400 scan_too_large` or `400 before_horizon`. Without
+`from`, a filtered answer's default range is shortened to lie within the raw-event retention
+(`raw_window_s`).
 """
 
 from __future__ import annotations
@@ -16,14 +21,34 @@ from fastapi import Query
 
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.breakdown_report import FilterError, known_dimensions
 from behavioral_analytics.period_bounds import (
     PeriodError,
     previous_range,
     resolve_bound,
     resolve_range,
 )
+from behavioral_analytics.raw_queries import (
+    Filter,
+    ScanError,
+    filter_dimensions,
+    parse_filters,
+    raw_window_s,
+)
+from behavioral_analytics.store import NotSupported
 
-__all__ = ["Compare", "asked_range", "check_order", "compared", "resolve_period"]
+__all__ = [
+    "Compare",
+    "Filters",
+    "asked_range",
+    "check_order",
+    "compared",
+    "filters_of",
+    "raw_window_s",
+    "resolve_period",
+    "scanned",
+]
 
 Compare = Annotated[
     bool,
@@ -32,6 +57,44 @@ Compare = Annotated[
         "the asked one then under `current`"
     ),
 ]
+
+Filters = Annotated[
+    list[str] | None,
+    Query(
+        alias="filter",
+        max_length=400,
+        description="DIMENSION:VALUE, repeatable: only what matches every one "
+        '(docs/breakdowns.md "Filters")',
+    ),
+]
+
+
+def filters_of(texts: list[str] | None, rules: BehaviorRules | None) -> tuple[Filter, ...]:
+    """The filters asked for (`texts`: the `filter` parameters), on the fixed dimensions and
+    those the store with `rules` keeps. Raises ApiError 400 `invalid_filter`."""
+    if not texts:
+        return ()
+    if len(texts) > 10:
+        raise ApiError(400, "invalid_filter", "at most 10 filters")
+    try:
+        return parse_filters(texts, filter_dimensions(known_dimensions(rules)))
+    except FilterError as exc:
+        raise ApiError(400, "invalid_filter", str(exc)) from None
+
+
+def scanned(load: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """`load` with a refused raw scan as ApiError 400 (`scan_too_large`, `before_horizon`)
+    and what the store does not keep as 501 `not_supported`."""
+
+    def call() -> dict[str, Any]:
+        try:
+            return load()
+        except ScanError as exc:
+            raise ApiError(400, exc.code, exc.detail) from None
+        except NotSupported as exc:
+            raise ApiError(501, "not_supported", str(exc)) from None
+
+    return call
 
 
 def resolve_period(

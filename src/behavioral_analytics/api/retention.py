@@ -1,6 +1,6 @@
-"""`GET /v1/retention` (read key): people by the day they were first seen and how many of each
-cohort were active again N days or weeks later (rule: `behavioral_analytics.retention`,
-docs/behavior.md "Retention"; answer: docs/api.md)."""
+"""`GET /v1/retention` (read key): people by the day they were first seen (or first did
+`start_event`) and how many of each cohort were active again N days or weeks later (rule:
+`behavioral_analytics.retention`, docs/behavior.md "Retention"; answer: docs/api.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from behavioral_analytics.retention import (
     DEFAULT_COHORT_DAYS,
     DEFAULT_MAX_OFFSET,
     MAX_OFFSET,
+    MAX_START_EVENT_CHARS,
     RetentionCohort,
     RetentionError,
     Unit,
@@ -32,7 +33,8 @@ def router(state: ApiState) -> APIRouter:
 
     @routes.get(
         "/v1/retention",
-        summary="Cohorts by first-seen day: the people of each active again N days or weeks on",
+        summary="Cohorts by first-seen day (or first start event): the people of each active "
+        "again N days or weeks on",
     )
     async def retention(
         request: Request,
@@ -60,6 +62,14 @@ def router(state: ApiState) -> APIRouter:
                 f"{MAX_OFFSET['week']}",
             ),
         ] = DEFAULT_MAX_OFFSET,
+        start_event: Annotated[
+            str | None,
+            Query(
+                description="Cohorts by the day each person first did this event type, not "
+                f"their first-seen day (1 to {MAX_START_EVENT_CHARS} characters; a type nobody "
+                "sent gives no cohorts)",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
         periods = state.periods
@@ -69,18 +79,20 @@ def router(state: ApiState) -> APIRouter:
 
         def load() -> list[RetentionCohort]:
             try:
-                return store.retention(first, last, max_offset, unit)
+                return store.retention(first, last, max_offset, unit, start_event)
             except NotSupported as exc:
                 raise ApiError(501, "not_supported", str(exc)) from None
             except RetentionError as exc:
                 raise ApiError(400, exc.code, exc.detail) from None
 
-        found = await state.read(("retention", first, last, unit, max_offset), load)
+        key = ("retention", first, last, unit, max_offset, start_event)
+        found = await state.read(key, load)
         return {
             "from": first,
             "to": last,
             "unit": unit,
             "max": max_offset,
+            "start_event": start_event,
             "timezone": periods.timezone,
             "cohorts": [c.to_dict() for c in found],
             "freshness": await state.freshness(),

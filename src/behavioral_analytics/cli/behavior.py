@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import typer
 from rich.table import Table
 
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.breakdown_report import known_dimensions
 from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
 from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.filters import (
+    FilterOption,
+    bounds,
+    filters_of,
+    print_source,
+    refusals,
+)
 from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
@@ -21,8 +31,11 @@ from behavioral_analytics.cli.shared import (
     print_json,
 )
 from behavioral_analytics.events import actor
+from behavioral_analytics.filtered_queries import filtered_funnel, filtered_sessions
+from behavioral_analytics.raw_queries import Filter, horizon_s
+from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.settings import Settings
-from behavioral_analytics.store import ForgetReport
+from behavioral_analytics.store import ForgetReport, Store
 from behavioral_analytics.wiring import build_broker
 
 __all__ = ["forget", "query_funnel", "query_links", "query_sessions"]
@@ -34,6 +47,8 @@ FromOption = typer.Option(
     help="First period: a label (2026-11-28, a coarser one too) or a time.",
 )
 ToOption = typer.Option(None, "--to", metavar="PERIOD", help="Last period: a label or a time.")
+# The range of a filtered answer without `--from` (the API's default), within raw retention.
+DEFAULT_DAYS = 30
 
 
 def _rate(value: float | None) -> str:
@@ -45,22 +60,34 @@ def query_sessions(
     start: str | None = FromOption,
     end: str | None = ToOption,
     compare: bool = CompareOption,
+    where: list[str] | None = FilterOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Sessions started per hour or day: count, average duration, bounce rate, events per
-    session, and whether the figures are final."""
+    session, and whether the figures are final. With `--filter`, the sessions whose first
+    event matches every filter."""
     if granularity not in ("hour", "day"):
         fail("--granularity must be hour or day", 2)
     g: Literal["hour", "day"] = granularity  # type: ignore[assignment]  # checked above
     config, store, first, last = open_for_periods(load_config(), start, end, g)
+    filters = filters_of(where, store)
     ranges = windows(first, last, g, config.timezone, compare)
     rows_of: dict[Window, list[dict[str, Any]]] = {}
+    bodies: dict[Window, dict[str, Any]] = {}
     for window in ranges:
+        if filters:
+            bodies[window] = _filtered_sessions(config, store, g, window, filters)
+            rows_of[window] = bodies[window]["points"]
+            continue
         with user_errors():
             points = store.session_series(g, window.first, window.last)
         rows_of[window] = [point.to_dict() for point in points]
+        bodies[window] = {"points": rows_of[window]}
     if as_json:
-        print_json({"granularity": granularity, **ranged(ranges, lambda w: {"points": rows_of[w]})})
+        head: dict[str, Any] = {"granularity": granularity}
+        if filters:
+            head["filters"] = [f.to_dict() for f in filters]
+        print_json({**head, **ranged(ranges, lambda w: bodies[w])})
         return
     for window in ranges:
         window.heading()
@@ -70,15 +97,43 @@ def query_sessions(
             ["sessions", "avg duration", "bounce rate", "events/session", "final"],
         )
         for row in rows_of[window]:
+            duration, per_session = row["avg_duration_s"], row["events_per_session"]
             table.add_row(
                 row["period"],
                 str(row["sessions"]),
-                f"{row['avg_duration_s']:.0f} s",
+                "-" if duration is None else f"{duration:.0f} s",
                 _rate(row["bounce_rate"]),
-                f"{row['events_per_session']:.2f}",
-                "yes" if row["final"] else "provisional",
+                "-" if per_session is None else f"{per_session:.2f}",
+                _final(row.get("final")),
             )
         console.print(table)
+        if filters:
+            print_source(filters, bodies[window])
+
+
+def _final(final: bool | None) -> str:
+    # None: a filtered answer, which does not say.
+    return "-" if final is None else "yes" if final else "provisional"
+
+
+def _filtered_sessions(
+    config: Settings,
+    store: Store,
+    g: Literal["hour", "day"],
+    window: Window,
+    filters: tuple[Filter, ...],
+) -> dict[str, Any]:
+    first, last = bounds(window, g, config, DEFAULT_DAYS * 86400.0)
+    periods = Periods(config.timezone)
+    kept = known_dimensions(store.rules)
+    rules = store.rules.sessions if store.rules else SessionRules()
+    bound = config.raw_scan_max_events
+    since_s = horizon_s(time.time(), config.raw_retention_days * 86400.0)
+    with user_errors(), refusals():
+        found = filtered_sessions(
+            store, periods, kept, rules, g, filters, first, last, bound, since_s
+        )
+    return {"from": first, "to": last, **found}
 
 
 def query_funnel(
@@ -86,22 +141,39 @@ def query_funnel(
     start: str | None = FromOption,
     end: str | None = ToOption,
     compare: bool = CompareOption,
+    where: list[str] | None = FilterOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Users entering a funnel per day, how many reached each step, and the conversion."""
+    """Users entering a funnel per day, how many reached each step, and the conversion. With
+    `--filter`, the funnel over the events matching every filter."""
     config, store, first, last = open_for_periods(load_config(), start, end, "day")
     funnel = store.rules.funnel(name) if store.rules else None
     if funnel is None:
         known = ", ".join(f.name for f in store.rules.funnels) if store.rules else ""
         fail(f"no funnel named {name!r} (configured: {known or 'none'})", 2)
+    filters = filters_of(where, store)
     ranges = windows(first, last, "day", config.timezone, compare)
     rows_of: dict[Window, list[dict[str, Any]]] = {}
+    bodies: dict[Window, dict[str, Any]] = {}
+    periods = Periods(config.timezone)
     for window in ranges:
+        if filters:
+            day_from, day_to = bounds(window, "day", config, DEFAULT_DAYS * 86400.0)
+            bound = config.raw_scan_max_events
+            with user_errors(), refusals():
+                found = filtered_funnel(store, periods, funnel, filters, day_from, day_to, bound)
+            bodies[window] = {"from": day_from, "to": day_to, **found}
+            rows_of[window] = found["days"]
+            continue
         with user_errors():
             days = store.funnel(name, window.first, window.last)
         rows_of[window] = [day.to_dict() for day in days]
+        bodies[window] = {"days": rows_of[window]}
     if as_json:
-        print_json({"funnel": funnel.to_dict(), **ranged(ranges, lambda w: {"days": rows_of[w]})})
+        head: dict[str, Any] = {"funnel": funnel.to_dict()}
+        if filters:
+            head["filters"] = [f.to_dict() for f in filters]
+        print_json({**head, **ranged(ranges, lambda w: bodies[w])})
         return
     steps = [f"{i}. {step.event_type}" for i, step in enumerate(funnel.steps, 1)]
     for window in ranges:
@@ -115,6 +187,8 @@ def query_funnel(
                 cells.append(f"{users} ({_rate(conversion)})")
             table.add_row(row["day"], *cells, _rate(row["overall"]))
         console.print(table)
+        if filters:
+            print_source(filters, bodies[window])
 
 
 def query_links(

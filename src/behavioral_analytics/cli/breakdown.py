@@ -5,13 +5,22 @@ the rule for unique users come from `breakdown_report`; the shape is the API's
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import typer
 
-from behavioral_analytics.breakdown_report import known_dimensions, summarize
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.breakdown_report import summarize
 from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
 from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.filters import (
+    FilterOption,
+    bounds,
+    filters_of,
+    print_source,
+    refusals,
+)
 from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
@@ -20,8 +29,16 @@ from behavioral_analytics.cli.shared import (
     period_table,
     print_json,
 )
+from behavioral_analytics.dimensions import SESSION_DIMENSIONS
+from behavioral_analytics.filtered_queries import filtered_breakdown
+from behavioral_analytics.raw_queries import horizon_s
+from behavioral_analytics.session_breakdowns import session_dimensions
+from behavioral_analytics.sessions import SessionRules
 
 __all__ = ["query_breakdown"]
+
+# The range of a filtered breakdown without `--from` (the API's defaults).
+_DEFAULT_WINDOWS_S: dict[str, float] = {"hour": 48 * 3600.0, "day": 6 * 86400.0}
 
 
 def query_breakdown(
@@ -35,23 +52,40 @@ def query_breakdown(
     ),
     compare: bool = CompareOption,
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Values shown."),
+    where: list[str] | None = FilterOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """A dimension's values over a range: events, share, and (for one day) unique users."""
+    """A dimension's values over a range: events, share, and (for one day) unique users. With
+    `--filter`, narrowed by other dimensions' values and counted from the raw events: every
+    value exact, unique users over the range."""
     if granularity not in ("hour", "day"):
         fail("--granularity must be hour or day", 2)
     g: Literal["hour", "day"] = granularity  # type: ignore[assignment]  # checked above
     config, store, first, last = open_for_periods(load_config(), start, end, g)
-    known = known_dimensions(store.rules)
+    # Entry and exit pages are kept beside the configured dimensions (sessions only).
+    known = session_dimensions(store.rules.breakdowns) if store.rules else ()
     if dimension not in known:
         fail(
             f"no breakdown of {dimension!r}: the configured dimensions are "
             f"{', '.join(known) or 'none'}",
             2,
         )
+    filters = filters_of(where, store)
     ranges = windows(first, last, g, config.timezone, compare)
     bodies: dict[Window, dict[str, Any]] = {}
+    periods = Periods(config.timezone)
     for window in ranges:
+        if filters:
+            span = bounds(window, g, config, _DEFAULT_WINDOWS_S[g])
+            bound = config.raw_scan_max_events
+            since_s = horizon_s(time.time(), config.raw_retention_days * 86400.0)
+            rules = store.rules.sessions if store.rules else SessionRules()
+            with user_errors(), refusals():
+                found = filtered_breakdown(
+                    store, periods, dimension, rules, g, filters, *span, limit, bound, since_s
+                )
+            bodies[window] = {"from": span[0], "to": span[1], **found}
+            continue
         with user_errors():
             points = store.breakdown(dimension, g, window.first, window.last)
         span_first = window.first or (points[0].period if points else "")
@@ -69,6 +103,7 @@ def query_breakdown(
                 "dimension": dimension,
                 "granularity": granularity,
                 "timezone": config.timezone,
+                **({"filters": [f.to_dict() for f in filters]} if filters else {}),
                 **ranged(ranges, lambda window: bodies[window]),
             }
         )
@@ -76,18 +111,25 @@ def query_breakdown(
     for window in ranges:
         window.heading()
         body = bodies[window]
+        # A filtered answer also counts the matching sessions per value (their first event's).
+        sessions = ["sessions"] if filters else []
         table = period_table(
-            f"{dimension} by events ({granularity}s, {config.timezone})",
+            f"{dimension} by {'sessions' if dimension in SESSION_DIMENSIONS else 'events'} "
+            f"({granularity}s, {config.timezone})",
             dimension,
-            ["events", "share", "unique users"],
+            ["events", "share", "unique users", *sessions],
         )
         for row in body["values"]:
             users = "-" if row["unique_users"] is None else str(row["unique_users"])
-            table.add_row(row["value"], str(row["events"]), f"{row['share']:.1%}", users)
+            counted = [str(row["sessions"])] if filters else []
+            table.add_row(row["value"], str(row["events"]), f"{row['share']:.1%}", users, *counted)
         table.add_section()
-        table.add_row("total", str(body["total_events"]), "", "")
+        totals = [str(body["total_sessions"])] if filters else []
+        table.add_row("total", str(body["total_events"]), "", "", *totals)
         console.print(table)
         if body["values_not_shown"]:
             console.print(f"{body['values_not_shown']} more values (--limit)", highlight=False)
         if body["unique_users_note"]:
             console.print(body["unique_users_note"], highlight=False)
+        if filters:
+            print_source(filters, body)

@@ -10,16 +10,18 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from behavioral_analytics.aggregation import Granularity
-from behavioral_analytics.breakdown_report import (
-    FilterError,
-    filtered_series,
-    known_dimensions,
-    parse_filter,
-)
+from behavioral_analytics.aggregation import Granularity, Periods
+from behavioral_analytics.breakdown_report import known_dimensions
 from behavioral_analytics.cli import behavior, breakdown
 from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
 from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.filters import (
+    FilterOption,
+    bounds,
+    filters_of,
+    print_source,
+    refusals,
+)
 from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
@@ -32,6 +34,8 @@ from behavioral_analytics.cli.shared import (
     period_table,
     print_json,
 )
+from behavioral_analytics.filtered_queries import filtered_series_answer
+from behavioral_analytics.raw_queries import Filter
 
 __all__ = ["query_app"]
 
@@ -114,6 +118,10 @@ def query_events(
     _print_events(page, f"{event_type} events", as_json)
 
 
+# The range of a filtered series without `--from` (the API's defaults).
+_FILTERED_WINDOWS_S: dict[str, float] = {"minute": 3600.0, "hour": 48 * 3600.0, "day": 30 * 86400.0}
+
+
 @query_app.command("series")
 def query_series(
     granularity: str = typer.Option("hour", "--granularity", "-g", help="minute, hour or day."),
@@ -121,57 +129,72 @@ def query_series(
     end: str | None = typer.Option(None, "--to", metavar="PERIOD", help=_BOUND_HELP),
     event_type: str | None = typer.Option(None, "--type", "-t", help="Only this event type."),
     compare: bool = CompareOption,
-    where: str | None = typer.Option(
-        None,
-        "--filter",
-        metavar="DIMENSION:VALUE",
-        help="Only events with this breakdown value (hour and day; not with --type).",
-    ),
+    where: list[str] | None = FilterOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Counts per minute, hour or day: total, by type, unique users (hour and day)."""
     if granularity not in ("minute", "hour", "day"):
         fail("--granularity must be minute, hour or day", 2)
     g: Granularity = granularity  # type: ignore[assignment]  # checked above
-    if where is not None and (g == "minute" or event_type is not None):
-        fail("--filter applies to hour and day series, without --type", 2)
     config, store, first, last = open_for_periods(load_config(), start, end, g)
-    narrowed = None
-    if where is not None:
-        try:
-            narrowed = parse_filter(where, known_dimensions(store.rules))
-        except FilterError as exc:
-            fail(f"--filter: {exc}", 2)
+    filters = filters_of(where, store)
+    if filters and event_type is not None:
+        filters = (*filters, Filter("event_type", event_type))
     ranges = windows(first, last, g, config.timezone, compare)
+    if filters:
+        _print_filtered(config, store, g, ranges, filters, as_json)
+        return
     rows_of: dict[Window, list[dict[str, Any]]] = {}
     for window in ranges:
         with user_errors():
-            if narrowed is None:
-                points = store.series(g, window.first, window.last)
-                rows_of[window] = [_series_row(point, event_type) for point in points]
-            else:
-                found = store.breakdown(narrowed[0], g, window.first, window.last)
-                rows_of[window] = [p.to_dict() for p in filtered_series(found, narrowed[1])]
+            points = store.series(g, window.first, window.last)
+            rows_of[window] = [_series_row(point, event_type) for point in points]
     head: dict[str, Any] = {"granularity": granularity, "timezone": config.timezone}
-    if narrowed is not None:
-        head["filter"] = {"dimension": narrowed[0], "value": narrowed[1]}
     if as_json:
         print_json({**head, **ranged(ranges, lambda window: {"points": rows_of[window]})})
         return
     for window in ranges:
         window.heading()
-        title = f"{granularity} series ({config.timezone})"
-        if narrowed is None:
-            _print_series(rows_of[window], title)
-            continue
+        _print_series(rows_of[window], f"{granularity} series ({config.timezone})")
+
+
+def _print_filtered(
+    config: Any,
+    store: Any,
+    g: Granularity,
+    ranges: list[Window],
+    filters: tuple[Filter, ...],
+    as_json: bool,
+) -> None:
+    periods = Periods(config.timezone)
+    kept = known_dimensions(store.rules)
+    bound = config.raw_scan_max_events
+    bodies: dict[Window, dict[str, Any]] = {}
+    for window in ranges:
+        first, last = bounds(window, g, config, _FILTERED_WINDOWS_S[g])
+        with user_errors(), refusals():
+            found = filtered_series_answer(store, periods, kept, g, filters, first, last, bound)
+        bodies[window] = {"from": first, "to": last, **found}
+    head: dict[str, Any] = {
+        "granularity": g,
+        "timezone": config.timezone,
+        "filters": [f.to_dict() for f in filters],
+    }
+    if as_json:
+        print_json({**head, **ranged(ranges, lambda window: bodies[window])})
+        return
+    for window in ranges:
+        window.heading()
+        body = bodies[window]
         table = period_table(
-            f"{title}, {narrowed[0]} = {narrowed[1]}", "period", ["total", "unique users", "exact"]
+            f"{g} series ({config.timezone})", "period", ["total", "unique users", "exact"]
         )
-        for row in rows_of[window]:
+        for row in body["points"]:
             uniques = "-" if row["unique_users"] is None else str(row["unique_users"])
             exact = "yes" if row["exact"] else "no: may be in (other)"
             table.add_row(row["period"], str(row["total_events"]), uniques, exact)
         console.print(table)
+        print_source(filters, body)
 
 
 def _series_row(point: Any, event_type: str | None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`query retention`: people by the day they were first seen, and the share of each cohort
+"""`query retention`: people by the day they were first seen (or first did `--start-event`),
+and the share of each cohort
 active again N days or weeks later (rule: `behavioral_analytics.retention`, docs/behavior.md
 "Retention"). Registered under `query` by `root`."""
 
@@ -46,10 +47,18 @@ def query_retention(
     max_offset: int = typer.Option(
         DEFAULT_MAX_OFFSET, "--max", metavar="N", help="The last period counted (day or week N)."
     ),
+    start_event: str | None = typer.Option(
+        None,
+        "--start-event",
+        metavar="TYPE",
+        help="Cohorts by the day each person first did this event type (signup, say), not "
+        "their first-seen day; a type nobody sent gives no cohorts.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Retention: the people first seen on each day, and how many were active again on each
-    of the N days (or weeks) after. Cohort days must lie within the raw-event retention."""
+    """Retention: the people first seen (or who first did --start-event) on each day, and
+    how many were active again on each of the N days (or weeks) after. Cohort days must lie
+    within the raw-event retention."""
     if unit not in ("day", "week"):
         fail("--unit must be day or week", 2)
     chosen: Unit = "week" if unit == "week" else "day"
@@ -57,7 +66,7 @@ def query_retention(
     today = Periods(config.timezone).label("day", time.time())
     first, last = default_range(first, last, today)
     with user_errors(RetentionError):
-        found = store.retention(first, last, max_offset, chosen)
+        found = store.retention(first, last, max_offset, chosen, start_event)
     if as_json:
         print_json(
             {
@@ -65,21 +74,28 @@ def query_retention(
                 "to": last,
                 "unit": chosen,
                 "max": max_offset,
+                "start_event": start_event,
                 "timezone": config.timezone,
                 "cohorts": [c.to_dict() for c in found],
             }
         )
         return
-    _print_table(found, chosen, max_offset, first, last)
+    _print_table(found, chosen, max_offset, first, last, start_event)
 
 
 def _print_table(
-    found: list[RetentionCohort], unit: Unit, max_offset: int, first: str, last: str
+    found: list[RetentionCohort],
+    unit: Unit,
+    max_offset: int,
+    first: str,
+    last: str,
+    start_event: str | None,
 ) -> None:
     columns = [f"{unit} {n}" for n in range(1, max_offset + 1)]
     counts = fits(["2026-11-28", "people", *(["9999 (100%)"] * max_offset)])
+    by = f" (cohorts by first {start_event})" if start_event is not None else ""
     table = period_table(
-        f"retention {first} .. {last}: share of each cohort active again, per {unit}",
+        f"retention {first} .. {last}{by}: share of each cohort active again, per {unit}",
         "cohort",
         ["people", *columns],
     )
@@ -95,4 +111,7 @@ def _print_table(
         table.add_row(cohort.cohort, str(cohort.size), *cells)
     console.print(table)
     if not found:
-        console.print("nobody was first seen on those days")
+        did = (
+            f"did {start_event} for the first time" if start_event is not None else "was first seen"
+        )
+        console.print(f"nobody {did} on those days")

@@ -1,16 +1,24 @@
-// The breakdown panels: pages, sources, campaigns, devices, browsers, systems and countries
-// over the days the range picker names, from /v1/dashboard/breakdowns. With "compare", each
-// value also shows its events in the range of the same length before. Clicking a value filters:
-// its events and unique users per day over the range (/v1/series?filter=DIMENSION:VALUE, from
-// the live breakdowns). Uses the read key the live part of the page keeps (it shows the key
-// form when the key is refused).
+// The breakdown panels: pages, entry and exit pages, sources, campaigns, devices, browsers,
+// systems and countries over the days the range picker names. Unfiltered, the event panels come
+// from one document, /v1/dashboard/breakdowns; with filters on (filters.js), each panel asks
+// /v1/breakdowns/DIMENSION with every filter and shows what that answer says (a raw scan's
+// note, or the refusal as its message). Entry and exit pages count sessions, from the same
+// route's points (`sessions` per value). With "compare", each value also shows its count in the
+// range of the same length before. Clicking a value adds it to the page's filters (not an entry
+// or exit page: a session's entry page is its first event's `page`, the filter to use).
 (() => {
   "use strict";
 
   const POLL_MS = 15000;
-  const KEY_STORAGE = "behavioral-analytics.read-key";
+  // Filtered answers are mostly raw scans: refreshed less often.
+  const FILTERED_POLL_MS = 60000;
+  const PANEL_VALUES = 10;
+  const SESSION_PANELS = ["entry_page", "exit_page"];
+  const OTHER = "(other)";
   const TITLES = {
     page: "Top pages",
+    entry_page: "Entry pages",
+    exit_page: "Exit pages",
     referrer: "Referrers",
     utm_source: "UTM source",
     utm_medium: "UTM medium",
@@ -22,201 +30,244 @@
   };
 
   const $ = (id) => document.getElementById(id);
+  const filters = window.baFilters;
   const numberFormat = new Intl.NumberFormat("en-US");
   let timer = null;
-  let filter = null; // {dimension, value} of the clicked value
-  let shown = null; // the range last drawn: {from, to, compare}
+  let loading = 0; // the newest load; an older one that resolves late draws nothing
 
-  function query() {
+  function rangeParams() {
     const params = new URLSearchParams();
     if ($("range-from").value) params.set("from", $("range-from").value);
     if ($("range-to").value) params.set("to", $("range-to").value);
     if ($("range-compare").checked) params.set("compare", "true");
-    return params.toString();
-  }
-
-  function authorization() {
-    const headers = {};
-    const key = localStorage.getItem(KEY_STORAGE);
-    if (key) headers.Authorization = "Bearer " + key;
-    return headers;
+    return params;
   }
 
   async function load() {
     clearTimeout(timer);
-    const headers = authorization();
+    const mine = ++loading;
     try {
-      const response = await fetch("/v1/dashboard/breakdowns?" + query(), { headers, cache: "no-store" });
-      if (response.ok) {
-        render(await response.json());
+      const answer = await filters.get("/v1/dashboard/breakdowns", rangeParams(), false);
+      if (answer.ok) {
         $("range-error").textContent = "";
-      } else if (response.status === 400) {
-        const body = await response.json();
-        $("range-error").textContent = body.detail || "bad range";
+        await render(answer.body, mine);
+      } else if (answer.status === 400) {
+        $("range-error").textContent = (answer.body && answer.body.detail) || "bad range";
       }
     } catch (error) {
       // The live part of the page reports the connection.
     }
-    timer = setTimeout(load, POLL_MS);
+    if (mine === loading) timer = setTimeout(load, filters.list().length ? FILTERED_POLL_MS : POLL_MS);
   }
 
-  function render(body) {
+  async function render(body, mine) {
     const current = body.current || body;
     const previous = body.previous || null;
     if (!$("range-from").value) $("range-from").value = current.from;
     if (!$("range-to").value) $("range-to").value = current.to;
+    const range = { from: current.from, to: current.to, compare: Boolean(previous) };
+    const dimensions = body.dimensions.filter((d) => !SESSION_PANELS.includes(d));
+    if (!dimensions.length) {
+      $("breakdowns-section").hidden = true;
+      return;
+    }
+    const order = dimensions.includes("page")
+      ? [...dimensions.slice(0, dimensions.indexOf("page") + 1), ...SESSION_PANELS, ...dimensions.slice(dimensions.indexOf("page") + 1)]
+      : [...SESSION_PANELS, ...dimensions];
+    const filtered = filters.list().length > 0;
+    const answers = await Promise.all(
+      order.map((dimension) => {
+        if (SESSION_PANELS.includes(dimension)) return ask(dimension, range, true);
+        if (filtered) return ask(dimension, range, false);
+        return {
+          current: current.panels[dimension],
+          previous: previous ? previous.panels[dimension] : null,
+          note: "",
+          problem: "",
+        };
+      }),
+    );
+    if (mine !== loading) return;
     $("range-shown").textContent = previous
       ? `${current.from} – ${current.to} vs ${previous.from} – ${previous.to} (${body.timezone})`
       : `${current.from} – ${current.to} (${body.timezone})`;
-    const cards = body.dimensions
-      .filter((dimension) => current.panels[dimension])
-      .map((dimension) =>
-        panel(dimension, current.panels[dimension], previous ? previous.panels[dimension] : null),
-      );
+    const cards = order.map((dimension, i) =>
+      SESSION_PANELS.includes(dimension) ? sessionPanel(dimension, answers[i]) : panel(dimension, answers[i]),
+    );
     $("breakdowns").replaceChildren(...cards);
-    $("breakdowns-section").hidden = cards.length === 0;
-    shown = { from: current.from, to: current.to, compare: Boolean(previous) };
-    if (filter) loadFiltered();
+    $("breakdowns-section").hidden = false;
+    filters.range = range;
+    document.dispatchEvent(new CustomEvent("dashboard-range", { detail: range }));
   }
 
-  // -- a clicked value: its series over the range ---------------------------------------------
-
-  async function loadFiltered() {
-    if (!filter || !shown) return;
-    const params = new URLSearchParams({
-      granularity: "day",
-      from: shown.from,
-      to: shown.to,
-      filter: `${filter.dimension}:${filter.value}`,
-    });
-    if (shown.compare) params.set("compare", "true");
+  // One panel's own request: {current, previous, note, problem}.
+  async function ask(dimension, range, sessions) {
+    const params = new URLSearchParams({ granularity: "day", from: range.from, to: range.to, limit: String(PANEL_VALUES) });
+    if (range.compare) params.set("compare", "true");
     try {
-      const response = await fetch("/v1/series?" + params, { headers: authorization(), cache: "no-store" });
-      if (response.ok) drawFiltered(await response.json());
+      const answer = await filters.get("/v1/breakdowns/" + encodeURIComponent(dimension), params, true);
+      const problem = filters.problem(answer);
+      if (problem) return { problem };
+      const body = answer.body;
+      const read = sessions ? sessionSummary : (part) => part;
+      return {
+        current: read(body.current || body),
+        previous: body.previous ? read(body.previous) : null,
+        note: filters.source(body),
+        origin: filters.origin(body),
+        problem: "",
+      };
     } catch (error) {
-      // The live part of the page reports the connection.
+      return { problem: "the server could not be reached" };
     }
   }
 
-  function drawFiltered(body) {
-    const current = body.current || body;
-    const previous = body.previous || null;
-    const sum = (points) => points.reduce((total, point) => total + point.total_events, 0);
-    $("filter-name").textContent = `${TITLES[filter.dimension] || filter.dimension}: ${filter.value}`;
-    const total = $("filter-total");
-    total.dataset.value = String(sum(current.points));
-    total.textContent = numberFormat.format(sum(current.points)) + " events";
-    const before = $("filter-previous");
-    before.hidden = !previous;
-    before.dataset.value = previous ? String(sum(previous.points)) : "";
-    before.textContent = previous ? `previous ${numberFormat.format(sum(previous.points))}` : "";
-    const peak = Math.max(1, ...current.points.map((point) => point.total_events));
-    const items = current.points.map((point) => {
-      const li = document.createElement("li");
-      li.dataset.period = point.period;
-      li.dataset.events = String(point.total_events);
-      li.dataset.users = point.unique_users === null ? "" : String(point.unique_users);
-      const name = document.createElement("span");
-      name.className = "name";
-      name.textContent = point.period;
-      const count = document.createElement("span");
-      count.className = "count";
-      const users = point.unique_users === null ? "" : ` · ${numberFormat.format(point.unique_users)} users`;
-      count.textContent = numberFormat.format(point.total_events) + users + (point.exact ? "" : " · may be in (other)");
-      const track = document.createElement("span");
-      track.className = "track";
-      const fill = document.createElement("span");
-      fill.className = "fill";
-      fill.style.display = "block";
-      fill.style.width = ((100 * point.total_events) / peak).toFixed(1) + "%";
-      track.append(fill);
-      li.append(name, count, track);
-      return li;
-    });
-    $("filter-days").replaceChildren(...items);
-    $("filter-card").hidden = false;
-  }
-
-  function setFilter(dimension, value) {
-    filter = { dimension, value };
-    for (const row of document.querySelectorAll(".breakdown li")) {
-      row.classList.toggle("selected", row.closest(".breakdown").dataset.dimension === dimension && row.dataset.value === value);
+  // Sessions per value over a range, from the points' `sessions` (or the rows' where an answer
+  // has no points); null where the answer holds no session counts.
+  function sessionSummary(part) {
+    const counts = new Map();
+    let found = false;
+    for (const point of part.points || []) {
+      if (!point.sessions) continue;
+      found = true;
+      for (const [value, n] of Object.entries(point.sessions)) counts.set(value, (counts.get(value) || 0) + n);
     }
-    loadFiltered();
+    if (!part.points) {
+      for (const row of part.values || []) {
+        if (typeof row.sessions !== "number") continue;
+        found = true;
+        counts.set(row.value, (counts.get(row.value) || 0) + row.sessions);
+      }
+    }
+    if (!found && (part.points || part.values || []).length) return null;
+    const other = counts.get(OTHER) || 0;
+    counts.delete(OTHER);
+    const total = [...counts.values()].reduce((a, b) => a + b, 0) + other;
+    const ranked = [...counts.entries()].filter(([, n]) => n).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    const shown = ranked.slice(0, PANEL_VALUES).concat(other ? [[OTHER, other]] : []);
+    return {
+      total,
+      values: shown.map(([value, n]) => ({ value, count: n, share: total ? n / total : 0 })),
+      values_not_shown: Math.max(0, ranked.length - PANEL_VALUES),
+    };
   }
 
-  $("filter-clear").addEventListener("click", () => {
-    filter = null;
-    $("filter-card").hidden = true;
-    for (const row of document.querySelectorAll(".breakdown li.selected")) row.classList.remove("selected");
-  });
-
-  function panel(dimension, summary, before) {
-    const card = document.createElement("article");
-    card.className = "card breakdown";
-    card.dataset.dimension = dimension;
+  function card(dimension, answer) {
+    const element = document.createElement("article");
+    element.className = "card breakdown";
+    element.dataset.dimension = dimension;
+    if (answer.origin) element.dataset.answeredFrom = answer.origin;
     const header = document.createElement("header");
     const title = document.createElement("h2");
-    title.textContent = TITLES[dimension] || dimension;
-    const total = document.createElement("span");
-    total.className = "muted total";
-    total.dataset.value = String(summary.total_events);
-    total.textContent = numberFormat.format(summary.total_events) + " events";
-    header.append(title, total);
-    const list = document.createElement("ol");
-    list.className = "bars";
-    const earlier = new Map((before ? before.values : []).map((row) => [row.value, row.events]));
-    const peak = Math.max(1, ...summary.values.map((row) => row.events));
-    for (const row of summary.values) {
-      const li = item(row, peak, before ? earlier.get(row.value) || 0 : null);
-      li.addEventListener("click", () => setFilter(dimension, row.value));
-      li.classList.toggle("selected", Boolean(filter && filter.dimension === dimension && filter.value === row.value));
-      list.append(li);
-    }
-    card.append(header, list);
-    if (!summary.values.length) {
-      const empty = document.createElement("p");
-      empty.className = "empty";
-      empty.textContent = "No events in this range.";
-      card.append(empty);
-    }
-    const notes = [];
-    if (summary.values_not_shown) notes.push(`${summary.values_not_shown} more values`);
-    if (summary.unique_users_note) notes.push("users per day only");
-    if (notes.length) {
-      const note = document.createElement("p");
-      note.className = "muted note";
-      note.textContent = notes.join(" · ");
-      if (summary.unique_users_note) note.title = summary.unique_users_note;
-      card.append(note);
-    }
-    return card;
+    title.textContent = TITLES[dimension] || filters.title(dimension);
+    header.append(title);
+    element.append(header);
+    return element;
   }
 
-  function item(row, peak, previousEvents) {
+  function message(element, text, className) {
+    const p = document.createElement("p");
+    p.className = className;
+    p.textContent = text;
+    element.append(p);
+    return p;
+  }
+
+  function sessionPanel(dimension, answer) {
+    const element = card(dimension, answer);
+    element.classList.add("sessions-panel");
+    if (answer.problem || !answer.current) {
+      const why = answer.problem || "this store keeps no sessions per value";
+      message(element, `Not available: ${why}`, "unavailable error").dataset.problem = why;
+      return element;
+    }
+    const summary = answer.current;
+    addTotal(element, summary.total, "sessions");
+    const earlier = new Map(((answer.previous || {}).values || []).map((row) => [row.value, row.count]));
+    const rows = summary.values.map((row) => ({ value: row.value, count: row.count, share: row.share, unique_users: null }));
+    // Not a filter: sessions by entry page are sessions by their first event's `page`.
+    list(element, null, rows, answer.previous ? earlier : null, "sessions");
+    if (!rows.length) message(element, "No sessions in this range.", "empty");
+    notes(element, answer.note, summary.values_not_shown, null);
+    return element;
+  }
+
+  function panel(dimension, answer) {
+    const element = card(dimension, answer);
+    if (answer.problem || !answer.current) {
+      const why = answer.problem || "no breakdown of this dimension";
+      message(element, why, "unavailable error").dataset.problem = why;
+      return element;
+    }
+    const summary = answer.current;
+    addTotal(element, summary.total_events, "events");
+    const earlier = new Map(((answer.previous || {}).values || []).map((row) => [row.value, row.events]));
+    const rows = summary.values.map((row) => ({ ...row, count: row.events }));
+    list(element, dimension, rows, answer.previous ? earlier : null, "events");
+    if (!rows.length) message(element, "No events in this range.", "empty");
+    notes(element, answer.note, summary.values_not_shown, summary.unique_users_note);
+    return element;
+  }
+
+  function addTotal(element, total, unit) {
+    const span = document.createElement("span");
+    span.className = "muted total";
+    span.dataset.value = String(total);
+    span.textContent = `${numberFormat.format(total)} ${total === 1 ? unit.slice(0, -1) : unit}`;
+    element.querySelector("header").append(span);
+  }
+
+  function list(element, dimension, rows, earlier, unit) {
+    const ol = document.createElement("ol");
+    ol.className = "bars";
+    const peak = Math.max(1, ...rows.map((row) => row.count));
+    const chosen = filters.list();
+    for (const row of rows) {
+      const li = item(row, peak, earlier ? earlier.get(row.value) || 0 : null, unit);
+      if (dimension) {
+        li.classList.add("pick");
+        li.title = "filter the page by this value";
+        li.addEventListener("click", () => filters.add(dimension, row.value));
+        li.classList.toggle("selected", chosen.some((f) => f.dimension === dimension && f.value === row.value));
+      }
+      ol.append(li);
+    }
+    element.append(ol);
+  }
+
+  function notes(element, source, notShown, usersNote) {
+    const parts = [];
+    if (notShown) parts.push(`${notShown} more values`);
+    if (usersNote) parts.push("users per day only");
+    if (source) parts.push(source);
+    if (!parts.length) return;
+    const note = message(element, parts.join(" · "), "muted note");
+    if (usersNote) note.title = usersNote;
+    if (source) note.dataset.source = "raw_events";
+  }
+
+  function item(row, peak, previous, unit) {
     const li = document.createElement("li");
     li.dataset.value = row.value;
-    li.className = "pick";
-    li.title = "show this value per day";
-    li.dataset.events = String(row.events);
-    li.dataset.users = row.unique_users === null ? "" : String(row.unique_users);
-    if (previousEvents !== null) li.dataset.previous = String(previousEvents);
+    li.dataset[unit] = String(row.count);
+    li.dataset.users = row.unique_users === null || row.unique_users === undefined ? "" : String(row.unique_users);
+    if (previous !== null) li.dataset.previous = String(previous);
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = row.value;
     name.title = row.value;
     const count = document.createElement("span");
     count.className = "count";
-    const parts = [numberFormat.format(row.events), (100 * row.share).toFixed(1) + "%"];
-    if (row.unique_users !== null) parts.push(numberFormat.format(row.unique_users) + " users");
-    if (previousEvents !== null) parts.push(change(row.events, previousEvents));
+    const parts = [numberFormat.format(row.count), (100 * row.share).toFixed(1) + "%"];
+    if (li.dataset.users) parts.push(numberFormat.format(row.unique_users) + " users");
+    if (previous !== null) parts.push(change(row.count, previous));
     count.textContent = parts.join(" · ");
     const track = document.createElement("span");
     track.className = "track";
     const fill = document.createElement("span");
-    fill.className = "fill" + (row.value === "(other)" ? " other" : "");
+    fill.className = "fill" + (row.value === OTHER ? " other" : "");
     fill.style.display = "block";
-    fill.style.width = ((100 * row.events) / peak).toFixed(1) + "%";
+    fill.style.width = ((100 * row.count) / peak).toFixed(1) + "%";
     track.append(fill);
     li.append(name, count, track);
     return li;
@@ -233,6 +284,8 @@
     load();
   });
   $("range-compare").addEventListener("change", load);
+  $("filter-clear").addEventListener("click", () => filters.clear());
+  filters.onChange(load);
 
   // Start once the live part has read its first document with the key it holds (so a missing
   // or refused key is asked for once, by it).

@@ -155,8 +155,13 @@
     $("dead-card").classList.toggle("bad", data.dead_letters > 0);
 
     setNumber("kpi-bots-60", data.bots ? data.bots.last_60_minutes : null);
-    drawSessions(data.sessions);
-    drawFunnel(data.funnel);
+    // With filters on, the sessions and funnel tiles are drawn narrowed, by tiles.js.
+    live.last = data;
+    const filtered = window.baFilters && window.baFilters.list().length > 0;
+    if (!filtered) {
+      drawSessions(data.sessions);
+      drawFunnel(data.funnel);
+    }
 
     drawChart(minutes);
     drawTopTypes(data.top_event_types || [], data.periods.day);
@@ -246,6 +251,10 @@
   function percent(value) {
     return value === null || value === undefined ? "–" : (100 * value).toFixed(1) + "%";
   }
+
+  // What the filtered tiles need of the live part: its last document and its drawing.
+  const live = { last: null, drawSessions, drawFunnel };
+  window.baLive = live;
 
   function drawSessions(sessions) {
     const card = $("sessions-card");

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from math import inf
 from typing import Any
 
+from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from behavioral_analytics.aggregation import UNIQUE_GRANULARITIES, fold
@@ -23,12 +24,13 @@ from behavioral_analytics.breakdowns import BreakdownRules, recount_breakdowns
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import AggregateSnapshot
 from behavioral_analytics.stores.firestore.behavior import encode_progress, encode_sessions
-from behavioral_analytics.stores.firestore.breakdowns import (
-    decode_markers,
-    encode_markers,
+from behavioral_analytics.stores.firestore.breakdown_layout import (
+    ADMITTED,
+    COUNT_MAPS,
+    gather,
     rebuilt_docs,
-    snapshot_breakdown,
 )
+from behavioral_analytics.stores.firestore.breakdowns import decode_markers, encode_markers
 from behavioral_analytics.stores.firestore.documents import (
     as_datetime,
     links_of,
@@ -40,6 +42,7 @@ from behavioral_analytics.stores.firestore.gateway import Gateway
 from behavioral_analytics.stores.firestore.groups import joining, members, rewrite_members
 from behavioral_analytics.stores.firestore.keys import (
     decode_map,
+    decode_map_key,
     doc_id,
     encode_map,
     encode_map_key,
@@ -62,6 +65,7 @@ from behavioral_analytics.stores.firestore.schema import (
     SESSION_STATS_FIELD,
     SESSIONS_FIELD,
 )
+from behavioral_analytics.stores.firestore.wire import field_path
 
 __all__ = ["Audit"]
 
@@ -114,8 +118,7 @@ class Audit:
                 if users:
                     snap.funnel_users[name, key[1], step] = users
         if behavioral:
-            for doc in self.gateway.all(BREAKDOWNS):
-                snapshot_breakdown(doc.to_dict() or {}, snap)
+            gather(doc.to_dict() or {} for doc in self.gateway.all(BREAKDOWNS)).fill(snap)
         snap.group_members = members(self.gateway)
         return snap
 
@@ -236,9 +239,20 @@ class Audit:
             markers.setdefault(who, set()).add((day, dimension, value))
         writer = gateway.client.batch()
         for snap in gateway.all(BREAKDOWNS):
-            if (snap.to_dict() or {}).get("dimension") in gone:
+            data = snap.to_dict() or {}
+            if data.get("dimension") in gone:  # a values document
                 writer.delete(snap.reference)
                 writer = gateway.flush_if_full(writer)
+            elif "dimension" not in data:  # a period's counts or values: `gone`'s entries go
+                paths = [
+                    field_path(name, key)
+                    for name in (*COUNT_MAPS, ADMITTED)
+                    for key in data.get(name) or {}
+                    if decode_map_key(key) in gone
+                ]
+                if paths:
+                    writer.update(snap.reference, dict.fromkeys(paths, firestore.DELETE_FIELD))
+                    writer = gateway.flush_if_full(writer)
         people = gateway.collection(AGGREGATES)
         query = people.select(["user_id", BREAKDOWN_MARKER_FIELD]).order_by(FieldPath.document_id())
         for snap in gateway.stream_all(query):
@@ -251,8 +265,12 @@ class Audit:
                 writer = gateway.flush_if_full(writer)
         updated = as_datetime(options.clock())
         breakdowns = gateway.collection(BREAKDOWNS)
-        for document, fields in rebuilt_docs(counted, {}).items():
-            writer.set(breakdowns.document(document), {**fields, "last_updated": updated})
+        for document, fields in rebuilt_docs(counted, {}, own_documents=True).items():
+            # Counts documents hold the other dimensions too: merged, not replaced.
+            merge = "dimension" not in fields
+            writer.set(
+                breakdowns.document(document), {**fields, "last_updated": updated}, merge=merge
+            )
             writer = gateway.flush_if_full(writer)
         gateway.flush_if_full(writer, force=True)
 

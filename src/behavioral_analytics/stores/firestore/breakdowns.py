@@ -1,33 +1,24 @@
-"""Breakdowns on the Firestore store (docs/breakdowns.md): one document per (granularity,
-period, dimension), per-value unique-user markers kept with the person.
+"""Breakdowns on the Firestore store (docs/breakdowns.md): what a commit and `forget` write,
+and the per-value unique-user markers kept with the person. Where the documents live and how
+counts are keyed is `breakdown_layout`'s (one counts document per (granularity, period), one
+values document per admitted set).
 
-Layout:
-
-  breakdowns/hourly_{dimension}_{hour}    {kind: "breakdown", granularity, period, dimension,
-  breakdowns/daily_{dimension}_{day}       admitted: [value, …] in admission order,
-                                           events: {rank: n, "(other)": n},
-                                           users: {rank: n, "(other)": n} (daily only)}
   analytics_aggregates/user_{person}      … breakdown_days: {day: {dimension: {value: true}}}
 
-The dimension comes before the period in the id (`keys.doc_id`-escaped), so one dimension's
-periods are a range of document ids: a read needs no composite index. In a breakdown document
-a value is written once, in `admitted`; the counts are keyed by its rank there (`"0"` for the
-first value admitted; `count_key`), which never changes (the list only grows), so a document
-at K values of the longest length stays near K x 1 KiB. In a person's markers the dimension
-and value are map keys escaped by `keys.encode_map_key` (a key starting with `~` or shaped
-like `__…__` gets a `~` prefix; every other string, dots, backticks and slashes included, is
-kept as is and written as a quoted field path segment). A value is at most
-`dimensions.MAX_VALUE_CHARS` (256) characters, 1,024 UTF-8 bytes, under Firestore's 1,500-byte
-field-name limit, so none is ever hashed.
+A commit writes each (granularity, period) its batch touches once: one counts document with
+the increments of every dimension (events, unique-user changes on a day, session deltas from
+`add_session_counts`), spilling into further parts past `max_transforms` increments; and the
+values document of each set it admits values into. Admission reads the stored admitted sets in
+the commit: a commit that admits a value writes the values document under the update time it
+read (or creates it), so two workers admitting at once conflict and one recounts; counts are
+written without a precondition, because the ranks they are keyed by cannot change under them
+(an admitted value stays admitted at its rank, a full set stays full).
 
-A commit writes each breakdown document it touches once (its events, unique-user increments
-and, when it admits values, the admitted list), however many events of the batch fall in it:
-a document gets at most one transform per counted value (events, and users on a day), K + 1 of
-each, which `Committer` keeps under Firestore's 500 transforms per document. Admission reads
-the stored admitted sets in the commit: a commit that admits a value writes the document under
-the update time it read (or creates it), so two workers admitting at once conflict and one
-recounts; a commit that admits nothing writes without a precondition, because what it read
-cannot change under it (an admitted value stays admitted, a full set stays full).
+In a person's markers the dimension and value are map keys escaped by `keys.encode_map_key`
+(a key starting with `~` or shaped like `__…__` gets a `~` prefix; every other string, dots,
+backticks and slashes included, is kept as is and written as a quoted field path segment). A
+value is at most `dimensions.MAX_VALUE_CHARS` (256) characters, 1,024 UTF-8 bytes, under
+Firestore's 1,500-byte field-name limit, so none is ever hashed.
 
 A person's markers of a day are the (dimension, counted value) pairs they were seen with that
 day; a person's document is written by the commit anyway, so a new marker costs no write.
@@ -45,7 +36,6 @@ from typing import Any
 
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.breakdowns import (
-    BREAKDOWN_GRANULARITIES,
     OTHER,
     BreakdownRules,
     Counted,
@@ -53,12 +43,26 @@ from behavioral_analytics.breakdowns import (
     fold_breakdowns,
 )
 from behavioral_analytics.events import Event
-from behavioral_analytics.store import AggregateSnapshot, BreakdownPoint
-from behavioral_analytics.stores.firestore.keys import decode_map_key, doc_id, encode_map_key
+from behavioral_analytics.stores.firestore.breakdown_layout import (
+    ADMITTED,
+    COUNTS_KIND,
+    EVENTS,
+    PERIOD_VALUES_BYTES,
+    SESSIONS,
+    USERS,
+    VALUES_KIND,
+    SetKey,
+    breakdown_doc_id,
+    count_key,
+    counts_doc_id,
+    list_bytes,
+    values_doc_id,
+)
+from behavioral_analytics.stores.firestore.keys import decode_map_key, encode_map_key
 from behavioral_analytics.stores.firestore.schema import (
     BREAKDOWN_MARKER_FIELD,
     BREAKDOWNS,
-    BUCKET_PREFIX,
+    MAX_TRANSFORMS_PER_DOC,
 )
 from behavioral_analytics.stores.firestore.wire import field_path, from_value, write
 
@@ -66,32 +70,22 @@ __all__ = [
     "Admitted",
     "BreakdownBatch",
     "Marker",
-    "SetKey",
-    "breakdown_doc_id",
+    "SessionDeltas",
+    "add_session_counts",
+    "admission_writes",
     "breakdown_writes",
-    "count_key",
     "day_set_keys",
     "decode_markers",
-    "doc_size_bytes",
     "encode_markers",
     "forget_writes",
     "marker_path",
-    "point_of",
     "read_admitted",
-    "rebuilt_docs",
     "set_keys",
-    "snapshot_breakdown",
 ]
 
-SetKey = tuple[str, str, str]  # (granularity, period, dimension)
 Marker = tuple[str, str, str]  # (day, dimension, counted value)
-_ADMITTED, _EVENTS, _USERS = "admitted", "events", "users"
-
-
-def breakdown_doc_id(granularity: str, period: str, dimension: str) -> str:
-    """`hourly_{dimension}_{hour}` or `daily_{dimension}_{day}`, the dimension escaped as a
-    document id (`keys.doc_id`)."""
-    return f"{doc_id(BUCKET_PREFIX[granularity], dimension)}_{period}"
+# (granularity, period, dimension, value) → sessions added (negative: taken away)
+SessionDeltas = Counter[tuple[str, str, str, str]]
 
 
 def marker_path(day: str, dimension: str, value: str) -> str:
@@ -133,11 +127,29 @@ def day_set_keys(events: Iterable[Event], periods: Periods, rules: BreakdownRule
 
 @dataclass(slots=True)
 class Admitted:
-    """Stored admitted sets as a commit read them, and the update time of each document
-    (absent: no document)."""
+    """Stored admitted sets as a commit read them: `sets` per set, `own` the sets kept in a
+    document of their own, `stamps` the update time of each values document read, by id
+    (absent: no document), `period_bytes` what the lists in each period's values document
+    take (`breakdown_layout.list_bytes`)."""
 
     sets: dict[SetKey, list[str]] = field(default_factory=dict)
-    update_times: dict[SetKey, Any] = field(default_factory=dict)
+    own: set[SetKey] = field(default_factory=set)
+    stamps: dict[str, Any] = field(default_factory=dict)
+    period_bytes: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def update(self, other: Admitted) -> None:
+        """Add what a later read found about sets this one does not hold, keeping what this
+        one read: a document read twice keeps its first update time, so a commit writing it
+        conflicts if it changed in between."""
+        for key, values in other.sets.items():
+            if key not in self.sets:
+                self.sets[key] = values
+                if key in other.own:
+                    self.own.add(key)
+        for document, stamp in other.stamps.items():
+            self.stamps.setdefault(document, stamp)
+        for period, size in other.period_bytes.items():
+            self.period_bytes.setdefault(period, size)
 
 
 def read_admitted(
@@ -145,22 +157,41 @@ def read_admitted(
     name: Callable[[str, str], str],
     keys: Iterable[SetKey],
 ) -> Admitted:
-    """The admitted sets of `keys`, read with `get(names, mask)` (`Gateway.get`)."""
-    names = {name(BREAKDOWNS, breakdown_doc_id(*key)): key for key in keys}
+    """The admitted sets of `keys`, read with `get(names, mask)` (`Gateway.get`): the values
+    document of each period and each set's own document (a set that outgrew its period's
+    document, or one written before period documents), in one batched get."""
+    own = {name(BREAKDOWNS, breakdown_doc_id(*key)): key for key in keys}
+    periods = {name(BREAKDOWNS, values_doc_id(g, p)): (g, p) for g, p, _ in own.values()}
     read = Admitted()
-    if not names:
+    if not own:
         return read
-    for doc_name, doc in get(list(names), [_ADMITTED]).items():
-        key = names[doc_name]
-        read.update_times[key] = doc.update_time
-        if _ADMITTED in doc.fields:
-            read.sets[key] = [v.string_value for v in doc.fields[_ADMITTED].array_value.values]
+    shared: dict[SetKey, list[str]] = {}
+    for doc_name, doc in get([*own, *periods], [ADMITTED]).items():
+        doc_id = doc_name.rsplit("/", 1)[1]
+        read.stamps[doc_id] = doc.update_time
+        lists = from_value(doc.fields[ADMITTED]) if ADMITTED in doc.fields else None
+        if doc_name in own and lists is not None:
+            read.sets[own[doc_name]] = list(lists)
+            read.own.add(own[doc_name])
+        elif doc_name in periods and lists:
+            g, p = periods[doc_name]
+            read.period_bytes[g, p] = sum(
+                list_bytes(decode_map_key(d), values) for d, values in lists.items()
+            )
+            for dimension, values in lists.items():
+                shared[g, p, decode_map_key(dimension)] = list(values)
+    for key, values in shared.items():
+        read.sets.setdefault(key, values)
     return read
 
 
 class BreakdownBatch:
     """A commit's breakdowns: its new human events counted under the admitted sets read, the
-    markers each person gains, and the markers moved events (identity links) carry."""
+    markers each person gains, the markers moved events (identity links) carry, and the
+    session deltas the commit adds (`add_session_counts`).
+
+    `read(keys)` reads stored admitted sets (`read_admitted`); `max_transforms` bounds the
+    increments one counts document gets in one write (Firestore: 500 per document)."""
 
     def __init__(
         self,
@@ -169,45 +200,88 @@ class BreakdownBatch:
         rules: BreakdownRules,
         periods: Periods,
         read: Callable[[Iterable[SetKey]], Admitted],
+        max_transforms: int = MAX_TRANSFORMS_PER_DOC,
     ) -> None:
         self.rules = rules
         self.periods = periods
+        self.max_transforms = max_transforms
+        self._read = read
         delta = fold_breakdowns(humans, periods, rules)
         wanted = set_keys(delta.events) | day_set_keys(moved, periods, rules)
         self.admitted = read(wanted) if rules.dimensions else Admitted()
+        self._read_keys: set[SetKey] = set(wanted) if rules.dimensions else set()
         self.counted: Counted = count_under(delta, self.admitted.sets, rules.max_values)
         self.markers: dict[str, set[Marker]] = defaultdict(set)
         for day, dimension, value, who in self.counted.users:
             self.markers[who].add((day, dimension, value))
         self.user_changes: Counter[Marker] = Counter()
+        self.sessions: SessionDeltas = Counter()
+        # The days whose markers the commit reads (`stored_markers`); sets read later for
+        # session counts (`admitted_list`) add none.
+        self._read_days = {p for g, p, _ in wanted if g == "day"}
 
     def stored_markers(self, events: Iterable[Event]) -> set[Marker]:
         """The markers stored events (each `who` its person) hold, under the sets read;
         only on the days the batch read (those of its new and moved events)."""
-        read_days = {p for g, p, _ in self.admitted.update_times if g == "day"}
-        read_days |= {p for g, p, _ in set_keys(self.counted.events) if g == "day"}
-        kept = [e for e in events if self.periods.of(e.timestamp)[2] in read_days]
+        kept = [e for e in events if self.periods.of(e.timestamp)[2] in self._read_days]
         delta = fold_breakdowns(kept, self.periods, self.rules)
         counted = count_under(delta, self.admitted.sets, 0)
         return {(day, dimension, value) for day, dimension, value, _ in counted.users}
 
+    def read_sets(self, keys: Iterable[SetKey]) -> None:
+        """Read the stored admitted sets among `keys` the batch has not read yet (one get)."""
+        missing = set(keys) - self._read_keys
+        if missing:
+            self.admitted.update(self._read(missing))
+            self._read_keys |= missing
+
+    def admitted_list(self, key: SetKey) -> list[str]:
+        """The admitted set of `key` as this commit leaves it (stored, then admitted here),
+        read from the store first when the batch has not read it yet."""
+        self.read_sets([key])
+        return [*self.admitted.sets.get(key, ()), *self.counted.admitted.get(key, ())]
+
     def writes(self, name: Callable[[str, str], str], updated: datetime) -> list[Any]:
-        """One write per breakdown document the batch changes."""
-        return breakdown_writes(name, self.counted, self.admitted, self.user_changes, updated)
+        """One write per counts document part the batch changes, and one per values document
+        it admits into."""
+        return breakdown_writes(
+            name,
+            self.counted,
+            self.admitted,
+            self.user_changes,
+            updated,
+            sessions=self.sessions,
+            max_transforms=self.max_transforms,
+        )
 
 
-def count_key(admitted: Sequence[str], value: str) -> str:
-    """The key a counted value has in a breakdown document's `events` and `users` maps: its
-    rank in the admitted list (`"0"` for the first value admitted, …), or `(other)`.
+def add_session_counts(
+    batch: BreakdownBatch, deltas: Mapping[tuple[str, str, str, str], int]
+) -> None:
+    """Fold sessions-per-value deltas into `batch`, written with its counts documents in the
+    same commit (`sessions.{dimension}.{rank}` increments: no extra write per period).
 
-    Raises ValueError for a value the list does not hold (a store defect)."""
-    if value == OTHER:
-        return OTHER
-    return str(admitted.index(value))
-
-
-def _value_of(admitted: Sequence[str], key: str) -> str:
-    return OTHER if key == OTHER else admitted[int(key)]
+    `deltas`: (granularity, period, dimension, value) → sessions added (negative: taken away),
+    granularity "hour" or "day". A value is its set's admitted value, `(other)`, or a value the
+    set does not hold yet: that one is admitted here while the set holds fewer than K values
+    (positive deltas only: a count taken away was made under the set as it was, which a value
+    outside it could only reach as `(other)`), else counted under `(other)`. Sets the batch has
+    not read are read now (`BreakdownBatch.admitted_list`). Raises what the read raises.
+    """
+    limit = batch.rules.max_values
+    batch.read_sets((g, p, d) for (g, p, d, _), n in deltas.items() if n)
+    for (granularity, period, dimension, value), n in deltas.items():
+        if not n:
+            continue
+        key = (granularity, period, dimension)
+        admitted = batch.admitted_list(key)
+        under = value
+        if value != OTHER and value not in admitted:
+            if n > 0 and len(admitted) < limit:
+                batch.counted.admitted.setdefault(key, []).append(value)
+            else:
+                under = OTHER
+        batch.sessions[granularity, period, dimension, under] += n
 
 
 def breakdown_writes(
@@ -217,145 +291,134 @@ def breakdown_writes(
     user_changes: Mapping[Marker, int],
     updated: datetime,
     events_sign: int = 1,
+    sessions: Mapping[tuple[str, str, str, str], int] | None = None,
+    max_transforms: int = MAX_TRANSFORMS_PER_DOC,
 ) -> list[Any]:
-    """One write per (granularity, period, dimension) with events, unique-user changes or
-    newly admitted values: increments of `events.{key}` (times `events_sign`) and
-    `users.{key}` (`count_key`); the whole admitted list, under the update time read (or
-    create()), when it grows."""
-    lists = {
-        key: [*admitted.sets.get(key, ()), *counted.admitted.get(key, ())]
-        for key in {*set_keys(counted.events), *counted.admitted}
-        | {("day", day, dimension) for day, dimension, _ in user_changes}
-    }
-    transforms: dict[SetKey, list[tuple[str, str, float]]] = defaultdict(list)
+    """The writes of `counted` (events times `events_sign`), `user_changes` and `sessions`
+    (`breakdown_layout`): per (granularity, period), the counts document's increments of
+    `{events|users|sessions}.{dimension}.{key}` (`count_key`), at most `max_transforms` a
+    part; per set admitting values, its values document with the whole admitted list, under
+    the update time read (or create())."""
+    lists: dict[SetKey, list[str]] = {}
+
+    def key_of(set_key: SetKey, value: str) -> str:
+        if set_key not in lists:
+            lists[set_key] = [*admitted.sets.get(set_key, ()), *counted.admitted.get(set_key, ())]
+        return count_key(lists[set_key], value)
+
+    transforms: dict[tuple[str, str], list[tuple[str, str, float]]] = defaultdict(list)
+
+    def add(map_name: str, set_key: SetKey, value: str, n: int) -> None:
+        if n:
+            g, p, d = set_key
+            path = field_path(map_name, encode_map_key(d), key_of(set_key, value))
+            transforms[g, p].append((path, "increment", n))
+
     for (g, p, d, value), n in counted.events.items():
-        if n:
-            path = field_path(_EVENTS, count_key(lists[g, p, d], value))
-            transforms[g, p, d].append((path, "increment", events_sign * n))
+        add(EVENTS, (g, p, d), value, events_sign * n)
     for (day, dimension, value), n in user_changes.items():
-        if n:
-            path = field_path(_USERS, count_key(lists["day", day, dimension], value))
-            transforms["day", day, dimension].append((path, "increment", n))
-    writes = []
-    for key in dict.fromkeys([*transforms, *counted.admitted]):
-        granularity, period, dimension = key
-        fields: dict[str, Any] = {
-            "kind": "breakdown",
+        add(USERS, ("day", day, dimension), value, n)
+    for (sg, sp, sd, value), n in (sessions or {}).items():
+        add(SESSIONS, (sg, sp, sd), value, n)
+    writes = admission_writes(name, counted.admitted, admitted, updated)
+    step = max(1, max_transforms)
+    for (granularity, period), increments in transforms.items():
+        fields = {
+            "kind": COUNTS_KIND,
             "granularity": granularity,
             "period": period,
-            "dimension": dimension,
             "last_updated": updated,
         }
-        preconditions: dict[str, Any] = {}
-        if counted.admitted.get(key):
-            fields[_ADMITTED] = lists[key]
-            stamp = admitted.update_times.get(key)
-            preconditions = {"exists": False} if stamp is None else {"update_time": stamp}
+        for part, start in enumerate(range(0, len(increments), step)):
+            writes.append(
+                write(
+                    name(BREAKDOWNS, counts_doc_id(granularity, period, part)),
+                    fields,
+                    mask=list(fields),
+                    transforms=increments[start : start + step],
+                )
+            )
+    return writes
+
+
+def admission_writes(
+    name: Callable[[str, str], str],
+    new_values: Mapping[SetKey, Sequence[str]],
+    admitted: Admitted,
+    updated: datetime,
+) -> list[Any]:
+    """The values documents' writes for `new_values` admitted into the sets `admitted` read:
+    per period, its values document's lists of the sets that grow (one write); a set kept in
+    its own document there, and a set that would take the period's document past
+    `PERIOD_VALUES_BYTES` moved to one (its list leaves the period's document in the same
+    write). Each write is made under the update time read (or as a create), so a concurrent
+    admission into the same document conflicts."""
+    by_period: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(dict)
+    writes = []
+    for key, new in new_values.items():
+        if new:
+            full = [*admitted.sets.get(key, ()), *new]
+            if key in admitted.own:
+                writes.append(_own_write(name, key, full, admitted, updated))
+            else:
+                by_period[key[0], key[1]][key[2]] = full
+    for (granularity, period), lists in by_period.items():
+        size = admitted.period_bytes.get((granularity, period), 0)
+        for dimension, full in lists.items():
+            old = admitted.sets.get((granularity, period, dimension))
+            size += list_bytes(dimension, full) - (list_bytes(dimension, old) if old else 0)
+        staying = dict(lists)
+        for dimension, full in sorted(lists.items(), key=lambda item: -len(item[1])):
+            if size <= PERIOD_VALUES_BYTES:
+                break
+            key = (granularity, period, dimension)
+            writes.append(_own_write(name, key, full, admitted, updated))
+            size -= list_bytes(dimension, full)
+            del staying[dimension]
+        fields: dict[str, Any] = {
+            "kind": VALUES_KIND,
+            "granularity": granularity,
+            "period": period,
+            "last_updated": updated,
+        }
+        mask = [*fields, *(field_path(ADMITTED, encode_map_key(d)) for d in lists)]
+        fields[ADMITTED] = {encode_map_key(d): values for d, values in staying.items()}
         writes.append(
             write(
-                name(BREAKDOWNS, breakdown_doc_id(granularity, period, dimension)),
+                name(BREAKDOWNS, values_doc_id(granularity, period)),
                 fields,
-                mask=list(fields),
-                transforms=transforms.get(key, ()),
-                **preconditions,
+                mask=mask,
+                **_precondition(admitted, values_doc_id(granularity, period)),
             )
         )
     return writes
 
 
-def _counts(data: Mapping[str, Any], field_name: str) -> dict[str, int]:
-    """A document's `events` or `users` map by value, zero counts left out."""
-    admitted = data.get(_ADMITTED) or []
-    return {_value_of(admitted, k): n for k, n in (data.get(field_name) or {}).items() if n}
+def _own_write(
+    name: Callable[[str, str], str],
+    key: SetKey,
+    values: list[str],
+    admitted: Admitted,
+    updated: datetime,
+) -> Any:
+    granularity, period, dimension = key
+    fields: dict[str, Any] = {
+        "kind": VALUES_KIND,
+        "granularity": granularity,
+        "period": period,
+        "dimension": dimension,
+        ADMITTED: values,
+        "last_updated": updated,
+    }
+    own_id = breakdown_doc_id(*key)
+    return write(
+        name(BREAKDOWNS, own_id), fields, mask=list(fields), **_precondition(admitted, own_id)
+    )
 
 
-def point_of(
-    granularity: Granularity, period: str, dimension: str, data: Mapping[str, Any]
-) -> BreakdownPoint | None:
-    """The port's point of one period's breakdown document (None: no events)."""
-    events = _counts(data, _EVENTS)
-    other = events.pop(OTHER, 0)
-    if not events and not other:
-        return None
-    users = _counts(data, _USERS) if granularity == "day" else None
-    return BreakdownPoint(granularity, period, dimension, events, users, other)
-
-
-def snapshot_breakdown(data: dict[str, Any], snap: AggregateSnapshot) -> None:
-    """Add one breakdown document to `snap` (zero counts left out)."""
-    g, p, d = data["granularity"], data["period"], data["dimension"]
-    for value, n in _counts(data, _EVENTS).items():
-        snap.breakdown_events[g, p, d, value] = n
-    if g == "day":
-        for value, n in _counts(data, _USERS).items():
-            snap.breakdown_users[p, d, value] = n
-    if data.get(_ADMITTED):
-        snap.breakdown_admitted[g, p, d] = tuple(data[_ADMITTED])
-
-
-def rebuilt_docs(
-    counted: Counted, admitted: Mapping[SetKey, Sequence[str]]
-) -> dict[str, dict[str, Any]]:
-    """Document id → the whole breakdown document a recount makes (`verify --repair`,
-    `config apply`), the stored admitted sets extended by what the recount admits."""
-    docs: dict[str, dict[str, Any]] = {}
-
-    def doc(key: SetKey) -> dict[str, Any]:
-        granularity, period, dimension = key
-        found = docs.get(breakdown_doc_id(*key))
-        if found is None:
-            found = docs[breakdown_doc_id(*key)] = {
-                "kind": "breakdown",
-                "granularity": granularity,
-                "period": period,
-                "dimension": dimension,
-                _ADMITTED: [*admitted.get(key, ()), *counted.admitted.get(key, ())],
-                _EVENTS: {},
-            }
-            if granularity == "day":
-                found[_USERS] = {}
-        return found
-
-    for (g, p, d, value), n in counted.events.items():
-        found = doc((g, p, d))
-        found[_EVENTS][count_key(found[_ADMITTED], value)] = n
-    for (day, dimension, value), n in counted.unique_users().items():
-        found = doc(("day", day, dimension))
-        found[_USERS][count_key(found[_ADMITTED], value)] = n
-    for key, values in admitted.items():
-        if key[0] in BREAKDOWN_GRANULARITIES and values:
-            doc(key)
-    return docs
-
-
-def doc_size_bytes(name: str, data: Mapping[str, Any]) -> int:
-    """A document's storage size by Firestore's rules (cloud.google.com/firestore/docs/
-    storage-size): the document name's size (each `/`-separated segment's UTF-8 bytes + 1, + 16)
-    plus, per field, the name's UTF-8 bytes + 1 and the value's size (string: UTF-8 bytes + 1;
-    integer, double, timestamp: 8; boolean, null: 1; array: the sum of its values; map: as a
-    document's fields), plus 32 bytes."""
-    segments = name.split("/documents/", 1)[-1].split("/")
-    return sum(len(s.encode()) + 1 for s in segments) + 16 + _fields_size(data) + 32
-
-
-def _fields_size(data: Mapping[str, Any]) -> int:
-    return sum(len(str(k).encode()) + 1 + _value_size(v) for k, v in data.items())
-
-
-def _value_size(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value.encode()) + 1
-    if isinstance(value, bool) or value is None:
-        return 1
-    if isinstance(value, int | float | datetime):
-        return 8
-    if isinstance(value, bytes):
-        return len(value)
-    if isinstance(value, Mapping):
-        return _fields_size(value)
-    if isinstance(value, list | tuple):
-        return sum(_value_size(v) for v in value)
-    raise TypeError(f"no Firestore size for {type(value).__name__}")
+def _precondition(admitted: Admitted, document: str) -> dict[str, Any]:
+    stamp = admitted.stamps.get(document)
+    return {"exists": False} if stamp is None else {"update_time": stamp}
 
 
 def forget_writes(

@@ -28,7 +28,6 @@ from google.api_core import exceptions as gexc
 from behavioral_analytics.aggregation import Granularity, fold
 from behavioral_analytics.behavior import as_person
 from behavioral_analytics.bots import is_bot
-from behavioral_analytics.dimensions import dimension_values
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import CommitResult, NewDeadLetter, StoreError, TransientStoreError
 from behavioral_analytics.stores.firestore.breakdowns import BreakdownBatch, read_admitted
@@ -210,23 +209,8 @@ class Committer:
                 seen.add(event.event_type)
                 if len(seen) > limit:
                     return False
-        return self._breakdown_transforms_fit(events)
-
-    def _breakdown_transforms_fit(self, events: Sequence[Event]) -> bool:
-        """A breakdown document gets one transform per counted value for events and one for
-        users: at most K + 1 of each, checked value by value only when that could pass."""
-        rules = self.options.rules.breakdowns
-        limit = self.options.max_transforms_per_doc // 2
-        if not self.options.behavioral or rules.max_values + 1 <= limit:
-            return True
-        values: dict[tuple[str, str], set[str]] = {}
-        for event in events:
-            day = self.options.periods.of(event.timestamp)[2]
-            for dimension, value in dimension_values(event, rules.dimensions).items():
-                seen = values.setdefault((day, dimension), set())
-                seen.add(value)
-                if len(seen) > limit:
-                    return False
+        # Breakdown counts spill into further parts of a period past the limit
+        # (`breakdowns.breakdown_writes`): they never split a batch.
         return True
 
     def _commit_atomic(
@@ -302,6 +286,7 @@ class Committer:
                 options.rules.breakdowns,
                 options.periods,
                 lambda keys: read_admitted(self.gateway.get, name, keys),
+                options.max_transforms_per_doc,
             )
             new_uniques = self.persons.add(writes, deltas, humans, planned, extra, now, breakdowns)
         else:

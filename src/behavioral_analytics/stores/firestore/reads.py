@@ -10,7 +10,7 @@ document and are summed on read (`BucketSum`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +35,23 @@ from behavioral_analytics.store import (
     decode_cursor,
     encode_cursor,
 )
-from behavioral_analytics.stores.firestore.breakdowns import breakdown_doc_id, point_of
+from behavioral_analytics.stores.firestore.breakdown_layout import (
+    ADMITTED,
+    COUNT_MAPS,
+    Gathered,
+    breakdown_doc_id,
+    counts_prefix,
+    values_prefix,
+)
 from behavioral_analytics.stores.firestore.documents import as_datetime, links_of
 from behavioral_analytics.stores.firestore.gateway import PAGE, Gateway
 from behavioral_analytics.stores.firestore.identity import decode_links
-from behavioral_analytics.stores.firestore.keys import decode_map, decode_map_key, doc_id
+from behavioral_analytics.stores.firestore.keys import (
+    decode_map,
+    decode_map_key,
+    doc_id,
+    encode_map_key,
+)
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
@@ -56,6 +68,7 @@ from behavioral_analytics.stores.firestore.schema import (
     SHARD_SUFFIX,
     STATE,
 )
+from behavioral_analytics.stores.firestore.wire import field_path
 
 if TYPE_CHECKING:
     from google.cloud.firestore_v1 import DocumentReference, DocumentSnapshot
@@ -209,9 +222,35 @@ class Reads:
     def breakdown(
         self, dimension: str, granularity: Granularity, start: str | None, end: str | None
     ) -> list[BreakdownPoint]:
-        """One dimension's breakdown documents with start <= period <= end: a range of
-        document ids (`breakdowns.breakdown_doc_id`), no composite index."""
+        """One dimension's points with start <= period <= end (`breakdown_layout`): its own
+        values documents, and the granularity's period values and counts documents (only this
+        dimension's entries selected), each a range of document ids, no composite index."""
+        gathered = Gathered()
         prefix = breakdown_doc_id(granularity, "", dimension)
+        for data in self._id_range(prefix, start, end):
+            if data.get("dimension") == dimension and data.get("granularity") == granularity:
+                gathered.add(data)  # (not another dimension whose escaped name this prefixes)
+        key = encode_map_key(dimension)
+        mask = ["granularity", "period", field_path(ADMITTED, key)]
+        for data in self._id_range(values_prefix(granularity), start, end, mask):
+            gathered.add({**data, ADMITTED: data.get(ADMITTED) or {}})
+        mask = ["granularity", "period", *(field_path(m, key) for m in COUNT_MAPS)]
+        for data in self._id_range(counts_prefix(granularity), start, end, mask):
+            gathered.add(data)
+        points = []
+        for set_key in gathered.sets():
+            period = set_key[1]
+            if (start is None or period >= start) and (end is None or period <= end):
+                point = gathered.point(set_key)
+                if point is not None:
+                    points.append(point)
+        return sorted(points, key=lambda point: point.period)
+
+    def _id_range(
+        self, prefix: str, start: str | None, end: str | None, mask: list[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The breakdown documents whose ids are `prefix` + a period in [start, end] (and
+        what follows it: spill parts), `mask`'s fields only when given."""
         collection = self.gateway.collection(BREAKDOWNS)
         low = collection.document(prefix + (start or ""))
         high = collection.document(prefix + (end or "") + "\uf8ff")
@@ -220,17 +259,10 @@ class Reads:
             .where(filter=firestore.FieldFilter(FieldPath.document_id(), "<=", high))
             .order_by(FieldPath.document_id())
         )
-        points = []
+        if mask is not None:
+            query = query.select(mask)
         for snap in self.gateway.stream_all(query):
-            data = snap.to_dict() or {}
-            period = data.get("period", "")
-            if data.get("dimension") != dimension or data.get("granularity") != granularity:
-                continue  # another dimension whose escaped name this one's prefixes
-            if (start is None or period >= start) and (end is None or period <= end):
-                point = point_of(granularity, period, dimension, data)
-                if point is not None:
-                    points.append(point)
-        return sorted(points, key=lambda point: point.period)
+            yield snap.to_dict() or {}
 
     def bucket_sums(
         self, granularity: Granularity, start: str | None, end: str | None

@@ -9,7 +9,8 @@ Collections, in the seed recipe's layout:
                                           (kind=person when no event counts for it)
   analytics_aggregates/minute_|hourly_|daily_{period}   buckets (kind=bucket)
   analytics_aggregates/…{period}_shard{k} counter shards of a bucket (BA_FIRESTORE_COUNTER_SHARDS)
-  breakdowns/hourly_|daily_{dimension}_{period}   breakdowns (`breakdowns`)
+  breakdowns/values_|counts_{hour|day}_{period}   breakdowns per period (`breakdown_layout`)
+  breakdowns/hourly_|daily_{dimension}_{period}   an admitted set kept on its own
   dead_letters/{hash}                     rejected and dead-lettered messages
   pipeline_state/freshness[_shard{k}]     newest event time, last commit
 """

@@ -75,6 +75,7 @@ from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.people import People
 from behavioral_analytics.stores.firestore.reads import Reads
 from behavioral_analytics.stores.firestore.retention import retention as read_retention
+from behavioral_analytics.stores.firestore.scan import scan_events
 from behavioral_analytics.stores.firestore.schema import (
     DEFAULT_MARKER_RETENTION_S,
     EVENTS,
@@ -376,13 +377,35 @@ class FirestoreStore(Store):
         return self._reads.funnel(name, start, end)
 
     def retention(
-        self, start_day: str, end_day: str, max_offset: int = DEFAULT_MAX_OFFSET, unit: Unit = "day"
+        self,
+        start_day: str,
+        end_day: str,
+        max_offset: int = DEFAULT_MAX_OFFSET,
+        unit: Unit = "day",
+        start_event: str | None = None,
     ) -> list[RetentionCohort]:
         now, retention_s = self.options.clock(), self.raw_retention_s
         read = plan(
-            self.periods, start_day, end_day, max_offset, unit, now=now, raw_retention_s=retention_s
+            self.periods,
+            start_day,
+            end_day,
+            max_offset,
+            unit,
+            now=now,
+            raw_retention_s=retention_s,
+            start_event=start_event,
         )
         return read_retention(self.gateway, self.periods, read)
+
+    def scan_events(self, start_s: float, end_s: float, limit: int) -> list[Event]:
+        now, retention_s = self.options.clock(), self.raw_retention_s
+        try:
+            gateway, reads, periods = self.gateway, self._reads, self.periods
+            return scan_events(
+                gateway, reads, periods, start_s, end_s, limit, now=now, raw_retention_s=retention_s
+            )
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"Firestore scan of raw events failed: {exc}") from exc
 
     def breakdown(
         self,

@@ -1,22 +1,32 @@
 """The counters every store keeps: buckets per period and event type, unique-user markers and
-profiles, changed by a fold's deltas."""
+profiles, changed by a fold's deltas. A person's profile and events per type are one row
+(`persons`): one row write per person per commit."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
+
+import msgspec
 
 from behavioral_analytics.aggregation import Deltas
 from behavioral_analytics.stores.sqlite.schema import (
     UPSERT_BUCKET,
     UPSERT_BUCKET_TYPE,
     UPSERT_PROFILE,
-    UPSERT_PROFILE_TYPE,
 )
 from behavioral_analytics.stores.sqlite.sql import insert_returning
 
-__all__ = ["apply_deltas", "subtract_buckets"]
+__all__ = ["apply_deltas", "subtract_buckets", "types_json"]
+
+_encode = msgspec.json.Encoder().encode
+
+
+def types_json(by_type: Mapping[str, int]) -> str:
+    """Events per type as the JSON object text `persons.types` and its upserts take."""
+    return _encode(dict(by_type)).decode()
 
 
 def _new_markers(
@@ -51,14 +61,9 @@ def apply_deltas(db: sqlite3.Connection, deltas: Deltas, now: float) -> None:
     )
     db.executemany(
         UPSERT_PROFILE,
-        [(who, p.total, p.first_seen, p.last_activity, now) for who, p in deltas.profiles.items()],
-    )
-    db.executemany(
-        UPSERT_PROFILE_TYPE,
         [
-            (who, event_type, count)
+            (who, p.total, p.first_seen, p.last_activity, now, types_json(p.by_type))
             for who, p in deltas.profiles.items()
-            for event_type, count in p.by_type.items()
         ],
     )
 

@@ -30,8 +30,18 @@ from behavioral_analytics.breakdowns import (
     fold_breakdowns,
     recount_breakdowns,
 )
+from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import AggregateSnapshot, BreakdownPoint
+from behavioral_analytics.stores.sqlite.session_counts import (
+    SESSION_COUNTS_SCHEMA,
+    forget_session_counts,
+    read_admitted,
+    read_session_counts,
+    rebuild_session_counts,
+    snapshot_session_counts,
+    store_admitted,
+)
 
 __all__ = [
     "BREAKDOWN_SCHEMA",
@@ -47,7 +57,8 @@ __all__ = [
     "snapshot_breakdowns",
 ]
 
-BREAKDOWN_SCHEMA = """
+BREAKDOWN_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS breakdown_admitted (
   granularity TEXT NOT NULL,
   period TEXT NOT NULL,
@@ -74,6 +85,8 @@ CREATE TABLE IF NOT EXISTS breakdown_markers (
   PRIMARY KEY (person, day)
 ) WITHOUT ROWID;
 """
+    + SESSION_COUNTS_SCHEMA
+)
 
 _UPSERT_BUCKET = """
 INSERT INTO breakdown_buckets VALUES (?, ?, ?, ?, ?, ?)
@@ -94,13 +107,6 @@ _WRITE_MARKERS = (
     "INSERT INTO breakdown_markers VALUES (?, ?, ?) "
     "ON CONFLICT (person, day) DO UPDATE SET pairs = excluded.pairs"
 )
-_READ_ADMITTED = """
-SELECT a.granularity, a.period, a.dimension, a.value FROM breakdown_admitted AS a
-JOIN (SELECT json_extract(value, '$[0]') AS g, json_extract(value, '$[1]') AS p,
-             json_extract(value, '$[2]') AS d FROM json_each(?)) AS wanted
-  ON a.granularity = wanted.g AND a.period = wanted.p AND a.dimension = wanted.d
-ORDER BY a.rank
-"""
 # A day on either side, with an hour to spare for daylight-saving days.
 _DAY_SLACK_S = 25 * 3600.0
 
@@ -156,18 +162,6 @@ def _add_markers(
     return new
 
 
-def read_admitted(
-    db: sqlite3.Connection, keys: Iterable[tuple[str, str, str]]
-) -> dict[SetKey, list[str]]:
-    """The stored admitted values (in admission order) of each (granularity, period,
-    dimension) among `keys` that has any."""
-    admitted: dict[SetKey, list[str]] = defaultdict(list)
-    wanted = _encode([list(key) for key in keys])
-    for granularity, period, dimension, value in db.execute(_READ_ADMITTED, (wanted,)):
-        admitted[granularity, period, dimension].append(value)
-    return dict(admitted)
-
-
 def _set_keys(counted_keys: Iterable[tuple[Granularity, str, str, str]]) -> set[SetKey]:
     return {(g, p, d) for g, p, d, _ in counted_keys}
 
@@ -176,15 +170,7 @@ def _store_counted(
     db: sqlite3.Connection, counted: Counted, admitted: Mapping[SetKey, list[str]]
 ) -> None:
     """Admit `counted.admitted`, create its markers and add its events and new markers."""
-    if counted.admitted:
-        db.executemany(
-            "INSERT INTO breakdown_admitted VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [
-                (g, p, d, value, len(admitted.get((g, p, d), ())) + rank)
-                for (g, p, d), values in counted.admitted.items()
-                for rank, value in enumerate(values)
-            ],
-        )
+    store_admitted(db, counted.admitted, admitted)
     new_users = _add_markers(db, counted.users)
     db.executemany(
         _UPSERT_BUCKET,
@@ -276,8 +262,9 @@ def forget_breakdowns(
     periods: Periods,
     rules: BreakdownRules,
 ) -> None:
-    """Take `person`'s human events (with their properties) and per-value markers out of the
-    breakdowns, inside `forget`'s transaction on `db`."""
+    """Take `person`'s human events (with their properties), per-value markers and sessions
+    out of the breakdowns, inside `forget`'s transaction on `db`."""
+    forget_session_counts(db, person, periods, rules)
     counted = _counted_under(humans, None, db, periods, rules)
     db.executemany(
         _UPSERT_BUCKET,
@@ -297,6 +284,8 @@ def read_breakdown(
     db: sqlite3.Connection, dimension: str, granularity: Granularity, start: str, end: str
 ) -> list[BreakdownPoint]:
     """The points of `dimension` with start <= period <= end, oldest first (see the port)."""
+    sessions = read_session_counts(db, dimension, granularity, start, end)
+    per_event = dimension not in SESSION_DIMENSIONS  # entry and exit pages count sessions only
     events: dict[str, dict[str, int]] = defaultdict(dict)
     users: dict[str, dict[str, int]] = defaultdict(dict)
     other: Counter[str] = Counter()
@@ -317,11 +306,12 @@ def read_breakdown(
             period,
             dimension,
             events.get(period, {}),
-            users.get(period, {}) if granularity == "day" else None,
+            users.get(period, {}) if granularity == "day" and per_event else None,
             other[period],
+            sessions.get(period, {}),
         )
-        for period in sorted({*events, *other})
-        if events.get(period) or other[period]
+        for period in sorted({*events, *other, *sessions})
+        if events.get(period) or other[period] or sessions.get(period)
     ]
 
 
@@ -334,6 +324,7 @@ def snapshot_breakdowns(db: sqlite3.Connection, snap: AggregateSnapshot) -> None
         if uniques and g == "day":
             snap.breakdown_users[p, d, value] = uniques
     snap.breakdown_admitted = {key: tuple(values) for key, values in all_admitted(db).items()}
+    snap.breakdown_sessions = snapshot_session_counts(db)
 
 
 def all_admitted(db: sqlite3.Connection) -> dict[SetKey, list[str]]:
@@ -354,12 +345,15 @@ def rebuild_breakdowns(
     rules: BreakdownRules,
 ) -> None:
     """Replace every breakdown by the recount of `events` (the human ones are those `persons`
-    maps, event key → person) under the stored admitted sets, inside a write transaction."""
+    maps, event key → person) under the stored admitted sets, inside a write transaction; the
+    sessions per value from the stored sessions (rebuilt before)."""
+    events = list(events)
     admitted = all_admitted(db)
     counted = recount_breakdowns(events, persons, periods, rules, admitted)
     db.execute("DELETE FROM breakdown_buckets")
     db.execute("DELETE FROM breakdown_markers")
     _store_counted(db, counted, admitted)
+    rebuild_session_counts(db, events, persons, periods, rules)
 
 
 def delete_breakdowns(db: sqlite3.Connection, dimensions: Iterable[str]) -> None:
@@ -367,7 +361,7 @@ def delete_breakdowns(db: sqlite3.Connection, dimensions: Iterable[str]) -> None
     names = list(dimensions)
     if not names:
         return
-    for table in ("breakdown_buckets", "breakdown_admitted"):
+    for table in ("breakdown_buckets", "breakdown_admitted", "breakdown_sessions"):
         db.execute(
             f"DELETE FROM {table} WHERE dimension IN (SELECT value FROM json_each(?))",
             (_encode(names),),
@@ -391,7 +385,13 @@ def backfill_breakdowns(
     human event for the person the store holds for it, admitting values in time order: for a
     dimension added to the configuration, or every one when the values admitted change. Run
     inside a write transaction."""
-    delete_breakdowns(db, dimensions)
+    if set(dimensions) >= set(rules.dimensions):  # every set is chosen again: the pages' too
+        delete_breakdowns(db, [*dimensions, *SESSION_DIMENSIONS])
+    else:
+        delete_breakdowns(db, dimensions)
     persons = dict(db.execute("SELECT key, person FROM events WHERE bot = 0").fetchall())
     chosen = BreakdownRules(tuple(dimensions), rules.max_values)
+    events = list(events)
     _store_counted(db, recount_breakdowns(events, persons, periods, chosen, {}), {})
+    # Sessions count in every dimension at once: recount them all (their values too).
+    rebuild_session_counts(db, events, persons, periods, rules)

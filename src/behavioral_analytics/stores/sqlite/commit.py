@@ -29,7 +29,7 @@ from behavioral_analytics.stores.sqlite.forget import forgotten
 from behavioral_analytics.stores.sqlite.groups import record_groups
 from behavioral_analytics.stores.sqlite.key_rule import hold_key_rule
 from behavioral_analytics.stores.sqlite.metadata import hold_config
-from behavioral_analytics.stores.sqlite.sql import insert_returning
+from behavioral_analytics.stores.sqlite.sql import insert_created
 
 __all__ = ["commit_batch", "insert_dead_letters"]
 
@@ -154,7 +154,7 @@ def _insert_new(
         )
         for event in events
     ]
-    inserted = set(insert_returning(db, "events", 16, rows, "key", "(key) DO NOTHING"))
+    inserted = set(insert_created(db, "events", 16, rows, 0, "(key) DO NOTHING"))
     created = []
     for event in events:
         if event.key in inserted:

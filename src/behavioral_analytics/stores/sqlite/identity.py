@@ -17,11 +17,12 @@ from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules, covers_by_anonymous_id
 from behavioral_analytics.events import Event, actor
 from behavioral_analytics.identity import Link, attribute, coverage, resolve
+from behavioral_analytics.stores.sqlite.aggregates import types_json
 from behavioral_analytics.stores.sqlite.dirty import Range
 from behavioral_analytics.stores.sqlite.schema import (
     ADD_UNIQUE,
+    SUBTRACT_PROFILE_TYPES,
     UPSERT_PROFILE,
-    UPSERT_PROFILE_TYPE,
 )
 from behavioral_analytics.stores.sqlite.sql import json_list
 
@@ -146,29 +147,27 @@ class Identity:
             lost[move.old][move.event_type] += 1
         for person, own in gained.items():
             stamps = [m.timestamp for m in own]
-            db.execute(UPSERT_PROFILE, (person, len(own), min(stamps), max(stamps), now))
             types = Counter(m.event_type for m in own)
-            db.executemany(UPSERT_PROFILE_TYPE, [(person, t, n) for t, n in types.items()])
+            db.execute(
+                UPSERT_PROFILE,
+                (person, len(own), min(stamps), max(stamps), now, types_json(types)),
+            )
         for person, types in lost.items():
             db.execute(
-                "UPDATE profiles SET total_events = total_events - ?, last_updated = ? "
+                "UPDATE persons SET total_events = total_events - ?, last_updated = ? "
                 "WHERE who = ?",
                 (sum(types.values()), now, person),
             )
-            db.executemany(
-                "UPDATE profile_types SET count = count - ? WHERE who = ? AND event_type = ?",
-                [(n, person, t) for t, n in types.items()],
-            )
-            db.execute("DELETE FROM profile_types WHERE who = ? AND count <= 0", (person,))
+            db.execute(SUBTRACT_PROFILE_TYPES, (types_json(types), person))
             first, last = db.execute(
                 "SELECT min(timestamp), max(timestamp) FROM events WHERE person = ? AND bot = 0",
                 (person,),
             ).fetchone()
             if first is None:
-                db.execute("DELETE FROM profiles WHERE who = ? AND total_events <= 0", (person,))
+                db.execute("DELETE FROM persons WHERE who = ? AND total_events <= 0", (person,))
             else:
                 db.execute(
-                    "UPDATE profiles SET first_seen = ?, last_activity = ? WHERE who = ?",
+                    "UPDATE persons SET first_seen = ?, last_activity = ? WHERE who = ?",
                     (first, last, person),
                 )
 

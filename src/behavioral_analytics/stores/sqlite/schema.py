@@ -1,10 +1,15 @@
 """The SQLite store's tables: their DDL, the upserts that several modules apply to them, and the
-migration of files written before identity stitching, bot flags, dead-letter fingerprints and
-the raw events' `call` and `id_kind`.
+migration of files written before identity stitching, bot flags, dead-letter fingerprints, the
+raw events' `call` and `id_kind`, and `persons`.
 
 Every aggregate row is kept by adding deltas (`… ON CONFLICT … DO UPDATE SET n = n + excluded.n`),
 so the same statement serves a commit (positive deltas), a move between people and forgetting
 (negative ones).
+
+A person's profile and events per type are one `persons` row (issue #17's person-centric
+shape): a commit writes one row per person it touches, where a row per (person, event type)
+cost about half a row write per event more on live traffic. Readers keep the `profiles` and
+`profile_types` names: views of `persons`, whose deletes and updates triggers carry over.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ __all__ = [
     "EVENTS_SCHEMA",
     "INSERT_EVENT",
     "SCHEMA",
+    "SUBTRACT_PROFILE_TYPES",
     "UPSERT_BOT_BUCKET",
     "UPSERT_BUCKET",
     "UPSERT_BUCKET_TYPE",
     "UPSERT_FUNNEL_BUCKET",
     "UPSERT_PROFILE",
-    "UPSERT_PROFILE_TYPE",
     "UPSERT_SESSION_BUCKET",
     "migrate",
 ]
@@ -54,7 +59,19 @@ CREATE INDEX IF NOT EXISTS events_by_type ON events (event_type, timestamp DESC)
 CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expire_at);
 """
 
-_AGGREGATES_SCHEMA = """
+_PERSONS = """
+CREATE TABLE IF NOT EXISTS persons (
+  who TEXT PRIMARY KEY,
+  total_events INTEGER NOT NULL,
+  first_seen REAL NOT NULL,
+  last_activity REAL NOT NULL,
+  last_updated REAL NOT NULL,
+  types TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_AGGREGATES_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS buckets (
   granularity TEXT NOT NULL,
   period TEXT NOT NULL,
@@ -76,20 +93,32 @@ CREATE TABLE IF NOT EXISTS unique_markers (
   who TEXT NOT NULL,
   PRIMARY KEY (granularity, period, who)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS profiles (
-  who TEXT PRIMARY KEY,
-  total_events INTEGER NOT NULL,
-  first_seen REAL NOT NULL,
-  last_activity REAL NOT NULL,
-  last_updated REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS profiles_by_activity ON profiles (last_activity);
-CREATE TABLE IF NOT EXISTS profile_types (
-  who TEXT NOT NULL,
-  event_type TEXT NOT NULL,
-  count INTEGER NOT NULL,
-  PRIMARY KEY (who, event_type)
-) WITHOUT ROWID;
+-- One row per person: their profile and their events per type (a JSON object, type → count,
+-- counts above zero only), written once per person per commit. `profiles` and
+-- `profile_types` are views of it, which readers select from and deletes go through.
+"""
+    + _PERSONS
+    + """CREATE INDEX IF NOT EXISTS persons_by_activity ON persons (last_activity);
+CREATE VIEW IF NOT EXISTS profiles AS
+  SELECT who, total_events, first_seen, last_activity, last_updated FROM persons;
+CREATE TRIGGER IF NOT EXISTS profiles_delete INSTEAD OF DELETE ON profiles
+BEGIN
+  DELETE FROM persons WHERE who = old.who;
+END;
+CREATE TRIGGER IF NOT EXISTS profiles_update INSTEAD OF UPDATE ON profiles
+BEGIN
+  UPDATE persons SET total_events = new.total_events, first_seen = new.first_seen,
+    last_activity = new.last_activity, last_updated = new.last_updated WHERE who = old.who;
+END;
+CREATE VIEW IF NOT EXISTS profile_types AS
+  SELECT p.who AS who, t.key AS event_type, t.value AS count
+  FROM persons AS p, json_each(p.types) AS t;
+CREATE TRIGGER IF NOT EXISTS profile_types_delete INSTEAD OF DELETE ON profile_types
+BEGIN
+  UPDATE persons SET types = (
+    SELECT json_group_object(key, value) FROM json_each(persons.types) WHERE key <> old.event_type
+  ) WHERE who = old.who;
+END;
 CREATE TABLE IF NOT EXISTS dead_letters (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   recorded_at REAL NOT NULL,
@@ -119,6 +148,7 @@ CREATE TABLE IF NOT EXISTS pipeline_state (
   lag_s REAL
 );
 """
+)
 
 # Sessions, funnels, identity links, bot counts and tombstones.
 BEHAVIOR_SCHEMA = """
@@ -198,18 +228,31 @@ UPSERT_BUCKET_TYPE = """
 INSERT INTO bucket_types VALUES (?, ?, ?, ?)
 ON CONFLICT (granularity, period, event_type) DO UPDATE SET count = count + excluded.count
 """
-# A profile only ever gains by these; a move or forgetting takes from it with its own updates.
+# Adds a person's events: (who, events, first seen, last activity, updated at, events per type
+# as a JSON object of positive counts). A move or forgetting takes from a person with
+# `SUBTRACT_PROFILE_TYPES` and its own updates.
 UPSERT_PROFILE = """
-INSERT INTO profiles VALUES (?, ?, ?, ?, ?)
+INSERT INTO persons VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (who) DO UPDATE SET
   total_events = total_events + excluded.total_events,
   first_seen = min(first_seen, excluded.first_seen),
   last_activity = max(last_activity, excluded.last_activity),
-  last_updated = excluded.last_updated
+  last_updated = excluded.last_updated,
+  types = (SELECT json_group_object(key, n) FROM (
+    SELECT key, sum(value) AS n FROM (
+      SELECT key, value FROM json_each(persons.types)
+      UNION ALL SELECT key, value FROM json_each(excluded.types)
+    ) GROUP BY key HAVING n > 0
+  ))
 """
-UPSERT_PROFILE_TYPE = """
-INSERT INTO profile_types VALUES (?, ?, ?)
-ON CONFLICT (who, event_type) DO UPDATE SET count = count + excluded.count
+# (events per type to take away as a JSON object, who): types left at zero are dropped.
+SUBTRACT_PROFILE_TYPES = """
+UPDATE persons SET types = (SELECT json_group_object(key, n) FROM (
+  SELECT key, sum(value) AS n FROM (
+    SELECT key, value FROM json_each(persons.types)
+    UNION ALL SELECT key, -value FROM json_each(?1)
+  ) GROUP BY key HAVING n > 0
+)) WHERE who = ?2
 """
 ADD_UNIQUE = (
     "UPDATE buckets SET unique_users = unique_users + ? WHERE granularity = ? AND period = ?"
@@ -233,12 +276,23 @@ ON CONFLICT (funnel, day, step) DO UPDATE SET users = users + excluded.users
 
 
 _HAS_MEMBERS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'group_members'"
+_PROFILES_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'profiles'"
+# A profile's events per type from the `profile_types` table files had before `persons`.
+_TO_PERSONS = """
+INSERT INTO persons
+SELECT p.who, p.total_events, p.first_seen, p.last_activity, p.last_updated,
+       (SELECT json_group_object(t.event_type, t.count) FROM profile_types AS t
+        WHERE t.who = p.who AND t.count > 0)
+FROM profiles AS p
+"""
 
 
 def migrate(path: Path) -> None:
     """Bring the tables of the file at `path` (if it exists) from before identity stitching, bot
-    flags, dead-letter fingerprints and the raw events' `call` and `id_kind` up to date, before
-    `SCHEMA` is run on it. Events stored before carry neither (NULL)."""
+    flags, dead-letter fingerprints, the raw events' `call` and `id_kind`, and `persons` up to
+    date, before `SCHEMA` is run on it. Events stored before carry neither `call` nor `id_kind`
+    (NULL); the `profiles` and `profile_types` tables become one `persons` row per person (and
+    the views of those names)."""
     if not path.exists():
         return
     db = connect(path)
@@ -264,5 +318,11 @@ def migrate(path: Path) -> None:
                         "UPDATE events SET call = 'group' "
                         "WHERE key IN (SELECT event_key FROM group_members)"
                     )
+        if db.execute(_PROFILES_TABLE).fetchone():
+            with transaction(db):
+                db.execute(_PERSONS)
+                db.execute(_TO_PERSONS)
+                db.execute("DROP TABLE profiles")
+                db.execute("DROP TABLE IF EXISTS profile_types")
     finally:
         db.close()

@@ -6,13 +6,15 @@ new events, grown over every stored session it touches until it stops growing; c
 without reading raw events where `sessions.merge_client_sessions` can, and are recounted from
 raw events otherwise (an event before their first session or beyond a session's cap short of
 the next) or when their events moved between people. The stats of the sessions replaced are
-subtracted and those of their replacements added, so the session buckets stay exact.
+subtracted and those of their replacements added, so the session buckets stay exact; every
+replacement also moves the sessions per breakdown value (`session_counts`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -28,6 +30,7 @@ from behavioral_analytics.sessions import (
 )
 from behavioral_analytics.stores.sqlite.dirty import Dirty
 from behavioral_analytics.stores.sqlite.schema import UPSERT_SESSION_BUCKET
+from behavioral_analytics.stores.sqlite.session_counts import Replaced, apply_session_counts
 from behavioral_analytics.stores.sqlite.sql import PAIRS, RANGES, ranges_json
 
 __all__ = ["Sessions"]
@@ -44,6 +47,7 @@ class _SessionWrites:
     deletes: list[tuple[str, str]] = field(default_factory=list)
     upserts: list[tuple[object, ...]] = field(default_factory=list)
     delta: SessionDelta = field(default_factory=SessionDelta)
+    replaced: list[Replaced] = field(default_factory=list)
 
 
 class Sessions:
@@ -116,6 +120,9 @@ class Sessions:
                 if not s.is_zero()
             ],
         )
+        apply_session_counts(
+            db, writes.replaced, _fresh(dirty), self.periods, self.rules.breakdowns
+        )
 
     @staticmethod
     def _stored_client_sessions(
@@ -172,3 +179,19 @@ class Sessions:
         writes.upserts.extend((person, s.key, s.start, s.end, s.events, s.client_id) for s in added)
         writes.delta.apply(removed.values(), self.periods, -1)
         writes.delta.apply(added, self.periods, 1)
+        writes.replaced.append((person, removed, added))
+
+
+def _fresh(dirty: Dirty) -> Callable[[str, str | None, float], bool]:
+    """Whether a new or moved event of (person, client id or None) may sit at an instant: within
+    the range of the person's loose events the batch changed, or among a client session's new
+    timestamps, or anywhere in a client session whose events moved."""
+
+    def fresh(person: str, client_id: str | None, instant: float) -> bool:
+        if client_id is None:
+            span = dirty.loose.get(person)
+            return span is not None and span.low <= instant <= span.high
+        pair = (person, client_id)
+        return pair in dirty.clients or instant in dirty.client_new.get(pair, ())
+
+    return fresh

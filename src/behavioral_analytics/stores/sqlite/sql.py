@@ -1,6 +1,12 @@
-"""SQL building blocks the modules share: a multi-row insert that reports what it created, and
-JSON-array parameters read as tables (`json_each`), so a batch's people, ranges and pairs go to
-SQLite as one bound value each."""
+"""SQL building blocks the modules share: inserts that report what they created, and JSON-array
+parameters read as tables (`json_each`), so a batch's people, ranges and pairs go to SQLite as
+one bound value each.
+
+`insert_created` is the cheap way to learn what an insert created when almost every row is new
+(a commit's raw events): a plain `executemany` inside a savepoint, whose change count says
+whether every row was created; only when some were not is it undone and redone as a multi-row
+`RETURNING` insert (`insert_returning`), which costs about twice as much per row.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["PAIRS", "RANGES", "insert_returning", "json_list", "ranges_json"]
+__all__ = ["PAIRS", "RANGES", "insert_created", "insert_returning", "json_list", "ranges_json"]
 
 _CHUNK_PARAMETERS = 30_000  # below SQLite's limit of 32,766 bound parameters per statement
 
@@ -53,6 +59,38 @@ def insert_returning(
         result = db.execute(sql, params).fetchall()
         created.extend(row[0] for row in result) if single else created.extend(result)
     return created
+
+
+def insert_created(
+    db: sqlite3.Connection,
+    table: str,
+    width: int,
+    rows: Sequence[tuple[Any, ...]],
+    column: int,
+    on_conflict: str,
+) -> list[Any]:
+    """INSERT … ON CONFLICT … DO NOTHING of `rows` (tuples of `width` values) into `table`:
+    the value at index `column` of each row actually created, in `rows`' order. Run inside the
+    caller's transaction; `on_conflict` must make a conflicting row insert nothing (a conflict
+    target and `DO NOTHING`), and no trigger may write, so that the change count is the rows
+    created. Raises `sqlite3.Error` as the statements do."""
+    if not rows:
+        return []
+    db.execute("SAVEPOINT insert_created")
+    try:
+        before = db.total_changes
+        db.executemany(
+            f"INSERT INTO {table} VALUES ({', '.join('?' * width)}) ON CONFLICT {on_conflict}",
+            rows,
+        )
+        if db.total_changes - before != len(rows):
+            # Some existed: undo, and ask the insert which rows it creates.
+            db.execute("ROLLBACK TO insert_created")
+            returning = db.execute(f"PRAGMA table_info({table})").fetchall()[column][1]
+            return insert_returning(db, table, width, rows, returning, on_conflict)
+    finally:
+        db.execute("RELEASE insert_created")
+    return [row[column] for row in rows]
 
 
 def json_list(values: Iterable[str]) -> str:

@@ -76,6 +76,7 @@ from behavioral_analytics.stores.sqlite.metadata import (
 )
 from behavioral_analytics.stores.sqlite.reads import Reads
 from behavioral_analytics.stores.sqlite.retention import retention as read_retention
+from behavioral_analytics.stores.sqlite.scan import scan_events
 from behavioral_analytics.stores.sqlite.schema import SCHEMA, migrate
 
 __all__ = ["SQLiteStore"]
@@ -225,13 +226,31 @@ class SQLiteStore(Store):
         return self._reads.funnel(name, start, end)
 
     def retention(
-        self, start_day: str, end_day: str, max_offset: int = DEFAULT_MAX_OFFSET, unit: Unit = "day"
+        self,
+        start_day: str,
+        end_day: str,
+        max_offset: int = DEFAULT_MAX_OFFSET,
+        unit: Unit = "day",
+        start_event: str | None = None,
     ) -> list[RetentionCohort]:
         now, retention_s = self._clock(), self.raw_retention_s
         read = plan(
-            self.periods, start_day, end_day, max_offset, unit, now=now, raw_retention_s=retention_s
+            self.periods,
+            start_day,
+            end_day,
+            max_offset,
+            unit,
+            now=now,
+            raw_retention_s=retention_s,
+            start_event=start_event,
         )
         return read_retention(self._db, self.periods, read)
+
+    def scan_events(self, start_s: float, end_s: float, limit: int) -> list[Event]:
+        now, retention_s = self._clock(), self.raw_retention_s
+        return scan_events(
+            self._db, self.periods, start_s, end_s, limit, now=now, raw_retention_s=retention_s
+        )
 
     def breakdown(
         self,

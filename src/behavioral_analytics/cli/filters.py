@@ -1,0 +1,88 @@
+"""`--filter DIMENSION:VALUE` (repeatable) for the `query` commands: parsing, the range a
+filtered answer covers when `--from`/`--to` are not given, and a refused raw scan as one line
+(exit 2). The answers themselves come from `filtered_queries`, as the API's do."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from behavioral_analytics.aggregation import Granularity, Periods
+from behavioral_analytics.breakdown_report import FilterError, known_dimensions
+from behavioral_analytics.cli.compare import Window
+from behavioral_analytics.cli.errors import fail
+from behavioral_analytics.cli.shared import console
+from behavioral_analytics.raw_queries import (
+    Filter,
+    ScanError,
+    filter_dimensions,
+    parse_filters,
+    raw_window_s,
+)
+from behavioral_analytics.settings import Settings
+from behavioral_analytics.store import Store
+
+__all__ = ["FilterOption", "bounds", "filters_of", "print_source", "refusals", "source"]
+
+FilterOption = typer.Option(
+    None,
+    "--filter",
+    metavar="DIMENSION:VALUE",
+    help="Only what has this breakdown value; repeatable (all must hold). One on a kept "
+    "dimension is read from the aggregates, anything else from the raw events (bounded by "
+    "BA_RAW_SCAN_MAX_EVENTS).",
+)
+
+
+def filters_of(texts: Sequence[str] | None, store: Store) -> tuple[Filter, ...]:
+    """The `--filter` values as filters; exits 2 with one line on a bad one."""
+    try:
+        return parse_filters(texts or (), filter_dimensions(known_dimensions(store.rules)))
+    except FilterError as exc:
+        fail(f"--filter: {exc}", 2)
+
+
+def bounds(
+    window: Window,
+    granularity: Granularity,
+    config: Settings,
+    default_window_s: float,
+    *,
+    now: Callable[[], float] = time.time,
+) -> tuple[str, str]:
+    """A window's (first, last) labels, filled where `--from`/`--to` were not given: to the
+    current period, from `default_window_s` before it (shortened to lie within the raw-event
+    retention: `raw_queries.raw_window_s`)."""
+    periods = Periods(config.timezone)
+    at = now()
+    last = window.last or periods.label(granularity, at)
+    window_s = raw_window_s(default_window_s, granularity, config.raw_retention_days * 86400.0)
+    return window.first or periods.label(granularity, at - window_s), last
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Within it, a refused raw scan (`scan_too_large`, `before_horizon`) is one line and
+    exit 2."""
+    try:
+        yield
+    except ScanError as exc:
+        fail(f"--filter: {exc.detail}", 2)
+
+
+def source(body: dict[str, Any]) -> str:
+    """One line saying where a filtered answer came from."""
+    if body.get("answered_from") == "raw_events":
+        return f"answered from raw events ({body['scanned_events']:,} scanned)"
+    return "answered from the aggregates"
+
+
+def print_source(filters: Sequence[Filter], body: dict[str, Any]) -> None:
+    """Print the filters and where the answer came from, one line."""
+    shown = ", ".join(f"{f.dimension} = {f.value}" for f in filters)
+    console.print(escape(f"filter: {shown}; {source(body)}"), highlight=False)

@@ -1,0 +1,365 @@
+"""Sessions per breakdown value on the SQLite store (docs/breakdowns.md, "Sessions per value,
+entry and exit pages"; the rule is `session_breakdowns`').
+
+Each session's values are kept beside it in `session_values` (its start, its first event's key
+and the raw values it counts under, as a JSON object without the `(none)`s and repeated pages:
+about 100 bytes on the live benchmark), and the counts per (granularity, period, dimension,
+counted value) in `breakdown_sessions`. When a commit replaces sessions (`sessions.Sessions`),
+the values of the sessions it removes are read back and those of the sessions it adds are read
+from their first and last raw events, except where a session kept its start (or end) and no
+new or moved event can sit there: then the stored first (or last) values stand. The difference
+goes to the counts through the admitted sets. `forget` takes a person's stored values out.
+A session stored before session counts existed has no values: it
+never counted, so replacing it takes nothing out (`verify --repair` counts every session).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import msgspec
+
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.breakdowns import BreakdownRules
+from behavioral_analytics.dimensions import NONE
+from behavioral_analytics.events import Event
+from behavioral_analytics.session_breakdowns import (
+    SessionCounted,
+    SessionValues,
+    count_sessions_under,
+    entry_values,
+    exit_value,
+    first_event,
+    last_event,
+    recount_session_breakdowns,
+    session_deltas,
+    session_dimensions,
+)
+from behavioral_analytics.sessions import Session
+
+__all__ = [
+    "SESSION_COUNTS_SCHEMA",
+    "Replaced",
+    "apply_session_counts",
+    "forget_session_counts",
+    "read_admitted",
+    "read_session_counts",
+    "rebuild_session_counts",
+    "snapshot_session_counts",
+    "store_admitted",
+]
+
+SESSION_COUNTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS session_values (
+  person TEXT NOT NULL,
+  key TEXT NOT NULL,  -- the session's key in `sessions`
+  start REAL NOT NULL,
+  first_key TEXT NOT NULL,  -- its first event's key
+  vals TEXT NOT NULL,  -- JSON object: dimension → raw value (`_pack`)
+  PRIMARY KEY (person, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS breakdown_sessions (
+  granularity TEXT NOT NULL,
+  period TEXT NOT NULL,
+  dimension TEXT NOT NULL,
+  value TEXT NOT NULL,  -- an admitted value or '(other)'
+  sessions INTEGER NOT NULL,
+  PRIMARY KEY (granularity, period, dimension, value)
+) WITHOUT ROWID;
+"""
+
+_READ_ADMITTED = """
+SELECT a.granularity, a.period, a.dimension, a.value FROM breakdown_admitted AS a
+JOIN (SELECT json_extract(value, '$[0]') AS g, json_extract(value, '$[1]') AS p,
+             json_extract(value, '$[2]') AS d FROM json_each(?)) AS wanted
+  ON a.granularity = wanted.g AND a.period = wanted.p AND a.dimension = wanted.d
+ORDER BY a.rank
+"""
+_UPSERT_SESSIONS = """
+INSERT INTO breakdown_sessions VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (granularity, period, dimension, value) DO UPDATE SET
+  sessions = sessions + excluded.sessions
+"""
+_WRITE_VALUES = (
+    "INSERT INTO session_values VALUES (?, ?, ?, ?, ?) ON CONFLICT (person, key) DO UPDATE SET "
+    "start = excluded.start, first_key = excluded.first_key, vals = excluded.vals"
+)
+_READ_VALUES = """
+SELECT v.person, v.key, v.start, v.first_key, v.vals FROM session_values AS v
+JOIN (SELECT json_extract(value, '$[0]') AS p, json_extract(value, '$[1]') AS k
+      FROM json_each(?)) AS wanted ON v.person = wanted.p AND v.key = wanted.k
+"""
+# Events at a session's start or end, read in a window around the instant and matched exactly.
+_READ_AT = """
+WITH wanted(person, low, high) AS (SELECT json_extract(value, '$[0]'),
+  json_extract(value, '$[1]') - 1e-3, json_extract(value, '$[1]') + 1e-3 FROM json_each(?))
+SELECT DISTINCT e.person, e.key, e.event_type, e.timestamp, e.session_id, e.properties
+FROM wanted w JOIN events e ON e.person = w.person AND e.timestamp BETWEEN w.low AND w.high
+WHERE e.bot = 0
+"""
+
+SetKey = tuple[str, str, str]
+# (person, sessions removed by key, sessions added): one person's replacement in a commit.
+Replaced = tuple[str, Mapping[str, Session], Sequence[Session]]
+# Whether a new or moved event of (person, client id or None) may sit at an instant.
+Fresh = Callable[[str, str | None, float], bool]
+
+_encode_bytes = msgspec.json.Encoder().encode
+_decode_values = msgspec.json.Decoder(dict[str, str]).decode
+
+
+def _pack(values: Mapping[str, str]) -> str:
+    """A session's values as stored, without what `_unpack` restores: a configured dimension's
+    `(none)`, an entry page equal to the `page` value, an exit page equal to the entry page."""
+    entry = values.get("entry_page", NONE)
+    packed = {}
+    for dimension, value in values.items():
+        if dimension == "exit_page":
+            keep = value != entry
+        elif dimension == "entry_page":
+            keep = value != values.get("page", NONE)
+        else:
+            keep = value != NONE
+        if keep:
+            packed[dimension] = value
+    return _encode(packed)
+
+
+def _unpack(text: str, rules: BreakdownRules) -> dict[str, str]:
+    """The values `_pack` stored, for every dimension of `rules` (a dimension added since is
+    counted afresh by `rebuild_session_counts`, which rewrites every session's values)."""
+    packed = _decode_values(text)
+    values = {dimension: packed.get(dimension, NONE) for dimension in rules.dimensions}
+    values["entry_page"] = entry = packed.get("entry_page", values.get("page", NONE))
+    values["exit_page"] = packed.get("exit_page", entry)
+    return values
+
+
+_decode = msgspec.json.Decoder().decode
+
+
+def _encode(value: object) -> str:
+    return _encode_bytes(value).decode()
+
+
+def read_admitted(
+    db: sqlite3.Connection, keys: Iterable[tuple[str, str, str]]
+) -> dict[SetKey, list[str]]:
+    """The stored admitted values (in admission order) of each (granularity, period,
+    dimension) among `keys` that has any."""
+    admitted: dict[SetKey, list[str]] = defaultdict(list)
+    wanted = _encode([list(key) for key in keys])
+    for granularity, period, dimension, value in db.execute(_READ_ADMITTED, (wanted,)):
+        admitted[granularity, period, dimension].append(value)
+    return dict(admitted)
+
+
+def store_admitted(
+    db: sqlite3.Connection,
+    new: Mapping[SetKey, Sequence[str]],
+    admitted: Mapping[SetKey, Sequence[str]],
+) -> None:
+    """Add the `new` admitted values after each set's stored `admitted` ones."""
+    if new:
+        db.executemany(
+            "INSERT INTO breakdown_admitted VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [
+                (g, p, d, value, len(admitted.get((g, p, d), ())) + rank)
+                for (g, p, d), values in new.items()
+                for rank, value in enumerate(values)
+            ],
+        )
+
+
+def _store_counted(
+    db: sqlite3.Connection, counted: SessionCounted, admitted: Mapping[SetKey, Sequence[str]]
+) -> None:
+    store_admitted(db, counted.admitted, admitted)
+    db.executemany(_UPSERT_SESSIONS, [(*key, n) for key, n in counted.sessions.items() if n])
+    db.executemany(
+        "DELETE FROM breakdown_sessions WHERE granularity = ? AND period = ? AND dimension = ? "
+        "AND value = ? AND sessions = 0",
+        [key for key, n in counted.sessions.items() if n < 0],
+    )
+
+
+def _apply_delta(
+    db: sqlite3.Connection,
+    removed: Iterable[SessionValues],
+    added: Iterable[SessionValues],
+    periods: Periods,
+    rules: BreakdownRules,
+) -> None:
+    delta = session_deltas(removed, added, periods, session_dimensions(rules))
+    if not delta:
+        return
+    admitted = read_admitted(db, {(g, p, d) for g, p, d, _ in delta})
+    _store_counted(db, count_sessions_under(delta, admitted, rules.max_values), admitted)
+
+
+def _event(person: str, key: str, etype: str, ts: float, sid: str | None, props: str) -> Event:
+    """A stored event as far as its dimensions and its session need it."""
+    return Event(key, "", None, None, etype, ts, sid, _decode(props), 0.0, person)
+
+
+def apply_session_counts(
+    db: sqlite3.Connection,
+    replaced: Sequence[Replaced],
+    fresh: Fresh,
+    periods: Periods,
+    rules: BreakdownRules,
+) -> None:
+    """Move the session counts of a commit's session replacements (one `Replaced` per person
+    whose sessions changed), inside the commit's transaction on `db`; `fresh` says where a new
+    or moved event may sit (there the stored first or last event may have changed)."""
+    if not replaced or not session_dimensions(rules):
+        return
+    wanted = [[person, key] for person, removed, _ in replaced for key in removed]
+    stored: dict[tuple[str, str], tuple[float, str, dict[str, str]]] = {
+        (person, key): (start, first_key, _unpack(vals, rules))
+        for person, key, start, first_key, vals in db.execute(_READ_VALUES, (_encode(wanted),))
+    }
+    instants: list[tuple[str, float]] = []
+    plans = []
+    for person, removed, added in replaced:
+        for session in added:
+            old = removed.get(session.key)
+            kept = stored.get((person, session.key))
+            same_first = same_last = False
+            if old is not None and kept is not None:
+                same_first = old.start == session.start and not fresh(
+                    person, session.client_id, session.start
+                )
+                same_last = old.end == session.end and not fresh(
+                    person, session.client_id, session.end
+                )
+            if not same_first:
+                instants.append((person, session.start))
+            if not same_last:
+                instants.append((person, session.end))
+            plans.append((person, session, kept, same_first, same_last))
+    at: dict[tuple[str, str | None, float], list[Event]] = defaultdict(list)
+    if instants:
+        for row in db.execute(_READ_AT, (_encode(sorted(set(instants))),)):
+            event = _event(*row)
+            at[row[0], event.session_id, event.timestamp].append(event)
+    new_values: list[SessionValues] = []
+    rows = []
+    for person, session, kept, same_first, same_last in plans:
+        if kept is not None and same_first:
+            start, first_key, values = kept[0], kept[1], dict(kept[2])
+        else:
+            firsts = at.get((person, session.client_id, session.start))
+            if not firsts:
+                continue  # its events are not where the session says: nothing to count
+            first = first_event(firsts)
+            start, first_key, values = first.timestamp, first.key, entry_values(first, rules)
+            if session.events == 1:  # its first event is its last
+                values["exit_page"] = values["entry_page"]
+        if "exit_page" in values and session.events == 1:
+            pass
+        elif kept is not None and same_last:
+            values["exit_page"] = kept[2]["exit_page"]
+        else:
+            lasts = at.get((person, session.client_id, session.end))
+            if not lasts:
+                continue
+            values["exit_page"] = exit_value(last_event(lasts))
+        new_values.append(SessionValues(start, values, (start, first_key)))
+        if kept is None or kept != (start, first_key, values):
+            rows.append((person, session.key, start, first_key, _pack(values)))
+    deletes: list[tuple[str, str]] = []
+    for person, removed, added in replaced:
+        keys = {s.key for s in added}
+        deletes.extend((person, key) for key in removed if key not in keys)
+    db.executemany("DELETE FROM session_values WHERE person = ? AND key = ?", deletes)
+    db.executemany(_WRITE_VALUES, rows)
+    old_values = [SessionValues(start, vals) for start, _, vals in stored.values()]
+    _apply_delta(db, old_values, new_values, periods, rules)
+
+
+def forget_session_counts(
+    db: sqlite3.Connection, person: str, periods: Periods, rules: BreakdownRules
+) -> None:
+    """Take `person`'s sessions out of the session counts, inside `forget`'s transaction."""
+    gone = [
+        SessionValues(start, _unpack(vals, rules))
+        for start, vals in db.execute(
+            "DELETE FROM session_values WHERE person = ? RETURNING start, vals", (person,)
+        ).fetchall()
+    ]
+    _apply_delta(db, gone, (), periods, rules)
+
+
+def read_session_counts(
+    db: sqlite3.Connection, dimension: str, granularity: str, start: str, end: str
+) -> dict[str, dict[str, int]]:
+    """period → sessions per counted value (`(other)` included) of `dimension`, start <= period
+    <= end."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for period, value, n in db.execute(
+        "SELECT period, value, sessions FROM breakdown_sessions "
+        "WHERE granularity = ? AND dimension = ? AND period >= ? AND period <= ?",
+        (granularity, dimension, start, end),
+    ):
+        if n:
+            counts[period][value] = n
+    return dict(counts)
+
+
+def snapshot_session_counts(
+    db: sqlite3.Connection,
+) -> dict[tuple[str, str, str, str], int] | None:
+    """Every non-zero session count by (granularity, period, dimension, value); None for a
+    store with no sessions at all (what a snapshot of an empty store says)."""
+    counts = {
+        (g, p, d, value): n
+        for g, p, d, value, n in db.execute("SELECT * FROM breakdown_sessions")
+        if n
+    }
+    if not counts and db.execute("SELECT 1 FROM sessions LIMIT 1").fetchone() is None:
+        return None
+    return counts
+
+
+def rebuild_session_counts(
+    db: sqlite3.Connection,
+    events: Iterable[Event],
+    persons: Mapping[str, str],
+    periods: Periods,
+    rules: BreakdownRules,
+) -> None:
+    """Replace every session count and session's values by their recount from `events` (the
+    human ones are those `persons` maps) over the stored `sessions` (already recounted), under
+    the stored admitted sets (after the events' recount), inside a write transaction."""
+    sessions: dict[str, list[Session]] = defaultdict(list)
+    for person, key, start, end, count, client_id in db.execute(
+        "SELECT person, key, start, end, events, client_id FROM sessions"
+    ):
+        first = client_id is None or key == f"c:{client_id}"
+        sessions[person].append(Session(start, end, count, client_id, first))
+    admitted = dict(_all_admitted(db))
+    counted, values = recount_session_breakdowns(
+        sessions, events, persons, periods, rules, admitted
+    )
+    db.execute("DELETE FROM breakdown_sessions")
+    db.execute("DELETE FROM session_values")
+    db.executemany(
+        _WRITE_VALUES,
+        [
+            (person, key, v.start, v.order[1], _pack(v.values))
+            for (person, key), v in values.items()
+        ],
+    )
+    _store_counted(db, counted, admitted)
+
+
+def _all_admitted(db: sqlite3.Connection) -> dict[SetKey, list[str]]:
+    admitted: dict[SetKey, list[str]] = defaultdict(list)
+    for g, p, d, value in db.execute(
+        "SELECT granularity, period, dimension, value FROM breakdown_admitted ORDER BY rank"
+    ):
+        admitted[g, p, d].append(value)
+    return admitted

@@ -1,0 +1,342 @@
+"""The dashboard's entry and exit pages, its retention grid and its whole-page filters in
+headless Chromium over a store with known sessions: the numbers shown are the ones computed
+here from the sessions below (not read back from the store), a click narrows every panel and
+tile, a chip removes its filter, a reload keeps them; screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_helpers import READ_KEY, WRITE, make_settings, recipe_event, run_worker
+from test_api_dashboard_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    page_errors,
+    serving,
+    sync_api,
+    wait_for,
+)
+
+from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.funnels import PURCHASE_FUNNEL
+from behavioral_analytics.settings import Settings
+from behavioral_analytics.wiring import build_broker, build_store
+
+pytestmark = pytest.mark.browser
+
+# (days ago, person, session id, device, pages in order): one event per page, 10 s apart.
+SESSIONS = [
+    (1, "u1", "s1", "mobile", ["/pricing", "/docs", "/signup"]),
+    (1, "u2", "s2", "desktop", ["/pricing", "/docs"]),
+    (1, "u3", "s3", "mobile", ["/blog"]),
+    (0, "u1", "s4", "mobile", ["/docs", "/pricing"]),
+    (0, "u2", "s5", "desktop", ["/pricing"]),
+    (0, "u4", "s6", "desktop", ["/blog", "/pricing"]),
+]
+Session = tuple[int, str, str, str, list[str]]
+SMALL_SCAN = 3  # BA_RAW_SCAN_MAX_EVENTS of the refused-filter test: fewer than the events
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+    yield from serving(
+        make_settings(
+            tmp_path, api_port=free_port(), max_event_age_days=14, funnels=PURCHASE_FUNNEL
+        )
+    )
+
+
+def _times(now: float) -> dict[str, list[float]]:
+    """Each session's event times: 2 to 4 minutes before `now`, on its day."""
+    return {
+        sid: [now - ago * 86400 - 240 + 20 * k + 2 * j for j in range(len(pages))]
+        for k, (ago, _, sid, _, pages) in enumerate(SESSIONS)
+    }
+
+
+def _publish(base_url: str, settings: Settings, times: dict[str, list[float]]) -> None:
+    events = []
+    for _, user, sid, device, pages in SESSIONS:
+        for j, page in enumerate(pages):
+            events.append(
+                recipe_event(
+                    len(events),
+                    user=user,
+                    timestamp=times[sid][j],
+                    session_id=sid,
+                    properties={
+                        "page_url": f"https://shop.example{page}",
+                        "device_type": device,
+                    },
+                )
+            )
+    response = httpx.post(base_url + "/v1/events", json=events, headers=WRITE, timeout=10)
+    assert response.status_code == 202 and len(response.json()["accepted"]) == len(events)
+    broker, store = build_broker(settings), build_store(settings)
+    try:
+        run_worker(broker, store, settings)
+    finally:
+        broker.close()
+        store.close()
+
+
+def _keep(filters: dict[str, str]) -> Callable[[Session, str], bool]:
+    """Whether an event (its session, its page) matches every filter."""
+
+    def match(session: Session, page: str) -> bool:
+        want = {"device": session[3], "page": page}
+        return all(want[dimension] == value for dimension, value in filters.items())
+
+    return match
+
+
+def _pages(filters: dict[str, str]) -> dict[str, int]:
+    keep = _keep(filters)
+    return dict(Counter(page for s in SESSIONS for page in s[4] if keep(s, page)))
+
+
+def _devices(filters: dict[str, str]) -> dict[str, int]:
+    keep = _keep(filters)
+    return dict(Counter(s[3] for s in SESSIONS for page in s[4] if keep(s, page)))
+
+
+def _edges(index: int, filters: dict[str, str]) -> dict[str, int]:
+    """Sessions per entry (index 0) or exit (-1) page, of the sessions whose first event
+    matches the filters (the session-scoped rule)."""
+    keep = _keep(filters)
+    return dict(Counter(s[4][index] for s in SESSIONS if keep(s, s[4][0])))
+
+
+def _retention(day_of: Callable[[float], str], times: dict[str, list[float]]) -> dict[str, Any]:
+    """cohort day → (size, returning per day offset), from each person's active days."""
+    active: dict[str, set[str]] = {}
+    for _, user, sid, _, _ in SESSIONS:
+        active.setdefault(user, set()).update(day_of(t) for t in times[sid])
+    today = day_of(time.time())
+    table: dict[str, list[int]] = {}
+    for days in active.values():
+        first = min(days)
+        width = _day_number(today) - _day_number(first) + 1
+        row = table.setdefault(first, [0] * width)
+        for day in days:
+            row[_day_number(day) - _day_number(first)] += 1
+    return {day: (row[0], row) for day, row in table.items()}
+
+
+def _day_number(label: str) -> int:
+    return date.fromisoformat(label).toordinal()
+
+
+def panel(page: Any, dimension: str, field: str) -> dict[str, int]:
+    """value → the count a panel shows (`events` or `sessions`)."""
+    rows = page.locator(f'.breakdown[data-dimension="{dimension}"] li').evaluate_all(
+        f"items => items.map(i => [i.dataset.value, Number(i.dataset.{field})])"
+    )
+    return dict(rows)
+
+
+def grid(page: Any) -> dict[str, Any]:
+    rows = page.locator("#retention-grid tbody tr").evaluate_all(
+        "rows => rows.map(r => [r.dataset.cohort, Number(r.dataset.size),"
+        " [...r.querySelectorAll('td.rate')].map(c => Number(c.dataset.returning))])"
+    )
+    return {cohort: (size, returning) for cohort, size, returning in rows}
+
+
+def number(page: Any, selector: str) -> int | None:
+    value = page.get_attribute(selector, "data-value")
+    return int(value) if value else None
+
+
+def source(page: Any, selector: str) -> str | None:
+    """Where the answer a tile shows says it was read (`answered_from`)."""
+    found = page.get_attribute(selector, "data-source")
+    return str(found) if found is not None else None
+
+
+def chips(page: Any) -> list[tuple[str, str]]:
+    found = page.locator("#filter-chips .filter-chip").evaluate_all(
+        "items => items.map(i => [i.dataset.dimension, i.dataset.value])"
+    )
+    return [tuple(pair) for pair in found]
+
+
+def waits(what: str, condition: Callable[[], Any]) -> Any:
+    return wait_for(condition, 20, what)
+
+
+def settles(what: str, read: Callable[[], Any], expected: Any) -> None:
+    """Waits until `read()` is `expected`; the failure shows what was shown last."""
+    shown: list[Any] = [None]
+
+    def equal() -> bool:
+        shown[0] = read()
+        return bool(shown[0] == expected)
+
+    try:
+        wait_for(equal, 20, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: shown {shown[0]!r}, expected {expected!r}") from None
+
+
+def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Settings]) -> None:
+    base_url, settings = served
+    times = _times(time.time() - 60)
+    _publish(base_url, settings, times)
+    periods = Periods(settings.timezone)
+
+    def day_of(t: float) -> str:
+        return periods.label("day", t)
+
+    today = day_of(time.time())
+    today_sessions = [s for s in SESSIONS if day_of(times[s[2]][0]) == today]
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1600})
+            errors = page_errors(page)
+            page.goto(base_url + f"/#key={READ_KEY}")
+            page.wait_for_selector('.breakdown[data-dimension="page"] li', timeout=15_000)
+
+            # The retention grid: people by first-seen day, returning per day after.
+            expected = _retention(day_of, times)
+            settles("the retention grid", lambda: grid(page), expected)
+            page.click("#retention-week")
+            weeks = {c: (size, [size]) for c, (size, _) in expected.items()}
+            settles("the grid by weeks", lambda: grid(page), weeks)
+            page.click("#retention-day")
+            settles("the grid by days again", lambda: grid(page), expected)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.locator("#retention-card").screenshot(
+                path=str(ARTIFACTS / "dashboard-retention.png")
+            )
+
+            # Entry and exit pages: sessions per value over the last 7 days.
+            assert panel(page, "page", "events") == _pages({})
+            settles("the entry pages", lambda: panel(page, "entry_page", "sessions"), _edges(0, {}))
+            settles("the exit pages", lambda: panel(page, "exit_page", "sessions"), _edges(-1, {}))
+
+            # A click on "mobile" narrows every panel and tile to mobile events.
+            mobile = {"device": "mobile"}
+            page.click('.breakdown[data-dimension="device"] li[data-value="mobile"]')
+            settles("the chip", lambda: chips(page), [("device", "mobile")])
+            settles("mobile pages", lambda: panel(page, "page", "events"), _pages(mobile))
+            total = sum(_pages(mobile).values())
+            settles("the filtered total", lambda: number(page, "#filter-total"), total)
+            mobile_today = sum(1 for s in today_sessions if s[3] == "mobile")
+            settles("mobile sessions today", lambda: number(page, "#sessions-count"), mobile_today)
+            # One filter on a kept dimension: the series from the aggregates; a breakdown
+            # narrowed by another dimension from the raw events.
+            settles("the series' source", lambda: source(page, "#filter-note"), "aggregates")
+            note = page.locator('.breakdown[data-dimension="page"] .note[data-source]')
+            assert "from raw events" in note.inner_text()
+            settles(
+                "mobile entry pages",
+                lambda: panel(page, "entry_page", "sessions"),
+                _edges(0, mobile),
+            )
+            assert panel(page, "exit_page", "sessions") == _edges(-1, mobile)
+
+            # A second click adds a filter: mobile events on /pricing.
+            both = {"device": "mobile", "page": "/pricing"}
+            page.click('.breakdown[data-dimension="page"] li[data-value="/pricing"]')
+            settles("two chips", lambda: chips(page), [("device", "mobile"), ("page", "/pricing")])
+            total = sum(_pages(both).values())
+            settles("the total of both", lambda: number(page, "#filter-total"), total)
+            settles("devices of both", lambda: panel(page, "device", "events"), _devices(both))
+            assert source(page, "#filter-note") == "raw_events"
+            assert "from raw events" in page.inner_text("#filter-note")
+
+            # A reload keeps them (the address's fragment).
+            page.reload()
+            settles("chips after a reload", lambda: len(chips(page)), 2)
+            settles(
+                "devices after a reload", lambda: panel(page, "device", "events"), _devices(both)
+            )
+            settles("the total after a reload", lambda: number(page, "#filter-total"), total)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-filtered.png"), full_page=True)
+
+            # The device chip removes the device filter; the page filter stays.
+            page.click('#filter-chips .filter-chip[data-dimension="device"]')
+            settles("one chip", lambda: chips(page), [("page", "/pricing")])
+            pricing = {"page": "/pricing"}
+            settles(
+                "devices of /pricing", lambda: panel(page, "device", "events"), _devices(pricing)
+            )
+
+            # The last chip: every number is the unfiltered one again.
+            page.click("#filter-chips .filter-chip")
+            waits("no filter", lambda: page.locator("#filter-bar").is_hidden())
+            settles("all pages", lambda: panel(page, "page", "events"), _pages({}))
+            settles("all devices", lambda: panel(page, "device", "events"), _devices({}))
+            settles(
+                "all sessions today", lambda: number(page, "#sessions-count"), len(today_sessions)
+            )
+            settles("all entry pages", lambda: panel(page, "entry_page", "sessions"), _edges(0, {}))
+            assert "filter=" not in page.url
+            assert page.get_attribute("#status", "data-state") == "live"
+            assert errors == []
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def served_small_scan(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+    yield from serving(
+        make_settings(
+            tmp_path,
+            api_port=free_port(),
+            max_event_age_days=14,
+            funnels=PURCHASE_FUNNEL,
+            raw_scan_max_events=SMALL_SCAN,
+        )
+    )
+
+
+def test_a_refused_filter_is_each_tiles_message(
+    served_small_scan: tuple[str, Settings],
+) -> None:
+    """Two filters from the address (read from the raw events) over a range holding more
+    events than the scan bound: each panel and tile shows the refusal, never a blank."""
+    base_url, settings = served_small_scan
+    times = _times(time.time() - 60)
+    _publish(base_url, settings, times)
+    assert sum(len(s[4]) for s in SESSIONS) > SMALL_SCAN
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1600})
+            errors = page_errors(page)
+            page.goto(base_url + f"/#key={READ_KEY}&filter=device:mobile&filter=page:/pricing")
+            settles("chips from the address", lambda: len(chips(page)), 2)
+            page.wait_for_selector('.breakdown[data-dimension="page"] .unavailable', timeout=20_000)
+            for dimension in ("page", "device", "referrer"):
+                problem = page.get_attribute(
+                    f'.breakdown[data-dimension="{dimension}"] .unavailable', "data-problem"
+                )
+                assert problem and "BA_RAW_SCAN_MAX_EVENTS" in problem, (dimension, problem)
+                assert page.locator(f'.breakdown[data-dimension="{dimension}"] li').count() == 0
+            for tile in ("#filter-note", "#sessions-note", "#funnel-note"):
+                waits(
+                    f"{tile}'s message",
+                    lambda tile=tile: "BA_RAW_SCAN_MAX_EVENTS" in page.inner_text(tile),
+                )
+                assert "error" in (page.get_attribute(tile, "class") or "")
+            assert number(page, "#filter-total") is None
+            assert number(page, "#sessions-count") is None
+            retention = page.inner_text("#retention-note")
+            assert retention and page.locator("#retention-note").is_visible()
+            assert errors == []
+        finally:
+            browser.close()
