@@ -85,6 +85,15 @@ def test_hashed_fields_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().breakdown_dimensions[-1] == "property:plan"
 
 
+@pytest.mark.parametrize("value", ['["plan"]', '{"plan": 1}', '"plan"'])
+def test_a_json_list_is_refused_not_taken_for_a_name(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("BA_BREAKDOWN_PROPERTIES", value)
+    with pytest.raises(ConfigError, match="comma-separated top-level property names"):
+        load_settings()
+
+
 @pytest.mark.parametrize(
     ("value", "ok"), [("1", True), ("1000", True), ("0", False), ("1001", False)]
 )

@@ -77,9 +77,9 @@ def test_a_file_from_before_breakdowns_gets_them_counted(tmp_path: Path) -> None
             "breakdown_markers",
             "breakdown_admitted",
             "breakdown_sessions",
-            "session_values",
         ):
             db.execute(f"DROP TABLE {table}")
+        db.execute("ALTER TABLE sessions DROP COLUMN vals")
         (text,) = db.execute("SELECT value FROM metadata WHERE name = 'config'").fetchone()
         record = json.loads(text)
         del record["breakdown_dimensions"], record["breakdown_values"]

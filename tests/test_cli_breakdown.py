@@ -30,6 +30,7 @@ class Point:
     events: dict[str, int]
     unique_users: dict[str, int] | None
     other_events: int
+    sessions: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"period": self.period}
@@ -46,6 +47,33 @@ def test_rows_sort_by_events_then_value_with_other_last_however_large() -> None:
     assert summary.total_events == 16 and summary.values_not_shown == 1
     assert summary.unique_users_note is None
     assert [r.share for r in summary.rows] == [0.1875, 0.1875, 0.5625]
+
+
+def test_a_session_dimension_is_ranked_and_totalled_by_its_sessions_over_the_range() -> None:
+    hours = [
+        Point("2026-11-28-10", {}, None, 0, {"/a": 1, "/b": 2, OTHER: 1}),
+        Point("2026-11-28-11", {}, None, 0, {"/a": 3}),
+    ]
+    summary = summarize(hours, "hour", "2026-11-28-10", "2026-11-28-11", 10)
+    assert [(r.value, r.events, r.sessions, r.share) for r in summary.rows] == [
+        ("/a", 0, 4, 0.5714),
+        ("/b", 0, 2, 0.2857),
+        (OTHER, 0, 1, 0.1429),
+    ]
+    assert (summary.total_events, summary.total_sessions) == (0, 7)
+
+
+def test_sessions_per_value_ride_beside_events_where_the_store_keeps_them() -> None:
+    day = Point("2026-11-28", {"/a": 5, "/b": 1}, {"/a": 2, "/b": 1}, 2, {"/a": 2, OTHER: 1})
+    summary = summarize([day], "day", "2026-11-28", "2026-11-28", 10)
+    assert [(r.value, r.events, r.sessions) for r in summary.rows] == [
+        ("/a", 5, 2),
+        ("/b", 1, 0),
+        (OTHER, 2, 1),
+    ]
+    assert (summary.total_events, summary.total_sessions) == (8, 3)
+    without = summarize([Point("2026-11-28", {"/a": 1}, None, 0)], "day", "x", "y", 10)
+    assert without.total_sessions is None and without.rows[0].sessions is None
 
 
 def test_days_are_summed_for_events_but_never_for_unique_users() -> None:
@@ -65,6 +93,7 @@ def test_days_are_summed_for_events_but_never_for_unique_users() -> None:
     assert hours.rows[0].unique_users is None and hours.unique_users_note == HOUR_NOTE
     assert summarize([], "day", "2026-11-28", "2026-11-28", 5).to_dict() == {
         "total_events": 0,
+        "total_sessions": None,
         "values": [],
         "values_not_shown": 0,
         "unique_users_note": None,
@@ -157,6 +186,8 @@ def test_a_filtered_series_is_exact_unless_the_value_may_be_in_other() -> None:
     assert parse_filter("property:plan:tier:gold", dimensions) == ("property:plan:tier", "gold")
     with pytest.raises(FilterError, match="configured dimension"):
         parse_filter("page:", dimensions)
+    with pytest.raises(FilterError, match="filter on page"):
+        parse_filter("entry_page:/a", dimensions)
 
 
 def test_the_series_command_takes_a_filter() -> None:

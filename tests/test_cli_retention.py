@@ -1,5 +1,6 @@
 """`query retention` from the command line: JSON and table answers over a local store, and the
-one-line refusals (exit 2) of a bad unit and of cohort days before the raw-event retention."""
+one-line refusals (exit 2) of a bad unit and of cohort days before the raw-event retention;
+`--filter` keeping the people whose cohort day holds a matching event."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def test_query_retention(tmp_path: Path) -> None:
     ]
     table = cli(*args, env=env).stdout.decode()
     assert "day 2" in table and "1 (50%)" in table
+    # The default --max (30) shows only the periods begun, and no more than 80 columns hold.
+    narrow = {**env, "COLUMNS": "80"}
+    default = cli("query", "retention", "--from", first, "--to", second, env=narrow).stdout
+    lines = default.decode().splitlines()
+    assert "day 4" in default.decode() and "day 5" not in default.decode()
+    assert max(len(line) for line in lines) <= 80 and "50%" in default.decode()
 
     bad = cli("query", "retention", "--unit", "month", env=env, check=False)
     assert bad.returncode == 2 and "--unit must be day or week" in bad.stderr.decode()
@@ -84,3 +91,42 @@ def test_query_retention_by_a_start_event(tmp_path: Path) -> None:
     assert "nobody did never_sent for the first time on those days" in none
     bad = cli(*args, "--start-event", " ", env=env, check=False)
     assert bad.returncode == 2 and "expected an event type" in bad.stderr.decode()
+
+
+def test_query_retention_narrowed_by_filters(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    cli("init", env=env)
+    today = datetime.now(UTC).date()
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC).timestamp()
+    first, second = (today - timedelta(days=4)).isoformat(), (today - timedelta(days=3)).isoformat()
+    store = SQLiteStore(tmp_path / "data" / "store.db")
+    try:
+        store.commit(
+            [
+                # ann searches on her first day; bob only the day after his; cy on hers.
+                behavior_event(1, noon - 4 * DAY_S, received_at=noon, user="ann", kind="search"),
+                behavior_event(2, noon - 3 * DAY_S, received_at=noon, user="ann"),
+                behavior_event(3, noon - 4 * DAY_S, received_at=noon, user="bob"),
+                behavior_event(4, noon - 3 * DAY_S, received_at=noon, user="bob", kind="search"),
+                behavior_event(5, noon - 3 * DAY_S, received_at=noon, user="cy", kind="search"),
+            ]
+        )
+    finally:
+        store.close()
+
+    args = ("query", "retention", "--from", first, "--to", second, "--max", "1")
+    body = json.loads(cli(*args, "--filter", "event_type:search", "--json", env=env).stdout)
+    assert body["filters"] == [{"dimension": "event_type", "value": "search"}]
+    assert body["answered_from"] == "raw_events" and body["scanned_events"] == 5
+    assert [(c["cohort"], c["size"], c["returning"]) for c in body["cohorts"]] == [
+        (first, 1, [1, 1]),
+        (second, 1, [1, 0]),
+    ]
+    table = cli(*args, "--filter", "event_type:search", env=env).stdout.decode()
+    assert "1 (100%)" in table and "filter: event_type = search" in table
+    assert "answered from raw events (5 scanned)" in table
+    bad = cli(*args, "--filter", "nope", env=env, check=False)
+    assert bad.returncode == 2 and "--filter" in bad.stderr.decode()
+    bounded = {**env, "BA_RAW_SCAN_MAX_EVENTS": "3"}
+    refused = cli(*args, "--filter", "event_type:search", env=bounded, check=False)
+    assert refused.returncode == 2 and "BA_RAW_SCAN_MAX_EVENTS" in refused.stderr.decode()

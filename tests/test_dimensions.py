@@ -156,6 +156,21 @@ def test_an_unreadable_referrer_is_none() -> None:
     assert values(event, "referrer") == {"referrer": NONE}
 
 
+@pytest.mark.parametrize(
+    ("referrer", "expected"),
+    [
+        ("not a url!", NONE),
+        ("https://bad host/x", NONE),
+        ("newsletter", "newsletter"),
+        ("Bing.com:443", "bing.com"),
+        ("https://münchen.example/a", "münchen.example"),
+        ("http://[2001:db8::1]/", "2001:db8::1"),
+    ],
+)
+def test_a_referrer_is_a_host_domain_or_one_word_source(referrer: str, expected: str) -> None:
+    assert values(recipe(referrer=referrer), "referrer") == {"referrer": expected}
+
+
 def test_campaign_context_comes_before_the_url_query() -> None:
     context = {
         "campaign": {"source": "ads", "medium": "cpc", "name": "launch"},
@@ -288,7 +303,7 @@ def test_labels_in_urls_referrers_devices_and_event_types_are_quoted() -> None:
     event = recipe(page_url="(none)", referrer="https://(other)/x", device_type="(none)")
     assert values(event, "page", "referrer", "device") == {
         "page": '"(none)"',
-        "referrer": '"(other)"',
+        "referrer": NONE,  # brackets are in no host name: not a referrer, so never a label
         "device": '"(none)"',
     }
     typed = validate_event(

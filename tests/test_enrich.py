@@ -51,10 +51,8 @@ MAC_FIREFOX = (
 )
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 PARSERS = {
-    "user_agent": (
-        f"ua-parser {version('ua-parser')} (ua-parser-builtins {version('ua-parser-builtins')})"
-    ),
-    "geo": f"iptocc {version('iptocc')}",
+    "user_agent": f"{version('ua-parser')}/{version('ua-parser-builtins')}",
+    "geo": version("iptocc"),
 }
 
 

@@ -3,6 +3,7 @@ dots (docs/behavior.md, "Privacy")."""
 
 from __future__ import annotations
 
+from random import Random
 from typing import Any
 
 import pytest
@@ -107,3 +108,40 @@ def test_a_hashed_path_listed_twice_is_hashed_once_and_null_is_left() -> None:
     properties: dict[str, Any] = {"email": "a@example.test", "phone": None}
     scrub(properties, truncate_ips=False, hashed_fields=("email", "email", "phone"), salt=SALT)
     assert properties == {"email": hash_value("a@example.test", SALT), "phone": None}
+
+
+def _every_key_path(node: dict[str, Any], prefix: str | None = None) -> list[tuple[str, Any]]:
+    """(joined key path, value) of every key at every depth, read plainly: the rule's oracle."""
+    found = []
+    for key, value in node.items():
+        path = key if prefix is None else f"{prefix}.{key}"
+        found.append((path, value))
+        if isinstance(value, dict):
+            found.extend(_every_key_path(value, path))
+    return found
+
+
+def test_hashed_paths_match_exactly_the_joined_key_paths_on_random_nestings() -> None:
+    random = Random(5)
+    keys = ["a", "b", "a.b", "b.c", "", "a.", ".b", "c"]
+    paths = ["a.b.c", "a..b", "a.b", ".b", "a", "a.b.", "c"]
+
+    def tree(depth: int) -> dict[str, Any]:
+        return {
+            random.choice(keys): tree(depth + 1) if depth < 3 and random.random() < 0.5 else n
+            for n in range(random.randint(1, 4))
+        }
+
+    for _ in range(300):
+        properties = tree(0)
+        path = random.choice(paths)
+        if any(joined == path and isinstance(v, dict) for joined, v in _every_key_path(properties)):
+            continue  # an object at the path is hashed whole: the leaves below it go
+        expected = sorted(
+            repr(hash_value(value, SALT) if joined == path and value is not None else value)
+            for joined, value in _every_key_path(properties)
+            if not isinstance(value, dict)
+        )
+        scrub(properties, truncate_ips=False, hashed_fields=(path,), salt=SALT)
+        leaves = [value for _, value in _every_key_path(properties) if not isinstance(value, dict)]
+        assert sorted(repr(value) for value in leaves) == expected, path

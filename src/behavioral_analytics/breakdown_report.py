@@ -57,18 +57,23 @@ class BreakdownPointLike(Protocol):
     def unique_users(self) -> dict[str, int] | None: ...
     @property
     def other_events(self) -> int: ...
+    @property
+    def sessions(self) -> dict[str, int] | None: ...
     def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class BreakdownRow:
-    """A value's events over the range, its share of the range's events (0..1, 4 decimals),
-    and its unique users (None where they cannot be given: module docstring)."""
+    """A value's events over the range, its share of the range's events (of its sessions for
+    `entry_page`/`exit_page`; 0..1, 4 decimals), its unique users (None where they cannot be
+    given: module docstring) and the sessions that started in the range under it (None where
+    the store keeps no sessions per value)."""
 
     value: str
     events: int
     share: float
     unique_users: int | None
+    sessions: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,22 +81,26 @@ class BreakdownRow:
             "events": self.events,
             "share": self.share,
             "unique_users": self.unique_users,
+            "sessions": self.sessions,
         }
 
 
 @dataclass(frozen=True, slots=True)
 class BreakdownSummary:
-    """`rows`: the `limit` values with most events (ties by value), then OTHER if any events
-    counted under it; `values_not_shown`: how many more values had events."""
+    """`rows`: the `limit` values with most events (sessions for a session dimension; ties by
+    value), then OTHER if any counted under it; `values_not_shown`: how many more values had
+    some; `total_sessions`: the sessions started in the range (None: not kept per value)."""
 
     total_events: int
     rows: list[BreakdownRow]
     values_not_shown: int
     unique_users_note: str | None
+    total_sessions: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "total_events": self.total_events,
+            "total_sessions": self.total_sessions,
             "values": [row.to_dict() for row in self.rows],
             "values_not_shown": self.values_not_shown,
             "unique_users_note": self.unique_users_note,
@@ -108,30 +117,46 @@ def summarize(
     points: Sequence[BreakdownPointLike], granularity: str, first: str, last: str, limit: int
 ) -> BreakdownSummary:
     """The rows of the range `first`..`last` (labels of `granularity`, `hour` or `day`) from
-    its points. `limit` ≥ 1. Unique users per value only for a one-day range by day."""
+    its points. `limit` ≥ 1. Unique users per value only for a one-day range by day. Sessions
+    add up across periods (each is counted in the period it starts); values are ranked by
+    sessions when the dimension counts no events (`entry_page`, `exit_page`)."""
     one_day = granularity == "day" and first == last
     events: Counter[str] = Counter()
+    sessions: Counter[str] = Counter()
+    keeps_sessions = False
     users: dict[str, int] = {}
     for point in points:
         events.update(point.events)
         events[OTHER] += point.other_events
+        if point.sessions is not None:
+            keeps_sessions = True
+            sessions.update(point.sessions)
         if one_day and point.unique_users is not None:
             users.update(point.unique_users)
-    other = events.pop(OTHER, 0)
-    total = sum(events.values()) + other
-    ranked = sorted(((v, n) for v, n in events.items() if n), key=lambda item: (-item[1], item[0]))
+    total = sum(events.values())
+    measure = Counter(events if total or not keeps_sessions else sessions)
+    other = measure.pop(OTHER, 0)
+    whole = sum(measure.values()) + other
+    ranked = sorted(((v, n) for v, n in measure.items() if n), key=lambda item: (-item[1], item[0]))
     shown = ranked[:limit] + ([(OTHER, other)] if other else [])
     rows = [
         BreakdownRow(
             value,
-            count,
-            round(count / total, 4) if total else 0.0,
+            events.get(value, 0),
+            round(count / whole, 4) if whole else 0.0,
             users.get(value, 0) if one_day else None,
+            sessions.get(value, 0) if keeps_sessions else None,
         )
         for value, count in shown
     ]
     note = None if one_day else HOUR_NOTE if granularity == "hour" else MULTI_DAY_NOTE
-    return BreakdownSummary(total, rows, max(0, len(ranked) - limit), note)
+    return BreakdownSummary(
+        total,
+        rows,
+        max(0, len(ranked) - limit),
+        note,
+        sum(sessions.values()) if keeps_sessions else None,
+    )
 
 
 class FilterError(ValueError):
@@ -144,6 +169,12 @@ def parse_filter(text: str, dimensions: Sequence[str]) -> tuple[str, str]:
     for dimension in sorted(dimensions, key=len, reverse=True):
         if text.startswith(dimension + ":") and len(text) > len(dimension) + 1:
             return dimension, text[len(dimension) + 1 :]
+    if text.startswith(("entry_page:", "exit_page:")):
+        raise FilterError(
+            f"filter {text[:100]!r}: entry and exit pages count sessions and narrow nothing; "
+            "filter on page (sessions match by their first event, so page:VALUE gives the "
+            "sessions that entered on VALUE)"
+        )
     raise FilterError(
         f"filter {text[:100]!r} is not DIMENSION:VALUE with a configured dimension "
         f"({', '.join(dimensions) or 'none'})"

@@ -10,8 +10,9 @@ An event's properties hold either the seed recipe's fields (`page_url`, `referre
 - `referrer`: the host of Segment's `context.page.referrer` or `properties.referrer` (a URL),
   or the recipe's bare domain (`google.com`). Lower-cased, port and a leading `www.` dropped.
   No referrer (absent, empty, or the recipe's `direct`) and a self-referral (the same host as
-  the page's URL, when the page's URL has one) are `DIRECT`; a value that is no URL or domain
-  is `NONE`.
+  the page's URL, when the page's URL has one) are `DIRECT`; a value that is no URL, domain
+  or one-word source (the recipe's `newsletter`) — text with a space or punctuation no host
+  has — is `NONE`.
 - `utm_source`, `utm_medium`, `utm_campaign`: Segment's `context.campaign.source`, `.medium`,
   `.name` (the Context spec's campaign object, which analytics.js fills from the page's
   `utm_*` parameters), else the `utm_*` parameter of the query of `properties.url`,
@@ -39,6 +40,7 @@ on their texts.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -198,8 +200,14 @@ def _bare_host(host: str | None) -> str | None:
 
 def _referrer_host(text: str) -> str | None:
     if "//" not in text:
-        text = "//" + text  # a bare domain (the recipe's `google.com`)
-    return _url(text)[0]
+        text = "//" + text  # a bare domain (the recipe's `google.com`) or source (`newsletter`)
+    host = _url(text)[0]
+    return host if host is not None and _HOST.fullmatch(host) else None
+
+
+# What a host name or address can hold (letters of any script, digits, `.`, `-`, `:` of IPv6):
+# a referrer with a space or other punctuation is no URL, domain or source name.
+_HOST = re.compile(r"[\w.:-]+")
 
 
 _EMPTY: dict[str, Any] = {}

@@ -13,6 +13,15 @@ sides, clipped at the raw-retention horizon; funnels: by the funnel's window aft
 through `Store.scan_events`, at most `bound` of them. A range holding more is refused before
 it is read (`scan_too_large`, counted from the hour buckets); one starting before the horizon
 is refused by the store (`before_horizon`).
+
+Retention narrowed by filters (`filtered_retention`; rule: `retention`, docs/behavior.md
+"Retention") takes the store's unfiltered cohorts with their members (`Store.retention`,
+identity links applied, from the profiles and day markers), then the raw events of the days
+from the first to the last cohort listed (within the raw-event horizon, as every cohort day
+is), and keeps each member with an event on their cohort day matching every filter. Cost on
+Firestore: the unfiltered read (one document per person of the cohorts, plus one count) plus
+one read per raw event of those days (at most `bound`) and the hour buckets counted first;
+SQLite reads the same rows from one file.
 """
 
 from __future__ import annotations
@@ -29,18 +38,21 @@ from behavioral_analytics.raw_queries import (
     breakdown,
     funnel_days,
     funnel_window,
+    matching_days,
     series,
     session_series,
     session_window,
     too_large,
 )
 from behavioral_analytics.records import FunnelDay
+from behavioral_analytics.retention import Unit, narrowed
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.store import BreakdownPoint, NotSupported, ReadModel
 
 __all__ = [
     "filtered_breakdown",
     "filtered_funnel",
+    "filtered_retention",
     "filtered_series_answer",
     "filtered_sessions",
     "scan",
@@ -192,3 +204,28 @@ def filtered_breakdown(
     events = scan(store, periods, low_s, end_s + margin_s, bound)
     found = breakdown(events, filters, dimension, rules, periods, granularity, first, last, limit)
     return _raw(found.to_dict(), events)
+
+
+def filtered_retention(
+    store: ReadModel,
+    periods: Periods,
+    filters: Sequence[Filter],
+    first_day: str,
+    last_day: str,
+    max_offset: int,
+    unit: Unit,
+    start_event: str | None,
+    bound: int,
+) -> dict[str, Any]:
+    """`{"cohorts", "answered_from", "scanned_events"}`: `Store.retention`'s cohorts of days
+    `first_day`..`last_day` (by first-seen day, or by the first `start_event`) keeping the
+    people with an event on their cohort day that matches every filter (module docstring;
+    shape of `RetentionCohort.to_dict`). Raises RetentionError (the request, as unfiltered),
+    ScanError (`scan_too_large` past `bound` events), NotSupported, StoreError."""
+    found = store.retention(first_day, last_day, max_offset, unit, start_event)
+    events: list[Event] = []
+    if found:
+        start_s = periods.start_of("day", found[0].cohort)
+        events = scan(store, periods, start_s, periods.end_of("day", found[-1].cohort), bound)
+    kept = narrowed(found, matching_days(events, filters, periods))
+    return _raw({"cohorts": [c.to_dict() for c in kept]}, events)

@@ -22,6 +22,7 @@ import hmac
 import ipaddress
 import json
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -79,12 +80,28 @@ def hash_value(value: Any, salt: bytes) -> str:
     return hmac.new(salt, text.encode(), hashlib.sha256).hexdigest()
 
 
+@lru_cache(maxsize=256)
+def _prefixes(path: str) -> tuple[str, ...]:
+    """The keys that can start a match of `path`: its dot-separated prefixes, then itself."""
+    parts = path.split(".")
+    return tuple(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+
+
+# The keys at the top of the properties that can start an IP field's path: without one of
+# them there is nothing to truncate.
+_IP_FIRST_KEYS = frozenset(key for path in IP_FIELDS for key in _prefixes(path))
+
+
 def _matches(node: dict[str, Any], path: str) -> Iterator[tuple[dict[str, Any], str]]:
-    """Every (parent, key) under `node` whose key path joined with dots equals `path`."""
-    for key in list(node):
+    """Every (parent, key) under `node` whose key path joined with dots equals `path`: a key
+    that is `path`, or a dot-separated prefix of it whose value is an object holding the rest.
+    Only those few keys are looked up, never every key of `node`."""
+    for key in _prefixes(path):
+        if key not in node:
+            continue
         if key == path:
             yield node, key
-        elif path.startswith(key + "."):
+        else:
             child = node[key]
             if isinstance(child, dict):
                 yield from _matches(child, path[len(key) + 1 :])
@@ -101,7 +118,7 @@ def scrub(
     path: see the module's docstring) in place; whether anything changed. A null value is left
     as it is."""
     changed = False
-    if truncate_ips:
+    if truncate_ips and not properties.keys().isdisjoint(_IP_FIRST_KEYS):
         for path in IP_FIELDS:
             for parent, name in list(_matches(properties, path)):
                 value = parent[name]

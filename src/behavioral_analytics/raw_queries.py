@@ -13,6 +13,8 @@ range as they count (`who` is the person, identity links applied: the Store port
   ties at the first instant go to the smallest event key); it counts in the hour and day it
   starts in, with its duration, bounce and events as the unfiltered figures count them;
 - a funnel runs over each person's matching events only (`funnels.progress`);
+- retention keeps the people of a cohort with a matching event on its day
+  (`matching_days`, `retention.narrowed`);
 - a breakdown of one dimension narrowed by filters on others counts every value exactly: no
   admission, no `(other)`, and distinct persons per value over the whole range (which the
   stored per-day figures cannot give), with the matching sessions per value of their first
@@ -37,7 +39,7 @@ from typing import Any
 
 from behavioral_analytics.aggregation import UNIQUE_GRANULARITIES, Granularity, Periods, fold
 from behavioral_analytics.behavior import funnel_points, sessions_of
-from behavioral_analytics.breakdown_report import parse_filter
+from behavioral_analytics.breakdown_report import BreakdownRow, parse_filter
 from behavioral_analytics.dimensions import DIMENSIONS, SESSION_DIMENSIONS, dimension_values
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import Funnel, progress
@@ -47,7 +49,6 @@ __all__ = [
     "DEFAULT_SCAN_MAX_EVENTS",
     "Filter",
     "RawBreakdown",
-    "RawBreakdownRow",
     "RawFunnelDay",
     "RawSeriesPoint",
     "RawSessionPoint",
@@ -59,6 +60,7 @@ __all__ = [
     "funnel_window",
     "horizon_s",
     "matches",
+    "matching_days",
     "parse_filters",
     "raw_window_s",
     "series",
@@ -89,8 +91,8 @@ def too_large(bound: int, found: int, exact: bool) -> ScanError:
     return ScanError(
         "scan_too_large",
         f"this filtered answer reads raw events and the range holds {held}, over the bound of "
-        f"{bound:,} (BA_RAW_SCAN_MAX_EVENTS): ask for a shorter range, or one filter on a kept "
-        "dimension (answered from the aggregates)",
+        f"{bound:,} (BA_RAW_SCAN_MAX_EVENTS): ask for a shorter range (a series or a count "
+        "of sessions with one filter on a kept dimension is answered from the aggregates)",
     )
 
 
@@ -162,6 +164,14 @@ def matches(event: Event, filters: Sequence[Filter]) -> bool:
         return True
     values = dimension_values(event, [f.dimension for f in filters])
     return all(values[f.dimension] == f.value for f in filters)
+
+
+def matching_days(
+    events: Iterable[Event], filters: Sequence[Filter], periods: Periods
+) -> set[tuple[str, str]]:
+    """(person, day label) of each event matching every filter: the days on which a person did
+    something that matches (retention narrowed by filters: `retention.narrowed`)."""
+    return {(e.who, periods.of(e.timestamp)[2]) for e in events if matches(e, filters)}
 
 
 def session_window(rules: SessionRules) -> float:
@@ -296,35 +306,12 @@ def funnel_days(
 
 
 @dataclass(frozen=True, slots=True)
-class RawBreakdownRow:
-    """A value over the range: its events, its share (of events; of sessions for `entry_page`
-    and `exit_page`), its distinct persons (None for `entry_page` and `exit_page`) and the
-    matching sessions whose first event has it (`entry_page`: first event's page; `exit_page`:
-    last event's page)."""
-
-    value: str
-    events: int
-    share: float
-    unique_users: int | None
-    sessions: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "events": self.events,
-            "share": self.share,
-            "unique_users": self.unique_users,
-            "sessions": self.sessions,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class RawBreakdown:
     """A narrowed breakdown: totals, the `limit` first rows, how many values were not shown."""
 
     total_events: int
     total_sessions: int
-    rows: list[RawBreakdownRow]
+    rows: list[BreakdownRow]  # unique_users None for entry_page and exit_page
     values_not_shown: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -407,7 +394,7 @@ def breakdown(
     total = sum(ranked_by.values())
     ranked = sorted(ranked_by.items(), key=lambda item: (-item[1], item[0]))
     rows = [
-        RawBreakdownRow(
+        BreakdownRow(
             value,
             counts[value],
             round(n / total, 4) if total else 0.0,

@@ -14,6 +14,12 @@ The rule (docs/behavior.md, "Retention"):
 - with a **start event** T, a person's cohort is instead the day of their first human event of
   type T (identity links applied, as for active days) and people who never did T are in no
   cohort; returning still means active (any event) in the period;
+- with **filters** (`DIMENSION:VALUE`, all holding at once), a person is in cohort C when they
+  are in it unfiltered and at least one of their events on day C (human, identity links
+  applied) matches every filter: the cohort-defining day narrowed by a property, as analytics
+  tools narrow cohorts (came from google.com, on mobile, on their first day); returning is
+  unchanged (any event). The events of the cohort days are read raw (`narrowed`,
+  `filtered_queries.filtered_retention`);
 - `returning[n]` is how many people of the cohort were active in period n, so
   `returning[0]` is the cohort's size; a period that has not begun by `today` is not listed
   (recent cohorts have shorter lists) and the last one listed may still grow.
@@ -35,8 +41,8 @@ are left out (`first_start_days`). The scan is bounded (MAX_START_EVENTS, `scan_
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -59,6 +65,7 @@ __all__ = [
     "day_after",
     "default_range",
     "first_start_days",
+    "narrowed",
     "plan",
     "too_many",
     "too_many_start_events",
@@ -86,11 +93,14 @@ MAX_START_EVENT_CHARS = 256
 @dataclass(frozen=True, slots=True)
 class RetentionCohort:
     """The people first seen on day `cohort` (a day label of the reporting zone): `size`
-    of them, and `returning[n]` of them active in period n after it (`returning[0] == size`)."""
+    of them, and `returning[n]` of them active in period n after it (`returning[0] == size`).
+    `members`: each person of the cohort -> the periods n they were active in (what `narrowed`
+    needs; not part of the answer, nor of equality)."""
 
     cohort: str
     size: int
     returning: list[int]
+    members: Mapping[str, frozenset[int]] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """`cohort`, `size`, `returning` and `rates` (returning[n] / size, 4 decimals)."""
@@ -271,6 +281,7 @@ def cohorts(
     length = UNIT_DAYS[read.unit]
     today = date.fromisoformat(read.today)
     found: dict[str, list[int]] = {}
+    members: dict[str, dict[str, frozenset[int]]] = {}
     for person in active_days if cohort_days is None else cohort_days:
         seen = sorted(set(active_days.get(person, ())))
         if cohort_days is not None:
@@ -286,7 +297,36 @@ def cohorts(
         width = min(read.max_offset, begun) + 1
         returning = found.setdefault(cohort, [0] * width)
         periods = {(date.fromisoformat(day) - start).days // length for day in seen}
-        for n in periods:
-            if n < width:
+        active = frozenset(n for n in periods if n < width)
+        for n in active:
+            returning[n] += 1
+        members.setdefault(cohort, {})[person] = active
+    return [
+        RetentionCohort(day, counts[0], counts, members[day])
+        for day, counts in sorted(found.items())
+    ]
+
+
+def narrowed(
+    found: Iterable[RetentionCohort], qualified: Collection[tuple[str, str]]
+) -> list[RetentionCohort]:
+    """`found` (as `cohorts` gives them, with their members) narrowed to the members whose
+    (person, cohort day) is in `qualified`: with filters, the people with an event on their
+    cohort day that matches every filter (`raw_queries.matching_days`). Returning counts are
+    recounted over those members (any activity, as unfiltered); cohorts left empty are not
+    listed."""
+    kept = []
+    for cohort in found:
+        members = {
+            who: active
+            for who, active in cohort.members.items()
+            if (who, cohort.cohort) in qualified
+        }
+        if not members:
+            continue
+        returning = [0] * len(cohort.returning)
+        for active in members.values():
+            for n in active:
                 returning[n] += 1
-    return [RetentionCohort(day, counts[0], counts) for day, counts in sorted(found.items())]
+        kept.append(RetentionCohort(cohort.cohort, len(members), returning, members))
+    return kept

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.breakdowns import BreakdownRules, admit
-from behavioral_analytics.dimensions import SESSION_DIMENSIONS, dimension_values
+from behavioral_analytics.dimensions import NONE, SESSION_DIMENSIONS, dimension_values
 from behavioral_analytics.events import Event
 from behavioral_analytics.sessions import Session
 
@@ -43,11 +43,13 @@ __all__ = [
     "exit_value",
     "first_event",
     "last_event",
+    "pack_values",
     "recount_session_breakdowns",
     "session_deltas",
     "session_dimensions",
     "session_endpoints",
     "session_values",
+    "unpack_values",
 ]
 
 # (granularity, period, dimension, value) → sessions.
@@ -229,3 +231,31 @@ def recount_session_breakdowns(
             values[person, key] = session_values(first, last, rules)
     delta = session_deltas((), values.values(), periods, dimensions)
     return count_sessions_under(delta, admitted, rules.max_values), values
+
+
+def pack_values(values: Mapping[str, str]) -> dict[str, str]:
+    """A session's values as the stores keep them, without what `unpack_values` restores: a
+    configured dimension's `(none)`, an entry page equal to the `page` value, an exit page
+    equal to the entry page (most sessions keep a handful of values)."""
+    entry = values.get("entry_page", NONE)
+    packed = {}
+    for dimension, value in values.items():
+        if dimension == "exit_page":
+            keep = value != entry
+        elif dimension == "entry_page":
+            keep = value != values.get("page", NONE)
+        else:
+            keep = value != NONE
+        if keep:
+            packed[dimension] = value
+    return packed
+
+
+def unpack_values(packed: Mapping[str, str], dimensions: Sequence[str]) -> dict[str, str]:
+    """The values `pack_values` kept, for every one of `dimensions` (the configured ones) and
+    the entry and exit pages. A dimension configured since reads `(none)` until `config apply`
+    rewrites every session's values."""
+    values = {dimension: packed.get(dimension, NONE) for dimension in dimensions}
+    values["entry_page"] = entry = packed.get("entry_page", values.get("page", NONE))
+    values["exit_page"] = packed.get("exit_page", entry)
+    return values

@@ -201,6 +201,11 @@ class Settings(BaseSettings):
             )
         hashed = cls.keys(str(info.data.get("hashed_fields", "")))
         for name in names:
+            if any(mark in name for mark in '[]{}"'):
+                raise ValueError(
+                    f"{name!r}: BA_BREAKDOWN_PROPERTIES is comma-separated top-level property "
+                    "names (plan,tier), not JSON"
+                )
             if name in hashed:
                 raise ValueError(f"{name!r} is hashed (BA_HASHED_FIELDS): no breakdown by it")
             if _identifying(name):

@@ -296,7 +296,8 @@ class Store(abc.ABC):
         """Cohorts of people first seen on each day `start_day`..`end_day` (day labels), or
         who first did `start_event` (an event type) on it, with how many came back in each of
         the `max_offset` days or weeks after (rule: `retention`), oldest first; days on which
-        nobody was first seen are not listed.
+        nobody was first seen are not listed. Each cohort carries its `members` (person ids, as
+        `scan_events` names them), which filters narrow (`filtered_queries`).
 
         Raises RetentionError (a ValueError: a malformed range or start event, a day before
         the raw-event retention, more than `retention.MAX_PERSONS` people or

@@ -71,6 +71,7 @@ def _publish(base_url: str, settings: Settings, times: dict[str, list[float]]) -
                 recipe_event(
                     len(events),
                     user=user,
+                    event_type=_type(pages, j),
                     timestamp=times[sid][j],
                     session_id=sid,
                     properties={
@@ -87,6 +88,26 @@ def _publish(base_url: str, settings: Settings, times: dict[str, list[float]]) -
     finally:
         broker.close()
         store.close()
+
+
+def _type(pages: list[str], index: int) -> str:
+    """A session's last event of several is a click, the others page views."""
+    return "button_click" if len(pages) > 1 and index == len(pages) - 1 else "page_view"
+
+
+def _today(
+    filters: dict[str, str], times: dict[str, list[float]], day_of: Callable[[float], str]
+) -> tuple[int, int, dict[str, int]]:
+    """Today's matching events: their count, their people and their count per event type."""
+    keep = _keep(filters)
+    today = day_of(time.time())
+    found = [
+        (session[1], _type(session[4], j))
+        for session in SESSIONS
+        for j, page in enumerate(session[4])
+        if keep(session, page) and day_of(times[session[2]][j]) == today
+    ]
+    return len(found), len({user for user, _ in found}), dict(Counter(t for _, t in found))
 
 
 def _keep(filters: dict[str, str]) -> Callable[[Session, str], bool]:
@@ -116,15 +137,28 @@ def _edges(index: int, filters: dict[str, str]) -> dict[str, int]:
     return dict(Counter(s[4][index] for s in SESSIONS if keep(s, s[4][0])))
 
 
-def _retention(day_of: Callable[[float], str], times: dict[str, list[float]]) -> dict[str, Any]:
-    """cohort day → (size, returning per day offset), from each person's active days."""
+def _retention(
+    day_of: Callable[[float], str],
+    times: dict[str, list[float]],
+    filters: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """cohort day → (size, returning per day offset), from each person's active days; with
+    `filters`, only the people with an event matching them on their first day."""
+    keep = _keep(filters or {})
     active: dict[str, set[str]] = {}
-    for _, user, sid, _, _ in SESSIONS:
-        active.setdefault(user, set()).update(day_of(t) for t in times[sid])
+    matching: set[tuple[str, str]] = set()
+    for session in SESSIONS:
+        _, user, sid, _, pages = session
+        for t, page in zip(times[sid], pages, strict=True):
+            active.setdefault(user, set()).add(day_of(t))
+            if keep(session, page):
+                matching.add((user, day_of(t)))
     today = day_of(time.time())
     table: dict[str, list[int]] = {}
-    for days in active.values():
+    for user, days in active.items():
         first = min(days)
+        if (user, first) not in matching:
+            continue
         width = _day_number(today) - _day_number(first) + 1
         row = table.setdefault(first, [0] * width)
         for day in days:
@@ -155,6 +189,24 @@ def grid(page: Any) -> dict[str, Any]:
 def number(page: Any, selector: str) -> int | None:
     value = page.get_attribute(selector, "data-value")
     return int(value) if value else None
+
+
+def top_types(page: Any) -> dict[str, int]:
+    """event type → the count today's top event types show."""
+    rows = page.locator("#top-types li").evaluate_all(
+        "items => items.map(i => [i.querySelector('.name').textContent,"
+        " Number(i.querySelector('.count').textContent.replace(/,/g, ''))])"
+    )
+    return dict(rows)
+
+
+def totals(page: Any) -> tuple[int | None, int | None, int | None]:
+    """Events today, unique users today and events in the last 60 minutes, as shown."""
+    return (
+        number(page, "#kpi-today"),
+        number(page, "#kpi-users-today"),
+        number(page, "#kpi-60"),
+    )
 
 
 def source(page: Any, selector: str) -> str | None:
@@ -221,6 +273,14 @@ def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Setti
                 path=str(ARTIFACTS / "dashboard-retention.png")
             )
 
+            # The totals and today's top event types, unfiltered (all the published events
+            # are within the last 60 minutes of their day, today's within the last 60).
+            events, people, types = _today({}, times, day_of)
+            everything = (events, people, events)
+            settles("the totals", lambda: totals(page), everything)
+            settles("today's top event types", lambda: top_types(page), types)
+            assert page.locator("#kpi-today-note").is_hidden()
+
             # Entry and exit pages: sessions per value over the last 7 days.
             assert panel(page, "page", "events") == _pages({})
             settles("the entry pages", lambda: panel(page, "entry_page", "sessions"), _edges(0, {}))
@@ -234,6 +294,16 @@ def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Setti
             total = sum(_pages(mobile).values())
             settles("the filtered total", lambda: number(page, "#filter-total"), total)
             mobile_today = sum(1 for s in today_sessions if s[3] == "mobile")
+            # The totals, the per-minute chart and today's top event types follow the filter;
+            # the last 60 minutes (a minute series) are read from the raw events.
+            events, people, types = _today(mobile, times, day_of)
+            assert (events, people, events) != everything
+            settles("the mobile totals", lambda: totals(page), (events, people, events))
+            settles("mobile top event types", lambda: top_types(page), types)
+            settles("the minutes' source", lambda: source(page, "#kpi-60-note"), "raw_events")
+            assert "from raw events" in page.inner_text("#chart-note")
+            assert "not narrowed" in page.inner_text("#recent-scope")
+            assert "not narrowed" in page.inner_text("#active-note")
             settles("mobile sessions today", lambda: number(page, "#sessions-count"), mobile_today)
             # One filter on a kept dimension: the series from the aggregates; a breakdown
             # narrowed by another dimension from the raw events.
@@ -246,6 +316,11 @@ def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Setti
                 _edges(0, mobile),
             )
             assert panel(page, "exit_page", "sessions") == _edges(-1, mobile)
+            # Retention keeps the people with a mobile event on their first day.
+            narrowed = _retention(day_of, times, mobile)
+            assert narrowed != expected
+            settles("the mobile retention grid", lambda: grid(page), narrowed)
+            assert "from raw events" in page.inner_text("#retention-note")
 
             # A second click adds a filter: mobile events on /pricing.
             both = {"device": "mobile", "page": "/pricing"}
@@ -256,6 +331,8 @@ def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Setti
             settles("devices of both", lambda: panel(page, "device", "events"), _devices(both))
             assert source(page, "#filter-note") == "raw_events"
             assert "from raw events" in page.inner_text("#filter-note")
+            narrowed = _retention(day_of, times, both)
+            settles("the retention grid of both", lambda: grid(page), narrowed)
 
             # A reload keeps them (the address's fragment).
             page.reload()
@@ -283,6 +360,11 @@ def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Setti
                 "all sessions today", lambda: number(page, "#sessions-count"), len(today_sessions)
             )
             settles("all entry pages", lambda: panel(page, "entry_page", "sessions"), _edges(0, {}))
+            settles("the whole retention grid", lambda: grid(page), expected)
+            settles("all the totals", lambda: totals(page), everything)
+            settles("all top event types", lambda: top_types(page), _today({}, times, day_of)[2])
+            assert page.locator("#kpi-60-note").is_hidden()
+            assert page.inner_text("#recent-scope") == "newest first"
             assert "filter=" not in page.url
             assert page.get_attribute("#status", "data-state") == "live"
             assert errors == []
@@ -334,9 +416,20 @@ def test_a_refused_filter_is_each_tiles_message(
                 )
                 assert "error" in (page.get_attribute(tile, "class") or "")
             assert number(page, "#filter-total") is None
+            for tile in ("#kpi-today-note", "#kpi-60-note", "#chart-note", "#top-note"):
+                waits(
+                    f"{tile}'s message",
+                    lambda tile=tile: "BA_RAW_SCAN_MAX_EVENTS" in page.inner_text(tile),
+                )
+            assert totals(page) == (None, None, None)
+            assert page.locator("#top-types li").count() == 0
             assert number(page, "#sessions-count") is None
-            retention = page.inner_text("#retention-note")
-            assert retention and page.locator("#retention-note").is_visible()
+            waits(
+                "the retention card's message",
+                lambda: "BA_RAW_SCAN_MAX_EVENTS" in page.inner_text("#retention-note"),
+            )
+            assert page.locator("#retention-note").is_visible()
+            assert page.locator("#retention-grid tbody tr").count() == 0
             assert errors == []
         finally:
             browser.close()

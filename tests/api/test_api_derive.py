@@ -23,7 +23,7 @@ ANDROID_TABLET = (
     "Mozilla/5.0 (Linux; Android 13; SM-X200) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/124.0.0.0 Safari/537.36"
 )
-GEO = f"iptocc {version('iptocc')}"
+GEO = version("iptocc")
 
 
 def test_the_collector_publishes_derived_values(tmp_path: Path) -> None:

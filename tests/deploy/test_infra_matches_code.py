@@ -428,10 +428,11 @@ VALUE_FIELDS = {
     ("breakdowns", "users"),
     ("breakdowns", "sessions"),
     ("analytics_aggregates", "breakdown_days"),
+    ("analytics_aggregates", "session_values"),
 }
-# Sessions per value are written by commits that count sessions in breakdowns, which the
-# recorded run may not make; the field is exempted all the same.
-MAYBE_UNWRITTEN = {("breakdowns", "sessions")}
+# Sessions per value (and each session's values in the profile) are written by commits that
+# count sessions in breakdowns, which the recorded run may not make; exempted all the same.
+MAYBE_UNWRITTEN = {("breakdowns", "sessions"), ("analytics_aggregates", "session_values")}
 BREAKDOWN_LABELS = {"kind", "granularity", "period", "dimension", "last_updated"}
 
 

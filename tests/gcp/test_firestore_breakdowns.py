@@ -24,10 +24,12 @@ from behavioral_analytics.events import Event
 from behavioral_analytics.store import Store
 from behavioral_analytics.stores.firestore import FirestoreStore, breakdowns
 from behavioral_analytics.stores.firestore.breakdown_layout import (
+    PERIOD_VALUES_BYTES,
     breakdown_doc_id,
     counts_doc_id,
     doc_size_bytes,
     gather,
+    list_bytes,
     values_doc_id,
 )
 from behavioral_analytics.stores.firestore.schema import (
@@ -169,9 +171,14 @@ def test_a_flush_writes_one_counts_document_per_period_with_escaped_keys(
         writes = store.write_ops - before
         people = 7
         # Raw events, people, the buckets (5 minutes, an hour, a day), freshness, and per
-        # period (an hour and a day) a values document (values admitted) and a counts
-        # document, however many events and dimensions fall in each.
-        assert writes == len(events) + people + (5 + 1 + 1) + 1 + 2 + 2
+        # period (an hour and a day) one write: its values document (values admitted),
+        # carrying the period's counts, however many events and dimensions fall in each.
+        assert writes == len(events) + people + (5 + 1 + 1) + 1 + 2
+        day = store.periods.of(DAY_START + 2 * HOUR)[2]
+        collection = store.db.collection(BREAKDOWNS)
+        assert not collection.document(counts_doc_id("day", day)).get().exists
+        carried = collection.document(values_doc_id("day", day)).get().to_dict() or {}
+        assert sum(carried["events"]["page"].values()) == len(events)
         later = [
             ev(n, 2 * HOUR + n, user=f"u{n % 7}", page_url=ODD_PAGES[n % 7], plan=ODD_VALUES[n % 7])
             for n in range(300, 400)
@@ -181,18 +188,20 @@ def test_a_flush_writes_one_counts_document_per_period_with_escaped_keys(
         # Nothing admitted: the breakdowns of the hour and the day are two writes in all.
         assert store.write_ops - before == len(later) + people + (2 + 1 + 1) + 1 + 2
 
-        day = store.periods.of(DAY_START + 2 * HOUR)[2]
-        collection = store.db.collection(BREAKDOWNS)
         values = collection.document(values_doc_id("day", day)).get().to_dict()
         assert values is not None
         assert values["admitted"]["page"] == ODD_PAGES  # each value once; counts keyed by rank
-        assert set(values["admitted"]) == set(DIMS)
+        assert set(values["admitted"]) == {*DIMS, "entry_page", "exit_page"}
         assert not collection.document(breakdown_doc_id("day", day, "page")).get().exists
         counts = collection.document(counts_doc_id("day", day)).get().to_dict()
-        assert counts is not None
-        assert counts["events"]["page"] == {str(rank): 58 - (rank >= 1) for rank in range(7)}
-        assert counts["users"]["page"] == {str(rank): 1 for rank in range(7)}  # one page each
-        assert set(counts["events"]) == set(DIMS)
+        assert counts is not None and set(counts["events"]) == set(DIMS)
+        assert sum(counts["events"]["page"].values()) == len(later)
+        gathered = gather([values, counts])  # a read sums both
+        assert gathered.counts["events", ("day", day, "page")] == {
+            str(rank): 58 - (rank >= 1) for rank in range(7)
+        }
+        one_page_each = {str(rank): 1 for rank in range(7)}
+        assert gathered.counts["users", ("day", day, "page")] == one_page_each
         person = store.db.collection(AGGREGATES).document("user_u1").get().to_dict()
         assert person is not None
         assert person[BREAKDOWN_MARKER_FIELD][day]["page"] == {"/`tick`": True}
@@ -206,6 +215,32 @@ def test_a_flush_writes_one_counts_document_per_period_with_escaped_keys(
         (point,) = store.breakdown("property:plan", "day")
         assert set(point.events) == plans
         assert point.unique_users == dict.fromkeys(plans, 1)
+    finally:
+        store.close()
+
+
+def test_a_late_event_admitting_a_value_in_an_old_period_costs_one_write_per_period(
+    settings_for: Callable[..., Any],
+) -> None:
+    """Its counts ride in the values document's write, under the same precondition."""
+    store = firestore_store(settings_for, rules=rules(max_values=100))
+    try:
+        store.commit([ev(n, 2 * HOUR + 900 + n, user="u1", page_url="/now") for n in range(5)])
+        before = store.write_ops
+        store.commit([ev(10, 2 * HOUR, user="u1", page_url="/late")])
+        # The raw event, the person, its minute, hour and day buckets, freshness, and the
+        # values documents of its hour and its day.
+        assert store.write_ops - before == 1 + 1 + 3 + 1 + 2
+        hour, day = store.periods.of(DAY_START + 2 * HOUR)[1:]
+        collection = store.db.collection(BREAKDOWNS)
+        assert not collection.document(counts_doc_id("hour", hour)).get().exists
+        assert not collection.document(counts_doc_id("day", day)).get().exists
+        (point,) = store.breakdown("page", "hour", start=hour, end=hour)
+        assert point.events == {"/now": 5, "/late": 1}
+        (point,) = store.breakdown("page", "day", start=day, end=day)
+        assert point.events == {"/now": 5, "/late": 1}
+        assert point.unique_users == {"/now": 1, "/late": 1}
+        assert verify(store, store.periods, now=NOW, retention_s=None).ok
     finally:
         store.close()
 
@@ -295,20 +330,20 @@ def test_session_counts_fold_into_the_periods_counts_documents(
                 ("hour", hour, "page", "/2"): 2,  # the hour's set is full: (other)
                 ("hour", hour, "page", "/9"): -1,  # likewise, taken away
                 ("day", day, "page", "/1"): 3,
-                ("day", day, "entry_page", "/0"): 1,  # a set no event admitted into
+                ("day", day, "entry_page", "/0"): 1,  # on top of the committed session
             }
         )
         breakdowns.add_session_counts(batch, deltas)
         gateway.send(batch.writes(gateway.name, datetime.now(UTC)))
         gathered = gather(doc.to_dict() or {} for doc in gateway.all(BREAKDOWNS))
         gathered.with_sessions = True
-        assert gathered.by_value("sessions", ("hour", hour, "page")) == {"/0": 2, "(other)": 1}
-        assert gathered.by_value("sessions", ("day", day, "page")) == {"/1": 3}
-        assert gathered.by_value("sessions", ("day", day, "entry_page")) == {"/0": 1}
+        assert gathered.by_value("sessions", ("hour", hour, "page")) == {"/0": 3, "(other)": 1}
+        assert gathered.by_value("sessions", ("day", day, "page")) == {"/0": 1, "/1": 3}
+        assert gathered.by_value("sessions", ("day", day, "entry_page")) == {"/0": 2}
         assert gathered.admitted(("day", day, "entry_page")) == ["/0"]
         (point,) = [p for p in [gathered.point(("day", day, "entry_page"))] if p]
         assert (point.events, point.other_events, point.unique_users) == ({}, 0, None)
-        assert point.sessions == {"/0": 1}
+        assert point.sessions == {"/0": 2}
         batch = breakdowns.BreakdownBatch(
             [],
             [],
@@ -319,7 +354,7 @@ def test_session_counts_fold_into_the_periods_counts_documents(
         breakdowns.add_session_counts(batch, Counter({("hour", hour, "page", "/0"): -2}))
         gateway.send(batch.writes(gateway.name, datetime.now(UTC)))
         gathered = gather(doc.to_dict() or {} for doc in gateway.all(BREAKDOWNS))
-        assert gathered.by_value("sessions", ("hour", hour, "page")) == {"(other)": 1}
+        assert gathered.by_value("sessions", ("hour", hour, "page")) == {"/0": 1, "(other)": 1}
     finally:
         store.close()
 
@@ -340,10 +375,11 @@ def test_config_apply_takes_a_dropped_dimension_out_of_the_period_documents(
         store.record_config(replace=True)
         day = store.periods.of(DAY_START + 2 * HOUR)[2]
         collection = store.db.collection(BREAKDOWNS)
+        maps = []  # the day's counts rode in its values document's write (values admitted)
         for document in (values_doc_id("day", day), counts_doc_id("day", day)):
             data = collection.document(document).get().to_dict() or {}
-            maps = [data[name] for name in ("admitted", "events", "users") if name in data]
-            assert maps and all("page" in m and "property:plan" not in m for m in maps)
+            maps += [data[name] for name in ("admitted", "events", "users") if name in data]
+        assert len(maps) >= 3 and all("page" in m and "property:plan" not in m for m in maps)
         assert store.breakdown("property:plan", "day") == []
         assert store.breakdown("page", "day")[0].events == {"/a": 3}
         assert verify(store, store.periods, now=NOW, retention_s=None).ok
@@ -414,6 +450,13 @@ def test_full_breakdown_documents_stay_under_256_kib() -> None:
     }
     size = doc_size_bytes(prefix + counts_doc_id("day", "2026-11-01"), day)
     assert 17 * 3 * (k + 1) * 8 < size < 256 * 1024
+    # A period's values document: lists up to `PERIOD_VALUES_BYTES`, and the counts its
+    # writes carried (at most those of a counts document).
+    longest = ["x" * 1000] * ((PERIOD_VALUES_BYTES - 2) // 1001)
+    assert PERIOD_VALUES_BYTES - 1001 < list_bytes("d", longest) <= PERIOD_VALUES_BYTES
+    shared = {**day, "kind": "breakdown_values", "admitted": {"d": longest}}
+    size = doc_size_bytes(prefix + values_doc_id("day", "2026-11-01"), shared)
+    assert PERIOD_VALUES_BYTES < size < 256 * 1024
     assert len(DIMENSIONS) == 10
 
 

@@ -88,19 +88,17 @@ def drive(case: Case, make: Make) -> list[str]:
                 clock.now = arg
         clock.now = stream.read_at
         problems = []
-        # A store that keeps no sessions per value says so with `sessions` None on its points:
-        # its events are still compared, its (missing) entry and exit pages are not.
-        keeps = any(p.sessions is not None for p in store.breakdown("page", "day"))
-        for dimension in (*DIMENSIONS, *(SESSION_DIMENSIONS if keeps else ())):
+        # Every store keeps sessions per value: a point without them (None) is a difference.
+        for dimension in (*DIMENSIONS, *SESSION_DIMENSIONS):
             for granularity in ("hour", "day"):
                 events = (
                     {} if dimension in SESSION_DIMENSIONS else ref.points(dimension, granularity)
                 )
-                sessions = ref.session_points(dimension, granularity) if keeps else {}
+                sessions = ref.session_points(dimension, granularity)
                 want = {
                     period: (
                         *events.get(period, ({}, 0, None)),
-                        sessions.get(period, {}) if keeps else None,
+                        sessions.get(period, {}),
                     )
                     for period in set(events) | set(sessions)
                 }

@@ -89,6 +89,7 @@ locals {
     user_events_processed_at = { collection = "user_events", field = "processed_at", ttl = false }
     user_events_properties   = { collection = "user_events", field = "properties", ttl = false }
     person_breakdown_days    = { collection = "analytics_aggregates", field = "breakdown_days", ttl = false }
+    person_session_values    = { collection = "analytics_aggregates", field = "session_values", ttl = false }
     breakdowns_admitted      = { collection = "breakdowns", field = "admitted", ttl = false }
     breakdowns_events        = { collection = "breakdowns", field = "events", ttl = false }
     breakdowns_users         = { collection = "breakdowns", field = "users", ttl = false }

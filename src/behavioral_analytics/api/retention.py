@@ -1,6 +1,9 @@
 """`GET /v1/retention` (read key): people by the day they were first seen (or first did
 `start_event`) and how many of each cohort were active again N days or weeks later (rule:
-`behavioral_analytics.retention`, docs/behavior.md "Retention"; answer: docs/api.md)."""
+`behavioral_analytics.retention`, docs/behavior.md "Retention"; answer: docs/api.md).
+
+`filter=DIMENSION:VALUE` (repeatable) keeps the people with an event on their cohort day that
+matches every filter, counted from the raw events (`filtered_queries.filtered_retention`)."""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from behavioral_analytics.api.ranges import resolve_period
+from behavioral_analytics.api.ranges import Filters, filters_of, resolve_period, scanned
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
+from behavioral_analytics.filtered_queries import filtered_retention
 from behavioral_analytics.retention import (
     DEFAULT_COHORT_DAYS,
     DEFAULT_MAX_OFFSET,
@@ -70,8 +74,10 @@ def router(state: ApiState) -> APIRouter:
                 "sent gives no cohorts)",
             ),
         ] = None,
+        filter: Filters = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
+        filters = filters_of(filter, store.rules)
         periods = state.periods
         first = resolve_period(from_, "day", periods) if from_ else None
         last = resolve_period(to, "day", periods, end=True) if to else None
@@ -85,8 +91,28 @@ def router(state: ApiState) -> APIRouter:
             except RetentionError as exc:
                 raise ApiError(400, exc.code, exc.detail) from None
 
+        def load_filtered() -> dict[str, Any]:
+            try:
+                return filtered_retention(
+                    store,
+                    periods,
+                    filters,
+                    first,
+                    last,
+                    max_offset,
+                    unit,
+                    start_event,
+                    state.settings.raw_scan_max_events,
+                )
+            except RetentionError as exc:
+                raise ApiError(400, exc.code, exc.detail) from None
+
         key = ("retention", first, last, unit, max_offset, start_event)
-        found = await state.read(key, load)
+        if filters:
+            body = await state.read((*key, filters), scanned(load_filtered))
+            answer = {"filters": [f.to_dict() for f in filters], **body}
+        else:
+            answer = {"cohorts": [c.to_dict() for c in await state.read(key, load)]}
         return {
             "from": first,
             "to": last,
@@ -94,7 +120,7 @@ def router(state: ApiState) -> APIRouter:
             "max": max_offset,
             "start_event": start_event,
             "timezone": periods.timezone,
-            "cohorts": [c.to_dict() for c in found],
+            **answer,
             "freshness": await state.freshness(),
         }
 

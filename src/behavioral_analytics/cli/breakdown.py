@@ -111,8 +111,9 @@ def query_breakdown(
     for window in ranges:
         window.heading()
         body = bodies[window]
-        # A filtered answer also counts the matching sessions per value (their first event's).
-        sessions = ["sessions"] if filters else []
+        # Sessions per value (their first event's), where the store or the raw scan counts them.
+        counts_sessions = body.get("total_sessions") is not None
+        sessions = ["sessions"] if counts_sessions else []
         table = period_table(
             f"{dimension} by {'sessions' if dimension in SESSION_DIMENSIONS else 'events'} "
             f"({granularity}s, {config.timezone})",
@@ -121,10 +122,10 @@ def query_breakdown(
         )
         for row in body["values"]:
             users = "-" if row["unique_users"] is None else str(row["unique_users"])
-            counted = [str(row["sessions"])] if filters else []
+            counted = [str(row["sessions"])] if counts_sessions else []
             table.add_row(row["value"], str(row["events"]), f"{row['share']:.1%}", users, *counted)
         table.add_section()
-        totals = [str(body["total_sessions"])] if filters else []
+        totals = [str(body["total_sessions"])] if counts_sessions else []
         table.add_row("total", str(body["total_events"]), "", "", *totals)
         console.print(table)
         if body["values_not_shown"]:

@@ -1,16 +1,19 @@
 """`query retention`: people by the day they were first seen (or first did `--start-event`),
 and the share of each cohort
 active again N days or weeks later (rule: `behavioral_analytics.retention`, docs/behavior.md
-"Retention"). Registered under `query` by `root`."""
+"Retention"). Registered under `query` by `root`. `--filter` keeps the people with an event on
+their cohort day that matches every filter (`filtered_queries.filtered_retention`)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import typer
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.filters import FilterOption, filters_of, print_source, refusals
 from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
@@ -18,12 +21,13 @@ from behavioral_analytics.cli.shared import (
     load_config,
     open_for_periods,
     period_table,
+    plural,
     print_json,
 )
+from behavioral_analytics.filtered_queries import filtered_retention
 from behavioral_analytics.retention import (
     DEFAULT_COHORT_DAYS,
     DEFAULT_MAX_OFFSET,
-    RetentionCohort,
     RetentionError,
     Unit,
     default_range,
@@ -54,19 +58,33 @@ def query_retention(
         help="Cohorts by the day each person first did this event type (signup, say), not "
         "their first-seen day; a type nobody sent gives no cohorts.",
     ),
+    where: list[str] | None = FilterOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Retention: the people first seen (or who first did --start-event) on each day, and
     how many were active again on each of the N days (or weeks) after. Cohort days must lie
-    within the raw-event retention."""
+    within the raw-event retention. With `--filter`, only the people with an event on their
+    cohort day that matches every filter (read from the raw events)."""
     if unit not in ("day", "week"):
         fail("--unit must be day or week", 2)
     chosen: Unit = "week" if unit == "week" else "day"
     config, store, first, last = open_for_periods(load_config(), start, end, "day")
-    today = Periods(config.timezone).label("day", time.time())
-    first, last = default_range(first, last, today)
-    with user_errors(RetentionError):
-        found = store.retention(first, last, max_offset, chosen, start_event)
+    filters = filters_of(where, store)
+    periods = Periods(config.timezone)
+    first, last = default_range(first, last, periods.label("day", time.time()))
+    head: dict[str, Any] = {}
+    with user_errors(RetentionError), refusals():
+        if filters:
+            bound = config.raw_scan_max_events
+            body = filtered_retention(
+                store, periods, filters, first, last, max_offset, chosen, start_event, bound
+            )
+            head = {k: v for k, v in body.items() if k != "cohorts"}
+            shown = body["cohorts"]
+        else:
+            shown = [
+                c.to_dict() for c in store.retention(first, last, max_offset, chosen, start_event)
+            ]
     if as_json:
         print_json(
             {
@@ -76,21 +94,31 @@ def query_retention(
                 "max": max_offset,
                 "start_event": start_event,
                 "timezone": config.timezone,
-                "cohorts": [c.to_dict() for c in found],
+                **({"filters": [f.to_dict() for f in filters]} if filters else {}),
+                **head,
+                "cohorts": shown,
             }
         )
         return
-    _print_table(found, chosen, max_offset, first, last, start_event)
+    _print_table(shown, chosen, max_offset, first, last, start_event)
+    if filters:
+        print_source(filters, head)
 
 
 def _print_table(
-    found: list[RetentionCohort],
+    found: list[dict[str, Any]],
     unit: Unit,
     max_offset: int,
     first: str,
     last: str,
     start_event: str | None,
 ) -> None:
+    # Only periods that have begun for some cohort, and as many as the console shows unwrapped.
+    begun = min(max_offset, max((len(c["returning"]) - 1 for c in found), default=0))
+    wide = begun
+    while wide > 1 and not fits(["2026-11-28", "people", *([f"{unit} {wide}"] * wide)]):
+        wide -= 1
+    clipped, max_offset = begun - wide, wide
     columns = [f"{unit} {n}" for n in range(1, max_offset + 1)]
     counts = fits(["2026-11-28", "people", *(["9999 (100%)"] * max_offset)])
     by = f" (cohorts by first {start_event})" if start_event is not None else ""
@@ -101,15 +129,21 @@ def _print_table(
     )
     for cohort in found:
         cells = []
+        returning, size = cohort["returning"], cohort["size"]
         for n in range(1, max_offset + 1):
-            if n >= len(cohort.returning):
+            if n >= len(returning):
                 cells.append("")  # not begun yet
                 continue
-            back = cohort.returning[n]
-            rate = f"{back / cohort.size:.0%}"
-            cells.append(f"{back} ({rate})" if counts else rate)
-        table.add_row(cohort.cohort, str(cohort.size), *cells)
+            rate = f"{returning[n] / size:.0%}"
+            cells.append(f"{returning[n]} ({rate})" if counts else rate)
+        table.add_row(cohort["cohort"], str(size), *cells)
     console.print(table)
+    if clipped:
+        console.print(
+            f"{plural(clipped, unit)} more not shown at this width ({unit} {max_offset + 1} "
+            f"on): a wider terminal, --max {max_offset} or --json",
+            highlight=False,
+        )
     if not found:
         did = (
             f"did {start_event} for the first time" if start_event is not None else "was first seen"

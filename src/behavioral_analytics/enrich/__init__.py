@@ -20,9 +20,9 @@ __all__ = ["Deriver", "build_deriver"]
 
 class Deriver:
     """Sets `properties["$derived"]` = {"browser", "os", "device", "country": str, each absent
-    when unknown, "parsers": {"user_agent": "<package> <version> …", "geo": "<package>
-    <version>"}}, replacing any value there. The user agent is the recipe's `user_agent`, else
-    Segment's `context.userAgent` (bots.py); the address: `countries`."""
+    when unknown, "parsers": {"user_agent": "<ua-parser version>/<ua-parser-builtins version>",
+    "geo": "<iptocc version>"}}, replacing any value there. The user agent is the recipe's
+    `user_agent`, else Segment's `context.userAgent` (bots.py); the address: `countries`."""
 
     __slots__ = ()
 

@@ -24,8 +24,9 @@ import iptocc
 
 __all__ = ["PARSER", "client_address", "country_of"]
 
-# The package and version that made the values, recorded in `$derived.parsers.geo`.
-PARSER = f"iptocc {version('iptocc')}"
+# The version of iptocc that made the values, recorded in `$derived.parsers.geo` (a version
+# only, as `user_agents.PARSER`).
+PARSER = version("iptocc")
 
 
 def client_address(properties: Mapping[str, Any]) -> str | None:

@@ -24,8 +24,10 @@ import ua_parser
 
 __all__ = ["MAX_AGENT_CHARS", "PARSER", "agent_facts"]
 
-# The packages and versions that made the values, recorded in `$derived.parsers.user_agent`.
-PARSER = f"ua-parser {version('ua-parser')} (ua-parser-builtins {version('ua-parser-builtins')})"
+# The versions that made the values, recorded in `$derived.parsers.user_agent` on every raw
+# event: ua-parser's, then the rules' (ua-parser-builtins), joined by "/". Versions only, no
+# package names, to keep each stored event short (docs/breakdowns.md).
+PARSER = f"{version('ua-parser')}/{version('ua-parser-builtins')}"
 MAX_AGENT_CHARS = 1024
 
 _UNKNOWN = "Other"

@@ -142,7 +142,9 @@
     if (!found && (part.points || part.values || []).length) return null;
     const other = counts.get(OTHER) || 0;
     counts.delete(OTHER);
-    const total = [...counts.values()].reduce((a, b) => a + b, 0) + other;
+    // A raw answer lists only its top values: its `total_sessions` counts them all.
+    const summed = [...counts.values()].reduce((a, b) => a + b, 0) + other;
+    const total = typeof part.total_sessions === "number" ? part.total_sessions : summed;
     const ranked = [...counts.entries()].filter(([, n]) => n).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
     const shown = ranked.slice(0, PANEL_VALUES).concat(other ? [[OTHER, other]] : []);
     return {

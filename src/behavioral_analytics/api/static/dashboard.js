@@ -137,37 +137,45 @@
     $("tz").textContent = data.timezone;
     $("recent-tz").textContent = zoneName;
 
-    setNumber("kpi-today", data.totals.today);
-    setNumber("kpi-hour", data.totals.this_hour);
-    setNumber("kpi-users-today", data.unique_users.today);
-    setNumber("kpi-users-hour", data.unique_users.this_hour);
+    // With filters on, the event and user totals, the per-minute chart and today's top event
+    // types are drawn narrowed, by tiles.js; the rest of this document is drawn as it is.
+    const filtered = window.baFilters && window.baFilters.list().length > 0;
+    const minutes = data.minutes || [];
+    if (!filtered) {
+      setNumber("kpi-today", data.totals.today);
+      setNumber("kpi-hour", data.totals.this_hour);
+      setNumber("kpi-users-today", data.unique_users.today);
+      setNumber("kpi-users-hour", data.unique_users.this_hour);
+      setNumber("kpi-60", data.totals.last_60_minutes);
+      drawRate(minutes);
+    }
     setNumber("kpi-active-5", data.active_users.last_5_minutes);
     setNumber("kpi-active-30", data.active_users.last_30_minutes);
-    setNumber("kpi-60", data.totals.last_60_minutes);
-    const minutes = data.minutes || [];
-    const current = minutes.length ? minutes[minutes.length - 1].total : 0;
-    const previous = minutes.length > 1 ? minutes[minutes.length - 2].total : 0;
-    $("kpi-rate").textContent = numberFormat.format(Math.max(current, previous));
     setNumber("kpi-lag", fresh.lag_s, duration);
     $("kpi-commit").textContent = sinceCommit === null || sinceCommit === undefined ? "never" : duration(sinceCommit) + " ago";
     $("lag-card").classList.toggle("warn", fresh.lag_s > 10);
     setNumber("kpi-dead-letters", data.dead_letters);
     $("dead-card").classList.toggle("bad", data.dead_letters > 0);
 
-    setNumber("kpi-bots-60", data.bots ? data.bots.last_60_minutes : null);
     // With filters on, the sessions and funnel tiles are drawn narrowed, by tiles.js.
     live.last = data;
-    const filtered = window.baFilters && window.baFilters.list().length > 0;
     if (!filtered) {
+      setNumber("kpi-bots-60", data.bots ? data.bots.last_60_minutes : null);
       drawSessions(data.sessions);
       drawFunnel(data.funnel);
+      drawChart(minutes);
+      drawTopTypes(data.top_event_types || [], data.periods.day);
     }
-
-    drawChart(minutes);
-    drawTopTypes(data.top_event_types || [], data.periods.day);
     drawRecent(data.recent_events || []);
     firstRender = false;
     document.dispatchEvent(new CustomEvent("dashboard-live"));
+  }
+
+  // Events per minute now: the busier of the current and the previous minute.
+  function drawRate(minutes) {
+    const current = minutes.length ? minutes[minutes.length - 1].total : 0;
+    const previous = minutes.length > 1 ? minutes[minutes.length - 2].total : 0;
+    $("kpi-rate").textContent = numberFormat.format(Math.max(current, previous));
   }
 
   // Stacked columns, one per minute; the busiest types get colours, the rest share "other".
@@ -253,7 +261,7 @@
   }
 
   // What the filtered tiles need of the live part: its last document and its drawing.
-  const live = { last: null, drawSessions, drawFunnel };
+  const live = { last: null, drawSessions, drawFunnel, drawChart, drawTopTypes, drawRate, setNumber };
   window.baLive = live;
 
   function drawSessions(sessions) {

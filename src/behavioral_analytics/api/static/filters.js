@@ -1,5 +1,5 @@
-// The page's filters: breakdown values (DIMENSION:VALUE) that narrow every panel and tile below
-// the totals. Clicking a value adds one, its chip removes it; they live in the address's
+// The page's filters: breakdown values (DIMENSION:VALUE) that narrow the totals, the chart, the
+// top event types and every panel and tile (tiles.js says which are not narrowed). Clicking a value adds one, its chip removes it; they live in the address's
 // fragment (`#filter=page:/pricing&filter=device:mobile`), so a reload or a shared link keeps
 // them (the fragment is never sent to a server). Also the helpers the panels share: the read
 // key's header, one JSON request, and the notes an answer earns (raw scan, refused filter).

@@ -1,7 +1,9 @@
 // The retention grid: people by the day they were first seen (cohort rows, over the picker's
 // days) and the share of each cohort active again N days or weeks later (columns), from
-// /v1/retention with the page's filters. A refused request (`before_horizon`: cohorts older
-// than the raw-event retention; a filter the route does not take) is the card's message.
+// /v1/retention with the page's filters (each cohort narrowed to the people with a matching
+// event on its day). A refused request (`before_horizon`: cohorts older than the raw-event
+// retention; `scan_too_large`: more raw events than a filtered answer reads) is the card's
+// message.
 (() => {
   "use strict";
 

@@ -149,3 +149,177 @@
   filters.onChange(load);
   document.addEventListener("dashboard-range", load);
 })();
+
+// The totals, the per-minute chart and today's top event types, narrowed by the page's filters:
+// events and unique users today and this hour (/v1/series by day and by hour), the last 60
+// minutes and the chart (/v1/series by minute, read from the raw events) and the top event
+// types (/v1/breakdowns/event_type for today), each asked with every filter and refreshed every
+// 15 s. Active users, the lag, the dead letters and the recent events are not narrowed: their
+// cards say so. Without filters dashboard.js draws every one from the live document again.
+(() => {
+  "use strict";
+
+  const REFRESH_MS = 15000;
+  const NOT_NARROWED = "all events, not narrowed by the filters";
+  const $ = (id) => document.getElementById(id);
+  const filters = window.baFilters;
+  let loading = 0;
+  let loadedAt = 0;
+  let busy = false;
+
+  const notes = ["kpi-today-note", "kpi-users-note", "kpi-60-note", "chart-note", "top-note"];
+
+  function note(id, answer, problem) {
+    if (problem) {
+      filters.note($(id), problem, true);
+      $(id).dataset.source = "";
+      return;
+    }
+    filters.note($(id), filters.source(answer.body));
+    $(id).dataset.source = filters.origin(answer.body);
+  }
+
+  function unfiltered() {
+    for (const id of notes) {
+      filters.note($(id), "");
+      delete $(id).dataset.source;
+    }
+    filters.note($("active-note"), "");
+    $("recent-scope").textContent = "newest first";
+    const live = window.baLive;
+    const data = live && live.last;
+    if (!data) return;
+    live.setNumber("kpi-today", data.totals.today);
+    live.setNumber("kpi-hour", data.totals.this_hour);
+    live.setNumber("kpi-users-today", data.unique_users.today);
+    live.setNumber("kpi-users-hour", data.unique_users.this_hour);
+    live.setNumber("kpi-60", data.totals.last_60_minutes);
+    live.setNumber("kpi-bots-60", data.bots ? data.bots.last_60_minutes : null);
+    live.drawRate(data.minutes || []);
+    live.drawChart(data.minutes || []);
+    live.drawTopTypes(data.top_event_types || [], data.periods.day);
+  }
+
+  async function ask(path, params) {
+    try {
+      const answer = await filters.get(path, params, true);
+      return { answer, problem: filters.problem(answer) };
+    } catch (error) {
+      return { answer: null, problem: "the server could not be reached" };
+    }
+  }
+
+  const points = (answer, problem) => (problem ? null : (answer.body.current || answer.body).points || []);
+  const total = (found) => (found ? found.reduce((n, point) => n + point.total_events, 0) : null);
+
+  async function load() {
+    const mine = ++loading;
+    if (!filters.list().length) {
+      loadedAt = 0;
+      unfiltered();
+      return;
+    }
+    filters.note($("active-note"), NOT_NARROWED);
+    $("recent-scope").textContent = "newest first · " + NOT_NARROWED;
+    const live = window.baLive;
+    const data = live && live.last;
+    if (!data) return;
+    busy = true;
+    loadedAt = Date.now();
+    try {
+      await Promise.all([totals(data, mine), perMinute(data, mine), topTypes(data, mine)]);
+    } finally {
+      if (mine === loading) busy = false;
+    }
+  }
+
+  async function totals(data, mine) {
+    const day = data.periods.day;
+    const hour = data.periods.hour;
+    const [byDay, byHour] = await Promise.all([
+      ask("/v1/series", new URLSearchParams({ granularity: "day", from: day, to: day })),
+      ask("/v1/series", new URLSearchParams({ granularity: "hour", from: hour, to: hour })),
+    ]);
+    if (mine !== loading) return;
+    const live = window.baLive;
+    const days = points(byDay.answer, byDay.problem);
+    const hours = points(byHour.answer, byHour.problem);
+    const users = (found) => {
+      if (!found) return null;
+      if (!found.length) return 0;
+      return found[0].unique_users;
+    };
+    live.setNumber("kpi-today", total(days));
+    live.setNumber("kpi-hour", total(hours));
+    live.setNumber("kpi-users-today", users(days));
+    live.setNumber("kpi-users-hour", users(hours));
+    const failed = byDay.problem ? byDay : byHour;
+    const shown = failed.problem ? failed : byDay;
+    note("kpi-today-note", shown.answer, shown.problem);
+    note("kpi-users-note", shown.answer, shown.problem);
+    if (!failed.problem && hours && hours.length && hours[0].unique_users === null) {
+      $("kpi-users-hour").title = "unique users are kept per day only for a filter";
+    } else {
+      $("kpi-users-hour").removeAttribute("title");
+    }
+  }
+
+  async function perMinute(data, mine) {
+    const minutes = data.minutes || [];
+    if (!minutes.length) return;
+    const from = minutes[0].period;
+    const to = minutes[minutes.length - 1].period;
+    const { answer, problem } = await ask("/v1/series", new URLSearchParams({ granularity: "minute", from, to }));
+    if (mine !== loading) return;
+    const live = window.baLive;
+    const found = points(answer, problem);
+    if (!found) {
+      live.setNumber("kpi-60", null);
+      live.setNumber("kpi-bots-60", null);
+      $("kpi-rate").textContent = "–";
+      live.drawChart(minutes.map((minute) => ({ period: minute.period, total: 0, by_type: {} })));
+      note("kpi-60-note", answer, problem);
+      note("chart-note", answer, problem);
+      return;
+    }
+    const byPeriod = new Map(found.map((point) => [point.period, point]));
+    const narrowed = minutes.map((minute) => {
+      const point = byPeriod.get(minute.period);
+      return { period: minute.period, total: point ? point.total_events : 0, by_type: point ? point.events_by_type || {} : {} };
+    });
+    live.setNumber("kpi-60", total(found));
+    const bots = found.some((point) => typeof point.bot_events === "number")
+      ? found.reduce((n, point) => n + (point.bot_events || 0), 0)
+      : null;
+    live.setNumber("kpi-bots-60", bots);
+    live.drawRate(narrowed);
+    live.drawChart(narrowed);
+    note("kpi-60-note", answer, "");
+    note("chart-note", answer, "");
+  }
+
+  async function topTypes(data, mine) {
+    const day = data.periods.day;
+    const params = new URLSearchParams({ granularity: "day", from: day, to: day, limit: "10" });
+    const { answer, problem } = await ask("/v1/breakdowns/event_type", params);
+    if (mine !== loading) return;
+    const live = window.baLive;
+    if (problem) {
+      live.drawTopTypes([], day);
+      note("top-note", answer, problem);
+      return;
+    }
+    const values = (answer.body.current || answer.body).values || answer.body.values || [];
+    const types = values
+      .filter((entry) => entry.events > 0)
+      .map((entry) => ({ event_type: entry.value, count: entry.events }));
+    live.drawTopTypes(types, day);
+    note("top-note", answer, "");
+  }
+
+  filters.onChange(load);
+  document.addEventListener("dashboard-live", () => {
+    if (!filters.list().length || busy) return;
+    if (!loadedAt || Date.now() - loadedAt >= REFRESH_MS) load();
+  });
+})();

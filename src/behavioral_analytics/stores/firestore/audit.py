@@ -21,12 +21,16 @@ from behavioral_analytics.aggregation import UNIQUE_GRANULARITIES, fold
 from behavioral_analytics.behavior import recount
 from behavioral_analytics.bots import is_bot
 from behavioral_analytics.breakdowns import BreakdownRules, recount_breakdowns
+from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.events import Event
+from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.store import AggregateSnapshot
 from behavioral_analytics.stores.firestore.behavior import encode_progress, encode_sessions
 from behavioral_analytics.stores.firestore.breakdown_layout import (
     ADMITTED,
     COUNT_MAPS,
+    SESSIONS,
+    Gathered,
     gather,
     rebuilt_docs,
 )
@@ -64,6 +68,12 @@ from behavioral_analytics.stores.firestore.schema import (
     SESSION_STATS,
     SESSION_STATS_FIELD,
     SESSIONS_FIELD,
+)
+from behavioral_analytics.stores.firestore.session_counts import (
+    SESSION_VALUES_FIELD,
+    Stored,
+    encode_values,
+    recount_sessions,
 )
 from behavioral_analytics.stores.firestore.wire import field_path
 
@@ -118,7 +128,9 @@ class Audit:
                 if users:
                     snap.funnel_users[name, key[1], step] = users
         if behavioral:
-            gather(doc.to_dict() or {} for doc in self.gateway.all(BREAKDOWNS)).fill(snap)
+            gathered = gather(doc.to_dict() or {} for doc in self.gateway.all(BREAKDOWNS))
+            gathered.with_sessions = True
+            gathered.fill(snap)
         snap.group_members = members(self.gateway)
         return snap
 
@@ -133,6 +145,7 @@ class Audit:
         kept: dict[str, dict[str, Any]] = {}  # person or actor -> links and tombstone fields
         breakdown_docs: dict[str, dict[str, Any]] = {}
         breakdown_markers: dict[str, list[tuple[str, str, str]]] = {}
+        kept_values: dict[str, dict[str, Stored]] = {}  # person → their sessions' values
         if options.behavioral:
             kept = self._identity_fields()
             links = [link for fields in kept.values() for link in fields.pop("_links", ())]
@@ -145,7 +158,26 @@ class Audit:
             by_values = recount_breakdowns(
                 retained, counted.persons, options.periods, options.rules.breakdowns, admitted
             )
-            breakdown_docs = rebuilt_docs(by_values, admitted)
+            after = dict(admitted)
+            for set_key, new in by_values.admitted.items():
+                after[set_key] = (*admitted.get(set_key, ()), *new)
+            by_sessions, session_values = recount_session_breakdowns(
+                counted.sessions,
+                retained,
+                counted.persons,
+                options.periods,
+                options.rules.breakdowns,
+                after,
+            )
+            for set_key, new in by_sessions.admitted.items():
+                by_values.admitted[set_key] = [*by_values.admitted.get(set_key, ()), *new]
+            breakdown_docs = rebuilt_docs(by_values, admitted, by_sessions.sessions)
+            for (who, session_key), found in session_values.items():
+                kept_values.setdefault(who, {})[session_key] = (
+                    found.start,
+                    found.order[1],
+                    dict(found.values),
+                )
             for day, dimension, value, who in sorted(by_values.users):
                 breakdown_markers.setdefault(who, []).append((day, dimension, value))
             gateway.delete_all(BREAKDOWNS)
@@ -200,6 +232,10 @@ class Audit:
                     SESSIONS_FIELD: encode_sessions(counted.sessions.get(who, []), -inf),
                     PROGRESS_FIELD: encode_progress(progress.get(who, {}), ""),
                 }
+                if who in kept_values:
+                    behavior[SESSION_VALUES_FIELD] = encode_values(
+                        kept_values[who], counted.sessions.get(who, [])
+                    )
             doc = profile_doc(who, p, markers.get(who, []), updated, behavior)
             if breakdown_markers.get(who):
                 doc[BREAKDOWN_MARKER_FIELD] = encode_markers(breakdown_markers[who])
@@ -225,6 +261,10 @@ class Audit:
         if not gone:
             return
         gateway, options = self.gateway, self.options
+        with_sessions = bool(options.rules.breakdowns.dimensions)
+        if with_sessions:  # every session count is recounted, entry and exit pages' sets too
+            gone |= set(SESSION_DIMENSIONS)
+        stored = Gathered()
         events: list[Event] = []
         persons: dict[str, str] = {}
         for snap in gateway.all(EVENTS):
@@ -240,6 +280,7 @@ class Audit:
         writer = gateway.client.batch()
         for snap in gateway.all(BREAKDOWNS):
             data = snap.to_dict() or {}
+            stored.add(data)
             if data.get("dimension") in gone:  # a values document
                 writer.delete(snap.reference)
                 writer = gateway.flush_if_full(writer)
@@ -248,24 +289,42 @@ class Audit:
                     field_path(name, key)
                     for name in (*COUNT_MAPS, ADMITTED)
                     for key in data.get(name) or {}
-                    if decode_map_key(key) in gone
+                    if decode_map_key(key) in gone or (name == SESSIONS and with_sessions)
                 ]
                 if paths:
                     writer.update(snap.reference, dict.fromkeys(paths, firestore.DELETE_FIELD))
                     writer = gateway.flush_if_full(writer)
         people = gateway.collection(AGGREGATES)
-        query = people.select(["user_id", BREAKDOWN_MARKER_FIELD]).order_by(FieldPath.document_id())
-        for snap in gateway.stream_all(query):
-            data = snap.to_dict() or {}
+        selected = ["user_id", BREAKDOWN_MARKER_FIELD, *([SESSIONS_FIELD] * with_sessions)]
+        profiles = {
+            snap.reference: snap.to_dict() or {}
+            for snap in gateway.stream_all(
+                people.select(selected).order_by(FieldPath.document_id())
+            )
+        }
+        docs = rebuilt_docs(counted, {}, own_documents=True)
+        values: dict[str, bytes] = {}
+        if with_sessions:
+            docs, values = recount_sessions(
+                profiles.values(), events, persons, options.periods, options.rules.breakdowns,
+                (stored, counted, gone),
+            )  # fmt: skip
+        for reference, data in profiles.items():
+            who = str(data.get("user_id"))
             held = decode_markers(data.get(BREAKDOWN_MARKER_FIELD))
             kept = {m for m in held if m[1] not in gone}
-            kept |= markers.pop(str(data.get("user_id")), set())
+            kept |= markers.pop(who, set())
+            changed: dict[str, Any] = {}
             if kept != held:
-                writer.update(snap.reference, {BREAKDOWN_MARKER_FIELD: encode_markers(kept)})
+                changed[BREAKDOWN_MARKER_FIELD] = encode_markers(kept)
+            if who in values:
+                changed[SESSION_VALUES_FIELD] = values[who]
+            if changed:
+                writer.update(reference, changed)
                 writer = gateway.flush_if_full(writer)
         updated = as_datetime(options.clock())
         breakdowns = gateway.collection(BREAKDOWNS)
-        for document, fields in rebuilt_docs(counted, {}, own_documents=True).items():
+        for document, fields in docs.items():
             # Counts documents hold the other dimensions too: merged, not replaced.
             merge = "dimension" not in fields
             writer.set(

@@ -128,6 +128,8 @@ class PersonState:
     progress: dict[str, dict[str, int]] = field(default_factory=dict)  # funnel → day → step
     recent_from: float | None = 0.0  # a new person: every event of theirs is in `recent`
     recent: dict[str, RawEvent] = field(default_factory=dict)
+    # Session key → (start, first event's key, raw values): `session_counts`.
+    session_values: dict[str, tuple[float, str, dict[str, str]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -1,9 +1,11 @@
 """Where the Firestore store keeps breakdowns (docs/gcp.md "Breakdowns"): per (granularity,
 period), one values document with the admitted set of every dimension and one counts document
-with every dimension's counts, keyed by rank in the admitted sets.
+with every dimension's counts, keyed by rank in the admitted sets (the counts of commits that
+admitted values are in the values document).
 
   breakdowns/values_hour_{hour}          {kind: "breakdown_values", granularity, period,
-  breakdowns/values_day_{day}             admitted: {dimension: [value, …] in admission order}}
+  breakdowns/values_day_{day}             admitted: {dimension: [value, …] in admission order},
+                                          events, users, sessions: as a counts document's}
   breakdowns/counts_hour_{hour}[~n]      {kind: "breakdown_counts", granularity, period,
   breakdowns/counts_day_{day}[~n]         events:   {dimension: {rank: n, "(other)": n}},
                                           users:    {dimension: {rank: n, …}} (days only),
@@ -12,17 +14,20 @@ with every dimension's counts, keyed by rank in the admitted sets.
   breakdowns/daily_{dimension}_{day}      dimension, admitted: [value, …]}  (a set of its own)
 
 Why per period: a commit writes every (granularity, period) its events fall in, and a late
-event is often alone in its period. With the dimensions together it costs one counts write per
-period (an hour and a day), plus one values write per period when it admits values, whatever
-the number of dimensions. Values are written only when admitted, which stops once each set
+event is often alone in its period. With the dimensions together it costs one write per
+period (an hour and a day), whatever the number of dimensions: a commit admitting values into
+a period writes its values document and carries the period's count increments in that same
+write (the field transforms beside the lists, under the same precondition), else it writes the
+period's counts document. Values are written only when admitted, which stops once each set
 holds K values or the period's values have all been seen.
 
 Size: a counts document holds at most 3 x (K + 1) entries per dimension, about 15 bytes each
-(at the default K = 100, 17 dimensions: under 100 KiB). A period's values document keeps a
-set's list while the document stays under `PERIOD_VALUES_BYTES`; the commit that would take it
-past moves the largest growing sets to documents of their own (`hourly_{dimension}_{hour}`,
-the id `keys.doc_id`-escaped), removing them from the period's document in the same write, so
-no document nears Firestore's 1 MiB: a set of its own is at most K values of 1,024 bytes.
+(at the default K = 100, 17 dimensions: under 100 KiB), and so at most do the counts a
+values document carries. A period's values document keeps a set's list while the lists stay
+under `PERIOD_VALUES_BYTES`; the commit that would take them past moves the largest growing
+sets to documents of their own (`hourly_{dimension}_{hour}`, the id `keys.doc_id`-escaped),
+removing them from the period's document in the same write, so no document nears Firestore's
+1 MiB: a set of its own is at most K values of 1,024 bytes.
 
 A value is written once, in its set's list; counts are keyed by its rank there (`"0"` for the
 first value admitted; `count_key`), which never changes because the list only grows. The
@@ -30,8 +35,9 @@ dimension is a map key escaped by `keys.encode_map_key`.
 
 A commit's increments to one counts document are at most `max_transforms` (Firestore allows
 500 field transforms per document in a commit, firebase.google.com/docs/firestore/quotas);
-past that they spill into `…~1`, `…~2` of the same period. Any part may hold any count: a
-read sums every part (`Gathered`), so which part an increment went to never matters. The
+past that they spill into `…~1`, `…~2` of the same period (a values write carries at most
+`max_transforms` too). Any part, and the values document, may hold any count: a read sums
+them all (`Gathered`), so which document an increment went to never matters. The
 period ends every id and the dimension comes before it in a set's own document's, so one
 granularity's periods (and one dimension's own sets) are ranges of document ids: reads need
 no composite index.
@@ -133,7 +139,8 @@ def count_key(admitted: Sequence[str], value: str) -> str:
 @dataclass(slots=True)
 class Gathered:
     """Breakdown documents as read, summed: the admitted sets, and per (count map, set) the
-    counts by rank key, every counts part (and the previous layout's values documents) added.
+    counts by rank key, every counts part, the counts a period's values document carries (and
+    the previous layout's values documents) added.
     `with_sessions`: the store counts sessions per value (points and snapshots carry them;
     else they say None).
     """
@@ -156,8 +163,7 @@ class Gathered:
         if isinstance(data.get(ADMITTED), Mapping):  # a period's values document
             for dimension, values in data[ADMITTED].items():
                 self.shared[granularity, period, decode_map_key(dimension)] = list(values)
-            return
-        for name in COUNT_MAPS:
+        for name in COUNT_MAPS:  # a counts document's, or those a values write carried
             for dimension, counts in (data.get(name) or {}).items():
                 self._add_counts(name, (granularity, period, decode_map_key(dimension)), counts)
 

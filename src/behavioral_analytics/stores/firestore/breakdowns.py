@@ -5,14 +5,17 @@ values document per admitted set).
 
   analytics_aggregates/user_{person}      … breakdown_days: {day: {dimension: {value: true}}}
 
-A commit writes each (granularity, period) its batch touches once: one counts document with
-the increments of every dimension (events, unique-user changes on a day, session deltas from
-`add_session_counts`), spilling into further parts past `max_transforms` increments; and the
-values document of each set it admits values into. Admission reads the stored admitted sets in
-the commit: a commit that admits a value writes the values document under the update time it
-read (or creates it), so two workers admitting at once conflict and one recounts; counts are
-written without a precondition, because the ranks they are keyed by cannot change under them
-(an admitted value stays admitted at its rank, a full set stays full).
+A commit writes each (granularity, period) its batch touches once: the increments of every
+dimension (events, unique-user changes on a day, session deltas from `add_session_counts`) go
+in the period's values document's write when the commit admits values there (the values
+document is written anyway), else in its counts document, spilling into further counts parts
+past `max_transforms` increments; a set kept in a document of its own is written there.
+Admission reads the stored admitted sets in the commit: a commit that admits a value writes the
+values document under the update time it read (or creates it), so two workers admitting at
+once conflict and one recounts; counts need no precondition of their own (those carried by a
+values write share its precondition: a conflict drops them with it), because the ranks they
+are keyed by cannot change under them (an admitted value stays admitted at its rank, a full set
+stays full).
 
 In a person's markers the dimension and value are map keys escaped by `keys.encode_map_key`
 (a key starting with `~` or shaped like `__…__` gets a `~` prefix; every other string, dots,
@@ -43,6 +46,7 @@ from behavioral_analytics.breakdowns import (
     fold_breakdowns,
 )
 from behavioral_analytics.events import Event
+from behavioral_analytics.session_breakdowns import count_sessions_under
 from behavioral_analytics.stores.firestore.breakdown_layout import (
     ADMITTED,
     COUNTS_KIND,
@@ -242,8 +246,8 @@ class BreakdownBatch:
         return [*self.admitted.sets.get(key, ()), *self.counted.admitted.get(key, ())]
 
     def writes(self, name: Callable[[str, str], str], updated: datetime) -> list[Any]:
-        """One write per counts document part the batch changes, and one per values document
-        it admits into."""
+        """One write per values document it admits into (carrying its period's counts) and
+        one per counts document part the rest of the increments change."""
         return breakdown_writes(
             name,
             self.counted,
@@ -295,10 +299,12 @@ def breakdown_writes(
     max_transforms: int = MAX_TRANSFORMS_PER_DOC,
 ) -> list[Any]:
     """The writes of `counted` (events times `events_sign`), `user_changes` and `sessions`
-    (`breakdown_layout`): per (granularity, period), the counts document's increments of
+    (`breakdown_layout`): per (granularity, period), the increments of
     `{events|users|sessions}.{dimension}.{key}` (`count_key`), at most `max_transforms` a
-    part; per set admitting values, its values document with the whole admitted list, under
-    the update time read (or create())."""
+    document; per set admitting values, its values document with the whole admitted list,
+    under the update time read (or create()). A period whose values document is written
+    carries its first `max_transforms` increments in that write; the rest (every increment of
+    a period admitting nothing) go to its counts document's parts."""
     lists: dict[SetKey, list[str]] = {}
 
     def key_of(set_key: SetKey, value: str) -> str:
@@ -320,9 +326,13 @@ def breakdown_writes(
         add(USERS, ("day", day, dimension), value, n)
     for (sg, sp, sd, value), n in (sessions or {}).items():
         add(SESSIONS, (sg, sp, sd), value, n)
-    writes = admission_writes(name, counted.admitted, admitted, updated)
     step = max(1, max_transforms)
+    carried = {
+        period: transforms[period][:step] for period in _admitting_periods(counted, admitted)
+    }
+    writes = admission_writes(name, counted.admitted, admitted, updated, carried)
     for (granularity, period), increments in transforms.items():
+        increments = increments[len(carried.get((granularity, period), ())) :]
         fields = {
             "kind": COUNTS_KIND,
             "granularity": granularity,
@@ -341,18 +351,28 @@ def breakdown_writes(
     return writes
 
 
+def _admitting_periods(counted: Counted, admitted: Admitted) -> set[tuple[str, str]]:
+    """The (granularity, period) whose values document `admission_writes` writes."""
+    return {
+        (key[0], key[1]) for key, new in counted.admitted.items() if new and key not in admitted.own
+    }
+
+
 def admission_writes(
     name: Callable[[str, str], str],
     new_values: Mapping[SetKey, Sequence[str]],
     admitted: Admitted,
     updated: datetime,
+    carried: Mapping[tuple[str, str], Sequence[tuple[str, str, float]]] | None = None,
 ) -> list[Any]:
     """The values documents' writes for `new_values` admitted into the sets `admitted` read:
     per period, its values document's lists of the sets that grow (one write); a set kept in
     its own document there, and a set that would take the period's document past
     `PERIOD_VALUES_BYTES` moved to one (its list leaves the period's document in the same
     write). Each write is made under the update time read (or as a create), so a concurrent
-    admission into the same document conflicts."""
+    admission into the same document conflicts. `carried`: per period, count increments
+    (field path, "increment", n) made in its values document's write (at most 500: Firestore's
+    field transforms per document in a commit)."""
     by_period: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(dict)
     writes = []
     for key, new in new_values.items():
@@ -388,6 +408,7 @@ def admission_writes(
                 name(BREAKDOWNS, values_doc_id(granularity, period)),
                 fields,
                 mask=mask,
+                transforms=(carried or {}).get((granularity, period), ()),
                 **_precondition(admitted, values_doc_id(granularity, period)),
             )
         )
@@ -430,22 +451,29 @@ def forget_writes(
     updated: datetime,
     before: frozenset[Marker] | None = None,
     remaining: Sequence[Event] = (),
+    sessions: Mapping[tuple[str, str, str, str], int] | None = None,
 ) -> tuple[list[Any], list[Marker]]:
     """`forget`'s breakdown writes: the human events `removed` (each `who` its person) taken
     back out under the stored admitted sets; with `before` (the person's markers: the last
     step), the unique-user changes from them to the markers the person's `remaining` events
-    hold, which it returns (sorted) for the person's document."""
+    hold, which it returns (sorted) for the person's document; `sessions`: session deltas by
+    raw value (`session_breakdowns.session_deltas`), mapped through the same sets."""
     gone = fold_breakdowns(removed, periods, rules)
     kept = fold_breakdowns(remaining, periods, rules)
     keys = set_keys(gone.events) | set_keys(kept.events)
     keys |= {("day", day, dimension) for day, dimension, _ in before or ()}
+    keys |= {(g, p, d) for g, p, d, _ in sessions or {}}
     admitted = read_admitted(get, name, keys)
     counted = count_under(gone, admitted.sets, 0)
+    by_sessions = count_sessions_under(Counter(sessions or {}), admitted.sets, rules.max_values)
+    counted.admitted.update(by_sessions.admitted)
     changes: Counter[Marker] = Counter()
     after: set[Marker] = set()
     if before is not None:
         after = {(d, dim, v) for d, dim, v, _ in count_under(kept, admitted.sets, 0).users}
         changes.update(after - before)
         changes.subtract(before - after)
-    writes = breakdown_writes(name, counted, admitted, changes, updated, events_sign=-1)
+    writes = breakdown_writes(
+        name, counted, admitted, changes, updated, events_sign=-1, sessions=by_sessions.sessions
+    )
     return writes, sorted(after)

@@ -21,7 +21,8 @@ counters), the options (rules, periods, clock, shards) and the people reader.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import firestore
@@ -32,6 +33,13 @@ from behavioral_analytics.events import Event, actor
 from behavioral_analytics.funnels import progress
 from behavioral_analytics.identity import Link, resolve
 from behavioral_analytics.privacy import mentions
+from behavioral_analytics.session_breakdowns import (
+    SessionValues,
+    session_deltas,
+    session_dimensions,
+    session_endpoints,
+    session_values,
+)
 from behavioral_analytics.store import ForgetReport, TransientStoreError
 from behavioral_analytics.stores.firestore.behavior import (
     PersonChange,
@@ -70,6 +78,11 @@ from behavioral_analytics.stores.firestore.schema import (
     LINKED_USERS_FIELD,
     LINKS_FIELD,
     MOVE_FIELDS,
+)
+from behavioral_analytics.stores.firestore.session_counts import (
+    SESSION_VALUES_FIELD,
+    Stored,
+    encode_values,
 )
 from behavioral_analytics.stores.firestore.wire import delete, field_path, write
 
@@ -163,8 +176,13 @@ class _Forget:
                     changes = self._bucket_changes(chunk, bots)
                     self.gateway.send([*self._deletions(chunk, changes), *values])
                     report.raw_events += len(chunk)
-                values, markers = self._breakdown_changes(doomed, bots, seen, remaining)
-                document, extra, counts = self._derivation(person, user, seen, remaining, markers)
+                sessions = self._session_changes(seen, remaining)
+                values, markers = self._breakdown_changes(
+                    doomed, bots, seen, remaining, sessions.deltas
+                )
+                document, extra, counts = self._derivation(
+                    person, user, seen, remaining, markers, sessions.kept
+                )
                 for key, transforms in self._bucket_changes(doomed, bots).items():
                     extra.setdefault(key, []).extend(transforms)
                 self.gateway.send([*self._deletions(doomed, extra), *values, document])
@@ -230,10 +248,12 @@ class _Forget:
         bots: set[str],
         seen: Seen | None = None,
         remaining: Sequence[Event] = (),
+        sessions: Mapping[tuple[str, str, str, str], int] | None = None,
     ) -> tuple[list[Any], list[Marker]]:
         """What the human events among `events` counted in breakdowns, taken away; with
         `seen` (the last step), the unique users per value that the person's markers no
-        longer hold, and the markers their `remaining` events hold."""
+        longer hold, and the markers their `remaining` events hold; `sessions`: the session
+        deltas by raw value."""
         return forget_writes(
             self.gateway.get,
             self.gateway.name,
@@ -243,7 +263,26 @@ class _Forget:
             as_datetime(self.options.clock()),
             seen.breakdown_markers if seen is not None else None,
             remaining,
+            sessions,
         )
+
+    def _session_changes(self, seen: Seen, remaining: Sequence[Event]) -> _SessionChanges:
+        """The person's stored session values taken out of the sessions per value, those of
+        the sessions their `remaining` events make put in (`session_breakdowns`)."""
+        rules = self.options.rules
+        dimensions = session_dimensions(rules.breakdowns)
+        if not dimensions:
+            return _SessionChanges(Counter(), {})
+        stored = seen.behavior.session_values if seen.behavior is not None else {}
+        old = [SessionValues(start, raw) for start, _, raw in stored.values()]
+        sessions = sessions_of(remaining, rules.sessions)
+        kept: dict[str, Stored] = {}
+        for key, (first, last) in session_endpoints(sessions, remaining).items():
+            values = session_values(first, last, rules.breakdowns)
+            kept[key] = (values.start, first.key, dict(values.values))
+        new = [SessionValues(v[0], v[2], (v[0], v[1])) for v in kept.values()]
+        deltas = session_deltas(old, new, self.options.periods, dimensions)
+        return _SessionChanges(deltas, kept)
 
     def _deletions(self, events: Sequence[Event], extra: Extra) -> list[Any]:
         """Deletes of `events` and one write per bucket document changed (one atomic unit)."""
@@ -267,6 +306,7 @@ class _Forget:
         seen: Seen,
         remaining: list[Event],
         breakdown_markers: Sequence[Marker],
+        session_values: Mapping[str, Stored],
     ) -> tuple[Any, Extra, tuple[int, int, int, list[str]]]:
         """The person's document as their remaining events make it (or no profile: the links
         not naming `user`, the tombstone) under its update time; the difference in unique
@@ -301,7 +341,11 @@ class _Forget:
                 extra.setdefault(key, []).append(("unique_users", "increment", n))
         now = self.options.clock()
         updated = as_datetime(now)
-        behavior = behavior_fields(change, self.options.horizon([], now), periods)
+        horizon = self.options.horizon([], now)
+        behavior = behavior_fields(change, horizon, periods)
+        if session_values:
+            kept = [s for s in change.state.sessions.values() if s.end >= horizon]
+            behavior[SESSION_VALUES_FIELD] = encode_values(session_values, kept)
         profile = deltas.profiles.get(person)
         if profile is not None:
             doc = profile_doc(person, profile, sorted(markers), updated, behavior)
@@ -354,6 +398,12 @@ class _Forget:
                 batch.delete(reference)
             batch.commit(timeout=self.gateway.timeout_s)
         return len(doomed)
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionChanges:
+    deltas: Counter[tuple[str, str, str, str]]  # by raw value (`session_deltas`)
+    kept: dict[str, Stored]  # session key → values, of the sessions remaining
 
 
 def _without(links: Sequence[Link], user: str, allow_relink: bool) -> list[Link]:

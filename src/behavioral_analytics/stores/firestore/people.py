@@ -35,6 +35,10 @@ from behavioral_analytics.stores.firestore.schema import (
     MOVE_FIELDS,
     PERSON_FIELDS,
 )
+from behavioral_analytics.stores.firestore.session_counts import (
+    SESSION_VALUES_FIELD,
+    decode_values,
+)
 from behavioral_analytics.stores.firestore.wire import field_path, from_value
 
 __all__ = ["People"]
@@ -46,6 +50,7 @@ class People:
     def __init__(self, gateway: Gateway, options: StoreOptions) -> None:
         self.gateway = gateway
         self.options = options
+        self.session_queries = 0  # `events_at` queries (sessions per value: `session_counts`)
 
     def read(self, people: Iterable[str], hours: Iterable[str] | None) -> dict[str, Seen]:
         """The documents of `people` that exist: profiles with the markers of `hours` (and the
@@ -61,11 +66,44 @@ class People:
             mask.extend(field_path(MARKER_FIELD["hour"], hour) for hour in hours)
             days = sorted({hour.rsplit("-", 1)[0] for hour in hours})
             mask.extend(field_path(BREAKDOWN_MARKER_FIELD, day) for day in days)
+        mask.append(SESSION_VALUES_FIELD)
         names = {self.gateway.name(AGGREGATES, doc_id("user_", who)): who for who in people}
-        return {
-            names[name]: read_seen(doc, True, names[name])
-            for name, doc in self.gateway.get(list(names), mask).items()
-        }
+        seen = {}
+        for name, doc in self.gateway.get(list(names), mask).items():
+            seen[names[name]] = read = read_seen(doc, True, names[name])
+            if read.behavior is not None and SESSION_VALUES_FIELD in doc.fields:
+                stored = from_value(doc.fields[SESSION_VALUES_FIELD])
+                dimensions = self.options.rules.breakdowns.dimensions
+                read.behavior.session_values = decode_values(stored, dimensions)
+        return seen
+
+    def events_at(
+        self, wanted: Sequence[tuple[str, float]]
+    ) -> dict[tuple[str, float], list[Event]]:
+        """(person, instant) → the person's stored human events at exactly that instant (epoch
+        seconds), for each of `wanted`: one query each, in parallel (index: person, timestamp)."""
+        pairs = list(wanted)
+        self.session_queries += len(pairs)
+        found = self.gateway.in_parallel(
+            lambda i: self._at(*pairs[int(i)]), [str(i) for i in range(len(pairs))]
+        )
+        return dict(zip(pairs, found, strict=True))
+
+    def _at(self, person: str, instant: float) -> list[Event]:
+        query = (
+            self.gateway.collection(EVENTS)
+            .where(filter=firestore.FieldFilter("person", "==", person))
+            .where(filter=firestore.FieldFilter("timestamp", ">=", as_datetime(instant - 0.001)))
+            .where(filter=firestore.FieldFilter("timestamp", "<=", as_datetime(instant + 0.001)))
+            .order_by("timestamp")
+            .select(MOVE_FIELDS)
+        )
+        found = []
+        for snap in query.stream(timeout=self.gateway.timeout_s):
+            data = snap.to_dict() or {}
+            if not data.get("bot") and data.get("ts") == instant:
+                found.append(queried_event(snap.id, data, person))
+        return found
 
     def anonymous_events(self, anonymous_id: str) -> list[tuple[Event, str]]:
         """The stored human events of `anonymous_id` without a user id, each with the person

@@ -7,7 +7,8 @@ digest of recent events in their profile when it reaches back far enough, else f
 events queried from the range's start on, in parallel, after the profiles were read. A person
 losing stored events (an identity link moved them away) is recounted from scratch over what
 the change reaches (`behavior.recount_range`), with the unique-user markers they lose and the
-bounds of their profile.
+bounds of their profile. The sessions each person's recomputation replaces move the sessions
+per breakdown value (`session_counts`), their values kept in the profile write.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from behavioral_analytics.stores.firestore.behavior import (
 from behavioral_analytics.stores.firestore.breakdowns import (
     BreakdownBatch,
     Marker,
+    add_session_counts,
     encode_markers,
     marker_path,
 )
@@ -63,6 +65,13 @@ from behavioral_analytics.stores.firestore.schema import (
     MARKER_FIELD,
     RECENT_FIELD,
     REVISION_FIELD,
+)
+from behavioral_analytics.stores.firestore.session_counts import (
+    SESSION_VALUES_FIELD,
+    PersonSessions,
+    Stored,
+    count_sessions,
+    encode_values,
 )
 from behavioral_analytics.stores.firestore.wire import field_path, write
 
@@ -95,6 +104,12 @@ class _PersonUpdate:
     anonymous_events: bytes | None  # replaced, when the batch adds some
     gained_breakdowns: list[Marker]
     lost_breakdowns: list[Marker]
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionCounts:
+    deltas: Counter[tuple[str, str, str, str]]  # for `add_session_counts`
+    values: dict[str, dict[str, Stored]]  # person → session key → values kept
 
 
 class PersonWriter:
@@ -150,6 +165,8 @@ class PersonWriter:
             for person, out in sorted(moved_out.items())
         }
         changes.update({person: r.change for person, r in recounted.items()})
+        counted_sessions = self._session_counts(changes, humans, moved_in, moved_out, plan)
+        add_session_counts(breakdowns, counted_sessions.deltas)
         behavior_transforms(extra, plan.events, changes.values(), self.options.periods)
         markers = markers_by_who(deltas.markers)
         links = {change.actor: change for change in plan.links.values()}
@@ -193,6 +210,11 @@ class PersonWriter:
             behavior = None
             if change is not None:
                 behavior = behavior_fields(change, horizon, self.options.periods)
+                if who in counted_sessions.values:
+                    kept = [s for s in change.state.sessions.values() if s.end >= horizon]
+                    behavior[SESSION_VALUES_FIELD] = encode_values(
+                        counted_sessions.values[who], kept
+                    )
             writes.append(
                 self._person_write(
                     _PersonUpdate(
@@ -218,6 +240,40 @@ class PersonWriter:
             if n and key not in deltas.buckets:
                 extra.setdefault(key, []).append(("unique_users", "increment", n))
         return uniques
+
+    def _session_counts(
+        self,
+        changes: dict[str, PersonChange],
+        humans: list[Event],
+        moved_in: dict[str, list[Event]],
+        moved_out: dict[str, list[Event]],
+        plan: Plan,
+    ) -> _SessionCounts:
+        """The sessions per value the commit's session changes move (`session_counts`), and
+        each changed person's session values as their profile keeps them."""
+        if not self.options.rules.breakdowns.dimensions:
+            return _SessionCounts(Counter(), {})
+        batch: dict[str, list[Event]] = defaultdict(list)
+        for event in humans:
+            batch[event.who].append(event)
+        people = []
+        for person, change in changes.items():
+            seen = plan.seen.get(person)
+            state = seen.behavior if seen is not None else None
+            people.append(
+                PersonSessions(
+                    person,
+                    state.sessions if state is not None else {},
+                    change.state.sessions,
+                    state.session_values if state is not None else {},
+                    [*batch.get(person, ()), *moved_in.get(person, ())],
+                    frozenset(e.key for e in moved_out.get(person, ())),
+                )
+            )
+        deltas = count_sessions(
+            people, self.people.events_at, self.options.rules.breakdowns, self.options.periods
+        )
+        return _SessionCounts(deltas, {p.person: p.values for p in people})
 
     def _recount_person(
         self,

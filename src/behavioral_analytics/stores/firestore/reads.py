@@ -225,13 +225,13 @@ class Reads:
         """One dimension's points with start <= period <= end (`breakdown_layout`): its own
         values documents, and the granularity's period values and counts documents (only this
         dimension's entries selected), each a range of document ids, no composite index."""
-        gathered = Gathered()
+        gathered = Gathered(with_sessions=True)
         prefix = breakdown_doc_id(granularity, "", dimension)
         for data in self._id_range(prefix, start, end):
             if data.get("dimension") == dimension and data.get("granularity") == granularity:
                 gathered.add(data)  # (not another dimension whose escaped name this prefixes)
         key = encode_map_key(dimension)
-        mask = ["granularity", "period", field_path(ADMITTED, key)]
+        mask = ["granularity", "period", *(field_path(m, key) for m in (ADMITTED, *COUNT_MAPS))]
         for data in self._id_range(values_prefix(granularity), start, end, mask):
             gathered.add({**data, ADMITTED: data.get(ADMITTED) or {}})
         mask = ["granularity", "period", *(field_path(m, key) for m in COUNT_MAPS)]

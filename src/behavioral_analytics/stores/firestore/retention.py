@@ -8,8 +8,9 @@ why `retention.plan` refuses cohort days before the raw-event horizon.
 
 The read: one count aggregation over the profiles first seen in the cohort days (only profiles
 carry `first_seen`, so the automatic single-field index serves it, as for `active_users`), then,
-if at most `retention.MAX_PERSONS` people, those profiles with only `first_seen` and
-`unique_days` (pages of 1,000, ordered by `first_seen`). Cost per 1,000 people in the cohorts:
+if at most `retention.MAX_PERSONS` people, those profiles with only `user_id` (the person:
+the cohorts' members), `first_seen` and `unique_days` (pages of 1,000, ordered by
+`first_seen`). Cost per 1,000 people in the cohorts:
 1,000 document reads plus one for the count (a count bills one read per 1,000 index entries),
 about US$0.0003 at the list price of $0.03 per 100,000 reads (us-central1; check the pricing
 page). The largest request allowed (100,000 people) costs about 100,000 reads, $0.03.
@@ -152,7 +153,7 @@ def _active_days(gateway: Gateway, periods: Periods, read: RetentionRead) -> dic
     if persons > MAX_PERSONS:
         raise too_many(persons)
     days_field = MARKER_FIELD["day"]
-    query = query.select(["kind", "first_seen", days_field]).order_by("first_seen")
+    query = query.select(["kind", "user_id", "first_seen", days_field]).order_by("first_seen")
     query = query.order_by(FieldPath.document_id())
     active: dict[str, set[str]] = {}
     last = None
@@ -167,7 +168,7 @@ def _active_days(gateway: Gateway, periods: Periods, read: RetentionRead) -> dic
                 day for day in data.get(days_field) or {} if read.start_day <= day <= read.last_day
             }
             days.add(periods.label("day", data["first_seen"]))
-            active[doc.id] = days
+            active[str(data.get("user_id", doc.id))] = days
         if len(docs) < PAGE:
             break
         last = docs[-1]

@@ -99,7 +99,8 @@ def write_recount(db: sqlite3.Connection, recount: Recount, now: float) -> None:
     )
     db.executemany(UPSERT_BOT_BUCKET, [(g, p, n) for (g, p), n in recount.bot_events.items()])
     db.executemany(
-        "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sessions (person, key, start, end, events, client_id) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
         [
             (person, s.key, s.start, s.end, s.events, s.client_id)
             for person, sessions in recount.sessions.items()

@@ -1,6 +1,6 @@
 """The SQLite store's tables: their DDL, the upserts that several modules apply to them, and the
 migration of files written before identity stitching, bot flags, dead-letter fingerprints, the
-raw events' `call` and `id_kind`, and `persons`.
+raw events' `call` and `id_kind`, `persons`, and sessions' values in their rows.
 
 Every aggregate row is kept by adding deltas (`… ON CONFLICT … DO UPDATE SET n = n + excluded.n`),
 so the same statement serves a commit (positive deltas), a move between people and forgetting
@@ -10,10 +10,16 @@ A person's profile and events per type are one `persons` row (issue #17's person
 shape): a commit writes one row per person it touches, where a row per (person, event type)
 cost about half a row write per event more on live traffic. Readers keep the `profiles` and
 `profile_types` names: views of `persons`, whose deletes and updates triggers carry over.
+
+The raw `events` table is a rowid table, its `key` in a UNIQUE index (issue #17's growth target):
+rows go in arrival order, so a commit's ~5,000 events fill a few new pages at the end instead
+of dirtying pages all over a B-tree keyed by random keys, each written whole to the WAL. Files
+that kept events in a `WITHOUT ROWID` table keyed by `key` are rebuilt (`migrate`).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from behavioral_analytics.sqlite_util import connect, transaction
@@ -34,10 +40,11 @@ __all__ = [
     "migrate",
 ]
 
-# Also used by bench/pipeline.py for its bare-insert baseline: keep the two in step.
+# Also used by bench/pipeline.py for its bare-insert baseline: keep the two in step. A rowid
+# table (rows in arrival order, `key` in a UNIQUE index): see the module docstring.
 EVENTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-  key TEXT PRIMARY KEY,
+  key TEXT NOT NULL UNIQUE,
   event_id TEXT NOT NULL,
   user_id TEXT,
   anonymous_id TEXT,
@@ -53,7 +60,7 @@ CREATE TABLE IF NOT EXISTS events (
   bot INTEGER NOT NULL DEFAULT 0,
   call TEXT,  -- Event.call: "alias" or "group" for those Segment calls, else NULL
   id_kind TEXT  -- Event.id_kind: "message" for a client's message id, else NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS events_by_person ON events (person, timestamp DESC);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (event_type, timestamp DESC);
 CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expire_at);
@@ -167,9 +174,9 @@ CREATE TABLE IF NOT EXISTS sessions (
   end REAL NOT NULL,
   events INTEGER NOT NULL,
   client_id TEXT,
+  vals TEXT,  -- what it counts under per breakdown value (session_counts); NULL: nowhere
   PRIMARY KEY (person, key)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions (person, start);
 CREATE TABLE IF NOT EXISTS session_buckets (
   granularity TEXT NOT NULL,
   period TEXT NOT NULL,
@@ -276,6 +283,19 @@ ON CONFLICT (funnel, day, step) DO UPDATE SET users = users + excluded.users
 
 
 _HAS_MEMBERS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'group_members'"
+_SESSION_VALUES_TABLE = (
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'session_values'"
+)
+# The values the earlier `session_values` table kept beside each session, moved into its row.
+_TO_SESSION_ROWS = """
+UPDATE sessions SET vals = v.vals FROM session_values AS v
+WHERE v.person = sessions.person AND v.key = sessions.key
+"""
+_EVENTS_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+_EVENT_COLUMNS = (
+    "key, event_id, user_id, anonymous_id, who, event_type, timestamp, session_id, properties, "
+    "received_at, processed_at, expire_at, person, bot, call, id_kind"
+)
 _PROFILES_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'profiles'"
 # A profile's events per type from the `profile_types` table files had before `persons`.
 _TO_PERSONS = """
@@ -289,10 +309,13 @@ FROM profiles AS p
 
 def migrate(path: Path) -> None:
     """Bring the tables of the file at `path` (if it exists) from before identity stitching, bot
-    flags, dead-letter fingerprints, the raw events' `call` and `id_kind`, and `persons` up to
-    date, before `SCHEMA` is run on it. Events stored before carry neither `call` nor `id_kind`
-    (NULL); the `profiles` and `profile_types` tables become one `persons` row per person (and
-    the views of those names)."""
+    flags, dead-letter fingerprints, the raw events' `call` and `id_kind`, `persons`, and
+    sessions' values in their rows up to date, before `SCHEMA` is run on it. Events stored
+    before carry neither `call` nor `id_kind` (NULL); the `profiles` and `profile_types` tables
+    become one `persons` row per person (and the views of those names); the `session_values`
+    table's values move into the `sessions` rows' `vals` as they are (the counts they were
+    counted into are unchanged: nothing is recounted), its other columns (start, first event's
+    key) are dropped, and the `sessions_by_start` index (no query needs it) is dropped."""
     if not path.exists():
         return
     db = connect(path)
@@ -318,6 +341,15 @@ def migrate(path: Path) -> None:
                         "UPDATE events SET call = 'group' "
                         "WHERE key IN (SELECT event_key FROM group_members)"
                     )
+        _rebuild_keyed_events(db)
+        sessions = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+        if sessions and "vals" not in sessions:
+            with transaction(db):
+                db.execute("ALTER TABLE sessions ADD COLUMN vals TEXT")
+                if db.execute(_SESSION_VALUES_TABLE).fetchone():
+                    db.execute(_TO_SESSION_ROWS)
+                    db.execute("DROP TABLE session_values")
+        db.execute("DROP INDEX IF EXISTS sessions_by_start")
         if db.execute(_PROFILES_TABLE).fetchone():
             with transaction(db):
                 db.execute(_PERSONS)
@@ -326,3 +358,23 @@ def migrate(path: Path) -> None:
                 db.execute("DROP TABLE IF EXISTS profile_types")
     finally:
         db.close()
+
+
+def _rebuild_keyed_events(db: sqlite3.Connection) -> None:
+    """Rebuild a `WITHOUT ROWID` `events` table (keyed by `key`) as the rowid table of
+    `EVENTS_SCHEMA`, rows in (received_at, key) order, in one transaction: a new table, filled,
+    the old one dropped (its indexes with it: `SCHEMA` makes them again), the new one renamed.
+    Does nothing to any other layout."""
+    row = db.execute(_EVENTS_SQL).fetchone()
+    if row is None or "WITHOUT ROWID" not in row[0].upper():
+        return
+    table = EVENTS_SCHEMA[: EVENTS_SCHEMA.index("\n);") + 3]  # comments hold semicolons
+    create = table.replace("IF NOT EXISTS events (", "events_rowid (")
+    with transaction(db):
+        db.execute(create)
+        db.execute(
+            f"INSERT INTO events_rowid ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} "
+            "FROM events ORDER BY received_at, key"
+        )
+        db.execute("DROP TABLE events")
+        db.execute("ALTER TABLE events_rowid RENAME TO events")

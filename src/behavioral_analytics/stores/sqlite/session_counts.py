@@ -1,29 +1,37 @@
 """Sessions per breakdown value on the SQLite store (docs/breakdowns.md, "Sessions per value,
 entry and exit pages"; the rule is `session_breakdowns`').
 
-Each session's values are kept beside it in `session_values` (its start, its first event's key
-and the raw values it counts under, as a JSON object without the `(none)`s and repeated pages:
-about 100 bytes on the live benchmark), and the counts per (granularity, period, dimension,
-counted value) in `breakdown_sessions`. When a commit replaces sessions (`sessions.Sessions`),
-the values of the sessions it removes are read back and those of the sessions it adds are read
-from their first and last raw events, except where a session kept its start (or end) and no
-new or moved event can sit there: then the stored first (or last) values stand. The difference
-goes to the counts through the admitted sets. `forget` takes a person's stored values out.
-A session stored before session counts existed has no values: it
-never counted, so replacing it takes nothing out (`verify --repair` counts every session).
+Each session's values are kept in its own `sessions` row, column `vals`: the raw values it
+counts under, as a JSON object without the `(none)`s and repeated pages (about 100 bytes on the
+live benchmark); the counts per (granularity, period, dimension, counted value) are in
+`breakdown_sessions`. The row is written whenever the session changes, so its values cost no
+row write of their own (a table of them beside `sessions` cost about 0.15 row writes and 30
+bytes per event on the live benchmark, most of it the person, key and start repeated). When a
+commit replaces sessions (`sessions.Sessions`), the stored values of the sessions it removes
+come with the rows it reads, and those of the sessions it adds are read from their first and
+last raw events, except where a session kept its start (or end) and no new or moved event can
+sit there: then the stored first (or last) values stand. The difference goes to the counts
+through the admitted sets. `forget` takes a person's stored values out.
+
+The first event's key orders sessions that start at the same instant (admission follows the
+order of start, then that key) and is not stored: when a kept session shares its start with
+another session the commit adds, its first event is read again for the key (where the raw
+event is gone, its stored values stand, ordered first). A session stored before session counts
+existed has no values (NULL): it never counted, so replacing it takes nothing out (`verify
+--repair` counts every session). A file written with the earlier `session_values` table has
+its values moved into the rows by `schema.migrate`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import msgspec
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.breakdowns import BreakdownRules
-from behavioral_analytics.dimensions import NONE
 from behavioral_analytics.events import Event
 from behavioral_analytics.session_breakdowns import (
     SessionCounted,
@@ -33,15 +41,18 @@ from behavioral_analytics.session_breakdowns import (
     exit_value,
     first_event,
     last_event,
+    pack_values,
     recount_session_breakdowns,
     session_deltas,
     session_dimensions,
+    unpack_values,
 )
 from behavioral_analytics.sessions import Session
 
 __all__ = [
     "SESSION_COUNTS_SCHEMA",
     "Replaced",
+    "Stored",
     "apply_session_counts",
     "forget_session_counts",
     "read_admitted",
@@ -52,14 +63,6 @@ __all__ = [
 ]
 
 SESSION_COUNTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS session_values (
-  person TEXT NOT NULL,
-  key TEXT NOT NULL,  -- the session's key in `sessions`
-  start REAL NOT NULL,
-  first_key TEXT NOT NULL,  -- its first event's key
-  vals TEXT NOT NULL,  -- JSON object: dimension → raw value (`_pack`)
-  PRIMARY KEY (person, key)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS breakdown_sessions (
   granularity TEXT NOT NULL,
   period TEXT NOT NULL,
@@ -82,15 +85,6 @@ INSERT INTO breakdown_sessions VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (granularity, period, dimension, value) DO UPDATE SET
   sessions = sessions + excluded.sessions
 """
-_WRITE_VALUES = (
-    "INSERT INTO session_values VALUES (?, ?, ?, ?, ?) ON CONFLICT (person, key) DO UPDATE SET "
-    "start = excluded.start, first_key = excluded.first_key, vals = excluded.vals"
-)
-_READ_VALUES = """
-SELECT v.person, v.key, v.start, v.first_key, v.vals FROM session_values AS v
-JOIN (SELECT json_extract(value, '$[0]') AS p, json_extract(value, '$[1]') AS k
-      FROM json_each(?)) AS wanted ON v.person = wanted.p AND v.key = wanted.k
-"""
 # Events at a session's start or end, read in a window around the instant and matched exactly.
 _READ_AT = """
 WITH wanted(person, low, high) AS (SELECT json_extract(value, '$[0]'),
@@ -103,6 +97,8 @@ WHERE e.bot = 0
 SetKey = tuple[str, str, str]
 # (person, sessions removed by key, sessions added): one person's replacement in a commit.
 Replaced = tuple[str, Mapping[str, Session], Sequence[Session]]
+# (person, session key) → the session row's stored `vals` (None: never counted).
+Stored = Mapping[tuple[str, str], str | None]
 # Whether a new or moved event of (person, client id or None) may sit at an instant.
 Fresh = Callable[[str, str | None, float], bool]
 
@@ -111,30 +107,14 @@ _decode_values = msgspec.json.Decoder(dict[str, str]).decode
 
 
 def _pack(values: Mapping[str, str]) -> str:
-    """A session's values as stored, without what `_unpack` restores: a configured dimension's
-    `(none)`, an entry page equal to the `page` value, an exit page equal to the entry page."""
-    entry = values.get("entry_page", NONE)
-    packed = {}
-    for dimension, value in values.items():
-        if dimension == "exit_page":
-            keep = value != entry
-        elif dimension == "entry_page":
-            keep = value != values.get("page", NONE)
-        else:
-            keep = value != NONE
-        if keep:
-            packed[dimension] = value
-    return _encode(packed)
+    """A session's values as stored in its row (`pack_values`)."""
+    return _encode(pack_values(values))
 
 
 def _unpack(text: str, rules: BreakdownRules) -> dict[str, str]:
     """The values `_pack` stored, for every dimension of `rules` (a dimension added since is
     counted afresh by `rebuild_session_counts`, which rewrites every session's values)."""
-    packed = _decode_values(text)
-    values = {dimension: packed.get(dimension, NONE) for dimension in rules.dimensions}
-    values["entry_page"] = entry = packed.get("entry_page", values.get("page", NONE))
-    values["exit_page"] = packed.get("exit_page", entry)
-    return values
+    return unpack_values(_decode_values(text), rules.dimensions)
 
 
 _decode = msgspec.json.Decoder().decode
@@ -207,26 +187,27 @@ def _event(person: str, key: str, etype: str, ts: float, sid: str | None, props:
 def apply_session_counts(
     db: sqlite3.Connection,
     replaced: Sequence[Replaced],
+    stored: Stored,
     fresh: Fresh,
     periods: Periods,
     rules: BreakdownRules,
-) -> None:
+) -> dict[tuple[str, str], str]:
     """Move the session counts of a commit's session replacements (one `Replaced` per person
-    whose sessions changed), inside the commit's transaction on `db`; `fresh` says where a new
-    or moved event may sit (there the stored first or last event may have changed)."""
+    whose sessions changed, `stored` the `vals` of the sessions they remove), inside the
+    commit's transaction on `db`; `fresh` says where a new or moved event may sit (there the
+    stored first or last event may have changed). Returns the `vals` to store with each added
+    session by (person, key); one left out (no values: breakdowns off, or its events are not
+    where it says) is stored with NULL and counts nowhere."""
     if not replaced or not session_dimensions(rules):
-        return
-    wanted = [[person, key] for person, removed, _ in replaced for key in removed]
-    stored: dict[tuple[str, str], tuple[float, str, dict[str, str]]] = {
-        (person, key): (start, first_key, _unpack(vals, rules))
-        for person, key, start, first_key, vals in db.execute(_READ_VALUES, (_encode(wanted),))
-    }
+        return {}
     instants: list[tuple[str, float]] = []
     plans = []
+    starts = Counter(session.start for _, _, added in replaced for session in added)
     for person, removed, added in replaced:
         for session in added:
             old = removed.get(session.key)
-            kept = stored.get((person, session.key))
+            text = stored.get((person, session.key)) if old is not None else None
+            kept = None if text is None else _unpack(text, rules)
             same_first = same_last = False
             if old is not None and kept is not None:
                 same_first = old.start == session.start and not fresh(
@@ -235,7 +216,7 @@ def apply_session_counts(
                 same_last = old.end == session.end and not fresh(
                     person, session.client_id, session.end
                 )
-            if not same_first:
+            if not same_first or starts[session.start] > 1:  # the first key orders a tie
                 instants.append((person, session.start))
             if not same_last:
                 instants.append((person, session.end))
@@ -246,49 +227,50 @@ def apply_session_counts(
             event = _event(*row)
             at[row[0], event.session_id, event.timestamp].append(event)
     new_values: list[SessionValues] = []
-    rows = []
+    rows: dict[tuple[str, str], str] = {}
     for person, session, kept, same_first, same_last in plans:
+        firsts = at.get((person, session.client_id, session.start))
         if kept is not None and same_first:
-            start, first_key, values = kept[0], kept[1], dict(kept[2])
+            values = dict(kept)
+            first_key = first_event(firsts).key if firsts else ""
         else:
-            firsts = at.get((person, session.client_id, session.start))
             if not firsts:
                 continue  # its events are not where the session says: nothing to count
             first = first_event(firsts)
-            start, first_key, values = first.timestamp, first.key, entry_values(first, rules)
+            first_key, values = first.key, entry_values(first, rules)
             if session.events == 1:  # its first event is its last
                 values["exit_page"] = values["entry_page"]
         if "exit_page" in values and session.events == 1:
             pass
         elif kept is not None and same_last:
-            values["exit_page"] = kept[2]["exit_page"]
+            values["exit_page"] = kept["exit_page"]
         else:
             lasts = at.get((person, session.client_id, session.end))
             if not lasts:
                 continue
             values["exit_page"] = exit_value(last_event(lasts))
-        new_values.append(SessionValues(start, values, (start, first_key)))
-        if kept is None or kept != (start, first_key, values):
-            rows.append((person, session.key, start, first_key, _pack(values)))
-    deletes: list[tuple[str, str]] = []
-    for person, removed, added in replaced:
-        keys = {s.key for s in added}
-        deletes.extend((person, key) for key in removed if key not in keys)
-    db.executemany("DELETE FROM session_values WHERE person = ? AND key = ?", deletes)
-    db.executemany(_WRITE_VALUES, rows)
-    old_values = [SessionValues(start, vals) for start, _, vals in stored.values()]
+        new_values.append(SessionValues(session.start, values, (session.start, first_key)))
+        rows[person, session.key] = _pack(values)
+    old_values = [
+        SessionValues(session.start, _unpack(text, rules))
+        for person, removed, _ in replaced
+        for key, session in removed.items()
+        if (text := stored.get((person, key))) is not None
+    ]
     _apply_delta(db, old_values, new_values, periods, rules)
+    return rows
 
 
 def forget_session_counts(
     db: sqlite3.Connection, person: str, periods: Periods, rules: BreakdownRules
 ) -> None:
-    """Take `person`'s sessions out of the session counts, inside `forget`'s transaction."""
+    """Take `person`'s sessions out of the session counts, inside `forget`'s transaction
+    (which deletes their rows after)."""
     gone = [
         SessionValues(start, _unpack(vals, rules))
         for start, vals in db.execute(
-            "DELETE FROM session_values WHERE person = ? RETURNING start, vals", (person,)
-        ).fetchall()
+            "SELECT start, vals FROM sessions WHERE person = ? AND vals IS NOT NULL", (person,)
+        )
     ]
     _apply_delta(db, gone, (), periods, rules)
 
@@ -345,13 +327,10 @@ def rebuild_session_counts(
         sessions, events, persons, periods, rules, admitted
     )
     db.execute("DELETE FROM breakdown_sessions")
-    db.execute("DELETE FROM session_values")
+    db.execute("UPDATE sessions SET vals = NULL WHERE vals IS NOT NULL")
     db.executemany(
-        _WRITE_VALUES,
-        [
-            (person, key, v.start, v.order[1], _pack(v.values))
-            for (person, key), v in values.items()
-        ],
+        "UPDATE sessions SET vals = ? WHERE person = ? AND key = ?",
+        [(_pack(v.values), person, key) for (person, key), v in values.items()],
     )
     _store_counted(db, counted, admitted)
 

@@ -7,7 +7,9 @@ without reading raw events where `sessions.merge_client_sessions` can, and are r
 raw events otherwise (an event before their first session or beyond a session's cap short of
 the next) or when their events moved between people. The stats of the sessions replaced are
 subtracted and those of their replacements added, so the session buckets stay exact; every
-replacement also moves the sessions per breakdown value (`session_counts`).
+replacement also moves the sessions per breakdown value (`session_counts`), whose values per
+session are the row's `vals`: read with the sessions replaced, written with their replacements
+(no row of their own).
 """
 
 from __future__ import annotations
@@ -36,18 +38,20 @@ from behavioral_analytics.stores.sqlite.sql import PAIRS, RANGES, ranges_json
 __all__ = ["Sessions"]
 
 _UPSERT_SESSION = """
-INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO sessions (person, key, start, end, events, client_id, vals)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (person, key) DO UPDATE SET
-  start = excluded.start, end = excluded.end, events = excluded.events
+  start = excluded.start, end = excluded.end, events = excluded.events, vals = excluded.vals
 """
 
 
 @dataclass(slots=True)
 class _SessionWrites:
     deletes: list[tuple[str, str]] = field(default_factory=list)
-    upserts: list[tuple[object, ...]] = field(default_factory=list)
     delta: SessionDelta = field(default_factory=SessionDelta)
     replaced: list[Replaced] = field(default_factory=list)
+    # (person, key) → the stored `vals` of every session read (None: never counted).
+    stored: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
 
 class Sessions:
@@ -68,8 +72,8 @@ class Sessions:
         pending = list(spans)
         while pending:  # grow each range over the stored sessions it touches, until it stops
             grown = []
-            for person, key, start, end, count in db.execute(
-                RANGES + "SELECT s.person, s.key, s.start, s.end, s.events FROM ranges r "
+            for person, key, start, end, count, vals in db.execute(
+                RANGES + "SELECT s.person, s.key, s.start, s.end, s.events, s.vals FROM ranges r "
                 "JOIN sessions s ON s.person = r.person AND s.start <= r.high + ? "
                 "AND s.end >= r.low - ? WHERE s.client_id IS NULL",
                 (ranges_json(pending, spans), rules.gap_s, rules.gap_s),
@@ -77,6 +81,7 @@ class Sessions:
                 if key in removed[person]:
                     continue
                 removed[person][key] = Session(start, end, count)
+                writes.stored[person, key] = vals
                 span = spans[person]
                 if start < span[0] or end > span[1]:
                     span[0], span[1] = min(span[0], start), max(span[1], end)
@@ -97,7 +102,7 @@ class Sessions:
         recount = self._merge_client_sessions(db, dirty, writes)
         if recount:
             pairs = msgspec.json.encode(sorted(recount)).decode()
-            old = self._stored_client_sessions(db, pairs)
+            old = self._stored_client_sessions(db, pairs, writes.stored)
             stamps: dict[tuple[str, str], list[float]] = defaultdict(list)
             for person, client_id, timestamp in db.execute(
                 PAIRS + "SELECT p.person, p.client_id, e.timestamp FROM pairs p JOIN events e "
@@ -109,8 +114,18 @@ class Sessions:
                 before = old.get((person, client_id), {})
                 added = client_sessions(client_id, stamps[person, client_id], rules)
                 self._replace_sessions(person, before, added, writes)
+        vals = apply_session_counts(
+            db, writes.replaced, writes.stored, _fresh(dirty), self.periods, self.rules.breakdowns
+        )
         db.executemany("DELETE FROM sessions WHERE person = ? AND key = ?", writes.deletes)
-        db.executemany(_UPSERT_SESSION, writes.upserts)
+        db.executemany(
+            _UPSERT_SESSION,
+            [
+                (person, s.key, s.start, s.end, s.events, s.client_id, vals.get((person, s.key)))
+                for person, _, added in writes.replaced
+                for s in added
+            ],
+        )
         delta = writes.delta
         db.executemany(
             UPSERT_SESSION_BUCKET,
@@ -120,23 +135,22 @@ class Sessions:
                 if not s.is_zero()
             ],
         )
-        apply_session_counts(
-            db, writes.replaced, _fresh(dirty), self.periods, self.rules.breakdowns
-        )
 
     @staticmethod
     def _stored_client_sessions(
-        db: sqlite3.Connection, pairs: str
+        db: sqlite3.Connection, pairs: str, stored: dict[tuple[str, str], str | None]
     ) -> dict[tuple[str, str], dict[str, Session]]:
-        """(person, client id) → their stored sessions by key, for the JSON list `pairs`."""
+        """(person, client id) → their stored sessions by key, for the JSON list `pairs`; their
+        `vals` go to `stored` by (person, key)."""
         old: dict[tuple[str, str], dict[str, Session]] = defaultdict(dict)
-        for person, client_id, key, start, end, count in db.execute(
-            PAIRS + "SELECT s.person, s.client_id, s.key, s.start, s.end, s.events FROM pairs p "
-            "JOIN sessions s ON s.person = p.person AND s.client_id = p.client_id",
+        for person, client_id, key, start, end, count, vals in db.execute(
+            PAIRS + "SELECT s.person, s.client_id, s.key, s.start, s.end, s.events, s.vals "
+            "FROM pairs p JOIN sessions s ON s.person = p.person AND s.client_id = p.client_id",
             (pairs,),
         ):
             first = key == f"c:{client_id}"
             old[person, client_id][key] = Session(start, end, count, client_id, first)
+            stored[person, key] = vals
         return old
 
     def _merge_client_sessions(
@@ -152,7 +166,8 @@ class Sessions:
         if not fresh:
             return recount
         rules = self.rules.sessions
-        old = self._stored_client_sessions(db, msgspec.json.encode(sorted(fresh)).decode())
+        pairs = msgspec.json.encode(sorted(fresh)).decode()
+        old = self._stored_client_sessions(db, pairs, writes.stored)
         for (person, client_id), stamps in fresh.items():
             before = old.get((person, client_id), {})
             if before:
@@ -176,7 +191,6 @@ class Sessions:
             return
         keys = {s.key for s in added}
         writes.deletes.extend((person, key) for key in removed if key not in keys)
-        writes.upserts.extend((person, s.key, s.start, s.end, s.events, s.client_id) for s in added)
         writes.delta.apply(removed.values(), self.periods, -1)
         writes.delta.apply(added, self.periods, 1)
         writes.replaced.append((person, removed, added))
