@@ -23,6 +23,7 @@ from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.identity import Link
 from behavioral_analytics.stores.firestore import FirestoreStore
+from behavioral_analytics.stores.firestore.people import People
 from tests.contract.builders import (
     DAY_START,
     HOUR,
@@ -57,6 +58,35 @@ def assert_exact_with_links(store: FirestoreStore, events: list[Event]) -> None:
 
 
 # -- Firestore specifics ----------------------------------------------------------------------
+
+
+def test_a_link_that_moves_a_client_session_between_the_reads_is_planned_again(
+    settings_for: SettingsFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer reads a visitor's profile (client session `s1` stored), another commits the
+    identify that moves those events to the user, then the first queries the session's stored
+    times (its new event comes before them, so they cannot merge): the times are gone, and the
+    commit plans again from fresh reads instead of failing."""
+    a = make_store(settings_for, identity_window_s=6 * HOUR)
+    b = make_store(settings_for, identity_window_s=6 * HOUR)
+    visits = [ev(1, HOUR, anon="v1", session="s1"), ev(2, HOUR + 60, anon="v1", session="s1")]
+    a.commit(visits)
+    identify = ev(3, HOUR + 120, user="alice", anon="v1", kind="identify")
+    pending = [lambda: b.commit([identify])]
+    query = People.client_times_from
+
+    def client_times_from(people: People, person: str, low: float) -> dict[str, list[float]]:
+        if pending:  # once: b's link lands between a's profile read and this query
+            pending.pop()()
+        return query(people, person, low)
+
+    monkeypatch.setattr(People, "client_times_from", client_times_from)
+    early = ev(4, HOUR - 600, anon="v1", session="s1", kind="search")
+    assert a.commit([early]).created == 1
+    assert not pending and a.conflicts >= 1
+    alice = a.profile("alice")
+    assert alice is not None and alice.total_events == 4
+    assert_exact_with_links(a, [*visits, identify, early])
 
 
 def test_the_identify_first_then_late_and_later_anonymous_events(

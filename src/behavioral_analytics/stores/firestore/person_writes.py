@@ -50,7 +50,7 @@ from behavioral_analytics.stores.firestore.documents import (
     profile_doc,
     type_transforms,
 )
-from behavioral_analytics.stores.firestore.gateway import Gateway
+from behavioral_analytics.stores.firestore.gateway import Gateway, Stale
 from behavioral_analytics.stores.firestore.identity import encode_anonymous_events, encode_links
 from behavioral_analytics.stores.firestore.keys import doc_id
 from behavioral_analytics.stores.firestore.options import StoreOptions
@@ -463,6 +463,12 @@ class PersonWriter:
                 lambda p: self.people.client_times_from(p, min(clients[p].values())), names
             )
             client_times = dict(zip(names, found_times, strict=True))
+            for person, needed in clients.items():
+                if not needed.keys() <= client_times[person].keys():
+                    # The profile says these client sessions have stored events, the events
+                    # say otherwise: a concurrent commit moved them (an identity link) after
+                    # the profile was read, and will have changed the profile too.
+                    raise Stale(f"client sessions of {person!r} moved since their profile was read")
         return {
             person: recompute(
                 inputs[person][0],
