@@ -5,6 +5,9 @@ Variants, on the same events:
   (a) this worker, one process, end to end: pull → parse → fold → one commit per batch → ack
       (publishing is done beforehand and not timed), with the shipped defaults: sessions,
       identity, bot flags, and the generator's purchase funnel unless BA_FUNNELS says otherwise;
+  (a2) the same worker in two processes sharing the broker and the store, as `up` starts it
+      (`--workers 2`): commits take turns on SQLite's write lock (`BEGIN IMMEDIATE`) while the
+      other process pulls, parses and folds; peak RSS is the two processes' sum;
   (b) the recipe's pattern on the same SQLite store: per event one raw insert, three aggregate
       upserts (user, hour, day) and one commit; pulled and acked in the same batches as (a);
   (c) the bare insert: parse the same events and insert them, in large transactions, into a
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import resource
@@ -55,6 +59,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -133,6 +138,7 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     started = time.perf_counter()
     worker.run(threading.Event(), until_idle=True)
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu  # before verify's
     wrote = written_bytes() - wrote
     assert store.count_events() == len(lines), "not every event was stored"
     writes = store_writes(store)
@@ -141,11 +147,73 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     store.close()
     return {
         "seconds": elapsed,
-        "cpu_seconds": cpu_seconds() - cpu,
+        "cpu_seconds": cpu,
         "peak_rss_mib": peak_rss_mib,
         "verify_ok": float(exact),
         "store_writes": writes,
         "written_bytes": wrote,
+        "stored_bytes": stored_bytes(data_dir / "store.db"),
+    }
+
+
+def _worker_process(
+    data_dir: Path, ready: Any, go: Any, results: multiprocessing.Queue[Result]
+) -> None:
+    """One of (a2)'s processes: the shipped worker on the shared broker and store, from `go`
+    until idle (imports and set-up before `ready`, untimed, as for (a)); its CPU seconds, row
+    writes and written bytes go back through `results`."""
+    broker = LocalBroker(data_dir / "broker.db")
+    store = shipped_store(data_dir / "store.db")
+    worker = shipped_worker(broker, store)
+    ready.release()
+    go.wait()
+    wrote, cpu = written_bytes(), cpu_seconds()
+    worker.run(threading.Event(), until_idle=True)
+    results.put(
+        {
+            "cpu_seconds": cpu_seconds() - cpu,
+            "store_writes": store_writes(store),
+            "written_bytes": written_bytes() - wrote,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
+    store.close()
+    broker.close()
+
+
+def run_workers(data_dir: Path, lines: list[bytes], processes: int = 2) -> Result:
+    """(a2): `processes` worker processes on one broker and one store, as `up` runs them
+    (`--workers 2`); timed from their start until the last one is idle."""
+    publish_all(data_dir, lines).close()
+    shipped_store(data_dir / "store.db").close()  # the schema, before the workers race for it
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue[Result] = context.Queue()
+    ready, go = context.Semaphore(0), context.Event()
+    children = [
+        context.Process(target=_worker_process, args=(data_dir, ready, go, results))
+        for _ in range(processes)
+    ]
+    for process in children:
+        process.start()
+    for _ in children:
+        ready.acquire(timeout=600)
+    started = time.perf_counter()
+    go.set()
+    parts = [results.get(timeout=3600) for _ in children]
+    elapsed = time.perf_counter() - started
+    for process in children:
+        process.join()
+    store = shipped_store(data_dir / "store.db")
+    assert store.count_events() == len(lines), "not every event was stored"
+    exact = verify(store, store.periods, now=time.time(), retention_s=None).ok
+    store.close()
+    return {
+        "seconds": elapsed,
+        "cpu_seconds": sum(part["cpu_seconds"] for part in parts),
+        "peak_rss_mib": sum(part["peak_rss_mib"] for part in parts),
+        "verify_ok": float(exact),
+        "store_writes": sum(part["store_writes"] for part in parts),
+        "written_bytes": sum(part["written_bytes"] for part in parts),
         "stored_bytes": stored_bytes(data_dir / "store.db"),
     }
 
@@ -262,6 +330,7 @@ def _row(event: Event, now: float) -> tuple[object, ...]:
 
 VARIANTS: dict[str, tuple[str, Callable[[Path, list[bytes]], Result]]] = {
     "a": ("(a) this worker, 1 process", run_worker),
+    "2": ("(a2) 2 worker processes, as up", run_workers),
     "b": ("(b) naive per-event commits", run_naive),
     "c": ("(c) bare parse + bulk insert", run_bare),
     "p": ("(p) local broker pull + ack", run_broker_only),
@@ -336,9 +405,11 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
     store_only = (results["a"]["written_bytes"] - results["p"]["written_bytes"]) / count
     print(
         f"\n(a)/(c) = {rate['a'] / rate['c']:.0%} (by CPU {cpu['a'] / cpu['c']:.0%})   "
+        f"(a2)/(c) = {rate['2'] / rate['c']:.0%} (by CPU {cpu['2'] / cpu['c']:.0%})   "
         f"(a)/(b) = {rate['a'] / rate['b']:.1f}x   "
         f"(a) without the broker's writes: {store_only:,.0f} written B/ev   "
-        f"verify on (a)'s store: {'ok' if results['a']['verify_ok'] else 'DRIFT'}"
+        f"verify on (a)'s store: {'ok' if results['a']['verify_ok'] else 'DRIFT'}, "
+        f"(a2)'s: {'ok' if results['2']['verify_ok'] else 'DRIFT'}"
     )
     if "a0" in results:
         by_cpu = f" (by CPU {cpu['a'] / cpu['a0']:.2f}x)" if "a0" in cpu else ""

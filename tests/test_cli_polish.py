@@ -5,8 +5,11 @@ setting errors."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +126,22 @@ def test_the_loadtest_docs_http_command_has_no_placeholder() -> None:
     docs = (REPO / "docs" / "loadtest.md").read_text()
     commands = [line for line in docs.splitlines() if "--via http" in line and "generate" in line]
     assert commands and all("…" not in line for line in commands)
+
+
+def test_generate_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    """`generate | head -1`: the reader closes the pipe after a line; the command stops with
+    exit code 0 and says so, not an error about a broken pipe."""
+    env = {**os.environ, "BA_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "behavioral_analytics.cli", "generate", "--events", "200000"]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        code = process.wait(timeout=120)
+    assert json.loads(first)["event_type"]
+    assert code == 0, stderr
+    assert "generation stopped: the reader closed stdout" in stderr
+    assert "Broken pipe" not in stderr and "error" not in stderr

@@ -168,7 +168,14 @@ def generate(
         )
         tally: Counter[str] = Counter()
         if via == "ndjson":
-            _write_ndjson(iter_messages(config), out, tally)
+            if not _write_ndjson(iter_messages(config), out, tally):
+                # How many the reader took is unknown (buffered): no tally.
+                err_console.print(
+                    f"generation stopped: the reader closed stdout (--seed {config.seed} "
+                    f"--start {config.start})",
+                    highlight=False,
+                )
+                return
             where = str(out) if out else "stdout"
         else:
             sink: Sink
@@ -192,13 +199,22 @@ def generate(
     )
 
 
-def _write_ndjson(messages: Iterator[Message], out: Path | None, tally: Counter[str]) -> None:
+def _write_ndjson(messages: Iterator[Message], out: Path | None, tally: Counter[str]) -> bool:
+    """Write `messages` as NDJSON to `out` (stdout when None); False when the reader of stdout
+    stopped early (`| head`), which ends the generation quietly: it has what it wanted."""
     stream = out.open("wb") if out else sys.stdout.buffer
     try:
         for message in messages:
             stream.write(message.data + b"\n")
             _count(message, tally)
         stream.flush()
+        return True
+    except BrokenPipeError:
+        if out:
+            raise
+        # Python would report the unflushed rest again at exit: stdout now goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
     finally:
         if out:
             stream.close()

@@ -159,7 +159,6 @@ CREATE TABLE IF NOT EXISTS pipeline_state (
 
 # Sessions, funnels, identity links, bot counts and tombstones.
 BEHAVIOR_SCHEMA = """
-CREATE INDEX IF NOT EXISTS events_by_person ON events (person, timestamp);
 CREATE INDEX IF NOT EXISTS events_by_anonymous_id ON events (anonymous_id) WHERE user_id IS NULL;
 CREATE TABLE IF NOT EXISTS bot_buckets (
   granularity TEXT NOT NULL,
