@@ -58,8 +58,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.synchronize import Event as ProcessEvent
+from multiprocessing.synchronize import Semaphore
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -157,7 +158,7 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
 
 
 def _worker_process(
-    data_dir: Path, ready: Any, go: Any, results: multiprocessing.Queue[Result]
+    data_dir: Path, ready: Semaphore, go: ProcessEvent, results: multiprocessing.Queue[Result]
 ) -> None:
     """One of (a2)'s processes: the shipped worker on the shared broker and store, from `go`
     until idle (imports and set-up before `ready`, untimed, as for (a)); its CPU seconds, row
@@ -183,7 +184,7 @@ def _worker_process(
 
 def run_workers(data_dir: Path, lines: list[bytes], processes: int = 2) -> Result:
     """(a2): `processes` worker processes on one broker and one store, as `up` runs them
-    (`--workers 2`); timed from their start until the last one is idle."""
+    (`--workers 2`); timed from when every one is set up until the last one is idle."""
     publish_all(data_dir, lines).close()
     shipped_store(data_dir / "store.db").close()  # the schema, before the workers race for it
     context = multiprocessing.get_context("spawn")
@@ -196,7 +197,10 @@ def run_workers(data_dir: Path, lines: list[bytes], processes: int = 2) -> Resul
     for process in children:
         process.start()
     for _ in children:
-        ready.acquire(timeout=600)
+        if not ready.acquire(timeout=600) or not all(p.is_alive() for p in children):
+            for process in children:
+                process.kill()
+            raise RuntimeError("a worker process of (a2) did not start: see its traceback above")
     started = time.perf_counter()
     go.set()
     parts = [results.get(timeout=3600) for _ in children]
