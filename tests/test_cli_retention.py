@@ -5,7 +5,7 @@ one-line refusals (exit 2) of a bad unit and of cohort days before the raw-event
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from behavioral_analytics.stores.sqlite import SQLiteStore
@@ -15,24 +15,40 @@ from tests.faults import behavior_event
 DAY_S = 86400.0
 
 
-def test_query_retention(tmp_path: Path) -> None:
+def _local_store(
+    tmp_path: Path, events: list[tuple[int, str, str]]
+) -> tuple[dict[str, str], str, str]:
+    """A local store (`init`, then committed directly) holding one event per (days before
+    today's noon UTC, user, event type), numbered in order; the CLI's environment and the ISO
+    dates of four and three days ago."""
     env = {"BA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
     cli("init", env=env)
     today = datetime.now(UTC).date()
     noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC).timestamp()
-    first, second = (today - timedelta(days=4)).isoformat(), (today - timedelta(days=3)).isoformat()
     store = SQLiteStore(tmp_path / "data" / "store.db")
     try:
         store.commit(
             [
-                behavior_event(1, noon - 4 * DAY_S, received_at=noon, user="ann"),
-                behavior_event(2, noon - 3 * DAY_S, received_at=noon, user="ann"),
-                behavior_event(3, noon - 4 * DAY_S, received_at=noon, user="bob"),
-                behavior_event(4, noon - 3 * DAY_S, received_at=noon, user="cy"),
+                behavior_event(n, noon - days * DAY_S, received_at=noon, user=user, kind=kind)
+                for n, (days, user, kind) in enumerate(events, start=1)
             ]
         )
     finally:
         store.close()
+    first, second = (today - timedelta(days=4)).isoformat(), (today - timedelta(days=3)).isoformat()
+    return env, first, second
+
+
+def test_query_retention(tmp_path: Path) -> None:
+    env, first, second = _local_store(
+        tmp_path,
+        [
+            (4, "ann", "page_view"),
+            (3, "ann", "page_view"),
+            (4, "bob", "page_view"),
+            (3, "cy", "page_view"),
+        ],
+    )
 
     args = ("query", "retention", "--from", first, "--to", second, "--max", "2")
     body = json.loads(cli(*args, "--json", env=env).stdout)
@@ -52,30 +68,22 @@ def test_query_retention(tmp_path: Path) -> None:
 
     bad = cli("query", "retention", "--unit", "month", env=env, check=False)
     assert bad.returncode == 2 and "--unit must be day or week" in bad.stderr.decode()
-    old = (today - timedelta(days=60)).isoformat()
+    old = (date.fromisoformat(first) - timedelta(days=56)).isoformat()  # 60 days ago
     refused = cli("query", "retention", "--from", old, env=env, check=False)
     assert refused.returncode == 2 and "raw-event retention" in refused.stderr.decode()
 
 
 def test_query_retention_by_a_start_event(tmp_path: Path) -> None:
-    env = {"BA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    cli("init", env=env)
-    today = datetime.now(UTC).date()
-    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC).timestamp()
-    first, second = (today - timedelta(days=4)).isoformat(), (today - timedelta(days=3)).isoformat()
-    store = SQLiteStore(tmp_path / "data" / "store.db")
-    try:
-        store.commit(
-            [
-                behavior_event(1, noon - 4 * DAY_S, received_at=noon, user="ann"),
-                behavior_event(2, noon - 3 * DAY_S, received_at=noon, user="ann", kind="signup"),
-                behavior_event(3, noon - 2 * DAY_S, received_at=noon, user="ann"),
-                behavior_event(4, noon - 4 * DAY_S, received_at=noon, user="bob", kind="signup"),
-                behavior_event(5, noon - 3 * DAY_S, received_at=noon, user="cy"),
-            ]
-        )
-    finally:
-        store.close()
+    env, first, second = _local_store(
+        tmp_path,
+        [
+            (4, "ann", "page_view"),
+            (3, "ann", "signup"),
+            (2, "ann", "page_view"),
+            (4, "bob", "signup"),
+            (3, "cy", "page_view"),
+        ],
+    )
 
     args = ("query", "retention", "--from", first, "--to", second, "--max", "1")
     body = json.loads(cli(*args, "--start-event", "signup", "--json", env=env).stdout)
@@ -94,25 +102,17 @@ def test_query_retention_by_a_start_event(tmp_path: Path) -> None:
 
 
 def test_query_retention_narrowed_by_filters(tmp_path: Path) -> None:
-    env = {"BA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    cli("init", env=env)
-    today = datetime.now(UTC).date()
-    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC).timestamp()
-    first, second = (today - timedelta(days=4)).isoformat(), (today - timedelta(days=3)).isoformat()
-    store = SQLiteStore(tmp_path / "data" / "store.db")
-    try:
-        store.commit(
-            [
-                # ann searches on her first day; bob only the day after his; cy on hers.
-                behavior_event(1, noon - 4 * DAY_S, received_at=noon, user="ann", kind="search"),
-                behavior_event(2, noon - 3 * DAY_S, received_at=noon, user="ann"),
-                behavior_event(3, noon - 4 * DAY_S, received_at=noon, user="bob"),
-                behavior_event(4, noon - 3 * DAY_S, received_at=noon, user="bob", kind="search"),
-                behavior_event(5, noon - 3 * DAY_S, received_at=noon, user="cy", kind="search"),
-            ]
-        )
-    finally:
-        store.close()
+    env, first, second = _local_store(
+        tmp_path,
+        [
+            # ann searches on her first day; bob only the day after his; cy on hers.
+            (4, "ann", "search"),
+            (3, "ann", "page_view"),
+            (4, "bob", "page_view"),
+            (3, "bob", "search"),
+            (3, "cy", "search"),
+        ],
+    )
 
     args = ("query", "retention", "--from", first, "--to", second, "--max", "1")
     body = json.loads(cli(*args, "--filter", "event_type:search", "--json", env=env).stdout)

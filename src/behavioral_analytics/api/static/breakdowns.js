@@ -104,22 +104,17 @@
   async function ask(dimension, range, sessions) {
     const params = new URLSearchParams({ granularity: "day", from: range.from, to: range.to, limit: String(PANEL_VALUES) });
     if (range.compare) params.set("compare", "true");
-    try {
-      const answer = await filters.get("/v1/breakdowns/" + encodeURIComponent(dimension), params, true);
-      const problem = filters.problem(answer);
-      if (problem) return { problem };
-      const body = answer.body;
-      const read = sessions ? sessionSummary : (part) => part;
-      return {
-        current: read(body.current || body),
-        previous: body.previous ? read(body.previous) : null,
-        note: filters.source(body),
-        origin: filters.origin(body),
-        problem: "",
-      };
-    } catch (error) {
-      return { problem: "the server could not be reached" };
-    }
+    const { answer, problem } = await filters.ask("/v1/breakdowns/" + encodeURIComponent(dimension), params);
+    if (problem) return { problem };
+    const body = answer.body;
+    const read = sessions ? sessionSummary : (part) => part;
+    return {
+      current: read(body.current || body),
+      previous: body.previous ? read(body.previous) : null,
+      note: filters.source(body),
+      origin: filters.origin(body),
+      problem: "",
+    };
   }
 
   // Sessions per value over a range, from the points' `sessions` (or the rows' where an answer

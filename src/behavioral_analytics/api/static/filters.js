@@ -149,6 +149,17 @@
     return missing.length ? "Not available with these filters: this answer is not narrowed by them." : "";
   }
 
+  // `get` with every filter, and why its answer cannot be shown as filtered (`problem`, "" when
+  // it can): resolves to {answer, problem}, answer null when the server cannot be reached.
+  async function ask(path, params) {
+    try {
+      const answer = await get(path, params, true);
+      return { answer, problem: problem(answer) };
+    } catch (error) {
+      return { answer: null, problem: "the server could not be reached" };
+    }
+  }
+
   // Where an answer says it was read: "raw_events", "aggregates" or "" (it does not say).
   function origin(body) {
     const parts = [body, body.current, body.previous].filter(Boolean);
@@ -192,6 +203,7 @@
     title,
     onChange: (listener) => listeners.push(listener),
     get,
+    ask,
     problem,
     origin,
     source,

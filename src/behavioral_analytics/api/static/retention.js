@@ -30,14 +30,7 @@
     if (!range) return;
     const mine = ++loading;
     const params = new URLSearchParams({ from: range.from, to: range.to, unit, max: String(maxOffset(range)) });
-    let answer = null;
-    let problem = "";
-    try {
-      answer = await filters.get("/v1/retention", params, true);
-      problem = filters.problem(answer);
-    } catch (error) {
-      problem = "the server could not be reached";
-    }
+    const { answer, problem } = await filters.ask("/v1/retention", params);
     if (mine !== loading) return;
     $("retention-range").textContent = `${range.from} – ${range.to}`;
     if (problem) {

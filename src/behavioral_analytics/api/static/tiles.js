@@ -31,15 +31,6 @@
     await Promise.all(jobs);
   }
 
-  async function ask(path, params) {
-    try {
-      const answer = await filters.get(path, params, true);
-      return { answer, problem: filters.problem(answer) };
-    } catch (error) {
-      return { answer: null, problem: "the server could not be reached" };
-    }
-  }
-
   // -- events per day over the range ----------------------------------------------------------
 
   async function series(mine) {
@@ -47,7 +38,7 @@
     if (!range) return;
     const params = new URLSearchParams({ granularity: "day", from: range.from, to: range.to });
     if (range.compare) params.set("compare", "true");
-    const { answer, problem } = await ask("/v1/series", params);
+    const { answer, problem } = await filters.ask("/v1/series", params);
     if (mine !== loading) return;
     $("filter-card").hidden = false;
     const total = $("filter-total");
@@ -108,7 +99,7 @@
   async function sessions(live, mine) {
     const today = live.periods.day;
     const params = new URLSearchParams({ granularity: "day", from: today, to: today });
-    const { answer, problem } = await ask("/v1/sessions", params);
+    const { answer, problem } = await filters.ask("/v1/sessions", params);
     if (mine !== loading) return;
     if (problem) {
       window.baLive.drawSessions(null);
@@ -126,7 +117,7 @@
     if (!live.funnel) return;
     const today = live.periods.day;
     const params = new URLSearchParams({ from: today, to: today });
-    const { answer, problem } = await ask("/v1/funnels/" + encodeURIComponent(live.funnel.name), params);
+    const { answer, problem } = await filters.ask("/v1/funnels/" + encodeURIComponent(live.funnel.name), params);
     if (mine !== loading) return;
     const steps = live.funnel.steps;
     if (problem) {
@@ -200,15 +191,6 @@
     live.drawTopTypes(data.top_event_types || [], data.periods.day);
   }
 
-  async function ask(path, params) {
-    try {
-      const answer = await filters.get(path, params, true);
-      return { answer, problem: filters.problem(answer) };
-    } catch (error) {
-      return { answer: null, problem: "the server could not be reached" };
-    }
-  }
-
   const points = (answer, problem) => (problem ? null : (answer.body.current || answer.body).points || []);
   const total = (found) => (found ? found.reduce((n, point) => n + point.total_events, 0) : null);
 
@@ -237,8 +219,8 @@
     const day = data.periods.day;
     const hour = data.periods.hour;
     const [byDay, byHour] = await Promise.all([
-      ask("/v1/series", new URLSearchParams({ granularity: "day", from: day, to: day })),
-      ask("/v1/series", new URLSearchParams({ granularity: "hour", from: hour, to: hour })),
+      filters.ask("/v1/series", new URLSearchParams({ granularity: "day", from: day, to: day })),
+      filters.ask("/v1/series", new URLSearchParams({ granularity: "hour", from: hour, to: hour })),
     ]);
     if (mine !== loading) return;
     const live = window.baLive;
@@ -269,7 +251,7 @@
     if (!minutes.length) return;
     const from = minutes[0].period;
     const to = minutes[minutes.length - 1].period;
-    const { answer, problem } = await ask("/v1/series", new URLSearchParams({ granularity: "minute", from, to }));
+    const { answer, problem } = await filters.ask("/v1/series", new URLSearchParams({ granularity: "minute", from, to }));
     if (mine !== loading) return;
     const live = window.baLive;
     const found = points(answer, problem);
@@ -301,7 +283,7 @@
   async function topTypes(data, mine) {
     const day = data.periods.day;
     const params = new URLSearchParams({ granularity: "day", from: day, to: day, limit: "10" });
-    const { answer, problem } = await ask("/v1/breakdowns/event_type", params);
+    const { answer, problem } = await filters.ask("/v1/breakdowns/event_type", params);
     if (mine !== loading) return;
     const live = window.baLive;
     if (problem) {
