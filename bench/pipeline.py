@@ -4,7 +4,9 @@ Variants, on the same events:
 
   (a) this worker, one process, end to end: pull → parse → fold → one commit per batch → ack
       (publishing is done beforehand and not timed), with the shipped defaults: sessions,
-      identity, bot flags, and the generator's purchase funnel unless BA_FUNNELS says otherwise;
+      identity, bot flags, the breakdowns of every fixed dimension unless
+      BA_BREAKDOWN_DIMENSIONS names fewer, and the generator's purchase funnel unless BA_FUNNELS
+      says otherwise (both printed first);
   (a2) the same worker in two processes sharing the broker and the store, as `up` starts it
       (`--workers 2`): commits take turns on SQLite's write lock (`BEGIN IMMEDIATE`) while the
       other process pulls, parses and folds; peak RSS is the two processes' sum;
@@ -532,7 +534,8 @@ def main() -> None:
     if args.variant:
         child(args.variant, args.input_file)
         return
-    print(f"BA_FUNNELS={os.environ['BA_FUNNELS']}\n")
+    print(f"BA_FUNNELS={os.environ['BA_FUNNELS']}")
+    print(f"breakdown dimensions: {', '.join(load_settings().breakdown_dimensions) or 'none'}\n")
     if args.grow:
         grow(args)
         return

@@ -1,5 +1,6 @@
-"""The breakdown and derivation settings (BA_BREAKDOWN_PROPERTIES, BA_BREAKDOWN_VALUES,
-BA_DERIVE) and what wiring builds from them: a one-line refusal for each wrong value."""
+"""The breakdown and derivation settings (BA_BREAKDOWN_DIMENSIONS, BA_BREAKDOWN_PROPERTIES,
+BA_BREAKDOWN_VALUES, BA_DERIVE) and what wiring builds from them: a one-line refusal for each
+wrong value."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from behavioral_analytics.dimensions import DERIVED, DIMENSIONS
 from behavioral_analytics.enrich import Deriver
 from behavioral_analytics.events import Event, validate_event
 from behavioral_analytics.settings import MAX_BREAKDOWN_PROPERTIES, ConfigError, load_settings
+from behavioral_analytics.stored_config import plan_apply
 from behavioral_analytics.wiring import (
     behavior_rules,
     build_deriver,
     build_store,
     build_worker,
+    open_configured,
     worker_options,
 )
+from tests.contract.builders import ev
 
 
 def test_the_defaults() -> None:
@@ -34,6 +38,62 @@ def test_property_dimensions_follow_the_fixed_ones_in_order(
     monkeypatch.setenv("BA_BREAKDOWN_PROPERTIES", " plan, currency,,plan ")
     settings = load_settings()
     assert settings.breakdown_dimensions == (*DIMENSIONS, "property:plan", "property:currency")
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("device, page,,page", ("page", "device")),  # in the order of DIMENSIONS
+        ("none", ()),
+        ("", ()),
+        (",".join(DIMENSIONS), DIMENSIONS),
+    ],
+)
+def test_the_fixed_dimensions_kept(
+    monkeypatch: pytest.MonkeyPatch, value: str, kept: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("BA_BREAKDOWN_DIMENSIONS", value)
+    assert load_settings().breakdown_dimensions == kept
+    monkeypatch.setenv("BA_BREAKDOWN_PROPERTIES", "plan")
+    assert load_settings().breakdown_dimensions == (*kept, "property:plan")
+
+
+@pytest.mark.parametrize("value", ["page,pages", "none,page", "property:plan", "entry_page"])
+def test_a_name_that_is_not_a_fixed_dimension_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("BA_BREAKDOWN_DIMENSIONS", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("invalid BA_BREAKDOWN_DIMENSIONS: ") and "\n" not in message
+    assert "is not a fixed dimension" in message and "BA_BREAKDOWN_PROPERTIES" in message
+
+
+def test_a_store_keeps_the_dimensions_set_and_config_apply_narrows_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A new store records the dimensions BA_BREAKDOWN_DIMENSIONS keeps and counts only those;
+    narrowing them on a store that keeps more is `config apply`'s (it deletes the others)."""
+    monkeypatch.setenv("BA_BREAKDOWN_DIMENSIONS", "page,device")
+    _, store = open_configured(load_settings(_env_file=None, data_dir=tmp_path))
+    try:
+        assert store.rules is not None
+        assert store.rules.breakdowns.dimensions == ("page", "device")
+        store.commit([ev(1, 10, user="u1", page_url="https://shop.example/a")])
+        assert store.breakdown("page", "day")[0].events == {"/a": 1}
+        assert store.breakdown("referrer", "day") == []
+        recorded = store.recorded_config()
+        assert recorded is not None and recorded.breakdown_dimensions == ("page", "device")
+        monkeypatch.setenv("BA_BREAKDOWN_DIMENSIONS", "page")
+        settings = load_settings(_env_file=None, data_dir=tmp_path)
+        target, changes = plan_apply(recorded, settings.stored_config(), settings.shaping_set())
+        assert target.breakdown_dimensions == ("page",)
+        assert [(c.funnel, c.wanted) for c in changes] == [
+            ("device", "removed (its breakdowns are deleted)")
+        ]
+    finally:
+        store.close()
 
 
 def test_at_most_five_properties(monkeypatch: pytest.MonkeyPatch) -> None:

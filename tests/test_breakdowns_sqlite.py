@@ -125,3 +125,52 @@ def test_opening_a_store_recorded_before_breakdowns_counts_them_and_says_so(
         assert verify(store, store.periods, now=NOW, retention_s=None).ok  # type: ignore[attr-defined]
     finally:
         store.close()
+
+
+def _packed(path: Path) -> dict[tuple[str, str], str]:
+    db = sqlite3.connect(path)
+    try:
+        return {(p, d): pairs for p, d, pairs in db.execute("SELECT * FROM breakdown_markers")}
+    finally:
+        db.close()
+
+
+def test_markers_packed_as_a_list_of_pairs_are_read_moved_and_forgotten(tmp_path: Path) -> None:
+    """Rows of the older packing (`[[dimension, value], …]`) count as they did; a commit that
+    touches one rewrites it as `{dimension: [value, …]}`."""
+    path = tmp_path / "store.db"
+    store = _store(path)
+    store.commit(
+        [
+            ev(1, 10, anon="a1", page_url="https://shop.example/a"),
+            ev(2, 20, user="u2", page_url="https://shop.example/b"),
+            ev(3, 30, user="u3", page_url="https://shop.example/a"),
+        ]
+    )
+    assert set(_packed(path).values()) == {'{"page":["/a"]}', '{"page":["/b"]}'}
+    db = sqlite3.connect(path)
+    with db:
+        for person, day, pairs in db.execute("SELECT * FROM breakdown_markers").fetchall():
+            old = json.dumps([[d, v] for d, values in json.loads(pairs).items() for v in values])
+            db.execute(
+                "UPDATE breakdown_markers SET pairs = ? WHERE person = ? AND day = ?",
+                (old, person, day),
+            )
+    db.close()
+    assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    # u2 sees /a too (their row is read, then rewritten); a1 becomes u3 (their row moves).
+    store.commit(
+        [
+            ev(4, 40, user="u2", page_url="https://shop.example/a"),
+            ev(5, 50, user="u3", anon="a1", kind="identify", page_url="https://shop.example/a"),
+        ]
+    )
+    packed = _packed(path)
+    assert packed["u2", DAY_LABEL] == '{"page":["/a","/b"]}'
+    assert ("a1", DAY_LABEL) not in packed
+    assert store.breakdown("page", "day")[0].unique_users == {"/a": 2, "/b": 1}
+    assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    store.forget("u2")
+    assert store.breakdown("page", "day")[0].unique_users == {"/a": 1}
+    assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    store.close()

@@ -42,6 +42,7 @@ __all__ = [
 
 DAY = 86400.0
 MAX_BREAKDOWN_PROPERTIES = 5
+NO_DIMENSIONS = "none"  # BA_BREAKDOWN_DIMENSIONS's value that keeps no fixed dimension
 # Property names refused as breakdown dimensions (compared lower-cased), and words that refuse
 # any name containing them.
 _IDENTIFYING = frozenset(
@@ -161,8 +162,12 @@ class Settings(BaseSettings):
     truncate_ips: bool = Field(True, validation_alias=_env("BA_TRUNCATE_IPS"))
     hashed_fields: str = Field("", validation_alias=_env("BA_HASHED_FIELDS"))
     hash_salt: SecretStr = Field(SecretStr(""), validation_alias=_env("BA_HASH_SALT"))
-    # Breakdowns (docs/breakdowns.md): top-level property names broken down besides the fixed
-    # dimensions, at most MAX_BREAKDOWN_PROPERTIES; values admitted per period and dimension.
+    # Breakdowns (docs/breakdowns.md): the fixed dimensions kept (names of DIMENSIONS, or
+    # `none`), top-level property names broken down besides them (at most
+    # MAX_BREAKDOWN_PROPERTIES); values admitted per period and dimension.
+    breakdown_fixed: str = Field(
+        ",".join(DIMENSIONS), validation_alias=_env("BA_BREAKDOWN_DIMENSIONS")
+    )
     breakdown_properties: str = Field("", validation_alias=_env("BA_BREAKDOWN_PROPERTIES"))
     breakdown_values: int = Field(100, ge=1, le=1000, validation_alias=_env("BA_BREAKDOWN_VALUES"))
     # Browser, OS, device type and country derived at ingestion (`$derived`); off: none.
@@ -189,6 +194,21 @@ class Settings(BaseSettings):
             ) from None
         except ValueError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("breakdown_fixed")
+    @classmethod
+    def _breakdown_fixed(cls, value: str) -> str:
+        names = _names(value)
+        if names == (NO_DIMENSIONS,):
+            return value
+        unknown = [name for name in names if name not in DIMENSIONS]
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]!r} is not a fixed dimension: BA_BREAKDOWN_DIMENSIONS is "
+                f"comma-separated names among {', '.join(DIMENSIONS)}, or {NO_DIMENSIONS!r} "
+                "(property dimensions go in BA_BREAKDOWN_PROPERTIES)"
+            )
         return value
 
     @field_validator("breakdown_properties")
@@ -265,9 +285,13 @@ class Settings(BaseSettings):
 
     @property
     def breakdown_dimensions(self) -> tuple[str, ...]:
-        """The fixed dimensions, then `property:<name>` for each of BA_BREAKDOWN_PROPERTIES."""
+        """The fixed dimensions BA_BREAKDOWN_DIMENSIONS keeps (in the order of `DIMENSIONS`),
+        then `property:<name>` for each of BA_BREAKDOWN_PROPERTIES."""
+        fixed = set(_names(self.breakdown_fixed))
         names = _names(self.breakdown_properties)
-        return DIMENSIONS + tuple(PROPERTY_PREFIX + name for name in names)
+        return tuple(d for d in DIMENSIONS if d in fixed) + tuple(
+            PROPERTY_PREFIX + name for name in names
+        )
 
     @property
     def limits(self) -> Limits:
@@ -341,6 +365,7 @@ _SHAPING = {
     "identity_window_hours": "identity_window_s",
     "identity_allow_relink": "allow_relink",
     "funnels": "funnels",
+    "breakdown_fixed": "breakdown_dimensions",
     "breakdown_properties": "breakdown_dimensions",
     "breakdown_values": "breakdown_values",
 }

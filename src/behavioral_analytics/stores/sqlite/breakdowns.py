@@ -76,8 +76,8 @@ CREATE TABLE IF NOT EXISTS breakdown_buckets (
   unique_users INTEGER NOT NULL,  -- days only; 0 for hours
   PRIMARY KEY (granularity, period, dimension, value)
 ) WITHOUT ROWID;
--- A person's markers of a day, packed: the (dimension, counted value) pairs they were seen
--- with, as a JSON list of [dimension, value].
+-- A person's markers of a day, packed: the counted values they were seen with, as a JSON
+-- object of dimension → sorted values (older rows: a JSON list of [dimension, value]).
 CREATE TABLE IF NOT EXISTS breakdown_markers (
   person TEXT NOT NULL,
   day TEXT NOT NULL,
@@ -122,7 +122,27 @@ def _encode(value: object) -> str:
     return _encode_bytes(value).decode()
 
 
-_decode_pairs = msgspec.json.Decoder(list[tuple[str, str]]).decode
+_decode_packed = msgspec.json.Decoder(dict[str, list[str]] | list[tuple[str, str]]).decode
+_NO_MARKERS = ("{}", "[]")  # a row left with no marker (either format) is deleted
+
+
+def _decode_pairs(packed: str) -> list[tuple[str, str]]:
+    """A row's (dimension, value) pairs, from either packing: `{dimension: [value, …]}`, or the
+    `[[dimension, value], …]` of rows written before it (read as they are, rewritten in the
+    new packing when a commit touches them)."""
+    decoded = _decode_packed(packed)
+    if isinstance(decoded, list):
+        return decoded
+    return [(dimension, value) for dimension, values in decoded.items() for value in values]
+
+
+def _encode_pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    """A row's pairs packed as `{dimension: [value, …]}`, dimensions and values sorted: each
+    dimension's name once, not once per value (a third fewer bytes on the live benchmark)."""
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for dimension, value in sorted(pairs):
+        grouped[dimension].append(value)
+    return _encode(grouped)
 
 
 def _by_person_day(users: Iterable[tuple[str, str, str, str]]) -> Markers:
@@ -157,7 +177,7 @@ def _add_markers(
         if fresh:
             for dimension, value in fresh:
                 new[day, dimension, value] += 1
-            rows.append((who, day, _encode(sorted(have | fresh))))
+            rows.append((who, day, _encode_pairs(have | fresh)))
     db.executemany(_WRITE_MARKERS, rows)
     return new
 
@@ -244,14 +264,17 @@ def move_breakdown_markers(
         ).users  # fmt: skip
     doomed = _by_person_day(lost.users - still)
     stored = _read_markers(db, doomed)
-    rewritten = []
+    rewritten, emptied = [], []
     for (who, day), pairs in doomed.items():
         have = stored.get((who, day), set())
         for dimension, value in pairs & have:
             changes[day, dimension, value] -= 1
-        rewritten.append((who, day, _encode(sorted(have - pairs))))
+        if have - pairs:
+            rewritten.append((who, day, _encode_pairs(have - pairs)))
+        else:
+            emptied.append((who, day))
     db.executemany(_WRITE_MARKERS, rewritten)
-    db.execute("DELETE FROM breakdown_markers WHERE pairs = '[]'")
+    db.executemany("DELETE FROM breakdown_markers WHERE person = ? AND day = ?", emptied)
     db.executemany(_ADD_UNIQUE, [(n, *key) for key, n in changes.items() if n])
 
 
@@ -369,9 +392,9 @@ def delete_breakdowns(db: sqlite3.Connection, dimensions: Iterable[str]) -> None
     kept = []
     for person, day, pairs in db.execute("SELECT * FROM breakdown_markers").fetchall():
         left = [pair for pair in _decode_pairs(pairs) if pair[0] not in names]
-        kept.append((person, day, _encode(left)))
+        kept.append((person, day, _encode_pairs(left)))
     db.executemany(_WRITE_MARKERS, kept)
-    db.execute("DELETE FROM breakdown_markers WHERE pairs = '[]'")
+    db.execute("DELETE FROM breakdown_markers WHERE pairs IN (?, ?)", _NO_MARKERS)
 
 
 def backfill_breakdowns(
