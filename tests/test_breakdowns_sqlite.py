@@ -118,7 +118,7 @@ def test_opening_a_store_recorded_before_breakdowns_counts_them_and_says_so(
     with caplog.at_level(logging.INFO, logger="behavioral_analytics"):
         _, store = open_configured(settings)
     try:
-        assert "breakdown dimension 'page', 'referrer'" in caplog.text
+        assert "breakdown dimensions 'page', 'referrer'" in caplog.text
         assert store.commit([ev(9, 90, user="u9", page_url="https://shop.example/e")]).created
         day = store.breakdown("page", "day")
         assert day[0].events == {"/a": 2, "/b": 1, "/c": 1, "/d": 1, "/e": 1}

@@ -79,3 +79,37 @@ def test_a_changed_zone_is_refused_until_config_apply(tmp_path: Path) -> None:
 def _hours(env: dict[str, str]) -> dict[str, int]:
     series = json.loads(cli("query", "series", "--granularity", "hour", "--json", env=env).stdout)
     return {p["period"]: p["total_events"] for p in series["points"]}
+
+
+def test_breakdown_dimensions_are_shown_narrowed_by_config_apply_and_dropped_to_none(
+    tmp_path: Path,
+) -> None:
+    """The path a user takes with BA_BREAKDOWN_DIMENSIONS: a store that keeps two dimensions
+    says so, refuses a third in one line that says how to add it, announces what an omitting
+    environment still keeps, and `config apply` narrows it, to none at last, with `verify` ok."""
+    env = {"BA_DATA_DIR": str(tmp_path / "data"), "BA_BREAKDOWN_DIMENSIONS": "page,device"}
+    cli("init", env=env)
+    cli("generate", "--events", "600", "--seed", "5", "--via", "broker", env=env)
+    cli("worker", "--until-idle", env=env)
+    shown = cli("config", "show", env=env).stdout.decode()
+    assert "breakdowns: page, device · 100 values admitted" in shown
+    refused = cli("query", "breakdown", "referrer", env=env, check=False)
+    assert refused.returncode == 2
+    assert "this store keeps page, device, entry_page, exit_page" in refused.stderr.decode()
+    assert "BA_BREAKDOWN_DIMENSIONS" in refused.stderr.decode()
+    typo = cli("query", "breakdown", "referer", env=env, check=False).stderr.decode()
+    assert "no dimension 'referer'" in typo
+    page_only = {**env, "BA_BREAKDOWN_DIMENSIONS": "page"}
+    kept = cli("query", "breakdown", "device", env=page_only)
+    assert "breakdown dimension 'device' still kept though this environment omits it" in (
+        kept.stderr.decode()
+    )
+    asked = cli("config", "apply", env=page_only, input=b"n\n", check=False).stdout.decode()
+    lines = " ".join(asked.split())  # as the console wraps them
+    assert "breakdown dimension 'device': kept -> removed (deletes its breakdowns) Record" in lines
+    cli("config", "apply", "--yes", env=page_only)
+    assert json.loads(cli("verify", "--json", env=page_only).stdout)["ok"] is True
+    none = {**env, "BA_BREAKDOWN_DIMENSIONS": "none"}
+    cli("config", "apply", "--yes", env=none)
+    assert "breakdowns: none" in cli("config", "show", env=none).stdout.decode()
+    assert json.loads(cli("verify", "--json", env=none).stdout)["ok"] is True

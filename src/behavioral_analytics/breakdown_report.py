@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.breakdowns import OTHER
+from behavioral_analytics.dimensions import DIMENSIONS, SESSION_DIMENSIONS, is_dimension
 
 __all__ = [
     "BreakdownPointLike",
@@ -33,6 +34,7 @@ __all__ = [
     "FilteredPoint",
     "filtered_series",
     "known_dimensions",
+    "no_breakdown",
     "parse_filter",
     "summarize",
 ]
@@ -111,6 +113,21 @@ def known_dimensions(rules: BehaviorRules | None) -> tuple[str, ...]:
     """The dimensions a store with these (recorded) rules keeps breakdowns of; none without
     rules (a store that keeps no behavioral read model)."""
     return rules.breakdowns.dimensions if rules is not None else ()
+
+
+def no_breakdown(dimension: str, kept: Sequence[str]) -> str:
+    """Why there is no breakdown of `dimension` for a store that keeps `kept` (the configured
+    dimensions with the entry and exit pages): a name that is no dimension at all, or one this
+    store does not keep (and how to add it). One line."""
+    shown = repr(dimension[:100])
+    keeps = f"this store keeps {', '.join(kept) or 'none'}"
+    if not is_dimension(dimension) and dimension not in SESSION_DIMENSIONS:
+        names = ", ".join((*DIMENSIONS, *SESSION_DIMENSIONS))
+        return f"no dimension {shown}: the dimensions are {names} and property:<name>; {keeps}"
+    return (
+        f"no breakdown of {shown}: {keeps} (BA_BREAKDOWN_DIMENSIONS and BA_BREAKDOWN_PROPERTIES, "
+        "recorded with the data); set them to add it, counted from the retained raw events"
+    )
 
 
 def summarize(

@@ -202,6 +202,13 @@ class Settings(BaseSettings):
         names = _names(value)
         if names == (NO_DIMENSIONS,):
             return value
+        if not names:
+            raise ValueError(
+                f"empty: name the fixed dimensions to keep (page,referrer,device), or "
+                f"{NO_DIMENSIONS!r} for none; unset, all ten are kept"
+            )
+        if NO_DIMENSIONS in names:
+            raise ValueError(f"{NO_DIMENSIONS!r} keeps no dimension: it takes no other name")
         unknown = [name for name in names if name not in DIMENSIONS]
         if unknown:
             raise ValueError(

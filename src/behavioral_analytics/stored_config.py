@@ -161,20 +161,23 @@ class Difference:
             what = f"breakdown dimension {self.funnel!r}"
         else:
             what = f"funnel {self.funnel!r}" if self.funnel else self.field
-        return f"{what}: {self.recorded} -> {self.wanted} (recomputes {self.recomputes})"
+        change = f"{what}: {self.recorded} -> {self.wanted}"
+        return f"{change} (recomputes {self.recomputes})" if self.recomputes else change
 
 
 @dataclass(frozen=True, slots=True)
 class Reconciled:
     """The configuration to run with (`effective`), the funnels and breakdown dimensions it
-    adds to the recorded one (to record and backfill), and the differences refused until
-    `config apply`."""
+    adds to the recorded one (to record and backfill), the differences refused until `config
+    apply`, and the recorded breakdown dimensions the environment omits (still kept: `config
+    apply` deletes them)."""
 
     effective: StoredConfig
     added_funnels: tuple[str, ...] = ()
     refused: tuple[Difference, ...] = ()
     recorded: StoredConfig | None = None
     added_dimensions: tuple[str, ...] = ()
+    omitted_dimensions: tuple[str, ...] = ()
 
 
 def _shown(value: Any) -> str:
@@ -218,9 +221,12 @@ def reconcile(
             refused.append(Difference(name, _shown(have), _shown(want), recomputes))
     dimensions = list(recorded.breakdown_dimensions)
     added_dimensions: list[str] = []
+    omitted: tuple[str, ...] = ()
     if adopt_dimensions:
         added_dimensions = [d for d in wanted.breakdown_dimensions if d not in dimensions]
         dimensions.extend(added_dimensions)
+    if "breakdown_dimensions" in explicit:
+        omitted = tuple(d for d in dimensions if d not in wanted.breakdown_dimensions)
     values["breakdown_dimensions"] = tuple(dimensions)
     funnels = list(recorded.funnels)
     added: list[str] = []
@@ -241,7 +247,9 @@ def reconcile(
                     )
                 )
     effective = replace(recorded, funnels=tuple(funnels), breakdowns_unrecorded=False, **values)
-    return Reconciled(effective, tuple(added), tuple(refused), recorded, tuple(added_dimensions))
+    return Reconciled(
+        effective, tuple(added), tuple(refused), recorded, tuple(added_dimensions), omitted
+    )
 
 
 def plan_apply(
@@ -265,13 +273,12 @@ def plan_apply(
     for funnel in recorded.funnels:
         new = target.funnel(funnel.name)
         if new != funnel:
-            shown = "removed (its figures are deleted)" if new is None else _shown(new)
             changes.append(
                 Difference(
                     "funnels",
                     _shown(funnel),
-                    shown,
-                    _funnel_recomputes(funnel.name),
+                    "removed (deletes its figures)" if new is None else _shown(new),
+                    "" if new is None else _funnel_recomputes(funnel.name),
                     funnel.name,
                 )
             )
@@ -279,11 +286,7 @@ def plan_apply(
         if name not in target.breakdown_dimensions:
             changes.append(
                 Difference(
-                    "breakdown_dimensions",
-                    "kept",
-                    "removed (its breakdowns are deleted)",
-                    f"the breakdowns by {name!r}",
-                    name,
+                    "breakdown_dimensions", "kept", "removed (deletes its breakdowns)", "", name
                 )
             )
     for name in target.breakdown_dimensions:

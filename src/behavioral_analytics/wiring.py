@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -152,11 +153,12 @@ def open_configured(settings: Settings) -> tuple[Settings, Store]:
                     f"funnel {names} added: recorded in the store, counted from its raw events"
                 )
             if reconciled.added_dimensions:
-                names = ", ".join(repr(n) for n in reconciled.added_dimensions)
                 _announce(
-                    f"breakdown dimension {names} added: recorded in the store, counted from "
-                    "its raw events"
+                    f"{_dimensions(reconciled.added_dimensions)} added: recorded in the store, "
+                    "counted from its raw events"
                 )
+        if reconciled.omitted_dimensions:
+            _announce(omitted_line(reconciled.omitted_dimensions))
     except BaseException:
         store.close()
         raise
@@ -175,6 +177,19 @@ def refusal(difference: Difference) -> str:
         f"{what} from what the store recorded ({difference.recorded}, set by its first "
         f"commit): unset it to count as recorded, or run `behavioral-analytics config apply` "
         f"to recompute {difference.recomputes}"
+    )
+
+
+def _dimensions(names: Sequence[str]) -> str:
+    return f"breakdown dimension{'s' * (len(names) > 1)} {', '.join(repr(n) for n in names)}"
+
+
+def omitted_line(names: Sequence[str]) -> str:
+    """The one line that says recorded breakdown dimensions the environment omits are kept."""
+    them, their = ("them", "their") if len(names) > 1 else ("it", "its")
+    return (
+        f"{_dimensions(names)} still kept though this environment omits {them}: "
+        f"`behavioral-analytics config apply` deletes {their} breakdowns"
     )
 
 

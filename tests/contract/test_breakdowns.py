@@ -211,6 +211,31 @@ def test_apply_recounts_for_new_values_admitted_and_drops_a_removed_dimension(
     assert_recounts(wider)
 
 
+def test_apply_without_any_dimension_drops_the_entry_and_exit_pages_too(
+    make_store: MakeStore,
+) -> None:
+    """Entry and exit pages are kept while any dimension is (`BA_BREAKDOWN_DIMENSIONS=none`
+    keeps none): removing the last one deletes their session counts and admitted sets."""
+    make_store(breakdowns=RULES).commit(
+        [page(1, 0, "/a", user="u1"), page(2, 10, "/b", user="u2"), page(3, 7200, "/c", user="u1")]
+    )
+    none = make_store(breakdowns=BreakdownRules((), 2))
+    none.record_config(replace=True)
+    recorded = none.recorded_config()
+    assert recorded is not None and recorded.breakdown_dimensions == ()
+    for dimension in ("page", "event_type", "entry_page", "exit_page"):
+        assert none.breakdown(dimension, "day") == []
+    snap = none.snapshot()
+    assert not snap.breakdown_admitted and not snap.breakdown_sessions
+    assert none.commit([page(4, 30, "/d", user="u3")]).created == 1
+    assert none.breakdown("entry_page", "day") == []
+    assert_recounts(none)
+    again = make_store(breakdowns=RULES)
+    again.record_config(replace=True)
+    assert sessions(again, "entry_page") == {"/a": 1, "/b": 1, OTHER: 2}
+    assert_recounts(again)
+
+
 # -- sessions per value, entry and exit pages (docs/breakdowns.md) ---------------------------
 
 

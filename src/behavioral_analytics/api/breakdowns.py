@@ -22,7 +22,7 @@ from behavioral_analytics.api.ranges import (
 )
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
-from behavioral_analytics.breakdown_report import summarize
+from behavioral_analytics.breakdown_report import no_breakdown, summarize
 from behavioral_analytics.filtered_queries import filtered_breakdown
 from behavioral_analytics.raw_queries import horizon_s
 from behavioral_analytics.session_breakdowns import session_dimensions
@@ -70,8 +70,7 @@ def router(state: ApiState) -> APIRouter:
             raise ApiError(
                 400,
                 "unknown_dimension",
-                f"no breakdown of {dimension[:100]!r}: the configured dimensions are "
-                f"{', '.join(known) or 'none'}",
+                no_breakdown(dimension, known),
             )
         periods = state.periods
         now = state.clock()

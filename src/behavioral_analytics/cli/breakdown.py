@@ -11,7 +11,7 @@ from typing import Any, Literal
 import typer
 
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.breakdown_report import summarize
+from behavioral_analytics.breakdown_report import no_breakdown, summarize
 from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.filters import (
@@ -66,8 +66,7 @@ def query_breakdown(
     known = session_dimensions(store.rules.breakdowns) if store.rules else ()
     if dimension not in known:
         fail(
-            f"no breakdown of {dimension!r}: the configured dimensions are "
-            f"{', '.join(known) or 'none'}",
+            no_breakdown(dimension, known),
             2,
         )
     filters = filters_of(where, store)

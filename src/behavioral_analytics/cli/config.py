@@ -20,12 +20,13 @@ from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import JsonOption, console, load_config, print_json
 from behavioral_analytics.stored_config import StoredConfig, plan_apply, reconcile
-from behavioral_analytics.wiring import build_store_with, refusal
+from behavioral_analytics.wiring import build_store_with, omitted_line, refusal
 
 __all__ = ["config_app"]
 
 config_app = typer.Typer(
-    help="The configuration recorded with the data (funnels, sessions, identity, time zone).",
+    help="The configuration recorded with the data (funnels, sessions, identity, time zone,"
+    " breakdowns).",
     no_args_is_help=True,
 )
 
@@ -50,6 +51,7 @@ def show(as_json: bool = JsonOption) -> None:
                 "effective": reconciled.effective.to_dict(),
                 "funnels_added": list(reconciled.added_funnels),
                 "refused": [refusal(d) for d in reconciled.refused],
+                "breakdown_dimensions_omitted": list(reconciled.omitted_dimensions),
             }
         )
         return
@@ -70,6 +72,18 @@ def show(as_json: bool = JsonOption) -> None:
         )
     if not effective.funnels:
         console.print("no funnels")
+    new = set(reconciled.added_dimensions)
+    kept = ", ".join(
+        name + (" (added by this environment)" if name in new else "")
+        for name in effective.breakdown_dimensions
+    )
+    per = f" · {effective.breakdown_values} values admitted per period and dimension; sessions"
+    console.print(
+        f"breakdowns: {kept}{per} also by entry_page, exit_page" if kept else "breakdowns: none",
+        highlight=False,
+    )
+    if reconciled.omitted_dimensions:
+        console.print(omitted_line(reconciled.omitted_dimensions), highlight=False)
     for difference in reconciled.refused:
         console.print(f"[yellow]refused:[/yellow] {refusal(difference)}", highlight=False)
 

@@ -262,7 +262,10 @@ class Audit:
             return
         gateway, options = self.gateway, self.options
         with_sessions = bool(options.rules.breakdowns.dimensions)
-        if with_sessions:  # every session count is recounted, entry and exit pages' sets too
+        # Every session count is recounted, entry and exit pages' sets too; with the last
+        # dimension dropped they all go (entry and exit pages are kept while any dimension is).
+        sessions_go = with_sessions or bool(dropped)
+        if sessions_go:
             gone |= set(SESSION_DIMENSIONS)
         stored = Gathered()
         events: list[Event] = []
@@ -289,13 +292,15 @@ class Audit:
                     field_path(name, key)
                     for name in (*COUNT_MAPS, ADMITTED)
                     for key in data.get(name) or {}
-                    if decode_map_key(key) in gone or (name == SESSIONS and with_sessions)
+                    if decode_map_key(key) in gone or (name == SESSIONS and sessions_go)
                 ]
                 if paths:
                     writer.update(snap.reference, dict.fromkeys(paths, firestore.DELETE_FIELD))
                     writer = gateway.flush_if_full(writer)
         people = gateway.collection(AGGREGATES)
         selected = ["user_id", BREAKDOWN_MARKER_FIELD, *([SESSIONS_FIELD] * with_sessions)]
+        if sessions_go and not with_sessions:
+            selected.append(SESSION_VALUES_FIELD)
         profiles = {
             snap.reference: snap.to_dict() or {}
             for snap in gateway.stream_all(
@@ -319,6 +324,8 @@ class Audit:
                 changed[BREAKDOWN_MARKER_FIELD] = encode_markers(kept)
             if who in values:
                 changed[SESSION_VALUES_FIELD] = values[who]
+            elif not with_sessions and SESSION_VALUES_FIELD in data:
+                changed[SESSION_VALUES_FIELD] = firestore.DELETE_FIELD
             if changed:
                 writer.update(reference, changed)
                 writer = gateway.flush_if_full(writer)

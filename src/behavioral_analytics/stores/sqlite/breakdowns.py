@@ -129,7 +129,7 @@ _NO_MARKERS = ("{}", "[]")  # a row left with no marker (either format) is delet
 def _decode_pairs(packed: str) -> list[tuple[str, str]]:
     """A row's (dimension, value) pairs, from either packing: `{dimension: [value, …]}`, or the
     `[[dimension, value], …]` of rows written before it (read as they are, rewritten in the
-    new packing when a commit touches them)."""
+    new packing when a commit changes them)."""
     decoded = _decode_packed(packed)
     if isinstance(decoded, list):
         return decoded

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.behavior import BehaviorRules, recount
+from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import Group
@@ -362,9 +363,12 @@ class SQLiteStore(Store):
         store's: delete the dimensions dropped, count the ones added (all of them when the
         values admitted change) from the raw events."""
         config = self.config
-        delete_breakdowns(
-            db, [d for d in recorded.breakdown_dimensions if d not in config.breakdown_dimensions]
-        )
+        dropped = [d for d in recorded.breakdown_dimensions if d not in config.breakdown_dimensions]
+        if dropped and not config.breakdown_dimensions:
+            # Entry and exit pages are kept while any dimension is: they go with the last one.
+            dropped += SESSION_DIMENSIONS
+            db.execute("UPDATE sessions SET vals = NULL WHERE vals IS NOT NULL")
+        delete_breakdowns(db, dropped)
         recount = [d for d in config.breakdown_dimensions if d not in recorded.breakdown_dimensions]
         if recorded.breakdown_values != config.breakdown_values and recorded.breakdown_dimensions:
             recount = list(config.breakdown_dimensions)
