@@ -44,7 +44,8 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Drift:
     # bucket | unique_users | unique_markers | profile | bot_events | sessions | funnel |
-    # group_member (key `group id:member`; stored and expected: the joined-at time or None)
+    # group_member (key `group id:member`; stored and expected: the joined-at time or None) |
+    # breakdown | breakdown_users | breakdown_admitted | breakdown_sessions | breakdown_markers
     what: str
     key: str
     stored: Any
@@ -233,6 +234,17 @@ def _compare_breakdowns(
             have_u, want_u = stored.breakdown_users.get(user_key, 0), want_users.get(user_key, 0)
             if have_u != want_u:
                 report.drift.append(Drift("breakdown_users", ":".join(user_key), have_u, want_u))
+    if stored.breakdown_markers is not None:
+        # A marker lost or left over shows in no count until that person is seen again.
+        marker_drift: dict[tuple[str, str, str], list[int]] = {}
+        for marker in want.users ^ stored.breakdown_markers:
+            if in_range("day", marker[0]):
+                counts = marker_drift.setdefault(marker[:3], [0, 0])
+                counts[0 if marker in stored.breakdown_markers else 1] += 1
+        for key, (extra, missing) in sorted(marker_drift.items()):
+            report.drift.append(
+                Drift("breakdown_markers", ":".join(key), {"extra": extra}, {"missing": missing})
+            )
     if stored.breakdown_sessions is None:
         return  # the store keeps no sessions per value
     admitted = {key: list(values) for key, values in stored.breakdown_admitted.items()}

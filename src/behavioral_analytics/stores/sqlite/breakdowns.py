@@ -340,13 +340,20 @@ def read_breakdown(
 
 def snapshot_breakdowns(db: sqlite3.Connection, snap: AggregateSnapshot) -> None:
     """Add every breakdown to `snap`: events and unique users per counted value (zero rows left
-    out) and the admitted sets."""
+    out), the admitted sets and the markers."""
     for g, p, d, value, count, uniques in db.execute("SELECT * FROM breakdown_buckets"):
         if count:
             snap.breakdown_events[g, p, d, value] = count
         if uniques and g == "day":
             snap.breakdown_users[p, d, value] = uniques
     snap.breakdown_admitted = {key: tuple(values) for key, values in all_admitted(db).items()}
+    markers = {
+        (day, dimension, value, person)
+        for person, day, pairs in db.execute("SELECT person, day, pairs FROM breakdown_markers")
+        for dimension, value in _decode_pairs(pairs)
+    }
+    # None, as an empty store's snapshot says, where nothing is broken down at all.
+    snap.breakdown_markers = markers if markers or snap.breakdown_events else None
     snap.breakdown_sessions = snapshot_session_counts(db)
 
 
