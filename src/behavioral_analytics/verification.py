@@ -18,6 +18,7 @@ call that could have made it, so it is checked; an older one is not.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -168,15 +169,9 @@ def compare(
             have_u, want_u = stored.unique_users.get(key, 0), expected_uniques.get(key, 0)
             if have_u != want_u:
                 report.drift.append(Drift("unique_users", ":".join(key), have_u, want_u))
-    marker_drift: dict[tuple[str, str], list[int]] = {}
-    for granularity, period, who in expected.markers ^ stored.markers:
-        if in_range(granularity, period):
-            counts = marker_drift.setdefault((granularity, period), [0, 0])
-            counts[0 if (granularity, period, who) in stored.markers else 1] += 1
-    for key, (extra, missing) in sorted(marker_drift.items()):
-        report.drift.append(
-            Drift("unique_markers", ":".join(key), {"extra": extra}, {"missing": missing})
-        )
+    report.drift += _marker_drift(
+        "unique_markers", expected.markers, stored.markers, lambda m: in_range(m[0], m[1])
+    )
     for who in sorted(set(expected.profiles) | set(stored.profiles)):
         want_p = expected.profiles.get(who)
         have_p = stored.profiles.get(who)
@@ -200,6 +195,25 @@ def compare(
         if breakdowns and rules is not None:
             _compare_breakdowns(stored, retained, counted, rules, periods, in_range, report)
     return report
+
+
+def _marker_drift(
+    what: str,
+    expected: AbstractSet[tuple[str, ...]],
+    stored: AbstractSet[tuple[str, ...]],
+    in_range: Callable[[tuple[str, ...]], bool],
+) -> list[Drift]:
+    """Markers (their person last) the store lacks or holds beyond `expected`, counted per what
+    precedes the person: `{"extra": n}` stored, `{"missing": n}` expected."""
+    counts: dict[tuple[str, ...], list[int]] = {}
+    for marker in expected ^ stored:
+        if in_range(marker):
+            pair = counts.setdefault(marker[:-1], [0, 0])
+            pair[0 if marker in stored else 1] += 1
+    return [
+        Drift(what, ":".join(key), {"extra": extra}, {"missing": missing})
+        for key, (extra, missing) in sorted(counts.items())
+    ]
 
 
 def _compare_breakdowns(
@@ -236,15 +250,12 @@ def _compare_breakdowns(
                 report.drift.append(Drift("breakdown_users", ":".join(user_key), have_u, want_u))
     if stored.breakdown_markers is not None:
         # A marker lost or left over shows in no count until that person is seen again.
-        marker_drift: dict[tuple[str, str, str], list[int]] = {}
-        for marker in want.users ^ stored.breakdown_markers:
-            if in_range("day", marker[0]):
-                counts = marker_drift.setdefault(marker[:3], [0, 0])
-                counts[0 if marker in stored.breakdown_markers else 1] += 1
-        for key, (extra, missing) in sorted(marker_drift.items()):
-            report.drift.append(
-                Drift("breakdown_markers", ":".join(key), {"extra": extra}, {"missing": missing})
-            )
+        report.drift += _marker_drift(
+            "breakdown_markers",
+            want.users,
+            stored.breakdown_markers,
+            lambda m: in_range("day", m[0]),
+        )
     if stored.breakdown_sessions is None:
         return  # the store keeps no sessions per value
     admitted = {key: list(values) for key, values in stored.breakdown_admitted.items()}

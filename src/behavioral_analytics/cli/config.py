@@ -77,11 +77,12 @@ def show(as_json: bool = JsonOption) -> None:
         name + (" (added by this environment)" if name in new else "")
         for name in effective.breakdown_dimensions
     )
-    per = f" · {effective.breakdown_values} values admitted per period and dimension; sessions"
-    console.print(
-        f"breakdowns: {kept}{per} also by entry_page, exit_page" if kept else "breakdowns: none",
-        highlight=False,
-    )
+    if kept:
+        kept += (
+            f" · {effective.breakdown_values} values admitted per period and dimension; "
+            "sessions also by entry_page, exit_page"
+        )
+    console.print(f"breakdowns: {kept or 'none'}", highlight=False)
     if reconciled.omitted_dimensions:
         console.print(omitted_line(reconciled.omitted_dimensions), highlight=False)
     for difference in reconciled.refused:

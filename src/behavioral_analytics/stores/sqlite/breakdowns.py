@@ -269,8 +269,8 @@ def move_breakdown_markers(
         have = stored.get((who, day), set())
         for dimension, value in pairs & have:
             changes[day, dimension, value] -= 1
-        if have - pairs:
-            rewritten.append((who, day, _encode_pairs(have - pairs)))
+        if left := have - pairs:
+            rewritten.append((who, day, _encode_pairs(left)))
         else:
             emptied.append((who, day))
     db.executemany(_WRITE_MARKERS, rewritten)

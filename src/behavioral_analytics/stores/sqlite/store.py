@@ -31,11 +31,12 @@ from pathlib import Path
 
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.behavior import BehaviorRules, recount
-from behavioral_analytics.dimensions import SESSION_DIMENSIONS
+from behavioral_analytics.breakdowns import BreakdownRules
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import Group
 from behavioral_analytics.retention import DEFAULT_MAX_OFFSET, RetentionCohort, Unit, plan
+from behavioral_analytics.session_breakdowns import session_dimensions
 from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
 from behavioral_analytics.store import (
     AggregateSnapshot,
@@ -363,10 +364,14 @@ class SQLiteStore(Store):
         store's: delete the dimensions dropped, count the ones added (all of them when the
         values admitted change) from the raw events."""
         config = self.config
-        dropped = [d for d in recorded.breakdown_dimensions if d not in config.breakdown_dimensions]
-        if dropped and not config.breakdown_dimensions:
-            # Entry and exit pages are kept while any dimension is: they go with the last one.
-            dropped += SESSION_DIMENSIONS
+        # With entry and exit pages, which go with the last dimension (`session_dimensions`).
+        kept = session_dimensions(BreakdownRules(config.breakdown_dimensions))
+        dropped = [
+            d
+            for d in session_dimensions(BreakdownRules(recorded.breakdown_dimensions))
+            if d not in kept
+        ]
+        if not kept and dropped:
             db.execute("UPDATE sessions SET vals = NULL WHERE vals IS NOT NULL")
         delete_breakdowns(db, dropped)
         recount = [d for d in config.breakdown_dimensions if d not in recorded.breakdown_dimensions]
