@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from behavioral_analytics.aggregation import Periods
@@ -18,9 +19,11 @@ from behavioral_analytics.behavior import BehaviorRules, recount
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.sessions import SessionStats
-from behavioral_analytics.store import NotSupported
+from behavioral_analytics.store import NotSupported, TransientStoreError
 from behavioral_analytics.stores.firestore import FirestoreStore
 from behavioral_analytics.stores.firestore import behavior as firestore_behavior
+from behavioral_analytics.stores.firestore import commit as firestore_commit
+from behavioral_analytics.stores.firestore.gateway import MAX_CONFLICTS, conflict_backoff_s
 from behavioral_analytics.verification import verify
 from behavioral_analytics.wiring import build_store
 from tests.faults import (
@@ -194,6 +197,33 @@ def test_concurrent_writers_on_the_same_people_stay_exact(settings_for) -> None:
     commit_concurrently(stores, [events[k::3] for k in range(3)], 15)
     assert_exact(stores[0], workload, Periods())
     assert_recounts(stores[0])
+
+
+def test_a_commit_that_keeps_losing_the_race_backs_off_then_leaves_it_to_redelivery(
+    settings_for, monkeypatch
+) -> None:
+    store = make_store(settings_for)
+    store.commit([ev(1, 0, user="u")])
+    send, sends, waits = store.gateway.send, [], []
+
+    def conflicting(writes: Any) -> None:  # another writer changes u's profile every time
+        sends.append(writes)
+        raise gexc.FailedPrecondition("the stored version does not match the base version")
+
+    def backoff(conflicts: int) -> float:
+        waits.append(conflict_backoff_s(conflicts))
+        return 0.0
+
+    monkeypatch.setattr(firestore_commit, "conflict_backoff_s", backoff)
+    store.gateway.send = conflicting  # type: ignore[method-assign]
+    with pytest.raises(TransientStoreError, match="kept conflicting"):
+        store.commit([ev(2, 60, user="u", kind="search")])
+    assert len(sends) == MAX_CONFLICTS + 1 and len(waits) == MAX_CONFLICTS
+    assert all(0 <= w <= min(0.5, 0.01 * 2**n) for n, w in enumerate(waits, 1))
+    assert max(waits[:3]) <= 0.08 < max(waits[10:])  # the spread grows with each lost race
+    store.gateway.send = send  # type: ignore[method-assign]
+    assert store.commit([ev(2, 60, user="u", kind="search")]).created == 1  # the redelivery
+    assert_recounts(store)
 
 
 def test_without_the_behavioral_model_bots_count_as_before(settings_for, monkeypatch) -> None:

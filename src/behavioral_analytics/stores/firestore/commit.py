@@ -16,7 +16,6 @@ plans who each event counts for (`plan`), then recomputes sessions and funnels p
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -49,6 +48,7 @@ from behavioral_analytics.stores.firestore.gateway import (
     MAX_CONFLICTS,
     TRANSIENT_ERRORS,
     Gateway,
+    conflict_backoff_s,
 )
 from behavioral_analytics.stores.firestore.groups import add_group_writes
 from behavioral_analytics.stores.firestore.options import StoreOptions
@@ -236,8 +236,7 @@ class Committer:
                 conflicts += 1
                 if conflicts > MAX_CONFLICTS:
                     raise TransientStoreError(f"Firestore commit kept conflicting: {exc}") from exc
-                if conflicts > 2:  # another worker keeps changing the same profiles
-                    time.sleep(random.uniform(0, 0.05 * conflicts))
+                time.sleep(conflict_backoff_s(conflicts))
                 events, dead_letters = self._drop_existing(events, dead_letters)
                 continue
             except TRANSIENT_ERRORS as exc:

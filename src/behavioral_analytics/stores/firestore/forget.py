@@ -20,6 +20,7 @@ counters), the options (rules, periods, clock, shards) and the people reader.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -63,7 +64,12 @@ from behavioral_analytics.stores.firestore.documents import (
     profile_doc,
     queried_event,
 )
-from behavioral_analytics.stores.firestore.gateway import CONFLICT_ERRORS, MAX_CONFLICTS, Gateway
+from behavioral_analytics.stores.firestore.gateway import (
+    CONFLICT_ERRORS,
+    MAX_CONFLICTS,
+    Gateway,
+    conflict_backoff_s,
+)
 from behavioral_analytics.stores.firestore.identity import encode_links
 from behavioral_analytics.stores.firestore.keys import doc_id, encode_map_key
 from behavioral_analytics.stores.firestore.options import StoreOptions
@@ -158,7 +164,7 @@ class _Forget:
         }
 
     def _forget_person(self, person: str, user: str, report: ForgetReport) -> None:
-        for _ in range(MAX_CONFLICTS):
+        for attempt in range(1, MAX_CONFLICTS + 1):
             seen = self.people.read([person], None).get(person)
             if seen is None or seen.forgotten_at is None:
                 raise TransientStoreError(f"the tombstone of {person!r} is missing")
@@ -188,6 +194,7 @@ class _Forget:
                 self.gateway.send([*self._deletions(doomed, extra), *values, document])
             except CONFLICT_ERRORS:
                 self.gateway.counters.conflicts += 1
+                time.sleep(conflict_backoff_s(attempt))
                 continue
             report.raw_events += len(doomed)
             report.sessions += counts[0]
@@ -370,7 +377,7 @@ class _Forget:
         """Remove the records naming `user` from an anonymous id's links (refused or duplicate
         proposals: who its events count for does not change)."""
         name = self.gateway.name(AGGREGATES, doc_id("user_", anonymous))
-        for _ in range(MAX_CONFLICTS):
+        for attempt in range(1, MAX_CONFLICTS + 1):
             seen = self.people.read([anonymous], [])[anonymous]
             links = _without(seen.links, user, self.options.rules.allow_relink)
             fields = encode_links(links)
@@ -380,6 +387,7 @@ class _Forget:
                 )
             except CONFLICT_ERRORS:
                 self.gateway.counters.conflicts += 1
+                time.sleep(conflict_backoff_s(attempt))
                 continue
             report.links += len(seen.links) - len(links)
             return
