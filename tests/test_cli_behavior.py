@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
@@ -36,6 +37,9 @@ def test_sessions_funnel_links_and_forget_from_the_command_line(tmp_path: Path) 
     cli("worker", "--until-idle", env=env)
     links = json.loads(cli("query", "links", "user_1", "--json", env=env).stdout)
     assert [(link["anonymous_id"], link["status"]) for link in links] == [("a-1", "active")]
+    shown = cli("query", "links", "user_1", env={**env, "COLUMNS": "200"}).stdout.decode()
+    linked_at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(links[0]["linked_at"])) + "Z"
+    assert linked_at in shown  # a time, not epoch seconds
 
     refused = cli("forget", "user_1", env=env, input=b"n\n", check=False)
     assert refused.returncode == 1 and "nothing was changed" in refused.stderr.decode()

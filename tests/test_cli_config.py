@@ -1,7 +1,8 @@
 """The configuration recorded with the data, from the command line: what `up` turns on in its
 own processes (the purchase funnel) is what `verify`, `verify --repair` and `query` count by
-afterwards in a plain shell; a funnel added later is counted from the raw events; a different
-time zone is refused until `config apply` recomputes."""
+afterwards in a plain shell; a funnel added later is recorded by a worker (never by a command
+that only reads) and counted from the raw events; a different time zone is refused until
+`config apply` recomputes; commands that read, in a folder without data, create nothing."""
 
 from __future__ import annotations
 
@@ -45,9 +46,16 @@ def test_an_added_funnel_is_counted_from_the_raw_events(tmp_path: Path) -> None:
     cli("init", env=env)
     cli("generate", "--events", "1000", "--seed", "4", "--via", "broker", env=env)
     cli("worker", "--until-idle", env=env)
-    added = cli("query", "funnel", "clicks", "--json", env={**env, "BA_FUNNELS": CLICKS})
-    assert "funnel 'clicks' added" in added.stderr.decode()
-    days = json.loads(added.stdout)["days"]
+    recorded = json.loads(cli("config", "show", "--json", env=env).stdout)["recorded"]
+    # A command that only reads records nothing: the workers running would stop committing.
+    for read in (["query", "funnel", "clicks"], ["verify"], ["query", "series"]):
+        shell = cli(*read, env={**env, "BA_FUNNELS": CLICKS}, check=False)
+        assert "funnel 'clicks' not recorded in the store" in shell.stderr.decode(), read
+    assert json.loads(cli("config", "show", "--json", env=env).stdout)["recorded"] == recorded
+    # A worker started with it records it and counts it from the raw events.
+    added = cli("worker", "--until-idle", env={**env, "BA_FUNNELS": CLICKS})
+    assert "funnel 'clicks' added" in added.stdout.decode()  # in the worker's JSON log
+    days = json.loads(cli("query", "funnel", "clicks", "--json", env=env).stdout)["days"]
     assert sum(d["users"][0] for d in days) >= sum(d["users"][1] for d in days) > 0
     assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True
     shown = json.loads(cli("config", "show", "--json", env=env).stdout)
@@ -113,3 +121,12 @@ def test_breakdown_dimensions_are_shown_narrowed_by_config_apply_and_dropped_to_
     cli("config", "apply", "--yes", env=none)
     assert "breakdowns: none" in cli("config", "show", env=none).stdout.decode()
     assert json.loads(cli("verify", "--json", env=none).stdout)["ok"] is True
+
+
+def test_reading_commands_in_a_folder_without_data_create_nothing(tmp_path: Path) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "nothing-here")}
+    for read in (["verify"], ["config", "show"], ["config", "apply", "--yes"]):
+        refused = cli(*read, env=env, check=False)
+        assert refused.returncode == 1, read
+        assert f"no data at {tmp_path / 'nothing-here'}" in refused.stderr.decode(), read
+    assert not (tmp_path / "nothing-here").exists()

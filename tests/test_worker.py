@@ -17,7 +17,7 @@ import pytest
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.events import Event
-from behavioral_analytics.store import CommitResult, NewDeadLetter
+from behavioral_analytics.store import CommitResult, ConfigChanged, NewDeadLetter
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from behavioral_analytics.worker import Worker, WorkerOptions
 from tests.conftest import cli, wait_until
@@ -286,3 +286,33 @@ def test_an_event_dated_before_a_forget_is_counted_as_forgotten_not_duplicate(
     snapshot = worker.metrics.snapshot()
     assert (snapshot.forgotten, snapshot.duplicates) == (1, 0)
     assert snapshot.to_dict()["forgotten"] == 1
+
+
+def test_a_worker_whose_store_configuration_changed_stops_and_gives_its_messages_back(
+    broker: LocalBroker, store: SQLiteStore
+) -> None:
+    store.record_config()  # the worker's configuration (UTC)
+    with closing(SQLiteStore(store.path, timezone="Europe/Paris")) as other:
+        other.record_config(replace=True)  # what `config apply` does
+    broker.publish([OutgoingMessage(good(i)) for i in range(30)])
+    worker = Worker(
+        broker, store, options=WorkerOptions(flush_max_events=10, flush_interval_s=0.05)
+    )
+    done: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(threading.Event())
+        except BaseException as exc:
+            done.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the worker kept going with a stale configuration"
+    [exc] = done
+    assert isinstance(exc, ConfigChanged) and "timezone" in str(exc) and "restart" in str(exc)
+    assert list(store.iter_raw_events()) == []
+    # Given back, not dead-lettered: every message is delivered again to the restarted worker.
+    assert broker.pull_dead_letters(100) == []
+    assert len(broker.pull(100, 1.0)) == 30

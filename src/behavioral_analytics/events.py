@@ -22,6 +22,8 @@ from typing import Any
 
 import msgspec
 
+from behavioral_analytics.json_shape import json_type, nesting_exceeds
+
 __all__ = [
     "KEY_RULE_VERSION",
     "NAMED_CALLS",
@@ -32,10 +34,9 @@ __all__ = [
     "allowed_text",
     "check_value",
     "dedupe_key",
-    "json_type",
-    "nesting_exceeds",
     "parse_message",
     "parse_timestamp",
+    "sent_id",
     "validate_event",
 ]
 
@@ -110,7 +111,10 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a message is not an event. `reason` is a stable code; `detail` is for people."""
+    """Why a message is not an event. `reason` is a stable code; `detail` is for people: one
+    line that starts with the field it is about (`event_type is required`, `user_id: 300
+    characters > 256`, `properties.cart[2]: …`) where there is one. `event_id` is the client's
+    id as `sent_id` reads it, None when it sent none."""
 
     reason: str
     detail: str = ""
@@ -136,8 +140,23 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # lone surrogates (see the module's docstring).
 _DENIED = re.compile("[\x00-\x1f\x7f-\x9f\u2028-\u202e\ud800-\udfff]")
 _denied = _DENIED.search
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Segment calls that a canonical event names in its `call` field (rules: `named_calls`).
 NAMED_CALLS = ("alias", "group")
+
+
+def sent_id(value: Any) -> str | None:
+    """The id a client sent, as a rejection echoes it, whatever is wrong with the event or the
+    id: a string as sent, an integer as its text (validation reads it so). None for an absent
+    or empty id, any other JSON value (not an id) and a string holding a lone surrogate (no
+    JSON answer or store can carry it)."""
+    if type(value) is str:
+        if not value or (not value.isascii() and _SURROGATE.search(value) is not None):
+            return None
+        return value
+    if type(value) is int:
+        return str(value)
+    return None
 
 
 def allowed_text(value: str) -> bool:
@@ -160,6 +179,8 @@ def dedupe_key(event_id: str, who: str, event_type: str, timestamp: float) -> st
 
 
 MESSAGE_ID = "message"  # `id_kind` of an event whose id is a client's message id
+# The detail of `missing_field:user_id` (the collector names Segment's fields instead).
+MISSING_WHO = "user_id or anonymous_id is required"
 # The key rule's version, recorded in each store (docs/events.md): 1, `dedupe_key` for every
 # event; 2, `message_key` for events whose `id_kind` is "message", `dedupe_key` for the rest.
 KEY_RULE_VERSION = 2
@@ -181,41 +202,6 @@ def event_key(
     if id_kind == MESSAGE_ID:
         return message_key(event_id)
     return dedupe_key(event_id, who, event_type, key_time)
-
-
-_JSON_STRUCTURE = re.compile(rb'[][{}"\\]')
-
-
-def nesting_exceeds(data: bytes, limit: int) -> bool:
-    """Whether JSON text nests objects and arrays more than `limit` levels deep (brackets
-    inside strings do not count). Linear, without recursion and without decoding, so it can
-    run before a decoder that recurses once per level (msgspec and the standard library both
-    raise RecursionError near a thousand levels). Malformed text gets an answer too; the
-    decoder then names what is wrong with it."""
-    if data.count(b"{") + data.count(b"[") <= limit:
-        return False
-    depth = 0
-    in_string = False
-    escaped_at = -1
-    for match in _JSON_STRUCTURE.finditer(data):
-        at = match.start()
-        if at == escaped_at:
-            continue
-        char = data[at]
-        if in_string:
-            if char == 0x5C:  # backslash: the next byte is escaped
-                escaped_at = at + 1
-            elif char == 0x22:
-                in_string = False
-        elif char == 0x22:
-            in_string = True
-        elif char == 0x7B or char == 0x5B:
-            depth += 1
-            if depth > limit:
-                return True
-        elif char == 0x7D or char == 0x5D:
-            depth -= 1
-    return False
 
 
 def parse_message(
@@ -266,60 +252,70 @@ def validate_event(
         event = _common_case(payload, message_id, received_at, limits)
         if event is not None:
             return event
-    event_id = None
     try:
         if not isinstance(payload, dict):
-            raise Invalid("not_an_object", f"got a JSON {json_type(payload)}")
+            raise Invalid(
+                "not_an_object", f"expected a JSON object, got a JSON {json_type(payload)}"
+            )
         event_id = _optional_id(payload, "event_id", limits)
         user_id = _optional_id(payload, "user_id", limits)
         anonymous_id = _optional_id(payload, "anonymous_id", limits)
         if user_id is None and anonymous_id is None:
-            raise Invalid("missing_field:user_id", "user_id or anonymous_id is required")
+            raise Invalid("missing_field:user_id", MISSING_WHO)
         event_type = payload.get("event_type")
         if event_type is None:
-            raise Invalid("missing_field:event_type")
+            raise Invalid("missing_field:event_type", "event_type is required: the event's name")
         event_type = _text(event_type, "event_type", limits.max_event_type_chars)
         session_id = _optional_id(payload, "session_id", limits)
         received_at = _received_at(payload, received_at)
         raw_ts = payload.get("timestamp")
-        timestamp = received_at if raw_ts is None else parse_timestamp(raw_ts)
+        timestamp = received_at if raw_ts is None else _time(raw_ts, "timestamp")
         client_timestamp = payload.get("client_timestamp")
         if client_timestamp is not None:
             try:
-                client_timestamp = parse_timestamp(client_timestamp)
+                client_timestamp = _time(client_timestamp, "client_timestamp")
             except Invalid as exc:
                 raise Invalid("invalid_client_timestamp", exc.detail) from None
         id_kind = payload.get("id_kind")
         if id_kind is not None and id_kind != MESSAGE_ID:
-            raise Invalid("invalid_value:id_kind", f"expected {MESSAGE_ID!r} or no id_kind")
+            raise Invalid(
+                "invalid_value:id_kind", f"id_kind: expected {MESSAGE_ID!r} or no id_kind"
+            )
         call = payload.get("call")
         if call is not None and call not in NAMED_CALLS:
-            raise Invalid("invalid_value:call", f"expected one of {', '.join(NAMED_CALLS)}")
+            raise Invalid(
+                "invalid_value:call", f"call: expected one of {', '.join(NAMED_CALLS)} or no call"
+            )
         if timestamp > received_at + limits.max_future_skew_s:
             raise Invalid(
                 "timestamp_in_future",
-                f"{timestamp - received_at:.0f} s ahead of receipt (limit "
+                f"timestamp is {timestamp - received_at:.0f} s ahead of receipt (limit "
                 f"{limits.max_future_skew_s:.0f} s)",
             )
         if timestamp < received_at - limits.max_age_s:
             raise Invalid(
                 "timestamp_too_old",
-                f"{(received_at - timestamp) / 86400:.1f} days before receipt (limit "
-                f"{limits.max_age_s / 86400:.0f} days)",
+                f"timestamp is {(received_at - timestamp) / 86400:.1f} days before receipt "
+                f"(limit {limits.max_age_s / 86400:.0f} days)",
             )
         properties = payload.get("properties")
         if properties is None:
             properties = {}
         elif not isinstance(properties, dict):
             raise Invalid(
-                "invalid_type:properties", f"expected an object, got {json_type(properties)}"
+                "invalid_type:properties",
+                f"properties: expected an object, got {json_type(properties)}",
             )
         elif properties:
             if len(properties) > limits.max_properties:
-                raise Invalid("too_many_properties", f"{len(properties)} > {limits.max_properties}")
+                raise Invalid(
+                    "too_many_properties",
+                    f"properties: {len(properties)} keys > {limits.max_properties}",
+                )
             check_value(properties, "properties", 1, limits)
     except Invalid as exc:
-        return Rejection(exc.reason, exc.detail, event_id if isinstance(event_id, str) else None)
+        client_id = sent_id(payload.get("event_id")) if isinstance(payload, dict) else None
+        return Rejection(exc.reason, exc.detail, client_id)
 
     if event_id is None:
         event_id = message_id
@@ -457,9 +453,17 @@ def _received_at(payload: dict[str, Any], fallback: float) -> float:
     if value is None:
         return fallback
     try:
-        return parse_timestamp(value)
+        return _time(value, "received_at")
     except Invalid as exc:
         raise Invalid("invalid_received_at", exc.detail) from None
+
+
+def _time(value: Any, name: str) -> float:
+    """`parse_timestamp` of the field `name`, its detail naming the field."""
+    try:
+        return parse_timestamp(value)
+    except Invalid as exc:
+        raise Invalid(exc.reason, f"{name}: {exc.detail}") from None
 
 
 def _optional_id(payload: dict[str, Any], name: str, limits: Limits) -> str | None:
@@ -480,15 +484,18 @@ def _optional_id(payload: dict[str, Any], name: str, limits: Limits) -> str | No
 
 def _text(value: Any, name: str, max_chars: int) -> str:
     if not isinstance(value, str):
-        raise Invalid(f"invalid_type:{name}", f"expected a string, got {json_type(value)}")
+        raise Invalid(f"invalid_type:{name}", f"{name}: expected a string, got {json_type(value)}")
     if not value or value.isspace():
-        raise Invalid(f"empty_field:{name}")
+        raise Invalid(
+            f"empty_field:{name}", f"{name} is empty or only whitespace: expected non-blank text"
+        )
     if len(value) > max_chars:
-        raise Invalid(f"too_long:{name}", f"{len(value)} characters > {max_chars}")
+        raise Invalid(f"too_long:{name}", f"{name}: {len(value)} characters > {max_chars}")
     if not allowed_text(value):
         raise Invalid(
             f"invalid_characters:{name}",
-            "control characters, lone surrogates, U+2028/2029 and bidi overrides are not allowed",
+            f"{name}: control characters, lone surrogates, U+2028/2029 and bidi overrides are "
+            "not allowed",
         )
     return value
 
@@ -553,20 +560,3 @@ def _check_value_slow(value: Any, path: str, depth: int, limits: Limits) -> None
         and not _INT64_MIN <= value <= _INT64_MAX
     ):
         raise Invalid("invalid_number", f"{path}: integer outside 64 bits")
-
-
-def json_type(value: Any) -> str:
-    match value:
-        case bool():
-            return "boolean"
-        case int() | float():
-            return "number"
-        case str():
-            return "string"
-        case list():
-            return "array"
-        case dict():
-            return "object"
-        case None:
-            return "null"
-    return type(value).__name__

@@ -153,30 +153,51 @@ def progress(
     return best
 
 
-def _step(raw: Any) -> Step:
+_FUNNEL_KEYS = ("name", "steps", "window_s")
+_STEP_KEYS = ("event_type", "where")
+_DEFAULT_WINDOW_S = 86400.0
+
+
+def _known_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], label: str) -> None:
+    """Raises ValueError naming the first key of `raw` not in `allowed`: a misspelt key
+    would otherwise be ignored, and its default silently used."""
+    for key in raw:
+        if key not in allowed:
+            raise ValueError(f"{label}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+
+
+def _step(raw: Any, label: str) -> Step:
     if isinstance(raw, str):
         return Step(raw)
+    if isinstance(raw, Mapping):
+        _known_keys(raw, _STEP_KEYS, label)
     if isinstance(raw, Mapping) and isinstance(raw.get("event_type"), str):
         where = raw.get("where") or {}
         if not isinstance(where, Mapping):
-            raise ValueError(f"step {raw!r}: 'where' must be an object")
+            raise ValueError(f"{label}: 'where' must be an object")
         return Step(raw["event_type"], tuple(sorted(where.items())))
-    raise ValueError(f"a step is an event type or {{'event_type': …, 'where': {{…}}}}: {raw!r}")
+    raise ValueError(
+        f"{label}: a step is an event type or {{'event_type': …, 'where': {{…}}}}: {raw!r}"
+    )
 
 
 def parse_funnels(text: str | Sequence[Mapping[str, Any]]) -> tuple[Funnel, ...]:
-    """Funnels from JSON: `[{"name": …, "steps": [type | {event_type, where}], "window_s": …}]`."""
+    """Funnels from JSON: `[{"name": …, "steps": [type | {event_type, where}], "window_s": …}]`,
+    `window_s` in seconds (default 86400). Raises ValueError (json.JSONDecodeError for text
+    that is not JSON) naming the funnel for a bad value or an unknown key."""
     raw = json.loads(text) if isinstance(text, str) else text
     if not isinstance(raw, list):
         raise ValueError("funnels must be a JSON list")
     funnels = []
     names: set[str] = set()
-    for item in raw:
+    for position, item in enumerate(raw, 1):
         if not isinstance(item, Mapping):
             raise ValueError(f"a funnel is an object: {item!r}")
         name = item.get("name")
+        label = f"funnel {name!r}" if isinstance(name, str) and name else f"funnel {position}"
+        _known_keys(item, _FUNNEL_KEYS, label)
         steps = item.get("steps")
-        window = item.get("window_s", 86400)
+        window = item.get("window_s", _DEFAULT_WINDOW_S)
         if not isinstance(name, str) or not name or len(name) > 100:
             raise ValueError(f"funnel name must be a non-empty string: {name!r}")
         if name in names:
@@ -186,7 +207,8 @@ def parse_funnels(text: str | Sequence[Mapping[str, Any]]) -> tuple[Funnel, ...]
         if not isinstance(window, int | float) or window <= 0:
             raise ValueError(f"funnel {name!r}: window_s must be a positive number")
         names.add(name)
-        funnels.append(Funnel(name, tuple(_step(s) for s in steps), float(window)))
+        parsed = tuple(_step(s, f"{label}: step {i}") for i, s in enumerate(steps, 1))
+        funnels.append(Funnel(name, parsed, float(window)))
     return tuple(funnels)
 
 

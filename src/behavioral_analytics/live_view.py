@@ -10,6 +10,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from rich import get_console
 from rich.console import Group
 from rich.live import Live
 from rich.markup import escape
@@ -110,16 +111,23 @@ def _render(
     summary.add_row("dead letters", str(store.count_dead_letters()))
 
     per_minute = Table(title=f"events per minute (last 10, {config.timezone})", expand=False)
-    types = sorted({t for p in last_minutes for t in p.events_by_type})
+    types = sorted({t for p in last_minutes[-10:] for t in p.events_by_type})
+    # A column per event type when they fit the terminal, else one column of "type n" pairs.
+    by_column = sum(len(cell) + 3 for cell in ["minute", "total", *types]) < get_console().width
     per_minute.add_column("minute", no_wrap=True)
     per_minute.add_column("total", justify="right")
-    for t in types:
-        per_minute.add_column(t, justify="right")
+    for t in types if by_column else ["by type"]:
+        per_minute.add_column(t, justify="right" if by_column else "left", overflow="fold")
     for point in last_minutes[-10:]:
+        counts = point.events_by_type
         per_minute.add_row(
             point.period[-5:].replace("-", ":"),
             str(point.total_events),
-            *(str(point.events_by_type.get(t, 0)) for t in types),
+            *(
+                [str(counts.get(t, 0)) for t in types]
+                if by_column
+                else [", ".join(f"{t} {n}" for t, n in sorted(counts.items()) if n)]
+            ),
         )
     lines: list[Any] = [Panel(summary, title="behavioral-analytics"), per_minute]
     if traffic is not None:

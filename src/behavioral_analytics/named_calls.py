@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, Rejection, allowed_text
+from behavioral_analytics.events import (
+    DEFAULT_LIMITS,
+    Event,
+    Limits,
+    Rejection,
+    allowed_text,
+)
+from behavioral_analytics.json_shape import json_type
 
 __all__ = [
     "ALIAS",
@@ -140,15 +147,22 @@ def rejection(event: Event, limits: Limits = DEFAULT_LIMITS) -> Rejection | None
     Reasons: `missing_field:user_id` (an alias names the user it links to),
     `missing_field:previous_id`, `invalid_value:previous_id` (not an id),
     `alias_of_user_unsupported` (the module's docstring), `missing_field:group_id`,
-    `invalid_value:group_id`, `invalid_type:traits`."""
+    `invalid_value:group_id`, `invalid_type:traits`. The details name the fields as the
+    Segment call spells them (`userId`, `previousId`, `groupId`, `traits`)."""
     if event.call == ALIAS:
         previous = event.properties.get("previousId")
         if event.user_id is None:
-            return _no(event, "missing_field:user_id", "an alias names the user it links to")
+            return _no(
+                event, "missing_field:user_id", "userId is required: an alias names its user"
+            )
         if previous is None or previous == "":
-            return _no(event, "missing_field:previous_id")
+            return _no(
+                event,
+                "missing_field:previous_id",
+                "previousId is required: the id the user was known by before",
+            )
         if not _is_id(previous, limits):
-            return _no(event, "invalid_value:previous_id", "expected an id")
+            return _no(event, "invalid_value:previous_id", _expected_id("previousId", limits))
         if previous == event.user_id:
             return None  # the user itself: nothing to link (see the module's docstring)
         if event.anonymous_id is not None and previous != event.anonymous_id:
@@ -161,12 +175,24 @@ def rejection(event: Event, limits: Limits = DEFAULT_LIMITS) -> Rejection | None
     elif event.call == GROUP:
         group_id = event.properties.get("groupId")
         if group_id is None or group_id == "":
-            return _no(event, "missing_field:group_id")
+            return _no(
+                event, "missing_field:group_id", "groupId is required: the id of the group joined"
+            )
         if not _is_id(group_id, limits):
-            return _no(event, "invalid_value:group_id", "a non-empty string id")
-        if type(event.properties.get("traits", {})) is not dict:
-            return _no(event, "invalid_type:traits", "expected an object")
+            return _no(event, "invalid_value:group_id", _expected_id("groupId", limits))
+        traits = event.properties.get("traits", {})
+        if type(traits) is not dict:
+            return _no(
+                event, "invalid_type:traits", f"traits: expected an object, got {json_type(traits)}"
+            )
     return None
+
+
+def _expected_id(name: str, limits: Limits) -> str:
+    return (
+        f"{name}: expected an id, a string of 1 to {limits.max_id_chars} characters, not only "
+        "whitespace, without control characters"
+    )
 
 
 def _is_id(value: Any, limits: Limits) -> bool:

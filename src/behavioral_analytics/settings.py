@@ -6,12 +6,15 @@ It imports only the core. Which adapters the settings select, and how they are b
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import dotenv_values
 from pydantic import (
     AliasChoices,
     Field,
@@ -38,6 +41,7 @@ __all__ = [
     "Settings",
     "load_settings",
     "shaping_env_name",
+    "unknown_names",
 ]
 
 DAY = 86400.0
@@ -263,13 +267,15 @@ class Settings(BaseSettings):
                 f"retention ({self.message_retention_days:g} d) plus the replay window "
                 f"({self.replay_window_days:g} d): a redelivered event could be counted twice"
             )
-        reach_days = self.max_event_age_days + self._behavior_reach_s() / DAY
-        if self.raw_retention_days < reach_days:
+        reach_back_days = self._behavior_reach_s() / DAY
+        needed_days = self.max_event_age_days + reach_back_days
+        if self.raw_retention_days < needed_days:
             raise ValueError(
-                f"BA_RAW_RETENTION_DAYS={self.raw_retention_days:g} is shorter than the oldest "
-                f"accepted event (BA_MAX_EVENT_AGE_DAYS={self.max_event_age_days:g}) plus how "
-                f"far sessions, funnels and identity links reach back ({reach_days:g} d): "
-                "their recomputation would miss expired raw events"
+                f"BA_RAW_RETENTION_DAYS={self.raw_retention_days:g} is shorter than the "
+                f"{round(needed_days, 4):g} d it needs: the oldest accepted event "
+                f"(BA_MAX_EVENT_AGE_DAYS={self.max_event_age_days:g}) plus how far sessions, "
+                f"funnels and identity links reach back ({round(reach_back_days, 4):g} d); "
+                "shorter, their recomputation would miss expired raw events"
             )
         if self.hashed_fields.strip() and len(self.hash_salt.get_secret_value()) < 16:
             raise ValueError(
@@ -397,6 +403,32 @@ def _identifying(name: str) -> bool:
 
 def _short(name: str) -> str:
     return name.rsplit("/", 1)[-1]
+
+
+# `BA_` names read outside `Settings`: the write key `generate` and `loadtest` send, the dev
+# script's virtualenv, and the test suite's switches.
+_OTHER_NAMES = frozenset({"BA_WRITE_KEY", "BA_VENV", "BA_RPC_RECORD", "BA_GCP_FAULT_MESSAGES"})
+
+
+def unknown_names(environ: Mapping[str, str], env_file: Path = Path(".env")) -> list[str]:
+    """The `BA_` names set in `environ` or in `env_file` (read as `Settings` reads it) that
+    nothing reads, sorted, each followed by the closest known name when one is close, as
+    `BA_SESION_GAP (did you mean BA_SESSION_GAP?)`: a misspelt setting is otherwise ignored
+    without a word."""
+    known = {
+        choice
+        for field in Settings.model_fields.values()
+        if isinstance(field.validation_alias, AliasChoices)
+        for choice in field.validation_alias.choices
+        if isinstance(choice, str)
+    } | _OTHER_NAMES
+    from_file = dotenv_values(env_file) if env_file.is_file() else {}
+    unknown = sorted({n for n in (*environ, *from_file) if n.startswith("BA_")} - known)
+    said = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        said.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return said
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -51,6 +51,7 @@ __all__ = [
     "Auditable",
     "BreakdownPoint",
     "CommitResult",
+    "ConfigChanged",
     "DeadLetter",
     "DeadLetterBox",
     "Eraser",
@@ -78,6 +79,13 @@ __all__ = [
 
 class StoreError(Exception):
     """The store could not do what was asked."""
+
+
+class ConfigChanged(StoreError):
+    """A commit found another configuration recorded with the data than the one this process
+    counts by (`config apply`, or another process that added a funnel or a breakdown dimension,
+    since this one opened the store): nothing was committed, and no later commit of this
+    process can be. Restart the process so that it counts by the recorded configuration."""
 
 
 class InvalidCursor(StoreError, ValueError):

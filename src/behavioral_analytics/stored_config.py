@@ -10,7 +10,9 @@ numbers than the workers wrote.
 
 - a setting the environment leaves unset takes the recorded value;
 - a funnel or breakdown dimension the environment adds is additive: recorded, backfilled from
-  the retained raw events, announced;
+  the retained raw events, announced, by a process that writes; one that only reads counts by
+  the record alone (`without_additions`), since a running worker whose commit finds another
+  record than its own stops (`changed_line`);
 - a funnel or dimension the environment omits is still maintained (removing one is a change);
 - any other difference (a changed funnel, zone, session or identity rule, the number of values
   a breakdown admits) is refused until `config apply` records it and recomputes what it shapes
@@ -40,8 +42,10 @@ __all__ = [
     "Difference",
     "Reconciled",
     "StoredConfig",
+    "changed_line",
     "plan_apply",
     "reconcile",
+    "without_additions",
 ]
 
 # Scalar fields (as `Settings` names them) and what a change of each recomputes.
@@ -200,6 +204,34 @@ def _dimension_recomputes(name: str) -> str:
     return f"the breakdowns by {name!r} from the retained raw events"
 
 
+def changed_line(held: StoredConfig, recorded: StoredConfig) -> str:
+    """The one line a commit fails with (`store.ConfigChanged`) when the configuration
+    `recorded` with the data is not the one the process `held`, naming what differs."""
+    what = ", ".join(_changes(held, recorded)) or "the same settings, recorded differently"
+    return (
+        f"the configuration recorded with the data changed since this process opened the store "
+        f"({what}), by `behavioral-analytics config apply` or another process: restart this "
+        f"process to count by the recorded one"
+    )
+
+
+def _changes(held: StoredConfig, recorded: StoredConfig) -> list[str]:
+    """How `recorded` differs from the configuration a process `held`, a short phrase each:
+    a scalar field's name, `funnel 'p' added` (or `removed`, `changed`), `breakdown dimension
+    'browser' added` (or `removed`). Empty when they are equal."""
+    changes = [name for name in _RECOMPUTES if getattr(held, name) != getattr(recorded, name)]
+    for name in dict.fromkeys([f.name for f in (*held.funnels, *recorded.funnels)]):
+        mine, theirs = held.funnel(name), recorded.funnel(name)
+        if mine != theirs:
+            how = "added" if mine is None else "removed" if theirs is None else "changed"
+            changes.append(f"funnel {name!r} {how}")
+    for dimension in dict.fromkeys([*held.breakdown_dimensions, *recorded.breakdown_dimensions]):
+        if (dimension in held.breakdown_dimensions) != (dimension in recorded.breakdown_dimensions):
+            how = "removed" if dimension in held.breakdown_dimensions else "added"
+            changes.append(f"breakdown dimension {dimension!r} {how}")
+    return changes
+
+
 def reconcile(
     recorded: StoredConfig | None, wanted: StoredConfig, explicit: Collection[str]
 ) -> Reconciled:
@@ -249,6 +281,20 @@ def reconcile(
     effective = replace(recorded, funnels=tuple(funnels), breakdowns_unrecorded=False, **values)
     return Reconciled(
         effective, tuple(added), tuple(refused), recorded, tuple(added_dimensions), omitted
+    )
+
+
+def without_additions(reconciled: Reconciled) -> StoredConfig:
+    """`reconciled.effective` without the funnels and breakdown dimensions it adds to the
+    record: what a process that only reads counts by (it records nothing, and what it would
+    add has no figures until a writer records and backfills it)."""
+    effective = reconciled.effective
+    return replace(
+        effective,
+        funnels=tuple(f for f in effective.funnels if f.name not in reconciled.added_funnels),
+        breakdown_dimensions=tuple(
+            d for d in effective.breakdown_dimensions if d not in reconciled.added_dimensions
+        ),
     )
 
 

@@ -28,6 +28,7 @@ from behavioral_analytics.breakdowns import recount_breakdowns
 from behavioral_analytics.events import Event, parse_message
 from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import group_call
+from behavioral_analytics.named_calls import rejection as call_rejection
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import AggregateSnapshot, Auditable, DeadLetterBox, StoreError
@@ -385,8 +386,9 @@ def final_periods_changed(
 
 
 def valid_dead_letters(box: DeadLetterBox, page_size: int = 500) -> list[str]:
-    """Ids of the dead letters, not replayed, that the worker would now take as events (the
-    collector's own rejections are Segment calls, judged at the door, and are left out)."""
+    """Ids of the dead letters, not replayed, that the worker would now take as events: they
+    parse as one, and an alias or group call passes its rules (`named_calls.rejection`). The
+    collector's own rejections are Segment calls, judged at the door, and are left out."""
     found: list[str] = []
     cursor: str | None = None
     while True:
@@ -397,7 +399,8 @@ def valid_dead_letters(box: DeadLetterBox, page_size: int = 500) -> list[str]:
             parsed = parse_message(
                 letter.data, message_id=letter.message_id, received_at=letter.received_at
             )
-            if isinstance(parsed, Event):
+            # As the worker judges it: an alias or group call must also pass their rules.
+            if isinstance(parsed, Event) and (parsed.call is None or not call_rejection(parsed)):
                 found.append(letter.id)
         cursor = page.next_cursor
         if cursor is None or not page.items:

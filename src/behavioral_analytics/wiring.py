@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from behavioral_analytics.settings import DAY, ConfigError, Settings, shaping_env_name
 from behavioral_analytics.store import NotSupported
-from behavioral_analytics.stored_config import Difference, StoredConfig, reconcile
+from behavioral_analytics.stored_config import (
+    Difference,
+    StoredConfig,
+    reconcile,
+    without_additions,
+)
 from behavioral_analytics.telemetry import log
 from behavioral_analytics.worker import Worker, WorkerOptions
 
@@ -123,13 +128,16 @@ def build_store(settings: Settings) -> Store:
     return open_configured(settings)[1]
 
 
-def open_configured(settings: Settings) -> tuple[Settings, Store]:
+def open_configured(settings: Settings, *, record: bool = True) -> tuple[Settings, Store]:
     """The store, and `settings` with the time zone and funnels it counts by.
 
     What shapes stored numbers (`stored_config`) comes from the store's record where the
-    environment leaves it unset; funnels the environment adds are recorded and backfilled from
-    the retained raw events, announced in one line; any other difference is refused until
-    `behavioral-analytics config apply`.
+    environment leaves it unset; funnels and breakdown dimensions the environment adds are
+    recorded and backfilled from the retained raw events, announced in one line; any other
+    difference is refused until `behavioral-analytics config apply`. With `record` False (a
+    command that only reads) the additions are not recorded: it reads as recorded, and a line
+    says so. Recording them would fail every commit of the workers already running
+    (`store.ConfigChanged`) until they restart.
 
     Raises ConfigError (one line) for a refused difference or a missing extra; StoreError.
     """
@@ -139,30 +147,34 @@ def open_configured(settings: Settings) -> tuple[Settings, Store]:
         reconciled = reconcile(store.recorded_config(), wanted, settings.shaping_set())
         if reconciled.refused:
             raise ConfigError(refusal(reconciled.refused[0]))
-        if reconciled.effective != wanted:
+        effective = reconciled.effective if record else without_additions(reconciled)
+        if effective != wanted:
             store.close()
-            store = _open_store(settings, reconciled.effective)
-        if reconciled.added_funnels or reconciled.added_dimensions:
+            store = _open_store(settings, effective)
+        added = []
+        if reconciled.added_funnels:
+            added.append(f"funnel {', '.join(map(repr, reconciled.added_funnels))}")
+        if reconciled.added_dimensions:
+            added.append(_dimensions(reconciled.added_dimensions))
+        if added and record:
             try:
                 store.record_config(reconciled.added_funnels)
             except NotSupported as exc:
                 raise ConfigError(str(exc)) from None
-            if reconciled.added_funnels:
-                names = ", ".join(repr(n) for n in reconciled.added_funnels)
-                _announce(
-                    f"funnel {names} added: recorded in the store, counted from its raw events"
-                )
-            if reconciled.added_dimensions:
-                _announce(
-                    f"{_dimensions(reconciled.added_dimensions)} added: recorded in the store, "
-                    "counted from its raw events"
-                )
+            for what in added:
+                _announce(f"{what} added: recorded in the store, counted from its raw events")
+        elif added:
+            _announce(
+                f"{' and '.join(added)} not recorded in the store: this command only reads, as "
+                "recorded (a worker records and counts what the environment adds when it "
+                "starts, or run `behavioral-analytics config apply`)"
+            )
         if reconciled.omitted_dimensions:
             _announce(omitted_line(reconciled.omitted_dimensions))
     except BaseException:
         store.close()
         raise
-    return settings.adopt(reconciled.effective), store
+    return settings.adopt(effective), store
 
 
 def refusal(difference: Difference) -> str:
@@ -174,9 +186,9 @@ def refusal(difference: Difference) -> str:
     else:
         what = f"{name}={difference.wanted} differs"
     return (
-        f"{what} from what the store recorded ({difference.recorded}, set by its first "
-        f"commit): unset it to count as recorded, or run `behavioral-analytics config apply` "
-        f"to recompute {difference.recomputes}"
+        f"{what} from what the store recorded ({difference.recorded}): unset it to count as "
+        f"recorded, or run `behavioral-analytics config apply` to recompute "
+        f"{difference.recomputes}"
     )
 
 

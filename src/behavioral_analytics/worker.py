@@ -21,7 +21,10 @@ and without it every delivery looks like a first one, so no isolation happens.
 
 A fault in a stage of the worker (the feeder thread that pulls and parses) is logged at
 ERROR and ends `run` with `WorkerStageFailed`, so the process exits non-zero and the
-platform restarts it; it never returns as if the work were done.
+platform restarts it; it never returns as if the work were done. So does a commit that finds
+another configuration recorded with the data than the one the worker counts by
+(`ConfigChanged`: `config apply`, or another process that added a funnel): the batches it
+holds are given back, and `run` raises it; the restarted process counts by the new one.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from behavioral_analytics.broker import (
 from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, Rejection, parse_message
 from behavioral_analytics.named_calls import rejection as call_rejection
 from behavioral_analytics.stall_watch import StallWatch
-from behavioral_analytics.store import CommitResult, EventSink, NewDeadLetter
+from behavioral_analytics.store import CommitResult, ConfigChanged, EventSink, NewDeadLetter
 from behavioral_analytics.telemetry import WorkerMetrics, log
 
 __all__ = [
@@ -61,6 +64,7 @@ _PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting 
 _COMMIT_RETRIES = (0.1, 0.5, 1.5)
 UNPROCESSABLE = "unprocessable"  # reason code of a message whose parsing raised
 RETRY_CHUNK = 100  # messages committed together on their second delivery
+_CONFIG_CHANGED = "worker stopping: the store's configuration changed"  # the nack's reason
 
 
 class WorkerStageFailed(RuntimeError):
@@ -175,6 +179,13 @@ class Worker:
         self._watch.start()
         try:
             self._main_loop(prepared)
+        except ConfigChanged as exc:
+            log.error(
+                "worker stopped: the store's configuration changed", extra={"error": str(exc)}
+            )
+            stop.set()
+            self._give_back(prepared)
+            raise
         finally:
             feeder.join()
             self._watch.stop()
@@ -202,6 +213,9 @@ class Worker:
             if batch is not _NO_BATCH:
                 try:
                     self._settle(batch)
+                except ConfigChanged:
+                    self.broker.nack([d.ack_id for d in batch.deliveries], _CONFIG_CHANGED)
+                    raise
                 except Exception:
                     # E.g. the ack failed after the commit: the leases run out, the messages
                     # come back, and their dedupe keys make the second commit a no-op.
@@ -216,6 +230,11 @@ class Worker:
             if now >= next_report:
                 next_report = now + opts.report_interval_s
                 log.info("worker progress", extra={"metrics": self.metrics.snapshot().to_dict()})
+
+    def _give_back(self, prepared: queue.Queue[_Batch | None]) -> None:
+        """Nack every batch the feeder hands over until it says it is done (None)."""
+        while (batch := prepared.get()) is not None:
+            self.broker.nack([d.ack_id for d in batch.deliveries], _CONFIG_CHANGED)
 
     def _feed(
         self,
@@ -412,6 +431,8 @@ class Worker:
                 if attempt:
                     self._watch.recovered("store", "commit", attempt)
                 return result
+            except ConfigChanged:
+                raise
             except Exception as exc:
                 self._last_failure = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning(
@@ -446,6 +467,8 @@ class Worker:
             try:
                 with self._watch.call("store", "commit", messages=len(half)):
                     result = self.store.commit(events, dead_letters)
+            except ConfigChanged:
+                raise
             except Exception as exc:
                 self._last_failure = f"{type(exc).__name__}: {exc}"[:500]
                 self._isolate(half)

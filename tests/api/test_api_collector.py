@@ -185,7 +185,12 @@ def test_a_partly_bad_batch_is_accepted_in_part(
     body = response.json()
     assert body["accepted"] == ["evt_000001", "evt_000003"]
     assert body["rejected"] == [
-        {"index": 1, "event_id": None, "reason": "missing_field:event_type", "detail": ""}
+        {
+            "index": 1,
+            "event_id": None,
+            "reason": "missing_field:event_type",
+            "detail": "event_type is required: the event's name",
+        }
     ]
     assert store.count_dead_letters() == 1
     process()

@@ -5,6 +5,7 @@ tile, a chip removes its filter, a reload keeps them; screenshots go to test-art
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +28,9 @@ from test_api_dashboard_browser import (
 )
 
 from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.breakdown_report import HOUR_NOTE, MULTI_DAY_NOTE
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
+from behavioral_analytics.raw_queries import RAW_NOTE
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.wiring import build_broker, build_store
 
@@ -43,6 +46,7 @@ SESSIONS = [
     (0, "u4", "s6", "desktop", ["/blog", "/pricing"]),
 ]
 Session = tuple[int, str, str, str, list[str]]
+STATIC = Path(__file__).parents[2] / "src/behavioral_analytics/api/static"
 SMALL_SCAN = 3  # BA_RAW_SCAN_MAX_EVENTS of the refused-filter test: fewer than the events
 
 
@@ -209,6 +213,12 @@ def totals(page: Any) -> tuple[int | None, int | None, int | None]:
     )
 
 
+def users_note(page: Any, dimension: str) -> tuple[str, str | None]:
+    """A breakdown panel's note as shown, and its tooltip (the API's `unique_users_note`)."""
+    note = page.locator(f'.breakdown[data-dimension="{dimension}"] .note')
+    return note.inner_text(), note.get_attribute("title")
+
+
 def source(page: Any, selector: str) -> str | None:
     """Where the answer a tile shows says it was read (`answered_from`)."""
     found = page.get_attribute(selector, "data-source")
@@ -238,6 +248,13 @@ def settles(what: str, read: Callable[[], Any], expected: Any) -> None:
         wait_for(equal, 20, what)
     except AssertionError as exc:
         raise AssertionError(f"{exc}: shown {shown[0]!r}, expected {expected!r}") from None
+
+
+def test_every_unique_users_note_has_its_own_label() -> None:
+    """The panels label the API's notes by their exact text (breakdowns.js, USERS_NOTES)."""
+    script = (STATIC / "breakdowns.js").read_text()
+    for note in (MULTI_DAY_NOTE, HOUR_NOTE, RAW_NOTE):
+        assert json.dumps(note) + ":" in script, note
 
 
 def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Settings]) -> None:
@@ -283,6 +300,9 @@ def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Setti
 
             # Entry and exit pages: sessions per value over the last 7 days.
             assert panel(page, "page", "events") == _pages({})
+            # Unfiltered, a range of days holds unique users per day only (the aggregates).
+            shown, tooltip = users_note(page, "page")
+            assert "users per day only" in shown and tooltip == MULTI_DAY_NOTE
             settles("the entry pages", lambda: panel(page, "entry_page", "sessions"), _edges(0, {}))
             settles("the exit pages", lambda: panel(page, "exit_page", "sessions"), _edges(-1, {}))
 
@@ -310,6 +330,11 @@ def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Setti
             settles("the series' source", lambda: source(page, "#filter-note"), "aggregates")
             note = page.locator('.breakdown[data-dimension="page"] .note[data-source]')
             assert "from raw events" in note.inner_text()
+            # Narrowed, each value's unique users are over the whole range (the raw events).
+            for dimension in ("page", "device"):
+                shown, tooltip = users_note(page, dimension)
+                assert "users over the whole range" in shown and tooltip == RAW_NOTE
+                assert "per day" not in shown
             settles(
                 "mobile entry pages",
                 lambda: panel(page, "entry_page", "sessions"),
@@ -329,6 +354,8 @@ def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Setti
             total = sum(_pages(both).values())
             settles("the total of both", lambda: number(page, "#filter-total"), total)
             settles("devices of both", lambda: panel(page, "device", "events"), _devices(both))
+            shown, tooltip = users_note(page, "device")
+            assert "users over the whole range" in shown and tooltip == RAW_NOTE
             assert source(page, "#filter-note") == "raw_events"
             assert "from raw events" in page.inner_text("#filter-note")
             narrowed = _retention(day_of, times, both)

@@ -204,6 +204,11 @@ def test_analytics_js_loads_its_settings_from_the_collector(client: TestClient) 
     assert segment["apiHost"] == "testserver/v1"
     assert segment["protocol"] == "http"
     assert response.json()["metrics"]["sampleRate"] == 0
+    # Behind Cloud Run's front end, which ends TLS: the page is on https, so are its events.
+    behind = client.get(
+        f"/v1/projects/{WRITE_KEY}/settings", headers={"X-Forwarded-Proto": "https, http"}
+    )
+    assert behind.json()["integrations"]["Segment.io"]["protocol"] == "https"
     unknown = client.get("/v1/projects/nope/settings")
     assert unknown.status_code == 404
     assert unknown.json()["code"] == "unknown_write_key"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from behavioral_analytics.funnels import parse_funnels
-from behavioral_analytics.store import NotSupported, Store, StoreError
+from behavioral_analytics.store import ConfigChanged, NotSupported, Store
 from behavioral_analytics.stored_config import StoredConfig
 from tests.contract.builders import PURCHASE, MakeStore, assert_recounts, ev
 
@@ -35,8 +35,10 @@ def test_a_store_with_other_rules_refuses_to_commit(make_store: MakeStore) -> No
     first = make_store()
     first.commit(_visits()[:2])
     other = make_store(funnels=SIGNUP)
-    with pytest.raises(StoreError, match="recorded configuration"):
+    with pytest.raises(ConfigChanged, match="recorded with the data changed") as refused:
         other.commit(_visits()[2:])
+    # What differs, seen from the refused store: its own funnel is not recorded, the other is.
+    assert "funnel 'signup' removed, funnel 'purchase' added" in str(refused.value)
     assert len(list(first.iter_raw_events())) == 2
     assert first.recorded_config() == StoredConfig.of(first.rules, "UTC")  # type: ignore[arg-type]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from behavioral_analytics import __version__
 from behavioral_analytics.aggregation import Periods
@@ -21,7 +22,7 @@ from behavioral_analytics.api import behavior, collector, dashboard, docs, ops, 
 from behavioral_analytics.api.auth import KeyPolicy
 from behavioral_analytics.api.cache import TTLCache
 from behavioral_analytics.api.loopback_guard import LoopbackGuard
-from behavioral_analytics.api.metrics import ApiMetrics
+from behavioral_analytics.api.metrics import ApiMetrics, IngestAnswers, counting_endpoint
 from behavioral_analytics.api.publisher import GroupPublisher
 from behavioral_analytics.api.ratelimit import RateLimiter
 from behavioral_analytics.api.responses import (
@@ -35,11 +36,12 @@ from behavioral_analytics.api.responses import (
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import Broker, BrokerError
 from behavioral_analytics.dimensions import Derive
+from behavioral_analytics.segment import SEGMENT_CALLS, SHORT_PATHS
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store, StoreError
 from behavioral_analytics.telemetry import log
 
-__all__ = ["create_app"]
+__all__ = ["HeadAsGet", "create_app", "ingest_route_labels"]
 
 _WRITE_SECURITY: list[dict[str, list[str]]] = [
     {"writeKeyBasic": []},
@@ -115,10 +117,11 @@ def create_app(
     app.add_exception_handler(StoreError, _unavailable("store_unavailable"))
     app.add_exception_handler(BrokerError, _unavailable("broker_unavailable"))
     ingest_routes, ingest_endpoints = collector.routes(state)
+    app.add_middleware(HeadAsGet)
     # Added before CORS, so CORS wraps it (the last middleware added is the outermost).
     app.add_middleware(
         collector.IngestFastPath,
-        endpoints=ingest_endpoints,
+        endpoints={path: counting_endpoint(e) for path, e in ingest_endpoints.items()},
         exception_handlers=app.exception_handlers,
     )
     origins = sorted(Settings.keys(settings.cors_origins))
@@ -133,7 +136,7 @@ def create_app(
             expose_headers=["Retry-After"],
             max_age=600,
         )
-    if policy.open_writes or policy.open_reads:  # added last: the outermost middleware
+    if policy.open_writes or policy.open_reads:  # outside CORS: it refuses before CORS answers
         app.add_middleware(
             LoopbackGuard,
             bound_host=settings.api_host,
@@ -142,6 +145,10 @@ def create_app(
             allowed_hosts=sorted(Settings.keys(settings.allowed_hosts)),
             allowed_origins=origins,
         )
+    # Outermost: it counts the answers on ingest paths that the endpoints never saw.
+    app.add_middleware(
+        IngestAnswers, metrics=state.metrics, routes=ingest_route_labels(ingest_endpoints)
+    )
     app.include_router(ingest_routes)
     app.include_router(query.router(state))
     app.include_router(behavior.router(state))
@@ -153,6 +160,38 @@ def create_app(
     # FastAPI documents replacing `openapi` as the way to customize the schema
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def ingest_route_labels(paths: Iterable[str]) -> dict[str, str]:
+    """Each ingest path → the `route` label its endpoint counts its answers under (the call,
+    `batch` or `events`), for the answers given before the endpoint (`IngestAnswers`)."""
+    labels = {"/v1/events": "events", "/v1/batch": "batch", "/v1/import": "batch"}
+    labels |= {f"/v1/{call}": call for call in SEGMENT_CALLS}
+    for short, call in SHORT_PATHS.items():
+        labels[f"/{short}"] = labels[f"/v1/{short}"] = call
+    return {path: labels.get(path, path) for path in paths}
+
+
+class HeadAsGet:
+    """ASGI middleware answering `HEAD` as the same `GET`, without the body (uptime checkers
+    send `HEAD /healthz`; HTTP asks every server to answer `HEAD` wherever it answers `GET`).
+    The headers, `Content-Length` included, are the `GET`'s."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def head_only(message: Message) -> None:
+            if message["type"] not in ("http.response.body", "http.response.pathsend"):
+                await send(message)
+            elif not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET"}, receive, head_only)
 
 
 def _unavailable(code: str) -> Callable[[Request, Exception], Any]:

@@ -5,6 +5,9 @@ code. A client presents one as the HTTP Basic user name (Segment's convention, e
 a key in the password is accepted too), in `X-Write-Key` / `X-Read-Key`, or as
 `Authorization: Bearer <key>`.
 
+A request without any key and one whose keys are all unknown are both `401 unauthorized`; the
+detail says which (`a write key is required: …` or `unknown write key: …`).
+
 With no keys of a kind configured the API runs open for that kind, which it only does bound
 to a loopback address (local development; `up`); anywhere else it refuses to start.
 """
@@ -15,6 +18,7 @@ import base64
 import binascii
 import hmac
 import ipaddress
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -23,6 +27,12 @@ from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.settings import ConfigError, Settings
 
 __all__ = ["KeyPolicy", "is_loopback"]
+
+_WRITE_WAYS = "HTTP Basic user name, X-Write-Key, Bearer or writeKey"
+_READ_WAYS = "Authorization: Bearer, HTTP Basic user name or X-Read-Key"
+# Whether the request's headers held a write key (known or not), for `check_write_key`, which
+# the collector calls after `header_write_key` in the same task with the body's key only.
+_header_write_key_given: ContextVar[bool] = ContextVar("header_write_key_given", default=False)
 
 
 def is_loopback(host: str) -> bool:
@@ -70,19 +80,26 @@ class KeyPolicy:
         is known there (the body's `writeKey` may still be: `check_write_key`)."""
         if self.open_writes:
             return ""
-        for candidate in _presented(request, "x-write-key"):
+        candidates, given = _presented(request, "x-write-key")
+        _header_write_key_given.set(given)
+        for candidate in candidates:
             if _known(candidate, self.write_keys):
                 return candidate
         return None
 
     def check_write_key(self, candidate: object) -> str:
-        """`candidate` (a `writeKey` from the body) if it is a known write key, else 401."""
+        """`candidate` (a `writeKey` from the body) if it is a known write key, else 401: an
+        unknown write key when it, or a key in the headers `header_write_key` just read, was
+        given, else a missing one."""
         if isinstance(candidate, str) and self.knows_write_key(candidate):
             return candidate
+        given = candidate not in (None, "") or _header_write_key_given.get()
         raise ApiError(
             401,
             "unauthorized",
-            "a write key is required: HTTP Basic user name, X-Write-Key, Bearer or writeKey",
+            f"unknown write key: give one of this collector's keys ({_WRITE_WAYS})"
+            if given
+            else f"a write key is required: {_WRITE_WAYS}",
             headers={"WWW-Authenticate": 'Basic realm="behavioral-analytics"'},
         )
 
@@ -91,24 +108,31 @@ class KeyPolicy:
         return self.open_writes or _known(candidate, self.write_keys)
 
     def require_read(self, request: Request) -> None:
+        """Nothing when the request holds a known read key (or reads are open), else 401: an
+        unknown read key when one was given, else a missing one."""
         if self.open_reads:
             return
-        for candidate in _presented(request, "x-read-key"):
+        candidates, given = _presented(request, "x-read-key")
+        for candidate in candidates:
             if _known(candidate, self.read_keys):
                 return
         # Bearer, not Basic: a Basic challenge would pop the browser's login dialog.
         raise ApiError(
             401,
             "unauthorized",
-            "a read key is required: Authorization: Bearer, HTTP Basic user name or X-Read-Key",
+            f"unknown read key: give one of this API's read keys ({_READ_WAYS})"
+            if given
+            else f"a read key is required: {_READ_WAYS}",
             headers={"WWW-Authenticate": 'Bearer realm="behavioral-analytics"'},
         )
 
 
-def _presented(request: Request, header: str) -> list[str]:
+def _presented(request: Request, header: str) -> tuple[list[str], bool]:
+    """The keys the headers hold (`header`, Bearer, Basic user name and password), and whether
+    any key was given at all (a Basic value that does not decode was, though it holds none)."""
     keys = []
     direct = request.headers.get(header)
-    if direct:
+    if direct and direct.strip():
         keys.append(direct.strip())
     authorization = request.headers.get("authorization", "")
     scheme, _, value = authorization.partition(" ")
@@ -120,10 +144,10 @@ def _presented(request: Request, header: str) -> list[str]:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            return keys
+            return keys, True
         user, _, password = decoded.partition(":")
         keys.extend(key for key in (user, password) if key)
-    return keys
+    return keys, bool(keys)
 
 
 def _known(candidate: str, keys: frozenset[str]) -> bool:

@@ -329,12 +329,16 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         letters = []
         for _, rejection, original in outcome.rejected:
             fingerprint = dead_letter_fingerprint(original, rejection.reason)
+            # The client's id names the dead letter unless it is too long to be an id.
+            client_id = rejection.event_id
+            if client_id is not None and len(client_id) > limits.max_id_chars:
+                client_id = None
             letters.append(
                 NewDeadLetter(
                     reason=rejection.reason,
                     detail=rejection.detail,
                     data=encode_original(original),
-                    message_id=rejection.event_id or fingerprint,
+                    message_id=client_id or fingerprint,
                     source="collector",
                     received_at=now,
                     retry_fingerprint=fingerprint,
@@ -486,7 +490,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
                     "Segment.io": {
                         "apiKey": write_key,
                         "apiHost": f"{host}/v1",
-                        "protocol": request.url.scheme,
+                        "protocol": _client_scheme(request),
                         "unbundledIntegrations": [],
                         "addBundledMetadata": False,
                     }
@@ -554,3 +558,13 @@ class IngestFastPath:
             if cls in self.exception_handlers:
                 return self.exception_handlers[cls]
         return None
+
+
+def _client_scheme(request: Request) -> str:
+    """The scheme the client used to reach the collector: behind a front end that ends TLS
+    (Cloud Run's, a load balancer) the connection is plain HTTP and `X-Forwarded-Proto` (its
+    first value) says `https`. analytics.js sends every event to `protocol://apiHost`, so
+    answering `http` to a page served over HTTPS would have the browser block them all as
+    mixed content. Only this answer depends on the header."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return forwarded if forwarded in ("http", "https") else request.url.scheme

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from behavioral_analytics.telemetry import LATENCY_BUCKETS
 
-__all__ = ["ApiMetrics"]
+__all__ = ["ApiMetrics", "IngestAnswers", "counting_endpoint"]
+
+# Set in the request's scope by an ingest endpoint, which counts its own answer.
+_COUNTED = "behavioral_analytics.ingest_counted"
 
 # Event types come from clients: past this many distinct ones, the rest share one label.
 MAX_EVENT_TYPE_LABELS = 100
@@ -105,3 +112,54 @@ class ApiMetrics:
                 self._type_labels.add(event_type)
                 return event_type
         return OTHER
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def counting_endpoint(endpoint: Endpoint) -> Endpoint:
+    """`endpoint` (an ingest endpoint, which counts its answer in `ApiMetrics.requests`
+    itself), marking its requests so that `IngestAnswers` does not count them again."""
+
+    async def marked(request: Request) -> Response:
+        request.scope[_COUNTED] = True
+        return await endpoint(request)
+
+    return marked
+
+
+class IngestAnswers:
+    """ASGI middleware counting in `ba_api_ingest_requests` the answers on ingest paths that no
+    ingest endpoint gave: the open-mode guard's 403 and 415, a 405 for another method, a 500
+    from an error on the way. `routes` maps each ingest path to its `route` label. CORS
+    preflights (OPTIONS) ask for permission to send and are not counted."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics, routes: Mapping[str, str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = dict(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] == "http" and scope["method"] != "OPTIONS":
+            path = scope["path"]
+            root = scope.get("root_path")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            route = self.routes.get(path)
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if not scope.get(_COUNTED):
+                self.metrics.requests.labels(route, str(status)).inc()

@@ -51,7 +51,9 @@ def make_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
         log_config=_log_config(settings.log_level),
         access_log=settings.log_level == "DEBUG",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        proxy_headers=True,
+        # X-Forwarded-For is read by `addresses.client_address` alone, as BA_TRUSTED_PROXY_HOPS
+        # says; uvicorn's own rewriting would trust it from any loopback peer.
+        proxy_headers=False,
         server_header=False,
     )
     return uvicorn.Server(config)

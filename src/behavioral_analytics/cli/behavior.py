@@ -24,6 +24,7 @@ from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
     data_location,
+    fmt_time,
     load_config,
     open_for_periods,
     open_store,
@@ -207,7 +208,7 @@ def query_links(
         table.add_column(column)
     for link in links:
         table.add_row(
-            link.anonymous_id, link.user_id, f"{link.linked_at:.3f}", link.status, link.event_key
+            link.anonymous_id, link.user_id, fmt_time(link.linked_at), link.status, link.event_key
         )
     console.print(table)
 

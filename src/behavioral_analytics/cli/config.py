@@ -18,7 +18,13 @@ import typer
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.cli.errors import fail, user_errors
-from behavioral_analytics.cli.shared import JsonOption, console, load_config, print_json
+from behavioral_analytics.cli.shared import (
+    JsonOption,
+    console,
+    load_config,
+    print_json,
+    require_data,
+)
 from behavioral_analytics.stored_config import StoredConfig, plan_apply, reconcile
 from behavioral_analytics.wiring import build_store_with, omitted_line, refusal
 
@@ -39,6 +45,7 @@ def _summary(config: StoredConfig | None) -> dict[str, Any] | None:
 def show(as_json: bool = JsonOption) -> None:
     """What the store recorded, what this environment sets, and what it would do with them."""
     settings = load_config()
+    require_data(settings)
     wanted = settings.stored_config()
     with user_errors():
         store = build_store_with(settings, wanted)
@@ -99,6 +106,7 @@ def apply(
     from behavioral_analytics.verification import compare
 
     settings = load_config()
+    require_data(settings)
     with user_errors():
         current = build_store_with(settings, settings.stored_config())
         recorded = current.recorded_config()
@@ -141,6 +149,7 @@ def apply(
                 "changes": [change.describe() for change in changes],
                 "applied": True,
                 "rebuilt": not report.ok,
+                "recomputed": len(report.drift),
             }
         )
     else:

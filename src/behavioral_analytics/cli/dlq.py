@@ -16,6 +16,7 @@ from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
+    cursor_errors,
     fmt_time,
     load_config,
     open_store,
@@ -37,7 +38,7 @@ def dlq_list(
 ) -> None:
     """Dead letters, newest first: rejected events and messages the broker gave up on."""
     config = load_config()
-    with user_errors():
+    with user_errors(), cursor_errors(cursor):
         store = open_store(config)
         page = store.dead_letters(limit, cursor)
         total = store.count_dead_letters()

@@ -48,25 +48,33 @@ def publish(
     """Publish NDJSON lines as they are, one message per line (malformed lines included: the
     worker dead-letters them with a reason)."""
     config = load_config()
-    with user_errors():
+    stream = sys.stdin.buffer if source == "-" else _open_input(source)
+    with user_errors(), stream:
         broker = build_broker(config)
-        stream = sys.stdin.buffer if source == "-" else Path(source).open("rb")  # noqa: SIM115
         sent = 0
-        with stream:
-            pending: list[OutgoingMessage] = []
-            for raw in stream:
-                line = raw.rstrip(b"\r\n")
-                if not line.strip():
-                    continue
-                pending.append(OutgoingMessage(line, ordering_key=ordering_key))
-                if len(pending) >= batch_size:
-                    sent += len(broker.publish(pending))
-                    pending = []
-            if pending:
+        pending: list[OutgoingMessage] = []
+        for raw in stream:
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            pending.append(OutgoingMessage(line, ordering_key=ordering_key))
+            if len(pending) >= batch_size:
                 sent += len(broker.publish(pending))
+                pending = []
+        if pending:
+            sent += len(broker.publish(pending))
         broker.close()
     where = f" ({config.data_dir})" if config.backend == "local" else ""
     err_console.print(f"published {plural(sent, 'message')} to {config.pubsub_topic}{where}")
+
+
+def _open_input(source: str) -> IO[bytes]:
+    """`publish`'s input file; one line (`cannot read FILE: reason`) and exit 2 when it
+    cannot be opened, before the broker (and a local data folder) is made."""
+    try:
+        return Path(source).open("rb")
+    except OSError as exc:
+        fail(f"cannot read {source}: {(exc.strerror or str(exc)).lower()}", 2)
 
 
 def _worker_process(until_idle: bool, drain: bool) -> None:

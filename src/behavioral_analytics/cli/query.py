@@ -25,6 +25,7 @@ from behavioral_analytics.cli.filters import (
 from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
+    cursor_errors,
     data_location,
     fits,
     fmt_time,
@@ -53,8 +54,6 @@ def query_profile(
     with user_errors():
         profile = open_store(config).profile(user)
     if profile is None:
-        if as_json:
-            print_json(None)
         fail(f"no profile for user {user!r} in {data_location(config)}")
     if as_json:
         print_json(profile.to_dict())
@@ -99,7 +98,7 @@ def query_timeline(
 ) -> None:
     """A user's events, newest first."""
     config = load_config()
-    with user_errors():
+    with user_errors(), cursor_errors(cursor):
         page = open_store(config).timeline(user, limit, cursor)
     _print_events(page, f"timeline of {user}", as_json)
 
@@ -113,7 +112,7 @@ def query_events(
 ) -> None:
     """Events of one type, newest first."""
     config = load_config()
-    with user_errors():
+    with user_errors(), cursor_errors(cursor):
         page = open_store(config).events_by_type(event_type, limit, cursor)
     _print_events(page, f"{event_type} events", as_json)
 

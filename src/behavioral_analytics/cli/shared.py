@@ -4,26 +4,31 @@ settings and opening the store with one-line errors, and printing JSON and times
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from behavioral_analytics.aggregation import Granularity, Periods
-from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.period_bounds import PeriodError, resolve_range
-from behavioral_analytics.settings import Settings, load_settings
-from behavioral_analytics.store import Store
+from behavioral_analytics.settings import Settings, load_settings, unknown_names
+from behavioral_analytics.store import InvalidCursor, Store
 from behavioral_analytics.wiring import open_configured
 
 __all__ = [
     "JsonOption",
     "console",
+    "cursor_errors",
     "data_location",
     "fits",
     "fmt_time",
@@ -36,6 +41,7 @@ __all__ = [
     "plural",
     "print_json",
     "require_collector",
+    "require_data",
 ]
 
 console = Console()
@@ -44,9 +50,17 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON document (shape:
 
 
 def load_config() -> Settings:
-    """The settings from the environment and `.env`; a wrong setting exits 2 with one line."""
+    """The settings from the environment and `.env`; a wrong setting exits 2 with one line, a
+    `BA_` name no setting reads (a misspelt one, say) is a warning line on stderr."""
     with user_errors():
-        return load_settings()
+        settings = load_settings()
+    for name in unknown_names(os.environ):
+        err_console.print(
+            f"[yellow]warning:[/yellow] {escape(name)} is not a setting: ignored",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return settings
 
 
 def data_location(config: Settings) -> str:
@@ -64,16 +78,33 @@ def open_store(config: Settings) -> Store:
     return open_reader(config)[1]
 
 
-def open_reader(config: Settings) -> tuple[Settings, Store]:
-    """`open_store`, with the settings the store counts by (the time zone and funnels it
-    recorded, where the environment leaves them unset): periods are read in that zone."""
+def require_data(config: Settings) -> None:
+    """Exit 1 naming the local data folder when it does not exist (a command that reads would
+    otherwise create it and answer from a new, empty store)."""
     if config.backend == "local" and not config.data_dir.is_dir():
         fail(
             f"no data at {config.data_dir}: nothing was written there yet (run "
             "`behavioral-analytics init` there, or point BA_DATA_DIR at your data)"
         )
+
+
+def open_reader(config: Settings) -> tuple[Settings, Store]:
+    """`open_store`, with the settings the store counts by (the time zone and funnels it
+    recorded, where the environment leaves them unset): periods are read in that zone. A
+    funnel or breakdown dimension the environment adds is not recorded (a line says so): the
+    workers already running would fail every commit until restarted."""
+    require_data(config)
     with user_errors():
-        return open_configured(config)
+        return open_configured(config, record=False)
+
+
+@contextmanager
+def cursor_errors(cursor: str | None) -> Iterator[None]:
+    """A cursor the store did not hand out is a usage error: one line naming --cursor, exit 2."""
+    try:
+        yield
+    except InvalidCursor:
+        fail(f"invalid --cursor {cursor!r}: pass a previous page's next_cursor as it is", 2)
 
 
 def print_json(document: Any) -> None:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import IO
 
 import typer
@@ -25,7 +26,7 @@ import typer
 from behavioral_analytics.broker import Broker, OutgoingMessage
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.cli.pipeline import spawn_workers, stop_processes
-from behavioral_analytics.cli.shared import load_config
+from behavioral_analytics.cli.shared import console, load_config, plural
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.live_traffic import LiveTraffic, describe, live_traffic, scheduled_events
 from behavioral_analytics.live_view import TrafficStats
@@ -79,7 +80,10 @@ def up(
     threading.Thread(target=_watch, args=(children, api_process, stop, died), daemon=True).start()
     if plan is not None:
         threading.Thread(target=_traffic, args=(broker, plan, stats, stop), daemon=True).start()
+    if not console.is_terminal:
+        _announce(config, workers, api_url, log_path, describe(plan) if plan else None)
     interrupted = False
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill`, `timeout`: stop as Ctrl-C does
     try:
         run_live_view(
             config,
@@ -97,12 +101,42 @@ def up(
         stop.set()
         # A second Ctrl-C must not cut the drain short (the children stop on the first).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         err_console.print("stopping: draining workers…")
         stop_processes(children)
         log_file.close()
         err_console.print(f"stopped; logs in {log_path} (data in {config.data_dir})")
     if died and not interrupted:
-        fail(f"{died[0]}; see {log_path}")
+        reason = _last_error(log_path)
+        fail(f"{died[0]}{f' ({reason})' if reason else ''}; see {log_path}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _last_error(log: Path) -> str | None:
+    """The last `error: …` line the children wrote to `log` (a worker's reason to exit)."""
+    with log.open("rb") as file:
+        file.seek(max(0, file.seek(0, 2) - 65536))
+        lines = file.read().decode(errors="replace").splitlines()
+    found = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    return found[-1] if found else None
+
+
+def _announce(
+    config: Settings, workers: int, api_url: str | None, log: Path, traffic: str | None
+) -> None:
+    """Where to look, printed and flushed at once when stdout is not a terminal: the live
+    view then draws only its last frame, at exit, so `up > file &` would show nothing."""
+    where = f"dashboard {api_url} · " if api_url else ""
+    print(
+        f"up: {where}{plural(workers, 'worker')} · backend {config.backend} · "
+        f"data {config.data_dir} · logs {log}",
+        flush=True,
+    )
+    if traffic:
+        print(traffic, flush=True)
 
 
 def _check_address(host: str, port: int) -> None:
@@ -144,13 +178,16 @@ def _watch(
     stop: threading.Event,
     died: list[str],
 ) -> None:
-    """Stop `up` when a child exits on its own (its reason goes to `died`)."""
+    """Stop `up` when a child exits; one that failed says so in `died`."""
     while not stop.wait(0.5):
         for child in children:
             code = child.poll()
             if code is not None:
-                role = "the API" if child is api_process else "a worker"
-                died.append(f"{role} exited with code {code}")
+                # 0 or killed by SIGINT/SIGTERM: stopped by a signal (Ctrl-C reaches the
+                # children as well as `up`), not a failure.
+                if code not in (0, -signal.SIGINT, -signal.SIGTERM):
+                    role = "the API" if child is api_process else "a worker"
+                    died.append(f"{role} exited with code {code}")
                 stop.set()
                 return
 

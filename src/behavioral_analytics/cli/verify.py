@@ -4,7 +4,9 @@ recounted and are reported as not checked.
 
 Both count by the configuration recorded with the data (funnels, sessions, identity, time
 zone: `stored_config`), never by a shell's different environment, so a repair rebuilds what the
-workers counted; a repair that would drop aggregates it cannot recount changes nothing."""
+workers counted; a repair that would drop aggregates it cannot recount changes nothing. Like
+the queries, it records nothing the environment adds, and in a folder without data it exits 1
+naming the folder instead of checking a new, empty store."""
 
 from __future__ import annotations
 
@@ -14,8 +16,13 @@ import typer
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.cli.errors import user_errors
-from behavioral_analytics.cli.shared import JsonOption, console, load_config, print_json
-from behavioral_analytics.wiring import open_configured
+from behavioral_analytics.cli.shared import (
+    JsonOption,
+    console,
+    load_config,
+    open_reader,
+    print_json,
+)
 
 __all__ = ["verify"]
 
@@ -27,8 +34,8 @@ def verify(
     """Recount every aggregate from the retained raw events; exit 1 on any drift."""
     from behavioral_analytics.verification import verify as run_verify
 
+    config, store = open_reader(load_config())
     with user_errors():
-        config, store = open_configured(load_config())
         report = run_verify(
             store,
             Periods(config.timezone),

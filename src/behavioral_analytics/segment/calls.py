@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,15 +20,17 @@ from behavioral_analytics.dimensions import DERIVED, Derive
 from behavioral_analytics.events import (
     DEFAULT_LIMITS,
     MESSAGE_ID,
+    MISSING_WHO,
     NAMED_CALLS,
     Event,
     Invalid,
     Limits,
     Rejection,
-    json_type,
     parse_timestamp,
+    sent_id,
     validate_event,
 )
+from behavioral_analytics.json_shape import json_type
 from behavioral_analytics.privacy import scrub
 
 SEGMENT_CALLS = ("track", "page", "screen", "identify", "alias", "group")
@@ -86,6 +89,18 @@ class Receipt:
 # Pure normalization
 
 
+class SegmentPayload(dict[str, Any]):
+    """A canonical event payload made of a Segment call (`from_segment`): a dict, which also
+    knows the call's type (`call_type`: track, page …), so that `prepare` names a rejected
+    call's fields as the call spells them (`segment_spelling`)."""
+
+    __slots__ = ("call_type",)
+
+    def __init__(self, call_type: str, fields: dict[str, Any]) -> None:
+        super().__init__(fields)
+        self.call_type = call_type
+
+
 def from_segment(
     message: Any,
     call: str | None = None,
@@ -93,8 +108,9 @@ def from_segment(
     *,
     receipt: Receipt | None = None,
     batch_sent_at: Any = None,
-) -> dict[str, Any] | Rejection:
-    """A Segment-spec call → a canonical event payload (a dict for `prepare`), or a rejection.
+) -> SegmentPayload | Rejection:
+    """A Segment-spec call → a canonical event payload (a dict for `prepare`), or a rejection
+    (with the call's `messageId`, when it has one: `sent_id`).
 
     `call` is the endpoint's type (`/v1/track`); inside a batch each message names its `type`.
     track → `event`; page → "page_view" with `properties.name`, `properties.category` and
@@ -108,18 +124,24 @@ def from_segment(
     `receipt` there is no correction and no address.
     """
     if not isinstance(message, dict):
-        return Rejection("not_an_object", f"got a JSON {json_type(message)}")
+        return Rejection(
+            "not_an_object", f"expected a JSON object, got a JSON {json_type(message)}"
+        )
     message_id = _absent_if_empty(message.get("messageId"))
     kind = call or message.get("type")
     if kind not in SEGMENT_CALLS:
         return Rejection(
             "unsupported_type",
             f"type {kind!r} is not one of {', '.join(SEGMENT_CALLS)}",
-            message_id if isinstance(message_id, str) else None,
+            sent_id(message_id),
         )
     context = message.get("context")
     if context is not None and not isinstance(context, dict):
-        return Rejection("invalid_type:context", f"expected an object, got {json_type(context)}")
+        return Rejection(
+            "invalid_type:context",
+            f"context: expected an object, got {json_type(context)}",
+            sent_id(message_id),
+        )
     if batch_context:
         context = {**batch_context, **(context or {})}
     if receipt is not None:
@@ -143,7 +165,11 @@ def from_segment(
     if kind == "track":
         event_type = message.get("event")
         if event_type is None:
-            return Rejection("missing_field:event", "track calls need an event name")
+            return Rejection(
+                "missing_field:event",
+                "event is required: a track call names its action",
+                sent_id(message_id),
+            )
         properties = event_properties(message.get("properties"), context, client_times)
     elif kind == "page" or kind == "screen":
         event_type = "page_view" if kind == "page" else "screen_view"
@@ -174,14 +200,17 @@ def from_segment(
             client_times,
         )
 
-    payload: dict[str, Any] = {
-        "event_id": message_id,
-        "user_id": _absent_if_empty(message.get("userId")),
-        "anonymous_id": _absent_if_empty(message.get("anonymousId")),
-        "event_type": event_type,
-        "timestamp": timestamp,
-        "properties": properties,
-    }
+    payload = SegmentPayload(
+        kind,
+        {
+            "event_id": message_id,
+            "user_id": _absent_if_empty(message.get("userId")),
+            "anonymous_id": _absent_if_empty(message.get("anonymousId")),
+            "event_type": event_type,
+            "timestamp": timestamp,
+            "properties": properties,
+        },
+    )
     if client_timestamp is not None:
         payload["client_timestamp"] = client_timestamp
     if message_id is not None:
@@ -193,6 +222,72 @@ def from_segment(
 
 def _absent_if_empty(value: Any) -> Any:
     return None if value == "" else value
+
+
+# A canonical field at the start of a rejection's detail (`events.Rejection`).
+_DETAIL_FIELD = re.compile(r"(event_id|user_id|anonymous_id|event_type|timestamp|properties)\b")
+_SEGMENT_FIELDS = {
+    "event_id": "messageId",
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "event_type": "event",
+}
+# Properties `from_segment` adds, by call type: the field of the call each one comes from.
+_ADDED_PROPERTIES: dict[str, dict[str, str]] = {
+    "track": {},
+    "page": {"name": "name", "category": "category", "url": "context.page.url"},
+    "screen": {"name": "name", "category": "category"},
+    "identify": {},
+    "alias": {"previousId": "previousId"},
+    "group": {"groupId": "groupId", "traits": "traits"},
+}
+
+
+def segment_spelling(rejection: Rejection, call_type: str, message: Any) -> Rejection:
+    """A rejection of a `from_segment` payload, its detail naming the field as `message` (the
+    call as sent, of type `call_type`) spells it: `userId or anonymousId is required`,
+    `messageId: …`, `event is empty …`, `originalTimestamp: …`, `traits.plan: …`,
+    `context.page.url: …`. The reason code stays the canonical one (a stable contract)."""
+    detail = rejection.detail
+    if detail == MISSING_WHO:
+        spelled = "userId or anonymousId is required"
+    else:
+        match = _DETAIL_FIELD.match(detail)
+        if match is None or not isinstance(message, dict):
+            return rejection
+        name = match.group(1)
+        rest = detail[match.end() :]
+        if name == "properties":
+            spelled = _property_path(rest, call_type, message)
+        elif name == "timestamp":
+            field = "timestamp" if message.get("timestamp") is not None else "originalTimestamp"
+            spelled = field + rest
+        else:
+            spelled = _SEGMENT_FIELDS[name] + rest
+    return Rejection(rejection.reason, spelled, rejection.event_id)
+
+
+def _property_path(rest: str, call_type: str, message: dict[str, Any]) -> str:
+    """`properties` + `rest` (a path into the canonical properties, then the detail's text) →
+    the field of the call it came from."""
+    source_name = "properties"
+    source = message.get("properties")
+    if call_type == "identify":
+        source_name, source = "traits", message.get("traits")
+        context = message.get("context")
+        if source is None and isinstance(context, dict) and context.get("traits") is not None:
+            source_name, source = "context.traits", context["traits"]
+    if rest.startswith("."):
+        added = {"context": "context", **_ADDED_PROPERTIES.get(call_type, {})}
+        for key, field in added.items():
+            after = rest[1 + len(key) :]
+            if (
+                rest[1:].startswith(key)
+                and (after == "" or after[0] in ".[:")
+                and not (isinstance(source, dict) and key in source)
+            ):
+                return field + after
+    return source_name + rest
 
 
 def with_ip(context: dict[str, Any] | None, receipt: Receipt) -> dict[str, Any] | None:
@@ -402,7 +497,10 @@ def prepare(
 
     With `repair_surrogates` (the body held lone surrogates), each event's properties have them
     replaced by U+FFFD; an id or event type holding one is rejected (`invalid_characters:…`):
-    replacing it would merge distinct ids."""
+    replacing it would merge distinct ids.
+
+    A rejection carries the client's id when it sent one (`sent_id`); the detail of a
+    `SegmentPayload`'s names the fields as the call spells them (`segment_spelling`)."""
     prepared = Prepared()
     accepted = prepared.accepted
     rejected = prepared.rejected
@@ -414,12 +512,16 @@ def prepare(
             continue
         client_id = None
         call = None
+        call_type = None
         if isinstance(payload, dict):
             client_id = payload.get("event_id")
             if client_id == "":
                 client_id = None
             call = payload.get("call")
-            if payload is original:  # never change the client's object: it may be dead-lettered
+            if type(payload) is SegmentPayload:
+                call_type = payload.call_type
+                payload = dict(payload)  # a plain dict takes validation's fast path
+            elif payload is original:  # never change the client's object: it may be dead-lettered
                 payload = dict(payload)
             # The time of receipt is ours, never the client's: without the key, validation
             # uses `received_at` (and the event takes validate_event's fast path).
@@ -436,6 +538,8 @@ def prepare(
         if isinstance(result, Rejection):
             if client_id is None and result.event_id is not None:
                 result = Rejection(result.reason, result.detail)  # an id we made up: not theirs
+            if call_type is not None:
+                result = segment_spelling(result, call_type, original)
             rejected.append((index, result, original))
             continue
         derived = derive is not None and derive_into(

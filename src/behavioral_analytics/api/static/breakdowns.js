@@ -15,6 +15,16 @@
   const PANEL_VALUES = 10;
   const SESSION_PANELS = ["entry_page", "exit_page"];
   const OTHER = "(other)";
+  // The label of each `unique_users_note` the API sends (breakdown_report.py: a multi-day or
+  // hourly answer from the aggregates; raw_queries.py: a filtered answer, read from the raw
+  // events, whose unique users are over the whole range). The note is the label's tooltip; a
+  // note not listed here is shown as it is.
+  const USERS_NOTES = {
+    "unique users are kept per day: a person active on several days of the range is one person over the range, so the days' counts cannot be summed (see the points)":
+      "users per day only",
+    "unique users per value are kept per day only": "users per day only",
+    "counted from the raw events: every value exactly, no admission and no (other)": "users over the whole range",
+  };
   const TITLES = {
     page: "Top pages",
     entry_page: "Entry pages",
@@ -235,7 +245,7 @@
   function notes(element, source, notShown, usersNote) {
     const parts = [];
     if (notShown) parts.push(`${notShown} more values`);
-    if (usersNote) parts.push("users per day only");
+    if (usersNote) parts.push(USERS_NOTES[usersNote] || usersNote);
     if (source) parts.push(source);
     if (!parts.length) return;
     const note = message(element, parts.join(" · "), "muted note");

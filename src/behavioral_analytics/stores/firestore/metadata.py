@@ -14,8 +14,8 @@ import time
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from behavioral_analytics.store import StoreError
-from behavioral_analytics.stored_config import StoredConfig
+from behavioral_analytics.store import ConfigChanged, StoreError
+from behavioral_analytics.stored_config import StoredConfig, changed_line
 
 __all__ = ["METADATA", "ConfigDocument"]
 
@@ -65,7 +65,8 @@ class ConfigDocument:
         """Before a process's first commit: record `config` if nothing is recorded, else check
         that it is the recorded one (once per process).
 
-        Raises StoreError (one line) when another configuration is recorded.
+        Raises ConfigChanged (one line, naming what differs) when another configuration is
+        recorded.
         """
         if self.held:
             return
@@ -76,10 +77,7 @@ class ConfigDocument:
         except gexc.AlreadyExists:
             recorded = self.read()
             if recorded is not None and recorded.to_json() != config.to_json():
-                raise StoreError(
-                    "the store's recorded configuration is not this process's (changed by "
-                    "`config apply` since it started?): restart it"
-                ) from None
+                raise ConfigChanged(changed_line(config, recorded)) from None
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"Firestore metadata not written: {exc}") from exc
         self.held = True

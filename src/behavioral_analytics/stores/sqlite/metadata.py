@@ -5,7 +5,7 @@ to it.
 One row per name in the `metadata` table (`config`: the canonical JSON of the configuration).
 Every commit reads the row inside its write transaction: a process whose configuration is not
 the recorded one (a worker started before `config apply`, a test store built with other rules)
-fails its commit with one line instead of counting by other rules.
+fails its commit with one line (`ConfigChanged`) instead of counting by other rules.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules, recount
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
-from behavioral_analytics.store import StoreError
-from behavioral_analytics.stored_config import StoredConfig
+from behavioral_analytics.store import ConfigChanged, StoreError
+from behavioral_analytics.stored_config import StoredConfig, changed_line
 from behavioral_analytics.stores.sqlite.schema import UPSERT_FUNNEL_BUCKET
 
 __all__ = [
@@ -74,16 +74,14 @@ def hold_config(db: sqlite3.Connection, config: StoredConfig, now: float) -> Non
     """Inside a commit's write transaction: record `config` if nothing is recorded yet, else
     check that it is the recorded one.
 
-    Raises StoreError (one line) when another configuration is recorded.
+    Raises ConfigChanged (one line, naming what differs) when another configuration is
+    recorded.
     """
     row = _recorded(db)
     if row is None:
         write_config(db, config, now)
     elif row[0] != config.to_json():
-        raise StoreError(
-            "the store's recorded configuration is not this process's (changed by "
-            "`config apply` since it started?): restart it"
-        )
+        raise ConfigChanged(changed_line(config, read_config(db) or config))
 
 
 def backfill_funnels(

@@ -1,0 +1,106 @@
+"""A new user's trial: `query profile --json` of nobody prints only the error, a bad `--cursor`
+is a usage error, a missing `publish` file is one plain line, the retention error's numbers
+add up, and `up` with stdout in a file says where the dashboard is at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from behavioral_analytics.settings import ConfigError, load_settings, unknown_names
+from tests.conftest import cli, wait_until
+
+WIDE = {"COLUMNS": "300"}
+UP_ARGS = ("--workers", "1", "--rate", "0", "--port")
+
+
+def test_a_missing_profile_with_json_prints_only_the_error() -> None:
+    cli("init")
+    result = cli("query", "profile", "nobody", "--json", env=WIDE, check=False)
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert "no profile for user 'nobody'" in result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("query", "timeline", "bob"), ("query", "events", "--type", "page_view"), ("dlq", "list")],
+)
+def test_a_malformed_cursor_is_a_usage_error_naming_the_option(command: tuple[str, ...]) -> None:
+    cli("init")
+    result = cli(*command, "--cursor", "garbage", env=WIDE, check=False)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 2, err
+    assert len(err.splitlines()) == 1 and "--cursor 'garbage'" in err
+    assert result.stdout == b""
+
+
+def test_publishing_a_missing_file_is_one_plain_line(tmp_path: Path) -> None:
+    result = cli("publish", str(tmp_path / "nosuchfile.ndjson"), env=WIDE, check=False)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 2, err
+    assert err == f"error: cannot read {tmp_path / 'nosuchfile.ndjson'}: no such file or directory"
+    # Refused before the broker was opened: no data folder was made for nothing.
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_retention_error_separates_the_total_from_the_reach_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BA_MAX_EVENT_AGE_DAYS", "40")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert "BA_RAW_RETENTION_DAYS=30 is shorter than the 41.0208 d it needs" in message
+    # The default session cap (24 h) plus its gap (30 min): 1.0208 d back, not 41.
+    assert "(BA_MAX_EVENT_AGE_DAYS=40)" in message and "reach back (1.0208 d)" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_up_with_stdout_in_a_file_names_the_dashboard_at_once(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out_path = tmp_path / "up_out.txt"
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "behavioral_analytics.cli", "up", *UP_ARGS, str(port)],
+            env={**os.environ, **WIDE},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        address = f"dashboard http://127.0.0.1:{port}/"
+        wait_until(lambda: address in out_path.read_text(), 60, "the dashboard's address")
+        assert proc.poll() is None, "the address must be there while up runs, not at its exit"
+        assert f"logs {tmp_path / 'data' / 'up.log'}" in out_path.read_text()
+    finally:
+        # Ctrl-C, so that `up` stops its worker and API too (a kill would orphan them).
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_misspelt_setting_is_a_warning_naming_the_closest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("BA_SESION_GAP=10\nBA_TIMEZONE=UTC\n")
+    environ = {"BA_FLUSH_INTERVAL": "1", "BA_WRITE_KEY": "k", "BA_ZZZ": "1", "HOME": "/"}
+    assert unknown_names(environ) == ["BA_SESION_GAP (did you mean BA_SESSION_GAP?)", "BA_ZZZ"]
+    cli("init")
+    shown = cli("config", "show", env={**WIDE, "BA_TIMEZON": "UTC"})
+    warnings = shown.stderr.decode().splitlines()
+    assert warnings == [
+        "warning: BA_SESION_GAP (did you mean BA_SESSION_GAP?) is not a setting: ignored",
+        "warning: BA_TIMEZON (did you mean BA_TIMEZONE?) is not a setting: ignored",
+    ]
