@@ -11,7 +11,8 @@ from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.breakdowns import BreakdownRules
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.settings import load_settings
-from behavioral_analytics.stored_config import StoredConfig, plan_apply, reconcile
+from behavioral_analytics.stored_config import StoredConfig, changed_line, plan_apply, reconcile
+from behavioral_analytics.wiring import omitted_line
 
 PURCHASE = parse_funnels(PURCHASE_FUNNEL)
 SIGNUP = parse_funnels('[{"name": "signup", "steps": ["page_view", "signup"]}]')
@@ -152,3 +153,28 @@ def test_changing_the_values_admitted_is_refused_and_apply_removes_a_dimension()
     described = sorted(c.describe() for c in changes)
     assert [c.field for c in changes] == ["breakdown_values", "breakdown_dimensions"]
     assert "breakdown dimension 'country': kept -> removed" in described[0]
+
+
+def test_a_recorded_funnel_the_environment_omits_is_kept_and_said() -> None:
+    wanted = StoredConfig(timezone="Europe/Paris", funnels=SIGNUP)
+    reconciled = reconcile(RECORDED, wanted, {"funnels"})
+    assert [f.name for f in reconciled.effective.funnels] == ["purchase", "signup"]
+    assert reconciled.omitted_funnels == ("purchase",)
+    assert reconcile(RECORDED, wanted, set()).omitted_funnels == ()  # BA_FUNNELS unset
+    assert omitted_line((), reconciled.omitted_funnels) == (
+        "funnel 'purchase' still kept though this environment omits it: "
+        "`behavioral-analytics config apply` deletes its figures"
+    )
+    assert omitted_line(("os",), ("purchase",)).startswith(
+        "funnel 'purchase' and breakdown dimension 'os' still kept though this environment "
+        "omits them"
+    )
+
+
+def test_a_commit_refused_for_another_record_names_what_differs() -> None:
+    held = StoredConfig(timezone="UTC", funnels=SIGNUP)
+    line = changed_line(held, replace(RECORDED, breakdown_dimensions=("page",)))
+    assert "(timezone, funnel 'signup' removed, funnel 'purchase' added, breakdown dimension" in (
+        line
+    )
+    assert line.endswith("restart this process to count by the recorded one")

@@ -89,6 +89,7 @@ def test_a_sigterm_to_up_alone_stops_its_workers_and_api(tmp_path: Path) -> None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     assert "stopped; logs in" in out_path.read_text()
+    assert "\nstopping: draining workers" in out_path.read_text()  # on a line of its own
     wait_until(lambda: all(_gone(pid) for pid in children), 15, "up's children to stop")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from behavioral_analytics.brokers.local import LocalBroker
-from behavioral_analytics.settings import load_settings
+from behavioral_analytics.settings import ConfigError, load_settings
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from behavioral_analytics.wiring import build_broker, build_exporter, build_store
 
@@ -47,3 +47,15 @@ def test_auto_exports_nothing_without_credentials(monkeypatch: pytest.MonkeyPatc
 
 def test_the_local_backend_exports_nothing_by_default() -> None:
     assert build_exporter(load_settings()) is None
+
+
+def test_a_refused_duration_is_shown_in_seconds_beside_the_recorded_one(tmp_path: Path) -> None:
+    # BA_SESSION_GAP is set in minutes: "BA_SESSION_GAP=600" would misquote the user's "10".
+    store = build_store(load_settings(data_dir=tmp_path / "data"))
+    store.record_config()
+    store.close()
+    with pytest.raises(ConfigError) as refused:
+        build_store(load_settings(data_dir=tmp_path / "data", session_gap_minutes=10))
+    assert str(refused.value).startswith(
+        "BA_SESSION_GAP (600 s) differs from what the store recorded (1800 s): unset it"
+    )

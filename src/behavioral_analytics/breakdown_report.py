@@ -126,7 +126,9 @@ def no_breakdown(dimension: str, kept: Sequence[str]) -> str:
         return f"no dimension {shown}: the dimensions are {names} and property:<name>; {keeps}"
     return (
         f"no breakdown of {shown}: {keeps} (BA_BREAKDOWN_DIMENSIONS and BA_BREAKDOWN_PROPERTIES, "
-        "recorded with the data); set them to add it, counted from the retained raw events"
+        "recorded with the data); to add it, set them for the workers (one records it when it "
+        "starts) or run `behavioral-analytics config apply`: it is counted from the retained "
+        "raw events"
     )
 
 

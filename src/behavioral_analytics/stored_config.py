@@ -173,8 +173,8 @@ class Difference:
 class Reconciled:
     """The configuration to run with (`effective`), the funnels and breakdown dimensions it
     adds to the recorded one (to record and backfill), the differences refused until `config
-    apply`, and the recorded breakdown dimensions the environment omits (still kept: `config
-    apply` deletes them)."""
+    apply`, and the recorded breakdown dimensions and funnels an environment that sets them
+    omits (still kept: `config apply` deletes them)."""
 
     effective: StoredConfig
     added_funnels: tuple[str, ...] = ()
@@ -182,6 +182,7 @@ class Reconciled:
     recorded: StoredConfig | None = None
     added_dimensions: tuple[str, ...] = ()
     omitted_dimensions: tuple[str, ...] = ()
+    omitted_funnels: tuple[str, ...] = ()
 
 
 def _shown(value: Any) -> str:
@@ -279,8 +280,17 @@ def reconcile(
                     )
                 )
     effective = replace(recorded, funnels=tuple(funnels), breakdowns_unrecorded=False, **values)
+    omitted_funnels: tuple[str, ...] = ()
+    if "funnels" in explicit:
+        omitted_funnels = tuple(f.name for f in recorded.funnels if wanted.funnel(f.name) is None)
     return Reconciled(
-        effective, tuple(added), tuple(refused), recorded, tuple(added_dimensions), omitted
+        effective,
+        tuple(added),
+        tuple(refused),
+        recorded,
+        tuple(added_dimensions),
+        omitted,
+        omitted_funnels,
     )
 
 

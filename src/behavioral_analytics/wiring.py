@@ -169,8 +169,8 @@ def open_configured(settings: Settings, *, record: bool = True) -> tuple[Setting
                 "recorded (a worker records and counts what the environment adds when it "
                 "starts, or run `behavioral-analytics config apply`)"
             )
-        if reconciled.omitted_dimensions:
-            _announce(omitted_line(reconciled.omitted_dimensions))
+        if reconciled.omitted_dimensions or reconciled.omitted_funnels:
+            _announce(omitted_line(reconciled.omitted_dimensions, reconciled.omitted_funnels))
     except BaseException:
         store.close()
         raise
@@ -181,12 +181,15 @@ def refusal(difference: Difference) -> str:
     """The one line that refuses an environment whose `difference` from the store's record
     needs `config apply`."""
     name = shaping_env_name(difference.field)
+    recorded = difference.recorded
     if difference.funnel:
         what = f"{name} changes funnel {difference.funnel!r}"
+    elif difference.field.endswith("_s"):  # set in minutes or hours: both sides in seconds
+        what, recorded = f"{name} ({difference.wanted} s) differs", f"{recorded} s"
     else:
         what = f"{name}={difference.wanted} differs"
     return (
-        f"{what} from what the store recorded ({difference.recorded}): unset it to count as "
+        f"{what} from what the store recorded ({recorded}): unset it to count as "
         f"recorded, or run `behavioral-analytics config apply` to recompute "
         f"{difference.recomputes}"
     )
@@ -196,12 +199,17 @@ def _dimensions(names: Sequence[str]) -> str:
     return f"breakdown dimension{'s' * (len(names) > 1)} {', '.join(repr(n) for n in names)}"
 
 
-def omitted_line(names: Sequence[str]) -> str:
-    """The one line that says recorded breakdown dimensions the environment omits are kept."""
-    them, their = ("them", "their") if len(names) > 1 else ("it", "its")
+def omitted_line(dimensions: Sequence[str], funnels: Sequence[str] = ()) -> str:
+    """The one line that says recorded breakdown dimensions and funnels the environment omits
+    are kept (until `config apply` deletes them)."""
+    named = [_dimensions(dimensions)] if dimensions else []
+    if funnels:
+        named.insert(0, f"funnel{'s' * (len(funnels) > 1)} {', '.join(map(repr, funnels))}")
+    them, their = ("them", "their") if len(dimensions) + len(funnels) > 1 else ("it", "its")
+    figures = "breakdowns" if not funnels else "figures"
     return (
-        f"{_dimensions(names)} still kept though this environment omits {them}: "
-        f"`behavioral-analytics config apply` deletes {their} breakdowns"
+        f"{' and '.join(named)} still kept though this environment omits {them}: "
+        f"`behavioral-analytics config apply` deletes {their} {figures}"
     )
 
 
@@ -380,6 +388,7 @@ def build_api(settings: Settings, **options: Any) -> FastAPI:
         broker.init()
         store.init()
     options.setdefault("derive", build_deriver(settings))
+    options.setdefault("held_config", settings.stored_config())
     return create_app(settings, broker, store, owns_ports=True, **options)
 
 
@@ -400,4 +409,10 @@ def build_server(
     app = build_api(settings)
     from behavioral_analytics.api.server import make_server
 
-    return make_server(app, settings)
+    server = make_server(app, settings)
+
+    def stop() -> None:  # the recorded configuration changed (`api.config_watch`)
+        server.should_exit = True
+
+    app.state.api.stop = stop
+    return server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -18,9 +19,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from behavioral_analytics import __version__
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.api import behavior, collector, dashboard, docs, ops, query, retention
+from behavioral_analytics.api import (
+    behavior,
+    collector,
+    config_watch,
+    dashboard,
+    docs,
+    ops,
+    query,
+    retention,
+)
 from behavioral_analytics.api.auth import KeyPolicy
 from behavioral_analytics.api.cache import TTLCache
+from behavioral_analytics.api.config_watch import watch_config
 from behavioral_analytics.api.loopback_guard import LoopbackGuard
 from behavioral_analytics.api.metrics import ApiMetrics, IngestAnswers, counting_endpoint
 from behavioral_analytics.api.publisher import GroupPublisher
@@ -39,6 +50,7 @@ from behavioral_analytics.dimensions import Derive
 from behavioral_analytics.segment import SEGMENT_CALLS, SHORT_PATHS
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store, StoreError
+from behavioral_analytics.stored_config import StoredConfig
 from behavioral_analytics.telemetry import log
 
 __all__ = ["HeadAsGet", "create_app", "ingest_route_labels"]
@@ -64,12 +76,16 @@ def create_app(
     cache_ttl_s: float = 1.0,
     clock: Callable[[], float] = time.time,
     derive: Derive | None = None,
+    held_config: StoredConfig | None = None,
+    config_check_s: float | None = None,
 ) -> FastAPI:
     """The API on the given ports (`wiring.build_api` builds them from the settings).
 
     With `owns_ports`, the ports are closed at shutdown. `derive` sets each accepted event's
-    `$derived` (docs/breakdowns.md); None derives nothing. Raises ConfigError when keys are
-    missing and `settings.api_host` is not a loopback address.
+    `$derived` (docs/breakdowns.md); None derives nothing. With `held_config` (the
+    configuration the store was opened with), the recorded one is watched every
+    `config_check_s` seconds (`config_watch.CHECK_S` when None). Raises ConfigError when keys
+    are missing and `settings.api_host` is not a loopback address.
     """
     policy = KeyPolicy.from_settings(settings)
     owned: list[Broker | Store] = [broker, store] if owns_ports else []
@@ -91,7 +107,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         _log_auth_mode(settings, policy)
+        watch = None
+        if held_config is not None:
+            check_s = config_watch.CHECK_S if config_check_s is None else config_check_s
+            watch = asyncio.create_task(watch_config(state, held_config, check_s))
         yield
+        if watch is not None:
+            watch.cancel()
         state.publisher.close()
         for port in owned:
             try:

@@ -18,7 +18,6 @@ import base64
 import binascii
 import hmac
 import ipaddress
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -30,9 +29,6 @@ __all__ = ["KeyPolicy", "is_loopback"]
 
 _WRITE_WAYS = "HTTP Basic user name, X-Write-Key, Bearer or writeKey"
 _READ_WAYS = "Authorization: Bearer, HTTP Basic user name or X-Read-Key"
-# Whether the request's headers held a write key (known or not), for `check_write_key`, which
-# the collector calls after `header_write_key` in the same task with the body's key only.
-_header_write_key_given: ContextVar[bool] = ContextVar("header_write_key_given", default=False)
 
 
 def is_loopback(host: str) -> bool:
@@ -73,27 +69,25 @@ class KeyPolicy:
     def write_key(self, request: Request) -> str:
         """The caller's write key ('' when writes are open), or 401."""
         key = self.header_write_key(request)
-        return self.check_write_key(None) if key is None else key
+        return self.check_write_key(None, request) if key is None else key
 
     def header_write_key(self, request: Request) -> str | None:
         """The write key presented in the headers ('' when writes are open), or None when none
         is known there (the body's `writeKey` may still be: `check_write_key`)."""
         if self.open_writes:
             return ""
-        candidates, given = _presented(request, "x-write-key")
-        _header_write_key_given.set(given)
-        for candidate in candidates:
+        for candidate in _presented(request, "x-write-key")[0]:
             if _known(candidate, self.write_keys):
                 return candidate
         return None
 
-    def check_write_key(self, candidate: object) -> str:
-        """`candidate` (a `writeKey` from the body) if it is a known write key, else 401: an
-        unknown write key when it, or a key in the headers `header_write_key` just read, was
-        given, else a missing one."""
+    def check_write_key(self, candidate: object, request: Request) -> str:
+        """`candidate` (a `writeKey` from the body of `request`) if it is a known write key,
+        else 401: an unknown write key when it or a key in the headers was given, else a
+        missing one."""
         if isinstance(candidate, str) and self.knows_write_key(candidate):
             return candidate
-        given = candidate not in (None, "") or _header_write_key_given.get()
+        given = candidate not in (None, "") or _presented(request, "x-write-key")[1]
         raise ApiError(
             401,
             "unauthorized",

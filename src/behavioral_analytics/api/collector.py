@@ -233,7 +233,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
                 found = _body_write_key(decode_body(body)[0])
             except ApiError:
                 found = None
-            key = state.policy.check_write_key(found)
+            key = state.policy.check_write_key(found, request)
         now = state.clock()
         receipt = Receipt(
             now, client_address(request, proxy_hops), request.headers.get("origin") is not None

@@ -142,6 +142,8 @@ async def _readiness(state: ApiState) -> tuple[dict[str, str], dict[str, Any]]:
             backlog = None  # unknown: readiness does not hang on it
         if backlog and age is not None and age > COMMIT_STALL_S:
             checks["store"] = f"stalled (no commit for {age:.0f} s while {backlog} messages wait)"
+    if state.config_changed is not None:
+        checks["configuration"] = state.config_changed
     for name, value in checks.items():
         if value != "ok":
             log.warning("readiness check failed", extra={"port": name, "check": value})

@@ -41,6 +41,10 @@ class ApiState:
     health: PassiveHealth = field(default_factory=PassiveHealth)
     # Sets each accepted event's `$derived` (wiring builds it); None: the collector derives none.
     derive: Derive | None = None
+    # Set by `config_watch` when the configuration recorded with the data changed: the line
+    # that says how. `stop` stops the server (`wiring.build_server` sets it).
+    config_changed: str | None = None
+    stop: Callable[[], None] | None = None
 
     async def read(self, key: Any, load: Callable[[], T]) -> T:
         """A store read through the shared TTL cache, off the event loop."""

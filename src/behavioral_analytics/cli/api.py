@@ -6,12 +6,17 @@ errors; any other ImportError is a bug and surfaces with its traceback."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import typer
 
 from behavioral_analytics.cli.errors import fail
 from behavioral_analytics.settings import ConfigError, load_settings
 from behavioral_analytics.telemetry import configure_logging
 from behavioral_analytics.wiring import build_server
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["api"]
 
@@ -43,3 +48,6 @@ def api(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     serve(server)
+    changed = cast("FastAPI", server.config.app).state.api.config_changed
+    if changed is not None:  # the recorded configuration changed (`api.config_watch`)
+        fail(changed)

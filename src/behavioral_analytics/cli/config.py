@@ -59,6 +59,7 @@ def show(as_json: bool = JsonOption) -> None:
                 "funnels_added": list(reconciled.added_funnels),
                 "refused": [refusal(d) for d in reconciled.refused],
                 "breakdown_dimensions_omitted": list(reconciled.omitted_dimensions),
+                "funnels_omitted": list(reconciled.omitted_funnels),
             }
         )
         return
@@ -90,8 +91,9 @@ def show(as_json: bool = JsonOption) -> None:
             "sessions also by entry_page, exit_page"
         )
     console.print(f"breakdowns: {kept or 'none'}", highlight=False)
-    if reconciled.omitted_dimensions:
-        console.print(omitted_line(reconciled.omitted_dimensions), highlight=False)
+    if reconciled.omitted_dimensions or reconciled.omitted_funnels:
+        line = omitted_line(reconciled.omitted_dimensions, reconciled.omitted_funnels)
+        console.print(line, highlight=False)
     for difference in reconciled.refused:
         console.print(f"[yellow]refused:[/yellow] {refusal(difference)}", highlight=False)
 

@@ -102,6 +102,8 @@ def up(
         # A second Ctrl-C must not cut the drain short (the children stop on the first).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not console.is_terminal:  # the live view's last frame ends without a line break
+            print(flush=True)
         err_console.print("stopping: draining workers…")
         stop_processes(children)
         log_file.close()
