@@ -20,7 +20,12 @@ ORIGINAL_PUBLISH_TIME = "ba_original_publish_time"
 
 
 class BrokerError(Exception):
-    """The broker could not do what was asked (unreachable, misconfigured, …)."""
+    """The broker could not do what was asked (unreachable, misconfigured, …).
+
+    `permanent` is true for an error retrying cannot cure (a subscription that does not
+    exist): the worker stops with its message instead of pulling again."""
+
+    permanent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,13 @@ class Broker(abc.ABC):
         """A position in the subscription: every message published so far is at or before it.
         None where the broker cannot tell (then `worker --until-idle` waits for quiet)."""
         return None
+
+    def stop_receiving(self) -> bool:
+        """Stop taking new messages from the service, keeping what was already delivered for
+        `pull` to hand out without waiting. True where the broker did so (Pub/Sub's streaming
+        pull, whose buffered messages would otherwise be given back, each at the cost of a
+        delivery attempt); False where nothing is received ahead of `pull` (the default)."""
+        return False
 
     def ping(self) -> None:  # noqa: B027 - optional hook
         """Raise BrokerError if the broker cannot be reached."""

@@ -8,7 +8,11 @@ then. Older buckets and profiles are reported as not checked rather than as drif
 Dead letters that parse as valid events today (the broker gave up on them after a crash loop,
 say) are counted nowhere: the aggregates agree with the raw events, yet a user's numbers are
 short. `verify` lists them (`valid_dead_letters`, not yet replayed) so the shortfall is seen;
-`dlq replay` counts them once.
+`dlq replay` counts them once. They are judged as the worker judges them, under the configured
+`Limits`: a replay keeps the message's first receipt time (`ORIGINAL_PUBLISH_TIME`), so an
+event outside the accepted time window (`timestamp_too_old`, `timestamp_in_future`) stays
+outside it however often it is replayed. Those are counted apart, by reason
+(`unreplayable_dead_letters`): a shortfall no replay can make up.
 
 Group memberships (`named_calls`) are recounted from the retained group calls (raw events
 whose `call` is "group"): a membership joined after `now - raw_retention_s` still has every
@@ -25,7 +29,7 @@ from typing import Any
 from behavioral_analytics.aggregation import GRANULARITIES, Granularity, Periods, fold
 from behavioral_analytics.behavior import BehaviorRules, Recount, recount
 from behavioral_analytics.breakdowns import recount_breakdowns
-from behavioral_analytics.events import Event, parse_message
+from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, parse_message
 from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import group_call
 from behavioral_analytics.named_calls import rejection as call_rejection
@@ -34,13 +38,20 @@ from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import AggregateSnapshot, Auditable, DeadLetterBox, StoreError
 
 __all__ = [
+    "TIME_WINDOW_REASONS",
     "Drift",
     "VerifyReport",
     "compare",
     "final_periods_changed",
+    "replayable_dead_letters",
     "valid_dead_letters",
     "verify",
 ]
+
+
+# Rejections a replay cannot undo: the worker judges a replayed message's time against its first
+# receipt (kept in ORIGINAL_PUBLISH_TIME), which a replay does not change.
+TIME_WINDOW_REASONS = frozenset({"timestamp_too_old", "timestamp_in_future"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,9 @@ class VerifyReport:
     repaired: bool = False
     # Ids of dead letters, not replayed, whose bytes parse as valid events: a shortfall.
     valid_dead_letters: list[str] = field(default_factory=list)
+    # Dead letters, not replayed, that are events but for their time (`TIME_WINDOW_REASONS`),
+    # by reason: counted nowhere, and a replay cannot count them.
+    unreplayable_dead_letters: dict[str, int] = field(default_factory=dict)
     # `granularity:period` whose session figures were final and that the repair changed.
     final_periods: list[str] = field(default_factory=list)
 
@@ -91,6 +105,7 @@ class VerifyReport:
             "repaired": self.repaired,
             "valid_dead_letters": self.valid_dead_letters[:1000],
             "valid_dead_letter_count": len(self.valid_dead_letters),
+            "unreplayable_dead_letters": dict(self.unreplayable_dead_letters),
             "final_periods_changed": self.final_periods,
         }
 
@@ -333,9 +348,11 @@ def verify(
     retention_s: float | None,
     repair: bool = False,
     dead_letters: DeadLetterBox | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> VerifyReport:
     """Recount `store`'s aggregates (see the module's docstring). The dead letters are read
-    from `dead_letters`, or from `store` when it keeps them. Raises StoreError."""
+    from `dead_letters`, or from `store` when it keeps them, and judged under `limits` (the
+    worker's: `Settings.limits`). Raises StoreError."""
     horizon = now - retention_s if retention_s is not None else None
     rules = store.rules if store.behavioral else None
     with store.consistent_reads():
@@ -362,7 +379,8 @@ def verify(
     box = dead_letters if dead_letters is not None else store
     if hasattr(box, "dead_letters") and hasattr(box, "count_dead_letters"):
         # checked by hasattr above: the box has the DeadLetterBox methods
-        report.valid_dead_letters = valid_dead_letters(box)  # type: ignore[arg-type]
+        found = replayable_dead_letters(box, limits=limits)  # type: ignore[arg-type]  # hasattr
+        report.valid_dead_letters, report.unreplayable_dead_letters = found
     return report
 
 
@@ -385,11 +403,26 @@ def final_periods_changed(
     return sorted(changed)
 
 
-def valid_dead_letters(box: DeadLetterBox, page_size: int = 500) -> list[str]:
-    """Ids of the dead letters, not replayed, that the worker would now take as events: they
-    parse as one, and an alias or group call passes its rules (`named_calls.rejection`). The
-    collector's own rejections are Segment calls, judged at the door, and are left out."""
+def valid_dead_letters(
+    box: DeadLetterBox, page_size: int = 500, limits: Limits = DEFAULT_LIMITS
+) -> list[str]:
+    """Ids of the dead letters, not replayed, that the worker would now take as events
+    (`replayable_dead_letters`)."""
+    return replayable_dead_letters(box, page_size, limits)[0]
+
+
+def replayable_dead_letters(
+    box: DeadLetterBox, page_size: int = 500, limits: Limits = DEFAULT_LIMITS
+) -> tuple[list[str], dict[str, int]]:
+    """The dead letters, not replayed, that a replay would count, and those it never can.
+
+    First the ids of those the worker would now take as events, judged under `limits` (the
+    worker's) against their first receipt time, as a replay is: they parse as one, and an
+    alias or group call passes its rules (`named_calls.rejection`). Then, by reason, how many
+    are refused only for a reason a replay keeps (`TIME_WINDOW_REASONS`). The collector's own
+    rejections are Segment calls, judged at the door, and are left out of both."""
     found: list[str] = []
+    unreplayable: dict[str, int] = {}
     cursor: str | None = None
     while True:
         page = box.dead_letters(page_size, cursor)
@@ -397,11 +430,18 @@ def valid_dead_letters(box: DeadLetterBox, page_size: int = 500) -> list[str]:
             if letter.replayed_at is not None or letter.source == "collector":
                 continue
             parsed = parse_message(
-                letter.data, message_id=letter.message_id, received_at=letter.received_at
+                letter.data,
+                message_id=letter.message_id,
+                received_at=letter.received_at,
+                limits=limits,
             )
             # As the worker judges it: an alias or group call must also pass their rules.
-            if isinstance(parsed, Event) and (parsed.call is None or not call_rejection(parsed)):
+            if isinstance(parsed, Event) and parsed.call is not None:
+                parsed = call_rejection(parsed, limits) or parsed
+            if isinstance(parsed, Event):
                 found.append(letter.id)
+            elif parsed.reason in TIME_WINDOW_REASONS:
+                unreplayable[parsed.reason] = unreplayable.get(parsed.reason, 0) + 1
         cursor = page.next_cursor
         if cursor is None or not page.items:
-            return found
+            return found, unreplayable

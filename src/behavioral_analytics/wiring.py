@@ -61,6 +61,25 @@ def _gcp_missing(exc: ImportError, what: str = "BA_BACKEND=gcp") -> ConfigError:
     )
 
 
+def _firestore_client(settings: Settings, what: str) -> Any:
+    """A Firestore client for `what`; ConfigError when no Google credentials are found (the
+    client library's `DefaultCredentialsError` would otherwise end the command in a traceback)."""
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import firestore
+
+    try:
+        return firestore.Client(project=settings.project, database=settings.firestore_database)
+    except DefaultCredentialsError as exc:
+        raise _no_credentials(what, "FIRESTORE_EMULATOR_HOST") from exc
+
+
+def _no_credentials(what: str, emulator_variable: str) -> ConfigError:
+    return ConfigError(
+        f"{what} found no Google credentials: run `gcloud auth application-default login` "
+        f"(or set GOOGLE_APPLICATION_CREDENTIALS), or set {emulator_variable} for the emulator"
+    )
+
+
 def build_broker(settings: Settings) -> Broker:
     """The configured broker: the local SQLite file under `data_dir`, or Pub/Sub.
 
@@ -86,7 +105,7 @@ def build_broker(settings: Settings) -> Broker:
 
 def _pubsub_broker(settings: Settings) -> Broker:
     try:
-        from google.cloud import firestore
+        from google.auth.exceptions import DefaultCredentialsError
 
         from behavioral_analytics.brokers.failure_log import FirestoreFailureLog
         from behavioral_analytics.brokers.pubsub import PubSubBroker
@@ -97,25 +116,28 @@ def _pubsub_broker(settings: Settings) -> Broker:
     # The failure log keeps each message's last failure reason where the dead-letter
     # subscription's reader can find it: Pub/Sub's dead-letter policy attaches none.
     failure_log = FirestoreFailureLog(
-        firestore.Client(project=settings.project, database=settings.firestore_database),
+        _firestore_client(settings, "the Pub/Sub broker (its failure log is in Firestore)"),
         retention_s=(settings.message_retention_days + 1) * DAY,
     )
-    return PubSubBroker(
-        settings.project,
-        topic=settings.pubsub_topic,
-        subscription=settings.pubsub_subscription,
-        dead_letter_topic=settings.dead_letter_topic,
-        dead_letter_subscription=settings.dead_letter_subscription,
-        ack_deadline_s=settings.ack_deadline_s,
-        max_delivery_attempts=settings.max_delivery_attempts,
-        ordering=settings.ordering,
-        retention_days=settings.message_retention_days,
-        min_backoff_s=settings.retry_min_backoff_s,
-        max_backoff_s=settings.retry_max_backoff_s,
-        max_outstanding=2 * settings.flush_max_events,
-        streaming=settings.pubsub_pull == "streaming",
-        failure_log=failure_log,
-    )
+    try:
+        return PubSubBroker(
+            settings.project,
+            topic=settings.pubsub_topic,
+            subscription=settings.pubsub_subscription,
+            dead_letter_topic=settings.dead_letter_topic,
+            dead_letter_subscription=settings.dead_letter_subscription,
+            ack_deadline_s=settings.ack_deadline_s,
+            max_delivery_attempts=settings.max_delivery_attempts,
+            ordering=settings.ordering,
+            retention_days=settings.message_retention_days,
+            min_backoff_s=settings.retry_min_backoff_s,
+            max_backoff_s=settings.retry_max_backoff_s,
+            max_outstanding=2 * settings.flush_max_events,
+            streaming=settings.pubsub_pull == "streaming",
+            failure_log=failure_log,
+        )
+    except DefaultCredentialsError as exc:
+        raise _no_credentials("Pub/Sub", "PUBSUB_EMULATOR_HOST") from exc
 
 
 def build_store(settings: Settings) -> Store:
@@ -245,8 +267,6 @@ def _open_store(settings: Settings, config: StoredConfig) -> Store:
 
 def _firestore_store(settings: Settings, config: StoredConfig) -> Store:
     try:
-        from google.cloud import firestore
-
         from behavioral_analytics.stores.firestore import FirestoreStore
     except ImportError as exc:
         raise _gcp_missing(exc) from None
@@ -255,7 +275,7 @@ def _firestore_store(settings: Settings, config: StoredConfig) -> Store:
         settings.max_event_age_days + settings.message_retention_days + settings.replay_window_days
     )
     return FirestoreStore(
-        firestore.Client(project=settings.project, database=settings.firestore_database),
+        _firestore_client(settings, "Firestore"),
         timezone=config.timezone,
         raw_retention_s=settings.raw_retention_days * DAY,
         marker_retention_s=(latest_count_days + 2) * DAY,

@@ -24,7 +24,13 @@ ERROR and ends `run` with `WorkerStageFailed`, so the process exits non-zero and
 platform restarts it; it never returns as if the work were done. So does a commit that finds
 another configuration recorded with the data than the one the worker counts by
 (`ConfigChanged`: `config apply`, or another process that added a funnel): the batches it
-holds are given back, and `run` raises it; the restarted process counts by the new one.
+holds are given back, and `run` raises it; the restarted process counts by the new one. A
+broker error marked `permanent` (Pub/Sub's subscription does not exist) is not retried: `run`
+raises it as it is, so the command line prints its one line.
+
+`--until-idle` gives nothing back: once idle, it asks a broker that has one to
+`stop_receiving` (Pub/Sub's streaming pull), then commits whatever was delivered before the
+stream stopped, since every message given back costs a delivery attempt.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from behavioral_analytics.broker import (
     ORIGINAL_MESSAGE_ID,
     ORIGINAL_PUBLISH_TIME,
     Broker,
+    BrokerError,
     DeadLetteredMessage,
     Delivery,
 )
@@ -194,6 +201,8 @@ class Worker:
                 "worker stopped: a stage failed",
                 extra={"stage": "feeder", "error": f"{type(failure[0]).__name__}: {failure[0]}"},
             )
+            if _permanent(failure[0]):
+                raise failure[0]
             raise WorkerStageFailed(f"the feeder stage failed: {failure[0]!r}") from failure[0]
         if opts.drain_dead_letters:
             self.drain_dead_letters()
@@ -246,7 +255,8 @@ class Worker:
         try:
             self._feed_loop(stop, until_idle, out)
         except BaseException as exc:
-            log.exception("worker stage failed", extra={"stage": "feeder"})
+            if not _permanent(exc):  # a permanent broker error is its own one line
+                log.exception("worker stage failed", extra={"stage": "feeder"})
             failure.append(exc)
         finally:
             out.put(None)
@@ -260,6 +270,7 @@ class Worker:
         idle_since: float | None = None
         failures = 0
         mark = self.broker.backlog_mark() if until_idle else None
+        drained = False  # receiving stopped: what the broker still hands out is all there is
         while not stop.is_set():
             now = time.monotonic()
             wait = max(0.0, flush_at - now) if held else _PULL_SLICE_S
@@ -272,6 +283,8 @@ class Worker:
                     self._watch.recovered("broker", "pull", failures)
                 failures = 0
             except Exception as exc:
+                if _permanent(exc):
+                    raise
                 failures += 1
                 log.error("pull failed", extra={"error": str(exc), "failures": failures})
                 stop.wait(min(10.0, 0.5 * 2**failures))
@@ -282,21 +295,30 @@ class Worker:
                     flush_at = now + opts.flush_interval_s
                 held.extend(got)
                 idle_since = None
-            if held and (len(held) >= opts.flush_max_events or now >= flush_at):
+            if held and (
+                len(held) >= opts.flush_max_events or now >= flush_at or (drained and not got)
+            ):
                 self._hand_over(held, out, stop)
                 held = []
             if until_idle and not held:
-                if mark is not None:
-                    if not self.broker.backlog(through=mark):
-                        break
+                if drained:
+                    idle = not got
+                elif mark is not None:
+                    idle = not self.broker.backlog(through=mark)
                 elif not got:
                     idle_since = idle_since or now
-                    if (
+                    idle = (
                         now - idle_since >= opts.idle_after_s
                         and out.empty()
                         and not self.broker.backlog()
-                    ):
+                    )
+                else:
+                    idle = False
+                if idle:
+                    if drained or not self.broker.stop_receiving():
                         break
+                    # Nothing more is delivered; what came before the stream stopped is next.
+                    drained = True
         if held:
             self._hand_over(held, out, stop)
 
@@ -515,11 +537,25 @@ class Worker:
     _last_failure: str = ""
 
 
+def _permanent(exc: BaseException) -> bool:
+    """A broker error that retrying cannot cure (`BrokerError.permanent`)."""
+    return isinstance(exc, BrokerError) and exc.permanent
+
+
 def to_dead_letter(message: DeadLetteredMessage) -> NewDeadLetter:
-    attempts = len(message.attempts) or None
+    """The store's record of a message the broker dead-lettered: its detail states the delivery
+    count the broker's own entries give (Pub/Sub's `deliveries`, the local broker's last
+    `attempt`), the count its reason states too when it has no recorded one."""
+    counts = [
+        int(n)
+        for a in message.attempts
+        for n in (a.get("deliveries"), a.get("attempt"))
+        if isinstance(n, int | str) and str(n).isdigit()
+    ]
     return NewDeadLetter(
         reason=message.reason,
-        detail=f"the broker gave up after {attempts or 'the maximum'} delivery attempts",
+        detail=f"the broker gave up after {max(counts, default=0) or 'the maximum of'} "
+        "delivery attempts",
         data=message.data,
         message_id=message.attributes.get(ORIGINAL_MESSAGE_ID) or message.message_id,
         attributes=message.attributes,

@@ -420,9 +420,11 @@ def test_every_expiring_collection_has_a_ttl_and_no_index_on_it(recording: dict[
 
 
 # Fields keyed or filled by breakdown values (page paths, referrers, property values: up to K
-# per document, a dozen per person and day), read by document id and never queried: each has
-# its single-field indexes exempted, or every value would be an index entry.
+# per document, a dozen per person and day), and an hour's minutes (60 maps of counts per
+# type), read by document id and never queried: each has its single-field indexes exempted,
+# or every value would be an index entry.
 VALUE_FIELDS = {
+    ("analytics_aggregates", "minutes"),
     ("breakdowns", "admitted"),
     ("breakdowns", "events"),
     ("breakdowns", "users"),

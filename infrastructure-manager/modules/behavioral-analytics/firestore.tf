@@ -82,6 +82,8 @@ locals {
   #   the breakdowns' dimensions and values (page paths, referrers, property values) as map
   #   keys and array items, up to K per dimension and a dozen per person and day; read by
   #   document id, never queried, so their per-key index entries would be paid for nothing.
+  # - analytics_aggregates.minutes: an hour's minute counts (up to 60 minutes, each with its
+  #   event types), read with the hour's document, never queried.
   firestore_field_overrides = {
     user_events_expire_at    = { collection = "user_events", field = "expire_at", ttl = true }
     user_events_timestamp    = { collection = "user_events", field = "timestamp", ttl = false }
@@ -90,6 +92,7 @@ locals {
     user_events_properties   = { collection = "user_events", field = "properties", ttl = false }
     person_breakdown_days    = { collection = "analytics_aggregates", field = "breakdown_days", ttl = false }
     person_session_values    = { collection = "analytics_aggregates", field = "session_values", ttl = false }
+    bucket_minutes           = { collection = "analytics_aggregates", field = "minutes", ttl = false }
     breakdowns_admitted      = { collection = "breakdowns", field = "admitted", ttl = false }
     breakdowns_events        = { collection = "breakdowns", field = "events", ttl = false }
     breakdowns_users         = { collection = "breakdowns", field = "users", ttl = false }

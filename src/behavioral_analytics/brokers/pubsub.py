@@ -6,6 +6,11 @@ library extends the lease of every message it holds (queued or being worked on) 
 acked or nacked, so a slow commit never loses its lease while a dead worker's messages come
 back after the ack deadline. Acks happen only when the worker calls `ack()`, after its commit.
 
+Pub/Sub counts every delivery, whether the message was nacked or its lease ran out, so
+a message given back unprocessed costs a delivery attempt: `worker --until-idle` calls
+`stop_receiving()` first and finishes everything the stream delivered (acks then go by plain
+RPCs); only `close()` after a stop signal gives unclaimed messages back.
+
 Pub/Sub attaches no reason to a dead-lettered message, so `nack()` records the reason in a
 `FailureLog` (a Firestore collection in production) that `pull_dead_letters()` reads back.
 """
@@ -23,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # no stub re-exports it
-from google.protobuf import duration_pb2, field_mask_pb2
 
 from behavioral_analytics.broker import (
     Broker,
@@ -38,14 +42,19 @@ from behavioral_analytics.brokers.failure_log import (
     InMemoryFailureLog,
     failure_key,
 )
+from behavioral_analytics.brokers.pubsub_admin import (
+    MAX_SUBSCRIPTION_RETENTION_DAYS,
+    create_resources,
+    duration,
+    endpoint,
+)
 from behavioral_analytics.telemetry import log
 
 if TYPE_CHECKING:
     from google.cloud.pubsub_v1.subscriber.message import Message
 
-__all__ = ["PubSubBroker", "resource_path"]
+__all__ = ["PubSubBroker", "SubscriptionMissing", "resource_path"]
 
-MAX_SUBSCRIPTION_RETENTION_DAYS = 7.0
 _SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
 _SOURCE_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
 _SOURCE_DELIVERIES = "CloudPubSubDeadLetterSourceDeliveryCount"
@@ -58,12 +67,19 @@ def resource_path(project: str, kind: str, name: str) -> str:
     return f"projects/{project}/{kind}/{name}"
 
 
+class SubscriptionMissing(BrokerError):
+    """The subscription does not exist: retrying cannot help (`permanent`), run `init`."""
+
+    permanent = True
+
+    def __init__(self, subscription: str) -> None:
+        super().__init__(
+            f"subscription {subscription} does not exist: run `behavioral-analytics init` first"
+        )
+
+
 def _short(path: str) -> str:
     return path.rsplit("/", 1)[-1]
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=int(seconds))
 
 
 class PubSubBroker(Broker):
@@ -123,27 +139,22 @@ class PubSubBroker(Broker):
         self._closed = False
         self._stop_leasing = threading.Event()
         self._leaser: threading.Thread | None = None
+        # Once the stream has stopped, its messages are acked, nacked and extended with plain
+        # RPCs: the client library drops requests made on a closed stream's messages.
+        self._stream_lock = threading.Lock()
+        self._stream_stopped = False
 
     # -- administration ---------------------------------------------------------------------
 
     def init(self) -> list[str]:
-        done: list[str] = []
-        try:
-            for topic in (self.topic, self.dead_letter_topic):
-                done.append(self._create_topic(topic))
-            done.append(
-                self._create_subscription(
-                    {
-                        "name": self.dead_letter_subscription,
-                        "topic": self.dead_letter_topic,
-                        "ack_deadline_seconds": 60,
-                        "message_retention_duration": _duration(7 * 86400),
-                    }
-                )
-            )
-            done.append(self._create_subscription(self._subscription_spec(), update=True))
-        except gexc.GoogleAPICallError as exc:
-            raise BrokerError(f"Pub/Sub init failed: {exc}") from exc
+        done = create_resources(
+            self._publisher,
+            self._subscriber,
+            topic=self.topic,
+            subscription=self._subscription_spec(),
+            dead_letter_topic=self.dead_letter_topic,
+            dead_letter_subscription=self.dead_letter_subscription,
+        )
         if self.retention_days > MAX_SUBSCRIPTION_RETENTION_DAYS:
             done.append(
                 f"note: subscription retention is capped at {MAX_SUBSCRIPTION_RETENTION_DAYS:g} "
@@ -163,10 +174,10 @@ class PubSubBroker(Broker):
             "name": self.subscription,
             "topic": self.topic,
             "ack_deadline_seconds": self.ack_deadline_s,
-            "message_retention_duration": _duration(retention),
+            "message_retention_duration": duration(retention),
             "retry_policy": {
-                "minimum_backoff": _duration(self.min_backoff_s),
-                "maximum_backoff": _duration(self.max_backoff_s),
+                "minimum_backoff": duration(self.min_backoff_s),
+                "maximum_backoff": duration(self.max_backoff_s),
             },
             "dead_letter_policy": {
                 "dead_letter_topic": self.dead_letter_topic,
@@ -174,33 +185,6 @@ class PubSubBroker(Broker):
             },
             "enable_message_ordering": self.ordering,
         }
-
-    def _create_topic(self, topic: str) -> str:
-        try:
-            self._publisher.create_topic(request={"name": topic}, timeout=30)
-        except gexc.AlreadyExists:
-            return f"topic {topic} exists"
-        return f"created topic {topic}"
-
-    def _create_subscription(self, spec: dict[str, Any], *, update: bool = False) -> str:
-        name = spec["name"]
-        try:
-            self._subscriber.create_subscription(request=spec, timeout=30)
-        except gexc.AlreadyExists:
-            if not update:
-                return f"subscription {name} exists"
-            mutable = {
-                k: v for k, v in spec.items() if k not in ("topic", "enable_message_ordering")
-            }
-            mask = field_mask_pb2.FieldMask(paths=[k for k in mutable if k != "name"])
-            try:
-                self._subscriber.update_subscription(
-                    request={"subscription": mutable, "update_mask": mask}, timeout=30
-                )
-            except gexc.GoogleAPICallError as exc:
-                return f"subscription {name} exists (settings left as they were: {exc.message})"
-            return f"subscription {name} exists; updated its deadline, retention and policies"
-        return f"created subscription {name} on {spec['topic']}"
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -217,7 +201,17 @@ class PubSubBroker(Broker):
                 future.result(timeout=max(0.0, deadline - time.monotonic())) for future in futures
             ]
         except Exception as exc:
-            raise BrokerError(f"publish to {self.topic} failed: {exc}") from exc
+            raise BrokerError(f"cannot publish to {self.topic}: {self._why(exc)}") from exc
+
+    def _why(self, exc: BaseException) -> str:
+        """A publish failure as `Type (detail)`, never empty (a timed-out future says nothing)."""
+        if isinstance(exc, TimeoutError):  # concurrent.futures.TimeoutError is this class
+            return (
+                f"DeadlineExceeded (Pub/Sub at {endpoint()} did not answer in "
+                f"{self.publish_timeout_s:g} s)"
+            )
+        detail = getattr(exc, "message", None) or str(exc) or f"no detail, Pub/Sub at {endpoint()}"
+        return f"{type(exc).__name__} ({detail})"
 
     # -- the streaming pull -----------------------------------------------------------------
 
@@ -232,6 +226,8 @@ class PubSubBroker(Broker):
             if future is not None and future.done():
                 error = future.exception()
                 self._future = None
+                if isinstance(error, gexc.NotFound):
+                    raise SubscriptionMissing(self.subscription) from error
                 raise BrokerError(f"streaming pull on {self.subscription} stopped: {error}")
             if future is None:
                 self._future = self._subscriber.subscribe(
@@ -250,7 +246,10 @@ class PubSubBroker(Broker):
     def pull(self, max_messages: int, timeout: float) -> list[Delivery]:
         if not self.streaming:
             return self._pull_sync(max_messages, timeout)
-        self._ensure_streaming()
+        if self._stream_stopped:  # only what the stream delivered before it stopped
+            timeout = 0.0
+        else:
+            self._ensure_streaming()
         messages: list[Message] = []
         with contextlib.suppress(queue.Empty):
             messages.append(self._queue.get(timeout=max(0.0, timeout)))
@@ -265,11 +264,14 @@ class PubSubBroker(Broker):
 
     # -- the synchronous pull (BA_PUBSUB_PULL=sync) -----------------------------------------
 
-    def _pull_sync(self, max_messages: int, timeout: float) -> list[Delivery]:
-        """Unary pulls, with this broker extending the leases it holds."""
+    def _start_leaser(self) -> None:
         if self._leaser is None:
             self._leaser = threading.Thread(target=self._lease_loop, daemon=True)
             self._leaser.start()
+
+    def _pull_sync(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """Unary pulls, with this broker extending the leases it holds."""
+        self._start_leaser()
         try:
             response = self._subscriber.pull(
                 request={"subscription": self.subscription, "max_messages": max_messages},
@@ -278,6 +280,8 @@ class PubSubBroker(Broker):
             )
         except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
             return []
+        except gexc.NotFound as exc:
+            raise SubscriptionMissing(self.subscription) from exc
         except gexc.GoogleAPICallError as exc:
             raise BrokerError(f"pull from {self.subscription} failed: {exc}") from exc
         deliveries = []
@@ -292,7 +296,7 @@ class PubSubBroker(Broker):
         every = max(1.0, self.ack_deadline_s / 3)
         while not self._stop_leasing.wait(every):
             with self._held_lock:
-                ack_ids = list(self._held)
+                ack_ids = [*self._held, *(m.ack_id for m in list(self._queue.queue))]
             self._modack(ack_ids, self.ack_deadline_s)
 
     def _modack(self, ack_ids: list[str], seconds: int) -> None:
@@ -313,22 +317,23 @@ class PubSubBroker(Broker):
 
     def ack(self, ack_ids: Iterable[str]) -> None:
         messages = self._take(ack_ids)
-        if not self.streaming:
-            ids = [m.ack_id for m in messages]
-            for start in range(0, len(ids), 1000):
-                try:
-                    self._subscriber.acknowledge(
-                        request={
-                            "subscription": self.subscription,
-                            "ack_ids": ids[start : start + 1000],
-                        },
-                        timeout=30,
-                    )
-                except gexc.GoogleAPICallError as exc:  # redelivered, then dropped as duplicate
-                    log.warning("ack failed", extra={"error": str(exc)})
-            return
-        for message in messages:
-            message.ack()
+        with self._stream_lock:
+            if self.streaming and not self._stream_stopped:
+                for message in messages:
+                    message.ack()
+                return
+        ids = [m.ack_id for m in messages]
+        for start in range(0, len(ids), 1000):
+            try:
+                self._subscriber.acknowledge(
+                    request={
+                        "subscription": self.subscription,
+                        "ack_ids": ids[start : start + 1000],
+                    },
+                    timeout=30,
+                )
+            except gexc.GoogleAPICallError as exc:  # redelivered, then dropped as duplicate
+                log.warning("ack failed", extra={"error": str(exc)})
 
     def nack(self, ack_ids: Iterable[str], reason: str) -> None:
         messages = self._take(ack_ids)
@@ -350,21 +355,23 @@ class PubSubBroker(Broker):
             self.failure_log.record(failures)
         except Exception as exc:
             log.warning("could not record delivery failures", extra={"error": str(exc)})
-        if not self.streaming:
-            self._modack([m.ack_id for m in messages], 0)
-            return
-        for message in messages:
-            message.nack()
+        with self._stream_lock:
+            if self.streaming and not self._stream_stopped:
+                for message in messages:
+                    message.nack()
+                return
+        self._modack([m.ack_id for m in messages], 0)
 
     def extend(self, ack_ids: Iterable[str], seconds: float) -> None:
         seconds = max(10, min(600, int(seconds)))
         with self._held_lock:
             messages = [self._held[a] for a in ack_ids if a in self._held]
-        if not self.streaming:
-            self._modack([m.ack_id for m in messages], seconds)
-            return
-        for message in messages:
-            message.modify_ack_deadline(seconds)
+        with self._stream_lock:
+            if self.streaming and not self._stream_stopped:
+                for message in messages:
+                    message.modify_ack_deadline(seconds)
+                return
+        self._modack([m.ack_id for m in messages], seconds)
 
     # -- dead letters -----------------------------------------------------------------------
 
@@ -427,22 +434,52 @@ class PubSubBroker(Broker):
         except gexc.GoogleAPICallError as exc:
             raise BrokerError(f"Pub/Sub unreachable: {exc}") from exc
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the streaming pull, then give back what the worker never took."""
-        with self._start_lock:
-            self._closed = True
+    def stop_receiving(self, timeout: float = 10.0) -> bool:
+        """End the streaming pull, so that nothing more is delivered, and keep what it already
+        delivered: `pull` hands that out without waiting, this broker extends its leases and
+        acks it with plain RPCs. A worker that finishes it gives nothing back (each message
+        given back, nacked or left to expire, costs a delivery attempt). False with the
+        synchronous pull, which receives nothing ahead of `pull`."""
+        if not self.streaming:
+            return False
+        with self._start_lock, self._stream_lock:
+            self._stream_stopped = True
             future, self._future = self._future, None
-        self._stop_leasing.set()
+        self._end_stream(future, timeout)
+        with self._held_lock:
+            leased = [*self._held, *(m.ack_id for m in list(self._queue.queue))]
+        self._modack(leased, self.ack_deadline_s)
+        self._start_leaser()
+        return True
+
+    def _end_stream(
+        self, future: pubsub_v1.subscriber.futures.StreamingPullFuture | None, timeout: float
+    ) -> None:
+        """Cancel the stream and wait for its shutdown: requests made on its messages before
+        then are sent (the library nacks only what it never handed to the callback)."""
         if future is not None:
             future.cancel()
             with contextlib.suppress(Exception):
                 future.result(timeout=timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the streaming pull, then give back what the worker never took (after a stop
+        signal; `worker --until-idle` takes everything first, see `stop_receiving`)."""
+        with self._start_lock, self._stream_lock:
+            self._closed = self._stream_stopped = True
+            future, self._future = self._future, None
+        self._stop_leasing.set()
+        self._end_stream(future, timeout)
         unclaimed: list[Message] = []
         with contextlib.suppress(queue.Empty):
             while True:
                 unclaimed.append(self._queue.get_nowait())
         if unclaimed:
             # The stream is gone, so its messages are nacked with a plain RPC.
+            log.info(
+                "gave back messages the worker did not take",
+                extra={"count": len(unclaimed), "subscription": self.subscription},
+            )
             with contextlib.suppress(gexc.GoogleAPICallError):
                 self._subscriber.modify_ack_deadline(
                     request={
@@ -487,9 +524,13 @@ def _delivery(message: Message) -> Delivery:
 
 
 def _dead_lettered(item: Any, attempts: list[dict[str, Any]]) -> DeadLetteredMessage:
+    """The dead-lettered copy, with its delivery count from one source (the attribute Pub/Sub
+    sets) in both the default reason and the last entry of `attempts`."""
     message = item.message
     attributes = dict(message.attributes)
-    deliveries = attributes.get(_SOURCE_DELIVERIES, "?")
+    deliveries: int | None = None
+    with contextlib.suppress(KeyError, ValueError):
+        deliveries = int(attributes[_SOURCE_DELIVERIES])
     publish_time = message.publish_time.timestamp()
     with contextlib.suppress(KeyError, ValueError):
         publish_time = datetime.fromisoformat(attributes[_SOURCE_PUBLISH_TIME]).timestamp()
@@ -497,7 +538,8 @@ def _dead_lettered(item: Any, attempts: list[dict[str, Any]]) -> DeadLetteredMes
         k: v for k, v in attributes.items() if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)
     }
     reasons = [a["reason"] for a in attempts if a.get("reason")]
-    reason = reasons[-1] if reasons else f"max_delivery_attempts: {deliveries} deliveries, no ack"
+    count = f"{deliveries} deliveries" if deliveries else "the maximum of deliveries"
+    reason = reasons[-1] if reasons else f"max_delivery_attempts: {count}, no ack"
     message_id = next(
         (a["message_id"] for a in reversed(attempts) if a.get("message_id")), message.message_id
     )
@@ -507,6 +549,6 @@ def _dead_lettered(item: Any, attempts: list[dict[str, Any]]) -> DeadLetteredMes
         data=message.data,
         attributes=original,
         publish_time=publish_time,
-        attempts=attempts or [{"deliveries": deliveries, "outcome": "dead_lettered"}],
+        attempts=[*attempts, {"deliveries": deliveries, "outcome": "dead_lettered"}],
         reason=reason,
     )

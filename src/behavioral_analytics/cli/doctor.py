@@ -1,13 +1,18 @@
 """`doctor`: check the data a deployment depends on, one line per part, and exit 1 when any
 part is damaged or unreachable. On the embedded default it reads every page of the store's
 and the broker's files (SQLite's `quick_check`: time in proportion to the files); on Google
-Cloud it asks Firestore and Pub/Sub to answer."""
+Cloud it asks Firestore and Pub/Sub to answer, each within bounded time (the Firestore store
+gives up after `OPEN_DEADLINE_S`, about 15 s, naming the database and where it is).
+
+A part that fails for a reason no port names (a Google client that finds no credentials, say)
+is reported like the others, with the error's type, rather than as a traceback."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import typer
+from rich.markup import escape
 
 from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.cli.errors import err_console, fail
@@ -35,12 +40,20 @@ def doctor() -> None:
             fail(str(exc), 2)
         except _PART_ERRORS as exc:
             problems += 1
-            err_console.print(f"[red]✗ {name}[/red]: {exc}", highlight=False, soft_wrap=True)
+            _report(name, str(exc))
+        except Exception as exc:  # doctor names every broken part: never a traceback
+            problems += 1
+            _report(name, f"{type(exc).__name__}: {exc}")
         else:
             console.print(f"[green]✓ {name}[/green]: {what}", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
     console.print(f"healthy: {data_location(config)}", highlight=False)
+
+
+def _report(name: str, problem: str) -> None:
+    line = " ".join(problem.split()) or "failed without a message"
+    err_console.print(f"[red]✗ {name}[/red]: {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def _checked(port: object, reach: Callable[[], None]) -> str:

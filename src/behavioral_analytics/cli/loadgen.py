@@ -397,7 +397,13 @@ def _verifier(settings: Settings, periods: Any) -> Callable[[Any], Any]:
         # funnels, its breakdown dimensions), and those are counted from the raw events too.
         _, recorded = open_configured(settings)
         try:
-            return verify(recorded, periods, now=time.time(), retention_s=retention_s)
+            return verify(
+                recorded,
+                periods,
+                now=time.time(),
+                retention_s=retention_s,
+                limits=settings.limits,
+            )
         finally:
             recorded.close()
 

@@ -6,7 +6,11 @@ Both count by the configuration recorded with the data (funnels, sessions, ident
 zone: `stored_config`), never by a shell's different environment, so a repair rebuilds what the
 workers counted; a repair that would drop aggregates it cannot recount changes nothing. Like
 the queries, it records nothing the environment adds, and in a folder without data it exits 1
-naming the folder instead of checking a new, empty store."""
+naming the folder instead of checking a new, empty store.
+
+Dead letters are judged as the worker judges them (BA_MAX_EVENT_AGE_DAYS, BA_MAX_FUTURE_SKEW):
+those a replay would count are listed with the `dlq replay` that counts them; those refused for
+their time are counted apart as not replayable, since a replay keeps their first receipt time."""
 
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ def verify(
             now=time.time(),
             retention_s=config.raw_retention_days * 86400.0,
             repair=repair,
+            limits=config.limits,
         )
     if as_json:
         print_json(report.to_dict())
@@ -61,6 +66,15 @@ def verify(
             console.print(
                 f"[yellow]{len(ids)} dead letters are valid events counted nowhere[/yellow]: "
                 f"behavioral-analytics dlq replay --id {' --id '.join(ids[:5])}"
+            )
+        if report.unreplayable_dead_letters:
+            by_reason = report.unreplayable_dead_letters
+            reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(by_reason.items()))
+            console.print(
+                f"[yellow]{sum(by_reason.values())} dead letters are events outside the accepted "
+                f"time window, counted nowhere and not replayable[/yellow] ({reasons}): a replay "
+                "keeps their first receipt time",
+                highlight=False,
             )
         if report.ok:
             console.print("[green]no drift[/green]")

@@ -51,6 +51,7 @@ from behavioral_analytics.stores.firestore.keys import (
     encode_map,
     encode_map_key,
 )
+from behavioral_analytics.stores.firestore.minutes import MINUTES_FIELD, minutes_of, split_minute
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.reads import BucketSum, profile_of, stored_event
 from behavioral_analytics.stores.firestore.schema import (
@@ -104,6 +105,8 @@ class Audit:
             kind = data.get("kind")
             if kind == "bucket":
                 sums.setdefault((data["granularity"], data["period"]), BucketSum()).add(data)
+                for minute, fields in minutes_of(data["period"], data):
+                    sums.setdefault(("minute", minute), BucketSum()).add(fields)
             elif kind == "user":
                 profile = profile_of(doc)
                 snap.profiles[profile.who] = (
@@ -212,6 +215,11 @@ class Audit:
                     funnels.setdefault(encode_map_key(name), {})[str(step)] = n
             for (name, person, day), step in counted.funnel_progress.items():
                 progress.setdefault(person, {}).setdefault(name, {})[day] = step
+        for unit, period in list(docs):
+            if unit == "minute":
+                hour, minute = split_minute(period)
+                minutes = docs.setdefault(("hour", hour), {}).setdefault(MINUTES_FIELD, {})
+                minutes[minute] = docs.pop((unit, period))
         aggregates = gateway.collection(AGGREGATES)
         for (unit, period), fields in docs.items():
             doc = {

@@ -51,6 +51,7 @@ from behavioral_analytics.stores.firestore.gateway import (
     conflict_backoff_s,
 )
 from behavioral_analytics.stores.firestore.groups import add_group_writes
+from behavioral_analytics.stores.firestore.minutes import bucket_transform_limit, transforms_fit
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.people import People
 from behavioral_analytics.stores.firestore.person_writes import PersonWriter
@@ -60,7 +61,6 @@ from behavioral_analytics.stores.firestore.schema import (
     DEAD_LETTERS,
     EVENTS,
     MAX_BUILT_REQUEST_BYTES,
-    SESSION_STATS,
 )
 from behavioral_analytics.stores.firestore.wire import write
 
@@ -195,23 +195,14 @@ class Committer:
         yield from self._split_by_transforms(events[middle:])
 
     def _transforms_fit(self, events: Sequence[Event]) -> bool:
-        """Each aggregate document gets one transform per event type plus a few more (bots,
-        session figures and funnel steps with the behavioral read model)."""
+        """Whether each aggregate document `events` touch takes their transforms in one
+        commit (`minutes.transforms_fit`)."""
         options = self.options
-        limit = options.max_transforms_per_doc - 4
-        if options.behavioral:
-            limit -= 1 + len(SESSION_STATS) + sum(len(f.steps) for f in options.rules.funnels)
-        types_per_doc: dict[tuple[str, ...], set[str]] = {}
-        for event in events:
-            minute, hour, day = options.periods.of(event.timestamp)
-            for key in (("m", minute), ("h", hour), ("d", day), ("u", event.who)):
-                seen = types_per_doc.setdefault(key, set())
-                seen.add(event.event_type)
-                if len(seen) > limit:
-                    return False
+        steps = sum(len(f.steps) for f in options.rules.funnels)
+        limit = bucket_transform_limit(options.max_transforms_per_doc, options.behavioral, steps)
         # Breakdown counts spill into further parts of a period past the limit
         # (`breakdowns.breakdown_writes`): they never split a batch.
-        return True
+        return transforms_fit(events, options.periods, limit)
 
     def _commit_atomic(
         self, events: list[Event], dead_letters: list[NewDeadLetter]

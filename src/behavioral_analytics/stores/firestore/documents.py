@@ -49,6 +49,7 @@ from behavioral_analytics.stores.firestore.keys import (
     encode_map,
     encode_map_key,
 )
+from behavioral_analytics.stores.firestore.minutes import minute_prefix, split_minute
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     ANONYMOUS_EVENTS_FIELD,
@@ -311,11 +312,25 @@ def add_bucket_writes(
     extra: Extra | None = None,
 ) -> None:
     """One write per bucket document, appended to `writes`: the fold's counts and `extra`
-    transforms (bots, sessions, funnels), which may touch a bucket the fold does not.
+    transforms (bots, sessions, funnels), which may touch a bucket the fold does not. A
+    minute's go to its hour's document, under `minutes.{MM}` (`minutes`).
     `name(collection, document)` gives a document's resource name."""
     extra = extra or {}
+    per_document: dict[tuple[str, str], list[tuple[str, str, float]]] = {}
     for key in dict.fromkeys([*deltas.buckets, *extra]):
         granularity, period = key
+        bucket = deltas.buckets.get(key)  # type: ignore[arg-type]  # `extra` is keyed alike, by str
+        transforms = bucket_transforms(granularity, period, bucket, new_uniques) if bucket else []
+        transforms += extra.get(key, [])
+        if granularity == "minute":
+            hour, minute = split_minute(period)
+            prefix = minute_prefix(minute)
+            per_document.setdefault(("hour", hour), []).extend(
+                (f"{prefix}.{path}", op, value) for path, op, value in transforms
+            )
+        else:
+            per_document.setdefault(key, []).extend(transforms)
+    for (granularity, period), transforms in per_document.items():
         document = BUCKET_PREFIX[granularity] + period
         fields: dict[str, Any] = {
             "kind": "bucket",
@@ -326,9 +341,6 @@ def add_bucket_writes(
         if shard is not None:
             document += f"{SHARD_SUFFIX}{shard}"
             fields["shard"] = shard
-        bucket = deltas.buckets.get(key)  # type: ignore[arg-type]  # `extra` is keyed alike, by str
-        transforms = bucket_transforms(granularity, period, bucket, new_uniques) if bucket else []
-        transforms += extra.get(key, [])
         writes.append(
             write(name(AGGREGATES, document), fields, mask=list(fields), transforms=transforms)
         )

@@ -72,6 +72,7 @@ from behavioral_analytics.stores.firestore.gateway import (
 )
 from behavioral_analytics.stores.firestore.identity import encode_links
 from behavioral_analytics.stores.firestore.keys import doc_id, encode_map_key
+from behavioral_analytics.stores.firestore.minutes import bucket_transform_limit, fitting_prefix
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.people import People
 from behavioral_analytics.stores.firestore.schema import (
@@ -176,8 +177,8 @@ class _Forget:
             doomed = [e for e in stored if e.timestamp <= seen.forgotten_at]
             remaining = [e for e in stored if e.timestamp > seen.forgotten_at and e.key not in bots]
             try:
-                while len(doomed) > CHUNK:
-                    chunk, doomed = doomed[:CHUNK], doomed[CHUNK:]
+                while len(doomed) > (size := self._chunk_size(doomed)):
+                    chunk, doomed = doomed[:size], doomed[size:]
                     values, _ = self._breakdown_changes(chunk, bots)
                     changes = self._bucket_changes(chunk, bots)
                     self.gateway.send([*self._deletions(chunk, changes), *values])
@@ -228,6 +229,14 @@ class _Forget:
                     continue
                 found[snap.id] = queried_event(snap.id, data, person)
         return sorted(found.values(), key=lambda e: (e.timestamp, e.key)), bots
+
+    def _chunk_size(self, doomed: Sequence[Event]) -> int:
+        """How many of `doomed` one commit deletes: `CHUNK`, fewer when their buckets' (and
+        their hours' minutes') transforms would pass Firestore's limit per document."""
+        options = self.options
+        steps = sum(len(f.steps) for f in options.rules.funnels)
+        limit = bucket_transform_limit(options.max_transforms_per_doc, True, steps)
+        return fitting_prefix(doomed, options.periods, limit, CHUNK)
 
     def _bucket_changes(self, events: Sequence[Event], bots: set[str]) -> Extra:
         """What `events` counted in their buckets (totals, types, bots), taken away."""

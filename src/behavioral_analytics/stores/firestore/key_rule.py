@@ -19,6 +19,7 @@ from google.cloud import firestore
 from behavioral_analytics.events import KEY_RULE_VERSION
 from behavioral_analytics.store import StoreError
 from behavioral_analytics.stores.firestore.metadata import METADATA
+from behavioral_analytics.stores.firestore.reach import Reach
 from behavioral_analytics.stores.firestore.schema import EVENTS
 
 __all__ = ["KeyRuleDocument"]
@@ -28,22 +29,21 @@ _DOCUMENT = "key_rule"
 
 class KeyRuleDocument:
     """The recorded key rule versions of the database behind `client`, read and written with
-    requests bounded by `timeout_s`."""
+    requests bounded by `reach`."""
 
-    def __init__(self, client: firestore.Client, timeout_s: float) -> None:
+    def __init__(self, client: firestore.Client, reach: Reach) -> None:
         self._client = client
         self._ref = client.collection(METADATA).document(_DOCUMENT)
-        self._timeout_s = timeout_s
+        self._reach = reach
         self.held = False
 
     def read(self) -> list[int]:
         """The versions that have written the store, oldest first ([] before its first commit).
 
         Raises StoreError."""
-        try:
-            snapshot = self._ref.get(timeout=self._timeout_s)
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore metadata unreadable: {exc}") from exc
+        snapshot = self._reach.call(
+            "key rule read", lambda timeout: self._ref.get(timeout=timeout, retry=None)
+        )
         if not snapshot.exists:
             return []
         return [int(v) for v in snapshot.get("versions") or []]
@@ -55,27 +55,34 @@ class KeyRuleDocument:
         request."""
         if self.held:
             return
-        try:
-            versions = self.read()
-            if versions and max(versions) > KEY_RULE_VERSION:
-                raise StoreError(
-                    f"the store's events are keyed by key rule {max(versions)}, this "
-                    f"process's is {KEY_RULE_VERSION}: upgrade it"
+        reach = self._reach
+        versions = self.read()
+        if versions and max(versions) > KEY_RULE_VERSION:
+            raise StoreError(
+                f"the store's events are keyed by key rule {max(versions)}, this "
+                f"process's is {KEY_RULE_VERSION}: upgrade it"
+            )
+        if not versions:
+            first_event = self._client.collection(EVENTS).limit(1)
+            events = reach.call(
+                "raw event read", lambda timeout: first_event.get(timeout=timeout, retry=None)
+            )
+            document = {
+                "versions": [1, KEY_RULE_VERSION] if events else [KEY_RULE_VERSION],
+                "recorded_at": time.time(),
+            }
+            try:
+                reach.call(
+                    "key rule write",
+                    lambda timeout: self._ref.create(document, timeout=timeout, retry=None),
+                    passing=(gexc.AlreadyExists,),
                 )
-            if not versions:
-                events = self._client.collection(EVENTS).limit(1).get(timeout=self._timeout_s)
-                first = [1, KEY_RULE_VERSION] if events else [KEY_RULE_VERSION]
-                try:
-                    self._ref.create(
-                        {"versions": first, "recorded_at": time.time()}, timeout=self._timeout_s
-                    )
-                except gexc.AlreadyExists:
-                    versions = self.read()  # another process recorded it meanwhile
-            if versions and KEY_RULE_VERSION not in versions:
-                self._ref.update(
-                    {"versions": firestore.ArrayUnion([KEY_RULE_VERSION])},
-                    timeout=self._timeout_s,
-                )
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore metadata not written: {exc}") from exc
+            except gexc.AlreadyExists:
+                versions = self.read()  # another process recorded it meanwhile
+        if versions and KEY_RULE_VERSION not in versions:
+            added = {"versions": firestore.ArrayUnion([KEY_RULE_VERSION])}
+            reach.call(
+                "key rule write",
+                lambda timeout: self._ref.update(added, timeout=timeout, retry=None),
+            )
         self.held = True

@@ -5,6 +5,9 @@ The first commit of a process creates the document if it is missing (`create`, s
 workers starting together record one configuration) and otherwise checks it: a process built
 with another configuration fails its commit with one line. Later commits do not read it again
 (a read per flush would be billed): after `config apply`, restart the workers.
+
+Every request goes through `Reach`: retried within its deadline, its errors one line naming
+the database (`reach`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from google.cloud import firestore
 
 from behavioral_analytics.store import ConfigChanged, StoreError
 from behavioral_analytics.stored_config import StoredConfig, changed_line
+from behavioral_analytics.stores.firestore.reach import Reach
 
 __all__ = ["METADATA", "ConfigDocument"]
 
@@ -25,22 +29,22 @@ _CONFIG = "config"
 
 class ConfigDocument:
     """The recorded configuration of the database behind `client`, read and written with
-    requests bounded by `timeout_s`."""
+    requests bounded by `reach`."""
 
-    def __init__(self, client: firestore.Client, timeout_s: float) -> None:
+    def __init__(self, client: firestore.Client, reach: Reach) -> None:
         self._ref = client.collection(METADATA).document(_CONFIG)
-        self._timeout_s = timeout_s
+        self._reach = reach
         self.held = False
 
     def read(self) -> StoredConfig | None:
         """The recorded configuration, None before the first commit.
 
-        Raises StoreError when it cannot be read (or read as one).
+        Raises StoreError when it cannot be read (or read as one); TransientStoreError when
+        the database did not answer within the deadline.
         """
-        try:
-            snapshot = self._ref.get(timeout=self._timeout_s)
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore metadata unreadable: {exc}") from exc
+        snapshot = self._reach.call(
+            "metadata read", lambda timeout: self._ref.get(timeout=timeout, retry=None)
+        )
         if not snapshot.exists:
             return None
         try:
@@ -53,13 +57,10 @@ class ConfigDocument:
 
         Raises StoreError.
         """
-        try:
-            self._ref.set(
-                {_CONFIG: config.to_json(), "recorded_at": time.time()},
-                timeout=self._timeout_s,
-            )
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore metadata not written: {exc}") from exc
+        document = {_CONFIG: config.to_json(), "recorded_at": time.time()}
+        self._reach.call(
+            "metadata write", lambda timeout: self._ref.set(document, timeout=timeout, retry=None)
+        )
 
     def hold(self, config: StoredConfig) -> None:
         """Before a process's first commit: record `config` if nothing is recorded, else check
@@ -70,14 +71,15 @@ class ConfigDocument:
         """
         if self.held:
             return
+        document = {_CONFIG: config.to_json(), "recorded_at": time.time()}
         try:
-            self._ref.create(
-                {_CONFIG: config.to_json(), "recorded_at": time.time()}, timeout=self._timeout_s
+            self._reach.call(
+                "metadata write",
+                lambda timeout: self._ref.create(document, timeout=timeout, retry=None),
+                passing=(gexc.AlreadyExists,),
             )
         except gexc.AlreadyExists:
             recorded = self.read()
             if recorded is not None and recorded.to_json() != config.to_json():
                 raise ConfigChanged(changed_line(config, recorded)) from None
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore metadata not written: {exc}") from exc
         self.held = True

@@ -52,6 +52,7 @@ from behavioral_analytics.stores.firestore.keys import (
     doc_id,
     encode_map_key,
 )
+from behavioral_analytics.stores.firestore.minutes import minutes_of, split_minute
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
@@ -267,7 +268,28 @@ class Reads:
     def bucket_sums(
         self, granularity: Granularity, start: str | None, end: str | None
     ) -> dict[str, BucketSum]:
-        """Per period (start <= period <= end, in order), its bucket documents summed."""
+        """Per period (start <= period <= end, in order), its bucket documents summed; a
+        minute's from its hour's documents (`minutes`) and any `minute_…` document an earlier
+        layout wrote."""
+        sums: dict[str, BucketSum] = {}
+        if granularity == "minute":
+            first = None if start is None else split_minute(start)[0]
+            last = None if end is None else split_minute(end)[0]
+            for data in self._bucket_documents("hour", first, last):
+                for period, fields in minutes_of(data.get("period", ""), data):
+                    if (start is None or period >= start) and (end is None or period <= end):
+                        sums.setdefault(period, BucketSum()).add(fields)
+        for data in self._bucket_documents(granularity, start, end):
+            period = data.get("period", "")
+            if (start is None or period >= start) and (end is None or period <= end):
+                sums.setdefault(period, BucketSum()).add(data)
+        return dict(sorted(sums.items()))
+
+    def _bucket_documents(
+        self, granularity: Granularity, start: str | None, end: str | None
+    ) -> Iterator[dict[str, Any]]:
+        """The bucket documents (and counter shards) of `granularity` from period `start` to
+        `end` (None: unbounded), in id order."""
         # Bucket ids sort like their periods, so a range on the id needs no composite index;
         # a bucket's counter shards (`…{period}_shard{k}`) sort right after its document.
         prefix = BUCKET_PREFIX[granularity]
@@ -287,15 +309,10 @@ class Reads:
             )
             .order_by(FieldPath.document_id())
         )
-        sums: dict[str, BucketSum] = {}
         for snap in self.gateway.stream_all(query):
             data = snap.to_dict() or {}
-            period = data.get("period", "")
-            if data.get("kind") != "bucket" or data.get("granularity") != granularity:
-                continue
-            if (start is None or period >= start) and (end is None or period <= end):
-                sums.setdefault(period, BucketSum()).add(data)
-        return sums
+            if data.get("kind") == "bucket" and data.get("granularity") == granularity:
+                yield data
 
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
         limit = max(1, min(limit, 1000))

@@ -7,7 +7,9 @@ Collections, in the seed recipe's layout:
   analytics_aggregates/user_{who}         profile (kind=user) with its unique-user markers;
                                           an anonymous actor's also holds its identity links
                                           (kind=person when no event counts for it)
-  analytics_aggregates/minute_|hourly_|daily_{period}   buckets (kind=bucket)
+  analytics_aggregates/hourly_|daily_{period}   buckets (kind=bucket); an hour's holds its
+                                          minutes (`minutes`); `minute_{period}` documents
+                                          of an earlier layout are still read
   analytics_aggregates/…{period}_shard{k} counter shards of a bucket (BA_FIRESTORE_COUNTER_SHARDS)
   breakdowns/values_|counts_{hour|day}_{period}   breakdowns per period (`breakdown_layout`)
   breakdowns/hourly_|daily_{dimension}_{period}   an admitted set kept on its own

@@ -14,6 +14,7 @@ above it:
                                   read model)
   commit                          split, build, commit atomically, retry on conflict
   reads, audit, forget            the read side; verify and rebuild; `forget USER`
+  reach                           the database id checked; requests at open bounded in time
   metadata                        the configuration recorded with the data
   groups, key_rule                group calls' documents; the key rule's version recorded
   store                           this facade
@@ -73,6 +74,12 @@ from behavioral_analytics.stores.firestore.key_rule import KeyRuleDocument
 from behavioral_analytics.stores.firestore.metadata import ConfigDocument
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.people import People
+from behavioral_analytics.stores.firestore.reach import (
+    OPEN_DEADLINE_S,
+    PING_TIMEOUT_S,
+    Reach,
+    check_database_id,
+)
 from behavioral_analytics.stores.firestore.reads import Reads
 from behavioral_analytics.stores.firestore.retention import retention as read_retention
 from behavioral_analytics.stores.firestore.scan import scan_events
@@ -98,10 +105,13 @@ class FirestoreStore(Store):
     `counter_shards` 0 for single bucket documents, else the number of shards a bucket's
     counts spread over; `max_request_bytes` and `max_transforms_per_doc` keep commits under
     Firestore's limits (10 MiB per request, 500 field transforms per document);
-    `timeout_s` bounds every request; `rules` the behavioral rules (sessions, funnels,
-    identity); `behavior=False` turns the behavioral read model off
+    `timeout_s` bounds every request; `open_deadline_s` the requests made when a process opens
+    the store (its recorded configuration and key rule), retries included, after which they
+    raise `TransientStoreError` naming the database; `rules` the behavioral rules (sessions,
+    funnels, identity); `behavior=False` turns the behavioral read model off
     (BA_FIRESTORE_BEHAVIOR=false) and the store counts as before.
 
+    Raises StoreError when the client's database id is not one Firestore accepts.
     Methods raise as the port says: `TransientStoreError` (retry), `StoreError`,
     `NotSupported` for behavioral reads without the behavioral read model.
     """
@@ -124,7 +134,13 @@ class FirestoreStore(Store):
         rules: BehaviorRules | None = None,
         behavior: bool = True,
         dead_letter_retention_s: float = 30 * 86400.0,
+        open_deadline_s: float = OPEN_DEADLINE_S,
     ) -> None:
+        try:
+            check_database_id(client._database)
+        except StoreError:
+            client.close()  # type: ignore[no-untyped-call]  # unannotated in the library
+            raise
         self.options = StoreOptions(
             dead_letter_retention_s=dead_letter_retention_s,
             timezone=timezone,
@@ -143,8 +159,9 @@ class FirestoreStore(Store):
         self._committer = Committer(self.gateway, self.options, self._people)
         self._reads = Reads(self.gateway, self.options)
         self._audit = Audit(self.gateway, self.options)
-        self._metadata = ConfigDocument(client, timeout_s)
-        self._key_rule = KeyRuleDocument(client, timeout_s)
+        self.reach = Reach(client, timeout_s=timeout_s, deadline_s=open_deadline_s)
+        self._metadata = ConfigDocument(client, self.reach)
+        self._key_rule = KeyRuleDocument(client, self.reach)
 
     # -- what the store was built with (shared by its parts; tests change some) -------------
 
@@ -452,10 +469,14 @@ class FirestoreStore(Store):
         self._audit.rebuild(events)
 
     def ping(self) -> None:
-        try:
-            self.db.collection(STATE).document(FRESHNESS).get(timeout=5.0, retry=None)
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore unreachable: {exc}") from exc
+        """A read, retried within `PING_TIMEOUT_S` in all (the worker pings to learn whether
+        the store is down). Raises StoreError naming the database and where it is."""
+        document = self.db.collection(STATE).document(FRESHNESS)
+        self.reach.call(
+            "ping",
+            lambda timeout: document.get(timeout=timeout, retry=None),
+            deadline_s=PING_TIMEOUT_S,
+        )
 
     def close(self) -> None:
         self.gateway.close()

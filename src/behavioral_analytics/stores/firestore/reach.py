@@ -1,0 +1,145 @@
+"""The way the Firestore store opens its database, in bounded time: the database id checked
+against Firestore's rule, and the few requests made when a process opens the store, at `init`,
+at `doctor` and before its first commit (the recorded configuration and key rule, the ping)
+retried within `OPEN_DEADLINE_S` in all, then turned into one line naming the database and
+where it is (the emulator's host or the project).
+
+The client library's own retry of a read gives up only after 300 s, and then raises
+`RetryError`, which is not a `GoogleAPICallError`: a command run against a database that does
+not answer waited five minutes and printed a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from behavioral_analytics.store import StoreError, TransientStoreError
+from behavioral_analytics.stores.firestore.gateway import BACKOFF_S, TRANSIENT_ERRORS
+
+__all__ = [
+    "DATABASE_ID_RULE",
+    "OPEN_DEADLINE_S",
+    "PING_TIMEOUT_S",
+    "Reach",
+    "check_database_id",
+    "describe",
+]
+
+T = TypeVar("T")
+
+# Seconds the requests made when the store opens may take in all, retries included.
+OPEN_DEADLINE_S = 15.0
+# Seconds one ping may take (no retry: the worker pings to ask whether the store is down).
+PING_TIMEOUT_S = 5.0
+
+DATABASE_ID_RULE = (
+    "an id is (default), or 4 to 63 characters of lowercase letters, digits and hyphens that "
+    "starts with a letter, ends with a letter or a digit and is not shaped like a UUID"
+)
+_DATABASE_ID = re.compile(r"[a-z][a-z0-9-]{2,61}[a-z0-9]")
+_UUID_LIKE = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+_DETAIL_CHARS = 300
+
+
+def check_database_id(database: str) -> None:
+    """Raises StoreError (naming the rule) unless `database` is a valid Firestore database id
+    (see https://cloud.google.com/firestore/docs/manage-databases: "(default)", or 4 to 63
+    characters of lowercase letters, digits and hyphens, first a letter, last a letter or a
+    digit, not UUID-like). The emulator takes ids that Firestore refuses, and answers an id it
+    cannot take with an error that has no message."""
+    if database == "(default)":
+        return
+    if _DATABASE_ID.fullmatch(database) and not _UUID_LIKE.fullmatch(database):
+        return
+    raise StoreError(
+        f"Firestore database id {database!r} is not valid (FIRESTORE_DATABASE): {DATABASE_ID_RULE}"
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """`exc` as one line: its type and message (never a bare "None": some errors carry no
+    message), with the last error a `RetryError` gave up on."""
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        return f"{describe(exc.cause)} (retried: {type(exc).__name__})"
+    # A GoogleAPICallError's str starts with its HTTP code, "None" when it has none.
+    message = (exc.message or "") if isinstance(exc, gexc.GoogleAPICallError) else str(exc)
+    message = " ".join(message.split())
+    if not message or message == "None":
+        message = "no message from the server"
+    if len(message) > _DETAIL_CHARS:
+        message = message[: _DETAIL_CHARS - 1] + "…"
+    return f"{type(exc).__name__}: {message}"
+
+
+class Reach:
+    """Requests to the database behind `client` retried within `deadline_s` seconds in all
+    (each bounded by `timeout_s` and by what is left), their errors as StoreError.
+
+    `clock` and `sleep` are the monotonic clock and the wait between attempts."""
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        *,
+        timeout_s: float,
+        deadline_s: float = OPEN_DEADLINE_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.database: str = client._database
+        emulator = client._emulator_host
+        self.where = (
+            f"Firestore database {self.database!r} on the emulator at {emulator} "
+            "(FIRESTORE_EMULATOR_HOST)"
+            if emulator
+            else f"Firestore database {self.database!r} of project {client.project!r}"
+        )
+        self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self._clock = clock
+        self._sleep = sleep
+
+    def call(
+        self,
+        what: str,
+        request: Callable[[float], T],
+        passing: tuple[type[BaseException], ...] = (),
+        *,
+        deadline_s: float | None = None,
+    ) -> T:
+        """`request(timeout_s)`, one attempt of `what` (say "metadata read"), sent again
+        after a transient error until `deadline_s` (by default the one given at construction)
+        has passed.
+
+        Raises what `request` raises among `passing` as it is; `TransientStoreError` when the
+        database did not answer in time; `StoreError` for any other refusal."""
+        deadline_s = self.deadline_s if deadline_s is None else deadline_s
+        deadline = self._clock() + deadline_s
+        attempt = 0
+        while True:
+            left = deadline - self._clock()
+            try:
+                return request(max(min(self.timeout_s, left), 0.1))
+            except passing:
+                raise
+            except (*TRANSIENT_ERRORS, gexc.RetryError) as exc:
+                pause = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                if self._clock() + pause >= deadline:
+                    raise TransientStoreError(
+                        f"{self.where} unreachable: no answer to the {what} within "
+                        f"{deadline_s:g} s: {describe(exc)}"
+                    ) from exc
+                self._sleep(pause)
+                attempt += 1
+            except gexc.GoogleAPIError as exc:
+                raise self.error(what, exc) from exc
+
+    def error(self, what: str, exc: BaseException) -> StoreError:
+        """The one-line StoreError for `what` failing with `exc`."""
+        return StoreError(f"{self.where}: {what} failed: {describe(exc)}")

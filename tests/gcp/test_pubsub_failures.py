@@ -1,0 +1,285 @@
+"""Pub/Sub failures a trial of the command line met on the emulators: delivery attempts spent
+at close, a dead letter's count stated twice differently, an empty publish error, and a worker
+run before `init`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+
+from behavioral_analytics.broker import BrokerError, OutgoingMessage
+from behavioral_analytics.brokers.failure_log import InMemoryFailureLog
+from behavioral_analytics.brokers.pubsub import PubSubBroker
+from behavioral_analytics.brokers.pubsub_admin import create_resources
+from behavioral_analytics.wiring import worker_options
+from behavioral_analytics.worker import Worker, to_dead_letter
+from tests.conftest import wait_until
+from tests.emulators import Emulators
+
+from .helpers import data, recipe_payload
+
+
+def _options(emulators: Emulators, names: dict[str, str], **options: Any) -> dict[str, Any]:
+    """A broker on the test's own topic and subscription, with the suite's quick retries."""
+    return {
+        "project": emulators.project,
+        "topic": names["pubsub_topic"],
+        "subscription": names["pubsub_subscription"],
+        "dead_letter_topic": f"{names['pubsub_topic']}-dead-letter",
+        "dead_letter_subscription": f"{names['pubsub_subscription']}-dead-letter",
+        "ack_deadline_s": 10,
+        "min_backoff_s": 0,
+        "max_backoff_s": 1,
+        "failure_log": InMemoryFailureLog(),
+        **options,
+    }
+
+
+def _broker(emulators: Emulators, names: dict[str, str], **options: Any) -> PubSubBroker:
+    return PubSubBroker(**_options(emulators, names, **options))
+
+
+def _raw_pull(client: Any, subscription: str, deadline_s: float, want: int = 1) -> list[Any]:
+    """Unary pulls until `want` messages came or `deadline_s` passed."""
+    got: list[Any] = []
+    deadline = time.monotonic() + deadline_s
+    while len(got) < want and time.monotonic() < deadline:
+        try:
+            response = client.pull(
+                request={"subscription": subscription, "max_messages": 10}, timeout=2, retry=None
+            )
+        except gexc.DeadlineExceeded:
+            continue
+        got.extend(response.received_messages)
+    return got
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- 1. closing spends no delivery attempt of a message the worker never processed ------------
+
+
+class _LateArrivals(PubSubBroker):
+    """Publishes `late` more messages when the idle worker first asks for the backlog, and
+    waits until the stream has delivered them: they arrive just as the worker decides to stop."""
+
+    def __init__(self, late: list[bytes], **options: Any) -> None:
+        super().__init__(**options)
+        self.late = late
+
+    def backlog(self, through: int | None = None) -> int | None:
+        if self.late:
+            batch, self.late = self.late, []
+            self.publish([OutgoingMessage(d) for d in batch])
+            wait_until(lambda: self.queued() == len(batch), 30, "the late messages delivered")
+        return None
+
+
+@pytest.mark.slow
+def test_until_idle_commits_what_arrived_late_instead_of_giving_it_back(
+    emulators: Emulators, names: dict[str, str], settings_for: Any, store: Any
+) -> None:
+    now = time.time()
+    early = [data(recipe_payload(i, ts=now - 60)) for i in range(5)]
+    late = [data(recipe_payload(i, ts=now - 60)) for i in range(5, 9)]
+    broker = _LateArrivals(late, **_options(emulators, names))
+    broker.init()
+    broker.publish([OutgoingMessage(d) for d in early])
+    worker = Worker(
+        broker,
+        store,
+        options=worker_options(
+            settings_for(), flush_interval_s=0.2, idle_after_s=0.5, drain_dead_letters=False
+        ),
+    )
+    finished = threading.Event()
+    thread = threading.Thread(
+        target=lambda: (worker.run(threading.Event(), until_idle=True), finished.set()),
+        daemon=True,
+    )
+    thread.start()
+    wait_until(finished.is_set, 90, "the --until-idle run to end")
+    broker.close()
+    assert store.count_events() == 9  # the late four were committed, not given back
+    client = pubsub_v1.SubscriberClient()
+    try:
+        # Nothing comes back, neither at once (a nack) nor after the ack deadline (a lapse).
+        assert _raw_pull(client, broker.subscription, deadline_s=13) == []
+    finally:
+        client.close()
+
+
+def test_stop_receiving_hands_out_what_the_stream_delivered(
+    emulators: Emulators, names: dict[str, str]
+) -> None:
+    broker = _broker(emulators, names)
+    broker.init()
+    broker.publish([OutgoingMessage(f"m{i}".encode()) for i in range(5)])
+    first = broker.pull(1, 10.0)
+    wait_until(lambda: broker.queued() == 4, 30, "the other four queued, unclaimed")
+    broker.stop_receiving()
+    started = time.monotonic()
+    rest = broker.pull(10, 5.0)
+    assert time.monotonic() - started < 1  # no waiting: nothing more can come
+    assert sorted(d.data for d in first + rest) == [f"m{i}".encode() for i in range(5)]
+    assert all(d.delivery_attempt == 1 for d in first + rest)
+    assert broker.pull(10, 0.5) == []  # and the stream is not started again
+    broker.ack([d.ack_id for d in first + rest])  # plain RPCs: the stream is gone
+    broker.close()
+    client = pubsub_v1.SubscriberClient()
+    try:
+        assert _raw_pull(client, broker.subscription, deadline_s=13) == []
+    finally:
+        client.close()
+
+
+def test_a_dead_letter_states_one_delivery_count(
+    emulators: Emulators, names: dict[str, str]
+) -> None:
+    broker = _broker(emulators, names, streaming=False)
+    broker.init()
+    broker.publish([OutgoingMessage(b"never acked"), OutgoingMessage(b"nacked once by us")])
+    client = pubsub_v1.SubscriberClient()
+    dead: list[Any] = []
+    try:
+        deadline = time.monotonic() + 90
+        while len(dead) < 2:
+            assert time.monotonic() < deadline, f"not dead-lettered: {dead}"
+            for delivery in broker.pull(10, 1.0):
+                if delivery.data == b"nacked once by us" and delivery.delivery_attempt == 1:
+                    broker.nack([delivery.ack_id], "worker stopping")
+                    continue
+                client.modify_ack_deadline(  # a nack that records no reason
+                    request={
+                        "subscription": broker.subscription,
+                        "ack_ids": [delivery.ack_id],
+                        "ack_deadline_seconds": 0,
+                    }
+                )
+            dead.extend(broker.pull_dead_letters(10))
+    finally:
+        client.close()
+        broker.close()
+    records = {d.data: to_dead_letter(d) for d in dead}
+    silent, recorded = records[b"never acked"], records[b"nacked once by us"]
+    assert silent.reason == "max_delivery_attempts: 5 deliveries, no ack"
+    assert silent.detail == "the broker gave up after 5 delivery attempts"
+    assert recorded.reason == "worker stopping"
+    assert recorded.detail == "the broker gave up after 5 delivery attempts"
+
+
+# -- 2. a publish that gets no answer says why, in bounded time --------------------------------
+
+
+def test_publish_to_an_unreachable_pubsub_names_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+    broker = PubSubBroker("p", topic="t", publish_timeout_s=2)
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as caught:
+        broker.publish([OutgoingMessage(b"x")])
+    assert time.monotonic() - started < 10
+    assert str(caught.value) == (
+        f"cannot publish to projects/p/topics/t: DeadlineExceeded (Pub/Sub at {host} did not "
+        "answer in 2 s)"
+    )
+    broker.close(timeout=1)
+
+
+def test_init_against_an_unreachable_pubsub_gives_up_within_its_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client library's own retry kept `init` waiting for minutes."""
+    host = f"127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+    broker = PubSubBroker("p", topic="t", subscription="s")
+    started = time.monotonic()
+    with pytest.raises(BrokerError) as caught:
+        create_resources(
+            broker._publisher,
+            broker._subscriber,
+            topic=broker.topic,
+            subscription=broker._subscription_spec(),
+            dead_letter_topic=broker.dead_letter_topic,
+            dead_letter_subscription=broker.dead_letter_subscription,
+            deadline_s=2,
+        )
+    assert time.monotonic() - started < 10
+    assert str(caught.value) == (
+        f"Pub/Sub at {host} did not answer within 2 s (ServiceUnavailable) to create the "
+        "topics and subscriptions"
+    )
+    broker.close(timeout=1)
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path, stdin: bytes = b"") -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "behavioral_analytics.cli", *args],
+        env={**os.environ, "BA_METRICS_EXPORTER": "none", **env},
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_cli_publish_to_an_unreachable_pubsub_prints_one_line(tmp_path: Path) -> None:
+    host = f"127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    result = _cli(
+        ["publish", "-"],
+        {"BA_BACKEND": "gcp", "GOOGLE_CLOUD_PROJECT": "p", "PUBSUB_EMULATOR_HOST": host},
+        tmp_path,
+        b'{"event_id": "e1"}\n',
+    )
+    assert time.monotonic() - started < 60
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "error: cannot publish to projects/p/topics/user-events: DeadlineExceeded (Pub/Sub at "
+        f"{host} did not answer in 10 s)"
+    ]
+
+
+# -- 3. a worker run before `init` ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("pull", ["streaming", "sync"])
+def test_worker_before_init_exits_non_zero_with_one_line(
+    pull: str, emulators: Emulators, names: dict[str, str], database: str, tmp_path: Path
+) -> None:
+    env = {
+        **emulators.env(),
+        "BA_BACKEND": "gcp",
+        "BA_PUBSUB_PULL": pull,
+        "FIRESTORE_DATABASE": database,
+        "PUBSUB_TOPIC": names["pubsub_topic"],
+        "PUBSUB_SUBSCRIPTION": names["pubsub_subscription"],
+    }
+    result = _cli(["worker", "--until-idle"], env, tmp_path)
+    err, out = result.stderr.decode(), result.stdout.decode()
+    assert result.returncode == 1, (out, err)
+    subscription = f"projects/{emulators.project}/subscriptions/{names['pubsub_subscription']}"
+    assert err.strip().splitlines() == [
+        f"error: subscription {subscription} does not exist: run `behavioral-analytics init` first"
+    ]
+    assert "answering again" not in out
+    assert "Traceback" not in out + err
