@@ -104,3 +104,23 @@ def test_a_misspelt_setting_is_a_warning_naming_the_closest(
         "warning: BA_SESION_GAP (did you mean BA_SESSION_GAP?) is not a setting: ignored",
         "warning: BA_TIMEZON (did you mean BA_TIMEZONE?) is not a setting: ignored",
     ]
+
+
+@pytest.mark.parametrize("database", ["Bad DB!", "ab", "UPPER", "1abc", "abc-"])
+def test_a_firestore_database_id_firestore_refuses_is_a_configuration_error(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused when the settings load (exit 2, as every wrong setting), by Firestore's rule:
+    the emulator took such ids and answered with errors that had no message."""
+    monkeypatch.setenv("FIRESTORE_DATABASE", database)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert f"FIRESTORE_DATABASE: {database!r} is not a valid Firestore database id" in message
+    assert "4 to 63 characters" in message
+
+
+@pytest.mark.parametrize("database", ["(default)", "behavioral-analytics", "test-0a1b2c3d4e"])
+def test_valid_firestore_database_ids_load(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIRESTORE_DATABASE", database)
+    assert load_settings().firestore_database == database

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from behavioral_analytics.broker import OutgoingMessage
+from behavioral_analytics import worker as worker_module
+from behavioral_analytics.broker import BrokerError, OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import CommitResult, ConfigChanged, NewDeadLetter
@@ -316,3 +317,33 @@ def test_a_worker_whose_store_configuration_changed_stops_and_gives_its_messages
     # Given back, not dead-lettered: every message is delivered again to the restarted worker.
     assert broker.pull_dead_letters(100) == []
     assert len(broker.pull(100, 1.0)) == 30
+
+
+def test_a_run_until_idle_gives_up_on_a_broker_that_keeps_failing(
+    broker: LocalBroker, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It exited 0, "idle", when every pull failed (Pub/Sub unreachable); a long-running worker
+    keeps retrying instead."""
+    pulls: list[float] = []
+
+    def unreachable(max_messages: int, timeout: float) -> list[object]:
+        pulls.append(time.monotonic())
+        raise BrokerError("Pub/Sub at 127.0.0.1:1 unavailable: connection refused")
+
+    monkeypatch.setattr(broker, "pull", unreachable)
+    monkeypatch.setattr(worker_module, "UNTIL_IDLE_PULL_FAILURES_S", 1.0)
+    worker = Worker(broker, store, options=WorkerOptions(flush_interval_s=0.05, idle_after_s=0.1))
+    stop = threading.Event()
+    deadline = threading.Timer(10.0, stop.set)  # without giving up, it would retry until stopped
+    deadline.start()
+    try:
+        with pytest.raises(BrokerError) as caught:
+            worker.run(stop, until_idle=True)
+    finally:
+        deadline.cancel()
+    assert caught.value.permanent
+    assert str(caught.value) == (
+        f"no pull succeeded for 1 s ({len(pulls)} tries), the last: Pub/Sub at 127.0.0.1:1 "
+        "unavailable: connection refused"
+    )
+    assert len(pulls) >= 2 and pulls[-1] - pulls[0] >= 1.0

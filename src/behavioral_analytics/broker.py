@@ -27,6 +27,11 @@ class BrokerError(Exception):
 
     permanent: bool = False
 
+    def __init__(self, *args: object, permanent: bool | None = None) -> None:
+        super().__init__(*args)
+        if permanent is not None:
+            self.permanent = permanent
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:

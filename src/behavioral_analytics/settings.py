@@ -30,6 +30,7 @@ from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.breakdowns import BreakdownRules
 from behavioral_analytics.dimensions import DIMENSIONS, PROPERTY_PREFIX
 from behavioral_analytics.events import Limits
+from behavioral_analytics.firestore_ids import database_id_problem
 from behavioral_analytics.funnels import DEFAULT_FUNNELS, parse_funnels
 from behavioral_analytics.raw_queries import DEFAULT_SCAN_MAX_EVENTS
 from behavioral_analytics.sessions import SessionRules
@@ -257,6 +258,14 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @field_validator("firestore_database")
+    @classmethod
+    def _firestore_database(cls, value: str) -> str:
+        problem = database_id_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -61,7 +61,13 @@ def _gcp_missing(exc: ImportError, what: str = "BA_BACKEND=gcp") -> ConfigError:
     )
 
 
-def _firestore_client(settings: Settings, what: str) -> Any:
+# The Pub/Sub broker keeps its failure log in Firestore: both clients need credentials.
+_BOTH_EMULATORS = "PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST"
+
+
+def _firestore_client(
+    settings: Settings, what: str, emulators: str = "FIRESTORE_EMULATOR_HOST"
+) -> Any:
     """A Firestore client for `what`; ConfigError when no Google credentials are found (the
     client library's `DefaultCredentialsError` would otherwise end the command in a traceback)."""
     from google.auth.exceptions import DefaultCredentialsError
@@ -70,13 +76,17 @@ def _firestore_client(settings: Settings, what: str) -> Any:
     try:
         return firestore.Client(project=settings.project, database=settings.firestore_database)
     except DefaultCredentialsError as exc:
-        raise _no_credentials(what, "FIRESTORE_EMULATOR_HOST") from exc
+        raise _no_credentials(what, exc, emulators) from exc
 
 
-def _no_credentials(what: str, emulator_variable: str) -> ConfigError:
+def _no_credentials(what: str, exc: Exception, emulators: str) -> ConfigError:
+    """The one line for a Google client that found no credentials: the library's reason, then
+    the ways to give it some (a missing GOOGLE_APPLICATION_CREDENTIALS file is named by it)."""
+    reason = " ".join(str(exc).split()).rstrip(".")
     return ConfigError(
-        f"{what} found no Google credentials: run `gcloud auth application-default login` "
-        f"(or set GOOGLE_APPLICATION_CREDENTIALS), or set {emulator_variable} for the emulator"
+        f"{what} found no Google credentials ({reason}): run `gcloud auth "
+        "application-default login` or point GOOGLE_APPLICATION_CREDENTIALS at a key file, or "
+        f"set {emulators} for the emulators"
     )
 
 
@@ -116,7 +126,7 @@ def _pubsub_broker(settings: Settings) -> Broker:
     # The failure log keeps each message's last failure reason where the dead-letter
     # subscription's reader can find it: Pub/Sub's dead-letter policy attaches none.
     failure_log = FirestoreFailureLog(
-        _firestore_client(settings, "the Pub/Sub broker (its failure log is in Firestore)"),
+        _firestore_client(settings, "Pub/Sub", _BOTH_EMULATORS),
         retention_s=(settings.message_retention_days + 1) * DAY,
     )
     try:
@@ -137,7 +147,7 @@ def _pubsub_broker(settings: Settings) -> Broker:
             failure_log=failure_log,
         )
     except DefaultCredentialsError as exc:
-        raise _no_credentials("Pub/Sub", "PUBSUB_EMULATOR_HOST") from exc
+        raise _no_credentials("Pub/Sub", exc, _BOTH_EMULATORS) from exc
 
 
 def build_store(settings: Settings) -> Store:

@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 _PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting for messages
+# Seconds of failed pulls in a row after which a run until idle gives up (exits 1).
+UNTIL_IDLE_PULL_FAILURES_S = 30.0
 _COMMIT_RETRIES = (0.1, 0.5, 1.5)
 UNPROCESSABLE = "unprocessable"  # reason code of a message whose parsing raised
 RETRY_CHUNK = 100  # messages committed together on their second delivery
@@ -269,6 +271,7 @@ class Worker:
         flush_at = 0.0
         idle_since: float | None = None
         failures = 0
+        failing_since = 0.0
         mark = self.broker.backlog_mark() if until_idle else None
         drained = False  # receiving stopped: what the broker still hands out is all there is
         while not stop.is_set():
@@ -286,7 +289,14 @@ class Worker:
                 if _permanent(exc):
                     raise
                 failures += 1
+                failing_since = now if failures == 1 else failing_since
                 log.error("pull failed", extra={"error": str(exc), "failures": failures})
+                if until_idle and time.monotonic() - failing_since >= UNTIL_IDLE_PULL_FAILURES_S:
+                    raise BrokerError(
+                        f"no pull succeeded for {UNTIL_IDLE_PULL_FAILURES_S:g} s "
+                        f"({failures} tries), the last: {exc}",
+                        permanent=True,
+                    ) from exc
                 stop.wait(min(10.0, 0.5 * 2**failures))
                 continue
             now = time.monotonic()

@@ -14,7 +14,7 @@ import pytest
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.store import StoreError
-from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.stores.sqlite import SQLiteStore, files
 from behavioral_analytics.worker import Worker, WorkerOptions
 from tests.conftest import cli
 
@@ -123,3 +123,35 @@ def test_case_3_a_damaged_broker_file_is_one_line(data: Path) -> None:
 def test_case_3_doctor_says_healthy_when_every_page_reads_back(data: Path) -> None:
     doctor = cli("doctor")
     assert "✓ store" in doctor.stdout.decode() and "✓ broker" in doctor.stdout.decode()
+
+
+class _LockedFor:
+    """A connection whose first `busy` statements find the file locked (SQLite gives up at
+    once on some locks, its busy timeout notwithstanding: another worker creating the store or
+    recovering its log at the same moment)."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+        self.calls = 0
+
+    def execute(self, sql: str) -> list[tuple[str]]:
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise sqlite3.OperationalError("database is locked")
+        return [("ok",)]
+
+
+def test_a_locked_file_is_waited_for_and_never_called_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers starting together: one reported the store "damaged (database is locked)"."""
+    path = tmp_path / "store.db"
+    briefly = _LockedFor(busy=3)
+    files.quick_check(briefly, path)  # type: ignore[arg-type]  # a stand-in connection
+    assert briefly.calls == 4
+    monkeypatch.setattr(files, "BUSY_WAIT_S", 0.3)
+    with pytest.raises(StoreError) as caught:
+        files.quick_check(_LockedFor(busy=1000), path)  # type: ignore[arg-type]  # a stand-in
+    message = str(caught.value)
+    assert "damaged" not in message
+    assert message.startswith(f"the file {path} stayed locked for 0.3 s (database is locked)")

@@ -188,8 +188,8 @@ def test_a_command_with_an_invalid_database_id_says_what_is_wrong(
     process = _cli("query", "profile", "user_1", env=env)
     out, err = process.communicate(timeout=60)
     flat = " ".join(err.decode().split())
-    assert process.returncode == 1, (out, err)
-    assert "Firestore database id 'Bad DB!' is not valid (FIRESTORE_DATABASE)" in flat, flat
+    assert process.returncode == 2, (out, err)  # a configuration error, refused at load
+    assert "invalid FIRESTORE_DATABASE: 'Bad DB!' is not a valid Firestore database id" in flat
     assert "4 to 63 characters" in flat and "None" not in flat, flat
 
 
@@ -210,6 +210,9 @@ def test_no_google_credentials_is_one_line_that_says_how_to_get_them(
     text = err.decode()
     assert process.returncode == 2, (out, text)
     assert "Traceback" not in text, text
-    assert "found no Google credentials: run `gcloud auth application-default login`" in text
-    assert "_EMULATOR_HOST for the emulator" in text, text
+    assert (
+        "found no Google credentials (File /nonexistent/credentials.json was not found): run "
+        "`gcloud auth application-default login`"
+    ) in text, text
+    assert "_EMULATOR_HOST for the emulators" in text, text
     assert len(text.strip().splitlines()) == 1, text

@@ -4,6 +4,7 @@ run before `init`."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,9 +19,9 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from behavioral_analytics.broker import BrokerError, OutgoingMessage
+from behavioral_analytics.brokers import pubsub_admin
 from behavioral_analytics.brokers.failure_log import InMemoryFailureLog
 from behavioral_analytics.brokers.pubsub import PubSubBroker
-from behavioral_analytics.brokers.pubsub_admin import create_resources
 from behavioral_analytics.wiring import worker_options
 from behavioral_analytics.worker import Worker, to_dead_letter
 from tests.conftest import wait_until
@@ -202,24 +203,44 @@ def test_publish_to_an_unreachable_pubsub_names_the_reason(
     broker.close(timeout=1)
 
 
+def test_a_synchronous_pull_from_an_unreachable_pubsub_is_an_error_not_an_empty_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An empty answer read as "idle": `worker --until-idle` exited 0 having pulled nothing."""
+    host = f"127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+    broker = PubSubBroker("p", topic="t", subscription="s", streaming=False)
+    with pytest.raises(BrokerError) as caught:
+        broker.pull(10, 1.0)
+    assert str(caught.value).startswith(f"Pub/Sub at {host} unavailable: ")
+    assert not caught.value.permanent  # a worker retries it
+    broker.close(timeout=1)
+
+
+def test_publish_to_a_topic_that_does_not_exist_says_to_run_init(
+    emulators: Emulators, names: dict[str, str]
+) -> None:
+    broker = PubSubBroker(emulators.project, topic=names["pubsub_topic"], publish_timeout_s=10)
+    with pytest.raises(BrokerError) as caught:
+        broker.publish([OutgoingMessage(b"x")])
+    assert str(caught.value) == (
+        f"cannot publish to {broker.topic}: the topic does not exist: run "
+        "`behavioral-analytics init` first"
+    )
+    broker.close(timeout=1)
+
+
 def test_init_against_an_unreachable_pubsub_gives_up_within_its_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The client library's own retry kept `init` waiting for minutes."""
     host = f"127.0.0.1:{_free_port()}"
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+    monkeypatch.setattr(pubsub_admin, "ADMIN_DEADLINE_S", 2.0)
     broker = PubSubBroker("p", topic="t", subscription="s")
     started = time.monotonic()
     with pytest.raises(BrokerError) as caught:
-        create_resources(
-            broker._publisher,
-            broker._subscriber,
-            topic=broker.topic,
-            subscription=broker._subscription_spec(),
-            dead_letter_topic=broker.dead_letter_topic,
-            dead_letter_subscription=broker.dead_letter_subscription,
-            deadline_s=2,
-        )
+        broker.init()
     assert time.monotonic() - started < 10
     assert str(caught.value) == (
         f"Pub/Sub at {host} did not answer within 2 s (ServiceUnavailable) to create the "
@@ -262,9 +283,19 @@ def test_cli_publish_to_an_unreachable_pubsub_prints_one_line(tmp_path: Path) ->
 # -- 3. a worker run before `init` ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("pull", ["streaming", "sync"])
+@pytest.mark.parametrize(
+    ("pull", "command"),
+    # `--until-idle` pulls synchronously whatever BA_PUBSUB_PULL says; a worker that runs
+    # until stopped streams by default.
+    [("streaming", ["worker"]), ("sync", ["worker"]), ("streaming", ["worker", "--until-idle"])],
+)
 def test_worker_before_init_exits_non_zero_with_one_line(
-    pull: str, emulators: Emulators, names: dict[str, str], database: str, tmp_path: Path
+    pull: str,
+    command: list[str],
+    emulators: Emulators,
+    names: dict[str, str],
+    database: str,
+    tmp_path: Path,
 ) -> None:
     env = {
         **emulators.env(),
@@ -274,7 +305,7 @@ def test_worker_before_init_exits_non_zero_with_one_line(
         "PUBSUB_TOPIC": names["pubsub_topic"],
         "PUBSUB_SUBSCRIPTION": names["pubsub_subscription"],
     }
-    result = _cli(["worker", "--until-idle"], env, tmp_path)
+    result = _cli(command, env, tmp_path)
     err, out = result.stderr.decode(), result.stdout.decode()
     assert result.returncode == 1, (out, err)
     subscription = f"projects/{emulators.project}/subscriptions/{names['pubsub_subscription']}"
@@ -283,3 +314,33 @@ def test_worker_before_init_exits_non_zero_with_one_line(
     ]
     assert "answering again" not in out
     assert "Traceback" not in out + err
+
+
+# -- repeated runs until idle, as a user's script makes them -------------------------------
+
+
+def test_rounds_of_publish_and_worker_until_idle_count_every_event_once(
+    emulators: Emulators, names: dict[str, str], database: str, tmp_path: Path
+) -> None:
+    """With the default streaming setting: the emulator keeps sending to a stream that ended,
+    so a streaming `--until-idle` left later rounds' events stranded (5 of 25 counted)."""
+    env = {
+        **emulators.env(),
+        "BA_BACKEND": "gcp",
+        "FIRESTORE_DATABASE": database,
+        "PUBSUB_TOPIC": names["pubsub_topic"],
+        "PUBSUB_SUBSCRIPTION": names["pubsub_subscription"],
+    }
+    assert _cli(["init"], env, tmp_path).returncode == 0
+    for round_ in range(3):
+        now = time.time()
+        lines = b"".join(
+            data(recipe_payload(round_ * 10 + i, ts=now - i)) + b"\n" for i in range(4)
+        )
+        assert _cli(["publish", "-"], env, tmp_path, lines).returncode == 0
+        result = _cli(["worker", "--until-idle"], env, tmp_path)
+        assert result.returncode == 0, result.stderr.decode()
+    result = _cli(["verify", "--json"], env, tmp_path)
+    report = json.loads(result.stdout)
+    assert report["raw_events"] == 12, report
+    assert report["ok"], report

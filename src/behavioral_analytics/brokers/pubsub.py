@@ -205,6 +205,8 @@ class PubSubBroker(Broker):
 
     def _why(self, exc: BaseException) -> str:
         """A publish failure as `Type (detail)`, never empty (a timed-out future says nothing)."""
+        if isinstance(exc, gexc.NotFound):
+            return "the topic does not exist: run `behavioral-analytics init` first"
         if isinstance(exc, TimeoutError):  # concurrent.futures.TimeoutError is this class
             return (
                 f"DeadlineExceeded (Pub/Sub at {endpoint()} did not answer in "
@@ -278,10 +280,12 @@ class PubSubBroker(Broker):
                 timeout=max(1.0, timeout),
                 retry=None,
             )
-        except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
+        except gexc.DeadlineExceeded:  # the long poll ended with nothing to deliver
             return []
         except gexc.NotFound as exc:
             raise SubscriptionMissing(self.subscription) from exc
+        except gexc.ServiceUnavailable as exc:  # the worker retries, and says so
+            raise BrokerError(f"Pub/Sub at {endpoint()} unavailable: {exc.message}") from exc
         except gexc.GoogleAPICallError as exc:
             raise BrokerError(f"pull from {self.subscription} failed: {exc}") from exc
         deliveries = []

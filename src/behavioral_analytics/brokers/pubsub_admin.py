@@ -57,13 +57,14 @@ def create_resources(
     subscription: dict[str, Any],
     dead_letter_topic: str,
     dead_letter_subscription: str,
-    deadline_s: float = ADMIN_DEADLINE_S,
+    deadline_s: float | None = None,
 ) -> list[str]:
     """Create the topics and subscriptions that do not exist; update the `subscription`
     spec's mutable settings where it does. One line per resource, saying what was done.
 
     Raises BrokerError, naming the endpoint, when Pub/Sub refuses or does not answer within
-    `deadline_s` seconds in all per call."""
+    `deadline_s` seconds (by default `ADMIN_DEADLINE_S`) in all per call."""
+    deadline_s = ADMIN_DEADLINE_S if deadline_s is None else deadline_s
     retry = _retry(deadline_s)
     done: list[str] = []
     try:

@@ -79,6 +79,11 @@ def _open_input(source: str) -> IO[bytes]:
 
 def _worker_process(until_idle: bool, drain: bool) -> None:
     config = load_config()
+    if until_idle and config.pubsub_pull == "streaming":
+        # A run until idle takes what is there, then stops. A unary pull hands over exactly
+        # what the worker commits; a stream buffers ahead, and closing it strands or gives
+        # back what it held (the emulator keeps sending to a closed stream).
+        config = config.model_copy(update={"pubsub_pull": "sync"})
     configure_logging(config.log_level)
 
     with user_errors():

@@ -11,7 +11,6 @@ not answer waited five minutes and printed a traceback.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -19,11 +18,11 @@ from typing import TypeVar
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from behavioral_analytics.firestore_ids import DATABASE_ID_RULE, database_id_problem
 from behavioral_analytics.store import StoreError, TransientStoreError
 from behavioral_analytics.stores.firestore.gateway import BACKOFF_S, TRANSIENT_ERRORS
 
 __all__ = [
-    "DATABASE_ID_RULE",
     "OPEN_DEADLINE_S",
     "PING_TIMEOUT_S",
     "Reach",
@@ -38,28 +37,17 @@ OPEN_DEADLINE_S = 15.0
 # Seconds one ping may take (no retry: the worker pings to ask whether the store is down).
 PING_TIMEOUT_S = 5.0
 
-DATABASE_ID_RULE = (
-    "an id is (default), or 4 to 63 characters of lowercase letters, digits and hyphens that "
-    "starts with a letter, ends with a letter or a digit and is not shaped like a UUID"
-)
-_DATABASE_ID = re.compile(r"[a-z][a-z0-9-]{2,61}[a-z0-9]")
-_UUID_LIKE = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 _DETAIL_CHARS = 300
 
 
 def check_database_id(database: str) -> None:
     """Raises StoreError (naming the rule) unless `database` is a valid Firestore database id
-    (see https://cloud.google.com/firestore/docs/manage-databases: "(default)", or 4 to 63
-    characters of lowercase letters, digits and hyphens, first a letter, last a letter or a
-    digit, not UUID-like). The emulator takes ids that Firestore refuses, and answers an id it
-    cannot take with an error that has no message."""
-    if database == "(default)":
-        return
-    if _DATABASE_ID.fullmatch(database) and not _UUID_LIKE.fullmatch(database):
-        return
-    raise StoreError(
-        f"Firestore database id {database!r} is not valid (FIRESTORE_DATABASE): {DATABASE_ID_RULE}"
-    )
+    (`firestore_ids`)."""
+    if database_id_problem(database) is not None:
+        raise StoreError(
+            f"Firestore database id {database!r} is not valid (FIRESTORE_DATABASE): "
+            f"{DATABASE_ID_RULE}"
+        )
 
 
 def describe(exc: BaseException) -> str:
@@ -120,7 +108,8 @@ class Reach:
         Raises what `request` raises among `passing` as it is; `TransientStoreError` when the
         database did not answer in time; `StoreError` for any other refusal."""
         deadline_s = self.deadline_s if deadline_s is None else deadline_s
-        deadline = self._clock() + deadline_s
+        started = self._clock()
+        deadline = started + deadline_s
         attempt = 0
         while True:
             left = deadline - self._clock()
@@ -131,9 +120,10 @@ class Reach:
             except (*TRANSIENT_ERRORS, gexc.RetryError) as exc:
                 pause = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
                 if self._clock() + pause >= deadline:
+                    tried_s = self._clock() - started
                     raise TransientStoreError(
-                        f"{self.where} unreachable: no answer to the {what} within "
-                        f"{deadline_s:g} s: {describe(exc)}"
+                        f"{self.where} unreachable: the {what} failed {attempt + 1} times in "
+                        f"{tried_s:.0f} s (retried for up to {deadline_s:g} s): {describe(exc)}"
                     ) from exc
                 self._sleep(pause)
                 attempt += 1

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from behavioral_analytics.store import StoreError
 from behavioral_analytics.telemetry import log
 
 __all__ = [
+    "BUSY_WAIT_S",
     "check_before_open",
     "check_header",
     "damaged",
@@ -34,8 +37,13 @@ __all__ = [
     "marker_path",
     "note_open",
     "quick_check",
+    "waiting_out_locks",
 ]
 
+T = TypeVar("T")
+
+# Seconds a check waits for a lock SQLite's own busy timeout does not cover.
+BUSY_WAIT_S = 10.0
 _MAGIC = b"SQLite format 3\x00"
 _HEADER_BYTES = 100
 # Files this process has opened with SQLite. Closing any descriptor of a file drops every
@@ -57,6 +65,35 @@ def damaged(path: Path, what: str) -> StoreError:
         "and run `behavioral-analytics init` to start empty (`behavioral-analytics doctor` "
         "checks every file)"
     )
+
+
+def waiting_out_locks(path: Path, read: Callable[[], T]) -> T:
+    """`read()` (or the opening) of the file at `path`, tried again while another process
+    holds a lock SQLite does not wait for (the store being created or its log recovered by
+    another worker starting at the same moment), for up to `BUSY_WAIT_S`. Raises StoreError:
+    `damaged` for any other error, a busy file named as such, never as damage."""
+    deadline = time.monotonic() + BUSY_WAIT_S
+    pause = 0.05
+    while True:
+        try:
+            return read()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise damaged(path, str(exc)) from None
+            if time.monotonic() + pause > deadline:
+                raise StoreError(
+                    f"the file {path} stayed locked for {BUSY_WAIT_S:g} s ({exc}): another "
+                    "process holds it; stop it, or try again"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        except sqlite3.DatabaseError as exc:
+            raise damaged(path, str(exc)) from None
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc)
+    return "locked" in message or "busy" in message
 
 
 def marker_path(path: Path) -> Path:
@@ -95,14 +132,15 @@ def check_before_open(path: Path, *, expect_tables: str = "events") -> bool:
             )
         return True
     check_header(path)
-    try:
+
+    def read_tables() -> set[str]:
         db = sqlite3.connect(path, timeout=30.0)
         try:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         finally:
             db.close()
-    except sqlite3.DatabaseError as exc:
-        raise damaged(path, str(exc)) from None
+
+    tables = waiting_out_locks(path, read_tables)
     if tables and expect_tables not in tables:
         raise StoreError(
             f"{path} is a SQLite file but not a behavioral-analytics store (no "
@@ -145,14 +183,14 @@ def check_header(path: Path) -> None:
 
 
 def _check_size_through_sqlite(path: Path, size: int) -> None:
-    try:
+    def read_page_size() -> int:
         db = sqlite3.connect(path, timeout=30.0)
         try:
-            (page_size,) = db.execute("PRAGMA page_size").fetchone()
+            return int(db.execute("PRAGMA page_size").fetchone()[0])
         finally:
             db.close()
-    except sqlite3.DatabaseError as exc:
-        raise damaged(path, str(exc)) from None
+
+    page_size = waiting_out_locks(path, read_page_size)
     if size % page_size:
         raise damaged(path, f"{size} bytes is not a whole number of {page_size}-byte pages")
 
@@ -160,10 +198,7 @@ def _check_size_through_sqlite(path: Path, size: int) -> None:
 def quick_check(db: sqlite3.Connection, path: Path) -> None:
     """`PRAGMA quick_check` on `db` (the file at `path`): reads every page. Raises StoreError
     (`damaged`) naming the first problems SQLite found."""
-    try:
-        rows = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
-    except sqlite3.DatabaseError as exc:
-        raise damaged(path, str(exc)) from None
+    rows = waiting_out_locks(path, lambda: [row[0] for row in db.execute("PRAGMA quick_check(5)")])
     if rows != ["ok"]:
         raise damaged(path, _one_line(rows))
 

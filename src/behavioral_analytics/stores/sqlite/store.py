@@ -112,13 +112,15 @@ class SQLiteStore(Store):
         self._clock = clock
         new = files.check_before_open(path)
         files.note_open(path)
-        try:
+
+        def opened() -> PerThreadConnection:
             migrate(path)
-            self._connections = PerThreadConnection(
+            return PerThreadConnection(
                 path, SCHEMA + METADATA_SCHEMA + GROUPS_SCHEMA + BREAKDOWN_SCHEMA
             )
-        except sqlite3.DatabaseError as exc:
-            raise files.damaged(path, str(exc)) from None
+
+        # Workers starting together create the same new store: a lock, not damage.
+        self._connections = files.waiting_out_locks(path, opened)
         if new:
             files.mark_created(path)
         self._reads = Reads(self._connections, self.rules, self.periods, clock)
