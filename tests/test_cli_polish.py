@@ -133,6 +133,8 @@ def test_generate_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) ->
     exit code 0 and says so, not an error about a broken pipe."""
     env = {**os.environ, "BA_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "behavioral_analytics.cli", "generate", "--events", "200000"]
+    # No malformed lines (0.5 % by default, a random seed): the first line is then an event.
+    command += ["--malformed-rate", "0"]
     with subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     ) as process:

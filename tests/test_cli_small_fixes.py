@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 
+from behavioral_analytics.cli.errors import user_errors
 from behavioral_analytics.settings import ConfigError, load_settings, unknown_names
 from tests.conftest import cli, wait_until
 
@@ -124,3 +126,22 @@ def test_a_firestore_database_id_firestore_refuses_is_a_configuration_error(
 def test_valid_firestore_database_ids_load(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIRESTORE_DATABASE", database)
     assert load_settings().firestore_database == database
+
+
+def test_a_google_client_error_an_adapter_let_through_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Firestore read at query time retried by the library until its deadline ended in a
+    `RetryError` traceback."""
+    google_exceptions = pytest.importorskip("google.api_core.exceptions")
+    cause = google_exceptions.ServiceUnavailable("failed to connect to all addresses")
+    with pytest.raises(typer.Exit) as exited, user_errors():
+        raise google_exceptions.RetryError("Timeout of 300.0s exceeded", cause)
+    assert exited.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "error: Google Cloud RetryError: Timeout of 300.0s exceeded, last exception: 503 failed "
+        "to connect to all addresses"
+    )
+    with pytest.raises(ValueError), user_errors():
+        raise ValueError("a bug is still a traceback")

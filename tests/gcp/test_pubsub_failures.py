@@ -186,11 +186,16 @@ def test_a_dead_letter_states_one_delivery_count(
 # -- 2. a publish that gets no answer says why, in bounded time --------------------------------
 
 
-def test_publish_to_an_unreachable_pubsub_names_the_reason(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    host = f"127.0.0.1:{_free_port()}"  # nothing listens there
+@pytest.fixture
+def dead_pubsub(monkeypatch: pytest.MonkeyPatch) -> str:
+    """PUBSUB_EMULATOR_HOST set to a loopback address where nothing listens; that address."""
+    host = f"127.0.0.1:{_free_port()}"
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+    return host
+
+
+def test_publish_to_an_unreachable_pubsub_names_the_reason(dead_pubsub: str) -> None:
+    host = dead_pubsub
     broker = PubSubBroker("p", topic="t", publish_timeout_s=2)
     started = time.monotonic()
     with pytest.raises(BrokerError) as caught:
@@ -204,11 +209,10 @@ def test_publish_to_an_unreachable_pubsub_names_the_reason(
 
 
 def test_a_synchronous_pull_from_an_unreachable_pubsub_is_an_error_not_an_empty_answer(
-    monkeypatch: pytest.MonkeyPatch,
+    dead_pubsub: str,
 ) -> None:
     """An empty answer read as "idle": `worker --until-idle` exited 0 having pulled nothing."""
-    host = f"127.0.0.1:{_free_port()}"
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+    host = dead_pubsub
     broker = PubSubBroker("p", topic="t", subscription="s", streaming=False)
     with pytest.raises(BrokerError) as caught:
         broker.pull(10, 1.0)
@@ -231,11 +235,10 @@ def test_publish_to_a_topic_that_does_not_exist_says_to_run_init(
 
 
 def test_init_against_an_unreachable_pubsub_gives_up_within_its_deadline(
-    monkeypatch: pytest.MonkeyPatch,
+    dead_pubsub: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The client library's own retry kept `init` waiting for minutes."""
-    host = f"127.0.0.1:{_free_port()}"
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+    host = dead_pubsub
     monkeypatch.setattr(pubsub_admin, "ADMIN_DEADLINE_S", 2.0)
     broker = PubSubBroker("p", topic="t", subscription="s")
     started = time.monotonic()

@@ -31,7 +31,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def user_errors(*usage_errors: type[Exception]) -> Iterator[None]:
     """Configuration errors (and `usage_errors`) exit 2; an unreachable or failing store or
-    broker exits 1."""
+    broker exits 1, and so does an error a Google client library raised."""
     exit_2: tuple[type[Exception], ...] = (ConfigError, *usage_errors)
     try:
         yield
@@ -39,3 +39,10 @@ def user_errors(*usage_errors: type[Exception]) -> Iterator[None]:
         fail(str(exc), 2)
     except (StoreError, BrokerError, OSError) as exc:
         fail(str(exc))
+    except Exception as exc:
+        # A Google client's own error that an adapter let through (a read at query time that
+        # the library retried until its deadline, say): one line, not a traceback.
+        if not type(exc).__module__.startswith("google."):
+            raise
+        detail = " ".join(str(exc).split()) or "no message"
+        fail(f"Google Cloud {type(exc).__name__}: {detail}")

@@ -11,8 +11,12 @@ Kindle, a device whose family or brand says tablet, or Android without `Mobile` 
 `desktop` for a desktop OS; otherwise unknown. An iPad whose Safari asks for desktop sites sends
 a Mac's agent and is a desktop here.
 
-Parses are cached per agent string (cut to `MAX_AGENT_CHARS`): an uncached parse costs about
-half a millisecond, and traffic repeats few distinct agents.
+Parses are cached per agent string (cut to `MAX_AGENT_CHARS`), and traffic repeats few
+distinct agents. ua-parser's `regex` extra installs its Rust resolver (ua-parser-rs), which
+ua-parser then uses over the same rules: an uncached parse costs about 15 µs, against about
+750 µs with the pure-Python resolver it falls back to (`bench/user_agents.py`, 2026-12-01, the
+2-core development machine), which the collector's event loop would wait on for every new
+agent.
 """
 
 from __future__ import annotations
