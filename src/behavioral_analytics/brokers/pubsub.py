@@ -299,9 +299,12 @@ class PubSubBroker(Broker):
     def _lease_loop(self) -> None:
         every = max(1.0, self.ack_deadline_s / 3)
         while not self._stop_leasing.wait(every):
-            with self._held_lock:
-                ack_ids = [*self._held, *(m.ack_id for m in list(self._queue.queue))]
-            self._modack(ack_ids, self.ack_deadline_s)
+            self._modack(self._leased(), self.ack_deadline_s)
+
+    def _leased(self) -> list[str]:
+        """Ack ids of the messages this broker holds: handed to the worker, or still queued."""
+        with self._held_lock:
+            return [*self._held, *(m.ack_id for m in list(self._queue.queue))]
 
     def _modack(self, ack_ids: list[str], seconds: int) -> None:
         for start in range(0, len(ack_ids), 1000):
@@ -450,9 +453,7 @@ class PubSubBroker(Broker):
             self._stream_stopped = True
             future, self._future = self._future, None
         self._end_stream(future, timeout)
-        with self._held_lock:
-            leased = [*self._held, *(m.ack_id for m in list(self._queue.queue))]
-        self._modack(leased, self.ack_deadline_s)
+        self._modack(self._leased(), self.ack_deadline_s)
         self._start_leaser()
         return True
 

@@ -197,12 +197,10 @@ class Committer:
     def _transforms_fit(self, events: Sequence[Event]) -> bool:
         """Whether each aggregate document `events` touch takes their transforms in one
         commit (`minutes.transforms_fit`)."""
-        options = self.options
-        steps = sum(len(f.steps) for f in options.rules.funnels)
-        limit = bucket_transform_limit(options.max_transforms_per_doc, options.behavioral, steps)
         # Breakdown counts spill into further parts of a period past the limit
         # (`breakdowns.breakdown_writes`): they never split a batch.
-        return transforms_fit(events, options.periods, limit)
+        limit = bucket_transform_limit(self.options)
+        return transforms_fit(events, self.options.periods, limit)
 
     def _commit_atomic(
         self, events: list[Event], dead_letters: list[NewDeadLetter]

@@ -233,10 +233,8 @@ class _Forget:
     def _chunk_size(self, doomed: Sequence[Event]) -> int:
         """How many of `doomed` one commit deletes: `CHUNK`, fewer when their buckets' (and
         their hours' minutes') transforms would pass Firestore's limit per document."""
-        options = self.options
-        steps = sum(len(f.steps) for f in options.rules.funnels)
-        limit = bucket_transform_limit(options.max_transforms_per_doc, True, steps)
-        return fitting_prefix(doomed, options.periods, limit, CHUNK)
+        limit = bucket_transform_limit(self.options)
+        return fitting_prefix(doomed, self.options.periods, limit, CHUNK)
 
     def _bucket_changes(self, events: Sequence[Event], bots: set[str]) -> Extra:
         """What `events` counted in their buckets (totals, types, bots), taken away."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.events import Event
+from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.schema import SESSION_STATS
 from behavioral_analytics.stores.firestore.wire import field_path
 
@@ -60,13 +61,14 @@ def minutes_of(hour: str, data: dict[str, Any]) -> Iterator[tuple[str, dict[str,
         yield f"{hour}-{minute}", fields or {}
 
 
-def bucket_transform_limit(max_per_doc: int, behavioral: bool, funnel_steps: int) -> int:
+def bucket_transform_limit(options: StoreOptions) -> int:
     """The transforms per document left for event types and minutes (`transforms_fit`) once
     a document's fixed ones are counted: total and unique users (with room to spare), and with
-    the behavioral read model bots, the session figures and each funnel step."""
-    limit = max_per_doc - 4
-    if behavioral:
-        limit -= 1 + len(SESSION_STATS) + funnel_steps
+    the behavioral read model bots, the session figures and each step of `options`' funnels."""
+    limit = options.max_transforms_per_doc - 4
+    if options.behavioral:
+        steps = sum(len(f.steps) for f in options.rules.funnels)
+        limit -= 1 + len(SESSION_STATS) + steps
     return limit
 
 
