@@ -27,6 +27,7 @@ from behavioral_analytics.json_shape import json_type, nesting_exceeds
 __all__ = [
     "KEY_RULE_VERSION",
     "NAMED_CALLS",
+    "UNPROCESSABLE",
     "Event",
     "Invalid",
     "Limits",
@@ -181,6 +182,7 @@ def dedupe_key(event_id: str, who: str, event_type: str, timestamp: float) -> st
 MESSAGE_ID = "message"  # `id_kind` of an event whose id is a client's message id
 # The detail of `missing_field:user_id` (the collector names Segment's fields instead).
 MISSING_WHO = "user_id or anonymous_id is required"
+UNPROCESSABLE = "unprocessable"  # reason code of a message whose parsing raised
 # The key rule's version, recorded in each store (docs/events.md): 1, `dedupe_key` for every
 # event; 2, `message_key` for events whose `id_kind` is "message", `dedupe_key` for the rest.
 KEY_RULE_VERSION = 2

@@ -29,20 +29,35 @@ from typing import Any
 from behavioral_analytics.aggregation import GRANULARITIES, Granularity, Periods, fold
 from behavioral_analytics.behavior import BehaviorRules, Recount, recount
 from behavioral_analytics.breakdowns import recount_breakdowns
-from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, parse_message
+from behavioral_analytics.events import (
+    DEFAULT_LIMITS,
+    UNPROCESSABLE,
+    Event,
+    Limits,
+    parse_message,
+)
 from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import group_call
 from behavioral_analytics.named_calls import rejection as call_rejection
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.sessions import SessionStats
-from behavioral_analytics.store import AggregateSnapshot, Auditable, DeadLetterBox, StoreError
+from behavioral_analytics.store import (
+    AggregateSnapshot,
+    Auditable,
+    DeadLetter,
+    DeadLetterBox,
+    StoreError,
+)
 
 __all__ = [
+    "FROM_COLLECTOR",
     "TIME_WINDOW_REASONS",
     "Drift",
     "VerifyReport",
     "compare",
     "final_periods_changed",
+    "judged_dead_letters",
+    "replay_refusal",
     "replayable_dead_letters",
     "valid_dead_letters",
     "verify",
@@ -52,6 +67,9 @@ __all__ = [
 # Rejections a replay cannot undo: the worker judges a replayed message's time against its first
 # receipt (kept in ORIGINAL_PUBLISH_TIME), which a replay does not change.
 TIME_WINDOW_REASONS = frozenset({"timestamp_too_old", "timestamp_in_future"})
+
+# `replay_refusal` of a dead letter the collector recorded: the client's call, not the worker's.
+FROM_COLLECTOR = "from_collector"
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,37 +429,64 @@ def valid_dead_letters(
     return replayable_dead_letters(box, page_size, limits)[0]
 
 
-def replayable_dead_letters(
-    box: DeadLetterBox, page_size: int = 500, limits: Limits = DEFAULT_LIMITS
-) -> tuple[list[str], dict[str, int]]:
-    """The dead letters, not replayed, that a replay would count, and those it never can.
+def replay_refusal(letter: DeadLetter, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """Why the worker would refuse `letter` were it replayed now (the reason it would record),
+    or None when it would take it as an event. Judged under `limits` (the worker's) against the
+    letter's first receipt time, as a replay is: it parses as an event, and an alias or group
+    call passes its rules (`named_calls.rejection`). A refusal in `TIME_WINDOW_REASONS` comes
+    back however often the letter is replayed; a letter whose parsing raises is
+    `UNPROCESSABLE`, as the worker records it.
 
-    First the ids of those the worker would now take as events, judged under `limits` (the
-    worker's) against their first receipt time, as a replay is: they parse as one, and an
-    alias or group call passes its rules (`named_calls.rejection`). Then, by reason, how many
-    are refused only for a reason a replay keeps (`TIME_WINDOW_REASONS`). The collector's own
-    rejections are Segment calls, judged at the door, and are left out of both."""
-    found: list[str] = []
-    unreplayable: dict[str, int] = {}
+    The collector's dead letters (`source` "collector") hold the request's item as its client
+    sent it (a Segment call, or an item of `POST /v1/events`), not the event the collector
+    makes of it (ids, receipt time, Segment's fields translated): `FROM_COLLECTOR`, never the
+    worker's to take. Its client sends it again, fixed."""
+    if letter.source == "collector":
+        return FROM_COLLECTOR
+    try:
+        parsed = parse_message(
+            letter.data,
+            message_id=letter.message_id,
+            received_at=letter.received_at,
+            limits=limits,
+        )
+        # As the worker judges it: an alias or group call must also pass their rules.
+        if isinstance(parsed, Event) and parsed.call is not None:
+            parsed = call_rejection(parsed, limits) or parsed
+    except Exception:  # as the worker records a message whose parsing raised
+        return UNPROCESSABLE
+    return None if isinstance(parsed, Event) else parsed.reason
+
+
+def judged_dead_letters(
+    box: DeadLetterBox, page_size: int = 500, limits: Limits = DEFAULT_LIMITS
+) -> Iterator[tuple[DeadLetter, str | None]]:
+    """Each dead letter in `box` not yet replayed, newest first, with `replay_refusal`'s
+    verdict under `limits`: (letter, None) when a replay would count it, else (letter, reason).
+    Raises StoreError."""
     cursor: str | None = None
     while True:
         page = box.dead_letters(page_size, cursor)
         for letter in page.items:
-            if letter.replayed_at is not None or letter.source == "collector":
-                continue
-            parsed = parse_message(
-                letter.data,
-                message_id=letter.message_id,
-                received_at=letter.received_at,
-                limits=limits,
-            )
-            # As the worker judges it: an alias or group call must also pass their rules.
-            if isinstance(parsed, Event) and parsed.call is not None:
-                parsed = call_rejection(parsed, limits) or parsed
-            if isinstance(parsed, Event):
-                found.append(letter.id)
-            elif parsed.reason in TIME_WINDOW_REASONS:
-                unreplayable[parsed.reason] = unreplayable.get(parsed.reason, 0) + 1
+            if letter.replayed_at is None:
+                yield letter, replay_refusal(letter, limits)
         cursor = page.next_cursor
         if cursor is None or not page.items:
-            return found, unreplayable
+            return
+
+
+def replayable_dead_letters(
+    box: DeadLetterBox, page_size: int = 500, limits: Limits = DEFAULT_LIMITS
+) -> tuple[list[str], dict[str, int]]:
+    """The dead letters, not replayed, that a replay would count, and those it never can
+    (`judged_dead_letters`): the ids of those the worker would now take as events, then, by
+    reason, how many it refuses only for a reason a replay keeps (`TIME_WINDOW_REASONS`). The
+    collector's own rejections are left out of both. Raises StoreError."""
+    found: list[str] = []
+    unreplayable: dict[str, int] = {}
+    for letter, refusal in judged_dead_letters(box, page_size, limits):
+        if refusal is None:
+            found.append(letter.id)
+        elif refusal in TIME_WINDOW_REASONS:
+            unreplayable[refusal] = unreplayable.get(refusal, 0) + 1
+    return found, unreplayable

@@ -51,7 +51,14 @@ from behavioral_analytics.broker import (
     DeadLetteredMessage,
     Delivery,
 )
-from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits, Rejection, parse_message
+from behavioral_analytics.events import (
+    DEFAULT_LIMITS,
+    UNPROCESSABLE,
+    Event,
+    Limits,
+    Rejection,
+    parse_message,
+)
 from behavioral_analytics.named_calls import rejection as call_rejection
 from behavioral_analytics.stall_watch import StallWatch
 from behavioral_analytics.store import CommitResult, ConfigChanged, EventSink, NewDeadLetter
@@ -71,7 +78,6 @@ _PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting 
 # Seconds of failed pulls in a row after which a run until idle gives up (exits 1).
 UNTIL_IDLE_PULL_FAILURES_S = 30.0
 _COMMIT_RETRIES = (0.1, 0.5, 1.5)
-UNPROCESSABLE = "unprocessable"  # reason code of a message whose parsing raised
 RETRY_CHUNK = 100  # messages committed together on their second delivery
 _CONFIG_CHANGED = "worker stopping: the store's configuration changed"  # the nack's reason
 

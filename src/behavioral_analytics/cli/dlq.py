@@ -1,17 +1,22 @@
 """`dlq`: list the dead letters (rejected events and messages the broker gave up on),
-publish chosen ones again, and purge the expired ones. A replay carries the original message
-id and publish time, so an event already counted is not counted twice; a purge keeps how many
-it deleted, by reason."""
+publish again those the worker would now take (or chosen ones), and purge the expired ones. A
+replay carries the original message id and publish time, so an event already counted is not
+counted twice; a purge keeps how many it deleted, by reason."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from behavioral_analytics.broker import ORIGINAL_MESSAGE_ID, ORIGINAL_PUBLISH_TIME, OutgoingMessage
+from behavioral_analytics.broker import (
+    ORIGINAL_MESSAGE_ID,
+    ORIGINAL_PUBLISH_TIME,
+    Broker,
+    OutgoingMessage,
+)
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.cli.shared import (
     JsonOption,
@@ -20,9 +25,11 @@ from behavioral_analytics.cli.shared import (
     fmt_time,
     load_config,
     open_store,
+    plural,
     print_json,
 )
-from behavioral_analytics.store import Store
+from behavioral_analytics.events import Limits
+from behavioral_analytics.store import DeadLetter, Store
 from behavioral_analytics.wiring import build_broker
 
 __all__ = ["dlq_app"]
@@ -52,7 +59,10 @@ def dlq_list(
         )
         return
     table = Table(title=f"dead letters ({total})")
-    for column in ("id", "recorded", "source", "reason", "detail", "data", "replayed"):
+    # Ids whole, however narrow the terminal, to be pasted into `dlq replay --id`.
+    id_width = max((len(d.id) for d in page.items), default=2)
+    table.add_column("id", no_wrap=True, overflow="ignore", min_width=id_width)
+    for column in ("recorded", "source", "reason", "detail", "data", "replayed"):
         table.add_column(column, overflow="fold")
     for d in page.items:
         data = d.data[:60].decode("utf-8", "replace")
@@ -73,52 +83,115 @@ def dlq_list(
 @dlq_app.command("replay")
 def dlq_replay(
     ids: list[str] = typer.Option(None, "--id", help="Dead letter id (repeatable)."),
-    replay_all: bool = typer.Option(False, "--all", help="Every dead letter not yet replayed."),
+    replay_all: bool = typer.Option(
+        False, "--all", help="Every dead letter not yet replayed that the worker would now take."
+    ),
 ) -> None:
     """Publish dead letters again, as they were (after a fix, say). A replayed message keeps
-    its identity, so an event already counted is not counted twice."""
+    its identity, so an event already counted is not counted twice.
+
+    `--all` replays the dead letters, not yet replayed, that the worker would take as events
+    now, judged as `verify` judges them, under the worker's BA_MAX_EVENT_AGE_DAYS and
+    BA_MAX_FUTURE_SKEW. The others stay, not replayed, where `dlq list` shows them (and
+    `verify`, those refused for their time), and stderr counts them by reason: those the worker
+    would refuse again (a replay keeps the first receipt time, so `timestamp_too_old` comes
+    back; `not_json` stays what it is) and, apart, the collector's rejections: each holds what
+    its client sent (a Segment call, or an item of `POST /v1/events`), not an event the worker
+    takes, and its client sends it again. With nothing to replay it says so and exits 0.
+
+    `--id` replays each dead letter it names, whatever the judgment, warning on stderr, per
+    letter, when the worker would refuse it again and why. Exits 2 without `--id` or `--all`,
+    1 on an unknown id or a failing store or broker."""
+    from behavioral_analytics.verification import FROM_COLLECTOR, judged_dead_letters
+
     if not ids and not replay_all:
         fail("say which: --id ID (repeatable) or --all", 2)
     config = load_config()
+    left: dict[str, int] = {}
     with user_errors():
         store, broker = open_store(config), build_broker(config)
-        chosen = _chosen_dead_letters(store, ids, replay_all)
-        if not chosen:
-            err_console.print("nothing to replay")
-            return
-        messages = [
-            OutgoingMessage(
-                d.data,
-                {
-                    **d.attributes,
-                    ORIGINAL_MESSAGE_ID: d.message_id,
-                    ORIGINAL_PUBLISH_TIME: repr(d.received_at),
-                },
+        if ids:
+            chosen = _named_dead_letters(store, ids, config.limits)
+        else:
+            chosen = []
+            for letter, refusal in judged_dead_letters(store, 1000, config.limits):
+                if refusal is None:
+                    chosen.append(letter)
+                else:
+                    left[refusal] = left.get(refusal, 0) + 1
+        if chosen:
+            _replay(store, broker, chosen)
+    if chosen:
+        err_console.print(
+            f"replayed {plural(len(chosen), 'dead letter')} to {config.pubsub_topic}",
+            highlight=False,
+        )
+    else:
+        err_console.print("nothing to replay")
+    from_collector = left.pop(FROM_COLLECTOR, 0)
+    if left:
+        reasons = ", ".join(
+            f"{r} {n}" for r, n in sorted(left.items(), key=lambda i: (-i[1], i[0]))
+        )
+        err_console.print(
+            f"left {plural(sum(left.values()), 'dead letter')} the worker would refuse again: "
+            f"{reasons}; `dlq replay --id ID` replays one anyway",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if from_collector:
+        err_console.print(
+            f"left {plural(from_collector, 'dead letter')} the collector refused: each holds "
+            "what its client sent, not an event the worker takes; the client sends it again",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[DeadLetter]:
+    """The dead letters `ids` names, in that order, with a warning on stderr for each the
+    worker would refuse again (`verification.replay_refusal`). Exits 1 on an unknown id."""
+    from behavioral_analytics.verification import FROM_COLLECTOR, replay_refusal
+
+    chosen = []
+    for dead_letter_id in ids:
+        found = store.get_dead_letter(dead_letter_id)
+        if found is None:
+            fail(f"no dead letter with id {dead_letter_id!r}")
+        refusal = replay_refusal(found, limits)
+        if refusal is not None:
+            why = (
+                "the collector refused it: it holds the call as its client sent it, not an event"
+                if refusal == FROM_COLLECTOR
+                else f"the worker would refuse it again: {refusal}"
             )
-            for d in chosen
-        ]
-        for start in range(0, len(messages), 1000):
-            broker.publish(messages[start : start + 1000])
-        store.mark_replayed([d.id for d in chosen], time.time())
-    err_console.print(f"replayed {len(chosen)} dead letters to {config.pubsub_topic}")
+            err_console.print(
+                f"[yellow]warning:[/yellow] dead letter {escape(found.id)}: {escape(why)}; "
+                "replaying it as asked",
+                highlight=False,
+                soft_wrap=True,
+            )
+        chosen.append(found)
+    return chosen
 
 
-def _chosen_dead_letters(store: Store, ids: list[str] | None, replay_all: bool) -> list[Any]:
-    if ids:
-        chosen = []
-        for dead_letter_id in ids:
-            found = store.get_dead_letter(dead_letter_id)
-            if found is None:
-                fail(f"no dead letter with id {dead_letter_id!r}")
-            chosen.append(found)
-        return chosen
-    chosen, cursor = [], None
-    while True:
-        page = store.dead_letters(1000, cursor)
-        chosen.extend(d for d in page.items if d.replayed_at is None)
-        cursor = page.next_cursor
-        if cursor is None:
-            return chosen
+def _replay(store: Store, broker: Broker, chosen: list[DeadLetter]) -> None:
+    """Publish `chosen` again, each with its first message id and receipt time, and mark them
+    replayed. Raises StoreError, BrokerError."""
+    messages = [
+        OutgoingMessage(
+            d.data,
+            {
+                **d.attributes,
+                ORIGINAL_MESSAGE_ID: d.message_id,
+                ORIGINAL_PUBLISH_TIME: repr(d.received_at),
+            },
+        )
+        for d in chosen
+    ]
+    for start in range(0, len(messages), 1000):
+        broker.publish(messages[start : start + 1000])
+    store.mark_replayed([d.id for d in chosen], time.time())
 
 
 @dlq_app.command("purge")

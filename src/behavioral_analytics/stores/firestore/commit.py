@@ -136,7 +136,9 @@ class Committer:
             self._commit_atomic([], part)
 
     def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
-        """Set `replayed_at` = `when` on dead letters, 500 per batch.
+        """Set `replayed_at` = `when` on dead letters, 500 per batch, each commit made with
+        `gateway.bound` (`dlq replay`'s: a read-time bound; setting the same time again is
+        harmless).
 
         Raises `StoreError` when one does not exist."""
         ids = list(dead_letter_ids)
@@ -147,7 +149,7 @@ class Committer:
                 ref = client.collection(DEAD_LETTERS).document(dead_letter_id_)
                 batch.update(ref, {"replayed_at": when})
             try:
-                batch.commit(timeout=self.gateway.timeout_s)
+                batch.commit(**self.gateway.bound)
             except gexc.NotFound as exc:
                 raise StoreError(f"no such dead letter: {exc}") from exc
             self.gateway.counters.write_ops += len(batch)

@@ -93,11 +93,16 @@ class Counters:
 class Gateway:
     """One Firestore database as the store uses it.
 
-    `client` is a `google.cloud.firestore.Client`; `timeout_s` bounds every request."""
+    `client` is a `google.cloud.firestore.Client`; `timeout_s` bounds every request; `bound`
+    holds the `retry=` and `timeout=` of the reads made at query time (`reach.query_bound`;
+    by default the library's retry, up to 300 s), to pass as `**gateway.bound`."""
 
-    def __init__(self, client: firestore.Client, timeout_s: float) -> None:
+    def __init__(
+        self, client: firestore.Client, timeout_s: float, bound: dict[str, Any] | None = None
+    ) -> None:
         self.client = client
         self.timeout_s = timeout_s
+        self.bound: dict[str, Any] = {"timeout": timeout_s} if bound is None else bound
         self.database_path: str = client._database_string
         self.root = f"{self.database_path}/documents"
         self.counters = Counters()
@@ -146,14 +151,16 @@ class Gateway:
                 raise TransientStoreError(f"Firestore read failed: {exc}") from exc
         return found
 
-    def stream_all(self, query: Any) -> Iterator[DocumentSnapshot[Any]]:
-        """Page through a query ordered by document id (a long single stream can time out)."""
+    def stream_all(self, query: Any, *, bounded: bool = False) -> Iterator[DocumentSnapshot[Any]]:
+        """Page through a query ordered by document id (a long single stream can time out),
+        each page read with `bound` when `bounded` (a read at query time)."""
+        options = self.bound if bounded else {"timeout": self.timeout_s}
         last = None
         while True:
             page_query = query.limit(PAGE)
             if last is not None:
                 page_query = page_query.start_after(last)
-            docs = list(page_query.stream(timeout=self.timeout_s))
+            docs = list(page_query.stream(**options))
             yield from docs
             if len(docs) < PAGE:
                 return

@@ -140,25 +140,25 @@ def rewrite_members(gateway: Gateway, joined: dict[tuple[str, str], float]) -> N
 
 
 def read_group(gateway: Gateway, group_id: str, periods: Periods) -> Group | None:
-    """The group `group_id` (None: no call named it), with its days in `periods`.
+    """The group `group_id` (None: no call named it), with its days in `periods`, every read
+    made with `gateway.bound`.
 
-    Raises google.api_core.exceptions.GoogleAPICallError (the facade's to translate)."""
-    timeout = gateway.timeout_s
+    Raises the client's errors: a GoogleAPICallError, a RetryError when a read's retries ran
+    out (the facade's to translate)."""
+    bound = gateway.bound
     ref = gateway.collection(GROUPS).document(group_doc(group_id))
-    if not ref.get(timeout=timeout).exists:
+    if not ref.get(**bound).exists:
         return None
     traits_ref = ref.collection(TRAITS)
     newest = list(
-        traits_ref.order_by("at", direction=firestore.Query.DESCENDING)
-        .limit(1)
-        .stream(timeout=timeout)
+        traits_ref.order_by("at", direction=firestore.Query.DESCENDING).limit(1).stream(**bound)
     )
     traits: dict[str, Any] = {}
     traits_at = 0.0
     if newest:
         traits_at = float(newest[0].get("at"))
         ties = traits_ref.where(filter=firestore.FieldFilter("at", "==", traits_at))
-        latest = max(ties.stream(timeout=timeout), key=lambda snap: str(snap.get("event_key")))
+        latest = max(ties.stream(**bound), key=lambda snap: str(snap.get("event_key")))
         traits = decode_map(latest.get("traits") or {})
     members = sorted(_members(gateway, group_id))
     return Group(
@@ -170,7 +170,7 @@ def _members(gateway: Gateway, group_id: str) -> Iterator[str]:
     query = gateway.collection(GROUP_MEMBERS).where(
         filter=firestore.FieldFilter("group_id", "==", group_id)
     )
-    for snap in query.stream(timeout=gateway.timeout_s):
+    for snap in query.stream(**gateway.bound):
         yield str(snap.get("member"))
 
 
@@ -182,7 +182,7 @@ def _events(gateway: Gateway, members: Sequence[str]) -> Iterator[tuple[float, s
             .where(filter=firestore.FieldFilter("person", "in", chunk))
             .select(["ts", "person", "bot"])
         )
-        for snap in query.stream(timeout=gateway.timeout_s):
+        for snap in query.stream(**gateway.bound):
             data = snap.to_dict() or {}
             if not data.get("bot"):
                 yield float(data["ts"]), str(data["person"])

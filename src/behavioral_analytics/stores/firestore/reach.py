@@ -2,20 +2,24 @@
 against Firestore's rule, and the few requests made when a process opens the store, at `init`,
 at `doctor` and before its first commit (the recorded configuration and key rule, the ping)
 retried within `OPEN_DEADLINE_S` in all, then turned into one line naming the database and
-where it is (the emulator's host or the project).
+where it is (the emulator's host or the project); and the reads made after that, at query time
+(`query_bound`, `Reach.querying`), each retried within `QUERY_DEADLINE_S`, turned likewise.
 
 The client library's own retry of a read gives up only after 300 s, and then raises
 `RetryError`, which is not a `GoogleAPICallError`: a command run against a database that does
-not answer waited five minutes and printed a traceback.
+not answer waited five minutes and printed a traceback, and so did a query (or an API request,
+the dashboard's) made after Firestore stopped answering.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as retries
 from google.cloud import firestore
 
 from behavioral_analytics.firestore_ids import DATABASE_ID_RULE, database_id_problem
@@ -25,9 +29,11 @@ from behavioral_analytics.stores.firestore.gateway import BACKOFF_S, TRANSIENT_E
 __all__ = [
     "OPEN_DEADLINE_S",
     "PING_TIMEOUT_S",
+    "QUERY_DEADLINE_S",
     "Reach",
     "check_database_id",
     "describe",
+    "query_bound",
 ]
 
 T = TypeVar("T")
@@ -36,6 +42,13 @@ T = TypeVar("T")
 OPEN_DEADLINE_S = 15.0
 # Seconds one ping may take (no retry: the worker pings to ask whether the store is down).
 PING_TIMEOUT_S = 5.0
+# Seconds one read made after the store opened may take in all, retries included: a query's
+# (a command's, an API request's and so the dashboard's), the dead-letter reads and writes of
+# `dlq`. Long enough to ride out a transient error or two (retried with backoff from 0.2 s,
+# as the commit is), short enough that an API request against a database that stopped
+# answering gets its 503 before the dashboard's next refresh (15 s; its live view polls 1.5 s
+# after each answer) rather than holding a server thread for the library's 300 s.
+QUERY_DEADLINE_S = 10.0
 
 _DETAIL_CHARS = 300
 
@@ -65,9 +78,33 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
+def query_bound(timeout_s: float, deadline_s: float = QUERY_DEADLINE_S) -> dict[str, Any]:
+    """The `retry=` and `timeout=` to give a client library read at query time (`get`,
+    `stream`, `get_all`, a count's `get`, a `WriteBatch.commit`): the transient errors retried
+    with backoff (0.2 s doubling up to 4 s, jittered) until `deadline_s` has passed, the
+    attempts given `timeout_s` seconds at most, and never more than `deadline_s` in all.
+
+    (The library counts `timeout` from the first attempt: an attempt gets what is left of it,
+    or all of it again once less than a second is left, so a read can last up to twice
+    `deadline_s` when its last attempt hangs; against a database that refuses, or hangs from
+    the start, it gives up after `deadline_s`.)"""
+    return {
+        "retry": retries.Retry(
+            predicate=retries.if_exception_type(*TRANSIENT_ERRORS),
+            initial=BACKOFF_S[0],
+            maximum=BACKOFF_S[-1],
+            multiplier=2.0,
+            timeout=deadline_s,
+        ),
+        "timeout": min(timeout_s, deadline_s),
+    }
+
+
 class Reach:
     """Requests to the database behind `client` retried within `deadline_s` seconds in all
-    (each bounded by `timeout_s` and by what is left), their errors as StoreError.
+    (each bounded by `timeout_s` and by what is left), their errors as StoreError; and the
+    reads at query time, made with `bound` (`query_bound`: within `query_deadline_s` each)
+    under `querying`, which turns their errors likewise.
 
     `clock` and `sleep` are the monotonic clock and the wait between attempts."""
 
@@ -77,6 +114,7 @@ class Reach:
         *,
         timeout_s: float,
         deadline_s: float = OPEN_DEADLINE_S,
+        query_deadline_s: float = QUERY_DEADLINE_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -90,6 +128,8 @@ class Reach:
         )
         self.timeout_s = timeout_s
         self.deadline_s = deadline_s
+        self.query_deadline_s = query_deadline_s
+        self.bound = query_bound(timeout_s, query_deadline_s)
         self._clock = clock
         self._sleep = sleep
 
@@ -129,6 +169,26 @@ class Reach:
                 attempt += 1
             except gexc.GoogleAPIError as exc:
                 raise self.error(what, exc) from exc
+
+    @contextmanager
+    def querying(self, what: str) -> Iterator[None]:
+        """Runs the body, a read at query time (say "series read") whose requests are made with
+        `bound`.
+
+        Raises `TransientStoreError` when the database did not answer (a request's retries
+        ran out, or a transient error came through); `StoreError` for any other refusal; the
+        body's other errors as they are."""
+        started = self._clock()
+        try:
+            yield
+        except (*TRANSIENT_ERRORS, gexc.RetryError) as exc:
+            tried_s = self._clock() - started
+            raise TransientStoreError(
+                f"{self.where} unreachable: the {what} failed after {tried_s:.0f} s (retried "
+                f"for up to {self.query_deadline_s:g} s): {describe(exc)}"
+            ) from exc
+        except gexc.GoogleAPIError as exc:
+            raise self.error(what, exc) from exc
 
     def error(self, what: str, exc: BaseException) -> StoreError:
         """The one-line StoreError for `what` failing with `exc`."""

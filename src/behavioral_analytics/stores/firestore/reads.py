@@ -86,7 +86,8 @@ __all__ = [
 
 
 class Reads:
-    """The store's queries, through `gateway`; `options` says whether the behavioral read
+    """The store's queries, through `gateway`, every request made with `gateway.bound` (the
+    facade turns their errors into the port's); `options` says whether the behavioral read
     model is on and holds its rules. Every method raises as the `Store` port's does."""
 
     def __init__(self, gateway: Gateway, options: StoreOptions) -> None:
@@ -97,14 +98,14 @@ class Reads:
         return self.gateway.collection(AGGREGATES).document(doc_id("user_", who))
 
     def profile(self, who: str) -> Profile | None:
-        snap = self._profile_ref(who).get(timeout=self.gateway.timeout_s)
+        snap = self._profile_ref(who).get(**self.gateway.bound)
         return profile_of(snap) if snap.exists and snap.get("kind") == "user" else None
 
     def links(self, who: str) -> list[Link]:
         self.options.need_behavior("identity links")
-        timeout_s = self.gateway.timeout_s
+        bound = self.gateway.bound
         if who.startswith("anonymous:"):
-            snap = self._profile_ref(who).get(timeout=timeout_s)
+            snap = self._profile_ref(who).get(**bound)
             found = decode_links(who, (snap.to_dict() or {}).get(LINKS_FIELD))
         else:
             query = (
@@ -114,7 +115,7 @@ class Reads:
             )
             found = tuple(
                 link
-                for snap in query.stream(timeout=timeout_s)
+                for snap in query.stream(**bound)
                 for link in links_of(snap)
                 if link.user_id == who
             )
@@ -128,7 +129,9 @@ class Reads:
             .select(["user_id", LINKS_FIELD])
             .order_by(FieldPath.document_id())
         )
-        return [link for snap in self.gateway.stream_all(query) for link in links_of(snap)]
+        return [
+            link for snap in self.gateway.stream_all(query, bounded=True) for link in links_of(snap)
+        ]
 
     def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
         if self.options.behavioral:  # who each event counts for, identity links followed
@@ -155,7 +158,7 @@ class Reads:
             query = query.start_after(
                 {"timestamp": as_datetime(ts), "__name__": events.document(key)}
             )
-        docs = list(query.limit(limit + 1).stream(timeout=self.gateway.timeout_s))
+        docs = list(query.limit(limit + 1).stream(**self.gateway.bound))
         items = [stored_event(d) for d in docs[:limit]]
         next_cursor = None
         if len(docs) > limit:
@@ -169,7 +172,7 @@ class Reads:
         found: list[StoredEvent] = []
         for start in range(0, len(refs), PAGE):
             snapshots = self.gateway.client.get_all(
-                refs[start : start + PAGE], timeout=self.gateway.timeout_s
+                refs[start : start + PAGE], **self.gateway.bound
             )
             found.extend(stored_event(s) for s in snapshots if s.exists)
         return found
@@ -262,7 +265,7 @@ class Reads:
         )
         if mask is not None:
             query = query.select(mask)
-        for snap in self.gateway.stream_all(query):
+        for snap in self.gateway.stream_all(query, bounded=True):
             yield snap.to_dict() or {}
 
     def bucket_sums(
@@ -309,7 +312,7 @@ class Reads:
             )
             .order_by(FieldPath.document_id())
         )
-        for snap in self.gateway.stream_all(query):
+        for snap in self.gateway.stream_all(query, bounded=True):
             data = snap.to_dict() or {}
             if data.get("kind") == "bucket" and data.get("granularity") == granularity:
                 yield data
@@ -325,7 +328,7 @@ class Reads:
             query = query.start_after(
                 {"recorded_at": recorded_at, "__name__": collection.document(key)}
             )
-        docs = list(query.limit(limit + 1).stream(timeout=self.gateway.timeout_s))
+        docs = list(query.limit(limit + 1).stream(**self.gateway.bound))
         items = [dead_letter_of(d) for d in docs[:limit]]
         next_cursor = None
         if len(docs) > limit:
@@ -336,23 +339,21 @@ class Reads:
         if not dead_letter_id or "/" in dead_letter_id:
             return None
         snap = (
-            self.gateway.collection(DEAD_LETTERS)
-            .document(dead_letter_id)
-            .get(timeout=self.gateway.timeout_s)
+            self.gateway.collection(DEAD_LETTERS).document(dead_letter_id).get(**self.gateway.bound)
         )
         return dead_letter_of(snap) if snap.exists else None
 
     def count_dead_letters(self) -> int:
         # google-cloud-firestore leaves `CollectionReference.count` unannotated.
         aggregation = self.gateway.collection(DEAD_LETTERS).count()  # type: ignore[no-untyped-call]
-        return count(aggregation, self.gateway.timeout_s)
+        return count(aggregation, **self.gateway.bound)
 
     def active_users(self, since: float) -> int:
         # Only profiles carry `last_activity`, so the automatic single-field index serves this.
         query = self.gateway.collection(AGGREGATES).where(
             filter=firestore.FieldFilter("last_activity", ">=", since)
         )
-        return count(query.count(), self.gateway.timeout_s)
+        return count(query.count(), **self.gateway.bound)
 
     def freshness(self) -> Freshness:
         state = self.gateway.collection(STATE)
@@ -361,7 +362,7 @@ class Reads:
             state.document(f"{FRESHNESS}{SHARD_SUFFIX}{k}")
             for k in range(self.options.counter_shards)
         ]
-        snapshots = self.gateway.client.get_all(refs, timeout=self.gateway.timeout_s)
+        snapshots = self.gateway.client.get_all(refs, **self.gateway.bound)
         found = [s.to_dict() or {} for s in snapshots]
         found = [d for d in found if d.get("last_commit_at") is not None]
         if not found:
@@ -376,7 +377,7 @@ class Reads:
     def count_events(self) -> int:
         # google-cloud-firestore leaves `CollectionReference.count` unannotated.
         aggregation = self.gateway.collection(EVENTS).count()  # type: ignore[no-untyped-call]
-        return count(aggregation, self.gateway.timeout_s)
+        return count(aggregation, **self.gateway.bound)
 
 
 # -- codecs ----------------------------------------------------------------------------------
@@ -477,7 +478,7 @@ def dead_letter_of(snap: DocumentSnapshot[Any]) -> DeadLetter:
     )
 
 
-def count(aggregation: Any, timeout: float) -> int:
-    """The result of a count aggregation query."""
-    result = aggregation.get(timeout=timeout)
+def count(aggregation: Any, **bound: Any) -> int:
+    """The result of a count aggregation query, read with `bound` (`retry=`, `timeout=`)."""
+    result = aggregation.get(**bound)
     return int(result[0][0].value)

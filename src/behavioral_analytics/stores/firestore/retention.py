@@ -45,9 +45,8 @@ from behavioral_analytics.retention import (
     too_many,
     too_many_start_events,
 )
-from behavioral_analytics.store import TransientStoreError
 from behavioral_analytics.stores.firestore.documents import as_datetime
-from behavioral_analytics.stores.firestore.gateway import PAGE, TRANSIENT_ERRORS, Gateway
+from behavioral_analytics.stores.firestore.gateway import PAGE, Gateway
 from behavioral_analytics.stores.firestore.keys import doc_id, encode_map_key
 from behavioral_analytics.stores.firestore.reads import count
 from behavioral_analytics.stores.firestore.schema import AGGREGATES, EVENTS, MARKER_FIELD
@@ -57,16 +56,13 @@ __all__ = ["retention"]
 
 def retention(gateway: Gateway, periods: Periods, read: RetentionRead) -> list[RetentionCohort]:
     """The `Store.retention` answer through `gateway` for `read` (`retention.plan`'s checked
-    request), periods labelled by `periods`. Raises RetentionError (too many people or start
-    events), TransientStoreError, the client's other `GoogleAPICallError`s."""
-    try:
-        if read.start_event is not None:
-            active, cohort_days = _by_start_event(gateway, periods, read, read.start_event)
-            return cohorts(active, read, cohort_days)
-        active = _active_days(gateway, periods, read)
-    except TRANSIENT_ERRORS as exc:
-        raise TransientStoreError(f"Firestore read failed: {exc}") from exc
-    return cohorts(active, read)
+    request), periods labelled by `periods`, every read made with `gateway.bound`. Raises
+    RetentionError (too many people or start events), the client's errors (`RetryError` when
+    a read's retries ran out: the facade's to translate)."""
+    if read.start_event is not None:
+        active, cohort_days = _by_start_event(gateway, periods, read, read.start_event)
+        return cohorts(active, read, cohort_days)
+    return cohorts(_active_days(gateway, periods, read), read)
 
 
 def _by_start_event(
@@ -89,7 +85,7 @@ def _by_start_event(
         for snap in gateway.client.get_all(
             refs[start : start + PAGE],
             field_paths=["kind", "events_by_type", days_field],
-            timeout=gateway.timeout_s,
+            **gateway.bound,
         ):
             data = (snap.to_dict() or {}) if snap.exists else {}
             if data.get("kind", "user") != "user" or snap.id not in person_of:
@@ -126,7 +122,7 @@ def _scan_start_events(
     last = None
     while True:
         page = query.limit(PAGE) if last is None else query.limit(PAGE).start_after(last)
-        docs = list(page.stream(timeout=gateway.timeout_s))
+        docs = list(page.stream(**gateway.bound))
         seen += len(docs)
         if seen > MAX_START_EVENTS:
             raise too_many_start_events(MAX_START_EVENTS)
@@ -149,7 +145,7 @@ def _active_days(gateway: Gateway, periods: Periods, read: RetentionRead) -> dic
         .where(filter=firestore.FieldFilter("first_seen", ">=", read.first_seen_from))
         .where(filter=firestore.FieldFilter("first_seen", "<", read.first_seen_until))
     )
-    persons = count(query.count(), gateway.timeout_s)
+    persons = count(query.count(), **gateway.bound)
     if persons > MAX_PERSONS:
         raise too_many(persons)
     days_field = MARKER_FIELD["day"]
@@ -159,7 +155,7 @@ def _active_days(gateway: Gateway, periods: Periods, read: RetentionRead) -> dic
     last = None
     for _ in range(MAX_PERSONS // PAGE + 2):
         page = query.limit(PAGE) if last is None else query.limit(PAGE).start_after(last)
-        docs = list(page.stream(timeout=gateway.timeout_s))
+        docs = list(page.stream(**gateway.bound))
         for doc in docs:
             data = doc.to_dict() or {}
             if data.get("kind", "user") != "user":

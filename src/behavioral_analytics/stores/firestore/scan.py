@@ -35,7 +35,8 @@ def scan_events(
     raw_retention_s: float,
 ) -> list[Event]:
     """The port's `scan_events` through `gateway` at `now` for a store keeping raw events
-    `raw_retention_s` seconds. Raises ScanError (`before_horizon`), GoogleAPICallError."""
+    `raw_retention_s` seconds, every read made with `gateway.bound`. Raises ScanError
+    (`before_horizon`), the client's errors (the facade's to translate)."""
     horizon_s = now - raw_retention_s
     if start_s < horizon_s:
         raise before_horizon(start_s, horizon_s, raw_retention_s)
@@ -53,7 +54,7 @@ def scan_events(
             .where(filter=firestore.FieldFilter("timestamp", "<=", as_datetime(end_s)))
             .order_by("timestamp", direction=firestore.Query.DESCENDING)
         )
-        for snap in query.stream(timeout=gateway.timeout_s):
+        for snap in query.stream(**gateway.bound):
             data = snap.to_dict() or {}
             # The Timestamp keeps microseconds: the exact bounds are checked on `ts`.
             if data.get("bot") or not start_s <= data["ts"] < end_s:

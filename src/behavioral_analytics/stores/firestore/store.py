@@ -14,7 +14,8 @@ above it:
                                   read model)
   commit                          split, build, commit atomically, retry on conflict
   reads, audit, forget            the read side; verify and rebuild; `forget USER`
-  reach                           the database id checked; requests at open bounded in time
+  reach                           the database id checked; requests at open, and reads at
+                                  query time, bounded in time
   metadata                        the configuration recorded with the data
   groups, key_rule                group calls' documents; the key rule's version recorded
   store                           this facade
@@ -77,6 +78,7 @@ from behavioral_analytics.stores.firestore.people import People
 from behavioral_analytics.stores.firestore.reach import (
     OPEN_DEADLINE_S,
     PING_TIMEOUT_S,
+    QUERY_DEADLINE_S,
     Reach,
     check_database_id,
 )
@@ -107,9 +109,10 @@ class FirestoreStore(Store):
     Firestore's limits (10 MiB per request, 500 field transforms per document);
     `timeout_s` bounds every request; `open_deadline_s` the requests made when a process opens
     the store (its recorded configuration and key rule), retries included, after which they
-    raise `TransientStoreError` naming the database; `rules` the behavioral rules (sessions,
-    funnels, identity); `behavior=False` turns the behavioral read model off
-    (BA_FIRESTORE_BEHAVIOR=false) and the store counts as before.
+    raise `TransientStoreError` naming the database; `query_deadline_s` each read made after
+    that, at query time (queries, `dlq`'s reads and `mark_replayed`), likewise; `rules` the
+    behavioral rules (sessions, funnels, identity); `behavior=False` turns the behavioral read
+    model off (BA_FIRESTORE_BEHAVIOR=false) and the store counts as before.
 
     Raises StoreError when the client's database id is not one Firestore accepts.
     Methods raise as the port says: `TransientStoreError` (retry), `StoreError`,
@@ -135,6 +138,7 @@ class FirestoreStore(Store):
         behavior: bool = True,
         dead_letter_retention_s: float = 30 * 86400.0,
         open_deadline_s: float = OPEN_DEADLINE_S,
+        query_deadline_s: float = QUERY_DEADLINE_S,
     ) -> None:
         try:
             check_database_id(client._database)
@@ -154,12 +158,17 @@ class FirestoreStore(Store):
             behavior=behavior,
         )
         self.database = database
-        self.gateway = Gateway(client, timeout_s)
+        self.reach = Reach(
+            client,
+            timeout_s=timeout_s,
+            deadline_s=open_deadline_s,
+            query_deadline_s=query_deadline_s,
+        )
+        self.gateway = Gateway(client, timeout_s, self.reach.bound)
         self._people = People(self.gateway, self.options)
         self._committer = Committer(self.gateway, self.options, self._people)
         self._reads = Reads(self.gateway, self.options)
         self._audit = Audit(self.gateway, self.options)
-        self.reach = Reach(client, timeout_s=timeout_s, deadline_s=open_deadline_s)
         self._metadata = ConfigDocument(client, self.reach)
         self._key_rule = KeyRuleDocument(client, self.reach)
 
@@ -330,23 +339,29 @@ class FirestoreStore(Store):
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
         self._committer.add_dead_letters(dead_letters)
 
+    # Reads at query time (and `mark_replayed`, `dlq replay`'s write) are made with
+    # `reach.bound` and run under `reach.querying`: each gives up after `query_deadline_s`
+    # with one line naming the database and where it is.
+
     def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
-        self._committer.mark_replayed(dead_letter_ids, when)
+        with self.reach.querying("dead-letter update"):
+            self._committer.mark_replayed(dead_letter_ids, when)
 
     def profile(self, who: str) -> Profile | None:
-        return self._reads.profile(who)
+        with self.reach.querying("profile read"):
+            return self._reads.profile(who)
 
     def links(self, who: str) -> list[Link]:
-        return self._reads.links(who)
+        with self.reach.querying("identity links read"):
+            return self._reads.links(who)
 
     def stored_links(self) -> list[Link]:
-        return self._reads.stored_links()
+        with self.reach.querying("identity links read"):
+            return self._reads.stored_links()
 
     def group(self, group_id: str) -> Group | None:
-        try:
+        with self.reach.querying(f"read of group {group_id!r}"):
             return read_group(self.gateway, group_id, self.periods)
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore read of group {group_id!r} failed: {exc}") from exc
 
     def key_rules(self) -> list[int]:
         """The key rule versions that have written the store, oldest first (`key_rule`)."""
@@ -364,34 +379,40 @@ class FirestoreStore(Store):
             ) from exc
 
     def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
-        return self._reads.timeline(who, limit, cursor)
+        with self.reach.querying("timeline read"):
+            return self._reads.timeline(who, limit, cursor)
 
     def events_by_type(
         self, event_type: str, limit: int = 50, cursor: str | None = None
     ) -> Page[StoredEvent]:
-        return self._reads.events_by_type(event_type, limit, cursor)
+        with self.reach.querying("events read"):
+            return self._reads.events_by_type(event_type, limit, cursor)
 
     def get_events(self, keys: Sequence[str]) -> list[StoredEvent]:
-        return self._reads.get_events(keys)
+        with self.reach.querying("events read"):
+            return self._reads.get_events(keys)
 
     def series(
         self, granularity: Granularity, start: str | None = None, end: str | None = None
     ) -> list[SeriesPoint]:
-        return self._reads.series(granularity, start, end)
+        with self.reach.querying("series read"):
+            return self._reads.series(granularity, start, end)
 
     def session_series(
         self, granularity: Granularity, start: str | None = None, end: str | None = None
     ) -> list[SessionPoint]:
         if not self.behavioral:
             return super().session_series(granularity, start, end)
-        return self._reads.session_series(granularity, start, end)
+        with self.reach.querying("sessions read"):
+            return self._reads.session_series(granularity, start, end)
 
     def funnel(
         self, name: str, start: str | None = None, end: str | None = None
     ) -> list[FunnelDay]:
         if not self.behavioral:
             return super().funnel(name, start, end)
-        return self._reads.funnel(name, start, end)
+        with self.reach.querying("funnel read"):
+            return self._reads.funnel(name, start, end)
 
     def retention(
         self,
@@ -412,17 +433,16 @@ class FirestoreStore(Store):
             raw_retention_s=retention_s,
             start_event=start_event,
         )
-        return read_retention(self.gateway, self.periods, read)
+        with self.reach.querying("retention read"):
+            return read_retention(self.gateway, self.periods, read)
 
     def scan_events(self, start_s: float, end_s: float, limit: int) -> list[Event]:
         now, retention_s = self.options.clock(), self.raw_retention_s
-        try:
+        with self.reach.querying("scan of raw events"):
             gateway, reads, periods = self.gateway, self._reads, self.periods
             return scan_events(
                 gateway, reads, periods, start_s, end_s, limit, now=now, raw_retention_s=retention_s
             )
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore scan of raw events failed: {exc}") from exc
 
     def breakdown(
         self,
@@ -432,29 +452,33 @@ class FirestoreStore(Store):
         end: str | None = None,
     ) -> list[BreakdownPoint]:
         self.options.need_behavior("breakdowns")
-        try:
+        with self.reach.querying("read of breakdowns"):
             return self._reads.breakdown(dimension, granularity, start, end)
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(f"Firestore read of breakdowns failed: {exc}") from exc
 
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
-        return self._reads.dead_letters(limit, cursor)
+        with self.reach.querying("dead letters read"):
+            return self._reads.dead_letters(limit, cursor)
 
     def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
-        return self._reads.get_dead_letter(dead_letter_id)
+        with self.reach.querying("dead letter read"):
+            return self._reads.get_dead_letter(dead_letter_id)
 
     def count_dead_letters(self) -> int:
-        return self._reads.count_dead_letters()
+        with self.reach.querying("dead letters count"):
+            return self._reads.count_dead_letters()
 
     def active_users(self, since: float) -> int:
-        return self._reads.active_users(since)
+        with self.reach.querying("active users count"):
+            return self._reads.active_users(since)
 
     def freshness(self) -> Freshness:
-        return self._reads.freshness()
+        with self.reach.querying("freshness read"):
+            return self._reads.freshness()
 
     def count_events(self) -> int:
         """How many raw events are stored (a count aggregation query)."""
-        return self._reads.count_events()
+        with self.reach.querying("raw events count"):
+            return self._reads.count_events()
 
     def iter_raw_events(self) -> Iterator[Event]:
         return self._audit.iter_raw_events()

@@ -1,0 +1,212 @@
+"""`dlq replay --all` replays only the dead letters the worker would take now, judged as
+`verify` judges them: one refused for its time (a replay keeps its first receipt time), one
+that is not JSON, or a collector's rejection (what the client sent) stays, not replayed, and
+still counted, and the command says how many it left and why. `--id` replays what it names,
+with a warning per dead letter the worker would refuse again. `dlq list` shows ids whole in
+80 columns, to be pasted into `--id`."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from behavioral_analytics.cli import dlq
+from behavioral_analytics.records import DeadLetter, NewDeadLetter, Page
+from behavioral_analytics.stores.sqlite import SQLiteStore
+from tests.conftest import cli
+
+DAY = 86400.0
+WIDE = {"COLUMNS": "300"}
+
+
+def _event(user: str, timestamp: float) -> bytes:
+    return json.dumps(
+        {"event_id": f"e-{user}", "user_id": user, "event_type": "signup", "timestamp": timestamp}
+    ).encode()
+
+
+def _record(tmp_path: Path, *letters: NewDeadLetter) -> dict[str, str]:
+    """Add `letters` to the local store; their ids by message id."""
+    store = SQLiteStore(tmp_path / "data" / "store.db")
+    try:
+        store.add_dead_letters(list(letters))
+        return {d.message_id: d.id for d in store.dead_letters(100).items}
+    finally:
+        store.close()
+
+
+def _replayed(env: dict[str, str] | None = None) -> dict[str, bool]:
+    listed = json.loads(cli("dlq", "list", "--json", env=env).stdout)["items"]
+    return {d["message_id"]: d["replayed_at"] is not None for d in listed}
+
+
+def _err(result: subprocess.CompletedProcess[bytes]) -> list[str]:
+    return result.stderr.decode().strip().splitlines()
+
+
+def test_replay_all_replays_what_the_worker_takes_and_names_what_it_left(tmp_path: Path) -> None:
+    now = time.time()
+    cli("init")
+    _record(
+        tmp_path,
+        NewDeadLetter(
+            "timestamp_too_old", "", _event("old", now - 10 * DAY), "m-old", received_at=now
+        ),
+        NewDeadLetter(
+            "timestamp_in_future", "", _event("ahead", now + DAY), "m-ahead", received_at=now
+        ),
+        NewDeadLetter("not_json", "", b"not json", "m-garbled", received_at=now),
+        # The broker gave up on it (a store outage outlasted every attempt): a valid event.
+        NewDeadLetter(
+            "store outage", "", _event("fine", now - 60), "m-fine", source="broker", received_at=now
+        ),
+    )
+
+    result = cli("dlq", "replay", "--all", env=WIDE)
+    assert _err(result) == [
+        "replayed 1 dead letter to user-events",
+        "left 3 dead letters the worker would refuse again: not_json 1, timestamp_in_future 1, "
+        "timestamp_too_old 1; `dlq replay --id ID` replays one anyway",
+    ]
+    assert _replayed() == {"m-old": False, "m-ahead": False, "m-garbled": False, "m-fine": True}
+    report = json.loads(cli("verify", "--json").stdout)
+    assert report["unreplayable_dead_letters"] == {"timestamp_too_old": 1, "timestamp_in_future": 1}
+
+    cli("worker", "--until-idle")
+    profile = json.loads(cli("query", "profile", "fine", "--json").stdout)
+    assert profile["total_events"] == 1
+    assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 4  # refused: none new
+
+
+def test_replay_all_judges_by_the_workers_limits_from_the_settings(tmp_path: Path) -> None:
+    now = time.time()
+    env = {**WIDE, "BA_MAX_EVENT_AGE_DAYS": "30", "BA_RAW_RETENTION_DAYS": "60"}
+    cli("init", env=env)
+    _record(
+        tmp_path,
+        # Refused under the default 7 days; the worker now takes 30.
+        NewDeadLetter(
+            "timestamp_too_old", "", _event("a", now - 10 * DAY), "m-10d", received_at=now
+        ),
+        NewDeadLetter(
+            "timestamp_too_old", "", _event("b", now - 40 * DAY), "m-40d", received_at=now
+        ),
+    )
+    result = cli("dlq", "replay", "--all", env=env)
+    assert _err(result) == [
+        "replayed 1 dead letter to user-events",
+        "left 1 dead letter the worker would refuse again: timestamp_too_old 1; "
+        "`dlq replay --id ID` replays one anyway",
+    ]
+    assert _replayed(env) == {"m-10d": True, "m-40d": False}
+
+
+def test_replay_all_with_nothing_the_worker_takes_says_so_and_leaves_the_collectors(
+    tmp_path: Path,
+) -> None:
+    now = time.time()
+    cli("init")
+    segment_call = {"type": "track", "event": "", "userId": "u1", "messageId": "c-1"}
+    _record(
+        tmp_path,
+        NewDeadLetter(
+            "timestamp_too_old", "", _event("old", now - 10 * DAY), "m-old", received_at=now
+        ),
+        # The collector's rejection: the call as its client sent it.
+        NewDeadLetter(
+            "empty_field:event_type",
+            "event is empty or only whitespace",
+            json.dumps(segment_call).encode(),
+            "c-1",
+            source="collector",
+            received_at=now,
+            retry_fingerprint="f" * 32,
+        ),
+    )
+    result = cli("dlq", "replay", "--all", env=WIDE)
+    assert result.returncode == 0
+    assert _err(result) == [
+        "nothing to replay",
+        "left 1 dead letter the worker would refuse again: timestamp_too_old 1; "
+        "`dlq replay --id ID` replays one anyway",
+        "left 1 dead letter the collector refused: each holds what its client sent, not an event "
+        "the worker takes; the client sends it again",
+    ]
+    assert _replayed() == {"m-old": False, "c-1": False}
+
+
+def test_replay_id_replays_a_refused_one_with_a_warning(tmp_path: Path) -> None:
+    now = time.time()
+    cli("init")
+    ids = _record(
+        tmp_path,
+        NewDeadLetter(
+            "timestamp_too_old", "", _event("old", now - 10 * DAY), "m-old", received_at=now
+        ),
+        NewDeadLetter("store outage", "", _event("fine", now), "m-fine", received_at=now),
+    )
+    result = cli("dlq", "replay", "--id", ids["m-old"], "--id", ids["m-fine"], env=WIDE)
+    assert _err(result) == [
+        f"warning: dead letter {ids['m-old']}: the worker would refuse it again: "
+        "timestamp_too_old; replaying it as asked",
+        "replayed 2 dead letters to user-events",
+    ]
+    assert _replayed() == {"m-old": True, "m-fine": True}
+
+
+class _FirestoreLikeBox:
+    """Dead letters with Firestore's ids: 32 hex characters (their fingerprints)."""
+
+    def __init__(self, letters: list[DeadLetter]) -> None:
+        self.letters = letters
+
+    def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
+        return Page(self.letters[:limit], None)
+
+    def count_dead_letters(self) -> int:
+        return len(self.letters)
+
+
+def test_the_list_shows_each_id_whole_in_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    letters = [
+        DeadLetter(
+            "missing_field:user_id",
+            "userId or anonymousId is required",
+            json.dumps({"type": "track", "event": "Signed Up", "properties": {}}).encode(),
+            f"m-{n}",
+            source="collector",
+            received_at=1_764_320_000.0,
+            id=f"{n}3f9c2e1b7d64f0e9a8b7c6d5e4f3a2b"[:32],
+            recorded_at=1_764_320_001.0,
+        )
+        for n in range(3)
+    ]
+    monkeypatch.setattr(dlq, "open_store", lambda config: _FirestoreLikeBox(letters))
+    out = io.StringIO()
+    monkeypatch.setattr(dlq, "console", Console(file=out, width=80))
+    result = CliRunner().invoke(dlq.dlq_app, ["list"])
+    assert result.exit_code == 0, result.output
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for letter in letters:
+        assert any(letter.id in line for line in lines), "\n".join(lines)
+
+
+def test_a_letter_whose_parsing_raises_is_judged_unprocessable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from behavioral_analytics import verification
+
+    def raises(data: bytes, **_: object) -> object:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(verification, "parse_message", raises)
+    letter = DeadLetter("not_json", "", b"[[[[", "m-1", received_at=time.time(), id="1")
+    assert verification.replay_refusal(letter) == "unprocessable"
