@@ -161,6 +161,28 @@ def test_replay_id_replays_a_refused_one_with_a_warning(tmp_path: Path) -> None:
     assert _replayed() == {"m-old": True, "m-fine": True}
 
 
+def test_a_replay_the_worker_refuses_again_shows_again_as_not_replayed(tmp_path: Path) -> None:
+    # Judged under the shell's 30 days, refused by a worker keeping the default 7.
+    now = time.time()
+    cli("init")
+    _record(
+        tmp_path,
+        NewDeadLetter(
+            "timestamp_too_old", "", _event("old", now - 10 * DAY), "m-old", received_at=now
+        ),
+    )
+    wider = {**WIDE, "BA_MAX_EVENT_AGE_DAYS": "30", "BA_RAW_RETENTION_DAYS": "60"}
+    assert (
+        _err(cli("dlq", "replay", "--all", env=wider))[0] == "replayed 1 dead letter to user-events"
+    )
+    assert _replayed() == {"m-old": True}
+    cli("worker", "--until-idle")
+    assert _replayed() == {"m-old": False}
+    report = json.loads(cli("verify", "--json").stdout)
+    assert report["unreplayable_dead_letters"] == {"timestamp_too_old": 1}
+    assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 1
+
+
 class _FirestoreLikeBox:
     """Dead letters with Firestore's ids: 32 hex characters (their fingerprints)."""
 
@@ -207,6 +229,15 @@ def test_a_letter_whose_parsing_raises_is_judged_unprocessable(
     def raises(data: bytes, **_: object) -> object:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(verification, "parse_message", raises)
+    monkeypatch.setattr(verification, "judged", raises)
     letter = DeadLetter("not_json", "", b"[[[[", "m-1", received_at=time.time(), id="1")
     assert verification.replay_refusal(letter) == "unprocessable"
+
+
+def test_replay_refuses_both_id_and_all_and_names_an_unknown_id() -> None:
+    cli("init")
+    both = cli("dlq", "replay", "--id", "1", "--all", check=False)
+    assert both.returncode == 2 and b"not both" in both.stderr
+    unknown = cli("dlq", "replay", "--id", "999", check=False)
+    assert unknown.returncode == 1
+    assert b"no dead letter with id '999': nothing replayed" in unknown.stderr

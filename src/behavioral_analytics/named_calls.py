@@ -40,6 +40,7 @@ from behavioral_analytics.events import (
     Limits,
     Rejection,
     allowed_text,
+    parse_message,
 )
 from behavioral_analytics.json_shape import json_type
 
@@ -53,6 +54,7 @@ __all__ = [
     "alias_previous_id",
     "group_call",
     "group_days",
+    "judged",
     "rejection",
 ]
 
@@ -139,6 +141,19 @@ def group_call(event: Event) -> GroupCall | None:
     return GroupCall(
         group_id, event.who, traits if type(traits) is dict else {}, event.timestamp, event.key
     )
+
+
+def judged(
+    data: bytes, *, message_id: str, received_at: float, limits: Limits = DEFAULT_LIMITS
+) -> Event | Rejection:
+    """The worker's verdict on a message's `data`, first received at `received_at` (epoch
+    seconds) as `message_id`: `events.parse_message` under `limits`, and an alias or group
+    event held to its call's rules (`rejection`). Raises what a parse that fails unexpectedly
+    raises (the caller records the message as `events.UNPROCESSABLE`)."""
+    parsed = parse_message(data, message_id=message_id, received_at=received_at, limits=limits)
+    if isinstance(parsed, Event) and parsed.call is not None:
+        return rejection(parsed, limits) or parsed
+    return parsed
 
 
 def rejection(event: Event, limits: Limits = DEFAULT_LIMITS) -> Rejection | None:

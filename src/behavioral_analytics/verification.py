@@ -34,11 +34,9 @@ from behavioral_analytics.events import (
     UNPROCESSABLE,
     Event,
     Limits,
-    parse_message,
 )
 from behavioral_analytics.identity import Link
-from behavioral_analytics.named_calls import group_call
-from behavioral_analytics.named_calls import rejection as call_rejection
+from behavioral_analytics.named_calls import group_call, judged
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import (
@@ -444,15 +442,12 @@ def replay_refusal(letter: DeadLetter, limits: Limits = DEFAULT_LIMITS) -> str |
     if letter.source == "collector":
         return FROM_COLLECTOR
     try:
-        parsed = parse_message(
+        parsed = judged(
             letter.data,
             message_id=letter.message_id,
             received_at=letter.received_at,
             limits=limits,
         )
-        # As the worker judges it: an alias or group call must also pass their rules.
-        if isinstance(parsed, Event) and parsed.call is not None:
-            parsed = call_rejection(parsed, limits) or parsed
     except Exception:  # as the worker records a message whose parsing raised
         return UNPROCESSABLE
     return None if isinstance(parsed, Event) else parsed.reason

@@ -57,9 +57,8 @@ from behavioral_analytics.events import (
     Event,
     Limits,
     Rejection,
-    parse_message,
 )
-from behavioral_analytics.named_calls import rejection as call_rejection
+from behavioral_analytics.named_calls import judged
 from behavioral_analytics.stall_watch import StallWatch
 from behavioral_analytics.store import CommitResult, ConfigChanged, EventSink, NewDeadLetter
 from behavioral_analytics.telemetry import WorkerMetrics, log
@@ -422,14 +421,12 @@ class Worker:
         for delivery in deliveries:
             parsed: Event | Rejection
             try:
-                parsed = parse_message(
+                parsed = judged(
                     delivery.data,
                     message_id=delivery.identity,
                     received_at=delivery.first_published,
                     limits=limits,
                 )
-                if isinstance(parsed, Event) and parsed.call is not None:
-                    parsed = call_rejection(parsed, limits) or parsed  # alias and group rules
                 if isinstance(parsed, Event):
                     enrich(parsed)
             except Exception as exc:  # one message's fault must not sink its batch

@@ -57,6 +57,20 @@ def test_a_redelivered_rejection_is_recorded_once_and_a_replay_again(store: Stor
     assert sorted(d.received_at for d in store.dead_letters().items) == [NOW, NOW, NOW + 60]
 
 
+def test_a_replay_refused_again_is_marked_not_replayed(store: Store) -> None:
+    # `dlq replay` keeps the message id and first receipt time: the worker's new rejection is
+    # the same dead letter, which must show again as not replayed (else nothing traces it).
+    refused = dead_letter(1)
+    store.commit([ev(1, 0, user="u1")], [refused, dead_letter(2)])
+    ids = {d.message_id: d.id for d in store.dead_letters().items}
+    store.mark_replayed(list(ids.values()), NOW + 5)
+    store.commit([ev(2, 0, user="u1")], [dead_letter(1)])  # the replay of 1, refused again
+    store.add_dead_letters([dead_letter(1)])  # or dead-lettered by the broker, drained
+    replayed = {d.message_id: d.replayed_at for d in store.dead_letters().items}
+    assert store.count_dead_letters() == 2
+    assert replayed == {refused.message_id: None, dead_letter(2).message_id: NOW + 5}
+
+
 def test_dead_letters_page_newest_first(store: Store, clock: FakeClock) -> None:
     older = [dead_letter(i) for i in range(4)]
     newer = [dead_letter(i) for i in range(4, 7)]

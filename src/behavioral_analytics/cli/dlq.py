@@ -58,26 +58,60 @@ def dlq_list(
             }
         )
         return
+    if console.width >= _TABLE_MIN_COLUMNS:
+        console.print(_table(page.items, total))
+    else:  # a table this narrow folds every cell: one block per dead letter instead
+        console.print(f"dead letters ({total})", highlight=False)
+        for d in page.items:
+            console.print(
+                f"\n[bold]{escape(d.id)}[/bold]  {fmt_time(d.recorded_at)}  {escape(d.source)}",
+                highlight=False,
+                crop=False,
+                soft_wrap=True,
+            )
+            fields = [("reason", d.reason), ("detail", d.detail), ("data", _data(d))]
+            if d.replayed_at:
+                fields.append(("replayed", fmt_time(d.replayed_at)))
+            for label, text in fields:
+                line = f"  {label}: {text}"
+                console.print(
+                    escape(line if len(line) <= console.width else line[: console.width - 1] + "…"),
+                    highlight=False,
+                )
+    if page.next_cursor:
+        console.print(f"more: --cursor {page.next_cursor}")
+
+
+# Below this many columns the table would fold its cells a few characters wide.
+_TABLE_MIN_COLUMNS = 140
+
+
+def _data(d: DeadLetter) -> str:
+    return d.data[:60].decode("utf-8", "replace")
+
+
+def _table(letters: list[DeadLetter], total: int) -> Table:
+    """The dead letters as a table, ids whole (to be pasted into `dlq replay --id`)."""
     table = Table(title=f"dead letters ({total})")
-    # Ids whole, however narrow the terminal, to be pasted into `dlq replay --id`.
-    id_width = max((len(d.id) for d in page.items), default=2)
+    id_width = max((len(d.id) for d in letters), default=2)
     table.add_column("id", no_wrap=True, overflow="ignore", min_width=id_width)
-    for column in ("recorded", "source", "reason", "detail", "data", "replayed"):
+    table.add_column("recorded", no_wrap=True)
+    table.add_column("source", no_wrap=True)
+    table.add_column("reason", no_wrap=True)
+    for column in ("detail", "data"):
         table.add_column(column, overflow="fold")
-    for d in page.items:
-        data = d.data[:60].decode("utf-8", "replace")
+    table.add_column("replayed", no_wrap=True)
+    for d in letters:
         table.add_row(
             d.id,
             fmt_time(d.recorded_at),
             d.source,
             d.reason,
             d.detail[:60],
-            data,
+            _data(d),
             fmt_time(d.replayed_at) if d.replayed_at else "",
         )
-    console.print(table)
-    if page.next_cursor:
-        console.print(f"more: --cursor {page.next_cursor}")
+    return table
 
 
 @dlq_app.command("replay")
@@ -101,11 +135,13 @@ def dlq_replay(
 
     `--id` replays each dead letter it names, whatever the judgment, warning on stderr, per
     letter, when the worker would refuse it again and why. Exits 2 without `--id` or `--all`,
-    1 on an unknown id or a failing store or broker."""
+    or with both; 1 on an unknown id (replaying none) or a failing store or broker."""
     from behavioral_analytics.verification import FROM_COLLECTOR, judged_dead_letters
 
     if not ids and not replay_all:
         fail("say which: --id ID (repeatable) or --all", 2)
+    if ids and replay_all:
+        fail("say which: --id ID (repeatable) or --all, not both", 2)
     config = load_config()
     left: dict[str, int] = {}
     with user_errors():
@@ -157,7 +193,7 @@ def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[De
     for dead_letter_id in ids:
         found = store.get_dead_letter(dead_letter_id)
         if found is None:
-            fail(f"no dead letter with id {dead_letter_id!r}")
+            fail(f"no dead letter with id {dead_letter_id!r}: nothing replayed")
         refusal = replay_refusal(found, limits)
         if refusal is not None:
             why = (

@@ -73,7 +73,8 @@ def verify(
             console.print(
                 f"[yellow]{sum(by_reason.values())} dead letters are events outside the accepted "
                 f"time window, counted nowhere and not replayable[/yellow] ({reasons}): a replay "
-                "keeps their first receipt time",
+                "keeps their first receipt time (a too-old one is taken once the workers' "
+                "BA_MAX_EVENT_AGE_DAYS reaches it)",
                 highlight=False,
             )
         if report.ok:

@@ -210,10 +210,11 @@ class Committer:
         """The part's created events, their largest lag and how many it dropped as forgotten."""
         counters = self.gateway.counters
         transient_failures = conflicts = 0
+        refused_again: list[NewDeadLetter] = []
         while True:
             now = self.options.clock()
             try:
-                built = self._build(events, dead_letters, now)
+                built = self._build(events, dead_letters, now, refused_again)
                 writes = built.writes
                 if not writes:
                     return [], None, built.forgotten
@@ -228,7 +229,10 @@ class Committer:
                 if conflicts > MAX_CONFLICTS:
                     raise TransientStoreError(f"Firestore commit kept conflicting: {exc}") from exc
                 time.sleep(conflict_backoff_s(conflicts))
-                events, dead_letters = self._drop_existing(events, dead_letters)
+                events, dead_letters, stored = self._drop_existing(events, dead_letters)
+                refused_again = list(
+                    {dead_letter_id(d): d for d in [*refused_again, *stored]}.values()
+                )
                 continue
             except TRANSIENT_ERRORS as exc:
                 if transient_failures >= len(BACKOFF_S):
@@ -246,7 +250,8 @@ class Committer:
 
     def _drop_existing(
         self, events: list[Event], dead_letters: list[NewDeadLetter]
-    ) -> tuple[list[Event], list[NewDeadLetter]]:
+    ) -> tuple[list[Event], list[NewDeadLetter], list[NewDeadLetter]]:
+        """The events and dead letters not stored yet, and the dead letters already stored."""
         names = [self.gateway.name(EVENTS, e.key) for e in events]
         names += [self.gateway.name(DEAD_LETTERS, dead_letter_id(d)) for d in dead_letters]
         # Neither raw events nor dead letters have `kind`: the read returns existence only.
@@ -254,9 +259,19 @@ class Committer:
         return (
             [e for e in events if e.key not in existing],
             [d for d in dead_letters if dead_letter_id(d) not in existing],
+            [d for d in dead_letters if dead_letter_id(d) in existing],
         )
 
-    def _build(self, events: list[Event], dead_letters: list[NewDeadLetter], now: float) -> _Built:
+    def _build(
+        self,
+        events: list[Event],
+        dead_letters: list[NewDeadLetter],
+        now: float,
+        refused_again: Sequence[NewDeadLetter] = (),
+    ) -> _Built:
+        """The writes of a commit at `now`; a dead letter in `refused_again` is stored already
+        (a redelivered or replayed message refused again): its `replayed_at` is cleared, so a
+        replay the worker refuses stays where `dlq` and `verify` show it."""
         options, name = self.options, self.gateway.name
         expire_at = as_datetime(now + options.raw_retention_s)
         processed_at = as_datetime(now)
@@ -304,6 +319,15 @@ class Committer:
                 exists=False,
             )
             for d in dead_letters
+        )
+        writes.extend(
+            write(
+                name(DEAD_LETTERS, dead_letter_id(d)),
+                {"replayed_at": None},
+                mask=["replayed_at"],
+                exists=True,
+            )
+            for d in refused_again
         )
         add_group_writes(writes, name, events)
         lag = max((now - e.received_at for e in events), default=None)

@@ -43,7 +43,7 @@ class ConfigDocument:
         the database did not answer within the deadline.
         """
         snapshot = self._reach.call(
-            "metadata read", lambda timeout: self._ref.get(timeout=timeout, retry=None)
+            "configuration read at open", lambda timeout: self._ref.get(timeout=timeout, retry=None)
         )
         if not snapshot.exists:
             return None

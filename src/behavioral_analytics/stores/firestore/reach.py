@@ -161,9 +161,10 @@ class Reach:
                 pause = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
                 if self._clock() + pause >= deadline:
                     tried_s = self._clock() - started
+                    tries = "1 try" if attempt == 0 else f"{attempt + 1} tries"
                     raise TransientStoreError(
-                        f"{self.where} unreachable: the {what} failed {attempt + 1} times in "
-                        f"{tried_s:.0f} s (retried for up to {deadline_s:g} s): {describe(exc)}"
+                        f"{self.where} unreachable: the {what} failed ({tries} in "
+                        f"{tried_s:.0f} s, retried for up to {deadline_s:g} s): {describe(exc)}"
                     ) from exc
                 self._sleep(pause)
                 attempt += 1

@@ -37,7 +37,7 @@ _INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (recorded_at, reason, detail, source, message_id, attributes, data,
                           received_at, attempts, fingerprint, expire_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (fingerprint) DO NOTHING
+ON CONFLICT (fingerprint) DO UPDATE SET replayed_at = NULL
 """
 _UPDATE_STATE = """
 INSERT INTO pipeline_state VALUES (1, ?, ?, ?)
@@ -170,7 +170,9 @@ def insert_dead_letters(
     retention_s: float | None = None,
 ) -> None:
     """Record `dead_letters` at `now` (epoch seconds), each fingerprint once, inside the
-    caller's transaction on `db`, expiring `retention_s` seconds later (None: never)."""
+    caller's transaction on `db`, expiring `retention_s` seconds later (None: never). One
+    recorded already (a redelivered or replayed message refused again) is marked not replayed,
+    so a replay the worker refuses stays where `dlq` and `verify` show it."""
     expire_at = None if retention_s is None else now + retention_s
     db.executemany(
         _INSERT_DEAD_LETTER,
