@@ -61,29 +61,35 @@ def dlq_list(
     if console.width >= _TABLE_MIN_COLUMNS:
         console.print(_table(page.items, total))
     else:  # a table this narrow folds every cell: one block per dead letter instead
-        console.print(f"dead letters ({total})", highlight=False)
-        for d in page.items:
-            console.print(
-                f"\n[bold]{escape(d.id)}[/bold]  {fmt_time(d.recorded_at)}  {escape(d.source)}",
-                highlight=False,
-                crop=False,
-                soft_wrap=True,
-            )
-            fields = [("reason", d.reason), ("detail", d.detail), ("data", _data(d))]
-            if d.replayed_at:
-                fields.append(("replayed", fmt_time(d.replayed_at)))
-            for label, text in fields:
-                line = f"  {label}: {text}"
-                console.print(
-                    escape(line if len(line) <= console.width else line[: console.width - 1] + "…"),
-                    highlight=False,
-                )
+        _print_blocks(page.items, total)
     if page.next_cursor:
         console.print(f"more: --cursor {page.next_cursor}")
 
 
 # Below this many columns the table would fold its cells a few characters wide.
 _TABLE_MIN_COLUMNS = 140
+
+
+def _print_blocks(letters: list[DeadLetter], total: int) -> None:
+    """The dead letters as blocks: id (whole), time and source, then a line per field, cut
+    at the console's width."""
+    console.print(f"dead letters ({total})", highlight=False)
+    for d in letters:
+        console.print(
+            f"\n[bold]{escape(d.id)}[/bold]  {fmt_time(d.recorded_at)}  {escape(d.source)}",
+            highlight=False,
+            crop=False,
+            soft_wrap=True,
+        )
+        fields = [("reason", d.reason), ("detail", d.detail), ("data", _data(d))]
+        if d.replayed_at:
+            fields.append(("replayed", fmt_time(d.replayed_at)))
+        for label, text in fields:
+            line = f"  {label}: {text}"
+            console.print(
+                escape(line if len(line) <= console.width else line[: console.width - 1] + "…"),
+                highlight=False,
+            )
 
 
 def _data(d: DeadLetter) -> str:

@@ -229,9 +229,8 @@ class Committer:
                 if conflicts > MAX_CONFLICTS:
                     raise TransientStoreError(f"Firestore commit kept conflicting: {exc}") from exc
                 time.sleep(conflict_backoff_s(conflicts))
-                events, dead_letters, stored = self._drop_existing(events, dead_letters)
-                refused_again = list(
-                    {dead_letter_id(d): d for d in [*refused_again, *stored]}.values()
+                events, dead_letters, refused_again = self._drop_existing(
+                    events, [*dead_letters, *refused_again]
                 )
                 continue
             except TRANSIENT_ERRORS as exc:

@@ -37,7 +37,7 @@ _INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (recorded_at, reason, detail, source, message_id, attributes, data,
                           received_at, attempts, fingerprint, expire_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (fingerprint) DO UPDATE SET replayed_at = NULL
+ON CONFLICT (fingerprint) DO UPDATE SET replayed_at = NULL WHERE replayed_at IS NOT NULL
 """
 _UPDATE_STATE = """
 INSERT INTO pipeline_state VALUES (1, ?, ?, ?)
