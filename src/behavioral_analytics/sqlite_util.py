@@ -1,15 +1,40 @@
 """SQLite connections shared by the local broker and store: WAL, a generous busy timeout,
-explicit write transactions, so several processes can share one data directory."""
+explicit write transactions, so several processes can share one data directory.
+
+SQLite's busy timeout does not cover every lock. Switching a new file to write-ahead logging
+while another process opens the same file answers "database is locked" at once: of 40
+processes started together, four to a new file, 6 failed so (and the broker then called its
+file damaged). `connect` tries its settings again for up to `BUSY_WAIT_S`
+(`retrying_busy`).
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["PRAGMAS", "PerThreadConnection", "connect", "transaction"]
+__all__ = [
+    "BUSY_WAIT_S",
+    "PRAGMAS",
+    "CopyError",
+    "PerThreadConnection",
+    "access_problem",
+    "backup_file",
+    "connect",
+    "is_busy",
+    "retrying_busy",
+    "transaction",
+]
+
+T = TypeVar("T")
+
+# Seconds to wait, at most, for a lock SQLite's own busy timeout does not wait for.
+BUSY_WAIT_S = 10.0
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -20,12 +45,126 @@ PRAGMAS = (
 )
 
 
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether `exc` says another connection holds a lock ("database is locked", "… busy")."""
+    message = str(exc)
+    return "locked" in message or "busy" in message
+
+
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html) that say a file could
+# not be opened, read or written where it is, not that its content is damaged.
+_PERM, _READONLY, _IOERR, _FULL, _CANTOPEN = 3, 8, 10, 13, 14
+
+
+def access_problem(path: Path, exc: sqlite3.Error) -> str | None:
+    """One line saying what to check when `exc` says the SQLite file at `path` could not be
+    opened, read or written where it is (a read-only folder or file system, a full or failing
+    disk), rather than that the file is damaged; None for any other error. The line says to
+    keep the file, since the advice for a damaged one (move it aside, start empty) would throw
+    a healthy file away."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    code &= 0xFF
+    folder = path.parent
+    if code == _FULL:
+        return (
+            f"the disk holding {path} is full ({exc}): free space there and try again; "
+            "the file stays whole (SQLite writes a transaction whole or not at all)"
+        )
+    if code == _IOERR:
+        return (
+            f"reading or writing {path} failed ({exc}): the disk may be full or failing "
+            f"(check the free space of {folder} and the system log); this error does not "
+            "mean the file is corrupt: keep it, and run `behavioral-analytics doctor` once "
+            "the disk is sound"
+        )
+    if code in (_CANTOPEN, _READONLY, _PERM):
+        return (
+            f"cannot open {path} to write ({exc}): the folder {folder} and the file must be "
+            f"writable by this user and on a file system mounted read-write (SQLite writes "
+            f"{path.name}-wal and {path.name}-shm beside it); this error does not mean the "
+            "file is corrupt: keep it"
+        )
+    return None
+
+
+def retrying_busy(attempt: Callable[[], T], wait_s: float | None = None) -> T:
+    """`attempt()`, tried again while it raises a busy `sqlite3.OperationalError` (`is_busy`),
+    pausing 0.05 s, doubling up to 1 s, for up to `wait_s` seconds in all (`BUSY_WAIT_S` when
+    None). Raises the last busy error once that has passed, any other error at once."""
+    deadline = time.monotonic() + (BUSY_WAIT_S if wait_s is None else wait_s)
+    pause = 0.05
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
 def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the SQLite file at `path` (created with its folder if missing) with
+    `PRAGMAS` applied, in autocommit mode (`transaction` opens write transactions). Raises
+    `sqlite3.OperationalError` when the file stays locked for `BUSY_WAIT_S` (`is_busy` tells),
+    `sqlite3.DatabaseError` when it is not a database."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-    for pragma in PRAGMAS:
-        db.execute(pragma)
+    try:
+        retrying_busy(lambda: _apply(db, PRAGMAS))
+    except sqlite3.Error:
+        db.close()
+        raise
     return db
+
+
+class CopyError(Exception):
+    """`backup_file` could not write its copy at `target`; `cause` is SQLite's error."""
+
+    def __init__(self, target: Path, cause: sqlite3.Error) -> None:
+        super().__init__(f"{target}: {cause}")
+        self.target = target
+        self.cause = cause
+
+
+def backup_file(source: Path, target: Path) -> int:
+    """Copy the SQLite file at `source` (which must exist) to `target` (which must not) as it
+    stood at one moment, while other processes go on writing it: SQLite's online backup
+    (https://www.sqlite.org/backup.html), in one step, under one read transaction, so the copy
+    holds whole transactions only and what is in the write-ahead log too. `source` is opened
+    read-only (a folder that cannot be written can still be copied). Returns the copy's size in
+    bytes. Raises `CopyError` when the copy cannot be written, `sqlite3.Error` when `source`
+    cannot be read, `FileExistsError` if `target` exists."""
+    if target.exists():
+        raise FileExistsError(f"{target} exists")
+    db = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    try:
+        try:
+            copy = sqlite3.connect(target)
+        except sqlite3.Error as exc:
+            raise CopyError(target, exc) from exc
+        try:
+            db.backup(copy)
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _SOURCE_DAMAGED:
+                raise
+            raise CopyError(target, exc) from exc
+        finally:
+            copy.close()
+    finally:
+        db.close()
+    return target.stat().st_size
+
+
+# SQLITE_CORRUPT and SQLITE_NOTADB: what a backup raises for the file it reads, not the copy.
+_SOURCE_DAMAGED = (11, 26)
+
+
+def _apply(db: sqlite3.Connection, pragmas: tuple[str, ...]) -> None:
+    for pragma in pragmas:
+        db.execute(pragma)
 
 
 @contextmanager

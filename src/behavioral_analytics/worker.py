@@ -295,7 +295,8 @@ class Worker:
                     raise
                 failures += 1
                 failing_since = now if failures == 1 else failing_since
-                log.error("pull failed", extra={"error": str(exc), "failures": failures})
+                if not _reported(exc):
+                    log.error("pull failed", extra={"error": str(exc), "failures": failures})
                 if until_idle and time.monotonic() - failing_since >= UNTIL_IDLE_PULL_FAILURES_S:
                     raise BrokerError(
                         f"no pull succeeded for {UNTIL_IDLE_PULL_FAILURES_S:g} s "
@@ -532,7 +533,8 @@ class Worker:
                 if len(messages) < 100:
                     break
         except Exception as exc:
-            log.warning("dead-letter drain failed", extra={"error": str(exc)})
+            if not _reported(exc):  # an unreachable broker is logged once per outage
+                log.warning("dead-letter drain failed", extra={"error": str(exc)})
         if drained:
             self.metrics.record_drained(drained)
             log.warning("dead-lettered messages recorded", extra={"count": drained})
@@ -553,6 +555,11 @@ class Worker:
 def _permanent(exc: BaseException) -> bool:
     """A broker error that retrying cannot cure (`BrokerError.permanent`)."""
     return isinstance(exc, BrokerError) and exc.permanent
+
+
+def _reported(exc: BaseException) -> bool:
+    """A broker error the broker has logged already (`reported`: Pub/Sub unreachable)."""
+    return bool(getattr(exc, "reported", False))
 
 
 def to_dead_letter(message: DeadLetteredMessage) -> NewDeadLetter:

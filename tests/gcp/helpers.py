@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from behavioral_analytics.events import Event, validate_event
+from behavioral_analytics.store import TransientStoreError
 
 BASE_TS = 1_764_320_000.123  # 2025-11-28 08:53 UTC
 
@@ -44,3 +52,83 @@ def event(payload: dict[str, Any], received_at: float | None = None) -> Event:
 
 def data(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload).encode()
+
+
+class Relay:
+    """A TCP relay from a loopback port of its own to `upstream` (host:port), so that a test can
+    make a client's host stop answering while the session's emulator goes on serving the other
+    tests: `refuse` closes the port and the connections through it (the host then refuses
+    connections, as a stopped emulator's does), `hang` keeps them open and forwards nothing more
+    (a host that no longer answers), `restore` listens on the same port again and forwards."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self._upstream = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.host = f"127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._forwarding = True
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed
+                return
+            with self._lock:
+                self._sockets.append(client)
+                if not self._forwarding:
+                    continue  # held open, never answered
+                upstream = socket.create_connection(self._upstream)
+                self._sockets.append(upstream)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if self._forwarding:
+                    sink.sendall(chunk)
+        except OSError:  # closed
+            return
+
+    def hang(self) -> None:
+        """Keep every connection open, forward nothing more."""
+        self._forwarding = False
+
+    def refuse(self) -> None:
+        """Close the port and every connection through it."""
+        self._forwarding = False
+        with contextlib.suppress(OSError):  # wakes the accepting thread, stops listening
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):  # not connected
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._sockets.clear()
+
+    def restore(self) -> None:
+        """After `refuse`: listen on the same port again and forward new connections."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._forwarding = True
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+
+def gives_up_with_one_line(request: Callable[[], object], where: str, limit_s: float) -> str:
+    """`request()` raises, within `limit_s` seconds, a one-line TransientStoreError naming
+    `where` the database is and saying it is unreachable; returns the line."""
+    started = time.monotonic()
+    with pytest.raises(TransientStoreError) as caught:
+        request()
+    took_s = time.monotonic() - started
+    message = str(caught.value)
+    assert took_s < limit_s, (took_s, message)
+    assert "\n" not in message, message
+    assert where in message and "unreachable" in message, message
+    assert "None" not in message, message
+    return message

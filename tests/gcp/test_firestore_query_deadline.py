@@ -13,9 +13,6 @@ forwards nothing more (a host that no longer answers). The deadline is lowered t
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,70 +25,17 @@ from google.cloud import firestore
 from behavioral_analytics.api.app import create_app
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.records import NewDeadLetter
-from behavioral_analytics.store import TransientStoreError
 from behavioral_analytics.stores.firestore import FirestoreStore
 from behavioral_analytics.stores.firestore.reach import OPEN_DEADLINE_S, QUERY_DEADLINE_S
 from tests.emulators import Emulators
 
-from .helpers import event, recipe_payload
+from .helpers import Relay, event, gives_up_with_one_line, recipe_payload
 
 SHORT_DEADLINE_S = 2.0
 # Well under the library's 300 s: a start of the client's reconnection, the relay's teardown,
 # two cores shared with other tests. A read that hangs may take the deadline twice (reach.py).
 LIMIT_S = 2 * SHORT_DEADLINE_S + 5.0
 READ_KEY = "rk_query_deadline"
-
-
-class Relay:
-    """A TCP relay from a loopback port of its own to `upstream` (host:port)."""
-
-    def __init__(self, upstream: str) -> None:
-        host, port = upstream.rsplit(":", 1)
-        self._upstream = (host, int(port))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._forwarding = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            with self._lock:
-                self._sockets.append(client)
-                if not self._forwarding:
-                    continue  # held open, never answered
-                upstream = socket.create_connection(self._upstream)
-                self._sockets.append(upstream)
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while chunk := source.recv(65536):
-                if self._forwarding:
-                    sink.sendall(chunk)
-        except OSError:  # closed
-            return
-
-    def hang(self) -> None:
-        """Keep every connection open, forward nothing more."""
-        self._forwarding = False
-
-    def refuse(self) -> None:
-        """Close the port and every connection through it."""
-        self._forwarding = False
-        self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):  # not connected
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            self._sockets.clear()
 
 
 @dataclass
@@ -136,24 +80,10 @@ def _reads(opened: Opened) -> dict[str, Callable[[], object]]:
     }
 
 
-def _fails_fast_with_one_line(read: Callable[[], object], opened: Opened) -> None:
-    started = time.monotonic()
-    with pytest.raises(TransientStoreError) as caught:
-        read()
-    took_s = time.monotonic() - started
-    message = str(caught.value)
-    assert took_s < LIMIT_S, (took_s, message)
-    assert "\n" not in message, message
-    assert f"Firestore database {opened.database!r} on the emulator at {opened.relay.host}" in (
-        message
-    )
-    assert "unreachable" in message and "None" not in message, message
-
-
 def test_reads_give_up_within_the_query_deadline_when_the_host_refuses(opened: Opened) -> None:
     opened.relay.refuse()
     for read in _reads(opened).values():
-        _fails_fast_with_one_line(read, opened)
+        gives_up_with_one_line(read, _where(opened), LIMIT_S)
 
 
 @pytest.mark.parametrize("read", ["series", "profile", "dead letters"])
@@ -161,7 +91,7 @@ def test_reads_give_up_within_the_query_deadline_when_the_host_hangs(
     opened: Opened, read: str
 ) -> None:
     opened.relay.hang()
-    _fails_fast_with_one_line(_reads(opened)[read], opened)
+    gives_up_with_one_line(_reads(opened)[read], _where(opened), LIMIT_S)
 
 
 def test_the_api_answers_503_within_the_query_deadline(
@@ -191,3 +121,7 @@ def test_the_api_answers_503_within_the_query_deadline(
 def test_the_query_deadline_is_seconds() -> None:
     """Below the dashboard's 15 s refresh; no longer than opening the store may take."""
     assert 1.0 <= QUERY_DEADLINE_S < 15.0 and QUERY_DEADLINE_S <= OPEN_DEADLINE_S
+
+
+def _where(opened: Opened) -> str:
+    return f"Firestore database {opened.database!r} on the emulator at {opened.relay.host}"

@@ -269,7 +269,15 @@ def test_cli_publish_to_an_unreachable_pubsub_prints_one_line(tmp_path: Path) ->
     started = time.monotonic()
     result = _cli(
         ["publish", "-"],
-        {"BA_BACKEND": "gcp", "GOOGLE_CLOUD_PROJECT": "p", "PUBSUB_EMULATOR_HOST": host},
+        # Both emulator hosts, as a user's shell has them: with Pub/Sub's alone, the broker's
+        # Firestore client looks for credentials (the test passed only after another test had
+        # set FIRESTORE_EMULATOR_HOST in this process).
+        {
+            "BA_BACKEND": "gcp",
+            "GOOGLE_CLOUD_PROJECT": "p",
+            "PUBSUB_EMULATOR_HOST": host,
+            "FIRESTORE_EMULATOR_HOST": host,
+        },
         tmp_path,
         b'{"event_id": "e1"}\n',
     )
@@ -279,7 +287,7 @@ def test_cli_publish_to_an_unreachable_pubsub_prints_one_line(tmp_path: Path) ->
     assert "Traceback" not in err
     assert err.strip().splitlines() == [
         "error: cannot publish to projects/p/topics/user-events: DeadlineExceeded (Pub/Sub at "
-        f"{host} did not answer in 10 s)"
+        f"{host} did not answer in 10 s); nothing was published"
     ]
 
 

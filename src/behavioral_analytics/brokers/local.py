@@ -13,7 +13,8 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,12 @@ from behavioral_analytics.broker import (
     OutgoingMessage,
 )
 from behavioral_analytics.privacy import mentions
-from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
+from behavioral_analytics.sqlite_util import (
+    PerThreadConnection,
+    access_problem,
+    is_busy,
+    transaction,
+)
 
 __all__ = ["LocalBroker"]
 
@@ -132,8 +138,32 @@ class LocalBroker(Broker):
         try:
             self._connections = PerThreadConnection(path, _SCHEMA)
             self.init()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise self._unusable(exc) from None
+            raise BrokerError(
+                f"the broker file {self.path} stayed locked ({exc}): another process holds "
+                "it; stop it, or try again"
+            ) from None
         except sqlite3.DatabaseError as exc:
-            raise self._damaged(str(exc)) from None
+            raise self._unusable(exc) from None
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Runs a write of `what` ("ack", "pull", …): an SQLite error in it raises BrokerError,
+        one line naming the file and, when the file cannot be written where it is (a full
+        disk, a read-only folder), what to check (`access_problem`)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            problem = access_problem(self.path, exc) or f"{self.path}: {exc}"
+            raise BrokerError(f"{what} on the local broker failed: {problem}") from exc
+
+    def _unusable(self, exc: sqlite3.Error) -> BrokerError:
+        """What to check when the file could not be opened, read or written where it is
+        (`access_problem`), else `_damaged`."""
+        problem = access_problem(self.path, exc)
+        return self._damaged(str(exc)) if problem is None else BrokerError(problem)
 
     def _damaged(self, what: str) -> BrokerError:
         return BrokerError(
@@ -148,7 +178,7 @@ class LocalBroker(Broker):
         try:
             rows = [row[0] for row in self._db.execute("PRAGMA quick_check(5)")]
         except sqlite3.DatabaseError as exc:
-            raise self._damaged(str(exc)) from None
+            raise self._unusable(exc) from None
         if rows != ["ok"]:
             raise self._damaged(_one_line(rows))
 
@@ -278,15 +308,19 @@ class LocalBroker(Broker):
                     rows,
                 )
         except sqlite3.OperationalError as exc:
-            raise BrokerError(f"publish to the local broker at {self.path} failed: {exc}") from exc
+            problem = access_problem(self.path, exc) or f"{self.path}: {exc}"
+            raise BrokerError(f"publish to the local broker failed: {problem}") from exc
         finally:
             db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         return ids
 
     def pull(self, max_messages: int, timeout: float) -> list[Delivery]:
+        """Up to `max_messages` deliveries, waiting up to `timeout` seconds for the first.
+        Raises BrokerError when the file cannot be read or written (the worker retries)."""
         deadline = time.monotonic() + timeout
         while True:
-            deliveries = self._lease(max_messages)
+            with self._writing("pull"):
+                deliveries = self._lease(max_messages)
             if deliveries or time.monotonic() >= deadline:
                 return deliveries
             time.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
@@ -373,7 +407,7 @@ class LocalBroker(Broker):
             by_lease.setdefault(token, []).append(seq)
         if not by_lease:
             return
-        with transaction(self._db):
+        with self._writing("ack"), transaction(self._db):
             for token, seqs in by_lease.items():
                 self._db.execute(
                     "DELETE FROM messages WHERE seq IN (SELECT value FROM json_each(?)) "
@@ -386,7 +420,7 @@ class LocalBroker(Broker):
         if not pairs:
             return
         now = self._clock()
-        with transaction(self._db):
+        with self._writing("nack"), transaction(self._db):
             for seq, token in pairs:
                 row = self._db.execute(
                     "SELECT attempts FROM messages WHERE seq = ? AND lease_token = ?", (seq, token)
@@ -406,7 +440,7 @@ class LocalBroker(Broker):
         if not pairs:
             return
         until = self._clock() + seconds
-        with transaction(self._db):
+        with self._writing("extend"), transaction(self._db):
             self._db.executemany(
                 "UPDATE messages SET visible_at = ? WHERE seq = ? AND lease_token = ?",
                 [(until, seq, token) for seq, token in pairs],
@@ -456,7 +490,7 @@ class LocalBroker(Broker):
         return deleted
 
     def ack_dead_letters(self, handles: Iterable[str]) -> None:
-        with transaction(self._db):
+        with self._writing("dead-letter ack"), transaction(self._db):
             self._db.executemany(
                 "DELETE FROM dead_letters WHERE seq = ?", [(int(h),) for h in handles]
             )

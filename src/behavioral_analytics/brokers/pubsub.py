@@ -48,6 +48,12 @@ from behavioral_analytics.brokers.pubsub_admin import (
     duration,
     endpoint,
 )
+from behavioral_analytics.brokers.pubsub_reach import (
+    OUTAGE_ERRORS,
+    PubSubReach,
+    PubSubUnreachable,
+    WatchedSubscriber,
+)
 from behavioral_analytics.telemetry import log
 
 if TYPE_CHECKING:
@@ -80,6 +86,10 @@ class SubscriptionMissing(BrokerError):
 
 def _short(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+# Seconds `_check_answers` waits for Pub/Sub to answer after a pull that got no answer.
+_ANSWER_TIMEOUT_S = 5.0
 
 
 class PubSubBroker(Broker):
@@ -129,7 +139,10 @@ class PubSubBroker(Broker):
             ),
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=ordering),
         )
-        self._subscriber = subscriber or pubsub_v1.SubscriberClient()
+        # Every request the subscriber makes tells `reach` whether Pub/Sub answered: an outage
+        # is logged once, its end too (see pubsub_reach).
+        self.reach = PubSubReach.for_project(project, _short(self.subscription))
+        self._subscriber = subscriber or WatchedSubscriber(self.reach)
         self._queue: queue.Queue[Message] = queue.Queue()
         self._held: dict[str, Message] = {}
         self._held_lock = threading.Lock()
@@ -280,12 +293,13 @@ class PubSubBroker(Broker):
                 timeout=max(1.0, timeout),
                 retry=None,
             )
-        except gexc.DeadlineExceeded:  # the long poll ended with nothing to deliver
+        except gexc.DeadlineExceeded:  # nothing to deliver, or no answer at all
+            self._check_answers()
             return []
         except gexc.NotFound as exc:
             raise SubscriptionMissing(self.subscription) from exc
-        except gexc.ServiceUnavailable as exc:  # the worker retries, and says so
-            raise BrokerError(f"Pub/Sub at {endpoint()} unavailable: {exc.message}") from exc
+        except gexc.ServiceUnavailable as exc:  # the worker retries; the outage is logged
+            raise PubSubUnreachable(f"Pub/Sub at {endpoint()} unavailable: {exc.message}") from exc
         except gexc.GoogleAPICallError as exc:
             raise BrokerError(f"pull from {self.subscription} failed: {exc}") from exc
         deliveries = []
@@ -295,6 +309,26 @@ class PubSubBroker(Broker):
                 self._held[item.ack_id] = message
                 deliveries.append(_delivery(message))
         return deliveries
+
+    def _check_answers(self) -> None:
+        """After a pull with no answer (an empty subscription, or a host that hangs, which
+        `worker --until-idle` took for empty): a lease extension of no message, which Pub/Sub
+        refuses at once ("No ack ids specified"), tells them apart. Raises PubSubUnreachable
+        without an answer within `_ANSWER_TIMEOUT_S`."""
+        try:
+            self._subscriber.modify_ack_deadline(
+                request={
+                    "subscription": self.subscription,
+                    "ack_ids": [],
+                    "ack_deadline_seconds": int(self.ack_deadline_s),
+                },
+                timeout=_ANSWER_TIMEOUT_S,
+                retry=None,
+            )
+        except OUTAGE_ERRORS as exc:
+            raise PubSubUnreachable(self.reach.describe(exc)) from exc
+        except gexc.GoogleAPICallError:
+            return  # an answer: the refusal of an empty request
 
     def _lease_loop(self) -> None:
         every = max(1.0, self.ack_deadline_s / 3)
@@ -339,8 +373,9 @@ class PubSubBroker(Broker):
                     },
                     timeout=30,
                 )
-            except gexc.GoogleAPICallError as exc:  # redelivered, then dropped as duplicate
-                log.warning("ack failed", extra={"error": str(exc)})
+            except (gexc.GoogleAPICallError, gexc.RetryError) as exc:  # redelivered, deduped
+                if not isinstance(exc, OUTAGE_ERRORS):  # an outage is logged by `reach`
+                    log.warning("ack failed", extra={"error": str(exc)})
 
     def nack(self, ack_ids: Iterable[str], reason: str) -> None:
         messages = self._take(ack_ids)
@@ -394,6 +429,8 @@ class PubSubBroker(Broker):
             )
         except gexc.DeadlineExceeded:  # an empty pull waits for its deadline
             return []
+        except OUTAGE_ERRORS as exc:
+            raise PubSubUnreachable(self.reach.describe(exc)) from exc
         except gexc.GoogleAPICallError as exc:
             raise BrokerError(f"pull from {self.dead_letter_subscription} failed: {exc}") from exc
         received = list(response.received_messages)
@@ -423,6 +460,8 @@ class PubSubBroker(Broker):
                 request={"subscription": self.dead_letter_subscription, "ack_ids": handles},
                 timeout=30,
             )
+        except OUTAGE_ERRORS as exc:
+            raise PubSubUnreachable(self.reach.describe(exc)) from exc
         except gexc.GoogleAPICallError as exc:
             raise BrokerError(f"ack on {self.dead_letter_subscription} failed: {exc}") from exc
         keys = [k for h in handles if (k := self._dead_letter_keys.pop(h, None))]

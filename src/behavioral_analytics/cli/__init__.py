@@ -3,7 +3,8 @@
 - `root`: the root command `app`, `--version`, the registration of every command, and `main`.
 - `errors`: one-line errors and exit codes (2 for configuration, 1 for a failing port).
 - `shared`: the stdout console, `--json`, settings and store loading, JSON and time printing.
-- `pipeline`: `init`, `publish`, `worker` (and the worker child processes `up` also starts).
+- `pipeline`: `init`, `publish`, `worker` (and the worker child processes `up` also starts and
+  supervises).
 - `up`: the local stack with synthetic traffic and the live view.
 - `verify`: recount the aggregates from the raw events.
 - `config`: the configuration recorded with the data (`show`, `apply`).

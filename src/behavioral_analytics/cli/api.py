@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, cast
 
 import typer
 
+from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.cli.errors import fail
 from behavioral_analytics.settings import ConfigError, load_settings
+from behavioral_analytics.store import StoreError
 from behavioral_analytics.telemetry import configure_logging
 from behavioral_analytics.wiring import build_server
 
@@ -47,6 +49,8 @@ def api(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except (StoreError, BrokerError) as exc:  # a data folder it cannot open: one line
+        fail(str(exc))
     serve(server)
     changed = cast("FastAPI", server.config.app).state.api.config_changed
     if changed is not None:  # the recorded configuration changed (`api.config_watch`)

@@ -15,8 +15,10 @@ from behavioral_analytics.cli.compare import CompareOption, Window, ranged, wind
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.filters import (
     FilterOption,
+    ToOption,
     bounds,
     filters_of,
+    from_option,
     print_source,
     refusals,
 )
@@ -41,15 +43,9 @@ from behavioral_analytics.wiring import build_broker
 
 __all__ = ["forget", "query_funnel", "query_links", "query_sessions"]
 
-FromOption = typer.Option(
-    None,
-    "--from",
-    metavar="PERIOD",
-    help="First period: a label (2026-11-28, a coarser one too) or a time.",
-)
-ToOption = typer.Option(None, "--to", metavar="PERIOD", help="Last period: a label or a time.")
 # The range of a filtered answer without `--from` (the API's default), within raw retention.
 DEFAULT_DAYS = 30
+FromOption = from_option(f"the last {DEFAULT_DAYS} days")
 
 
 def _rate(value: float | None) -> str:

@@ -16,8 +16,10 @@ from behavioral_analytics.cli.compare import CompareOption, Window, ranged, wind
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.filters import (
     FilterOption,
+    ToOption,
     bounds,
     filters_of,
+    from_option,
     print_source,
     refusals,
 )
@@ -37,19 +39,16 @@ from behavioral_analytics.sessions import SessionRules
 
 __all__ = ["query_breakdown"]
 
-# The range of a filtered breakdown without `--from` (the API's defaults).
+# The range of a filtered breakdown without `--from` (the API's defaults: 48 hours, 7 days
+# with today's; `--from`'s help).
 _DEFAULT_WINDOWS_S: dict[str, float] = {"hour": 48 * 3600.0, "day": 6 * 86400.0}
 
 
 def query_breakdown(
     dimension: str = typer.Argument(..., help="page, referrer, utm_source, country, …"),
     granularity: str = typer.Option("day", "--granularity", "-g", help="hour or day."),
-    start: str | None = typer.Option(
-        None, "--from", metavar="PERIOD", help="First period: a label or a time."
-    ),
-    end: str | None = typer.Option(
-        None, "--to", metavar="PERIOD", help="Last period: a label or a time."
-    ),
+    start: str | None = from_option("the last 48 hours (hour) or 7 days (day)"),
+    end: str | None = ToOption,
     compare: bool = CompareOption,
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Values shown."),
     where: list[str] | None = FilterOption,

@@ -39,8 +39,8 @@ dlq_app = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=T
 
 @dlq_app.command("list")
 def dlq_list(
-    limit: int = typer.Option(50, min=1, max=1000),
-    cursor: str | None = typer.Option(None),
+    limit: int = typer.Option(50, min=1, max=1000, help="Dead letters per page."),
+    cursor: str | None = typer.Option(None, help="From a previous page's next_cursor."),
     as_json: bool = JsonOption,
 ) -> None:
     """Dead letters, newest first: rejected events and messages the broker gave up on."""

@@ -3,6 +3,7 @@ never a traceback. Shared by every command module."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -39,6 +40,12 @@ def user_errors(*usage_errors: type[Exception]) -> Iterator[None]:
         fail(str(exc), 2)
     except (StoreError, BrokerError, OSError) as exc:
         fail(str(exc))
+    except sqlite3.DatabaseError as exc:
+        # What an adapter let through: a damaged page, a value no commit writes (a hand edit).
+        fail(
+            f"the local data could not be read ({exc}): `behavioral-analytics doctor` checks "
+            "every page of its files"
+        )
     except Exception as exc:
         # A Google client's own error that an adapter let through (a read at query time that
         # the library retried until its deadline, say): one line, not a traceback.

@@ -27,7 +27,16 @@ from behavioral_analytics.raw_queries import (
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store
 
-__all__ = ["FilterOption", "bounds", "filters_of", "print_source", "refusals", "source"]
+__all__ = [
+    "FilterOption",
+    "ToOption",
+    "bounds",
+    "filters_of",
+    "from_option",
+    "print_source",
+    "refusals",
+    "source",
+]
 
 FilterOption = typer.Option(
     None,
@@ -36,6 +45,30 @@ FilterOption = typer.Option(
     help="Only what has this breakdown value; repeatable (all must hold). One on a kept "
     "dimension is read from the aggregates, anything else from the raw events (bounded by "
     "BA_RAW_SCAN_MAX_EVENTS).",
+)
+
+
+def from_option(
+    filtered_default: str,
+    first: str = "First period: a label (2026-11-28, a coarser one too) or a time.",
+) -> Any:
+    """`--from` of a ranged query whose range, with `--filter` and no `--from`, starts
+    `filtered_default` before now (`bounds`); without `--filter` it is unbounded."""
+    return typer.Option(
+        None,
+        "--from",
+        metavar="PERIOD",
+        help=f"{first} Default: every stored period; with --filter: {filtered_default}, within "
+        "the raw-event retention.",
+    )
+
+
+ToOption = typer.Option(
+    None,
+    "--to",
+    metavar="PERIOD",
+    help="Last period: a label or a time. Default: the last stored period; with --filter or "
+    "--compare: the current period.",
 )
 
 

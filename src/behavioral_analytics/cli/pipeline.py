@@ -1,5 +1,6 @@
 """`init`, `publish` and `worker`: set up the broker and the store, publish NDJSON, and run
-the workers — in this process, or as child processes (`spawn_workers`, which `up` uses too)."""
+the workers — in this process, or as child processes (`spawn_workers`, `first_exit` and
+`stop_processes`, which `up` uses too: a child exiting on its own stops them all)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,30 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 import typer
 
-from behavioral_analytics.broker import OutgoingMessage
+from behavioral_analytics.broker import BrokerError, OutgoingMessage
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.cli.shared import console, load_config, plural
 from behavioral_analytics.telemetry import WorkerMetrics, configure_logging
 from behavioral_analytics.wiring import build_broker, build_exporter, build_store, build_worker
 from behavioral_analytics.worker import WorkerStageFailed
 
-__all__ = ["init", "publish", "spawn_workers", "stop_processes", "worker"]
+__all__ = [
+    "EMPTY_LINE",
+    "exit_reason",
+    "first_exit",
+    "init",
+    "publish",
+    "spawn_workers",
+    "stop_processes",
+    "stopped_by_signal",
+    "worker",
+]
 
 
 def init() -> None:
@@ -46,26 +58,52 @@ def publish(
     ordering_key: str | None = typer.Option(None, help="Ordering key for every message."),
 ) -> None:
     """Publish NDJSON lines as they are, one message per line (malformed lines included: the
-    worker dead-letters them with a reason)."""
+    worker dead-letters them with a reason, a blank one as empty_message; the newline ending
+    the input is not a line)."""
     config = load_config()
     stream = sys.stdin.buffer if source == "-" else _open_input(source)
     with user_errors(), stream:
         broker = build_broker(config)
         sent = 0
+        first = 1  # the input line of pending[0]
         pending: list[OutgoingMessage] = []
-        for raw in stream:
-            line = raw.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            pending.append(OutgoingMessage(line, ordering_key=ordering_key))
-            if len(pending) >= batch_size:
+        try:
+            for number, raw in enumerate(stream, 1):
+                line = raw.rstrip(b"\r\n")
+                # Pub/Sub refuses a message with neither data nor attributes ("Some messages
+                # are empty"), and the whole batch with it: an empty line carries its number.
+                attributes = {} if line else {EMPTY_LINE: str(number)}
+                pending.append(OutgoingMessage(line, attributes, ordering_key=ordering_key))
+                if len(pending) >= batch_size:
+                    sent += len(broker.publish(pending))
+                    pending, first = [], number + 1
+            if pending:
                 sent += len(broker.publish(pending))
-                pending = []
-        if pending:
-            sent += len(broker.publish(pending))
+        except BrokerError as exc:
+            raise BrokerError(f"{exc}; {_resume_hint(sent, first, source)}") from exc
         broker.close()
     where = f" ({config.data_dir})" if config.backend == "local" else ""
     err_console.print(f"published {plural(sent, 'message')} to {config.pubsub_topic}{where}")
+
+
+# The attribute of a message published for an empty input line: the line's number.
+EMPTY_LINE = "ba_empty_line"
+
+
+def _resume_hint(sent: int, first: int, source: str) -> str:
+    """What a publish stopped by an error had done, and how to go on without sending the lines
+    before `first` (the first line of the batch that failed) again."""
+    done = (
+        f"lines 1-{first - 1} were published ({plural(sent, 'message')})"
+        if sent
+        else ("nothing was published")
+    )
+    if not sent:
+        return done
+    command = "behavioral-analytics publish -"
+    if source == "-":
+        return f"{done}; to go on, send the input from line {first} on to `{command}`"
+    return f"{done}; to go on from line {first}: tail -n +{first} {source} | {command}"
 
 
 def _open_input(source: str) -> IO[bytes]:
@@ -128,9 +166,56 @@ def spawn_workers(
     ]
 
 
-def stop_processes(children: list[subprocess.Popen[bytes]], grace_s: float = 8.0) -> None:
-    """SIGTERM every child still running, and kill those not gone within `grace_s` seconds
-    (the workers' drain takes at most 8 s)."""
+def first_exit(
+    children: Sequence[subprocess.Popen[bytes]],
+    stop: threading.Event,
+    *,
+    finished_ok: bool = False,
+    interval_s: float = 0.5,
+) -> int | None:
+    """Wait until `stop` is set or a child exits; return the index of the first child that
+    exited, or None when `stop` was set first. With `finished_ok` a child that exits 0 has
+    finished its work (`worker --until-idle`): the others are waited for, and None is returned
+    once every one has. Sets `stop` before returning. The supervision of `worker --workers N`
+    and of `up` (which runs it in a thread beside its live view)."""
+    try:
+        while not stop.wait(interval_s):
+            running = False
+            for index, child in enumerate(children):
+                code = child.poll()
+                if code is None:
+                    running = True
+                elif not (finished_ok and code == 0):
+                    return index
+            if not running:
+                return None
+        return None
+    finally:
+        stop.set()
+
+
+def stopped_by_signal(code: int) -> bool:
+    """Whether a child's exit code is that of a stop asked by SIGINT or SIGTERM: it drained
+    and exited 0, or the signal came before its handler was set. Ctrl-C reaches every process
+    of the terminal's group, so a child may exit so before its parent sees its own interrupt."""
+    return code in (0, -signal.SIGINT, -signal.SIGTERM)
+
+
+def exit_reason(code: int) -> str:
+    """`code -9 (SIGKILL)`: a child's exit code, with the signal's name when one killed it."""
+    if code < 0:
+        try:
+            return f"code {code} ({signal.Signals(-code).name})"
+        except ValueError:
+            pass
+    return f"code {code}"
+
+
+def stop_processes(
+    children: Sequence[subprocess.Popen[bytes]], grace_s: float = 8.0, reap_s: float = 5.0
+) -> None:
+    """SIGTERM every child still running, and SIGKILL those not gone within `grace_s` seconds
+    (the workers' drain takes at most 8 s), waiting at most `reap_s` more for each of them."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -140,12 +225,20 @@ def stop_processes(children: list[subprocess.Popen[bytes]], grace_s: float = 8.0
             child.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
+            try:
+                child.wait(reap_s)
+            except subprocess.TimeoutExpired:
+                err_console.print(f"[yellow]note:[/yellow] process {child.pid} outlived SIGKILL")
 
 
 def worker(
     workers: int = typer.Option(1, "--workers", "-n", min=1, max=64, help="Worker processes."),
     until_idle: bool = typer.Option(
-        False, "--until-idle", help="Exit once the subscription is drained."
+        False,
+        "--until-idle",
+        help="Exit once every message published before it started is acked (by it or by "
+        "another worker); on Pub/Sub, once the subscription has had nothing to deliver for "
+        "2 s.",
     ),
     drain: bool = typer.Option(
         True, "--drain/--no-drain", help="Move the broker's dead letters into the store."
@@ -164,9 +257,27 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    while not stopping.is_set() and any(c.poll() is None for c in children):
-        stopping.wait(0.2)
+    # A child exiting on its own (a crash, SIGKILL, the out-of-memory killer) stops them all,
+    # with exit 1: running on with fewer workers, or none moving the dead letters, would
+    # go unnoticed by a supervisor that restarts a command that fails.
+    exited = first_exit(children, stopping, finished_ok=until_idle, interval_s=0.2)
+    if exited is not None:
+        code = children[exited].returncode
+        err_console.print(
+            f"[red]error:[/red] {_worker_name(exited, children)} exited with "
+            f"{exit_reason(code)}; stopping the other workers",
+            highlight=False,
+            soft_wrap=True,
+        )
+        stop_processes(children)
+        raise typer.Exit(1)
     stop_processes(children)
     codes = [c.returncode for c in children]
     if any(code not in (0, -signal.SIGTERM) for code in codes):
         fail(f"worker processes exited with {codes}")
+
+
+def _worker_name(index: int, children: Sequence[subprocess.Popen[bytes]]) -> str:
+    """`worker 1 of 2 (pid 123, the one moving the broker's dead letters)`."""
+    role = ", the one moving the broker's dead letters into the store" if index == 0 else ""
+    return f"worker {index + 1} of {len(children)} (pid {children[index].pid}{role})"

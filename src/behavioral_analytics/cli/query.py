@@ -17,8 +17,10 @@ from behavioral_analytics.cli.compare import CompareOption, Window, ranged, wind
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.filters import (
     FilterOption,
+    ToOption,
     bounds,
     filters_of,
+    from_option,
     print_source,
     refusals,
 )
@@ -35,12 +37,15 @@ from behavioral_analytics.cli.shared import (
     period_table,
     print_json,
 )
+from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.filtered_queries import filtered_series_answer
 from behavioral_analytics.raw_queries import Filter
 
 __all__ = ["query_app"]
 
-_BOUND_HELP = "Period label (a coarser one too: 2026-11-28) or RFC 3339 time."
+_BOUND_HELP = "First period: a label (a coarser one too: 2026-11-28) or an RFC 3339 time."
+_LIMIT_HELP = "Events per page."
+_CURSOR_HELP = "From a previous page's next_cursor."
 
 query_app = typer.Typer(help="Read the analytics.", no_args_is_help=True)
 
@@ -92,8 +97,8 @@ def _print_events(page: Any, title: str, as_json: bool) -> None:
 @query_app.command("timeline")
 def query_timeline(
     user: str = typer.Argument(..., help="User id."),
-    limit: int = typer.Option(20, min=1, max=1000),
-    cursor: str | None = typer.Option(None, help="From a previous page's next_cursor."),
+    limit: int = typer.Option(20, min=1, max=1000, help=_LIMIT_HELP),
+    cursor: str | None = typer.Option(None, help=_CURSOR_HELP),
     as_json: bool = JsonOption,
 ) -> None:
     """A user's events, newest first."""
@@ -106,26 +111,40 @@ def query_timeline(
 @query_app.command("events")
 def query_events(
     event_type: str = typer.Option(..., "--type", "-t", help="Event type."),
-    limit: int = typer.Option(20, min=1, max=1000),
-    cursor: str | None = typer.Option(None, help="From a previous page's next_cursor."),
+    limit: int = typer.Option(20, min=1, max=1000, help=_LIMIT_HELP),
+    cursor: str | None = typer.Option(None, help=_CURSOR_HELP),
     as_json: bool = JsonOption,
 ) -> None:
     """Events of one type, newest first."""
+    _check_event_type(event_type)
     config = load_config()
     with user_errors(), cursor_errors(cursor):
         page = open_store(config).events_by_type(event_type, limit, cursor)
     _print_events(page, f"{event_type} events", as_json)
 
 
-# The range of a filtered series without `--from` (the API's defaults).
+def _check_event_type(event_type: str) -> None:
+    """Exit 2 with one line on a blank event type, or one longer than any event's (as
+    `query retention --start-event` does, and the API's `min_length`, `max_length`)."""
+    longest = DEFAULT_LIMITS.max_event_type_chars
+    if not event_type.strip() or len(event_type) > longest:
+        fail(
+            f"event type {event_type[:64]!r}: expected an event type of 1 to {longest} characters",
+            2,
+        )
+
+
+# The range of a filtered series without `--from` (the API's defaults; `--from`'s help).
 _FILTERED_WINDOWS_S: dict[str, float] = {"minute": 3600.0, "hour": 48 * 3600.0, "day": 30 * 86400.0}
 
 
 @query_app.command("series")
 def query_series(
     granularity: str = typer.Option("hour", "--granularity", "-g", help="minute, hour or day."),
-    start: str | None = typer.Option(None, "--from", metavar="PERIOD", help=_BOUND_HELP),
-    end: str | None = typer.Option(None, "--to", metavar="PERIOD", help=_BOUND_HELP),
+    start: str | None = from_option(
+        "the last 1 hour (minute), 48 hours (hour) or 30 days (day)", _BOUND_HELP
+    ),
+    end: str | None = ToOption,
     event_type: str | None = typer.Option(None, "--type", "-t", help="Only this event type."),
     compare: bool = CompareOption,
     where: list[str] | None = FilterOption,
@@ -134,6 +153,8 @@ def query_series(
     """Counts per minute, hour or day: total, by type, unique users (hour and day)."""
     if granularity not in ("minute", "hour", "day"):
         fail("--granularity must be minute, hour or day", 2)
+    if event_type is not None:
+        _check_event_type(event_type)
     g: Granularity = granularity  # type: ignore[assignment]  # checked above
     config, store, first, last = open_for_periods(load_config(), start, end, g)
     filters = filters_of(where, store)

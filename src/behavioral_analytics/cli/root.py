@@ -10,6 +10,7 @@ import typer
 from behavioral_analytics import __version__
 from behavioral_analytics.cli import (
     api,
+    backup,
     behavior,
     doctor,
     groups,
@@ -54,6 +55,7 @@ app.command("publish")(pipeline.publish)
 app.command("worker")(pipeline.worker)
 app.command("verify")(verify.verify)
 app.command("doctor")(doctor.doctor)
+app.command("backup")(backup.backup)
 app.command("up")(up.up)
 app.command("forget")(behavior.forget)
 app.command("api")(api.api)

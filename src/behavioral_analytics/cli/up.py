@@ -25,7 +25,12 @@ import typer
 
 from behavioral_analytics.broker import Broker, OutgoingMessage
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
-from behavioral_analytics.cli.pipeline import spawn_workers, stop_processes
+from behavioral_analytics.cli.pipeline import (
+    first_exit,
+    spawn_workers,
+    stop_processes,
+    stopped_by_signal,
+)
 from behavioral_analytics.cli.shared import console, load_config, plural
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.live_traffic import LiveTraffic, describe, live_traffic, scheduled_events
@@ -180,18 +185,17 @@ def _watch(
     stop: threading.Event,
     died: list[str],
 ) -> None:
-    """Stop `up` when a child exits; one that failed says so in `died`."""
-    while not stop.wait(0.5):
-        for child in children:
-            code = child.poll()
-            if code is not None:
-                # 0 or killed by SIGINT/SIGTERM: stopped by a signal (Ctrl-C reaches the
-                # children as well as `up`), not a failure.
-                if code not in (0, -signal.SIGINT, -signal.SIGTERM):
-                    role = "the API" if child is api_process else "a worker"
-                    died.append(f"{role} exited with code {code}")
-                stop.set()
-                return
+    """Stop `up` when a child exits (`pipeline.first_exit`, as `worker --workers N` does); one
+    that failed says so in `died`."""
+    exited = first_exit(children, stop)
+    if exited is None:
+        return
+    child = children[exited]
+    code = child.poll()
+    # Stopped by a signal (Ctrl-C reaches the children as well as `up`): not a failure.
+    if code is not None and not stopped_by_signal(code):
+        role = "the API" if child is api_process else "a worker"
+        died.append(f"{role} exited with code {code}")
 
 
 def _traffic(broker: Broker, plan: LiveTraffic, stats: TrafficStats, stop: threading.Event) -> None:

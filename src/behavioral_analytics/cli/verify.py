@@ -15,6 +15,7 @@ their time are counted apart as not replayable, since a replay keeps their first
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import typer
 
@@ -25,6 +26,7 @@ from behavioral_analytics.cli.shared import (
     console,
     load_config,
     open_reader,
+    plural,
     print_json,
 )
 
@@ -52,15 +54,24 @@ def verify(
         print_json(report.to_dict())
     else:
         console.print(
-            f"raw events {report.raw_events} · buckets checked {report.buckets_checked} · "
-            f"profiles checked {report.profiles_checked} · older than retention "
-            f"{report.not_checked}"
+            f"checked: raw events {report.raw_events} · buckets {report.buckets_checked} · "
+            f"profiles {report.profiles_checked}"
         )
+        if report.not_checked:
+            console.print(
+                f"not checked: {plural(report.not_checked, 'aggregate')} older than the "
+                f"raw-event retention ({config.raw_retention_days:g} days)",
+                soft_wrap=True,
+            )
         for drift in report.drift[:20]:
             console.print(
-                f"[red]drift[/red] {drift.what} {drift.key}: stored {drift.stored} "
-                f"expected {drift.expected}"
+                f"[red]drift[/red] {drift.what} {drift.key}: "
+                f"{differences(drift.what, drift.stored, drift.expected)}",
+                highlight=False,
+                soft_wrap=True,
             )
+        if len(report.drift) > 20:
+            console.print(f"… and {len(report.drift) - 20} more (--json lists them all)")
         if report.valid_dead_letters:
             ids = report.valid_dead_letters
             console.print(
@@ -88,3 +99,57 @@ def verify(
                 )
     if not report.ok and not report.repaired:
         raise typer.Exit(1)
+
+
+# Positions holding epoch seconds, shown as UTC times.
+_TIMES = frozenset({"first seen", "last activity"})
+# Drift kinds whose values are `{"extra": n}` (stored) and `{"missing": n}` (expected).
+_MARKERS = frozenset({"unique_markers", "breakdown_markers"})
+# Names of the positions of the tuples some drift kinds hold (verification's snapshots).
+_POSITIONS = {
+    "bucket": ("total", "by type"),
+    "profile": ("total", "by type", "first seen", "last activity"),
+}
+
+
+def differences(what: str, stored: object, expected: object) -> str:
+    """What differs between a drift's `stored` and `expected` values, for a person to read:
+    `name stored → expected` for each differing entry, sorted by name ("absent" where it is),
+    then how many entries agree; a value without entries as `stored S → expected E`; a marker
+    drift (`{"extra": n}`, `{"missing": n}`) as `n extra, n missing`."""
+    if what in _MARKERS and isinstance(stored, dict) and isinstance(expected, dict):
+        return f"{stored.get('extra', 0)} extra, {expected.get('missing', 0)} missing markers"
+    have, want = _entries(what, stored), _entries(what, expected)
+    if have is None or want is None:
+        return f"stored {stored} → expected {expected}"
+    changed = [
+        f"{name} {have.get(name, 'absent')} → {want.get(name, 'absent')}"
+        for name in sorted(have.keys() | want.keys())
+        if have.get(name) != want.get(name)
+    ]
+    same = len(have.keys() & want.keys()) - sum(
+        1 for name in have.keys() & want.keys() if have[name] != want[name]
+    )
+    agree = f"; {same} others agree" if same else ""
+    return f"{', '.join(changed)} (stored → expected{agree})"
+
+
+def _entries(what: str, value: object) -> dict[str, object] | None:
+    """`value` as named entries (a dict's items; a known tuple's positions, its dicts' items
+    merged in); {} for None; None when it has no entries (a number, a list)."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(name): item for name, item in value.items()}
+    names = _POSITIONS.get(what)
+    if isinstance(value, tuple) and names is not None and len(value) == len(names):
+        entries: dict[str, object] = {}
+        for name, item in zip(names, value, strict=True):
+            if isinstance(item, dict):
+                entries.update({str(key): count for key, count in item.items()})
+            elif name in _TIMES and isinstance(item, float):
+                entries[name] = datetime.fromtimestamp(item, UTC).isoformat(timespec="seconds")
+            else:
+                entries[name] = item
+        return entries
+    return None

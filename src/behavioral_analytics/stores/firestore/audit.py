@@ -89,8 +89,10 @@ class Audit:
         self.gateway = gateway
         self.options = options
 
-    def iter_raw_events(self) -> Iterator[Event]:
-        for snap in self.gateway.all(EVENTS):
+    def iter_raw_events(self, options: dict[str, Any] | None = None) -> Iterator[Event]:
+        """Every raw event, by key, each page read with `options` (`retry=`, `timeout=`; by
+        default the gateway's `options()`)."""
+        for snap in self.gateway.all(EVENTS, options):
             event = stored_event(snap).event
             data = snap.to_dict() or {}
             event.call, event.id_kind = data.get("call"), data.get("id_kind")
@@ -140,7 +142,15 @@ class Audit:
     def rebuild(self, events: Iterator[Event]) -> None:
         """Replace the aggregates by the fold of `events` (with the behavioral read model, by
         `behavior.recount` of them: bots apart, sessions and funnel progress in the profiles,
-        their figures in the buckets). Not atomic: stop the workers first."""
+        their figures in the buckets). Not atomic: stop the workers first.
+
+        Cut short (Firestore stopped answering), running it again (`verify --repair`)
+        finishes it and loses nothing: it reads all it recounts from (raw events, links and
+        tombstones, the admitted sets) before it deletes anything; it never deletes a document
+        holding links or a tombstone (it replaces each whole, with them); and it deletes the
+        breakdown documents it does not rewrite only after writing the others (an admitted set
+        the recount lays out in another document is still read from the first). What it sets
+        on the raw events (`person`, `bot`) is the recount's, the same on every run."""
         options, gateway = self.options, self.gateway
         joined: dict[tuple[str, str], float] = {}
         events = joining(events, joined)
@@ -183,10 +193,9 @@ class Audit:
                 )
             for day, dimension, value, who in sorted(by_values.users):
                 breakdown_markers.setdefault(who, []).append((day, dimension, value))
-            gateway.delete_all(BREAKDOWNS)
         else:
             deltas = fold(events, options.periods)
-        gateway.delete_all(AGGREGATES)
+        gateway.delete_all(AGGREGATES, keep={doc_id("user_", who) for who in kept})
         writer = gateway.client.batch()
         now = options.clock()
         updated = as_datetime(now)
@@ -258,6 +267,8 @@ class Audit:
             writer.set(aggregates.document(doc_id("user_", who)), doc)
             writer = gateway.flush_if_full(writer)
         gateway.flush_if_full(writer, force=True)
+        if options.behavioral:  # the breakdown documents the recount did not write
+            gateway.delete_all(BREAKDOWNS, keep=set(breakdown_docs))
         rewrite_members(gateway, joined)
 
     def recount_dimensions(self, dropped: Sequence[str], recounted: Sequence[str]) -> None:

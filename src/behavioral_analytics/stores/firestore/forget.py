@@ -161,7 +161,7 @@ class _Forget:
         )
         return {
             (snap.to_dict() or {})["user_id"]: links_of(snap)
-            for snap in query.stream(timeout=self.gateway.timeout_s)
+            for snap in query.stream(**self.gateway.options())
         }
 
     def _forget_person(self, person: str, user: str, report: ForgetReport) -> None:
@@ -219,7 +219,7 @@ class _Forget:
         bots = set()
         for where in filters:
             query = self.gateway.collection(EVENTS).where(filter=where).select(MOVE_FIELDS)
-            for snap in query.stream(timeout=self.gateway.timeout_s):
+            for snap in query.stream(**self.gateway.options()):
                 data = snap.to_dict() or {}
                 if data.get("bot"):
                     if actor(data.get("user_id"), data.get("anonymous_id")) != person:
@@ -411,7 +411,7 @@ class _Forget:
             batch = client.batch()
             for reference in doomed[start : start + CHUNK]:
                 batch.delete(reference)
-            batch.commit(timeout=self.gateway.timeout_s)
+            batch.commit(**self.gateway.options())
         return len(doomed)
 
 

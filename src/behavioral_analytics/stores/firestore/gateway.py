@@ -12,8 +12,9 @@ recompute, at most `MAX_CONFLICTS` times, waiting `conflict_backoff_s` before ea
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -95,7 +96,12 @@ class Gateway:
 
     `client` is a `google.cloud.firestore.Client`; `timeout_s` bounds every request; `bound`
     holds the `retry=` and `timeout=` of the reads made at query time (`reach.query_bound`;
-    by default the library's retry, up to 300 s), to pass as `**gateway.bound`."""
+    by default the library's retry, up to 300 s), to pass as `**gateway.bound`.
+
+    The other requests (the commit path's, `verify`'s, `rebuild`'s, `forget`'s) are made with
+    `options()`: the library's retry and `timeout_s`, or, within `bounded(bound)` (`verify`,
+    `rebuild`, `forget`: commands that hold the store alone), the `retry=` and `timeout=` of
+    `bound`."""
 
     def __init__(
         self, client: firestore.Client, timeout_s: float, bound: dict[str, Any] | None = None
@@ -107,6 +113,20 @@ class Gateway:
         self.root = f"{self.database_path}/documents"
         self.counters = Counters()
         self._pool: ThreadPoolExecutor | None = None
+        self._admin: dict[str, Any] | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The `retry=` and `timeout=` of a request made now (see the class's docstring)."""
+        return {"timeout": self.timeout_s} if self._admin is None else self._admin
+
+    @contextmanager
+    def bounded(self, bound: dict[str, Any]) -> Iterator[None]:
+        """Within it, `options()` is `bound` (`reach.query_bound`'s `retry=` and `timeout=`)."""
+        previous, self._admin = self._admin, bound
+        try:
+            yield
+        finally:
+            self._admin = previous
 
     def name(self, collection: str, document: str) -> str:
         """The full resource name of `collection/document`."""
@@ -124,7 +144,7 @@ class Gateway:
         self.client._firestore_api.commit(
             request=request_types.CommitRequest.wrap(request),
             metadata=self.client._rpc_metadata,
-            timeout=self.timeout_s,
+            **self.options(),
         )
 
     def get(self, names: Sequence[str], mask: Sequence[str]) -> dict[str, Any]:
@@ -141,7 +161,7 @@ class Gateway:
                 responses = self.client._firestore_api.batch_get_documents(
                     request=request_types.BatchGetDocumentsRequest.wrap(request),
                     metadata=self.client._rpc_metadata,
-                    timeout=self.timeout_s,
+                    **self.options(),
                 )
                 for response in responses:
                     pb = request_types.BatchGetDocumentsResponse.pb(response)
@@ -151,10 +171,16 @@ class Gateway:
                 raise TransientStoreError(f"Firestore read failed: {exc}") from exc
         return found
 
-    def stream_all(self, query: Any, *, bounded: bool = False) -> Iterator[DocumentSnapshot[Any]]:
+    def stream_all(
+        self, query: Any, *, bounded: bool = False, options: dict[str, Any] | None = None
+    ) -> Iterator[DocumentSnapshot[Any]]:
         """Page through a query ordered by document id (a long single stream can time out),
-        each page read with `bound` when `bounded` (a read at query time)."""
-        options = self.bound if bounded else {"timeout": self.timeout_s}
+        each page read with `bound` when `bounded` (a read at query time), else with `options`
+        (`retry=` and `timeout=`; by default `options()`)."""
+        if bounded:
+            options = self.bound
+        elif options is None:
+            options = self.options()
         last = None
         while True:
             page_query = query.limit(PAGE)
@@ -166,9 +192,12 @@ class Gateway:
                 return
             last = docs[-1]
 
-    def all(self, collection: str) -> Iterator[DocumentSnapshot[Any]]:
-        """Every document of `collection`, by document id, paged."""
-        return self.stream_all(self.client.collection(collection).order_by(FieldPath.document_id()))
+    def all(
+        self, collection: str, options: dict[str, Any] | None = None
+    ) -> Iterator[DocumentSnapshot[Any]]:
+        """Every document of `collection`, by document id, paged (`stream_all`'s `options`)."""
+        query = self.client.collection(collection).order_by(FieldPath.document_id())
+        return self.stream_all(query, options=options)
 
     def in_parallel(self, function: Callable[[str], T], items: Sequence[str]) -> list[T]:
         """`function` over `items`, queries in flight together (a thread pool)."""
@@ -184,15 +213,18 @@ class Gateway:
         """Commit a non-atomic `WriteBatch` once it holds `FULL_BATCH` writes (or any, with
         `force`); return the batch to go on with."""
         if len(batch) >= FULL_BATCH or (force and len(batch)):
-            batch.commit(timeout=self.timeout_s)
+            batch.commit(**self.options())
             self.counters.write_ops += len(batch)
             return self.client.batch()
         return batch
 
-    def delete_all(self, collection: str) -> None:
-        """Delete every document of `collection` (not atomic)."""
+    def delete_all(self, collection: str, keep: Set[str] = frozenset()) -> None:
+        """Delete every document of `collection` but those whose ids are in `keep` (not
+        atomic)."""
         batch = self.client.batch()
         for snap in self.all(collection):
+            if snap.id in keep:
+                continue
             batch.delete(snap.reference)
             batch = self.flush_if_full(batch)
         self.flush_if_full(batch, force=True)

@@ -197,7 +197,7 @@ def forget_members(gateway: Gateway, persons: Sequence[str]) -> int:
         query = gateway.collection(GROUP_MEMBERS).where(
             filter=firestore.FieldFilter("member", "in", chunk)
         )
-        for snap in query.stream(timeout=gateway.timeout_s):
-            snap.reference.delete(timeout=gateway.timeout_s)
+        for snap in query.stream(**gateway.options()):
+            snap.reference.delete(**gateway.options())
             deleted += 1
     return deleted

@@ -3,7 +3,9 @@ against Firestore's rule, and the few requests made when a process opens the sto
 at `doctor` and before its first commit (the recorded configuration and key rule, the ping)
 retried within `OPEN_DEADLINE_S` in all, then turned into one line naming the database and
 where it is (the emulator's host or the project); and the reads made after that, at query time
-(`query_bound`, `Reach.querying`), each retried within `QUERY_DEADLINE_S`, turned likewise.
+(`query_bound`, `Reach.querying`), each retried within `QUERY_DEADLINE_S`, turned likewise;
+and the requests of `verify` (each read within `ADMIN_READ_DEADLINE_S`) and of `rebuild` and
+`forget` (each request within `ADMIN_WRITE_DEADLINE_S`), under `Reach.administering`.
 
 The client library's own retry of a read gives up only after 300 s, and then raises
 `RetryError`, which is not a `GoogleAPICallError`: a command run against a database that does
@@ -23,10 +25,12 @@ from google.api_core import retry as retries
 from google.cloud import firestore
 
 from behavioral_analytics.firestore_ids import DATABASE_ID_RULE, database_id_problem
-from behavioral_analytics.store import StoreError, TransientStoreError
+from behavioral_analytics.store import NotSupported, StoreError, TransientStoreError
 from behavioral_analytics.stores.firestore.gateway import BACKOFF_S, TRANSIENT_ERRORS
 
 __all__ = [
+    "ADMIN_READ_DEADLINE_S",
+    "ADMIN_WRITE_DEADLINE_S",
     "OPEN_DEADLINE_S",
     "PING_TIMEOUT_S",
     "QUERY_DEADLINE_S",
@@ -49,6 +53,17 @@ PING_TIMEOUT_S = 5.0
 # answering gets its 503 before the dashboard's next refresh (15 s; its live view polls 1.5 s
 # after each answer) rather than holding a server thread for the library's 300 s.
 QUERY_DEADLINE_S = 10.0
+# Seconds each read of `verify` may take, retries included: a page of up to 1,000 documents
+# (`gateway.PAGE`) of the raw events, aggregates, breakdowns or group members. Per read, not
+# for the whole verify: a verify of a big store makes thousands of reads over minutes, which no
+# total deadline fits. Longer than a query's, since nobody's dashboard waits on it and a verify
+# given up on a blip of 10 s has to start over; a tenth of the library's 300 s.
+ADMIN_READ_DEADLINE_S = 30.0
+# Seconds each request of `rebuild` (`verify --repair`, `config apply`) and `forget` may take,
+# retries included (a read, or the commit of up to 400 writes). They write in many steps, not
+# atomically, so they ride out an outage of a minute or so rather than stop half done; past
+# that, one line says the database does not answer and how to finish (run again).
+ADMIN_WRITE_DEADLINE_S = 90.0
 
 _DETAIL_CHARS = 300
 
@@ -104,7 +119,10 @@ class Reach:
     """Requests to the database behind `client` retried within `deadline_s` seconds in all
     (each bounded by `timeout_s` and by what is left), their errors as StoreError; and the
     reads at query time, made with `bound` (`query_bound`: within `query_deadline_s` each)
-    under `querying`, which turns their errors likewise.
+    under `querying`, which turns their errors likewise; and the requests of `verify`, made
+    with `admin_read_bound` (within `admin_read_deadline_s` each), and of `rebuild` and
+    `forget`, made with `admin_write_bound` (within `admin_write_deadline_s` each), under
+    `administering`, likewise.
 
     `clock` and `sleep` are the monotonic clock and the wait between attempts."""
 
@@ -115,6 +133,8 @@ class Reach:
         timeout_s: float,
         deadline_s: float = OPEN_DEADLINE_S,
         query_deadline_s: float = QUERY_DEADLINE_S,
+        admin_read_deadline_s: float = ADMIN_READ_DEADLINE_S,
+        admin_write_deadline_s: float = ADMIN_WRITE_DEADLINE_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -130,6 +150,10 @@ class Reach:
         self.deadline_s = deadline_s
         self.query_deadline_s = query_deadline_s
         self.bound = query_bound(timeout_s, query_deadline_s)
+        self.admin_read_deadline_s = admin_read_deadline_s
+        self.admin_read_bound = query_bound(timeout_s, admin_read_deadline_s)
+        self.admin_write_deadline_s = admin_write_deadline_s
+        self.admin_write_bound = query_bound(timeout_s, admin_write_deadline_s)
         self._clock = clock
         self._sleep = sleep
 
@@ -190,6 +214,34 @@ class Reach:
             ) from exc
         except gexc.GoogleAPIError as exc:
             raise self.error(what, exc) from exc
+
+    @contextmanager
+    def administering(self, what: str, deadline_s: float, then: str = "") -> Iterator[None]:
+        """Runs the body, `what` (say "verify read of the raw events"), whose requests are each
+        retried within `deadline_s` seconds (made with `admin_read_bound` or
+        `admin_write_bound`). `then`, when given, ends the line: what the interruption left and
+        what to do (say "; run the same command again to finish").
+
+        Raises `TransientStoreError` when the database did not answer (a request's retries
+        ran out, or a transient error came through); `StoreError` for any other refusal; the
+        body's `StoreError`s with where the database is and `then` added (`NotSupported` as
+        it is); its other errors as they are."""
+        try:
+            yield
+        except (*TRANSIENT_ERRORS, gexc.RetryError) as exc:
+            raise TransientStoreError(
+                f"{self.where} unreachable: the {what} stopped (each request retried for up to "
+                f"{deadline_s:g} s): {describe(exc)}{then}"
+            ) from exc
+        except gexc.GoogleAPIError as exc:
+            raise StoreError(f"{self.where}: the {what} failed: {describe(exc)}{then}") from exc
+        except NotSupported:
+            raise
+        except StoreError as exc:
+            message = " ".join(str(exc).split())
+            if self.where not in message:
+                message = f"{self.where}: the {what} stopped: {message}"
+            raise type(exc)(f"{message}{then}") from exc
 
     def error(self, what: str, exc: BaseException) -> StoreError:
         """The one-line StoreError for `what` failing with `exc`."""

@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace as dataclass_replace
 
-from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from behavioral_analytics.aggregation import Granularity, Periods
@@ -76,6 +76,8 @@ from behavioral_analytics.stores.firestore.metadata import ConfigDocument
 from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.people import People
 from behavioral_analytics.stores.firestore.reach import (
+    ADMIN_READ_DEADLINE_S,
+    ADMIN_WRITE_DEADLINE_S,
     OPEN_DEADLINE_S,
     PING_TIMEOUT_S,
     QUERY_DEADLINE_S,
@@ -110,7 +112,9 @@ class FirestoreStore(Store):
     `timeout_s` bounds every request; `open_deadline_s` the requests made when a process opens
     the store (its recorded configuration and key rule), retries included, after which they
     raise `TransientStoreError` naming the database; `query_deadline_s` each read made after
-    that, at query time (queries, `dlq`'s reads and `mark_replayed`), likewise; `rules` the
+    that, at query time (queries, `dlq`'s reads and `mark_replayed`), likewise;
+    `admin_read_deadline_s` each read of `verify` (`snapshot`, `iter_raw_events`) and
+    `admin_write_deadline_s` each request of `rebuild` and `forget`, likewise; `rules` the
     behavioral rules (sessions, funnels, identity); `behavior=False` turns the behavioral read
     model off (BA_FIRESTORE_BEHAVIOR=false) and the store counts as before.
 
@@ -139,6 +143,8 @@ class FirestoreStore(Store):
         dead_letter_retention_s: float = 30 * 86400.0,
         open_deadline_s: float = OPEN_DEADLINE_S,
         query_deadline_s: float = QUERY_DEADLINE_S,
+        admin_read_deadline_s: float = ADMIN_READ_DEADLINE_S,
+        admin_write_deadline_s: float = ADMIN_WRITE_DEADLINE_S,
     ) -> None:
         try:
             check_database_id(client._database)
@@ -163,6 +169,8 @@ class FirestoreStore(Store):
             timeout_s=timeout_s,
             deadline_s=open_deadline_s,
             query_deadline_s=query_deadline_s,
+            admin_read_deadline_s=admin_read_deadline_s,
+            admin_write_deadline_s=admin_write_deadline_s,
         )
         self.gateway = Gateway(client, timeout_s, self.reach.bound)
         self._people = People(self.gateway, self.options)
@@ -368,15 +376,13 @@ class FirestoreStore(Store):
         return self._key_rule.read()
 
     def forget(self, who: str) -> ForgetReport:
-        try:
+        """Each request retried within `admin_write_deadline_s`; then one line naming the
+        database, saying that each step made is complete and the same `forget` finishes."""
+        then = "; each step it made is complete: run the same forget again to finish"
+        with self._administering(f"forget of {who!r}", write=True, then=then):
             report = forget(who, self.gateway, self.options, self._people)
             forget_members(self.gateway, report.persons)
             return report
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(
-                f"Firestore forget of {who!r} stopped: {exc}; run it again to finish (each "
-                "step it made is complete)"
-            ) from exc
 
     def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
         with self.reach.querying("timeline read"):
@@ -480,17 +486,46 @@ class FirestoreStore(Store):
         with self.reach.querying("raw events count"):
             return self._reads.count_events()
 
+    # `verify`'s reads (`snapshot`, `iter_raw_events`) are each retried within
+    # `admin_read_deadline_s`, `rebuild`'s and `forget`'s requests within
+    # `admin_write_deadline_s`; then one line names the database and where it is.
+
     def iter_raw_events(self) -> Iterator[Event]:
-        return self._audit.iter_raw_events()
+        """Every raw event, each page read within `admin_read_deadline_s` (also in a
+        rebuild: it reads them all before it writes)."""
+        reach = self.reach
+        with reach.administering("verify read of the raw events", reach.admin_read_deadline_s):
+            yield from self._audit.iter_raw_events(reach.admin_read_bound)
 
     def snapshot(self) -> AggregateSnapshot:
-        return self._audit.snapshot()
+        """Every aggregate, each page read within `admin_read_deadline_s`."""
+        with self._administering("verify read of the aggregates"):
+            return self._audit.snapshot()
 
     def rebuild(self, events: Iterator[Event]) -> None:
         """Replace the aggregates by the fold of `events` (with the behavioral read model, by
-        `behavior.recount` of them). Not atomic: stop the workers first."""
+        `behavior.recount` of them). Not atomic: stop the workers first. Each request retried
+        within `admin_write_deadline_s`; then one line naming the database and saying that
+        `verify --repair` finishes (what it leaves: `audit.Audit.rebuild`)."""
         self._committer.profiles.forget_known()
-        self._audit.rebuild(events)
+        then = (
+            "; nothing was lost (links and tombstones are kept throughout): run "
+            "`behavioral-analytics verify --repair` again to finish the rebuild"
+        )
+        with self._administering("rebuild of the aggregates", write=True, then=then):
+            self._audit.rebuild(events)
+
+    @contextmanager
+    def _administering(self, what: str, *, write: bool = False, then: str = "") -> Iterator[None]:
+        """`reach.administering` of `what`, its requests made with the reach's admin read
+        bound, or with `write`, its admin write bound."""
+        reach = self.reach
+        if write:
+            deadline_s, bound = reach.admin_write_deadline_s, reach.admin_write_bound
+        else:
+            deadline_s, bound = reach.admin_read_deadline_s, reach.admin_read_bound
+        with reach.administering(what, deadline_s, then), self.gateway.bounded(bound):
+            yield
 
     def ping(self) -> None:
         """A read, retried within `PING_TIMEOUT_S` in all (the worker pings to learn whether

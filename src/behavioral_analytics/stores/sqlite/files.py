@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from behavioral_analytics import sqlite_util
+from behavioral_analytics.sqlite_util import access_problem, is_busy, retrying_busy
 from behavioral_analytics.store import StoreError
 from behavioral_analytics.telemetry import log
 
@@ -37,13 +39,14 @@ __all__ = [
     "marker_path",
     "note_open",
     "quick_check",
+    "unusable",
     "waiting_out_locks",
 ]
 
 T = TypeVar("T")
 
 # Seconds a check waits for a lock SQLite's own busy timeout does not cover.
-BUSY_WAIT_S = 10.0
+BUSY_WAIT_S = sqlite_util.BUSY_WAIT_S
 _MAGIC = b"SQLite format 3\x00"
 _HEADER_BYTES = 100
 # Files this process has opened with SQLite. Closing any descriptor of a file drops every
@@ -56,6 +59,14 @@ _opened: set[str] = set()
 def note_open(path: Path) -> None:
     """Record that this process holds SQLite connections to `path` (see `check_header`)."""
     _opened.add(str(path.resolve()))
+
+
+def unusable(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The one-line error for `exc` on the file at `path`: what to check when the file could
+    not be opened, read or written where it is (`sqlite_util.access_problem`), else
+    `damaged`."""
+    problem = access_problem(path, exc)
+    return damaged(path, str(exc)) if problem is None else StoreError(problem)
 
 
 def damaged(path: Path, what: str) -> StoreError:
@@ -72,28 +83,17 @@ def waiting_out_locks(path: Path, read: Callable[[], T]) -> T:
     holds a lock SQLite does not wait for (the store being created or its log recovered by
     another worker starting at the same moment), for up to `BUSY_WAIT_S`. Raises StoreError:
     `damaged` for any other error, a busy file named as such, never as damage."""
-    deadline = time.monotonic() + BUSY_WAIT_S
-    pause = 0.05
-    while True:
-        try:
-            return read()
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise damaged(path, str(exc)) from None
-            if time.monotonic() + pause > deadline:
-                raise StoreError(
-                    f"the file {path} stayed locked for {BUSY_WAIT_S:g} s ({exc}): another "
-                    "process holds it; stop it, or try again"
-                ) from None
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
-        except sqlite3.DatabaseError as exc:
-            raise damaged(path, str(exc)) from None
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    message = str(exc)
-    return "locked" in message or "busy" in message
+    try:
+        return retrying_busy(read, BUSY_WAIT_S)
+    except sqlite3.OperationalError as exc:
+        if not is_busy(exc):
+            raise unusable(path, exc) from None
+        raise StoreError(
+            f"the file {path} stayed locked for {BUSY_WAIT_S:g} s ({exc}): another "
+            "process holds it; stop it, or try again"
+        ) from None
+    except sqlite3.DatabaseError as exc:
+        raise unusable(path, exc) from None
 
 
 def marker_path(path: Path) -> Path:

@@ -37,7 +37,7 @@ from behavioral_analytics.identity import Link
 from behavioral_analytics.named_calls import Group
 from behavioral_analytics.retention import DEFAULT_MAX_OFFSET, RetentionCohort, Unit, plan
 from behavioral_analytics.session_breakdowns import session_dimensions
-from behavioral_analytics.sqlite_util import PerThreadConnection, transaction
+from behavioral_analytics.sqlite_util import PerThreadConnection, access_problem, transaction
 from behavioral_analytics.store import (
     AggregateSnapshot,
     BreakdownPoint,
@@ -159,7 +159,8 @@ class SQLiteStore(Store):
                 dead_letter_retention_s=self.dead_letter_retention_s,
             )
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"commit to {self.path} failed: {exc}") from exc
+            problem = access_problem(self.path, exc) or f"{self.path}: {exc}"
+            raise StoreError(f"commit failed: {problem}") from exc
 
     def forget(self, who: str) -> ForgetReport:
         """Forget `who` (see the port). The deleted rows are overwritten, not just unlinked

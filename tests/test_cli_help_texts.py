@@ -1,0 +1,109 @@
+"""Every option of every command and subcommand says what it does in `--help` (so a new option
+without a help text fails here); the texts a user's trial found vague say what docs/cli.md
+says; and `query events --type ''` is refused as `query retention --start-event ''` is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import typer
+
+from behavioral_analytics.cli import app, behavior, breakdown, query
+from behavioral_analytics.cli.help_text import plain_metavars
+from tests.conftest import cli
+
+WIDE = {"COLUMNS": "300"}
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command under `command` (a click command built by typer), with its path."""
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _commands(sub, (*path, name))
+
+
+ROOT = plain_metavars(typer.main.get_command(app))
+COMMANDS = list(_commands(ROOT))
+
+
+def test_the_walk_finds_every_command_group() -> None:
+    paths = {" ".join(path) for path, _ in COMMANDS}
+    assert {"worker", "publish", "dlq list", "query series", "query events", "up"} <= paths
+    assert len(paths) > 25
+
+
+@pytest.mark.parametrize(
+    "command", [c for _, c in COMMANDS], ids=[" ".join(p) or "(root)" for p, _ in COMMANDS]
+)
+def test_every_option_has_a_help_text(command: Any) -> None:
+    missing = [
+        "/".join(param.opts)
+        for param in command.get_params(command.context_class(command))
+        if param.param_type_name == "option" and not (param.help or "").strip()
+    ]
+    assert missing == [], f"options without a help text: {missing}"
+
+
+def _help(*args: str) -> str:
+    """`--help` of the command at `args` as one line: its panels' borders and line breaks
+    (where a text wraps) taken out."""
+    said = cli(*args, "--help", env=WIDE).stdout.decode()
+    return " ".join(said.replace("│", " ").split())
+
+
+def test_dlq_list_cursor_says_where_it_comes_from() -> None:
+    assert "--cursor CURSOR From a previous page's next_cursor" in _help("dlq", "list")
+
+
+def test_worker_until_idle_says_what_docs_cli_says() -> None:
+    said = _help("worker")
+    assert "Exit once the subscription is drained" not in said
+    assert "Exit once every message published before it started is acked" in said
+
+
+@pytest.mark.parametrize(
+    ("command", "defaults"),
+    [
+        (
+            ("query", "series"),
+            [
+                "Default: every stored period",
+                "with --filter: the last 1 hour (minute), 48 hours (hour) or 30 days (day)",
+            ],
+        ),
+        (("query", "sessions"), ["Default: every stored period", "with --filter: the last 30"]),
+        (
+            ("query", "breakdown"),
+            ["Default: every stored period", "with --filter: the last 48 hours (hour) or 7 days"],
+        ),
+    ],
+)
+def test_ranged_queries_state_their_default_range(
+    command: tuple[str, ...], defaults: list[str]
+) -> None:
+    # The windows the texts name (change a text with its window).
+    hour, day = 3600.0, 86400.0
+    series_windows, breakdown_windows = query._FILTERED_WINDOWS_S, breakdown._DEFAULT_WINDOWS_S
+    assert series_windows == {"minute": hour, "hour": 48 * hour, "day": 30 * day}
+    assert breakdown_windows == {"hour": 48 * hour, "day": 6 * day}  # 7 days with today
+    assert behavior.DEFAULT_DAYS == 30
+    said = _help(*command)
+    for default in defaults:
+        assert default in said, said
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_event_type_is_refused_as_a_blank_start_event_is(blank: str) -> None:
+    cli("init")
+    retention = cli("query", "retention", "--start-event", blank, env=WIDE, check=False)
+    events = cli("query", "events", "--type", blank, env=WIDE, check=False)
+    assert (retention.returncode, events.returncode) == (2, 2)
+    assert events.stdout == b""
+    lines = events.stderr.decode().strip().splitlines()
+    assert lines == [f"error: event type {blank!r}: expected an event type of 1 to 128 characters"]
+    # The same for `query series --type`, which would count no events of a blank type.
+    series = cli("query", "series", "--type", blank, env=WIDE, check=False)
+    assert series.returncode == 2
+    assert series.stderr.decode().strip().splitlines() == lines

@@ -1,0 +1,62 @@
+"""`publish` publishes every line, blank ones too (docs/cli.md: "one message per line
+(malformed lines too)"): the worker rejects a blank one as `empty_message` and keeps it as a
+dead letter, so nothing is dropped without a trace. They were skipped without a word (six
+lines, two blank: `published 4 messages`). The newline ending the input is not a line."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from behavioral_analytics.cli.pipeline import EMPTY_LINE
+from tests.conftest import cli
+from tests.emulators import Emulators
+
+GOOD = b'{"user_id": "u%d", "event_type": "page_view"}'
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_blank_lines_are_published_and_dead_lettered_as_empty_messages(ending: bytes) -> None:
+    lines = [GOOD % 1, b"", GOOD % 2, b"   \t", GOOD % 3, GOOD % 4]
+    cli("init")
+    published = cli("publish", input=ending.join(lines) + ending)
+    assert "published 6 messages" in published.stderr.decode()
+    cli("worker", "--until-idle")
+    letters = json.loads(cli("dlq", "list", "--json").stdout)
+    assert letters["total"] == 2
+    assert sorted(d["reason"] for d in letters["items"]) == ["empty_message", "empty_message"]
+    for n in range(1, 5):
+        assert cli("query", "profile", f"u{n}", check=False).returncode == 0
+
+
+def test_the_final_newline_is_not_a_line_and_a_last_line_without_one_is() -> None:
+    cli("init")
+    assert "published 2 messages" in cli("publish", input=GOOD % 1 + b"\n\n").stderr.decode()
+    assert "published 1 message " in cli("publish", input=GOOD % 2).stderr.decode()
+    assert "published 0 messages" in cli("publish", input=b"").stderr.decode()
+
+
+@pytest.mark.gcp
+def test_an_empty_line_is_published_to_pubsub_with_its_line_number(
+    emulators: Emulators, database: str
+) -> None:
+    """Pub/Sub refuses a message with neither data nor attributes ("Some messages are
+    empty"), and the whole batch with it: an empty line carries `ba_empty_line`."""
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **emulators.env(),
+        "BA_BACKEND": "gcp",
+        "BA_METRICS_EXPORTER": "none",
+        "FIRESTORE_DATABASE": database,
+        "PUBSUB_TOPIC": f"user-events-{tag}",
+        "PUBSUB_SUBSCRIPTION": f"analytics-processor-{tag}",
+    }
+    cli("init", env=env)
+    published = cli("publish", env=env, input=b"\n".join([GOOD % 1, b"", b"  ", GOOD % 2]))
+    assert "published 4 messages" in published.stderr.decode()
+    cli("worker", "--until-idle", env=env)
+    letters = json.loads(cli("dlq", "list", "--json", env=env).stdout)["items"]
+    assert sorted(d["reason"] for d in letters) == ["empty_message", "empty_message"]
+    assert sorted(d["attributes"].get(EMPTY_LINE, "-") for d in letters) == ["-", "2"]

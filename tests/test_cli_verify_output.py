@@ -1,0 +1,85 @@
+"""`verify`'s drift lines name only what differs, sorted, whatever order the stored and the
+expected values keep their entries in (a user could not spot `purchase 44` against `41` among
+two dicts printed in different orders)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from behavioral_analytics.cli.verify import differences
+
+
+def test_a_bucket_names_the_type_that_differs_whatever_the_order() -> None:
+    stored = (2931, {"add_to_cart": 81, "purchase": 44, "signup": 18})
+    expected = (2931, {"signup": 18, "purchase": 41, "add_to_cart": 81})
+    assert differences("bucket", stored, expected) == (
+        "purchase 44 → 41 (stored → expected; 3 others agree)"
+    )
+
+
+def test_a_profile_names_its_figures_and_an_absent_one() -> None:
+    stored = (53, {"page_view": 50, "purchase": 3}, 10.0, 20.0)
+    expected = (48, {"page_view": 45, "purchase": 3}, 10.0, 20.0)
+    assert differences("profile", stored, expected) == (
+        "page_view 50 → 45, total 53 → 48 (stored → expected; 3 others agree)"
+    )
+    assert differences("profile", None, (1, {}, 10.0, 10.0)) == (
+        "first seen absent → 1970-01-01T00:00:10+00:00, last activity absent → "
+        "1970-01-01T00:00:10+00:00, total absent → 1 (stored → expected)"
+    )
+
+
+def test_numbers_lists_and_markers_read_plainly() -> None:
+    assert differences("unique_users", 5, 3) == "stored 5 → expected 3"
+    assert differences("breakdown_admitted", ["a"], ["a", "b"]) == (
+        "stored ['a'] → expected ['a', 'b']"
+    )
+    assert differences("unique_markers", {"extra": 2}, {"missing": 0}) == (
+        "2 extra, 0 missing markers"
+    )
+
+
+def test_the_command_prints_the_difference_and_what_it_could_not_check(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "BA_DATA_DIR": str(tmp_path),
+        "BA_METRICS_EXPORTER": "none",
+        "COLUMNS": "200",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "behavioral_analytics.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    for args in (
+        ("init",),
+        ("generate", "--events", "500", "--via", "broker", "--seed", "2"),
+        ("worker", "--until-idle"),
+    ):
+        assert cli(*args).returncode == 0
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        (day,) = db.execute(
+            "SELECT period FROM bucket_types WHERE granularity = 'day' AND event_type = "
+            "'page_view' ORDER BY count DESC LIMIT 1"
+        ).fetchone()
+        db.execute(
+            "UPDATE bucket_types SET count = count + 3 WHERE granularity = 'day' AND "
+            "period = ? AND event_type = 'page_view'",
+            (day,),
+        )
+    done = cli("verify")
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("checked: raw events ")
+    (line,) = [line for line in lines if line.startswith(f"drift bucket day:{day}")]
+    assert " → " in line and "page_view " in line and "(stored → expected; " in line
+    assert "{" not in line  # no dict printed whole

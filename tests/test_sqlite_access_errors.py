@@ -1,0 +1,187 @@
+"""A data directory that cannot be written (a full disk, a read-only folder) is named as such,
+never as a damaged file: the advice for damage (move the file aside, start empty) would throw
+a healthy store and its unprocessed messages away.
+
+The full disk is the kernel's: a file-size limit (`RLIMIT_FSIZE`) on the command's process
+makes every write past it fail as a full disk does. The read-only folder is a read-only bind
+mount (root only; skipped loudly elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from behavioral_analytics.sqlite_util import access_problem
+
+COMMAND_TIMEOUT_S = 120
+
+
+# Sets the file-size limit and ignores SIGXFSZ (a write past the limit then fails with EFBIG,
+# as on a full disk), then becomes the command: no `preexec_fn` in the test process, whose
+# gRPC threads (from the emulator tests) make a fork that runs Python code abort.
+_LIMITED = (
+    "import os, resource, signal, sys; n = int(sys.argv[1]); "
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'behavioral_analytics.cli', *sys.argv[2:]])"
+)
+
+
+def limited_command(args: Sequence[str], max_file_bytes: int | None) -> list[str]:
+    """The command line running the CLI with `args`, under a file-size limit when given."""
+    if max_file_bytes is None:
+        return [sys.executable, "-m", "behavioral_analytics.cli", *args]
+    return [sys.executable, "-c", _LIMITED, str(max_file_bytes), *args]
+
+
+def _cli(
+    data_dir: Path, *args: str, max_file_bytes: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        limited_command(args, max_file_bytes),
+        env={**os.environ, "BA_DATA_DIR": str(data_dir), "BA_METRICS_EXPORTER": "none"},
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data directory with a store and a broker holding 300 unprocessed messages."""
+    folder = tmp_path / "data"
+    for args in (("init",), ("generate", "--events", "300", "--via", "broker", "--seed", "4")):
+        done = _cli(folder, *args)
+        assert done.returncode == 0, done.stderr
+    return folder
+
+
+def test_doctor_on_a_full_disk_says_so_and_never_damaged(data_dir: Path) -> None:
+    done = _cli(data_dir, "doctor", max_file_bytes=0)
+    assert done.returncode == 1
+    assert "damaged" not in done.stdout + done.stderr
+    for name in ("store.db", "broker.db"):
+        assert f"reading or writing {data_dir / name} failed" in done.stderr
+    assert "the disk may be full or failing" in done.stderr
+    assert "keep it" in done.stderr
+
+
+def test_nothing_is_lost_once_the_disk_has_room_again(data_dir: Path) -> None:
+    publish = _cli(
+        data_dir, "generate", "--events", "3000", "--via", "broker", max_file_bytes=65536
+    )
+    assert publish.returncode == 1
+    assert "Traceback" not in publish.stderr
+    assert "publish to the local broker failed: reading or writing" in publish.stderr
+    worker = _cli(data_dir, "worker", "--until-idle", max_file_bytes=0)
+    assert worker.returncode == 1
+    assert "damaged" not in worker.stderr and "the disk may be full" in worker.stderr
+    worker = _cli(data_dir, "worker", "--until-idle")
+    assert worker.returncode == 0, worker.stderr
+    verify = _cli(data_dir, "verify", "--json")
+    assert verify.returncode == 0, verify.stderr
+    report = json.loads(verify.stdout)
+    assert report["ok"] and report["raw_events"] > 0
+
+
+@pytest.fixture
+def read_only_view(data_dir: Path, tmp_path: Path) -> Iterator[Path]:
+    """`data_dir` seen through a read-only bind mount."""
+    view = tmp_path / "read-only"
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(data_dir), str(view)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"SKIPPED LOUDLY: cannot bind-mount (needs root): {mounted.stderr!r}")
+    try:
+        remounted = subprocess.run(
+            ["mount", "-o", "remount,ro,bind", str(view)], capture_output=True, check=False
+        )
+        assert remounted.returncode == 0, remounted.stderr
+        yield view
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+
+
+def test_a_read_only_folder_is_named_read_only_never_damaged(read_only_view: Path) -> None:
+    for args in (("doctor",), ("worker", "--until-idle")):
+        done = _cli(read_only_view, *args)
+        assert done.returncode == 1
+        assert "damaged" not in done.stdout + done.stderr
+        assert f"cannot open {read_only_view / 'broker.db'} to write" in done.stderr
+        assert "mounted read-write" in done.stderr
+
+
+def _sqlite_error(tmp_path: Path, case: str) -> sqlite3.Error:
+    """The error SQLite itself raises in `case`."""
+    path = tmp_path / f"{case}.db"
+    try:
+        if case == "full":
+            db = sqlite3.connect(path)
+            db.execute("CREATE TABLE t (x BLOB)")
+            db.execute("PRAGMA max_page_count = 3")
+            db.execute("INSERT INTO t VALUES (zeroblob(100000))")
+        elif case == "read-only":
+            sqlite3.connect(path).execute("CREATE TABLE t (x)")
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            db.execute("INSERT INTO t VALUES (1)")
+        elif case == "cannot open":
+            sqlite3.connect(tmp_path / "no-such-folder" / "x.db")
+        elif case == "not a database":
+            path.write_bytes(b"x" * 4096)
+            sqlite3.connect(path).execute("SELECT * FROM sqlite_master").fetchall()
+    except sqlite3.Error as exc:
+        return exc
+    raise AssertionError(f"{case}: SQLite raised nothing")
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("full", "is full"),
+        ("read-only", "to write"),
+        ("cannot open", "to write"),
+        ("not a database", None),
+    ],
+)
+def test_access_problems_are_told_from_damage(tmp_path: Path, case: str, says: str | None) -> None:
+    exc = _sqlite_error(tmp_path, case)
+    problem = access_problem(tmp_path / "x.db", exc)
+    if says is None:
+        assert problem is None
+    else:
+        assert problem is not None and says in problem
+
+
+def test_a_publish_stopped_by_a_full_disk_says_how_to_go_on(tmp_path: Path) -> None:
+    source = tmp_path / "events.ndjson"
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    for folder in (whole, resumed):
+        assert _cli(folder, "init").returncode == 0
+    made = _cli(whole, "generate", "--events", "5000", "--via", "ndjson", "--seed", "2")
+    source.write_text(made.stdout)
+    assert _cli(whole, "publish", str(source)).returncode == 0
+    stopped = _cli(resumed, "publish", str(source), "--batch-size", "500", max_file_bytes=400_000)
+    assert stopped.returncode == 1
+    hint = stopped.stderr.split("to go on from line ")[-1]
+    first = int(hint.split(":")[0])
+    assert f"lines 1-{first - 1} were published" in stopped.stderr
+    assert f"tail -n +{first} {source} | behavioral-analytics publish -" in stopped.stderr
+    rest = tmp_path / "rest.ndjson"
+    rest.write_text("".join(source.read_text().splitlines(keepends=True)[first - 1 :]))
+    assert _cli(resumed, "publish", str(rest)).returncode == 0
+    counts = []
+    for folder in (whole, resumed):
+        assert _cli(folder, "worker", "--until-idle").returncode == 0
+        report = json.loads(_cli(folder, "verify", "--json").stdout)
+        assert report["ok"]
+        with sqlite3.connect(folder / "store.db") as db:
+            (dead,) = db.execute("SELECT count(*) FROM dead_letters").fetchone()
+        counts.append((report["raw_events"], dead))
+    assert counts[0] == counts[1]  # every line once: no event and no dead letter twice
