@@ -35,13 +35,15 @@ load, the CPU cost much less.
 
     .venv/bin/python bench/pipeline.py [--input live|backfill|narrow|all] [--events 100000]
         [--users 20000] [--seed 17] [--days 6] [--rounds 1] [--baseline DIR]
-    .venv/bin/python bench/pipeline.py --grow [--grow-to 2000000] [--grow-steps 10]
+    .venv/bin/python bench/pipeline.py --grow [--bare] [--grow-to 2000000] [--grow-steps 10]
         [--max-seconds 3600]
 
 `--grow` ingests live traffic into one store in steps up to `--grow-to` events and prints, per
 step, the worker's rate and the median latency of the queries a dashboard makes (a profile, the
 hourly series, the hourly session series, the purchase funnel). It stops after the step that
-passes `--max-seconds`. The script prints figures; it asserts only that every event was stored,
+passes `--max-seconds`. `--grow --bare` grows (c)'s bare table the same way and prints its
+rate per step: the raw table's own slowdown, the floor under the worker's. The script prints
+figures; it asserts only that every event was stored,
 and prints whether `verify` (a recount from the raw events) agrees with (a)'s and the grown store.
 """
 
@@ -53,6 +55,7 @@ import multiprocessing
 import os
 import random
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -270,21 +273,27 @@ def run_naive(data_dir: Path, lines: list[bytes]) -> Result:
     }
 
 
+def insert_bare(db: sqlite3.Connection, lines: list[bytes], first_id: int = 0) -> None:
+    """(c)'s work: parse `lines` (message ids from `first_id` on) and insert them into the bare
+    table on `db`, 10,000 to a transaction."""
+    for start in range(0, len(lines), 10_000):
+        now = time.time()
+        rows = []
+        for i, line in enumerate(lines[start : start + 10_000]):
+            event = parse_message(line, message_id=str(first_id + start + i), received_at=now)
+            assert isinstance(event, Event)
+            rows.append(_row(event, now))
+        with transaction(db):
+            db.executemany(INSERT_EVENT, rows)
+
+
 def run_bare(data_dir: Path, lines: list[bytes]) -> Result:
     db = connect(data_dir / "bare.db")
     db.executescript(EVENTS_SCHEMA)
     wrote = written_bytes()
     cpu = cpu_seconds()
     started = time.perf_counter()
-    for start in range(0, len(lines), 10_000):
-        now = time.time()
-        rows = []
-        for i, line in enumerate(lines[start : start + 10_000]):
-            event = parse_message(line, message_id=str(start + i), received_at=now)
-            assert isinstance(event, Event)
-            rows.append(_row(event, now))
-        with transaction(db):
-            db.executemany(INSERT_EVENT, rows)
+    insert_bare(db, lines)
     elapsed = time.perf_counter() - started
     wrote = written_bytes() - wrote
     writes = db.total_changes
@@ -490,6 +499,40 @@ def grow(args: argparse.Namespace) -> None:
         store.close()
 
 
+def grow_bare(args: argparse.Namespace) -> None:
+    """`--grow --bare`: the same growth with (c)'s bare insert alone, the raw table's own
+    slowdown as it grows (its key and person indexes take rows at random places)."""
+    config = traffic.live_config(args.grow_to, args.users, args.seed)
+    print("growth run, bare insert (c); " + traffic.describe(config), flush=True)
+    step = max(1, args.grow_to // args.grow_steps)
+    messages = traffic.streamed(config, time.time() - 60.0)
+    header = f"{'stored events':>13} {'events/s':>9} {'ev/CPU-s':>9} {'written B/ev':>13}"
+    print(f"{header}\n{'-' * len(header)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = connect(Path(tmp) / "bare.db")
+        db.executescript(EVENTS_SCHEMA)
+        total, began = 0, time.monotonic()
+        while total < args.grow_to:
+            chunk = [next(messages) for _ in range(min(step, args.grow_to - total))]
+            wrote, cpu, started = written_bytes(), cpu_seconds(), time.perf_counter()
+            insert_bare(db, chunk, total)
+            elapsed, cpu, wrote = (
+                time.perf_counter() - started,
+                cpu_seconds() - cpu,
+                written_bytes() - wrote,
+            )
+            total += len(chunk)
+            print(
+                f"{total:>13,} {len(chunk) / elapsed:>9,.0f} {len(chunk) / cpu:>9,.0f} "
+                f"{wrote / len(chunk):>13,.0f}",
+                flush=True,
+            )
+            if time.monotonic() - began > args.max_seconds:
+                print(f"stopped: past --max-seconds {args.max_seconds:g}")
+                break
+        db.close()
+
+
 def query_latencies(store: SQLiteStore, people: list[str], rng: random.Random) -> dict[str, float]:
     """Median milliseconds of 7 calls of each query a dashboard makes."""
     queries: dict[str, Callable[[], object]] = {
@@ -523,6 +566,9 @@ def main() -> None:
         "--baseline", type=Path, help="another checkout whose worker runs as a variant too"
     )
     parser.add_argument("--grow", action="store_true", help="the growth run instead")
+    parser.add_argument(
+        "--bare", action="store_true", help="with --grow: the bare insert (c) alone"
+    )
     parser.add_argument("--grow-to", type=int, default=2_000_000)
     parser.add_argument("--grow-steps", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=3600.0)
@@ -537,7 +583,7 @@ def main() -> None:
     print(f"BA_FUNNELS={os.environ['BA_FUNNELS']}")
     print(f"breakdown dimensions: {', '.join(load_settings().breakdown_dimensions) or 'none'}\n")
     if args.grow:
-        grow(args)
+        grow_bare(args) if args.bare else grow(args)
         return
     with tempfile.TemporaryDirectory() as tmp:
         for kind in traffic.INPUTS if args.input == "all" else (args.input,):

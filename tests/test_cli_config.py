@@ -7,8 +7,15 @@ that only reads) and counted from the raw events; a different time zone is refus
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from behavioral_analytics.cli import config as config_cli
+from behavioral_analytics.cli import verify as verify_cli
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from tests.conftest import cli
 
@@ -130,3 +137,58 @@ def test_reading_commands_in_a_folder_without_data_create_nothing(tmp_path: Path
         assert refused.returncode == 1, read
         assert f"no data at {tmp_path / 'nothing-here'}" in refused.stderr.decode(), read
     assert not (tmp_path / "nothing-here").exists()
+
+
+def test_past_the_retention_a_recomputation_waits_for_drop_older(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli("generate", "--events", "300", "--seed", "6", "--via", "broker", env=env)
+    cli("worker", "--until-idle", env=env)
+    before = _hours(env)
+    # 30 days after the middle event: the older half of the figures is past the retention,
+    # where a recount could miss expired raw events.
+    db = sqlite3.connect(tmp_path / "data" / "store.db")
+    (middle,) = db.execute(
+        "SELECT timestamp FROM events ORDER BY timestamp LIMIT 1 OFFSET 150"
+    ).fetchone()
+    db.close()
+    later = middle + 30 * 86400.0
+    monkeypatch.setattr(config_cli.time, "time", lambda: later)
+    monkeypatch.setattr(verify_cli.time, "time", lambda: later)
+    paris = {**env, "BA_TIMEZONE": "Asia/Kolkata"}
+    refused = CliRunner().invoke(config_cli.config_app, ["apply"], env=paris, input="y\n")
+    assert refused.exit_code == 1
+    assert "Record these values" not in refused.output  # refused before asking
+    assert "older than the raw-event retention" in refused.output
+    assert "--drop-older" in refused.output
+    assert _hours(env) == before  # nothing was changed
+    applied = CliRunner().invoke(
+        config_cli.config_app, ["apply", "--yes", "--drop-older"], env=paris
+    )
+    assert applied.exit_code == 0, applied.output
+    after = _hours(paris)
+    assert sum(after.values()) == sum(before.values()) and after != before
+    assert json.loads(cli("verify", "--json", env=paris).stdout)["ok"] is True
+    checked = CliRunner().invoke(verify_cli_app(), ["verify"], env=paris)
+    assert checked.exit_code == 0, checked.output
+    assert "aggregates older than the raw-event retention (30 days)" in " ".join(
+        checked.output.split()
+    )
+    alone = CliRunner().invoke(verify_cli_app(), ["verify", "--drop-older"], env=paris)
+    assert alone.exit_code == 2 and "--drop-older goes with --repair" in alone.output
+    # Once every figure is past the retention, nothing can be recounted: they stay as counted.
+    monkeypatch.setattr(config_cli.time, "time", lambda: later + 40 * 86400.0)
+    utc = {**env, "BA_TIMEZONE": "UTC"}
+    back = CliRunner().invoke(config_cli.config_app, ["apply", "--yes"], env=utc)
+    assert back.exit_code == 0, back.output
+    assert "keep the figures counted under the previous values" in back.output
+    assert _hours(env) == after
+
+
+def verify_cli_app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(verify_cli.verify)
+    app.command("noop")(lambda: None)  # two commands: the first is named on the command line
+    return app

@@ -27,8 +27,32 @@ def test_blank_lines_are_published_and_dead_lettered_as_empty_messages(ending: b
     letters = json.loads(cli("dlq", "list", "--json").stdout)
     assert letters["total"] == 2
     assert sorted(d["reason"] for d in letters["items"]) == ["empty_message", "empty_message"]
+    assert sorted(d["attributes"].get(EMPTY_LINE) for d in letters["items"]) == ["2", "4"]
     for n in range(1, 5):
         assert cli("query", "profile", f"u{n}", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("columns", [80, 160], ids=["blocks", "table"])
+def test_dlq_list_shows_the_input_line_of_an_empty_one(columns: int) -> None:
+    """The line number an empty line carries (`ba_empty_line`) was in `dlq list --json` only:
+    the text shows it too, as `input line`, in the blocks of a narrow terminal (80 columns,
+    none wider) as in the table."""
+    cli("init")
+    cli("publish", input=b"\n".join([GOOD % 1, GOOD % 2, b"", GOOD % 3, b"", b"{"]))
+    cli("worker", "--until-idle")
+    out = cli("dlq", "list", env={"COLUMNS": str(columns)}).stdout.decode()
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= columns, out
+    if columns < 140:
+        shown = [line.strip() for line in lines if "input line" in line]
+        assert shown == ["input line: 5", "input line: 3"], out  # newest first
+        assert sum("reason: not_json" in line for line in lines) == 1, out
+    else:
+        (header,) = [line for line in lines if " reason " in line]
+        assert "input line" in header, out
+        rows = [line.split("│") for line in lines if "empty_message" in line]
+        column = [cell.strip() for cell in header.split("┃")].index("input line")
+        assert [row[column].strip() for row in rows] == ["5", "3"], out
 
 
 def test_the_final_newline_is_not_a_line_and_a_last_line_without_one_is() -> None:
@@ -43,7 +67,8 @@ def test_an_empty_line_is_published_to_pubsub_with_its_line_number(
     emulators: Emulators, database: str
 ) -> None:
     """Pub/Sub refuses a message with neither data nor attributes ("Some messages are
-    empty"), and the whole batch with it: an empty line carries `ba_empty_line`."""
+    empty"), and the whole batch with it: an empty line carries `ba_empty_line`, and a blank
+    one too, so that `dlq list` says where each was."""
     tag = uuid.uuid4().hex[:8]
     env = {
         **emulators.env(),
@@ -59,4 +84,4 @@ def test_an_empty_line_is_published_to_pubsub_with_its_line_number(
     cli("worker", "--until-idle", env=env)
     letters = json.loads(cli("dlq", "list", "--json", env=env).stdout)["items"]
     assert sorted(d["reason"] for d in letters) == ["empty_message", "empty_message"]
-    assert sorted(d["attributes"].get(EMPTY_LINE, "-") for d in letters) == ["-", "2"]
+    assert sorted(d["attributes"].get(EMPTY_LINE, "-") for d in letters) == ["2", "3"]

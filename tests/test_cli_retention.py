@@ -8,6 +8,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from tests.conftest import cli
 from tests.faults import behavior_event
@@ -99,6 +100,24 @@ def test_query_retention_by_a_start_event(tmp_path: Path) -> None:
     assert "nobody did never_sent for the first time on those days" in none
     bad = cli(*args, "--start-event", " ", env=env, check=False)
     assert bad.returncode == 2 and "expected an event type" in bad.stderr.decode()
+
+
+def test_query_retention_start_event_takes_the_event_type_limit(tmp_path: Path) -> None:
+    """`--start-event` is refused past `Limits.max_event_type_chars` (128), exit 2 with the
+    line of `query events --type`, even where no data folder exists (checked first)."""
+    longest = DEFAULT_LIMITS.max_event_type_chars
+    env, first, second = _local_store(tmp_path, [(3, "ann", "x" * longest)])
+    args = ("query", "retention", "--from", first, "--to", second, "--max", "0")
+    body = json.loads(cli(*args, "--start-event", "x" * longest, "--json", env=env).stdout)
+    assert [(c["cohort"], c["size"]) for c in body["cohorts"]] == [(second, 1)]
+    nowhere = {**env, "BA_DATA_DIR": str(tmp_path / "none")}
+    for where in (env, nowhere):
+        too_long = cli(*args, "--start-event", "x" * (longest + 1), env=where, check=False)
+        events = cli("query", "events", "--type", "x" * (longest + 1), env=where, check=False)
+        lines = too_long.stderr.decode().splitlines()
+        assert too_long.returncode == 2 and len(lines) == 1, too_long.stderr
+        assert f"expected an event type of 1 to {longest} characters" in lines[0]
+        assert events.returncode == 2 and lines == events.stderr.decode().splitlines()
 
 
 def test_query_retention_narrowed_by_filters(tmp_path: Path) -> None:

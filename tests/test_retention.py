@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.retention import (
     MAX_OFFSET,
     RetentionCohort,
@@ -112,3 +113,19 @@ def test_requests_it_refuses(start: str, end: str, max_offset: int, unit: str, c
 def test_the_horizon_day_itself_is_answered() -> None:
     read = plan(Periods(), "2026-11-01", "2026-11-01", 0, "day", now=NOW, raw_retention_s=MONTH_S)
     assert read.start_day == "2026-11-01"
+
+
+def test_a_start_event_is_limited_as_event_types_are() -> None:
+    """The start event takes the event types' limit (`Limits.max_event_type_chars`), no
+    longer one of its own: a type no event can have is refused, not answered empty."""
+    longest = DEFAULT_LIMITS.max_event_type_chars
+
+    def check(start_event: str) -> None:
+        plan(Periods(), "2026-11-20", "2026-11-21", 3, "day", now=NOW, raw_retention_s=MONTH_S,
+             start_event=start_event)  # fmt: skip
+
+    check("x" * longest)
+    with pytest.raises(RetentionError) as refused:
+        check("x" * (longest + 1))
+    assert refused.value.code == "invalid_event_type"
+    assert f"1 to {longest} characters" in refused.value.detail

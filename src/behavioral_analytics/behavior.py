@@ -38,6 +38,7 @@ __all__ = [
     "BehaviorRules",
     "Recount",
     "as_person",
+    "behavior_reach_s",
     "covers_by_anonymous_id",
     "funnel_points",
     "recount",
@@ -48,6 +49,18 @@ __all__ = [
 _DEFAULT_SESSIONS = SessionRules()
 _DEFAULT_FUNNELS = parse_funnels(DEFAULT_FUNNELS)
 _DEFAULT_BREAKDOWNS = BreakdownRules()
+
+
+def behavior_reach_s(
+    sessions: SessionRules, funnels: Sequence[Funnel], identity_window_s: float
+) -> float:
+    """How far before an event (seconds) the behavioral rules read other raw events: the
+    longest of a session's cap plus its gap (where the session an event joins can start, but
+    for a person active without a pause longer than the gap for more than the cap), the
+    longest funnel window and the identity window. A session or funnel figure within this of
+    the oldest retained event may miss expired ones."""
+    funnel = max((f.window_s for f in funnels), default=0.0)
+    return max(sessions.max_s + sessions.gap_s, funnel, identity_window_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +78,11 @@ class BehaviorRules:
     breakdowns: BreakdownRules = _DEFAULT_BREAKDOWNS
     # Sets `$derived` (browser, OS, device type, country); None: nothing is derived.
     derive: Derive | None = None
+
+    @property
+    def reach_s(self) -> float:
+        """`behavior_reach_s` of these rules."""
+        return behavior_reach_s(self.sessions, self.funnels, self.identity_window_s)
 
     def enrich(self, event: Event) -> None:
         """At ingestion, before anything is stored: what is derived from the user agent and IP

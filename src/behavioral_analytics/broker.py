@@ -9,9 +9,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Broker", "BrokerError", "DeadLetteredMessage", "Delivery", "OutgoingMessage"]
+__all__ = [
+    "Broker",
+    "BrokerError",
+    "DeadLetteredMessage",
+    "Delivery",
+    "OutageLog",
+    "OutgoingMessage",
+]
 
 # Attributes a replay carries so that a message without an event_id or a timestamp keeps its
 # identity (both stand in for missing fields, and both are part of the dedupe key).
@@ -82,12 +89,26 @@ class DeadLetteredMessage:
     reason: str
 
 
+class OutageLog(Protocol):
+    """What logs a broker's outages itself, and their ends, with more than the worker knows
+    (Pub/Sub's `PubSubReach`: where it is, how long it was down)."""
+
+    @property
+    def ends_logged(self) -> int:
+        """How many outage ends it has logged so far: the worker logs none of its own for an
+        outage whose end it has logged."""
+        ...
+
+
 class Broker(abc.ABC):
     """Topics fan out to subscriptions; a subscription leases batches of messages.
 
     A leased message is redelivered when its lease expires without an ack (a crashed worker)
     or after a nack. After `max_delivery_attempts` it moves to the dead letters instead.
     """
+
+    # What logs this broker's outages and their ends itself; None: the worker logs them.
+    outage_log: OutageLog | None = None
 
     @abc.abstractmethod
     def init(self) -> list[str]:

@@ -47,6 +47,7 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.events import DEFAULT_LIMITS
 
 __all__ = [
     "DEFAULT_COHORT_DAYS",
@@ -86,8 +87,9 @@ MAX_COHORT_DAYS = 366
 MAX_PERSONS = 100_000
 # The most start events a store reads for one request (one document read each on Firestore).
 MAX_START_EVENTS = 200_000
-# The longest start event type asked for (event types are at most 128 characters by default).
-MAX_START_EVENT_CHARS = 256
+# The longest start event type asked for: the longest event type an event can have (a longer
+# one could only give empty cohorts; `query events --type` refuses it too).
+MAX_START_EVENT_CHARS = DEFAULT_LIMITS.max_event_type_chars
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.behavior import BehaviorRules, behavior_reach_s
 from behavioral_analytics.breakdowns import BreakdownRules
 from behavioral_analytics.dimensions import DIMENSIONS, PROPERTY_PREFIX
 from behavioral_analytics.events import Limits
@@ -323,9 +323,10 @@ class Settings(BaseSettings):
 
     def _behavior_reach_s(self) -> float:
         """How far before a new event the behavioral rules read raw events."""
-        session = (self.session_max_hours * 3600) + self.session_gap_minutes * 60
-        funnel = max((f.window_s for f in parse_funnels(self.funnels)), default=0.0)
-        return max(session, funnel, self.identity_window_hours * 3600)
+        sessions = SessionRules(self.session_gap_minutes * 60, self.session_max_hours * 3600)
+        return behavior_reach_s(
+            sessions, parse_funnels(self.funnels), self.identity_window_hours * 3600
+        )
 
     def behavior_rules(self) -> BehaviorRules:
         return BehaviorRules(

@@ -9,10 +9,12 @@ error to log. So each such call is wrapped in `StallWatch.call`, and a watcher t
 - a WARNING `"worker progress"` every `report_interval_s` while it stays blocked, with
   `blocked_on`, so progress lines keep coming and say why nothing moves;
 - a WARNING `"<port> answering again"` when the call returns (or fails), with how long it
-  was blocked.
+  was blocked, unless the caller says (`quiet`) that the end is logged elsewhere: by the port
+  itself (Pub/Sub's "reachable again after N s", which says where and how long), or after a
+  failure by the caller once a call succeeds.
 
 Failures that do return (an error from the call) are the caller's to log; `recovered` logs
-the line that says the port answers again after them.
+the line that says the port answers again after them. One end line per outage.
 """
 
 from __future__ import annotations
@@ -70,19 +72,31 @@ class StallWatch:
             self._thread.join()
 
     @contextmanager
-    def call(self, port: str, call: str, **detail: Any) -> Iterator[None]:
-        """Watch the enclosed call to `port` ("store" or "broker") named `call`."""
+    def call(
+        self,
+        port: str,
+        call: str,
+        quiet: Callable[[BaseException | None], bool] | None = None,
+        **detail: Any,
+    ) -> Iterator[None]:
+        """Watch the enclosed call to `port` ("store" or "broker") named `call`. `quiet(error)`
+        (`error`: what the call raised, or None): True when the end of a stall is logged
+        elsewhere, so the watch logs no `answering again` of its own."""
         key = threading.get_ident()
         entry = _Blocked(port, call, detail, time.monotonic())
         with self._lock:
             self._blocked[key] = entry
+        error: BaseException | None = None
         try:
             yield
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             with self._lock:
                 self._blocked.pop(key, None)
                 warned = entry.warned
-            if warned:
+            if warned and not (quiet is not None and quiet(error)):
                 log.warning(
                     f"{port} answering again",
                     extra={"call": call, "blocked_s": round(time.monotonic() - entry.since, 1)},

@@ -3,7 +3,16 @@
 Raw events expire (SQLite purge, Firestore TTL) `raw_retention_s` after they are processed,
 and an event is never processed before it happens, so a bucket that starts after
 `now - raw_retention_s` still has every one of its events; likewise a profile first seen after
-then. Older buckets and profiles are reported as not checked rather than as drift.
+then. Older buckets and profiles are reported as not checked rather than as drift. Session and
+funnel figures read further back: a session's first events may lie up to its cap plus its gap
+before a later one, a funnel's first step a window before its last (`BehaviorRules.reach_s`),
+and those may have expired while the later ones are kept. Their periods are checked from
+`now - raw_retention_s + reach_s` on; those of periods between the retention's start and
+then are counted apart (`near_retention_start`: where nothing older than the retention is
+stored, nothing has expired, and a rebuild recounts them whole). A session across the
+retention's start is not drift. Not covered: a person active with gaps under the session gap
+for longer than twice the session cap across the retention's start, whose later sessions a
+recount cuts elsewhere (the cap counts from each session's start).
 
 Dead letters that parse as valid events today (the broker gave up on them after a crash loop,
 say) are counted nowhere: the aggregates agree with the raw events, yet a user's numbers are
@@ -24,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from behavioral_analytics.aggregation import GRANULARITIES, Granularity, Periods, fold
@@ -55,6 +65,7 @@ __all__ = [
     "compare",
     "final_periods_changed",
     "judged_dead_letters",
+    "older_refusal",
     "replay_refusal",
     "replayable_dead_letters",
     "valid_dead_letters",
@@ -94,7 +105,9 @@ class VerifyReport:
     raw_events: int = 0
     buckets_checked: int = 0
     profiles_checked: int = 0
-    not_checked: int = 0
+    not_checked: int = 0  # older than the retention: what a rebuild would recount short
+    # Session and funnel figures after the retention's start but within the rules' reach.
+    near_retention_start: int = 0
     drift: list[Drift] = field(default_factory=list)
     repaired: bool = False
     # Ids of dead letters, not replayed, whose bytes parse as valid events: a shortfall.
@@ -104,6 +117,9 @@ class VerifyReport:
     unreplayable_dead_letters: dict[str, int] = field(default_factory=dict)
     # `granularity:period` whose session figures were final and that the repair changed.
     final_periods: list[str] = field(default_factory=list)
+    # Aggregates older than the retention that a repair with `drop_older` recounted from the
+    # raw events kept.
+    older_recounted: int = 0
 
     @property
     def ok(self) -> bool:
@@ -116,6 +132,7 @@ class VerifyReport:
             "buckets_checked": self.buckets_checked,
             "profiles_checked": self.profiles_checked,
             "not_checked_older_than_retention": self.not_checked,
+            "not_checked_near_retention_start": self.near_retention_start,
             "drift": [d.to_dict() for d in self.drift[:1000]],
             "drift_count": len(self.drift),
             "repaired": self.repaired,
@@ -123,6 +140,7 @@ class VerifyReport:
             "valid_dead_letter_count": len(self.valid_dead_letters),
             "unreplayable_dead_letters": dict(self.unreplayable_dead_letters),
             "final_periods_changed": self.final_periods,
+            "older_recounted": self.older_recounted,
         }
 
 
@@ -144,6 +162,45 @@ def _counting(events: Iterator[Event], report: VerifyReport) -> Iterator[Event]:
     for event in events:
         report.raw_events += 1
         yield event
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """Which periods `compare` checks: event figures of periods after `oldest` (the minute,
+    hour and day labels holding the horizon), session and funnel figures of periods after
+    `settled_from` (those of the horizon plus the rules' reach); None: every period."""
+
+    oldest: tuple[str, str, str] | None
+    settled_from: tuple[str, str, str] | None
+
+    @classmethod
+    def of(cls, periods: Periods, horizon: float | None, rules: BehaviorRules | None) -> _Checked:
+        if horizon is None:
+            return cls(None, None)
+        reach_s = rules.reach_s if rules is not None else 0.0
+        return cls(periods.of(horizon), periods.of(horizon + reach_s))
+
+    def events(self, granularity: str, period: str) -> bool:
+        """Whether an event figure (bucket, marker, breakdown) of the period is checked."""
+        return self.oldest is None or period > self.oldest[GRANULARITIES.index(granularity)]
+
+    def behavior(self, granularity: str, period: str) -> bool:
+        """Whether a session or funnel figure of the period is checked."""
+        return (
+            self.settled_from is None
+            or period > self.settled_from[GRANULARITIES.index(granularity)]
+        )
+
+    def skips_behavior(self, granularity: str, period: str, report: VerifyReport) -> bool:
+        """Whether a session or funnel figure of the period goes unchecked, counted in
+        `report` as older than the retention or as near its start."""
+        if not self.events(granularity, period):
+            report.not_checked += 1
+        elif not self.behavior(granularity, period):
+            report.near_retention_start += 1
+        else:
+            return False
+        return True
 
 
 def compare(
@@ -175,10 +232,8 @@ def compare(
             events = _counting(events, report)
         counted = recount(events, links, rules, periods)
         expected = counted.deltas
-    oldest = periods.of(horizon) if horizon is not None else None
-
-    def in_range(granularity: str, period: str) -> bool:
-        return oldest is None or period > oldest[GRANULARITIES.index(granularity)]
+    checked = _Checked.of(periods, horizon, rules)
+    in_range = checked.events
 
     expected_buckets: dict[tuple[str, str], tuple[int, dict[str, int]]] = {
         key: (b.total, {t: c for t, c in b.by_type.items() if c})
@@ -223,9 +278,9 @@ def compare(
             report.drift.append(Drift("profile", who, have_p, want_figures))
     _compare_members(stored, {key: at for key, (at, _) in members.items()}, horizon, report)
     if counted is not None:
-        _compare_behavior(stored, counted, in_range, report)
+        _compare_behavior(stored, counted, checked, report)
         if breakdowns and rules is not None:
-            _compare_breakdowns(stored, retained, counted, rules, periods, in_range, report)
+            _compare_breakdowns(stored, retained, counted, rules, periods, checked, report)
     return report
 
 
@@ -254,9 +309,11 @@ def _compare_breakdowns(
     counted: Recount,
     rules: BehaviorRules,
     periods: Periods,
-    in_range: Callable[[str, str], bool],
+    checked: _Checked,
     report: VerifyReport,
 ) -> None:
+    """Breakdown figures of the periods `checked`."""
+    in_range = checked.events
     want = recount_breakdowns(
         events, counted.persons, periods, rules.breakdowns, stored.breakdown_admitted
     )
@@ -297,13 +354,13 @@ def _compare_breakdowns(
         counted.sessions, events, counted.persons, periods, rules.breakdowns, admitted
     )
     for key in sorted(sessions.admitted):
-        if in_range(key[0], key[1]):
+        if checked.behavior(key[0], key[1]):
             have_a = admitted.get(key, [])
             report.drift.append(
                 Drift("breakdown_admitted", ":".join(key), have_a, have_a + sessions.admitted[key])
             )
     for session_key in sorted(set(sessions.sessions) | set(stored.breakdown_sessions)):
-        if in_range(session_key[0], session_key[1]):
+        if not checked.skips_behavior(session_key[0], session_key[1], report):
             have_s = stored.breakdown_sessions.get(session_key, 0)
             want_s = sessions.sessions.get(session_key, 0)
             if have_s != want_s:
@@ -330,17 +387,18 @@ def _compare_members(
 def _compare_behavior(
     stored: AggregateSnapshot,
     counted: Recount,
-    in_range: Callable[[str, str], bool],
+    checked: _Checked,
     report: VerifyReport,
 ) -> None:
+    """Bot, session and funnel figures of the periods `checked`."""
     for key in sorted(set(counted.bot_events) | set(stored.bot_events)):
-        if in_range(*key):
+        if checked.events(*key):
             have, want = stored.bot_events.get(key, 0), counted.bot_events.get(key, 0)
             if have != want:
                 report.drift.append(Drift("bot_events", ":".join(key), have, want))
     zero = SessionStats()
     for key in sorted(set(counted.session_stats) | set(stored.session_stats)):
-        if in_range(*key):
+        if not checked.skips_behavior(*key, report):
             have_s = stored.session_stats.get(key, zero)
             want_s = counted.session_stats.get(key, zero)
             if have_s != want_s:
@@ -350,7 +408,7 @@ def _compare_behavior(
     want_f = {key: n for key, n in counted.funnel_users.items() if n}
     for funnel_key in sorted(set(want_f) | set(stored.funnel_users)):
         funnel, day, step = funnel_key
-        if in_range("day", day):
+        if not checked.skips_behavior("day", day, report):
             have, want = stored.funnel_users.get(funnel_key, 0), want_f.get(funnel_key, 0)
             if have != want:
                 report.drift.append(Drift("funnel", f"{funnel}:{day}:step{step}", have, want))
@@ -363,12 +421,19 @@ def verify(
     now: float,
     retention_s: float | None,
     repair: bool = False,
+    drop_older: bool = False,
     dead_letters: DeadLetterBox | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> VerifyReport:
     """Recount `store`'s aggregates (see the module's docstring). The dead letters are read
     from `dead_letters`, or from `store` when it keeps them, and judged under `limits` (the
-    worker's: `Settings.limits`). Raises StoreError."""
+    worker's: `Settings.limits`).
+
+    With `repair`, drift rebuilds every aggregate from the retained raw events. Where some
+    aggregates are older than the retention (`report.not_checked`), that rebuild recounts them
+    from the events still kept, losing those that expired: it runs only with `drop_older`
+    (then `report.older_recounted` says how many), and otherwise raises StoreError naming
+    what would be lost. Raises StoreError when the store fails too."""
     horizon = now - retention_s if retention_s is not None else None
     rules = store.rules if store.behavioral else None
     with store.consistent_reads():
@@ -383,13 +448,12 @@ def verify(
             breakdowns=bool(getattr(store, "keeps_breakdowns", False)),
         )
     if repair and not report.ok:
-        if report.not_checked:
-            raise StoreError(
-                f"--repair would rebuild from raw events only, dropping {report.not_checked} "
-                "aggregates older than the raw-event retention; nothing was changed"
-            )
+        if report.not_checked and not drop_older:
+            assert horizon is not None  # nothing is older than a retention that is not set
+            raise StoreError(older_refusal("--repair", report.not_checked, horizon))
         store.rebuild(store.iter_raw_events())
         report.repaired = True
+        report.older_recounted = report.not_checked
         if rules is not None:
             report.final_periods = final_periods_changed(report.drift, rules, periods, now)
     box = dead_letters if dead_letters is not None else store
@@ -398,6 +462,18 @@ def verify(
         found = replayable_dead_letters(box, limits=limits)  # type: ignore[arg-type]  # hasattr
         report.valid_dead_letters, report.unreplayable_dead_letters = found
     return report
+
+
+def older_refusal(what: str, older: int, horizon: float) -> str:
+    """The one line refusing `what` (a command's rebuild) where `older` aggregates predate
+    `horizon` (epoch seconds: now less the raw-event retention), saying how to go on."""
+    since = datetime.fromtimestamp(horizon, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"{what} would recount {older} aggregates older than the raw-event retention from "
+        f"the raw events kept (since {since}), losing the events that expired; nothing was "
+        "changed. To accept that, run it again with --drop-older (on the local store, "
+        "`behavioral-analytics backup DIR` first keeps a copy to go back to)"
+    )
 
 
 def final_periods_changed(

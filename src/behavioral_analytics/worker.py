@@ -276,25 +276,26 @@ class Worker:
         flush_at = 0.0
         idle_since: float | None = None
         failures = 0
-        failing_since = 0.0
+        failing_since, failing_ends = 0.0, 0  # when the run of failures began, `_broker_ends()`
         mark = self.broker.backlog_mark() if until_idle else None
         drained = False  # receiving stopped: what the broker still hands out is all there is
         while not stop.is_set():
             now = time.monotonic()
             wait = max(0.0, flush_at - now) if held else _PULL_SLICE_S
             try:
-                with self._watch.call("broker", "pull"):
+                with self._watch.call("broker", "pull", self._end_logged_elsewhere(pull=True)):
                     got = self.broker.pull(
                         opts.flush_max_events - len(held), min(wait, _PULL_SLICE_S)
                     )
-                if failures:
+                if failures and self._broker_ends() == failing_ends:  # else the broker's line
                     self._watch.recovered("broker", "pull", failures)
                 failures = 0
             except Exception as exc:
                 if _permanent(exc):
                     raise
                 failures += 1
-                failing_since = now if failures == 1 else failing_since
+                if failures == 1:
+                    failing_since, failing_ends = now, self._broker_ends()
                 if not _reported(exc):
                     log.error("pull failed", extra={"error": str(exc), "failures": failures})
                 if until_idle and time.monotonic() - failing_since >= UNTIL_IDLE_PULL_FAILURES_S:
@@ -388,7 +389,8 @@ class Worker:
             self.metrics.record_commit_failure()
             self._isolate(deliveries)
             return None
-        with self._watch.call("broker", "ack", messages=len(deliveries)):
+        quiet = self._end_logged_elsewhere()
+        with self._watch.call("broker", "ack", quiet, messages=len(deliveries)):
             self.broker.ack([d.ack_id for d in deliveries])
         self.metrics.record_batch(
             result.created_by_type,
@@ -520,6 +522,16 @@ class Worker:
             )
         return None
 
+    def _broker_ends(self) -> int:
+        """How many outage ends the broker has logged itself (`Broker.outage_log`)."""
+        return self.broker.outage_log.ends_logged if self.broker.outage_log else 0
+
+    def _end_logged_elsewhere(self, pull: bool = False) -> Callable[[BaseException | None], bool]:
+        """The watch's `quiet` for a broker call: one end line per outage. The broker logs its
+        end if it logged one meanwhile or reported the call's error; a pull's, the feed loop."""
+        ends = self._broker_ends()
+        return lambda e: self._broker_ends() != ends or _reported(e) or (pull and e is not None)
+
     # -- housekeeping -----------------------------------------------------------------------
 
     def drain_dead_letters(self) -> int:
@@ -557,7 +569,7 @@ def _permanent(exc: BaseException) -> bool:
     return isinstance(exc, BrokerError) and exc.permanent
 
 
-def _reported(exc: BaseException) -> bool:
+def _reported(exc: BaseException | None) -> bool:
     """A broker error the broker has logged already (`reported`: Pub/Sub unreachable)."""
     return bool(getattr(exc, "reported", False))
 

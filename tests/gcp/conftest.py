@@ -4,12 +4,14 @@ tests/emulators.py, with a Firestore database, topic and subscription names of i
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from behavioral_analytics.wiring import build_store
 from tests.emulators import Emulators
+from tests.gcp.helpers import LogLines, kept_log_lines
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,3 +56,10 @@ def store(settings_for):
     s = build_store(settings_for())
     yield s
     s.close()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    """The package's INFO and higher log records during the test."""
+    with kept_log_lines() as kept:
+        yield kept

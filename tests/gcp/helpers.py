@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from behavioral_analytics.broker import Broker, OutgoingMessage
 from behavioral_analytics.events import Event, validate_event
 from behavioral_analytics.store import TransientStoreError
 
@@ -132,3 +134,73 @@ def gives_up_with_one_line(request: Callable[[], object], where: str, limit_s: f
     assert where in message and "unreachable" in message, message
     assert "None" not in message, message
     return message
+
+
+class LogLines(logging.Handler):
+    """The package's log records, kept."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def starting(self, *prefixes: str) -> list[logging.LogRecord]:
+        """The records whose message starts with one of `prefixes`."""
+        return [r for r in list(self.records) if r.getMessage().startswith(prefixes)]
+
+
+@contextlib.contextmanager
+def kept_log_lines() -> Iterator[LogLines]:
+    """The package's INFO and higher records, kept while inside."""
+    logger = logging.getLogger("behavioral_analytics")
+    handler, level = LogLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def publish_recipe(broker: Broker, first: int, count: int) -> None:
+    """Publish the recipe's events `first` … `first + count - 1`, dated a minute ago."""
+    now = time.time()
+    broker.publish(
+        [OutgoingMessage(data(recipe_payload(n, ts=now - 60))) for n in range(first, first + count)]
+    )
+
+
+@contextlib.contextmanager
+def worker_through_relay(
+    settings: Any, store: Any, pubsub_host: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Broker, Relay, Broker]]:
+    """A worker running on `store` while inside, its broker reaching the Pub/Sub emulator at
+    `pubsub_host` through a `Relay` (`PUBSUB_EMULATOR_HOST` is the relay's for the rest of the
+    test): yields a publisher straight to the emulator (topic and subscription made), the
+    relay and the worker's broker; stops the worker and closes both on the way out."""
+    from behavioral_analytics.wiring import build_broker, worker_options
+    from behavioral_analytics.worker import Worker
+
+    publisher = build_broker(settings)
+    publisher.init()
+    relay = Relay(pubsub_host)
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", relay.host)
+    broker = build_broker(settings)
+    options = worker_options(settings, flush_interval_s=0.2, drain_interval_s=1.0)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=Worker(broker, store, options=options).run, args=(stop,), daemon=True
+    )
+    thread.start()
+    try:
+        yield publisher, relay, broker
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        broker.close(timeout=2)
+        publisher.close(timeout=2)
+        relay.refuse()
+    assert not thread.is_alive(), "the worker did not stop within 30 s"

@@ -11,59 +11,20 @@ has a deadline; the whole test takes about 30 s."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from behavioral_analytics.broker import Broker, OutgoingMessage
-from behavioral_analytics.wiring import build_broker, worker_options
-from behavioral_analytics.worker import Worker
 from tests.conftest import wait_until
 from tests.emulators import Emulators
 
-from .helpers import Relay, data, recipe_payload
+from .helpers import LogLines, publish_recipe, worker_through_relay
 
 REMINDER_S = 2.0  # the reminder interval, lowered from its 60 s
 BEGINS = "Pub/Sub unreachable"
 REMINDS = "Pub/Sub still unreachable"
 ENDS = "Pub/Sub reachable again after"
-
-
-class _Lines(logging.Handler):
-    """The package's log records, kept."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def starting(self, prefix: str) -> list[logging.LogRecord]:
-        return [r for r in list(self.records) if r.getMessage().startswith(prefix)]
-
-
-@pytest.fixture
-def lines() -> Iterator[_Lines]:
-    logger = logging.getLogger("behavioral_analytics")
-    handler, level = _Lines(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def _publish(broker: Broker, first: int, count: int) -> None:
-    now = time.time()
-    broker.publish(
-        [OutgoingMessage(data(recipe_payload(n, ts=now - 60))) for n in range(first, first + count)]
-    )
 
 
 @pytest.mark.slow
@@ -72,50 +33,41 @@ def test_an_outage_is_logged_once_with_reminders_and_its_end(
     settings_for: Any,
     store: Any,
     names: dict[str, str],
-    lines: _Lines,
+    log_lines: LogLines,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = settings_for()
-    publisher = build_broker(settings)  # straight to the emulator
-    publisher.init()
-    relay = Relay(emulators.pubsub_host)
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", relay.host)
-    broker = build_broker(settings)  # the worker's, through the relay
-    assert settings.pubsub_pull == "streaming"
-    reach = getattr(broker, "reach", None)  # what the broker knows of Pub/Sub's reach
-    if reach is not None:
-        reach.reminder_s = REMINDER_S
-    worker = Worker(
+    with worker_through_relay(settings, store, emulators.pubsub_host, monkeypatch) as (
+        publisher,
+        relay,
         broker,
-        store,
-        options=worker_options(settings, flush_interval_s=0.2, drain_interval_s=1.0),
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        _publish(publisher, 0, 3)
+    ):
+        assert settings.pubsub_pull == "streaming"
+        reach = getattr(broker, "reach", None)  # what the broker knows of Pub/Sub's reach
+        if reach is not None:
+            reach.reminder_s = REMINDER_S
+        publish_recipe(publisher, 0, 3)
         wait_until(lambda: store.count_events() == 3, 60, "the first messages counted")
-        assert not lines.starting(BEGINS)
+        assert not log_lines.starting(BEGINS)
 
         relay.refuse()
         refused_at = time.monotonic()
-        wait_until(lambda: lines.starting(BEGINS), 30, "the line saying the outage began")
-        _publish(publisher, 3, 4)  # published during the outage
+        wait_until(lambda: log_lines.starting(BEGINS), 30, "the line saying the outage began")
+        publish_recipe(publisher, 3, 4)  # published during the outage
         # Many failed requests (the stream's reopenings, the drains), over several reminders.
         wait_until(
             lambda: reach.failures >= 10 and time.monotonic() - refused_at >= 3 * REMINDER_S,
             60,
             "the worker to retry for a while",
         )
-        (begins,) = lines.starting(BEGINS)  # once, not once per retry
+        (begins,) = log_lines.starting(BEGINS)  # once, not once per retry
         message = begins.getMessage()
         assert begins.levelno == logging.WARNING
         assert f"Pub/Sub unreachable at {relay.host}" in message, message
         assert names["pubsub_subscription"] in message, message
         assert "retrying" in message and "\n" not in message, message
         assert begins.error and "None" not in begins.error  # type: ignore[attr-defined]
-        reminders = lines.starting(REMINDS)
+        reminders = log_lines.starting(REMINDS)
         outage_s = time.monotonic() - refused_at
         assert 1 <= len(reminders) <= outage_s / REMINDER_S + 1, [r.getMessage() for r in reminders]
         for reminder in reminders:
@@ -123,12 +75,12 @@ def test_an_outage_is_logged_once_with_reminders_and_its_end(
             assert f"after {reminder.outage_s:.0f} s" in reminder.getMessage()  # type: ignore[attr-defined]
         assert store.count_events() == 3
         # The drain's failures are the outage's: no bare library message per retry.
-        assert not lines.starting("dead-letter drain failed")
-        assert not lines.starting("pull failed")
+        assert not log_lines.starting("dead-letter drain failed")
+        assert not log_lines.starting("pull failed")
 
         relay.restore()
-        wait_until(lambda: lines.starting(ENDS), 90, "the line saying Pub/Sub answers again")
-        (ends,) = lines.starting(ENDS)
+        wait_until(lambda: log_lines.starting(ENDS), 90, "the line saying Pub/Sub answers again")
+        (ends,) = log_lines.starting(ENDS)
         assert ends.levelno == logging.INFO
         assert ends.outage_s >= outage_s  # type: ignore[attr-defined]
         assert ends.outage_s <= time.monotonic() - refused_at + 1  # type: ignore[attr-defined]
@@ -138,11 +90,4 @@ def test_an_outage_is_logged_once_with_reminders_and_its_end(
         # deadline lapses: 52 s, 117 s and over 150 s in runs of this setup, with this client
         # and with the library's own alike, and over 240 s in CI. That is the emulator's and
         # the client library's redelivery, not what this test is about.
-        assert len(lines.starting(BEGINS)) == 1 and len(lines.starting(ENDS)) == 1
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        broker.close(timeout=2)
-        publisher.close(timeout=2)
-        relay.refuse()
-    assert not thread.is_alive()
+        assert len(log_lines.starting(BEGINS)) == 1 and len(log_lines.starting(ENDS)) == 1

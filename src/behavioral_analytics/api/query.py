@@ -28,6 +28,7 @@ from behavioral_analytics.api.ranges import (
 from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.breakdown_report import known_dimensions
+from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.filtered_queries import filtered_series_answer
 from behavioral_analytics.raw_queries import Filter
 from behavioral_analytics.store import InvalidCursor, Page
@@ -36,6 +37,9 @@ __all__ = ["DEFAULT_WINDOWS_S", "active_users_now", "router"]
 
 # The range of /v1/series when `from` is not given.
 DEFAULT_WINDOWS_S: dict[str, float] = {"minute": 3600.0, "hour": 48 * 3600.0, "day": 30 * 86400.0}
+
+# The longest event type, as events have it.
+_TYPE_CHARS = DEFAULT_LIMITS.max_event_type_chars
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page")]
 Cursor = Annotated[
@@ -83,7 +87,7 @@ def router(state: ApiState) -> APIRouter:
     @routes.get("/v1/events", summary="Events of one type, newest first")
     async def events(
         request: Request,
-        type: Annotated[str, Query(min_length=1, max_length=128, description="Event type")],
+        type: Annotated[str, Query(min_length=1, max_length=_TYPE_CHARS, description="Event type")],
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
@@ -110,7 +114,7 @@ def router(state: ApiState) -> APIRouter:
             str | None, Query(max_length=64, description="Period label or time; default: now")
         ] = None,
         type: Annotated[
-            str | None, Query(max_length=128, description="Only this event type")
+            str | None, Query(max_length=_TYPE_CHARS, description="Only this event type")
         ] = None,
         compare: Compare = False,
         filter: Filters = None,

@@ -140,8 +140,8 @@ class PubSubBroker(Broker):
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=ordering),
         )
         # Every request the subscriber makes tells `reach` whether Pub/Sub answered: an outage
-        # is logged once, its end too (see pubsub_reach).
-        self.reach = PubSubReach.for_project(project, _short(self.subscription))
+        # is logged once, its end too (see pubsub_reach), not again by the worker.
+        self.reach = self.outage_log = PubSubReach.for_project(project, _short(self.subscription))
         self._subscriber = subscriber or WatchedSubscriber(self.reach)
         self._queue: queue.Queue[Message] = queue.Queue()
         self._held: dict[str, Message] = {}

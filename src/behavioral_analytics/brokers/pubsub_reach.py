@@ -12,7 +12,9 @@ pull, the dead-letter drain). `PubSubReach` turns them into three kinds of line:
   and that the worker keeps retrying;
 - a WARNING `"Pub/Sub still unreachable after N s: ..."` at most every `reminder_s` seconds
   (60) while failures go on, `outage_s` the outage's duration in seconds;
-- an INFO `"Pub/Sub reachable again after N s"` at the first success after it.
+- an INFO `"Pub/Sub reachable again after N s (at WHERE, subscription S)"` at the first
+  success after it, counted in `ends_logged` (the broker's `outage_log`: the worker then logs
+  no end of its own, `broker answering again`, for the same outage).
 
 Pub/Sub ends a healthy streaming pull now and then with UNAVAILABLE (the library reopens it at
 once), so a stream error alone starts no outage: another failure has to follow it within
@@ -85,6 +87,7 @@ class PubSubReach:
         self._last_failure = 0.0
         self._reported_at: float | None = None  # when the outage was last logged; None: not yet
         self.failures = 0  # failed requests in the current run of failures
+        self.ends_logged = 0  # "reachable again" lines logged
 
     @classmethod
     def for_project(cls, project: str, subscription: str, **options: Any) -> PubSubReach:
@@ -153,6 +156,7 @@ class PubSubReach:
             reported, extra = self._reported_at is not None, self._extra(call, now)
             self._since = self._reported_at = None
             self.failures = 0
+            self.ends_logged += reported
         if reported:
             log.info(
                 f"Pub/Sub reachable again after {extra['outage_s']:.0f} s (at {self.where}, "

@@ -4,8 +4,9 @@ with the data (`stored_config`), beside the environment's.
 `apply` is the one way to change or remove what the store recorded (a funnel's steps or window,
 the time zone, the session or identity rules): it says what it will recompute, then, with
 `--yes`, records the environment's values and rebuilds the aggregates from the retained raw
-events. Like `verify --repair`, it changes nothing when the rebuild would drop aggregates older
-than the raw-event retention, which no raw event can give back. Stop the workers first: a
+events. Like `verify --repair`, it changes nothing when the rebuild would recount aggregates
+older than the raw-event retention from the raw events kept (losing those that expired), unless
+`--drop-older` accepts it. Stop the workers first: a
 worker started before `apply` refuses to commit under the old values and must be restarted.
 """
 
@@ -19,9 +20,11 @@ import typer
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import (
+    DropOlderOption,
     JsonOption,
     console,
     load_config,
+    plural,
     print_json,
     require_data,
 )
@@ -101,11 +104,12 @@ def show(as_json: bool = JsonOption) -> None:
 @config_app.command("apply")
 def apply(
     yes: bool = typer.Option(False, "--yes", help="Apply without asking."),
+    drop_older: bool = DropOlderOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Record the environment's values where they change what the store recorded, and
     recompute what they shape from the retained raw events. Stop the workers first."""
-    from behavioral_analytics.verification import compare
+    from behavioral_analytics.verification import compare, older_refusal
 
     settings = load_config()
     require_data(settings)
@@ -115,7 +119,7 @@ def apply(
         current.close()
     target, changes = plan_apply(recorded, settings.stored_config(), settings.shaping_set())
     if recorded is None or not changes:
-        document = {"changes": [], "applied": False}
+        document = {"changes": [], "applied": False, "older_recounted": 0, "older_kept": 0}
         if as_json:
             print_json(document)
         else:
@@ -124,27 +128,35 @@ def apply(
     if not as_json:
         for change in changes:
             console.print(f"will change {change.describe()}", highlight=False)
-    if not yes and not typer.confirm("Record these values and recompute?"):
-        fail("nothing was changed", 1)
     with user_errors():
         store = build_store_with(settings, target)
-        horizon = time.time() - settings.raw_retention_days * 86400.0
-        report = compare(
-            store.snapshot(),
-            store.iter_raw_events(),
-            Periods(target.timezone),
-            horizon,
-            store.rules if store.behavioral else None,
-            store.stored_links(),
-        )
-        if report.not_checked and not report.ok:
-            fail(
-                f"the recomputation would drop {report.not_checked} aggregates older than the "
-                "raw-event retention, which no raw event can give back; nothing was changed"
+        try:
+            horizon = time.time() - settings.raw_retention_days * 86400.0
+            report = compare(
+                store.snapshot(),
+                store.iter_raw_events(),
+                Periods(target.timezone),
+                horizon,
+                store.rules if store.behavioral else None,
+                store.stored_links(),
             )
-        store.record_config(replace=True)
-        if not report.ok:
-            store.rebuild(store.iter_raw_events())
+            older = report.not_checked
+            if older and not report.ok and not drop_older:
+                fail(older_refusal("config apply", older, horizon))
+            if older and not report.ok and not as_json:
+                console.print(
+                    f"will recount {plural(older, 'aggregate')} older than the raw-event "
+                    "retention from the raw events kept (--drop-older)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            if not yes and not typer.confirm("Record these values and recompute?"):
+                fail("nothing was changed", 1)
+            store.record_config(replace=True)
+            if not report.ok:
+                store.rebuild(store.iter_raw_events())
+        finally:
+            store.close()
     if as_json:
         print_json(
             {
@@ -152,6 +164,8 @@ def apply(
                 "applied": True,
                 "rebuilt": not report.ok,
                 "recomputed": len(report.drift),
+                "older_recounted": older if not report.ok else 0,
+                "older_kept": older if report.ok else 0,
             }
         )
     else:
@@ -160,3 +174,14 @@ def apply(
             f"{len(report.drift)} aggregates recomputed",
             highlight=False,
         )
+        if older:
+            console.print(
+                f"{plural(older, 'aggregate')} older than the raw-event retention "
+                + (
+                    "recounted from the raw events kept"
+                    if not report.ok
+                    else "keep the figures counted under the previous values"
+                ),
+                highlight=False,
+                soft_wrap=True,
+            )

@@ -18,6 +18,7 @@ from behavioral_analytics.broker import (
     OutgoingMessage,
 )
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
+from behavioral_analytics.cli.pipeline import EMPTY_LINE
 from behavioral_analytics.cli.shared import (
     JsonOption,
     console,
@@ -82,6 +83,8 @@ def _print_blocks(letters: list[DeadLetter], total: int) -> None:
             soft_wrap=True,
         )
         fields = [("reason", d.reason), ("detail", d.detail), ("data", _data(d))]
+        if line := _input_line(d):
+            fields.append(("input line", line))
         if d.replayed_at:
             fields.append(("replayed", fmt_time(d.replayed_at)))
         for label, text in fields:
@@ -96,6 +99,12 @@ def _data(d: DeadLetter) -> str:
     return d.data[:60].decode("utf-8", "replace")
 
 
+def _input_line(d: DeadLetter) -> str:
+    """The number of the empty input line `publish` made this message of (`ba_empty_line`,
+    which `--json` gives in `attributes`), or ""."""
+    return d.attributes.get(EMPTY_LINE, "")[:20]
+
+
 def _table(letters: list[DeadLetter], total: int) -> Table:
     """The dead letters as a table, ids whole (to be pasted into `dlq replay --id`)."""
     table = Table(title=f"dead letters ({total})")
@@ -106,6 +115,9 @@ def _table(letters: list[DeadLetter], total: int) -> Table:
     table.add_column("reason", no_wrap=True)
     for column in ("detail", "data"):
         table.add_column(column, overflow="fold")
+    lines = any(_input_line(d) for d in letters)  # a column only where a letter has one
+    if lines:
+        table.add_column("input line", no_wrap=True, justify="right")
     table.add_column("replayed", no_wrap=True)
     for d in letters:
         table.add_row(
@@ -115,6 +127,7 @@ def _table(letters: list[DeadLetter], total: int) -> Table:
             d.reason,
             d.detail[:60],
             _data(d),
+            *([_input_line(d)] if lines else []),
             fmt_time(d.replayed_at) if d.replayed_at else "",
         )
     return table

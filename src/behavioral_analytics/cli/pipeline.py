@@ -71,8 +71,9 @@ def publish(
             for number, raw in enumerate(stream, 1):
                 line = raw.rstrip(b"\r\n")
                 # Pub/Sub refuses a message with neither data nor attributes ("Some messages
-                # are empty"), and the whole batch with it: an empty line carries its number.
-                attributes = {} if line else {EMPTY_LINE: str(number)}
+                # are empty"), and the whole batch with it: an empty line carries its number,
+                # and so does a blank one, for `dlq list` to say where it was.
+                attributes = {} if line.strip() else {EMPTY_LINE: str(number)}
                 pending.append(OutgoingMessage(line, attributes, ordering_key=ordering_key))
                 if len(pending) >= batch_size:
                     sent += len(broker.publish(pending))
@@ -86,7 +87,7 @@ def publish(
     err_console.print(f"published {plural(sent, 'message')} to {config.pubsub_topic}{where}")
 
 
-# The attribute of a message published for an empty input line: the line's number.
+# The attribute of a message published for an empty or blank input line: the line's number.
 EMPTY_LINE = "ba_empty_line"
 
 

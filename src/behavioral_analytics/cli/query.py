@@ -26,6 +26,7 @@ from behavioral_analytics.cli.filters import (
 )
 from behavioral_analytics.cli.shared import (
     JsonOption,
+    check_event_type,
     console,
     cursor_errors,
     data_location,
@@ -37,7 +38,6 @@ from behavioral_analytics.cli.shared import (
     period_table,
     print_json,
 )
-from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.filtered_queries import filtered_series_answer
 from behavioral_analytics.raw_queries import Filter
 
@@ -116,22 +116,11 @@ def query_events(
     as_json: bool = JsonOption,
 ) -> None:
     """Events of one type, newest first."""
-    _check_event_type(event_type)
+    check_event_type(event_type)
     config = load_config()
     with user_errors(), cursor_errors(cursor):
         page = open_store(config).events_by_type(event_type, limit, cursor)
     _print_events(page, f"{event_type} events", as_json)
-
-
-def _check_event_type(event_type: str) -> None:
-    """Exit 2 with one line on a blank event type, or one longer than any event's (as
-    `query retention --start-event` does, and the API's `min_length`, `max_length`)."""
-    longest = DEFAULT_LIMITS.max_event_type_chars
-    if not event_type.strip() or len(event_type) > longest:
-        fail(
-            f"event type {event_type[:64]!r}: expected an event type of 1 to {longest} characters",
-            2,
-        )
 
 
 # The range of a filtered series without `--from` (the API's defaults; `--from`'s help).
@@ -154,7 +143,7 @@ def query_series(
     if granularity not in ("minute", "hour", "day"):
         fail("--granularity must be minute, hour or day", 2)
     if event_type is not None:
-        _check_event_type(event_type)
+        check_event_type(event_type)
     g: Granularity = granularity  # type: ignore[assignment]  # checked above
     config, store, first, last = open_for_periods(load_config(), start, end, g)
     filters = filters_of(where, store)

@@ -16,6 +16,7 @@ from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.filters import FilterOption, filters_of, print_source, refusals
 from behavioral_analytics.cli.shared import (
     JsonOption,
+    check_event_type,
     console,
     fits,
     load_config,
@@ -28,6 +29,7 @@ from behavioral_analytics.filtered_queries import filtered_retention
 from behavioral_analytics.retention import (
     DEFAULT_COHORT_DAYS,
     DEFAULT_MAX_OFFSET,
+    MAX_START_EVENT_CHARS,
     RetentionError,
     Unit,
     default_range,
@@ -56,7 +58,8 @@ def query_retention(
         "--start-event",
         metavar="TYPE",
         help="Cohorts by the day each person first did this event type (signup, say), not "
-        "their first-seen day; a type nobody sent gives no cohorts.",
+        f"their first-seen day (1 to {MAX_START_EVENT_CHARS} characters); a type nobody sent "
+        "gives no cohorts.",
     ),
     where: list[str] | None = FilterOption,
     as_json: bool = JsonOption,
@@ -67,6 +70,8 @@ def query_retention(
     cohort day that matches every filter (read from the raw events)."""
     if unit not in ("day", "week"):
         fail("--unit must be day or week", 2)
+    if start_event is not None:
+        check_event_type(start_event)
     chosen: Unit = "week" if unit == "week" else "day"
     config, store, first, last = open_for_periods(load_config(), start, end, "day")
     filters = filters_of(where, store)

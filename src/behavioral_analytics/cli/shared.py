@@ -20,13 +20,16 @@ from rich.table import Table
 
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
+from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.period_bounds import PeriodError, resolve_range
 from behavioral_analytics.settings import Settings, load_settings, unknown_names
 from behavioral_analytics.store import InvalidCursor, Store
 from behavioral_analytics.wiring import open_configured
 
 __all__ = [
+    "DropOlderOption",
     "JsonOption",
+    "check_event_type",
     "console",
     "cursor_errors",
     "data_location",
@@ -47,6 +50,24 @@ __all__ = [
 console = Console()
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document (shape: docs/cli.md).")
+DropOlderOption = typer.Option(
+    False,
+    "--drop-older",
+    help="Rebuild even where aggregates are older than the raw-event retention: they are "
+    "recounted from the raw events kept, losing those that expired.",
+)
+
+
+def check_event_type(event_type: str) -> None:
+    """Exit 2 with one line on a blank event type, or one longer than any event's
+    (`Limits.max_event_type_chars`): every option naming an event type (`query events --type`,
+    `query series --type`, `query retention --start-event`) checks it before anything else."""
+    longest = DEFAULT_LIMITS.max_event_type_chars
+    if not event_type.strip() or len(event_type) > longest:
+        fail(
+            f"event type {event_type[:64]!r}: expected an event type of 1 to {longest} characters",
+            2,
+        )
 
 
 def load_config() -> Settings:

@@ -4,7 +4,8 @@ recounted and are reported as not checked.
 
 Both count by the configuration recorded with the data (funnels, sessions, identity, time
 zone: `stored_config`), never by a shell's different environment, so a repair rebuilds what the
-workers counted; a repair that would drop aggregates it cannot recount changes nothing. Like
+workers counted. A repair that would recount aggregates older than the retention from the raw
+events kept (losing those that expired) changes nothing unless `--drop-older` accepts it. Like
 the queries, it records nothing the environment adds, and in a folder without data it exits 1
 naming the folder instead of checking a new, empty store.
 
@@ -20,8 +21,9 @@ from datetime import UTC, datetime
 import typer
 
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.cli.errors import user_errors
+from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import (
+    DropOlderOption,
     JsonOption,
     console,
     load_config,
@@ -35,11 +37,14 @@ __all__ = ["verify"]
 
 def verify(
     repair: bool = typer.Option(False, "--repair", help="Rebuild the aggregates from raw events."),
+    drop_older: bool = DropOlderOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Recount every aggregate from the retained raw events; exit 1 on any drift."""
     from behavioral_analytics.verification import verify as run_verify
 
+    if drop_older and not repair:
+        fail("--drop-older goes with --repair", 2)
     config, store = open_reader(load_config())
     with user_errors():
         report = run_verify(
@@ -48,6 +53,7 @@ def verify(
             now=time.time(),
             retention_s=config.raw_retention_days * 86400.0,
             repair=repair,
+            drop_older=drop_older,
             limits=config.limits,
         )
     if as_json:
@@ -61,6 +67,13 @@ def verify(
             console.print(
                 f"not checked: {plural(report.not_checked, 'aggregate')} older than the "
                 f"raw-event retention ({config.raw_retention_days:g} days)",
+                soft_wrap=True,
+            )
+        if report.near_retention_start and store.behavioral and store.rules is not None:
+            console.print(
+                f"not checked: {report.near_retention_start} session and funnel figures less "
+                f"than {store.rules.reach_s / 3600:g} h after the retention's start, whose "
+                "first events may have expired",
                 soft_wrap=True,
             )
         for drift in report.drift[:20]:
@@ -92,6 +105,12 @@ def verify(
             console.print("[green]no drift[/green]")
         elif report.repaired:
             console.print(f"[yellow]{len(report.drift)} drifted aggregates rebuilt[/yellow]")
+            if report.older_recounted:
+                console.print(
+                    f"[yellow]{plural(report.older_recounted, 'aggregate')} older than the "
+                    "raw-event retention recounted from the raw events kept[/yellow]",
+                    soft_wrap=True,
+                )
             if report.final_periods:
                 console.print(
                     f"[yellow]final periods changed ({len(report.final_periods)}): "

@@ -34,6 +34,7 @@ __all__ = [
     "OPEN_DEADLINE_S",
     "PING_TIMEOUT_S",
     "QUERY_DEADLINE_S",
+    "QUERY_MAX_BACKOFF_S",
     "Reach",
     "check_database_id",
     "describe",
@@ -53,6 +54,13 @@ PING_TIMEOUT_S = 5.0
 # answering gets its 503 before the dashboard's next refresh (15 s; its live view polls 1.5 s
 # after each answer) rather than holding a server thread for the library's 300 s.
 QUERY_DEADLINE_S = 10.0
+# Seconds at most between two attempts of a read at query time (the wait from 0.2 s doubles up
+# to this; the library draws each wait at random below it). Shorter than the commit's 4 s
+# (`gateway.BACKOFF_S`): an API request that joined a read already retrying when Firestore came
+# back (the API shares one read among the requests that want it, `api.cache`) waited up to 4 s
+# more for it, and `/readyz`, which waits 2 s, answered 503 meanwhile. Against a Firestore that
+# refuses, an attempt fails at once, so ten attempts in the 10 s cost nothing to speak of.
+QUERY_MAX_BACKOFF_S = 1.0
 # Seconds each read of `verify` may take, retries included: a page of up to 1,000 documents
 # (`gateway.PAGE`) of the raw events, aggregates, breakdowns or group members. Per read, not
 # for the whole verify: a verify of a big store makes thousands of reads over minutes, which no
@@ -93,11 +101,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
-def query_bound(timeout_s: float, deadline_s: float = QUERY_DEADLINE_S) -> dict[str, Any]:
+def query_bound(
+    timeout_s: float, deadline_s: float = QUERY_DEADLINE_S, max_backoff_s: float = BACKOFF_S[-1]
+) -> dict[str, Any]:
     """The `retry=` and `timeout=` to give a client library read at query time (`get`,
     `stream`, `get_all`, a count's `get`, a `WriteBatch.commit`): the transient errors retried
-    with backoff (0.2 s doubling up to 4 s, jittered) until `deadline_s` has passed, the
-    attempts given `timeout_s` seconds at most, and never more than `deadline_s` in all.
+    with backoff (0.2 s doubling up to `max_backoff_s`, by default 4 s, jittered) until
+    `deadline_s` has passed, the attempts given `timeout_s` seconds at most, and never more than
+    `deadline_s` in all (all in seconds).
 
     (The library counts `timeout` from the first attempt: an attempt gets what is left of it,
     or all of it again once less than a second is left, so a read can last up to twice
@@ -107,7 +118,7 @@ def query_bound(timeout_s: float, deadline_s: float = QUERY_DEADLINE_S) -> dict[
         "retry": retries.Retry(
             predicate=retries.if_exception_type(*TRANSIENT_ERRORS),
             initial=BACKOFF_S[0],
-            maximum=BACKOFF_S[-1],
+            maximum=max_backoff_s,
             multiplier=2.0,
             timeout=deadline_s,
         ),
@@ -118,11 +129,11 @@ def query_bound(timeout_s: float, deadline_s: float = QUERY_DEADLINE_S) -> dict[
 class Reach:
     """Requests to the database behind `client` retried within `deadline_s` seconds in all
     (each bounded by `timeout_s` and by what is left), their errors as StoreError; and the
-    reads at query time, made with `bound` (`query_bound`: within `query_deadline_s` each)
-    under `querying`, which turns their errors likewise; and the requests of `verify`, made
-    with `admin_read_bound` (within `admin_read_deadline_s` each), and of `rebuild` and
-    `forget`, made with `admin_write_bound` (within `admin_write_deadline_s` each), under
-    `administering`, likewise.
+    reads at query time, made with `bound` (`query_bound`: within `query_deadline_s` each,
+    attempts at most `QUERY_MAX_BACKOFF_S` apart) under `querying`, which turns their errors
+    likewise; and the requests of `verify`, made with `admin_read_bound` (within
+    `admin_read_deadline_s` each), and of `rebuild` and `forget`, made with `admin_write_bound`
+    (within `admin_write_deadline_s` each), under `administering`, likewise.
 
     `clock` and `sleep` are the monotonic clock and the wait between attempts."""
 
@@ -149,7 +160,7 @@ class Reach:
         self.timeout_s = timeout_s
         self.deadline_s = deadline_s
         self.query_deadline_s = query_deadline_s
-        self.bound = query_bound(timeout_s, query_deadline_s)
+        self.bound = query_bound(timeout_s, query_deadline_s, QUERY_MAX_BACKOFF_S)
         self.admin_read_deadline_s = admin_read_deadline_s
         self.admin_read_bound = query_bound(timeout_s, admin_read_deadline_s)
         self.admin_write_deadline_s = admin_write_deadline_s
