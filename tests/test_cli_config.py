@@ -119,9 +119,11 @@ def test_breakdown_dimensions_are_shown_narrowed_by_config_apply_and_dropped_to_
     assert "breakdown dimension 'device' still kept though this environment omits it" in (
         kept.stderr.decode()
     )
-    asked = cli("config", "apply", env=page_only, input=b"n\n", check=False).stdout.decode()
-    lines = " ".join(asked.split())  # as the console wraps them
-    assert "breakdown dimension 'device': kept -> removed (deletes its breakdowns) Record" in lines
+    asked = cli("config", "apply", env=page_only, input=b"n\n", check=False)
+    lines = " ".join(asked.stdout.decode().split())  # as the console wraps them
+    assert lines.endswith("breakdown dimension 'device': kept -> removed (deletes its breakdowns)")
+    # The question goes to stderr: stdout is for --json's document.
+    assert asked.stderr.decode().startswith("Record these values and recompute?")
     cli("config", "apply", "--yes", env=page_only)
     assert json.loads(cli("verify", "--json", env=page_only).stdout)["ok"] is True
     none = {**env, "BA_BREAKDOWN_DIMENSIONS": "none"}
@@ -164,6 +166,10 @@ def test_past_the_retention_a_recomputation_waits_for_drop_older(
     assert "older than the raw-event retention" in refused.output
     assert "--drop-older" in refused.output
     assert _hours(env) == before  # nothing was changed
+    # A new count of values per breakdown recounts every breakdown, older ones included.
+    fewer = {**env, "BA_BREAKDOWN_VALUES": "2"}
+    values = CliRunner().invoke(config_cli.config_app, ["apply", "--yes", "--json"], env=fewer)
+    assert values.exit_code == 1 and "--drop-older" in values.output
     applied = CliRunner().invoke(
         config_cli.config_app, ["apply", "--yes", "--drop-older"], env=paris
     )
@@ -185,6 +191,36 @@ def test_past_the_retention_a_recomputation_waits_for_drop_older(
     assert back.exit_code == 0, back.output
     assert "keep the figures counted under the previous values" in back.output
     assert _hours(env) == after
+
+
+def test_a_rule_change_recomputes_sessions_near_the_retentions_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session figures within the rules' reach of the retention's start go unchecked by
+    `verify`, but `config apply` must still recompute them under a new session rule."""
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli("generate", "--events", "300", "--seed", "7", "--via", "broker", env=env)
+    cli("worker", "--until-idle", env=env)
+    db = sqlite3.connect(tmp_path / "data" / "store.db")
+    ((first,),) = db.execute("SELECT min(timestamp) FROM events").fetchall()
+    db.close()
+    # The retention starts at 23:00 UTC the day before the first event's: every figure is in a
+    # period after it (nothing older) and within the rules' reach of it.
+    start = first - first % 86400.0 - 3600.0
+    monkeypatch.setattr(config_cli.time, "time", lambda: start + 30 * 86400.0)
+    before = _session_days(env)
+    short = {**env, "BA_SESSION_MAX": "0.01"}  # 36 s: cuts client sessions too
+    applied = CliRunner().invoke(config_cli.config_app, ["apply", "--yes", "--json"], env=short)
+    assert applied.exit_code == 0, applied.output
+    document = json.loads(applied.output)
+    assert document["rebuilt"] is True and document["older_recounted"] == 0
+    assert _session_days(short) > before  # a shorter cap cuts more sessions
+
+
+def _session_days(env: dict[str, str]) -> int:
+    series = json.loads(cli("query", "sessions", "-g", "day", "--json", env=env).stdout)
+    return sum(p["sessions"] for p in series["points"])
 
 
 def verify_cli_app() -> typer.Typer:

@@ -117,6 +117,7 @@ def test_query_retention_start_event_takes_the_event_type_limit(tmp_path: Path) 
         lines = too_long.stderr.decode().splitlines()
         assert too_long.returncode == 2 and len(lines) == 1, too_long.stderr
         assert f"expected an event type of 1 to {longest} characters" in lines[0]
+        assert f"'{'x' * 64}…' ({longest + 1} characters)" in lines[0]
         assert events.returncode == 2 and lines == events.stderr.decode().splitlines()
 
 

@@ -211,12 +211,16 @@ def compare(
     rules: BehaviorRules | None = None,
     links: Sequence[Link] = (),
     breakdowns: bool = False,
+    settle: bool = True,
 ) -> VerifyReport:
     """Pure: the drift between `stored` and the fold of `events`, for buckets starting after
     `horizon` and profiles first seen after it (everything when `horizon` is None). With
     `rules`, the behavioral read model too: identity (through `links`), bots, sessions,
     funnels, recomputed by the same rules as the store applies them; with `breakdowns` as
-    well, the breakdowns, recounted under the stored admitted sets."""
+    well, the breakdowns, recounted under the stored admitted sets. With `settle` (`verify`),
+    session and funnel figures less than `rules.reach_s` after the horizon are left unchecked
+    (`near_retention_start`); without it (`config apply`, which must find every retained figure
+    its change moves), they are compared like the others."""
     members: dict[tuple[str, str], tuple[float, str]] = {}
     events = _joining(events, members)
     report = VerifyReport()
@@ -232,7 +236,7 @@ def compare(
             events = _counting(events, report)
         counted = recount(events, links, rules, periods)
         expected = counted.deltas
-    checked = _Checked.of(periods, horizon, rules)
+    checked = _Checked.of(periods, horizon, rules if settle else None)
     in_range = checked.events
 
     expected_buckets: dict[tuple[str, str], tuple[int, dict[str, int]]] = {
@@ -469,9 +473,10 @@ def older_refusal(what: str, older: int, horizon: float) -> str:
     `horizon` (epoch seconds: now less the raw-event retention), saying how to go on."""
     since = datetime.fromtimestamp(horizon, UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"{what} would recount {older} aggregates older than the raw-event retention from "
-        f"the raw events kept (since {since}), losing the events that expired; nothing was "
-        "changed. To accept that, run it again with --drop-older (on the local store, "
+        f"{what} would recount {older} aggregate{'s' * (older != 1)} older than the raw-event "
+        f"retention from the raw events kept (since {since}), losing the events that expired "
+        "(periods and profiles none of whose events are kept disappear); nothing was changed. "
+        "To accept that, run it again with --drop-older (on the local store, "
         "`behavioral-analytics backup DIR` first keeps a copy to go back to)"
     )
 

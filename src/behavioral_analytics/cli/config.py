@@ -139,18 +139,24 @@ def apply(
                 horizon,
                 store.rules if store.behavioral else None,
                 store.stored_links(),
+                # Stores that keep breakdowns say so (the port's `keeps_breakdowns`).
+                breakdowns=bool(getattr(store, "keeps_breakdowns", False)),
+                settle=False,  # every retained figure the change moves is recomputed
             )
             older = report.not_checked
-            if older and not report.ok and not drop_older:
+            # A new count of values per breakdown recounts every breakdown from the raw events
+            # kept (`record_config`), whatever the comparison found.
+            recounts = not report.ok or any(c.field == "breakdown_values" for c in changes)
+            if older and recounts and not drop_older:
                 fail(older_refusal("config apply", older, horizon))
-            if older and not report.ok and not as_json:
+            if older and recounts and not as_json:
                 console.print(
                     f"will recount {plural(older, 'aggregate')} older than the raw-event "
                     "retention from the raw events kept (--drop-older)",
                     highlight=False,
                     soft_wrap=True,
                 )
-            if not yes and not typer.confirm("Record these values and recompute?"):
+            if not yes and not typer.confirm("Record these values and recompute?", err=True):
                 fail("nothing was changed", 1)
             store.record_config(replace=True)
             if not report.ok:
@@ -164,8 +170,8 @@ def apply(
                 "applied": True,
                 "rebuilt": not report.ok,
                 "recomputed": len(report.drift),
-                "older_recounted": older if not report.ok else 0,
-                "older_kept": older if report.ok else 0,
+                "older_recounted": older if recounts else 0,
+                "older_kept": 0 if recounts else older,
             }
         )
     else:
@@ -179,7 +185,7 @@ def apply(
                 f"{plural(older, 'aggregate')} older than the raw-event retention "
                 + (
                     "recounted from the raw events kept"
-                    if not report.ok
+                    if recounts
                     else "keep the figures counted under the previous values"
                 ),
                 highlight=False,

@@ -64,8 +64,10 @@ def check_event_type(event_type: str) -> None:
     `query series --type`, `query retention --start-event`) checks it before anything else."""
     longest = DEFAULT_LIMITS.max_event_type_chars
     if not event_type.strip() or len(event_type) > longest:
+        shown = event_type if len(event_type) <= 64 else event_type[:64] + "…"
         fail(
-            f"event type {event_type[:64]!r}: expected an event type of 1 to {longest} characters",
+            f"event type {shown!r} ({len(event_type)} characters): expected an event type of "
+            f"1 to {longest} characters",
             2,
         )
 

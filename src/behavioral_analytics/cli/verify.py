@@ -70,10 +70,11 @@ def verify(
                 soft_wrap=True,
             )
         if report.near_retention_start and store.behavioral and store.rules is not None:
+            reach_h = round(store.rules.reach_s / 3600, 1)
             console.print(
                 f"not checked: {report.near_retention_start} session and funnel figures less "
-                f"than {store.rules.reach_s / 3600:g} h after the retention's start, whose "
-                "first events may have expired",
+                f"than {reach_h:g} h after the retention's start, whose first events may have "
+                "expired",
                 soft_wrap=True,
             )
         for drift in report.drift[:20]:
