@@ -113,6 +113,9 @@ def test_publish_worker_query_verify_loop(tmp_path: Path) -> None:
     assert day["total_events"] == 30 and day["unique_users"] == 2
     only = json.loads(cli("query", "series", "-g", "hour", "--type", "page_view", "--json").stdout)
     assert sum(p["total_events"] for p in only["points"]) == 20
+    assert all(p["total_events"] and p["bot_events"] is None for p in only["points"])
+    none = cli("query", "series", "-g", "hour", "--type", "nothing", "--json").stdout
+    assert json.loads(none)["points"] == []
 
     dead = json.loads(cli("dlq", "list", "--json").stdout)
     assert dead["total"] == 1 and dead["items"][0]["reason"] == "not_json"

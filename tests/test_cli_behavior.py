@@ -43,6 +43,14 @@ def test_sessions_funnel_links_and_forget_from_the_command_line(tmp_path: Path) 
 
     refused = cli("forget", "user_1", env=env, input=b"n\n", check=False)
     assert refused.returncode == 1 and "nothing was changed" in refused.stderr.decode()
+    # The question goes to stderr, so `--json` keeps stdout for its document; with no answer
+    # (input closed) it says what goes ahead without asking.
+    unanswered = cli("forget", "user_1", "--json", env=env, input=b"", check=False)
+    assert unanswered.returncode == 1 and unanswered.stdout == b"", unanswered.stdout
+    assert "Forget 'user_1' everywhere? This cannot be undone [y/N]: " in unanswered.stderr.decode()
+    assert unanswered.stderr.decode().splitlines()[-1] == (
+        "error: nothing was changed: no answer was given (--yes goes ahead without asking)"
+    ), unanswered.stderr
     report = json.loads(cli("forget", "user_1", "--yes", "--json", env=env).stdout)
     assert report["raw_events_deleted"] > 0 and report["links_deleted"] == 1
     assert cli("query", "profile", "user_1", env=env, check=False).returncode == 1

@@ -15,6 +15,7 @@ import pytest
 from behavioral_analytics.breakdown_report import (
     HOUR_NOTE,
     MULTI_DAY_NOTE,
+    SESSIONS_ONLY_NOTE,
     FilterError,
     filtered_series,
     parse_filter,
@@ -61,6 +62,19 @@ def test_a_session_dimension_is_ranked_and_totalled_by_its_sessions_over_the_ran
         (OTHER, 0, 1, 0.1429),
     ]
     assert (summary.total_events, summary.total_sessions) == (0, 7)
+
+
+def test_a_session_dimensions_day_gives_no_unique_users_and_says_why() -> None:
+    """Entry and exit pages count sessions only: a one-day range gave `unique_users` 0 beside
+    their sessions (the CLI's default range), where the API's week gave null."""
+    day = Point("2026-11-28", {}, None, 0, {"/a": 3, "/b": 1})
+    summary = summarize([day], "day", "2026-11-28", "2026-11-28", 10)
+    assert [(r.value, r.sessions, r.unique_users) for r in summary.rows] == [
+        ("/a", 3, None),
+        ("/b", 1, None),
+    ]
+    assert summary.unique_users_note == SESSIONS_ONLY_NOTE
+    assert summarize([], "day", "2026-11-28", "2026-11-28", 10).unique_users_note is None
 
 
 def test_sessions_per_value_ride_beside_events_where_the_store_keeps_them() -> None:

@@ -84,6 +84,9 @@ def test_a_changed_zone_is_refused_until_config_apply(tmp_path: Path) -> None:
 
     asked = cli("config", "apply", env=paris, input=b"n\n", check=False)
     assert asked.returncode == 1 and "timezone: UTC -> Asia/Kolkata" in asked.stdout.decode()
+    unanswered = cli("config", "apply", "--json", env=paris, input=b"", check=False)
+    assert unanswered.returncode == 1 and unanswered.stdout == b"", unanswered.stdout
+    assert "no answer was given (--yes goes ahead" in unanswered.stderr.decode()
     cli("config", "apply", "--yes", env=paris)
     after = _hours(env)  # the same events, in hours of UTC+05:30
     assert sum(after.values()) == sum(before.values()) and after != before

@@ -110,3 +110,25 @@ def test_a_blank_event_type_is_refused_as_a_blank_start_event_is(blank: str) -> 
     series = cli("query", "series", "--type", blank, env=WIDE, check=False)
     assert series.returncode == 2
     assert series.stderr.decode().strip().splitlines() == lines
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("query", "profile"),
+        ("query", "timeline"),
+        ("query", "links"),
+        ("forget", "--yes"),
+    ],
+    ids=["profile", "timeline", "links", "forget"],
+)
+def test_a_blank_user_id_is_a_usage_error_not_a_missing_user(command: tuple[str, ...]) -> None:
+    """No event has an empty or blank user id: `query profile ""` said there was no profile
+    for user '' and exited 1, as for a user not seen yet."""
+    cli("init")
+    for blank in ("", " "):
+        result = cli(*command, blank, env=WIDE, check=False)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.decode().strip() == (
+            f"error: user id {blank!r}: expected a user id that is not empty or blank"
+        )

@@ -38,14 +38,25 @@ def test_dlq_list_shows_the_input_line_of_an_empty_one(columns: int) -> None:
     the text shows it too, as `input line`, in the blocks of a narrow terminal (80 columns,
     none wider) as in the table."""
     cli("init")
-    cli("publish", input=b"\n".join([GOOD % 1, GOOD % 2, b"", GOOD % 3, b"", b"{"]))
+    cli("publish", input=b"\n".join([GOOD % 1, b"\xff no utf8", b"", GOOD % 3, b" \t ", b"{"]))
     cli("worker", "--until-idle")
     out = cli("dlq", "list", env={"COLUMNS": str(columns)}).stdout.decode()
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= columns, out
+    # Data that would print as nothing or as whitespace says what it is.
+    assert "(blank: 3 bytes)" in out, out
+    assert "(empty)" in out, out
+    assert "\\xff no utf8" in out, out  # its bytes, not a replacement character
     if columns < 140:
         shown = [line.strip() for line in lines if "input line" in line]
         assert shown == ["input line: 5", "input line: 3"], out  # newest first
+        data = [line.strip() for line in lines if line.strip().startswith("data:")]
+        assert data == [
+            "data: {",
+            "data: (blank: 3 bytes)",
+            "data: (empty)",
+            "data: \\xff no utf8",
+        ], out
         assert sum("reason: not_json" in line for line in lines) == 1, out
     else:
         (header,) = [line for line in lines if " reason " in line]

@@ -71,3 +71,13 @@ def test_session_and_funnel_tables_print_every_period_whole(
     printed = set(re.findall(r"\d{4}-\d{2}-\d{2}(?:-\d{2})?", out))
     assert printed and printed <= labels, out
     assert "…" not in out, out
+
+
+def test_the_sessions_table_keeps_provisional_whole_at_80_columns(
+    loaded: list[float], data_env: dict[str, str]
+) -> None:
+    """It was folded as `provisiona` / `l` in the last column."""
+    out = cli("query", "sessions", "-g", "hour", env={**data_env, "COLUMNS": "80"}).stdout
+    lines = out.decode().splitlines()
+    assert any("provisional" in line for line in lines), "\n".join(lines)
+    assert max(len(line) for line in lines) <= 80

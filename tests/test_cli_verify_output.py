@@ -33,6 +33,12 @@ def test_a_profile_names_its_figures_and_an_absent_one() -> None:
     )
 
 
+def test_one_agreeing_entry_is_one_other() -> None:
+    assert differences("bucket", (3, {"a": 1, "b": 2}), (4, {"a": 1, "b": 3})) == (
+        "b 2 → 3, total 3 → 4 (stored → expected; 1 other agrees)"
+    )
+
+
 def test_numbers_lists_and_markers_read_plainly() -> None:
     assert differences("unique_users", 5, 3) == "stored 5 → expected 3"
     assert differences("breakdown_admitted", ["a"], ["a", "b"]) == (

@@ -183,6 +183,43 @@ def test_a_replay_the_worker_refuses_again_shows_again_as_not_replayed(tmp_path:
     assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 1
 
 
+def test_a_collectors_letter_replayed_by_id_and_refused_again_is_a_new_worker_letter(
+    tmp_path: Path,
+) -> None:
+    """docs/cli.md: the collector's dead letter holds the call as sent, so the worker's refusal
+    of it has the worker's reason and fingerprint: a new dead letter (source worker); the
+    collector's stays replayed. Nothing is lost and the warning says where it goes."""
+    now = time.time()
+    cli("init")
+    call = {"type": "track", "event": "no who", "messageId": "c-2"}
+    ids = _record(
+        tmp_path,
+        NewDeadLetter(
+            "missing_field:userId",
+            "userId or anonymousId is required",
+            json.dumps(call).encode(),
+            "c-2",
+            source="collector",
+            received_at=now,
+            retry_fingerprint="e" * 32,
+        ),
+    )
+    result = cli("dlq", "replay", "--id", ids["c-2"], env=WIDE)
+    assert _err(result) == [
+        f"warning: dead letter {ids['c-2']}: the collector refused it: it holds the call as its "
+        "client sent it, not an event (a refusal by the worker is a new dead letter, from source "
+        "worker); replaying it as asked",
+        "replayed 1 dead letter to user-events",
+    ]
+    cli("worker", "--until-idle")
+    listed = json.loads(cli("dlq", "list", "--json").stdout)["items"]
+    by_source = {d["source"]: d for d in listed}
+    assert sorted(by_source) == ["collector", "worker"], listed
+    assert by_source["collector"]["replayed_at"] is not None
+    assert by_source["worker"]["replayed_at"] is None
+    assert by_source["worker"]["message_id"] == "c-2"
+
+
 class _FirestoreLikeBox:
     """Dead letters with Firestore's ids: 32 hex characters (their fingerprints)."""
 

@@ -183,6 +183,33 @@ def test_malformed_event_gets_a_precise_reason(kind: str, payload: object, reaso
     assert result.reason == reason
 
 
+@pytest.mark.parametrize(
+    ("data", "reason", "detail"),
+    [
+        (
+            b'{"user_id": "\xff\xfe", "event_type": "x"}',
+            "invalid_utf8",
+            "byte 0xff at position 13 is not UTF-8 (invalid start byte): JSON text is UTF-8 "
+            "(RFC 8259)",
+        ),
+        (
+            b'\xef\xbb\xbf{"user_id": "u", "event_type": "x"}',
+            "not_json",
+            "starts with a UTF-8 byte order mark, which JSON text must not (RFC 8259, section "
+            "8.1): save the file as UTF-8 without it",
+        ),
+    ],
+    ids=["invalid-utf8", "byte-order-mark"],
+)
+def test_bytes_that_are_no_json_text_say_which_and_where(
+    data: bytes, reason: str, detail: str
+) -> None:
+    """The detail said Python's codec message (`'utf-8' codec can't decode byte 0xff…`), and a
+    file saved with a byte order mark was `invalid character (byte 0)`."""
+    result = parse_message(data, message_id="m", received_at=NOW)
+    assert result == Rejection(reason, detail)
+
+
 def test_at_least_twenty_kinds_of_malformed_input_are_covered() -> None:
     assert len(MALFORMED) >= 20
     assert len({reason for _, _, reason in MALFORMED}) >= 20

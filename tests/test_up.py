@@ -34,6 +34,23 @@ def test_up_refuses_a_port_in_use_with_one_line_and_exit_1(tmp_path: Path) -> No
     assert not (tmp_path / "data" / "up.log").exists()
 
 
+def test_api_refuses_a_port_in_use_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    """As `up` does: uvicorn printed a JSON log line and exited 3."""
+    cli("init")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("api", "--port", str(port), check=False)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 1, err
+    assert err == (
+        f"error: 127.0.0.1:{port} is already in use (another `up` or `api`?): stop it, or "
+        "choose another port with --port"
+    ), err
+    assert not result.stdout.strip(), result.stdout
+
+
 def test_up_help_documents_port_workers_and_seed() -> None:
     out = cli("up", "--help", env={"COLUMNS": "200"}).stdout.decode()
     assert "--port" in out and "Worker processes to start." in out and "--seed" in out

@@ -44,6 +44,7 @@ MULTI_DAY_NOTE = (
     "person over the range, so the days' counts cannot be summed (see the points)"
 )
 HOUR_NOTE = "unique users per value are kept per day only"
+SESSIONS_ONLY_NOTE = "entry and exit pages count sessions, not unique users"
 
 
 class BreakdownPointLike(Protocol):
@@ -136,10 +137,14 @@ def summarize(
     points: Sequence[BreakdownPointLike], granularity: str, first: str, last: str, limit: int
 ) -> BreakdownSummary:
     """The rows of the range `first`..`last` (labels of `granularity`, `hour` or `day`) from
-    its points. `limit` ≥ 1. Unique users per value only for a one-day range by day. Sessions
+    its points. `limit` ≥ 1. Unique users per value only for a one-day range by day, of a
+    dimension that counts events (not `entry_page`, `exit_page`: `SESSIONS_ONLY_NOTE`). Sessions
     add up across periods (each is counted in the period it starts); values are ranked by
     sessions when the dimension counts no events (`entry_page`, `exit_page`)."""
     one_day = granularity == "day" and first == last
+    # A day's points of a dimension that counts events carry its unique users ({} for none);
+    # those of the entry and exit pages, which count sessions only, carry None.
+    counts_users = one_day and any(point.unique_users is not None for point in points)
     events: Counter[str] = Counter()
     sessions: Counter[str] = Counter()
     keeps_sessions = False
@@ -163,12 +168,15 @@ def summarize(
             value,
             events.get(value, 0),
             round(count / whole, 4) if whole else 0.0,
-            users.get(value, 0) if one_day else None,
+            users.get(value, 0) if counts_users else None,
             sessions.get(value, 0) if keeps_sessions else None,
         )
         for value, count in shown
     ]
-    note = None if one_day else HOUR_NOTE if granularity == "hour" else MULTI_DAY_NOTE
+    if one_day:
+        note = SESSIONS_ONLY_NOTE if points and not counts_users else None
+    else:
+        note = HOUR_NOTE if granularity == "hour" else MULTI_DAY_NOTE
     return BreakdownSummary(
         total,
         rows,

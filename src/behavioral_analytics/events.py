@@ -232,14 +232,31 @@ def parse_message(
     except RecursionError:
         return Rejection("too_deep", "JSON nested deeper than the decoder follows")
     except UnicodeDecodeError as exc:
-        return Rejection("invalid_utf8", str(exc))
+        return Rejection("invalid_utf8", _not_utf8(exc))
     except msgspec.DecodeError as exc:
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as utf_exc:
-            return Rejection("invalid_utf8", str(utf_exc))
+            return Rejection("invalid_utf8", _not_utf8(utf_exc))
+        if data.startswith(_BOM):
+            return Rejection(
+                "not_json",
+                "starts with a UTF-8 byte order mark, which JSON text must not (RFC 8259, "
+                "section 8.1): save the file as UTF-8 without it",
+            )
         return Rejection("not_json", str(exc))
     return validate_event(payload, message_id=message_id, received_at=received_at, limits=limits)
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    """The detail of `invalid_utf8`: where the first byte that is no UTF-8 sits."""
+    return (
+        f"byte 0x{exc.object[exc.start]:02x} at position {exc.start} is not UTF-8 ({exc.reason}): "
+        "JSON text is UTF-8 (RFC 8259)"
+    )
 
 
 def validate_event(

@@ -144,6 +144,15 @@ class SeriesPoint:
     unique_users: int | None  # None for minute buckets: not kept
     bot_events: int | None = None  # None where the store does not count bots apart
 
+    def of_type(self, event_type: str) -> SeriesPoint | None:
+        """This point restricted to one event type (`type` of `/v1/series`, `query series
+        --type`), or None when the period has no human event of that type. `unique_users` and
+        `bot_events` are None: neither is kept per type."""
+        count = self.events_by_type.get(event_type, 0)
+        if not count:
+            return None
+        return SeriesPoint(self.granularity, self.period, count, {event_type: count}, None, None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "granularity": self.granularity,

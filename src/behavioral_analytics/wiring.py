@@ -418,7 +418,12 @@ def build_api(settings: Settings, **options: Any) -> FastAPI:
         broker.init()
         store.init()
     options.setdefault("derive", build_deriver(settings))
-    options.setdefault("held_config", settings.stored_config())
+    # What the store counts by: the record where the environment leaves a value unset. The
+    # environment's own values (`settings.stored_config()`) would differ from the record at the
+    # first check of the watch, which would stop the API.
+    rules = store.rules  # both stores always have them
+    held = settings.stored_config() if rules is None else StoredConfig.of(rules, settings.timezone)
+    options.setdefault("held_config", held)
     return create_app(settings, broker, store, owns_ports=True, **options)
 
 

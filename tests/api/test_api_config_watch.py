@@ -10,10 +10,12 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
+import pytest
+from fastapi.testclient import TestClient
 
 from behavioral_analytics.settings import load_settings
 from behavioral_analytics.stores.sqlite import SQLiteStore
-from behavioral_analytics.wiring import build_server
+from behavioral_analytics.wiring import build_api, build_server, build_store_with
 from tests.conftest import wait_until
 
 
@@ -44,3 +46,44 @@ def test_a_served_api_stops_when_the_recorded_configuration_changes(
     thread.join(15)
     assert not thread.is_alive(), "the server kept answering by the old configuration"
     assert "restart this process" in seen[0]
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {"identity_window_hours": 48},
+        {"session_gap_minutes": 10},
+        {"breakdown_fixed": "page,device"},
+    ],
+    ids=["identity-window", "session-gap", "breakdown-dimensions"],
+)
+def test_an_api_counting_by_a_recorded_non_default_value_keeps_serving(
+    tmp_path: Path, recorded: dict[str, object]
+) -> None:
+    """A variable left unset takes the recorded value (README), so an API started without it
+    counts by the record. It held the environment's defaults instead, and its watch stopped it
+    ~10 s after every start once a session, identity or breakdown setting was recorded with
+    another value (`config apply`, or a worker started with it)."""
+    data = tmp_path / "data"
+    shaped = load_settings(data_dir=data, **recorded)
+    with closing(build_store_with(shaped, shaped.stored_config())) as store:
+        store.init()
+        store.record_config(replace=True)
+    app = build_api(load_settings(data_dir=data), config_check_s=0.02)
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        state = app.state.api
+        reads: list[object] = []
+        read = state.store.recorded_config
+        state.store.recorded_config = lambda: reads.append(1) or read()
+        wait_until(lambda: len(reads) >= 5, 15, "the watch to read the record five times")
+        assert state.config_changed is None, state.config_changed
+        assert client.get("/readyz").status_code == 200
+        # The watch still stops it on a real change.
+        state.stop = lambda: None
+        with closing(build_store_with(shaped, shaped.stored_config())) as store:
+            store.record_config(replace=True)  # unchanged: the same record again
+        wait_until(lambda: len(reads) >= 10, 15, "five more reads")
+        assert state.config_changed is None, state.config_changed
+        with closing(SQLiteStore(data / "store.db", timezone="Europe/Paris")) as other:
+            other.record_config(replace=True)
+        wait_until(lambda: state.config_changed, 15, "the watch to see the change")

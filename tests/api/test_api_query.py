@@ -109,6 +109,37 @@ def test_series_by_label_and_by_time(
     assert sum(p["total_events"] for p in searches["points"]) == 4
 
 
+def test_a_series_of_one_type_lists_only_its_periods_and_no_other_counts(
+    client: TestClient, process: Callable[[], None]
+) -> None:
+    """`type` restricts the points to the periods with events of that type, counting those
+    alone: a period with other types only, or crawlers only, is not a point, and crawlers'
+    events (not kept per type) are not given as if they were of that type."""
+    now = time.time()
+    crawler = {
+        "user_agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    }
+    events = [
+        recipe_event(1, event_type="search", timestamp=now - 2 * 3600),
+        recipe_event(2, event_type="page_view", timestamp=now - 60),
+        recipe_event(3, user="crawler", event_type="page_view", timestamp=now - 60),
+    ]
+    events[2]["properties"].update(crawler)
+    assert client.post("/v1/events", json=events, headers=WRITE).status_code == 202
+    process()
+    every = client.get("/v1/series", params={"granularity": "hour"}, headers=READ).json()
+    assert sum(p["bot_events"] for p in every["points"]) == 1
+    for event_type, periods in (("search", 1), ("page_view", 1), ("nothing", 0)):
+        points = client.get(
+            "/v1/series", params={"granularity": "hour", "type": event_type}, headers=READ
+        ).json()["points"]
+        assert len(points) == periods, points
+        for point in points:
+            assert point["total_events"] == 1
+            assert point["events_by_type"] == {event_type: 1}
+            assert point["unique_users"] is None and point["bot_events"] is None
+
+
 @pytest.mark.parametrize(
     "params",
     [

@@ -147,16 +147,9 @@ def router(state: ApiState) -> APIRouter:
                 ("series", granularity, first, last),
                 lambda: store.series(granularity, first, last),
             )
-            items = []
-            for point in points:
-                item = point.to_dict()
-                if type is not None:
-                    count = point.events_by_type.get(type, 0)
-                    item["total_events"] = count
-                    item["events_by_type"] = {type: count} if count else {}
-                    item["unique_users"] = None  # not kept per type
-                items.append(item)
-            return {"points": items}
+            if type is not None:
+                points = [p for point in points if (p := point.of_type(type)) is not None]
+            return {"points": [point.to_dict() for point in points]}
 
         body: dict[str, Any] = {"granularity": granularity, "timezone": periods.timezone}
         if filters:

@@ -48,6 +48,7 @@ from behavioral_analytics.brokers.pubsub_admin import (
     duration,
     endpoint,
 )
+from behavioral_analytics.brokers.pubsub_publish import publisher_client
 from behavioral_analytics.brokers.pubsub_reach import (
     OUTAGE_ERRORS,
     PubSubReach,
@@ -64,6 +65,8 @@ __all__ = ["PubSubBroker", "SubscriptionMissing", "resource_path"]
 _SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
 _SOURCE_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
 _SOURCE_DELIVERIES = "CloudPubSubDeadLetterSourceDeliveryCount"
+# Seconds a publish waits past `publish_timeout_s`, by when the client library has given up.
+_SETTLE_S = 1.0
 
 
 def resource_path(project: str, kind: str, name: str) -> str:
@@ -125,20 +128,15 @@ class PubSubBroker(Broker):
         self.max_delivery_attempts = max_delivery_attempts
         self.ordering = ordering
         self.retention_days = retention_days
-        # How long a publish waits for Pub/Sub to confirm: the collector answers 503 then
-        # (its client retries; the events' ids make a late duplicate publish one event).
+        # How long a publish waits for Pub/Sub to confirm: the collector answers 503 then, and
+        # the client library has given up too (`pubsub_publish`).
         self.publish_timeout_s = publish_timeout_s
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_outstanding = max_outstanding
         self.streaming = streaming
         self.failure_log: FailureLog = failure_log or InMemoryFailureLog()
-        self._publisher = publisher or pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(
-                max_messages=1000, max_bytes=9 * 1000 * 1000, max_latency=0.02
-            ),
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=ordering),
-        )
+        self._publisher = publisher or publisher_client(ordering=ordering, wait_s=publish_timeout_s)
         # Every request the subscriber makes tells `reach` whether Pub/Sub answered: an outage
         # is logged once, its end too (see pubsub_reach), not again by the worker.
         self.reach = self.outage_log = PubSubReach.for_project(project, _short(self.subscription))
@@ -209,7 +207,7 @@ class PubSubBroker(Broker):
                 kwargs["ordering_key"] = message.ordering_key
             futures.append(self._publisher.publish(self.topic, message.data, **kwargs))
         try:
-            deadline = time.monotonic() + self.publish_timeout_s
+            deadline = time.monotonic() + self.publish_timeout_s + _SETTLE_S
             return [
                 future.result(timeout=max(0.0, deadline - time.monotonic())) for future in futures
             ]
@@ -220,7 +218,9 @@ class PubSubBroker(Broker):
         """A publish failure as `Type (detail)`, never empty (a timed-out future says nothing)."""
         if isinstance(exc, gexc.NotFound):
             return "the topic does not exist: run `behavioral-analytics init` first"
-        if isinstance(exc, TimeoutError):  # concurrent.futures.TimeoutError is this class
+        # A future not done in time (concurrent.futures.TimeoutError is TimeoutError), or the
+        # library's retry out of time (`pubsub_publish`): no confirmation within the wait.
+        if isinstance(exc, TimeoutError | gexc.RetryError):
             return (
                 f"DeadlineExceeded (Pub/Sub at {endpoint()} did not answer in "
                 f"{self.publish_timeout_s:g} s)"

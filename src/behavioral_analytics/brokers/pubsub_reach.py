@@ -113,7 +113,7 @@ class PubSubReach:
         lasted = "" if outage_s is None else f"still unreachable after {outage_s:.0f} s"
         return (
             f"Pub/Sub {lasted or 'unreachable'} at {self.where} (subscription "
-            f"{self.subscription}): {one_line(exc)}; retrying until it answers"
+            f"{self.subscription}): {one_line(exc)}; retrying"
         )
 
     def failed(self, call: str, exc: BaseException, *, routine: bool = False) -> None:

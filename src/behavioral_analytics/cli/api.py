@@ -12,6 +12,7 @@ import typer
 
 from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.cli.errors import fail
+from behavioral_analytics.cli.shared import check_address
 from behavioral_analytics.settings import ConfigError, load_settings
 from behavioral_analytics.store import StoreError
 from behavioral_analytics.telemetry import configure_logging
@@ -45,6 +46,8 @@ def api(
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
+        # Before the store opens, as `up` does: uvicorn would say it in a JSON log line, exit 3.
+        check_address(host or settings.api_host, port if port is not None else settings.api_port)
         server = build_server(settings, host, port)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)

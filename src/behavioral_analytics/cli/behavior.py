@@ -24,6 +24,8 @@ from behavioral_analytics.cli.filters import (
 )
 from behavioral_analytics.cli.shared import (
     JsonOption,
+    check_user_id,
+    confirm_or_stop,
     console,
     data_location,
     fmt_time,
@@ -91,8 +93,9 @@ def query_sessions(
         table = period_table(
             f"sessions per {granularity}",
             "period",
-            ["sessions", "avg duration", "bounce rate", "events/session", "final"],
+            ["sessions", "avg duration", "bounce rate", "events per session", "final"],
         )
+        table.columns[-1].no_wrap = True  # `provisional` whole; the headers wrap at spaces
         for row in rows_of[window]:
             duration, per_session = row["avg_duration_s"], row["events_per_session"]
             table.add_row(
@@ -193,6 +196,7 @@ def query_links(
     as_json: bool = JsonOption,
 ) -> None:
     """The identity links of a user or anonymous id: every identify, active or refused."""
+    check_user_id(user.removeprefix("anonymous:"))
     store = open_store(load_config())
     with user_errors():
         links = store.links(user)
@@ -242,8 +246,9 @@ def forget(
     """Delete a user's raw events, profile, sessions, funnel entries, identity links, dead
     letters and (local broker) the messages naming them still waiting, take them out of every
     aggregate, and leave a tombstone so that a redelivered event of theirs is dropped."""
-    if not yes and not typer.confirm(f"Forget {user!r} everywhere? This cannot be undone"):
-        fail("nothing was changed", 1)
+    check_user_id(user)
+    if not yes:
+        confirm_or_stop(f"Forget {user!r} everywhere? This cannot be undone")
     config = load_config()
     store = open_store(config)
     with user_errors():

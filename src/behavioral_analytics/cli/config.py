@@ -22,6 +22,7 @@ from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import (
     DropOlderOption,
     JsonOption,
+    confirm_or_stop,
     console,
     load_config,
     plural,
@@ -156,8 +157,8 @@ def apply(
                     highlight=False,
                     soft_wrap=True,
                 )
-            if not yes and not typer.confirm("Record these values and recompute?", err=True):
-                fail("nothing was changed", 1)
+            if not yes:
+                confirm_or_stop("Record these values and recompute?")
             store.record_config(replace=True)
             if not report.ok:
                 store.rebuild(store.iter_raw_events())

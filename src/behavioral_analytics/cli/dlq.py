@@ -96,7 +96,11 @@ def _print_blocks(letters: list[DeadLetter], total: int) -> None:
 
 
 def _data(d: DeadLetter) -> str:
-    return d.data[:60].decode("utf-8", "replace")
+    """The start of a dead letter's data, bytes that are no UTF-8 as `\\xff`; or what it is
+    when nothing there would show: `(empty)`, or `(blank: N bytes)` for whitespace alone."""
+    if not d.data.strip():
+        return f"(blank: {plural(len(d.data), 'byte')})" if d.data else "(empty)"
+    return d.data[:240].decode("utf-8", "backslashreplace")[:60]  # 60 characters: ≤ 240 bytes
 
 
 def _input_line(d: DeadLetter) -> str:
@@ -216,7 +220,8 @@ def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[De
         refusal = replay_refusal(found, limits)
         if refusal is not None:
             why = (
-                "the collector refused it: it holds the call as its client sent it, not an event"
+                "the collector refused it: it holds the call as its client sent it, not an "
+                "event (a refusal by the worker is a new dead letter, from source worker)"
                 if refusal == FROM_COLLECTOR
                 else f"the worker would refuse it again: {refusal}"
             )

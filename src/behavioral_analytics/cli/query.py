@@ -27,6 +27,7 @@ from behavioral_analytics.cli.filters import (
 from behavioral_analytics.cli.shared import (
     JsonOption,
     check_event_type,
+    check_user_id,
     console,
     cursor_errors,
     data_location,
@@ -55,6 +56,7 @@ def query_profile(
     user: str = typer.Argument(..., help="User id."), as_json: bool = JsonOption
 ) -> None:
     """A user's totals, events by type, first seen and last activity."""
+    check_user_id(user)
     config = load_config()
     with user_errors():
         profile = open_store(config).profile(user)
@@ -102,6 +104,7 @@ def query_timeline(
     as_json: bool = JsonOption,
 ) -> None:
     """A user's events, newest first."""
+    check_user_id(user)
     config = load_config()
     with user_errors(), cursor_errors(cursor):
         page = open_store(config).timeline(user, limit, cursor)
@@ -157,7 +160,9 @@ def query_series(
     for window in ranges:
         with user_errors():
             points = store.series(g, window.first, window.last)
-            rows_of[window] = [_series_row(point, event_type) for point in points]
+            if event_type is not None:
+                points = [p for point in points if (p := point.of_type(event_type)) is not None]
+            rows_of[window] = [point.to_dict() for point in points]
     head: dict[str, Any] = {"granularity": granularity, "timezone": config.timezone}
     if as_json:
         print_json({**head, **ranged(ranges, lambda window: {"points": rows_of[window]})})
@@ -204,15 +209,6 @@ def _print_filtered(
             table.add_row(row["period"], str(row["total_events"]), uniques, exact)
         console.print(table)
         print_source(filters, body)
-
-
-def _series_row(point: Any, event_type: str | None) -> dict[str, Any]:
-    row: dict[str, Any] = point.to_dict()
-    if event_type is not None:
-        row["total_events"] = point.events_by_type.get(event_type, 0)
-        row["events_by_type"] = {event_type: row["total_events"]}
-        row["unique_users"] = None
-    return row
 
 
 def _print_series(rows: list[dict[str, Any]], title: str) -> None:

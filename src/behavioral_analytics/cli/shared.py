@@ -3,6 +3,7 @@ settings and opening the store with one-line errors, and printing JSON and times
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -29,7 +30,10 @@ from behavioral_analytics.wiring import open_configured
 __all__ = [
     "DropOlderOption",
     "JsonOption",
+    "check_address",
     "check_event_type",
+    "check_user_id",
+    "confirm_or_stop",
     "console",
     "cursor_errors",
     "data_location",
@@ -70,6 +74,13 @@ def check_event_type(event_type: str) -> None:
             f"1 to {longest} characters",
             2,
         )
+
+
+def check_user_id(user: str) -> None:
+    """Exit 2 with one line on an empty or blank user id, which no event has (docs/events.md):
+    the commands naming a user (`query profile`, `timeline`, `links`, `forget`) check it first."""
+    if not user.strip():
+        fail(f"user id {user!r}: expected a user id that is not empty or blank", 2)
 
 
 def load_config() -> Settings:
@@ -182,6 +193,40 @@ def fits(cells: list[str]) -> bool:
 def plural(count: int, noun: str) -> str:
     """`1 message`, `2 messages`: a count with its noun in the right number."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def check_address(host: str, port: int) -> None:
+    """Exit 1 with one line when `host:port` cannot be listened on (another `up` or `api`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn does: a port left in TIME_WAIT by a stopped server is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(
+                    f"{host}:{port} is already in use (another `up` or `api`?): stop it, or "
+                    "choose another port with --port"
+                )
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def confirm_or_stop(question: str) -> None:
+    """Ask `question` on stderr, stdout left to a `--json` document (a prompt's own `input()`
+    would write there); unless the answer is y or yes, exit 1 with `nothing was changed`, and
+    where no answer came (input closed, Ctrl-C) say that `--yes` goes ahead without asking.
+    Raises typer.Exit."""
+    err_console.print(escape(f"{question} [y/N]: "), end="", highlight=False, soft_wrap=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if not answer:
+        err_console.print()  # end the question's line
+        fail("nothing was changed: no answer was given (--yes goes ahead without asking)", 1)
+    if answer.strip().lower() not in ("y", "yes"):
+        fail("nothing was changed", 1)
 
 
 def require_collector(url: str, timeout_s: float = 3.0) -> None:

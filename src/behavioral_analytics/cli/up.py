@@ -9,11 +9,9 @@ for its port, a worker crashing) stops `up` with one line and exit 1."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +29,7 @@ from behavioral_analytics.cli.pipeline import (
     stop_processes,
     stopped_by_signal,
 )
-from behavioral_analytics.cli.shared import console, load_config, plural
+from behavioral_analytics.cli.shared import check_address, console, load_config, plural
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.live_traffic import LiveTraffic, describe, live_traffic, scheduled_events
 from behavioral_analytics.live_view import TrafficStats
@@ -65,7 +63,7 @@ def up(
     if port is not None:
         config = config.model_copy(update={"api_port": port})
     if api:
-        _check_address(config.api_host, config.api_port)
+        check_address(config.api_host, config.api_port)
     if config.backend != "local":
         err_console.print(f"[yellow]note:[/yellow] running against BA_BACKEND={config.backend}")
     with user_errors():
@@ -144,23 +142,6 @@ def _announce(
     )
     if traffic:
         print(traffic, flush=True)
-
-
-def _check_address(host: str, port: int) -> None:
-    """Exit 1 with one line when `host:port` cannot be listened on (another `up` or `api`)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As uvicorn does: a port left in TIME_WAIT by a stopped server is free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                fail(
-                    f"{host}:{port} is already in use (another `up` or `api`?): stop it, or "
-                    "choose another port with --port"
-                )
-            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def _start_api(

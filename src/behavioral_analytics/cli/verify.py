@@ -150,7 +150,7 @@ def differences(what: str, stored: object, expected: object) -> str:
     same = len(have.keys() & want.keys()) - sum(
         1 for name in have.keys() & want.keys() if have[name] != want[name]
     )
-    agree = f"; {same} others agree" if same else ""
+    agree = "" if not same else "; 1 other agrees" if same == 1 else f"; {same} others agree"
     return f"{', '.join(changed)} (stored → expected{agree})"
 
 
