@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.api_core import exceptions as gexc
+from google.api_core import retry as retries
 from google.cloud import firestore
 from google.cloud.firestore_v1 import base_client
 from google.cloud.firestore_v1.field_path import FieldPath
@@ -40,7 +41,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKOFF_S",
     "CHANNEL_OPTIONS",
+    "COMMIT_RETRY",
     "CONFLICT_ERRORS",
+    "GET_RETRY",
     "MAX_CONFLICTS",
     "PAGE",
     "QUERY_THREADS",
@@ -178,6 +181,29 @@ class Counters:
     identity_queries: int = 0  # raw-event queries for events a changed link moves
 
 
+# The commit path's retries of a commit and of a batched read: the library's own (the errors it
+# retries and for how long: google-cloud-firestore 2.x, GAPIC `transports/base.py`), but with the
+# wait between tries capped at 1 s instead of 60 s. With the library's, a worker whose Firestore
+# was away for about 50 s committed again only 8-18 s after it answered, waiting out a backoff
+# grown meanwhile (0.1 s growing by 1.3).
+COMMIT_RETRY = retries.Retry(
+    predicate=retries.if_exception_type(gexc.ResourceExhausted, gexc.ServiceUnavailable),
+    initial=0.1,
+    maximum=1.0,
+    multiplier=1.3,
+    timeout=60.0,
+)
+GET_RETRY = retries.Retry(
+    predicate=retries.if_exception_type(
+        gexc.DeadlineExceeded, gexc.InternalServerError, gexc.ServiceUnavailable
+    ),
+    initial=0.1,
+    maximum=1.0,
+    multiplier=1.3,
+    timeout=300.0,
+)
+
+
 class Gateway:
     """One Firestore database as the store uses it.
 
@@ -204,9 +230,16 @@ class Gateway:
         self._pool: ThreadPoolExecutor | None = None
         self._admin: dict[str, Any] | None = None
 
-    def options(self) -> dict[str, Any]:
-        """The `retry=` and `timeout=` of a request made now (see the class's docstring)."""
-        return {"timeout": self.timeout_s} if self._admin is None else self._admin
+    def options(self, retry: retries.Retry | None = None) -> dict[str, Any]:
+        """The `retry=` and `timeout=` of a request made now (see the class's docstring);
+        outside `bounded`, `retry` (if given) in place of the library's."""
+        if self._admin is not None:
+            return self._admin
+        return (
+            {"timeout": self.timeout_s}
+            if retry is None
+            else {"timeout": self.timeout_s, "retry": retry}
+        )
 
     @contextmanager
     def bounded(self, bound: dict[str, Any]) -> Iterator[None]:
@@ -233,7 +266,7 @@ class Gateway:
         self.client._firestore_api.commit(
             request=request_types.CommitRequest.wrap(request),
             metadata=self.client._rpc_metadata,
-            **self.options(),
+            **self.options(COMMIT_RETRY),
         )
 
     def get(self, names: Sequence[str], mask: Sequence[str]) -> dict[str, Any]:
@@ -250,7 +283,7 @@ class Gateway:
                 responses = self.client._firestore_api.batch_get_documents(
                     request=request_types.BatchGetDocumentsRequest.wrap(request),
                     metadata=self.client._rpc_metadata,
-                    **self.options(),
+                    **self.options(GET_RETRY),
                 )
                 for response in responses:
                     pb = request_types.BatchGetDocumentsResponse.pb(response)
