@@ -32,6 +32,9 @@ interleaved with the rest: before and after a change in one run, on the same mac
 Beside events/s, each variant's events per CPU-second (user and system time of all its threads)
 and its ratio to (c)'s: on a machine shared with other work the wall-clock rates follow the
 load, the CPU cost much less.
+Under the table, for (a) and (a2), the share of the run during which the store's write lock was
+held by a commit (from `BEGIN IMMEDIATE` granted to `COMMIT` done, summed over both processes
+for (a2)): what the write lock leaves to a second process.
 
     .venv/bin/python bench/pipeline.py [--input live|backfill|narrow|all] [--events 100000]
         [--users 20000] [--seed 17] [--days 6] [--rounds 1] [--baseline DIR]
@@ -50,6 +53,7 @@ and prints whether `verify` (a recount from the raw events) agrees with (a)'s an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -121,6 +125,27 @@ def publish_all(data_dir: Path, lines: list[bytes] | Iterator[bytes]) -> LocalBr
     return broker
 
 
+def time_write_locks(held: list[float]) -> None:
+    """From now on, in this process, append to `held` the seconds each of the store's commits
+    holds SQLite's write lock: from `BEGIN IMMEDIATE` granted to `COMMIT` done. A package
+    whose commits take the lock elsewhere (a `--baseline` of another shape) is not timed."""
+    try:
+        from behavioral_analytics.stores.sqlite import commit as commit_module
+
+        original = commit_module.transaction
+    except (ImportError, AttributeError):
+        return
+
+    @contextlib.contextmanager
+    def timed(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        with original(db) as granted:
+            start = time.perf_counter()
+            yield granted
+        held.append(time.perf_counter() - start)
+
+    commit_module.transaction = timed
+
+
 def store_writes(store: SQLiteStore) -> int:
     return store._db.total_changes  # rows inserted, updated or deleted on this connection
 
@@ -139,6 +164,8 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     broker = publish_all(data_dir, lines)
     store = shipped_store(data_dir / "store.db")
     worker = shipped_worker(broker, store)
+    held: list[float] = []
+    time_write_locks(held)
     wrote = written_bytes()
     cpu = cpu_seconds()
     started = time.perf_counter()
@@ -154,6 +181,7 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     return {
         "seconds": elapsed,
         "cpu_seconds": cpu,
+        "lock_held_s": sum(held),
         "peak_rss_mib": peak_rss_mib,
         "verify_ok": float(exact),
         "store_writes": writes,
@@ -171,6 +199,8 @@ def _worker_process(
     broker = LocalBroker(data_dir / "broker.db")
     store = shipped_store(data_dir / "store.db")
     worker = shipped_worker(broker, store)
+    held: list[float] = []
+    time_write_locks(held)
     ready.release()
     go.wait()
     wrote, cpu = written_bytes(), cpu_seconds()
@@ -178,6 +208,7 @@ def _worker_process(
     results.put(
         {
             "cpu_seconds": cpu_seconds() - cpu,
+            "lock_held_s": sum(held),
             "store_writes": store_writes(store),
             "written_bytes": written_bytes() - wrote,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -219,6 +250,7 @@ def run_workers(data_dir: Path, lines: list[bytes], processes: int = 2) -> Resul
     return {
         "seconds": elapsed,
         "cpu_seconds": sum(part["cpu_seconds"] for part in parts),
+        "lock_held_s": sum(part["lock_held_s"] for part in parts),
         "peak_rss_mib": sum(part["peak_rss_mib"] for part in parts),
         "verify_ok": float(exact),
         "store_writes": sum(part["store_writes"] for part in parts),
@@ -425,6 +457,14 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
         f"(a) without the broker's writes: {store_only:,.0f} written B/ev   "
         f"verify on (a)'s store: {'ok' if results['a']['verify_ok'] else 'DRIFT'}, "
         f"(a2)'s: {'ok' if results['2']['verify_ok'] else 'DRIFT'}"
+    )
+    print(
+        "the store's write lock held (commits, from BEGIN IMMEDIATE granted to COMMIT done): "
+        + "   ".join(
+            f"{name} {results[v]['lock_held_s'] / results[v]['seconds']:.0%} of its run"
+            for v, name in (("a0", "(a) at the baseline"), ("a", "(a)"), ("2", "(a2)"))
+            if v in results and results[v].get("lock_held_s")
+        )
     )
     if "a0" in results:
         by_cpu = f" (by CPU {cpu['a'] / cpu['a0']:.2f}x)" if "a0" in cpu else ""

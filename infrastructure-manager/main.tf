@@ -18,6 +18,8 @@ module "behavioral_analytics" {
   worker_pool_name   = var.worker_pool_name
   firestore_database = var.firestore_database
   max_instances      = var.max_instances
+  min_instances      = var.min_instances
+  enable_autoscaling = var.enable_autoscaling
   memory_limit       = var.memory_limit
 
   container_image                = var.container_image

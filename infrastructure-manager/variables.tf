@@ -58,6 +58,25 @@ variable "max_instances" {
   }
 }
 
+# The worker pool runs min_instances instances; max_instances bounds the autoscaler, which
+# only runs with enable_autoscaling.
+variable "min_instances" {
+  description = "Minimum worker pool instances (the manual instance count when autoscaling is off)"
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.min_instances >= 0 && var.min_instances <= 1000 && floor(var.min_instances) == var.min_instances
+    error_message = "min_instances must be a whole number between 0 and 1000 (and not above max_instances)."
+  }
+}
+
+variable "enable_autoscaling" {
+  description = "Deploy CREMA (Cloud Run External Metrics Autoscaler, on KEDA) to scale the worker pool between min_instances and max_instances on the subscription backlog. Off: the worker pool runs exactly min_instances instances."
+  type        = bool
+  default     = false
+}
+
 variable "memory_limit" {
   description = "Memory limit per instance"
   type        = string

@@ -15,7 +15,8 @@
 # Other settings: PUBSUB_SUBSCRIPTION, MIN_INSTANCES (1), CPU_LIMIT (1), MEMORY_LIMIT (1Gi),
 # MAX_DELIVERY_ATTEMPTS (5), RAW_RETENTION_DAYS (30), FLUSH_INTERVAL (1), BA_TIMEZONE (UTC),
 # MESSAGE_ORDERING (false), FIRESTORE_PITR (false), FIRESTORE_BACKUP_RETENTION (7d; 0 = no
-# daily backups), DEPLOY_API (true), ENABLE_MONITORING (true), NOTIFICATION_CHANNELS
+# daily backups), DEPLOY_API (true), CORS_ORIGINS (comma-separated origins of the web pages
+# that send events from the browser, or '*'; empty: none can), ENABLE_MONITORING (true), NOTIFICATION_CHANNELS
 # (comma-separated ids), BUILD_SOURCE (repository root), BUILD_SERVICE_ACCOUNT (email of the
 # account Cloud Build runs as; default: the project's default build account),
 # INDEX_WAIT_SECONDS (1800: how long to wait for new composite indexes).
@@ -47,6 +48,7 @@ RAW_RETENTION_DAYS=${RAW_RETENTION_DAYS:-30}
 FLUSH_INTERVAL=${FLUSH_INTERVAL:-1}
 BA_TIMEZONE=${BA_TIMEZONE:-UTC}
 MESSAGE_ORDERING=${MESSAGE_ORDERING:-false}
+CORS_ORIGINS=${CORS_ORIGINS:-}
 FIRESTORE_PITR=${FIRESTORE_PITR:-false}
 NOTIFICATION_CHANNELS=${NOTIFICATION_CHANNELS:-}
 FIRESTORE_BACKUP_RETENTION=${FIRESTORE_BACKUP_RETENTION:-7d}
@@ -60,6 +62,15 @@ case "$MIN_INSTANCES" in '' | *[!0-9]* | 0) die "MIN_INSTANCES must be a whole n
 case "$MAX_DELIVERY_ATTEMPTS" in '' | *[!0-9]*) die "MAX_DELIVERY_ATTEMPTS must be a number between 5 and 100" ;; esac
 { [ "$MAX_DELIVERY_ATTEMPTS" -ge 5 ] && [ "$MAX_DELIVERY_ATTEMPTS" -le 100 ]; } || die "MAX_DELIVERY_ATTEMPTS must be between 5 and 100 (Pub/Sub's range)"
 case "$RAW_RETENTION_DAYS" in '' | *[!0-9]*) die "RAW_RETENTION_DAYS must be a whole number of days" ;; esac
+case "$MESSAGE_ORDERING" in true | false) ;; *) die "MESSAGE_ORDERING must be true or false" ;; esac
+IFS=, read -ra origins <<<"$CORS_ORIGINS"
+for origin in "${origins[@]}"; do
+  case "$origin" in
+    '*' | http://?* | https://?*) ;;
+    *) die "CORS_ORIGINS: $origin is not an origin (scheme://host[:port], or '*')" ;;
+  esac
+  case "$origin" in */*/*/* | *'|'* | *'?'* | *'#'*) die "CORS_ORIGINS: $origin has more than scheme://host[:port]" ;; esac
+done
 [ "$RAW_RETENTION_DAYS" -ge 14 ] || die "RAW_RETENTION_DAYS must be at least 14: 7 days of subscription retention plus a replay window"
 
 P=(--project="$PROJECT_ID")
@@ -267,6 +278,8 @@ env_vars+=",PUBSUB_SUBSCRIPTION=$PUBSUB_SUBSCRIPTION,PUBSUB_DEAD_LETTER_TOPIC=$P
 env_vars+=",PUBSUB_DEAD_LETTER_SUBSCRIPTION=$PUBSUB_DEAD_LETTER_SUBSCRIPTION"
 env_vars+=",FIRESTORE_DATABASE=$FIRESTORE_DATABASE,BA_TIMEZONE=$BA_TIMEZONE"
 env_vars+=",BA_RAW_RETENTION_DAYS=$RAW_RETENTION_DAYS,BA_METRICS_EXPORTER=cloud-monitoring"
+# An ordered subscription orders by key: the API sends keys only with BA_ORDERING.
+env_vars+=",BA_ORDERING=$MESSAGE_ORDERING"
 # Labels of the custom metrics: the dashboard filters on the worker pool's name.
 env_vars+=",REGION=$REGION"
 
@@ -301,9 +314,17 @@ if [ "$DEPLOY_API" = true ]; then
   if [ "$UPDATE" = 0 ] && probe gcloud run services describe "$API_SERVICE_NAME" --region="$REGION" "${P[@]}"; then
     skip "service $API_SERVICE_NAME (use --update to redeploy)"
   else
+    # Cloud Run's front end appends the caller's address to X-Forwarded-For: one hop to trust,
+    # or every browser call's context.ip (and country) would be the front end's.
+    api_env="$env_vars,BA_API_HOST=0.0.0.0,BA_TRUSTED_PROXY_HOPS=1"
+    if [ -n "$CORS_ORIGINS" ]; then
+      # gcloud splits --set-env-vars on commas: another delimiter for a list of origins
+      # (gcloud topic escaping).
+      api_env="^|^${api_env//,/|}|BA_CORS_ORIGINS=$CORS_ORIGINS"
+    fi
     run gcloud run deploy "$API_SERVICE_NAME" --image="$IMAGE" --region="$REGION" \
       --service-account="$API_SA" --command=behavioral-analytics --args=api --port=8080 \
-      --set-env-vars="$env_vars,BA_API_HOST=0.0.0.0" \
+      --set-env-vars="$api_env" \
       --set-secrets="BA_WRITE_KEYS=$API_WRITE_KEYS_SECRET:latest,BA_READ_KEYS=$API_READ_KEYS_SECRET:latest" \
       --no-invoker-iam-check --max-instances=10 --labels=app=behavioral-analytics "${P[@]}" --quiet
   fi

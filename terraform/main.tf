@@ -45,6 +45,7 @@ module "behavioral_analytics" {
   api_service_name                        = var.api_service_name
   api_allow_unauthenticated               = var.api_allow_unauthenticated
   api_max_instances                       = var.api_max_instances
+  api_cors_origins                        = var.api_cors_origins
   api_write_keys_secret_id                = var.api_write_keys_secret_id
   api_read_keys_secret_id                 = var.api_read_keys_secret_id
   notification_channels                   = var.notification_channels

@@ -311,6 +311,17 @@ variable "api_allow_unauthenticated" {
   default     = true
 }
 
+variable "api_cors_origins" {
+  description = "Origins of the web pages that send events from the browser (BA_CORS_ORIGINS), e.g. [\"https://www.example.com\"], or [\"*\"] for any; empty: no CORS headers, so browsers cannot call the API."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for origin in var.api_cors_origins : origin == "*" || can(regex("^https?://[^/,\\s]+$", origin))])
+    error_message = "api_cors_origins: each origin is scheme://host[:port] (no path, no comma) or \"*\"."
+  }
+}
+
 variable "api_max_instances" {
   description = "Maximum instances of the API service."
   type        = number

@@ -231,3 +231,23 @@ def verify_cli_app() -> typer.Typer:
     app.command()(verify_cli.verify)
     app.command("noop")(lambda: None)  # two commands: the first is named on the command line
     return app
+
+
+def test_apply_says_which_breakdowns_it_recounted(tmp_path: Path) -> None:
+    """A new BA_BREAKDOWN_VALUES recounts every breakdown; apply said `rebuilt: false`,
+    `recomputed: 0` ("0 aggregates recomputed"), as if nothing had changed."""
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli("generate", "--events", "200", "--seed", "4", "--via", "broker", env=env)
+    cli("worker", "--until-idle", env=env)
+    fewer = {**env, "BA_BREAKDOWN_VALUES": "5"}
+    document = json.loads(cli("config", "apply", "--yes", "--json", env=fewer).stdout)
+    assert document["applied"] is True
+    assert document["breakdowns_recounted"] == [
+        "page", "referrer", "utm_source", "utm_medium", "utm_campaign", "device", "browser",
+        "os", "country", "event_type",
+    ]  # fmt: skip
+    back = cli("config", "apply", "--yes", env={**env, "BA_BREAKDOWN_VALUES": "100"})
+    back = back.stdout.decode()
+    assert "breakdowns recounted from the raw events: page, referrer," in " ".join(back.split())
+    assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True

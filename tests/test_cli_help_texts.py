@@ -132,3 +132,26 @@ def test_a_blank_user_id_is_a_usage_error_not_a_missing_user(command: tuple[str,
         assert result.stderr.decode().strip() == (
             f"error: user id {blank!r}: expected a user id that is not empty or blank"
         )
+
+
+def test_links_of_a_bare_anonymous_id_point_to_its_spelling() -> None:
+    """`query links dev-A` (an anonymous id without `anonymous:`) printed an empty table."""
+    cli("init")
+    cli("publish", input=b'{"user_id": "bob", "anonymous_id": "dev-A", "event_type": "identify"}\n')
+    cli("worker", "--until-idle")
+    result = cli("query", "links", "dev-A", "--json", env=WIDE)
+    assert result.stdout.decode().strip() == "[]"
+    assert result.stderr.decode().strip() == (
+        "note: no links of user 'dev-A'; the anonymous id 'dev-A' has some: "
+        "`query links anonymous:dev-A`"
+    )
+
+
+def test_a_blank_anonymous_id_is_named_as_one() -> None:
+    """`query links "anonymous:"` named the user id `''` in its refusal."""
+    cli("init")
+    result = cli("query", "links", "anonymous: ", env=WIDE, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.decode().strip() == (
+        "error: anonymous id ' ': expected an anonymous id that is not empty or blank"
+    )

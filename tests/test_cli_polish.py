@@ -87,6 +87,28 @@ def test_a_missing_profile_names_the_data_it_looked_in(tmp_path: Path) -> None:
     assert f"no profile for user 'nobody' in {tmp_path / 'data'}" in result.stderr.decode()
 
 
+def test_a_user_seen_only_as_a_crawler_is_told_apart_from_one_never_seen(
+    tmp_path: Path,
+) -> None:
+    """A headless browser's events are crawlers' (crawlerdetect): `query profile` said only
+    "no profile", as for a user never seen, while `query timeline` listed the events."""
+    headless = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "HeadlessChrome/120.0.0.0 Safari/537.36"
+    )
+    event = {"user_id": "web_b1", "event_type": "page_view", "properties": {"user_agent": headless}}
+    cli("init")
+    cli("publish", input=json.dumps(event).encode() + b"\n")
+    cli("worker", "--until-idle")
+    result = cli("query", "profile", "web_b1", env={"COLUMNS": "300"}, check=False)
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == (
+        f"error: no profile for user 'web_b1' in {tmp_path / 'data'}: every event of theirs "
+        "(1 event) is flagged as a crawler's ($bot 'Headless'): counted apart (bot_events), "
+        "never in a profile; `query timeline` lists them"
+    )
+
+
 def test_a_bad_funnels_setting_is_one_plain_line() -> None:
     result = cli("query", "series", env={"BA_FUNNELS": "{", "COLUMNS": "300"}, check=False)
     err = result.stderr.decode().strip()

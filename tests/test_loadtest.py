@@ -450,3 +450,37 @@ def test_the_load_tests_verify_counts_by_what_is_recorded_when_it_runs(
     assert report.ok, report.drift[:5]
     assert report.raw_events == 4 and report.not_checked == 0
     early.close()
+
+
+def test_after_a_deployment_the_scripts_say_where_they_publish(tmp_path):
+    """The recipe exports PROJECT_ID, deploys, then runs generate_test_events.py: it published
+    to the local broker, and said only "(local)" (trial)."""
+    args = ["--events", "2", "--seed", "4"]
+    run = subprocess.run(
+        [*PLAIN, str(REPO / "scripts/generate_test_events.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_plain_env(
+            BA_VENV=sys.prefix,
+            BA_DATA_DIR=str(tmp_path / "data"),
+            PROJECT_ID="demo-project",
+            COLUMNS="300",
+        ),
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines()[0] == (
+        "note: generate_test_events.py uses the local broker; PROJECT_ID is set: to send to "
+        "that project's Pub/Sub, export BA_BACKEND=gcp GOOGLE_CLOUD_PROJECT=demo-project"
+    )
+    quiet = subprocess.run(
+        [*PLAIN, str(REPO / "scripts/generate_test_events.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_plain_env(BA_VENV=sys.prefix, BA_DATA_DIR=str(tmp_path / "data")),
+        timeout=120,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "PROJECT_ID" not in quiet.stderr

@@ -29,6 +29,7 @@ __all__ = [
     "attribute",
     "coverage",
     "proposal",
+    "relinked",
     "resolve",
 ]
 
@@ -80,6 +81,18 @@ def resolve(proposals: Iterable[Link], allow_relink: bool) -> list[Link]:
             status = "refused"
         resolved.append(replace(link, status=status))
     return resolved
+
+
+def relinked(links: Iterable[Link], allow_relink: bool) -> list[Link]:
+    """Every link of `links` (the stored ones, of any anonymous ids) with the status `resolve`
+    gives it among its anonymous id's under `allow_relink`: what the links say once the rule
+    changes (`config apply`), and what `verify` expects of them."""
+    by_anonymous_id: dict[str, list[Link]] = {}
+    for link in links:
+        by_anonymous_id.setdefault(link.anonymous_id, []).append(link)
+    return [
+        resolved for group in by_anonymous_id.values() for resolved in resolve(group, allow_relink)
+    ]
 
 
 def coverage(links: Iterable[Link], window_s: float) -> tuple[tuple[float, str], ...]:

@@ -171,11 +171,12 @@ def mentions(data: bytes, user_ids: set[str], anonymous_ids: set[str]) -> bool:
     (`user_id`/`userId`, `anonymous_id`/`anonymousId`, and `previousId` for either, at the top
     level, in `properties`, or in the messages of a list or a Segment `batch`) compared by what
     they parse to, so every spelling counts: `12345` and `"12345"`, `"\\u00e9"` and `"é"`.
-    Bytes that are not JSON are judged by their text: an id's UTF-8 bytes, or its JSON-escaped
-    ASCII form, anywhere in them."""
+    Bytes that are not JSON, or nested deeper than the decoder follows (about a thousand
+    levels: it raises RecursionError), are judged by their text: an id's UTF-8 bytes, or its
+    JSON-escaped ASCII form, anywhere in them."""
     try:
         payload = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         needles = {n.encode() for n in user_ids | anonymous_ids}
         needles |= {json.dumps(n)[1:-1].encode() for n in user_ids | anonymous_ids}
         return any(needle and needle in data for needle in needles)

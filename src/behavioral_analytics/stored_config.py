@@ -45,6 +45,7 @@ __all__ = [
     "changed_line",
     "plan_apply",
     "reconcile",
+    "recounted_dimensions",
     "without_additions",
 ]
 
@@ -306,6 +307,15 @@ def without_additions(reconciled: Reconciled) -> StoredConfig:
             d for d in effective.breakdown_dimensions if d not in reconciled.added_dimensions
         ),
     )
+
+
+def recounted_dimensions(recorded: StoredConfig, config: StoredConfig) -> list[str]:
+    """The breakdown dimensions a store going from `recorded` to `config` counts again from
+    its raw events: every one of `config`'s when the number of values admitted changes (on a
+    store that kept breakdowns), else those it adds."""
+    if recorded.breakdown_values != config.breakdown_values and recorded.breakdown_dimensions:
+        return list(config.breakdown_dimensions)
+    return [d for d in config.breakdown_dimensions if d not in recorded.breakdown_dimensions]
 
 
 def plan_apply(

@@ -45,7 +45,7 @@ from behavioral_analytics.events import (
     Event,
     Limits,
 )
-from behavioral_analytics.identity import Link
+from behavioral_analytics.identity import Link, relinked
 from behavioral_analytics.named_calls import group_call, judged
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.sessions import SessionStats
@@ -85,7 +85,8 @@ FROM_COLLECTOR = "from_collector"
 class Drift:
     # bucket | unique_users | unique_markers | profile | bot_events | sessions | funnel |
     # group_member (key `group id:member`; stored and expected: the joined-at time or None) |
-    # breakdown | breakdown_users | breakdown_admitted | breakdown_sessions | breakdown_markers
+    # breakdown | breakdown_users | breakdown_admitted | breakdown_sessions | breakdown_markers |
+    # link (key `anonymous id:identify event key`; stored and expected: its status)
     what: str
     key: str
     stored: Any
@@ -203,6 +204,16 @@ class _Checked:
         return True
 
 
+def _link_drift(stored: Sequence[Link], expected: Sequence[Link]) -> list[Drift]:
+    """A drift per link whose stored status is not the one the rule gives it."""
+    want = {(link.anonymous_id, link.event_key): link.status for link in expected}
+    return [
+        Drift("link", f"{link.anonymous_id}:{link.event_key}", link.status, status)
+        for link in sorted(stored, key=lambda k: (k.anonymous_id, k.linked_at, k.event_key))
+        if (status := want[link.anonymous_id, link.event_key]) != link.status
+    ]
+
+
 def compare(
     stored: AggregateSnapshot,
     events: Iterator[Event],
@@ -234,7 +245,11 @@ def compare(
             events = iter(retained)
         else:
             events = _counting(events, report)
-        counted = recount(events, links, rules, periods)
+        # The links' statuses as the recorded rule decides them (a rule changed by `config
+        # apply` changes them: who each anonymous event counts for follows).
+        resolved = relinked(links, rules.allow_relink)
+        report.drift += _link_drift(links, resolved)
+        counted = recount(events, resolved, rules, periods)
         expected = counted.deltas
     checked = _Checked.of(periods, horizon, rules if settle else None)
     in_range = checked.events

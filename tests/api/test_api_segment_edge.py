@@ -395,3 +395,25 @@ def test_recipe_events_with_an_empty_user_id_and_an_anonymous_id_are_accepted(
     assert response.status_code == 202, response.text
     run_worker(broker, store, settings)
     assert len(store.timeline("anonymous:anon-3").items) == 1
+
+
+def test_a_non_finite_number_is_kept_in_its_dead_letter_as_sent(
+    client: TestClient, store: Store
+) -> None:
+    """A lenient reader takes `NaN` and `1e400`; written back as `null` they made a dead letter
+    whose replay the worker would take, changed (helper trial: `properties.x: nan`, data
+    `"x":null`)."""
+    calls = [
+        '{"type":"track","messageId":"n","userId":"u","event":"E","properties":{"x":NaN}}',
+        '{"type":"track","messageId":"i","userId":"u","event":"E","properties":{"x":1e400}}',
+        '{"type":"track","messageId":"b","userId":"u","event":"E",'
+        '"properties":{"x":123456789012345678901234567890,"y":[[1]]}}',
+    ]
+    body = '{"batch":[' + ",".join(calls) + "]}"
+    response = client.post("/v1/batch", content=body, headers={**WRITE, **PLAIN})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["rejected"]) == 3
+    data = {d.message_id: d.data for d in store.dead_letters(10).items}
+    assert b'"x":NaN' in data["n"]
+    assert b'"x":Infinity' in data["i"]
+    assert b'"x":123456789012345678901234567890' in data["b"]

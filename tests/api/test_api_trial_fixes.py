@@ -290,14 +290,21 @@ def test_compare_without_from_compares_the_default_range(client: TestClient) -> 
     ).days + 1 == 31
 
 
-def test_a_request_refused_whole_leaves_no_dead_letter(client: TestClient, store: Store) -> None:
+def test_a_request_refused_whole_is_one_dead_letter_its_events_none(
+    client: TestClient, store: Store
+) -> None:
+    """A call over 32 KB on its own route is refused whole (its request kept once, as
+    `request:too_large`); inside a batch it is rejected alone, as an event."""
     oversized = track(properties={"blob": "x" * 40_000})
     response = client.post("/v1/track", content=json.dumps(oversized), headers=basic(WRITE_KEY))
     assert response.status_code == 413
     assert response.json()["error"] == "too_large"
-    assert store.count_dead_letters() == 0
+    assert [d.reason for d in store.dead_letters(10).items] == ["request:too_large"]
     kept = client.post(
         "/v1/batch", json={"batch": [{**oversized, "type": "track"}]}, headers=basic(WRITE_KEY)
     )
     assert kept.json()["accepted"] == []
-    assert store.count_dead_letters() == 1  # inside a batch: rejected alone, kept
+    assert sorted(d.reason for d in store.dead_letters(10).items) == [
+        "request:too_large",
+        "string_too_long",
+    ]

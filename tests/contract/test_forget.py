@@ -184,3 +184,21 @@ def test_copies_in_one_batch_after_a_forget_are_one_forgotten_event(
     store.forget("alice")
     result = store.commit([event, event])
     assert (result.created, result.duplicates, result.forgotten) == (0, 1, 1)
+
+
+def test_forget_reads_a_dead_letter_nested_deeper_than_the_decoder_follows(
+    make_store: MakeStore,
+) -> None:
+    """The collector keeps a request refused as `too_deep`: decoding it raises RecursionError,
+    which stopped every `forget` while the letter was kept."""
+    store = make_store()
+    deep = b"[" * 5000 + b"]" * 5000
+    store.add_dead_letters(
+        [
+            NewDeadLetter("request:too_deep", "", b'{"batch":' + deep + b"}", "d1"),
+            NewDeadLetter("too_deep", "", b'{"user_id":"gone","p":' + deep + b"}", "d2"),
+        ]
+    )
+    report = store.forget("gone")
+    assert report.dead_letters == 1
+    assert [d.message_id for d in store.dead_letters(10).items] == ["d1"]

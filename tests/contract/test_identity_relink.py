@@ -62,3 +62,37 @@ def test_without_relinking_the_second_sign_in_is_refused_and_takes_nothing(
     assert store.profile("bob").total_events == 6  # type: ignore[union-attr]
     assert store.profile("carol").total_events == 1  # type: ignore[union-attr]
     assert_recounts(store)
+
+
+@pytest.mark.parametrize("allow_relink", [True, False])
+def test_a_changed_relink_rule_re_resolves_the_links_on_rebuild(
+    make_store: MakeStore, allow_relink: bool
+) -> None:
+    """`config apply` of BA_IDENTITY_ALLOW_RELINK recorded the rule but kept every link's
+    status, and verify said "no drift": carol's sign-in stayed refused (or active) and who the
+    anonymous events counted for stayed as before (helper trial, store A against store B)."""
+    from behavioral_analytics.verification import verify
+    from tests.contract.builders import NOW
+
+    before = make_store(identity_window_s=HOUR, allow_relink=not allow_relink)
+    events = _visit()
+    before.commit(list(events.values()))  # type: ignore[arg-type]
+    after = make_store(identity_window_s=HOUR, allow_relink=allow_relink)
+    after.record_config(replace=True)
+    report = verify(after, after.periods, now=NOW, retention_s=None)  # type: ignore[attr-defined]
+    carol = f"{ANON}:{events['carol_identify'].key}"  # type: ignore[attr-defined]
+    want = "active" if allow_relink else "refused"
+    assert [(d.what, d.key, d.expected) for d in report.drift if d.what == "link"] == [
+        ("link", carol, want)
+    ]
+    after.rebuild(after.iter_raw_events())
+    assert {(k.user_id, k.status) for k in after.links(f"anonymous:{ANON}")} == {
+        ("bob", "active"),
+        ("carol", want),
+    }
+    assert after.profile("carol").total_events == (2 if allow_relink else 1)  # type: ignore[union-attr]
+    assert_recounts(after)
+    # A new anonymous event counts for whom the rule now says.
+    after.commit([ev(8, 400, anon=ANON)])  # type: ignore[list-item]
+    assert after.profile("carol").total_events == (3 if allow_relink else 1)  # type: ignore[union-attr]
+    assert_recounts(after)

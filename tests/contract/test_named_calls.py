@@ -134,3 +134,27 @@ def test_a_group_counts_its_members_events_per_day_and_forget_removes_a_member(
     assert found is not None and found.members == ["bob"]
     assert [(d.day, d.events, d.unique_users) for d in found.days] == [(day, 3, 1)]
     assert_recounts(store)
+
+
+def test_an_anonymous_member_who_signs_in_keeps_its_activity_in_the_group(
+    make_store: MakeStore,
+) -> None:
+    """The member is `anonymous:v1`; once v1 signs in as ann, its events count for ann: the
+    group showed no day at all, not even its own group call (trial: `"days": []`)."""
+    store = make_store(identity_window_s=HOUR)
+    day = store.periods.label("day", DAY_START)  # type: ignore[attr-defined]
+    joined = named(2, 60, "group", anonymous_id="v1", properties={"groupId": "acme"})
+    batch = [
+        ev(1, 0, anon="v1"),
+        joined,
+        ev(3, 120, user="ann", anon="v1", kind="identify"),
+        ev(4, 180, user="ann"),  # ann's own: not the member's
+        ev(5, 240, anon="v1"),
+    ]
+    store.commit(batch)
+    store.commit(batch)  # redelivered: nothing more
+    found = store.group("acme")
+    assert found is not None and found.members == ["anonymous:v1"]
+    assert [(d.day, d.events, d.unique_users) for d in found.days] == [(day, 3, 1)]
+    assert store.profile("ann").total_events == 5  # type: ignore[union-attr]
+    assert_recounts(store)

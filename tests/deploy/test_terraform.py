@@ -78,12 +78,15 @@ def test_variables_match_the_seed(directory, seed):
         else:
             assert body.get("default") == default, f"{name}: default {body.get('default')!r}"
     if directory.name == "infrastructure-manager":
-        # The seed's inputs, plus what a first deployment and a teardown need to set.
+        # The seed's inputs, plus what a first deployment and a teardown need to set, and
+        # what makes the seed's max_instances bound anything (the autoscaler, off by default).
         assert set(declared) - set(seed) == {
             "container_image",
             "alert_email",
             "firestore_delete_protection",
             "allow_subscription_replacement",
+            "min_instances",
+            "enable_autoscaling",
         }
 
 

@@ -109,6 +109,22 @@ resource "google_cloud_run_v2_service" "api" {
         value = "0.0.0.0"
       }
 
+      # Cloud Run's front end appends the caller's address to X-Forwarded-For: without this
+      # every browser call's context.ip (and its country) would be the front end's.
+      env {
+        name  = "BA_TRUSTED_PROXY_HOPS"
+        value = "1"
+      }
+
+      # Web pages that send events from the browser (analytics.js preflights its calls).
+      dynamic "env" {
+        for_each = length(var.api_cors_origins) > 0 ? { BA_CORS_ORIGINS = join(",", var.api_cors_origins) } : {}
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
       dynamic "env" {
         for_each = local.api_secrets
         content {

@@ -36,6 +36,8 @@ locals {
     BA_TIMEZONE                     = var.timezone
     BA_RAW_RETENTION_DAYS           = tostring(var.raw_retention_days)
     BA_METRICS_EXPORTER             = var.metrics_exporter
+    # An ordered subscription orders by key: the API sends keys only with BA_ORDERING.
+    BA_ORDERING = tostring(var.message_ordering)
     # Labels of the custom metrics (location, job): the dashboard filters on the job.
     REGION = var.region
   }

@@ -43,6 +43,12 @@ from behavioral_analytics.api.ingest_schema import (
     SEGMENT_SCHEMA,
     ingest_openapi,
 )
+from behavioral_analytics.api.refusals import (
+    RECORDED_STATUSES,
+    Seen,
+    log_refusal,
+    refusal_letter,
+)
 from behavioral_analytics.api.responses import ApiError, JSONResponse
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import OutgoingMessage
@@ -165,6 +171,7 @@ def too_deep() -> ApiError:
 # ---------------------------------------------------------------------------------------------
 # Routes
 
+
 Items = list[tuple[Any, Any]]
 Extract = Callable[[bytes, Any, Receipt], Items]
 # The calls of a request, the endpoint's call type (None: each call names its own), the batch's
@@ -209,24 +216,29 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         request: Request, route: str, extract: Extract, fast: Fast | None, segment: bool
     ) -> Response:
         status = 500
+        seen = Seen()
         try:
             try:
-                response = await _ingest(request, extract, fast, segment)
+                response = await _ingest(request, extract, fast, segment, seen)
             except RecursionError:  # a fast path's decoder: as `decode_body` answers it
                 raise too_deep() from None
             status = response.status_code
             return response
         except ApiError as exc:
             status = exc.status_code
+            if status in RECORDED_STATUSES:
+                await _record_refusal(route, exc, seen)
             raise
         finally:
             state.metrics.requests.labels(route, str(status)).inc()
 
     async def _ingest(
-        request: Request, extract: Extract, fast: Fast | None, segment: bool
+        request: Request, extract: Extract, fast: Fast | None, segment: bool, seen: Seen
     ) -> Response:
         key = state.policy.header_write_key(request)
+        seen.key = key
         body = await read_body(request)
+        seen.body = body
         if key is None:
             # No key in the headers: the body's `writeKey`, if the body can be read at all.
             try:
@@ -234,6 +246,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
             except ApiError:
                 found = None
             key = state.policy.check_write_key(found, request)
+            seen.key = key
         now = state.clock()
         receipt = Receipt(
             now, client_address(request, proxy_hops), request.headers.get("origin") is not None
@@ -325,6 +338,18 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         state.health.record_publish(state.clock())
         state.metrics.publish_latency.observe(time.perf_counter() - started)
 
+    async def _record_refusal(route: str, error: ApiError, seen: Seen) -> None:
+        """Count, log and (for a request whose key was accepted) keep a request refused whole
+        (`refusals`)."""
+        state.metrics.requests_refused.labels(route, error.error).inc()
+        # A kept refusal costs the key one event of its rate: refused requests cannot write
+        # dead letters faster than accepted ones write events.
+        keep = seen.key is not None and not state.limiter.acquire(seen.key, 1)
+        log_refusal(route, error, seen, keep)
+        if keep:
+            letter = refusal_letter(route, error, seen, state.clock(), limits.max_message_bytes)
+            await _keep_dead_letters([letter])
+
     async def _record_rejections(outcome: Outcome, now: float) -> None:
         letters = []
         for _, rejection, original in outcome.rejected:
@@ -344,6 +369,9 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
                     retry_fingerprint=fingerprint,
                 )
             )
+        await _keep_dead_letters(letters)
+
+    async def _keep_dead_letters(letters: list[NewDeadLetter]) -> None:
         try:
             await run_in_threadpool(state.store.add_dead_letters, letters)
         except Exception as exc:

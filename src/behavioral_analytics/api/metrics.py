@@ -51,6 +51,12 @@ class ApiMetrics:
             ["route", "status"],
             registry=r,
         )
+        self.requests_refused = Counter(
+            "ba_api_requests_refused",
+            "Ingest requests refused whole for what they hold (400, 413), by route and reason",
+            ["route", "reason"],
+            registry=r,
+        )
         self.publish_latency = Histogram(
             "ba_api_publish_latency_seconds",
             "Time for the broker to confirm a request's publish (the collector's commit)",

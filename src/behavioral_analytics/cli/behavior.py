@@ -7,12 +7,13 @@ import time
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.breakdown_report import known_dimensions
 from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
-from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.cli.filters import (
     FilterOption,
     ToOption,
@@ -196,10 +197,20 @@ def query_links(
     as_json: bool = JsonOption,
 ) -> None:
     """The identity links of a user or anonymous id: every identify, active or refused."""
-    check_user_id(user.removeprefix("anonymous:"))
+    if user.startswith("anonymous:"):
+        check_user_id(user.removeprefix("anonymous:"), "anonymous id")
+    else:
+        check_user_id(user)
     store = open_store(load_config())
     with user_errors():
         links = store.links(user)
+        if not links and not user.startswith("anonymous:") and store.links(f"anonymous:{user}"):
+            err_console.print(
+                f"[yellow]note:[/yellow] no links of user {escape(repr(user))}; the anonymous "
+                f"id {escape(repr(user))} has some: `query links anonymous:{escape(user)}`",
+                highlight=False,
+                soft_wrap=True,
+            )
     if as_json:
         print_json([link.to_dict() for link in links])
         return

@@ -29,7 +29,12 @@ from behavioral_analytics.cli.shared import (
     print_json,
     require_data,
 )
-from behavioral_analytics.stored_config import StoredConfig, plan_apply, reconcile
+from behavioral_analytics.stored_config import (
+    StoredConfig,
+    plan_apply,
+    reconcile,
+    recounted_dimensions,
+)
 from behavioral_analytics.wiring import build_store_with, omitted_line, refusal
 
 __all__ = ["config_app"]
@@ -129,6 +134,7 @@ def apply(
     if not as_json:
         for change in changes:
             console.print(f"will change {change.describe()}", highlight=False)
+    recounted = recounted_dimensions(recorded, target)
     with user_errors():
         store = build_store_with(settings, target)
         try:
@@ -171,6 +177,7 @@ def apply(
                 "applied": True,
                 "rebuilt": not report.ok,
                 "recomputed": len(report.drift),
+                "breakdowns_recounted": recounted,
                 "older_recounted": older if recounts else 0,
                 "older_kept": 0 if recounts else older,
             }
@@ -178,8 +185,14 @@ def apply(
     else:
         console.print(
             f"[green]applied[/green]: {len(changes)} change(s) recorded; "
-            f"{len(report.drift)} aggregates recomputed",
+            f"{len(report.drift)} aggregates recomputed"
+            + (
+                f"; breakdowns recounted from the raw events: {', '.join(recounted)}"
+                if recounted
+                else ""
+            ),
             highlight=False,
+            soft_wrap=True,
         )
         if older:
             console.print(

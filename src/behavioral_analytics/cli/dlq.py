@@ -153,8 +153,9 @@ def dlq_replay(
     `verify`, those refused for their time), and stderr counts them by reason: those the worker
     would refuse again (a replay keeps the first receipt time, so `timestamp_too_old` comes
     back; `not_json` stays what it is) and, apart, the collector's rejections: each holds what
-    its client sent (a Segment call, or an item of `POST /v1/events`), not an event the worker
-    takes, and its client sends it again. With nothing to replay it says so and exits 0.
+    its client sent (a Segment call, an item of `POST /v1/events`, or a whole request the
+    collector refused, `request:…`), not an event the worker takes, and its client sends it
+    again. With nothing to replay it says so and exits 0.
 
     `--id` replays each dead letter it names, whatever the judgment, warning on stderr, per
     letter, when the worker would refuse it again and why. Exits 2 without `--id` or `--all`,

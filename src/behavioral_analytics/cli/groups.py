@@ -17,6 +17,7 @@ from behavioral_analytics.cli.shared import (
     open_store,
     period_range,
     period_table,
+    plural,
     print_json,
 )
 
@@ -50,7 +51,7 @@ def query_group(
     if as_json:
         print_json({**group.to_dict(), "days": [d.to_dict() for d in days]})
         return
-    console.print(f"group {group.group_id}: {len(group.members)} members")
+    console.print(f"group {group.group_id}: {plural(len(group.members), 'member')}")
     traits = Table(title="latest traits")
     traits.add_column("trait")
     traits.add_column("value")

@@ -480,9 +480,32 @@ def _print_report(report: LoadTestReport) -> None:
     out_console.print("[green]ok[/green]" if report.ok else "[red]FAILED[/red]")
 
 
+def _recipe_backend_hint(prog_name: str) -> None:
+    """The recipe runs its scripts after deploying with PROJECT_ID exported, and expects them to
+    reach that deployment; they go where the settings say (local unless BA_BACKEND=gcp). When
+    PROJECT_ID is set and the settings say local, one line on stderr says so, and how to reach
+    the project."""
+    project = os.environ.get("PROJECT_ID")
+    if not project or "--help" in sys.argv or "ndjson" in sys.argv or "--via=ndjson" in sys.argv:
+        return
+    try:
+        backend = load_settings().backend
+    except ConfigError:
+        return  # the command itself says what is wrong
+    if backend == "local":
+        err_console.print(
+            f"[yellow]note:[/yellow] {prog_name} uses the local broker; PROJECT_ID is set: to "
+            f"send to that project's Pub/Sub, export BA_BACKEND=gcp "
+            f"GOOGLE_CLOUD_PROJECT={project}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def script_main(command: Callable[..., Any], defaults: dict[str, Any], prog_name: str) -> None:
     """Run one command as a whole program with other defaults (by parameter name), as the
     repository's scripts do; the user's options still win and --help shows the defaults."""
+    _recipe_backend_hint(prog_name)
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command(context_settings={"default_map": defaults})(command)
     app(prog_name=prog_name)

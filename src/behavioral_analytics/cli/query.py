@@ -5,12 +5,14 @@ command prints a table, or one JSON document with `--json` (shapes in docs/cli.m
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import typer
 from rich.table import Table
 
 from behavioral_analytics.aggregation import Granularity, Periods
+from behavioral_analytics.bots import BOT_PROPERTY, is_bot
 from behavioral_analytics.breakdown_report import known_dimensions
 from behavioral_analytics.cli import behavior, breakdown
 from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
@@ -37,10 +39,12 @@ from behavioral_analytics.cli.shared import (
     open_for_periods,
     open_store,
     period_table,
+    plural,
     print_json,
 )
 from behavioral_analytics.filtered_queries import filtered_series_answer
 from behavioral_analytics.raw_queries import Filter
+from behavioral_analytics.store import Store
 
 __all__ = ["query_app"]
 
@@ -59,9 +63,12 @@ def query_profile(
     check_user_id(user)
     config = load_config()
     with user_errors():
-        profile = open_store(config).profile(user)
-    if profile is None:
-        fail(f"no profile for user {user!r} in {data_location(config)}")
+        store = open_store(config)
+        profile = store.profile(user)
+        if profile is None:
+            fail(
+                f"no profile for user {user!r} in {data_location(config)}{_bots_only(store, user)}"
+            )
     if as_json:
         print_json(profile.to_dict())
         return
@@ -72,6 +79,21 @@ def query_profile(
     table.add_row("first seen", fmt_time(profile.first_seen))
     table.add_row("last activity", fmt_time(profile.last_activity))
     console.print(table)
+
+
+def _bots_only(store: Store, user: str) -> str:
+    """Why a user with events has no profile, when it is so: every event of theirs was flagged
+    as a crawler's (docs/behavior.md, "Bots"); else nothing."""
+    page = store.timeline(user, limit=50)
+    if not page.items or not all(is_bot(e.event.properties) for e in page.items):
+        return ""
+    bots = Counter(str(e.event.properties[BOT_PROPERTY]) for e in page.items)
+    count = plural(len(page.items), "event") + (" or more" if page.next_cursor else "")
+    names = ", ".join(f"{name!r}" for name, _ in bots.most_common(3))
+    return (
+        f": every event of theirs ({count}) is flagged as a crawler's ($bot {names}): "
+        "counted apart (bot_events), never in a profile; `query timeline` lists them"
+    )
 
 
 def _print_events(page: Any, title: str, as_json: bool) -> None:

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import typer
@@ -76,11 +76,13 @@ def check_event_type(event_type: str) -> None:
         )
 
 
-def check_user_id(user: str) -> None:
+def check_user_id(user: str, kind: Literal["user id", "anonymous id"] = "user id") -> None:
     """Exit 2 with one line on an empty or blank user id, which no event has (docs/events.md):
-    the commands naming a user (`query profile`, `timeline`, `links`, `forget`) check it first."""
+    the commands naming a user (`query profile`, `timeline`, `links`, `forget`) check it first.
+    `kind` names it in the line (`anonymous id` for `links anonymous:ID`)."""
     if not user.strip():
-        fail(f"user id {user!r}: expected a user id that is not empty or blank", 2)
+        article = "an" if kind == "anonymous id" else "a"
+        fail(f"{kind} {user!r}: expected {article} {kind} that is not empty or blank", 2)
 
 
 def load_config() -> Settings:

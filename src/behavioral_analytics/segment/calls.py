@@ -397,12 +397,15 @@ def without_write_key(original: Any) -> Any:
 
 
 def encode_original(original: Any) -> bytes:
-    """A rejected call's JSON text for its dead letter, without `writeKey`. A string with a lone
-    surrogate cannot be UTF-8: the text then escapes it (`\\ud83c`), as the client sent it."""
+    """A rejected call's JSON text for its dead letter, without `writeKey`. What only a lenient
+    reader took stays what it was, so that a replay is refused again rather than taken changed:
+    `NaN` and an infinity (`1e400`) as `NaN` and `Infinity` (an encoder for JSON would write
+    `null`), an integer past 64 bits whole. A string with a lone surrogate cannot be UTF-8: the
+    text then escapes it (`\\ud83c`), as the client sent it."""
     original = without_write_key(original)
     try:
-        return canonical_encoder.encode(original)
-    except (UnicodeEncodeError, TypeError, OverflowError):
+        return json.dumps(original, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
         return json.dumps(original, ensure_ascii=True, separators=(",", ":")).encode()
 
 

@@ -23,6 +23,7 @@ from behavioral_analytics.bots import is_bot
 from behavioral_analytics.breakdowns import BreakdownRules, recount_breakdowns
 from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.events import Event
+from behavioral_analytics.identity import relinked
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.store import AggregateSnapshot
 from behavioral_analytics.stores.firestore.behavior import encode_progress, encode_sessions
@@ -44,6 +45,7 @@ from behavioral_analytics.stores.firestore.documents import (
 )
 from behavioral_analytics.stores.firestore.gateway import Gateway
 from behavioral_analytics.stores.firestore.groups import joining, members, rewrite_members
+from behavioral_analytics.stores.firestore.identity import encode_links
 from behavioral_analytics.stores.firestore.keys import (
     decode_map,
     decode_map_key,
@@ -161,7 +163,14 @@ class Audit:
         kept_values: dict[str, dict[str, Stored]] = {}  # person → their sessions' values
         if options.behavioral:
             kept = self._identity_fields()
-            links = [link for fields in kept.values() for link in fields.pop("_links", ())]
+            links = []
+            for fields in kept.values():
+                stored = fields.pop("_links", ())
+                # Under the recorded rule (a relink rule changed by `config apply`).
+                resolved = relinked(stored, options.rules.allow_relink)
+                if resolved != sorted(stored, key=lambda k: (k.linked_at, k.event_key)):
+                    fields.update(encode_links(resolved))
+                links += resolved
             retained = list(events)
             counted = recount(retained, links, options.rules, options.periods)
             self._backfill_person(counted.persons)

@@ -11,7 +11,8 @@ which fails and replays the commit without it) writes nothing twice.
   document per group: B2B groups have more members than one document holds.
 
 A day's events and unique users are read from the members' retained raw events (`person`, in
-queries of 30 members), so they are exact by construction and `forget` leaves nothing behind
+queries of 30 members), and an anonymous member's own (`who`), which its links may count for a
+user (each event once), so they are exact by construction and `forget` leaves nothing behind
 once it has deleted the raw events and, here, the memberships. Every query uses single-field
 indexes only (Firestore creates them automatically).
 
@@ -30,7 +31,7 @@ from typing import Any
 from google.cloud import firestore
 
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.events import Event
+from behavioral_analytics.events import Event, actor
 from behavioral_analytics.named_calls import Group, GroupCall, group_call, group_days
 from behavioral_analytics.stores.firestore.gateway import Gateway
 from behavioral_analytics.stores.firestore.keys import decode_map, doc_id, encode_map
@@ -52,6 +53,7 @@ GROUPS = "analytics_groups"
 GROUP_MEMBERS = "analytics_group_members"
 TRAITS = "traits"
 IN_QUERY_VALUES = 30  # Firestore's limit on the values of an `in` filter
+_ANONYMOUS = actor(None, "")  # what an anonymous member's name starts with
 
 
 def group_doc(group_id: str) -> str:
@@ -175,17 +177,25 @@ def _members(gateway: Gateway, group_id: str) -> Iterator[str]:
 
 
 def _events(gateway: Gateway, members: Sequence[str]) -> Iterator[tuple[float, str]]:
-    for start in range(0, len(members), IN_QUERY_VALUES):
-        chunk = list(members[start : start + IN_QUERY_VALUES])
-        query = (
-            gateway.collection(EVENTS)
-            .where(filter=firestore.FieldFilter("person", "in", chunk))
-            .select(["ts", "person", "bot"])
-        )
-        for snap in query.stream(**gateway.bound):
-            data = snap.to_dict() or {}
-            if not data.get("bot"):
-                yield float(data["ts"]), str(data["person"])
+    """(time, person) of the human events counted for a member, and of an anonymous member's
+    own (`who`), which its links may count for a user: each event once."""
+    anonymous = [member for member in members if member.startswith(_ANONYMOUS)]
+    seen: set[str] = set()
+    for field, values in (("person", members), ("who", anonymous)):
+        for start in range(0, len(values), IN_QUERY_VALUES):
+            chunk = list(values[start : start + IN_QUERY_VALUES])
+            query = (
+                gateway.collection(EVENTS)
+                .where(filter=firestore.FieldFilter(field, "in", chunk))
+                .select(["ts", "person", "bot"])
+            )
+            for snap in query.stream(**gateway.bound):
+                if snap.id in seen:
+                    continue
+                seen.add(snap.id)
+                data = snap.to_dict() or {}
+                if not data.get("bot"):
+                    yield float(data["ts"]), str(data["person"])
 
 
 def forget_members(gateway: Gateway, persons: Sequence[str]) -> int:

@@ -65,7 +65,7 @@ from behavioral_analytics.store import (
     StoredEvent,
     StoreError,
 )
-from behavioral_analytics.stored_config import StoredConfig
+from behavioral_analytics.stored_config import StoredConfig, recounted_dimensions
 from behavioral_analytics.stores.firestore.audit import Audit
 from behavioral_analytics.stores.firestore.commit import Committer
 from behavioral_analytics.stores.firestore.forget import forget
@@ -333,15 +333,7 @@ class FirestoreStore(Store):
             dropped = [
                 d for d in recorded.breakdown_dimensions if d not in config.breakdown_dimensions
             ]
-            recount = [
-                d for d in config.breakdown_dimensions if d not in recorded.breakdown_dimensions
-            ]
-            if (
-                recorded.breakdown_values != config.breakdown_values
-                and recorded.breakdown_dimensions
-            ):
-                recount = list(config.breakdown_dimensions)
-            self._audit.recount_dimensions(dropped, recount)
+            self._audit.recount_dimensions(dropped, recounted_dimensions(recorded, config))
         self._metadata.write(config)
 
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from behavioral_analytics.behavior import Recount
 from behavioral_analytics.events import Event
@@ -25,7 +25,7 @@ from behavioral_analytics.stores.sqlite.schema import (
     UPSERT_SESSION_BUCKET,
 )
 
-__all__ = ["raw_events", "snapshot", "stored_links", "write_recount"]
+__all__ = ["raw_events", "snapshot", "stored_links", "write_link_statuses", "write_recount"]
 
 _BASE_TABLES = ("buckets", "bucket_types", "unique_markers", "profiles", "profile_types")
 _DERIVED_TABLES = (
@@ -82,6 +82,22 @@ def snapshot(db: sqlite3.Connection) -> AggregateSnapshot:
 def stored_links(db: sqlite3.Connection) -> list[Link]:
     """Every stored link, whatever its status."""
     return [Link(a, u, t, k, s) for a, k, u, t, s, _ in db.execute("SELECT * FROM links")]
+
+
+def write_link_statuses(
+    db: sqlite3.Connection, stored: Sequence[Link], links: Sequence[Link]
+) -> None:
+    """Set the status of each of `links` that differs from `stored`'s (the same links, read
+    before), inside the caller's write transaction."""
+    before = {(link.anonymous_id, link.event_key): link.status for link in stored}
+    db.executemany(
+        "UPDATE links SET status = ? WHERE anonymous_id = ? AND event_key = ?",
+        [
+            (link.status, link.anonymous_id, link.event_key)
+            for link in links
+            if before.get((link.anonymous_id, link.event_key)) != link.status
+        ],
+    )
 
 
 def write_recount(db: sqlite3.Connection, recount: Recount, now: float) -> None:

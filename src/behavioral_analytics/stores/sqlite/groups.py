@@ -5,9 +5,10 @@ nothing.
 `group_members` holds one row per (group, member) with the earliest call (event time, then
 event key) that made it one; `group_traits` one row per group with the latest call's traits.
 Both are upserts that keep the earlier or the later call whatever the arrival order. A day's
-events and unique users are read from the members' retained raw events (`events.person`),
-so they are exact by construction and `forget` (which deletes the raw events and, here, the
-memberships) leaves nothing behind.
+events and unique users are read from the members' retained raw events: those counted for a
+member (`events.person`) and an anonymous member's own, which count for the user its links give
+them to (each event once, each person once a day), so they are exact by construction and
+`forget` (which deletes the raw events and, here, the memberships) leaves nothing behind.
 
 Raw events keep their `call` (`events.call`), so `verify` recounts the memberships from the
 retained group calls (`members`) and a rebuild replaces them by that recount
@@ -64,6 +65,18 @@ WHERE (excluded.traits_at, excluded.event_key) > (group_traits.traits_at, group_
 """
 
 
+# The events counted for a member, and an anonymous member's own (which its links may count for
+# a user), each once: (key, time, person).
+_MEMBERS_EVENTS = """
+SELECT e.key, e.timestamp, e.person FROM group_members m JOIN events e ON e.person = m.member
+WHERE m.group_id = ?1 AND e.bot = 0
+UNION
+SELECT e.key, e.timestamp, e.person FROM group_members m
+JOIN events e ON e.anonymous_id = substr(m.member, 11) AND e.user_id IS NULL
+WHERE m.group_id = ?1 AND substr(m.member, 1, 10) = 'anonymous:' AND e.bot = 0
+"""
+
+
 def record_groups(db: sqlite3.Connection, created: Sequence[Event]) -> None:
     """Memberships and traits of the group calls among `created` (the events this commit
     inserted), inside the commit's write transaction on `db`."""
@@ -101,12 +114,14 @@ def read_group(db: sqlite3.Connection, group_id: str, periods: Periods) -> Group
             "SELECT member FROM group_members WHERE group_id = ? ORDER BY member", (group_id,)
         )
     ]
-    events = db.execute(
-        "SELECT e.timestamp, e.person FROM group_members m JOIN events e ON e.person = m.member "
-        "WHERE m.group_id = ? AND e.bot = 0",
-        (group_id,),
+    events = db.execute(_MEMBERS_EVENTS, (group_id,))
+    return Group(
+        group_id,
+        members,
+        json.loads(row[0]),
+        row[1],
+        group_days(((timestamp, person) for _, timestamp, person in events), periods),
     )
-    return Group(group_id, members, json.loads(row[0]), row[1], group_days(events, periods))
 
 
 def forget_members(db: sqlite3.Connection, persons: Sequence[str]) -> int:

@@ -33,7 +33,7 @@ from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.behavior import BehaviorRules, recount
 from behavioral_analytics.breakdowns import BreakdownRules
 from behavioral_analytics.events import Event
-from behavioral_analytics.identity import Link
+from behavioral_analytics.identity import Link, relinked
 from behavioral_analytics.named_calls import Group
 from behavioral_analytics.retention import DEFAULT_MAX_OFFSET, RetentionCohort, Unit, plan
 from behavioral_analytics.session_breakdowns import session_dimensions
@@ -55,7 +55,7 @@ from behavioral_analytics.store import (
     StoredEvent,
     StoreError,
 )
-from behavioral_analytics.stored_config import StoredConfig
+from behavioral_analytics.stored_config import StoredConfig, recounted_dimensions
 from behavioral_analytics.stores.sqlite import audit, files
 from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
 from behavioral_analytics.stores.sqlite.breakdowns import (
@@ -318,9 +318,12 @@ class SQLiteStore(Store):
 
     def rebuild(self, events: Iterator[Event]) -> None:
         retained = list(events)
-        counted = recount(retained, self.stored_links(), self.rules, self.periods)
+        stored = self.stored_links()
+        links = relinked(stored, self.rules.allow_relink)
+        counted = recount(retained, links, self.rules, self.periods)
         now = self._clock()
         with transaction(self._db) as db:
+            audit.write_link_statuses(db, stored, links)
             audit.write_recount(db, counted, now)
             rebuild_breakdowns(db, retained, counted.persons, self.periods, self.rules.breakdowns)
 
@@ -377,9 +380,7 @@ class SQLiteStore(Store):
         if not kept and dropped:
             db.execute("UPDATE sessions SET vals = NULL WHERE vals IS NOT NULL")
         delete_breakdowns(db, dropped)
-        recount = [d for d in config.breakdown_dimensions if d not in recorded.breakdown_dimensions]
-        if recorded.breakdown_values != config.breakdown_values and recorded.breakdown_dimensions:
-            recount = list(config.breakdown_dimensions)
+        recount = recounted_dimensions(recorded, config)
         if recount:
             backfill_breakdowns(
                 db, recount, audit.raw_events(db), self.periods, self.rules.breakdowns
