@@ -325,6 +325,8 @@ if [ "$DEPLOY_API" = true ]; then
     run gcloud run deploy "$API_SERVICE_NAME" --image="$IMAGE" --region="$REGION" \
       --service-account="$API_SA" --command=behavioral-analytics --args=api --port=8080 \
       --set-env-vars="$api_env" \
+      --startup-probe=httpGet.path=/healthz,periodSeconds=2,timeoutSeconds=1,failureThreshold=30 \
+      --liveness-probe=httpGet.path=/healthz,periodSeconds=30,timeoutSeconds=5,failureThreshold=3 \
       --set-secrets="BA_WRITE_KEYS=$API_WRITE_KEYS_SECRET:latest,BA_READ_KEYS=$API_READ_KEYS_SECRET:latest" \
       --no-invoker-iam-check --max-instances=10 --labels=app=behavioral-analytics "${P[@]}" --quiet
   fi

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -245,9 +246,40 @@ def test_apply_says_which_breakdowns_it_recounted(tmp_path: Path) -> None:
     assert document["applied"] is True
     assert document["breakdowns_recounted"] == [
         "page", "referrer", "utm_source", "utm_medium", "utm_campaign", "device", "browser",
-        "os", "country", "event_type",
+        "os", "country", "event_type", "entry_page", "exit_page",
     ]  # fmt: skip
     back = cli("config", "apply", "--yes", env={**env, "BA_BREAKDOWN_VALUES": "100"})
     back = back.stdout.decode()
     assert "breakdowns recounted from the raw events: page, referrer," in " ".join(back.split())
     assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True
+
+
+def test_apply_of_the_relink_rule_re_decides_the_links(tmp_path: Path) -> None:
+    """Turning relinking on recorded the rule and kept carol's sign-in refused: bob kept the
+    anonymous events, and verify said "no drift" (trial)."""
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    stamp = time.time() - 7200
+    lines = [
+        {"event_id": "r1", "anonymous_id": "dev-A", "event_type": "page_view", "timestamp": 0},
+        {"event_id": "r2", "user_id": "bob", "anonymous_id": "dev-A", "event_type": "identify",
+         "timestamp": 60},
+        {"event_id": "r3", "user_id": "carol", "anonymous_id": "dev-A",
+         "event_type": "identify", "timestamp": 120},
+        {"event_id": "r4", "anonymous_id": "dev-A", "event_type": "page_view", "timestamp": 180},
+    ]  # fmt: skip
+    body = "".join(json.dumps({**e, "timestamp": stamp + e["timestamp"]}) + "\n" for e in lines)
+    cli("init", env=env)
+    cli("publish", env=env, input=body.encode())
+    cli("worker", "--until-idle", env=env)
+    relink = {**env, "BA_IDENTITY_ALLOW_RELINK": "true"}
+    document = json.loads(cli("config", "apply", "--yes", "--json", env=relink).stdout)
+    assert document["links_changed"] == 1 and document["rebuilt"] is True
+    assert document["changes"][0].startswith("allow_relink: false -> true (")  # as set
+    links = json.loads(cli("query", "links", "anonymous:dev-A", "--json", env=relink).stdout)
+    assert sorted((link["user_id"], link["status"]) for link in links) == [
+        ("bob", "active"),
+        ("carol", "active"),
+    ]
+    carol = json.loads(cli("query", "profile", "carol", "--json", env=relink).stdout)
+    assert carol["total_events"] == 2
+    assert json.loads(cli("verify", "--json", env=relink).stdout)["ok"] is True

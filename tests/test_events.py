@@ -223,6 +223,7 @@ def test_rejection_keeps_the_event_id_when_it_could_be_read() -> None:
 def test_nan_from_a_python_caller_is_rejected() -> None:
     result = validate_event(with_(properties={"x": math.nan}), message_id="m", received_at=NOW)
     assert isinstance(result, Rejection) and result.reason == "invalid_number"
+    assert result.detail == "properties.x: NaN is not a number JSON has"  # as a client spells it
 
 
 def test_limits_are_configurable() -> None:

@@ -59,3 +59,13 @@ def test_a_refused_duration_is_shown_in_seconds_beside_the_recorded_one(tmp_path
     assert str(refused.value).startswith(
         "BA_SESSION_GAP (600 s) differs from what the store recorded (1800 s): unset it"
     )
+
+
+@pytest.mark.parametrize("name", ["t2", "9events", "goog-events", "user events"])
+def test_a_name_pub_sub_refuses_is_refused_with_the_settings(name: str) -> None:
+    """`PUBSUB_TOPIC=t2` passed the settings and failed later, in `init` (`400 Invalid [topics]
+    name`) and in every publish (trial)."""
+    with pytest.raises(ConfigError, match=f"invalid PUBSUB_TOPIC: {name!r} is not a Pub/Sub name"):
+        load_settings(pubsub_topic=name)
+    for good in ("a~b+c%d.e_f", "projects/p/topics/user-events"):
+        assert load_settings(pubsub_topic=good).pubsub_topic == good

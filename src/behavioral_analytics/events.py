@@ -14,6 +14,7 @@ embeddings and overrides U+202A to U+202E (they make one id display as another).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -572,7 +573,8 @@ def _check_value_slow(value: Any, path: str, depth: int, limits: Limits) -> None
                 raise Invalid("nested_array", f"{path}[{index}]: arrays of arrays cannot be stored")
             check_value(item, f"{path}[{index}]", depth + 1, limits)
     elif isinstance(value, float) and not math.isfinite(value):
-        raise Invalid("invalid_number", f"{path}: {value!r}")
+        # As JSON spells it (`NaN`, `Infinity`, `-Infinity`): what the client sent.
+        raise Invalid("invalid_number", f"{path}: {json.dumps(value)} is not a number JSON has")
     elif (
         isinstance(value, int)
         and not isinstance(value, bool)

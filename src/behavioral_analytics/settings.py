@@ -55,6 +55,9 @@ _IDENTIFYING = frozenset(
 )
 _IDENTIFYING_WORDS = ("email", "password", "token")
 _HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?")
+# A topic's or subscription's id (Pub/Sub's resource names: a letter, then 2 to 254 letters,
+# digits, `-_.~+%`; never starting with `goog`), alone or at the end of its full path.
+_PUBSUB_ID = re.compile(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}")
 
 
 class ConfigError(Exception):
@@ -258,6 +261,24 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @field_validator(
+        "pubsub_topic",
+        "pubsub_subscription",
+        "pubsub_dead_letter_topic",
+        "pubsub_dead_letter_subscription",
+    )
+    @classmethod
+    def _pubsub_name(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return value
+        name = _short(value)
+        if not _PUBSUB_ID.fullmatch(name) or name.startswith("goog"):
+            raise ValueError(
+                f"{name!r} is not a Pub/Sub name: a letter, then 2 to 254 letters, digits or "
+                "- _ . ~ + %, not starting with goog"
+            )
+        return value
 
     @field_validator("firestore_database")
     @classmethod

@@ -193,6 +193,8 @@ def _shown(value: Any) -> str:
             for step in value.steps
         )
         return f"{steps} within {value.window_s:g} s"
+    if isinstance(value, bool):  # as the environment spells it
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

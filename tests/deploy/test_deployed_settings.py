@@ -56,6 +56,35 @@ def test_both_services_publish_and_pull_as_the_subscription_is_made() -> None:
     assert "local.common_env" in str(env["worker_env"])
 
 
+def test_the_api_is_probed_on_its_health_route(module_resources, standin) -> None:
+    """A route the API serves without a key; not on the placeholder, which has none."""
+    from fastapi.testclient import TestClient
+
+    from behavioral_analytics.api.app import create_app
+
+    service = module_resources[("google_cloud_run_v2_service", "api")]
+    dynamic = service["template"][0]["containers"][0]["dynamic"]
+    probes = {k: v for block in dynamic for k, v in block.items() if k.endswith("_probe")}
+    assert set(probes) == {"startup_probe", "liveness_probe"}
+    for probe in probes.values():
+        assert "local.runs_placeholder ? [] : [1]" in str(probe["for_each"])
+        assert probe["content"][0]["http_get"][0]["path"] == "/healthz"
+    _, api = _deploys(standin)
+    assert "--startup-probe=httpGet.path=/healthz," in api
+    assert "--liveness-probe=httpGet.path=/healthz," in api
+    app = create_app(
+        load_settings(write_keys="wk", read_keys="rk", backend="local"), _Down(), _Down()
+    )
+    assert TestClient(app).get("/healthz").status_code == 200
+
+
+class _Down:
+    """A broker or store the health route never touches."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"/healthz used the {name!r} of a port")
+
+
 def test_the_api_trusts_one_proxy_and_takes_its_origins_from_a_variable(module_resources):
     service = module_resources[("google_cloud_run_v2_service", "api")]
     container = service["template"][0]["containers"][0]

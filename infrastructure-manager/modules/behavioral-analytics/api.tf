@@ -88,6 +88,32 @@ resource "google_cloud_run_v2_service" "api" {
         container_port = 8080 # exported to the process as $PORT
       }
 
+      # Traffic once the API answers GET /healthz (open, docs/api.md), and a new instance when
+      # it stops answering. The placeholder image has no such route.
+      dynamic "startup_probe" {
+        for_each = local.runs_placeholder ? [] : [1]
+        content {
+          period_seconds    = 2
+          timeout_seconds   = 1
+          failure_threshold = 30
+          http_get {
+            path = "/healthz"
+          }
+        }
+      }
+
+      dynamic "liveness_probe" {
+        for_each = local.runs_placeholder ? [] : [1]
+        content {
+          period_seconds    = 30
+          timeout_seconds   = 5
+          failure_threshold = 3
+          http_get {
+            path = "/healthz"
+          }
+        }
+      }
+
       resources {
         limits = {
           cpu    = "1"

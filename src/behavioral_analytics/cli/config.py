@@ -29,6 +29,7 @@ from behavioral_analytics.cli.shared import (
     print_json,
     require_data,
 )
+from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.stored_config import (
     StoredConfig,
     plan_apply,
@@ -135,6 +136,8 @@ def apply(
         for change in changes:
             console.print(f"will change {change.describe()}", highlight=False)
     recounted = recounted_dimensions(recorded, target)
+    if recounted:  # session counts are recounted with any dimension: entry and exit pages too
+        recounted += SESSION_DIMENSIONS
     with user_errors():
         store = build_store_with(settings, target)
         try:
@@ -170,13 +173,15 @@ def apply(
                 store.rebuild(store.iter_raw_events())
         finally:
             store.close()
+    links = sum(drift.what == "link" for drift in report.drift)
     if as_json:
         print_json(
             {
                 "changes": [change.describe() for change in changes],
                 "applied": True,
                 "rebuilt": not report.ok,
-                "recomputed": len(report.drift),
+                "recomputed": len(report.drift) - links,
+                "links_changed": links,
                 "breakdowns_recounted": recounted,
                 "older_recounted": older if recounts else 0,
                 "older_kept": 0 if recounts else older,
@@ -185,7 +190,8 @@ def apply(
     else:
         console.print(
             f"[green]applied[/green]: {len(changes)} change(s) recorded; "
-            f"{len(report.drift)} aggregates recomputed"
+            f"{plural(len(report.drift) - links, 'aggregate')} recomputed"
+            + (f", {plural(links, 'identity link')} re-decided" if links else "")
             + (
                 f"; breakdowns recounted from the raw events: {', '.join(recounted)}"
                 if recounted

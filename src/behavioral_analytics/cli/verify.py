@@ -105,7 +105,11 @@ def verify(
         if report.ok:
             console.print("[green]no drift[/green]")
         elif report.repaired:
-            console.print(f"[yellow]{len(report.drift)} drifted aggregates rebuilt[/yellow]")
+            links = sum(drift.what == "link" for drift in report.drift)
+            rebuilt = plural(len(report.drift) - links, "drifted aggregate") + " rebuilt"
+            if links:
+                rebuilt += f", {plural(links, 'identity link')} set to the rule's status"
+            console.print(f"[yellow]{rebuilt}[/yellow]")
             if report.older_recounted:
                 console.print(
                     f"[yellow]{plural(report.older_recounted, 'aggregate')} older than the "
