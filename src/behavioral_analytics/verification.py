@@ -126,6 +126,11 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.drift
 
+    @property
+    def links_drifted(self) -> int:
+        """How many drift items are identity links' statuses (`link`): the rest are figures."""
+        return sum(drift.what == "link" for drift in self.drift)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,

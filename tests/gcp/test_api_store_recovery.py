@@ -1,7 +1,7 @@
 """The API answers again within seconds of its Firestore answering again: after an outage it
 does not go on answering 503 while gRPC waits out its reconnection backoff (1 s growing by 1.6
 up to 120 s: 6-16 s of 503s after an outage of 20 s), nor while a read retrying since the
-outage sleeps (up to 4 s); see `gateway.CHANNEL_OPTIONS` and `reach.QUERY_MAX_BACKOFF_S`.
+outage sleeps (up to 4 s); see `grpc_channels.RECONNECT_OPTIONS` and `reach.QUERY_MAX_BACKOFF_S`.
 
 The store reaches the emulator through a `Relay` (tests/gcp/helpers.py). The test cuts it
 (`refuse`), sees `/readyz` and a query answer 503 naming the store, keeps asking `/readyz` for
@@ -34,11 +34,11 @@ from google.cloud import firestore
 from behavioral_analytics.api.app import create_app
 from behavioral_analytics.api.ops import PROBE_TIMEOUT_S
 from behavioral_analytics.brokers.local import LocalBroker
+from behavioral_analytics.grpc_channels import MAX_RECONNECT_BACKOFF_MS
 from behavioral_analytics.stores.firestore import FirestoreStore
 from behavioral_analytics.stores.firestore.gateway import (
     COMMIT_RETRY,
     GET_RETRY,
-    MAX_RECONNECT_BACKOFF_MS,
     Gateway,
     open_channel,
 )

@@ -131,8 +131,8 @@ def _json(body: bytes | None) -> Any:
 
 
 def _without_write_keys(payload: Any) -> Any:
-    """`payload` without `writeKey`, at the top and in each call of a `batch`."""
-    payload = without_write_key(payload)
+    """`payload` with each call of a `batch` without `writeKey` (`encode_original` takes the
+    top level's)."""
     if type(payload) is dict and type(payload.get("batch")) is list:
-        payload = {**payload, "batch": [without_write_key(call) for call in payload["batch"]]}
+        return {**payload, "batch": [without_write_key(call) for call in payload["batch"]]}
     return payload

@@ -18,8 +18,8 @@ a failure): there a 503's events may still go out later.
 
 gRPC reconnects with its default backoff (1 s growing by 1.6 up to 120 s): after an outage of
 20 s, publishes failed at once for 6-16 s more, each answered 503. The channel is made here
-with the reconnection backoff of the Firestore store's (`stores/firestore/gateway.py`: 250 ms
-growing to at most 1 s) and the library's own options, through the library's public transport;
+with the Firestore store's reconnection backoff (`grpc_channels`: 250 ms growing to at most
+1 s) and the library's own options, through the library's public transport;
 where the library lacks them (another version), it makes its own channel, with one WARNING.
 """
 
@@ -34,14 +34,10 @@ from google.api_core import retry as retries
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # no stub re-exports it
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
-from behavioral_analytics.telemetry import log
+from behavioral_analytics.grpc_channels import RECONNECT_OPTIONS, warn_library_channel
 
-__all__ = ["RECONNECT_OPTIONS", "publish_retry", "publisher_client"]
+__all__ = ["publish_retry", "publisher_client"]
 
-RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-)
 # The options google-cloud-pubsub 2.44 gives its publisher's channel
 # (`PublisherGrpcTransport.__init__`).
 _LIBRARY_OPTIONS: tuple[tuple[str, int], ...] = (
@@ -112,9 +108,5 @@ def _transport() -> PublisherGrpcTransport | None:
         channel = PublisherGrpcTransport.create_channel(host, options=options)
         return PublisherGrpcTransport(host=host, channel=channel)
     except (AttributeError, TypeError) as exc:  # names or signatures of another version
-        log.warning(
-            "Pub/Sub's client library has changed its transport: the publisher keeps the "
-            "library's gRPC channel, which may take up to 120 s to reconnect after an outage",
-            extra={"error": str(exc)},
-        )
+        warn_library_channel("Pub/Sub", "transport", "publisher", exc)
         return None

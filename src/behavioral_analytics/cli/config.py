@@ -173,7 +173,7 @@ def apply(
                 store.rebuild(store.iter_raw_events())
         finally:
             store.close()
-    links = sum(drift.what == "link" for drift in report.drift)
+    links = report.links_drifted
     if as_json:
         print_json(
             {

@@ -105,7 +105,7 @@ def verify(
         if report.ok:
             console.print("[green]no drift[/green]")
         elif report.repaired:
-            links = sum(drift.what == "link" for drift in report.drift)
+            links = report.links_drifted
             rebuilt = plural(len(report.drift) - links, "drifted aggregate") + " rebuilt"
             if links:
                 rebuilt += f", {plural(links, 'identity link')} set to the rule's status"

@@ -31,16 +31,15 @@ from google.cloud.firestore_v1.services.firestore import client as gapic_client
 from google.cloud.firestore_v1.services.firestore.transports.grpc import FirestoreGrpcTransport
 from google.cloud.firestore_v1.types import firestore as request_types
 
+from behavioral_analytics.grpc_channels import RECONNECT_OPTIONS, warn_library_channel
 from behavioral_analytics.store import TransientStoreError
 from behavioral_analytics.stores.firestore.wire import BatchGetRequestPb, CommitRequestPb
-from behavioral_analytics.telemetry import log
 
 if TYPE_CHECKING:
     from google.cloud.firestore_v1 import CollectionReference, DocumentSnapshot
 
 __all__ = [
     "BACKOFF_S",
-    "CHANNEL_OPTIONS",
     "COMMIT_RETRY",
     "CONFLICT_ERRORS",
     "GET_RETRY",
@@ -84,23 +83,6 @@ PAGE = 1000  # documents per batched read and per page of a query
 QUERY_THREADS = 16
 FULL_BATCH = 400  # writes per non-atomic `WriteBatch` (rebuild, deletes)
 
-# How soon the store's gRPC channel tries to connect again after its connection failed, in
-# milliseconds. gRPC's defaults (its connection backoff protocol, grpc/grpc
-# doc/connection-backoff.md: 1 s, times 1.6 after each failed attempt, ±20 %, up to 120 s) made
-# a process whose Firestore was unreachable for 20 s go on failing fast with UNAVAILABLE for
-# another 6-16 s after Firestore answered again (28 s after an outage of 40 s): its API answered
-# 503 all that time. Capped at 1 s, the channel tries about once a second while Firestore is
-# away (one TCP connection attempt: nothing a server notices) and is back within about 1.2 s of
-# it; the first retry comes after 250 ms, so that a blip is ridden over sooner still.
-# `grpc.min_reconnect_backoff_ms` is left alone: despite its name it is the least time a
-# connection attempt is given (20 s; grpc/grpc src/core/client_channel/subchannel.cc), which a
-# slow network needs.
-INITIAL_RECONNECT_BACKOFF_MS = 250
-MAX_RECONNECT_BACKOFF_MS = 1000
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.initial_reconnect_backoff_ms", INITIAL_RECONNECT_BACKOFF_MS),
-    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
-)
 # The options google-cloud-firestore 2.34 gives its own channels (unlimited message sizes; and
 # keepalive pings every 30 s to Firestore itself), should another version not name them so.
 _MESSAGE_SIZE_OPTIONS: list[tuple[str, Any]] = getattr(
@@ -116,7 +98,7 @@ _LIBRARY_OPTIONS: list[tuple[str, Any]] = getattr(
 
 
 def open_channel(client: firestore.Client) -> grpc.Channel | None:
-    """Give `client` a gRPC channel of its own made with `CHANNEL_OPTIONS` (the reconnection
+    """Give `client` a gRPC channel of its own made with `RECONNECT_OPTIONS` (the reconnection
     backoff), and return it (its owner closes it: `Client.close` does not); None, with one
     WARNING, where the client lacks the attributes this reads (another library version): the
     client then makes its own channel, which reconnects after gRPC's default backoff.
@@ -131,11 +113,7 @@ def open_channel(client: firestore.Client) -> grpc.Channel | None:
     try:
         return _own_channel(client)
     except (AttributeError, TypeError) as exc:  # names or signatures of another version
-        log.warning(
-            "Firestore's client library has changed its internals: the store keeps the "
-            "library's gRPC channel, which may take up to 120 s to reconnect after an outage",
-            extra={"error": str(exc)},
-        )
+        warn_library_channel("Firestore", "internals", "store", exc)
         return None
 
 
@@ -146,11 +124,11 @@ def _own_channel(client: firestore.Client) -> grpc.Channel:
         options = [
             ("Authorization", f"Bearer {token}"),
             *_MESSAGE_SIZE_OPTIONS,
-            *CHANNEL_OPTIONS,
+            *RECONNECT_OPTIONS,
         ]
         channel = grpc.insecure_channel(client._emulator_host, options=options)
     else:
-        options = [*_LIBRARY_OPTIONS, *CHANNEL_OPTIONS]
+        options = [*_LIBRARY_OPTIONS, *RECONNECT_OPTIONS]
         channel = FirestoreGrpcTransport.create_channel(
             target, credentials=client._credentials, options=options
         )
