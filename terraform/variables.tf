@@ -203,7 +203,7 @@ variable "timezone" {
   default     = "UTC"
 
   validation {
-    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.timezone))
+    condition     = can(regex("^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$", var.timezone))
     error_message = "timezone must be an IANA time zone name such as UTC or Europe/Paris."
   }
 }

@@ -25,7 +25,7 @@ def test_sessions_funnel_links_and_forget_from_the_command_line(tmp_path: Path) 
     users = [sum(step) for step in zip(*(d["users"] for d in funnel["days"]), strict=True)]
     assert users[0] >= users[1] >= users[2] >= users[3] > 0
     unknown = cli("query", "funnel", "nope", env=env, check=False)
-    assert unknown.returncode == 2 and "configured: purchase" in unknown.stderr.decode()
+    assert unknown.returncode == 2 and "the store counts: purchase" in unknown.stderr.decode()
     human = cli("query", "sessions", env={**env, "COLUMNS": "200"}).stdout.decode()
     assert "provisional" in human
 

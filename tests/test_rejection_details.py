@@ -5,6 +5,7 @@ group rules); reason codes stay as they were."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -227,3 +228,11 @@ def test_the_workers_alias_and_group_rules_name_segments_fields(
 ) -> None:
     event = worker_event({**call, "messageId": "m-1"})
     assert rejection(event) == Rejection(reason, detail, "m-1")
+
+
+def test_a_segment_call_published_to_the_topic_is_told_where_it_belongs() -> None:
+    call = {"type": "track", "userId": "u1", "event": "Signed Up", "messageId": "m-1"}
+    result = parse_message(json.dumps(call).encode(), message_id="b-1", received_at=NOW)
+    assert isinstance(result, Rejection) and result.reason == "missing_field:user_id"
+    assert result.detail.startswith("user_id or anonymous_id is required: this is a Segment")
+    assert "send it to the collector (POST /v1/track" in result.detail

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.events import Limits
+from behavioral_analytics.events import Event, Limits, parse_message
 from behavioral_analytics.records import NewDeadLetter
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from behavioral_analytics.verification import replayable_dead_letters, verify
@@ -80,5 +80,35 @@ def test_verify_cli_does_not_offer_to_replay_what_the_worker_refused_as_too_old(
 
     text = " ".join(cli("verify").stdout.decode().split())  # as one line, however wrapped
     assert "dlq replay" not in text
-    assert "1 dead letters are events outside the accepted time window" in text
+    assert "1 dead letter is an event outside the accepted time window" in text
     assert "not replayable" in text and "timestamp_too_old 1" in text
+
+
+def test_a_reopened_letter_whose_event_is_stored_is_not_counted_nowhere(tmp_path: Path) -> None:
+    """A letter replayed and counted under a wider BA_MAX_EVENT_AGE_DAYS, then replayed again
+    where the worker refuses it, is open again; its event is counted all the same."""
+    now = time.time()
+    data = _payload("old", now - 10 * DAY)
+    store = SQLiteStore(tmp_path / "store.db")
+    try:
+        store.add_dead_letters(
+            [NewDeadLetter("timestamp_too_old", "", data, "m-old", received_at=now)]
+        )
+        wider = Limits(max_age_s=15 * DAY)
+        event = parse_message(data, message_id="m-old", received_at=now, limits=wider)
+        assert isinstance(event, Event)
+        assert store.commit([event]).created == 1
+        for limits in (Limits(max_age_s=7 * DAY), wider):
+            assert replayable_dead_letters(store, limits=limits) == ([], {})
+        other = _payload("other", now - 10 * DAY)
+        store.add_dead_letters(
+            [NewDeadLetter("timestamp_too_old", "", other, "m-other", received_at=now)]
+        )
+        (still,) = [d.id for d in store.dead_letters(10).items if d.message_id == "m-other"]
+        assert replayable_dead_letters(store, limits=Limits(max_age_s=7 * DAY)) == (
+            [],
+            {"timestamp_too_old": 1},
+        )
+        assert replayable_dead_letters(store, limits=wider) == ([still], {})
+    finally:
+        store.close()

@@ -183,6 +183,10 @@ def dedupe_key(event_id: str, who: str, event_type: str, timestamp: float) -> st
 MESSAGE_ID = "message"  # `id_kind` of an event whose id is a client's message id
 # The detail of `missing_field:user_id` (the collector names Segment's fields instead).
 MISSING_WHO = "user_id or anonymous_id is required"
+SEGMENT_HINT = (
+    ": this is a Segment call (userId, anonymousId): send it to the collector (POST /v1/track, "
+    "/v1/batch, …), which makes an event of it"
+)
 UNPROCESSABLE = "unprocessable"  # reason code of a message whose parsing raised
 # The key rule's version, recorded in each store (docs/events.md): 1, `dedupe_key` for every
 # event; 2, `message_key` for events whose `id_kind` is "message", `dedupe_key` for the rest.
@@ -281,7 +285,8 @@ def validate_event(
         user_id = _optional_id(payload, "user_id", limits)
         anonymous_id = _optional_id(payload, "anonymous_id", limits)
         if user_id is None and anonymous_id is None:
-            raise Invalid("missing_field:user_id", MISSING_WHO)
+            segment = "userId" in payload or "anonymousId" in payload  # published as sent
+            raise Invalid("missing_field:user_id", MISSING_WHO + (SEGMENT_HINT if segment else ""))
         event_type = payload.get("event_type")
         if event_type is None:
             raise Invalid("missing_field:event_type", "event_type is required: the event's name")

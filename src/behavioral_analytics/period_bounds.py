@@ -85,20 +85,38 @@ def resolve_bound(value: str, granularity: Granularity, periods: Periods, *, end
         if GRANULARITIES.index(found) < GRANULARITIES.index(granularity):
             raise PeriodError(
                 "invalid_period",
-                f"{text!r} is a {found} label, finer than this {granularity} range: "
+                f"{text!r} is {'an' if found == 'hour' else 'a'} {found} label, finer than "
+                f"this {granularity} range: "
                 f"give a {granularity} label ({EXAMPLES[granularity]}) or a coarser one",
             )
-        # All UTC offsets in use are whole minutes, so one second before the end is inside.
-        instant = periods.end_of(found, text) - 1.0 if end else periods.start_of(found, text)
-        return periods.label(granularity, instant)
+        try:
+            # All UTC offsets in use are whole minutes, so one second before the end is inside.
+            instant = periods.end_of(found, text) - 1.0 if end else periods.start_of(found, text)
+            label = periods.label(granularity, instant)
+        except (ValueError, OverflowError, OSError):
+            raise PeriodError("invalid_period", _outside(text)) from None
+        return _named(label, text)
     try:
         moment: float | str = float(text)
     except ValueError:
         moment = text
     try:
-        return periods.label(granularity, parse_timestamp(moment))
+        label = periods.label(granularity, parse_timestamp(moment))
     except (Invalid, ValueError, OverflowError, OSError):
         raise PeriodError("invalid_period", _neither(value, granularity)) from None
+    return _named(label, text)
+
+
+def _named(label: str, text: str) -> str:
+    """`label` when it has four year digits (labels sort as text only then: `Periods` writes
+    year 999 as `999-…`); else PeriodError naming `text`."""
+    if not (label[:4].isdigit() and label[4:5] == "-"):
+        raise PeriodError("invalid_period", _outside(text))
+    return label
+
+
+def _outside(text: str) -> str:
+    return f"{text[:40]!r} is outside the periods that can be named (years 1000 to 9999)"
 
 
 def resolve_range(
@@ -130,8 +148,25 @@ def previous_range(
     `last`): as many periods, the last of them just before `first` (rules: module docstring).
 
     `("2026-11-04", "2026-11-06")` by day → `("2026-11-01", "2026-11-03")`. Raises
-    PeriodError(`invalid_range`) for an hourly range of more than MAX_COMPARE_HOURS hours.
+    PeriodError(`invalid_range`) for an hourly range of more than MAX_COMPARE_HOURS hours, or
+    one whose comparison would start before year 1000.
     """
+    try:
+        start, end = _previous(first, last, granularity, periods)
+    except (ValueError, OverflowError, OSError) as exc:
+        if isinstance(exc, PeriodError):
+            raise
+        raise PeriodError("invalid_range", _too_early(first, last)) from None
+    if not (start[:4].isdigit() and start[4:5] == "-" and start >= "1000"):
+        raise PeriodError("invalid_range", _too_early(first, last))
+    return start, end
+
+
+def _too_early(first: str, last: str) -> str:
+    return f"the comparison of {first}..{last} would start before year 1000: give a later range"
+
+
+def _previous(first: str, last: str, granularity: Granularity, periods: Periods) -> tuple[str, str]:
     if granularity == "day":
         start, end = date.fromisoformat(first), date.fromisoformat(last)
         length = (end - start).days + 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import (
     AliasChoices,
     Field,
@@ -180,6 +182,15 @@ class Settings(BaseSettings):
     breakdown_values: int = Field(100, ge=1, le=1000, validation_alias=_env("BA_BREAKDOWN_VALUES"))
     # Browser, OS, device type and country derived at ingestion (`$derived`); off: none.
     derive: bool = Field(True, validation_alias=_env("BA_DERIVE"))
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _named_folder(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and not value.strip() and info.data.get("backend") != "gcp":
+            raise ValueError(
+                "empty: name a folder, or unset it for the default (.behavioral-analytics)"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -462,15 +473,48 @@ def unknown_names(environ: Mapping[str, str], env_file: Path = Path(".env")) -> 
     return said
 
 
+def unreadable_env_lines(env_file: Path = Path(".env")) -> list[int]:
+    """The line numbers (1-based) of `env_file` that are no `NAME=value` python-dotenv can
+    read: it skips them, with a warning of its own that names no file."""
+    try:
+        with env_file.open(encoding="utf-8") as stream:
+            return [binding.original.line for binding in parse_stream(stream) if binding.error]
+    except (OSError, UnicodeDecodeError):  # no file, or none to read: nothing to say of lines
+        return []
+
+
+def _set_name(location: str, env_file: Path = Path(".env")) -> str:
+    """The variable a refused value came from, given the error's location (a field's name, or
+    its first variable's): of that field's variables (`PORT` or `BA_API_PORT`), the first set
+    in the environment, else the first set in `env_file`, case aside, as `Settings` looks them
+    up; else the field's first variable."""
+    for field, info in Settings.model_fields.items():
+        names = [n for n in getattr(info.validation_alias, "choices", ()) if isinstance(n, str)]
+        if location == field or location in names:
+            from_file = dotenv_values(env_file) if env_file.is_file() else {}
+            for source in (os.environ, from_file):
+                present = {name.upper() for name in source}
+                set_here = [name for name in names if name.upper() in present]
+                if set_here:
+                    return set_here[0]
+            return str(_ENV_NAMES[field])
+    return location
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings; raise ConfigError with one readable line when a value is wrong."""
+    """Read the settings; raise ConfigError with one readable line when a value is wrong (or
+    `.env` is no UTF-8 text)."""
     try:
         # pydantic-settings takes field names as keyword overrides
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{Path('.env').resolve()} is not UTF-8 text (byte {exc.start}): fix or remove it"
+        ) from None
     except ValidationError as exc:
         error = exc.errors()[0]
         location = error["loc"][0] if error["loc"] else ""
-        name = _ENV_NAMES.get(str(location), str(location))
+        name = _set_name(str(location))
         message = error["msg"].removeprefix("Value error, ")
         if name:
             raise ConfigError(f"invalid {name}: {message}") from None

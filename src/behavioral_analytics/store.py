@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
@@ -98,11 +99,15 @@ def encode_cursor(timestamp: float, key: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (event time, key) `encode_cursor` wrote into `cursor`. Raises InvalidCursor for
+    anything it cannot have written (a time that is not a finite number, spaces around it)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         timestamp, key = raw.split("|", 1)
-        if not key or "/" in key:
+        if not key or "/" in key or timestamp != timestamp.strip():
             raise ValueError(key)
+        if not math.isfinite(float(timestamp)):
+            raise ValueError(timestamp)
         return float(timestamp), key
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidCursor(f"invalid cursor {cursor!r}") from exc

@@ -46,6 +46,7 @@ from behavioral_analytics.events import (
     Limits,
 )
 from behavioral_analytics.identity import Link, relinked
+from behavioral_analytics.letter_events import counted_letters
 from behavioral_analytics.named_calls import group_call, judged
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.sessions import SessionStats
@@ -558,14 +559,17 @@ def judged_dead_letters(
     box: DeadLetterBox, page_size: int = 500, limits: Limits = DEFAULT_LIMITS
 ) -> Iterator[tuple[DeadLetter, str | None]]:
     """Each dead letter in `box` not yet replayed, newest first, with `replay_refusal`'s
-    verdict under `limits`: (letter, None) when a replay would count it, else (letter, reason).
+    verdict under `limits`: (letter, None) when a replay would count it, else (letter, reason);
+    one whose event the store holds already (`letter_events`) is counted, and left out.
     Raises StoreError."""
     cursor: str | None = None
+    get_events = getattr(box, "get_events", None)
     while True:
         page = box.dead_letters(page_size, cursor)
-        for letter in page.items:
-            if letter.replayed_at is None:
-                yield letter, replay_refusal(letter, limits)
+        verdicts = [(d, replay_refusal(d, limits)) for d in page.items if d.replayed_at is None]
+        open_ = [d for d, why in verdicts if why is None or why in TIME_WINDOW_REASONS]
+        counted = counted_letters(open_, get_events, limits) if get_events and open_ else set()
+        yield from ((d, why) for d, why in verdicts if d.id not in counted)
         cursor = page.next_cursor
         if cursor is None or not page.items:
             return

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from behavioral_analytics.settings import DAY, ConfigError, Settings, shaping_env_name
@@ -48,6 +49,8 @@ __all__ = [
     "build_store",
     "build_store_with",
     "build_worker",
+    "local_store_path",
+    "local_store_written",
     "open_configured",
     "refusal",
     "worker_options",
@@ -261,13 +264,27 @@ def build_store_with(settings: Settings, config: StoredConfig) -> Store:
     return _open_store(settings, config)
 
 
+def local_store_path(settings: Settings) -> Path:
+    """The file of the local store (`BA_BACKEND=local`): `store.db` in `BA_DATA_DIR`."""
+    return settings.data_dir / "store.db"
+
+
+def local_store_written(settings: Settings) -> bool:
+    """Whether a local store was ever created in `BA_DATA_DIR`: its file holds something, or
+    its marker says one existed (then opening it explains what became of the file)."""
+    from behavioral_analytics.stores.sqlite.files import marker_path
+
+    path = local_store_path(settings)
+    return (path.is_file() and path.stat().st_size > 0) or marker_path(path).exists()
+
+
 def _open_store(settings: Settings, config: StoredConfig) -> Store:
     if settings.backend == "gcp":
         return _firestore_store(settings, config)
     from behavioral_analytics.stores.sqlite import SQLiteStore
 
     return SQLiteStore(
-        settings.data_dir / "store.db",
+        local_store_path(settings),
         timezone=config.timezone,
         raw_retention_s=settings.raw_retention_days * DAY,
         dead_letter_retention_s=settings.dead_letter_retention_days * DAY,

@@ -6,12 +6,13 @@ set as the code needs them."""
 from __future__ import annotations
 
 import re
+from zoneinfo import available_timezones
 
 import pytest
 
 from behavioral_analytics.settings import load_settings, unknown_names
 
-from .conftest import MODULE, load_hcl
+from .conftest import MODULE, REPO, load_hcl
 from .test_scripts import joined, mutations
 from .test_terraform import strip_expr
 
@@ -150,3 +151,20 @@ def test_a_wrong_value_stops_the_script_before_anything_runs(standin, name, valu
     assert proc.returncode != 0
     assert name in proc.stderr
     assert mutations(gc.calls()) == []
+
+
+@pytest.mark.parametrize("root", ["terraform", str(MODULE.relative_to(REPO))])
+def test_every_time_zone_the_code_takes_passes_the_variables_rule(root: str) -> None:
+    """Terraform's rule on `timezone` refuses no name of the IANA database, which `BA_TIMEZONE`
+    takes (legacy ones such as GMT+0 and CST6CDT too): a plan must not refuse what the worker
+    runs."""
+    (block,) = [
+        entry["timezone"]
+        for entry in load_hcl(REPO / root / "variables.tf")["variable"]
+        if "timezone" in entry
+    ]
+    (pattern,) = re.findall(r'regex\("(.+?)", var\.timezone\)', str(block["validation"]))
+    names = sorted(available_timezones())
+    assert {"GMT+0", "CST6CDT", "America/Argentina/Buenos_Aires"} <= set(names)
+    assert all(load_settings(timezone=name).timezone == name for name in names)
+    assert [name for name in names if not re.fullmatch(pattern, name)] == []

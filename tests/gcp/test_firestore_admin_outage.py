@@ -110,7 +110,7 @@ def _run_cli(
     """`behavioral-analytics ARGS` in this process on the fixture's store, the host made to
     `outage` ("refuse" or "hang") once the command opened it: exit code, output, seconds."""
 
-    def open_then_outage(config: Any) -> Any:  # opened: the fixture's store
+    def open_then_outage(config: Any, **_: Any) -> Any:  # opened: the fixture's store
         getattr(opened.relay, outage)()
         return (config, opened.store) if name == "open_reader" else opened.store
 

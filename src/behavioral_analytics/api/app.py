@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,6 +43,7 @@ from behavioral_analytics.api.responses import (
     api_error_handler,
     error_body,
     http_error_handler,
+    internal_error_handler,
     validation_error_handler,
 )
 from behavioral_analytics.api.state import ApiState
@@ -138,6 +140,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StoreError, _unavailable("store_unavailable"))
     app.add_exception_handler(BrokerError, _unavailable("broker_unavailable"))
+    app.add_exception_handler(Exception, internal_error_handler)
     ingest_routes, ingest_endpoints = collector.routes(state)
     app.add_middleware(HeadAsGet)
     # Added before CORS, so CORS wraps it (the last middleware added is the outermost).
@@ -167,16 +170,23 @@ def create_app(
             allowed_hosts=sorted(Settings.keys(settings.allowed_hosts)),
             allowed_origins=origins,
         )
-    # Outermost: it counts the answers on ingest paths that the endpoints never saw.
-    app.add_middleware(
-        IngestAnswers, metrics=state.metrics, routes=ingest_route_labels(ingest_endpoints)
-    )
     app.include_router(ingest_routes)
-    app.include_router(query.router(state))
-    app.include_router(behavior.router(state))
-    app.include_router(retention.router(state))
-    app.include_router(dashboard.router(state))
-    app.include_router(ops.router(state))
+    routers = [query, behavior, retention, dashboard, ops]
+    reads: set[str] = set()
+    for module in routers:
+        router = module.router(state)
+        app.include_router(router)
+        reads |= {
+            r.path for r in router.routes if isinstance(r, APIRoute) and "GET" in (r.methods or ())
+        }
+    # Outermost: it counts the answers on ingest paths that the endpoints never saw, but not
+    # the reads a path also serves (GET /v1/events lists events).
+    app.add_middleware(
+        IngestAnswers,
+        metrics=state.metrics,
+        routes=ingest_route_labels(ingest_endpoints),
+        reads=reads,
+    )
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     docs.add_docs(app)
     # FastAPI documents replacing `openapi` as the way to customize the schema

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from behavioral_analytics.api.query import Who
 from behavioral_analytics.api.ranges import (
@@ -45,7 +45,7 @@ DEFAULT_DAYS = 30
 
 
 def router(state: ApiState) -> APIRouter:
-    routes = APIRouter(tags=["behavior"])
+    routes = APIRouter(tags=["behavior"], dependencies=[Depends(state.read_key)])
     store = state.store
 
     def supported(load: Callable[[], T]) -> Callable[[], T]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from behavioral_analytics.api.ranges import (
     Compare,
@@ -38,7 +38,7 @@ Bound = Annotated[str | None, Query(max_length=64, description="Period label or 
 
 
 def router(state: ApiState) -> APIRouter:
-    routes = APIRouter(tags=["query"])
+    routes = APIRouter(tags=["query"], dependencies=[Depends(state.read_key)])
     store = state.store
 
     @routes.get(

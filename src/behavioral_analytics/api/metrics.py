@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -138,21 +138,33 @@ class IngestAnswers:
     """ASGI middleware counting in `ba_api_ingest_requests` the answers on ingest paths that no
     ingest endpoint gave: the open-mode guard's 403 and 415, a 405 for another method, a 500
     from an error on the way. `routes` maps each ingest path to its `route` label. CORS
-    preflights (OPTIONS) ask for permission to send and are not counted."""
+    preflights (OPTIONS) ask for permission to send and are not counted, nor are GET and HEAD
+    requests on the paths in `reads`, which also serve reads."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics, routes: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: ApiMetrics,
+        routes: Mapping[str, str],
+        reads: Collection[str] = (),
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = dict(routes)
+        self.reads = frozenset(reads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
-        if scope["type"] == "http" and scope["method"] != "OPTIONS":
+        method = scope.get("method")
+        if scope["type"] == "http" and method != "OPTIONS":
             path = scope["path"]
             root = scope.get("root_path")
             if root and path.startswith(root):
                 path = path[len(root) :]
             route = self.routes.get(path)
+            if method in ("GET", "HEAD") and path in self.reads:
+                route = None
         if route is None:
             await self.app(scope, receive, send)
             return

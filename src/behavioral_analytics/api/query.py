@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from behavioral_analytics.api import breakdowns
 from behavioral_analytics.api.ranges import (
@@ -42,6 +42,20 @@ DEFAULT_WINDOWS_S: dict[str, float] = {"minute": 3600.0, "hour": 48 * 3600.0, "d
 _TYPE_CHARS = DEFAULT_LIMITS.max_event_type_chars
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page")]
+
+
+def _checked_type(event_type: str | None) -> str | None:
+    """`event_type` as asked; an empty or blank one, which no event has, is 400
+    `invalid_event_type`, as `start_event` is on retention."""
+    if event_type is not None and not event_type.strip():
+        raise ApiError(
+            400,
+            "invalid_event_type",
+            f"event type {event_type!r}: expected an event type that is not empty or blank",
+        )
+    return event_type
+
+
 Cursor = Annotated[
     str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
 ]
@@ -53,7 +67,7 @@ def _page(page: Page[Any]) -> dict[str, Any]:
 
 
 def router(state: ApiState) -> APIRouter:
-    routes = APIRouter(tags=["query"])
+    routes = APIRouter(tags=["query"], dependencies=[Depends(state.read_key)])
     store = state.store
 
     async def answer(request: Request, key: tuple[Any, ...], load: Any) -> dict[str, Any]:
@@ -87,10 +101,12 @@ def router(state: ApiState) -> APIRouter:
     @routes.get("/v1/events", summary="Events of one type, newest first")
     async def events(
         request: Request,
-        type: Annotated[str, Query(min_length=1, max_length=_TYPE_CHARS, description="Event type")],
+        type: Annotated[str, Query(max_length=_TYPE_CHARS, description="Event type")],
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
+        state.policy.require_read(request)  # a key first, then the question
+        _checked_type(type)
         return await answer(
             request,
             ("events", type, limit, cursor),
@@ -120,6 +136,7 @@ def router(state: ApiState) -> APIRouter:
         filter: Filters = None,
     ) -> dict[str, Any]:
         state.policy.require_read(request)
+        _checked_type(type)
         filters = filters_of(filter, store.rules)
         if filters and type is not None:
             filters = (*filters, Filter("event_type", type))

@@ -58,13 +58,16 @@ Compare = Annotated[
     ),
 ]
 
+# The longest `filter` parameter: a dimension's name and a value (values are cut at
+# `dimensions.MAX_VALUE_CHARS` when counted), with room to spare.
+MAX_FILTER_CHARS = 400
+
 Filters = Annotated[
     list[str] | None,
     Query(
         alias="filter",
-        max_length=400,
-        description="DIMENSION:VALUE, repeatable: only what matches every one "
-        '(docs/breakdowns.md "Filters")',
+        description=f"DIMENSION:VALUE, repeatable (at most 10, each at most {MAX_FILTER_CHARS} "
+        'characters): only what matches every one (docs/breakdowns.md "Filters")',
     ),
 ]
 
@@ -76,6 +79,14 @@ def filters_of(texts: list[str] | None, rules: BehaviorRules | None) -> tuple[Fi
         return ()
     if len(texts) > 10:
         raise ApiError(400, "invalid_filter", "at most 10 filters")
+    longest = max(texts, key=len)
+    if len(longest) > MAX_FILTER_CHARS:
+        raise ApiError(
+            400,
+            "invalid_filter",
+            f"a filter is at most {MAX_FILTER_CHARS} characters, not {len(longest)} "
+            f"({longest[:40]!r}…)",
+        )
     try:
         return parse_filters(texts, filter_dimensions(known_dimensions(rules)))
     except FilterError as exc:

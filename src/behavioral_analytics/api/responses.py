@@ -11,12 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from behavioral_analytics.telemetry import log
+
 __all__ = [
     "ApiError",
     "JSONResponse",
     "api_error_handler",
     "error_body",
     "http_error_handler",
+    "internal_error_handler",
     "validation_error_handler",
 ]
 
@@ -79,6 +82,20 @@ async def validation_error_handler(_: Request, exc: Exception) -> Response:
     where = ".".join(str(part) for part in first.get("loc", ()))
     detail = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
     return JSONResponse(error_body("invalid_request", detail, errors=errors), status_code=422)
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    """An error no handler expected: 500 in the API's error shape, not Starlette's plain text;
+    the traceback goes to the log (the server logs it too), never to the client."""
+    log.error(
+        "request failed",
+        exc_info=exc,
+        extra={"path": request.url.path, "error": type(exc).__name__},
+    )
+    return JSONResponse(
+        error_body("internal_error", "the server failed on this request; its log has the cause"),
+        status_code=500,
+    )
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

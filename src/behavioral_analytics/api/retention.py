@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from behavioral_analytics.api.ranges import Filters, filters_of, resolve_period, scanned
 from behavioral_analytics.api.responses import ApiError
@@ -32,7 +32,7 @@ __all__ = ["router"]
 
 def router(state: ApiState) -> APIRouter:
     """The retention route on `state`'s store."""
-    routes = APIRouter(tags=["behavior"])
+    routes = APIRouter(tags=["behavior"], dependencies=[Depends(state.read_key)])
     store = state.store
 
     @routes.get(
@@ -60,10 +60,9 @@ def router(state: ApiState) -> APIRouter:
             int,
             Query(
                 alias="max",
-                ge=0,
-                le=max(MAX_OFFSET.values()),
-                description="The last period counted (day or week N); weeks: at most "
-                f"{MAX_OFFSET['week']}",
+                # bounds checked by `retention.plan`: 400 invalid_range, as the docs say
+                description=f"The last period counted (day or week N): at most "
+                f"{MAX_OFFSET['day']} days or {MAX_OFFSET['week']} weeks",
             ),
         ] = DEFAULT_MAX_OFFSET,
         start_event: Annotated[

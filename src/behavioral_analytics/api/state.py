@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from behavioral_analytics.aggregation import Periods
@@ -45,6 +46,13 @@ class ApiState:
     # that says how. `stop` stops the server (`wiring.build_server` sets it).
     config_changed: str | None = None
     stop: Callable[[], None] | None = None
+
+    def read_key(self, request: Request) -> None:
+        """The read routes' dependency (`Depends(state.read_key)` on their routers): 401 unless
+        the request holds a read key, before FastAPI checks the route's parameters (a router's
+        dependencies come first), so that a request without a key gets 401, not a 422 about
+        them."""
+        self.policy.require_read(request)
 
     async def read(self, key: Any, load: Callable[[], T]) -> T:
         """A store read through the shared TTL cache, off the event loop."""

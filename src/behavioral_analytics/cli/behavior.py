@@ -147,11 +147,18 @@ def query_funnel(
 ) -> None:
     """Users entering a funnel per day, how many reached each step, and the conversion. With
     `--filter`, the funnel over the events matching every filter."""
-    config, store, first, last = open_for_periods(load_config(), start, end, "day")
+    environment = load_config()
+    config, store, first, last = open_for_periods(environment, start, end, "day")
     funnel = store.rules.funnel(name) if store.rules else None
     if funnel is None:
         known = ", ".join(f.name for f in store.rules.funnels) if store.rules else ""
-        fail(f"no funnel named {name!r} (configured: {known or 'none'})", 2)
+        if any(f.name == name for f in environment.behavior_rules().funnels):
+            fail(
+                f"funnel {name!r} is in BA_FUNNELS but the store has not recorded it (it "
+                f"counts: {known or 'none'}): `behavioral-analytics config apply` records it "
+                "and counts it from the raw events kept"
+            )
+        fail(f"no funnel named {name!r} (the store counts: {known or 'none'})", 2)
     filters = filters_of(where, store)
     ranges = windows(first, last, "day", config.timezone, compare)
     rows_of: dict[Window, list[dict[str, Any]]] = {}
@@ -216,7 +223,7 @@ def query_links(
         return
     table = Table(title=f"identity links of {user}")
     for column in ("anonymous id", "user id", "linked at", "status", "identify event"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # ids whole, to copy them
     for link in links:
         table.add_row(
             link.anonymous_id, link.user_id, fmt_time(link.linked_at), link.status, link.event_key
@@ -261,7 +268,9 @@ def forget(
     if not yes:
         confirm_or_stop(f"Forget {user!r} everywhere? This cannot be undone")
     config = load_config()
-    store = open_store(config)
+    # Published messages no worker has taken yet are forgotten too: the tombstone that drops
+    # their redeliveries needs a store, created here if none is yet.
+    store = open_store(config, beside_broker=True)
     with user_errors():
         report = store.forget(user)
         broker_messages = _forget_in_broker(config, report)

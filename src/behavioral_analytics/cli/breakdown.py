@@ -117,6 +117,7 @@ def query_breakdown(
             f"({granularity}s, {config.timezone})",
             dimension,
             ["events", "share", "unique users", *sessions],
+            values=True,
         )
         for row in body["values"]:
             users = "-" if row["unique_users"] is None else str(row["unique_users"])

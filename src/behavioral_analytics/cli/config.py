@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.cli.shared import (
     DropOlderOption,
     JsonOption,
@@ -132,9 +132,12 @@ def apply(
         else:
             console.print("nothing to change: the store counts by this environment's values")
         return
-    if not as_json:
+    # What will change is said before anything is asked: on stdout, or beside a `--json`
+    # document on stderr where a prompt follows.
+    telling = console if not as_json else None if yes else err_console
+    if telling is not None:
         for change in changes:
-            console.print(f"will change {change.describe()}", highlight=False)
+            telling.print(f"will change {change.describe()}", highlight=False)
     recounted = recounted_dimensions(recorded, target)
     if recounted:  # session counts are recounted with any dimension: entry and exit pages too
         recounted += SESSION_DIMENSIONS
@@ -159,8 +162,8 @@ def apply(
             recounts = not report.ok or any(c.field == "breakdown_values" for c in changes)
             if older and recounts and not drop_older:
                 fail(older_refusal("config apply", older, horizon))
-            if older and recounts and not as_json:
-                console.print(
+            if older and recounts and telling is not None:
+                telling.print(
                     f"will recount {plural(older, 'aggregate')} older than the raw-event "
                     "retention from the raw events kept (--drop-older)",
                     highlight=False,

@@ -5,6 +5,7 @@ counted twice; a purge keeps how many it deleted, by reason."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import typer
@@ -82,7 +83,7 @@ def _print_blocks(letters: list[DeadLetter], total: int) -> None:
             crop=False,
             soft_wrap=True,
         )
-        fields = [("reason", d.reason), ("detail", d.detail), ("data", _data(d))]
+        fields = [("reason", d.reason), ("detail", _printable(d.detail)), ("data", _data(d))]
         if line := _input_line(d):
             fields.append(("input line", line))
         if d.replayed_at:
@@ -96,11 +97,23 @@ def _print_blocks(letters: list[DeadLetter], total: int) -> None:
 
 
 def _data(d: DeadLetter) -> str:
-    """The start of a dead letter's data, bytes that are no UTF-8 as `\\xff`; or what it is
-    when nothing there would show: `(empty)`, or `(blank: N bytes)` for whitespace alone."""
+    """The start of a dead letter's data, bytes that are no UTF-8 as `\\xff` and control
+    characters as `\\x1b`, with `…` where it is cut; or what it is when nothing there would
+    show: `(empty)`, or `(blank: N bytes)` for whitespace alone."""
     if not d.data.strip():
         return f"(blank: {plural(len(d.data), 'byte')})" if d.data else "(empty)"
-    return d.data[:240].decode("utf-8", "backslashreplace")[:60]  # 60 characters: ≤ 240 bytes
+    text = _printable(d.data[:244].decode("utf-8", "backslashreplace"))
+    return text if len(text) <= 60 and len(d.data) <= 244 else text[:59] + "…"
+
+
+def _printable(text: str) -> str:
+    """`text` with its control characters (an escape sequence a client sent, a NUL) written
+    as `\\x1b`, so that printing a dead letter never drives the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+# C0 controls but tab, DEL and the C1 controls.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 def _input_line(d: DeadLetter) -> str:
@@ -129,7 +142,7 @@ def _table(letters: list[DeadLetter], total: int) -> Table:
             fmt_time(d.recorded_at),
             d.source,
             d.reason,
-            d.detail[:60],
+            _printable(d.detail if len(d.detail) <= 200 else d.detail[:199] + "…"),
             _data(d),
             *([_input_line(d)] if lines else []),
             fmt_time(d.replayed_at) if d.replayed_at else "",
@@ -170,8 +183,8 @@ def dlq_replay(
     left: dict[str, int] = {}
     with user_errors():
         store, broker = open_store(config), build_broker(config)
-        if ids:
-            chosen = _named_dead_letters(store, ids, config.limits)
+        if ids:  # an id named twice is replayed once
+            chosen = _named_dead_letters(store, list(dict.fromkeys(ids)), config.limits)
         else:
             chosen = []
             for letter, refusal in judged_dead_letters(store, 1000, config.limits):
@@ -218,6 +231,14 @@ def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[De
         found = store.get_dead_letter(dead_letter_id)
         if found is None:
             fail(f"no dead letter with id {dead_letter_id!r}: nothing replayed")
+        if found.replayed_at is not None:
+            err_console.print(
+                f"[yellow]warning:[/yellow] dead letter {escape(found.id)} was replayed "
+                f"already ({fmt_time(found.replayed_at)}): an event counted then is a duplicate "
+                "now, and a refusal reopens the letter; replaying it as asked",
+                highlight=False,
+                soft_wrap=True,
+            )
         refusal = replay_refusal(found, limits)
         if refusal is not None:
             why = (
@@ -279,6 +300,10 @@ def dlq_purge(
     if as_json:
         print_json({"purged": purged, "purged_ever_by_reason": ever})
         return
-    console.print(f"purged {purged} dead letters")
-    for reason, count in sorted(ever.items()):
-        console.print(f"  {reason}: {count} purged so far", highlight=False)
+    so_far = ", ".join(f"{reason} {count}" for reason, count in sorted(ever.items()))
+    console.print(
+        f"purged {plural(purged, 'dead letter')}"
+        + (f" (so far, by reason: {so_far})" if so_far else ""),
+        highlight=False,
+        soft_wrap=True,
+    )

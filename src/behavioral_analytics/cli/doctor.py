@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.cli.errors import err_console, fail
-from behavioral_analytics.cli.shared import console, data_location, load_config
+from behavioral_analytics.cli.shared import console, data_location, load_config, require_data
 from behavioral_analytics.settings import ConfigError, Settings
 from behavioral_analytics.store import StoreError
 from behavioral_analytics.wiring import build_broker, build_store
@@ -30,8 +30,8 @@ def doctor() -> None:
     """Check the store and the broker: every page of the local files, or that Google Cloud
     answers. Exit 1 naming each damaged part and what to do."""
     config = load_config()
-    if config.backend == "local" and not config.data_dir.is_dir():
-        fail(f"no data at {config.data_dir}: run `behavioral-analytics init` there first")
+    if config.backend == "local":
+        require_data(config)  # a check must not create what it checks
     problems = 0
     for name, check in (("store", _check_store), ("broker", _check_broker)):
         try:

@@ -12,6 +12,7 @@ from rich.table import Table
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import (
     JsonOption,
+    check_user_id,
     console,
     load_config,
     open_store,
@@ -36,6 +37,7 @@ def query_group(
 ) -> None:
     """A group's members, latest traits and, per day, its members' events and unique users
     (every retained day unless --from/--to). Exits 1 when no group call named it."""
+    check_user_id(group_id, "group id")
     config = load_config()
     first, last = period_range(start, end, "day", config.timezone)
     store = open_store(config)

@@ -96,6 +96,11 @@ def _bots_only(store: Store, user: str) -> str:
     )
 
 
+def _shortened(text: str, chars: int) -> str:
+    """`text`, or its first `chars` characters and an ellipsis: a cut shows it is one."""
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
 def _print_events(page: Any, title: str, as_json: bool) -> None:
     if as_json:
         print_json({"items": [e.to_dict() for e in page.items], "next_cursor": page.next_cursor})
@@ -111,7 +116,7 @@ def _print_events(page: Any, title: str, as_json: bool) -> None:
             event.who,
             event.session_id or "-",
             event.event_id,
-            json.dumps(event.properties)[:80],
+            _shortened(json.dumps(event.properties), 80),
         )
     console.print(table)
     if page.next_cursor:
@@ -246,7 +251,8 @@ def _print_series(rows: list[dict[str, Any]], title: str) -> None:
         if wide:
             cells = [str(by_type.get(t, 0)) for t in types]
         else:
-            cells = [" ".join(f"{t} {count}" for t, count in sorted(by_type.items()))]
+            # type=count pairs: a line wraps between pairs, never between a type and its count
+            cells = [" ".join(f"{t}={count}" for t, count in sorted(by_type.items()))]
         table.add_row(row["period"], str(row["total_events"]), uniques, *cells)
     console.print(table)
 

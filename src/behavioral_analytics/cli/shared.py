@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -23,9 +25,14 @@ from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.period_bounds import PeriodError, resolve_range
-from behavioral_analytics.settings import Settings, load_settings, unknown_names
+from behavioral_analytics.settings import (
+    Settings,
+    load_settings,
+    unknown_names,
+    unreadable_env_lines,
+)
 from behavioral_analytics.store import InvalidCursor, Store
-from behavioral_analytics.wiring import open_configured
+from behavioral_analytics.wiring import local_store_path, local_store_written, open_configured
 
 __all__ = [
     "DropOlderOption",
@@ -76,10 +83,13 @@ def check_event_type(event_type: str) -> None:
         )
 
 
-def check_user_id(user: str, kind: Literal["user id", "anonymous id"] = "user id") -> None:
+def check_user_id(
+    user: str, kind: Literal["user id", "anonymous id", "group id"] = "user id"
+) -> None:
     """Exit 2 with one line on an empty or blank user id, which no event has (docs/events.md):
     the commands naming a user (`query profile`, `timeline`, `links`, `forget`) check it first.
-    `kind` names it in the line (`anonymous id` for `links anonymous:ID`)."""
+    `kind` names it in the line (`anonymous id` for `links anonymous:ID`, `group id` for
+    `query group`)."""
     if not user.strip():
         article = "an" if kind == "anonymous id" else "a"
         fail(f"{kind} {user!r}: expected {article} {kind} that is not empty or blank", 2)
@@ -87,9 +97,18 @@ def check_user_id(user: str, kind: Literal["user id", "anonymous id"] = "user id
 
 def load_config() -> Settings:
     """The settings from the environment and `.env`; a wrong setting exits 2 with one line, a
-    `BA_` name no setting reads (a misspelt one, say) is a warning line on stderr."""
+    `BA_` name no setting reads (a misspelt one, say) is a warning line on stderr, and so is
+    each `.env` line that is no `NAME=value` (once, naming the file)."""
+    logging.getLogger("dotenv.main").setLevel(logging.ERROR)  # its own warnings name no file
     with user_errors():
         settings = load_settings()
+    for line in unreadable_env_lines():
+        err_console.print(
+            f"[yellow]warning:[/yellow] {escape(str(Path('.env').resolve()))} line {line} is "
+            "not NAME=value: ignored",
+            highlight=False,
+            soft_wrap=True,
+        )
     for name in unknown_names(os.environ):
         err_console.print(
             f"[yellow]warning:[/yellow] {escape(name)} is not a setting: ignored",
@@ -106,30 +125,58 @@ def data_location(config: Settings) -> str:
     return f"Firestore database {config.firestore_database} of project {config.project}"
 
 
-def open_store(config: Settings) -> Store:
+def open_store(config: Settings, *, beside_broker: bool = False) -> Store:
     """The configured store, for a command that reads it. A local data folder that does not
     exist is not created (a read in the wrong folder would otherwise answer "nothing" from a
-    new, empty store): it exits 1 naming the folder. A configuration error exits 2, an
-    unreachable store exits 1."""
-    return open_reader(config)[1]
+    new, empty store): it exits 1 naming the folder; with `beside_broker`, a store is created
+    beside a local broker no worker has taken from yet (`forget` records its tombstone there).
+    A configuration error exits 2, an unreachable store exits 1."""
+    return open_reader(config, beside_broker=beside_broker)[1]
 
 
-def require_data(config: Settings) -> None:
-    """Exit 1 naming the local data folder when it does not exist (a command that reads would
-    otherwise create it and answer from a new, empty store)."""
-    if config.backend == "local" and not config.data_dir.is_dir():
-        fail(
-            f"no data at {config.data_dir}: nothing was written there yet (run "
-            "`behavioral-analytics init` there, or point BA_DATA_DIR at your data)"
+def require_data(config: Settings, *, beside_broker: bool = False) -> None:
+    """Exit 1 naming the local data folder when no store was ever created there (a command
+    that reads would otherwise create one and answer from a new, empty store): the folder is
+    missing or is a file, or holds no `store.db` (nor the marker of one that existed) and,
+    with `beside_broker`, no broker either."""
+    if config.backend != "local":
+        return
+    with user_errors():  # a folder that cannot be read: one line
+        problem = missing_store(config, beside_broker=beside_broker)
+    if problem:
+        fail(problem)
+
+
+def missing_store(config: Settings, *, beside_broker: bool = False) -> str | None:
+    """Why the local data folder holds no store to read, in one line; None when it holds one
+    (or, with `beside_broker`, a broker). Raises OSError when the folder cannot be read."""
+    folder, path = config.data_dir, local_store_path(config)
+    if folder.exists() and not folder.is_dir():
+        return f"BA_DATA_DIR {folder} is a file, not a folder: point BA_DATA_DIR at your data"
+    if path.exists() and not path.is_file():
+        return f"{path} is not a file (a folder?): move it aside, or point BA_DATA_DIR at your data"
+    if local_store_written(config):
+        return None
+    if (folder / "broker.db").exists():
+        if beside_broker:
+            return None
+        return (
+            f"no store at {folder} yet: no worker has run there (start "
+            "`behavioral-analytics worker`, or `init` creates an empty store)"
         )
+    return (
+        f"no data at {folder}: nothing was written there yet (run "
+        "`behavioral-analytics init` there, or point BA_DATA_DIR at your data)"
+    )
 
 
-def open_reader(config: Settings) -> tuple[Settings, Store]:
+def open_reader(config: Settings, *, beside_broker: bool = False) -> tuple[Settings, Store]:
     """`open_store`, with the settings the store counts by (the time zone and funnels it
     recorded, where the environment leaves them unset): periods are read in that zone. A
     funnel or breakdown dimension the environment adds is not recorded (a line says so): the
-    workers already running would fail every commit until restarted."""
-    require_data(config)
+    workers already running would fail every commit until restarted. `beside_broker`: as
+    `open_store` says."""
+    require_data(config, beside_broker=beside_broker)
     with user_errors():
         return open_configured(config, record=False)
 
@@ -177,11 +224,16 @@ def open_for_periods(
     return config, store, first, last
 
 
-def period_table(title: str, first: str, columns: list[str]) -> Table:
+def period_table(title: str, first: str, columns: list[str], *, values: bool = False) -> Table:
     """A table whose first column (a period or a day) is never cut or wrapped, and whose other
-    columns (right-aligned) wrap rather than lose characters when the terminal is narrow."""
+    columns (right-aligned) wrap rather than lose characters when the terminal is narrow.
+    With `values`, the first column holds free text (a breakdown's pages, referrers) and wraps
+    instead, so that a long value never squeezes the figures out."""
     table = Table(title=title)
-    table.add_column(first, no_wrap=True, overflow="ignore")
+    if values:
+        table.add_column(first, overflow="fold")
+    else:
+        table.add_column(first, no_wrap=True, overflow="ignore")
     for column in columns:
         table.add_column(column, justify="right", overflow="fold")
     return table

@@ -11,7 +11,8 @@ naming the folder instead of checking a new, empty store.
 
 Dead letters are judged as the worker judges them (BA_MAX_EVENT_AGE_DAYS, BA_MAX_FUTURE_SKEW):
 those a replay would count are listed with the `dlq replay` that counts them; those refused for
-their time are counted apart as not replayable, since a replay keeps their first receipt time."""
+their time are counted apart as not replayable under these settings, since a replay keeps
+their first receipt time."""
 
 from __future__ import annotations
 
@@ -89,17 +90,22 @@ def verify(
         if report.valid_dead_letters:
             ids = report.valid_dead_letters
             console.print(
-                f"[yellow]{len(ids)} dead letters are valid events counted nowhere[/yellow]: "
+                f"[yellow]{plural(len(ids), 'dead letter')} "
+                f"{'is a valid event' if len(ids) == 1 else 'are valid events'} counted nowhere"
+                "[/yellow]: "
                 f"behavioral-analytics dlq replay --id {' --id '.join(ids[:5])}"
             )
         if report.unreplayable_dead_letters:
             by_reason = report.unreplayable_dead_letters
+            unreplayable = sum(by_reason.values())
             reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(by_reason.items()))
             console.print(
-                f"[yellow]{sum(by_reason.values())} dead letters are events outside the accepted "
-                f"time window, counted nowhere and not replayable[/yellow] ({reasons}): a replay "
-                "keeps their first receipt time (a too-old one is taken once the workers' "
-                "BA_MAX_EVENT_AGE_DAYS reaches it)",
+                f"[yellow]{plural(unreplayable, 'dead letter')} "
+                f"{'is an event' if unreplayable == 1 else 'are events'} outside the accepted "
+                f"time window, counted nowhere and not replayable under these settings[/yellow] "
+                f"({reasons}): a replay keeps their first receipt time, so the workers take one "
+                "only once BA_MAX_EVENT_AGE_DAYS (too old) or BA_MAX_FUTURE_SKEW (too far "
+                "ahead) covers it",
                 highlight=False,
             )
         if report.ok:

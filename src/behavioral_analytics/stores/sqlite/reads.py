@@ -210,8 +210,11 @@ class Reads:
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
         limit = max(1, min(limit, 1000))
         try:
+            # Only an id as a page handed it out: ASCII digits, no sign, no leading zero.
+            if cursor and not (cursor.isascii() and cursor.isdigit() and cursor[0] != "0"):
+                raise ValueError(cursor)
             before = int(cursor) if cursor else 2**62
-            if not 0 <= before < 2**63:  # SQLite's INTEGER
+            if not 0 < before < 2**63:  # SQLite's INTEGER
                 raise ValueError(cursor)
         except ValueError:
             raise InvalidCursor(f"invalid cursor {cursor!r}") from None

@@ -1,0 +1,243 @@
+"""The command line at its edges: a folder that holds no store is not turned into one by a
+read, a setting is named as it was set, tables keep every figure and id whole at 80 columns,
+and `config apply --json` says what it is about to change before it asks."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli
+
+NARROW = {"COLUMNS": "80"}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _ingest(*events: dict[str, object]) -> None:
+    cli("init")
+    cli("publish", input=b"".join(json.dumps(e).encode() + b"\n" for e in events))
+    cli("worker", "--until-idle")
+
+
+def test_a_read_in_a_folder_without_a_store_creates_none(tmp_path: Path) -> None:
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    result = cli("query", "series", "--json", env={"BA_DATA_DIR": str(folder)}, check=False)
+    assert result.returncode == 1 and result.stdout == b""
+    assert f"no data at {folder}: nothing was written there yet" in result.stderr.decode()
+    assert list(folder.iterdir()) == []
+
+
+def test_a_data_folder_that_is_a_file_is_called_one(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    result = cli("query", "profile", "u1", env={"BA_DATA_DIR": str(afile)}, check=False)
+    assert result.returncode == 1
+    assert f"BA_DATA_DIR {afile} is a file, not a folder" in result.stderr.decode()
+
+
+def test_an_empty_data_folder_setting_is_refused() -> None:
+    result = cli("query", "series", env={"BA_DATA_DIR": ""}, check=False)
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("error: invalid BA_DATA_DIR: empty")
+
+
+def test_a_publish_without_a_worker_is_told_apart(tmp_path: Path) -> None:
+    cli("publish", input=b'{"event_type": "login", "user_id": "u1"}\n')
+    result = cli("dlq", "list", env={"COLUMNS": "300"}, check=False)
+    assert result.returncode == 1
+    assert f"no store at {tmp_path / 'data'} yet: no worker has run there" in (
+        result.stderr.decode()
+    )
+    assert not (tmp_path / "data" / "store.db").exists()
+
+
+def test_doctor_in_a_folder_without_a_store_creates_none(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    result = cli("doctor", env={"COLUMNS": "300"}, check=False)
+    assert result.returncode == 1 and "no data at" in result.stderr.decode()
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["BA_API_PORT", "PORT", "ba_api_port", ".env BA_API_PORT"])
+def test_a_refused_value_is_named_by_the_variable_that_set_it(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.delenv("BA_API_PORT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    if name.startswith(".env "):
+        name = name.removeprefix(".env ")
+        (tmp_path / ".env").write_text(f"{name}=abc\n")
+        env = {}
+    else:
+        env = {name: "abc"}
+    result = cli("query", "series", env=env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith(f"error: invalid {name.upper()}: ")
+
+
+def test_a_long_breakdown_value_wraps_and_every_figure_shows() -> None:
+    long_page = "/p/" + "x" * 170
+    _ingest(
+        {"event_type": "page_view", "user_id": "u1", "timestamp": _now(),
+         "properties": {"page_url": f"https://example.com{long_page}"}},
+        {"event_type": "page_view", "user_id": "u2", "timestamp": _now(),
+         "properties": {"page_url": "https://example.com/short"}},
+    )  # fmt: skip
+    out = cli("query", "breakdown", "page", env=NARROW).stdout.decode()
+    rows = [line for line in out.splitlines() if "/p/" in line or "/short" in line]
+    for row in rows:  # value, events, share, unique users, sessions
+        assert [cell.strip() for cell in row.strip("│ ").split("│")][1:] == ["1", "50.0%", "1", "1"]
+    assert "".join(line.split("│")[1].strip() for line in out.splitlines()[4:-3]).count("x") == 170
+    # Narrower than the figures' headers: they wrap, whole, rather than being cut.
+    narrow = cli("query", "breakdown", "page", env={"COLUMNS": "34"}).stdout.decode()
+    page, events, share, users, sessions = _columns(narrow)
+    assert page.count("x") == 170 and "/short" in page and page.endswith("total")
+    assert (events, share, users, sessions) == ("112", "50.0%50.0%", "11", "112")
+
+
+def _columns(table: str) -> list[str]:
+    """Each column's text, its cells' lines joined, top to bottom (a wrapped cell reads whole)."""
+    rows = [line.split("│")[1:-1] for line in table.splitlines() if line.startswith("│")]
+    return ["".join(cell.strip() for cell in column) for column in zip(*rows, strict=True)]
+
+
+def test_identity_links_show_whole_ids_at_80_columns() -> None:
+    anonymous, user = "anon-0123456789abcdef0123456789", "user-abcdef0123456789abcdef012345"
+    _ingest({"event_type": "identify", "anonymous_id": anonymous, "user_id": user,
+             "timestamp": _now()})  # fmt: skip
+    out = cli("query", "links", user, env=NARROW).stdout.decode()
+    columns = _columns(out)
+    assert columns[0] == anonymous and columns[1] == user and "…" not in out
+
+
+def test_cut_properties_end_in_an_ellipsis() -> None:
+    _ingest({"event_type": "page_view", "user_id": "u1", "timestamp": _now(),
+             "properties": {"page_url": "https://example.com/" + "y" * 200}})  # fmt: skip
+    out = cli("query", "timeline", "u1", env={"COLUMNS": "300"}).stdout.decode()
+    (row,) = [line for line in out.splitlines() if "page_view" in line]
+    assert row.split("│")[-2].strip().endswith("…")
+
+
+def test_json_apply_says_what_it_would_change_before_asking() -> None:
+    _ingest({"event_type": "login", "user_id": "u1", "timestamp": _now()})
+    env = {"BA_TIMEZONE": "Europe/Paris", "COLUMNS": "200"}
+    asked = cli("config", "apply", "--json", env=env, input=b"n\n", check=False)
+    assert asked.returncode == 1 and asked.stdout == b""
+    err = asked.stderr.decode()
+    assert err.index("will change timezone: UTC") < err.index("Record these values")
+    applied = cli("config", "apply", "--json", "--yes", env={"BA_TIMEZONE": "Asia/Tokyo"})
+    assert "will change" not in applied.stderr.decode()
+    assert json.loads(applied.stdout)["applied"] is True
+
+
+def test_a_funnel_the_environment_adds_is_said_to_need_recording() -> None:
+    _ingest({"event_type": "login", "user_id": "u1", "timestamp": _now()})
+    funnels = json.dumps([{"name": "signup", "steps": ["page_view", "signup"]}])
+    result = cli("query", "funnel", "signup", env={"BA_FUNNELS": funnels, "COLUMNS": "300"},
+                 check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "funnel 'signup' is in BA_FUNNELS but the store has not recorded it" in (
+        result.stderr.decode()
+    )
+
+
+def test_a_blank_group_id_is_refused_as_user_ids_are() -> None:
+    result = cli("query", "group", " ", env={"COLUMNS": "300"}, check=False)
+    assert result.returncode == 2
+    assert "group id ' ': expected a group id that is not empty or blank" in result.stderr.decode()
+
+
+def test_an_unreadable_env_line_is_named_once_with_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text('BA_TIMEZONE="UTC\nBA_SESSION_GAP=30\n')
+    cli("init")
+    err = cli("query", "series", env={"COLUMNS": "300"}).stderr.decode()
+    assert err.count("line 1 is not NAME=value") == 1
+    assert f"warning: {tmp_path / '.env'} line 1 is not NAME=value: ignored" in err
+    assert "python-dotenv" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("-g", "hour", "--to", "9999-12-31"), "--from/--to: '9999-12-31' is outside the periods"),
+        (("-g", "day", "--from", "1970-01-01", "--to", "9999-12-31", "--compare"),
+         "--compare: the comparison of 1970-01-01..9999-12-31 would start before year 1000"),
+    ],
+)  # fmt: skip
+def test_bounds_past_the_named_years_are_one_line(args: tuple[str, ...], said: str) -> None:
+    cli("init")
+    result = cli("query", "series", *args, env={"COLUMNS": "300"}, check=False)
+    assert result.returncode == 2 and result.stderr.decode().startswith(f"error: {said}")
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_forget_before_any_worker_erases_the_waiting_messages(tmp_path: Path) -> None:
+    cli("publish", input=b'{"event_type": "login", "user_id": "u9"}\n')
+    out = cli("forget", "u9", "--yes", "--json").stdout
+    assert json.loads(out)["broker_messages_deleted"] == 1
+    assert (tmp_path / "data" / "store.db").exists()  # where its tombstone is kept
+
+
+def test_an_env_file_that_is_no_text_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_bytes(b"\xff\xfe\n")
+    result = cli("query", "series", env={"COLUMNS": "300"}, check=False)
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        f"error: {tmp_path / '.env'} is not UTF-8 text (byte 0): fix or remove it\n"
+    )
+
+
+def _letters(lines: bytes) -> None:
+    cli("init")
+    cli("publish", input=lines)
+    cli("worker", "--until-idle")
+
+
+def test_a_dead_letter_never_drives_the_terminal() -> None:
+    _letters(b"bad \x1b[2J\x1b]0;pwned\x07 \x1b[31mRED\x00\n")
+    for columns in ("80", "200"):
+        out = cli("dlq", "list", env={"COLUMNS": columns}).stdout.decode()
+        assert "\x1b" not in out and "\x07" not in out and "\x00" not in out
+        assert "\\x1b[2J" in out.replace("\n", "").replace("│", "").replace(" ", "")
+
+
+def test_cut_dead_letter_cells_say_so() -> None:
+    _letters(json.dumps({"event_type": "x", "note": "y" * 300}).encode() + b"\n")
+    out = cli("dlq", "list", env={"COLUMNS": "200"}).stdout.decode()
+    assert "…" in out  # the data, cut at 60 characters
+
+
+def test_purge_counts_in_the_right_number_on_one_line() -> None:
+    _letters(b"not json\n")
+    out = cli("dlq", "purge", "--older-than-days", "0", env={"COLUMNS": "300"}).stdout.decode()
+    assert out == "purged 1 dead letter (so far, by reason: not_json 1)\n"
+
+
+def test_an_id_named_twice_is_replayed_once() -> None:
+    _letters(b"not json\n")
+    (letter,) = json.loads(cli("dlq", "list", "--json").stdout)["items"]
+    result = cli("dlq", "replay", "--id", letter["id"], "--id", letter["id"])
+    assert "replayed 1 dead letter" in result.stderr.decode()
+
+
+def test_replaying_a_replayed_letter_says_so() -> None:
+    _letters(b"not json\n")
+    (letter,) = json.loads(cli("dlq", "list", "--json").stdout)["items"]
+    first = cli("dlq", "replay", "--id", letter["id"], env={"COLUMNS": "300"})
+    assert "was replayed already" not in first.stderr.decode()
+    again = cli("dlq", "replay", "--id", letter["id"], env={"COLUMNS": "300"})
+    assert f"dead letter {letter['id']} was replayed already" in again.stderr.decode()
