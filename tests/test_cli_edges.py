@@ -170,7 +170,8 @@ def test_an_unreadable_env_line_is_named_once_with_its_file(
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (("-g", "hour", "--to", "9999-12-31"), "--from/--to: '9999-12-31' is outside the periods"),
+        (("-g", "hour", "--to", "9999-12-31"),
+         "--from/--to: '9999-12-31' ends past the last instant that can be named"),
         (("-g", "day", "--from", "1970-01-01", "--to", "9999-12-31", "--compare"),
          "--compare: the comparison of 1970-01-01..9999-12-31 would start before year 1000"),
     ],
@@ -241,3 +242,18 @@ def test_replaying_a_replayed_letter_says_so() -> None:
     assert "was replayed already" not in first.stderr.decode()
     again = cli("dlq", "replay", "--id", letter["id"], env={"COLUMNS": "300"})
     assert f"dead letter {letter['id']} was replayed already" in again.stderr.decode()
+
+
+def test_a_clients_text_in_a_table_is_never_markup() -> None:
+    page = "https://example.com/c/[/z]/[link=https://evil.example]x[/link]/[id]"
+    _ingest({"event_type": "page_view", "user_id": "u[1]", "timestamp": _now(),
+             "properties": {"page_url": page}})  # fmt: skip
+    _letters(b"bad [/z] [link=https://evil.example]x[/link]\n")
+    out = cli("query", "breakdown", "page", env={"COLUMNS": "300"}).stdout.decode()
+    assert "/c/[/z]/[link=https://evil.example]x[/link]/[id]" in out
+    listed = cli("dlq", "list", env={"COLUMNS": "200"}).stdout.decode()
+    assert "\x1b" not in listed
+    data = _columns(listed)[5]  # id, recorded, source, reason, detail, data, replayed
+    assert data == "bad [/z] [link=https://evil.example]x[/link]"
+    timeline = cli("query", "timeline", "u[1]", env={"COLUMNS": "300"}).stdout.decode()
+    assert "u[1]" in timeline

@@ -80,7 +80,7 @@ def resolve_bound(value: str, granularity: Granularity, periods: Periods, *, end
         raise PeriodError("invalid_period", _neither(value, granularity))
     found = label_granularity(text, periods)
     if found == granularity:
-        return text
+        return _named(text, text)
     if found is not None:
         if GRANULARITIES.index(found) < GRANULARITIES.index(granularity):
             raise PeriodError(
@@ -93,8 +93,12 @@ def resolve_bound(value: str, granularity: Granularity, periods: Periods, *, end
             # All UTC offsets in use are whole minutes, so one second before the end is inside.
             instant = periods.end_of(found, text) - 1.0 if end else periods.start_of(found, text)
             label = periods.label(granularity, instant)
-        except (ValueError, OverflowError, OSError):
-            raise PeriodError("invalid_period", _outside(text)) from None
+        except (ValueError, OverflowError, OSError):  # its end is past the last instant
+            raise PeriodError(
+                "invalid_period",
+                f"{text[:40]!r} ends past the last instant that can be named (in year 9999): "
+                f"give its last {granularity} ({EXAMPLES[granularity]}) instead",
+            ) from None
         return _named(label, text)
     try:
         moment: float | str = float(text)

@@ -24,7 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
 from behavioral_analytics.api.query import active_users_now
@@ -70,7 +70,13 @@ def router(state: ApiState) -> APIRouter:
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
 
-    @routes.get("/v1/dashboard", summary="Everything the dashboard shows, in one document")
+    key_first = [Depends(state.read_key)]  # the data routes; the page itself holds none
+
+    @routes.get(
+        "/v1/dashboard",
+        summary="Everything the dashboard shows, in one document",
+        dependencies=key_first,
+    )
     async def dashboard(request: Request) -> dict[str, Any]:
         state.policy.require_read(request)
         body = await state.read(("dashboard",), lambda: build_dashboard(state))
@@ -79,6 +85,7 @@ def router(state: ApiState) -> APIRouter:
     @routes.get(
         "/v1/dashboard/breakdowns",
         summary="The dashboard's breakdown panels over a range of days",
+        dependencies=key_first,
     )
     async def panels(
         request: Request,

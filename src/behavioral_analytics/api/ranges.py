@@ -58,9 +58,9 @@ Compare = Annotated[
     ),
 ]
 
-# The longest `filter` parameter: a dimension's name and a value (values are cut at
-# `dimensions.MAX_VALUE_CHARS` when counted), with room to spare.
-MAX_FILTER_CHARS = 400
+# The longest `filter` parameter: a dimension's name (`property:` and a property's, however
+# long) and a value (values are cut at `dimensions.MAX_VALUE_CHARS` when counted).
+MAX_FILTER_CHARS = 1024
 
 Filters = Annotated[
     list[str] | None,

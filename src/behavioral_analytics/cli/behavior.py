@@ -225,8 +225,12 @@ def query_links(
     for column in ("anonymous id", "user id", "linked at", "status", "identify event"):
         table.add_column(column, overflow="fold")  # ids whole, to copy them
     for link in links:
-        table.add_row(
-            link.anonymous_id, link.user_id, fmt_time(link.linked_at), link.status, link.event_key
+        table.add_row(  # clients' ids: text, never markup
+            escape(link.anonymous_id),
+            escape(link.user_id),
+            fmt_time(link.linked_at),
+            link.status,
+            escape(link.event_key),
         )
     console.print(table)
 

@@ -137,14 +137,14 @@ def _table(letters: list[DeadLetter], total: int) -> Table:
         table.add_column("input line", no_wrap=True, justify="right")
     table.add_column("replayed", no_wrap=True)
     for d in letters:
-        table.add_row(
-            d.id,
+        table.add_row(  # what a client sent: text, never markup
+            escape(d.id),
             fmt_time(d.recorded_at),
-            d.source,
-            d.reason,
-            _printable(d.detail if len(d.detail) <= 200 else d.detail[:199] + "…"),
-            _data(d),
-            *([_input_line(d)] if lines else []),
+            escape(d.source),
+            escape(d.reason),
+            escape(_printable(d.detail if len(d.detail) <= 200 else d.detail[:199] + "…")),
+            escape(_data(d)),
+            *([escape(_input_line(d))] if lines else []),
             fmt_time(d.replayed_at) if d.replayed_at else "",
         )
     return table

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from behavioral_analytics.cli.errors import fail, user_errors
@@ -58,7 +59,8 @@ def query_group(
     traits.add_column("trait")
     traits.add_column("value")
     for name, value in sorted(group.traits.items()):
-        traits.add_row(name, value if isinstance(value, str) else json.dumps(value))
+        text = value if isinstance(value, str) else json.dumps(value)
+        traits.add_row(escape(name), escape(text))  # a client's traits: text, never markup
     console.print(traits)
     console.print("members: " + ", ".join(group.members))
     table = period_table("members' events per day", "day", ["events", "unique users"])

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from behavioral_analytics.aggregation import Granularity, Periods
@@ -75,7 +76,7 @@ def query_profile(
     table = Table(title=f"profile {user}", show_header=False)
     table.add_row("total events", str(profile.total_events))
     for event_type, count in sorted(profile.events_by_type.items()):
-        table.add_row(f"  {event_type}", str(count))
+        table.add_row(f"  {escape(event_type)}", str(count))
     table.add_row("first seen", fmt_time(profile.first_seen))
     table.add_row("last activity", fmt_time(profile.last_activity))
     console.print(table)
@@ -110,13 +111,13 @@ def _print_events(page: Any, title: str, as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for stored in page.items:
         event = stored.event
-        table.add_row(
+        table.add_row(  # what a client sent: text, never markup
             fmt_time(event.timestamp),
-            event.event_type,
-            event.who,
-            event.session_id or "-",
-            event.event_id,
-            _shortened(json.dumps(event.properties), 80),
+            escape(event.event_type),
+            escape(event.who),
+            escape(event.session_id or "-"),
+            escape(event.event_id),
+            escape(_shortened(json.dumps(event.properties), 80)),
         )
     console.print(table)
     if page.next_cursor:
@@ -242,9 +243,8 @@ def _print_series(rows: list[dict[str, Any]], title: str) -> None:
     types = sorted({t for row in rows for t in row["events_by_type"]})
     widest = max((len(row["period"]) for row in rows), default=6)
     wide = fits(["x" * widest, "total", "unique users", *types])
-    table = period_table(
-        title, "period", ["total", "unique users", *(types if wide else ["by type"])]
-    )
+    shown = [escape(t) for t in types] if wide else ["by type"]  # clients' types: not markup
+    table = period_table(title, "period", ["total", "unique users", *shown])
     for row in rows:
         uniques = "-" if row["unique_users"] is None else str(row["unique_users"])
         by_type = row["events_by_type"]
@@ -252,7 +252,7 @@ def _print_series(rows: list[dict[str, Any]], title: str) -> None:
             cells = [str(by_type.get(t, 0)) for t in types]
         else:
             # type=count pairs: a line wraps between pairs, never between a type and its count
-            cells = [" ".join(f"{t}={count}" for t, count in sorted(by_type.items()))]
+            cells = [escape(" ".join(f"{t}={count}" for t, count in sorted(by_type.items())))]
         table.add_row(row["period"], str(row["total_events"]), uniques, *cells)
     console.print(table)
 
