@@ -62,7 +62,6 @@ def router(state: ApiState) -> APIRouter:
         compare: Compare = False,
         filter: Filters = None,
     ) -> dict[str, Any]:
-        state.policy.require_read(request)
         filters = filters_of(filter, store.rules)
         # Entry and exit pages are kept beside the configured dimensions (sessions only).
         known = session_dimensions(store.rules.breakdowns) if store.rules else ()

@@ -78,7 +78,6 @@ def router(state: ApiState) -> APIRouter:
         dependencies=key_first,
     )
     async def dashboard(request: Request) -> dict[str, Any]:
-        state.policy.require_read(request)
         body = await state.read(("dashboard",), lambda: build_dashboard(state))
         return {**body, "active_users": await active_users_now(state)}
 
@@ -96,7 +95,6 @@ def router(state: ApiState) -> APIRouter:
         to: DayBound = None,
         compare: Compare = False,
     ) -> dict[str, Any]:
-        state.policy.require_read(request)
         periods = state.periods
         now = state.clock()
         last = resolve_period(to, "day", periods, end=True) if to else periods.label("day", now)

@@ -71,7 +71,6 @@ def router(state: ApiState) -> APIRouter:
     store = state.store
 
     async def answer(request: Request, key: tuple[Any, ...], load: Any) -> dict[str, Any]:
-        state.policy.require_read(request)
         try:
             body = await state.read(key, load)
         except InvalidCursor:
@@ -82,7 +81,6 @@ def router(state: ApiState) -> APIRouter:
 
     @routes.get("/v1/profiles/{user_id:path}", summary="A user's profile")
     async def profile(request: Request, user_id: Who) -> dict[str, Any]:
-        state.policy.require_read(request)
         found = await state.read(("profile", user_id), lambda: store.profile(user_id))
         if found is None:
             raise ApiError(404, "not_found", f"no events for user {user_id[:100]!r}")
@@ -105,7 +103,6 @@ def router(state: ApiState) -> APIRouter:
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
-        state.policy.require_read(request)  # a key first, then the question
         _checked_type(type)
         return await answer(
             request,
@@ -135,7 +132,6 @@ def router(state: ApiState) -> APIRouter:
         compare: Compare = False,
         filter: Filters = None,
     ) -> dict[str, Any]:
-        state.policy.require_read(request)
         _checked_type(type)
         filters = filters_of(filter, store.rules)
         if filters and type is not None:
@@ -186,7 +182,6 @@ def router(state: ApiState) -> APIRouter:
         ] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 10,
     ) -> dict[str, Any]:
-        state.policy.require_read(request)
         periods = state.periods
         label = (
             resolve_period(period, granularity, periods)
@@ -208,7 +203,6 @@ def router(state: ApiState) -> APIRouter:
 
     @routes.get("/v1/active-users", summary="Users active in the last 5 and 30 minutes")
     async def active_users(request: Request) -> dict[str, Any]:
-        state.policy.require_read(request)
         return {**await active_users_now(state), "freshness": await state.freshness()}
 
     @routes.get("/v1/dead-letters", summary="Rejected and dead-lettered messages, newest first")
