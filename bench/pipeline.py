@@ -29,6 +29,8 @@ Each variant runs in its own process on a fresh data directory; with `--rounds N
 are interleaved and the fastest of each is shown. `--baseline DIR` adds (a) run by the package of
 another checkout of the project at DIR (its `src` first on the path; this script's harness),
 interleaved with the rest: before and after a change in one run, on the same machine moment.
+`--flush-max-events N` runs (a) and (a2) with `BA_FLUSH_MAX_EVENTS=N`; with `--baseline .` beside
+the same code at the configured batch size.
 Beside events/s, each variant's events per CPU-second (user and system time of all its threads)
 and its ratio to (c)'s: on a machine shared with other work the wall-clock rates follow the
 load, the CPU cost much less.
@@ -38,6 +40,7 @@ for (a2)): what the write lock leaves to a second process.
 
     .venv/bin/python bench/pipeline.py [--input live|backfill|narrow|all] [--events 100000]
         [--users 20000] [--seed 17] [--days 6] [--rounds 1] [--baseline DIR]
+        [--flush-max-events N]
     .venv/bin/python bench/pipeline.py --grow [--bare] [--grow-to 2000000] [--grow-steps 10]
         [--max-seconds 3600]
 
@@ -403,13 +406,15 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
     input_path.write_bytes(b"\n".join(lines) + b"\n")
     labels = {v: label for v, (label, _) in VARIANTS.items()}
     if args.baseline is not None:
-        labels = {"a0": f"(a) at {args.baseline.name}"[:31], **labels}
+        labels = {"a0": f"(a) at {args.baseline.resolve().name}"[:31], **labels}
     runs: dict[str, list[Result]] = {v: [] for v in labels}
     for _ in range(args.rounds):  # interleaved, so a noisy moment hits every variant alike
         for variant in labels:
             env = None
             if variant == "a0":
                 env = {**os.environ, "PYTHONPATH": str(args.baseline / "src")}
+            elif variant in ("a", "2") and args.flush_max_events is not None:
+                env = {**os.environ, "BA_FLUSH_MAX_EVENTS": str(args.flush_max_events)}
             output = subprocess.run(
                 [sys.executable, __file__, "--variant", variant[0], "--input-file",
                  str(input_path)],
@@ -468,8 +473,9 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
     )
     if "a0" in results:
         by_cpu = f" (by CPU {cpu['a'] / cpu['a0']:.2f}x)" if "a0" in cpu else ""
+        name = args.baseline.resolve().name
         print(
-            f"(a)/(a at {args.baseline.name}) = {rate['a'] / rate['a0']:.2f}x{by_cpu}   verify "
+            f"(a)/(a at {name}) = {rate['a'] / rate['a0']:.2f}x{by_cpu}   verify "
             f"on its store: {'ok' if results['a0']['verify_ok'] else 'DRIFT'}"
         )
     print()
@@ -605,6 +611,11 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, help="another checkout whose worker runs as a variant too"
     )
+    parser.add_argument(
+        "--flush-max-events",
+        type=int,
+        help="BA_FLUSH_MAX_EVENTS for (a) and (a2) alone (the baseline keeps the environment's)",
+    )
     parser.add_argument("--grow", action="store_true", help="the growth run instead")
     parser.add_argument(
         "--bare", action="store_true", help="with --grow: the bare insert (c) alone"
@@ -615,13 +626,20 @@ def main() -> None:
     parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--input-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.flush_max_events is not None and (args.grow or not 1 <= args.flush_max_events <= 20000):
+        parser.error(
+            "--flush-max-events takes 1 to 20,000, without --grow (set BA_FLUSH_MAX_EVENTS)"
+        )
     # The generator's purchase funnel, unless the environment names the funnels to keep.
     os.environ.setdefault("BA_FUNNELS", PURCHASE_FUNNEL)
     if args.variant:
         child(args.variant, args.input_file)
         return
     print(f"BA_FUNNELS={os.environ['BA_FUNNELS']}")
-    print(f"breakdown dimensions: {', '.join(load_settings().breakdown_dimensions) or 'none'}\n")
+    settings = load_settings()
+    print(f"breakdown dimensions: {', '.join(settings.breakdown_dimensions) or 'none'}")
+    flush = args.flush_max_events or settings.flush_max_events
+    print(f"(a) and (a2) commit up to {flush:,} events at a time (BA_FLUSH_MAX_EVENTS)\n")
     if args.grow:
         grow_bare(args) if args.bare else grow(args)
         return

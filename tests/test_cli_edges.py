@@ -5,6 +5,9 @@ and `config apply --json` says what it is about to change before it asks."""
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -224,8 +227,39 @@ def test_cut_dead_letter_cells_say_so() -> None:
 
 def test_purge_counts_in_the_right_number_on_one_line() -> None:
     _letters(b"not json\n")
-    out = cli("dlq", "purge", "--older-than-days", "0", env={"COLUMNS": "300"}).stdout.decode()
-    assert out == "purged 1 dead letter (so far, by reason: not_json 1)\n"
+    result = cli("dlq", "purge", "--older-than-days", "0", "--yes", env={"COLUMNS": "300"})
+    assert result.stdout.decode() == "purged 1 dead letter (so far, by reason: not_json 1)\n"
+
+
+def test_purging_letters_before_their_retention_asks_first() -> None:
+    _letters(b"not json\n")
+    refused = cli("dlq", "purge", "--older-than-days", "0", input=b"", check=False)  # no answer
+    assert refused.returncode == 1
+    assert "1 dead letter held. Purge every one recorded more than 0 days ago" in (
+        refused.stderr.decode()
+    )
+    assert "nothing was changed" in refused.stderr.decode()
+    assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 1
+    declined = cli("dlq", "purge", "--older-than-days", "0", input=b"n\n", check=False)
+    assert declined.returncode == 1
+    assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 1
+    assert json.loads(cli("dlq", "purge", "--json").stdout)["purged"] == 0  # the expired: asks not
+    beyond = cli("dlq", "purge", "--older-than-days", "400", "--json", input=b"")
+    assert json.loads(beyond.stdout)["purged"] == 0 and "Purge" not in beyond.stderr.decode()
+    answered = cli("dlq", "purge", "--older-than-days", "0", "--json", input=b"y\n")
+    assert json.loads(answered.stdout)["purged"] == 1
+
+
+def test_a_question_on_a_closed_stdin_changes_nothing() -> None:
+    _letters(b"not json\n")
+    command = f"{shlex.quote(sys.executable)} -m behavioral_analytics.cli dlq purge "
+    result = subprocess.run(
+        ["bash", "-c", command + "--older-than-days 0 <&-"], capture_output=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "nothing was changed" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+    assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 1
 
 
 def test_an_id_named_twice_is_replayed_once() -> None:

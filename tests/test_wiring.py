@@ -9,7 +9,8 @@ import pytest
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.settings import ConfigError, load_settings
 from behavioral_analytics.stores.sqlite import SQLiteStore
-from behavioral_analytics.wiring import build_broker, build_exporter, build_store
+from behavioral_analytics.wiring import build_broker, build_exporter, build_store, worker_options
+from behavioral_analytics.worker import WorkerOptions
 
 
 def test_the_local_backend_builds_the_sqlite_adapters(tmp_path: Path) -> None:
@@ -21,6 +22,21 @@ def test_the_local_backend_builds_the_sqlite_adapters(tmp_path: Path) -> None:
     finally:
         broker.close()
         store.close()
+
+
+def test_a_worker_built_without_options_batches_as_the_worker_command_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name in ("BA_FLUSH_INTERVAL", "BA_FLUSH_MAX_EVENTS", "BA_ACK_DEADLINE"):
+        monkeypatch.delenv(name, raising=False)
+    shipped, bare = worker_options(load_settings()), WorkerOptions()
+    assert (bare.flush_interval_s, bare.flush_max_events, bare.ack_deadline_s) == (
+        shipped.flush_interval_s,
+        shipped.flush_max_events,
+        shipped.ack_deadline_s,
+    )
+    assert shipped.flush_max_events == 5_000  # README's configuration table
 
 
 def test_auto_exports_nothing_against_the_emulators(

@@ -238,8 +238,9 @@ class Store(abc.ABC):
         """
 
     def purge_dead_letters(self, now: float, before: float | None = None) -> dict[str, int]:
-        """Delete the dead letters expired at `now` (or recorded before `before`); return how
-        many were ever purged, by reason. Raises StoreError (Firestore's TTL does it)."""
+        """Delete the dead letters expired at `now` and, with `before`, those recorded before it
+        too; return how many were ever purged, by reason. Raises StoreError (Firestore's TTL
+        does it)."""
         raise StoreError(f"{type(self).__name__} expires dead letters itself (a TTL policy)")
 
     @abc.abstractmethod

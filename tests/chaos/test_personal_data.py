@@ -103,7 +103,7 @@ def test_case_8_dlq_purge_deletes_and_reports_counts(tmp_path: Path) -> None:
     store.add_dead_letters([_letter(1, "collector"), _letter(2, "worker")])
     store.close()
     assert json.loads(cli("dlq", "purge", "--json").stdout)["purged"] == 0  # none expired
-    report = json.loads(cli("dlq", "purge", "--older-than-days", "0", "--json").stdout)
+    report = json.loads(cli("dlq", "purge", "--older-than-days", "0", "--yes", "--json").stdout)
     assert report["purged"] == 2
     assert report["purged_ever_by_reason"] == {"reason_collector": 1, "reason_worker": 1}
     assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 0

@@ -122,3 +122,21 @@ def test_expired_dead_letters_are_purged_with_counts_kept_or_expired_by_the_stor
     clock.advance(30 * 86400)
     assert store.purge_dead_letters(clock()) == {"not_json": 2, "too_deep": 1}
     assert store.count_dead_letters() == 0
+
+
+def test_a_purge_of_letters_recorded_before_a_time_takes_the_expired_too(
+    store: Store, clock: FakeClock, backend: str
+) -> None:
+    """`dlq purge --older-than-days N` with N beyond the retention: the expired letters go as
+    well as those recorded before the time, not only the latter."""
+    if backend == "firestore":
+        pytest.skip("Firestore's TTL policy expires dead letters; a purge by hand is refused")
+    store.add_dead_letters([dead_letter(1)])
+    clock.advance(20 * 86400)
+    store.add_dead_letters([dead_letter(2, reason="too_deep")])
+    clock.advance(11 * 86400)  # m1 expired (31 days, retention 30), m2 not (11 days)
+    store.purge_dead_letters(clock(), before=clock() - 40 * 86400)  # recorded 40+ days ago: none
+    assert store.count_dead_letters() == 1
+    assert [d.message_id for d in store.dead_letters().items] == ["m2"]
+    store.purge_dead_letters(clock(), before=clock() - 5 * 86400)
+    assert store.count_dead_letters() == 0

@@ -22,6 +22,7 @@ from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.cli.pipeline import EMPTY_LINE
 from behavioral_analytics.cli.shared import (
     JsonOption,
+    confirm_or_stop,
     console,
     cursor_errors,
     fmt_time,
@@ -284,16 +285,28 @@ def dlq_purge(
         min=0,
         help="Also purge those recorded more than this many days ago (default: the expired).",
     ),
+    yes: bool = typer.Option(False, "--yes", help="With --older-than-days: purge without asking."),
     as_json: bool = JsonOption,
 ) -> None:
     """Delete expired dead letters (BA_DEAD_LETTER_RETENTION_DAYS after they were recorded;
-    the worker does it too), keeping how many were purged, by reason. On Google Cloud,
-    Firestore's TTL policy on `dead_letters.expire_at` deletes them instead."""
+    the worker does it too), keeping how many were purged, by reason; with --older-than-days,
+    earlier ones too, after asking (--yes: without). On Google Cloud, Firestore's TTL policy on
+    `dead_letters.expire_at` deletes them instead."""
     config = load_config()
-    now = time.time()
+    now = time.time()  # what is recorded while the question waits is not asked about: kept
     before = None if older_than_days is None else now - older_than_days * 86400.0
     with user_errors():
         store = open_store(config)
+        held = store.count_dead_letters()
+    early = older_than_days is not None and older_than_days < config.dead_letter_retention_days
+    if held and early and not yes and config.backend == "local":
+        days = f"{older_than_days:.10g}"
+        confirm_or_stop(
+            f"{plural(held, 'dead letter')} held. Purge every one recorded more than {days} "
+            f"day{'' if days == '1' else 's'} ago, before its retention ends? One never "
+            "replayed cannot be replayed after this"
+        )
+    with user_errors():
         held = store.count_dead_letters()
         ever = store.purge_dead_letters(now, before)
         purged = held - store.count_dead_letters()

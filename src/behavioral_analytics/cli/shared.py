@@ -273,8 +273,8 @@ def confirm_or_stop(question: str) -> None:
     Raises typer.Exit."""
     err_console.print(escape(f"{question} [y/N]: "), end="", highlight=False, soft_wrap=True)
     try:
-        answer = sys.stdin.readline()
-    except KeyboardInterrupt:
+        answer = sys.stdin.readline() if sys.stdin is not None else ""  # None: stdin closed
+    except (KeyboardInterrupt, OSError, ValueError):
         answer = ""
     if not answer:
         err_console.print()  # end the question's line

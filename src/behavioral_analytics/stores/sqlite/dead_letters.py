@@ -19,21 +19,20 @@ ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count
 def purge_dead_letters(
     db: sqlite3.Connection, now: float, recorded_before: float | None = None
 ) -> dict[str, int]:
-    """Delete the dead letters expired at `now` (epoch seconds), or, with `recorded_before`,
-    every one recorded before it; inside the caller's transaction on `db`. Returns what was
+    """Delete the dead letters expired at `now` (epoch seconds) and, with `recorded_before`,
+    every one recorded before it too; inside the caller's transaction on `db`. Returns what was
     deleted, by reason, after adding it to the kept counts."""
-    if recorded_before is None:
-        where, value = "expire_at <= ?", now
-    else:
-        where, value = "recorded_at < ?", recorded_before
+    where, values = "expire_at <= ?", [now]
+    if recorded_before is not None:
+        where, values = "(expire_at <= ? OR recorded_at < ?)", [now, recorded_before]
     deleted = dict(
         db.execute(
-            f"SELECT reason, count(*) FROM dead_letters WHERE {where} GROUP BY reason", (value,)
+            f"SELECT reason, count(*) FROM dead_letters WHERE {where} GROUP BY reason", values
         ).fetchall()
     )
     if deleted:
-        db.execute(_COUNT_PURGED.format(where=where), (value,))
-        db.execute(f"DELETE FROM dead_letters WHERE {where}", (value,))
+        db.execute(_COUNT_PURGED.format(where=where), values)
+        db.execute(f"DELETE FROM dead_letters WHERE {where}", values)
     return deleted
 
 
