@@ -291,3 +291,31 @@ def test_a_clients_text_in_a_table_is_never_markup() -> None:
     assert data == "bad [/z] [link=https://evil.example]x[/link]"
     timeline = cli("query", "timeline", "u[1]", env={"COLUMNS": "300"}).stdout.decode()
     assert "u[1]" in timeline
+
+
+def test_a_clients_text_in_a_tables_title_or_header_is_never_markup() -> None:
+    who, kind = "u[/z]:smile:", "[bold]signup[/bold]:thumbs_up:"
+    _ingest({"event_type": kind, "user_id": who, "timestamp": _now()})
+    profile = cli("query", "profile", who, env={"COLUMNS": "300"}).stdout.decode()
+    assert f"profile {who}" in profile and f"  {kind}" in profile
+    series = cli("query", "series", "--granularity", "minute", env={"COLUMNS": "300"})
+    assert kind in series.stdout.decode()
+    links = cli("query", "links", who, env={"COLUMNS": "300"}).stdout.decode()
+    assert f"identity links of {who}" in links
+
+
+def test_a_clients_text_in_a_message_is_never_markup() -> None:
+    who, group = "u[/z]:smile:", "g[/z][bold]"
+    _ingest(
+        {"event_type": "group", "call": "group", "user_id": who, "timestamp": _now(),
+         "properties": {"groupId": group, "traits": {"plan": "[red]pro"}}},
+        {"event_type": "[/z]signup", "user_id": who, "timestamp": _now()},
+    )  # fmt: skip
+    shown = cli("query", "group", group, env={"COLUMNS": "300"}).stdout.decode()
+    assert f"group {group}: 1 member" in shown and f"members: {who}" in shown
+    assert "[red]pro" in shown
+    retention = cli("query", "retention", "--start-event", "[/z]none", env={"COLUMNS": "300"})
+    assert "nobody" in retention.stdout.decode() and "[/z]none" in retention.stdout.decode()
+    forgot = cli("forget", who, "--yes", env={"COLUMNS": "300"}).stdout.decode()
+    assert f"forgot {who}:" in forgot
+    assert "Traceback" not in forgot

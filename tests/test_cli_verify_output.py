@@ -82,6 +82,9 @@ def test_the_command_prints_the_difference_and_what_it_could_not_check(tmp_path:
             "period = ? AND event_type = 'page_view'",
             (day,),
         )
+        db.execute(  # a client's type with rich markup in it: printed as it is
+            "INSERT INTO bucket_types VALUES ('day', ?, '[/z][bold]x', 2)", (day,)
+        )
     done = cli("verify")
     assert done.returncode == 1
     lines = done.stdout.splitlines()
@@ -89,3 +92,4 @@ def test_the_command_prints_the_difference_and_what_it_could_not_check(tmp_path:
     (line,) = [line for line in lines if line.startswith(f"drift bucket day:{day}")]
     assert " → " in line and "page_view " in line and "(stored → expected; " in line
     assert "{" not in line  # no dict printed whole
+    assert "[/z][bold]x 2 → absent" in line, line

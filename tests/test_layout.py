@@ -5,7 +5,10 @@
   of the package (shared helpers are public names of the module that owns them);
 - the import contracts in pyproject.toml (`[tool.importlinter]`): the core imports no port or
   adapter, adapters import no settings, only `wiring` imports adapters, no import cycle at any
-  depth (imports under TYPE_CHECKING included).
+  depth (imports under TYPE_CHECKING included);
+- the command line prints clients' text as it is: its tables are `cli.tables.TextTable`, its
+  consoles `cli.errors.plain_console()`, its style `rich.text.Text`, never rich markup (a
+  `[/z]` in a user id would stop a command).
 """
 
 from __future__ import annotations
@@ -121,6 +124,40 @@ def test_import_contracts_hold() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def _rich_uses(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """(line, what) for each import of a rich module and each `Console(...)` call in `tree`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                yield node.lineno, f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if name == "Console":
+                yield node.lineno, "Console()"
+
+
+def test_the_command_line_prints_text_as_it_is() -> None:
+    """Clients' text reaches the command line's output: no console reads it as markup."""
+    allowed = {
+        "rich.table": PACKAGE / "cli" / "tables.py",  # TextTable
+        "Console()": PACKAGE / "cli" / "errors.py",  # plain_console
+    }
+    found = []
+    for path in _modules():
+        for line, what in _rich_uses(ast.parse(path.read_text())):
+            kind = "rich.table" if what.startswith("rich.table") else what
+            if what.startswith("rich.markup") or (kind in allowed and path != allowed[kind]):
+                found.append(f"{_name(path)}:{line} {what}")
+    assert not found, (
+        "build tables with cli.tables.TextTable, consoles with cli.errors.plain_console, and "
+        "style with rich.text.Text, never markup:\n" + "\n".join(found)
+    )
 
 
 def test_every_type_ignore_names_its_code_and_says_why() -> None:

@@ -14,8 +14,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from behavioral_analytics.cli.live_view import TrafficStats
 from behavioral_analytics.live_traffic import describe, live_traffic, scheduled_events
-from behavioral_analytics.live_view import TrafficStats
 from tests.conftest import FakeClock, cli, wait_until
 
 UP_ARGS = ("--rate", "20", "--seed", "7", "--no-api", "--workers", "1")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -210,6 +211,156 @@ def test_sigterm_flushes_acks_and_exits_within_8_seconds(tmp_path: Path) -> None
     assert broker.backlog() == 0
     last = json.loads(proc.stdout.read().decode().strip().splitlines()[-1])  # type: ignore[union-attr]
     assert last["message"] == "worker stopped" and last["severity"] == "INFO"
+
+
+class GatedStore(SQLiteStore):
+    """Holds its first commit until `release` is set, so a test can stop a worker mid-commit."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.committing = threading.Event()
+        self.release = threading.Event()
+
+    def commit(
+        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+    ) -> CommitResult:
+        if not self.committing.is_set():
+            self.committing.set()
+            assert self.release.wait(30), "the test never released the first commit"
+        return super().commit(events, dead_letters)
+
+
+def _stop_mid_commit(broker: LocalBroker, store: GatedStore, stop_grace_s: float) -> None:
+    """Run a worker over 30 messages in batches of 10 and stop it while three are held: one
+    committing (held by the store's gate), one parsed and queued, one in the feeder; return
+    once it has stopped."""
+    broker.publish([OutgoingMessage(good(i)) for i in range(30)])
+    options = WorkerOptions(flush_max_events=10, flush_interval_s=60.0, stop_grace_s=stop_grace_s)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=Worker(broker, store, options=options).run, args=(stop,), daemon=True
+    )
+    thread.start()
+    try:
+        wait_until(store.committing.is_set, 30, "the first commit")
+        wait_until(lambda: broker.stats()["outstanding"] == 30, 30, "all three batches held")
+    finally:
+        stop.set()
+        store.release.set()
+        thread.join(30)
+    assert not thread.is_alive(), "the worker did not stop"
+
+
+@pytest.mark.parametrize(("stop_grace_s", "committed"), [(0.0, 10), (60.0, 30)])
+def test_a_stop_commits_what_begins_in_its_grace_and_gives_back_the_rest(
+    tmp_path: Path,
+    broker: LocalBroker,
+    stop_grace_s: float,
+    committed: int,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop's drain is bounded by `stop_grace_s`, not by how much is held."""
+    monkeypatch.setattr(logging.getLogger("behavioral_analytics"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="behavioral_analytics")
+    with closing(GatedStore(tmp_path / "store.db")) as store:
+        _stop_mid_commit(broker, store, stop_grace_s)
+        assert store.count_events() == committed
+        assert broker.backlog() == 30 - committed  # given back, not dead-lettered
+        assert broker.pull_dead_letters(100) == []
+        given_back = [r for r in caplog.records if "gave back" in r.getMessage()]
+        assert sum(getattr(r, "messages", 0) for r in given_back) == 30 - committed
+        Worker(broker, store, options=WorkerOptions(idle_after_s=0.2)).run(
+            threading.Event(), until_idle=True
+        )
+        assert store.count_events() == 30 and broker.backlog() == 0
+
+
+def test_an_idle_worker_stopping_commits_the_batch_its_feeder_holds(
+    broker: LocalBroker, store: SQLiteStore
+) -> None:
+    """Nothing is being committed when the stop comes: the feeder's batch is the next one, and
+    is committed however long its hand-over takes, even with no time to drain at all."""
+    broker.publish([OutgoingMessage(good(i)) for i in range(5)])
+    options = WorkerOptions(flush_interval_s=60.0, stop_grace_s=0.0)
+    worker = Worker(broker, store, options=options)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    wait_until(lambda: broker.stats()["outstanding"] == 5, 30, "the batch to be held")
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive(), "the worker did not stop"
+    assert store.count_events() == 5 and broker.backlog() == 0
+
+
+class RefusingNacks(LocalBroker):
+    """A broker whose nack fails, as a locked or full broker file makes it."""
+
+    def nack(self, ack_ids: Iterable[str], reason: str) -> None:
+        raise BrokerError("the broker's file is locked")
+
+
+def test_a_stop_whose_give_back_fails_still_returns(tmp_path: Path) -> None:
+    """The messages a failed nack leaves leased come back when their leases run out."""
+    broker = RefusingNacks(tmp_path / "broker.db", min_backoff_s=0.0, max_backoff_s=0.0)
+    with closing(broker), closing(GatedStore(tmp_path / "store.db")) as store:
+        _stop_mid_commit(broker, store, stop_grace_s=0.0)
+        assert store.count_events() == 10 and broker.stats()["outstanding"] == 20
+
+
+def test_a_changed_configuration_with_failing_nacks_still_ends_the_run(tmp_path: Path) -> None:
+    """The committing thread's error, its give-back failing too: the feeder is not left blocked
+    on a queue nobody reads, and `run` raises the error."""
+    broker = RefusingNacks(tmp_path / "broker.db", min_backoff_s=0.0, max_backoff_s=0.0)
+    with closing(broker), closing(SQLiteStore(tmp_path / "store.db")) as store:
+        store.record_config()
+        with closing(SQLiteStore(store.path, timezone="Europe/Paris")) as other:
+            other.record_config(replace=True)
+        broker.publish([OutgoingMessage(good(i)) for i in range(30)])
+        options = WorkerOptions(flush_max_events=10, flush_interval_s=0.05)
+        done: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                Worker(broker, store, options=options).run(threading.Event())
+            except BaseException as exc:
+                done.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "the run hung on its feeder"
+        [exc] = done
+        assert isinstance(exc, ConfigChanged)
+
+
+class FailingFirstAck(LocalBroker):
+    """A broker whose first ack fails after the commit, recording the reasons of its nacks."""
+
+    nacked: list[str]
+
+    def ack(self, ack_ids: Iterable[str]) -> None:
+        if not hasattr(self, "nacked"):
+            self.nacked = []
+            raise BrokerError("ack lost")
+        super().ack(ack_ids)
+
+    def nack(self, ack_ids: Iterable[str], reason: str) -> None:
+        self.nacked.append(reason)
+        super().nack(ack_ids, reason)
+
+
+def test_a_batch_left_unsettled_is_given_back_not_left_leased(tmp_path: Path) -> None:
+    """A broker that holds leases (Pub/Sub's extends them) would otherwise keep them for ever."""
+    broker = FailingFirstAck(tmp_path / "broker.db", min_backoff_s=0.0, max_backoff_s=0.0)
+    with closing(broker), closing(SQLiteStore(tmp_path / "store.db")) as store:
+        broker.publish([OutgoingMessage(good(i)) for i in range(5)])
+        Worker(broker, store, options=WorkerOptions(idle_after_s=0.2)).run(
+            threading.Event(), until_idle=True
+        )
+        assert [r for r in broker.nacked if r.startswith("batch left unsettled")]
+        assert store.count_events() == 5 and broker.backlog() == 0
 
 
 def test_dlq_replay_counts_a_fixed_event_once(tmp_path: Path) -> None:

@@ -129,6 +129,13 @@ class Broker(abc.ABC):
     def nack(self, ack_ids: Iterable[str], reason: str) -> None:
         """Give messages back for redelivery after a backoff, recording why they failed."""
 
+    def give_back(self, ack_ids: Iterable[str]) -> None:
+        """Return messages unprocessed rather than failed (the batches a stopping worker will
+        not begin): redelivered as after a nack, each delivery still counted where the broker
+        counts them (Pub/Sub always does), but not recorded as a failure where that costs a
+        write per message (Pub/Sub's failure log). By default, a nack saying so."""
+        self.nack(ack_ids, "worker stopping")
+
     @abc.abstractmethod
     def extend(self, ack_ids: Iterable[str], seconds: float) -> None:
         """Push the lease deadline of messages still being worked on."""

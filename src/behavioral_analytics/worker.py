@@ -4,31 +4,28 @@ A batch is flushed when it holds `flush_max_events` messages or `flush_interval_
 first message arrived; its raw events, aggregate deltas, dead letters and acks go together.
 Messages are acked only after the commit that holds their effect.
 
-Poison messages. Every message is judged alone: a message the core cannot take (too deep,
-not JSON, or one whose parsing raises) becomes a dead letter with its reason, committed with
-its batch-mates. A message that kills the process instead (out of memory, a native crash)
-cannot be judged in-process; it is isolated by its delivery attempt, parsed and committed
-by the committing thread with no batch-mate in flight. On its second delivery a message is
-committed in a run of `RETRY_CHUNK` (message-id order); from the third on, alone, in
-message-id order on even attempts and the reverse on odd ones. A crash loop on one message
-then commits, on the second delivery, the runs before the killer's; on the third (reverse),
-everything after the killer; on the fourth (forward), its run-mates before it: with
-Pub/Sub's minimum of 5 attempts (our default) only the killer reaches the dead letters, and
-a single crash costs the redelivered messages runs of 100, not one commit each.
-Attempts come from the broker: the local broker counts every lease; Pub/Sub sets
-`delivery_attempt` only on a subscription with a dead-letter policy (`init` creates one),
-and without it every delivery looks like a first one, so no isolation happens.
+Poison messages. Every message is judged alone: a message the core cannot take (too deep, not
+JSON, or one whose parsing raises) becomes a dead letter with its reason, committed with its
+batch-mates. A message that kills the process instead (out of memory, a native crash) cannot be
+judged in-process; it is isolated by its delivery attempt (`isolation.py` holds the schedule),
+parsed and committed by the committing thread with no batch-mate in flight.
 
-A fault in a stage of the worker (the feeder thread that pulls and parses) is logged at
-ERROR and ends `run` with `WorkerStageFailed`, so the process exits non-zero and the
-platform restarts it; it never returns as if the work were done. So does a commit that finds
-another configuration recorded with the data than the one the worker counts by
-(`ConfigChanged`: `config apply`, or another process that added a funnel): the batches it
-holds are given back, and `run` raises it; the restarted process counts by the new one. A
-broker error marked `permanent` (Pub/Sub's subscription does not exist) is not retried: `run`
-raises it as it is, so the command line prints its one line.
+A fault in a stage of the worker (the feeder thread: pull, parse) is logged at ERROR and ends
+`run` with `WorkerStageFailed`, so the process exits non-zero and the platform restarts it; it
+never returns as if the work were done. So does a commit that finds another configuration
+recorded with the data than the one the worker counts by (`ConfigChanged`: `config apply`, or
+another process that added a funnel): the batches it holds are given back, and `run` raises it;
+the restarted process counts by the new one. A broker error marked `permanent` (Pub/Sub's
+subscription does not exist) is raised as it is, not retried (the command line's one line).
 
-`--until-idle` gives nothing back: once idle, it asks a broker that has one to
+A stop (SIGTERM; Cloud Run allows about 10 s before SIGKILL) commits the batch in flight (or,
+if none, the next one) and the first deliveries that begin within `stop_grace_s` of a thread
+first seeing it (each looks every 0.25 s); the rest is given back (`Broker.give_back`: one
+delivery attempt each, no failure recorded, its count logged; on redelivery it takes
+`isolation.py`'s slower path). So a slow or contended store stops about one commit (with its
+retries) after `stop_grace_s`, whatever the worker holds; housekeeping is left to the next worker.
+
+`--until-idle` gives nothing back unless stopped: once idle, it asks a broker that has one to
 `stop_receiving` (Pub/Sub's streaming pull), then commits whatever was delivered before the
 stream stopped, since every message given back costs a delivery attempt.
 """
@@ -44,13 +41,11 @@ from dataclasses import dataclass, field
 
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.broker import (
-    ORIGINAL_MESSAGE_ID,
-    ORIGINAL_PUBLISH_TIME,
     Broker,
     BrokerError,
-    DeadLetteredMessage,
     Delivery,
 )
+from behavioral_analytics.broker_letters import to_dead_letter
 from behavioral_analytics.events import (
     DEFAULT_LIMITS,
     UNPROCESSABLE,
@@ -58,26 +53,22 @@ from behavioral_analytics.events import (
     Limits,
     Rejection,
 )
+from behavioral_analytics.isolation import isolation_units
 from behavioral_analytics.named_calls import judged
 from behavioral_analytics.stall_watch import StallWatch
 from behavioral_analytics.store import CommitResult, ConfigChanged, EventSink, NewDeadLetter
 from behavioral_analytics.telemetry import WorkerMetrics, log
 
 __all__ = [
-    "RETRY_CHUNK",
     "Worker",
     "WorkerOptions",
     "WorkerStageFailed",
-    "isolation_order",
-    "isolation_units",
-    "to_dead_letter",
 ]
 
 _PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting for messages
 # Seconds of failed pulls in a row after which a run until idle gives up (exits 1).
 UNTIL_IDLE_PULL_FAILURES_S = 30.0
 _COMMIT_RETRIES = (0.1, 0.5, 1.5)
-RETRY_CHUNK = 100  # messages committed together on their second delivery
 _CONFIG_CHANGED = "worker stopping: the store's configuration changed"  # the nack's reason
 
 
@@ -99,24 +90,6 @@ class _Batch:
 _NO_BATCH = _Batch((), [], [], {})
 
 
-def isolation_order(deliveries: Sequence[Delivery]) -> list[Delivery]:
-    """Redelivered messages in the order they are committed: by message id, reversed when the
-    highest attempt among them is odd (see the module's docstring)."""
-    ordered = sorted(deliveries, key=lambda d: d.message_id)
-    if max((d.delivery_attempt for d in deliveries), default=0) % 2:
-        ordered.reverse()
-    return ordered
-
-
-def isolation_units(redelivered: Sequence[Delivery]) -> list[Sequence[Delivery]]:
-    """What is committed together among redelivered messages: on their second delivery, runs of
-    `RETRY_CHUNK` in `isolation_order`; from the third on, each alone, in `isolation_order`."""
-    second = isolation_order([d for d in redelivered if d.delivery_attempt == 2])
-    later = isolation_order([d for d in redelivered if d.delivery_attempt > 2])
-    chunks = [second[i : i + RETRY_CHUNK] for i in range(0, len(second), RETRY_CHUNK)]
-    return [*chunks, *([d] for d in later)]
-
-
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
     flush_interval_s: float = 1.0
@@ -129,6 +102,7 @@ class WorkerOptions:
     report_interval_s: float = 10.0
     stall_warning_s: float = 5.0  # a store or broker call blocked this long is logged
     idle_after_s: float = 2.0  # --until-idle: stop after this long with nothing to do
+    stop_grace_s: float = 0.25  # after a stop, batches not begun by then are given back
     # Privacy scrubbing and bot flags, applied to each event before it is stored.
     rules: BehaviorRules = field(default_factory=BehaviorRules)
 
@@ -148,6 +122,7 @@ class Worker:
         self.options = options or WorkerOptions()
         self.metrics = metrics or WorkerMetrics()
         self._clock = clock
+        self._stopped_at: float | None = None  # monotonic; when a thread first saw the stop
         self._watch = StallWatch(
             lambda: self.metrics.snapshot().to_dict(),
             warn_after_s=self.options.stall_warning_s,
@@ -157,7 +132,7 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
-        """Process until `stop` is set (then flush what is held and return), or, with
+        """Process until `stop` is set (then drain as the module's docstring says), or, with
         `until_idle`, until every message published before it started is acked (by this
         worker or another one: new traffic, say from a running `up`, does not keep it going),
         or, where the broker cannot tell that, until the subscription has had nothing to
@@ -182,6 +157,7 @@ class Worker:
             },
         )
         prepared: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self._stopped_at = None
         failure: list[BaseException] = []
         feeder = threading.Thread(
             target=self._feed,
@@ -192,13 +168,16 @@ class Worker:
         feeder.start()
         self._watch.start()
         try:
-            self._main_loop(prepared)
-        except ConfigChanged as exc:
-            log.error(
-                "worker stopped: the store's configuration changed", extra={"error": str(exc)}
-            )
-            stop.set()
-            self._give_back(prepared)
+            self._main_loop(prepared, stop)
+        except BaseException as exc:
+            reason = _CONFIG_CHANGED if isinstance(exc, ConfigChanged) else None
+            if reason:
+                log.error(
+                    "worker stopped: the store's configuration changed", extra={"error": str(exc)}
+                )
+            stop.set()  # the feeder ends, handing over what it holds, given back here
+            while (batch := prepared.get()) is not None:
+                self._give_back(batch.deliveries, reason)
             raise
         finally:
             feeder.join()
@@ -211,14 +190,16 @@ class Worker:
             if _permanent(failure[0]):
                 raise failure[0]
             raise WorkerStageFailed(f"the feeder stage failed: {failure[0]!r}") from failure[0]
-        if opts.drain_dead_letters:
+        if opts.drain_dead_letters and self._stopped_at is None:  # stopped: the next one drains
             self.drain_dead_letters()
         log.info("worker stopped", extra={"metrics": self.metrics.snapshot().to_dict()})
 
-    def _main_loop(self, prepared: queue.Queue[_Batch | None]) -> None:
-        """Settle the feeder's batches until it says it is done (None), with housekeeping."""
+    def _main_loop(self, prepared: queue.Queue[_Batch | None], stop: threading.Event) -> None:
+        """Settle the feeder's batches until it says it is done (None), with housekeeping;
+        once `stop` has been set for `stop_grace_s`, give them back instead."""
         opts = self.options
         next_drain = next_purge = next_report = 0.0
+        settled_stopping = False  # a batch was settled since the stop was seen
         while True:
             try:
                 batch = prepared.get(timeout=_PULL_SLICE_S)
@@ -226,31 +207,56 @@ class Worker:
                 batch = _NO_BATCH
             if batch is None:
                 return
-            if batch is not _NO_BATCH:
+            stopped_at = self._stop_seen(stop)
+            late = stopped_at is not None and time.monotonic() >= stopped_at + opts.stop_grace_s
+            if batch is not _NO_BATCH and late and settled_stopping:
+                self._give_back(batch.deliveries)
+            elif batch is not _NO_BATCH:
                 try:
                     self._settle(batch)
                 except ConfigChanged:
-                    self.broker.nack([d.ack_id for d in batch.deliveries], _CONFIG_CHANGED)
+                    self._give_back(batch.deliveries, _CONFIG_CHANGED)
                     raise
-                except Exception:
-                    # E.g. the ack failed after the commit: the leases run out, the messages
-                    # come back, and their dedupe keys make the second commit a no-op.
+                except Exception as exc:
+                    # E.g. the ack failed after the commit: given back, the messages come back
+                    # and their dedupe keys make the second commit a no-op. (Left alone, a
+                    # broker that holds leases, as Pub/Sub's does, would extend them for ever.)
                     log.exception("batch left unsettled", extra={"messages": len(batch.deliveries)})
+                    self._give_back(batch.deliveries, f"batch left unsettled: {exc}")
+                settled_stopping = self._stop_seen(stop) is not None
             now = time.monotonic()
-            if opts.drain_dead_letters and now >= next_drain:
+            stopping = self._stopped_at is not None
+            if opts.drain_dead_letters and now >= next_drain and not stopping:
                 next_drain = now + opts.drain_interval_s
                 self.drain_dead_letters()
-            if now >= next_purge:
+            if now >= next_purge and not stopping:
                 next_purge = now + opts.purge_interval_s
                 self._purge()
             if now >= next_report:
                 next_report = now + opts.report_interval_s
                 log.info("worker progress", extra={"metrics": self.metrics.snapshot().to_dict()})
 
-    def _give_back(self, prepared: queue.Queue[_Batch | None]) -> None:
-        """Nack every batch the feeder hands over until it says it is done (None)."""
-        while (batch := prepared.get()) is not None:
-            self.broker.nack([d.ack_id for d in batch.deliveries], _CONFIG_CHANGED)
+    def _stop_seen(self, stop: threading.Event) -> float | None:
+        """When a thread first saw `stop` set (monotonic seconds), None while it is not."""
+        if self._stopped_at is None and stop.is_set():
+            self._stopped_at = time.monotonic()
+        return self._stopped_at
+
+    def _give_back(self, deliveries: Sequence[Delivery], reason: str | None = None) -> None:
+        """Give back what a stopping worker will not begin (`Broker.give_back`), or nack what it
+        could not settle with `reason`, logged with its count; should that fail, the leases run
+        out instead and the messages come back all the same."""
+        ack_ids = [d.ack_id for d in deliveries]
+        extra = {"messages": len(ack_ids), "reason": reason or "worker stopping"}
+        try:
+            if reason is None:
+                self.broker.give_back(ack_ids)
+            else:
+                self.broker.nack(ack_ids, reason)
+        except Exception:
+            log.exception("giving back messages failed", extra=extra)
+        else:
+            log.info("gave back messages", extra=extra)
 
     def _feed(
         self,
@@ -336,6 +342,7 @@ class Worker:
                         break
                     # Nothing more is delivered; what came before the stream stopped is next.
                     drained = True
+        self._stop_seen(stop)
         if held:
             self._hand_over(held, out, stop)
 
@@ -346,14 +353,19 @@ class Worker:
         `isolation_units`, their leases extended while they wait (given back on stop)."""
         first = [d for d in held if d.delivery_attempt <= 1]
         if first:
-            out.put(self._prepare(first))
+            batch = self._prepare(first)
+            while True:  # in slices, so that a stop is seen while the committer is busy
+                try:
+                    out.put(batch, timeout=_PULL_SLICE_S)
+                    break
+                except queue.Full:
+                    self._stop_seen(stop)
         units = isolation_units([d for d in held if d.delivery_attempt > 1])
         extended_at = time.monotonic()
         for index, unit in enumerate(units):
             while True:
                 if stop.is_set():
-                    rest = [d.ack_id for later in units[index:] for d in later]
-                    self.broker.nack(rest, "worker stopping")
+                    self._give_back([d for later in units[index:] for d in later])
                     return
                 try:
                     out.put(_Batch(unit, [], [], {}, deferred=True), timeout=_PULL_SLICE_S)
@@ -572,26 +584,3 @@ def _permanent(exc: BaseException) -> bool:
 def _reported(exc: BaseException | None) -> bool:
     """A broker error the broker has logged already (`reported`: Pub/Sub unreachable)."""
     return bool(getattr(exc, "reported", False))
-
-
-def to_dead_letter(message: DeadLetteredMessage) -> NewDeadLetter:
-    """The store's record of a message the broker dead-lettered: its detail states the delivery
-    count the broker's own entries give (Pub/Sub's `deliveries`, the local broker's last
-    `attempt`), the count its reason states too when it has no recorded one."""
-    counts = [
-        int(n)
-        for a in message.attempts
-        for n in (a.get("deliveries"), a.get("attempt"))
-        if isinstance(n, int | str) and str(n).isdigit()
-    ]
-    return NewDeadLetter(
-        reason=message.reason,
-        detail=f"the broker gave up after {max(counts, default=0) or 'the maximum of'} "
-        "delivery attempts",
-        data=message.data,
-        message_id=message.attributes.get(ORIGINAL_MESSAGE_ID) or message.message_id,
-        attributes=message.attributes,
-        source="broker",
-        received_at=float(message.attributes.get(ORIGINAL_PUBLISH_TIME) or message.publish_time),
-        attempts=message.attempts,
-    )

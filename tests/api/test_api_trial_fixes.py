@@ -308,3 +308,19 @@ def test_a_request_refused_whole_is_one_dead_letter_its_events_none(
         "request:too_large",
         "string_too_long",
     ]
+
+
+def test_a_405_names_every_method_its_path_answers(open_client: TestClient) -> None:
+    for method, path, allowed in [
+        ("PATCH", "/v1/events", "GET, HEAD, POST"),  # two routes: collect and read
+        ("GET", "/v1/track", "POST"),
+        ("POST", "/v1/series", "GET, HEAD"),  # HEAD: wherever GET is answered
+        ("DELETE", "/v1/profiles/u1", "GET, HEAD"),
+        ("POST", "/static/app.js", "GET, HEAD"),  # a mount's own
+        ("POST", "/static/v1/events", "GET, HEAD"),  # not the routes at the mount's rest
+    ]:
+        response = open_client.request(method, path)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["allow"] == allowed, (method, path)
+        assert response.json()["error"] == "method_not_allowed"
+    assert open_client.head("/v1/series").status_code == 200

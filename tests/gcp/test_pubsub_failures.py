@@ -19,11 +19,12 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from behavioral_analytics.broker import BrokerError, OutgoingMessage
+from behavioral_analytics.broker_letters import to_dead_letter
 from behavioral_analytics.brokers import pubsub_admin
 from behavioral_analytics.brokers.failure_log import InMemoryFailureLog
 from behavioral_analytics.brokers.pubsub import PubSubBroker
 from behavioral_analytics.wiring import worker_options
-from behavioral_analytics.worker import Worker, to_dead_letter
+from behavioral_analytics.worker import Worker
 from tests.conftest import wait_until
 from tests.emulators import Emulators
 
@@ -146,6 +147,34 @@ def test_stop_receiving_hands_out_what_the_stream_delivered(
         assert _raw_pull(client, broker.subscription, deadline_s=13) == []
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_a_message_given_back_comes_back_with_no_failure_recorded(
+    emulators: Emulators, names: dict[str, str], streaming: bool
+) -> None:
+    """A stopping worker's unbegun batches are not failures: no failure-log write per message
+    (a Firestore write each in production), and redelivered at once."""
+    failure_log = InMemoryFailureLog()
+    broker = _broker(emulators, names, streaming=streaming, failure_log=failure_log)
+    broker.init()
+    broker.publish([OutgoingMessage(b"given back")])
+    try:
+        got: list[Any] = []
+        deadline = time.monotonic() + 30
+        while not got:  # a unary pull may answer empty
+            assert time.monotonic() < deadline, "the message was never delivered"
+            got = broker.pull(1, 1.0)
+        broker.give_back([got[0].ack_id])
+        again: list[Any] = []
+        while not again:
+            assert time.monotonic() < deadline + 30, "the message given back never came back"
+            again = broker.pull(1, 1.0)
+        assert again[0].data == b"given back" and again[0].delivery_attempt == 2
+        assert failure_log._entries == {}
+        broker.ack([again[0].ack_id])
+    finally:
+        broker.close()
 
 
 def test_a_dead_letter_states_one_delivery_count(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from behavioral_analytics.api.query import Who
 from behavioral_analytics.api.ranges import (
@@ -74,7 +74,6 @@ def router(state: ApiState) -> APIRouter:
 
     @routes.get("/v1/sessions", summary="Sessions started per hour or day")
     async def sessions(
-        request: Request,
         granularity: Literal["hour", "day"] = "day",
         from_: Annotated[
             str | None,
@@ -127,13 +126,12 @@ def router(state: ApiState) -> APIRouter:
         }
 
     @routes.get("/v1/funnels", summary="The configured funnels")
-    async def funnels(request: Request) -> dict[str, Any]:
+    async def funnels() -> dict[str, Any]:
         rules = store.rules
         return {"funnels": [f.to_dict() for f in rules.funnels] if rules else []}
 
     @routes.get("/v1/funnels/{name}", summary="A funnel per entry day: users per step, conversion")
     async def funnel(
-        request: Request,
         name: Annotated[str, Path(min_length=1, max_length=100)],
         from_: DayFrom = None,
         to: Bound = None,
@@ -176,7 +174,7 @@ def router(state: ApiState) -> APIRouter:
         }
 
     @routes.get("/v1/users/{user_id:path}/links", summary="A user's identity links (audit)")
-    async def links(request: Request, user_id: Who) -> dict[str, Any]:
+    async def links(user_id: Who) -> dict[str, Any]:
         found = await state.read(("links", user_id), supported(lambda: store.links(user_id)))
         return {"links": [link.to_dict() for link in found]}
 
@@ -185,7 +183,6 @@ def router(state: ApiState) -> APIRouter:
         summary="A group: members, latest traits, members' events and unique users per day",
     )
     async def group(
-        request: Request,
         group_id: Annotated[str, Path(min_length=1, max_length=256)],
         from_: DayFrom = None,
         to: Bound = None,

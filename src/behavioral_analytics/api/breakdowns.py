@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from behavioral_analytics.api.ranges import (
     Compare,
@@ -46,7 +46,6 @@ def router(state: ApiState) -> APIRouter:
         summary="One dimension's values over a range: events, share, unique users",
     )
     async def breakdown(
-        request: Request,
         dimension: Annotated[str, Path(min_length=1, max_length=300)],
         granularity: Literal["hour", "day"] = "day",
         from_: Annotated[

@@ -24,7 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
 from behavioral_analytics.api.query import active_users_now
@@ -77,7 +77,7 @@ def router(state: ApiState) -> APIRouter:
         summary="Everything the dashboard shows, in one document",
         dependencies=key_first,
     )
-    async def dashboard(request: Request) -> dict[str, Any]:
+    async def dashboard() -> dict[str, Any]:
         body = await state.read(("dashboard",), lambda: build_dashboard(state))
         return {**body, "active_users": await active_users_now(state)}
 
@@ -87,7 +87,6 @@ def router(state: ApiState) -> APIRouter:
         dependencies=key_first,
     )
     async def panels(
-        request: Request,
         from_: Annotated[
             str | None,
             Query(alias="from", max_length=64, description="Day label or time; default: 7 days"),

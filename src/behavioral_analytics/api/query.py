@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from behavioral_analytics.api import breakdowns
 from behavioral_analytics.api.ranges import (
@@ -70,7 +70,7 @@ def router(state: ApiState) -> APIRouter:
     routes = APIRouter(tags=["query"], dependencies=[Depends(state.read_key)])
     store = state.store
 
-    async def answer(request: Request, key: tuple[Any, ...], load: Any) -> dict[str, Any]:
+    async def answer(key: tuple[Any, ...], load: Any) -> dict[str, Any]:
         try:
             body = await state.read(key, load)
         except InvalidCursor:
@@ -80,39 +80,33 @@ def router(state: ApiState) -> APIRouter:
         return {**body, "freshness": await state.freshness()}
 
     @routes.get("/v1/profiles/{user_id:path}", summary="A user's profile")
-    async def profile(request: Request, user_id: Who) -> dict[str, Any]:
+    async def profile(user_id: Who) -> dict[str, Any]:
         found = await state.read(("profile", user_id), lambda: store.profile(user_id))
         if found is None:
             raise ApiError(404, "not_found", f"no events for user {user_id[:100]!r}")
         return {"profile": found.to_dict(), "freshness": await state.freshness()}
 
     @routes.get("/v1/users/{user_id:path}/timeline", summary="A user's events, newest first")
-    async def timeline(
-        request: Request, user_id: Who, limit: Limit = 50, cursor: Cursor = None
-    ) -> dict[str, Any]:
+    async def timeline(user_id: Who, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
         return await answer(
-            request,
             ("timeline", user_id, limit, cursor),
             lambda: _page(store.timeline(user_id, limit, cursor)),
         )
 
     @routes.get("/v1/events", summary="Events of one type, newest first")
     async def events(
-        request: Request,
         type: Annotated[str, Query(max_length=_TYPE_CHARS, description="Event type")],
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
         _checked_type(type)
         return await answer(
-            request,
             ("events", type, limit, cursor),
             lambda: _page(store.events_by_type(type, limit, cursor)),
         )
 
     @routes.get("/v1/series", summary="Time series of minute, hour or day buckets")
     async def series(
-        request: Request,
         granularity: Literal["minute", "hour", "day"] = "hour",
         from_: Annotated[
             str | None,
@@ -175,7 +169,6 @@ def router(state: ApiState) -> APIRouter:
 
     @routes.get("/v1/top-event-types", summary="Event types of one period, most frequent first")
     async def top_event_types(
-        request: Request,
         granularity: Literal["minute", "hour", "day"] = "day",
         period: Annotated[
             str | None, Query(max_length=64, description="Period label or time; default: now")
@@ -202,15 +195,14 @@ def router(state: ApiState) -> APIRouter:
         }
 
     @routes.get("/v1/active-users", summary="Users active in the last 5 and 30 minutes")
-    async def active_users(request: Request) -> dict[str, Any]:
+    async def active_users() -> dict[str, Any]:
         return {**await active_users_now(state), "freshness": await state.freshness()}
 
     @routes.get("/v1/dead-letters", summary="Rejected and dead-lettered messages, newest first")
     async def dead_letters(
-        request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100, cursor: Cursor = None
+        limit: Annotated[int, Query(ge=1, le=500)] = 100, cursor: Cursor = None
     ) -> dict[str, Any]:
         body = await answer(
-            request,
             ("dead_letters", limit, cursor),
             lambda: _page(store.dead_letters(limit, cursor)),
         )

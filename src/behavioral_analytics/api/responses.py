@@ -10,6 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from behavioral_analytics.telemetry import log
 
@@ -65,12 +66,35 @@ async def api_error_handler(_: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
-async def http_error_handler(_: Request, exc: Exception) -> Response:
-    """FastAPI's own errors (no such route, method not allowed) in the API's error shape."""
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's own errors (no such route, method not allowed) in the API's error shape.
+
+    A 405's `Allow` names every method the path answers (RFC 9110, section 15.5.6): Starlette's
+    names only the first route's, and `/v1/events` is two routes (POST to collect, GET to
+    read)."""
     assert isinstance(exc, StarletteHTTPException)
     error = _HTTP_CODES.get(exc.status_code, "http_error")
     detail = str(exc.detail)
-    return JSONResponse(error_body(error, detail), status_code=exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request, headers.get("Allow", ""))
+    return JSONResponse(error_body(error, detail), status_code=exc.status_code, headers=headers)
+
+
+def _allowed(request: Request, given: str) -> str:
+    """`given` (the refusing route's `Allow`) with the methods of every other route at the
+    request's path, and `HEAD` wherever `GET` (`app.HeadAsGet` answers it). A mount (the
+    dashboard's static files) names its own methods: mounts are not asked again."""
+    # A mount rewrites `root_path` in the shared scope; the routes match from the app's root.
+    scope = {**request.scope, "root_path": request.scope.get("app_root_path", "")}
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    allowed = {method.strip() for method in given.split(",") if method.strip()}
+    for method in _METHODS:
+        if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in routes):
+            allowed.add(method)
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(sorted(allowed))
 
 
 async def validation_error_handler(_: Request, exc: Exception) -> Response:
@@ -99,3 +123,4 @@ async def internal_error_handler(request: Request, exc: Exception) -> Response:
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

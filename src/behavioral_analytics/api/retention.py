@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from behavioral_analytics.api.ranges import Filters, filters_of, resolve_period, scanned
 from behavioral_analytics.api.responses import ApiError
@@ -41,7 +41,6 @@ def router(state: ApiState) -> APIRouter:
         "again N days or weeks on",
     )
     async def retention(
-        request: Request,
         from_: Annotated[
             str | None,
             Query(

@@ -9,7 +9,8 @@ back after the ack deadline. Acks happen only when the worker calls `ack()`, aft
 Pub/Sub counts every delivery, whether the message was nacked or its lease ran out, so
 a message given back unprocessed costs a delivery attempt: `worker --until-idle` calls
 `stop_receiving()` first and finishes everything the stream delivered (acks then go by plain
-RPCs); only `close()` after a stop signal gives unclaimed messages back.
+RPCs); only a stopping worker (`give_back`, the batches it will not begin) and `close()`
+after a stop signal give messages back.
 
 Pub/Sub attaches no reason to a dead-lettered message, so `nack()` records the reason in a
 `FailureLog` (a Firestore collection in production) that `pull_dead_letters()` reads back.
@@ -23,7 +24,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
@@ -37,7 +37,6 @@ from behavioral_analytics.broker import (
     OutgoingMessage,
 )
 from behavioral_analytics.brokers.failure_log import (
-    DEAD_LETTER_ATTRIBUTE_PREFIX,
     FailureLog,
     InMemoryFailureLog,
     failure_key,
@@ -47,6 +46,12 @@ from behavioral_analytics.brokers.pubsub_admin import (
     create_resources,
     duration,
     endpoint,
+)
+from behavioral_analytics.brokers.pubsub_messages import (
+    SOURCE_SUBSCRIPTION,
+    SyncMessage,
+    dead_lettered,
+    delivery,
 )
 from behavioral_analytics.brokers.pubsub_publish import publisher_client
 from behavioral_analytics.brokers.pubsub_reach import (
@@ -62,9 +67,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PubSubBroker", "SubscriptionMissing", "resource_path"]
 
-_SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
-_SOURCE_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
-_SOURCE_DELIVERIES = "CloudPubSubDeadLetterSourceDeliveryCount"
 # Seconds a publish waits past `publish_timeout_s`, by when the client library has given up.
 _SETTLE_S = 1.0
 
@@ -274,7 +276,7 @@ class PubSubBroker(Broker):
         with self._held_lock:
             for message in messages:
                 self._held[message.ack_id] = message
-                deliveries.append(_delivery(message))
+                deliveries.append(delivery(message))
         return deliveries
 
     # -- the synchronous pull (BA_PUBSUB_PULL=sync) -----------------------------------------
@@ -305,9 +307,9 @@ class PubSubBroker(Broker):
         deliveries = []
         with self._held_lock:
             for item in response.received_messages:
-                message = _SyncMessage(item)
+                message = SyncMessage(item)
                 self._held[item.ack_id] = message
-                deliveries.append(_delivery(message))
+                deliveries.append(delivery(message))
         return deliveries
 
     def _check_answers(self) -> None:
@@ -397,6 +399,16 @@ class PubSubBroker(Broker):
             self.failure_log.record(failures)
         except Exception as exc:
             log.warning("could not record delivery failures", extra={"error": str(exc)})
+        self._return(messages)
+
+    def give_back(self, ack_ids: Iterable[str]) -> None:
+        """A nack that records no failure: no write to the failure log per message."""
+        self._return(self._take(ack_ids))
+
+    def _return(self, messages: Sequence[Message]) -> None:
+        """Make `messages` deliverable again at once (each delivery still counts)."""
+        if not messages:
+            return
         with self._stream_lock:
             if self.streaming and not self._stream_stopped:
                 for message in messages:
@@ -438,7 +450,7 @@ class PubSubBroker(Broker):
         for item in received:
             message = item.message
             attributes = dict(message.attributes)
-            source = attributes.get(_SOURCE_SUBSCRIPTION, _short(self.subscription))
+            source = attributes.get(SOURCE_SUBSCRIPTION, _short(self.subscription))
             keyed.append((item, failure_key(source, message.data, attributes)))
         try:
             recorded = self.failure_log.lookup(key for _, key in keyed)
@@ -448,7 +460,7 @@ class PubSubBroker(Broker):
         result = []
         for item, key in keyed:
             self._dead_letter_keys[item.ack_id] = key
-            result.append(_dead_lettered(item, recorded.get(key, [])))
+            result.append(dead_lettered(item, recorded.get(key, [])))
         return result
 
     def ack_dead_letters(self, handles: Iterable[str]) -> None:
@@ -538,61 +550,3 @@ class PubSubBroker(Broker):
             self._publisher.stop()
         with contextlib.suppress(Exception):
             self._subscriber.close()
-
-
-class _SyncMessage:
-    """A message from a unary pull, shaped like the streaming pull's Message."""
-
-    def __init__(self, item: Any) -> None:
-        message = item.message
-        self.ack_id: str = item.ack_id
-        self.message_id: str = message.message_id
-        self.data: bytes = message.data
-        self.attributes = message.attributes
-        self.publish_time = message.publish_time
-        self.delivery_attempt: int | None = item.delivery_attempt or None
-        self.ordering_key: str = message.ordering_key
-
-
-def _delivery(message: Message) -> Delivery:
-    return Delivery(
-        ack_id=message.ack_id,
-        message_id=message.message_id,
-        data=message.data,
-        attributes=dict(message.attributes),
-        publish_time=message.publish_time.timestamp(),
-        # None without a dead-letter policy: Pub/Sub does not count then.
-        delivery_attempt=message.delivery_attempt or 0,
-        ordering_key=message.ordering_key or None,
-    )
-
-
-def _dead_lettered(item: Any, attempts: list[dict[str, Any]]) -> DeadLetteredMessage:
-    """The dead-lettered copy, with its delivery count from one source (the attribute Pub/Sub
-    sets) in both the default reason and the last entry of `attempts`."""
-    message = item.message
-    attributes = dict(message.attributes)
-    deliveries: int | None = None
-    with contextlib.suppress(KeyError, ValueError):
-        deliveries = int(attributes[_SOURCE_DELIVERIES])
-    publish_time = message.publish_time.timestamp()
-    with contextlib.suppress(KeyError, ValueError):
-        publish_time = datetime.fromisoformat(attributes[_SOURCE_PUBLISH_TIME]).timestamp()
-    original = {
-        k: v for k, v in attributes.items() if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)
-    }
-    reasons = [a["reason"] for a in attempts if a.get("reason")]
-    count = f"{deliveries} deliveries" if deliveries else "the maximum of deliveries"
-    reason = reasons[-1] if reasons else f"max_delivery_attempts: {count}, no ack"
-    message_id = next(
-        (a["message_id"] for a in reversed(attempts) if a.get("message_id")), message.message_id
-    )
-    return DeadLetteredMessage(
-        handle=item.ack_id,
-        message_id=message_id,
-        data=message.data,
-        attributes=original,
-        publish_time=publish_time,
-        attempts=[*attempts, {"deliveries": deliveries, "outcome": "dead_lettered"}],
-        reason=reason,
-    )

@@ -7,8 +7,7 @@ import time
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import typer
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.breakdown_report import known_dimensions
@@ -33,9 +32,9 @@ from behavioral_analytics.cli.shared import (
     load_config,
     open_for_periods,
     open_store,
-    period_table,
     print_json,
 )
+from behavioral_analytics.cli.tables import TextTable, period_table
 from behavioral_analytics.events import actor
 from behavioral_analytics.filtered_queries import filtered_funnel, filtered_sessions
 from behavioral_analytics.raw_queries import Filter, horizon_s
@@ -213,24 +212,26 @@ def query_links(
         links = store.links(user)
         if not links and not user.startswith("anonymous:") and store.links(f"anonymous:{user}"):
             err_console.print(
-                f"[yellow]note:[/yellow] no links of user {escape(repr(user))}; the anonymous "
-                f"id {escape(repr(user))} has some: `query links anonymous:{escape(user)}`",
-                highlight=False,
+                Text.assemble(
+                    ("note:", "yellow"),
+                    f" no links of user {user!r}; the anonymous id {user!r} has some: "
+                    f"`query links anonymous:{user}`",
+                ),
                 soft_wrap=True,
             )
     if as_json:
         print_json([link.to_dict() for link in links])
         return
-    table = Table(title=f"identity links of {user}")
+    table = TextTable(title=f"identity links of {user}")
     for column in ("anonymous id", "user id", "linked at", "status", "identify event"):
         table.add_column(column, overflow="fold")  # ids whole, to copy them
     for link in links:
-        table.add_row(  # clients' ids: text, never markup
-            escape(link.anonymous_id),
-            escape(link.user_id),
+        table.add_row(
+            link.anonymous_id,
+            link.user_id,
             fmt_time(link.linked_at),
             link.status,
-            escape(link.event_key),
+            link.event_key,
         )
     console.print(table)
 

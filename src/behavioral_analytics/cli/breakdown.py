@@ -9,7 +9,6 @@ import time
 from typing import Any, Literal
 
 import typer
-from rich.markup import escape
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.breakdown_report import no_breakdown, summarize
@@ -29,9 +28,9 @@ from behavioral_analytics.cli.shared import (
     console,
     load_config,
     open_for_periods,
-    period_table,
     print_json,
 )
+from behavioral_analytics.cli.tables import period_table
 from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.filtered_queries import filtered_breakdown
 from behavioral_analytics.raw_queries import horizon_s
@@ -123,8 +122,7 @@ def query_breakdown(
         for row in body["values"]:
             users = "-" if row["unique_users"] is None else str(row["unique_users"])
             counted = [str(row["sessions"])] if counts_sessions else []
-            value = escape(row["value"])  # a client's page or referrer: text, never markup
-            table.add_row(value, str(row["events"]), f"{row['share']:.1%}", users, *counted)
+            table.add_row(row["value"], str(row["events"]), f"{row['share']:.1%}", users, *counted)
         table.add_section()
         totals = [str(body["total_sessions"])] if counts_sessions else []
         table.add_row("total", str(body["total_events"]), "", "", *totals)

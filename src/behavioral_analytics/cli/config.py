@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import typer
+from rich.text import Text
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
@@ -105,7 +106,7 @@ def show(as_json: bool = JsonOption) -> None:
         line = omitted_line(reconciled.omitted_dimensions, reconciled.omitted_funnels)
         console.print(line, highlight=False)
     for difference in reconciled.refused:
-        console.print(f"[yellow]refused:[/yellow] {refusal(difference)}", highlight=False)
+        console.print(Text.assemble(("refused:", "yellow"), f" {refusal(difference)}"))
 
 
 @config_app.command("apply")
@@ -192,15 +193,17 @@ def apply(
         )
     else:
         console.print(
-            f"[green]applied[/green]: {len(changes)} change(s) recorded; "
-            f"{plural(len(report.drift) - links, 'aggregate')} recomputed"
-            + (f", {plural(links, 'identity link')} re-decided" if links else "")
-            + (
-                f"; breakdowns recounted from the raw events: {', '.join(recounted)}"
-                if recounted
-                else ""
+            Text.assemble(
+                ("applied", "green"),
+                f": {len(changes)} change(s) recorded; "
+                f"{plural(len(report.drift) - links, 'aggregate')} recomputed"
+                + (f", {plural(links, 'identity link')} re-decided" if links else "")
+                + (
+                    f"; breakdowns recounted from the raw events: {', '.join(recounted)}"
+                    if recounted
+                    else ""
+                ),
             ),
-            highlight=False,
             soft_wrap=True,
         )
         if older:

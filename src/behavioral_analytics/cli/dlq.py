@@ -9,8 +9,7 @@ import re
 import time
 
 import typer
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from behavioral_analytics.broker import (
     ORIGINAL_MESSAGE_ID,
@@ -31,6 +30,7 @@ from behavioral_analytics.cli.shared import (
     plural,
     print_json,
 )
+from behavioral_analytics.cli.tables import TextTable
 from behavioral_analytics.events import Limits
 from behavioral_analytics.store import DeadLetter, Store
 from behavioral_analytics.wiring import build_broker
@@ -79,8 +79,7 @@ def _print_blocks(letters: list[DeadLetter], total: int) -> None:
     console.print(f"dead letters ({total})", highlight=False)
     for d in letters:
         console.print(
-            f"\n[bold]{escape(d.id)}[/bold]  {fmt_time(d.recorded_at)}  {escape(d.source)}",
-            highlight=False,
+            Text.assemble("\n", (d.id, "bold"), f"  {fmt_time(d.recorded_at)}  {d.source}"),
             crop=False,
             soft_wrap=True,
         )
@@ -92,7 +91,7 @@ def _print_blocks(letters: list[DeadLetter], total: int) -> None:
         for label, text in fields:
             line = f"  {label}: {text}"
             console.print(
-                escape(line if len(line) <= console.width else line[: console.width - 1] + "…"),
+                line if len(line) <= console.width else line[: console.width - 1] + "…",
                 highlight=False,
             )
 
@@ -123,9 +122,9 @@ def _input_line(d: DeadLetter) -> str:
     return d.attributes.get(EMPTY_LINE, "")[:20]
 
 
-def _table(letters: list[DeadLetter], total: int) -> Table:
+def _table(letters: list[DeadLetter], total: int) -> TextTable:
     """The dead letters as a table, ids whole (to be pasted into `dlq replay --id`)."""
-    table = Table(title=f"dead letters ({total})")
+    table = TextTable(title=f"dead letters ({total})")
     id_width = max((len(d.id) for d in letters), default=2)
     table.add_column("id", no_wrap=True, overflow="ignore", min_width=id_width)
     table.add_column("recorded", no_wrap=True)
@@ -138,14 +137,14 @@ def _table(letters: list[DeadLetter], total: int) -> Table:
         table.add_column("input line", no_wrap=True, justify="right")
     table.add_column("replayed", no_wrap=True)
     for d in letters:
-        table.add_row(  # what a client sent: text, never markup
-            escape(d.id),
+        table.add_row(
+            d.id,
             fmt_time(d.recorded_at),
-            escape(d.source),
-            escape(d.reason),
-            escape(_printable(d.detail if len(d.detail) <= 200 else d.detail[:199] + "…")),
-            escape(_data(d)),
-            *([escape(_input_line(d))] if lines else []),
+            d.source,
+            d.reason,
+            _printable(d.detail if len(d.detail) <= 200 else d.detail[:199] + "…"),
+            _data(d),
+            *([_input_line(d)] if lines else []),
             fmt_time(d.replayed_at) if d.replayed_at else "",
         )
     return table
@@ -234,10 +233,12 @@ def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[De
             fail(f"no dead letter with id {dead_letter_id!r}: nothing replayed")
         if found.replayed_at is not None:
             err_console.print(
-                f"[yellow]warning:[/yellow] dead letter {escape(found.id)} was replayed "
-                f"already ({fmt_time(found.replayed_at)}): an event counted then is a duplicate "
-                "now, and a refusal reopens the letter; replaying it as asked",
-                highlight=False,
+                Text.assemble(
+                    ("warning:", "yellow"),
+                    f" dead letter {found.id} was replayed already "
+                    f"({fmt_time(found.replayed_at)}): an event counted then is a duplicate "
+                    "now, and a refusal reopens the letter; replaying it as asked",
+                ),
                 soft_wrap=True,
             )
         refusal = replay_refusal(found, limits)
@@ -249,9 +250,9 @@ def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[De
                 else f"the worker would refuse it again: {refusal}"
             )
             err_console.print(
-                f"[yellow]warning:[/yellow] dead letter {escape(found.id)}: {escape(why)}; "
-                "replaying it as asked",
-                highlight=False,
+                Text.assemble(
+                    ("warning:", "yellow"), f" dead letter {found.id}: {why}; replaying it as asked"
+                ),
                 soft_wrap=True,
             )
         chosen.append(found)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.cli.errors import err_console, fail
@@ -45,7 +45,7 @@ def doctor() -> None:
             problems += 1
             _report(name, f"{type(exc).__name__}: {exc}")
         else:
-            console.print(f"[green]✓ {name}[/green]: {what}", highlight=False, soft_wrap=True)
+            console.print(Text.assemble((f"✓ {name}", "green"), f": {what}"), soft_wrap=True)
     if problems:
         raise typer.Exit(1)
     console.print(f"healthy: {data_location(config)}", highlight=False)
@@ -53,7 +53,7 @@ def doctor() -> None:
 
 def _report(name: str, problem: str) -> None:
     line = " ".join(problem.split()) or "failed without a message"
-    err_console.print(f"[red]✗ {name}[/red]: {escape(line)}", highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble((f"✗ {name}", "red"), f": {line}"), soft_wrap=True)
 
 
 def _checked(port: object, reach: Callable[[], None]) -> str:

@@ -6,26 +6,35 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.settings import ConfigError
 from behavioral_analytics.store import StoreError
 
-__all__ = ["err_console", "fail", "user_errors"]
+__all__ = ["err_console", "fail", "plain_console", "user_errors"]
 
-err_console = Console(stderr=True)
+
+def plain_console(**options: Any) -> Console:
+    """A rich `Console` (`options`: Console's) that prints a `str` as it is: no console markup,
+    no emoji codes. Clients' ids, event types and pages reach the command line's messages, and
+    a `[/z]` among them would stop the command with a markup error; a message that wants
+    style passes `rich.text.Text` (`Text.assemble(("error:", "red"), " ", text)`)."""
+    return Console(markup=False, emoji=False, **options)
+
+
+err_console = plain_console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print `error: message` on stderr and exit with `code` (2 for a usage or configuration
     error, 1 for anything else). `message` is plain text: brackets such as an extra's
     `[gcp]` are printed as they are. Raises typer.Exit."""
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "red"), f" {message}"), soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.breakdown_report import FilterError, known_dimensions
@@ -118,4 +117,4 @@ def source(body: dict[str, Any]) -> str:
 def print_source(filters: Sequence[Filter], body: dict[str, Any]) -> None:
     """Print the filters and where the answer came from, one line."""
     shown = ", ".join(f"{f.dimension} = {f.value}" for f in filters)
-    console.print(escape(f"filter: {shown}; {source(body)}"), highlight=False)
+    console.print(f"filter: {shown}; {source(body)}", highlight=False)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import (
@@ -18,10 +16,10 @@ from behavioral_analytics.cli.shared import (
     load_config,
     open_store,
     period_range,
-    period_table,
     plural,
     print_json,
 )
+from behavioral_analytics.cli.tables import TextTable, period_table
 
 __all__ = ["query_group"]
 
@@ -55,12 +53,12 @@ def query_group(
         print_json({**group.to_dict(), "days": [d.to_dict() for d in days]})
         return
     console.print(f"group {group.group_id}: {plural(len(group.members), 'member')}")
-    traits = Table(title="latest traits")
+    traits = TextTable(title="latest traits")
     traits.add_column("trait")
     traits.add_column("value")
     for name, value in sorted(group.traits.items()):
         text = value if isinstance(value, str) else json.dumps(value)
-        traits.add_row(escape(name), escape(text))  # a client's traits: text, never markup
+        traits.add_row(name, text)
     console.print(traits)
     console.print("members: " + ", ".join(group.members))
     table = period_table("members' events per day", "day", ["events", "unique users"])

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
-from behavioral_analytics.cli.errors import err_console, fail, user_errors
+from behavioral_analytics.cli.errors import err_console, fail, plain_console, user_errors
 from behavioral_analytics.cli.shared import require_collector
+from behavioral_analytics.cli.tables import TextTable
 from behavioral_analytics.loadgen import (
     GeneratorConfig,
     Message,
@@ -45,7 +45,7 @@ from behavioral_analytics.wiring import build_broker
 
 __all__ = ["generate", "loadtest", "script_main"]
 
-out_console = Console()
+out_console = plain_console()
 
 # Options shared by both commands (the generator's model; docs/loadtest.md explains each).
 SeedOption = typer.Option(
@@ -412,7 +412,7 @@ def _verifier(settings: Settings, periods: Any) -> Callable[[Any], Any]:
 
 def _print_report(report: LoadTestReport) -> None:
     doc = report.to_dict()
-    table = Table(title=f"load test · {report.backend} · via {report.via}", show_header=False)
+    table = TextTable(title=f"load test · {report.backend} · via {report.via}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     lat = doc["latency_s"]
@@ -474,10 +474,10 @@ def _print_report(report: LoadTestReport) -> None:
         table.add_row(name, value)
     out_console.print(table)
     for problem in report.problems:
-        out_console.print(f"[red]problem:[/red] {problem}", highlight=False)
+        out_console.print(Text.assemble(("problem:", "red"), f" {problem}"))
     if report.worker_log:
         out_console.print(f"worker log: {report.worker_log}", highlight=False)
-    out_console.print("[green]ok[/green]" if report.ok else "[red]FAILED[/red]")
+    out_console.print(Text("ok", "green") if report.ok else Text("FAILED", "red"))
 
 
 def _recipe_backend_hint(prog_name: str) -> None:
@@ -494,10 +494,11 @@ def _recipe_backend_hint(prog_name: str) -> None:
         return  # the command itself says what is wrong
     if backend == "local":
         err_console.print(
-            f"[yellow]note:[/yellow] {prog_name} uses the local broker; PROJECT_ID is set: to "
-            f"send to that project's Pub/Sub, export BA_BACKEND=gcp "
-            f"GOOGLE_CLOUD_PROJECT={project}",
-            highlight=False,
+            Text.assemble(
+                ("note:", "yellow"),
+                f" {prog_name} uses the local broker; PROJECT_ID is set: to send to that "
+                f"project's Pub/Sub, export BA_BACKEND=gcp GOOGLE_CLOUD_PROJECT={project}",
+            ),
             soft_wrap=True,
         )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 import typer
+from rich.text import Text
 
 from behavioral_analytics.broker import BrokerError, OutgoingMessage
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
@@ -49,7 +50,7 @@ def init() -> None:
                 # file, so its own report says "exists" for what this command just made.
                 line = line.replace(": exists", ": created")
             console.print(f"• {line}")
-        console.print(f"[green]ready[/green] (backend {config.backend})")
+        console.print(Text.assemble(("ready", "green"), f" (backend {config.backend})"))
 
 
 def publish(
@@ -229,7 +230,9 @@ def stop_processes(
             try:
                 child.wait(reap_s)
             except subprocess.TimeoutExpired:
-                err_console.print(f"[yellow]note:[/yellow] process {child.pid} outlived SIGKILL")
+                err_console.print(
+                    Text.assemble(("note:", "yellow"), f" process {child.pid} outlived SIGKILL")
+                )
 
 
 def worker(
@@ -265,9 +268,11 @@ def worker(
     if exited is not None:
         code = children[exited].returncode
         err_console.print(
-            f"[red]error:[/red] {_worker_name(exited, children)} exited with "
-            f"{exit_reason(code)}; stopping the other workers",
-            highlight=False,
+            Text.assemble(
+                ("error:", "red"),
+                f" {_worker_name(exited, children)} exited with {exit_reason(code)}; "
+                "stopping the other workers",
+            ),
             soft_wrap=True,
         )
         stop_processes(children)

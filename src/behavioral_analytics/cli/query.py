@@ -9,8 +9,6 @@ from collections import Counter
 from typing import Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.bots import BOT_PROPERTY, is_bot
@@ -34,15 +32,14 @@ from behavioral_analytics.cli.shared import (
     console,
     cursor_errors,
     data_location,
-    fits,
     fmt_time,
     load_config,
     open_for_periods,
     open_store,
-    period_table,
     plural,
     print_json,
 )
+from behavioral_analytics.cli.tables import TextTable, fits, period_table
 from behavioral_analytics.filtered_queries import filtered_series_answer
 from behavioral_analytics.raw_queries import Filter
 from behavioral_analytics.store import Store
@@ -73,10 +70,10 @@ def query_profile(
     if as_json:
         print_json(profile.to_dict())
         return
-    table = Table(title=f"profile {user}", show_header=False)
+    table = TextTable(title=f"profile {user}", show_header=False)
     table.add_row("total events", str(profile.total_events))
     for event_type, count in sorted(profile.events_by_type.items()):
-        table.add_row(f"  {escape(event_type)}", str(count))
+        table.add_row(f"  {event_type}", str(count))
     table.add_row("first seen", fmt_time(profile.first_seen))
     table.add_row("last activity", fmt_time(profile.last_activity))
     console.print(table)
@@ -106,18 +103,18 @@ def _print_events(page: Any, title: str, as_json: bool) -> None:
     if as_json:
         print_json({"items": [e.to_dict() for e in page.items], "next_cursor": page.next_cursor})
         return
-    table = Table(title=title)
+    table = TextTable(title=title)
     for column in ("time", "event type", "user", "session", "event id", "properties"):
         table.add_column(column, overflow="fold")
     for stored in page.items:
         event = stored.event
-        table.add_row(  # what a client sent: text, never markup
+        table.add_row(
             fmt_time(event.timestamp),
-            escape(event.event_type),
-            escape(event.who),
-            escape(event.session_id or "-"),
-            escape(event.event_id),
-            escape(_shortened(json.dumps(event.properties), 80)),
+            event.event_type,
+            event.who,
+            event.session_id or "-",
+            event.event_id,
+            _shortened(json.dumps(event.properties), 80),
         )
     console.print(table)
     if page.next_cursor:
@@ -243,7 +240,7 @@ def _print_series(rows: list[dict[str, Any]], title: str) -> None:
     types = sorted({t for row in rows for t in row["events_by_type"]})
     widest = max((len(row["period"]) for row in rows), default=6)
     wide = fits(["x" * widest, "total", "unique users", *types])
-    shown = [escape(t) for t in types] if wide else ["by type"]  # clients' types: not markup
+    shown = types if wide else ["by type"]
     table = period_table(title, "period", ["total", "unique users", *shown])
     for row in rows:
         uniques = "-" if row["unique_users"] is None else str(row["unique_users"])
@@ -252,7 +249,7 @@ def _print_series(rows: list[dict[str, Any]], title: str) -> None:
             cells = [str(by_type.get(t, 0)) for t in types]
         else:
             # type=count pairs: a line wraps between pairs, never between a type and its count
-            cells = [escape(" ".join(f"{t}={count}" for t, count in sorted(by_type.items())))]
+            cells = [" ".join(f"{t}={count}" for t, count in sorted(by_type.items()))]
         table.add_row(row["period"], str(row["total_events"]), uniques, *cells)
     console.print(table)
 

@@ -18,13 +18,12 @@ from behavioral_analytics.cli.shared import (
     JsonOption,
     check_event_type,
     console,
-    fits,
     load_config,
     open_for_periods,
-    period_table,
     plural,
     print_json,
 )
+from behavioral_analytics.cli.tables import fits, period_table
 from behavioral_analytics.filtered_queries import filtered_retention
 from behavioral_analytics.retention import (
     DEFAULT_COHORT_DAYS,

@@ -17,12 +17,10 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from behavioral_analytics.aggregation import Granularity, Periods
-from behavioral_analytics.cli.errors import err_console, fail, user_errors
+from behavioral_analytics.cli.errors import err_console, fail, plain_console, user_errors
 from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.period_bounds import PeriodError, resolve_range
 from behavioral_analytics.settings import (
@@ -44,21 +42,19 @@ __all__ = [
     "console",
     "cursor_errors",
     "data_location",
-    "fits",
     "fmt_time",
     "load_config",
     "open_for_periods",
     "open_reader",
     "open_store",
     "period_range",
-    "period_table",
     "plural",
     "print_json",
     "require_collector",
     "require_data",
 ]
 
-console = Console()
+console = plain_console()
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document (shape: docs/cli.md).")
 DropOlderOption = typer.Option(
@@ -104,15 +100,15 @@ def load_config() -> Settings:
         settings = load_settings()
     for line in unreadable_env_lines():
         err_console.print(
-            f"[yellow]warning:[/yellow] {escape(str(Path('.env').resolve()))} line {line} is "
-            "not NAME=value: ignored",
-            highlight=False,
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" {Path('.env').resolve()} line {line} is not NAME=value: ignored",
+            ),
             soft_wrap=True,
         )
     for name in unknown_names(os.environ):
         err_console.print(
-            f"[yellow]warning:[/yellow] {escape(name)} is not a setting: ignored",
-            highlight=False,
+            Text.assemble(("warning:", "yellow"), f" {name} is not a setting: ignored"),
             soft_wrap=True,
         )
     return settings
@@ -224,26 +220,6 @@ def open_for_periods(
     return config, store, first, last
 
 
-def period_table(title: str, first: str, columns: list[str], *, values: bool = False) -> Table:
-    """A table whose first column (a period or a day) is never cut or wrapped, and whose other
-    columns (right-aligned) wrap rather than lose characters when the terminal is narrow.
-    With `values`, the first column holds free text (a breakdown's pages, referrers) and wraps
-    instead, so that a long value never squeezes the figures out."""
-    table = Table(title=title)
-    if values:
-        table.add_column(first, overflow="fold")
-    else:
-        table.add_column(first, no_wrap=True, overflow="ignore")
-    for column in columns:
-        table.add_column(column, justify="right", overflow="fold")
-    return table
-
-
-def fits(cells: list[str]) -> bool:
-    """Whether a row of these cells, one column each, fits the console's width unwrapped."""
-    return sum(len(cell) + 3 for cell in cells) + 1 <= console.width
-
-
 def plural(count: int, noun: str) -> str:
     """`1 message`, `2 messages`: a count with its noun in the right number."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -271,7 +247,7 @@ def confirm_or_stop(question: str) -> None:
     would write there); unless the answer is y or yes, exit 1 with `nothing was changed`, and
     where no answer came (input closed, Ctrl-C) say that `--yes` goes ahead without asking.
     Raises typer.Exit."""
-    err_console.print(escape(f"{question} [y/N]: "), end="", highlight=False, soft_wrap=True)
+    err_console.print(f"{question} [y/N]: ", end="", highlight=False, soft_wrap=True)
     try:
         answer = sys.stdin.readline() if sys.stdin is not None else ""  # None: stdin closed
     except (KeyboardInterrupt, OSError, ValueError):

@@ -1,6 +1,6 @@
 """`up`: the local stack in one command — worker processes, the API and dashboard in a child
 process, demo traffic from a thread (`live_traffic`: the load generator's model in real time),
-and the live terminal view (`live_view`), until Ctrl-C. Children write to `$BA_DATA_DIR/up.log`;
+and the live terminal view (`cli.live_view`), until Ctrl-C. Children write to `$BA_DATA_DIR/up.log`;
 stopping drains the workers.
 
 The API's address is checked before anything starts, so a second `up` on a port in use stops
@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import IO
 
 import typer
+from rich.text import Text
 
 from behavioral_analytics.broker import Broker, OutgoingMessage
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
+from behavioral_analytics.cli.live_view import TrafficStats
 from behavioral_analytics.cli.pipeline import (
     first_exit,
     spawn_workers,
@@ -32,7 +34,6 @@ from behavioral_analytics.cli.pipeline import (
 from behavioral_analytics.cli.shared import check_address, console, load_config, plural
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.live_traffic import LiveTraffic, describe, live_traffic, scheduled_events
-from behavioral_analytics.live_view import TrafficStats
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.wiring import build_broker, build_store
 
@@ -53,7 +54,7 @@ def up(
     ),
 ) -> None:
     """The local stack: workers, demo traffic and a live view, until Ctrl-C."""
-    from behavioral_analytics.live_view import run_live_view
+    from behavioral_analytics.cli.live_view import run_live_view
 
     config = load_config()
     if "funnels" not in config.model_fields_set:
@@ -65,7 +66,9 @@ def up(
     if api:
         check_address(config.api_host, config.api_port)
     if config.backend != "local":
-        err_console.print(f"[yellow]note:[/yellow] running against BA_BACKEND={config.backend}")
+        err_console.print(
+            Text.assemble(("note:", "yellow"), f" running against BA_BACKEND={config.backend}")
+        )
     with user_errors():
         broker, store = build_broker(config), build_store(config)
     plan = live_traffic(rate, seed) if rate > 0 else None
@@ -150,7 +153,9 @@ def _start_api(
     try:
         import behavioral_analytics.api.server  # noqa: F401
     except ImportError as exc:
-        err_console.print(f"[yellow]no API/dashboard[/yellow] ({exc}): pip install '.[api]'")
+        err_console.print(
+            Text.assemble(("no API/dashboard", "yellow"), f" ({exc}): pip install '.[api]'")
+        )
         return None, None
     process = subprocess.Popen(
         [sys.executable, "-m", "behavioral_analytics.cli", "api", "--port", str(config.api_port)],

@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime
 
 import typer
+from rich.text import Text
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.cli.errors import fail, user_errors
@@ -80,9 +81,11 @@ def verify(
             )
         for drift in report.drift[:20]:
             console.print(
-                f"[red]drift[/red] {drift.what} {drift.key}: "
-                f"{differences(drift.what, drift.stored, drift.expected)}",
-                highlight=False,
+                Text.assemble(
+                    ("drift", "red"),
+                    f" {drift.what} {drift.key}: "
+                    f"{differences(drift.what, drift.stored, drift.expected)}",
+                ),
                 soft_wrap=True,
             )
         if len(report.drift) > 20:
@@ -90,42 +93,58 @@ def verify(
         if report.valid_dead_letters:
             ids = report.valid_dead_letters
             console.print(
-                f"[yellow]{plural(len(ids), 'dead letter')} "
-                f"{'is a valid event' if len(ids) == 1 else 'are valid events'} counted nowhere"
-                "[/yellow]: "
-                f"behavioral-analytics dlq replay --id {' --id '.join(ids[:5])}"
+                Text.assemble(
+                    (
+                        f"{plural(len(ids), 'dead letter')} "
+                        f"{'is a valid event' if len(ids) == 1 else 'are valid events'} "
+                        "counted nowhere",
+                        "yellow",
+                    ),
+                    f": behavioral-analytics dlq replay --id {' --id '.join(ids[:5])}",
+                )
             )
         if report.unreplayable_dead_letters:
             by_reason = report.unreplayable_dead_letters
             unreplayable = sum(by_reason.values())
             reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(by_reason.items()))
             console.print(
-                f"[yellow]{plural(unreplayable, 'dead letter')} "
-                f"{'is an event' if unreplayable == 1 else 'are events'} outside the accepted "
-                f"time window, counted nowhere and not replayable under these settings[/yellow] "
-                f"({reasons}): a replay keeps their first receipt time, so the workers take one "
-                "only once BA_MAX_EVENT_AGE_DAYS (too old) or BA_MAX_FUTURE_SKEW (too far "
-                "ahead) covers it",
-                highlight=False,
+                Text.assemble(
+                    (
+                        f"{plural(unreplayable, 'dead letter')} "
+                        f"{'is an event' if unreplayable == 1 else 'are events'} outside the "
+                        "accepted time window, counted nowhere and not replayable under these "
+                        "settings",
+                        "yellow",
+                    ),
+                    f" ({reasons}): a replay keeps their first receipt time, so the workers take "
+                    "one only once BA_MAX_EVENT_AGE_DAYS (too old) or BA_MAX_FUTURE_SKEW (too far "
+                    "ahead) covers it",
+                ),
             )
         if report.ok:
-            console.print("[green]no drift[/green]")
+            console.print(Text("no drift", "green"))
         elif report.repaired:
             links = report.links_drifted
             rebuilt = plural(len(report.drift) - links, "drifted aggregate") + " rebuilt"
             if links:
                 rebuilt += f", {plural(links, 'identity link')} set to the rule's status"
-            console.print(f"[yellow]{rebuilt}[/yellow]")
+            console.print(Text(rebuilt, "yellow"))
             if report.older_recounted:
                 console.print(
-                    f"[yellow]{plural(report.older_recounted, 'aggregate')} older than the "
-                    "raw-event retention recounted from the raw events kept[/yellow]",
+                    Text(
+                        f"{plural(report.older_recounted, 'aggregate')} older than the "
+                        "raw-event retention recounted from the raw events kept",
+                        "yellow",
+                    ),
                     soft_wrap=True,
                 )
             if report.final_periods:
                 console.print(
-                    f"[yellow]final periods changed ({len(report.final_periods)}): "
-                    f"{', '.join(report.final_periods)}[/yellow]"
+                    Text(
+                        f"final periods changed ({len(report.final_periods)}): "
+                        f"{', '.join(report.final_periods)}",
+                        "yellow",
+                    )
                 )
     if not report.ok and not report.repaired:
         raise typer.Exit(1)

@@ -13,12 +13,12 @@ from typing import Any
 from rich import get_console
 from rich.console import Group
 from rich.live import Live
-from rich.markup import escape
 from rich.panel import Panel
-from rich.table import Table
+from rich.text import Text
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.broker import Broker
+from behavioral_analytics.cli.tables import TextTable
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store
 
@@ -68,15 +68,16 @@ class TrafficStats:
         span = min(RATE_WINDOW_S, now - self._started)
         return sent / span if span > 0 else 0.0
 
-    def line(self) -> str:
-        """One line of rich markup: achieved rate, target, errors (and the last one)."""
-        errors = f"publish errors {self.errors}"
-        if self.errors:
-            errors = f"[red]{errors}[/red] (last: {escape((self.last_error or '')[:120])})"
-        return (
+    def line(self) -> Text:
+        """One line: achieved rate, target, errors (in red, with the last one)."""
+        line = Text(
             f"traffic {self.rate():.1f} events/s achieved (target {self.target_rate:g}) · "
-            f"{self.sent} sent · {errors}"
+            f"{self.sent} sent · "
         )
+        errors = f"publish errors {self.errors}"
+        if not self.errors:
+            return line.append(errors)
+        return line.append(errors, "red").append(f" (last: {(self.last_error or '')[:120]})")
 
 
 def _render(
@@ -96,7 +97,7 @@ def _render(
     day_point = next(iter(store.series("day", day, day)), None)
     freshness = store.freshness()
 
-    summary = Table.grid(padding=(0, 2))
+    summary = TextTable.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column(justify="right")
     summary.add_row("events today", str(day_point.total_events if day_point else 0))
@@ -110,7 +111,7 @@ def _render(
     summary.add_row("processing lag", f"{lag:.2f} s" if lag is not None else "-")
     summary.add_row("dead letters", str(store.count_dead_letters()))
 
-    per_minute = Table(title=f"events per minute (last 10, {config.timezone})", expand=False)
+    per_minute = TextTable(title=f"events per minute (last 10, {config.timezone})", expand=False)
     types = sorted({t for p in last_minutes[-10:] for t in p.events_by_type})
     # A column per event type when they fit the terminal, else one column of "type n" pairs.
     by_column = sum(len(cell) + 3 for cell in ["minute", "total", *types]) < get_console().width
@@ -133,14 +134,15 @@ def _render(
     if traffic is not None:
         lines.append(traffic.line())
         if traffic.description:
-            lines.append(escape(traffic.description))
+            lines.append(Text(traffic.description))
     else:
         lines.append("no demo traffic (--rate 0)")
     lines.append(
-        f"{workers} workers · backend {config.backend} · data {escape(str(config.data_dir))} · "
-        f"logs {escape(str(log))}"
-        + (f" · dashboard {api_url}" if api_url else "")
-        + " · Ctrl-C to stop"
+        Text(
+            f"{workers} workers · backend {config.backend} · data {config.data_dir} · logs {log}"
+            + (f" · dashboard {api_url}" if api_url else "")
+            + " · Ctrl-C to stop"
+        )
     )
     return Group(*lines)
 
