@@ -363,6 +363,65 @@ def test_a_batch_left_unsettled_is_given_back_not_left_leased(tmp_path: Path) ->
         assert store.count_events() == 5 and broker.backlog() == 0
 
 
+class RecordingReturns(LocalBroker):
+    """Records what went back unprocessed (`give_back`) and what was nacked, with reasons."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, min_backoff_s=0.0, max_backoff_s=0.0)
+        self.given_back = 0
+        self.nacks: list[tuple[str, int]] = []
+
+    def give_back(self, ack_ids: Iterable[str]) -> None:
+        ids = list(ack_ids)
+        self.given_back += len(ids)
+        LocalBroker.nack(self, ids, "worker stopping")
+
+    def nack(self, ack_ids: Iterable[str], reason: str) -> None:
+        ids = list(ack_ids)
+        self.nacks.append((reason, len(ids)))
+        super().nack(ids, reason)
+
+
+def test_a_stop_gives_back_through_give_back_not_nack(tmp_path: Path) -> None:
+    """On Pub/Sub a nack writes a failure record per message; a stop is no failure."""
+    broker = RecordingReturns(tmp_path / "broker.db")
+    with closing(broker), closing(GatedStore(tmp_path / "store.db")) as store:
+        _stop_mid_commit(broker, store, stop_grace_s=0.0)
+        assert (broker.given_back, broker.nacks) == (20, [])
+
+
+class FailingCommits(SQLiteStore):
+    """Every commit fails (the store answers pings); the first sets `stop`."""
+
+    def __init__(self, path: Path, stop: threading.Event) -> None:
+        super().__init__(path)
+        self.stop = stop
+        self.commits = 0
+
+    def commit(
+        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+    ) -> CommitResult:
+        self.commits += 1
+        self.stop.set()
+        raise RuntimeError("disk says no")
+
+
+def test_a_stop_during_isolation_gives_back_what_is_left_instead_of_splitting_on(
+    tmp_path: Path,
+) -> None:
+    """Splitting a failing batch costs a commit per half, down to single messages: thousands
+    for a large batch, past the platform's SIGKILL."""
+    broker = RecordingReturns(tmp_path / "broker.db")
+    stop = threading.Event()
+    with closing(broker), closing(FailingCommits(tmp_path / "store.db", stop)) as store:
+        broker.publish([OutgoingMessage(good(i)) for i in range(8)])
+        options = WorkerOptions(flush_interval_s=0.05, stop_grace_s=0.0)
+        Worker(broker, store, options=options).run(stop)
+        assert store.commits == 4  # the batch and its three retries; no half
+        assert (broker.given_back, broker.nacks) == (8, [])  # a failure record each, on Pub/Sub
+        assert broker.backlog() == 8
+
+
 def test_dlq_replay_counts_a_fixed_event_once(tmp_path: Path) -> None:
     env = {"BA_DATA_DIR": str(tmp_path / "data")}
     no_id = json.dumps({"user_id": "replayed", "event_type": "signup"}).encode()

@@ -131,9 +131,10 @@ class Broker(abc.ABC):
 
     def give_back(self, ack_ids: Iterable[str]) -> None:
         """Return messages unprocessed rather than failed (the batches a stopping worker will
-        not begin): redelivered as after a nack, each delivery still counted where the broker
-        counts them (Pub/Sub always does), but not recorded as a failure where that costs a
-        write per message (Pub/Sub's failure log). By default, a nack saying so."""
+        not begin): redelivered as after a nack (after the retry backoff), each delivery still
+        counted where the broker counts them (Pub/Sub does with a dead-letter policy, which
+        `init` sets), but not recorded as a failure where that costs a write per message
+        (Pub/Sub's failure log). By default, a nack with the reason "worker stopping"."""
         self.nack(ack_ids, "worker stopping")
 
     @abc.abstractmethod

@@ -19,11 +19,13 @@ the restarted process counts by the new one. A broker error marked `permanent` (
 subscription does not exist) is raised as it is, not retried (the command line's one line).
 
 A stop (SIGTERM; Cloud Run allows about 10 s before SIGKILL) commits the batch in flight (or,
-if none, the next one) and the first deliveries that begin within `stop_grace_s` of a thread
-first seeing it (each looks every 0.25 s); the rest is given back (`Broker.give_back`: one
-delivery attempt each, no failure recorded, its count logged; on redelivery it takes
-`isolation.py`'s slower path). So a slow or contended store stops about one commit (with its
-retries) after `stop_grace_s`, whatever the worker holds; housekeeping is left to the next worker.
+if none, the next one handed over) and any batch begun within `stop_grace_s` of a thread first
+seeing it (each looks every 0.25 s). The rest is given back (`Broker.give_back`, its count
+logged: a delivery attempt each where the broker counts them, no failure-log write on Pub/Sub;
+on redelivery, `isolation.py`'s slower path), as are redelivered messages still in the feeder
+and the halves of a failing batch not yet committed. So a slow or contended store stops about
+one commit (with its retries) after `stop_grace_s`, whatever the worker holds; housekeeping is
+left to the next worker.
 
 `--until-idle` gives nothing back unless stopped: once idle, it asks a broker that has one to
 `stop_receiving` (Pub/Sub's streaming pull), then commits whatever was delivered before the
@@ -140,7 +142,8 @@ class Worker:
 
         Two stages overlap: a feeder thread pulls and parses the next batch while this thread
         commits the previous one (SQLite and the gRPC clients release the GIL while they wait).
-        A parsed batch waits in a queue of one, so at most two batches are held at a time.
+        A parsed batch waits in a queue of one: at most three are held (committing, queued, and
+        the feeder's next).
         """
         opts = self.options
         for port in (self.store, self.broker):
@@ -192,6 +195,7 @@ class Worker:
             raise WorkerStageFailed(f"the feeder stage failed: {failure[0]!r}") from failure[0]
         if opts.drain_dead_letters and self._stopped_at is None:  # stopped: the next one drains
             self.drain_dead_letters()
+        self._stopped_at = None  # `process` and `drain_dead_letters` may follow
         log.info("worker stopped", extra={"metrics": self.metrics.snapshot().to_dict()})
 
     def _main_loop(self, prepared: queue.Queue[_Batch | None], stop: threading.Event) -> None:
@@ -207,9 +211,8 @@ class Worker:
                 batch = _NO_BATCH
             if batch is None:
                 return
-            stopped_at = self._stop_seen(stop)
-            late = stopped_at is not None and time.monotonic() >= stopped_at + opts.stop_grace_s
-            if batch is not _NO_BATCH and late and settled_stopping:
+            self._stop_seen(stop)
+            if batch is not _NO_BATCH and self._late() and settled_stopping:
                 self._give_back(batch.deliveries)
             elif batch is not _NO_BATCH:
                 try:
@@ -241,6 +244,11 @@ class Worker:
         if self._stopped_at is None and stop.is_set():
             self._stopped_at = time.monotonic()
         return self._stopped_at
+
+    def _late(self) -> bool:
+        """Whether a thread first saw the stop `stop_grace_s` or more ago."""
+        at = self._stopped_at
+        return at is not None and time.monotonic() >= at + self.options.stop_grace_s
 
     def _give_back(self, deliveries: Sequence[Delivery], reason: str | None = None) -> None:
         """Give back what a stopping worker will not begin (`Broker.give_back`), or nack what it
@@ -502,7 +510,8 @@ class Worker:
     def _isolate(self, deliveries: Sequence[Delivery]) -> None:
         """A batch that keeps failing: if the store is down, give every message back; else
         commit halves, so that only the messages that fail on their own are nacked (and end in
-        the broker's dead letters with the reason) while their batch mates go through."""
+        the broker's dead letters with the reason) while their batch mates go through. Late
+        in a stop, the halves not yet committed are given back instead of split on."""
         try:
             self.store.ping()
         except Exception as exc:
@@ -513,6 +522,9 @@ class Worker:
             return None
         middle = len(deliveries) // 2
         for half in (deliveries[:middle], deliveries[middle:]):
+            if self._late():
+                self._give_back(half)
+                continue
             events, dead_letters, rejected = self._parse(half)
             try:
                 with self._watch.call("store", "commit", messages=len(half)):
@@ -550,7 +562,7 @@ class Worker:
         """Move what the broker dead-lettered into the store's dead letters, with the reason."""
         drained = 0
         try:
-            while messages := self.broker.pull_dead_letters(100):
+            while self._stopped_at is None and (messages := self.broker.pull_dead_letters(100)):
                 self.store.add_dead_letters([to_dead_letter(m) for m in messages])
                 self.broker.ack_dead_letters([m.handle for m in messages])
                 drained += len(messages)

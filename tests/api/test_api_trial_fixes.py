@@ -324,3 +324,15 @@ def test_a_405_names_every_method_its_path_answers(open_client: TestClient) -> N
         assert response.headers["allow"] == allowed, (method, path)
         assert response.json()["error"] == "method_not_allowed"
     assert open_client.head("/v1/series").status_code == 200
+
+
+def test_a_405_behind_a_path_prefix_names_every_method(open_app: FastAPI) -> None:
+    """Served under a prefix (uvicorn's `--root-path /analytics` behind a proxy)."""
+    with TestClient(open_app, base_url=f"http://127.0.0.1:{PORT}", root_path="/analytics") as c:
+        for method, path, allowed in [
+            ("PATCH", "/analytics/v1/events", "GET, HEAD, POST"),
+            ("POST", "/analytics/static/app.js", "GET, HEAD"),
+        ]:
+            response = c.request(method, path)
+            assert response.status_code == 405, (method, path)
+            assert response.headers["allow"] == allowed, (method, path)

@@ -177,6 +177,59 @@ def test_a_message_given_back_comes_back_with_no_failure_recorded(
         broker.close()
 
 
+class _LeasesThatGiveUpOnce:
+    """A subscriber holding one message whose first lease extension fails as the client
+    library's retries do when they give up (`RetryError`, no `GoogleAPICallError`)."""
+
+    def __init__(self) -> None:
+        self.extended: list[list[str]] = []
+
+    def pull(self, request: dict[str, Any], **_: Any) -> Any:
+        return pubsub_v1.types.PullResponse(
+            received_messages=[
+                pubsub_v1.types.ReceivedMessage(
+                    ack_id="held",
+                    message={"data": b"x", "message_id": "1", "publish_time": {"seconds": 1}},
+                    delivery_attempt=1,
+                )
+            ]
+        )
+
+    def modify_ack_deadline(self, request: dict[str, Any], **_: Any) -> None:
+        self.extended.append(list(request["ack_ids"]))
+        if len(self.extended) == 1:
+            raise gexc.RetryError("Timeout of 10.0s exceeded", gexc.ServiceUnavailable("refused"))
+
+    def close(self) -> None:
+        pass
+
+
+class _NoPublisher:
+    def stop(self) -> None:
+        pass
+
+
+def test_leases_are_extended_again_after_an_extension_gives_up() -> None:
+    """A `RetryError` out of one extension ended the thread that extends the leases, so every
+    message held after it was redelivered once its lease ran out, for the life of the worker."""
+    subscriber = _LeasesThatGiveUpOnce()
+    broker = PubSubBroker(
+        "p",
+        subscription="s",
+        ack_deadline_s=3,  # an extension a second
+        streaming=False,
+        publisher=_NoPublisher(),  # type: ignore[arg-type]
+        subscriber=subscriber,  # type: ignore[arg-type]
+    )
+    try:
+        [held] = broker.pull(1, 1.0)
+        assert held.ack_id == "held"
+        wait_until(lambda: len(subscriber.extended) >= 2, timeout=20, what="a second extension")
+        assert subscriber.extended[:2] == [["held"], ["held"]]
+    finally:
+        broker.close(timeout=1)
+
+
 def test_a_dead_letter_states_one_delivery_count(
     emulators: Emulators, names: dict[str, str]
 ) -> None:

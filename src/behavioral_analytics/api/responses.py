@@ -85,8 +85,10 @@ def _allowed(request: Request, given: str) -> str:
     """`given` (the refusing route's `Allow`) with the methods of every other route at the
     request's path, and `HEAD` wherever `GET` (`app.HeadAsGet` answers it). A mount (the
     dashboard's static files) names its own methods: mounts are not asked again."""
-    # A mount rewrites `root_path` in the shared scope; the routes match from the app's root.
-    scope = {**request.scope, "root_path": request.scope.get("app_root_path", "")}
+    # A mount rewrites `root_path` in the shared scope (keeping the server's, e.g. uvicorn's
+    # `--root-path`, as `app_root_path`); the routes match from the app's root.
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    scope = {**request.scope, "root_path": root_path}
     routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
     allowed = {method.strip() for method in given.split(",") if method.strip()}
     for method in _METHODS:

@@ -335,7 +335,10 @@ class PubSubBroker(Broker):
     def _lease_loop(self) -> None:
         every = max(1.0, self.ack_deadline_s / 3)
         while not self._stop_leasing.wait(every):
-            self._modack(self._leased(), self.ack_deadline_s)
+            try:
+                self._modack(self._leased(), self.ack_deadline_s)
+            except Exception:  # the thread lives on: the next round extends them again
+                log.exception("changing leases failed", extra={"subscription": self.subscription})
 
     def _leased(self) -> list[str]:
         """Ack ids of the messages this broker holds: handed to the worker, or still queued."""
@@ -343,16 +346,28 @@ class PubSubBroker(Broker):
             return [*self._held, *(m.ack_id for m in list(self._queue.queue))]
 
     def _modack(self, ack_ids: list[str], seconds: int) -> None:
+        """Set the leases of `ack_ids` to end `seconds` from now (0: deliverable again after the
+        retry policy's backoff), 1,000 ids a request. A request that fails is logged, never
+        raised (an outage by `reach`, once): a lease not extended runs out and its message is
+        redelivered, then deduped; one not ended runs to its deadline first. (`RetryError`, the
+        client library's retries giving up, is no `GoogleAPICallError`.)"""
         for start in range(0, len(ack_ids), 1000):
-            with contextlib.suppress(gexc.GoogleAPICallError):
+            chunk = ack_ids[start : start + 1000]
+            try:
                 self._subscriber.modify_ack_deadline(
                     request={
                         "subscription": self.subscription,
-                        "ack_ids": ack_ids[start : start + 1000],
+                        "ack_ids": chunk,
                         "ack_deadline_seconds": seconds,
                     },
                     timeout=10,
                 )
+            except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+                if not isinstance(exc, OUTAGE_ERRORS):
+                    log.warning(
+                        "changing leases failed",
+                        extra={"messages": len(chunk), "seconds": seconds, "error": str(exc)},
+                    )
 
     def _take(self, ack_ids: Iterable[str]) -> list[Message]:
         with self._held_lock:
@@ -406,7 +421,8 @@ class PubSubBroker(Broker):
         self._return(self._take(ack_ids))
 
     def _return(self, messages: Sequence[Message]) -> None:
-        """Make `messages` deliverable again at once (each delivery still counts)."""
+        """Make `messages` deliverable again, after the subscription's retry backoff (each
+        delivery still counts)."""
         if not messages:
             return
         with self._stream_lock:
