@@ -26,9 +26,10 @@ Per variant: events/s, the ratio to (c) in the same run, store row writes per ev
 timed part: WAL, checkpoints and, for (a) and (b), the broker's acks — (p) shows those), bytes
 stored per event (the database file after a checkpoint) beside the bare table's, and peak RSS.
 Each variant runs in its own process on a fresh data directory; with `--rounds N` the variants
-are interleaved and the fastest of each is shown. `--baseline DIR` adds (a) run by the package of
-another checkout of the project at DIR (its `src` first on the path; this script's harness),
-interleaved with the rest: before and after a change in one run, on the same machine moment.
+are interleaved and the fastest of each is shown. `--baseline DIR` adds (a) and (a2) run by the
+package of another checkout of the project at DIR (its `src` first on the path; this script's
+harness), interleaved with the rest: before and after a change in one run, on the same machine
+moment.
 `--flush-max-events N` runs (a) and (a2) with `BA_FLUSH_MAX_EVENTS=N`; with `--baseline .` beside
 the same code at the configured batch size.
 Beside events/s, each variant's events per CPU-second (user and system time of all its threads)
@@ -36,7 +37,11 @@ and its ratio to (c)'s: on a machine shared with other work the wall-clock rates
 load, the CPU cost much less.
 Under the table, for (a) and (a2), the share of the run during which the store's write lock was
 held by a commit (from `BEGIN IMMEDIATE` granted to `COMMIT` done, summed over both processes
-for (a2)): what the write lock leaves to a second process.
+for (a2)): what the write lock leaves to a second process. Then, for (a) and (a2), the CPU
+seconds by stage (bench/stages.py: pull + ack, parse + enrich, raw insert, the derivation,
+COMMIT) and the ratio to (c) by CPU the worker would reach if the derivation (identity, the
+fold, breakdowns, sessions, funnels, with their reads and writes) cost nothing: the ceiling for
+any work on the derivation alone.
 
     .venv/bin/python bench/pipeline.py [--input live|backfill|narrow|all] [--events 100000]
         [--users 20000] [--seed 17] [--days 6] [--rounds 1] [--baseline DIR]
@@ -56,7 +61,6 @@ and prints whether `verify` (a recount from the raw events) agrees with (a)'s an
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
@@ -76,6 +80,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import stages
 import traffic
 
 from behavioral_analytics.broker import OutgoingMessage
@@ -128,27 +133,6 @@ def publish_all(data_dir: Path, lines: list[bytes] | Iterator[bytes]) -> LocalBr
     return broker
 
 
-def time_write_locks(held: list[float]) -> None:
-    """From now on, in this process, append to `held` the seconds each of the store's commits
-    holds SQLite's write lock: from `BEGIN IMMEDIATE` granted to `COMMIT` done. A package
-    whose commits take the lock elsewhere (a `--baseline` of another shape) is not timed."""
-    try:
-        from behavioral_analytics.stores.sqlite import commit as commit_module
-
-        original = commit_module.transaction
-    except (ImportError, AttributeError):
-        return
-
-    @contextlib.contextmanager
-    def timed(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        with original(db) as granted:
-            start = time.perf_counter()
-            yield granted
-        held.append(time.perf_counter() - start)
-
-    commit_module.transaction = timed
-
-
 def store_writes(store: SQLiteStore) -> int:
     return store._db.total_changes  # rows inserted, updated or deleted on this connection
 
@@ -167,8 +151,8 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     broker = publish_all(data_dir, lines)
     store = shipped_store(data_dir / "store.db")
     worker = shipped_worker(broker, store)
-    held: list[float] = []
-    time_write_locks(held)
+    timings = stages.Timings()
+    timings.attach(broker, worker, store)
     wrote = written_bytes()
     cpu = cpu_seconds()
     started = time.perf_counter()
@@ -184,7 +168,7 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     return {
         "seconds": elapsed,
         "cpu_seconds": cpu,
-        "lock_held_s": sum(held),
+        **timings.as_result(),
         "peak_rss_mib": peak_rss_mib,
         "verify_ok": float(exact),
         "store_writes": writes,
@@ -202,8 +186,8 @@ def _worker_process(
     broker = LocalBroker(data_dir / "broker.db")
     store = shipped_store(data_dir / "store.db")
     worker = shipped_worker(broker, store)
-    held: list[float] = []
-    time_write_locks(held)
+    timings = stages.Timings()
+    timings.attach(broker, worker, store)
     ready.release()
     go.wait()
     wrote, cpu = written_bytes(), cpu_seconds()
@@ -211,7 +195,7 @@ def _worker_process(
     results.put(
         {
             "cpu_seconds": cpu_seconds() - cpu,
-            "lock_held_s": sum(held),
+            **timings.as_result(),
             "store_writes": store_writes(store),
             "written_bytes": written_bytes() - wrote,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -253,7 +237,7 @@ def run_workers(data_dir: Path, lines: list[bytes], processes: int = 2) -> Resul
     return {
         "seconds": elapsed,
         "cpu_seconds": sum(part["cpu_seconds"] for part in parts),
-        "lock_held_s": sum(part["lock_held_s"] for part in parts),
+        **stages.summed(parts),
         "peak_rss_mib": sum(part["peak_rss_mib"] for part in parts),
         "verify_ok": float(exact),
         "store_writes": sum(part["store_writes"] for part in parts),
@@ -395,6 +379,10 @@ def child(variant: str, input_path: Path) -> None:
     print(json.dumps(result))
 
 
+# The baseline's variants: (a) and (a2) run by the other checkout's package.
+_RUNS_AS = {"a0": "a", "20": "2"}
+
+
 def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
     """One row group: every variant on input `kind`, interleaved over the rounds."""
     print(traffic.describe_input(kind, args.events, args.users, args.seed, args.days), flush=True)
@@ -406,18 +394,19 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
     input_path.write_bytes(b"\n".join(lines) + b"\n")
     labels = {v: label for v, (label, _) in VARIANTS.items()}
     if args.baseline is not None:
-        labels = {"a0": f"(a) at {args.baseline.resolve().name}"[:31], **labels}
+        name = args.baseline.resolve().name
+        labels = {"a0": f"(a) at {name}"[:31], "20": f"(a2) at {name}"[:31], **labels}
     runs: dict[str, list[Result]] = {v: [] for v in labels}
     for _ in range(args.rounds):  # interleaved, so a noisy moment hits every variant alike
         for variant in labels:
             env = None
-            if variant == "a0":
+            if variant in _RUNS_AS:
                 env = {**os.environ, "PYTHONPATH": str(args.baseline / "src")}
             elif variant in ("a", "2") and args.flush_max_events is not None:
                 env = {**os.environ, "BA_FLUSH_MAX_EVENTS": str(args.flush_max_events)}
             output = subprocess.run(
-                [sys.executable, __file__, "--variant", variant[0], "--input-file",
-                 str(input_path)],
+                [sys.executable, __file__, "--variant", _RUNS_AS.get(variant, variant),
+                 "--input-file", str(input_path)],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -467,16 +456,26 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
         "the store's write lock held (commits, from BEGIN IMMEDIATE granted to COMMIT done): "
         + "   ".join(
             f"{name} {results[v]['lock_held_s'] / results[v]['seconds']:.0%} of its run"
-            for v, name in (("a0", "(a) at the baseline"), ("a", "(a)"), ("2", "(a2)"))
+            for v, name in (
+                ("a0", "(a) at the baseline"),
+                ("a", "(a)"),
+                ("20", "(a2) at the baseline"),
+                ("2", "(a2)"),
+            )
             if v in results and results[v].get("lock_held_s")
         )
     )
+    for variant, name in (("a", "(a)"), ("2", "(a2)")):
+        print(stages.split_line(name, results[variant], results["c"]["cpu_seconds"]))
     if "a0" in results:
-        by_cpu = f" (by CPU {cpu['a'] / cpu['a0']:.2f}x)" if "a0" in cpu else ""
         name = args.baseline.resolve().name
         print(
-            f"(a)/(a at {name}) = {rate['a'] / rate['a0']:.2f}x{by_cpu}   verify "
-            f"on its store: {'ok' if results['a0']['verify_ok'] else 'DRIFT'}"
+            "   ".join(
+                f"{mine}/({mine[1:-1]} at {name}) = {rate[v] / rate[v0]:.2f}x "
+                f"(by CPU {cpu[v] / cpu[v0]:.2f}x), verify on its store: "
+                + ("ok" if results[v0]["verify_ok"] else "DRIFT")
+                for v, v0, mine in (("a", "a0", "(a)"), ("2", "20", "(a2)"))
+            )
         )
     print()
 

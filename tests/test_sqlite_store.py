@@ -3,13 +3,17 @@ tables. What every store does is in the contract suite (tests/contract)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import pytest
 
 from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.bots import BOT_PROPERTY
 from behavioral_analytics.events import Event, dedupe_key
+from behavioral_analytics.identity import IDENTIFY
+from behavioral_analytics.settings import load_settings
 from behavioral_analytics.store import NewDeadLetter
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from behavioral_analytics.stores.sqlite import commit as sqlite_commit
@@ -42,6 +46,59 @@ def test_commit_is_atomic(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.undo()
     assert store.count_events() == 0 and store.count_dead_letters() == 0
     assert store.commit([ev(1)]).created == 1  # and the retry counts it
+
+
+def test_a_live_batch_is_folded_before_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "store.db", rules=load_settings().behavior_rules())
+    folds: list[tuple[str, bool]] = []  # (which fold, whether inside the transaction)
+
+    def watched(name: str, real: object) -> object:
+        def call(*args: object) -> object:
+            folds.append((name, store._db.in_transaction))
+            return real(*args)  # type: ignore[operator]
+
+        return call
+
+    monkeypatch.setattr(sqlite_commit, "fold", watched("fold", sqlite_commit.fold))
+    monkeypatch.setattr(
+        sqlite_commit,
+        "fold_breakdowns",
+        watched("breakdowns", sqlite_commit.fold_breakdowns),
+    )
+    now = time.time()
+    live = [ev(i, who=f"u{i % 3}", ts=now - 300 + i) for i in range(30)]
+    assert store.commit(live).created == 30
+    assert sorted(folds) == [("breakdowns", False), ("fold", False)]
+
+    # Batches whose events to fold are not those folded ahead make the transaction fold
+    # afresh, and count exactly: one event stored already; an anonymous event counted for the
+    # user its stored link names (the identify in the batch before), beside a bot's.
+    identify = dataclasses.replace(
+        ev(200, who="u0", event_type=IDENTIFY, ts=now - 150), anonymous_id="anon-1"
+    )
+    anonymous = dataclasses.replace(
+        ev(201, who="anon-1", ts=now - 100), user_id=None, anonymous_id="anon-1", who=""
+    )
+    anonymous.key = dedupe_key("evt_201", anonymous.who, "page_view", anonymous.timestamp)
+    bot = dataclasses.replace(ev(202, who="crawler", ts=now - 90), properties={BOT_PROPERTY: True})
+    for batch, stored in (
+        ([live[0], *(ev(100 + i, ts=now - 200 + i) for i in range(5))], 1),
+        ([identify], 0),
+        ([anonymous, bot, ev(203, ts=now - 80)], 0),
+    ):
+        folds.clear()
+        result = store.commit(batch)
+        assert (result.created, result.duplicates) == (len(batch) - stored, stored)
+        if batch[0] is not identify:
+            assert ("fold", True) in folds and ("breakdowns", True) in folds
+    profile = store.profile("u0")
+    assert profile is not None and profile.total_events == 12
+    report = verify(store, store.periods, now=now, retention_s=None)
+    assert report.ok, report.drift
+    assert store.count_events() == 39
+    store.close()
 
 
 def test_verify_finds_drift_and_repair_fixes_it(store: SQLiteStore) -> None:

@@ -1,16 +1,16 @@
 """Breakdowns on the SQLite store (docs/breakdowns.md): the admitted values of each (granularity,
 period, dimension), events per counted value, and per-value unique-user markers per day.
 
-A commit folds its new human events (`apply_breakdowns`): it reads the admitted sets and the
-markers the batch touches in one query each, admits new values, adds the markers not stored yet
-and adds the events and new markers to the counts, one statement per table. A person's markers
-of a day are one row (the (dimension, value) pairs, packed): a batch reads and rewrites a row
-per person and day it touches instead of inserting a row per person, day, dimension and value
-(about 16 times fewer rows on the live benchmark's traffic, and a third less commit time spent
-on them). An identity move takes the moved events' markers from the old person to the new one
-(`move_breakdown_markers`), and `forget` takes a person's events and markers back out
-(`forget_breakdowns`), exactly as the unique-user markers of the buckets are moved and removed.
-The admitted sets never shrink.
+A commit adds the fold of its new human events (`apply_breakdowns`): it reads the admitted sets
+and the markers the batch touches in one query each, admits new values, adds the markers not
+stored yet and adds the events and new markers to the counts, one statement per table. A
+person's markers of a day are one row (the (dimension, value) pairs, packed): a batch reads and
+rewrites a row per person and day it touches instead of inserting a row per person, day,
+dimension and value (about 16 times fewer rows on the live benchmark's traffic, and a third
+less commit time spent on them). An identity move takes the moved events' markers from the old
+person to the new one (`move_breakdown_markers`), and `forget` takes a person's events and
+markers back out (`forget_breakdowns`), exactly as the unique-user markers of the buckets are
+moved and removed. The admitted sets never shrink.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import msgspec
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.breakdowns import (
     OTHER,
+    BreakdownDelta,
     BreakdownRules,
     Counted,
     count_under,
@@ -201,12 +202,9 @@ def _store_counted(
     )
 
 
-def apply_breakdowns(
-    db: sqlite3.Connection, humans: Sequence[Event], periods: Periods, rules: BreakdownRules
-) -> None:
-    """Add the breakdowns of a batch's new human events (each `who` its person), in batch
-    order, inside the commit's transaction on `db`."""
-    delta = fold_breakdowns(humans, periods, rules)
+def apply_breakdowns(db: sqlite3.Connection, delta: BreakdownDelta, rules: BreakdownRules) -> None:
+    """Add `delta`, the `fold_breakdowns` of a batch's new human events (each `who` its person)
+    in batch order, inside the commit's transaction on `db`."""
     if not delta.events:
         return
     admitted = read_admitted(db, _set_keys(delta.events))
