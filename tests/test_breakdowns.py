@@ -85,6 +85,35 @@ def test_a_person_seen_with_two_values_under_other_is_one_other_user() -> None:
     assert counted.unique_users() == {(DAY, "page", "/a"): 1, (DAY, "page", OTHER): 1}
 
 
+def test_markers_grouped_per_person_and_day_map_as_the_flat_ones_do() -> None:
+    """A store that keeps a person's markers of a day together maps them at once
+    (`users=False`, then `markers_under`): the same markers as the flat mapping, OTHER where
+    a full set refused a value, on one day and not the next."""
+    rules = BreakdownRules(("page", "event_type"), 2)
+    events = [
+        event(1, 0, "/a", "u1"),
+        event(2, 1, "/b", "u2"),
+        event(3, 2, "/c", "u1", "buy"),  # /c: the day's page set is full
+        event(4, 3, "/d", "u3"),
+        event(5, 86_400, "/c", "u1"),  # the next day admits /c
+        event(6, 86_401, "/a", "u2", "buy"),
+    ]
+    delta = fold_breakdowns(events, Periods(), rules)
+    stored = {("day", DAY, "page"): ["/a", "/b"]}
+    flat = count_under(delta, stored, 2)
+    grouped = count_under(delta, stored, 2, users=False)
+    assert grouped.users == set() and grouped.events == flat.events
+    assert grouped.others == {(DAY, "page"): {"/c", "/d"}}
+    mapped = grouped.markers_under(delta.by_person_day())
+    assert mapped == BreakdownDelta(users=flat.users).by_person_day()
+    assert mapped["u1", DAY] == {("page", "/a"), ("page", OTHER), ("event_type", "page_view"),
+                                 ("event_type", "buy")}  # fmt: skip
+    assert mapped["u1", "2025-11-28"] == {("page", "/c"), ("event_type", "page_view")}
+    # Nothing refused: the grouped markers are taken as they are.
+    unrefused = count_under(delta, {}, 100, users=False)
+    assert unrefused.markers_under(delta.by_person_day()) == delta.by_person_day()
+
+
 def test_the_recount_orders_by_time_and_counts_for_the_person() -> None:
     rules = BreakdownRules(("page",), 1)
     late_first = [event(2, 10, "/b", "anonymous:v"), event(1, 0, "/a", "anonymous:v")]

@@ -9,13 +9,15 @@ import json
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.breakdowns import OTHER, BreakdownRules
+from behavioral_analytics.events import Event
 from behavioral_analytics.settings import load_settings
-from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.stores.sqlite import SQLiteStore, session_counts
 from behavioral_analytics.verification import verify
 from behavioral_analytics.wiring import open_configured
 from tests.conftest import FakeClock
@@ -196,5 +198,34 @@ def test_verify_finds_a_lost_or_stray_marker_that_no_count_shows_yet(tmp_path: P
     assert drift[("breakdown_markers", f"{DAY_LABEL}:page:/z")] == ({"extra": 1}, {"missing": 0})
     assert {what for what, _ in drift} == {"breakdown_markers"}  # no count shows it yet
     assert verify(store, store.periods, now=NOW, retention_s=None, repair=True).repaired
+    assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    store.close()
+
+
+def test_session_values_come_from_the_commits_own_events_without_decoding_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session's first and last events that the commit is adding are read from the events it
+    holds; only a stored one is decoded from its row (here: the kept first event of a session
+    that shares its start with a new one, read again for its key), and the counts stay exact."""
+    decoded: list[str] = []
+    read_row = session_counts._event
+
+    def spy(person: str, key: str, *rest: Any) -> Event:
+        decoded.append(key)
+        return read_row(person, key, *rest)
+
+    monkeypatch.setattr(session_counts, "_event", spy)
+    store = _store(tmp_path / "store.db")
+    first = ev(1, 0, user="u1", session="s1", page_url="https://shop.example/a")
+    store.commit([first, ev(2, 30, user="u1", session="s1", page_url="https://shop.example/b")])
+    assert decoded == []
+    store.commit(
+        [
+            ev(3, 60, user="u1", session="s1", page_url="https://shop.example/c"),
+            ev(4, 0, user="u2", session="s2", page_url="https://shop.example/d"),  # same start
+        ]
+    )
+    assert decoded == [first.key]
     assert verify(store, store.periods, now=NOW, retention_s=None).ok
     store.close()

@@ -39,7 +39,9 @@ __all__ = [
     "BreakdownDelta",
     "BreakdownRules",
     "Counted",
+    "PersonDayMarkers",
     "admit",
+    "by_person_day",
     "count_under",
     "fold_breakdowns",
     "recount_breakdowns",
@@ -50,6 +52,8 @@ BREAKDOWN_GRANULARITIES: tuple[Granularity, ...] = ("hour", "day")
 
 # (granularity, period, dimension): one admitted set.
 SetKey = tuple[str, str, str]
+# (person, day) → {(dimension, value)}: one person's markers of a day.
+PersonDayMarkers = dict[tuple[str, str], set[tuple[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +86,55 @@ class BreakdownDelta:
     events: Counter[tuple[Granularity, str, str, str]] = field(default_factory=Counter)
     users: set[tuple[str, str, str, str]] = field(default_factory=set)
 
+    def by_person_day(self) -> PersonDayMarkers:
+        """`users` grouped per (person, day) (`by_person_day`)."""
+        return by_person_day(self.users)
+
+
+def by_person_day(users: Iterable[tuple[str, str, str, str]]) -> PersonDayMarkers:
+    """(day, dimension, value, person) markers grouped per (person, day), as a store that keeps
+    a person's markers of a day together reads and writes them."""
+    grouped: PersonDayMarkers = {}
+    for day, dimension, value, who in users:
+        pairs = grouped.get((who, day))
+        if pairs is None:
+            grouped[who, day] = {(dimension, value)}
+        else:
+            pairs.add((dimension, value))
+    return grouped
+
 
 @dataclass(slots=True)
 class Counted:
     """A delta with its values mapped to what they count under (themselves or OTHER).
 
     `events`: (granularity, period, dimension, counted value) → events; `users`: (day,
-    dimension, counted value, person) markers; `admitted`: per (granularity, period,
-    dimension), the values this delta admits, in admission order."""
+    dimension, counted value, person) markers (empty when `count_under` was told not to map
+    them: then `unique_users` counts nothing); `admitted`: per (granularity, period,
+    dimension), the values this delta admits, in admission order; `others`: (day, dimension)
+    → the raw values that day's set counts under OTHER (what `markers_under` maps)."""
 
     events: Counter[tuple[Granularity, str, str, str]] = field(default_factory=Counter)
     users: set[tuple[str, str, str, str]] = field(default_factory=set)
     admitted: dict[SetKey, list[str]] = field(default_factory=dict)
+    others: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def markers_under(self, grouped: PersonDayMarkers) -> PersonDayMarkers:
+        """The raw markers `grouped` (`BreakdownDelta.by_person_day` of the delta counted)
+        with their values mapped to what they count under, as `users` has them. The result
+        shares `grouped` and its sets where nothing was refused: neither is to be changed."""
+        if not self.others:
+            return grouped
+        refused: dict[str, set[tuple[str, str]]] = {}
+        for (day, dimension), values in self.others.items():
+            refused.setdefault(day, set()).update((dimension, value) for value in values)
+        mapped: PersonDayMarkers = {}
+        for (who, day), pairs in grouped.items():
+            hit = pairs & refused[day] if day in refused else None
+            if hit:
+                pairs = (pairs - hit) | {(dimension, OTHER) for dimension, _ in hit}
+            mapped[who, day] = pairs
+        return mapped
 
     def unique_users(self) -> Counter[tuple[str, str, str]]:
         """Distinct persons per (day, dimension, counted value), counting every marker as new
@@ -194,12 +235,18 @@ def admit(
 
 
 def count_under(
-    delta: BreakdownDelta, admitted: Mapping[SetKey, Sequence[str]], max_values: int
+    delta: BreakdownDelta,
+    admitted: Mapping[SetKey, Sequence[str]],
+    max_values: int,
+    *,
+    users: bool = True,
 ) -> Counted:
     """`delta` mapped through admission: `admitted` holds the stored admitted set of every
     (granularity, period, dimension) the delta touches (absent: none admitted yet). With
     `max_values` 0 nothing is admitted: every value outside its set counts under OTHER (what
-    taking stored events back out needs)."""
+    taking stored events back out needs). With `users` False the markers are not mapped one
+    by one: `Counted.others` says which values count under OTHER, and `markers_under` maps a
+    person's markers of a day at once."""
     order: dict[SetKey, list[str]] = {}
     for granularity, period, dimension, value in delta.events:
         order.setdefault((granularity, period, dimension), []).append(value)
@@ -212,6 +259,14 @@ def count_under(
     for (granularity, period, dimension, value), n in delta.events.items():
         under = mappings[granularity, period, dimension][value]
         counted.events[granularity, period, dimension, under] += n
+    if not users:
+        for (g, day, dimension), mapping in mappings.items():
+            if g != "day":
+                continue
+            other = {value for value, under in mapping.items() if under != value}
+            if other:
+                counted.others[day, dimension] = other
+        return counted
     for day, dimension, value, who in delta.users:
         under = mappings["day", day, dimension][value]
         counted.users.add((day, dimension, under, who))

@@ -64,6 +64,7 @@ class SQLiteBehavior:
                     bots[key] += 1
                 continue
             dirty.add(persons[event.key], event.timestamp, event.event_type, event.session_id)
+            dirty.held[event.key] = event
             link = proposal(event)
             if link is not None:
                 proposals.append(link)

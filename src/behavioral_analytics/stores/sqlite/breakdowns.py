@@ -11,6 +11,11 @@ less commit time spent on them). An identity move takes the moved events' marker
 person to the new one (`move_breakdown_markers`), and `forget` takes a person's events and
 markers back out (`forget_breakdowns`), exactly as the unique-user markers of the buckets are
 moved and removed. The admitted sets never shrink.
+
+The commit hands over the batch's markers grouped per person and day, grouped before the
+write lock (`BreakdownDelta.by_person_day`); inside it they are mapped through admission a
+row at a time (`Counted.markers_under`: only the values a full set refused change) and
+compared with the stored row as decoded, per dimension.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from behavioral_analytics.breakdowns import (
     BreakdownDelta,
     BreakdownRules,
     Counted,
+    PersonDayMarkers,
+    by_person_day,
     count_under,
     fold_breakdowns,
     recount_breakdowns,
@@ -112,8 +119,6 @@ _WRITE_MARKERS = (
 _DAY_SLACK_S = 25 * 3600.0
 
 SetKey = tuple[str, str, str]
-# (person, day) → {(dimension, counted value)}: one row of `breakdown_markers`.
-Markers = dict[tuple[str, str], set[tuple[str, str]]]
 _encode_bytes = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
@@ -127,58 +132,79 @@ _decode_packed = msgspec.json.Decoder(dict[str, list[str]] | list[tuple[str, str
 _NO_MARKERS = ("{}", "[]")  # a row left with no marker (either format) is deleted
 
 
-def _decode_pairs(packed: str) -> list[tuple[str, str]]:
-    """A row's (dimension, value) pairs, from either packing: `{dimension: [value, …]}`, or the
+def _decode_grouped(packed: str) -> dict[str, list[str]]:
+    """A row's values per dimension, from either packing: `{dimension: [value, …]}`, or the
     `[[dimension, value], …]` of rows written before it (read as they are, rewritten in the
     new packing when a commit changes them)."""
-    decoded = _decode_packed(packed)
-    if isinstance(decoded, list):
+    decoded: dict[str, list[str]] | list[tuple[str, str]] = _decode_packed(packed)
+    if not isinstance(decoded, list):
         return decoded
-    return [(dimension, value) for dimension, values in decoded.items() for value in values]
+    grouped: dict[str, list[str]] = {}
+    for dimension, value in decoded:
+        grouped.setdefault(dimension, []).append(value)
+    return grouped
+
+
+def _decode_pairs(packed: str) -> list[tuple[str, str]]:
+    """A row's (dimension, value) pairs, from either packing (`_decode_grouped`)."""
+    return [
+        (dimension, value)
+        for dimension, values in _decode_grouped(packed).items()
+        for value in values
+    ]
 
 
 def _encode_pairs(pairs: Iterable[tuple[str, str]]) -> str:
     """A row's pairs packed as `{dimension: [value, …]}`, dimensions and values sorted: each
     dimension's name once, not once per value (a third fewer bytes on the live benchmark)."""
     grouped: dict[str, list[str]] = defaultdict(list)
-    for dimension, value in sorted(pairs):
+    for dimension, value in sorted(set(pairs)):
         grouped[dimension].append(value)
     return _encode(grouped)
 
 
-def _by_person_day(users: Iterable[tuple[str, str, str, str]]) -> Markers:
-    """(day, dimension, value, person) facts grouped as `Markers`."""
-    grouped: Markers = defaultdict(set)
-    for day, dimension, value, who in users:
-        grouped[who, day].add((dimension, value))
-    return grouped
-
-
-def _read_markers(db: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> Markers:
+def _read_markers(db: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> PersonDayMarkers:
     """The stored markers of each (person, day) among `keys` that has any."""
+    return {key: set(_pairs(grouped)) for key, grouped in _read_grouped(db, keys).items()}
+
+
+def _read_grouped(
+    db: sqlite3.Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, list[str]]]:
+    """The stored markers of each (person, day) among `keys` that has any, as its values per
+    dimension (`_decode_grouped`)."""
     wanted = _encode([list(key) for key in keys])
     return {
-        (person, day): set(_decode_pairs(pairs))
+        (person, day): _decode_grouped(pairs)
         for person, day, pairs in db.execute(_READ_MARKERS, (wanted,))
     }
 
 
+def _pairs(grouped: Mapping[str, Iterable[str]]) -> Iterable[tuple[str, str]]:
+    """A row's values per dimension as (dimension, value) pairs."""
+    return ((dimension, value) for dimension, values in grouped.items() for value in values)
+
+
 def _add_markers(
-    db: sqlite3.Connection, users: Iterable[tuple[str, str, str, str]]
+    db: sqlite3.Connection, grouped: PersonDayMarkers
 ) -> Counter[tuple[str, str, str]]:
-    """Store the (day, dimension, value, person) markers not stored yet, one row write per
-    (person, day) that gains any; how many were new per (day, dimension, value)."""
-    grouped = _by_person_day(users)
-    stored = _read_markers(db, grouped)
+    """Store the (dimension, counted value) markers of `grouped` not stored yet (a row of
+    `breakdown_markers` per (person, day)), one row write per (person, day) that gains any;
+    how many were new per (day, dimension, value). A stored row is compared as decoded, per
+    dimension, and rewritten only when it gains a marker."""
+    stored = _read_grouped(db, grouped)
     new: Counter[tuple[str, str, str]] = Counter()
     rows = []
+    nothing: dict[str, list[str]] = {}
     for (who, day), pairs in grouped.items():
-        have = stored.get((who, day), set())
-        fresh = pairs - have
+        have = stored.get((who, day), nothing)
+        fresh = [
+            (dimension, value) for dimension, value in pairs if value not in have.get(dimension, ())
+        ]
         if fresh:
             for dimension, value in fresh:
                 new[day, dimension, value] += 1
-            rows.append((who, day, _encode_pairs(have | fresh)))
+            rows.append((who, day, _encode_pairs([*_pairs(have), *fresh])))
     db.executemany(_WRITE_MARKERS, rows)
     return new
 
@@ -188,11 +214,15 @@ def _set_keys(counted_keys: Iterable[tuple[Granularity, str, str, str]]) -> set[
 
 
 def _store_counted(
-    db: sqlite3.Connection, counted: Counted, admitted: Mapping[SetKey, list[str]]
+    db: sqlite3.Connection,
+    counted: Counted,
+    admitted: Mapping[SetKey, list[str]],
+    markers: PersonDayMarkers,
 ) -> None:
-    """Admit `counted.admitted`, create its markers and add its events and new markers."""
+    """Admit `counted.admitted`, create `markers` (its counted markers by person and day) and
+    add its events and new markers."""
     store_admitted(db, counted.admitted, admitted)
-    new_users = _add_markers(db, counted.users)
+    new_users = _add_markers(db, markers)
     db.executemany(
         _UPSERT_BUCKET,
         [
@@ -202,13 +232,20 @@ def _store_counted(
     )
 
 
-def apply_breakdowns(db: sqlite3.Connection, delta: BreakdownDelta, rules: BreakdownRules) -> None:
+def apply_breakdowns(
+    db: sqlite3.Connection,
+    delta: BreakdownDelta,
+    rules: BreakdownRules,
+    markers: PersonDayMarkers,
+) -> None:
     """Add `delta`, the `fold_breakdowns` of a batch's new human events (each `who` its person)
-    in batch order, inside the commit's transaction on `db`."""
+    in batch order, with its `markers` grouped per person and day (`delta.by_person_day()`),
+    inside the commit's transaction on `db`."""
     if not delta.events:
         return
     admitted = read_admitted(db, _set_keys(delta.events))
-    _store_counted(db, count_under(delta, admitted, rules.max_values), admitted)
+    counted = count_under(delta, admitted, rules.max_values, users=False)
+    _store_counted(db, counted, admitted, counted.markers_under(markers))
 
 
 def _counted_under(
@@ -240,7 +277,7 @@ def move_breakdown_markers(
         [_event(key, etype, ts, props, new) for key, _, new, etype, ts, props in moves],
         None, db, periods, rules,
     )  # fmt: skip
-    changes = _add_markers(db, gained.users)
+    changes = _add_markers(db, by_person_day(gained.users))
     lost = _counted_under(
         [_event(key, etype, ts, props, old) for key, old, _, etype, ts, props in moves],
         None, db, periods, rules,
@@ -260,7 +297,7 @@ def move_breakdown_markers(
             [_event(key, etype, ts, props, person) for key, etype, ts, props in rows],
             None, db, periods, rules,
         ).users  # fmt: skip
-    doomed = _by_person_day(lost.users - still)
+    doomed = by_person_day(lost.users - still)
     stored = _read_markers(db, doomed)
     rewritten, emptied = [], []
     for (who, day), pairs in doomed.items():
@@ -380,7 +417,7 @@ def rebuild_breakdowns(
     counted = recount_breakdowns(events, persons, periods, rules, admitted)
     db.execute("DELETE FROM breakdown_buckets")
     db.execute("DELETE FROM breakdown_markers")
-    _store_counted(db, counted, admitted)
+    _store_counted(db, counted, admitted, by_person_day(counted.users))
     rebuild_session_counts(db, events, persons, periods, rules)
 
 
@@ -420,6 +457,7 @@ def backfill_breakdowns(
     persons = dict(db.execute("SELECT key, person FROM events WHERE bot = 0").fetchall())
     chosen = BreakdownRules(tuple(dimensions), rules.max_values)
     events = list(events)
-    _store_counted(db, recount_breakdowns(events, persons, periods, chosen, {}), {})
+    counted = recount_breakdowns(events, persons, periods, chosen, {})
+    _store_counted(db, counted, {}, by_person_day(counted.users))
     # Sessions count in every dimension at once: recount them all (their values too).
     rebuild_session_counts(db, events, persons, periods, rules)

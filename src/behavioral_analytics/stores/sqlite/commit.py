@@ -6,14 +6,15 @@ forgotten person (dated at or before their tombstone) are dropped before the ins
 apart (`forgotten`), not as duplicates.
 
 The fold and the breakdown fold of the batch's human events, each counted for its own actor,
-are made before `BEGIN IMMEDIATE` (`_FoldedAhead`), outside the write lock a second worker
-process waits on: they are pure functions of the events, and on live traffic the events the
-transaction finds to fold are exactly those (none stored already, forgotten, or counted for
-another person by a link). The transaction uses them when the events it folds are those very
-objects in that order, and folds afresh otherwise, so the result is the same either way; a
-batch with a duplicate, a forgotten or a linked event is folded twice. On the live benchmark
-the lock is held for about a tenth less of a run, and two worker processes ingest about 1.1
-times as fast (`bench/pipeline.py --baseline`, (a2)).
+with the breakdown markers grouped per person and day, are made before `BEGIN IMMEDIATE`
+(`_FoldedAhead`), outside the write lock a second worker process waits on: they are pure
+functions of the events, and on live traffic the events the transaction finds to fold are
+exactly those (none stored already, forgotten, or counted for another person by a link). The
+transaction uses them when the events it folds are those very objects in that order, and folds
+afresh otherwise, so the result is the same either way; a batch with a duplicate, a forgotten or
+a linked event is folded twice. On the live benchmark the lock is held for about a tenth less of
+a run, and two worker processes ingest about 1.1 times as fast (`bench/pipeline.py --baseline`,
+(a2)).
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ import msgspec
 from behavioral_analytics.aggregation import Deltas, Periods, fold
 from behavioral_analytics.behavior import as_person
 from behavioral_analytics.bots import BOT_PROPERTY, is_bot
-from behavioral_analytics.breakdowns import BreakdownDelta, BreakdownRules, fold_breakdowns
+from behavioral_analytics.breakdowns import (
+    BreakdownDelta,
+    BreakdownRules,
+    PersonDayMarkers,
+    fold_breakdowns,
+)
 from behavioral_analytics.events import Event
 from behavioral_analytics.sqlite_util import transaction
 from behavioral_analytics.store import CommitResult, NewDeadLetter
@@ -110,9 +116,9 @@ def commit_batch(
             for e in created
             if BOT_PROPERTY not in e.properties
         ]
-        deltas, breakdowns = ahead.of_humans(humans, periods, behavior.rules.breakdowns)
+        deltas, breakdowns, markers = ahead.of_humans(humans, periods, behavior.rules.breakdowns)
         apply_deltas(db, deltas, now)
-        apply_breakdowns(db, breakdowns, behavior.rules.breakdowns)
+        apply_breakdowns(db, breakdowns, behavior.rules.breakdowns, markers)
         moves = behavior.apply(db, created, person_of, now)
         move_breakdown_markers(
             db,
@@ -141,29 +147,38 @@ def commit_batch(
 @dataclass(frozen=True, slots=True)
 class _FoldedAhead:
     """The folds of a batch's human events (`humans`, in batch order), each counted for its
-    own actor, made before the transaction: `deltas` (`aggregation.fold`) and `breakdowns`
-    (`breakdowns.fold_breakdowns`)."""
+    own actor, made before the transaction: `deltas` (`aggregation.fold`), `breakdowns`
+    (`breakdowns.fold_breakdowns`) and its markers by person and day (`markers`)."""
 
     humans: list[Event]
     deltas: Deltas
     breakdowns: BreakdownDelta
+    markers: PersonDayMarkers
 
     @classmethod
     def of(cls, events: Sequence[Event], periods: Periods, rules: BreakdownRules) -> _FoldedAhead:
         humans = [event for event in events if BOT_PROPERTY not in event.properties]
-        return cls(humans, fold(humans, periods), fold_breakdowns(humans, periods, rules))
+        return cls(humans, *_folds(humans, periods, rules))
 
     def of_humans(
         self, humans: Sequence[Event], periods: Periods, rules: BreakdownRules
-    ) -> tuple[Deltas, BreakdownDelta]:
+    ) -> tuple[Deltas, BreakdownDelta, PersonDayMarkers]:
         """The folds of `humans`, the events the transaction folds: these folds when they are
         the very events folded ahead, in the same order (then the input is the same, and so is
         the result); folded afresh otherwise."""
         if len(humans) == len(self.humans) and all(
             mine is theirs for mine, theirs in zip(humans, self.humans, strict=True)
         ):
-            return self.deltas, self.breakdowns
-        return fold(humans, periods), fold_breakdowns(humans, periods, rules)
+            return self.deltas, self.breakdowns, self.markers
+        return _folds(humans, periods, rules)
+
+
+def _folds(
+    humans: Sequence[Event], periods: Periods, rules: BreakdownRules
+) -> tuple[Deltas, BreakdownDelta, PersonDayMarkers]:
+    """The fold of `humans`, their breakdown fold and its markers per person and day."""
+    breakdowns = fold_breakdowns(humans, periods, rules)
+    return fold(humans, periods), breakdowns, breakdowns.by_person_day()
 
 
 def _insert_new(

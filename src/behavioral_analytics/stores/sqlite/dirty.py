@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import Funnel
 
 __all__ = ["Dirty", "Range"]
@@ -38,6 +39,8 @@ class Dirty:
         self.clients: set[tuple[str, str]] = set()
         self.moved: set[str] = set()  # people who lost events to a (re)link
         self.funnels: dict[str, dict[str, Range]] = {f.name: {} for f in funnels}
+        # The batch's new human events by key: read from here, not decoded again from the store.
+        self.held: dict[str, Event] = {}
         self._types = [(f.name, f.types) for f in funnels]
 
     def add(

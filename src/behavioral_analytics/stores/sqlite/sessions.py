@@ -115,7 +115,13 @@ class Sessions:
                 added = client_sessions(client_id, stamps[person, client_id], rules)
                 self._replace_sessions(person, before, added, writes)
         vals = apply_session_counts(
-            db, writes.replaced, writes.stored, _fresh(dirty), self.periods, self.rules.breakdowns
+            db,
+            writes.replaced,
+            writes.stored,
+            _fresh(dirty),
+            self.periods,
+            self.rules.breakdowns,
+            dirty.held,
         )
         db.executemany("DELETE FROM sessions WHERE person = ? AND key = ?", writes.deletes)
         db.executemany(
