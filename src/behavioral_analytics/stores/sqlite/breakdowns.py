@@ -147,11 +147,7 @@ def _decode_grouped(packed: str) -> dict[str, list[str]]:
 
 def _decode_pairs(packed: str) -> list[tuple[str, str]]:
     """A row's (dimension, value) pairs, from either packing (`_decode_grouped`)."""
-    return [
-        (dimension, value)
-        for dimension, values in _decode_grouped(packed).items()
-        for value in values
-    ]
+    return list(_pairs(_decode_grouped(packed)))
 
 
 def _encode_pairs(pairs: Iterable[tuple[str, str]]) -> str:
