@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,8 @@ from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.stores.sqlite import funnels as sqlite_funnels
+from tests.contract.builders import DAY_START, ev
 from tests.faults import (
     assert_exact,
     commit_shuffled,
@@ -71,3 +74,53 @@ def test_a_store_from_before_identity_stitching_is_migrated(tmp_path: Path) -> N
     store = SQLiteStore(path)
     assert [e.event.key for e in store.timeline("u1").items] == ["k"]
     assert expected_links([]) == []
+
+
+def test_new_events_that_can_only_enter_a_funnel_read_no_window_before_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person whose new events can only be entries (page views, the purchase funnel's first
+    step alone) has progress recomputed from those events on, without the hour before them; a
+    new event of a later step reads the hour before it; both count as a recount does."""
+    store = make_store(tmp_path)
+    seen: list[list[float]] = []  # the instants of the events each recount was given
+    real = sqlite_funnels.progress
+
+    def spy(points: Any, *args: Any) -> dict[str, int]:
+        points = list(points)
+        seen.append(sorted(point[0] for point in points))
+        return real(points, *args)
+
+    monkeypatch.setattr(sqlite_funnels, "progress", spy)
+    store.commit([ev(1, 100, user="u1")])
+    store.commit([ev(2, 700, user="u1")])  # a page view: entries from it on
+    assert seen[-1] == [DAY_START + 700]
+    store.commit([ev(3, 1000, user="u1", kind="search")])  # moves both page views on
+    assert seen[-1] == [DAY_START + 100, DAY_START + 700, DAY_START + 1000]
+    store.commit([ev(4, 50, user="u1")])  # late: the events after it in its window
+    assert seen[-1] == [DAY_START + 50, DAY_START + 100, DAY_START + 700, DAY_START + 1000]
+    assert_recounts(store)
+    store.close()
+
+
+def test_a_funnel_whose_later_step_shares_the_first_ones_type_reads_the_window_before(
+    tmp_path: Path,
+) -> None:
+    """Where a later step has the first step's type (here told apart by a property), a new
+    event of that type can move an earlier entry on: its person's window before it is read,
+    and the progress counts as a recount does, in any order of the batches."""
+    funnels = parse_funnels(
+        '[{"name": "paths", "window_s": 3600, "steps": ['
+        '{"event_type": "page_view", "where": {"path": "/a"}},'
+        '{"event_type": "page_view", "where": {"path": "/b"}}]}]'
+    )
+    events = [ev(1, 100, user="u1", path="/a"), ev(2, 200, user="u1", path="/b")]
+    for order in (events, events[::-1]):
+        path = tmp_path / ("late" if order[0] is events[1] else "live")
+        path.mkdir()
+        store = make_store(path, funnels=funnels)
+        store.commit([order[0]])
+        store.commit([order[1]])
+        assert sum(n for (_, _, step), n in store.snapshot().funnel_users.items() if step == 2) == 1
+        assert_recounts(store)
+        store.close()

@@ -202,30 +202,73 @@ def test_verify_finds_a_lost_or_stray_marker_that_no_count_shows_yet(tmp_path: P
     store.close()
 
 
-def test_session_values_come_from_the_commits_own_events_without_decoding_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A session's first and last events that the commit is adding are read from the events it
-    holds; only a stored one is decoded from its row (here: the kept first event of a session
-    that shares its start with a new one, read again for its key), and the counts stay exact."""
+def _spy_session_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[str]]:
+    """The keys of the stored events `session_counts` decodes, and of those whose values it
+    reads from the event (not from the commit's fold), as they happen."""
     decoded: list[str] = []
+    valued: list[str] = []
     read_row = session_counts._event
+    entry_values, exit_value = session_counts.entry_values, session_counts.exit_value
 
     def spy(person: str, key: str, *rest: Any) -> Event:
         decoded.append(key)
         return read_row(person, key, *rest)
 
+    def entry_spy(first: Event, rules: BreakdownRules) -> dict[str, str]:
+        valued.append(first.key)
+        return entry_values(first, rules)
+
+    def exit_spy(last: Event) -> str:
+        valued.append(last.key)
+        return exit_value(last)
+
     monkeypatch.setattr(session_counts, "_event", spy)
+    monkeypatch.setattr(session_counts, "entry_values", entry_spy)
+    monkeypatch.setattr(session_counts, "exit_value", exit_spy)
+    return decoded, valued
+
+
+def test_session_values_come_from_the_commits_own_events_without_decoding_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session's first and last events that the commit is adding are found among the events
+    it holds, with the values its fold read; only a stored one is decoded from its row (here:
+    the kept first event of a session that shares its start with a new one, read again for its
+    key), and the counts stay exact."""
+    decoded, valued = _spy_session_reads(monkeypatch)
     store = _store(tmp_path / "store.db")
     first = ev(1, 0, user="u1", session="s1", page_url="https://shop.example/a")
     store.commit([first, ev(2, 30, user="u1", session="s1", page_url="https://shop.example/b")])
-    assert decoded == []
+    assert decoded == [] and valued == []
     store.commit(
         [
             ev(3, 60, user="u1", session="s1", page_url="https://shop.example/c"),
             ev(4, 0, user="u2", session="s2", page_url="https://shop.example/d"),  # same start
         ]
     )
-    assert decoded == [first.key]
+    assert decoded == [first.key] and valued == []
+    assert [p.sessions for p in store.breakdown("exit_page", "day")] == [{"/c": 1, OTHER: 1}]
+    assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    store.close()
+
+
+def test_an_event_a_link_moves_in_its_own_commit_is_read_back_for_its_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An anonymous event whose person an identify in the same batch changes is not taken from
+    the commit's events for its person's sessions (it is no longer where it was inserted): it
+    is read back under the person the link gives it, and the session counts stay exact."""
+    decoded, valued = _spy_session_reads(monkeypatch)
+    store = _store(tmp_path / "store.db")
+    anonymous = ev(1, 0, anon="a1", session="s1", page_url="https://shop.example/a")
+    store.commit(
+        [
+            anonymous,
+            ev(2, 10, user="u1", anon="a1", kind="identify", session="s1"),
+            ev(3, 20, user="u1", session="s1", page_url="https://shop.example/b"),
+        ]
+    )
+    assert anonymous.key in decoded and anonymous.key in valued
+    assert [p.sessions for p in store.breakdown("entry_page", "day")] == [{"/a": 1}]
     assert verify(store, store.periods, now=NOW, retention_s=None).ok
     store.close()

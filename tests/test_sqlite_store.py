@@ -55,9 +55,9 @@ def test_a_live_batch_is_folded_before_the_write_lock(
     folds: list[tuple[str, bool]] = []  # (which fold, whether inside the transaction)
 
     def watched(name: str, real: object) -> object:
-        def call(*args: object) -> object:
+        def call(*args: object, **kwargs: object) -> object:
             folds.append((name, store._db.in_transaction))
-            return real(*args)  # type: ignore[operator]
+            return real(*args, **kwargs)  # type: ignore[operator]
 
         return call
 

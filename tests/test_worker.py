@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,7 +215,11 @@ def test_sigterm_flushes_acks_and_exits_within_8_seconds(tmp_path: Path) -> None
 
 
 class GatedStore(SQLiteStore):
-    """Holds its first commit until `release` is set, so a test can stop a worker mid-commit."""
+    """Holds its first commit until `release` is set, so a test can stop a worker mid-commit.
+    The worker parses beside its commits (as for a store over a network), so that three
+    batches can be held at once."""
+
+    commits_in_process = False
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -230,10 +235,12 @@ class GatedStore(SQLiteStore):
         return super().commit(events, dead_letters)
 
 
-def _stop_mid_commit(broker: LocalBroker, store: GatedStore, stop_grace_s: float) -> None:
-    """Run a worker over 30 messages in batches of 10 and stop it while three are held: one
-    committing (held by the store's gate), one parsed and queued, one in the feeder; return
-    once it has stopped."""
+def _stop_mid_commit(
+    broker: LocalBroker, store: GatedStore, stop_grace_s: float, held: int = 30
+) -> None:
+    """Run a worker over 30 messages in batches of 10 and stop it while `held` messages are
+    leased (30: three batches, one committing (held by the store's gate), one parsed and
+    queued, one in the feeder); return once it has stopped."""
     broker.publish([OutgoingMessage(good(i)) for i in range(30)])
     options = WorkerOptions(flush_max_events=10, flush_interval_s=60.0, stop_grace_s=stop_grace_s)
     stop = threading.Event()
@@ -243,7 +250,7 @@ def _stop_mid_commit(broker: LocalBroker, store: GatedStore, stop_grace_s: float
     thread.start()
     try:
         wait_until(store.committing.is_set, 30, "the first commit")
-        wait_until(lambda: broker.stats()["outstanding"] == 30, 30, "all three batches held")
+        wait_until(lambda: broker.stats()["outstanding"] >= held, 30, f"{held} messages held")
     finally:
         stop.set()
         store.release.set()
@@ -276,6 +283,28 @@ def test_a_stop_commits_what_begins_in_its_grace_and_gives_back_the_rest(
         assert store.count_events() == 30 and broker.backlog() == 0
 
 
+class TurnTakingGatedStore(GatedStore):
+    """`GatedStore` whose commits take turns with the worker's parsing, as SQLite's do."""
+
+    commits_in_process = True
+
+
+def test_a_stop_while_the_feeder_waits_for_its_turn_gives_its_batch_back(
+    tmp_path: Path, broker: LocalBroker
+) -> None:
+    """Parsing waits for the commit in flight (SQLite): a stop then finds the feeder holding a
+    batch it has not parsed (or a parsed one queued and the next waiting); the commit in flight
+    ends, everything else is given back or never leased, and a later run takes all of it."""
+    with closing(TurnTakingGatedStore(tmp_path / "store.db")) as store:
+        _stop_mid_commit(broker, store, 0.0, held=20)
+        assert store.count_events() == 10 and broker.backlog() == 20
+        assert broker.stats()["outstanding"] == 0 and broker.pull_dead_letters(100) == []
+        Worker(broker, store, options=WorkerOptions(idle_after_s=0.2)).run(
+            threading.Event(), until_idle=True
+        )
+        assert store.count_events() == 30 and broker.backlog() == 0
+
+
 def test_an_idle_worker_stopping_commits_the_batch_its_feeder_holds(
     broker: LocalBroker, store: SQLiteStore
 ) -> None:
@@ -292,6 +321,53 @@ def test_an_idle_worker_stopping_commits_the_batch_its_feeder_holds(
     thread.join(30)
     assert not thread.is_alive(), "the worker did not stop"
     assert store.count_events() == 5 and broker.backlog() == 0
+
+
+class SlowCommits(SQLiteStore):
+    """Each commit waits 50 ms first (the interpreter lock released, as a network wait would
+    leave it), and notes when it ran (monotonic seconds)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.spans: list[tuple[float, float]] = []
+
+    def commit(
+        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+    ) -> CommitResult:
+        began = time.monotonic()
+        time.sleep(0.05)
+        try:
+            return super().commit(events, dead_letters)
+        finally:
+            self.spans.append((began, time.monotonic()))
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_parsing_waits_for_a_commit_that_is_this_processs_own_work(
+    broker: LocalBroker, tmp_path: Path, in_process: bool
+) -> None:
+    """Where the store says a commit is this process's CPU work (SQLite), the feeder parses
+    the next batch only between commits; a store over a network has it parsed beside one."""
+    store = SlowCommits(tmp_path / "slow.db")
+    store.commits_in_process = in_process
+    broker.publish([OutgoingMessage(good(i)) for i in range(60)])
+    worker = Worker(broker, store, options=WorkerOptions(flush_max_events=10, idle_after_s=0.2))
+    parsed: list[tuple[float, float]] = []
+    prepare = worker._prepare
+
+    def timed(deliveries: Sequence[Any]) -> Any:
+        began = time.monotonic()
+        try:
+            return prepare(deliveries)
+        finally:
+            parsed.append((began, time.monotonic()))
+
+    worker._prepare = timed  # type: ignore[method-assign]
+    worker.run(threading.Event(), until_idle=True)
+    store.close()
+    assert len(store.spans) == 6 and len(parsed) == 6
+    beside = [p for p in parsed for c in store.spans if p[0] < c[1] and c[0] < p[1]]
+    assert (beside == []) is in_process, (parsed, store.spans)
 
 
 class RefusingNacks(LocalBroker):

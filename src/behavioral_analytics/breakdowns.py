@@ -76,6 +76,12 @@ class BreakdownRules:
         if self.max_values < 1:
             raise ValueError(f"breakdown values must be at least 1, not {self.max_values}")
 
+    @property
+    def entry_dimensions(self) -> tuple[str, ...]:
+        """What a session's first event gives it: every configured dimension, then
+        `entry_page` (docs/breakdowns.md, "Sessions per value, entry and exit pages")."""
+        return (*self.dimensions, "entry_page")
+
 
 @dataclass(slots=True)
 class BreakdownDelta:
@@ -147,14 +153,18 @@ def fold_breakdowns(
     periods: Periods,
     rules: BreakdownRules,
     persons: Mapping[str, str] | None = None,
+    entries: dict[str, tuple[str, ...]] | None = None,
 ) -> BreakdownDelta:
     """The breakdown delta of `events`: human events, in the order they are committed (or, for
     a recount, in time order), each counted for `persons[event.key]` when given, else for its
-    `who` (already the person)."""
+    `who` (already the person). `entries`, when given, gets each event's values in
+    `rules.entry_dimensions` by key (`value_tuple`: what a session it starts counts under; its
+    last value, the page, is also the `exit_page` of a session it ends), read with the rest."""
     delta = BreakdownDelta()
     dimensions = rules.dimensions
     if not dimensions:
         return delta
+    names = dimensions if entries is None else rules.entry_dimensions
     # Count per (hour, values of every dimension) and note (day, person, values) first, then
     # expand per dimension: events of one page, source and device in an hour repeat a few
     # combinations many times. Expanding in first-seen order keeps each (period, dimension,
@@ -166,7 +176,10 @@ def fold_breakdowns(
     for event in events:
         _, hour, day = periods.of(event.timestamp)
         who = event.who if persons is None else persons.get(event.key, event.who)
-        values = value_tuple(event, dimensions)
+        values = value_tuple(event, names)
+        if entries is not None:
+            entries[event.key] = values
+            values = values[:-1]
         combinations[hour, day, values] += 1
         person_day = seen.get((day, who))
         if person_day is None:

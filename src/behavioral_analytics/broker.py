@@ -18,6 +18,8 @@ __all__ = [
     "Delivery",
     "OutageLog",
     "OutgoingMessage",
+    "is_permanent",
+    "was_reported",
 ]
 
 # Attributes a replay carries so that a message without an event_id or a timestamp keeps its
@@ -38,6 +40,17 @@ class BrokerError(Exception):
         super().__init__(*args)
         if permanent is not None:
             self.permanent = permanent
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether `exc` is a broker error that retrying cannot cure (`BrokerError.permanent`)."""
+    return isinstance(exc, BrokerError) and exc.permanent
+
+
+def was_reported(exc: BaseException | None) -> bool:
+    """Whether `exc` is a broker error the broker has logged already (its `reported`: Pub/Sub
+    unreachable, `brokers.pubsub_reach`)."""
+    return bool(getattr(exc, "reported", False))
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,9 +86,12 @@ class Funnel:
     steps: tuple[Step, ...]
     window_s: float
     types: frozenset[str] = field(init=False)
+    # The event types that can move an entry on: those of every step after the first.
+    later_types: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", frozenset(s.event_type for s in self.steps))
+        object.__setattr__(self, "later_types", frozenset(s.event_type for s in self.steps[1:]))
 
     def matched_steps(self, event_type: str, properties: Mapping[str, Any]) -> frozenset[int]:
         if event_type not in self.types:

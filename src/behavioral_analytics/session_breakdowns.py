@@ -88,7 +88,7 @@ def last_event(events: Iterable[Event]) -> Event:
 def entry_values(first: Event, rules: BreakdownRules) -> dict[str, str]:
     """What a session whose first event is `first` counts under in every configured dimension
     and in `entry_page`."""
-    return dimension_values(first, (*rules.dimensions, "entry_page"))
+    return dimension_values(first, rules.entry_dimensions)
 
 
 def exit_value(last: Event) -> str:

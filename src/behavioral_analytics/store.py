@@ -126,6 +126,9 @@ class Store(abc.ABC):
     behavioral: bool = False
     # Whether the store keeps breakdowns (`breakdown`), which `verify` then recounts.
     keeps_breakdowns: bool = False
+    # Whether a commit is this process's own CPU work (an embedded store), not a wait on a
+    # network: the worker then parses the next batch between commits (`Worker.run`).
+    commits_in_process: bool = False
     rules: BehaviorRules | None = None
 
     @abc.abstractmethod

@@ -34,6 +34,7 @@ stream stopped, since every message given back costs a delivery attempt.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -46,6 +47,8 @@ from behavioral_analytics.broker import (
     Broker,
     BrokerError,
     Delivery,
+    is_permanent,
+    was_reported,
 )
 from behavioral_analytics.broker_letters import to_dead_letter
 from behavioral_analytics.events import (
@@ -125,6 +128,9 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self._clock = clock
         self._stopped_at: float | None = None  # monotonic; when a thread first saw the stop
+        # Parsing and committing take turns when a commit is CPU work in this process (`run`).
+        in_process = getattr(store, "commits_in_process", False)
+        self._turn = threading.Lock() if in_process else contextlib.nullcontext()
         self._watch = StallWatch(
             lambda: self.metrics.snapshot().to_dict(),
             warn_after_s=self.options.stall_warning_s,
@@ -143,7 +149,9 @@ class Worker:
         Two stages overlap: a feeder thread pulls and parses the next batch while this thread
         commits the previous one (SQLite and the gRPC clients release the GIL while they wait).
         A parsed batch waits in a queue of one: at most three are held (committing, queued, and
-        the feeder's next).
+        the feeder's next). Where a commit is this process's CPU work (`Store.commits_in_process`:
+        SQLite), the feeder parses only between commits: beside one it only took turns at the
+        GIL, and stretched the write lock's hold that other worker processes wait on.
         """
         opts = self.options
         for port in (self.store, self.broker):
@@ -190,7 +198,7 @@ class Worker:
                 "worker stopped: a stage failed",
                 extra={"stage": "feeder", "error": f"{type(failure[0]).__name__}: {failure[0]}"},
             )
-            if _permanent(failure[0]):
+            if is_permanent(failure[0]):
                 raise failure[0]
             raise WorkerStageFailed(f"the feeder stage failed: {failure[0]!r}") from failure[0]
         if opts.drain_dead_letters and self._stopped_at is None:  # stopped: the next one drains
@@ -276,7 +284,7 @@ class Worker:
         try:
             self._feed_loop(stop, until_idle, out)
         except BaseException as exc:
-            if not _permanent(exc):  # a permanent broker error is its own one line
+            if not is_permanent(exc):  # a permanent broker error is its own one line
                 log.exception("worker stage failed", extra={"stage": "feeder"})
             failure.append(exc)
         finally:
@@ -305,12 +313,12 @@ class Worker:
                     self._watch.recovered("broker", "pull", failures)
                 failures = 0
             except Exception as exc:
-                if _permanent(exc):
+                if is_permanent(exc):
                     raise
                 failures += 1
                 if failures == 1:
                     failing_since, failing_ends = now, self._broker_ends()
-                if not _reported(exc):
+                if not was_reported(exc):
                     log.error("pull failed", extra={"error": str(exc), "failures": failures})
                 if until_idle and time.monotonic() - failing_since >= UNTIL_IDLE_PULL_FAILURES_S:
                     raise BrokerError(
@@ -361,7 +369,8 @@ class Worker:
         `isolation_units`, their leases extended while they wait (given back on stop)."""
         first = [d for d in held if d.delivery_attempt <= 1]
         if first:
-            batch = self._prepare(first)
+            with self._turn:
+                batch = self._prepare(first)
             while True:  # in slices, so that a stop is seen while the committer is busy
                 try:
                     out.put(batch, timeout=_PULL_SLICE_S)
@@ -402,9 +411,7 @@ class Worker:
             batch.dead_letters,
             batch.rejected,
         )
-        started = time.perf_counter()
-        result = self._commit_with_retries(deliveries, events, dead_letters)
-        latency = time.perf_counter() - started
+        result, latency = self._commit_with_retries(deliveries, events, dead_letters)
         if result is None:
             self.metrics.record_commit_failure()
             self._isolate(deliveries)
@@ -481,14 +488,18 @@ class Worker:
         deliveries: Sequence[Delivery],
         events: list[Event],
         dead_letters: list[NewDeadLetter],
-    ) -> CommitResult | None:
+    ) -> tuple[CommitResult | None, float]:
+        """The commit's result (None: every attempt failed) and its seconds, from the first
+        attempt's start (its turn taken: not the wait for the feeder's parse) to the end."""
+        started = 0.0
         for attempt, pause in enumerate((*_COMMIT_RETRIES, None)):
             try:
-                with self._watch.call("store", "commit", messages=len(deliveries)):
+                with self._turn, self._watch.call("store", "commit", messages=len(deliveries)):
+                    started = started or time.perf_counter()
                     result = self.store.commit(events, dead_letters)
                 if attempt:
                     self._watch.recovered("store", "commit", attempt)
-                return result
+                return result, time.perf_counter() - started
             except ConfigChanged:
                 raise
             except Exception as exc:
@@ -502,10 +513,10 @@ class Worker:
                     },
                 )
                 if pause is None:
-                    return None
+                    break
                 self.broker.extend([d.ack_id for d in deliveries], self.options.ack_deadline_s)
                 time.sleep(pause)
-        return None
+        return None, 0.0
 
     def _isolate(self, deliveries: Sequence[Delivery]) -> None:
         """A batch that keeps failing: if the store is down, give every message back; else
@@ -527,7 +538,7 @@ class Worker:
                 continue
             events, dead_letters, rejected = self._parse(half)
             try:
-                with self._watch.call("store", "commit", messages=len(half)):
+                with self._turn, self._watch.call("store", "commit", messages=len(half)):
                     result = self.store.commit(events, dead_letters)
             except ConfigChanged:
                 raise
@@ -554,7 +565,7 @@ class Worker:
         """The watch's `quiet` for a broker call: one end line per outage. The broker logs its
         end if it logged one meanwhile or reported the call's error; a pull's, the feed loop."""
         ends = self._broker_ends()
-        return lambda e: self._broker_ends() != ends or _reported(e) or (pull and e is not None)
+        return lambda e: self._broker_ends() != ends or was_reported(e) or (pull and e is not None)
 
     # -- housekeeping -----------------------------------------------------------------------
 
@@ -569,7 +580,7 @@ class Worker:
                 if len(messages) < 100:
                     break
         except Exception as exc:
-            if not _reported(exc):  # an unreachable broker is logged once per outage
+            if not was_reported(exc):  # an unreachable broker is logged once per outage
                 log.warning("dead-letter drain failed", extra={"error": str(exc)})
         if drained:
             self.metrics.record_drained(drained)
@@ -586,13 +597,3 @@ class Worker:
             log.info("purged expired raw events", extra={"count": purged})
 
     _last_failure: str = ""
-
-
-def _permanent(exc: BaseException) -> bool:
-    """A broker error that retrying cannot cure (`BrokerError.permanent`)."""
-    return isinstance(exc, BrokerError) and exc.permanent
-
-
-def _reported(exc: BaseException | None) -> bool:
-    """A broker error the broker has logged already (`reported`: Pub/Sub unreachable)."""
-    return bool(getattr(exc, "reported", False))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from behavioral_analytics.aggregation import GRANULARITIES, Periods
 from behavioral_analytics.behavior import BehaviorRules
@@ -49,13 +49,20 @@ class SQLiteBehavior:
     # -- after the insert -------------------------------------------------------------------
 
     def apply(
-        self, db: sqlite3.Connection, created: Sequence[Event], persons: dict[str, str], now: float
+        self,
+        db: sqlite3.Connection,
+        created: Sequence[Event],
+        persons: dict[str, str],
+        now: float,
+        entries: Mapping[str, tuple[str, ...]],
     ) -> list[Move]:
         """Bot counts, links, sessions and funnels for the newly created events (whose
         buckets, markers and profiles the caller has applied for their persons); `persons`
-        maps event key → person, `now` is epoch seconds. Returns the stored events the new
-        links moved to another person."""
+        maps event key → person, `now` is epoch seconds, `entries` their values in
+        `BreakdownRules.entry_dimensions` by key (`fold_breakdowns`; any may be missing).
+        Returns the stored events the new links moved to another person."""
         dirty = Dirty(self.rules.funnels)
+        dirty.entries = entries
         bots: Counter[tuple[str, str]] = Counter()
         proposals = []
         for event in created:
@@ -64,7 +71,7 @@ class SQLiteBehavior:
                     bots[key] += 1
                 continue
             dirty.add(persons[event.key], event.timestamp, event.event_type, event.session_id)
-            dirty.held[event.key] = event
+            dirty.held[event.key] = (persons[event.key], event)
             link = proposal(event)
             if link is not None:
                 proposals.append(link)
@@ -72,6 +79,7 @@ class SQLiteBehavior:
             db.executemany(UPSERT_BOT_BUCKET, [(g, p, n) for (g, p), n in bots.items()])
         moves = self.identity.record_links(db, proposals, now) if proposals else []
         for move in moves:
+            dirty.held.pop(move.key, None)
             dirty.add(move.old, move.timestamp, move.event_type, move.session_id, True)
             dirty.add(move.new, move.timestamp, move.event_type, move.session_id, True)
         self.sessions.update(db, dirty)

@@ -119,7 +119,7 @@ def commit_batch(
         deltas, breakdowns, markers = ahead.of_humans(humans, periods, behavior.rules.breakdowns)
         apply_deltas(db, deltas, now)
         apply_breakdowns(db, breakdowns, behavior.rules.breakdowns, markers)
-        moves = behavior.apply(db, created, person_of, now)
+        moves = behavior.apply(db, created, person_of, now, ahead.entries)
         move_breakdown_markers(
             db,
             [(m.key, m.old, m.new, m.event_type, m.timestamp, m.properties) for m in moves],
@@ -148,17 +148,22 @@ def commit_batch(
 class _FoldedAhead:
     """The folds of a batch's human events (`humans`, in batch order), each counted for its
     own actor, made before the transaction: `deltas` (`aggregation.fold`), `breakdowns`
-    (`breakdowns.fold_breakdowns`) and its markers by person and day (`markers`)."""
+    (`breakdowns.fold_breakdowns`), its markers by person and day (`markers`), and each
+    event's values in `BreakdownRules.entry_dimensions` by key (`entries`, read by the fold
+    once for both: a function of the event alone, so they stand whatever the transaction
+    folds)."""
 
     humans: list[Event]
     deltas: Deltas
     breakdowns: BreakdownDelta
     markers: PersonDayMarkers
+    entries: dict[str, tuple[str, ...]]
 
     @classmethod
     def of(cls, events: Sequence[Event], periods: Periods, rules: BreakdownRules) -> _FoldedAhead:
         humans = [event for event in events if BOT_PROPERTY not in event.properties]
-        return cls(humans, *_folds(humans, periods, rules))
+        entries: dict[str, tuple[str, ...]] = {}
+        return cls(humans, *_folds(humans, periods, rules, entries), entries)
 
     def of_humans(
         self, humans: Sequence[Event], periods: Periods, rules: BreakdownRules
@@ -174,10 +179,14 @@ class _FoldedAhead:
 
 
 def _folds(
-    humans: Sequence[Event], periods: Periods, rules: BreakdownRules
+    humans: Sequence[Event],
+    periods: Periods,
+    rules: BreakdownRules,
+    entries: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[Deltas, BreakdownDelta, PersonDayMarkers]:
-    """The fold of `humans`, their breakdown fold and its markers per person and day."""
-    breakdowns = fold_breakdowns(humans, periods, rules)
+    """The fold of `humans`, their breakdown fold (filling `entries`, when given, as
+    `fold_breakdowns` does) and its markers per person and day."""
+    breakdowns = fold_breakdowns(humans, periods, rules, entries=entries)
     return fold(humans, periods), breakdowns, breakdowns.by_person_day()
 
 

@@ -4,7 +4,7 @@ recomputed, and the client sessions that gained or lost events."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import Funnel
@@ -39,9 +39,15 @@ class Dirty:
         self.clients: set[tuple[str, str]] = set()
         self.moved: set[str] = set()  # people who lost events to a (re)link
         self.funnels: dict[str, dict[str, Range]] = {f.name: {} for f in funnels}
-        # The batch's new human events by key: read from here, not decoded again from the store.
-        self.held: dict[str, Event] = {}
-        self._types = [(f.name, f.types) for f in funnels]
+        # Per funnel, the people with a new event that can move an entry on (`later_types`);
+        # the others' new events can only be entries.
+        self.extending: dict[str, set[str]] = {f.name: set() for f in funnels}
+        # The batch's new human events by key, with their person (none a link moved), and
+        # their values in `BreakdownRules.entry_dimensions` by key: read from here, not
+        # decoded again from the store.
+        self.held: dict[str, tuple[str, Event]] = {}
+        self.entries: Mapping[str, tuple[str, ...]] = {}
+        self._types = [(f.name, f.types, f.later_types) for f in funnels]
 
     def add(
         self,
@@ -65,7 +71,7 @@ class Dirty:
             self.client_new[person, session_id].append(timestamp)
         if moved:
             self.moved.add(person)
-        for name, types in self._types:
+        for name, types, later in self._types:
             if event_type in types:
                 spans = self.funnels[name]
                 span = spans.get(person)
@@ -73,3 +79,5 @@ class Dirty:
                     spans[person] = Range(timestamp)
                 else:
                     span.add(timestamp)
+                if event_type in later:
+                    self.extending[name].add(person)

@@ -2,9 +2,12 @@
 events.
 
 A person who only gained events can only move on: their progress is recomputed from the events
-within a funnel window around the new ones, and never goes down. A person who lost events to a
-(re)link has every day the moved events touch recounted from scratch. The changes in step
-reached per (person, day) become the deltas of the funnel buckets.
+within a funnel window around the new ones, and never goes down. Where none of the new events
+can move an entry on (each is of the first step's type alone: a page view in the generator's
+funnel), only entries from the first new one on can reach further, so the window before them is
+not read. A person who lost events to a (re)link has every day the moved events touch recounted
+from scratch. The changes in step reached per (person, day) become the deltas of the funnel
+buckets.
 """
 
 from __future__ import annotations
@@ -43,17 +46,22 @@ class Funnels:
                 continue
             reads: dict[str, list[float]] = {}
             affected: dict[str, list[str]] = {}
+            since: dict[str, float] = {}  # the first entry that can change
             window = funnel.window_s
+            extending = dirty.extending[funnel.name]
             for person, span in spans.items():
-                days = self._days_between(span.low - window, span.high)
+                moved = person in dirty.moved
+                since[person] = span.low - window if moved or person in extending else span.low
+                days = self._days_between(since[person], span.high)
                 affected[person] = days
-                if person in dirty.moved:  # lost events: recount the days from scratch
+                if moved:  # lost events: recount the days from scratch
                     reads[person] = [
                         self.periods.start_of("day", days[0]),
                         self.periods.end_of("day", days[-1]) + window,
                     ]
-                else:  # only gained events: only entries within a window before them can change
-                    reads[person] = [span.low - window, span.high + window]
+                else:  # only gained events: only entries from `since` on can change (a
+                    # margin below it, as the instant goes through JSON to SQLite and back)
+                    reads[person] = [since[person] - 1e-3, span.high + window]
             filtered = any(step.where for step in funnel.steps)
             by_type = {t: funnel.matched_steps(t, {}) for t in funnel.types}
             points: dict[str, list[tuple[float, str, frozenset[int]]]] = defaultdict(list)
@@ -76,21 +84,21 @@ class Funnels:
                 (person, day): step
                 for person, day, step in db.execute(
                     "SELECT person, day, step FROM funnel_progress WHERE funnel = ? "
-                    "AND person IN (SELECT value FROM json_each(?))",
-                    (funnel.name, json_list(spans)),
+                    "AND person IN (SELECT value FROM json_each(?)) AND day BETWEEN ? AND ?",
+                    (
+                        funnel.name,
+                        json_list(spans),
+                        min(days[0] for days in affected.values()),
+                        max(days[-1] for days in affected.values()),
+                    ),
                 )
             }
             users: Counter[tuple[str, int]] = Counter()
             upserts, deletes = [], []
             for person, days in affected.items():
                 moved = person in dirty.moved
-                span = spans[person]
-                reached = progress(
-                    points[person],
-                    funnel,
-                    self.periods,
-                    None if moved else (span.low - window, span.high),
-                )
+                entries = None if moved else (since[person], spans[person].high)
+                reached = progress(points[person], funnel, self.periods, entries)
                 for day in days:
                     old, new = stored.get((person, day), 0), reached.get(day, 0)
                     if not moved:

@@ -10,10 +10,11 @@ per event on the live benchmark, most of it the person, key and start repeated).
 replaces sessions (`sessions.Sessions`), the stored values of the sessions it removes come with
 the rows it reads, and those of the sessions it adds are read from their first and last raw
 events, except where a session kept its start (or end) and no new or moved event can sit there:
-then the stored first (or last) values stand. Of the raw events read there, those the commit is
-adding (on live traffic nearly all: a session's newest event is its last) are taken from the
-commit's own decoded events; only the others' properties are read and decoded. The difference
-goes to the counts through the admitted sets. `forget` takes a person's stored values out.
+then the stored first (or last) values stand. Of the events at those instants, those the commit
+is adding (on live traffic nearly all: a session's newest event is its last) are found among
+the commit's own events, with the values its fold read (`fold_breakdowns`' `entries`); only the
+others are read and decoded. The difference goes to the counts through the admitted sets.
+`forget` takes a person's stored values out.
 
 The first event's key orders sessions that start at the same instant (admission follows the
 order of start, then that key) and is not stored: when a kept session shares its start with
@@ -88,14 +89,13 @@ ON CONFLICT (granularity, period, dimension, value) DO UPDATE SET
   sessions = sessions + excluded.sessions
 """
 # Events at a session's start or end, read in a window around the instant and matched exactly;
-# the properties of those the commit holds (the second parameter's keys) are not read.
+# those the commit holds (the second parameter's keys) are not read.
 _READ_AT = """
 WITH wanted(person, low, high) AS (SELECT json_extract(value, '$[0]'),
   json_extract(value, '$[1]') - 1e-3, json_extract(value, '$[1]') + 1e-3 FROM json_each(?1))
-SELECT DISTINCT e.person, e.key, e.event_type, e.timestamp, e.session_id,
-  CASE WHEN e.key IN (SELECT value FROM json_each(?2)) THEN NULL ELSE e.properties END
+SELECT DISTINCT e.person, e.key, e.event_type, e.timestamp, e.session_id, e.properties
 FROM wanted w JOIN events e ON e.person = w.person AND e.timestamp BETWEEN w.low AND w.high
-WHERE e.bot = 0
+WHERE e.bot = 0 AND e.key NOT IN (SELECT value FROM json_each(?2))
 """
 
 SetKey = tuple[str, str, str]
@@ -105,6 +105,10 @@ Replaced = tuple[str, Mapping[str, Session], Sequence[Session]]
 Stored = Mapping[tuple[str, str], str | None]
 # Whether a new or moved event of (person, client id or None) may sit at an instant.
 Fresh = Callable[[str, str | None, float], bool]
+# Key → (person, event): a commit's new human events, none of them moved by a link.
+Held = Mapping[str, tuple[str, Event]]
+# (person, client id or None, timestamp) → the events there.
+_At = dict[tuple[str, str | None, float], list[Event]]
 
 _encode_bytes = msgspec.json.Encoder().encode
 _decode_values = msgspec.json.Decoder(dict[str, str]).decode
@@ -195,26 +199,36 @@ def apply_session_counts(
     fresh: Fresh,
     periods: Periods,
     rules: BreakdownRules,
-    held: Mapping[str, Event],
+    held: Held,
+    entries: Mapping[str, tuple[str, ...]],
 ) -> dict[tuple[str, str], str]:
     """Move the session counts of a commit's session replacements (one `Replaced` per person
     whose sessions changed, `stored` the `vals` of the sessions they remove), inside the
     commit's transaction on `db`; `fresh` says where a new or moved event may sit (there the
-    stored first or last event may have changed). `held`: the commit's new human events by
-    key, whose values are read from them rather than from their stored properties (on live
-    traffic 99.5 % of the events read here). Returns the `vals` to store with each added
-    session by (person, key); one left out (no values: breakdowns off, or its events are not
-    where it says) is stored with NULL and counts nowhere."""
+    stored first or last event may have changed). `held`: the commit's new human events, found
+    at their instants in memory and not read back (on live traffic 99.5 % of the events at the
+    instants wanted), with their values in `rules.entry_dimensions` by key in `entries` (from
+    `fold_breakdowns`; one missing is read from the event). Returns the `vals` to store with
+    each added session by (person, key); one left out (no values: breakdowns off, or its events
+    are not where it says) is stored with NULL and counts nowhere."""
     if not replaced or not session_dimensions(rules):
         return {}
+    unpacked: dict[tuple[str, str], dict[str, str]] = {}
+
+    def stored_values(person: str, key: str) -> dict[str, str] | None:
+        """The stored values of a session removed (None: never counted), decoded once."""
+        found = unpacked.get((person, key))
+        if found is None and (text := stored.get((person, key))) is not None:
+            found = unpacked[person, key] = _unpack(text, rules)
+        return found
+
     instants: list[tuple[str, float]] = []
     plans = []
     starts = Counter(session.start for _, _, added in replaced for session in added)
     for person, removed, added in replaced:
         for session in added:
             old = removed.get(session.key)
-            text = stored.get((person, session.key)) if old is not None else None
-            kept = None if text is None else _unpack(text, rules)
+            kept = None if old is None else stored_values(person, session.key)
             same_first = same_last = False
             if old is not None and kept is not None:
                 same_first = old.start == session.start and not fresh(
@@ -228,12 +242,17 @@ def apply_session_counts(
             if not same_last:
                 instants.append((person, session.end))
             plans.append((person, session, kept, same_first, same_last))
-    at: dict[tuple[str, str | None, float], list[Event]] = defaultdict(list)
-    if instants:
-        wanted = (_encode(sorted(set(instants))), _encode(list(held)))
-        for person, key, etype, ts, sid, props in db.execute(_READ_AT, wanted):
-            event = held[key] if props is None else _event(person, key, etype, ts, sid, props)
-            at[person, sid, ts].append(event)
+    at = _events_at(db, instants, held)
+    names = rules.entry_dimensions
+
+    def entry_of(first: Event) -> dict[str, str]:
+        known = entries.get(first.key) if first.key in held else None
+        return entry_values(first, rules) if known is None else dict(zip(names, known, strict=True))
+
+    def exit_of(last: Event) -> str:
+        known = entries.get(last.key) if last.key in held else None
+        return exit_value(last) if known is None else known[-1]  # the page, as `exit_page`
+
     new_values: list[SessionValues] = []
     rows: dict[tuple[str, str], str] = {}
     for person, session, kept, same_first, same_last in plans:
@@ -245,7 +264,7 @@ def apply_session_counts(
             if not firsts:
                 continue  # its events are not where the session says: nothing to count
             first = first_event(firsts)
-            first_key, values = first.key, entry_values(first, rules)
+            first_key, values = first.key, entry_of(first)
             if session.events == 1:  # its first event is its last
                 values["exit_page"] = values["entry_page"]
         if "exit_page" in values and session.events == 1:
@@ -256,17 +275,34 @@ def apply_session_counts(
             lasts = at.get((person, session.client_id, session.end))
             if not lasts:
                 continue
-            values["exit_page"] = exit_value(last_event(lasts))
+            values["exit_page"] = exit_of(last_event(lasts))
         new_values.append(SessionValues(session.start, values, (session.start, first_key)))
         rows[person, session.key] = _pack(values)
     old_values = [
-        SessionValues(session.start, _unpack(text, rules))
+        SessionValues(session.start, gone)
         for person, removed, _ in replaced
         for key, session in removed.items()
-        if (text := stored.get((person, key))) is not None
+        if (gone := stored_values(person, key)) is not None
     ]
     _apply_delta(db, old_values, new_values, periods, rules)
     return rows
+
+
+def _events_at(db: sqlite3.Connection, instants: Sequence[tuple[str, float]], held: Held) -> _At:
+    """The human events of each (person, instant) among `instants`, by (person, client id,
+    timestamp): those `held` from memory, the others read from `db`."""
+    if not instants:
+        return {}
+    wanted = set(instants)
+    at: _At = defaultdict(list)
+    for person, event in held.values():
+        if (person, event.timestamp) in wanted:
+            at[person, event.session_id, event.timestamp].append(event)
+    for person, key, etype, ts, sid, props in db.execute(
+        _READ_AT, (_encode(sorted(wanted)), _encode(list(held)))
+    ):
+        at[person, sid, ts].append(_event(person, key, etype, ts, sid, props))
+    return at
 
 
 def forget_session_counts(

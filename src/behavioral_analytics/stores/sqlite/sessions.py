@@ -122,6 +122,7 @@ class Sessions:
             self.periods,
             self.rules.breakdowns,
             dirty.held,
+            dirty.entries,
         )
         db.executemany("DELETE FROM sessions WHERE person = ? AND key = ?", writes.deletes)
         db.executemany(

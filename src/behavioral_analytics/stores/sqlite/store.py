@@ -91,6 +91,7 @@ class SQLiteStore(Store):
 
     behavioral = True
     keeps_breakdowns = True
+    commits_in_process = True
 
     def __init__(
         self,
