@@ -124,3 +124,34 @@ def test_a_funnel_whose_later_step_shares_the_first_ones_type_reads_the_window_b
         assert sum(n for (_, _, step), n in store.snapshot().funnel_users.items() if step == 2) == 1
         assert_recounts(store)
         store.close()
+
+
+def test_a_commits_own_events_are_not_read_back_for_its_funnels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events a commit adds are taken from memory for its funnels' progress, with their
+    properties as parsed; only the events stored before it are read and their properties
+    decoded (here: a later step's page view reads the window before it), and the progress
+    counts as a recount does."""
+    funnels = parse_funnels(
+        '[{"name": "paths", "window_s": 3600, "steps": ['
+        '{"event_type": "page_view", "where": {"path": "/a"}},'
+        '{"event_type": "page_view", "where": {"path": "/b"}}]}]'
+    )
+    decoded: list[str] = []
+    real = sqlite_funnels._decode
+
+    def spy(text: str) -> Any:
+        decoded.append(text)
+        return real(text)
+
+    monkeypatch.setattr(sqlite_funnels, "_decode", spy)
+    store = make_store(tmp_path, funnels=funnels)
+    store.commit([ev(1, 100, user="u1", path="/a"), ev(2, 200, user="u1", path="/b")])
+    assert decoded == []
+    store.commit([ev(3, 300, user="u2", path="/a"), ev(4, 400, user="u1", path="/b")])
+    assert len(decoded) == 2  # u1's two stored page views; u2's and u1's new ones are held
+    reached = store.snapshot().funnel_users
+    assert sum(n for (_, _, step), n in reached.items() if step == 2) == 1
+    assert_recounts(store)
+    store.close()

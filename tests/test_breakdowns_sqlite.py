@@ -252,12 +252,13 @@ def test_session_values_come_from_the_commits_own_events_without_decoding_them(
     store.close()
 
 
-def test_an_event_a_link_moves_in_its_own_commit_is_read_back_for_its_session(
+def test_an_event_a_link_moves_in_its_own_commit_counts_for_its_new_persons_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An anonymous event whose person an identify in the same batch changes is not taken from
-    the commit's events for its person's sessions (it is no longer where it was inserted): it
-    is read back under the person the link gives it, and the session counts stay exact."""
+    """An anonymous event whose person an identify in the same batch changes is found among the
+    commit's events under the person the link gives it (the store is not read for the commit's
+    own rows, so it would be in no session if it stayed under the anonymous id), and the
+    session counts stay exact."""
     decoded, valued = _spy_session_reads(monkeypatch)
     store = _store(tmp_path / "store.db")
     anonymous = ev(1, 0, anon="a1", session="s1", page_url="https://shop.example/a")
@@ -268,7 +269,37 @@ def test_an_event_a_link_moves_in_its_own_commit_is_read_back_for_its_session(
             ev(3, 20, user="u1", session="s1", page_url="https://shop.example/b"),
         ]
     )
-    assert anonymous.key in decoded and anonymous.key in valued
+    assert decoded == [] and valued == []
     assert [p.sessions for p in store.breakdown("entry_page", "day")] == [{"/a": 1}]
+    assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    store.close()
+
+
+def test_the_store_is_asked_for_events_at_an_instant_only_where_a_stored_one_can_sit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session's new first or last event is looked for among stored events only within a
+    session the commit replaces (each stored event lies in its session): a session that gains
+    a later event asks nothing of the store; a new event at the instant of a stored one finds
+    both, and the exit page follows the later key, as a recount does."""
+    decoded, _ = _spy_session_reads(monkeypatch)
+    store = _store(tmp_path / "store.db")
+    asked: list[str] = []
+    store._db.set_trace_callback(
+        lambda sql: asked.append(sql) if "FROM wanted w JOIN events e" in sql else None
+    )
+    store.commit(
+        [
+            ev(1, 0, user="u1", session="s1", page_url="https://shop.example/a"),
+            ev(2, 30, user="u1", session="s1", page_url="https://shop.example/b"),
+        ]
+    )
+    store.commit([ev(3, 60, user="u1", session="s1", page_url="https://shop.example/c")])
+    assert asked == [] and decoded == []
+    at_the_end = ev(4, 60, user="u1", session="s1", page_url="https://shop.example/d")
+    store.commit([at_the_end])
+    assert len(asked) == 1 and len(decoded) == 1  # the stored event at 60
+    exit_page = "/c" if decoded[0] > at_the_end.key else "/d"
+    assert [p.sessions for p in store.breakdown("exit_page", "day")] == [{exit_page: 1}]
     assert verify(store, store.periods, now=NOW, retention_s=None).ok
     store.close()

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from behavioral_analytics.breakdowns import OTHER, BreakdownRules
+from behavioral_analytics.dimensions import NONE
 from behavioral_analytics.events import Event
+from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.store import BreakdownPoint, Store
 from tests.contract.builders import (
     BOT_AGENT,
@@ -23,6 +25,7 @@ from tests.contract.builders import (
 DAY_LABEL = "2025-11-27"  # DAY_START's day (UTC); it starts at 09:00
 HOUR_LABEL = f"{DAY_LABEL}-09"
 RULES = BreakdownRules(("page", "event_type"), max_values=2)
+WIDE = BreakdownRules(("page",), max_values=10)  # no set fills
 
 
 def page(n: int, at: float, path: str, **fields: Any) -> Event:
@@ -313,4 +316,43 @@ def test_forget_and_a_link_move_sessions_per_value(make_store: MakeStore) -> Non
     assert sessions(store, "entry_page") == {"/a": 1}
     assert sessions(store, "exit_page") == {"/a": 1}
     assert sessions(store, "page") == {"/a": 1}
+    assert_recounts(store)
+
+
+def test_a_session_a_relink_leaves_with_one_event_exits_where_it_enters(
+    make_store: MakeStore,
+) -> None:
+    """A relink takes the last event of a person's session: the session keeps its start and
+    its one event left is its exit as well as its entry (it kept the exit it had)."""
+    store = make_store(breakdowns=WIDE, sessions=SessionRules(gap_s=120.0), allow_relink=True)
+    store.commit([ev(1, 0, kind="identify", user="u2", anon="a1")])
+    store.commit([page(2, 450, "/e", user="u2"), page(3, 510, "/c", anon="a1")])
+    assert sessions(store, "exit_page") == {NONE: 1, "/c": 1}  # u2's visit: 450 to 510
+    store.commit([ev(4, 500, kind="identify", user="u1", anon="a1")])  # u1 takes the 510 one
+    assert sessions(store, "exit_page") == {NONE: 1, "/e": 1, "/c": 1}  # u1's from 500
+    assert_recounts(store)
+
+
+def test_a_session_whose_last_event_a_link_swaps_at_the_same_instant_exits_at_the_new_one(
+    make_store: MakeStore,
+) -> None:
+    """A sign-in dated earlier takes a person's last event while the same batch brings them
+    another at that instant: the session's start, end and size are unchanged, its exit is the
+    new event."""
+    store = make_store(breakdowns=WIDE)
+    store.commit(
+        [
+            ev(1, 100, kind="identify", user="u1", anon="a1"),
+            page(2, 400, "/y", user="u1", session="s1"),
+            page(3, 500, "/x", anon="a1", session="s1"),
+        ]
+    )
+    assert sessions(store, "exit_page") == {NONE: 1, "/x": 1}
+    store.commit(
+        [
+            ev(4, 50, kind="identify", user="u2", anon="a1"),  # dated earlier: takes a1's
+            page(5, 500, "/z", user="u1", session="s1"),
+        ]
+    )
+    assert sessions(store, "exit_page") == {NONE: 2, "/z": 1, "/x": 1}  # /x: u2's now
     assert_recounts(store)

@@ -267,7 +267,7 @@ class PersonWriter:
                     change.state.sessions,
                     state.session_values if state is not None else {},
                     [*batch.get(person, ()), *moved_in.get(person, ())],
-                    frozenset(e.key for e in moved_out.get(person, ())),
+                    {e.key: (e.session_id, e.timestamp) for e in moved_out.get(person, ())},
                 )
             )
         deltas = count_sessions(

@@ -107,14 +107,15 @@ def decode_values(raw: bytes | None, dimensions: Sequence[str]) -> dict[str, Sto
 class PersonSessions:
     """One person's sessions before (`old`, with their `stored` values) and after a commit
     (`new`), the batch's events that now count for them (new and moved in: `batch`), and the
-    keys of stored events moving away (`moved_out`: their stored endpoints are not trusted)."""
+    stored events moving away (`moved_out`, key → (client id, timestamp): their stored
+    endpoints are not trusted)."""
 
     person: str
     old: Mapping[str, Session]
     new: Mapping[str, Session]
     stored: Mapping[str, Stored]
     batch: Sequence[Event] = ()
-    moved_out: frozenset[str] = frozenset()
+    moved_out: Mapping[str, tuple[str | None, float]] = field(default_factory=dict)
     values: dict[str, Stored] = field(default_factory=dict)  # after: what the profile keeps
 
 
@@ -124,6 +125,16 @@ def _at(events: Iterable[Event], client_id: str | None, instant: float) -> list[
 
 def _covered(old: Iterable[Session], client_id: str | None, instant: float) -> bool:
     return any(s.client_id == client_id and s.start <= instant <= s.end for s in old)
+
+
+def _same(person: PersonSessions, key: str, session: Session) -> bool:
+    """Whether `session` is stored as it was, events included: its start, end and size are
+    unchanged and no event moving away sat in it (one may have left and a batch event taken
+    its place at the same instant)."""
+    return person.old.get(key) == session and not any(
+        client_id == session.client_id and session.start <= at <= session.end
+        for client_id, at in person.moved_out.values()
+    )
 
 
 def _first_known(person: PersonSessions, session: Session, rules: BreakdownRules) -> Stored | None:
@@ -173,7 +184,7 @@ def count_sessions(
     wanted: set[tuple[str, float]] = set()
     for person in people:
         for key, session in person.new.items():
-            if person.old.get(key) == session:  # unchanged (without values: never counted)
+            if _same(person, key, session):  # unchanged (without values: never counted)
                 if key in person.stored:
                     person.values[key] = person.stored[key]
                 continue
@@ -194,8 +205,9 @@ def count_sessions(
             start, first_key, raw = values
             added.append(SessionValues(start, raw, (start, first_key)))
     for person in people:
-        for key, session in person.old.items():
-            if person.new.get(key) != session and key in person.stored:
+        for key in person.old:
+            after = person.new.get(key)
+            if key in person.stored and (after is None or not _same(person, key, after)):
                 start, _, raw = person.stored[key]
                 removed.append(SessionValues(start, raw))
     return session_deltas(removed, added, periods, dimensions)

@@ -55,14 +55,15 @@ class SQLiteBehavior:
         persons: dict[str, str],
         now: float,
         entries: Mapping[str, tuple[str, ...]],
+        stored_through: int,
     ) -> list[Move]:
         """Bot counts, links, sessions and funnels for the newly created events (whose
         buckets, markers and profiles the caller has applied for their persons); `persons`
         maps event key → person, `now` is epoch seconds, `entries` their values in
-        `BreakdownRules.entry_dimensions` by key (`fold_breakdowns`; any may be missing).
+        `BreakdownRules.entry_dimensions` by key (`fold_breakdowns`; any may be missing),
+        `stored_through` the largest rowid of `events` before their insert (0: none).
         Returns the stored events the new links moved to another person."""
-        dirty = Dirty(self.rules.funnels)
-        dirty.entries = entries
+        dirty = Dirty(self.rules.funnels, entries=entries, stored_through=stored_through)
         bots: Counter[tuple[str, str]] = Counter()
         proposals = []
         for event in created:
@@ -79,7 +80,8 @@ class SQLiteBehavior:
             db.executemany(UPSERT_BOT_BUCKET, [(g, p, n) for (g, p), n in bots.items()])
         moves = self.identity.record_links(db, proposals, now) if proposals else []
         for move in moves:
-            dirty.held.pop(move.key, None)
+            if move.key in dirty.held:  # one of the batch's own events, linked in it
+                dirty.held[move.key] = (move.new, dirty.held[move.key][1])
             dirty.add(move.old, move.timestamp, move.event_type, move.session_id, True)
             dirty.add(move.new, move.timestamp, move.event_type, move.session_id, True)
         self.sessions.update(db, dirty)

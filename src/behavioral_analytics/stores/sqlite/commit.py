@@ -99,6 +99,7 @@ def commit_batch(
             first.setdefault(event.key, event)
         events = list(first.values())
     ahead = _FoldedAhead.of(events, periods, behavior.rules.breakdowns)
+    encoded = {event.key: _encode(event.properties) for event in events}
     with transaction(db):
         if config is not None:
             hold_config(db, config, now)
@@ -110,7 +111,8 @@ def commit_batch(
             events = [events[i] for i in kept]
             persons = [persons[i] for i in kept]
         person_of = {e.key: p for e, p in zip(events, persons, strict=True)}
-        created = _insert_new(db, events, person_of, now, expire_at)
+        stored_through = db.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+        created = _insert_new(db, events, person_of, encoded, now, expire_at)
         humans = [
             e if person_of[e.key] == e.who else as_person(e, person_of[e.key])
             for e in created
@@ -119,7 +121,7 @@ def commit_batch(
         deltas, breakdowns, markers = ahead.of_humans(humans, periods, behavior.rules.breakdowns)
         apply_deltas(db, deltas, now)
         apply_breakdowns(db, breakdowns, behavior.rules.breakdowns, markers)
-        moves = behavior.apply(db, created, person_of, now, ahead.entries)
+        moves = behavior.apply(db, created, person_of, now, ahead.entries, stored_through)
         move_breakdown_markers(
             db,
             [(m.key, m.old, m.new, m.event_type, m.timestamp, m.properties) for m in moves],
@@ -194,11 +196,13 @@ def _insert_new(
     db: sqlite3.Connection,
     events: Sequence[Event],
     person_of: dict[str, str],
+    encoded: dict[str, bytes],
     now: float,
     expire_at: float,
 ) -> list[Event]:
-    """Insert the events whose key is not stored yet; return exactly those (the rows the
-    insert reports as created)."""
+    """Insert the events whose key is not stored yet, each for its person in `person_of` with
+    its properties as `encoded` (JSON, by key); return exactly those (the rows the insert
+    reports as created)."""
     rows = [
         (
             event.key,
@@ -209,7 +213,7 @@ def _insert_new(
             event.event_type,
             event.timestamp,
             event.session_id,
-            _encode(event.properties),
+            encoded[event.key],
             event.received_at,
             now,
             expire_at,

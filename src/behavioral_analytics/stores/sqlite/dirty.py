@@ -31,22 +31,33 @@ class Range:
 class Dirty:
     """Where a batch changed a person's events: what sessions and funnels must recompute."""
 
-    def __init__(self, funnels: Sequence[Funnel]) -> None:
+    def __init__(
+        self,
+        funnels: Sequence[Funnel],
+        *,
+        entries: Mapping[str, tuple[str, ...]],
+        stored_through: int,
+    ) -> None:
         self.loose: dict[str, Range] = {}
         # Client sessions gaining new events merge them (min, max, count); one whose events
         # moved between people is recounted from raw events.
         self.client_new: dict[tuple[str, str], list[float]] = defaultdict(list)
         self.clients: set[tuple[str, str]] = set()
-        self.moved: set[str] = set()  # people who lost events to a (re)link
+        self.moved: set[str] = set()  # people a (re)link gave or took events
         self.funnels: dict[str, dict[str, Range]] = {f.name: {} for f in funnels}
         # Per funnel, the people with a new event that can move an entry on (`later_types`);
         # the others' new events can only be entries.
         self.extending: dict[str, set[str]] = {f.name: set() for f in funnels}
-        # The batch's new human events by key, with their person (none a link moved), and
-        # their values in `BreakdownRules.entry_dimensions` by key: read from here, not
-        # decoded again from the store.
+        # The batch's new human events by key, with their person (after the batch's links),
+        # and their values in `BreakdownRules.entry_dimensions` by key: read from here, not
+        # decoded again from the store (their properties as parsed: `events.validate_event`
+        # keeps them to what JSON carries, so they equal the stored row's). Rows of the store's
+        # `events` up to `stored_through` (a rowid) were stored before the batch; those after
+        # it are the batch's (`held`, and its bots): reads of raw events take the first from
+        # the store, the others from here.
         self.held: dict[str, tuple[str, Event]] = {}
-        self.entries: Mapping[str, tuple[str, ...]] = {}
+        self.entries = entries
+        self.stored_through = stored_through
         self._types = [(f.name, f.types, f.later_types) for f in funnels]
 
     def add(

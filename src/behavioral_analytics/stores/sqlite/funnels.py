@@ -19,7 +19,7 @@ import msgspec
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules
-from behavioral_analytics.funnels import progress
+from behavioral_analytics.funnels import Funnel, progress
 from behavioral_analytics.stores.sqlite.dirty import Dirty
 from behavioral_analytics.stores.sqlite.schema import UPSERT_FUNNEL_BUCKET
 from behavioral_analytics.stores.sqlite.sql import RANGES, json_list, ranges_json
@@ -62,24 +62,7 @@ class Funnels:
                 else:  # only gained events: only entries from `since` on can change (a
                     # margin below it, as the instant goes through JSON to SQLite and back)
                     reads[person] = [since[person] - 1e-3, span.high + window]
-            filtered = any(step.where for step in funnel.steps)
-            by_type = {t: funnel.matched_steps(t, {}) for t in funnel.types}
-            points: dict[str, list[tuple[float, str, frozenset[int]]]] = defaultdict(list)
-            for person, key, timestamp, event_type, properties in db.execute(
-                RANGES
-                + "SELECT e.person, e.key, e.timestamp, e.event_type, "
-                + ("e.properties" if filtered else "NULL")
-                + " FROM ranges r JOIN events e ON e.person = r.person "
-                "AND e.timestamp BETWEEN r.low AND r.high WHERE e.bot = 0 "
-                "AND e.event_type IN (SELECT value FROM json_each(?))",
-                (ranges_json(reads, reads), json_list(funnel.types)),
-            ):
-                steps = (
-                    funnel.matched_steps(event_type, _decode(properties))
-                    if filtered
-                    else by_type[event_type]
-                )
-                points[person].append((timestamp, key, steps))  # a FunnelPoint's fields
+            points = _points(db, funnel, reads, dirty)
             stored: dict[tuple[str, str], int] = {
                 (person, day): step
                 for person, day, step in db.execute(
@@ -131,3 +114,39 @@ class Funnels:
             days.add(self.periods.of(at)[2])
             at += 3600.0
         return sorted(days)
+
+
+def _points(
+    db: sqlite3.Connection, funnel: Funnel, reads: dict[str, list[float]], dirty: Dirty
+) -> dict[str, list[tuple[float, str, frozenset[int]]]]:
+    """Person → the points (a `FunnelPoint`'s fields) of their human events of `funnel`'s types
+    within `reads` (person → [low, high], epoch seconds): those stored before the commit read
+    from `db` (rowid up to `dirty.stored_through`), the commit's own from `dirty.held`."""
+    filtered = any(step.where for step in funnel.steps)
+    by_type = {t: funnel.matched_steps(t, {}) for t in funnel.types}
+    points: dict[str, list[tuple[float, str, frozenset[int]]]] = defaultdict(list)
+    for person, key, timestamp, event_type, properties in db.execute(
+        RANGES
+        + "SELECT e.person, e.key, e.timestamp, e.event_type, "
+        + ("e.properties" if filtered else "NULL")
+        + " FROM ranges r JOIN events e ON e.person = r.person "
+        "AND e.timestamp BETWEEN r.low AND r.high WHERE e.rowid <= ? AND e.bot = 0 "
+        "AND e.event_type IN (SELECT value FROM json_each(?))",
+        (ranges_json(reads, reads), dirty.stored_through, json_list(funnel.types)),
+    ):
+        steps = (
+            funnel.matched_steps(event_type, _decode(properties))
+            if filtered
+            else by_type[event_type]
+        )
+        points[person].append((timestamp, key, steps))
+    for key, (person, event) in dirty.held.items():
+        read = reads.get(person)
+        if read and event.event_type in by_type and read[0] <= event.timestamp <= read[1]:
+            steps = (
+                funnel.matched_steps(event.event_type, event.properties)
+                if filtered
+                else by_type[event.event_type]
+            )
+            points[person].append((event.timestamp, key, steps))
+    return points

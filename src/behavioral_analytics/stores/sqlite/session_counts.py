@@ -13,7 +13,11 @@ events, except where a session kept its start (or end) and no new or moved event
 then the stored first (or last) values stand. Of the events at those instants, those the commit
 is adding (on live traffic nearly all: a session's newest event is its last) are found among
 the commit's own events, with the values its fold read (`fold_breakdowns`' `entries`); only the
-others are read and decoded. The difference goes to the counts through the admitted sets.
+others are read and decoded, and the store is asked only where one can sit: every stored event
+lies within a stored session of its person and client id, so within a session the commit
+replaces (or anywhere, for a person a link in the commit gave or took events). A session that
+only gained a later event asks nothing of the store. The difference goes to the counts through
+the admitted sets.
 `forget` takes a person's stored values out.
 
 The first event's key orders sessions that start at the same instant (admission follows the
@@ -51,6 +55,7 @@ from behavioral_analytics.session_breakdowns import (
     unpack_values,
 )
 from behavioral_analytics.sessions import Session
+from behavioral_analytics.stores.sqlite.dirty import Dirty
 
 __all__ = [
     "SESSION_COUNTS_SCHEMA",
@@ -89,13 +94,14 @@ ON CONFLICT (granularity, period, dimension, value) DO UPDATE SET
   sessions = sessions + excluded.sessions
 """
 # Events at a session's start or end, read in a window around the instant and matched exactly;
-# those the commit holds (the second parameter's keys) are not read.
+# only rows stored before the commit (rowid up to the second parameter): the commit's own are
+# held in memory, and the rowid is in the index, so they are passed over without a table read.
 _READ_AT = """
 WITH wanted(person, low, high) AS (SELECT json_extract(value, '$[0]'),
   json_extract(value, '$[1]') - 1e-3, json_extract(value, '$[1]') + 1e-3 FROM json_each(?1))
 SELECT DISTINCT e.person, e.key, e.event_type, e.timestamp, e.session_id, e.properties
 FROM wanted w JOIN events e ON e.person = w.person AND e.timestamp BETWEEN w.low AND w.high
-WHERE e.bot = 0 AND e.key NOT IN (SELECT value FROM json_each(?2))
+WHERE e.rowid <= ?2 AND e.bot = 0
 """
 
 SetKey = tuple[str, str, str]
@@ -105,7 +111,7 @@ Replaced = tuple[str, Mapping[str, Session], Sequence[Session]]
 Stored = Mapping[tuple[str, str], str | None]
 # Whether a new or moved event of (person, client id or None) may sit at an instant.
 Fresh = Callable[[str, str | None, float], bool]
-# Key → (person, event): a commit's new human events, none of them moved by a link.
+# Key → (person, event): a commit's new human events, with their person after its links.
 Held = Mapping[str, tuple[str, Event]]
 # (person, client id or None, timestamp) → the events there.
 _At = dict[tuple[str, str | None, float], list[Event]]
@@ -199,18 +205,21 @@ def apply_session_counts(
     fresh: Fresh,
     periods: Periods,
     rules: BreakdownRules,
-    held: Held,
-    entries: Mapping[str, tuple[str, ...]],
+    dirty: Dirty,
 ) -> dict[tuple[str, str], str]:
     """Move the session counts of a commit's session replacements (one `Replaced` per person
     whose sessions changed, `stored` the `vals` of the sessions they remove), inside the
     commit's transaction on `db`; `fresh` says where a new or moved event may sit (there the
-    stored first or last event may have changed). `held`: the commit's new human events, found
-    at their instants in memory and not read back (on live traffic 99.5 % of the events at the
-    instants wanted), with their values in `rules.entry_dimensions` by key in `entries` (from
-    `fold_breakdowns`; one missing is read from the event). Returns the `vals` to store with
-    each added session by (person, key); one left out (no values: breakdowns off, or its events
-    are not where it says) is stored with NULL and counts nowhere."""
+    stored first or last event may have changed). The commit's new human events
+    (`dirty.held`) are found at their instants in memory and not read back (on live traffic
+    99.5 % of the events at the instants wanted), with their values in
+    `rules.entry_dimensions` by key in `dirty.entries` (from `fold_breakdowns`; one missing is
+    read from the event); events stored before the commit (rowid up to
+    `dirty.stored_through`) are read where one can sit: within a removed session of the same
+    person and client id (each stored event lies in its session), or anywhere for a person a
+    link gave or took events (`dirty.moved`). Returns the `vals` to store with each added
+    session by (person, key); one left out (no values: breakdowns off, or its events are not
+    where it says) is stored with NULL and counts nowhere."""
     if not replaced or not session_dimensions(rules):
         return {}
     unpacked: dict[tuple[str, str], dict[str, str]] = {}
@@ -222,7 +231,20 @@ def apply_session_counts(
             found = unpacked[person, key] = _unpack(text, rules)
         return found
 
-    instants: list[tuple[str, float]] = []
+    olds: dict[tuple[str, str | None], list[Session]] = defaultdict(list)
+    for person, removed, _ in replaced:
+        for before in removed.values():
+            olds[person, before.client_id].append(before)
+    instants: set[tuple[str, float]] = set()
+    probes: set[tuple[str, float]] = set()  # those where an event stored before can sit
+
+    def want(person: str, client_id: str | None, instant: float) -> None:
+        instants.add((person, instant))
+        if person in dirty.moved or any(
+            s.start <= instant <= s.end for s in olds.get((person, client_id), ())
+        ):
+            probes.add((person, instant))
+
     plans = []
     starts = Counter(session.start for _, _, added in replaced for session in added)
     for person, removed, added in replaced:
@@ -238,11 +260,12 @@ def apply_session_counts(
                     person, session.client_id, session.end
                 )
             if not same_first or starts[session.start] > 1:  # the first key orders a tie
-                instants.append((person, session.start))
+                want(person, session.client_id, session.start)
             if not same_last:
-                instants.append((person, session.end))
+                want(person, session.client_id, session.end)
             plans.append((person, session, kept, same_first, same_last))
-    at = _events_at(db, instants, held)
+    held, entries = dirty.held, dirty.entries
+    at = _events_at(db, instants, probes, held, dirty.stored_through)
     names = rules.entry_dimensions
 
     def entry_of(first: Event) -> dict[str, str]:
@@ -265,10 +288,8 @@ def apply_session_counts(
                 continue  # its events are not where the session says: nothing to count
             first = first_event(firsts)
             first_key, values = first.key, entry_of(first)
-            if session.events == 1:  # its first event is its last
-                values["exit_page"] = values["entry_page"]
-        if "exit_page" in values and session.events == 1:
-            pass
+        if session.events == 1:  # its first event is its last (a kept one may have lost others)
+            values["exit_page"] = values["entry_page"]
         elif kept is not None and same_last:
             values["exit_page"] = kept["exit_page"]
         else:
@@ -288,18 +309,26 @@ def apply_session_counts(
     return rows
 
 
-def _events_at(db: sqlite3.Connection, instants: Sequence[tuple[str, float]], held: Held) -> _At:
+def _events_at(
+    db: sqlite3.Connection,
+    instants: set[tuple[str, float]],
+    probes: set[tuple[str, float]],
+    held: Held,
+    stored_through: int,
+) -> _At:
     """The human events of each (person, instant) among `instants`, by (person, client id,
-    timestamp): those `held` from memory, the others read from `db`."""
+    timestamp): those `held` (the commit's) from memory, and at `probes` those stored before
+    the commit (rowid up to `stored_through`), read from `db`."""
     if not instants:
         return {}
-    wanted = set(instants)
     at: _At = defaultdict(list)
     for person, event in held.values():
-        if (person, event.timestamp) in wanted:
+        if (person, event.timestamp) in instants:
             at[person, event.session_id, event.timestamp].append(event)
+    if not probes:
+        return at
     for person, key, etype, ts, sid, props in db.execute(
-        _READ_AT, (_encode(sorted(wanted)), _encode(list(held)))
+        _READ_AT, (_encode(sorted(probes)), stored_through)
     ):
         at[person, sid, ts].append(_event(person, key, etype, ts, sid, props))
     return at

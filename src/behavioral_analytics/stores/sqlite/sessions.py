@@ -52,6 +52,9 @@ class _SessionWrites:
     replaced: list[Replaced] = field(default_factory=list)
     # (person, key) → the stored `vals` of every session read (None: never counted).
     stored: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # People a link gave or took events (`Dirty.moved`): a session of theirs may keep its
+    # start, end and size with another first or last event, so it is replaced all the same.
+    moved: set[str] = field(default_factory=set)
 
 
 class Sessions:
@@ -66,7 +69,7 @@ class Sessions:
         """Recompute the sessions `dirty` names, inside the commit's transaction on `db`, and
         apply the changes to the session buckets."""
         rules = self.rules.sessions
-        writes = _SessionWrites()
+        writes = _SessionWrites(moved=dirty.moved)
         spans = {person: [span.low, span.high] for person, span in dirty.loose.items()}
         removed: dict[str, dict[str, Session]] = defaultdict(dict)
         pending = list(spans)
@@ -92,10 +95,14 @@ class Sessions:
             for person, timestamp in db.execute(
                 RANGES + "SELECT e.person, e.timestamp FROM ranges r JOIN events e "
                 "ON e.person = r.person AND e.timestamp BETWEEN r.low AND r.high "
-                "WHERE e.bot = 0 AND e.session_id IS NULL",
-                (ranges_json(spans, spans),),
+                "WHERE e.rowid <= ? AND e.bot = 0 AND e.session_id IS NULL",
+                (ranges_json(spans, spans), dirty.stored_through),
             ):
                 timestamps[person].append(timestamp)
+            for person, event in dirty.held.values():
+                at, bounds = event.timestamp, spans.get(person)
+                if event.session_id is None and bounds and bounds[0] <= at <= bounds[1]:
+                    timestamps[person].append(at)
         for person in spans:
             added = gap_sessions(timestamps[person], rules)
             self._replace_sessions(person, removed[person], added, writes)
@@ -106,10 +113,14 @@ class Sessions:
             stamps: dict[tuple[str, str], list[float]] = defaultdict(list)
             for person, client_id, timestamp in db.execute(
                 PAIRS + "SELECT p.person, p.client_id, e.timestamp FROM pairs p JOIN events e "
-                "ON e.person = p.person AND e.session_id = p.client_id WHERE e.bot = 0",
-                (pairs,),
+                "ON e.person = p.person AND e.session_id = p.client_id "
+                "WHERE e.rowid <= ? AND e.bot = 0",
+                (pairs, dirty.stored_through),
             ):
                 stamps[person, client_id].append(timestamp)
+            for person, event in dirty.held.values():
+                if event.session_id is not None and (person, event.session_id) in recount:
+                    stamps[person, event.session_id].append(event.timestamp)
             for person, client_id in sorted(recount):
                 before = old.get((person, client_id), {})
                 added = client_sessions(client_id, stamps[person, client_id], rules)
@@ -121,8 +132,7 @@ class Sessions:
             _fresh(dirty),
             self.periods,
             self.rules.breakdowns,
-            dirty.held,
-            dirty.entries,
+            dirty,
         )
         db.executemany("DELETE FROM sessions WHERE person = ? AND key = ?", writes.deletes)
         db.executemany(
@@ -194,7 +204,11 @@ class Sessions:
         added: list[Session],
         writes: _SessionWrites,
     ) -> None:
-        if len(removed) == len(added) and all(removed.get(s.key) == s for s in added):
+        if (
+            person not in writes.moved
+            and len(removed) == len(added)
+            and all(removed.get(s.key) == s for s in added)
+        ):
             return
         keys = {s.key for s in added}
         writes.deletes.extend((person, key) for key in removed if key not in keys)
