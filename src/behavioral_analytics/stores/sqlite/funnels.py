@@ -5,9 +5,10 @@ A person who only gained events can only move on: their progress is recomputed f
 within a funnel window around the new ones, and never goes down. Where none of the new events
 can move an entry on (each is of the first step's type alone: a page view in the generator's
 funnel), only entries from the first new one on can reach further, so the window before them is
-not read. A person who lost events to a (re)link has every day the moved events touch recounted
-from scratch. The changes in step reached per (person, day) become the deltas of the funnel
-buckets.
+not read. A person a (re)link gave or took events has every day the moved events touch
+recounted from scratch (a lost event can undo a step). The commit's own events are taken from
+memory, the events stored before it read (`Dirty.stored_through`). The changes in step reached
+per (person, day) become the deltas of the funnel buckets.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Funnels:
                 since[person] = span.low - window if moved or person in extending else span.low
                 days = self._days_between(since[person], span.high)
                 affected[person] = days
-                if moved:  # lost events: recount the days from scratch
+                if moved:  # gained or lost events by a link: recount the days from scratch
                     reads[person] = [
                         self.periods.start_of("day", days[0]),
                         self.periods.end_of("day", days[-1]) + window,
