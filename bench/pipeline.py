@@ -51,11 +51,13 @@ any work on the derivation alone.
 
 `--grow` ingests live traffic into one store in steps up to `--grow-to` events and prints, per
 step, the worker's rate and the median latency of the queries a dashboard makes (a profile, the
-hourly series, the hourly session series, the purchase funnel). It stops after the step that
-passes `--max-seconds`. `--grow --bare` grows (c)'s bare table the same way and prints its
-rate per step: the raw table's own slowdown, the floor under the worker's. The script prints
-figures; it asserts only that every event was stored,
-and prints whether `verify` (a recount from the raw events) agrees with (a)'s and the grown store.
+hourly series, the hourly session series, the purchase funnel); then, per step, the tables and
+indexes the step's last commit wrote pages of (`wal_pages`), and the last step against the first
+by events/s and by CPU (on a shared machine the second moves less between runs). It stops after
+the step that passes `--max-seconds`. `--grow --bare` grows (c)'s bare table the same way and
+prints its rate per step: the raw table's own slowdown, the floor under the worker's. The script
+prints figures; it asserts only that every event was stored, and prints whether `verify` (a
+recount from the raw events) agrees with (a)'s and the grown store.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from multiprocessing.synchronize import Event as ProcessEvent
 from multiprocessing.synchronize import Semaphore
@@ -82,6 +85,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stages
 import traffic
+from wal_pages import last_commit_pages, pages_line
 
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
@@ -499,6 +503,8 @@ def grow(args: argparse.Namespace) -> None:
         broker = LocalBroker(data_dir / "broker.db")
         total = 0
         people: list[str] = []
+        steps: list[tuple[float, float]] = []  # events/s, per CPU-second
+        written_pages: list[tuple[int, Counter[str] | None]] = []
         print(header)
         print("-" * len(header))
         while total < args.grow_to:
@@ -514,6 +520,8 @@ def grow(args: argparse.Namespace) -> None:
             elapsed = time.perf_counter() - started
             cpu_s = time.process_time() - cpu_started
             rows, wrote = store_writes(store) - rows, written_bytes() - wrote
+            written_pages.append((total + len(chunk), last_commit_pages(data_dir / "store.db")))
+            steps.append((len(chunk) / elapsed, len(chunk) / cpu_s))
             total += len(chunk)
             if store.count_events() != total:
                 sys.exit(f"error: {store.count_events()} events stored, {total} sent")
@@ -539,6 +547,13 @@ def grow(args: argparse.Namespace) -> None:
             if time.monotonic() - began > args.max_seconds:
                 print(f"stopped: past --max-seconds {args.max_seconds:g}")
                 break
+        for stored_events, pages in written_pages:
+            print(f"at {stored_events:,} events, {pages_line(pages)}")
+        (first, first_cpu), (last, last_cpu) = steps[0], steps[-1]
+        print(
+            f"last step against the first: {last / first:.0%} of its events/s, "
+            f"{last_cpu / first_cpu:.0%} by CPU"
+        )
         report = verify(store, store.periods, now=time.time(), retention_s=None)
         print(f"verify on the grown store: {'ok' if report.ok else report.to_dict()}")
         store.close()
