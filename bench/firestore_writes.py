@@ -8,7 +8,8 @@ pattern, on the same events, against Google's Firestore emulator, in one run.
                                      [--no-breakdowns]
 
 Input (`--input`, bench/traffic.py): `live` (the default) is the project's generator — people
-in sessions with its funnel and crawlers, 5 % late by up to an hour and 1 % by up to 3 days —
+in sessions with its funnel and crawlers, 5 % late by up to an hour and 1 % by up to 3 days,
+30 % of the people anonymous until they sign in during their first session (`identified`) —
 arriving in time order at the model's own rate (about 1.5 events/s per 1,000 `--users`);
 `backfill` is the same model over `--days` days arriving at `--rate`/s, as an import would;
 `narrow` is the earlier input described next. The generator's parameters and seed are printed.

@@ -3,7 +3,9 @@
 - `live` (the default): what a running site sends, in time order at the model's rate: many
   people (20,000 by default) in sessions with the generator's funnel, 5 % crawler traffic, and a
   stated late share stamped back in time (`LATE_TIERS`: 5 % late by 2 min to 1 h, 1 % by 1 h to
-  3 days), ending a minute before now.
+  3 days), ending a minute before now. A share of the people (`IDENTIFY_SHARE`, 30 %) arrive
+  anonymous and sign in during their first visit (`identified`), so identity stitching links
+  and moves events as on a real site.
 - `backfill`: the same model spread over `days` days (the idle time between sessions is
   stretched to fit the events in) and ingested at once, as an import of history would be.
 - `narrow`: the earlier input: 1,000 users' random events squeezed into two hours, a random
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from behavioral_analytics.loadgen import (
@@ -31,6 +33,8 @@ from behavioral_analytics.loadgen import (
 INPUTS = ("live", "backfill", "narrow")
 LATE_TIERS = ((0.05, 3600.0), (0.01, 3 * 86400.0))
 TYPES = ("page_view", "button_click", "purchase", "search", "signup", "login")
+IDENTIFY_SHARE = 0.3  # people who arrive anonymous and sign in during their first session
+SIGN_IN_AFTER = 8  # they sign in after 1 to 8 of its events, drawn uniformly
 
 
 def live_config(events: int, users: int, seed: int) -> GeneratorConfig:
@@ -77,8 +81,76 @@ def describe(config: GeneratorConfig) -> str:
         f"{config.mean_idle_s:,.0f} s mean idle after the {config.session_timeout_s:g} s "
         f"timeout), funnel continuing at "
         + "/".join(f"{rate:.0%}" for rate in config.funnel_rates)
-        + f", crawlers {config.bot_rate:.0%}, late: {tiers or 'none'}"
+        + f", crawlers {config.bot_rate:.0%}, late: {tiers or 'none'}; "
+        f"{IDENTIFY_SHARE:.0%} of people anonymous until an identify in their first session"
     )
+
+
+def identified(
+    pairs: Iterable[tuple[float, bytes]], seed: int, share: float = IDENTIFY_SHARE
+) -> Iterator[tuple[float, bytes]]:
+    """`pairs` ((sent_at, message), in send order) as a site with sign-ins sends them: `share`
+    of the people (drawn from `seed`) arrive anonymous. Their first session's events carry
+    only an anonymous id (`anon_<user id>`) until they sign in: an `identify` with both ids is
+    sent after 1 to `SIGN_IN_AFTER` of that session's events (drawn uniformly), just before
+    the next one, or before their first event of a later session if the first ended sooner
+    (never, if they do not come back); every later event carries both ids, as analytics.js
+    sends them. Crawlers (no `user_id`) pass unchanged. One `identify` more per person signed
+    in."""
+    rng = random.Random(f"identify:{seed}")
+    sign_in_at: dict[str, int] = {}  # person → index of the event the identify precedes
+    first_session: dict[str, str] = {}
+    seen: dict[str, int] = {}  # person → their events so far, while anonymous
+    for sent_at, data in pairs:
+        payload = json.loads(data)
+        user = payload.get("user_id")
+        if user is None:
+            yield sent_at, data
+            continue
+        if user not in sign_in_at:
+            anonymous = rng.random() < share
+            sign_in_at[user] = rng.randint(1, SIGN_IN_AFTER) if anonymous else -1
+            first_session[user] = payload["session_id"]
+            seen[user] = 0
+        if sign_in_at[user] < 0:
+            yield sent_at, data
+            continue
+        payload["anonymous_id"] = f"anon_{user}"
+        count = seen.get(user)
+        if count is not None:
+            if count < sign_in_at[user] and payload["session_id"] == first_session[user]:
+                seen[user] = count + 1
+                del payload["user_id"]
+                yield sent_at, _encoded(payload)
+                continue
+            del seen[user]
+            yield sent_at, _encoded(_identify(payload))
+        yield sent_at, _encoded(payload)
+
+
+def _identify(before: dict[str, object]) -> dict[str, object]:
+    """The `identify` sent just before the event `before` (its ids, session and context)."""
+    properties = before["properties"]
+    assert isinstance(properties, dict)
+    timestamp = before["timestamp"]
+    assert isinstance(timestamp, float)
+    return {
+        "event_id": f"idf_{before['user_id']}",
+        "user_id": before["user_id"],
+        "anonymous_id": before["anonymous_id"],
+        "event_type": "identify",
+        "timestamp": round(timestamp - 0.001, 3),
+        "session_id": before["session_id"],
+        "properties": {
+            key: properties[key]
+            for key in ("page_url", "referrer", "device_type", "user_agent")
+            if key in properties
+        },
+    }
+
+
+def _encoded(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def generated(config: GeneratorConfig, end: float) -> list[bytes]:
@@ -87,9 +159,17 @@ def generated(config: GeneratorConfig, end: float) -> list[bytes]:
 
 
 def timed(config: GeneratorConfig, end: float) -> list[tuple[float, bytes]]:
-    """The run's `(sent_at, message)` pairs in send order, the last one sent at `end`."""
+    """The run's `(sent_at, message)` pairs in send order, the last one sent at `end`, with
+    sign-ins (`identified`)."""
+    return list(identified(generator_pairs(config, end), config.seed))
+
+
+def generator_pairs(config: GeneratorConfig, end: float) -> Iterator[tuple[float, bytes]]:
+    """The generator's own `(sent_at, message)` pairs, the last one sent at `end`: every
+    person identified by `user_id` from their first event."""
     start = anchored_start(config, end)
-    return [(m.sent_at, m.data) for m in iter_messages(replace(config, start=start))]
+    for message in iter_messages(replace(config, start=start)):
+        yield message.sent_at, message.data
 
 
 def streamed(config: GeneratorConfig, end: float) -> Iterator[bytes]:
@@ -97,8 +177,9 @@ def streamed(config: GeneratorConfig, end: float) -> Iterator[bytes]:
     rate (with a margin, so no event lies in the future), for long growth runs."""
     assert config.events is not None
     start = end - 1.5 * config.events / model_rate(config)
-    for message in iter_messages(replace(config, start=start)):
-        yield message.data
+    messages = iter_messages(replace(config, start=start))
+    for _, data in identified(((m.sent_at, m.data) for m in messages), config.seed):
+        yield data
 
 
 def narrow(count: int, users: int, seed: int = 7) -> list[bytes]:

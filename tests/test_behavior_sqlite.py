@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.behavior import BehaviorRules, as_person
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
 from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.stores.sqlite import commit as sqlite_commit
 from behavioral_analytics.stores.sqlite import funnels as sqlite_funnels
 from tests.contract.builders import DAY_START, ev
 from tests.faults import (
@@ -155,3 +156,120 @@ def test_a_commits_own_events_are_not_read_back_for_its_funnels(
     assert sum(n for (_, _, step), n in reached.items() if step == 2) == 1
     assert_recounts(store)
     store.close()
+
+
+def _sign_in(user: str = "u1") -> list[Any]:
+    """A visitor's two anonymous page views, their sign-in (an identify with both ids), and a
+    page view as the user, in one session."""
+    return [
+        ev(1, 100, anon="a1", session="s1"),
+        ev(2, 200, anon="a1", session="s1"),
+        ev(3, 300, user=user, anon="a1", kind="identify", session="s1"),
+        ev(4, 400, user=user, anon="a1", session="s1"),
+    ]
+
+
+def test_a_sign_in_within_a_batch_stores_the_visitors_events_for_the_user_at_once(
+    tmp_path: Path,
+) -> None:
+    """The batch's own link applies to its anonymous events before they are stored: nothing
+    is stored for the anonymous id and then moved; every figure is what the same events
+    committed one by one (stored, then moved by the link) give."""
+    one = make_store(tmp_path / "one")
+    statements: list[str] = []
+    one._db.set_trace_callback(statements.append)
+    one.commit(_sign_in())
+    one._db.set_trace_callback(None)
+    moved = [s for s in statements if s.startswith(("UPDATE events SET person", "DELETE FROM p"))]
+    assert moved == []
+    assert {e.event.key for e in one.timeline("u1").items} == {e.key for e in _sign_in()}
+    apart = make_store(tmp_path / "apart")
+    visit, sign_in, after = _sign_in()[:2], _sign_in()[2], _sign_in()[3]
+    apart.commit(visit)
+    statements.clear()
+    apart._db.set_trace_callback(statements.append)
+    apart.commit([sign_in])
+    apart._db.set_trace_callback(None)
+    apart.commit([after])
+    # The sign-in moved the stored visit: the visitor's person row, left with no event, is
+    # deleted in one statement, not updated twice first.
+    left = [s for s in statements if s.startswith(("UPDATE persons", "DELETE FROM persons"))]
+    assert left == ["DELETE FROM persons WHERE who = 'anonymous:a1' AND total_events <= 2"]
+    assert one.snapshot() == apart.snapshot()
+    assert_recounts(one)
+    one.close()
+    apart.close()
+
+
+def test_a_sign_in_of_a_person_forgotten_since_the_visit_counts_as_a_later_sign_in_would(
+    tmp_path: Path,
+) -> None:
+    """The batch's own link applies before the tombstones are read, so the visit dated before
+    the person's tombstone is kept, and counted for them, as when the sign-in comes in a later
+    batch and moves the stored visit."""
+    stores = []
+    for name in ("one", "apart"):
+        clock = [DAY_START + 250]
+        store = SQLiteStore(
+            tmp_path / name / "store.db",
+            rules=BehaviorRules(funnels=PURCHASE),
+            clock=lambda clock=clock: clock[0],
+        )
+        store.commit([ev(9, 50, user="u1")])
+        store.forget("u1")  # a tombstone at +250: after the visit, before the sign-in
+        clock[0] = NOW
+        stores.append(store)
+    one, apart = stores
+    one.commit(_sign_in())
+    for event in _sign_in():
+        apart.commit([event])
+    assert one.count_events() == apart.count_events() == 4
+    assert {e.event.key for e in one.timeline("u1").items} == {e.key for e in _sign_in()}
+    assert one.snapshot() == apart.snapshot()
+    assert_recounts(one)
+    one.close()
+    apart.close()
+
+
+def test_a_batch_with_a_sign_in_folds_again_only_the_people_it_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fold made before the write lock counts each event for its own actor; inside, the
+    visit a sign-in links counts for the user: only the visitor's and the user's events are
+    folded again, and every figure is what folding the whole batch again gives."""
+    folded: list[int] = []
+    real = sqlite_commit._folds
+
+    def spy(humans: Any, *args: Any, **kwargs: Any) -> Any:
+        folded.append(len(humans))
+        return real(humans, *args, **kwargs)
+
+    others = [ev(5, 150, user="u2", session="s2"), ev(6, 250, user="u3", session="s3")]
+    whole = make_store(tmp_path / "whole")
+    monkeypatch.setattr(
+        sqlite_commit._FoldedAhead, "of_humans", lambda self, h, p, r: real(h, p, r)
+    )
+    whole.commit([*_sign_in(), *others])
+    monkeypatch.undo()
+    monkeypatch.setattr(sqlite_commit, "_folds", spy)
+    store = make_store(tmp_path / "store")
+    store.commit([*_sign_in(), *others])
+    assert folded == [6, 4]  # the batch before the lock; a1's visit and u1's events inside
+    assert store.snapshot() == whole.snapshot()
+    assert_recounts(store)
+    store.close()
+    whole.close()
+
+
+def test_the_fold_refolded_for_the_linked_people_equals_the_whole_batch_folded_again() -> None:
+    """Every part of the fold, with the breakdowns' event counts in the same order (admission
+    follows it), is what folding the whole batch for the people the events count for gives."""
+    periods, rules = Periods(), BehaviorRules().breakdowns
+    batch = [*_sign_in(), ev(5, 150, user="u2", session="s2"), ev(6, 250, anon="a2")]
+    ahead = sqlite_commit._FoldedAhead.of(batch, periods, rules)
+    linked = [as_person(e, "u1") if e.anonymous_id == "a1" else e for e in batch]
+    deltas, breakdowns, markers = ahead.of_humans(linked, periods, rules)
+    again = sqlite_commit._folds(linked, periods, rules)
+    assert (deltas, breakdowns, markers) == again
+    assert list(breakdowns.events) == list(again[1].events)
+    assert {who for who, _ in markers} == {"u1", "u2", "anonymous:a2"}

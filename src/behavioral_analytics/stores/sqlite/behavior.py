@@ -46,6 +46,12 @@ class SQLiteBehavior:
         """The person each event counts for, given the links stored so far."""
         return self.identity.persons(db, events)
 
+    def batch_persons(
+        self, db: sqlite3.Connection, events: Sequence[Event], persons: Sequence[str]
+    ) -> list[str]:
+        """`persons` with the batch's own links applied (`Identity.batch_persons`)."""
+        return self.identity.batch_persons(db, events, persons)
+
     # -- after the insert -------------------------------------------------------------------
 
     def apply(

@@ -4,6 +4,12 @@ events propose, and the moves of already stored events when a link changes who t
 A move updates the events' `person` and takes their counts from the old person's profile and
 unique-user markers to the new one's inside the commit's transaction; the caller marks both
 people's sessions and funnels for recomputation.
+
+The links a batch's own calls propose apply to its own anonymous events before they are stored
+(`batch_persons`): a visitor who signs in within a batch has their earlier events of that batch
+stored for the user at once, not stored for the anonymous id and moved in the same transaction
+(a person row, markers and sessions written, then deleted). The resolution is the one
+`record_links` then stores, so it finds nothing of theirs to move; stored events still move.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from dataclasses import dataclass
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules, covers_by_anonymous_id
+from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event, actor
-from behavioral_analytics.identity import Link, attribute, coverage, resolve
+from behavioral_analytics.identity import Link, attribute, coverage, proposal, resolve
 from behavioral_analytics.stores.sqlite.aggregates import types_json
 from behavioral_analytics.stores.sqlite.dirty import Range
 from behavioral_analytics.stores.sqlite.schema import (
@@ -80,6 +87,36 @@ class Identity:
                     (Link(a, u, t, k, s) for a, k, u, t, s in rows), self.rules.identity_window_s
                 )
         return [attribute(e, covers.get(e.anonymous_id or "")) for e in events]
+
+    def batch_persons(
+        self, db: sqlite3.Connection, events: Sequence[Event], persons: Sequence[str]
+    ) -> list[str]:
+        """`persons` (what `persons` gave `events`) with the links the human ones among
+        `events` propose resolved beside the stored links of their anonymous ids, as
+        `record_links` will resolve and store them: the person each human anonymous event of
+        those ids counts for once the batch is committed. Pass only the events to be stored
+        (not forgotten); a bot's event keeps its person, as stored events' moves leave bots."""
+        proposals: dict[str, list[Link]] = defaultdict(list)
+        for event in events:
+            if not is_bot(event.properties):
+                link = proposal(event)
+                if link is not None:
+                    proposals[link.anonymous_id].append(link)
+        if not proposals:
+            return list(persons)
+        covers: dict[str, tuple[tuple[float, str], ...]] = {}
+        for anonymous_id, new in proposals.items():
+            stored = links_of_anonymous(db, anonymous_id)
+            known = {link.event_key for link in stored}
+            candidates = stored + [link for link in new if link.event_key not in known]
+            resolved = resolve(candidates, self.rules.allow_relink)
+            covers[anonymous_id] = coverage(resolved, self.rules.identity_window_s)
+        return [
+            attribute(event, covers[event.anonymous_id])
+            if event.anonymous_id in covers and not is_bot(event.properties)
+            else person
+            for event, person in zip(events, persons, strict=True)
+        ]
 
     def record_links(
         self, db: sqlite3.Connection, proposals: Sequence[Link], now: float
@@ -153,19 +190,24 @@ class Identity:
                 (person, len(own), min(stamps), max(stamps), now, types_json(types)),
             )
         for person, types in lost.items():
-            db.execute(
-                "UPDATE persons SET total_events = total_events - ?, last_updated = ? "
-                "WHERE who = ?",
-                (sum(types.values()), now, person),
-            )
-            db.execute(SUBTRACT_PROFILE_TYPES, (types_json(types), person))
             first, last = db.execute(
                 "SELECT min(timestamp), max(timestamp) FROM events WHERE person = ? AND bot = 0",
                 (person,),
             ).fetchone()
+            count = sum(types.values())
             if first is None:
-                db.execute("DELETE FROM persons WHERE who = ? AND total_events <= 0", (person,))
-            else:
+                gone = db.execute(
+                    "DELETE FROM persons WHERE who = ? AND total_events <= ?", (person, count)
+                )
+                if gone.rowcount:
+                    continue  # every event of theirs moved: one row write, not three
+            db.execute(
+                "UPDATE persons SET total_events = total_events - ?, last_updated = ? "
+                "WHERE who = ?",
+                (count, now, person),
+            )
+            db.execute(SUBTRACT_PROFILE_TYPES, (types_json(types), person))
+            if first is not None:
                 db.execute(
                     "UPDATE persons SET first_seen = ?, last_activity = ? WHERE who = ?",
                     (first, last, person),
