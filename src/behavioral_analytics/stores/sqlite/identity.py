@@ -106,10 +106,7 @@ class Identity:
             return list(persons)
         covers: dict[str, tuple[tuple[float, str], ...]] = {}
         for anonymous_id, new in proposals.items():
-            stored = links_of_anonymous(db, anonymous_id)
-            known = {link.event_key for link in stored}
-            candidates = stored + [link for link in new if link.event_key not in known]
-            resolved = resolve(candidates, self.rules.allow_relink)
+            _, resolved = self._resolved(db, anonymous_id, new)
             covers[anonymous_id] = coverage(resolved, self.rules.identity_window_s)
         return [
             attribute(event, covers[event.anonymous_id])
@@ -129,10 +126,7 @@ class Identity:
         moves: list[Move] = []
         window = self.rules.identity_window_s
         for anonymous_id, new in by_anonymous.items():
-            stored = links_of_anonymous(db, anonymous_id)
-            known = {link.event_key for link in stored}
-            candidates = stored + [link for link in new if link.event_key not in known]
-            resolved = resolve(candidates, self.rules.allow_relink)
+            stored, resolved = self._resolved(db, anonymous_id, new)
             db.executemany(
                 "INSERT INTO links VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (anonymous_id, event_key) "
                 "DO UPDATE SET status = excluded.status",
@@ -145,6 +139,16 @@ class Identity:
             if before != after:
                 moves.extend(self._reattribute(db, anonymous_id, after, now))
         return moves
+
+    def _resolved(
+        self, db: sqlite3.Connection, anonymous_id: str, new: Sequence[Link]
+    ) -> tuple[list[Link], list[Link]]:
+        """(`anonymous_id`'s stored links, those and the `new` proposals not stored yet with
+        the statuses `resolve` gives them under the rules)."""
+        stored = links_of_anonymous(db, anonymous_id)
+        known = {link.event_key for link in stored}
+        candidates = stored + [link for link in new if link.event_key not in known]
+        return stored, resolve(candidates, self.rules.allow_relink)
 
     def _reattribute(
         self,
