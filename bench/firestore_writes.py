@@ -35,9 +35,11 @@ falls in and each group is one `FirestoreStore.commit` (flush size cap: 20,000, 
 BA_FLUSH_MAX_EVENTS), so a longer interval folds more events into each aggregate write. Writes
 are counted in the adapter (`store.write_ops`: the document writes of successful commits, which
 is what Firestore bills; printed per 1,000 events by collection, the aggregates split into
-people and buckets and the breakdowns into counts and values documents), beside the structural
-floor of the row's flushes: one raw-event write
-per event plus one person write per distinct person per flush. The bare row creates the
+people and buckets, the breakdowns into counts and values documents, and the raw events into
+creates and the rewrites of stored events an identity link moves to another person), beside
+the structural floor of the row's flushes: one raw-event write per event plus one person write
+per distinct person per flush. The writes above the floor are then printed per event by where
+they go (`above_floor`). The bare row creates the
 raw-event documents only (the adapter's document shape, one batch per flush): the rate the
 adapter's events/s is compared to.
 
@@ -299,11 +301,17 @@ def print_costs(row: Row, stored: Stored, prices: dict[str, float]) -> None:
     )
 
 
-def written_kind(name: str) -> str:
+MOVED = "user_events (moved by links)"
+
+
+def written_kind(name: str, *, moved: bool = False) -> str:
     """The collection of a written document, with the kind of document for the two collections
     a commit writes several kinds to: aggregates (people, buckets) and breakdowns (counts,
-    values)."""
+    values); a raw event's write that changes some fields only (`moved`: its `person`, set
+    again when an identity link moves it) is counted apart, as `MOVED`."""
     collection, _, document = name.split("/documents/")[1].partition("/")
+    if collection == "user_events" and moved:
+        return MOVED
     if collection == "analytics_aggregates":
         return f"{collection} ({'people' if document.startswith('user_') else 'buckets'})"
     if collection == "breakdowns":
@@ -348,7 +356,9 @@ def run_adapter(
     def counted_send(writes):
         send(writes)  # a failed commit bills nothing: count after it lands
         for w in writes:
-            by_collection[written_kind(w.update.name or w.delete)] += 1
+            by_collection[
+                written_kind(w.update.name or w.delete, moved=bool(w.update_mask.field_paths))
+            ] += 1
 
     store.gateway.send = counted_send
     base = events[0].received_at
@@ -380,6 +390,7 @@ def run_adapter(
         + ", ".join(f"{c} {1000 * n / len(events):,.1f}" for c, n in sorted(by_collection.items())),
         flush=True,
     )
+    print(f"flush {interval:g} s: {above_floor(by_collection, floor, len(events))}", flush=True)
     if BEHAVIOR:
         print(
             f"flush {interval:g} s: {store.commits:,} commits, {store.conflicts} conflicts, "
@@ -401,6 +412,18 @@ def run_adapter(
     if stored is not None and prices is not None:
         print_costs(row, stored, prices)
     return row
+
+
+def above_floor(by_collection: Counter[str], floor: int, events: int) -> str:
+    """The writes per event above the structural floor, by where they go: the raw-event
+    creates beyond one per event, the person documents beyond one per distinct person per flush
+    (an anonymous visitor's document a sign-in moves is one of them), and every other write."""
+    above = Counter(by_collection)
+    above["user_events"] -= events
+    above["analytics_aggregates (people)"] -= floor - events
+    total = sum(above.values())
+    parts = ", ".join(f"{kind} {n / events:+.3f}" for kind, n in above.most_common() if n != 0)
+    return f"above the floor: {total / events:+.3f} writes per event ({parts})"
 
 
 def verify_exact(store, expected_events: int) -> None:

@@ -46,16 +46,19 @@ any work on the derivation alone.
     .venv/bin/python bench/pipeline.py [--input live|backfill|narrow|all] [--events 100000]
         [--users 20000] [--seed 17] [--days 6] [--rounds 1] [--baseline DIR]
         [--flush-max-events N]
-    .venv/bin/python bench/pipeline.py --grow [--bare] [--grow-to 2000000] [--grow-steps 10]
+    .venv/bin/python bench/pipeline.py --grow [--grow-to 2000000] [--grow-steps 10]
         [--max-seconds 3600]
 
 `--grow` ingests live traffic into one store in steps up to `--grow-to` events and prints, per
 step, the worker's rate and the median latency of the queries a dashboard makes (a profile, the
-hourly series, the hourly session series, the purchase funnel); then, per step, the tables and
-indexes the step's last commit wrote pages of (`wal_pages`), and the last step against the first
-by events/s and by CPU (on a shared machine the second moves less between runs). It stops after
-the step that passes `--max-seconds`. `--grow --bare` grows (c)'s bare table the same way and
-prints its rate per step: the raw table's own slowdown, the floor under the worker's. The script
+hourly series, the hourly session series, the purchase funnel), and the rate of (c)'s bare insert
+grown beside it in a table of its own, each step's events inserted right after the worker's: the
+raw table's own slowdown, the floor under the worker's, at the same machine moment. Then, per
+step, the tables and indexes the step's last commit wrote pages of (`wal_pages`), and the last
+step against the first by events/s and by CPU (on a shared machine the second moves less between
+runs), for the worker and for the bare insert, and each against its first step run again at the
+end (the first step's events into a fresh store and table): how far the machine itself drifted
+over the run. It stops after the step that passes `--max-seconds`. The script
 prints figures; it asserts only that every event was stored, and prints whether `verify` (a
 recount from the raw events) agrees with (a)'s and the grown store.
 """
@@ -63,6 +66,7 @@ recount from the raw events) agrees with (a)'s and the grown store.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -311,8 +315,7 @@ def insert_bare(db: sqlite3.Connection, lines: list[bytes], first_id: int = 0) -
 
 
 def run_bare(data_dir: Path, lines: list[bytes]) -> Result:
-    db = connect(data_dir / "bare.db")
-    db.executescript(EVENTS_SCHEMA)
+    db = bare_table(data_dir / "bare.db")
     wrote = written_bytes()
     cpu = cpu_seconds()
     started = time.perf_counter()
@@ -485,25 +488,31 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
 
 
 def grow(args: argparse.Namespace) -> None:
-    """Live traffic into one store in steps; the rate and query latencies per step."""
+    """Live traffic into one store in steps; the rate and query latencies per step, and (c)'s
+    bare insert grown beside it with the same events, step by step; then the first step's
+    events again into a fresh store and table, for the machine's drift over the run."""
     config = traffic.live_config(args.grow_to, args.users, args.seed)
     print("growth run; " + traffic.describe(config), flush=True)
     step = max(1, args.grow_to // args.grow_steps)
-    messages = traffic.streamed(config, time.time() - 60.0)
+    end = time.time() - 60.0
+    messages = traffic.streamed(config, end)
     rng = random.Random(args.seed)
     began = time.monotonic()
     header = (
         f"{'stored events':>13} {'events/s':>9} {'ev/CPU-s':>9} {'rows/ev':>8} "
         f"{'written B/ev':>13} {'stored B/ev':>12} {'profile ms':>11} {'series ms':>10} "
-        f"{'sessions ms':>12} {'funnel ms':>10} {'peak MiB':>9}"
+        f"{'sessions ms':>12} {'funnel ms':>10} {'peak MiB':>9} {'(c) ev/s':>9} "
+        f"{'(c) ev/CPU-s':>13}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         store = shipped_store(data_dir / "store.db")
         broker = LocalBroker(data_dir / "broker.db")
+        bare = bare_table(data_dir / "bare.db")
         total = 0
         people: list[str] = []
-        steps: list[tuple[float, float]] = []  # events/s, per CPU-second
+        steps: list[Rates] = []
+        bare_steps: list[Rates] = []
         written_pages: list[tuple[int, Counter[str] | None]] = []
         print(header)
         print("-" * len(header))
@@ -512,16 +521,11 @@ def grow(args: argparse.Namespace) -> None:
             people.extend(
                 json.loads(chunk[i]).get("user_id") or "" for i in range(0, len(chunk), 97)
             )
-            publish_all(data_dir, chunk)
-            worker = shipped_worker(broker, store)
             rows, wrote = store_writes(store), written_bytes()
-            started, cpu_started = time.perf_counter(), time.process_time()
-            worker.run(threading.Event(), until_idle=True)
-            elapsed = time.perf_counter() - started
-            cpu_s = time.process_time() - cpu_started
+            steps.append(worker_step(data_dir, broker, store, chunk))
             rows, wrote = store_writes(store) - rows, written_bytes() - wrote
             written_pages.append((total + len(chunk), last_commit_pages(data_dir / "store.db")))
-            steps.append((len(chunk) / elapsed, len(chunk) / cpu_s))
+            bare_steps.append(bare_step(bare, chunk, total))
             total += len(chunk)
             if store.count_events() != total:
                 sys.exit(f"error: {store.count_events()} events stored, {total} sent")
@@ -529,7 +533,7 @@ def grow(args: argparse.Namespace) -> None:
             stored = stored_bytes(data_dir / "store.db") / total
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(
-                f"{total:>13,} {len(chunk) / elapsed:>9,.0f} {len(chunk) / cpu_s:>9,.0f} "
+                f"{total:>13,} {steps[-1][0]:>9,.0f} {steps[-1][1]:>9,.0f} "
                 f"{rows / len(chunk):>8.2f} "
                 f"{wrote / len(chunk):>13,.0f} {stored:>12,.0f} "
                 + " ".join(
@@ -541,56 +545,81 @@ def grow(args: argparse.Namespace) -> None:
                         ("funnel", 10),
                     )
                 )
-                + f" {rss:>9.0f}",
+                + f" {rss:>9.0f} {bare_steps[-1][0]:>9,.0f} {bare_steps[-1][1]:>13,.0f}",
                 flush=True,
             )
             if time.monotonic() - began > args.max_seconds:
                 print(f"stopped: past --max-seconds {args.max_seconds:g}")
                 break
+        bare.close()
         for stored_events, pages in written_pages:
             print(f"at {stored_events:,} events, {pages_line(pages)}")
-        (first, first_cpu), (last, last_cpu) = steps[0], steps[-1]
+        again_dir = data_dir / "again"
+        again_dir.mkdir()
+        first = list(itertools.islice(traffic.streamed(config, end), step))
+        again_store = shipped_store(again_dir / "store.db")
+        again = worker_step(again_dir, LocalBroker(again_dir / "broker.db"), again_store, first)
+        again_store.close()
+        again_bare_db = bare_table(again_dir / "bare.db")
+        again_bare = bare_step(again_bare_db, first, 0)
+        again_bare_db.close()
         print(
-            f"last step against the first: {last / first:.0%} of its events/s, "
-            f"{last_cpu / first_cpu:.0%} by CPU"
+            f"the first step again, its events into a fresh store after the last step: "
+            f"{again[0]:,.0f} events/s, {again[1]:,.0f} per CPU-second; (c) {again_bare[0]:,.0f} "
+            f"and {again_bare[1]:,.0f}"
+        )
+        print(
+            f"last step against the first: {against(steps[-1], steps[0])}; against the first "
+            f"step again: {against(steps[-1], again)}"
+        )
+        print(
+            f"(c)'s bare insert grown beside it, last step against the first: "
+            f"{against(bare_steps[-1], bare_steps[0])}; against the first step again: "
+            f"{against(bare_steps[-1], again_bare)}"
         )
         report = verify(store, store.periods, now=time.time(), retention_s=None)
         print(f"verify on the grown store: {'ok' if report.ok else report.to_dict()}")
         store.close()
 
 
-def grow_bare(args: argparse.Namespace) -> None:
-    """`--grow --bare`: the same growth with (c)'s bare insert alone, the raw table's own
-    slowdown as it grows (its key and person indexes take rows at random places)."""
-    config = traffic.live_config(args.grow_to, args.users, args.seed)
-    print("growth run, bare insert (c); " + traffic.describe(config), flush=True)
-    step = max(1, args.grow_to // args.grow_steps)
-    messages = traffic.streamed(config, time.time() - 60.0)
-    header = f"{'stored events':>13} {'events/s':>9} {'ev/CPU-s':>9} {'written B/ev':>13}"
-    print(f"{header}\n{'-' * len(header)}")
-    with tempfile.TemporaryDirectory() as tmp:
-        db = connect(Path(tmp) / "bare.db")
-        db.executescript(EVENTS_SCHEMA)
-        total, began = 0, time.monotonic()
-        while total < args.grow_to:
-            chunk = [next(messages) for _ in range(min(step, args.grow_to - total))]
-            wrote, cpu, started = written_bytes(), cpu_seconds(), time.perf_counter()
-            insert_bare(db, chunk, total)
-            elapsed, cpu, wrote = (
-                time.perf_counter() - started,
-                cpu_seconds() - cpu,
-                written_bytes() - wrote,
-            )
-            total += len(chunk)
-            print(
-                f"{total:>13,} {len(chunk) / elapsed:>9,.0f} {len(chunk) / cpu:>9,.0f} "
-                f"{wrote / len(chunk):>13,.0f}",
-                flush=True,
-            )
-            if time.monotonic() - began > args.max_seconds:
-                print(f"stopped: past --max-seconds {args.max_seconds:g}")
-                break
-        db.close()
+Rates = tuple[float, float]  # events/s, events per CPU-second
+
+
+def worker_step(
+    data_dir: Path, broker: LocalBroker, store: SQLiteStore, chunk: list[bytes]
+) -> Rates:
+    """Publish `chunk` to the broker in `data_dir` and run the shipped worker on `broker` and
+    `store` until it is idle: its rates."""
+    publish_all(data_dir, chunk)
+    worker = shipped_worker(broker, store)
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    worker.run(threading.Event(), until_idle=True)
+    return (
+        len(chunk) / (time.perf_counter() - started),
+        len(chunk) / (cpu_seconds() - cpu_started),
+    )
+
+
+def bare_table(path: Path) -> sqlite3.Connection:
+    """A connection to (c)'s bare table at `path`, created."""
+    db = connect(path)
+    db.executescript(EVENTS_SCHEMA)
+    return db
+
+
+def bare_step(db: sqlite3.Connection, chunk: list[bytes], first_id: int) -> Rates:
+    """(c)'s insert of `chunk` (message ids from `first_id` on) into `db`: its rates."""
+    started, cpu_started = time.perf_counter(), cpu_seconds()
+    insert_bare(db, chunk, first_id)
+    return (
+        len(chunk) / (time.perf_counter() - started),
+        len(chunk) / (cpu_seconds() - cpu_started),
+    )
+
+
+def against(last: Rates, first: Rates) -> str:
+    """`last`'s rates as shares of `first`'s, wall-clock and by CPU."""
+    return f"{last[0] / first[0]:.0%} of its events/s, {last[1] / first[1]:.0%} by CPU"
 
 
 def query_latencies(store: SQLiteStore, people: list[str], rng: random.Random) -> dict[str, float]:
@@ -631,9 +660,6 @@ def main() -> None:
         help="BA_FLUSH_MAX_EVENTS for (a) and (a2) alone (the baseline keeps the environment's)",
     )
     parser.add_argument("--grow", action="store_true", help="the growth run instead")
-    parser.add_argument(
-        "--bare", action="store_true", help="with --grow: the bare insert (c) alone"
-    )
     parser.add_argument("--grow-to", type=int, default=2_000_000)
     parser.add_argument("--grow-steps", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=3600.0)
@@ -655,7 +681,7 @@ def main() -> None:
     flush = args.flush_max_events or settings.flush_max_events
     print(f"(a) and (a2) commit up to {flush:,} events at a time (BA_FLUSH_MAX_EVENTS)\n")
     if args.grow:
-        grow_bare(args) if args.bare else grow(args)
+        grow(args)
         return
     with tempfile.TemporaryDirectory() as tmp:
         for kind in traffic.INPUTS if args.input == "all" else (args.input,):
