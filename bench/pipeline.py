@@ -47,26 +47,32 @@ any work on the derivation alone.
         [--users 20000] [--seed 17] [--days 6] [--rounds 1] [--baseline DIR]
         [--flush-max-events N]
     .venv/bin/python bench/pipeline.py --grow [--grow-to 2000000] [--grow-steps 10]
-        [--max-seconds 3600]
+        [--grow-control 20000] [--max-seconds 3600]
 
 `--grow` ingests live traffic into one store in steps up to `--grow-to` events and prints, per
 step, the worker's rate and the median latency of the queries a dashboard makes (a profile, the
 hourly series, the hourly session series, the purchase funnel), and the rate of (c)'s bare insert
 grown beside it in a table of its own, each step's events inserted right after the worker's: the
-raw table's own slowdown, the floor under the worker's, at the same machine moment. Then, per
-step, the tables and indexes the step's last commit wrote pages of (`wal_pages`), and the last
-step against the first by events/s and by CPU (on a shared machine the second moves less between
-runs), for the worker and for the bare insert, and each against its first step run again at the
-end (the first step's events into a fresh store and table): how far the machine itself drifted
-over the run. It stops after the step that passes `--max-seconds`. The script
-prints figures; it asserts only that every event was stored, and prints whether `verify` (a
-recount from the raw events) agrees with (a)'s and the grown store.
+raw table's own slowdown, the floor under the worker's, at the same machine moment. After each
+step a control runs: the first step's first `--grow-control` events into a fresh store by a
+fresh worker (the "control" columns), and into a fresh bare table: what the machine gives an
+empty store at that moment (on a shared machine the same events' rate, even per CPU-second,
+moves by up to half within a run). Each step's worker is a new one: it checks every page of
+the store's files before the timer starts, as a worker does once when it starts, so a step
+times what a worker that has run all along does. Then, per step, the tables and indexes the
+step's last commit wrote pages of (`wal_pages`); the controls' own drift (the control after
+the last step against the control after the first); and the last step against the first by
+events/s and by CPU, as measured and divided by the control run beside each, for the worker
+and for the bare insert. The control moves without the grown store following it (README), so
+the division is printed beside the measured ratio, not instead of it. It stops after the step
+that passes `--max-seconds`. The script prints figures; it asserts only that every event was
+stored, and prints whether `verify` (a recount from the raw events) agrees with (a)'s and the
+grown store.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import multiprocessing
 import os
@@ -81,9 +87,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from multiprocessing.synchronize import Event as ProcessEvent
 from multiprocessing.synchronize import Semaphore
 from pathlib import Path
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -488,9 +496,9 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
 
 
 def grow(args: argparse.Namespace) -> None:
-    """Live traffic into one store in steps; the rate and query latencies per step, and (c)'s
-    bare insert grown beside it with the same events, step by step; then the first step's
-    events again into a fresh store and table, for the machine's drift over the run."""
+    """Live traffic into one store in steps; the rate and query latencies per step, (c)'s bare
+    insert grown beside it with the same events, and after each step a control on a fresh store
+    and table (the first step's first events), for the machine's drift over the run."""
     config = traffic.live_config(args.grow_to, args.users, args.seed)
     print("growth run; " + traffic.describe(config), flush=True)
     step = max(1, args.grow_to // args.grow_steps)
@@ -502,7 +510,7 @@ def grow(args: argparse.Namespace) -> None:
         f"{'stored events':>13} {'events/s':>9} {'ev/CPU-s':>9} {'rows/ev':>8} "
         f"{'written B/ev':>13} {'stored B/ev':>12} {'profile ms':>11} {'series ms':>10} "
         f"{'sessions ms':>12} {'funnel ms':>10} {'peak MiB':>9} {'(c) ev/s':>9} "
-        f"{'(c) ev/CPU-s':>13}"
+        f"{'(c) ev/CPU-s':>13} {'control ev/s':>13} {'control ev/CPU-s':>17}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
@@ -511,29 +519,33 @@ def grow(args: argparse.Namespace) -> None:
         bare = bare_table(data_dir / "bare.db")
         total = 0
         people: list[str] = []
-        steps: list[Rates] = []
-        bare_steps: list[Rates] = []
+        steps: list[Step] = []
+        control: list[bytes] = []
         written_pages: list[tuple[int, Counter[str] | None]] = []
         print(header)
         print("-" * len(header))
         while total < args.grow_to:
             chunk = [next(messages) for _ in range(min(step, args.grow_to - total))]
+            control = control or chunk[: args.grow_control]
             people.extend(
                 json.loads(chunk[i]).get("user_id") or "" for i in range(0, len(chunk), 97)
             )
             rows, wrote = store_writes(store), written_bytes()
-            steps.append(worker_step(data_dir, broker, store, chunk))
+            worker = worker_step(data_dir, broker, store, chunk)
             rows, wrote = store_writes(store) - rows, written_bytes() - wrote
             written_pages.append((total + len(chunk), last_commit_pages(data_dir / "store.db")))
-            bare_steps.append(bare_step(bare, chunk, total))
+            steps.append(
+                Step(worker, bare_step(bare, chunk, total), *control_step(data_dir, control))
+            )
             total += len(chunk)
             if store.count_events() != total:
                 sys.exit(f"error: {store.count_events()} events stored, {total} sent")
             latencies = query_latencies(store, [p for p in people if p], rng)
             stored = stored_bytes(data_dir / "store.db") / total
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            current = steps[-1]
             print(
-                f"{total:>13,} {steps[-1][0]:>9,.0f} {steps[-1][1]:>9,.0f} "
+                f"{total:>13,} {current.worker[0]:>9,.0f} {current.worker[1]:>9,.0f} "
                 f"{rows / len(chunk):>8.2f} "
                 f"{wrote / len(chunk):>13,.0f} {stored:>12,.0f} "
                 + " ".join(
@@ -545,7 +557,8 @@ def grow(args: argparse.Namespace) -> None:
                         ("funnel", 10),
                     )
                 )
-                + f" {rss:>9.0f} {bare_steps[-1][0]:>9,.0f} {bare_steps[-1][1]:>13,.0f}",
+                + f" {rss:>9.0f} {current.bare[0]:>9,.0f} {current.bare[1]:>13,.0f}"
+                f" {current.control[0]:>13,.0f} {current.control[1]:>17,.0f}",
                 flush=True,
             )
             if time.monotonic() - began > args.max_seconds:
@@ -554,29 +567,18 @@ def grow(args: argparse.Namespace) -> None:
         bare.close()
         for stored_events, pages in written_pages:
             print(f"at {stored_events:,} events, {pages_line(pages)}")
-        again_dir = data_dir / "again"
-        again_dir.mkdir()
-        first = list(itertools.islice(traffic.streamed(config, end), step))
-        again_store = shipped_store(again_dir / "store.db")
-        again = worker_step(again_dir, LocalBroker(again_dir / "broker.db"), again_store, first)
-        again_store.close()
-        again_bare_db = bare_table(again_dir / "bare.db")
-        again_bare = bare_step(again_bare_db, first, 0)
-        again_bare_db.close()
+        first, last = steps[0], steps[-1]
+        control_drift = against(last.control, first.control)
         print(
-            f"the first step again, its events into a fresh store after the last step: "
-            f"{again[0]:,.0f} events/s, {again[1]:,.0f} per CPU-second; (c) {again_bare[0]:,.0f} "
-            f"and {again_bare[1]:,.0f}"
+            f"control: the first {len(control):,} events of the first step into a fresh store "
+            "and a fresh bare table right after each step; the control after the last step "
+            f"against the control after the first: {control_drift}; the bare's: "
+            f"{against(last.bare_control, first.bare_control)}"
         )
-        print(
-            f"last step against the first: {against(steps[-1], steps[0])}; against the first "
-            f"step again: {against(steps[-1], again)}"
-        )
-        print(
-            f"(c)'s bare insert grown beside it, last step against the first: "
-            f"{against(bare_steps[-1], bare_steps[0])}; against the first step again: "
-            f"{against(bare_steps[-1], again_bare)}"
-        )
+        worker_growth = grown(first.worker, last.worker, first.control, last.control)
+        print(f"last step against the first: {worker_growth}")
+        bare_growth = grown(first.bare, last.bare, first.bare_control, last.bare_control)
+        print(f"(c)'s bare insert grown beside it, last step against the first: {bare_growth}")
         report = verify(store, store.periods, now=time.time(), retention_s=None)
         print(f"verify on the grown store: {'ok' if report.ok else report.to_dict()}")
         store.close()
@@ -585,19 +587,68 @@ def grow(args: argparse.Namespace) -> None:
 Rates = tuple[float, float]  # events/s, events per CPU-second
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A growth step's rates: the worker's and the bare insert's on the grown store and table,
+    and their controls' on a fresh store and table right after."""
+
+    worker: Rates
+    bare: Rates
+    control: Rates
+    bare_control: Rates
+
+
+def control_step(data_dir: Path, lines: list[bytes]) -> tuple[Rates, Rates]:
+    """`lines` into a fresh store by a fresh worker, then into a fresh bare table, under
+    `data_dir` (removed after): their rates."""
+    with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
+        fresh = Path(tmp)
+        store = shipped_store(fresh / "store.db")
+        broker = LocalBroker(fresh / "broker.db")
+        try:
+            worker = worker_step(fresh, broker, store, lines)
+        finally:
+            broker.close()
+            store.close()
+        db = bare_table(fresh / "bare.db")
+        try:
+            bare = bare_step(db, lines, 0)
+        finally:
+            db.close()
+    return worker, bare
+
+
 def worker_step(
     data_dir: Path, broker: LocalBroker, store: SQLiteStore, chunk: list[bytes]
 ) -> Rates:
     """Publish `chunk` to the broker in `data_dir` and run the shipped worker on `broker` and
-    `store` until it is idle: its rates."""
-    publish_all(data_dir, chunk)
-    worker = shipped_worker(broker, store)
+    `store` until it is idle: its rates. The files' check a worker makes when it starts runs
+    before the timer (`Checked`)."""
+    publish_all(data_dir, chunk).close()
+    store.check_files()
+    broker.check_files()
+    worker = shipped_worker(cast(LocalBroker, Checked(broker)), cast(SQLiteStore, Checked(store)))
     started, cpu_started = time.perf_counter(), cpu_seconds()
     worker.run(threading.Event(), until_idle=True)
     return (
         len(chunk) / (time.perf_counter() - started),
         len(chunk) / (cpu_seconds() - cpu_started),
     )
+
+
+class Checked:
+    """`port` whose files' every page was checked already: a worker checks them once, when it
+    starts (`Worker.run`); a growth step's new worker stands for one that has run all along,
+    so its check runs before the timer, and this one is a no-op."""
+
+    def __init__(self, port: object) -> None:
+        self._port = port
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+    def check_files(self) -> None:
+        """Checked before the timer started (`worker_step`)."""
 
 
 def bare_table(path: Path) -> sqlite3.Connection:
@@ -617,9 +668,21 @@ def bare_step(db: sqlite3.Connection, chunk: list[bytes], first_id: int) -> Rate
     )
 
 
+def share(rates: Rates, control: Rates) -> Rates:
+    """`rates` as shares of `control`'s, wall-clock and by CPU."""
+    return rates[0] / control[0], rates[1] / control[1]
+
+
 def against(last: Rates, first: Rates) -> str:
     """`last`'s rates as shares of `first`'s, wall-clock and by CPU."""
     return f"{last[0] / first[0]:.0%} of its events/s, {last[1] / first[1]:.0%} by CPU"
+
+
+def grown(first: Rates, last: Rates, first_control: Rates, last_control: Rates) -> str:
+    """The last step against the first, as measured and each divided by the control run
+    beside it (whether that takes the machine's drift out, the control alone cannot tell)."""
+    steady = against(share(last, last_control), share(first, first_control))
+    return f"{against(last, first)}; each against its control: {steady}"
 
 
 def query_latencies(store: SQLiteStore, people: list[str], rng: random.Random) -> dict[str, float]:
@@ -662,6 +725,13 @@ def main() -> None:
     parser.add_argument("--grow", action="store_true", help="the growth run instead")
     parser.add_argument("--grow-to", type=int, default=2_000_000)
     parser.add_argument("--grow-steps", type=int, default=10)
+    parser.add_argument(
+        "--grow-control",
+        type=int,
+        default=20_000,
+        help="events of the control run after each growth step (the first step's first ones; a "
+        "multiple of BA_FLUSH_MAX_EVENTS, else its last batch waits out the flush interval)",
+    )
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--input-file", type=Path, help=argparse.SUPPRESS)
@@ -670,6 +740,8 @@ def main() -> None:
         parser.error(
             "--flush-max-events takes 1 to 20,000, without --grow (set BA_FLUSH_MAX_EVENTS)"
         )
+    if args.grow_control < 1:
+        parser.error("--grow-control takes at least 1 event")
     # The generator's purchase funnel, unless the environment names the funnels to keep.
     os.environ.setdefault("BA_FUNNELS", PURCHASE_FUNNEL)
     if args.variant:
