@@ -502,8 +502,7 @@ def grow(args: argparse.Namespace) -> None:
     config = traffic.live_config(args.grow_to, args.users, args.seed)
     print("growth run; " + traffic.describe(config), flush=True)
     step = max(1, args.grow_to // args.grow_steps)
-    end = time.time() - 60.0
-    messages = traffic.streamed(config, end)
+    messages = traffic.streamed(config, time.time() - 60.0)
     rng = random.Random(args.seed)
     began = time.monotonic()
     header = (
@@ -629,12 +628,7 @@ def worker_step(
     store.check_files()
     broker.check_files()
     worker = shipped_worker(cast(LocalBroker, Checked(broker)), cast(SQLiteStore, Checked(store)))
-    started, cpu_started = time.perf_counter(), cpu_seconds()
-    worker.run(threading.Event(), until_idle=True)
-    return (
-        len(chunk) / (time.perf_counter() - started),
-        len(chunk) / (cpu_seconds() - cpu_started),
-    )
+    return rates(len(chunk), lambda: worker.run(threading.Event(), until_idle=True))
 
 
 class Checked:
@@ -661,12 +655,14 @@ def bare_table(path: Path) -> sqlite3.Connection:
 
 def bare_step(db: sqlite3.Connection, chunk: list[bytes], first_id: int) -> Rates:
     """(c)'s insert of `chunk` (message ids from `first_id` on) into `db`: its rates."""
+    return rates(len(chunk), lambda: insert_bare(db, chunk, first_id))
+
+
+def rates(events: int, work: Callable[[], object]) -> Rates:
+    """`events` over the wall-clock and CPU seconds `work` takes."""
     started, cpu_started = time.perf_counter(), cpu_seconds()
-    insert_bare(db, chunk, first_id)
-    return (
-        len(chunk) / (time.perf_counter() - started),
-        len(chunk) / (cpu_seconds() - cpu_started),
-    )
+    work()
+    return events / (time.perf_counter() - started), events / (cpu_seconds() - cpu_started)
 
 
 def share(rates: Rates, control: Rates) -> Rates:
