@@ -47,7 +47,7 @@ any work on the derivation alone.
         [--users 20000] [--seed 17] [--days 6] [--rounds 1] [--baseline DIR]
         [--flush-max-events N]
     .venv/bin/python bench/pipeline.py --grow [--grow-to 2000000] [--grow-steps 10]
-        [--grow-control 20000] [--max-seconds 3600]
+        [--grow-control 20000] [--grow-slices 10] [--max-seconds 3600]
 
 `--grow` ingests live traffic into one store in steps up to `--grow-to` events and prints, per
 step, the worker's rate and the median latency of the queries a dashboard makes (a profile, the
@@ -65,9 +65,16 @@ the last step against the control after the first); and the last step against th
 events/s and by CPU, as measured and divided by the control run beside each, for the worker
 and for the bare insert. The grown store does not always move with the control (README), so
 the division is printed beside the measured ratio, not instead of it. It stops after the step
-that passes `--max-seconds`. The script prints figures; it asserts only that every event was
-stored, and prints whether `verify` (a recount from the raw events) agrees with (a)'s and the
-grown store.
+that passes `--max-seconds`.
+
+Last, the first and the last step side by side: the first step's events again into a fresh
+store, and as many new events into the grown store, in `--grow-slices` slices taken in turn
+(fresh, grown; then grown, fresh; …), the same for the bare tables: both steps' rates from the
+same minutes of the machine, the drift that the sequential steps and the controls only show
+taken out by the pairing. The grown store ends one step past `--grow-to`; the process holds the
+first step's messages to the end. The script prints figures; it asserts only that every event
+was stored, and prints whether `verify` (a recount from the raw events) agrees with (a)'s and
+the grown store.
 """
 
 from __future__ import annotations
@@ -87,7 +94,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as ProcessEvent
 from multiprocessing.synchronize import Semaphore
 from pathlib import Path
@@ -498,10 +505,16 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
 def grow(args: argparse.Namespace) -> None:
     """Live traffic into one store in steps; the rate and query latencies per step, (c)'s bare
     insert grown beside it with the same events, and after each step a control on a fresh store
-    and table (the first step's first events), for the machine's drift over the run."""
-    config = traffic.live_config(args.grow_to, args.users, args.seed)
-    print("growth run; " + traffic.describe(config), flush=True)
+    and table (the first step's first events), for the machine's drift over the run; then the
+    first step again beside one more step on the grown store (`side_by_side`)."""
     step = max(1, args.grow_to // args.grow_steps)
+    further = min(step, args.grow_to)  # the side-by-side's step beyond --grow-to
+    config = traffic.live_config(args.grow_to + further, args.users, args.seed)
+    print(
+        f"growth run to {args.grow_to:,} events, then {further:,} more side by side; "
+        + traffic.describe(config),
+        flush=True,
+    )
     messages = traffic.streamed(config, time.time() - 60.0)
     rng = random.Random(args.seed)
     began = time.monotonic()
@@ -520,12 +533,14 @@ def grow(args: argparse.Namespace) -> None:
         people: list[str] = []
         steps: list[Step] = []
         control: list[bytes] = []
+        first_chunk: list[bytes] = []
         written_pages: list[tuple[int, Counter[str] | None]] = []
         print(header)
         print("-" * len(header))
         while total < args.grow_to:
             chunk = [next(messages) for _ in range(min(step, args.grow_to - total))]
             control = control or chunk[: args.grow_control]
+            first_chunk = first_chunk or chunk
             people.extend(
                 json.loads(chunk[i]).get("user_id") or "" for i in range(0, len(chunk), 97)
             )
@@ -563,6 +578,14 @@ def grow(args: argparse.Namespace) -> None:
             if time.monotonic() - began > args.max_seconds:
                 print(f"stopped: past --max-seconds {args.max_seconds:g}")
                 break
+        paired = side_by_side(
+            data_dir,
+            (store, broker, bare),
+            first_chunk,
+            [next(messages) for _ in range(len(first_chunk))],
+            total,
+            args.grow_slices,
+        )
         bare.close()
         for stored_events, pages in written_pages:
             print(f"at {stored_events:,} events, {pages_line(pages)}")
@@ -578,6 +601,7 @@ def grow(args: argparse.Namespace) -> None:
         print(f"last step against the first: {worker_growth}")
         bare_growth = grown(first.bare, last.bare, first.bare_control, last.bare_control)
         print(f"(c)'s bare insert grown beside it, last step against the first: {bare_growth}")
+        print(paired.describe(len(first_chunk), total))
         report = verify(store, store.periods, now=time.time(), retention_s=None)
         print(f"verify on the grown store: {'ok' if report.ok else report.to_dict()}")
         broker.close()
@@ -596,6 +620,124 @@ class Step:
     bare: Rates
     control: Rates
     bare_control: Rates
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """The side-by-side after the last step, in `slices` alternating slices: the first step's
+    events again into a fresh store (`first`) and as many new ones into the grown store
+    (`last`) by the worker, and the same into a fresh and the grown bare table (`first_bare`,
+    `last_bare`): the first and the last step at the same machine moments."""
+
+    first: Rates
+    last: Rates
+    first_bare: Rates
+    last_bare: Rates
+    slices: int
+
+    def describe(self, events: int, stored: int) -> str:
+        """The lines printed for `events` per arm, the grown store holding `stored` before."""
+        return (
+            f"side by side, in {self.slices} alternating slices: the first step's {events:,} "
+            f"events again into a fresh store and {events:,} more into the grown store "
+            f"({stored:,} to {stored + events:,} events), the same into a fresh and the grown "
+            f"bare table\nthe grown store's step against the first step's, side by side: "
+            f"{against(self.last, self.first)} ({self.last[0]:,.0f} and {self.first[0]:,.0f} "
+            f"events/s, {self.last[1]:,.0f} and {self.first[1]:,.0f} per CPU-second); (c)'s "
+            f"bare insert: {against(self.last_bare, self.first_bare)}"
+        )
+
+
+@dataclass(slots=True)
+class _Arm:
+    """One side of `side_by_side`: where its slices go and the rates they ran at."""
+
+    data_dir: Path
+    broker: LocalBroker
+    store: SQLiteStore
+    bare: sqlite3.Connection
+    lines: list[bytes]
+    first_id: int  # the bare table's next message id
+    worker_rates: list[tuple[int, Rates]] = field(default_factory=list)
+    bare_rates: list[tuple[int, Rates]] = field(default_factory=list)
+
+    def run_worker(self, part: range) -> None:
+        lines = self.lines[part.start : part.stop]
+        self.worker_rates.append(
+            (len(lines), worker_step(self.data_dir, self.broker, self.store, lines))
+        )
+
+    def run_bare(self, part: range) -> None:
+        lines = self.lines[part.start : part.stop]
+        self.bare_rates.append((len(lines), bare_step(self.bare, lines, self.first_id)))
+        self.first_id += len(lines)
+
+
+def side_by_side(
+    data_dir: Path,
+    grown: tuple[SQLiteStore, LocalBroker, sqlite3.Connection],
+    first: list[bytes],
+    further: list[bytes],
+    stored: int,
+    slices: int,
+) -> Paired:
+    """`first` (the first step's events) into a fresh store and bare table under `data_dir`
+    and `further` (as many new events) into the `grown` store, its broker and bare table
+    (holding `stored` events), in `slices` slices (`slice_bounds`): each slice's worker runs
+    one after the other, then its bare inserts, the order swapped every slice, so both sides
+    meet the machine's drift alike. The combined rates of each side."""
+    store, broker, bare = grown
+    bounds = slice_bounds(len(first), slices, load_settings().flush_max_events)
+    with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
+        fresh = Path(tmp)
+        fresh_arm = _Arm(
+            fresh,
+            LocalBroker(fresh / "broker.db"),
+            shipped_store(fresh / "store.db"),
+            bare_table(fresh / "bare.db"),
+            first,
+            0,
+        )
+        grown_arm = _Arm(data_dir, broker, store, bare, further, stored)
+        try:
+            for i, part in enumerate(bounds):
+                order = (fresh_arm, grown_arm) if i % 2 == 0 else (grown_arm, fresh_arm)
+                for arm in order:
+                    arm.run_worker(part)
+                for arm in order:
+                    arm.run_bare(part)
+            for arm, expected in ((fresh_arm, len(first)), (grown_arm, stored + len(further))):
+                if arm.store.count_events() != expected:
+                    sys.exit(f"error: {arm.store.count_events()} events stored, {expected} sent")
+        finally:
+            fresh_arm.broker.close()
+            fresh_arm.store.close()
+            fresh_arm.bare.close()
+    return Paired(
+        combined(fresh_arm.worker_rates),
+        combined(grown_arm.worker_rates),
+        combined(fresh_arm.bare_rates),
+        combined(grown_arm.bare_rates),
+        len(bounds),
+    )
+
+
+def slice_bounds(events: int, slices: int, batch: int) -> list[range]:
+    """`events` cut into about `slices` consecutive ranges, each but the last a multiple of
+    `batch` (the worker's BA_FLUSH_MAX_EVENTS: a partial batch waits out the flush interval),
+    at least one batch each."""
+    size = max(batch, events // max(1, slices) // batch * batch)
+    return [range(start, min(start + size, events)) for start in range(0, events, size)]
+
+
+def combined(parts: list[tuple[int, Rates]]) -> Rates:
+    """The rates of (events, rates) parts run one after another: all their events over all
+    their seconds, wall-clock and CPU."""
+    events = sum(n for n, _ in parts)
+    return (
+        events / sum(n / r[0] for n, r in parts),
+        events / sum(n / r[1] for n, r in parts),
+    )
 
 
 def control_step(data_dir: Path, lines: list[bytes]) -> tuple[Rates, Rates]:
@@ -729,6 +871,13 @@ def main() -> None:
         help="events of the control run after each growth step (the first step's first ones; a "
         "multiple of BA_FLUSH_MAX_EVENTS, else its last batch waits out the flush interval)",
     )
+    parser.add_argument(
+        "--grow-slices",
+        type=int,
+        default=10,
+        help="alternating slices of the side-by-side after the last step (each a multiple of "
+        "BA_FLUSH_MAX_EVENTS)",
+    )
     parser.add_argument("--max-seconds", type=float, default=3600.0)
     parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--input-file", type=Path, help=argparse.SUPPRESS)
@@ -737,8 +886,8 @@ def main() -> None:
         parser.error(
             "--flush-max-events takes 1 to 20,000, without --grow (set BA_FLUSH_MAX_EVENTS)"
         )
-    if args.grow_control < 1:
-        parser.error("--grow-control takes at least 1 event")
+    if args.grow_control < 1 or args.grow_slices < 1:
+        parser.error("--grow-control and --grow-slices take at least 1")
     # The generator's purchase funnel, unless the environment names the funnels to keep.
     os.environ.setdefault("BA_FUNNELS", PURCHASE_FUNNEL)
     if args.variant:
