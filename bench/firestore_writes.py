@@ -22,10 +22,11 @@ order from the generator's properties `PROPERTY_DIMENSIONS`.
 
 After the first adapter row the bench reads its whole database back and prints what it
 stores: bytes per event (every document's size by Firestore's storage-size rules,
-cloud.google.com/firestore/docs/storage-size; index entries are billed on top and not
-counted), the largest breakdown document, and the price of a million events at the list
-prices in `PRICES` (writes, the reads of the commits' batched gets, the raw events' TTL
-deletes, a month of storage of what they leave).
+cloud.google.com/firestore/docs/storage-size), the index entries those documents add under the
+repository's `firestore.indexes.json` (single-field and composite, sized by the same page's
+rules: `firestore_storage.py`) by collection, the largest breakdown document, and the price of
+a million events at the list prices in `PRICES` (writes, the reads of the commits' batched gets,
+the raw events' TTL deletes, a month of storage of the documents and index entries they leave).
 
 The narrow input: events from `--users` users in session-like bursts (a session is a handful
 of events a few seconds apart) arriving at `--rate` events/s of simulated time.
@@ -88,8 +89,12 @@ from behavioral_analytics.loadgen import EVENT_TYPES
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import traffic
+from firestore_storage import IndexConfig, IndexEntries, index_entries
 
 PROJECT = "demo-bench"
+# --indexes: the index configurations the stored documents' index entries are counted under;
+# the first prices them.
+INDEX_FILES = [Path(__file__).resolve().parent.parent / "firestore.indexes.json"]
 MAX_FLUSH_EVENTS = 20_000
 # The generator's top-level properties (loadgen.py), in the order --breakdown-properties takes.
 PROPERTY_DIMENSIONS = ("query", "button_id", "product_id", "amount", "currency")
@@ -258,44 +263,86 @@ class Stored:
     largest_breakdown: str
     breakdown_documents: int
     reads: int  # documents the commits read by batched gets (queries not counted)
+    index: IndexEntries  # the documents' index entries (firestore_storage)
+    index_by_collection: Counter[str]  # their bytes by collection
+    other_indexes: list[tuple[Path, IndexEntries]]  # under --indexes' further files
 
 
 def stored_figures(db, reads: int) -> Stored:
-    """Every document of `db` sized by Firestore's storage-size rules."""
+    """Every document of `db` sized by Firestore's storage-size rules, with its index
+    entries under `INDEX_FILES`' first index configuration (`firestore_storage`), and under
+    each further one apart."""
     from behavioral_analytics.stores.firestore.breakdown_layout import doc_size_bytes
     from behavioral_analytics.stores.firestore.schema import BREAKDOWNS
 
+    config, *others = [IndexConfig.load(path) for path in INDEX_FILES]
+    index = IndexEntries()
+    other_indexes = [(path, IndexEntries()) for path in INDEX_FILES[1:]]
+    index_by_collection: Counter[str] = Counter()
     documents = total = largest = breakdowns = 0
     largest_name = "-"
     for collection in db.collections():
         for snap in collection.stream():
-            size = doc_size_bytes(snap.reference.path, snap.to_dict() or {})
+            data = snap.to_dict() or {}
+            size = doc_size_bytes(snap.reference.path, data)
+            entries = index_entries(snap.reference.path, data, config)
+            index.add(entries)
+            index_by_collection[collection.id] += entries.bytes
+            for other, (_, counted) in zip(others, other_indexes, strict=True):
+                counted.add(index_entries(snap.reference.path, data, other))
             documents += 1
             total += size
             if collection.id == BREAKDOWNS:
                 breakdowns += 1
                 if size > largest:
                     largest, largest_name = size, snap.id
-    return Stored(documents, total, largest, largest_name, breakdowns, reads)
+    return Stored(
+        documents,
+        total,
+        largest,
+        largest_name,
+        breakdowns,
+        reads,
+        index,
+        index_by_collection,
+        other_indexes,
+    )
 
 
 def print_costs(row: Row, stored: Stored, prices: dict[str, float]) -> None:
     """Bytes per event and the price of a million events at `prices`."""
     per_event_bytes = stored.bytes / row.events
+    index_per_event = stored.index.bytes / row.events
     million = 1_000_000 / row.events
     writes = row.writes * million * prices["write"] / 100_000
     reads = stored.reads * million * prices["read"] / 100_000
     deletes = 1_000_000 * prices["delete"] / 100_000  # each raw event's TTL delete
-    storage = per_event_bytes * 1_000_000 / 2**30 * prices["storage_gib_month"]
+    stored_per_event = per_event_bytes + index_per_event
+    storage = stored_per_event * 1_000_000 / 2**30 * prices["storage_gib_month"]
+    by_collection = ", ".join(
+        f"{name} {n / row.events:,.0f}" for name, n in stored.index_by_collection.most_common()
+    )
+    others = "".join(
+        f"under {path}: {counted.entries / row.events:,.1f} index entries, "
+        f"{counted.bytes / row.events:,.0f} bytes per event\n"
+        for path, counted in stored.other_indexes
+    )
     print(
         f"stored after {row.name}: {stored.documents:,} documents, {stored.bytes:,} bytes = "
-        f"{per_event_bytes:,.0f} bytes per event (documents by Firestore's size rules; index "
-        f"entries not counted); {stored.breakdown_documents:,} breakdown documents, the "
+        f"{per_event_bytes:,.0f} bytes per event (documents by Firestore's size rules); "
+        f"{stored.breakdown_documents:,} breakdown documents, the "
         f"largest {stored.largest_breakdown_bytes:,} bytes ({stored.largest_breakdown})\n"
+        f"index entries (under {INDEX_FILES[0]}, bench/firestore_storage.py): "
+        f"{stored.index.entries / row.events:,.1f} per event "
+        f"({stored.index.single / row.events:,.1f} single-field, "
+        f"{stored.index.composite / row.events:,.1f} composite), "
+        f"{index_per_event:,.0f} bytes per event ({by_collection}); "
+        f"{stored_per_event:,.0f} bytes stored per event in all\n{others}"
         f"price of a million events at {PRICES_SOURCE}: writes ${writes:.2f} "
         f"(${prices['write']}/100k) + reads by the commits' gets ${reads:.2f} "
         f"(${prices['read']}/100k) + TTL deletes ${deletes:.2f} (${prices['delete']}/100k) "
-        f"+ storage ${storage:.3f} per month kept (${prices['storage_gib_month']}/GiB-month) "
+        f"+ storage of documents and index entries ${storage:.3f} per month kept "
+        f"(${prices['storage_gib_month']}/GiB-month) "
         f"= ${writes + reads + deletes + storage:.2f}",
         flush=True,
     )
@@ -587,6 +634,14 @@ def main() -> None:
         choices=range(len(PROPERTY_DIMENSIONS) + 1),
         help=f"property dimensions added, in the order {', '.join(PROPERTY_DIMENSIONS)}",
     )
+    parser.add_argument(
+        "--indexes",
+        type=Path,
+        action="append",
+        help="an index configuration (firestore.indexes.json's format) to count the stored "
+        "documents' index entries under; repeated: the first prices them, the others are "
+        "printed beside (default: the repository's)",
+    )
     for name, price in PRICES.items():
         parser.add_argument(f"--price-{name.replace('_', '-')}", type=float, default=price)
     args = parser.parse_args()
@@ -601,6 +656,8 @@ def main() -> None:
         chosen = PROPERTY_DIMENSIONS[: args.breakdown_properties]
         BREAKDOWNS = DIMENSIONS + tuple(PROPERTY_PREFIX + name for name in chosen)
     prices = {name: getattr(args, f"price_{name}") for name in PRICES}
+    if args.indexes:
+        INDEX_FILES[:] = args.indexes
 
     emulator = start_emulator()
     from google.cloud import firestore

@@ -459,6 +459,48 @@ def test_fields_keyed_by_breakdown_values_are_exempt_from_indexing(
     assert not indexed, f"value-keyed fields keep their single-field indexes: {indexed}"
 
 
+# The fields a query filters or orders on, per collection holding one document per event or
+# per person: raw events (people, forget, groups, the timeline and per-type pages, retention,
+# identity's anonymous events) and aggregates (retention's cohorts, the active-user count,
+# forget's linked users). Every other field they hold has its single-field indexes exempted:
+# each indexed field costs an ascending and a descending index entry per document (a map, one
+# pair per key), billed as storage, for queries nobody makes.
+QUERIED_FIELDS = {
+    "user_events": {"person", "who", "user_id", "anonymous_id", "event_type", "timestamp"},
+    "analytics_aggregates": {"first_seen", "last_activity", "linked_users"},
+}
+
+
+@pytest.mark.parametrize("collection", sorted(QUERIED_FIELDS))
+def test_fields_no_query_names_are_exempt_from_indexing(
+    recording: dict[str, Any], collection: str
+) -> None:
+    written = {
+        field
+        for role in recording.values()
+        for written_to, field, _kind, _ in role["writes"]
+        if written_to == collection and field
+    }
+    queried = {
+        field
+        for role in recording.values()
+        for query in role["queries"]
+        if query["collections"][0][0] == collection
+        for field, _ in [*query["filters"], *query["orders"]]
+    } - {"__name__"}
+    listed = QUERIED_FIELDS[collection]
+    assert queried <= listed, f"queries name {collection} fields not listed: {queried - listed}"
+    assert len(written) > len(listed), f"the recorded run wrote few {collection} fields: {written}"
+    exempt = {
+        o["fieldPath"]
+        for o in _field_overrides()
+        if o["collectionGroup"] == collection and o.get("indexes") == []
+    }
+    indexed = sorted(written - listed - exempt)
+    assert not indexed, f"{collection} fields no query names keep their indexes: {indexed}"
+    assert not (exempt & (listed - {"timestamp"})), f"a queried {collection} field is exempted"
+
+
 def _query_served(query: dict[str, Any], spec: dict[str, Any]) -> str | None:
     """Why production Firestore would refuse this query, or None when an index serves it."""
     [(collection, all_descendants)] = query["collections"]

@@ -78,26 +78,62 @@ locals {
   #   whole collection (verify) goes by document id, which needs no index.
   # - user_events.properties: a map of arbitrary client keys; indexing each
   #   sub-field costs index entries and writes for queries nobody makes.
+  # - user_events.event_id, session_id, bot, ts, latency, call, id_kind: no query filters
+  #   or orders on them (queries name person, who, user_id, anonymous_id, event_type and
+  #   timestamp); their ascending and descending entries were about 1.2 KB of index storage
+  #   per raw event (bench/firestore_writes.py, docs/gcp.md).
   # - breakdowns.admitted, .events, .users, .sessions and analytics_aggregates.breakdown_days:
   #   the breakdowns' dimensions and values (page paths, referrers, property values) as map
   #   keys and array items, up to K per dimension and a dozen per person and day; read by
   #   document id, never queried, so their per-key index entries would be paid for nothing.
   # - analytics_aggregates.minutes: an hour's minute counts (up to 60 minutes, each with its
   #   event types), read with the hour's document, never queried.
+  # - every other field of analytics_aggregates (profiles, people and buckets) but
+  #   first_seen, last_activity and linked_users, which retention, the active-user count and
+  #   forget query: the documents are read by id, and their maps keyed by periods and event
+  #   types (unique_hours, unique_days, events_by_type, funnel_progress) and their digests
+  #   (recent, sessions: bytes, indexed up to 1,500 bytes each) made most of the index
+  #   storage: about 1.2 KB per event on live traffic (bench/firestore_writes.py).
   firestore_field_overrides = {
-    user_events_expire_at    = { collection = "user_events", field = "expire_at", ttl = true }
-    user_events_timestamp    = { collection = "user_events", field = "timestamp", ttl = false }
-    user_events_received_at  = { collection = "user_events", field = "received_at", ttl = false }
-    user_events_processed_at = { collection = "user_events", field = "processed_at", ttl = false }
-    user_events_properties   = { collection = "user_events", field = "properties", ttl = false }
-    person_breakdown_days    = { collection = "analytics_aggregates", field = "breakdown_days", ttl = false }
-    person_session_values    = { collection = "analytics_aggregates", field = "session_values", ttl = false }
-    bucket_minutes           = { collection = "analytics_aggregates", field = "minutes", ttl = false }
-    breakdowns_admitted      = { collection = "breakdowns", field = "admitted", ttl = false }
-    breakdowns_events        = { collection = "breakdowns", field = "events", ttl = false }
-    breakdowns_users         = { collection = "breakdowns", field = "users", ttl = false }
-    breakdowns_sessions      = { collection = "breakdowns", field = "sessions", ttl = false }
-    dead_letters_expire_at   = { collection = "dead_letters", field = "expire_at", ttl = true }
+    user_events_expire_at       = { collection = "user_events", field = "expire_at", ttl = true }
+    user_events_timestamp       = { collection = "user_events", field = "timestamp", ttl = false }
+    user_events_received_at     = { collection = "user_events", field = "received_at", ttl = false }
+    user_events_processed_at    = { collection = "user_events", field = "processed_at", ttl = false }
+    user_events_properties      = { collection = "user_events", field = "properties", ttl = false }
+    user_events_event_id        = { collection = "user_events", field = "event_id", ttl = false }
+    user_events_session_id      = { collection = "user_events", field = "session_id", ttl = false }
+    user_events_bot             = { collection = "user_events", field = "bot", ttl = false }
+    user_events_ts              = { collection = "user_events", field = "ts", ttl = false }
+    user_events_latency         = { collection = "user_events", field = "latency", ttl = false }
+    user_events_call            = { collection = "user_events", field = "call", ttl = false }
+    user_events_id_kind         = { collection = "user_events", field = "id_kind", ttl = false }
+    person_breakdown_days       = { collection = "analytics_aggregates", field = "breakdown_days", ttl = false }
+    person_session_values       = { collection = "analytics_aggregates", field = "session_values", ttl = false }
+    bucket_minutes              = { collection = "analytics_aggregates", field = "minutes", ttl = false }
+    aggregates_events_by_type   = { collection = "analytics_aggregates", field = "events_by_type", ttl = false }
+    aggregates_total_events     = { collection = "analytics_aggregates", field = "total_events", ttl = false }
+    aggregates_unique_users     = { collection = "analytics_aggregates", field = "unique_users", ttl = false }
+    aggregates_bot_events       = { collection = "analytics_aggregates", field = "bot_events", ttl = false }
+    aggregates_sessions         = { collection = "analytics_aggregates", field = "sessions", ttl = false }
+    aggregates_funnel_users     = { collection = "analytics_aggregates", field = "funnel_users", ttl = false }
+    aggregates_granularity      = { collection = "analytics_aggregates", field = "granularity", ttl = false }
+    aggregates_period           = { collection = "analytics_aggregates", field = "period", ttl = false }
+    aggregates_kind             = { collection = "analytics_aggregates", field = "kind", ttl = false }
+    aggregates_user_id          = { collection = "analytics_aggregates", field = "user_id", ttl = false }
+    aggregates_last_updated     = { collection = "analytics_aggregates", field = "last_updated", ttl = false }
+    aggregates_recent           = { collection = "analytics_aggregates", field = "recent", ttl = false }
+    aggregates_unique_days      = { collection = "analytics_aggregates", field = "unique_days", ttl = false }
+    aggregates_unique_hours     = { collection = "analytics_aggregates", field = "unique_hours", ttl = false }
+    aggregates_funnel_progress  = { collection = "analytics_aggregates", field = "funnel_progress", ttl = false }
+    aggregates_links            = { collection = "analytics_aggregates", field = "links", ttl = false }
+    aggregates_anonymous_events = { collection = "analytics_aggregates", field = "anonymous_events", ttl = false }
+    aggregates_revision         = { collection = "analytics_aggregates", field = "revision", ttl = false }
+    aggregates_forgotten_at     = { collection = "analytics_aggregates", field = "forgotten_at", ttl = false }
+    breakdowns_admitted         = { collection = "breakdowns", field = "admitted", ttl = false }
+    breakdowns_events           = { collection = "breakdowns", field = "events", ttl = false }
+    breakdowns_users            = { collection = "breakdowns", field = "users", ttl = false }
+    breakdowns_sessions         = { collection = "breakdowns", field = "sessions", ttl = false }
+    dead_letters_expire_at      = { collection = "dead_letters", field = "expire_at", ttl = true }
     # The Pub/Sub broker's per-message failure reasons (brokers/failure_log.py): written on
     # each failed delivery, read when the message is dead-lettered, kept past the
     # subscription's retention, then deleted by this TTL.

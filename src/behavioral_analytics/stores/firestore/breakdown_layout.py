@@ -77,6 +77,7 @@ __all__ = [
     "gather",
     "list_bytes",
     "rebuilt_docs",
+    "value_size",
     "values_doc_id",
     "values_prefix",
 ]
@@ -308,10 +309,12 @@ def doc_size_bytes(name: str, data: Mapping[str, Any]) -> int:
 
 
 def _fields_size(data: Mapping[str, Any]) -> int:
-    return sum(len(str(k).encode()) + 1 + _value_size(v) for k, v in data.items())
+    return sum(len(str(k).encode()) + 1 + value_size(v) for k, v in data.items())
 
 
-def _value_size(value: Any) -> int:
+def value_size(value: Any) -> int:
+    """A field value's size by Firestore's storage-size rules (`doc_size_bytes`'s list).
+    Raises TypeError for a type Firestore does not store."""
     if isinstance(value, str):
         return len(value.encode()) + 1
     if isinstance(value, bool) or value is None:
@@ -323,7 +326,7 @@ def _value_size(value: Any) -> int:
     if isinstance(value, Mapping):
         return _fields_size(value)
     if isinstance(value, list | tuple):
-        return sum(_value_size(v) for v in value)
+        return sum(value_size(v) for v in value)
     raise TypeError(f"no Firestore size for {type(value).__name__}")
 
 
