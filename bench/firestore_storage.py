@@ -30,23 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from behavioral_analytics.stores.firestore.breakdown_layout import value_size
+from behavioral_analytics.stores.firestore.breakdown_layout import name_size, value_size
 
 INDEXED_BYTES = 1500
 _EXTRA_BYTES = 32
-_NAME_EXTRA_BYTES = 16
-
-
-def string_size(text: str) -> int:
-    """UTF-8 bytes + 1."""
-    return len(text.encode()) + 1
-
-
-def name_size(path: str) -> int:
-    """A document name's size: each collection and document id's string size, + 16. `path` is
-    the document's path (`collection/id[/collection/id…]`, or its full resource name)."""
-    segments = [s for s in path.split("/documents/", 1)[-1].split("/") if s]
-    return sum(string_size(s) for s in segments) + _NAME_EXTRA_BYTES
 
 
 def _indexed_size(value: Any) -> int:
@@ -126,10 +113,10 @@ def index_entries(path: str, data: Mapping[str, Any], config: IndexConfig) -> In
         if isinstance(value, list | tuple):
             for element in {_hashable(v): v for v in value}.values():
                 out.single += 1
-                out.single_bytes += base + string_size(field_path) + _indexed_size(element)
+                out.single_bytes += base + value_size(field_path) + _indexed_size(element)
         else:
             out.single += 2
-            out.single_bytes += 2 * (base + string_size(field_path) + _indexed_size(value))
+            out.single_bytes += 2 * (base + value_size(field_path) + _indexed_size(value))
     for paths in config.composites.get(collection, []):
         values = [_lookup(data, p) for p in paths]
         if any(v is _MISSING for v in values):
@@ -139,9 +126,10 @@ def index_entries(path: str, data: Mapping[str, Any], config: IndexConfig) -> In
     return out
 
 
-def _leaves(data: Mapping[str, Any], prefix: str, exempt: frozenset[str]) -> Iterator[
-    tuple[str, Any]
-]:  # fmt: skip
+Leaf = tuple[str, Any]  # (dotted field path, value that is not a map)
+
+
+def _leaves(data: Mapping[str, Any], prefix: str, exempt: frozenset[str]) -> Iterator[Leaf]:
     for key, value in data.items():
         path = f"{prefix}{key}"
         if path in exempt:

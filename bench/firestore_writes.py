@@ -318,15 +318,19 @@ def print_costs(row: Row, stored: Stored, prices: dict[str, float]) -> None:
     reads = stored.reads * million * prices["read"] / 100_000
     deletes = 1_000_000 * prices["delete"] / 100_000  # each raw event's TTL delete
     stored_per_event = per_event_bytes + index_per_event
-    storage = stored_per_event * 1_000_000 / 2**30 * prices["storage_gib_month"]
     by_collection = ", ".join(
         f"{name} {n / row.events:,.0f}" for name, n in stored.index_by_collection.most_common()
     )
-    others = "".join(
-        f"under {path}: {counted.entries / row.events:,.1f} index entries, "
-        f"{counted.bytes / row.events:,.0f} bytes per event\n"
-        for path, counted in stored.other_indexes
-    )
+    gib_month = 1_000_000 / 2**30 * prices["storage_gib_month"]  # per byte stored per event
+    storage = stored_per_event * gib_month
+    others = ""
+    for path, counted in stored.other_indexes:
+        their_storage = (per_event_bytes + counted.bytes / row.events) * gib_month
+        others += (
+            f"under {path}: {counted.entries / row.events:,.1f} index entries, "
+            f"{counted.bytes / row.events:,.0f} bytes per event: storage ${their_storage:.3f}, "
+            f"a million events ${writes + reads + deletes + their_storage:.2f}\n"
+        )
     print(
         f"stored after {row.name}: {stored.documents:,} documents, {stored.bytes:,} bytes = "
         f"{per_event_bytes:,.0f} bytes per event (documents by Firestore's size rules); "

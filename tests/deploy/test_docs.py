@@ -39,7 +39,7 @@ def test_sections_and_cost_assumptions():
         "Pub/Sub",
         "vCPU-second",
         "GiB-second",
-        "1.99 writes per event",
+        "2.08 writes per event",
     ):
         assert assumption in cost, assumption
     assert "./scripts/destroy.sh" in text and "terraform destroy" in text

@@ -373,6 +373,15 @@ def _field_overrides() -> list[dict[str, Any]]:
     return json.loads((REPO / "firestore.indexes.json").read_text())["fieldOverrides"]
 
 
+def _exempt_fields(overrides: list[dict[str, Any]], collection: str) -> set[str]:
+    """The `collection` fields whose single-field indexes `overrides` turns off."""
+    return {
+        o["fieldPath"]
+        for o in overrides
+        if o["collectionGroup"] == collection and o.get("indexes") == []
+    }
+
+
 # Fields the code does not write yet, with the change that will write them. An entry here
 # turns its failure into an expected one; once the code writes the field the test fails
 # again until the entry is removed.
@@ -491,11 +500,7 @@ def test_fields_no_query_names_are_exempt_from_indexing(
     listed = QUERIED_FIELDS[collection]
     assert queried <= listed, f"queries name {collection} fields not listed: {queried - listed}"
     assert len(written) > len(listed), f"the recorded run wrote few {collection} fields: {written}"
-    exempt = {
-        o["fieldPath"]
-        for o in _field_overrides()
-        if o["collectionGroup"] == collection and o.get("indexes") == []
-    }
+    exempt = _exempt_fields(_field_overrides(), collection)
     indexed = sorted(written - listed - exempt)
     assert not indexed, f"{collection} fields no query names keep their indexes: {indexed}"
     assert not (exempt & (listed - {"timestamp"})), f"a queried {collection} field is exempted"
@@ -509,11 +514,7 @@ def _query_served(query: dict[str, Any], spec: dict[str, Any]) -> str | None:
     others = {f for f, op in query["filters"] if op not in ("EQUAL", "UNARY")}
     orders = [(f, d) for f, d in query["orders"] if f != "__name__"]
     fields = equality | others | {f for f, _ in orders}
-    exempt = {
-        o["fieldPath"]
-        for o in spec["fieldOverrides"]
-        if o["collectionGroup"] == collection and o.get("indexes") == []
-    }
+    exempt = _exempt_fields(spec["fieldOverrides"], collection)
     if not others and not orders and scope == "COLLECTION":
         blocked = sorted(equality & exempt)  # equality filters merge single-field indexes
         return f"equality on unindexed {blocked}" if blocked else None

@@ -304,8 +304,15 @@ def doc_size_bytes(name: str, data: Mapping[str, Any]) -> int:
     plus, per field, the name's UTF-8 bytes + 1 and the value's size (string: UTF-8 bytes + 1;
     integer, double, timestamp: 8; boolean, null: 1; array: the sum of its values; map: as a
     document's fields), plus 32 bytes."""
-    segments = name.split("/documents/", 1)[-1].split("/")
-    return sum(len(s.encode()) + 1 for s in segments) + 16 + _fields_size(data) + 32
+    return name_size(name) + _fields_size(data) + 32
+
+
+def name_size(name: str) -> int:
+    """A document name's size by Firestore's storage-size rules: each collection and document
+    id's UTF-8 bytes + 1, + 16. `name` is the document's path (`collection/id[/collection/id…]`)
+    or its full resource name; an empty name (a top-level collection's parent) is 16."""
+    segments = [s for s in name.split("/documents/", 1)[-1].split("/") if s]
+    return sum(len(s.encode()) + 1 for s in segments) + 16
 
 
 def _fields_size(data: Mapping[str, Any]) -> int:
