@@ -48,6 +48,7 @@ from behavioral_analytics.events import (
 from behavioral_analytics.identity import Link, relinked
 from behavioral_analytics.letter_events import counted_letters
 from behavioral_analytics.named_calls import group_call, judged
+from behavioral_analytics.recount_reads import Progress, no_progress, retained_events
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import (
@@ -449,10 +450,12 @@ def verify(
     drop_older: bool = False,
     dead_letters: DeadLetterBox | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    progress: Progress = no_progress,
 ) -> VerifyReport:
     """Recount `store`'s aggregates (see the module's docstring). The dead letters are read
     from `dead_letters`, or from `store` when it keeps them, and judged under `limits` (the
-    worker's: `Settings.limits`).
+    worker's: `Settings.limits`). `progress` is told what the recount is doing: the
+    aggregates read, the raw events read (`retained_events`), a repair's rebuild starting.
 
     With `repair`, drift rebuilds every aggregate from the retained raw events. Where some
     aggregates are older than the retention (`report.not_checked`), that rebuild recounts them
@@ -462,9 +465,11 @@ def verify(
     horizon = now - retention_s if retention_s is not None else None
     rules = store.rules if store.behavioral else None
     with store.consistent_reads():
+        stored = store.snapshot()
+        progress("aggregates read; reading the raw events", True)
         report = compare(
-            store.snapshot(),
-            store.iter_raw_events(),
+            stored,
+            retained_events(store, progress),
             periods,
             horizon,
             rules,
@@ -476,7 +481,8 @@ def verify(
         if report.not_checked and not drop_older:
             assert horizon is not None  # nothing is older than a retention that is not set
             raise StoreError(older_refusal("--repair", report.not_checked, horizon))
-        store.rebuild(store.iter_raw_events())
+        progress("drift found: rebuilding the aggregates", True)
+        store.rebuild(retained_events(store, progress))
         report.repaired = True
         report.older_recounted = report.not_checked
         if rules is not None:

@@ -28,6 +28,7 @@ from behavioral_analytics.cli.shared import (
     load_config,
     plural,
     print_json,
+    progress_lines,
     require_data,
 )
 from behavioral_analytics.dimensions import SESSION_DIMENSIONS
@@ -117,6 +118,7 @@ def apply(
 ) -> None:
     """Record the environment's values where they change what the store recorded, and
     recompute what they shape from the retained raw events. Stop the workers first."""
+    from behavioral_analytics.recount_reads import retained_events
     from behavioral_analytics.verification import compare, older_refusal
 
     settings = load_config()
@@ -148,7 +150,7 @@ def apply(
             horizon = time.time() - settings.raw_retention_days * 86400.0
             report = compare(
                 store.snapshot(),
-                store.iter_raw_events(),
+                retained_events(store, progress_lines("config apply")),
                 Periods(target.timezone),
                 horizon,
                 store.rules if store.behavioral else None,
@@ -174,7 +176,7 @@ def apply(
                 confirm_or_stop("Record these values and recompute?")
             store.record_config(replace=True)
             if not report.ok:
-                store.rebuild(store.iter_raw_events())
+                store.rebuild(retained_events(store, progress_lines("config apply")))
         finally:
             store.close()
     links = report.links_drifted

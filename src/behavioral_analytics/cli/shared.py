@@ -10,7 +10,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,7 @@ from behavioral_analytics.store import InvalidCursor, Store
 from behavioral_analytics.wiring import local_store_path, local_store_written, open_configured
 
 __all__ = [
+    "PROGRESS_AFTER_S",
     "DropOlderOption",
     "JsonOption",
     "check_address",
@@ -50,6 +51,7 @@ __all__ = [
     "period_range",
     "plural",
     "print_json",
+    "progress_lines",
     "require_collector",
     "require_data",
 ]
@@ -218,6 +220,32 @@ def open_for_periods(
     config, store = open_reader(config)
     first, last = period_range(start, end, granularity, config.timezone)
     return config, store, first, last
+
+
+PROGRESS_AFTER_S = 5.0  # a command this long says what it is doing, on stderr
+
+
+def progress_lines(
+    command: str, clock: Callable[[], float] = time.monotonic
+) -> Callable[[str, bool], None]:
+    """A long `command`'s progress (`verification.Progress`: a line, and whether it starts a
+    step) as lines on stderr, `{command}: {line} ({seconds} s)`: none in its first
+    `PROGRESS_AFTER_S` seconds (by `clock`, in seconds), then each line that starts a step,
+    and a count within a step when the last line printed is `PROGRESS_AFTER_S` seconds old."""
+    started = clock()
+    last = started
+
+    def report(line: str, step: bool) -> None:
+        nonlocal last
+        now = clock()
+        if now - started < PROGRESS_AFTER_S or (not step and now - last < PROGRESS_AFTER_S):
+            return
+        last = now
+        err_console.print(
+            f"{command}: {line} ({now - started:.0f} s)", soft_wrap=True, highlight=False
+        )
+
+    return report
 
 
 def plural(count: int, noun: str) -> str:

@@ -32,6 +32,7 @@ from behavioral_analytics.cli.shared import (
     open_reader,
     plural,
     print_json,
+    progress_lines,
 )
 
 __all__ = ["verify"]
@@ -57,6 +58,7 @@ def verify(
             repair=repair,
             drop_older=drop_older,
             limits=config.limits,
+            progress=progress_lines("verify"),
         )
     if as_json:
         print_json(report.to_dict())

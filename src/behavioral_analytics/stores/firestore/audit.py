@@ -25,6 +25,7 @@ from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import relinked
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
+from behavioral_analytics.shared_values import SharedValues
 from behavioral_analytics.store import AggregateSnapshot
 from behavioral_analytics.stores.firestore.behavior import encode_progress, encode_sessions
 from behavioral_analytics.stores.firestore.breakdown_layout import (
@@ -298,9 +299,10 @@ class Audit:
         stored = Gathered()
         events: list[Event] = []
         persons: dict[str, str] = {}
+        shared = SharedValues()  # every event is held: each repeated value once
         for snap in gateway.all(EVENTS):
             data = snap.to_dict() or {}
-            events.append(stored_event(snap).event)
+            events.append(shared.event(stored_event(snap).event))
             if not data.get("bot"):
                 persons[snap.id] = data.get("person", data["who"])
         rules = BreakdownRules(tuple(recounted), options.rules.breakdowns.max_values)

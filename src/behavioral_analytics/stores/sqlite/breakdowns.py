@@ -40,6 +40,7 @@ from behavioral_analytics.breakdowns import (
 )
 from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.events import Event
+from behavioral_analytics.shared_values import SharedValues
 from behavioral_analytics.store import AggregateSnapshot, BreakdownPoint
 from behavioral_analytics.stores.sqlite.session_counts import (
     SESSION_COUNTS_SCHEMA,
@@ -378,8 +379,9 @@ def snapshot_breakdowns(db: sqlite3.Connection, snap: AggregateSnapshot) -> None
         if uniques and g == "day":
             snap.breakdown_users[p, d, value] = uniques
     snap.breakdown_admitted = {key: tuple(values) for key, values in all_admitted(db).items()}
+    text = SharedValues().text  # each row decodes its own copies of the same values
     markers = {
-        (day, dimension, value, person)
+        (day, text(dimension), text(value), person)
         for person, day, pairs in db.execute("SELECT person, day, pairs FROM breakdown_markers")
         for dimension, value in _decode_pairs(pairs)
     }

@@ -37,6 +37,7 @@ from behavioral_analytics.identity import Link, relinked
 from behavioral_analytics.named_calls import Group
 from behavioral_analytics.retention import DEFAULT_MAX_OFFSET, RetentionCohort, Unit, plan
 from behavioral_analytics.session_breakdowns import session_dimensions
+from behavioral_analytics.shared_values import shared_events
 from behavioral_analytics.sqlite_util import PerThreadConnection, access_problem, transaction
 from behavioral_analytics.store import (
     AggregateSnapshot,
@@ -359,7 +360,7 @@ class SQLiteStore(Store):
                         "added funnels and breakdown dimensions: use `config apply`"
                     )
             if added:
-                events = audit.raw_events(db)
+                events = shared_events(audit.raw_events(db))
                 links = audit.stored_links(db)
                 backfill_funnels(db, added, events, links, self.rules, self.periods)
             if recorded is not None:
@@ -384,7 +385,11 @@ class SQLiteStore(Store):
         recount = recounted_dimensions(recorded, config)
         if recount:
             backfill_breakdowns(
-                db, recount, audit.raw_events(db), self.periods, self.rules.breakdowns
+                db,
+                recount,
+                shared_events(audit.raw_events(db)),
+                self.periods,
+                self.rules.breakdowns,
             )
 
     def ping(self) -> None:
