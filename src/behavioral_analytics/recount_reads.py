@@ -1,5 +1,5 @@
 """What a recount reads: every retained raw event, each repeated value held once, and word of
-how far the reading is. Pure: the store reads (its `iter_raw_events`).
+how far the reading is. Pure: the reading itself is the store's (`iter_raw_events`).
 
 `verify`, its repair's rebuild and `config apply` recount from every retained raw event at once
 (`verification`); `shared_values` keeps their memory down, and `Progress` lets a command say

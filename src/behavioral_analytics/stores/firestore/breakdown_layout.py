@@ -76,6 +76,7 @@ __all__ = [
     "doc_size_bytes",
     "gather",
     "list_bytes",
+    "name_size",
     "rebuilt_docs",
     "value_size",
     "values_doc_id",
