@@ -178,30 +178,6 @@ def test_markers_packed_as_a_list_of_pairs_are_read_moved_and_forgotten(tmp_path
     store.close()
 
 
-def test_verify_finds_a_lost_or_stray_marker_that_no_count_shows_yet(tmp_path: Path) -> None:
-    """A marker row lost (or one left over) changes no count until its person is seen again,
-    then a unique user is counted twice (or not at all): `verify` compares the markers
-    themselves, and `--repair` puts them back."""
-    store = _store(tmp_path / "store.db")
-    store.commit(_visits())
-    assert verify(store, store.periods, now=NOW, retention_s=None).ok
-    db = sqlite3.connect(tmp_path / "store.db")
-    with db:
-        db.execute("DELETE FROM breakdown_markers WHERE person = 'u1'")
-        db.execute(
-            "INSERT INTO breakdown_markers VALUES ('u9', ?, '{\"page\":[\"/z\"]}')", (DAY_LABEL,)
-        )
-    db.close()
-    report = verify(store, store.periods, now=NOW, retention_s=None)
-    drift = {(d.what, d.key): (d.stored, d.expected) for d in report.drift}
-    assert drift[("breakdown_markers", f"{DAY_LABEL}:page:/a")] == ({"extra": 0}, {"missing": 1})
-    assert drift[("breakdown_markers", f"{DAY_LABEL}:page:/z")] == ({"extra": 1}, {"missing": 0})
-    assert {what for what, _ in drift} == {"breakdown_markers"}  # no count shows it yet
-    assert verify(store, store.periods, now=NOW, retention_s=None, repair=True).repaired
-    assert verify(store, store.periods, now=NOW, retention_s=None).ok
-    store.close()
-
-
 def _spy_session_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[str]]:
     """The keys of the stored events `session_counts` decodes, and of those whose values it
     reads from the event (not from the commit's fold), as they happen."""

@@ -4,6 +4,7 @@ it has run a while, and never on stdout (where `--json` goes)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -83,4 +84,37 @@ def test_the_command_prints_reports_on_stderr_once_it_has_run_a_while(
     assert err.splitlines() == [
         "verify: 100,000 raw events read (5 s)",
         "verify: all 160,000 raw events read (6 s)",
+    ]
+
+
+def test_config_apply_reports_each_step_timed_from_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`config apply` says what it does as `verify` does: the raw events its comparison reads,
+    the breakdown dimensions it then recounts (a backfill with no count of its own), the
+    rebuild; on stderr, its `--json` document alone on stdout."""
+    from typer.testing import CliRunner
+
+    from behavioral_analytics.cli import config as config_cli
+    from tests.conftest import cli
+
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli("generate", "--events", "200", "--seed", "4", "--via", "broker", env=env)
+    cli("worker", "--until-idle", env=env)
+    monkeypatch.setattr(shared, "PROGRESS_AFTER_S", 0.0)
+    fewer = {**env, "BA_BREAKDOWN_VALUES": "5", "BA_TIMEZONE": "Asia/Kolkata"}
+    applied = CliRunner().invoke(config_cli.config_app, ["apply", "--yes", "--json"], env=fewer)
+    assert applied.exit_code == 0, applied.output
+    document = json.loads(applied.stdout)
+    assert document["rebuilt"] is True
+    lines = [line.rsplit(" (", 1)[0] for line in applied.stderr.splitlines()]
+    read = lines[0]
+    assert read.startswith("config apply: all ") and read.endswith(" raw events read")
+    recounted = len(document["breakdowns_recounted"])
+    assert lines == [
+        read,
+        f"config apply: recounting {recounted} breakdown dimensions from the raw events",
+        "config apply: rebuilding the aggregates",
+        read,
     ]

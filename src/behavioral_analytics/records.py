@@ -276,7 +276,7 @@ class AggregateSnapshot:
     # per value"), entry and exit pages included; None where the store keeps none.
     breakdown_sessions: dict[tuple[str, str, str, str], int] | None = None
     # The per-value unique-user markers: (day, dimension, counted value, person); None where
-    # the store does not hand them out (Firestore's audit checks its own).
+    # nothing is broken down (or the store keeps no breakdowns).
     breakdown_markers: set[tuple[str, str, str, str]] | None = None
     # Group memberships (`named_calls`): (group id, member actor) → joined at (epoch seconds).
     group_members: dict[tuple[str, str], float] = field(default_factory=dict)

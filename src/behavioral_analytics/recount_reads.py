@@ -26,19 +26,14 @@ def no_progress(line: str, step: bool) -> None:
     """`Progress` told to no one."""
 
 
-def retained_events(store: Auditable, progress: Progress | None = None) -> Iterator[Event]:
+def retained_events(store: Auditable, progress: Progress = no_progress) -> Iterator[Event]:
     """Every raw event `store` retains, as a recount reads them: each repeated value held once
-    (`shared_values`), since the recount holds them all at once. With `progress`, it is told
+    (`shared_values`), since the recount holds them all at once. `progress` is told
     `"{n} raw events read"` every `PROGRESS_EVERY_EVENTS` events (False: a count within the
     step) and, once every event is read, `"all {n} raw events read"` (True: the step ends and
     the recount goes on with them)."""
-    events = shared_events(store.iter_raw_events())
-    return events if progress is None else _reporting(events, progress)
-
-
-def _reporting(events: Iterator[Event], progress: Progress) -> Iterator[Event]:
     read = 0
-    for read, event in enumerate(events, 1):
+    for read, event in enumerate(shared_events(store.iter_raw_events()), 1):
         if read % PROGRESS_EVERY_EVENTS == 0:
             progress(f"{read:,} raw events read", False)
         yield event

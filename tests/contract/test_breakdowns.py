@@ -1,11 +1,13 @@
 """`Store.breakdown`: events per value of a dimension per hour and day, the first K values of a
 (period, dimension) admitted and later ones counted under `(other)`, unique users per value
 per day counted for the person (identity applied), crawlers left out, redeliveries changing
-nothing, and a forgotten person's events and markers leaving the counts (docs/breakdowns.md,
-"How breakdowns are counted")."""
+nothing, a forgotten person's events and markers leaving the counts, and `verify` comparing
+the markers themselves (docs/breakdowns.md, "How breakdowns are counted")."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from typing import Any
 
 from behavioral_analytics.breakdowns import OTHER, BreakdownRules
@@ -13,10 +15,13 @@ from behavioral_analytics.dimensions import NONE
 from behavioral_analytics.events import Event
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.store import BreakdownPoint, Store
+from behavioral_analytics.stores.firestore.schema import AGGREGATES, BREAKDOWN_MARKER_FIELD
+from behavioral_analytics.verification import verify
 from tests.contract.builders import (
     BOT_AGENT,
     DAY,
     HOUR,
+    NOW,
     MakeStore,
     assert_recounts,
     ev,
@@ -161,6 +166,48 @@ def test_forget_takes_the_persons_events_and_markers_out(make_store: MakeStore) 
     # The admitted set stays: /b is still admitted, so a later /b is not (other).
     store.commit([page(7, 50, "/b", user="carol")])
     assert one(store, "page").events == {"/a": 1, "/b": 1}
+    assert_recounts(store)
+
+
+def _lose_and_stray_markers(store: Store, backend: str) -> None:
+    """u1's per-value markers lost, u2's pages replaced by a stray `/z`, behind the store's
+    back (a bug or a hand edit)."""
+    if backend == "sqlite":
+        db = sqlite3.connect(store.path)  # type: ignore[attr-defined]
+        with db:
+            db.execute("DELETE FROM breakdown_markers WHERE person = 'u1'")
+            (pairs,) = db.execute("SELECT pairs FROM breakdown_markers WHERE person = 'u2'")
+            stray = json.dumps({**json.loads(pairs[0]), "page": ["/z"]}, separators=(",", ":"))
+            db.execute("UPDATE breakdown_markers SET pairs = ? WHERE person = 'u2'", (stray,))
+        db.close()
+        return
+    people = store.db.collection(AGGREGATES)  # type: ignore[attr-defined]
+    people.document("user_u1").update({BREAKDOWN_MARKER_FIELD: {}})
+    stray = f"{BREAKDOWN_MARKER_FIELD}.`{DAY_LABEL}`.page"
+    people.document("user_u2").update({stray: {"/z": True}})
+
+
+def test_verify_finds_a_lost_or_stray_marker_that_no_count_shows_yet(
+    make_store: MakeStore, backend: str
+) -> None:
+    """A person's markers lost (or one left over) change no count until that person is seen
+    again, then a unique user is counted twice (or not at all): `verify` compares the markers
+    themselves, and `--repair` puts them back."""
+    store = make_store(breakdowns=RULES)
+    store.commit([page(1, 0, "/a", user="u1"), page(2, 10, "/a", user="u2")])
+    assert_recounts(store)
+    _lose_and_stray_markers(store, backend)
+    periods = store.periods  # type: ignore[attr-defined]
+    report = verify(store, periods, now=NOW, retention_s=None)
+    drift = {(d.what, d.key): (d.stored, d.expected) for d in report.drift}
+    assert drift[("breakdown_markers", f"{DAY_LABEL}:page:/a")] == ({"extra": 0}, {"missing": 2})
+    assert drift[("breakdown_markers", f"{DAY_LABEL}:page:/z")] == ({"extra": 1}, {"missing": 0})
+    assert drift[("breakdown_markers", f"{DAY_LABEL}:event_type:page_view")] == (
+        {"extra": 0},
+        {"missing": 1},
+    )
+    assert {what for what, _ in drift} == {"breakdown_markers"}  # no count shows it yet
+    assert verify(store, periods, now=NOW, retention_s=None, repair=True).repaired
     assert_recounts(store)
 
 

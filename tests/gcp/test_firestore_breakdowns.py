@@ -138,11 +138,15 @@ def test_firestore_breakdowns_equal_sqlite_through_links_forget_and_repair(
         assert got == figures(lite)
         assert any("(other)" in key for key in got["events"]), "K was never reached"
         assert got["users"], "no unique users per value"
+        markers = fs.snapshot().breakdown_markers
+        assert markers and markers == lite.snapshot().breakdown_markers
+        assert {who for *_, who in markers} >= {"u0", "u1"}  # a3's and a4's moved with the links
         assert verify(fs, fs.periods, now=NOW, retention_s=None).ok
 
         fs.forget("u0")
         lite.forget("u0")
         assert figures(fs) == figures(lite)
+        assert fs.snapshot().breakdown_markers == lite.snapshot().breakdown_markers
         assert verify(fs, fs.periods, now=NOW, retention_s=None).ok
 
         before = figures(fs)

@@ -144,13 +144,14 @@ def apply(
     recounted = recounted_dimensions(recorded, target)
     if recounted:  # session counts are recounted with any dimension: entry and exit pages too
         recounted += SESSION_DIMENSIONS
+    progress = progress_lines("config apply")
     with user_errors():
         store = build_store_with(settings, target)
         try:
             horizon = time.time() - settings.raw_retention_days * 86400.0
             report = compare(
                 store.snapshot(),
-                retained_events(store, progress_lines("config apply")),
+                retained_events(store, progress),
                 Periods(target.timezone),
                 horizon,
                 store.rules if store.behavioral else None,
@@ -174,9 +175,13 @@ def apply(
                 )
             if not yes:
                 confirm_or_stop("Record these values and recompute?")
+            if recounted:
+                dimensions = plural(len(recounted), "breakdown dimension")
+                progress(f"recounting {dimensions} from the raw events", True)
             store.record_config(replace=True)
             if not report.ok:
-                store.rebuild(retained_events(store, progress_lines("config apply")))
+                progress("rebuilding the aggregates", True)
+                store.rebuild(retained_events(store, progress))
         finally:
             store.close()
     links = report.links_drifted

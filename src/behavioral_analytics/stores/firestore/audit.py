@@ -105,6 +105,8 @@ class Audit:
         behavioral = self.options.behavioral
         snap = AggregateSnapshot()
         sums: dict[tuple[str, str], BucketSum] = {}
+        breakdown_markers: set[tuple[str, str, str, str]] = set()
+        text = SharedValues().text  # each profile decodes its own copies of the same values
         for doc in self.gateway.all(AGGREGATES):
             data = doc.to_dict() or {}
             kind = data.get("kind")
@@ -121,6 +123,10 @@ class Audit:
                     profile.last_activity,
                 )
                 snap.markers.update(markers_of(profile.who, data))
+                breakdown_markers.update(
+                    (text(day), text(dimension), text(value), profile.who)
+                    for day, dimension, value in decode_markers(data.get(BREAKDOWN_MARKER_FIELD))
+                )
         for key, total in sums.items():
             if total.counted or not behavioral:  # not a bucket of bots only
                 snap.buckets[key] = (total.total, dict(total.by_type))
@@ -139,6 +145,10 @@ class Audit:
             gathered = gather(doc.to_dict() or {} for doc in self.gateway.all(BREAKDOWNS))
             gathered.with_sessions = True
             gathered.fill(snap)
+            # None, as an empty store's snapshot says, where nothing is broken down at all.
+            snap.breakdown_markers = (
+                breakdown_markers if breakdown_markers or snap.breakdown_events else None
+            )
         snap.group_members = members(self.gateway)
         return snap
 
