@@ -49,6 +49,14 @@ def test_numbers_lists_and_markers_read_plainly() -> None:
     )
 
 
+def test_a_persons_sessions_read_as_times_and_events() -> None:
+    lost = ["g:1764316800.0", 1764316800.0, 1764317100.0, 3]
+    assert differences("person_sessions", [], [lost]) == (
+        "kept, not recounted: none; recounted, not kept: "
+        "2025-11-28T08:00:00+00:00 to 2025-11-28T08:05:00+00:00 (3 events)"
+    )
+
+
 def test_the_command_prints_the_difference_and_what_it_could_not_check(tmp_path: Path) -> None:
     env = {
         **os.environ,

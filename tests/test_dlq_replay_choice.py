@@ -261,14 +261,14 @@ def test_the_list_shows_each_id_whole_in_80_columns(monkeypatch: pytest.MonkeyPa
 def test_a_letter_whose_parsing_raises_is_judged_unprocessable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from behavioral_analytics import verification
+    from behavioral_analytics import replay_verdicts
 
     def raises(data: bytes, **_: object) -> object:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(verification, "judged", raises)
+    monkeypatch.setattr(replay_verdicts, "judged", raises)
     letter = DeadLetter("not_json", "", b"[[[[", "m-1", received_at=time.time(), id="1")
-    assert verification.replay_refusal(letter) == "unprocessable"
+    assert replay_verdicts.replay_refusal(letter) == "unprocessable"
 
 
 def test_replay_refuses_both_id_and_all_and_names_an_unknown_id() -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.events import Event, Limits, parse_message
 from behavioral_analytics.records import NewDeadLetter
+from behavioral_analytics.replay_verdicts import replayable_dead_letters
 from behavioral_analytics.stores.sqlite import SQLiteStore
-from behavioral_analytics.verification import replayable_dead_letters, verify
+from behavioral_analytics.verification import verify
 from tests.conftest import cli
 
 DAY = 86400.0

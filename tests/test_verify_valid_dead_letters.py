@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from behavioral_analytics.records import NewDeadLetter
+from behavioral_analytics.replay_verdicts import valid_dead_letters
 from behavioral_analytics.segment import Receipt, from_segment, prepare
 from behavioral_analytics.stores.sqlite import SQLiteStore
-from behavioral_analytics.verification import valid_dead_letters
 
 
 def published(call: dict[str, object], now: float) -> bytes:

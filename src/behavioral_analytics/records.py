@@ -280,6 +280,15 @@ class AggregateSnapshot:
     breakdown_markers: set[tuple[str, str, str, str]] | None = None
     # Group memberships (`named_calls`): (group id, member actor) → joined at (epoch seconds).
     group_members: dict[tuple[str, str], float] = field(default_factory=dict)
+    # What a person's next commit derives from, which no figure shows until then: their kept
+    # sessions, (person, `Session.key`, start, end, events), and furthest funnel steps,
+    # (funnel, person, day) → step; None where the store keeps no such state.
+    person_sessions: set[tuple[str, str, float, float, int]] | None = None
+    funnel_progress: dict[tuple[str, str, str], int] | None = None
+    # Each counted session's values, what taking it out of the sessions per value takes:
+    # (person, session key) → (start, dimension → raw value, `unpack_values`'); None where the
+    # store keeps no sessions per value.
+    session_values: dict[tuple[str, str], tuple[float, dict[str, str]]] | None = None
 
 
 @dataclass(slots=True)

@@ -269,7 +269,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def snapshot(self) -> AggregateSnapshot:
-        """Every aggregate, in comparable form (for `verify`).
+        """Every aggregate, in comparable form (for `verify`), with the per-person state the
+        behavioral read model derives from (kept sessions, funnel progress, markers).
 
         Raises StoreError.
         """

@@ -11,17 +11,19 @@ and those may have expired while the later ones are kept. Their periods are chec
 then are counted apart (`near_retention_start`: where nothing older than the retention is
 stored, nothing has expired, and a rebuild recounts them whole). A session across the
 retention's start is not drift. Not covered: a person active with gaps under the session gap
-for longer than twice the session cap across the retention's start, whose later sessions a
-recount cuts elsewhere (the cap counts from each session's start).
+for longer than twice the session cap across the retention's start, or a client session id
+used that long across it, whose later sessions a recount cuts elsewhere (the cap counts from
+each session's start).
 
-Dead letters that parse as valid events today (the broker gave up on them after a crash loop,
-say) are counted nowhere: the aggregates agree with the raw events, yet a user's numbers are
-short. `verify` lists them (`valid_dead_letters`, not yet replayed) so the shortfall is seen;
-`dlq replay` counts them once. They are judged as the worker judges them, under the configured
-`Limits`: a replay keeps the message's first receipt time (`ORIGINAL_PUBLISH_TIME`), so an
-event outside the accepted time window (`timestamp_too_old`, `timestamp_in_future`) stays
-outside it however often it is replayed. Those are counted apart, by reason
-(`unreplayable_dead_letters`): a shortfall no replay can make up.
+A person's kept sessions, furthest funnel step per day and each session's values, what their
+next commit derives from, are compared too (`person_sessions`, `funnel_progress`,
+`session_values`: `STATE_KINDS`), where their figures are: a session lost from them shows in
+no figure until that person is seen again, and is then counted a second time. A client session
+id's later piece whose first piece expired is the same session, whichever piece a recount
+calls the first.
+
+Dead letters that parse as valid events today are counted nowhere: `verify` lists them
+(`replay_verdicts`).
 
 Group memberships (`named_calls`) are recounted from the retained group calls (raw events
 whose `call` is "group"): a membership joined after `now - raw_retention_s` still has every
@@ -30,7 +32,7 @@ call that could have made it, so it is checked; an older one is not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -39,48 +41,28 @@ from typing import Any
 from behavioral_analytics.aggregation import GRANULARITIES, Granularity, Periods, fold
 from behavioral_analytics.behavior import BehaviorRules, Recount, recount
 from behavioral_analytics.breakdowns import recount_breakdowns
-from behavioral_analytics.events import (
-    DEFAULT_LIMITS,
-    UNPROCESSABLE,
-    Event,
-    Limits,
-)
+from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits
 from behavioral_analytics.identity import Link, relinked
-from behavioral_analytics.letter_events import counted_letters
-from behavioral_analytics.named_calls import group_call, judged
+from behavioral_analytics.named_calls import group_call
 from behavioral_analytics.recount_reads import Progress, no_progress, retained_events
-from behavioral_analytics.session_breakdowns import recount_session_breakdowns
+from behavioral_analytics.replay_verdicts import replayable_dead_letters
+from behavioral_analytics.session_breakdowns import SessionValues, recount_session_breakdowns
 from behavioral_analytics.sessions import SessionStats
-from behavioral_analytics.store import (
-    AggregateSnapshot,
-    Auditable,
-    DeadLetter,
-    DeadLetterBox,
-    StoreError,
-)
+from behavioral_analytics.store import AggregateSnapshot, Auditable, DeadLetterBox, StoreError
 
 __all__ = [
-    "FROM_COLLECTOR",
-    "TIME_WINDOW_REASONS",
+    "STATE_KINDS",
     "Drift",
     "VerifyReport",
     "compare",
     "final_periods_changed",
-    "judged_dead_letters",
     "older_refusal",
-    "replay_refusal",
-    "replayable_dead_letters",
-    "valid_dead_letters",
     "verify",
 ]
 
 
-# Rejections a replay cannot undo: the worker judges a replayed message's time against its first
-# receipt (kept in ORIGINAL_PUBLISH_TIME), which a replay does not change.
-TIME_WINDOW_REASONS = frozenset({"timestamp_too_old", "timestamp_in_future"})
-
-# `replay_refusal` of a dead letter the collector recorded: the client's call, not the worker's.
-FROM_COLLECTOR = "from_collector"
+# Drift in what a person's next commit derives from rather than in a figure (`_compare_state`).
+STATE_KINDS = frozenset({"person_sessions", "funnel_progress", "session_values"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +70,10 @@ class Drift:
     # bucket | unique_users | unique_markers | profile | bot_events | sessions | funnel |
     # group_member (key `group id:member`; stored and expected: the joined-at time or None) |
     # breakdown | breakdown_users | breakdown_admitted | breakdown_sessions | breakdown_markers |
-    # link (key `anonymous id:identify event key`; stored and expected: its status)
+    # link (key `anonymous id:identify event key`; stored and expected: its status) |
+    # person_sessions (key the person; stored and expected: the [key, start, end, events] of
+    # their sessions one side lacks) | funnel_progress (key `funnel:person:day`; the step) |
+    # session_values (key `person:session key@start`; dimension → raw value, or None)
     what: str
     key: str
     stored: Any
@@ -130,8 +115,18 @@ class VerifyReport:
 
     @property
     def links_drifted(self) -> int:
-        """How many drift items are identity links' statuses (`link`): the rest are figures."""
+        """How many drift items are identity links' statuses (`link`)."""
         return sum(drift.what == "link" for drift in self.drift)
+
+    @property
+    def state_drifted(self) -> int:
+        """How many drift items are people's kept state (`STATE_KINDS`), not figures."""
+        return sum(drift.what in STATE_KINDS for drift in self.drift)
+
+    @property
+    def figures_drifted(self) -> int:
+        """How many drift items are figures: neither links nor people's kept state."""
+        return len(self.drift) - self.links_drifted - self.state_drifted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -198,6 +193,11 @@ class _Checked:
             self.settled_from is None
             or period > self.settled_from[GRANULARITIES.index(granularity)]
         )
+
+    def settled(self, granularity: str, period: str) -> bool:
+        """Whether the period's session and funnel figures are compared (what a person's kept
+        sessions and funnel progress are placed by)."""
+        return self.events(granularity, period) and self.behavior(granularity, period)
 
     def skips_behavior(self, granularity: str, period: str, report: VerifyReport) -> bool:
         """Whether a session or funnel figure of the period goes unchecked, counted in
@@ -305,6 +305,7 @@ def compare(
     _compare_members(stored, {key: at for key, (at, _) in members.items()}, horizon, report)
     if counted is not None:
         _compare_behavior(stored, counted, checked, report)
+        _compare_state(stored, counted, rules, periods, checked, report)
         if breakdowns and rules is not None:
             _compare_breakdowns(stored, retained, counted, rules, periods, checked, report)
     return report
@@ -376,9 +377,11 @@ def _compare_breakdowns(
     admitted = {key: list(values) for key, values in stored.breakdown_admitted.items()}
     for key, values in want.admitted.items():
         admitted.setdefault(key, []).extend(values)
-    sessions, _ = recount_session_breakdowns(
+    sessions, session_values = recount_session_breakdowns(
         counted.sessions, events, counted.persons, periods, rules.breakdowns, admitted
     )
+    if stored.session_values is not None:
+        _compare_session_values(stored.session_values, session_values, periods, checked, report)
     for key in sorted(sessions.admitted):
         if checked.behavior(key[0], key[1]):
             have_a = admitted.get(key, [])
@@ -393,6 +396,31 @@ def _compare_breakdowns(
                 report.drift.append(
                     Drift("breakdown_sessions", ":".join(session_key), have_s, want_s)
                 )
+
+
+def _compare_session_values(
+    stored: Mapping[tuple[str, str], tuple[float, dict[str, str]]],
+    recounted: Mapping[tuple[str, str], SessionValues],
+    periods: Periods,
+    checked: _Checked,
+    report: VerifyReport,
+) -> None:
+    """Each counted session's values (what taking it out of the sessions per value takes)
+    with the start they are kept under, placed by the hour it starts, where `checked` compares
+    the session figures."""
+    have_v = {(person, _base(key), start): raw for (person, key), (start, raw) in stored.items()}
+    want_v = {(p, _base(key), v.start): dict(v.values) for (p, key), v in recounted.items()}
+    for person, key, start in sorted(have_v.keys() | want_v.keys()):
+        have, want = have_v.get((person, key, start)), want_v.get((person, key, start))
+        if have != want and checked.settled("hour", periods.of(start)[1]):
+            report.drift.append(Drift("session_values", f"{person}:{key}@{start!r}", have, want))
+
+
+def _base(key: str) -> str:
+    """A `Session.key` without what marks a client session id's later piece: once the first
+    piece's raw events expire, a recount makes the next piece the first (its key `c:ID`, kept
+    as `c:ID\x1fSTART`), the same session."""
+    return key.split("\x1f", 1)[0]
 
 
 def _compare_members(
@@ -438,6 +466,50 @@ def _compare_behavior(
             have, want = stored.funnel_users.get(funnel_key, 0), want_f.get(funnel_key, 0)
             if have != want:
                 report.drift.append(Drift("funnel", f"{funnel}:{day}:step{step}", have, want))
+
+
+def _compare_state(
+    stored: AggregateSnapshot,
+    counted: Recount,
+    rules: BehaviorRules | None,
+    periods: Periods,
+    checked: _Checked,
+    report: VerifyReport,
+) -> None:
+    """Each person's kept sessions (placed by the hour each starts) and furthest funnel steps
+    (by day), where `checked` compares the session and funnel figures. Lost or wrong, they
+    show in no figure until the person is seen again; then a session or a funnel user is
+    counted twice or not at all."""
+    if stored.person_sessions is not None:
+        have_s = {
+            (person, _base(key), start, end, events)
+            for person, key, start, end, events in stored.person_sessions
+        }
+        want_s = {
+            (person, _base(s.key), s.start, s.end, s.events)
+            for person, sessions in counted.sessions.items()
+            for s in sessions
+        }
+        differ: dict[str, tuple[list[Any], list[Any]]] = {}
+        for person, key, start, end, events in want_s ^ have_s:
+            if checked.settled("hour", periods.of(start)[1]):
+                have, expected = differ.setdefault(person, ([], []))
+                kept = (person, key, start, end, events) in have_s
+                (have if kept else expected).append([key, start, end, events])
+        report.drift += [
+            Drift("person_sessions", person, sorted(have), sorted(expected))
+            for person, (have, expected) in sorted(differ.items())
+        ]
+    if stored.funnel_progress is not None and rules is not None:
+        funnels = {funnel.name for funnel in rules.funnels}  # a dropped one's is not counted
+        want_f = {key: step for key, step in counted.funnel_progress.items() if step}
+        have_f = {
+            key: step for key, step in stored.funnel_progress.items() if step and key[0] in funnels
+        }
+        for entry in sorted(set(want_f) | set(have_f)):
+            have_step, want_step = have_f.get(entry), want_f.get(entry)
+            if checked.settled("day", entry[2]) and have_step != want_step:
+                report.drift.append(Drift("funnel_progress", ":".join(entry), have_step, want_step))
 
 
 def verify(
@@ -525,74 +597,3 @@ def final_periods_changed(
             ):
                 changed.add(d.key)
     return sorted(changed)
-
-
-def valid_dead_letters(
-    box: DeadLetterBox, page_size: int = 500, limits: Limits = DEFAULT_LIMITS
-) -> list[str]:
-    """Ids of the dead letters, not replayed, that the worker would now take as events
-    (`replayable_dead_letters`)."""
-    return replayable_dead_letters(box, page_size, limits)[0]
-
-
-def replay_refusal(letter: DeadLetter, limits: Limits = DEFAULT_LIMITS) -> str | None:
-    """Why the worker would refuse `letter` were it replayed now (the reason it would record),
-    or None when it would take it as an event. Judged under `limits` (the worker's) against the
-    letter's first receipt time, as a replay is: it parses as an event, and an alias or group
-    call passes its rules (`named_calls.rejection`). A refusal in `TIME_WINDOW_REASONS` comes
-    back however often the letter is replayed; a letter whose parsing raises is
-    `UNPROCESSABLE`, as the worker records it.
-
-    The collector's dead letters (`source` "collector") hold the request's item as its client
-    sent it (a Segment call, or an item of `POST /v1/events`), not the event the collector
-    makes of it (ids, receipt time, Segment's fields translated): `FROM_COLLECTOR`, never the
-    worker's to take. Its client sends it again, fixed."""
-    if letter.source == "collector":
-        return FROM_COLLECTOR
-    try:
-        parsed = judged(
-            letter.data,
-            message_id=letter.message_id,
-            received_at=letter.received_at,
-            limits=limits,
-        )
-    except Exception:  # as the worker records a message whose parsing raised
-        return UNPROCESSABLE
-    return None if isinstance(parsed, Event) else parsed.reason
-
-
-def judged_dead_letters(
-    box: DeadLetterBox, page_size: int = 500, limits: Limits = DEFAULT_LIMITS
-) -> Iterator[tuple[DeadLetter, str | None]]:
-    """Each dead letter in `box` not yet replayed, newest first, with `replay_refusal`'s
-    verdict under `limits`: (letter, None) when a replay would count it, else (letter, reason);
-    one whose event the store holds already (`letter_events`) is counted, and left out.
-    Raises StoreError."""
-    cursor: str | None = None
-    get_events = getattr(box, "get_events", None)
-    while True:
-        page = box.dead_letters(page_size, cursor)
-        verdicts = [(d, replay_refusal(d, limits)) for d in page.items if d.replayed_at is None]
-        open_ = [d for d, why in verdicts if why is None or why in TIME_WINDOW_REASONS]
-        counted = counted_letters(open_, get_events, limits) if get_events and open_ else set()
-        yield from ((d, why) for d, why in verdicts if d.id not in counted)
-        cursor = page.next_cursor
-        if cursor is None or not page.items:
-            return
-
-
-def replayable_dead_letters(
-    box: DeadLetterBox, page_size: int = 500, limits: Limits = DEFAULT_LIMITS
-) -> tuple[list[str], dict[str, int]]:
-    """The dead letters, not replayed, that a replay would count, and those it never can
-    (`judged_dead_letters`): the ids of those the worker would now take as events, then, by
-    reason, how many it refuses only for a reason a replay keeps (`TIME_WINDOW_REASONS`). The
-    collector's own rejections are left out of both. Raises StoreError."""
-    found: list[str] = []
-    unreplayable: dict[str, int] = {}
-    for letter, refusal in judged_dead_letters(box, page_size, limits):
-        if refusal is None:
-            found.append(letter.id)
-        elif refusal in TIME_WINDOW_REASONS:
-            unreplayable[refusal] = unreplayable.get(refusal, 0) + 1
-    return found, unreplayable

@@ -177,8 +177,8 @@ def test_a_refusal_without_an_accepted_key_is_counted_not_kept(
 
 def test_refused_requests_are_not_replayed_by_all(client: TestClient, store: Store) -> None:
     """`dlq replay --all` leaves the collector's letters to their clients."""
+    from behavioral_analytics.replay_verdicts import FROM_COLLECTOR, judged_dead_letters
     from behavioral_analytics.settings import load_settings
-    from behavioral_analytics.verification import FROM_COLLECTOR, judged_dead_letters
 
     assert client.post("/v1/batch", content=b"{", headers=WRITE).status_code == 400
     judged = list(judged_dead_letters(store, 10, load_settings().limits))

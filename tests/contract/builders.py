@@ -98,6 +98,13 @@ def assert_counts(store: Store, events: Iterable[Event]) -> None:
     assert snap.unique_users == dict(want.deltas.unique_users())
     assert snap.markers == want.deltas.markers
     assert snap.session_stats == want.session_stats
+    assert (snap.person_sessions or set()) == {
+        (person, s.key, s.start, s.end, s.events)
+        for person, sessions in want.sessions.items()
+        for s in sessions
+    }
+    want_progress = {k: step for k, step in want.funnel_progress.items() if step}
+    assert (snap.funnel_progress or {}) == want_progress
     assert snap.funnel_users == {k: n for k, n in want.funnel_users.items() if n}
     assert snap.bot_events == dict(want.bot_events)
     want_profiles = {

@@ -191,7 +191,7 @@ def apply(
                 "changes": [change.describe() for change in changes],
                 "applied": True,
                 "rebuilt": not report.ok,
-                "recomputed": len(report.drift) - links,
+                "recomputed": report.figures_drifted,
                 "links_changed": links,
                 "breakdowns_recounted": recounted,
                 "older_recounted": older if recounts else 0,
@@ -203,7 +203,7 @@ def apply(
             Text.assemble(
                 ("applied", "green"),
                 f": {len(changes)} change(s) recorded; "
-                f"{plural(len(report.drift) - links, 'aggregate')} recomputed"
+                f"{plural(report.figures_drifted, 'aggregate')} recomputed"
                 + (f", {plural(links, 'identity link')} re-decided" if links else "")
                 + (
                     f"; breakdowns recounted from the raw events: {', '.join(recounted)}"

@@ -173,7 +173,7 @@ def dlq_replay(
     `--id` replays each dead letter it names, whatever the judgment, warning on stderr, per
     letter, when the worker would refuse it again and why. Exits 2 without `--id` or `--all`,
     or with both; 1 on an unknown id (replaying none) or a failing store or broker."""
-    from behavioral_analytics.verification import FROM_COLLECTOR, judged_dead_letters
+    from behavioral_analytics.replay_verdicts import FROM_COLLECTOR, judged_dead_letters
 
     if not ids and not replay_all:
         fail("say which: --id ID (repeatable) or --all", 2)
@@ -223,8 +223,8 @@ def dlq_replay(
 
 def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[DeadLetter]:
     """The dead letters `ids` names, in that order, with a warning on stderr for each the
-    worker would refuse again (`verification.replay_refusal`). Exits 1 on an unknown id."""
-    from behavioral_analytics.verification import FROM_COLLECTOR, replay_refusal
+    worker would refuse again (`replay_verdicts.replay_refusal`). Exits 1 on an unknown id."""
+    from behavioral_analytics.replay_verdicts import FROM_COLLECTOR, replay_refusal
 
     chosen = []
     for dead_letter_id in ids:

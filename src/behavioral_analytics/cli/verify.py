@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import typer
 from rich.text import Text
@@ -126,8 +127,10 @@ def verify(
         if report.ok:
             console.print(Text("no drift", "green"))
         elif report.repaired:
-            links = report.links_drifted
-            rebuilt = plural(len(report.drift) - links, "drifted aggregate") + " rebuilt"
+            links, state = report.links_drifted, report.state_drifted
+            rebuilt = plural(report.figures_drifted, "drifted aggregate") + " rebuilt"
+            if state:
+                rebuilt += f", {plural(state, 'drifted item')} of the people's kept state rewritten"
             if links:
                 rebuilt += f", {plural(links, 'identity link')} set to the rule's status"
             console.print(Text(rebuilt, "yellow"))
@@ -170,6 +173,10 @@ def differences(what: str, stored: object, expected: object) -> str:
     drift (`{"extra": n}`, `{"missing": n}`) as `n extra, n missing`."""
     if what in _MARKERS and isinstance(stored, dict) and isinstance(expected, dict):
         return f"{stored.get('extra', 0)} extra, {expected.get('missing', 0)} missing markers"
+    if what == "person_sessions" and isinstance(stored, list) and isinstance(expected, list):
+        return (
+            f"kept, not recounted: {_sessions(stored)}; recounted, not kept: {_sessions(expected)}"
+        )
     have, want = _entries(what, stored), _entries(what, expected)
     if have is None or want is None:
         return f"stored {stored} → expected {expected}"
@@ -183,6 +190,21 @@ def differences(what: str, stored: object, expected: object) -> str:
     )
     agree = "" if not same else "; 1 other agrees" if same == 1 else f"; {same} others agree"
     return f"{', '.join(changed)} (stored → expected{agree})"
+
+
+def _sessions(sessions: list[list[Any]]) -> str:
+    """`person_sessions` drift's sessions ([key, start, end, events]) for a person to read."""
+    return (
+        ", ".join(
+            f"{_iso(start)} to {_iso(end)} ({plural(events, 'event')})"
+            for _, start, end, events in sessions
+        )
+        or "none"
+    )
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
 
 def _entries(what: str, value: object) -> dict[str, object] | None:
@@ -199,7 +221,7 @@ def _entries(what: str, value: object) -> dict[str, object] | None:
             if isinstance(item, dict):
                 entries.update({str(key): count for key, count in item.items()})
             elif name in _TIMES and isinstance(item, float):
-                entries[name] = datetime.fromtimestamp(item, UTC).isoformat(timespec="seconds")
+                entries[name] = _iso(item)
             else:
                 entries[name] = item
         return entries

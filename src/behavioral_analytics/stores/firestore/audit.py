@@ -27,7 +27,12 @@ from behavioral_analytics.identity import relinked
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.shared_values import SharedValues
 from behavioral_analytics.store import AggregateSnapshot
-from behavioral_analytics.stores.firestore.behavior import encode_progress, encode_sessions
+from behavioral_analytics.stores.firestore.behavior import (
+    decode_progress,
+    decode_sessions,
+    encode_progress,
+    encode_sessions,
+)
 from behavioral_analytics.stores.firestore.breakdown_layout import (
     ADMITTED,
     COUNT_MAPS,
@@ -76,6 +81,7 @@ from behavioral_analytics.stores.firestore.schema import (
 from behavioral_analytics.stores.firestore.session_counts import (
     SESSION_VALUES_FIELD,
     Stored,
+    decode_values,
     encode_values,
     recount_sessions,
 )
@@ -107,9 +113,15 @@ class Audit:
         sums: dict[tuple[str, str], BucketSum] = {}
         breakdown_markers: set[tuple[str, str, str, str]] = set()
         text = SharedValues().text  # each profile decodes its own copies of the same values
+        sessions: set[tuple[str, str, float, float, int]] = set()
+        progress: dict[tuple[str, str, str], int] = {}
+        values: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        dimensions = self.options.rules.breakdowns.dimensions
         for doc in self.gateway.all(AGGREGATES):
             data = doc.to_dict() or {}
             kind = data.get("kind")
+            if behavioral and kind in ("user", "person"):
+                _add_state(data, dimensions, sessions, progress, values)
             if kind == "bucket":
                 sums.setdefault((data["granularity"], data["period"]), BucketSum()).add(data)
                 for minute, fields in minutes_of(data["period"], data):
@@ -145,10 +157,13 @@ class Audit:
             gathered = gather(doc.to_dict() or {} for doc in self.gateway.all(BREAKDOWNS))
             gathered.with_sessions = True
             gathered.fill(snap)
-            # None, as an empty store's snapshot says, where nothing is broken down at all.
+            # None, as an empty store's snapshot says, where there is neither state nor figure.
             snap.breakdown_markers = (
                 breakdown_markers if breakdown_markers or snap.breakdown_events else None
             )
+            snap.person_sessions = sessions if sessions or snap.session_stats else None
+            snap.funnel_progress = progress if progress or snap.funnel_users else None
+            snap.session_values = values if snap.breakdown_sessions is not None else None
         snap.group_members = members(self.gateway)
         return snap
 
@@ -417,3 +432,25 @@ class Audit:
                 writer.update(snap.reference, fields)
                 writer = self.gateway.flush_if_full(writer)
         self.gateway.flush_if_full(writer, force=True)
+
+
+def _add_state(
+    data: dict[str, Any],
+    dimensions: Sequence[str],
+    sessions: set[tuple[str, str, float, float, int]],
+    progress: dict[tuple[str, str, str], int],
+    values: dict[tuple[str, str], tuple[float, dict[str, str]]],
+) -> None:
+    """A person's or actor's document's kept sessions, funnel progress and sessions' values
+    (for the configured `dimensions`), added to `sessions`, `progress` and `values`
+    (`AggregateSnapshot.person_sessions`, `.funnel_progress`, `.session_values`)."""
+    who = data["user_id"]
+    sessions.update(
+        (who, key, s.start, s.end, s.events)
+        for key, s in decode_sessions(data.get(SESSIONS_FIELD)).items()
+    )
+    for funnel, days in decode_progress(data.get(PROGRESS_FIELD)).items():
+        for day, step in days.items():
+            progress[funnel, who, day] = step
+    for key, (start, _, raw) in decode_values(data.get(SESSION_VALUES_FIELD), dimensions).items():
+        values[who, key] = (start, raw)

@@ -24,6 +24,7 @@ from behavioral_analytics.stores.sqlite.schema import (
     UPSERT_FUNNEL_BUCKET,
     UPSERT_SESSION_BUCKET,
 )
+from behavioral_analytics.stores.sqlite.session_counts import snapshot_session_values
 
 __all__ = ["raw_events", "snapshot", "stored_links", "write_link_statuses", "write_recount"]
 
@@ -49,8 +50,10 @@ def raw_events(db: sqlite3.Connection, call: str | None = None) -> Iterator[Even
             yield event
 
 
-def snapshot(db: sqlite3.Connection) -> AggregateSnapshot:
-    """Every aggregate as stored (zero bot, session and funnel rows left out)."""
+def snapshot(db: sqlite3.Connection, dimensions: Sequence[str] = ()) -> AggregateSnapshot:
+    """Every aggregate as stored (zero bot, session and funnel rows left out), and each
+    person's kept sessions, their values (unpacked for the configured `dimensions`) and funnel
+    progress."""
     snap = AggregateSnapshot()
     types: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for granularity, period, event_type, count in db.execute("SELECT * FROM bucket_types"):
@@ -76,6 +79,20 @@ def snapshot(db: sqlite3.Connection) -> AggregateSnapshot:
     }
     snapshot_breakdowns(db, snap)
     snap.group_members = members(db)
+    sessions = {
+        tuple(row) for row in db.execute("SELECT person, key, start, end, events FROM sessions")
+    }
+    progress = {
+        (funnel, person, day): step
+        for funnel, person, day, step in db.execute(
+            "SELECT funnel, person, day, step FROM funnel_progress"
+        )
+    }
+    # None, as an empty store's snapshot says, where there is neither state nor figure.
+    snap.person_sessions = sessions if sessions or snap.session_stats else None
+    snap.funnel_progress = progress if progress or snap.funnel_users else None
+    if snap.breakdown_sessions is not None:
+        snap.session_values = snapshot_session_values(db, dimensions)
     return snap
 
 

@@ -67,6 +67,7 @@ __all__ = [
     "read_session_counts",
     "rebuild_session_counts",
     "snapshot_session_counts",
+    "snapshot_session_values",
     "store_admitted",
 ]
 
@@ -377,6 +378,19 @@ def snapshot_session_counts(
     if not counts and db.execute("SELECT 1 FROM sessions LIMIT 1").fetchone() is None:
         return None
     return counts
+
+
+def snapshot_session_values(
+    db: sqlite3.Connection, dimensions: Sequence[str]
+) -> dict[tuple[str, str], tuple[float, dict[str, str]]]:
+    """Each counted session's values by (person, session key), with its start, for the
+    configured `dimensions` (`unpack_values`; `AggregateSnapshot.session_values`)."""
+    return {
+        (person, key): (start, unpack_values(_decode_values(vals), dimensions))
+        for person, key, start, vals in db.execute(
+            "SELECT person, key, start, vals FROM sessions WHERE vals IS NOT NULL"
+        )
+    }
 
 
 def rebuild_session_counts(

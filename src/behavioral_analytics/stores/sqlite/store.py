@@ -302,7 +302,7 @@ class SQLiteStore(Store):
         yield from audit.raw_events(self._connections.get())
 
     def snapshot(self) -> AggregateSnapshot:
-        return audit.snapshot(self._db)
+        return audit.snapshot(self._db, self.rules.breakdowns.dimensions)
 
     @contextmanager
     def consistent_reads(self) -> Iterator[None]:
