@@ -270,7 +270,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def snapshot(self) -> AggregateSnapshot:
         """Every aggregate, in comparable form (for `verify`), with the per-person state the
-        behavioral read model derives from (kept sessions, funnel progress, markers).
+        behavioral read model derives from (markers, kept sessions and their values, funnel
+        progress).
 
         Raises StoreError.
         """

@@ -50,7 +50,7 @@ def raw_events(db: sqlite3.Connection, call: str | None = None) -> Iterator[Even
             yield event
 
 
-def snapshot(db: sqlite3.Connection, dimensions: Sequence[str] = ()) -> AggregateSnapshot:
+def snapshot(db: sqlite3.Connection, dimensions: Sequence[str]) -> AggregateSnapshot:
     """Every aggregate as stored (zero bot, session and funnel rows left out), and each
     person's kept sessions, their values (unpacked for the configured `dimensions`) and funnel
     progress."""
