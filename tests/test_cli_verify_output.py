@@ -57,6 +57,26 @@ def test_a_persons_sessions_read_as_times_and_events() -> None:
     )
 
 
+def test_copies_of_raw_events_read_as_events_with_what_each_side_holds() -> None:
+    key = "a" * 32
+    kept = [key, 1764316800.0, True, {}]
+    recounted = [key, 1764316800.0, True, {"purchase": [0, 2]}]
+    assert differences("recent_events", [kept], [recounted]) == (
+        f"kept, not as the raw events say: event {key} at 2025-11-28T08:00:00+00:00 (no client "
+        f"session id); as the raw events say, not kept: event {key} at "
+        "2025-11-28T08:00:00+00:00 (no client session id; purchase steps 0, 2)"
+    )
+    lost = [
+        [f"{n:032x}", 1764316800.0 + 60 * n, "scroll", "s1" * (n % 2) or None] for n in range(5)
+    ]
+    assert differences("anonymous_events", [], lost) == (
+        "kept, not as the raw events say: none; as the raw events say, not kept: event "
+        f"{0:032x} at 2025-11-28T08:00:00+00:00 (scroll), event {1:032x} at "
+        f"2025-11-28T08:01:00+00:00 (scroll; client session s1), event {2:032x} at "
+        "2025-11-28T08:02:00+00:00 (scroll) and 2 more"
+    )
+
+
 def test_the_command_prints_the_difference_and_what_it_could_not_check(tmp_path: Path) -> None:
     env = {
         **os.environ,

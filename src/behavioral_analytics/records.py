@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from behavioral_analytics.aggregation import Granularity
 from behavioral_analytics.events import Event
+from behavioral_analytics.kept_copies import AnonymousRow, DigestEntry
 from behavioral_analytics.retention import RetentionCohort
 from behavioral_analytics.sessions import SessionStats
 
@@ -289,6 +290,13 @@ class AggregateSnapshot:
     # (person, session key) → (start, dimension → raw value, `unpack_values`'); None where the
     # store keeps no sessions per value.
     session_values: dict[tuple[str, str], tuple[float, dict[str, str]]] | None = None
+    # Copies of raw events kept to spare queries (`kept_copies`; None where the store keeps
+    # none): each person's digest of recent events, person → (from, event key → (time, no
+    # client session id, funnel → steps matched)), and each anonymous actor's list of its
+    # events without a user id, actor → [(event key, time, type, client session id)] in the
+    # order kept.
+    recent_events: dict[str, tuple[float, dict[str, DigestEntry]]] | None = None
+    anonymous_events: dict[str, list[AnonymousRow]] | None = None
 
 
 @dataclass(slots=True)

@@ -284,6 +284,17 @@ class Store(abc.ABC):
         Raises StoreError.
         """
 
+    def drop_copies(self, digests: Sequence[str], lists: Sequence[str]) -> None:
+        """Drop the copies of raw events kept to spare queries (`kept_copies`): the digests of
+        recent events of the persons `digests`, the event lists of the anonymous actors
+        `lists`; those the store does not hold are left alone. Their commits then read the raw
+        events instead. What `verify --repair` does where only those copies drifted; a store
+        that keeps none has nothing to drop.
+
+        Raises StoreError.
+        """
+        return None  # a store that keeps copies says how it drops them
+
     # -- the behavioral read model (stores with `behavioral = True`) ------------------------
 
     def session_series(
@@ -498,6 +509,8 @@ class Auditable(Protocol):
     def snapshot(self) -> AggregateSnapshot: ...
 
     def rebuild(self, events: Iterator[Event]) -> None: ...
+
+    def drop_copies(self, digests: Sequence[str], lists: Sequence[str]) -> None: ...
 
     def consistent_reads(self) -> AbstractContextManager[None]: ...
 

@@ -20,7 +20,9 @@ next commit derives from, are compared too (`person_sessions`, `funnel_progress`
 `session_values`: `STATE_KINDS`), where their figures are: a session lost from them shows in
 no figure until that person is seen again, and is then counted a second time. A client session
 id's later piece whose first piece expired is the same session, whichever piece a recount
-calls the first.
+calls the first. On Firestore, the copies of raw events its commits read instead of querying
+(a person's digest of recent events, an anonymous visitor's list of events) are compared with
+the raw events too (`kept_copies`).
 
 Dead letters that parse as valid events today are counted nowhere: `verify` lists them
 (`replay_verdicts`).
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,12 +45,14 @@ from behavioral_analytics.behavior import BehaviorRules, Recount, recount
 from behavioral_analytics.breakdowns import recount_breakdowns
 from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits
 from behavioral_analytics.identity import Link, relinked
+from behavioral_analytics.kept_copies import Copies
 from behavioral_analytics.named_calls import group_call
 from behavioral_analytics.recount_reads import Progress, no_progress, retained_events
 from behavioral_analytics.replay_verdicts import replayable_dead_letters
 from behavioral_analytics.session_breakdowns import SessionValues, recount_session_breakdowns
 from behavioral_analytics.sessions import SessionStats
 from behavioral_analytics.store import AggregateSnapshot, Auditable, DeadLetterBox, StoreError
+from behavioral_analytics.verify_report import STATE_KINDS, Drift, VerifyReport
 
 __all__ = [
     "STATE_KINDS",
@@ -59,92 +63,6 @@ __all__ = [
     "older_refusal",
     "verify",
 ]
-
-
-# Drift in what a person's next commit derives from rather than in a figure (`_compare_state`).
-STATE_KINDS = frozenset({"person_sessions", "funnel_progress", "session_values"})
-
-
-@dataclass(frozen=True, slots=True)
-class Drift:
-    # bucket | unique_users | unique_markers | profile | bot_events | sessions | funnel |
-    # group_member (key `group id:member`; stored and expected: the joined-at time or None) |
-    # breakdown | breakdown_users | breakdown_admitted | breakdown_sessions | breakdown_markers |
-    # link (key `anonymous id:identify event key`; stored and expected: its status) |
-    # person_sessions (key the person; stored and expected: the [key, start, end, events] of
-    # their sessions one side lacks) | funnel_progress (key `funnel:person:day`; the step) |
-    # session_values (key `person:session key@start`; dimension → raw value, or None)
-    what: str
-    key: str
-    stored: Any
-    expected: Any
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "what": self.what,
-            "key": self.key,
-            "stored": self.stored,
-            "expected": self.expected,
-        }
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    raw_events: int = 0
-    buckets_checked: int = 0
-    profiles_checked: int = 0
-    not_checked: int = 0  # older than the retention: what a rebuild would recount short
-    # Session and funnel figures after the retention's start but within the rules' reach.
-    near_retention_start: int = 0
-    drift: list[Drift] = field(default_factory=list)
-    repaired: bool = False
-    # Ids of dead letters, not replayed, whose bytes parse as valid events: a shortfall.
-    valid_dead_letters: list[str] = field(default_factory=list)
-    # Dead letters, not replayed, that are events but for their time (`TIME_WINDOW_REASONS`),
-    # by reason: counted nowhere, and a replay cannot count them.
-    unreplayable_dead_letters: dict[str, int] = field(default_factory=dict)
-    # `granularity:period` whose session figures were final and that the repair changed.
-    final_periods: list[str] = field(default_factory=list)
-    # Aggregates older than the retention that a repair with `drop_older` recounted from the
-    # raw events kept.
-    older_recounted: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.drift
-
-    @property
-    def links_drifted(self) -> int:
-        """How many drift items are identity links' statuses (`link`)."""
-        return sum(drift.what == "link" for drift in self.drift)
-
-    @property
-    def state_drifted(self) -> int:
-        """How many drift items are people's kept state (`STATE_KINDS`), not figures."""
-        return sum(drift.what in STATE_KINDS for drift in self.drift)
-
-    @property
-    def figures_drifted(self) -> int:
-        """How many drift items are figures: neither links nor people's kept state."""
-        return len(self.drift) - self.links_drifted - self.state_drifted
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "raw_events": self.raw_events,
-            "buckets_checked": self.buckets_checked,
-            "profiles_checked": self.profiles_checked,
-            "not_checked_older_than_retention": self.not_checked,
-            "not_checked_near_retention_start": self.near_retention_start,
-            "drift": [d.to_dict() for d in self.drift[:1000]],
-            "drift_count": len(self.drift),
-            "repaired": self.repaired,
-            "valid_dead_letters": self.valid_dead_letters[:1000],
-            "valid_dead_letter_count": len(self.valid_dead_letters),
-            "unreplayable_dead_letters": dict(self.unreplayable_dead_letters),
-            "final_periods_changed": self.final_periods,
-            "older_recounted": self.older_recounted,
-        }
 
 
 def _joining(
@@ -242,7 +160,7 @@ def compare(
     members: dict[tuple[str, str], tuple[float, str]] = {}
     events = _joining(events, members)
     report = VerifyReport()
-    counted = None
+    counted = copies = None
     retained: list[Event] = []
     if rules is None:
         expected = fold(_counting(events, report), periods)
@@ -252,6 +170,8 @@ def compare(
             events = iter(retained)
         else:
             events = _counting(events, report)
+        if stored.recent_events is not None or stored.anonymous_events is not None:
+            events = (copies := Copies(rules)).gathering(events)
         # The links' statuses as the recorded rule decides them (a rule changed by `config
         # apply` changes them: who each anonymous event counts for follows).
         resolved = relinked(links, rules.allow_relink)
@@ -308,6 +228,9 @@ def compare(
         _compare_state(stored, counted, rules, periods, checked, report)
         if breakdowns and rules is not None:
             _compare_breakdowns(stored, retained, counted, rules, periods, checked, report)
+        if copies is not None:
+            kept = (stored.recent_events, stored.anonymous_events, counted.persons, horizon)
+            report.drift += [Drift(*found) for found in copies.drift(*kept)]
     return report
 
 
@@ -529,7 +452,8 @@ def verify(
     worker's: `Settings.limits`). `progress` is told what the recount is doing: the
     aggregates read, the raw events read (`retained_events`), a repair's rebuild starting.
 
-    With `repair`, drift rebuilds every aggregate from the retained raw events. Where some
+    With `repair`, drift in the kept copies of raw events alone (`kept_copies`) drops those
+    copies; any other drift rebuilds every aggregate from the retained raw events. Where some
     aggregates are older than the retention (`report.not_checked`), that rebuild recounts them
     from the events still kept, losing those that expired: it runs only with `drop_older`
     (then `report.older_recounted` says how many), and otherwise raises StoreError naming
@@ -549,7 +473,11 @@ def verify(
             # Stores that keep breakdowns say so (the port's `keeps_breakdowns`).
             breakdowns=bool(getattr(store, "keeps_breakdowns", False)),
         )
-    if repair and not report.ok:
+    if repair and report.copies_only:
+        progress("drift in the kept copies of raw events only: dropping them", True)
+        store.drop_copies(*report.copy_owners())
+        report.repaired = True
+    elif repair and not report.ok:
         if report.not_checked and not drop_older:
             assert horizon is not None  # nothing is older than a retention that is not set
             raise StoreError(older_refusal("--repair", report.not_checked, horizon))

@@ -9,12 +9,13 @@ stores it), placed `at` seconds after `DAY_START`, received at `NOW`; the stores
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from behavioral_analytics.behavior import recount
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
-from behavioral_analytics.store import NewDeadLetter, Page, Store
+from behavioral_analytics.store import AggregateSnapshot, NewDeadLetter, Page, Store
 from tests.faults import BOT_AGENT, behavior_event
 from tests.faults import assert_recounts as recounts_cleanly
 
@@ -149,3 +150,9 @@ def refused_scenario() -> tuple[list[Event], list[Event], list[Event]]:
         ev(10, 200, user="carol"),
     ]
     return alice, a1, stays
+
+
+def without_copies(snapshot: AggregateSnapshot) -> AggregateSnapshot:
+    """`snapshot` less the copies of raw events a store keeps to spare queries (`kept_copies`),
+    which a rebuild drops and a commit keeps anew."""
+    return replace(snapshot, recent_events=None, anonymous_events=None)

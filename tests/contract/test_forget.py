@@ -19,6 +19,7 @@ from tests.contract.builders import (
     assert_recounts,
     ev,
     refused_scenario,
+    without_copies,
 )
 
 
@@ -134,7 +135,7 @@ def test_forgetting_an_unknown_user_deletes_nothing_but_leaves_a_tombstone(
     report = store.forget("nobody")
     assert (report.raw_events, report.links, report.dead_letters) == (0, 0, 0)
     assert (report.sessions, report.funnel_entries) == (0, 0)
-    assert store.snapshot() == before
+    assert without_copies(store.snapshot()) == without_copies(before)
     # The tombstone is left all the same: what nobody did before the forget stays out.
     assert store.commit([ev(2, 60, user="nobody")]).created == 0
     assert store.commit([ev(3, 86400 + 60, user="nobody")]).created == 1

@@ -33,6 +33,7 @@ from behavioral_analytics.stores.firestore.reach import (
 )
 from behavioral_analytics.stores.firestore.schema import AGGREGATES, FORGOTTEN_FIELD
 from behavioral_analytics.verification import verify
+from tests.contract.builders import without_copies
 from tests.emulators import Emulators
 
 from .helpers import Relay, event, gives_up_with_one_line, recipe_payload
@@ -192,7 +193,7 @@ def test_a_rebuild_cut_short_keeps_the_tombstones_and_verify_repair_finishes_it(
         repaired = verify(again, periods, now=time.time(), retention_s=None, repair=True)
         assert repaired.repaired and not repaired.ok
         assert verify(again, periods, now=time.time(), retention_s=None).ok
-        assert again.snapshot() == before
+        assert without_copies(again.snapshot()) == without_copies(before)  # a rebuild drops them
     finally:
         again.close()
 

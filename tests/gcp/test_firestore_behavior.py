@@ -26,6 +26,7 @@ from behavioral_analytics.stores.firestore import commit as firestore_commit
 from behavioral_analytics.stores.firestore.gateway import MAX_CONFLICTS, conflict_backoff_s
 from behavioral_analytics.verification import verify
 from behavioral_analytics.wiring import build_store
+from tests.contract.builders import without_copies
 from tests.faults import (
     BOT_AGENT,
     assert_exact,
@@ -97,9 +98,9 @@ def test_batches_in_any_order_with_redelivery_equal_the_recount(
     assert (store.behavior_queries > 0) == (digest_max is not None)
     assert_exact(store, workload, Periods())
     assert_recounts(store)
-    # verify --repair's rebuild writes the same read model back.
+    # verify --repair's rebuild writes the same read model back (less the digests it drops).
     store.rebuild(store.iter_raw_events())
-    assert store.snapshot() == snapshot
+    assert without_copies(store.snapshot()) == without_copies(snapshot)
     more = make_workload(300, seed + 10, NOW, behavior=True)
     store.commit(list(more.distinct.values()))  # and increments on top of it stay exact
     assert_recounts(store)

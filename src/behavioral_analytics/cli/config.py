@@ -163,7 +163,8 @@ def apply(
             older = report.not_checked
             # A new count of values per breakdown recounts every breakdown from the raw events
             # kept (`record_config`), whatever the comparison found.
-            recounts = not report.ok or any(c.field == "breakdown_values" for c in changes)
+            rebuilds = not report.ok and not report.copies_only
+            recounts = rebuilds or any(c.field == "breakdown_values" for c in changes)
             if older and recounts and not drop_older:
                 fail(older_refusal("config apply", older, horizon))
             if older and recounts and telling is not None:
@@ -179,20 +180,24 @@ def apply(
                 dimensions = plural(len(recounted), "breakdown dimension")
                 progress(f"recounting {dimensions} from the raw events", True)
             store.record_config(replace=True)
-            if not report.ok:
+            if rebuilds:
                 progress("rebuilding the aggregates", True)
                 store.rebuild(retained_events(store, progress))
+            elif report.copies_only:  # stale under the new rules (a funnel's steps)
+                store.drop_copies(*report.copy_owners())
         finally:
             store.close()
-    links = report.links_drifted
+    links, state = report.links_drifted, report.state_drifted
+    dropped = sum(map(len, report.copy_owners())) if report.copies_only else 0
     if as_json:
         print_json(
             {
                 "changes": [change.describe() for change in changes],
                 "applied": True,
-                "rebuilt": not report.ok,
+                "rebuilt": rebuilds,
                 "recomputed": report.figures_drifted,
                 "links_changed": links,
+                "copies_dropped": dropped,
                 "breakdowns_recounted": recounted,
                 "older_recounted": older if recounts else 0,
                 "older_kept": 0 if recounts else older,
@@ -205,6 +210,14 @@ def apply(
                 f": {len(changes)} change(s) recorded; "
                 f"{plural(report.figures_drifted, 'aggregate')} recomputed"
                 + (f", {plural(links, 'identity link')} re-decided" if links else "")
+                + (
+                    f", {plural(state, 'item')} of the people's kept state rewritten"
+                    * (rebuilds and state > 0)
+                )
+                + (
+                    f", the stale copies of raw events of {plural(dropped, 'person')} dropped"
+                    * (dropped > 0)
+                )
                 + (
                     f"; breakdowns recounted from the raw events: {', '.join(recounted)}"
                     if recounted

@@ -35,6 +35,7 @@ from behavioral_analytics.cli.shared import (
     print_json,
     progress_lines,
 )
+from behavioral_analytics.kept_copies import COPY_KINDS
 
 __all__ = ["verify"]
 
@@ -126,6 +127,15 @@ def verify(
             )
         if report.ok:
             console.print(Text("no drift", "green"))
+        elif report.repaired and report.copies_only:
+            owners = sum(map(len, report.copy_owners()))
+            console.print(
+                Text(
+                    f"the kept copies of raw events of {plural(owners, 'person')} dropped, no "
+                    "aggregate rebuilt: their next commits read the raw events",
+                    "yellow",
+                )
+            )
         elif report.repaired:
             links, state = report.links_drifted, report.state_drifted
             rebuilt = plural(report.figures_drifted, "drifted aggregate") + " rebuilt"
@@ -177,6 +187,11 @@ def differences(what: str, stored: object, expected: object) -> str:
         return (
             f"kept, not recounted: {_sessions(stored)}; recounted, not kept: {_sessions(expected)}"
         )
+    if what in COPY_KINDS and isinstance(stored, list) and isinstance(expected, list):
+        return (
+            f"kept, not as the raw events say: {_copied(what, stored)}; "
+            f"as the raw events say, not kept: {_copied(what, expected)}"
+        )
     have, want = _entries(what, stored), _entries(what, expected)
     if have is None or want is None:
         return f"stored {stored} → expected {expected}"
@@ -201,6 +216,23 @@ def _sessions(sessions: list[list[Any]]) -> str:
         )
         or "none"
     )
+
+
+def _copied(what: str, rows: list[list[Any]], most: int = 3) -> str:
+    """Copies' drift rows for a person to read, the first `most`: a digest's [event key, time,
+    no client session id, {funnel: [steps]}], a list's [event key, time, type, client session
+    id]."""
+    shown = []
+    for key, at, third, fourth in rows[:most]:
+        if what == "recent_events":
+            detail = ["no client session id"] * bool(third) + [
+                f"{funnel} steps {', '.join(map(str, steps))}" for funnel, steps in fourth.items()
+            ]
+        else:
+            detail = [str(third)] + [f"client session {fourth}"] * (fourth is not None)
+        shown.append(f"event {key} at {_iso(at)} ({'; '.join(detail)})")
+    more = f" and {len(rows) - most} more" if len(rows) > most else ""
+    return ", ".join(shown) + more or "none"
 
 
 def _iso(at: float) -> str:

@@ -24,13 +24,16 @@ from behavioral_analytics.breakdowns import BreakdownRules, recount_breakdowns
 from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import relinked
+from behavioral_analytics.kept_copies import AnonymousRow, DigestEntry
 from behavioral_analytics.session_breakdowns import recount_session_breakdowns
 from behavioral_analytics.shared_values import SharedValues
 from behavioral_analytics.store import AggregateSnapshot
 from behavioral_analytics.stores.firestore.behavior import (
     decode_progress,
+    decode_recent,
     decode_sessions,
     encode_progress,
+    encode_recent,
     encode_sessions,
 )
 from behavioral_analytics.stores.firestore.breakdown_layout import (
@@ -51,7 +54,11 @@ from behavioral_analytics.stores.firestore.documents import (
 )
 from behavioral_analytics.stores.firestore.gateway import Gateway
 from behavioral_analytics.stores.firestore.groups import joining, members, rewrite_members
-from behavioral_analytics.stores.firestore.identity import encode_links
+from behavioral_analytics.stores.firestore.identity import (
+    decode_anonymous_events,
+    encode_anonymous_events,
+    encode_links,
+)
 from behavioral_analytics.stores.firestore.keys import (
     decode_map,
     decode_map_key,
@@ -64,6 +71,7 @@ from behavioral_analytics.stores.firestore.options import StoreOptions
 from behavioral_analytics.stores.firestore.reads import BucketSum, profile_of, stored_event
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
+    ANONYMOUS_EVENTS_FIELD,
     BOT_FIELD,
     BREAKDOWN_MARKER_FIELD,
     BREAKDOWNS,
@@ -74,6 +82,7 @@ from behavioral_analytics.stores.firestore.schema import (
     LINKED_USERS_FIELD,
     LINKS_FIELD,
     PROGRESS_FIELD,
+    RECENT_FIELD,
     SESSION_STATS,
     SESSION_STATS_FIELD,
     SESSIONS_FIELD,
@@ -116,12 +125,15 @@ class Audit:
         sessions: set[tuple[str, str, float, float, int]] = set()
         progress: dict[tuple[str, str, str], int] = {}
         values: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        recent: dict[str, tuple[float, dict[str, DigestEntry]]] = {}
+        listed: dict[str, list[AnonymousRow]] = {}
         dimensions = self.options.rules.breakdowns.dimensions
         for doc in self.gateway.all(AGGREGATES):
             data = doc.to_dict() or {}
             kind = data.get("kind")
             if behavioral and kind in ("user", "person"):
                 _add_state(data, dimensions, sessions, progress, values)
+                _add_copies(data, recent, listed)
             if kind == "bucket":
                 sums.setdefault((data["granularity"], data["period"]), BucketSum()).add(data)
                 for minute, fields in minutes_of(data["period"], data):
@@ -164,6 +176,7 @@ class Audit:
             snap.person_sessions = sessions if sessions or snap.session_stats else None
             snap.funnel_progress = progress if progress or snap.funnel_users else None
             snap.session_values = values if snap.breakdown_sessions is not None else None
+            snap.recent_events, snap.anonymous_events = recent or None, listed or None
         snap.group_members = members(self.gateway)
         return snap
 
@@ -305,6 +318,28 @@ class Audit:
         if options.behavioral:  # the breakdown documents the recount did not write
             gateway.delete_all(BREAKDOWNS, keep=set(breakdown_docs))
         rewrite_members(gateway, joined)
+
+    def drop_copies(self, digests: Sequence[str], lists: Sequence[str]) -> None:
+        """Mark the digests of recent events of the persons `digests` and the event lists of
+        the anonymous actors `lists` as not kept: a digest without a start, an empty list
+        (what a profile written before them holds). A commit then queries the raw events and
+        keeps a new digest; an anonymous actor's list stays unknown (`person_writes`). A
+        document that does not exist is left alone. Not atomic: stop the workers first;
+        running it again finishes it."""
+        aggregates = self.gateway.collection(AGGREGATES)
+        fields: dict[str, dict[str, Any]] = {}
+        for who in digests:
+            fields.setdefault(who, {})[RECENT_FIELD] = encode_recent(None, {})
+        for who in lists:
+            fields.setdefault(who, {})[ANONYMOUS_EVENTS_FIELD] = encode_anonymous_events(None)
+        names = {who: self.gateway.name(AGGREGATES, doc_id("user_", who)) for who in fields}
+        found = self.gateway.get(list(names.values()), ["user_id"])
+        writer = self.gateway.client.batch()
+        for who, dropped in sorted(fields.items()):
+            if names[who] in found:
+                writer.update(aggregates.document(doc_id("user_", who)), dropped)
+                writer = self.gateway.flush_if_full(writer)
+        self.gateway.flush_if_full(writer, force=True)
 
     def recount_dimensions(self, dropped: Sequence[str], recounted: Sequence[str]) -> None:
         """Delete the breakdowns (documents and persons' markers) of `dropped` and
@@ -454,3 +489,20 @@ def _add_state(
             progress[funnel, who, day] = step
     for key, (start, _, raw) in decode_values(data.get(SESSION_VALUES_FIELD), dimensions).items():
         values[who, key] = (start, raw)
+
+
+def _add_copies(
+    data: dict[str, Any],
+    recent: dict[str, tuple[float, dict[str, DigestEntry]]],
+    listed: dict[str, list[AnonymousRow]],
+) -> None:
+    """A person's or actor's document's digest of recent events and list of anonymous events,
+    where it keeps them, added to `recent` and `listed` (`AggregateSnapshot.recent_events`,
+    `.anonymous_events`)."""
+    who = data["user_id"]
+    since, digest = decode_recent(data.get(RECENT_FIELD))
+    if since is not None:
+        recent[who] = (since, {k: (e.timestamp, e.loose, e.steps) for k, e in digest.items()})
+    events = decode_anonymous_events(who, data.get(ANONYMOUS_EVENTS_FIELD))
+    if events is not None:
+        listed[who] = [(e.key, e.timestamp, e.event_type, e.session_id) for e in events]

@@ -507,6 +507,14 @@ class FirestoreStore(Store):
         with self._administering("rebuild of the aggregates", write=True, then=then):
             self._audit.rebuild(events)
 
+    def drop_copies(self, digests: Sequence[str], lists: Sequence[str]) -> None:
+        """Mark the digests of recent events of the persons `digests` and the event lists of the
+        anonymous actors `lists` as not kept (`audit.Audit.drop_copies`). Stop the workers
+        first. Each request retried within `admin_write_deadline_s`."""
+        self._committer.profiles.forget_known()
+        with self._administering("drop of the kept copies of raw events", write=True):
+            self._audit.drop_copies(digests, lists)
+
     @contextmanager
     def _administering(self, what: str, *, write: bool = False, then: str = "") -> Iterator[None]:
         """`reach.administering` of `what`, its requests made with the reach's admin read
