@@ -17,9 +17,11 @@ from typer.testing import CliRunner
 
 from behavioral_analytics.cli import config as config_cli
 from behavioral_analytics.cli import verify as verify_cli
+from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from tests.conftest import cli
 
+SKEW_S = DEFAULT_LIMITS.max_future_skew_s  # BA_MAX_FUTURE_SKEW's default
 CLICKS = '[{"name": "clicks", "steps": ["page_view", "button_click"], "window_s": 86400}]'
 
 
@@ -153,14 +155,15 @@ def test_past_the_retention_a_recomputation_waits_for_drop_older(
     cli("generate", "--events", "300", "--seed", "6", "--via", "broker", env=env)
     cli("worker", "--until-idle", env=env)
     before = _hours(env)
-    # 30 days after the middle event: the older half of the figures is past the retention,
+    # 30 days after the middle event, less the hour an event may be dated ahead of its receipt
+    # (BA_MAX_FUTURE_SKEW: `horizon_of`): the older half of the figures is past the retention,
     # where a recount could miss expired raw events.
     db = sqlite3.connect(tmp_path / "data" / "store.db")
     (middle,) = db.execute(
         "SELECT timestamp FROM events ORDER BY timestamp LIMIT 1 OFFSET 150"
     ).fetchone()
     db.close()
-    later = middle + 30 * 86400.0
+    later = middle + 30 * 86400.0 - SKEW_S
     monkeypatch.setattr(config_cli.time, "time", lambda: later)
     monkeypatch.setattr(verify_cli.time, "time", lambda: later)
     paris = {**env, "BA_TIMEZONE": "Asia/Kolkata"}
@@ -209,10 +212,11 @@ def test_a_rule_change_recomputes_sessions_near_the_retentions_start(
     db = sqlite3.connect(tmp_path / "data" / "store.db")
     ((first,),) = db.execute("SELECT min(timestamp) FROM events").fetchall()
     db.close()
-    # The retention starts at 23:00 UTC the day before the first event's: every figure is in a
-    # period after it (nothing older) and within the rules' reach of it.
+    # The horizon (the retention's start plus BA_MAX_FUTURE_SKEW) is 23:00 UTC the day before
+    # the first event's: every figure is in a period after it (nothing older) and within the
+    # rules' reach of it.
     start = first - first % 86400.0 - 3600.0
-    monkeypatch.setattr(config_cli.time, "time", lambda: start + 30 * 86400.0)
+    monkeypatch.setattr(config_cli.time, "time", lambda: start + 30 * 86400.0 - SKEW_S)
     before = _session_days(env)
     short = {**env, "BA_SESSION_MAX": "0.01"}  # 36 s: cuts client sessions too
     applied = CliRunner().invoke(config_cli.config_app, ["apply", "--yes", "--json"], env=short)

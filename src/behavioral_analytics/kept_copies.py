@@ -27,7 +27,8 @@ rebuild every aggregate, and so does `config apply` where a funnel change makes 
 which drops them all. A person's next commit then reads their raw events and keeps a new digest;
 an anonymous actor's list stays unknown (a link moving its events queries them).
 
-Entries and events at or before the retention's start (`horizon`) are left out on both sides:
+Entries and events at or before the horizon (`verification.horizon_of`: the retention's start,
+plus the most an event may be dated ahead of its receipt) are left out on both sides:
 they may have expired while a copy still names them, which nothing reads back: a digest reaches
 back a session cap and a gap, or a funnel window, before the person's newest event, and a link
 moves events from the identity window before an accepted event's time on; the settings keep

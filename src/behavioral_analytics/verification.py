@@ -1,14 +1,15 @@
 """`verify`: recount every aggregate from the retained raw events and compare.
 
 Raw events expire (SQLite purge, Firestore TTL) `raw_retention_s` after they are processed,
-and an event is never processed before it happens, so a bucket that starts after
-`now - raw_retention_s` still has every one of its events; likewise a profile first seen after
-then. Older buckets and profiles are reported as not checked rather than as drift. Session and
-funnel figures read further back: a session's first events may lie up to its cap plus its gap
-before a later one, a funnel's first step a window before its last (`BehaviorRules.reach_s`),
-and those may have expired while the later ones are kept. Their periods are checked from
-`now - raw_retention_s + reach_s` on; those of periods between the retention's start and
-then are counted apart (`near_retention_start`: where nothing older than the retention is
+and an event is processed at the earliest `max_future_skew_s` before its time (a client's
+clock ahead: `Limits`), so a bucket that starts after `now - raw_retention_s +
+max_future_skew_s` (the horizon, `horizon_of`) still has every one of its events; likewise a
+profile first seen after then. Older buckets and profiles are reported as not checked rather
+than as drift. Session and funnel figures read further back: a session's first events may lie
+up to its cap plus its gap before a later one, a funnel's first step a window before its last
+(`BehaviorRules.reach_s`), and those may have expired while the later ones are kept. Their
+periods are checked from the horizon plus `reach_s` on; those of periods between the horizon
+and then are counted apart (`near_retention_start`: where nothing older than the retention is
 stored, nothing has expired, and a rebuild recounts them whole). A session across the
 retention's start is not drift. Not covered: a person active with gaps under the session gap
 for longer than twice the session cap across the retention's start, or a client session id
@@ -60,6 +61,7 @@ __all__ = [
     "VerifyReport",
     "compare",
     "final_periods_changed",
+    "horizon_of",
     "older_refusal",
     "verify",
 ]
@@ -458,7 +460,7 @@ def verify(
     from the events still kept, losing those that expired: it runs only with `drop_older`
     (then `report.older_recounted` says how many), and otherwise raises StoreError naming
     what would be lost. Raises StoreError when the store fails too."""
-    horizon = now - retention_s if retention_s is not None else None
+    horizon = horizon_of(now, retention_s, limits)
     rules = store.rules if store.behavioral else None
     with store.consistent_reads():
         stored = store.snapshot()
@@ -495,9 +497,19 @@ def verify(
     return report
 
 
+def horizon_of(
+    now: float, retention_s: float | None, limits: Limits = DEFAULT_LIMITS
+) -> float | None:
+    """The time (epoch seconds) after which every raw event of a figure is still kept at `now`:
+    the retention's start plus the most an accepted event is dated ahead of its receipt
+    (`limits.max_future_skew_s`), since such an event expires `retention_s` after it is
+    processed, before its own time leaves the retention; None without a retention."""
+    return None if retention_s is None else now - retention_s + limits.max_future_skew_s
+
+
 def older_refusal(what: str, older: int, horizon: float) -> str:
     """The one line refusing `what` (a command's rebuild) where `older` aggregates predate
-    `horizon` (epoch seconds: now less the raw-event retention), saying how to go on."""
+    `horizon` (epoch seconds: `horizon_of`), saying how to go on."""
     since = datetime.fromtimestamp(horizon, UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"{what} would recount {older} aggregate{'s' * (older != 1)} older than the raw-event "

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import pytest
 
+from behavioral_analytics.events import Limits
 from behavioral_analytics.store import Store, StoreError
 from behavioral_analytics.verification import verify
 from tests.conftest import FakeClock
 from tests.contract.builders import DAY, DAY_START, NOW, MakeStore, assert_counts, ev
 from tests.contract.test_retention import expire_raw_events
+from tests.faults import behavior_event
 
 RETENTION_S = 5 * DAY
+# Where every event is processed as it happens (or before): no event dated ahead of its
+# receipt, so the horizon is the retention's start itself (`horizon_of`).
+AS_IT_HAPPENS = Limits(max_future_skew_s=0.0)
 
 
 def _drifted_past_retention(make_store: MakeStore, clock: FakeClock) -> Store:
@@ -80,7 +85,8 @@ def test_a_visit_across_the_retentions_start_is_no_drift(
     clock.now = NOW
     expire_raw_events(store, NOW)
     assert sorted(e.event_id for e in store.iter_raw_events()) == ["e2", "e3"]
-    report = verify(store, store.periods, now=NOW, retention_s=retention_s)  # type: ignore[attr-defined]
+    periods = store.periods  # type: ignore[attr-defined]
+    report = verify(store, periods, now=NOW, retention_s=retention_s, limits=AS_IT_HAPPENS)
     assert report.ok, report.drift
     # The session starts in the retention's hour (10 past) or in the next one (50 past).
     assert report.not_checked > 0
@@ -102,10 +108,12 @@ def test_a_store_younger_than_its_retention_is_repaired_without_drop_older(
     expire_raw_events(store, NOW)
     store.commit([ev(2, first + 60 - DAY_START, user="erin", kind="search")])
     periods = store.periods  # type: ignore[attr-defined]
-    report = verify(store, periods, now=NOW, retention_s=retention_s, repair=True)
+    report = verify(
+        store, periods, now=NOW, retention_s=retention_s, repair=True, limits=AS_IT_HAPPENS
+    )
     assert report.repaired and report.not_checked == report.older_recounted == 0
     assert report.near_retention_start > 0
-    assert verify(store, periods, now=NOW, retention_s=retention_s).ok
+    assert verify(store, periods, now=NOW, retention_s=retention_s, limits=AS_IT_HAPPENS).ok
 
 
 def test_a_client_session_whose_first_piece_expired_is_no_drift(
@@ -129,3 +137,23 @@ def test_a_client_session_whose_first_piece_expired_is_no_drift(
     assert any("\x1f" in key for _, key, *_ in snap.person_sessions)  # kept as a later piece
     report = verify(store, store.periods, now=NOW, retention_s=RETENTION_S)  # type: ignore[attr-defined]
     assert report.ok, report.drift
+
+
+def test_an_event_dated_ahead_of_its_receipt_that_expired_is_no_drift(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    """An event may be dated up to BA_MAX_FUTURE_SKEW (an hour) after its receipt, a client's
+    clock ahead, and expires the retention after it is processed: before its own time leaves
+    the retention. Its figures are checked only from then on (`horizon_of`)."""
+    store = make_store(raw_retention_s=RETENTION_S)
+    at = NOW - RETENTION_S + 1800  # half an hour after the retention's start, now
+    received = at - 2400  # forty minutes before the time it claims
+    ahead = behavior_event(1, at, received_at=received, user="erin")
+    clock.now = received
+    store.commit([ahead])
+    clock.now = NOW
+    expire_raw_events(store, NOW)
+    assert store.get_events([ahead.key]) == []
+    report = verify(store, store.periods, now=NOW, retention_s=RETENTION_S)  # type: ignore[attr-defined]
+    assert report.ok, report.drift
+    assert report.not_checked > 0  # its minute, hour and profile

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from behavioral_analytics.events import Event
+from behavioral_analytics.events import Event, Limits
 from behavioral_analytics.funnels import parse_funnels
 from behavioral_analytics.stores.firestore.behavior import decode_recent, encode_recent
 from behavioral_analytics.stores.firestore.identity import (
@@ -75,7 +75,10 @@ def test_verify_finds_a_digest_or_list_that_disagrees_with_the_raw_events(
     # Drift in these copies alone drops them, no rebuild: so no refusal for the aggregates
     # older than the retention (bob's first event's minute and hour), which a rebuild would
     # recount short.
-    repair = verify(store, store.periods, now=NOW, retention_s=86400 - 30, repair=True)
+    as_received = Limits(max_future_skew_s=0.0)  # none dated ahead: the horizon is DAY_START + 30
+    repair = verify(
+        store, store.periods, now=NOW, retention_s=86400 - 30, repair=True, limits=as_received
+    )
     assert repair.repaired and repair.not_checked > 0
     repaired = store.snapshot()
     assert "bob" not in (repaired.recent_events or {})

@@ -119,7 +119,7 @@ def apply(
     """Record the environment's values where they change what the store recorded, and
     recompute what they shape from the retained raw events. Stop the workers first."""
     from behavioral_analytics.recount_reads import retained_events
-    from behavioral_analytics.verification import compare, older_refusal
+    from behavioral_analytics.verification import compare, horizon_of, older_refusal
 
     settings = load_config()
     require_data(settings)
@@ -148,7 +148,9 @@ def apply(
     with user_errors():
         store = build_store_with(settings, target)
         try:
-            horizon = time.time() - settings.raw_retention_days * 86400.0
+            retention_s = settings.raw_retention_days * 86400.0
+            horizon = horizon_of(time.time(), retention_s, settings.limits)
+            assert horizon is not None  # a retention is always set
             report = compare(
                 store.snapshot(),
                 retained_events(store, progress),
