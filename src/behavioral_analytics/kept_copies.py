@@ -114,7 +114,7 @@ class Copies:
         if recent is not None:
             by_person: dict[str, list[DigestRow]] = defaultdict(list)
             for key, entry in self.digest.items():
-                if key in persons:
+                if persons.get(key) in recent:  # a human event of someone with a digest
                     by_person[persons[key]].append(_digest_row(key, entry, funnels))
             for person, (since, have) in sorted(recent.items()):
                 rows = (_digest_row(key, entry, funnels) for key, entry in have.items())
@@ -128,7 +128,7 @@ class Copies:
         if anonymous is not None:
             by_actor: dict[str, list[AnonymousRow]] = defaultdict(list)
             for key, (who, at, event_type, session_id) in self.listed.items():
-                if key in persons:
+                if key in persons and who in anonymous:  # human, of an actor with a list
                     by_actor[who].append((key, at, event_type, session_id))
             for who, have_rows in sorted(anonymous.items()):
                 differ = _differing(
