@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -103,3 +104,15 @@ def test_fold_of_parts_sums_to_fold_of_whole(stamps: list[float]) -> None:
         parts = sum(x.buckets[key].total for x in (a, b) if key in x.buckets)
         assert parts == bucket.total
     assert whole.markers == a.markers | b.markers
+
+
+@pytest.mark.parametrize("day", ["1800-01-01", "1883-11-18", "1883-11-19"])
+def test_a_day_of_local_mean_time_is_labelled_by_its_own_start(day: str) -> None:
+    """Before 18 Nov 1883 Los Angeles kept local mean time, UTC-7:52:58: an offset of whole
+    minutes no more. Its days' first instants were labelled as the day before (the labels were
+    looked up per UTC minute), so `from=1800-01-01` named no period."""
+    periods = Periods("America/Los_Angeles")
+    start, end = periods.start_of("day", day), periods.end_of("day", day)
+    assert periods.label("day", start) == periods.label("day", end - 0.001) == day
+    assert periods.label("hour", start) == f"{day}-00"
+    assert periods.label("minute", end - 0.001) == f"{day}-23-59"

@@ -65,6 +65,9 @@ def test_every_query_takes_filters_and_says_where_the_answer_came_from() -> None
     ]
     assert (series["answered_from"], series["scanned_events"]) == ("raw_events", len(VISITS))
     assert [(p["total_events"], p["unique_users"]) for p in series["points"]] == [(3, 2)]
+    # A value nobody sent: no period, as from the raw events (the breakdowns gave a 0 point).
+    nobody = _json("series", "-g", "day", *span, "--filter", "page:/nowhere")
+    assert (nobody["answered_from"], nobody["points"]) == ("aggregates", [])
 
     # u1 and u3 started on /pricing; u2 started on /docs.
     sessions = _json("sessions", *span, "--filter", "page:/pricing")

@@ -130,7 +130,7 @@ def _deep(levels: int) -> dict[str, object]:
 MALFORMED: list[tuple[str, bytes | str | object, str]] = [
     ("not json", "this is not json", "not_json"),
     ("truncated json", '{"user_id": "u"', "not_json"),
-    ("NaN literal", '{"user_id": "u", "event_type": "x", "timestamp": NaN}', "not_json"),
+    ("NaN literal", '{"user_id": "u", "event_type": "x", "timestamp": NaN}', "invalid_timestamp"),
     ("invalid utf-8", b'{"user_id": "\xff\xfe", "event_type": "x"}', "invalid_utf8"),
     ("empty message", "", "empty_message"),
     ("json array", [GOOD], "not_an_object"),

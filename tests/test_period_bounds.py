@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -139,3 +140,64 @@ def test_the_cli_takes_a_coarser_label_as_an_hourly_bound() -> None:
         (f"{label}-01", 1),
         (f"{label}-22", 1),
     ]
+
+
+ZONES = ("UTC", "America/Los_Angeles", "Etc/GMT+12", "Pacific/Kiritimati", "Australia/Lord_Howe")
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize(
+    ("granularity", "label", "length_s"),
+    [("day", "9999-12-31", 86400.0), ("hour", "9999-12-31-23", 3600.0)],
+)
+def test_the_last_day_and_hour_of_year_9999_end_where_they_should(
+    zone: str, granularity: str, label: str, length_s: float
+) -> None:
+    """The period after them (year 10000) is no `datetime`: they end one second after their
+    last second, a whole period after they start (no clock change there in these zones)."""
+    periods = Periods(zone)
+    start = periods.start_of(granularity, label)  # type: ignore[arg-type]  # parametrized literal
+    assert periods.end_of(granularity, label) - start == length_s  # type: ignore[arg-type]  # parametrized literal
+    last_second = datetime(9999, 12, 31, 23, 59, 59, tzinfo=ZoneInfo(zone)).timestamp()
+    assert periods.end_of(granularity, label) == last_second + 1.0  # type: ignore[arg-type]  # parametrized literal
+
+
+def test_the_day_before_keeps_its_calendar_end() -> None:
+    periods = Periods("America/Los_Angeles")
+    assert periods.end_of("day", "9999-12-30") == periods.start_of("day", "9999-12-31")
+    assert periods.end_of("hour", "9999-12-30-23") == periods.start_of("day", "9999-12-31")
+
+
+@pytest.mark.parametrize(
+    ("zone", "granularity", "last"),
+    [
+        ("UTC", "hour", "9999-12-31-23"),
+        ("UTC", "minute", "9999-12-31-23-59"),
+        # West of UTC the hours after 9999-12-31T23:59:59Z have no label.
+        ("America/Los_Angeles", "hour", "9999-12-31-15"),
+        ("America/Los_Angeles", "minute", "9999-12-31-15-59"),
+        ("Etc/GMT+12", "hour", "9999-12-31-11"),
+    ],
+)
+def test_the_last_day_as_to_of_a_finer_range_names_its_last_period_there_is(
+    zone: str, granularity: str, last: str
+) -> None:
+    """Its end (year 10000) has no label: refused, the message naming the period to give
+    instead (it said 2026-11-28-13, an example label), which is taken."""
+    periods = Periods(zone)
+    with pytest.raises(PeriodError, match=rf"give the last {granularity} a label names, {last},"):
+        resolve_bound("9999-12-31", granularity, periods, end=True)  # type: ignore[arg-type]  # parametrized literal
+    assert resolve_bound(last, granularity, periods, end=True) == last  # type: ignore[arg-type]  # parametrized literal
+    assert resolve_bound("9999-12-31", granularity, periods, end=False).startswith("9999-12-31-00")  # type: ignore[arg-type]  # parametrized literal
+
+
+def test_east_of_utc_the_last_day_ends_before_the_last_instant_and_is_taken() -> None:
+    periods = Periods("Pacific/Kiritimati")
+    assert resolve_bound("9999-12-31", "hour", periods, end=True) == "9999-12-31-23"
+
+
+def test_a_label_past_the_last_instant_names_the_last_one_there_is() -> None:
+    periods = Periods("America/Los_Angeles")
+    with pytest.raises(PeriodError, match=r"give 9999-12-31-15 or earlier") as raised:
+        resolve_bound("9999-12-31-23", "hour", periods, end=True)
+    assert raised.value.code == "invalid_period"

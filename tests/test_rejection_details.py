@@ -236,3 +236,98 @@ def test_a_segment_call_published_to_the_topic_is_told_where_it_belongs() -> Non
     assert isinstance(result, Rejection) and result.reason == "missing_field:user_id"
     assert result.detail.startswith("user_id or anonymous_id is required: this is a Segment")
     assert "send it to the collector (POST /v1/track" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "detail", "echoed"),
+    [
+        (b"nope", "not_json", "Expecting value at line 1, column 1", None),
+        (b"nul", "not_json", "Expecting value at line 1, column 1", None),
+        (b'{"user_id": "u"', "not_json", "Expecting ',' delimiter at line 1, column 16", None),
+        (
+            b'{"user_id": "u",\n "a": "\x01"}',
+            "not_json",
+            "Invalid control character at line 2, column 8",
+            None,
+        ),
+        (  # the collector's answer to the same text (the standard library reads it)
+            b'{"event_id": "e-1", "user_id": "u", "event_type": "t", "timestamp": 1e400}',
+            "invalid_timestamp",
+            "timestamp: inf is not a point in time",
+            "e-1",
+        ),
+        (
+            b'{"user_id": "u", "event_type": "t", "properties": {"cart": [1, -2.5e308]}}',
+            "invalid_number",
+            "properties.cart[1]: -Infinity is not a number JSON has",
+            None,
+        ),
+        (
+            b'{"event_id": 7, "user_id": "u", "event_type": "t", "timestamp": NaN}',
+            "invalid_timestamp",
+            "timestamp: nan is not a point in time",
+            "7",
+        ),
+        (  # a field no rule reads: validation would take it, so the decoder's refusal stands
+            b'{"user_id": "u", "event_type": "t", "extra": 1e400}',
+            "invalid_number",
+            "extra: 1e400 is past a 64-bit float's range",
+            None,
+        ),
+        (
+            b'{"user_id": "u", "event_type": "t", "extra": NaN}',
+            "not_json",
+            "extra: NaN is no JSON number (RFC 8259, section 6)",
+            None,
+        ),
+        (  # past the interpreter's 4,300 digits: shown cut, one line
+            b'{"event_id": "e-2", "user_id": "u", "event_type": "t", "properties": {"n": '
+            + b"9" * 4301
+            + b"}}",
+            "invalid_number",
+            "properties.n: 999999999999999999999999… (4,301 characters) is an integer outside "
+            "64 bits",
+            "e-2",
+        ),
+        (b"1e999", "not_an_object", "expected a JSON object, got a JSON number", None),
+        (
+            rb'{"user_id": "u", "event_type": "t", "properties": {"k\n\udc00": ["x\ud800"]}}',
+            "not_json",
+            r"properties.k\u000a\udc00: \udc00 is a lone surrogate, no character (RFC 8259, "
+            "section 8.2)",
+            None,
+        ),
+        (b"", "empty_message", "the message holds no bytes: expected a JSON object", None),
+        (
+            b" \n\t",
+            "empty_message",
+            "the message holds only whitespace (3 bytes): expected a JSON object",
+            None,
+        ),
+    ],
+    ids=[
+        "word",
+        "truncated-literal",
+        "truncated-object",
+        "control-character",
+        "float-overflow-timestamp",
+        "nested-float-overflow",
+        "nan-timestamp",
+        "float-overflow-unread",
+        "nan-unread",
+        "integer-past-4300-digits",
+        "bare-overflow",
+        "lone-surrogate-in-a-key",
+        "no-bytes",
+        "whitespace",
+    ],
+)
+def test_a_message_that_does_not_decode_says_where_and_names_the_field(
+    data: bytes, reason: str, detail: str, echoed: str | None
+) -> None:
+    """msgspec's own words pointed past the token it gave up on (`nope`: byte 4) or at no field
+    (`1e400`: "Number out of range - at `$[...]`"), a 4,301-digit integer raised, and a blank
+    message had no detail. Text the standard library reads gets the collector's answer."""
+    assert parse_message(data, message_id="broker-1", received_at=NOW) == Rejection(
+        reason, detail, echoed
+    )

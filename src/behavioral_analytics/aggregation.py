@@ -55,19 +55,24 @@ class Periods:
 
     def of(self, timestamp: float) -> tuple[str, str, str]:
         """(minute, hour, day) labels of an instant (epoch seconds)."""
-        # Every UTC offset in use is a whole number of minutes, so one lookup per minute.
+        # Every UTC offset in use today is a whole number of minutes, so one lookup per minute.
         minute = int(timestamp // 60)
         labels = self._cache.get(minute)
         if labels is None:
+            local = datetime.fromtimestamp(minute * 60, self._tz)
+            if local.second:  # a local mean time before standard time (-7:52:58 in Los Angeles)
+                return self._labels(datetime.fromtimestamp(timestamp, self._tz))
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            local = datetime.fromtimestamp(minute * 60, self._tz)
-            day = local.strftime("%Y-%m-%d")
-            # fold 1: the second pass of a wall-clock time repeated when clocks go back.
-            hour = f"{day}-{local.hour:02d}{REPEATED if local.fold else ''}"
-            labels = (f"{hour}-{local.minute:02d}", hour, day)
-            self._cache[minute] = labels
+            labels = self._cache[minute] = self._labels(local)
         return labels
+
+    @staticmethod
+    def _labels(local: datetime) -> tuple[str, str, str]:
+        day = local.strftime("%Y-%m-%d")
+        # fold 1: the second pass of a wall-clock time repeated when clocks go back.
+        hour = f"{day}-{local.hour:02d}{REPEATED if local.fold else ''}"
+        return (f"{hour}-{local.minute:02d}", hour, day)
 
     def label(self, granularity: Granularity, timestamp: float) -> str:
         return self.of(timestamp)[GRANULARITIES.index(granularity)]
@@ -96,21 +101,32 @@ class Periods:
         return datetime(year, month, day, hour, minute, tzinfo=self._tz, fold=fold)
 
     def end_of(self, granularity: Granularity, label: str) -> float:
-        """The instant (epoch seconds) a period ends: the start of the next one."""
+        """The instant (epoch seconds) a period ends: the start of the next one.
+
+        Also for the last periods of 9999-12-31, whose next wall-clock period (year 10000) no
+        `datetime` can hold: it starts one second after that day's last second, 23:59:59, in
+        this zone. Raises ValueError for text that is no label (OverflowError, OSError where the
+        platform cannot convert its time).
+        """
+
+        def next_wall_start(wall: datetime, step: timedelta) -> float:
+            # `wall` is the start of an hour or day, so past the last representable wall-clock
+            # time `wall + step` is exactly 10000-01-01 00:00.
+            try:
+                return (wall.replace(tzinfo=None) + step).replace(tzinfo=self._tz).timestamp()
+            except OverflowError:
+                last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=self._tz)
+                return last.timestamp() + 1.0
+
         if granularity == "day":
-            start = self._wall_clock(label)
-            following = (start + timedelta(days=1)).replace(tzinfo=self._tz)
-            return following.timestamp()
+            return next_wall_start(self._wall_clock(label), timedelta(days=1))
         if granularity == "minute":
             return self._wall_clock(label).timestamp() + 60.0
         # An hour ends an hour after it starts, or earlier at the next wall-clock hour when the
         # clocks shift inside it.
         wall = self._wall_clock(label)
-        next_wall = (wall.replace(minute=0, fold=0, tzinfo=None) + timedelta(hours=1)).replace(
-            tzinfo=self._tz
-        )
+        next_start = next_wall_start(wall.replace(minute=0, fold=0), timedelta(hours=1))
         begins = self.start_of("hour", label)
-        next_start = next_wall.timestamp()
         return min(begins + 3600.0, next_start) if next_start > begins else begins + 3600.0
 
 

@@ -23,7 +23,12 @@ from typing import Any
 
 import msgspec
 
-from behavioral_analytics.json_shape import json_type, nesting_exceeds
+from behavioral_analytics.json_shape import (
+    json_type,
+    nesting_exceeds,
+    not_utf8_detail,
+    why_undecodable,
+)
 
 __all__ = [
     "KEY_RULE_VERSION",
@@ -227,7 +232,8 @@ def parse_message(
     if len(data) > limits.max_message_bytes:
         return Rejection("too_large", f"{len(data)} bytes > {limits.max_message_bytes}")
     if not data.strip():
-        return Rejection("empty_message")
+        blank = f"only whitespace ({len(data)} bytes)" if data else "no bytes"
+        return Rejection("empty_message", f"the message holds {blank}: expected a JSON object")
     # Properties sit one level below the message's object, so deeper brackets cannot be valid.
     # Checked before decoding: every JSON decoder recurses once per level.
     if nesting_exceeds(data, limits.max_depth + 1):
@@ -237,31 +243,32 @@ def parse_message(
     except RecursionError:
         return Rejection("too_deep", "JSON nested deeper than the decoder follows")
     except UnicodeDecodeError as exc:
-        return Rejection("invalid_utf8", _not_utf8(exc))
+        return Rejection("invalid_utf8", not_utf8_detail(exc))
     except msgspec.DecodeError as exc:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as utf_exc:
-            return Rejection("invalid_utf8", _not_utf8(utf_exc))
-        if data.startswith(_BOM):
-            return Rejection(
-                "not_json",
-                "starts with a UTF-8 byte order mark, which JSON text must not (RFC 8259, "
-                "section 8.1): save the file as UTF-8 without it",
-            )
-        return Rejection("not_json", str(exc))
+        return _undecodable(data, str(exc), message_id, received_at, limits)
     return validate_event(payload, message_id=message_id, received_at=received_at, limits=limits)
 
 
-_BOM = b"\xef\xbb\xbf"
-
-
-def _not_utf8(exc: UnicodeDecodeError) -> str:
-    """The detail of `invalid_utf8`: where the first byte that is no UTF-8 sits."""
-    return (
-        f"byte 0x{exc.object[exc.start]:02x} at position {exc.start} is not UTF-8 ({exc.reason}): "
-        "JSON text is UTF-8 (RFC 8259)"
-    )
+def _undecodable(
+    data: bytes, decoder_said: str, message_id: str, received_at: float, limits: Limits
+) -> Rejection:
+    """Why JSON text msgspec refused is no event: where the standard library reads it (`NaN`,
+    `1e400`), the rejection the collector gives it (`api.collector.decode_body`), else
+    `json_shape.why_undecodable`'s, also where validation would take what msgspec refused (a
+    lone surrogate in a property, `NaN` in a field no rule reads)."""
+    reason, detail, parsed = why_undecodable(data, decoder_said)
+    try:
+        plain = json.loads(data) if parsed is not None else None
+    except ValueError:  # an integer past the interpreter's 4,300 digits
+        plain = None
+    if plain is not None:
+        judged = validate_event(
+            plain, message_id=message_id, received_at=received_at, limits=limits
+        )
+        if isinstance(judged, Rejection):
+            return judged
+    sent = sent_id(parsed.get("event_id")) if isinstance(parsed, dict) else None
+    return Rejection(reason, detail, sent)
 
 
 def validate_event(

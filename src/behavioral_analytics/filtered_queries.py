@@ -106,13 +106,15 @@ def filtered_series_answer(
     bound: int,
 ) -> dict[str, Any]:
     """`{"points", "answered_from"[, "scanned_events"]}` of a series narrowed by `filters`
-    over periods `first`..`last`; `kept`: the dimensions the store breaks down."""
+    over periods `first`..`last`, the periods with matching events only (the breakdowns give
+    a period of other values' events a 0); `kept`: the dimensions the store breaks down."""
     only = _one_kept(filters, kept)
     if only is not None and granularity != "minute":
         found = _kept(store, only, granularity, first, last)
         points = None if found is None else filtered_series(found, only.value)
         if points is not None and all(point.exact for point in points):
-            return {"points": [p.to_dict() for p in points], "answered_from": "aggregates"}
+            shown = [p.to_dict() for p in points if p.total_events]
+            return {"points": shown, "answered_from": "aggregates"}
     start_s, end_s = periods.start_of(granularity, first), periods.end_of(granularity, last)
     events = scan(store, periods, start_s, end_s, bound)
     raw = series(events, filters, periods, granularity, first, last)

@@ -11,11 +11,18 @@ the user of the latest active link whose coverage has begun. The first active li
 time T1, covers events from T1 - window on (earlier events of that visit, and everything
 later); a later link (relinking allowed), made at Tk, covers events from Tk on: the events
 before it were already claimed by an earlier sign-in, which a second person's never takes.
+
+A forget is a cut in time: a link to a user with a tombstone (made by an identify dated after
+it: one dated at or before is dropped with its sender) covers only events dated after the
+tombstone (`Link.after`). Without the cut, an anonymous event dated before the tombstone
+would be dropped as the forgotten user's when the link was stored first, and moved to them
+when it was stored first itself: the outcome would hang on the arrival order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -31,6 +38,7 @@ __all__ = [
     "proposal",
     "relinked",
     "resolve",
+    "with_tombstones",
 ]
 
 IDENTIFY = "identify"
@@ -39,11 +47,15 @@ LinkStatus = Literal["active", "duplicate", "refused"]
 
 @dataclass(frozen=True, slots=True)
 class Link:
+    """An identity link's record. `after`: the tombstone (epoch seconds) its user had when it
+    was made, which its coverage never reaches back to (None: none)."""
+
     anonymous_id: str
     user_id: str
     linked_at: float
     event_key: str
     status: LinkStatus = "active"
+    after: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,15 +111,30 @@ def coverage(links: Iterable[Link], window_s: float) -> tuple[tuple[float, str],
     """(coverage start, user id) of the active links, in order (link time, then event key):
     what `attribute` consults. The first link's coverage starts `window_s` before its time;
     every later one's (only with relinking) at its own time, since what came before it was
-    the earlier links' already."""
+    the earlier links' already; none before the first instant after the link's `after`."""
     active = sorted(
         (link for link in links if link.status == "active"),
         key=lambda link: (link.linked_at, link.event_key),
     )
     return tuple(
-        (link.linked_at - window_s if i == 0 else link.linked_at, link.user_id)
+        (_cut(link.linked_at - window_s if i == 0 else link.linked_at, link.after), link.user_id)
         for i, link in enumerate(active)
     )
+
+
+def _cut(start: float, after: float | None) -> float:
+    return start if after is None or start > after else math.nextafter(after, math.inf)
+
+
+def with_tombstones(links: Iterable[Link], tombstones: Mapping[str, float]) -> list[Link]:
+    """`links`, each new one (`after` None) to a user in `tombstones` (user id → the epoch
+    seconds of their tombstone) given that tombstone as `after`: what a commit records."""
+    return [
+        replace(link, after=tombstones[link.user_id])
+        if link.after is None and link.user_id in tombstones
+        else link
+        for link in links
+    ]
 
 
 def attribute(event: Event, covers: Sequence[tuple[float, str]] | None) -> str:

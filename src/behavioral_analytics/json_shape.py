@@ -1,12 +1,21 @@
 """JSON by shape, before and beside the event contract (`events`): how deep raw JSON text
-nests, without decoding it, and the JSON type name of a decoded value. Pure."""
+nests, without decoding it, why text the decoder refused is no JSON it takes, and the JSON type
+name of a decoded value. Pure."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
-__all__ = ["json_type", "nesting_exceeds"]
+__all__ = [
+    "json_type",
+    "nesting_exceeds",
+    "not_utf8_detail",
+    "unparsed_detail",
+    "why_undecodable",
+]
 
 _JSON_STRUCTURE = re.compile(rb'[][{}"\\]')
 
@@ -41,6 +50,120 @@ def nesting_exceeds(data: bytes, limit: int) -> bool:
         elif char == 0x7D or char == 0x5D:
             depth -= 1
     return False
+
+
+class _Refused:
+    """A number or constant the standard library's parser read that msgspec refuses, as
+    written (at most `_SHOWN_CHARS` characters of it)."""
+
+    def __init__(self, literal: str) -> None:
+        self.integer = literal.lstrip("-").isdigit()
+        shown = literal[:_SHOWN_CHARS]
+        self.literal = shown if shown == literal else f"{shown}… ({len(literal):,} characters)"
+
+
+_SHOWN_CHARS = 24
+
+
+def _number(literal: str) -> float | _Refused:
+    value = float(literal)
+    return value if math.isfinite(value) else _Refused(literal)
+
+
+def _integer(literal: str) -> int | _Refused:
+    # Past 20 characters no integer fits 64 bits; Python refuses to convert past 4,300 digits.
+    return int(literal) if len(literal) <= 20 else _Refused(literal)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSHOWN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _escaped(text: str) -> str:
+    """`text` with each control character and lone surrogate as its JSON escape: a detail is
+    one line, and no store can hold a lone surrogate."""
+    return _UNSHOWN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _refused_at(value: Any, path: str) -> tuple[str, str, str] | None:
+    """The first value in `value` (depth first, keys too) that msgspec refuses, as (path,
+    reason code, what is wrong)."""
+    if isinstance(value, _Refused):
+        if value.literal in ("NaN", "Infinity", "-Infinity"):
+            return path, "not_json", f"{value.literal} is no JSON number (RFC 8259, section 6)"
+        if value.integer:
+            return path, "invalid_number", f"{value.literal} is an integer outside 64 bits"
+        return path, "invalid_number", f"{value.literal} is past a 64-bit float's range"
+    if isinstance(value, str):
+        if (surrogate := _SURROGATE.search(value)) is None:
+            return None
+        lone = _escaped(surrogate.group())
+        return path, "not_json", f"{lone} is a lone surrogate, no character (RFC 8259, section 8.2)"
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{path}.{key}" if path else key
+            pairs += [(at, key), (at, item)]
+    elif isinstance(value, list):
+        pairs = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    for at, item in pairs:
+        if (found := _refused_at(item, at)) is not None:
+            return found
+    return None
+
+
+def why_undecodable(data: bytes, decoder_said: str) -> tuple[str, str, Any]:
+    """(reason code, one-line detail, the value the standard library parsed or None) for
+    `data` that msgspec's JSON decoder refused, saying `decoder_said`: bytes that are no UTF-8
+    (`invalid_utf8`, `not_utf8_detail`) or start with a byte order mark (`not_json`); else,
+    named by its field's path as the event contract's details name fields
+    (`properties.price`, `items[2]`), a number past a 64-bit float's range (`1e400`) or an
+    integer of more than 20 characters (`invalid_number`), a `NaN` or `Infinity` literal, or a
+    string or key with a lone surrogate escaped (`\\ud800`), which are no JSON (`not_json`);
+    else where the standard library's parser stops, by line and column (`unparsed_detail`):
+    msgspec's byte offsets point past the token it gave up on. Text the standard library
+    reads without any of these keeps `decoder_said`. Only for refused text: it decodes and
+    parses it again. A literal is shown up to 24 characters; control characters and lone
+    surrogates as their escapes, so a detail is one line any store can hold."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "invalid_utf8", not_utf8_detail(exc), None
+    if data.startswith(_BOM):
+        return "not_json", _BOM_DETAIL, None
+    try:
+        parsed = json.loads(text, parse_float=_number, parse_int=_integer, parse_constant=_Refused)
+    except json.JSONDecodeError as exc:
+        return "not_json", unparsed_detail(exc), None
+    found = _refused_at(parsed, "")
+    if found is None:
+        return "not_json", decoder_said, parsed
+    path, reason, wrong = found
+    return reason, _escaped(f"{path or 'the message'}: {wrong}"), parsed
+
+
+_BOM = b"\xef\xbb\xbf"
+_BOM_DETAIL = (
+    "starts with a UTF-8 byte order mark, which JSON text must not (RFC 8259, section 8.1): "
+    "save the file as UTF-8 without it"
+)
+
+
+def not_utf8_detail(exc: UnicodeDecodeError) -> str:
+    """The detail of `invalid_utf8`: where the first byte that is no UTF-8 sits."""
+    return (
+        f"byte 0x{exc.object[exc.start]:02x} at position {exc.start} is not UTF-8 ({exc.reason}): "
+        "JSON text is UTF-8 (RFC 8259)"
+    )
+
+
+def unparsed_detail(exc: ValueError, otherwise: str = "") -> str:
+    """What the standard library's parser found wrong, and where: `Expecting value at line 1,
+    column 1` (line and column count characters from 1), for a `json.JSONDecodeError`;
+    `otherwise` for another error (an integer past 4,300 digits, bytes that are no UTF-8)."""
+    if not isinstance(exc, json.JSONDecodeError):
+        return otherwise
+    return f"{exc.msg.removesuffix(' at')} at line {exc.lineno}, column {exc.colno}"
 
 
 def json_type(value: Any) -> str:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from behavioral_analytics.aggregation import Periods
+from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import (
     DEFAULT_LIMITS,
     Event,
@@ -131,8 +132,9 @@ def alias_previous_id(event: Event) -> str | None:
 
 
 def group_call(event: Event) -> GroupCall | None:
-    """The group call an accepted group event makes, else None."""
-    if event.call != GROUP:
+    """The group call an accepted group event makes, else None: also for a crawler's, which
+    counts for no person (docs/behavior.md "Bots"), so makes no member and sets no traits."""
+    if event.call != GROUP or is_bot(event.properties):
         return None
     group_id = event.properties.get("groupId")
     traits = event.properties.get("traits")

@@ -9,6 +9,12 @@ A bound is a period label or a time:
 - a time (RFC 3339 with an offset, epoch seconds or milliseconds) stands for the period that
   contains it.
 
+Labels name instants up to LAST_INSTANT, 9999-12-31T23:59:59Z (labelling goes through a UTC
+`datetime`), so west of UTC the last hours of 9999-12-31 have none. A coarser `to` whose end
+is after it (the day 9999-12-31 on an hourly range, in UTC and west of it) is refused, the
+message naming the last period of the range's granularity that has a label: give that
+instead.
+
 A string is a label of a granularity when `Periods` gives it back for the instant it starts
 at, so every label `Periods` writes is accepted (those of a repeated hour on a clock-change
 day included) and anything else (`2026-13-45-99`, an hour skipped when clocks go forward) is
@@ -29,6 +35,7 @@ from behavioral_analytics.events import Invalid, parse_timestamp
 
 __all__ = [
     "EXAMPLES",
+    "LAST_INSTANT",
     "MAX_COMPARE_HOURS",
     "PeriodError",
     "label_granularity",
@@ -43,6 +50,9 @@ EXAMPLES: dict[Granularity, str] = {
     "day": "2026-11-28",
 }
 _MAX_LENGTH = 64
+# The last instant a period label can name in any zone: 9999-12-31T23:59:59Z (epoch seconds).
+# Later instants are past the last `datetime` in UTC, which labelling goes through.
+LAST_INSTANT = 253_402_300_799.0
 # The longest hourly range `previous_range` compares (it walks hour by hour): about 14 months.
 MAX_COMPARE_HOURS = 10_000
 
@@ -72,8 +82,10 @@ def label_granularity(value: str, periods: Periods) -> Granularity | None:
 def resolve_bound(value: str, granularity: Granularity, periods: Periods, *, end: bool) -> str:
     """The `granularity` label a bound stands for; `end` is True for `to`, False for `from`.
 
-    Raises PeriodError(`invalid_period`) for a finer label or text that is neither a label nor
-    a time.
+    Raises PeriodError(`invalid_period`) for a finer label, text that is neither a label nor
+    a time, a coarser `to` that ends after LAST_INSTANT (9999-12-31 on a finer range in UTC
+    and west of it: the message names its last period that is named, `9999-12-31-23` in UTC)
+    and a label that starts after LAST_INSTANT (naming the last one that has a label).
     """
     text = value.strip()
     if not text or len(text) > _MAX_LENGTH:
@@ -89,17 +101,16 @@ def resolve_bound(value: str, granularity: Granularity, periods: Periods, *, end
                 f"this {granularity} range: "
                 f"give a {granularity} label ({EXAMPLES[granularity]}) or a coarser one",
             )
+        if end and periods.end_of(found, text) > LAST_INSTANT:
+            raise PeriodError("invalid_period", _ends_past(text, granularity, periods))
         try:
             # All UTC offsets in use are whole minutes, so one second before the end is inside.
             instant = periods.end_of(found, text) - 1.0 if end else periods.start_of(found, text)
             label = periods.label(granularity, instant)
-        except (ValueError, OverflowError, OSError):  # its end is past the last instant
-            raise PeriodError(
-                "invalid_period",
-                f"{text[:40]!r} ends past the last instant that can be named (in year 9999): "
-                f"give its last {granularity} ({EXAMPLES[granularity]}) instead",
-            ) from None
+        except (ValueError, OverflowError, OSError):
+            raise PeriodError("invalid_period", _outside(text)) from None
         return _named(label, text)
+    _refuse_past_last(text, periods)
     try:
         moment: float | str = float(text)
     except ValueError:
@@ -109,6 +120,36 @@ def resolve_bound(value: str, granularity: Granularity, periods: Periods, *, end
     except (Invalid, ValueError, OverflowError, OSError):
         raise PeriodError("invalid_period", _neither(value, granularity)) from None
     return _named(label, text)
+
+
+def _ends_past(text: str, granularity: Granularity, periods: Periods) -> str:
+    """Why a coarser `to` whose end (the next period's start) is past LAST_INSTANT is refused,
+    with the last `granularity` period a label names, which is its own last one that has."""
+    last = periods.label(granularity, LAST_INSTANT)
+    return (
+        f"{text[:40]!r} ends past the last instant that can be named "
+        f"(9999-12-31T23:59:59Z): give the last {granularity} a label names, {last}, instead"
+    )
+
+
+def _refuse_past_last(text: str, periods: Periods) -> None:
+    """PeriodError(`invalid_period`) naming the last label of its granularity when `text` has
+    a label's shape but starts after LAST_INSTANT (the last hours of 9999-12-31 west of UTC)."""
+    shapes: dict[int, Granularity] = {3: "day", 4: "hour", 5: "minute"}
+    granularity = shapes.get(text.count("-") + 1)
+    if granularity is None:
+        return
+    try:
+        past = periods.start_of(granularity, text) > LAST_INSTANT
+        last = periods.label(granularity, LAST_INSTANT)
+    except (ValueError, TypeError, OverflowError, OSError):
+        return
+    if past:
+        raise PeriodError(
+            "invalid_period",
+            f"{text[:40]!r} starts after the last instant a label can name "
+            f"(9999-12-31T23:59:59Z, {last} in {periods.timezone}): give {last} or earlier",
+        )
 
 
 def _named(label: str, text: str) -> str:

@@ -106,7 +106,7 @@ def before_horizon(start_s: float, horizon_s: float, retention_s: float) -> Scan
         "before_horizon",
         f"the range starts at {starts}, before {horizon}, the raw-event retention horizon "
         f"({retention_s / 86400:g} days back): filtered answers from raw events are given "
-        "within it only (ask for a later `from`)",
+        "within it only (ask for a range that starts later)",
     )
 
 

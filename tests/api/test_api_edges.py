@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from behavioral_analytics.api import query
+from behavioral_analytics.api.cursors import bind
 
 
 def _error(client: TestClient, url: str, status: int = 400) -> str:
@@ -61,14 +62,16 @@ def test_max_past_retentions_bound_is_invalid_range_as_documented(client: TestCl
 
 @pytest.mark.parametrize("raw", ["nan|abc", "1e400|abc", "inf|k", " 1.5|k"])
 def test_a_cursor_the_api_cannot_have_written_is_refused(client: TestClient, raw: str) -> None:
-    cursor = base64.urlsafe_b64encode(raw.encode()).decode()
+    cursor = bind(base64.urlsafe_b64encode(raw.encode()).decode(), ("timeline", "u1"))
     assert _error(client, f"/v1/users/u1/timeline?cursor={cursor}") == "invalid_cursor"
 
 
 @pytest.mark.parametrize("cursor", ["0", "3_0", "%2B3", "%D9%A3", "03", "-1"])
 def test_a_dead_letter_cursor_is_an_id_as_pages_give_it(client: TestClient, cursor: str) -> None:
-    assert _error(client, f"/v1/dead-letters?cursor={cursor}") == "invalid_cursor"
-    assert client.get("/v1/dead-letters?cursor=5", headers=READ).status_code == 200
+    listing = ("dead_letters",)
+    assert _error(client, f"/v1/dead-letters?cursor={bind(cursor, listing)}") == "invalid_cursor"
+    response = client.get(f"/v1/dead-letters?cursor={bind('5', listing)}", headers=READ)
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -183,6 +183,19 @@ def test_a_scan_past_the_bound_or_before_the_horizon_is_refused(
         assert old.status_code == 400 and old.json()["code"] == "before_horizon"
 
 
+def test_a_compared_range_before_the_horizon_is_named_in_the_refusal(
+    client: TestClient, process: Callable[[], None]
+) -> None:
+    """Without `from` a filtered range starts within the raw-event retention, so the range of
+    the same length before it cannot: the refusal names that range, not "a later `from`"."""
+    _publish(client, process)
+    params = {"filter": ["page:/pricing", "device:mobile"], "granularity": "day"}
+    assert client.get("/v1/series", params=params, headers=READ).status_code == 200
+    refused = client.get("/v1/series", params={**params, "compare": "true"}, headers=READ)
+    assert refused.status_code == 400 and refused.json()["code"] == "before_horizon"
+    assert refused.json()["detail"].startswith("compare: the previous range, ")
+
+
 def test_entry_and_exit_pages_narrowed_count_sessions(
     client: TestClient, process: Callable[[], None]
 ) -> None:

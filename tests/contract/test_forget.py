@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from behavioral_analytics.identity import Link
 from behavioral_analytics.store import NewDeadLetter
 from tests.contract.builders import (
     BOT_AGENT,
     DAY_START,
     HOUR,
+    NOW,
     MakeStore,
     assert_counts,
     assert_matches_remaining,
@@ -203,3 +206,30 @@ def test_forget_reads_a_dead_letter_nested_deeper_than_the_decoder_follows(
     report = store.forget("gone")
     assert report.dead_letters == 1
     assert [d.message_id for d in store.dead_letters(10).items] == ["d1"]
+
+
+@pytest.mark.parametrize("identify_first", [False, True], ids=["visit-first", "identify-first"])
+def test_a_link_made_after_a_forget_reaches_back_to_no_event_before_it(
+    make_store: MakeStore, identify_first: bool
+) -> None:
+    """Alice is forgotten at NOW, then signs in again on `a1` (an identify dated after the
+    tombstone). Her link covers `a1`'s visit half an hour before NOW by the identity window,
+    but a forget is a cut: the visit stays `a1`'s in either order. Before, it was dropped as
+    alice's when the identify came first, and moved to her (a forgotten person keeping an
+    event dated before her tombstone) when the visit came first; `verify` saw no drift."""
+    store = make_store(identity_window_s=HOUR)
+    store.commit([ev(1, 0, user="alice")])
+    store.forget("alice")
+    visit = ev(2, 86400 - 1800, anon="a1")
+    identify = ev(3, 86400 + 60, user="alice", anon="a1", kind="identify")
+    after = ev(4, 86400 + 600, anon="a1")
+    batches = [[identify], [visit, after]] if identify_first else [[visit, after], [identify]]
+    for batch in batches:
+        assert store.commit(batch).forgotten == 0
+    alice, a1 = store.profile("alice"), store.profile("anonymous:a1")
+    assert alice is not None and a1 is not None
+    assert (alice.total_events, a1.total_events) == (2, 1)
+    assert {s.event.key for s in store.timeline("alice").items} == {identify.key, after.key}
+    (link,) = store.stored_links()
+    assert link.after == NOW and store.links("alice") == [link]
+    assert_recounts(store)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from behavioral_analytics.behavior import BehaviorRules
+from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event, parse_message
 from behavioral_analytics.named_calls import group_call, rejection
 from tests.contract.builders import BOT_AGENT, DAY_START, HOUR, NOW, MakeStore, assert_recounts, ev
@@ -81,6 +83,32 @@ def test_a_group_call_is_an_event_of_its_sender(make_store: MakeStore) -> None:
     store.commit([call])
     alice = store.profile("alice")
     assert alice is not None and alice.events_by_type == {"group": 1}
+    assert_recounts(store)
+
+
+def test_a_crawlers_group_call_makes_no_member_and_sets_no_traits(make_store: MakeStore) -> None:
+    """A crawler's event counts for no person (docs/behavior.md "Bots"): its group call is an
+    event (a bot event of the hour) but no membership, and its traits, though the latest by
+    event time, are not the group's. Before, Googlebot rendering a page became a member and
+    emptied the group's traits, and `verify` agreed."""
+    store = make_store()
+    human = group(1, 0, "alice", "acme", plan="pro")
+    crawler = named(
+        2,
+        HOUR,
+        "group",
+        anonymous_id="v1",
+        properties={"groupId": "acme", "traits": {}, "user_agent": BOT_AGENT},
+    )
+    BehaviorRules().enrich(crawler)
+    assert is_bot(crawler.properties) and group_call(crawler) is None
+    store.commit([human, crawler])
+    found = store.group("acme")
+    assert found is not None
+    assert (found.members, found.traits) == (["alice"], {"plan": "pro"})
+    assert (
+        store.snapshot().bot_events[("hour", store.periods.label("hour", crawler.timestamp))] == 1
+    )
     assert_recounts(store)
 
 

@@ -210,7 +210,8 @@ class Reference:
         """Who each stored event counts for (docs/behavior.md "Identity"): its user id; else,
         with the anonymous id's active links ordered by (time, key), the user of the last link
         made at or before the event; else, if the event is at or after the first link's time
-        minus the identity window, that link's user; else `anonymous:ID`."""
+        minus the identity window and after its user's tombstone, if any (Q17), that link's
+        user; else `anonymous:ID`."""
         if links is None:
             links = self.links()
         active: dict[str, list[RefLink]] = defaultdict(list)
@@ -230,7 +231,11 @@ class Reference:
             made = [k for k in found if k.linked_at <= event.timestamp]
             if made:
                 owner[identity] = made[-1].user_id
-            elif found and found[0].linked_at - window <= event.timestamp:
+            elif (
+                found
+                and found[0].linked_at - window <= event.timestamp
+                and event.timestamp > self.tombstones.get(found[0].user_id, float("-inf"))
+            ):
                 owner[identity] = found[0].user_id
             else:
                 owner[identity] = f"anonymous:{anon}"

@@ -40,11 +40,14 @@ def run(stream: Stream) -> list[str]:
 
 def reference_of(stream: Stream) -> Reference:
     ref = Reference(stream.rules)
+    now = stream.end
     for op, arg in stream.plan:
         if op == "commit":
             ref.commit(stream.events[i] for i in arg)
         elif op == "forget":
-            ref.forget(arg, stream.end)
+            ref.forget(arg, now)
+        else:
+            now = arg
     return ref
 
 
@@ -215,4 +218,38 @@ def test_first_copy_in_a_batch_wins() -> None:
     stream.events = [segment_event(call, received), segment_event(retry, received)]
     stream.plan = [("commit", [0, 1])]
     assert set(reference_of(stream).profiles()) == {"anonymous:a1"}
+    assert run(stream) == []
+
+
+@pytest.mark.parametrize("identify_first", [False, True], ids=["visit-first", "identify-first"])
+def test_a_link_made_after_a_forget_reaches_back_to_no_event_before_it(
+    identify_first: bool,
+) -> None:
+    """QUESTIONS.md 17: u1 is forgotten at 11:30; at 12:00 they sign in again on `a1`, whose
+    visit at 11:00 lies in the identity window but before the tombstone. The visit stays
+    `a1`'s in either order: it was dropped as u1's when the identify came first, and moved to
+    u1 (a forgotten person keeping an event dated before their tombstone) when it did not."""
+    t0 = at("2026-11-01T10:00:00")
+    stream = stream_of(
+        [
+            {"user_id": "u1", "timestamp": t0},
+            {"anonymous_id": "a1", "timestamp": t0 + 3600},
+            {
+                "user_id": "u1",
+                "anonymous_id": "a1",
+                "event_type": "identify",
+                "timestamp": t0 + 7200,
+            },
+        ]
+    )
+    later = [[2], [1]] if identify_first else [[1], [2]]
+    stream.plan = [
+        ("commit", [0]),
+        ("clock", t0 + 5400),
+        ("forget", "u1"),
+        ("clock", t0 + 7260),
+        *(("commit", batch) for batch in later),
+    ]
+    profiles = reference_of(stream).profiles()
+    assert {who: total for who, (total, *_) in profiles.items()} == {"u1": 1, "anonymous:a1": 1}
     assert run(stream) == []

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from behavioral_analytics.api.parameters import check_parameters
 from behavioral_analytics.api.query import Who
 from behavioral_analytics.api.ranges import (
     Compare,
@@ -21,14 +22,15 @@ from behavioral_analytics.api.ranges import (
     asked_range,
     compared,
     filters_of,
-    raw_window_s,
+    readable_last,
     scanned,
 )
 from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.api.schemas import NOT_FOUND, read_errors
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.breakdown_report import known_dimensions
 from behavioral_analytics.filtered_queries import filtered_funnel, filtered_sessions
-from behavioral_analytics.raw_queries import horizon_s
+from behavioral_analytics.raw_queries import funnel_window, horizon_s, session_window
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.store import NotSupported, StoreError
 
@@ -39,13 +41,19 @@ T = TypeVar("T")
 Bound = Annotated[str | None, Query(max_length=64, description="Period label or time")]
 DayFrom = Annotated[
     str | None,
-    Query(alias="from", max_length=64, description="Day label or time; default: 30 d"),
+    Query(
+        alias="from", max_length=64, description="Day label or time; default: 30 days before `to`"
+    ),
 ]
 DEFAULT_DAYS = 30
 
 
 def router(state: ApiState) -> APIRouter:
-    routes = APIRouter(tags=["behavior"], dependencies=[Depends(state.read_key)])
+    routes = APIRouter(
+        tags=["behavior"],
+        dependencies=[Depends(state.read_key), Depends(check_parameters)],
+        responses=read_errors(501),
+    )
     store = state.store
 
     def supported(load: Callable[[], T]) -> Callable[[], T]:
@@ -63,11 +71,15 @@ def router(state: ApiState) -> APIRouter:
         end: str | None,
         filtered: bool = False,
     ) -> tuple[str, str]:
-        window_s = DEFAULT_DAYS * 86400.0
-        if filtered:
-            retention_s = state.settings.raw_retention_days * 86400.0
-            window_s = raw_window_s(window_s, granularity, retention_s)
-        return asked_range(start, end, granularity, state.periods, state.clock(), window_s)
+        return asked_range(
+            start,
+            end,
+            granularity,
+            state.periods,
+            state.clock(),
+            DEFAULT_DAYS * 86400.0,
+            raw_retention_s=state.settings.raw_retention_days * 86400.0 if filtered else None,
+        )
 
     def horizon() -> float:
         return horizon_s(state.clock(), state.settings.raw_retention_days * 86400.0)
@@ -77,7 +89,11 @@ def router(state: ApiState) -> APIRouter:
         granularity: Literal["hour", "day"] = "day",
         from_: Annotated[
             str | None,
-            Query(alias="from", max_length=64, description="Period label or time; default: 30 d"),
+            Query(
+                alias="from",
+                max_length=64,
+                description="Period label or time; default: 30 days before `to`",
+            ),
         ] = None,
         to: Bound = None,
         compare: Compare = False,
@@ -92,8 +108,11 @@ def router(state: ApiState) -> APIRouter:
                 rules = store.rules.sessions if store.rules else SessionRules()
                 bound = state.settings.raw_scan_max_events
                 horizon_s = horizon()
+                until = readable_last(start, end, granularity, state.periods, session_window(rules))
+                if until is None:
+                    return {"points": [], "answered_from": "raw_events", "scanned_events": 0}
                 return await state.read(
-                    ("sessions", granularity, start, end, filters),
+                    ("sessions", granularity, start, until, filters),
                     scanned(
                         supported(
                             lambda: filtered_sessions(
@@ -104,7 +123,7 @@ def router(state: ApiState) -> APIRouter:
                                 granularity,
                                 filters,
                                 start,
-                                end,
+                                until,
                                 bound,
                                 horizon_s,
                             )
@@ -130,7 +149,11 @@ def router(state: ApiState) -> APIRouter:
         rules = store.rules
         return {"funnels": [f.to_dict() for f in rules.funnels] if rules else []}
 
-    @routes.get("/v1/funnels/{name}", summary="A funnel per entry day: users per step, conversion")
+    @routes.get(
+        "/v1/funnels/{name}",
+        summary="A funnel per entry day: users per step, conversion",
+        responses=NOT_FOUND,
+    )
     async def funnel(
         name: Annotated[str, Path(min_length=1, max_length=100)],
         from_: DayFrom = None,
@@ -148,11 +171,15 @@ def router(state: ApiState) -> APIRouter:
             if filters:
                 found = definition
                 bound = state.settings.raw_scan_max_events
+                margin_s = funnel_window(found)
+                until = readable_last(start, end, "day", state.periods, margin_s)
+                if until is None:
+                    return {"days": [], "answered_from": "raw_events", "scanned_events": 0}
                 return await state.read(
-                    ("funnel", name, start, end, filters),
+                    ("funnel", name, start, until, filters),
                     scanned(
                         lambda: filtered_funnel(
-                            store, state.periods, found, filters, start, end, bound
+                            store, state.periods, found, filters, start, until, bound
                         )
                     ),
                 )
@@ -181,6 +208,7 @@ def router(state: ApiState) -> APIRouter:
     @routes.get(
         "/v1/groups/{group_id:path}",
         summary="A group: members, latest traits, members' events and unique users per day",
+        responses=NOT_FOUND,
     )
     async def group(
         group_id: Annotated[str, Path(min_length=1, max_length=256)],

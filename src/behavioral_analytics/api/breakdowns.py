@@ -11,20 +11,23 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from behavioral_analytics.api.parameters import check_parameters
 from behavioral_analytics.api.ranges import (
     Compare,
     Filters,
     asked_range,
     compared,
     filters_of,
-    raw_window_s,
+    readable_last,
     scanned,
 )
 from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.api.schemas import read_errors
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.breakdown_report import no_breakdown, summarize
 from behavioral_analytics.filtered_queries import filtered_breakdown
-from behavioral_analytics.raw_queries import horizon_s
+from behavioral_analytics.raw_queries import breakdown as raw_breakdown
+from behavioral_analytics.raw_queries import horizon_s, session_window
 from behavioral_analytics.session_breakdowns import session_dimensions
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.store import NotSupported
@@ -38,7 +41,11 @@ Bound = Annotated[str | None, Query(max_length=64, description="Period label or 
 
 
 def router(state: ApiState) -> APIRouter:
-    routes = APIRouter(tags=["query"], dependencies=[Depends(state.read_key)])
+    routes = APIRouter(
+        tags=["query"],
+        dependencies=[Depends(state.read_key), Depends(check_parameters)],
+        responses=read_errors(501),
+    )
     store = state.store
 
     @routes.get(
@@ -71,12 +78,15 @@ def router(state: ApiState) -> APIRouter:
                 no_breakdown(dimension, known),
             )
         periods = state.periods
-        now = state.clock()
-        window_s = DEFAULT_WINDOWS_S[granularity]
-        if filters:
-            retention_s = state.settings.raw_retention_days * 86400.0
-            window_s = raw_window_s(window_s, granularity, retention_s)
-        start, end = asked_range(from_, to, granularity, periods, now, window_s)
+        start, end = asked_range(
+            from_,
+            to,
+            granularity,
+            periods,
+            state.clock(),
+            DEFAULT_WINDOWS_S[granularity],
+            raw_retention_s=state.settings.raw_retention_days * 86400.0 if filters else None,
+        )
 
         def supported(first: str, last: str) -> Callable[[], Any]:
             def call() -> Any:
@@ -93,8 +103,14 @@ def router(state: ApiState) -> APIRouter:
                 bound = settings.raw_scan_max_events
                 since_s = horizon_s(state.clock(), settings.raw_retention_days * 86400.0)
                 rules = store.rules.sessions if store.rules else SessionRules()
+                until = readable_last(first, last, granularity, periods, session_window(rules))
+                if until is None:
+                    nothing = raw_breakdown(
+                        [], filters, dimension, rules, periods, granularity, first, last, limit
+                    )
+                    return {**nothing.to_dict(), "answered_from": "raw_events", "scanned_events": 0}
                 return await state.read(
-                    ("breakdown", dimension, granularity, first, last, limit, filters),
+                    ("breakdown", dimension, granularity, first, until, limit, filters),
                     scanned(
                         lambda: filtered_breakdown(
                             store,
@@ -104,7 +120,7 @@ def router(state: ApiState) -> APIRouter:
                             granularity,
                             filters,
                             first,
-                            last,
+                            until,
                             limit,
                             bound,
                             since_s,

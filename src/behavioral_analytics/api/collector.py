@@ -52,6 +52,7 @@ from behavioral_analytics.api.refusals import (
 from behavioral_analytics.api.responses import ApiError, JSONResponse
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import OutgoingMessage
+from behavioral_analytics.json_shape import unparsed_detail
 from behavioral_analytics.segment import (
     SEGMENT_CALLS,
     SHORT_PATHS,
@@ -157,8 +158,8 @@ def decode_body(body: bytes) -> tuple[Any, bool]:
             return json.loads(body), True
         except RecursionError:
             raise too_deep() from None
-        except ValueError:
-            raise ApiError(400, "not_json", str(exc)) from None
+        except ValueError as std_exc:
+            raise ApiError(400, "not_json", unparsed_detail(std_exc, str(exc))) from None
 
 
 def too_deep() -> ApiError:

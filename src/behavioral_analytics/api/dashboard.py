@@ -27,8 +27,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 
+from behavioral_analytics.api.parameters import check_parameters
 from behavioral_analytics.api.query import active_users_now
 from behavioral_analytics.api.ranges import Compare, check_order, compared, resolve_period
+from behavioral_analytics.api.schemas import read_errors
 from behavioral_analytics.api.state import ApiState, freshness_body
 from behavioral_analytics.breakdown_report import known_dimensions, summarize
 from behavioral_analytics.dimensions import DIMENSIONS
@@ -70,12 +72,14 @@ def router(state: ApiState) -> APIRouter:
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
 
-    key_first = [Depends(state.read_key)]  # the data routes; the page itself holds none
+    # The data routes; the page itself holds none.
+    key_first = [Depends(state.read_key), Depends(check_parameters)]
 
     @routes.get(
         "/v1/dashboard",
         summary="Everything the dashboard shows, in one document",
         dependencies=key_first,
+        responses=read_errors(),
     )
     async def dashboard() -> dict[str, Any]:
         body = await state.read(("dashboard",), lambda: build_dashboard(state))
@@ -85,11 +89,16 @@ def router(state: ApiState) -> APIRouter:
         "/v1/dashboard/breakdowns",
         summary="The dashboard's breakdown panels over a range of days",
         dependencies=key_first,
+        responses=read_errors(),
     )
     async def panels(
         from_: Annotated[
             str | None,
-            Query(alias="from", max_length=64, description="Day label or time; default: 7 days"),
+            Query(
+                alias="from",
+                max_length=64,
+                description="Day label or time; default: 7 days to `to`",
+            ),
         ] = None,
         to: DayBound = None,
         compare: Compare = False,

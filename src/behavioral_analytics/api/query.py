@@ -5,7 +5,8 @@ The Store port is the only data access; reads go through the shared TTL cache.
 
 Bounds, `compare=true` and `filter=` are read by `ranges`; a filtered series is answered by
 `filtered_queries` (from the aggregates or a bounded raw scan); the breakdown route
-(`breakdowns`) is included here.
+(`breakdowns`) is included here. Page cursors are bound to their listing (`cursors`), and a
+parameter a route does not declare is refused (`parameters`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 
 from behavioral_analytics.api import breakdowns
+from behavioral_analytics.api.cursors import bind, unbind
+from behavioral_analytics.api.parameters import check_parameters
 from behavioral_analytics.api.ranges import (
     Compare,
     Filters,
     asked_range,
     compared,
     filters_of,
-    raw_window_s,
+    readable_last,
     resolve_period,
     scanned,
 )
 from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.api.schemas import NOT_FOUND, read_errors
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.breakdown_report import known_dimensions
 from behavioral_analytics.events import DEFAULT_LIMITS
@@ -62,12 +66,20 @@ Cursor = Annotated[
 Who = Annotated[str, Path(min_length=1, max_length=300, description="User id (or anonymous:ID)")]
 
 
-def _page(page: Page[Any]) -> dict[str, Any]:
-    return {"items": [item.to_dict() for item in page.items], "next_cursor": page.next_cursor}
+def _page(page: Page[Any], scope: tuple[str, ...]) -> dict[str, Any]:
+    """A page's items and its next cursor, bound to the listing `scope` (`cursors`)."""
+    return {
+        "items": [item.to_dict() for item in page.items],
+        "next_cursor": bind(page.next_cursor, scope),
+    }
 
 
 def router(state: ApiState) -> APIRouter:
-    routes = APIRouter(tags=["query"], dependencies=[Depends(state.read_key)])
+    routes = APIRouter(
+        tags=["query"],
+        dependencies=[Depends(state.read_key), Depends(check_parameters)],
+        responses=read_errors(),
+    )
     store = state.store
 
     async def answer(key: tuple[Any, ...], load: Any) -> dict[str, Any]:
@@ -79,7 +91,7 @@ def router(state: ApiState) -> APIRouter:
             ) from None
         return {**body, "freshness": await state.freshness()}
 
-    @routes.get("/v1/profiles/{user_id:path}", summary="A user's profile")
+    @routes.get("/v1/profiles/{user_id:path}", summary="A user's profile", responses=NOT_FOUND)
     async def profile(user_id: Who) -> dict[str, Any]:
         found = await state.read(("profile", user_id), lambda: store.profile(user_id))
         if found is None:
@@ -88,9 +100,11 @@ def router(state: ApiState) -> APIRouter:
 
     @routes.get("/v1/users/{user_id:path}/timeline", summary="A user's events, newest first")
     async def timeline(user_id: Who, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+        scope = ("timeline", user_id)
+        position = unbind(cursor, scope)
         return await answer(
-            ("timeline", user_id, limit, cursor),
-            lambda: _page(store.timeline(user_id, limit, cursor)),
+            ("timeline", user_id, limit, position),
+            lambda: _page(store.timeline(user_id, limit, position), scope),
         )
 
     @routes.get("/v1/events", summary="Events of one type, newest first")
@@ -100,9 +114,11 @@ def router(state: ApiState) -> APIRouter:
         cursor: Cursor = None,
     ) -> dict[str, Any]:
         _checked_type(type)
+        scope = ("events", type)
+        position = unbind(cursor, scope)
         return await answer(
-            ("events", type, limit, cursor),
-            lambda: _page(store.events_by_type(type, limit, cursor)),
+            ("events", type, limit, position),
+            lambda: _page(store.events_by_type(type, limit, position), scope),
         )
 
     @routes.get("/v1/series", summary="Time series of minute, hour or day buckets")
@@ -132,21 +148,29 @@ def router(state: ApiState) -> APIRouter:
             filters = (*filters, Filter("event_type", type))
         now = state.clock()
         periods = state.periods
-        window_s = DEFAULT_WINDOWS_S[granularity]
-        if filters:
-            retention_s = state.settings.raw_retention_days * 86400.0
-            window_s = raw_window_s(window_s, granularity, retention_s)
-        start, end = asked_range(from_, to, granularity, periods, now, window_s)
+        retention_s = state.settings.raw_retention_days * 86400.0 if filters else None
+        start, end = asked_range(
+            from_,
+            to,
+            granularity,
+            periods,
+            now,
+            DEFAULT_WINDOWS_S[granularity],
+            raw_retention_s=retention_s,
+        )
 
         async def load(first: str, last: str) -> dict[str, Any]:
             if filters:
                 kept = known_dimensions(store.rules)
                 bound = state.settings.raw_scan_max_events
+                until = readable_last(first, last, granularity, periods)
+                if until is None:
+                    return {"points": [], "answered_from": "raw_events", "scanned_events": 0}
                 return await state.read(
-                    ("series", granularity, first, last, filters),
+                    ("series", granularity, first, until, filters),
                     scanned(
                         lambda: filtered_series_answer(
-                            store, periods, kept, granularity, filters, first, last, bound
+                            store, periods, kept, granularity, filters, first, until, bound
                         )
                     ),
                 )
@@ -202,9 +226,11 @@ def router(state: ApiState) -> APIRouter:
     async def dead_letters(
         limit: Annotated[int, Query(ge=1, le=500)] = 100, cursor: Cursor = None
     ) -> dict[str, Any]:
+        scope = ("dead_letters",)
+        position = unbind(cursor, scope)
         body = await answer(
-            ("dead_letters", limit, cursor),
-            lambda: _page(store.dead_letters(limit, cursor)),
+            ("dead_letters", limit, position),
+            lambda: _page(store.dead_letters(limit, position), scope),
         )
         body["total"] = await state.read(("dead_letter_count",), store.count_dead_letters)
         return body

@@ -7,12 +7,15 @@ matches every filter, counted from the raw events (`filtered_queries.filtered_re
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from behavioral_analytics.api.parameters import check_parameters
 from behavioral_analytics.api.ranges import Filters, filters_of, resolve_period, scanned
 from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.api.schemas import read_errors
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.filtered_queries import filtered_retention
 from behavioral_analytics.retention import (
@@ -20,6 +23,7 @@ from behavioral_analytics.retention import (
     DEFAULT_MAX_OFFSET,
     MAX_OFFSET,
     MAX_START_EVENT_CHARS,
+    UNIT_DAYS,
     RetentionCohort,
     RetentionError,
     Unit,
@@ -32,7 +36,11 @@ __all__ = ["router"]
 
 def router(state: ApiState) -> APIRouter:
     """The retention route on `state`'s store."""
-    routes = APIRouter(tags=["behavior"], dependencies=[Depends(state.read_key)])
+    routes = APIRouter(
+        tags=["behavior"],
+        dependencies=[Depends(state.read_key), Depends(check_parameters)],
+        responses=read_errors(501),
+    )
     store = state.store
 
     @routes.get(
@@ -79,23 +87,28 @@ def router(state: ApiState) -> APIRouter:
         first = resolve_period(from_, "day", periods) if from_ else None
         last = resolve_period(to, "day", periods, end=True) if to else None
         first, last = default_range(first, last, periods.label("day", state.clock()))
+        until = _counted_until(first, last, unit, max_offset)
 
         def load() -> list[RetentionCohort]:
+            if until is None:
+                return []
             try:
-                return store.retention(first, last, max_offset, unit, start_event)
+                return store.retention(first, until, max_offset, unit, start_event)
             except NotSupported as exc:
                 raise ApiError(501, "not_supported", str(exc)) from None
             except RetentionError as exc:
                 raise ApiError(400, exc.code, exc.detail) from None
 
         def load_filtered() -> dict[str, Any]:
+            if until is None:
+                return {"cohorts": [], "answered_from": "raw_events", "scanned_events": 0}
             try:
                 return filtered_retention(
                     store,
                     periods,
                     filters,
                     first,
-                    last,
+                    until,
                     max_offset,
                     unit,
                     start_event,
@@ -122,3 +135,17 @@ def router(state: ApiState) -> APIRouter:
         }
 
     return routes
+
+
+def _counted_until(first: str, last: str, unit: Unit, max_offset: int) -> str | None:
+    """The last cohort day read: `last`, or the latest day whose `max_offset` periods end by
+    9999-12-31 (later cohort days, in year 9999, hold nobody yet, and their periods cannot be
+    named); None when `first` is after it, the answer then holding no cohort. Out-of-bound
+    arguments are left to the store to refuse."""
+    if not 0 <= max_offset <= MAX_OFFSET.get(unit, -1) or last < first:
+        return last
+    span = UNIT_DAYS[unit] * (max_offset + 1) - 1
+    latest = (date(9999, 12, 31) - timedelta(days=span)).isoformat()
+    if last <= latest:
+        return last
+    return None if first > latest else latest

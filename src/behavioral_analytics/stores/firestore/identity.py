@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import msgspec
 
 from behavioral_analytics.events import Event, actor
-from behavioral_analytics.identity import Link, coverage, proposal, resolve
+from behavioral_analytics.identity import Link, coverage, proposal, resolve, with_tombstones
 from behavioral_analytics.stores.firestore.schema import (
     LINKED_USERS_FIELD,
     LINKS_FIELD,
@@ -47,10 +47,17 @@ _decode = msgspec.json.Decoder().decode
 
 
 def encode_links(links: Iterable[Link]) -> dict[str, object]:
-    """The fields of an anonymous actor's document that hold its links."""
+    """The fields of an anonymous actor's document that hold its links: each as `[user, time,
+    event key, status]`, and `after` fifth where it has one (`identity.Link`)."""
     ordered = sorted(links, key=lambda link: (link.linked_at, link.event_key))
     return {
-        LINKS_FIELD: _encode([[k.user_id, k.linked_at, k.event_key, k.status] for k in ordered]),
+        LINKS_FIELD: _encode(
+            [
+                [k.user_id, k.linked_at, k.event_key, k.status]
+                + ([] if k.after is None else [k.after])
+                for k in ordered
+            ]
+        ),
         LINKED_USERS_FIELD: sorted({link.user_id for link in ordered}),
     }
 
@@ -59,8 +66,8 @@ def decode_links(anonymous_actor: str, raw: bytes | None) -> tuple[Link, ...]:
     """The links `encode_links` stored for `anonymous_actor` (none when `raw` is empty)."""
     anonymous_id = anonymous_actor.removeprefix("anonymous:")
     return tuple(
-        Link(anonymous_id, user_id, float(linked_at), event_key, status)
-        for user_id, linked_at, event_key, status in (_decode(raw) if raw else ())
+        Link(anonymous_id, user_id, float(linked_at), event_key, status, *after[:1])
+        for user_id, linked_at, event_key, status, *after in (_decode(raw) if raw else ())
     )
 
 
@@ -113,10 +120,14 @@ class LinkChange:
 
 
 def link_changes(
-    events: Iterable[Event], stored: Mapping[str, Sequence[Link]], allow_relink: bool
+    events: Iterable[Event],
+    stored: Mapping[str, Sequence[Link]],
+    allow_relink: bool,
+    tombstones: Mapping[str, float],
 ) -> dict[str, LinkChange]:
     """Per anonymous id that the batch's `identify` events propose a new link for (`stored`:
-    its links by anonymous actor, as read)."""
+    its links by anonymous actor, as read; `tombstones`: user id → tombstone, epoch seconds,
+    for the proposals' users, each new link's `after`)."""
     proposals: dict[str, list[Link]] = defaultdict(list)
     for event in events:
         link = proposal(event)
@@ -126,7 +137,7 @@ def link_changes(
     for anonymous_id, new in proposals.items():
         before = tuple(stored.get(actor(None, anonymous_id), ()))
         known = {link.event_key for link in before}
-        fresh = [link for link in new if link.event_key not in known]
+        fresh = with_tombstones([link for link in new if link.event_key not in known], tombstones)
         if fresh:
             after = tuple(resolve([*before, *fresh], allow_relink))
             changes[anonymous_id] = LinkChange(anonymous_id, before, after)

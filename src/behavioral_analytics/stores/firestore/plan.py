@@ -57,7 +57,9 @@ def plan(events: list[Event], gateway: Gateway, options: StoreOptions, people: P
     events = [e for e in events if not forgets(seen.get(e.who), e.timestamp)]
     stored = {who: state.links for who, state in seen.items() if state.links}
     humans = [e for e in events if not is_bot(e.properties)]
-    links = link_changes(humans, stored, rules.allow_relink)
+    # A link's user is its proposal's sender, an actor read above.
+    stones = {who: at for who, state in seen.items() if (at := state.forgotten_at) is not None}
+    links = link_changes(humans, stored, rules.allow_relink, stones)
     covers = {who: coverage(own, window) for who, own in stored.items()}
     covers.update({c.actor: coverage(c.after, window) for c in links.values()})
     persons = {

@@ -18,6 +18,7 @@ from behavioral_analytics.store import AggregateSnapshot
 from behavioral_analytics.stores.sqlite.aggregates import apply_deltas
 from behavioral_analytics.stores.sqlite.breakdowns import snapshot_breakdowns
 from behavioral_analytics.stores.sqlite.groups import members, rebuild_members
+from behavioral_analytics.stores.sqlite.identity import LINKS_WITH_CUTS
 from behavioral_analytics.stores.sqlite.rows import EVENT_COLUMNS, stored_event
 from behavioral_analytics.stores.sqlite.schema import (
     UPSERT_BOT_BUCKET,
@@ -97,8 +98,8 @@ def snapshot(db: sqlite3.Connection, dimensions: Sequence[str]) -> AggregateSnap
 
 
 def stored_links(db: sqlite3.Connection) -> list[Link]:
-    """Every stored link, whatever its status."""
-    return [Link(a, u, t, k, s) for a, k, u, t, s, _ in db.execute("SELECT * FROM links")]
+    """Every stored link, whatever its status, with its user's tombstone as `after`."""
+    return [Link(*row) for row in db.execute(LINKS_WITH_CUTS)]
 
 
 def write_link_statuses(

@@ -10,6 +10,10 @@ The links a batch's own calls propose apply to its own anonymous events before t
 stored for the user at once, not stored for the anonymous id and moved in the same transaction
 (a person row, markers and sessions written, then deleted). The resolution is the one
 `record_links` then stores, so it finds nothing of theirs to move; stored events still move.
+
+A link's `after` (the tombstone its user had when it was made: `identity`) is read with it from
+the user's tombstone (`LINKS_WITH_CUTS`), not stored in its row: a forget deletes every link
+naming the user it stamps, so a link's user has the tombstone now that it had then.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules, covers_by_anonymous_id
 from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event, actor
-from behavioral_analytics.identity import Link, attribute, coverage, proposal, resolve
+from behavioral_analytics.identity import (
+    Link,
+    attribute,
+    coverage,
+    proposal,
+    resolve,
+    with_tombstones,
+)
 from behavioral_analytics.stores.sqlite.aggregates import types_json
 from behavioral_analytics.stores.sqlite.dirty import Range
 from behavioral_analytics.stores.sqlite.schema import (
@@ -33,7 +44,13 @@ from behavioral_analytics.stores.sqlite.schema import (
 )
 from behavioral_analytics.stores.sqlite.sql import json_list
 
-__all__ = ["Identity", "Move", "links_of_anonymous"]
+__all__ = ["LINKS_WITH_CUTS", "Identity", "Move", "links_of_anonymous"]
+
+# The links as `Link(*row)` takes them, each with its user's tombstone as `after`.
+LINKS_WITH_CUTS = (
+    "SELECT l.anonymous_id, l.user_id, l.linked_at, l.event_key, l.status, t.forgotten_at "
+    "FROM links AS l LEFT JOIN tombstones AS t ON t.person = l.user_id"
+)
 
 # A day on either side, with an hour to spare for daylight-saving days.
 _DAY_SLACK_S = 25 * 3600.0
@@ -54,14 +71,8 @@ class Move:
 
 def links_of_anonymous(db: sqlite3.Connection, anonymous_id: str) -> list[Link]:
     """Every stored link of `anonymous_id`, whatever its status."""
-    return [
-        Link(a, u, t, k, s)
-        for a, k, u, t, s in db.execute(
-            "SELECT anonymous_id, event_key, user_id, linked_at, status FROM links "
-            "WHERE anonymous_id = ?",
-            (anonymous_id,),
-        )
-    ]
+    rows = db.execute(f"{LINKS_WITH_CUTS} WHERE l.anonymous_id = ?", (anonymous_id,))
+    return [Link(*row) for row in rows]
 
 
 class Identity:
@@ -78,13 +89,13 @@ class Identity:
         covers: dict[str, tuple[tuple[float, str], ...]] = {}
         if anonymous:
             rows = db.execute(
-                "SELECT anonymous_id, event_key, user_id, linked_at, status FROM links "
-                "WHERE status = 'active' AND anonymous_id IN (SELECT value FROM json_each(?))",
+                f"{LINKS_WITH_CUTS} WHERE l.status = 'active' "
+                "AND l.anonymous_id IN (SELECT value FROM json_each(?))",
                 (json_list(anonymous),),
             ).fetchall()
             if rows:
                 covers = covers_by_anonymous_id(
-                    (Link(a, u, t, k, s) for a, k, u, t, s in rows), self.rules.identity_window_s
+                    (Link(*row) for row in rows), self.rules.identity_window_s
                 )
         return [attribute(e, covers.get(e.anonymous_id or "")) for e in events]
 
@@ -144,11 +155,19 @@ class Identity:
         self, db: sqlite3.Connection, anonymous_id: str, new: Sequence[Link]
     ) -> tuple[list[Link], list[Link]]:
         """(`anonymous_id`'s stored links, those and the `new` proposals not stored yet with
-        the statuses `resolve` gives them under the rules)."""
+        the statuses `resolve` gives them under the rules, each new one with its user's
+        tombstone as `after`)."""
         stored = links_of_anonymous(db, anonymous_id)
         known = {link.event_key for link in stored}
-        candidates = stored + [link for link in new if link.event_key not in known]
-        return stored, resolve(candidates, self.rules.allow_relink)
+        fresh = [link for link in new if link.event_key not in known]
+        stones = dict(
+            db.execute(
+                "SELECT person, forgotten_at FROM tombstones "
+                "WHERE person IN (SELECT value FROM json_each(?))",
+                (json_list({link.user_id for link in fresh}),),
+            ).fetchall()
+        )
+        return stored, resolve(stored + with_tombstones(fresh, stones), self.rules.allow_relink)
 
     def _reattribute(
         self,

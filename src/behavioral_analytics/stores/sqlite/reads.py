@@ -34,6 +34,7 @@ from behavioral_analytics.store import (
     decode_cursor,
     encode_cursor,
 )
+from behavioral_analytics.stores.sqlite.identity import LINKS_WITH_CUTS
 from behavioral_analytics.stores.sqlite.rows import EVENT_COLUMNS, dead_letter, stored_event
 
 __all__ = ["Reads"]
@@ -198,14 +199,12 @@ class Reads:
 
     def links(self, who: str) -> list[Link]:
         anonymous_id = who.removeprefix("anonymous:") if who.startswith("anonymous:") else None
-        return [
-            Link(a, u, t, k, s)
-            for a, k, u, t, s in self._db.execute(
-                "SELECT anonymous_id, event_key, user_id, linked_at, status FROM links "
-                "WHERE user_id = ? OR anonymous_id = ? ORDER BY linked_at, event_key",
-                (who, anonymous_id),
-            )
-        ]
+        rows = self._db.execute(
+            f"{LINKS_WITH_CUTS} WHERE l.user_id = ? OR l.anonymous_id = ? "
+            "ORDER BY l.linked_at, l.event_key",
+            (who, anonymous_id),
+        )
+        return [Link(*row) for row in rows]
 
     def dead_letters(self, limit: int = 100, cursor: str | None = None) -> Page[DeadLetter]:
         limit = max(1, min(limit, 1000))
