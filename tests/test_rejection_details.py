@@ -297,6 +297,12 @@ def test_a_segment_call_published_to_the_topic_is_told_where_it_belongs() -> Non
             "section 8.2)",
             None,
         ),
+        (  # validation quotes the key: escaped, or no store could hold the dead letter
+            rb'{"user_id": "u", "event_type": "t", "properties": {"\ud800": NaN}}',
+            "invalid_number",
+            r"properties.\ud800: NaN is not a number JSON has",
+            None,
+        ),
         (b"", "empty_message", "the message holds no bytes: expected a JSON object", None),
         (
             b" \n\t",
@@ -318,6 +324,7 @@ def test_a_segment_call_published_to_the_topic_is_told_where_it_belongs() -> Non
         "integer-past-4300-digits",
         "bare-overflow",
         "lone-surrogate-in-a-key",
+        "lone-surrogate-key-of-a-nan",
         "no-bytes",
         "whitespace",
     ],
@@ -328,6 +335,6 @@ def test_a_message_that_does_not_decode_says_where_and_names_the_field(
     """msgspec's own words pointed past the token it gave up on (`nope`: byte 4) or at no field
     (`1e400`: "Number out of range - at `$[...]`"), a 4,301-digit integer raised, and a blank
     message had no detail. Text the standard library reads gets the collector's answer."""
-    assert parse_message(data, message_id="broker-1", received_at=NOW) == Rejection(
-        reason, detail, echoed
-    )
+    rejected = parse_message(data, message_id="broker-1", received_at=NOW)
+    assert rejected == Rejection(reason, detail, echoed)
+    rejected.detail.encode()  # what a store writes: no lone surrogate

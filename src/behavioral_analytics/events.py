@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from behavioral_analytics.json_shape import (
     json_type,
     nesting_exceeds,
     not_utf8_detail,
+    printable,
     why_undecodable,
 )
 
@@ -265,8 +266,8 @@ def _undecodable(
         judged = validate_event(
             plain, message_id=message_id, received_at=received_at, limits=limits
         )
-        if isinstance(judged, Rejection):
-            return judged
+        if isinstance(judged, Rejection):  # its detail may quote a key msgspec refused
+            return replace(judged, detail=printable(judged.detail))
     sent = sent_id(parsed.get("event_id")) if isinstance(parsed, dict) else None
     return Rejection(reason, detail, sent)
 

@@ -14,7 +14,7 @@ before it were already claimed by an earlier sign-in, which a second person's ne
 
 A forget is a cut in time: a link to a user with a tombstone (made by an identify dated after
 it: one dated at or before is dropped with its sender) covers only events dated after the
-tombstone (`Link.after`). Without the cut, an anonymous event dated before the tombstone
+tombstone (`Link.user_forgotten_at`). Without the cut, an anonymous event dated before the tombstone
 would be dropped as the forgotten user's when the link was stored first, and moved to them
 when it was stored first itself: the outcome would hang on the arrival order.
 """
@@ -47,15 +47,15 @@ LinkStatus = Literal["active", "duplicate", "refused"]
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """An identity link's record. `after`: the tombstone (epoch seconds) its user had when it
-    was made, which its coverage never reaches back to (None: none)."""
+    """An identity link's record. `user_forgotten_at`: the tombstone (epoch seconds) its user
+    had when it was made, which its coverage never reaches back to (None: none)."""
 
     anonymous_id: str
     user_id: str
     linked_at: float
     event_key: str
     status: LinkStatus = "active"
-    after: float | None = None
+    user_forgotten_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,27 +111,30 @@ def coverage(links: Iterable[Link], window_s: float) -> tuple[tuple[float, str],
     """(coverage start, user id) of the active links, in order (link time, then event key):
     what `attribute` consults. The first link's coverage starts `window_s` before its time;
     every later one's (only with relinking) at its own time, since what came before it was
-    the earlier links' already; none before the first instant after the link's `after`."""
+    the earlier links' already; none at or before the link's `user_forgotten_at`."""
     active = sorted(
         (link for link in links if link.status == "active"),
         key=lambda link: (link.linked_at, link.event_key),
     )
     return tuple(
-        (_cut(link.linked_at - window_s if i == 0 else link.linked_at, link.after), link.user_id)
+        (_cut(link.linked_at - window_s if i == 0 else link.linked_at, link), link.user_id)
         for i, link in enumerate(active)
     )
 
 
-def _cut(start: float, after: float | None) -> float:
-    return start if after is None or start > after else math.nextafter(after, math.inf)
+def _cut(start: float, link: Link) -> float:
+    forgotten_at = link.user_forgotten_at
+    if forgotten_at is None or start > forgotten_at:
+        return start
+    return math.nextafter(forgotten_at, math.inf)
 
 
 def with_tombstones(links: Iterable[Link], tombstones: Mapping[str, float]) -> list[Link]:
-    """`links`, each new one (`after` None) to a user in `tombstones` (user id → the epoch
-    seconds of their tombstone) given that tombstone as `after`: what a commit records."""
+    """`links`, each new one (`user_forgotten_at` None) to a user in `tombstones` (user id →
+    the epoch seconds of their tombstone) given that tombstone: what a commit records."""
     return [
-        replace(link, after=tombstones[link.user_id])
-        if link.after is None and link.user_id in tombstones
+        replace(link, user_forgotten_at=tombstones[link.user_id])
+        if link.user_forgotten_at is None and link.user_id in tombstones
         else link
         for link in links
     ]

@@ -13,6 +13,7 @@ __all__ = [
     "json_type",
     "nesting_exceeds",
     "not_utf8_detail",
+    "printable",
     "unparsed_detail",
     "why_undecodable",
 ]
@@ -79,7 +80,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSHOWN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
-def _escaped(text: str) -> str:
+def printable(text: str) -> str:
     """`text` with each control character and lone surrogate as its JSON escape: a detail is
     one line, and no store can hold a lone surrogate."""
     return _UNSHOWN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
@@ -97,7 +98,7 @@ def _refused_at(value: Any, path: str) -> tuple[str, str, str] | None:
     if isinstance(value, str):
         if (surrogate := _SURROGATE.search(value)) is None:
             return None
-        lone = _escaped(surrogate.group())
+        lone = printable(surrogate.group())
         return path, "not_json", f"{lone} is a lone surrogate, no character (RFC 8259, section 8.2)"
     pairs: list[tuple[str, Any]] = []
     if isinstance(value, dict):
@@ -139,7 +140,7 @@ def why_undecodable(data: bytes, decoder_said: str) -> tuple[str, str, Any]:
     if found is None:
         return "not_json", decoder_said, parsed
     path, reason, wrong = found
-    return reason, _escaped(f"{path or 'the message'}: {wrong}"), parsed
+    return reason, printable(f"{path or 'the message'}: {wrong}"), parsed
 
 
 _BOM = b"\xef\xbb\xbf"

@@ -104,7 +104,7 @@ def resolve_bound(value: str, granularity: Granularity, periods: Periods, *, end
         if end and periods.end_of(found, text) > LAST_INSTANT:
             raise PeriodError("invalid_period", _ends_past(text, granularity, periods))
         try:
-            # All UTC offsets in use are whole minutes, so one second before the end is inside.
+            # A period lasts at least a minute, so one second before its end is inside it.
             instant = periods.end_of(found, text) - 1.0 if end else periods.start_of(found, text)
             label = periods.label(granularity, instant)
         except (ValueError, OverflowError, OSError):
@@ -234,8 +234,7 @@ def _previous(first: str, last: str, granularity: Granularity, periods: Periods)
                 f"an hourly comparison spans at most {MAX_COMPARE_HOURS} hours: "
                 "give a shorter range or compare by day",
             )
-    # All UTC offsets in use are whole minutes, so one second before a start is inside the
-    # period before.
+    # A period lasts at least a minute, so one second before a start is inside the one before.
     previous_last = periods.label(granularity, begins - 1.0)
     label = previous_last
     for _ in range(length - 1):

@@ -59,6 +59,18 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     )
 
 
+def _past_midnight(timezone: str) -> float:
+    """Now, once at least 6 minutes of the day have passed in `timezone`: the sessions of
+    today (`_times`) lie 2 to 5 minutes back, and the tiles read "today" (a run at 00:01 put
+    them yesterday, and the totals and the refused scans came out otherwise). Waits at most
+    6 minutes, only in the first 6 of a day."""
+    periods = Periods(timezone)
+    into_day_s = time.time() - periods.start_of("day", periods.label("day", time.time()))
+    if into_day_s < 360:
+        time.sleep(360 - into_day_s)
+    return time.time()
+
+
 def _times(now: float) -> dict[str, list[float]]:
     """Each session's event times: 2 to 4 minutes before `now`, on its day."""
     return {
@@ -259,7 +271,7 @@ def test_every_unique_users_note_has_its_own_label() -> None:
 
 def test_entry_exit_retention_and_the_whole_page_filter(served: tuple[str, Settings]) -> None:
     base_url, settings = served
-    times = _times(time.time() - 60)
+    times = _times(_past_midnight(settings.timezone) - 60)
     _publish(base_url, settings, times)
     periods = Periods(settings.timezone)
 
@@ -418,7 +430,7 @@ def test_a_refused_filter_is_each_tiles_message(
     """Two filters from the address (read from the raw events) over a range holding more
     events than the scan bound: each panel and tile shows the refusal, never a blank."""
     base_url, settings = served_small_scan
-    times = _times(time.time() - 60)
+    times = _times(_past_midnight(settings.timezone) - 60)
     _publish(base_url, settings, times)
     assert sum(len(s[4]) for s in SESSIONS) > SMALL_SCAN
 

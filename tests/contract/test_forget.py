@@ -231,5 +231,5 @@ def test_a_link_made_after_a_forget_reaches_back_to_no_event_before_it(
     assert (alice.total_events, a1.total_events) == (2, 1)
     assert {s.event.key for s in store.timeline("alice").items} == {identify.key, after.key}
     (link,) = store.stored_links()
-    assert link.after == NOW and store.links("alice") == [link]
+    assert link.user_forgotten_at == NOW and store.links("alice") == [link]
     assert_recounts(store)

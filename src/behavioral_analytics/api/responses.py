@@ -31,8 +31,6 @@ class JSONResponse(StarletteJSONResponse):
     response class to FastAPI, so the OpenAPI document gives each route's answer its schema
     (an object for the read routes' `dict[str, Any]`), not a string."""
 
-    media_type = "application/json"
-
     def render(self, content: Any) -> bytes:
         return msgspec.json.encode(content)
 

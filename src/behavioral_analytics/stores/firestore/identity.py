@@ -48,13 +48,13 @@ _decode = msgspec.json.Decoder().decode
 
 def encode_links(links: Iterable[Link]) -> dict[str, object]:
     """The fields of an anonymous actor's document that hold its links: each as `[user, time,
-    event key, status]`, and `after` fifth where it has one (`identity.Link`)."""
+    event key, status]`, and `user_forgotten_at` fifth where it has one (`identity.Link`)."""
     ordered = sorted(links, key=lambda link: (link.linked_at, link.event_key))
     return {
         LINKS_FIELD: _encode(
             [
                 [k.user_id, k.linked_at, k.event_key, k.status]
-                + ([] if k.after is None else [k.after])
+                + ([] if k.user_forgotten_at is None else [k.user_forgotten_at])
                 for k in ordered
             ]
         ),
@@ -66,8 +66,8 @@ def decode_links(anonymous_actor: str, raw: bytes | None) -> tuple[Link, ...]:
     """The links `encode_links` stored for `anonymous_actor` (none when `raw` is empty)."""
     anonymous_id = anonymous_actor.removeprefix("anonymous:")
     return tuple(
-        Link(anonymous_id, user_id, float(linked_at), event_key, status, *after[:1])
-        for user_id, linked_at, event_key, status, *after in (_decode(raw) if raw else ())
+        Link(anonymous_id, user_id, float(linked_at), event_key, status, *forgotten_at[:1])
+        for user_id, linked_at, event_key, status, *forgotten_at in (_decode(raw) if raw else ())
     )
 
 
@@ -127,7 +127,7 @@ def link_changes(
 ) -> dict[str, LinkChange]:
     """Per anonymous id that the batch's `identify` events propose a new link for (`stored`:
     its links by anonymous actor, as read; `tombstones`: user id → tombstone, epoch seconds,
-    for the proposals' users, each new link's `after`)."""
+    for the proposals' users, each new link's `user_forgotten_at`)."""
     proposals: dict[str, list[Link]] = defaultdict(list)
     for event in events:
         link = proposal(event)

@@ -98,7 +98,7 @@ def snapshot(db: sqlite3.Connection, dimensions: Sequence[str]) -> AggregateSnap
 
 
 def stored_links(db: sqlite3.Connection) -> list[Link]:
-    """Every stored link, whatever its status, with its user's tombstone as `after`."""
+    """Every stored link, whatever its status, with its user's tombstone as `user_forgotten_at`."""
     return [Link(*row) for row in db.execute(LINKS_WITH_CUTS)]
 
 

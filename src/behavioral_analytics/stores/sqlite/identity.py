@@ -11,7 +11,7 @@ stored for the user at once, not stored for the anonymous id and moved in the sa
 (a person row, markers and sessions written, then deleted). The resolution is the one
 `record_links` then stores, so it finds nothing of theirs to move; stored events still move.
 
-A link's `after` (the tombstone its user had when it was made: `identity`) is read with it from
+A link's `user_forgotten_at` (the tombstone its user had when it was made: `identity`) is read from
 the user's tombstone (`LINKS_WITH_CUTS`), not stored in its row: a forget deletes every link
 naming the user it stamps, so a link's user has the tombstone now that it had then.
 """
@@ -46,7 +46,7 @@ from behavioral_analytics.stores.sqlite.sql import json_list
 
 __all__ = ["LINKS_WITH_CUTS", "Identity", "Move", "links_of_anonymous"]
 
-# The links as `Link(*row)` takes them, each with its user's tombstone as `after`.
+# The links as `Link(*row)` takes them, each with its user's tombstone (`user_forgotten_at`).
 LINKS_WITH_CUTS = (
     "SELECT l.anonymous_id, l.user_id, l.linked_at, l.event_key, l.status, t.forgotten_at "
     "FROM links AS l LEFT JOIN tombstones AS t ON t.person = l.user_id"
@@ -156,7 +156,7 @@ class Identity:
     ) -> tuple[list[Link], list[Link]]:
         """(`anonymous_id`'s stored links, those and the `new` proposals not stored yet with
         the statuses `resolve` gives them under the rules, each new one with its user's
-        tombstone as `after`)."""
+        tombstone as `user_forgotten_at`)."""
         stored = links_of_anonymous(db, anonymous_id)
         known = {link.event_key for link in stored}
         fresh = [link for link in new if link.event_key not in known]
