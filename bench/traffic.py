@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from typing import Any
 
 from behavioral_analytics.loadgen import (
     GeneratorConfig,
@@ -95,16 +96,16 @@ def identified(
     sent after 1 to `SIGN_IN_AFTER` of that session's events (drawn uniformly), just before
     the next one, or before their first event of a later session if the first ended sooner
     (never, if they do not come back); every later event carries both ids, as analytics.js
-    sends them. Crawlers (no `user_id`) pass unchanged. One `identify` more per person signed
-    in."""
+    sends them. Crawlers (no `user_id`) and the generator's malformed messages pass unchanged.
+    One `identify` more per person signed in."""
     rng = random.Random(f"identify:{seed}")
     sign_in_at: dict[str, int] = {}  # person → index of the event the identify precedes
     first_session: dict[str, str] = {}
     seen: dict[str, int] = {}  # person → their events so far, while anonymous
     for sent_at, data in pairs:
-        payload = json.loads(data)
-        user = payload.get("user_id")
-        if user is None:
+        payload = _event(data)
+        user = payload.get("user_id") if payload is not None else None
+        if payload is None or user is None:
             yield sent_at, data
             continue
         if user not in sign_in_at:
@@ -126,6 +127,19 @@ def identified(
             del seen[user]
             yield sent_at, _encoded(_identify(payload))
         yield sent_at, _encoded(payload)
+
+
+def _event(data: bytes) -> dict[str, Any] | None:
+    """A message as the generator makes a well-formed event, or None (a malformed one)."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("timestamp"), float):
+        return None
+    if not isinstance(payload.get("properties"), dict) or "session_id" not in payload:
+        return None
+    return payload
 
 
 def _identify(before: dict[str, object]) -> dict[str, object]:

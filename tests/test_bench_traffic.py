@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from tests.conftest import REPO
@@ -57,3 +58,15 @@ def test_a_share_of_people_arrive_anonymous_and_sign_in_during_their_first_sessi
             payload = {k: payload[k] for k in plain[len(kept)]}
         kept.append(payload)
     assert kept == plain
+
+
+def test_the_generators_malformed_messages_pass_unchanged() -> None:
+    """`loadgen` makes malformed messages by default: not JSON, a time that is no number."""
+    config = replace(traffic.live_config(3000, 300, 5), malformed_rate=0.05)
+    plain = [data for _, data in traffic.generator_pairs(config, 1_796_000_000.0)]
+    sent = [
+        data for _, data in traffic.identified(traffic.generator_pairs(config, 1_796_000_000.0), 5)
+    ]
+    malformed = [data for data in plain if traffic._event(data) is None]
+    assert len(malformed) > 50
+    assert [data for data in sent if traffic._event(data) is None] == malformed

@@ -16,7 +16,7 @@ import pytest
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.breakdowns import OTHER, BreakdownRules
 from behavioral_analytics.events import Event
-from behavioral_analytics.settings import load_settings
+from behavioral_analytics.settings import Settings, load_settings
 from behavioral_analytics.stores.sqlite import SQLiteStore, session_counts
 from behavioral_analytics.verification import verify
 from behavioral_analytics.wiring import open_configured
@@ -101,14 +101,20 @@ def test_a_file_from_before_breakdowns_gets_them_counted(tmp_path: Path) -> None
     assert verify(store, store.periods, now=NOW, retention_s=None).ok
 
 
-def test_opening_a_store_recorded_before_breakdowns_counts_them_and_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _written(tmp_path: Path) -> tuple[Settings, sqlite3.Connection]:
+    """The default settings on `tmp_path`, and a connection to the store they wrote the visits
+    to."""
     settings = load_settings(_env_file=None, data_dir=tmp_path)
     _, store = open_configured(settings)
     store.commit(_visits())
     store.close()
-    db = sqlite3.connect(tmp_path / "store.db")
+    return settings, sqlite3.connect(tmp_path / "store.db")
+
+
+def test_opening_a_store_recorded_before_breakdowns_counts_them_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, db = _written(tmp_path)
     with db:
         (text,) = db.execute("SELECT value FROM metadata WHERE name = 'config'").fetchone()
         record = json.loads(text)
@@ -124,6 +130,38 @@ def test_opening_a_store_recorded_before_breakdowns_counts_them_and_says_so(
         assert store.commit([ev(9, 90, user="u9", page_url="https://shop.example/e")]).created
         day = store.breakdown("page", "day")
         assert day[0].events == {"/a": 2, "/b": 1, "/c": 1, "/d": 1, "/e": 1}
+        assert verify(store, store.periods, now=NOW, retention_s=None).ok  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_a_store_with_events_but_no_record_is_recorded_and_its_breakdowns_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Written before configurations were recorded (and breakdowns): a reader reads it without
+    breakdowns, saying why; a writer records the environment's and counts them."""
+    settings, db = _written(tmp_path)
+    with db:
+        db.execute("DELETE FROM metadata WHERE name = 'config'")
+        for table in ("breakdown_buckets", "breakdown_markers", "breakdown_admitted"):
+            db.execute(f"DELETE FROM {table}")
+    db.close()
+    with caplog.at_level(logging.INFO, logger="behavioral_analytics"):
+        _, reader = open_configured(settings, record=False)
+    try:
+        assert "from before it recorded the configuration" in caplog.text
+        assert reader.recorded_config() is None and reader.rules.breakdowns.dimensions == ()
+    finally:
+        reader.close()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="behavioral_analytics"):
+        _, store = open_configured(settings)
+    try:
+        assert "breakdowns counted from its raw events" in caplog.text
+        recorded = store.recorded_config()
+        assert recorded is not None and "page" in recorded.breakdown_dimensions
+        day = store.breakdown("page", "day")
+        assert day[0].events == {"/a": 2, "/b": 1, "/c": 1, "/d": 1}
         assert verify(store, store.periods, now=NOW, retention_s=None).ok  # type: ignore[attr-defined]
     finally:
         store.close()

@@ -18,6 +18,9 @@ from tests.conftest import cli
     [
         ({"BA_BACKEND": "aws"}, "invalid BA_BACKEND"),
         ({"BA_TIMEZONE": "Mars/Olympus"}, "invalid BA_TIMEZONE: unknown IANA time zone"),
+        ({"BA_TIMEZONE": "europe/london"}, "(did you mean Europe/London?)"),
+        ({"BA_TIMEZONE": "localtime"}, "'localtime' is this machine's own zone"),
+        ({"BA_TIMEZONE": "posixrules"}, "unknown IANA time zone 'posixrules'"),
         ({"BA_FLUSH_INTERVAL": "-1"}, "invalid BA_FLUSH_INTERVAL"),
         ({"BA_MAX_DELIVERY_ATTEMPTS": "3"}, "invalid BA_MAX_DELIVERY_ATTEMPTS"),
         ({"BA_RAW_RETENTION_DAYS": "3"}, "shorter than the message retention"),

@@ -177,6 +177,8 @@ def test_an_unreadable_env_line_is_named_once_with_its_file(
          "--from/--to: '9999-12-31' ends past the last instant that can be named"),
         (("-g", "day", "--from", "1970-01-01", "--to", "9999-12-31", "--compare"),
          "--compare: the comparison of 1970-01-01..9999-12-31 would start before year 1000"),
+        (("-g", "day", "--from", ""), "--from/--to: '' is neither a period label"),
+        (("-g", "day", "--to", ""), "--from/--to: '' is neither a period label"),
     ],
 )  # fmt: skip
 def test_bounds_past_the_named_years_are_one_line(args: tuple[str, ...], said: str) -> None:
@@ -319,3 +321,23 @@ def test_a_clients_text_in_a_message_is_never_markup() -> None:
     forgot = cli("forget", who, "--yes", env={"COLUMNS": "300"}).stdout.decode()
     assert f"forgot {who}:" in forgot
     assert "Traceback" not in forgot
+
+
+def test_bounds_are_read_in_the_zone_the_store_recorded() -> None:
+    """From a plain shell (no BA_TIMEZONE), a label the store wrote in its own zone names its
+    period: New York's repeated hour `…-01b` (06:30Z is 01:30 EST, the second pass)."""
+    old = {"BA_MAX_EVENT_AGE_DAYS": "3000", "BA_RAW_RETENTION_DAYS": "3100"}
+    event = {"event_id": "e1", "user_id": "u", "event_type": "visit"}
+    lines = b"".join(
+        json.dumps({**event, "event_id": f"e{i}", "timestamp": at}).encode() + b"\n"
+        for i, at in enumerate(("2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z"))
+    )
+    york = {**old, "BA_TIMEZONE": "America/New_York"}
+    cli("init", env=york)
+    cli("publish", input=lines, env=york)
+    cli("worker", "--until-idle", env=york)
+    span = ("--from", "2026-11-01-01b", "--to", "2026-11-01-01b", "--json")
+    points = json.loads(cli("query", "series", *span, env=old).stdout)["points"]
+    assert [(p["period"], p["total_events"]) for p in points] == [("2026-11-01-01b", 1)]
+    sessions = json.loads(cli("query", "sessions", "--json", env=old).stdout)
+    assert sessions["timezone"] == "America/New_York"

@@ -96,3 +96,22 @@ def test_every_query_takes_filters_and_says_where_the_answer_came_from() -> None
     message = refused.stderr.decode()
     assert "8 events" in message and "5" in message and "BA_RAW_SCAN_MAX_EVENTS" in message
     assert message.count("error:") == 1
+
+
+def test_filters_and_retention_answer_the_last_periods_of_year_9999() -> None:
+    _publish()
+    queries = [
+        ("series", "-g", "minute", "--from", "9999-12-31-23-50", "--to", "9999-12-31-23-59"),
+        ("series", "-g", "hour", "--from", "9999-12-31-20", "--to", "9999-12-31-23"),
+        ("series", "-g", "day", "--from", "9999-12-30", "--to", "9999-12-31"),
+        ("sessions", "-g", "day", "--from", "9999-12-30", "--to", "9999-12-31"),
+        ("breakdown", "page", "--from", "9999-12-30", "--to", "9999-12-31"),
+        ("funnel", "purchase", "--from", "9999-12-30", "--to", "9999-12-31"),
+        ("retention", "--from", "9999-12-25", "--to", "9999-12-31"),
+    ]
+    two = ("--filter", "page:/pricing", "--filter", "device:mobile")
+    for query in queries:
+        answer = _json(*query, *two)
+        assert answer["answered_from"] == "raw_events" and answer["scanned_events"] == 0, query
+    unfiltered = _json("retention", "--from", "9999-12-25", "--to", "9999-12-31")
+    assert unfiltered["cohorts"] == []

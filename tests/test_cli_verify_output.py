@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from behavioral_analytics.cli.verify import differences
@@ -121,3 +122,11 @@ def test_the_command_prints_the_difference_and_what_it_could_not_check(tmp_path:
     assert " → " in line and "page_view " in line and "(stored → expected; " in line
     assert "{" not in line  # no dict printed whole
     assert "[/z][bold]x 2 → absent" in line, line
+    yesterday = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        db.executemany(  # minutes nobody sent an event in: each is a drift item
+            "INSERT OR IGNORE INTO buckets VALUES ('minute', ?, 1, 0, 0)",
+            [(f"{yesterday}-{n // 60:02d}-{n % 60:02d}",) for n in range(1100)],
+        )
+    many = cli("verify")
+    assert f"more (--json lists the first {1000:,})" in many.stdout, many.stdout[-300:]

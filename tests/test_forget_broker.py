@@ -9,6 +9,7 @@ from pathlib import Path
 
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
+from behavioral_analytics.stores.sqlite import SQLiteStore
 from tests.conftest import FakeClock, cli
 
 
@@ -77,3 +78,21 @@ def test_forget_command_deletes_a_waiting_message_with_a_numeric_user_id(tmp_pat
     human = cli("forget", "someone-else", "--yes", env={**env, "COLUMNS": "200"}).stdout
     assert b"1 broker messages" in human
     assert _rows(broker_file) == []
+
+
+def test_deleted_content_is_overwritten_on_every_connection_before_and_after_a_forget(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """`secure_delete` stays on, whatever the SQLite build's default (docs/behavior.md
+    "Personal data"): acked messages and rows a commit replaces leave no copy either."""
+    broker = LocalBroker(tmp_path / "broker.db", clock=clock)
+    store = SQLiteStore(tmp_path / "store.db", clock=clock)
+    try:
+        broker.publish([OutgoingMessage(b'{"event_id": "w1", "user_id": "u1"}')])
+        assert broker.forget_messages({"u1"}, set()) == 1
+        store.forget("u1")
+        for db in (broker._db, store._db):  # the connections themselves
+            assert db.execute("PRAGMA secure_delete").fetchone() == (1,)
+    finally:
+        broker.close()
+        store.close()

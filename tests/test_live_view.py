@@ -12,7 +12,7 @@ from rich import get_console
 from rich.console import Console
 
 from behavioral_analytics.brokers.local import LocalBroker
-from behavioral_analytics.cli.live_view import _render
+from behavioral_analytics.cli.live_view import _render, counted_by
 from behavioral_analytics.settings import load_settings
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from tests.faults import behavior_event
@@ -61,3 +61,20 @@ def test_a_clients_event_type_is_shown_as_it_is(tmp_path: Path) -> None:
     kind = "[/z][bold]x:smile:"
     texts = _texts(tmp_path, [kind])
     assert kind in texts[400] and kind in texts[80]
+
+
+def test_the_view_counts_in_the_zone_the_store_recorded(tmp_path: Path) -> None:
+    """From a shell without BA_TIMEZONE: the minutes are the store's (Kolkata, +05:30)."""
+    store = SQLiteStore(tmp_path / "store.db", timezone="Asia/Kolkata")
+    broker = LocalBroker(tmp_path / "broker.db")
+    now = time.time()
+    store.commit([behavior_event(1, now, received_at=now, user="u", kind="visit")])
+    settings = load_settings(data_dir=tmp_path)
+    out = Console(width=200, record=True, file=io.StringIO())
+    out.print(
+        _render(counted_by(settings, store), store, broker, None, None, 1, tmp_path / "up.log")
+    )
+    text = out.export_text()
+    local = time.strftime("%H:%M", time.gmtime(now + 5.5 * 3600))
+    assert "Asia/Kolkata" in text and local in text
+    assert "events this hour" in text

@@ -5,8 +5,11 @@ stored memberships are marked as such, so `verify` does not call those membershi
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from behavioral_analytics.verification import verify
@@ -16,7 +19,7 @@ from tests.contract.test_named_calls import group
 
 
 def test_a_file_from_before_the_columns_is_migrated_and_its_memberships_kept(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "store.db"
     store = SQLiteStore(path, clock=FakeClock(NOW))
@@ -28,7 +31,13 @@ def test_a_file_from_before_the_columns_is_migrated_and_its_memberships_kept(
         db.execute("ALTER TABLE events DROP COLUMN id_kind")
     db.close()
 
-    store = SQLiteStore(path, clock=FakeClock(NOW))
+    with caplog.at_level(logging.WARNING, logger="behavioral_analytics"):
+        store = SQLiteStore(path, clock=FakeClock(NOW))
+        store.close()
+        store = SQLiteStore(path, clock=FakeClock(NOW))
+    # Said once, before the one-way change, and not again once the file is migrated.
+    (said,) = [r.getMessage() for r in caplog.records if "layout" in r.getMessage()]
+    assert "raw events' call" in said and "an earlier release cannot open" in said
     calls = {e.event_id: (e.call, e.id_kind) for e in store.iter_raw_events()}
     # The joining call is known from its membership; the later one cannot be told apart.
     assert calls == {"c1": ("group", None), "c2": (None, None), "e3": (None, None)}

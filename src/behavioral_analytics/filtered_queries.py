@@ -33,6 +33,7 @@ from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.breakdown_report import filtered_series
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import Funnel
+from behavioral_analytics.period_bounds import LAST_INSTANT
 from behavioral_analytics.raw_queries import (
     Filter,
     breakdown,
@@ -67,7 +68,8 @@ def scan(
     hour buckets hold more), StoreError."""
     store.scan_events(start_s, start_s, 1)  # an empty range: the horizon's check alone
     if end_s > start_s:
-        hours = store.series("hour", periods.label("hour", start_s), periods.label("hour", end_s))
+        last_hour = periods.label("hour", min(end_s, LAST_INSTANT))
+        hours = store.series("hour", periods.label("hour", start_s), last_hour)
         held = sum(point.total_events for point in hours)
         if held > bound:
             raise too_large(bound, held, exact=True)

@@ -175,8 +175,12 @@ def resolve_range(
 ) -> tuple[str | None, str | None]:
     """Both bounds resolved (a missing one is its default). Raises PeriodError
     (`invalid_period` for a bound, `invalid_range` when `from` comes after `to`)."""
-    first = resolve_bound(start, granularity, periods, end=False) if start else default_start
-    last = resolve_bound(end, granularity, periods, end=True) if end else default_end
+    first = (
+        resolve_bound(start, granularity, periods, end=False)
+        if start is not None
+        else default_start
+    )
+    last = resolve_bound(end, granularity, periods, end=True) if end is not None else default_end
     if (
         first is not None
         and last is not None

@@ -148,6 +148,14 @@ def day_after(day: str, days: int) -> str:
     return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
 
 
+def _at_most_last(day: str, days: int) -> str:
+    """`day_after(day, days)`, or 9999-12-31 when that is later (no later day has a label)."""
+    try:
+        return day_after(day, days)
+    except OverflowError:
+        return date.max.isoformat()
+
+
 def default_range(start_day: str | None, end_day: str | None, today: str) -> tuple[str, str]:
     """The cohort days of a request: `end_day` or `today`, and `start_day` or the
     DEFAULT_COHORT_DAYS days ending at that end."""
@@ -224,7 +232,7 @@ def plan(
         unit,
         periods.start_of("day", start_day),
         periods.end_of("day", end_day),
-        day_after(end_day, span),
+        _at_most_last(end_day, span),
         periods.label("day", now),
         start_event,
     )

@@ -261,6 +261,13 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def count_events(self) -> int:
+        """How many raw events are stored.
+
+        Raises StoreError.
+        """
+
+    @abc.abstractmethod
     def iter_raw_events(self) -> Iterator[Event]:
         """Every retained raw event (for `verify`), in no particular order.
 

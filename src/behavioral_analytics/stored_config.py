@@ -19,7 +19,10 @@ numbers than the workers wrote.
   (`plan_apply`).
 
 A record written before breakdowns existed has none (`breakdowns_unrecorded`): the
-environment's dimensions are then added to it, as if it had set them.
+environment's dimensions are then added to it, as if it had set them. A store that holds
+events but no record (written before the record existed, and before breakdowns) is recorded
+with the environment's values, and its breakdowns counted from its raw events
+(`before_record`).
 
 Fields are named as `Settings` names them, so the settings model can say which were set.
 """
@@ -42,6 +45,7 @@ __all__ = [
     "Difference",
     "Reconciled",
     "StoredConfig",
+    "before_record",
     "changed_line",
     "plan_apply",
     "reconcile",
@@ -309,6 +313,13 @@ def without_additions(reconciled: Reconciled) -> StoredConfig:
             d for d in effective.breakdown_dimensions if d not in reconciled.added_dimensions
         ),
     )
+
+
+def before_record(config: StoredConfig) -> StoredConfig:
+    """What a store that holds events but no record counted by, as far as anyone can tell:
+    `config` (the environment that writes to it now), without breakdowns, which came after
+    the record. Recording `config` over it counts every dimension from the raw events."""
+    return replace(config, breakdown_dimensions=())
 
 
 def recounted_dimensions(recorded: StoredConfig, config: StoredConfig) -> list[str]:

@@ -9,11 +9,13 @@ from typing import Any
 
 from behavioral_analytics.kept_copies import COPY_KINDS
 
-__all__ = ["STATE_KINDS", "Drift", "VerifyReport"]
+__all__ = ["LISTED", "STATE_KINDS", "Drift", "VerifyReport"]
 
 
 # Drift in what a person's next commit derives from rather than in a figure (`verification`,
 # `kept_copies`).
+# `to_dict` lists at most this many drift items and valid dead letters (beside their counts).
+LISTED = 1000
 STATE_KINDS = frozenset({"person_sessions", "funnel_progress", "session_values"}) | COPY_KINDS
 
 
@@ -106,10 +108,10 @@ class VerifyReport:
             "profiles_checked": self.profiles_checked,
             "not_checked_older_than_retention": self.not_checked,
             "not_checked_near_retention_start": self.near_retention_start,
-            "drift": [d.to_dict() for d in self.drift[:1000]],
+            "drift": [d.to_dict() for d in self.drift[:LISTED]],
             "drift_count": len(self.drift),
             "repaired": self.repaired,
-            "valid_dead_letters": self.valid_dead_letters[:1000],
+            "valid_dead_letters": self.valid_dead_letters[:LISTED],
             "valid_dead_letter_count": len(self.valid_dead_letters),
             "unreplayable_dead_letters": dict(self.unreplayable_dead_letters),
             "final_periods_changed": self.final_periods,

@@ -23,6 +23,7 @@ from behavioral_analytics.store import NotSupported
 from behavioral_analytics.stored_config import (
     Difference,
     StoredConfig,
+    before_record,
     reconcile,
     without_additions,
 )
@@ -179,10 +180,15 @@ def open_configured(settings: Settings, *, record: bool = True) -> tuple[Setting
     wanted = settings.stored_config()
     store = _open_store(settings, wanted)
     try:
-        reconciled = reconcile(store.recorded_config(), wanted, settings.shaping_set())
+        recorded = store.recorded_config()
+        # Events but no record: written before configurations were recorded (and breakdowns).
+        unrecorded = recorded is None and store.count_events() > 0
+        reconciled = reconcile(recorded, wanted, settings.shaping_set())
         if reconciled.refused:
             raise ConfigError(refusal(reconciled.refused[0]))
         effective = reconciled.effective if record else without_additions(reconciled)
+        if unrecorded:
+            effective = _unrecorded(store, effective, record)
         if effective != wanted:
             store.close()
             store = _open_store(settings, effective)
@@ -210,6 +216,22 @@ def open_configured(settings: Settings, *, record: bool = True) -> tuple[Setting
         store.close()
         raise
     return settings.adopt(effective), store
+
+
+def _unrecorded(store: Store, effective: StoredConfig, record: bool) -> StoredConfig:
+    """The configuration a process counts a store that holds events but no record by: a
+    writer records `effective` and counts its breakdowns from the raw events; a reader, as
+    the store stands (no breakdowns)."""
+    held = "the store holds events from before it recorded the configuration it counts by"
+    if record:
+        store.record_config()
+        _announce(f"{held}: this environment's is recorded; breakdowns counted from its raw events")
+        return effective
+    _announce(
+        f"{held}: this command only reads, without breakdowns (a worker records the "
+        "environment's and counts them when it starts, or run `behavioral-analytics config apply`)"
+    )
+    return before_record(effective)
 
 
 def refusal(difference: Difference) -> str:

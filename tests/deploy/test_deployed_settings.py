@@ -164,7 +164,7 @@ def test_every_time_zone_the_code_takes_passes_the_variables_rule(root: str) -> 
         if "timezone" in entry
     ]
     (pattern,) = re.findall(r'regex\("(.+?)", var\.timezone\)', str(block["validation"]))
-    names = sorted(available_timezones())
+    names = sorted(available_timezones() - {"localtime"})  # each machine's own: refused
     assert {"GMT+0", "CST6CDT", "America/Argentina/Buenos_Aires"} <= set(names)
     assert all(load_settings(timezone=name).timezone == name for name in names)
     assert [name for name in names if not re.fullmatch(pattern, name)] == []

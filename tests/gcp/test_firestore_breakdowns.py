@@ -32,6 +32,7 @@ from behavioral_analytics.stores.firestore.breakdown_layout import (
     list_bytes,
     values_doc_id,
 )
+from behavioral_analytics.stores.firestore.metadata import METADATA
 from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     BREAKDOWN_MARKER_FIELD,
@@ -386,6 +387,26 @@ def test_config_apply_takes_a_dropped_dimension_out_of_the_period_documents(
             maps += [data[name] for name in ("admitted", "events", "users") if name in data]
         assert len(maps) >= 3 and all("page" in m and "property:plan" not in m for m in maps)
         assert store.breakdown("property:plan", "day") == []
+        assert store.breakdown("page", "day")[0].events == {"/a": 3}
+        assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    finally:
+        store.close()
+
+
+def test_a_store_with_events_but_no_record_gets_its_breakdowns_counted_when_recorded(
+    settings_for: Callable[..., Any],
+) -> None:
+    """Written before configurations were recorded, and breakdowns: no record, no breakdown."""
+    old = firestore_store(settings_for, rules=BehaviorRules(breakdowns=BreakdownRules(())))
+    try:
+        old.commit([ev(n, 2 * HOUR + n, user=f"u{n}", page_url="/a") for n in range(3)])
+        old.db.collection(METADATA).document("config").delete()
+    finally:
+        old.close()
+    store = firestore_store(settings_for, rules=rules(max_values=100))
+    try:
+        assert store.recorded_config() is None
+        store.record_config()
         assert store.breakdown("page", "day")[0].events == {"/a": 3}
         assert verify(store, store.periods, now=NOW, retention_s=None).ok
     finally:

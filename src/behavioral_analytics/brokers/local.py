@@ -470,20 +470,16 @@ class LocalBroker(Broker):
         whose bytes name one of the ids (`privacy.mentions`: every spelling of an id, `12345`
         as well as `"12345"`), with its delivery history; how many rows were deleted. A
         message leased at the time is deleted too: its ack then finds nothing. The rows are
-        overwritten (`secure_delete`) and the write-ahead log is checkpointed; pages freed
-        earlier (acked messages) are not: see docs/behavior.md "Personal data"."""
+        overwritten (`secure_delete`, on for every connection, acked messages' too) and the
+        write-ahead log is checkpointed: see docs/behavior.md "Personal data"."""
         doomed: dict[str, list[tuple[int]]] = {"messages": [], "dead_letters": []}
         db = self._db
-        db.execute("PRAGMA secure_delete = ON")
-        try:
-            with transaction(db):
-                for table, rows in doomed.items():
-                    for seq, data in db.execute(f"SELECT seq, data FROM {table}"):
-                        if mentions(bytes(data), user_ids, anonymous_ids):
-                            rows.append((seq,))
-                    db.executemany(f"DELETE FROM {table} WHERE seq = ?", rows)
-        finally:
-            db.execute("PRAGMA secure_delete = OFF")
+        with transaction(db):
+            for table, rows in doomed.items():
+                for seq, data in db.execute(f"SELECT seq, data FROM {table}"):
+                    if mentions(bytes(data), user_ids, anonymous_ids):
+                        rows.append((seq,))
+                db.executemany(f"DELETE FROM {table} WHERE seq = ?", rows)
         deleted = sum(len(rows) for rows in doomed.values())
         if deleted:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

@@ -83,7 +83,7 @@ def query_sessions(
         rows_of[window] = [point.to_dict() for point in points]
         bodies[window] = {"points": rows_of[window]}
     if as_json:
-        head: dict[str, Any] = {"granularity": granularity}
+        head: dict[str, Any] = {"granularity": granularity, "timezone": config.timezone}
         if filters:
             head["filters"] = [f.to_dict() for f in filters]
         print_json({**head, **ranged(ranges, lambda w: bodies[w])})
@@ -177,7 +177,7 @@ def query_funnel(
         rows_of[window] = [day.to_dict() for day in days]
         bodies[window] = {"days": rows_of[window]}
     if as_json:
-        head: dict[str, Any] = {"funnel": funnel.to_dict()}
+        head: dict[str, Any] = {"funnel": funnel.to_dict(), "timezone": config.timezone}
         if filters:
             head["filters"] = [f.to_dict() for f in filters]
         print_json({**head, **ranged(ranges, lambda w: bodies[w])})

@@ -14,8 +14,7 @@ from behavioral_analytics.cli.shared import (
     check_user_id,
     console,
     load_config,
-    open_store,
-    period_range,
+    open_for_periods,
     plural,
     print_json,
 )
@@ -37,9 +36,7 @@ def query_group(
     """A group's members, latest traits and, per day, its members' events and unique users
     (every retained day unless --from/--to). Exits 1 when no group call named it."""
     check_user_id(group_id, "group id")
-    config = load_config()
-    first, last = period_range(start, end, "day", config.timezone)
-    store = open_store(config)
+    config, store, first, last = open_for_periods(load_config(), start, end, "day")
     with user_errors():
         group = store.group(group_id)
     if group is None:
@@ -50,7 +47,8 @@ def query_group(
         if (first is None or d.day >= first) and (last is None or d.day <= last)
     ]
     if as_json:
-        print_json({**group.to_dict(), "days": [d.to_dict() for d in days]})
+        days_json = [d.to_dict() for d in days]
+        print_json({**group.to_dict(), "timezone": config.timezone, "days": days_json})
         return
     console.print(f"group {group.group_id}: {plural(len(group.members), 'member')}")
     traits = TextTable(title="latest traits")

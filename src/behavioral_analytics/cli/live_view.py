@@ -22,7 +22,7 @@ from behavioral_analytics.cli.tables import TextTable
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import Store
 
-__all__ = ["RATE_WINDOW_S", "TrafficStats", "run_live_view"]
+__all__ = ["RATE_WINDOW_S", "TrafficStats", "counted_by", "run_live_view"]
 
 RATE_WINDOW_S = 10.0
 
@@ -147,6 +147,14 @@ def _render(
     return Group(*lines)
 
 
+def counted_by(config: Settings, store: Store) -> Settings:
+    """`config` with the time zone `store` recorded, whatever the shell's `BA_TIMEZONE` says
+    (the workers count by the recorded one: a different one set stops them), or as it is
+    where nothing is recorded yet."""
+    recorded = store.recorded_config()
+    return config if recorded is None else config.model_copy(update={"timezone": recorded.timezone})
+
+
 def run_live_view(
     config: Settings,
     store: Store,
@@ -156,6 +164,7 @@ def run_live_view(
 ) -> None:
     """Redraw the view every second until `stop` is set. `info`: api_url, traffic
     (TrafficStats or None), workers, log (the log file's path)."""
+    config = counted_by(config, store)
     with Live(_render(config, store, broker, **info), refresh_per_second=2) as live:
         try:
             # Sleeping, not Event.wait: a Ctrl-C landing inside a condition wait can leave its

@@ -214,9 +214,17 @@ def period_range(
 def open_for_periods(
     config: Settings, start: str | None, end: str | None, granularity: Granularity
 ) -> tuple[Settings, Store, str | None, str | None]:
-    """`open_reader`, and `--from`/`--to` as labels in the zone the store counts by. A bound
-    that names no period is refused (exit 2) before any store is opened."""
-    period_range(start, end, granularity, config.timezone)
+    """`open_reader`, and `--from`/`--to` as labels in the zone the store counts by (the one
+    it recorded where `BA_TIMEZONE` is unset: `2026-11-01-01b` names a period in New York,
+    none in UTC). A bound that names no period is refused (exit 2), before any store is
+    opened where there is no local store to record a zone."""
+    try:
+        resolve_range(start, end, granularity, Periods(config.timezone))
+    except PeriodError:
+        with user_errors():
+            absent = config.backend == "local" and missing_store(config) is not None
+        if absent:
+            period_range(start, end, granularity, config.timezone)
     config, store = open_reader(config)
     first, last = period_range(start, end, granularity, config.timezone)
     return config, store, first, last

@@ -36,6 +36,7 @@ from behavioral_analytics.cli.shared import (
     progress_lines,
 )
 from behavioral_analytics.kept_copies import COPY_KINDS
+from behavioral_analytics.verify_report import LISTED
 
 __all__ = ["verify"]
 
@@ -93,7 +94,8 @@ def verify(
                 soft_wrap=True,
             )
         if len(report.drift) > 20:
-            console.print(f"… and {len(report.drift) - 20} more (--json lists them all)")
+            listed = "them all" if len(report.drift) <= LISTED else f"the first {LISTED:,}"
+            console.print(f"… and {len(report.drift) - 20:,} more (--json lists {listed})")
         if report.valid_dead_letters:
             ids = report.valid_dead_letters
             console.print(

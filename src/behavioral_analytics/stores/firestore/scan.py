@@ -14,6 +14,7 @@ from google.cloud import firestore
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import as_person
 from behavioral_analytics.events import Event
+from behavioral_analytics.period_bounds import LAST_INSTANT
 from behavioral_analytics.raw_queries import before_horizon
 from behavioral_analytics.stores.firestore.documents import as_datetime
 from behavioral_analytics.stores.firestore.gateway import Gateway
@@ -43,7 +44,9 @@ def scan_events(
     if end_s <= start_s:
         return []
     limit = max(1, limit)
-    days = reads.series("day", periods.label("day", start_s), periods.label("day", end_s))
+    days = reads.series(
+        "day", periods.label("day", start_s), periods.label("day", min(end_s, LAST_INSTANT))
+    )
     types = sorted({name for point in days for name in point.events_by_type})
     found: list[Event] = []
     for event_type in types:

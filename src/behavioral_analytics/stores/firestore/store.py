@@ -65,7 +65,7 @@ from behavioral_analytics.store import (
     StoredEvent,
     StoreError,
 )
-from behavioral_analytics.stored_config import StoredConfig, recounted_dimensions
+from behavioral_analytics.stored_config import StoredConfig, before_record, recounted_dimensions
 from behavioral_analytics.stores.firestore.audit import Audit
 from behavioral_analytics.stores.firestore.commit import Committer
 from behavioral_analytics.stores.firestore.forget import forget
@@ -329,6 +329,8 @@ class FirestoreStore(Store):
                     "recomputes its figures: stop the workers, then run `behavioral-analytics "
                     "config apply`"
                 )
+        if recorded is None and self.count_events():
+            recorded = before_record(config)
         if recorded is not None and self.behavioral:
             dropped = [
                 d for d in recorded.breakdown_dimensions if d not in config.breakdown_dimensions

@@ -13,6 +13,7 @@ import sqlite3
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import as_person
 from behavioral_analytics.events import Event
+from behavioral_analytics.period_bounds import LAST_INSTANT
 from behavioral_analytics.raw_queries import before_horizon
 from behavioral_analytics.stores.sqlite.rows import EVENT_COLUMNS, stored_event
 
@@ -37,7 +38,7 @@ def scan_events(
     if end_s <= start_s:
         return []
     first_day = periods.label("day", start_s)
-    last_day = periods.label("day", end_s)
+    last_day = periods.label("day", min(end_s, LAST_INSTANT))
     rows = db.execute(
         f"SELECT {EVENT_COLUMNS}, person FROM events "
         "WHERE event_type IN (SELECT DISTINCT event_type FROM bucket_types "

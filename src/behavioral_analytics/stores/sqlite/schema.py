@@ -20,9 +20,11 @@ that kept events in a `WITHOUT ROWID` table keyed by `key` are rebuilt (`migrate
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from behavioral_analytics.sqlite_util import connect, transaction
+from behavioral_analytics.telemetry import log
 
 __all__ = [
     "ADD_UNIQUE",
@@ -317,21 +319,38 @@ def migrate(path: Path) -> None:
     key) are dropped, and the `sessions_by_start` index (no query needs it) is dropped."""
     if not path.exists():
         return
+    said: list[str] = []
+
+    def step(what: str) -> None:
+        if not said:
+            log.warning(
+                "bringing the store's tables to this release's layout (%s, …): one way, an "
+                "earlier release cannot open the file afterwards; it may take a while on a large "
+                "store",
+                what,
+                extra={"file": str(path)},
+            )
+        said.append(what)
+
     db = connect(path)
     try:
         letters = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
         if letters and "fingerprint" not in letters:
+            step("dead letters' fingerprints")
             db.execute("ALTER TABLE dead_letters ADD COLUMN fingerprint TEXT")
         if letters and "expire_at" not in letters:
+            step("dead letters' expiry")
             db.execute("ALTER TABLE dead_letters ADD COLUMN expire_at REAL")
         columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
         if columns and "person" not in columns:
+            step("raw events' person and crawler flag")
             with transaction(db):
                 db.execute("ALTER TABLE events ADD COLUMN person TEXT NOT NULL DEFAULT ''")
                 db.execute("ALTER TABLE events ADD COLUMN bot INTEGER NOT NULL DEFAULT 0")
                 db.execute("UPDATE events SET person = who")
                 db.execute("DROP INDEX IF EXISTS events_by_who")
         if columns and "call" not in columns:
+            step("raw events' call")
             with transaction(db):
                 db.execute("ALTER TABLE events ADD COLUMN call TEXT")
                 db.execute("ALTER TABLE events ADD COLUMN id_kind TEXT")
@@ -340,9 +359,10 @@ def migrate(path: Path) -> None:
                         "UPDATE events SET call = 'group' "
                         "WHERE key IN (SELECT event_key FROM group_members)"
                     )
-        _rebuild_keyed_events(db)
+        _rebuild_keyed_events(db, step)
         sessions = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
         if sessions and "vals" not in sessions:
+            step("sessions' values in their rows")
             with transaction(db):
                 db.execute("ALTER TABLE sessions ADD COLUMN vals TEXT")
                 if db.execute(_SESSION_VALUES_TABLE).fetchone():
@@ -350,6 +370,7 @@ def migrate(path: Path) -> None:
                     db.execute("DROP TABLE session_values")
         db.execute("DROP INDEX IF EXISTS sessions_by_start")
         if db.execute(_PROFILES_TABLE).fetchone():
+            step("one row per person")
             with transaction(db):
                 db.execute(_PERSONS)
                 db.execute(_TO_PERSONS)
@@ -359,7 +380,7 @@ def migrate(path: Path) -> None:
         db.close()
 
 
-def _rebuild_keyed_events(db: sqlite3.Connection) -> None:
+def _rebuild_keyed_events(db: sqlite3.Connection, step: Callable[[str], None]) -> None:
     """Rebuild a `WITHOUT ROWID` `events` table (keyed by `key`) as the rowid table of
     `EVENTS_SCHEMA`, rows in (received_at, key) order, in one transaction: a new table, filled,
     the old one dropped (its indexes with it: `SCHEMA` makes them again), the new one renamed.
@@ -367,6 +388,7 @@ def _rebuild_keyed_events(db: sqlite3.Connection) -> None:
     row = db.execute(_EVENTS_SQL).fetchone()
     if row is None or "WITHOUT ROWID" not in row[0].upper():
         return
+    step("raw events in arrival order")
     table = EVENTS_SCHEMA[: EVENTS_SCHEMA.index("\n);") + 3]  # comments hold semicolons
     create = table.replace("IF NOT EXISTS events (", "events_rowid (")
     with transaction(db):

@@ -56,7 +56,7 @@ from behavioral_analytics.store import (
     StoredEvent,
     StoreError,
 )
-from behavioral_analytics.stored_config import StoredConfig, recounted_dimensions
+from behavioral_analytics.stored_config import StoredConfig, before_record, recounted_dimensions
 from behavioral_analytics.stores.sqlite import audit, files
 from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
 from behavioral_analytics.stores.sqlite.breakdowns import (
@@ -166,16 +166,13 @@ class SQLiteStore(Store):
 
     def forget(self, who: str) -> ForgetReport:
         """Forget `who` (see the port). The deleted rows are overwritten, not just unlinked
-        (`secure_delete` for this transaction), and the write-ahead log that held their old
-        pages is checkpointed and truncated, so the file keeps no copy (`files.erase_copies`)."""
+        (`secure_delete`, on for every connection: `sqlite_util.PRAGMAS`), and the write-ahead
+        log that held their old pages is checkpointed and truncated, so the file keeps no copy
+        (`files.erase_copies`)."""
         db = self._db
-        db.execute("PRAGMA secure_delete = ON")
-        try:
-            with transaction(db):
-                report = forget(db, who, self._clock(), self.behavior.rules, self.behavior.periods)
-                forget_members(db, report.persons)
-        finally:
-            db.execute("PRAGMA secure_delete = OFF")
+        with transaction(db):
+            report = forget(db, who, self._clock(), self.behavior.rules, self.behavior.periods)
+            forget_members(db, report.persons)
         files.erase_copies(db, self.path)
         return report
 
@@ -363,6 +360,8 @@ class SQLiteStore(Store):
                 events = shared_events(audit.raw_events(db))
                 links = audit.stored_links(db)
                 backfill_funnels(db, added, events, links, self.rules, self.periods)
+            if recorded is None and db.execute("SELECT 1 FROM events LIMIT 1").fetchall():
+                recorded = before_record(self.config)
             if recorded is not None:
                 self._recount_breakdowns(db, recorded)
             write_config(db, self.config, self._clock())
