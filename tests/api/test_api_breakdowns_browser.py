@@ -48,8 +48,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     yield from serving(make_settings(tmp_path, api_port=free_port(), max_event_age_days=14))
 
 
-def _publish(base_url: str, settings: Settings) -> str:
-    """Publishes VISITS and processes them; returns the UTC day of the latest ones."""
+def _publish(
+    base_url: str, settings: Settings, visits: list[tuple[int, str, str, str, str]] = VISITS
+) -> str:
+    """Publishes `visits` and processes them; returns the UTC day of the latest ones."""
     # Ten minutes before now on the day they fall on: never in the future, whatever the hour.
     now = time.time() - 600
     events = [
@@ -60,10 +62,10 @@ def _publish(base_url: str, settings: Settings) -> str:
             session_id=f"s{i}",
             properties={"page_url": url, "referrer": referrer, "device_type": device},
         )
-        for i, (ago, user, url, referrer, device) in enumerate(VISITS)
+        for i, (ago, user, url, referrer, device) in enumerate(visits)
     ]
     response = httpx.post(base_url + "/v1/events", json=events, headers=WRITE, timeout=10)
-    assert response.status_code == 202 and len(response.json()["accepted"]) == len(VISITS)
+    assert response.status_code == 202 and len(response.json()["accepted"]) == len(visits)
     broker, store = build_broker(settings), build_store(settings)
     try:
         run_worker(broker, store, settings)
@@ -164,5 +166,47 @@ def test_the_panels_show_the_stores_breakdowns_and_compare(
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-breakdowns.png"), full_page=True)
             assert errors == []
+        finally:
+            browser.close()
+
+
+# The 7 days before the last 7: eleven pages twice each and /rare once, so that range lists
+# ten values (values_not_shown 2); the last 7 days: /rare three times, /fresh once, and one
+# day of 101 pages, one more than a day admits (`(other)`).
+BEYOND_TOP = [
+    *[(8, f"v{n}{k}", f"{SHOP}/p{n}", "direct", "mobile") for n in range(11) for k in range(2)],
+    (9, "w1", f"{SHOP}/rare", "direct", "mobile"),
+    *[(1, f"r{k}", f"{SHOP}/rare", "direct", "mobile") for k in range(3)],
+    (0, "f1", f"{SHOP}/fresh", "direct", "mobile"),
+    *[(2, f"o{n}", f"{SHOP}/once{n}", "direct", "mobile") for n in range(101)],
+]
+
+
+def test_a_value_beyond_the_earlier_ranges_top_values_is_not_called_new(
+    served: tuple[str, Settings],
+) -> None:
+    """The range before lists its top ten values only: a value it did not list had at most
+    its smallest listed count there, and says so (`before: ≤ 2`), never "new". `(other)` is
+    not offered as a filter."""
+    base_url, settings = served
+    _publish(base_url, settings, BEYOND_TOP)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1400})
+            page.goto(base_url + f"/#key={READ_KEY}")
+            page.wait_for_selector('.breakdown[data-dimension="page"] li', timeout=15_000)
+            page.check("#range-compare")
+            wait_for(
+                lambda: panel(page, "page").get("/rare", (0, "", None))[2] == "<=2",
+                10,
+                "the earlier range's bound beside /rare",
+            )
+            assert panel(page, "page")["/fresh"] == (1, "", "<=2")
+            shown = page.inner_text('.breakdown[data-dimension="page"] li[data-value="/rare"]')
+            assert "before: ≤ 2" in shown and "new" not in shown
+            # `(other)` is no value to filter on: its row is not a link.
+            other = page.locator('.breakdown[data-dimension="page"] li[data-value="(other)"]')
+            assert other.count() == 1 and "pick" not in (other.get_attribute("class") or "")
         finally:
             browser.close()

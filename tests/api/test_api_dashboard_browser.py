@@ -186,6 +186,11 @@ def test_the_dashboard_is_live_and_agrees_with_the_store(served: tuple[str, Sett
             page.goto(base_url + f"/#key={READ_KEY}")  # a fragment: never sent to a server
             # Kept in localStorage, and gone from the address bar.
             page.wait_for_function("!location.href.includes('key=')", timeout=10_000)
+            # Nothing committed yet: not "live".
+            wait_for(
+                lambda: page.inner_text("#status-text") == "no commit yet", 10, "the idle status"
+            )
+            assert page.get_attribute("#status", "data-state") == "stale"
             with Traffic(base_url, settings) as traffic:
                 first = wait_for(
                     lambda: number(page, "kpi-today"), 20, "the first events on the page"

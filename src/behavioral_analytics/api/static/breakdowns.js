@@ -190,10 +190,9 @@
     }
     const summary = answer.current;
     addTotal(element, summary.total, "sessions");
-    const earlier = new Map(((answer.previous || {}).values || []).map((row) => [row.value, row.count]));
     const rows = summary.values.map((row) => ({ value: row.value, count: row.count, share: row.share, unique_users: null }));
     // Not a filter: sessions by entry page are sessions by their first event's `page`.
-    list(element, null, rows, answer.previous ? earlier : null, "sessions");
+    list(element, null, rows, earlierCounts(answer.previous, "count"), "sessions");
     if (!rows.length) message(element, "No sessions in this range.", "empty");
     notes(element, answer.note, summary.values_not_shown, null);
     return element;
@@ -208,12 +207,24 @@
     }
     const summary = answer.current;
     addTotal(element, summary.total_events, "events");
-    const earlier = new Map(((answer.previous || {}).values || []).map((row) => [row.value, row.events]));
     const rows = summary.values.map((row) => ({ ...row, count: row.events }));
-    list(element, dimension, rows, answer.previous ? earlier : null, "events");
+    list(element, dimension, rows, earlierCounts(answer.previous, "events"), "events");
     if (!rows.length) message(element, "No events in this range.", "empty");
     notes(element, answer.note, summary.values_not_shown, summary.unique_users_note);
     return element;
+  }
+
+  // Each value's count in the range before, from that range's listed values (its top ones):
+  // a value it did not list had none there when it listed every value, else at most the
+  // smallest count it listed ({atMost}); null without a comparison.
+  function earlierCounts(previous, key) {
+    if (!previous) return null;
+    const listed = previous.values || [];
+    const counts = new Map(listed.map((row) => [row.value, row[key]]));
+    const ranked = listed.filter((row) => row.value !== OTHER).map((row) => row[key]);
+    const complete = !previous.values_not_shown;
+    const floor = ranked.length ? Math.min(...ranked) : 0;
+    return (value) => (counts.has(value) ? counts.get(value) : complete ? 0 : { atMost: floor });
   }
 
   function addTotal(element, total, unit) {
@@ -230,8 +241,9 @@
     const peak = Math.max(1, ...rows.map((row) => row.count));
     const chosen = filters.list();
     for (const row of rows) {
-      const li = item(row, peak, earlier ? earlier.get(row.value) || 0 : null, unit);
-      if (dimension) {
+      const li = item(row, peak, earlier ? earlier(row.value) : null, unit);
+      // `(other)` is no value: the raw events a filter is counted from have none.
+      if (dimension && row.value !== OTHER) {
         li.classList.add("pick");
         li.title = "filter the page by this value";
         li.addEventListener("click", () => filters.add(dimension, row.value));
@@ -258,7 +270,7 @@
     li.dataset.value = row.value;
     li.dataset[unit] = String(row.count);
     li.dataset.users = row.unique_users === null || row.unique_users === undefined ? "" : String(row.unique_users);
-    if (previous !== null) li.dataset.previous = String(previous);
+    if (previous !== null) li.dataset.previous = typeof previous === "number" ? String(previous) : `<=${previous.atMost}`;
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = row.value;
@@ -281,6 +293,7 @@
   }
 
   function change(now, before) {
+    if (typeof before === "object") return `before: ≤ ${numberFormat.format(before.atMost)}`;
     if (!before) return "new";
     const ratio = (now - before) / before;
     return (ratio >= 0 ? "+" : "−") + Math.abs(100 * ratio).toFixed(0) + "%";

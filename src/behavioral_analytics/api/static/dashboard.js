@@ -131,7 +131,9 @@
   function render(data) {
     const fresh = data.freshness || {};
     const sinceCommit = fresh.since_last_commit_s;
-    setStatus(sinceCommit !== null && sinceCommit > 120 ? "stale" : "live", "live");
+    if (fresh.last_commit_at === null || fresh.last_commit_at === undefined) setStatus("stale", "no commit yet");
+    else if (sinceCommit !== null && sinceCommit > 120) setStatus("stale", `no commit for ${duration(sinceCommit)}`);
+    else setStatus("live", "live");
     setZone(data.timezone);
     $("as-of").textContent = `updated ${clockTime(data.as_of)} ${zoneName}`;
     $("tz").textContent = data.timezone;
