@@ -472,3 +472,30 @@ def test_a_refused_filter_is_each_tiles_message(
             assert errors == []
         finally:
             browser.close()
+
+
+def test_a_narrow_window_and_a_long_filter_value_keep_the_page_within_it(
+    served: tuple[str, Settings],
+) -> None:
+    """At 375 px, with a filter of a 256-character page value (a long URL's path), the page
+    is no wider than the window: the chip and the heading wrap, wide tables scroll in their
+    card; the buttons' text meets WCAG AA's contrast (4.5:1) on the accent."""
+    base_url, settings = served
+    _publish(base_url, settings, _times(time.time() - 600))
+    long_value = "/" + "p" * 255
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800})
+            page.goto(base_url + f"/#key={READ_KEY}&filter=page%3A{long_value}")
+            page.wait_for_selector("#filter-card:not([hidden])", timeout=15_000)
+            page.wait_for_selector(".cohorts", timeout=15_000)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, width
+            colors = page.evaluate(
+                "() => { const b = document.querySelector('#range-form button[type=submit]');"
+                " const s = getComputedStyle(b); return [s.color, s.backgroundColor]; }"
+            )
+            assert colors == ["rgb(11, 18, 32)", "rgb(79, 156, 249)"], colors
+        finally:
+            browser.close()
