@@ -202,6 +202,9 @@ def test_a_filtered_series_is_exact_unless_the_value_may_be_in_other() -> None:
         parse_filter("page:", dimensions)
     with pytest.raises(FilterError, match="filter on page"):
         parse_filter("entry_page:/a", dimensions)
+    with pytest.raises(FilterError, match="not one value"):
+        parse_filter(f"page:{OTHER}", dimensions)
+    assert parse_filter('page:"(other)"', dimensions) == ("page", '"(other)"')
 
 
 def test_the_series_command_takes_a_filter() -> None:

@@ -2,7 +2,8 @@
 own processes (the purchase funnel) is what `verify`, `verify --repair` and `query` count by
 afterwards in a plain shell; a funnel added later is recorded by a worker (never by a command
 that only reads) and counted from the raw events; a different time zone is refused until
-`config apply` recomputes; commands that read, in a folder without data, create nothing."""
+`config apply` recomputes (another name of the same zone is none); commands that read, in a
+folder without data, create nothing."""
 
 from __future__ import annotations
 
@@ -77,6 +78,11 @@ def test_a_changed_zone_is_refused_until_config_apply(tmp_path: Path) -> None:
     cli("init", env=env)
     cli("generate", "--events", "500", "--seed", "5", "--via", "broker", env=env)
     cli("worker", "--until-idle", env=env)
+    # Another name of the recorded zone (a link in the tz database) is no change.
+    etc_utc = {**env, "BA_TIMEZONE": "Etc/UTC"}
+    assert json.loads(cli("verify", "--json", env=etc_utc).stdout)["ok"] is True
+    same = json.loads(cli("config", "apply", "--json", "--yes", env=etc_utc).stdout)
+    assert (same["changes"], same["applied"]) == ([], False)
     paris = {**env, "BA_TIMEZONE": "Asia/Kolkata"}
     refused = cli("verify", env=paris, check=False)
     lines = refused.stderr.decode().strip().splitlines()
@@ -95,6 +101,8 @@ def test_a_changed_zone_is_refused_until_config_apply(tmp_path: Path) -> None:
     assert sum(after.values()) == sum(before.values()) and after != before
     assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True
     assert json.loads(cli("verify", "--json", env=paris).stdout)["ok"] is True
+    calcutta = {**env, "BA_TIMEZONE": "Asia/Calcutta"}
+    assert _hours(calcutta) == after
 
 
 def _hours(env: dict[str, str]) -> dict[str, int]:

@@ -100,6 +100,31 @@ def test_a_poison_message_is_isolated_and_dead_lettered_with_its_reason(
     assert len(dead[0].attempts) == 5
 
 
+def test_a_dead_lettered_message_of_someone_forgotten_meanwhile_is_not_recorded(
+    tmp_path: Path,
+    broker: LocalBroker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker gave up on u's message; u is forgotten before the worker drains it: the
+    message, published before the tombstone, is not recorded, and the log says so."""
+    monkeypatch.setattr("behavioral_analytics.worker._COMMIT_RETRIES", ())
+    caplog.set_level(logging.WARNING, logger="behavioral_analytics")
+    store = PoisonStore(tmp_path / "store.db")
+    poison = json.dumps({"event_id": "evt_poison", "user_id": "u", "event_type": "x"}).encode()
+    broker.publish([OutgoingMessage(poison)])
+    worker = Worker(broker, store)
+    for _ in range(6):
+        deliveries = broker.pull(100, 0)
+        if deliveries:
+            worker.process(deliveries)
+    store.forget("u")
+    assert worker.drain_dead_letters() == 1
+    assert store.count_dead_letters() == 0
+    [said] = [r for r in caplog.records if r.getMessage() == "dead-lettered messages recorded"]
+    assert (said.count, said.forgotten) == (0, 1)  # type: ignore[attr-defined]
+
+
 def test_store_down_gives_everything_back(
     tmp_path: Path, broker: LocalBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,7 +24,12 @@ from typing import Any, Protocol
 
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.breakdowns import OTHER
-from behavioral_analytics.dimensions import DIMENSIONS, SESSION_DIMENSIONS, is_dimension
+from behavioral_analytics.dimensions import (
+    DIMENSIONS,
+    SESSION_DIMENSIONS,
+    is_dimension,
+    quote_label,
+)
 
 __all__ = [
     "BreakdownPointLike",
@@ -195,7 +200,14 @@ def parse_filter(text: str, dimensions: Sequence[str]) -> tuple[str, str]:
     text starts with (so `property:plan:pro` is `property:plan` = `pro`). Raises FilterError."""
     for dimension in sorted(dimensions, key=len, reverse=True):
         if text.startswith(dimension + ":") and len(text) > len(dimension) + 1:
-            return dimension, text[len(dimension) + 1 :]
+            value = text[len(dimension) + 1 :]
+            if value == OTHER:
+                raise FilterError(
+                    f"filter {text[:100]!r}: {OTHER} counts the values past the top ones a "
+                    "breakdown keeps, not one value, so no event matches it; filter on a "
+                    f"listed value (a client's own {OTHER!r} is {quote_label(OTHER)!r})"
+                )
+            return dimension, value
     if text.startswith(("entry_page:", "exit_page:")):
         raise FilterError(
             f"filter {text[:100]!r}: entry and exit pages count sessions and narrow nothing; "

@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["IP_FIELDS", "hash_value", "mentions", "scrub", "truncate_ip"]
+__all__ = ["IP_FIELDS", "hash_value", "mentions", "named_ids", "scrub", "truncate_ip"]
 
 # Where an IP address may sit in a canonical event's properties (recipe, Segment context).
 IP_FIELDS = ("ip", "ip_address", "context.ip")
@@ -180,15 +180,33 @@ def mentions(data: bytes, user_ids: set[str], anonymous_ids: set[str]) -> bool:
         needles = {n.encode() for n in user_ids | anonymous_ids}
         needles |= {json.dumps(n)[1:-1].encode() for n in user_ids | anonymous_ids}
         return any(needle and needle in data for needle in needles)
-    everyone = user_ids | anonymous_ids
+    users, anonymous = _named(payload)
+    return bool(users & user_ids or anonymous & anonymous_ids)
+
+
+def named_ids(data: bytes) -> tuple[set[str], set[str]]:
+    """The (user ids, anonymous ids) a dead letter's JSON names in the who-fields `mentions`
+    reads (`previousId` in both sets); two empty sets for bytes that are not JSON."""
+    try:
+        payload = msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return set(), set()
+    return _named(payload)
+
+
+def _named(payload: Any) -> tuple[set[str], set[str]]:
+    users: set[str] = set()
+    anonymous: set[str] = set()
     for message in _messages(payload):
         properties = message.get("properties")
         for scope in (message, properties if isinstance(properties, dict) else {}):
-            for fields, ids in (
-                (_USER_FIELDS, user_ids),
-                (_ANONYMOUS_FIELDS, anonymous_ids),
-                (_EITHER_FIELDS, everyone),
+            for fields, named in (
+                (_USER_FIELDS, (users,)),
+                (_ANONYMOUS_FIELDS, (anonymous,)),
+                (_EITHER_FIELDS, (users, anonymous)),
             ):
-                if any(_spelling(scope.get(name)) in ids for name in fields):
-                    return True
-    return False
+                for name in fields:
+                    if (spelling := _spelling(scope.get(name))) is not None:
+                        for ids in named:
+                            ids.add(spelling)
+    return users, anonymous

@@ -100,13 +100,19 @@ class DeadLetter(NewDeadLetter):
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
+    """What a store's commit of a batch did. `dead_letters`: the rejected messages it was given
+    less those a tombstone covers (one already recorded, same fingerprint, is counted but not
+    recorded twice); `forgotten`: events dropped, not duplicates, and `letters_forgotten`:
+    rejected messages not recorded, because a `forget` tombstone covers them (`tombstones`)."""
+
     created: int
     duplicates: int
     dead_letters: int
     created_by_type: dict[str, int] = field(default_factory=dict)
     # Largest (processed_at - received_at) among created events: how far processing lags.
     max_lag_s: float | None = None
-    forgotten: int = 0  # dropped, not duplicates: dated up to their person's forget tombstone
+    forgotten: int = 0
+    letters_forgotten: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,8 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
@@ -38,6 +36,7 @@ from behavioral_analytics.funnels import DEFAULT_FUNNELS, parse_funnels
 from behavioral_analytics.raw_queries import DEFAULT_SCAN_MAX_EVENTS
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.stored_config import StoredConfig
+from behavioral_analytics.time_zones import timezone_problem
 
 __all__ = [
     "MAX_BREAKDOWN_PROPERTIES",
@@ -45,7 +44,6 @@ __all__ = [
     "Settings",
     "load_settings",
     "shaping_env_name",
-    "timezone_problem",
     "unknown_names",
 ]
 
@@ -70,37 +68,6 @@ class ConfigError(Exception):
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
-
-
-# Names a zone database holds that mean something else on every machine (its own zone).
-_HOST_ZONES = frozenset({"localtime"})
-
-
-@cache
-def _zone_names() -> frozenset[str]:
-    return frozenset(available_timezones()) - _HOST_ZONES
-
-
-def timezone_problem(name: str) -> str | None:
-    """Why `name` is no reporting time zone, or None: it must be an IANA zone name as the tz
-    database spells it (`zoneinfo.available_timezones()`, which the `tzdata` package provides
-    where the machine has no zone files). `localtime` (this machine's own zone), `posixrules`
-    and the `right/` leap-second variants are refused, as is another spelling of a name."""
-    if name in _zone_names():
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            pass
-        else:
-            return None
-    if name in _HOST_ZONES:
-        return (
-            f"{name!r} is this machine's own zone, which another machine reads differently: "
-            "name an IANA time zone (e.g. UTC, Europe/Paris)"
-        )
-    spelt = next((known for known in _zone_names() if known.lower() == name.lower()), None)
-    hint = f" (did you mean {spelt}?)" if spelt else " (e.g. UTC, Europe/Paris)"
-    return f"unknown IANA time zone {name!r}{hint}"
 
 
 class Settings(BaseSettings):

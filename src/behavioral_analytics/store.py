@@ -143,7 +143,9 @@ class Store(abc.ABC):
         self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
     ) -> CommitResult:
         """Atomically: create the raw events that do not exist yet, apply the deltas of exactly
-        those, and record the dead letters. Safe to repeat: a redelivered batch changes nothing.
+        those, and record the dead letters; an event or dead letter a `forget` tombstone covers
+        is dropped instead (`tombstones`; counted in `forgotten`, `letters_forgotten`). Safe
+        to repeat: a redelivered batch changes nothing.
 
         Raises TransientStoreError (nothing was committed; retry the same batch) or StoreError.
         """
@@ -205,9 +207,10 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
+    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> int:
         """Record dead letters outside a commit; one already recorded (same fingerprint) is
-        not recorded again.
+        not recorded again, nor one a `forget` tombstone covers (`tombstones.covers_letters`).
+        Returns how many a tombstone covered.
 
         Raises StoreError.
         """
@@ -429,7 +432,7 @@ class EventSink(Protocol):
         self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
     ) -> CommitResult: ...
 
-    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None: ...
+    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> int: ...
 
     def purge_expired(self, now: float) -> int: ...
 

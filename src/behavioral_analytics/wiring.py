@@ -28,6 +28,7 @@ from behavioral_analytics.stored_config import (
     without_additions,
 )
 from behavioral_analytics.telemetry import log
+from behavioral_analytics.time_zones import as_recorded_zone
 from behavioral_analytics.worker import Worker, WorkerOptions
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ def open_configured(settings: Settings, *, record: bool = True) -> tuple[Setting
         recorded = store.recorded_config()
         # Events but no record: written before configurations were recorded (and breakdowns).
         unrecorded = recorded is None and store.count_events() > 0
-        reconciled = reconcile(recorded, wanted, settings.shaping_set())
+        reconciled = reconcile(recorded, as_recorded_zone(wanted, recorded), settings.shaping_set())
         if reconciled.refused:
             raise ConfigError(refusal(reconciled.refused[0]))
         effective = reconciled.effective if record else without_additions(reconciled)

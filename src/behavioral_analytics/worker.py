@@ -64,11 +64,7 @@ from behavioral_analytics.stall_watch import StallWatch
 from behavioral_analytics.store import CommitResult, ConfigChanged, EventSink, NewDeadLetter
 from behavioral_analytics.telemetry import WorkerMetrics, log
 
-__all__ = [
-    "Worker",
-    "WorkerOptions",
-    "WorkerStageFailed",
-]
+__all__ = ["Worker", "WorkerOptions", "WorkerStageFailed"]
 
 _PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting for messages
 # Seconds of failed pulls in a row after which a run until idle gives up (exits 1).
@@ -435,6 +431,7 @@ class Worker:
                 "duplicates": result.duplicates,
                 "forgotten": result.forgotten,
                 "rejected": result.dead_letters,
+                "rejected_forgotten": result.letters_forgotten,
                 "commit_ms": round(latency * 1000, 2),
             },
         )
@@ -571,10 +568,10 @@ class Worker:
 
     def drain_dead_letters(self) -> int:
         """Move what the broker dead-lettered into the store's dead letters, with the reason."""
-        drained = 0
+        drained = forgotten = 0
         try:
             while self._stopped_at is None and (messages := self.broker.pull_dead_letters(100)):
-                self.store.add_dead_letters([to_dead_letter(m) for m in messages])
+                forgotten += self.store.add_dead_letters([to_dead_letter(m) for m in messages])
                 self.broker.ack_dead_letters([m.handle for m in messages])
                 drained += len(messages)
                 if len(messages) < 100:
@@ -584,7 +581,10 @@ class Worker:
                 log.warning("dead-letter drain failed", extra={"error": str(exc)})
         if drained:
             self.metrics.record_drained(drained)
-            log.warning("dead-lettered messages recorded", extra={"count": drained})
+            log.warning(
+                "dead-lettered messages recorded",
+                extra={"count": drained - forgotten, "forgotten": forgotten},
+            )
         return drained
 
     def _purge(self) -> None:

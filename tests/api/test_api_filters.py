@@ -214,3 +214,26 @@ def test_entry_and_exit_pages_narrowed_count_sessions(
     unfiltered = _get(client, "/v1/breakdowns/entry_page", to=day)
     assert "answered_from" not in unfiltered
     assert [p["sessions"] for p in unfiltered["points"]] == [{"/pricing": 2, "/docs": 1}]
+
+
+def test_a_filter_on_other_is_refused_and_a_clients_own_other_matches(
+    client: TestClient, process: Callable[[], None]
+) -> None:
+    """`(other)` counts the values past those a breakdown keeps: the aggregates would count it,
+    the raw events never (no event's value is the label), so it is refused, not answered
+    two ways; a client's own `(other)` is the value `"(other)"` and filters as any other."""
+    day, start = _publish(client, process)
+    for path, params in (
+        ("/v1/series", {"granularity": "day"}),
+        ("/v1/sessions", {}),
+        ("/v1/breakdowns/device", {}),
+    ):
+        params |= {"to": day, "filter": "page:(other)"}
+        refused = client.get(path, params=params, headers=READ)
+        assert refused.status_code == 400, (path, refused.text)
+        assert "not one value" in refused.json()["detail"]
+    event = recipe_event(99, user="u4", timestamp=start + 300, properties={"page_url": "(other)"})
+    assert client.post("/v1/events", json=[event], headers=WRITE).status_code == 202
+    process()
+    quoted = _get(client, "/v1/series", granularity="day", to=day, filter='page:"(other)"')
+    assert [p["total_events"] for p in quoted["points"]] == [1]

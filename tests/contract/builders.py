@@ -34,6 +34,7 @@ __all__ = [
     "ev",
     "every_page",
     "refused_scenario",
+    "sent_later",
 ]
 
 T = TypeVar("T")
@@ -49,10 +50,16 @@ PURCHASE = parse_funnels(PURCHASE_FUNNEL)
 MakeStore = Callable[..., Store]
 
 
-def ev(n: int, at: float, **fields: Any) -> Event:
-    """Event `e{n}`, `at` seconds after DAY_START, received at NOW; `fields` as
-    `behavior_event` takes them (user, anon, kind, session, properties)."""
-    return behavior_event(n, DAY_START + at, received_at=NOW, **fields)
+def ev(n: int, at: float, *, received_at: float = NOW, **fields: Any) -> Event:
+    """Event `e{n}`, `at` seconds after DAY_START, first published at `received_at`; `fields`
+    as `behavior_event` takes them (user, anon, kind, session, properties)."""
+    return behavior_event(n, DAY_START + at, received_at=received_at, **fields)
+
+
+def sent_later(n: int, at: float, **fields: Any) -> Event:
+    """Event `e{n}` published when it happened, `at` seconds after DAY_START (after NOW, when
+    the stores' clock ran a `forget`): new activity, no message already in flight."""
+    return ev(n, at, received_at=DAY_START + at, **fields)
 
 
 def dead_letter(n: int, *, received_at: float = NOW, **fields: Any) -> NewDeadLetter:

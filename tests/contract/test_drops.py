@@ -4,7 +4,7 @@ counted apart as `forgotten`, not as a duplicate; and a period that every event 
 
 from __future__ import annotations
 
-from tests.contract.builders import DAY, HOUR, MakeStore, assert_recounts, ev
+from tests.contract.builders import DAY, HOUR, MakeStore, assert_recounts, ev, sent_later
 
 
 def test_an_event_of_a_forgotten_person_is_counted_as_forgotten_not_duplicate(
@@ -17,7 +17,7 @@ def test_an_event_of_a_forgotten_person_is_counted_as_forgotten_not_duplicate(
     late = ev(4, 120, user="alice")  # never stored, dated before the tombstone
     result = store.commit([*alice, late, ev(3, 0, user="bob"), ev(5, 200, user="bob")])
     assert (result.created, result.duplicates, result.forgotten) == (1, 1, 3)
-    fresh = ev(6, DAY + HOUR / 2, user="alice")  # after the tombstone: a new event
+    fresh = sent_later(6, DAY + HOUR / 2, user="alice")  # after the tombstone: a new event
     result = store.commit([fresh])
     assert (result.created, result.duplicates, result.forgotten) == (1, 0, 0)
     assert_recounts(store)

@@ -13,6 +13,7 @@ from behavioral_analytics.identity import Link
 from behavioral_analytics.store import NewDeadLetter
 from tests.contract.builders import (
     BOT_AGENT,
+    DAY,
     DAY_START,
     HOUR,
     NOW,
@@ -22,6 +23,7 @@ from tests.contract.builders import (
     assert_recounts,
     ev,
     refused_scenario,
+    sent_later,
     without_copies,
 )
 
@@ -50,10 +52,22 @@ def test_forget_removes_every_trace_and_keeps_redeliveries_out(make_store: MakeS
     assert_counts(store, keep)
     assert_recounts(store)
 
+    # A rejected message of the forgotten anonymous id already on its way is not recorded;
+    # one naming another a1 field (a user id "a1") is someone else's.
+    on_its_way = [
+        NewDeadLetter(
+            "invalid_timestamp", "", json.dumps(fields).encode(), f"m{i}", received_at=NOW
+        )
+        for i, fields in enumerate([{"anonymousId": "a1"}, {"userId": "a1"}, {"event": "x"}])
+    ]
+    result = store.commit([], on_its_way)
+    assert (result.letters_forgotten, result.dead_letters) == (1, 2)
+    assert store.count_dead_letters() == 2
+
     # A redelivery of a forgotten event is dropped; a genuinely new event later is counted.
     assert store.commit(alice).created == 0
     assert store.profile("alice") is None
-    fresh = ev(7, 86400 + 60, user="alice")
+    fresh = sent_later(7, 86400 + 60, user="alice")
     assert store.commit([fresh]).created == 1
     assert_recounts(store)
 
@@ -111,7 +125,7 @@ def test_forget_makes_a_proposal_refused_for_the_user_active(make_store: MakeSto
     store.forget("alice")
     assert [(k.user_id, k.status) for k in store.links("anonymous:a1")] == [("carol", "active")]
     # a1's events up to the forget are gone; a new one counts for carol, whose link covers it.
-    assert store.commit([ev(4, 86400 + 60, anon="a1")]).created == 1
+    assert store.commit([sent_later(4, 86400 + 60, anon="a1")]).created == 1
     carol = store.profile("carol")
     assert carol is not None and carol.total_events == 2
     assert_matches_remaining(store)
@@ -129,6 +143,36 @@ def test_forget_covers_an_event_dated_ahead_of_the_clock(make_store: MakeStore) 
     assert_recounts(store)
 
 
+def test_forget_covers_what_was_already_on_its_way(make_store: MakeStore) -> None:
+    """Messages of alice published before the forget ran but processed after it (waiting on
+    Pub/Sub, or pulled into a worker's batch): an event dated after the tombstone by a client
+    clock ahead of the broker's is dropped as `forgotten`, and a rejected one is recorded as
+    no dead letter. Bob's rejected message is kept; what alice sends after the forget counts,
+    and is kept when rejected."""
+    store = make_store()
+    store.commit([ev(1, 0, user="alice"), ev(2, 0, user="bob")])
+    store.forget("alice")
+    ahead = ev(3, DAY + 1800, user="alice")  # published at NOW, dated half an hour later
+
+    def rejected(who: str, message_id: str, received_at: float) -> NewDeadLetter:
+        data = json.dumps({"userId": who, "event_type": "x", "timestamp": "soon"}).encode()
+        return NewDeadLetter("invalid_timestamp", "", data, message_id, received_at=received_at)
+
+    result = store.commit([ahead], [rejected("alice", "m1", NOW), rejected("bob", "m2", NOW)])
+    assert (result.created, result.forgotten) == (0, 1)
+    assert (result.dead_letters, result.letters_forgotten) == (1, 1)
+    store.add_dead_letters([rejected("alice", "m3", NOW)])  # the collector's path
+    assert [d.message_id for d in store.dead_letters(10).items] == ["m2"]
+    assert store.profile("alice") is None
+
+    result = store.commit(
+        [sent_later(4, DAY + 60, user="alice")], [rejected("alice", "m4", NOW + 60)]
+    )
+    assert (result.created, result.dead_letters, result.letters_forgotten) == (1, 1, 0)
+    assert sorted(d.message_id for d in store.dead_letters(10).items) == ["m2", "m4"]
+    assert_recounts(store)
+
+
 def test_forgetting_an_unknown_user_deletes_nothing_but_leaves_a_tombstone(
     make_store: MakeStore,
 ) -> None:
@@ -141,7 +185,7 @@ def test_forgetting_an_unknown_user_deletes_nothing_but_leaves_a_tombstone(
     assert without_copies(store.snapshot()) == without_copies(before)
     # The tombstone is left all the same: what nobody did before the forget stays out.
     assert store.commit([ev(2, 60, user="nobody")]).created == 0
-    assert store.commit([ev(3, 86400 + 60, user="nobody")]).created == 1
+    assert store.commit([sent_later(3, 86400 + 60, user="nobody")]).created == 1
 
 
 def test_forget_takes_crawler_events_with_whoever_sent_them(make_store: MakeStore) -> None:
@@ -221,7 +265,8 @@ def test_a_link_made_after_a_forget_reaches_back_to_no_event_before_it(
     store.commit([ev(1, 0, user="alice")])
     store.forget("alice")
     visit = ev(2, 86400 - 1800, anon="a1")
-    identify = ev(3, 86400 + 60, user="alice", anon="a1", kind="identify")
+    identify = sent_later(3, 86400 + 60, user="alice", anon="a1", kind="identify")
+    # Published at NOW, as the forget ran, and dated after it: a1's, not alice's, when sent.
     after = ev(4, 86400 + 600, anon="a1")
     batches = [[identify], [visit, after]] if identify_first else [[visit, after], [identify]]
     for batch in batches:

@@ -31,6 +31,7 @@ from tests.contract.builders import (
     assert_recounts,
     ev,
     refused_scenario,
+    sent_later,
 )
 from tests.faults import Workload, assert_exact, commit_concurrently, expected_links
 from tests.gcp.test_firestore_behavior import make_store
@@ -253,6 +254,8 @@ def test_forget_with_counter_shards_stays_exact(settings_for: SettingsFor) -> No
     assert store.funnel("purchase", day, day)[0].users_by_step == [3, 1, 1, 1]
     assert_matches_remaining(store)
     # After the tombstone: a1 is a new visitor of nobody's, carol counts on.
-    store.commit([ev(40, 1000, user="carol", kind="purchase"), ev(41, 86400 + 60, anon="a1")])
+    store.commit(
+        [ev(40, 1000, user="carol", kind="purchase"), sent_later(41, 86400 + 60, anon="a1")]
+    )
     assert store.profile("anonymous:a1").total_events == 1  # type: ignore[union-attr]
     assert_matches_remaining(store)

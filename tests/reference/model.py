@@ -145,10 +145,14 @@ class Reference:
 
     def dropped_by_tombstone(self, event: Event, person: str) -> bool:
         """docs/behavior.md "Forgetting a user", step 6: an event is dropped when its sender
-        (its user id, else `anonymous:ID`) or `person`, whom it counts for, has a tombstone
-        dated at or after the event (Q12)."""
-        limits = [self.tombstones.get(actor(event)), self.tombstones.get(person)]
-        return any(limit is not None and event.timestamp <= limit for limit in limits)
+        (its user id, else `anonymous:ID`) has a tombstone dated at or after the event's time
+        or its first publish time, or `person`, whom it counts for, one dated at or after the
+        event's time (Q12)."""
+        sender, counted_for = self.tombstones.get(actor(event)), self.tombstones.get(person)
+        sent = min(event.timestamp, event.received_at)
+        return (sender is not None and sent <= sender) or (
+            counted_for is not None and event.timestamp <= counted_for
+        )
 
     def forget(self, user: str, now: float) -> None:
         """docs/behavior.md "Forgetting a user" for a user id."""

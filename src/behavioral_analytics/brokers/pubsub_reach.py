@@ -13,8 +13,10 @@ pull, the dead-letter drain). `PubSubReach` turns them into three kinds of line:
 - a WARNING `"Pub/Sub still unreachable after N s: ..."` at most every `reminder_s` seconds
   (60) while failures go on, `outage_s` the outage's duration in seconds;
 - an INFO `"Pub/Sub reachable again after N s (at WHERE, subscription S)"` at the first
-  success after it, counted in `ends_logged` (the broker's `outage_log`: the worker then logs
-  no end of its own, `broker answering again`, for the same outage).
+  success after it (of a request sent after the outage began: an ack sent before may still
+  get its answer as the connection breaks), counted in `ends_logged` (the broker's
+  `outage_log`: the worker then logs no end of its own, `broker answering again`, for the
+  same outage).
 
 Pub/Sub ends a healthy streaming pull now and then with UNAVAILABLE (the library reopens it at
 once), so a stream error alone starts no outage: another failure has to follow it within
@@ -145,13 +147,21 @@ class PubSubReach:
         line = self.describe(exc, None if lasted is None else extra["outage_s"])
         log.warning(line, extra={**extra, "error": one_line(exc)})
 
-    def answered(self, call: str) -> None:
-        """`call` got an answer from Pub/Sub: ends the outage (one INFO line if it was logged)."""
+    def now(self) -> float:
+        """The reach's clock (monotonic seconds), to date a request's start for `answered`."""
+        return self._clock()
+
+    def answered(self, call: str, sent_at: float | None = None) -> None:
+        """`call` got an answer from Pub/Sub: ends the outage (one INFO line if it was logged).
+        A request sent (`sent_at`, the reach's clock) before the outage's first failure says
+        nothing of now: its answer may have been on its way as the connection broke."""
         if self._since is None:  # the common case, without the lock
             return
         now = self._clock()
         with self._lock:
             if self._since is None:
+                return
+            if sent_at is not None and sent_at < self._since:
                 return
             reported, extra = self._reported_at is not None, self._extra(call, now)
             self._since = self._reported_at = None
@@ -214,6 +224,7 @@ class WatchedSubscriber(pubsub_v1.SubscriberClient):  # type: ignore[misc]  # un
     def _watched(
         self, call: str, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        sent_at = self.reach.now()
         try:
             result = method(*args, **kwargs)
         except gexc.DeadlineExceeded as exc:
@@ -223,7 +234,7 @@ class WatchedSubscriber(pubsub_v1.SubscriberClient):  # type: ignore[misc]  # un
         except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
             self.reach.failed(call, exc)
             raise
-        self.reach.answered(call)
+        self.reach.answered(call, sent_at)
         return result
 
 

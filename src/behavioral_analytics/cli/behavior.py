@@ -268,7 +268,8 @@ def forget(
 ) -> None:
     """Delete a user's raw events, profile, sessions, funnel entries, identity links, dead
     letters and (local broker) the messages naming them still waiting, take them out of every
-    aggregate, and leave a tombstone so that a redelivered event of theirs is dropped."""
+    aggregate, and leave a tombstone so that a redelivered event of theirs, or one already
+    published when this ran, is dropped (and such a rejected message is not recorded)."""
     check_user_id(user)
     if not yes:
         confirm_or_stop(f"Forget {user!r} everywhere? This cannot be undone")

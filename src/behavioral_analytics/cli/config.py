@@ -38,6 +38,7 @@ from behavioral_analytics.stored_config import (
     reconcile,
     recounted_dimensions,
 )
+from behavioral_analytics.time_zones import as_recorded_zone
 from behavioral_analytics.wiring import build_store_with, omitted_line, refusal
 
 __all__ = ["config_app"]
@@ -62,7 +63,7 @@ def show(as_json: bool = JsonOption) -> None:
     with user_errors():
         store = build_store_with(settings, wanted)
         recorded = store.recorded_config()
-    reconciled = reconcile(recorded, wanted, settings.shaping_set())
+    reconciled = reconcile(recorded, as_recorded_zone(wanted, recorded), settings.shaping_set())
     if as_json:
         print_json(
             {
@@ -127,7 +128,8 @@ def apply(
         current = build_store_with(settings, settings.stored_config())
         recorded = current.recorded_config()
         current.close()
-    target, changes = plan_apply(recorded, settings.stored_config(), settings.shaping_set())
+    wanted = as_recorded_zone(settings.stored_config(), recorded)
+    target, changes = plan_apply(recorded, wanted, settings.shaping_set())
     if recorded is None or not changes:
         document = {"changes": [], "applied": False, "older_recounted": 0, "older_kept": 0}
         if as_json:

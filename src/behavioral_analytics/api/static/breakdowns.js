@@ -2,7 +2,8 @@
 // systems and countries over the days the range picker names. Unfiltered, the event panels come
 // from one document, /v1/dashboard/breakdowns; with filters on (filters.js), each panel asks
 // /v1/breakdowns/DIMENSION with every filter and shows what that answer says (a raw scan's
-// note, or the refusal as its message). Entry and exit pages count sessions, from the same
+// note, or the refusal as its message; a failed refresh keeps the values, marked by
+// window.baStale). Entry and exit pages count sessions, from the same
 // route's points (`sessions` per value). With "compare", each value also shows its count in the
 // range of the same length before. Clicking a value adds it to the page's filters (not an entry
 // or exit page: a session's entry page is its first event's `page`, the filter to use).
@@ -41,9 +42,11 @@
 
   const $ = (id) => document.getElementById(id);
   const filters = window.baFilters;
+  const stale = window.baStale;
   const numberFormat = new Intl.NumberFormat("en-US");
   let timer = null;
   let loading = 0; // the newest load; an older one that resolves late draws nothing
+  let storeEmpty = false; // the range's document says no event was ever committed
 
   function rangeParams() {
     const params = new URLSearchParams();
@@ -56,6 +59,7 @@
   async function load() {
     clearTimeout(timer);
     const mine = ++loading;
+    let failure = "";
     try {
       const answer = await filters.get("/v1/dashboard/breakdowns", rangeParams(), false);
       if (answer.ok) {
@@ -63,11 +67,42 @@
         await render(answer.body, mine);
       } else if (answer.status === 400) {
         $("range-error").textContent = (answer.body && answer.body.detail) || "bad range";
+      } else {
+        failure = stale.reasonOf(answer.status, answer.body);
       }
     } catch (error) {
-      // The live part of the page reports the connection.
+      failure = stale.UNREACHABLE;
     }
-    if (mine === loading) timer = setTimeout(load, filters.list().length ? FILTERED_POLL_MS : POLL_MS);
+    if (mine !== loading) return;
+    if (failure) notRefreshed(failure);
+    timer = setTimeout(load, filters.list().length ? FILTERED_POLL_MS : POLL_MS);
+  }
+
+  // The range's document failed: every panel keeps what it shows if it is of the filters and
+  // range asked, else is emptied; the tiles of the range (retention, the filtered days) too.
+  function notRefreshed(reason) {
+    const last = filters.range || {};
+    const asked = {
+      from: $("range-from").value || last.from,
+      to: $("range-to").value || last.to,
+      compare: $("range-compare").checked,
+    };
+    const cards = [...$("breakdowns").children];
+    for (const element of cards) {
+      if (!stale.failed(element, reason, filters.key(asked))) empty(element);
+    }
+    if (!cards.length) {
+      $("breakdowns-section").hidden = false;
+      stale.failed($("breakdowns"), reason);
+    }
+    document.dispatchEvent(new CustomEvent("dashboard-range-failed", { detail: reason }));
+  }
+
+  function empty(element) {
+    for (const child of [...element.children]) {
+      if (child.tagName !== "HEADER" && !child.classList.contains("stale-note")) child.remove();
+    }
+    for (const total of element.querySelectorAll("header .total")) total.remove();
   }
 
   async function render(body, mine) {
@@ -76,6 +111,7 @@
     if (!$("range-from").value) $("range-from").value = current.from;
     if (!$("range-to").value) $("range-to").value = current.to;
     const range = { from: current.from, to: current.to, compare: Boolean(previous) };
+    storeEmpty = window.baEmpty.storeEmpty(body);
     const dimensions = body.dimensions.filter((d) => !SESSION_PANELS.includes(d));
     if (!dimensions.length) {
       $("breakdowns-section").hidden = true;
@@ -101,10 +137,28 @@
     $("range-shown").textContent = previous
       ? `${current.from} – ${current.to} vs ${previous.from} – ${previous.to} (${body.timezone})`
       : `${current.from} – ${current.to} (${body.timezone})`;
-    const cards = order.map((dimension, i) =>
-      SESSION_PANELS.includes(dimension) ? sessionPanel(dimension, answers[i]) : panel(dimension, answers[i]),
-    );
+    // A panel whose own request failed keeps its card if that shows the same filters and range.
+    const key = filters.key(range);
+    const shown = new Map([...$("breakdowns").children].map((element) => [element.dataset.dimension, element]));
+    const cards = order.map((dimension, i) => {
+      const answer = answers[i];
+      const old = shown.get(dimension);
+      if (answer.failure && old && stale.failed(old, answer.failure, key)) return old;
+      const element = SESSION_PANELS.includes(dimension) ? sessionPanel(dimension, answer) : panel(dimension, answer);
+      stale.settle(element, answer.failure, key);
+      return element;
+    });
+    const focused = document.activeElement && document.activeElement.closest("#breakdowns li.pick");
     $("breakdowns").replaceChildren(...cards);
+    stale.refreshed($("breakdowns"));
+    // A keyboard user's place survives the refresh.
+    if (focused) {
+      const dimension = CSS.escape(focused.closest(".breakdown").dataset.dimension);
+      const again = $("breakdowns").querySelector(
+        `.breakdown[data-dimension="${dimension}"] li.pick[data-value="${CSS.escape(focused.dataset.value)}"] .name`,
+      );
+      if (again) again.focus();
+    }
     $("breakdowns-section").hidden = false;
     filters.range = range;
     document.dispatchEvent(new CustomEvent("dashboard-range", { detail: range }));
@@ -114,8 +168,8 @@
   async function ask(dimension, range, sessions) {
     const params = new URLSearchParams({ granularity: "day", from: range.from, to: range.to, limit: String(PANEL_VALUES) });
     if (range.compare) params.set("compare", "true");
-    const { answer, problem } = await filters.ask("/v1/breakdowns/" + encodeURIComponent(dimension), params);
-    if (problem) return { problem };
+    const { answer, problem, failure } = await filters.ask("/v1/breakdowns/" + encodeURIComponent(dimension), params);
+    if (problem) return { problem, failure };
     const body = answer.body;
     const read = sessions ? sessionSummary : (part) => part;
     return {
@@ -183,9 +237,11 @@
   function sessionPanel(dimension, answer) {
     const element = card(dimension, answer);
     element.classList.add("sessions-panel");
+    if (answer.failure) return element; // marked by the caller
     if (answer.problem || !answer.current) {
       const why = answer.problem || "this store keeps no sessions per value";
-      message(element, `Not available: ${why}`, "unavailable error").dataset.problem = why;
+      const text = why === filters.REFUSED ? why : `Not available: ${why}`;
+      message(element, text, problemClass(why)).dataset.problem = why;
       return element;
     }
     const summary = answer.current;
@@ -193,6 +249,7 @@
     const rows = summary.values.map((row) => ({ value: row.value, count: row.count, share: row.share, unique_users: null }));
     // Not a filter: sessions by entry page are sessions by their first event's `page`.
     list(element, null, rows, earlierCounts(answer.previous, "count"), "sessions");
+    if (!rows.length && storeEmpty) return noEvents(element);
     if (!rows.length) message(element, "No sessions in this range.", "empty");
     notes(element, answer.note, summary.values_not_shown, null);
     return element;
@@ -200,18 +257,30 @@
 
   function panel(dimension, answer) {
     const element = card(dimension, answer);
+    if (answer.failure) return element; // marked by the caller
     if (answer.problem || !answer.current) {
       const why = answer.problem || "no breakdown of this dimension";
-      message(element, why, "unavailable error").dataset.problem = why;
+      message(element, why, problemClass(why)).dataset.problem = why;
       return element;
     }
     const summary = answer.current;
     addTotal(element, summary.total_events, "events");
     const rows = summary.values.map((row) => ({ ...row, count: row.events }));
     list(element, dimension, rows, earlierCounts(answer.previous, "events"), "events");
+    if (!rows.length && storeEmpty) return noEvents(element);
     if (!rows.length) message(element, "No events in this range.", "empty");
     notes(element, answer.note, summary.values_not_shown, summary.unique_users_note);
     return element;
+  }
+
+  function noEvents(element) {
+    window.baEmpty.noEvents(element, true);
+    return element;
+  }
+
+  // A refusal of the filters is shown once, in the filter bar: a panel only says so.
+  function problemClass(why) {
+    return why === filters.REFUSED ? "unavailable refused" : "unavailable error";
   }
 
   // Each value's count in the range before, from that range's listed values (its top ones):
@@ -244,10 +313,21 @@
       const li = item(row, peak, earlier ? earlier(row.value) : null, unit);
       // `(other)` is no value: the raw events a filter is counted from have none.
       if (dimension && row.value !== OTHER) {
+        const selected = chosen.some((f) => f.dimension === dimension && f.value === row.value);
         li.classList.add("pick");
         li.title = "filter the page by this value";
         li.addEventListener("click", () => filters.add(dimension, row.value));
-        li.classList.toggle("selected", chosen.some((f) => f.dimension === dimension && f.value === row.value));
+        li.classList.toggle("selected", selected);
+        // The value's name is the row's control for the keyboard.
+        const name = li.querySelector(".name");
+        name.tabIndex = 0;
+        name.setAttribute("role", "button");
+        name.setAttribute("aria-pressed", String(selected));
+        name.addEventListener("keydown", (event) => {
+          if (event.key !== "Enter" && event.key !== " ") return;
+          event.preventDefault();
+          filters.add(dimension, row.value);
+        });
       }
       ol.append(li);
     }
@@ -311,8 +391,23 @@
   // or refused key is asked for once, by it).
   let started = false;
   document.addEventListener("dashboard-live", () => {
-    if (started) return;
+    // The first events committed: the panels say so now rather than at their next refresh.
+    const arrived = storeEmpty && !window.baEmpty.storeEmpty(window.baLive.last);
+    if (started && !arrived) return;
     started = true;
+    storeEmpty = false;
     load();
+  });
+
+  // A new read key: nothing of the previous one's, and nothing asked until it is accepted.
+  document.addEventListener("dashboard-key", () => {
+    clearTimeout(timer);
+    loading++;
+    started = false;
+    storeEmpty = false;
+    $("breakdowns").replaceChildren();
+    $("breakdowns-section").hidden = true;
+    $("range-shown").textContent = "";
+    $("range-error").textContent = "";
   });
 })();

@@ -14,12 +14,22 @@
   const KNOWN = ["page_view", "button_click", "purchase", "search", "signup", "login"];
   const OTHER_COLOR = "#64748b";
   const CHART_SERIES = 6;
+  // The cards the live document draws: the first ones only without filters (tiles.js draws
+  // them narrowed), the others always.
+  const NARROWED = ["kpi-today-card", "kpi-users-card", "kpi-60-card", "chart-card", "top-card", "sessions-card", "funnel-card"];
+  const NOT_NARROWED = ["active-card", "lag-card", "dead-card", "recent-card"];
 
   const $ = (id) => document.getElementById(id);
+  const stale = window.baStale;
+  const { refreshed, failed, unmark, reasonOf, UNREACHABLE } = stale;
+  const { noEvents, storeEmpty } = window.baEmpty;
+  stale.setClock(clockTime);
   const numberFormat = new Intl.NumberFormat("en-US");
   const seenKeys = new Set();
   let timer = null;
   let firstRender = true;
+  let lastAt = 0; // when the live document was last drawn (epoch seconds)
+  let lastFailure = ""; // why the latest poll drew nothing, "" when it drew
 
   // -- the read key ---------------------------------------------------------------------------
 
@@ -37,7 +47,9 @@
   takeKeyFromFragment();
   // A link to the open page with a new `#key=` does not reload it.
   window.addEventListener("hashchange", () => {
+    const before = readKey();
     if (takeKeyFromFragment()) {
+      if (readKey() !== before) forgetKey();
       $("key-form").hidden = true;
       poll();
     }
@@ -56,16 +68,48 @@
 
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    localStorage.setItem(KEY_STORAGE, $("key-input").value.trim());
+    const key = $("key-input").value.trim();
+    if (key !== readKey()) forgetKey();
+    localStorage.setItem(KEY_STORAGE, key);
     $("key-input").value = "";
     $("key-form").hidden = true;
     poll();
   });
 
   $("change-key").addEventListener("click", () => {
+    clearTimeout(timer);
     localStorage.removeItem(KEY_STORAGE);
+    forgetKey();
     showKeyForm("");
   });
+
+  // A key changed or refused: nothing the previous key showed stays on the page, and an answer
+  // still on its way for it is dropped. The other scripts empty their own panels on
+  // "dashboard-key".
+  function forgetKey() {
+    stale.newKey();
+    live.last = null;
+    lastAt = 0;
+    lastFailure = "";
+    firstRender = true;
+    seenKeys.clear();
+    for (const element of document.querySelectorAll(".kpi [data-value], #sessions-card [data-value]")) {
+      element.dataset.value = "";
+      element.textContent = "–";
+    }
+    for (const id of ["kpi-rate", "kpi-commit"]) $(id).textContent = "–";
+    for (const id of ["as-of", "chart-range", "top-period", "sessions-state", "funnel-name"]) $(id).textContent = "";
+    for (const id of ["chart", "legend", "chart-values", "top-types", "funnel-steps", "recent-events"]) $(id).replaceChildren();
+    $("chart").setAttribute("aria-label", CHART_LABEL);
+    chartValues = "";
+    $("lag-card").classList.remove("warn");
+    $("dead-card").classList.remove("bad");
+    $("recent-empty").hidden = true;
+    $("change-key").hidden = true;
+    for (const element of document.querySelectorAll("[data-stale]")) unmark(element);
+    for (const element of document.querySelectorAll("[data-empty]")) noEvents(element, false);
+    document.dispatchEvent(new CustomEvent("dashboard-key"));
+  }
 
   // -- polling --------------------------------------------------------------------------------
 
@@ -76,31 +120,51 @@
 
   async function poll() {
     clearTimeout(timer);
+    const asked = stale.generation();
     const headers = {};
     const key = readKey();
     if (key) headers.Authorization = "Bearer " + key;
+    let response = null;
+    let body = null;
     try {
-      const response = await fetch("/v1/dashboard", { headers, cache: "no-store" });
-      if (response.status === 401) {
-        showKeyForm(key ? "That key was refused." : "");
-        return; // resumes when a key is entered
-      }
-      if (!response.ok) throw new Error("HTTP " + response.status);
-      render(await response.json());
-      $("change-key").hidden = !key;
+      response = await fetch("/v1/dashboard", { headers, cache: "no-store" });
+      body = await response.json();
     } catch (error) {
-      setStatus("offline", "offline · retrying");
+      body = null;
+    }
+    if (asked !== stale.generation()) return; // for a key no longer held: its successor polls
+    if (response && response.status === 401) {
+      forgetKey();
+      showKeyForm(key ? "That key was refused." : "");
+      return; // resumes when a key is entered
     }
     schedule();
+    if (response && response.ok && body) {
+      render(body);
+      $("change-key").hidden = !key;
+    } else {
+      notRefreshed(response && !response.ok ? reasonOf(response.status, body) : UNREACHABLE);
+    }
   }
 
+  function notRefreshed(reason) {
+    lastFailure = reason;
+    setStatus("offline", "offline · retrying");
+    const filtered = window.baFilters && window.baFilters.list().length > 0;
+    for (const id of filtered ? NOT_NARROWED : [...NOT_NARROWED, ...NARROWED]) failed($(id), reason);
+    document.dispatchEvent(new CustomEvent("dashboard-offline", { detail: reason }));
+  }
+
+  // Only a change: the pill is a live region, and a screen reader reads every change aloud.
   function setStatus(state, text) {
     $("status").dataset.state = state;
-    $("status-text").textContent = text;
+    if ($("status-text").textContent !== text) $("status-text").textContent = text;
   }
 
   // -- rendering ------------------------------------------------------------------------------
 
+  const CHART_LABEL = "Events per minute, last 60 minutes";
+  let chartValues = ""; // what #chart-values shows
   const colors = new Map();
   let unknownTypes = 0;
   function colorOf(type) {
@@ -143,6 +207,10 @@
     // types are drawn narrowed, by tiles.js; the rest of this document is drawn as it is.
     const filtered = window.baFilters && window.baFilters.list().length > 0;
     const minutes = data.minutes || [];
+    const empty = storeEmpty(data);
+    noEvents($("chart-card"), empty, true);
+    noEvents($("top-card"), empty);
+    noEvents($("recent-card"), empty, true);
     if (!filtered) {
       setNumber("kpi-today", data.totals.today);
       setNumber("kpi-hour", data.totals.this_hour);
@@ -168,7 +236,11 @@
       drawChart(minutes);
       drawTopTypes(data.top_event_types || [], data.periods.day);
     }
-    drawRecent(data.recent_events || []);
+    drawRecent(data.recent_events || [], empty);
+    lastAt = Date.now() / 1000;
+    lastFailure = "";
+    for (const id of NOT_NARROWED) refreshed($(id));
+    if (!filtered) for (const id of NARROWED) refreshed($(id));
     firstRender = false;
     document.dispatchEvent(new CustomEvent("dashboard-live"));
   }
@@ -180,7 +252,8 @@
     $("kpi-rate").textContent = numberFormat.format(Math.max(current, previous));
   }
 
-  // Stacked columns, one per minute; the busiest types get colours, the rest share "other".
+  // Stacked columns, one per minute; the busiest types get colours, the rest share "other". Each
+  // column's values, shown on hover, are also in the table under the chart (#chart-values).
   function drawChart(minutes) {
     const totals = new Map();
     for (const minute of minutes) {
@@ -209,6 +282,7 @@
     }
     const slot = plotWidth / Math.max(1, minutes.length);
     const barWidth = Math.max(1, slot * 0.72);
+    const values = [];
     minutes.forEach((minute, index) => {
       const x = left + index * slot + (slot - barWidth) / 2;
       const column = svgElement("g", { class: "column" });
@@ -230,6 +304,7 @@
       const title = svgElement("title", {});
       const lines = parts.filter(([, count]) => count > 0).map(([type, count]) => `${type}: ${count}`);
       title.textContent = `${hhmm(minute.period)} · ${minute.total} events` + (lines.length ? "\n" + lines.join("\n") : "");
+      values.push([hhmm(minute.period), numberFormat.format(minute.total), lines.join(", ")]);
       column.append(svgElement("rect", { x: left + index * slot, width: slot, y: top, height: plotHeight, fill: "transparent" }));
       column.append(title);
       svg.append(column);
@@ -241,12 +316,36 @@
     });
     $("chart").replaceChildren(svg);
     if (minutes.length) {
-      $("chart-range").textContent = `${hhmm(minutes[0].period)}–${hhmm(minutes[minutes.length - 1].period)}`;
+      const range = `${hhmm(minutes[0].period)}–${hhmm(minutes[minutes.length - 1].period)}`;
+      $("chart-range").textContent = range;
+      const sum = minutes.reduce((n, minute) => n + minute.total, 0);
+      const busiest = minutes.reduce((a, b) => (b.total > a.total ? b : a));
+      $("chart").setAttribute(
+        "aria-label",
+        `Events per minute, ${range}: ${numberFormat.format(sum)} in all, at most ${numberFormat.format(busiest.total)}` +
+          ` (${hhmm(busiest.period)}); every minute's values are in the table below`,
+      );
+    } else {
+      $("chart").setAttribute("aria-label", CHART_LABEL);
     }
+    drawValues(values);
 
     const legend = series.map((type) => legendItem(type, colorOf(type)));
     if (hasOther) legend.push(legendItem("other", OTHER_COLOR));
     $("legend").replaceChildren(...legend);
+  }
+
+  // Redrawn only when a value changed, so that a screen reader reading the table keeps its place.
+  function drawValues(values) {
+    const text = JSON.stringify(values);
+    if (text === chartValues) return;
+    chartValues = text;
+    const rows = values.map(([minute, total, types]) => {
+      const row = document.createElement("tr");
+      row.append(cell(minute), cell(total), cell(types, "details"));
+      return row;
+    });
+    $("chart-values").replaceChildren(...rows);
   }
 
   function legendItem(name, color) {
@@ -263,8 +362,19 @@
   }
 
   // What the filtered tiles need of the live part: its last document and its drawing.
-  const live = { last: null, drawSessions, drawFunnel, drawChart, drawTopTypes, drawRate, setNumber };
+  const live = {
+    last: null, drawSessions, drawFunnel, drawChart, drawTopTypes, drawRate, setNumber, redrawn,
+  };
   window.baLive = live;
+
+  // The narrowed cards drawn again from the last live document (the filters are off): as fresh
+  // as it is, and marked again if the latest poll failed.
+  function redrawn() {
+    for (const id of NARROWED) {
+      refreshed($(id), "", lastAt);
+      failed($(id), lastFailure);
+    }
+  }
 
   function drawSessions(sessions) {
     const card = $("sessions-card");
@@ -332,8 +442,8 @@
     $("top-types").replaceChildren(...items);
   }
 
-  function drawRecent(events) {
-    $("recent-empty").hidden = events.length > 0;
+  function drawRecent(events, empty) {
+    $("recent-empty").hidden = events.length > 0 || empty;
     const rows = events.map((event) => {
       const row = document.createElement("tr");
       row.dataset.key = event.key;

@@ -8,6 +8,9 @@
 
   const KEY_STORAGE = "behavioral-analytics.read-key";
   const PROPERTY_PREFIX = "property:";
+  // What each tile says while the API refuses the filters (`invalid_filter`): the refusal
+  // itself is shown once, in the filter bar.
+  const REFUSED = "not shown: the filters were refused";
   const TITLES = {
     page: "Page",
     entry_page: "Entry page",
@@ -26,6 +29,7 @@
   const $ = (id) => document.getElementById(id);
   const listeners = [];
   let filters = fromFragment();
+  let refused = ""; // the API's refusal of the filters as they are, "" when none
 
   // `property:plan:pro` is `property:plan` = `pro`; any other dimension ends at the first colon.
   function parse(text) {
@@ -57,8 +61,15 @@
     history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
   }
 
+  // What a tile's figures answer: the filters and `extra` (its range, …); "" for none.
+  function key(extra) {
+    const texts = filters.map(text).join("\n");
+    return extra === undefined ? texts : texts + "\n" + JSON.stringify(extra);
+  }
+
   function changed() {
     toFragment();
+    refused = "";
     drawChips();
     for (const listener of listeners) listener(list());
   }
@@ -98,10 +109,17 @@
       chip.title = "remove this filter";
       chip.textContent = `${title(filter.dimension)} = ${filter.value} ×`;
       chip.addEventListener("click", () => remove(index));
+      // The refusal quotes the filter it names (at most its first 100 characters).
+      if (refused && refused.includes(text(filter).slice(0, 100))) {
+        chip.classList.add("refused");
+        chip.setAttribute("aria-invalid", "true");
+      }
       return chip;
     });
     $("filter-chips").replaceChildren(...chips);
     $("filter-bar").hidden = chips.length === 0;
+    $("filter-error").textContent = refused ? "The filters were refused: " + refused : "";
+    $("filter-error").hidden = !refused;
   }
 
   // -- requests -------------------------------------------------------------------------------
@@ -149,15 +167,32 @@
     return missing.length ? "Not available with these filters: this answer is not narrowed by them." : "";
   }
 
-  // `get` with every filter, and why its answer cannot be shown as filtered (`problem`, "" when
-  // it can): resolves to {answer, problem}, answer null when the server cannot be reached.
+  // `get` with every filter: resolves to {answer, problem, failure}. `problem` is why the answer
+  // cannot be shown as filtered ("" when it can); `failure` is set too when that is worth a
+  // retry (no answer, 5xx), and the tile may keep its figures (window.baStale). Once the API
+  // refuses the filters, nothing is asked until they change.
   async function ask(path, params) {
+    const stale = window.baStale;
+    if (refused) return { answer: null, problem: REFUSED, failure: "" };
+    const asked = key();
+    let answer = null;
     try {
-      const answer = await get(path, params, true);
-      return { answer, problem: problem(answer) };
+      answer = await get(path, params, true);
     } catch (error) {
-      return { answer: null, problem: "the server could not be reached" };
+      return { answer: null, problem: stale.UNREACHABLE, failure: stale.UNREACHABLE };
     }
+    if (answer.status === 400 && answer.body && answer.body.error === "invalid_filter") {
+      if (asked === key() && !refused) {
+        refused = answer.body.detail || "invalid_filter";
+        drawChips();
+      }
+      return { answer, problem: REFUSED, failure: "" };
+    }
+    if (stale.transient(answer.status)) {
+      const failure = stale.reasonOf(answer.status, answer.body);
+      return { answer, problem: failure, failure };
+    }
+    return { answer, problem: problem(answer), failure: "" };
   }
 
   // Where an answer says it was read: "raw_events", "aggregates" or "" (it does not say).
@@ -182,13 +217,14 @@
   function note(element, message, bad) {
     element.textContent = message;
     element.hidden = !message;
-    element.classList.toggle("error", Boolean(bad && message));
+    element.classList.toggle("error", Boolean(bad && message && message !== REFUSED));
   }
 
   window.addEventListener("hashchange", () => {
     const found = fromFragment();
     if (found.map(text).join("\n") === filters.map(text).join("\n")) return;
     filters = found;
+    refused = "";
     drawChips();
     for (const listener of listeners) listener(list());
   });
@@ -202,8 +238,10 @@
     clear,
     title,
     onChange: (listener) => listeners.push(listener),
+    key,
     get,
     ask,
+    REFUSED,
     problem,
     origin,
     source,

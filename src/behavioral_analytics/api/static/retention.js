@@ -11,6 +11,7 @@
   const MAX_WEEKS = 12;
   const $ = (id) => document.getElementById(id);
   const filters = window.baFilters;
+  const stale = window.baStale;
   const numberFormat = new Intl.NumberFormat("en-US");
   let unit = "day";
   let loading = 0;
@@ -30,17 +31,30 @@
     if (!range) return;
     const mine = ++loading;
     const params = new URLSearchParams({ from: range.from, to: range.to, unit, max: String(maxOffset(range)) });
-    const { answer, problem } = await filters.ask("/v1/retention", params);
+    const { answer, problem, failure } = await filters.ask("/v1/retention", params);
     if (mine !== loading) return;
+    if (stale.settle($("retention-card"), failure, key(range))) return;
     $("retention-range").textContent = `${range.from} – ${range.to}`;
+    const empty = !problem && window.baEmpty.storeEmpty(answer.body);
+    window.baEmpty.noEvents($("retention-card"), empty, true);
     if (problem) {
       $("retention-grid").replaceChildren();
       $("retention-card").dataset.problem = problem;
-      filters.note($("retention-note"), problem, true);
+      filters.note($("retention-note"), failure ? "" : problem, true);
       return;
     }
     delete $("retention-card").dataset.problem;
+    if (empty) {
+      $("retention-grid").replaceChildren();
+      filters.note($("retention-note"), "");
+      return;
+    }
     draw(answer.body);
+  }
+
+  // What the grid shows: the filters, the range and the unit.
+  function key(range) {
+    return filters.key([range.from, range.to, unit]);
   }
 
   function draw(body) {
@@ -76,6 +90,15 @@
         td.dataset.rate = rate === null ? "" : String(rate);
         td.textContent = rate === null ? "–" : (100 * rate).toFixed(rate === 1 || rate === 0 ? 0 : 1) + "%";
         td.title = `${numberFormat.format(cohort.returning[n])} of ${numberFormat.format(cohort.size)}`;
+        // The count in view (its cohort's size is the row's "people"), whole for a screen reader.
+        const returning = document.createElement("span");
+        returning.className = "returning";
+        returning.textContent = numberFormat.format(cohort.returning[n]);
+        const of = document.createElement("span");
+        of.className = "visually-hidden";
+        of.textContent = ` of ${numberFormat.format(cohort.size)} returned`;
+        returning.append(of);
+        td.append(returning);
         td.style.background = `rgba(79, 156, 249, ${(0.12 + 0.7 * (rate || 0)).toFixed(2)})`;
       } else {
         td.className = "future";
@@ -102,4 +125,20 @@
     });
   }
   document.addEventListener("dashboard-range", load);
+  // A new read key: nothing of the previous one's.
+  document.addEventListener("dashboard-key", () => {
+    loading++;
+    $("retention-grid").replaceChildren();
+    $("retention-range").textContent = "";
+    delete $("retention-card").dataset.problem;
+    filters.note($("retention-note"), "");
+  });
+  // The range's document failed, so the grid was not asked again.
+  document.addEventListener("dashboard-range-failed", (event) => {
+    const range = filters.range;
+    if (!stale.failed($("retention-card"), event.detail, range ? key(range) : "")) {
+      $("retention-grid").replaceChildren();
+      filters.note($("retention-note"), "");
+    }
+  });
 })();

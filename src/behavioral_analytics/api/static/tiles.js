@@ -1,13 +1,15 @@
 // The tiles the page's filters narrow besides the panels: the filtered events per day over the
 // picker's range (/v1/series), and today's sessions (/v1/sessions) and first funnel
 // (/v1/funnels/NAME), each asked with every filter. A tile answered from the raw events says so
-// ("from raw events (N scanned)"); a refused filter is the tile's message, its numbers blank.
+// ("from raw events (N scanned)"); a refused scan is the tile's message, its numbers blank; a
+// failed refresh keeps the numbers, marked (window.baStale).
 // Without filters the sessions and funnel tiles are the live document's again.
 (() => {
   "use strict";
 
   const $ = (id) => document.getElementById(id);
   const filters = window.baFilters;
+  const stale = window.baStale;
   const numberFormat = new Intl.NumberFormat("en-US");
   let loading = 0;
 
@@ -38,20 +40,16 @@
     if (!range) return;
     const params = new URLSearchParams({ granularity: "day", from: range.from, to: range.to });
     if (range.compare) params.set("compare", "true");
-    const { answer, problem } = await filters.ask("/v1/series", params);
+    const { answer, problem, failure } = await filters.ask("/v1/series", params);
     if (mine !== loading) return;
     $("filter-card").hidden = false;
-    const total = $("filter-total");
-    const before = $("filter-previous");
+    if (stale.settle($("filter-card"), failure, filters.key(range))) return;
     if (problem) {
-      total.dataset.value = "";
-      total.textContent = "–";
-      before.hidden = true;
-      before.dataset.value = "";
-      $("filter-days").replaceChildren();
-      filters.note($("filter-note"), problem, true);
+      blankSeries(failure ? "" : problem);
       return;
     }
+    const total = $("filter-total");
+    const before = $("filter-previous");
     const body = answer.body;
     const current = body.current || body;
     const previous = body.previous || null;
@@ -66,6 +64,17 @@
     const source = filters.source(body);
     filters.note($("filter-note"), source || "Events per day over the range, from the live breakdowns.");
     $("filter-note").dataset.source = filters.origin(body);
+  }
+
+  function blankSeries(problem) {
+    const total = $("filter-total");
+    const before = $("filter-previous");
+    total.dataset.value = "";
+    total.textContent = "–";
+    before.hidden = true;
+    before.dataset.value = "";
+    $("filter-days").replaceChildren();
+    filters.note($("filter-note"), problem, true);
   }
 
   function day(point, peak) {
@@ -99,11 +108,12 @@
   async function sessions(live, mine) {
     const today = live.periods.day;
     const params = new URLSearchParams({ granularity: "day", from: today, to: today });
-    const { answer, problem } = await filters.ask("/v1/sessions", params);
+    const { answer, problem, failure } = await filters.ask("/v1/sessions", params);
     if (mine !== loading) return;
+    if (stale.settle($("sessions-card"), failure, filters.key())) return;
     if (problem) {
       window.baLive.drawSessions(null);
-      filters.note($("sessions-note"), problem, true);
+      filters.note($("sessions-note"), failure ? "" : problem, true);
       return;
     }
     const point = (answer.body.points || [])[0];
@@ -117,8 +127,9 @@
     if (!live.funnel) return;
     const today = live.periods.day;
     const params = new URLSearchParams({ from: today, to: today });
-    const { answer, problem } = await filters.ask("/v1/funnels/" + encodeURIComponent(live.funnel.name), params);
+    const { answer, problem, failure } = await filters.ask("/v1/funnels/" + encodeURIComponent(live.funnel.name), params);
     if (mine !== loading) return;
+    if (stale.settle($("funnel-card"), failure, filters.key())) return;
     const steps = live.funnel.steps;
     if (problem) {
       window.baLive.drawFunnel({ name: live.funnel.name, steps, users: steps.map(() => 0), conversion: [] });
@@ -126,7 +137,7 @@
         li.dataset.users = "";
         li.querySelector(".count").textContent = "–";
       }
-      filters.note($("funnel-note"), problem, true);
+      filters.note($("funnel-note"), failure ? "" : problem, true);
       return;
     }
     const found = (answer.body.days || [])[0];
@@ -139,6 +150,21 @@
 
   filters.onChange(load);
   document.addEventListener("dashboard-range", load);
+  // A new read key: nothing of the previous one's (dashboard.js blanks the sessions and funnel).
+  document.addEventListener("dashboard-key", () => {
+    loading++;
+    $("filter-card").hidden = true;
+    blankSeries("");
+    filters.note($("sessions-note"), "");
+    filters.note($("funnel-note"), "");
+  });
+  // The range's document failed, so the filtered days were not asked again (the sessions and
+  // funnel tiles, asked with it, neither).
+  document.addEventListener("dashboard-range-failed", (event) => {
+    if (!filters.list().length) return;
+    if (filters.range && !stale.failed($("filter-card"), event.detail, filters.key(filters.range))) blankSeries("");
+    for (const id of ["sessions-card", "funnel-card"]) stale.failed($(id), event.detail, filters.key());
+  });
 })();
 
 // The totals, the per-minute chart and today's top event types, narrowed by the page's filters:
@@ -154,15 +180,17 @@
   const NOT_NARROWED = "all events, not narrowed by the filters";
   const $ = (id) => document.getElementById(id);
   const filters = window.baFilters;
+  const stale = window.baStale;
   let loading = 0;
   let loadedAt = 0;
   let busy = false;
 
   const notes = ["kpi-today-note", "kpi-users-note", "kpi-60-note", "chart-note", "top-note"];
 
-  function note(id, answer, problem) {
+  // A failure is said by the card's mark (window.baStale), not by its note.
+  function note(id, answer, problem, failure) {
     if (problem) {
-      filters.note($(id), problem, true);
+      filters.note($(id), failure ? "" : problem, true);
       $(id).dataset.source = "";
       return;
     }
@@ -189,6 +217,12 @@
     live.drawRate(data.minutes || []);
     live.drawChart(data.minutes || []);
     live.drawTopTypes(data.top_event_types || [], data.periods.day);
+    live.redrawn();
+  }
+
+  // window.baStale.settle for several cards: true when every one keeps its figures.
+  function kept(ids, failure) {
+    return ids.map((id) => stale.settle($(id), failure, filters.key())).every(Boolean);
   }
 
   const points = (answer, problem) => (problem ? null : (answer.body.current || answer.body).points || []);
@@ -223,6 +257,8 @@
       filters.ask("/v1/series", new URLSearchParams({ granularity: "hour", from: hour, to: hour })),
     ]);
     if (mine !== loading) return;
+    const cards = ["kpi-today-card", "kpi-users-card"];
+    if (kept(cards, byDay.failure || byHour.failure)) return;
     const live = window.baLive;
     const days = points(byDay.answer, byDay.problem);
     const hours = points(byHour.answer, byHour.problem);
@@ -237,8 +273,8 @@
     live.setNumber("kpi-users-hour", users(hours));
     const failed = byDay.problem ? byDay : byHour;
     const shown = failed.problem ? failed : byDay;
-    note("kpi-today-note", shown.answer, shown.problem);
-    note("kpi-users-note", shown.answer, shown.problem);
+    note("kpi-today-note", shown.answer, shown.problem, shown.failure);
+    note("kpi-users-note", shown.answer, shown.problem, shown.failure);
     if (!failed.problem && hours && hours.length && hours[0].unique_users === null) {
       $("kpi-users-hour").title = "unique users are kept per day only for a filter";
     } else {
@@ -251,8 +287,10 @@
     if (!minutes.length) return;
     const from = minutes[0].period;
     const to = minutes[minutes.length - 1].period;
-    const { answer, problem } = await filters.ask("/v1/series", new URLSearchParams({ granularity: "minute", from, to }));
+    const { answer, problem, failure } = await filters.ask("/v1/series", new URLSearchParams({ granularity: "minute", from, to }));
     if (mine !== loading) return;
+    const cards = ["kpi-60-card", "chart-card"];
+    if (kept(cards, failure)) return;
     const live = window.baLive;
     const found = points(answer, problem);
     if (!found) {
@@ -260,8 +298,8 @@
       live.setNumber("kpi-bots-60", null);
       $("kpi-rate").textContent = "–";
       live.drawChart(minutes.map((minute) => ({ period: minute.period, total: 0, by_type: {} })));
-      note("kpi-60-note", answer, problem);
-      note("chart-note", answer, problem);
+      note("kpi-60-note", answer, problem, failure);
+      note("chart-note", answer, problem, failure);
       return;
     }
     const byPeriod = new Map(found.map((point) => [point.period, point]));
@@ -283,12 +321,13 @@
   async function topTypes(data, mine) {
     const day = data.periods.day;
     const params = new URLSearchParams({ granularity: "day", from: day, to: day, limit: "10" });
-    const { answer, problem } = await filters.ask("/v1/breakdowns/event_type", params);
+    const { answer, problem, failure } = await filters.ask("/v1/breakdowns/event_type", params);
     if (mine !== loading) return;
+    if (kept(["top-card"], failure)) return;
     const live = window.baLive;
     if (problem) {
       live.drawTopTypes([], day);
-      note("top-note", answer, problem);
+      note("top-note", answer, problem, failure);
       return;
     }
     const values = (answer.body.current || answer.body).values || answer.body.values || [];
@@ -299,9 +338,24 @@
     note("top-note", answer, "");
   }
 
-  filters.onChange(load);
-  document.addEventListener("dashboard-live", () => {
+  // Every 15 s, the live document answered or not (its figures are not these).
+  function refresh() {
     if (!filters.list().length || busy) return;
     if (!loadedAt || Date.now() - loadedAt >= REFRESH_MS) load();
+  }
+
+  filters.onChange(load);
+  document.addEventListener("dashboard-live", refresh);
+  // A new read key: nothing of the previous one's; asked again at its first live document.
+  document.addEventListener("dashboard-key", () => {
+    loading++;
+    busy = false;
+    loadedAt = 0;
+    for (const id of notes) {
+      filters.note($(id), "");
+      delete $(id).dataset.source;
+    }
+    $("kpi-users-hour").removeAttribute("title");
   });
+  document.addEventListener("dashboard-offline", refresh);
 })();

@@ -27,7 +27,8 @@ from google.api_core import exceptions as gexc
 from behavioral_analytics.aggregation import Granularity, fold
 from behavioral_analytics.behavior import as_person
 from behavioral_analytics.bots import is_bot
-from behavioral_analytics.events import Event
+from behavioral_analytics.events import Event, actor
+from behavioral_analytics.privacy import named_ids
 from behavioral_analytics.store import CommitResult, NewDeadLetter, StoreError, TransientStoreError
 from behavioral_analytics.stores.firestore.breakdowns import BreakdownBatch, read_admitted
 from behavioral_analytics.stores.firestore.documents import (
@@ -42,6 +43,7 @@ from behavioral_analytics.stores.firestore.documents import (
     event_size,
     freshness_write,
 )
+from behavioral_analytics.stores.firestore.forget import tombstones_of
 from behavioral_analytics.stores.firestore.gateway import (
     BACKOFF_S,
     CONFLICT_ERRORS,
@@ -63,6 +65,7 @@ from behavioral_analytics.stores.firestore.schema import (
     MAX_BUILT_REQUEST_BYTES,
 )
 from behavioral_analytics.stores.firestore.wire import write
+from behavioral_analytics.tombstones import covers_letters
 
 __all__ = ["Committer"]
 
@@ -103,7 +106,8 @@ class Committer:
         created: list[Event] = []
         lag: float | None = None
         forgotten = 0
-        parts = list(self._split(list(unique.values()), distinct_dead_letters(dead_letters)))
+        kept = self._not_forgotten(dead_letters)
+        parts = list(self._split(list(unique.values()), distinct_dead_letters(kept)))
         parts.reverse()
         while parts:
             part_events, part_dead = parts.pop()
@@ -122,18 +126,43 @@ class Committer:
         return CommitResult(
             created=len(created),
             duplicates=len(events) - len(created) - forgotten,
-            dead_letters=len(dead_letters),
+            dead_letters=len(kept),
             created_by_type=dict(Counter(e.event_type for e in created)),
             max_lag_s=lag,
             forgotten=forgotten,
+            letters_forgotten=len(dead_letters) - len(kept),
         )
 
-    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
-        """Record `dead_letters` (each at most once), in as many atomic commits as they need.
+    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> int:
+        """Record `dead_letters` (each at most once, none a tombstone covers), in as many
+        atomic commits as they need; how many a tombstone covered (not recorded).
 
         Raises as `commit` does."""
-        for _, part in self._split([], distinct_dead_letters(dead_letters)):
+        kept = self._not_forgotten(dead_letters)
+        for _, part in self._split([], distinct_dead_letters(kept)):
             self._commit_atomic([], part)
+        return len(dead_letters) - len(kept)
+
+    def _not_forgotten(self, dead_letters: Sequence[NewDeadLetter]) -> list[NewDeadLetter]:
+        """The dead letters no tombstone covers (`tombstones.covers_letters`), each checked
+        against the tombstones of the people its own JSON names (bytes that are not JSON name
+        nobody here: they are recorded)."""
+        named: list[set[str]] = []
+        for letter in dead_letters:
+            users, anonymous = named_ids(letter.data) if letter.received_at > 0 else ((), ())
+            named.append({*users, *(actor(None, a) for a in anonymous)})
+        everyone = set().union(*named)
+        stones = tombstones_of(self.gateway, everyone) if everyone else {}
+        if not stones:
+            return list(dead_letters)
+        return [
+            letter
+            for letter, people in zip(dead_letters, named, strict=True)
+            if not covers_letters(
+                [(letter.data, letter.received_at)],
+                {p: stones[p] for p in people if p in stones},
+            )[0]
+        ]
 
     def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
         """Set `replayed_at` = `when` on dead letters, 500 per batch, each commit made with

@@ -73,6 +73,7 @@ from behavioral_analytics.stores.firestore.schema import (
     WRITE_OVERHEAD_BYTES,
 )
 from behavioral_analytics.stores.firestore.wire import field_path, from_value, write
+from behavioral_analytics.tombstones import covers
 
 if TYPE_CHECKING:
     from google.cloud.firestore_v1 import DocumentSnapshot
@@ -158,9 +159,14 @@ class Seen:
     breakdown_markers: frozenset[tuple[str, str, str]] = frozenset()
 
 
-def forgets(seen: Seen | None, timestamp: float) -> bool:
-    """Whether a `forget` took events at `timestamp` of this document's person."""
-    return seen is not None and seen.forgotten_at is not None and timestamp <= seen.forgotten_at
+def forgets(seen: Seen | None, event: Event, sender: bool = True) -> bool:
+    """Whether this document's person has a tombstone that covers `event` (`tombstones.covers`):
+    as its sender's (`sender`), else as the tombstone of the person it counts for."""
+    if seen is None:
+        return False
+    if sender:
+        return covers(event, seen.forgotten_at)
+    return covers(event, None, seen.forgotten_at)
 
 
 def read_seen(doc: Any, behavioral: bool = False, who: str = "") -> Seen:

@@ -12,7 +12,11 @@
    in unique users, sessions and funnel users. A `forget` cut short
    is finished by running it again: each chunk is exact on its own and the document still
    holds what the last step subtracts.
-3. The link records naming the user go; so do the dead letters that name them.
+3. The link records naming the user go; so do the dead letters that name them. A commit
+   records no dead letter a tombstone covers (`tombstones.covers_letters`), reading the
+   tombstones of the people its JSON names (`privacy.named_ids`, `tombstones_of`) before it
+   commits: one recorded while a `forget` runs, or bytes that are not JSON, go by running it
+   again.
 
 It takes the narrow parts of the store it needs: the gateway (reads, commit requests,
 counters), the options (rules, periods, clock, shards) and the people reader.
@@ -91,11 +95,24 @@ from behavioral_analytics.stores.firestore.session_counts import (
     Stored,
     encode_values,
 )
-from behavioral_analytics.stores.firestore.wire import delete, field_path, write
+from behavioral_analytics.stores.firestore.wire import delete, field_path, from_value, write
 
 __all__ = ["CHUNK", "forget"]
 
 CHUNK = 400  # raw events deleted per commit before the last one
+
+
+def tombstones_of(gateway: Gateway, persons: set[str]) -> dict[str, float]:
+    """The tombstones of `persons` (ids as `events.actor` makes them) that have one: person id
+    -> `forgotten_at`, read from their documents in batched gets (one read billed per
+    document). Raises `TransientStoreError` on a transient error."""
+    names = {gateway.name(AGGREGATES, doc_id("user_", person)): person for person in persons}
+    found = gateway.get(sorted(names), [FORGOTTEN_FIELD])
+    stones = {}
+    for name, document in found.items():
+        if FORGOTTEN_FIELD in document.fields:
+            stones[names[name]] = float(from_value(document.fields[FORGOTTEN_FIELD]))
+    return stones
 
 
 def forget(who: str, gateway: Gateway, options: StoreOptions, people: People) -> ForgetReport:

@@ -54,7 +54,7 @@ def plan(events: list[Event], gateway: Gateway, options: StoreOptions, people: P
     wanted |= {actor(None, link.anonymous_id) for e in events if (link := proposal(e))}
     seen = people.read(wanted, hours)
     read = set(wanted)
-    events = [e for e in events if not forgets(seen.get(e.who), e.timestamp)]
+    events = [e for e in events if not forgets(seen.get(e.who), e)]
     stored = {who: state.links for who, state in seen.items() if state.links}
     humans = [e for e in events if not is_bot(e.properties)]
     # A link's user is its proposal's sender, an actor read above.
@@ -105,7 +105,7 @@ def plan(events: list[Event], gateway: Gateway, options: StoreOptions, people: P
             ):
                 raise Stale(who)
         seen.update(again)
-    events = [e for e in events if not forgets(seen.get(persons[e.key]), e.timestamp)]
+    events = [e for e in events if not forgets(seen.get(persons[e.key]), e, sender=False)]
     bumps = {
         e.who
         for e in events

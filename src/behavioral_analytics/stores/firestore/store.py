@@ -338,8 +338,8 @@ class FirestoreStore(Store):
             self._audit.recount_dimensions(dropped, recounted_dimensions(recorded, config))
         self._metadata.write(config)
 
-    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
-        self._committer.add_dead_letters(dead_letters)
+    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> int:
+        return self._committer.add_dead_letters(dead_letters)
 
     # Reads at query time (and `mark_replayed`, `dlq replay`'s write) are made with
     # `reach.bound` and run under `reach.querying`: each gives up after `query_deadline_s`

@@ -45,7 +45,7 @@ from behavioral_analytics.stored_config import StoredConfig
 from behavioral_analytics.stores.sqlite.aggregates import apply_deltas
 from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
 from behavioral_analytics.stores.sqlite.breakdowns import apply_breakdowns, move_breakdown_markers
-from behavioral_analytics.stores.sqlite.forget import forgotten
+from behavioral_analytics.stores.sqlite.forget import forgotten, forgotten_letters
 from behavioral_analytics.stores.sqlite.groups import record_groups
 from behavioral_analytics.stores.sqlite.key_rule import hold_key_rule
 from behavioral_analytics.stores.sqlite.metadata import hold_config
@@ -132,8 +132,7 @@ def commit_batch(
             behavior.rules.breakdowns,
         )
         record_groups(db, created)
-        if dead_letters:
-            insert_dead_letters(db, dead_letters, now, dead_letter_retention_s)
+        letters_forgotten = insert_dead_letters(db, dead_letters, now, dead_letter_retention_s)
         lag = max((now - event.received_at for event in created), default=None)
         if created:
             newest = max(event.timestamp for event in created)
@@ -142,10 +141,11 @@ def commit_batch(
     return CommitResult(
         created=len(created),
         duplicates=received - len(created) - sum(gone),
-        dead_letters=len(dead_letters),
+        dead_letters=len(dead_letters) - letters_forgotten,
         created_by_type=dict(by_type),
         max_lag_s=lag,
         forgotten=sum(gone),
+        letters_forgotten=letters_forgotten,
     )
 
 
@@ -262,12 +262,14 @@ def insert_dead_letters(
     dead_letters: Sequence[NewDeadLetter],
     now: float,
     retention_s: float | None = None,
-) -> None:
+) -> int:
     """Record `dead_letters` at `now` (epoch seconds), each fingerprint once, inside the
     caller's transaction on `db`, expiring `retention_s` seconds later (None: never). One
     recorded already (a redelivered or replayed message refused again) is marked not replayed,
-    so a replay the worker refuses stays where `dlq` and `verify` show it."""
+    so a replay the worker refuses stays where `dlq` and `verify` show it. One a tombstone
+    covers is not recorded (`forget.forgotten_letters`); returns how many were not."""
     expire_at = None if retention_s is None else now + retention_s
+    covered = forgotten_letters(db, dead_letters)
     db.executemany(
         _INSERT_DEAD_LETTER,
         [
@@ -284,6 +286,8 @@ def insert_dead_letters(
                 d.fingerprint,
                 expire_at,
             )
-            for d in dead_letters
+            for d, forgotten_ in zip(dead_letters, covered, strict=True)
+            if not forgotten_
         ],
     )
+    return sum(covered)

@@ -4,8 +4,10 @@
 ids') raw events (human events by whom they count for, crawlers' by who sent them), takes their
 counts out of every aggregate, deletes their sessions, funnel
 progress, the links naming them and the dead letters mentioning them, and leaves a tombstone per
-person. A commit drops any event dated at or before a tombstone (`forgotten`), so a redelivery
-of an erased event never brings it back.
+person. A commit drops any event a tombstone covers (`forgotten`, rule: `tombstones`), so
+neither a redelivery of an erased event nor a message the person sent that was still on its
+way when `forget` ran brings them back; nor does it record a dead letter naming them that was
+published by then (`forgotten_letters`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.events import Event, actor
 from behavioral_analytics.identity import resolve
 from behavioral_analytics.privacy import mentions
+from behavioral_analytics.records import NewDeadLetter
 from behavioral_analytics.sessions import Session, SessionDelta
 from behavioral_analytics.store import ForgetReport
 from behavioral_analytics.stores.sqlite.aggregates import subtract_buckets
@@ -33,17 +36,17 @@ from behavioral_analytics.stores.sqlite.schema import (
     UPSERT_SESSION_BUCKET,
 )
 from behavioral_analytics.stores.sqlite.sql import json_list
+from behavioral_analytics.tombstones import covers, covers_letters
 
-__all__ = ["forget", "forgotten"]
+__all__ = ["forget", "forgotten", "forgotten_letters"]
 
 
 def forgotten(
     db: sqlite3.Connection, events: Sequence[Event], persons: Sequence[str]
 ) -> list[bool]:
-    """Which events belong to a forgotten person (their tombstone predates the event).
+    """Which events belong to a forgotten person (`tombstones.covers`).
 
-    `persons[i]` is the person `events[i]` counts for; an event is dropped when either that
-    person or its actor has a tombstone at or after its timestamp.
+    `persons[i]` is the person `events[i]` counts for; one bool per event, in order.
     """
     names = set(persons) | {e.who for e in events}
     rows = db.execute(
@@ -55,9 +58,27 @@ def forgotten(
         return [False] * len(events)
     stones = dict(rows)
     return [
-        event.timestamp <= max(stones.get(person, -1.0), stones.get(event.who, -1.0))
+        covers(event, stones.get(event.who), stones.get(person))
         for event, person in zip(events, persons, strict=True)
     ]
+
+
+def forgotten_letters(db: sqlite3.Connection, letters: Sequence[NewDeadLetter]) -> list[bool]:
+    """Which dead letters a tombstone covers (`tombstones.covers_letters`), one bool per
+    letter in order: those are not to be recorded."""
+    known = [letter.received_at for letter in letters if letter.received_at > 0]
+    if not known:
+        return [False] * len(letters)
+    stones = dict(
+        db.execute(
+            "SELECT person, forgotten_at FROM tombstones WHERE forgotten_at >= ?", (min(known),)
+        ).fetchall()
+    )
+    return (
+        covers_letters([(d.data, d.received_at) for d in letters], stones)
+        if stones
+        else [False] * len(letters)
+    )
 
 
 def forget(

@@ -176,10 +176,13 @@ class SQLiteStore(Store):
         files.erase_copies(db, self.path)
         return report
 
-    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> None:
-        if dead_letters:
-            with transaction(self._db) as db:
-                insert_dead_letters(db, dead_letters, self._clock(), self.dead_letter_retention_s)
+    def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> int:
+        if not dead_letters:
+            return 0
+        with transaction(self._db) as db:
+            return insert_dead_letters(
+                db, dead_letters, self._clock(), self.dead_letter_retention_s
+            )
 
     def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
         with transaction(self._db) as db:
