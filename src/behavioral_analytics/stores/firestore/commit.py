@@ -65,7 +65,6 @@ from behavioral_analytics.stores.firestore.schema import (
     MAX_BUILT_REQUEST_BYTES,
 )
 from behavioral_analytics.stores.firestore.wire import write
-from behavioral_analytics.tombstones import covers_letters
 
 __all__ = ["Committer"]
 
@@ -144,24 +143,19 @@ class Committer:
         return len(dead_letters) - len(kept)
 
     def _not_forgotten(self, dead_letters: Sequence[NewDeadLetter]) -> list[NewDeadLetter]:
-        """The dead letters no tombstone covers (`tombstones.covers_letters`), each checked
-        against the tombstones of the people its own JSON names (bytes that are not JSON name
-        nobody here: they are recorded)."""
+        """The dead letters no tombstone covers (the rule of `tombstones.covers_letters`): none
+        of the people its own JSON names (`privacy.named_ids`) has a tombstone dated at or
+        after its `received_at` (bytes that are not JSON name nobody here: they are recorded)."""
         named: list[set[str]] = []
         for letter in dead_letters:
             users, anonymous = named_ids(letter.data) if letter.received_at > 0 else ((), ())
             named.append({*users, *(actor(None, a) for a in anonymous)})
         everyone = set().union(*named)
         stones = tombstones_of(self.gateway, everyone) if everyone else {}
-        if not stones:
-            return list(dead_letters)
         return [
             letter
             for letter, people in zip(dead_letters, named, strict=True)
-            if not covers_letters(
-                [(letter.data, letter.received_at)],
-                {p: stones[p] for p in people if p in stones},
-            )[0]
+            if not any(stones.get(p, -1.0) >= letter.received_at for p in people)
         ]
 
     def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
