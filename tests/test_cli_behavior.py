@@ -55,3 +55,37 @@ def test_sessions_funnel_links_and_forget_from_the_command_line(tmp_path: Path) 
     assert report["raw_events_deleted"] > 0 and report["links_deleted"] == 1
     assert cli("query", "profile", "user_1", env=env, check=False).returncode == 1
     assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True
+
+
+def test_forget_names_a_linked_anonymous_id_that_has_events_as_a_user_id_too(
+    tmp_path: Path,
+) -> None:
+    """An alias links an old login as an anonymous id; what it sent as a user id counts for
+    that user, whom forgetting the new one does not reach: the command says so."""
+    env = {"BA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "300"}
+    cli("init", env=env)
+    cli(
+        "publish",
+        env=env,
+        input=b'{"user_id": "old-login", "event_type": "purchase"}\n'
+        b'{"user_id": "new-login", "event_type": "alias", "call": "alias", '
+        b'"properties": {"previousId": "old-login"}}\n'
+        b'{"user_id": "new-login", "anonymous_id": "a-2", "event_type": "identify"}\n',
+    )
+    cli("worker", "--until-idle", env=env)
+
+    report = json.loads(cli("forget", "new-login", "--yes", "--json", env=env).stdout)
+    assert report["user_ids_left"] == ["old-login"]
+    cli("forget", "old-login", "--yes", env=env)
+    assert cli("query", "profile", "old-login", env=env, check=False).returncode == 1
+
+    cli("publish", env=env, input=b'{"user_id": "old-2", "event_type": "purchase"}\n')
+    cli(
+        "publish",
+        env=env,
+        input=b'{"user_id": "new-2", "anonymous_id": "old-2", "event_type": "identify"}\n',
+    )
+    cli("worker", "--until-idle", env=env)
+    human = cli("forget", "new-2", "--yes", env=env).stdout.decode()
+    assert "note: old-2 is linked to new-2 as an anonymous id" in human
+    assert "`forget old-2` forgets those" in human

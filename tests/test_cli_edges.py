@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
+from tests.test_readme import free_port
 
 NARROW = {"COLUMNS": "80"}
 
@@ -43,6 +44,28 @@ def test_a_data_folder_that_is_a_file_is_called_one(tmp_path: Path) -> None:
     result = cli("query", "profile", "u1", env={"BA_DATA_DIR": str(afile)}, check=False)
     assert result.returncode == 1
     assert f"BA_DATA_DIR {afile} is a file, not a folder" in result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "command", [["init"], ["publish"], ["worker", "--until-idle"], ["api", "--port", "PORT"]]
+)
+@pytest.mark.parametrize("below", [False, True], ids=["the folder", "a parent"])
+def test_commands_that_write_say_a_data_folder_is_a_file_in_one_line(
+    tmp_path: Path, command: list[str], below: bool
+) -> None:
+    """Not `[Errno 17] File exists` (nor a traceback from `api`), and `init` does not say it
+    created the folder first."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    folder = afile / "data" if below else afile
+    command = [str(free_port()) if part == "PORT" else part for part in command]
+    result = cli(*command, env={"BA_DATA_DIR": str(folder)}, input=b"", check=False)
+    assert result.returncode == 1
+    where = f"cannot be created: {afile} is a file" if below else "is a file"
+    assert result.stderr.decode().splitlines() == [
+        f"error: BA_DATA_DIR {folder} {where}, not a folder: point BA_DATA_DIR at your data"
+    ]
+    assert b"created" not in result.stdout
 
 
 def test_an_empty_data_folder_setting_is_refused() -> None:

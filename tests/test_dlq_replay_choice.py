@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -278,3 +280,62 @@ def test_replay_refuses_both_id_and_all_and_names_an_unknown_id() -> None:
     unknown = cli("dlq", "replay", "--id", "999", check=False)
     assert unknown.returncode == 1
     assert b"no dead letter with id '999': nothing replayed" in unknown.stderr
+
+
+def test_replay_id_of_a_request_refused_unread_replays_nothing(tmp_path: Path) -> None:
+    """It holds no byte of what was sent: a replay would only make an `empty_message`."""
+    now = time.time()
+    cli("init")
+    unread = NewDeadLetter(
+        "request:too_large",
+        "the whole request to batch (not read): request body of 700,000 bytes > 512,000",
+        b"",
+        "m-unread",
+        source="collector",
+        received_at=now,
+    )
+    ids = _record(tmp_path, unread)
+    result = cli("dlq", "replay", "--id", ids["m-unread"], env=WIDE)
+    assert _err(result) == [
+        f"warning: dead letter {ids['m-unread']} holds nothing (the collector refused the "
+        "request before reading it: its detail says why and its size): not replayed",
+        "nothing to replay",
+    ]
+    assert _replayed() == {"m-unread": False}
+
+
+def test_letters_published_but_not_marked_replayed_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    published: list[object] = []
+
+    class Broker:
+        def publish(self, messages: list[object]) -> None:
+            published.extend(messages)
+
+    class Store:
+        def mark_replayed(self, ids: list[str], at: float) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+    said = io.StringIO()
+    monkeypatch.setattr(dlq, "err_console", Console(file=said, width=300))
+    monkeypatch.setattr(
+        "behavioral_analytics.cli.errors.err_console", Console(file=said, width=300)
+    )
+    letter = DeadLetter("store outage", "", b"{}", "m-1", id="7")
+    with pytest.raises(typer.Exit) as exited:
+        dlq._replay(Store(), Broker(), [letter])  # type: ignore[arg-type]
+    assert exited.value.exit_code == 1 and len(published) == 1
+    assert said.getvalue().startswith(
+        "error: published 1 dead letter again, but could not mark it replayed (a file of the "
+        "local data stayed locked (database is locked): another process holds its write lock"
+    )
+    assert "replaying again counts an event once" in said.getvalue()
+
+
+def test_replay_id_of_an_empty_message_says_it_is_one(tmp_path: Path) -> None:
+    cli("init")
+    empty = NewDeadLetter("empty_message", "", b"", "m-empty", received_at=time.time())
+    ids = _record(tmp_path, empty)
+    result = cli("dlq", "replay", "--id", ids["m-empty"], env=WIDE)
+    assert _err(result)[0] == (
+        f"warning: dead letter {ids['m-empty']} holds nothing (an empty message): not replayed"
+    )

@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 
 from behavioral_analytics.events import (
     Event,
+    Invalid,
     Limits,
     Rejection,
     dedupe_key,
     parse_message,
+    parse_timestamp,
     validate_event,
 )
 
@@ -79,6 +81,29 @@ def test_timestamps_in_seconds_millis_and_rfc3339(timestamp: object) -> None:
     event = parse(with_(timestamp=timestamp))
     assert isinstance(event, Event)
     assert event.timestamp == pytest.approx(NOW - 60, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("text", "instant"),
+    [
+        ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00+00:00"),
+        ("2016-12-31t23:59:60.25z", "2017-01-01T00:00:00.250000+00:00"),
+        ("2016-12-31T18:59:60-05:00", "2017-01-01T00:00:00+00:00"),
+    ],
+)
+def test_a_leap_second_is_the_next_minutes_start(text: str, instant: str) -> None:
+    """RFC 3339 5.6 allows `:60`; epoch seconds have no such second."""
+    assert parse_timestamp(text) == datetime.fromisoformat(instant).timestamp()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2016-12-31T23:59:61Z", "2016-12-31T23:59:60", "2016-12-31T23:60:00Z", "9999-12-31T23:59:60Z"],
+)
+def test_only_a_second_of_60_with_an_offset_is_read_as_a_leap_second(text: str) -> None:
+    with pytest.raises(Invalid) as raised:
+        parse_timestamp(text)
+    assert raised.value.reason == "invalid_timestamp"
 
 
 def test_missing_event_id_uses_the_message_id_and_missing_timestamp_the_receipt() -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
-from behavioral_analytics.broker import OutgoingMessage
+import pytest
+
+from behavioral_analytics.broker import BrokerError, OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
 from tests.conftest import FakeClock
 
@@ -180,3 +184,24 @@ def test_several_processes_never_lease_the_same_message(tmp_path: Path) -> None:
         p.join(10)
     delivered = [x for r in results for x in r]
     assert len(delivered) == 2000 and len(set(delivered)) == 2000
+
+
+def test_another_programs_sqlite_file_is_refused_not_written_into(tmp_path: Path) -> None:
+    """As the store refuses one: adopting it put the broker's tables into someone's file."""
+    path = tmp_path / "broker.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE notes (x)")
+        db.commit()
+    with pytest.raises(BrokerError, match="is a SQLite file but not a behavioral-analytics broker"):
+        LocalBroker(path)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
+
+
+def test_a_broker_file_another_process_is_creating_is_not_refused(tmp_path: Path) -> None:
+    """Its schema's statements commit one by one: `topics` before `messages`."""
+    path = tmp_path / "broker.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE topics (name TEXT PRIMARY KEY)")
+        db.commit()
+    LocalBroker(path).close()

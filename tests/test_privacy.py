@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from behavioral_analytics.privacy import hash_value, scrub, truncate_ip
+from behavioral_analytics.privacy import (
+    hash_value,
+    mentions,
+    named_ids,
+    scrub,
+    truncate_ip,
+    who_first,
+)
 
 SALT = b"s" * 16
 
@@ -145,3 +152,49 @@ def test_hashed_paths_match_exactly_the_joined_key_paths_on_random_nestings() ->
         scrub(properties, truncate_ips=False, hashed_fields=(path,), salt=SALT)
         leaves = [value for _, value in _every_key_path(properties) if not isinstance(value, dict)]
         assert sorted(repr(value) for value in leaves) == expected, path
+
+
+@pytest.mark.parametrize(
+    "letter",
+    [
+        b'{"userID": "kim", "event": "x"}',
+        b'{"USER-ID": "kim"}',
+        b'{"properties": {"user_id": "kim"}}',
+        b'{"previous_id": "kim"}',
+        b'{"batch": {"type": "track", "userId": "kim"}}',
+        b'[[{"userId": "kim"}]]',
+        b'{"batch": [{"batch": {"userId": "kim"}}]}',
+    ],
+)
+def test_a_dead_letter_names_the_user_under_any_spelling_of_a_who_field(letter: bytes) -> None:
+    """A dead letter may be one for its field's spelling, or for a batch that is no list."""
+    assert mentions(letter, {"kim"}, set())
+
+
+def test_other_fields_and_the_other_kind_of_id_do_not_name_them() -> None:
+    assert not mentions(b'{"customer_id": "kim", "userId": "bob"}', {"kim"}, set())
+    assert not mentions(b'{"anonymousID": "kim"}', {"kim"}, set())
+    # In the properties, another spelling is a property: bob's event stays.
+    assert not mentions(b'{"userId": "bob", "properties": {"UserID": "kim"}}', {"kim"}, set())
+    assert named_ids(b'{"AnonymousId": "a", "previousID": "p", "user_id": 7}') == (
+        {"p", "7"},
+        {"a", "p"},
+    )
+
+
+def test_who_first_puts_each_messages_who_fields_first_and_keeps_every_value() -> None:
+    call = {"event": "x", "properties": {"email": "e", "user_id": "k"}, "userId": "kim"}
+    payload = {"context": {}, "batch": [call, {"anonymousId": "a"}], "writeKey": ""}
+    ordered = who_first(payload)
+    assert ordered == payload
+    (first, second) = ordered["batch"]
+    assert list(first) == ["userId", "properties", "event"]
+    assert list(first["properties"]) == ["user_id", "email"]
+    assert list(second) == ["anonymousId"]
+    assert list(who_first({"event": "x", "properties": {"email": "e"}})["properties"]) == ["email"]
+
+
+def test_bytes_that_are_no_json_name_an_id_escaped_in_part() -> None:
+    broken = b'{"userId": "kim-u-\\u00342", "email": "kim@example.test" BROKEN'
+    assert mentions(broken, {"kim-u-42"}, set())
+    assert not mentions(b'{"userId": "kim-u-43" BROKEN', {"kim-u-42"}, set())

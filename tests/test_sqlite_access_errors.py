@@ -14,10 +14,15 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from io import StringIO
 from pathlib import Path
 
 import pytest
+import typer
+from rich.console import Console
 
+from behavioral_analytics.cli import errors
+from behavioral_analytics.cli.errors import user_errors
 from behavioral_analytics.sqlite_util import access_problem
 
 COMMAND_TIMEOUT_S = 120
@@ -118,6 +123,18 @@ def test_a_read_only_folder_is_named_read_only_never_damaged(read_only_view: Pat
         assert "mounted read-write" in done.stderr
 
 
+def test_a_backup_of_a_read_only_folder_names_the_folder_not_the_copy(
+    read_only_view: Path, tmp_path: Path
+) -> None:
+    """A disk going bad is often remounted read-only, which is when a backup is taken."""
+    done = _cli(read_only_view, "backup", str(tmp_path / "copy"))
+    assert done.returncode == 1
+    assert f"reading {read_only_view / 'broker.db'} for the backup failed" in done.stderr
+    assert f"copy the folder's files instead: cp -a {read_only_view}/." in done.stderr
+    assert "writing the copy" not in done.stderr
+    assert not (tmp_path / "copy").exists()
+
+
 def _sqlite_error(tmp_path: Path, case: str) -> sqlite3.Error:
     """The error SQLite itself raises in `case`."""
     path = tmp_path / f"{case}.db"
@@ -133,6 +150,10 @@ def _sqlite_error(tmp_path: Path, case: str) -> sqlite3.Error:
             db.execute("INSERT INTO t VALUES (1)")
         elif case == "cannot open":
             sqlite3.connect(tmp_path / "no-such-folder" / "x.db")
+        elif case == "locked":
+            holder = sqlite3.connect(path, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            sqlite3.connect(path, timeout=0).execute("CREATE TABLE t (x)")
         elif case == "not a database":
             path.write_bytes(b"x" * 4096)
             sqlite3.connect(path).execute("SELECT * FROM sqlite_master").fetchall()
@@ -147,6 +168,7 @@ def _sqlite_error(tmp_path: Path, case: str) -> sqlite3.Error:
         ("full", "is full"),
         ("read-only", "to write"),
         ("cannot open", "to write"),
+        ("locked", "another process holds its write lock"),
         ("not a database", None),
     ],
 )
@@ -185,3 +207,19 @@ def test_a_publish_stopped_by_a_full_disk_says_how_to_go_on(tmp_path: Path) -> N
             (dead,) = db.execute("SELECT count(*) FROM dead_letters").fetchone()
         counts.append((report["raw_events"], dead))
     assert counts[0] == counts[1]  # every line once: no event and no dead letter twice
+
+
+def test_a_lock_held_elsewhere_is_said_so_by_every_command_not_called_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `forget`, `dlq purge` and `dlq replay` said after their 30 s wait: "could not be
+    read … `doctor` checks every page", though nothing was damaged."""
+    exc = _sqlite_error(tmp_path, "locked")
+    said = StringIO()
+    monkeypatch.setattr(errors, "err_console", Console(file=said, width=300))
+    with pytest.raises(typer.Exit) as exited, user_errors():
+        raise exc
+    assert exited.value.exit_code == 1
+    assert "a file of the local data stayed locked (database is locked)" in said.getvalue()
+    assert "another process holds its write lock" in said.getvalue()
+    assert "doctor" not in said.getvalue()

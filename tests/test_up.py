@@ -14,6 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from behavioral_analytics.cli import up as up_module
 from behavioral_analytics.cli.live_view import TrafficStats
 from behavioral_analytics.live_traffic import describe, live_traffic, scheduled_events
 from tests.conftest import FakeClock, cli, wait_until
@@ -132,3 +133,17 @@ def test_demo_users_do_not_share_ids_with_the_walkthrough() -> None:
     events = list(itertools.islice(scheduled_events(live_traffic(20.0, seed=3)), 500))
     users = {payload["user_id"] for _, payload in events if payload.get("user_id")}
     assert users and all(user.startswith("demo_") for user in users)
+
+
+def test_a_second_up_on_the_same_data_folder_is_told_the_first_ones_pid(tmp_path: Path) -> None:
+    """Two `up` on one folder (the second on another port) doubled the demo traffic unsaid."""
+    first, none = up_module._claim(tmp_path)
+    second, other = up_module._claim(tmp_path)
+    try:
+        assert none is None and other == os.getpid()
+    finally:
+        second.close()
+        first.close()
+    third, after = up_module._claim(tmp_path)  # the first one's lock went with its file
+    third.close()
+    assert after is None

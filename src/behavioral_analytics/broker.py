@@ -7,7 +7,7 @@ Adapters live in `behavioral_analytics.brokers`: `local` (a SQLite file, the def
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,7 +18,9 @@ __all__ = [
     "Delivery",
     "OutageLog",
     "OutgoingMessage",
+    "end_logged_by",
     "is_permanent",
+    "logged_ends",
     "was_reported",
 ]
 
@@ -51,6 +53,26 @@ def was_reported(exc: BaseException | None) -> bool:
     """Whether `exc` is a broker error the broker has logged already (its `reported`: Pub/Sub
     unreachable, `brokers.pubsub_reach`)."""
     return bool(getattr(exc, "reported", False))
+
+
+def logged_ends(broker: Broker) -> int:
+    """How many outage ends `broker` has logged itself (`Broker.outage_log`; 0 without one)."""
+    return broker.outage_log.ends_logged if broker.outage_log else 0
+
+
+def end_logged_by(broker: Broker, pull: bool = False) -> Callable[[BaseException | None], bool]:
+    """A `StallWatch` call's `quiet` for a call to `broker`, so that an outage's end is logged
+    once: by the broker if it logged an end meanwhile, is in an outage it logged (an answer to
+    a request sent before one began does not end it), or reported the call's error; a pull's
+    error, by the worker's feed loop."""
+    ends = logged_ends(broker)
+
+    def quiet(error: BaseException | None) -> bool:
+        down = broker.outage_log is not None and broker.outage_log.down
+        failed_pull = pull and error is not None
+        return logged_ends(broker) != ends or down or was_reported(error) or failed_pull
+
+    return quiet
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +132,11 @@ class OutageLog(Protocol):
     def ends_logged(self) -> int:
         """How many outage ends it has logged so far: the worker logs none of its own for an
         outage whose end it has logged."""
+        ...
+
+    @property
+    def down(self) -> bool:
+        """Whether an outage it logged is not over yet (it will log the end itself)."""
         ...
 
 

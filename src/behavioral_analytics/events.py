@@ -18,7 +18,6 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -30,6 +29,7 @@ from behavioral_analytics.json_shape import (
     printable,
     why_undecodable,
 )
+from behavioral_analytics.rfc3339 import rfc3339_moment
 
 __all__ = [
     "KEY_RULE_VERSION",
@@ -254,7 +254,7 @@ def _undecodable(
     data: bytes, decoder_said: str, message_id: str, received_at: float, limits: Limits
 ) -> Rejection:
     """Why JSON text msgspec refused is no event: where the standard library reads it (`NaN`,
-    `1e400`), the rejection the collector gives it (`api.collector.decode_body`), else
+    `1e400`), the rejection the collector gives it (`api.bodies.decode_body`), else
     `json_shape.why_undecodable`'s, also where validation would take what msgspec refused (a
     lone surrogate in a property, `NaN` in a field no rule reads)."""
     reason, detail, parsed = why_undecodable(data, decoder_said)
@@ -467,12 +467,11 @@ def parse_timestamp(value: Any) -> float:
         text = value.strip()
         if not text or len(text) > 64:
             raise Invalid("invalid_timestamp", "expected RFC 3339, e.g. 2026-11-28T13:05:00Z")
-        try:
-            moment = datetime.fromisoformat(text.replace("z", "Z"))
-        except ValueError:
+        moment = rfc3339_moment(text)
+        if moment is None:
             raise Invalid(
                 "invalid_timestamp", f"{text[:40]!r} is not RFC 3339 (e.g. 2026-11-28T13:05:00Z)"
-            ) from None
+            )
         if moment.tzinfo is None:
             raise Invalid("invalid_timestamp", "RFC 3339 timestamps need a UTC offset or Z")
         return moment.timestamp()

@@ -21,13 +21,22 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
 import msgspec
 
-__all__ = ["IP_FIELDS", "hash_value", "mentions", "named_ids", "scrub", "truncate_ip"]
+__all__ = [
+    "IP_FIELDS",
+    "hash_value",
+    "mentions",
+    "named_ids",
+    "scrub",
+    "truncate_ip",
+    "who_first",
+]
 
 # Where an IP address may sit in a canonical event's properties (recipe, Segment context).
 IP_FIELDS = ("ip", "ip_address", "context.ip")
@@ -140,10 +149,26 @@ def scrub(
 
 
 # Where a message names a person: the canonical event's and Segment's who-fields, and alias's
-# previous id (either a user's or an anonymous id), at the top level or in `properties`.
-_USER_FIELDS = ("user_id", "userId")
-_ANONYMOUS_FIELDS = ("anonymous_id", "anonymousId")
-_EITHER_FIELDS = ("previousId",)
+# previous id (either a user's or an anonymous id), at the top level under any spelling of
+# their names, case, `_` and `-` aside (`userId`, `user_id`, `userID`: a dead letter may be one
+# for its spelling), and in `properties` by those exact names (another spelling there is a
+# property of the event, which may name someone else).
+_KINDS = {"userid": "user", "anonymousid": "anonymous", "previousid": "either"}
+_EXACT = {
+    "user_id": "user",
+    "userId": "user",
+    "anonymous_id": "anonymous",
+    "anonymousId": "anonymous",
+    "previousId": "either",
+}
+
+
+def _kind(key: str, loose: bool = True) -> str | None:
+    """The kind of id a who-field's name (above) holds: "user", "anonymous" or "either"; None
+    for another name. `loose`: any spelling (the top level), else the exact names."""
+    if not loose:
+        return _EXACT.get(key)
+    return _KINDS.get(key.replace("_", "").replace("-", "").lower()) if len(key) < 20 else None
 
 
 def _spelling(value: Any) -> str | None:
@@ -157,29 +182,69 @@ def _spelling(value: Any) -> str | None:
 
 
 def _messages(payload: Any) -> Iterator[dict[str, Any]]:
-    """The message objects in a dead letter's JSON: one, a list, or a Segment `batch`."""
-    items = payload if isinstance(payload, list) else [payload]
-    for item in items:
-        if isinstance(item, dict):
-            yield item
-            if isinstance(item.get("batch"), list):
-                yield from _messages(item["batch"])
+    """The message objects in a dead letter's JSON: one, a list, or a Segment `batch` (a list,
+    or one call where a list belongs), nested any number of times."""
+    pending = [payload]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(reversed(node))
+        elif isinstance(node, dict):
+            yield node
+            if isinstance(node.get("batch"), list | dict):
+                pending.append(node["batch"])
+
+
+def who_first(payload: Any, depth: int = 0) -> Any:
+    """`payload` (JSON values) with each message's who-fields first (`_messages`, `_kind`),
+    then its `properties` (their who-fields first) when they hold one: a prefix of its JSON
+    then names whoever it holds any other field of, so `mentions` finds a cut copy's people
+    by their ids' text. Past 32 levels of batches the rest is left as it is."""
+    if depth > 32:
+        return payload
+    if isinstance(payload, list):
+        return [who_first(item, depth + 1) for item in payload]
+    if not isinstance(payload, dict):
+        return payload
+    first = _who_keys_first(payload)
+    properties = payload.get("properties")
+    if isinstance(properties, dict) and (ordered := _who_keys_first(properties, loose=False)):
+        first["properties"] = {**ordered, **properties}
+    message = {**first, **payload, **first}
+    if isinstance(message.get("batch"), list | dict):
+        message["batch"] = who_first(message["batch"], depth + 1)
+    return message
+
+
+def _who_keys_first(node: dict[str, Any], loose: bool = True) -> dict[str, Any]:
+    """The who-fields of `node` alone (`_kind`), in its order."""
+    return {key: value for key, value in node.items() if _kind(key, loose) is not None}
+
+
+_ESCAPE = re.compile(rb"\\u([0-9a-fA-F]{4})")
+
+
+def _unescaped(match: re.Match[bytes]) -> bytes:
+    return chr(int(match[1], 16)).encode("utf-8", "surrogatepass")
 
 
 def mentions(data: bytes, user_ids: set[str], anonymous_ids: set[str]) -> bool:
     """Whether a dead letter's bytes name one of the ids. JSON is parsed and its who-fields
-    (`user_id`/`userId`, `anonymous_id`/`anonymousId`, and `previousId` for either, at the top
-    level, in `properties`, or in the messages of a list or a Segment `batch`) compared by what
-    they parse to, so every spelling counts: `12345` and `"12345"`, `"\\u00e9"` and `"é"`.
+    (`user_id`/`userId`, `anonymous_id`/`anonymousId`, and `previousId` for either, at the
+    top level under any spelling of those names, in `properties` by those, in the messages of
+    a list or a Segment `batch`) compared by what they parse to, so every spelling counts: `12345`
+    and `"12345"`, `"\\u00e9"` and `"é"`.
     Bytes that are not JSON, or nested deeper than the decoder follows (about a thousand
     levels: it raises RecursionError), are judged by their text: an id's UTF-8 bytes, or its
-    JSON-escaped ASCII form, anywhere in them."""
+    JSON-escaped ASCII form, anywhere in them, or anywhere once their `\\uXXXX` escapes are
+    read (an id escaped in part: `"kim-\\u0034"`)."""
     try:
         payload = msgspec.json.decode(data)
     except (msgspec.DecodeError, RecursionError):
         needles = {n.encode() for n in user_ids | anonymous_ids}
         needles |= {json.dumps(n)[1:-1].encode() for n in user_ids | anonymous_ids}
-        return any(needle and needle in data for needle in needles)
+        plain = _ESCAPE.sub(_unescaped, data) if b"\\u" in data else data
+        return any(needle and (needle in data or needle in plain) for needle in needles)
     users, anonymous = _named(payload)
     return bool(users & user_ids or anonymous & anonymous_ids)
 
@@ -199,14 +264,15 @@ def _named(payload: Any) -> tuple[set[str], set[str]]:
     anonymous: set[str] = set()
     for message in _messages(payload):
         properties = message.get("properties")
-        for scope in (message, properties if isinstance(properties, dict) else {}):
-            for fields, named in (
-                (_USER_FIELDS, (users,)),
-                (_ANONYMOUS_FIELDS, (anonymous,)),
-                (_EITHER_FIELDS, (users, anonymous)),
-            ):
-                for name in fields:
-                    if (spelling := _spelling(scope.get(name))) is not None:
-                        for ids in named:
-                            ids.add(spelling)
+        for scope, loose in ((message, True), (properties, False)):
+            if not isinstance(scope, dict):
+                continue
+            for key, value in scope.items():
+                kind = _kind(key, loose)
+                if kind is None or (spelling := _spelling(value)) is None:
+                    continue
+                if kind != "anonymous":
+                    users.add(spelling)
+                if kind != "user":
+                    anonymous.add(spelling)
     return users, anonymous

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from behavioral_analytics.telemetry import log
+
 __all__ = [
     "BUSY_WAIT_S",
     "PRAGMAS",
@@ -26,7 +28,10 @@ __all__ = [
     "access_problem",
     "backup_file",
     "connect",
+    "erase_log_copies",
     "is_busy",
+    "locked",
+    "make_folder",
     "retrying_busy",
     "transaction",
 ]
@@ -57,15 +62,26 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
 
 # SQLite's primary result codes (https://www.sqlite.org/rescode.html) that say a file could
 # not be opened, read or written where it is, not that its content is damaged.
-_PERM, _READONLY, _IOERR, _FULL, _CANTOPEN = 3, 8, 10, 13, 14
+_PERM, _BUSY, _READONLY, _IOERR, _FULL, _CANTOPEN = 3, 5, 8, 10, 13, 14
+
+
+def locked(path: Path | None, exc: sqlite3.Error) -> str:
+    """One line for a lock SQLite waited for in vain (`is_busy`): another process holds the
+    file's write lock. `path` None: a file of the local data."""
+    what = path if path is not None else "a file of the local data"
+    return (
+        f"{what} stayed locked ({exc}): another process holds its write lock (a worker, "
+        "`backup`, a `sqlite3` shell): let it finish or stop it, and try again; the file is "
+        "not damaged"
+    )
 
 
 def access_problem(path: Path, exc: sqlite3.Error) -> str | None:
     """One line saying what to check when `exc` says the SQLite file at `path` could not be
     opened, read or written where it is (a read-only folder or file system, a full or failing
-    disk), rather than that the file is damaged; None for any other error. The line says to
-    keep the file, since the advice for a damaged one (move it aside, start empty) would throw
-    a healthy file away."""
+    disk, another process's lock), rather than that the file is damaged; None for any other
+    error. The line says to keep the file, since the advice for a damaged one (move it aside,
+    start empty) would throw a healthy file away."""
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         return None
@@ -83,6 +99,8 @@ def access_problem(path: Path, exc: sqlite3.Error) -> str | None:
             "mean the file is corrupt: keep it, and run `behavioral-analytics doctor` once "
             "the disk is sound"
         )
+    if code == _BUSY:
+        return locked(path, exc)
     if code in (_CANTOPEN, _READONLY, _PERM):
         return (
             f"cannot open {path} to write ({exc}): the folder {folder} and the file must be "
@@ -109,12 +127,35 @@ def retrying_busy(attempt: Callable[[], T], wait_s: float | None = None) -> T:
         pause = min(pause * 2, 1.0)
 
 
+def make_folder(folder: Path) -> None:
+    """Create `folder` (the data folder) and its parents where missing. Raises
+    NotADirectoryError, in words that name the file, when it or one of its parents is a file
+    (`mkdir`'s own, `[Errno 17] File exists`, names neither the setting nor the cause), and
+    OSError naming the setting when it cannot be created otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if file is None:
+            raise
+        where = "is a file" if file == folder else f"cannot be created: {file} is a file"
+        raise NotADirectoryError(
+            f"BA_DATA_DIR {folder} {where}, not a folder: point BA_DATA_DIR at your data"
+        ) from None
+    except OSError as exc:  # permission denied, a read-only file system, …
+        raise OSError(
+            f"BA_DATA_DIR {folder} cannot be created ({exc.strerror or exc}): create it, or "
+            "point BA_DATA_DIR at a folder this user can write"
+        ) from None
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection to the SQLite file at `path` (created with its folder if missing) with
     `PRAGMAS` applied, in autocommit mode (`transaction` opens write transactions). Raises
     `sqlite3.OperationalError` when the file stays locked for `BUSY_WAIT_S` (`is_busy` tells),
-    `sqlite3.DatabaseError` when it is not a database."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    `sqlite3.DatabaseError` when it is not a database, NotADirectoryError when its folder
+    cannot be one (`make_folder`)."""
+    make_folder(path.parent)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     try:
         retrying_busy(lambda: _apply(db, PRAGMAS))
@@ -145,6 +186,9 @@ def backup_file(source: Path, target: Path) -> int:
         raise FileExistsError(f"{target} exists")
     db = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
+        # The source read first: in a read-only folder SQLite cannot open a file in WAL mode
+        # (its -shm is made beside it), which `backup` would report as the copy's failure.
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         try:
             copy = sqlite3.connect(target)
         except sqlite3.Error as exc:
@@ -209,3 +253,20 @@ class PerThreadConnection:
                 db.close()
             self._all.clear()
         self._local = threading.local()
+
+
+def erase_log_copies(db: sqlite3.Connection, path: Path) -> bool:
+    """After a `secure_delete` transaction on `db` (the file at `path`), or after personal
+    data was deleted from it earlier: copy the write-ahead log into the file and truncate it,
+    so the old versions of the overwritten pages are gone from both (the log keeps every
+    page a transaction wrote, a deleted row's bytes included, until it is truncated or
+    overwritten: docs/behavior.md "Personal data"). Whether it was truncated: a reader holding
+    an older snapshot (another process mid-read) can keep it from that; this is then logged,
+    and the next checkpoint completes it."""
+    busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        log.warning(
+            "write-ahead log not truncated after forget: a reader held it",
+            extra={"file": str(path)},
+        )
+    return not busy

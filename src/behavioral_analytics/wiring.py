@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from behavioral_analytics.settings import DAY, ConfigError, Settings, shaping_env_name
+from behavioral_analytics.sqlite_util import make_folder
 from behavioral_analytics.store import NotSupported
 from behavioral_analytics.stored_config import (
     Difference,
@@ -104,7 +105,7 @@ def build_broker(settings: Settings) -> Broker:
         return _pubsub_broker(settings)
     from behavioral_analytics.brokers.local import LocalBroker
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(settings.data_dir)
     return LocalBroker(
         settings.data_dir / "broker.db",
         topic=settings.pubsub_topic.rsplit("/", 1)[-1],

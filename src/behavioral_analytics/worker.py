@@ -23,9 +23,9 @@ if none, the next one handed over) and any batch begun within `stop_grace_s` of 
 seeing it (each looks every 0.25 s). The rest is given back (`Broker.give_back`, its count
 logged: a delivery attempt each where the broker counts them, no failure-log write on Pub/Sub;
 on redelivery, `isolation.py`'s slower path), as are redelivered messages still in the feeder
-and the halves of a failing batch not yet committed. So a slow or contended store stops about
-one commit (with its retries) after `stop_grace_s`, whatever the worker holds; housekeeping is
-left to the next worker.
+and the halves of a failing batch; a commit failing then is not retried (it and all after it
+go back). So a slow or contended store stops one commit attempt after `stop_grace_s` (SQLite:
+another process's lock delays it by up to the 30 s busy timeout), whatever the worker holds.
 
 `--until-idle` gives nothing back unless stopped: once idle, it asks a broker that has one to
 `stop_receiving` (Pub/Sub's streaming pull), then commits whatever was delivered before the
@@ -47,17 +47,13 @@ from behavioral_analytics.broker import (
     Broker,
     BrokerError,
     Delivery,
+    end_logged_by,
     is_permanent,
+    logged_ends,
     was_reported,
 )
 from behavioral_analytics.broker_letters import to_dead_letter
-from behavioral_analytics.events import (
-    DEFAULT_LIMITS,
-    UNPROCESSABLE,
-    Event,
-    Limits,
-    Rejection,
-)
+from behavioral_analytics.events import DEFAULT_LIMITS, UNPROCESSABLE, Event, Limits, Rejection
 from behavioral_analytics.isolation import isolation_units
 from behavioral_analytics.named_calls import judged
 from behavioral_analytics.stall_watch import StallWatch
@@ -124,6 +120,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self._clock = clock
         self._stopped_at: float | None = None  # monotonic; when a thread first saw the stop
+        self._stop = threading.Event()  # `run`'s
         # Parsing and committing take turns when a commit is CPU work in this process (`run`).
         in_process = getattr(store, "commits_in_process", False)
         self._turn = threading.Lock() if in_process else contextlib.nullcontext()
@@ -164,7 +161,7 @@ class Worker:
             },
         )
         prepared: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
-        self._stopped_at = None
+        self._stopped_at, self._stop = None, stop
         failure: list[BaseException] = []
         feeder = threading.Thread(
             target=self._feed,
@@ -294,18 +291,18 @@ class Worker:
         flush_at = 0.0
         idle_since: float | None = None
         failures = 0
-        failing_since, failing_ends = 0.0, 0  # when the run of failures began, `_broker_ends()`
+        failing_since, failing_ends = 0.0, 0  # when the run of failures began, `logged_ends`
         mark = self.broker.backlog_mark() if until_idle else None
         drained = False  # receiving stopped: what the broker still hands out is all there is
         while not stop.is_set():
             now = time.monotonic()
             wait = max(0.0, flush_at - now) if held else _PULL_SLICE_S
             try:
-                with self._watch.call("broker", "pull", self._end_logged_elsewhere(pull=True)):
+                with self._watch.call("broker", "pull", end_logged_by(self.broker, pull=True)):
                     got = self.broker.pull(
                         opts.flush_max_events - len(held), min(wait, _PULL_SLICE_S)
                     )
-                if failures and self._broker_ends() == failing_ends:  # else the broker's line
+                if failures and logged_ends(self.broker) == failing_ends:  # else the broker's line
                     self._watch.recovered("broker", "pull", failures)
                 failures = 0
             except Exception as exc:
@@ -313,7 +310,7 @@ class Worker:
                     raise
                 failures += 1
                 if failures == 1:
-                    failing_since, failing_ends = now, self._broker_ends()
+                    failing_since, failing_ends = now, logged_ends(self.broker)
                 if not was_reported(exc):
                     log.error("pull failed", extra={"error": str(exc), "failures": failures})
                 if until_idle and time.monotonic() - failing_since >= UNTIL_IDLE_PULL_FAILURES_S:
@@ -407,12 +404,16 @@ class Worker:
             batch.dead_letters,
             batch.rejected,
         )
-        result, latency = self._commit_with_retries(deliveries, events, dead_letters)
+        try:
+            result, latency = self._commit_with_retries(deliveries, events, dead_letters)
+        except BrokerError:  # extending the leases between attempts failed: counted all the same
+            self.metrics.record_commit_failure()
+            raise
         if result is None:
             self.metrics.record_commit_failure()
             self._isolate(deliveries)
             return None
-        quiet = self._end_logged_elsewhere()
+        quiet = end_logged_by(self.broker)
         with self._watch.call("broker", "ack", quiet, messages=len(deliveries)):
             self.broker.ack([d.ack_id for d in deliveries])
         self.metrics.record_batch(
@@ -490,6 +491,8 @@ class Worker:
         attempt's start (its turn taken: not the wait for the feeder's parse) to the end."""
         started = 0.0
         for attempt, pause in enumerate((*_COMMIT_RETRIES, None)):
+            if attempt and self._stop.is_set():  # stopping: given back (`_isolate`), not retried
+                break
             try:
                 with self._turn, self._watch.call("store", "commit", messages=len(deliveries)):
                     started = started or time.perf_counter()
@@ -518,8 +521,12 @@ class Worker:
     def _isolate(self, deliveries: Sequence[Delivery]) -> None:
         """A batch that keeps failing: if the store is down, give every message back; else
         commit halves, so that only the messages that fail on their own are nacked (and end in
-        the broker's dead letters with the reason) while their batch mates go through. Late
-        in a stop, the halves not yet committed are given back instead of split on."""
+        the broker's dead letters with the reason) while their batch mates go through. In a
+        stop it goes back, as does every batch after it; late in one, so do uncommitted halves."""
+        if self._stop.is_set():
+            self._stopped_at = float("-inf")
+            self._give_back(deliveries)
+            return None
         try:
             self.store.ping()
         except Exception as exc:
@@ -553,16 +560,6 @@ class Worker:
                 forgotten=result.forgotten,
             )
         return None
-
-    def _broker_ends(self) -> int:
-        """How many outage ends the broker has logged itself (`Broker.outage_log`)."""
-        return self.broker.outage_log.ends_logged if self.broker.outage_log else 0
-
-    def _end_logged_elsewhere(self, pull: bool = False) -> Callable[[BaseException | None], bool]:
-        """The watch's `quiet` for a broker call: one end line per outage. The broker logs its
-        end if it logged one meanwhile or reported the call's error; a pull's, the feed loop."""
-        ends = self._broker_ends()
-        return lambda e: self._broker_ends() != ends or was_reported(e) or (pull and e is not None)
 
     # -- housekeeping -----------------------------------------------------------------------
 

@@ -206,6 +206,10 @@ def test_an_empty_store_says_so_on_each_card_until_events_arrive(
         "recent-card": NO_EVENTS,
         "retention-card": NO_EVENTS,
         **{f"breakdown:{d}": NO_EVENTS_SHORT for d in dimensions},
+        **dict.fromkeys(
+            ["kpi-today-card", "kpi-users-card", "active-card", "kpi-60-card"], NO_EVENTS_SHORT
+        ),
+        **dict.fromkeys(["sessions-card", "funnel-card"], NO_EVENTS_SHORT),
     }
     settles("every empty card says why", lambda: empties(page), expected)
     assert all(note.is_visible() for note in page.locator(".no-events").all())

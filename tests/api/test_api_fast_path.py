@@ -238,6 +238,7 @@ _timestamps = st.one_of(
     _moments.map(lambda d: d.isoformat().replace("+00:00", "z") + " "),
     _moments.map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%f123Z")),
     _moments.map(lambda d: d.replace(tzinfo=None).isoformat()),
+    _moments.map(lambda d: d.strftime("%Y-%m-%dT%H:%M:60") + d.isoformat()[-6:]),
     st.floats(min_value=NOW - 40 * 86400, max_value=NOW + 7200),
     st.integers(min_value=int(NOW - 40 * 86400) * 1000, max_value=int(NOW) * 1000),
     st.integers(min_value=int(NOW - 40 * 86400), max_value=int(NOW + 7200)),

@@ -15,9 +15,11 @@ from api_helpers import WRITE, WRITE_KEY, make_settings, recipe_event
 from fastapi.testclient import TestClient
 
 from behavioral_analytics.api.app import create_app
-from behavioral_analytics.api.collector import MAX_EVENTS_PER_REQUEST, MAX_REQUEST_BYTES
+from behavioral_analytics.api.bodies import MAX_REQUEST_BYTES
+from behavioral_analytics.api.collector import MAX_EVENTS_PER_REQUEST
 from behavioral_analytics.api.refusals import blank_write_keys
 from behavioral_analytics.broker import Broker
+from behavioral_analytics.privacy import who_first
 from behavioral_analytics.segment import encode_original
 from behavioral_analytics.store import Store
 
@@ -76,11 +78,11 @@ def test_a_batch_over_the_event_count_is_kept_in_part_without_its_write_key(
     (letter,) = _letters(store)
     assert letter.reason == "request:too_large"
     assert WRITE_KEY.encode() not in letter.data
-    whole = encode_original({"batch": calls})
+    whole = encode_original(who_first({"batch": calls}))
     assert letter.data == whole[:32_768]  # an event's size, not a request's
     assert letter.detail.startswith(
         f"the whole request to batch ({len(body):,} bytes; the first 32,768 of its "
-        f"{len(whole):,} kept): "
+        f"{len(whole):,} kept, who-fields first): "
     )
     assert f"{MAX_EVENTS_PER_REQUEST + 1} events in one request" in letter.detail
 
@@ -100,7 +102,7 @@ def test_bodies_refused_unread_are_told_apart_by_route_and_size(
     for path, size in (("/v1/batch", 600_000), ("/v1/events", 600_000), ("/v1/batch", 700_000)):
         headers = {**WRITE, "Content-Length": str(size)}
         assert client.post(path, content=b"x" * size, headers=headers).status_code == 413
-    over = f"bytes > {MAX_REQUEST_BYTES}"
+    over = f"bytes > {MAX_REQUEST_BYTES}: send the events in smaller requests"
     assert sorted((d.attributes["route"], d.detail) for d in _letters(store)) == [
         ("batch", f"the whole request to batch (not read): request body of 600000 {over}"),
         ("batch", f"the whole request to batch (not read): request body of 700000 {over}"),
@@ -141,7 +143,7 @@ def test_a_body_refused_before_it_is_read_is_kept_empty_with_its_size(
     assert letter.attributes == {"route": "events"}
     assert letter.detail == (
         f"the whole request to events (not read): request body of {len(body)} bytes > "
-        f"{MAX_REQUEST_BYTES}"
+        f"{MAX_REQUEST_BYTES}: send the events in smaller requests"
     )
 
 
@@ -159,7 +161,25 @@ def test_a_single_call_over_32_kb_is_kept(client: TestClient, store: Store) -> N
     assert client.post("/v1/track", json=call, headers=WRITE).status_code == 413
     (letter,) = _letters(store)
     assert letter.attributes == {"route": "track"}
-    assert letter.data == encode_original(call)[:32_768]
+    assert letter.data == encode_original(who_first(call))[:32_768]
+
+
+def test_forget_finds_a_cut_copy_by_the_who_fields_put_first(
+    client: TestClient, store: Store
+) -> None:
+    """The user id last in a call over 32 KB, its personal data first: the kept prefix still
+    names the user, so `forget` deletes it."""
+    call = {
+        "type": "track",
+        "event": "Uploaded",
+        "properties": {"email": "kim@example.test", "blob": "x" * 40_000},
+        "userId": "kim",
+    }
+    assert client.post("/v1/track", json=call, headers=WRITE).status_code == 413
+    (letter,) = _letters(store)
+    assert letter.data.startswith(b'{"userId":"kim",') and b"kim@example.test" in letter.data
+    store.forget("kim")
+    assert _letters(store) == []
 
 
 def test_a_refusal_without_an_accepted_key_is_counted_not_kept(

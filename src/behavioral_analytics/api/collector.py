@@ -21,9 +21,7 @@ U+FFFD.
 
 from __future__ import annotations
 
-import json
 import time
-import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,6 +33,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from behavioral_analytics.api.addresses import client_address
+from behavioral_analytics.api.bodies import (
+    SPLIT,
+    decode_body,
+    read_body,
+    too_deep,
+    too_large,
+)
 from behavioral_analytics.api.ingest_schema import (
     BATCH_SCHEMA,
     ERROR_SCHEMA,
@@ -52,7 +57,6 @@ from behavioral_analytics.api.refusals import (
 from behavioral_analytics.api.responses import ApiError, JSONResponse
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import OutgoingMessage
-from behavioral_analytics.json_shape import unparsed_detail
 from behavioral_analytics.segment import (
     SEGMENT_CALLS,
     SHORT_PATHS,
@@ -72,101 +76,12 @@ from behavioral_analytics.telemetry import log
 
 __all__ = [
     "MAX_EVENTS_PER_REQUEST",
-    "MAX_REQUEST_BYTES",
     "IngestFastPath",
     "router",
     "routes",
 ]
 
-MAX_REQUEST_BYTES = 500 * 1024
 MAX_EVENTS_PER_REQUEST = 2000
-
-_decoder = msgspec.json.Decoder()
-
-
-# ---------------------------------------------------------------------------------------------
-# Request bodies
-
-
-async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
-    """The request body, decompressed, refusing more than `limit` bytes with 413 as it streams."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ApiError(400, "invalid_request", "Content-Length is not a number") from None
-        if size > limit:
-            raise _too_large(f"request body of {size} bytes > {limit}")
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip"):
-        raise ApiError(415, "unsupported_encoding", "Content-Encoding must be gzip or identity")
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(f"request body over {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if encoding == "gzip":
-        body = gunzip(body, limit)
-    return body
-
-
-def gunzip(body: bytes, limit: int) -> bytes:
-    """Every member of a gzip body, concatenated (RFC 1952 allows several; `gzip -c a b`
-    writes two). 413 past `limit` decompressed bytes; 400 `invalid_gzip` for a corrupt or
-    truncated member or bytes after the last one that are not a member: never a prefix
-    answered as if it were the whole."""
-    parts: list[bytes] = []
-    total = 0
-    rest = body
-    while True:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            part = inflater.decompress(rest, limit + 1 - total)
-        except zlib.error:
-            raise ApiError(400, "invalid_gzip", "the body is not valid gzip") from None
-        total += len(part)
-        if total > limit or inflater.unconsumed_tail:
-            raise _too_large(f"decompressed body over {limit} bytes")
-        if not inflater.eof:
-            raise ApiError(400, "invalid_gzip", "the gzip body is truncated")
-        parts.append(part)
-        rest = inflater.unused_data
-        if not rest:
-            return b"".join(parts)
-
-
-def _too_large(detail: str) -> ApiError:
-    return ApiError(413, "too_large", detail)
-
-
-def decode_body(body: bytes) -> tuple[Any, bool]:
-    """The body's JSON value, and whether only the standard library could read it (a lone
-    surrogate escaped in a string, NaN, an integer past 64 bits: each event then meets its own
-    reason). 400 `empty_body` or `not_json` otherwise."""
-    if not body.strip():
-        raise ApiError(400, "empty_body", "the request has no body")
-    try:
-        return _decoder.decode(body), False
-    except RecursionError:
-        raise too_deep() from None
-    except msgspec.DecodeError as exc:
-        try:
-            return json.loads(body), True
-        except RecursionError:
-            raise too_deep() from None
-        except ValueError as std_exc:
-            raise ApiError(400, "not_json", unparsed_detail(std_exc, str(exc))) from None
-
-
-def too_deep() -> ApiError:
-    """400 `too_deep`: a body nested deeper than the JSON decoders follow (each raises
-    RecursionError near a thousand levels, in C, before any of our code walks the value).
-    Shallower nesting reaches the per-event checks, which reject it as `too_deep` too."""
-    return ApiError(400, "too_deep", "the body is nested too deeply (see docs/events.md)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +126,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
 
     def single(body: bytes) -> None:
         if len(body) > limits.max_message_bytes:
-            raise _too_large(f"event of {len(body)} bytes > {limits.max_message_bytes}")
+            raise too_large(f"event of {len(body)} bytes > {limits.max_message_bytes}")
 
     async def ingest(
         request: Request, route: str, extract: Extract, fast: Fast | None, segment: bool
@@ -266,7 +181,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         if not count:
             raise ApiError(400, "empty_batch", "no events in the request")
         if count > MAX_EVENTS_PER_REQUEST:
-            raise _too_large(f"{count} events in one request > {MAX_EVENTS_PER_REQUEST}")
+            raise too_large(f"{count} events in one request > {MAX_EVENTS_PER_REQUEST}{SPLIT}")
         wait = state.limiter.acquire(key, count)
         if wait:
             raise ApiError(

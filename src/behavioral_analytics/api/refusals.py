@@ -8,8 +8,10 @@ recorded in the dead letters (`source: "collector"`, reason `request:<error>`, t
 `attributes`) with the body as read (decompressed): its JSON without `writeKey` (at the top and
 in each call of a batch), or, for a body that is no JSON, its bytes with every `"writeKey":
 "…"` value blanked; at most an event's size of it (`BA_MAX_MESSAGE_BYTES`), the detail saying
-how much was kept. A body refused before it was read (over the size limit by its
-`Content-Length` or as it streamed, or not valid gzip) is kept empty, its size in the detail.
+how much was kept; a cut body's JSON has each call's who-fields first, so that `forget` finds
+the people a cut copy still holds data of. A body refused before it was read (over the size
+limit by its `Content-Length` or as it streamed, or not valid gzip) is kept empty, its size in
+the detail.
 
 Every refusal is counted and logged. One is not kept when its write key was not accepted
 (anyone could fill the dead letters that way), nor past the key's rate limit: keeping one
@@ -24,6 +26,7 @@ import re
 from typing import Any
 
 from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.privacy import who_first
 from behavioral_analytics.records import NewDeadLetter
 from behavioral_analytics.segment import (
     dead_letter_fingerprint,
@@ -104,6 +107,10 @@ def refusal_letter(
         kept = "not read"
     elif len(data) > max_bytes:
         kept = f"{len(body):,} bytes; the first {max_bytes:,} of its {len(data):,} kept"
+        if payload is not None:
+            # The who-fields first: `forget` finds a cut copy's people by their ids' text.
+            data = encode_original(who_first(_without_write_keys(payload)))
+            kept += ", who-fields first"
         data = data[:max_bytes]
     else:
         kept = f"{len(body):,} bytes"

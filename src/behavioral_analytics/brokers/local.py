@@ -29,6 +29,7 @@ from behavioral_analytics.privacy import mentions
 from behavioral_analytics.sqlite_util import (
     PerThreadConnection,
     access_problem,
+    erase_log_copies,
     is_busy,
     transaction,
 )
@@ -136,6 +137,7 @@ class LocalBroker(Broker):
         self._subscribers: tuple[float, list[str]] = (0.0, [])
         self._next_retention_check = 0.0
         try:
+            self._refuse_foreign()
             self._connections = PerThreadConnection(path, _SCHEMA)
             self.init()
         except sqlite3.OperationalError as exc:
@@ -147,6 +149,24 @@ class LocalBroker(Broker):
             ) from None
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from None
+
+    def _refuse_foreign(self) -> None:
+        """Refuse, before writing anything into it, a SQLite file of another program where the
+        broker's belongs (as the store refuses one). Raises BrokerError; sqlite3.DatabaseError
+        for a file that is not SQLite."""
+        if not self.path.exists() or not self.path.stat().st_size:
+            return
+        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000)
+        try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        finally:
+            db.close()
+        # None of the broker's tables (one another process is creating has its first ones).
+        if tables and tables.isdisjoint(("topics", "subscriptions", "messages", "dead_letters")):
+            raise BrokerError(
+                f"{self.path} is a SQLite file but not a behavioral-analytics broker (none of "
+                "its tables): point BA_DATA_DIR at your data, or move the file aside"
+            )
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -471,7 +491,8 @@ class LocalBroker(Broker):
         as well as `"12345"`), with its delivery history; how many rows were deleted. A
         message leased at the time is deleted too: its ack then finds nothing. The rows are
         overwritten (`secure_delete`, on for every connection, acked messages' too) and the
-        write-ahead log is checkpointed: see docs/behavior.md "Personal data"."""
+        write-ahead log is checkpointed and truncated, whether any row was deleted or not (it
+        holds the pages of messages acked before): see docs/behavior.md "Personal data"."""
         doomed: dict[str, list[tuple[int]]] = {"messages": [], "dead_letters": []}
         db = self._db
         with transaction(db):
@@ -480,10 +501,8 @@ class LocalBroker(Broker):
                     if mentions(bytes(data), user_ids, anonymous_ids):
                         rows.append((seq,))
                 db.executemany(f"DELETE FROM {table} WHERE seq = ?", rows)
-        deleted = sum(len(rows) for rows in doomed.values())
-        if deleted:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        return deleted
+        erase_log_copies(db, self.path)
+        return sum(len(rows) for rows in doomed.values())
 
     def ack_dead_letters(self, handles: Iterable[str]) -> None:
         with self._writing("dead-letter ack"), transaction(self._db):

@@ -52,7 +52,7 @@ def api(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    except (StoreError, BrokerError) as exc:  # a data folder it cannot open: one line
+    except (StoreError, BrokerError, OSError) as exc:  # a data folder it cannot open: one line
         fail(str(exc))
     serve(server)
     changed = cast("FastAPI", server.config.app).state.api.config_changed

@@ -244,19 +244,30 @@ class MessageEraser(Protocol):
     def forget_messages(self, user_ids: set[str], anonymous_ids: set[str]) -> int: ...
 
 
+def _anonymous_ids(report: ForgetReport) -> set[str]:
+    prefix = actor(None, "")
+    return {p.removeprefix(prefix) for p in report.persons if p.startswith(prefix)}
+
+
+def _user_ids_left(store: Store, report: ForgetReport) -> list[str]:
+    """The forgotten anonymous ids that are user ids too, with a profile left: an alias's
+    `previousId` (an old login, say) is linked as an anonymous id, while the events it sent as
+    a user id count for that user (docs/behavior.md, "alias"), whom this forget does not
+    reach."""
+    return sorted(x for x in _anonymous_ids(report) if store.profile(x) is not None)
+
+
 def _forget_in_broker(config: Settings, report: ForgetReport) -> int | None:
     """Messages naming the forgotten persons deleted from the local broker's file (waiting and
     dead-lettered); None with Pub/Sub. A folder without a broker file gets none (forget
     creates nothing)."""
     if config.backend != "local" or not (config.data_dir / "broker.db").exists():
         return None
-    prefix = actor(None, "")
-    anonymous_ids = {p.removeprefix(prefix) for p in report.persons if p.startswith(prefix)}
     broker = build_broker(config)
     try:
         if not isinstance(broker, MessageEraser):
             return None
-        return broker.forget_messages({report.who}, anonymous_ids)
+        return broker.forget_messages({report.who}, _anonymous_ids(report))
     finally:
         broker.close()
 
@@ -280,8 +291,11 @@ def forget(
     with user_errors():
         report = store.forget(user)
         broker_messages = _forget_in_broker(config, report)
+        left = _user_ids_left(store, report)
     if as_json:
-        print_json({**report.to_dict(), "broker_messages_deleted": broker_messages})
+        print_json(
+            {**report.to_dict(), "broker_messages_deleted": broker_messages, "user_ids_left": left}
+        )
         return
     found = (
         report.raw_events,
@@ -304,3 +318,9 @@ def forget(
         f"{report.funnel_entries} funnel entries, {report.links} links, "
         f"{report.dead_letters} dead letters{in_broker} (people: {', '.join(report.persons)})"
     )
+    for other in left:
+        console.print(
+            f"note: {other} is linked to {user} as an anonymous id and also sent events as a "
+            f"user id of its own, which this forget does not reach: `forget {other}` forgets "
+            "those"
+        )

@@ -6,6 +6,7 @@ counted twice; a purge keeps how many it deleted, by reason."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 
 import typer
@@ -32,7 +33,8 @@ from behavioral_analytics.cli.shared import (
 )
 from behavioral_analytics.cli.tables import TextTable
 from behavioral_analytics.events import Limits
-from behavioral_analytics.store import DeadLetter, Store
+from behavioral_analytics.sqlite_util import is_busy, locked
+from behavioral_analytics.store import DeadLetter, Store, StoreError
 from behavioral_analytics.wiring import build_broker
 
 __all__ = ["dlq_app"]
@@ -171,8 +173,10 @@ def dlq_replay(
     again. With nothing to replay it says so and exits 0.
 
     `--id` replays each dead letter it names, whatever the judgment, warning on stderr, per
-    letter, when the worker would refuse it again and why. Exits 2 without `--id` or `--all`,
-    or with both; 1 on an unknown id (replaying none) or a failing store or broker."""
+    letter, when the worker would refuse it again and why; one that holds nothing (a request
+    the collector refused unread, an empty message) is not replayed, with a warning. Exits 2
+    without `--id` or `--all`, or with both; 1 on an unknown id (replaying none), a failing
+    store or broker, or letters published but not marked replayed (it says so)."""
     from behavioral_analytics.replay_verdicts import FROM_COLLECTOR, judged_dead_letters
 
     if not ids and not replay_all:
@@ -231,6 +235,21 @@ def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[De
         found = store.get_dead_letter(dead_letter_id)
         if found is None:
             fail(f"no dead letter with id {dead_letter_id!r}: nothing replayed")
+        if not found.data:
+            why = (
+                "the collector refused the request before reading it: its detail says why and "
+                "its size"
+                if found.source == "collector"
+                else "an empty message"
+            )
+            err_console.print(
+                Text.assemble(
+                    ("warning:", "yellow"),
+                    f" dead letter {found.id} holds nothing ({why}): not replayed",
+                ),
+                soft_wrap=True,
+            )
+            continue
         if found.replayed_at is not None:
             err_console.print(
                 Text.assemble(
@@ -261,7 +280,8 @@ def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[De
 
 def _replay(store: Store, broker: Broker, chosen: list[DeadLetter]) -> None:
     """Publish `chosen` again, each with its first message id and receipt time, and mark them
-    replayed. Raises StoreError, BrokerError."""
+    replayed. Raises StoreError, BrokerError; exits 1 saying so when they were published but
+    not marked."""
     messages = [
         OutgoingMessage(
             d.data,
@@ -275,7 +295,18 @@ def _replay(store: Store, broker: Broker, chosen: list[DeadLetter]) -> None:
     ]
     for start in range(0, len(messages), 1000):
         broker.publish(messages[start : start + 1000])
-    store.mark_replayed([d.id for d in chosen], time.time())
+    try:
+        store.mark_replayed([d.id for d in chosen], time.time())
+    except (StoreError, sqlite3.Error) as exc:
+        problem: object = exc
+        if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+            problem = locked(None, exc)
+        fail(
+            f"published {plural(len(chosen), 'dead letter')} again, but could not mark "
+            f"{'it' if len(chosen) == 1 else 'them'} replayed ({problem}): `dlq list` still "
+            "shows them so; a replay keeps the message's identity, so replaying again counts "
+            "an event once"
+        )
 
 
 @dlq_app.command("purge")

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.settings import ConfigError
+from behavioral_analytics.sqlite_util import is_busy, locked
 from behavioral_analytics.store import StoreError
 
 __all__ = ["err_console", "fail", "plain_console", "user_errors"]
@@ -50,6 +51,8 @@ def user_errors(*usage_errors: type[Exception]) -> Iterator[None]:
     except (StoreError, BrokerError, OSError) as exc:
         fail(str(exc))
     except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+            fail(locked(None, exc))
         # What an adapter let through: a damaged page, a value no commit writes (a hand edit).
         fail(
             f"the local data could not be read ({exc}): `behavioral-analytics doctor` checks "

@@ -40,10 +40,10 @@ def init() -> None:
     """Create the topic, subscription, dead-letter path and store if missing."""
     config = load_config()
     new_folder = config.backend == "local" and not config.data_dir.exists()
-    if new_folder:
-        console.print(f"• created the data folder {config.data_dir}")
     with user_errors():
         broker, store = build_broker(config), build_store(config)
+        if new_folder:
+            console.print(f"• created the data folder {config.data_dir}")
         for line in [*broker.init(), *store.init()]:
             if new_folder:
                 # The local broker creates its topic and subscription when it opens its

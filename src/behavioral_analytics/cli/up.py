@@ -4,11 +4,14 @@ and the live terminal view (`cli.live_view`), until Ctrl-C. Children write to `$
 stopping drains the workers.
 
 The API's address is checked before anything starts, so a second `up` on a port in use stops
-with one line instead of doubling the traffic; a child that dies later (the API losing a race
-for its port, a worker crashing) stops `up` with one line and exit 1."""
+with one line instead of doubling the traffic (one on another port, or without the API, on
+the same data folder is warned about: `up.pid`, locked while an `up` runs); a child that dies
+later (the API losing a race for its port, a worker crashing) stops `up` with one line and
+exit 1."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -71,6 +74,16 @@ def up(
         )
     with user_errors():
         broker, store = build_broker(config), build_store(config)
+    claim, other = _claim(config.data_dir) if config.backend == "local" else (None, None)
+    if other is not None:
+        err_console.print(
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" another `up` (pid {other or '?'}) runs on {config.data_dir}: both send demo "
+                "traffic as the same users and write up.log; stop one unless you want both",
+            ),
+            soft_wrap=True,
+        )
     plan = live_traffic(rate, seed) if rate > 0 else None
     log_path = config.data_dir / "up.log"
     log_file = log_path.open("ab")
@@ -113,6 +126,8 @@ def up(
         err_console.print("stopping: draining workers…")
         stop_processes(children)
         log_file.close()
+        if claim is not None:
+            claim.close()
         err_console.print(f"stopped; logs in {log_path} (data in {config.data_dir})")
     if died and not interrupted:
         reason = _last_error(log_path)
@@ -213,3 +228,21 @@ def _send(broker: Broker, messages: list[OutgoingMessage], stats: TrafficStats) 
         stats.failed(len(messages), str(exc))
     else:
         stats.published(len(messages))
+
+
+def _claim(folder: Path) -> tuple[IO[str], int | None]:
+    """The data folder's `up.pid`, locked (`flock`) for as long as the returned file stays
+    open, which the system ends with the process however it ends; and the pid of another `up`
+    holding it (0 when it wrote none yet), None when none does."""
+    handle = (folder / "up.pid").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        text = handle.read().strip()
+        return handle, int(text) if text.isdigit() else 0
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle, None

@@ -11,7 +11,6 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -32,6 +31,7 @@ from behavioral_analytics.events import (
 )
 from behavioral_analytics.json_shape import json_type
 from behavioral_analytics.privacy import scrub
+from behavioral_analytics.rfc3339 import rfc3339_moment
 
 SEGMENT_CALLS = ("track", "page", "screen", "identify", "alias", "group")
 # analytics.js's short paths (`{apiHost}/t` …), with or without `/v1`.
@@ -71,7 +71,6 @@ _RETRY_FIELDS = ("sentAt", "_metadata", "writeKey")
 CLIENT_TIME = "client_time"
 
 canonical_encoder = msgspec.json.Encoder()
-_fromisoformat = datetime.fromisoformat
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,8 +585,8 @@ def epoch_seconds(timestamp: str) -> str | float:
     if not 0 < len(text) <= 64:
         return timestamp
     try:
-        moment = _fromisoformat(text.replace("z", "Z"))
-        if moment.tzinfo is None:
+        moment = rfc3339_moment(text)
+        if moment is None or moment.tzinfo is None:
             return timestamp
         seconds = moment.timestamp()
     except Exception:

@@ -18,13 +18,15 @@
   const OTHER = "(other)";
   // The label of each `unique_users_note` the API sends (breakdown_report.py: a multi-day or
   // hourly answer from the aggregates; raw_queries.py: a filtered answer, read from the raw
-  // events, whose unique users are over the whole range). The note is the label's tooltip; a
+  // events, whose unique users are over the whole range). Each label is shown with why, in
+  // short (visible, so read by screen readers too); the note is also the label's tooltip; a
   // note not listed here is shown as it is.
   const USERS_NOTES = {
     "unique users are kept per day: a person active on several days of the range is one person over the range, so the days' counts cannot be summed (see the points)":
-      "users per day only",
-    "unique users per value are kept per day only": "users per day only",
-    "counted from the raw events: every value exactly, no admission and no (other)": "users over the whole range",
+      "users per day only (not shown for several days: one person active on two days would count twice)",
+    "unique users per value are kept per day only": "users per day only (hours keep none per value)",
+    "counted from the raw events: every value exactly, no admission and no (other)":
+      "users over the whole range (each person once)",
   };
   const TITLES = {
     page: "Top pages",

@@ -18,6 +18,9 @@
   // them narrowed), the others always.
   const NARROWED = ["kpi-today-card", "kpi-users-card", "kpi-60-card", "chart-card", "top-card", "sessions-card", "funnel-card"];
   const NOT_NARROWED = ["active-card", "lag-card", "dead-card", "recent-card"];
+  // The tiles whose zeros count events: on a store no event was ever committed to they say so
+  // ("No events yet.") beside them (the lag says "never"; dead letters may exist without a commit).
+  const EVENT_TILES = ["kpi-today-card", "kpi-users-card", "active-card", "kpi-60-card", "sessions-card", "funnel-card"];
 
   const $ = (id) => document.getElementById(id);
   const stale = window.baStale;
@@ -211,6 +214,7 @@
     noEvents($("chart-card"), empty, true);
     noEvents($("top-card"), empty);
     noEvents($("recent-card"), empty, true);
+    for (const id of EVENT_TILES) noEvents($(id), empty);
     if (!filtered) {
       setNumber("kpi-today", data.totals.today);
       setNumber("kpi-hour", data.totals.this_hour);

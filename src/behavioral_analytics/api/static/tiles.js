@@ -204,6 +204,7 @@
       delete $(id).dataset.source;
     }
     filters.note($("active-note"), "");
+    usersPerDayOnly(false);
     $("recent-scope").textContent = "newest first";
     const live = window.baLive;
     const data = live && live.last;
@@ -275,11 +276,15 @@
     const shown = failed.problem ? failed : byDay;
     note("kpi-today-note", shown.answer, shown.problem, shown.failure);
     note("kpi-users-note", shown.answer, shown.problem, shown.failure);
-    if (!failed.problem && hours && hours.length && hours[0].unique_users === null) {
-      $("kpi-users-hour").title = "unique users are kept per day only for a filter";
-    } else {
-      $("kpi-users-hour").removeAttribute("title");
-    }
+    usersPerDayOnly(!failed.problem && hours && hours.length > 0 && hours[0].unique_users === null);
+  }
+
+  // The "–" of unique users this hour, filtered from the aggregates (they keep them per day
+  // only): said beside it (#kpi-users-hour-why, read by screen readers too) and on hover.
+  function usersPerDayOnly(shown) {
+    $("kpi-users-hour-why").hidden = !shown;
+    if (shown) $("kpi-users-hour").title = "unique users are kept per day only for a filter";
+    else $("kpi-users-hour").removeAttribute("title");
   }
 
   async function perMinute(data, mine) {
@@ -355,7 +360,7 @@
       filters.note($(id), "");
       delete $(id).dataset.source;
     }
-    $("kpi-users-hour").removeAttribute("title");
+    usersPerDayOnly(false);
   });
   document.addEventListener("dashboard-offline", refresh);
 })();

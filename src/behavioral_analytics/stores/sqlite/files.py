@@ -27,14 +27,12 @@ from typing import TypeVar
 from behavioral_analytics import sqlite_util
 from behavioral_analytics.sqlite_util import access_problem, is_busy, retrying_busy
 from behavioral_analytics.store import StoreError
-from behavioral_analytics.telemetry import log
 
 __all__ = [
     "BUSY_WAIT_S",
     "check_before_open",
     "check_header",
     "damaged",
-    "erase_copies",
     "mark_created",
     "marker_path",
     "note_open",
@@ -207,16 +205,3 @@ def _one_line(rows: list[str]) -> str:
     """SQLite's integrity report (several lines, "*** in database main ***" first) as one."""
     lines = [" ".join(row.replace("*** in database main ***", "").split()) for row in rows]
     return "; ".join(line for line in lines if line)
-
-
-def erase_copies(db: sqlite3.Connection, path: Path) -> None:
-    """After a `secure_delete` transaction on `db` (the file at `path`): copy the write-ahead
-    log into the file and truncate it, so the old versions of the overwritten pages are gone
-    from both. A reader holding an older snapshot (another process mid-read) can keep the
-    log from being truncated: it is then logged, and the next checkpoint completes it."""
-    busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
-        log.warning(
-            "write-ahead log not truncated after forget: a reader held it",
-            extra={"file": str(path)},
-        )

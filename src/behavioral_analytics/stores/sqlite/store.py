@@ -38,7 +38,12 @@ from behavioral_analytics.named_calls import Group
 from behavioral_analytics.retention import DEFAULT_MAX_OFFSET, RetentionCohort, Unit, plan
 from behavioral_analytics.session_breakdowns import session_dimensions
 from behavioral_analytics.shared_values import shared_events
-from behavioral_analytics.sqlite_util import PerThreadConnection, access_problem, transaction
+from behavioral_analytics.sqlite_util import (
+    PerThreadConnection,
+    access_problem,
+    erase_log_copies,
+    transaction,
+)
 from behavioral_analytics.store import (
     AggregateSnapshot,
     BreakdownPoint,
@@ -168,12 +173,12 @@ class SQLiteStore(Store):
         """Forget `who` (see the port). The deleted rows are overwritten, not just unlinked
         (`secure_delete`, on for every connection: `sqlite_util.PRAGMAS`), and the write-ahead
         log that held their old pages is checkpointed and truncated, so the file keeps no copy
-        (`files.erase_copies`)."""
+        (`sqlite_util.erase_log_copies`)."""
         db = self._db
         with transaction(db):
             report = forget(db, who, self._clock(), self.behavior.rules, self.behavior.periods)
             forget_members(db, report.persons)
-        files.erase_copies(db, self.path)
+        erase_log_copies(db, self.path)
         return report
 
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> int:
