@@ -133,6 +133,17 @@ def test_at_most_five_properties(monkeypatch: pytest.MonkeyPatch) -> None:
         "EmailAddress",
         "password_hint",
         "access_token",
+        "secret",
+        "passwd",
+        "api_key",
+        "apiKey",
+        "phone_number",
+        "ssn",
+        "credit_card",
+        "card_number",
+        "e_mail",
+        "context.ip",
+        "Client-IP",
     ],
 )
 def test_id_like_and_secret_names_are_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
@@ -143,6 +154,14 @@ def test_id_like_and_secret_names_are_refused(monkeypatch: pytest.MonkeyPatch, n
     assert message.startswith("invalid BA_BREAKDOWN_PROPERTIES: ")
     assert f"{name!r} names a person or a secret" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "name", ["plan", "tier", "class_name", "zip", "tooltip", "iphone_model", "mobile", "card_type"]
+)
+def test_ordinary_names_are_taken(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("BA_BREAKDOWN_PROPERTIES", name)
+    assert load_settings().breakdown_properties == name
 
 
 def test_hashed_fields_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

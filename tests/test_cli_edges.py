@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import stat
 import subprocess
 import sys
 import time
@@ -364,3 +365,9 @@ def test_bounds_are_read_in_the_zone_the_store_recorded() -> None:
     assert [(p["period"], p["total_events"]) for p in points] == [("2026-11-01-01b", 1)]
     sessions = json.loads(cli("query", "sessions", "--json", env=old).stdout)
     assert sessions["timezone"] == "America/New_York"
+
+
+def test_the_data_folder_init_creates_is_its_owners_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "data"
+    cli("init", env={"BA_DATA_DIR": str(folder)})
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.cli import dlq
 from behavioral_analytics.records import DeadLetter, NewDeadLetter, Page
 from behavioral_analytics.stores.sqlite import SQLiteStore
@@ -329,6 +330,55 @@ def test_letters_published_but_not_marked_replayed_say_so(monkeypatch: pytest.Mo
         "local data stayed locked (database is locked): another process holds its write lock"
     )
     assert "replaying again counts an event once" in said.getvalue()
+
+
+def test_a_chunk_that_fails_to_publish_leaves_the_earlier_ones_marked_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    marked: list[str] = []
+
+    class Broker:
+        calls = 0
+
+        def publish(self, messages: list[object]) -> None:
+            Broker.calls += 1
+            if Broker.calls == 2:
+                raise BrokerError("the broker is gone")
+
+    class Store:
+        def mark_replayed(self, ids: list[str], at: float) -> None:
+            marked.extend(ids)
+
+    said = io.StringIO()
+    monkeypatch.setattr(dlq, "REPLAY_CHUNK", 2)
+    monkeypatch.setattr(
+        "behavioral_analytics.cli.errors.err_console", Console(file=said, width=300)
+    )
+    letters = [DeadLetter("x", "", b"{}", f"m-{i}", id=str(i)) for i in range(5)]
+    with pytest.raises(typer.Exit) as exited:
+        dlq._replay(Store(), Broker(), letters)  # type: ignore[arg-type]
+    assert exited.value.exit_code == 1 and marked == ["0", "1"]
+    assert said.getvalue().startswith(
+        "error: replayed 2 of 5 dead letters; publishing the others failed (the broker is "
+        "gone): they stay not replayed, where `dlq replay --all` finds them"
+    )
+
+    class Refusing(Store):
+        def mark_replayed(self, ids: list[str], at: float) -> None:
+            if ids != ["0", "1"]:
+                raise sqlite3.DatabaseError("disk image is malformed")
+            marked.extend(ids)
+
+    Broker.calls, said = -10, io.StringIO()
+    monkeypatch.setattr(
+        "behavioral_analytics.cli.errors.err_console", Console(file=said, width=300)
+    )
+    with pytest.raises(typer.Exit):
+        dlq._replay(Refusing(), Broker(), letters)  # type: ignore[arg-type]
+    assert said.getvalue().startswith(
+        "error: published 2 dead letters again, but could not mark them replayed (disk image "
+        "is malformed); the 2 before them were marked; the 1 after them were not published: "
+    )
 
 
 def test_replay_id_of_an_empty_message_says_it_is_one(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_forget_command_deletes_a_waiting_message_with_a_numeric_user_id(tmp_pat
     assert report["raw_events_deleted"] == 1 and report["links_deleted"] == 1
     assert [json.loads(data)["event_id"] for data in _rows(broker_file)] == ["p3"]
     human = cli("forget", "someone-else", "--yes", env={**env, "COLUMNS": "200"}).stdout
-    assert b"1 broker messages" in human
+    assert b"1 broker message (" in human
     assert _rows(broker_file) == []
 
 
@@ -114,3 +114,52 @@ def test_forget_messages_erases_acked_messages_from_the_write_ahead_log(
     assert broker.forget_messages({"lee"}, set()) == 0
 
     assert secret not in wal.read_bytes() and secret not in path.read_bytes()
+
+
+def test_forget_command_forgets_a_visitor_by_anonymous_id(tmp_path: Path) -> None:
+    """`forget anonymous:ID`: the visitor's stored events and the waiting messages they sent go;
+    a message of a user named like the visitor's id stays; a visitor linked to a user is
+    refused with the user to forget instead (exit 2), and nothing is deleted."""
+    env = {"BA_DATA_DIR": str(tmp_path / "data")}
+    cli("init", env=env)
+    cli(
+        "publish",
+        env=env,
+        input=b'{"event_id": "v1", "anonymous_id": "dev-V", "event_type": "page_view"}\n'
+        b'{"event_id": "a1", "anonymous_id": "dev-A", "event_type": "page_view"}\n'
+        b'{"event_id": "i1", "user_id": "ann", "anonymous_id": "dev-A", '
+        b'"event_type": "identify"}\n',
+    )
+    cli("worker", "--until-idle", env=env)
+    cli(
+        "publish",
+        env=env,
+        input=b'{"event_id": "v2", "anonymous_id": "dev-V", "event_type": "page_view"}\n'
+        b'{"event_id": "u1", "user_id": "dev-V", "event_type": "page_view"}\n',
+    )
+    broker_file = tmp_path / "data" / "broker.db"
+
+    report = json.loads(cli("forget", "anonymous:dev-V", "--yes", "--json", env=env).stdout)
+
+    assert report["persons"] == ["anonymous:dev-V"]
+    assert report["raw_events_deleted"] == 1 and report["broker_messages_deleted"] == 1
+    assert [json.loads(data)["event_id"] for data in _rows(broker_file)] == ["u1"]
+    # The user whose id is the same text is someone else, not named as one left behind.
+    cli("worker", "--until-idle", env=env)
+    cli(
+        "publish",
+        env=env,
+        input=b'{"event_id": "v3", "anonymous_id": "dev-V", "event_type": "page_view"}\n',
+    )
+    cli("worker", "--until-idle", env=env)
+    again = cli("forget", "anonymous:dev-V", "--yes", env={**env, "COLUMNS": "200"}).stdout
+    assert b"forgot anonymous:dev-V: 1 raw event, 1 session," in again and b"note:" not in again
+
+    refused = cli("forget", "anonymous:dev-A", "--yes", env=env, check=False)
+    assert refused.returncode == 2
+    assert b"anonymous:dev-A is linked to user ann" in refused.stderr
+    assert b"forget ann" in refused.stderr
+    timeline = json.loads(cli("query", "timeline", "ann", "--json", env=env).stdout)
+    assert len(timeline["items"]) == 2
+    blank = cli("forget", "anonymous: ", "--yes", env=env, check=False)
+    assert blank.returncode == 2 and b"anonymous id" in blank.stderr

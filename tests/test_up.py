@@ -11,6 +11,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -147,3 +148,22 @@ def test_a_second_up_on_the_same_data_folder_is_told_the_first_ones_pid(tmp_path
     third, after = up_module._claim(tmp_path)  # the first one's lock went with its file
     third.close()
     assert after is None
+
+
+def test_a_second_up_takes_over_the_claim_when_the_first_ends(tmp_path: Path) -> None:
+    """A third `up`, started after the first ended, is told of the second."""
+    first, _ = up_module._claim(tmp_path)
+    second, other = up_module._claim(tmp_path)
+    waiter = threading.Thread(target=up_module._take_over, args=(second,), daemon=True)
+    waiter.start()
+    try:
+        assert other == os.getpid()
+        first.close()
+        waiter.join(10)
+        assert not waiter.is_alive()
+        third, after = up_module._claim(tmp_path)
+        third.close()
+        assert after == os.getpid()
+    finally:
+        second.close()
+        first.close()

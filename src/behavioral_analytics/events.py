@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from behavioral_analytics.actors import actor
 from behavioral_analytics.json_shape import (
     json_type,
     nesting_exceeds,
@@ -172,10 +173,6 @@ def allowed_text(value: str) -> bool:
     if value.isascii():
         return value.isprintable()
     return _denied(value) is None
-
-
-def actor(user_id: str | None, anonymous_id: str | None) -> str:
-    return user_id if user_id is not None else f"anonymous:{anonymous_id}"
 
 
 def dedupe_key(event_id: str, who: str, event_type: str, timestamp: float) -> str:

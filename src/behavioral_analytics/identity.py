@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.actors import actor
+from behavioral_analytics.events import Event
 from behavioral_analytics.named_calls import alias_previous_id
 
 __all__ = [

@@ -50,12 +50,36 @@ __all__ = [
 DAY = 86400.0
 MAX_BREAKDOWN_PROPERTIES = 5
 NO_DIMENSIONS = "none"  # BA_BREAKDOWN_DIMENSIONS's value that keeps no fixed dimension
-# Property names refused as breakdown dimensions (compared lower-cased), and words that refuse
-# any name containing them.
+# Property names refused as breakdown dimensions, that identify someone or hold a secret,
+# compared with `_`, `-`, `.`, spaces and case aside: these exact names, and any name
+# containing one of the words.
 _IDENTIFYING = frozenset(
-    {"user_id", "userid", "anonymous_id", "anonymousid", "email", "ip", "ip_address", "phone"}
+    {
+        "userid",
+        "anonymousid",
+        "ip",
+        "ipaddress",
+        "clientip",
+        "contextip",
+        "remoteip",
+        "phone",
+        "phonenumber",
+        "mobilenumber",
+        "telephone",
+        "ssn",
+        "creditcard",
+    }
 )
-_IDENTIFYING_WORDS = ("email", "password", "token")
+_IDENTIFYING_WORDS = (
+    "email",
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "apikey",
+    "cardnumber",
+    "socialsecurity",
+)
 _HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?")
 # A topic's or subscription's id (Pub/Sub's resource names: a letter, then 2 to 254 letters,
 # digits, `-_.~+%`; never starting with `goog`), alone or at the end of its full path.
@@ -437,9 +461,10 @@ def _names(value: str) -> tuple[str, ...]:
 
 
 def _identifying(name: str) -> bool:
-    """Whether a property name is id-like or secret: broken down, it would list people."""
-    lowered = name.lower()
-    return lowered in _IDENTIFYING or any(word in lowered for word in _IDENTIFYING_WORDS)
+    """Whether a property name is id-like or secret (`_IDENTIFYING`): broken down, it would
+    list people, and its values outlive `forget`."""
+    compact = re.sub(r"[\s_.\-]", "", name.lower())
+    return compact in _IDENTIFYING or any(word in compact for word in _IDENTIFYING_WORDS)
 
 
 def _short(name: str) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "locked",
     "make_folder",
     "retrying_busy",
+    "table_names",
     "transaction",
 ]
 
@@ -127,13 +128,26 @@ def retrying_busy(attempt: Callable[[], T], wait_s: float | None = None) -> T:
         pause = min(pause * 2, 1.0)
 
 
+def table_names(path: Path, timeout_s: float = 30.0) -> set[str]:
+    """The names in the schema of the SQLite file at `path` (tables, indexes, …), read without
+    the pragmas `connect` sets (a file of another program is not to be changed). Raises
+    `sqlite3.OperationalError` when it stays locked `timeout_s`, `sqlite3.DatabaseError` when
+    it is not a database."""
+    db = sqlite3.connect(path, timeout=timeout_s)
+    try:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    finally:
+        db.close()
+
+
 def make_folder(folder: Path) -> None:
-    """Create `folder` (the data folder) and its parents where missing. Raises
+    """Create `folder` (the data folder) and its parents where missing; a folder it creates is
+    its owner's alone (mode 0700: the files hold personal data, dead letters full IPs). Raises
     NotADirectoryError, in words that name the file, when it or one of its parents is a file
     (`mkdir`'s own, `[Errno 17] File exists`, names neither the setting nor the cause), and
     OSError naming the setting when it cannot be created otherwise."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
         if file is None:

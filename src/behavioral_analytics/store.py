@@ -61,6 +61,7 @@ __all__ = [
     "Freshness",
     "FunnelDay",
     "InvalidCursor",
+    "LinkedAnonymousId",
     "NewDeadLetter",
     "NotSupported",
     "Page",
@@ -87,6 +88,19 @@ class ConfigChanged(StoreError):
     counts by (`config apply`, or another process that added a funnel or a breakdown dimension,
     since this one opened the store): nothing was committed, and no later commit of this
     process can be. Restart the process so that it counts by the recorded configuration."""
+
+
+class LinkedAnonymousId(StoreError):
+    """`forget` was given an anonymous actor (`anonymous:ID`) that is actively linked to a
+    user: its events count for that user (docs/behavior.md, "Identity"), so it is forgotten
+    with them (`forget USER`), not alone. `user` is that user's id."""
+
+    def __init__(self, anonymous_actor: str, user: str) -> None:
+        super().__init__(
+            f"{anonymous_actor} is linked to user {user}, for whom its events count: forget "
+            f"{user} (which forgets every anonymous id linked to them)"
+        )
+        self.user = user
 
 
 class InvalidCursor(StoreError, ValueError):
@@ -380,11 +394,14 @@ class Store(abc.ABC):
         return []
 
     def forget(self, who: str) -> ForgetReport:
-        """Delete a user's raw events, profile, sessions, funnel entries, links and dead letters,
-        remove their contribution from every aggregate, and leave a tombstone.
+        """Delete a person's raw events, profile, sessions, funnel entries, links and dead
+        letters, remove their contribution from every aggregate, and leave a tombstone. `who`
+        is a user id (with them go the anonymous ids actively linked to them) or an anonymous
+        visitor never linked to a user, as `anonymous:ID`.
 
-        Raises NotSupported where the store cannot forget, StoreError (running it again
-        finishes a forget that was cut short).
+        Raises LinkedAnonymousId for an anonymous id linked to a user, NotSupported where the
+        store cannot forget, StoreError (running it again finishes a forget that was cut
+        short).
         """
         raise NotSupported(f"{type(self).__name__} cannot forget users yet")
 

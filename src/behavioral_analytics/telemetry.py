@@ -63,12 +63,14 @@ class JsonFormatter(logging.Formatter):
 
 
 _SECRET_PARAMETER = re.compile(r"(?i)([?&][^=&#]*(?:key|token|secret|password)[^=&#]*=)[^&#]*")
+_KEY_IN_PATH = re.compile(r"^(/v1/projects/)[^/?#]+")
 
 
 def scrub_path(path: str) -> str:
     """`path` with the values of query parameters named like a key, token, secret or password
-    replaced by `REDACTED` (the dashboard's old `/?key=` links carried the read key)."""
-    return _SECRET_PARAMETER.sub(r"\1REDACTED", path)
+    replaced by `REDACTED` (the dashboard's old `/?key=` links carried the read key), and so
+    the write key in analytics.js's `/v1/projects/{writeKey}/settings`."""
+    return _KEY_IN_PATH.sub(r"\1REDACTED", _SECRET_PARAMETER.sub(r"\1REDACTED", path))
 
 
 def mask_address(address: str) -> str:

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.actors import actor_ids
+from behavioral_analytics.events import Event
 from behavioral_analytics.privacy import mentions
 
 __all__ = ["covers", "covers_letters"]
-
-_ANONYMOUS = actor(None, "")
 
 
 def covers(event: Event, sender_at: float | None, person_at: float | None = None) -> bool:
@@ -53,12 +52,8 @@ def covers_letters(
     message matter, so a store may pass just those."""
     covered = []
     for data, received_at in letters:
-        users, anonymous = set(), set()
-        for person, forgotten_at in stones.items():
-            if forgotten_at >= received_at > 0:
-                if person.startswith(_ANONYMOUS):
-                    anonymous.add(person.removeprefix(_ANONYMOUS))
-                else:
-                    users.add(person)
+        users, anonymous = actor_ids(
+            person for person, forgotten_at in stones.items() if forgotten_at >= received_at > 0
+        )
         covered.append(bool(users or anonymous) and mentions(data, users, anonymous))
     return covered

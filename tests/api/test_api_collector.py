@@ -13,10 +13,13 @@ from api_helpers import READ, READ_KEY, WRITE, WRITE_KEY, basic, make_settings, 
 from fastapi.testclient import TestClient
 
 from behavioral_analytics.api.app import create_app
+from behavioral_analytics.api.bodies import MAX_GZIP_MEMBERS
 from behavioral_analytics.broker import Broker, BrokerError, OutgoingMessage
 from behavioral_analytics.settings import ConfigError, Settings
 from behavioral_analytics.store import Store
 from behavioral_analytics.wiring import build_api
+
+TRACK = {"type": "track", "userId": "u1", "event": "Signed Up"}
 
 
 def published(broker: Broker) -> list[dict[str, Any]]:
@@ -69,6 +72,15 @@ def test_query_routes_need_a_read_key(client: TestClient) -> None:
         assert client.get(path, headers={"X-Read-Key": READ_KEY}).status_code != 401, path
 
 
+def test_answers_with_data_are_kept_by_no_cache(client: TestClient) -> None:
+    for path in ["/v1/profiles/user_1", "/v1/series?granularity=day", "/metrics"]:
+        for method in ("GET", "HEAD"):
+            answer = client.request(method, path, headers=READ)
+            assert answer.headers["cache-control"] == "no-store", (method, path)
+    assert client.get("/v1/projects/any/settings").headers["cache-control"] == "no-store"
+    assert "no-store" not in client.get("/static/dashboard.js").headers.get("cache-control", "")
+
+
 def test_without_keys_the_api_refuses_to_start_off_loopback(tmp_path: Any) -> None:
     settings = make_settings(tmp_path, write_keys="", read_keys="", api_host="0.0.0.0")
     with pytest.raises(ConfigError, match="BA_WRITE_KEYS and BA_READ_KEYS"):
@@ -114,6 +126,17 @@ def test_a_gzip_bomb_is_413(client: TestClient) -> None:
     assert client.post("/v1/events", content=body, headers=headers).status_code == 413
 
 
+def test_a_gzip_body_of_too_many_members_is_400(client: TestClient) -> None:
+    headers = {**WRITE, "Content-Encoding": "gzip"}
+    event = json.dumps(recipe_event()).encode()
+    several = gzip.compress(event) + gzip.compress(b"") * (MAX_GZIP_MEMBERS - 1)
+    assert client.post("/v1/events", content=several, headers=headers).status_code == 202
+    many = gzip.compress(b"") * 25_000
+    refused = client.post("/v1/events", content=many, headers=headers)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_gzip"
+    assert refused.json()["detail"] == f"the gzip body has over {MAX_GZIP_MEMBERS} members"
+
+
 def test_gzip_bodies_are_accepted(client: TestClient) -> None:
     body = gzip.compress(json.dumps([recipe_event(1), recipe_event(2)]).encode())
     headers = {**WRITE, "Content-Encoding": "gzip", "Content-Type": "application/json"}
@@ -141,6 +164,24 @@ def test_the_rate_limit_answers_429_with_retry_after(
         assert second.status_code == 429
         assert int(second.headers["Retry-After"]) >= 3
         assert second.json()["error"] == "rate_limited"
+
+
+def test_a_client_flooding_a_write_key_slows_only_itself(
+    tmp_path: Any, broker: Broker, store: Store
+) -> None:
+    """A browser's write key ships in every page: one client sending a large batch of events
+    that are all refused puts its own bucket in debt, not the key's other clients'."""
+    settings = make_settings(tmp_path, rate_limit=5, trusted_proxy_hops=1)
+    flood = {"batch": [{"type": "track"}] * 200}
+    with TestClient(create_app(settings, broker, store)) as client:
+
+        def send(address: str, body: Any) -> int:
+            forwarded = {**WRITE, "X-Forwarded-For": address}
+            return client.post("/v1/batch", json=body, headers=forwarded).status_code
+
+        assert send("203.0.113.7", flood) == 200  # every call refused, and charged
+        assert send("203.0.113.7", {"batch": [TRACK]}) == 429
+        assert send("198.51.100.8", {"batch": [TRACK]}) == 200
 
 
 # -- per-event results --------------------------------------------------------------------------
@@ -343,6 +384,58 @@ def test_cors_is_configurable(tmp_path: Any, broker: Broker, store: Store) -> No
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
         )
         assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize("origins", ["https://app.example.com", "*"])
+def test_with_open_reads_cors_answers_writes_only(
+    tmp_path: Any, broker: Broker, store: Store, process: Callable[[], None], origins: str
+) -> None:
+    """Without read keys, a page of an allowed origin may send events and load analytics.js's
+    settings, but a read gets no CORS header: the browser keeps the data from the page. With
+    read keys, a read answers the origin (it still needs its key)."""
+    page = {"Origin": "https://app.example.com"}
+    settings = make_settings(tmp_path, write_keys="", read_keys="", cors_origins=origins)
+    app = create_app(settings, broker, store, cache_ttl_s=0)
+    with TestClient(app, base_url=f"http://127.0.0.1:{settings.api_port}") as http:
+        sent = http.post("/v1/track", json={"userId": "u", "event": "e"}, headers=page)
+        assert sent.status_code == 200 and "access-control-allow-origin" in sent.headers
+        preflight = http.options(
+            "/v1/batch", headers={**page, "Access-Control-Request-Method": "POST"}
+        )
+        assert preflight.status_code == 200
+        assert "access-control-allow-origin" in preflight.headers
+        loaded = http.get("/v1/projects/any-key/settings", headers=page)
+        assert loaded.status_code == 200 and "access-control-allow-origin" in loaded.headers
+        process()
+        for path in ("/v1/profiles/u", "/v1/events?type=track", "/v1/dead-letters"):
+            read = http.get(path, headers=page)
+            assert read.status_code == 200, path
+            assert "access-control-allow-origin" not in read.headers, path
+        asked = http.options(
+            "/v1/profiles/u", headers={**page, "Access-Control-Request-Method": "GET"}
+        )
+        assert "access-control-allow-origin" not in asked.headers
+    keyed = make_settings(tmp_path, cors_origins=origins)
+    with TestClient(create_app(keyed, broker, store, cache_ttl_s=0)) as http:
+        read = http.get("/v1/profiles/u", headers={**page, **READ})
+        assert read.status_code == 200 and "access-control-allow-origin" in read.headers
+
+
+def test_behind_a_path_prefix_reads_and_writes_are_told_apart_the_same(
+    tmp_path: Any, broker: Broker, store: Store
+) -> None:
+    """Served under a prefix (uvicorn's `--root-path`), the paths are matched from the app's
+    root: data answers keep `no-store`, and with open reads analytics.js's settings keep CORS."""
+    page = {"Origin": "https://app.example.com"}
+    settings = make_settings(tmp_path, read_keys="", cors_origins="https://app.example.com")
+    app = create_app(settings, broker, store, cache_ttl_s=0)
+    base = f"http://127.0.0.1:{settings.api_port}"
+    with TestClient(app, base_url=base, root_path="/ba") as http:
+        loaded = http.get(f"/ba/v1/projects/{WRITE_KEY}/settings", headers=page)
+        assert loaded.status_code == 200 and "access-control-allow-origin" in loaded.headers
+        read = http.get("/ba/v1/profiles/u", headers=page)
+        assert read.headers["cache-control"] == "no-store"
+        assert "access-control-allow-origin" not in read.headers
 
 
 def test_ingest_paths_keep_their_http_semantics(client: Any) -> None:

@@ -123,10 +123,11 @@ def answer_401(route: Any) -> None:
 
 
 def empties(page: Any) -> dict[str, str]:
-    """Each card saying the store is empty (its id, or `breakdown:DIMENSION`) → what it says."""
+    """Each card saying the store is empty (its id, or `breakdown:DIMENSION`) → what it says
+    ("(no note)" for one marked empty without its note: read again until it settles)."""
     found = page.locator("[data-empty]").evaluate_all(
         "items => items.map(i => [i.id || 'breakdown:' + i.dataset.dimension,"
-        " i.querySelector(':scope > .no-events').textContent])"
+        " i.querySelector(':scope > .no-events')?.textContent ?? '(no note)'])"
     )
     return dict(found)
 

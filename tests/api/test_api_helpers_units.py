@@ -11,7 +11,7 @@ import pytest
 from behavioral_analytics.api.auth import is_loopback
 from behavioral_analytics.api.cache import TTLCache
 from behavioral_analytics.api.publisher import GroupPublisher
-from behavioral_analytics.api.ratelimit import RateLimiter
+from behavioral_analytics.api.ratelimit import RateLimiter, bucket_of
 from behavioral_analytics.broker import BrokerError, OutgoingMessage
 
 
@@ -44,6 +44,27 @@ def test_token_bucket_holds_the_long_run_rate() -> None:
             admitted += 5
         clock.now += 0.01
     assert 1000 <= admitted <= 1100 + 5
+
+
+def test_a_full_table_charges_new_addresses_to_the_shared_bucket() -> None:
+    """Many addresses can neither grow the table past `max_keys` nor escape the limit: a new
+    one, while every bucket is in debt, is charged to the key's shared bucket."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, max_keys=100)
+    shared = bucket_of("k", None)
+    for n in range(1000):
+        limiter.acquire(bucket_of("k", f"2001:db8:{n:x}::1"), 50, shared)
+    assert len(limiter._buckets) <= 101
+    assert limiter.acquire(bucket_of("k", "203.0.113.9"), 1, shared) > 0  # the shared, in debt
+    clock.now += 60.0  # every bucket refilled: a new address gets its own again
+    assert limiter.acquire(bucket_of("k", "203.0.113.9"), 1, shared) == 0
+
+
+def test_ipv6_addresses_of_one_network_share_a_bucket() -> None:
+    assert bucket_of("k", "2001:db8:1:2::5") == bucket_of("k", "2001:db8:1:2:ffff::1")
+    assert bucket_of("k", "2001:db8:1:3::5") != bucket_of("k", "2001:db8:1:2::5")
+    assert bucket_of("k", "203.0.113.7") != bucket_of("k", "203.0.113.8")
+    assert bucket_of("k", None) == bucket_of("k", "") and bucket_of("k", "x:y") == "k\x1fx:y"
 
 
 def test_cache_serves_within_the_ttl_and_reloads_after() -> None:

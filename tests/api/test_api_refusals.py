@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from behavioral_analytics.api.app import create_app
 from behavioral_analytics.api.bodies import MAX_REQUEST_BYTES
 from behavioral_analytics.api.collector import MAX_EVENTS_PER_REQUEST
-from behavioral_analytics.api.refusals import blank_write_keys
+from behavioral_analytics.api.refusals import blank_key, blank_write_keys
 from behavioral_analytics.broker import Broker
 from behavioral_analytics.privacy import who_first
 from behavioral_analytics.segment import encode_original
@@ -94,6 +94,28 @@ def test_an_escaped_write_key_is_not_kept_either(client: TestClient, store: Stor
     (letter,) = _letters(store)
     assert WRITE_KEY.encode() not in letter.data
     assert json.loads(letter.data) == {"batch": {}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"write\\u004bey": "KEY", "batch": [{"type": "track"',  # no JSON, the name escaped
+        b"{'writeKey': 'KEY', 'batch': []}",  # no JSON: single quotes
+        b'{"writeKey": "KEY", "batch": {"writeKey": "KEY", "type": "track"}}',  # one call
+        b'{"batch": [{"type": "track", "writeKey": "KEY", "x": 1}',  # cut short
+        b'{"batch": [], "note": "K\\u0045Y"}',  # the value escaped, elsewhere
+    ],
+    ids=["escaped_name", "single_quotes", "batch_object", "in_a_call", "escaped_value"],
+)
+def test_the_accepted_write_key_is_kept_nowhere_in_a_refused_body(
+    client: TestClient, store: Store, body: bytes
+) -> None:
+    key = WRITE_KEY.encode()
+    body = body.replace(b"KEY", key).replace(b"K\\u0045Y", key.replace(b"e", b"\\u0065"))
+    refused = client.post("/v1/batch", content=body, headers=PLAIN)
+    assert refused.status_code == 400
+    (letter,) = _letters(store)
+    assert key not in letter.data and b"wk_t" not in letter.data
 
 
 def test_bodies_refused_unread_are_told_apart_by_route_and_size(
@@ -211,4 +233,14 @@ def test_blank_write_keys_leaves_the_rest_as_it_was() -> None:
     body = b'{"writeKey" : "k\\"ey", "batch": [{"writeKey":"x","a":1}], "b": "writeKey"}'
     assert blank_write_keys(body) == (
         b'{"writeKey" : "", "batch": [{"writeKey":"","a":1}], "b": "writeKey"}'
+    )
+
+
+def test_a_short_write_key_is_blanked_as_a_whole_string_only() -> None:
+    """A key that is also part of an id (`demo` in `demo-user-7`) leaves the id whole, so that
+    `forget demo-user-7` still finds the letter."""
+    body = b'{"userId": "demo-user-7", "k": "demo", \'q\': \'d\\u0065mo\', "demo": 1}'
+    assert blank_key(body, "demo") == b'{"userId": "demo-user-7", "k": "", \'q\': \'\', "": 1}'
+    assert blank_key(b"writeKey=demo&id=x.demo&v=demo_1", "demo") == (
+        b"writeKey=&id=x.demo&v=demo_1"
     )

@@ -60,17 +60,19 @@ def test_case_8_debug_access_lines_hold_no_key_and_no_full_ip(tmp_path: Path) ->
         assert httpx.get(f"{base}/?key={READ_KEY}", timeout=5).status_code == 200
         httpx.get(f"{base}/v1/dashboard?key={READ_KEY}", timeout=5)
         httpx.post(f"{base}/v1/events?writeKey={WRITE_KEY}", json={}, timeout=5)
-        wait_until(lambda: log.read_text().count('"uvicorn.access"') >= 3, 10, "access lines")
+        httpx.get(f"{base}/v1/projects/{WRITE_KEY}/settings", timeout=5)  # analytics.js's
+        wait_until(lambda: log.read_text().count('"uvicorn.access"') >= 4, 10, "access lines")
     finally:
         server.terminate()
         server.wait(15)
     text = log.read_text()
     access = [json.loads(line) for line in text.splitlines() if '"uvicorn.access"' in line]
-    assert len(access) >= 3
+    assert len(access) >= 4
     assert READ_KEY not in text and WRITE_KEY not in text
     assert "127.0.0.1" not in " ".join(line["message"] for line in access)
     assert all("127.0.0.0" in line["message"] for line in access)
     assert any("key=REDACTED" in line["message"] for line in access)
+    assert any("/v1/projects/REDACTED/settings" in line["message"] for line in access)
 
 
 def _letter(n: int, source: str) -> NewDeadLetter:

@@ -33,6 +33,7 @@ from behavioral_analytics.api import (
 from behavioral_analytics.api.auth import KeyPolicy
 from behavioral_analytics.api.cache import TTLCache
 from behavioral_analytics.api.config_watch import watch_config
+from behavioral_analytics.api.cors import WritesOnlyCORS, cors_options
 from behavioral_analytics.api.loopback_guard import LoopbackGuard
 from behavioral_analytics.api.metrics import ApiMetrics, IngestAnswers, counting_endpoint
 from behavioral_analytics.api.publisher import GroupPublisher
@@ -41,6 +42,7 @@ from behavioral_analytics.api.responses import (
     ApiError,
     JSONResponse,
     api_error_handler,
+    app_path,
     error_body,
     http_error_handler,
     internal_error_handler,
@@ -143,6 +145,7 @@ def create_app(
     app.add_exception_handler(Exception, internal_error_handler)
     ingest_routes, ingest_endpoints = collector.routes(state)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(NoStore)
     # Added before CORS, so CORS wraps it (the last middleware added is the outermost).
     app.add_middleware(
         collector.IngestFastPath,
@@ -151,16 +154,8 @@ def create_app(
     )
     origins = sorted(Settings.keys(settings.cors_origins))
     if origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            # The requested headers are echoed for allowed origins: analytics.js adds
-            # X-Retry-Count on retries, and other libraries their own.
-            allow_headers=["*"],
-            expose_headers=["Retry-After"],
-            max_age=600,
-        )
+        cors = WritesOnlyCORS if policy.open_reads else CORSMiddleware
+        app.add_middleware(cors, **cors_options(origins))
     if policy.open_writes or policy.open_reads:  # outside CORS: it refuses before CORS answers
         app.add_middleware(
             LoopbackGuard,
@@ -224,6 +219,33 @@ class HeadAsGet:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         await self.app({**scope, "method": "GET"}, receive, head_only)
+
+
+class NoStore:
+    """ASGI middleware: `Cache-Control: no-store` on every answer to a read of data (`GET` or
+    `HEAD` under `/v1/`, and `/metrics`) that sets no `Cache-Control` of its own. A read key
+    travels in `Authorization` or `X-Read-Key`; a shared cache between the client and the API
+    must not keep an answer it gave, nor hand it to a client without the key."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reads = scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
+        path = app_path(scope) if reads else ""
+        if not (path.startswith("/v1/") or path == "/metrics"):
+            await self.app(scope, receive, send)
+            return
+
+        async def no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, no_store)
 
 
 def _unavailable(code: str) -> Callable[[Request, Exception], Any]:

@@ -19,6 +19,7 @@ from behavioral_analytics.api.responses import ApiError
 from behavioral_analytics.json_shape import unparsed_detail
 
 __all__ = [
+    "MAX_GZIP_MEMBERS",
     "MAX_REQUEST_BYTES",
     "SPLIT",
     "decode_body",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 MAX_REQUEST_BYTES = 500 * 1024
+MAX_GZIP_MEMBERS = 64  # `gunzip`
 # What a client whose request is too big as a whole does (Segment's libraries keep a batch
 # under 500 KB themselves).
 SPLIT = ": send the events in smaller requests"
@@ -65,12 +67,18 @@ async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
 def gunzip(body: bytes, limit: int) -> bytes:
     """Every member of a gzip body, concatenated (RFC 1952 allows several; `gzip -c a b`
     writes two). 413 past `limit` decompressed bytes; 400 `invalid_gzip` for a corrupt or
-    truncated member or bytes after the last one that are not a member: never a prefix
-    answered as if it were the whole."""
+    truncated member, bytes after the last one that are not a member, or more than
+    `MAX_GZIP_MEMBERS` members (each costs a copy of the rest of the body: thousands of empty
+    ones would hold the server for a body no client sends): never a prefix answered as if it
+    were the whole."""
     parts: list[bytes] = []
     total = 0
     rest = body
     while True:
+        if len(parts) == MAX_GZIP_MEMBERS:
+            raise ApiError(
+                400, "invalid_gzip", f"the gzip body has over {MAX_GZIP_MEMBERS} members"
+            )
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             part = inflater.decompress(rest, limit + 1 - total)

@@ -48,13 +48,14 @@ from behavioral_analytics.api.ingest_schema import (
     SEGMENT_SCHEMA,
     ingest_openapi,
 )
+from behavioral_analytics.api.ratelimit import bucket_of
 from behavioral_analytics.api.refusals import (
     RECORDED_STATUSES,
     Seen,
     log_refusal,
     refusal_letter,
 )
-from behavioral_analytics.api.responses import ApiError, JSONResponse
+from behavioral_analytics.api.responses import ApiError, JSONResponse, app_path
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.segment import (
@@ -153,6 +154,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
     ) -> Response:
         key = state.policy.header_write_key(request)
         seen.key = key
+        seen.address = client_address(request, proxy_hops)
         body = await read_body(request)
         seen.body = body
         if key is None:
@@ -164,9 +166,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
             key = state.policy.check_write_key(found, request)
             seen.key = key
         now = state.clock()
-        receipt = Receipt(
-            now, client_address(request, proxy_hops), request.headers.get("origin") is not None
-        )
+        receipt = Receipt(now, seen.address, request.headers.get("origin") is not None)
         # The fast path decodes only what normalization reads and checks each event once; it
         # gives up (None) on anything unusual, and the slow path then does it all.
         calls = fast(body) if fast is not None else None
@@ -182,12 +182,12 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
             raise ApiError(400, "empty_batch", "no events in the request")
         if count > MAX_EVENTS_PER_REQUEST:
             raise too_large(f"{count} events in one request > {MAX_EVENTS_PER_REQUEST}{SPLIT}")
-        wait = state.limiter.acquire(key, count)
+        wait = state.limiter.acquire(bucket_of(key, seen.address), count, bucket_of(key, None))
         if wait:
             raise ApiError(
                 429,
                 "rate_limited",
-                f"over {state.limiter.rate:g} events/s for this write key",
+                f"over {state.limiter.rate:g} events/s for this write key from this address",
                 headers={"Retry-After": state.limiter.retry_after_header(wait)},
             )
         outcome = None
@@ -260,7 +260,9 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         state.metrics.requests_refused.labels(route, error.error).inc()
         # A kept refusal costs the key one event of its rate: refused requests cannot write
         # dead letters faster than accepted ones write events.
-        keep = seen.key is not None and not state.limiter.acquire(seen.key, 1)
+        keep = seen.key is not None and not state.limiter.acquire(
+            bucket_of(seen.key, seen.address), 1, bucket_of(seen.key, None)
+        )
         log_refusal(route, error, seen, keep)
         if keep:
             letter = refusal_letter(route, error, seen, state.clock(), limits.max_message_bytes)
@@ -477,11 +479,7 @@ class IngestFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            path = scope["path"]
-            root = scope.get("root_path")
-            if root and path.startswith(root):
-                path = path[len(root) :]
-            endpoint = self.endpoints.get(path)
+            endpoint = self.endpoints.get(app_path(scope))
             if endpoint is not None:
                 request = Request(scope, receive)
                 try:

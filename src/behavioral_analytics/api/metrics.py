@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from behavioral_analytics.api.responses import app_path
 from behavioral_analytics.telemetry import LATENCY_BUCKETS
 
 __all__ = ["ApiMetrics", "IngestAnswers", "counting_endpoint"]
@@ -158,10 +159,7 @@ class IngestAnswers:
         route = None
         method = scope.get("method")
         if scope["type"] == "http" and method != "OPTIONS":
-            path = scope["path"]
-            root = scope.get("root_path")
-            if root and path.startswith(root):
-                path = path[len(root) :]
+            path = app_path(scope)
             route = self.routes.get(path)
             if method in ("GET", "HEAD") and path in self.reads:
                 route = None

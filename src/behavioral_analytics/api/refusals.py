@@ -7,11 +7,12 @@ events are not lost without a trace, a refusal of a request whose write key was 
 recorded in the dead letters (`source: "collector"`, reason `request:<error>`, the route in
 `attributes`) with the body as read (decompressed): its JSON without `writeKey` (at the top and
 in each call of a batch), or, for a body that is no JSON, its bytes with every `"writeKey":
-"…"` value blanked; at most an event's size of it (`BA_MAX_MESSAGE_BYTES`), the detail saying
-how much was kept; a cut body's JSON has each call's who-fields first, so that `forget` finds
-the people a cut copy still holds data of. A body refused before it was read (over the size
-limit by its `Content-Length` or as it streamed, or not valid gzip) is kept empty, its size in
-the detail.
+"…"` value blanked; either way without the write key it was accepted with, wherever and however
+escaped it appears (`blank_key`); at most an event's size of it (`BA_MAX_MESSAGE_BYTES`), the
+detail saying how much was kept; a cut body's JSON has each call's who-fields first, so that
+`forget` finds the people a cut copy still holds data of. A body refused before it was read
+(over the size limit by its `Content-Length` or as it streamed, or not valid gzip) is kept
+empty, its size in the detail.
 
 Every refusal is counted and logged. One is not kept when its write key was not accepted
 (anyone could fill the dead letters that way), nor past the key's rate limit: keeping one
@@ -39,6 +40,7 @@ __all__ = [
     "RECORDED_STATUSES",
     "REFUSED_PREFIX",
     "Seen",
+    "blank_key",
     "blank_write_keys",
     "log_refusal",
     "refusal_letter",
@@ -59,13 +61,14 @@ def blank_write_keys(body: bytes) -> bytes:
 
 class Seen:
     """What an ingest request showed before it was refused: the write key it was accepted with
-    ('' with writes open; None: not accepted, or not yet), and its body as read (None: not
-    read)."""
+    ('' with writes open; None: not accepted, or not yet), the client's address (`addresses`;
+    None: unknown) and its body as read (None: not read)."""
 
-    __slots__ = ("body", "key")
+    __slots__ = ("address", "body", "key")
 
     def __init__(self) -> None:
         self.key: str | None = None
+        self.address: str | None = None
         self.body: bytes | None = None
 
 
@@ -97,10 +100,10 @@ def refusal_letter(
     body = seen.body
     payload = _json(body)
     if payload is not None:
-        data = encode_original(_without_write_keys(payload))
+        data = blank_key(encode_original(_without_write_keys(payload)), seen.key)
         fingerprint = dead_letter_fingerprint(payload, reason)
     else:
-        data = b"" if body is None else blank_write_keys(body)
+        data = b"" if body is None else blank_key(blank_write_keys(body), seen.key)
         text = data if body is not None else f"{route}\x1f{error.detail}".encode()
         fingerprint = hashlib.blake2b(reason.encode() + b"\x1f" + text, digest_size=16).hexdigest()
     if body is None:
@@ -109,7 +112,7 @@ def refusal_letter(
         kept = f"{len(body):,} bytes; the first {max_bytes:,} of its {len(data):,} kept"
         if payload is not None:
             # The who-fields first: `forget` finds a cut copy's people by their ids' text.
-            data = encode_original(who_first(_without_write_keys(payload)))
+            data = blank_key(encode_original(who_first(_without_write_keys(payload))), seen.key)
             kept += ", who-fields first"
         data = data[:max_bytes]
     else:
@@ -138,8 +141,36 @@ def _json(body: bytes | None) -> Any:
 
 
 def _without_write_keys(payload: Any) -> Any:
-    """`payload` with each call of a `batch` without `writeKey` (`encode_original` takes the
-    top level's)."""
+    """`payload` with each call of a `batch` (a list, or one call) without `writeKey`
+    (`encode_original` takes the top level's)."""
     if type(payload) is dict and type(payload.get("batch")) is list:
         return {**payload, "batch": [without_write_key(call) for call in payload["batch"]]}
+    if type(payload) is dict and type(payload.get("batch")) is dict:
+        return {**payload, "batch": without_write_key(payload["batch"])}
     return payload
+
+
+def blank_key(data: bytes, key: str | None) -> bytes:
+    """`data` with the write key `key` the request was accepted with removed wherever it stands
+    as a whole token (not inside a longer run of letters, digits, `_`, `-` or `.`: a short key
+    `demo` in an id `demo-user-7` stays), however its characters are written (as they are, or
+    JSON-escaped: `\\u004b`, `\\/`): a body may hold it where no `writeKey` member names it
+    (single quotes, an escaped member name, `writeKey=KEY` in bytes that are no JSON). None or
+    "" (writes open): `data` as it is."""
+    if not key:
+        return data
+    return _key_pattern(key).sub(b"", data)
+
+
+def _key_pattern(key: str) -> re.Pattern[bytes]:
+    parts = []
+    for char in key:
+        forms = [re.escape(char.encode())]
+        if ord(char) < 0x10000:
+            forms.append(
+                rb"\\u" + "".join(f"[{h.lower()}{h.upper()}]" for h in f"{ord(char):04x}").encode()
+            )
+        if char in '"\\/':
+            forms.append(re.escape(b"\\" + char.encode()))
+        parts.append(b"(?:" + b"|".join(forms) + b")")
+    return re.compile(rb"(?<![\w.\-])" + b"".join(parts) + rb"(?![\w.\-])")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -13,17 +14,26 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
-from behavioral_analytics.telemetry import log
+from behavioral_analytics.telemetry import log, scrub_path
 
 __all__ = [
     "ApiError",
     "JSONResponse",
     "api_error_handler",
+    "app_path",
     "error_body",
     "http_error_handler",
     "internal_error_handler",
     "validation_error_handler",
 ]
+
+
+def app_path(scope: Mapping[str, Any]) -> str:
+    """A request's path from the app's root: without the `root_path` a server mounted it under
+    (uvicorn's `--root-path`, a proxy's prefix), as the routes match it."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -117,7 +127,7 @@ async def internal_error_handler(request: Request, exc: Exception) -> Response:
     log.error(
         "request failed",
         exc_info=exc,
-        extra={"path": request.url.path, "error": type(exc).__name__},
+        extra={"path": scrub_path(request.url.path), "error": type(exc).__name__},
     )
     return JSONResponse(
         error_body("internal_error", "the server failed on this request; its log has the cause"),

@@ -31,6 +31,7 @@ from behavioral_analytics.sqlite_util import (
     access_problem,
     erase_log_copies,
     is_busy,
+    table_names,
     transaction,
 )
 
@@ -156,11 +157,7 @@ class LocalBroker(Broker):
         for a file that is not SQLite."""
         if not self.path.exists() or not self.path.stat().st_size:
             return
-        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000)
-        try:
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-        finally:
-            db.close()
+        tables = table_names(self.path, _BUSY_TIMEOUT_MS / 1000)
         # None of the broker's tables (one another process is creating has its first ones).
         if tables and tables.isdisjoint(("topics", "subscriptions", "messages", "dead_letters")):
             raise BrokerError(

@@ -64,7 +64,7 @@ def backup(
         fail(f"{target} is not an empty folder: name a new one, so no copy is overwritten", 2)
     created = not target.exists()
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the data folder
     except OSError as exc:
         fail(f"cannot make the folder {target}: {exc.strerror or exc}")
     total = 0

@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import typer
 from rich.text import Text
 
+from behavioral_analytics.actors import ANONYMOUS_PREFIX, actor_ids
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.breakdown_report import known_dimensions
 from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
@@ -24,7 +25,7 @@ from behavioral_analytics.cli.filters import (
 )
 from behavioral_analytics.cli.shared import (
     JsonOption,
-    check_user_id,
+    check_actor,
     confirm_or_stop,
     console,
     data_location,
@@ -32,15 +33,15 @@ from behavioral_analytics.cli.shared import (
     load_config,
     open_for_periods,
     open_store,
+    plural,
     print_json,
 )
 from behavioral_analytics.cli.tables import TextTable, period_table
-from behavioral_analytics.events import actor
 from behavioral_analytics.filtered_queries import filtered_funnel, filtered_sessions
 from behavioral_analytics.raw_queries import Filter, horizon_s
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.settings import Settings
-from behavioral_analytics.store import ForgetReport, Store
+from behavioral_analytics.store import ForgetReport, LinkedAnonymousId, Store
 from behavioral_analytics.wiring import build_broker
 
 __all__ = ["forget", "query_funnel", "query_links", "query_sessions"]
@@ -203,14 +204,15 @@ def query_links(
     as_json: bool = JsonOption,
 ) -> None:
     """The identity links of a user or anonymous id: every identify, active or refused."""
-    if user.startswith("anonymous:"):
-        check_user_id(user.removeprefix("anonymous:"), "anonymous id")
-    else:
-        check_user_id(user)
+    check_actor(user)
     store = open_store(load_config())
     with user_errors():
         links = store.links(user)
-        if not links and not user.startswith("anonymous:") and store.links(f"anonymous:{user}"):
+        if (
+            not links
+            and not user.startswith(ANONYMOUS_PREFIX)
+            and store.links(f"{ANONYMOUS_PREFIX}{user}")
+        ):
             err_console.print(
                 Text.assemble(
                     ("note:", "yellow"),
@@ -244,17 +246,13 @@ class MessageEraser(Protocol):
     def forget_messages(self, user_ids: set[str], anonymous_ids: set[str]) -> int: ...
 
 
-def _anonymous_ids(report: ForgetReport) -> set[str]:
-    prefix = actor(None, "")
-    return {p.removeprefix(prefix) for p in report.persons if p.startswith(prefix)}
-
-
 def _user_ids_left(store: Store, report: ForgetReport) -> list[str]:
     """The forgotten anonymous ids that are user ids too, with a profile left: an alias's
     `previousId` (an old login, say) is linked as an anonymous id, while the events it sent as
     a user id count for that user (docs/behavior.md, "alias"), whom this forget does not
     reach."""
-    return sorted(x for x in _anonymous_ids(report) if store.profile(x) is not None)
+    linked = actor_ids(report.persons[1:])[1]  # the first is who was named: not linked
+    return sorted(x for x in linked if store.profile(x) is not None)
 
 
 def _forget_in_broker(config: Settings, report: ForgetReport) -> int | None:
@@ -267,28 +265,32 @@ def _forget_in_broker(config: Settings, report: ForgetReport) -> int | None:
     try:
         if not isinstance(broker, MessageEraser):
             return None
-        return broker.forget_messages({report.who}, _anonymous_ids(report))
+        return broker.forget_messages(*actor_ids(report.persons))
     finally:
         broker.close()
 
 
 def forget(
-    user: str = typer.Argument(..., help="User id to forget."),
+    user: str = typer.Argument(
+        ..., help="User id to forget, or anonymous:ID for a visitor never linked to a user."
+    ),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     as_json: bool = JsonOption,
 ) -> None:
     """Delete a user's raw events, profile, sessions, funnel entries, identity links, dead
     letters and (local broker) the messages naming them still waiting, take them out of every
     aggregate, and leave a tombstone so that a redelivered event of theirs, or one already
-    published when this ran, is dropped (and such a rejected message is not recorded)."""
-    check_user_id(user)
+    published when this ran, is dropped (and such a rejected message is not recorded). The
+    anonymous ids linked to the user go with them; `anonymous:ID` forgets a visitor who never
+    signed in (one linked to a user is refused: forget the user)."""
+    check_actor(user)
     if not yes:
         confirm_or_stop(f"Forget {user!r} everywhere? This cannot be undone")
     config = load_config()
     # Published messages no worker has taken yet are forgotten too: the tombstone that drops
     # their redeliveries needs a store, created here if none is yet.
     store = open_store(config, beside_broker=True)
-    with user_errors():
+    with user_errors(LinkedAnonymousId):
         report = store.forget(user)
         broker_messages = _forget_in_broker(config, report)
         left = _user_ids_left(store, report)
@@ -308,16 +310,20 @@ def forget(
     if not any(found):
         console.print(
             f"nothing found for {user} in {data_location(config)}: no raw events, sessions, "
-            "funnel entries, identity links, dead letters or waiting messages (check the user "
-            "id and the data)"
+            "funnel entries, identity links, dead letters or waiting messages (check the id and "
+            "the data)"
         )
         return
-    in_broker = "" if broker_messages is None else f", {broker_messages} broker messages"
-    console.print(
-        f"forgot {user}: {report.raw_events} raw events, {report.sessions} sessions, "
-        f"{report.funnel_entries} funnel entries, {report.links} links, "
-        f"{report.dead_letters} dead letters{in_broker} (people: {', '.join(report.persons)})"
-    )
+    counts = [
+        plural(report.raw_events, "raw event"),
+        plural(report.sessions, "session"),
+        f"{report.funnel_entries} funnel {'entry' if report.funnel_entries == 1 else 'entries'}",
+        plural(report.links, "link"),
+        plural(report.dead_letters, "dead letter"),
+    ]
+    if broker_messages is not None:
+        counts.append(plural(broker_messages, "broker message"))
+    console.print(f"forgot {user}: {', '.join(counts)} (people: {', '.join(report.persons)})")
     for other in left:
         console.print(
             f"note: {other} is linked to {user} as an anonymous id and also sent events as a "

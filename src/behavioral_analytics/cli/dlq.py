@@ -16,6 +16,7 @@ from behavioral_analytics.broker import (
     ORIGINAL_MESSAGE_ID,
     ORIGINAL_PUBLISH_TIME,
     Broker,
+    BrokerError,
     OutgoingMessage,
 )
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
@@ -278,35 +279,57 @@ def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[De
     return chosen
 
 
+REPLAY_CHUNK = 1000  # dead letters published, then marked replayed, at a time
+
+
 def _replay(store: Store, broker: Broker, chosen: list[DeadLetter]) -> None:
     """Publish `chosen` again, each with its first message id and receipt time, and mark them
-    replayed. Raises StoreError, BrokerError; exits 1 saying so when they were published but
-    not marked."""
-    messages = [
-        OutgoingMessage(
-            d.data,
-            {
-                **d.attributes,
-                ORIGINAL_MESSAGE_ID: d.message_id,
-                ORIGINAL_PUBLISH_TIME: repr(d.received_at),
-            },
-        )
-        for d in chosen
-    ]
-    for start in range(0, len(messages), 1000):
-        broker.publish(messages[start : start + 1000])
-    try:
-        store.mark_replayed([d.id for d in chosen], time.time())
-    except (StoreError, sqlite3.Error) as exc:
-        problem: object = exc
-        if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
-            problem = locked(None, exc)
-        fail(
-            f"published {plural(len(chosen), 'dead letter')} again, but could not mark "
-            f"{'it' if len(chosen) == 1 else 'them'} replayed ({problem}): `dlq list` still "
-            "shows them so; a replay keeps the message's identity, so replaying again counts "
-            "an event once"
-        )
+    replayed, `REPLAY_CHUNK` at a time (a chunk is marked once it is published, so a failure
+    leaves every earlier chunk marked). Raises StoreError, BrokerError on the first chunk;
+    exits 1 saying how many were replayed when a later chunk fails, and when a chunk was
+    published but not marked."""
+    done = 0
+    for start in range(0, len(chosen), REPLAY_CHUNK):
+        part = chosen[start : start + REPLAY_CHUNK]
+        try:
+            broker.publish([_again(d) for d in part])
+        except (BrokerError, OSError, sqlite3.Error) as exc:
+            if not done:
+                raise
+            fail(
+                f"replayed {done} of {plural(len(chosen), 'dead letter')}; publishing the "
+                f"others failed ({exc}): they stay not replayed, where `dlq replay --all` "
+                "finds them"
+            )
+        try:
+            store.mark_replayed([d.id for d in part], time.time())
+        except (StoreError, sqlite3.Error) as exc:
+            problem: object = exc
+            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                problem = locked(None, exc)
+            left = len(chosen) - done - len(part)
+            earlier = f"; the {done} before them were marked" if done else ""
+            later = f"; the {left} after them were not published" if left else ""
+            fail(
+                f"published {plural(len(part), 'dead letter')} again, but could not mark "
+                f"{'it' if len(part) == 1 else 'them'} replayed ({problem}){earlier}{later}: "
+                "`dlq list` still shows them so; a replay keeps the message's identity, so "
+                "replaying again counts an event once"
+            )
+        done += len(part)
+
+
+def _again(d: DeadLetter) -> OutgoingMessage:
+    """A dead letter as a message to publish again: its bytes and attributes, with its first
+    message id and receipt time (`ORIGINAL_MESSAGE_ID`, `ORIGINAL_PUBLISH_TIME`)."""
+    return OutgoingMessage(
+        d.data,
+        {
+            **d.attributes,
+            ORIGINAL_MESSAGE_ID: d.message_id,
+            ORIGINAL_PUBLISH_TIME: repr(d.received_at),
+        },
+    )
 
 
 @dlq_app.command("purge")

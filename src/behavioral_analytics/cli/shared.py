@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import typer
 from rich.text import Text
 
+from behavioral_analytics.actors import ANONYMOUS_PREFIX
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.cli.errors import err_console, fail, plain_console, user_errors
 from behavioral_analytics.events import DEFAULT_LIMITS
@@ -36,6 +37,7 @@ __all__ = [
     "PROGRESS_AFTER_S",
     "DropOlderOption",
     "JsonOption",
+    "check_actor",
     "check_address",
     "check_event_type",
     "check_user_id",
@@ -91,6 +93,15 @@ def check_user_id(
     if not user.strip():
         article = "an" if kind == "anonymous id" else "a"
         fail(f"{kind} {user!r}: expected {article} {kind} that is not empty or blank", 2)
+
+
+def check_actor(who: str) -> None:
+    """`check_user_id` of a user id, or of the anonymous id in `anonymous:ID` (the commands
+    that take either: `query links`, `forget`)."""
+    if who.startswith(ANONYMOUS_PREFIX):
+        check_user_id(who.removeprefix(ANONYMOUS_PREFIX), "anonymous id")
+    else:
+        check_user_id(who)
 
 
 def load_config() -> Settings:

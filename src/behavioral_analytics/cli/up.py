@@ -75,7 +75,8 @@ def up(
     with user_errors():
         broker, store = build_broker(config), build_store(config)
     claim, other = _claim(config.data_dir) if config.backend == "local" else (None, None)
-    if other is not None:
+    if claim is not None and other is not None:
+        threading.Thread(target=_take_over, args=(claim,), daemon=True).start()
         err_console.print(
             Text.assemble(
                 ("warning:", "yellow"),
@@ -241,8 +242,23 @@ def _claim(folder: Path) -> tuple[IO[str], int | None]:
         handle.seek(0)
         text = handle.read().strip()
         return handle, int(text) if text.isdigit() else 0
+    _write_pid(handle)
+    return handle, None
+
+
+def _take_over(handle: IO[str]) -> None:
+    """Wait for the `up` that holds the data folder's `up.pid` (`_claim`) to end, then hold it
+    and write this process's pid: a later `up` is then told of this one. Returns quietly if the
+    file is closed meanwhile."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _write_pid(handle)
+    except (OSError, ValueError):
+        return
+
+
+def _write_pid(handle: IO[str]) -> None:
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
     handle.flush()
-    return handle, None

@@ -10,13 +10,13 @@ from typing import Any
 
 import msgspec
 
+from behavioral_analytics.actors import actor
 from behavioral_analytics.dimensions import Derive
 from behavioral_analytics.events import (
     DEFAULT_LIMITS,
     MESSAGE_ID,
     Invalid,
     Limits,
-    actor,
     allowed_text,
     check_value,
 )

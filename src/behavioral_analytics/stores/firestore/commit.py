@@ -24,10 +24,11 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
+from behavioral_analytics.actors import actor
 from behavioral_analytics.aggregation import Granularity, fold
 from behavioral_analytics.behavior import as_person
 from behavioral_analytics.bots import is_bot
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.events import Event
 from behavioral_analytics.privacy import named_ids
 from behavioral_analytics.store import CommitResult, NewDeadLetter, StoreError, TransientStoreError
 from behavioral_analytics.stores.firestore.breakdowns import BreakdownBatch, read_admitted

@@ -1,10 +1,11 @@
 """`forget USER` on the Firestore store.
 
 1. A tombstone (`forgotten_at`, raised to now) goes into the user's document first, then into
-   the documents of the anonymous ids actively linked to them. Every commit reads the
-   documents of the people its events count for and writes them under their update time, so
-   from then on an event of theirs dated up to the tombstone is dropped (one committing
-   meanwhile fails its precondition, re-reads and drops it).
+   the documents of the anonymous ids actively linked to them (an anonymous visitor forgotten
+   on their own, `anonymous:ID`, has none, and is refused if a link makes them a user's).
+   Every commit reads the documents of the people its events count for and writes them under
+   their update time, so from then on an event of theirs dated up to the tombstone is dropped
+   (one committing meanwhile fails its precondition, re-reads and drops it).
 2. Per person, their raw events up to the tombstone (human events by whom they count for,
    crawlers' by who sent them) are deleted with their counts, in atomic chunks when there
    are many; the last chunk goes with the person's document, replaced under its update time
@@ -32,9 +33,10 @@ from typing import Any
 
 from google.cloud import firestore
 
+from behavioral_analytics.actors import ANONYMOUS_PREFIX, actor, actor_ids
 from behavioral_analytics.aggregation import GRANULARITIES, Deltas, fold
 from behavioral_analytics.behavior import funnel_points, sessions_of
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import progress
 from behavioral_analytics.identity import Link, resolve
 from behavioral_analytics.privacy import mentions
@@ -45,7 +47,7 @@ from behavioral_analytics.session_breakdowns import (
     session_endpoints,
     session_values,
 )
-from behavioral_analytics.store import ForgetReport, TransientStoreError
+from behavioral_analytics.store import ForgetReport, LinkedAnonymousId, TransientStoreError
 from behavioral_analytics.stores.firestore.behavior import (
     PersonChange,
     PersonState,
@@ -119,7 +121,8 @@ def forget(who: str, gateway: Gateway, options: StoreOptions, people: People) ->
     """Delete `who`'s events, counts, links and dead letters (and those of the anonymous ids
     actively linked to them); see the module's docstring for the steps.
 
-    Raises `NotSupported` without the behavioral read model, `TransientStoreError` when a
+    Raises `LinkedAnonymousId` for an anonymous actor a link makes a user's, `NotSupported`
+    without the behavioral read model, `TransientStoreError` when a
     step kept conflicting with commits, the client's `GoogleAPICallError`s as they come (each
     step made is complete: running it again finishes)."""
     options.need_behavior("forget")
@@ -135,8 +138,11 @@ class _Forget:
     def run(self, who: str) -> ForgetReport:
         now = self.options.clock()
         report = ForgetReport(who)
+        visitor = who.startswith(ANONYMOUS_PREFIX)
+        if visitor:
+            self._refuse_linked(who)
         self._tombstone(who, now)
-        naming = self._documents_naming(who)
+        naming = {} if visitor else self._documents_naming(who)
         active = sorted(
             anonymous
             for anonymous, links in naming.items()
@@ -150,10 +156,15 @@ class _Forget:
         for anonymous in naming:
             if anonymous not in active:
                 self._drop_links(anonymous, who, report)
-        report.dead_letters = self._forget_dead_letters(
-            {who}, {a.removeprefix("anonymous:") for a in active}
-        )
+        report.dead_letters = self._forget_dead_letters(*actor_ids(report.persons))
         return report
+
+    def _refuse_linked(self, anonymous_actor: str) -> None:
+        """Raise `LinkedAnonymousId` if an active link makes `anonymous_actor` a user's."""
+        seen = self.people.read([anonymous_actor], []).get(anonymous_actor)
+        for link in seen.links if seen is not None else ():
+            if link.status == "active":
+                raise LinkedAnonymousId(anonymous_actor, link.user_id)
 
     def _tombstone(self, person: str, when: float) -> None:
         name = self.gateway.name(AGGREGATES, doc_id("user_", person))
@@ -227,7 +238,7 @@ class _Forget:
         for them and the crawlers' events they sent (a crawler's event counts for nobody; its
         `person` field is who it would have counted for when it arrived, which a later link
         can change); and the keys of the crawlers' among them."""
-        prefix = actor(None, "")
+        prefix = ANONYMOUS_PREFIX
         filters = [firestore.FieldFilter("person", "==", person)]
         if person.startswith(prefix):
             anonymous_id = person.removeprefix(prefix)

@@ -30,8 +30,9 @@ from typing import Any
 
 from google.cloud import firestore
 
+from behavioral_analytics.actors import ANONYMOUS_PREFIX
 from behavioral_analytics.aggregation import Periods
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.events import Event
 from behavioral_analytics.named_calls import Group, GroupCall, group_call, group_days
 from behavioral_analytics.stores.firestore.gateway import Gateway
 from behavioral_analytics.stores.firestore.keys import decode_map, doc_id, encode_map
@@ -53,7 +54,7 @@ GROUPS = "analytics_groups"
 GROUP_MEMBERS = "analytics_group_members"
 TRAITS = "traits"
 IN_QUERY_VALUES = 30  # Firestore's limit on the values of an `in` filter
-_ANONYMOUS = actor(None, "")  # what an anonymous member's name starts with
+_ANONYMOUS = ANONYMOUS_PREFIX  # what an anonymous member's name starts with
 
 
 def group_doc(group_id: str) -> str:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.actors import ANONYMOUS_PREFIX, actor
+from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link, coverage, proposal, resolve, with_tombstones
 from behavioral_analytics.stores.firestore.schema import (
     LINKED_USERS_FIELD,
@@ -64,7 +65,7 @@ def encode_links(links: Iterable[Link]) -> dict[str, object]:
 
 def decode_links(anonymous_actor: str, raw: bytes | None) -> tuple[Link, ...]:
     """The links `encode_links` stored for `anonymous_actor` (none when `raw` is empty)."""
-    anonymous_id = anonymous_actor.removeprefix("anonymous:")
+    anonymous_id = anonymous_actor.removeprefix(ANONYMOUS_PREFIX)
     return tuple(
         Link(anonymous_id, user_id, float(linked_at), event_key, status, *forgotten_at[:1])
         for user_id, linked_at, event_key, status, *forgotten_at in (_decode(raw) if raw else ())
@@ -84,7 +85,7 @@ def decode_anonymous_events(anonymous_actor: str, raw: bytes | None) -> list[Eve
     """The events `encode_anonymous_events` stored for `anonymous_actor` (None: not known)."""
     if not raw:
         return None
-    anonymous_id = anonymous_actor.removeprefix("anonymous:")
+    anonymous_id = anonymous_actor.removeprefix(ANONYMOUS_PREFIX)
     return [
         Event(
             key,

@@ -15,7 +15,8 @@ from typing import Any
 
 from google.cloud import firestore
 
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.actors import actor
+from behavioral_analytics.events import Event
 from behavioral_analytics.stores.firestore.behavior import RawEvent, raw_event
 from behavioral_analytics.stores.firestore.documents import (
     Seen,

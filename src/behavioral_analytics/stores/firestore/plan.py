@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from behavioral_analytics.actors import actor
 from behavioral_analytics.bots import is_bot
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.events import Event
 from behavioral_analytics.identity import attribute, coverage, proposal
 from behavioral_analytics.stores.firestore.documents import Seen, forgets
 from behavioral_analytics.stores.firestore.gateway import Gateway, Stale

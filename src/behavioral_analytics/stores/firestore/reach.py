@@ -25,7 +25,12 @@ from google.api_core import retry as retries
 from google.cloud import firestore
 
 from behavioral_analytics.firestore_ids import DATABASE_ID_RULE, database_id_problem
-from behavioral_analytics.store import NotSupported, StoreError, TransientStoreError
+from behavioral_analytics.store import (
+    LinkedAnonymousId,
+    NotSupported,
+    StoreError,
+    TransientStoreError,
+)
 from behavioral_analytics.stores.firestore.gateway import BACKOFF_S, TRANSIENT_ERRORS
 
 __all__ = [
@@ -235,8 +240,8 @@ class Reach:
 
         Raises `TransientStoreError` when the database did not answer (a request's retries
         ran out, or a transient error came through); `StoreError` for any other refusal; the
-        body's `StoreError`s with where the database is and `then` added (`NotSupported` as
-        it is); its other errors as they are."""
+        body's `StoreError`s with where the database is and `then` added (`NotSupported` and
+        `LinkedAnonymousId`, refusals, as they are); its other errors as they are."""
         try:
             yield
         except (*TRANSIENT_ERRORS, gexc.RetryError) as exc:
@@ -246,7 +251,7 @@ class Reach:
             ) from exc
         except gexc.GoogleAPIError as exc:
             raise StoreError(f"{self.where}: the {what} failed: {describe(exc)}{then}") from exc
-        except NotSupported:
+        except (NotSupported, LinkedAnonymousId):
             raise
         except StoreError as exc:
             message = " ".join(str(exc).split())

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
+from behavioral_analytics.actors import ANONYMOUS_PREFIX
 from behavioral_analytics.aggregation import UNIQUE_GRANULARITIES, Granularity
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
@@ -104,7 +105,7 @@ class Reads:
     def links(self, who: str) -> list[Link]:
         self.options.need_behavior("identity links")
         bound = self.gateway.bound
-        if who.startswith("anonymous:"):
+        if who.startswith(ANONYMOUS_PREFIX):
             snap = self._profile_ref(who).get(**bound)
             found = decode_links(who, (snap.to_dict() or {}).get(LINKS_FIELD))
         else:
@@ -136,7 +137,7 @@ class Reads:
     def timeline(self, who: str, limit: int = 50, cursor: str | None = None) -> Page[StoredEvent]:
         if self.options.behavioral:  # who each event counts for, identity links followed
             return self._page("person", who, limit, cursor)
-        if who.startswith("anonymous:"):
+        if who.startswith(ANONYMOUS_PREFIX):
             return self._page("who", who, limit, cursor)
         return self._page("user_id", who, limit, cursor)
 

@@ -131,14 +131,7 @@ def check_before_open(path: Path, *, expect_tables: str = "events") -> bool:
         return True
     check_header(path)
 
-    def read_tables() -> set[str]:
-        db = sqlite3.connect(path, timeout=30.0)
-        try:
-            return {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        finally:
-            db.close()
-
-    tables = waiting_out_locks(path, read_tables)
+    tables = waiting_out_locks(path, lambda: sqlite_util.table_names(path))
     if tables and expect_tables not in tables:
         raise StoreError(
             f"{path} is a SQLite file but not a behavioral-analytics store (no "

@@ -1,9 +1,10 @@
 """Forgetting a person on the SQLite store, and the tombstones that keep them forgotten.
 
-`forget` runs in one transaction: it removes the person's (and their actively linked anonymous
-ids') raw events (human events by whom they count for, crawlers' by who sent them), takes their
-counts out of every aggregate, deletes their sessions, funnel
-progress, the links naming them and the dead letters mentioning them, and leaves a tombstone per
+`forget` runs in one transaction: it removes the person's (a user's with their actively linked
+anonymous ids, or an anonymous visitor's never linked) raw events (human events by whom they
+count for, crawlers' by who sent them), takes their counts out of every aggregate, deletes
+their sessions, funnel progress, the links naming them and the dead letters mentioning them,
+and leaves a tombstone per
 person. A commit drops any event a tombstone covers (`forgotten`, rule: `tombstones`), so
 neither a redelivery of an erased event nor a message the person sent that was still on its
 way when `forget` ran brings them back; nor does it record a dead letter naming them that was
@@ -18,14 +19,15 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from behavioral_analytics.actors import ANONYMOUS_PREFIX, actor, actor_ids
 from behavioral_analytics.aggregation import GRANULARITIES, Periods, fold
 from behavioral_analytics.behavior import BehaviorRules
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.events import Event
 from behavioral_analytics.identity import resolve
 from behavioral_analytics.privacy import mentions
 from behavioral_analytics.records import NewDeadLetter
 from behavioral_analytics.sessions import Session, SessionDelta
-from behavioral_analytics.store import ForgetReport
+from behavioral_analytics.store import ForgetReport, LinkedAnonymousId
 from behavioral_analytics.stores.sqlite.aggregates import subtract_buckets
 from behavioral_analytics.stores.sqlite.breakdowns import forget_breakdowns
 from behavioral_analytics.stores.sqlite.identity import links_of_anonymous
@@ -87,8 +89,17 @@ def forget(
     """Remove every trace of `who` (and of the anonymous ids actively linked to them) from
     raw events, aggregates, sessions, funnels, links naming them and dead letters; leave
     tombstones dated `now` (epoch seconds) or later. Run it inside a write transaction on `db`;
-    `rules` decide how the links left behind resolve, `periods` which buckets the counts leave."""
+    `rules` decide how the links left behind resolve, `periods` which buckets the counts leave.
+    `who` may be an anonymous actor (`anonymous:ID`) that no active link makes a user's; raises
+    `LinkedAnonymousId` for one that is."""
     report = ForgetReport(who)
+    if who.startswith(ANONYMOUS_PREFIX):
+        linked = db.execute(
+            "SELECT user_id FROM links WHERE anonymous_id = ? AND status = 'active'",
+            (who.removeprefix(ANONYMOUS_PREFIX),),
+        ).fetchone()
+        if linked is not None:
+            raise LinkedAnonymousId(who, linked[0])
     anonymous_ids = {
         row[0]
         for row in db.execute(
@@ -174,7 +185,7 @@ def forget(
             "UPDATE links SET status = ? WHERE anonymous_id = ? AND event_key = ?",
             [(link.status, link.anonymous_id, link.event_key) for link in resolved],
         )
-    report.dead_letters = _forget_dead_letters(db, {who}, anonymous_ids)
+    report.dead_letters = _forget_dead_letters(db, *actor_ids(persons))
     for table in ("bucket_types", "profile_types"):
         db.execute(f"DELETE FROM {table} WHERE count = 0")
     db.execute("DELETE FROM funnel_buckets WHERE users = 0")
@@ -192,7 +203,7 @@ def _events_of(db: sqlite3.Connection, person: str) -> list[tuple[Any, ...]]:
     crawlers' events whose actor they are (a crawler's event counts for nobody; its stored
     `person` is who it would have counted for when it arrived, which a later link can
     change)."""
-    prefix = actor(None, "")
+    prefix = ANONYMOUS_PREFIX
     if person.startswith(prefix):
         bots_of, value = "anonymous_id = ? AND user_id IS NULL", person.removeprefix(prefix)
     else:

@@ -23,10 +23,11 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from behavioral_analytics.actors import actor
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules, covers_by_anonymous_id
 from behavioral_analytics.bots import is_bot
-from behavioral_analytics.events import Event, actor
+from behavioral_analytics.events import Event
 from behavioral_analytics.identity import (
     Link,
     attribute,

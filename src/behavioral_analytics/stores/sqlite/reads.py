@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from behavioral_analytics.actors import ANONYMOUS_PREFIX
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.identity import Link
@@ -198,7 +199,9 @@ class Reads:
         return [FunnelDay(day, steps) for day, steps in users.items() if steps[0]]
 
     def links(self, who: str) -> list[Link]:
-        anonymous_id = who.removeprefix("anonymous:") if who.startswith("anonymous:") else None
+        anonymous_id = (
+            who.removeprefix(ANONYMOUS_PREFIX) if who.startswith(ANONYMOUS_PREFIX) else None
+        )
         rows = self._db.execute(
             f"{LINKS_WITH_CUTS} WHERE l.user_id = ? OR l.anonymous_id = ? "
             "ORDER BY l.linked_at, l.event_key",
