@@ -131,10 +131,19 @@ for role in roles/datastore.user roles/monitoring.metricWriter roles/logging.log
   project_role "$WORKER_SA" "$role"
 done
 if [ "$DEPLOY_API" = true ]; then
-  # datastore.user: the collector records the events it rejects in dead_letters itself.
-  for role in roles/datastore.user roles/monitoring.metricWriter roles/logging.logWriter; do
+  # datastore.user: the collector records the events it rejects in dead_letters itself. No
+  # metricWriter: only the worker exports to Cloud Monitoring; the API serves /metrics.
+  for role in roles/datastore.user roles/logging.logWriter; do
     project_role "$API_SA" "$role"
   done
+  # Granted by earlier versions of this script.
+  granted=$(query gcloud projects get-iam-policy "$PROJECT_ID" --flatten='bindings[].members' \
+    --filter="bindings.role:roles/monitoring.metricWriter AND bindings.members:serviceAccount:$API_SA" \
+    --format='value(bindings.role)' || true)
+  if [ -n "$granted" ]; then
+    run gcloud projects remove-iam-policy-binding "$PROJECT_ID" --member="serviceAccount:$API_SA" \
+      --role=roles/monitoring.metricWriter --condition=None --format=none --quiet
+  fi
 fi
 
 # ---------------------------------------------------------------------------
@@ -187,6 +196,13 @@ while IFS=$'\t' read -r collection field ttl; do
       --enable-ttl --database="$FIRESTORE_DATABASE" "${P[@]}" --async --quiet
   fi
 done < <(python3 "$HELPERS" field-overrides "$INDEXES_FILE")
+# Exempted by earlier versions, indexed now: the recipe's readers query the buckets' period.
+current=$(query gcloud firestore indexes fields describe period \
+  --collection-group=analytics_aggregates --database="$FIRESTORE_DATABASE" "${P[@]}" --format=json || true)
+if [ -n "$current" ] && [ -z "$(printf '%s' "$current" | python3 "$HELPERS" field-actions 0)" ]; then
+  run gcloud firestore indexes fields update period --collection-group=analytics_aggregates \
+    --clear-exemption --database="$FIRESTORE_DATABASE" "${P[@]}" --quiet
+fi
 
 # ---------------------------------------------------------------------------
 note "Pub/Sub"

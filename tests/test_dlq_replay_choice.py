@@ -389,3 +389,43 @@ def test_replay_id_of_an_empty_message_says_it_is_one(tmp_path: Path) -> None:
     assert _err(result)[0] == (
         f"warning: dead letter {ids['m-empty']} holds nothing (an empty message): not replayed"
     )
+
+
+def test_a_call_refused_for_its_age_is_counted_once_the_bound_takes_it(tmp_path: Path) -> None:
+    """A phone that was offline sends a week-old call: the collector answers 200 and refuses it
+    (`timestamp_too_old`), so Segment's library never sends it again. Its dead letter held the
+    call as sent, which the worker cannot take: raising `BA_MAX_EVENT_AGE_DAYS` recovered
+    nothing, and `verify` counted it nowhere. It keeps the event now."""
+    from fastapi.testclient import TestClient
+
+    from behavioral_analytics.api.app import create_app
+    from behavioral_analytics.settings import load_settings
+    from behavioral_analytics.wiring import build_broker, build_store
+
+    cli("init")
+    sent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 8 * DAY))
+    settings = load_settings(write_keys="wk", read_keys="rk", rate_limit=100_000)
+    broker, store = build_broker(settings), build_store(settings)
+    try:
+        with TestClient(create_app(settings, broker, store, cache_ttl_s=0)) as client:
+            call = {"messageId": "offline-1", "userId": "kim", "event": "Played", "timestamp": sent}
+            answer = client.post("/v1/track", json=call, headers={"Authorization": "Basic d2s6"})
+        assert answer.status_code == 200, answer.text
+        assert [r["reason"] for r in answer.json()["rejected"]] == ["timestamp_too_old"]
+    finally:
+        broker.close()
+        store.close()
+    (letter,) = json.loads(cli("dlq", "list", "--json").stdout)["items"]
+    assert letter["source"] == "collector" and letter["attributes"] == {"kept_as": "event"}
+    report = json.loads(cli("verify", "--json", check=False).stdout)
+    assert report["unreplayable_dead_letters"] == {"timestamp_too_old": 1}
+
+    wider = {"BA_MAX_EVENT_AGE_DAYS": "10", **WIDE}
+    assert _err(cli("dlq", "replay", "--all", env=wider)) == [
+        "replayed 1 dead letter to user-events"
+    ]
+    cli("worker", "--until-idle", env=wider)
+    profile = json.loads(cli("query", "profile", "kim", "--json", env=wider).stdout)
+    assert profile["total_events"] == 1
+    report = json.loads(cli("verify", "--json", env=wider).stdout)
+    assert report["ok"] and report["unreplayable_dead_letters"] == {}

@@ -169,6 +169,7 @@ MALFORMED: list[tuple[str, bytes | str | object, str]] = [
     ("blank user_id", with_(user_id="   "), "empty_field:user_id"),
     ("control characters in user_id", with_(user_id="a\x00b"), "invalid_characters:user_id"),
     ("very long user_id", with_(user_id="u" * 300), "too_long:user_id"),
+    ("user_id of a visitor", with_(user_id="anonymous:zz"), "invalid_value:user_id"),
     ("missing event_type", with_(event_type=_DROP), "missing_field:event_type"),
     ("empty event_type", with_(event_type=""), "empty_field:event_type"),
     ("event_type is a number", with_(event_type=7), "invalid_type:event_type"),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.events import DEFAULT_LIMITS, Event, parse_message
 from behavioral_analytics.loadgen import GeneratorConfig, generate
 from behavioral_analytics.loadtest import (
@@ -484,3 +485,43 @@ def test_after_a_deployment_the_scripts_say_where_they_publish(tmp_path):
     )
     assert quiet.returncode == 0, quiet.stderr
     assert "PROJECT_ID" not in quiet.stderr
+
+
+class _DeployedBroker:
+    """A deployment's broker: what `loadtest` asks of it before it publishes."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def init(self) -> list[str]:
+        self.asked.append("init")
+        raise BrokerError("stopped here")
+
+    def ping(self) -> None:
+        self.asked.append("ping")
+        raise BrokerError("topic t not found (run init)")
+
+
+def test_loadtest_against_google_cloud_leaves_the_deployments_subscription_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`init` there set the deployed subscription's delivery settings to this shell's (five
+    delivery attempts over Terraform's ten, say); the topic is checked instead."""
+    from behavioral_analytics import wiring
+    from behavioral_analytics.cli import loadgen
+    from behavioral_analytics.loadtest import LoadTestOptions
+    from behavioral_analytics.settings import load_settings
+
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    settings = load_settings(backend="gcp", project="demo-x")
+    broker = _DeployedBroker()
+    monkeypatch.setattr(wiring, "open_configured", lambda s: (s, object()))
+    monkeypatch.setattr(loadgen, "build_broker", lambda s: broker)
+    with pytest.raises(BrokerError, match="not found"):
+        loadgen._run(settings, LoadTestOptions(events=10))
+    assert broker.asked == ["ping"]
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # emulators start empty
+    broker.asked.clear()
+    with pytest.raises(BrokerError, match="stopped here"):
+        loadgen._run(settings, LoadTestOptions(events=10))
+    assert broker.asked == ["init"]

@@ -198,3 +198,14 @@ def test_bytes_that_are_no_json_name_an_id_escaped_in_part() -> None:
     broken = b'{"userId": "kim-u-\\u00342", "email": "kim@example.test" BROKEN'
     assert mentions(broken, {"kim-u-42"}, set())
     assert not mentions(b'{"userId": "kim-u-43" BROKEN', {"kim-u-42"}, set())
+
+
+@pytest.mark.parametrize("odd", ["NaN", "-Infinity", "9" * 5000, '"\\ud83c"'])
+def test_who_fields_of_json_only_a_lenient_reader_takes_are_read(odd: str) -> None:
+    """The collector keeps a call rejected for `NaN`, a long integer or a lone surrogate as
+    sent: it names its sender (Firestore's tombstone check read none), and nobody else by
+    the text of another field."""
+    data = f'{{"userId":"kim","properties":{{"x":{odd},"friend":"lee"}}}}'.encode()
+    assert named_ids(data) == ({"kim"}, set())
+    assert mentions(data, {"kim"}, set())
+    assert not mentions(data, {"lee"}, set())

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["ANONYMOUS_PREFIX", "actor", "actor_ids"]
+__all__ = ["ANONYMOUS_PREFIX", "RESERVED_USER_ID", "actor", "actor_ids"]
 
 ANONYMOUS_PREFIX = "anonymous:"
+# The detail of `invalid_value:user_id`: a user id `anonymous:zz` would be the visitor `zz`.
+RESERVED_USER_ID = (
+    f"user_id: may not start with {ANONYMOUS_PREFIX!r}, which names an anonymous visitor by "
+    "their anonymous id"
+)
 
 
 def actor(user_id: str | None, anonymous_id: str | None) -> str:

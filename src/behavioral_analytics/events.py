@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from behavioral_analytics.actors import actor
+from behavioral_analytics.actors import ANONYMOUS_PREFIX, RESERVED_USER_ID, actor
 from behavioral_analytics.json_shape import (
     json_type,
     nesting_exceeds,
@@ -288,6 +288,8 @@ def validate_event(
             )
         event_id = _optional_id(payload, "event_id", limits)
         user_id = _optional_id(payload, "user_id", limits)
+        if user_id is not None and user_id.startswith(ANONYMOUS_PREFIX):
+            raise Invalid("invalid_value:user_id", RESERVED_USER_ID)
         anonymous_id = _optional_id(payload, "anonymous_id", limits)
         if user_id is None and anonymous_id is None:
             segment = "userId" in payload or "anonymousId" in payload  # published as sent
@@ -401,6 +403,8 @@ def _common_case(
             and not value.isspace()
         ):
             return None
+    if user_id is not None and user_id.startswith(ANONYMOUS_PREFIX):
+        return None
     kind = type(timestamp)
     if timestamp is None:
         timestamp = received_at

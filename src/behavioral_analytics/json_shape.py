@@ -1,16 +1,20 @@
 """JSON by shape, before and beside the event contract (`events`): how deep raw JSON text
-nests, without decoding it, why text the decoder refused is no JSON it takes, and the JSON type
-name of a decoded value. Pure."""
+nests, without decoding it, why text the decoder refused is no JSON it takes, the JSON type
+name of a decoded value, and integers too long for Python to convert, kept as written. Pure."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import secrets
 from typing import Any
 
 __all__ = [
+    "LongInteger",
+    "dumps",
     "json_type",
+    "lenient_integer",
     "nesting_exceeds",
     "not_utf8_detail",
     "printable",
@@ -74,6 +78,90 @@ def _number(literal: str) -> float | _Refused:
 def _integer(literal: str) -> int | _Refused:
     # Past 20 characters no integer fits 64 bits; Python refuses to convert past 4,300 digits.
     return int(literal) if len(literal) <= 20 else _Refused(literal)
+
+
+_PAST_64_BITS = 2**64
+
+
+class LongInteger(int):
+    """An integer literal longer than Python converts (`sys.get_int_max_str_digits()`: 4,300
+    digits by default, a guard against conversion in quadratic time). As a number it is
+    2**64 of the literal's sign, so every 64-bit check refuses it (`invalid_number`); as text
+    (`str`, an id read from it: `too_long`) it is `literal`, the digits as sent, which `dumps`
+    writes back too (`json.dumps` would write 2**64)."""
+
+    literal: str
+
+    def __new__(cls, literal: str) -> LongInteger:
+        sign = -1 if literal.startswith("-") else 1
+        value = super().__new__(cls, sign * _PAST_64_BITS)
+        value.literal = literal
+        return value
+
+    def __str__(self) -> str:
+        return self.literal
+
+    __repr__ = __str__
+
+    def __reduce__(self) -> tuple[type[LongInteger], tuple[str]]:
+        return LongInteger, (self.literal,)
+
+
+def lenient_integer(literal: str) -> int:
+    """`parse_int` for `json.loads`: the integer, or a `LongInteger` where Python will not
+    convert it, so that one such number rejects its event rather than failing the whole text
+    with a ValueError."""
+    try:
+        return int(literal)
+    except ValueError:
+        return LongInteger(literal)
+
+
+_MARK = f"\x00long-integer-{secrets.token_hex(8)}-"
+
+
+def dumps(value: Any, *, ensure_ascii: bool, sort_keys: bool = False) -> str:
+    """`json.dumps` without spaces, writing each `LongInteger` in `value` as its literal
+    (json.dumps writes 2**64). Only text that holds 2**64 is looked at again: each
+    `LongInteger` is swapped for a string mark no client can send (a random part per process)
+    and the mark's JSON replaced. Raises ValueError, RecursionError as json.dumps does."""
+    options: dict[str, Any] = {
+        "ensure_ascii": ensure_ascii,
+        "sort_keys": sort_keys,
+        "separators": (",", ":"),
+    }
+    text = json.dumps(value, **options)
+    if _PAST_64_BITS_TEXT not in text:
+        return text
+    literals: list[str] = []
+    try:
+        marked = _marked(value, literals)
+    except RecursionError:  # deeper than a walk in Python goes: 2**64 it stays
+        return text
+    text = json.dumps(marked, **options)
+    for index, literal in enumerate(literals):
+        text = text.replace(json.dumps(f"{_MARK}{index}"), literal, 1)
+    return text
+
+
+_PAST_64_BITS_TEXT = str(_PAST_64_BITS)
+
+
+def _marked(value: Any, literals: list[str]) -> Any:
+    """`value` with each `LongInteger` a mark numbered by its place in `literals`; `value`
+    itself (no copy) where it holds none."""
+    if isinstance(value, LongInteger):
+        literals.append(value.literal)
+        return f"{_MARK}{len(literals) - 1}"
+    if isinstance(value, dict):
+        items = {key: _marked(item, literals) for key, item in value.items()}
+        changed = any(items[key] is not item for key, item in value.items())
+        return items if changed else value
+    if isinstance(value, list):
+        marked = [_marked(item, literals) for item in value]
+        changed = any(new is not old for new, old in zip(marked, value, strict=True))
+        return marked if changed else value
+    return value
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -28,6 +28,8 @@ from typing import Any
 
 import msgspec
 
+from behavioral_analytics.json_shape import LongInteger, lenient_integer
+
 __all__ = [
     "IP_FIELDS",
     "hash_value",
@@ -173,10 +175,11 @@ def _kind(key: str, loose: bool = True) -> str | None:
 
 def _spelling(value: Any) -> str | None:
     """The id a who-field's value parses to, as the event parser reads it: a string as is, an
-    integer (not a boolean) as its decimal string; None for anything else."""
+    integer (not a boolean) as its decimal string; None for anything else (an integer too long
+    to convert is no id: ids are at most a few hundred characters)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool | LongInteger):
         return str(value)
     return None
 
@@ -237,10 +240,11 @@ def mentions(data: bytes, user_ids: set[str], anonymous_ids: set[str]) -> bool:
     Bytes that are not JSON, or nested deeper than the decoder follows (about a thousand
     levels: it raises RecursionError), are judged by their text: an id's UTF-8 bytes, or its
     JSON-escaped ASCII form, anywhere in them, or anywhere once their `\\uXXXX` escapes are
-    read (an id escaped in part: `"kim-\\u0034"`)."""
-    try:
-        payload = msgspec.json.decode(data)
-    except (msgspec.DecodeError, RecursionError):
+    read (an id escaped in part: `"kim-\\u0034"`). What only a lenient reader takes (`NaN`,
+    `Infinity`, an integer past 64 bits, a lone surrogate escaped: the collector keeps such a
+    rejected call as sent) is JSON here too (`_decoded`)."""
+    payload = _decoded(data)
+    if payload is _NOT_JSON:
         needles = {n.encode() for n in user_ids | anonymous_ids}
         needles |= {json.dumps(n)[1:-1].encode() for n in user_ids | anonymous_ids}
         plain = _ESCAPE.sub(_unescaped, data) if b"\\u" in data else data
@@ -251,12 +255,27 @@ def mentions(data: bytes, user_ids: set[str], anonymous_ids: set[str]) -> bool:
 
 def named_ids(data: bytes) -> tuple[set[str], set[str]]:
     """The (user ids, anonymous ids) a dead letter's JSON names in the who-fields `mentions`
-    reads (`previousId` in both sets); two empty sets for bytes that are not JSON."""
+    reads (`previousId` in both sets); two empty sets for bytes that are not JSON, even to a
+    lenient reader (`_decoded`)."""
+    payload = _decoded(data)
+    return (set(), set()) if payload is _NOT_JSON else _named(payload)
+
+
+_NOT_JSON = object()
+
+
+def _decoded(data: bytes) -> Any:
+    """`data`'s JSON value by msgspec, else by the standard library (`NaN`, `Infinity`, a lone
+    surrogate escaped, integers of any length: `json_shape.lenient_integer`), else
+    `_NOT_JSON` (or nested deeper than either decoder follows)."""
     try:
-        payload = msgspec.json.decode(data)
+        return msgspec.json.decode(data)
     except (msgspec.DecodeError, RecursionError):
-        return set(), set()
-    return _named(payload)
+        pass
+    try:
+        return json.loads(data, parse_int=lenient_integer)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
 
 
 def _named(payload: Any) -> tuple[set[str], set[str]]:

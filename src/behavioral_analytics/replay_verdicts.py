@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from behavioral_analytics.events import DEFAULT_LIMITS, UNPROCESSABLE, Event, Limits
 from behavioral_analytics.letter_events import counted_letters
 from behavioral_analytics.named_calls import judged
+from behavioral_analytics.segment import KEPT_AS, KEPT_EVENT, TIME_WINDOW_REASONS
 from behavioral_analytics.store import DeadLetter, DeadLetterBox
 
 __all__ = [
@@ -29,9 +30,6 @@ __all__ = [
     "valid_dead_letters",
 ]
 
-# Rejections a replay cannot undo: the worker judges a replayed message's time against its first
-# receipt (kept in ORIGINAL_PUBLISH_TIME), which a replay does not change.
-TIME_WINDOW_REASONS = frozenset({"timestamp_too_old", "timestamp_in_future"})
 
 # `replay_refusal` of a dead letter the collector recorded: the client's call, not the worker's.
 FROM_COLLECTOR = "from_collector"
@@ -56,8 +54,10 @@ def replay_refusal(letter: DeadLetter, limits: Limits = DEFAULT_LIMITS) -> str |
     The collector's dead letters (`source` "collector") hold the request's item as its client
     sent it (a Segment call, or an item of `POST /v1/events`), not the event the collector
     makes of it (ids, receipt time, Segment's fields translated): `FROM_COLLECTOR`, never the
-    worker's to take. Its client sends it again, fixed."""
-    if letter.source == "collector":
+    worker's to take. Its client sends it again, fixed. One refused for its time alone keeps
+    that event instead (attribute `kept_as: event`, `segment.Outcome.kept_events`) and is
+    judged as the worker's are."""
+    if letter.source == "collector" and letter.attributes.get(KEPT_AS) != KEPT_EVENT:
         return FROM_COLLECTOR
     try:
         parsed = judged(
@@ -97,7 +97,8 @@ def replayable_dead_letters(
     """The dead letters, not replayed, that a replay would count, and those it never can
     (`judged_dead_letters`): the ids of those the worker would now take as events, then, by
     reason, how many it refuses only for a reason a replay keeps (`TIME_WINDOW_REASONS`). The
-    collector's own rejections are left out of both. Raises StoreError."""
+    collector's own rejections are left out of both, but for those that keep their event
+    (`replay_refusal`). Raises StoreError."""
     found: list[str] = []
     unreplayable: dict[str, int] = {}
     for letter, refusal in judged_dead_letters(box, page_size, limits):

@@ -228,6 +228,33 @@ def test_an_empty_store_says_so_on_each_card_until_events_arrive(
     assert errors == []
 
 
+def test_a_breakdown_emptied_by_a_failed_range_is_no_longer_said_to_be_of_an_empty_store(
+    empty_api: Api, page_of: Callable[[], Any]
+) -> None:
+    """A new range whose document fails empties the panels (their figures are of another
+    range): the "No events yet" note went with them but the card stayed marked empty."""
+    page = page_of()
+    errors = page_errors(page)
+    page.goto(empty_api.base_url + f"/#key={READ_KEY}")
+    page.wait_for_selector(".breakdown > .no-events", timeout=20_000)
+    dimensions = page.locator(".breakdown").evaluate_all("cs => cs.map(c => c.dataset.dimension)")
+    assert dimensions
+
+    page.route(re.compile(r"/v1/dashboard/breakdowns"), answer_503)
+    week_ago = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 7 * 86400))
+    page.fill("#range-from", week_ago)
+    page.click("#range-form button[type=submit]")
+    panels = {f"breakdown:{d}" for d in dimensions}
+    settles(
+        "the panels marked",
+        lambda: {k: v for k, v in stale(page).items() if k in panels},
+        dict.fromkeys(panels, STORE_DOWN),
+    )
+    assert panels.isdisjoint(empties(page)), empties(page)
+    assert page.locator(".breakdown > .no-events").count() == 0
+    assert [e for e in errors if "status of 503" not in e] == []
+
+
 def test_the_values_shown_on_hover_are_text_for_the_keyboard_and_screen_readers(
     api: Api, page_of: Callable[[], Any]
 ) -> None:

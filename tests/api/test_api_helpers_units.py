@@ -1,4 +1,5 @@
-"""The API's helpers: rate limiter, single-flight cache, loopback check, group publisher."""
+"""The API's helpers: rate limiter, single-flight cache, loopback check, group publisher, the
+write key of a body."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from behavioral_analytics.api.auth import is_loopback
+from behavioral_analytics.api.bodies import body_write_key
 from behavioral_analytics.api.cache import TTLCache
 from behavioral_analytics.api.publisher import GroupPublisher
 from behavioral_analytics.api.ratelimit import RateLimiter, bucket_of
@@ -176,3 +178,27 @@ def test_group_publisher_fails_every_request_of_a_failed_publish() -> None:
     with pytest.raises(BrokerError):
         future.result(5)
     publisher.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"writeKey": "k", "batch": [{"writeKey": "other"}]}', "k"),
+        (b'{"batch": [{"writeKey": "first"}, {"writeKey": "second"}]}', "first"),
+        (b'{"writeKey": null, "batch": [{"writeKey": "first"}]}', "first"),
+        (b'{"type": "track", "writeKey": 5}', 5),  # the key check refuses it, not this
+        (b'{"writeKey": "k", "properties": {"x": NaN}}', "k"),  # a lenient reader's JSON
+        (b'{"batch": [{"writeKey": "k", "q": "\\ud83c"}]}', "k"),
+        (b'{"batch": {"writeKey": "k"}}', None),  # one call where a list belongs
+        (b'{"batch": [1, {"writeKey": "k"}]}', None),
+        (b'{"batch": []}', None),
+        (b'{"batch": null}', None),
+        (b'[{"writeKey": "k"}]', None),
+        (b'{"writeKey": "k"', None),
+        (b'{"writeKey": "k", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", None),  # too deep
+    ],
+)
+def test_the_write_key_of_a_body_is_read_from_the_call_or_the_first_of_a_batch(
+    body: bytes, key: object
+) -> None:
+    assert body_write_key(body) == key

@@ -153,6 +153,19 @@ def test_a_retried_refusal_is_one_dead_letter(client: TestClient, store: Store) 
     assert _refused(client, "batch", "invalid_batch") == 2
 
 
+def test_a_retried_refusal_holding_an_integer_too_long_to_convert_is_one_dead_letter(
+    client: TestClient, store: Store
+) -> None:
+    """Past 4,300 digits Python's `int` refuses the literal; read as bytes, the body's retries
+    (`sentAt` changed) were a dead letter each."""
+    digits = "7" * 5000
+    for sent_at in ("2026-12-01T10:00:00Z", "2026-12-01T10:00:05Z"):
+        body = f'{{"batch": {{"x": {digits}}}, "sentAt": "{sent_at}"}}'
+        assert client.post("/v1/batch", content=body, headers=PLAIN).status_code == 400
+    (letter,) = _letters(store)
+    assert letter.data.startswith(f'{{"batch":{{"x":{digits}}},"sentAt":'.encode())
+
+
 def test_a_body_refused_before_it_is_read_is_kept_empty_with_its_size(
     client: TestClient, store: Store
 ) -> None:

@@ -417,3 +417,84 @@ def test_a_non_finite_number_is_kept_in_its_dead_letter_as_sent(
     assert b'"x":NaN' in data["n"]
     assert b'"x":Infinity' in data["i"]
     assert b'"x":123456789012345678901234567890' in data["b"]
+
+
+def test_an_integer_too_long_to_convert_rejects_its_event_alone_and_is_kept_whole(
+    client: TestClient, broker: Broker, store: Store
+) -> None:
+    """Past 4,300 digits Python's `int` refuses the literal: the whole request was `not_json`,
+    its good batch-mates lost with it."""
+    digits = "9" * 5000
+    calls = [
+        '{"type":"track","messageId":"ok","userId":"u","event":"E"}',
+        '{"type":"track","messageId":"long","userId":"u","event":"E",'
+        f'"properties":{{"x":-{digits},"q":"\\u0000long-integer-0"}}}}',
+    ]
+    body = '{"batch":[' + ",".join(calls) + "]}"
+    response = client.post("/v1/batch", content=body, headers={**WRITE, **PLAIN})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["accepted"] == ["ok"]
+    (rejected,) = answer["rejected"]
+    assert rejected["reason"] == "invalid_number"
+    assert "properties.x" in rejected["detail"]
+    assert [e["event_id"] for e in published(broker)] == ["ok"]
+    (letter,) = store.dead_letters(10).items
+    assert f'"x":-{digits},'.encode() in letter.data
+    assert b'"q":"\\u0000long-integer-0"' in letter.data
+    again = client.post("/v1/batch", content=body, headers={**WRITE, **PLAIN})
+    assert again.status_code == 200, again.text
+    assert len(store.dead_letters(10).items) == 1  # a retry is the same dead letter
+
+
+def test_a_user_id_spelled_as_a_visitors_is_refused_not_merged_with_them(
+    client: TestClient, broker: Broker, store: Store, settings: Any
+) -> None:
+    """`userId: "anonymous:zz"` was counted as the anonymous visitor `zz` (one profile, one
+    unique user), and `forget anonymous:zz` deleted the user's events with the visitor's."""
+    calls = [
+        {"type": "track", "messageId": "v", "anonymousId": "zz", "event": "E"},
+        {"type": "track", "messageId": "u", "userId": "anonymous:zz", "event": "E"},
+    ]
+    response = client.post("/v1/batch", json={"batch": calls}, headers=WRITE)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["accepted"] == ["v"]
+    (rejected,) = answer["rejected"]
+    assert rejected["reason"] == "invalid_value:user_id"
+    assert rejected["detail"].startswith("userId: may not start with 'anonymous:'")
+    run_worker(broker, store, settings)
+    assert len(store.timeline("anonymous:zz").items) == 1
+
+
+def test_odd_calls_beside_a_good_one_are_rejected_alone_and_kept(
+    client: TestClient, broker: Broker, store: Store
+) -> None:
+    """A week-old call holding an integer too long to convert (its kept event cannot be
+    made: its letter keeps the call as sent, digits whole), and a call nested deeper than a
+    walk in Python goes: each was a 500 for the whole batch in a first version."""
+    week_ago = iso(time.time() - 8 * 86400)
+    digits = "5" * 5000
+    old = (
+        '{"type":"track","messageId":"old","userId":"u","event":"E",'
+        f'"timestamp":"{week_ago}","properties":{{"n":{digits}}}}}'
+    )
+    deep = (
+        '{"type":"track","messageId":"deep","userId":"u","event":"E","properties":'
+        + '{"a":' * 600
+        + "1"
+        + "}" * 600
+        + "}"
+    )
+    for odd, reason in ((old, "timestamp_too_old"), (deep, "too_deep")):
+        good = f'{{"type":"track","messageId":"good-{reason}","userId":"u","event":"E"}}'
+        body = '{"batch":[' + odd + "," + good + "]}"
+        response = client.post("/v1/batch", content=body, headers={**WRITE, **PLAIN})
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["accepted"] == [f"good-{reason}"]
+        assert [r["reason"] for r in answer["rejected"]] == [reason]
+    letters = {d.message_id: d for d in store.dead_letters(10).items}
+    assert set(letters) == {"old", "deep"}
+    assert letters["old"].attributes == {}  # the call as sent
+    assert f'"n":{digits}'.encode() in letters["old"].data

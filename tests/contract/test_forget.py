@@ -173,6 +173,27 @@ def test_forget_covers_what_was_already_on_its_way(make_store: MakeStore) -> Non
     assert_recounts(store)
 
 
+def test_forget_covers_rejected_calls_only_a_lenient_reader_takes(make_store: MakeStore) -> None:
+    """The collector keeps a call rejected for `NaN`, an integer past 64 bits (of any length)
+    or a lone surrogate as sent: its who-fields still name its sender, so one of a forgotten
+    person on its way is not recorded, and one of someone else is."""
+    store = make_store()
+    store.commit([ev(1, 0, user="alice"), ev(2, 0, user="bob")])
+    store.forget("alice")
+    odd = ["NaN", "-Infinity", "9" * 5000, '"\\ud83c"']
+
+    def rejected(who: str, index: int) -> NewDeadLetter:
+        data = f'{{"userId":"{who}","event":"E","properties":{{"x":{odd[index]}}}}}'.encode()
+        return NewDeadLetter("invalid_number", "", data, f"{who}{index}", received_at=NOW)
+
+    result = store.commit([], [rejected(who, i) for who in ("alice", "bob") for i in range(4)])
+    assert (result.dead_letters, result.letters_forgotten) == (4, 4)
+    assert store.add_dead_letters([rejected("alice", 0), rejected("bob", 0)]) == 1
+    assert sorted(d.message_id for d in store.dead_letters(10).items) == [
+        f"bob{i}" for i in range(4)
+    ]
+
+
 def test_forgetting_an_unknown_user_deletes_nothing_but_leaves_a_tombstone(
     make_store: MakeStore,
 ) -> None:

@@ -140,8 +140,18 @@ if words[:4] == ["firestore", "indexes", "composite", "list"]:
     out(json.dumps(listed))
 if words[:4] == ["firestore", "indexes", "fields", "describe"]:
     if not default: missing()
-    field = {"indexConfig": {"usesAncestorConfig": False}, "ttlConfig": {"state": "ACTIVE"}}
+    overrides = json.load(open(INDEXES))["fieldOverrides"]
+    key = flags["--collection-group"] + "/" + words[4]
+    listed = key in {o["collectionGroup"] + "/" + o["fieldPath"] for o in overrides}
+    exempt = listed or state.get("exempted " + key, False)
+    field = {"indexConfig": {"usesAncestorConfig": not exempt}, "ttlConfig": {"state": "ACTIVE"}}
     out(json.dumps(field))
+if words[:4] == ["firestore", "indexes", "fields", "update"] and "--clear-exemption" in flags:
+    mark("exempted " + flags["--collection-group"] + "/" + words[4], False); out()
+if words[:2] == ["projects", "get-iam-policy"]:
+    out("roles/monitoring.metricWriter" if state.get("api metricWriter") else "")
+if words[:2] == ["projects", "remove-iam-policy-binding"]:
+    mark("api metricWriter", False); out()
 if words[:3] in (["monitoring", "dashboards", "list"], ["monitoring", "policies", "list"]):
     kind = " ".join(words[:2])
     display = flags.get("--filter", "").partition("=")[2].strip('"')

@@ -471,12 +471,14 @@ def test_fields_keyed_by_breakdown_values_are_exempt_from_indexing(
 # The fields a query filters or orders on, per collection holding one document per event or
 # per person: raw events (people, forget, groups, the timeline and per-type pages, retention,
 # identity's anonymous events) and aggregates (retention's cohorts, the active-user count,
-# forget's linked users). Every other field they hold has its single-field indexes exempted:
+# forget's linked users), and the buckets' `period`, which the recipe's readers query
+# (`where('period', '>=', …)`, docs/gcp.md). Every other field they hold has its single-field
+# indexes exempted:
 # each indexed field costs an ascending and a descending index entry per document (a map, one
 # pair per key), billed as storage, for queries nobody makes.
 QUERIED_FIELDS = {
     "user_events": {"person", "who", "user_id", "anonymous_id", "event_type", "timestamp"},
-    "analytics_aggregates": {"first_seen", "last_activity", "linked_users"},
+    "analytics_aggregates": {"first_seen", "last_activity", "linked_users", "period"},
 }
 
 
@@ -544,3 +546,16 @@ def test_every_query_the_code_runs_has_an_index_in_production(recording: dict[st
                 problems.append(f"{role}: {json.dumps(query)}: {why}")
     assert not problems, "\n".join(problems)
     assert seen or not any(r["queries"] for r in recording.values())
+
+
+def test_the_recipes_period_query_has_an_index_in_production() -> None:
+    """docs/gcp.md gives the recipe's readers `collection('analytics_aggregates')
+    .where('period', '>=', day)`; with `period` exempted production Firestore refused it
+    (the emulator, which needs no index, took it: tests/gcp/test_pipeline.py)."""
+    spec = json.loads((REPO / "firestore.indexes.json").read_text())
+    query = {
+        "collections": [["analytics_aggregates", False]],
+        "filters": [["period", "GREATER_THAN_OR_EQUAL"]],
+        "orders": [],
+    }
+    assert _query_served(query, spec) is None

@@ -3,6 +3,7 @@ gcloud stand-in, with every recorded command and flag checked against the real g
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from .conftest import REPO
 
 SCRIPTS = sorted((REPO / "scripts").glob("*.sh"))
-READS = {"describe", "list", "auth", "get-value"}
+READS = {"describe", "list", "auth", "get-value", "get-iam-policy"}
 
 
 def mutations(calls):
@@ -55,13 +56,18 @@ def test_shellcheck_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
-    gc = standin("nothing")
+def deployed(gc, recorded_calls):
+    """Runs deploy.sh on the stand-in: its run, and the commands that changed something."""
     proc = gc.run("deploy.sh")
     assert proc.returncode == 0, proc.stderr
     calls = gc.calls()
     recorded_calls.extend(calls)
-    lines = joined(mutations(calls))
+    return proc, joined(mutations(calls))
+
+
+def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
+    gc = standin("nothing")
+    _, lines = deployed(gc, recorded_calls)
     order = [
         "services enable",
         "artifacts repositories create behavioral-analytics",
@@ -153,11 +159,7 @@ def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
 
 def test_rerun_skips_what_exists(standin, recorded_calls):
     gc = standin("everything")
-    proc = gc.run("deploy.sh")
-    assert proc.returncode == 0, proc.stderr
-    calls = gc.calls()
-    recorded_calls.extend(calls)
-    lines = joined(mutations(calls))
+    proc, lines = deployed(gc, recorded_calls)
     for line in lines:
         words = line.split()
         assert not {"create", "deploy", "submit", "enable"} & set(words[:5]), (
@@ -169,6 +171,28 @@ def test_rerun_skips_what_exists(standin, recorded_calls):
     assert "exists, skipped" in proc.stderr
     # What remains are idempotent IAM bindings.
     assert all("add-iam-policy-binding" in line for line in lines)
+
+
+def test_rerun_undoes_what_an_earlier_version_set(standin, recorded_calls):
+    """Earlier versions exempted the buckets' `period` from indexing (the recipe's readers'
+    query was refused) and gave the API's account `monitoring.metricWriter`."""
+    gc = standin("everything")
+    gc.state.write_text(
+        json.dumps({"exempted analytics_aggregates/period": True, "api metricWriter": True})
+    )
+    _, lines = deployed(gc, recorded_calls)
+    undone = [
+        ("firestore indexes fields update period", "--collection-group=analytics_aggregates"),
+        ("projects remove-iam-policy-binding", "--role=roles/monitoring.metricWriter"),
+    ]
+    for start, flag in undone:
+        assert any(line.startswith(start) and flag in line for line in lines), (start, lines)
+    assert any("--clear-exemption" in line for line in lines)
+    assert any("analytics-api@" in line for line in lines if "remove-iam" in line)
+    gc.reset_log()
+    assert gc.run("deploy.sh").returncode == 0
+    again = joined(mutations(gc.calls()))
+    assert not [line for line in again if "clear-exemption" in line or "remove-iam" in line]
 
 
 def test_update_rebuilds_and_redeploys(standin, recorded_calls):

@@ -195,6 +195,8 @@ def test_least_privilege(module_resources):
     # The collector records rejected events in dead_letters itself (creates).
     api_roles = text.split("api_project_roles", 1)[1].split("])", 1)[0]
     assert "roles/datastore.user" in api_roles and "roles/datastore.viewer" not in api_roles
+    # Only the worker exports to Cloud Monitoring (cli/pipeline.py); the API serves /metrics.
+    assert "roles/monitoring.metricWriter" not in api_roles
     sub = module_resources[("google_pubsub_subscription_iam_member", "worker_subscriber")]
     assert sub["role"] == "roles/pubsub.subscriber"
     assert "google_pubsub_subscription.events.name" in str(sub["for_each"])

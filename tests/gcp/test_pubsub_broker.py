@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from google.cloud import pubsub_v1
 
 from behavioral_analytics.broker import BrokerError, OutgoingMessage
 from behavioral_analytics.brokers.failure_log import InMemoryFailureLog
@@ -46,6 +47,23 @@ def test_init_is_idempotent_and_accepts_full_paths(settings_for, emulators, name
     assert broker.subscription.endswith("/" + names["pubsub_subscription"])
     broker.ping()
     broker.close()
+
+
+def test_init_makes_subscriptions_that_never_expire(settings_for) -> None:
+    """Without an expiration policy Pub/Sub deletes a subscription idle for 31 days (a
+    dead-letter subscription nobody pulls, say), as the deployments' own
+    (`expiration_policy {}`, `--expiration-period=never`) are not."""
+    broker = build_broker(settings_for())
+    broker.init()
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        for name in (broker.subscription, broker.dead_letter_subscription):
+            found = subscriber.get_subscription(request={"subscription": name})
+            assert "expiration_policy" in found, name
+            assert "ttl" not in found.expiration_policy, (name, found.expiration_policy)
+    finally:
+        subscriber.close()
+        broker.close()
 
 
 def test_publish_pull_ack(broker) -> None:

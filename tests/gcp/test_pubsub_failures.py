@@ -437,3 +437,20 @@ def test_rounds_of_publish_and_worker_until_idle_count_every_event_once(
     report = json.loads(result.stdout)
     assert report["raw_events"] == 12, report
     assert report["ok"], report
+
+
+def test_a_failed_ordered_publish_does_not_hold_its_ordering_key_afterwards(
+    emulators: Emulators, names: dict[str, str]
+) -> None:
+    """With ordering on, the library pauses an ordering key whose publish failed for good and
+    fails every later publish of it at once: a person's events were refused (503) until the
+    collector restarted."""
+    broker = _broker(emulators, names, ordering=True, publish_timeout_s=3.0)
+    try:
+        with pytest.raises(BrokerError):  # no topic yet: NotFound
+            broker.publish([OutgoingMessage(b"first", ordering_key="person-1")])
+        broker.init()
+        (published,) = broker.publish([OutgoingMessage(b"again", ordering_key="person-1")])
+        assert published
+    finally:
+        broker.close()

@@ -90,7 +90,9 @@ locals {
   #   event types), read with the hour's document, never queried.
   # - every other field of analytics_aggregates (profiles, people and buckets) but
   #   first_seen, last_activity and linked_users, which retention, the active-user count and
-  #   forget query: the documents are read by id, and their maps keyed by periods and event
+  #   forget query, and period, which the recipe's readers query (`where('period', '>=', …)`,
+  #   docs/gcp.md; a few bucket documents per hour, far from a sequential index's limit of
+  #   about 500 writes/s): the documents are read by id, and their maps keyed by periods and event
   #   types (unique_hours, unique_days, events_by_type, funnel_progress) and their digests
   #   (recent, sessions: bytes, indexed up to 1,500 bytes each) made most of the index
   #   storage: about 1.2 KB per event on live traffic (bench/firestore_writes.py).
@@ -117,7 +119,6 @@ locals {
     aggregates_sessions         = { collection = "analytics_aggregates", field = "sessions", ttl = false }
     aggregates_funnel_users     = { collection = "analytics_aggregates", field = "funnel_users", ttl = false }
     aggregates_granularity      = { collection = "analytics_aggregates", field = "granularity", ttl = false }
-    aggregates_period           = { collection = "analytics_aggregates", field = "period", ttl = false }
     aggregates_kind             = { collection = "analytics_aggregates", field = "kind", ttl = false }
     aggregates_user_id          = { collection = "analytics_aggregates", field = "user_id", ttl = false }
     aggregates_last_updated     = { collection = "analytics_aggregates", field = "last_updated", ttl = false }

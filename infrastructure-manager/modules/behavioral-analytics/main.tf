@@ -139,8 +139,8 @@ locals {
     # Reads for the query routes, and the collector's own writes: an event it rejects is
     # recorded in dead_letters by the API itself (only creates; it never updates or deletes).
     # Firestore IAM stops at the database, so no narrower predefined role exists.
+    # No metricWriter: only the worker exports to Cloud Monitoring; the API serves /metrics.
     "roles/datastore.user",
-    "roles/monitoring.metricWriter",
     "roles/logging.logWriter",
   ])
 }

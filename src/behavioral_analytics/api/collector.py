@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from behavioral_analytics.api.addresses import client_address
 from behavioral_analytics.api.bodies import (
     SPLIT,
+    body_write_key,
     decode_body,
     read_body,
     too_deep,
@@ -59,6 +60,8 @@ from behavioral_analytics.api.responses import ApiError, JSONResponse, app_path
 from behavioral_analytics.api.state import ApiState
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.segment import (
+    KEPT_AS,
+    KEPT_EVENT,
     SEGMENT_CALLS,
     SHORT_PATHS,
     Outcome,
@@ -101,17 +104,6 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def router(state: ApiState) -> APIRouter:
     return routes(state)[0]
-
-
-def _body_write_key(payload: Any) -> Any:
-    """The `writeKey` a body carries: the batch's or the call's, else the first call's."""
-    if not isinstance(payload, dict):
-        return None
-    key = payload.get("writeKey")
-    batch = payload.get("batch")
-    if key is None and isinstance(batch, list) and batch and isinstance(batch[0], dict):
-        key = batch[0].get("writeKey")
-    return key
 
 
 def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
@@ -159,11 +151,7 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
         seen.body = body
         if key is None:
             # No key in the headers: the body's `writeKey`, if the body can be read at all.
-            try:
-                found = _body_write_key(decode_body(body)[0])
-            except ApiError:
-                found = None
-            key = state.policy.check_write_key(found, request)
+            key = state.policy.check_write_key(body_write_key(body), request)
             seen.key = key
         now = state.clock()
         receipt = Receipt(now, seen.address, request.headers.get("origin") is not None)
@@ -270,18 +258,21 @@ def routes(state: ApiState) -> tuple[APIRouter, dict[str, Endpoint]]:
 
     async def _record_rejections(outcome: Outcome, now: float) -> None:
         letters = []
-        for _, rejection, original in outcome.rejected:
+        for index, rejection, original in outcome.rejected:
             fingerprint = dead_letter_fingerprint(original, rejection.reason)
             # The client's id names the dead letter unless it is too long to be an id.
             client_id = rejection.event_id
             if client_id is not None and len(client_id) > limits.max_id_chars:
                 client_id = None
+            # An event refused for its time alone is kept as the worker would take it.
+            kept = outcome.kept_events.get(index)
             letters.append(
                 NewDeadLetter(
                     reason=rejection.reason,
                     detail=rejection.detail,
-                    data=encode_original(original),
+                    data=encode_original(original) if kept is None else kept,
                     message_id=client_id or fingerprint,
+                    attributes={} if kept is None else {KEPT_AS: KEPT_EVENT},
                     source="collector",
                     received_at=now,
                     retry_fingerprint=fingerprint,

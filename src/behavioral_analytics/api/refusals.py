@@ -24,9 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from behavioral_analytics.api.responses import ApiError
+from behavioral_analytics.json_shape import lenient_integer
 from behavioral_analytics.privacy import who_first
 from behavioral_analytics.records import NewDeadLetter
 from behavioral_analytics.segment import (
@@ -135,7 +137,7 @@ def _json(body: bytes | None) -> Any:
     if body is None:
         return None
     try:
-        return json.loads(body)
+        return json.loads(body, parse_int=lenient_integer)
     except (ValueError, RecursionError):
         return None
 
@@ -162,6 +164,7 @@ def blank_key(data: bytes, key: str | None) -> bytes:
     return _key_pattern(key).sub(b"", data)
 
 
+@lru_cache(maxsize=64)
 def _key_pattern(key: str) -> re.Pattern[bytes]:
     parts = []
     for char in key:

@@ -43,6 +43,7 @@ from behavioral_analytics.brokers.failure_log import (
 )
 from behavioral_analytics.brokers.pubsub_admin import (
     MAX_SUBSCRIPTION_RETENTION_DAYS,
+    NEVER_EXPIRE,
     create_resources,
     duration,
     endpoint,
@@ -197,6 +198,7 @@ class PubSubBroker(Broker):
                 "max_delivery_attempts": self.max_delivery_attempts,
             },
             "enable_message_ordering": self.ordering,
+            "expiration_policy": NEVER_EXPIRE,
         }
 
     # -- publishing -------------------------------------------------------------------------
@@ -214,7 +216,19 @@ class PubSubBroker(Broker):
                 future.result(timeout=max(0.0, deadline - time.monotonic())) for future in futures
             ]
         except Exception as exc:
+            self._resume_ordering_keys(messages)
             raise BrokerError(f"cannot publish to {self.topic}: {self._why(exc)}") from exc
+
+    def _resume_ordering_keys(self, messages: Sequence[OutgoingMessage]) -> None:
+        """With ordering on, the library pauses an ordering key whose publish failed for good
+        and fails each later publish of it at once until resumed: one failure held a person's
+        events out (503) until the process restarted. The failed request's client retries it
+        (docs/api.md); a key the library is still retrying is not paused, and stays so."""
+        if not self.ordering:
+            return
+        for key in {message.ordering_key for message in messages if message.ordering_key}:
+            with contextlib.suppress(ValueError, RuntimeError):  # not paused; a stopped client
+                self._publisher.resume_publish(self.topic, key)
 
     def _why(self, exc: BaseException) -> str:
         """A publish failure as `Type (detail)`, never empty (a timed-out future says nothing)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as retries
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # no stub re-exports it
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from behavioral_analytics.broker import BrokerError
@@ -22,6 +23,7 @@ __all__ = [
     "ADMIN_DEADLINE_S",
     "ATTEMPT_TIMEOUT_S",
     "MAX_SUBSCRIPTION_RETENTION_DAYS",
+    "NEVER_EXPIRE",
     "create_resources",
     "duration",
     "endpoint",
@@ -30,6 +32,10 @@ __all__ = [
 MAX_SUBSCRIPTION_RETENTION_DAYS = 7.0  # Pub/Sub's limit on message_retention_duration
 ADMIN_DEADLINE_S = 20.0
 ATTEMPT_TIMEOUT_S = 10.0
+# An expiration policy without a TTL: the subscription is never deleted for being idle
+# (without one Pub/Sub deletes it after 31 days without a subscriber; Terraform and
+# scripts/deploy.sh set the same).
+NEVER_EXPIRE = pubsub_v1.types.ExpirationPolicy()
 
 
 def endpoint() -> str:
@@ -59,8 +65,9 @@ def create_resources(
     dead_letter_subscription: str,
     deadline_s: float | None = None,
 ) -> list[str]:
-    """Create the topics and subscriptions that do not exist; update the `subscription`
-    spec's mutable settings where it does. One line per resource, saying what was done.
+    """Create the topics and subscriptions that do not exist; where one does, set what both
+    specs may change (the deadline, retention and policies; never-expire apart, which the
+    emulator refuses to update). One line per resource, saying what was done.
 
     Raises BrokerError, naming the endpoint, when Pub/Sub refuses or does not answer within
     `deadline_s` seconds (by default `ADMIN_DEADLINE_S`) in all per call."""
@@ -75,8 +82,9 @@ def create_resources(
             "topic": dead_letter_topic,
             "ack_deadline_seconds": 60,
             "message_retention_duration": duration(7 * 86400),
+            "expiration_policy": NEVER_EXPIRE,
         }
-        done.append(_create_subscription(subscriber, dead_letters, retry))
+        done.append(_create_subscription(subscriber, dead_letters, retry, update=True))
         done.append(_create_subscription(subscriber, subscription, retry, update=True))
     except gexc.RetryError as exc:
         cause = exc.cause or exc
@@ -106,15 +114,24 @@ def _create_subscription(
     except gexc.AlreadyExists:
         if not update:
             return f"subscription {name} exists"
-        mutable = {k: v for k, v in spec.items() if k not in ("topic", "enable_message_ordering")}
-        mask = field_mask_pb2.FieldMask(paths=[k for k in mutable if k != "name"])
+        fixed = ("topic", "enable_message_ordering", "expiration_policy")
+        mutable = {k: v for k, v in spec.items() if k not in fixed}
         try:
-            subscriber.update_subscription(
-                request={"subscription": mutable, "update_mask": mask},
-                retry=retry,
-                timeout=ATTEMPT_TIMEOUT_S,
-            )
+            _update(subscriber, mutable, retry)
+            # Apart: the emulator refuses to update it (and expires nothing).
+            if "expiration_policy" in spec and not os.environ.get("PUBSUB_EMULATOR_HOST"):
+                _update(subscriber, {"name": name, "expiration_policy": NEVER_EXPIRE}, retry)
         except gexc.GoogleAPICallError as exc:
             return f"subscription {name} exists (settings left as they were: {exc.message})"
         return f"subscription {name} exists; updated its deadline, retention and policies"
     return f"created subscription {name} on {spec['topic']}"
+
+
+def _update(subscriber: Any, fields: dict[str, Any], retry: retries.Retry) -> None:
+    """Set `fields` (with the subscription's `name`) on an existing subscription, those alone."""
+    mask = field_mask_pb2.FieldMask(paths=[k for k in fields if k != "name"])
+    subscriber.update_subscription(
+        request={"subscription": fields, "update_mask": mask},
+        retry=retry,
+        timeout=ATTEMPT_TIMEOUT_S,
+    )

@@ -13,8 +13,9 @@ left the whole request timeout again), and the broker waits a second more: by th
 gives up, the library has too, and a 503 is what it says. (A request that reached Pub/Sub just
 before its deadline but whose answer did not come back is the one case left where a 503's
 events exist: their ids dedupe a retry.) With message ordering on (`BA_ORDERING`), the library
-retries every publish for ever whatever it is given (its sequencer pauses an ordering key after
-a failure): there a 503's events may still go out later.
+retries every publish for ever whatever it is given: there a 503's events may still go out
+later. A publish that fails for good pauses its ordering key, which the broker resumes at once
+(`PubSubBroker.publish`).
 
 gRPC reconnects with its default backoff (1 s growing by 1.6 up to 120 s): after an outage of
 20 s, publishes failed at once for 6-16 s more, each answered 503. The channel is made here

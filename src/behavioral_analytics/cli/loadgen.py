@@ -355,7 +355,12 @@ def _run(settings: Settings, options: LoadTestOptions) -> LoadTestReport:
     # The configuration recorded with the data: verify recounts by it, in its time zone.
     settings, store = open_configured(settings)
     broker = build_broker(settings)
-    broker.init()
+    if settings.backend == "local" or os.environ.get("PUBSUB_EMULATOR_HOST"):
+        broker.init()
+    else:
+        # A deployment's topic and subscriptions are its own: `init` would set their delivery
+        # settings to this shell's (BA_MAX_DELIVERY_ATTEMPTS, ...).
+        broker.ping()
     sink: Sink = (
         BrokerSink(broker)
         if options.via == "broker"

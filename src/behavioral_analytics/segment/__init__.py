@@ -29,8 +29,6 @@ from behavioral_analytics.segment.calls import (
     CLIENT_LIBRARIES,
     SEGMENT_CALLS,
     SHORT_PATHS,
-    Outcome,
-    Prepared,
     Receipt,
     corrected_time,
     dead_letter_fingerprint,
@@ -38,7 +36,6 @@ from behavioral_analytics.segment.calls import (
     epoch_seconds,
     event_properties,
     from_segment,
-    prepare,
     replace_lone_surrogates,
     view_properties,
     with_ip,
@@ -51,11 +48,22 @@ from behavioral_analytics.segment.fast import (
     decode_call,
     prepare_calls,
 )
+from behavioral_analytics.segment.prepared import (
+    KEPT_AS,
+    KEPT_EVENT,
+    TIME_WINDOW_REASONS,
+    Outcome,
+    Prepared,
+    prepare,
+)
 
 __all__ = [
     "CLIENT_LIBRARIES",
+    "KEPT_AS",
+    "KEPT_EVENT",
     "SEGMENT_CALLS",
     "SHORT_PATHS",
+    "TIME_WINDOW_REASONS",
     "Outcome",
     "Prepared",
     "Receipt",

@@ -1,36 +1,26 @@
-"""Segment calls as any decoded JSON → canonical events (`from_segment` + `prepare`), with
-every rejection named; the time, address and dead-letter rules they share with the fast path.
-The rules and their sources are in the package docstring."""
+"""Segment calls as any decoded JSON → canonical event payloads (`from_segment`, validated by
+`prepared.prepare`), with every rejection named; the time, address and dead-letter rules they
+share with the fast path. The rules and their sources are in the package docstring."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from behavioral_analytics.dimensions import DERIVED, Derive
 from behavioral_analytics.events import (
-    DEFAULT_LIMITS,
     MESSAGE_ID,
     MISSING_WHO,
     NAMED_CALLS,
-    Event,
     Invalid,
-    Limits,
     Rejection,
     parse_timestamp,
     sent_id,
-    validate_event,
 )
-from behavioral_analytics.json_shape import json_type
-from behavioral_analytics.privacy import scrub
+from behavioral_analytics.json_shape import dumps, json_type
 from behavioral_analytics.rfc3339 import rfc3339_moment
 
 SEGMENT_CALLS = ("track", "page", "screen", "identify", "alias", "group")
@@ -403,9 +393,9 @@ def encode_original(original: Any) -> bytes:
     text then escapes it (`\\ud83c`), as the client sent it."""
     original = without_write_key(original)
     try:
-        return json.dumps(original, ensure_ascii=False, separators=(",", ":")).encode()
+        return dumps(original, ensure_ascii=False).encode()
     except UnicodeEncodeError:
-        return json.dumps(original, ensure_ascii=True, separators=(",", ":")).encode()
+        return dumps(original, ensure_ascii=True).encode()
 
 
 def dead_letter_fingerprint(original: Any, reason: str) -> str:
@@ -414,165 +404,9 @@ def dead_letter_fingerprint(original: Any, reason: str) -> str:
     the reason. 32 hex characters."""
     if type(original) is dict:
         original = {k: v for k, v in original.items() if k not in _RETRY_FIELDS}
-    text = json.dumps(original, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+    text = dumps(original, ensure_ascii=True, sort_keys=True)
     digest = hashlib.blake2b(f"{reason}\x1f{text}".encode(), digest_size=16)
     return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation of normalized payloads
-
-
-@dataclass(slots=True)
-class Prepared:
-    """The outcome of a request's events: what to publish, and what was rejected and why."""
-
-    accepted: list[tuple[int, Event, bytes]] = field(default_factory=list)
-    rejected: list[tuple[int, Rejection, Any]] = field(default_factory=list)
-
-    def accepted_by_type(self) -> Counter[str]:
-        return Counter(event.event_type for _, event, _ in self.accepted)
-
-    def rejected_by_reason(self) -> Counter[str]:
-        return Counter(rejection.reason for _, rejection, _ in self.rejected)
-
-    def body(self) -> dict[str, Any]:
-        return Outcome.of(self).body()
-
-
-@dataclass(slots=True)
-class Outcome:
-    """A request's events as the collector publishes and answers them, in request order: the
-    accepted events' ids, types, canonical JSON and ordering keys (the actor, when ordering is
-    on; else None), and the rejected events with their position, reason and original value."""
-
-    ids: list[str] = field(default_factory=list)
-    types: list[str] = field(default_factory=list)
-    data: list[bytes] = field(default_factory=list)
-    ordering_keys: list[str | None] = field(default_factory=list)
-    rejected: list[tuple[int, Rejection, Any]] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, prepared: Prepared, *, ordering: bool = False) -> Outcome:
-        accepted = prepared.accepted
-        return cls(
-            [event.event_id for _, event, _ in accepted],
-            [event.event_type for _, event, _ in accepted],
-            [data for _, _, data in accepted],
-            [event.who if ordering else None for _, event, _ in accepted],
-            prepared.rejected,
-        )
-
-    def rejected_by_reason(self) -> Counter[str]:
-        return Counter(rejection.reason for _, rejection, _ in self.rejected)
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "accepted": self.ids,
-            "rejected": [
-                {
-                    "index": index,
-                    "event_id": rejection.event_id,
-                    "reason": rejection.reason,
-                    "detail": rejection.detail,
-                }
-                for index, rejection, _ in self.rejected
-            ],
-        }
-
-
-def prepare(
-    items: list[tuple[Any, dict[str, Any] | Rejection | Any]],
-    *,
-    received_at: float,
-    new_id: Callable[[], str] = lambda: os.urandom(16).hex(),
-    limits: Limits = DEFAULT_LIMITS,
-    truncate_ips: bool = False,
-    repair_surrogates: bool = False,
-    derive: Derive | None = None,
-) -> Prepared:
-    """(original, canonical payload or rejection) pairs → events with ids, received_at and the
-    exact JSON the worker will parse, validated as the worker validates them.
-
-    `derive` sets each event's `$derived` before its IP is truncated (`derive_into`); when the
-    event is then too large only because of it, it is published without (the worker derives).
-
-    With `repair_surrogates` (the body held lone surrogates), each event's properties have them
-    replaced by U+FFFD; an id or event type holding one is rejected (`invalid_characters:…`):
-    replacing it would merge distinct ids.
-
-    A rejection carries the client's id when it sent one (`sent_id`); the detail of a
-    `SegmentPayload`'s names the fields as the call spells them (`segment_spelling`)."""
-    prepared = Prepared()
-    accepted = prepared.accepted
-    rejected = prepared.rejected
-    max_bytes = limits.max_message_bytes
-    encode = canonical_encoder.encode
-    for index, (original, payload) in enumerate(items):
-        if isinstance(payload, Rejection):
-            rejected.append((index, payload, original))
-            continue
-        client_id = None
-        call = None
-        call_type = None
-        if isinstance(payload, dict):
-            client_id = payload.get("event_id")
-            if client_id == "":
-                client_id = None
-            call = payload.get("call")
-            if type(payload) is SegmentPayload:
-                call_type = payload.call_type
-                payload = dict(payload)  # a plain dict takes validation's fast path
-            elif payload is original:  # never change the client's object: it may be dead-lettered
-                payload = dict(payload)
-            # The time of receipt is ours, never the client's: without the key, validation
-            # uses `received_at` (and the event takes validate_event's fast path).
-            if "received_at" in payload:
-                del payload["received_at"]
-            if client_id is None:
-                payload["event_id"] = new_id()
-            timestamp = payload.get("timestamp")
-            if type(timestamp) is str:
-                payload["timestamp"] = epoch_seconds(timestamp)
-            if repair_surrogates and payload.get("properties") is not None:
-                payload["properties"] = replace_lone_surrogates(payload["properties"])
-        result = validate_event(payload, message_id="", received_at=received_at, limits=limits)
-        if isinstance(result, Rejection):
-            if client_id is None and result.event_id is not None:
-                result = Rejection(result.reason, result.detail)  # an id we made up: not theirs
-            if call_type is not None:
-                result = segment_spelling(result, call_type, original)
-            rejected.append((index, result, original))
-            continue
-        derived = derive is not None and derive_into(
-            result.properties, derive, limits.max_properties
-        )
-        if truncate_ips:
-            scrub(result.properties, truncate_ips=True)
-        canonical = result.to_dict()
-        if call in NAMED_CALLS:
-            canonical["call"] = call
-        data = encode(canonical)
-        if len(data) > max_bytes and derived:
-            del result.properties[DERIVED]
-            data = encode(canonical)
-        if len(data) > max_bytes:
-            detail = f"{len(data)} bytes as a canonical event > {max_bytes}"
-            event_id = result.event_id if client_id is not None else None
-            rejected.append((index, Rejection("too_large", detail, event_id), original))
-            continue
-        accepted.append((index, result, data))
-    return prepared
-
-
-def derive_into(properties: dict[str, Any], derive: Derive, max_properties: int) -> bool:
-    """Apply `derive` to an event's properties (it replaces any `$derived` the client sent),
-    unless the new key would take them past `max_properties`: the worker, which validates
-    before it derives, then sets it. Whether `$derived` was set."""
-    if DERIVED not in properties and len(properties) >= max_properties:
-        return False
-    derive(properties)
-    return True
 
 
 def epoch_seconds(timestamp: str) -> str | float:

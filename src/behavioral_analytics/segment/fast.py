@@ -1,5 +1,5 @@
 """The fast path: calls decoded into `SegmentCall` structs → canonical JSON in one pass, no
-intermediate dicts or `Event`s; the same event ids and bytes as `calls.prepare`. It gives up
+intermediate dicts or `Event`s; the same event ids and bytes as `prepared.prepare`. It gives up
 (None) as soon as a call is not obviously valid, and the slow path then names the reason."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from behavioral_analytics.actors import actor
+from behavioral_analytics.actors import ANONYMOUS_PREFIX, actor
 from behavioral_analytics.dimensions import Derive
 from behavioral_analytics.events import (
     DEFAULT_LIMITS,
@@ -23,18 +23,17 @@ from behavioral_analytics.events import (
 from behavioral_analytics.privacy import scrub
 from behavioral_analytics.segment.calls import (
     MAX_EPOCH_SECONDS,
-    Outcome,
     Receipt,
     canonical_encoder,
     corrected_seconds,
     corrected_time,
-    derive_into,
     epoch_seconds,
     event_properties,
     sent_seconds,
     view_properties,
     with_ip,
 )
+from behavioral_analytics.segment.prepared import Outcome, derive_into
 
 # ---------------------------------------------------------------------------------------------
 # The fast path: requests whose every event is obviously valid
@@ -239,7 +238,9 @@ def prepare_calls(
         anonymous_id = message.anonymousId
         if anonymous_id == "":
             anonymous_id = None
-        if user_id is not None and not _plain_id(user_id, max_id):
+        if user_id is not None and (
+            not _plain_id(user_id, max_id) or user_id.startswith(ANONYMOUS_PREFIX)
+        ):
             return None
         if anonymous_id is not None:
             if not _plain_id(anonymous_id, max_id):

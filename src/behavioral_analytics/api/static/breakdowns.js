@@ -100,7 +100,9 @@
     document.dispatchEvent(new CustomEvent("dashboard-range-failed", { detail: reason }));
   }
 
+  // Empties a card whose figures no longer stand; whether the store is empty is unknown then.
   function empty(element) {
+    delete element.dataset.empty;
     for (const child of [...element.children]) {
       if (child.tagName !== "HEADER" && !child.classList.contains("stale-note")) child.remove();
     }
