@@ -100,3 +100,10 @@ def cli(
             f"{args} exited {result.returncode}\n{result.stdout.decode()}\n{result.stderr.decode()}"
         )
     return result
+
+
+def processed(lines: bytes, env: dict[str, str] | None = None) -> None:
+    """`init`, `publish` of the NDJSON `lines`, then a worker until the broker is idle."""
+    cli("init", env=env)
+    cli("publish", env=env, input=lines)
+    cli("worker", "--until-idle", env=env)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
-from tests.conftest import cli
+from tests.conftest import cli, processed
 
 
 def test_sessions_funnel_links_and_forget_from_the_command_line(tmp_path: Path) -> None:
@@ -63,16 +63,13 @@ def test_forget_names_a_linked_anonymous_id_that_has_events_as_a_user_id_too(
     """An alias links an old login as an anonymous id; what it sent as a user id counts for
     that user, whom forgetting the new one does not reach: the command says so."""
     env = {"BA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "300"}
-    cli("init", env=env)
-    cli(
-        "publish",
-        env=env,
-        input=b'{"user_id": "old-login", "event_type": "purchase"}\n'
+    processed(
+        b'{"user_id": "old-login", "event_type": "purchase"}\n'
         b'{"user_id": "new-login", "event_type": "alias", "call": "alias", '
         b'"properties": {"previousId": "old-login"}}\n'
         b'{"user_id": "new-login", "anonymous_id": "a-2", "event_type": "identify"}\n',
+        env,
     )
-    cli("worker", "--until-idle", env=env)
 
     report = json.loads(cli("forget", "new-login", "--yes", "--json", env=env).stdout)
     assert report["user_ids_left"] == ["old-login"]

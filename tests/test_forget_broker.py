@@ -10,7 +10,7 @@ from pathlib import Path
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.stores.sqlite import SQLiteStore
-from tests.conftest import FakeClock, cli
+from tests.conftest import FakeClock, cli, processed
 
 
 def _rows(path: Path) -> list[bytes]:
@@ -53,14 +53,11 @@ def test_forget_messages_finds_every_spelling_waiting_and_dead_lettered(
 
 def test_forget_command_deletes_a_waiting_message_with_a_numeric_user_id(tmp_path: Path) -> None:
     env = {"BA_DATA_DIR": str(tmp_path / "data")}
-    cli("init", env=env)
-    cli(
-        "publish",
-        env=env,
-        input=b'{"event_id": "i1", "user_id": "12345", "anonymous_id": "dev-A", '
+    processed(
+        b'{"event_id": "i1", "user_id": "12345", "anonymous_id": "dev-A", '
         b'"event_type": "identify"}\n',
+        env,
     )
-    cli("worker", "--until-idle", env=env)
     waiting = (
         b'{"event_id": "p1", "user_id": 12345, "event_type": "page_view"}\n'
         b'{"event_id": "p2", "anonymous_id": "dev-A", "event_type": "page_view"}\n'
@@ -121,16 +118,13 @@ def test_forget_command_forgets_a_visitor_by_anonymous_id(tmp_path: Path) -> Non
     a message of a user named like the visitor's id stays; a visitor linked to a user is
     refused with the user to forget instead (exit 2), and nothing is deleted."""
     env = {"BA_DATA_DIR": str(tmp_path / "data")}
-    cli("init", env=env)
-    cli(
-        "publish",
-        env=env,
-        input=b'{"event_id": "v1", "anonymous_id": "dev-V", "event_type": "page_view"}\n'
+    processed(
+        b'{"event_id": "v1", "anonymous_id": "dev-V", "event_type": "page_view"}\n'
         b'{"event_id": "a1", "anonymous_id": "dev-A", "event_type": "page_view"}\n'
         b'{"event_id": "i1", "user_id": "ann", "anonymous_id": "dev-A", '
         b'"event_type": "identify"}\n',
+        env,
     )
-    cli("worker", "--until-idle", env=env)
     cli(
         "publish",
         env=env,

@@ -349,13 +349,13 @@ def _run(settings: Settings, options: LoadTestOptions) -> LoadTestReport:
     from behavioral_analytics.aggregation import Periods
     from behavioral_analytics.wiring import open_configured
 
-    start_workers = options.start_workers
-    if start_workers is None:
-        start_workers = settings.backend == "local" or bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
+    # Not a deployment on Google Cloud: the local broker, or the emulators.
+    local = settings.backend == "local" or bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
+    start_workers = local if options.start_workers is None else options.start_workers
     # The configuration recorded with the data: verify recounts by it, in its time zone.
     settings, store = open_configured(settings)
     broker = build_broker(settings)
-    if settings.backend == "local" or os.environ.get("PUBSUB_EMULATOR_HOST"):
+    if local:
         broker.init()
     else:
         # A deployment's topic and subscriptions are its own: `init` would set their delivery

@@ -139,7 +139,6 @@ def prepare(
     accepted = prepared.accepted
     rejected = prepared.rejected
     max_bytes = limits.max_message_bytes
-    encode = canonical_encoder.encode
     for index, (original, payload) in enumerate(items):
         if isinstance(payload, Rejection):
             rejected.append((index, payload, original))
@@ -180,18 +179,7 @@ def prepare(
                 result = segment_spelling(result, call_type, original)
             rejected.append((index, result, original))
             continue
-        derived = derive is not None and derive_into(
-            result.properties, derive, limits.max_properties
-        )
-        if truncate_ips:
-            scrub(result.properties, truncate_ips=True)
-        canonical = result.to_dict()
-        if call in NAMED_CALLS:
-            canonical["call"] = call
-        data = encode(canonical)
-        if len(data) > max_bytes and derived:
-            del result.properties[DERIVED]
-            data = encode(canonical)
+        data = _published(result, call, limits, truncate_ips, derive)
         if len(data) > max_bytes:
             detail = f"{len(data)} bytes as a canonical event > {max_bytes}"
             event_id = result.event_id if client_id is not None else None
@@ -219,6 +207,16 @@ def _kept_event(
         return None
     # Deriving and truncating change the properties in place: never the client's object.
     event.properties = copy.deepcopy(event.properties)
+    data = _published(event, call, limits, truncate_ips, derive)
+    return data if len(data) <= limits.max_message_bytes else None
+
+
+def _published(
+    event: Event, call: Any, limits: Limits, truncate_ips: bool, derive: Derive | None
+) -> bytes:
+    """The canonical JSON the worker will parse of a valid `event` sent as `call`: its
+    `$derived` set before its IPs are truncated (`derive_into`), and dropped again where it
+    alone makes the event too large (the worker derives then). Changes `event.properties`."""
     derived = derive is not None and derive_into(event.properties, derive, limits.max_properties)
     if truncate_ips:
         scrub(event.properties, truncate_ips=True)
@@ -229,7 +227,7 @@ def _kept_event(
     if len(data) > limits.max_message_bytes and derived:
         del event.properties[DERIVED]
         data = canonical_encoder.encode(canonical)
-    return data if len(data) <= limits.max_message_bytes else None
+    return data
 
 
 def derive_into(properties: dict[str, Any], derive: Derive, max_properties: int) -> bool:
