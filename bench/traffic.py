@@ -83,7 +83,8 @@ def describe(config: GeneratorConfig) -> str:
         f"timeout), funnel continuing at "
         + "/".join(f"{rate:.0%}" for rate in config.funnel_rates)
         + f", crawlers {config.bot_rate:.0%}, late: {tiers or 'none'}; "
-        f"{IDENTIFY_SHARE:.0%} of people anonymous until an identify in their first session"
+        f"{IDENTIFY_SHARE:.0%} of people anonymous until an identify in their first session; "
+        "one public IPv4 address per person (`ip`)"
     )
 
 
@@ -157,7 +158,7 @@ def _identify(before: dict[str, object]) -> dict[str, object]:
         "session_id": before["session_id"],
         "properties": {
             key: properties[key]
-            for key in ("page_url", "referrer", "device_type", "user_agent")
+            for key in ("page_url", "referrer", "device_type", "user_agent", "ip")
             if key in properties
         },
     }

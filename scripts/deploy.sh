@@ -63,6 +63,25 @@ case "$MAX_DELIVERY_ATTEMPTS" in '' | *[!0-9]*) die "MAX_DELIVERY_ATTEMPTS must 
 { [ "$MAX_DELIVERY_ATTEMPTS" -ge 5 ] && [ "$MAX_DELIVERY_ATTEMPTS" -le 100 ]; } || die "MAX_DELIVERY_ATTEMPTS must be between 5 and 100 (Pub/Sub's range)"
 case "$RAW_RETENTION_DAYS" in '' | *[!0-9]*) die "RAW_RETENTION_DAYS must be a whole number of days" ;; esac
 case "$MESSAGE_ORDERING" in true | false) ;; *) die "MESSAGE_ORDERING must be true or false" ;; esac
+# The memory each CPU count takes on a Cloud Run worker pool, in MiB (the Terraform module's
+# instance-limits/main.tf, https://cloud.google.com/run/docs/configuring/workerpools/cpu).
+case "$CPU_LIMIT" in
+  1) memory_range=(512 4096) ;;
+  2) memory_range=(512 8192) ;;
+  4) memory_range=(2048 16384) ;;
+  6) memory_range=(4096 24576) ;;
+  8) memory_range=(4096 32768) ;;
+  *) die "CPU_LIMIT must be 1, 2, 4, 6 or 8 (the CPU counts Cloud Run worker pools take)" ;;
+esac
+case "$MEMORY_LIMIT" in
+  [1-9]*Mi | [1-9]*Gi) memory_number=${MEMORY_LIMIT%?i} ;;
+  *) memory_number=x ;;
+esac
+case "$memory_number" in *[!0-9]*) die "MEMORY_LIMIT must be a whole number of Mi or Gi, such as 512Mi or 2Gi" ;; esac
+memory_mib=$memory_number
+[ "${MEMORY_LIMIT%Gi}" = "$MEMORY_LIMIT" ] || memory_mib=$((memory_number * 1024))
+{ [ "$memory_mib" -ge "${memory_range[0]}" ] && [ "$memory_mib" -le "${memory_range[1]}" ]; } ||
+  die "CPU_LIMIT=$CPU_LIMIT with MEMORY_LIMIT=$MEMORY_LIMIT: Cloud Run worker pools take 512Mi to 4Gi with 1 CPU, 512Mi to 8Gi with 2, 2Gi to 16Gi with 4, 4Gi to 24Gi with 6 and 4Gi to 32Gi with 8; raise MEMORY_LIMIT with CPU_LIMIT, or lower CPU_LIMIT"
 IFS=, read -ra origins <<<"$CORS_ORIGINS"
 for origin in "${origins[@]}"; do
   case "$origin" in

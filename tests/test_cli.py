@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from behavioral_analytics.api.cursors import unbind as api_unbind
 from behavioral_analytics.settings import ConfigError, load_settings
 from tests.conftest import cli
 
@@ -107,6 +108,14 @@ def test_publish_worker_query_verify_loop(tmp_path: Path) -> None:
     assert len(rest["items"]) == 5 and rest["next_cursor"] is None
     stamps = [e["timestamp"] for e in page["items"] + rest["items"]]
     assert stamps == sorted(stamps, reverse=True)
+    # The API's listing of bob's timeline takes the CLI's cursor (`listing_cursors`).
+    assert api_unbind(page["next_cursor"], ("timeline", "bob"))
+    # A cursor continues only its listing: bob's timeline cursor pages nobody else's events.
+    for other in (("query", "timeline", "team/alice"), ("query", "events", "--type", "x")):
+        refused = cli(*other, "--cursor", page["next_cursor"], check=False, env={"COLUMNS": "300"})
+        said = refused.stderr.decode().strip()
+        assert refused.returncode == 2 and "continues another listing" in said, said
+        assert len(said.splitlines()) == 1 and refused.stdout == b""
 
     events = json.loads(cli("query", "events", "--type", "checkout.step_2", "--json").stdout)
     assert len(events["items"]) == 10

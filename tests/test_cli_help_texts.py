@@ -155,3 +155,23 @@ def test_a_blank_anonymous_id_is_named_as_one() -> None:
     assert result.stderr.decode().strip() == (
         "error: anonymous id ' ': expected an anonymous id that is not empty or blank"
     )
+
+
+def test_filter_says_where_each_command_answers_it() -> None:
+    """Series and sessions answer a filter on a kept dimension from the aggregates; funnels,
+    breakdowns and retention read the raw events whatever it names (docs/cli.md)."""
+    filters = {}
+    for path, command in COMMANDS:
+        for param in command.get_params(command.context_class(command)):
+            if "--filter" in param.opts:
+                filters[" ".join(path)] = param.help or ""
+    assert set(filters) == {
+        "query series",
+        "query sessions",
+        "query funnel",
+        "query breakdown",
+        "query retention",
+    }
+    for name, said in filters.items():
+        from_aggregates = name in ("query series", "query sessions")
+        assert ("read from the aggregates" in said) is from_aggregates, name

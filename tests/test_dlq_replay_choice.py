@@ -391,11 +391,8 @@ def test_replay_id_of_an_empty_message_says_it_is_one(tmp_path: Path) -> None:
     )
 
 
-def test_a_call_refused_for_its_age_is_counted_once_the_bound_takes_it(tmp_path: Path) -> None:
-    """A phone that was offline sends a week-old call: the collector answers 200 and refuses it
-    (`timestamp_too_old`), so Segment's library never sends it again. Its dead letter held the
-    call as sent, which the worker cannot take: raising `BA_MAX_EVENT_AGE_DAYS` recovered
-    nothing, and `verify` counted it nowhere. It keeps the event now."""
+def _offline_call() -> None:
+    """A call dated 8 days ago through the collector (`init` first): refused for its age."""
     from fastapi.testclient import TestClient
 
     from behavioral_analytics.api.app import create_app
@@ -415,6 +412,14 @@ def test_a_call_refused_for_its_age_is_counted_once_the_bound_takes_it(tmp_path:
     finally:
         broker.close()
         store.close()
+
+
+def test_a_call_refused_for_its_age_is_counted_once_the_bound_takes_it(tmp_path: Path) -> None:
+    """A phone that was offline sends a week-old call: the collector answers 200 and refuses it
+    (`timestamp_too_old`), so Segment's library never sends it again. Its dead letter held the
+    call as sent, which the worker cannot take: raising `BA_MAX_EVENT_AGE_DAYS` recovered
+    nothing, and `verify` counted it nowhere. It keeps the event now."""
+    _offline_call()
     (letter,) = json.loads(cli("dlq", "list", "--json").stdout)["items"]
     assert letter["source"] == "collector" and letter["attributes"] == {"kept_as": "event"}
     report = json.loads(cli("verify", "--json", check=False).stdout)
@@ -429,3 +434,22 @@ def test_a_call_refused_for_its_age_is_counted_once_the_bound_takes_it(tmp_path:
     assert profile["total_events"] == 1
     report = json.loads(cli("verify", "--json", env=wider).stdout)
     assert report["ok"] and report["unreplayable_dead_letters"] == {}
+
+
+def test_a_kept_collector_letter_replayed_again_warns_that_a_refusal_is_a_new_letter() -> None:
+    _offline_call()
+    (letter,) = json.loads(cli("dlq", "list", "--json").stdout)["items"]
+    assert "replayed already" not in " ".join(_err(cli("dlq", "replay", "--id", letter["id"])))
+    cli("worker", "--until-idle")  # the bound still refuses it: a dead letter of the worker's
+    again = _err(cli("dlq", "replay", "--id", letter["id"], env=WIDE))
+    assert again[0].startswith(f"warning: dead letter {letter['id']} was replayed already (")
+    assert again[0].endswith(
+        "an event counted then is a duplicate now, and a refusal is a new dead letter, from "
+        "source worker; replaying it as asked"
+    )
+    listed = json.loads(cli("dlq", "list", "--json").stdout)["items"]
+    # The collector's letter stays replayed; the worker's refusal is a letter of its own.
+    assert sorted((d["source"], d["replayed_at"] is None) for d in listed) == [
+        ("collector", False),
+        ("worker", True),
+    ]

@@ -3,10 +3,14 @@ dots (docs/behavior.md, "Privacy")."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from random import Random
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from behavioral_analytics.privacy import (
     hash_value,
@@ -46,6 +50,22 @@ def test_every_form_of_an_address_is_truncated_and_truncating_twice_changes_noth
 ) -> None:
     assert truncate_ip(raw) == kept
     assert truncate_ip(kept) == kept
+
+
+@given(
+    st.one_of(
+        st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+        st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
+    )
+)
+def test_truncation_is_the_network_address_of_the_standard_library(text: str) -> None:
+    address = ipaddress.ip_address(text)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    expected = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    assert truncate_ip(text) == expected
+    assert truncate_ip(f"{text}, {text}") == f"{expected}, {expected}"
 
 
 @pytest.mark.parametrize(
@@ -88,6 +108,47 @@ def test_null_stays_and_flattened_ip_keys_are_ip_fields_too() -> None:
     assert scrub(properties, truncate_ips=True)
     assert properties == {"ip_address": None, "context.ip": "198.51.100.0"}
     assert not scrub(properties, truncate_ips=True)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ipAddress", "IP", "$ip", "IpAddress", "ip-address", "client_ip", "user_ipaddress"],
+)
+def test_an_ip_field_is_one_whatever_its_spelling(name: str) -> None:
+    properties: dict[str, Any] = {
+        name: "203.0.113.77",
+        "context": {name: "2001:db8:1:2::1"},
+        f"context.{name}": "198.51.100.23",
+    }
+    assert scrub(properties, truncate_ips=True)
+    assert properties == {
+        name: "203.0.113.0",
+        "context": {name: "2001:db8:1::"},
+        f"context.{name}": "198.51.100.0",
+    }
+
+
+def test_a_key_plain_inside_a_context_is_still_judged_at_the_top() -> None:
+    """`context.ip` inside a context names no IP field, at the top of the properties it does:
+    the keys remembered as plain in one place must not pass it over in the other."""
+    first: dict[str, Any] = {"context": {"context.ip": "x", "client.ip": "y"}}
+    scrub(first, truncate_ips=True)
+    second: dict[str, Any] = {"context.ip": "203.0.113.77"}
+    assert scrub(second, truncate_ips=True)
+    assert second == {"context.ip": "203.0.113.0"}
+
+
+def test_a_name_that_merely_holds_ip_is_not_an_ip_field() -> None:
+    properties: dict[str, Any] = {
+        "zip": "10115",
+        "tip": "203.0.113.77",
+        "ip_country": "DE",
+        "shipping": {"ip": "203.0.113.77"},
+        "context": {"ipo": "x"},
+    }
+    before = json.loads(json.dumps(properties))
+    assert not scrub(properties, truncate_ips=True)
+    assert properties == before
 
 
 def test_a_hashed_path_matches_every_key_path_that_joins_to_it() -> None:

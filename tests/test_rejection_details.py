@@ -280,14 +280,19 @@ def test_a_segment_call_published_to_the_topic_is_told_where_it_belongs() -> Non
             "extra: NaN is no JSON number (RFC 8259, section 6)",
             None,
         ),
-        (  # past the interpreter's 4,300 digits: shown cut, one line
+        (  # past the interpreter's 4,300 digits: the collector's reason and detail
             b'{"event_id": "e-2", "user_id": "u", "event_type": "t", "properties": {"n": '
             + b"9" * 4301
             + b"}}",
             "invalid_number",
-            "properties.n: 999999999999999999999999… (4,301 characters) is an integer outside "
-            "64 bits",
+            "properties.n: integer outside 64 bits",
             "e-2",
+        ),
+        (  # an id of such digits is its text, as the collector reads it: too long
+            b'{"user_id": ' + b"9" * 4301 + b', "event_type": "t"}',
+            "too_long:user_id",
+            "user_id: 4301 characters > 256",
+            None,
         ),
         (b"1e999", "not_an_object", "expected a JSON object, got a JSON number", None),
         (
@@ -322,6 +327,7 @@ def test_a_segment_call_published_to_the_topic_is_told_where_it_belongs() -> Non
         "float-overflow-unread",
         "nan-unread",
         "integer-past-4300-digits",
+        "id-past-4300-digits",
         "bare-overflow",
         "lone-surrogate-in-a-key",
         "lone-surrogate-key-of-a-nan",

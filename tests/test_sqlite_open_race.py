@@ -112,7 +112,7 @@ def test_a_broker_file_locked_past_the_wait_is_named_locked_not_damaged(
         holder.execute("ROLLBACK")
         holder.close()
     message = str(caught.value)
-    assert "damaged" not in message
+    assert "is damaged" not in message and message.endswith("the file is not damaged")
     assert message.startswith(f"the broker file {path} stayed locked")
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from crawlerdetect import CrawlerDetect
 
+from behavioral_analytics.call_context import segment_context
+
 __all__ = ["BOT_PROPERTY", "bot_name", "is_bot", "user_agent"]
 
 # Set by the worker on a bot's event: the crawler's name as crawlerdetect matched it.
@@ -25,12 +27,13 @@ def _classify(agent: str) -> str | None:
 
 
 def user_agent(properties: Mapping[str, Any]) -> str | None:
-    """The recipe's `properties.user_agent`, else Segment's `context.userAgent`."""
+    """The recipe's `properties.user_agent`, else Segment's `context.userAgent`
+    (`call_context.segment_context`)."""
     agent = properties.get("user_agent")
     if isinstance(agent, str):
         return agent
-    context = properties.get("context")
-    if isinstance(context, Mapping):
+    context = segment_context(properties)
+    if context is not None:
         agent = context.get("userAgent", context.get("user_agent"))
         if isinstance(agent, str):
             return agent

@@ -46,6 +46,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from behavioral_analytics.call_context import segment_context
 from behavioral_analytics.events import Event
 
 __all__ = [
@@ -243,8 +244,8 @@ def _raw(event: Event) -> tuple[object, ...]:
     """The raw inputs of an event (its properties are decoded JSON: objects are dicts), as sent:
     a non-string is read as None by `_fixed_values`."""
     get = event.properties.get
-    context = get("context")
-    if type(context) is dict:
+    context = segment_context(event.properties)
+    if context is not None:
         page = context.get("page")
         page = page if type(page) is dict else _EMPTY
         campaign = context.get("campaign")

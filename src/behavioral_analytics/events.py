@@ -25,6 +25,7 @@ import msgspec
 from behavioral_analytics.actors import ANONYMOUS_PREFIX, RESERVED_USER_ID, actor
 from behavioral_analytics.json_shape import (
     json_type,
+    lenient_integer,
     nesting_exceeds,
     not_utf8_detail,
     printable,
@@ -256,8 +257,10 @@ def _undecodable(
     lone surrogate in a property, `NaN` in a field no rule reads)."""
     reason, detail, parsed = why_undecodable(data, decoder_said)
     try:
-        plain = json.loads(data) if parsed is not None else None
-    except ValueError:  # an integer past the interpreter's 4,300 digits
+        # As the collector reads a body (`api.bodies.decode_body`): an integer past the
+        # interpreter's 4,300 digits is a `LongInteger`, judged where it stands.
+        plain = json.loads(data, parse_int=lenient_integer) if parsed is not None else None
+    except ValueError:
         plain = None
     if plain is not None:
         judged = validate_event(

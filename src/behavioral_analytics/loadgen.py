@@ -4,10 +4,10 @@ Humans browse in sessions: exponential gaps between events within a session, mor
 inactivity timeout (30 min) between sessions, page popularity following Zipf's law, a funnel
 page_view → search → add_to_cart → purchase with a drop-off at each step, a device and a
 referrer mix, purchases with amounts and currencies. Crawlers (bot user agents) hit pages in
-fast bursts. On top, the generator injects what production traffic carries: duplicates (the
-same message sent again, byte for byte), late events (sent minutes to hours after their
-timestamp) and malformed messages of several kinds, each with the rejection reason the worker
-must record.
+fast bursts. Each actor sends from one public IPv4 address (`ip`: `synthetic_addresses`). On
+top, the generator injects what production traffic carries: duplicates (the same message sent
+again, byte for byte), late events (sent minutes to hours after their timestamp) and
+malformed messages of several kinds, each with the rejection reason the worker must record.
 
 Everything is drawn from one `random.Random(seed)`, and every time is `start` plus a simulated
 offset, so a seed and a start reproduce the same bytes. See docs/loadtest.md.
@@ -26,6 +26,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from behavioral_analytics.synthetic_addresses import client_ip
 
 __all__ = [
     "BOT_USER_AGENTS",
@@ -141,7 +143,9 @@ class GeneratorConfig:
         )
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid generator parameter(s): {', '.join(bad)}")
+            rule = f" (above 0, below session_timeout_s {self.session_timeout_s:g} s)"
+            named = [name + rule * (name == "mean_gap_s") for name in bad]
+            raise ValueError(f"invalid generator parameter(s): {', '.join(named)}")
 
     @property
     def funnel_rates(self) -> tuple[float, ...]:
@@ -398,6 +402,7 @@ class _Simulation:
             "referrer": referrer,
             "device_type": device,
             "user_agent": HUMAN_USER_AGENT,
+            "ip": client_ip(user.user_id),
         }
         if event_type == "search":
             properties["query"] = self.terms.draw(rng)
@@ -458,6 +463,7 @@ class _Simulation:
                     "referrer": "direct",
                     "device_type": "bot",
                     "user_agent": agent,
+                    "ip": client_ip(bot.user_id),
                 },
             }
             bot.queue.append(_Planned(offset, payload, None, bot=True))

@@ -3,7 +3,14 @@
 Field paths. A configured path such as `context.traits.email` names every value whose key
 path, joined with dots, is that text: `{"context": {"traits": {"email": …}}}`, but also a key
 that itself contains dots (`{"context.traits.email": …}`, `{"context": {"traits.email": …}}`).
-Arrays are not entered. The IP fields are found the same way.
+Arrays are not entered. A path under `context.` names the same keys under `$context` too.
+
+IP fields. A key at the top of the properties, in their `context` object (or `$context`, where
+the collector keeps a call's context beside a property of that name: `call_context`), or
+flattened as `context.KEY`, is an IP field when its name, case, `_`, `-` and a leading `$`
+aside, is one of `IP_NAMES`: the recipe's `ip` and `ip_address`, Segment's `context.ip`, and
+the spellings other tools and apps send (`ipAddress`, `IP`, `$ip` as PostHog and Mixpanel do,
+`client_ip`, Snowplow's `user_ipaddress`). A name that merely holds `ip` (`zip`, `tip`) is not.
 
 IP values. A value in an IP field is a comma-separated list (as in `X-Forwarded-For`) of one or
 more addresses, each bare (`203.0.113.77`, `2001:db8::1`), with a port (`203.0.113.77:8443`,
@@ -28,11 +35,13 @@ from typing import Any
 
 import msgspec
 
+from behavioral_analytics.call_context import CONTEXT, MOVED_CONTEXT
 from behavioral_analytics.json_shape import LongInteger, lenient_integer
 
 __all__ = [
-    "IP_FIELDS",
+    "IP_NAMES",
     "hash_value",
+    "is_ip_name",
     "mentions",
     "named_ids",
     "scrub",
@@ -40,8 +49,21 @@ __all__ = [
     "who_first",
 ]
 
-# Where an IP address may sit in a canonical event's properties (recipe, Segment context).
-IP_FIELDS = ("ip", "ip_address", "context.ip")
+# The names of IP fields, case, `_`, `-` and a leading `$` removed (the module's docstring).
+IP_NAMES = frozenset(
+    {
+        "ip",
+        "ipaddress",
+        "clientip",
+        "clientipaddress",
+        "remoteip",
+        "requestip",
+        "userip",
+        "useripaddress",
+    }
+)
+_CONTEXTS = (CONTEXT, MOVED_CONTEXT)  # the call's context, and where the collector moves it
+_IN_CONTEXT = f"{CONTEXT}."
 
 
 def _address(item: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -71,18 +93,41 @@ def truncate_ip(value: object) -> str | None:
     """The value of an IP field truncated: each address of a comma-separated list to its /24
     (IPv4) or /48 (IPv6) network address (as Google Analytics does), ports and zones dropped,
     IPv4-mapped IPv6 as its IPv4 address; None when the value is not such a list (the field is
-    then removed). Forms accepted: see the module's docstring."""
+    then removed). Forms accepted: see the module's docstring.
+
+    Parsing an address takes microseconds (17 for IPv4, 67 for IPv6 by `ipaddress.ip_network`)
+    and every call through the collector carries one, which the worker truncates again: values
+    up to `_CACHED_CHARS` long are remembered (`_CACHED_VALUES` of them, a few MiB at most)."""
     if not isinstance(value, str):
         return None
+    if len(value) <= _CACHED_CHARS:
+        return _truncated_cached(value)
+    return _truncated(value)
+
+
+_CACHED_CHARS = 128  # a list of a few addresses; longer values are computed each time
+_CACHED_VALUES = 16384
+_IPV4_NETWORK = 0xFFFFFF00  # the /24's mask
+_IPV6_HOST_BITS = 128 - 48
+
+
+def _truncated(value: str) -> str | None:
     truncated = []
     for item in value.split(","):
         address = _address(item)
         if address is None:
             return None
-        prefix = 24 if address.version == 4 else 48
-        network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
-        truncated.append(str(network.network_address))
+        if address.version == 4:
+            network: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(
+                int(address) & _IPV4_NETWORK
+            )
+        else:
+            network = ipaddress.IPv6Address(int(address) >> _IPV6_HOST_BITS << _IPV6_HOST_BITS)
+        truncated.append(str(network))
     return ", ".join(truncated)
+
+
+_truncated_cached = lru_cache(maxsize=_CACHED_VALUES)(_truncated)
 
 
 def hash_value(value: Any, salt: bytes) -> str:
@@ -98,9 +143,44 @@ def _prefixes(path: str) -> tuple[str, ...]:
     return tuple(".".join(parts[:end]) for end in range(1, len(parts) + 1))
 
 
-# The keys at the top of the properties that can start an IP field's path: without one of
-# them there is nothing to truncate.
-_IP_FIRST_KEYS = frozenset(key for path in IP_FIELDS for key in _prefixes(path))
+@lru_cache(maxsize=4096)
+def is_ip_name(key: str) -> bool:
+    """Whether `key` names an IP field: one of `IP_NAMES`, case, `_`, `-` and a leading `$`
+    aside (`ipAddress`, `IP`, `$ip`, `client-ip`)."""
+    return key.lower().lstrip("$").replace("_", "").replace("-", "") in IP_NAMES
+
+
+# Keys seen that name no IP field, at the top of the properties and inside a context, so that
+# a set's subset test (in C) passes over most properties at once. Apart, as a key's judgment
+# depends on where it stands (`context.ip` is one at the top only); bounded, as keys are the
+# clients' own.
+_PLAIN_TOP: set[str] = set()
+_PLAIN_IN_CONTEXT: set[str] = set()
+_PLAIN_KEYS_MAX = 4096
+
+
+def _ip_fields(properties: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every (parent, key) of an IP field in `properties` (the module's docstring)."""
+    if not properties.keys() <= _PLAIN_TOP:
+        for key in list(properties):
+            if key in _PLAIN_TOP:
+                continue
+            flat, _, rest = key.partition(".")
+            if is_ip_name(key) or (flat == CONTEXT and is_ip_name(rest)):
+                yield properties, key
+            elif len(_PLAIN_TOP) < _PLAIN_KEYS_MAX:
+                _PLAIN_TOP.add(key)
+    for name in _CONTEXTS:
+        context = properties.get(name)
+        if type(context) is not dict or context.keys() <= _PLAIN_IN_CONTEXT:
+            continue
+        for key in list(context):
+            if key in _PLAIN_IN_CONTEXT:
+                continue
+            if is_ip_name(key):
+                yield context, key
+            elif len(_PLAIN_IN_CONTEXT) < _PLAIN_KEYS_MAX:
+                _PLAIN_IN_CONTEXT.add(key)
 
 
 def _matches(node: dict[str, Any], path: str) -> Iterator[tuple[dict[str, Any], str]]:
@@ -129,21 +209,24 @@ def scrub(
     path: see the module's docstring) in place; whether anything changed. A null value is left
     as it is."""
     changed = False
-    if truncate_ips and not properties.keys().isdisjoint(_IP_FIRST_KEYS):
-        for path in IP_FIELDS:
-            for parent, name in list(_matches(properties, path)):
-                value = parent[name]
-                if value is None:
-                    continue
-                truncated = truncate_ip(value)
-                if truncated is None:
-                    del parent[name]
-                    changed = True
-                elif truncated != value:
-                    parent[name] = truncated
-                    changed = True
+    if truncate_ips:
+        for parent, name in list(_ip_fields(properties)):
+            value = parent[name]
+            if value is None:
+                continue
+            truncated = truncate_ip(value)
+            if truncated is None:
+                del parent[name]
+                changed = True
+            elif truncated != value:
+                parent[name] = truncated
+                changed = True
     for path in dict.fromkeys(hashed_fields):
-        for parent, name in list(_matches(properties, path)):
+        found = list(_matches(properties, path))
+        moved = properties.get(MOVED_CONTEXT)
+        if path.startswith(_IN_CONTEXT) and type(moved) is dict:
+            found += _matches(moved, path[len(_IN_CONTEXT) :])
+        for parent, name in found:
             if parent[name] is not None:
                 parent[name] = hash_value(parent[name], salt)
                 changed = True

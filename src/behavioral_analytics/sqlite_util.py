@@ -66,12 +66,14 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
 _PERM, _BUSY, _READONLY, _IOERR, _FULL, _CANTOPEN = 3, 5, 8, 10, 13, 14
 
 
-def locked(path: Path | None, exc: sqlite3.Error) -> str:
-    """One line for a lock SQLite waited for in vain (`is_busy`): another process holds the
-    file's write lock. `path` None: a file of the local data."""
+def locked(path: Path | None, exc: sqlite3.Error, waited_s: float | None = None) -> str:
+    """One line for a lock SQLite waited for in vain (`is_busy`), `waited_s` seconds when
+    given: another process holds the file's write lock. `path` None: a file of the local
+    data."""
     what = path if path is not None else "a file of the local data"
+    waited = "" if waited_s is None else f" for {waited_s:g} s"
     return (
-        f"{what} stayed locked ({exc}): another process holds its write lock (a worker, "
+        f"{what} stayed locked{waited} ({exc}): another process holds its write lock (a worker, "
         "`backup`, a `sqlite3` shell): let it finish or stop it, and try again; the file is "
         "not damaged"
     )

@@ -67,13 +67,18 @@ def test_batch_context_is_merged_under_the_message_context() -> None:
     assert payload["properties"]["context"] == {"ip": "1", "library": "x"}
 
 
-def test_a_context_property_of_the_client_wins() -> None:
+def test_a_context_property_of_the_client_stays_and_the_calls_context_moves_beside_it() -> None:
     payload = from_segment(
         {"userId": "u", "event": "e", "properties": {"context": "mine"}, "context": {"ip": "1"}},
         "track",
     )
     assert isinstance(payload, dict)
-    assert payload["properties"] == {"context": "mine"}
+    assert payload["properties"] == {"context": "mine", "$context": {"ip": "1"}}
+    both = {"context": "mine", "$context": "also mine"}  # both names taken: the call's is left
+    payload = from_segment(
+        {"userId": "u", "event": "e", "properties": both, "context": {"ip": "1"}}, "track"
+    )
+    assert isinstance(payload, dict) and payload["properties"] == both
 
 
 @pytest.mark.parametrize(

@@ -153,5 +153,5 @@ def test_a_locked_file_is_waited_for_and_never_called_damaged(
     with pytest.raises(StoreError) as caught:
         files.quick_check(_LockedFor(busy=1000), path)  # type: ignore[arg-type]  # a stand-in
     message = str(caught.value)
-    assert "damaged" not in message
+    assert "is damaged" not in message and message.endswith("the file is not damaged")
     assert message.startswith(f"the file {path} stayed locked for 0.3 s (database is locked)")

@@ -45,6 +45,31 @@ def load_hcl(path: Path) -> dict:
         return unquote(hcl2.load(fh))
 
 
+def offline_terraform(directory: Path, what: str):
+    """A function running `terraform ARGS -input=false -no-color` in `directory` offline (no
+    CLI configuration, no checkpoint call), with its completed process returned; skips the
+    test (naming `what` was not run) where terraform is not installed."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip(f"TERRAFORM NOT INSTALLED: {what} was not run")
+    env = dict(
+        os.environ, TF_IN_AUTOMATION="1", TF_CLI_CONFIG_FILE=os.devnull, CHECKPOINT_DISABLE="1"
+    )
+
+    def tf(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [terraform, *args, "-input=false", "-no-color"],
+            cwd=directory,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    return tf
+
+
 def blocks(parsed: dict, kind: str) -> dict:
     """{name: body} for variable/output/module blocks; {(type, name): body} for resources."""
     out = {}

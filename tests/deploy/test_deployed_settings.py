@@ -136,6 +136,11 @@ def test_without_origins_the_api_env_stays_comma_separated(standin) -> None:
     assert env["BA_ORDERING"] == "false"
 
 
+def test_more_cpu_goes_with_the_memory_it_needs(standin) -> None:
+    pool, _ = _deploys(standin, CPU_LIMIT="4", MEMORY_LIMIT="2048Mi")
+    assert _flag(pool, "--cpu") == "4" and _flag(pool, "--memory") == "2048Mi"
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -143,6 +148,13 @@ def test_without_origins_the_api_env_stays_comma_separated(standin) -> None:
         ("CORS_ORIGINS", "https://www.example.com/app"),
         ("CORS_ORIGINS", "https://www.example.com?x=1"),
         ("MESSAGE_ORDERING", "yes"),
+        ("CPU_LIMIT", "4"),  # with the default 1Gi: Cloud Run takes 2Gi to 16Gi with 4 CPUs
+        ("CPU_LIMIT", "3"),
+        ("MEMORY_LIMIT", "9Gi"),  # with the default 1 CPU: at most 4Gi
+        ("MEMORY_LIMIT", "256Mi"),
+        ("MEMORY_LIMIT", "1.5Gi"),
+        ("MEMORY_LIMIT", "010Gi"),
+        ("MEMORY_LIMIT", "2G"),
     ],
 )
 def test_a_wrong_value_stops_the_script_before_anything_runs(standin, name, value) -> None:

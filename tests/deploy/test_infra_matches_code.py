@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -29,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import MODULE, REPO, blocks, load_hcl
+from .conftest import MODULE, REPO, blocks, load_hcl, offline_terraform
 from .iam_permissions import METHOD_PERMISSIONS, ROLE_PERMISSIONS, WRITE_PERMISSIONS
 
 ROOTS = [REPO / "terraform", REPO / "infrastructure-manager"]
@@ -132,9 +131,7 @@ def test_subscription_is_named_through_its_replacement_guard() -> None:
 
 
 def test_replacement_guard_refuses_a_replacement_and_lets_teardown_through(tmp_path) -> None:
-    terraform = shutil.which("terraform")
-    if terraform is None:
-        pytest.skip("TERRAFORM NOT INSTALLED: the replacement guard was not run")
+    tf = offline_terraform(tmp_path, "the replacement guard")
     guard = MODULE / "replacement-guard"
     (tmp_path / "main.tf").write_text(
         f'module "g" {{\n  source = "{guard}"\n  identity = {{ name = var.name }}\n'
@@ -142,21 +139,6 @@ def test_replacement_guard_refuses_a_replacement_and_lets_teardown_through(tmp_p
         'variable "name" {\n  type = string\n}\n'
         'variable "allow" {\n  type = bool\n  default = false\n}\n'
     )
-    env = dict(
-        os.environ, TF_IN_AUTOMATION="1", TF_CLI_CONFIG_FILE=os.devnull, CHECKPOINT_DISABLE="1"
-    )
-
-    def tf(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [terraform, *args, "-input=false", "-no-color"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
     steps = [
         (("init",), 0),
         (("apply", "-auto-approve", "-var=name=a"), 0),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MODULE, REPO, blocks, load_hcl
+from .conftest import MODULE, REPO, blocks, load_hcl, offline_terraform
 
 TF_DIRS = [REPO / "terraform", REPO / "infrastructure-manager", MODULE]
 ALL_TF = sorted(p for d in TF_DIRS for p in d.glob("*.tf"))
@@ -151,11 +151,47 @@ def test_worker_pool(module_resources):
     template = pool["template"][0]
     assert "google_service_account.worker.email" in template["service_account"]
     container = template["containers"][0]
-    limits = container["resources"][0]["limits"]
-    assert "var.cpu_limit" in str(limits) and "var.memory_limit" in str(limits)
+    assert strip_expr(container["resources"][0]["limits"]) == "module.worker_limits.limits"
+    checked = blocks(load_hcl(MODULE / "worker.tf"), "module")["worker_limits"]
+    assert strip_expr(checked["cpu"]) == "var.cpu_limit"
+    assert strip_expr(checked["memory"]) == "var.memory_limit"
     assert "local.worker_env" in str(container["dynamic"])
     sa = module_resources[("google_service_account", "worker")]
     assert sa["account_id"] == "analytics-processor"
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "taken"),
+    [
+        ("1", "1Gi", True),  # the defaults
+        ("1", "512Mi", True),
+        ("1", "4096Mi", True),
+        ("1", "4097Mi", False),
+        ("2", "8Gi", True),
+        ("2", "9Gi", False),
+        ("4", "1Gi", False),  # more CPU with the default memory: Cloud Run refuses it
+        ("4", "2Gi", True),
+        ("6", "3Gi", False),
+        ("6", "24Gi", True),
+        ("8", "4Gi", True),
+        ("8", "33Gi", False),
+        ("1", "256Mi", False),
+        ("3", "4Gi", False),
+    ],
+)
+def test_worker_limits_are_checked_as_a_pair_at_plan_time(tmp_path, cpu, memory, taken):
+    tf = offline_terraform(tmp_path, "the worker's CPU and memory check")
+    (tmp_path / "main.tf").write_text(
+        f'module "limits" {{\n  source = "{MODULE / "instance-limits"}"\n'
+        f'  cpu = "{cpu}"\n  memory = "{memory}"\n}}\n'
+        'output "limits" {\n  value = module.limits.limits\n}\n'
+    )
+    assert tf("init").returncode == 0
+    plan = tf("plan")
+    said = " ".join((plan.stdout + plan.stderr).split())
+    assert plan.returncode == (0 if taken else 1), said
+    if not taken:
+        assert f"cpu_limit = {cpu} with memory_limit = {memory}" in said
 
 
 def test_worker_environment_follows_the_application_contract():

@@ -10,6 +10,14 @@
 #   instance count between min_instances and max_instances. A later
 #   `terraform apply` resets the count to min_instances until CREMA's next poll.
 # ---------------------------------------------------------------------------
+# The pair of limits Cloud Run takes, checked at plan time (instance-limits/main.tf).
+module "worker_limits" {
+  source = "./instance-limits"
+
+  cpu    = var.cpu_limit
+  memory = var.memory_limit
+}
+
 resource "google_cloud_run_v2_worker_pool" "worker" {
   project             = var.project_id
   name                = var.worker_pool_name
@@ -31,10 +39,7 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
       image = local.image
 
       resources {
-        limits = {
-          cpu    = var.cpu_limit
-          memory = var.memory_limit
-        }
+        limits = module.worker_limits.limits
       }
 
       dynamic "env" {

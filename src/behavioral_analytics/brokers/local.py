@@ -31,6 +31,7 @@ from behavioral_analytics.sqlite_util import (
     access_problem,
     erase_log_copies,
     is_busy,
+    locked,
     table_names,
     transaction,
 )
@@ -144,10 +145,7 @@ class LocalBroker(Broker):
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 raise self._unusable(exc) from None
-            raise BrokerError(
-                f"the broker file {self.path} stayed locked ({exc}): another process holds "
-                "it; stop it, or try again"
-            ) from None
+            raise BrokerError(f"the broker file {locked(self.path, exc)}") from None
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from None
 

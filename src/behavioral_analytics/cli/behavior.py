@@ -16,6 +16,7 @@ from behavioral_analytics.cli.compare import CompareOption, Window, ranged, wind
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.cli.filters import (
     FilterOption,
+    RawFilterOption,
     ToOption,
     bounds,
     filters_of,
@@ -142,7 +143,7 @@ def query_funnel(
     start: str | None = FromOption,
     end: str | None = ToOption,
     compare: bool = CompareOption,
-    where: list[str] | None = FilterOption,
+    where: list[str] | None = RawFilterOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Users entering a funnel per day, how many reached each step, and the conversion. With

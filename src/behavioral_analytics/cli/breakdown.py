@@ -15,7 +15,7 @@ from behavioral_analytics.breakdown_report import no_breakdown, summarize
 from behavioral_analytics.cli.compare import CompareOption, Window, ranged, windows
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.filters import (
-    FilterOption,
+    RawFilterOption,
     ToOption,
     bounds,
     filters_of,
@@ -51,7 +51,7 @@ def query_breakdown(
     end: str | None = ToOption,
     compare: bool = CompareOption,
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Values shown."),
-    where: list[str] | None = FilterOption,
+    where: list[str] | None = RawFilterOption,
     as_json: bool = JsonOption,
 ) -> None:
     """A dimension's values over a range: events, share, and (for one day) unique users. With

@@ -32,6 +32,7 @@ from behavioral_analytics.cli.shared import (
     require_data,
 )
 from behavioral_analytics.dimensions import SESSION_DIMENSIONS
+from behavioral_analytics.settings import Settings
 from behavioral_analytics.stored_config import (
     StoredConfig,
     plan_apply,
@@ -111,6 +112,52 @@ def show(as_json: bool = JsonOption) -> None:
         console.print(Text.assemble(("refused:", "yellow"), f" {refusal(difference)}"))
 
 
+def _record_first(settings: Settings, yes: bool, as_json: bool) -> None:
+    """`config apply` on a store with nothing recorded (written before configurations were, or
+    never committed to): record this environment's values, as a worker's start does, with the
+    breakdowns counted from the retained raw events."""
+    telling = console if not as_json else None if yes else err_console
+    if telling is not None:
+        telling.print(
+            "will record this environment's values (the store has none recorded) and count "
+            "its breakdowns from the raw events",
+            highlight=False,
+        )
+    if not yes:
+        confirm_or_stop("Record these values?")
+    progress = progress_lines("config apply")
+    with user_errors():
+        store = build_store_with(settings, settings.stored_config())
+        try:
+            progress("recording the configuration, counting breakdowns from the raw events", True)
+            store.record_config()
+            recorded = store.recorded_config()
+            dimensions = list(recorded.breakdown_dimensions if recorded is not None else ())
+        finally:
+            store.close()
+    if as_json:
+        print_json(
+            {
+                "changes": ["configuration recorded (none was)"],
+                "applied": True,
+                "rebuilt": False,
+                "recomputed": 0,
+                "links_changed": 0,
+                "copies_dropped": 0,
+                "breakdowns_recounted": dimensions,
+                "older_recounted": 0,
+                "older_kept": 0,
+            }
+        )
+        return
+    counted = f"; breakdowns counted from the raw events: {', '.join(dimensions)}" * bool(
+        dimensions
+    )
+    console.print(
+        Text.assemble(("applied", "green"), f": this environment's values recorded{counted}")
+    )
+
+
 @config_app.command("apply")
 def apply(
     yes: bool = typer.Option(False, "--yes", help="Apply without asking."),
@@ -129,8 +176,11 @@ def apply(
         recorded = current.recorded_config()
         current.close()
     wanted = as_recorded_zone(settings.stored_config(), recorded)
+    if recorded is None:
+        _record_first(settings, yes, as_json)
+        return
     target, changes = plan_apply(recorded, wanted, settings.shaping_set())
-    if recorded is None or not changes:
+    if not changes:
         document = {"changes": [], "applied": False, "older_recounted": 0, "older_kept": 0}
         if as_json:
             print_json(document)

@@ -34,6 +34,7 @@ from behavioral_analytics.cli.shared import (
 )
 from behavioral_analytics.cli.tables import TextTable
 from behavioral_analytics.events import Limits
+from behavioral_analytics.listing_cursors import bind, unbind
 from behavioral_analytics.sqlite_util import is_busy, locked
 from behavioral_analytics.store import DeadLetter, Store, StoreError
 from behavioral_analytics.wiring import build_broker
@@ -51,25 +52,23 @@ def dlq_list(
 ) -> None:
     """Dead letters, newest first: rejected events and messages the broker gave up on."""
     config = load_config()
+    scope = ("dead_letters",)  # the API's listing: a cursor continues in either
     with user_errors(), cursor_errors(cursor):
         store = open_store(config)
-        page = store.dead_letters(limit, cursor)
+        page = store.dead_letters(limit, unbind(cursor, scope))
         total = store.count_dead_letters()
+    next_cursor = bind(page.next_cursor, scope)
     if as_json:
         print_json(
-            {
-                "total": total,
-                "items": [d.to_dict() for d in page.items],
-                "next_cursor": page.next_cursor,
-            }
+            {"total": total, "items": [d.to_dict() for d in page.items], "next_cursor": next_cursor}
         )
         return
     if console.width >= _TABLE_MIN_COLUMNS:
         console.print(_table(page.items, total))
     else:  # a table this narrow folds every cell: one block per dead letter instead
         _print_blocks(page.items, total)
-    if page.next_cursor:
-        console.print(f"more: --cursor {page.next_cursor}")
+    if next_cursor:
+        console.print(f"more: --cursor {next_cursor}")
 
 
 # Below this many columns the table would fold its cells a few characters wide.
@@ -252,12 +251,17 @@ def _named_dead_letters(store: Store, ids: list[str], limits: Limits) -> list[De
             )
             continue
         if found.replayed_at is not None:
+            refused = (
+                "a refusal is a new dead letter, from source worker"
+                if found.source == "collector"
+                else "a refusal reopens the letter"
+            )
             err_console.print(
                 Text.assemble(
                     ("warning:", "yellow"),
                     f" dead letter {found.id} was replayed already "
                     f"({fmt_time(found.replayed_at)}): an event counted then is a duplicate "
-                    "now, and a refusal reopens the letter; replaying it as asked",
+                    f"now, and {refused}; replaying it as asked",
                 ),
                 soft_wrap=True,
             )

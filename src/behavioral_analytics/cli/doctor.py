@@ -19,7 +19,7 @@ from behavioral_analytics.cli.errors import err_console, fail
 from behavioral_analytics.cli.shared import console, data_location, load_config, require_data
 from behavioral_analytics.settings import ConfigError, Settings
 from behavioral_analytics.store import StoreError
-from behavioral_analytics.wiring import build_broker, build_store
+from behavioral_analytics.wiring import build_broker, open_configured
 
 __all__ = ["doctor"]
 
@@ -66,7 +66,9 @@ def _checked(port: object, reach: Callable[[], None]) -> str:
 
 
 def _check_store(config: Settings) -> str:
-    store = build_store(config)
+    # As a reader: a check records nothing (a store written before configurations were
+    # recorded would otherwise take this shell's time zone and funnels as its own).
+    store = open_configured(config, record=False)[1]
     try:
         return _checked(store, store.ping)
     finally:

@@ -28,6 +28,7 @@ from behavioral_analytics.store import Store
 
 __all__ = [
     "FilterOption",
+    "RawFilterOption",
     "ToOption",
     "bounds",
     "filters_of",
@@ -37,13 +38,20 @@ __all__ = [
     "source",
 ]
 
+_FILTER_HELP = "Only what has this breakdown value; repeatable (all must hold)."
 FilterOption = typer.Option(
     None,
     "--filter",
     metavar="DIMENSION:VALUE",
-    help="Only what has this breakdown value; repeatable (all must hold). One on a kept "
-    "dimension is read from the aggregates, anything else from the raw events (bounded by "
-    "BA_RAW_SCAN_MAX_EVENTS).",
+    help=f"{_FILTER_HELP} One on a kept dimension is read from the aggregates, anything else "
+    "from the raw events (bounded by BA_RAW_SCAN_MAX_EVENTS).",
+)
+# Funnels, breakdowns and retention answer a filter from the raw events, whatever it names.
+RawFilterOption = typer.Option(
+    None,
+    "--filter",
+    metavar="DIMENSION:VALUE",
+    help=f"{_FILTER_HELP} Read from the raw events (bounded by BA_RAW_SCAN_MAX_EVENTS).",
 )
 
 

@@ -67,7 +67,12 @@ FunnelOption = typer.Option(
     help="Drop-off at search, add_to_cart and purchase (each of the previous step).",
 )
 PageViewsOption = typer.Option(5.0, "--mean-page-views", min=1, help="Page views per session.")
-GapOption = typer.Option(30.0, "--mean-gap", min=0.1, help="Mean seconds between session events.")
+GapOption = typer.Option(
+    30.0,
+    "--mean-gap",
+    min=0.1,
+    help="Mean seconds between session events, below the 1800 s session timeout.",
+)
 
 
 def _funnel(text: str) -> tuple[float, float, float]:

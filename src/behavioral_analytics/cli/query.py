@@ -41,6 +41,7 @@ from behavioral_analytics.cli.shared import (
 )
 from behavioral_analytics.cli.tables import TextTable, fits, period_table
 from behavioral_analytics.filtered_queries import filtered_series_answer
+from behavioral_analytics.listing_cursors import bind, unbind
 from behavioral_analytics.raw_queries import Filter
 from behavioral_analytics.store import Store
 
@@ -99,9 +100,12 @@ def _shortened(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
-def _print_events(page: Any, title: str, as_json: bool) -> None:
+def _print_events(page: Any, scope: tuple[str, ...], title: str, as_json: bool) -> None:
+    """A page of events as a table, or `--json`, with its next cursor bound to the listing
+    `scope` (`listing_cursors`)."""
+    next_cursor = bind(page.next_cursor, scope)
     if as_json:
-        print_json({"items": [e.to_dict() for e in page.items], "next_cursor": page.next_cursor})
+        print_json({"items": [e.to_dict() for e in page.items], "next_cursor": next_cursor})
         return
     table = TextTable(title=title)
     for column in ("time", "event type", "user", "session", "event id", "properties"):
@@ -117,8 +121,8 @@ def _print_events(page: Any, title: str, as_json: bool) -> None:
             _shortened(json.dumps(event.properties), 80),
         )
     console.print(table)
-    if page.next_cursor:
-        console.print(f"more: --cursor {page.next_cursor}")
+    if next_cursor:
+        console.print(f"more: --cursor {next_cursor}")
 
 
 @query_app.command("timeline")
@@ -131,9 +135,10 @@ def query_timeline(
     """A user's events, newest first."""
     check_user_id(user)
     config = load_config()
+    scope = ("timeline", user)  # the API's listing: a cursor continues in either
     with user_errors(), cursor_errors(cursor):
-        page = open_store(config).timeline(user, limit, cursor)
-    _print_events(page, f"timeline of {user}", as_json)
+        page = open_store(config).timeline(user, limit, unbind(cursor, scope))
+    _print_events(page, scope, f"timeline of {user}", as_json)
 
 
 @query_app.command("events")
@@ -146,9 +151,10 @@ def query_events(
     """Events of one type, newest first."""
     check_event_type(event_type)
     config = load_config()
+    scope = ("events", event_type)
     with user_errors(), cursor_errors(cursor):
-        page = open_store(config).events_by_type(event_type, limit, cursor)
-    _print_events(page, f"{event_type} events", as_json)
+        page = open_store(config).events_by_type(event_type, limit, unbind(cursor, scope))
+    _print_events(page, scope, f"{event_type} events", as_json)
 
 
 # The range of a filtered series without `--from` (the API's defaults; `--from`'s help).

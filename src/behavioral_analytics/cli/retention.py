@@ -13,7 +13,7 @@ import typer
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.cli.errors import fail, user_errors
-from behavioral_analytics.cli.filters import FilterOption, filters_of, print_source, refusals
+from behavioral_analytics.cli.filters import RawFilterOption, filters_of, print_source, refusals
 from behavioral_analytics.cli.shared import (
     JsonOption,
     check_event_type,
@@ -60,7 +60,7 @@ def query_retention(
         f"their first-seen day (1 to {MAX_START_EVENT_CHARS} characters); a type nobody sent "
         "gives no cohorts.",
     ),
-    where: list[str] | None = FilterOption,
+    where: list[str] | None = RawFilterOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Retention: the people first seen (or who first did --start-event) on each day, and

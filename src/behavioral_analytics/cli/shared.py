@@ -23,6 +23,7 @@ from behavioral_analytics.actors import ANONYMOUS_PREFIX
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.cli.errors import err_console, fail, plain_console, user_errors
 from behavioral_analytics.events import DEFAULT_LIMITS
+from behavioral_analytics.listing_cursors import CursorMismatch
 from behavioral_analytics.period_bounds import PeriodError, resolve_range
 from behavioral_analytics.settings import (
     Settings,
@@ -192,9 +193,12 @@ def open_reader(config: Settings, *, beside_broker: bool = False) -> tuple[Setti
 
 @contextmanager
 def cursor_errors(cursor: str | None) -> Iterator[None]:
-    """A cursor the store did not hand out is a usage error: one line naming --cursor, exit 2."""
+    """A cursor not handed out for the listing (`listing_cursors.CursorMismatch`) or that the
+    store cannot read is a usage error: one line naming --cursor, exit 2."""
     try:
         yield
+    except CursorMismatch as exc:
+        fail(f"invalid --cursor {cursor!r}: {exc}", 2)
     except InvalidCursor:
         fail(f"invalid --cursor {cursor!r}: pass a previous page's next_cursor as it is", 2)
 

@@ -16,8 +16,9 @@ Rules taken from Segment's spec (segment.com/docs/connections/spec/):
   or unreadable `sentAt` means no correction, never a rejection. The accepted-time window
   applies to the corrected time; the key of the event uses the client's time as sent
   (`client_timestamp`), because every retry carries a new `sentAt`. The raw times are kept in
-  `properties.client_time`. As in Segment, a retry delayed long after the call shifts toward
-  its receipt (the client's clock is then read over a longer interval).
+  `properties.client_time` (`$client_time` beside a property of that name: `call_context`,
+  which says where the call's context goes too). As in Segment, a retry delayed long after the
+  call shifts toward its receipt (the client's clock is then read over a longer interval).
 - `context.ip`: filled from the connection only for client-side calls (the request had an
   `Origin` header, or `context.library.name` is a browser or mobile library); a server library
   would give the app server's address.

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from behavioral_analytics.call_context import with_call_fields
 from behavioral_analytics.events import (
     MESSAGE_ID,
     MISSING_WHO,
@@ -58,7 +59,6 @@ CLIENT_LIBRARIES = frozenset(
 MAX_EPOCH_SECONDS = 1e11
 # Left out of a dead letter's fingerprint: a retried request changes them, not the call.
 _RETRY_FIELDS = ("sentAt", "_metadata", "writeKey")
-CLIENT_TIME = "client_time"
 
 canonical_encoder = msgspec.json.Encoder()
 
@@ -107,7 +107,8 @@ def from_segment(
     `category`; identify → "identify" with the traits as properties; alias → "alias" with
     `properties.previousId`; group → "group" with `properties.groupId` and `properties.traits`.
     The context (the batch's, overridden key by key by the message's) is kept as
-    `properties.context` unless the properties already have that key. `messageId` becomes the
+    `properties.context`, or `properties["$context"]` when the properties have their own
+    (`call_context`). `messageId` becomes the
     event id; an empty `messageId`, `userId` or `anonymousId` is absent (RudderStack's browser
     library sends `userId: ""` for anonymous visitors). Time: see the module's docstring; without
     `receipt` there is no correction and no address.
@@ -328,17 +329,15 @@ def sent_seconds(value: Any) -> float | None:
 def event_properties(
     properties: Any, context: dict[str, Any] | None, client_times: dict[str, Any] | None
 ) -> Any:
-    """The properties with the context and the client's raw times added (unless they have those
-    keys); anything but an object or null is returned as is, for validation to report."""
+    """The properties with the context and the client's raw times added
+    (`call_context.with_call_fields`: under `$context`, `$client_time` where the properties
+    have their own); anything but an object or null is returned as is, for validation to
+    report."""
     if properties is None:
         properties = {}
     elif type(properties) is not dict:
         return properties
-    if context and "context" not in properties:
-        properties = {**properties, "context": context}
-    if client_times is not None and CLIENT_TIME not in properties:
-        properties = {**properties, CLIENT_TIME: client_times}
-    return properties
+    return with_call_fields(properties, context, client_times)
 
 
 def view_properties(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from behavioral_analytics import sqlite_util
-from behavioral_analytics.sqlite_util import access_problem, is_busy, retrying_busy
+from behavioral_analytics.sqlite_util import access_problem, is_busy, locked, retrying_busy
 from behavioral_analytics.store import StoreError
 
 __all__ = [
@@ -86,10 +86,7 @@ def waiting_out_locks(path: Path, read: Callable[[], T]) -> T:
     except sqlite3.OperationalError as exc:
         if not is_busy(exc):
             raise unusable(path, exc) from None
-        raise StoreError(
-            f"the file {path} stayed locked for {BUSY_WAIT_S:g} s ({exc}): another "
-            "process holds it; stop it, or try again"
-        ) from None
+        raise StoreError(f"the file {locked(path, exc, BUSY_WAIT_S)}") from None
     except sqlite3.DatabaseError as exc:
         raise unusable(path, exc) from None
 
