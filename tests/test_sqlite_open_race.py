@@ -8,6 +8,7 @@ again, 6 of 40 such processes failed, and the broker told its user to move the f
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.sqlite_util import retrying_busy
 from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.stores.sqlite.files import check_before_open
 
 PROCESSES = 4
 ROUNDS = 8
@@ -55,6 +57,38 @@ def test_processes_opening_one_new_data_directory_together_all_succeed(tmp_path:
             proc.join(ROUND_TIMEOUT_S)
     failures = [o for o in outcomes if o != "ok"]
     assert not failures, f"{len(failures)} of {len(outcomes)} opens failed: {failures[:3]}"
+
+
+class _CreatedMeanwhile(type(Path())):  # type: ignore[misc]
+    """A store path (or its marker, made from it) whose `after`-th look at the file system is
+    followed at once by another process finishing the creation of the store there: the
+    moment a worker starting beside another one can be paused at."""
+
+    looks = 0
+    after = 0
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        try:
+            return super().stat(follow_symlinks=follow_symlinks)
+        finally:
+            _CreatedMeanwhile.looks += 1
+            if _CreatedMeanwhile.looks == _CreatedMeanwhile.after:
+                SQLiteStore(Path(str(self).removesuffix(".created"))).close()
+
+
+@pytest.mark.parametrize("after", [1, 2, 3])
+def test_a_store_created_by_another_process_between_two_looks_is_not_called_missing(
+    tmp_path: Path, after: int
+) -> None:
+    """The CI run that found it: 1 of 32 opens said "the store file … is empty (0 bytes), but
+    a store existed there" (the file looked at while another worker had just created it
+    empty, its marker looked at after that worker had finished)."""
+    store = tmp_path / "store.db"
+    store.touch()  # the empty file `sqlite3.connect` of the other process has just made
+    _CreatedMeanwhile.looks, _CreatedMeanwhile.after = 0, after
+    check_before_open(_CreatedMeanwhile(store))
+    assert _CreatedMeanwhile.looks >= after  # the other process did finish meanwhile
+    SQLiteStore(store).close()
 
 
 class _BusyFor:

@@ -116,10 +116,14 @@ def check_before_open(path: Path, *, expect_tables: str = "events") -> bool:
     Raises StoreError (one line) for a missing or empty file where a store existed, a file
     that is not SQLite, a damaged header or size, or a SQLite file whose tables are not a
     store's (none named `expect_tables`)."""
+    marker = marker_path(path)
+    # The marker is looked at first: a process creating the store writes it once the file
+    # has its header, so a file seen empty after the marker is missing content, while a file
+    # seen empty before it may be one another worker is creating at this moment.
+    marked = marker.exists()
     size = path.stat().st_size if path.exists() else None
     if not size:
-        marker = marker_path(path)
-        if marker.exists():
+        if marked:
             state = "missing" if size is None else "empty (0 bytes)"
             raise StoreError(
                 f"the store file {path} is {state}, but a store existed there ({marker}): "
