@@ -45,9 +45,16 @@ def test_verify_finds_breakdown_drift_and_repair_restores_it(tmp_path: Path) -> 
     assert points[0].events == {"/a": 2, "/b": 1} and points[0].other_events == 2
     db = sqlite3.connect(tmp_path / "store.db")
     with db:
-        db.execute("UPDATE breakdown_buckets SET events = events + 5 WHERE value = '/a'")
+        db.execute(
+            "UPDATE breakdown_buckets SET events = json_set(events, ?1, json_extract(events, ?1) "
+            "+ 5) WHERE json_extract(events, ?1) IS NOT NULL",
+            ('$."/a"',),
+        )
         db.execute("DELETE FROM breakdown_markers")
-        db.execute("UPDATE breakdown_buckets SET unique_users = 0 WHERE value = ?", (OTHER,))
+        db.execute(
+            "UPDATE breakdown_buckets SET unique_users = json_remove(unique_users, ?)",
+            (f'$."{OTHER}"',),
+        )
         db.execute("DELETE FROM breakdown_admitted WHERE granularity = 'hour'")
     db.close()
     report = verify(store, store.periods, now=NOW, retention_s=None)

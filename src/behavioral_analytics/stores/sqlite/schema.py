@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from behavioral_analytics.sqlite_util import connect, transaction
+from behavioral_analytics.stores.sqlite.breakdowns import BUCKETS_SCHEMA
+from behavioral_analytics.stores.sqlite.session_counts import SESSION_COUNTS_SCHEMA
 from behavioral_analytics.telemetry import log
 
 __all__ = [
@@ -307,6 +309,24 @@ SELECT p.who, p.total_events, p.first_seen, p.last_activity, p.last_updated,
 FROM profiles AS p
 """
 
+# Breakdown counts, from a row per value to a row per (granularity, period, dimension) holding
+# every value's counts (`breakdowns`, `session_counts`).
+_BY_VALUE = "SELECT 1 FROM pragma_table_info(?) WHERE name = 'value'"
+_TO_SESSION_SETS = """
+INSERT INTO breakdown_sessions
+SELECT granularity, period, dimension, json_group_object(value, sessions)
+FROM breakdown_sessions_by_value WHERE sessions != 0
+GROUP BY granularity, period, dimension
+"""
+_TO_BUCKET_SETS = """
+INSERT INTO breakdown_buckets
+SELECT granularity, period, dimension,
+       coalesce(json_group_object(value, events) FILTER (WHERE events != 0), '{}'),
+       coalesce(json_group_object(value, unique_users) FILTER (WHERE unique_users != 0), '{}')
+FROM breakdown_buckets_by_value
+GROUP BY granularity, period, dimension
+"""
+
 
 def migrate(path: Path) -> None:
     """Bring the tables of the file at `path` (if it exists) from before identity stitching, bot
@@ -316,7 +336,9 @@ def migrate(path: Path) -> None:
     become one `persons` row per person (and the views of those names); the `session_values`
     table's values move into the `sessions` rows' `vals` as they are (the counts they were
     counted into are unchanged: nothing is recounted), its other columns (start, first event's
-    key) are dropped, and the `sessions_by_start` index (no query needs it) is dropped."""
+    key) are dropped, and the `sessions_by_start` index (no query needs it) is dropped; the
+    breakdown counts (events, unique users and sessions per value), a row per value before,
+    become a row per (granularity, period, dimension) with the same counts."""
     if not path.exists():
         return
     said: list[str] = []
@@ -369,6 +391,17 @@ def migrate(path: Path) -> None:
                     db.execute(_TO_SESSION_ROWS)
                     db.execute("DROP TABLE session_values")
         db.execute("DROP INDEX IF EXISTS sessions_by_start")
+        for table, schema, packing in (
+            ("breakdown_buckets", BUCKETS_SCHEMA, _TO_BUCKET_SETS),
+            ("breakdown_sessions", SESSION_COUNTS_SCHEMA, _TO_SESSION_SETS),
+        ):
+            if db.execute(_BY_VALUE, (table,)).fetchone():
+                step("breakdown counts in a row per dimension")
+                with transaction(db):
+                    db.execute(f"ALTER TABLE {table} RENAME TO {table}_by_value")
+                    db.execute(schema)
+                    db.execute(packing)
+                    db.execute(f"DROP TABLE {table}_by_value")
         if db.execute(_PROFILES_TABLE).fetchone():
             step("one row per person")
             with transaction(db):

@@ -6,6 +6,9 @@ one bound value each.
 (a commit's raw events): a plain `executemany` inside a savepoint, whose change count says
 whether every row was created; only when some were not is it undone and redone as a multi-row
 `RETURNING` insert (`insert_returning`), which costs about twice as much per row.
+
+Counts kept as a JSON object per row (value → count: a set's values in one row, written once
+per commit, not a row per value) are added to in SQL (`added_counts`), without reading them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["PAIRS", "RANGES", "insert_created", "insert_returning", "json_list", "ranges_json"]
+__all__ = [
+    "PAIRS",
+    "RANGES",
+    "added_counts",
+    "insert_created",
+    "insert_returning",
+    "json_list",
+    "ranges_json",
+]
 
 _CHUNK_PARAMETERS = 30_000  # below SQLite's limit of 32,766 bound parameters per statement
 
@@ -29,6 +40,18 @@ PAIRS = (
     "WITH pairs(person, client_id) AS (SELECT json_extract(value, '$[0]'), "
     "json_extract(value, '$[1]') FROM json_each(?)) "
 )
+
+
+def added_counts(table: str, column: str) -> str:
+    """The SQL expression, for an upsert's `DO UPDATE SET column = …` on `table`, of the
+    stored JSON object of counts in `column` (value → integer) plus the inserted row's one:
+    counts summed per value, values whose sum is zero left out (`{}` when none is left)."""
+    return (
+        "(SELECT json_group_object(key, n) FROM (SELECT key, sum(value) AS n FROM ("
+        f"SELECT key, value FROM json_each({table}.{column}) "
+        f"UNION ALL SELECT key, value FROM json_each(excluded.{column})) "
+        "GROUP BY key HAVING n != 0))"
+    )
 
 
 def insert_returning(
