@@ -56,7 +56,7 @@ from behavioral_analytics.stores.sqlite.session_counts import (
     snapshot_session_counts,
     store_admitted,
 )
-from behavioral_analytics.stores.sqlite.sql import added_counts
+from behavioral_analytics.stores.sqlite.sql import added_counts, decode_counts
 
 __all__ = [
     "BREAKDOWN_SCHEMA",
@@ -132,7 +132,6 @@ _DAY_SLACK_S = 25 * 3600.0
 SetKey = tuple[str, str, str]
 _encode_bytes = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
-_decode_counts = msgspec.json.Decoder(dict[str, int]).decode
 
 
 def _encode(value: object) -> str:
@@ -377,12 +376,12 @@ def read_breakdown(
         "WHERE granularity = ? AND dimension = ? AND period >= ? AND period <= ?",
         (granularity, dimension, start, end),
     ):
-        for value, count in _decode_counts(packed_events).items():
+        for value, count in decode_counts(packed_events).items():
             if value == OTHER:
                 other[period] += count
             elif count:
                 events[period][value] = count
-        for value, uniques in _decode_counts(packed_users).items():
+        for value, uniques in decode_counts(packed_users).items():
             if uniques:
                 users[period][value] = uniques
     return [
@@ -404,10 +403,10 @@ def snapshot_breakdowns(db: sqlite3.Connection, snap: AggregateSnapshot) -> None
     """Add every breakdown to `snap`: events and unique users per counted value (zero rows left
     out), the admitted sets and the markers."""
     for g, p, d, packed_events, packed_users in db.execute("SELECT * FROM breakdown_buckets"):
-        for value, count in _decode_counts(packed_events).items():
+        for value, count in decode_counts(packed_events).items():
             if count:
                 snap.breakdown_events[g, p, d, value] = count
-        for value, uniques in _decode_counts(packed_users).items():
+        for value, uniques in decode_counts(packed_users).items():
             if uniques and g == "day":
                 snap.breakdown_users[p, d, value] = uniques
     snap.breakdown_admitted = {key: tuple(values) for key, values in all_admitted(db).items()}

@@ -59,7 +59,7 @@ from behavioral_analytics.session_breakdowns import (
 )
 from behavioral_analytics.sessions import Session
 from behavioral_analytics.stores.sqlite.dirty import Dirty
-from behavioral_analytics.stores.sqlite.sql import added_counts
+from behavioral_analytics.stores.sqlite.sql import added_counts, decode_counts
 
 __all__ = [
     "SESSION_COUNTS_SCHEMA",
@@ -141,7 +141,6 @@ def _unpack(text: str, rules: BreakdownRules) -> dict[str, str]:
 
 
 _decode = msgspec.json.Decoder().decode
-_decode_counts = msgspec.json.Decoder(dict[str, int]).decode
 
 
 def _encode(value: object) -> str:
@@ -371,7 +370,7 @@ def read_session_counts(
         "WHERE granularity = ? AND dimension = ? AND period >= ? AND period <= ?",
         (granularity, dimension, start, end),
     ):
-        if values := {value: n for value, n in _decode_counts(packed).items() if n}:
+        if values := {value: n for value, n in decode_counts(packed).items() if n}:
             counts[period] = values
     return counts
 
@@ -384,7 +383,7 @@ def snapshot_session_counts(
     counts = {
         (g, p, d, value): n
         for g, p, d, packed in db.execute("SELECT * FROM breakdown_sessions")
-        for value, n in _decode_counts(packed).items()
+        for value, n in decode_counts(packed).items()
         if n
     }
     if not counts and db.execute("SELECT 1 FROM sessions LIMIT 1").fetchone() is None:

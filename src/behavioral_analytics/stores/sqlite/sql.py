@@ -23,6 +23,7 @@ __all__ = [
     "PAIRS",
     "RANGES",
     "added_counts",
+    "decode_counts",
     "insert_created",
     "insert_returning",
     "json_list",
@@ -52,6 +53,14 @@ def added_counts(table: str, column: str) -> str:
         f"UNION ALL SELECT key, value FROM json_each(excluded.{column})) "
         "GROUP BY key HAVING n != 0))"
     )
+
+
+_decode_counts = msgspec.json.Decoder(dict[str, int]).decode
+
+
+def decode_counts(text: str) -> dict[str, int]:
+    """A stored JSON object of counts (value → integer), as `added_counts` keeps it."""
+    return _decode_counts(text)
 
 
 def insert_returning(
