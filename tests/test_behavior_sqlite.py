@@ -233,12 +233,8 @@ def test_a_sign_in_of_a_person_forgotten_since_the_visit_counts_as_a_later_sign_
     apart.close()
 
 
-def test_a_batch_with_a_sign_in_folds_again_only_the_people_it_links(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The fold made before the write lock counts each event for its own actor; inside, the
-    visit a sign-in links counts for the user: only the visitor's and the user's events are
-    folded again, and every figure is what folding the whole batch again gives."""
+def _spy_folds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches `_folds` is given from now on, in call order."""
     folded: list[int] = []
     real = sqlite_commit._folds
 
@@ -246,21 +242,79 @@ def test_a_batch_with_a_sign_in_folds_again_only_the_people_it_links(
         folded.append(len(humans))
         return real(humans, *args, **kwargs)
 
-    others = [ev(5, 150, user="u2", session="s2"), ev(6, 250, user="u3", session="s3")]
-    whole = make_store(tmp_path / "whole")
-    monkeypatch.setattr(
-        sqlite_commit._FoldedAhead, "of_humans", lambda self, h, p, r: real(h, p, r)
-    )
-    whole.commit([*_sign_in(), *others])
-    monkeypatch.undo()
     monkeypatch.setattr(sqlite_commit, "_folds", spy)
+    return folded
+
+
+def _folded_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *batches: list[Any]) -> Any:
+    """The snapshot of a store that committed `batches` folding each whole inside its
+    transaction (what the folds made before the lock must equal)."""
+    real = sqlite_commit._folds
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            sqlite_commit._FoldedAhead, "of_humans", lambda self, h, p, r: real(h, p, r)
+        )
+        whole = make_store(tmp_path / "whole")
+        for batch in batches:
+            whole.commit(batch)
+        snapshot = whole.snapshot()
+        whole.close()
+    return snapshot
+
+
+def test_a_batch_with_a_sign_in_is_folded_once_before_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Who each event counts for, the batch's own sign-in resolved, is read before the write
+    lock and the batch folded for those persons then: the transaction, which finds no other
+    commit since, folds nothing again, and every figure is what folding inside gives."""
+    others = [ev(5, 150, user="u2", session="s2"), ev(6, 250, user="u3", session="s3")]
+    whole = _folded_whole(tmp_path, monkeypatch, [*_sign_in(), *others])
+    folded = _spy_folds(monkeypatch)
     store = make_store(tmp_path / "store")
     store.commit([*_sign_in(), *others])
-    assert folded == [6, 4]  # the batch before the lock; a1's visit and u1's events inside
-    assert store.snapshot() == whole.snapshot()
+    assert folded == [6]
+    assert store.snapshot() == whole
     assert_recounts(store)
     store.close()
-    whole.close()
+
+
+def test_a_link_another_worker_stores_after_the_attribution_is_read_is_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sign-in another worker commits between the attribution read before the lock and the
+    lock itself: the transaction sees another commit (`PRAGMA data_version`), reads who each
+    event counts for again, stores the visit for the user and folds again only the visitor's
+    and the user's events; a tombstone stored there drops the forgotten person's events."""
+    visit, sign_in = _sign_in()[:2], _sign_in()[2:3]
+    others = [ev(5, 150, user="u2", session="s2"), ev(6, 250, user="u3", session="s3")]
+    whole = _folded_whole(tmp_path, monkeypatch, sign_in, [*visit, *others])
+    store = make_store(tmp_path / "store")
+    other = make_store(tmp_path / "store")  # another connection to the same file
+    real_transaction = sqlite_commit.transaction
+    meanwhile = [lambda: other.commit(sign_in), lambda: other.forget("u3")]
+
+    def transaction(db: sqlite3.Connection) -> Any:
+        if meanwhile and db is store._db:
+            meanwhile.pop(0)()
+        return real_transaction(db)
+
+    monkeypatch.setattr(sqlite_commit, "transaction", transaction)
+    folded = _spy_folds(monkeypatch)
+    result = store.commit([*visit, *others])
+    # The batch before the lock; the other worker's sign-in; a1's visit inside, now u1's.
+    assert folded == [4, 1, 2]
+    assert (result.created, result.forgotten) == (4, 0)
+    assert store.snapshot() == whole
+    assert {e.event.key for e in store.timeline("u1").items} == {e.key for e in _sign_in()[:3]}
+    late = [ev(7, 350, user="u3", session="s3"), ev(8, 360, user="u2", session="s2")]
+    result = store.commit(late)
+    assert folded[3:] == [2, 1]  # before the lock with u3 alive; again without u3's event
+    assert (result.created, result.forgotten) == (1, 1)
+    assert store.timeline("u3").items == []
+    assert_recounts(store)
+    other.close()
+    store.close()
 
 
 def test_the_fold_refolded_for_the_linked_people_equals_the_whole_batch_folded_again() -> None:

@@ -72,9 +72,10 @@ def test_a_live_batch_is_folded_before_the_write_lock(
     assert store.commit(live).created == 30
     assert sorted(folds) == [("breakdowns", False), ("fold", False)]
 
-    # Batches whose events to fold are not those folded ahead make the transaction fold
-    # afresh, and count exactly: one event stored already; an anonymous event counted for the
-    # user its stored link names (the identify in the batch before), beside a bot's.
+    # A batch whose events to fold are not those folded ahead (one event stored already) makes
+    # the transaction fold afresh; an anonymous event counted for the user its stored link
+    # names (the identify in the batch before), beside a bot's, is folded ahead for that user
+    # (the attribution is read before the lock too). Both count exactly.
     identify = dataclasses.replace(
         ev(200, who="u0", event_type=IDENTIFY, ts=now - 150), anonymous_id="anon-1"
     )
@@ -83,16 +84,15 @@ def test_a_live_batch_is_folded_before_the_write_lock(
     )
     anonymous.key = dedupe_key("evt_201", anonymous.who, "page_view", anonymous.timestamp)
     bot = dataclasses.replace(ev(202, who="crawler", ts=now - 90), properties={BOT_PROPERTY: True})
-    for batch, stored in (
-        ([live[0], *(ev(100 + i, ts=now - 200 + i) for i in range(5))], 1),
-        ([identify], 0),
-        ([anonymous, bot, ev(203, ts=now - 80)], 0),
+    for batch, stored, inside in (
+        ([live[0], *(ev(100 + i, ts=now - 200 + i) for i in range(5))], 1, True),
+        ([identify], 0, False),
+        ([anonymous, bot, ev(203, ts=now - 80)], 0, False),
     ):
         folds.clear()
         result = store.commit(batch)
         assert (result.created, result.duplicates) == (len(batch) - stored, stored)
-        if batch[0] is not identify:
-            assert ("fold", True) in folds and ("breakdowns", True) in folds
+        assert (("fold", True) in folds, ("breakdowns", True) in folds) == (inside, inside)
     profile = store.profile("u0")
     assert profile is not None and profile.total_events == 12
     report = verify(store, store.periods, now=now, retention_s=None)

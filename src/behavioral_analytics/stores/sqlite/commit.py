@@ -5,18 +5,18 @@ are applied. A redelivered batch therefore inserts nothing and changes nothing. 
 forgotten person (dated at or before their tombstone) are dropped before the insert and counted
 apart (`forgotten`), not as duplicates.
 
-The fold and the breakdown fold of the batch's human events, each counted for its own actor,
-with the breakdown markers grouped per person and day, are made before `BEGIN IMMEDIATE`
-(`_FoldedAhead`), outside the write lock a second worker process waits on: they are pure
-functions of the events, and on live traffic the events the transaction finds to fold are
-exactly those (none stored already or forgotten), some counted for another person by a link
-(a visitor who signed in). The transaction uses them when the events it folds are those very
-objects in that order; when some are the same events counted for another person, it folds
-again only what names the people concerned (profiles, unique-user and breakdown markers); it
-folds afresh otherwise (a duplicate or a forgotten event in the batch), so the result is the
-same either way. On the live benchmark the lock is held for about a tenth less of
-a run, and two worker processes ingest about 1.1 times as fast (`bench/pipeline.py --baseline`,
-(a2)).
+Who each event counts for (the links and tombstones stored, the batch's own sign-ins
+resolved: `_Attribution`) is read before `BEGIN IMMEDIATE`, and the fold and the breakdown
+fold of the batch's human events, each counted for that person, with the breakdown markers
+grouped per person and day, are made then too (`_FoldedAhead`): outside the write lock a
+second worker process waits on. Inside the transaction the attribution read before stands
+when no other connection has committed since (SQLite's `PRAGMA data_version`, read before it
+and again under the lock); otherwise it is read again. The transaction uses the folds when the
+events it folds are those, each counted for the same person (on live traffic, none stored
+already or forgotten); when some are counted for another person (a link another worker stored
+meanwhile), it folds again only what names the people concerned (profiles, unique-user and
+breakdown markers); it folds afresh otherwise (a duplicate or a forgotten event in the batch),
+so the result is the same either way.
 """
 
 from __future__ import annotations
@@ -100,19 +100,17 @@ def commit_batch(
         for event in events:
             first.setdefault(event.key, event)
         events = list(first.values())
-    ahead = _FoldedAhead.of(events, periods, behavior.rules.breakdowns)
+    version = _data_version(db)
+    read = _Attribution.of(db, events, behavior)
+    ahead = _FoldedAhead.of(read.humans(), periods, behavior.rules.breakdowns)
     encoded = {event.key: _encode(event.properties) for event in events}
     with transaction(db):
         if config is not None:
             hold_config(db, config, now)
         hold_key_rule(db, now)
-        persons = behavior.persons(db, events)
-        gone = forgotten(db, events, persons)
-        if any(gone):
-            kept = [i for i, forgotten_ in enumerate(gone) if not forgotten_]
-            events = [events[i] for i in kept]
-            persons = [persons[i] for i in kept]
-        persons = behavior.batch_persons(db, events, persons)
+        if _data_version(db) != version:
+            read = _Attribution.of(db, events, behavior)
+        events, persons = read.events, read.persons
         person_of = {e.key: p for e, p in zip(events, persons, strict=True)}
         stored_through = db.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
         created = _insert_new(db, events, person_of, encoded, now, expire_at)
@@ -140,23 +138,60 @@ def commit_batch(
     by_type = Counter(event.event_type for event in created)
     return CommitResult(
         created=len(created),
-        duplicates=received - len(created) - sum(gone),
+        duplicates=received - len(created) - read.forgotten,
         dead_letters=len(dead_letters) - letters_forgotten,
         created_by_type=dict(by_type),
         max_lag_s=lag,
-        forgotten=sum(gone),
+        forgotten=read.forgotten,
         letters_forgotten=letters_forgotten,
     )
 
 
+def _data_version(db: sqlite3.Connection) -> int:
+    """SQLite's `PRAGMA data_version`: it changes when another connection (another worker,
+    thread or command) commits to the file, never for the connection's own commits."""
+    return int(db.execute("PRAGMA data_version").fetchone()[0])
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribution:
+    """Who a batch's events count for, given the store's links and tombstones: the events to
+    store (`events`, those a tombstone covers dropped: `forgotten` of them) and the person of
+    each (`persons`, in order), the batch's own sign-ins resolved (`Identity.batch_persons`)."""
+
+    events: list[Event]
+    persons: list[str]
+    forgotten: int
+
+    @classmethod
+    def of(
+        cls, db: sqlite3.Connection, events: Sequence[Event], behavior: SQLiteBehavior
+    ) -> _Attribution:
+        persons = behavior.persons(db, events)
+        gone = forgotten(db, events, persons)
+        kept = list(events)
+        if any(gone):
+            kept = [e for e, forgotten_ in zip(events, gone, strict=True) if not forgotten_]
+            persons = [p for p, forgotten_ in zip(persons, gone, strict=True) if not forgotten_]
+        return cls(kept, behavior.batch_persons(db, kept, persons), sum(gone))
+
+    def humans(self) -> list[Event]:
+        """The human events to store, each as counted for its person (`as_person`)."""
+        return [
+            as_person(event, person)
+            for event, person in zip(self.events, self.persons, strict=True)
+            if BOT_PROPERTY not in event.properties
+        ]
+
+
 @dataclass(frozen=True, slots=True)
 class _FoldedAhead:
-    """The folds of a batch's human events (`humans`, in batch order), each counted for its
-    own actor, made before the transaction: `deltas` (`aggregation.fold`), `breakdowns`
-    (`breakdowns.fold_breakdowns`), its markers by person and day (`markers`), and each
-    event's values in `BreakdownRules.entry_dimensions` by key (`entries`, read by the fold
-    once for both: a function of the event alone, so they stand whatever the transaction
-    folds)."""
+    """The folds of a batch's human events (`humans`, in batch order), each counted for the
+    person `_Attribution` read before the transaction gives it, made then: `deltas`
+    (`aggregation.fold`), `breakdowns` (`breakdowns.fold_breakdowns`), its markers by person
+    and day (`markers`), and each event's values in `BreakdownRules.entry_dimensions` by key
+    (`entries`, read by the fold once for both: a function of the event alone, so they stand
+    whatever the transaction folds)."""
 
     humans: list[Event]
     deltas: Deltas
@@ -174,19 +209,19 @@ class _FoldedAhead:
         self, humans: Sequence[Event], periods: Periods, rules: BreakdownRules
     ) -> tuple[Deltas, BreakdownDelta, PersonDayMarkers]:
         """The folds of `humans`, the events the transaction folds: these folds when they are
-        the very events folded ahead, in the same order (then the input is the same, and so is
-        the result); when some of them are the same events counted for another person (an
-        identity link), these folds with what names people (profiles, unique-user and
-        breakdown markers) folded again for the people concerned only, the rest (buckets, the
-        breakdowns' event counts and their order) being the same whoever an event counts for;
-        folded afresh otherwise."""
+        the events folded ahead (the same keys in the same order, each counted for the same
+        person: then the input is the same, and so is the result); when some of them are the
+        same events counted for another person (a link stored since the attribution was read),
+        these folds with what names people (profiles, unique-user and breakdown markers) folded
+        again for the people concerned only, the rest (buckets, the breakdowns' event counts and
+        their order) being the same whoever an event counts for; folded afresh otherwise."""
         if len(humans) != len(self.humans):
             return _folds(humans, periods, rules)
         people: set[str] = set()
         for mine, theirs in zip(humans, self.humans, strict=True):
-            if mine is not theirs:
-                if mine.key != theirs.key:
-                    return _folds(humans, periods, rules)
+            if mine.key != theirs.key:
+                return _folds(humans, periods, rules)
+            if mine.who != theirs.who:
                 people.update((mine.who, theirs.who))
         if not people:
             return self.deltas, self.breakdowns, self.markers
