@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import CommitResult, ConfigChanged, NewDeadLetter, StoreError
 from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.stores.sqlite.layout import LAYOUT
 from behavioral_analytics.worker import Worker, WorkerOptions
 from tests.conftest import cli, wait_until
 from tests.test_events import MALFORMED
@@ -123,6 +125,32 @@ def test_a_dead_lettered_message_of_someone_forgotten_meanwhile_is_not_recorded(
     assert store.count_dead_letters() == 0
     [said] = [r for r in caplog.records if r.getMessage() == "dead-lettered messages recorded"]
     assert (said.count, said.forgotten) == (0, 1)  # type: ignore[attr-defined]
+
+
+def test_a_workers_housekeeping_writes_nothing_to_a_store_a_newer_release_upgraded(
+    tmp_path: Path, broker: LocalBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dead-letter drain and the purge of expired events, which a running worker makes
+    between commits, are refused once a newer release has upgraded the store's files: they
+    raise ConfigChanged, which stops the worker, and write nothing; the dead letter stays with
+    the broker for the newer release's workers."""
+    monkeypatch.setattr("behavioral_analytics.worker._COMMIT_RETRIES", ())
+    store = PoisonStore(tmp_path / "store.db")
+    poison = json.dumps({"event_id": "evt_poison", "user_id": "u", "event_type": "x"}).encode()
+    broker.publish([OutgoingMessage(m) for m in [good(1), poison]])
+    worker = Worker(broker, store)
+    for _ in range(6):
+        deliveries = broker.pull(100, 0)
+        if deliveries:
+            worker.process(deliveries)
+    _upgrade_by_a_newer_release(store)
+    with pytest.raises(ConfigChanged, match="by a newer release"):
+        worker.drain_dead_letters()
+    with pytest.raises(ConfigChanged, match="by a newer release"):
+        worker._purge()
+    assert store.count_dead_letters() == 0
+    assert len(broker.pull_dead_letters(10)) == 1
+    assert store.count_events() == 1
 
 
 def test_store_down_gives_everything_back(
@@ -639,12 +667,33 @@ def test_an_event_dated_before_a_forget_is_counted_as_forgotten_not_duplicate(
     assert snapshot.to_dict()["forgotten"] == 1
 
 
-def test_a_worker_whose_store_configuration_changed_stops_and_gives_its_messages_back(
-    broker: LocalBroker, store: SQLiteStore
-) -> None:
-    store.record_config()  # the worker's configuration (UTC)
+def _apply_another_timezone(store: SQLiteStore) -> None:
     with closing(SQLiteStore(store.path, timezone="Europe/Paris")) as other:
         other.record_config(replace=True)  # what `config apply` does
+
+
+def _upgrade_by_a_newer_release(store: SQLiteStore) -> None:
+    with closing(sqlite3.connect(store.path)) as db:
+        db.execute(f"PRAGMA user_version = {LAYOUT + 1}")  # what a newer release's upgrade does
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (_apply_another_timezone, ("timezone", "restart")),
+        (_upgrade_by_a_newer_release, (f"upgraded to layout {LAYOUT + 1}", "newer release")),
+    ],
+)
+def test_a_worker_whose_store_configuration_changed_stops_and_gives_its_messages_back(
+    broker: LocalBroker,
+    store: SQLiteStore,
+    change: Callable[[SQLiteStore], None],
+    said: tuple[str, str],
+) -> None:
+    """Another configuration recorded (`config apply`), or the files upgraded by a newer
+    release, while the worker runs."""
+    store.record_config()  # the worker's configuration (UTC)
+    change(store)
     broker.publish([OutgoingMessage(good(i)) for i in range(30)])
     worker = Worker(
         broker, store, options=WorkerOptions(flush_max_events=10, flush_interval_s=0.05)
@@ -662,7 +711,7 @@ def test_a_worker_whose_store_configuration_changed_stops_and_gives_its_messages
     thread.join(timeout=30)
     assert not thread.is_alive(), "the worker kept going with a stale configuration"
     [exc] = done
-    assert isinstance(exc, ConfigChanged) and "timezone" in str(exc) and "restart" in str(exc)
+    assert isinstance(exc, ConfigChanged) and all(part in str(exc) for part in said)
     assert list(store.iter_raw_events()) == []
     # Given back, not dead-lettered: every message is delivered again to the restarted worker.
     assert broker.pull_dead_letters(100) == []

@@ -12,11 +12,11 @@ parsed and committed by the committing thread with no batch-mate in flight.
 
 A fault in a stage of the worker (the feeder thread: pull, parse) is logged at ERROR and ends
 `run` with `WorkerStageFailed`, so the process exits non-zero and the platform restarts it; it
-never returns as if the work were done. So does a commit that finds another configuration
-recorded with the data than the one the worker counts by (`ConfigChanged`: `config apply`, or
-another process that added a funnel): the batches it holds are given back, and `run` raises it;
-the restarted process counts by the new one. A broker error marked `permanent` (Pub/Sub's
-subscription does not exist) is raised as it is, not retried (the command line's one line).
+never returns as if the work were done. So does a write that finds the store changed under the
+worker (`ConfigChanged`: another configuration recorded by `config apply` or by a process that
+added a funnel, or the files upgraded by a newer release): the batches it holds are given back,
+and `run` raises it; the restarted process counts by what is recorded. A broker error marked
+`permanent` (Pub/Sub's subscription does not exist) is raised as it is, not retried.
 
 A stop (SIGTERM; Cloud Run allows about 10 s before SIGKILL) commits the batch in flight (or,
 if none, the next one handed over) and any batch begun within `stop_grace_s` of a thread first
@@ -66,7 +66,7 @@ _PULL_SLICE_S = 0.25  # how often the loop looks at the stop flag while waiting 
 # Seconds of failed pulls in a row after which a run until idle gives up (exits 1).
 UNTIL_IDLE_PULL_FAILURES_S = 30.0
 _COMMIT_RETRIES = (0.1, 0.5, 1.5)
-_CONFIG_CHANGED = "worker stopping: the store's configuration changed"  # the nack's reason
+_CONFIG_CHANGED = "worker stopping: the store's configuration or layout changed"  # nack reason
 
 
 class WorkerStageFailed(RuntimeError):
@@ -176,9 +176,7 @@ class Worker:
         except BaseException as exc:
             reason = _CONFIG_CHANGED if isinstance(exc, ConfigChanged) else None
             if reason:
-                log.error(
-                    "worker stopped: the store's configuration changed", extra={"error": str(exc)}
-                )
+                log.error("worker stopped: the store changed under it", extra={"error": str(exc)})
             stop.set()  # the feeder ends, handing over what it holds, given back here
             while (batch := prepared.get()) is not None:
                 self._give_back(batch.deliveries, reason)
@@ -564,7 +562,8 @@ class Worker:
     # -- housekeeping -----------------------------------------------------------------------
 
     def drain_dead_letters(self) -> int:
-        """Move what the broker dead-lettered into the store's dead letters, with the reason."""
+        """Move what the broker dead-lettered into the store's dead letters, with the reason.
+        Raises ConfigChanged when the store refuses this process's writes (the rest stays)."""
         drained = forgotten = 0
         try:
             while self._stopped_at is None and (messages := self.broker.pull_dead_letters(100)):
@@ -573,6 +572,8 @@ class Worker:
                 drained += len(messages)
                 if len(messages) < 100:
                     break
+        except ConfigChanged:
+            raise  # a newer release upgraded the store: the worker stops (`run`)
         except Exception as exc:
             if not was_reported(exc):  # an unreachable broker is logged once per outage
                 log.warning("dead-letter drain failed", extra={"error": str(exc)})
@@ -587,6 +588,8 @@ class Worker:
     def _purge(self) -> None:
         try:
             purged = self.store.purge_expired(self._clock())
+        except ConfigChanged:
+            raise
         except Exception as exc:
             log.warning("purge of expired raw events failed", extra={"error": str(exc)})
             return

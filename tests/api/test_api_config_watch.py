@@ -5,6 +5,7 @@ exit line, instead of answering by the configuration it opened the store with.""
 from __future__ import annotations
 
 import socket
+import sqlite3
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from behavioral_analytics.settings import load_settings
 from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.stores.sqlite.layout import LAYOUT
 from behavioral_analytics.wiring import build_api, build_server, build_store_with
 from tests.conftest import wait_until
 
@@ -87,3 +89,24 @@ def test_an_api_counting_by_a_recorded_non_default_value_keeps_serving(
         with closing(SQLiteStore(data / "store.db", timezone="Europe/Paris")) as other:
             other.record_config(replace=True)
         wait_until(lambda: state.config_changed, 15, "the watch to see the change")
+
+
+def test_an_api_stops_when_a_newer_release_upgrades_the_store(tmp_path: Path) -> None:
+    """The store's layout number raised under a running API (what a newer release's upgrade
+    does): the watch's read is refused, and the API stops with that line, as after `config
+    apply`, rather than keep reading tables laid out otherwise."""
+    data = tmp_path / "data"
+    app = build_api(load_settings(data_dir=data), config_check_s=0.02)
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        state = app.state.api
+        stopped: list[str | None] = []
+        state.stop = lambda: stopped.append(state.config_changed)
+        assert client.get("/readyz").status_code == 200
+        with closing(sqlite3.connect(data / "store.db")) as db:
+            db.execute(f"PRAGMA user_version = {LAYOUT + 1}")
+        wait_until(lambda: stopped, 15, "the API to see the upgrade")
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        line = answer.json()["checks"]["configuration"]
+        assert f"upgraded to layout {LAYOUT + 1} by a newer release" in line
+        assert stopped == [line]

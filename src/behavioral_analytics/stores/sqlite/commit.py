@@ -48,6 +48,7 @@ from behavioral_analytics.stores.sqlite.breakdowns import apply_breakdowns, move
 from behavioral_analytics.stores.sqlite.forget import forgotten, forgotten_letters
 from behavioral_analytics.stores.sqlite.groups import record_groups
 from behavioral_analytics.stores.sqlite.key_rule import hold_key_rule
+from behavioral_analytics.stores.sqlite.layout import hold_layout
 from behavioral_analytics.stores.sqlite.metadata import hold_config
 from behavioral_analytics.stores.sqlite.sql import insert_created
 
@@ -90,7 +91,8 @@ def commit_batch(
     With `config`, the first commit records it and later ones check it (`metadata`).
 
     Raises `sqlite3.OperationalError` (the caller's to translate) when the transaction fails,
-    StoreError when another configuration is recorded; then nothing of the batch is stored.
+    ConfigChanged when another configuration or a newer layout (`layout.hold_layout`) is
+    recorded; then nothing of the batch is stored.
     """
     expire_at = now + raw_retention_s
     received = len(events)
@@ -105,6 +107,7 @@ def commit_batch(
     ahead = _FoldedAhead.of(read.humans(), periods, behavior.rules.breakdowns)
     encoded = {event.key: _encode(event.properties) for event in events}
     with transaction(db):
+        hold_layout(db)
         if config is not None:
             hold_config(db, config, now)
         hold_key_rule(db, now)

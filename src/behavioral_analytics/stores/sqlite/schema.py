@@ -25,6 +25,7 @@ from pathlib import Path
 
 from behavioral_analytics.sqlite_util import connect, transaction
 from behavioral_analytics.stores.sqlite.breakdowns import BUCKETS_SCHEMA
+from behavioral_analytics.stores.sqlite.layout import refuse_newer
 from behavioral_analytics.stores.sqlite.session_counts import SESSION_COUNTS_SCHEMA
 from behavioral_analytics.telemetry import log
 
@@ -338,7 +339,10 @@ def migrate(path: Path) -> None:
     counted into are unchanged: nothing is recounted), its other columns (start, first event's
     key) are dropped, and the `sessions_by_start` index (no query needs it) is dropped; the
     breakdown counts (events, unique users and sessions per value), a row per value before,
-    become a row per (granularity, period, dimension) with the same counts."""
+    become a row per (granularity, period, dimension) with the same counts.
+
+    Raises StoreError, changing nothing, when a newer release has upgraded the file
+    (`layout.refuse_newer`)."""
     if not path.exists():
         return
     said: list[str] = []
@@ -356,6 +360,7 @@ def migrate(path: Path) -> None:
 
     db = connect(path)
     try:
+        refuse_newer(db, path)
         letters = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
         if letters and "fingerprint" not in letters:
             step("dead letters' fingerprints")

@@ -76,6 +76,7 @@ from behavioral_analytics.stores.sqlite.dead_letters import purge_dead_letters, 
 from behavioral_analytics.stores.sqlite.forget import forget
 from behavioral_analytics.stores.sqlite.groups import GROUPS_SCHEMA, forget_members, read_group
 from behavioral_analytics.stores.sqlite.key_rule import read_key_rules
+from behavioral_analytics.stores.sqlite.layout import hold_layout, record_layout
 from behavioral_analytics.stores.sqlite.metadata import (
     METADATA_SCHEMA,
     backfill_funnels,
@@ -122,9 +123,11 @@ class SQLiteStore(Store):
 
         def opened() -> PerThreadConnection:
             migrate(path)
-            return PerThreadConnection(
+            connections = PerThreadConnection(
                 path, SCHEMA + METADATA_SCHEMA + GROUPS_SCHEMA + BREAKDOWN_SCHEMA
             )
+            record_layout(connections.get())
+            return connections
 
         # Workers starting together create the same new store: a lock, not damage.
         self._connections = files.waiting_out_locks(path, opened)
@@ -135,6 +138,14 @@ class SQLiteStore(Store):
     @property
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection, refused (`layout.hold_layout`:
+        ConfigChanged, nothing written) once a newer release has upgraded the file."""
+        with transaction(self._db) as db:
+            hold_layout(db)
+            yield db
 
     def init(self) -> list[str]:
         self.check_files()
@@ -174,8 +185,7 @@ class SQLiteStore(Store):
         (`secure_delete`, on for every connection: `sqlite_util.PRAGMAS`), and the write-ahead
         log that held their old pages is checkpointed and truncated, so the file keeps no copy
         (`sqlite_util.erase_log_copies`)."""
-        db = self._db
-        with transaction(db):
+        with self._writing() as db:
             report = forget(db, who, self._clock(), self.behavior.rules, self.behavior.periods)
             forget_members(db, report.persons)
         erase_log_copies(db, self.path)
@@ -184,13 +194,13 @@ class SQLiteStore(Store):
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> int:
         if not dead_letters:
             return 0
-        with transaction(self._db) as db:
+        with self._writing() as db:
             return insert_dead_letters(
                 db, dead_letters, self._clock(), self.dead_letter_retention_s
             )
 
     def mark_replayed(self, dead_letter_ids: Sequence[str], when: float) -> None:
-        with transaction(self._db) as db:
+        with self._writing() as db:
             db.executemany(
                 "UPDATE dead_letters SET replayed_at = ? WHERE id = ?",
                 [(when, int(i)) for i in dead_letter_ids],
@@ -198,12 +208,12 @@ class SQLiteStore(Store):
 
     def purge_expired(self, now: float) -> int:
         """Delete expired raw events (returns how many) and expired dead letters."""
-        with transaction(self._db) as db:
+        with self._writing() as db:
             purge_dead_letters(db, now)
             return db.execute("DELETE FROM events WHERE expire_at < ?", (now,)).rowcount
 
     def purge_dead_letters(self, now: float, before: float | None = None) -> dict[str, int]:
-        with transaction(self._db) as db:
+        with self._writing() as db:
             purge_dead_letters(db, now, before)
             return purged_counts(db)
 
@@ -329,16 +339,17 @@ class SQLiteStore(Store):
         links = relinked(stored, self.rules.allow_relink)
         counted = recount(retained, links, self.rules, self.periods)
         now = self._clock()
-        with transaction(self._db) as db:
+        with self._writing() as db:
             audit.write_link_statuses(db, stored, links)
             audit.write_recount(db, counted, now)
             rebuild_breakdowns(db, retained, counted.persons, self.periods, self.rules.breakdowns)
 
     def recorded_config(self) -> StoredConfig | None:
+        hold_layout(self._db)  # the API's watch reads it: a newer layout stops the API too
         return read_config(self._db)
 
     def record_config(self, funnels_added: Sequence[str] = (), *, replace: bool = False) -> None:
-        with transaction(self._db) as db:
+        with self._writing() as db:
             recorded = read_config(db)
             if recorded == self.config:
                 return  # another process got there first

@@ -1,0 +1,64 @@
+"""The layout of the SQLite store's tables, numbered in the file itself.
+
+A release changes the tables' layout one way (`schema.migrate`: README "Upgrading a store"),
+and a release from before such a change cannot read what it finds afterwards: until this
+number was kept, it failed on the first statement the new layout breaks, with SQLite's words
+("table breakdown_buckets has 5 columns but 6 values were supplied"). The number is the file's
+`PRAGMA user_version` (SQLite's header field for the application's own use; 0 in a file
+written before it was kept). Each release that changes the layout raises `LAYOUT`; this one
+refuses, in one line, a file whose number is larger: when opening it (before anything is
+migrated or created) and in each of its write transactions, which read it again, so that a
+worker still running when a newer release upgraded the file writes nothing and stops, and the
+API's watch of the recorded configuration stops the API (as when the recorded configuration
+changed: `store.ConfigChanged`).
+
+  1  breakdown counts in a row per (granularity, period, dimension) (2026-12-05), and every
+     layout before it (the number was first kept then).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from behavioral_analytics.store import ConfigChanged, StoreError
+
+__all__ = ["LAYOUT", "hold_layout", "record_layout", "refuse_newer"]
+
+LAYOUT = 1
+
+
+def _layout_of(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def refuse_newer(db: sqlite3.Connection, path: Path) -> None:
+    """Raises StoreError (one line, naming the file and what to do) when the store file `db`
+    has open, at `path`, has a layout newer than `LAYOUT`; writes nothing."""
+    found = _layout_of(db)
+    if found > LAYOUT:
+        raise StoreError(
+            f"the store {path} was upgraded by a newer release of behavioral-analytics (its "
+            f"tables' layout {found}; this release reads layout {LAYOUT}): run that release, or "
+            "restore a copy taken before the upgrade (`behavioral-analytics backup`)"
+        )
+
+
+def record_layout(db: sqlite3.Connection) -> None:
+    """Number the file `db` has open with `LAYOUT`, once its tables are this release's (after
+    `schema.migrate` and the schema); a file numbered so already is not written."""
+    if _layout_of(db) < LAYOUT:
+        db.execute(f"PRAGMA user_version = {LAYOUT}")
+
+
+def hold_layout(db: sqlite3.Connection) -> None:
+    """Inside a write transaction (a commit, the worker's housekeeping, `forget` …) or before
+    a read of the recorded configuration (the API's watch): raises ConfigChanged (one line)
+    when a newer release has upgraded the file's layout since this process opened it."""
+    found = _layout_of(db)
+    if found > LAYOUT:
+        raise ConfigChanged(
+            f"the store's tables were upgraded to layout {found} by a newer release of "
+            f"behavioral-analytics while this process ran (this release writes layout "
+            f"{LAYOUT}): nothing was committed; run the newer release"
+        )
