@@ -84,12 +84,13 @@ class StoreError(Exception):
 
 
 class ConfigChanged(StoreError):
-    """A commit found another configuration recorded with the data than the one this process
-    counts by (`config apply`, or another process that added a funnel or a breakdown dimension,
-    since this one opened the store), or the store's files upgraded to a newer layout by a newer
-    release (SQLite: `stores/sqlite/layout.py`): nothing was committed, and no later commit of
-    this process can be. Restart the process so that it counts by the recorded configuration
-    (or, after a newer release's upgrade, run that release)."""
+    """A commit (or another write, or the API's watch) found another configuration recorded
+    with the data than the one this process counts by (`config apply`, or another process that
+    added a funnel or a breakdown dimension, since this one opened the store), or the store's
+    files upgraded to a newer layout by a newer release (SQLite: `stores/sqlite/layout.py`):
+    nothing was written, and no later write of this process can be. Restart the process so
+    that it counts by the recorded configuration (or, after a newer release's upgrade, run
+    that release)."""
 
 
 class LinkedAnonymousId(StoreError):

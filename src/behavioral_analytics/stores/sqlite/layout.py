@@ -59,6 +59,7 @@ def hold_layout(db: sqlite3.Connection) -> None:
     if found > LAYOUT:
         raise ConfigChanged(
             f"the store's tables were upgraded to layout {found} by a newer release of "
-            f"behavioral-analytics while this process ran (this release writes layout "
-            f"{LAYOUT}): nothing was committed; run the newer release"
+            f"behavioral-analytics while this process ran (this release reads layout {LAYOUT}): "
+            "this process writes nothing more; run that release, or restore a copy taken before "
+            "the upgrade (`behavioral-analytics backup`)"
         )
