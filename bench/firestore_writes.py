@@ -273,7 +273,7 @@ def stored_figures(db, reads: int) -> Stored:
     entries under `INDEX_FILES`' first index configuration (`firestore_storage`), and under
     each further one apart."""
     from behavioral_analytics.stores.firestore.breakdown_layout import doc_size_bytes
-    from behavioral_analytics.stores.firestore.schema import BREAKDOWNS
+    from behavioral_analytics.stores.firestore.schema import BREAKDOWNS, BUCKET_BREAKDOWNS_FIELD
 
     config, *others = [IndexConfig.load(path) for path in INDEX_FILES]
     index = IndexEntries()
@@ -292,7 +292,8 @@ def stored_figures(db, reads: int) -> Stored:
                 counted.add(index_entries(snap.reference.path, data, other))
             documents += 1
             total += size
-            if collection.id == BREAKDOWNS:
+            if collection.id == BREAKDOWNS or BUCKET_BREAKDOWNS_FIELD in data:
+                # A bucket holding its period's breakdowns counts as one (`breakdown_layout`).
                 breakdowns += 1
                 if size > largest:
                     largest, largest_name = size, snap.id

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.broker import Broker
 from behavioral_analytics.settings import Settings, load_settings
 from behavioral_analytics.store import Store
@@ -25,6 +26,25 @@ def basic(key: str) -> dict[str, str]:
 
 WRITE = {"X-Write-Key": WRITE_KEY}
 READ = {"Authorization": f"Bearer {READ_KEY}"}
+
+
+def today_from(ago_s: float, timezone: str, into_day_s: float) -> float:
+    """`ago_s` seconds before now, moved forward to `into_day_s` seconds into today (the day of
+    now in `timezone`) when it would fall earlier: events dated from it count as today's
+    whatever the hour (10 minutes back put them yesterday in a day's first 10 minutes, and a
+    test waiting for today's figures timed out). Past `into_day_s` in a day it is in the past;
+    before that `wait_past` waits for it, or for the latest event dated from it."""
+    periods = Periods(timezone)
+    now = time.time()
+    return max(now - ago_s, periods.start_of("day", periods.label("day", now)) + into_day_s)
+
+
+def wait_past(moment: float) -> None:
+    """Sleeps until `moment` has passed (in a day's first minutes only, when `today_from`
+    moved a moment forward past now; else at once)."""
+    delay = moment - time.time()
+    if delay > 0:
+        time.sleep(delay)
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

@@ -6,14 +6,13 @@ figure or a panel's users note means is visible text beside it, not only a toolt
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from api_helpers import READ_KEY
 from test_api_dashboard_browser import page_errors, wait_for
-from test_api_dashboard_filters_browser import _publish, _times, chips
+from test_api_dashboard_filters_browser import _publish, _recent, chips
 from test_api_dashboard_resilience_browser import Api, settles
 from test_api_dashboard_resilience_browser import page_of as page_of  # a fixture
 from test_api_dashboard_states_browser import NO_EVENTS, NO_EVENTS_SHORT, empties
@@ -98,7 +97,7 @@ def test_the_tiles_say_an_empty_store_is_empty_and_the_panels_are_asked_again_at
 
     # The first events: the panels are asked again at the next live document (their 15 s
     # refresh is held back, NO_SCHEDULED_REFRESH).
-    _publish(empty_api.base_url, empty_api.settings, _times(time.time() - 600))
+    _publish(empty_api.base_url, empty_api.settings, _recent(empty_api.settings.timezone))
     wait_for(lambda: panels_drawn(page), 30, "the panels asked again at the first commit")
 
     # Every card's words go with the first commit, the tiles' too.

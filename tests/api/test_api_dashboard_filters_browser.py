@@ -15,7 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import READ_KEY, WRITE, make_settings, recipe_event, run_worker
+from api_helpers import (
+    READ_KEY,
+    WRITE,
+    make_settings,
+    recipe_event,
+    run_worker,
+    today_from,
+    wait_past,
+)
 from test_api_dashboard_browser import (
     ARTIFACTS,
     CHROMIUM,
@@ -77,6 +85,17 @@ def _times(now: float) -> dict[str, list[float]]:
         sid: [now - ago * 86400 - 240 + 20 * k + 2 * j for j in range(len(pages))]
         for k, (ago, _, sid, _, pages) in enumerate(SESSIONS)
     }
+
+
+def _recent(timezone: str) -> dict[str, list[float]]:
+    """`_times` of about 10 minutes ago (today's sessions 12 to 14 minutes back), each session
+    on its own day whatever the hour: dated from no earlier than 00:05 in `timezone`, today's
+    sessions fall from 00:02 on and yesterday's on yesterday (10 minutes back put today's on
+    yesterday in a day's first 14 minutes, and the dashboard's "today" and its recent events
+    never came). Before 00:02:42 this waits until every event is in the past."""
+    times = _times(today_from(600, timezone, 300))
+    wait_past(max(moment for moments in times.values() for moment in moments))
+    return times
 
 
 def _publish(base_url: str, settings: Settings, times: dict[str, list[float]]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from test_api_dashboard_browser import (
     sync_api,
     wait_for,
 )
-from test_api_dashboard_filters_browser import _publish, _times, chips, panel
+from test_api_dashboard_filters_browser import _publish, _recent, chips, panel
 
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.settings import Settings
@@ -82,7 +81,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     )
     server = Api(settings)
     server.start()
-    _publish(server.base_url, settings, _times(time.time() - 600))
+    _publish(server.base_url, settings, _recent(settings.timezone))
     yield server
     server.stop()
 

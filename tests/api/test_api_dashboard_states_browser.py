@@ -18,7 +18,7 @@ from test_api_dashboard_browser import (
     page_errors,
     wait_for,
 )
-from test_api_dashboard_filters_browser import _publish, _times
+from test_api_dashboard_filters_browser import _publish, _recent
 from test_api_dashboard_resilience_browser import (
     LIVE_CARDS,
     STORE_DOWN,
@@ -86,8 +86,9 @@ def empty_api(tmp_path: Path) -> Iterator[Api]:
 
 @pytest.fixture
 def api(empty_api: Api) -> Api:
-    """The same with the filter test's sessions committed, today's about 12 minutes ago."""
-    _publish(empty_api.base_url, empty_api.settings, _times(time.time() - 600))
+    """The same with the filter test's sessions committed, today's about 12 minutes ago (from
+    00:02 on in a day's first minutes: `_recent`)."""
+    _publish(empty_api.base_url, empty_api.settings, _recent(empty_api.settings.timezone))
     return empty_api
 
 
@@ -220,7 +221,7 @@ def test_an_empty_store_says_so_on_each_card_until_events_arrive(
     assert page.locator("#retention-grid tr").count() == 0
     assert "No events in this range" not in page.inner_text("#breakdowns")
 
-    _publish(empty_api.base_url, empty_api.settings, _times(time.time() - 600))
+    _publish(empty_api.base_url, empty_api.settings, _recent(empty_api.settings.timezone))
     settles("no card says the store is empty", lambda: empties(page), {}, timeout=25)
     assert page.locator(".no-events").count() == 0
     drawn(page)

@@ -4,7 +4,6 @@ renders Swagger UI from the API's own assets (no request leaves loopback)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +13,15 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from api_helpers import READ_KEY, WRITE, make_settings, recipe_event, run_worker
+from api_helpers import (
+    READ_KEY,
+    WRITE,
+    make_settings,
+    recipe_event,
+    run_worker,
+    today_from,
+    wait_past,
+)
 from test_api_dashboard_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -56,7 +63,9 @@ def offline_page(browser: Any, outside: list[str]) -> Any:
 
 def test_every_dashboard_time_is_in_the_reporting_zone(served: tuple[str, Settings]) -> None:
     base_url, settings = served
-    moment = time.time() - 30
+    # Half a minute back, on today in the zone: the recent events are those of today's types.
+    moment = today_from(30, ZONE, 1)
+    wait_past(moment)
     with httpx.Client(base_url=base_url, headers=WRITE, timeout=10) as http:
         response = http.post("/v1/events", json=[recipe_event(1, timestamp=moment)])
         assert response.status_code == 202, response.text

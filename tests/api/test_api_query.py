@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import READ, WRITE, recipe_event
+from api_helpers import READ, WRITE, recipe_event, today_from, wait_past
 from fastapi.testclient import TestClient
 
 from behavioral_analytics.aggregation import Periods
@@ -21,9 +21,12 @@ from behavioral_analytics.store import Store
 
 
 @pytest.fixture
-def loaded(client: TestClient, process: Callable[[], None]) -> float:
-    """Twelve events of three users and three types, one bad event; processed."""
-    now = time.time()
+def loaded(client: TestClient, process: Callable[[], None], settings: Settings) -> float:
+    """Twelve events of three users and three types, one bad event; processed. Each type has
+    an event today (a page view a minute back): in a day's first minute "now" is 00:01, once
+    that has passed (the dashboard's recent events are those of today's types)."""
+    now = today_from(0, settings.timezone, 60)
+    wait_past(now)
     events = [
         recipe_event(
             i,

@@ -1,8 +1,9 @@
 """Breakdowns on the Firestore store (the emulator): the same figures as the SQLite store on the
 same batches (identity links moving events, values past K counted under `(other)`, a crawler,
-`forget`, `verify --repair`), the document layout (map keys a value may break, escaped), one
-counts write per period per flush (spilling into parts past the transform limit), the previous
-layout still read, and the size of a full document by Firestore's rules.
+`forget`, `verify --repair`), the document layout (map keys a value may break, escaped), the
+period's breakdowns riding in its bucket's write (spilling into counts parts past the transform
+limit; an admission under the bucket's update time), the previous layouts still read and
+written, and the size of a full document by Firestore's rules.
 The contract suite (tests/contract/test_breakdowns.py) holds both stores to the port."""
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from behavioral_analytics.store import Store
 from behavioral_analytics.stores.firestore import FirestoreStore, breakdowns
 from behavioral_analytics.stores.firestore.breakdown_layout import (
     PERIOD_VALUES_BYTES,
+    Gathered,
     breakdown_doc_id,
+    bucket_breakdowns,
+    bucket_doc_id,
     counts_doc_id,
     doc_size_bytes,
     gather,
@@ -37,6 +41,7 @@ from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     BREAKDOWN_MARKER_FIELD,
     BREAKDOWNS,
+    BUCKET_BREAKDOWNS_FIELD,
 )
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from behavioral_analytics.verification import verify
@@ -53,6 +58,23 @@ ODD_VALUES = ["a.b", "`tick`", "~home", "__x__", "p/1", "ü ñ", "(none)"]
 
 def ev(n: int, at: float, **fields: Any) -> Event:
     return behavior_event(n, DAY_START + at, received_at=NOW, **fields)
+
+
+def bucket_held(store: FirestoreStore, granularity: str, period: str) -> dict[str, Any]:
+    """The breakdowns a bucket document holds ({} when none)."""
+    document = store.db.collection(AGGREGATES).document(bucket_doc_id(granularity, period))
+    return bucket_breakdowns(document.get().to_dict() or {}) or {}
+
+
+def gathered_all(store: FirestoreStore) -> Gathered:
+    """Every breakdown the store holds: its breakdown documents and its buckets'."""
+    gathered = gather(doc.to_dict() or {} for doc in store.gateway.all(BREAKDOWNS))
+    for doc in store.gateway.all(AGGREGATES):
+        held = bucket_breakdowns(doc.to_dict() or {})
+        if held is not None:
+            gathered.add(held)
+    gathered.with_sessions = True
+    return gathered
 
 
 def firestore_store(settings_for: Callable[..., Any], **options: Any) -> FirestoreStore:
@@ -152,8 +174,8 @@ def test_firestore_breakdowns_equal_sqlite_through_links_forget_and_repair(
 
         before = figures(fs)
         day = fs.periods.of(DAY_START + HOUR)[2]
-        damaged = fs.db.collection(BREAKDOWNS).document(counts_doc_id("day", day))
-        damaged.update({"events": {}, "users": {}})
+        damaged = fs.db.collection(AGGREGATES).document(bucket_doc_id("day", day))
+        damaged.update({f"{BUCKET_BREAKDOWNS_FIELD}.events": {}})
         assert not verify(fs, fs.periods, now=NOW, retention_s=None).ok
         fs.rebuild(fs.iter_raw_events())  # verify --repair
         assert figures(fs) == before
@@ -162,7 +184,7 @@ def test_firestore_breakdowns_equal_sqlite_through_links_forget_and_repair(
         lite.close()
 
 
-def test_a_flush_writes_one_counts_document_per_period_with_escaped_keys(
+def test_a_flush_writes_a_periods_breakdowns_in_its_buckets_write_with_escaped_keys(
     settings_for: Callable[..., Any],
 ) -> None:
     store = firestore_store(settings_for, rules=rules(max_values=100))
@@ -175,34 +197,31 @@ def test_a_flush_writes_one_counts_document_per_period_with_escaped_keys(
         store.commit(events)
         writes = store.write_ops - before
         people = 7
-        # Raw events, people, the buckets (an hour carrying its 5 minutes, a day), freshness,
-        # and per period (an hour and a day) one write: its values document (values
-        # admitted), carrying the period's counts, however many events and dimensions fall in
-        # each.
-        assert writes == len(events) + people + (1 + 1) + 1 + 2
+        # Raw events, people, the buckets (an hour carrying its 5 minutes, a day), freshness:
+        # each period's breakdowns (values admitted, counts) ride in its bucket's write,
+        # however many events and dimensions fall in it.
+        assert writes == len(events) + people + (1 + 1) + 1
         day = store.periods.of(DAY_START + 2 * HOUR)[2]
         collection = store.db.collection(BREAKDOWNS)
-        assert not collection.document(counts_doc_id("day", day)).get().exists
-        carried = collection.document(values_doc_id("day", day)).get().to_dict() or {}
-        assert sum(carried["events"]["page"].values()) == len(events)
+        for document in (values_doc_id("day", day), counts_doc_id("day", day)):
+            assert not collection.document(document).get().exists
+        assert sum(bucket_held(store, "day", day)["events"]["page"].values()) == len(events)
         later = [
             ev(n, 2 * HOUR + n, user=f"u{n % 7}", page_url=ODD_PAGES[n % 7], plan=ODD_VALUES[n % 7])
             for n in range(300, 400)
         ]
         before = store.write_ops
         store.commit(later)
-        # Nothing admitted: the breakdowns of the hour and the day are two writes in all.
-        assert store.write_ops - before == len(later) + people + (1 + 1) + 1 + 2
+        # Nothing admitted: the same writes.
+        assert store.write_ops - before == len(later) + people + (1 + 1) + 1
 
-        values = collection.document(values_doc_id("day", day)).get().to_dict()
-        assert values is not None
-        assert values["admitted"]["page"] == ODD_PAGES  # each value once; counts keyed by rank
-        assert set(values["admitted"]) == {*DIMS, "entry_page", "exit_page"}
+        held = bucket_held(store, "day", day)
+        assert held["admitted"]["page"] == ODD_PAGES  # each value once; counts keyed by rank
+        assert set(held["admitted"]) == {*DIMS, "entry_page", "exit_page"}
+        assert set(held["events"]) == set(DIMS)
         assert not collection.document(breakdown_doc_id("day", day, "page")).get().exists
-        counts = collection.document(counts_doc_id("day", day)).get().to_dict()
-        assert counts is not None and set(counts["events"]) == set(DIMS)
-        assert sum(counts["events"]["page"].values()) == len(later)
-        gathered = gather([values, counts])  # a read sums both
+        assert not collection.document(counts_doc_id("day", day)).get().exists
+        gathered = gather([held])
         assert gathered.counts["events", ("day", day, "page")] == {
             str(rank): 58 - (rank >= 1) for rank in range(7)
         }
@@ -225,22 +244,20 @@ def test_a_flush_writes_one_counts_document_per_period_with_escaped_keys(
         store.close()
 
 
-def test_a_late_event_admitting_a_value_in_an_old_period_costs_one_write_per_period(
+def test_a_late_event_in_an_old_period_costs_its_buckets_writes_only(
     settings_for: Callable[..., Any],
 ) -> None:
-    """Its counts ride in the values document's write, under the same precondition."""
+    """The values it admits and its counts ride in its hour's and day's bucket writes."""
     store = firestore_store(settings_for, rules=rules(max_values=100))
     try:
         store.commit([ev(n, 2 * HOUR + 900 + n, user="u1", page_url="/now") for n in range(5)])
         before = store.write_ops
         store.commit([ev(10, 2 * HOUR, user="u1", page_url="/late")])
-        # The raw event, the person, its hour (carrying its minute) and day buckets,
-        # freshness, and the values documents of its hour and its day.
-        assert store.write_ops - before == 1 + 1 + 2 + 1 + 2
+        # The raw event, the person, its hour (carrying its minute) and day buckets, freshness.
+        assert store.write_ops - before == 1 + 1 + 2 + 1
         hour, day = store.periods.of(DAY_START + 2 * HOUR)[1:]
-        collection = store.db.collection(BREAKDOWNS)
-        assert not collection.document(counts_doc_id("hour", hour)).get().exists
-        assert not collection.document(counts_doc_id("day", day)).get().exists
+        assert list(store.gateway.all(BREAKDOWNS)) == []
+        assert bucket_held(store, "hour", hour)["admitted"]["page"] == ["/now", "/late"]
         (point,) = store.breakdown("page", "hour", start=hour, end=hour)
         assert point.events == {"/now": 5, "/late": 1}
         (point,) = store.breakdown("page", "day", start=day, end=day)
@@ -299,7 +316,7 @@ def test_a_set_outgrowing_its_periods_values_document_moves_to_its_own(
         collection = fs.db.collection(BREAKDOWNS)
         own = collection.document(breakdown_doc_id("day", day, "page")).get().to_dict()
         assert own is not None and own["admitted"] == [f"/page/{n}" for n in range(40)]
-        shared = collection.document(values_doc_id("day", day)).get().to_dict() or {}
+        shared = bucket_held(store=fs, granularity="day", period=day)
         assert "page" not in shared["admitted"]
         assert shared["admitted"]["property:plan"] == ["free"]
         assert figures(fs) == figures(lite)
@@ -317,7 +334,7 @@ def test_session_counts_fold_into_the_periods_counts_documents(
 ) -> None:
     """`add_session_counts` (the sessions-per-value writer): admitted values keyed by rank,
     a new value admitted while its set has room, `(other)` once full, a set the batch had not
-    read read first, a negative delta taken away; all in the counts writes of the commit."""
+    read read first, a negative delta taken away; all in the periods' writes of the commit."""
     store = firestore_store(settings_for, rules=rules(max_values=2))
     try:
         store.commit([ev(n, 2 * HOUR + n, user="u1", page_url=f"/{n}") for n in range(3)])
@@ -340,9 +357,8 @@ def test_session_counts_fold_into_the_periods_counts_documents(
             }
         )
         breakdowns.add_session_counts(batch, deltas)
-        gateway.send(batch.writes(gateway.name, datetime.now(UTC)))
-        gathered = gather(doc.to_dict() or {} for doc in gateway.all(BREAKDOWNS))
-        gathered.with_sessions = True
+        gateway.send(batch.writes(gateway.name, datetime.now(UTC), {}))
+        gathered = gathered_all(store)
         assert gathered.by_value("sessions", ("hour", hour, "page")) == {"/0": 3, "(other)": 1}
         assert gathered.by_value("sessions", ("day", day, "page")) == {"/0": 1, "/1": 3}
         assert gathered.by_value("sessions", ("day", day, "entry_page")) == {"/0": 2}
@@ -358,8 +374,8 @@ def test_session_counts_fold_into_the_periods_counts_documents(
             lambda keys: breakdowns.read_admitted(gateway.get, gateway.name, keys),
         )
         breakdowns.add_session_counts(batch, Counter({("hour", hour, "page", "/0"): -2}))
-        gateway.send(batch.writes(gateway.name, datetime.now(UTC)))
-        gathered = gather(doc.to_dict() or {} for doc in gateway.all(BREAKDOWNS))
+        gateway.send(batch.writes(gateway.name, datetime.now(UTC), {}))
+        gathered = gathered_all(store)
         assert gathered.by_value("sessions", ("hour", hour, "page")) == {"/0": 1, "(other)": 1}
     finally:
         store.close()
@@ -380,12 +396,9 @@ def test_config_apply_takes_a_dropped_dimension_out_of_the_period_documents(
     try:
         store.record_config(replace=True)
         day = store.periods.of(DAY_START + 2 * HOUR)[2]
-        collection = store.db.collection(BREAKDOWNS)
-        maps = []  # the day's counts rode in its values document's write (values admitted)
-        for document in (values_doc_id("day", day), counts_doc_id("day", day)):
-            data = collection.document(document).get().to_dict() or {}
-            maps += [data[name] for name in ("admitted", "events", "users") if name in data]
-        assert len(maps) >= 3 and all("page" in m and "property:plan" not in m for m in maps)
+        held = bucket_held(store, "day", day)
+        maps = [held[name] for name in ("admitted", "events", "users") if name in held]
+        assert len(maps) == 3 and all("page" in m and "property:plan" not in m for m in maps)
         assert store.breakdown("property:plan", "day") == []
         assert store.breakdown("page", "day")[0].events == {"/a": 3}
         assert verify(store, store.periods, now=NOW, retention_s=None).ok
@@ -441,6 +454,115 @@ def test_a_store_written_in_the_previous_layout_keeps_its_numbers(
         store.close()
 
 
+def test_an_admission_under_the_buckets_update_time_conflicts_with_a_write_since(
+    settings_for: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Two workers admit values into one day: the commit whose read of the day's bucket is
+    older than the other's write fails its precondition and recounts, so each value keeps its
+    own rank (without the precondition the later list would replace the earlier one)."""
+    settings = settings_for()
+    first = firestore_store(lambda: settings, rules=rules(max_values=100))
+    second = firestore_store(lambda: settings, rules=rules(max_values=100))
+    lite = SQLiteStore(tmp_path / "store.db", clock=lambda: NOW, rules=rules(max_values=100))
+    base = [ev(n, 2 * HOUR + n, user="u1", page_url="/base") for n in range(3)]
+    mine = [ev(10, 2 * HOUR + 60, user="u2", page_url="/mine")]
+    theirs = [ev(20, 3 * HOUR, user="u3", page_url="/theirs")]
+    send = first.gateway.send
+    interleaved: list[int] = []
+
+    def send_after_theirs(writes: list[Any]) -> None:
+        if not interleaved:  # between this commit's read and its write
+            interleaved.append(1)
+            second.commit(theirs)
+        send(writes)
+
+    try:
+        first.commit(base)
+        first.gateway.send = send_after_theirs  # type: ignore[method-assign]
+        conflicts = first.conflicts
+        first.commit(mine)
+        assert interleaved and first.conflicts == conflicts + 1
+        for batch in (base, theirs, mine):
+            lite.commit(batch)
+        day = first.periods.of(DAY_START + 2 * HOUR)[2]
+        assert bucket_held(first, "day", day)["admitted"]["page"] == ["/base", "/theirs", "/mine"]
+        (point,) = first.breakdown("page", "day")
+        assert point.events == {"/base": 3, "/mine": 1, "/theirs": 1}
+        assert point.unique_users == {"/base": 1, "/mine": 1, "/theirs": 1}
+        assert verify(first, first.periods, now=NOW, retention_s=None).ok
+    finally:
+        first.close()
+        second.close()
+        lite.close()
+
+
+def test_a_period_with_a_values_document_keeps_its_breakdowns_there(
+    settings_for: Callable[..., Any],
+) -> None:
+    """A store written before breakdowns moved into the buckets: a period whose values
+    document exists admits into it (its counts carried there, or in its counts document);
+    `verify --repair` moves them into the bucket, its admitted lists kept."""
+    store = firestore_store(settings_for, rules=rules(max_values=100))
+    try:
+        day = store.periods.of(DAY_START + 2 * HOUR)[2]
+        collection = store.db.collection(BREAKDOWNS)
+        old = {
+            "kind": "breakdown_values",
+            "granularity": "day",
+            "period": day,
+            "admitted": {"page": ["/a"]},
+            "events": {"page": {"0": 4}},
+        }
+        collection.document(values_doc_id("day", day)).set(old)
+        store.commit([ev(1, 2 * HOUR, user="u1", page_url="/b")])
+        store.commit([ev(2, 2 * HOUR + 1, user="u1", page_url="/a")])
+        values = collection.document(values_doc_id("day", day)).get().to_dict() or {}
+        assert values["admitted"]["page"] == ["/a", "/b"]
+        assert "admitted" not in bucket_held(store, "day", day)
+        (point,) = store.breakdown("page", "day")
+        assert point.events == {"/a": 5, "/b": 1}
+        store.rebuild(store.iter_raw_events())  # verify --repair: into the buckets
+        assert not collection.document(values_doc_id("day", day)).get().exists
+        assert bucket_held(store, "day", day)["admitted"]["page"] == ["/a", "/b"]
+        (point,) = store.breakdown("page", "day")
+        assert point.events == {"/a": 1, "/b": 1}  # the four events it held are no raw events
+        assert verify(store, store.periods, now=NOW, retention_s=None).ok
+    finally:
+        store.close()
+
+
+def test_a_repair_cut_short_once_the_buckets_are_gone_still_keeps_their_admitted_sets(
+    settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The buckets hold the admitted sets: a repair writes the breakdown documents before it
+    deletes them, so a second run maps every value as the commits did (counted in time order
+    afresh, a late event's value would take a rank it never had)."""
+    store = firestore_store(settings_for, rules=rules(max_values=2))
+    try:
+        store.commit([ev(1, 2 * HOUR + 10, user="u1", page_url="/x")])
+        store.commit([ev(2, 2 * HOUR + 20, user="u1", page_url="/y")])
+        store.commit([ev(3, 2 * HOUR + 5, user="u1", page_url="/z")])  # late: (other)
+        day = store.periods.of(DAY_START + 2 * HOUR)[2]
+        assert bucket_held(store, "day", day)["admitted"]["page"] == ["/x", "/y"]
+        before = figures(store)
+        delete_all = store.gateway.delete_all
+
+        def delete_then_stop(collection: str, **options: Any) -> None:
+            delete_all(collection, **options)
+            if collection == AGGREGATES:
+                raise ConnectionError("Firestore stopped answering")
+
+        monkeypatch.setattr(store.gateway, "delete_all", delete_then_stop)
+        with pytest.raises(ConnectionError):
+            store.rebuild(store.iter_raw_events())
+        monkeypatch.undo()
+        store.rebuild(store.iter_raw_events())  # verify --repair, run again
+        assert figures(store) == before
+        assert bucket_held(store, "day", day)["admitted"]["page"] == ["/x", "/y"]
+    finally:
+        store.close()
+
+
 def test_full_breakdown_documents_stay_under_256_kib() -> None:
     """The largest documents at the default K, sized by Firestore's storage-size rules: a
     values document of K values of the longest length in the widest UTF-8 (4 bytes a
@@ -476,12 +598,15 @@ def test_full_breakdown_documents_stay_under_256_kib() -> None:
     }
     size = doc_size_bytes(prefix + counts_doc_id("day", "2026-11-01"), day)
     assert 17 * 3 * (k + 1) * 8 < size < 256 * 1024
-    # A period's values document: lists up to `PERIOD_VALUES_BYTES`, and the counts its
-    # writes carried (at most those of a counts document).
+    # A period's breakdowns in its bucket: lists up to `PERIOD_VALUES_BYTES`, and the counts
+    # (at most those of a counts document), beside the bucket's own fields.
     longest = ["x" * 1000] * ((PERIOD_VALUES_BYTES - 2) // 1001)
     assert PERIOD_VALUES_BYTES - 1001 < list_bytes("d", longest) <= PERIOD_VALUES_BYTES
-    shared = {**day, "kind": "breakdown_values", "admitted": {"d": longest}}
-    size = doc_size_bytes(prefix + values_doc_id("day", "2026-11-01"), shared)
+    maps = {name: by_dimension for name in ("events", "users", "sessions")}
+    bucket = {"kind": "bucket", "granularity": "day", "period": "2026-11-01"}
+    held = {**bucket, BUCKET_BREAKDOWNS_FIELD: {"admitted": {"d": longest}, **maps}}
+    name = f"projects/p/databases/d/documents/{AGGREGATES}/{bucket_doc_id('day', '2026-11-01')}"
+    size = doc_size_bytes(name, held) - doc_size_bytes(name, bucket)
     assert PERIOD_VALUES_BYTES < size < 256 * 1024
     assert len(DIMENSIONS) == 10
 

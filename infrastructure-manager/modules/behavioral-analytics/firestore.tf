@@ -112,6 +112,7 @@ locals {
     person_breakdown_days       = { collection = "analytics_aggregates", field = "breakdown_days", ttl = false }
     person_session_values       = { collection = "analytics_aggregates", field = "session_values", ttl = false }
     bucket_minutes              = { collection = "analytics_aggregates", field = "minutes", ttl = false }
+    bucket_breakdowns           = { collection = "analytics_aggregates", field = "breakdowns", ttl = false }
     aggregates_events_by_type   = { collection = "analytics_aggregates", field = "events_by_type", ttl = false }
     aggregates_total_events     = { collection = "analytics_aggregates", field = "total_events", ttl = false }
     aggregates_unique_users     = { collection = "analytics_aggregates", field = "unique_users", ttl = false }

@@ -10,7 +10,7 @@ workers first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from math import inf
 from typing import Any
 
@@ -20,7 +20,11 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from behavioral_analytics.aggregation import UNIQUE_GRANULARITIES, fold
 from behavioral_analytics.behavior import recount
 from behavioral_analytics.bots import is_bot
-from behavioral_analytics.breakdowns import BreakdownRules, recount_breakdowns
+from behavioral_analytics.breakdowns import (
+    BREAKDOWN_GRANULARITIES,
+    BreakdownRules,
+    recount_breakdowns,
+)
 from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.events import Event
 from behavioral_analytics.identity import relinked
@@ -41,7 +45,10 @@ from behavioral_analytics.stores.firestore.breakdown_layout import (
     COUNT_MAPS,
     SESSIONS,
     Gathered,
+    bucket_breakdowns,
+    bucket_doc_id,
     gather,
+    into_buckets,
     rebuilt_docs,
 )
 from behavioral_analytics.stores.firestore.breakdowns import decode_markers, encode_markers
@@ -75,6 +82,7 @@ from behavioral_analytics.stores.firestore.schema import (
     BOT_FIELD,
     BREAKDOWN_MARKER_FIELD,
     BREAKDOWNS,
+    BUCKET_BREAKDOWNS_FIELD,
     BUCKET_PREFIX,
     EVENTS,
     FORGOTTEN_FIELD,
@@ -128,6 +136,7 @@ class Audit:
         recent: dict[str, tuple[float, dict[str, DigestEntry]]] = {}
         listed: dict[str, list[AnonymousRow]] = {}
         dimensions = self.options.rules.breakdowns.dimensions
+        held: list[dict[str, Any]] = []  # the buckets' breakdowns
         for doc in self.gateway.all(AGGREGATES):
             data = doc.to_dict() or {}
             kind = data.get("kind")
@@ -136,6 +145,8 @@ class Audit:
                 _add_copies(data, recent, listed)
             if kind == "bucket":
                 sums.setdefault((data["granularity"], data["period"]), BucketSum()).add(data)
+                if (in_bucket := bucket_breakdowns(data)) is not None:
+                    held.append(in_bucket)
                 for minute, fields in minutes_of(data["period"], data):
                     sums.setdefault(("minute", minute), BucketSum()).add(fields)
             elif kind == "user":
@@ -167,6 +178,8 @@ class Audit:
                     snap.funnel_users[name, key[1], step] = users
         if behavioral:
             gathered = gather(doc.to_dict() or {} for doc in self.gateway.all(BREAKDOWNS))
+            for in_bucket in held:
+                gathered.add(in_bucket)
             gathered.with_sessions = True
             gathered.fill(snap)
             # None, as an empty store's snapshot says, where there is neither state nor figure.
@@ -188,10 +201,12 @@ class Audit:
         Cut short (Firestore stopped answering), running it again (`verify --repair`)
         finishes it and loses nothing: it reads all it recounts from (raw events, links and
         tombstones, the admitted sets) before it deletes anything; it never deletes a document
-        holding links or a tombstone (it replaces each whole, with them); and it deletes the
-        breakdown documents it does not rewrite only after writing the others (an admitted set
-        the recount lays out in another document is still read from the first). What it sets
-        on the raw events (`person`, `bot`) is the recount's, the same on every run."""
+        holding links or a tombstone (it replaces each whole, with them); it writes the
+        breakdown documents before it deletes the buckets, whose admitted sets a second run
+        would read, and it deletes the breakdown documents the buckets now hold or that it did
+        not rewrite only after writing the buckets (an admitted set the recount lays out in
+        another document is still read from the first). What it sets on the raw events
+        (`person`, `bot`) is the recount's, the same on every run."""
         options, gateway = self.options, self.gateway
         joined: dict[tuple[str, str], float] = {}
         events = joining(events, joined)
@@ -243,10 +258,17 @@ class Audit:
                 breakdown_markers.setdefault(who, []).append((day, dimension, value))
         else:
             deltas = fold(events, options.periods)
-        gateway.delete_all(AGGREGATES, keep={doc_id("user_", who) for who in kept})
-        writer = gateway.client.batch()
         now = options.clock()
         updated = as_datetime(now)
+        # Written before the buckets go: a bucket may hold admitted sets a second run reads.
+        writer = gateway.client.batch()
+        breakdowns = gateway.collection(BREAKDOWNS)
+        for document, fields in breakdown_docs.items():
+            writer.set(breakdowns.document(document), {**fields, "last_updated": updated})
+            writer = gateway.flush_if_full(writer)
+        gateway.flush_if_full(writer, force=True)
+        gateway.delete_all(AGGREGATES, keep={doc_id("user_", who) for who in kept})
+        writer = gateway.client.batch()
         uniques = deltas.unique_users()
         docs: dict[tuple[str, str], dict[str, Any]] = {}
         for (granularity, period), bucket in deltas.buckets.items():
@@ -277,6 +299,9 @@ class Audit:
                 hour, minute = split_minute(period)
                 minutes = docs.setdefault(("hour", hour), {}).setdefault(MINUTES_FIELD, {})
                 minutes[minute] = docs.pop((unit, period))
+        held, folded = into_buckets(breakdown_docs)
+        for key, breakdowns_held in held.items():
+            docs.setdefault(key, {})[BUCKET_BREAKDOWNS_FIELD] = breakdowns_held
         aggregates = gateway.collection(AGGREGATES)
         for (unit, period), fields in docs.items():
             doc = {
@@ -306,17 +331,13 @@ class Audit:
                 doc[BREAKDOWN_MARKER_FIELD] = encode_markers(breakdown_markers[who])
             writer.set(aggregates.document(doc_id("user_", who)), {**doc, **kept.pop(who, {})})
             writer = gateway.flush_if_full(writer)
-        breakdowns = gateway.collection(BREAKDOWNS)
-        for document, fields in breakdown_docs.items():
-            writer.set(breakdowns.document(document), {**fields, "last_updated": updated})
-            writer = gateway.flush_if_full(writer)
         for who, fields in kept.items():  # links or a tombstone, no profile
             doc = {"kind": "person", "user_id": who, "last_updated": updated, **fields}
             writer.set(aggregates.document(doc_id("user_", who)), doc)
             writer = gateway.flush_if_full(writer)
         gateway.flush_if_full(writer, force=True)
-        if options.behavioral:  # the breakdown documents the recount did not write
-            gateway.delete_all(BREAKDOWNS, keep=set(breakdown_docs))
+        if options.behavioral:  # those the recount did not write, or that the buckets hold
+            gateway.delete_all(BREAKDOWNS, keep=set(breakdown_docs) - folded)
         rewrite_members(gateway, joined)
 
     def drop_copies(self, digests: Sequence[str], lists: Sequence[str]) -> None:
@@ -371,22 +392,35 @@ class Audit:
         for day, dimension, value, who in counted.users:
             markers.setdefault(who, set()).add((day, dimension, value))
         writer = gateway.client.batch()
+
+        def take_out(reference: Any, data: Mapping[str, Any], *prefix: str) -> None:
+            """`gone`'s entries out of a period's breakdowns (`prefix`: where they are)."""
+            nonlocal writer
+            paths = [
+                field_path(*prefix, name, key)
+                for name in (*COUNT_MAPS, ADMITTED)
+                for key in data.get(name) or {}
+                if decode_map_key(key) in gone or (name == SESSIONS and sessions_go)
+            ]
+            if paths:
+                writer.update(reference, dict.fromkeys(paths, firestore.DELETE_FIELD))
+                writer = gateway.flush_if_full(writer)
+
         for snap in gateway.all(BREAKDOWNS):
             data = snap.to_dict() or {}
             stored.add(data)
             if data.get("dimension") in gone:  # a values document
                 writer.delete(snap.reference)
                 writer = gateway.flush_if_full(writer)
-            elif "dimension" not in data:  # a period's counts or values: `gone`'s entries go
-                paths = [
-                    field_path(name, key)
-                    for name in (*COUNT_MAPS, ADMITTED)
-                    for key in data.get(name) or {}
-                    if decode_map_key(key) in gone or (name == SESSIONS and sessions_go)
-                ]
-                if paths:
-                    writer.update(snap.reference, dict.fromkeys(paths, firestore.DELETE_FIELD))
-                    writer = gateway.flush_if_full(writer)
+            elif "dimension" not in data:  # a period's counts or values
+                take_out(snap.reference, data)
+        mask = ["granularity", "period", BUCKET_BREAKDOWNS_FIELD]
+        for granularity in BREAKDOWN_GRANULARITIES:
+            for snap in gateway.id_range(AGGREGATES, bucket_doc_id(granularity, ""), mask=mask):
+                in_bucket = bucket_breakdowns(snap.to_dict() or {})
+                if in_bucket is not None:
+                    stored.add(in_bucket)
+                    take_out(snap.reference, in_bucket, BUCKET_BREAKDOWNS_FIELD)
         people = gateway.collection(AGGREGATES)
         selected = ["user_id", BREAKDOWN_MARKER_FIELD, *([SESSIONS_FIELD] * with_sessions)]
         if sessions_go and not with_sessions:

@@ -1,52 +1,58 @@
 """Where the Firestore store keeps breakdowns (docs/gcp.md "Breakdowns"): per (granularity,
-period), one values document with the admitted set of every dimension and one counts document
-with every dimension's counts, keyed by rank in the admitted sets (the counts of commits that
-admitted values are in the values document).
+period), in the period's bucket document, the admitted set of every dimension and every
+dimension's counts, keyed by rank in the admitted sets.
 
-  breakdowns/values_hour_{hour}          {kind: "breakdown_values", granularity, period,
-  breakdowns/values_day_{day}             admitted: {dimension: [value, …] in admission order},
-                                          events, users, sessions: as a counts document's}
+  analytics_aggregates/hourly_{hour}     {kind: "bucket", granularity, period, … the bucket's
+  analytics_aggregates/daily_{day}        counts, breakdowns: {
+                                            admitted: {dimension: [value, …] in admission order},
+                                            events:   {dimension: {rank: n, "(other)": n}},
+                                            users:    {dimension: {rank: n, …}} (days only),
+                                            sessions: {dimension: {rank: n, …}}}}
   breakdowns/counts_hour_{hour}[~n]      {kind: "breakdown_counts", granularity, period,
-  breakdowns/counts_day_{day}[~n]         events:   {dimension: {rank: n, "(other)": n}},
-                                          users:    {dimension: {rank: n, …}} (days only),
-                                          sessions: {dimension: {rank: n, …}}}
+  breakdowns/counts_day_{day}[~n]         events, users, sessions: as the bucket's}
   breakdowns/hourly_{dimension}_{hour}   {kind: "breakdown_values", granularity, period,
   breakdowns/daily_{dimension}_{day}      dimension, admitted: [value, …]}  (a set of its own)
+  breakdowns/values_hour_{hour}          {kind: "breakdown_values", granularity, period,
+  breakdowns/values_day_{day}             admitted, events, users, sessions: as the bucket's}
+                                          (a store written before: see below)
 
-Why per period: a commit writes every (granularity, period) its events fall in, and a late
-event is often alone in its period. With the dimensions together it costs one write per
-period (an hour and a day), whatever the number of dimensions: a commit admitting values into
-a period writes its values document and carries the period's count increments in that same
-write (the field transforms beside the lists, under the same precondition), else it writes the
-period's counts document. Values are written only when admitted, which stops once each set
-holds K values or the period's values have all been seen.
+Why in the bucket: a commit writes the bucket of every (granularity, period) its events fall in
+anyway, and a late event is often alone in its period. The period's breakdowns ride in that
+write (`wire.merged`), whatever the number of dimensions: no write of their own. A commit that
+admits values writes the whole grown lists under the bucket's update time it read (or as a
+create), so two workers admitting at once conflict and one recounts; so does an admission
+meeting another worker's bucket write since its read (counter shards,
+BA_FIRESTORE_COUNTER_SHARDS, keep the buckets' own increments off the period's document).
+Values are written only when admitted, which stops once each set holds K values or the
+period's values have all been seen.
 
-Size: a counts document holds at most 3 x (K + 1) entries per dimension, about 15 bytes each
-(at the default K = 100, 17 dimensions: under 100 KiB), and so at most do the counts a
-values document carries. A period's values document keeps a set's list while the lists stay
-under `PERIOD_VALUES_BYTES`; the commit that would take them past moves the largest growing
-sets to documents of their own (`hourly_{dimension}_{hour}`, the id `keys.doc_id`-escaped),
-removing them from the period's document in the same write, so no document nears Firestore's
-1 MiB: a set of its own is at most K values of 1,024 bytes.
+Size: the counts hold at most 3 x (K + 1) entries per dimension, about 15 bytes each (at the
+default K = 100, 17 dimensions: under 100 KiB). A bucket keeps a set's list while the lists
+stay under `PERIOD_VALUES_BYTES`; the commit that would take them past moves the largest
+growing sets to documents of their own (`hourly_{dimension}_{hour}`, the id
+`keys.doc_id`-escaped), removing them from the bucket in the same write, so no document nears
+Firestore's 1 MiB (an hour's bucket also holds its minutes): a set of its own is at most K
+values of 1,024 bytes.
 
 A value is written once, in its set's list; counts are keyed by its rank there (`"0"` for the
 first value admitted; `count_key`), which never changes because the list only grows. The
 dimension is a map key escaped by `keys.encode_map_key`.
 
-A commit's increments to one counts document are at most `max_transforms` (Firestore allows
-500 field transforms per document in a commit, firebase.google.com/docs/firestore/quotas);
-past that they spill into `…~1`, `…~2` of the same period (a values write carries at most
-`max_transforms` too). Any part, and the values document, may hold any count: a read sums
-them all (`Gathered`), so which document an increment went to never matters. The
+A commit's increments to one document are at most `max_transforms` (Firestore allows 500
+field transforms per document in a commit, firebase.google.com/docs/firestore/quotas), the
+bucket's own counted in; past that they spill into the period's counts document
+`counts_{granularity}_{period}` and its parts `…~1`, `…~2`. Any of them may hold any count: a
+read sums them all (`Gathered`), so which document an increment went to never matters. The
 period ends every id and the dimension comes before it in a set's own document's, so one
 granularity's periods (and one dimension's own sets) are ranges of document ids: reads need
 no composite index.
 
-The previous layout (before period documents) kept each set in its own document with its
-counts keyed by rank, as `events` and `users`; such a document reads as a set of its own and
-`Gathered` adds its counts to the counts documents', so a store written before keeps its
-numbers without a repair.
-"""
+Earlier layouts are read and kept: a period with a values document `values_{granularity}_
+{period}` (breakdowns before they moved into the buckets) keeps its lists there, admitting into
+it with the period's increments carried in that write, its other increments in its counts
+documents, until `verify --repair` moves them into the bucket (`into_buckets`); a set's own
+document from before period documents holds its counts by rank (`events`, `users`), which
+`Gathered` adds."""
 
 from __future__ import annotations
 
@@ -60,7 +66,7 @@ from behavioral_analytics.aggregation import Granularity
 from behavioral_analytics.breakdowns import BREAKDOWN_GRANULARITIES, OTHER, Counted
 from behavioral_analytics.store import AggregateSnapshot, BreakdownPoint
 from behavioral_analytics.stores.firestore.keys import decode_map_key, doc_id, encode_map_key
-from behavioral_analytics.stores.firestore.schema import BUCKET_PREFIX
+from behavioral_analytics.stores.firestore.schema import BUCKET_BREAKDOWNS_FIELD, BUCKET_PREFIX
 
 __all__ = [
     "COUNT_MAPS",
@@ -70,11 +76,14 @@ __all__ = [
     "Gathered",
     "SetKey",
     "breakdown_doc_id",
+    "bucket_breakdowns",
+    "bucket_doc_id",
     "count_key",
     "counts_doc_id",
     "counts_prefix",
     "doc_size_bytes",
     "gather",
+    "into_buckets",
     "list_bytes",
     "name_size",
     "rebuilt_docs",
@@ -98,6 +107,27 @@ def breakdown_doc_id(granularity: str, period: str, dimension: str) -> str:
     """The values document of a set: `hourly_{dimension}_{hour}` or `daily_{dimension}_{day}`,
     the dimension escaped as a document id (`keys.doc_id`)."""
     return f"{doc_id(BUCKET_PREFIX[granularity], dimension)}_{period}"
+
+
+def bucket_doc_id(granularity: str, period: str) -> str:
+    """The bucket document of (granularity, period) (`hourly_{hour}`, `daily_{day}`, in
+    `analytics_aggregates`): its field `breakdowns` holds the period's breakdowns, unless the
+    period has a values document (`values_doc_id`: a store written before)."""
+    return BUCKET_PREFIX[granularity] + period
+
+
+def bucket_breakdowns(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A bucket document's breakdowns (its `breakdowns` field) as a period's values document
+    reads, for `Gathered.add`; None when it holds none."""
+    held = data.get(BUCKET_BREAKDOWNS_FIELD)
+    if not held:
+        return None
+    return {
+        "granularity": data.get("granularity", ""),
+        "period": data.get("period", ""),
+        **held,
+        ADMITTED: held.get(ADMITTED) or {},
+    }
 
 
 def values_prefix(granularity: str) -> str:
@@ -162,9 +192,13 @@ class Gathered:
             for name in (EVENTS, USERS):  # the previous layout's counts
                 self._add_counts(name, key, data.get(name))
             return
-        if isinstance(data.get(ADMITTED), Mapping):  # a period's values document
+        if isinstance(data.get(ADMITTED), Mapping):  # a period's values (or bucket) document
             for dimension, values in data[ADMITTED].items():
-                self.shared[granularity, period, decode_map_key(dimension)] = list(values)
+                # A set's list is in one document; in two (a repair cut short, or made
+                # while a worker committed), the longer is the later: a list only grows.
+                key = (granularity, period, decode_map_key(dimension))
+                if len(values) >= len(self.shared.get(key, ())):
+                    self.shared[key] = list(values)
         for name in COUNT_MAPS:  # a counts document's, or those a values write carried
             for dimension, counts in (data.get(name) or {}).items():
                 self._add_counts(name, (granularity, period, decode_map_key(dimension)), counts)
@@ -277,6 +311,28 @@ def rebuilt_docs(
                 doc[name][encode_map_key(dimension)] = counts
         docs[counts_doc_id(cg, cp, part)] = doc
     return docs
+
+
+def into_buckets(
+    docs: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[tuple[str, str], dict[str, Any]], set[str]]:
+    """What of `rebuilt_docs`' documents the periods' buckets hold: per (granularity, period),
+    the value of its bucket's `breakdowns` field (the period's values document's lists and its
+    first counts document's maps), and the ids of the documents that makes unneeded. Sets of
+    their own and further counts parts stay where they are."""
+    held: dict[tuple[str, str], dict[str, Any]] = {}
+    folded: set[str] = set()
+    for document, data in docs.items():
+        granularity, period = data["granularity"], data["period"]
+        if document == values_doc_id(granularity, period):
+            held.setdefault((granularity, period), {})[ADMITTED] = data[ADMITTED]
+        elif document == counts_doc_id(granularity, period):
+            maps = {name: data[name] for name in COUNT_MAPS if data.get(name)}
+            held.setdefault((granularity, period), {}).update(maps)
+        else:
+            continue
+        folded.add(document)
+    return held, folded
 
 
 def _values_doc(granularity: str, period: str, dimension: str | None = None) -> dict[str, Any]:

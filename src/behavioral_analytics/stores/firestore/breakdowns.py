@@ -1,21 +1,21 @@
 """Breakdowns on the Firestore store (docs/breakdowns.md): what a commit and `forget` write,
 and the per-value unique-user markers kept with the person. Where the documents live and how
-counts are keyed is `breakdown_layout`'s (one counts document per (granularity, period), one
-values document per admitted set).
+counts are keyed is `breakdown_layout`'s (a period's breakdowns in its bucket document).
 
   analytics_aggregates/user_{person}      … breakdown_days: {day: {dimension: {value: true}}}
 
 A commit writes each (granularity, period) its batch touches once: the increments of every
-dimension (events, unique-user changes on a day, session deltas from `add_session_counts`) go
-in the period's values document's write when the commit admits values there (the values
-document is written anyway), else in its counts document, spilling into further counts parts
-past `max_transforms` increments; a set kept in a document of its own is written there.
-Admission reads the stored admitted sets in the commit: a commit that admits a value writes the
-values document under the update time it read (or creates it), so two workers admitting at
-once conflict and one recounts; counts need no precondition of their own (those carried by a
-values write share its precondition: a conflict drops them with it), because the ranks they
-are keyed by cannot change under them (an admitted value stays admitted at its rank, a full set
-stays full).
+dimension (events, unique-user changes on a day, session deltas from `add_session_counts`) and
+the admitted lists that grow go in the write of the period's bucket, which the commit makes
+anyway (the committer merges the two: `wire.merged`), up to the field transforms the bucket's
+own leave (`transform_room`), the rest in the period's counts document's parts; a set kept in
+a document of its own is written there. Admission reads the stored admitted sets in the
+commit: a commit that admits a value writes the bucket under the update time it read (or
+creates it), so two workers admitting at once conflict and one recounts; counts need no
+precondition of their own (those in an admitting write share its precondition: a conflict
+drops them with it), because the ranks they are keyed by cannot change under them (an
+admitted value stays admitted at its rank, a full set stays full). A period with a values
+document (a store written before) admits into that document instead.
 
 In a person's markers the dimension and value are map keys escaped by `keys.encode_map_key`
 (a key starting with `~` or shaped like `__…__` gets a `~` prefix; every other string, dots,
@@ -57,6 +57,7 @@ from behavioral_analytics.stores.firestore.breakdown_layout import (
     VALUES_KIND,
     SetKey,
     breakdown_doc_id,
+    bucket_doc_id,
     count_key,
     counts_doc_id,
     list_bytes,
@@ -64,8 +65,10 @@ from behavioral_analytics.stores.firestore.breakdown_layout import (
 )
 from behavioral_analytics.stores.firestore.keys import decode_map_key, encode_map_key
 from behavioral_analytics.stores.firestore.schema import (
+    AGGREGATES,
     BREAKDOWN_MARKER_FIELD,
     BREAKDOWNS,
+    BUCKET_BREAKDOWNS_FIELD,
     MAX_TRANSFORMS_PER_DOC,
 )
 from behavioral_analytics.stores.firestore.wire import field_path, from_value, write
@@ -76,7 +79,6 @@ __all__ = [
     "Marker",
     "SessionDeltas",
     "add_session_counts",
-    "admission_writes",
     "breakdown_writes",
     "day_set_keys",
     "decode_markers",
@@ -85,6 +87,7 @@ __all__ = [
     "marker_path",
     "read_admitted",
     "set_keys",
+    "transform_room",
 ]
 
 Marker = tuple[str, str, str]  # (day, dimension, counted value)
@@ -132,8 +135,8 @@ def day_set_keys(events: Iterable[Event], periods: Periods, rules: BreakdownRule
 @dataclass(slots=True)
 class Admitted:
     """Stored admitted sets as a commit read them: `sets` per set, `own` the sets kept in a
-    document of their own, `stamps` the update time of each values document read, by id
-    (absent: no document), `period_bytes` what the lists in each period's values document
+    document of their own, `stamps` the update time of each values and bucket document read,
+    by id (absent: no document), `period_bytes` what the lists in each period's document
     take (`breakdown_layout.list_bytes`)."""
 
     sets: dict[SetKey, list[str]] = field(default_factory=dict)
@@ -155,38 +158,64 @@ class Admitted:
         for period, size in other.period_bytes.items():
             self.period_bytes.setdefault(period, size)
 
+    def in_bucket(self, granularity: str, period: str) -> bool:
+        """Whether the period's breakdowns live in its bucket document: it has no values
+        document (which a store written before keeps using)."""
+        return values_doc_id(granularity, period) not in self.stamps
+
 
 def read_admitted(
     get: Callable[[Sequence[str], Sequence[str]], dict[str, Any]],
     name: Callable[[str, str], str],
     keys: Iterable[SetKey],
 ) -> Admitted:
-    """The admitted sets of `keys`, read with `get(names, mask)` (`Gateway.get`): the values
-    document of each period and each set's own document (a set that outgrew its period's
-    document, or one written before period documents), in one batched get."""
+    """The admitted sets of `keys`, read with `get(names, mask)` (`Gateway.get`): the bucket
+    document of each period, its values document (a store written before) and each set's own
+    document (a set that outgrew its period's document, or one written before period
+    documents), in one batched get."""
     own = {name(BREAKDOWNS, breakdown_doc_id(*key)): key for key in keys}
     periods = {name(BREAKDOWNS, values_doc_id(g, p)): (g, p) for g, p, _ in own.values()}
+    periods |= {name(AGGREGATES, bucket_doc_id(g, p)): (g, p) for g, p in periods.values()}
     read = Admitted()
     if not own:
         return read
+    in_bucket = field_path(BUCKET_BREAKDOWNS_FIELD, ADMITTED)
     shared: dict[SetKey, list[str]] = {}
-    for doc_name, doc in get([*own, *periods], [ADMITTED]).items():
+    sizes: dict[str, int] = {}
+    for doc_name, doc in get([*own, *periods], [ADMITTED, in_bucket]).items():
         doc_id = doc_name.rsplit("/", 1)[1]
         read.stamps[doc_id] = doc.update_time
-        lists = from_value(doc.fields[ADMITTED]) if ADMITTED in doc.fields else None
+        fields = doc.fields
+        if BUCKET_BREAKDOWNS_FIELD in fields:
+            fields = fields[BUCKET_BREAKDOWNS_FIELD].map_value.fields
+        lists = from_value(fields[ADMITTED]) if ADMITTED in fields else None
         if doc_name in own and lists is not None:
             read.sets[own[doc_name]] = list(lists)
             read.own.add(own[doc_name])
         elif doc_name in periods and lists:
             g, p = periods[doc_name]
-            read.period_bytes[g, p] = sum(
-                list_bytes(decode_map_key(d), values) for d, values in lists.items()
-            )
+            sizes[doc_id] = sum(list_bytes(decode_map_key(d), v) for d, v in lists.items())
             for dimension, values in lists.items():
-                shared[g, p, decode_map_key(dimension)] = list(values)
+                key = (g, p, decode_map_key(dimension))
+                if len(values) >= len(shared.get(key, ())):  # as `Gathered.add` reads them
+                    shared[key] = list(values)
+    for g, p in set(periods.values()):
+        home = bucket_doc_id(g, p) if read.in_bucket(g, p) else values_doc_id(g, p)
+        read.period_bytes[g, p] = sizes.get(home, 0)
     for key, values in shared.items():
         read.sets.setdefault(key, values)
     return read
+
+
+def transform_room(writes: Iterable[Any], max_transforms: int) -> dict[str, int]:
+    """Per document `writes` write (`wire.write` protobufs), how many more field transforms
+    its write takes under `max_transforms`: what a bucket's write in the same commit leaves
+    for the period's breakdown counts (`breakdown_writes`' `room`)."""
+    return {
+        w.update.name: max(0, max_transforms - len(w.update_transforms))
+        for w in writes
+        if w.HasField("update")
+    }
 
 
 class BreakdownBatch:
@@ -245,9 +274,12 @@ class BreakdownBatch:
         self.read_sets([key])
         return [*self.admitted.sets.get(key, ()), *self.counted.admitted.get(key, ())]
 
-    def writes(self, name: Callable[[str, str], str], updated: datetime) -> list[Any]:
-        """One write per values document it admits into (carrying its period's counts) and
-        one per counts document part the rest of the increments change."""
+    def writes(
+        self, name: Callable[[str, str], str], updated: datetime, room: Mapping[str, int]
+    ) -> list[Any]:
+        """One write per period touched (`breakdown_writes`; `room` its bucket's), one per
+        set of its own that grows, and one per counts document part the increments that do
+        not fit change."""
         return breakdown_writes(
             name,
             self.counted,
@@ -256,6 +288,7 @@ class BreakdownBatch:
             updated,
             sessions=self.sessions,
             max_transforms=self.max_transforms,
+            room=room,
         )
 
 
@@ -297,14 +330,18 @@ def breakdown_writes(
     events_sign: int = 1,
     sessions: Mapping[tuple[str, str, str, str], int] | None = None,
     max_transforms: int = MAX_TRANSFORMS_PER_DOC,
+    room: Mapping[str, int] | None = None,
 ) -> list[Any]:
     """The writes of `counted` (events times `events_sign`), `user_changes` and `sessions`
     (`breakdown_layout`): per (granularity, period), the increments of
-    `{events|users|sessions}.{dimension}.{key}` (`count_key`), at most `max_transforms` a
-    document; per set admitting values, its values document with the whole admitted list,
-    under the update time read (or create()). A period whose values document is written
-    carries its first `max_transforms` increments in that write; the rest (every increment of
-    a period admitting nothing) go to its counts document's parts."""
+    `{events|users|sessions}.{dimension}.{key}` (`count_key`) and the whole admitted list of
+    each set admitting values, one write to the period's bucket document (under
+    `breakdowns`), made under the update time read (or create()) when it admits. The bucket's
+    write takes `room[its name]` increments (what the bucket's own write in the same commit
+    leaves: `transform_room`; `max_transforms` when absent; none without `room`), the rest go
+    to the period's counts document's parts, `max_transforms` each. A period with a values
+    document (a store written before) keeps its lists there, written only when it admits
+    (carrying `max_transforms` increments), its other increments in its counts documents."""
     lists: dict[SetKey, list[str]] = {}
 
     def key_of(set_key: SetKey, value: str) -> str:
@@ -312,13 +349,12 @@ def breakdown_writes(
             lists[set_key] = [*admitted.sets.get(set_key, ()), *counted.admitted.get(set_key, ())]
         return count_key(lists[set_key], value)
 
-    transforms: dict[tuple[str, str], list[tuple[str, str, float]]] = defaultdict(list)
+    increments: dict[tuple[str, str], list[tuple[tuple[str, str, str], int]]] = defaultdict(list)
 
     def add(map_name: str, set_key: SetKey, value: str, n: int) -> None:
         if n:
             g, p, d = set_key
-            path = field_path(map_name, encode_map_key(d), key_of(set_key, value))
-            transforms[g, p].append((path, "increment", n))
+            increments[g, p].append(((map_name, encode_map_key(d), key_of(set_key, value)), n))
 
     for (g, p, d, value), n in counted.events.items():
         add(EVENTS, (g, p, d), value, events_sign * n)
@@ -327,53 +363,50 @@ def breakdown_writes(
     for (sg, sp, sd, value), n in (sessions or {}).items():
         add(SESSIONS, (sg, sp, sd), value, n)
     step = max(1, max_transforms)
-    carried = {
-        period: transforms[period][:step] for period in _admitting_periods(counted, admitted)
-    }
-    writes = admission_writes(name, counted.admitted, admitted, updated, carried)
-    for (granularity, period), increments in transforms.items():
-        increments = increments[len(carried.get((granularity, period), ())) :]
+    writes, period_lists = _admissions(name, counted.admitted, admitted, updated)
+    for granularity, period in dict.fromkeys([*period_lists, *increments]):
+        changes = increments.get((granularity, period), [])
+        grown = period_lists.get((granularity, period), {})
+        if admitted.in_bucket(granularity, period):
+            document = name(AGGREGATES, bucket_doc_id(granularity, period))
+            take = 0 if room is None else room.get(document, step)
+        else:
+            take = step if grown else 0
+        carried, rest = changes[:take], changes[take:]
+        if grown or carried:
+            writes.append(
+                _period_write(name, granularity, period, grown, carried, admitted, updated)
+            )
         fields = {
             "kind": COUNTS_KIND,
             "granularity": granularity,
             "period": period,
             "last_updated": updated,
         }
-        for part, start in enumerate(range(0, len(increments), step)):
+        spilled = [(field_path(*path), "increment", n) for path, n in rest]
+        for part, start in enumerate(range(0, len(spilled), step)):
             writes.append(
                 write(
                     name(BREAKDOWNS, counts_doc_id(granularity, period, part)),
                     fields,
                     mask=list(fields),
-                    transforms=increments[start : start + step],
+                    transforms=spilled[start : start + step],
                 )
             )
     return writes
 
 
-def _admitting_periods(counted: Counted, admitted: Admitted) -> set[tuple[str, str]]:
-    """The (granularity, period) whose values document `admission_writes` writes."""
-    return {
-        (key[0], key[1]) for key, new in counted.admitted.items() if new and key not in admitted.own
-    }
-
-
-def admission_writes(
+def _admissions(
     name: Callable[[str, str], str],
     new_values: Mapping[SetKey, Sequence[str]],
     admitted: Admitted,
     updated: datetime,
-    carried: Mapping[tuple[str, str], Sequence[tuple[str, str, float]]] | None = None,
-) -> list[Any]:
-    """The values documents' writes for `new_values` admitted into the sets `admitted` read:
-    per period, its values document's lists of the sets that grow (one write); a set kept in
-    its own document there, and a set that would take the period's document past
-    `PERIOD_VALUES_BYTES` moved to one (its list leaves the period's document in the same
-    write). Each write is made under the update time read (or as a create), so a concurrent
-    admission into the same document conflicts. `carried`: per period, count increments
-    (field path, "increment", n) made in its values document's write (at most 500: Firestore's
-    field transforms per document in a commit)."""
-    by_period: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(dict)
+) -> tuple[list[Any], dict[tuple[str, str], dict[str, list[str] | None]]]:
+    """What admitting `new_values` into the sets `admitted` read writes: the writes of the sets
+    kept in documents of their own, and per period the lists its document takes (dimension →
+    the whole list; None: the set leaves it for a document of its own, as one that would take
+    the period's lists past `PERIOD_VALUES_BYTES` does, its largest growing sets first)."""
+    grown_lists: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(dict)
     writes = []
     for key, new in new_values.items():
         if new:
@@ -381,38 +414,66 @@ def admission_writes(
             if key in admitted.own:
                 writes.append(_own_write(name, key, full, admitted, updated))
             else:
-                by_period[key[0], key[1]][key[2]] = full
-    for (granularity, period), lists in by_period.items():
+                grown_lists[key[0], key[1]][key[2]] = full
+    by_period: dict[tuple[str, str], dict[str, list[str] | None]] = {}
+    for (granularity, period), grown in grown_lists.items():
         size = admitted.period_bytes.get((granularity, period), 0)
-        for dimension, full in lists.items():
+        for dimension, full in grown.items():
             old = admitted.sets.get((granularity, period, dimension))
             size += list_bytes(dimension, full) - (list_bytes(dimension, old) if old else 0)
-        staying = dict(lists)
-        for dimension, full in sorted(lists.items(), key=lambda item: -len(item[1])):
+        taken: dict[str, list[str] | None] = dict(grown)
+        for dimension, full in sorted(grown.items(), key=lambda item: -len(item[1])):
             if size <= PERIOD_VALUES_BYTES:
                 break
-            key = (granularity, period, dimension)
-            writes.append(_own_write(name, key, full, admitted, updated))
-            size -= list_bytes(dimension, full)
-            del staying[dimension]
-        fields: dict[str, Any] = {
-            "kind": VALUES_KIND,
-            "granularity": granularity,
-            "period": period,
-            "last_updated": updated,
-        }
-        mask = [*fields, *(field_path(ADMITTED, encode_map_key(d)) for d in lists)]
-        fields[ADMITTED] = {encode_map_key(d): values for d, values in staying.items()}
-        writes.append(
-            write(
-                name(BREAKDOWNS, values_doc_id(granularity, period)),
-                fields,
-                mask=mask,
-                transforms=(carried or {}).get((granularity, period), ()),
-                **_precondition(admitted, values_doc_id(granularity, period)),
+            writes.append(
+                _own_write(name, (granularity, period, dimension), full, admitted, updated)
             )
-        )
-    return writes
+            size -= list_bytes(dimension, full)
+            taken[dimension] = None
+        by_period[granularity, period] = taken
+    return writes, by_period
+
+
+def _period_write(
+    name: Callable[[str, str], str],
+    granularity: str,
+    period: str,
+    grown: Mapping[str, list[str] | None],
+    carried: Sequence[tuple[tuple[str, str, str], int]],
+    admitted: Admitted,
+    updated: datetime,
+) -> Any:
+    """The write of a period's breakdowns: its bucket document's `breakdowns` (or its values
+    document, in a store written before), the lists in `grown` (None: removed) and the
+    `carried` increments ((map, dimension, key), n); under the update time read when a list
+    grows, so a concurrent admission conflicts."""
+    in_bucket = admitted.in_bucket(granularity, period)
+    if in_bucket:
+        document = bucket_doc_id(granularity, period)
+        home = name(AGGREGATES, document)
+        kind, prefix = "bucket", [BUCKET_BREAKDOWNS_FIELD]
+    else:
+        document = values_doc_id(granularity, period)
+        home = name(BREAKDOWNS, document)
+        kind, prefix = VALUES_KIND, []
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "granularity": granularity,
+        "period": period,
+        "last_updated": updated,
+    }
+    mask = [*fields, *(field_path(*prefix, ADMITTED, encode_map_key(d)) for d in grown)]
+    staying = {encode_map_key(d): full for d, full in grown.items() if full is not None}
+    if staying:
+        lists = {ADMITTED: staying}
+        fields.update({BUCKET_BREAKDOWNS_FIELD: lists} if in_bucket else lists)
+    return write(
+        home,
+        fields,
+        mask=mask,
+        transforms=[(field_path(*prefix, *path), "increment", n) for path, n in carried],
+        **(_precondition(admitted, document) if grown else {}),
+    )
 
 
 def _own_write(

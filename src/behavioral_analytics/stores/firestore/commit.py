@@ -3,7 +3,8 @@
 A commit is one atomic commit request (the `WriteBatch` semantics): `create()` for every raw
 event (so a redelivered event fails the batch with ALREADY_EXISTS instead of being counted
 twice) and one write per aggregate document touched (the fold has already merged the batch per
-document) with `Increment`/`Minimum`/`Maximum` transforms. Profiles are read first and written
+document) with `Increment`/`Minimum`/`Maximum` transforms; a period's breakdowns ride in its
+bucket's write (`wire.merged`). Profiles are read first and written
 under a precondition (`profile_writes`, or `person_writes` with the behavioral read model). A
 concurrent change fails the whole batch (FAILED_PRECONDITION or ALREADY_EXISTS); the store then
 reads which raw events exist, drops them, re-reads the profiles, recomputes and commits again.
@@ -31,7 +32,11 @@ from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event
 from behavioral_analytics.privacy import named_ids
 from behavioral_analytics.store import CommitResult, NewDeadLetter, StoreError, TransientStoreError
-from behavioral_analytics.stores.firestore.breakdowns import BreakdownBatch, read_admitted
+from behavioral_analytics.stores.firestore.breakdowns import (
+    BreakdownBatch,
+    read_admitted,
+    transform_room,
+)
 from behavioral_analytics.stores.firestore.documents import (
     Extra,
     add_bucket_writes,
@@ -65,7 +70,7 @@ from behavioral_analytics.stores.firestore.schema import (
     EVENTS,
     MAX_BUILT_REQUEST_BYTES,
 )
-from behavioral_analytics.stores.firestore.wire import write
+from behavioral_analytics.stores.firestore.wire import merged, write
 
 __all__ = ["Committer"]
 
@@ -334,7 +339,8 @@ class Committer:
         shard = options.next_shard()
         add_bucket_writes(writes, name, deltas, new_uniques, processed_at, shard, extra)
         if breakdowns is not None:
-            writes.extend(breakdowns.writes(name, processed_at))
+            room = transform_room(writes, options.max_transforms_per_doc)
+            writes.extend(breakdowns.writes(name, processed_at, room))
         writes.extend(
             write(
                 name(DEAD_LETTERS, dead_letter_id(d)),
@@ -356,4 +362,4 @@ class Committer:
         lag = max((now - e.received_at for e in events), default=None)
         if events:
             writes.append(freshness_write(name, events, now, lag, shard))
-        return _Built(writes, lag, deltas.markers, events, forgotten)
+        return _Built(merged(writes), lag, deltas.markers, events, forgotten)

@@ -97,7 +97,13 @@ from behavioral_analytics.stores.firestore.session_counts import (
     Stored,
     encode_values,
 )
-from behavioral_analytics.stores.firestore.wire import delete, field_path, from_value, write
+from behavioral_analytics.stores.firestore.wire import (
+    delete,
+    field_path,
+    from_value,
+    merged,
+    write,
+)
 
 __all__ = ["CHUNK", "forget"]
 
@@ -209,7 +215,7 @@ class _Forget:
                     chunk, doomed = doomed[:size], doomed[size:]
                     values, _ = self._breakdown_changes(chunk, bots)
                     changes = self._bucket_changes(chunk, bots)
-                    self.gateway.send([*self._deletions(chunk, changes), *values])
+                    self.gateway.send(merged([*self._deletions(chunk, changes), *values]))
                     report.raw_events += len(chunk)
                 sessions = self._session_changes(seen, remaining)
                 values, markers = self._breakdown_changes(
@@ -220,7 +226,7 @@ class _Forget:
                 )
                 for key, transforms in self._bucket_changes(doomed, bots).items():
                     extra.setdefault(key, []).extend(transforms)
-                self.gateway.send([*self._deletions(doomed, extra), *values, document])
+                self.gateway.send(merged([*self._deletions(doomed, extra), *values, document]))
             except CONFLICT_ERRORS:
                 self.gateway.counters.conflicts += 1
                 time.sleep(conflict_backoff_s(attempt))

@@ -299,6 +299,31 @@ class Gateway:
         query = self.client.collection(collection).order_by(FieldPath.document_id())
         return self.stream_all(query, options=options)
 
+    def id_range(
+        self,
+        collection: str,
+        prefix: str,
+        start: str | None = None,
+        end: str | None = None,
+        mask: Sequence[str] | None = None,
+        *,
+        bounded: bool = False,
+    ) -> Iterator[DocumentSnapshot[Any]]:
+        """The documents of `collection` whose ids are `prefix` + a string from `start` to
+        `end` and what follows it (None: unbounded), by id, paged (`stream_all`); `mask`'s
+        fields only when given. A range on the id needs no index."""
+        reference = self.client.collection(collection)
+        low = reference.document(prefix + (start or ""))
+        high = reference.document(prefix + (end or "") + "\uf8ff")
+        query = (
+            reference.where(filter=firestore.FieldFilter(FieldPath.document_id(), ">=", low))
+            .where(filter=firestore.FieldFilter(FieldPath.document_id(), "<=", high))
+            .order_by(FieldPath.document_id())
+        )
+        if mask is not None:
+            query = query.select(list(mask))
+        return self.stream_all(query, bounded=bounded)
+
     def in_parallel(self, function: Callable[[str], T], items: Sequence[str]) -> list[T]:
         """`function` over `items`, queries in flight together (a thread pool)."""
         if len(items) <= 1:

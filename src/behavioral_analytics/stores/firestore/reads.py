@@ -41,6 +41,8 @@ from behavioral_analytics.stores.firestore.breakdown_layout import (
     COUNT_MAPS,
     Gathered,
     breakdown_doc_id,
+    bucket_breakdowns,
+    bucket_doc_id,
     counts_prefix,
     values_prefix,
 )
@@ -59,6 +61,7 @@ from behavioral_analytics.stores.firestore.schema import (
     AGGREGATES,
     BOT_FIELD,
     BREAKDOWNS,
+    BUCKET_BREAKDOWNS_FIELD,
     BUCKET_PREFIX,
     DEAD_LETTERS,
     EVENTS,
@@ -228,14 +231,23 @@ class Reads:
         self, dimension: str, granularity: Granularity, start: str | None, end: str | None
     ) -> list[BreakdownPoint]:
         """One dimension's points with start <= period <= end (`breakdown_layout`): its own
-        values documents, and the granularity's period values and counts documents (only this
-        dimension's entries selected), each a range of document ids, no composite index."""
+        values documents, the granularity's bucket documents' breakdowns and its period values
+        and counts documents (only this dimension's entries selected), each a range of document
+        ids, no composite index."""
         gathered = Gathered(with_sessions=True)
         prefix = breakdown_doc_id(granularity, "", dimension)
         for data in self._id_range(prefix, start, end):
             if data.get("dimension") == dimension and data.get("granularity") == granularity:
                 gathered.add(data)  # (not another dimension whose escaped name this prefixes)
         key = encode_map_key(dimension)
+        held = [field_path(BUCKET_BREAKDOWNS_FIELD, m, key) for m in (ADMITTED, *COUNT_MAPS)]
+        buckets = self._id_range(
+            bucket_doc_id(granularity, ""), start, end, ["granularity", "period", *held], AGGREGATES
+        )
+        for data in buckets:
+            in_bucket = bucket_breakdowns(data)
+            if in_bucket is not None:
+                gathered.add(in_bucket)
         mask = ["granularity", "period", *(field_path(m, key) for m in (ADMITTED, *COUNT_MAPS))]
         for data in self._id_range(values_prefix(granularity), start, end, mask):
             gathered.add({**data, ADMITTED: data.get(ADMITTED) or {}})
@@ -252,21 +264,17 @@ class Reads:
         return sorted(points, key=lambda point: point.period)
 
     def _id_range(
-        self, prefix: str, start: str | None, end: str | None, mask: list[str] | None = None
+        self,
+        prefix: str,
+        start: str | None,
+        end: str | None,
+        mask: list[str] | None = None,
+        collection: str = BREAKDOWNS,
     ) -> Iterator[dict[str, Any]]:
-        """The breakdown documents whose ids are `prefix` + a period in [start, end] (and
-        what follows it: spill parts), `mask`'s fields only when given."""
-        collection = self.gateway.collection(BREAKDOWNS)
-        low = collection.document(prefix + (start or ""))
-        high = collection.document(prefix + (end or "") + "\uf8ff")
-        query = (
-            collection.where(filter=firestore.FieldFilter(FieldPath.document_id(), ">=", low))
-            .where(filter=firestore.FieldFilter(FieldPath.document_id(), "<=", high))
-            .order_by(FieldPath.document_id())
-        )
-        if mask is not None:
-            query = query.select(mask)
-        for snap in self.gateway.stream_all(query, bounded=True):
+        """The documents of `collection` whose ids are `prefix` + a period in [start, end]
+        (and what follows it: spill parts, a bucket's shards), `mask`'s fields only when
+        given."""
+        for snap in self.gateway.id_range(collection, prefix, start, end, mask, bounded=True):
             yield snap.to_dict() or {}
 
     def bucket_sums(
@@ -296,25 +304,7 @@ class Reads:
         `end` (None: unbounded), in id order."""
         # Bucket ids sort like their periods, so a range on the id needs no composite index;
         # a bucket's counter shards (`…{period}_shard{k}`) sort right after its document.
-        prefix = BUCKET_PREFIX[granularity]
-        collection = self.gateway.collection(AGGREGATES)
-        query = (
-            collection.where(
-                filter=firestore.FieldFilter(
-                    FieldPath.document_id(), ">=", collection.document(prefix + (start or ""))
-                )
-            )
-            .where(
-                filter=firestore.FieldFilter(
-                    FieldPath.document_id(),
-                    "<=",
-                    collection.document(prefix + (end or "") + "\uf8ff"),
-                )
-            )
-            .order_by(FieldPath.document_id())
-        )
-        for snap in self.gateway.stream_all(query, bounded=True):
-            data = snap.to_dict() or {}
+        for data in self._id_range(BUCKET_PREFIX[granularity], start, end, None, AGGREGATES):
             if data.get("kind") == "bucket" and data.get("granularity") == granularity:
                 yield data
 

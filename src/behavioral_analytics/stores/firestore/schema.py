@@ -9,9 +9,12 @@ Collections, in the seed recipe's layout:
                                           (kind=person when no event counts for it)
   analytics_aggregates/hourly_|daily_{period}   buckets (kind=bucket); an hour's holds its
                                           minutes (`minutes`); `minute_{period}` documents
-                                          of an earlier layout are still read
+                                          of an earlier layout are still read; both hold
+                                          the period's breakdowns (`breakdowns`)
   analytics_aggregates/…{period}_shard{k} counter shards of a bucket (BA_FIRESTORE_COUNTER_SHARDS)
-  breakdowns/values_|counts_{hour|day}_{period}   breakdowns per period (`breakdown_layout`)
+  breakdowns/counts_{hour|day}_{period}[~n]   breakdown counts a bucket's write had no room for
+  breakdowns/values_|counts_{hour|day}_{period}   a period's breakdowns, stores written
+                                          before they moved into the buckets
   breakdowns/hourly_|daily_{dimension}_{period}   an admitted set kept on its own
   dead_letters/{hash}                     rejected and dead-lettered messages
   pipeline_state/freshness[_shard{k}]     newest event time, last commit
@@ -25,6 +28,7 @@ __all__ = [
     "BOT_FIELD",
     "BREAKDOWNS",
     "BREAKDOWN_MARKER_FIELD",
+    "BUCKET_BREAKDOWNS_FIELD",
     "BUCKET_PREFIX",
     "DEAD_LETTERS",
     "DEFAULT_MARKER_RETENTION_S",
@@ -70,6 +74,9 @@ GRANULARITY_OF_FIELD: dict[str, str] = {v: k for k, v in MARKER_FIELD.items()}
 # Profile field holding the person's per-value breakdown markers (`breakdowns`):
 # {day: {dimension: {counted value: true}}}.
 BREAKDOWN_MARKER_FIELD = "breakdown_days"
+# Bucket field holding the period's breakdowns (`breakdown_layout`): {admitted, events, users,
+# sessions}.
+BUCKET_BREAKDOWNS_FIELD = "breakdowns"
 # The behavioral read model. Profile: the person's stored derivation. Bucket documents: bots
 # (minute, hour, day), sessions started (hour, day) and funnel users per step (day).
 SESSIONS_FIELD = "sessions"  # profile: {session key: [start, end, events, client id]}
