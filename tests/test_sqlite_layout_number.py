@@ -87,8 +87,9 @@ def test_a_process_still_running_when_a_newer_release_upgrades_the_file_writes_n
     store.commit([ev(1, 100, user="u1")])
     _number(path, LAYOUT + 1)
     refused = f"upgraded to layout {LAYOUT + 1} by a newer release"
-    with pytest.raises(ConfigChanged, match=refused):
+    with pytest.raises(ConfigChanged, match=refused) as raised:
         store.commit([ev(2, 200, user="u1")])
+    assert str(raised.value).startswith(f"the store {path.resolve()}: ")  # the file named
     # Every other write of the process, and the read of the recorded configuration the API's
     # watch makes, is refused the same way.
     for write in (

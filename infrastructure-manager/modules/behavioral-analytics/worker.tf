@@ -62,9 +62,12 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
     ignore_changes = [launch_stage]
   }
 
+  # The index exemptions before the workers that write the exempted fields: a bucket's
+  # breakdowns indexed could pass Firestore's 40,000 index entries per document.
   depends_on = [
     google_project_iam_member.worker,
     google_pubsub_subscription_iam_member.worker_subscriber,
     google_firestore_index.composite,
+    google_firestore_field.overrides,
   ]
 }

@@ -50,7 +50,7 @@ no composite index.
 Earlier layouts are read and kept: a period with a values document `values_{granularity}_
 {period}` (breakdowns before they moved into the buckets) keeps its lists there, admitting into
 it with the period's increments carried in that write, its other increments in its counts
-documents, until `verify --repair` moves them into the bucket (`into_buckets`); a set's own
+documents, until a rebuild moves them into the bucket (`into_buckets`); a set's own
 document from before period documents holds its counts by rank (`events`, `users`), which
 `Gathered` adds."""
 

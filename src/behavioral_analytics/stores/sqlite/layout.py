@@ -54,11 +54,13 @@ def record_layout(db: sqlite3.Connection) -> None:
 def hold_layout(db: sqlite3.Connection) -> None:
     """Inside a write transaction (a commit, the worker's housekeeping, `forget` …) or before
     a read of the recorded configuration (the API's watch): raises ConfigChanged (one line)
-    when a newer release has upgraded the file's layout since this process opened it."""
+    when a newer release has upgraded the file's layout since this process opened it, naming
+    the file."""
     found = _layout_of(db)
     if found > LAYOUT:
+        path = db.execute("PRAGMA database_list").fetchone()[2]  # (seq, name, file) of main
         raise ConfigChanged(
-            f"the store's tables were upgraded to layout {found} by a newer release of "
+            f"the store {path}: its tables were upgraded to layout {found} by a newer release of "
             f"behavioral-analytics while this process ran (this release reads layout {LAYOUT}): "
             "this process writes nothing more; run that release, or restore a copy taken before "
             "the upgrade (`behavioral-analytics backup`)"
