@@ -179,10 +179,10 @@ def read_admitted(
     read = Admitted()
     if not own:
         return read
-    in_bucket = field_path(BUCKET_BREAKDOWNS_FIELD, ADMITTED)
+    bucket_lists = field_path(BUCKET_BREAKDOWNS_FIELD, ADMITTED)
     shared: dict[SetKey, list[str]] = {}
     sizes: dict[str, int] = {}
-    for doc_name, doc in get([*own, *periods], [ADMITTED, in_bucket]).items():
+    for doc_name, doc in get([*own, *periods], [ADMITTED, bucket_lists]).items():
         doc_id = doc_name.rsplit("/", 1)[1]
         read.stamps[doc_id] = doc.update_time
         fields = doc.fields

@@ -97,12 +97,13 @@ def write(
 
 
 def merged(writes: Iterable[Any]) -> list[Any]:
-    """`writes` with the updates of one document made one `Write`, in the place of its first:
-    fields and masks united, transforms one after the other, the one precondition kept.
+    """`writes` with the updates of one document made one `Write`, in the place of its first
+    (which is changed in place): fields and masks united, transforms one after the other, the
+    one precondition kept. Writes a merge cannot join (a delete, two preconditions, a replacing
+    write without a mask) stay apart.
 
-    Firestore bills each write of a commit, also a second one to the same document
-    (cloud.google.com/firestore/pricing). Writes a merge cannot join (a delete, two
-    preconditions, a replacing write without a mask) stay apart."""
+    Firestore bills a commit per document write it holds (cloud.google.com/firestore/pricing):
+    a document's changes in one write are one billed write."""
     out: list[Any] = []
     first: dict[str, Any] = {}
     for item in writes:
