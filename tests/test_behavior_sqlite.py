@@ -324,8 +324,8 @@ def test_the_fold_refolded_for_the_linked_people_equals_the_whole_batch_folded_a
     batch = [*_sign_in(), ev(5, 150, user="u2", session="s2"), ev(6, 250, anon="a2")]
     ahead = sqlite_commit._FoldedAhead.of(batch, periods, rules)
     linked = [as_person(e, "u1") if e.anonymous_id == "a1" else e for e in batch]
-    deltas, breakdowns, markers = ahead.of_humans(linked, periods, rules)
+    deltas, breakdowns = ahead.of_humans(linked, periods, rules)
     again = sqlite_commit._folds(linked, periods, rules)
-    assert (deltas, breakdowns, markers) == again
+    assert (deltas, breakdowns) == again
     assert list(breakdowns.events) == list(again[1].events)
-    assert {who for who, _ in markers} == {"u1", "u2", "anonymous:a2"}
+    assert {who for who, _ in breakdowns.markers} == {"u1", "u2", "anonymous:a2"}

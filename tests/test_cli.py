@@ -121,7 +121,11 @@ def test_publish_worker_query_verify_loop(tmp_path: Path) -> None:
     assert len(events["items"]) == 10
 
     series = json.loads(cli("query", "series", "-g", "day", "--json").stdout)
+    assert (series["from"], series["to"]) == (None, None)  # every stored period
     (day,) = series["points"]
+    since = cli("query", "series", "-g", "day", "--from", day["period"], "--json").stdout
+    ranged = json.loads(since)
+    assert (ranged["from"], ranged["to"], ranged["points"]) == (day["period"], None, [day])
     assert day["total_events"] == 30 and day["unique_users"] == 2
     only = json.loads(cli("query", "series", "-g", "hour", "--type", "page_view", "--json").stdout)
     assert sum(p["total_events"] for p in only["points"]) == 20

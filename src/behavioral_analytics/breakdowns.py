@@ -86,15 +86,22 @@ class BreakdownRules:
 @dataclass(slots=True)
 class BreakdownDelta:
     """What a set of events adds, by raw value. `events`: (granularity, period, dimension,
-    value) → events, its keys in the order their first event came (what admission follows);
-    `users`: (day, dimension, value, person) facts seen."""
+    value) → events, the values of each (granularity, period, dimension) in the order their
+    first event came (what admission follows); `markers`: per (person, day), the (dimension,
+    value) pairs the person was seen with that day (the unique-user facts, grouped as a store
+    that keeps a person's markers of a day together reads and writes them)."""
 
     events: Counter[tuple[Granularity, str, str, str]] = field(default_factory=Counter)
-    users: set[tuple[str, str, str, str]] = field(default_factory=set)
+    markers: PersonDayMarkers = field(default_factory=dict)
 
-    def by_person_day(self) -> PersonDayMarkers:
-        """`users` grouped per (person, day) (`by_person_day`)."""
-        return by_person_day(self.users)
+    @property
+    def users(self) -> set[tuple[str, str, str, str]]:
+        """The markers as flat (day, dimension, value, person) facts."""
+        return {
+            (day, dimension, value, who)
+            for (who, day), pairs in self.markers.items()
+            for dimension, value in pairs
+        }
 
 
 def by_person_day(users: Iterable[tuple[str, str, str, str]]) -> PersonDayMarkers:
@@ -126,7 +133,7 @@ class Counted:
     others: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     def markers_under(self, grouped: PersonDayMarkers) -> PersonDayMarkers:
-        """The raw markers `grouped` (`BreakdownDelta.by_person_day` of the delta counted)
+        """The raw markers `grouped` (`BreakdownDelta.markers` of the delta counted)
         with their values mapped to what they count under, as `users` has them. The result
         shares `grouped` and its sets where nothing was refused: neither is to be changed."""
         if not self.others:
@@ -165,13 +172,12 @@ def fold_breakdowns(
     if not dimensions:
         return delta
     names = dimensions if entries is None else rules.entry_dimensions
-    # Count per (hour, values of every dimension) and note (day, person, values) first, then
-    # expand per dimension: events of one page, source and device in an hour repeat a few
-    # combinations many times. Expanding in first-seen order keeps each (period, dimension,
-    # value) at its first event's place, the order admission follows.
-    # A person's combinations of a day differ mostly in one dimension (the page): their markers
-    # are expanded per dimension from the distinct values, not per combination.
-    combinations: Counter[tuple[str, str, tuple[str, ...]]] = Counter()
+    # One pass notes each event's hour, day and values, and each person's distinct combinations
+    # of values per day; the counts are then made a dimension at a time over those columns
+    # (`Counter` counts in C), each (period, value) in its first event's place.
+    hours: list[str] = []
+    days: list[str] = []
+    rows: list[tuple[str, ...]] = []
     seen: dict[tuple[str, str], set[tuple[str, ...]]] = {}
     for event in events:
         _, hour, day = periods.of(event.timestamp)
@@ -180,26 +186,27 @@ def fold_breakdowns(
         if entries is not None:
             entries[event.key] = values
             values = values[:-1]
-        combinations[hour, day, values] += 1
-        person_day = seen.get((day, who))
-        if person_day is None:
-            seen[day, who] = {values}
+        hours.append(hour)
+        days.append(day)
+        rows.append(values)
+        combinations = seen.get((who, day))
+        if combinations is None:
+            seen[who, day] = {values}
         else:
-            person_day.add(values)
+            combinations.add(values)
+    if not rows:
+        return delta
     counts = delta.events
-    for (hour, day, values), n in combinations.items():
-        for dimension, value in zip(dimensions, values, strict=True):
-            counts["hour", hour, dimension, value] += n
-            counts["day", day, dimension, value] += n
-    users = delta.users
-    for (day, who), combos in seen.items():
-        if len(combos) == 1:
-            for dimension, value in zip(dimensions, next(iter(combos)), strict=True):
-                users.add((day, dimension, value, who))
-            continue
-        for dimension, column in zip(dimensions, zip(*combos, strict=True), strict=True):
-            for value in set(column):
-                users.add((day, dimension, value, who))
+    for dimension, column in zip(dimensions, zip(*rows, strict=True), strict=True):
+        for (hour, value), n in Counter(zip(hours, column, strict=True)).items():
+            counts["hour", hour, dimension, value] = n
+        for (day, value), n in Counter(zip(days, column, strict=True)).items():
+            counts["day", day, dimension, value] = n
+    markers = delta.markers
+    for key, combinations in seen.items():
+        markers[key] = {
+            pair for values in combinations for pair in zip(dimensions, values, strict=True)
+        }
     return delta
 
 
@@ -280,7 +287,8 @@ def count_under(
             if other:
                 counted.others[day, dimension] = other
         return counted
-    for day, dimension, value, who in delta.users:
-        under = mappings["day", day, dimension][value]
-        counted.users.add((day, dimension, under, who))
+    for (who, day), pairs in delta.markers.items():
+        for dimension, value in pairs:
+            under = mappings["day", day, dimension][value]
+            counted.users.add((day, dimension, under, who))
     return counted

@@ -48,10 +48,15 @@ def test_bounds_past_the_named_years_are_refused_not_a_500(
     assert _error(client, url) == code
 
 
-def test_a_blank_event_type_is_refused_as_on_retention(client: TestClient) -> None:
+def test_a_blank_or_too_long_event_type_is_refused_as_on_retention(client: TestClient) -> None:
+    long = "x" * 129  # one more than the longest event type an event can have
     for url in ("/v1/series?type=%20%20", "/v1/events?type=%20", "/v1/events?type="):
         assert _error(client, url) == "invalid_event_type"
-    assert _error(client, "/v1/retention?start_event=%20") == "invalid_event_type"
+    for url in (f"/v1/series?type={long}", f"/v1/events?type={long}"):
+        assert _error(client, url) == "invalid_event_type"
+    for start_event in ("%20", long):
+        assert _error(client, f"/v1/retention?start_event={start_event}") == "invalid_event_type"
+    assert client.get(f"/v1/events?type={long[:128]}", headers=READ).status_code == 200
 
 
 def test_max_past_retentions_bound_is_invalid_range_as_documented(client: TestClient) -> None:

@@ -49,13 +49,14 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page")]
 
 
 def _checked_type(event_type: str | None) -> str | None:
-    """`event_type` as asked; an empty or blank one, which no event has, is 400
-    `invalid_event_type`, as `start_event` is on retention."""
-    if event_type is not None and not event_type.strip():
+    """`event_type` as asked; an empty or blank one, or one over `_TYPE_CHARS` characters,
+    which no event has, is 400 `invalid_event_type`, as `start_event` is on retention."""
+    if event_type is not None and (not event_type.strip() or len(event_type) > _TYPE_CHARS):
         raise ApiError(
             400,
             "invalid_event_type",
-            f"event type {event_type!r}: expected an event type that is not empty or blank",
+            f"event type {event_type[:64]!r}: expected an event type of 1 to {_TYPE_CHARS} "
+            "characters, not blank",
         )
     return event_type
 
@@ -109,7 +110,7 @@ def router(state: ApiState) -> APIRouter:
 
     @routes.get("/v1/events", summary="Events of one type, newest first")
     async def events(
-        type: Annotated[str, Query(max_length=_TYPE_CHARS, description="Event type")],
+        type: Annotated[str, Query(description=f"Event type (1 to {_TYPE_CHARS} characters)")],
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
@@ -137,7 +138,8 @@ def router(state: ApiState) -> APIRouter:
             str | None, Query(max_length=64, description="Period label or time; default: now")
         ] = None,
         type: Annotated[
-            str | None, Query(max_length=_TYPE_CHARS, description="Only this event type")
+            str | None,
+            Query(description=f"Only this event type (1 to {_TYPE_CHARS} characters)"),
         ] = None,
         compare: Compare = False,
         filter: Filters = None,

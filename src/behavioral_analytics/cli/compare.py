@@ -74,11 +74,10 @@ def windows(
 
 
 def ranged(ranges: list[Window], load: Callable[[Window], dict[str, Any]]) -> dict[str, Any]:
-    """The JSON fields of the ranges: `load`'s fields alone without `--compare`, else
-    `{"current": {"from", "to", …}, "previous": {…}}`."""
+    """The JSON fields of the ranges: `{"from", "to", …}` without `--compare`, else
+    `{"current": {"from", "to", …}, "previous": {…}}`; `from` and `to` are the range's labels
+    (`null` where it is open), unless `load` gives them (a filtered answer's resolved range)."""
+    fields = [{"from": window.first, "to": window.last, **load(window)} for window in ranges]
     if len(ranges) == 1 and ranges[0].name is None:
-        return load(ranges[0])
-    return {
-        window.name or "current": {"from": window.first, "to": window.last, **load(window)}
-        for window in ranges
-    }
+        return fields[0]
+    return {window.name or "current": body for window, body in zip(ranges, fields, strict=True)}

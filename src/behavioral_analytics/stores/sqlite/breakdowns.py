@@ -17,8 +17,8 @@ person to the new one (`move_breakdown_markers`), and `forget` takes a person's 
 markers back out (`forget_breakdowns`), exactly as the unique-user markers of the buckets are
 moved and removed. The admitted sets never shrink.
 
-The commit hands over the batch's markers grouped per person and day, grouped before the
-write lock (`BreakdownDelta.by_person_day`); inside it they are mapped through admission a
+The commit hands over the batch's markers grouped per person and day, as its fold before the
+write lock groups them (`BreakdownDelta.markers`); inside it they are mapped through admission a
 row at a time (`Counted.markers_under`: only the values a full set refused change) and
 compared with the stored row as decoded, per dimension.
 """
@@ -261,20 +261,14 @@ def _store_counted(
     _add_counts(db, counted.events, _add_markers(db, markers))
 
 
-def apply_breakdowns(
-    db: sqlite3.Connection,
-    delta: BreakdownDelta,
-    rules: BreakdownRules,
-    markers: PersonDayMarkers,
-) -> None:
+def apply_breakdowns(db: sqlite3.Connection, delta: BreakdownDelta, rules: BreakdownRules) -> None:
     """Add `delta`, the `fold_breakdowns` of a batch's new human events (each `who` its person)
-    in batch order, with its `markers` grouped per person and day (`delta.by_person_day()`),
-    inside the commit's transaction on `db`."""
+    in batch order, inside the commit's transaction on `db`."""
     if not delta.events:
         return
     admitted = read_admitted(db, _set_keys(delta.events))
     counted = count_under(delta, admitted, rules.max_values, users=False)
-    _store_counted(db, counted, admitted, counted.markers_under(markers))
+    _store_counted(db, counted, admitted, counted.markers_under(delta.markers))
 
 
 def _counted_under(

@@ -5,18 +5,17 @@ are applied. A redelivered batch therefore inserts nothing and changes nothing. 
 forgotten person (dated at or before their tombstone) are dropped before the insert and counted
 apart (`forgotten`), not as duplicates.
 
-Who each event counts for (the links and tombstones stored, the batch's own sign-ins
-resolved: `_Attribution`) is read before `BEGIN IMMEDIATE`, and the fold and the breakdown
-fold of the batch's human events, each counted for that person, with the breakdown markers
-grouped per person and day, are made then too (`_FoldedAhead`): outside the write lock a
-second worker process waits on. Inside the transaction the attribution read before stands
-when no other connection has committed since (SQLite's `PRAGMA data_version`, read before it
-and again under the lock); otherwise it is read again. The transaction uses the folds when the
-events it folds are those, each counted for the same person (on live traffic, none stored
-already or forgotten); when some are counted for another person (a link another worker stored
-meanwhile), it folds again only what names the people concerned (profiles, unique-user and
-breakdown markers); it folds afresh otherwise (a duplicate or a forgotten event in the batch),
-so the result is the same either way.
+Who each event counts for (the links and tombstones stored, the batch's own sign-ins resolved:
+`_Attribution`) is read before `BEGIN IMMEDIATE`, and the fold and the breakdown fold of the
+batch's human events, each counted for that person, are made then too (`_FoldedAhead`): outside
+the write lock a second worker process waits on. Inside the transaction the attribution read
+before stands when no other connection has committed since (SQLite's `PRAGMA data_version`,
+read before it and again under the lock); otherwise it is read again. The transaction uses the
+folds when the events it folds are those, each counted for the same person (on live traffic,
+none stored already or forgotten); when some are counted for another person (a link another
+worker stored meanwhile), it folds again only what names the people concerned (profiles,
+unique-user and breakdown markers); it folds afresh otherwise (a duplicate or a forgotten event
+in the batch), so the result is the same either way.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from behavioral_analytics.bots import BOT_PROPERTY, is_bot
 from behavioral_analytics.breakdowns import (
     BreakdownDelta,
     BreakdownRules,
-    PersonDayMarkers,
     fold_breakdowns,
 )
 from behavioral_analytics.events import Event
@@ -122,9 +120,9 @@ def commit_batch(
             for e in created
             if BOT_PROPERTY not in e.properties
         ]
-        deltas, breakdowns, markers = ahead.of_humans(humans, periods, behavior.rules.breakdowns)
+        deltas, breakdowns = ahead.of_humans(humans, periods, behavior.rules.breakdowns)
         apply_deltas(db, deltas, now)
-        apply_breakdowns(db, breakdowns, behavior.rules.breakdowns, markers)
+        apply_breakdowns(db, breakdowns, behavior.rules.breakdowns)
         moves = behavior.apply(db, created, person_of, now, ahead.entries, stored_through)
         move_breakdown_markers(
             db,
@@ -191,15 +189,14 @@ class _Attribution:
 class _FoldedAhead:
     """The folds of a batch's human events (`humans`, in batch order), each counted for the
     person `_Attribution` read before the transaction gives it, made then: `deltas`
-    (`aggregation.fold`), `breakdowns` (`breakdowns.fold_breakdowns`), its markers by person
-    and day (`markers`), and each event's values in `BreakdownRules.entry_dimensions` by key
+    (`aggregation.fold`), `breakdowns` (`breakdowns.fold_breakdowns`, its markers grouped per
+    person and day), and each event's values in `BreakdownRules.entry_dimensions` by key
     (`entries`, read by the fold once for both: a function of the event alone, so they stand
     whatever the transaction folds)."""
 
     humans: list[Event]
     deltas: Deltas
     breakdowns: BreakdownDelta
-    markers: PersonDayMarkers
     entries: dict[str, tuple[str, ...]]
 
     @classmethod
@@ -210,7 +207,7 @@ class _FoldedAhead:
 
     def of_humans(
         self, humans: Sequence[Event], periods: Periods, rules: BreakdownRules
-    ) -> tuple[Deltas, BreakdownDelta, PersonDayMarkers]:
+    ) -> tuple[Deltas, BreakdownDelta]:
         """The folds of `humans`, the events the transaction folds: these folds when they are
         the events folded ahead (the same keys in the same order, each counted for the same
         person: then the input is the same, and so is the result); when some of them are the
@@ -227,8 +224,8 @@ class _FoldedAhead:
             if mine.who != theirs.who:
                 people.update((mine.who, theirs.who))
         if not people:
-            return self.deltas, self.breakdowns, self.markers
-        deltas, breakdowns, markers = _folds(
+            return self.deltas, self.breakdowns
+        deltas, breakdowns = _folds(
             [event for event in humans if event.who in people], periods, rules
         )
         deltas.buckets = self.deltas.buckets
@@ -237,9 +234,10 @@ class _FoldedAhead:
         )
         deltas.markers.update(m for m in self.deltas.markers if m[2] not in people)
         breakdowns.events = self.breakdowns.events
-        breakdowns.users.update(u for u in self.breakdowns.users if u[3] not in people)
-        markers.update((k, pairs) for k, pairs in self.markers.items() if k[0] not in people)
-        return deltas, breakdowns, markers
+        breakdowns.markers.update(
+            (key, pairs) for key, pairs in self.breakdowns.markers.items() if key[0] not in people
+        )
+        return deltas, breakdowns
 
 
 def _folds(
@@ -247,11 +245,10 @@ def _folds(
     periods: Periods,
     rules: BreakdownRules,
     entries: dict[str, tuple[str, ...]] | None = None,
-) -> tuple[Deltas, BreakdownDelta, PersonDayMarkers]:
-    """The fold of `humans`, their breakdown fold (filling `entries`, when given, as
-    `fold_breakdowns` does) and its markers per person and day."""
-    breakdowns = fold_breakdowns(humans, periods, rules, entries=entries)
-    return fold(humans, periods), breakdowns, breakdowns.by_person_day()
+) -> tuple[Deltas, BreakdownDelta]:
+    """The fold of `humans` and their breakdown fold (filling `entries`, when given, as
+    `fold_breakdowns` does)."""
+    return fold(humans, periods), fold_breakdowns(humans, periods, rules, entries=entries)
 
 
 def _insert_new(
