@@ -105,3 +105,38 @@ def test_a_process_still_running_when_a_newer_release_upgrades_the_file_writes_n
     db = sqlite3.connect(path)
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
     db.close()
+
+
+def test_doctor_checks_an_earlier_layout_without_upgrading_it(tmp_path: Path) -> None:
+    """`doctor` before an upgrade reads every page of a store an earlier release wrote and
+    says what the first worker or command will do, leaving the file as it found it (opening it
+    as a store would number it, and migrate an older layout, one way); a damaged page of such
+    a file is still found."""
+    data = tmp_path / "data"
+    path = data / "store.db"
+    store = SQLiteStore(path, clock=lambda: NOW)
+    store.commit([ev(1, 100, user="u1")])
+    store.close()
+    _number(path, 0)  # as every release before the number wrote it
+    before = _digest(data)
+    env = {"BA_DATA_DIR": str(data), "COLUMNS": "400"}
+    result = cli("doctor", env=env, check=False)
+    said = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert f"earlier release's layout (0, this release's is {LAYOUT})" in said, said
+    assert _digest(data) == before and _layout(path) == 0
+    # The next command upgrades it, as before.
+    cli("query", "profile", "u1", env=env)
+    assert _layout(path) == LAYOUT
+
+    _number(path, 0)
+    db = sqlite3.connect(path)
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with path.open("r+b") as file:  # the raw events' root page, overwritten
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * 64)
+    broken = cli("doctor", env=env, check=False)
+    assert broken.returncode == 1 and "is damaged" in broken.stderr.decode()
+    assert _layout(path) == 0

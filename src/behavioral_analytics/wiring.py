@@ -293,6 +293,19 @@ def local_store_path(settings: Settings) -> Path:
     return settings.data_dir / "store.db"
 
 
+def earlier_local_store(settings: Settings) -> tuple[int, int] | None:
+    """For a check (`doctor`): when the local store's file (`BA_BACKEND=local`) has an earlier
+    release's layout, every page of it read without opening it as a store (which upgrades it,
+    one way), and (its layout number, this release's); None otherwise, and on Google Cloud
+    (open it as usual). Raises StoreError (one line) for a damaged file."""
+    if settings.backend != "local":
+        return None
+    from behavioral_analytics.stores.sqlite.layout import LAYOUT, check_earlier
+
+    found = check_earlier(local_store_path(settings))
+    return None if found is None else (found, LAYOUT)
+
+
 def local_store_written(settings: Settings) -> bool:
     """Whether a local store was ever created in `BA_DATA_DIR`: its file holds something, or
     its marker says one existed (then opening it explains what became of the file)."""

@@ -244,6 +244,44 @@ def test_a_flush_writes_a_periods_breakdowns_in_its_buckets_write_with_escaped_k
         store.close()
 
 
+def test_series_reads_take_the_buckets_counts_without_their_breakdowns(
+    settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The series (by minute, hour and day) and the session series read a bucket's counts,
+    not the breakdowns the bucket carries (only breakdown reads want them): no document they
+    get holds them, and their figures add up to every event."""
+    store = firestore_store(settings_for, rules=rules(max_values=100))
+    try:
+        events = [ev(n, 2 * HOUR + 40 * n, user=f"u{n % 7}", page_url=ODD_PAGES[n % 7])
+                  for n in range(120)]  # fmt: skip
+        store.commit(events)
+        day = store.periods.of(DAY_START + 2 * HOUR)[2]
+        assert bucket_held(store, "day", day)  # the bucket carries its breakdowns
+        read: list[dict[str, Any]] = []
+        id_range = store.gateway.id_range
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            for snapshot in id_range(*args, **kwargs):
+                read.append(snapshot.to_dict() or {})
+                yield snapshot
+
+        monkeypatch.setattr(store.gateway, "id_range", watched)
+        totals = {
+            granularity: sum(point.total_events for point in store.series(granularity))
+            for granularity in ("minute", "hour", "day")
+        }
+        assert totals == dict.fromkeys(("minute", "hour", "day"), len(events))
+        assert sum(point.stats.sessions for point in store.session_series("day")) == 7
+        buckets = [data for data in read if data.get("kind") == "bucket"]
+        assert len(buckets) >= 3 and not any(BUCKET_BREAKDOWNS_FIELD in d for d in buckets)
+        assert any("minutes" in data for data in buckets)  # the minute series' hours
+        monkeypatch.undo()
+        (point,) = store.breakdown("page", "day")  # the breakdown read still has them
+        assert sum(point.events.values()) == len(events)
+    finally:
+        store.close()
+
+
 def test_a_late_event_in_an_old_period_costs_its_buckets_writes_only(
     settings_for: Callable[..., Any],
 ) -> None:

@@ -1,6 +1,7 @@
 """`doctor`: check the data a deployment depends on, one line per part, and exit 1 when any
 part is damaged or unreachable. On the embedded default it reads every page of the store's
-and the broker's files (SQLite's `quick_check`: time in proportion to the files); on Google
+and the broker's files (SQLite's `quick_check`: time in proportion to the files), a store of an
+earlier release's layout without opening it as a store, which would upgrade it; on Google
 Cloud it asks Firestore and Pub/Sub to answer, each within bounded time (the Firestore store
 gives up after `OPEN_DEADLINE_S`, about 15 s, naming the database and where it is).
 
@@ -19,7 +20,7 @@ from behavioral_analytics.cli.errors import err_console, fail
 from behavioral_analytics.cli.shared import console, data_location, load_config, require_data
 from behavioral_analytics.settings import ConfigError, Settings
 from behavioral_analytics.store import StoreError
-from behavioral_analytics.wiring import build_broker, open_configured
+from behavioral_analytics.wiring import build_broker, earlier_local_store, open_configured
 
 __all__ = ["doctor"]
 
@@ -66,6 +67,15 @@ def _checked(port: object, reach: Callable[[], None]) -> str:
 
 
 def _check_store(config: Settings) -> str:
+    earlier = earlier_local_store(config)
+    if earlier is not None:
+        found, current = earlier
+        return (
+            f"every page of its file read back; its tables are in an earlier release's layout "
+            f"({found}, this release's is {current}): left as they are, this release's first "
+            "worker or other command brings them to its layout, one way (`behavioral-analytics "
+            'backup` first keeps a copy an earlier release reads; README, "Upgrading a store")'
+        )
     # As a reader: a check records nothing (a store written before configurations were
     # recorded would otherwise take this shell's time zone and funnels as its own).
     store = open_configured(config, record=False)[1]

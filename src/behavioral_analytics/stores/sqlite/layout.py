@@ -14,6 +14,9 @@ changed: `store.ConfigChanged`).
 
   1  breakdown counts in a row per (granularity, period, dimension) (2026-12-05), and every
      layout before it (the number was first kept then).
+
+`doctor` checks a file of an earlier layout without opening it as a store, which would upgrade
+it (`check_earlier`): a check before an upgrade must leave the way back open.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import sqlite3
 from pathlib import Path
 
 from behavioral_analytics.store import ConfigChanged, StoreError
+from behavioral_analytics.stores.sqlite import files
 
-__all__ = ["LAYOUT", "hold_layout", "record_layout", "refuse_newer"]
+__all__ = ["LAYOUT", "check_earlier", "hold_layout", "record_layout", "refuse_newer"]
 
 LAYOUT = 1
 
@@ -65,3 +69,28 @@ def hold_layout(db: sqlite3.Connection) -> None:
             "this process writes nothing more; run that release, or restore a copy taken before "
             "the upgrade (`behavioral-analytics backup`)"
         )
+
+
+def check_earlier(path: Path) -> int | None:
+    """When the store file at `path` has an earlier release's layout (its number below
+    `LAYOUT`), read every page of it (`files.quick_check`) through a plain connection, and
+    return the number: nothing is migrated, numbered or written, as opening it as a store
+    would (a write-ahead log left beside the file is folded into it on close, as on any
+    open: the same data). None, having read nothing but its header and table names, when
+    there is no store there yet or it is at this release's layout or a newer one (opening it
+    checks or refuses it then). Raises StoreError (one line) for a damaged or foreign file."""
+    if files.check_before_open(path):
+        return None
+
+    def read() -> sqlite3.Connection:
+        return sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+
+    db = files.waiting_out_locks(path, read)
+    try:
+        found = files.waiting_out_locks(path, lambda: _layout_of(db))
+        if found >= LAYOUT:
+            return None
+        files.quick_check(db, path)
+        return found
+    finally:
+        db.close()
