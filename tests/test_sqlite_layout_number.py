@@ -1,6 +1,7 @@
 """The SQLite store's layout number (`stores/sqlite/layout.py`): kept in the file's header,
 raised by a release that changes the tables, and a file a newer release upgraded refused in
-one line, when opened and by a worker's commit, rather than misread."""
+one line, when opened and by a worker's commit, rather than misread; a file of an earlier
+layout checked by `doctor` without being upgraded."""
 
 from __future__ import annotations
 
