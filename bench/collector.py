@@ -45,6 +45,10 @@ from behavioral_analytics.loadgen import synthetic_stream
 from behavioral_analytics.settings import load_settings
 from behavioral_analytics.wiring import build_broker
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from traffic import positive_int
+
 WRITE_KEY = "bench-write-key"
 RUDDERSTACK_PER_CORE = 850.0
 
@@ -220,14 +224,19 @@ def bench_collector(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=40_000)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument(
-        "--warmup", type=int, default=2000, help="other events through each path first"
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each path; the best counts")
+    parser.add_argument("--events", type=positive_int, default=40_000, help="events measured")
+    parser.add_argument("--batch", type=positive_int, default=100, help="events per request")
+    parser.add_argument("--clients", type=positive_int, default=4, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--warmup", type=int, default=2000, help="other events through each path first (0: none)"
+    )
+    parser.add_argument(
+        "--repeat", type=positive_int, default=5, help="runs of each path; the best counts"
+    )
     args = parser.parse_args()
     if not Path("/proc/self/stat").exists():
         raise SystemExit("this benchmark reads the server's CPU time from /proc (Linux)")

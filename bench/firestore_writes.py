@@ -68,7 +68,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import shutil
 import signal
 import socket
@@ -378,6 +377,7 @@ def run_adapter(
     shards: int = 0,
     check: bool = False,
     prices: dict[str, float] | None = None,
+    quiet: bool = False,
 ) -> Row:
     from behavioral_analytics.behavior import BehaviorRules
     from behavioral_analytics.breakdowns import BreakdownRules
@@ -437,13 +437,16 @@ def run_adapter(
     if check:
         verify_exact(store, len(events))
     flushes = len(flush_groups(events, interval))
-    print(
-        f"flush {interval:g} s: {flushes:,} flushes; writes per 1,000 events by collection: "
-        + ", ".join(f"{c} {1000 * n / len(events):,.1f}" for c, n in sorted(by_collection.items())),
-        flush=True,
-    )
-    print(f"flush {interval:g} s: {above_floor(by_collection, floor, len(events))}", flush=True)
-    if BEHAVIOR:
+    if not quiet:
+        print(
+            f"flush {interval:g} s: {flushes:,} flushes; writes per 1,000 events by collection: "
+            + ", ".join(
+                f"{c} {1000 * n / len(events):,.1f}" for c, n in sorted(by_collection.items())
+            ),
+            flush=True,
+        )
+        print(f"flush {interval:g} s: {above_floor(by_collection, floor, len(events))}", flush=True)
+    if BEHAVIOR and not quiet:
         print(
             f"flush {interval:g} s: {store.commits:,} commits, {store.conflicts} conflicts, "
             f"{store.behavior_queries:,} raw-event queries (the rest read profile digests), "
@@ -535,7 +538,7 @@ def warm_up(client_for, count: int) -> None:
     events = make_events(count, max(1, count // 10), 1000.0, seed=1)
     started = time.perf_counter()
     run_naive(client_for, events[: count // 10])
-    run_adapter(client_for, events, 1.0)
+    run_adapter(client_for, events, 1.0, quiet=True)
     print(f"warm-up: {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -588,25 +591,48 @@ def start_emulator() -> subprocess.Popen[bytes] | None:
     return process
 
 
+def intervals(text: str) -> list[float]:
+    """An argparse `type`: flush intervals in seconds, comma-separated, each above 0."""
+    return [traffic.positive_float(part) for part in text.split(",")]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", choices=traffic.INPUTS, default="live")
-    parser.add_argument("--seed", type=int, default=17, help="the generator's seed")
-    parser.add_argument("--days", type=float, default=6.0, help="the backfill's span")
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--rate", type=float, default=1000.0, help="arrivals per second")
-    parser.add_argument("--naive-events", type=int, default=10_000)
-    parser.add_argument("--intervals", default="1,5,15", help="flush intervals, seconds")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    count, span = traffic.positive_int, traffic.positive_float
+    parser.add_argument("--input", choices=traffic.INPUTS, default="live", help="the traffic")
+    traffic.add_generator_arguments(parser)
+    parser.add_argument("--events", type=count, default=100_000, help="events of every row")
+    parser.add_argument("--users", type=count, default=10_000, help="people")
+    parser.add_argument(
+        "--rate",
+        type=span,
+        default=1000.0,
+        help="arrivals per second (narrow and backfill; live arrives at the model's rate)",
+    )
+    parser.add_argument(
+        "--naive-events",
+        type=count,
+        default=10_000,
+        help="the naive row runs on the first this many",
+    )
+    parser.add_argument(
+        "--intervals", type=intervals, default="1,5,15", help="flush intervals, seconds"
+    )
     parser.add_argument(
         "--shards", type=int, default=4, help="counter shards for an extra 1 s row (0: none)"
     )
-    parser.add_argument("--warmup-events", type=int, default=20_000)
+    parser.add_argument(
+        "--warmup-events", type=int, default=20_000, help="the warm-up's events (0: none)"
+    )
     parser.add_argument(
         "--identify",
         type=float,
         default=0.0,
-        help="share of users who arrive anonymous and sign in during their first session",
+        help="share of users who arrive anonymous and sign in during their first session "
+        f"(narrow only; live and backfill sign in {traffic.IDENTIFY_SHARE:.0%} of the people)",
     )
     parser.add_argument(
         "--behavior",
@@ -694,7 +720,7 @@ def main() -> None:
         rows = [wiped(run_naive(client_for, events[: args.naive_events]))]
         bare = wiped(run_bare(client_for, events, 1.0))
         rows.append(bare)
-        for n, interval in enumerate(float(x) for x in args.intervals.split(",")):
+        for n, interval in enumerate(args.intervals):
             check = args.verify and interval == 1
             measured = prices if n == 0 else None
             rows.append(
@@ -722,7 +748,7 @@ def main() -> None:
                 f"{row.rate:>9,.0f} {row.rate / bare.rate:>8.0%} {row.rate / naive.rate:>8.1f}x "
                 f"{stale:>20}"
             )
-        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_mib = traffic.rss_bytes("VmHWM") / 2**20
         print(f"\npeak RSS of the bench process (client side): {rss_mib:.0f} MiB")
     finally:
         if emulator is not None:

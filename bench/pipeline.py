@@ -63,18 +63,21 @@ times what a worker that has run all along does. Then, per step, the tables and 
 step's last commit wrote pages of (`wal_pages`); the controls' own drift (the control after
 the last step against the control after the first); and the last step against the first by
 events/s and by CPU, as measured and divided by the control run beside each, for the worker
-and for the bare insert. The grown store does not always move with the control (README), so
-the division is printed beside the measured ratio, not instead of it. It stops after the step
-that passes `--max-seconds`.
+and for the bare insert. The grown store does not always move with the control
+(docs/benchmarks.md, "Growth"), so the division is printed beside the measured ratio, not
+instead of it. It stops after the step that passes `--max-seconds`. A line warns first if
+`--grow-control` is not a multiple of the worker's batch (BA_FLUSH_MAX_EVENTS): the control's
+last batch would wait out the flush interval.
 
 Last, the first and the last step side by side: the first step's events again into a fresh
 store, and as many new events into the grown store, in `--grow-slices` slices taken in turn
 (fresh, grown; then grown, fresh; …), the same for the bare tables: both steps' rates from the
 same minutes of the machine, the drift that the sequential steps and the controls only show
-taken out by the pairing. The grown store ends one step past `--grow-to`; the process holds the
-first step's messages to the end. The script prints figures; it asserts only that every event
-was stored, and prints whether `verify` (a recount from the raw events) agrees with (a)'s and
-the grown store.
+taken out by the pairing (each slice a whole number of batches: fewer slices, and a line
+saying so, if the first step holds fewer batches than `--grow-slices`). The grown store ends
+one step past `--grow-to`; the process holds the first step's messages to the end. The script
+prints figures; it asserts only that every event was stored, and prints whether `verify` (a
+recount from the raw events) agrees with (a)'s and the grown store.
 """
 
 from __future__ import annotations
@@ -135,6 +138,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def peak_rss_mib() -> float:
+    """This process's own peak RSS (`VmHWM`; `getrusage`'s would be the driver's, inherited)."""
+    return traffic.rss_bytes("VmHWM") / 2**20
+
+
 def stored_bytes(path: Path) -> int:
     """The database file's size after a full checkpoint (WAL folded in and truncated)."""
     db = connect(path)
@@ -185,14 +193,14 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     wrote = written_bytes() - wrote
     assert store.count_events() == len(lines), "not every event was stored"
     writes = store_writes(store)
-    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before verify's
+    peak_mib = peak_rss_mib()  # before verify's
     exact = verify(store, store.periods, now=time.time(), retention_s=None).ok
     store.close()
     return {
         "seconds": elapsed,
         "cpu_seconds": cpu,
         **timings.as_result(),
-        "peak_rss_mib": peak_rss_mib,
+        "peak_rss_mib": peak_mib,
         "verify_ok": float(exact),
         "store_writes": writes,
         "written_bytes": wrote,
@@ -221,7 +229,7 @@ def _worker_process(
             **timings.as_result(),
             "store_writes": store_writes(store),
             "written_bytes": written_bytes() - wrote,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mib": peak_rss_mib(),
         }
     )
     store.close()
@@ -397,7 +405,7 @@ def child(variant: str, input_path: Path) -> None:
     lines = input_path.read_bytes().splitlines()
     with tempfile.TemporaryDirectory() as tmp:
         result = VARIANTS[variant][1](Path(tmp), lines)
-    result.setdefault("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result.setdefault("peak_rss_mib", peak_rss_mib())
     print(json.dumps(result))
 
 
@@ -515,6 +523,13 @@ def grow(args: argparse.Namespace) -> None:
         + traffic.describe(config),
         flush=True,
     )
+    batch = load_settings().flush_max_events
+    if args.grow_control % batch:
+        print(
+            f"warning: --grow-control {args.grow_control:,} is not a multiple of "
+            f"BA_FLUSH_MAX_EVENTS ({batch:,}): the control's last batch waits out the flush "
+            "interval, so its rates measure the wait more than the worker"
+        )
     messages = traffic.streamed(config, time.time() - 60.0)
     rng = random.Random(args.seed)
     began = time.monotonic()
@@ -556,7 +571,7 @@ def grow(args: argparse.Namespace) -> None:
                 sys.exit(f"error: {store.count_events()} events stored, {total} sent")
             latencies = query_latencies(store, [p for p in people if p], rng)
             stored = stored_bytes(data_dir / "store.db") / total
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            rss = peak_rss_mib()
             current = steps[-1]
             print(
                 f"{total:>13,} {current.worker[0]:>9,.0f} {current.worker[1]:>9,.0f} "
@@ -586,6 +601,12 @@ def grow(args: argparse.Namespace) -> None:
             total,
             args.grow_slices,
         )
+        if paired.slices < args.grow_slices:
+            print(
+                f"--grow-slices {args.grow_slices} gives {paired.slices}: each slice takes at "
+                f"least a whole batch (BA_FLUSH_MAX_EVENTS, {batch:,}) of the first step's "
+                f"{len(first_chunk):,} events"
+            )
         bare.close()
         for stored_events, pages in written_pages:
             print(f"at {stored_events:,} events, {pages_line(pages)}")
@@ -843,18 +864,35 @@ def query_latencies(store: SQLiteStore, people: list[str], rng: random.Random) -
     return medians
 
 
+def checkout(text: str) -> Path:
+    """An argparse `type`: a checkout of the project, whose package `--baseline` runs."""
+    package = Path(text) / "src" / "behavioral_analytics"
+    if not package.is_dir():
+        raise argparse.ArgumentTypeError(f"no {package} (not a checkout of this project)")
+    return Path(text)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", choices=[*traffic.INPUTS, "all"], default="live")
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--days", type=float, default=6.0, help="the backfill's span")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    count, span = traffic.positive_int, traffic.positive_float
     parser.add_argument(
-        "--rounds", type=int, default=1, help="interleaved rounds; the best of each is shown"
+        "--input", choices=[*traffic.INPUTS, "all"], default="live", help="all: the three in turn"
+    )
+    parser.add_argument("--events", type=count, default=100_000, help="events per input")
+    parser.add_argument(
+        "--users", type=count, default=20_000, help="people (the narrow input takes 1,000 at most)"
+    )
+    traffic.add_generator_arguments(parser)
+    parser.add_argument(
+        "--rounds", type=count, default=1, help="interleaved rounds; the best of each is shown"
     )
     parser.add_argument(
-        "--baseline", type=Path, help="another checkout whose worker runs as a variant too"
+        "--baseline",
+        type=checkout,
+        help="another checkout whose worker runs as a variant too (its src/behavioral_analytics)",
     )
     parser.add_argument(
         "--flush-max-events",
@@ -862,23 +900,30 @@ def main() -> None:
         help="BA_FLUSH_MAX_EVENTS for (a) and (a2) alone (the baseline keeps the environment's)",
     )
     parser.add_argument("--grow", action="store_true", help="the growth run instead")
-    parser.add_argument("--grow-to", type=int, default=2_000_000)
-    parser.add_argument("--grow-steps", type=int, default=10)
+    parser.add_argument(
+        "--grow-to", type=count, default=2_000_000, help="events in the grown store at the end"
+    )
+    parser.add_argument("--grow-steps", type=count, default=10, help="steps up to --grow-to")
     parser.add_argument(
         "--grow-control",
-        type=int,
+        type=count,
         default=20_000,
         help="events of the control run after each growth step (the first step's first ones; a "
         "multiple of BA_FLUSH_MAX_EVENTS, else its last batch waits out the flush interval)",
     )
     parser.add_argument(
         "--grow-slices",
-        type=int,
+        type=count,
         default=10,
         help="alternating slices of the side-by-side after the last step (each a multiple of "
-        "BA_FLUSH_MAX_EVENTS)",
+        "BA_FLUSH_MAX_EVENTS, so fewer if the first step holds fewer batches)",
     )
-    parser.add_argument("--max-seconds", type=float, default=3600.0)
+    parser.add_argument(
+        "--max-seconds",
+        type=span,
+        default=3600.0,
+        help="the growth run stops after the step past it",
+    )
     parser.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--input-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -886,8 +931,6 @@ def main() -> None:
         parser.error(
             "--flush-max-events takes 1 to 20,000, without --grow (set BA_FLUSH_MAX_EVENTS)"
         )
-    if args.grow_control < 1 or args.grow_slices < 1:
-        parser.error("--grow-control and --grow-slices take at least 1")
     # The generator's purchase funnel, unless the environment names the funnels to keep.
     os.environ.setdefault("BA_FUNNELS", PURCHASE_FUNNEL)
     if args.variant:

@@ -13,10 +13,15 @@
 
 Duplicates and malformed messages are off (each benchmark counts stored events against what it
 sent; the load test covers them). Everything is drawn from the seed, which is printed.
+
+Also what the benchmarks share besides their inputs: argparse types that refuse a count or a
+span below 1 or 0 with a usage error (`positive_int`, `positive_float`), the generator's
+arguments (`add_generator_arguments`), and a process's own peak memory (`rss_bytes`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import time
@@ -36,6 +41,50 @@ LATE_TIERS = ((0.05, 3600.0), (0.01, 3 * 86400.0))
 TYPES = ("page_view", "button_click", "purchase", "search", "signup", "login")
 IDENTIFY_SHARE = 0.3  # people who arrive anonymous and sign in during their first session
 SIGN_IN_AFTER = 8  # they sign in after 1 to 8 of its events, drawn uniformly
+
+
+def positive_int(text: str) -> int:
+    """An argparse `type`: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse `type`: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"takes a number above 0, not {text}")
+    return value
+
+
+def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--seed` and `--days`, as every benchmark on these inputs takes them."""
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=17,
+        help="the generator's seed (the narrow input's is fixed at 7)",
+    )
+    parser.add_argument("--days", type=positive_float, default=6.0, help="the backfill's span")
+
+
+def rss_bytes(field: str) -> int:
+    """`VmRSS` (now) or `VmHWM` (the peak) of this process, from /proc/self/status: unlike
+    `getrusage`'s peak, which a process started by `subprocess` inherits from its parent,
+    `VmHWM` starts again with the program."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def live_config(events: int, users: int, seed: int) -> GeneratorConfig:

@@ -41,17 +41,6 @@ from behavioral_analytics.verification import compare
 VARIANTS = {"as read": "read", "shared": "shared"}
 
 
-def rss_bytes(field: str) -> int:
-    """`VmRSS` (now) or `VmHWM` (the peak) of this process, from /proc/self/status: unlike
-    `getrusage`'s peak, which a process started by `subprocess` inherits from its parent,
-    `VmHWM` starts again with the program."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def build(path: Path, events: int, users: int, seed: int) -> int:
     """A store at `path` of the live input, ingested by the shipped worker; its event count."""
     lines = traffic.lines_for("live", events, users, seed, 6.0)
@@ -68,7 +57,7 @@ def recount(path: Path, variant: str) -> dict[str, float]:
     """One recount of the store at `path` (`VARIANTS`' value), in this process, as `verify`
     makes it: the aggregates read, then compared with the fold of the raw events."""
     store = shipped_store(path)
-    before = rss_bytes("VmRSS")
+    before = traffic.rss_bytes("VmRSS")
     started = time.perf_counter()
     with store.consistent_reads():
         events = store.iter_raw_events() if variant == "read" else retained_events(store)
@@ -82,17 +71,24 @@ def recount(path: Path, variant: str) -> dict[str, float]:
             breakdowns=True,
         )
     seconds = time.perf_counter() - started
-    grown = max(0, rss_bytes("VmHWM") - before)
+    grown = max(0, traffic.rss_bytes("VmHWM") - before)
     store.close()
     return {"seconds": seconds, "grown_bytes": grown, "exact": float(report.ok)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--events", type=traffic.positive_int, default=200_000, help="events in the store"
+    )
+    parser.add_argument("--users", type=traffic.positive_int, default=20_000, help="people")
+    parser.add_argument("--seed", type=int, default=17, help="the generator's seed")
+    parser.add_argument(
+        "--rounds", type=traffic.positive_int, default=2, help="rounds; the lowest figures count"
+    )
     parser.add_argument("--variant", choices=sorted(VARIANTS.values()), help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

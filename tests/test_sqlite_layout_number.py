@@ -111,8 +111,9 @@ def test_a_process_still_running_when_a_newer_release_upgrades_the_file_writes_n
 def test_doctor_checks_an_earlier_layout_without_upgrading_it(tmp_path: Path) -> None:
     """`doctor` before an upgrade reads every page of a store an earlier release wrote and
     says what the first worker or command will do, leaving the file as it found it (opening it
-    as a store would number it, and migrate an older layout, one way); a damaged page of such
-    a file is still found."""
+    as a store would number it, and migrate an older layout, one way); it refuses an
+    environment that differs from the configuration the file recorded, as that command will;
+    a damaged page of such a file is still found."""
     data = tmp_path / "data"
     path = data / "store.db"
     store = SQLiteStore(path, clock=lambda: NOW)
@@ -125,6 +126,12 @@ def test_doctor_checks_an_earlier_layout_without_upgrading_it(tmp_path: Path) ->
     said = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()
     assert f"earlier release's layout (0, this release's is {LAYOUT})" in said, said
+    assert _digest(data) == before and _layout(path) == 0
+    # An environment the first command after the upgrade refuses, doctor refuses as it will.
+    elsewhere = cli("doctor", env={**env, "BA_TIMEZONE": "Asia/Kolkata"}, check=False)
+    refused = elsewhere.stderr.decode()
+    assert elsewhere.returncode == 2, refused
+    assert "BA_TIMEZONE=Asia/Kolkata differs" in refused and "config apply" in refused, refused
     assert _digest(data) == before and _layout(path) == 0
     # The next command upgrades it, as before.
     cli("query", "profile", "u1", env=env)

@@ -23,6 +23,7 @@ from behavioral_analytics.sqlite_util import make_folder
 from behavioral_analytics.store import NotSupported
 from behavioral_analytics.stored_config import (
     Difference,
+    Reconciled,
     StoredConfig,
     before_record,
     reconcile,
@@ -185,9 +186,7 @@ def open_configured(settings: Settings, *, record: bool = True) -> tuple[Setting
         recorded = store.recorded_config()
         # Events but no record: written before configurations were recorded (and breakdowns).
         unrecorded = recorded is None and store.count_events() > 0
-        reconciled = reconcile(recorded, as_recorded_zone(wanted, recorded), settings.shaping_set())
-        if reconciled.refused:
-            raise ConfigError(refusal(reconciled.refused[0]))
+        reconciled = _reconciled(settings, recorded)
         effective = reconciled.effective if record else without_additions(reconciled)
         if unrecorded:
             effective = _unrecorded(store, effective, record)
@@ -297,13 +296,30 @@ def earlier_local_store(settings: Settings) -> tuple[int, int] | None:
     """For a check (`doctor`): when the local store's file (`BA_BACKEND=local`) has an earlier
     release's layout, every page of it read without opening it as a store (which upgrades it,
     one way), and (its layout number, this release's); None otherwise, and on Google Cloud
-    (open it as usual). Raises StoreError (one line) for a damaged file."""
+    (open it as usual). Raises StoreError (one line) for a damaged file; ConfigError (one
+    line) where `settings` differ from the configuration the file recorded in a way the first
+    command after the upgrade refuses (`open_configured`)."""
     if settings.backend != "local":
         return None
     from behavioral_analytics.stores.sqlite.layout import LAYOUT, check_earlier
+    from behavioral_analytics.stores.sqlite.metadata import recorded_in_file
 
-    found = check_earlier(local_store_path(settings))
-    return None if found is None else (found, LAYOUT)
+    path = local_store_path(settings)
+    found = check_earlier(path)
+    if found is None:
+        return None
+    _reconciled(settings, recorded_in_file(path))
+    return found, LAYOUT
+
+
+def _reconciled(settings: Settings, recorded: StoredConfig | None) -> Reconciled:
+    """`settings`' stored configuration against `recorded` (`stored_config.reconcile`).
+    Raises ConfigError (one line, `refusal`) for a difference only `config apply` may make."""
+    wanted = settings.stored_config()
+    reconciled = reconcile(recorded, as_recorded_zone(wanted, recorded), settings.shaping_set())
+    if reconciled.refused:
+        raise ConfigError(refusal(reconciled.refused[0]))
+    return reconciled
 
 
 def local_store_written(settings: Settings) -> bool:

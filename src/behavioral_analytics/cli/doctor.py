@@ -1,7 +1,9 @@
 """`doctor`: check the data a deployment depends on, one line per part, and exit 1 when any
 part is damaged or unreachable. On the embedded default it reads every page of the store's
 and the broker's files (SQLite's `quick_check`: time in proportion to the files), a store of an
-earlier release's layout without opening it as a store, which would upgrade it; on Google
+earlier release's layout without opening it as a store, which would upgrade it (the
+configuration it recorded is compared with the environment's all the same: exit 2 for a
+difference only `config apply` may make, as for a store of this release); on Google
 Cloud it asks Firestore and Pub/Sub to answer, each within bounded time (the Firestore store
 gives up after `OPEN_DEADLINE_S`, about 15 s, naming the database and where it is).
 

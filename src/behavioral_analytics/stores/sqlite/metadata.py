@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules, recount
@@ -20,6 +21,7 @@ from behavioral_analytics.events import Event
 from behavioral_analytics.identity import Link
 from behavioral_analytics.store import ConfigChanged, StoreError
 from behavioral_analytics.stored_config import StoredConfig, changed_line
+from behavioral_analytics.stores.sqlite import files
 from behavioral_analytics.stores.sqlite.schema import UPSERT_FUNNEL_BUCKET
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "backfill_funnels",
     "hold_config",
     "read_config",
+    "recorded_in_file",
     "write_config",
 ]
 
@@ -53,6 +56,27 @@ def read_config(db: sqlite3.Connection) -> StoredConfig | None:
         return StoredConfig.from_json(row[0])
     except ValueError as exc:
         raise StoreError(f"the store's recorded configuration is unreadable: {exc}") from None
+
+
+def recorded_in_file(path: Path) -> StoredConfig | None:
+    """The configuration recorded in the store file at `path`, read through a plain
+    connection, without opening it as a store (which would migrate a file of an earlier layout:
+    `layout.check_earlier` is its check); None when nothing is recorded, or the file is from
+    before configurations were recorded (no `metadata` table). Raises StoreError (one line)
+    for a file that cannot be read or a record that cannot be read as one."""
+
+    def read() -> StoredConfig | None:
+        db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        try:
+            if not db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'metadata'"
+            ).fetchall():
+                return None
+            return read_config(db)
+        finally:
+            db.close()
+
+    return files.waiting_out_locks(path, read)
 
 
 def _recorded(db: sqlite3.Connection) -> tuple[str] | None:
