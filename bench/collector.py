@@ -47,7 +47,7 @@ from behavioral_analytics.wiring import build_broker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from traffic import positive_int
+from traffic import count_or_none, positive_int
 
 WRITE_KEY = "bench-write-key"
 RUDDERSTACK_PER_CORE = 850.0
@@ -232,7 +232,10 @@ def main() -> None:
     parser.add_argument("--batch", type=positive_int, default=100, help="events per request")
     parser.add_argument("--clients", type=positive_int, default=4, help="concurrent HTTP clients")
     parser.add_argument(
-        "--warmup", type=int, default=2000, help="other events through each path first (0: none)"
+        "--warmup",
+        type=count_or_none,
+        default=2000,
+        help="other events through each path first (0: none)",
     )
     parser.add_argument(
         "--repeat", type=positive_int, default=5, help="runs of each path; the best counts"

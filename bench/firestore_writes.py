@@ -622,17 +622,23 @@ def main() -> None:
         "--intervals", type=intervals, default="1,5,15", help="flush intervals, seconds"
     )
     parser.add_argument(
-        "--shards", type=int, default=4, help="counter shards for an extra 1 s row (0: none)"
+        "--shards",
+        type=traffic.count_or_none,
+        default=4,
+        help="counter shards for an extra 1 s row (0: none)",
     )
     parser.add_argument(
-        "--warmup-events", type=int, default=20_000, help="the warm-up's events (0: none)"
+        "--warmup-events",
+        type=traffic.count_or_none,
+        default=20_000,
+        help="the warm-up's events (0: none)",
     )
     parser.add_argument(
         "--identify",
-        type=float,
+        type=traffic.share,
         default=0.0,
         help="share of users who arrive anonymous and sign in during their first session "
-        f"(narrow only; live and backfill sign in {traffic.IDENTIFY_SHARE:.0%} of the people)",
+        f"(narrow only; live and backfill sign in {traffic.IDENTIFY_SHARE:.0%}% of the people)",
     )
     parser.add_argument(
         "--behavior",

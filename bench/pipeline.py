@@ -65,19 +65,20 @@ the last step against the control after the first); and the last step against th
 events/s and by CPU, as measured and divided by the control run beside each, for the worker
 and for the bare insert. The grown store does not always move with the control
 (docs/benchmarks.md, "Growth"), so the division is printed beside the measured ratio, not
-instead of it. It stops after the step that passes `--max-seconds`. A line warns first if
-`--grow-control` is not a multiple of the worker's batch (BA_FLUSH_MAX_EVENTS): the control's
+instead of it. It stops after the step that passes `--max-seconds`. A line warns first if a
+step or the control is not a whole number of the worker's batches (BA_FLUSH_MAX_EVENTS): its
 last batch would wait out the flush interval.
 
 Last, the first and the last step side by side: the first step's events again into a fresh
 store, and as many new events into the grown store, in `--grow-slices` slices taken in turn
 (fresh, grown; then grown, fresh; …), the same for the bare tables: both steps' rates from the
 same minutes of the machine, the drift that the sequential steps and the controls only show
-taken out by the pairing (each slice a whole number of batches: fewer slices, and a line
-saying so, if the first step holds fewer batches than `--grow-slices`). The grown store ends
-one step past `--grow-to`; the process holds the first step's messages to the end. The script
-prints figures; it asserts only that every event was stored, and prints whether `verify` (a
-recount from the raw events) agrees with (a)'s and the grown store.
+taken out by the pairing (each slice but the last a whole number of batches: another number
+of slices than `--grow-slices`, and a line saying so, where the step's batches do not divide
+so). The grown store ends one step past `--grow-to`; the process holds the first step's
+messages to the end. The script prints figures; it asserts only that every event was stored,
+and prints whether `verify` (a recount from the raw events) agrees with (a)'s and the grown
+store.
 """
 
 from __future__ import annotations
@@ -524,12 +525,13 @@ def grow(args: argparse.Namespace) -> None:
         flush=True,
     )
     batch = load_settings().flush_max_events
-    if args.grow_control % batch:
-        print(
-            f"warning: --grow-control {args.grow_control:,} is not a multiple of "
-            f"BA_FLUSH_MAX_EVENTS ({batch:,}): the control's last batch waits out the flush "
-            "interval, so its rates measure the wait more than the worker"
-        )
+    for what, events in (("step", step), ("control", min(args.grow_control, step))):
+        if events % batch:
+            print(
+                f"warning: a {what} of {events:,} events is not a multiple of "
+                f"BA_FLUSH_MAX_EVENTS ({batch:,}): its last batch waits out the flush interval, "
+                "so its rates measure the wait as well as the worker"
+            )
     messages = traffic.streamed(config, time.time() - 60.0)
     rng = random.Random(args.seed)
     began = time.monotonic()
@@ -601,11 +603,11 @@ def grow(args: argparse.Namespace) -> None:
             total,
             args.grow_slices,
         )
-        if paired.slices < args.grow_slices:
+        if paired.slices != args.grow_slices:
             print(
-                f"--grow-slices {args.grow_slices} gives {paired.slices}: each slice takes at "
-                f"least a whole batch (BA_FLUSH_MAX_EVENTS, {batch:,}) of the first step's "
-                f"{len(first_chunk):,} events"
+                f"warning: --grow-slices {args.grow_slices} gives {paired.slices}: each slice "
+                f"but the last is a whole number of batches (BA_FLUSH_MAX_EVENTS, {batch:,}) of "
+                f"the first step's {len(first_chunk):,} events"
             )
         bare.close()
         for stored_events, pages in written_pages:
@@ -915,8 +917,9 @@ def main() -> None:
         "--grow-slices",
         type=count,
         default=10,
-        help="alternating slices of the side-by-side after the last step (each a multiple of "
-        "BA_FLUSH_MAX_EVENTS, so fewer if the first step holds fewer batches)",
+        help="alternating slices of the side-by-side after the last step (each but the last a "
+        "multiple of BA_FLUSH_MAX_EVENTS, so another number where the step's batches do not "
+        "divide so)",
     )
     parser.add_argument(
         "--max-seconds",

@@ -14,9 +14,10 @@
 Duplicates and malformed messages are off (each benchmark counts stored events against what it
 sent; the load test covers them). Everything is drawn from the seed, which is printed.
 
-Also what the benchmarks share besides their inputs: argparse types that refuse a count or a
-span below 1 or 0 with a usage error (`positive_int`, `positive_float`), the generator's
-arguments (`add_generator_arguments`), and a process's own peak memory (`rss_bytes`).
+Also what the benchmarks share besides their inputs: argparse types that refuse, with a usage
+error, a count below 1 (`positive_int`) or 0 (`count_or_none`), a span not above 0
+(`positive_float`) and a share outside 0 to 1 (`share`); the generator's arguments
+(`add_generator_arguments`); and a process's own peak memory (`rss_bytes`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import argparse
 import json
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -45,23 +46,41 @@ SIGN_IN_AFTER = 8  # they sign in after 1 to 8 of its events, drawn uniformly
 
 def positive_int(text: str) -> int:
     """An argparse `type`: an integer of at least 1."""
+    return _integer(text, least=1)
+
+
+def count_or_none(text: str) -> int:
+    """An argparse `type`: an integer of at least 0 (0: none)."""
+    return _integer(text, least=0)
+
+
+def _integer(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"takes at least 1, not {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"takes at least {least}, not {value}")
     return value
+
+
+def share(text: str) -> float:
+    """An argparse `type`: a share from 0 to 1."""
+    return _number(text, lambda value: 0 <= value <= 1, "a share from 0 to 1")
 
 
 def positive_float(text: str) -> float:
     """An argparse `type`: a number above 0."""
+    return _number(text, lambda value: value > 0, "a number above 0")
+
+
+def _number(text: str, fits: Callable[[float], bool], what: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:  # NaN too
-        raise argparse.ArgumentTypeError(f"takes a number above 0, not {text}")
+    if not fits(value):  # NaN never fits
+        raise argparse.ArgumentTypeError(f"takes {what}, not {text}")
     return value
 
 
@@ -124,9 +143,10 @@ def backfill_config(events: int, users: int, seed: int, days: float) -> Generato
 def describe(config: GeneratorConfig) -> str:
     """The generator's parameters and seed on one line, to print with the figures."""
     tiers = ", ".join(f"{share:.0%} up to {up_to:g} s" for share, up_to in config.late_tiers)
+    rate = model_rate(config)
     return (
         f"generator: {config.events:,} events, {config.users:,} users, seed {config.seed}, "
-        f"model rate {model_rate(config):,.1f} events/s, sessions of "
+        f"model rate {f'{rate:,.1f}' if rate >= 1 else f'{rate:.2g}'} events/s, sessions of "
         f"{expected_session_events(config):.1f} events ({config.mean_gap_s:g} s apart, "
         f"{config.mean_idle_s:,.0f} s mean idle after the {config.session_timeout_s:g} s "
         f"timeout), funnel continuing at "

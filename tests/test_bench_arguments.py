@@ -1,6 +1,6 @@
 """The benchmarks refuse bad arguments with a usage error naming the option (exit 2), before
-any work and without a traceback: counts below 1, a `--baseline` that is not a checkout, a flush
-interval that is not a number."""
+any work and without a traceback: counts below 1 (below 0 where 0 means none), a share above 1,
+a `--baseline` that is not a checkout, a flush interval that is not a number."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ CASES = [
     ("pipeline.py", ["--input", "backfill", "--days", "0"], "--days"),
     ("firestore_writes.py", ["--events", "0"], "--events"),
     ("firestore_writes.py", ["--intervals", "1,x"], "--intervals"),
+    ("firestore_writes.py", ["--shards", "-1"], "--shards"),
+    ("firestore_writes.py", ["--identify", "1.5"], "--identify"),
     ("collector.py", ["--events", "-5"], "--events"),
     ("verify_memory.py", ["--rounds", "0"], "--rounds"),
 ]
@@ -51,3 +53,17 @@ def test_a_baseline_without_the_package_is_a_usage_error_naming_the_path(tmp_pat
     error = refused("pipeline.py", ["--baseline", str(nowhere)]).splitlines()[-1]
     assert error.startswith("pipeline.py: error: argument --baseline: ")
     assert str(nowhere / "src" / "behavioral_analytics") in error
+
+
+@pytest.mark.parametrize(
+    "script", ["pipeline.py", "firestore_writes.py", "collector.py", "verify_memory.py"]
+)
+def test_help_shows_every_option_with_its_default(script: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr  # a `%` in a help text breaks argparse's formatting
+    assert "(default: " in done.stdout and "--events" in done.stdout
