@@ -79,8 +79,8 @@ def main() -> None:
         truncated.cache_clear()
         country.cache_clear()
         if not remembered:
-            privacy._truncated_cached = privacy._truncated  # type: ignore[assignment]
-            countries._cached_country_of = countries._country_of  # type: ignore[assignment]
+            privacy._truncated_cached = privacy._truncated  # type: ignore[assignment]  # uncached
+            countries._cached_country_of = countries._country_of  # type: ignore[assignment]  # uncached
         try:
             mine = copy.deepcopy(events)
             return timed(mine, collector), timed(mine, worker), mine

@@ -37,12 +37,18 @@ BA_FLUSH_MAX_EVENTS), so a longer interval folds more events into each aggregate
 are counted in the adapter (`store.write_ops`: the document writes of successful commits, which
 is what Firestore bills; printed per 1,000 events by collection, the aggregates split into
 people and buckets, the breakdowns into counts and values documents, and the raw events into
-creates and the rewrites of stored events an identity link moves to another person), beside
-the structural floor of the row's flushes: one raw-event write per event plus one person write
-per distinct person per flush. The writes above the floor are then printed per event by where
-they go (`above_floor`). The bare row creates the
-raw-event documents only (the adapter's document shape, one batch per flush): the rate the
-adapter's events/s is compared to.
+creates and the rewrites of stored events an identity link moves to another person), beside the
+structural floor of the row's flushes: one raw-event write per event plus one person write per
+distinct person per flush. The writes above the floor are then printed per event by where they
+go (`above_floor`). The bare row creates the raw-event documents only (the adapter's document
+shape, one batch per flush): the rate and the bytes stored per event the adapter's are compared
+to.
+
+Beside the writes, the table gives each row's bytes written per event (`WrittenBytes`: the
+serialized size of every write its commit requests carried; Firestore bills writes by count,
+so this is what shows the cost of the profiles' blobs) and, for the bare row and the first
+adapter row, the bytes stored per event (documents and index entries, as above) and their ratio
+to the bare row's.
 
 Staleness = how long after arrival an event shows in the aggregates: waiting for its flush
 (half the interval on average) plus the commit. Events/s = events / wall time of the commits,
@@ -73,13 +79,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.events import Event, dedupe_key, parse_message
@@ -89,6 +98,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import traffic
 from firestore_storage import IndexConfig, IndexEntries, index_entries
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+    from behavioral_analytics.stores.firestore import FirestoreStore
+
+    ClientFor = Callable[[], firestore.Client]  # a client on a fresh database of the emulator
 
 PROJECT = "demo-bench"
 # --indexes: the index configurations the stored documents' index entries are counted under;
@@ -113,6 +129,8 @@ class Row:
     staleness_avg_s: float | None = None
     staleness_max_s: float | None = None
     floor_writes: int | None = None
+    written_bytes: int | None = None  # `WrittenBytes`: the commit requests' writes
+    stored_bytes: int | None = None  # documents and index entries (`Stored.in_all`)
 
     @property
     def floor_per_event(self) -> float | None:
@@ -200,16 +218,54 @@ def generated_events(kind: str, args: argparse.Namespace) -> tuple[list[Event], 
     return events, description + traffic.describe(config)
 
 
+class WrittenBytes:
+    """The bytes of the writes `db`'s commit requests carried: each `Write` message's
+    serialized size (its document's fields, transforms, mask and precondition), counted once
+    its commit returned, whoever built it (the client library's batches, the adapter's own
+    protobufs). Firestore bills writes by count, not size; this is the figure a packing of
+    rows into blobs cannot hide, as the SQLite bench's bytes written. Made after anything that
+    replaces the client's GAPIC client (`FirestoreStore` opens a channel of its own)."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self.total = 0
+        self._adding = threading.Lock()  # the naive pattern commits from 10 threads
+        api = db._firestore_api  # the client's GAPIC client, made once per client
+        commit = api.commit
+
+        def counted(*args: Any, request: Any = None, **kwargs: Any) -> Any:
+            response = commit(*args, request=request, **kwargs)
+            size = sum(_message(write).ByteSize() for write in _writes(request))
+            with self._adding:
+                self.total += size
+            return response
+
+        api.commit = counted  # every commit of this client
+
+
+def _writes(request: Any) -> Sequence[Any]:
+    """The writes of a commit request: a batch's dict or a wrapped `CommitRequest`."""
+    writes: Sequence[Any] = (
+        request["writes"] if isinstance(request, dict) else type(request).pb(request).writes
+    )
+    return writes
+
+
+def _message(write: Any) -> Any:
+    """`write` as a protobuf message: the library's proto-plus `Write` unwrapped."""
+    return write if hasattr(write, "ByteSize") else type(write).pb(write)
+
+
 def structural_floor(groups: list[list[Event]]) -> int:
     """One raw-event write per event plus one person write per distinct person per flush."""
     return sum(len(group) + len({e.user_id or e.who for e in group}) for group in groups)
 
 
-def run_bare(client_for, events: list[Event], interval: float) -> Row:
+def run_bare(client_for: ClientFor, events: list[Event], interval: float) -> Row:
     """The raw-event documents only, created in one batch per flush: no aggregates."""
     from behavioral_analytics.stores.firestore.documents import as_datetime, event_doc
 
     db = client_for()
+    written = WrittenBytes(db)
     collection = db.collection("user_events")
     writes = 0
     started = time.perf_counter()
@@ -224,11 +280,14 @@ def run_bare(client_for, events: list[Event], interval: float) -> Row:
                 batch.create(collection.document(event.key), doc)
                 writes += 1
             batch.commit()
+    elapsed = time.perf_counter() - started
     return Row(
         f"bare raw-event create, flush {interval:g} s",
         len(events),
         writes,
-        time.perf_counter() - started,
+        elapsed,
+        written_bytes=written.total,
+        stored_bytes=stored_figures(db, 0).in_all,
     )
 
 
@@ -266,8 +325,13 @@ class Stored:
     index_by_collection: Counter[str]  # their bytes by collection
     other_indexes: list[tuple[Path, IndexEntries]]  # under --indexes' further files
 
+    @property
+    def in_all(self) -> int:
+        """Bytes stored: the documents and their index entries."""
+        return self.bytes + self.index.bytes
 
-def stored_figures(db, reads: int) -> Stored:
+
+def stored_figures(db: firestore.Client, reads: int) -> Stored:
     """Every document of `db` sized by Firestore's storage-size rules, with its index
     entries under `INDEX_FILES`' first index configuration (`firestore_storage`), and under
     each further one apart."""
@@ -371,7 +435,7 @@ def written_kind(name: str, *, moved: bool = False) -> str:
 
 
 def run_adapter(
-    client_for,
+    client_for: ClientFor,
     events: list[Event],
     interval: float,
     shards: int = 0,
@@ -384,35 +448,35 @@ def run_adapter(
     from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
     from behavioral_analytics.stores.firestore import FirestoreStore
 
-    rules = BehaviorRules(
-        # The generator's purchase funnel: its steps are among the events' types.
-        funnels=parse_funnels(PURCHASE_FUNNEL) if FUNNEL else (),
-        **({} if BREAKDOWNS is None else {"breakdowns": BreakdownRules(BREAKDOWNS)}),
-    )
+    # The generator's purchase funnel: its steps are among the events' types.
+    rules = BehaviorRules(funnels=parse_funnels(PURCHASE_FUNNEL) if FUNNEL else ())
+    if BREAKDOWNS is not None:
+        rules = replace(rules, breakdowns=BreakdownRules(BREAKDOWNS))
     db = client_for()
     store = FirestoreStore(
         db, clock=time.time, counter_shards=shards, rules=rules, behavior=BEHAVIOR
     )
+    written = WrittenBytes(db)  # after the store gave the client a channel of its own
     reads = 0
     get = store.gateway.get
 
-    def counted_get(names, mask):
+    def counted_get(names: Sequence[str], mask: Sequence[str]) -> dict[str, Any]:
         nonlocal reads
         reads += len(names)  # a batched get bills every document asked for, found or not
         return get(names, mask)
 
-    store.gateway.get = counted_get
+    store.gateway.get = counted_get  # type: ignore[method-assign]  # reads counted as billed
     by_collection: Counter[str] = Counter()
     send = store.gateway.send
 
-    def counted_send(writes):
+    def counted_send(writes: list[Any]) -> None:
         send(writes)  # a failed commit bills nothing: count after it lands
         for w in writes:
             by_collection[
                 written_kind(w.update.name or w.delete, moved=bool(w.update_mask.field_paths))
             ] += 1
 
-    store.gateway.send = counted_send
+    store.gateway.send = counted_send  # type: ignore[method-assign]  # writes counted by kind
     base = events[0].received_at
     groups: dict[int, list[Event]] = {}
     for event in events:
@@ -463,10 +527,24 @@ def run_adapter(
         staleness_sum / len(events),
         staleness_max,
         floor,
+        written.total,
+        None if stored is None else stored.in_all,
     )
     if stored is not None and prices is not None:
         print_costs(row, stored, prices)
     return row
+
+
+def per_event(total: int | None, events: int) -> str:
+    """`total` bytes per event for the table, or `-` where the row has no such figure."""
+    return "-" if total is None else f"{total / events:,.0f}"
+
+
+def stored_vs(row: Row, bare: Row) -> str:
+    """The row's bytes stored per event as a multiple of the bare row's."""
+    if row.stored_bytes is None or not bare.stored_bytes:
+        return "-"
+    return f"{(row.stored_bytes / row.events) / (bare.stored_bytes / bare.events):.2f}x"
 
 
 def above_floor(by_collection: Counter[str], floor: int, events: int) -> str:
@@ -481,7 +559,7 @@ def above_floor(by_collection: Counter[str], floor: int, events: int) -> str:
     return f"above the floor: {total / events:+.3f} writes per event ({parts})"
 
 
-def verify_exact(store, expected_events: int) -> None:
+def verify_exact(store: FirestoreStore, expected_events: int) -> None:
     """`verify` (recount from the raw events) and the unique users against the events."""
     from behavioral_analytics.verification import verify
 
@@ -496,10 +574,11 @@ def verify_exact(store, expected_events: int) -> None:
     )
 
 
-def run_naive(client_for, events: list[Event], threads: int = 10) -> Row:
+def run_naive(client_for: ClientFor, events: list[Event], threads: int = 10) -> Row:
     from google.cloud import firestore
 
     db = client_for()
+    written = WrittenBytes(db)
     periods = Periods()
 
     def one(event: Event) -> int:
@@ -528,10 +607,16 @@ def run_naive(client_for, events: list[Event], threads: int = 10) -> Row:
     with ThreadPoolExecutor(threads) as pool:
         writes = sum(pool.map(one, events))
     elapsed = time.perf_counter() - started
-    return Row(f"naive per event, {threads} threads", len(events), writes, elapsed)
+    return Row(
+        f"naive per event, {threads} threads",
+        len(events),
+        writes,
+        elapsed,
+        written_bytes=written.total,
+    )
 
 
-def warm_up(client_for, count: int) -> None:
+def warm_up(client_for: ClientFor, count: int) -> None:
     """Run both patterns once on other events, unreported, so the emulator's JIT is warm."""
     if count <= 0:
         return
@@ -553,7 +638,8 @@ def wipe(database: str) -> None:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def start_emulator() -> subprocess.Popen[bytes] | None:
@@ -701,7 +787,7 @@ def main() -> None:
 
     databases: list[str] = []
 
-    def client_for():
+    def client_for() -> firestore.Client:
         databases.append(f"bench-{uuid.uuid4().hex[:8]}")
         return firestore.Client(project=PROJECT, database=databases[-1])
 
@@ -738,7 +824,8 @@ def main() -> None:
         print()
         header = (
             f"{'variant':40} {'events':>8} {'writes/ev':>10} {'floor/ev':>9} {'events/s':>9} "
-            f"{'vs bare':>8} {'vs naive':>9} {'staleness avg/max s':>20}"
+            f"{'vs bare':>8} {'vs naive':>9} {'staleness avg/max s':>20} {'written B/ev':>13} "
+            f"{'stored B/ev':>12} {'vs bare':>8}"
         )
         print(header)
         print("-" * len(header))
@@ -752,7 +839,8 @@ def main() -> None:
             print(
                 f"{row.name:40} {row.events:>8,} {row.writes / row.events:>10.2f} {floor:>9} "
                 f"{row.rate:>9,.0f} {row.rate / bare.rate:>8.0%} {row.rate / naive.rate:>8.1f}x "
-                f"{stale:>20}"
+                f"{stale:>20} {per_event(row.written_bytes, row.events):>13} "
+                f"{per_event(row.stored_bytes, row.events):>12} {stored_vs(row, bare):>8}"
             )
         rss_mib = traffic.rss_bytes("VmHWM") / 2**20
         print(f"\npeak RSS of the bench process (client side): {rss_mib:.0f} MiB")

@@ -158,7 +158,7 @@ def describe(config: GeneratorConfig) -> str:
 
 
 def identified(
-    pairs: Iterable[tuple[float, bytes]], seed: int, share: float = IDENTIFY_SHARE
+    pairs: Iterable[tuple[float, bytes]], seed: int | None, share: float = IDENTIFY_SHARE
 ) -> Iterator[tuple[float, bytes]]:
     """`pairs` ((sent_at, message), in send order) as a site with sign-ins sends them: `share`
     of the people (drawn from `seed`) arrive anonymous. Their first session's events carry

@@ -529,8 +529,11 @@ class DeadLetterBox(Protocol):
 class Auditable(Protocol):
     """What `verify` (and `verify --repair`) needs: the raw events and every aggregate."""
 
-    behavioral: bool
-    rules: BehaviorRules | None
+    @property
+    def behavioral(self) -> bool: ...
+
+    @property
+    def rules(self) -> BehaviorRules | None: ...
 
     def iter_raw_events(self) -> Iterator[Event]: ...
 
