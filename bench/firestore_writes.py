@@ -45,16 +45,17 @@ shape, one batch per flush): the rate and the bytes stored per event the adapter
 to.
 
 Beside the writes, the table gives each row's bytes written per event (`WrittenBytes`: the
-serialized size of every write its commit requests carried; Firestore bills writes by count,
-so this is what shows the cost of the profiles' blobs) and, for the bare row and the first
-adapter row, the bytes stored per event (documents and index entries, as above) and their ratio
-to the bare row's.
+serialized size of every write its successful commit requests carried; Firestore bills writes
+by count, so this is what shows the cost of the profiles' blobs) and, for the bare row and the
+first adapter row, the bytes stored per event (documents and index entries, as above) and their
+ratio to the bare row's.
 
 Staleness = how long after arrival an event shows in the aggregates: waiting for its flush
 (half the interval on average) plus the commit. Events/s = events / wall time of the commits,
-back to back: one store, one thread (one worker that never waits for messages), each commit
-reading what it needs (one `get_all` of the profiles it does not know yet) and writing one
-atomic commit. With `--shards N` one more row runs the 1 s flush with N counter shards.
+back to back: one store, one thread (one worker that never waits for messages; the workers row
+below runs several at once), each commit reading what it needs (one `get_all` of the profiles
+it does not know yet) and writing one atomic commit. With `--shards N` one more row runs the
+1 s flush with N counter shards.
 
 The naive pattern (the recipe's): per event one set() of the raw event plus three merge writes
 with Increment (user, hourly, daily documents), ten threads. It makes 4 writes per event by
@@ -67,6 +68,14 @@ scratch database (both patterns, not reported) comes first, so no row pays for i
 Uses FIRESTORE_EMULATOR_HOST if set, else starts the emulator from the Google Cloud SDK. Each
 row writes to a fresh named database. Targets: writes per event at the default flush interval
 (1 s) <= the floor + 0.1; >= 10x the naive events/s.
+
+With `--workers N` (N > 1) one more 1 s row runs N stores on clients of one database, as a
+worker pool shares Firestore, with `--shards`' counter shards: each flush's events are dealt
+among them at random (Pub/Sub gives any message to any subscriber) and committed at once from N
+threads. The floor then counts each worker's share apart (a person whose events two workers
+hold is written by both), and the commits' conflicts are printed (a document another worker
+wrote since this one read it, a profile or a bucket it admits values into, fails the whole
+commit, which is read, recomputed and sent again); `verify` runs on that row's database too.
 """
 
 from __future__ import annotations
@@ -84,11 +93,11 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.events import Event, dedupe_key, parse_message
@@ -104,7 +113,12 @@ if TYPE_CHECKING:
 
     from behavioral_analytics.stores.firestore import FirestoreStore
 
-    ClientFor = Callable[[], firestore.Client]  # a client on a fresh database of the emulator
+
+class ClientFor(Protocol):
+    """A client of the emulator: on a fresh database, or (`same`) on the one made last."""
+
+    def __call__(self, same: bool = False) -> firestore.Client: ...
+
 
 PROJECT = "demo-bench"
 # --indexes: the index configurations the stored documents' index entries are counted under;
@@ -219,12 +233,13 @@ def generated_events(kind: str, args: argparse.Namespace) -> tuple[list[Event], 
 
 
 class WrittenBytes:
-    """The bytes of the writes `db`'s commit requests carried: each `Write` message's
-    serialized size (its document's fields, transforms, mask and precondition), counted once
-    its commit returned, whoever built it (the client library's batches, the adapter's own
-    protobufs). Firestore bills writes by count, not size; this is the figure a packing of
-    rows into blobs cannot hide, as the SQLite bench's bytes written. Made after anything that
-    replaces the client's GAPIC client (`FirestoreStore` opens a channel of its own)."""
+    """The bytes of the writes `db`'s successful commit requests carried: each `Write`
+    message's serialized size (its document's fields, transforms, mask and precondition),
+    counted once its commit returned (a request a conflict fails is not counted), whoever built
+    it (the client library's batches, the adapter's own protobufs). Firestore bills writes by
+    count, not size; this is the figure a packing of rows into blobs cannot hide, as the SQLite
+    bench's bytes written. Made after anything that replaces the client's GAPIC client
+    (`FirestoreStore` opens a channel of its own)."""
 
     def __init__(self, db: firestore.Client) -> None:
         self.total = 0
@@ -442,7 +457,13 @@ def run_adapter(
     check: bool = False,
     prices: dict[str, float] | None = None,
     quiet: bool = False,
+    workers: int = 1,
 ) -> Row:
+    """The adapter on `events`, grouped by the flush `interval` (seconds), each group one
+    commit; with `workers` > 1, that many stores on one database, each group's events dealt
+    among them at random (as a subscription's messages are) and committed at once, one thread
+    each. Prints the writes by collection and above the floor, the commits' conflicts and
+    queries, and with `prices` what is stored and the price of a million events."""
     from behavioral_analytics.behavior import BehaviorRules
     from behavioral_analytics.breakdowns import BreakdownRules
     from behavioral_analytics.funnels import PURCHASE_FUNNEL, parse_funnels
@@ -453,53 +474,80 @@ def run_adapter(
     if BREAKDOWNS is not None:
         rules = replace(rules, breakdowns=BreakdownRules(BREAKDOWNS))
     db = client_for()
-    store = FirestoreStore(
-        db, clock=time.time, counter_shards=shards, rules=rules, behavior=BEHAVIOR
-    )
-    written = WrittenBytes(db)  # after the store gave the client a channel of its own
+    stores = [
+        FirestoreStore(
+            client, clock=time.time, counter_shards=shards, rules=rules, behavior=BEHAVIOR
+        )
+        for client in (db, *(client_for(same=True) for _ in range(workers - 1)))
+    ]
+    # After the stores gave their clients channels of their own.
+    written = [WrittenBytes(store.gateway.client) for store in stores]
     reads = 0
-    get = store.gateway.get
-
-    def counted_get(names: Sequence[str], mask: Sequence[str]) -> dict[str, Any]:
-        nonlocal reads
-        reads += len(names)  # a batched get bills every document asked for, found or not
-        return get(names, mask)
-
-    store.gateway.get = counted_get  # type: ignore[method-assign]  # reads counted as billed
     by_collection: Counter[str] = Counter()
-    send = store.gateway.send
+    adding = threading.Lock()  # the workers' commits run at once
 
-    def counted_send(writes: list[Any]) -> None:
-        send(writes)  # a failed commit bills nothing: count after it lands
-        for w in writes:
-            by_collection[
-                written_kind(w.update.name or w.delete, moved=bool(w.update_mask.field_paths))
-            ] += 1
+    def count_calls(store: FirestoreStore) -> None:
+        get, send = store.gateway.get, store.gateway.send
 
-    store.gateway.send = counted_send  # type: ignore[method-assign]  # writes counted by kind
+        def counted_get(names: Sequence[str], mask: Sequence[str]) -> dict[str, Any]:
+            nonlocal reads
+            with adding:
+                reads += len(names)  # a batched get bills every document asked for, found or not
+            return get(names, mask)
+
+        def counted_send(writes: list[Any]) -> None:
+            send(writes)  # a failed commit bills nothing: count after it lands
+            with adding:
+                for w in writes:
+                    moved = bool(w.update_mask.field_paths)
+                    by_collection[written_kind(w.update.name or w.delete, moved=moved)] += 1
+
+        store.gateway.get = counted_get  # type: ignore[method-assign]  # reads counted as billed
+        store.gateway.send = counted_send  # type: ignore[method-assign]  # writes counted by kind
+
+    for store in stores:
+        count_calls(store)
     base = events[0].received_at
     groups: dict[int, list[Event]] = {}
     for event in events:
         groups.setdefault(int((event.received_at - base) // interval), []).append(event)
     staleness_sum = staleness_max = 0.0
+    floor = 0
+    dealing = random.Random(f"workers:{workers}")
     started = time.perf_counter()
-    for index in sorted(groups):
-        group = groups[index]
-        for at in range(0, len(group), MAX_FLUSH_EVENTS):
-            chunk = group[at : at + MAX_FLUSH_EVENTS]
-            commit_started = time.perf_counter()
-            store.commit(chunk)
-            commit_s = time.perf_counter() - commit_started
-            flushed_at = base + (index + 1) * interval
-            for event in chunk:
-                stale = flushed_at - event.received_at + commit_s
-                staleness_sum += stale
-                staleness_max = max(staleness_max, stale)
+    with ThreadPoolExecutor(workers) as pool:
+        for index in sorted(groups):
+            group = groups[index]
+            for at in range(0, len(group), MAX_FLUSH_EVENTS):
+                chunk = group[at : at + MAX_FLUSH_EVENTS]
+                shares: list[list[Event]] = [[] for _ in stores]
+                for event in chunk:
+                    shares[dealing.randrange(workers) if workers > 1 else 0].append(event)
+                floor += structural_floor([share for share in shares if share])
+                commit_started = time.perf_counter()
+                # The shares commit together; workers whose flush timers differ overlap less.
+                list(
+                    pool.map(
+                        lambda worker, share: worker.commit(share) if share else None,
+                        stores,
+                        shares,
+                    )
+                )
+                commit_s = time.perf_counter() - commit_started
+                flushed_at = base + (index + 1) * interval
+                for event in chunk:
+                    stale = flushed_at - event.received_at + commit_s
+                    staleness_sum += stale
+                    staleness_max = max(staleness_max, stale)
     elapsed = time.perf_counter() - started
-    floor = structural_floor(flush_groups(events, interval))
+    store = stores[0]
+    notes = (f", {shards} shards" if shards else "") + (
+        f", {workers} workers" if workers > 1 else ""
+    )
     stored = stored_figures(db, reads) if prices is not None else None
     if check:
-        verify_exact(store, len(events))
+        conflicts = sum(s.conflicts for s in stores)
+        verify_exact(store, len(events), f"flush {interval:g} s{notes}", conflicts)
     flushes = len(flush_groups(events, interval))
     if not quiet:
         print(
@@ -512,22 +560,24 @@ def run_adapter(
         print(f"flush {interval:g} s: {above_floor(by_collection, floor, len(events))}", flush=True)
     if BEHAVIOR and not quiet:
         print(
-            f"flush {interval:g} s: {store.commits:,} commits, {store.conflicts} conflicts, "
-            f"{store.behavior_queries:,} raw-event queries (the rest read profile digests), "
-            f"{store.identity_queries:,} for events a link moves",
+            f"flush {interval:g} s: {sum(s.commits for s in stores):,} commits, "
+            f"{sum(s.conflicts for s in stores)} conflicts, "
+            f"{sum(s.behavior_queries for s in stores):,} raw-event queries (the rest read "
+            f"profile digests), {sum(s.identity_queries for s in stores):,} for events a link "
+            "moves",
             flush=True,
         )
-    store.close()
-    shards_note = f", {shards} shards" if shards else ""
+    for each in stores:
+        each.close()
     row = Row(
-        f"this adapter, flush {interval:g} s{shards_note}",
+        f"this adapter, flush {interval:g} s{notes}",
         len(events),
-        store.write_ops,
+        sum(s.write_ops for s in stores),
         elapsed,
         staleness_sum / len(events),
         staleness_max,
         floor,
-        written.total,
+        sum(w.total for w in written),
         None if stored is None else stored.in_all,
     )
     if stored is not None and prices is not None:
@@ -559,17 +609,21 @@ def above_floor(by_collection: Counter[str], floor: int, events: int) -> str:
     return f"above the floor: {total / events:+.3f} writes per event ({parts})"
 
 
-def verify_exact(store: FirestoreStore, expected_events: int) -> None:
-    """`verify` (recount from the raw events) and the unique users against the events."""
+def verify_exact(
+    store: FirestoreStore, expected_events: int, row: str = "flush 1 s", conflicts: int = 0
+) -> None:
+    """`verify` (recount from the raw events) on `row`'s database, which must hold
+    `expected_events` raw events; exits with the report on drift, else prints a line with the
+    row's commits' `conflicts`."""
     from behavioral_analytics.verification import verify
 
     report = verify(store, Periods(), now=time.time(), retention_s=None)
     if not report.ok or report.raw_events != expected_events:
         sys.exit(f"error: verify found drift: {report.to_dict()}")
     print(
-        f"verify after the flush 1 s row: ok ({report.raw_events:,} raw events, "
+        f"verify after the {row} row: ok ({report.raw_events:,} raw events, "
         f"{report.buckets_checked:,} buckets, {report.profiles_checked:,} profiles, "
-        f"{store.conflicts} conflicts)",
+        f"{conflicts} conflicts)",
         flush=True,
     )
 
@@ -714,6 +768,14 @@ def main() -> None:
         help="counter shards for an extra 1 s row (0: none)",
     )
     parser.add_argument(
+        "--workers",
+        type=traffic.positive_int,
+        default=1,
+        help="with more than 1: an extra 1 s row with that many stores sharing the database "
+        "(with --shards' counter shards), each flush's events dealt among them at random and "
+        "committed at once",
+    )
+    parser.add_argument(
         "--warmup-events",
         type=traffic.count_or_none,
         default=20_000,
@@ -787,8 +849,9 @@ def main() -> None:
 
     databases: list[str] = []
 
-    def client_for() -> firestore.Client:
-        databases.append(f"bench-{uuid.uuid4().hex[:8]}")
+    def client_for(same: bool = False) -> firestore.Client:
+        if not same:
+            databases.append(f"bench-{uuid.uuid4().hex[:8]}")
         return firestore.Client(project=PROJECT, database=databases[-1])
 
     def wiped(row: Row) -> Row:
@@ -820,12 +883,26 @@ def main() -> None:
             )
         if args.shards:
             rows.append(wiped(run_adapter(client_for, events, 1.0, args.shards)))
+        if args.workers > 1:
+            rows.append(
+                wiped(
+                    run_adapter(
+                        client_for,
+                        events,
+                        1.0,
+                        args.shards,
+                        check=args.verify,
+                        workers=args.workers,
+                    )
+                )
+            )
         naive = rows[0]
+        width = max(40, *(len(row.name) for row in rows))
         print()
         header = (
-            f"{'variant':40} {'events':>8} {'writes/ev':>10} {'floor/ev':>9} {'events/s':>9} "
+            f"{'variant':{width}} {'events':>8} {'writes/ev':>10} {'floor/ev':>9} {'events/s':>9} "
             f"{'vs bare':>8} {'vs naive':>9} {'staleness avg/max s':>20} {'written B/ev':>13} "
-            f"{'stored B/ev':>12} {'vs bare':>8}"
+            f"{'stored B/ev':>12} {'stored vs bare':>14}"
         )
         print(header)
         print("-" * len(header))
@@ -837,10 +914,10 @@ def main() -> None:
             )
             floor = f"{row.floor_per_event:.2f}" if row.floor_per_event is not None else "-"
             print(
-                f"{row.name:40} {row.events:>8,} {row.writes / row.events:>10.2f} {floor:>9} "
+                f"{row.name:{width}} {row.events:>8,} {row.writes / row.events:>10.2f} {floor:>9} "
                 f"{row.rate:>9,.0f} {row.rate / bare.rate:>8.0%} {row.rate / naive.rate:>8.1f}x "
                 f"{stale:>20} {per_event(row.written_bytes, row.events):>13} "
-                f"{per_event(row.stored_bytes, row.events):>12} {stored_vs(row, bare):>8}"
+                f"{per_event(row.stored_bytes, row.events):>12} {stored_vs(row, bare):>14}"
             )
         rss_mib = traffic.rss_bytes("VmHWM") / 2**20
         print(f"\npeak RSS of the bench process (client side): {rss_mib:.0f} MiB")

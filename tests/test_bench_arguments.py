@@ -21,6 +21,7 @@ CASES = [
     ("firestore_writes.py", ["--intervals", "1,x"], "--intervals"),
     ("firestore_writes.py", ["--shards", "-1"], "--shards"),
     ("firestore_writes.py", ["--identify", "1.5"], "--identify"),
+    ("firestore_writes.py", ["--workers", "0"], "--workers"),
     ("collector.py", ["--events", "-5"], "--events"),
     ("verify_memory.py", ["--rounds", "0"], "--rounds"),
 ]

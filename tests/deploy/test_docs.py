@@ -39,7 +39,9 @@ def test_sections_and_cost_assumptions():
         "Pub/Sub",
         "vCPU-second",
         "GiB-second",
-        "2.08 writes per event",
+        "2.06 writes per event",
+        "per 100,000 reads",
+        "Firestore reads",
     ):
         assert assumption in cost, assumption
     assert "./scripts/destroy.sh" in text and "terraform destroy" in text
