@@ -90,6 +90,12 @@ class Traffic:
         for thread in self._threads:
             thread.join(10)
 
+    def finish_publishing(self) -> None:
+        """Stops the publisher and waits for it, so that `sent` counts a batch in flight."""
+        self.stop_publishing.set()
+        self._threads[0].join(15)
+        assert not self._threads[0].is_alive(), "the publisher did not stop within 15 s"
+
     def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             try:
@@ -198,8 +204,7 @@ def test_the_dashboard_is_live_and_agrees_with_the_store(served: tuple[str, Sett
                 wait_for(lambda: (number(page, "kpi-today") or 0) > first, 20, "the total to grow")
                 wait_for(lambda: page.locator("#recent-events tr").count() > 0, 10, "recent events")
                 wait_for(lambda: page.locator("#chart rect[fill]").count() > 1, 10, "chart columns")
-                traffic.stop_publishing.set()
-                time.sleep(0)  # let the publisher see the flag
+                traffic.finish_publishing()
                 wait_for(lambda: not broker.backlog(), 20, "the worker to drain the backlog")
 
                 day = periods.label("day", time.time())
