@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from behavioral_analytics.drawn_events import DrawnEvent, Visit
 from behavioral_analytics.synthetic_addresses import client_ip
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
 
 EVENT_TYPES = ("page_view", "button_click", "purchase", "search", "signup", "login")
 FUNNEL = ("page_view", "search", "add_to_cart", "purchase")
-HUMAN_USER_AGENT = "BehavioralAnalytics/1.0"
 BOT_USER_AGENTS = (
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
     "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
@@ -279,12 +279,17 @@ class _Weighted:
 
 @dataclass(slots=True)
 class _Planned:
-    """An event an actor will emit at `offset` seconds after start."""
+    """An event an actor will emit at `offset` seconds after start: a crawler's payload, or a
+    person's draws, made into a payload only when sent (`payload`)."""
 
     offset: float
-    payload: dict[str, Any]
+    made: dict[str, Any] | DrawnEvent
     session: SessionTruth | None = None
     bot: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        """The event as sent, its `timestamp` 0 until the sender stamps it."""
+        return self.made if isinstance(self.made, dict) else self.made.payload()
 
 
 @dataclass(slots=True)
@@ -304,6 +309,7 @@ class _Simulation:
         self.pages = _Weighted(
             tuple((k, 1.0 / k**config.zipf_s) for k in range(1, config.pages + 1))
         )
+        self._page_paths = {k: f"/page/{k}" for k in range(1, config.pages + 1)}
         self.terms = _Weighted(tuple((t, 1.0 / (i + 1)) for i, t in enumerate(SEARCH_TERMS)))
         self.devices = _Weighted(config.devices)
         self.referrers = _Weighted(config.referrers)
@@ -366,65 +372,33 @@ class _Simulation:
         if self.sessions is not None:
             self.sessions[session_id] = truth
         product = f"sku_{self.pages.draw(rng) * 7 + rng.randint(0, 6)}"
+        visit = Visit(user.user_id, session_id, referrer, device, product)
         offset = begin
         for i, event_type in enumerate(types):
             if i:
                 offset += self._gap()
-            user.queue.append(
-                _Planned(
-                    offset,
-                    self._human_payload(user, event_type, session_id, referrer, device, product),
-                    truth,
-                )
-            )
+            user.queue.append(_Planned(offset, self._draw(visit, event_type), truth))
         user.sessions += 1
 
-    def _human_payload(
-        self,
-        user: _User,
-        event_type: str,
-        session_id: str,
-        referrer: str,
-        device: str,
-        product: str,
-    ) -> dict[str, Any]:
+    def _draw(self, visit: Visit, event_type: str) -> DrawnEvent:
         rng = self.rng
         if event_type == "search":
             page = "/search"
         elif event_type in ("add_to_cart", "purchase"):
-            page = "/checkout" if event_type == "purchase" else f"/product/{product}"
+            page = "/checkout" if event_type == "purchase" else f"/product/{visit.product}"
         elif event_type in ("signup", "login"):
             page = f"/{event_type}"
         else:
-            page = f"/page/{self.pages.draw(rng)}"
-        properties: dict[str, Any] = {
-            "page_url": page,
-            "referrer": referrer,
-            "device_type": device,
-            "user_agent": HUMAN_USER_AGENT,
-            "ip": client_ip(user.user_id),
-        }
+            page = self._page_paths[self.pages.draw(rng)]
+        extra: str | tuple[float, str] | None = None
         if event_type == "search":
-            properties["query"] = self.terms.draw(rng)
+            extra = self.terms.draw(rng)
         elif event_type == "button_click":
-            properties["button_id"] = rng.choice(BUTTONS)
-        elif event_type == "add_to_cart":
-            properties["product_id"] = product
+            extra = rng.choice(BUTTONS)
         elif event_type == "purchase":
             amount = math.exp(rng.gauss(self.mu_amount, 0.8))
-            properties.update(
-                product_id=product,
-                amount=round(max(amount, 1.0), 2),
-                currency=self.currencies.draw(rng),
-            )
-        return {
-            "event_id": f"evt_{rng.randint(100000, 999999)}",
-            "user_id": user.user_id,
-            "event_type": event_type,
-            "timestamp": 0.0,  # stamped when emitted
-            "session_id": session_id,
-            "properties": properties,
-        }
+            extra = (round(max(amount, 1.0), 2), self.currencies.draw(rng))
+        return DrawnEvent(visit, event_type, page, extra, rng.randint(100000, 999999))
 
     # -- crawlers ---------------------------------------------------------------------------
 
@@ -542,13 +516,14 @@ class _Simulation:
             heapq.heappush(heap, (following.offset, index, following))
             sent_at = cfg.start + planned.offset
             back_s = self._late_tier_delay() if cfg.late_tiers else 0.0
-            planned.payload["timestamp"] = round(sent_at - back_s, 3)
+            payload = planned.payload()
+            payload["timestamp"] = round(sent_at - back_s, 3)
             if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
                 emitted += 1
-                yield self._malformed(planned.payload, sent_at)
+                yield self._malformed(payload, sent_at)
                 if limit is not None and emitted >= limit:
                     break
-            data = _dumps(planned.payload).encode()
+            data = _dumps(payload).encode()
             if cfg.late_rate and rng.random() < cfg.late_rate:
                 delay = math.exp(rng.uniform(math.log(cfg.late_min_s), math.log(cfg.late_max_s)))
                 late = planned.offset + delay
