@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.bots import is_bot
 from behavioral_analytics.events import Event, parse_message
@@ -21,6 +23,7 @@ DURATION_TOLERANCE = 0.10
 CONVERSION_TOLERANCE = 0.05
 
 
+@pytest.mark.slow
 def test_sessions_and_funnel_match_the_generator_parameters(tmp_path: Path) -> None:
     # Many users who rarely return, so a user-day is mostly one session, as the rates assume.
     config = GeneratorConfig(

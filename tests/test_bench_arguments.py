@@ -42,6 +42,7 @@ def refused(script: str, arguments: list[str]) -> str:
     return done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("script", "arguments", "option"), CASES)
 def test_a_bad_number_is_a_usage_error_naming_the_option(
     script: str, arguments: list[str], option: str

@@ -53,6 +53,7 @@ def test_slices_combine_as_all_their_events_over_all_their_seconds() -> None:
     assert pipeline.combined([(100, (100.0, 50.0)), (300, (300.0, 100.0))]) == (200.0, 80.0)
 
 
+@pytest.mark.slow
 def test_every_step_runs_the_control_on_the_first_steps_first_events_and_checks_once(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

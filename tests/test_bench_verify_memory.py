@@ -7,9 +7,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_both_recounts_are_exact_and_the_ratio_is_printed() -> None:
     out = subprocess.run(
         [sys.executable, str(REPO / "bench" / "verify_memory.py"), "--events", "2000",

@@ -14,6 +14,7 @@ from behavioral_analytics.settings import ConfigError, load_settings
 from tests.conftest import cli
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -72,6 +73,7 @@ def test_dotenv_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
 
 
+@pytest.mark.slow
 def test_publish_worker_query_verify_loop(tmp_path: Path) -> None:
     now = time.time()
     lines = [
@@ -141,6 +143,7 @@ def test_publish_worker_query_verify_loop(tmp_path: Path) -> None:
     assert report["ok"] and report["raw_events"] == 30
 
 
+@pytest.mark.slow
 def test_verify_exits_1_on_drift_and_repair_fixes_it(tmp_path: Path) -> None:
     cli("publish", "-", input=json.dumps({"user_id": "u", "event_type": "x"}).encode())
     cli("worker", "--until-idle")
@@ -164,6 +167,7 @@ def test_init_says_what_it_did() -> None:
     assert "user-events" in out and "analytics-processor" in out and "ready" in out
 
 
+@pytest.mark.slow
 def test_up_runs_the_stack_until_ctrl_c(tmp_path: Path) -> None:
     import os
     import signal

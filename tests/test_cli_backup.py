@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.test_sqlite_access_errors import limited_command
 
 COMMAND_TIMEOUT_S = 180
@@ -44,6 +46,7 @@ def _raw_events(data_dir: Path) -> int:
     return int(report["raw_events"])
 
 
+@pytest.mark.slow
 def test_a_backup_taken_while_a_worker_runs_restores_every_event_once(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _ok(_cli(data, "init"))

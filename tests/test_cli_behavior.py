@@ -6,10 +6,13 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from tests.conftest import cli, processed
 
 
+@pytest.mark.slow
 def test_sessions_funnel_links_and_forget_from_the_command_line(tmp_path: Path) -> None:
     env = {"BA_DATA_DIR": str(tmp_path / "data"), "BA_FUNNELS": PURCHASE_FUNNEL}
     cli("init", env=env)
@@ -57,6 +60,7 @@ def test_sessions_funnel_links_and_forget_from_the_command_line(tmp_path: Path) 
     assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True
 
 
+@pytest.mark.slow
 def test_forget_names_a_linked_anonymous_id_that_has_events_as_a_user_id_too(
     tmp_path: Path,
 ) -> None:

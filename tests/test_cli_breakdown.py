@@ -142,6 +142,7 @@ def _day(today: datetime, ago: int) -> str:
     return (today - timedelta(days=ago)).strftime("%Y-%m-%d")
 
 
+@pytest.mark.slow
 def test_the_command_answers_the_apis_shape_and_prints_a_table() -> None:
     today = _publish(
         {
@@ -207,6 +208,7 @@ def test_a_filtered_series_is_exact_unless_the_value_may_be_in_other() -> None:
     assert parse_filter('page:"(other)"', dimensions) == ("page", '"(other)"')
 
 
+@pytest.mark.slow
 def test_the_series_command_takes_a_filter() -> None:
     today = _publish({1: [("u1", "/a"), ("u2", "/a"), ("u1", "/a"), ("u3", "/b")]})
     day = _day(today, 1)
@@ -234,6 +236,7 @@ def test_the_series_command_takes_a_filter() -> None:
     assert refused.returncode == 2 and b"--filter" in refused.stderr
 
 
+@pytest.mark.slow
 def test_values_past_the_admitted_ones_count_under_other_shown_last() -> None:
     env = {"BA_BREAKDOWN_VALUES": "2", "COLUMNS": "200"}
     today = datetime.fromtimestamp(time.time(), UTC).replace(

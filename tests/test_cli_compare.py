@@ -115,6 +115,7 @@ def _day(today: datetime, ago: int) -> str:
     return (today - timedelta(days=ago)).strftime("%Y-%m-%d")
 
 
+@pytest.mark.slow
 def test_series_and_sessions_compare_three_days_with_the_three_before() -> None:
     # Days 7 and 0 are outside both ranges; 6..4 are the previous range, 3..1 the current.
     today = _publish_days({7: 5, 6: 2, 4: 1, 3: 3, 1: 4, 0: 6})
@@ -146,6 +147,7 @@ def test_series_and_sessions_compare_three_days_with_the_three_before() -> None:
     assert f"previous: {_day(today, 6)} to {_day(today, 4)}" in table
 
 
+@pytest.mark.slow
 def test_a_funnel_compares_its_entry_days() -> None:
     env = {"BA_FUNNELS": '[{"name": "browse", "steps": ["page_view", "signup"]}]'}
     today = datetime.fromtimestamp(time.time(), UTC).replace(

@@ -26,6 +26,7 @@ SKEW_S = DEFAULT_LIMITS.max_future_skew_s  # BA_MAX_FUTURE_SKEW's default
 CLICKS = '[{"name": "clicks", "steps": ["page_view", "button_click"], "window_s": 86400}]'
 
 
+@pytest.mark.slow
 def test_a_plain_shell_counts_by_what_the_workers_recorded(tmp_path: Path) -> None:
     env = {"BA_DATA_DIR": str(tmp_path / "data")}
     cli("init", env=env)
@@ -52,6 +53,7 @@ def _users_per_step(env: dict[str, str]) -> list[int]:
     return [sum(step) for step in zip(*(day["users"] for day in funnel["days"]), strict=True)]
 
 
+@pytest.mark.slow
 def test_an_added_funnel_is_counted_from_the_raw_events(tmp_path: Path) -> None:
     env = {"BA_DATA_DIR": str(tmp_path / "data")}
     cli("init", env=env)
@@ -73,6 +75,7 @@ def test_an_added_funnel_is_counted_from_the_raw_events(tmp_path: Path) -> None:
     assert [f["name"] for f in shown["recorded"]["funnels"]] == ["clicks"]
 
 
+@pytest.mark.slow
 def test_a_changed_zone_is_refused_until_config_apply(tmp_path: Path) -> None:
     env = {"BA_DATA_DIR": str(tmp_path / "data")}
     cli("init", env=env)
@@ -110,6 +113,7 @@ def _hours(env: dict[str, str]) -> dict[str, int]:
     return {p["period"]: p["total_events"] for p in series["points"]}
 
 
+@pytest.mark.slow
 def test_breakdown_dimensions_are_shown_narrowed_by_config_apply_and_dropped_to_none(
     tmp_path: Path,
 ) -> None:
@@ -155,6 +159,7 @@ def test_reading_commands_in_a_folder_without_data_create_nothing(tmp_path: Path
     assert not (tmp_path / "nothing-here").exists()
 
 
+@pytest.mark.slow
 def test_past_the_retention_a_recomputation_waits_for_drop_older(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,6 +213,7 @@ def test_past_the_retention_a_recomputation_waits_for_drop_older(
     assert _hours(env) == after
 
 
+@pytest.mark.slow
 def test_a_rule_change_recomputes_sessions_near_the_retentions_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -246,6 +252,7 @@ def verify_cli_app() -> typer.Typer:
     return app
 
 
+@pytest.mark.slow
 def test_apply_says_which_breakdowns_it_recounted(tmp_path: Path) -> None:
     """A new BA_BREAKDOWN_VALUES recounts every breakdown; apply said `rebuilt: false`,
     `recomputed: 0` ("0 aggregates recomputed"), as if nothing had changed."""
@@ -266,6 +273,7 @@ def test_apply_says_which_breakdowns_it_recounted(tmp_path: Path) -> None:
     assert json.loads(cli("verify", "--json", env=env).stdout)["ok"] is True
 
 
+@pytest.mark.slow
 def test_apply_of_the_relink_rule_re_decides_the_links(tmp_path: Path) -> None:
     """Turning relinking on recorded the rule and kept carol's sign-in refused: bob kept the
     anonymous events, and verify said "no drift" (trial)."""

@@ -47,6 +47,7 @@ def test_a_data_folder_that_is_a_file_is_called_one(tmp_path: Path) -> None:
     assert f"BA_DATA_DIR {afile} is a file, not a folder" in result.stderr.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command", [["init"], ["publish"], ["worker", "--until-idle"], ["api", "--port", "PORT"]]
 )
@@ -110,6 +111,7 @@ def test_a_refused_value_is_named_by_the_variable_that_set_it(
     assert result.stderr.decode().startswith(f"error: invalid {name.upper()}: ")
 
 
+@pytest.mark.slow
 def test_a_long_breakdown_value_wraps_and_every_figure_shows() -> None:
     long_page = "/p/" + "x" * 170
     _ingest(
@@ -136,6 +138,7 @@ def _columns(table: str) -> list[str]:
     return ["".join(cell.strip() for cell in column) for column in zip(*rows, strict=True)]
 
 
+@pytest.mark.slow
 def test_identity_links_show_whole_ids_at_80_columns() -> None:
     anonymous, user = "anon-0123456789abcdef0123456789", "user-abcdef0123456789abcdef012345"
     _ingest({"event_type": "identify", "anonymous_id": anonymous, "user_id": user,
@@ -145,6 +148,7 @@ def test_identity_links_show_whole_ids_at_80_columns() -> None:
     assert columns[0] == anonymous and columns[1] == user and "…" not in out
 
 
+@pytest.mark.slow
 def test_cut_properties_end_in_an_ellipsis() -> None:
     _ingest({"event_type": "page_view", "user_id": "u1", "timestamp": _now(),
              "properties": {"page_url": "https://example.com/" + "y" * 200}})  # fmt: skip
@@ -153,6 +157,7 @@ def test_cut_properties_end_in_an_ellipsis() -> None:
     assert row.split("│")[-2].strip().endswith("…")
 
 
+@pytest.mark.slow
 def test_json_apply_says_what_it_would_change_before_asking() -> None:
     _ingest({"event_type": "login", "user_id": "u1", "timestamp": _now()})
     env = {"BA_TIMEZONE": "Europe/Paris", "COLUMNS": "200"}
@@ -165,6 +170,7 @@ def test_json_apply_says_what_it_would_change_before_asking() -> None:
     assert json.loads(applied.stdout)["applied"] is True
 
 
+@pytest.mark.slow
 def test_a_funnel_the_environment_adds_is_said_to_need_recording() -> None:
     _ingest({"event_type": "login", "user_id": "u1", "timestamp": _now()})
     funnels = json.dumps([{"name": "signup", "steps": ["page_view", "signup"]}])
@@ -194,6 +200,7 @@ def test_an_unreadable_env_line_is_named_once_with_its_file(
     assert "python-dotenv" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "said"),
     [
@@ -237,6 +244,7 @@ def _letters(lines: bytes) -> None:
     cli("worker", "--until-idle")
 
 
+@pytest.mark.slow
 def test_a_dead_letter_never_drives_the_terminal() -> None:
     _letters(b"bad \x1b[2J\x1b]0;pwned\x07 \x1b[31mRED\x00\n")
     for columns in ("80", "200"):
@@ -245,18 +253,21 @@ def test_a_dead_letter_never_drives_the_terminal() -> None:
         assert "\\x1b[2J" in out.replace("\n", "").replace("│", "").replace(" ", "")
 
 
+@pytest.mark.slow
 def test_cut_dead_letter_cells_say_so() -> None:
     _letters(json.dumps({"event_type": "x", "note": "y" * 300}).encode() + b"\n")
     out = cli("dlq", "list", env={"COLUMNS": "200"}).stdout.decode()
     assert "…" in out  # the data, cut at 60 characters
 
 
+@pytest.mark.slow
 def test_purge_counts_in_the_right_number_on_one_line() -> None:
     _letters(b"not json\n")
     result = cli("dlq", "purge", "--older-than-days", "0", "--yes", env={"COLUMNS": "300"})
     assert result.stdout.decode() == "purged 1 dead letter (so far, by reason: not_json 1)\n"
 
 
+@pytest.mark.slow
 def test_purging_letters_before_their_retention_asks_first() -> None:
     _letters(b"not json\n")
     refused = cli("dlq", "purge", "--older-than-days", "0", input=b"", check=False)  # no answer
@@ -276,6 +287,7 @@ def test_purging_letters_before_their_retention_asks_first() -> None:
     assert json.loads(answered.stdout)["purged"] == 1
 
 
+@pytest.mark.slow
 def test_a_question_on_a_closed_stdin_changes_nothing() -> None:
     _letters(b"not json\n")
     command = f"{shlex.quote(sys.executable)} -m behavioral_analytics.cli dlq purge "
@@ -288,6 +300,7 @@ def test_a_question_on_a_closed_stdin_changes_nothing() -> None:
     assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 1
 
 
+@pytest.mark.slow
 def test_an_id_named_twice_is_replayed_once() -> None:
     _letters(b"not json\n")
     (letter,) = json.loads(cli("dlq", "list", "--json").stdout)["items"]
@@ -295,6 +308,7 @@ def test_an_id_named_twice_is_replayed_once() -> None:
     assert "replayed 1 dead letter" in result.stderr.decode()
 
 
+@pytest.mark.slow
 def test_replaying_a_replayed_letter_says_so() -> None:
     _letters(b"not json\n")
     (letter,) = json.loads(cli("dlq", "list", "--json").stdout)["items"]
@@ -304,6 +318,7 @@ def test_replaying_a_replayed_letter_says_so() -> None:
     assert f"dead letter {letter['id']} was replayed already" in again.stderr.decode()
 
 
+@pytest.mark.slow
 def test_a_clients_text_in_a_table_is_never_markup() -> None:
     page = "https://example.com/c/[/z]/[link=https://evil.example]x[/link]/[id]"
     _ingest({"event_type": "page_view", "user_id": "u[1]", "timestamp": _now(),
@@ -319,6 +334,7 @@ def test_a_clients_text_in_a_table_is_never_markup() -> None:
     assert "u[1]" in timeline
 
 
+@pytest.mark.slow
 def test_a_clients_text_in_a_tables_title_or_header_is_never_markup() -> None:
     who, kind = "u[/z]:smile:", "[bold]signup[/bold]:thumbs_up:"
     _ingest({"event_type": kind, "user_id": who, "timestamp": _now()})
@@ -330,6 +346,7 @@ def test_a_clients_text_in_a_tables_title_or_header_is_never_markup() -> None:
     assert f"identity links of {who}" in links
 
 
+@pytest.mark.slow
 def test_a_clients_text_in_a_message_is_never_markup() -> None:
     who, group = "u[/z]:smile:", "g[/z][bold]"
     _ingest(
@@ -347,6 +364,7 @@ def test_a_clients_text_in_a_message_is_never_markup() -> None:
     assert "Traceback" not in forgot
 
 
+@pytest.mark.slow
 def test_bounds_are_read_in_the_zone_the_store_recorded() -> None:
     """From a plain shell (no BA_TIMEZONE), a label the store wrote in its own zone names its
     period: New York's repeated hour `…-01b` (06:30Z is 01:30 EST, the second pass)."""

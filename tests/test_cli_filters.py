@@ -9,6 +9,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from tests.conftest import cli
 
@@ -54,6 +56,7 @@ def _json(*args: str, env: dict[str, str] = ENV) -> dict[str, Any]:
     return json.loads(cli("query", *args, "--json", env=env).stdout)
 
 
+@pytest.mark.slow
 def test_every_query_takes_filters_and_says_where_the_answer_came_from() -> None:
     day = _publish()
     span = ("--from", day, "--to", day)
@@ -98,6 +101,7 @@ def test_every_query_takes_filters_and_says_where_the_answer_came_from() -> None
     assert message.count("error:") == 1
 
 
+@pytest.mark.slow
 def test_filters_and_retention_answer_the_last_periods_of_year_9999() -> None:
     _publish()
     queries = [

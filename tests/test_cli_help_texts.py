@@ -94,6 +94,7 @@ def test_ranged_queries_state_their_default_range(
         assert default in said, said
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blank", ["", "  "])
 def test_a_blank_event_type_is_refused_as_a_blank_start_event_is(blank: str) -> None:
     cli("init")
@@ -112,6 +113,7 @@ def test_a_blank_event_type_is_refused_as_a_blank_start_event_is(blank: str) -> 
     assert series.stderr.decode().strip().splitlines() == lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [
@@ -134,6 +136,7 @@ def test_a_blank_user_id_is_a_usage_error_not_a_missing_user(command: tuple[str,
         )
 
 
+@pytest.mark.slow
 def test_links_of_a_bare_anonymous_id_point_to_its_spelling() -> None:
     """`query links dev-A` (an anonymous id without `anonymous:`) printed an empty table."""
     cli("init")

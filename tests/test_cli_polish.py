@@ -31,6 +31,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
 def test_help_names_values_plainly(command: tuple[str, ...]) -> None:
     out = cli(*command, "--help", env={"COLUMNS": "100"}).stdout.decode()
@@ -56,6 +57,7 @@ def test_forgetting_nobody_says_nothing_was_found(tmp_path: Path) -> None:
     assert out.startswith(f"nothing found for nobody_here in {tmp_path / 'data'}"), out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [
@@ -87,6 +89,7 @@ def test_a_missing_profile_names_the_data_it_looked_in(tmp_path: Path) -> None:
     assert f"no profile for user 'nobody' in {tmp_path / 'data'}" in result.stderr.decode()
 
 
+@pytest.mark.slow
 def test_a_user_seen_only_as_a_crawler_is_told_apart_from_one_never_seen(
     tmp_path: Path,
 ) -> None:
@@ -150,6 +153,7 @@ def test_the_loadtest_docs_http_command_has_no_placeholder() -> None:
     assert commands and all("…" not in line for line in commands)
 
 
+@pytest.mark.slow
 def test_generate_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
     """`generate | head -1`: the reader closes the pipe after a line; the command stops with
     exit code 0 and says so, not an error about a broken pipe."""

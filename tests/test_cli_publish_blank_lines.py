@@ -17,6 +17,7 @@ from tests.emulators import Emulators
 GOOD = b'{"user_id": "u%d", "event_type": "page_view"}'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
 def test_blank_lines_are_published_and_dead_lettered_as_empty_messages(ending: bytes) -> None:
     lines = [GOOD % 1, b"", GOOD % 2, b"   \t", GOOD % 3, GOOD % 4]
@@ -32,6 +33,7 @@ def test_blank_lines_are_published_and_dead_lettered_as_empty_messages(ending: b
         assert cli("query", "profile", f"u{n}", check=False).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("columns", [80, 160], ids=["blocks", "table"])
 def test_dlq_list_shows_the_input_line_of_an_empty_one(columns: int) -> None:
     """The line number an empty line carries (`ba_empty_line`) was in `dlq list --json` only:
@@ -66,6 +68,7 @@ def test_dlq_list_shows_the_input_line_of_an_empty_one(columns: int) -> None:
         assert [row[column].strip() for row in rows] == ["5", "3"], out
 
 
+@pytest.mark.slow
 def test_the_final_newline_is_not_a_line_and_a_last_line_without_one_is() -> None:
     cli("init")
     assert "published 2 messages" in cli("publish", input=GOOD % 1 + b"\n\n").stderr.decode()

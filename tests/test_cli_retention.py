@@ -8,6 +8,8 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from behavioral_analytics.events import DEFAULT_LIMITS
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from tests.conftest import cli
@@ -40,6 +42,7 @@ def _local_store(
     return env, first, second
 
 
+@pytest.mark.slow
 def test_query_retention(tmp_path: Path) -> None:
     env, first, second = _local_store(
         tmp_path,
@@ -74,6 +77,7 @@ def test_query_retention(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "raw-event retention" in refused.stderr.decode()
 
 
+@pytest.mark.slow
 def test_query_retention_by_a_start_event(tmp_path: Path) -> None:
     env, first, second = _local_store(
         tmp_path,
@@ -102,6 +106,7 @@ def test_query_retention_by_a_start_event(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "expected an event type" in bad.stderr.decode()
 
 
+@pytest.mark.slow
 def test_query_retention_start_event_takes_the_event_type_limit(tmp_path: Path) -> None:
     """`--start-event` is refused past `Limits.max_event_type_chars` (128), exit 2 with the
     line of `query events --type`, even where no data folder exists (checked first)."""
@@ -121,6 +126,7 @@ def test_query_retention_start_event_takes_the_event_type_limit(tmp_path: Path) 
         assert events.returncode == 2 and lines == events.stderr.decode().splitlines()
 
 
+@pytest.mark.slow
 def test_query_retention_narrowed_by_filters(tmp_path: Path) -> None:
     env, first, second = _local_store(
         tmp_path,

@@ -30,6 +30,7 @@ def test_a_missing_profile_with_json_prints_only_the_error() -> None:
     assert "no profile for user 'nobody'" in result.stderr.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [("query", "timeline", "bob"), ("query", "events", "--type", "page_view"), ("dlq", "list")],

@@ -43,6 +43,7 @@ def loaded(data_env: dict[str, str]) -> list[float]:
     return times
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("columns", [80, 60])
 @pytest.mark.parametrize("granularity", ["minute", "hour", "day"])
 def test_series_tables_print_every_period_whole(

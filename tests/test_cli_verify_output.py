@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from behavioral_analytics.cli.verify import differences
 
 
@@ -78,6 +80,7 @@ def test_copies_of_raw_events_read_as_events_with_what_each_side_holds() -> None
     )
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_difference_and_what_it_could_not_check(tmp_path: Path) -> None:
     env = {
         **os.environ,

@@ -39,6 +39,7 @@ def _is_worker(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim", [0, 1], ids=["first child", "second child"])
 def test_a_killed_child_stops_worker_with_exit_1_naming_it(tmp_path: Path, victim: int) -> None:
     cli("init")
@@ -84,6 +85,7 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_worker_until_idle_with_two_processes_still_exits_0(tmp_path: Path) -> None:
     # A child that finished (`--until-idle`, exit 0) is no failure: the others are waited for.
     cli("init")

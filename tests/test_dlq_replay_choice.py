@@ -54,6 +54,7 @@ def _err(result: subprocess.CompletedProcess[bytes]) -> list[str]:
     return result.stderr.decode().strip().splitlines()
 
 
+@pytest.mark.slow
 def test_replay_all_replays_what_the_worker_takes_and_names_what_it_left(tmp_path: Path) -> None:
     now = time.time()
     cli("init")
@@ -88,6 +89,7 @@ def test_replay_all_replays_what_the_worker_takes_and_names_what_it_left(tmp_pat
     assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 4  # refused: none new
 
 
+@pytest.mark.slow
 def test_replay_all_judges_by_the_workers_limits_from_the_settings(tmp_path: Path) -> None:
     now = time.time()
     env = {**WIDE, "BA_MAX_EVENT_AGE_DAYS": "30", "BA_RAW_RETENTION_DAYS": "60"}
@@ -111,6 +113,7 @@ def test_replay_all_judges_by_the_workers_limits_from_the_settings(tmp_path: Pat
     assert _replayed(env) == {"m-10d": True, "m-40d": False}
 
 
+@pytest.mark.slow
 def test_replay_all_with_nothing_the_worker_takes_says_so_and_leaves_the_collectors(
     tmp_path: Path,
 ) -> None:
@@ -145,6 +148,7 @@ def test_replay_all_with_nothing_the_worker_takes_says_so_and_leaves_the_collect
     assert _replayed() == {"m-old": False, "c-1": False}
 
 
+@pytest.mark.slow
 def test_replay_id_replays_a_refused_one_with_a_warning(tmp_path: Path) -> None:
     now = time.time()
     cli("init")
@@ -164,6 +168,7 @@ def test_replay_id_replays_a_refused_one_with_a_warning(tmp_path: Path) -> None:
     assert _replayed() == {"m-old": True, "m-fine": True}
 
 
+@pytest.mark.slow
 def test_a_replay_the_worker_refuses_again_shows_again_as_not_replayed(tmp_path: Path) -> None:
     # Judged under the shell's 30 days, refused by a worker keeping the default 7.
     now = time.time()
@@ -186,6 +191,7 @@ def test_a_replay_the_worker_refuses_again_shows_again_as_not_replayed(tmp_path:
     assert json.loads(cli("dlq", "list", "--json").stdout)["total"] == 1
 
 
+@pytest.mark.slow
 def test_a_collectors_letter_replayed_by_id_and_refused_again_is_a_new_worker_letter(
     tmp_path: Path,
 ) -> None:
@@ -414,6 +420,7 @@ def _offline_call() -> None:
         store.close()
 
 
+@pytest.mark.slow
 def test_a_call_refused_for_its_age_is_counted_once_the_bound_takes_it(tmp_path: Path) -> None:
     """A phone that was offline sends a week-old call: the collector answers 200 and refuses it
     (`timestamp_too_old`), so Segment's library never sends it again. Its dead letter held the
@@ -436,6 +443,7 @@ def test_a_call_refused_for_its_age_is_counted_once_the_bound_takes_it(tmp_path:
     assert report["ok"] and report["unreplayable_dead_letters"] == {}
 
 
+@pytest.mark.slow
 def test_a_kept_collector_letter_replayed_again_warns_that_a_refusal_is_a_new_letter() -> None:
     _offline_call()
     (letter,) = json.loads(cli("dlq", "list", "--json").stdout)["items"]

@@ -7,6 +7,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
 from behavioral_analytics.stores.sqlite import SQLiteStore
@@ -51,6 +53,7 @@ def test_forget_messages_finds_every_spelling_waiting_and_dead_lettered(
     assert broker.forget_messages({"12345"}, {"dev-A"}) == 0
 
 
+@pytest.mark.slow
 def test_forget_command_deletes_a_waiting_message_with_a_numeric_user_id(tmp_path: Path) -> None:
     env = {"BA_DATA_DIR": str(tmp_path / "data")}
     processed(
@@ -113,6 +116,7 @@ def test_forget_messages_erases_acked_messages_from_the_write_ahead_log(
     assert secret not in wal.read_bytes() and secret not in path.read_bytes()
 
 
+@pytest.mark.slow
 def test_forget_command_forgets_a_visitor_by_anonymous_id(tmp_path: Path) -> None:
     """`forget anonymous:ID`: the visitor's stored events and the waiting messages they sent go;
     a message of a user named like the visitor's id stays; a visitor linked to a user is

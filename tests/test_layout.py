@@ -81,6 +81,7 @@ def test_no_module_or_class_is_too_long() -> None:
     assert not too_long, "split these:\n" + "\n".join(too_long)
 
 
+@pytest.mark.slow
 def test_no_module_reaches_a_private_name_of_another() -> None:
     trees = {_name(path): ast.parse(path.read_text()) for path in _modules()}
     defined = {module: _defined_private_names(tree) for module, tree in trees.items()}

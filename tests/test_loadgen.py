@@ -260,6 +260,7 @@ def test_synthetic_stream_is_live_and_valid():
     }
 
 
+@pytest.mark.slow
 def test_late_tiers_stamp_the_stated_shares_back_within_their_bounds():
     tiers = ((0.05, 3600.0), (0.01, 3 * 86400.0))
     config = replace(
@@ -289,6 +290,7 @@ def test_late_tiers_default_to_none_and_leave_the_bytes_unchanged():
         GeneratorConfig(late_tiers=((0.05, 60.0),))  # below late_min_s
 
 
+@pytest.mark.slow
 def test_planning_every_persons_next_session_ahead_stays_small():
     # The generator plans each person's next session before its first event: for the
     # Firestore target's 650,000 people that is millions of planned events. Each keeps its

@@ -95,6 +95,7 @@ def test_an_hour_skipped_when_clocks_go_forward_is_refused() -> None:
         resolve_bound("2026-03-08-02", "hour", periods, end=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args",
     [
@@ -116,6 +117,7 @@ def test_the_cli_refuses_a_bad_period_with_one_line_and_exit_2(args: tuple[str, 
     assert result.stdout == b""
 
 
+@pytest.mark.slow
 def test_the_cli_takes_a_coarser_label_as_an_hourly_bound() -> None:
     day = datetime.fromtimestamp(time.time() - 2 * 86400, UTC).replace(hour=0, minute=0)
     times = [day.replace(hour=1), day.replace(hour=22), day.replace(hour=1) + timedelta(days=1)]

@@ -78,6 +78,7 @@ def test_doctor_on_a_full_disk_says_so_and_never_damaged(data_dir: Path) -> None
     assert "keep it" in done.stderr
 
 
+@pytest.mark.slow
 def test_nothing_is_lost_once_the_disk_has_room_again(data_dir: Path) -> None:
     publish = _cli(
         data_dir, "generate", "--events", "3000", "--via", "broker", max_file_bytes=65536
@@ -181,6 +182,7 @@ def test_access_problems_are_told_from_damage(tmp_path: Path, case: str, says: s
         assert problem is not None and says in problem
 
 
+@pytest.mark.slow
 def test_a_publish_stopped_by_a_full_disk_says_how_to_go_on(tmp_path: Path) -> None:
     source = tmp_path / "events.ndjson"
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"

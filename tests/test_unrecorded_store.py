@@ -11,6 +11,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import cli, processed
 
 WIDE = {"COLUMNS": "300"}
@@ -51,6 +53,7 @@ def _recorded(path: Path) -> bool:
         db.close()
 
 
+@pytest.mark.slow
 def test_doctor_records_nothing_in_a_store_without_a_record() -> None:
     path = _unrecorded_store()
     doctor = cli("doctor", env={**WIDE, "BA_TIMEZONE": "Europe/Paris"}, check=False)
@@ -58,6 +61,7 @@ def test_doctor_records_nothing_in_a_store_without_a_record() -> None:
     assert not _recorded(path)  # this shell's time zone was not taken as the store's
 
 
+@pytest.mark.slow
 def test_config_apply_records_the_environments_values_and_counts_the_breakdowns() -> None:
     path = _unrecorded_store()
     refused = cli("query", "breakdown", "page", "--json", env=WIDE, check=False)

@@ -15,6 +15,8 @@ import threading
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 from behavioral_analytics.cli import up as up_module
 from behavioral_analytics.cli.live_view import TrafficStats
 from behavioral_analytics.live_traffic import describe, live_traffic, scheduled_events
@@ -58,6 +60,7 @@ def test_up_help_documents_port_workers_and_seed() -> None:
     assert "--port" in out and "Worker processes to start." in out and "--seed" in out
 
 
+@pytest.mark.slow
 def test_the_live_view_shows_achieved_rate_errors_and_the_seed(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "behavioral_analytics.cli", "up", *UP_ARGS],
@@ -101,6 +104,7 @@ def test_traffic_stats_rate_is_over_the_last_window() -> None:
     assert "publish errors 3" in stats.line() and "broker down" in stats.line()
 
 
+@pytest.mark.slow
 def test_demo_traffic_has_minutes_long_sessions_and_plausible_conversion() -> None:
     plan = live_traffic(20.0, seed=11)
     assert "seed 11" in describe(plan) and f"{plan.config.users} simulated users" in describe(plan)
@@ -127,6 +131,7 @@ def test_demo_traffic_has_minutes_long_sessions_and_plausible_conversion() -> No
     assert again == events[:50]  # a seed repeats the run
 
 
+@pytest.mark.slow
 def test_demo_users_do_not_share_ids_with_the_walkthrough() -> None:
     """`up`'s demo traffic names its users `demo_N`: the README's walkthrough and the recipe's
     scripts send `user_N` to the same data folder, and `query profile user_42` must show

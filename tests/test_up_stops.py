@@ -58,6 +58,7 @@ def _gone(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
+@pytest.mark.slow
 def test_up_stops_with_the_workers_reason_when_config_apply_changes_the_store(
     tmp_path: Path,
 ) -> None:
@@ -103,6 +104,7 @@ class _Exited:
         return self.code
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("code", "said"),
     [(0, []), (-signal.SIGINT, []), (-signal.SIGTERM, []), (1, ["a worker exited with code 1"])],

@@ -8,6 +8,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.stores.sqlite import SQLiteStore
 from behavioral_analytics.verification import verify
@@ -47,6 +49,7 @@ def test_repair_reports_the_final_periods_it_changed(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_verify_repair_prints_and_returns_the_final_periods(tmp_path: Path) -> None:
     env = {"BA_DATA_DIR": str(tmp_path / "data"), "BA_MAX_EVENT_AGE_DAYS": "2"}
     cli("publish", "-", env=env, input=b'{"user_id": "u", "event_type": "page_view"}\n')

@@ -87,6 +87,7 @@ def test_the_command_prints_reports_on_stderr_once_it_has_run_a_while(
     ]
 
 
+@pytest.mark.slow
 def test_config_apply_reports_each_step_timed_from_its_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

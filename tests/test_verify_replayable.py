@@ -9,6 +9,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.events import Event, Limits, parse_message
 from behavioral_analytics.records import NewDeadLetter
@@ -68,6 +70,7 @@ def test_a_dead_letter_too_old_under_the_workers_limit_is_not_replayable(tmp_pat
         store.close()
 
 
+@pytest.mark.slow
 def test_verify_cli_does_not_offer_to_replay_what_the_worker_refused_as_too_old() -> None:
     now = time.time()
     cli("publish", "-", input=_payload("old", now - 10 * DAY) + b"\n")

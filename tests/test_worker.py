@@ -181,6 +181,7 @@ def test_run_until_idle_drains_and_flushes_in_batches(
     assert worker.metrics.snapshot().batches == 3
 
 
+@pytest.mark.slow
 def test_until_idle_returns_beside_traffic_that_never_stops(
     broker: LocalBroker, store: SQLiteStore, tmp_path: Path
 ) -> None:
@@ -517,6 +518,7 @@ class FailingFirstAck(LocalBroker):
         super().nack(ack_ids, reason)
 
 
+@pytest.mark.slow
 def test_a_batch_left_unsettled_is_given_back_not_left_leased(tmp_path: Path) -> None:
     """A broker that holds leases (Pub/Sub's extends them) would otherwise keep them for ever."""
     broker = FailingFirstAck(tmp_path / "broker.db", min_backoff_s=0.0, max_backoff_s=0.0)
@@ -590,6 +592,7 @@ def test_a_stop_during_isolation_gives_back_what_is_left_instead_of_splitting_on
         assert broker.backlog() == 8
 
 
+@pytest.mark.slow
 def test_dlq_replay_counts_a_fixed_event_once(tmp_path: Path) -> None:
     env = {"BA_DATA_DIR": str(tmp_path / "data")}
     no_id = json.dumps({"user_id": "replayed", "event_type": "signup"}).encode()

@@ -324,6 +324,7 @@ _likely_calls = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(_likely_calls, min_size=1, max_size=4),

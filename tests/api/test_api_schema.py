@@ -40,6 +40,7 @@ def _ports() -> Iterator[None]:
     _data_dir.cleanup()
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=30,

@@ -86,6 +86,7 @@ def serving(settings: Settings, broker: Broker, store: Store) -> Iterator[str]:
 # -- 1. X-Forwarded-For is read only through BA_TRUSTED_PROXY_HOPS, under uvicorn too -----------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("hops", "ip"), [(0, "127.0.0.1"), (1, "8.8.8.8")])
 def test_a_served_api_reads_x_forwarded_for_only_through_the_configured_hops(
     tmp_path: Path, broker: Broker, store: Store, hops: int, ip: str

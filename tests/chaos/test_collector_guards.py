@@ -99,6 +99,7 @@ def test_case_7_loopback_names_on_the_bound_port_are_the_same_place(
     assert open_api.get("/v1/dashboard", headers={"Host": f"{host}:{PORT}"}).status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "host", ["evil.example", f"evil.example:{PORT}", "127.0.0.1:9999", "localhost", "[::1"]
 )

@@ -76,6 +76,7 @@ def test_case_3_a_file_that_is_not_sqlite_is_one_line(data: Path) -> None:
     _one_line_error(cli("query", "profile", "u1", check=False), "store.db", "backup")
 
 
+@pytest.mark.slow
 def test_case_3_a_truncated_file_is_one_line(data: Path) -> None:
     path = data / "store.db"
     with path.open("r+b") as file:
@@ -86,6 +87,7 @@ def test_case_3_a_truncated_file_is_one_line(data: Path) -> None:
     _one_line_error(cli("verify", check=False), "store.db", "truncated")
 
 
+@pytest.mark.slow
 def test_case_3_page_corruption_is_found_by_init_doctor_and_the_worker(data: Path) -> None:
     _spoil_a_page(data / "store.db")
     _one_line_error(cli("init", check=False), "store.db", "damaged")
@@ -95,6 +97,7 @@ def test_case_3_page_corruption_is_found_by_init_doctor_and_the_worker(data: Pat
     _one_line_error(cli("worker", "--until-idle", check=False), "store.db", "damaged")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["empty", "missing"])
 def test_case_3_an_empty_or_missing_store_does_not_replace_one_that_existed(
     data: Path, how: str
@@ -112,6 +115,7 @@ def test_case_3_an_empty_or_missing_store_does_not_replace_one_that_existed(
     assert SQLiteStore(path).count_events() == 0
 
 
+@pytest.mark.slow
 def test_case_3_a_damaged_broker_file_is_one_line(data: Path) -> None:
     (data / "broker.db").write_bytes(b"\x00" * 4096)
     _one_line_error(cli("publish", "-", input=b"{}", check=False), "broker.db", "damaged")
@@ -120,6 +124,7 @@ def test_case_3_a_damaged_broker_file_is_one_line(data: Path) -> None:
     assert "✓ store" in doctor.stdout.decode()
 
 
+@pytest.mark.slow
 def test_case_3_doctor_says_healthy_when_every_page_reads_back(data: Path) -> None:
     doctor = cli("doctor")
     assert "✓ store" in doctor.stdout.decode() and "✓ broker" in doctor.stdout.decode()

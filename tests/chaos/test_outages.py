@@ -41,6 +41,7 @@ def _hold_write_lock(path: Path) -> sqlite3.Connection:
     return db
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("port", ["store", "broker"])
 def test_case_4_a_locked_file_is_reported_while_blocked_and_when_it_answers(
     tmp_path: Path, lines: Lines, port: str

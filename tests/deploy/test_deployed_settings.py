@@ -57,6 +57,7 @@ def test_both_services_publish_and_pull_as_the_subscription_is_made() -> None:
     assert "local.common_env" in str(env["worker_env"])
 
 
+@pytest.mark.slow
 def test_the_api_is_probed_on_its_health_route(module_resources, standin) -> None:
     """A route the API serves without a key; not on the placeholder, which has none."""
     from fastapi.testclient import TestClient
@@ -109,6 +110,7 @@ def _deploys(standin, **env: str) -> tuple[str, str]:
     return pool, api
 
 
+@pytest.mark.slow
 def test_the_script_gives_the_code_what_it_reads(standin, monkeypatch) -> None:
     pool, api = _deploys(
         standin,
@@ -127,6 +129,7 @@ def test_the_script_gives_the_code_what_it_reads(standin, monkeypatch) -> None:
     )
 
 
+@pytest.mark.slow
 def test_without_origins_the_api_env_stays_comma_separated(standin) -> None:
     _, api = _deploys(standin)
     value = _flag(api, "--set-env-vars")
@@ -136,6 +139,7 @@ def test_without_origins_the_api_env_stays_comma_separated(standin) -> None:
     assert env["BA_ORDERING"] == "false"
 
 
+@pytest.mark.slow
 def test_more_cpu_goes_with_the_memory_it_needs(standin) -> None:
     pool, _ = _deploys(standin, CPU_LIMIT="4", MEMORY_LIMIT="2048Mi")
     assert _flag(pool, "--cpu") == "4" and _flag(pool, "--memory") == "2048Mi"
@@ -165,6 +169,7 @@ def test_a_wrong_value_stops_the_script_before_anything_runs(standin, name, valu
     assert mutations(gc.calls()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("root", ["terraform", str(MODULE.relative_to(REPO))])
 def test_every_time_zone_the_code_takes_passes_the_variables_rule(root: str) -> None:
     """Terraform's rule on `timezone` refuses no name of the IANA database, which `BA_TIMEZONE`

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from .conftest import REPO
 
 DOC = REPO / "docs" / "deploy.md"
@@ -62,6 +64,7 @@ def test_mapping_covers_the_seed_commands_that_do_not_exist():
         assert missing in seeds, missing
 
 
+@pytest.mark.slow
 def test_mapping_against_the_real_gcloud(real_gcloud):
     problems = []
     rows = mapping_rows()

@@ -324,6 +324,7 @@ def _granted_roles() -> dict[str, set[str]]:
     return granted
 
 
+@pytest.mark.slow
 def test_every_call_of_each_process_is_allowed_by_its_roles(recording: dict[str, Any]) -> None:
     granted = _granted_roles()
     problems = []
@@ -370,6 +371,7 @@ def _exempt_fields(overrides: list[dict[str, Any]], collection: str) -> set[str]
 PENDING_CODE_CHANGES: dict[tuple[str, str], str] = {}
 
 
+@pytest.mark.slow
 def test_every_ttl_policy_is_on_a_timestamp_the_code_writes(recording: dict[str, Any]) -> None:
     written = {
         (collection, field): kind
@@ -391,6 +393,7 @@ def test_every_ttl_policy_is_on_a_timestamp_the_code_writes(recording: dict[str,
         pytest.xfail("; ".join(PENDING_CODE_CHANGES[k] for k in failing))
 
 
+@pytest.mark.slow
 def test_every_expiring_collection_has_a_ttl_and_no_index_on_it(recording: dict[str, Any]) -> None:
     overrides = {(o["collectionGroup"], o["fieldPath"]): o for o in _field_overrides()}
     expiring = {
@@ -526,6 +529,7 @@ def _query_served(query: dict[str, Any], spec: dict[str, Any]) -> str | None:
     return f"no composite index on {collection} ({scope}) for {sorted(fields)} ordered {orders}"
 
 
+@pytest.mark.slow
 def test_every_query_the_code_runs_has_an_index_in_production(recording: dict[str, Any]) -> None:
     spec = json.loads((REPO / "firestore.indexes.json").read_text())
     problems = []

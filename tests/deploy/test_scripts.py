@@ -65,6 +65,7 @@ def deployed(gc, recorded_calls):
     return proc, joined(mutations(calls))
 
 
+@pytest.mark.slow
 def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
     gc = standin("nothing")
     _, lines = deployed(gc, recorded_calls)
@@ -157,6 +158,7 @@ def test_fresh_deploy_creates_everything_in_order(standin, recorded_calls):
     assert creates  # keep the mapping for debugging output
 
 
+@pytest.mark.slow
 def test_rerun_skips_what_exists(standin, recorded_calls):
     gc = standin("everything")
     proc, lines = deployed(gc, recorded_calls)
@@ -173,6 +175,7 @@ def test_rerun_skips_what_exists(standin, recorded_calls):
     assert all("add-iam-policy-binding" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_rerun_undoes_what_an_earlier_version_set(standin, recorded_calls):
     """Earlier versions exempted the buckets' `period` from indexing (the recipe's readers'
     query was refused) and gave the API's account `monitoring.metricWriter`."""
@@ -195,6 +198,7 @@ def test_rerun_undoes_what_an_earlier_version_set(standin, recorded_calls):
     assert not [line for line in again if "clear-exemption" in line or "remove-iam" in line]
 
 
+@pytest.mark.slow
 def test_update_rebuilds_and_redeploys(standin, recorded_calls):
     gc = standin("everything")
     proc = gc.run("deploy.sh", "--update")
@@ -206,6 +210,7 @@ def test_update_rebuilds_and_redeploys(standin, recorded_calls):
     index_of(lines, "run deploy")
 
 
+@pytest.mark.slow
 def test_dry_run_prints_every_command_and_runs_none(standin):
     gc = standin("nothing")
     proc = gc.run("deploy.sh", "--dry-run")
@@ -227,6 +232,7 @@ def test_dry_run_prints_every_command_and_runs_none(standin):
     assert "gcloud beta run worker-pools delete behavioral-processor" in proc.stdout
 
 
+@pytest.mark.slow
 def test_seed_environment_variables_are_honoured(standin):
     gc = standin("nothing")
     proc = gc.run(
@@ -368,6 +374,7 @@ def test_unauthenticated_gcloud_is_a_clear_error(standin):
     assert [c[:2] for c in gc.calls()] == [["auth", "list"]]
 
 
+@pytest.mark.slow
 def test_recorded_commands_and_flags_exist_in_the_real_gcloud(real_gcloud, recorded_calls):
     if not recorded_calls:
         pytest.skip(
@@ -392,6 +399,7 @@ def test_recorded_commands_and_flags_exist_in_the_real_gcloud(real_gcloud, recor
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_worker_is_deployed_once_the_indexes_are_ready(standin):
     gc = standin("nothing")
     proc = gc.run("deploy.sh")
@@ -402,6 +410,7 @@ def test_worker_is_deployed_once_the_indexes_are_ready(standin):
     assert any("composite list" in line for line in lines[last_create:pool])
 
 
+@pytest.mark.slow
 def test_worker_deploy_waits_while_indexes_build(standin):
     gc = standin("nothing")
     # A gcloud whose indexes stay CREATING: the script must stop at its deadline, not deploy.
@@ -413,6 +422,7 @@ def test_worker_deploy_waits_while_indexes_build(standin):
     assert not [c for c in gc.calls() if "worker-pools" in c]
 
 
+@pytest.mark.slow
 def test_dry_run_says_nothing_ran_and_keeps_what_it_names(standin):
     gc = standin("nothing")
     proc = gc.run("deploy.sh", "--dry-run")

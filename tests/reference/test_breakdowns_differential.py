@@ -138,12 +138,14 @@ def sqlite(case: Case) -> None:
         check(case, make)
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, derandomize=True)
 @given(cases(changes=NO_REPEAT, relink=[False], ids_across_visits=False))
 def test_sqlite_breakdowns_match_the_reference(case: Case) -> None:
     sqlite(case)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, derandomize=True)
 @given(cases(changes=REPEAT))
 def test_sqlite_breakdowns_match_the_reference_when_clocks_go_back_and_with_relinking(

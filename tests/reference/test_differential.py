@@ -51,24 +51,28 @@ def sqlite(stream: Stream) -> None:
         check(stream, make)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(streams(changes=NO_REPEAT, relink=[False], ids_across_visits=False))
 def test_sqlite_matches_the_reference(stream: Stream) -> None:
     sqlite(stream)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(streams(changes=REPEAT, relink=[False], ids_across_visits=False))
 def test_sqlite_matches_the_reference_when_clocks_go_back(stream: Stream) -> None:
     sqlite(stream)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(streams(changes=NO_REPEAT, relink=[False], ids_across_visits=True))
 def test_sqlite_matches_the_reference_with_client_ids_across_days(stream: Stream) -> None:
     sqlite(stream)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(streams(relink=[True]))
 def test_sqlite_matches_the_reference_with_relinking(stream: Stream) -> None:

@@ -88,6 +88,7 @@ def check(stream: Stream, store: Store, clock: Clock) -> None:
         assert body["answered_from"] == "raw_events"
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, derandomize=True)
 @given(streams())
 def test_sqlite_retention_matches_the_reference(stream: Stream) -> None:
