@@ -199,8 +199,10 @@ def test_a_filtered_series_is_exact_unless_the_value_may_be_in_other() -> None:
     dimensions = ("page", "property:plan", "property:plan:tier")
     assert parse_filter("page:/a:b", dimensions) == ("page", "/a:b")
     assert parse_filter("property:plan:tier:gold", dimensions) == ("property:plan:tier", "gold")
-    with pytest.raises(FilterError, match="configured dimension"):
+    with pytest.raises(FilterError, match="'page:' names no value"):
         parse_filter("page:", dimensions)
+    with pytest.raises(FilterError, match="configured dimension"):
+        parse_filter("country:FR", dimensions)
     with pytest.raises(FilterError, match="filter on page"):
         parse_filter("entry_page:/a", dimensions)
     with pytest.raises(FilterError, match="not one value"):

@@ -104,8 +104,8 @@ def test_a_blank_event_type_is_refused_as_a_blank_start_event_is(blank: str) -> 
     assert events.stdout == b""
     lines = events.stderr.decode().strip().splitlines()
     assert lines == [
-        f"error: event type {blank!r} ({len(blank)} characters): expected an event type of 1 to "
-        "128 characters"
+        f"error: event type {blank!r} is blank: expected an event type of 1 to 128 characters, "
+        "not blank"
     ]
     # The same for `query series --type`, which would count no events of a blank type.
     series = cli("query", "series", "--type", blank, env=WIDE, check=False)

@@ -130,6 +130,19 @@ def test_init_on_a_new_folder_says_it_created_the_topic_and_subscription(
     assert "topic user-events: exists" in again and "created" not in again
 
 
+def test_a_message_longer_than_the_console_stays_one_line_in_a_pipe(tmp_path: Path) -> None:
+    """Piped, rich's console is 80 columns wide; a message is not broken at them (a log or
+    a script reads it whole), and a table still fits them."""
+    narrow = {"COLUMNS": "80"}
+    lines = cli("init", env=narrow).stdout.decode().splitlines()
+    [subscription] = [line for line in lines if "subscription analytics-processor" in line]
+    assert len(subscription) > 80 and subscription.endswith("ordering off)"), lines
+    out = cli("forget", "nobody_here", "--yes", env=narrow).stdout.decode()
+    assert len(out.splitlines()) == 1 and len(out) > 80, out
+    series = cli("query", "series", env=narrow).stdout.decode().splitlines()
+    assert series and max(len(line) for line in series) <= 80, series
+
+
 def test_help_flows_paragraphs_instead_of_breaking_at_source_lines() -> None:
     out = cli("--help", env={"COLUMNS": "250"}).stdout.decode()
     assert "one message per line (malformed lines included: the worker dead-letters" in out
@@ -143,7 +156,9 @@ def test_via_http_without_a_collector_stops_at_once_with_one_line(command: str) 
         url = f"http://127.0.0.1:{unused.getsockname()[1]}"
     result = cli(command, "--via", "http", "--url", url, "-n", "10", check=False)
     err = result.stderr.decode().strip()
-    assert result.returncode == 1 and len(err.splitlines()) == 1, err
+    # loadtest: 2, the test could not run (1 is an event missing or counted twice).
+    assert result.returncode == {"loadtest": 2, "generate": 1}[command], err
+    assert len(err.splitlines()) == 1, err
     assert err.startswith(f"error: no collector at {url} (Connection refused)"), err
 
 

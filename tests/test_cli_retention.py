@@ -151,6 +151,11 @@ def test_query_retention_narrowed_by_filters(tmp_path: Path) -> None:
     table = cli(*args, "--filter", "event_type:search", env=env).stdout.decode()
     assert "1 (100%)" in table and "filter: event_type = search" in table
     assert "answered from raw events (5 scanned)" in table
+    # Everyone was first seen in the range; the filter, not the range, left nobody.
+    unmatched = cli(*args, "--filter", "event_type:checkout", env=env).stdout.decode()
+    assert "nobody was first seen on those days with an event there matching every filter" in (
+        " ".join(unmatched.split())
+    )
     bad = cli(*args, "--filter", "nope", env=env, check=False)
     assert bad.returncode == 2 and "--filter" in bad.stderr.decode()
     bounded = {**env, "BA_RAW_SCAN_MAX_EVENTS": "3"}

@@ -63,6 +63,8 @@ def test_what_names_no_period_is_refused(value: str, granularity: str) -> None:
 def test_a_finer_label_says_why() -> None:
     with pytest.raises(PeriodError, match="hour label, finer than this day range"):
         resolve_bound("2026-10-24-13", "day", UTC_PERIODS, end=True)
+    with pytest.raises(PeriodError, match="minute label, finer than this hour range: give an hour"):
+        resolve_bound("2026-10-24-13-05", "hour", UTC_PERIODS, end=True)
 
 
 def test_a_reversed_range_is_refused_and_a_coarse_one_spans_its_day() -> None:

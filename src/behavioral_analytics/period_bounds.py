@@ -99,7 +99,8 @@ def resolve_bound(value: str, granularity: Granularity, periods: Periods, *, end
                 "invalid_period",
                 f"{text!r} is {'an' if found == 'hour' else 'a'} {found} label, finer than "
                 f"this {granularity} range: "
-                f"give a {granularity} label ({EXAMPLES[granularity]}) or a coarser one",
+                f"give {'an' if granularity == 'hour' else 'a'} {granularity} label "
+                f"({EXAMPLES[granularity]}) or a coarser one",
             )
         if end and periods.end_of(found, text) > LAST_INSTANT:
             raise PeriodError("invalid_period", _ends_past(text, granularity, periods))

@@ -118,7 +118,7 @@ class Settings(BaseSettings):
         "behavioral-analytics", validation_alias=_env("FIRESTORE_DATABASE")
     )
     # 0: one document per bucket (the recipe's); N: each write goes to one of N shard documents.
-    # Bots, sessions and funnels on Firestore (identity and forget are SQLite-only so far).
+    # Bots, sessions, funnels, identity links and forget on Firestore (off: counts only).
     firestore_behavior: bool = Field(True, validation_alias=_env("BA_FIRESTORE_BEHAVIOR"))
     firestore_counter_shards: int = Field(
         0, ge=0, le=100, validation_alias=_env("BA_FIRESTORE_COUNTER_SHARDS")

@@ -24,8 +24,13 @@ def plain_console(**options: Any) -> Console:
     """A rich `Console` (`options`: Console's) that prints a `str` as it is: no console markup,
     no emoji codes. Clients' ids, event types and pages reach the command line's messages, and
     a `[/z]` among them would stop the command with a markup error; a message that wants
-    style passes `rich.text.Text` (`Text.assemble(("error:", "red"), " ", text)`)."""
-    return Console(markup=False, emoji=False, **options)
+    style passes `rich.text.Text` (`Text.assemble(("error:", "red"), " ", text)`).
+
+    A message is printed on one line however wide the terminal (`soft_wrap`: the terminal wraps
+    it, a pipe or a log keeps it whole); a table still fits the console's width. A live
+    display (a progress bar) takes `soft_wrap=False`, so that its lines are cut at the width
+    and redrawn in place."""
+    return Console(**{"markup": False, "emoji": False, "soft_wrap": True, **options})
 
 
 err_console = plain_console(stderr=True)

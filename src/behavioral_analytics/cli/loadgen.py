@@ -227,7 +227,9 @@ def _write_ndjson(messages: Iterator[Message], out: Path | None, tally: Counter[
 
 def _count(message: Message, tally: Counter[str]) -> None:
     tally["messages"] += 1
-    if message.kind != "event":
+    if message.kind == "duplicate":
+        tally["duplicates"] += 1
+    elif message.kind != "event":
         tally[message.kind] += 1
     elif message.late:
         tally["late"] += 1
@@ -248,6 +250,10 @@ def _send(messages: list[Message], sink: Sink, rate: float, tally: Counter[str])
     return rejected
 
 
+# Redrawn in place: its lines are cut at the width, never left to the terminal to wrap.
+_bar_console = plain_console(stderr=True, soft_wrap=False)
+
+
 def _bar() -> Progress:
     return Progress(
         SpinnerColumn(),
@@ -255,7 +261,7 @@ def _bar() -> Progress:
         BarColumn(),
         TextColumn("{task.fields[count]}"),
         TimeElapsedColumn(),
-        console=err_console,
+        console=_bar_console,
     )
 
 
@@ -317,11 +323,11 @@ def loadtest(
 ) -> None:
     """Publish generated traffic at a rate, wait until every event is queryable, and report the
     achieved rate, publish → queryable latency, duplicates absorbed, rejects and verify. Exits 1
-    if an event is missing or counted twice."""
+    if an event is missing or counted twice, 2 if the test could not run."""
     if via not in ("broker", "http"):
         fail(f"--via {via!r}: expected broker or http", 2)
     if via == "http":
-        require_collector(url)
+        require_collector(url, code=2)
     settings = _settings()
     with user_errors(ValueError, LoadTestError):
         model = _model(

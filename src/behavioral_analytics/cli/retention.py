@@ -104,7 +104,7 @@ def query_retention(
             }
         )
         return
-    _print_table(shown, chosen, max_offset, first, last, start_event)
+    _print_table(shown, chosen, max_offset, first, last, start_event, filtered=bool(filters))
     if filters:
         print_source(filters, head)
 
@@ -116,6 +116,8 @@ def _print_table(
     first: str,
     last: str,
     start_event: str | None,
+    *,
+    filtered: bool = False,
 ) -> None:
     # Only periods that have begun for some cohort, and as many as the console shows unwrapped.
     begun = min(max_offset, max((len(c["returning"]) - 1 for c in found), default=0))
@@ -152,4 +154,6 @@ def _print_table(
         did = (
             f"did {start_event} for the first time" if start_event is not None else "was first seen"
         )
-        console.print(f"nobody {did} on those days")
+        # With filters, the cohorts are only the people with a matching event on their day.
+        matching = " with an event there matching every filter" if filtered else ""
+        console.print(f"nobody {did} on those days{matching}")

@@ -75,13 +75,12 @@ def check_event_type(event_type: str) -> None:
     (`Limits.max_event_type_chars`): every option naming an event type (`query events --type`,
     `query series --type`, `query retention --start-event`) checks it before anything else."""
     longest = DEFAULT_LIMITS.max_event_type_chars
-    if not event_type.strip() or len(event_type) > longest:
+    expected = f"expected an event type of 1 to {longest} characters, not blank"
+    if not event_type.strip():
+        fail(f"event type {event_type!r} is blank: {expected}", 2)
+    if len(event_type) > longest:
         shown = event_type if len(event_type) <= 64 else event_type[:64] + "…"
-        fail(
-            f"event type {shown!r} ({len(event_type)} characters): expected an event type of "
-            f"1 to {longest} characters",
-            2,
-        )
+        fail(f"event type {shown!r} ({plural(len(event_type), 'character')}): {expected}", 2)
 
 
 def check_user_id(
@@ -310,9 +309,11 @@ def confirm_or_stop(question: str) -> None:
         fail("nothing was changed", 1)
 
 
-def require_collector(url: str, timeout_s: float = 3.0) -> None:
-    """Exit 1 with one line when nothing listens at the collector `url` (before a run that
-    would otherwise wait out its retries and end on a bare "Connection refused")."""
+def require_collector(url: str, timeout_s: float = 3.0, code: int = 1) -> None:
+    """Exit with `code` and one line when nothing listens at the collector `url` (before a run
+    that would otherwise wait out its retries and end on a bare "Connection refused"): 1, as
+    for any unreachable service, but `loadtest` gives 2, its code for a test that could not
+    run (docs/loadtest.md), apart from 1 for events missing or counted twice."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -321,5 +322,6 @@ def require_collector(url: str, timeout_s: float = 3.0) -> None:
     except OSError as exc:
         fail(
             f"no collector at {url} ({exc.strerror or exc}): start one with "
-            "`behavioral-analytics api` (or `up`), or give its address with --url"
+            "`behavioral-analytics api` (or `up`), or give its address with --url",
+            code,
         )
