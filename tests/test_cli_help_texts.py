@@ -142,6 +142,8 @@ def test_links_of_a_bare_anonymous_id_point_to_its_spelling() -> None:
     cli("init")
     cli("publish", input=b'{"user_id": "bob", "anonymous_id": "dev-A", "event_type": "identify"}\n')
     cli("worker", "--until-idle")
+    table = cli("query", "links", "dev-A", env=WIDE).stdout.decode()
+    assert "no identity links" not in table  # the note on stderr says where they are
     result = cli("query", "links", "dev-A", "--json", env=WIDE)
     assert result.stdout.decode().strip() == "[]"
     assert result.stderr.decode().strip() == (

@@ -4,12 +4,14 @@ setting errors."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -160,6 +162,51 @@ def test_via_http_without_a_collector_stops_at_once_with_one_line(command: str) 
     assert result.returncode == {"loadtest": 2, "generate": 1}[command], err
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"error: no collector at {url} (Connection refused)"), err
+
+
+@pytest.mark.parametrize("command", ["loadtest", "generate"])
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://127.0.0.1:99999", "Port out of range"),
+        ("127.0.0.1:8080", "expected http://HOST[:PORT]"),
+        ("ftp://127.0.0.1:21", "expected http://HOST[:PORT]"),
+    ],
+    ids=["port", "no-scheme", "scheme"],
+)
+def test_a_url_that_is_no_collector_address_is_a_usage_error(
+    command: str, url: str, said: str
+) -> None:
+    result = cli(command, "--via", "http", "--url", url, "-n", "10", check=False)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: --url {url!r}: ") and said in err, err
+
+
+def test_a_web_server_that_is_no_collector_is_named_in_one_line() -> None:
+    """A plain web server at `--url` answers POST with a page of HTML: one line, not ten."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = cli("generate", "--via", "http", "--url", url, "-n", "5", check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    *progress, err = result.stderr.decode().strip().splitlines()  # the bar, then the error
+    assert result.returncode == 2 and all("publishing" in line for line in progress), progress
+    assert err.startswith(
+        "error: POST /v1/events answered 501 (is the collector at this address?): <!DOCTYPE HTML>"
+    ), err
+
+
+def test_generate_counts_what_it_made_in_the_right_number() -> None:
+    def summary(events: int) -> str:
+        args = ("generate", "-n", str(events), "--seed", "3", "--start", "2026-12-01T00:00:00Z")
+        return cli(*args, env={"COLUMNS": "200"}).stderr.decode().strip()
+
+    assert summary(1).startswith("generated 1 message → stdout")
+    assert summary(100).startswith("generated 100 messages, 1 duplicate → stdout")
 
 
 def test_the_loadtest_docs_http_command_has_no_placeholder() -> None:

@@ -156,6 +156,12 @@ def test_query_retention_narrowed_by_filters(tmp_path: Path) -> None:
     assert "nobody was first seen on those days with an event there matching every filter" in (
         " ".join(unmatched.split())
     )
+    # A range with no events at all: nobody was seen, whatever the filter.
+    today = datetime.now(UTC).date()
+    days = [(today - timedelta(days=n)).isoformat() for n in (12, 11)]
+    before = ("query", "retention", "--from", days[0], "--to", days[1], "--max", "1")
+    empty = cli(*before, "--filter", "event_type:search", env=env).stdout.decode()
+    assert "nobody was first seen on those days\n" in empty and "(0 scanned)" in empty, empty
     bad = cli(*args, "--filter", "nope", env=env, check=False)
     assert bad.returncode == 2 and "--filter" in bad.stderr.decode()
     bounded = {**env, "BA_RAW_SCAN_MAX_EVENTS": "3"}

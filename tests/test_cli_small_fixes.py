@@ -1,12 +1,15 @@
 """A new user's trial: `query profile --json` of nobody prints only the error, a bad `--cursor`
 is a usage error, a missing `publish` file is one plain line, the retention error's numbers
-add up, and `up` with stdout in a file says where the dashboard is at once."""
+add up, `up` with stdout in a file says where the dashboard is at once, an empty listing says
+under its table that nothing was found (and where a visitor's events are), `publish` says which
+lines are no JSON object, and a folder whose store is another program's gets no broker file."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +31,62 @@ def test_a_missing_profile_with_json_prints_only_the_error() -> None:
     assert result.returncode == 1
     assert result.stdout == b""
     assert "no profile for user 'nobody'" in result.stderr.decode()
+
+
+@pytest.mark.slow
+def test_a_folder_whose_store_is_another_programs_gets_no_broker_file(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with sqlite3.connect(folder / "store.db") as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    db.close()
+    for command in (("worker", "--until-idle"), ("init",)):
+        refused = cli(*command, env=WIDE, check=False)
+        err = refused.stderr.decode().strip()
+        assert refused.returncode == 1, err
+        assert "is a SQLite file but not a behavioral-analytics store" in err, err
+        assert sorted(p.name for p in folder.iterdir()) == ["store.db"]
+
+
+def test_publishing_a_pretty_printed_file_says_its_lines_are_not_events() -> None:
+    """Each line is a message, as documented; a note says which ones no worker takes as an
+    event, where before nothing did until `dlq list`."""
+    pretty = b'{\n  "event_type": "page_view",\n  "user_id": "u1"\n}\n'
+    err = cli("publish", input=pretty, env=WIDE).stderr.decode().strip().splitlines()
+    assert err[0].startswith("published 4 messages to user-events")
+    assert err[1].startswith(
+        "note: 4 lines of the input are not a JSON object: publish takes one event per line (NDJSON"
+    ), err
+    good = b'{"event_type": "page_view", "user_id": "u1"}\n\n[1]\n'
+    err = cli("publish", input=good, env=WIDE).stderr.decode().strip().splitlines()
+    assert len(err) == 2 and err[1].startswith("note: 1 line of the input is not"), err
+
+
+@pytest.mark.slow
+def test_an_empty_listing_says_so_under_its_table() -> None:
+    cli("init")
+    cli("publish", input=b'{"anonymous_id": "dev-A", "event_type": "page_view"}\n')
+    cli("worker", "--until-idle")
+
+    def last_line(*args: str) -> str:
+        return cli(*args, env=WIDE).stdout.decode().strip().splitlines()[-1]
+
+    assert last_line("query", "timeline", "nobody") == "no events of 'nobody'"
+    assert last_line("query", "timeline", "dev-A") == (
+        "no events of 'dev-A'; the anonymous id 'dev-A' has some: `query timeline anonymous:dev-A`"
+    )
+    visitor = cli("query", "timeline", "anonymous:dev-A", env=WIDE).stdout.decode()
+    assert "page_view" in visitor and "no events" not in visitor
+    assert last_line("query", "events", "--type", "Page_View") == (
+        "no 'Page_View' events (types match exactly, case included)"
+    )
+    assert last_line("query", "links", "nobody") == "no identity links of 'nobody'"
+    # The hint is a command to paste: an id with a space is quoted.
+    cli("publish", input=b'{"anonymous_id": "a b", "event_type": "page_view"}\n')
+    cli("worker", "--until-idle")
+    assert last_line("query", "timeline", "a b").endswith("`query timeline 'anonymous:a b'`")
+    # --json stays the document alone.
+    assert cli("query", "timeline", "nobody", "--json").stdout.decode().strip().startswith("{")
 
 
 @pytest.mark.slow

@@ -60,6 +60,12 @@ def test_what_names_no_period_is_refused(value: str, granularity: str) -> None:
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize("value", ["0999-01-01", "0999-12-31-23", "0500-06-01T00:00:00Z"])
+def test_a_year_before_1000_is_named_as_out_of_range(value: str) -> None:
+    with pytest.raises(PeriodError, match=r"outside the periods that can be named \(years 1000"):
+        resolve_bound(value, "day", UTC_PERIODS, end=False)
+
+
 def test_a_finer_label_says_why() -> None:
     with pytest.raises(PeriodError, match="hour label, finer than this day range"):
         resolve_bound("2026-10-24-13", "day", UTC_PERIODS, end=True)

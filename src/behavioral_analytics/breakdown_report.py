@@ -214,7 +214,7 @@ def parse_filter(text: str, dimensions: Sequence[str]) -> tuple[str, str]:
             "filter on page (sessions match by their first event, so page:VALUE gives the "
             "sessions that entered on VALUE)"
         )
-    if text.endswith(":") and text[:-1] in dimensions:
+    if text.removesuffix(":") in dimensions:
         raise FilterError(f"filter {text[:100]!r} names no value: give DIMENSION:VALUE")
     raise FilterError(
         f"filter {text[:100]!r} is not DIMENSION:VALUE with a configured dimension "

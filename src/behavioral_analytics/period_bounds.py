@@ -28,6 +28,7 @@ calendar days (a 23- or 25-hour day when clocks change is one day), N hours are 
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from behavioral_analytics.aggregation import GRANULARITIES, Granularity, Periods
@@ -119,7 +120,11 @@ def resolve_bound(value: str, granularity: Granularity, periods: Periods, *, end
     try:
         label = periods.label(granularity, parse_timestamp(moment))
     except (Invalid, ValueError, OverflowError, OSError):
-        raise PeriodError("invalid_period", _neither(value, granularity)) from None
+        # A label's or a date's shape with a year before 1000 (`0999-01-01`): the range says why.
+        early = re.match(r"0\d{3}-\d{2}-\d{2}", text)
+        raise PeriodError(
+            "invalid_period", _outside(text) if early else _neither(value, granularity)
+        ) from None
     return _named(label, text)
 
 

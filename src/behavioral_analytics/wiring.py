@@ -100,15 +100,22 @@ def _no_credentials(what: str, exc: Exception, emulators: str) -> ConfigError:
 def build_broker(settings: Settings) -> Broker:
     """The configured broker: the local SQLite file under `data_dir`, or Pub/Sub.
 
-    Raises ConfigError when the gcp extra is missing or no project is set for Pub/Sub.
+    Raises ConfigError when the gcp extra is missing or no project is set for Pub/Sub;
+    StoreError, before a local broker's file is created, when the folder's `store.db` is not
+    a store this program would open (another program's, damaged), as opening it would say.
     """
     if settings.backend == "gcp":
         return _pubsub_broker(settings)
     from behavioral_analytics.brokers.local import LocalBroker
+    from behavioral_analytics.stores.sqlite.files import check_before_open
 
+    path = settings.data_dir / "broker.db"
+    if not path.exists() and local_store_path(settings).exists():
+        # No broker file is left in a folder whose store a command then refuses.
+        check_before_open(local_store_path(settings))
     make_folder(settings.data_dir)
     return LocalBroker(
-        settings.data_dir / "broker.db",
+        path,
         topic=settings.pubsub_topic.rsplit("/", 1)[-1],
         subscription=settings.pubsub_subscription.rsplit("/", 1)[-1],
         ack_deadline_s=settings.ack_deadline_s,

@@ -207,6 +207,7 @@ def query_links(
     """The identity links of a user or anonymous id: every identify, active or refused."""
     check_actor(user)
     store = open_store(load_config())
+    noted = False  # the anonymous id's links are pointed to: no second line for none
     with user_errors():
         links = store.links(user)
         if (
@@ -214,6 +215,7 @@ def query_links(
             and not user.startswith(ANONYMOUS_PREFIX)
             and store.links(f"{ANONYMOUS_PREFIX}{user}")
         ):
+            noted = True
             err_console.print(
                 Text.assemble(
                     ("note:", "yellow"),
@@ -237,6 +239,8 @@ def query_links(
             link.event_key,
         )
     console.print(table)
+    if not links and not noted:
+        console.print(f"no identity links of {user!r}", highlight=False)
 
 
 @runtime_checkable

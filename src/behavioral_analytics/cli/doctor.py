@@ -88,6 +88,9 @@ def _check_store(config: Settings) -> str:
 
 
 def _check_broker(config: Settings) -> str:
+    if config.backend == "local" and not (config.data_dir / "broker.db").exists():
+        # A check makes nothing: the first `init`, `publish` or worker creates the file.
+        return "no file yet (the first `init`, `publish` or worker creates it)"
     broker = build_broker(config)
     try:
         return _checked(broker, broker.ping)

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.text import Text
 
 from behavioral_analytics.cli.errors import err_console, fail, plain_console, user_errors
-from behavioral_analytics.cli.shared import require_collector
+from behavioral_analytics.cli.shared import plural, require_collector
 from behavioral_analytics.cli.tables import TextTable
 from behavioral_analytics.loadgen import (
     GeneratorConfig,
@@ -197,7 +197,7 @@ def generate(
             rejected = _send(list(iter_messages(config)), sink, rate, tally)
             if rejected:
                 tally["rejected by the collector"] = rejected
-    summary = ", ".join(f"{count} {name}" for name, count in tally.items() if count)
+    summary = ", ".join(_counted(name, count) for name, count in tally.items() if count)
     err_console.print(
         f"generated {summary or 'nothing'} → {where} (--seed {config.seed} --start {config.start})",
         highlight=False,
@@ -226,13 +226,16 @@ def _write_ndjson(messages: Iterator[Message], out: Path | None, tally: Counter[
 
 
 def _count(message: Message, tally: Counter[str]) -> None:
-    tally["messages"] += 1
-    if message.kind == "duplicate":
-        tally["duplicates"] += 1
-    elif message.kind != "event":
+    tally["message"] += 1
+    if message.kind != "event":
         tally[message.kind] += 1
     elif message.late:
         tally["late"] += 1
+
+
+def _counted(name: str, count: int) -> str:
+    """`1 message`, `2 duplicates`, `3 late`: a tally's entry in the summary line."""
+    return plural(count, name) if name in ("message", "duplicate") else f"{count} {name}"
 
 
 def _send(messages: list[Message], sink: Sink, rate: float, tally: Counter[str]) -> int:

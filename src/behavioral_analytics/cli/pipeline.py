@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+import msgspec
 import typer
 from rich.text import Text
 
@@ -68,6 +69,7 @@ def publish(
         sent = 0
         first = 1  # the input line of pending[0]
         pending: list[OutgoingMessage] = []
+        not_objects = 0  # lines, blank ones aside, that no worker will take as an event
         try:
             for number, raw in enumerate(stream, 1):
                 line = raw.rstrip(b"\r\n")
@@ -75,6 +77,7 @@ def publish(
                 # are empty"), and the whole batch with it: an empty line carries its number,
                 # and so does a blank one, for `dlq list` to say where it was.
                 attributes = {} if line.strip() else {EMPTY_LINE: str(number)}
+                not_objects += bool(line.strip()) and not _is_object(line)
                 pending.append(OutgoingMessage(line, attributes, ordering_key=ordering_key))
                 if len(pending) >= batch_size:
                     sent += len(broker.publish(pending))
@@ -86,10 +89,29 @@ def publish(
         broker.close()
     where = f" ({config.data_dir})" if config.backend == "local" else ""
     err_console.print(f"published {plural(sent, 'message')} to {config.pubsub_topic}{where}")
+    if not_objects:
+        err_console.print(
+            Text.assemble(
+                ("note:", "yellow"),
+                f" {plural(not_objects, 'line')} of the input {'is' if not_objects == 1 else 'are'}"
+                " not a JSON object: publish takes one event per line (NDJSON; an array or a "
+                "document over several lines is not), and the worker dead-letters each such "
+                "line with its reason (`dlq list`)",
+            )
+        )
 
 
 # The attribute of a message published for an empty or blank input line: the line's number.
 EMPTY_LINE = "ba_empty_line"
+
+
+def _is_object(line: bytes) -> bool:
+    """Whether `line` is one JSON object (what an event is, docs/events.md); its contents are
+    the worker's to judge."""
+    try:
+        return isinstance(msgspec.json.decode(line), dict)
+    except msgspec.DecodeError:
+        return False
 
 
 def _resume_hint(sent: int, first: int, source: str) -> str:

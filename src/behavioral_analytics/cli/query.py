@@ -5,11 +5,13 @@ command prints a table, or one JSON document with `--json` (shapes in docs/cli.m
 from __future__ import annotations
 
 import json
+import shlex
 from collections import Counter
 from typing import Any
 
 import typer
 
+from behavioral_analytics.actors import ANONYMOUS_PREFIX
 from behavioral_analytics.aggregation import Granularity, Periods
 from behavioral_analytics.bots import BOT_PROPERTY, is_bot
 from behavioral_analytics.breakdown_report import known_dimensions
@@ -100,9 +102,11 @@ def _shortened(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
-def _print_events(page: Any, scope: tuple[str, ...], title: str, as_json: bool) -> None:
+def _print_events(
+    page: Any, scope: tuple[str, ...], title: str, as_json: bool, *, none: str | None = None
+) -> None:
     """A page of events as a table, or `--json`, with its next cursor bound to the listing
-    `scope` (`listing_cursors`)."""
+    `scope` (`listing_cursors`); under an empty table, the line `none` (None: nothing)."""
     next_cursor = bind(page.next_cursor, scope)
     if as_json:
         print_json({"items": [e.to_dict() for e in page.items], "next_cursor": next_cursor})
@@ -121,6 +125,8 @@ def _print_events(page: Any, scope: tuple[str, ...], title: str, as_json: bool) 
             _shortened(json.dumps(event.properties), 80),
         )
     console.print(table)
+    if not page.items and none:
+        console.print(none, highlight=False)
     if next_cursor:
         console.print(f"more: --cursor {next_cursor}")
 
@@ -136,9 +142,18 @@ def query_timeline(
     check_user_id(user)
     config = load_config()
     scope = ("timeline", user)  # the API's listing: a cursor continues in either
+    none = None
     with user_errors(), cursor_errors(cursor):
-        page = open_store(config).timeline(user, limit, unbind(cursor, scope))
-    _print_events(page, scope, f"timeline of {user}", as_json)
+        store = open_store(config)
+        page = store.timeline(user, limit, unbind(cursor, scope))
+        if not page.items and not cursor and not as_json:
+            visitor = f"{ANONYMOUS_PREFIX}{user}"
+            none = f"no events of {user!r}" + (
+                f"; the anonymous id {user!r} has some: `query timeline {shlex.quote(visitor)}`"
+                if not user.startswith(ANONYMOUS_PREFIX) and store.timeline(visitor, 1, None).items
+                else ""
+            )
+    _print_events(page, scope, f"timeline of {user}", as_json, none=none)
 
 
 @query_app.command("events")
@@ -154,7 +169,8 @@ def query_events(
     scope = ("events", event_type)
     with user_errors(), cursor_errors(cursor):
         page = open_store(config).events_by_type(event_type, limit, unbind(cursor, scope))
-    _print_events(page, scope, f"{event_type} events", as_json)
+    none = None if cursor else f"no {event_type!r} events (types match exactly, case included)"
+    _print_events(page, scope, f"{event_type} events", as_json, none=none)
 
 
 # The range of a filtered series without `--from` (the API's defaults; `--from`'s help).

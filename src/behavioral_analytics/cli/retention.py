@@ -104,7 +104,9 @@ def query_retention(
             }
         )
         return
-    _print_table(shown, chosen, max_offset, first, last, start_event, filtered=bool(filters))
+    # Events were read, none matched: the filters left nobody (else the range had nobody).
+    filtered = bool(filters) and head.get("scanned_events", 0) > 0
+    _print_table(shown, chosen, max_offset, first, last, start_event, filtered=filtered)
     if filters:
         print_source(filters, head)
 

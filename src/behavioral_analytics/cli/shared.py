@@ -315,7 +315,12 @@ def require_collector(url: str, timeout_s: float = 3.0, code: int = 1) -> None:
     for any unreachable service, but `loadtest` gives 2, its code for a test that could not
     run (docs/loadtest.md), apart from 1 for events missing or counted twice."""
     parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # `:99999`, `:http`
+        fail(f"--url {url!r}: {exc}", 2)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        fail(f"--url {url!r}: expected http://HOST[:PORT] or https://HOST[:PORT]", 2)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout_s):
             pass

@@ -112,8 +112,12 @@ class HttpSink:
                 if isinstance(document, dict) and isinstance(document.get("rejected"), list):
                     return len(document["rejected"])
                 return count if response.status == 400 else 0
-            text = payload[:200].decode(errors="replace")
-            raise LoadTestError(f"POST {self.path} answered {response.status}: {text}")
+            # One line, whatever answered: a web server's HTML page is many.
+            text = " ".join(payload[:200].decode(errors="replace").split())
+            raise LoadTestError(
+                f"POST {self.path} answered {response.status} (is the collector at this "
+                f"address?): {text}"
+            )
         raise LoadTestError(f"POST {self.path}: still rate limited or unavailable after retries")
 
     def close(self) -> None:
