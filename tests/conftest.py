@@ -23,8 +23,9 @@ hypothesis_settings.load_profile("project")
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Google's emulators, one pair for the whole session (tests/emulators.py).
-pytest_plugins = ["tests.emulators"]
+# Google's emulators, one pair for the whole session (tests/emulators.py); a run in which a
+# selected test reported no outcome fails (tests/completeness.py).
+pytest_plugins = ["tests.emulators", "tests.completeness"]
 
 
 class FakeClock:

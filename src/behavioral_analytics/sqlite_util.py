@@ -32,6 +32,7 @@ __all__ = [
     "is_busy",
     "locked",
     "make_folder",
+    "not_a_file",
     "retrying_busy",
     "table_names",
     "transaction",
@@ -79,6 +80,15 @@ def locked(path: Path | None, exc: sqlite3.Error, waited_s: float | None = None)
     )
 
 
+def not_a_file(path: Path) -> str | None:
+    """One line when a folder stands at `path`, where a SQLite file belongs; None otherwise."""
+    if not path.is_dir():
+        return None
+    return (
+        f"{path} is a folder, not a SQLite file: move it aside, or point BA_DATA_DIR at your data"
+    )
+
+
 def access_problem(path: Path, exc: sqlite3.Error) -> str | None:
     """One line saying what to check when `exc` says the SQLite file at `path` could not be
     opened, read or written where it is (a read-only folder or file system, a full or failing
@@ -105,7 +115,7 @@ def access_problem(path: Path, exc: sqlite3.Error) -> str | None:
     if code == _BUSY:
         return locked(path, exc)
     if code in (_CANTOPEN, _READONLY, _PERM):
-        return (
+        return not_a_file(path) or (
             f"cannot open {path} to write ({exc}): the folder {folder} and the file must be "
             f"writable by this user and on a file system mounted read-write (SQLite writes "
             f"{path.name}-wal and {path.name}-shm beside it); this error does not mean the "

@@ -53,6 +53,8 @@ __all__ = [
     "build_store",
     "build_store_with",
     "build_worker",
+    "check_local_store",
+    "local_broker_path",
     "local_store_path",
     "local_store_written",
     "open_configured",
@@ -107,12 +109,11 @@ def build_broker(settings: Settings) -> Broker:
     if settings.backend == "gcp":
         return _pubsub_broker(settings)
     from behavioral_analytics.brokers.local import LocalBroker
-    from behavioral_analytics.stores.sqlite.files import check_before_open
 
-    path = settings.data_dir / "broker.db"
-    if not path.exists() and local_store_path(settings).exists():
+    path = local_broker_path(settings)
+    if not path.exists():
         # No broker file is left in a folder whose store a command then refuses.
-        check_before_open(local_store_path(settings))
+        check_local_store(settings)
     make_folder(settings.data_dir)
     return LocalBroker(
         path,
@@ -294,6 +295,11 @@ def build_store_with(settings: Settings, config: StoredConfig) -> Store:
     return _open_store(settings, config)
 
 
+def local_broker_path(settings: Settings) -> Path:
+    """The file of the local broker (`BA_BACKEND=local`): `broker.db` in `BA_DATA_DIR`."""
+    return settings.data_dir / "broker.db"
+
+
 def local_store_path(settings: Settings) -> Path:
     """The file of the local store (`BA_BACKEND=local`): `store.db` in `BA_DATA_DIR`."""
     return settings.data_dir / "store.db"
@@ -327,6 +333,18 @@ def _reconciled(settings: Settings, recorded: StoredConfig | None) -> Reconciled
     if reconciled.refused:
         raise ConfigError(refusal(reconciled.refused[0]))
     return reconciled
+
+
+def check_local_store(settings: Settings) -> None:
+    """On the local backend, the checks opening the store's file makes first, without opening
+    it: its header and its tables, not every page. For a command that starts processes which
+    each open the store, so that it refuses once. Raises StoreError (one line) for a file this
+    program would refuse: a folder, another program's SQLite file, a damaged header."""
+    from behavioral_analytics.stores.sqlite.files import check_before_open
+
+    path = local_store_path(settings)
+    if settings.backend == "local" and path.exists():
+        check_before_open(path)
 
 
 def local_store_written(settings: Settings) -> bool:

@@ -43,7 +43,7 @@ from behavioral_analytics.raw_queries import Filter, horizon_s
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import ForgetReport, LinkedAnonymousId, Store
-from behavioral_analytics.wiring import build_broker
+from behavioral_analytics.wiring import build_broker, local_broker_path
 
 __all__ = ["forget", "query_funnel", "query_links", "query_sessions"]
 
@@ -264,7 +264,7 @@ def _forget_in_broker(config: Settings, report: ForgetReport) -> int | None:
     """Messages naming the forgotten persons deleted from the local broker's file (waiting and
     dead-lettered); None with Pub/Sub. A folder without a broker file gets none (forget
     creates nothing)."""
-    if config.backend != "local" or not (config.data_dir / "broker.db").exists():
+    if config.backend != "local" or not local_broker_path(config).exists():
         return None
     broker = build_broker(config)
     try:

@@ -22,7 +22,12 @@ from behavioral_analytics.cli.errors import err_console, fail
 from behavioral_analytics.cli.shared import console, data_location, load_config, require_data
 from behavioral_analytics.settings import ConfigError, Settings
 from behavioral_analytics.store import StoreError
-from behavioral_analytics.wiring import build_broker, earlier_local_store, open_configured
+from behavioral_analytics.wiring import (
+    build_broker,
+    earlier_local_store,
+    local_broker_path,
+    open_configured,
+)
 
 __all__ = ["doctor"]
 
@@ -88,7 +93,7 @@ def _check_store(config: Settings) -> str:
 
 
 def _check_broker(config: Settings) -> str:
-    if config.backend == "local" and not (config.data_dir / "broker.db").exists():
+    if config.backend == "local" and not local_broker_path(config).exists():
         # A check makes nothing: the first `init`, `publish` or worker creates the file.
         return "no file yet (the first `init`, `publish` or worker creates it)"
     broker = build_broker(config)

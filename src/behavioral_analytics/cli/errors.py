@@ -45,23 +45,25 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def user_errors(*usage_errors: type[Exception]) -> Iterator[None]:
+def user_errors(*usage_errors: type[Exception], failed_code: int = 1) -> Iterator[None]:
     """Configuration errors (and `usage_errors`) exit 2; an unreachable or failing store or
-    broker exits 1, and so does an error a Google client library raised."""
+    broker exits `failed_code` (1; `loadtest` gives 2, its code for a test that could not
+    run), and so does an error a Google client library raised."""
     exit_2: tuple[type[Exception], ...] = (ConfigError, *usage_errors)
     try:
         yield
     except exit_2 as exc:
         fail(str(exc), 2)
     except (StoreError, BrokerError, OSError) as exc:
-        fail(str(exc))
+        fail(str(exc), failed_code)
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
-            fail(locked(None, exc))
+            fail(locked(None, exc), failed_code)
         # What an adapter let through: a damaged page, a value no commit writes (a hand edit).
         fail(
             f"the local data could not be read ({exc}): `behavioral-analytics doctor` checks "
-            "every page of its files"
+            "every page of its files",
+            failed_code,
         )
     except Exception as exc:
         # A Google client's own error that an adapter let through (a read at query time that
@@ -69,4 +71,4 @@ def user_errors(*usage_errors: type[Exception]) -> Iterator[None]:
         if not type(exc).__module__.startswith("google."):
             raise
         detail = " ".join(str(exc).split()) or "no message"
-        fail(f"Google Cloud {type(exc).__name__}: {detail}")
+        fail(f"Google Cloud {type(exc).__name__}: {detail}", failed_code)

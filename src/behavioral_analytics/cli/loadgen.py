@@ -332,7 +332,7 @@ def loadtest(
     if via == "http":
         require_collector(url, code=2)
     settings = _settings()
-    with user_errors(ValueError, LoadTestError):
+    with user_errors(ValueError, LoadTestError, failed_code=2):
         model = _model(
             events, users or default_users(events), seed, duplicate_rate, late_rate,
             malformed_rate, bot_rate, funnel_dropoff, mean_page_views, mean_gap,

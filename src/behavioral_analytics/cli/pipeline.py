@@ -21,7 +21,14 @@ from behavioral_analytics.broker import BrokerError, OutgoingMessage
 from behavioral_analytics.cli.errors import err_console, fail, user_errors
 from behavioral_analytics.cli.shared import console, load_config, plural
 from behavioral_analytics.telemetry import WorkerMetrics, configure_logging
-from behavioral_analytics.wiring import build_broker, build_exporter, build_store, build_worker
+from behavioral_analytics.wiring import (
+    build_broker,
+    build_exporter,
+    build_store,
+    build_worker,
+    check_local_store,
+    local_broker_path,
+)
 from behavioral_analytics.worker import WorkerStageFailed
 
 __all__ = [
@@ -40,16 +47,19 @@ __all__ = [
 def init() -> None:
     """Create the topic, subscription, dead-letter path and store if missing."""
     config = load_config()
-    new_folder = config.backend == "local" and not config.data_dir.exists()
+    local = config.backend == "local"
+    new_folder = local and not config.data_dir.exists()
+    new_broker = local and not local_broker_path(config).exists()
     with user_errors():
         broker, store = build_broker(config), build_store(config)
         if new_folder:
             console.print(f"• created the data folder {config.data_dir}")
-        for line in [*broker.init(), *store.init()]:
-            if new_folder:
-                # The local broker creates its topic and subscription when it opens its
-                # file, so its own report says "exists" for what this command just made.
-                line = line.replace(": exists", ": created")
+        # The local broker creates its topic and subscription when it opens its file, so its
+        # own report says "exists" for what this command just made.
+        made = [
+            line.replace(": exists", ": created") if new_broker else line for line in broker.init()
+        ]
+        for line in [*made, *store.init()]:
             console.print(f"• {line}")
         console.print(Text.assemble(("ready", "green"), f" (backend {config.backend})"))
 
@@ -275,6 +285,8 @@ def worker(
     if workers == 1:
         _worker_process(until_idle, drain)
         return
+    with user_errors():
+        check_local_store(load_config())
     children = spawn_workers(workers, ["--until-idle"] if until_idle else [])
     stopping = threading.Event()
 

@@ -31,8 +31,14 @@ from behavioral_analytics.settings import (
     unknown_names,
     unreadable_env_lines,
 )
+from behavioral_analytics.sqlite_util import not_a_file
 from behavioral_analytics.store import InvalidCursor, Store
-from behavioral_analytics.wiring import local_store_path, local_store_written, open_configured
+from behavioral_analytics.wiring import (
+    local_broker_path,
+    local_store_path,
+    local_store_written,
+    open_configured,
+)
 
 __all__ = [
     "PROGRESS_AFTER_S",
@@ -162,11 +168,11 @@ def missing_store(config: Settings, *, beside_broker: bool = False) -> str | Non
     folder, path = config.data_dir, local_store_path(config)
     if folder.exists() and not folder.is_dir():
         return f"BA_DATA_DIR {folder} is a file, not a folder: point BA_DATA_DIR at your data"
-    if path.exists() and not path.is_file():
-        return f"{path} is not a file (a folder?): move it aside, or point BA_DATA_DIR at your data"
+    if problem := not_a_file(path):
+        return problem
     if local_store_written(config):
         return None
-    if (folder / "broker.db").exists():
+    if local_broker_path(config).exists():
         if beside_broker:
             return None
         return (

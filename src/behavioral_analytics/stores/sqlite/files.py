@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from behavioral_analytics import sqlite_util
-from behavioral_analytics.sqlite_util import access_problem, is_busy, locked, retrying_busy
+from behavioral_analytics.sqlite_util import (
+    access_problem,
+    is_busy,
+    locked,
+    not_a_file,
+    retrying_busy,
+)
 from behavioral_analytics.store import StoreError
 
 __all__ = [
@@ -113,9 +119,9 @@ def check_before_open(path: Path, *, expect_tables: str = "events") -> bool:
     """Check the store file at `path` before SQLite opens it; True when there is no store yet
     (no file, or an empty one, and no marker), so opening it creates one.
 
-    Raises StoreError (one line) for a missing or empty file where a store existed, a file
-    that is not SQLite, a damaged header or size, or a SQLite file whose tables are not a
-    store's (none named `expect_tables`)."""
+    Raises StoreError (one line) for a missing or empty file where a store existed, a folder
+    in the file's place, a file that is not SQLite, a damaged header or size, or a SQLite file
+    whose tables are not a store's (none named `expect_tables`)."""
     marker = marker_path(path)
     # The marker is looked at first: a process creating the store writes it once the file
     # has its header, so a file seen empty after the marker is missing content, while a file
@@ -130,6 +136,8 @@ def check_before_open(path: Path, *, expect_tables: str = "events") -> bool:
                 f"restore it from a backup, or delete {marker.name} to start an empty store"
             )
         return True
+    if folder := not_a_file(path):
+        raise StoreError(folder)
     check_header(path)
 
     tables = waiting_out_locks(path, lambda: sqlite_util.table_names(path))

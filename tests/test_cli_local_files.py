@@ -1,0 +1,104 @@
+"""The local data folder in shapes a user can leave it in: a folder where `store.db` or
+`broker.db` belongs is named a folder in one line by every command, `init` in a folder that
+exists but has no broker file says it created the topic, `worker --workers 2` refuses another
+program's store once, before it starts a process, and `loadtest` in a folder it refuses exits 2
+(its code for a test that could not run)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli
+
+WIDE = {"COLUMNS": "300"}
+
+
+def _data(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return folder
+
+
+def _refused_in_one_line(folder: Path, command: tuple[str, ...], message: str) -> None:
+    """`command` exits 1 with `error: message` alone, and leaves only `store.db` in `folder`."""
+    result = cli(*command, env=WIDE, input=b"", check=False)
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert err == f"error: {message}\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["store.db"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("init",), ("worker", "--until-idle"), ("publish", "-"), ("doctor",), ("verify",)],
+    ids=" ".join,
+)
+def test_a_folder_in_the_stores_place_is_named_a_folder(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    folder = _data(tmp_path)
+    (folder / "store.db").mkdir()
+    _refused_in_one_line(
+        folder,
+        command,
+        f"{folder / 'store.db'} is a folder, not a SQLite file: move it aside, or point "
+        "BA_DATA_DIR at your data",
+    )
+
+
+def test_a_folder_in_the_brokers_place_is_named_a_folder(tmp_path: Path) -> None:
+    folder = _data(tmp_path)
+    (folder / "broker.db").mkdir()
+    result = cli("init", env=WIDE, check=False)
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert f"error: {folder / 'broker.db'} is a folder, not a SQLite file" in err
+    assert "writable" not in err
+    assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("empty_store", [False, True], ids=["empty folder", "empty store.db"])
+def test_init_says_created_for_the_topic_it_made_in_a_folder_that_existed(
+    tmp_path: Path, empty_store: bool
+) -> None:
+    folder = _data(tmp_path)
+    if empty_store:
+        (folder / "store.db").touch()
+    first = cli("init", env=WIDE).stdout.decode()
+    assert "• topic user-events: created" in first
+    assert "• subscription analytics-processor on user-events: created" in first
+    assert "created the data folder" not in first
+    again = cli("init", env=WIDE).stdout.decode()
+    assert "• topic user-events: exists" in again
+    assert "• subscription analytics-processor on user-events: exists" in again
+
+
+def _another_programs_store(tmp_path: Path) -> Path:
+    folder = _data(tmp_path)
+    with sqlite3.connect(folder / "store.db") as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    db.close()
+    return folder
+
+
+def test_several_workers_refuse_another_programs_store_once(tmp_path: Path) -> None:
+    folder = _another_programs_store(tmp_path)
+    _refused_in_one_line(
+        folder,
+        ("worker", "--workers", "2", "--until-idle"),
+        f"{folder / 'store.db'} is a SQLite file but not a behavioral-analytics store (no "
+        "events table): point BA_DATA_DIR at your data, or move the file aside",
+    )
+
+
+@pytest.mark.slow
+def test_loadtest_in_a_folder_it_refuses_could_not_run(tmp_path: Path) -> None:
+    folder = _another_programs_store(tmp_path)
+    result = cli("loadtest", "--events", "10", "--rate", "0", env=WIDE, check=False)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert "is a SQLite file but not a behavioral-analytics store" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["store.db"]
