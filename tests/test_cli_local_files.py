@@ -1,12 +1,15 @@
 """The local data folder in shapes a user can leave it in: a folder where `store.db` or
 `broker.db` belongs is named a folder in one line by every command, `init` in a folder that
 exists but has no broker file says it created the topic, `worker --workers 2` refuses another
-program's store once, before it starts a process, and `loadtest` in a folder it refuses exits 2
-(its code for a test that could not run)."""
+program's store once, before it starts a process, `loadtest` in a folder it refuses exits 2
+(its code for a test that could not run), `backup` refuses what every other command refuses
+(a copy of a lost or damaged store would restore as a healthy one), and `doctor` leaves an
+empty `broker.db` empty."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -94,6 +97,17 @@ def test_several_workers_refuse_another_programs_store_once(tmp_path: Path) -> N
     )
 
 
+def test_several_workers_refuse_a_folder_in_the_brokers_place_once(tmp_path: Path) -> None:
+    folder = _data(tmp_path)
+    (folder / "broker.db").mkdir()
+    result = cli("worker", "--workers", "2", "--until-idle", env=WIDE, check=False)
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        f"error: {folder / 'broker.db'} is a folder, not a SQLite file: move it aside, or point "
+        "BA_DATA_DIR at your data\n"
+    )
+
+
 @pytest.mark.slow
 def test_loadtest_in_a_folder_it_refuses_could_not_run(tmp_path: Path) -> None:
     folder = _another_programs_store(tmp_path)
@@ -102,3 +116,55 @@ def test_loadtest_in_a_folder_it_refuses_could_not_run(tmp_path: Path) -> None:
     assert result.returncode == 2, err
     assert "is a SQLite file but not a behavioral-analytics store" in err
     assert sorted(p.name for p in folder.iterdir()) == ["store.db"]
+
+
+def _truncated(folder: Path) -> None:
+    whole = (folder / "store.db").read_bytes()
+    (folder / "store.db").write_bytes(whole[:8192])
+
+
+def _dangling(folder: Path) -> None:
+    (folder / "store.db").unlink()
+    (folder / "store.db").symlink_to(folder / "nowhere.db")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: (f / "store.db").write_bytes(b""), "is empty (0 bytes), but a store existed"),
+        (_dangling, "is a link to {folder}/nowhere.db, which is missing, but a store existed"),
+        (_truncated, "is damaged (truncated: 2 pages of the"),
+        (lambda f: (f / "store.db").unlink() or (f / "store.db").mkdir(), "is a folder, not a"),
+    ],
+    ids=["empty", "dangling link", "truncated", "folder"],
+)
+def test_backup_refuses_a_store_every_other_command_refuses(
+    tmp_path: Path, damage: Callable[[Path], object], message: str
+) -> None:
+    folder = tmp_path / "data"
+    cli("init", env=WIDE)
+    damage(folder)
+    copy = tmp_path / "copy"
+    for command in (("backup", str(copy)), ("doctor",)):
+        refused = cli(*command, env=WIDE, check=False)
+        err = refused.stderr.decode()
+        assert refused.returncode == 1, err
+        assert message.format(folder=folder) in err
+    assert not copy.exists()
+
+
+def test_backup_refuses_another_programs_store(tmp_path: Path) -> None:
+    _another_programs_store(tmp_path)
+    refused = cli("backup", str(tmp_path / "copy"), env=WIDE, check=False)
+    assert refused.returncode == 1
+    assert "is a SQLite file but not a behavioral-analytics store" in refused.stderr.decode()
+    assert not (tmp_path / "copy").exists()
+
+
+def test_doctor_leaves_an_empty_broker_file_empty(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    cli("init", env=WIDE)
+    (folder / "broker.db").write_bytes(b"")
+    checked = cli("doctor", env=WIDE)
+    assert "✓ broker: an empty file (0 bytes)" in checked.stdout.decode()
+    assert (folder / "broker.db").stat().st_size == 0

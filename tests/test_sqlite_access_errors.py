@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 
@@ -97,22 +98,30 @@ def test_nothing_is_lost_once_the_disk_has_room_again(data_dir: Path) -> None:
     assert report["ok"] and report["raw_events"] > 0
 
 
+@contextmanager
+def _read_only_bind(source: Path, target: Path) -> Iterator[None]:
+    """`source` (a folder or a file) seen at `target` through a read-only bind mount; skips
+    loudly where mounting is not allowed (not root)."""
+    mounted = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"SKIPPED LOUDLY: cannot bind-mount (needs root): {mounted.stderr!r}")
+    try:
+        remounted = subprocess.run(
+            ["mount", "-o", "remount,ro,bind", str(target)], capture_output=True, check=False
+        )
+        assert remounted.returncode == 0, remounted.stderr
+        yield
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
 @pytest.fixture
 def read_only_view(data_dir: Path, tmp_path: Path) -> Iterator[Path]:
     """`data_dir` seen through a read-only bind mount."""
     view = tmp_path / "read-only"
     view.mkdir()
-    mounted = subprocess.run(["mount", "--bind", str(data_dir), str(view)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"SKIPPED LOUDLY: cannot bind-mount (needs root): {mounted.stderr!r}")
-    try:
-        remounted = subprocess.run(
-            ["mount", "-o", "remount,ro,bind", str(view)], capture_output=True, check=False
-        )
-        assert remounted.returncode == 0, remounted.stderr
+    with _read_only_bind(data_dir, view):
         yield view
-    finally:
-        subprocess.run(["umount", str(view)], check=True)
 
 
 def test_a_read_only_folder_is_named_read_only_never_damaged(read_only_view: Path) -> None:
@@ -225,3 +234,32 @@ def test_a_lock_held_elsewhere_is_said_so_by_every_command_not_called_unreadable
     assert "a file of the local data stayed locked (database is locked)" in said.getvalue()
     assert "another process holds its write lock" in said.getvalue()
     assert "doctor" not in said.getvalue()
+
+
+@pytest.fixture
+def read_only_store(data_dir: Path) -> Iterator[Path]:
+    """`data_dir` with its `store.db` alone mounted read-only (the folder and the broker stay
+    writable): what `chmod 444 store.db` is to a user who is not root."""
+    store = data_dir / "store.db"
+    with _read_only_bind(store, store):
+        yield data_dir
+
+
+def test_a_store_file_that_cannot_be_written_is_refused_before_a_worker_starts(
+    read_only_store: Path,
+) -> None:
+    """SQLite opens such a file read-only without a word: a worker then retried its first
+    commit for ever, and `init` and `doctor` called the store ready."""
+    line = f"cannot write {read_only_store / 'store.db'}: the file is read-only"
+    for args in (
+        ("init",),
+        ("worker", "--until-idle"),
+        ("worker", "--workers", "2", "--until-idle"),
+        ("doctor",),
+    ):
+        done = _cli(read_only_store, *args)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert line in done.stdout + done.stderr, args
+        assert "damaged" not in done.stdout + done.stderr
+    done = _cli(read_only_store, "verify")
+    assert done.returncode == 0, done.stderr  # a command that only reads still answers

@@ -10,6 +10,7 @@ file damaged). `connect` tries its settings again for up to `BUSY_WAIT_S`
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -33,6 +34,7 @@ __all__ = [
     "locked",
     "make_folder",
     "not_a_file",
+    "not_writable",
     "retrying_busy",
     "table_names",
     "transaction",
@@ -86,6 +88,19 @@ def not_a_file(path: Path) -> str | None:
         return None
     return (
         f"{path} is a folder, not a SQLite file: move it aside, or point BA_DATA_DIR at your data"
+    )
+
+
+def not_writable(path: Path) -> str | None:
+    """One line when the SQLite file at `path` exists but this process may not write it (its
+    mode, its owner, a read-only mount of the file); None otherwise. SQLite opens such a file
+    read-only without a word and fails at the first write."""
+    if not path.is_file() or os.access(path, os.W_OK):
+        return None
+    return (
+        f"cannot write {path}: the file is read-only for this user or on a read-only mount "
+        f"(`chmod u+w {path.name}`, or run as its owner); this error does not mean the file "
+        "is corrupt: keep it"
     )
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from behavioral_analytics.settings import DAY, ConfigError, Settings, shaping_env_name
-from behavioral_analytics.sqlite_util import make_folder
-from behavioral_analytics.store import NotSupported
+from behavioral_analytics.sqlite_util import make_folder, not_writable
+from behavioral_analytics.store import NotSupported, StoreError
 from behavioral_analytics.stored_config import (
     Difference,
     Reconciled,
@@ -335,16 +335,21 @@ def _reconciled(settings: Settings, recorded: StoredConfig | None) -> Reconciled
     return reconciled
 
 
-def check_local_store(settings: Settings) -> None:
+def check_local_store(settings: Settings, *, for_writing: bool = False) -> None:
     """On the local backend, the checks opening the store's file makes first, without opening
-    it: its header and its tables, not every page. For a command that starts processes which
-    each open the store, so that it refuses once. Raises StoreError (one line) for a file this
-    program would refuse: a folder, another program's SQLite file, a damaged header."""
+    it: its header and its tables, not every page; with `for_writing`, that this process may
+    write it. For a command that starts processes which each open the store, so that it
+    refuses once, and for one that writes. Raises StoreError (one line) for a file this
+    program would refuse: a folder, another program's SQLite file, a damaged header, a file
+    missing or empty where a store existed, a file it may not write."""
     from behavioral_analytics.stores.sqlite.files import check_before_open
 
+    if settings.backend != "local":
+        return
     path = local_store_path(settings)
-    if settings.backend == "local" and path.exists():
-        check_before_open(path)
+    check_before_open(path)
+    if for_writing and (problem := not_writable(path)):
+        raise StoreError(problem)
 
 
 def local_store_written(settings: Settings) -> bool:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import typer
 
-from behavioral_analytics.cli.errors import fail
-from behavioral_analytics.cli.shared import console, load_config
+from behavioral_analytics.cli.errors import fail, user_errors
+from behavioral_analytics.cli.shared import console, load_config, missing_store
 from behavioral_analytics.sqlite_util import CopyError, access_problem, backup_file
+from behavioral_analytics.wiring import check_local_store
 
 __all__ = ["backup"]
 
@@ -53,10 +54,15 @@ def backup(
             "whose scheduled backups keep it (docs/gcp.md)",
             2,
         )
+    with user_errors():
+        # What every other command refuses, a backup refuses too: a copy of a damaged or lost
+        # store would restore as a healthy one.
+        if nothing := missing_store(config, beside_broker=True):
+            fail(nothing)
+        if os.access(config.data_dir, os.W_OK):  # else SQLite cannot read it: said below
+            check_local_store(config)
     source = config.data_dir.resolve()
     present = [name for name in _FILES if (source / name).is_file()]
-    if not present:
-        fail(f"no data at {source}: nothing to back up (BA_DATA_DIR names the data folder)")
     target = target.resolve()
     if target == source or source in target.parents:
         fail(f"{target} is inside the data folder {source}: name a folder outside it", 2)

@@ -24,6 +24,7 @@ from behavioral_analytics.settings import ConfigError, Settings
 from behavioral_analytics.store import StoreError
 from behavioral_analytics.wiring import (
     build_broker,
+    check_local_store,
     earlier_local_store,
     local_broker_path,
     open_configured,
@@ -83,6 +84,7 @@ def _check_store(config: Settings) -> str:
             "worker or other command brings them to its layout, one way (`behavioral-analytics "
             'backup` first keeps a copy an earlier release reads; README, "Upgrading a store")'
         )
+    check_local_store(config, for_writing=True)  # a worker's first commit would fail
     # As a reader: a check records nothing (a store written before configurations were
     # recorded would otherwise take this shell's time zone and funnels as its own).
     store = open_configured(config, record=False)[1]
@@ -93,9 +95,12 @@ def _check_store(config: Settings) -> str:
 
 
 def _check_broker(config: Settings) -> str:
-    if config.backend == "local" and not local_broker_path(config).exists():
+    path = local_broker_path(config)
+    if config.backend == "local" and not path.exists():
         # A check makes nothing: the first `init`, `publish` or worker creates the file.
         return "no file yet (the first `init`, `publish` or worker creates it)"
+    if config.backend == "local" and path.is_file() and path.stat().st_size == 0:
+        return "an empty file (0 bytes): the first `init`, `publish` or worker makes it a broker"
     broker = build_broker(config)
     try:
         return _checked(broker, broker.ping)

@@ -51,7 +51,9 @@ def init() -> None:
     new_folder = local and not config.data_dir.exists()
     new_broker = local and not local_broker_path(config).exists()
     with user_errors():
-        broker, store = build_broker(config), build_store(config)
+        broker = build_broker(config)
+        check_local_store(config, for_writing=True)
+        store = build_store(config)
         if new_folder:
             console.print(f"• created the data folder {config.data_dir}")
         # The local broker creates its topic and subscription when it opens its file, so its
@@ -159,7 +161,9 @@ def _worker_process(until_idle: bool, drain: bool) -> None:
     configure_logging(config.log_level)
 
     with user_errors():
-        broker, store = build_broker(config), build_store(config)
+        broker = build_broker(config)
+        check_local_store(config, for_writing=True)
+        store = build_store(config)
         metrics = WorkerMetrics()
         exporter = build_exporter(config)
         if exporter is not None:
@@ -285,8 +289,11 @@ def worker(
     if workers == 1:
         _worker_process(until_idle, drain)
         return
+    # What each process would refuse at its start, refused once, before any starts.
+    config = load_config()
     with user_errors():
-        check_local_store(load_config())
+        build_broker(config).close()
+        check_local_store(config, for_writing=True)
     children = spawn_workers(workers, ["--until-idle"] if until_idle else [])
     stopping = threading.Event()
 

@@ -18,6 +18,7 @@ The file format is SQLite's (https://www.sqlite.org/fileformat2.html, "The Datab
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -130,7 +131,9 @@ def check_before_open(path: Path, *, expect_tables: str = "events") -> bool:
     size = path.stat().st_size if path.exists() else None
     if not size:
         if marked:
-            state = "missing" if size is None else "empty (0 bytes)"
+            state = "empty (0 bytes)" if size is not None else "missing"
+            if path.is_symlink():
+                state = f"a link to {os.readlink(path)}, which is missing"
             raise StoreError(
                 f"the store file {path} is {state}, but a store existed there ({marker}): "
                 f"restore it from a backup, or delete {marker.name} to start an empty store"
