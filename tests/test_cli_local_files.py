@@ -63,13 +63,13 @@ def test_a_folder_in_the_brokers_place_is_named_a_folder(tmp_path: Path) -> None
     assert len(err.splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("empty_store", [False, True], ids=["empty folder", "empty store.db"])
+@pytest.mark.parametrize("empty_file", [None, "store.db", "broker.db"])
 def test_init_says_created_for_the_topic_it_made_in_a_folder_that_existed(
-    tmp_path: Path, empty_store: bool
+    tmp_path: Path, empty_file: str | None
 ) -> None:
     folder = _data(tmp_path)
-    if empty_store:
-        (folder / "store.db").touch()
+    if empty_file:
+        (folder / empty_file).touch()
     first = cli("init", env=WIDE).stdout.decode()
     assert "• topic user-events: created" in first
     assert "• subscription analytics-processor on user-events: created" in first

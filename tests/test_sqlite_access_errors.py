@@ -263,3 +263,40 @@ def test_a_store_file_that_cannot_be_written_is_refused_before_a_worker_starts(
         assert "damaged" not in done.stdout + done.stderr
     done = _cli(read_only_store, "verify")
     assert done.returncode == 0, done.stderr  # a command that only reads still answers
+    done = _cli(read_only_store, "forget", "nobody", "--yes")  # writes as it goes
+    assert done.returncode == 1
+    assert "the local data could not be written (attempt to write a readonly database)" in (
+        done.stderr
+    )
+    assert "keep it" in done.stderr and "doctor checks every page" not in done.stderr
+    done = _cli(read_only_store, "loadtest", "--events", "20", "--rate", "0")
+    assert done.returncode == 2  # the test could not run
+    assert done.stderr.count("error:") == 1 and line in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("damage", ["emptied", "truncated", "another program's"])
+def test_a_backup_of_a_read_only_folder_refuses_a_store_the_others_refuse(
+    data_dir: Path, read_only_view: Path, tmp_path: Path, damage: str
+) -> None:
+    """The checks of the header, the size and the tables need no write: a damaged store in a
+    read-only folder is not copied as if whole (nor is `cp -a` of it advised)."""
+    store = data_dir / "store.db"  # the view shows the same file
+    if damage == "emptied":
+        store.write_bytes(b"")
+    elif damage == "truncated":
+        store.write_bytes(store.read_bytes()[:8192])
+    else:
+        store.unlink()
+        with sqlite3.connect(store) as db:
+            db.execute("CREATE TABLE notes (body TEXT)")
+        db.close()
+    done = _cli(read_only_view, "backup", str(tmp_path / "copy"))
+    assert done.returncode == 1
+    expected = {
+        "emptied": "is empty (0 bytes), but a store existed there",
+        "truncated": "is damaged (truncated: 2 pages of the",
+        "another program's": "is a SQLite file but not a behavioral-analytics store",
+    }[damage]
+    assert expected in done.stderr
+    assert "cp -a" not in done.stderr
+    assert not (tmp_path / "copy").exists()

@@ -31,6 +31,7 @@ __all__ = [
     "connect",
     "erase_log_copies",
     "is_busy",
+    "is_read_only",
     "locked",
     "make_folder",
     "not_a_file",
@@ -56,6 +57,12 @@ PRAGMAS = (
     # turns it on (every figure in the README was measured so), SQLite's own leaves it off.
     "PRAGMA secure_delete = ON",
 )
+
+
+def is_read_only(exc: sqlite3.Error) -> bool:
+    """Whether `exc` is SQLite's "attempt to write a readonly database" (SQLITE_READONLY): a
+    file opened read-only, as SQLite opens one it may not write, then written."""
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == _READONLY
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -99,8 +106,8 @@ def not_writable(path: Path) -> str | None:
         return None
     return (
         f"cannot write {path}: the file is read-only for this user or on a read-only mount "
-        f"(`chmod u+w {path.name}`, or run as its owner); this error does not mean the file "
-        "is corrupt: keep it"
+        f"(`chmod u+w {path.name}`, run as its owner, or mount it read-write); this error does "
+        "not mean the file is corrupt: keep it"
     )
 
 
@@ -159,8 +166,15 @@ def table_names(path: Path, timeout_s: float = 30.0) -> set[str]:
     """The names in the schema of the SQLite file at `path` (tables, indexes, …), read without
     the pragmas `connect` sets (a file of another program is not to be changed). Raises
     `sqlite3.OperationalError` when it stays locked `timeout_s`, `sqlite3.DatabaseError` when
-    it is not a database."""
-    db = sqlite3.connect(path, timeout=timeout_s)
+    it is not a database.
+
+    In a folder this process cannot write, SQLite cannot open a file in WAL mode (its `-shm`
+    goes beside it): the schema is then read as the file stands (`immutable=1`), leaving out
+    what only its write-ahead log holds."""
+    if os.access(path.parent, os.W_OK):
+        db = sqlite3.connect(path, timeout=timeout_s)
+    else:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
     try:
         return {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
     finally:

@@ -59,8 +59,7 @@ def backup(
         # store would restore as a healthy one.
         if nothing := missing_store(config, beside_broker=True):
             fail(nothing)
-        if os.access(config.data_dir, os.W_OK):  # else SQLite cannot read it: said below
-            check_local_store(config)
+        check_local_store(config)
     source = config.data_dir.resolve()
     present = [name for name in _FILES if (source / name).is_file()]
     target = target.resolve()

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.settings import ConfigError
-from behavioral_analytics.sqlite_util import is_busy, locked
+from behavioral_analytics.sqlite_util import is_busy, is_read_only, locked
 from behavioral_analytics.store import StoreError
 
 __all__ = ["err_console", "fail", "plain_console", "user_errors"]
@@ -59,6 +59,13 @@ def user_errors(*usage_errors: type[Exception], failed_code: int = 1) -> Iterato
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
             fail(locked(None, exc), failed_code)
+        if is_read_only(exc):
+            fail(
+                f"the local data could not be written ({exc}): a file in BA_DATA_DIR is "
+                "read-only for this user or on a read-only mount (`behavioral-analytics doctor` "
+                "names it); this error does not mean the file is corrupt: keep it",
+                failed_code,
+            )
         # What an adapter let through: a damaged page, a value no commit writes (a hand edit).
         fail(
             f"the local data could not be read ({exc}): `behavioral-analytics doctor` checks "

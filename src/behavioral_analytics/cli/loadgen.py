@@ -41,7 +41,7 @@ from behavioral_analytics.loadtest import (
     run_loadtest,
 )
 from behavioral_analytics.settings import ConfigError, Settings, load_settings
-from behavioral_analytics.wiring import build_broker
+from behavioral_analytics.wiring import build_broker, check_local_store
 
 __all__ = ["generate", "loadtest", "script_main"]
 
@@ -366,6 +366,8 @@ def _run(settings: Settings, options: LoadTestOptions) -> LoadTestReport:
     # Not a deployment on Google Cloud: the local broker, or the emulators.
     local = settings.backend == "local" or bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
     start_workers = local if options.start_workers is None else options.start_workers
+    if start_workers:  # refused here once, not by each worker at its start
+        check_local_store(settings, for_writing=True)
     # The configuration recorded with the data: verify recounts by it, in its time zone.
     settings, store = open_configured(settings)
     broker = build_broker(settings)

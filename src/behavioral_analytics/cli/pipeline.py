@@ -49,7 +49,8 @@ def init() -> None:
     config = load_config()
     local = config.backend == "local"
     new_folder = local and not config.data_dir.exists()
-    new_broker = local and not local_broker_path(config).exists()
+    broker_file = local_broker_path(config)
+    new_broker = local and (not broker_file.exists() or broker_file.stat().st_size == 0)
     with user_errors():
         broker = build_broker(config)
         check_local_store(config, for_writing=True)
