@@ -47,6 +47,7 @@ __all__ = [
     "behavior_rules",
     "build_api",
     "build_broker",
+    "build_broker_and_store",
     "build_deriver",
     "build_exporter",
     "build_server",
@@ -173,6 +174,17 @@ def build_store(settings: Settings) -> Store:
     recorded.
     """
     return open_configured(settings)[1]
+
+
+def build_broker_and_store(settings: Settings) -> tuple[Broker, Store]:
+    """The configured broker and store, for a command that writes the store (`init`, a
+    worker, `up`): the broker first, then the local store's file checked as one this process
+    may write (`check_local_store`), which SQLite would otherwise open read-only and fail at
+    the first commit. Raises what `build_broker`, `check_local_store` and `build_store` raise.
+    """
+    broker = build_broker(settings)
+    check_local_store(settings, for_writing=True)
+    return broker, build_store(settings)
 
 
 def open_configured(settings: Settings, *, record: bool = True) -> tuple[Settings, Store]:

@@ -23,8 +23,8 @@ from behavioral_analytics.cli.shared import console, load_config, plural
 from behavioral_analytics.telemetry import WorkerMetrics, configure_logging
 from behavioral_analytics.wiring import (
     build_broker,
+    build_broker_and_store,
     build_exporter,
-    build_store,
     build_worker,
     check_local_store,
     local_broker_path,
@@ -52,9 +52,7 @@ def init() -> None:
     broker_file = local_broker_path(config)
     new_broker = local and (not broker_file.exists() or broker_file.stat().st_size == 0)
     with user_errors():
-        broker = build_broker(config)
-        check_local_store(config, for_writing=True)
-        store = build_store(config)
+        broker, store = build_broker_and_store(config)
         if new_folder:
             console.print(f"• created the data folder {config.data_dir}")
         # The local broker creates its topic and subscription when it opens its file, so its
@@ -162,9 +160,7 @@ def _worker_process(until_idle: bool, drain: bool) -> None:
     configure_logging(config.log_level)
 
     with user_errors():
-        broker = build_broker(config)
-        check_local_store(config, for_writing=True)
-        store = build_store(config)
+        broker, store = build_broker_and_store(config)
         metrics = WorkerMetrics()
         exporter = build_exporter(config)
         if exporter is not None:

@@ -38,7 +38,7 @@ from behavioral_analytics.cli.shared import check_address, console, load_config,
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 from behavioral_analytics.live_traffic import LiveTraffic, describe, live_traffic, scheduled_events
 from behavioral_analytics.settings import Settings
-from behavioral_analytics.wiring import build_broker, build_store, check_local_store
+from behavioral_analytics.wiring import build_broker_and_store
 
 __all__ = ["up"]
 
@@ -73,9 +73,7 @@ def up(
             Text.assemble(("note:", "yellow"), f" running against BA_BACKEND={config.backend}")
         )
     with user_errors():
-        broker = build_broker(config)
-        check_local_store(config, for_writing=True)
-        store = build_store(config)
+        broker, store = build_broker_and_store(config)
     claim, other = _claim(config.data_dir) if config.backend == "local" else (None, None)
     if claim is not None and other is not None:
         threading.Thread(target=_take_over, args=(claim,), daemon=True).start()
