@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from rich.console import Console
 from behavioral_analytics.cli import errors
 from behavioral_analytics.cli.errors import user_errors
 from behavioral_analytics.sqlite_util import access_problem
+from tests import mounts
+from tests.mounts import read_only_bind
 
 COMMAND_TIMEOUT_S = 120
 
@@ -98,29 +99,10 @@ def test_nothing_is_lost_once_the_disk_has_room_again(data_dir: Path) -> None:
     assert report["ok"] and report["raw_events"] > 0
 
 
-@contextmanager
-def _read_only_bind(source: Path, target: Path) -> Iterator[None]:
-    """`source` (a folder or a file) seen at `target` through a read-only bind mount; skips
-    loudly where mounting is not allowed (not root)."""
-    mounted = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"SKIPPED LOUDLY: cannot bind-mount (needs root): {mounted.stderr!r}")
-    try:
-        remounted = subprocess.run(
-            ["mount", "-o", "remount,ro,bind", str(target)], capture_output=True, check=False
-        )
-        assert remounted.returncode == 0, remounted.stderr
-        yield
-    finally:
-        subprocess.run(["umount", str(target)], check=True)
-
-
 @pytest.fixture
 def read_only_view(data_dir: Path, tmp_path: Path) -> Iterator[Path]:
     """`data_dir` seen through a read-only bind mount."""
-    view = tmp_path / "read-only"
-    view.mkdir()
-    with _read_only_bind(data_dir, view):
+    with mounts.read_only_view(data_dir, tmp_path) as view:
         yield view
 
 
@@ -241,7 +223,7 @@ def read_only_store(data_dir: Path) -> Iterator[Path]:
     """`data_dir` with its `store.db` alone mounted read-only (the folder and the broker stay
     writable): what `chmod 444 store.db` is to a user who is not root."""
     store = data_dir / "store.db"
-    with _read_only_bind(store, store):
+    with read_only_bind(store, store):
         yield data_dir
 
 

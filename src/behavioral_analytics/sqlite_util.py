@@ -24,16 +24,20 @@ from behavioral_analytics.telemetry import log
 __all__ = [
     "BUSY_WAIT_S",
     "PRAGMAS",
+    "READING_PRAGMAS",
+    "AsItStands",
     "CopyError",
     "PerThreadConnection",
     "access_problem",
     "backup_file",
     "connect",
+    "connect_reading",
     "erase_log_copies",
     "is_busy",
     "is_read_only",
     "locked",
     "make_folder",
+    "may_write",
     "not_a_file",
     "not_writable",
     "retrying_busy",
@@ -168,13 +172,11 @@ def table_names(path: Path, timeout_s: float = 30.0) -> set[str]:
     `sqlite3.OperationalError` when it stays locked `timeout_s`, `sqlite3.DatabaseError` when
     it is not a database.
 
-    In a folder this process cannot write, SQLite cannot open a file in WAL mode (its `-shm`
-    goes beside it): the schema is then read as the file stands (`immutable=1`), leaving out
-    what only its write-ahead log holds."""
+    In a folder this process cannot write, the file is read as `connect_reading` reads it."""
     if os.access(path.parent, os.W_OK):
         db = sqlite3.connect(path, timeout=timeout_s)
     else:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+        db = connect_reading(path, timeout_s)
     try:
         return {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
     finally:
@@ -218,6 +220,66 @@ def connect(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+# What a connection that only reads sets (`PRAGMAS` without the ones that write the file).
+READING_PRAGMAS = (
+    "PRAGMA busy_timeout = 30000",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA temp_store = MEMORY",
+)
+
+
+def may_write(path: Path) -> bool:
+    """Whether this process may write the SQLite file at `path` where it stands: its folder
+    (where SQLite puts the `-wal` and `-shm` files of WAL mode) and the file, when it exists,
+    writable by this user on a file system mounted read-write (`access(2)`, which says EROFS
+    for a read-only mount)."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def connect_reading(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
+    """A connection that reads the SQLite file at `path` and never writes it, for a process that
+    may not write it (`may_write`): another user's files, a read-only mount. Raises
+    `sqlite3.Error` as the opening does (`access_problem` names the folder).
+
+    It opens with `mode=ro`: SQLite (3.22 on) then reads the write-ahead log through the `-shm`
+    file beside the file, shared with a worker of another user writing meanwhile, and a log a
+    crashed writer left. With neither file there and no way to create them
+    (`SQLITE_READONLY_DIRECTORY`), nothing is in a log: the file is read as it stands
+    (`immutable=1`, no locks: an `AsItStands` connection), which is whole unless a writer
+    starts during the read.
+    (https://www.sqlite.org/wal.html#readonly)"""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(
+        f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=timeout_s
+    )
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        db.close()
+        log_file = path.with_name(path.name + "-wal")
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        if code not in (_READONLY, _CANTOPEN) or (log_file.exists() and log_file.stat().st_size):
+            raise
+        db = sqlite3.connect(
+            f"{uri}?immutable=1",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=AsItStands,
+        )
+    try:
+        _apply(db, READING_PRAGMAS)
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+class AsItStands(sqlite3.Connection):
+    """A connection from `connect_reading` that reads its file as it stands, without locks
+    (`immutable=1`)."""
 
 
 class CopyError(Exception):
@@ -284,20 +346,23 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 class PerThreadConnection:
     """One connection per thread on the same file (a connection must not interleave the
-    transactions of several threads, e.g. in the API's thread pool)."""
+    transactions of several threads, e.g. in the API's thread pool); with `reading`, each
+    one only reads (`connect_reading`) and `schema` is not run."""
 
-    def __init__(self, path: Path, schema: str = "") -> None:
+    def __init__(self, path: Path, schema: str = "", *, reading: bool = False) -> None:
         self.path = path
+        self.reading = reading
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        if schema:
+        if schema and not reading:
             self.get().executescript(schema)
 
     def get(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = connect(self.path)
+            db = connect_reading(self.path) if self.reading else connect(self.path)
+            self._local.db = db
             with self._lock:
                 self._all.append(db)
         return db

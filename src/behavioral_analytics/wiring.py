@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from behavioral_analytics.settings import DAY, ConfigError, Settings, shaping_env_name
-from behavioral_analytics.sqlite_util import make_folder, not_writable
+from behavioral_analytics.sqlite_util import make_folder, may_write, not_writable
 from behavioral_analytics.store import NotSupported, StoreError
 from behavioral_analytics.stored_config import (
     Difference,
@@ -187,7 +187,9 @@ def build_broker_and_store(settings: Settings) -> tuple[Broker, Store]:
     return broker, build_store(settings)
 
 
-def open_configured(settings: Settings, *, record: bool = True) -> tuple[Settings, Store]:
+def open_configured(
+    settings: Settings, *, record: bool = True, only_reads: bool = False
+) -> tuple[Settings, Store]:
     """The store, and `settings` with the time zone and funnels it counts by.
 
     What shapes stored numbers (`stored_config`) comes from the store's record where the
@@ -198,10 +200,15 @@ def open_configured(settings: Settings, *, record: bool = True) -> tuple[Setting
     says so. Recording them would fail every commit of the workers already running
     (`store.ConfigChanged`) until they restart.
 
+    `only_reads` (a command that writes nothing, with `record` False): a local store this process
+    may not write (`sqlite_util.may_write`: another user's files, a read-only mount) is opened
+    for reading only (`SQLiteStore`'s `reading`); one read as the file stands, with no worker
+    holding it open, is announced in one line.
+
     Raises ConfigError (one line) for a refused difference or a missing extra; StoreError.
     """
     wanted = settings.stored_config()
-    store = _open_store(settings, wanted)
+    store = _open_store(settings, wanted, only_reads=only_reads)
     try:
         recorded = store.recorded_config()
         # Events but no record: written before configurations were recorded (and breakdowns).
@@ -212,7 +219,7 @@ def open_configured(settings: Settings, *, record: bool = True) -> tuple[Setting
             effective = _unrecorded(store, effective, record)
         if effective != wanted:
             store.close()
-            store = _open_store(settings, effective)
+            store = _open_store(settings, effective, only_reads=only_reads, quiet=True)
         added = []
         if reconciled.added_funnels:
             added.append(f"funnel {', '.join(map(repr, reconciled.added_funnels))}")
@@ -298,13 +305,16 @@ def _announce(line: str) -> None:
         sys.stderr.write(line + "\n")
 
 
-def build_store_with(settings: Settings, config: StoredConfig) -> Store:
+def build_store_with(
+    settings: Settings, config: StoredConfig, *, only_reads: bool = False
+) -> Store:
     """The configured store counting by `config`, whatever it recorded (for `config apply`,
-    which records `config` and recomputes).
+    which records `config` and recomputes; with `only_reads`, for `config show`, opened as
+    `open_configured` opens it for a command that writes nothing).
 
     Raises ConfigError when the gcp extra is missing.
     """
-    return _open_store(settings, config)
+    return _open_store(settings, config, only_reads=only_reads)
 
 
 def local_broker_path(settings: Settings) -> Path:
@@ -373,18 +383,31 @@ def local_store_written(settings: Settings) -> bool:
     return (path.is_file() and path.stat().st_size > 0) or marker_path(path).exists()
 
 
-def _open_store(settings: Settings, config: StoredConfig) -> Store:
+def _open_store(
+    settings: Settings, config: StoredConfig, *, only_reads: bool = False, quiet: bool = False
+) -> Store:
+    """The store; with `only_reads`, a local one this process may not write opened for reading
+    only, announced (unless `quiet`) when it is read as the file stands."""
     if settings.backend == "gcp":
         return _firestore_store(settings, config)
     from behavioral_analytics.stores.sqlite import SQLiteStore
 
-    return SQLiteStore(
-        local_store_path(settings),
+    path = local_store_path(settings)
+    store = SQLiteStore(
+        path,
         timezone=config.timezone,
         raw_retention_s=settings.raw_retention_days * DAY,
         dead_letter_retention_s=settings.dead_letter_retention_days * DAY,
         rules=config.rules(behavior_rules(settings)),
+        reading=only_reads and path.is_file() and not may_write(path),
     )
+    if store.reads_as_it_stands and not quiet:
+        _announce(
+            f"{path} is read as the file stands (this user may not write {path.parent}, and no "
+            "worker has the store open): a worker that starts meanwhile can make this read "
+            "fail or mix two moments; run it again then"
+        )
+    return store
 
 
 def _firestore_store(settings: Settings, config: StoredConfig) -> Store:

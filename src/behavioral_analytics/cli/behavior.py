@@ -294,7 +294,7 @@ def forget(
     config = load_config()
     # Published messages no worker has taken yet are forgotten too: the tombstone that drops
     # their redeliveries needs a store, created here if none is yet.
-    store = open_store(config, beside_broker=True)
+    store = open_store(config, beside_broker=True, for_writing=True)
     with user_errors(LinkedAnonymousId):
         report = store.forget(user)
         broker_messages = _forget_in_broker(config, report)

@@ -62,7 +62,7 @@ def show(as_json: bool = JsonOption) -> None:
     require_data(settings)
     wanted = settings.stored_config()
     with user_errors():
-        store = build_store_with(settings, wanted)
+        store = build_store_with(settings, wanted, only_reads=True)
         recorded = store.recorded_config()
     reconciled = reconcile(recorded, as_recorded_zone(wanted, recorded), settings.shaping_set())
     if as_json:

@@ -186,7 +186,7 @@ def dlq_replay(
     config = load_config()
     left: dict[str, int] = {}
     with user_errors():
-        store, broker = open_store(config), build_broker(config)
+        store, broker = open_store(config, for_writing=True), build_broker(config)
         if ids:  # an id named twice is replayed once
             chosen = _named_dead_letters(store, list(dict.fromkeys(ids)), config.limits)
         else:
@@ -355,7 +355,7 @@ def dlq_purge(
     now = time.time()  # what is recorded while the question waits is not asked about: kept
     before = None if older_than_days is None else now - older_than_days * 86400.0
     with user_errors():
-        store = open_store(config)
+        store = open_store(config, for_writing=True)
         held = store.count_dead_letters()
     early = older_than_days is not None and older_than_days < config.dead_letter_retention_days
     if held and early and not yes and config.backend == "local":

@@ -140,13 +140,17 @@ def data_location(config: Settings) -> str:
     return f"Firestore database {config.firestore_database} of project {config.project}"
 
 
-def open_store(config: Settings, *, beside_broker: bool = False) -> Store:
+def open_store(
+    config: Settings, *, beside_broker: bool = False, for_writing: bool = False
+) -> Store:
     """The configured store, for a command that reads it. A local data folder that does not
     exist is not created (a read in the wrong folder would otherwise answer "nothing" from a
     new, empty store): it exits 1 naming the folder; with `beside_broker`, a store is created
     beside a local broker no worker has taken from yet (`forget` records its tombstone there).
-    A configuration error exits 2, an unreachable store exits 1."""
-    return open_reader(config, beside_broker=beside_broker)[1]
+    A local store this user may not write is read as such unless the command writes it too
+    (`for_writing`: then SQLite's refusal, in one line). A configuration error exits 2, an
+    unreachable store exits 1."""
+    return open_reader(config, beside_broker=beside_broker, for_writing=for_writing)[1]
 
 
 def require_data(config: Settings, *, beside_broker: bool = False) -> None:
@@ -185,15 +189,17 @@ def missing_store(config: Settings, *, beside_broker: bool = False) -> str | Non
     )
 
 
-def open_reader(config: Settings, *, beside_broker: bool = False) -> tuple[Settings, Store]:
+def open_reader(
+    config: Settings, *, beside_broker: bool = False, for_writing: bool = False
+) -> tuple[Settings, Store]:
     """`open_store`, with the settings the store counts by (the time zone and funnels it
     recorded, where the environment leaves them unset): periods are read in that zone. A
     funnel or breakdown dimension the environment adds is not recorded (a line says so): the
-    workers already running would fail every commit until restarted. `beside_broker`: as
-    `open_store` says."""
+    workers already running would fail every commit until restarted. `beside_broker` and
+    `for_writing`: as `open_store` says."""
     require_data(config, beside_broker=beside_broker)
     with user_errors():
-        return open_configured(config, record=False)
+        return open_configured(config, record=False, only_reads=not for_writing)
 
 
 @contextmanager

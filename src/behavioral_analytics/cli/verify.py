@@ -51,7 +51,7 @@ def verify(
 
     if drop_older and not repair:
         fail("--drop-older goes with --repair", 2)
-    config, store = open_reader(load_config())
+    config, store = open_reader(load_config(), for_writing=repair)
     with user_errors():
         report = run_verify(
             store,

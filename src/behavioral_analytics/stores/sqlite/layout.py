@@ -27,7 +27,14 @@ from pathlib import Path
 from behavioral_analytics.store import ConfigChanged, StoreError
 from behavioral_analytics.stores.sqlite import files
 
-__all__ = ["LAYOUT", "check_earlier", "hold_layout", "record_layout", "refuse_newer"]
+__all__ = [
+    "LAYOUT",
+    "check_earlier",
+    "hold_layout",
+    "record_layout",
+    "refuse_newer",
+    "refuse_other",
+]
 
 LAYOUT = 1
 
@@ -45,6 +52,22 @@ def refuse_newer(db: sqlite3.Connection, path: Path) -> None:
             f"the store {path} was upgraded by a newer release of behavioral-analytics (its "
             f"tables' layout {found}; this release reads layout {LAYOUT}): run that release, or "
             "restore a copy taken before the upgrade (`behavioral-analytics backup`)"
+        )
+
+
+def refuse_other(db: sqlite3.Connection, path: Path) -> None:
+    """For a process that only reads the store file `db` has open, at `path`, and may not
+    write it (`sqlite_util.connect_reading`): raises StoreError (one line) when its layout is
+    not `LAYOUT`: a newer one (`refuse_newer`), or an earlier one, which only a process that
+    may write the file brings up to date (`schema.migrate`)."""
+    refuse_newer(db, path)
+    found = _layout_of(db)
+    if found < LAYOUT:
+        raise StoreError(
+            f"the store {path} has an earlier release's tables (layout {found}; this release "
+            f"reads layout {LAYOUT}), which this user may not bring up to date: run "
+            "`behavioral-analytics init` once as a user who may write "
+            f"{path.parent}, or read it with the release that wrote it"
         )
 
 

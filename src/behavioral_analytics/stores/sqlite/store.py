@@ -39,6 +39,7 @@ from behavioral_analytics.retention import DEFAULT_MAX_OFFSET, RetentionCohort, 
 from behavioral_analytics.session_breakdowns import session_dimensions
 from behavioral_analytics.shared_values import shared_events
 from behavioral_analytics.sqlite_util import (
+    AsItStands,
     PerThreadConnection,
     access_problem,
     erase_log_copies,
@@ -76,7 +77,7 @@ from behavioral_analytics.stores.sqlite.dead_letters import purge_dead_letters, 
 from behavioral_analytics.stores.sqlite.forget import forget
 from behavioral_analytics.stores.sqlite.groups import GROUPS_SCHEMA, forget_members, read_group
 from behavioral_analytics.stores.sqlite.key_rule import read_key_rules
-from behavioral_analytics.stores.sqlite.layout import hold_layout, record_layout
+from behavioral_analytics.stores.sqlite.layout import hold_layout, record_layout, refuse_other
 from behavioral_analytics.stores.sqlite.metadata import (
     METADATA_SCHEMA,
     backfill_funnels,
@@ -94,7 +95,14 @@ __all__ = ["SQLiteStore"]
 class SQLiteStore(Store):
     """The `Store` on the SQLite file at `path` (created with its directory if missing),
     counting periods in `timezone`, keeping raw events `raw_retention_s` seconds, under
-    `rules`; `clock` gives the time (epoch seconds) commits are stamped with."""
+    `rules`; `clock` gives the time (epoch seconds) commits are stamped with.
+
+    With `reading`, for a process that may not write the file (`sqlite_util.may_write`):
+    every connection only reads (`sqlite_util.connect_reading`), nothing is created, migrated
+    or numbered, and a write fails with SQLite's SQLITE_READONLY (`sqlite_util.is_read_only`,
+    `access_problem`). Raises
+    StoreError (one line) when there is no store to read there, or its layout is not this
+    release's (`layout.refuse_other`)."""
 
     behavioral = True
     keeps_breakdowns = True
@@ -109,6 +117,7 @@ class SQLiteStore(Store):
         dead_letter_retention_s: float | None = 30 * 86400.0,
         rules: BehaviorRules | None = None,
         clock: Callable[[], float] = time.time,
+        reading: bool = False,
     ) -> None:
         self.path = path
         self.periods = Periods(timezone)
@@ -119,9 +128,18 @@ class SQLiteStore(Store):
         self.config = StoredConfig.of(self.rules, timezone)
         self._clock = clock
         new = files.check_before_open(path)
+        if new and reading:
+            raise StoreError(
+                f"no store at {path} yet, and this user may not write {path.parent} to create "
+                "one: start a worker there (or `behavioral-analytics init`) as a user who may"
+            )
         files.note_open(path)
 
         def opened() -> PerThreadConnection:
+            if reading:
+                connections = PerThreadConnection(path, reading=True)
+                refuse_other(connections.get(), path)
+                return connections
             migrate(path)
             connections = PerThreadConnection(
                 path, SCHEMA + METADATA_SCHEMA + GROUPS_SCHEMA + BREAKDOWN_SCHEMA
@@ -138,6 +156,12 @@ class SQLiteStore(Store):
     @property
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
+
+    @property
+    def reads_as_it_stands(self) -> bool:
+        """Whether this thread's connection reads the file as it stands, without locks
+        (`sqlite_util.connect_reading`): no worker had it open when it was opened."""
+        return isinstance(self._db, AsItStands)
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
