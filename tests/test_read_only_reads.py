@@ -5,8 +5,9 @@ there already (a worker has the store open, or crashed), so these commands open 
 reading only (`sqlite_util.connect_reading`): through a worker's log when there is one, as the
 file stands when there is none. Commands that write still refuse in one line.
 
-Each test sees the data folder through a read-only bind mount (root only; skipped loudly
-elsewhere), while the folder itself stays writable for the worker or the test's own writer."""
+Each test sees the data folder through a read-only bind mount, or gives its files to another
+user (root only: skipped loudly elsewhere), while the folder itself stays writable for the
+worker or the test's own writer."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from behavioral_analytics import sqlite_util
 from tests.conftest import cli, wait_until
 from tests.mounts import read_only_view
 
-AS_IT_STANDS = "is read as the file stands"
+AS_IT_STANDS = "read as the file stands (no worker has it open)"
 
 
 @pytest.fixture
@@ -67,25 +69,34 @@ def test_reading_commands_answer_from_a_folder_this_user_may_not_write(
     assert report["ok"] and report["raw_events"] > 250
     said = verified.stderr.decode()
     assert f"{view / 'store.db'} {AS_IT_STANDS}" in said
-    assert "a worker that starts meanwhile" in said
+    assert "a worker starting meanwhile can make this read fail" in said
     assert _series(view) == _series(data_dir)
     assert _dead_letters(view) == _dead_letters(data_dir) > 0
     _run(view, "config", "show")
     assert sorted(p.name for p in view.iterdir()) == ["broker.db", "store.db", "store.db.created"]
 
 
-def test_commands_that_write_still_refuse_in_one_line(view: Path) -> None:
-    for args in (
-        ("verify", "--repair"),
-        ("dlq", "purge"),
-        ("dlq", "replay", "--all"),
-        ("forget", "user_1", "--yes"),
-    ):
+WRITING = (
+    ("verify", "--repair"),
+    ("dlq", "purge"),
+    ("dlq", "replay", "--all"),
+    ("forget", "user_1"),  # refused before it asks
+    ("config", "apply", "--yes"),
+)
+
+
+def _refused_before_reading(view: Path) -> None:
+    for args in WRITING:
         done = _run(view, *args, check=False)
         said = done.stderr.decode()
         assert done.returncode == 1, (args, said)
-        assert f"cannot open {view / 'store.db'} to write" in said, (args, said)
+        assert f"cannot write {view / 'store.db'}: the file is read-only" in said, (args, said)
         assert said.count("error:") == 1 and "Traceback" not in said, (args, said)
+        assert "Forget" not in done.stdout.decode() + said
+
+
+def test_commands_that_write_refuse_in_one_line_before_reading(view: Path) -> None:
+    _refused_before_reading(view)
 
 
 def test_a_running_worker_is_read_through_its_log(data_dir: Path, view: Path) -> None:
@@ -110,6 +121,7 @@ def test_a_running_worker_is_read_through_its_log(data_dir: Path, view: Path) ->
             return bool(json.loads(done.stdout)["raw_events"] > before)
 
         wait_until(grown, timeout=60, what="the view to see the worker's new commits")
+        _refused_before_reading(view)  # as before any recount: SQLite would let them start
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
@@ -119,6 +131,15 @@ def test_a_log_a_crashed_writer_left_is_read_not_the_file_alone(data_dir: Path, 
     """A writer that died holding a change in the log only: reading the file as it stands
     would miss it, so the log is read (the `-shm` beside it is used read-only)."""
     before = _dead_letters(view)
+    _crash_with_a_change_in_the_log(data_dir)
+    done = _run(view, "dlq", "list", "--json")
+    assert AS_IT_STANDS not in done.stderr.decode()
+    assert json.loads(done.stdout)["total"] == before - 1
+
+
+def _crash_with_a_change_in_the_log(data_dir: Path) -> None:
+    """A writer deletes a dead letter and dies before any checkpoint: the change is in the
+    log alone, beside its `-shm` file."""
     crashed = subprocess.run(
         [
             sys.executable,
@@ -134,9 +155,76 @@ def test_a_log_a_crashed_writer_left_is_read_not_the_file_alone(data_dir: Path, 
     )
     assert crashed.returncode == 0, crashed.stderr
     assert (data_dir / "store.db-wal").stat().st_size > 0
-    done = _run(view, "dlq", "list", "--json")
-    assert AS_IT_STANDS not in done.stderr.decode()
-    assert json.loads(done.stdout)["total"] == before - 1
+
+
+def test_a_log_without_its_index_is_named_not_called_damaged(data_dir: Path, view: Path) -> None:
+    """A copy of a crashed store without its `-shm` file: only a process that may write the
+    folder can rebuild it; reading the file alone would miss what the log holds."""
+    _crash_with_a_change_in_the_log(data_dir)
+    (data_dir / "store.db-shm").unlink()
+    done = _run(view, "verify", check=False)
+    said = done.stderr.decode()
+    assert done.returncode == 1
+    assert f"{view / 'store.db'} has a write-ahead log (store.db-wal, " in said
+    assert "run `behavioral-analytics doctor` there once as the user the files belong to" in said
+    assert "damaged" not in said.replace("not damaged", "") and "Traceback" not in said
+
+
+def test_another_users_store_is_read_apart_leaving_nothing_beside_it(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Root (a `sudo`) reading a service user's store in a folder it may write: the `-wal` and
+    `-shm` files a plain connection leaves would be root's, and the owner's worker could then
+    commit nothing."""
+    _give_to_nobody(data_dir)
+    before = sorted(p.name for p in data_dir.iterdir())
+    done = _run(data_dir, "verify", "--json")
+    assert json.loads(done.stdout)["ok"]
+    assert AS_IT_STANDS in done.stderr.decode()
+    _run(data_dir, "query", "series", "-g", "day")
+    assert "healthy" in _run(data_dir, "doctor").stdout.decode()
+    _run(data_dir, "backup", str(tmp_path / "copy"))
+    assert sorted(p.name for p in data_dir.iterdir()) == before
+    _run(tmp_path / "copy", "verify")
+
+
+def _give_to_nobody(folder: Path) -> None:
+    """The folder's files as a service user's (`nobody`), the folder still root's to write."""
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED LOUDLY: giving files to another user needs root")
+    for path in folder.iterdir():
+        os.chown(path, 65534, 65534)
+
+
+def test_a_copy_read_as_it_stands_is_taken_again_when_a_writer_opens_meanwhile(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No writer's log to read through: the file is copied as it stands, and a writer that
+    opens it during the copy (here, between the copy and its check) makes it copy again,
+    through that writer's log."""
+    _give_to_nobody(data_dir)
+    source = data_dir / "store.db"
+    copies = []
+    writers = []
+
+    def copy_while_a_writer_opens(source: Path, target: Path) -> None:
+        copies.append(sqlite_util.reads_apart(source))
+        copy(source, target)
+        if not writers:
+            writer = sqlite3.connect(source, isolation_level=None)
+            writer.execute("DELETE FROM dead_letters")
+            writers.append(writer)  # open: its log and `-shm` stay beside the file
+
+    copy = sqlite_util._copy
+    monkeypatch.setattr(sqlite_util, "_copy", copy_while_a_writer_opens)
+    try:
+        sqlite_util.backup_file(source, tmp_path / "copy.db")
+    finally:
+        writers[0].close()
+    assert len(copies) == 2
+    with sqlite3.connect(tmp_path / "copy.db") as db:
+        assert db.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+    db.close()
 
 
 def test_an_earlier_layout_is_refused_naming_who_may_upgrade_it(data_dir: Path, view: Path) -> None:
@@ -147,5 +235,5 @@ def test_an_earlier_layout_is_refused_naming_who_may_upgrade_it(data_dir: Path, 
     said = done.stderr.decode()
     assert done.returncode == 1
     assert "has an earlier release's tables (layout 0" in said
-    assert f"as a user who may write {view}" in said
+    assert f"once as the user {view} is for" in said
     assert "damaged" not in said and "Traceback" not in said

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from behavioral_analytics.telemetry import log
 
@@ -27,6 +27,7 @@ __all__ = [
     "READING_PRAGMAS",
     "AsItStands",
     "CopyError",
+    "LogNeedsWriter",
     "PerThreadConnection",
     "access_problem",
     "backup_file",
@@ -40,6 +41,7 @@ __all__ = [
     "may_write",
     "not_a_file",
     "not_writable",
+    "reads_apart",
     "retrying_busy",
     "table_names",
     "transaction",
@@ -121,6 +123,8 @@ def access_problem(path: Path, exc: sqlite3.Error) -> str | None:
     disk, another process's lock), rather than that the file is damaged; None for any other
     error. The line says to keep the file, since the advice for a damaged one (move it aside,
     start empty) would throw a healthy file away."""
+    if isinstance(exc, LogNeedsWriter):
+        return str(exc)
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         return None
@@ -172,11 +176,11 @@ def table_names(path: Path, timeout_s: float = 30.0) -> set[str]:
     `sqlite3.OperationalError` when it stays locked `timeout_s`, `sqlite3.DatabaseError` when
     it is not a database.
 
-    In a folder this process cannot write, the file is read as `connect_reading` reads it."""
-    if os.access(path.parent, os.W_OK):
-        db = sqlite3.connect(path, timeout=timeout_s)
-    else:
+    A file this process should only read apart (`reads_apart`) is read by `connect_reading`."""
+    if reads_apart(path):
         db = connect_reading(path, timeout_s)
+    else:
+        db = sqlite3.connect(path, timeout=timeout_s)
     try:
         return {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
     finally:
@@ -238,39 +242,52 @@ def may_write(path: Path) -> bool:
     return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
-def connect_reading(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
-    """A connection that reads the SQLite file at `path` and never writes it, for a process that
-    may not write it (`may_write`): another user's files, a read-only mount. Raises
-    `sqlite3.Error` as the opening does (`access_problem` names the folder).
+def reads_apart(path: Path) -> bool:
+    """Whether a process that only reads the existing SQLite file at `path` should open it with
+    `connect_reading`, which creates nothing beside it: this process may not write it
+    (`may_write`), or the file is another user's. A plain connection would put `-wal` and
+    `-shm` files of this user's beside it, which the owner's worker then may not write: its
+    commits fail until they are removed (root's, after a `sudo`, as much as anyone's)."""
+    return path.is_file() and (not may_write(path) or path.stat().st_uid != os.geteuid())
 
-    It opens with `mode=ro`: SQLite (3.22 on) then reads the write-ahead log through the `-shm`
-    file beside the file, shared with a worker of another user writing meanwhile, and a log a
-    crashed writer left. With neither file there and no way to create them
-    (`SQLITE_READONLY_DIRECTORY`), nothing is in a log: the file is read as it stands
-    (`immutable=1`, no locks: an `AsItStands` connection), which is whole unless a writer
-    starts during the read.
-    (https://www.sqlite.org/wal.html#readonly)"""
+
+_READING_OPEN: dict[str, Any] = {"uri": True, "isolation_level": None, "check_same_thread": False}
+
+
+class LogNeedsWriter(sqlite3.OperationalError):
+    """`connect_reading` found a write-ahead log with content and no `-shm` file beside it:
+    only a connection that may write the folder can read it (SQLite builds the index there)."""
+
+
+def connect_reading(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
+    """A connection that reads the SQLite file at `path` and writes nothing, the file or beside
+    it, for a process that should not (`reads_apart`). Raises `sqlite3.Error` as the opening
+    does, LogNeedsWriter (one line, `access_problem`'s) for a log it cannot read.
+
+    While a writer has the file open, or after one crashed, its `-wal` and `-shm` files are
+    there: it opens with `mode=ro`, and SQLite (3.22 on) reads the log through them, seeing
+    each commit (https://www.sqlite.org/wal.html#readonly). With neither, nothing is in a log:
+    the file is read as it stands (`immutable=1`, no locks: an `AsItStands` connection), which
+    is whole unless a writer starts during the read. (`mode=ro` without them would create them,
+    owned by this user.)"""
     uri = path.resolve().as_uri()
-    db = sqlite3.connect(
-        f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=timeout_s
-    )
-    try:
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError as exc:
-        db.close()
-        log_file = path.with_name(path.name + "-wal")
-        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
-        if code not in (_READONLY, _CANTOPEN) or (log_file.exists() and log_file.stat().st_size):
-            raise
-        db = sqlite3.connect(
-            f"{uri}?immutable=1",
-            uri=True,
-            isolation_level=None,
-            check_same_thread=False,
-            factory=AsItStands,
+    log_file, index = path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+    db: sqlite3.Connection
+    if log_file.exists() and index.exists():
+        db = sqlite3.connect(f"{uri}?mode=ro", timeout=timeout_s, **_READING_OPEN)
+    elif log_file.exists() and log_file.stat().st_size:
+        raise LogNeedsWriter(
+            f"{path} has a write-ahead log ({log_file.name}, {log_file.stat().st_size:,} bytes) "
+            f"but no {index.name} beside it, which a command that only reads does not create: "
+            f"run `behavioral-analytics doctor` there once as the user the files belong to (it "
+            f"folds the log into the file), or read a copy of the folder; the file is not "
+            f"damaged: keep it with its log"
         )
+    else:
+        db = sqlite3.connect(f"{uri}?immutable=1", factory=AsItStands, **_READING_OPEN)
     try:
         _apply(db, READING_PRAGMAS)
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error:
         db.close()
         raise
@@ -296,15 +313,43 @@ def backup_file(source: Path, target: Path) -> int:
     stood at one moment, while other processes go on writing it: SQLite's online backup
     (https://www.sqlite.org/backup.html), in one step, under one read transaction, so the copy
     holds whole transactions only and what is in the write-ahead log too. `source` is opened
-    read-only (a folder that cannot be written can still be copied). Returns the copy's size in
-    bytes. Raises `CopyError` when the copy cannot be written, `sqlite3.Error` when `source`
-    cannot be read, `FileExistsError` if `target` exists."""
+    read-only, and apart (`connect_reading`) where this process may not write it or does not
+    own it: a read-only folder can be copied, and another user's gets no file of this one's
+    beside it. A copy of a file read as it stands (no writer had it open) is taken again,
+    through the writer's log, if a writer opened the file meanwhile (up to 3 times). Returns
+    the copy's size in bytes. Raises `CopyError` when the copy cannot be written,
+    `sqlite3.Error` when `source` cannot be read, `FileExistsError` if `target` exists."""
     if target.exists():
         raise FileExistsError(f"{target} exists")
-    db = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    for _ in range(3):
+        before = _moment(source)
+        _copy(source, target)
+        if before is None or _moment(source) == before:
+            break
+        target.unlink()
+    else:
+        raise sqlite3.OperationalError(
+            f"{source} changed during each of 3 copies while no writer's log was there to read"
+        )
+    return target.stat().st_size
+
+
+def _moment(source: Path) -> tuple[int, int, bool] | None:
+    """For a file read as it stands (`reads_apart`, no `-shm` beside it): its size, its change
+    time and whether a log is beside it now, which a writer opening it changes; None otherwise."""
+    if not reads_apart(source) or source.with_name(source.name + "-shm").exists():
+        return None
+    stat = source.stat()
+    return stat.st_size, stat.st_mtime_ns, source.with_name(source.name + "-wal").exists()
+
+
+def _copy(source: Path, target: Path) -> None:
+    if reads_apart(source):
+        db = connect_reading(source)
+    else:
+        db = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
-        # The source read first: in a read-only folder SQLite cannot open a file in WAL mode
-        # (its -shm is made beside it), which `backup` would report as the copy's failure.
+        # The source read first: a failure to read it is not to be reported as the copy's.
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         try:
             copy = sqlite3.connect(target)
@@ -320,7 +365,6 @@ def backup_file(source: Path, target: Path) -> int:
             copy.close()
     finally:
         db.close()
-    return target.stat().st_size
 
 
 # SQLITE_CORRUPT and SQLITE_NOTADB: what a backup raises for the file it reads, not the copy.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from behavioral_analytics.settings import DAY, ConfigError, Settings, shaping_env_name
-from behavioral_analytics.sqlite_util import make_folder, may_write, not_writable
+from behavioral_analytics.sqlite_util import make_folder, not_writable, reads_apart
 from behavioral_analytics.store import NotSupported, StoreError
 from behavioral_analytics.stored_config import (
     Difference,
@@ -54,6 +54,7 @@ __all__ = [
     "build_store",
     "build_store_with",
     "build_worker",
+    "check_file_apart",
     "check_local_store",
     "local_broker_path",
     "local_store_path",
@@ -201,9 +202,9 @@ def open_configured(
     (`store.ConfigChanged`) until they restart.
 
     `only_reads` (a command that writes nothing, with `record` False): a local store this process
-    may not write (`sqlite_util.may_write`: another user's files, a read-only mount) is opened
-    for reading only (`SQLiteStore`'s `reading`); one read as the file stands, with no worker
-    holding it open, is announced in one line.
+    may not write or does not own (`sqlite_util.reads_apart`: another user's files, a read-only
+    mount) is opened for reading only, creating nothing beside it (`SQLiteStore`'s `reading`);
+    one read as the file stands, with no worker holding it open, is announced in one line.
 
     Raises ConfigError (one line) for a refused difference or a missing extra; StoreError.
     """
@@ -309,8 +310,7 @@ def build_store_with(
     settings: Settings, config: StoredConfig, *, only_reads: bool = False
 ) -> Store:
     """The configured store counting by `config`, whatever it recorded (for `config apply`,
-    which records `config` and recomputes; with `only_reads`, for `config show`, opened as
-    `open_configured` opens it for a command that writes nothing).
+    which records `config` and recomputes; `only_reads` for `config show`: `open_configured`).
 
     Raises ConfigError when the gcp extra is missing.
     """
@@ -374,6 +374,13 @@ def check_local_store(settings: Settings, *, for_writing: bool = False) -> None:
         raise StoreError(problem)
 
 
+def check_file_apart(path: Path) -> None:
+    """`doctor`'s check of a local file it reads apart (`stores.sqlite.files.check_apart`)."""
+    from behavioral_analytics.stores.sqlite.files import check_apart
+
+    check_apart(path)
+
+
 def local_store_written(settings: Settings) -> bool:
     """Whether a local store was ever created in `BA_DATA_DIR`: its file holds something, or
     its marker says one existed (then opening it explains what became of the file)."""
@@ -399,13 +406,12 @@ def _open_store(
         raw_retention_s=settings.raw_retention_days * DAY,
         dead_letter_retention_s=settings.dead_letter_retention_days * DAY,
         rules=config.rules(behavior_rules(settings)),
-        reading=only_reads and path.is_file() and not may_write(path),
+        reading=only_reads and reads_apart(path),
     )
     if store.reads_as_it_stands and not quiet:
         _announce(
-            f"{path} is read as the file stands (this user may not write {path.parent}, and no "
-            "worker has the store open): a worker that starts meanwhile can make this read "
-            "fail or mix two moments; run it again then"
+            f"{path} read as the file stands (no worker has it open): a worker starting "
+            "meanwhile can make this read fail or mix two moments; run it again then"
         )
     return store
 

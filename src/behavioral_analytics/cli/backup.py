@@ -17,7 +17,6 @@ acked). On Google Cloud the data lives in Firestore, whose backups the deploymen
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -82,13 +81,6 @@ def backup(
             fail(f"writing the copy {exc.target} failed: {problem}; nothing was kept there")
         except sqlite3.Error as exc:
             _remove_copies(target, created)
-            if not os.access(source, os.W_OK):  # a read-only file system: a disk going bad
-                fail(
-                    f"reading {source / name} for the backup failed ({exc}): SQLite cannot open "
-                    f"a file in WAL mode in a folder it cannot write ({name}-shm goes beside "
-                    f"it); nothing can be writing there, so copy the folder's files instead: "
-                    f"cp -a {source}/. {target}/"
-                )
             problem = access_problem(source / name, exc) or exc
             fail(f"reading {source / name} for the backup failed: {problem}")
         total += size

@@ -43,7 +43,7 @@ from behavioral_analytics.raw_queries import Filter, horizon_s
 from behavioral_analytics.sessions import SessionRules
 from behavioral_analytics.settings import Settings
 from behavioral_analytics.store import ForgetReport, LinkedAnonymousId, Store
-from behavioral_analytics.wiring import build_broker, local_broker_path
+from behavioral_analytics.wiring import build_broker, check_local_store, local_broker_path
 
 __all__ = ["forget", "query_funnel", "query_links", "query_sessions"]
 
@@ -289,9 +289,11 @@ def forget(
     anonymous ids linked to the user go with them; `anonymous:ID` forgets a visitor who never
     signed in (one linked to a user is refused: forget the user)."""
     check_actor(user)
+    config = load_config()
+    with user_errors():  # a store it may not write: refused before the question
+        check_local_store(config, for_writing=True)
     if not yes:
         confirm_or_stop(f"Forget {user!r} everywhere? This cannot be undone")
-    config = load_config()
     # Published messages no worker has taken yet are forgotten too: the tombstone that drops
     # their redeliveries needs a store, created here if none is yet.
     store = open_store(config, beside_broker=True, for_writing=True)

@@ -40,7 +40,12 @@ from behavioral_analytics.stored_config import (
     recounted_dimensions,
 )
 from behavioral_analytics.time_zones import as_recorded_zone
-from behavioral_analytics.wiring import build_store_with, omitted_line, refusal
+from behavioral_analytics.wiring import (
+    build_store_with,
+    check_local_store,
+    omitted_line,
+    refusal,
+)
 
 __all__ = ["config_app"]
 
@@ -172,6 +177,7 @@ def apply(
     settings = load_config()
     require_data(settings)
     with user_errors():
+        check_local_store(settings, for_writing=True)
         current = build_store_with(settings, settings.stored_config())
         recorded = current.recorded_config()
         current.close()

@@ -13,6 +13,7 @@ is reported like the others, with the error's type, rather than as a traceback."
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import typer
 from rich.text import Text
@@ -21,18 +22,21 @@ from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.cli.errors import err_console, fail
 from behavioral_analytics.cli.shared import console, data_location, load_config, require_data
 from behavioral_analytics.settings import ConfigError, Settings
+from behavioral_analytics.sqlite_util import may_write, not_writable, reads_apart
 from behavioral_analytics.store import StoreError
 from behavioral_analytics.wiring import (
     build_broker,
-    check_local_store,
+    check_file_apart,
     earlier_local_store,
     local_broker_path,
+    local_store_path,
     open_configured,
 )
 
 __all__ = ["doctor"]
 
 _PART_ERRORS = (StoreError, BrokerError, OSError)
+_READ_BACK = "every page of its file read back"
 
 
 def doctor() -> None:
@@ -69,7 +73,7 @@ def _checked(port: object, reach: Callable[[], None]) -> str:
     check_files = getattr(port, "check_files", None)
     if check_files is not None:
         check_files()
-        return "every page of its file read back"
+        return _READ_BACK
     reach()
     return "answers"
 
@@ -84,14 +88,32 @@ def _check_store(config: Settings) -> str:
             "worker or other command brings them to its layout, one way (`behavioral-analytics "
             'backup` first keeps a copy an earlier release reads; README, "Upgrading a store")'
         )
-    check_local_store(config, for_writing=True)  # a worker's first commit would fail
     # As a reader: a check records nothing (a store written before configurations were
-    # recorded would otherwise take this shell's time zone and funnels as its own).
-    store = open_configured(config, record=False)[1]
+    # recorded would otherwise take this shell's time zone and funnels as its own), and leaves
+    # nothing beside another user's store (`sqlite_util.reads_apart`).
+    store = open_configured(config, record=False, only_reads=True)[1]
     try:
-        return _checked(store, store.ping)
+        checked = _checked(store, store.ping)
     finally:
         store.close()
+    if config.backend == "local":
+        _writable(local_store_path(config), checked)
+    return checked
+
+
+def _writable(path: Path, checked: str) -> None:
+    """Raises StoreError when this process may not write the local file at `path`, whose pages
+    `checked` says are whole: a worker run as this user would fail at its first write (SQLite
+    opens such a file read-only without a word)."""
+    problem = not_writable(path)
+    if problem is None and not may_write(path):
+        problem = (
+            f"cannot write in {path.parent} (its mode, its owner or a read-only mount), where "
+            f"SQLite puts {path.name}-wal and {path.name}-shm: run the workers as the folder's "
+            "owner, or mount it read-write; this error does not mean the file is corrupt: keep it"
+        )
+    if problem is not None:
+        raise StoreError(f"{checked}, but {problem}")
 
 
 def _check_broker(config: Settings) -> str:
@@ -101,6 +123,10 @@ def _check_broker(config: Settings) -> str:
         return "no file yet (the first `init`, `publish` or worker creates it)"
     if config.backend == "local" and path.is_file() and path.stat().st_size == 0:
         return "an empty file (0 bytes): the first `init`, `publish` or worker makes it a broker"
+    if config.backend == "local" and reads_apart(path):
+        check_file_apart(path)
+        _writable(path, _READ_BACK)
+        return _READ_BACK
     broker = build_broker(config)
     try:
         return _checked(broker, broker.ping)

@@ -34,6 +34,7 @@ from behavioral_analytics.settings import (
 from behavioral_analytics.sqlite_util import not_a_file
 from behavioral_analytics.store import InvalidCursor, Store
 from behavioral_analytics.wiring import (
+    check_local_store,
     local_broker_path,
     local_store_path,
     local_store_written,
@@ -147,9 +148,10 @@ def open_store(
     exist is not created (a read in the wrong folder would otherwise answer "nothing" from a
     new, empty store): it exits 1 naming the folder; with `beside_broker`, a store is created
     beside a local broker no worker has taken from yet (`forget` records its tombstone there).
-    A local store this user may not write is read as such unless the command writes it too
-    (`for_writing`: then SQLite's refusal, in one line). A configuration error exits 2, an
-    unreachable store exits 1."""
+    A local store this user may not write, or does not own, is read apart (creating nothing
+    beside it: `sqlite_util.reads_apart`) unless the command writes it too (`for_writing`: a
+    file it may not write is then refused before anything is read, `check_local_store`). A
+    configuration error exits 2, an unreachable store exits 1."""
     return open_reader(config, beside_broker=beside_broker, for_writing=for_writing)[1]
 
 
@@ -199,6 +201,8 @@ def open_reader(
     `for_writing`: as `open_store` says."""
     require_data(config, beside_broker=beside_broker)
     with user_errors():
+        if for_writing:
+            check_local_store(config, for_writing=True)
         return open_configured(config, record=False, only_reads=not for_writing)
 
 

@@ -28,6 +28,7 @@ from typing import TypeVar
 from behavioral_analytics import sqlite_util
 from behavioral_analytics.sqlite_util import (
     access_problem,
+    connect_reading,
     is_busy,
     locked,
     not_a_file,
@@ -37,6 +38,7 @@ from behavioral_analytics.store import StoreError
 
 __all__ = [
     "BUSY_WAIT_S",
+    "check_apart",
     "check_before_open",
     "check_header",
     "damaged",
@@ -150,6 +152,18 @@ def check_before_open(path: Path, *, expect_tables: str = "events") -> bool:
             f"{expect_tables} table): point BA_DATA_DIR at your data, or move the file aside"
         )
     return not tables
+
+
+def check_apart(path: Path) -> None:
+    """Every page of the SQLite file at `path` (the store or the broker), read through a
+    connection that writes nothing, the file or beside it (`sqlite_util.connect_reading`): for
+    a file this process may not write or does not own (`sqlite_util.reads_apart`). Raises
+    StoreError (one line): damaged pages, a log it cannot read, a file it cannot open."""
+    db = waiting_out_locks(path, lambda: connect_reading(path))
+    try:
+        quick_check(db, path)
+    finally:
+        db.close()
 
 
 def check_header(path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from behavioral_analytics.sqlite_util import connect_reading, reads_apart
 from behavioral_analytics.store import ConfigChanged, StoreError
 from behavioral_analytics.stores.sqlite import files
 
@@ -56,18 +57,18 @@ def refuse_newer(db: sqlite3.Connection, path: Path) -> None:
 
 
 def refuse_other(db: sqlite3.Connection, path: Path) -> None:
-    """For a process that only reads the store file `db` has open, at `path`, and may not
-    write it (`sqlite_util.connect_reading`): raises StoreError (one line) when its layout is
-    not `LAYOUT`: a newer one (`refuse_newer`), or an earlier one, which only a process that
-    may write the file brings up to date (`schema.migrate`)."""
+    """For a process that only reads the store file `db` has open, at `path`, apart
+    (`sqlite_util.connect_reading`): raises StoreError (one line) when its layout is not
+    `LAYOUT`: a newer one (`refuse_newer`), or an earlier one, which only a process that
+    writes the file brings up to date (`schema.migrate`)."""
     refuse_newer(db, path)
     found = _layout_of(db)
     if found < LAYOUT:
         raise StoreError(
             f"the store {path} has an earlier release's tables (layout {found}; this release "
-            f"reads layout {LAYOUT}), which this user may not bring up to date: run "
-            "`behavioral-analytics init` once as a user who may write "
-            f"{path.parent}, or read it with the release that wrote it"
+            f"reads layout {LAYOUT}), which a command that only reads another user's store or "
+            "one it may not write does not bring up to date: run `behavioral-analytics init` "
+            f"once as the user {path.parent} is for, or read it with the release that wrote it"
         )
 
 
@@ -106,6 +107,8 @@ def check_earlier(path: Path) -> int | None:
         return None
 
     def read() -> sqlite3.Connection:
+        if reads_apart(path):  # another user's file, or one this process may not write
+            return connect_reading(path)
         return sqlite3.connect(path, timeout=30.0, check_same_thread=False)
 
     db = files.waiting_out_locks(path, read)

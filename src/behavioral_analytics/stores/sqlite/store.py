@@ -97,7 +97,7 @@ class SQLiteStore(Store):
     counting periods in `timezone`, keeping raw events `raw_retention_s` seconds, under
     `rules`; `clock` gives the time (epoch seconds) commits are stamped with.
 
-    With `reading`, for a process that may not write the file (`sqlite_util.may_write`):
+    With `reading`, for a process that reads the file apart (`sqlite_util.reads_apart`):
     every connection only reads (`sqlite_util.connect_reading`), nothing is created, migrated
     or numbered, and a write fails with SQLite's SQLITE_READONLY (`sqlite_util.is_read_only`,
     `access_problem`). Raises
@@ -130,8 +130,8 @@ class SQLiteStore(Store):
         new = files.check_before_open(path)
         if new and reading:
             raise StoreError(
-                f"no store at {path} yet, and this user may not write {path.parent} to create "
-                "one: start a worker there (or `behavioral-analytics init`) as a user who may"
+                f"no store at {path} yet, and a command that only reads creates none there: "
+                "start a worker (or `behavioral-analytics init`) as the user the folder is for"
             )
         files.note_open(path)
 
