@@ -110,8 +110,8 @@ def test_a_read_only_folder_is_named_read_only_never_damaged(read_only_view: Pat
     done = _cli(read_only_view, "worker", "--until-idle")
     assert done.returncode == 1
     assert "damaged" not in done.stdout + done.stderr
-    assert f"cannot open {read_only_view / 'broker.db'} to write" in done.stderr
-    assert "mounted read-write" in done.stderr
+    assert f"cannot write {read_only_view / 'broker.db'}: the file is read-only" in done.stderr
+    assert "mount it read-write" in done.stderr
 
 
 def test_doctor_checks_every_page_of_a_read_only_folder_then_says_a_worker_cannot_write(

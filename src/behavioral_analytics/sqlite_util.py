@@ -10,7 +10,9 @@ file damaged). `connect` tries its settings again for up to `BUSY_WAIT_S`
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import sqlite3
 import threading
 import time
@@ -34,6 +36,7 @@ __all__ = [
     "connect",
     "connect_reading",
     "erase_log_copies",
+    "foreign_log_files",
     "is_busy",
     "is_read_only",
     "locked",
@@ -145,13 +148,53 @@ def access_problem(path: Path, exc: sqlite3.Error) -> str | None:
     if code == _BUSY:
         return locked(path, exc)
     if code in (_CANTOPEN, _READONLY, _PERM):
-        return not_a_file(path) or (
-            f"cannot open {path} to write ({exc}): the folder {folder} and the file must be "
-            f"writable by this user and on a file system mounted read-write (SQLite writes "
-            f"{path.name}-wal and {path.name}-shm beside it); this error does not mean the "
-            "file is corrupt: keep it"
+        return (
+            not_a_file(path)
+            or foreign_log_files(path)
+            or (
+                f"cannot open {path} to write ({exc}): the folder {folder} and the file must be "
+                f"writable by this user and on a file system mounted read-write (SQLite writes "
+                f"{path.name}-wal and {path.name}-shm beside it); this error does not mean the "
+                "file is corrupt: keep it"
+            )
         )
     return None
+
+
+def foreign_log_files(path: Path) -> str | None:
+    """One line when this process may write the SQLite file at `path` but not the `-wal` or
+    `-shm` file beside it, another user's: that user ran a command that opened the file
+    (SQLite makes them with the file's mode, owned by whoever opens it first), and this
+    process's writes now fail. None otherwise."""
+    if not path.is_file() or not may_write(path):
+        return None
+    stuck = [p for p in _log_files(path) if p.exists() and not os.access(p, os.W_OK)]
+    if not stuck:
+        return None
+    owner = _owner(stuck[0])
+    names = " and ".join(p.name for p in stuck)
+    return (
+        f"cannot write {names} beside {path}: {'they belong' if len(stuck) > 1 else 'it belongs'} "
+        f"to {owner}, whose command opened the file; with no process using it, remove "
+        f"{names} (as {owner} or root) and start again; this error does not mean the file is "
+        "corrupt: keep it"
+    )
+
+
+def _log_files(path: Path) -> tuple[Path, Path]:
+    """The `-wal` and `-shm` files of WAL mode beside the SQLite file at `path`."""
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def _owner(path: Path) -> str:
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return "another user"
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"user {uid}"
 
 
 def retrying_busy(attempt: Callable[[], T], wait_s: float | None = None) -> T:
@@ -245,10 +288,15 @@ def may_write(path: Path) -> bool:
 def reads_apart(path: Path) -> bool:
     """Whether a process that only reads the existing SQLite file at `path` should open it with
     `connect_reading`, which creates nothing beside it: this process may not write it
-    (`may_write`), or the file is another user's. A plain connection would put `-wal` and
-    `-shm` files of this user's beside it, which the owner's worker then may not write: its
-    commits fail until they are removed (root's, after a `sudo`, as much as anyone's)."""
-    return path.is_file() and (not may_write(path) or path.stat().st_uid != os.geteuid())
+    (`may_write`), or the file is another user's and this process is not root. A plain
+    connection would put `-wal` and `-shm` files of this user's beside it (SQLite makes them
+    with the file's mode, owned by whoever opens it first), which the owner's worker then may
+    not write: its commits fail until they are removed. Root's SQLite gives the files it opens
+    to the file's owner."""
+    if not path.is_file():
+        return False
+    me = os.geteuid()
+    return not may_write(path) or (me != 0 and path.stat().st_uid != me)
 
 
 _READING_OPEN: dict[str, Any] = {"uri": True, "isolation_level": None, "check_same_thread": False}
@@ -269,22 +317,38 @@ def connect_reading(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     each commit (https://www.sqlite.org/wal.html#readonly). With neither, nothing is in a log:
     the file is read as it stands (`immutable=1`, no locks: an `AsItStands` connection), which
     is whole unless a writer starts during the read. (`mode=ro` without them would create them,
-    owned by this user.)"""
+    this user's, which the owner's writer may not write: a pair the writer's close deleted
+    between the look and the open, made anew so, is removed again.)"""
     uri = path.resolve().as_uri()
-    log_file, index = path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
-    db: sqlite3.Connection
-    if log_file.exists() and index.exists():
-        db = sqlite3.connect(f"{uri}?mode=ro", timeout=timeout_s, **_READING_OPEN)
-    elif log_file.exists() and log_file.stat().st_size:
+    log_file, index = _log_files(path)
+    logged = _size(log_file)
+    if logged is not None and index.exists():
+        db = _opened(sqlite3.connect(f"{uri}?mode=ro", timeout=timeout_s, **_READING_OPEN))
+        if not _made_here(path):
+            return db
+        # The writer closed, deleting them, between the look and the open: SQLite made them
+        # anew, this user's, which the owner's writer could not write. Gone again, the file
+        # holds everything: it is read as it stands.
+        db.close()
+        for made in _log_files(path):
+            with contextlib.suppress(OSError):
+                if made.stat().st_uid == os.geteuid() and not _size(log_file):
+                    made.unlink()
+        logged = _size(log_file)
+    if logged:
         raise LogNeedsWriter(
-            f"{path} has a write-ahead log ({log_file.name}, {log_file.stat().st_size:,} bytes) "
+            f"{path} has a write-ahead log ({log_file.name}, {logged:,} bytes) "
             f"but no {index.name} beside it, which a command that only reads does not create: "
             f"run `behavioral-analytics doctor` there once as the user the files belong to (it "
-            f"folds the log into the file), or read a copy of the folder; the file is not "
-            f"damaged: keep it with its log"
+            f"folds the log into the file), or copy the folder with its log (`cp -a`) somewhere "
+            f"this user may write and read the copy; the file is not damaged: keep it with its log"
         )
-    else:
-        db = sqlite3.connect(f"{uri}?immutable=1", factory=AsItStands, **_READING_OPEN)
+    return _opened(sqlite3.connect(f"{uri}?immutable=1", factory=AsItStands, **_READING_OPEN))
+
+
+def _opened(db: sqlite3.Connection) -> sqlite3.Connection:
+    """`db` with `READING_PRAGMAS` set and its schema read (what opens the file: an error
+    opening it is raised here, the connection closed)."""
     try:
         _apply(db, READING_PRAGMAS)
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -292,6 +356,32 @@ def connect_reading(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _size(path: Path) -> int | None:
+    """The size of the file at `path` in bytes; None when there is none (or no longer)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def _made_here(path: Path) -> bool:
+    """Whether the `-wal` file beside the SQLite file at `path` is empty (it holds nothing a
+    reader could miss) and it or the `-shm` file is this user's while the file is another
+    user's: what opening it with `mode=ro` makes where they were not."""
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        return False
+    me = os.geteuid()
+    if owner == me or _size(_log_files(path)[0]):
+        return False
+    for made in _log_files(path):
+        with contextlib.suppress(OSError):
+            if made.stat().st_uid == me:
+                return True
+    return False
 
 
 class AsItStands(sqlite3.Connection):

@@ -106,16 +106,20 @@ def build_broker(settings: Settings) -> Broker:
 
     Raises ConfigError when the gcp extra is missing or no project is set for Pub/Sub;
     StoreError, before a local broker's file is created, when the folder's `store.db` is not
-    a store this program would open (another program's, damaged), as opening it would say.
+    a store this program would open (another program's, damaged), as opening it would say;
+    BrokerError (one line) for a local broker file this process may not write.
     """
     if settings.backend == "gcp":
         return _pubsub_broker(settings)
+    from behavioral_analytics.broker import BrokerError
     from behavioral_analytics.brokers.local import LocalBroker
 
     path = local_broker_path(settings)
     if not path.exists():
         # No broker file is left in a folder whose store a command then refuses.
         check_local_store(settings)
+    elif problem := not_writable(path):  # opened, it would get this user's -wal and -shm
+        raise BrokerError(problem)
     make_folder(settings.data_dir)
     return LocalBroker(
         path,
