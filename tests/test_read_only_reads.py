@@ -314,3 +314,24 @@ def test_a_broker_file_this_user_may_not_write_is_refused_before_it_is_opened(
             assert done.returncode == 1, (args, said)
             assert f"cannot write {broker}: the file is read-only" in said, (args, said)
             assert "Traceback" not in said
+
+
+def test_a_log_file_this_user_may_not_write_is_named_by_the_worker_and_doctor(
+    data_dir: Path,
+) -> None:
+    """Another user's command left its `-shm` beside the store (here: a read-only bind of the
+    file, which this user may not write either): a worker would retry every commit for ever,
+    and `doctor` called the store healthy. Both name the file and what to remove."""
+    index = data_dir / "store.db-shm"
+    index.touch()
+    with read_only_bind(index, index):
+        line = f"cannot write store.db-shm beside {data_dir / 'store.db'}: it belongs to user"
+        worker = _run(data_dir, "worker", "--until-idle", check=False)
+        assert worker.returncode == 1
+        assert line in worker.stderr.decode() and "with no process using it, remove" in (
+            worker.stderr.decode()
+        )
+        doctor = _run(data_dir, "doctor", check=False)
+        assert doctor.returncode == 1
+        assert line in doctor.stderr.decode(), doctor.stderr.decode()
+        assert "healthy" not in doctor.stdout.decode()

@@ -44,6 +44,7 @@ __all__ = [
     "may_write",
     "not_a_file",
     "not_writable",
+    "not_writable_here",
     "reads_apart",
     "retrying_busy",
     "table_names",
@@ -113,11 +114,20 @@ def not_writable(path: Path) -> str | None:
     read-only without a word and fails at the first write."""
     if not path.is_file() or os.access(path, os.W_OK):
         return None
+    if path.stat().st_uid == os.geteuid():
+        advice = f"`chmod u+w {path.name}`, or mount it read-write"
+    else:
+        advice = f"it belongs to {_owner(path)}: run this as that user, or mount it read-write"
     return (
         f"cannot write {path}: the file is read-only for this user or on a read-only mount "
-        f"(`chmod u+w {path.name}`, run as its owner, or mount it read-write); this error does "
-        "not mean the file is corrupt: keep it"
+        f"({advice}); this error does not mean the file is corrupt: keep it"
     )
+
+
+def not_writable_here(path: Path) -> str | None:
+    """`not_writable`, or `foreign_log_files`: one line when this process could not write the
+    SQLite file at `path` where it stands; None otherwise."""
+    return not_writable(path) or foreign_log_files(path)
 
 
 def access_problem(path: Path, exc: sqlite3.Error) -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from behavioral_analytics.settings import DAY, ConfigError, Settings, shaping_env_name
-from behavioral_analytics.sqlite_util import make_folder, not_writable, reads_apart
+from behavioral_analytics.sqlite_util import make_folder, not_writable_here, reads_apart
 from behavioral_analytics.store import NotSupported, StoreError
 from behavioral_analytics.stored_config import (
     Difference,
@@ -118,7 +118,7 @@ def build_broker(settings: Settings) -> Broker:
     if not path.exists():
         # No broker file is left in a folder whose store a command then refuses.
         check_local_store(settings)
-    elif problem := not_writable(path):  # opened, it would get this user's -wal and -shm
+    elif problem := not_writable_here(path):  # opened, it would get this user's -wal, -shm
         raise BrokerError(problem)
     make_folder(settings.data_dir)
     return LocalBroker(
@@ -374,7 +374,7 @@ def check_local_store(settings: Settings, *, for_writing: bool = False) -> None:
         return
     path = local_store_path(settings)
     check_before_open(path)
-    if for_writing and (problem := not_writable(path)):
+    if for_writing and (problem := not_writable_here(path)):
         raise StoreError(problem)
 
 

@@ -22,7 +22,7 @@ from behavioral_analytics.broker import BrokerError
 from behavioral_analytics.cli.errors import err_console, fail
 from behavioral_analytics.cli.shared import console, data_location, load_config, require_data
 from behavioral_analytics.settings import ConfigError, Settings
-from behavioral_analytics.sqlite_util import may_write, not_writable, reads_apart
+from behavioral_analytics.sqlite_util import may_write, not_writable_here, reads_apart
 from behavioral_analytics.store import StoreError
 from behavioral_analytics.wiring import (
     build_broker,
@@ -105,7 +105,7 @@ def _writable(path: Path, checked: str) -> None:
     """Raises StoreError when this process may not write the local file at `path`, whose pages
     `checked` says are whole: a worker run as this user would fail at its first write (SQLite
     opens such a file read-only without a word)."""
-    problem = not_writable(path)
+    problem = not_writable_here(path)
     if problem is None and not may_write(path):
         problem = (
             f"cannot write in {path.parent} (its mode, its owner or a read-only mount), where "

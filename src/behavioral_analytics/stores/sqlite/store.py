@@ -100,9 +100,8 @@ class SQLiteStore(Store):
     With `reading`, for a process that reads the file apart (`sqlite_util.reads_apart`):
     every connection only reads (`sqlite_util.connect_reading`), nothing is created, migrated
     or numbered, and a write fails with SQLite's SQLITE_READONLY (`sqlite_util.is_read_only`,
-    `access_problem`). Raises
-    StoreError (one line) when there is no store to read there, or its layout is not this
-    release's (`layout.refuse_other`)."""
+    `access_problem`). Raises StoreError (one line) when there is no store to read there, or
+    its layout is not this release's (`layout.refuse_other`)."""
 
     behavioral = True
     keeps_breakdowns = True
