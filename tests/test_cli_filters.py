@@ -90,6 +90,9 @@ def test_every_query_takes_filters_and_says_where_the_answer_came_from() -> None
     ]
     table = cli("query", "breakdown", "page", *span, "--filter", "device:mobile", env=ENV)
     assert b"answered from raw events (8 scanned)" in table.stdout
+    # A space after the colon is part of the value: the line shows it, quoted.
+    spaced = cli("query", "series", "-g", "day", *span, "--filter", "page: /pricing", env=ENV)
+    assert b'filter: page = " /pricing" (its spaces included);' in spaced.stdout
     entry = _json("breakdown", "entry_page", *span, "--filter", "device:desktop")
     assert [(v["value"], v["sessions"]) for v in entry["values"]] == [("/docs", 1), ("/pricing", 1)]
 

@@ -24,7 +24,7 @@ from behavioral_analytics.store import Store
 def loaded(client: TestClient, process: Callable[[], None], settings: Settings) -> float:
     """Twelve events of three users and three types, one bad event; processed. Each type has
     an event today (a page view a minute back): in a day's first minute "now" is 00:01, once
-    that has passed (the dashboard's recent events are those of today's types)."""
+    that has passed (today's top types are these)."""
     now = today_from(0, settings.timezone, 60)
     wait_past(now)
     events = [
@@ -192,6 +192,29 @@ def test_dashboard_document(
     assert recent == sorted(recent, reverse=True)
     assert len(recent) == 13
     assert [event["who"] for event in body["recent_events"][:2]] == ["user_0", "team/alice"]
+
+
+def test_the_recent_events_go_on_past_midnight(
+    settings: Settings, broker: Any, store: Store, process: Callable[[], None]
+) -> None:
+    # Three minutes into a day, none of its events yet: the stream still shows the last
+    # minutes of the day before (it showed only today's types, so nothing until the first).
+    periods = Periods(settings.timezone)
+    midnight = periods.start_of("day", periods.label("day", time.time()))
+    app = create_app(settings, broker, store, cache_ttl_s=0, clock=lambda: midnight + 180)
+    kinds = ("page_view", "search", "signup")
+    events = [
+        recipe_event(i, event_type=kinds[i % 3], timestamp=midnight - 300 + 30 * i)
+        for i in range(6)
+    ]
+    with TestClient(app) as client:
+        assert client.post("/v1/events", json=events, headers=WRITE).status_code == 202
+        process()
+        body = client.get("/v1/dashboard", headers=READ).json()
+    assert body["totals"]["today"] == 0 and body["top_event_types"] == []
+    assert body["totals"]["last_60_minutes"] == 6
+    recent = [(e["event_type"], e["timestamp"]) for e in body["recent_events"]]
+    assert recent == [(e["event_type"], e["timestamp"]) for e in reversed(events)]
 
 
 class CountingStore:

@@ -1,10 +1,12 @@
 """The live dashboard: the page at `/` (served openly) and the one JSON document it polls,
 `/v1/dashboard` (read key), assembled from a handful of store reads.
 
-"Recent events" come from `events_by_type(T, n)` for the day's top event types, merged newest
-first: the composite `(event_type, timestamp desc)` index serves them on Firestore, where
-`user_events` has no single-field `timestamp` index. The whole document is cached for the TTL
-with a single flight, so any number of open dashboards cost the same store reads as one.
+"Recent events" come from `events_by_type(T, n)` for the busiest event types of the last 60
+minutes (then of today), merged newest first: the composite `(event_type, timestamp desc)` index
+serves them on Firestore, where `user_events` has no single-field `timestamp` index. Types taken
+from today's bucket alone left the stream empty after midnight until the new day's events came.
+The whole document is cached for the TTL with a single flight, so any number of open dashboards
+cost the same store reads as one.
 
 The breakdown panels (pages, sources, campaigns, devices, browsers, systems, countries) poll a
 second document, `/v1/dashboard/breakdowns`, for the range the page's picker names (`from`,
@@ -20,6 +22,8 @@ showing its own answer: a raw scan's note or a refusal's message.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
+from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,6 +42,7 @@ from behavioral_analytics.store import (
     BreakdownPoint,
     FunnelDay,
     NotSupported,
+    SeriesPoint,
     Store,
     StoredEvent,
 )
@@ -139,6 +144,18 @@ def router(state: ApiState) -> APIRouter:
     return routes
 
 
+def _recent_types(minutes: Iterable[SeriesPoint], today: list[tuple[str, int]]) -> list[str]:
+    """The event types the recent events are read for: up to `RECENT_TYPES`, the busiest of
+    `minutes` (the last 60 minutes' buckets) first, then of `today` (type, count; busiest
+    first) not among them."""
+    last_hour: Counter[str] = Counter()
+    for point in minutes:
+        last_hour.update(point.events_by_type)
+    ranked = [name for name, _ in sorted(last_hour.items(), key=lambda item: (-item[1], item[0]))]
+    ranked += [name for name, _ in today if name not in last_hour]
+    return ranked[:RECENT_TYPES]
+
+
 def build_dashboard(state: ApiState) -> dict[str, Any]:
     """One snapshot of the read model for the page (blocking store reads; cached by the caller)."""
     store = state.store
@@ -165,7 +182,8 @@ def build_dashboard(state: ApiState) -> dict[str, Any]:
     day_types = day_point.events_by_type if day_point else {}
     top = sorted(day_types.items(), key=lambda item: (-item[1], item[0]))
     recent_pages = [
-        store.events_by_type(name, RECENT_EVENTS).items for name, _ in top[:RECENT_TYPES]
+        store.events_by_type(name, RECENT_EVENTS).items
+        for name in _recent_types(by_minute.values(), top)
     ]
     recent = heapq.merge(*recent_pages, key=lambda stored: -stored.event.timestamp)
     return {

@@ -4,6 +4,7 @@ filtered answer covers when `--from`/`--to` are not given, and a refused raw sca
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -124,5 +125,13 @@ def source(body: dict[str, Any]) -> str:
 
 def print_source(filters: Sequence[Filter], body: dict[str, Any]) -> None:
     """Print the filters and where the answer came from, one line."""
-    shown = ", ".join(f"{f.dimension} = {f.value}" for f in filters)
+    shown = ", ".join(f"{f.dimension} = {_shown_value(f.value)}" for f in filters)
     console.print(f"filter: {shown}; {source(body)}", highlight=False)
+
+
+def _shown_value(value: str) -> str:
+    """`value` as the filter line prints it: quoted, and said so, when it begins or ends with
+    spaces (`--filter "page: /home"` filters on " /home", which matched nothing unseen)."""
+    if value == value.strip():
+        return value
+    return f"{json.dumps(value, ensure_ascii=False)} (its spaces included)"
