@@ -2,7 +2,8 @@
 `broker.db` belongs is named a folder in one line by every command, `init` in a folder that
 exists but has no broker file says it created the topic, `worker --workers 2` refuses another
 program's store once, before it starts a process, `loadtest` in a folder it refuses exits 2
-(its code for a test that could not run), `backup` refuses what every other command refuses
+(its code for a test that could not run), a link to a folder that is not there is named as
+such by every command, `backup` refuses what every other command refuses
 (a copy of a lost or damaged store would restore as a healthy one), and `doctor` leaves an
 empty `broker.db` empty."""
 
@@ -50,6 +51,30 @@ def test_a_folder_in_the_stores_place_is_named_a_folder(
         f"{folder / 'store.db'} is a folder, not a SQLite file: move it aside, or point "
         "BA_DATA_DIR at your data",
     )
+
+
+@pytest.mark.parametrize("name", ["store.db", "broker.db"])
+@pytest.mark.parametrize(
+    "command",
+    [("init",), ("worker", "--until-idle"), ("publish", "-"), ("doctor",), ("query", "series")],
+    ids=" ".join,
+)
+def test_a_link_to_a_folder_that_is_not_there_is_named_by_every_command(
+    tmp_path: Path, command: tuple[str, ...], name: str
+) -> None:
+    # No marker: a link made by hand to a disk not mounted. Each said something else ("no data
+    # there", "no worker has run there", "the folder must be writable"), none the link.
+    folder = _data(tmp_path)
+    target = tmp_path / "disk" / name
+    (folder / name).symlink_to(target)
+    result = cli(*command, env=WIDE, input=b"", check=False)
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        f"error: {folder / name} is a link to {target}, whose folder {target.parent} does not "
+        "exist (a disk not mounted?): mount or restore it, or remove the link to start afresh "
+        "here\n"
+    )
+    assert [p.name for p in folder.iterdir()] == [name]
 
 
 def test_a_folder_in_the_brokers_place_is_named_a_folder(tmp_path: Path) -> None:

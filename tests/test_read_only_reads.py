@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -314,6 +315,42 @@ def test_a_broker_file_this_user_may_not_write_is_refused_before_it_is_opened(
             assert done.returncode == 1, (args, said)
             assert f"cannot write {broker}: the file is read-only" in said, (args, said)
             assert "Traceback" not in said
+
+
+def test_the_api_refuses_a_store_it_may_not_write_before_it_serves(data_dir: Path) -> None:
+    """The API writes the store (the collector's dead letters): as a user who may write the
+    broker but not the store it served, leaving that user's `-wal` and `-shm` beside the
+    store, which the owner's worker then could not write. It refuses first, in one line."""
+    store = data_dir / "store.db"
+    env = {**os.environ, "BA_DATA_DIR": str(data_dir), "BA_METRICS_EXPORTER": "none"}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    with read_only_bind(store, store):
+        api = subprocess.Popen(
+            [sys.executable, "-m", "behavioral_analytics.cli", "api", "--port", port],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            _, err = api.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            api.kill()
+            api.communicate()
+            raise AssertionError("the API served a store it may not write") from None
+    said = err.decode()
+    assert api.returncode == 1, said
+    assert said == (
+        f"error: cannot write {store}: the file is read-only for this user or on a read-only "
+        "mount (`chmod u+w store.db`, or mount it read-write); this error does not mean the "
+        "file is corrupt: keep it\n"
+    )
+    assert sorted(p.name for p in data_dir.iterdir()) == [
+        "broker.db",
+        "store.db",
+        "store.db.created",
+    ]
 
 
 def test_a_log_file_this_user_may_not_write_is_named_by_the_worker_and_doctor(

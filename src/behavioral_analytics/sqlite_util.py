@@ -35,6 +35,7 @@ __all__ = [
     "backup_file",
     "connect",
     "connect_reading",
+    "dangling_link",
     "erase_log_copies",
     "foreign_log_files",
     "is_busy",
@@ -108,6 +109,25 @@ def not_a_file(path: Path) -> str | None:
     )
 
 
+def dangling_link(path: Path, *, unless_creatable: bool = False) -> str | None:
+    """One line when `path` is a symbolic link to nothing (its target moved, or on a disk not
+    mounted), with `unless_creatable` only when the target's folder is missing too; None
+    otherwise. Opening it, SQLite creates the target where its folder exists and fails
+    ("unable to open database file") where it does not."""
+    if not path.is_symlink() or path.exists():
+        return None
+    target = path.parent / os.readlink(path)
+    why = "which is missing"
+    if not target.parent.is_dir():
+        why = f"whose folder {target.parent} does not exist (a disk not mounted?)"
+    elif unless_creatable:
+        return None
+    return (
+        f"{path} is a link to {os.readlink(path)}, {why}: mount or restore it, or remove the "
+        "link to start afresh here"
+    )
+
+
 def not_writable(path: Path) -> str | None:
     """One line when the SQLite file at `path` exists but this process may not write it (its
     mode, its owner, a read-only mount of the file); None otherwise. SQLite opens such a file
@@ -160,6 +180,7 @@ def access_problem(path: Path, exc: sqlite3.Error) -> str | None:
     if code in (_CANTOPEN, _READONLY, _PERM):
         return (
             not_a_file(path)
+            or dangling_link(path)
             or foreign_log_files(path)
             or (
                 f"cannot open {path} to write ({exc}): the folder {folder} and the file must be "

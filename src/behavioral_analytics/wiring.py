@@ -549,7 +549,7 @@ def build_api(settings: Settings, **options: Any) -> FastAPI:
     """The API application on the configured ports, which it owns: the local backend's are
     initialized here and all are closed at shutdown. `options` go to `create_app`.
 
-    Raises ConfigError when fastapi is missing, or keys are missing off loopback.
+    Raises ConfigError (no fastapi, no keys off loopback); StoreError (`check_local_store`).
     """
     try:
         from behavioral_analytics.api.app import create_app
@@ -558,6 +558,7 @@ def build_api(settings: Settings, **options: Any) -> FastAPI:
             f"the API needs its extra ({exc.name}): pip install 'behavioral-analytics[api]'"
         ) from None
     broker = build_broker(settings)
+    check_local_store(settings, for_writing=True)  # it records the collector's dead letters
     settings, store = open_configured(settings)
     if settings.backend == "local":
         broker.init()

@@ -31,7 +31,7 @@ from behavioral_analytics.settings import (
     unknown_names,
     unreadable_env_lines,
 )
-from behavioral_analytics.sqlite_util import not_a_file
+from behavioral_analytics.sqlite_util import dangling_link, not_a_file
 from behavioral_analytics.store import InvalidCursor, Store
 from behavioral_analytics.wiring import (
     check_local_store,
@@ -178,6 +178,8 @@ def missing_store(config: Settings, *, beside_broker: bool = False) -> str | Non
         return problem
     if local_store_written(config):
         return None
+    if problem := dangling_link(path):
+        return problem
     if local_broker_path(config).exists():
         if beside_broker:
             return None
@@ -185,6 +187,8 @@ def missing_store(config: Settings, *, beside_broker: bool = False) -> str | Non
             f"no store at {folder} yet: no worker has run there (start "
             "`behavioral-analytics worker`, or `init` creates an empty store)"
         )
+    if problem := dangling_link(local_broker_path(config)):
+        return problem
     return (
         f"no data at {folder}: nothing was written there yet (run "
         "`behavioral-analytics init` there, or point BA_DATA_DIR at your data)"

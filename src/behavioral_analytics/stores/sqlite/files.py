@@ -29,6 +29,7 @@ from behavioral_analytics import sqlite_util
 from behavioral_analytics.sqlite_util import (
     access_problem,
     connect_reading,
+    dangling_link,
     is_busy,
     locked,
     not_a_file,
@@ -140,6 +141,8 @@ def check_before_open(path: Path, *, expect_tables: str = "events") -> bool:
                 f"the store file {path} is {state}, but a store existed there ({marker}): "
                 f"restore it from a backup, or delete {marker.name} to start an empty store"
             )
+        if problem := dangling_link(path, unless_creatable=True):
+            raise StoreError(problem)
         return True
     if folder := not_a_file(path):
         raise StoreError(folder)
