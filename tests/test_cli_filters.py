@@ -93,6 +93,19 @@ def test_every_query_takes_filters_and_says_where_the_answer_came_from() -> None
     # A space after the colon is part of the value: the line shows it, quoted.
     spaced = cli("query", "series", "-g", "day", *span, "--filter", "page: /pricing", env=ENV)
     assert b'filter: page = " /pricing" (its spaces included);' in spaced.stdout
+    # Nothing matched: an empty table, and a line on how values and types match.
+    cased = cli("query", "series", "-g", "day", *span, "--filter", "device:Mobile", env=ENV)
+    assert cased.stdout.decode().endswith(
+        "filter: device = Mobile; answered from the aggregates\nno event matched: values match "
+        "exactly, case included (`query breakdown device` lists its values)\n"
+    )
+    assert b"no event matched" not in table.stdout
+    # The API's bounds on filters hold here too.
+    eleven = [arg for n in range(11) for arg in ("--filter", f"page:/p{n}")]
+    many = cli("query", "series", "-g", "day", *span, *eleven, env=ENV, check=False)
+    assert (many.returncode, many.stderr) == (2, b"error: --filter: at most 10 filters, not 11\n")
+    typed = cli("query", "series", "-g", "day", *span, "--type", "Purchase", env=ENV)
+    assert b"no 'Purchase' events there (types match exactly, case included)" in typed.stdout
     entry = _json("breakdown", "entry_page", *span, "--filter", "device:desktop")
     assert [(v["value"], v["sessions"]) for v in entry["values"]] == [("/docs", 1), ("/pricing", 1)]
 

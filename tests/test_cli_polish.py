@@ -112,6 +112,16 @@ def test_a_user_seen_only_as_a_crawler_is_told_apart_from_one_never_seen(
         "(1 event) is flagged as a crawler's ($bot 'Headless'): counted apart (bot_events), "
         "never in a profile; `query timeline` lists them"
     )
+    # Counted apart, and shown: the series table has a column for them (only --json had).
+    table = cli("query", "series", "-g", "day", env={"COLUMNS": "300"}).stdout.decode()
+    header, row = (line for line in table.splitlines() if "period" in line or "│ 20" in line)
+    assert [c.strip() for c in header.strip("┃").split("┃")][:4] == [
+        "period",
+        "total",
+        "unique users",
+        "bots",
+    ]
+    assert [c.strip() for c in row.strip("│").split("│")][1:4] == ["0", "0", "1"]
 
 
 def test_a_bad_funnels_setting_is_one_plain_line() -> None:

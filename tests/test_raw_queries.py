@@ -264,6 +264,25 @@ def test_a_scan_over_the_bound_is_refused_before_reading(store: SQLiteStore) -> 
     assert f"{held:,} events" in refused.value.detail and f"{held - 1:,}" in refused.value.detail
 
 
+def test_the_bound_counts_the_ranges_own_events_not_the_next_hours(store: SQLiteStore) -> None:
+    # The check read the hour of the range's end, the first instant after it, so an hour's
+    # range was counted with the next hour's events and refused though it fit.
+    periods = store.periods
+    hour = periods.label("hour", DAY_START + 5 * 3600 + 1)
+    start_s, end_s = periods.start_of("hour", hour), periods.end_of("hour", hour)
+    held = len(store.scan_events(start_s, end_s, BOUND))
+    assert held and store.scan_events(end_s, end_s + 3600, 1)  # the next hour holds events
+    assert len(scan(store, periods, start_s, end_s, held)) == held
+    # Within an hour the range's own events count, not the hour's: read, then refused past it.
+    middle_s = start_s + 1800
+    half = len(store.scan_events(start_s, middle_s, BOUND))
+    assert 0 < half < held
+    assert len(scan(store, periods, start_s, middle_s, half)) == half
+    with pytest.raises(ScanError) as refused:
+        scan(store, periods, start_s, middle_s, half - 1)
+    assert f"more than {half - 1:,} events" in refused.value.detail
+
+
 @pytest.mark.parametrize("granularity", ["hour", "day"])
 def test_sessions_per_value_kept_equal_the_raw_rule(
     store: SQLiteStore, granularity: Granularity

@@ -178,8 +178,11 @@ def summarize(
         )
         for value, count in shown
     ]
-    if one_day:
-        note = SESSIONS_ONLY_NOTE if points and not counts_users else None
+    # Entry and exit pages (sessions, no events): the notes on unique users are beside the point.
+    if (keeps_sessions and not total) or (one_day and points and not counts_users):
+        note: str | None = SESSIONS_ONLY_NOTE
+    elif one_day:
+        note = None
     else:
         note = HOUR_NOTE if granularity == "hour" else MULTI_DAY_NOTE
     return BreakdownSummary(

@@ -10,9 +10,10 @@ minutes, a filter with an event type, a funnel, a breakdown narrowed by a filter
 durations and bounces) is counted from the raw events (`"answered_from": "raw_events"`, with
 `"scanned_events"`): the range's events (sessions: widened by the session cap and gap on both
 sides, clipped at the raw-retention horizon; funnels: by the funnel's window after) are read
-through `Store.scan_events`, at most `bound` of them. A range holding more is refused before
-it is read (`scan_too_large`, counted from the hour buckets); one starting before the horizon
-is refused by the store (`before_horizon`).
+through `Store.scan_events`, at most `bound` of them. A range holding more is refused
+(`scan_too_large`): before any event is read when the hour buckets wholly within it hold more,
+else once `bound` + 1 events are read (a range's first and last hours may be partly outside
+it); one starting before the horizon is refused by the store (`before_horizon`).
 
 Retention narrowed by filters (`filtered_retention`; rule: `retention`, docs/behavior.md
 "Retention") takes the store's unfiltered cohorts with their members (`Store.retention`,
@@ -26,6 +27,7 @@ SQLite reads the same rows from one file.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,18 +67,31 @@ def scan(
 ) -> list[Event]:
     """The human events of [`start_s`, `end_s`) (`Store.scan_events`), at most `bound`.
     Raises ScanError (`before_horizon`; `scan_too_large`, before reading any event when the
-    hour buckets hold more), StoreError."""
+    hours wholly within the range hold more, else once `bound` + 1 are read), StoreError."""
     store.scan_events(start_s, start_s, 1)  # an empty range: the horizon's check alone
     if end_s > start_s:
-        last_hour = periods.label("hour", min(end_s, LAST_INSTANT))
-        hours = store.series("hour", periods.label("hour", start_s), last_hour)
-        held = sum(point.total_events for point in hours)
-        if held > bound:
-            raise too_large(bound, held, exact=True)
+        within, overlapped = _held(store, periods, start_s, end_s)
+        if within > bound:
+            raise too_large(bound, within, exact=within == overlapped)
     events = store.scan_events(start_s, end_s, bound + 1)
     if len(events) > bound:
         raise too_large(bound, len(events), exact=False)
     return events
+
+
+def _held(store: ReadModel, periods: Periods, start_s: float, end_s: float) -> tuple[int, int]:
+    """The human events of the hour buckets wholly within [`start_s`, `end_s`), and of every
+    hour bucket it overlaps: the range holds at least the first and at most the second (the
+    hour of `end_s` itself is not overlapped: it starts where the range ends)."""
+    last_s = min(math.nextafter(end_s, -math.inf), LAST_INSTANT)
+    hours = store.series("hour", periods.label("hour", start_s), periods.label("hour", last_s))
+    within = overlapped = 0
+    for point in hours:
+        overlapped += point.total_events
+        first_s = periods.start_of("hour", point.period)
+        if first_s >= start_s and periods.end_of("hour", point.period) <= end_s:
+            within += point.total_events
+    return within, overlapped
 
 
 def _raw(body: dict[str, Any], events: Sequence[Event]) -> dict[str, Any]:

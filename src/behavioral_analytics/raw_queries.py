@@ -39,7 +39,7 @@ from typing import Any
 
 from behavioral_analytics.aggregation import UNIQUE_GRANULARITIES, Granularity, Periods, fold
 from behavioral_analytics.behavior import funnel_points, sessions_of
-from behavioral_analytics.breakdown_report import BreakdownRow, parse_filter
+from behavioral_analytics.breakdown_report import BreakdownRow, FilterError, parse_filter
 from behavioral_analytics.dimensions import DIMENSIONS, SESSION_DIMENSIONS, dimension_values
 from behavioral_analytics.events import Event
 from behavioral_analytics.funnels import Funnel, progress
@@ -47,6 +47,8 @@ from behavioral_analytics.sessions import Session, SessionRules, SessionStats
 
 __all__ = [
     "DEFAULT_SCAN_MAX_EVENTS",
+    "MAX_FILTERS",
+    "MAX_FILTER_CHARS",
     "Filter",
     "RawBreakdown",
     "RawFunnelDay",
@@ -71,6 +73,10 @@ __all__ = [
 
 # The most raw events one filtered answer reads (BA_RAW_SCAN_MAX_EVENTS).
 DEFAULT_SCAN_MAX_EVENTS = 200_000
+# Filters one answer takes, and the longest: a dimension's name (`property:` and a property's,
+# however long) and a value (values are cut at `dimensions.MAX_VALUE_CHARS` when counted).
+MAX_FILTERS = 10
+MAX_FILTER_CHARS = 1024
 RAW_NOTE = "counted from the raw events: every value exactly, no admission and no (other)"
 
 
@@ -153,7 +159,16 @@ def filter_dimensions(kept: Sequence[str]) -> tuple[str, ...]:
 
 def parse_filters(texts: Sequence[str], dimensions: Sequence[str]) -> tuple[Filter, ...]:
     """`DIMENSION:VALUE` texts → filters, in order, repeats dropped (rule of each:
-    `breakdown_report.parse_filter`). Raises FilterError."""
+    `breakdown_report.parse_filter`), at most `MAX_FILTERS` of at most `MAX_FILTER_CHARS`
+    characters each (the API's and the command line's alike). Raises FilterError."""
+    if len(texts) > MAX_FILTERS:
+        raise FilterError(f"at most {MAX_FILTERS} filters, not {len(texts)}")
+    longest = max(texts, key=len, default="")
+    if len(longest) > MAX_FILTER_CHARS:
+        raise FilterError(
+            f"a filter is at most {MAX_FILTER_CHARS} characters, not {len(longest)} "
+            f"({longest[:40]!r}…)"
+        )
     found = (Filter(*parse_filter(text, dimensions)) for text in texts)
     return tuple(dict.fromkeys(found))
 

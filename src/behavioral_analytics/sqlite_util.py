@@ -458,10 +458,11 @@ def backup_file(source: Path, target: Path) -> int:
 def _moment(source: Path) -> tuple[int, int, bool] | None:
     """For a file read as it stands (`reads_apart`, no `-shm` beside it): its size, its change
     time and whether a log is beside it now, which a writer opening it changes; None otherwise."""
-    if not reads_apart(source) or source.with_name(source.name + "-shm").exists():
+    log, index = _log_files(source)
+    if not reads_apart(source) or index.exists():
         return None
     stat = source.stat()
-    return stat.st_size, stat.st_mtime_ns, source.with_name(source.name + "-wal").exists()
+    return stat.st_size, stat.st_mtime_ns, log.exists()
 
 
 def _copy(source: Path, target: Path) -> None:

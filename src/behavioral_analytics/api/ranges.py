@@ -40,6 +40,8 @@ from behavioral_analytics.period_bounds import (
     resolve_range,
 )
 from behavioral_analytics.raw_queries import (
+    MAX_FILTER_CHARS,
+    MAX_FILTERS,
     Filter,
     ScanError,
     filter_dimensions,
@@ -68,16 +70,13 @@ Compare = Annotated[
     ),
 ]
 
-# The longest `filter` parameter: a dimension's name (`property:` and a property's, however
-# long) and a value (values are cut at `dimensions.MAX_VALUE_CHARS` when counted).
-MAX_FILTER_CHARS = 1024
-
 Filters = Annotated[
     list[str] | None,
     Query(
         alias="filter",
-        description=f"DIMENSION:VALUE, repeatable (at most 10, each at most {MAX_FILTER_CHARS} "
-        'characters): only what matches every one (docs/breakdowns.md "Filters")',
+        description=f"DIMENSION:VALUE, repeatable (at most {MAX_FILTERS}, each at most "
+        f"{MAX_FILTER_CHARS} characters): only what matches every one "
+        '(docs/breakdowns.md "Filters")',
     ),
 ]
 
@@ -87,16 +86,6 @@ def filters_of(texts: list[str] | None, rules: BehaviorRules | None) -> tuple[Fi
     those the store with `rules` keeps. Raises ApiError 400 `invalid_filter`."""
     if not texts:
         return ()
-    if len(texts) > 10:
-        raise ApiError(400, "invalid_filter", "at most 10 filters")
-    longest = max(texts, key=len)
-    if len(longest) > MAX_FILTER_CHARS:
-        raise ApiError(
-            400,
-            "invalid_filter",
-            f"a filter is at most {MAX_FILTER_CHARS} characters, not {len(longest)} "
-            f"({longest[:40]!r}…)",
-        )
     try:
         return parse_filters(texts, filter_dimensions(known_dimensions(rules)))
     except FilterError as exc:

@@ -93,7 +93,7 @@ def query_sessions(
     for window in ranges:
         window.heading()
         table = period_table(
-            f"sessions per {granularity}",
+            f"sessions per {granularity} ({config.timezone})",
             "period",
             ["sessions", "avg duration", "bounce rate", "events per session", "final"],
         )
@@ -110,7 +110,8 @@ def query_sessions(
             )
         console.print(table)
         if filters:
-            print_source(filters, bodies[window])
+            matched = any(row["sessions"] for row in rows_of[window])
+            print_source(filters, bodies[window], matched=matched)
 
 
 def _final(final: bool | None) -> str:
@@ -188,7 +189,9 @@ def query_funnel(
     for window in ranges:
         window.heading()
         table = period_table(
-            f"funnel {name} (window {funnel.window_s:g} s)", "day", [*steps, "overall"]
+            f"funnel {name} (window {funnel.window_s:g} s; days in {config.timezone})",
+            "day",
+            [*steps, "overall"],
         )
         for row in rows_of[window]:
             cells = [str(row["users"][0])]
@@ -197,7 +200,8 @@ def query_funnel(
             table.add_row(row["day"], *cells, _rate(row["overall"]))
         console.print(table)
         if filters:
-            print_source(filters, bodies[window])
+            matched = any(row["users"][0] for row in rows_of[window])
+            print_source(filters, bodies[window], matched=matched)
 
 
 def query_links(

@@ -132,4 +132,4 @@ def query_breakdown(
         if body["unique_users_note"]:
             console.print(body["unique_users_note"], highlight=False)
         if filters:
-            print_source(filters, body)
+            print_source(filters, body, matched=bool(body["total_events"] or body["values"]))

@@ -123,10 +123,19 @@ def source(body: dict[str, Any]) -> str:
     return "answered from the aggregates"
 
 
-def print_source(filters: Sequence[Filter], body: dict[str, Any]) -> None:
-    """Print the filters and where the answer came from, one line."""
+def print_source(filters: Sequence[Filter], body: dict[str, Any], *, matched: bool) -> None:
+    """Print the filters and where the answer came from, one line; when nothing `matched`, a
+    second line says how values match (an empty table said nothing of `device:Mobile`, or of
+    `referrer:direct`, stored as `(direct)`)."""
     shown = ", ".join(f"{f.dimension} = {_shown_value(f.value)}" for f in filters)
     console.print(f"filter: {shown}; {source(body)}", highlight=False)
+    if not matched:
+        listed = f"`query breakdown {filters[0].dimension}` lists its values"
+        if len(filters) > 1:
+            listed = "`query breakdown DIMENSION` lists a dimension's values"
+        console.print(
+            f"no event matched: values match exactly, case included ({listed})", highlight=False
+        )
 
 
 def _shown_value(value: str) -> str:

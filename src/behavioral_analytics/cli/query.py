@@ -52,6 +52,7 @@ __all__ = ["query_app"]
 _BOUND_HELP = "First period: a label (a coarser one too: 2026-11-28) or an RFC 3339 time."
 _LIMIT_HELP = "Events per page."
 _CURSOR_HELP = "From a previous page's next_cursor."
+_EXACT_TYPES = "(types match exactly, case included)"
 
 query_app = typer.Typer(help="Read the analytics.", no_args_is_help=True)
 
@@ -169,7 +170,7 @@ def query_events(
     scope = ("events", event_type)
     with user_errors(), cursor_errors(cursor):
         page = open_store(config).events_by_type(event_type, limit, unbind(cursor, scope))
-    none = None if cursor else f"no {event_type!r} events (types match exactly, case included)"
+    none = None if cursor else f"no {event_type!r} events {_EXACT_TYPES}"
     _print_events(page, scope, f"{event_type} events", as_json, none=none)
 
 
@@ -217,6 +218,8 @@ def query_series(
     for window in ranges:
         window.heading()
         _print_series(rows_of[window], f"{granularity} series ({config.timezone})")
+        if event_type is not None and not rows_of[window]:
+            console.print(f"no {event_type!r} events there {_EXACT_TYPES}", highlight=False)
 
 
 def _print_filtered(
@@ -255,24 +258,28 @@ def _print_filtered(
             exact = "yes" if row["exact"] else "no: may be in (other)"
             table.add_row(row["period"], str(row["total_events"]), uniques, exact)
         console.print(table)
-        print_source(filters, body)
+        print_source(filters, body, matched=bool(body["points"]))
 
 
 def _print_series(rows: list[dict[str, Any]], title: str) -> None:
+    """The series table: a period's human events, unique users, crawlers' events (`bots`,
+    where any period has some) and events by type (a column each where they fit)."""
     types = sorted({t for row in rows for t in row["events_by_type"]})
+    bots = ["bots"] if any(row.get("bot_events") for row in rows) else []
     widest = max((len(row["period"]) for row in rows), default=6)
-    wide = fits(["x" * widest, "total", "unique users", *types])
+    wide = fits(["x" * widest, "total", "unique users", *bots, *types])
     shown = types if wide else ["by type"]
-    table = period_table(title, "period", ["total", "unique users", *shown])
+    table = period_table(title, "period", ["total", "unique users", *bots, *shown])
     for row in rows:
         uniques = "-" if row["unique_users"] is None else str(row["unique_users"])
+        crawlers = [str(row.get("bot_events") or 0)] if bots else []
         by_type = row["events_by_type"]
         if wide:
             cells = [str(by_type.get(t, 0)) for t in types]
         else:
             # type=count pairs: a line wraps between pairs, never between a type and its count
             cells = [" ".join(f"{t}={count}" for t, count in sorted(by_type.items()))]
-        table.add_row(row["period"], str(row["total_events"]), uniques, *cells)
+        table.add_row(row["period"], str(row["total_events"]), uniques, *crawlers, *cells)
     console.print(table)
 
 

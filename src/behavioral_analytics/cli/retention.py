@@ -106,17 +106,23 @@ def query_retention(
         return
     # Events were read, none matched: the filters left nobody (else the range had nobody).
     filtered = bool(filters) and head.get("scanned_events", 0) > 0
-    _print_table(shown, chosen, max_offset, first, last, start_event, filtered=filtered)
+    _print_table(
+        shown,
+        chosen,
+        max_offset,
+        f"{first} .. {last} ({config.timezone})",
+        start_event,
+        filtered=filtered,
+    )
     if filters:
-        print_source(filters, head)
+        print_source(filters, head, matched=bool(shown))
 
 
 def _print_table(
     found: list[dict[str, Any]],
     unit: Unit,
     max_offset: int,
-    first: str,
-    last: str,
+    days: str,
     start_event: str | None,
     *,
     filtered: bool = False,
@@ -131,7 +137,7 @@ def _print_table(
     counts = fits(["2026-11-28", "people", *(["9999 (100%)"] * max_offset)])
     by = f" (cohorts by first {start_event})" if start_event is not None else ""
     table = period_table(
-        f"retention {first} .. {last}{by}: share of each cohort active again, per {unit}",
+        f"retention {days}{by}: share active again, per {unit}",
         "cohort",
         ["people", *columns],
     )
