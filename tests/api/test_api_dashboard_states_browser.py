@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from api_helpers import READ_KEY, make_settings
+from api_helpers import READ_KEY, WRITE, make_settings, recipe_event
 from test_api_dashboard_browser import (
     free_port,
     page_errors,
@@ -34,6 +35,7 @@ from test_api_dashboard_resilience_browser import page_of as page_of  # a fixtur
 from behavioral_analytics.funnels import PURCHASE_FUNNEL
 
 pytestmark = pytest.mark.browser
+KEY_STORAGE = "behavioral-analytics.read-key"  # dashboard.js
 
 NO_EVENTS = (
     "No events yet — send some to POST /v1/events (e.g. behavioral-analytics generate --via http)."
@@ -158,6 +160,7 @@ def test_change_key_and_a_refused_key_leave_nothing_of_the_previous_keys_figures
     enter_key(page, "rk_not_a_key")
     wait_for(lambda: page.inner_text("#key-error") == REFUSED, 10, "the refusal")
     assert page.locator("#key-form").is_visible()
+    assert page.evaluate(f"localStorage.getItem('{KEY_STORAGE}')") is None  # not kept
     stays("nothing under the key form", lambda: figures(page), NOTHING)
 
     # The right key: every card drawn again, none marked.
@@ -221,8 +224,17 @@ def test_an_empty_store_says_so_on_each_card_until_events_arrive(
     assert page.locator("#retention-grid tr").count() == 0
     assert "No events in this range" not in page.inner_text("#breakdowns")
 
+    # Messages waiting and no commit: said so (a stopped worker looked like a quiet store).
+    with httpx.Client(base_url=empty_api.base_url, headers=WRITE, timeout=10) as http:
+        sent = http.post("/v1/events", json=[recipe_event(900 + n) for n in range(3)])
+        assert sent.status_code == 202
+    waits = "no commit yet while 3 messages wait"
+    wait_for(lambda: page.inner_text("#status-text") == waits, 20, "the messages waiting")
+    assert page.inner_text("#kpi-waiting") == " · 3 waiting"
+    assert "warn" in (page.get_attribute("#lag-card", "class") or "")
     _publish(empty_api.base_url, empty_api.settings, _recent(empty_api.settings.timezone))
     settles("no card says the store is empty", lambda: empties(page), {}, timeout=25)
+    wait_for(lambda: page.inner_text("#kpi-waiting") == "", 20, "no message waiting")
     assert page.locator(".no-events").count() == 0
     drawn(page)
     assert page.locator("#chart").is_visible() and page.locator("#recent-card .stream").is_visible()

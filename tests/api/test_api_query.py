@@ -217,6 +217,17 @@ def test_the_recent_events_go_on_past_midnight(
     assert recent == [(e["event_type"], e["timestamp"]) for e in reversed(events)]
 
 
+def test_the_dashboard_says_how_many_messages_wait(
+    client: TestClient, process: Callable[[], None]
+) -> None:
+    # Beside the last commit's age it tells a stopped worker from a quiet store.
+    events = [recipe_event(n) for n in range(4)]
+    assert client.post("/v1/events", json=events, headers=WRITE).status_code == 202
+    assert client.get("/v1/dashboard", headers=READ).json()["backlog"] == 4
+    process()
+    assert client.get("/v1/dashboard", headers=READ).json()["backlog"] == 0
+
+
 class CountingStore:
     """Delegates to a store, counting calls and making each slow enough for requests to overlap."""
 

@@ -204,9 +204,20 @@ def build_dashboard(state: ApiState) -> dict[str, Any]:
         "recent_events": [_brief(stored) for stored in list(recent)[:RECENT_EVENTS]],
         "dead_letters": store.count_dead_letters(),
         "freshness": freshness_body(store.freshness(), now),
+        "backlog": _backlog(state),
         "bots": {"last_60_minutes": sum(p.bot_events or 0 for p in by_minute.values())},
         **_behavior(store, day),
     }
+
+
+def _backlog(state: ApiState) -> int | None:
+    """The messages waiting for a worker (`Broker.backlog`), None where the broker cannot tell
+    cheaply or does not answer: beside the last commit's age, the page tells a stopped worker
+    from a quiet one."""
+    try:
+        return state.broker.backlog()
+    except Exception:
+        return None
 
 
 def _behavior(store: Store, day: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@
   "use strict";
 
   const POLL_MS = 1500;
+  const STALL_S = 120; // no commit for this long is worth saying (api/ops.py COMMIT_STALL_S)
   const KEY_STORAGE = "behavioral-analytics.read-key";
   const SVG_NS = "http://www.w3.org/2000/svg";
   // The recipe's six types keep their colours; other types take the rest in order of appearance.
@@ -101,6 +102,7 @@
       element.textContent = "–";
     }
     for (const id of ["kpi-rate", "kpi-commit"]) $(id).textContent = "–";
+    $("kpi-waiting").textContent = "";
     for (const id of ["as-of", "chart-range", "top-period", "sessions-state", "funnel-name"]) $(id).textContent = "";
     for (const id of ["chart", "legend", "chart-values", "top-types", "funnel-steps", "recent-events"]) $(id).replaceChildren();
     $("chart").setAttribute("aria-label", CHART_LABEL);
@@ -137,6 +139,8 @@
     }
     if (asked !== stale.generation()) return; // for a key no longer held: its successor polls
     if (response && response.status === 401) {
+      // A refused key is not kept (a write key typed here stayed in the browser's storage).
+      localStorage.removeItem(KEY_STORAGE);
       forgetKey();
       showKeyForm(key ? "That key was refused." : "");
       return; // resumes when a key is entered
@@ -198,8 +202,14 @@
   function render(data) {
     const fresh = data.freshness || {};
     const sinceCommit = fresh.since_last_commit_s;
-    if (fresh.last_commit_at === null || fresh.last_commit_at === undefined) setStatus("stale", "no commit yet");
-    else if (sinceCommit !== null && sinceCommit > 120) setStatus("stale", `no commit for ${duration(sinceCommit)}`);
+    // Messages waiting while nothing commits: no worker is taking them (a quiet store waits for
+    // none). The backlog is null where the broker cannot tell.
+    const waiting = data.backlog || 0;
+    const waits = waiting ? ` while ${numberFormat.format(waiting)} messages wait` : "";
+    const committed = fresh.last_commit_at !== null && fresh.last_commit_at !== undefined;
+    const stalled = waiting > 0 && (!committed || sinceCommit > STALL_S);
+    if (!committed) setStatus("stale", "no commit yet" + waits);
+    else if (sinceCommit !== null && sinceCommit > STALL_S) setStatus("stale", `no commit for ${duration(sinceCommit)}${waits}`);
     else setStatus("live", "live");
     setZone(data.timezone);
     $("as-of").textContent = `updated ${clockTime(data.as_of)} ${zoneName}`;
@@ -227,7 +237,8 @@
     setNumber("kpi-active-30", data.active_users.last_30_minutes);
     setNumber("kpi-lag", fresh.lag_s, duration);
     $("kpi-commit").textContent = sinceCommit === null || sinceCommit === undefined ? "never" : duration(sinceCommit) + " ago";
-    $("lag-card").classList.toggle("warn", fresh.lag_s > 10);
+    $("kpi-waiting").textContent = waiting ? ` · ${numberFormat.format(waiting)} waiting` : "";
+    $("lag-card").classList.toggle("warn", fresh.lag_s > 10 || stalled);
     setNumber("kpi-dead-letters", data.dead_letters);
     $("dead-card").classList.toggle("bad", data.dead_letters > 0);
 
