@@ -77,6 +77,10 @@ def test_an_empty_listing_says_so_under_its_table() -> None:
     )
     visitor = cli("query", "timeline", "anonymous:dev-A", env=WIDE).stdout.decode()
     assert "page_view" in visitor and "no events" not in visitor
+    profile = cli("query", "profile", "dev-A", env=WIDE, check=False)
+    assert profile.returncode == 1 and profile.stderr.decode().endswith(
+        "; the anonymous id 'dev-A' has some: `query profile anonymous:dev-A`\n"
+    )
     assert last_line("query", "events", "--type", "Page_View") == (
         "no 'Page_View' events (types match exactly, case included)"
     )

@@ -68,9 +68,8 @@ def query_profile(
         store = open_store(config)
         profile = store.profile(user)
         if profile is None:
-            fail(
-                f"no profile for user {user!r} in {data_location(config)}{_bots_only(store, user)}"
-            )
+            why = _bots_only(store, user) or _visitor_hint(store, user, "profile")
+            fail(f"no profile for user {user!r} in {data_location(config)}{why}")
     if as_json:
         print_json(profile.to_dict())
         return
@@ -90,12 +89,23 @@ def _bots_only(store: Store, user: str) -> str:
     if not page.items or not all(is_bot(e.event.properties) for e in page.items):
         return ""
     bots = Counter(str(e.event.properties[BOT_PROPERTY]) for e in page.items)
-    count = plural(len(page.items), "event") + (" or more" if page.next_cursor else "")
+    count = plural(len(page.items), "event")
+    if page.next_cursor:
+        count = f"at least {count}"
     names = ", ".join(f"{name!r}" for name, _ in bots.most_common(3))
     return (
         f": every event of theirs ({count}) is flagged as a crawler's ($bot {names}): "
         "counted apart (bot_events), never in a profile; `query timeline` lists them"
     )
+
+
+def _visitor_hint(store: Store, user: str, command: str) -> str:
+    """Where `user` names no one but the anonymous id of that text has events: the line's end
+    naming `query COMMAND anonymous:ID`; else nothing."""
+    visitor = f"{ANONYMOUS_PREFIX}{user}"
+    if user.startswith(ANONYMOUS_PREFIX) or not store.timeline(visitor, 1, None).items:
+        return ""
+    return f"; the anonymous id {user!r} has some: `query {command} {shlex.quote(visitor)}`"
 
 
 def _shortened(text: str, chars: int) -> str:
@@ -148,12 +158,7 @@ def query_timeline(
         store = open_store(config)
         page = store.timeline(user, limit, unbind(cursor, scope))
         if not page.items and not cursor and not as_json:
-            visitor = f"{ANONYMOUS_PREFIX}{user}"
-            none = f"no events of {user!r}" + (
-                f"; the anonymous id {user!r} has some: `query timeline {shlex.quote(visitor)}`"
-                if not user.startswith(ANONYMOUS_PREFIX) and store.timeline(visitor, 1, None).items
-                else ""
-            )
+            none = f"no events of {user!r}" + _visitor_hint(store, user, "timeline")
     _print_events(page, scope, f"timeline of {user}", as_json, none=none)
 
 
