@@ -93,7 +93,7 @@ variable "memory_limit" {
 # ---------------------------------------------------------------------------
 
 variable "container_image" {
-  description = "Container image of the worker and the API, e.g. REGION-docker.pkg.dev/PROJECT_ID/behavioral-analytics/processor:latest once built (docs/deploy.md). Empty (the first apply, before the repository exists) runs Google's public placeholder container instead."
+  description = "Container image of the worker and the API, e.g. REGION-docker.pkg.dev/PROJECT_ID/behavioral-analytics/processor:latest once built (docs/deploy.md). Empty (the first apply, before the repository exists) runs Google's public placeholder container instead, and so does any later apply without it: the workers stop processing. Keep it in terraform.tfvars (Infrastructure Manager: the --inputs-file) so that every apply carries it."
   type        = string
   default     = ""
 

@@ -9,6 +9,8 @@ MODULE_DIR="$REPO_ROOT/infrastructure-manager/modules/behavioral-analytics"
 HELPERS="$SCRIPTS_DIR/deploy_helpers.py"
 
 REGION=${REGION:-us-central1}
+# Accepted for the seed recipe's compatibility (it exports ZONE) and unused: every resource
+# these scripts create is regional.
 ZONE=${ZONE:-us-central1-a}
 WORKER_POOL_NAME=${WORKER_POOL_NAME:-behavioral-processor}
 FIRESTORE_DATABASE=${FIRESTORE_DATABASE:-behavioral-analytics}
@@ -80,7 +82,7 @@ query() {
 }
 
 check_prerequisites() {
-  [ -n "${PROJECT_ID:-}" ] || die "PROJECT_ID is not set: export PROJECT_ID=your-project-id (REGION, ZONE, WORKER_POOL_NAME, FIRESTORE_DATABASE and PUBSUB_TOPIC are optional)"
+  [ -n "${PROJECT_ID:-}" ] || die "PROJECT_ID is not set: export PROJECT_ID=your-project-id (REGION, WORKER_POOL_NAME, FIRESTORE_DATABASE and PUBSUB_TOPIC are optional; ZONE is accepted and unused)"
   command -v python3 >/dev/null 2>&1 || die "python3 is required (it reads firestore.indexes.json and the monitoring templates)"
   [ "$DRY_RUN" = 1 ] && return 0
   command -v gcloud >/dev/null 2>&1 || die "gcloud is not installed: see https://cloud.google.com/sdk/docs/install"

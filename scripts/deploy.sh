@@ -2,8 +2,10 @@
 # Deploy behavioral-analytics to Google Cloud with gcloud only.
 #
 #   export PROJECT_ID=your-project-id      # required
-#   export REGION=us-central1              # optional; also ZONE, WORKER_POOL_NAME,
+#   export REGION=us-central1              # optional; also WORKER_POOL_NAME,
 #                                          # FIRESTORE_DATABASE, PUBSUB_TOPIC
+#   (ZONE, which the seed recipe exports, is accepted for its compatibility and unused:
+#   every resource here is regional.)
 #   ./scripts/deploy.sh [--dry-run] [--update]
 #
 # Idempotent: every resource is described first and created only when missing, so a
@@ -14,8 +16,12 @@
 #   --update    rebuild the image and redeploy the worker pool and the API
 # Other settings: PUBSUB_SUBSCRIPTION, MIN_INSTANCES (1), CPU_LIMIT (1), MEMORY_LIMIT (1Gi),
 # MAX_DELIVERY_ATTEMPTS (5), RAW_RETENTION_DAYS (30), FLUSH_INTERVAL (1), BA_TIMEZONE (UTC),
-# MESSAGE_ORDERING (false), FIRESTORE_PITR (false), FIRESTORE_BACKUP_RETENTION (7d; 0 = no
-# daily backups), DEPLOY_API (true), CORS_ORIGINS (comma-separated origins of the web pages
+# FIRESTORE_COUNTER_SHARDS (0: single bucket documents; past one worker per second of
+# FLUSH_INTERVAL, at least workers / FLUSH_INTERVAL: docs/gcp.md, "Hot documents"),
+# MESSAGE_ORDERING (false), FIRESTORE_PITR (false), FIRESTORE_BACKUP_RETENTION (7d: how long
+# each daily backup is kept, a duration with its unit as gcloud's --retention takes it, such
+# as 7d, 168h or P7D; a bare number such as 7, which gcloud would read as seconds, is refused;
+# 0 = no daily backups), DEPLOY_API (true), CORS_ORIGINS (comma-separated origins of the web pages
 # that send events from the browser, or '*'; empty: none can), ENABLE_MONITORING (true), NOTIFICATION_CHANNELS
 # (comma-separated ids), BUILD_SOURCE (repository root), BUILD_SERVICE_ACCOUNT (email of the
 # account Cloud Build runs as; default: the project's default build account),
@@ -46,6 +52,7 @@ MEMORY_LIMIT=${MEMORY_LIMIT:-1Gi}
 MAX_DELIVERY_ATTEMPTS=${MAX_DELIVERY_ATTEMPTS:-5}
 RAW_RETENTION_DAYS=${RAW_RETENTION_DAYS:-30}
 FLUSH_INTERVAL=${FLUSH_INTERVAL:-1}
+FIRESTORE_COUNTER_SHARDS=${FIRESTORE_COUNTER_SHARDS:-0}
 BA_TIMEZONE=${BA_TIMEZONE:-UTC}
 MESSAGE_ORDERING=${MESSAGE_ORDERING:-false}
 CORS_ORIGINS=${CORS_ORIGINS:-}
@@ -63,6 +70,8 @@ case "$MAX_DELIVERY_ATTEMPTS" in '' | *[!0-9]*) die "MAX_DELIVERY_ATTEMPTS must 
 { [ "$MAX_DELIVERY_ATTEMPTS" -ge 5 ] && [ "$MAX_DELIVERY_ATTEMPTS" -le 100 ]; } || die "MAX_DELIVERY_ATTEMPTS must be between 5 and 100 (Pub/Sub's range)"
 case "$RAW_RETENTION_DAYS" in '' | *[!0-9]*) die "RAW_RETENTION_DAYS must be a whole number of days" ;; esac
 case "$MESSAGE_ORDERING" in true | false) ;; *) die "MESSAGE_ORDERING must be true or false" ;; esac
+case "$FIRESTORE_COUNTER_SHARDS" in '' | *[!0-9]*) die "FIRESTORE_COUNTER_SHARDS must be a whole number from 0 to 100" ;; esac
+[ "$FIRESTORE_COUNTER_SHARDS" -le 100 ] || die "FIRESTORE_COUNTER_SHARDS must be a whole number from 0 to 100"
 # The memory each CPU count takes on a Cloud Run worker pool, in MiB (the Terraform module's
 # instance-limits/main.tf, https://cloud.google.com/run/docs/configuring/workerpools/cpu).
 case "$CPU_LIMIT" in
@@ -90,6 +99,20 @@ for origin in "${origins[@]}"; do
   esac
   case "$origin" in */*/*/* | *'|'* | *'?'* | *'#'*) die "CORS_ORIGINS: $origin has more than scheme://host[:port]" ;; esac
 done
+# gcloud reads a duration without a unit as seconds (7 would keep each backup 7 s): require
+# a unit, in gcloud's duration forms (7d, 1w, 168h, 1d12h, P7D, PT168H), or 0 for no backups.
+duration_part='([0-9]+(\.[0-9]*)?|\.[0-9]+)'
+case "$FIRESTORE_BACKUP_RETENTION" in
+  0) ;; # no daily backups
+  *[!0-9.]*)
+    if ! [[ $FIRESTORE_BACKUP_RETENTION =~ ^(${duration_part}[smhdwySMHDWY])+$ ||
+      $FIRESTORE_BACKUP_RETENTION =~ ^\+?[Pp](${duration_part}[YyMmWwDd])*([Tt](${duration_part}[HhMmSs])*)?$ ]] ||
+      ! [[ $FIRESTORE_BACKUP_RETENTION =~ [1-9] ]]; then
+      die "FIRESTORE_BACKUP_RETENTION=$FIRESTORE_BACKUP_RETENTION is not a duration longer than zero as gcloud's --retention takes it: use, for example, FIRESTORE_BACKUP_RETENTION=7d (or 168h, P7D; 0 turns daily backups off)"
+    fi
+    ;;
+  *) die "FIRESTORE_BACKUP_RETENTION=$FIRESTORE_BACKUP_RETENTION has no unit, which gcloud reads as seconds: give one, such as FIRESTORE_BACKUP_RETENTION=7d (0 turns daily backups off)" ;;
+esac
 [ "$RAW_RETENTION_DAYS" -ge 14 ] || die "RAW_RETENTION_DAYS must be at least 14: 7 days of subscription retention plus a replay window"
 
 P=(--project="$PROJECT_ID")
@@ -313,6 +336,8 @@ env_vars+=",PUBSUB_SUBSCRIPTION=$PUBSUB_SUBSCRIPTION,PUBSUB_DEAD_LETTER_TOPIC=$P
 env_vars+=",PUBSUB_DEAD_LETTER_SUBSCRIPTION=$PUBSUB_DEAD_LETTER_SUBSCRIPTION"
 env_vars+=",FIRESTORE_DATABASE=$FIRESTORE_DATABASE,BA_TIMEZONE=$BA_TIMEZONE"
 env_vars+=",BA_RAW_RETENTION_DAYS=$RAW_RETENTION_DAYS,BA_METRICS_EXPORTER=cloud-monitoring"
+# Both services read the shards: the API's freshness and series sum them.
+env_vars+=",BA_FIRESTORE_COUNTER_SHARDS=$FIRESTORE_COUNTER_SHARDS"
 # An ordered subscription orders by key: the API sends keys only with BA_ORDERING.
 env_vars+=",BA_ORDERING=$MESSAGE_ORDERING"
 # Labels of the custom metrics: the dashboard filters on the worker pool's name.

@@ -30,6 +30,7 @@ module "behavioral_analytics" {
   max_delivery_attempts                   = var.max_delivery_attempts
   raw_retention_days                      = var.raw_retention_days
   flush_interval_seconds                  = var.flush_interval_seconds
+  firestore_counter_shards                = var.firestore_counter_shards
   timezone                                = var.timezone
   metrics_exporter                        = var.metrics_exporter
   firestore_location                      = var.firestore_location

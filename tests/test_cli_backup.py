@@ -85,6 +85,11 @@ def test_backup_refuses_to_overwrite_and_names_a_missing_store(tmp_path: Path) -
     refused = _cli(data, "backup", str(taken))
     assert refused.returncode == 2 and "not an empty folder" in refused.stderr
     assert (taken / "store.db").read_text() == "an earlier copy"
+    a_file = tmp_path / "env.sh"
+    a_file.write_text("export BA_DATA_DIR=data\n")
+    refused = _cli(data, "backup", str(a_file))
+    assert refused.returncode == 2 and f"{a_file} is a file: name a new folder" in refused.stderr
+    assert a_file.read_text() == "export BA_DATA_DIR=data\n"
     for inside in (data, data / "copy"):
         refused = _cli(data, "backup", str(inside))
         assert refused.returncode == 2 and "inside the data folder" in refused.stderr

@@ -175,6 +175,17 @@ def test_the_command_answers_the_apis_shape_and_prints_a_table() -> None:
     assert f"previous: {_day(today, 4)} to {_day(today, 3)}" in table
     assert table.index("/a") < table.index("/pricing") and "unique users are kept per day" in table
 
+    # A session-only dimension counts no events: its table has no events or users columns.
+    entry = cli("query", "breakdown", "entry_page", "--from", day, "--to", day).stdout.decode()
+    header = next(line for line in entry.splitlines() if "entry_page" in line and "┃" in line)
+    assert header.split("┃")[2:4] == [" sessions ", " share "], entry
+    rows = [line.split("│")[1:3] for line in entry.splitlines() if "│" in line]
+    assert [(value.strip(), count.strip()) for value, count in rows] == [
+        ("/a", "2"),
+        ("/b", "1"),
+        ("total", "3"),
+    ], entry
+
 
 def test_an_unknown_dimension_is_one_line_naming_the_configured_ones() -> None:
     cli("init")

@@ -57,6 +57,8 @@ def test_forgetting_nobody_says_nothing_was_found(tmp_path: Path) -> None:
     cli("init")
     out = cli("forget", "nobody_here", "--yes", env={"COLUMNS": "200"}).stdout.decode()
     assert out.startswith(f"nothing found for nobody_here in {tmp_path / 'data'}"), out
+    # Forgetting someone twice: the second finds nothing, and says why it may be so.
+    assert "an id forgotten before has nothing left" in " ".join(out.split()), out
 
 
 @pytest.mark.slow

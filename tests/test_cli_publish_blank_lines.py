@@ -60,6 +60,10 @@ def test_dlq_list_shows_the_input_line_of_an_empty_one(columns: int) -> None:
             "data: \\xff no utf8",
         ], out
         assert sum("reason: not_json" in line for line in lines) == 1, out
+        # A detail is wrapped, not cut: its end says what to do (RFC 8259's rule here).
+        flat = " ".join(out.split())
+        assert "…" not in " ".join(line for line in lines if "detail:" in line), out
+        assert "RFC 8259" in flat, out
     else:
         (header,) = [line for line in lines if " reason " in line]
         assert "input line" in header, out
@@ -99,3 +103,22 @@ def test_an_empty_line_is_published_to_pubsub_with_its_line_number(
     letters = json.loads(cli("dlq", "list", "--json", env=env).stdout)["items"]
     assert sorted(d["reason"] for d in letters) == ["empty_message", "empty_message"]
     assert sorted(d["attributes"].get(EMPTY_LINE, "-") for d in letters) == ["2", "3"]
+
+
+@pytest.mark.slow
+def test_a_line_nested_too_deep_for_the_decoder_is_published_with_the_rest() -> None:
+    """`publish` counted the lines that are no JSON object with a decoder that recursed past
+    Python's limit on 1,000 nested arrays: a traceback, and the good lines before it unsent.
+    The line is an object at its top; the worker dead-letters it as `too_deep`."""
+    deep = b'{"user_id": "u9", "event_type": "x", "properties": {"a": ' + b"[" * 5000
+    deep += b"]" * 5000 + b"}}"
+    lines = [GOOD % 1, GOOD % 2, deep, GOOD % 3]
+    cli("init")
+    published = cli("publish", input=b"\n".join(lines) + b"\n")
+    assert published.stderr.decode().startswith("published 4 messages"), published.stderr
+    assert "not a JSON object" not in published.stderr.decode()
+    cli("worker", "--until-idle")
+    (letter,) = json.loads(cli("dlq", "list", "--json").stdout)["items"]
+    assert letter["reason"] == "too_deep", letter
+    series = json.loads(cli("query", "series", "-g", "day", "--json").stdout)
+    assert sum(point["total_events"] for point in series["points"]) == 3, series

@@ -91,6 +91,19 @@ def test_an_empty_listing_says_so_under_its_table() -> None:
     assert last_line("query", "timeline", "a b").endswith("`query timeline 'anonymous:a b'`")
     # --json stays the document alone.
     assert cli("query", "timeline", "nobody", "--json").stdout.decode().strip().startswith("{")
+    # An anonymous id whose events count for the user it signed in as names that user.
+    signed_in = b'{"anonymous_id": "dev-A", "user_id": "ann", "event_type": "identify"}\n'
+    cli("publish", input=signed_in)
+    cli("worker", "--until-idle")
+    linked = (
+        "; the anonymous id 'dev-A' is linked to user 'ann', and its events count for them: "
+        "`query {} ann` (`query links anonymous:dev-A`)"
+    )
+    assert last_line("query", "timeline", "dev-A") == "no events of 'dev-A'" + linked.format(
+        "timeline"
+    )
+    gone = cli("query", "profile", "anonymous:dev-A", env=WIDE, check=False)
+    assert gone.returncode == 1 and gone.stderr.decode().endswith(linked.format("profile") + "\n")
 
 
 @pytest.mark.slow

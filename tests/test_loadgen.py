@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import pytest
 
+from behavioral_analytics.enrich.user_agents import agent_facts
 from behavioral_analytics.events import Event, Rejection, parse_message
 from behavioral_analytics.loadgen import (
     BOT_USER_AGENTS,
@@ -100,7 +101,7 @@ def test_events_have_the_recipe_shape(run):
             assert event["user_id"].startswith("user_")
             assert 1 <= int(event["user_id"][5:]) <= BASE.users
             assert event["session_id"].startswith("sess_")
-            assert props["user_agent"] == "BehavioralAnalytics/1.0"
+            assert dict(agent_facts(props["user_agent"]))["device"] == props["device_type"]
         else:
             assert props["user_agent"] in BOT_USER_AGENTS
         if event["event_type"] == "purchase":
@@ -111,6 +112,36 @@ def test_events_have_the_recipe_shape(run):
     assert set(types) == expected
     agents = {e["properties"]["user_agent"] for e in _events(run) if "user_id" not in e}
     assert any("Googlebot" in agent for agent in agents)
+
+
+def test_a_person_keeps_a_browser_per_device_and_browsers_vary(run):
+    agents: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for event in _events(run):
+        if "user_id" in event:
+            props = event["properties"]
+            agents[event["user_id"], props["device_type"]].add(props["user_agent"])
+    assert all(len(seen) == 1 for seen in agents.values())
+    browsers = {dict(agent_facts(a))["browser"] for seen in agents.values() for a in seen}
+    assert len(browsers) >= 4, browsers
+
+
+def test_another_run_gives_a_person_other_session_ids():
+    """A client session id joins a person's events whatever the gap (docs/behavior.md), so
+    ids repeated by the next run would merge its sessions into the last run's."""
+    config = replace(BASE, events=3000)
+
+    def ids(config: GeneratorConfig) -> set[tuple[str, str]]:
+        return {
+            (e["user_id"], e["session_id"])
+            for e in (m.payload() for m in generate(config).messages if m.kind == "event")
+            if "user_id" in e
+        }
+
+    first = ids(config)
+    assert ids(config) == first
+    assert not first & ids(replace(config, seed=config.seed + 1))
+    assert not first & ids(replace(config, start=START + 3600))
+    assert not first & ids(replace(config, seed=None))
 
 
 def test_every_message_parses_as_the_ground_truth_says(run):
@@ -280,10 +311,10 @@ def test_late_tiers_stamp_the_stated_shares_back_within_their_bounds():
 
 def test_late_tiers_default_to_none_and_leave_the_bytes_unchanged():
     assert GeneratorConfig().late_tiers == ()
-    # The bytes this seed gave before late tiers existed, with the actors' addresses (added
-    # since; they draw nothing): no tier, no extra draw.
+    # The bytes this seed gave before late tiers existed, with the actors' addresses, browsers
+    # and run-scoped session ids (added since; they draw nothing): no tier, no extra draw.
     digest = hashlib.sha256(b"".join(m.data for m in iter_messages(replace(BASE, events=2000))))
-    assert digest.hexdigest() == "2a09f95f2f203f8c96b4c94f1e10be287b70869fc106fa8f3ca76551eaf5d5f8"
+    assert digest.hexdigest() == "fa47995ddf2c6deb550283b08124a14be4702d7221dba1e961aec3555a2bc065"
     with pytest.raises(ValueError, match="late_tiers"):
         GeneratorConfig(late_tiers=((0.5, 3600.0), (0.6, 7200.0)))
     with pytest.raises(ValueError, match="late_tiers"):

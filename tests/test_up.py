@@ -129,6 +129,12 @@ def test_demo_traffic_has_minutes_long_sessions_and_plausible_conversion() -> No
     assert 0.3 < search < 0.8 and 0.01 < purchase < 0.25, (search, purchase)
     again = list(itertools.islice(scheduled_events(live_traffic(20.0, seed=11)), 50))
     assert again == events[:50]  # a seed repeats the run
+    # Started again later, the same seed's sessions get ids of their own (a client session id
+    # joins a person's events whatever the gap): the same moments, other session ids.
+    later = list(itertools.islice(scheduled_events(plan, 1_796_000_000.0), 50))
+    assert [o for o, _ in later] == pytest.approx([o for o, _ in events[:50]], abs=1e-3)
+    ids = {p["session_id"] for _, p in events[:50] if p.get("session_id")}
+    assert ids and not ids & {p["session_id"] for _, p in later if p.get("session_id")}
 
 
 @pytest.mark.slow

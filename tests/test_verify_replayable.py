@@ -116,3 +116,29 @@ def test_a_reopened_letter_whose_event_is_stored_is_not_counted_nowhere(tmp_path
         assert replayable_dead_letters(store, limits=wider) == ([still], {})
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_verify_offers_replay_all_for_more_valid_dead_letters_than_it_names(tmp_path: Path) -> None:
+    """500 events given up on by the broker were offered as `dlq replay --id` of the first five
+    alone; past five the line gives `--all`, which replays exactly those a replay counts."""
+    now = time.time()
+    cli("init")
+    store = SQLiteStore(tmp_path / "data" / "store.db")
+    try:
+        store.add_dead_letters(
+            [
+                NewDeadLetter(
+                    "lease_expired", "", _payload(f"e{i}", now - 60), f"m{i}", received_at=now
+                )
+                for i in range(7)
+            ]
+        )
+    finally:
+        store.close()
+    text = " ".join(cli("verify").stdout.decode().split())
+    assert (
+        "7 dead letters are valid events counted nowhere: behavioral-analytics dlq replay --all"
+        in text
+    ), text
+    assert "--id" not in text

@@ -64,9 +64,27 @@ def test_bad_events_are_dead_lettered_and_good_ones_committed(
     assert result.created == 5 and result.dead_letters == len(bad)
     assert broker.backlog() == 0  # everything acked, nothing left to retry
     stored = sorted((d.data, d.reason) for d in store.dead_letters(1000).items)
-    assert stored == sorted(table)
+    # A message over the size limit keeps its first 32 KiB in its dead letter, as the collector.
+    limit = WorkerOptions().limits.max_message_bytes
+    assert stored == sorted((data[:limit], reason) for data, reason in table)
+    assert any(len(data) > limit for data, _ in table)
     snap = worker.metrics.snapshot()
     assert snap.processed == 5 and snap.rejected == len(bad)
+
+
+def test_a_huge_message_is_dead_lettered_with_its_first_bytes(
+    broker: LocalBroker, store: SQLiteStore
+) -> None:
+    """A 12 MB line published straight to the broker was kept whole in its dead letter (and
+    `GET /v1/dead-letters` answered 28 MB); the collector kept 32 KiB of such a request."""
+    huge = json.dumps({"event_type": "x", "properties": {"blob": "a" * 3_000_000}}).encode()
+    broker.publish([OutgoingMessage(huge), OutgoingMessage(good(1))])
+    result = Worker(broker, store).process(broker.pull(10, 0))
+    assert result is not None and (result.created, result.dead_letters) == (1, 1)
+    (letter,) = store.dead_letters().items
+    limit = WorkerOptions().limits.max_message_bytes
+    assert letter.reason == "too_large" and letter.data == huge[:limit]
+    assert letter.detail == f"{len(huge)} bytes > {limit} (the first {limit} kept)"
 
 
 class PoisonStore(SQLiteStore):

@@ -9,14 +9,80 @@ sent, the same bytes as when it was built at once. Pure: no I/O, draws nothing.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from behavioral_analytics.synthetic_addresses import client_ip
 
-__all__ = ["HUMAN_USER_AGENT", "DrawnEvent", "Visit"]
+__all__ = ["HUMAN_USER_AGENTS", "DrawnEvent", "Visit", "agent_for"]
 
-HUMAN_USER_AGENT = "BehavioralAnalytics/1.0"
+# Browsers' user agents per device type, each with its weight: shares roughly as on the web
+# (Chrome most on desktop; Safari and Chrome alike on phones). A person keeps one browser per
+# device type (`agent_for`), so browsers and operating systems break down as on a real site.
+HUMAN_USER_AGENTS: dict[str, tuple[tuple[str, int], ...]] = {
+    "mobile": (
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+            2,
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Mobile Safari/537.36",
+            2,
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S921B) AppleWebKit/537.36 (KHTML, like "
+            "Gecko) SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36",
+            1,
+        ),
+    ),
+    "desktop": (
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Safari/537.36",
+            3,
+        ),
+        (
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+            "Gecko) Version/18.1 Safari/605.1.15",
+            1,
+        ),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+            1,
+        ),
+        ("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", 1),
+    ),
+    "tablet": (
+        (
+            "Mozilla/5.0 (iPad; CPU OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+            "Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+            2,
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 14; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/131.0.0.0 Safari/537.36",
+            1,
+        ),
+    ),
+}
+
+
+_WEIGHED = {
+    device: tuple(agent for agent, weight in agents for _ in range(weight))
+    for device, agents in HUMAN_USER_AGENTS.items()
+}
+
+
+def agent_for(user_id: str, device: str) -> str:
+    """The user agent of `user_id`'s browser on a `device` ("mobile", "desktop" or "tablet";
+    another is read as desktop): one of `HUMAN_USER_AGENTS`, picked by weight from a checksum
+    of the id, so the same person and device always give the same agent and no draw is made."""
+    agents = _WEIGHED.get(device, _WEIGHED["desktop"])
+    return agents[zlib.crc32(f"{user_id}/{device}".encode()) % len(agents)]
 
 
 @dataclass(slots=True)
@@ -28,6 +94,7 @@ class Visit:
     referrer: str
     device: str
     product: str
+    agent: str  # the person's browser on this device (`agent_for`)
 
 
 @dataclass(slots=True)
@@ -48,7 +115,7 @@ class DrawnEvent:
             "page_url": self.page,
             "referrer": visit.referrer,
             "device_type": visit.device,
-            "user_agent": HUMAN_USER_AGENT,
+            "user_agent": visit.agent,
             "ip": client_ip(visit.user_id),
         }
         if event_type == "search":

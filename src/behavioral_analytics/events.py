@@ -228,8 +228,8 @@ def parse_message(
     stable across redeliveries) stands in for a missing timestamp and anchors the time checks,
     so a message validates the same way however often it is delivered.
     """
-    if len(data) > limits.max_message_bytes:
-        return Rejection("too_large", f"{len(data)} bytes > {limits.max_message_bytes}")
+    if len(data) > (limit := limits.max_message_bytes):  # the worker keeps `limit` bytes
+        return Rejection("too_large", f"{len(data)} bytes > {limit} (the first {limit} kept)")
     if not data.strip():
         blank = f"only whitespace ({len(data)} bytes)" if data else "no bytes"
         return Rejection("empty_message", f"the message holds {blank}: expected a JSON object")

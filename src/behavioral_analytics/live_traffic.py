@@ -92,12 +92,16 @@ def describe(traffic: LiveTraffic) -> str:
     )
 
 
-def scheduled_events(traffic: LiveTraffic) -> Iterator[tuple[float, dict[str, Any]]]:
+def scheduled_events(
+    traffic: LiveTraffic, started_at: float = 0.0
+) -> Iterator[tuple[float, dict[str, Any]]]:
     """Endless `(offset_s, payload)` in time order: offset_s is when, in seconds from the start
     of the demo, the event happens and is sent. The payload's `timestamp` is the offset; the
-    caller replaces it with the wall-clock time it stands for."""
-    for message in iter_messages(replace(traffic.config, start=0.0)):
-        simulated_s = message.sent_at - traffic.warmup_s
+    caller replaces it with the wall-clock time it stands for. `started_at` (epoch seconds:
+    when the demo started) makes the session ids this run's own (`loadgen`'s run-scoped ids),
+    so a demo started again with the same seed does not join its sessions to the last run's."""
+    for message in iter_messages(replace(traffic.config, start=started_at)):
+        simulated_s = message.sent_at - started_at - traffic.warmup_s
         if simulated_s < 0:
             continue
         offset_s = simulated_s / traffic.speedup

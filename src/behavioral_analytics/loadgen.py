@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from behavioral_analytics.drawn_events import DrawnEvent, Visit
+from behavioral_analytics.drawn_events import DrawnEvent, Visit, agent_for
 from behavioral_analytics.synthetic_addresses import client_ip
 
 __all__ = [
@@ -314,7 +314,12 @@ class _Simulation:
         self.devices = _Weighted(config.devices)
         self.referrers = _Weighted(config.referrers)
         self.currencies = _Weighted(config.currencies)
-        self.session_counter = itertools.count(1000)
+        self.session_counter = itertools.count(1)
+        # Each person's first session is planned first in every run, so ids from a counter
+        # alone would repeat in the next run for the same person, and a client session id
+        # joins events whatever the gap between them (docs/behavior.md): the ids carry the run.
+        run = random.Random(None if config.seed is None else f"{config.seed}/{config.start!r}")
+        self.session_prefix = f"sess_{run.getrandbits(24):06x}_"
         self.mu_amount = math.log(config.median_amount)
 
     # -- humans -----------------------------------------------------------------------------
@@ -339,7 +344,7 @@ class _Simulation:
 
     def _plan_session(self, user: _User, begin: float) -> None:
         cfg, rng = self.config, self.rng
-        session_id = f"sess_{next(self.session_counter)}"
+        session_id = f"{self.session_prefix}{next(self.session_counter)}"
         referrer = self.referrers.draw(rng)
         device = user.device if rng.random() < 0.8 else self.devices.draw(rng)
         types: list[str] = []
@@ -372,7 +377,9 @@ class _Simulation:
         if self.sessions is not None:
             self.sessions[session_id] = truth
         product = f"sku_{self.pages.draw(rng) * 7 + rng.randint(0, 6)}"
-        visit = Visit(user.user_id, session_id, referrer, device, product)
+        visit = Visit(
+            user.user_id, session_id, referrer, device, product, agent_for(user.user_id, device)
+        )
         offset = begin
         for i, event_type in enumerate(types):
             if i:

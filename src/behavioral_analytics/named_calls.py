@@ -67,13 +67,20 @@ ALIAS_OF_USER = "alias_of_user_unsupported"
 @dataclass(frozen=True, slots=True)
 class GroupCall:
     """One group call: `member` (an actor) joins `group_id`; `traits` as sent, at `at` (event
-    time, epoch seconds); `event_key` orders calls of the same time."""
+    time, epoch seconds); `event_key` orders calls of the same time. A call without traits
+    (absent, not an object, or `{}`, as Segment's libraries send for `group(user, group)`)
+    leaves the group's traits as they are (`sets_traits`)."""
 
     group_id: str
     member: str
     traits: dict[str, Any]
     at: float
     event_key: str
+
+    @property
+    def sets_traits(self) -> bool:
+        """Whether the call gives the group traits (a non-empty object)."""
+        return bool(self.traits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +99,13 @@ class GroupDay:
 @dataclass(frozen=True, slots=True)
 class Group:
     """A group as stored: its members (actors, sorted), its latest traits and their event time
-    (epoch seconds), and per day (in order) its members' events over the retained raw events."""
+    (epoch seconds; None, with traits {}, when no call gave it traits), and per day (in order)
+    its members' events over the retained raw events."""
 
     group_id: str
     members: list[str]
     traits: dict[str, Any]
-    traits_at: float
+    traits_at: float | None
     days: list[GroupDay] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

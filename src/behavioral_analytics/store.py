@@ -264,7 +264,11 @@ class Store(abc.ABC):
         """Delete the dead letters expired at `now` and, with `before`, those recorded before it
         too; return how many were ever purged, by reason. Raises StoreError (Firestore's TTL
         does it)."""
-        raise StoreError(f"{type(self).__name__} expires dead letters itself (a TTL policy)")
+        raise StoreError(
+            "this store's dead letters expire by themselves: a TTL policy on their `expire_at` "
+            "deletes them (Terraform and scripts/deploy.sh create it; Firestore's emulator has "
+            "none); `dlq purge` is for the local store"
+        )
 
     @abc.abstractmethod
     def active_users(self, since: float) -> int:

@@ -67,8 +67,8 @@ __all__ = [
 
 def _gcp_missing(exc: ImportError, what: str = "BA_BACKEND=gcp") -> ConfigError:
     return ConfigError(
-        f"{what} needs the Google Cloud clients ({exc.name}): "
-        "pip install 'behavioral-analytics[gcp]'"
+        f"{what} needs the Google Cloud clients ({exc.name}): pip install "
+        "'behavioral-analytics[gcp]' (in a checkout: .venv/bin/pip install -e '.[gcp]')"
     )
 
 

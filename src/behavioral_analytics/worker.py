@@ -469,7 +469,7 @@ class Worker:
                     NewDeadLetter(
                         reason=parsed.reason,
                         detail=parsed.detail,
-                        data=delivery.data,
+                        data=delivery.data[: limits.max_message_bytes],  # too_large: cut
                         message_id=delivery.identity,
                         attributes=delivery.attributes,
                         source="worker",

@@ -132,6 +132,24 @@ def test_a_group_keeps_its_members_and_its_latest_traits_whatever_the_order(
     assert store.group("globex") is None
 
 
+def test_a_group_call_without_traits_keeps_the_groups_traits(make_store: MakeStore) -> None:
+    """Segment's libraries send `"traits": {}` for `group(user, group)`: such a call joins the
+    member and leaves the traits of the latest call that gave some. Before, it emptied them."""
+    store = make_store()
+    bare = named(3, 2 * HOUR, "group", user_id="bob", properties={"groupId": "acme"})
+    store.commit([group(1, 0, "alice", "acme", plan="pro", seats=5)])
+    store.commit([group(2, HOUR, "carol", "acme"), bare])
+    found = store.group("acme")
+    assert found is not None and found.members == ["alice", "bob", "carol"]
+    assert (found.traits, found.traits_at) == ({"plan": "pro", "seats": 5}, DAY_START)
+    store.commit([group(4, 3 * HOUR, "dan", "globex")])
+    only_members = store.group("globex")
+    assert only_members is not None
+    assert (only_members.members, only_members.traits) == (["dan"], {})
+    assert only_members.traits_at is None
+    assert_recounts(store)
+
+
 def test_a_group_counts_its_members_events_per_day_and_forget_removes_a_member(
     make_store: MakeStore,
 ) -> None:

@@ -36,6 +36,8 @@ locals {
     BA_TIMEZONE                     = var.timezone
     BA_RAW_RETENTION_DAYS           = tostring(var.raw_retention_days)
     BA_METRICS_EXPORTER             = var.metrics_exporter
+    # Both services read the shards: the API's freshness and series sum them.
+    BA_FIRESTORE_COUNTER_SHARDS = tostring(var.firestore_counter_shards)
     # An ordered subscription orders by key: the API sends keys only with BA_ORDERING.
     BA_ORDERING = tostring(var.message_ordering)
     # Labels of the custom metrics (location, job): the dashboard filters on the job.
@@ -159,4 +161,16 @@ resource "google_project_iam_member" "api" {
   project = var.project_id
   role    = each.value
   member  = google_service_account.api[0].member
+}
+
+# Each worker writes the current hour's and day's documents once per flush; past about one
+# sustained write per second per document they contend (docs/gcp.md, "Hot documents and
+# counter shards"). A plan warns when the workers outrun the shards.
+check "bucket_documents_keep_up_with_the_workers" {
+  assert {
+    condition = (
+      (var.enable_autoscaling ? var.max_instances : var.min_instances) <= max(var.firestore_counter_shards, 1) * var.flush_interval_seconds
+    )
+    error_message = "Up to ${var.enable_autoscaling ? var.max_instances : var.min_instances} workers flushing every ${var.flush_interval_seconds} s write each hour and day document more than ${max(var.firestore_counter_shards, 1)} times a second: set firestore_counter_shards to at least ${ceil((var.enable_autoscaling ? var.max_instances : var.min_instances) / var.flush_interval_seconds)}, or lengthen flush_interval_seconds."
+  }
 }

@@ -133,7 +133,7 @@ variable "enable_monitoring" {
 # ---------------------------------------------------------------------------
 
 variable "container_image" {
-  description = "Container image of the worker and the API, e.g. REGION-docker.pkg.dev/PROJECT_ID/behavioral-analytics/processor:latest once built (docs/deploy.md). Empty (the first apply, before the repository exists) runs Google's public placeholder container instead."
+  description = "Container image of the worker and the API, e.g. REGION-docker.pkg.dev/PROJECT_ID/behavioral-analytics/processor:latest once built (docs/deploy.md). Empty (the first apply, before the repository exists) runs Google's public placeholder container instead, and so does any later apply without it: the workers stop processing. Keep it in terraform.tfvars (Infrastructure Manager: the --inputs-file) so that every apply carries it."
   type        = string
   default     = ""
 
@@ -193,6 +193,17 @@ variable "flush_interval_seconds" {
   }
 }
 
+variable "firestore_counter_shards" {
+  description = "Shard documents per hour and day bucket (BA_FIRESTORE_COUNTER_SHARDS, on the worker pool and the API): 0 keeps single documents; past one worker per second of flush interval, at least workers / flush_interval_seconds (docs/gcp.md, \"Hot documents and counter shards\"). Can be changed at any time: reads sum the single document and every shard."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.firestore_counter_shards >= 0 && var.firestore_counter_shards <= 100 && floor(var.firestore_counter_shards) == var.firestore_counter_shards
+    error_message = "firestore_counter_shards must be a whole number from 0 to 100."
+  }
+}
+
 variable "timezone" {
   description = "Reporting time zone of the hourly and daily buckets (IANA name, BA_TIMEZONE)."
   type        = string
@@ -201,6 +212,14 @@ variable "timezone" {
   validation {
     condition     = can(regex("^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$", var.timezone))
     error_message = "timezone must be an IANA time zone name such as UTC or Europe/Paris."
+  }
+
+  # Names the zone database's folder holds that the worker refuses as a reporting zone
+  # (time_zones.timezone_problem): localtime is each machine's own zone; posixrules,
+  # leapseconds and the right/ and posix/ copies are no zones of zoneinfo.available_timezones().
+  validation {
+    condition     = !contains(["localtime", "posixrules", "leapseconds"], var.timezone) && !startswith(var.timezone, "right/") && !startswith(var.timezone, "posix/")
+    error_message = "timezone must name an IANA time zone such as UTC or Europe/Paris: localtime (each machine's own zone), posixrules, leapseconds and the right/ and posix/ variants are refused by the worker."
   }
 }
 

@@ -8,7 +8,7 @@ recorded in the dead letters (`source: "collector"`, reason `request:<error>`, t
 `attributes`) with the body as read (decompressed): its JSON without `writeKey` (at the top and
 in each call of a batch), or, for a body that is no JSON, its bytes with every `"writeKey":
 "…"` value blanked; either way without the write key it was accepted with, wherever and however
-escaped it appears (`blank_key`); at most an event's size of it (`BA_MAX_MESSAGE_BYTES`), the
+escaped it appears (`blank_key`); at most an event's size of it (32 KiB), the
 detail saying how much was kept; a cut body's JSON has each call's who-fields first, so that
 `forget` finds the people a cut copy still holds data of. A body refused before it was read
 (over the size limit by its `Content-Length` or as it streamed, or not valid gzip) is kept

@@ -64,7 +64,9 @@ def backup(
     target = target.resolve()
     if target == source or source in target.parents:
         fail(f"{target} is inside the data folder {source}: name a folder outside it", 2)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    if target.exists() and not target.is_dir():
+        fail(f"{target} is a file: name a new folder for the copy", 2)
+    if target.exists() and any(target.iterdir()):
         fail(f"{target} is not an empty folder: name a new one, so no copy is overwritten", 2)
     created = not target.exists()
     try:

@@ -322,7 +322,8 @@ def forget(
         console.print(
             f"nothing found for {user} in {data_location(config)}: no raw events, sessions, "
             "funnel entries, identity links, dead letters or waiting messages (check the id and "
-            "the data)"
+            "the data; an id forgotten before has nothing left, and its tombstone now reaches "
+            "this moment)"
         )
         return
     counts = [

@@ -30,7 +30,7 @@ from behavioral_analytics.cli.shared import (
     open_for_periods,
     print_json,
 )
-from behavioral_analytics.cli.tables import period_table
+from behavioral_analytics.cli.tables import TextTable, period_table
 from behavioral_analytics.dimensions import SESSION_DIMENSIONS
 from behavioral_analytics.filtered_queries import filtered_breakdown
 from behavioral_analytics.raw_queries import horizon_s
@@ -111,25 +111,49 @@ def query_breakdown(
         body = bodies[window]
         # Sessions per value (their first event's), where the store or the raw scan counts them.
         counts_sessions = body.get("total_sessions") is not None
-        sessions = ["sessions"] if counts_sessions else []
-        table = period_table(
-            f"{dimension} by {'sessions' if dimension in SESSION_DIMENSIONS else 'events'} "
-            f"({granularity}s, {config.timezone})",
-            dimension,
-            ["events", "share", "unique users", *sessions],
-            values=True,
-        )
-        for row in body["values"]:
-            users = "-" if row["unique_users"] is None else str(row["unique_users"])
-            counted = [str(row["sessions"])] if counts_sessions else []
-            table.add_row(row["value"], str(row["events"]), f"{row['share']:.1%}", users, *counted)
-        table.add_section()
-        totals = [str(body["total_sessions"])] if counts_sessions else []
-        table.add_row("total", str(body["total_events"]), "", "", *totals)
-        console.print(table)
+        if dimension in SESSION_DIMENSIONS:
+            console.print(_sessions_table(dimension, granularity, config.timezone, body))
+        else:
+            sessions = ["sessions"] if counts_sessions else []
+            table = period_table(
+                f"{dimension} by events ({granularity}s, {config.timezone})",
+                dimension,
+                ["events", "share", "unique users", *sessions],
+                values=True,
+            )
+            for row in body["values"]:
+                users = "-" if row["unique_users"] is None else str(row["unique_users"])
+                counted = [str(row["sessions"])] if counts_sessions else []
+                share = f"{row['share']:.1%}"
+                table.add_row(row["value"], str(row["events"]), share, users, *counted)
+            table.add_section()
+            totals = [str(body["total_sessions"])] if counts_sessions else []
+            table.add_row("total", str(body["total_events"]), "", "", *totals)
+            console.print(table)
         if body["values_not_shown"]:
             console.print(f"{body['values_not_shown']} more values (--limit)", highlight=False)
         if body["unique_users_note"]:
             console.print(body["unique_users_note"], highlight=False)
         if filters:
             print_source(filters, body, matched=bool(body["total_events"] or body["values"]))
+
+
+def _sessions_table(
+    dimension: str, granularity: str, timezone: str, body: dict[str, Any]
+) -> TextTable:
+    """The table of a session-only dimension (`entry_page`, `exit_page`): sessions and their
+    share per value; such a dimension counts no events and no unique users, so neither is a
+    column."""
+    table = period_table(
+        f"{dimension} by sessions ({granularity}s, {timezone})",
+        dimension,
+        ["sessions", "share"],
+        values=True,
+    )
+    for row in body["values"]:
+        sessions = "-" if row["sessions"] is None else str(row["sessions"])
+        table.add_row(row["value"], sessions, f"{row['share']:.1%}")
+    table.add_section()
+    total = body.get("total_sessions")
+    table.add_row("total", "-" if total is None else str(total), "")
+    return table

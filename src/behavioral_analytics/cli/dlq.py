@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import textwrap
 import time
 
 import typer
@@ -77,7 +78,7 @@ _TABLE_MIN_COLUMNS = 140
 
 def _print_blocks(letters: list[DeadLetter], total: int) -> None:
     """The dead letters as blocks: id (whole), time and source, then a line per field, cut
-    at the console's width."""
+    at the console's width but the detail, which wraps (its end often says what to do)."""
     console.print(f"dead letters ({total})", highlight=False)
     for d in letters:
         console.print(
@@ -92,10 +93,11 @@ def _print_blocks(letters: list[DeadLetter], total: int) -> None:
             fields.append(("replayed", fmt_time(d.replayed_at)))
         for label, text in fields:
             line = f"  {label}: {text}"
-            console.print(
-                line if len(line) <= console.width else line[: console.width - 1] + "…",
-                highlight=False,
-            )
+            if label == "detail":
+                line = textwrap.fill(line, console.width, subsequent_indent="    ")
+            elif len(line) > console.width:
+                line = line[: console.width - 1] + "…"
+            console.print(line, highlight=False)
 
 
 def _data(d: DeadLetter) -> str:

@@ -194,7 +194,16 @@ def generate(
             else:
                 sink = HttpSink(url, os.environ.get("BA_WRITE_KEY"))
                 where = url
-            rejected = _send(list(iter_messages(config)), sink, rate, tally)
+            try:
+                rejected = _send(list(iter_messages(config)), sink, rate, tally)
+            except LoadTestError as exc:
+                if not tally["message"]:
+                    raise
+                raise LoadTestError(
+                    f"{exc}\n{tally['message']:,} of {config.events:,} messages were sent; "
+                    f"`--seed {config.seed} --start {config.start}` sends the same ones "
+                    "again, and the events stored already count once"
+                ) from exc
             if rejected:
                 tally["rejected by the collector"] = rejected
     summary = ", ".join(_counted(name, count) for name, count in tally.items() if count)

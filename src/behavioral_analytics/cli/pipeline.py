@@ -123,6 +123,9 @@ def _is_object(line: bytes) -> bool:
         return isinstance(msgspec.json.decode(line), dict)
     except msgspec.DecodeError:
         return False
+    except RecursionError:
+        # Nested deeper than the decoder follows (the worker refuses it as `too_deep`).
+        return line.lstrip()[:1] == b"{"
 
 
 def _resume_hint(sent: int, first: int, source: str) -> str:

@@ -45,7 +45,7 @@ from behavioral_analytics.cli.tables import TextTable, fits, period_table
 from behavioral_analytics.filtered_queries import filtered_series_answer
 from behavioral_analytics.listing_cursors import bind, unbind
 from behavioral_analytics.raw_queries import Filter
-from behavioral_analytics.store import Store
+from behavioral_analytics.store import NotSupported, Store
 
 __all__ = ["query_app"]
 
@@ -100,9 +100,23 @@ def _bots_only(store: Store, user: str) -> str:
 
 
 def _visitor_hint(store: Store, user: str, command: str) -> str:
-    """Where `user` names no one but the anonymous id of that text has events: the line's end
-    naming `query COMMAND anonymous:ID`; else nothing."""
-    visitor = f"{ANONYMOUS_PREFIX}{user}"
+    """Why `user` (a user id, or `anonymous:ID`) has nothing to show, where its text names an
+    anonymous id that does: one whose link to a user makes its events count for that user
+    (docs/behavior.md, "Identity"), or one with events of its own. The line's end naming the
+    `query COMMAND` to run; else nothing."""
+    visitor = user if user.startswith(ANONYMOUS_PREFIX) else f"{ANONYMOUS_PREFIX}{user}"
+    anonymous_id = visitor.removeprefix(ANONYMOUS_PREFIX)
+    try:
+        linked = sorted({link.user_id for link in store.links(visitor) if link.status == "active"})
+    except NotSupported:
+        linked = []
+    if linked:
+        users = " and ".join(repr(u) for u in linked)
+        run = " / ".join(f"`query {command} {shlex.quote(u)}`" for u in linked)
+        return (
+            f"; the anonymous id {anonymous_id!r} is linked to user {users}, and its events "
+            f"count for them: {run} (`query links {shlex.quote(visitor)}`)"
+        )
     if user.startswith(ANONYMOUS_PREFIX) or not store.timeline(visitor, 1, None).items:
         return ""
     return f"; the anonymous id {user!r} has some: `query {command} {shlex.quote(visitor)}`"

@@ -204,7 +204,7 @@ def _traffic(broker: Broker, plan: LiveTraffic, stats: TrafficStats, stop: threa
     """Publish each demo event when its moment comes, stamped with that moment."""
     wall_start, clock_start = time.time(), time.monotonic()
     due: list[OutgoingMessage] = []
-    for offset_s, payload in scheduled_events(plan):
+    for offset_s, payload in scheduled_events(plan, wall_start):
         if stop.is_set():
             return
         wait_s = offset_s - (time.monotonic() - clock_start)

@@ -106,7 +106,11 @@ def verify(
                         "counted nowhere",
                         "yellow",
                     ),
-                    f": behavioral-analytics dlq replay --id {' --id '.join(ids[:5])}",
+                    (
+                        f": behavioral-analytics dlq replay --id {' --id '.join(ids)}"
+                        if len(ids) <= 5
+                        else ": behavioral-analytics dlq replay --all (`dlq list` shows them)"
+                    ),
                 )
             )
         if report.unreplayable_dead_letters:

@@ -44,9 +44,18 @@ class BrokerSink:
 
 class HttpSink:
     """POST /v1/events with JSON lists of up to 100 events; bodies that are not JSON go alone,
-    as they are. Honours 429/503 Retry-After; keeps one connection open."""
+    as they are. Honours 429/503 Retry-After; keeps one connection open. A request the
+    collector does not answer (refused, reset, timed out after `timeout_s`) or keeps refusing
+    with 429/503 is retried with backoff for up to `patience_s` seconds (a restart of the
+    collector fits), then `send` raises LoadTestError."""
 
-    def __init__(self, url: str, write_key: str | None, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        write_key: str | None,
+        timeout_s: float = 30.0,
+        patience_s: float = 60.0,
+    ) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise LoadTestError(f"--url {url!r} is not an http(s) URL")
@@ -56,6 +65,7 @@ class HttpSink:
         if write_key:
             self.headers["X-Write-Key"] = write_key
         self.timeout_s = timeout_s
+        self.patience_s = patience_s
         self._conn: http.client.HTTPConnection | None = None
         self.statuses: Counter[int] = Counter()
 
@@ -85,7 +95,10 @@ class HttpSink:
         return rejected
 
     def _post(self, body: bytes, count: int) -> int:
-        for attempt in range(8):
+        deadline = time.monotonic() + self.patience_s
+        attempt = 0
+        while True:
+            left = deadline - time.monotonic()
             try:
                 conn = self._connection()
                 conn.request("POST", self.path, body=body, headers=self.headers)
@@ -93,14 +106,24 @@ class HttpSink:
                 payload = response.read()
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                if attempt == 7:
-                    raise LoadTestError(f"POST {self.path} failed: {exc}") from exc
-                time.sleep(min(0.2 * 2**attempt, 5.0))
+                if left <= 0:
+                    raise LoadTestError(
+                        f"the collector at {self.parts.netloc} has not answered for "
+                        f"{self.patience_s:g} s: {exc}"
+                    ) from exc
+                time.sleep(min(0.2 * 2**attempt, 5.0, left))
+                attempt += 1
                 continue
             self.statuses[response.status] += 1
             if response.status in (429, 503):
+                if left <= 0:
+                    raise LoadTestError(
+                        f"POST {self.path}: still answered {response.status} after "
+                        f"{self.patience_s:g} s of retries"
+                    )
                 retry = response.getheader("Retry-After") or "1"
-                time.sleep(min(float(retry) if retry.replace(".", "", 1).isdigit() else 1.0, 10.0))
+                wait = float(retry) if retry.replace(".", "", 1).isdigit() else 1.0
+                time.sleep(min(wait, 10.0, left))
                 continue
             if response.status == 401:
                 raise LoadTestError("the collector refused the write key: set BA_WRITE_KEY")
@@ -118,7 +141,6 @@ class HttpSink:
                 f"POST {self.path} answered {response.status} (is the collector at this "
                 f"address?): {text}"
             )
-        raise LoadTestError(f"POST {self.path}: still rate limited or unavailable after retries")
 
     def close(self) -> None:
         if self._conn is not None:

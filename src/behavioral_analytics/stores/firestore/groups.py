@@ -3,9 +3,10 @@ atomic commit as the group calls' raw events, so a redelivered call (whose raw e
 which fails and replays the commit without it) writes nothing twice.
 
 - `analytics_groups/{g_<group id>}`: `group_id`, `calls` (Increment), `last_call_at` (Maximum).
-- `analytics_groups/{…}/traits/{event key}`: one document per group call (`at`, `event_key`,
-  `traits`); the latest (event time, then event key) is the group's traits, whatever the
-  arrival order. Written without a precondition: rewriting the same call's is harmless.
+- `analytics_groups/{…}/traits/{event key}`: one document per group call that gives traits
+  (`at`, `event_key`, `traits`; `GroupCall.sets_traits`); the latest (event time, then event
+  key) is the group's traits, whatever the arrival order. Written without a precondition:
+  rewriting the same call's is harmless.
 - `analytics_group_members/{hash of group and member}`: `group_id`, `member` (an actor) and
   `joined_at` (Minimum: the earliest call). One document per membership, never one growing
   document per group: B2B groups have more members than one document holds.
@@ -92,6 +93,8 @@ def add_group_writes(
             )
         )
         for call in own:
+            if not call.sets_traits:
+                continue
             fields = {"at": call.at, "event_key": call.event_key, "traits": encode_map(call.traits)}
             writes.append(write(name(f"{GROUPS}/{group}/{TRAITS}", call.event_key), fields))
     for (group_id, member), at in joined.items():
@@ -157,7 +160,7 @@ def read_group(gateway: Gateway, group_id: str, periods: Periods) -> Group | Non
         traits_ref.order_by("at", direction=firestore.Query.DESCENDING).limit(1).stream(**bound)
     )
     traits: dict[str, Any] = {}
-    traits_at = 0.0
+    traits_at: float | None = None
     if newest:
         traits_at = float(newest[0].get("at"))
         ties = traits_ref.where(filter=firestore.FieldFilter("at", "==", traits_at))

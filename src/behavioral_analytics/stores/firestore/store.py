@@ -284,9 +284,10 @@ class FirestoreStore(Store):
 
     def init(self) -> list[str]:
         return [
-            f"Firestore database {self.database!r}: nothing to create; composite indexes "
-            "come from firestore.indexes.json (Terraform), the TTL policy on "
-            f"{EVENTS}.expire_at likewise"
+            f"Firestore database {self.database!r}: nothing to create; its composite indexes "
+            f"and the TTL policies on {EVENTS}, dead_letters and delivery_failures (expire_at) "
+            "come with the deployment (Terraform, Infrastructure Manager or scripts/deploy.sh, "
+            "from firestore.indexes.json; docs/gcp.md)"
         ]
 
     def commit(

@@ -3,7 +3,8 @@ transaction from the group calls it creates, so a redelivered call (not created 
 nothing.
 
 `group_members` holds one row per (group, member) with the earliest call (event time, then
-event key) that made it one; `group_traits` one row per group with the latest call's traits.
+event key) that made it one; `group_traits` one row per group with the traits of its latest
+call that gave some (`GroupCall.sets_traits`).
 Both are upserts that keep the earlier or the later call whatever the arrival order. A day's
 events and unique users are read from the members' retained raw events: those counted for a
 member (`events.person`) and an anonymous member's own, which count for the user its links give
@@ -84,7 +85,10 @@ def record_groups(db: sqlite3.Connection, created: Sequence[Event]) -> None:
     if not calls:
         return
     db.executemany(_JOIN, [(c.group_id, c.member, c.at, c.event_key) for c in calls])
-    db.executemany(_TRAITS, [(c.group_id, json.dumps(c.traits), c.at, c.event_key) for c in calls])
+    db.executemany(
+        _TRAITS,
+        [(c.group_id, json.dumps(c.traits), c.at, c.event_key) for c in calls if c.sets_traits],
+    )
 
 
 def members(db: sqlite3.Connection) -> dict[tuple[str, str], float]:
@@ -106,20 +110,20 @@ def read_group(db: sqlite3.Connection, group_id: str, periods: Periods) -> Group
     row = db.execute(
         "SELECT traits, traits_at FROM group_traits WHERE group_id = ?", (group_id,)
     ).fetchone()
-    if row is None:
-        return None
     members = [
         member
         for (member,) in db.execute(
             "SELECT member FROM group_members WHERE group_id = ? ORDER BY member", (group_id,)
         )
     ]
+    if row is None and not members:
+        return None
     events = db.execute(_MEMBERS_EVENTS, (group_id,))
     return Group(
         group_id,
         members,
-        json.loads(row[0]),
-        row[1],
+        {} if row is None else json.loads(row[0]),
+        None if row is None else row[1],
         group_days(((timestamp, person) for _, timestamp, person in events), periods),
     )
 
