@@ -60,6 +60,10 @@ def test_publishing_a_pretty_printed_file_says_its_lines_are_not_events() -> Non
     good = b'{"event_type": "page_view", "user_id": "u1"}\n\n[1]\n'
     err = cli("publish", input=good, env=WIDE).stderr.decode().strip().splitlines()
     assert len(err) == 2 and err[1].startswith("note: 1 line of the input is not"), err
+    # A number past 64-bit floats is refused by the worker (`invalid_number`), not by this note.
+    huge = b'{"event_type": "page_view", "user_id": "u1", "properties": {"x": 1e400}}\n'
+    err = cli("publish", input=huge, env=WIDE).stderr.decode().strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("published 1 message"), err
 
 
 @pytest.mark.slow

@@ -116,7 +116,37 @@ def test_a_run_that_stops_part_way_says_what_was_sent_and_how_to_send_it_again()
         server.shutdown()
         server.server_close()
     err = result.stderr.decode().strip().splitlines()
-    assert result.returncode == 2, err
+    assert result.returncode == 1, err  # a failure part way, not a usage error
     assert err[-2] == "error: the collector refused the write key: set BA_WRITE_KEY", err
-    assert err[-1].startswith("2,000 of 2,500 messages were sent; `--seed 5 --start "), err
+    # The whole command line to paste, its start added: the same messages again.
+    again = " ".join(("behavioral-analytics", *args, "--malformed-rate", "0", "--start "))
+    assert err[-1].startswith(f"2,000 of 2,500 messages were sent; `{again}"), err
     assert err[-1].endswith("` sends the same ones again, and the events stored already count once")
+
+
+def test_the_sink_says_while_it_waits_and_when_the_collector_is_back():
+    port = _free_port()
+    received: list[int] = []
+    said: list[str | None] = []
+    sink = HttpSink(f"http://127.0.0.1:{port}", None, timeout_s=5, patience_s=30)
+    sink.on_wait = said.append
+
+    def start_later() -> None:
+        time.sleep(1.0)  # the outage
+        with _collector(port, received):
+            deadline = time.monotonic() + 20
+            while not received and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=start_later)
+    thread.start()
+    try:
+        assert sink.send(EVENTS[:3]) == 0
+    finally:
+        sink.close()
+        thread.join(timeout=30)
+    assert said and said[-1] is None, said
+    assert all(
+        text.startswith("collector not answering: retrying (") and text.endswith(" s of 30)")
+        for text in said[:-1]
+    ), said

@@ -71,7 +71,7 @@ HUMAN_USER_AGENTS: dict[str, tuple[tuple[str, int], ...]] = {
 }
 
 
-_WEIGHED = {
+_WEIGHTED = {
     device: tuple(agent for agent, weight in agents for _ in range(weight))
     for device, agents in HUMAN_USER_AGENTS.items()
 }
@@ -81,7 +81,7 @@ def agent_for(user_id: str, device: str) -> str:
     """The user agent of `user_id`'s browser on a `device` ("mobile", "desktop" or "tablet";
     another is read as desktop): one of `HUMAN_USER_AGENTS`, picked by weight from a checksum
     of the id, so the same person and device always give the same agent and no draw is made."""
-    agents = _WEIGHED.get(device, _WEIGHED["desktop"])
+    agents = _WEIGHTED.get(device, _WEIGHTED["desktop"])
     return agents[zlib.crc32(f"{user_id}/{device}".encode()) % len(agents)]
 
 

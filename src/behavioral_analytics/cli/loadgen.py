@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from collections import Counter
@@ -199,11 +200,11 @@ def generate(
             except LoadTestError as exc:
                 if not tally["message"]:
                     raise
-                raise LoadTestError(
+                fail(  # a failure part way, not a usage error: exit 1
                     f"{exc}\n{tally['message']:,} of {config.events:,} messages were sent; "
-                    f"`--seed {config.seed} --start {config.start}` sends the same ones "
-                    "again, and the events stored already count once"
-                ) from exc
+                    f"`{_again(config.seed, config.start)}` sends the same ones again, and "
+                    "the events stored already count once"
+                )
             if rejected:
                 tally["rejected by the collector"] = rejected
     summary = ", ".join(_counted(name, count) for name, count in tally.items() if count)
@@ -211,6 +212,15 @@ def generate(
         f"generated {summary or 'nothing'} → {where} (--seed {config.seed} --start {config.start})",
         highlight=False,
     )
+
+
+def _again(seed: int | None, start: float) -> str:
+    """This command line with the `--seed` and `--start` that repeat its messages."""
+    args = sys.argv[1:]
+    for name, value in (("--seed", seed), ("--start", start)):
+        if name not in args and not any(a.startswith(f"{name}=") for a in args):
+            args = [*args, name, str(value)]
+    return shlex.join(["behavioral-analytics", *args])
 
 
 def _write_ndjson(messages: Iterator[Message], out: Path | None, tally: Counter[str]) -> bool:
@@ -251,6 +261,8 @@ def _send(messages: list[Message], sink: Sink, rate: float, tally: Counter[str])
     rejected = 0
     with _bar() as bar:
         task = bar.add_task("publishing", total=len(messages), count="")
+        if isinstance(sink, HttpSink):
+            sink.on_wait = lambda why: bar.update(task, description=why or "publishing")
         try:
             for begin, end in Pacer(len(messages), rate).batches():
                 rejected += sink.send([m.data for m in messages[begin:end]])

@@ -4,6 +4,7 @@ the workers — in this process, or as child processes (`spawn_workers`, `first_
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -122,7 +123,10 @@ def _is_object(line: bytes) -> bool:
     try:
         return isinstance(msgspec.json.decode(line), dict)
     except msgspec.DecodeError:
-        return False
+        try:  # what msgspec refuses and a lenient reader takes: `1e400`, `NaN`
+            return isinstance(json.loads(line), dict)
+        except (ValueError, RecursionError):
+            return False
     except RecursionError:
         # Nested deeper than the decoder follows (the worker refuses it as `too_deep`).
         return line.lstrip()[:1] == b"{"

@@ -47,7 +47,8 @@ class HttpSink:
     as they are. Honours 429/503 Retry-After; keeps one connection open. A request the
     collector does not answer (refused, reset, timed out after `timeout_s`) or keeps refusing
     with 429/503 is retried with backoff for up to `patience_s` seconds (a restart of the
-    collector fits), then `send` raises LoadTestError."""
+    collector fits), then `send` raises LoadTestError; while it waits, `on_wait` (when set) is
+    told why and for how long so far, and told None once the collector answers again."""
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class HttpSink:
             self.headers["X-Write-Key"] = write_key
         self.timeout_s = timeout_s
         self.patience_s = patience_s
+        self.on_wait: Callable[[str | None], None] | None = None
         self._conn: http.client.HTTPConnection | None = None
         self.statuses: Counter[int] = Counter()
 
@@ -95,10 +97,16 @@ class HttpSink:
         return rejected
 
     def _post(self, body: bytes, count: int) -> int:
-        deadline = time.monotonic() + self.patience_s
+        began = time.monotonic()
+        deadline = began + self.patience_s
         attempt = 0
         while True:
             left = deadline - time.monotonic()
+            if attempt and self.on_wait is not None:
+                self.on_wait(
+                    f"collector not answering: retrying ({time.monotonic() - began:.0f} s "
+                    f"of {self.patience_s:g})"
+                )
             try:
                 conn = self._connection()
                 conn.request("POST", self.path, body=body, headers=self.headers)
@@ -114,6 +122,9 @@ class HttpSink:
                 time.sleep(min(0.2 * 2**attempt, 5.0, left))
                 attempt += 1
                 continue
+            if attempt and self.on_wait is not None:
+                self.on_wait(None)
+            attempt = 0
             self.statuses[response.status] += 1
             if response.status in (429, 503):
                 if left <= 0:
