@@ -116,14 +116,15 @@ def dangling_link(path: Path, *, unless_creatable: bool = False) -> str | None:
     ("unable to open database file") where it does not."""
     if not path.is_symlink() or path.exists():
         return None
-    target = path.parent / os.readlink(path)
+    link = os.readlink(path)
+    target = path.parent / link
     why = "which is missing"
     if not target.parent.is_dir():
         why = f"whose folder {target.parent} does not exist (a disk not mounted?)"
     elif unless_creatable:
         return None
     return (
-        f"{path} is a link to {os.readlink(path)}, {why}: mount or restore it, or remove the "
+        f"{path} is a link to {link}, {why}: mount or restore it, or remove the "
         "link to start afresh here"
     )
 
