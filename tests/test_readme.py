@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -185,6 +186,20 @@ def run_recipe(data_dir: Path) -> list[tuple[str, int, str]]:
     return results
 
 
+def _recorded_funnels(path: Path) -> bool:
+    """Whether the store at `path` has recorded a configuration with a funnel."""
+    if not path.exists():
+        return False
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT value FROM metadata WHERE name = 'config'").fetchone()
+    except sqlite3.OperationalError:  # no table yet
+        return False
+    finally:
+        db.close()
+    return row is not None and bool(json.loads(row[0]).get("funnels"))
+
+
 @pytest.fixture(scope="module")
 def recipe_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The recipe's commands in the README's order on two fresh folders at once: one alone,
@@ -204,6 +219,11 @@ def recipe_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     try:
         log = beside_up / "up.log"
         wait_until(lambda: log.exists() and '"worker started"' in log.read_text(), 60, "up")
+        # A running `up`: its demo traffic committed, so the store has recorded its demo funnel.
+        # Until then a worker the load test starts counts by a configuration without it, and
+        # stops when `up`'s first commit adds it (README "Configuration that shapes stored
+        # numbers"), as it would beside an `up` started a moment before.
+        wait_until(lambda: _recorded_funnels(beside_up / "store.db"), 60, "up's first commit")
         # Both runs at once: each takes about as long as its paced load test.
         runner = threading.Thread(target=lambda: outcomes.update(alone=run_recipe(alone)))
         runner.start()

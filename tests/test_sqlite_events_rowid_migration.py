@@ -57,6 +57,8 @@ def _to_keyed_layout(path: Path) -> None:
     db = sqlite3.connect(path)
     try:
         with db:
+            db.execute("ALTER TABLE events DROP COLUMN parsers_id")  # the layout had none
+            db.execute("DROP TABLE derived_parsers")
             db.execute("ALTER TABLE events RENAME TO events_rowid")
             db.execute(_KEYED_EVENTS)
             db.execute("INSERT INTO events SELECT * FROM events_rowid")

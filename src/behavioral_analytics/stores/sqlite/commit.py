@@ -43,6 +43,7 @@ from behavioral_analytics.stored_config import StoredConfig
 from behavioral_analytics.stores.sqlite.aggregates import apply_deltas
 from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
 from behavioral_analytics.stores.sqlite.breakdowns import apply_breakdowns, move_breakdown_markers
+from behavioral_analytics.stores.sqlite.derived_parsers import parsers_ids, split_parsers
 from behavioral_analytics.stores.sqlite.forget import forgotten, forgotten_letters
 from behavioral_analytics.stores.sqlite.groups import record_groups
 from behavioral_analytics.stores.sqlite.key_rule import hold_key_rule
@@ -103,7 +104,7 @@ def commit_batch(
     version = _data_version(db)
     read = _Attribution.of(db, events, behavior)
     ahead = _FoldedAhead.of(read.humans(), periods, behavior.rules.breakdowns)
-    encoded = {event.key: _encode(event.properties) for event in events}
+    encoded = {event.key: split_parsers(event.properties) for event in events}
     with transaction(db):
         hold_layout(db)
         if config is not None:
@@ -255,35 +256,42 @@ def _insert_new(
     db: sqlite3.Connection,
     events: Sequence[Event],
     person_of: dict[str, str],
-    encoded: dict[str, bytes],
+    encoded: dict[str, tuple[bytes, bytes | None]],
     now: float,
     expire_at: float,
 ) -> list[Event]:
     """Insert the events whose key is not stored yet, each for its person in `person_of` with
-    its properties as `encoded` (JSON, by key); return exactly those (the rows the insert
-    reports as created)."""
-    rows = [
-        (
-            event.key,
-            event.event_id,
-            event.user_id,
-            event.anonymous_id,
-            event.who,
-            event.event_type,
-            event.timestamp,
-            event.session_id,
-            encoded[event.key],
-            event.received_at,
-            now,
-            expire_at,
-            person_of[event.key],
-            is_bot(event.properties),
-            event.call,
-            event.id_kind,
+    its properties and parsers as `encoded` (JSON, by key: `derived_parsers.split_parsers`);
+    return exactly those (the rows the insert reports as created)."""
+    ids = parsers_ids(db, [parsers for _, parsers in encoded.values() if parsers is not None])
+    rows = []
+    for event in events:
+        properties, parsers = encoded[event.key]
+        parsers_id = None if parsers is None else ids[parsers]
+        if parsers is not None and parsers_id is None:  # no room: kept with the properties
+            properties = _encode(event.properties)
+        rows.append(
+            (
+                event.key,
+                event.event_id,
+                event.user_id,
+                event.anonymous_id,
+                event.who,
+                event.event_type,
+                event.timestamp,
+                event.session_id,
+                properties,
+                event.received_at,
+                now,
+                expire_at,
+                person_of[event.key],
+                is_bot(event.properties),
+                event.call,
+                event.id_kind,
+                parsers_id,
+            )
         )
-        for event in events
-    ]
-    inserted = set(insert_created(db, "events", 16, rows, 0, "(key) DO NOTHING"))
+    inserted = set(insert_created(db, "events", 17, rows, 0, "(key) DO NOTHING"))
     created = []
     for event in events:
         if event.key in inserted:

@@ -30,6 +30,7 @@ from behavioral_analytics.sessions import Session, SessionDelta
 from behavioral_analytics.store import ForgetReport, LinkedAnonymousId
 from behavioral_analytics.stores.sqlite.aggregates import subtract_buckets
 from behavioral_analytics.stores.sqlite.breakdowns import forget_breakdowns
+from behavioral_analytics.stores.sqlite.derived_parsers import drop_unreferenced
 from behavioral_analytics.stores.sqlite.identity import links_of_anonymous
 from behavioral_analytics.stores.sqlite.schema import (
     ADD_UNIQUE,
@@ -152,12 +153,14 @@ def forget(
             [(f, day, s, -1) for f, day, step in entries for s in range(1, step + 1)],
         )
         deleted = db.execute(
-            "DELETE FROM events WHERE key IN (SELECT value FROM json_each(?)) RETURNING timestamp",
+            "DELETE FROM events WHERE key IN (SELECT value FROM json_each(?)) "
+            "RETURNING timestamp, parsers_id",
             (json_list(row[0] for row in rows),),
         ).fetchall()
         report.raw_events += len(deleted)
+        drop_unreferenced(db, (parsers_id for _, parsers_id in deleted))
         # A redelivery of any deleted event (even one dated ahead of the clock) is dropped.
-        forgotten_at = max([now, *(timestamp for (timestamp,) in deleted)])
+        forgotten_at = max([now, *(timestamp for timestamp, _ in deleted)])
         db.execute(
             "INSERT INTO tombstones VALUES (?, ?) ON CONFLICT (person) DO UPDATE SET "
             "forgotten_at = max(forgotten_at, excluded.forgotten_at)",

@@ -21,6 +21,7 @@ import msgspec
 from behavioral_analytics.aggregation import Periods
 from behavioral_analytics.behavior import BehaviorRules
 from behavioral_analytics.funnels import Funnel, progress
+from behavioral_analytics.stores.sqlite.derived_parsers import parsers_of, restore_parsers
 from behavioral_analytics.stores.sqlite.dirty import Dirty
 from behavioral_analytics.stores.sqlite.schema import UPSERT_FUNNEL_BUCKET
 from behavioral_analytics.stores.sqlite.sql import RANGES, json_list, ranges_json
@@ -126,17 +127,17 @@ def _points(
     filtered = any(step.where for step in funnel.steps)
     by_type = {t: funnel.matched_steps(t, {}) for t in funnel.types}
     points: dict[str, list[tuple[float, str, frozenset[int]]]] = defaultdict(list)
-    for person, key, timestamp, event_type, properties in db.execute(
+    for person, key, timestamp, event_type, properties, parsers in db.execute(
         RANGES
         + "SELECT e.person, e.key, e.timestamp, e.event_type, "
-        + ("e.properties" if filtered else "NULL")
+        + (f"e.properties, {parsers_of('e')}" if filtered else "NULL, NULL")
         + " FROM ranges r JOIN events e ON e.person = r.person "
         "AND e.timestamp BETWEEN r.low AND r.high WHERE e.rowid <= ? AND e.bot = 0 "
         "AND e.event_type IN (SELECT value FROM json_each(?))",
         (ranges_json(reads, reads), dirty.stored_through, json_list(funnel.types)),
     ):
         steps = (
-            funnel.matched_steps(event_type, _decode(properties))
+            funnel.matched_steps(event_type, restore_parsers(_decode(properties), parsers))
             if filtered
             else by_type[event_type]
         )

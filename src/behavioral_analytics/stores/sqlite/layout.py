@@ -14,6 +14,9 @@ changed: `store.ConfigChanged`).
 
   1  breakdown counts in a row per (granularity, period, dimension) (2026-12-05), and every
      layout before it (the number was first kept then).
+  2  the raw events' `$derived.parsers` in a table of their own, named by the row's
+     `parsers_id` (2026-12-07; `derived_parsers`): an earlier release would read the events
+     stored since without them.
 
 `doctor` checks a file of an earlier layout without opening it as a store, which would upgrade
 it (`check_earlier`): a check before an upgrade must leave the way back open.
@@ -37,7 +40,7 @@ __all__ = [
     "refuse_other",
 ]
 
-LAYOUT = 1
+LAYOUT = 2
 
 
 def _layout_of(db: sqlite3.Connection) -> int:

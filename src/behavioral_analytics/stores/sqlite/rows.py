@@ -10,20 +10,22 @@ import msgspec
 
 from behavioral_analytics.events import Event
 from behavioral_analytics.store import DeadLetter, StoredEvent
+from behavioral_analytics.stores.sqlite.derived_parsers import PARSERS_COLUMN, restore_parsers
 
 __all__ = ["EVENT_COLUMNS", "dead_letter", "stored_event"]
 
-# The columns `stored_event` reads, in its order.
+# The columns `stored_event` reads, in its order (of `FROM events`, not aliased).
 EVENT_COLUMNS = (
     "key, event_id, user_id, anonymous_id, event_type, timestamp, session_id, properties, "
-    "received_at, processed_at"
+    f"received_at, processed_at, {PARSERS_COLUMN}"
 )
 
 _decode = msgspec.json.Decoder().decode
 
 
 def stored_event(row: Sequence[Any]) -> StoredEvent:
-    """An `events` row selected as `EVENT_COLUMNS` (properties as JSON text)."""
+    """An `events` row selected as `EVENT_COLUMNS` (properties as JSON text, the parsers put
+    back: `derived_parsers.restore_parsers`)."""
     (
         key,
         event_id,
@@ -35,6 +37,7 @@ def stored_event(row: Sequence[Any]) -> StoredEvent:
         properties,
         received_at,
         processed_at,
+        parsers,
     ) = row
     event = Event(
         key=key,
@@ -44,7 +47,7 @@ def stored_event(row: Sequence[Any]) -> StoredEvent:
         event_type=event_type,
         timestamp=timestamp,
         session_id=session_id,
-        properties=_decode(properties),
+        properties=restore_parsers(_decode(properties), parsers),
         received_at=received_at,
     )
     return StoredEvent(event, processed_at)

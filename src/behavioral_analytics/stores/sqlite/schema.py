@@ -1,6 +1,7 @@
 """The SQLite store's tables: their DDL, the upserts that several modules apply to them, and the
 migration of files written before identity stitching, bot flags, dead-letter fingerprints, the
-raw events' `call` and `id_kind`, `persons`, and sessions' values in their rows.
+raw events' `call` and `id_kind`, `persons`, sessions' values in their rows, and the raw events'
+`parsers_id` (`derived_parsers`).
 
 Every aggregate row is kept by adding deltas (`… ON CONFLICT … DO UPDATE SET n = n + excluded.n`),
 so the same statement serves a commit (positive deltas), a move between people and forgetting
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from behavioral_analytics.sqlite_util import connect, transaction
 from behavioral_analytics.stores.sqlite.breakdowns import BUCKETS_SCHEMA
+from behavioral_analytics.stores.sqlite.derived_parsers import PARSERS_SCHEMA
 from behavioral_analytics.stores.sqlite.layout import refuse_newer
 from behavioral_analytics.stores.sqlite.session_counts import SESSION_COUNTS_SCHEMA
 from behavioral_analytics.telemetry import log
@@ -47,7 +49,8 @@ __all__ = [
 
 # Also used by bench/pipeline.py for its bare-insert baseline: keep the two in step. A rowid
 # table (rows in arrival order, `key` in a UNIQUE index): see the module docstring.
-EVENTS_SCHEMA = """
+EVENTS_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS events (
   key TEXT NOT NULL UNIQUE,
   event_id TEXT NOT NULL,
@@ -64,12 +67,15 @@ CREATE TABLE IF NOT EXISTS events (
   person TEXT NOT NULL,  -- who the event counts for (identity stitching); `who` is its actor
   bot INTEGER NOT NULL DEFAULT 0,
   call TEXT,  -- Event.call: "alias" or "group" for those Segment calls, else NULL
-  id_kind TEXT  -- Event.id_kind: "message" for a client's message id, else NULL
+  id_kind TEXT,  -- Event.id_kind: "message" for a client's message id (else NULL)
+  parsers_id INTEGER  -- its `$derived.parsers` in `derived_parsers` (NULL: in `properties`)
 );
 CREATE INDEX IF NOT EXISTS events_by_person ON events (person, timestamp DESC);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (event_type, timestamp DESC);
 CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expire_at);
 """
+    + PARSERS_SCHEMA
+)
 
 _PERSONS = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -331,15 +337,16 @@ GROUP BY granularity, period, dimension
 
 def migrate(path: Path) -> None:
     """Bring the tables of the file at `path` (if it exists) from before identity stitching, bot
-    flags, dead-letter fingerprints, the raw events' `call` and `id_kind`, `persons`, and
-    sessions' values in their rows up to date, before `SCHEMA` is run on it. Events stored
-    before carry neither `call` nor `id_kind` (NULL); the `profiles` and `profile_types` tables
-    become one `persons` row per person (and the views of those names); the `session_values`
-    table's values move into the `sessions` rows' `vals` as they are (the counts they were
-    counted into are unchanged: nothing is recounted), its other columns (start, first event's
-    key) are dropped, and the `sessions_by_start` index (no query needs it) is dropped; the
-    breakdown counts (events, unique users and sessions per value), a row per value before,
-    become a row per (granularity, period, dimension) with the same counts.
+    flags, dead-letter fingerprints, the raw events' `call` and `id_kind`, `persons`, sessions'
+    values in their rows and the raw events' `parsers_id` up to date, before `SCHEMA` is run on
+    it. Events stored before carry neither `call` nor `id_kind` (NULL), and keep their parsers
+    in their properties (`parsers_id` NULL: nothing is rewritten); the `profiles` and
+    `profile_types` tables become one `persons` row per person (and the views of those names);
+    the `session_values` table's values move into the `sessions` rows' `vals` as they are (the
+    counts they were counted into are unchanged: nothing is recounted), its other columns
+    (start, first event's key) are dropped, and the `sessions_by_start` index (no query needs
+    it) is dropped; the breakdown counts (events, unique users and sessions per value), a row
+    per value before, become a row per (granularity, period, dimension) with the same counts.
 
     Raises StoreError, changing nothing, when a newer release has upgraded the file
     (`layout.refuse_newer`)."""
@@ -387,6 +394,10 @@ def migrate(path: Path) -> None:
                         "WHERE key IN (SELECT event_key FROM group_members)"
                     )
         _rebuild_keyed_events(db, step)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        if columns and "parsers_id" not in columns:
+            step("raw events' parsers stored once")
+            db.execute("ALTER TABLE events ADD COLUMN parsers_id INTEGER")
         sessions = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
         if sessions and "vals" not in sessions:
             step("sessions' values in their rows")

@@ -74,6 +74,7 @@ from behavioral_analytics.stores.sqlite.breakdowns import (
 )
 from behavioral_analytics.stores.sqlite.commit import commit_batch, insert_dead_letters
 from behavioral_analytics.stores.sqlite.dead_letters import purge_dead_letters, purged_counts
+from behavioral_analytics.stores.sqlite.derived_parsers import drop_unreferenced
 from behavioral_analytics.stores.sqlite.forget import forget
 from behavioral_analytics.stores.sqlite.groups import GROUPS_SCHEMA, forget_members, read_group
 from behavioral_analytics.stores.sqlite.key_rule import read_key_rules
@@ -230,10 +231,19 @@ class SQLiteStore(Store):
             )
 
     def purge_expired(self, now: float) -> int:
-        """Delete expired raw events (returns how many) and expired dead letters."""
+        """Delete expired raw events (returns how many), the parsers only they named
+        (`derived_parsers.drop_unreferenced`) and expired dead letters."""
         with self._writing() as db:
             purge_dead_letters(db, now)
-            return db.execute("DELETE FROM events WHERE expire_at < ?", (now,)).rowcount
+            named: set[int | None] = set()
+            deleted = 0
+            for (parsers_id,) in db.execute(
+                "DELETE FROM events WHERE expire_at < ? RETURNING parsers_id", (now,)
+            ):
+                named.add(parsers_id)
+                deleted += 1
+            drop_unreferenced(db, named)
+            return deleted
 
     def purge_dead_letters(self, now: float, before: float | None = None) -> dict[str, int]:
         with self._writing() as db:
