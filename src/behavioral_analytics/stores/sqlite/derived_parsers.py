@@ -112,11 +112,11 @@ def drop_unreferenced(db: sqlite3.Connection, ids: Iterable[int | None]) -> None
     """Inside a write transaction on `db`, after raw events were deleted (forgotten or expired):
     delete the `derived_parsers` rows among `ids` (the deleted rows' `parsers_id`, None
     ignored) that no raw event names any longer, so that what a publisher sent as parsers goes
-    with the events that carried it. A row still named is found at the first event naming it;
-    one no longer named costs a scan of the events (a value every event of a release carries
-    is named until its last event goes)."""
+    with the events that carried it. The events are read newest first, so a value still named
+    is found at its newest event (the current release's: at once, not after the rows stored
+    before layout 2, which name none); one no longer named costs a scan of the events."""
     db.executemany(
-        "DELETE FROM derived_parsers WHERE id = ?1 "
-        "AND NOT EXISTS (SELECT 1 FROM events WHERE parsers_id = ?1)",
+        "DELETE FROM derived_parsers WHERE id = ?1 AND (SELECT rowid FROM events "
+        "WHERE parsers_id = ?1 ORDER BY rowid DESC LIMIT 1) IS NULL",
         [(i,) for i in {i for i in ids if i is not None}],
     )
