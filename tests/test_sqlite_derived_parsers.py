@@ -211,3 +211,26 @@ def test_a_value_goes_with_the_last_event_naming_it(tmp_path: Path) -> None:
     assert values() == {json.dumps(PARSERS, separators=(",", ":"))}
     assert _read_back(store) == {"e4": json.dumps(shared)}
     store.close()
+
+
+def test_a_value_only_a_duplicate_carried_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event stored with its parsers inline (no room then), delivered again once there is
+    room: the duplicate stores nothing, and no row keeps its value (`forget` could not find it)."""
+    path = tmp_path / "store.db"
+    store = SQLiteStore(path, clock=FakeClock(NOW))
+    sent = {"$derived": {**_derived(), "parsers": {"note": "alice@example.com"}}}
+    monkeypatch.setattr(derived_parsers, "MAX_PARSERS_ROWS", 0)
+    store.commit([ev(1, 0, user="alice", **sent)])
+    monkeypatch.setattr(derived_parsers, "MAX_PARSERS_ROWS", 256)
+    shared = {"$derived": {**_derived(), "parsers": PARSERS}}
+    store.commit([ev(1, 0, user="alice", **sent), ev(2, 1, user="bo", **shared)])
+    db = sqlite3.connect(path)
+    try:
+        kept = [row[0] for row in db.execute("SELECT parsers FROM derived_parsers")]
+    finally:
+        db.close()
+    assert kept == [json.dumps(PARSERS, separators=(",", ":"))]
+    assert _read_back(store)["e1"] == json.dumps(sent)
+    store.close()

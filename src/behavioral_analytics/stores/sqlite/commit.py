@@ -43,7 +43,11 @@ from behavioral_analytics.stored_config import StoredConfig
 from behavioral_analytics.stores.sqlite.aggregates import apply_deltas
 from behavioral_analytics.stores.sqlite.behavior import SQLiteBehavior
 from behavioral_analytics.stores.sqlite.breakdowns import apply_breakdowns, move_breakdown_markers
-from behavioral_analytics.stores.sqlite.derived_parsers import parsers_ids, split_parsers
+from behavioral_analytics.stores.sqlite.derived_parsers import (
+    drop_unreferenced,
+    parsers_ids,
+    split_parsers,
+)
 from behavioral_analytics.stores.sqlite.forget import forgotten, forgotten_letters
 from behavioral_analytics.stores.sqlite.groups import record_groups
 from behavioral_analytics.stores.sqlite.key_rule import hold_key_rule
@@ -265,9 +269,10 @@ def _insert_new(
     return exactly those (the rows the insert reports as created)."""
     ids = parsers_ids(db, [parsers for _, parsers in encoded.values() if parsers is not None])
     rows = []
+    named: dict[str, int | None] = {}  # key → its row's parsers_id
     for event in events:
         properties, parsers = encoded[event.key]
-        parsers_id = None if parsers is None else ids[parsers]
+        parsers_id = named[event.key] = None if parsers is None else ids[parsers]
         if parsers is not None and parsers_id is None:  # no room: kept with the properties
             properties = _encode(event.properties)
         rows.append(
@@ -292,6 +297,8 @@ def _insert_new(
             )
         )
     inserted = set(insert_created(db, "events", 17, rows, 0, "(key) DO NOTHING"))
+    if len(inserted) < len(rows):  # a value that only duplicates carried names no event
+        drop_unreferenced(db, set(ids.values()) - {named[key] for key in inserted})
     created = []
     for event in events:
         if event.key in inserted:

@@ -18,7 +18,8 @@ stays in the properties as sent, with `parsers_id` NULL, as do the rows written 
 The table is small: a row per parsers' value the stored events carry, at most
 `MAX_PARSERS_ROWS` (a publisher with direct access to the topic may send any `$derived`; past
 that many distinct values, they stay in the properties). A row goes when the last event naming
-it is forgotten or expires (`drop_unreferenced`): what a publisher sent there may be anyone's.
+it is forgotten or expires, and is not kept when only duplicates carried its value
+(`drop_unreferenced`): what a publisher sent there may be anyone's.
 """
 
 from __future__ import annotations
