@@ -3,10 +3,10 @@
 A commit appends every page it changed to the write-ahead log, whole, and the checkpoint copies
 each into the file again: on a grown store that is most of the bytes the worker writes. After a
 commit, the log holds the pages written since it last started over (the commit's, as the store
-checkpoints after every commit of its size): the frames whose salts match the log's header
-(https://www.sqlite.org/fileformat.html, "The WAL File Format"). `dbstat` says which B-tree
-owns each page; one the file does not hold yet (a new page the checkpoint has not copied in) is
-"(new)".
+checkpoints after every commit: `stores/sqlite/checkpoints.py`): the frames whose salts match
+the log's header (https://www.sqlite.org/fileformat.html, "The WAL File Format"). `dbstat`
+says which B-tree owns each page; one the file does not hold yet (a new page the checkpoint has
+not copied in) is "(new)".
 """
 
 from __future__ import annotations

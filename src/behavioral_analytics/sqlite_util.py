@@ -548,12 +548,13 @@ def erase_log_copies(db: sqlite3.Connection, path: Path) -> bool:
     so the old versions of the overwritten pages are gone from both (the log keeps every
     page a transaction wrote, a deleted row's bytes included, until it is truncated or
     overwritten: docs/behavior.md "Personal data"). Whether it was truncated: a reader holding
-    an older snapshot (another process mid-read) can keep it from that; this is then logged,
-    and the next checkpoint completes it."""
+    an older snapshot (another process mid-read), or another process's checkpoint running
+    (a worker's, after its commit), can keep it from that; this is then logged, and the next
+    checkpoint completes it."""
     busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     if busy:
         log.warning(
-            "write-ahead log not truncated after forget: a reader held it",
+            "write-ahead log not truncated after forget: another process read or checkpointed it",
             extra={"file": str(path)},
         )
     return not busy

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -86,10 +86,13 @@ def commit_batch(
     behavior: SQLiteBehavior,
     config: StoredConfig | None = None,
     dead_letter_retention_s: float | None = None,
+    before_write: Callable[[], object] = lambda: None,
 ) -> CommitResult:
     """Commit `events` and `dead_letters` in one write transaction on `db`, processed at `now`
     (epoch seconds), raw events kept `raw_retention_s` seconds, dead letters
-    `dead_letter_retention_s` (None: until purged by hand).
+    `dead_letter_retention_s` (None: until purged by hand). `before_write` runs once what is
+    read and folded before the write lock is ready, just before `BEGIN IMMEDIATE`
+    (`checkpoints.Checkpoints.wait`).
 
     With `config`, the first commit records it and later ones check it (`metadata`).
 
@@ -109,6 +112,7 @@ def commit_batch(
     read = _Attribution.of(db, events, behavior)
     ahead = _FoldedAhead.of(read.humans(), periods, behavior.rules.breakdowns)
     encoded = {event.key: split_parsers(event.properties) for event in events}
+    before_write()
     with transaction(db):
         hold_layout(db)
         if config is not None:

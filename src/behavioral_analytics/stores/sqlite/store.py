@@ -14,6 +14,8 @@ above it:
   metadata                        the configuration recorded with the data; funnel backfill
   groups, key_rule                group calls' tables; the key rule's version recorded
   commit                          one write transaction per batch
+  checkpoints                     the write-ahead log's checkpoint after each commit, on a
+                                  thread of its own
   store                           this facade
 
 Every connection is per thread (`sqlite_util.PerThreadConnection`); every write is one
@@ -72,6 +74,7 @@ from behavioral_analytics.stores.sqlite.breakdowns import (
     read_breakdown,
     rebuild_breakdowns,
 )
+from behavioral_analytics.stores.sqlite.checkpoints import Checkpoints
 from behavioral_analytics.stores.sqlite.commit import commit_batch, insert_dead_letters
 from behavioral_analytics.stores.sqlite.dead_letters import purge_dead_letters, purged_counts
 from behavioral_analytics.stores.sqlite.derived_parsers import drop_unreferenced
@@ -127,6 +130,7 @@ class SQLiteStore(Store):
         self.behavior = SQLiteBehavior(self.rules, self.periods)
         self.config = StoredConfig.of(self.rules, timezone)
         self._clock = clock
+        self._checkpoints = Checkpoints(path)
         new = files.check_before_open(path)
         if new and reading:
             raise StoreError(
@@ -188,8 +192,10 @@ class SQLiteStore(Store):
     ) -> CommitResult:
         now = self._clock()
         db = self._db
+        checkpoints = self._checkpoints
         try:
-            return commit_batch(
+            checkpoints.before_commit(db)
+            result = commit_batch(
                 db,
                 events,
                 dead_letters,
@@ -199,16 +205,21 @@ class SQLiteStore(Store):
                 behavior=self.behavior,
                 config=self.config,
                 dead_letter_retention_s=self.dead_letter_retention_s,
+                before_write=checkpoints.wait,
             )
         except sqlite3.OperationalError as exc:
             problem = access_problem(self.path, exc) or f"{self.path}: {exc}"
             raise StoreError(f"commit failed: {problem}") from exc
+        checkpoints.after_commit()
+        return result
 
     def forget(self, who: str) -> ForgetReport:
         """Forget `who` (see the port). The deleted rows are overwritten, not just unlinked
         (`secure_delete`, on for every connection: `sqlite_util.PRAGMAS`), and the write-ahead
         log that held their old pages is checkpointed and truncated, so the file keeps no copy
-        (`sqlite_util.erase_log_copies`)."""
+        (`sqlite_util.erase_log_copies`). A checkpoint this process runs after a commit is
+        waited for first: one running beside the truncation would keep the log (`checkpoints`)."""
+        self._checkpoints.wait()
         with self._writing() as db:
             report = forget(db, who, self._clock(), self.behavior.rules, self.behavior.periods)
             forget_members(db, report.persons)
@@ -450,4 +461,5 @@ class SQLiteStore(Store):
             raise StoreError(f"SQLite store at {self.path}: {exc}") from exc
 
     def close(self) -> None:
+        self._checkpoints.close()
         self._connections.close()

@@ -1,0 +1,153 @@
+"""The write-ahead log's checkpoints after a commit, on a thread of their own.
+
+A commit appends every page it changed to the write-ahead log (WAL); a checkpoint copies them
+into the database file and, with `synchronous = NORMAL` (`sqlite_util.PRAGMAS`), syncs the log
+and then the file: the only syncs a commit in WAL mode gets. By default SQLite checkpoints in
+the committing connection as soon as the log holds 1,000 pages (`wal_autocheckpoint`), so the
+worker waited for the copy and both syncs after every commit, and the wait grows with the
+store: a commit of 5,000 live events changes about 8,900 pages of a store of 300,000 events
+and 13,000 of one of three million (docs/benchmarks.md, "Growth").
+
+Here the committing connection leaves that to a thread with a connection of its own
+(`Checkpoints`), which checkpoints after each commit (`PASSIVE`: it never waits for a writer or
+a reader, nor stops one) while the worker parses and folds its next batch. The next commit
+waits for that checkpoint before it takes the write lock (`wait`): SQLite starts the log over
+from its beginning only when the write that follows a checkpoint finds every frame copied
+(https://www.sqlite.org/wal.html#checkpointing), so the log stays one commit long, as before.
+
+What is durable: with `NORMAL` a commit is safe from a crash of the process at once, and from a
+power loss once a checkpoint has synced the log after it. The checkpoint of a commit past 1,000
+pages used to end before the worker acked the commit's messages; it now ends after the ack,
+while the next batch is prepared (a smaller commit, as live traffic's are, was acked before any
+sync already).
+
+The committing connection keeps SQLite's own checkpoint as a net, at `WAL_CAP_PAGES`, for a
+checkpoint that fails here (it is logged) or is not waited for (`WAIT_S`): past that size the
+commit checkpoints in its own connection, as every commit did before. The net bounds what a
+checkpoint has to copy, not the log's file: while another process writes, no checkpoint lets
+the log start over, so with two workers sharing a store (`up`) the log grows to a few hundred
+megabytes on a long backlog, as it did before.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from behavioral_analytics.sqlite_util import connect
+from behavioral_analytics.telemetry import log
+
+__all__ = ["WAIT_S", "WAL_CAP_PAGES", "Checkpoints"]
+
+# Pages the log may hold after a commit before the committing connection checkpoints itself
+# (`PRAGMA wal_autocheckpoint`): 128 MiB of 4 KiB pages, about twice what one commit of 5,000
+# live events writes to a store of three million.
+WAL_CAP_PAGES = 32_768
+# The longest a commit (or `forget`) waits for the checkpoint before it goes on regardless (the
+# log then grows by that commit): in a scratch trial on a store of two million events, commits
+# of 5,000 events waited about 0.1 s each for the checkpoint before them.
+WAIT_S = 10.0
+
+
+class Checkpoints:
+    """A checkpoint of the file at `path` after each commit, on a daemon thread started by the
+    first `after_commit` (a store that never commits starts none), with its own connection.
+
+    Use: `before_commit(db)` on the committing connection, then, once the commit's write
+    transaction is about to begin, `wait()`; after the commit, `after_commit()`; `close()` when
+    the store closes. A failed checkpoint is logged (a warning, once per distinct error) and
+    never raised: the next commit's `wait` returns all the same, and SQLite's own checkpoint at
+    `WAL_CAP_PAGES` takes over until one succeeds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._wanted = threading.Condition(self._lock)
+        self._requested = False
+        self._closing = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self._last_error = ""
+        self.completed = 0  # checkpoints that ran to their end (busy or not), for the tests
+
+    @staticmethod
+    def before_commit(db: sqlite3.Connection) -> None:
+        """Raise the committing connection's own checkpoint to `WAL_CAP_PAGES` (a setting of
+        the connection: set before each commit, since connections are per thread)."""
+        db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CAP_PAGES}")
+
+    def wait(self, timeout_s: float = WAIT_S) -> bool:
+        """Until the checkpoint after the previous commit has ended (at once if none runs), or
+        `timeout_s` seconds have passed. Whether it has ended."""
+        return self._idle.wait(timeout_s)
+
+    def after_commit(self) -> None:
+        """Ask for a checkpoint of what the commit just wrote (starting the thread the first
+        time)."""
+        with self._lock:
+            if self._closing:
+                return
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="ba-checkpoint", daemon=True)
+                self._thread.start()
+            self._idle.clear()
+            self._requested = True
+            self._wanted.notify()
+
+    def close(self) -> None:
+        """Stop the thread once its checkpoint (if one runs) has ended, waiting `WAIT_S` at
+        most (a daemon thread: it cannot keep the process alive), and close its connection;
+        later `after_commit` calls do nothing."""
+        with self._lock:
+            self._closing = True
+            self._wanted.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(WAIT_S)
+        self._idle.set()
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive (started by a commit and not yet closed)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        db: sqlite3.Connection | None = None
+        try:
+            while True:
+                with self._lock:
+                    while not (self._requested or self._closing):
+                        self._wanted.wait()
+                    if self._closing:
+                        return
+                    self._requested = False
+                try:
+                    db = db or connect(self.path)
+                    self._checkpoint(db)
+                    self.completed += 1
+                    self._last_error = ""
+                except Exception as exc:  # the thread lives on: the next commit asks again
+                    self._failed(exc)
+                finally:
+                    with self._lock:
+                        if not self._requested:
+                            self._idle.set()
+        finally:
+            if db is not None:
+                db.close()
+
+    def _checkpoint(self, db: sqlite3.Connection) -> None:
+        # Busy (another connection's checkpoint runs) is a row, not an error: that one copies.
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    def _failed(self, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if error != self._last_error:
+            self._last_error = error
+            log.warning(
+                "checkpoint of the write-ahead log failed: the next commit checkpoints itself "
+                "once the log is full",
+                extra={"file": str(self.path), "error": error, "log_cap_pages": WAL_CAP_PAGES},
+            )

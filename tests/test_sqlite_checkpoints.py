@@ -1,0 +1,223 @@
+"""The SQLite store checkpoints its write-ahead log after each commit on a thread of its own
+(`stores.sqlite.checkpoints`): the log stays one commit long, the next commit waits for the
+checkpoint before it takes the write lock, a failed checkpoint is logged and never raised, and
+closing the store stops the thread."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from behavioral_analytics.events import Event
+from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.stores.sqlite.checkpoints import WAIT_S, WAL_CAP_PAGES, Checkpoints
+from tests.conftest import FakeClock, wait_until
+from tests.contract.builders import NOW, ev
+
+BATCH = 400
+
+
+def _batch(first: int) -> list[Event]:
+    return [
+        ev(n, float(n % 80_000), user=f"u{n % 97}", properties={"page": f"/p{n % 13}", "n": n})
+        for n in range(first, first + BATCH)
+    ]
+
+
+def _log_bytes(path: Path) -> int:
+    log_file = path.with_name(path.name + "-wal")
+    return log_file.stat().st_size if log_file.exists() else 0
+
+
+def test_the_log_stays_one_commit_long_across_many_commits(tmp_path: Path) -> None:
+    """Without the thread's checkpoints the committing connection would leave the log to grow
+    to `WAL_CAP_PAGES` (128 MiB): thirty commits would make it thirty commits long."""
+    path = tmp_path / "store.db"
+    store = SQLiteStore(path, clock=FakeClock(NOW))
+    try:
+        store.commit(_batch(0))
+        one_commit = _log_bytes(path)
+        assert one_commit > 0
+        for i in range(1, 30):
+            store.commit(_batch(i * BATCH))
+        wait_until(lambda: store._checkpoints.wait(0), 30, "the last checkpoint")
+        assert store._checkpoints.completed >= 29  # one per commit (the last may be running)
+        assert _log_bytes(path) < 3 * one_commit
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_CAP_PAGES
+        assert store.count_events() == 30 * BATCH
+    finally:
+        store.close()
+    assert not store._checkpoints.running
+    assert _log_bytes(path) == 0  # the last connection closed folds the log into the file
+
+
+def test_a_store_that_never_commits_starts_no_thread(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "store.db", clock=FakeClock(NOW))
+    try:
+        assert store.count_events() == 0
+        assert not store._checkpoints.running
+    finally:
+        store.close()
+
+
+class Held(Checkpoints):
+    """Checkpoints whose checkpoint waits for `release` (and raises `error` if set)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.error: Exception | None = None
+        self.waiting = threading.Event()
+
+    def wait(self, timeout_s: float = WAIT_S) -> bool:
+        if timeout_s > 0:
+            self.waiting.set()
+        return super().wait(timeout_s)
+
+    def _checkpoint(self, db: sqlite3.Connection) -> None:
+        self.started.set()
+        self.release.wait(30)
+        if self.error is not None:
+            raise self.error
+        super()._checkpoint(db)
+
+
+def _held_store(path: Path, error: Exception | None = None) -> tuple[SQLiteStore, Held]:
+    """A store at `path` whose checkpoints are `Held`: with `error`, released at once and
+    raising it."""
+    store = SQLiteStore(path, clock=FakeClock(NOW))
+    held = Held(path)
+    held.error = error
+    if error is not None:
+        held.release.set()
+    store._checkpoints = held
+    return store, held
+
+
+def test_the_next_commit_waits_for_the_checkpoint_before_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store, held = _held_store(path)
+    try:
+        store.commit(_batch(0))
+        assert held.started.wait(30)
+        assert not held.wait(0)  # the checkpoint runs
+        held.waiting.clear()  # the first commit waited too (for none)
+        committed = threading.Event()
+
+        def commit_next() -> None:
+            store.commit(_batch(BATCH))
+            committed.set()
+
+        thread = threading.Thread(target=commit_next, daemon=True)
+        thread.start()
+        # The second commit reads and folds, then waits before `BEGIN IMMEDIATE`: the write
+        # lock stays free for any other connection meanwhile.
+        assert held.waiting.wait(30)
+        other = sqlite3.connect(path, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert not committed.is_set()
+        held.release.set()
+        assert committed.wait(30)
+        thread.join(30)
+        assert store.count_events() == 2 * BATCH
+    finally:
+        held.release.set()
+        store.close()
+
+
+def test_a_failed_checkpoint_is_logged_once_and_never_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "store.db"
+    store, held = _held_store(path, sqlite3.OperationalError("disk I/O error"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="behavioral_analytics"):
+            for i in range(3):
+                store.commit(_batch(i * BATCH))
+            assert held.wait(30)
+        warnings = [r for r in caplog.records if "checkpoint" in r.getMessage()]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        assert "disk I/O error" in warnings[0].__dict__["error"]
+        assert held.completed == 0
+        assert store.count_events() == 3 * BATCH
+    finally:
+        store.close()
+
+
+def test_close_stops_the_thread_and_later_requests_do_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    sqlite3.connect(path).close()
+    checkpoints = Checkpoints(path)
+    checkpoints.after_commit()
+    assert checkpoints.running
+    wait_until(lambda: checkpoints.completed == 1, 30, "the checkpoint")
+    checkpoints.close()
+    assert not checkpoints.running
+    checkpoints.after_commit()
+    assert not checkpoints.running
+    assert checkpoints.wait(0)
+
+
+def test_a_checkpoint_failing_with_any_error_leaves_the_thread_and_the_commits_going(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error other than SQLite's (the thread's connection cannot be opened, say) killed the
+    thread, and the commit after the next one waited for a checkpoint that never came."""
+    path = tmp_path / "store.db"
+    store, held = _held_store(path, OSError("no such folder"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="behavioral_analytics"):
+            for i in range(3):
+                store.commit(_batch(i * BATCH))
+                assert held.wait(30)
+                assert held.running
+        assert any("no such folder" in r.__dict__.get("error", "") for r in caplog.records)
+        held.error = None
+        store.commit(_batch(3 * BATCH))
+        wait_until(lambda: held.completed == 1, 30, "a checkpoint once the error is gone")
+        assert store.count_events() == 4 * BATCH
+    finally:
+        store.close()
+
+
+def test_forget_waits_for_the_checkpoint_so_no_copy_stays(tmp_path: Path) -> None:
+    """A checkpoint of the commit before `forget` that ran beside its truncation kept the log,
+    and copied the forgotten person's pages into the file (the chaos suite's case 8)."""
+    path = tmp_path / "store.db"
+    store, held = _held_store(path)
+    try:
+        store.commit(
+            [ev(n, float(n), user=w, properties={"email": f"{w}-mail-{n}"}) for n in range(200)
+             for w in ("alice", "bob")]
+        )  # fmt: skip
+        assert held.started.wait(30)
+        held.waiting.clear()  # the commit waited too (for none)
+        forgotten = threading.Event()
+
+        def forget() -> None:
+            store.forget("alice")
+            forgotten.set()
+
+        thread = threading.Thread(target=forget, daemon=True)
+        thread.start()
+        assert held.waiting.wait(30)
+        assert not forgotten.is_set()
+        held.release.set()
+        assert forgotten.wait(30)
+        thread.join(30)
+        log_file = path.with_name(path.name + "-wal")
+        kept = path.read_bytes() + (log_file.read_bytes() if log_file.exists() else b"")
+        assert b"alice-mail-" not in kept
+        assert b"bob-mail-1" in kept
+    finally:
+        held.release.set()
+        store.close()
