@@ -90,3 +90,26 @@ def test_forget_names_a_linked_anonymous_id_that_has_events_as_a_user_id_too(
     human = cli("forget", "new-2", "--yes", env=env).stdout.decode()
     assert "note: old-2 is linked to new-2 as an anonymous id" in human
     assert "`forget old-2` forgets those" in human
+
+
+@pytest.mark.slow
+def test_forget_names_the_same_id_in_its_other_unicode_form(tmp_path: Path) -> None:
+    """`café` typed (NFC) while a client sent `cafe` + U+0301 (NFD): ids are compared exactly,
+    so the forget reaches one; the command names the other, in both forms of output."""
+    env = {"BA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "300"}
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    processed(
+        json.dumps({"user_id": decomposed, "event_type": "purchase"}).encode() + b"\n"
+        + json.dumps({"user_id": composed, "event_type": "page_view"}).encode() + b"\n",
+        env,
+    )  # fmt: skip
+
+    report = json.loads(cli("forget", composed, "--yes", "--json", env=env).stdout)
+    assert report["raw_events_deleted"] == 1
+    assert report["other_spellings"] == [decomposed]
+    again = cli("forget", composed, "--yes", env=env).stdout.decode()
+    assert "nothing found for café" in again
+    assert "note: 'cafe\\u0301' has events too: the same id in another Unicode form" in again
+    assert f"`forget {decomposed}` forgets those" in again
+    report = json.loads(cli("forget", decomposed, "--yes", "--json", env=env).stdout)
+    assert report["raw_events_deleted"] == 1 and report["other_spellings"] == []

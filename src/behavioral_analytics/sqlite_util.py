@@ -549,8 +549,9 @@ def erase_log_copies(db: sqlite3.Connection, path: Path) -> bool:
     page a transaction wrote, a deleted row's bytes included, until it is truncated or
     overwritten: docs/behavior.md "Personal data"). Whether it was truncated: a reader holding
     an older snapshot (another process mid-read), or another process's checkpoint running
-    (a worker's, after its commit), can keep it from that; this is then logged, and the next
-    checkpoint completes it."""
+    (a worker's, after its commit), can keep it from that; this is then logged. The next
+    checkpoint copies the overwritten pages into the file; the older ones stay in the log's
+    file until written over or truncated (the last connection closing, this again)."""
     busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     if busy:
         log.warning(

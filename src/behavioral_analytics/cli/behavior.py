@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import typer
@@ -264,6 +265,27 @@ def _user_ids_left(store: Store, report: ForgetReport) -> list[str]:
     return sorted(x for x in linked if store.profile(x) is not None)
 
 
+def _other_spellings(store: Store, who: str) -> list[str]:
+    """Actors whose id is `who`'s in its other Unicode normalization form (NFC or NFD: the same
+    text, other code points, as `café` typed on one system and sent by another) and who have
+    events in the store. Ids are compared exactly, as Segment's are (opaque strings), so
+    `forget` of one form leaves the other's."""
+    prefix = ANONYMOUS_PREFIX if who.startswith(ANONYMOUS_PREFIX) else ""
+    bare = who.removeprefix(prefix)
+    nfc, nfd = unicodedata.normalize("NFC", bare), unicodedata.normalize("NFD", bare)
+    forms = {prefix + nfc, prefix + nfd} - {who}
+    return sorted(f for f in forms if store.timeline(f, limit=1).items)
+
+
+def _note_spellings(spellings: list[str]) -> None:
+    for other in spellings:
+        console.print(
+            f"note: {other!a} has events too: the same id in another Unicode form, and ids "
+            f"are compared exactly; `forget {other}` forgets those (copy the id from this line)",
+            soft_wrap=True,
+        )
+
+
 def _forget_in_broker(config: Settings, report: ForgetReport) -> int | None:
     """Messages naming the forgotten persons deleted from the local broker's file (waiting and
     dead-lettered); None with Pub/Sub. A folder without a broker file gets none (forget
@@ -305,9 +327,15 @@ def forget(
         report = store.forget(user)
         broker_messages = _forget_in_broker(config, report)
         left = _user_ids_left(store, report)
+        spellings = _other_spellings(store, user)
     if as_json:
         print_json(
-            {**report.to_dict(), "broker_messages_deleted": broker_messages, "user_ids_left": left}
+            {
+                **report.to_dict(),
+                "broker_messages_deleted": broker_messages,
+                "user_ids_left": left,
+                "other_spellings": spellings,
+            }
         )
         return
     found = (
@@ -325,6 +353,7 @@ def forget(
             "the data; an id forgotten before has nothing left, and its tombstone now reaches "
             "this moment)"
         )
+        _note_spellings(spellings)
         return
     counts = [
         plural(report.raw_events, "raw event"),
@@ -342,3 +371,4 @@ def forget(
             f"user id of its own, which this forget does not reach: `forget {other}` forgets "
             "those"
         )
+    _note_spellings(spellings)
