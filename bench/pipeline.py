@@ -108,7 +108,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stages
 import traffic
-from wal_pages import last_commit_pages, pages_line
+from wal_pages import LogPeak, last_commit_pages, pages_line
 
 from behavioral_analytics.broker import OutgoingMessage
 from behavioral_analytics.brokers.local import LocalBroker
@@ -188,7 +188,8 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
     wrote = written_bytes()
     cpu = cpu_seconds()
     started = time.perf_counter()
-    worker.run(threading.Event(), until_idle=True)
+    with LogPeak(data_dir / "store.db") as log_peak:
+        worker.run(threading.Event(), until_idle=True)
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds() - cpu  # before verify's
     wrote = written_bytes() - wrote
@@ -206,6 +207,7 @@ def run_worker(data_dir: Path, lines: list[bytes]) -> Result:
         "store_writes": writes,
         "written_bytes": wrote,
         "stored_bytes": stored_bytes(data_dir / "store.db"),
+        "log_peak_bytes": log_peak.bytes,
     }
 
 
@@ -257,8 +259,9 @@ def run_workers(data_dir: Path, lines: list[bytes], processes: int = 2) -> Resul
                 process.kill()
             raise RuntimeError("a worker process of (a2) did not start: see its traceback above")
     started = time.perf_counter()
-    go.set()
-    parts = [results.get(timeout=3600) for _ in children]
+    with LogPeak(data_dir / "store.db") as log_peak:
+        go.set()
+        parts = [results.get(timeout=3600) for _ in children]
     elapsed = time.perf_counter() - started
     for process in children:
         process.join()
@@ -275,6 +278,7 @@ def run_workers(data_dir: Path, lines: list[bytes], processes: int = 2) -> Resul
         "store_writes": sum(part["store_writes"] for part in parts),
         "written_bytes": sum(part["written_bytes"] for part in parts),
         "stored_bytes": stored_bytes(data_dir / "store.db"),
+        "log_peak_bytes": log_peak.bytes,
     }
 
 
@@ -414,6 +418,14 @@ def child(variant: str, input_path: Path) -> None:
 _RUNS_AS = {"a0": "a", "20": "2"}
 
 
+_WORKER_VARIANTS = (
+    ("a0", "(a) at the baseline"),
+    ("a", "(a)"),
+    ("20", "(a2) at the baseline"),
+    ("2", "(a2)"),
+)
+
+
 def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
     """One row group: every variant on input `kind`, interleaved over the rounds."""
     print(traffic.describe_input(kind, args.events, args.users, args.seed, args.days), flush=True)
@@ -487,13 +499,16 @@ def compare(kind: str, args: argparse.Namespace, tmp: Path) -> None:
         "the store's write lock held (commits, from BEGIN IMMEDIATE granted to COMMIT done): "
         + "   ".join(
             f"{name} {results[v]['lock_held_s'] / results[v]['seconds']:.0%} of its run"
-            for v, name in (
-                ("a0", "(a) at the baseline"),
-                ("a", "(a)"),
-                ("20", "(a2) at the baseline"),
-                ("2", "(a2)"),
-            )
+            for v, name in _WORKER_VARIANTS
             if v in results and results[v].get("lock_held_s")
+        )
+    )
+    print(
+        "the store's write-ahead log at its largest: "
+        + "   ".join(
+            f"{name} {results[v]['log_peak_bytes'] / 2**20:,.0f} MiB"
+            for v, name in _WORKER_VARIANTS
+            if v in results and "log_peak_bytes" in results[v]
         )
     )
     for variant, name in (("a", "(a)"), ("2", "(a2)")):

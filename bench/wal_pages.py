@@ -1,4 +1,5 @@
-"""Which tables and indexes the pages of a SQLite store's last commit belong to.
+"""Which tables and indexes the pages of a SQLite store's last commit belong to, and how large
+its write-ahead log grew over a run (`LogPeak`).
 
 A commit appends every page it changed to the write-ahead log, whole, and the checkpoint copies
 each into the file again: on a grown store that is most of the bytes the worker writes. After a
@@ -11,10 +12,13 @@ not copied in) is "(new)".
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import struct
+import threading
 from collections import Counter
 from pathlib import Path
+from types import TracebackType
 
 _WAL_HEADER = 32
 _FRAME_HEADER = 24
@@ -62,3 +66,36 @@ def pages_line(pages: Counter[str] | None, shown: int = 6) -> str:
     return f"pages of the last commit ({total:,}): " + ", ".join(
         f"{name} {n / total:.0%}" for name, n in pages.most_common(shown)
     )
+
+
+class LogPeak:
+    """The largest size in bytes (`bytes`) the write-ahead log of the SQLite file at `path`
+    reached while the `with` block ran, sampled every `every_s` seconds on a thread (a peak
+    between two samples can be missed: a lower bound)."""
+
+    def __init__(self, path: Path, every_s: float = 0.05) -> None:
+        self.log = path.with_name(path.name + "-wal")
+        self.every_s = every_s
+        self.bytes = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample_until_done, daemon=True)
+
+    def __enter__(self) -> LogPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample_until_done(self) -> None:
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                self.bytes = max(self.bytes, self.log.stat().st_size)
+            if self._done.wait(self.every_s):
+                return

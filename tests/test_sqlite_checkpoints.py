@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from behavioral_analytics.events import Event
+from behavioral_analytics.sqlite_util import connect, transaction
 from behavioral_analytics.stores.sqlite import SQLiteStore
+from behavioral_analytics.stores.sqlite import checkpoints as checkpoints_module
 from behavioral_analytics.stores.sqlite.checkpoints import WAIT_S, WAL_CAP_PAGES, Checkpoints
 from tests.conftest import FakeClock, wait_until
 from tests.contract.builders import NOW, ev
@@ -221,3 +223,129 @@ def test_forget_waits_for_the_checkpoint_so_no_copy_stays(tmp_path: Path) -> Non
     finally:
         held.release.set()
         store.close()
+
+
+def test_the_log_starts_over_past_its_bound_though_another_process_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker's reads (its fold before the write lock) that span this process's next
+    commit keep that write from starting the log over, however much was copied: with two
+    workers the log's file grew to hundreds of megabytes. Past `LOG_BOUND_PAGES` the thread
+    makes it start over (`RESTART`), waiting for that read to end."""
+    monkeypatch.setattr(checkpoints_module, "LOG_BOUND_PAGES", 64)
+    path = tmp_path / "store.db"
+    writer = connect(path)
+    Checkpoints.before_commit(writer)  # no checkpoint of its own, as the store's
+    writer.execute("CREATE TABLE rows (n INTEGER, text TEXT)")
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    checkpoints = Checkpoints(path)
+
+    def write(n: int) -> None:
+        with transaction(writer):
+            writer.executemany(
+                "INSERT INTO rows VALUES (?, ?)", [(n, "x" * 400) for _ in range(100)]
+            )
+
+    try:
+        write(0)
+        one_write = _log_bytes(path)
+        for n in range(1, 40):
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM rows").fetchone()  # a snapshot in the log
+            checkpoints.after_commit()
+            read_ends = threading.Timer(0.1, reader.execute, ("COMMIT",))
+            read_ends.start()
+            write(n)  # begins while the read lasts, unless the restart holds it back
+            read_ends.join()
+            assert checkpoints.wait(30)
+        assert checkpoints.completed == 39
+        page_size = writer.execute("PRAGMA page_size").fetchone()[0]
+        assert _log_bytes(path) < 64 * page_size + 4 * one_write
+    finally:
+        checkpoints.close()
+        reader.close()
+        writer.close()
+
+
+class _CountedRestarts(Checkpoints):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.restarts: list[bool] = []
+
+    def _restart(self, db: sqlite3.Connection) -> bool:
+        self.restarts.append(super()._restart(db))
+        return self.restarts[-1]
+
+
+def test_a_long_read_costs_a_few_restart_waits_not_one_per_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a reader holds a snapshot in the log (a `verify` beside the workers) no restart
+    can happen, and each try holds every writer back for `RESTART_WAIT_MS`: after a failed
+    one the next waits for the log to double."""
+    monkeypatch.setattr(checkpoints_module, "LOG_BOUND_PAGES", 64)
+    monkeypatch.setattr(checkpoints_module, "RESTART_WAIT_MS", 50)
+    path = tmp_path / "store.db"
+    writer = connect(path)
+    Checkpoints.before_commit(writer)
+    writer.execute("CREATE TABLE rows (n INTEGER, text TEXT)")
+    reader = sqlite3.connect(path, isolation_level=None)
+    checkpoints = _CountedRestarts(path)
+
+    def commit(n: int) -> None:
+        with transaction(writer):
+            writer.executemany(
+                "INSERT INTO rows VALUES (?, ?)", [(n, "x" * 400) for _ in range(100)]
+            )
+        checkpoints.after_commit()
+        assert checkpoints.wait(30)
+
+    try:
+        commit(0)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM rows").fetchone()
+        for n in range(1, 60):
+            commit(n)
+        assert 2 <= len(checkpoints.restarts) <= 6, checkpoints.restarts  # ~16 pages a commit
+        assert not any(checkpoints.restarts)
+        reader.execute("COMMIT")
+        for n in range(60, 63):  # the first copied whole, the next starts the log over
+            commit(n)
+        assert checkpoints._restart_past == checkpoints_module.LOG_BOUND_PAGES
+        _, log_pages, _ = writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert log_pages < 64
+    finally:
+        checkpoints.close()
+        reader.close()
+        writer.close()
+
+
+class _Rows:
+    """A connection's stand-in answering each `PRAGMA wal_checkpoint` with the next row."""
+
+    def __init__(self, *rows: tuple[int, int, int]) -> None:
+        self.rows = list(rows)
+        self.modes: list[str] = []
+
+    def execute(self, sql: str) -> _Rows:
+        self.modes.append(sql.split("(")[1].rstrip(")"))
+        return self
+
+    def fetchone(self) -> tuple[int, int, int]:
+        return self.rows.pop(0)
+
+
+def test_a_busy_checkpoint_leaves_the_wait_for_the_log_to_double(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `PASSIVE` checkpoint another connection's kept busy says nothing of the log's size
+    (`(1, -1, -1)`): it must not end the wait a failed restart began."""
+    monkeypatch.setattr(checkpoints_module, "LOG_BOUND_PAGES", 100)
+    checkpoints = Checkpoints(tmp_path / "store.db")
+    db = _Rows((0, 150, 150), (1, -1, -1), (1, -1, -1), (0, 200, 200), (0, 310, 310), (0, 0, 0))
+    for _ in range(3):
+        checkpoints._checkpoint(db)  # type: ignore[arg-type]
+    assert db.modes == ["PASSIVE", "RESTART", "PASSIVE", "PASSIVE"]  # 200 < 2 x 150
+    checkpoints._checkpoint(db)  # type: ignore[arg-type]
+    assert db.modes[-2:] == ["PASSIVE", "RESTART"]
+    assert checkpoints._restart_past == 100

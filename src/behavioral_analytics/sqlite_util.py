@@ -56,6 +56,8 @@ T = TypeVar("T")
 
 # Seconds to wait, at most, for a lock SQLite's own busy timeout does not wait for.
 BUSY_WAIT_S = 10.0
+# Seconds between attempts at a checkpoint another connection's checkpoint kept busy.
+_CHECKPOINT_RETRY_S = 0.05
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -542,20 +544,32 @@ class PerThreadConnection:
         self._local = threading.local()
 
 
-def erase_log_copies(db: sqlite3.Connection, path: Path) -> bool:
+def erase_log_copies(db: sqlite3.Connection, path: Path, wait_s: float | None = None) -> bool:
     """After a `secure_delete` transaction on `db` (the file at `path`), or after personal
     data was deleted from it earlier: copy the write-ahead log into the file and truncate it,
     so the old versions of the overwritten pages are gone from both (the log keeps every
     page a transaction wrote, a deleted row's bytes included, until it is truncated or
-    overwritten: docs/behavior.md "Personal data"). Whether it was truncated: a reader holding
-    an older snapshot (another process mid-read), or another process's checkpoint running
-    (a worker's, after its commit), can keep it from that; this is then logged. The next
-    checkpoint copies the overwritten pages into the file; the older ones stay in the log's
-    file until written over or truncated (the last connection closing, this again)."""
-    busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
-        log.warning(
-            "write-ahead log not truncated after forget: another process read or checkpointed it",
-            extra={"file": str(path)},
-        )
-    return not busy
+    overwritten: docs/behavior.md "Personal data"). Whether it was truncated.
+
+    The truncating checkpoint waits for a writer and for readers of an older snapshot (the
+    connection's busy timeout), but fails at once while another connection checkpoints (a
+    worker's checkpoint thread after each of its commits: `stores/sqlite/checkpoints.py`); it is
+    tried again every 0.05 s for up to `wait_s` seconds (`BUSY_WAIT_S` when None). When it
+    still fails, that is logged: the next checkpoint copies the overwritten pages into the
+    file, and the older ones stay in the log's file until written over or truncated (the last
+    connection closing, this again)."""
+    started = time.monotonic()
+    deadline = started + (BUSY_WAIT_S if wait_s is None else wait_s)
+    while True:
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if not busy:
+            return True
+        if time.monotonic() + _CHECKPOINT_RETRY_S > deadline:
+            break
+        time.sleep(_CHECKPOINT_RETRY_S)
+    log.warning(
+        "write-ahead log not truncated after forget: another process kept reading or "
+        "checkpointing it",
+        extra={"file": str(path), "waited_s": round(time.monotonic() - started, 1)},
+    )
+    return False

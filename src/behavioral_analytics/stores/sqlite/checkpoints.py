@@ -23,10 +23,18 @@ sync already).
 
 The committing connection keeps SQLite's own checkpoint as a net, at `WAL_CAP_PAGES`, for a
 checkpoint that fails here (it is logged) or is not waited for (`WAIT_S`): past that size the
-commit checkpoints in its own connection, as every commit did before. The net bounds what a
-checkpoint has to copy, not the log's file: while another process writes, no checkpoint lets
-the log start over, so with two workers sharing a store (`up`) the log grows to a few hundred
-megabytes on a long backlog, as it did before.
+commit checkpoints in its own connection, as every commit did before.
+
+The net bounds what a checkpoint has to copy, not the log's file. A write starts the log over
+only when no reader still reads from it, and another worker process's reads (its fold before
+the write lock) span this process's commits: with two workers sharing a store (`up`) the log
+rarely started over and its file grew to 350 to 790 MiB over 200,000 live events. Past
+`LOG_BOUND_PAGES` the thread checkpoints once more with `RESTART`, which waits for the writer
+and those reads to end (`RESTART_WAIT_MS` at most, holding back every writer meanwhile) and
+starts the log over itself: 124 to 128 MiB at most in the same runs, at the same rate
+(docs/benchmarks.md, "The log's bound with two workers"). A long read (a `verify` or a backup
+beside the workers) keeps the log from starting over; after each restart it kept from, the
+next waits for the log to double, so such a read costs a few waits, not one per commit.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from pathlib import Path
 from behavioral_analytics.sqlite_util import connect
 from behavioral_analytics.telemetry import log
 
-__all__ = ["WAIT_S", "WAL_CAP_PAGES", "Checkpoints"]
+__all__ = ["LOG_BOUND_PAGES", "WAIT_S", "WAL_CAP_PAGES", "Checkpoints"]
 
 # Pages the log may hold after a commit before the committing connection checkpoints itself
 # (`PRAGMA wal_autocheckpoint`): 128 MiB of 4 KiB pages, about twice what one commit of 5,000
@@ -48,6 +56,13 @@ WAL_CAP_PAGES = 32_768
 # log then grows by that commit): in a scratch trial on a store of two million events, commits
 # of 5,000 events waited about 0.1 s each for the checkpoint before them.
 WAIT_S = 10.0
+# Pages past which the log is made to start over (`PRAGMA wal_checkpoint(RESTART)`): 64 MiB of
+# 4 KiB pages, more than one commit of 5,000 live events writes to a store of three million
+# (about 13,000), so one worker at the default batch size does not reach it.
+LOG_BOUND_PAGES = 16_384
+# The longest the restart waits for another process's commit and readers (milliseconds): it
+# holds back every writer while it waits.
+RESTART_WAIT_MS = 2_000
 
 
 class Checkpoints:
@@ -70,6 +85,7 @@ class Checkpoints:
         self._idle.set()
         self._thread: threading.Thread | None = None
         self._last_error = ""
+        self._restart_past = LOG_BOUND_PAGES  # doubled after a restart a reader kept from it
         self.completed = 0  # checkpoints that ran to their end (busy or not), for the tests
 
     @staticmethod
@@ -124,7 +140,7 @@ class Checkpoints:
                         return
                     self._requested = False
                 try:
-                    db = db or connect(self.path)
+                    db = db or self._connect()
                     self._checkpoint(db)
                     self.completed += 1
                     self._last_error = ""
@@ -138,9 +154,26 @@ class Checkpoints:
             if db is not None:
                 db.close()
 
+    def _connect(self) -> sqlite3.Connection:
+        db = connect(self.path)
+        db.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")  # a PASSIVE checkpoint never waits
+        return db
+
     def _checkpoint(self, db: sqlite3.Connection) -> None:
-        # Busy (another connection's checkpoint runs) is a row, not an error: that one copies.
-        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        _, log_pages, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if log_pages < 0:  # another connection's checkpoint runs (`busy`): it copies
+            return
+        if log_pages <= LOG_BOUND_PAGES:
+            self._restart_past = LOG_BOUND_PAGES
+        elif log_pages > self._restart_past:  # another process's reads kept it from restarting
+            restarted = self._restart(db)
+            self._restart_past = LOG_BOUND_PAGES if restarted else 2 * log_pages
+
+    def _restart(self, db: sqlite3.Connection) -> bool:
+        """Copy what is left and start the log over, waiting `RESTART_WAIT_MS` at most for a
+        writer and for readers of the log; whether it did."""
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        return not busy
 
     def _failed(self, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
