@@ -112,3 +112,32 @@ def test_a_truncation_kept_from_it_past_the_wait_is_logged(
     assert _log_bytes(path) > 0
     assert erase_log_copies(db, path)  # the next try, with nothing in the way
     assert _log_bytes(path) == 0
+
+
+def test_each_try_waits_a_quarter_second_at_most_and_the_wait_in_all_is_kept(
+    erased_in_log: tuple[sqlite3.Connection, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader of an older snapshot keeps the truncation from it: each try waits for it 0.25 s
+    at most instead of the connection's 30 s (a try keeps the workers' checkpoints from running
+    while it waits), the tries stop once `wait_s` has passed, and the connection's own busy
+    timeout is put back."""
+    db, path = erased_in_log
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM people").fetchone()
+    with sqlite3.connect(path, isolation_level=None) as other:
+        other.execute("INSERT INTO people VALUES ('carol', 'carol-mail')")  # past its snapshot
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert not erase_log_copies(db, path, wait_s=0.6)
+    finally:
+        db.set_trace_callback(None)
+        reader.close()
+    waits = [int(s.rsplit("=", 1)[1]) for s in statements if s.startswith("PRAGMA busy_timeout =")]
+    tries = [s for s in statements if "wal_checkpoint(TRUNCATE)" in s]
+    assert tries, statements
+    assert all(w <= 250 for w in waits[:-1]) and waits[-1] == 30000, waits
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+    assert "write-ahead log not truncated" in caplog.text

@@ -50,6 +50,8 @@ def test_the_log_stays_one_commit_long_across_many_commits(tmp_path: Path) -> No
         assert store._checkpoints.completed >= 29  # one per commit (the last may be running)
         assert _log_bytes(path) < 3 * one_commit
         assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_CAP_PAGES
+        limit = store._db.execute("PRAGMA journal_size_limit").fetchone()[0]
+        assert limit == checkpoints_module.LOG_FILE_LIMIT_BYTES
         assert store.count_events() == 30 * BATCH
     finally:
         store.close()
@@ -231,7 +233,7 @@ def test_the_log_starts_over_past_its_bound_though_another_process_reads(
     """Another worker's reads (its fold before the write lock) that span this process's next
     commit keep that write from starting the log over, however much was copied: with two
     workers the log's file grew to hundreds of megabytes. Past `LOG_BOUND_PAGES` the thread
-    makes it start over (`RESTART`), waiting for that read to end."""
+    makes it start over (`TRUNCATE`), waiting for that read to end."""
     monkeypatch.setattr(checkpoints_module, "LOG_BOUND_PAGES", 64)
     path = tmp_path / "store.db"
     writer = connect(path)
@@ -255,7 +257,7 @@ def test_the_log_starts_over_past_its_bound_though_another_process_reads(
             checkpoints.after_commit()
             read_ends = threading.Timer(0.1, reader.execute, ("COMMIT",))
             read_ends.start()
-            write(n)  # begins while the read lasts, unless the restart holds it back
+            write(n)  # begins while the read lasts, unless the truncation holds it back
             read_ends.join()
             assert checkpoints.wait(30)
         assert checkpoints.completed == 39
@@ -267,30 +269,32 @@ def test_the_log_starts_over_past_its_bound_though_another_process_reads(
         writer.close()
 
 
-class _CountedRestarts(Checkpoints):
+class _CountedTruncations(Checkpoints):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.restarts: list[bool] = []
+        self.truncations: list[bool] = []
 
-    def _restart(self, db: sqlite3.Connection) -> bool:
-        self.restarts.append(super()._restart(db))
-        return self.restarts[-1]
+    def _truncate(self, db: sqlite3.Connection) -> bool:
+        self.truncations.append(super()._truncate(db))
+        return self.truncations[-1]
 
 
-def test_a_long_read_costs_a_few_restart_waits_not_one_per_commit(
+def test_a_long_read_is_not_waited_for_and_the_log_is_cut_back_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While a reader holds a snapshot in the log (a `verify` beside the workers) no restart
-    can happen, and each try holds every writer back for `RESTART_WAIT_MS`: after a failed
-    one the next waits for the log to double."""
+    """While a reader holds an older snapshot (a `verify` beside the workers) the log cannot
+    start over, and a truncation would hold every writer back for `TRUNCATE_WAIT_MS` in vain:
+    none is tried while the checkpoints leave frames uncopied. Once the read ends a write starts
+    the log over and cuts its file back to `LOG_FILE_LIMIT_BYTES`."""
     monkeypatch.setattr(checkpoints_module, "LOG_BOUND_PAGES", 64)
-    monkeypatch.setattr(checkpoints_module, "RESTART_WAIT_MS", 50)
+    monkeypatch.setattr(checkpoints_module, "LOG_FILE_LIMIT_BYTES", 64 * 4096)
+    monkeypatch.setattr(checkpoints_module, "TRUNCATE_WAIT_MS", 50)
     path = tmp_path / "store.db"
     writer = connect(path)
     Checkpoints.before_commit(writer)
     writer.execute("CREATE TABLE rows (n INTEGER, text TEXT)")
     reader = sqlite3.connect(path, isolation_level=None)
-    checkpoints = _CountedRestarts(path)
+    checkpoints = _CountedTruncations(path)
 
     def commit(n: int) -> None:
         with transaction(writer):
@@ -306,14 +310,14 @@ def test_a_long_read_costs_a_few_restart_waits_not_one_per_commit(
         reader.execute("SELECT count(*) FROM rows").fetchone()
         for n in range(1, 60):
             commit(n)
-        assert 2 <= len(checkpoints.restarts) <= 6, checkpoints.restarts  # ~16 pages a commit
-        assert not any(checkpoints.restarts)
+        grown = _log_bytes(path)
+        assert grown > 4 * 64 * 4096  # about 16 pages a commit: the read keeps it growing
+        assert checkpoints.truncations == []
         reader.execute("COMMIT")
         for n in range(60, 63):  # the first copied whole, the next starts the log over
             commit(n)
-        assert checkpoints._restart_past == checkpoints_module.LOG_BOUND_PAGES
-        _, log_pages, _ = writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        assert log_pages < 64
+        assert checkpoints._truncate_past == checkpoints_module.LOG_BOUND_PAGES
+        assert _log_bytes(path) <= 64 * 4096 < grown
     finally:
         checkpoints.close()
         reader.close()
@@ -335,17 +339,22 @@ class _Rows:
         return self.rows.pop(0)
 
 
-def test_a_busy_checkpoint_leaves_the_wait_for_the_log_to_double(
+def test_a_busy_checkpoint_keeps_the_wait_a_failed_truncation_began(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A `PASSIVE` checkpoint another connection's kept busy says nothing of the log's size
-    (`(1, -1, -1)`): it must not end the wait a failed restart began."""
+    (`(1, -1, -1)`): it must not end the wait a failed truncation began."""
     monkeypatch.setattr(checkpoints_module, "LOG_BOUND_PAGES", 100)
     checkpoints = Checkpoints(tmp_path / "store.db")
-    db = _Rows((0, 150, 150), (1, -1, -1), (1, -1, -1), (0, 200, 200), (0, 310, 310), (0, 0, 0))
+    db = _Rows(
+        (0, 150, 150), (1, -1, -1), (1, -1, -1), (0, 500, 500), (0, 700, 650), (0, 720, 720),
+        (0, 0, 0),
+    )  # fmt: skip
     for _ in range(3):
         checkpoints._checkpoint(db)  # type: ignore[arg-type]
-    assert db.modes == ["PASSIVE", "RESTART", "PASSIVE", "PASSIVE"]  # 200 < 2 x 150
+    assert db.modes == ["PASSIVE", "TRUNCATE", "PASSIVE", "PASSIVE"]  # 500 < 4 x 150
     checkpoints._checkpoint(db)  # type: ignore[arg-type]
-    assert db.modes[-2:] == ["PASSIVE", "RESTART"]
-    assert checkpoints._restart_past == 100
+    assert db.modes[-1] == "PASSIVE"  # frames left: a read of an older snapshot lasts
+    checkpoints._checkpoint(db)  # type: ignore[arg-type]
+    assert db.modes[-2:] == ["PASSIVE", "TRUNCATE"]
+    assert checkpoints._truncate_past == 100

@@ -56,8 +56,10 @@ T = TypeVar("T")
 
 # Seconds to wait, at most, for a lock SQLite's own busy timeout does not wait for.
 BUSY_WAIT_S = 10.0
-# Seconds between attempts at a checkpoint another connection's checkpoint kept busy.
+# Seconds between attempts at a checkpoint another connection's checkpoint kept busy, and the
+# longest one attempt waits for a writer and for readers (milliseconds).
 _CHECKPOINT_RETRY_S = 0.05
+_TRUNCATE_ATTEMPT_MS = 250
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -551,22 +553,29 @@ def erase_log_copies(db: sqlite3.Connection, path: Path, wait_s: float | None = 
     page a transaction wrote, a deleted row's bytes included, until it is truncated or
     overwritten: docs/behavior.md "Personal data"). Whether it was truncated.
 
-    The truncating checkpoint waits for a writer and for readers of an older snapshot (the
-    connection's busy timeout), but fails at once while another connection checkpoints (a
-    worker's checkpoint thread after each of its commits: `stores/sqlite/checkpoints.py`); it is
-    tried again every 0.05 s for up to `wait_s` seconds (`BUSY_WAIT_S` when None). When it
-    still fails, that is logged: the next checkpoint copies the overwritten pages into the
+    The truncating checkpoint waits for a writer and for readers of an older snapshot, and fails
+    at once while another connection checkpoints (a worker's checkpoint thread after each of its
+    commits: `stores/sqlite/checkpoints.py`). Each attempt waits `_TRUNCATE_ATTEMPT_MS` at most
+    (it keeps the workers' checkpoints from running while it waits, and their log grows), and
+    they go on, 0.05 s apart, for up to `wait_s` seconds in all (`BUSY_WAIT_S` when None). When
+    none succeeded, that is logged: the next checkpoint copies the overwritten pages into the
     file, and the older ones stay in the log's file until written over or truncated (the last
     connection closing, this again)."""
+    (busy_timeout_ms,) = db.execute("PRAGMA busy_timeout").fetchone()
     started = time.monotonic()
     deadline = started + (BUSY_WAIT_S if wait_s is None else wait_s)
-    while True:
-        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if not busy:
-            return True
-        if time.monotonic() + _CHECKPOINT_RETRY_S > deadline:
-            break
-        time.sleep(_CHECKPOINT_RETRY_S)
+    try:
+        while True:
+            left_ms = int(1000 * (deadline - time.monotonic()))
+            db.execute(f"PRAGMA busy_timeout = {max(0, min(_TRUNCATE_ATTEMPT_MS, left_ms))}")
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+            if time.monotonic() + _CHECKPOINT_RETRY_S > deadline:
+                break
+            time.sleep(_CHECKPOINT_RETRY_S)
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
     log.warning(
         "write-ahead log not truncated after forget: another process kept reading or "
         "checkpointing it",

@@ -29,12 +29,15 @@ The net bounds what a checkpoint has to copy, not the log's file. A write starts
 only when no reader still reads from it, and another worker process's reads (its fold before
 the write lock) span this process's commits: with two workers sharing a store (`up`) the log
 rarely started over and its file grew to 350 to 790 MiB over 200,000 live events. Past
-`LOG_BOUND_PAGES` the thread checkpoints once more with `RESTART`, which waits for the writer
-and those reads to end (`RESTART_WAIT_MS` at most, holding back every writer meanwhile) and
-starts the log over itself: 124 to 128 MiB at most in the same runs, at the same rate
-(docs/benchmarks.md, "The log's bound with two workers"). A long read (a `verify` or a backup
-beside the workers) keeps the log from starting over; after each restart it kept from, the
-next waits for the log to double, so such a read costs a few waits, not one per commit.
+`LOG_BOUND_PAGES` the thread checkpoints once more with `TRUNCATE`, which waits for the writer
+and those reads to end (`TRUNCATE_WAIT_MS` at most, holding back every writer meanwhile), then
+starts the log over and empties its file: 124 to 130 MiB at most in the same runs, at the same
+rate (docs/benchmarks.md, "The log's bound with two workers"). A read that lasts (a `verify` or
+a backup beside the workers) keeps the log from starting over, and it grows while the read
+lasts. Such a read also keeps the checkpoints from copying the frames written since it began,
+which tells it apart: no truncation is tried while frames are left, and after one a read kept
+from it all the same, the next waits for the log to grow fourfold. Once a write starts the
+log over, its file is cut back to `LOG_FILE_LIMIT_BYTES` (`journal_size_limit`).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from pathlib import Path
 from behavioral_analytics.sqlite_util import connect
 from behavioral_analytics.telemetry import log
 
-__all__ = ["LOG_BOUND_PAGES", "WAIT_S", "WAL_CAP_PAGES", "Checkpoints"]
+__all__ = ["LOG_BOUND_PAGES", "LOG_FILE_LIMIT_BYTES", "WAIT_S", "WAL_CAP_PAGES", "Checkpoints"]
 
 # Pages the log may hold after a commit before the committing connection checkpoints itself
 # (`PRAGMA wal_autocheckpoint`): 128 MiB of 4 KiB pages, about twice what one commit of 5,000
@@ -56,13 +59,17 @@ WAL_CAP_PAGES = 32_768
 # log then grows by that commit): in a scratch trial on a store of two million events, commits
 # of 5,000 events waited about 0.1 s each for the checkpoint before them.
 WAIT_S = 10.0
-# Pages past which the log is made to start over (`PRAGMA wal_checkpoint(RESTART)`): 64 MiB of
+# Pages past which the log is made to start over (`PRAGMA wal_checkpoint(TRUNCATE)`): 64 MiB of
 # 4 KiB pages, more than one commit of 5,000 live events writes to a store of three million
 # (about 13,000), so one worker at the default batch size does not reach it.
 LOG_BOUND_PAGES = 16_384
-# The longest the restart waits for another process's commit and readers (milliseconds): it
+# The size the log's file is cut back to when a write starts the log over (`journal_size_limit`).
+LOG_FILE_LIMIT_BYTES = 64 * 2**20
+# The longest the truncation waits for another process's commit and readers (milliseconds): it
 # holds back every writer while it waits.
-RESTART_WAIT_MS = 2_000
+TRUNCATE_WAIT_MS = 2_000
+# After a truncation a reader kept from it, the next waits for the log to grow this many times.
+_BACKOFF = 4
 
 
 class Checkpoints:
@@ -85,14 +92,16 @@ class Checkpoints:
         self._idle.set()
         self._thread: threading.Thread | None = None
         self._last_error = ""
-        self._restart_past = LOG_BOUND_PAGES  # doubled after a restart a reader kept from it
+        self._truncate_past = LOG_BOUND_PAGES  # raised after a truncation a reader kept from
         self.completed = 0  # checkpoints that ran to their end (busy or not), for the tests
 
     @staticmethod
     def before_commit(db: sqlite3.Connection) -> None:
-        """Raise the committing connection's own checkpoint to `WAL_CAP_PAGES` (a setting of
-        the connection: set before each commit, since connections are per thread)."""
+        """Raise the committing connection's own checkpoint to `WAL_CAP_PAGES` and cut the log's
+        file back to `LOG_FILE_LIMIT_BYTES` when its write starts the log over (settings of the
+        connection: set before each commit, since connections are per thread)."""
         db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CAP_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit = {LOG_FILE_LIMIT_BYTES}")
 
     def wait(self, timeout_s: float = WAIT_S) -> bool:
         """Until the checkpoint after the previous commit has ended (at once if none runs), or
@@ -156,23 +165,26 @@ class Checkpoints:
 
     def _connect(self) -> sqlite3.Connection:
         db = connect(self.path)
-        db.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")  # a PASSIVE checkpoint never waits
+        db.execute(f"PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}")  # a PASSIVE checkpoint never waits
         return db
 
     def _checkpoint(self, db: sqlite3.Connection) -> None:
-        _, log_pages, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        _, log_pages, copied_pages = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if log_pages < 0:  # another connection's checkpoint runs (`busy`): it copies
             return
         if log_pages <= LOG_BOUND_PAGES:
-            self._restart_past = LOG_BOUND_PAGES
-        elif log_pages > self._restart_past:  # another process's reads kept it from restarting
-            restarted = self._restart(db)
-            self._restart_past = LOG_BOUND_PAGES if restarted else 2 * log_pages
+            self._truncate_past = LOG_BOUND_PAGES
+        elif log_pages > self._truncate_past and copied_pages == log_pages:
+            # Every frame copied, yet the log did not start over: another process's reads spanned
+            # the last write. (Frames left mean a read of an older snapshot lasts: a truncation
+            # would wait for it in vain.)
+            truncated = self._truncate(db)
+            self._truncate_past = LOG_BOUND_PAGES if truncated else _BACKOFF * log_pages
 
-    def _restart(self, db: sqlite3.Connection) -> bool:
-        """Copy what is left and start the log over, waiting `RESTART_WAIT_MS` at most for a
-        writer and for readers of the log; whether it did."""
-        busy, _, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+    def _truncate(self, db: sqlite3.Connection) -> bool:
+        """Copy what is left, start the log over and empty its file, waiting `TRUNCATE_WAIT_MS`
+        at most for a writer and for readers of the log; whether it did."""
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         return not busy
 
     def _failed(self, exc: Exception) -> None:
