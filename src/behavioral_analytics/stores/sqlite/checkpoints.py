@@ -31,7 +31,7 @@ the write lock) span this process's commits: with two workers sharing a store (`
 rarely started over and its file grew to 350 to 790 MiB over 200,000 live events. Past
 `LOG_BOUND_PAGES` the thread checkpoints once more with `TRUNCATE`, which waits for the writer
 and those reads to end (`TRUNCATE_WAIT_MS` at most, holding back every writer meanwhile), then
-starts the log over and empties its file: 124 to 130 MiB at most in the same runs, at the same
+starts the log over and empties its file: 122 to 131 MiB at most in the same runs, at the same
 rate (docs/benchmarks.md, "The log's bound with two workers"). A read that lasts (a `verify` or
 a backup beside the workers) keeps the log from starting over, and it grows while the read
 lasts. Such a read also keeps the checkpoints from copying the frames written since it began,
