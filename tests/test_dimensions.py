@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from behavioral_analytics import dimensions
 from behavioral_analytics.dimensions import (
     DERIVED,
     DIMENSIONS,
@@ -350,3 +353,47 @@ def test_objects_where_strings_belong_are_absent() -> None:
     }  # fmt: skip
     numbers = recipe(path=7, page_url="/seven")
     assert values(numbers, "page") == {"page": "/seven"}
+
+
+# Inputs a reader might read: URLs with and without campaigns, paths, hosts, bare words.
+_TEXTS = st.sampled_from(
+    [
+        "https://a.example/p?utm_source=q&utm_medium=m&utm_campaign=c",
+        "https://www.b.example/",
+        "/path",
+        "?utm_source=s",
+        "b.example",
+        "direct",
+        "mobile",
+        "Chrome",
+        "page_view",
+        "(none)",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.none() | _TEXTS, min_size=18, max_size=18))
+def test_each_dimension_reads_the_inputs_of_its_group_alone(raw: list[str | None]) -> None:
+    # Values are remembered per group of inputs: a reader that read past its group would be
+    # served another event's value.
+    for name, read in dimensions._READERS.items():
+        start = dimensions._GROUP_OF[name]
+        stop = dict(dimensions._GROUPS)[start]
+        masked = [value if start <= i < stop else None for i, value in enumerate(raw)]
+        assert read(tuple(raw)) == read(tuple(masked)), name
+
+
+def test_values_come_back_in_the_order_asked_across_groups() -> None:
+    event = segment(
+        {"type": "page", "properties": {"url": "https://a.example/p", "referrer": "b.example"},
+         "context": {"device": {"type": "tablet"}}}
+    )  # fmt: skip
+    names = ("event_type", "page", "device", "referrer", "entry_page", "country", "property:x")
+    alone = {name: values(event, name)[name] for name in names}
+    assert alone == {
+        "event_type": "page_view", "page": "/p", "device": "tablet", "referrer": "b.example",
+        "entry_page": "/p", "country": NONE, "property:x": NONE,
+    }  # fmt: skip
+    assert values(event, *names) == alone
+    assert list(dimension_values(event, names).values()) == list(alone.values())

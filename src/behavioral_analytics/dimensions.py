@@ -43,6 +43,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -125,7 +126,7 @@ def value_tuple(event: Event, dimensions: tuple[str, ...]) -> tuple[str, ...]:
     """`dimension_values` as a tuple in the order of `dimensions`: what a fold over many events
     calls, without a dict per event. Raises ValueError on an unknown name."""
     plan = _plan(dimensions)
-    fixed = _fixed_values(_raw(event), plan.fixed) if plan.fixed else ()
+    fixed = _fixed_values(_raw(event), plan) if plan.fixed else ()
     if plan.only_fixed:
         return fixed
     properties = event.properties
@@ -215,9 +216,13 @@ _EMPTY: dict[str, Any] = {}
 _UTM_KEYS = frozenset(_CAMPAIGN_KEYS)
 
 # An event's raw inputs at these positions (`_raw`), each read as a non-empty string or None. Every
-# dimension's value but a property's is a function of them alone, so the values of a combination are
-# computed once and remembered (`_fixed_values`): pages, referrers, campaigns and devices repeat.
+# dimension's value but a property's is a function of one group of them alone (`_GROUPS`): the
+# page's address, referrer and campaign; the device, browser, OS and country; the event's type.
+# A group's values are computed once per combination of its inputs and remembered
+# (`_fixed_values`): pages, referrers, campaigns and devices repeat, and each group's combinations
+# far less than the whole's (live traffic: 1,019 and 601 where the 18 inputs make 24,560).
 _Raw = tuple[str | None, ...]
+_RAW_INPUTS = 18
 (
     _PATH,  # properties.path
     _PAGE_PATH,  # context.page.path
@@ -237,7 +242,13 @@ _Raw = tuple[str | None, ...]
     _OS,  # $derived.os
     _COUNTRY,  # $derived.country
     _EVENT_TYPE,  # the event's type
-) = range(18)
+) = range(_RAW_INPUTS)
+# (first position, position past the last) of each group; `_READERS` read within one group.
+_GROUPS: tuple[tuple[int, int], ...] = (
+    (_PATH, _DEVICE),
+    (_DEVICE, _EVENT_TYPE),
+    (_EVENT_TYPE, _RAW_INPUTS),
+)
 
 
 def _raw(event: Event) -> tuple[object, ...]:
@@ -278,30 +289,36 @@ def _raw(event: Event) -> tuple[object, ...]:
     )
 
 
-def _fixed_values(raw: tuple[object, ...], names: tuple[str, ...]) -> tuple[str, ...]:
-    """The values of the fixed dimensions `names` for an event's `_raw` inputs. Equal inputs
-    give equal values (a non-string input counts as absent, whatever it is), so the values are
-    remembered per input; an input that cannot be a cache key (an object) is read afresh."""
-    try:
-        return _remembered_values(raw, names)
-    except TypeError:  # unhashable: a JSON object or list where a string belongs
-        return _read_values(tuple(map(_text, raw)), names)
+def _fixed_values(raw: tuple[object, ...], plan: _Plan) -> tuple[str, ...]:
+    """The values of `plan`'s fixed dimensions for an event's `_raw` inputs. Equal inputs of a
+    group give equal values of its dimensions (a non-string input counts as absent, whatever it
+    is), so they are remembered per group's inputs; inputs that cannot be a cache key (an object)
+    are read afresh."""
+    values: tuple[str, ...] = ()
+    for start, stop, names in plan.groups:
+        inputs = raw[start:stop]
+        try:
+            values += _remembered_values(inputs, start, names)
+        except TypeError:  # unhashable: a JSON object or list where a string belongs
+            values += _read_values(inputs, start, names)
+    return values if plan.order is None else plan.order(values)
 
 
-def _read_values(raw: _Raw, names: tuple[str, ...]) -> tuple[str, ...]:
+def _read_values(inputs: tuple[object, ...], start: int, names: tuple[str, ...]) -> tuple[str, ...]:
+    raw = (
+        (None,) * start + tuple(map(_text, inputs)) + (None,) * (_RAW_INPUTS - start - len(inputs))
+    )
     return tuple(_READERS[name](raw) or NONE for name in names)
 
 
-@lru_cache(maxsize=16384)
-def _remembered_values(raw: tuple[object, ...], names: tuple[str, ...]) -> tuple[str, ...]:
-    return _read_values(tuple(map(_text, raw)), names)
+_remembered_values = lru_cache(maxsize=16384)(_read_values)
 
 
 class _Plan:
     """How to read `dimensions`: the fixed ones (read through `_fixed_values`), and per
     dimension in order, (position among the fixed ones, or -1 for a property; its name)."""
 
-    __slots__ = ("fixed", "only_fixed", "steps")
+    __slots__ = ("fixed", "groups", "only_fixed", "order", "steps")
 
     def __init__(self, dimensions: tuple[str, ...]) -> None:
         fixed: list[str] = []
@@ -316,6 +333,16 @@ class _Plan:
                 raise ValueError(f"unknown dimension {name!r}")
         self.fixed = tuple(fixed)
         self.only_fixed = len(fixed) == len(dimensions)
+        # The fixed names by group, read group by group, then put back in their order.
+        self.groups: list[tuple[int, int, tuple[str, ...]]] = []
+        read_order: list[int] = []
+        for start, stop in _GROUPS:
+            members = [i for i, name in enumerate(fixed) if _GROUP_OF[name] == start]
+            if members:
+                self.groups.append((start, stop, tuple(fixed[i] for i in members)))
+                read_order += members
+        back = [read_order.index(i) for i in range(len(fixed))]
+        self.order = None if back == sorted(back) else itemgetter(*back)
 
 
 _plan = lru_cache(maxsize=256)(_Plan)
@@ -392,4 +419,11 @@ _READERS: dict[str, Callable[[_Raw], str | None]] = {
     "os": _first(_OS),
     "country": _first(_COUNTRY),
     "event_type": _first(_EVENT_TYPE),
+}
+# The group (`_GROUPS`, by its first position) whose inputs alone each reader reads.
+_GROUP_OF: dict[str, int] = {
+    **dict.fromkeys(("page", "entry_page", "exit_page", "referrer"), _PATH),
+    **dict.fromkeys(("utm_source", "utm_medium", "utm_campaign"), _PATH),
+    **dict.fromkeys(("device", "browser", "os", "country"), _DEVICE),
+    "event_type": _EVENT_TYPE,
 }
