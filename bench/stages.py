@@ -82,12 +82,10 @@ class Timings:
         with self._adding:
             self.cpu_s[stage] += seconds
 
-    def _timed_transaction(
-        self, original: Callable[[sqlite3.Connection], Any]
-    ) -> Callable[[sqlite3.Connection], Any]:
+    def _timed_transaction(self, original: Callable[..., Any]) -> Callable[..., Any]:
         @contextlib.contextmanager
-        def timed(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-            manager = original(db)
+        def timed(db: sqlite3.Connection, *args: Any) -> Iterator[sqlite3.Connection]:
+            manager = original(db, *args)  # a stopping worker's `waiting`, where it is taken
             granted = manager.__enter__()
             start = time.perf_counter()
             try:

@@ -294,10 +294,10 @@ def test_a_link_another_worker_stores_after_the_attribution_is_read_is_followed(
     real_transaction = sqlite_commit.transaction
     meanwhile = [lambda: other.commit(sign_in), lambda: other.forget("u3")]
 
-    def transaction(db: sqlite3.Connection) -> Any:
+    def transaction(db: sqlite3.Connection, waiting: Any = None) -> Any:
         if meanwhile and db is store._db:
             meanwhile.pop(0)()
-        return real_transaction(db)
+        return real_transaction(db, waiting)
 
     monkeypatch.setattr(sqlite_commit, "transaction", transaction)
     folded = _spy_folds(monkeypatch)

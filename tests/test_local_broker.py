@@ -92,6 +92,35 @@ def test_nack_backs_off_exponentially(tmp_path: Path, clock: FakeClock) -> None:
         clock.advance(0.5)
 
 
+def test_one_nack_backs_each_message_off_by_its_own_attempt(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A nack (a stopping worker's give-back) of messages at different attempts, with an ack id
+    of an ended lease among them: each leased message waits by its own attempt and records it."""
+    broker = make(tmp_path, clock, min_backoff_s=10.0, max_backoff_s=600.0, max_delivery_attempts=3)
+    broker.publish(msgs("old"))
+    first = broker.pull(1, 0)
+    broker.nack([first[0].ack_id], "boom")
+    clock.advance(10)
+    broker.publish(msgs("new"))
+    held = broker.pull(10, 0)
+    assert sorted((d.data, d.delivery_attempt) for d in held) == [(b"new", 1), (b"old", 2)]
+    broker.give_back([first[0].ack_id, *(d.ack_id for d in held)])  # the first: a stale lease
+    clock.advance(10)
+    assert [d.data for d in broker.pull(10, 0)] == [b"new"]  # 10 s for attempt 1
+    clock.advance(10)
+    assert [d.data for d in broker.pull(10, 0)] == [b"old"]  # 20 s for attempt 2
+    clock.advance(61)  # both leases run out, the old one's third and last
+    assert [(d.data, d.delivery_attempt) for d in broker.pull(10, 0)] == [(b"new", 3)]
+    dead = broker.pull_dead_letters(10)
+    assert [d.data for d in dead] == [b"old"]
+    assert [(h["attempt"], h["outcome"], h.get("reason")) for h in dead[0].attempts] == [
+        (1, "nack", "boom"),
+        (2, "nack", "worker stopping"),
+        (3, "lease_expired", None),
+    ]
+
+
 def test_dead_letter_after_max_attempts_with_history(tmp_path: Path, clock: FakeClock) -> None:
     broker = make(tmp_path, clock, max_delivery_attempts=5, min_backoff_s=0, max_backoff_s=0)
     broker.publish(msgs("poison", "fine"))

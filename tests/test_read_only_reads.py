@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from behavioral_analytics import sqlite_util
+from behavioral_analytics import sqlite_backup, sqlite_util
 from tests.conftest import cli, wait_until
 from tests.mounts import read_only_bind, read_only_view
 
@@ -213,10 +213,10 @@ def test_a_copy_read_as_it_stands_is_taken_again_when_a_writer_opens_meanwhile(
             writer.execute("DELETE FROM dead_letters")
             writers.append(writer)  # open: its log and `-shm` stay beside the file
 
-    copy = sqlite_util._copy
-    monkeypatch.setattr(sqlite_util, "_copy", copy_while_a_writer_opens)
+    copy = sqlite_backup._copy
+    monkeypatch.setattr(sqlite_backup, "_copy", copy_while_a_writer_opens)
     try:
-        sqlite_util.backup_file(view / "store.db", tmp_path / "copy.db")
+        sqlite_backup.backup_file(view / "store.db", tmp_path / "copy.db")
     finally:
         writers[0].close()
     assert copies == [True, True]

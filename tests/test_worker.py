@@ -93,11 +93,15 @@ class PoisonStore(SQLiteStore):
     poison = "evt_poison"
 
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult:
         if any(e.event_id == self.poison for e in events):
             raise RuntimeError("cannot store evt_poison")
-        return super().commit(events, dead_letters)
+        return super().commit(events, dead_letters, give_up=give_up)
 
 
 def test_a_poison_message_is_isolated_and_dead_lettered_with_its_reason(
@@ -299,12 +303,16 @@ class GatedStore(SQLiteStore):
         self.release = threading.Event()
 
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult:
         if not self.committing.is_set():
             self.committing.set()
             assert self.release.wait(30), "the test never released the first commit"
-        return super().commit(events, dead_letters)
+        return super().commit(events, dead_letters, give_up=give_up)
 
 
 def _stop_mid_commit(
@@ -362,7 +370,11 @@ class FailingGatedStore(GatedStore):
     commits = 0
 
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult:
         self.commits += 1
         self.committing.set()
@@ -441,12 +453,16 @@ class SlowCommits(SQLiteStore):
         self.spans: list[tuple[float, float]] = []
 
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult:
         began = time.monotonic()
         time.sleep(0.05)
         try:
-            return super().commit(events, dead_letters)
+            return super().commit(events, dead_letters, give_up=give_up)
         finally:
             self.spans.append((began, time.monotonic()))
 
@@ -585,7 +601,11 @@ class FailingCommits(SQLiteStore):
         self.commits = 0
 
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult:
         self.commits += 1
         self.stop.set()
@@ -778,7 +798,11 @@ class NoExtending(LocalBroker):
 
 class AlwaysFailing(SQLiteStore):
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult:
         raise StoreError("commit failed: the disk is full")
 

@@ -24,15 +24,14 @@ from typing import Any, TypeVar
 from behavioral_analytics.telemetry import log
 
 __all__ = [
+    "BUSY_TIMEOUT_MS",
     "BUSY_WAIT_S",
     "PRAGMAS",
     "READING_PRAGMAS",
     "AsItStands",
-    "CopyError",
     "LogNeedsWriter",
     "PerThreadConnection",
     "access_problem",
-    "backup_file",
     "connect",
     "connect_reading",
     "dangling_link",
@@ -41,6 +40,7 @@ __all__ = [
     "is_busy",
     "is_read_only",
     "locked",
+    "log_files",
     "make_folder",
     "may_write",
     "not_a_file",
@@ -54,6 +54,11 @@ __all__ = [
 
 T = TypeVar("T")
 
+# Milliseconds a statement waits, at most, for a lock another connection holds (SQLite's
+# busy timeout, set on every connection), and the length of one try at the write lock of a
+# `transaction` that can stop waiting.
+BUSY_TIMEOUT_MS = 30_000
+_LOCK_TRY_MS = 100
 # Seconds to wait, at most, for a lock SQLite's own busy timeout does not wait for.
 BUSY_WAIT_S = 10.0
 # Seconds between attempts at a checkpoint another connection's checkpoint kept busy, and the
@@ -64,7 +69,7 @@ _TRUNCATE_ATTEMPT_MS = 250
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
-    "PRAGMA busy_timeout = 30000",
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
     "PRAGMA cache_size = -65536",
     "PRAGMA temp_store = MEMORY",
     # Deleted and replaced content is overwritten, not left in free space and free pages
@@ -204,7 +209,7 @@ def foreign_log_files(path: Path) -> str | None:
     process's writes now fail. None otherwise."""
     if not path.is_file() or not may_write(path):
         return None
-    stuck = [p for p in _log_files(path) if p.exists() and not os.access(p, os.W_OK)]
+    stuck = [p for p in log_files(path) if p.exists() and not os.access(p, os.W_OK)]
     if not stuck:
         return None
     owner = _owner(stuck[0])
@@ -217,7 +222,7 @@ def foreign_log_files(path: Path) -> str | None:
     )
 
 
-def _log_files(path: Path) -> tuple[Path, Path]:
+def log_files(path: Path) -> tuple[Path, Path]:
     """The `-wal` and `-shm` files of WAL mode beside the SQLite file at `path`."""
     return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
@@ -307,7 +312,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 # What a connection that only reads sets (`PRAGMAS` without the ones that write the file).
 READING_PRAGMAS = (
-    "PRAGMA busy_timeout = 30000",
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
     "PRAGMA cache_size = -65536",
     "PRAGMA temp_store = MEMORY",
 )
@@ -356,7 +361,7 @@ def connect_reading(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     this user's, which the owner's writer may not write: a pair the writer's close deleted
     between the look and the open, made anew so, is removed again.)"""
     uri = path.resolve().as_uri()
-    log_file, index = _log_files(path)
+    log_file, index = log_files(path)
     logged = _size(log_file)
     if logged is not None and index.exists():
         db = _opened(sqlite3.connect(f"{uri}?mode=ro", timeout=timeout_s, **_READING_OPEN))
@@ -366,7 +371,7 @@ def connect_reading(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
         # anew, this user's, which the owner's writer could not write. Gone again, the file
         # holds everything: it is read as it stands.
         db.close()
-        for made in _log_files(path):
+        for made in log_files(path):
             with contextlib.suppress(OSError):
                 if made.stat().st_uid == os.geteuid() and not _size(log_file):
                     made.unlink()
@@ -411,9 +416,9 @@ def _made_here(path: Path) -> bool:
     except OSError:
         return False
     me = os.geteuid()
-    if owner == me or _size(_log_files(path)[0]):
+    if owner == me or _size(log_files(path)[0]):
         return False
-    for made in _log_files(path):
+    for made in log_files(path):
         with contextlib.suppress(OSError):
             if made.stat().st_uid == me:
                 return True
@@ -425,94 +430,49 @@ class AsItStands(sqlite3.Connection):
     (`immutable=1`)."""
 
 
-class CopyError(Exception):
-    """`backup_file` could not write its copy at `target`; `cause` is SQLite's error."""
-
-    def __init__(self, target: Path, cause: sqlite3.Error) -> None:
-        super().__init__(f"{target}: {cause}")
-        self.target = target
-        self.cause = cause
-
-
-def backup_file(source: Path, target: Path) -> int:
-    """Copy the SQLite file at `source` (which must exist) to `target` (which must not) as it
-    stood at one moment, while other processes go on writing it: SQLite's online backup
-    (https://www.sqlite.org/backup.html), in one step, under one read transaction, so the copy
-    holds whole transactions only and what is in the write-ahead log too. `source` is opened
-    read-only, and apart (`connect_reading`) where this process may not write it or does not
-    own it: a read-only folder can be copied, and another user's gets no file of this one's
-    beside it. A copy of a file read as it stands (no writer had it open) is taken again,
-    through the writer's log, if a writer opened the file meanwhile (up to 3 times). Returns
-    the copy's size in bytes. Raises `CopyError` when the copy cannot be written,
-    `sqlite3.Error` when `source` cannot be read, `FileExistsError` if `target` exists."""
-    if target.exists():
-        raise FileExistsError(f"{target} exists")
-    for _ in range(3):
-        before = _moment(source)
-        _copy(source, target)
-        if before is None or _moment(source) == before:
-            break
-        target.unlink()
-    else:
-        raise sqlite3.OperationalError(
-            f"{source} changed during each of 3 copies while no writer's log was there to read"
-        )
-    return target.stat().st_size
-
-
-def _moment(source: Path) -> tuple[int, int, bool] | None:
-    """For a file read as it stands (`reads_apart`, no `-shm` beside it): its size, its change
-    time and whether a log is beside it now, which a writer opening it changes; None otherwise."""
-    log, index = _log_files(source)
-    if not reads_apart(source) or index.exists():
-        return None
-    stat = source.stat()
-    return stat.st_size, stat.st_mtime_ns, log.exists()
-
-
-def _copy(source: Path, target: Path) -> None:
-    if reads_apart(source):
-        db = connect_reading(source)
-    else:
-        db = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
-    try:
-        # The source read first: a failure to read it is not to be reported as the copy's.
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        try:
-            copy = sqlite3.connect(target)
-        except sqlite3.Error as exc:
-            raise CopyError(target, exc) from exc
-        try:
-            db.backup(copy)
-        except sqlite3.Error as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _SOURCE_DAMAGED:
-                raise
-            raise CopyError(target, exc) from exc
-        finally:
-            copy.close()
-    finally:
-        db.close()
-
-
-# SQLITE_CORRUPT and SQLITE_NOTADB: what a backup raises for the file it reads, not the copy.
-_SOURCE_DAMAGED = (11, 26)
-
-
 def _apply(db: sqlite3.Connection, pragmas: tuple[str, ...]) -> None:
     for pragma in pragmas:
         db.execute(pragma)
 
 
 @contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
-    db.execute("BEGIN IMMEDIATE")
+def transaction(
+    db: sqlite3.Connection, waiting: Callable[[], object] | None = None
+) -> Iterator[sqlite3.Connection]:
+    """A write transaction that takes the write lock up front (no upgrade deadlocks).
+
+    With `waiting`, the lock is asked for in tries of `_LOCK_TRY_MS` while another connection
+    holds it, and `waiting()` runs between them: an exception it raises ends the wait, nothing
+    begun (the caller's way to stop waiting, e.g. a stopping worker). Either way the wait lasts
+    at most the busy timeout, `BUSY_TIMEOUT_MS`; then SQLite's "database is locked" is raised.
+    """
+    if waiting is None:
+        db.execute("BEGIN IMMEDIATE")
+    else:
+        _begin_waiting(db, waiting)
     try:
         yield db
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _begin_waiting(db: sqlite3.Connection, waiting: Callable[[], object]) -> None:
+    """`BEGIN IMMEDIATE` in tries of `_LOCK_TRY_MS`, `waiting()` between them (`transaction`)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    db.execute(f"PRAGMA busy_timeout = {_LOCK_TRY_MS}")
+    try:
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            waiting()
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 class PerThreadConnection:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import base64
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
@@ -51,6 +51,7 @@ __all__ = [
     "AggregateSnapshot",
     "Auditable",
     "BreakdownPoint",
+    "CommitAbandoned",
     "CommitResult",
     "ConfigChanged",
     "DeadLetter",
@@ -91,6 +92,12 @@ class ConfigChanged(StoreError):
     nothing was written, and no later write of this process can be. Restart the process so
     that it counts by the recorded configuration (or, after a newer release's upgrade, run
     that release)."""
+
+
+class CommitAbandoned(StoreError):
+    """A commit stopped waiting for the store's write lock, which another process held, because
+    its caller's `give_up` said so (a stopping worker: `worker.py`): nothing of the batch was
+    written; hand it back to the broker."""
 
 
 class LinkedAnonymousId(StoreError):
@@ -157,14 +164,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult:
         """Atomically: create the raw events that do not exist yet, apply the deltas of exactly
         those, and record the dead letters; an event or dead letter a `forget` tombstone covers
         is dropped instead (`tombstones`; counted in `forgotten`, `letters_forgotten`). Safe
         to repeat: a redelivered batch changes nothing.
 
-        Raises TransientStoreError (nothing was committed; retry the same batch) or StoreError.
+        `give_up` is asked, while the commit waits for a write lock another process holds
+        (SQLite's; Firestore has none and never asks), whether to stop waiting: once it says
+        True, CommitAbandoned is raised and nothing is written.
+
+        Raises TransientStoreError (nothing was committed; retry the same batch), CommitAbandoned
+        or StoreError.
         """
 
     @abc.abstractmethod
@@ -453,7 +469,11 @@ class EventSink(Protocol):
     """What the worker needs: commit batches exactly once, record dead letters."""
 
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult: ...
 
     def add_dead_letters(self, dead_letters: Sequence[NewDeadLetter]) -> int: ...

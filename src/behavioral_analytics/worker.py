@@ -4,11 +4,12 @@ A batch is flushed when it holds `flush_max_events` messages or `flush_interval_
 first message arrived; its raw events, aggregate deltas, dead letters and acks go together.
 Messages are acked only after the commit that holds their effect.
 
-Poison messages. Every message is judged alone: a message the core cannot take (too deep, not
-JSON, or one whose parsing raises) becomes a dead letter with its reason, committed with its
-batch-mates. A message that kills the process instead (out of memory, a native crash) cannot be
-judged in-process; it is isolated by its delivery attempt (`isolation.py` holds the schedule),
-parsed and committed by the committing thread with no batch-mate in flight.
+Poison messages. Every message is judged alone (`delivery_parsing`): a message the core cannot
+take (too deep, not JSON, or one whose parsing raises) becomes a dead letter with its reason,
+committed with its batch-mates. A message that kills the process instead (out of memory, a
+native crash) cannot be judged in-process; it is isolated by its delivery attempt
+(`isolation.py` holds the schedule), parsed and committed by the committing thread with no
+batch-mate in flight.
 
 A fault in a stage of the worker (the feeder thread: pull, parse) is logged at ERROR and ends
 `run` with `WorkerStageFailed`, so the process exits non-zero and the platform restarts it; it
@@ -24,8 +25,11 @@ seeing it (each looks every 0.25 s). The rest is given back (`Broker.give_back`,
 logged: a delivery attempt each where the broker counts them, no failure-log write on Pub/Sub;
 on redelivery, `isolation.py`'s slower path), as are redelivered messages still in the feeder
 and the halves of a failing batch; a commit failing then is not retried (it and all after it
-go back). So a slow or contended store stops one commit attempt after `stop_grace_s` (SQLite:
-another process's lock delays it by up to the 30 s busy timeout), whatever the worker holds.
+go back). A commit still waiting for the store's write lock once the stop is `stop_grace_s` old
+(SQLite: another worker process holds it) stops waiting (`Store.commit`'s `give_up`) and goes
+back too, so workers sharing a store do not stop one commit each in turn; after a stop the
+feeder hands over unparsed (the committer parses a batch only to commit it). So a slow store
+stops one commit attempt after `stop_grace_s`, whatever the worker holds.
 
 `--until-idle` gives nothing back unless stopped: once idle, it asks a broker that has one to
 `stop_receiving` (Pub/Sub's streaming pull), then commits whatever was delivered before the
@@ -38,7 +42,6 @@ import contextlib
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -53,11 +56,17 @@ from behavioral_analytics.broker import (
     was_reported,
 )
 from behavioral_analytics.broker_letters import to_dead_letter
-from behavioral_analytics.events import DEFAULT_LIMITS, UNPROCESSABLE, Event, Limits, Rejection
+from behavioral_analytics.delivery_parsing import parse_deliveries
+from behavioral_analytics.events import DEFAULT_LIMITS, Event, Limits
 from behavioral_analytics.isolation import isolation_units
-from behavioral_analytics.named_calls import judged
 from behavioral_analytics.stall_watch import StallWatch
-from behavioral_analytics.store import CommitResult, ConfigChanged, EventSink, NewDeadLetter
+from behavioral_analytics.store import (
+    CommitAbandoned,
+    CommitResult,
+    ConfigChanged,
+    EventSink,
+    NewDeadLetter,
+)
 from behavioral_analytics.telemetry import WorkerMetrics, log
 
 __all__ = ["Worker", "WorkerOptions", "WorkerStageFailed"]
@@ -80,7 +89,8 @@ class _Batch:
     dead_letters: list[NewDeadLetter]
     rejected: dict[str, int]
     # A redelivered message travels alone and unparsed: the committing thread parses it, so
-    # that a message that kills the process does so with no batch-mate in flight.
+    # that a message that kills the process does so with no batch-mate in flight. After a stop,
+    # what the feeder hands over travels unparsed too (`_parsed_unless_stopped`).
     deferred: bool = False
 
 
@@ -123,7 +133,8 @@ class Worker:
         self._stop = threading.Event()  # `run`'s
         # Parsing and committing take turns when a commit is CPU work in this process (`run`).
         in_process = getattr(store, "commits_in_process", False)
-        self._turn = threading.Lock() if in_process else contextlib.nullcontext()
+        self._turn_lock = threading.Lock() if in_process else None
+        self._turn = self._turn_lock or contextlib.nullcontext()
         self._watch = StallWatch(
             lambda: self.metrics.snapshot().to_dict(),
             warn_after_s=self.options.stall_warning_s,
@@ -219,6 +230,9 @@ class Worker:
                 except ConfigChanged:
                     self._give_back(batch.deliveries, _CONFIG_CHANGED)
                     raise
+                except CommitAbandoned as exc:
+                    log.info("commit abandoned: stopping", extra={"detail": str(exc)})
+                    self._give_back(batch.deliveries)
                 except Exception as exc:
                     # E.g. the ack failed after the commit: given back, the messages come back
                     # and their dedupe keys make the second commit a no-op. (Left alone, a
@@ -248,6 +262,12 @@ class Worker:
         """Whether a thread first saw the stop `stop_grace_s` or more ago."""
         at = self._stopped_at
         return at is not None and time.monotonic() >= at + self.options.stop_grace_s
+
+    def _give_up_waiting(self) -> bool:
+        """A commit's `give_up` (`Store.commit`): whether the stop is `stop_grace_s` old, seen
+        here too (the feeder may be waiting for its turn, not looking at the stop)."""
+        self._stop_seen(self._stop)
+        return self._late()
 
     def _give_back(self, deliveries: Sequence[Delivery], reason: str | None = None) -> None:
         """Give back what a stopping worker will not begin (`Broker.give_back`), or nack what it
@@ -360,8 +380,7 @@ class Worker:
         `isolation_units`, their leases extended while they wait (given back on stop)."""
         first = [d for d in held if d.delivery_attempt <= 1]
         if first:
-            with self._turn:
-                batch = self._prepare(first)
+            batch = self._parsed_unless_stopped(first, stop)
             while True:  # in slices, so that a stop is seen while the committer is busy
                 try:
                     out.put(batch, timeout=_PULL_SLICE_S)
@@ -383,6 +402,21 @@ class Worker:
                         rest = [d.ack_id for later in units[index:] for d in later]
                         self.broker.extend(rest, self.options.ack_deadline_s)
                         extended_at = time.monotonic()
+
+    def _parsed_unless_stopped(self, deliveries: list[Delivery], stop: threading.Event) -> _Batch:
+        """`deliveries` parsed, in turn with commits (`run`); once `stop` is set, left unparsed
+        for the committer, which parses a batch only if it commits it (after a stop, most go
+        back as they came)."""
+        unparsed = _Batch(deliveries, [], [], {}, deferred=True)
+        if self._turn_lock is None:
+            return unparsed if stop.is_set() else self._prepare(deliveries)
+        while not self._turn_lock.acquire(timeout=_PULL_SLICE_S):
+            if stop.is_set():
+                return unparsed
+        try:
+            return unparsed if stop.is_set() else self._prepare(deliveries)
+        finally:
+            self._turn_lock.release()
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -439,45 +473,10 @@ class Worker:
     def _parse(
         self, deliveries: Sequence[Delivery]
     ) -> tuple[list[Event], list[NewDeadLetter], dict[str, int]]:
-        events: list[Event] = []
-        dead_letters: list[NewDeadLetter] = []
-        rejected: Counter[str] = Counter()
-        limits = self.options.limits
-        enrich = self.options.rules.enrich
-        for delivery in deliveries:
-            parsed: Event | Rejection
-            try:
-                parsed = judged(
-                    delivery.data,
-                    message_id=delivery.identity,
-                    received_at=delivery.first_published,
-                    limits=limits,
-                )
-                if isinstance(parsed, Event):
-                    enrich(parsed)
-            except Exception as exc:  # one message's fault must not sink its batch
-                log.error(
-                    "message could not be parsed",
-                    extra={"message_id": delivery.message_id, "error": type(exc).__name__},
-                )
-                parsed = Rejection(UNPROCESSABLE, f"{type(exc).__name__}: {exc}"[:500])
-            if isinstance(parsed, Event):
-                events.append(parsed)
-            else:
-                rejected[parsed.reason] += 1
-                dead_letters.append(
-                    NewDeadLetter(
-                        reason=parsed.reason,
-                        detail=parsed.detail,
-                        data=delivery.data[: limits.max_message_bytes],  # too_large: cut
-                        message_id=delivery.identity,
-                        attributes=delivery.attributes,
-                        source="worker",
-                        received_at=delivery.first_published,
-                        attempts=[{"attempt": delivery.delivery_attempt, "at": self._clock()}],
-                    )
-                )
-        return events, dead_letters, dict(rejected)
+        opts = self.options
+        return parse_deliveries(
+            deliveries, limits=opts.limits, enrich=opts.rules.enrich, now=self._clock
+        )
 
     def _commit_with_retries(
         self,
@@ -494,11 +493,11 @@ class Worker:
             try:
                 with self._turn, self._watch.call("store", "commit", messages=len(deliveries)):
                     started = started or time.perf_counter()
-                    result = self.store.commit(events, dead_letters)
+                    result = self.store.commit(events, dead_letters, give_up=self._give_up_waiting)
                 if attempt:
                     self._watch.recovered("store", "commit", attempt)
                 return result, time.perf_counter() - started
-            except ConfigChanged:
+            except (ConfigChanged, CommitAbandoned):
                 raise
             except Exception as exc:
                 self._last_failure = f"{type(exc).__name__}: {exc}"[:500]
@@ -541,7 +540,7 @@ class Worker:
             events, dead_letters, rejected = self._parse(half)
             try:
                 with self._turn, self._watch.call("store", "commit", messages=len(half)):
-                    result = self.store.commit(events, dead_letters)
+                    result = self.store.commit(events, dead_letters, give_up=self._give_up_waiting)
             except ConfigChanged:
                 raise
             except Exception as exc:

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from behavioral_analytics.brokers.local import LocalBroker
@@ -35,11 +35,15 @@ class KillingStore(SQLiteStore):
     deadly = ""
 
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult:
         if any(e.event_id == self.deadly for e in events):
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().commit(events, dead_letters)
+        return super().commit(events, dead_letters, give_up=give_up)
 
 
 def main() -> None:

@@ -55,6 +55,23 @@ def test_a_redelivered_batch_changes_nothing(store: Store) -> None:
     assert len(list(store.iter_raw_events())) == store.count_events() == 10
 
 
+def test_give_up_is_asked_only_while_waiting_for_a_lock_another_process_holds(
+    store: Store,
+) -> None:
+    """A stopping worker passes a `give_up` that says True at once: with no other writer there
+    is nothing to wait for, so the commit is made (SQLite asks only between tries at a write
+    lock another connection holds: tests/test_worker_stop_bounds.py; Firestore never asks)."""
+    asked: list[bool] = []
+
+    def give_up() -> bool:
+        asked.append(True)
+        return True
+
+    result = store.commit([ev(1, 0, user="u1"), ev(2, 60, user="u2")], give_up=give_up)
+    assert (result.created, asked) == (2, [])
+    assert store.count_events() == 2
+
+
 def test_a_partly_new_batch_counts_only_its_new_events(store: Store) -> None:
     store.commit([ev(1, 0, user="u1"), ev(2, 60, user="u1")])
     result = store.commit([ev(2, 60, user="u1"), ev(3, 120, user="u1"), ev(3, 120, user="u1")])

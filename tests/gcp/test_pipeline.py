@@ -106,10 +106,10 @@ class _PoisonStore:
     def __init__(self, inner: FirestoreStore) -> None:
         self.inner = inner
 
-    def commit(self, events, dead_letters=()):
+    def commit(self, events, dead_letters=(), *, give_up=None):
         if any(e.event_type == "poison" for e in events):
             raise TransientStoreError("deadline exceeded writing the poison event")
-        return self.inner.commit(events, dead_letters)
+        return self.inner.commit(events, dead_letters, give_up=give_up)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -27,6 +27,7 @@ from behavioral_analytics.broker import (
 )
 from behavioral_analytics.privacy import mentions
 from behavioral_analytics.sqlite_util import (
+    BUSY_TIMEOUT_MS,
     PerThreadConnection,
     access_problem,
     erase_log_copies,
@@ -37,8 +38,6 @@ from behavioral_analytics.sqlite_util import (
 )
 
 __all__ = ["LocalBroker"]
-
-_BUSY_TIMEOUT_MS = 30_000  # as `sqlite_util.PRAGMAS` sets it for every other statement
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY);
@@ -99,6 +98,11 @@ WHERE subscription = ? AND visible_at <= ?
 ORDER BY visible_at LIMIT ?
 """
 
+_NACK = """
+UPDATE messages SET visible_at = ?, lease_token = NULL,
+                    history = json_insert(coalesce(history, '[]'), '$[#]', json(?))
+WHERE seq IN (SELECT value FROM json_each(?))
+"""
 _APPEND_HISTORY = """
 UPDATE messages SET history = json_insert(coalesce(history, '[]'), '$[#]', json(?))
 WHERE seq = ?
@@ -155,7 +159,7 @@ class LocalBroker(Broker):
         for a file that is not SQLite."""
         if not self.path.exists() or not self.path.stat().st_size:
             return
-        tables = table_names(self.path, _BUSY_TIMEOUT_MS / 1000)
+        tables = table_names(self.path, BUSY_TIMEOUT_MS / 1000)
         # None of the broker's tables (one another process is creating has its first ones).
         if tables and tables.isdisjoint(("topics", "subscriptions", "messages", "dead_letters")):
             raise BrokerError(
@@ -326,7 +330,7 @@ class LocalBroker(Broker):
             problem = access_problem(self.path, exc) or f"{self.path}: {exc}"
             raise BrokerError(f"publish to the local broker failed: {problem}") from exc
         finally:
-            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return ids
 
     def pull(self, max_messages: int, timeout: float) -> list[Delivery]:
@@ -381,10 +385,7 @@ class LocalBroker(Broker):
         ]
 
     def _record(self, seq: int, attempt: int, now: float, outcome: str, reason: str = "") -> None:
-        entry = {"attempt": attempt, "at": now, "outcome": outcome}
-        if reason:
-            entry["reason"] = reason
-        self._db.execute(_APPEND_HISTORY, (json.dumps(entry), seq))
+        self._db.execute(_APPEND_HISTORY, (json.dumps(_entry(attempt, now, outcome, reason)), seq))
 
     def _dead_letter(self, seqs: list[int], now: float) -> None:
         self._db.execute(
@@ -416,10 +417,16 @@ class LocalBroker(Broker):
             pairs.append((int(seq), token))
         return pairs
 
-    def ack(self, ack_ids: Iterable[str]) -> None:
+    @classmethod
+    def _by_lease(cls, ack_ids: Iterable[str]) -> dict[str, list[int]]:
+        """The messages' sequence numbers by the lease token of their ack ids."""
         by_lease: dict[str, list[int]] = {}
-        for seq, token in self._parse_ack_ids(ack_ids):
+        for seq, token in cls._parse_ack_ids(ack_ids):
             by_lease.setdefault(token, []).append(seq)
+        return by_lease
+
+    def ack(self, ack_ids: Iterable[str]) -> None:
+        by_lease = self._by_lease(ack_ids)
         if not by_lease:
             return
         with self._writing("ack"), transaction(self._db):
@@ -431,24 +438,33 @@ class LocalBroker(Broker):
                 )
 
     def nack(self, ack_ids: Iterable[str], reason: str) -> None:
-        pairs = self._parse_ack_ids(ack_ids)
-        if not pairs:
+        """Make the messages still leased by these ack ids deliverable again after the retry
+        backoff, each with a `nack` entry in its history: a few statements per lease, one per
+        delivery attempt among its messages (a stopping worker gives back whole batches,
+        beside other stopping workers)."""
+        by_lease = self._by_lease(ack_ids)
+        if not by_lease:
             return
         now = self._clock()
         with self._writing("nack"), transaction(self._db):
-            for seq, token in pairs:
-                row = self._db.execute(
-                    "SELECT attempts FROM messages WHERE seq = ? AND lease_token = ?", (seq, token)
-                ).fetchone()
-                if row is None:
-                    continue
-                attempts = row[0]
-                self._record(seq, attempts, now, "nack", reason)
-                backoff = min(self.max_backoff_s, self.min_backoff_s * 2 ** (attempts - 1))
-                self._db.execute(
-                    "UPDATE messages SET visible_at = ?, lease_token = NULL WHERE seq = ?",
-                    (now + backoff, seq),
-                )
+            for token, seqs in by_lease.items():
+                by_attempt: dict[int, list[int]] = {}
+                for seq, attempts in self._db.execute(
+                    "SELECT seq, attempts FROM messages "
+                    "WHERE seq IN (SELECT value FROM json_each(?)) AND lease_token = ?",
+                    (json.dumps(seqs), token),
+                ):
+                    by_attempt.setdefault(attempts, []).append(seq)
+                for attempts, leased in by_attempt.items():
+                    backoff = min(self.max_backoff_s, self.min_backoff_s * 2 ** (attempts - 1))
+                    self._db.execute(
+                        _NACK,
+                        (
+                            now + backoff,
+                            json.dumps(_entry(attempts, now, "nack", reason)),
+                            json.dumps(leased),
+                        ),
+                    )
 
     def extend(self, ack_ids: Iterable[str], seconds: float) -> None:
         pairs = self._parse_ack_ids(ack_ids)
@@ -548,3 +564,12 @@ def _one_line(rows: list[str]) -> str:
     """SQLite's integrity report (several lines, "*** in database main ***" first) as one."""
     lines = [" ".join(row.replace("*** in database main ***", "").split()) for row in rows]
     return "; ".join(line for line in lines if line)
+
+
+def _entry(attempt: int, now: float, outcome: str, reason: str = "") -> dict[str, object]:
+    """One entry of a message's delivery history: its attempt, when (epoch seconds), how it
+    ended (`nack`, `lease_expired`) and the reason given, if any."""
+    entry: dict[str, object] = {"attempt": attempt, "at": now, "outcome": outcome}
+    if reason:
+        entry["reason"] = reason
+    return entry

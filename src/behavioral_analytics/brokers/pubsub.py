@@ -566,7 +566,7 @@ class PubSubBroker(Broker):
                 "gave back messages the worker did not take",
                 extra={"count": len(unclaimed), "subscription": self.subscription},
             )
-            with contextlib.suppress(gexc.GoogleAPICallError):
+            try:
                 self._subscriber.modify_ack_deadline(
                     request={
                         "subscription": self.subscription,
@@ -575,6 +575,12 @@ class PubSubBroker(Broker):
                     },
                     timeout=timeout,
                     retry=None,
+                )
+            except gexc.GoogleAPICallError as exc:
+                log.warning(
+                    "could not give back the messages the worker did not take: they come back "
+                    "when their lease ends",
+                    extra={"count": len(unclaimed), "error": str(exc)},
                 )
         with contextlib.suppress(Exception):
             self._publisher.stop()

@@ -1,7 +1,7 @@
 """`backup`: a copy of the local data folder that can be restored, taken while the workers and
 the API run.
 
-Each file is copied by SQLite's online backup (`sqlite_util.backup_file`): as it stood at one
+Each file is copied by SQLite's online backup (`sqlite_backup.backup_file`): as it stood at one
 moment, whole transactions only, the write-ahead log's included (copying the files with `cp`
 while a worker writes can give a copy SQLite calls damaged). The broker's file is copied
 before the store's: a message acked in between is then in both copies (its event in the
@@ -25,7 +25,8 @@ import typer
 
 from behavioral_analytics.cli.errors import fail, user_errors
 from behavioral_analytics.cli.shared import console, load_config, missing_store
-from behavioral_analytics.sqlite_util import CopyError, access_problem, backup_file
+from behavioral_analytics.sqlite_backup import CopyError, backup_file
+from behavioral_analytics.sqlite_util import access_problem
 from behavioral_analytics.wiring import check_local_store
 
 __all__ = ["backup"]

@@ -291,7 +291,11 @@ class FirestoreStore(Store):
         ]
 
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,  # no write lock to wait for: never asked
     ) -> CommitResult:
         self._metadata.hold(self.config)
         self._key_rule.hold()

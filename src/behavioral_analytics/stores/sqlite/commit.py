@@ -87,12 +87,15 @@ def commit_batch(
     config: StoredConfig | None = None,
     dead_letter_retention_s: float | None = None,
     before_write: Callable[[], object] = lambda: None,
+    waiting: Callable[[], object] | None = None,
 ) -> CommitResult:
     """Commit `events` and `dead_letters` in one write transaction on `db`, processed at `now`
     (epoch seconds), raw events kept `raw_retention_s` seconds, dead letters
     `dead_letter_retention_s` (None: until purged by hand). `before_write` runs once what is
     read and folded before the write lock is ready, just before `BEGIN IMMEDIATE`
-    (`checkpoints.Checkpoints.wait`).
+    (`checkpoints.Checkpoints.wait`); `waiting`, if given, between tries at that lock while
+    another connection holds it (`sqlite_util.transaction`: an exception it raises ends the
+    wait and the commit, nothing written).
 
     With `config`, the first commit records it and later ones check it (`metadata`).
 
@@ -113,7 +116,7 @@ def commit_batch(
     ahead = _FoldedAhead.of(read.humans(), periods, behavior.rules.breakdowns)
     encoded = {event.key: split_parsers(event.properties) for event in events}
     before_write()
-    with transaction(db):
+    with transaction(db, waiting):
         hold_layout(db)
         if config is not None:
             hold_config(db, config, now)

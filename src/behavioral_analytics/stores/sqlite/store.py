@@ -50,6 +50,7 @@ from behavioral_analytics.sqlite_util import (
 from behavioral_analytics.store import (
     AggregateSnapshot,
     BreakdownPoint,
+    CommitAbandoned,
     CommitResult,
     DeadLetter,
     ForgetReport,
@@ -188,7 +189,11 @@ class SQLiteStore(Store):
     # -- writes -----------------------------------------------------------------------------
 
     def commit(
-        self, events: Sequence[Event], dead_letters: Sequence[NewDeadLetter] = ()
+        self,
+        events: Sequence[Event],
+        dead_letters: Sequence[NewDeadLetter] = (),
+        *,
+        give_up: Callable[[], bool] | None = None,
     ) -> CommitResult:
         now = self._clock()
         db = self._db
@@ -206,6 +211,7 @@ class SQLiteStore(Store):
                 config=self.config,
                 dead_letter_retention_s=self.dead_letter_retention_s,
                 before_write=checkpoints.wait,
+                waiting=None if give_up is None else _waiting(give_up, self.path),
             )
         except sqlite3.OperationalError as exc:
             problem = access_problem(self.path, exc) or f"{self.path}: {exc}"
@@ -463,3 +469,14 @@ class SQLiteStore(Store):
     def close(self) -> None:
         self._checkpoints.close()
         self._connections.close()
+
+
+def _waiting(give_up: Callable[[], bool], path: Path) -> Callable[[], None]:
+    """What a commit runs between tries at the write lock (`sqlite_util.transaction`): raises
+    CommitAbandoned once `give_up` says so."""
+
+    def waiting() -> None:
+        if give_up():
+            raise CommitAbandoned(f"{path}: another process held the write lock; gave up waiting")
+
+    return waiting
