@@ -95,7 +95,8 @@ def test_nack_redelivers_and_records_reason(settings_for) -> None:
     broker.close()
 
 
-def test_extend_and_close_give_back_unclaimed(settings_for) -> None:
+def test_extend_and_close_give_back_unclaimed(settings_for, monkeypatch, log_lines) -> None:
+    """`close` nacks what the stream delivered that the worker never took, and only that."""
     from google.api_core import exceptions as gexc
     from google.cloud import pubsub_v1
 
@@ -106,11 +107,26 @@ def test_extend_and_close_give_back_unclaimed(settings_for) -> None:
     broker.extend([d.ack_id for d in held], 30)
     assert isinstance(broker, PubSubBroker)
     wait_until(lambda: broker.queued() == 4, 30, "the other four queued in the broker, unclaimed")
+    unclaimed = {m.ack_id for m in list(broker._queue.queue)}
+    nacked: list[set[str]] = []
+    modack = broker._subscriber.modify_ack_deadline
+
+    def recorded(*args, **kwargs):  # the broker's requests; the library's too, by keyword
+        request = kwargs.get("request") or kwargs
+        if request.get("ack_deadline_seconds") == 0:
+            nacked.append(set(request["ack_ids"]))
+        return modack(*args, **kwargs)
+
+    monkeypatch.setattr(broker._subscriber, "modify_ack_deadline", recorded)
     started = time.monotonic()
     broker.close()
     assert time.monotonic() - started < 8
-    # The unclaimed four are nacked at once; the held one waits for its lease. (The emulator
-    # hands nacked messages of a closed stream to synchronous pulls, not to a new stream.)
+    assert nacked == [unclaimed]
+    assert not log_lines.starting("could not give back")
+    # The unclaimed four are nacked at once, the held one waits for its lease. The emulator
+    # hands nacked messages of a closed stream to synchronous pulls, not to a new stream; and
+    # a pull whose client stopped waiting still takes messages, so each pull here waits as long
+    # as the test.
     client = pubsub_v1.SubscriberClient()
     back: list[bytes] = []
     deadline = time.monotonic() + 30
@@ -118,15 +134,20 @@ def test_extend_and_close_give_back_unclaimed(settings_for) -> None:
         try:
             response = client.pull(
                 request={"subscription": broker.subscription, "max_messages": 10},
-                timeout=2,
+                timeout=max(1.0, deadline - time.monotonic()),
                 retry=None,
             )
         except gexc.DeadlineExceeded:
             continue
         back.extend(m.message.data for m in response.received_messages)
-    assert len(back) == 4
-    assert held[0].data not in back
     client.close()
+    unclaimed_data = {f"{i}".encode() for i in range(5)} - {held[0].data}
+    assert set(back) <= {*unclaimed_data, held[0].data}
+    if len(set(back) & unclaimed_data) < 4:
+        # The nack (checked above) reached the emulator before it saw the stream end: it sent
+        # them into that stream, whence it returns them only after long stalls.
+        pytest.xfail("the emulator sent nacked messages into the stream that had ended")
+    assert sorted(back) == sorted(unclaimed_data)
 
 
 def test_ping_fails_fast_on_a_wrong_port(settings_for, monkeypatch) -> None:

@@ -70,6 +70,12 @@ __all__ = ["PubSubBroker", "SubscriptionMissing", "resource_path"]
 
 # Seconds a publish waits past `publish_timeout_s`, by when the client library has given up.
 _SETTLE_S = 1.0
+# Seconds of each lease the client library takes or extends on a streamed message, and the
+# stream's own ack deadline (the library's default is 60): a message Pub/Sub sends into a
+# stream that is ending (a nacked one redelivered at once, say) is never read, and comes back
+# only when this lease ends. 10 is the least Pub/Sub allows; the library renews the lease of
+# every message it holds well before then, so a message in a live stream keeps its lease.
+_STREAM_LEASE_S = 10
 
 
 def resource_path(project: str, kind: str, name: str) -> str:
@@ -265,7 +271,9 @@ class PubSubBroker(Broker):
                     self.subscription,
                     callback=self._queue.put,
                     flow_control=pubsub_v1.types.FlowControl(
-                        max_messages=self.max_outstanding, max_lease_duration=3600
+                        max_messages=self.max_outstanding,
+                        max_lease_duration=3600,
+                        max_duration_per_lease_extension=_STREAM_LEASE_S,
                     ),
                 )
 
