@@ -23,6 +23,7 @@ DEPLOY_API=${DEPLOY_API:-true}
 ENABLE_MONITORING=${ENABLE_MONITORING:-true}
 API_WRITE_KEYS_SECRET=${API_WRITE_KEYS_SECRET:-behavioral-analytics-write-keys}
 API_READ_KEYS_SECRET=${API_READ_KEYS_SECRET:-behavioral-analytics-read-keys}
+HASH_SALT_SECRET=${HASH_SALT_SECRET:-behavioral-analytics-hash-salt}
 
 AR_REPOSITORY=behavioral-analytics
 WORKER_SA_NAME=analytics-processor

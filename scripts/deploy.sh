@@ -25,7 +25,10 @@
 # that send events from the browser, or '*'; empty: none can), ENABLE_MONITORING (true), NOTIFICATION_CHANNELS
 # (comma-separated ids), BUILD_SOURCE (repository root), BUILD_SERVICE_ACCOUNT (email of the
 # account Cloud Build runs as; default: the project's default build account),
-# INDEX_WAIT_SECONDS (1800: how long to wait for new composite indexes).
+# INDEX_WAIT_SECONDS (1800: how long to wait for new composite indexes), HASHED_FIELDS
+# (comma-separated property paths the worker replaces with their HMAC-SHA256, BA_HASHED_FIELDS;
+# its key is made once, at random, in the Secret Manager secret HASH_SALT_SECRET,
+# behavioral-analytics-hash-salt).
 # Backlog-driven autoscaling (CREMA) is deployed by the Terraform configurations only.
 
 set -euo pipefail
@@ -62,6 +65,7 @@ FIRESTORE_BACKUP_RETENTION=${FIRESTORE_BACKUP_RETENTION:-7d}
 BUILD_SOURCE=${BUILD_SOURCE:-$REPO_ROOT}
 BUILD_SERVICE_ACCOUNT=${BUILD_SERVICE_ACCOUNT:-}
 INDEX_WAIT_SECONDS=${INDEX_WAIT_SECONDS:-1800}
+HASHED_FIELDS=${HASHED_FIELDS:-}
 INDEXES_FILE="$REPO_ROOT/firestore.indexes.json"
 
 check_prerequisites
@@ -99,6 +103,11 @@ for origin in "${origins[@]}"; do
   esac
   case "$origin" in */*/*/* | *'|'* | *'?'* | *'#'*) die "CORS_ORIGINS: $origin has more than scheme://host[:port]" ;; esac
 done
+case "$HASHED_FIELDS" in
+  *[[:space:]]* | ,* | *, | *,,* | *'|'*)
+    die "HASHED_FIELDS=$HASHED_FIELDS: give comma-separated property paths, such as email,context.traits.email (no spaces, no empty path)"
+    ;;
+esac
 # gcloud reads a duration without a unit as seconds (7 would keep each backup 7 s): require
 # a unit, in gcloud's duration forms (7d, 1w, 168h, 1d12h, P7D, PT168H), or 0 for no backups.
 duration_part='([0-9]+(\.[0-9]*)?|\.[0-9]+)'
@@ -343,14 +352,34 @@ env_vars+=",BA_ORDERING=$MESSAGE_ORDERING"
 # Labels of the custom metrics: the dashboard filters on the worker pool's name.
 env_vars+=",REGION=$REGION"
 
+worker_env="$env_vars,WORKER_POOL_NAME=$WORKER_POOL_NAME,BA_FLUSH_INTERVAL=$FLUSH_INTERVAL"
+worker_env+=",BA_MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS"
+worker_secrets=()
+if [ -n "$HASHED_FIELDS" ]; then
+  note "Hash key in Secret Manager"
+  if probe gcloud secrets describe "$HASH_SALT_SECRET" "${P[@]}"; then
+    skip "secret $HASH_SALT_SECRET (kept: another key would hash the same value differently)"
+  else
+    python3 "$HELPERS" new-key | tr -d '\n' >"$TMP/key"
+    run gcloud secrets create "$HASH_SALT_SECRET" --replication-policy=automatic \
+      --data-file="$TMP/key" --labels=app=behavioral-analytics "${P[@]}"
+    rm -f "$TMP/key"
+  fi
+  run gcloud secrets add-iam-policy-binding "$HASH_SALT_SECRET" \
+    --member="serviceAccount:$WORKER_SA" --role=roles/secretmanager.secretAccessor "${P[@]}" \
+    --format=none
+  # gcloud splits --set-env-vars on commas: another delimiter for the list of paths.
+  worker_env="^|^${worker_env//,/|}|BA_HASHED_FIELDS=$HASHED_FIELDS"
+  worker_secrets=(--set-secrets="BA_HASH_SALT=$HASH_SALT_SECRET:latest")
+fi
+
 note "Worker pool $WORKER_POOL_NAME"
 if [ "$UPDATE" = 0 ] && probe gcloud beta run worker-pools describe "$WORKER_POOL_NAME" --region="$REGION" "${P[@]}"; then
   skip "worker pool $WORKER_POOL_NAME (use --update to redeploy)"
 else
   run gcloud beta run worker-pools deploy "$WORKER_POOL_NAME" --image="$IMAGE" --region="$REGION" \
     --service-account="$WORKER_SA" --cpu="$CPU_LIMIT" --memory="$MEMORY_LIMIT" \
-    --scaling="$MIN_INSTANCES" \
-    --set-env-vars="$env_vars,WORKER_POOL_NAME=$WORKER_POOL_NAME,BA_FLUSH_INTERVAL=$FLUSH_INTERVAL,BA_MAX_DELIVERY_ATTEMPTS=$MAX_DELIVERY_ATTEMPTS" \
+    --scaling="$MIN_INSTANCES" --set-env-vars="$worker_env" "${worker_secrets[@]}" \
     --labels=app=behavioral-analytics "${P[@]}" --quiet
 fi
 

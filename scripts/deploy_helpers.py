@@ -22,7 +22,7 @@ Subcommands:
                                           print how many documents hold TEXT in a string or
                                           bytes field (bytes come back base64-encoded)
   rfc3339 EPOCH_SECONDS                   print the time as 2025-01-31T12:00:00Z (UTC)
-  new-key                                 print a random API key
+  new-key                                 print a random key (an API key, the hash key)
 """
 
 from __future__ import annotations

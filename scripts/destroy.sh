@@ -5,7 +5,7 @@
 #   ./scripts/destroy.sh [--yes] [--keep-data] [--dry-run]
 #
 #   --yes        do not ask for confirmation (the Firestore database and its data are deleted)
-#   --keep-data  keep the Firestore database (and its delete protection)
+#   --keep-data  keep the Firestore database (and its delete protection) and the hash key
 #   --dry-run    print every command without running any
 # Exits non-zero, listing them, if resources remain at the end.
 set -euo pipefail
@@ -100,7 +100,10 @@ while IFS=$'\t' read -r name _; do
 done < <(python3 "$HELPERS" log-metrics "$MODULE_DIR/monitoring/alerting.json.tftpl" "${MVARS[@]}")
 
 note "Secrets"
-for secret in "$API_WRITE_KEYS_SECRET" "$API_READ_KEYS_SECRET"; do
+secrets=("$API_WRITE_KEYS_SECRET" "$API_READ_KEYS_SECRET")
+# The hash key stays with kept data: the values stored were hashed with it.
+[ "$KEEP_DATA" = 1 ] || secrets+=("$HASH_SALT_SECRET")
+for secret in "${secrets[@]}"; do
   delete_if_present "secret $secret" -- \
     gcloud secrets describe "$secret" "${P[@]}" -- \
     gcloud secrets delete "$secret" "${P[@]}" --quiet
@@ -151,7 +154,7 @@ done
 for topic in "$PUBSUB_TOPIC" "$PUBSUB_DEAD_LETTER_TOPIC"; do
   label="topic $topic" gone gcloud pubsub topics describe "$topic" "${P[@]}"
 done
-for secret in "$API_WRITE_KEYS_SECRET" "$API_READ_KEYS_SECRET"; do
+for secret in "${secrets[@]}"; do
   label="secret $secret" gone gcloud secrets describe "$secret" "${P[@]}"
 done
 label="service account $WORKER_SA" gone gcloud iam service-accounts describe "$WORKER_SA" "${P[@]}"

@@ -49,6 +49,8 @@ module "behavioral_analytics" {
   api_cors_origins                        = var.api_cors_origins
   api_write_keys_secret_id                = var.api_write_keys_secret_id
   api_read_keys_secret_id                 = var.api_read_keys_secret_id
+  hashed_fields                           = var.hashed_fields
+  hash_salt_secret_id                     = var.hash_salt_secret_id
   notification_channels                   = var.notification_channels
   backlog_alert_threshold                 = var.backlog_alert_threshold
   oldest_unacked_alert_seconds            = var.oldest_unacked_alert_seconds

@@ -375,6 +375,39 @@ def test_unauthenticated_gcloud_is_a_clear_error(standin):
 
 
 @pytest.mark.slow
+def test_hashed_fields_reach_the_worker_with_a_key_made_once(standin, recorded_calls):
+    gc = standin("nothing")
+    fields = "email,context.traits.email"
+    proc = gc.run("deploy.sh", HASHED_FIELDS=fields)
+    assert proc.returncode == 0, proc.stderr
+    calls = gc.calls()
+    recorded_calls.extend(calls)
+    lines = joined(mutations(calls))
+    position = index_of(lines, "secrets create behavioral-analytics-hash-salt")
+    grant = lines[index_of(lines, "secrets add-iam-policy-binding behavioral-analytics-hash-salt")]
+    assert "--member=serviceAccount:analytics-processor@demo-project.iam.gserviceaccount.com" in (
+        grant.split()
+    )
+    assert "--role=roles/secretmanager.secretAccessor" in grant.split()
+    index_of(lines, "beta run worker-pools deploy", position)  # after the key is made
+    pool = next(c for c in calls if "worker-pools" in c and "deploy" in c)
+    assert "--set-secrets=BA_HASH_SALT=behavioral-analytics-hash-salt:latest" in pool
+    env = next(a for a in pool if a.startswith("--set-env-vars="))
+    delimiter = env[len("--set-env-vars=") :][1]  # gcloud's ^DELIM^ escaping
+    pairs = dict(p.split("=", 1) for p in env.split("^", 2)[2].split(delimiter))
+    assert pairs["BA_HASHED_FIELDS"] == fields
+    assert pairs["BA_BACKEND"] == "gcp" and pairs["BA_MAX_DELIVERY_ATTEMPTS"] == "5"
+
+    again = standin("everything").run("deploy.sh", HASHED_FIELDS=fields)
+    assert again.returncode == 0, again.stderr
+    assert "secret behavioral-analytics-hash-salt (kept" in again.stderr
+
+    wrong = standin("nothing").run("deploy.sh", HASHED_FIELDS="email, phone")
+    assert wrong.returncode == 2
+    assert "HASHED_FIELDS=email, phone: give comma-separated property paths" in wrong.stderr
+
+
+@pytest.mark.slow
 def test_recorded_commands_and_flags_exist_in_the_real_gcloud(real_gcloud, recorded_calls):
     if not recorded_calls:
         pytest.skip(

@@ -1,57 +1,12 @@
 # ---------------------------------------------------------------------------
 # The HTTP collector and query API: the same image, `behavioral-analytics api`,
-# listening on $PORT. Its write and read keys live in Secret Manager.
+# listening on $PORT. Its write and read keys live in Secret Manager (secrets.tf).
 # ---------------------------------------------------------------------------
 locals {
   api_secrets = var.deploy_api ? {
     BA_WRITE_KEYS = var.api_write_keys_secret_id
     BA_READ_KEYS  = var.api_read_keys_secret_id
   } : {}
-}
-
-resource "google_secret_manager_secret" "api_keys" {
-  #checkov:skip=CKV_GCP_125:Google-managed encryption; the keys are rotated by adding versions.
-  for_each = local.api_secrets
-
-  project   = var.project_id
-  secret_id = each.value
-  labels    = local.labels
-
-  replication {
-    auto {}
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-# One random key per secret to start with. It is in the Terraform state (keep the
-# state private); rotate by adding a version: the service reads "latest".
-resource "random_password" "api_keys" {
-  for_each = local.api_secrets
-
-  length  = 40
-  special = false
-}
-
-resource "google_secret_manager_secret_version" "api_keys" {
-  for_each = local.api_secrets
-
-  secret      = google_secret_manager_secret.api_keys[each.key].id
-  secret_data = random_password.api_keys[each.key].result
-
-  lifecycle {
-    # Versions added later (rotation) are not Terraform's business.
-    ignore_changes = [secret_data]
-  }
-}
-
-resource "google_secret_manager_secret_iam_member" "api_keys_accessor" {
-  for_each = local.api_secrets
-
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.api_keys[each.key].secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.api[0].member
 }
 
 resource "google_cloud_run_v2_service" "api" {
@@ -157,7 +112,7 @@ resource "google_cloud_run_v2_service" "api" {
           name = env.key
           value_source {
             secret_key_ref {
-              secret  = google_secret_manager_secret.api_keys[env.key].secret_id
+              secret  = google_secret_manager_secret.generated[env.key].secret_id
               version = "latest"
             }
           }
@@ -170,8 +125,8 @@ resource "google_cloud_run_v2_service" "api" {
     google_project_iam_member.api,
     google_pubsub_topic_iam_member.api_publisher,
     google_pubsub_topic_iam_member.api_topic_viewer,
-    google_secret_manager_secret_iam_member.api_keys_accessor,
-    google_secret_manager_secret_version.api_keys,
+    google_secret_manager_secret_iam_member.generated_accessor,
+    google_secret_manager_secret_version.generated,
   ]
 }
 

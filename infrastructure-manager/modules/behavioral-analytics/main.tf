@@ -47,7 +47,10 @@ locals {
     WORKER_POOL_NAME         = var.worker_pool_name
     BA_FLUSH_INTERVAL        = tostring(var.flush_interval_seconds)
     BA_MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
-  })
+    },
+    # Their key, BA_HASH_SALT, comes from Secret Manager (secrets.tf).
+    length(var.hashed_fields) > 0 ? { BA_HASHED_FIELDS = join(",", var.hashed_fields) } : {},
+  )
 
   required_apis = toset(concat([
     "artifactregistry.googleapis.com",

@@ -50,7 +50,7 @@ output "api_url" {
 
 output "api_key_secrets" {
   description = "Secret Manager secrets holding the API's write and read keys (read one with: gcloud secrets versions access latest --secret=ID)."
-  value       = { for k, s in google_secret_manager_secret.api_keys : k => s.secret_id }
+  value       = { for k in keys(local.api_secrets) : k => google_secret_manager_secret.generated[k].secret_id }
 }
 
 output "autoscaler_service" {

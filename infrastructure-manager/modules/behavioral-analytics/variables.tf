@@ -370,6 +370,28 @@ variable "api_read_keys_secret_id" {
   }
 }
 
+variable "hashed_fields" {
+  description = "Property paths the worker replaces with their HMAC-SHA256 at ingestion (BA_HASHED_FIELDS), such as [\"email\", \"context.traits.email\"]. When not empty, the key (BA_HASH_SALT) is read from the Secret Manager secret hash_salt_secret_id, created with one random value."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for path in var.hashed_fields : can(regex("^[^,[:space:]]+$", path))])
+    error_message = "hashed_fields: each path must be non-empty, without commas or spaces."
+  }
+}
+
+variable "hash_salt_secret_id" {
+  description = "Secret Manager secret holding BA_HASH_SALT, the HMAC key of hashed_fields (used only when hashed_fields is not empty). Created with one random 40-character value; keep it: another key hashes the same value differently."
+  type        = string
+  default     = "behavioral-analytics-hash-salt"
+
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9_-]{1,255}$", var.hash_salt_secret_id))
+    error_message = "hash_salt_secret_id must be 1-255 letters, digits, _ or -."
+  }
+}
+
 variable "notification_channels" {
   description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) the alert policies notify."
   type        = list(string)

@@ -49,6 +49,19 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
           value = env.value
         }
       }
+
+      dynamic "env" {
+        for_each = local.worker_secrets
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.generated[env.key].secret_id
+              version = "latest"
+            }
+          }
+        }
+      }
     }
   }
 
@@ -67,6 +80,8 @@ resource "google_cloud_run_v2_worker_pool" "worker" {
   depends_on = [
     google_project_iam_member.worker,
     google_pubsub_subscription_iam_member.worker_subscriber,
+    google_secret_manager_secret_iam_member.generated_accessor,
+    google_secret_manager_secret_version.generated,
     google_firestore_index.composite,
     google_firestore_field.overrides,
   ]
